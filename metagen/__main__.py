@@ -1,0 +1,5 @@
+"""`python -m metagen`."""
+
+from metagen.cli import main
+
+main()

@@ -1,0 +1,106 @@
+"""The metagen command line: a thin Typer app over the library.
+
+This is the only module (with metagen/commands/) that prints. Every MetagenError is
+turned into one line on stderr and its exit code here, in MetagenGroup.invoke.
+Nothing here imports torch at start-up: commands import the engine when they run.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from typing import Annotated
+
+import click
+import typer
+from typer.core import TyperGroup
+
+from metagen import __version__
+from metagen.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    Interrupted,
+    MetagenError,
+)
+
+EXIT_CODES_HELP = (
+    "Exit codes: 0 ok; 1 generation or writing failed; 2 bad input or usage "
+    "(world, request, setting, model file, existing output); 130 interrupted (SIGINT); "
+    "143 terminated (SIGTERM)."
+)
+
+
+def _raise_terminated(signum, frame):  # pragma: no cover - exercised through a subprocess
+    raise Interrupted("terminated by SIGTERM", exit_code=EXIT_TERMINATED)
+
+
+class MetagenGroup(TyperGroup):
+    """The root group: maps library errors and signals to one stderr line and an exit code."""
+
+    def invoke(self, ctx: click.Context):
+        previous = signal.getsignal(signal.SIGTERM)
+        try:
+            signal.signal(signal.SIGTERM, _raise_terminated)
+        except ValueError:  # not the main thread (some test runners)
+            previous = None
+        try:
+            return super().invoke(ctx)
+        except MetagenError as error:
+            click.echo(f"error: {error.one_line()}", err=True)
+            ctx.exit(error.exit_code)
+        except KeyboardInterrupt:
+            click.echo("error: interrupted (SIGINT); nothing partial was written", err=True)
+            ctx.exit(EXIT_INTERRUPTED)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+
+
+app = typer.Typer(
+    cls=MetagenGroup,
+    name="metagen",
+    help="Stories, scene descriptions and NPC dialogue for virtual worlds, written by a "
+    "small language model on your own machine.\n\n" + EXIT_CODES_HELP,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool):
+    if value:
+        typer.echo(f"metagen {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Log what metagen does (sampler order, timings) to stderr.")
+    ] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+):
+    """metagen: worlds in, stories out."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:  # raised outside a command (during start-up)
+        sys.stderr.write("error: interrupted\n")
+        sys.exit(EXIT_INTERRUPTED)
+
+
+__all__ = ["app", "main", "EXIT_BAD_INPUT"]

@@ -1,0 +1,80 @@
+"""Domain errors. The library raises these; the CLI turns each into one line on stderr
+and the exit code of its kind (see EXIT_CODES and the README)."""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_GENERATION_FAILED = 1  # the model or the file system failed while working
+EXIT_BAD_INPUT = 2  # bad world, request, setting, model file or usage
+EXIT_INTERRUPTED = 130  # SIGINT (Ctrl-C)
+EXIT_TERMINATED = 143  # SIGTERM
+
+
+class MetagenError(Exception):
+    """Base of every error metagen reports to the user; `exit_code` says how it exits."""
+
+    exit_code = EXIT_GENERATION_FAILED
+
+    def __init__(self, message: str, *, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def one_line(self) -> str:
+        """The message and hint as a single line for stderr."""
+        text = self.message if not self.hint else f"{self.message} ({self.hint})"
+        return " ".join(text.split())
+
+
+class WorldError(MetagenError):
+    """A world file is missing, unreadable or invalid."""
+
+    exit_code = EXIT_BAD_INPUT
+
+    def __init__(self, message: str, *, problems: list[str] | None = None, hint: str | None = None):
+        super().__init__(message, hint=hint)
+        self.problems = list(problems or [])
+
+
+class RequestError(MetagenError):
+    """A request names things the world does not have, or cannot fit the model."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class ConfigError(MetagenError):
+    """An impossible decoding or command setting."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class ModelError(MetagenError):
+    """A model file is missing, damaged, of another architecture, or cannot be fetched."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class OutputExistsError(MetagenError):
+    """An output file exists and --overwrite was not given."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class OutputError(MetagenError):
+    """An output could not be written (permissions, full disk)."""
+
+    exit_code = EXIT_GENERATION_FAILED
+
+
+class GenerationError(MetagenError):
+    """The model failed while generating."""
+
+    exit_code = EXIT_GENERATION_FAILED
+
+
+class Interrupted(MetagenError):
+    """The run was stopped by a signal; `exit_code` is 130 (SIGINT) or 143 (SIGTERM)."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_INTERRUPTED):
+        super().__init__(message)
+        self.exit_code = exit_code
