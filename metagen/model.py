@@ -1,0 +1,303 @@
+"""A llama-family decoder-only transformer with a preallocated KV cache.
+
+Token embeddings; N blocks of RMSNorm -> causal grouped-query self-attention with rotary
+position embeddings (rotate-half form, as in the original checkpoints) -> residual ->
+RMSNorm -> SwiGLU feed-forward -> residual; final RMSNorm; output head (tied to the
+embeddings when the file has none).  References: Llama (Touvron et al. 2023), RoFormer
+(Su et al. 2021), GLU variants (Shazeer 2020), RMSNorm (Zhang & Sennrich 2019); layout
+after gpt-fast's model.py and llama2.c.
+
+Batches of prompts of different lengths are left-padded.  Each row's first real token
+sits at position 0, so a padded row computes what it would compute alone.  Q/K/V and
+gate/up projections are fused into one matmul each; weights may be stored as float32,
+bfloat16 or int8 with per-row scales (`WeightLinear`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from metagen.gguf import ModelArgs
+
+WEIGHT_FORMATS = ("float32", "bfloat16", "int8")
+
+
+class WeightLinear(nn.Module):
+    """y = x @ W.T with W stored as float32, bfloat16, or int8 plus a per-row scale."""
+
+    def __init__(self, weight: torch.Tensor, weight_format: str = "float32"):
+        super().__init__()
+        if weight_format not in WEIGHT_FORMATS:
+            raise ValueError(f"unknown weight format {weight_format!r}")
+        self.weight_format = weight_format
+        self.out_features, self.in_features = weight.shape
+        if weight_format == "int8":
+            # Symmetric per-output-row int8: w ≈ q * scale, |q| <= 127.
+            weight = weight.float()
+            scale = weight.abs().amax(dim=1).clamp(min=1e-8) / 127.0  # (out,)
+            q = torch.round(weight / scale[:, None]).clamp(-127, 127).to(torch.int8)
+            self.register_buffer("weight", q.contiguous(), persistent=True)
+            self.register_buffer("scale", scale.to(torch.bfloat16), persistent=True)
+        else:
+            dtype = torch.float32 if weight_format == "float32" else torch.bfloat16
+            self.register_buffer("weight", weight.to(dtype).contiguous(), persistent=True)
+            self.scale = None
+
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        return torch.float32 if self.weight_format == "float32" else torch.bfloat16
+
+    def dequantized(self) -> torch.Tensor:
+        """The weight as float32 (out, in)."""
+        if self.weight_format == "int8":
+            return self.weight.float() * self.scale.float()[:, None]
+        return self.weight.float()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.weight_format != "int8":
+            return F.linear(x, self.weight)
+        shape = x.shape
+        if x.device.type == "cpu":
+            y = torch.ops.aten._weight_int8pack_mm(x.reshape(-1, shape[-1]), self.weight, self.scale)
+        else:
+            y = F.linear(x.reshape(-1, shape[-1]), self.weight.to(x.dtype)) * self.scale.to(x.dtype)
+        return y.reshape(*shape[:-1], self.out_features)
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim), requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Normalize in float32 whatever the activation dtype, as the reference does.
+        x32 = x.float()
+        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return (self.weight * x32).to(x.dtype)
+
+
+class KVCache:
+    """Preallocated keys and values for every layer: (L, B, n_kv_heads, S, head_dim)."""
+
+    def __init__(self, args: ModelArgs, batch_size: int, max_len: int, dtype: torch.dtype,
+                 device: torch.device | str = "cpu"):
+        shape = (args.n_layers, batch_size, args.n_kv_heads, max_len, args.head_dim)
+        self.k = torch.zeros(shape, dtype=dtype, device=device)
+        self.v = torch.zeros(shape, dtype=dtype, device=device)
+        self.max_len = max_len
+        self.length = 0  # slots filled so far (the same for every row)
+
+    @property
+    def batch_size(self) -> int:
+        return self.k.shape[1]
+
+    def reorder(self, rows: torch.Tensor) -> None:
+        """Keep rows[i] as row i (beam search), for the filled slots only."""
+        n = self.length
+        self.k[:, :, :, :n] = self.k[:, rows, :, :n]
+        self.v[:, :, :, :n] = self.v[:, rows, :, :n]
+
+
+def rope_tables(args: ModelArgs, max_len: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of shape (max_len, head_dim), float32, rotate-half layout."""
+    half = args.head_dim // 2
+    inv_freq = 1.0 / (args.rope_theta ** (torch.arange(0, half, dtype=torch.int64, device=device).float() * 2 / args.head_dim))
+    positions = torch.arange(max_len, dtype=torch.float32, device=device)
+    freqs = torch.outer(positions, inv_freq)  # (max_len, head_dim/2)
+    emb = torch.cat((freqs, freqs), dim=-1)  # (max_len, head_dim)
+    return emb.cos(), emb.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """x: (B, n_heads, T, head_dim); cos, sin: (B, 1, T, head_dim)."""
+    half = x.shape[-1] // 2
+    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+    return x * cos + rotated * sin
+
+
+class Attention(nn.Module):
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        self.n_heads = args.n_heads
+        self.n_kv_heads = args.n_kv_heads
+        self.head_dim = args.head_dim
+        self.q_size = args.n_heads * args.head_dim
+        self.kv_size = args.n_kv_heads * args.head_dim
+        self.wqkv: WeightLinear | None = None  # fused (q_size + 2 kv_size, dim)
+        self.wo: WeightLinear | None = None
+
+    def forward(self, x, cos, sin, cache: KVCache, layer: int, mask: torch.Tensor | None):
+        B, T, _ = x.shape
+        qkv = self.wqkv(x)
+        q, k, v = qkv.split((self.q_size, self.kv_size, self.kv_size), dim=-1)
+        q = q.view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # (B, n_heads, T, head_dim)
+        k = k.view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, n_kv, T, head_dim)
+        v = v.view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        q = apply_rope(q, cos, sin)
+        k = apply_rope(k, cos, sin)
+        start = cache.length
+        cache.k[layer, :, :, start:start + T] = k
+        cache.v[layer, :, :, start:start + T] = v
+        keys = cache.k[layer, :, :, :start + T]  # (B, n_kv, S, head_dim)
+        values = cache.v[layer, :, :, :start + T]
+        if mask is None and T > 1:
+            out = F.scaled_dot_product_attention(q, keys, values, is_causal=True, enable_gqa=True)
+        else:
+            out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, enable_gqa=True)
+        out = out.transpose(1, 2).reshape(B, T, self.q_size)  # (B, T, dim)
+        return self.wo(out)
+
+
+class FeedForward(nn.Module):
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        self.hidden = args.ffn_dim
+        self.w13: WeightLinear | None = None  # fused gate and up: (2 ffn_dim, dim)
+        self.w2: WeightLinear | None = None
+
+    def forward(self, x):
+        gate, up = self.w13(x).split(self.hidden, dim=-1)
+        return self.w2(F.silu(gate) * up)
+
+
+class TransformerBlock(nn.Module):
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        self.attention = Attention(args)
+        self.feed_forward = FeedForward(args)
+        self.attention_norm = RMSNorm(args.dim, args.norm_eps)
+        self.ffn_norm = RMSNorm(args.dim, args.norm_eps)
+
+    def forward(self, x, cos, sin, cache, layer, mask):
+        h = x + self.attention(self.attention_norm(x), cos, sin, cache, layer, mask)
+        return h + self.feed_forward(self.ffn_norm(h))
+
+
+class Transformer(nn.Module):
+    """The model. Build with `Transformer.from_weights(args, tensors, weight_format)`."""
+
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        self.args = args
+        self.layers = nn.ModuleList(TransformerBlock(args) for _ in range(args.n_layers))
+        self.norm = RMSNorm(args.dim, args.norm_eps)
+        self.tok_embeddings: torch.Tensor | None = None  # (V, dim), float for lookup
+        self.output: WeightLinear | None = None
+        self.weight_format = "float32"
+        self._rope_len = 0
+        self._cos = self._sin = None
+
+    # -- building -------------------------------------------------------------------
+    @classmethod
+    def from_weights(cls, args: ModelArgs, tensors: dict[str, torch.Tensor],
+                     weight_format: str = "float32") -> "Transformer":
+        """Build from our per-projection names (gguf.WEIGHT_MAP), fusing Q/K/V and gate/up."""
+        model = cls(args)
+        model.weight_format = weight_format
+        t = {name: torch.as_tensor(value) for name, value in tensors.items()}
+        act = torch.float32 if weight_format == "float32" else torch.bfloat16
+        embeddings = t["tok_embeddings.weight"].float()
+        model.tok_embeddings = embeddings.to(act).contiguous()
+        out_weight = embeddings if args.tied_embeddings else t["output.weight"].float()
+        model.output = WeightLinear(out_weight, weight_format)
+        model.norm.weight.data = t["norm.weight"].float()
+        for i, block in enumerate(model.layers):
+            p = f"layers.{i}."
+            wqkv = torch.cat([t[p + "attention.wq.weight"], t[p + "attention.wk.weight"],
+                              t[p + "attention.wv.weight"]]).float()
+            block.attention.wqkv = WeightLinear(wqkv, weight_format)
+            block.attention.wo = WeightLinear(t[p + "attention.wo.weight"].float(), weight_format)
+            w13 = torch.cat([t[p + "feed_forward.w1.weight"], t[p + "feed_forward.w3.weight"]]).float()
+            block.feed_forward.w13 = WeightLinear(w13, weight_format)
+            block.feed_forward.w2 = WeightLinear(t[p + "feed_forward.w2.weight"].float(), weight_format)
+            block.attention_norm.weight.data = t[p + "attention_norm.weight"].float()
+            block.ffn_norm.weight.data = t[p + "ffn_norm.weight"].float()
+        model.eval()
+        return model
+
+    @property
+    def activation_dtype(self) -> torch.dtype:
+        return torch.float32 if self.weight_format == "float32" else torch.bfloat16
+
+    @property
+    def device(self) -> torch.device:
+        return self.tok_embeddings.device
+
+    def to_device(self, device: str | torch.device) -> "Transformer":
+        self.to(device)
+        self.tok_embeddings = self.tok_embeddings.to(device)
+        self._rope_len = 0
+        return self
+
+    def new_cache(self, batch_size: int, max_len: int) -> KVCache:
+        return KVCache(self.args, batch_size, max_len, self.activation_dtype, self.device)
+
+    def _rope(self, needed: int):
+        if needed > self._rope_len:
+            size = max(needed, 256, 2 * self._rope_len)
+            self._cos, self._sin = rope_tables(self.args, size, self.device)
+            self._rope_len = size
+        return self._cos, self._sin
+
+    # -- running --------------------------------------------------------------------
+    @torch.inference_mode()
+    def forward(self, tokens: torch.Tensor, cache: KVCache, pad: torch.Tensor | None = None,
+                last_only: bool = False) -> torch.Tensor:
+        """Run tokens (B, T) after the cache's filled slots; returns float32 logits.
+
+        pad: (B,) count of left-padding slots per row (None: no padding). Rows with padding
+        see only their real tokens, at positions counted from their first real token.
+        Returns (B, T, V), or (B, 1, V) with last_only.
+        """
+        B, T = tokens.shape
+        start = cache.length
+        if start + T > cache.max_len:
+            raise ValueError(f"KV cache holds {cache.max_len} slots; {start + T} needed")
+        slots = torch.arange(start, start + T, device=tokens.device)  # (T,)
+        cos_table, sin_table = self._rope(start + T)
+        if pad is None:
+            cos = cos_table[slots][None, None]  # (1, 1, T, head_dim)
+            sin = sin_table[slots][None, None]
+            mask = None
+            if T > 1 and start > 0:  # SDPA's is_causal aligns to the top-left corner
+                keys = torch.arange(start + T, device=tokens.device)
+                mask = (keys[None, :] <= slots[:, None])[None, None]  # (1, 1, T, S)
+        else:
+            positions = (slots[None, :] - pad[:, None]).clamp(min=0)  # (B, T)
+            cos = cos_table[positions][:, None]  # (B, 1, T, head_dim)
+            sin = sin_table[positions][:, None]
+            keys = torch.arange(start + T, device=tokens.device)  # (S,)
+            causal = keys[None, :] <= slots[:, None]  # (T, S)
+            real = keys[None, :] >= pad[:, None]  # (B, S)
+            mask = (causal[None] & real[:, None, :])[:, None]  # (B, 1, T, S)
+            # A pad query would see no key at all; let it see itself so softmax stays finite.
+            mask = mask | (keys[None, None, None, :] == slots[None, None, :, None])
+        act = self.activation_dtype
+        cos, sin = cos.to(act), sin.to(act)
+        x = F.embedding(tokens, self.tok_embeddings)  # (B, T, dim)
+        for layer, block in enumerate(self.layers):
+            x = block(x, cos, sin, cache, layer, mask)
+        cache.length = start + T
+        if last_only:
+            x = x[:, -1:]
+        return self.output(self.norm(x)).float()
+
+
+def random_weights(args: ModelArgs, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Seeded random weights under our names: a tiny model for tests and examples."""
+    generator = torch.Generator().manual_seed(seed)
+    tensors = {}
+    from metagen.gguf import expected_shapes
+
+    for name, shape in expected_shapes(args).items():
+        if name.endswith("norm.weight"):
+            tensors[name] = 1.0 + 0.1 * torch.randn(shape, generator=generator)
+        else:
+            std = 1.0 / math.sqrt(shape[-1])
+            tensors[name] = torch.randn(shape, generator=generator) * std * 2.0
+    return tensors

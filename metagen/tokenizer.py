@@ -1,0 +1,139 @@
+"""A `tokenizers` byte-level BPE tokenizer built from a GGUF's tokenizer.ggml.* metadata,
+and the chat template stored in the file (Jinja, rendered in a sandbox).
+
+Pre-tokenization follows the model's training: for "smollm" (and the StarCoder family)
+every Unicode number character is split on its own before GPT-2's byte-level regex, as
+llama.cpp's llama-vocab.cpp and SmolLM2's own tokenizer.json do.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cached_property
+from pathlib import Path
+
+from tokenizers import AddedToken, Regex, decoders, models, pre_tokenizers
+from tokenizers import Tokenizer as HFTokenizer
+
+from metagen.errors import ModelError
+from metagen.gguf import TOKEN_TYPE_CONTROL, TOKEN_TYPE_USER_DEFINED, TokenizerData
+
+# llama.cpp pre-tokenizer names whose first step splits numbers into single characters.
+SINGLE_DIGIT_PRE = {"smollm", "starcoder", "refact", "command-r", "codeshell", "exaone", "minerva"}
+
+CHATML_TEMPLATE = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content']"
+    " + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+# Tokens that end a turn in common chat formats, besides the file's own EOS.
+END_OF_TURN = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "</s>", "<|end|>")
+
+
+def _pre_tokenizer(pre: str):
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    if pre in SINGLE_DIGIT_PRE:
+        # \p{N}: every number character (Nd, Nl, No) alone, as llama.cpp's first regex.
+        digits = pre_tokenizers.Split(Regex(r"\p{N}"), behavior="isolated")
+        return pre_tokenizers.Sequence([digits, byte_level])
+    return byte_level
+
+
+def build_hf_tokenizer(data: TokenizerData) -> HFTokenizer:
+    """A tokenizers.Tokenizer equivalent to the GGUF's vocabulary and merges."""
+    vocab = {token: index for index, token in enumerate(data.tokens)}
+    merges = []
+    for line in data.merges:
+        left, sep, right = line.partition(" ")
+        if not sep:
+            raise ModelError(f"malformed BPE merge {line!r} in the model's tokenizer")
+        merges.append((left, right))
+    bpe = models.BPE(vocab=vocab, merges=merges, fuse_unk=False, byte_fallback=False)
+    tokenizer = HFTokenizer(bpe)
+    tokenizer.pre_tokenizer = _pre_tokenizer(data.pre)
+    tokenizer.decoder = decoders.ByteLevel()
+    special = [
+        AddedToken(token, special=True, normalized=False)
+        for token, kind in zip(data.tokens, data.token_types)
+        if kind in (TOKEN_TYPE_CONTROL, TOKEN_TYPE_USER_DEFINED)
+    ]
+    tokenizer.add_special_tokens(special)
+    return tokenizer
+
+
+class Tokenizer:
+    """Encode/decode text and render chat messages for one model."""
+
+    def __init__(self, hf: HFTokenizer, *, chat_template: str | None, bos_id: int | None,
+                 eos_id: int | None, pad_id: int | None, add_bos: bool = False):
+        self.hf = hf
+        self.chat_template = chat_template
+        self.bos_id = bos_id
+        self.eos_id = eos_id
+        self.pad_id = pad_id if pad_id is not None else (eos_id if eos_id is not None else 0)
+        self.add_bos = add_bos
+        self.vocab_size = hf.get_vocab_size(with_added_tokens=True)
+        ids = {hf.token_to_id(t) for t in END_OF_TURN} | ({eos_id} if eos_id is not None else set())
+        self.eos_ids = frozenset(i for i in ids if i is not None)
+
+    @classmethod
+    def from_data(cls, data: TokenizerData) -> "Tokenizer":
+        return cls(build_hf_tokenizer(data), chat_template=data.chat_template, bos_id=data.bos_id,
+                   eos_id=data.eos_id, pad_id=data.pad_id, add_bos=data.add_bos)
+
+    # -- the fast-reload cache keeps the tokenizer as JSON next to the weights ----------
+    def save(self, path: Path) -> None:
+        meta = {"chat_template": self.chat_template, "bos_id": self.bos_id, "eos_id": self.eos_id,
+                "pad_id": self.pad_id, "add_bos": self.add_bos}
+        payload = {"metagen": meta, "tokenizer": json.loads(self.hf.to_str())}
+        path.write_text(json.dumps(payload, ensure_ascii=False), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: Path) -> "Tokenizer":
+        payload = json.loads(path.read_text(encoding="utf-8"))
+        hf = HFTokenizer.from_str(json.dumps(payload["tokenizer"]))
+        return cls(hf, **payload["metagen"])
+
+    # -- text <-> ids ---------------------------------------------------------------
+    def encode(self, text: str, *, add_bos: bool | None = None) -> list[int]:
+        """Token ids of text; special tokens written in the text are kept whole."""
+        ids = self.hf.encode(text, add_special_tokens=False).ids
+        if (self.add_bos if add_bos is None else add_bos) and self.bos_id is not None:
+            ids = [self.bos_id] + ids
+        return ids
+
+    def decode(self, ids, *, skip_special: bool = True) -> str:
+        return self.hf.decode(list(ids), skip_special_tokens=skip_special)
+
+    def count(self, text: str) -> int:
+        return len(self.hf.encode(text, add_special_tokens=False).ids)
+
+    @cached_property
+    def special_ids(self) -> frozenset[int]:
+        return frozenset(t.content and self.hf.token_to_id(t.content)
+                         for t in self.hf.get_added_tokens_decoder().values() if t.special)
+
+    def token_text(self, token_id: int) -> str:
+        return self.hf.decode([token_id], skip_special_tokens=False)
+
+    # -- chat -----------------------------------------------------------------------
+    def render_chat(self, messages: list[dict], add_generation_prompt: bool = True) -> str:
+        """Messages -> prompt text, through the file's chat template (ChatML if none)."""
+        from jinja2 import TemplateError
+        from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
+                                            extensions=["jinja2.ext.loopcontrols"])
+
+        def raise_exception(message):
+            raise TemplateError(message)
+
+        env.globals["raise_exception"] = raise_exception
+        source = self.chat_template or CHATML_TEMPLATE
+        token = lambda i: self.hf.id_to_token(i) if i is not None else ""  # noqa: E731
+        try:
+            return env.from_string(source).render(
+                messages=messages, add_generation_prompt=add_generation_prompt,
+                bos_token=token(self.bos_id), eos_token=token(self.eos_id))
+        except TemplateError as error:
+            raise ModelError(f"the model's chat template failed: {error}") from error
