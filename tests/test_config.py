@@ -1,0 +1,238 @@
+"""GenerationConfig: validation messages, from_dict/to_dict, merge precedence, context fit."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from metagen.config import CLI_NAMES, GenerationConfig, merge_settings
+from metagen.errors import EXIT_BAD_INPUT, ConfigError
+
+
+def test_defaults_are_valid_and_documented_values():
+    cfg = GenerationConfig()
+    assert cfg.strategy == "sample"
+    assert cfg.max_new_tokens == 256
+    assert cfg.temperature == 0.8
+    assert cfg.top_k == 40
+    assert cfg.top_p == 0.95
+    assert cfg.repetition_penalty == 1.1
+    assert cfg.dry_sequence_breakers == ("\n", ":", '"', "*")
+    assert cfg.seed is None
+    assert cfg.effective_strategy == "sample"
+
+
+def test_every_field_has_a_cli_name():
+    names = {f.name for f in dataclasses.fields(GenerationConfig)}
+    assert set(CLI_NAMES) == names
+    assert all(flag.startswith("--") for flag in CLI_NAMES.values())
+
+
+def test_frozen():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        GenerationConfig().top_k = 3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    "settings, flag, allowed",
+    [
+        ({"strategy": "nucleus"}, "--strategy", "greedy, sample, beam"),
+        ({"max_new_tokens": 0}, "--max-tokens", "at least 1"),
+        ({"min_new_tokens": -1}, "--min-tokens", "at least 0"),
+        ({"min_new_tokens": 300, "max_new_tokens": 200}, "--min-tokens", "at most --max-tokens (200)"),
+        ({"temperature": -0.1}, "--temperature", "at least 0"),
+        ({"top_k": -1}, "--top-k", "at least 0"),
+        ({"top_p": 0.0}, "--top-p", "(0, 1]"),
+        ({"top_p": 1.5}, "--top-p", "(0, 1]"),
+        ({"min_p": 1.0}, "--min-p", "[0, 1)"),
+        ({"min_p": -0.1}, "--min-p", "[0, 1)"),
+        ({"typical_p": 0.0}, "--typical-p", "(0, 1]"),
+        ({"typical_p": 1.01}, "--typical-p", "(0, 1]"),
+        ({"repetition_penalty": 0.0}, "--repetition-penalty", "greater than 0"),
+        ({"repetition_window": -1}, "--repetition-window", "at least 0"),
+        ({"no_repeat_ngram_size": -2}, "--no-repeat-ngram", "at least 0"),
+        ({"dry_multiplier": -1.0}, "--dry-multiplier", "at least 0"),
+        ({"dry_base": 1.0}, "--dry-base", "greater than 1"),
+        ({"dry_allowed_length": 0}, "--dry-allowed-length", "at least 1"),
+        ({"dry_sequence_breakers": ["\n", ""]}, "--dry-breaker", "non-empty"),
+        ({"xtc_threshold": 0.6}, "--xtc-threshold", "[0, 0.5]"),
+        ({"xtc_probability": 1.5}, "--xtc-probability", "[0, 1]"),
+        ({"banned": [""]}, "--ban", "non-empty"),
+        ({"logit_bias": {"": 1.0}}, "--logit-bias", "word or #token-id"),
+        ({"logit_bias": {"#12a": 1.0}}, "--logit-bias", "#123"),
+        ({"num_beams": 0}, "--beams", "at least 1"),
+        ({"strategy": "beam", "num_beams": 1}, "--beams", "at least 2"),
+        ({"num_return_sequences": 0}, "--num-return", "at least 1"),
+        ({"strategy": "beam", "num_beams": 2, "num_return_sequences": 3}, "--num-return", "at most --beams (2)"),
+        ({"strategy": "greedy", "num_return_sequences": 2}, "--num-return", "identical"),
+        ({"temperature": 0.0, "num_return_sequences": 2}, "--num-return", "identical"),
+        ({"stop": ["END", ""]}, "--stop", "non-empty"),
+        ({"seed": -1}, "--seed", "[0, 2**63)"),
+        ({"seed": 2**63}, "--seed", "[0, 2**63)"),
+    ],
+)
+def test_bad_values_name_the_flag_and_the_range(settings, flag, allowed):
+    with pytest.raises(ConfigError) as info:
+        GenerationConfig.from_dict(settings)
+    message = info.value.one_line()
+    assert flag in message
+    assert allowed in message
+    assert "\n" not in message
+    assert info.value.exit_code == EXIT_BAD_INPUT
+
+
+@pytest.mark.parametrize(
+    "key, value, expected",
+    [
+        ("max_new_tokens", "100", "an integer"),
+        ("max_new_tokens", 1.5, "an integer"),
+        ("max_new_tokens", True, "an integer"),
+        ("temperature", "hot", "a finite number"),
+        ("temperature", float("nan"), "a finite number"),
+        ("top_p", float("inf"), "a finite number"),
+        ("strategy", 3, "a string"),
+        ("penalize_prompt", "yes", "true or false"),
+        ("early_stopping", 1, "true or false"),
+        ("banned", ["ok", 3], "a list of strings"),
+        ("stop", {"a": 1}, "a list of strings"),
+        ("logit_bias", {"dragon": "up"}, "a mapping"),
+        ("logit_bias", [["dragon"]], "a mapping"),
+        ("logit_bias", "dragon", "a mapping"),
+        ("seed", "42", "an integer or null"),
+    ],
+)
+def test_wrong_types_name_the_key_and_the_type(key, value, expected):
+    with pytest.raises(ConfigError) as info:
+        GenerationConfig.from_dict({key: value})
+    message = info.value.one_line()
+    assert key in message and CLI_NAMES[key] in message
+    assert expected in message
+
+
+@pytest.mark.parametrize(
+    "key, suggestion",
+    [("topp", "top_p"), ("temprature", "temperature"), ("max_tokens", "max_new_tokens"), ("top-k", "top_k"), ("beams", "num_beams")],
+)
+def test_unknown_key_did_you_mean(key, suggestion):
+    with pytest.raises(ConfigError) as info:
+        GenerationConfig.from_dict({key: 1})
+    assert repr(key) in info.value.message
+    assert f"did you mean {suggestion!r}" in info.value.one_line()
+
+
+def test_unknown_key_with_nothing_close_lists_the_settings():
+    with pytest.raises(ConfigError) as info:
+        GenerationConfig.from_dict({"zzzzzz": 1})
+    assert "known settings" in info.value.one_line()
+
+
+def test_strategy_typo_gets_a_hint():
+    with pytest.raises(ConfigError) as info:
+        GenerationConfig(strategy="beem")
+    assert "did you mean 'beam'" in info.value.one_line()
+
+
+def test_from_dict_coerces_lists_and_ints():
+    cfg = GenerationConfig.from_dict(
+        {"stop": ["\n\n", "THE END"], "banned": "dragon", "temperature": 1, "logit_bias": {"elf": -2, "#7": 1.5}}
+    )
+    assert cfg.stop == ("\n\n", "THE END")
+    assert cfg.banned == ("dragon",)
+    assert cfg.temperature == 1.0 and isinstance(cfg.temperature, float)
+    assert cfg.logit_bias == (("elf", -2.0), ("#7", 1.5))
+    hash(cfg)  # all tuples: hashable
+
+
+def test_logit_bias_accepts_pairs():
+    cfg = GenerationConfig.from_dict({"logit_bias": [["elf", -2], ("#3", 1)]})
+    assert cfg.logit_bias == (("elf", -2.0), ("#3", 1.0))
+
+
+def test_to_dict_round_trips_through_json():
+    cfg = GenerationConfig(
+        strategy="beam", num_beams=3, num_return_sequences=2, stop=("X",), banned=("orc",),
+        logit_bias=(("elf", 2.0),), seed=7,
+    )
+    data = json.loads(json.dumps(cfg.to_dict()))
+    assert data["stop"] == ["X"] and data["logit_bias"] == [["elf", 2.0]]
+    assert GenerationConfig.from_dict(data) == cfg
+
+
+@given(
+    top_p=st.floats(min_value=0.01, max_value=1.0),
+    top_k=st.integers(min_value=0, max_value=1000),
+    temperature=st.floats(min_value=0.0, max_value=5.0),
+    seed=st.one_of(st.none(), st.integers(min_value=0, max_value=2**63 - 1)),
+    stop=st.lists(st.text(min_size=1, max_size=5), max_size=3),
+)
+def test_round_trip_property(top_p, top_k, temperature, seed, stop):
+    cfg = GenerationConfig(top_p=top_p, top_k=top_k, temperature=temperature, seed=seed, stop=tuple(stop))
+    assert GenerationConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_effective_strategy():
+    assert GenerationConfig(temperature=0.0).effective_strategy == "greedy"
+    assert GenerationConfig(strategy="greedy").effective_strategy == "greedy"
+    assert GenerationConfig(strategy="beam", num_beams=4, temperature=0.0).effective_strategy == "beam"
+
+
+def test_merge_precedence_later_layers_win():
+    world = {"temperature": 0.7, "top_k": 20, "stop": ["THE END"], "seed": 1}
+    job = {"temperature": 0.9, "max_new_tokens": 100}
+    cli = {"temperature": None, "top_k": 5, "seed": None, "max_new_tokens": None}
+    cfg = merge_settings(world, job, cli)
+    assert cfg.temperature == 0.9  # job beats world; the CLI did not set it
+    assert cfg.top_k == 5  # CLI beats world
+    assert cfg.max_new_tokens == 100
+    assert cfg.stop == ("THE END",)
+    assert cfg.seed == 1
+    assert cfg.top_p == GenerationConfig().top_p  # built-in default under everything
+
+
+def test_merge_of_nothing_is_the_defaults():
+    assert merge_settings() == GenerationConfig()
+    assert merge_settings(None, {}, None) == GenerationConfig()
+
+
+def test_merge_accepts_a_config_layer():
+    base = GenerationConfig(top_k=3)
+    assert merge_settings(base, {"top_p": 0.5}) == GenerationConfig(top_k=3, top_p=0.5)
+
+
+def test_merge_validates_the_result_not_each_layer():
+    # The world asks for beam with 4 beams; the CLI then only says strategy beam: fine.
+    cfg = merge_settings({"num_beams": 4}, {"strategy": "beam"})
+    assert cfg.num_beams == 4
+    with pytest.raises(ConfigError, match="--beams"):
+        merge_settings({"strategy": "beam"})
+
+
+def test_merge_rejects_unknown_keys():
+    with pytest.raises(ConfigError) as info:
+        merge_settings({"top_pp": 0.5})
+    assert "did you mean 'top_p'" in info.value.one_line()
+    with pytest.raises(ConfigError, match="mapping"):
+        merge_settings(["top_p"])  # type: ignore[arg-type]
+
+
+def test_replace_revalidates():
+    with pytest.raises(ConfigError, match="--top-p"):
+        dataclasses.replace(GenerationConfig(), top_p=2.0)
+
+
+def test_check_context():
+    cfg = GenerationConfig(max_new_tokens=500)
+    cfg.check_context(prompt_tokens=100, context_length=600)  # exactly fits
+    with pytest.raises(ConfigError) as info:
+        cfg.check_context(prompt_tokens=3000, context_length=3072)
+    assert info.value.message == (
+        "--max-tokens 500 does not fit: the prompt has 3000 tokens and the model's context "
+        "is 3072; use at most 72"
+    )
+    with pytest.raises(ConfigError) as info:
+        cfg.check_context(prompt_tokens=3072, context_length=3072)
+    assert "shorten the prompt" in info.value.one_line()
