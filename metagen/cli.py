@@ -17,6 +17,7 @@ import typer
 from typer.core import TyperGroup
 
 from metagen import __version__
+from metagen.commands.models import models_app
 from metagen.errors import (
     EXIT_BAD_INPUT,
     EXIT_INTERRUPTED,
@@ -92,6 +93,9 @@ def root(
         stream=sys.stderr,
         force=True,
     )
+
+
+app.add_typer(models_app, name="models")
 
 
 def main() -> None:

