@@ -1,0 +1,784 @@
+"""World files: YAML -> frozen dataclasses, with validation that names file:line:column.
+
+`load_world(path)` reads a world file and the files it includes, checks every section and
+raises one WorldError that lists every problem as `file:line:col: field.path: what (expected)`.
+The YAML is composed by a safe loader that keeps each node's mark, refuses object tags and
+caps file size, alias uses and the expanded node count (so an alias bomb fails fast).
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import os
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from metagen.errors import RequestError, WorldError
+
+MAX_FILE_BYTES = 2 * 1024 * 1024  # per file; split bigger worlds with include:
+MAX_ALIASES = 100  # `*name` uses per file
+MAX_NODES = 100_000  # nodes per file after expanding aliases
+MAX_PROBLEMS = 200  # listed in one WorldError; the rest are counted
+
+ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+SETTING_RE = re.compile(r"^[a-z_][a-z0-9_]*$")
+POINTS_OF_VIEW = ("first", "second", "third")
+TENSES = ("past", "present")
+RATINGS = ("G", "PG", "PG-13", "R")
+LENGTHS = ("short", "medium", "long")
+DEFAULT_LENGTH_WORDS = {"short": 150, "medium": 350, "long": 700}
+DEFAULTS_KINDS = ("all", "story", "scene", "dialogue")
+
+_YAML = "tag:yaml.org,2002:"
+_PLAIN_TAGS = {_YAML + t for t in ("str", "int", "float", "bool", "null", "timestamp", "seq", "map", "merge")}
+
+
+# ----------------------------------------------------------------------------- the format
+
+
+@dataclass(frozen=True)
+class Style:
+    """How the world's texts are written."""
+
+    point_of_view: str | None = None  # first | second | third
+    tense: str | None = None  # past | present
+    voice: str | None = None  # free text: "wry, sensory, short sentences"
+    rating: str | None = None  # G | PG | PG-13 | R
+    preferred_words: tuple[str, ...] = ()
+    avoided_words: tuple[str, ...] = ()  # named in prompts as words to avoid
+    length: str = "medium"  # the default story length: short | medium | long
+    length_words: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_LENGTH_WORDS), hash=False)
+
+
+@dataclass(frozen=True)
+class Location:
+    id: str
+    name: str
+    description: str | None = None
+    sights: tuple[str, ...] = ()
+    sounds: tuple[str, ...] = ()
+    smells: tuple[str, ...] = ()
+    connections: tuple[str, ...] = ()  # location ids
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Relationship:
+    other: str  # a character id (`with:` in YAML)
+    kind: str | None = None  # "sister", "rival", "owes money to"
+    description: str | None = None
+
+
+@dataclass(frozen=True)
+class Character:
+    id: str
+    name: str
+    aliases: tuple[str, ...] = ()
+    role: str | None = None
+    description: str | None = None
+    traits: tuple[str, ...] = ()
+    voice: str | None = None  # how they speak
+    goals: tuple[str, ...] = ()
+    secrets: tuple[str, ...] = ()
+    relationships: tuple[Relationship, ...] = ()
+    sample_lines: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Faction:
+    id: str
+    name: str
+    description: str | None = None
+    members: tuple[str, ...] = ()  # character ids
+    goals: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class LoreEntry:
+    id: str
+    text: str
+    keys: tuple[str, ...] = ()  # trigger words, matched case-insensitively on word boundaries
+    priority: int = 0  # higher first when the token budget is short
+    always_include: bool = False
+
+
+@dataclass(frozen=True)
+class Content:
+    banned_words: tuple[str, ...] = ()  # become decoding bans
+    banned_topics: tuple[str, ...] = ()  # named in prompts as topics to stay away from
+
+
+@dataclass(frozen=True)
+class World:
+    """A loaded, validated world. Sections are tuples in file order (includes after)."""
+
+    id: str
+    name: str
+    genre: str | None = None
+    tone: str | None = None
+    era: str | None = None
+    summary: str | None = None
+    style: Style = field(default_factory=Style)
+    locations: tuple[Location, ...] = ()
+    characters: tuple[Character, ...] = ()
+    factions: tuple[Faction, ...] = ()
+    lore: tuple[LoreEntry, ...] = ()
+    # kind (all|story|scene|dialogue) -> decoding setting name -> scalar or list of text
+    defaults: dict[str, dict[str, object]] = field(default_factory=dict, hash=False)
+    content: Content = field(default_factory=Content)
+    path: Path | None = None  # the world file as given
+    files: tuple[Path, ...] = ()  # every file read, resolved, in the order read
+    content_hash: str = ""  # sha256 over the bytes of `files`, concatenated in order
+
+    def character(self, ref: str) -> Character:
+        """The character with this id (or, failing that, this exact name or alias)."""
+        return _lookup(self.characters, ref, "character", self.id)
+
+    def location(self, ref: str) -> Location:
+        """The location with this id (or, failing that, this exact name)."""
+        return _lookup(self.locations, ref, "location", self.id)
+
+    def faction(self, ref: str) -> Faction:
+        """The faction with this id (or, failing that, this exact name)."""
+        return _lookup(self.factions, ref, "faction", self.id)
+
+    def generation_defaults(self, kind: str) -> dict[str, object]:
+        """The world's decoding settings for a command kind: `all` overlaid by `kind`."""
+        return {**self.defaults.get("all", {}), **self.defaults.get(kind, {})}
+
+    def counts(self) -> dict[str, int]:
+        """How many characters, locations, factions and lore entries the world has."""
+        return {
+            "characters": len(self.characters),
+            "locations": len(self.locations),
+            "factions": len(self.factions),
+            "lore": len(self.lore),
+        }
+
+
+def did_you_mean(word: str, options) -> str:
+    """A hint: "did you mean 'x'?" for a close match, else the valid options."""
+    options = list(options)
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    if close:
+        return f"did you mean '{close[0]}'?"
+    if not options:
+        return "there are none"
+    shown = ", ".join(options[:12]) + (f", ... ({len(options)} in all)" if len(options) > 12 else "")
+    return f"expected one of: {shown}"
+
+
+def _lookup(items, ref: str, what: str, world_id: str):
+    for item in items:
+        if item.id == ref:
+            return item
+    folded = ref.casefold()
+    matches = [
+        item
+        for item in items
+        if folded in {item.id, item.name.casefold(), *(a.casefold() for a in getattr(item, "aliases", ()))}
+    ]
+    if len(matches) == 1:
+        return matches[0]
+    hint = did_you_mean(ref, [i.id for i in items])
+    if "did you mean" in hint:
+        hint += f" valid {what} ids: {', '.join(i.id for i in items)}"
+    raise RequestError(f"world '{world_id}' has no {what} '{ref}'", hint=hint)
+
+
+def slugify(text: str, fallback: str = "world") -> str:
+    """An ASCII id from free text: "Aoife Ní Bhriain" -> "aoife-ni-bhriain"."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")[:64].strip("-")
+    return slug or fallback
+
+
+# ----------------------------------------------------------------------------- safe YAML
+
+
+class _Refused(Exception):
+    """A file-level refusal while composing (limits, tags); carries the mark."""
+
+    def __init__(self, mark, message: str):
+        super().__init__(message)
+        self.mark = mark
+        self.message = message
+
+
+class _WorldLoader(yaml.SafeLoader):
+    """SafeLoader that composes nodes only (marks kept) and refuses tags and alias bombs.
+
+    Each node's expanded size (aliases counted in full) is summed bottom-up as it is
+    composed, so the first node past MAX_NODES stops the parse before anything is built.
+    """
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self.alias_uses = 0
+        self.sizes: dict[int, int] = {}
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            self.alias_uses += 1
+            if self.alias_uses > MAX_ALIASES:
+                raise _Refused(
+                    event.start_mark,
+                    f"more than {MAX_ALIASES} alias uses (*name) in one file (write the values out instead)",
+                )
+        elif event.tag not in (None, "!") and event.tag not in _PLAIN_TAGS:
+            shown = event.tag.replace(_YAML, "!!")
+            raise _Refused(
+                event.start_mark,
+                f"YAML tag '{shown}' is not allowed (world files hold only text, numbers, "
+                "true/false, lists and mappings; remove the tag)",
+            )
+        node = super().compose_node(parent, index)
+        if isinstance(event, yaml.AliasEvent):
+            if id(node) not in self.sizes:
+                raise _Refused(event.start_mark, "an alias refers to the node that contains it (recursive data is not allowed)")
+            return node
+        if isinstance(node, SequenceNode):
+            children = node.value
+        elif isinstance(node, MappingNode):
+            children = [n for pair in node.value for n in pair]
+        else:
+            children = []
+        size = 1 + sum(self.sizes[id(c)] for c in children)
+        if size > MAX_NODES:
+            raise _Refused(
+                node.start_mark,
+                f"aliases expand to more than {MAX_NODES} nodes here (an alias bomb?); write the values out",
+            )
+        self.sizes[id(node)] = size
+        return node
+
+
+def _yaml_problem(error: yaml.MarkedYAMLError) -> tuple[object, str]:
+    """The mark and a readable sentence (with what to do) for a YAML syntax error."""
+    problem = error.problem or ""
+    context = error.context or ""
+    mark = error.problem_mark or error.context_mark
+    if "\\t" in problem or "\t" in problem:
+        return mark, "invalid YAML: a tab character (indent with spaces, not tabs)"
+    if "quoted scalar" in context:
+        return error.context_mark or mark, "invalid YAML: a quoted string is never closed (close the quote that starts here)"
+    if "undefined alias" in problem:
+        return mark, f"invalid YAML: {problem} (define '&name' before using '*name')"
+    if "single document" in context:
+        return error.problem_mark, "invalid YAML: a second document (one world per file; remove the extra '---')"
+    if "flow" in context:
+        return error.context_mark or mark, f"invalid YAML: a [list] or {{mapping}} that starts here is never closed ({problem})"
+    sentence = f"{context}, {problem}" if context else problem
+    return mark, f"invalid YAML: {sentence} (check the indentation and quoting around here)"
+
+
+# ----------------------------------------------------------------------------- validation
+
+_TOP_KEYS = ("world", "style", "locations", "characters", "factions", "lore", "defaults", "content", "include")
+_PART_KEYS = ("include", "locations", "characters", "factions", "lore")
+_WORLD_KEYS = ("id", "name", "genre", "tone", "era", "summary")
+_STYLE_KEYS = ("point_of_view", "tense", "voice", "rating", "preferred_words", "avoided_words", "length", "length_words")
+_LOCATION_KEYS = ("id", "name", "description", "sights", "sounds", "smells", "connections", "tags")
+_CHARACTER_KEYS = (
+    "id", "name", "aliases", "role", "description", "traits", "voice", "goals", "secrets",
+    "relationships", "sample_lines",
+)  # fmt: skip
+_RELATIONSHIP_KEYS = ("with", "kind", "description")
+_FACTION_KEYS = ("id", "name", "description", "members", "goals")
+_LORE_KEYS = ("id", "keys", "text", "priority", "always_include")
+_CONTENT_KEYS = ("banned_words", "banned_topics")
+
+
+def _describe(node: Node) -> str:
+    if isinstance(node, SequenceNode):
+        return "a list"
+    if isinstance(node, MappingNode):
+        return "a mapping"
+    kind = node.tag.replace(_YAML, "")
+    return {
+        "int": f"the number {node.value}",
+        "float": f"the number {node.value}",
+        "bool": f"the true/false value '{node.value}'",
+        "null": "an empty value",
+        "timestamp": f"the date {node.value}",
+    }.get(kind, f"the text '{_short(node.value)}'")
+
+
+def _short(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _is_null(node: Node) -> bool:
+    return isinstance(node, ScalarNode) and node.tag == _YAML + "null"
+
+
+class _Load:
+    """State of one load_world call: problems, ids seen, references to check, files read."""
+
+    def __init__(self, root: Path, allow_outside: bool):
+        self.root = root  # the world's folder (resolved)
+        self.allow_outside = allow_outside
+        self.problems: list[tuple[int, int, int, str]] = []  # (file no., line, col, text)
+        self.files: list[Path] = []
+        self.data: list[bytes] = []
+        self.ids: dict[str, dict[str, str]] = {k: {} for k in ("character", "location", "faction", "lore")}
+        self.refs: list[tuple[str, str, int, int, int, str]] = []  # kind, id, file, line, col, prefix
+        self.sections: dict[str, list] = {k: [] for k in ("locations", "characters", "factions", "lore")}
+        self.file_no = 0
+        self.display = ""
+
+    # a. reporting
+    def add(self, node_or_mark, path: str, message: str) -> None:
+        mark = getattr(node_or_mark, "start_mark", node_or_mark)
+        line, col = (mark.line + 1, mark.column + 1) if mark is not None else (0, 0)
+        where = f"{self.display}:{line}:{col}" if mark is not None else self.display
+        self.problems.append((self.file_no, line, col, f"{where}: {path + ': ' if path else ''}{message}"))
+
+    # b. readers for one kind of value each; each returns None (and reports) when wrong
+    def mapping(self, node: Node, path: str, keys, required=(), extra: str = "") -> dict[str, Node] | None:
+        if not isinstance(node, MappingNode):
+            self.add(node, path, f"got {_describe(node)} (expected a mapping with {', '.join(keys[:4])}, ...)")
+            return None
+        pairs, merged = [], []
+        for key, value in node.value:
+            if key.tag == _YAML + "merge":
+                sources = value.value if isinstance(value, SequenceNode) else [value]
+                for source in sources:
+                    if isinstance(source, MappingNode):
+                        merged.extend(source.value)
+                    else:
+                        self.add(source, path, f"'<<' merges {_describe(source)} (expected a mapping)")
+            else:
+                pairs.append((key, value))
+        found: dict[str, Node] = {}
+        first: dict[str, Node] = {}
+        for key, value in pairs:
+            if not isinstance(key, ScalarNode):
+                self.add(key, path, f"a key is {_describe(key)} (expected a field name)")
+                continue
+            name = key.value
+            if name in first:
+                self.add(key, path, f"duplicate key '{name}' (first at line {first[name].start_mark.line + 1}; keep one)")
+                continue
+            first[name] = key
+            if name not in keys:
+                self.add(key, path, f"unknown field '{name}' ({did_you_mean(name, keys)}{extra})")
+                continue
+            found[name] = value
+        for key, value in merged:
+            if isinstance(key, ScalarNode) and key.value in keys:
+                found.setdefault(key.value, value)
+        for name in required:
+            if name not in found:
+                self.add(node, path, f"missing required field '{name}'")
+            elif _is_null(found[name]):
+                self.add(found[name], _join(path, name), "is empty (expected a value)")
+        return {k: v for k, v in found.items() if not _is_null(v)}
+
+    def text(self, node: Node, path: str) -> str | None:
+        if isinstance(node, ScalarNode) and not _is_null(node):  # yes/no/1920 are text here
+            value = node.value.strip()
+            if value:
+                return value
+            self.add(node, path, "is empty (expected text)")
+            return None
+        self.add(node, path, f"got {_describe(node)} (expected text)")
+        return None
+
+    def texts(self, node: Node, path: str) -> tuple[str, ...]:
+        if not isinstance(node, SequenceNode):
+            self.add(node, path, f"got {_describe(node)} (expected a list of text, e.g. [a, b] or '- a' lines)")
+            return ()
+        values = (self.text(item, f"{path}[{i}]") for i, item in enumerate(node.value))
+        return tuple(v for v in values if v is not None)
+
+    def ident(self, node: Node, path: str) -> str | None:
+        value = self.text(node, path)
+        if value is not None and not ID_RE.match(value):
+            self.add(
+                node,
+                path,
+                f"'{_short(value)}' is not a valid id (expected lower-case a-z, 0-9, '-' or '_', "
+                f"at most 64 characters, e.g. '{slugify(value, 'x')}')",
+            )
+            return None
+        return value
+
+    def refs_to(self, node: Node, path: str, kind: str) -> tuple[str, ...]:
+        if not isinstance(node, SequenceNode):
+            self.add(node, path, f"got {_describe(node)} (expected a list of {kind} ids)")
+            return ()
+        values = []
+        for i, item in enumerate(node.value):
+            value = self.ident(item, f"{path}[{i}]")
+            if value is not None:
+                self.ref(kind, value, item, f"{path}[{i}]")
+                values.append(value)
+        return tuple(values)
+
+    def ref(self, kind: str, value: str, node: Node, path: str) -> None:
+        mark = node.start_mark
+        self.refs.append((kind, value, self.file_no, mark.line + 1, mark.column + 1, f"{self.display}:{mark.line + 1}:{mark.column + 1}: {path}"))
+
+    def choice(self, node: Node, path: str, options) -> str | None:
+        value = self.text(node, path)
+        if value is None:
+            return None
+        for option in options:
+            if value.casefold() == option.casefold():
+                return option
+        self.add(node, path, f"'{_short(value)}' is not allowed (expected one of: {', '.join(options)})")
+        return None
+
+    def integer(self, node: Node, path: str) -> int | None:
+        if isinstance(node, ScalarNode) and node.tag == _YAML + "int":
+            return int(yaml.constructor.SafeConstructor().construct_yaml_int(node))
+        self.add(node, path, f"got {_describe(node)} (expected a whole number)")
+        return None
+
+    def boolean(self, node: Node, path: str) -> bool | None:
+        if isinstance(node, ScalarNode) and node.tag == _YAML + "bool":
+            return node.value.lower() in ("true", "yes", "on", "y")
+        self.add(node, path, f"got {_describe(node)} (expected true or false)")
+        return None
+
+    def entity_id(self, node: Node, path: str, kind: str) -> str | None:
+        value = self.ident(node, path)
+        if value is None:
+            return None
+        where = f"{self.display}:{node.start_mark.line + 1}:{node.start_mark.column + 1}"
+        if value in self.ids[kind]:
+            self.add(node, path, f"duplicate {kind} id '{value}' (first defined at {self.ids[kind][value]}; ids must be unique)")
+            return None
+        self.ids[kind][value] = where
+        return value
+
+    def items(self, node: Node, path: str, read) -> list:
+        if not isinstance(node, SequenceNode):
+            self.add(node, path, f"got {_describe(node)} (expected a list of '- id: ...' entries)")
+            return []
+        return [x for x in (read(item, f"{path}[{i}]") for i, item in enumerate(node.value)) if x is not None]
+
+    # c. one reader per section
+    def read_location(self, node: Node, path: str) -> Location | None:
+        m = self.mapping(node, path, _LOCATION_KEYS, required=("id", "name"))
+        if m is None:
+            return None
+        out = dict(
+            id=self.entity_id(m["id"], _join(path, "id"), "location") if "id" in m else None,
+            name=self.text(m["name"], _join(path, "name")) if "name" in m else None,
+            description=self.opt(m, path, "description", self.text),
+        )
+        for key in ("sights", "sounds", "smells", "tags"):
+            out[key] = self.opt(m, path, key, self.texts, ())
+        out["connections"] = self.refs_to(m["connections"], _join(path, "connections"), "location") if "connections" in m else ()
+        return Location(**out) if out["id"] and out["name"] else None
+
+    def read_relationship(self, node: Node, path: str) -> Relationship | None:
+        m = self.mapping(node, path, _RELATIONSHIP_KEYS, required=("with",))
+        if m is None or "with" not in m:
+            return None
+        other = self.ident(m["with"], _join(path, "with"))
+        if other is not None:
+            self.ref("character", other, m["with"], _join(path, "with"))
+        kind, description = self.opt(m, path, "kind", self.text), self.opt(m, path, "description", self.text)
+        return Relationship(other, kind, description) if other else None
+
+    def read_character(self, node: Node, path: str) -> Character | None:
+        m = self.mapping(node, path, _CHARACTER_KEYS, required=("id", "name"))
+        if m is None:
+            return None
+        out = dict(
+            id=self.entity_id(m["id"], _join(path, "id"), "character") if "id" in m else None,
+            name=self.text(m["name"], _join(path, "name")) if "name" in m else None,
+        )
+        for key in ("role", "description", "voice"):
+            out[key] = self.opt(m, path, key, self.text)
+        for key in ("aliases", "traits", "goals", "secrets", "sample_lines"):
+            out[key] = self.opt(m, path, key, self.texts, ())
+        rels = self.items(m["relationships"], _join(path, "relationships"), self.read_relationship) if "relationships" in m else []
+        if out["id"] and any(rel.other == out["id"] for rel in rels):
+            self.add(m["relationships"], _join(path, "relationships"), f"'{out['id']}' is related to itself (name another character)")
+        out["relationships"] = tuple(rels)
+        return Character(**out) if out["id"] and out["name"] else None
+
+    def read_faction(self, node: Node, path: str) -> Faction | None:
+        m = self.mapping(node, path, _FACTION_KEYS, required=("id", "name"))
+        if m is None:
+            return None
+        out = dict(
+            id=self.entity_id(m["id"], _join(path, "id"), "faction") if "id" in m else None,
+            name=self.text(m["name"], _join(path, "name")) if "name" in m else None,
+            description=self.opt(m, path, "description", self.text),
+            goals=self.opt(m, path, "goals", self.texts, ()),
+            members=self.refs_to(m["members"], _join(path, "members"), "character") if "members" in m else (),
+        )
+        return Faction(**out) if out["id"] and out["name"] else None
+
+    def read_lore(self, node: Node, path: str) -> LoreEntry | None:
+        m = self.mapping(node, path, _LORE_KEYS, required=("id", "text"))
+        if m is None:
+            return None
+        out = dict(
+            id=self.entity_id(m["id"], _join(path, "id"), "lore") if "id" in m else None,
+            text=self.text(m["text"], _join(path, "text")) if "text" in m else None,
+            keys=self.opt(m, path, "keys", self.texts, ()),
+            priority=self.opt(m, path, "priority", self.integer, 0),
+            always_include=self.opt(m, path, "always_include", self.boolean, False),
+        )
+        if not out["keys"] and not out["always_include"] and not isinstance(m.get("keys"), (ScalarNode, MappingNode)):
+            self.add(node, path, "has no keys and is not always_include, so it is never used (add keys: [...] or always_include: true)")
+        return LoreEntry(**out) if out["id"] and out["text"] else None
+
+    def read_style(self, node: Node) -> Style:
+        m = self.mapping(node, "style", _STYLE_KEYS) or {}
+        out = dict(
+            point_of_view=self.opt(m, "style", "point_of_view", lambda n, p: self.choice(n, p, POINTS_OF_VIEW)),
+            tense=self.opt(m, "style", "tense", lambda n, p: self.choice(n, p, TENSES)),
+            voice=self.opt(m, "style", "voice", self.text),
+            rating=self.opt(m, "style", "rating", lambda n, p: self.choice(n, p, RATINGS)),
+            preferred_words=self.opt(m, "style", "preferred_words", self.texts, ()),
+            avoided_words=self.opt(m, "style", "avoided_words", self.texts, ()),
+            length=self.opt(m, "style", "length", lambda n, p: self.choice(n, p, LENGTHS), "medium"),
+        )
+        words = dict(DEFAULT_LENGTH_WORDS)
+        lw = self.mapping(m["length_words"], "style.length_words", LENGTHS) if "length_words" in m else None
+        for key, value_node in (lw or {}).items():
+            value = self.integer(value_node, f"style.length_words.{key}")
+            if value is not None and not 10 <= value <= 5000:
+                self.add(value_node, f"style.length_words.{key}", f"{value} is out of range (expected 10 to 5000 words)")
+            elif value is not None:
+                words[key] = value
+        return Style(**out, length_words=words)
+
+    def read_defaults(self, node: Node) -> dict[str, dict[str, object]]:
+        m = self.mapping(node, "defaults", DEFAULTS_KINDS) or {}
+        out: dict[str, dict[str, object]] = {}
+        for kind, settings in m.items():
+            path = f"defaults.{kind}"
+            if not isinstance(settings, MappingNode):
+                self.add(settings, path, f"got {_describe(settings)} (expected a mapping of setting: value, e.g. temperature: 0.8)")
+                continue
+            values: dict[str, object] = {}
+            for key, value in settings.value:
+                name = key.value if isinstance(key, ScalarNode) else None
+                if not name or not SETTING_RE.match(name):
+                    self.add(key, path, f"'{_short(str(name))}' is not a setting name (expected lower_case_with_underscores)")
+                    continue
+                values[name] = self.setting(value, f"{path}.{name}")
+            out[kind] = {k: v for k, v in values.items() if v is not None}
+        return out
+
+    def setting(self, node: Node, path: str) -> object:
+        if isinstance(node, SequenceNode):  # e.g. stop: ["\n\n"]; kept unstripped
+            bad = [item for item in node.value if not isinstance(item, ScalarNode) or _is_null(item)]
+            for item in bad:
+                self.add(item, path, f"got {_describe(item)} in the list (expected text)")
+            return None if bad else [item.value for item in node.value]
+        if isinstance(node, ScalarNode) and not _is_null(node):
+            if node.tag in (_YAML + "int", _YAML + "float", _YAML + "bool"):
+                return yaml.constructor.SafeConstructor().construct_object(node)
+            return node.value
+        self.add(node, path, f"got {_describe(node)} (expected a number, true/false, text or a list of text)")
+        return None
+
+    def read_content(self, node: Node) -> Content:
+        m = self.mapping(node, "content", _CONTENT_KEYS) or {}
+        return Content(
+            banned_words=self.opt(m, "content", "banned_words", self.texts, ()),
+            banned_topics=self.opt(m, "content", "banned_topics", self.texts, ()),
+        )
+
+    @staticmethod
+    def opt(m: dict, path: str, key: str, read, default=None):
+        if key not in m:
+            return default
+        value = read(m[key], _join(path, key))
+        return default if value is None else value
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def _read_file(load: _Load, path: Path) -> Node | None:
+    """Read, decode and compose one file; report a file-level problem and return None."""
+    try:
+        if path.is_dir():
+            inside = next((p.name for p in (path / "world.yaml", path / "world.yml") if p.is_file()), None)
+            tip = f"give {path / inside}" if inside else "give the .yaml file itself"
+            load.add(None, "", f"is a directory, not a world file ({tip})")
+            return None
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            load.add(None, "", f"is {size:,} bytes, over the {MAX_FILE_BYTES // (1024 * 1024)} MiB limit for one world file (split it with include: [...])")
+            return None
+        with path.open("rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)
+    except FileNotFoundError:
+        load.add(None, "", "no such file (check the path; `metagen worlds list` shows the worlds in ./worlds)")
+        return None
+    except OSError as error:
+        load.add(None, "", f"cannot be read: {error.strerror or error} (check its permissions)")
+        return None
+    load.files.append(path.resolve())
+    load.data.append(data)
+    if b"\x00" in data:
+        offset = data.index(b"\x00")
+        load.add(None, "", f"looks like a binary file, not YAML text (a NUL byte at offset {offset}; give a UTF-8 .yaml file)")
+        return None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        col = error.start - (data.rfind(b"\n", 0, error.start) + 1) + 1
+        load.problems.append((load.file_no, line, col, f"{load.display}:{line}:{col}: not UTF-8 text (byte 0x{data[error.start]:02x} cannot be decoded; save the file as UTF-8)"))
+        return None
+    loader = _WorldLoader(text)
+    try:
+        node = loader.get_single_node()
+    except _Refused as error:
+        load.add(error.mark, "", error.message)
+        return None
+    except yaml.MarkedYAMLError as error:
+        mark, message = _yaml_problem(error)
+        load.add(mark, "", message)
+        return None
+    except yaml.YAMLError as error:
+        load.add(None, "", f"invalid YAML: {error}")
+        return None
+    except RecursionError:
+        load.add(None, "", "is nested too deeply to be a world file (flatten the lists and mappings)")
+        return None
+    finally:
+        loader.dispose()
+    if node is None:
+        load.add(None, "", "is empty or only comments (a world needs at least 'world:' with id and name; `metagen worlds new NAME` writes a starter)")
+        return None
+    if not isinstance(node, MappingNode):
+        load.add(node, "", f"the top level is {_describe(node)} (expected a mapping of sections: {', '.join(_TOP_KEYS[:5])}, ...)")
+        return None
+    return node
+
+
+def _read_part(load: _Load, path: Path, display: str, stack: tuple[Path, ...], main: bool) -> dict[str, Node]:
+    """Read one file, its sections into load.sections, then its includes (depth first)."""
+    load.file_no, load.display = len(load.files), display
+    node = _read_file(load, path)
+    if node is None:
+        return {}
+    keys = _TOP_KEYS if main else _PART_KEYS
+    extra = "" if main else "; an included file holds only locations, characters, factions, lore and include"
+    m = load.mapping(node, "", keys, required=("world",) if main else (), extra=extra) or {}
+    for section, read in (
+        ("locations", load.read_location),
+        ("characters", load.read_character),
+        ("factions", load.read_faction),
+        ("lore", load.read_lore),
+    ):
+        if section in m:
+            load.sections[section].extend(load.items(m[section], section, read))
+    if "include" in m:
+        file_no, here = load.file_no, display
+        includes = m["include"].value if isinstance(m["include"], SequenceNode) else None
+        if includes is None:
+            load.add(m["include"], "include", f"got {_describe(m['include'])} (expected a list of file paths)")
+        for i, item in enumerate(includes or []):
+            load.file_no, load.display = file_no, here
+            rel = load.text(item, f"include[{i}]")
+            if rel is not None:
+                _include(load, path, display, rel, item, f"include[{i}]", stack)
+    return m
+
+
+def _include(load: _Load, parent: Path, parent_display: str, rel: str, node: Node, at: str, stack) -> None:
+    target = (parent.parent / rel).resolve()
+    display = os.path.normpath(os.path.join(os.path.dirname(parent_display), rel))
+    if not load.allow_outside and not target.is_relative_to(load.root):
+        load.add(node, at, f"'{rel}' is outside the world's folder {load.root} (move it inside, or load with allow_outside=True)")
+    elif target in stack:
+        chain = " -> ".join(p.name for p in (*stack[stack.index(target):], target))
+        load.add(node, at, f"include cycle: {chain} (remove one of these includes)")
+    elif target in load.files:
+        load.add(node, at, f"'{rel}' is already included (include each file once)")
+    elif not target.is_file() and not target.is_dir():
+        load.add(node, at, f"'{rel}' not found (looked for {target}; include paths are relative to {parent_display})")
+    else:
+        _read_part(load, target, display, (*stack, target), main=False)
+
+
+def load_world(path: str | os.PathLike, *, allow_outside: bool = False) -> World:
+    """Load and validate a world file and its includes; raise WorldError listing every problem.
+
+    Args:
+        allow_outside: let `include:` read files outside the world file's folder.
+    """
+    given = Path(path)
+    load = _Load(given.resolve().parent, allow_outside)
+    m = _read_part(load, given, str(given), (given.resolve(),), main=True)
+    load.file_no, load.display = 0, str(given)
+    header: dict = {}
+    if "world" in m:
+        wm = load.mapping(m["world"], "world", _WORLD_KEYS, required=("id", "name")) or {}
+        header = {
+            "id": load.ident(wm["id"], "world.id") if "id" in wm else None,
+            "name": load.text(wm["name"], "world.name") if "name" in wm else None,
+            **{k: load.opt(wm, "world", k, load.text) for k in ("genre", "tone", "era", "summary")},
+        }
+    style = load.read_style(m["style"]) if "style" in m else Style()
+    defaults = load.read_defaults(m["defaults"]) if "defaults" in m else {}
+    content = load.read_content(m["content"]) if "content" in m else Content()
+    for kind, value, file_no, line, col, prefix in load.refs:
+        if value not in load.ids[kind]:
+            hint = did_you_mean(value, load.ids[kind])
+            load.problems.append((file_no, line, col, f"{prefix}: unknown {kind} '{value}' ({hint})"))
+    if load.problems:
+        raise _world_error(str(given), load.problems)
+    return World(
+        **header,
+        style=style,
+        locations=tuple(load.sections["locations"]),
+        characters=tuple(load.sections["characters"]),
+        factions=tuple(load.sections["factions"]),
+        lore=tuple(load.sections["lore"]),
+        defaults=defaults,
+        content=content,
+        path=given,
+        files=tuple(load.files),
+        content_hash=hashlib.sha256(b"".join(load.data)).hexdigest(),
+    )
+
+
+def _world_error(display: str, problems: list[tuple[int, int, int, str]]) -> WorldError:
+    lines = [text for *_, text in sorted(problems, key=lambda p: p[:3])]
+    if len(lines) > MAX_PROBLEMS:
+        lines = lines[:MAX_PROBLEMS] + [f"... and {len(lines) - MAX_PROBLEMS} more problems"]
+    if len(problems) == 1:
+        return WorldError(lines[0], problems=lines)
+    more = f"run `metagen worlds validate {display}` to see all {len(problems)}"
+    return WorldError(f"{display}: {len(problems)} problems in world", problems=lines, hint=f"first: {lines[0]}; {more}")
+
+
+__all__ = [
+    "Character",
+    "Content",
+    "Faction",
+    "Location",
+    "LoreEntry",
+    "Relationship",
+    "Style",
+    "World",
+    "did_you_mean",
+    "load_world",
+    "slugify",
+]
