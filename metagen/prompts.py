@@ -1,0 +1,563 @@
+"""Requests and prompt building: a world + a story, scene or dialogue request -> chat messages.
+
+A prompt holds the facts of the named characters and place, the world's style, lore picked
+by keyword within a token budget and few-shot sample lines. The target model is tiny
+(SmolLM2-135M-Instruct), so the templates are short and direct, with the task stated last in
+the user message. Nothing here imports torch; token counts come from a `count_tokens` callable.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from typing import ClassVar, Union
+
+from metagen.errors import RequestError
+from metagen.world import LENGTHS, Character, Location, LoreEntry, World, did_you_mean, slugify
+
+DEFAULT_LORE_BUDGET = 512  # tokens of lore when the caller gives no lore_budget
+TEMPLATE_MARGIN = 32  # tokens kept for the chat template's own markers and estimate error
+MAX_SAMPLE_LINES = 3  # per character, as few-shot examples
+MAX_TURNS = 200
+SCENE_WORDS = 120
+
+# Scripts written without spaces between words: keys there match as plain substrings.
+_NO_SPACE_SCRIPT = re.compile(r"[\u0e00-\u0e7f\u2e80-\u9fff\u3040-\u30ff\uac00-\ud7af\uf900-\ufaff]")
+
+
+# ----------------------------------------------------------------------------- requests
+
+
+class _Request:
+    """Shared behaviour of the request kinds: lists to tuples, to_dict/from_dict."""
+
+    kind: ClassVar[str] = ""
+
+    def __post_init__(self):
+        chars = getattr(self, "characters", ())
+        if isinstance(chars, str):
+            chars = (chars,)
+        object.__setattr__(self, "characters", tuple(str(c) for c in chars))
+        if len(set(self.characters)) != len(self.characters):
+            raise RequestError(f"{self.kind} request names a character twice: {', '.join(self.characters)}")
+
+    def to_dict(self) -> dict:
+        """The request as plain JSON-ready data, with its kind."""
+        data = {"kind": self.kind, **asdict(self)}
+        data["characters"] = list(data["characters"])
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict):
+        """The request recorded by to_dict (the kind, if present, must match)."""
+        data = dict(data)
+        kind = data.pop("kind", cls.kind)
+        if kind != cls.kind:
+            raise RequestError(f"expected a {cls.kind} request, got kind '{kind}'")
+        names = [f.name for f in fields(cls)]
+        unknown = [k for k in data if k not in names]
+        if unknown:
+            raise RequestError(f"{cls.kind} request has unknown field '{unknown[0]}' ({did_you_mean(unknown[0], names)})")
+        return cls(**data)
+
+    def _names(self, limit: int = 3) -> str:
+        ids = list(self.characters[:limit])
+        if len(self.characters) > limit:
+            ids.append(f"and-{len(self.characters) - limit}-more")
+        return "-".join(ids)
+
+
+@dataclass(frozen=True)
+class StoryRequest(_Request):
+    """A short story about some characters, somewhere, from a premise."""
+
+    characters: tuple[str, ...] = ()  # character ids (or exact names)
+    location: str | None = None  # a location id (or exact name)
+    premise: str | None = None  # what happens, in a sentence or two
+    length: str = "medium"  # short | medium | long; words per length come from the world's style
+    kind: ClassVar[str] = "story"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.length not in LENGTHS:
+            raise RequestError(f"story length '{self.length}' is not known ({did_you_mean(self.length, LENGTHS)})")
+
+    @property
+    def subject(self) -> str:
+        """A file-name slug built from the ids: "mira-jonas-at-docks"."""
+        parts = [self._names()] if self.characters else []
+        if self.location:
+            parts.append(f"at-{self.location}")
+        if not parts:
+            return slugify(" ".join((self.premise or "").split()[:6]), "story")
+        return _slug_join(parts)
+
+
+@dataclass(frozen=True)
+class SceneRequest(_Request):
+    """A description of one place at a time, in some weather and mood."""
+
+    location: str  # a location id (or exact name)
+    time: str | None = None  # "dusk", "the night of the festival"
+    weather: str | None = None
+    mood: str | None = None
+    characters: tuple[str, ...] = ()  # who is present, if anyone
+    kind: ClassVar[str] = "scene"
+
+    @property
+    def subject(self) -> str:
+        """A file-name slug: the location id, then the time: "docks-dusk"."""
+        return _slug_join([self.location, slugify(self.time or "", "")])
+
+
+@dataclass(frozen=True)
+class DialogueRequest(_Request):
+    """A conversation between two or more characters, one line per turn."""
+
+    characters: tuple[str, ...]  # two or more character ids (or exact names); the first speaks first
+    location: str | None = None
+    topic: str | None = None
+    turns: int = 6  # lines in all, speakers taking turns in order
+    kind: ClassVar[str] = "dialogue"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if len(self.characters) < 2:
+            raise RequestError("a dialogue needs at least two characters", hint="name them with --character, once each")
+        if not isinstance(self.turns, int) or not 1 <= self.turns <= MAX_TURNS:
+            raise RequestError(f"dialogue turns must be 1 to {MAX_TURNS}, not {self.turns!r}")
+
+    @property
+    def subject(self) -> str:
+        """A file-name slug: "mira-jonas-at-docks"."""
+        return _slug_join([self._names()] + ([f"at-{self.location}"] if self.location else []))
+
+
+Request = Union[StoryRequest, SceneRequest, DialogueRequest]
+REQUEST_KINDS: dict[str, type] = {"story": StoryRequest, "scene": SceneRequest, "dialogue": DialogueRequest}
+
+
+def request_from_dict(data: dict) -> Request:
+    """A request of the kind named in data["kind"], as recorded by to_dict()."""
+    kind = data.get("kind")
+    if kind not in REQUEST_KINDS:
+        raise RequestError(f"unknown request kind {kind!r} ({did_you_mean(str(kind), REQUEST_KINDS)})")
+    return REQUEST_KINDS[kind].from_dict(data)
+
+
+def _slug_join(parts: list[str]) -> str:
+    slug = "-".join(p for p in parts if p)
+    return slug[:80].rstrip("-") or "untitled"
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A request with its ids made canonical and the entities it names looked up."""
+
+    request: Request
+    characters: tuple[Character, ...]
+    location: Location | None
+
+
+def resolve_request(world: World, request: Request) -> Resolved:
+    """Look up the request's characters and location; RequestError with a hint if unknown."""
+    characters = tuple(world.character(ref) for ref in request.characters)
+    ids = tuple(c.id for c in characters)
+    if len(set(ids)) != len(ids):
+        raise RequestError(f"{request.kind} request names the same character twice: {', '.join(request.characters)}")
+    location = world.location(request.location) if request.location else None
+    changes: dict = {"characters": ids}
+    if location is not None:
+        changes["location"] = location.id
+    canonical = type(request)(**{**{f.name: getattr(request, f.name) for f in fields(request)}, **changes})
+    return Resolved(canonical, characters, location)
+
+
+# ----------------------------------------------------------------------------- prompts
+
+
+@dataclass(frozen=True)
+class PromptBudget:
+    """Where the context window went, in tokens as counted by the caller's count_tokens."""
+
+    context_length: int  # the model's window
+    max_new_tokens: int  # kept free for the answer
+    margin: int  # kept for the chat template's markers
+    base_tokens: int  # the prompt without lore
+    lore_budget: int  # what lore could use
+    lore_tokens: int  # what lore did use
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """Chat messages for one request, and what went into them."""
+
+    request: Request  # with canonical ids
+    messages: list[dict[str, str]]  # [{"role": "system"|"user", "content": ...}]
+    lore_used: tuple[str, ...]  # lore ids, in prompt order
+    lore_left_out: tuple[str, ...]  # matched lore ids that did not fit
+    warnings: list[str]  # anything cut for lack of room
+    prompt_tokens: int  # count_tokens over all message contents (an estimate of the real count)
+    budget: PromptBudget
+
+    def to_dict(self) -> dict:
+        """JSON-ready data for recording alongside the output."""
+        data = asdict(self)
+        data["request"] = self.request.to_dict()
+        data["lore_used"], data["lore_left_out"] = list(self.lore_used), list(self.lore_left_out)
+        return data
+
+
+def mentions(text: str, key: str) -> bool:
+    """Whether `key` occurs in `text`, case-insensitively, as a whole word (substring for CJK)."""
+    folded, needle = text.casefold(), key.casefold().strip()
+    if not needle:
+        return False
+    if _NO_SPACE_SCRIPT.search(needle):
+        return needle in folded
+    return re.search(rf"(?<!\w){re.escape(needle)}(?!\w)", folded) is not None
+
+
+def select_lore(world: World, text: str) -> list[LoreEntry]:
+    """Lore to offer for a text: always_include entries, then those a key matches, by priority."""
+    picked = [e for e in world.lore if e.always_include or any(mentions(text, k) for k in e.keys)]
+    return sorted(picked, key=lambda e: (not e.always_include, -e.priority))  # stable: file order breaks ties
+
+
+def _match_text(world: World, resolved: Resolved) -> str:
+    request = resolved.request
+    parts = [getattr(request, name, None) or "" for name in ("premise", "topic", "time", "weather", "mood")]
+    for c in resolved.characters:
+        parts += [c.name, *c.aliases, c.role or "", c.description or "", *c.traits, *c.goals]
+        parts += [r.description or r.kind or "" for r in c.relationships]
+    if resolved.location:
+        loc = resolved.location
+        parts += [loc.name, loc.description or "", *loc.sights, *loc.sounds, *loc.smells, *loc.tags]
+    for faction in world.factions:
+        if any(c.id in faction.members for c in resolved.characters):
+            parts.append(faction.name)
+    return "\n".join(p for p in parts if p)
+
+
+def build_prompt(
+    world: World,
+    request: Request,
+    *,
+    count_tokens: Callable[[str], int],
+    context_length: int,
+    max_new_tokens: int,
+    lore_budget: int | None = None,
+) -> Prompt:
+    """Chat messages for the request, with lore fitted into what the context window leaves.
+
+    Args:
+        count_tokens: counts the tokens of a text (the model's tokenizer, or an estimate).
+        lore_budget: at most this many tokens of lore (default 512, fewer if the window is short).
+    """
+    if context_length <= 0 or max_new_tokens < 0 or (lore_budget is not None and lore_budget < 0):
+        raise RequestError(
+            f"impossible budget: context_length={context_length}, max_new_tokens={max_new_tokens}, lore_budget={lore_budget}"
+        )
+    resolved = resolve_request(world, request)
+    room = context_length - max_new_tokens - TEMPLATE_MARGIN
+    warnings: list[str] = []
+
+    def measure(messages) -> int:
+        return sum(count_tokens(m["content"]) for m in messages)
+
+    # a. the prompt without lore; cut few-shot lines before giving up
+    samples = MAX_SAMPLE_LINES
+    base = _messages(world, resolved, [], samples)
+    while measure(base) > room and samples > 0 and _has_samples(resolved):
+        samples -= 1
+        base = _messages(world, resolved, [], samples)
+    if samples < MAX_SAMPLE_LINES:
+        warnings.append(f"sample lines cut to {samples} per character for lack of room")
+    base_tokens = measure(base)
+    if base_tokens > room:
+        raise RequestError(
+            f"the prompt needs about {base_tokens} tokens before any lore, but only {max(room, 0)} fit "
+            f"(context {context_length} - max_new_tokens {max_new_tokens} - {TEMPLATE_MARGIN} for the template)",
+            hint="shorten the premise or topic, lower max_new_tokens, or name fewer characters",
+        )
+
+    # b. lore, greedily in priority order, within the budget
+    lore_room = min(DEFAULT_LORE_BUDGET if lore_budget is None else lore_budget, room - base_tokens)
+    candidates = select_lore(world, _match_text(world, resolved))
+    used: list[LoreEntry] = []
+    left: list[LoreEntry] = []
+    spent = count_tokens(_LORE_HEADER) if candidates else 0
+    for entry in candidates:
+        cost = count_tokens(_lore_line(entry))
+        if spent + cost <= lore_room:
+            used.append(entry)
+            spent += cost
+        else:
+            left.append(entry)
+
+    # c. the real count (token counts need not add up); drop the last entries until it fits
+    messages = _messages(world, resolved, used, samples)
+    while used and (measure(messages) > room or measure(messages) - base_tokens > lore_room):
+        left.insert(0, used.pop())
+        messages = _messages(world, resolved, used, samples)
+    if left:
+        ids = ", ".join(e.id for e in left)
+        warnings.append(
+            f"left out {len(left)} lore entr{'y' if len(left) == 1 else 'ies'} for lack of room: {ids} "
+            f"(lore budget {max(lore_room, 0)} tokens; raise the lore budget or lower max_new_tokens)"
+        )
+    total = measure(messages)
+    budget = PromptBudget(context_length, max_new_tokens, TEMPLATE_MARGIN, base_tokens, max(lore_room, 0), total - base_tokens)
+    return Prompt(
+        request=resolved.request,
+        messages=messages,
+        lore_used=tuple(e.id for e in used),
+        lore_left_out=tuple(e.id for e in left),
+        warnings=warnings,
+        prompt_tokens=total,
+        budget=budget,
+    )
+
+
+def _has_samples(resolved: Resolved) -> bool:
+    return any(c.sample_lines for c in resolved.characters)
+
+
+# ----------------------------------------------------------------------------- templates
+
+_LORE_HEADER = "Background facts:"
+_POV = {"first": "the first person", "second": "the second person", "third": "the third person"}
+
+
+def _lore_line(entry: LoreEntry) -> str:
+    return f"- {' '.join(entry.text.split())}"
+
+
+def _messages(world: World, resolved: Resolved, lore: Sequence[LoreEntry], samples: int) -> list[dict[str, str]]:
+    request = resolved.request
+    genre = f", a {world.genre} world" if world.genre else ""
+    system = f"You are a writer for {world.name}{genre}. You write vivid, concrete text and follow the task exactly."
+    blocks = [_world_block(world)]
+    if resolved.characters:
+        blocks.append(_characters_block(world, resolved, secrets=request.kind == "story"))
+    if resolved.location:
+        blocks.append(_location_block(resolved.location))
+    if lore:
+        blocks.append("\n".join([_LORE_HEADER, *(_lore_line(e) for e in lore)]))
+    example = _samples_block(resolved.characters, samples, dialogue=request.kind == "dialogue")
+    if example:
+        blocks.append(example)
+    blocks.append("Task: " + _TASKS[request.kind](world, resolved))
+    return [{"role": "system", "content": system}, {"role": "user", "content": "\n\n".join(blocks)}]
+
+
+def _world_block(world: World) -> str:
+    head = f"World: {world.name}"
+    extra = "; ".join(x for x in (world.genre, world.era) if x)
+    lines = [_end(head + (f" ({extra})" if extra else ""))]
+    if world.summary:
+        lines.append(_end(world.summary))
+    return "\n".join(lines)
+
+
+def _end(text: str) -> str:
+    """Text as a sentence: spaces folded, a full stop added unless it ends in punctuation."""
+    text = " ".join(text.split())
+    bare = text.rstrip("\"'”’)")
+    return text if not text or (bare and bare[-1] in ".!?…") else text + "."
+
+
+def _sentence(label: str, items: Sequence[str]) -> str:
+    return " " + _end(f"{label}: {'; '.join(items)}") if items else ""
+
+
+def _characters_block(world: World, resolved: Resolved, *, secrets: bool) -> str:
+    ids = {c.id for c in resolved.characters}
+    names = {c.id: c.name for c in world.characters}
+    lines = ["Characters:"]
+    told: set[frozenset] = set()
+    for c in resolved.characters:
+        line = "- " + _end(f"{c.name}, {c.role}" if c.role else c.name)
+        if c.description:
+            line += " " + _end(c.description)
+        line += _sentence("Traits", c.traits) + (" " + _end(f"Speaks: {c.voice}") if c.voice else "")
+        line += _sentence("Wants", c.goals) + (_sentence("Secret", c.secrets) if secrets else "")
+        lines.append(line)
+        for rel in c.relationships:  # ties among the cast; all of them when there is one character
+            pair = frozenset((c.id, rel.other))
+            if (rel.other in ids or len(ids) == 1) and not (pair in told and not rel.description):
+                told.add(pair)
+                what = "; ".join(x for x in (rel.kind, rel.description) if x) or "know each other"
+                lines.append("  " + _end(f"{c.name} and {names.get(rel.other, rel.other)}: {what}"))
+    return "\n".join(lines)
+
+
+def _location_block(loc: Location) -> str:
+    line = _end(f"Place: {loc.name}") + (" " + _end(loc.description) if loc.description else "")
+    return line + _sentence("Sights", loc.sights) + _sentence("Sounds", loc.sounds) + _sentence("Smells", loc.smells)
+
+
+def _samples_block(characters: Sequence[Character], per_character: int, *, dialogue: bool) -> str:
+    lines = [f"{c.name}: {s}" for c in characters for s in c.sample_lines[:per_character]]
+    if not lines:
+        return ""
+    return "\n".join(["Examples of how they talk:" if not dialogue else "Examples of their lines:", *lines])
+
+
+def _style(world: World, default_pov: str, default_tense: str) -> str:
+    s = world.style
+    text = f"Write in {_POV[s.point_of_view or default_pov]}, {s.tense or default_tense} tense."
+    if world.tone:
+        text += " " + _end(f"Tone: {world.tone}")
+    if s.voice:
+        text += " " + _end(f"Style: {s.voice}")
+    if s.preferred_words:
+        text += f" Words that fit: {', '.join(s.preferred_words)}."
+    if s.avoided_words:
+        text += f" Avoid these words: {', '.join(s.avoided_words)}."
+    if s.rating:
+        text += f" Keep it suitable for a {s.rating} rating."
+    if world.content.banned_topics:
+        text += f" Do not write about: {', '.join(world.content.banned_topics)}."
+    return text
+
+
+def _cast(resolved: Resolved) -> str:
+    names = [c.name for c in resolved.characters]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _story_task(world: World, resolved: Resolved) -> str:
+    request: StoryRequest = resolved.request
+    words = world.style.length_words.get(request.length, 350)
+    text = f"Write a {request.length} story of about {words} words"
+    if resolved.characters:
+        text += f" about {_cast(resolved)}"
+    if resolved.location:
+        text += f", set in {resolved.location.name}"
+    text += "."
+    if request.premise:
+        text += " " + _end(f"Premise: {request.premise}")
+    text += " " + _style(world, "third", "past")
+    return text + " Give it a beginning, a turn and an ending. Begin the story now."
+
+
+def _scene_task(world: World, resolved: Resolved) -> str:
+    request: SceneRequest = resolved.request
+    conditions = "; ".join(
+        f"{label}: {value}" for label, value in (("time", request.time), ("weather", request.weather), ("mood", request.mood)) if value
+    )
+    text = f"Describe {resolved.location.name}" + (f" ({conditions})" if conditions else "") + "."
+    if resolved.characters:
+        text += f" {_cast(resolved)} {'is' if len(resolved.characters) == 1 else 'are'} there."
+    text += f" Write one paragraph of about {SCENE_WORDS} words. Use what can be seen, heard and smelled. No dialogue."
+    return text + " " + _style(world, "second", "present")
+
+
+def _dialogue_task(world: World, resolved: Resolved) -> str:
+    request: DialogueRequest = resolved.request
+    text = f"Write a conversation of {request.turns} lines between {_cast(resolved)}"
+    if resolved.location:
+        text += f" in {resolved.location.name}"
+    if request.topic:
+        text += f", about {' '.join(request.topic.split()).rstrip('.')}"
+    first = resolved.characters[0].name
+    text += f". One line per turn, each written as 'Name: line'. {first} speaks first."
+    text += " Keep each line short, spoken aloud and in character."
+    avoid = [*world.style.avoided_words]
+    if avoid:
+        text += f" Avoid these words: {', '.join(avoid)}."
+    if world.content.banned_topics:
+        text += f" Do not talk about: {', '.join(world.content.banned_topics)}."
+    return text
+
+
+_TASKS = {"story": _story_task, "scene": _scene_task, "dialogue": _dialogue_task}
+
+
+# ----------------------------------------------------------------------------- dialogue helpers
+
+
+def estimate_tokens(text: str) -> int:
+    """A rough token count (about 4 tokens for 3 words) for when no tokenizer is at hand."""
+    return (len(text.split()) * 4 + 2) // 3
+
+
+def dialogue_preamble(world: World, request: DialogueRequest, *, count_tokens: Callable[[str], int] = estimate_tokens,
+                      context_length: int = 8192, max_new_tokens: int = 1024) -> list[dict[str, str]]:
+    """The system and user messages that open a dialogue; the transcript follows as the answer."""
+    if request.kind != "dialogue":
+        raise RequestError(f"dialogue_preamble needs a dialogue request, not a {request.kind} request")
+    return build_prompt(world, request, count_tokens=count_tokens, context_length=context_length,
+                        max_new_tokens=max_new_tokens).messages  # fmt: skip
+
+
+def speaker_order(world: World, request: DialogueRequest) -> tuple[Character, ...]:
+    """Who speaks each turn: the named characters in order, round and round, `turns` long."""
+    cast = resolve_request(world, request).characters
+    return tuple(cast[i % len(cast)] for i in range(request.turns))
+
+
+def speaker_prefix(name: str) -> str:
+    """What metagen writes before the model writes a line: "Name:"."""
+    return f"{name}:"
+
+
+def format_dialogue(lines: Sequence[tuple[str, str]]) -> str:
+    """Turns as text, one "Name: line" a line."""
+    return "\n".join(f"{speaker_prefix(name)} {line}" for name, line in lines)
+
+
+def continue_dialogue(lines: Sequence[tuple[str, str]], next_speaker: str) -> str:
+    """The answer so far, ending in the next speaker's "Name:" for the model to complete."""
+    done = format_dialogue(lines)
+    return (done + "\n" if done else "") + speaker_prefix(next_speaker)
+
+
+def dialogue_stops(names: Sequence[str]) -> list[str]:
+    """Stop strings for one dialogue line: a newline, or another speaker's prefix."""
+    return ["\n", *(f" {speaker_prefix(n)}" for n in names)]
+
+
+def clean_dialogue_line(text: str, names: Sequence[str]) -> str:
+    """The model's text cut to one spoken line: first line, before any "Name:", quotes stripped."""
+    line = text.strip().split("\n", 1)[0] if text.strip() else ""
+    cut = len(line)
+    for name in names:
+        at = line.find(speaker_prefix(name))
+        if at == 0:
+            line = line[len(speaker_prefix(name)) :].lstrip()  # the model echoed the prefix
+            cut = len(line)
+        elif at > 0:
+            cut = min(cut, at)
+    line = line[:cut].strip()
+    if len(line) >= 2 and line[0] == line[-1] and line[0] in "\"'“”":
+        line = line[1:-1].strip()
+    return line.strip("“”").strip()
+
+
+__all__ = [
+    "DEFAULT_LORE_BUDGET",
+    "DialogueRequest",
+    "Prompt",
+    "PromptBudget",
+    "REQUEST_KINDS",
+    "Request",
+    "Resolved",
+    "SceneRequest",
+    "StoryRequest",
+    "build_prompt",
+    "clean_dialogue_line",
+    "continue_dialogue",
+    "dialogue_preamble",
+    "dialogue_stops",
+    "estimate_tokens",
+    "format_dialogue",
+    "mentions",
+    "request_from_dict",
+    "resolve_request",
+    "select_lore",
+    "speaker_order",
+    "speaker_prefix",
+]
