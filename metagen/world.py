@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import json
 import os
 import re
 import unicodedata
@@ -328,7 +329,7 @@ class _Load:
         self.problems: list[tuple[int, int, int, str]] = []  # (file no., line, col, text)
         self.files: list[Path] = []
         self.data: list[bytes] = []
-        self.ids: dict[str, dict[str, str]] = {k: {} for k in ("character", "location", "faction", "lore")}
+        self.ids: dict[str, dict[str, tuple]] = {k: {} for k in ("character", "location", "faction", "lore")}
         self.refs: list[tuple[str, str, int, int, int, str]] = []  # kind, id, file, line, col, prefix
         self.sections: dict[str, list] = {k: [] for k in ("locations", "characters", "factions", "lore")}
         self.file_no = 0
@@ -453,11 +454,12 @@ class _Load:
         value = self.ident(node, path)
         if value is None:
             return None
-        where = f"{self.display}:{node.start_mark.line + 1}:{node.start_mark.column + 1}"
         if value in self.ids[kind]:
-            self.add(node, path, f"duplicate {kind} id '{value}' (first defined at {self.ids[kind][value]}; ids must be unique)")
+            display, line, col = self.ids[kind][value]
+            first = f"line {line}" if display == self.display else f"{display}:{line}:{col}"
+            self.add(node, path, f"duplicate {kind} id '{value}' (first defined at {first}; ids must be unique)")
             return None
-        self.ids[kind][value] = where
+        self.ids[kind][value] = (self.display, node.start_mark.line + 1, node.start_mark.column + 1)
         return value
 
     def items(self, node: Node, path: str, read) -> list:
@@ -578,9 +580,9 @@ class _Load:
 
     def setting(self, node: Node, path: str) -> object:
         if isinstance(node, SequenceNode):  # e.g. stop: ["\n\n"]; kept unstripped
-            bad = [item for item in node.value if not isinstance(item, ScalarNode) or _is_null(item)]
+            bad = [item for item in node.value if not isinstance(item, ScalarNode) or item.tag != _YAML + "str"]
             for item in bad:
-                self.add(item, path, f"got {_describe(item)} in the list (expected text)")
+                self.add(item, path, f"got {_describe(item)} in the list (expected text; quote it)")
             return None if bad else [item.value for item in node.value]
         if isinstance(node, ScalarNode) and not _is_null(node):
             if node.tag in (_YAML + "int", _YAML + "float", _YAML + "bool"):
@@ -621,7 +623,8 @@ def _read_file(load: _Load, path: Path) -> Node | None:
             return None
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
-            load.add(None, "", f"is {size:,} bytes, over the {MAX_FILE_BYTES // (1024 * 1024)} MiB limit for one world file (split it with include: [...])")
+            limit = f"{MAX_FILE_BYTES / 2**20:g} MiB" if MAX_FILE_BYTES >= 2**20 else f"{MAX_FILE_BYTES / 2**10:g} KiB"
+            load.add(None, "", f"is {size:,} bytes, over the {limit} limit for one world file (split it with include: [...])")
             return None
         with path.open("rb") as handle:
             data = handle.read(MAX_FILE_BYTES + 1)
@@ -759,6 +762,26 @@ def load_world(path: str | os.PathLike, *, allow_outside: bool = False) -> World
     )
 
 
+def schema_path() -> Path:
+    """Where the world JSON Schema (draft 2020-12) is installed."""
+    return Path(__file__).with_name("data") / "world.schema.json"
+
+
+def starter_world(name: str, *, world_id: str | None = None, schema: str | None = None, file: str = "FILE") -> str:
+    """A commented starter world (YAML text) that validates; `schema` goes in its schema line."""
+    world_id = world_id or slugify(name)
+    text = (Path(__file__).with_name("data") / "starter-world.yaml").read_text(encoding="utf-8")
+    replacements = {
+        "__SCHEMA__": schema or str(schema_path()),
+        "__FILE__": file,
+        "__WORLD_ID__": world_id,
+        "__WORLD_NAME__": json.dumps(" ".join(name.split()), ensure_ascii=False),  # JSON strings are YAML
+    }
+    for marker, value in replacements.items():
+        text = text.replace(marker, value)
+    return text
+
+
 def _world_error(display: str, problems: list[tuple[int, int, int, str]]) -> WorldError:
     lines = [text for *_, text in sorted(problems, key=lambda p: p[:3])]
     if len(lines) > MAX_PROBLEMS:
@@ -780,5 +803,7 @@ __all__ = [
     "World",
     "did_you_mean",
     "load_world",
+    "schema_path",
     "slugify",
+    "starter_world",
 ]
