@@ -18,6 +18,7 @@ from typer.core import TyperGroup
 
 from metagen import __version__
 from metagen.commands.models import models_app
+from metagen.commands.worlds import worlds_app
 from metagen.errors import (
     EXIT_BAD_INPUT,
     EXIT_INTERRUPTED,
@@ -96,6 +97,7 @@ def root(
 
 
 app.add_typer(models_app, name="models")
+app.add_typer(worlds_app, name="worlds")
 
 
 def main() -> None:

@@ -1,0 +1,208 @@
+"""`metagen worlds ...`: validate, show, list and start world files, and print their schema.
+
+Each command is one call into metagen.world. `validate` prints every problem itself (one a
+line on stderr) and exits 2; the other commands let WorldError reach the root group in
+cli.py, which prints one line. Light imports only: no torch, rich only when on a terminal.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from metagen.errors import EXIT_BAD_INPUT, OutputExistsError, WorldError
+from metagen.world import ID_RE, World, load_world, schema_path, slugify, starter_world
+
+worlds_app = typer.Typer(
+    help="Validate, inspect, list and start world files (YAML), and print their JSON Schema.",
+    no_args_is_help=True,
+)
+
+AllowOutside = Annotated[
+    bool, typer.Option("--allow-outside", help="Let include: read files outside the world file's folder.")
+]
+
+
+def _counts(world: World) -> str:
+    c = world.counts()
+    parts = [
+        f"{c['characters']} character{'s' * (c['characters'] != 1)}",
+        f"{c['locations']} location{'s' * (c['locations'] != 1)}",
+        f"{c['factions']} faction{'s' * (c['factions'] != 1)}",
+        f"{c['lore']} lore entr{'ies' if c['lore'] != 1 else 'y'}",
+    ]
+    if len(world.files) > 1:
+        parts.append(f"{len(world.files)} files")
+    return ", ".join(parts)
+
+
+def _plain_table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows)]
+    return "\n".join(
+        "  ".join(str(cell).ljust(width) for cell, width in zip(line, widths)).rstrip()
+        for line in [headers, *rows]
+    )
+
+
+def _print_tables(title: str, tables: list[tuple[str, list[str], list[list[str]]]]) -> None:
+    """Rich tables on a terminal, plain aligned text when piped."""
+    if sys.stdout.isatty():
+        from rich.console import Console
+        from rich.table import Table
+
+        console = Console()
+        console.print(title)
+        for name, headers, rows in tables:
+            if rows:
+                table = Table(*headers, title=name, title_justify="left")
+                for row in rows:
+                    table.add_row(*row)
+                console.print(table)
+        return
+    typer.echo(title)
+    for name, headers, rows in tables:
+        if rows:
+            typer.echo(f"\n{name}\n" if name else "")
+            typer.echo(_plain_table(headers, rows))
+
+
+@worlds_app.command("validate")
+def validate_command(
+    files: Annotated[list[Path], typer.Argument(help="World files to check.", show_default=False)],
+    allow_outside: AllowOutside = False,
+):
+    """Check world files; print every problem as file:line:col: field: what is wrong."""
+    failed = 0
+    for file in files:
+        try:
+            world = load_world(file, allow_outside=allow_outside)
+        except WorldError as error:
+            failed += 1
+            for line in error.problems or [error.message]:
+                typer.echo(line, err=True)
+            if len(error.problems) > 1:
+                typer.echo(f"error: {error.message}", err=True)
+            continue
+        typer.echo(f"ok: {file} ({_counts(world)})")
+    if failed:
+        raise typer.Exit(EXIT_BAD_INPUT)
+
+
+@worlds_app.command("show")
+def show_command(
+    file: Annotated[Path, typer.Argument(help="A world file.", show_default=False)],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the whole loaded world as JSON.")] = False,
+    allow_outside: AllowOutside = False,
+):
+    """Summarise a world: its style, cast, places, factions and lore."""
+    world = load_world(file, allow_outside=allow_outside)
+    if as_json:
+        typer.echo(json.dumps(dataclasses.asdict(world), indent=2, ensure_ascii=False, default=str))
+        return
+    s = world.style
+    head = [f"{world.name} ({world.id})"]
+    head += [x for x in (world.genre, world.era and f"era: {world.era}", world.tone and f"tone: {world.tone}") if x]
+    style = ", ".join(
+        x
+        for x in (s.point_of_view and f"{s.point_of_view} person", s.tense and f"{s.tense} tense", s.rating, f"{s.length} stories")
+        if x
+    )
+    lines = [" | ".join(head), f"{_counts(world)}; style: {style}"]
+    if world.summary:
+        lines.append(world.summary)
+    lines.append(f"files: {', '.join(str(f) for f in world.files)}")
+    lines.append(f"sha256: {world.content_hash}")
+    for kind, settings in world.defaults.items():
+        lines.append(f"defaults.{kind}: " + ", ".join(f"{k}={v!r}" for k, v in settings.items()))
+    if world.content.banned_words:
+        lines.append(f"banned words: {', '.join(world.content.banned_words)}")
+    names = {c.id: c.name for c in world.characters}
+    tables = [
+        ("Characters", ["id", "name", "role", "ties"], [
+            [c.id, c.name, c.role or "", ", ".join(f"{names.get(r.other, r.other)} ({r.kind or 'tie'})" for r in c.relationships)]
+            for c in world.characters
+        ]),
+        ("Places", ["id", "name", "leads to"], [[p.id, p.name, ", ".join(p.connections)] for p in world.locations]),
+        ("Factions", ["id", "name", "members"], [
+            [f.id, f.name, ", ".join(names.get(m, m) for m in f.members)] for f in world.factions
+        ]),
+        ("Lore", ["id", "priority", "keys"], [
+            [e.id, str(e.priority), "(always)" if e.always_include else ", ".join(e.keys)] for e in world.lore
+        ]),
+    ]  # fmt: skip
+    _print_tables("\n".join(lines), tables)
+
+
+@worlds_app.command("list")
+def list_command(
+    folder: Annotated[Path, typer.Argument(help="Where to look: *.yaml and */world.yaml.")] = Path("worlds"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print the list as JSON.")] = False,
+):
+    """List the worlds in a folder: id, name, counts and path (invalid ones on stderr)."""
+    if not folder.is_dir():
+        raise WorldError(f"{folder}: no such folder", hint="give a folder of world files; the default is ./worlds")
+    candidates = sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]) + sorted(
+        [*folder.glob("*/world.yaml"), *folder.glob("*/world.yml")]
+    )
+    rows = []
+    for path in candidates:
+        try:
+            world = load_world(path)
+        except WorldError as error:
+            typer.echo(f"invalid: {path}: {error.one_line()}", err=True)
+            continue
+        rows.append({"id": world.id, "name": world.name, **world.counts(), "path": str(path), "summary": _counts(world)})
+    if as_json:
+        typer.echo(json.dumps([{k: v for k, v in r.items() if k != "summary"} for r in rows], indent=2, ensure_ascii=False))
+    elif not rows:
+        typer.echo(f"no worlds in {folder} (`metagen worlds new NAME` writes one)", err=True)
+    else:
+        _print_tables(f"{len(rows)} world{'s' * (len(rows) != 1)} in {folder}", [
+            ("", ["id", "name", "contents", "path"], [[r["id"], r["name"], r["summary"], r["path"]] for r in rows]),
+        ])  # fmt: skip
+
+
+@worlds_app.command("schema")
+def schema_command():
+    """Print the JSON Schema (draft 2020-12) that editors can check world files against."""
+    typer.echo(schema_path().read_text(encoding="utf-8"), nl=False)
+
+
+@worlds_app.command("new")
+def new_command(
+    name: Annotated[str, typer.Argument(help="The world's name (any script).", show_default=False)],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Where to write it [default: worlds/<id>.yaml].", show_default=False)
+    ] = None,
+    world_id: Annotated[
+        str | None, typer.Option("--id", help="The world id [default: made from the name].", show_default=False)
+    ] = None,
+):
+    """Write a commented starter world that validates; never overwrites a file."""
+    world_id = world_id or slugify(name)
+    if not ID_RE.match(world_id):
+        raise typer.BadParameter(f"'{world_id}' is not a valid id (lower-case a-z, 0-9, '-' or '_')", param_hint="--id")
+    out = out or Path("worlds") / f"{world_id}.yaml"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:  # relative when the schema is close by (a checkout), else absolute
+        schema = os.path.relpath(schema_path(), out.parent.resolve())
+    except ValueError:  # another drive (Windows)
+        schema = str(schema_path())
+    if Path(schema).parts[:3] == ("..",) * 3:
+        schema = str(schema_path())
+    text = starter_world(name, world_id=world_id, schema=schema, file=str(out))
+    try:
+        with open(out, "x", encoding="utf-8") as handle:
+            handle.write(text)
+    except FileExistsError:
+        raise OutputExistsError(f"{out} already exists", hint="choose another --out; `worlds new` never overwrites") from None
+    typer.echo(f"wrote {out}; check it with: metagen worlds validate {out}")
+
+
+__all__ = ["worlds_app"]
