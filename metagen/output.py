@@ -1,0 +1,596 @@
+"""Output files: what one generated piece records, where it goes, how it is written.
+
+A piece becomes `<out>/<world>/<kind>/<subject>-<seed>.<ext>`, every part sanitized, in
+one of five formats (Markdown with YAML front matter, text, JSON, Yarn Spinner 2, ink).
+Writes are atomic and never clobber: a temp file in the same folder, fsync, then
+os.link (fails if the name exists, even when processes race) or os.replace.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import logging
+import numbers
+import os
+import re
+import secrets
+import threading
+import unicodedata
+from dataclasses import dataclass, field, fields
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from metagen import __version__
+from metagen.errors import ConfigError, OutputError, OutputExistsError
+
+log = logging.getLogger(__name__)
+
+KINDS = ("story", "scene", "dialogue")
+FINISH_REASONS = ("eos", "stop", "length")
+FORMATS = ("md", "txt", "json", "yarn", "ink")
+DIALOGUE_ONLY_FORMATS = ("yarn", "ink")
+MAX_COMPONENT = 80  # characters in one sanitized path part
+
+
+def _now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One generated story, scene or dialogue and everything needed to reproduce it."""
+
+    kind: str  # "story" | "scene" | "dialogue"
+    world_id: str  # the world's id, from its file
+    world_hash: str  # sha256 of the world files, so a changed world is noticed
+    world_files: list  # the world files read, as str paths
+    request: dict  # what was asked for (subject, cast, place, ...)
+    model: dict  # name, sha256, path
+    settings: dict  # every effective decoding setting, after the merge
+    seed: int  # the seed the generator was started with
+    prompt_tokens: int  # tokens in the prompt
+    output_tokens: int  # tokens generated
+    lore_used: list  # lore entries that fitted in the prompt
+    lore_left_out: list  # lore entries dropped for the token budget
+    finish_reason: str  # "eos" | "stop" | "length"
+    seconds: float  # wall time of the generation
+    text: str  # the generated text (for dialogue, the turns as "Name: line" lines)
+    turns: list = field(default_factory=list)  # dialogue only: {"speaker", "speaker_id", "line"}
+    subject: str = ""  # what the piece is about; names the file
+    metagen_version: str = __version__  # the metagen that wrote it
+    created: str = field(default_factory=_now_iso)  # ISO 8601 timestamp, UTC
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
+        if self.finish_reason not in FINISH_REASONS:
+            raise ValueError(
+                f"finish_reason must be one of {', '.join(FINISH_REASONS)}, got {self.finish_reason!r}"
+            )
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ValueError(f"seed must be an int, got {self.seed!r}")
+
+    def front_matter(self) -> dict:
+        """Every field but text, in field order, as plain YAML/JSON values; turns only for dialogue."""
+        out = {}
+        for f in fields(self):
+            if f.name == "text" or (f.name == "turns" and self.kind != "dialogue"):
+                continue
+            out[f.name] = _plain(getattr(self, f.name))
+        return out
+
+
+def _plain(value: Any) -> Any:
+    """Turn tuples, paths, dates and number-likes into values safe_dump and json both accept."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (set, frozenset)):
+        return sorted((_plain(v) for v in value), key=repr)
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    # Anything else (a Path, an enum) is recorded by its text rather than failing after
+    # the generation has already been paid for.
+    return str(value)
+
+
+# ---------------------------------------------------------------------------- paths
+
+# Letters that NFKD does not decompose into ASCII but that have a usual spelling.
+_TRANSLIT = str.maketrans(
+    {"ß": "ss", "æ": "ae", "Æ": "AE", "œ": "oe", "Œ": "OE", "ø": "o", "Ø": "O", "đ": "d",
+     "Đ": "D", "ð": "d", "Ð": "D", "ł": "l", "Ł": "L", "þ": "th", "Þ": "Th", "ı": "i"}
+)
+_WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL"} | {f"{p}{i}" for p in ("COM", "LPT") for i in range(1, 10)}
+
+
+def _digest(s: str) -> str:
+    return hashlib.sha256(s.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+
+
+def sanitize_component(s: str) -> str:
+    """One safe file-name part: [A-Za-z0-9._-], no leading dot or dash, at most 80 chars.
+
+    Non-ASCII letters are folded (NFKD, "Café" -> "Cafe"); where letters cannot be folded
+    ("林小雨") a short hash of the original keeps distinct names distinct. Never empty.
+    """
+    s = str(s)
+    folded = unicodedata.normalize("NFKD", s.translate(_TRANSLIT))
+    lost = any(ord(c) > 127 and not unicodedata.combining(c) for c in folded)
+    out = folded.encode("ascii", "ignore").decode("ascii")
+    out = re.sub(r"[^A-Za-z0-9._-]+", "-", out)
+    out = re.sub(r"-{2,}", "-", out)
+    out = re.sub(r"\.{2,}", ".", out)
+    out = out.strip(".-")
+    if lost or len(out) > MAX_COMPONENT:
+        head = out[: MAX_COMPONENT - 9].rstrip(".-") or "untitled"
+        out = f"{head}-{_digest(s)}"
+    if not out:
+        return "untitled"
+    if out.split(".")[0].upper() in _WINDOWS_RESERVED:
+        out = "_" + out
+    return out
+
+
+def output_path(
+    out_dir: str | os.PathLike, world_id: str, kind: str, subject: str, seed: int, ext: str
+) -> Path:
+    """`<out>/<world>/<kind>/<subject>-<seed>.<ext>` from sanitized parts, checked to stay inside out."""
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"seed must be an int, got {seed!r}")
+    ext = re.sub(r"[^a-z0-9]", "", str(ext).lower()) or "txt"
+    name = f"{sanitize_component(subject)}-{seed}.{ext}"
+    out = Path(out_dir)
+    path = out / sanitize_component(world_id) / sanitize_component(kind) / name
+    root = out.resolve()
+    resolved = path.resolve()
+    # Sanitized parts cannot climb out; this also catches a symlinked folder that does.
+    if root not in resolved.parents:
+        raise OutputError(
+            f"{path} resolves outside the output folder {out}", hint=f"it resolves to {resolved}"
+        )
+    return path
+
+
+# -------------------------------------------------------------------------- formats
+
+
+def check_format(kind: str, fmt: str) -> None:
+    """Raise ConfigError for an unknown format or one that cannot hold this kind of piece."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown output format {fmt!r}", hint=f"choose one of {', '.join(FORMATS)}")
+    if fmt in DIALOGUE_ONLY_FORMATS and kind != "dialogue":
+        raise ConfigError(
+            f"the {fmt} format holds dialogue only, not a {kind}",
+            hint="use md, txt or json for stories and scenes",
+        )
+
+
+def _one_line(s: str) -> str:
+    """Join a string's lines with spaces (every line break Python knows, not only \\n)."""
+    return " ".join(part.strip() for part in str(s).splitlines()).strip()
+
+
+def _speaker_label(turn: dict) -> str:
+    """A speaker name safe at the start of a Yarn or ink line: no markup or colon, no leading dash."""
+    for candidate in (turn.get("speaker"), turn.get("speaker_id")):
+        label = re.sub(r"[^\w .'-]", "", _one_line(candidate or ""))
+        label = re.sub(r"\s+", " ", label).strip(" .-'")
+        if label:
+            return label
+    return "Speaker"
+
+
+def _dialogue_lines(piece: Piece) -> list[tuple[str, str]]:
+    return [(_speaker_label(t), _one_line(t.get("line", ""))) for t in piece.turns]
+
+
+def node_name(piece: Piece) -> str:
+    """A Yarn node / ink knot name: ASCII letters, digits and underscores, starting with a letter."""
+    base = re.sub(r"[^A-Za-z0-9]+", "_", sanitize_component(piece.subject)).strip("_")
+    if not base[:1].isalpha():
+        base = f"d_{base}".rstrip("_")
+    seed = f"{piece.seed}" if piece.seed >= 0 else f"m{-piece.seed}"
+    return f"{base}_{seed}"  # the seed keeps nodes from one subject distinct in a project
+
+
+_YARN_SPECIAL = re.compile(r"([\\#{}<>\[\]/])")
+
+
+def escape_yarn(text: str) -> str:
+    """Escape Yarn Spinner 2's markup, expression, command, hashtag and comment characters."""
+    return _YARN_SPECIAL.sub(r"\\\1", _one_line(text))
+
+
+_INK_KEYWORD_START = re.compile(r"^(INCLUDE|CONST|VAR|LIST|EXTERNAL|TODO|function|return|temp|else)")
+
+
+def escape_ink(text: str, *, line_start: bool = False) -> str:
+    """Escape ink's logic, tag, choice, divert, glue and comment syntax with backslashes."""
+    s = _one_line(text)
+    out = []
+    for i, c in enumerate(s):
+        nxt = s[i + 1] if i + 1 < len(s) else ""
+        # Every / and * is escaped because ink strips // and /* comments in a pre-pass
+        # that knows nothing of escapes; `\/\*` leaves neither pair behind.
+        if c in "\\#{}[]|/*<~" or (c == "-" and nxt == ">"):
+            out.append("\\" + c)
+        elif i == 0 and line_start and c in "+-=(":
+            out.append("\\" + c)
+        else:
+            out.append(c)
+    result = "".join(out)
+    if line_start and _INK_KEYWORD_START.match(result):
+        result = "\\" + result
+    return result
+
+
+def _metadata_comments(piece: Piece) -> list[str]:
+    """`// metagen: key: <json>` lines for the fields of the front matter, one line each."""
+    lines = []
+    for key, value in piece.front_matter().items():
+        if key == "turns":
+            continue
+        encoded = json.dumps(value, ensure_ascii=False)
+        for sep in ("\u2028", "\u2029", "\x85"):  # line breaks to some readers; keep one line
+            encoded = encoded.replace(sep, f"\\u{ord(sep):04x}")
+        lines.append(f"// metagen: {key}: {encoded}")
+    return lines
+
+
+def _render_yarn(piece: Piece) -> str:
+    name = node_name(piece)
+    lines = [f"title: {name}", "tags: metagen", "---", *_metadata_comments(piece)]
+    lines += [f"{speaker}: {escape_yarn(line)}" for speaker, line in _dialogue_lines(piece)]
+    lines.append("===")
+    return "\n".join(lines) + "\n"
+
+
+def _render_ink(piece: Piece) -> str:
+    name = node_name(piece)
+    lines = [*_metadata_comments(piece), f"-> {name}", "", f"=== {name} ==="]
+    for speaker, line in _dialogue_lines(piece):
+        lines.append(f"{escape_ink(speaker, line_start=True)}: {escape_ink(line)}")
+    lines.append("-> END")
+    return "\n".join(lines) + "\n"
+
+
+def _md_name(name: str) -> str:
+    return re.sub(r"([\\*_`\[\]])", r"\\\1", name)
+
+
+def _body_text(piece: Piece) -> str:
+    if piece.text or piece.kind != "dialogue":
+        return piece.text
+    return "\n".join(f"{t.get('speaker', '')}: {t.get('line', '')}" for t in piece.turns)
+
+
+class _FrontMatterDumper(yaml.SafeDumper):
+    """safe_dump, except that strings holding NEL, LS or PS are double-quoted.
+
+    With allow_unicode PyYAML writes those three raw in plain or single-quoted scalars,
+    where the reader takes them for line breaks and folds them to spaces.
+    """
+
+
+def _represent_str(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+    style = '"' if any(c in data for c in "\x85\u2028\u2029") else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
+_FrontMatterDumper.add_representer(str, _represent_str)
+
+
+def _dump_front_matter(front: dict) -> str:
+    body = yaml.dump(front, Dumper=_FrontMatterDumper, allow_unicode=True, sort_keys=False)
+    return "---\n" + body + "---\n\n"
+
+
+def render(piece: Piece, fmt: str) -> str:
+    """The file contents of piece in fmt (md, txt, json, yarn or ink)."""
+    check_format(piece.kind, fmt)
+    if fmt == "md":
+        if piece.kind == "dialogue" and piece.turns:
+            # A blank line between turns keeps each one its own Markdown paragraph.
+            body = "\n\n".join(
+                f"**{_md_name(_one_line(t.get('speaker', '')))}:** {t.get('line', '')}" for t in piece.turns
+            )
+        else:
+            body = piece.text
+        # Exactly one newline is appended, and read_piece_file takes exactly one off.
+        return _dump_front_matter(piece.front_matter()) + body + "\n"
+    if fmt == "txt":
+        body = _body_text(piece)
+        return body if body.endswith("\n") else body + "\n"
+    if fmt == "json":
+        return json.dumps({**piece.front_matter(), "text": piece.text}, ensure_ascii=False, indent=2) + "\n"
+    if fmt == "yarn":
+        return _render_yarn(piece)
+    return _render_ink(piece)
+
+
+# -------------------------------------------------------------------------- reading
+
+
+def _split_front_matter(text: str) -> tuple[str, str] | None:
+    text = text.lstrip("\ufeff")
+    if text.startswith("---\r\n"):  # an editor changed the line endings; read it anyway
+        text = text.replace("\r\n", "\n")
+    if not text.startswith("---\n"):
+        return None
+    # safe_dump indents every continuation line, so a bare `---` line only closes the block.
+    match = re.search(r"^---[ \t]*$\n?", text[4:], flags=re.MULTILINE)
+    if match is None:
+        return None
+    return text[4 : 4 + match.start()], text[4 + match.end() :]
+
+
+def parse_front_matter(text: str) -> dict:
+    """The YAML front matter of a Markdown file as a dict; ConfigError if there is none."""
+    parts = _split_front_matter(text)
+    if parts is None:
+        raise ConfigError("no YAML front matter (the file does not start with a --- block)")
+    try:
+        data = yaml.safe_load(parts[0])
+    except yaml.YAMLError as error:
+        raise ConfigError(f"the front matter is not valid YAML: {_one_line(str(error))}") from None
+    if not isinstance(data, dict):
+        raise ConfigError("the front matter is not a YAML mapping")
+    return data
+
+
+def _read_text(path: Path) -> str:
+    try:
+        with open(path, encoding="utf-8", newline="") as file:  # keep \r in the text as written
+            return file.read()
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not a metagen file (not UTF-8 text)") from None
+    except OSError as error:
+        raise OutputError(f"cannot read {path}: {_reason(error)}") from None
+
+
+def read_piece_file(path: str | os.PathLike) -> dict:
+    """A metagen .md or .json file as its front matter plus "text"; ConfigError if it is not one."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".md", ".json"):
+        raise ConfigError(f"{path} is not a metagen file", hint="metagen reads back .md and .json outputs")
+    text = _read_text(path)
+    if suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            reason = f"invalid JSON: {error.msg}, line {error.lineno}"
+            raise ConfigError(f"{path} is not a metagen file ({reason})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path} is not a metagen file (the JSON is not an object)")
+    else:
+        parts = _split_front_matter(text)
+        try:
+            data = parse_front_matter(text)
+        except ConfigError as error:
+            raise ConfigError(f"{path} is not a metagen file ({error.message})") from None
+        # render() writes one blank line before the body and one newline after it.
+        body = parts[1][1:] if parts[1].startswith("\n") else parts[1]
+        data["text"] = body[:-1] if body.endswith("\n") else body
+    missing = [key for key in ("kind", "metagen_version", "text") if key not in data]
+    if missing:
+        raise ConfigError(f"{path} is not a metagen file (no {', '.join(missing)})")
+    return data
+
+
+def _comment_metadata(text: str) -> dict:
+    data = {}
+    for line in text.split("\n"):
+        if line.startswith("// metagen: "):
+            key, _, value = line[len("// metagen: ") :].partition(": ")
+            try:
+                data[key] = json.loads(value)
+            except json.JSONDecodeError:
+                continue
+    return data
+
+
+def is_complete(path: str | os.PathLike) -> bool:
+    """Whether path holds a finished piece, so a resumed run may skip it.
+
+    md and json must parse and record a finish_reason and text; yarn and ink must carry
+    their `// metagen:` finish_reason and closing line. A txt file has no metadata and
+    counts when it is non-empty: writes here are atomic, so a file at its final name is whole.
+    """
+    path = Path(path)
+    if path.name.startswith(".") and path.name.endswith(".tmp"):
+        return False
+    if not path.is_file():
+        return False
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".md", ".json"):
+            data = read_piece_file(path)
+            return data.get("finish_reason") in FINISH_REASONS and isinstance(data.get("text"), str)
+        text = path.read_text(encoding="utf-8")
+    except (OutputError, ConfigError, OSError, UnicodeDecodeError):
+        return False
+    if suffix in (".yarn", ".ink"):
+        closing = "===" if suffix == ".yarn" else "-> END"
+        lines = [line for line in text.split("\n") if line.strip()]
+        closed = bool(lines) and lines[-1].strip() == closing
+        return closed and _comment_metadata(text).get("finish_reason") in FINISH_REASONS
+    return bool(text.strip())
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _reason(error: OSError) -> str:
+    """The OS's words for error, also for a bare OSError(errno.ENOSPC)."""
+    if error.strerror:
+        return error.strerror
+    code = error.errno
+    if code is None and len(error.args) == 1 and isinstance(error.args[0], int):
+        code = error.args[0]
+    if code:
+        return os.strerror(code)
+    return str(error) or type(error).__name__
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as error:  # pragma: no cover - the folder vanished or turned read-only
+        log.warning("could not remove temp file %s: %s", path, _reason(error))
+
+
+def _open_temp(folder: Path, name: str) -> tuple[int, str]:
+    """Create `.<name>.<pid>.<thread>.<random>.tmp` in folder with O_EXCL; the umask applies."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        tmp = str(folder / f".{name[:100]}.{os.getpid()}.{threading.get_ident()}.{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free temp file name", str(folder))  # pragma: no cover
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the new name itself durable; best effort (not every platform can open a folder)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _no_hard_links(error: OSError) -> bool:
+    codes = {errno.EPERM, errno.ENOSYS, errno.EMLINK}
+    codes |= {getattr(errno, name) for name in ("ENOTSUP", "EOPNOTSUPP") if hasattr(errno, name)}
+    return error.errno in codes
+
+
+def _exists_error(path: Path) -> OutputExistsError:
+    return OutputExistsError(f"{path} exists", hint="pass --overwrite to replace it, or choose another --out")
+
+
+def _publish_no_clobber(tmp: str, path: Path) -> None:
+    """Give tmp the name path unless path exists; atomic even when processes race."""
+    try:
+        os.link(tmp, path)
+        return
+    except OSError as error:
+        if not _no_hard_links(error):
+            raise
+    # A file system without hard links (FAT, some network mounts): claim the name with
+    # O_EXCL, then replace the empty claim with the full file.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    os.close(fd)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        _remove(str(path))
+        raise
+
+
+def write_atomic(path: str | os.PathLike, data: str, *, overwrite: bool) -> Path:
+    """Write data (UTF-8) to path all at once; OutputExistsError if it exists and not overwrite."""
+    path = Path(path)
+    folder = path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        is_folder = path.is_dir()
+    except FileExistsError:
+        raise OutputError(f"cannot write {path}: a file stands where a folder is needed") from None
+    except OSError as error:
+        raise OutputError(f"cannot write {path}: {_reason(error)}") from None
+    if is_folder:
+        raise OutputError(f"cannot write {path}: it is a folder")
+    encoded = data.encode("utf-8")
+    try:
+        fd, tmp = _open_temp(folder, path.name)
+    except OSError as error:
+        raise OutputError(f"cannot write {path}: {_reason(error)}") from None
+    try:
+        try:
+            _write_all(fd, encoded)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            _publish_no_clobber(tmp, path)
+            _remove(tmp)
+    except FileExistsError:
+        _remove(tmp)
+        raise _exists_error(path) from None
+    except OSError as error:
+        _remove(tmp)
+        raise OutputError(f"cannot write {path}: {_reason(error)}") from None
+    except BaseException:  # Ctrl-C or a bug mid-write: still leave no temp file behind
+        _remove(tmp)
+        raise
+    _fsync_folder(folder)
+    log.debug("wrote %s (%d bytes)", path, len(encoded))
+    return path
+
+
+def check_writable(out_dir: str | os.PathLike) -> None:
+    """Fail early, before generating, if files cannot be made in out_dir (or where it would be made)."""
+    out = Path(out_dir)
+    probe_dir = out  # the folder itself, or the nearest parent that exists
+    try:
+        if out.exists() and not out.is_dir():
+            raise OutputError(f"output folder {out} is a file")
+        while not probe_dir.exists() and probe_dir.parent != probe_dir:
+            probe_dir = probe_dir.parent
+        if not probe_dir.is_dir():
+            raise OutputError(f"cannot create output folder {out}: {probe_dir} is a file")
+        fd, tmp = _open_temp(probe_dir, "metagen-probe")
+    except OSError as error:
+        if probe_dir == out:
+            raise OutputError(f"cannot write to output folder {out}: {_reason(error)}") from None
+        raise OutputError(f"cannot create output folder {out} in {probe_dir}: {_reason(error)}") from None
+    os.close(fd)
+    _remove(tmp)
+
+
+def check_not_exists(path: str | os.PathLike, overwrite: bool) -> None:
+    """Fail early: OutputExistsError if path exists and not overwrite; OutputError if it is a folder."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"cannot write {path}: it is a folder")
+    if not overwrite and os.path.lexists(path):
+        raise _exists_error(path)
+
+
+def write_piece(piece: Piece, out_dir: str | os.PathLike, fmt: str, *, overwrite: bool) -> Path:
+    """Render piece in fmt and write it atomically to its place under out_dir; returns the path."""
+    check_format(piece.kind, fmt)
+    path = output_path(out_dir, piece.world_id, piece.kind, piece.subject, piece.seed, fmt)
+    return write_atomic(path, render(piece, fmt), overwrite=overwrite)
