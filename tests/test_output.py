@@ -1,0 +1,676 @@
+"""Tests for metagen.output: paths, formats, reading back, atomic no-clobber writes."""
+
+from __future__ import annotations
+
+import errno
+import json
+import multiprocessing as mp
+import os
+import re
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from metagen import output
+from metagen.errors import EXIT_BAD_INPUT, EXIT_GENERATION_FAILED, ConfigError, OutputError, OutputExistsError
+from metagen.output import (
+    FORMATS,
+    Piece,
+    check_format,
+    check_not_exists,
+    check_writable,
+    escape_ink,
+    escape_yarn,
+    is_complete,
+    node_name,
+    output_path,
+    parse_front_matter,
+    read_piece_file,
+    render,
+    sanitize_component,
+    write_atomic,
+    write_piece,
+)
+
+TURNS = [
+    {"speaker": "Mira", "speaker_id": "mira", "line": "The gate opens at dawn."},
+    {"speaker": "林小雨", "speaker_id": "lin", "line": "我会等你。"},
+]
+
+
+def make_piece(**changes) -> Piece:
+    base = dict(
+        kind="story",
+        world_id="harbor",
+        world_hash="3f2a",
+        world_files=["worlds/harbor.yaml"],
+        request={"kind": "story", "subject": "mira", "place": "Ōsaka pier"},
+        model={"name": "tiny", "sha256": "ab" * 32, "path": "/cache/tiny.gguf"},
+        settings={"strategy": "sample", "temperature": 0.8, "top_p": 0.95, "stop": ["\n\n"]},
+        seed=7,
+        prompt_tokens=120,
+        output_tokens=64,
+        lore_used=["the pier"],
+        lore_left_out=[],
+        finish_reason="eos",
+        seconds=1.25,
+        text="Mira walked to the pier.\n\nThe sea was calm.",
+        subject="mira",
+        created="2026-01-02T03:04:05+00:00",
+    )
+    base.update(changes)
+    return Piece(**base)
+
+
+def make_dialogue(**changes) -> Piece:
+    text = "\n".join(f"{t['speaker']}: {t['line']}" for t in TURNS)
+    changes.setdefault("turns", [dict(t) for t in TURNS])
+    return make_piece(kind="dialogue", text=text, **changes)
+
+
+def files_in(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+
+
+# ------------------------------------------------------------------------------ Piece
+
+
+def test_front_matter_has_every_field_but_text_in_order():
+    piece = make_piece()
+    front = piece.front_matter()
+    assert "text" not in front and "turns" not in front
+    assert list(front)[:3] == ["kind", "world_id", "world_hash"]
+    assert list(front)[-3:] == ["subject", "metagen_version", "created"]
+    assert front["settings"]["stop"] == ["\n\n"]
+
+
+def test_front_matter_includes_turns_for_dialogue():
+    assert make_dialogue().front_matter()["turns"] == TURNS
+
+
+@pytest.mark.parametrize("change", [{"kind": "poem"}, {"finish_reason": "crash"}, {"seed": "7"}])
+def test_piece_rejects_bad_values(change):
+    with pytest.raises(ValueError):
+        make_piece(**change)
+
+
+def test_front_matter_turns_tuples_and_paths_into_plain_values():
+    piece = make_piece(world_files=(Path("a.yaml"),), settings={"stop": ("x",)})
+    front = piece.front_matter()
+    assert front["world_files"] == ["a.yaml"] and front["settings"]["stop"] == ["x"]
+    render(piece, "md")  # safe_dump accepts it
+    render(piece, "json")
+
+
+# ------------------------------------------------------------------------------ paths
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("../x", "x"),
+        ("/etc/passwd", "etc-passwd"),
+        ("a/b", "a-b"),
+        ("..", "untitled"),
+        (".", "untitled"),
+        ("", "untitled"),
+        ("   ", "untitled"),
+        ("..\\..\\windows", "windows"),
+        (".hidden", "hidden"),
+        ("--flag", "flag"),
+        ("Mira the Brave", "Mira-the-Brave"),
+        ("Café Straße", "Cafe-Strasse"),
+        ("Ｍｉｒａ", "Mira"),
+        ("a///b...c", "a-b.c"),
+        ("CON", "_CON"),
+        ("nul.txt", "_nul.txt"),
+        ("gate_7.v2", "gate_7.v2"),
+    ],
+)
+def test_sanitize_component_table(raw, expected):
+    assert sanitize_component(raw) == expected
+
+
+def test_sanitize_component_keeps_unfoldable_names_distinct():
+    a, b = sanitize_component("林小雨"), sanitize_component("林大雨")
+    assert re.fullmatch(r"untitled-[0-9a-f]{8}", a)
+    assert a != b
+    assert sanitize_component("林小雨") == a  # stable across calls
+    assert re.fullmatch(r"x-[0-9a-f]{8}", sanitize_component("x林"))
+
+
+def test_sanitize_component_caps_length_and_keeps_long_names_distinct():
+    a, b = sanitize_component("a" * 300), sanitize_component("a" * 299 + "b")
+    assert len(a) <= 80 and len(b) <= 80 and a != b
+
+
+SAFE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
+
+
+@given(st.text())
+def test_sanitize_component_always_safe(raw):
+    out = sanitize_component(raw)
+    assert SAFE.fullmatch(out) and len(out) <= 80
+    assert out not in (".", "..") and ".." not in out
+    assert sanitize_component(out) == out
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=200)
+@given(world=st.text(), kind=st.text(), subject=st.text(), seed=st.integers(), ext=st.text())
+def test_output_path_never_leaves_out_dir(tmp_path, world, kind, subject, seed, ext):
+    out = tmp_path / "out"
+    path = output_path(out, world, kind, subject, seed, ext)
+    assert path.resolve().is_relative_to(out.resolve())
+    parts = path.relative_to(out).parts
+    assert len(parts) == 3 and all(SAFE.fullmatch(p) for p in parts)
+
+
+def test_output_path_layout(tmp_path):
+    path = output_path(tmp_path, "harbor", "story", "Mira the Brave", 42, "md")
+    assert path == tmp_path / "harbor" / "story" / "Mira-the-Brave-42.md"
+    hostile = output_path(tmp_path, "../../etc", "/story", "../../passwd", 1, "../md")
+    assert hostile == tmp_path / "etc" / "story" / "passwd-1.md"
+
+
+def test_output_path_refuses_a_symlink_that_leads_outside(tmp_path):
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "harbor").symlink_to(outside)
+    with pytest.raises(OutputError, match="outside the output folder"):
+        output_path(out, "harbor", "story", "mira", 1, "md")
+
+
+# ---------------------------------------------------------------------------- formats
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_every_format_renders_dialogue(fmt):
+    text = render(make_dialogue(), fmt)
+    assert text.endswith("\n")
+    assert "gate opens at dawn" in text and "我会等你" in text
+
+
+@pytest.mark.parametrize("fmt", ["md", "txt", "json"])
+@pytest.mark.parametrize("kind", ["story", "scene"])
+def test_prose_formats_render_stories_and_scenes(kind, fmt):
+    assert "The sea was calm." in render(make_piece(kind=kind), fmt)
+
+
+@pytest.mark.parametrize("fmt", ["yarn", "ink"])
+@pytest.mark.parametrize("kind", ["story", "scene"])
+def test_dialogue_formats_refuse_prose(kind, fmt):
+    with pytest.raises(ConfigError, match="dialogue only") as caught:
+        render(make_piece(kind=kind), fmt)
+    assert caught.value.exit_code == EXIT_BAD_INPUT
+    with pytest.raises(ConfigError):
+        check_format(kind, fmt)
+
+
+def test_unknown_format_is_a_config_error():
+    with pytest.raises(ConfigError, match="unknown output format 'docx'"):
+        render(make_piece(), "docx")
+
+
+def test_txt_is_the_text_only():
+    assert render(make_piece(), "txt") == "Mira walked to the pier.\n\nThe sea was calm.\n"
+
+
+def test_md_front_matter_round_trips_with_unicode():
+    piece = make_dialogue(subject="林小雨", request={"subject": "林小雨", "mood": "ünïcode ✓"})
+    text = render(piece, "md")
+    assert text.startswith("---\n") and "\n---\n\n" in text
+    assert "林小雨" in text  # allow_unicode: written as is, not escaped
+    assert parse_front_matter(text) == piece.front_matter()
+    assert "**Mira:** The gate opens at dawn." in text
+
+
+def test_md_story_reads_back_exactly(tmp_path):
+    piece = make_piece(text="First line.\n---\nnot front matter\n")
+    path = write_piece(piece, tmp_path, "md", overwrite=False)
+    data = read_piece_file(path)
+    assert data["text"] == piece.text
+    assert {k: v for k, v in data.items() if k != "text"} == piece.front_matter()
+
+
+@given(text=st.text(), note=st.text(), seconds=st.floats(allow_nan=False))
+def test_md_round_trip_any_text(text, note, seconds):
+    piece = make_piece(text=text, request={"note": note, note: [note]}, seconds=seconds)
+    rendered = render(piece, "md")
+    assert parse_front_matter(rendered) == piece.front_matter()
+    with tempfile.TemporaryDirectory() as folder:
+        path = write_piece(piece, folder, "md", overwrite=False)
+        assert read_piece_file(path) == {**piece.front_matter(), "text": text}
+
+
+def test_json_holds_front_matter_and_text():
+    piece = make_dialogue()
+    text = render(piece, "json")
+    assert "林小雨" in text  # ensure_ascii=False
+    assert json.loads(text) == {**piece.front_matter(), "text": piece.text}
+
+
+def test_yarn_structure():
+    piece = make_dialogue(subject="gate talk")
+    lines = render(piece, "yarn").splitlines()
+    name = node_name(piece)
+    assert re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name)
+    assert lines[0] == f"title: {name}"
+    assert lines[1].startswith("tags: ")
+    body = lines[lines.index("---") + 1 : -1]
+    assert lines[-1] == "==="
+    assert [line for line in body if not line.startswith("// metagen: ")] == [
+        "Mira: The gate opens at dawn.",
+        "林小雨: 我会等你。",
+    ]
+    assert '// metagen: finish_reason: "eos"' in body
+
+
+def test_yarn_escapes_special_characters():
+    line = "Hi {name} #tag <<jump x>> [b]bold[/b] back\\slash // not a comment\nnext"
+    assert escape_yarn(line) == (
+        r"Hi \{name\} \#tag \<\<jump x\>\> \[b\]bold\[\/b\] back\\slash \/\/ not a comment next"
+    )
+
+
+def _unescape(s: str) -> str:
+    return re.sub(r"\\(.)", r"\1", s)
+
+
+def _live_tokens(s: str) -> list[str]:
+    """s split into escapes (backslash + char) and live chars, in order."""
+    return re.findall(r"\\.|.", s, flags=re.S)
+
+
+def _live_syntax(s: str, singles: str, pairs: tuple[str, ...]) -> list[str]:
+    """Live special chars, and adjacent live pairs, that a reader would take for syntax."""
+    tokens = _live_tokens(s)
+    found = [t for t in tokens if len(t) == 1 and t in singles]
+    found += [a + b for a, b in zip(tokens, tokens[1:]) if len(a) == len(b) == 1 and a + b in pairs]
+    return found
+
+
+LINES = st.lists(
+    st.sampled_from(list("ab :\\#{}[]<>|~*+-=/()\n\t\u2028") + ["林", "->", "<>", "//", "/*"])
+).map("".join)
+
+
+@given(LINES)
+def test_yarn_escape_leaves_no_live_syntax(line):
+    escaped = escape_yarn(line)
+    assert "\n" not in escaped and "\u2028" not in escaped
+    assert _unescape(escaped) == output._one_line(line)
+    assert _live_syntax(escaped, "\\#{}<>[]/", ()) == []
+
+
+def test_ink_structure():
+    piece = make_dialogue(subject="gate talk")
+    lines = render(piece, "ink").splitlines()
+    name = node_name(piece)
+    assert lines[0].startswith("// metagen")
+    code = [line for line in lines if line and not line.startswith("//")]
+    assert code[0] == f"-> {name}"
+    assert code[1] == f"=== {name} ==="
+    assert code[2:-1] == ["Mira: The gate opens at dawn.", "林小雨: 我会等你。"]
+    assert code[-1] == "-> END"
+
+
+def test_ink_escapes_special_characters():
+    line = "{a|b} #tag [x] ~ go -> knot <> glue // c /* d */ \\"
+    assert escape_ink(line) == r"\{a\|b\} \#tag \[x\] \~ go \-> knot \<> glue \/\/ c \/\* d \*\/ \\"
+    assert escape_ink("* choice", line_start=True) == r"\* choice"
+    assert escape_ink("- gather", line_start=True) == r"\- gather"
+    assert escape_ink("VAR x", line_start=True) == r"\VAR x"
+
+
+@given(LINES)
+def test_ink_escape_leaves_no_live_syntax(line):
+    escaped = escape_ink(line)
+    assert "\n" not in escaped
+    assert _unescape(escaped) == output._one_line(line)
+    assert _live_syntax(escaped, "\\#{}[]|~*/<", ("->", "<>", "<-")) == []
+    # ink strips comments before it reads escapes: no // or /* may survive even escaped
+    assert "//" not in escaped and "/*" not in escaped
+
+
+def test_ink_speaker_names_cannot_start_syntax():
+    piece = make_dialogue(turns=[{"speaker": "=== -> * VAR", "speaker_id": "x", "line": "hi"}])
+    code = [line for line in render(piece, "ink").splitlines() if line and not line.startswith("//")]
+    assert code[2] == r"\VAR: hi"
+
+
+def test_node_names_stay_valid_for_any_subject():
+    for subject in ["", "7 seas", "林小雨", "../x", "gate-talk.v2"]:
+        name = node_name(make_dialogue(subject=subject, seed=-3))
+        assert re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name), name
+
+
+# ---------------------------------------------------------------------------- reading
+
+
+@pytest.mark.parametrize(
+    "name, content, error",
+    [
+        ("notes.txt", "hello", ConfigError),
+        ("plain.md", "# Just a heading\n", ConfigError),
+        ("broken.md", "---\nkey: [unclosed\n---\n\ntext\n", ConfigError),
+        ("list.json", "[1, 2]", ConfigError),
+        ("bad.json", "{not json", ConfigError),
+        ("other.json", '{"title": "not ours"}', ConfigError),
+        ("binary.md", b"\xff\xfe\x00", ConfigError),
+    ],
+)
+def test_read_piece_file_rejects_other_files(tmp_path, name, content, error):
+    path = tmp_path / name
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content, encoding="utf-8")
+    with pytest.raises(error, match="not a metagen file") as caught:
+        read_piece_file(path)
+    assert "\n" not in caught.value.one_line()
+
+
+def test_read_piece_file_missing_is_an_output_error(tmp_path):
+    with pytest.raises(OutputError, match="cannot read"):
+        read_piece_file(tmp_path / "gone.md")
+
+
+# ---------------------------------------------------------------------------- writing
+
+
+def test_write_atomic_creates_folders_and_refuses_to_clobber(tmp_path):
+    path = tmp_path / "out" / "harbor" / "story" / "mira-1.md"
+    assert write_atomic(path, "first", overwrite=False) == path
+    assert path.read_text(encoding="utf-8") == "first"
+    with pytest.raises(OutputExistsError, match="mira-1.md exists") as caught:
+        write_atomic(path, "second", overwrite=False)
+    assert "--overwrite" in caught.value.hint
+    assert caught.value.exit_code == EXIT_BAD_INPUT
+    assert path.read_text(encoding="utf-8") == "first"
+    write_atomic(path, "second ✓", overwrite=True)
+    assert path.read_text(encoding="utf-8") == "second ✓"
+    assert files_in(tmp_path) == ["out/harbor/story/mira-1.md"]
+
+
+def test_write_atomic_follows_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = write_atomic(tmp_path / "x.md", "x", overwrite=False)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def _enospc(*args, **kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def _bare_enospc(*args, **kwargs):
+    raise OSError(errno.ENOSPC)
+
+
+@pytest.mark.parametrize(
+    "call, overwrite",
+    [
+        ("write", False), ("write", True), ("fsync", False), ("fsync", True),
+        ("link", False),  # link publishes without overwrite, replace with it
+        ("replace", True),
+    ],
+)
+@pytest.mark.parametrize("failure", [_enospc, _bare_enospc])
+def test_failed_write_leaves_no_file_and_no_temp(tmp_path, monkeypatch, call, overwrite, failure):
+    path = tmp_path / "w" / "story" / "x-1.md"
+    with monkeypatch.context() as m:
+        m.setattr(output.os, call, failure)
+        with pytest.raises(OutputError) as caught:
+            write_atomic(path, "x" * 100_000, overwrite=overwrite)
+    assert caught.value.exit_code == EXIT_GENERATION_FAILED
+    assert caught.value.message == f"cannot write {path}: No space left on device"
+    assert files_in(tmp_path) == []
+
+
+def test_failed_overwrite_keeps_the_old_file(tmp_path, monkeypatch):
+    path = write_atomic(tmp_path / "x.md", "old", overwrite=False)
+    with monkeypatch.context() as m:
+        m.setattr(output.os, "fsync", _enospc)
+        with pytest.raises(OutputError):
+            write_atomic(path, "new", overwrite=True)
+    assert path.read_text() == "old" and files_in(tmp_path) == ["x.md"]
+
+
+def test_reason_falls_back_to_strerror_for_a_bare_errno(tmp_path, monkeypatch):
+    def fail(*args):
+        raise OSError(errno.EROFS)
+
+    monkeypatch.setattr(output.os, "fsync", fail)
+    with pytest.raises(OutputError, match="Read-only file system"):
+        write_atomic(tmp_path / "x.md", "x", overwrite=False)
+
+
+def test_interrupt_mid_write_leaves_no_temp(tmp_path, monkeypatch):
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(output.os, "write", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            write_atomic(tmp_path / "x.md", "x", overwrite=False)
+    assert files_in(tmp_path) == []
+
+
+def test_file_system_without_hard_links_still_refuses_to_clobber(tmp_path, monkeypatch):
+    def no_links(*args):
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(output.os, "link", no_links)
+    path = write_atomic(tmp_path / "x.md", "first", overwrite=False)
+    with pytest.raises(OutputExistsError):
+        write_atomic(path, "second", overwrite=False)
+    assert path.read_text() == "first" and files_in(tmp_path) == ["x.md"]
+
+
+def test_write_atomic_under_a_file_is_an_output_error(tmp_path):
+    (tmp_path / "out").write_text("I am a file")
+    with pytest.raises(OutputError, match="cannot write"):
+        write_atomic(tmp_path / "out" / "w" / "x.md", "x", overwrite=False)
+
+
+def test_write_atomic_onto_a_folder_is_an_output_error(tmp_path):
+    (tmp_path / "x.md").mkdir()
+    for overwrite in (False, True):
+        with pytest.raises(OutputError, match="it is a folder"):
+            write_atomic(tmp_path / "x.md", "x", overwrite=overwrite)
+
+
+def _deny_under(folder: Path):
+    real_open = os.open
+
+    def fake_open(path, flags, *args, **kwargs):
+        if str(path).startswith(str(folder)) and flags & os.O_CREAT:
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    return fake_open
+
+
+def test_unwritable_folder_simulated(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    out.mkdir()
+    monkeypatch.setattr(output.os, "open", _deny_under(out))
+    with pytest.raises(OutputError, match="cannot write to output folder .*Permission denied"):
+        check_writable(out)
+    with pytest.raises(OutputError, match="Permission denied"):
+        write_atomic(out / "w" / "x.md", "x", overwrite=False)
+    with pytest.raises(OutputError, match="cannot create output folder"):
+        check_writable(out / "new" / "deeper")
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root ignores file permissions")
+def test_unwritable_folder_for_real(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    out.chmod(0o500)
+    try:
+        with pytest.raises(OutputError):
+            check_writable(out)
+        with pytest.raises(OutputError):
+            write_atomic(out / "x.md", "x", overwrite=False)
+    finally:
+        out.chmod(0o700)
+
+
+def test_check_writable(tmp_path):
+    check_writable(tmp_path)
+    check_writable(tmp_path / "not" / "yet")
+    assert not (tmp_path / "not").exists()  # checking creates nothing
+    assert files_in(tmp_path) == []
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OutputError, match="is a file"):
+        check_writable(tmp_path / "file")
+    with pytest.raises(OutputError, match="is a file"):
+        check_writable(tmp_path / "file" / "sub")
+
+
+def test_check_not_exists(tmp_path):
+    path = tmp_path / "x.md"
+    check_not_exists(path, overwrite=False)
+    path.write_text("x")
+    with pytest.raises(OutputExistsError, match="x.md exists"):
+        check_not_exists(path, overwrite=False)
+    check_not_exists(path, overwrite=True)
+    with pytest.raises(OutputError, match="is a folder"):
+        check_not_exists(tmp_path, overwrite=True)
+
+
+def _race_writer(path: str, content: str, barrier, results) -> None:
+    barrier.wait()
+    try:
+        write_atomic(path, content, overwrite=False)
+        results.put(("won", content[0]))
+    except OutputExistsError:
+        results.put(("exists", content[0]))
+
+
+def test_processes_racing_for_one_path_exactly_one_wins(tmp_path):
+    ctx = mp.get_context("spawn")
+    path = str(tmp_path / "w" / "story" / "race-1.md")
+    contents = [letter * 2_000_000 for letter in "abcd"]
+    barrier, results = ctx.Barrier(len(contents)), ctx.Queue()
+    procs = [ctx.Process(target=_race_writer, args=(path, c, barrier, results)) for c in contents]
+    for proc in procs:
+        proc.start()
+    outcomes = [results.get(timeout=120) for _ in procs]
+    for proc in procs:
+        proc.join(timeout=60)
+        assert proc.exitcode == 0
+    winners = [letter for outcome, letter in outcomes if outcome == "won"]
+    assert len(winners) == 1
+    assert sorted(outcome for outcome, _ in outcomes) == ["exists", "exists", "exists", "won"]
+    assert Path(path).read_text() == winners[0] * 2_000_000
+    assert files_in(tmp_path) == ["w/story/race-1.md"]
+
+
+def test_threads_overwriting_one_path_never_interleave(tmp_path):
+    path = tmp_path / "x.md"
+    contents = [letter * 1_000_000 for letter in "abcdef"]
+    barrier = threading.Barrier(len(contents))
+    errors = []
+
+    def write(content):
+        barrier.wait()
+        try:
+            write_atomic(path, content, overwrite=True)
+        except Exception as error:  # noqa: BLE001 - collected and asserted below
+            errors.append(error)
+
+    threads = [threading.Thread(target=write, args=(c,)) for c in contents]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert path.read_text() in contents
+    assert files_in(tmp_path) == ["x.md"]
+
+
+def test_threads_racing_without_overwrite_exactly_one_wins(tmp_path):
+    path = tmp_path / "x.md"
+    barrier = threading.Barrier(8)
+    outcomes = []
+
+    def write(i):
+        barrier.wait()
+        try:
+            write_atomic(path, str(i) * 100_000, overwrite=False)
+            outcomes.append(("won", i))
+        except OutputExistsError:
+            outcomes.append(("exists", i))
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    won = [i for outcome, i in outcomes if outcome == "won"]
+    assert len(won) == 1 and len(outcomes) == 8
+    assert path.read_text() == str(won[0]) * 100_000
+    assert files_in(tmp_path) == ["x.md"]
+
+
+# ------------------------------------------------------------------ write_piece, resume
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_write_piece_places_the_file_and_counts_as_complete(tmp_path, fmt):
+    piece = make_dialogue(subject="Mira", seed=11)
+    path = write_piece(piece, tmp_path, fmt, overwrite=False)
+    assert path == tmp_path / "harbor" / "dialogue" / f"Mira-11.{fmt}"
+    assert path.read_text(encoding="utf-8") == render(piece, fmt)
+    assert is_complete(path)
+    with pytest.raises(OutputExistsError):
+        write_piece(piece, tmp_path, fmt, overwrite=False)
+    write_piece(replace(piece, text="changed"), tmp_path, fmt, overwrite=True)
+
+
+def test_write_piece_checks_the_format_before_writing(tmp_path):
+    with pytest.raises(ConfigError):
+        write_piece(make_piece(), tmp_path, "yarn", overwrite=False)
+    assert files_in(tmp_path) == []
+
+
+def test_is_complete_rejects_missing_partial_and_foreign_files(tmp_path):
+    assert not is_complete(tmp_path / "missing.md")
+    assert not is_complete(tmp_path)
+    good = write_piece(make_piece(), tmp_path, "md", overwrite=False)
+    text = good.read_text(encoding="utf-8")
+    cases = {
+        "cut.md": text[: text.index("finish_reason")],  # cut inside the front matter
+        "no-reason.md": text.replace("finish_reason: eos\n", ""),
+        "other-reason.md": text.replace("finish_reason: eos", "finish_reason: crashed"),
+        "plain.md": "just words\n",
+        "cut.json": render(make_piece(), "json")[:200],
+        "cut.yarn": render(make_dialogue(), "yarn").replace("===\n", ""),
+        "cut.ink": render(make_dialogue(), "ink").replace("-> END\n", ""),
+        "empty.txt": "",
+    }
+    for name, content in cases.items():
+        (tmp_path / name).write_text(content, encoding="utf-8")
+        assert not is_complete(tmp_path / name), name
+    temp = good.parent / f".{good.name}.123.456.abcd.tmp"
+    temp.write_text(text, encoding="utf-8")
+    assert not is_complete(temp)
+
+
+def test_output_module_does_not_import_torch():
+    code = "import sys, metagen.output; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
