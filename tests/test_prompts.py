@@ -1,0 +1,402 @@
+"""Prompt building: facts of the named entities, lore by keyword within a budget, what was
+cut, requests and their round trips, dialogue helpers. Tokens are counted as words here."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from metagen.errors import RequestError
+from metagen.prompts import (
+    TEMPLATE_MARGIN,
+    DialogueRequest,
+    SceneRequest,
+    StoryRequest,
+    build_prompt,
+    clean_dialogue_line,
+    continue_dialogue,
+    dialogue_preamble,
+    dialogue_stops,
+    format_dialogue,
+    mentions,
+    request_from_dict,
+    resolve_request,
+    select_lore,
+    speaker_order,
+)
+from metagen.world import load_world
+
+ROOT = Path(__file__).resolve().parent.parent
+
+TINY_WORLD = """\
+world:
+  id: harbour
+  name: Little Harbour
+  genre: harbour town
+  tone: salty and kind
+  summary: A small harbour behind a wall.
+style:
+  point_of_view: first
+  tense: present
+  avoided_words: [suddenly, very]
+  length_words: {short: 100, medium: 250, long: 500}
+content:
+  banned_words: [darn]
+  banned_topics: [politics]
+characters:
+  - id: mira
+    name: Mira Okonkwo
+    role: salvage diver
+    description: A broad diver in a patched drysuit.
+    traits: [brave, blunt]
+    voice: short sentences
+    goals: [find the sunken archive]
+    secrets: [she found a server]
+    relationships:
+      - with: jonas
+        kind: ex-partner
+        description: they split after the strike
+      - with: aoife
+        kind: old friend
+    sample_lines: ["Slack tide is twenty minutes.", "We go down, we come up.", "No heroics.", "Fourth line."]
+  - id: jonas
+    name: Jonas Halvorsen
+    role: crane technician
+    traits: [patient]
+    voice: slow and careful
+    relationships:
+      - with: mira
+        kind: ex-partner
+    sample_lines: ["A crane is just a big arm."]
+  - id: aoife
+    name: Aoife Ní Bhriain
+    role: harbour pilot
+    sample_lines: ["Fog's thick as porridge."]
+  - id: lin
+    name: 林小雨
+    role: weather designer
+locations:
+  - id: docks
+    name: the Container Docks
+    description: Where the ships tie up.
+    sights: [orange floodlights]
+    sounds: [crane motors whining]
+    smells: [diesel and rust]
+  - id: market
+    name: the Night Market
+lore:
+  - id: wall
+    always_include: true
+    text: The city lives behind a sea wall.
+  - id: cranes
+    keys: [crane]
+    priority: 5
+    text: The cranes are run by an AI called Cormorant.
+  - id: strike
+    keys: [Strike]
+    priority: 3
+    text: The dockers struck for forty days in 2059 and won one berth.
+  - id: archive
+    keys: [archive]
+    priority: 1
+    text: The city archive sank with the old town hall, and divers still look for it in the dark.
+  - id: art
+    keys: [art]
+    text: Nobody in the harbour makes art any more.
+  - id: rain
+    keys: [雨]
+    text: Rain is called 雨 by the weather designers.
+  - id: never
+    keys: [volcano]
+    text: There is no volcano.
+"""
+
+
+def words(text: str) -> int:
+    return len(text.split())
+
+
+@pytest.fixture
+def world(tmp_path):
+    path = tmp_path / "harbour.yaml"
+    path.write_text(TINY_WORLD, encoding="utf-8")
+    return load_world(path)
+
+
+def user_text(prompt) -> str:
+    assert [m["role"] for m in prompt.messages] == ["system", "user"]
+    return prompt.messages[1]["content"]
+
+
+def test_story_prompt_holds_facts_lore_and_style(world):
+    request = StoryRequest(characters=("mira", "jonas"), location="docks", premise="A strange light at night.")
+    prompt = build_prompt(world, request, count_tokens=words, context_length=2048, max_new_tokens=256)
+    text = user_text(prompt)
+    for fact in (
+        "Mira Okonkwo, salvage diver.", "A broad diver in a patched drysuit.", "Traits: brave; blunt.",
+        "Speaks: short sentences.", "Wants: find the sunken archive.", "Secret: she found a server.",
+        "Jonas Halvorsen, crane technician.", "Mira Okonkwo and Jonas Halvorsen: ex-partner; they split after the strike.",
+        "Place: the Container Docks.", "Sights: orange floodlights.", "Sounds: crane motors whining.",
+        "Smells: diesel and rust.", "Premise: A strange light at night.", "the first person, present tense",
+        "Tone: salty and kind.", "Avoid these words: suddenly, very.", "Do not write about: politics.",
+        "about 250 words", "Mira Okonkwo: Slack tide is twenty minutes.", "Jonas Halvorsen: A crane is just a big arm.",
+    ):  # fmt: skip
+        assert fact in text, fact
+    assert "Aoife" not in text  # a tie to someone not in the request stays out
+    assert "darn" not in text  # banned words are decoding bans, never primed in the prompt
+    assert "Fourth line." not in text  # at most three sample lines each
+    # always_include first, then keyword matches by priority; "strike" matched case-insensitively
+    assert prompt.lore_used == ("wall", "cranes", "strike", "archive")
+    assert prompt.lore_left_out == () and prompt.warnings == []
+    assert text.index("The city lives behind") < text.index("The cranes are run") < text.index("The dockers struck")
+    assert text.rstrip().endswith("Begin the story now.")  # the task comes last
+    assert prompt.request.subject == "mira-jonas-at-docks"
+
+
+def test_budget_accounting_is_exact_for_an_additive_counter(world):
+    request = StoryRequest(characters=("mira", "jonas"), location="docks")
+    prompt = build_prompt(world, request, count_tokens=words, context_length=2048, max_new_tokens=256)
+    assert prompt.prompt_tokens == sum(words(m["content"]) for m in prompt.messages)
+    budget = prompt.budget
+    assert budget.base_tokens + budget.lore_tokens == prompt.prompt_tokens
+    assert budget.lore_budget == 512 and budget.margin == TEMPLATE_MARGIN
+    assert prompt.prompt_tokens + 256 + TEMPLATE_MARGIN <= 2048
+
+
+def test_lore_that_does_not_fit_is_reported_not_dropped(world):
+    request = StoryRequest(characters=("mira", "jonas"), location="docks")
+    full = build_prompt(world, request, count_tokens=words, context_length=2048, max_new_tokens=256)
+    small = build_prompt(world, request, count_tokens=words, context_length=2048, max_new_tokens=256, lore_budget=25)
+    assert small.budget.lore_tokens <= 25
+    assert set(small.lore_used) | set(small.lore_left_out) == set(full.lore_used)
+    assert small.lore_used[0] == "wall" and small.lore_left_out
+    (warning,) = small.warnings
+    assert warning.startswith(f"left out {len(small.lore_left_out)} lore entr")
+    assert all(i in warning for i in small.lore_left_out) and "lore budget 25 tokens" in warning
+    for entry_id in small.lore_left_out:
+        entry = next(e for e in world.lore if e.id == entry_id)
+        assert entry.text not in user_text(small)
+
+
+def test_a_short_context_squeezes_lore_then_refuses(world):
+    request = StoryRequest(characters=("mira", "jonas"), location="docks")
+    base = build_prompt(world, request, count_tokens=words, context_length=4096, max_new_tokens=0, lore_budget=0)
+    fit = base.prompt_tokens + TEMPLATE_MARGIN + 100
+    squeezed = build_prompt(world, request, count_tokens=words, context_length=fit + 12, max_new_tokens=100)
+    assert squeezed.prompt_tokens + 100 + TEMPLATE_MARGIN <= fit + 12
+    assert squeezed.lore_left_out and squeezed.warnings
+    with pytest.raises(RequestError) as info:
+        build_prompt(world, StoryRequest(characters=("jonas",), premise="word " * 3000), count_tokens=words,
+                     context_length=2048, max_new_tokens=256)  # fmt: skip
+    message = info.value.one_line()
+    assert "before any lore" in message and "shorten the premise" in message and "max_new_tokens" in message
+
+
+def test_sample_lines_are_cut_before_refusing(world):
+    request = DialogueRequest(characters=("mira", "jonas"))
+    full = build_prompt(world, request, count_tokens=words, context_length=4096, max_new_tokens=0, lore_budget=0)
+    tight = full.prompt_tokens + TEMPLATE_MARGIN - 5
+    prompt = build_prompt(world, request, count_tokens=words, context_length=tight, max_new_tokens=0)
+    assert any(w.startswith("sample lines cut to") for w in prompt.warnings)
+    assert prompt.prompt_tokens <= tight - TEMPLATE_MARGIN
+
+
+@given(context=st.integers(50, 1500), max_new=st.integers(0, 600), lore_budget=st.one_of(st.none(), st.integers(0, 300)))
+@settings(max_examples=80, deadline=None)
+def test_prompt_always_fits_or_refuses_and_never_loses_lore(context, max_new, lore_budget):
+    world = _example("harbour/world.yaml")
+    request = StoryRequest(characters=("mira", "jonas"), location="docks", premise="Fog over the gap.")
+    try:
+        prompt = build_prompt(world, request, count_tokens=words, context_length=context, max_new_tokens=max_new,
+                              lore_budget=lore_budget)  # fmt: skip
+    except RequestError as error:
+        assert "shorten" in error.one_line()
+        return
+    assert prompt.prompt_tokens + max_new + TEMPLATE_MARGIN <= context
+    assert prompt.budget.lore_tokens <= (512 if lore_budget is None else lore_budget)
+    offered = [e.id for e in select_lore(world, "x")]  # always_include ones are always offered
+    assert set(offered) <= set(prompt.lore_used) | set(prompt.lore_left_out)
+    assert not set(prompt.lore_used) & set(prompt.lore_left_out)
+    assert bool(prompt.lore_left_out) == any(w.startswith("left out") for w in prompt.warnings)
+
+
+_EXAMPLES: dict = {}
+
+
+def _example(name: str):
+    if name not in _EXAMPLES:
+        _EXAMPLES[name] = load_world(ROOT / "worlds" / name)
+    return _EXAMPLES[name]
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "hit"),
+    [
+        ("The CRANE swung.", "crane", True),
+        ("cranes everywhere", "crane", False),  # whole words only
+        ("a party at the docks", "art", False),
+        ("art, then more art", "art", True),
+        ("at 4:12 the clock stopped", "4:12", True),
+        ("fog over the Gap.", "gap", True),
+        ("下雨了", "雨", True),  # no spaces between words in Chinese: substring
+        ("Über alles", "über", True),
+        ("", "x", False),
+        ("text", "  ", False),
+    ],
+)
+def test_mentions(text, key, hit):
+    assert mentions(text, key) is hit
+
+
+def test_lore_keys_match_against_the_selected_entities_text(world):
+    scene = build_prompt(world, SceneRequest(location="docks"), count_tokens=words, context_length=2048, max_new_tokens=200)
+    assert "cranes" in scene.lore_used  # "crane motors whining" is one of the docks' sounds
+    assert "archive" not in scene.lore_used
+    cjk = build_prompt(world, StoryRequest(characters=("lin",), premise="下雨的夜晚"), count_tokens=words,
+                       context_length=2048, max_new_tokens=200)  # fmt: skip
+    assert "rain" in cjk.lore_used and "never" not in cjk.lore_used
+
+
+def test_unknown_ids_give_did_you_mean_and_valid_ids(world):
+    with pytest.raises(RequestError) as info:
+        resolve_request(world, StoryRequest(characters=("mria",)))
+    line = info.value.one_line()
+    assert "has no character 'mria'" in line and "did you mean 'mira'?" in line and "mira, jonas, aoife, lin" in line
+    with pytest.raises(RequestError) as info:
+        build_prompt(world, SceneRequest(location="dock"), count_tokens=words, context_length=2048, max_new_tokens=10)
+    assert "did you mean 'docks'?" in info.value.one_line()
+    with pytest.raises(RequestError) as info:
+        resolve_request(world, SceneRequest(location="volcano-top"))
+    assert "(expected one of: docks, market)" in info.value.one_line()
+
+
+def test_names_resolve_to_ids_end_to_end_in_unicode(world):
+    request = DialogueRequest(characters=("Aoife Ní Bhriain", "林小雨"), location="the Night Market", topic="天气")
+    resolved = resolve_request(world, request)
+    assert resolved.request.characters == ("aoife", "lin") and resolved.request.location == "market"
+    assert resolved.request.subject == "aoife-lin-at-market"
+    prompt = build_prompt(world, request, count_tokens=words, context_length=2048, max_new_tokens=200)
+    text = user_text(prompt)
+    assert "between Aoife Ní Bhriain and 林小雨 in the Night Market, about 天气." in text
+    assert "Aoife Ní Bhriain speaks first." in text
+
+
+def test_dialogue_prompt_and_helpers(world):
+    request = DialogueRequest(characters=("mira", "jonas"), location="docks", topic="the strike", turns=5)
+    messages = dialogue_preamble(world, request)
+    text = messages[1]["content"]
+    assert "Write a conversation of 5 lines between Mira Okonkwo and Jonas Halvorsen" in text
+    assert "each written as 'Name: line'" in text and "Mira Okonkwo speaks first." in text
+    assert "Examples of their lines:\nMira Okonkwo: Slack tide is twenty minutes." in text
+    assert "Secret:" not in text  # secrets stay out of dialogue, or a tiny model blurts them
+    assert "The dockers struck" in text  # "the strike" triggers the lore
+    assert [c.id for c in speaker_order(world, request)] == ["mira", "jonas", "mira", "jonas", "mira"]
+    lines = [("Mira Okonkwo", "We go."), ("Jonas Halvorsen", "Not yet.")]
+    assert format_dialogue(lines) == "Mira Okonkwo: We go.\nJonas Halvorsen: Not yet."
+    assert continue_dialogue(lines, "Mira Okonkwo") == "Mira Okonkwo: We go.\nJonas Halvorsen: Not yet.\nMira Okonkwo:"
+    assert continue_dialogue([], "林小雨") == "林小雨:"
+    assert dialogue_stops(["Mira Okonkwo", "Jonas Halvorsen"]) == ["\n", " Mira Okonkwo:", " Jonas Halvorsen:"]
+    with pytest.raises(RequestError):
+        dialogue_preamble(world, StoryRequest())
+
+
+@pytest.mark.parametrize(
+    ("raw", "line"),
+    [
+        (" Hold the line.\nJonas Halvorsen: No.", "Hold the line."),
+        ('"Hold the line."', "Hold the line."),
+        ("Hold it. Jonas Halvorsen: no", "Hold it."),
+        ("Mira Okonkwo: I said hold it.", "I said hold it."),
+        ("“雨停了。”", "雨停了。"),
+        ("   ", ""),
+    ],
+)
+def test_clean_dialogue_line(raw, line):
+    assert clean_dialogue_line(raw, ["Mira Okonkwo", "Jonas Halvorsen"]) == line
+
+
+def test_scene_prompt(world):
+    request = SceneRequest(location="docks", time="dusk", weather="rain", mood="uneasy", characters=("jonas",))
+    text = user_text(build_prompt(world, request, count_tokens=words, context_length=2048, max_new_tokens=200))
+    assert "Describe the Container Docks (time: dusk; weather: rain; mood: uneasy)." in text
+    assert "Jonas Halvorsen is there." in text and "No dialogue." in text
+    assert request.subject == "docks-dusk"
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        StoryRequest(characters=("mira", "jonas"), location="docks", premise="Fog.", length="long"),
+        StoryRequest(),
+        SceneRequest(location="docks", time="dusk", characters=("jonas",)),
+        DialogueRequest(characters=("aoife", "lin"), topic="雨", turns=3),
+    ],
+    ids=lambda r: r.kind,
+)
+def test_requests_round_trip_through_dicts(request_):
+    data = request_.to_dict()
+    assert data["kind"] == request_.kind and isinstance(data["characters"], list)
+    assert request_from_dict(data) == request_
+    assert type(request_).from_dict(data) == request_
+
+
+def test_subjects_are_ascii_slugs():
+    assert StoryRequest(characters=("mira", "jonas"), location="docks").subject == "mira-jonas-at-docks"
+    assert StoryRequest(premise="Nobody sleeps in Saltgate tonight, again").subject == "nobody-sleeps-in-saltgate-tonight-again"
+    assert StoryRequest(premise="雨").subject == "story"
+    assert StoryRequest(characters=("a", "b", "c", "d", "e")).subject == "a-b-c-and-2-more"
+    assert SceneRequest(location="docks", time="林").subject == "docks"
+    assert DialogueRequest(characters=("mira", "jonas")).subject == "mira-jonas"
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: StoryRequest(length="epic"), "story length 'epic' is not known"),
+        (lambda: DialogueRequest(characters=("mira",)), "at least two characters"),
+        (lambda: DialogueRequest(characters=("mira", "jonas"), turns=0), "turns must be 1 to 200"),
+        (lambda: StoryRequest(characters=("mira", "mira")), "names a character twice"),
+        (lambda: request_from_dict({"kind": "poem"}), "unknown request kind 'poem'"),
+        (lambda: StoryRequest.from_dict({"kind": "scene"}), "expected a story request"),
+        (lambda: StoryRequest.from_dict({"premis": "x"}), "did you mean 'premise'?"),
+    ],
+)
+def test_bad_requests(make, message):
+    with pytest.raises(RequestError, match=message.replace("?", r"\?").replace("(", r"\(")):
+        make()
+
+
+def test_same_character_by_id_and_name_is_refused(world):
+    with pytest.raises(RequestError, match="same character twice"):
+        resolve_request(world, StoryRequest(characters=("mira", "Mira Okonkwo")))
+
+
+def test_impossible_budgets_are_refused(world):
+    with pytest.raises(RequestError, match="impossible budget"):
+        build_prompt(world, StoryRequest(), count_tokens=words, context_length=0, max_new_tokens=1)
+
+
+@pytest.mark.parametrize("name", ["nexus-hub.yaml", "ashenmere.yaml", "harbour/world.yaml"])
+def test_example_worlds_build_every_kind_within_a_small_window(name):
+    world = _example(name)
+    cast = tuple(c.id for c in world.characters[:2])
+    place = world.locations[0].id
+    for request in (
+        StoryRequest(characters=cast, location=place, premise="Something is lost."),
+        SceneRequest(location=place, time="night"),
+        DialogueRequest(characters=cast, location=place, topic="what was lost"),
+    ):
+        prompt = build_prompt(world, request, count_tokens=words, context_length=2048, max_new_tokens=400)
+        assert prompt.prompt_tokens + 400 + TEMPLATE_MARGIN <= 2048
+        assert prompt.lore_used and prompt.lore_used[0] == next(e.id for e in world.lore if e.always_include)
+        assert prompt.to_dict()["request"]["kind"] == request.kind
+
+
+def test_no_torch_import():
+    code = "import sys, metagen.prompts, metagen.world, metagen.commands.worlds; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
