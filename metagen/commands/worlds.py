@@ -155,7 +155,7 @@ def list_command(
         try:
             world = load_world(path)
         except WorldError as error:
-            typer.echo(f"invalid: {path}: {error.one_line()}", err=True)
+            typer.echo(f"invalid: {error.one_line()}", err=True)
             continue
         rows.append({"id": world.id, "name": world.name, **world.counts(), "path": str(path), "summary": _counts(world)})
     if as_json:

@@ -1,0 +1,187 @@
+"""`metagen worlds ...` end to end through CliRunner: exit codes, stdout and stderr."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from metagen.cli import app
+from metagen.world import load_world, schema_path
+
+ROOT = Path(__file__).resolve().parent.parent
+NEXUS = ROOT / "worlds" / "nexus-hub.yaml"
+HARBOUR = ROOT / "worlds" / "harbour" / "world.yaml"
+BROKEN = """\
+world:
+  id: w
+  name: W
+characters:
+  - id: mira
+    name: Mira
+    trait: [brave]
+    relationships: [{with: jonsa}]
+  - id: jonas
+    name: Jonas
+"""
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+@pytest.fixture
+def broken(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text(BROKEN, encoding="utf-8")
+    return path
+
+
+def test_validate_ok(runner):
+    result = runner.invoke(app, ["worlds", "validate", str(NEXUS), str(HARBOUR)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [
+        f"ok: {NEXUS} (6 characters, 6 locations, 3 factions, 10 lore entries)",
+        f"ok: {HARBOUR} (6 characters, 6 locations, 3 factions, 10 lore entries, 4 files)",
+    ]
+    assert result.stderr == ""
+
+
+def test_validate_prints_every_problem_and_exits_2(runner, broken):
+    result = runner.invoke(app, ["worlds", "validate", str(NEXUS), str(broken)])
+    assert result.exit_code == 2
+    assert result.stdout == f"ok: {NEXUS} (6 characters, 6 locations, 3 factions, 10 lore entries)\n"
+    assert result.stderr.splitlines() == [
+        f"{broken}:7:5: characters[0]: unknown field 'trait' (did you mean 'traits'?)",
+        f"{broken}:8:28: characters[0].relationships[0].with: unknown character 'jonsa' (did you mean 'jonas'?)",
+        f"error: {broken}: 2 problems in world",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("world:\n\tid: w\n", ":2:1: invalid YAML: a tab character (indent with spaces, not tabs)"),
+        ("", ": is empty or only comments"),
+        ("- a\n", ":1:1: the top level is a list"),
+        (b"\xff\xfe\x00w", ": looks like a binary file"),
+    ],
+)
+def test_validate_file_level_problems(runner, tmp_path, content, message):
+    path = tmp_path / "w.yaml"
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    result = runner.invoke(app, ["worlds", "validate", str(path)])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[0].startswith(f"{path}{message}")
+    assert len(result.stderr.splitlines()) == 1  # one problem: no summary line
+
+
+def test_validate_missing_file_and_no_arguments(runner, tmp_path):
+    result = runner.invoke(app, ["worlds", "validate", str(tmp_path / "nope.yaml")])
+    assert result.exit_code == 2 and "no such file" in result.stderr
+    assert runner.invoke(app, ["worlds", "validate"]).exit_code == 2  # usage error
+
+
+def test_validate_allow_outside(runner, tmp_path):
+    (tmp_path / "inner").mkdir()
+    world = tmp_path / "inner" / "w.yaml"
+    world.write_text("world: {id: w, name: W}\ninclude: [../lore.yaml]\n", encoding="utf-8")
+    (tmp_path / "lore.yaml").write_text("lore: [{id: a, keys: [a], text: A.}]\n", encoding="utf-8")
+    refused = runner.invoke(app, ["worlds", "validate", str(world)])
+    assert refused.exit_code == 2 and "outside the world's folder" in refused.stderr
+    allowed = runner.invoke(app, ["worlds", "validate", "--allow-outside", str(world)])
+    assert allowed.exit_code == 0 and "1 lore entry, 2 files" in allowed.stdout
+
+
+def test_show_plain_when_piped(runner):
+    result = runner.invoke(app, ["worlds", "show", str(HARBOUR)])
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert out.startswith("Saltgate (saltgate) | near-future harbour city")
+    for text in ("Characters", "Aoife Ní Bhriain", "harbour pilot", "Places", "the Container Docks", "Factions",
+                 "Lore", "(always)", "defaults.dialogue: temperature=0.7", "banned words: goddamn", "sha256: "):  # fmt: skip
+        assert text in out, text
+    assert "\x1b[" not in out  # no colour codes when piped
+
+
+def test_show_json(runner):
+    result = runner.invoke(app, ["worlds", "show", "--json", str(NEXUS)])
+    assert result.exit_code == 0
+    data = json.loads(result.stdout)
+    assert data["id"] == "nexus-hub" and data["characters"][0]["name"] == "林小雨"
+
+
+def test_show_broken_world_is_one_line_and_exit_2(runner, broken):
+    result = runner.invoke(app, ["worlds", "show", str(broken)])
+    assert result.exit_code == 2
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"error: {broken}: 2 problems in world (first: {broken}:7:5:")
+
+
+def test_list(runner, tmp_path, broken, monkeypatch):
+    folder = tmp_path / "worlds"
+    shutil.copytree(ROOT / "worlds", folder)
+    shutil.copy(broken, folder / "broken.yaml")
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["worlds", "list"])  # ./worlds by default
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == "3 worlds in worlds"
+    rows = [line.split()[0] for line in lines[3:]]
+    assert rows == ["ashenmere", "nexus-hub", "saltgate"]
+    assert "worlds/harbour/world.yaml" in result.stdout and "characters.yaml" not in result.stdout
+    assert result.stderr.startswith("invalid: worlds/broken.yaml: 2 problems in world")
+    as_json = json.loads(runner.invoke(app, ["worlds", "list", "--json", "worlds"]).stdout)
+    assert {w["id"]: w["characters"] for w in as_json} == {"ashenmere": 6, "nexus-hub": 6, "saltgate": 6}
+
+
+def test_list_missing_and_empty_folder(runner, tmp_path):
+    missing = runner.invoke(app, ["worlds", "list", str(tmp_path / "nope")])
+    assert missing.exit_code == 2 and "no such folder" in missing.stderr
+    empty = runner.invoke(app, ["worlds", "list", str(tmp_path)])
+    assert empty.exit_code == 0 and "no worlds in" in empty.stderr
+
+
+def test_schema(runner):
+    result = runner.invoke(app, ["worlds", "schema"])
+    assert result.exit_code == 0
+    assert json.loads(result.stdout) == json.loads(schema_path().read_text(encoding="utf-8"))
+
+
+def test_new_writes_a_valid_world_and_never_overwrites(runner, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["worlds", "new", "Ceann Tíre: the Mull"])
+    assert result.exit_code == 0, result.output
+    path = Path("worlds/ceann-tire-the-mull.yaml")
+    assert result.stdout == f"wrote {path}; check it with: metagen worlds validate {path}\n"
+    world = load_world(path)
+    assert world.id == "ceann-tire-the-mull" and world.name == "Ceann Tíre: the Mull"
+    first = path.read_text(encoding="utf-8").splitlines()[0]
+    assert (path.parent / first.split("$schema=")[1]).resolve() == schema_path().resolve() or first.endswith(str(schema_path()))
+    assert runner.invoke(app, ["worlds", "validate", str(path)]).exit_code == 0
+    before = path.read_bytes()
+    again = runner.invoke(app, ["worlds", "new", "Ceann Tíre: the Mull"])
+    assert again.exit_code == 2 and "already exists" in again.stderr
+    assert path.read_bytes() == before
+
+
+def test_new_with_out_and_id(runner, tmp_path):
+    out = tmp_path / "deep" / "rain.yaml"
+    result = runner.invoke(app, ["worlds", "new", "林小雨的世界", "--out", str(out), "--id", "rain-world"])
+    assert result.exit_code == 0, result.output
+    assert load_world(out).name == "林小雨的世界"
+    assert yaml.safe_load(out.read_text(encoding="utf-8"))["world"]["id"] == "rain-world"
+    bad = runner.invoke(app, ["worlds", "new", "X", "--out", str(tmp_path / "x.yaml"), "--id", "Not An Id"])
+    assert bad.exit_code == 2 and "not a valid id" in bad.output
+
+
+def test_help_lists_the_commands(runner):
+    result = runner.invoke(app, ["worlds", "--help"])
+    assert result.exit_code == 0
+    for name in ("validate", "show", "list", "schema", "new"):
+        assert name in result.stdout
