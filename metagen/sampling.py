@@ -74,6 +74,11 @@ def _candidates(logits: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tenso
     return torch.sort(logits, dim=-1, descending=True)
 
 
+def _wide(t: torch.Tensor) -> torch.Tensor:
+    """At least float32 for softmax and cumulative sums (half precision is too coarse)."""
+    return t if t.dtype in (torch.float32, torch.float64) else t.float()
+
+
 def _check_probability(name: str, value: float, low_open: bool, high_open: bool) -> None:
     low_ok = value > 0 if low_open else value >= 0
     high_ok = value < 1 if high_open else value <= 1
@@ -365,14 +370,19 @@ class TopPProcessor:
         finite = _finite_count(logits)
         if finite == 0:
             return logits.clone()
-        log_total = torch.logsumexp(logits.float(), dim=-1, keepdim=True)  # (B, 1)
+        log_total = None
         n = min(finite, NUCLEUS_FIRST_GUESS)
         while True:
             values, index = _candidates(logits, n)  # (B, n), sorted descending
-            probs = torch.exp(values.float() - log_total)  # probabilities over the full row
+            if n >= finite:  # the candidates hold every allowed token (as after a top-k)
+                probs = torch.softmax(_wide(values), dim=-1)
+                break
+            if log_total is None:
+                log_total = torch.logsumexp(_wide(logits), dim=-1, keepdim=True)  # (B, 1)
+            probs = torch.exp(_wide(values) - log_total)  # probabilities over the full row
             # rows with no finite logit (log_total -inf) have nothing to keep: count them done
             done = (probs.sum(dim=-1) >= self.p) | torch.isneginf(log_total[:, 0])
-            if n >= finite or bool(done.all()):
+            if bool(done.all()):
                 break
             n = min(finite, n * 4)
         before = probs.cumsum(dim=-1) - probs  # mass of the more likely candidates
@@ -417,15 +427,15 @@ class TypicalPProcessor:
         if finite == 0:
             return logits.clone()
         values, index = _candidates(logits, finite)  # (B, n): every token still allowed
-        logp = torch.log_softmax(values.float(), dim=-1)
+        logp = torch.log_softmax(_wide(values), dim=-1)
         probs = logp.exp()
         entropy = -(probs * logp).nansum(dim=-1, keepdim=True)  # (B, 1)
-        order = (-logp - entropy).abs().argsort(dim=-1)  # most typical first
+        surprise = (-logp - entropy).abs()  # distance from the typical surprise, (B, n)
+        ordered, order = surprise.sort(dim=-1)  # most typical first
         mass = probs.gather(1, order).cumsum(dim=-1)
-        last = (mass < self.mass).sum(dim=-1, keepdim=True)  # index of the last kept
-        keep_sorted = torch.arange(values.shape[-1], device=values.device) <= last
-        keep = torch.zeros_like(keep_sorted).scatter(1, order, keep_sorted)
-        values = values.masked_fill(~keep, NEG_INF)
+        last = (mass < self.mass).sum(dim=-1, keepdim=True).clamp(max=values.shape[-1] - 1)
+        cut = ordered.gather(1, last)  # tokens as typical as the last one kept stay too
+        values = values.masked_fill(~(surprise <= cut), NEG_INF)
         return torch.full_like(logits, NEG_INF).scatter(1, index, values)
 
 
@@ -458,7 +468,9 @@ class XTCProcessor:
             [torch.rand((), generator=g, device=g.device).to(logits.device) for g in self.generators]
         )  # (B,) one draw per row every step, so the stream does not depend on the logits
         act = draws < self.probability
-        logp = torch.log_softmax(logits.float(), dim=-1)
+        if not bool(act.any()):
+            return logits.clone()
+        logp = torch.log_softmax(_wide(logits), dim=-1)
         top = (logp >= self.log_threshold) & (logits > NEG_INF)  # (B, V)
         act &= top.sum(dim=-1) >= 2
         weakest = logits.masked_fill(~top, float("inf")).amin(dim=-1, keepdim=True)  # (B, 1)
@@ -645,15 +657,23 @@ def sample(logits: torch.Tensor, generators: Sequence[torch.Generator]) -> torch
     """Draw one token per row from softmax(logits), row i with generators[i], (B,).
 
     Each row is computed and drawn on its own, so a row draws the same token alone as in a
-    batch. Generators must live on the logits' device.
+    batch. One uniform draw per row and step, inverted through the row's cumulative
+    distribution: the same distribution as torch.multinomial, several times faster over a
+    49,152-token vocabulary. Tokens of probability 0 are never drawn. Generators must live
+    on the logits' device.
     """
     _check_choosable(logits)
     if len(generators) != logits.shape[0]:
         raise ValueError(f"sample() got {len(generators)} generators for {logits.shape[0]} rows")
     picks = []
     for row, generator in zip(logits, generators):
-        probs = torch.softmax(row.float(), dim=-1)  # (V,)
-        picks.append(torch.multinomial(probs, 1, generator=generator))
+        probs = torch.softmax(_wide(row), dim=-1)  # (V,)
+        cdf = probs.double().cumsum(dim=0)  # float64 keeps the tail's small steps
+        u = torch.rand(1, dtype=torch.float64, generator=generator, device=generator.device)
+        pick = torch.searchsorted(cdf, u.to(cdf.device) * cdf[-1], right=True)  # (1,)
+        # u * total can round up to total; the last token with probability > 0 bounds it
+        last = probs.shape[0] - 1 - (probs.flip(0) > 0).to(torch.uint8).argmax()
+        picks.append(torch.minimum(pick, last))
     return torch.cat(picks)
 
 
