@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from typing import ClassVar, Union
 
 from metagen.errors import RequestError
-from metagen.world import LENGTHS, Character, Location, LoreEntry, World, did_you_mean, slugify
+from metagen.world import ID_RE, LENGTHS, Character, Location, LoreEntry, World, did_you_mean, slugify
 
 DEFAULT_LORE_BUDGET = 512  # tokens of lore when the caller gives no lore_budget
 TEMPLATE_MARGIN = 32  # tokens kept for the chat template's own markers and estimate error
@@ -58,11 +58,12 @@ class _Request:
         names = [f.name for f in fields(cls)]
         unknown = [k for k in data if k not in names]
         if unknown:
-            raise RequestError(f"{cls.kind} request has unknown field '{unknown[0]}' ({did_you_mean(unknown[0], names)})")
+            hint = did_you_mean(unknown[0], names)
+            raise RequestError(f"{cls.kind} request has unknown field '{unknown[0]}' ({hint})")
         return cls(**data)
 
     def _names(self, limit: int = 3) -> str:
-        ids = list(self.characters[:limit])
+        ids = [_slug_part(c) for c in self.characters[:limit]]
         if len(self.characters) > limit:
             ids.append(f"and-{len(self.characters) - limit}-more")
         return "-".join(ids)
@@ -88,7 +89,7 @@ class StoryRequest(_Request):
         """A file-name slug built from the ids: "mira-jonas-at-docks"."""
         parts = [self._names()] if self.characters else []
         if self.location:
-            parts.append(f"at-{self.location}")
+            parts.append(f"at-{_slug_part(self.location)}")
         if not parts:
             return slugify(" ".join((self.premise or "").split()[:6]), "story")
         return _slug_join(parts)
@@ -108,7 +109,12 @@ class SceneRequest(_Request):
     @property
     def subject(self) -> str:
         """A file-name slug: the location id, then the time: "docks-dusk"."""
-        return _slug_join([self.location, slugify(self.time or "", "")])
+        return _slug_join([_slug_part(self.location), slugify(self.time or "", "")])
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not self.location or not str(self.location).strip():
+            raise RequestError("a scene needs a location", hint="name a location id of the world")
 
 
 @dataclass(frozen=True)
@@ -124,14 +130,14 @@ class DialogueRequest(_Request):
     def __post_init__(self):
         super().__post_init__()
         if len(self.characters) < 2:
-            raise RequestError("a dialogue needs at least two characters", hint="name them with --character, once each")
+            raise RequestError("a dialogue needs at least two characters", hint="name each one once")
         if not isinstance(self.turns, int) or not 1 <= self.turns <= MAX_TURNS:
             raise RequestError(f"dialogue turns must be 1 to {MAX_TURNS}, not {self.turns!r}")
 
     @property
     def subject(self) -> str:
         """A file-name slug: "mira-jonas-at-docks"."""
-        return _slug_join([self._names()] + ([f"at-{self.location}"] if self.location else []))
+        return _slug_join([self._names()] + ([f"at-{_slug_part(self.location)}"] if self.location else []))
 
 
 Request = Union[StoryRequest, SceneRequest, DialogueRequest]
@@ -144,6 +150,11 @@ def request_from_dict(data: dict) -> Request:
     if kind not in REQUEST_KINDS:
         raise RequestError(f"unknown request kind {kind!r} ({did_you_mean(str(kind), REQUEST_KINDS)})")
     return REQUEST_KINDS[kind].from_dict(data)
+
+
+def _slug_part(ref: str) -> str:
+    """An id as it is; a name (before resolve_request) made into an ASCII slug."""
+    return ref if ID_RE.match(ref) else slugify(ref, "x")
 
 
 def _slug_join(parts: list[str]) -> str:
@@ -165,7 +176,8 @@ def resolve_request(world: World, request: Request) -> Resolved:
     characters = tuple(world.character(ref) for ref in request.characters)
     ids = tuple(c.id for c in characters)
     if len(set(ids)) != len(ids):
-        raise RequestError(f"{request.kind} request names the same character twice: {', '.join(request.characters)}")
+        named = ", ".join(request.characters)
+        raise RequestError(f"{request.kind} request names the same character twice: {named}")
     location = world.location(request.location) if request.location else None
     changes: dict = {"characters": ids}
     if location is not None:
@@ -257,7 +269,8 @@ def build_prompt(
     """
     if context_length <= 0 or max_new_tokens < 0 or (lore_budget is not None and lore_budget < 0):
         raise RequestError(
-            f"impossible budget: context_length={context_length}, max_new_tokens={max_new_tokens}, lore_budget={lore_budget}"
+            f"impossible budget: context_length={context_length}, max_new_tokens={max_new_tokens}, "
+            f"lore_budget={lore_budget}"
         )
     resolved = resolve_request(world, request)
     room = context_length - max_new_tokens - TEMPLATE_MARGIN
@@ -308,7 +321,9 @@ def build_prompt(
             f"(lore budget {max(lore_room, 0)} tokens; raise the lore budget or lower max_new_tokens)"
         )
     total = measure(messages)
-    budget = PromptBudget(context_length, max_new_tokens, TEMPLATE_MARGIN, base_tokens, max(lore_room, 0), total - base_tokens)
+    budget = PromptBudget(
+        context_length, max_new_tokens, TEMPLATE_MARGIN, base_tokens, max(lore_room, 0), total - base_tokens
+    )
     return Prompt(
         request=resolved.request,
         messages=messages,
@@ -337,7 +352,7 @@ def _lore_line(entry: LoreEntry) -> str:
 def _messages(world: World, resolved: Resolved, lore: Sequence[LoreEntry], samples: int) -> list[dict[str, str]]:
     request = resolved.request
     genre = f", a {world.genre} world" if world.genre else ""
-    system = f"You are a writer for {world.name}{genre}. You write vivid, concrete text and follow the task exactly."
+    system = f"You are a writer for {world.name}{genre}. You write vivid, concrete text and follow the task."
     blocks = [_world_block(world)]
     if resolved.characters:
         blocks.append(_characters_block(world, resolved, secrets=request.kind == "story"))
@@ -395,7 +410,8 @@ def _characters_block(world: World, resolved: Resolved, *, secrets: bool) -> str
 
 def _location_block(loc: Location) -> str:
     line = _end(f"Place: {loc.name}") + (" " + _end(loc.description) if loc.description else "")
-    return line + _sentence("Sights", loc.sights) + _sentence("Sounds", loc.sounds) + _sentence("Smells", loc.smells)
+    senses = _sentence("Sights", loc.sights) + _sentence("Sounds", loc.sounds) + _sentence("Smells", loc.smells)
+    return line + senses
 
 
 def _samples_block(characters: Sequence[Character], per_character: int, *, dialogue: bool) -> str:
@@ -445,13 +461,13 @@ def _story_task(world: World, resolved: Resolved) -> str:
 
 def _scene_task(world: World, resolved: Resolved) -> str:
     request: SceneRequest = resolved.request
-    conditions = "; ".join(
-        f"{label}: {value}" for label, value in (("time", request.time), ("weather", request.weather), ("mood", request.mood)) if value
-    )
+    given = (("time", request.time), ("weather", request.weather), ("mood", request.mood))
+    conditions = "; ".join(f"{label}: {value}" for label, value in given if value)
     text = f"Describe {resolved.location.name}" + (f" ({conditions})" if conditions else "") + "."
     if resolved.characters:
         text += f" {_cast(resolved)} {'is' if len(resolved.characters) == 1 else 'are'} there."
-    text += f" Write one paragraph of about {SCENE_WORDS} words. Use what can be seen, heard and smelled. No dialogue."
+    text += f" Write one paragraph of about {SCENE_WORDS} words."
+    text += " Use what can be seen, heard and smelled. No dialogue."
     return text + " " + _style(world, "second", "present")
 
 
@@ -484,13 +500,25 @@ def estimate_tokens(text: str) -> int:
     return (len(text.split()) * 4 + 2) // 3
 
 
-def dialogue_preamble(world: World, request: DialogueRequest, *, count_tokens: Callable[[str], int] = estimate_tokens,
-                      context_length: int = 8192, max_new_tokens: int = 1024) -> list[dict[str, str]]:
-    """The system and user messages that open a dialogue; the transcript follows as the answer."""
+def dialogue_preamble(
+    world: World,
+    request: DialogueRequest,
+    *,
+    count_tokens: Callable[[str], int] = estimate_tokens,
+    context_length: int = 8192,
+    max_new_tokens: int = 1024,
+) -> list[dict[str, str]]:
+    """The system and user messages that open a dialogue; the transcript follows as the answer.
+
+    The same messages as build_prompt(...).messages; by default lore is fitted with a rough
+    token estimate. Pass the model's count_tokens and window for an exact fit.
+    """
     if request.kind != "dialogue":
         raise RequestError(f"dialogue_preamble needs a dialogue request, not a {request.kind} request")
-    return build_prompt(world, request, count_tokens=count_tokens, context_length=context_length,
-                        max_new_tokens=max_new_tokens).messages  # fmt: skip
+    prompt = build_prompt(
+        world, request, count_tokens=count_tokens, context_length=context_length, max_new_tokens=max_new_tokens
+    )
+    return prompt.messages
 
 
 def speaker_order(world: World, request: DialogueRequest) -> tuple[Character, ...]:

@@ -24,7 +24,7 @@ from metagen.errors import RequestError, WorldError
 
 MAX_FILE_BYTES = 2 * 1024 * 1024  # per file; split bigger worlds with include:
 MAX_ALIASES = 100  # `*name` uses per file
-MAX_NODES = 100_000  # nodes per file after expanding aliases
+MAX_NODES = 50_000  # nodes per file, aliases expanded (pure-Python YAML parses ~15k nodes/s)
 MAX_PROBLEMS = 200  # listed in one WorldError; the rest are counted
 
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -222,6 +222,7 @@ class _WorldLoader(yaml.SafeLoader):
     def __init__(self, stream):
         super().__init__(stream)
         self.alias_uses = 0
+        self.composed = 0  # distinct nodes, so a huge flat list stops early too
         self.sizes: dict[int, int] = {}
 
     def compose_node(self, parent, index):
@@ -233,17 +234,23 @@ class _WorldLoader(yaml.SafeLoader):
                     event.start_mark,
                     f"more than {MAX_ALIASES} alias uses (*name) in one file (write the values out instead)",
                 )
-        elif event.tag not in (None, "!") and event.tag not in _PLAIN_TAGS:
-            shown = event.tag.replace(_YAML, "!!")
-            raise _Refused(
-                event.start_mark,
-                f"YAML tag '{shown}' is not allowed (world files hold only text, numbers, "
-                "true/false, lists and mappings; remove the tag)",
-            )
+        else:
+            self.composed += 1
+            if self.composed > MAX_NODES:
+                message = f"more than {MAX_NODES} values in one file (split it with include:)"
+                raise _Refused(event.start_mark, message)
+            if event.tag not in (None, "!") and event.tag not in _PLAIN_TAGS:
+                shown = event.tag.replace(_YAML, "!!")
+                raise _Refused(
+                    event.start_mark,
+                    f"YAML tag '{shown}' is not allowed (world files hold only text, numbers, "
+                    "true/false, lists and mappings; remove the tag)",
+                )
         node = super().compose_node(parent, index)
         if isinstance(event, yaml.AliasEvent):
             if id(node) not in self.sizes:
-                raise _Refused(event.start_mark, "an alias refers to the node that contains it (recursive data is not allowed)")
+                message = "an alias refers to the node that contains it (recursive data is not allowed)"
+                raise _Refused(event.start_mark, message)
             return node
         if isinstance(node, SequenceNode):
             children = node.value
@@ -266,18 +273,19 @@ def _yaml_problem(error: yaml.MarkedYAMLError) -> tuple[object, str]:
     problem = error.problem or ""
     context = error.context or ""
     mark = error.problem_mark or error.context_mark
+    start = error.context_mark or mark
     if "\\t" in problem or "\t" in problem:
-        return mark, "invalid YAML: a tab character (indent with spaces, not tabs)"
+        return mark, "a tab character (indent with spaces, not tabs)"
     if "quoted scalar" in context:
-        return error.context_mark or mark, "invalid YAML: a quoted string is never closed (close the quote that starts here)"
+        return start, "a quoted string is never closed (close the quote that starts here)"
     if "undefined alias" in problem:
-        return mark, f"invalid YAML: {problem} (define '&name' before using '*name')"
+        return mark, f"{problem} (define '&name' before using '*name')"
     if "single document" in context:
-        return error.problem_mark, "invalid YAML: a second document (one world per file; remove the extra '---')"
+        return error.problem_mark, "a second document (one world per file; remove the extra '---')"
     if "flow" in context:
-        return error.context_mark or mark, f"invalid YAML: a [list] or {{mapping}} that starts here is never closed ({problem})"
+        return start, f"a [list] or {{mapping}} that starts here is never closed ({problem})"
     sentence = f"{context}, {problem}" if context else problem
-    return mark, f"invalid YAML: {sentence} (check the indentation and quoting around here)"
+    return mark, f"{sentence} (check the indentation and quoting around here)"
 
 
 # ----------------------------------------------------------------------------- validation
@@ -285,7 +293,9 @@ def _yaml_problem(error: yaml.MarkedYAMLError) -> tuple[object, str]:
 _TOP_KEYS = ("world", "style", "locations", "characters", "factions", "lore", "defaults", "content", "include")
 _PART_KEYS = ("include", "locations", "characters", "factions", "lore")
 _WORLD_KEYS = ("id", "name", "genre", "tone", "era", "summary")
-_STYLE_KEYS = ("point_of_view", "tense", "voice", "rating", "preferred_words", "avoided_words", "length", "length_words")
+_STYLE_KEYS = (
+    "point_of_view", "tense", "voice", "rating", "preferred_words", "avoided_words", "length", "length_words",
+)  # fmt: skip
 _LOCATION_KEYS = ("id", "name", "description", "sights", "sounds", "smells", "connections", "tags")
 _CHARACTER_KEYS = (
     "id", "name", "aliases", "role", "description", "traits", "voice", "goals", "secrets",
@@ -330,7 +340,7 @@ class _Load:
         self.files: list[Path] = []
         self.data: list[bytes] = []
         self.ids: dict[str, dict[str, tuple]] = {k: {} for k in ("character", "location", "faction", "lore")}
-        self.refs: list[tuple[str, str, int, int, int, str]] = []  # kind, id, file, line, col, prefix
+        self.refs: list[tuple] = []  # (kind, id, file no., display, mark, field path), checked at the end
         self.sections: dict[str, list] = {k: [] for k in ("locations", "characters", "factions", "lore")}
         self.file_no = 0
         self.display = ""
@@ -366,7 +376,8 @@ class _Load:
                 continue
             name = key.value
             if name in first:
-                self.add(key, path, f"duplicate key '{name}' (first at line {first[name].start_mark.line + 1}; keep one)")
+                line = first[name].start_mark.line + 1
+                self.add(key, path, f"duplicate key '{name}' (first at line {line}; keep one)")
                 continue
             first[name] = key
             if name not in keys:
@@ -425,8 +436,7 @@ class _Load:
         return tuple(values)
 
     def ref(self, kind: str, value: str, node: Node, path: str) -> None:
-        mark = node.start_mark
-        self.refs.append((kind, value, self.file_no, mark.line + 1, mark.column + 1, f"{self.display}:{mark.line + 1}:{mark.column + 1}: {path}"))
+        self.refs.append((kind, value, self.file_no, self.display, node.start_mark, path))
 
     def choice(self, node: Node, path: str, options) -> str | None:
         value = self.text(node, path)
@@ -480,7 +490,7 @@ class _Load:
         )
         for key in ("sights", "sounds", "smells", "tags"):
             out[key] = self.opt(m, path, key, self.texts, ())
-        out["connections"] = self.refs_to(m["connections"], _join(path, "connections"), "location") if "connections" in m else ()
+        out["connections"] = self.opt(m, path, "connections", lambda n, p: self.refs_to(n, p, "location"), ())
         return Location(**out) if out["id"] and out["name"] else None
 
     def read_relationship(self, node: Node, path: str) -> Relationship | None:
@@ -505,9 +515,10 @@ class _Load:
             out[key] = self.opt(m, path, key, self.text)
         for key in ("aliases", "traits", "goals", "secrets", "sample_lines"):
             out[key] = self.opt(m, path, key, self.texts, ())
-        rels = self.items(m["relationships"], _join(path, "relationships"), self.read_relationship) if "relationships" in m else []
+        rels = self.opt(m, path, "relationships", lambda n, p: self.items(n, p, self.read_relationship), [])
         if out["id"] and any(rel.other == out["id"] for rel in rels):
-            self.add(m["relationships"], _join(path, "relationships"), f"'{out['id']}' is related to itself (name another character)")
+            where = _join(path, "relationships")
+            self.add(m["relationships"], where, f"'{out['id']}' is related to itself (name another character)")
         out["relationships"] = tuple(rels)
         return Character(**out) if out["id"] and out["name"] else None
 
@@ -520,7 +531,7 @@ class _Load:
             name=self.text(m["name"], _join(path, "name")) if "name" in m else None,
             description=self.opt(m, path, "description", self.text),
             goals=self.opt(m, path, "goals", self.texts, ()),
-            members=self.refs_to(m["members"], _join(path, "members"), "character") if "members" in m else (),
+            members=self.opt(m, path, "members", lambda n, p: self.refs_to(n, p, "character"), ()),
         )
         return Faction(**out) if out["id"] and out["name"] else None
 
@@ -535,8 +546,12 @@ class _Load:
             priority=self.opt(m, path, "priority", self.integer, 0),
             always_include=self.opt(m, path, "always_include", self.boolean, False),
         )
-        if not out["keys"] and not out["always_include"] and not isinstance(m.get("keys"), (ScalarNode, MappingNode)):
-            self.add(node, path, "has no keys and is not always_include, so it is never used (add keys: [...] or always_include: true)")
+        keys_broken = isinstance(m.get("keys"), (ScalarNode, MappingNode))  # already reported
+        if not out["keys"] and not out["always_include"] and not keys_broken:
+            self.add(
+                node, path, "has no keys and is not always_include, so it is never used "
+                "(add keys: [...] or always_include: true)",
+            )  # fmt: skip
         return LoreEntry(**out) if out["id"] and out["text"] else None
 
     def read_style(self, node: Node) -> Style:
@@ -555,7 +570,8 @@ class _Load:
         for key, value_node in (lw or {}).items():
             value = self.integer(value_node, f"style.length_words.{key}")
             if value is not None and not 10 <= value <= 5000:
-                self.add(value_node, f"style.length_words.{key}", f"{value} is out of range (expected 10 to 5000 words)")
+                where = f"style.length_words.{key}"
+                self.add(value_node, where, f"{value} is out of range (expected 10 to 5000 words)")
             elif value is not None:
                 words[key] = value
         return Style(**out, length_words=words)
@@ -566,13 +582,15 @@ class _Load:
         for kind, settings in m.items():
             path = f"defaults.{kind}"
             if not isinstance(settings, MappingNode):
-                self.add(settings, path, f"got {_describe(settings)} (expected a mapping of setting: value, e.g. temperature: 0.8)")
+                expected = "expected a mapping of setting: value, e.g. temperature: 0.8"
+                self.add(settings, path, f"got {_describe(settings)} ({expected})")
                 continue
             values: dict[str, object] = {}
             for key, value in settings.value:
                 name = key.value if isinstance(key, ScalarNode) else None
                 if not name or not SETTING_RE.match(name):
-                    self.add(key, path, f"'{_short(str(name))}' is not a setting name (expected lower_case_with_underscores)")
+                    shown = _short(str(name))
+                    self.add(key, path, f"'{shown}' is not a setting name (expected lower_case_with_underscores)")
                     continue
                 values[name] = self.setting(value, f"{path}.{name}")
             out[kind] = {k: v for k, v in values.items() if v is not None}
@@ -580,7 +598,7 @@ class _Load:
 
     def setting(self, node: Node, path: str) -> object:
         if isinstance(node, SequenceNode):  # e.g. stop: ["\n\n"]; kept unstripped
-            bad = [item for item in node.value if not isinstance(item, ScalarNode) or item.tag != _YAML + "str"]
+            bad = [i for i in node.value if not isinstance(i, ScalarNode) or i.tag != _YAML + "str"]
             for item in bad:
                 self.add(item, path, f"got {_describe(item)} in the list (expected text; quote it)")
             return None if bad else [item.value for item in node.value]
@@ -623,8 +641,10 @@ def _read_file(load: _Load, path: Path) -> Node | None:
             return None
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
-            limit = f"{MAX_FILE_BYTES / 2**20:g} MiB" if MAX_FILE_BYTES >= 2**20 else f"{MAX_FILE_BYTES / 2**10:g} KiB"
-            load.add(None, "", f"is {size:,} bytes, over the {limit} limit for one world file (split it with include: [...])")
+            mib = MAX_FILE_BYTES >= 2**20
+            limit = f"{MAX_FILE_BYTES / 2**20:g} MiB" if mib else f"{MAX_FILE_BYTES / 2**10:g} KiB"
+            tip = "split it with include:"
+            load.add(None, "", f"is {size:,} bytes, over the {limit} limit for a world file ({tip})")
             return None
         with path.open("rb") as handle:
             data = handle.read(MAX_FILE_BYTES + 1)
@@ -638,14 +658,16 @@ def _read_file(load: _Load, path: Path) -> Node | None:
     load.data.append(data)
     if b"\x00" in data:
         offset = data.index(b"\x00")
-        load.add(None, "", f"looks like a binary file, not YAML text (a NUL byte at offset {offset}; give a UTF-8 .yaml file)")
+        tip = f"NUL at byte {offset}; give a UTF-8 .yaml file"
+        load.add(None, "", f"looks like a binary file, not YAML text ({tip})")
         return None
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
-        line = data.count(b"\n", 0, error.start) + 1
-        col = error.start - (data.rfind(b"\n", 0, error.start) + 1) + 1
-        load.problems.append((load.file_no, line, col, f"{load.display}:{line}:{col}: not UTF-8 text (byte 0x{data[error.start]:02x} cannot be decoded; save the file as UTF-8)"))
+        line = data.count(b"\n", 0, error.start)
+        column = error.start - (data.rfind(b"\n", 0, error.start) + 1)  # in bytes: the line is not text
+        mark = yaml.Mark(load.display, error.start, line, column, None, None)
+        load.add(mark, "", f"not UTF-8 text (byte 0x{data[error.start]:02x} cannot be decoded; save it as UTF-8)")
         return None
     loader = _WorldLoader(text)
     try:
@@ -655,7 +677,7 @@ def _read_file(load: _Load, path: Path) -> Node | None:
         return None
     except yaml.MarkedYAMLError as error:
         mark, message = _yaml_problem(error)
-        load.add(mark, "", message)
+        load.add(mark, "", "invalid YAML: " + message)
         return None
     except yaml.YAMLError as error:
         load.add(None, "", f"invalid YAML: {error}")
@@ -666,10 +688,12 @@ def _read_file(load: _Load, path: Path) -> Node | None:
     finally:
         loader.dispose()
     if node is None:
-        load.add(None, "", "is empty or only comments (a world needs at least 'world:' with id and name; `metagen worlds new NAME` writes a starter)")
+        load.add(None, "", "is empty or only comments (a world needs at least 'world:' with id and name; "
+                 "`metagen worlds new NAME` writes a starter)")  # fmt: skip
         return None
     if not isinstance(node, MappingNode):
-        load.add(node, "", f"the top level is {_describe(node)} (expected a mapping of sections: {', '.join(_TOP_KEYS[:5])}, ...)")
+        sections = ", ".join(_TOP_KEYS[:5])
+        load.add(node, "", f"the top level is {_describe(node)} (expected a mapping of sections: {sections}, ...)")
         return None
     return node
 
@@ -708,14 +732,16 @@ def _include(load: _Load, parent: Path, parent_display: str, rel: str, node: Nod
     target = (parent.parent / rel).resolve()
     display = os.path.normpath(os.path.join(os.path.dirname(parent_display), rel))
     if not load.allow_outside and not target.is_relative_to(load.root):
-        load.add(node, at, f"'{rel}' is outside the world's folder {load.root} (move it inside, or load with allow_outside=True)")
+        tip = "move it inside, or load with allow_outside=True"
+        load.add(node, at, f"'{rel}' is outside the world's folder {load.root} ({tip})")
     elif target in stack:
         chain = " -> ".join(p.name for p in (*stack[stack.index(target):], target))
         load.add(node, at, f"include cycle: {chain} (remove one of these includes)")
     elif target in load.files:
         load.add(node, at, f"'{rel}' is already included (include each file once)")
     elif not target.is_file() and not target.is_dir():
-        load.add(node, at, f"'{rel}' not found (looked for {target}; include paths are relative to {parent_display})")
+        tip = f"looked for {target}; include paths are relative to {parent_display}"
+        load.add(node, at, f"'{rel}' not found ({tip})")
     else:
         _read_part(load, target, display, (*stack, target), main=False)
 
@@ -741,10 +767,9 @@ def load_world(path: str | os.PathLike, *, allow_outside: bool = False) -> World
     style = load.read_style(m["style"]) if "style" in m else Style()
     defaults = load.read_defaults(m["defaults"]) if "defaults" in m else {}
     content = load.read_content(m["content"]) if "content" in m else Content()
-    for kind, value, file_no, line, col, prefix in load.refs:
+    for kind, value, load.file_no, load.display, mark, path in load.refs:
         if value not in load.ids[kind]:
-            hint = did_you_mean(value, load.ids[kind])
-            load.problems.append((file_no, line, col, f"{prefix}: unknown {kind} '{value}' ({hint})"))
+            load.add(mark, path, f"unknown {kind} '{value}' ({did_you_mean(value, load.ids[kind])})")
     if load.problems:
         raise _world_error(str(given), load.problems)
     return World(
@@ -767,7 +792,9 @@ def schema_path() -> Path:
     return Path(__file__).with_name("data") / "world.schema.json"
 
 
-def starter_world(name: str, *, world_id: str | None = None, schema: str | None = None, file: str = "FILE") -> str:
+def starter_world(
+    name: str, *, world_id: str | None = None, schema: str | None = None, file: str = "FILE"
+) -> str:
     """A commented starter world (YAML text) that validates; `schema` goes in its schema line."""
     world_id = world_id or slugify(name)
     text = (Path(__file__).with_name("data") / "starter-world.yaml").read_text(encoding="utf-8")
@@ -789,7 +816,8 @@ def _world_error(display: str, problems: list[tuple[int, int, int, str]]) -> Wor
     if len(problems) == 1:
         return WorldError(lines[0], problems=lines)
     more = f"run `metagen worlds validate {display}` to see all {len(problems)}"
-    return WorldError(f"{display}: {len(problems)} problems in world", problems=lines, hint=f"first: {lines[0]}; {more}")
+    message = f"{display}: {len(problems)} problems in world"
+    return WorldError(message, problems=lines, hint=f"first: {lines[0]}; {more}")
 
 
 __all__ = [

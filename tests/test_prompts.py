@@ -352,6 +352,7 @@ def test_subjects_are_ascii_slugs():
     assert StoryRequest(characters=("a", "b", "c", "d", "e")).subject == "a-b-c-and-2-more"
     assert SceneRequest(location="docks", time="林").subject == "docks"
     assert DialogueRequest(characters=("mira", "jonas")).subject == "mira-jonas"
+    assert DialogueRequest(characters=("Aoife Ní Bhriain", "林小雨"), location="the Docks").subject == "aoife-ni-bhriain-x-at-the-docks"
 
 
 @pytest.mark.parametrize(
@@ -359,6 +360,7 @@ def test_subjects_are_ascii_slugs():
     [
         (lambda: StoryRequest(length="epic"), "story length 'epic' is not known"),
         (lambda: DialogueRequest(characters=("mira",)), "at least two characters"),
+        (lambda: SceneRequest(location=""), "a scene needs a location"),
         (lambda: DialogueRequest(characters=("mira", "jonas"), turns=0), "turns must be 1 to 200"),
         (lambda: StoryRequest(characters=("mira", "mira")), "names a character twice"),
         (lambda: request_from_dict({"kind": "poem"}), "unknown request kind 'poem'"),

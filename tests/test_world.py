@@ -150,7 +150,7 @@ BROKEN = [
     ("local-tag", {"w.yaml": "world: !thing {id: w, name: W}\n"},
      "w.yaml:1:8", "YAML tag '!thing' is not allowed"),
     ("not-utf8", {"w.yaml": b"world:\n  id: w\n  name: Caf\xe9\n"},
-     "w.yaml:3:12", "not UTF-8 text (byte 0xe9 cannot be decoded; save the file as UTF-8)"),
+     "w.yaml:3:12", "not UTF-8 text (byte 0xe9 cannot be decoded; save it as UTF-8)"),
     ("binary", {"w.yaml": b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"},
      "w.yaml", "looks like a binary file, not YAML text"),
     ("recursive-alias", {"w.yaml": "world: &a {id: w, name: W, more: *a}\n"},
@@ -239,7 +239,7 @@ def test_size_cap(tmp_path, monkeypatch):
 def test_size_cap_default_is_two_mib(tmp_path):
     path = write(tmp_path, {"w.yaml": VALID + ("# " + "x" * 1000 + "\n") * 2200})
     (problem,) = problems_of(path)
-    assert "over the 2 MiB limit for one world file" in problem
+    assert "over the 2 MiB limit for a world file" in problem
 
 
 def test_alias_bomb_is_refused_before_expanding(tmp_path):
@@ -249,8 +249,9 @@ def test_alias_bomb_is_refused_before_expanding(tmp_path):
     lines.append("world: {id: w, name: W, summary: *i}")
     path = write(tmp_path, {"w.yaml": "\n".join(lines) + "\n"})
     (problem,) = problems_of(path)
-    assert "aliases expand to more than 100000 nodes" in problem
-    assert problem.startswith(f"{path}:6:")  # stopped at the level that crossed the limit
+    assert f"aliases expand to more than {world_module.MAX_NODES} nodes" in problem
+    line = int(problem[len(f"{path}:") :].split(":")[0])
+    assert line < 9  # stopped at the first level past the limit, before the last alias level
 
 
 def test_aliases_and_merge_keys_within_limits_work(tmp_path):
@@ -437,3 +438,20 @@ def test_schema_and_loader_know_the_same_fields():
     for properties, keys in pairs:
         assert set(properties) == set(keys)
     assert defs["id"]["pattern"] == world_module.ID_RE.pattern
+
+
+def test_the_example_in_the_docs_validates(tmp_path, validator):
+    import re
+
+    docs = (ROOT / "docs" / "worlds.md").read_text(encoding="utf-8")
+    block = next(b for b in re.findall(r"```yaml\n(.*?)```", docs, re.S) if "world:" in b)
+    text = "\n".join(line for line in block.splitlines() if not line.startswith("include:"))
+    assert list(validator.iter_errors(yaml.safe_load(text))) == []
+    assert load_world(write(tmp_path, {"w.yaml": text})).character("Aoife").id == "aoife"
+
+
+def test_too_many_values_stop_the_parse_early(tmp_path, monkeypatch):
+    monkeypatch.setattr(world_module, "MAX_NODES", 1000)
+    path = write(tmp_path, {"w.yaml": "x:\n" + "  - 1\n" * 5000})
+    (problem,) = problems_of(path)
+    assert problem.startswith(f"{path}:999:5: more than 1000 values in one file")

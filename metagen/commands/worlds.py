@@ -55,14 +55,15 @@ def _print_tables(title: str, tables: list[tuple[str, list[str], list[list[str]]
     if sys.stdout.isatty():
         from rich.console import Console
         from rich.table import Table
+        from rich.text import Text
 
         console = Console()
-        console.print(title)
+        console.print(Text(title))  # Text: world text is never read as rich markup
         for name, headers, rows in tables:
             if rows:
                 table = Table(*headers, title=name, title_justify="left")
                 for row in rows:
-                    table.add_row(*row)
+                    table.add_row(*(Text(cell) for cell in row))
                 console.print(table)
         return
     typer.echo(title)
@@ -107,12 +108,10 @@ def show_command(
         return
     s = world.style
     head = [f"{world.name} ({world.id})"]
-    head += [x for x in (world.genre, world.era and f"era: {world.era}", world.tone and f"tone: {world.tone}") if x]
-    style = ", ".join(
-        x
-        for x in (s.point_of_view and f"{s.point_of_view} person", s.tense and f"{s.tense} tense", s.rating, f"{s.length} stories")
-        if x
-    )
+    era, tone = world.era and f"era: {world.era}", world.tone and f"tone: {world.tone}"
+    head += [x for x in (world.genre, era, tone) if x]
+    pov, tense = s.point_of_view and f"{s.point_of_view} person", s.tense and f"{s.tense} tense"
+    style = ", ".join(x for x in (pov, tense, s.rating, f"{s.length} stories") if x)
     lines = [" | ".join(head), f"{_counts(world)}; style: {style}"]
     if world.summary:
         lines.append(world.summary)
@@ -123,11 +122,12 @@ def show_command(
     if world.content.banned_words:
         lines.append(f"banned words: {', '.join(world.content.banned_words)}")
     names = {c.id: c.name for c in world.characters}
+
+    def ties(c) -> str:
+        return ", ".join(f"{names.get(r.other, r.other)} ({r.kind or 'tie'})" for r in c.relationships)
+
     tables = [
-        ("Characters", ["id", "name", "role", "ties"], [
-            [c.id, c.name, c.role or "", ", ".join(f"{names.get(r.other, r.other)} ({r.kind or 'tie'})" for r in c.relationships)]
-            for c in world.characters
-        ]),
+        ("Characters", ["id", "name", "role", "ties"], [[c.id, c.name, c.role or "", ties(c)] for c in world.characters]),
         ("Places", ["id", "name", "leads to"], [[p.id, p.name, ", ".join(p.connections)] for p in world.locations]),
         ("Factions", ["id", "name", "members"], [
             [f.id, f.name, ", ".join(names.get(m, m) for m in f.members)] for f in world.factions
@@ -157,14 +157,16 @@ def list_command(
         except WorldError as error:
             typer.echo(f"invalid: {error.one_line()}", err=True)
             continue
-        rows.append({"id": world.id, "name": world.name, **world.counts(), "path": str(path), "summary": _counts(world)})
+        row = {"id": world.id, "name": world.name, **world.counts(), "path": str(path), "contents": _counts(world)}
+        rows.append(row)
     if as_json:
-        typer.echo(json.dumps([{k: v for k, v in r.items() if k != "summary"} for r in rows], indent=2, ensure_ascii=False))
+        data = [{k: v for k, v in r.items() if k != "contents"} for r in rows]
+        typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
     elif not rows:
         typer.echo(f"no worlds in {folder} (`metagen worlds new NAME` writes one)", err=True)
     else:
         _print_tables(f"{len(rows)} world{'s' * (len(rows) != 1)} in {folder}", [
-            ("", ["id", "name", "contents", "path"], [[r["id"], r["name"], r["summary"], r["path"]] for r in rows]),
+            ("", ["id", "name", "contents", "path"], [[r["id"], r["name"], r["contents"], r["path"]] for r in rows]),
         ])  # fmt: skip
 
 
@@ -178,7 +180,8 @@ def schema_command():
 def new_command(
     name: Annotated[str, typer.Argument(help="The world's name (any script).", show_default=False)],
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Where to write it [default: worlds/<id>.yaml].", show_default=False)
+        Path | None,
+        typer.Option("--out", "-o", help="Where to write it [default: worlds/<id>.yaml].", show_default=False),
     ] = None,
     world_id: Annotated[
         str | None, typer.Option("--id", help="The world id [default: made from the name].", show_default=False)
@@ -187,7 +190,8 @@ def new_command(
     """Write a commented starter world that validates; never overwrites a file."""
     world_id = world_id or slugify(name)
     if not ID_RE.match(world_id):
-        raise typer.BadParameter(f"'{world_id}' is not a valid id (lower-case a-z, 0-9, '-' or '_')", param_hint="--id")
+        message = f"'{world_id}' is not a valid id (lower-case a-z, 0-9, '-' or '_')"
+        raise typer.BadParameter(message, param_hint="--id")
     out = out or Path("worlds") / f"{world_id}.yaml"
     out.parent.mkdir(parents=True, exist_ok=True)
     try:  # relative when the schema is close by (a checkout), else absolute
@@ -201,7 +205,8 @@ def new_command(
         with open(out, "x", encoding="utf-8") as handle:
             handle.write(text)
     except FileExistsError:
-        raise OutputExistsError(f"{out} already exists", hint="choose another --out; `worlds new` never overwrites") from None
+        hint = "choose another --out; `worlds new` never overwrites"
+        raise OutputExistsError(f"{out} already exists", hint=hint) from None
     typer.echo(f"wrote {out}; check it with: metagen worlds validate {out}")
 
 
