@@ -671,9 +671,10 @@ def sample(logits: torch.Tensor, generators: Sequence[torch.Generator]) -> torch
         cdf = probs.double().cumsum(dim=0)  # float64 keeps the tail's small steps
         u = torch.rand(1, dtype=torch.float64, generator=generator, device=generator.device)
         pick = torch.searchsorted(cdf, u.to(cdf.device) * cdf[-1], right=True)  # (1,)
-        # u * total can round up to total; the last token with probability > 0 bounds it
-        last = probs.shape[0] - 1 - (probs.flip(0) > 0).to(torch.uint8).argmax()
-        picks.append(torch.minimum(pick, last))
+        pick = pick.clamp(max=probs.shape[0] - 1)
+        if bool(probs[pick] == 0):  # u * total rounded up to total: take the last possible token
+            pick = (probs > 0).nonzero()[-1]
+        picks.append(pick)
     return torch.cat(picks)
 
 
