@@ -240,9 +240,10 @@ def select_lore(world: World, text: str) -> list[LoreEntry]:
 def _match_text(world: World, resolved: Resolved) -> str:
     request = resolved.request
     parts = [getattr(request, name, None) or "" for name in ("premise", "topic", "time", "weather", "mood")]
+    cast = {c.id for c in resolved.characters}
     for c in resolved.characters:
         parts += [c.name, *c.aliases, c.role or "", c.description or "", *c.traits, *c.goals]
-        parts += [r.description or r.kind or "" for r in c.relationships]
+        parts += [f"{r.kind or ''} {r.description or ''}" for r in c.relationships if r.other in cast]
     if resolved.location:
         loc = resolved.location
         parts += [loc.name, loc.description or "", *loc.sights, *loc.sounds, *loc.smells, *loc.tags]
@@ -312,8 +313,9 @@ def build_prompt(
     # c. the real count (token counts need not add up); drop the last entries until it fits
     messages = _messages(world, resolved, used, samples)
     while used and (measure(messages) > room or measure(messages) - base_tokens > lore_room):
-        left.insert(0, used.pop())
+        left.append(used.pop())
         messages = _messages(world, resolved, used, samples)
+    left.sort(key=candidates.index)  # priority order, whichever step left them out
     if left:
         ids = ", ".join(e.id for e in left)
         warnings.append(
@@ -351,7 +353,7 @@ def _lore_line(entry: LoreEntry) -> str:
 
 def _messages(world: World, resolved: Resolved, lore: Sequence[LoreEntry], samples: int) -> list[dict[str, str]]:
     request = resolved.request
-    genre = f", a {world.genre} world" if world.genre else ""
+    genre = f" ({world.genre})" if world.genre else ""
     system = f"You are a writer for {world.name}{genre}. You write vivid, concrete text and follow the task."
     blocks = [_world_block(world)]
     if resolved.characters:
