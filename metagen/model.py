@@ -47,6 +47,20 @@ class WeightLinear(nn.Module):
             self.register_buffer("weight", weight.to(dtype).contiguous(), persistent=True)
             self.scale = None
 
+    @classmethod
+    def from_stored(cls, weight: torch.Tensor, scale: torch.Tensor | None, weight_format: str) -> "WeightLinear":
+        """Rebuild from buffers saved by Transformer.export_state (no re-quantization)."""
+        linear = cls.__new__(cls)
+        nn.Module.__init__(linear)
+        linear.weight_format = weight_format
+        linear.out_features, linear.in_features = weight.shape
+        linear.register_buffer("weight", weight, persistent=True)
+        if scale is None:
+            linear.scale = None
+        else:
+            linear.register_buffer("scale", scale, persistent=True)
+        return linear
+
     @property
     def compute_dtype(self) -> torch.dtype:
         return torch.float32 if self.weight_format == "float32" else torch.bfloat16
@@ -203,8 +217,12 @@ class Transformer(nn.Module):
         act = torch.float32 if weight_format == "float32" else torch.bfloat16
         embeddings = t["tok_embeddings.weight"].float()
         model.tok_embeddings = embeddings.to(act).contiguous()
-        out_weight = embeddings if args.tied_embeddings else t["output.weight"].float()
-        model.output = WeightLinear(out_weight, weight_format)
+        if args.tied_embeddings and weight_format != "int8":
+            # One (V, dim) matrix serves both the lookup and the output head.
+            model.output = WeightLinear.from_stored(model.tok_embeddings, None, weight_format)
+        else:
+            out_weight = embeddings if args.tied_embeddings else t["output.weight"].float()
+            model.output = WeightLinear(out_weight, weight_format)
         model.norm.weight.data = t["norm.weight"].float()
         for i, block in enumerate(model.layers):
             p = f"layers.{i}."
@@ -217,6 +235,48 @@ class Transformer(nn.Module):
             block.feed_forward.w2 = WeightLinear(t[p + "feed_forward.w2.weight"].float(), weight_format)
             block.attention_norm.weight.data = t[p + "attention_norm.weight"].float()
             block.ffn_norm.weight.data = t[p + "ffn_norm.weight"].float()
+        model.eval()
+        return model
+
+    def export_state(self) -> dict[str, torch.Tensor]:
+        """Every tensor needed to rebuild this model as it is (fused, in its weight format)."""
+        state = {"tok_embeddings": self.tok_embeddings, "norm.weight": self.norm.weight.data}
+        linears = {"output": self.output}
+        for i, block in enumerate(self.layers):
+            p = f"layers.{i}."
+            linears.update({p + "attention.wqkv": block.attention.wqkv, p + "attention.wo": block.attention.wo,
+                            p + "feed_forward.w13": block.feed_forward.w13, p + "feed_forward.w2": block.feed_forward.w2})
+            state[p + "attention_norm.weight"] = block.attention_norm.weight.data
+            state[p + "ffn_norm.weight"] = block.ffn_norm.weight.data
+        for name, linear in linears.items():
+            state[name + ".weight"] = linear.weight
+            if linear.scale is not None:
+                state[name + ".scale"] = linear.scale
+        if state["output.weight"].data_ptr() == self.tok_embeddings.data_ptr():
+            del state["output.weight"]  # tied and shared: stored once, as the embeddings
+        return {name: tensor.contiguous() for name, tensor in state.items()}
+
+    @classmethod
+    def from_state(cls, args: ModelArgs, state: dict[str, torch.Tensor], weight_format: str) -> "Transformer":
+        """Inverse of export_state."""
+        model = cls(args)
+        model.weight_format = weight_format
+
+        def linear(name):
+            return WeightLinear.from_stored(state[name + ".weight"], state.get(name + ".scale"), weight_format)
+
+        model.tok_embeddings = state["tok_embeddings"]
+        model.output = (linear("output") if "output.weight" in state
+                        else WeightLinear.from_stored(model.tok_embeddings, None, weight_format))
+        model.norm.weight.data = state["norm.weight"]
+        for i, block in enumerate(model.layers):
+            p = f"layers.{i}."
+            block.attention.wqkv = linear(p + "attention.wqkv")
+            block.attention.wo = linear(p + "attention.wo")
+            block.feed_forward.w13 = linear(p + "feed_forward.w13")
+            block.feed_forward.w2 = linear(p + "feed_forward.w2")
+            block.attention_norm.weight.data = state[p + "attention_norm.weight"]
+            block.ffn_norm.weight.data = state[p + "ffn_norm.weight"]
         model.eval()
         return model
 

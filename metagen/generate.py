@@ -1,0 +1,235 @@
+"""Generator: owns a model and its tokenizer; turns prompts into completions.
+
+`load_model` resolves a model name or path (pulling a known model on first use), and
+keeps a converted copy of the weights in the cache as safetensors (memory-mapped, no
+pickle), so that later processes skip the GGUF parsing and dequantization.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from metagen.config import GenerationConfig
+from metagen.errors import ConfigError, GenerationError, ModelError
+from metagen.gguf import ModelArgs, read_gguf
+from metagen.model import WEIGHT_FORMATS, Transformer
+from metagen.search import SearchResult, TextCallback, run_search
+from metagen.tokenizer import Tokenizer
+
+log = logging.getLogger(__name__)
+
+DTYPES = ("auto", *WEIGHT_FORMATS)
+DEVICES = ("cpu", "cuda", "auto")
+# The compact form used on the CPU unless --dtype says otherwise (see bench/RESULTS.md).
+DEFAULT_CPU_FORMAT = "bfloat16"
+CONVERTED_VERSION = 1  # bump when the converted layout changes
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a loaded model is, as recorded in every output file."""
+
+    name: str
+    path: str
+    sha256: str
+    weight_format: str
+    device: str
+    context_length: int
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "path": self.path, "sha256": self.sha256,
+                "dtype": self.weight_format, "device": self.device}
+
+
+@dataclass
+class Completion:
+    """One generated text and how it came about."""
+
+    text: str
+    tokens: list[int]
+    prompt_tokens: int
+    logprob: float
+    finish_reason: str
+    seed: int
+    seconds: float
+    alternatives: list[dict] = field(default_factory=list)  # n-best beyond the first
+
+    @property
+    def output_tokens(self) -> int:
+        return len(self.tokens)
+
+
+def resolve_device(device: str) -> torch.device:
+    if device not in DEVICES:
+        raise ConfigError(f"--device must be one of {', '.join(DEVICES)}, got {device!r}")
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA device is available here", hint="use --device cpu")
+    return torch.device(device)
+
+
+def resolve_format(dtype: str, device: torch.device) -> str:
+    if dtype not in DTYPES:
+        raise ConfigError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    if dtype == "auto":
+        return DEFAULT_CPU_FORMAT if device.type == "cpu" else "bfloat16"
+    return dtype
+
+
+def _converted_dir(cache: Path, sha256: str, weight_format: str) -> Path:
+    return cache / "converted" / f"{sha256[:16]}-{weight_format}-v{CONVERTED_VERSION}"
+
+
+def _load_converted(folder: Path) -> tuple[Transformer, Tokenizer, str] | None:
+    from safetensors.torch import load_file
+
+    meta_path = folder / "meta.json"
+    if not meta_path.exists():
+        return None
+    try:
+        meta = json.loads(meta_path.read_text())
+        state = load_file(str(folder / "weights.safetensors"))
+        model = Transformer.from_state(ModelArgs(**meta["args"]), state, meta["weight_format"])
+        tokenizer = Tokenizer.load(folder / "tokenizer.json")
+        return model, tokenizer, meta["name"]
+    except Exception as error:  # a damaged cache entry is rebuilt from the GGUF
+        log.warning("converted cache %s is unusable (%s); rebuilding it", folder, error)
+        shutil.rmtree(folder, ignore_errors=True)
+        return None
+
+
+def _save_converted(folder: Path, model: Transformer, tokenizer: Tokenizer, name: str) -> None:
+    from safetensors.torch import save_file
+
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=folder.parent))
+        try:
+            save_file(model.export_state(), str(staging / "weights.safetensors"))
+            tokenizer.save(staging / "tokenizer.json")
+            meta = {"args": model.args.to_dict(), "weight_format": model.weight_format, "name": name}
+            (staging / "meta.json").write_text(json.dumps(meta))
+            os.replace(staging, folder)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    except OSError as error:  # the cache is an optimisation: a read-only one only costs time
+        log.warning("could not cache the converted model in %s: %s", folder.parent, error)
+
+
+def build_from_gguf(path: Path, weight_format: str) -> tuple[Transformer, Tokenizer, str]:
+    contents = read_gguf(path)
+    # F32 tensors come back as read-only memory maps; torch wants writable memory.
+    tensors = {name: torch.from_numpy(np.require(array, requirements="W")) for name, array in contents.tensors.items()}
+    model = Transformer.from_weights(contents.args, tensors, weight_format)
+    return model, Tokenizer.from_data(contents.tokenizer), contents.name
+
+
+def load_model(spec: str | None = None, *, dtype: str = "auto", device: str = "cpu",
+               progress: Callable[[str], None] | None = None, use_cache: bool = True) -> "Generator":
+    """Load a known model by name (pulled on first use) or any llama-family GGUF by path."""
+    from metagen.models import cache_dir, resolve_model
+
+    torch_device = resolve_device(device)
+    weight_format = resolve_format(dtype, torch_device)
+    resolved = resolve_model(spec, progress=progress)
+    started = time.perf_counter()
+    folder = _converted_dir(cache_dir(), resolved.sha256, weight_format)
+    loaded = _load_converted(folder) if use_cache else None
+    if loaded is None:
+        if progress:
+            progress(f"converting {resolved.path.name} to {weight_format} (first use only)")
+        loaded = build_from_gguf(resolved.path, weight_format)
+        if use_cache:
+            _save_converted(folder, *loaded)
+    model, tokenizer, _ = loaded
+    model.to_device(torch_device)
+    log.info("loaded %s (%s, %s) in %.2f s", resolved.name, weight_format, torch_device,
+             time.perf_counter() - started)
+    info = ModelInfo(name=resolved.name, path=str(resolved.path), sha256=resolved.sha256,
+                     weight_format=weight_format, device=str(torch_device),
+                     context_length=model.args.max_seq_len)
+    return Generator(model, tokenizer, info)
+
+
+def draw_seed() -> int:
+    """A fresh random seed, recorded with the output so the result can be reproduced."""
+    return secrets.randbits(63)
+
+
+class Generator:
+    """A model with its tokenizer: prompts in, completions out."""
+
+    def __init__(self, model: Transformer, tokenizer: Tokenizer, info: ModelInfo):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.info = info
+
+    @property
+    def context_length(self) -> int:
+        return self.model.args.max_seq_len
+
+    def encode_prompt(self, prompt: str | list[dict], *, chat: bool = True) -> list[int]:
+        """Text or chat messages -> prompt token ids (the chat template applied when chat)."""
+        if isinstance(prompt, list):
+            return self.tokenizer.encode(self.tokenizer.render_chat(prompt))
+        if chat:
+            return self.tokenizer.encode(self.tokenizer.render_chat([{"role": "user", "content": prompt}]))
+        return self.tokenizer.encode(prompt)
+
+    def count_tokens(self, text: str) -> int:
+        return self.tokenizer.count(text)
+
+    def generate(self, prompts: list[str | list[dict]] | str, cfg: GenerationConfig, *,
+                 chat: bool = True, seeds: list[int] | None = None,
+                 on_text: TextCallback | None = None) -> list[Completion]:
+        """Generate one completion per prompt (text, or chat messages)."""
+        if isinstance(prompts, str):
+            prompts = [prompts]
+        ids = [self.encode_prompt(p, chat=chat) for p in prompts]
+        return self.complete(ids, cfg, seeds=seeds, on_text=on_text)
+
+    def complete(self, prompts: list[list[int]], cfg: GenerationConfig, *,
+                 seeds: list[int] | None = None, on_text: TextCallback | None = None) -> list[Completion]:
+        """Decode token prompts together; each row uses its own seed (cfg.seed, or drawn)."""
+        if not prompts:
+            return []
+        for ids in prompts:
+            if not ids:
+                raise ConfigError("the prompt is empty")
+            cfg.check_context(len(ids), self.context_length)
+        if seeds is None:
+            seeds = [cfg.seed if cfg.seed is not None else draw_seed() for _ in prompts]
+        if len(seeds) != len(prompts):
+            raise ValueError("one seed per prompt")
+        generators = [torch.Generator(device=self.model.device).manual_seed(s) for s in seeds]
+        started = time.perf_counter()
+        try:
+            results: list[SearchResult] = run_search(self.model, self.tokenizer, prompts, cfg, generators, on_text)
+        except (RuntimeError, torch.cuda.OutOfMemoryError) as error:
+            raise GenerationError(f"the model failed while generating: {error}") from error
+        seconds = time.perf_counter() - started
+        completions = []
+        for result, seed in zip(results, seeds):
+            best, *rest = result.sequences
+            completions.append(Completion(
+                text=best.text, tokens=best.tokens, prompt_tokens=result.prompt_tokens,
+                logprob=best.logprob, finish_reason=best.finish_reason, seed=seed, seconds=seconds,
+                alternatives=[{"text": s.text, "tokens": s.tokens, "logprob": s.logprob,
+                               "score": s.score, "finish_reason": s.finish_reason} for s in rest]))
+        return completions
+
+    def with_seed(self, cfg: GenerationConfig, seed: int) -> GenerationConfig:
+        return replace(cfg, seed=seed)

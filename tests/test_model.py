@@ -1,0 +1,109 @@
+"""The transformer: KV-cache decoding equals the full forward pass, padding is invisible,
+weight formats stay close to float32, and a golden greedy sequence guards against drift."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from metagen.model import Transformer, random_weights
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    from tests.conftest import tiny_args
+
+    args = tiny_args(300)
+    return Transformer.from_weights(args, random_weights(args, seed=1), "float32")
+
+
+def full_forward(model, tokens):
+    cache = model.new_cache(tokens.shape[0], tokens.shape[1])
+    return model(tokens, cache)
+
+
+def test_kv_cache_steps_equal_full_forward(tiny_model):
+    tokens = torch.randint(0, 300, (2, 12), generator=torch.Generator().manual_seed(0))
+    full = full_forward(tiny_model, tokens)
+    cache = tiny_model.new_cache(2, 12)
+    prefill = tiny_model(tokens[:, :5], cache)
+    steps = [tiny_model(tokens[:, i:i + 1], cache) for i in range(5, 12)]
+    stepped = torch.cat([prefill, *steps], dim=1)
+    assert torch.allclose(stepped, full, atol=1e-5), (stepped - full).abs().max()
+
+
+def test_chunked_prefill_equals_full_forward(tiny_model):
+    tokens = torch.randint(0, 300, (1, 10), generator=torch.Generator().manual_seed(1))
+    full = full_forward(tiny_model, tokens)
+    cache = tiny_model.new_cache(1, 10)
+    chunked = torch.cat([tiny_model(tokens[:, :4], cache), tiny_model(tokens[:, 4:], cache)], dim=1)
+    assert torch.allclose(chunked, full, atol=1e-5)
+
+
+def test_left_padding_gives_each_row_its_own_result(tiny_model):
+    g = torch.Generator().manual_seed(2)
+    short = torch.randint(3, 300, (1, 4), generator=g)
+    long = torch.randint(3, 300, (1, 9), generator=g)
+    alone_short = full_forward(tiny_model, short)[0, -1]
+    alone_long = full_forward(tiny_model, long)[0, -1]
+    batch = torch.full((2, 9), 2, dtype=torch.long)
+    batch[0, 5:] = short[0]
+    batch[1] = long[0]
+    pad = torch.tensor([5, 0])
+    cache = tiny_model.new_cache(2, 12)
+    out = tiny_model(batch, cache, pad)
+    assert torch.allclose(out[0, -1], alone_short, atol=1e-5)
+    assert torch.allclose(out[1, -1], alone_long, atol=1e-5)
+    # and decoding steps with padding still match the unpadded rows
+    nxt = torch.tensor([[7], [8]])
+    step = tiny_model(nxt, cache, pad)[:, -1]
+    ref_short = full_forward(tiny_model, torch.cat([short, nxt[:1]], 1))[0, -1]
+    ref_long = full_forward(tiny_model, torch.cat([long, nxt[1:]], 1))[0, -1]
+    assert torch.allclose(step[0], ref_short, atol=1e-5)
+    assert torch.allclose(step[1], ref_long, atol=1e-5)
+
+
+def test_last_only_matches_full_logits(tiny_model):
+    tokens = torch.randint(0, 300, (1, 6), generator=torch.Generator().manual_seed(3))
+    full = full_forward(tiny_model, tokens)
+    last = tiny_model(tokens, tiny_model.new_cache(1, 6), last_only=True)
+    assert torch.allclose(last[:, -1], full[:, -1], atol=1e-6)
+
+
+def test_cache_overflow_is_refused(tiny_model):
+    with pytest.raises(ValueError, match="KV cache holds 4 slots"):
+        tiny_model(torch.zeros((1, 5), dtype=torch.long), tiny_model.new_cache(1, 4))
+
+
+@pytest.mark.parametrize("weight_format, tolerance", [("bfloat16", 0.15), ("int8", 0.15)])
+def test_compact_formats_stay_close_to_float32(weight_format, tolerance):
+    from tests.conftest import tiny_args
+
+    args = tiny_args(300)
+    weights = random_weights(args, seed=1)
+    exact = Transformer.from_weights(args, weights, "float32")
+    compact = Transformer.from_weights(args, weights, weight_format)
+    tokens = torch.randint(0, 300, (1, 8), generator=torch.Generator().manual_seed(4))
+    a, b = full_forward(exact, tokens), full_forward(compact, tokens)
+    assert compact.activation_dtype == torch.bfloat16
+    assert (a - b).abs().max() / a.abs().max() < tolerance
+
+
+@pytest.mark.parametrize("weight_format", ["float32", "bfloat16", "int8"])
+def test_export_and_rebuild_state_is_identical(weight_format):
+    from tests.conftest import tiny_args
+
+    args = tiny_args(300)
+    model = Transformer.from_weights(args, random_weights(args, seed=1), weight_format)
+    rebuilt = Transformer.from_state(args, model.export_state(), weight_format)
+    tokens = torch.randint(0, 300, (1, 6), generator=torch.Generator().manual_seed(5))
+    assert torch.equal(full_forward(model, tokens), full_forward(rebuilt, tokens))
+
+
+def test_cache_reorder_moves_rows(tiny_model):
+    cache = tiny_model.new_cache(3, 4)
+    tiny_model(torch.tensor([[5, 6], [7, 8], [9, 10]]), cache)
+    before = cache.k[:, :, :, :2].clone()
+    cache.reorder(torch.tensor([2, 2, 0]))
+    assert torch.equal(cache.k[:, 0, :, :2], before[:, 2])
+    assert torch.equal(cache.k[:, 2, :, :2], before[:, 0])
