@@ -2,7 +2,8 @@
 
 Each command is one call into metagen.world. `validate` prints every problem itself (one a
 line on stderr) and exits 2; the other commands let WorldError reach the root group in
-cli.py, which prints one line. Light imports only: no torch, rich only when on a terminal.
+cli.py, which prints one line. Light imports only: metagen.world (and yaml) when a command
+runs, rich only on a terminal, never torch.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from metagen.errors import EXIT_BAD_INPUT, OutputExistsError, WorldError
-from metagen.world import ID_RE, World, load_world, schema_path, slugify, starter_world
+
+if TYPE_CHECKING:
+    from metagen.world import World
 
 worlds_app = typer.Typer(
     help="Validate, inspect, list and start world files (YAML), and print their JSON Schema.",
@@ -79,6 +82,8 @@ def validate_command(
     allow_outside: AllowOutside = False,
 ):
     """Check world files; print every problem as file:line:col: field: what is wrong."""
+    from metagen.world import load_world
+
     failed = 0
     for file in files:
         try:
@@ -102,6 +107,8 @@ def show_command(
     allow_outside: AllowOutside = False,
 ):
     """Summarise a world: its style, cast, places, factions and lore."""
+    from metagen.world import load_world
+
     world = load_world(file, allow_outside=allow_outside)
     if as_json:
         typer.echo(json.dumps(dataclasses.asdict(world), indent=2, ensure_ascii=False, default=str))
@@ -145,6 +152,8 @@ def list_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the list as JSON.")] = False,
 ):
     """List the worlds in a folder: id, name, counts and path (invalid ones on stderr)."""
+    from metagen.world import load_world
+
     if not folder.is_dir():
         raise WorldError(f"{folder}: no such folder", hint="give a folder of world files; the default is ./worlds")
     candidates = sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]) + sorted(
@@ -173,6 +182,8 @@ def list_command(
 @worlds_app.command("schema")
 def schema_command():
     """Print the JSON Schema (draft 2020-12) that editors can check world files against."""
+    from metagen.world import schema_path
+
     typer.echo(schema_path().read_text(encoding="utf-8"), nl=False)
 
 
@@ -188,6 +199,8 @@ def new_command(
     ] = None,
 ):
     """Write a commented starter world that validates; never overwrites a file."""
+    from metagen.world import ID_RE, schema_path, slugify, starter_world
+
     world_id = world_id or slugify(name)
     if not ID_RE.match(world_id):
         message = f"'{world_id}' is not a valid id (lower-case a-z, 0-9, '-' or '_')"
