@@ -17,6 +17,7 @@ import typer
 from typer.core import TyperGroup
 
 from metagen import __version__
+from metagen.commands.generate import generate
 from metagen.commands.models import models_app
 from metagen.commands.worlds import worlds_app
 from metagen.errors import (
@@ -98,6 +99,7 @@ def root(
 
 app.add_typer(models_app, name="models")
 app.add_typer(worlds_app, name="worlds")
+app.command("generate")(generate)
 
 
 def main() -> None:

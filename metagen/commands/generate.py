@@ -1,0 +1,57 @@
+"""`metagen generate PROMPT`: the low-level door the other commands, tests and benchmarks use."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from metagen.commands.options import load_generator, with_decoding_options
+
+log = logging.getLogger("metagen")
+
+
+@with_decoding_options
+def generate(
+    prompt: Annotated[str, typer.Argument(help="The prompt text ('-' reads it from stdin).")],
+    chat: Annotated[bool, typer.Option("--chat/--no-chat", help="Apply the model's chat template.")] = True,
+    system: Annotated[Optional[str], typer.Option("--system", help="A system message (with --chat).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object: text, tokens, prompt_tokens, logprob, finish_reason, seed, settings.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress messages.")] = False,
+    *,
+    settings: dict,
+    model_options: dict,
+):
+    """Generate text from a raw prompt."""
+    from metagen.config import merge_settings
+    from metagen.sampling import build_processors, describe_processors
+
+    if prompt == "-":
+        prompt = sys.stdin.read()
+    cfg = merge_settings(settings)
+    generator = load_generator(model_options, quiet)
+    if log.isEnabledFor(logging.INFO):
+        for line in describe_processors(build_processors(cfg, generator.tokenizer, None)):
+            log.info("sampler %s", line)
+    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
+    stream = not as_json and sys.stdout.isatty()
+    on_text = (lambda row, piece: (sys.stdout.write(piece), sys.stdout.flush())) if stream else None
+    result = generator.generate([messages if chat else prompt], cfg, chat=chat, on_text=on_text)[0]
+    if as_json:
+        payload = {
+            "text": result.text, "tokens": result.tokens, "prompt_tokens": result.prompt_tokens,
+            "logprob": result.logprob, "finish_reason": result.finish_reason, "seed": result.seed,
+            "seconds": round(result.seconds, 4),
+            "tokens_per_second": round(result.output_tokens / result.seconds, 2) if result.seconds else None,
+            "model": generator.info.to_dict(), "settings": {**cfg.to_dict(), "seed": result.seed},
+        }
+        if result.alternatives:
+            payload["alternatives"] = result.alternatives
+        typer.echo(json.dumps(payload, ensure_ascii=False))
+    elif stream:
+        sys.stdout.write("\n")
+    else:
+        typer.echo(result.text)
