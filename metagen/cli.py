@@ -17,8 +17,10 @@ import typer
 from typer.core import TyperGroup
 
 from metagen import __version__
+from metagen.commands.batch import batch
 from metagen.commands.generate import generate
 from metagen.commands.models import models_app
+from metagen.commands.pieces import describe_scene, dialogue, prompt_app, replay, story
 from metagen.commands.worlds import worlds_app
 from metagen.errors import (
     EXIT_BAD_INPUT,
@@ -100,6 +102,12 @@ def root(
 app.add_typer(models_app, name="models")
 app.add_typer(worlds_app, name="worlds")
 app.command("generate")(generate)
+app.command("story")(story)
+app.command("describe-scene")(describe_scene)
+app.command("dialogue")(dialogue)
+app.add_typer(prompt_app, name="prompt")
+app.command("replay")(replay)
+app.command("batch")(batch)
 
 
 def main() -> None:

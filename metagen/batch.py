@@ -1,0 +1,482 @@
+"""Batch runs: a jobs file (YAML) -> units of work with fixed seeds and file names -> pieces.
+
+`load_jobs` reads and checks the file (problems name file:line and the field), `plan_batch`
+expands each job's count into units, gives each a seed that does not depend on sharding,
+resolves every request and setting and checks every output name before any model is
+loaded; `run_batch` decodes story and scene units that share their settings together,
+dialogues one by one, and writes each piece as soon as it is made. docs/batch.md has the format.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import yaml
+
+from metagen.config import MAX_SEED, GenerationConfig
+from metagen.errors import ConfigError, MetagenError, OutputExistsError, RequestError, WorldError
+from metagen.output import FORMATS, check_format, check_not_exists, check_writable, is_complete, output_path
+from metagen.prompts import REQUEST_KINDS, Request
+from metagen.world import World, did_you_mean, load_world
+
+MAX_JOBS_BYTES = 4 * 1024 * 1024
+MAX_UNITS = 100_000  # after counts are expanded
+MAX_COUNT = 10_000  # per job
+DEFAULT_BATCH_SIZE = 8
+
+_TOP_KEYS = ("world", "out", "format", "seed", "settings", "jobs")
+_JOB_KEYS = ("id", "kind", "world", "characters", "location", "premise", "length", "time", "weather", "mood",
+             "topic", "turns", "order", "settings", "count", "seed", "format")
+# Request fields each kind accepts (others are an error, so a typo never goes unnoticed).
+_KIND_FIELDS = {
+    "story": ("characters", "location", "premise", "length"),
+    "scene": ("location", "time", "weather", "mood", "characters"),
+    "dialogue": ("characters", "location", "topic", "turns", "order"),
+}
+
+
+@dataclass(frozen=True)
+class Job:
+    """One entry of `jobs:`, checked; paths resolved against the jobs file."""
+
+    index: int  # 0-based position in jobs:
+    id: str  # `id:` or "job-<n>" (1-based)
+    kind: str
+    world: Path
+    fields: dict  # request fields as given (characters as a tuple)
+    order: str  # dialogue speaker order
+    settings: dict  # the job's own settings (over the file's)
+    count: int
+    seed: int | None
+    format: str | None
+    where: str  # "jobs.yaml:12: jobs[3]" for messages
+
+
+@dataclass(frozen=True)
+class JobsFile:
+    """A loaded jobs file."""
+
+    path: Path
+    world: Path | None  # the default world
+    out: Path | None
+    format: str | None
+    seed: int | None
+    settings: dict
+    jobs: tuple[Job, ...]
+    content_hash: str  # sha256 of the file's bytes
+
+    @property
+    def base_seed(self) -> int:
+        """`seed:`, else a stable number from the file's content (so reruns and shards agree)."""
+        if self.seed is not None:
+            return self.seed
+        return int(self.content_hash[:16], 16) % MAX_SEED
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One piece to make: a job's k-th copy, with its seed, settings and file name settled."""
+
+    index: int  # position among all units of the file (sharding and default seeds use it)
+    job: Job
+    k: int  # 0-based copy within the job
+    world: World
+    request: Request  # canonical ids
+    cfg: GenerationConfig  # effective settings, seed included
+    seed: int
+    format: str
+    path: Path
+    overwrite: bool = False  # replace an existing file
+
+    @property
+    def label(self) -> str:
+        return f"{self.job.id} #{self.k + 1}"
+
+
+@dataclass
+class BatchPlan:
+    """Units to run after sharding and resuming, and what was left out."""
+
+    units: list[Unit]  # to run, in order
+    skipped: list[Unit] = field(default_factory=list)  # complete already (--resume)
+    total: int = 0  # units in the whole file
+    shard: tuple[int, int] = (1, 1)
+
+
+@dataclass
+class BatchResult:
+    written: int = 0
+    tokens: int = 0
+    seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+class _Problems:
+    """Collects `file:line: field: what` lines; raises one ConfigError with all of them."""
+
+    def __init__(self, display: str):
+        self.display = display
+        self.lines: list[str] = []
+
+    def add(self, node, path: str, message: str) -> None:
+        line = f":{node.start_mark.line + 1}" if node is not None else ""
+        self.lines.append(f"{self.display}{line}: {path + ': ' if path else ''}{message}")
+
+    def raise_if_any(self) -> None:
+        if not self.lines:
+            return
+        if len(self.lines) == 1:
+            raise ConfigError(self.lines[0])
+        more = "; ".join(self.lines[1:4]) + ("; ..." if len(self.lines) > 4 else "")
+        raise ConfigError(f"{len(self.lines)} problems in {self.display}: {self.lines[0]}", hint=more)
+
+
+def _construct(node):
+    return yaml.SafeLoader("").construct_document(node)
+
+
+def _mapping_items(node) -> list[tuple[str, Any]]:
+    return [(k.value, v) for k, v in node.value]
+
+
+def _where(node) -> str:
+    return str(node.start_mark.line + 1)
+
+
+def parse_shard(text: str | None) -> tuple[int, int]:
+    """"I/N" (1-based) -> (I, N); ConfigError for anything else."""
+    if text is None:
+        return 1, 1
+    try:
+        i, n = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise ConfigError(f"--shard must look like I/N, e.g. 2/4, got {text!r}") from None
+    if n < 1 or not 1 <= i <= n:
+        raise ConfigError(f"--shard {text}: I must be 1 to N and N at least 1, e.g. 1/{max(n, 2)}")
+    return i, n
+
+
+def load_jobs(path: str | os.PathLike) -> JobsFile:
+    """Read and check a jobs file; one ConfigError lists its problems as file:line: field: what."""
+    path = Path(path)
+    display = str(path)
+    try:
+        if path.is_dir():
+            raise ConfigError(f"{display} is a folder, not a jobs file")
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{display}: no such jobs file") from None
+    except OSError as error:
+        raise ConfigError(f"{display}: cannot be read: {error.strerror or error}") from None
+    if len(data) > MAX_JOBS_BYTES:
+        raise ConfigError(f"{display} is {len(data):,} bytes, over the {MAX_JOBS_BYTES // 2**20} MiB limit")
+    try:
+        root = yaml.compose(data.decode("utf-8-sig"), Loader=yaml.SafeLoader)
+    except UnicodeDecodeError:
+        raise ConfigError(f"{display} is not UTF-8 text") from None
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        line = f":{mark.line + 1}" if mark else ""
+        raise ConfigError(f"{display}{line}: invalid YAML: {error.problem or error.context}") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{display}: invalid YAML: {error}") from None
+    problems = _Problems(display)
+    if not isinstance(root, yaml.MappingNode):
+        raise ConfigError(f"{display}: the top level must be a mapping with jobs: (see docs/batch.md)")
+    top = dict(_mapping_items(root))
+    for key, node in _mapping_items(root):
+        if key not in _TOP_KEYS:
+            problems.add(node, key, f"unknown key ({did_you_mean(str(key), _TOP_KEYS)})")
+    folder = path.parent
+    world = _path_value(problems, top.get("world"), "world", folder)
+    out = _path_value(problems, top.get("out"), "out", folder)
+    fmt = _format_value(problems, top.get("format"), "format")
+    seed = _seed_value(problems, top.get("seed"), "seed")
+    settings = _settings_value(problems, top.get("settings"), "settings")
+    jobs: list[Job] = []
+    jobs_node = top.get("jobs")
+    if jobs_node is None:
+        problems.add(root, "jobs", "missing (a list of jobs, each with kind: story | scene | dialogue)")
+    elif not isinstance(jobs_node, yaml.SequenceNode) or not jobs_node.value:
+        problems.add(jobs_node, "jobs", "must be a non-empty list of jobs")
+    else:
+        for i, node in enumerate(jobs_node.value):
+            job = _read_job(problems, node, i, folder, world)
+            if job is not None:
+                jobs.append(job)
+    ids = {}
+    for job in jobs:
+        if job.id in ids:
+            problems.lines.append(f"{job.where}: id '{job.id}' is used twice (also {ids[job.id]})")
+        ids[job.id] = job.where
+    problems.raise_if_any()
+    return JobsFile(path=path, world=world, out=out, format=fmt, seed=seed, settings=settings, jobs=tuple(jobs),
+                    content_hash=hashlib.sha256(data).hexdigest())
+
+
+def _scalar(problems, node, path, kinds: tuple[type, ...], what: str):
+    if node is None:
+        return None
+    if isinstance(node, yaml.ScalarNode):
+        value = _construct(node)
+        if value is None:
+            return None
+        if isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds):
+            return value
+    problems.add(node, path, f"must be {what}")
+    return None
+
+
+def _path_value(problems, node, path, folder: Path) -> Path | None:
+    value = _scalar(problems, node, path, (str,), "a path (text)")
+    return (folder / value) if value else None
+
+
+def _format_value(problems, node, path) -> str | None:
+    value = _scalar(problems, node, path, (str,), f"one of {', '.join(FORMATS)}")
+    if value is not None and value not in FORMATS:
+        problems.add(node, path, f"'{value}' is not a format ({did_you_mean(value, FORMATS)})")
+        return None
+    return value
+
+
+def _seed_value(problems, node, path) -> int | None:
+    value = _scalar(problems, node, path, (int,), "a whole number from 0 to 2**63 - 1")
+    if value is not None and not 0 <= value < MAX_SEED:
+        problems.add(node, path, f"{value} is out of range (0 to 2**63 - 1)")
+        return None
+    return value
+
+
+def _settings_value(problems, node, path) -> dict:
+    if node is None:
+        return {}
+    if not isinstance(node, yaml.MappingNode):
+        problems.add(node, path, "must be a mapping of setting: value, e.g. temperature: 0.7")
+        return {}
+    value = _construct(node)
+    known = [f.name for f in dataclasses.fields(GenerationConfig)]
+    for key in list(value):
+        if key == "seed":
+            problems.add(node, f"{path}.seed", "set seeds with seed: at the top or in a job, not in settings")
+        elif key not in known:
+            problems.add(node, f"{path}.{key}", f"unknown setting ({did_you_mean(str(key), known)})")
+        else:
+            continue
+        value.pop(key)
+    # Values are checked when each job's settings are merged (plan_batch), where the whole
+    # stack is known: a file-wide min_new_tokens may need a job's max_new_tokens.
+    return value
+
+
+def _read_job(problems: _Problems, node, i: int, folder: Path, default_world: Path | None) -> Job | None:
+    at = f"jobs[{i}]"
+    if not isinstance(node, yaml.MappingNode):
+        problems.add(node, at, "must be a mapping with kind: story | scene | dialogue")
+        return None
+    before = len(problems.lines)
+    items = dict(_mapping_items(node))
+    for key, value in _mapping_items(node):
+        if key not in _JOB_KEYS:
+            problems.add(value, f"{at}.{key}", f"unknown key ({did_you_mean(str(key), _JOB_KEYS)})")
+    kind = _scalar(problems, items.get("kind"), f"{at}.kind", (str,), "story, scene or dialogue")
+    if kind is None and "kind" not in items:
+        problems.add(node, f"{at}.kind", "missing (story, scene or dialogue)")
+    elif kind is not None and kind not in REQUEST_KINDS:
+        problems.add(items["kind"], f"{at}.kind", f"'{kind}' is not a kind ({did_you_mean(kind, REQUEST_KINDS)})")
+        kind = None
+    job_id = _scalar(problems, items.get("id"), f"{at}.id", (str, int), "text") or f"job-{i + 1}"
+    world = _path_value(problems, items.get("world"), f"{at}.world", folder) or default_world
+    if world is None:
+        problems.add(node, f"{at}.world", "no world: give world: at the top of the file or in the job")
+    fields: dict[str, Any] = {}
+    for key in ("location", "premise", "length", "time", "weather", "mood", "topic"):
+        if key in items:
+            fields[key] = _scalar(problems, items[key], f"{at}.{key}", (str,), "text")
+    if "turns" in items:
+        fields["turns"] = _scalar(problems, items["turns"], f"{at}.turns", (int,), "a whole number")
+    if "characters" in items:
+        from metagen.pieces import split_ids
+
+        value = _construct(items["characters"])
+        if isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+            fields["characters"] = split_ids(value)
+        else:
+            problems.add(items["characters"], f"{at}.characters", "must be a list of character ids (or 'a, b')")
+    order = _scalar(problems, items.get("order"), f"{at}.order", (str,), "likelihood or turns") or "likelihood"
+    if order not in ("likelihood", "turns"):
+        problems.add(items["order"], f"{at}.order", f"'{order}' is not an order (likelihood or turns)")
+    if kind is not None:
+        for key in fields.keys() | ({"order"} & items.keys()):
+            if key not in _KIND_FIELDS[kind]:
+                problems.add(items[key], f"{at}.{key}", f"a {kind} has no {key} "
+                             f"(a {kind} takes {', '.join(_KIND_FIELDS[kind])})")
+    count = _scalar(problems, items.get("count"), f"{at}.count", (int,), "a whole number")
+    if count is not None and not 1 <= count <= MAX_COUNT:
+        problems.add(items["count"], f"{at}.count", f"{count} is out of range (1 to {MAX_COUNT})")
+    seed = _seed_value(problems, items.get("seed"), f"{at}.seed")
+    fmt = _format_value(problems, items.get("format"), f"{at}.format")
+    settings = _settings_value(problems, items.get("settings"), f"{at}.settings")
+    if len(problems.lines) > before or kind is None or world is None:
+        return None
+    return Job(index=i, id=str(job_id), kind=kind, world=world, fields={k: v for k, v in fields.items() if v is not None},
+               order=order, settings=settings, count=count or 1, seed=seed, format=fmt,
+               where=f"{problems.display}:{_where(node)}: {at}")
+
+
+# ----------------------------------------------------------------------------- planning
+
+
+def plan_batch(jobs_file: JobsFile, *, out: str | os.PathLike | None = None, fmt: str | None = None,
+               cli_settings: Mapping[str, Any] | None = None, shard: tuple[int, int] = (1, 1),
+               resume: bool = False, overwrite: bool = False) -> BatchPlan:
+    """Expand, resolve and check every unit; pick this shard's; skip complete files on resume.
+
+    Raises before any model is loaded: WorldError, RequestError and ConfigError name the job;
+    OutputExistsError when a file exists and neither resume nor overwrite allows it.
+    A command-line seed replaces the file's base seed (jobs with their own seed keep it).
+    """
+    from metagen import pieces
+    from metagen.prompts import resolve_request
+
+    cli = dict(cli_settings or {})
+    cli_seed = cli.pop("seed", None)
+    base = cli_seed if cli_seed is not None else jobs_file.base_seed
+    out_dir = Path(out) if out is not None else (jobs_file.out or Path("out"))
+    worlds: dict[Path, World] = {}
+    units: list[Unit] = []
+    index = 0
+    for job in jobs_file.jobs:
+        try:
+            world = worlds.get(job.world)
+            if world is None:
+                world = worlds[job.world] = load_world(job.world)
+            request = resolve_request(world, pieces.make_request(job.kind, world, **job.fields)).request
+            cfg = pieces.effective_config(world, job.kind, {**jobs_file.settings, **job.settings}, cli, request)
+            unit_fmt = fmt or job.format or jobs_file.format or "md"
+            check_format(job.kind, unit_fmt)
+        except WorldError as error:
+            raise WorldError(f"{job.where}: {error.message}", problems=error.problems, hint=error.hint) from None
+        except MetagenError as error:
+            raise type(error)(f"{job.where}: {error.message}", hint=error.hint) from None
+        for k in range(job.count):
+            seed = (job.seed + k if job.seed is not None else base + index) % MAX_SEED
+            path = output_path(out_dir, world.id, job.kind, request.subject, seed, unit_fmt)
+            units.append(Unit(index=index, job=job, k=k, world=world, request=request,
+                              cfg=GenerationConfig.from_dict({**cfg.to_dict(), "seed": seed}), seed=seed,
+                              format=unit_fmt, path=path, overwrite=overwrite))
+            index += 1
+            if index > MAX_UNITS:
+                raise ConfigError(f"{jobs_file.path}: more than {MAX_UNITS} pieces in one file; split it")
+    _check_collisions(units)
+    i, n = shard
+    mine = [u for u in units if u.index % n == i - 1]
+    plan = BatchPlan(units=[], total=len(units), shard=shard)
+    if mine:
+        check_writable(out_dir)
+    for unit in mine:
+        if resume and is_complete(unit.path):
+            plan.skipped.append(unit)
+            continue
+        if os.path.lexists(unit.path) and not overwrite:
+            if resume:
+                raise OutputExistsError(f"{unit.path} exists but is not a complete metagen piece",
+                                        hint="pass --overwrite to replace it")
+        check_not_exists(unit.path, overwrite)
+        plan.units.append(unit)
+    return plan
+
+
+def _check_collisions(units: list[Unit]) -> None:
+    seen: dict[Path, Unit] = {}
+    for unit in units:
+        other = seen.get(unit.path)
+        if other is not None:
+            raise ConfigError(
+                f"{unit.job.where} and {other.job.where} would both write {unit.path}",
+                hint="give the jobs different seeds, or leave seed: out so each piece gets its own",
+            )
+        seen[unit.path] = unit
+
+
+def batch_groups(units: list[Unit], batch_size: int) -> list[list[Unit]]:
+    """Units decoded together: same world, kind and settings but the seed; at most batch_size;
+    a dialogue alone. Groups come in order of their first unit."""
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
+    from metagen.pieces import settings_key
+
+    groups: dict[tuple, list[list[Unit]]] = {}
+    order: list[list[Unit]] = []
+    for unit in units:
+        if unit.job.kind == "dialogue":
+            order.append([unit])
+            continue
+        key = (str(unit.job.world), unit.job.kind, settings_key(unit.cfg))
+        chunks = groups.setdefault(key, [])
+        if not chunks or len(chunks[-1]) >= batch_size:
+            chunks.append([])
+            order.append(chunks[-1])
+        chunks[-1].append(unit)
+    return order
+
+
+# ----------------------------------------------------------------------------- running
+
+
+def run_batch(generator, plan: BatchPlan, *, batch_size: int = DEFAULT_BATCH_SIZE,
+              on_written: Callable[[Unit, Any, Path], None] | None = None,
+              on_text: Callable[[Unit, str], None] | None = None) -> BatchResult:
+    """Make and write every planned unit; each file is written (atomically) as soon as its piece is done.
+
+    Args:
+        on_written: on_written(unit, piece, path) after each file.
+        on_text: on_text(unit, new_text) as text is generated.
+    """
+    from metagen import pieces
+    from metagen.output import render, write_atomic
+
+    result = BatchResult()
+    for group in batch_groups(plan.units, batch_size):
+        first = group[0]
+        stream = (lambda row, text, _g=group: on_text(_g[row], text)) if on_text else None
+        composed = pieces.compose(generator, first.world, [u.request for u in group], first.cfg,
+                                  seeds=[u.seed for u in group], order=first.job.order, on_text=stream)
+        result.warnings += [w for w in composed.warnings if w not in result.warnings]
+        for unit, piece in zip(group, composed.pieces):
+            path = write_atomic(unit.path, render(piece, unit.format), overwrite=unit.overwrite)
+            result.written += 1
+            result.tokens += piece.output_tokens
+            if on_written:
+                on_written(unit, piece, path)
+    return result
+
+
+def plan_summary(plan: BatchPlan) -> dict:
+    """Counts for the command's report."""
+    return {"total": plan.total, "to_run": len(plan.units), "skipped": len(plan.skipped),
+            "shard": f"{plan.shard[0]}/{plan.shard[1]}"}
+
+
+__all__ = [
+    "BatchPlan",
+    "BatchResult",
+    "Job",
+    "JobsFile",
+    "Unit",
+    "batch_groups",
+    "load_jobs",
+    "parse_shard",
+    "plan_batch",
+    "plan_summary",
+    "run_batch",
+]

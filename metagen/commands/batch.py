@@ -1,0 +1,110 @@
+"""`metagen batch JOBS.yaml`: many pieces from a jobs file, sharded, resumable (docs/batch.md).
+
+Everything is checked before the model is loaded: the jobs file, every world and request,
+the settings, the formats and every output name. Files are written one by one as they
+are made, so an interrupted run keeps what it finished and `--resume` does the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from metagen.commands.options import load_generator, with_decoding_options
+from metagen.commands.pieces import AsJson, Format, Overwrite, Quiet, say, written_record
+
+
+class _Report:
+    """Shows progress: a rich bar on a terminal, else one line per file (or JSON lines)."""
+
+    def __init__(self, total: int, quiet: bool, as_json: bool):
+        self.total, self.quiet, self.as_json = total, quiet, as_json
+        self.written = 0
+        self.tokens = 0
+        self.started = time.perf_counter()
+        self.progress = None
+        if not quiet and sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.progress = Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[speed]}"),
+                console=Console(stderr=True), transient=True,
+            )
+            self.task = self.progress.add_task("metagen batch", total=total, speed="")
+            self.progress.start()
+
+    def written_one(self, unit, piece, path) -> None:
+        self.written += 1
+        self.tokens += piece.output_tokens
+        if self.as_json:
+            record = {**written_record(piece, path), "job": unit.job.id}
+            typer.echo(json.dumps(record, ensure_ascii=False))
+        if self.progress is not None:
+            elapsed = time.perf_counter() - self.started
+            speed = f"{self.tokens / elapsed:.1f} tokens/s" if elapsed else ""
+            self.progress.update(self.task, advance=1, speed=speed)
+        elif not self.as_json:
+            say(f"wrote {path}", self.quiet)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+
+@with_decoding_options
+def batch(
+    jobs: Annotated[Path, typer.Argument(help="A jobs file (YAML; see docs/batch.md).", show_default=False)],
+    shard: Annotated[Optional[str], typer.Option("--shard", help="I/N: run only this process's share (units with index % N == I-1).", show_default=False)] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Skip pieces whose file exists and is complete.")] = False,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Stories and scenes with the same settings decoded together, at most this many.")] = 8,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder. [default: the file's out:, else ./out]", show_default=False)] = None,
+    fmt: Format = None,
+    overwrite: Overwrite = False,
+    quiet: Quiet = False,
+    as_json: AsJson = False,
+    *,
+    settings: dict,
+    model_options: dict,
+):
+    """Generate every piece a jobs file lists; the decoding flags override every job's settings."""
+    from metagen.batch import load_jobs, parse_shard, plan_batch, run_batch
+    from metagen.errors import ConfigError
+
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
+    shard_spec = parse_shard(shard)
+    jobs_file = load_jobs(jobs)
+    plan = plan_batch(jobs_file, out=out, fmt=fmt, cli_settings=settings, shard=shard_spec, resume=resume,
+                      overwrite=overwrite)
+    where = "" if shard_spec == (1, 1) else f" (shard {shard_spec[0]}/{shard_spec[1]})"
+    if not plan.units:
+        say(f"nothing to do{where}: {len(plan.skipped)} complete already, {plan.total} in the file", quiet)
+        return
+    generator = load_generator(model_options, quiet)
+    report = _Report(len(plan.units), quiet, as_json)
+    try:
+        result = run_batch(generator, plan, batch_size=batch_size, on_written=report.written_one)
+    except KeyboardInterrupt:
+        report.close()
+        typer.echo(f"interrupted after {report.written} of {len(plan.units)}; rerun with --resume to finish",
+                   err=True)
+        raise
+    finally:
+        report.close()
+    for warning in result.warnings:
+        say(f"warning: {warning}", quiet)
+    seconds = time.perf_counter() - report.started
+    speed = f", {result.tokens / seconds:.1f} tokens/s" if seconds else ""
+    say(f"written {result.written}, skipped {len(plan.skipped)} (resume){where}, {result.tokens} tokens, "
+        f"{seconds:.1f} seconds{speed}", quiet)
+
+
+__all__ = ["batch"]

@@ -1,0 +1,374 @@
+"""`metagen story | describe-scene | dialogue`, `metagen prompt ...` and `metagen replay`.
+
+Each generating command checks everything it can before loading the model (the world,
+the request's ids, the settings, the format, the output folder and file names), then
+makes one call to metagen.pieces.compose and writes the pieces with output.write_piece.
+Text streams to a terminal; piped output carries only what was asked for.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from metagen.commands.options import load_generator, progress_to_stderr, with_decoding_options
+
+WorldArg = Annotated[Path, typer.Argument(help="A world file (YAML).", show_default=False)]
+Characters = Annotated[Optional[list[str]], typer.Option(
+    "--characters", "-c", help="Character ids (or names), comma-separated or repeated.", show_default=False)]
+Location = Annotated[Optional[str], typer.Option("--location", "-l", help="A location id (or name).", show_default=False)]
+Premise = Annotated[Optional[str], typer.Option("--premise", "-p", help="What happens, in a sentence or two.", show_default=False)]
+Length = Annotated[Optional[str], typer.Option(
+    "--length", help="short | medium | long; sets the words asked for and, without --max-tokens, the token budget. [default: the world's style.length]", show_default=False)]
+Time = Annotated[Optional[str], typer.Option("--time", help="When: 'dusk', 'the night of the festival'.", show_default=False)]
+Weather = Annotated[Optional[str], typer.Option("--weather", help="The weather.", show_default=False)]
+Mood = Annotated[Optional[str], typer.Option("--mood", help="The mood of the place.", show_default=False)]
+Topic = Annotated[Optional[str], typer.Option("--topic", help="What they talk about.", show_default=False)]
+Turns = Annotated[int, typer.Option("--turns", help="Lines in all.", min=1)]
+Order = Annotated[str, typer.Option("--order", help="How the next speaker is picked: likelihood (the model's choice among the cast) | turns (in the order given).")]
+Count = Annotated[int, typer.Option("--count", "-n", min=1, help="How many pieces; seeds S, S+1, ... (S from --seed, or drawn).")]
+Out = Annotated[Path, typer.Option("--out", "-o", help="Output folder: files go to OUT/<world>/<kind>/<subject>-<seed>.<ext>.")]
+Format = Annotated[Optional[str], typer.Option(
+    "--format", "-f", help="md | txt | json (dialogue also yarn | ink). [default: md; txt with --stdout]", show_default=False)]
+Stdout = Annotated[bool, typer.Option("--stdout", help="Print the text instead of writing a file.")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace files that exist.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Nothing on stderr but errors; no streaming.")]
+AsJson = Annotated[bool, typer.Option("--json", help="One JSON line per written file on stdout: path, kind, world, seed, tokens, seconds, tokens_per_second.")]
+ShowPrompt = Annotated[bool, typer.Option("--show-prompt", help="Print the exact prompt, its token count and the lore used/left out; run nothing.")]
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """What a generating command does with its pieces."""
+
+    count: int = 1
+    out: Path = Path("out")
+    fmt: str | None = None
+    stdout: bool = False
+    overwrite: bool = False
+    quiet: bool = False
+    as_json: bool = False
+    show_prompt: bool = False
+
+
+def say(message: str, quiet: bool = False) -> None:
+    """One line on stderr, unless quiet."""
+    if not quiet:
+        typer.echo(message, err=True)
+
+
+def written_record(piece, path) -> dict:
+    """The JSON line printed for a written piece (--json)."""
+    seconds = piece.seconds
+    return {"path": None if path is None else str(path), "kind": piece.kind, "world": piece.world_id,
+            "seed": piece.seed, "tokens": piece.output_tokens, "prompt_tokens": piece.prompt_tokens,
+            "finish_reason": piece.finish_reason, "seconds": seconds,
+            "tokens_per_second": round(piece.output_tokens / seconds, 2) if seconds else None}
+
+
+def print_prompt(view, as_json: bool, header: dict | None = None) -> None:
+    """A PromptView: the prompt text on stdout, its token count and lore on stderr (or one JSON object)."""
+    if as_json:
+        typer.echo(json.dumps({**(header or {}), **view.to_dict()}, ensure_ascii=False))
+        return
+    typer.echo(view.text, nl=not view.text.endswith("\n"))
+    typer.echo(f"prompt tokens: {view.tokens}", err=True)
+    typer.echo(f"lore used: {', '.join(view.lore_used) or 'none'}", err=True)
+    typer.echo(f"lore left out: {', '.join(view.lore_left_out) or 'none'}", err=True)
+    for warning in view.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+
+
+def _prepare(kind: str, world_path: Path, fields: dict, settings: dict | None, order: str):
+    """Load the world, build and resolve the request, settle the settings; all before any model."""
+    from metagen import pieces
+    from metagen.prompts import resolve_request
+    from metagen.world import load_world
+
+    world = load_world(world_path)
+    request = resolve_request(world, pieces.make_request(kind, world, **fields)).request
+    if kind == "dialogue":
+        pieces.check_order(order)
+    return world, request, pieces.effective_config(world, kind, None, settings, request)
+
+
+def show_prompt(kind: str, world_path: Path, fields: dict, settings: dict | None, model_options: dict,
+                as_json: bool, order: str = "likelihood") -> None:
+    """Print the exact prompt of a request (--show-prompt and `metagen prompt`)."""
+    from metagen import pieces
+
+    world, request, cfg = _prepare(kind, world_path, fields, settings, order)
+    generator = load_generator(model_options, quiet=as_json)
+    view = pieces.prompt_view(generator, world, request, cfg)
+    print_prompt(view, as_json, {"kind": kind, "world": world.id, "request": request.to_dict(),
+                                 "max_new_tokens": cfg.max_new_tokens})
+
+
+class _Streamer:
+    """Writes text to stdout as it is generated, one piece after another."""
+
+    def __init__(self) -> None:
+        self.row: int | None = None
+
+    def __call__(self, row: int, text: str) -> None:
+        if self.row is not None and row != self.row:
+            sys.stdout.write("\n\n")
+        self.row = row
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    def end(self) -> None:
+        if self.row is not None:
+            sys.stdout.write("\n")
+            sys.stdout.flush()
+
+
+def run_pieces(kind: str, world_path: Path, fields: dict, opts: OutputOptions, settings: dict | None,
+               model_options: dict, order: str = "likelihood") -> None:
+    """The body of story, describe-scene and dialogue: check, load, compose, write, report."""
+    from metagen import pieces
+    from metagen.output import check_format, check_not_exists, check_writable, output_path, render, write_piece
+
+    if opts.show_prompt:
+        show_prompt(kind, world_path, fields, settings, model_options, opts.as_json, order)
+        return
+    world, request, cfg = _prepare(kind, world_path, fields, settings, order)
+    fmt = opts.fmt or ("txt" if opts.stdout else "md")
+    check_format(kind, fmt)
+    seeds = pieces.seeds_for(opts.count, cfg.seed)
+    if not opts.stdout:
+        check_writable(opts.out)
+        for seed in seeds:
+            check_not_exists(output_path(opts.out, world.id, kind, request.subject, seed, fmt), opts.overwrite)
+
+    generator = load_generator(model_options, opts.quiet)
+    # Stream on a terminal, one piece at a time: a single piece, or dialogues (made in turn).
+    live = sys.stdout.isatty() and not (opts.quiet or opts.as_json) and (not opts.stdout or fmt == "txt")
+    streamer = _Streamer() if live and (opts.count == 1 or kind == "dialogue") else None
+    result = pieces.compose(generator, world, [request] * opts.count, cfg, seeds=seeds, order=order,
+                            on_text=streamer)
+    if streamer:
+        streamer.end()
+    for warning in result.warnings:
+        say(f"warning: {warning}", opts.quiet)
+    for i, piece in enumerate(result.pieces):
+        if opts.stdout:
+            if opts.as_json:
+                typer.echo(json.dumps({**written_record(piece, None), "text": piece.text}, ensure_ascii=False))
+            elif streamer is None:
+                text = render(piece, fmt)
+                typer.echo(("\n" if i else "") + text, nl=False)
+            continue
+        path = write_piece(piece, opts.out, fmt, overwrite=opts.overwrite)
+        if opts.as_json:
+            typer.echo(json.dumps(written_record(piece, path), ensure_ascii=False))
+        say(f"wrote {path}", opts.quiet)
+
+
+# ----------------------------------------------------------------------------- commands
+
+
+@with_decoding_options
+def story(
+    world: WorldArg,
+    characters: Characters = None,
+    location: Location = None,
+    premise: Premise = None,
+    length: Length = None,
+    count: Count = 1,
+    out: Out = Path("out"),
+    fmt: Format = None,
+    stdout: Stdout = False,
+    overwrite: Overwrite = False,
+    quiet: Quiet = False,
+    as_json: AsJson = False,
+    show_prompt_: ShowPrompt = False,
+    *,
+    settings: dict,
+    model_options: dict,
+):
+    """Write a short story set in a world."""
+    from metagen.pieces import split_ids
+
+    fields = {"characters": split_ids(characters), "location": location, "premise": premise, "length": length}
+    opts = OutputOptions(count, out, fmt, stdout, overwrite, quiet, as_json, show_prompt_)
+    run_pieces("story", world, fields, opts, settings, model_options)
+
+
+@with_decoding_options
+def describe_scene(
+    world: WorldArg,
+    location: Location = None,
+    time: Time = None,
+    weather: Weather = None,
+    mood: Mood = None,
+    characters: Characters = None,
+    count: Count = 1,
+    out: Out = Path("out"),
+    fmt: Format = None,
+    stdout: Stdout = False,
+    overwrite: Overwrite = False,
+    quiet: Quiet = False,
+    as_json: AsJson = False,
+    show_prompt_: ShowPrompt = False,
+    *,
+    settings: dict,
+    model_options: dict,
+):
+    """Describe one place of a world at a time, in some weather and mood."""
+    from metagen.pieces import split_ids
+
+    fields = {"location": location, "time": time, "weather": weather, "mood": mood,
+              "characters": split_ids(characters)}
+    opts = OutputOptions(count, out, fmt, stdout, overwrite, quiet, as_json, show_prompt_)
+    run_pieces("scene", world, fields, opts, settings, model_options)
+
+
+@with_decoding_options
+def dialogue(
+    world: WorldArg,
+    characters: Characters = None,
+    location: Location = None,
+    topic: Topic = None,
+    turns: Turns = 6,
+    order: Order = "likelihood",
+    count: Count = 1,
+    out: Out = Path("out"),
+    fmt: Format = None,
+    stdout: Stdout = False,
+    overwrite: Overwrite = False,
+    quiet: Quiet = False,
+    as_json: AsJson = False,
+    show_prompt_: ShowPrompt = False,
+    *,
+    settings: dict,
+    model_options: dict,
+):
+    """Write a conversation between two or more characters, one line a turn (--max-tokens is per line)."""
+    from metagen.pieces import split_ids
+
+    fields = {"characters": split_ids(characters), "location": location, "topic": topic, "turns": turns}
+    opts = OutputOptions(count, out, fmt, stdout, overwrite, quiet, as_json, show_prompt_)
+    run_pieces("dialogue", world, fields, opts, settings, model_options, order)
+
+
+prompt_app = typer.Typer(
+    help="Print the exact prompt a request gives (chat template applied), its token count and the "
+    "lore used or left out, without running the model.",
+    no_args_is_help=True,
+)
+PromptJson = Annotated[bool, typer.Option("--json", help="Print one JSON object: prompt, prompt_tokens, messages, lore.")]
+
+
+@prompt_app.command("story")
+@with_decoding_options
+def prompt_story(world: WorldArg, characters: Characters = None, location: Location = None,
+                 premise: Premise = None, length: Length = None, as_json: PromptJson = False,
+                 *, settings: dict, model_options: dict):
+    """The prompt of `metagen story`."""
+    from metagen.pieces import split_ids
+
+    fields = {"characters": split_ids(characters), "location": location, "premise": premise, "length": length}
+    show_prompt("story", world, fields, settings, model_options, as_json)
+
+
+@prompt_app.command("scene")
+@with_decoding_options
+def prompt_scene(world: WorldArg, location: Location = None, time: Time = None, weather: Weather = None,
+                 mood: Mood = None, characters: Characters = None, as_json: PromptJson = False,
+                 *, settings: dict, model_options: dict):
+    """The prompt of `metagen describe-scene`."""
+    from metagen.pieces import split_ids
+
+    fields = {"location": location, "time": time, "weather": weather, "mood": mood,
+              "characters": split_ids(characters)}
+    show_prompt("scene", world, fields, settings, model_options, as_json)
+
+
+@prompt_app.command("dialogue")
+@with_decoding_options
+def prompt_dialogue(world: WorldArg, characters: Characters = None, location: Location = None,
+                    topic: Topic = None, turns: Turns = 6, as_json: PromptJson = False,
+                    *, settings: dict, model_options: dict):
+    """The opening prompt of `metagen dialogue` (each turn then adds the lines so far)."""
+    from metagen.pieces import split_ids
+
+    fields = {"characters": split_ids(characters), "location": location, "topic": topic, "turns": turns}
+    show_prompt("dialogue", world, fields, settings, model_options, as_json)
+
+
+def _spoken(data: dict) -> str:
+    """What replay compares: the text, or for a dialogue its turns as "Name: line" lines."""
+    if data.get("kind") == "dialogue" and data.get("turns"):
+        return "\n".join(f"{t.get('speaker', '')}: {t.get('line', '')}" for t in data["turns"])
+    return data.get("text", "")
+
+
+def _snippet(text: str, at: int, width: int = 30) -> str:
+    return json.dumps(text[max(0, at - 10): at + width], ensure_ascii=False)
+
+
+def replay(
+    file: Annotated[Path, typer.Argument(help="A metagen .md or .json file.", show_default=False)],
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model name or .gguf path. [default: the recorded one]", show_default=False)] = None,
+    dtype: Annotated[Optional[str], typer.Option("--dtype", help="auto | float32 | bfloat16 | int8. [default: the recorded one]", show_default=False)] = None,
+    device: Annotated[Optional[str], typer.Option("--device", help="cpu | cuda | auto. [default: the recorded one]", show_default=False)] = None,
+    world: Annotated[Optional[Path], typer.Option("--world", help="The world file, if it has moved. [default: the recorded one]", show_default=False)] = None,
+    quiet: Quiet = False,
+):
+    """Make a file's piece again from what it records and say whether the text is identical (exit 0) or not (exit 1)."""
+    from metagen import pieces
+    from metagen.generate import load_model
+    from metagen.models import KNOWN_MODELS
+    from metagen.output import read_piece_file
+    from metagen.world import load_world
+
+    data = read_piece_file(file)
+    recipe = pieces.recipe_from_record(data, str(file))
+    loaded = load_world(world or recipe.world_files[0])
+    if recipe.world_hash and loaded.content_hash != recipe.world_hash:
+        say(f"warning: the world has changed since {file} was made; the text may differ", quiet)
+    recorded = recipe.model
+    spec = model
+    if spec is None:
+        path = recorded.get("path")
+        spec = path if path and Path(path).is_file() else recorded.get("name")
+        if spec not in KNOWN_MODELS and not (spec and Path(spec).is_file()):
+            spec = path  # let load_model say the file is missing
+    device = device or recorded.get("device") or "cpu"
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            say(f"warning: {file} was made on {device}; replaying on cpu, the text may differ", quiet)
+            device = "cpu"
+        else:
+            device = "cuda"
+    generator = load_model(spec, dtype=dtype or recorded.get("dtype") or "auto", device=device,
+                           progress=progress_to_stderr(quiet))
+    if recorded.get("sha256") and generator.info.sha256 != recorded["sha256"]:
+        say(f"warning: the model file differs from the one {file} records; the text may differ", quiet)
+    result = pieces.compose(generator, loaded, [recipe.request], recipe.cfg, seeds=[recipe.seed],
+                            order=recipe.order)
+    new = result.pieces[0]
+    before = _spoken(data)
+    after = _spoken({**new.front_matter(), "text": new.text})
+    at = pieces.first_difference(before, after)
+    if at is None:
+        typer.echo(f"identical: {file} ({new.output_tokens} tokens, seed {recipe.seed})")
+        return
+    typer.echo(f"differs: {file}: first difference at character {at} "
+               f"(recorded {len(before)} characters, {data.get('output_tokens')} tokens; "
+               f"now {len(after)} characters, {new.output_tokens} tokens)")
+    typer.echo(f"  recorded: {_snippet(before, at)}")
+    typer.echo(f"  now:      {_snippet(after, at)}")
+    raise typer.Exit(1)
+
+
+__all__ = ["OutputOptions", "describe_scene", "dialogue", "print_prompt", "prompt_app", "replay", "run_pieces",
+           "say", "show_prompt", "story", "written_record"]

@@ -1,0 +1,326 @@
+"""Pieces: a world + requests + settings -> finished Piece records, ready for output.py.
+
+`effective_config` is the one place a piece's decoding settings are settled (world
+defaults < batch file and job settings < command-line flags, the world's banned words
+always added, a length-based token budget when none is given). `compose` builds the
+prompts, decodes stories and scenes together in one batch, dialogues one by one
+(metagen.dialogue), and fills in every field a file records.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from metagen import __version__
+from metagen.config import MAX_SEED, GenerationConfig, merge_settings
+from metagen.errors import ConfigError, RequestError
+from metagen.output import Piece
+from metagen.prompts import (
+    REQUEST_KINDS,
+    DialogueRequest,
+    Prompt,
+    Request,
+    SceneRequest,
+    StoryRequest,
+    build_prompt,
+    request_from_dict,
+    resolve_request,
+    speaker_prefix,
+)
+from metagen.world import World, did_you_mean
+
+TOKENS_PER_WORD = 1.4  # English prose with a BPE vocabulary of ~49k; a little headroom
+MAX_STORY_TOKENS = 1024  # a story's default budget never goes past this
+SCENE_TOKENS = 200  # one paragraph of about 120 words
+DIALOGUE_LINE_TOKENS = 60  # one spoken line (metagen.dialogue decodes a line at a time)
+DIALOGUE_ORDERS = ("likelihood", "turns")
+
+# TextCallback of search.py: on_text(row, new_text), row = the piece's index in the call.
+TextCallback = Callable[[int, str], None]
+
+
+@dataclass
+class ComposeResult:
+    """Finished pieces, in request order, and what was cut from their prompts."""
+
+    pieces: list[Piece]
+    warnings: list[str] = field(default_factory=list)  # one line each, for stderr; duplicates dropped
+
+
+@dataclass(frozen=True)
+class PromptView:
+    """A request's prompt as the model will see it, for --show-prompt and `metagen prompt`."""
+
+    text: str  # the chat template applied to the messages
+    tokens: int  # tokens of `text` as the model's tokenizer counts them
+    messages: list[dict[str, str]]
+    lore_used: tuple[str, ...]
+    lore_left_out: tuple[str, ...]
+    warnings: list[str]
+
+    def to_dict(self) -> dict:
+        return {"prompt": self.text, "prompt_tokens": self.tokens, "messages": self.messages,
+                "lore_used": list(self.lore_used), "lore_left_out": list(self.lore_left_out),
+                "warnings": list(self.warnings)}
+
+
+# ----------------------------------------------------------------------------- requests
+
+
+def make_request(kind: str, world: World | None = None, **fields: Any) -> Request:
+    """A request of `kind` from option values; None values take the defaults (a story's
+    length: the world's style.length)."""
+    if kind not in REQUEST_KINDS:
+        raise RequestError(f"unknown kind '{kind}' ({did_you_mean(kind, REQUEST_KINDS)})")
+    cls = REQUEST_KINDS[kind]
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = [k for k, v in fields.items() if k not in names and v is not None]
+    if unknown:
+        raise RequestError(f"a {kind} has no '{unknown[0]}' ({did_you_mean(unknown[0], sorted(names))})")
+    given = {k: v for k, v in fields.items() if k in names and v is not None}
+    if kind == "story" and "length" not in given and world is not None:
+        given["length"] = world.style.length
+    if kind == "scene" and "location" not in given:
+        raise RequestError("a scene needs a location", hint="give --location ID")
+    return cls(**given)
+
+
+def split_ids(values: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
+    """Character ids from "a,b", ["a", "b"] or ["a,b", "c"]; blanks dropped."""
+    if values is None:
+        return ()
+    if isinstance(values, str):
+        values = [values]
+    return tuple(part.strip() for value in values for part in str(value).split(",") if part.strip())
+
+
+def check_order(order: str) -> str:
+    """The dialogue speaker order, checked: likelihood | turns."""
+    if order not in DIALOGUE_ORDERS:
+        raise ConfigError(f"--order must be one of {', '.join(DIALOGUE_ORDERS)}, got {order!r}",
+                          hint=did_you_mean(order, DIALOGUE_ORDERS))
+    return order
+
+
+# ----------------------------------------------------------------------------- settings
+
+
+def default_max_tokens(world: World, kind: str, request: Request | None = None) -> int:
+    """The token budget when nobody set max_new_tokens: from the story length, or per kind."""
+    if kind == "story":
+        length = getattr(request, "length", None) or world.style.length
+        words = world.style.length_words.get(length, 350)
+        return min(MAX_STORY_TOKENS, round(words * TOKENS_PER_WORD))
+    if kind == "scene":
+        return SCENE_TOKENS
+    return DIALOGUE_LINE_TOKENS
+
+
+def effective_config(world: World, kind: str, job_settings: Mapping[str, Any] | None,
+                     cli_settings: Mapping[str, Any] | None, request: Request | None = None) -> GenerationConfig:
+    """The settings a piece is made with: world defaults < job < command line.
+
+    The world's content.banned_words are added to `banned` whatever the layers say, and
+    max_new_tokens, when no layer gives it, follows the kind (and a story's length).
+    For a dialogue, max_new_tokens is per line.
+    """
+    layers = [world.generation_defaults(kind), job_settings, cli_settings]
+    given = any(layer and layer.get("max_new_tokens") is not None for layer in layers)
+    base = None if given else {"max_new_tokens": default_max_tokens(world, kind, request)}
+    cfg = merge_settings(base, *layers)
+    banned = tuple(dict.fromkeys((*cfg.banned, *world.content.banned_words)))
+    if banned != cfg.banned:
+        cfg = dataclasses.replace(cfg, banned=banned)
+    return cfg
+
+
+def seeds_for(count: int, seed: int | None) -> list[int]:
+    """`count` seeds S, S+1, ... from the given seed, or from one drawn at random."""
+    if count < 1:
+        raise ConfigError(f"--count must be at least 1, got {count}")
+    if seed is None:
+        from metagen.generate import draw_seed
+
+        seed = draw_seed()
+    return [(seed + k) % MAX_SEED for k in range(count)]
+
+
+def settings_key(cfg: GenerationConfig) -> str:
+    """The settings without the seed, as a stable string: pieces that share it decode together."""
+    import json
+
+    return json.dumps({**cfg.to_dict(), "seed": None}, sort_keys=True)
+
+
+# ----------------------------------------------------------------------------- prompts
+
+
+def _prompt(generator, world: World, request: Request, cfg: GenerationConfig) -> Prompt:
+    """The prompt compose would build for a story or scene (and the preamble of a dialogue)."""
+    budget = cfg.max_new_tokens
+    if request.kind == "dialogue":
+        # The room metagen.dialogue keeps for the transcript: every turn's line and "Name:",
+        # or half the window when they do not fit.
+        cast = resolve_request(world, request).characters
+        per_turn = cfg.max_new_tokens + max(generator.count_tokens("\n" + speaker_prefix(c.name)) for c in cast)
+        budget = min(request.turns * per_turn, max(generator.context_length // 2, per_turn))
+    return build_prompt(world, request, count_tokens=generator.count_tokens,
+                        context_length=generator.context_length, max_new_tokens=budget)
+
+
+def prompt_view(generator, world: World, request: Request, cfg: GenerationConfig) -> PromptView:
+    """The exact prompt text a request gives, its token count and the lore it used or left out."""
+    prompt = _prompt(generator, world, request, cfg)
+    text = generator.tokenizer.render_chat(prompt.messages)
+    return PromptView(text=text, tokens=len(generator.encode_prompt(prompt.messages)),
+                      messages=prompt.messages, lore_used=prompt.lore_used,
+                      lore_left_out=prompt.lore_left_out, warnings=list(prompt.warnings))
+
+
+# ----------------------------------------------------------------------------- composing
+
+
+def _piece(world: World, request_dict: dict, subject: str, model: dict, cfg: GenerationConfig, seed: int, *,
+           prompt: Prompt, prompt_tokens: int, output_tokens: int, finish_reason: str, seconds: float,
+           text: str, turns: list | None = None) -> Piece:
+    return Piece(
+        kind=request_dict["kind"],
+        world_id=world.id,
+        world_hash=world.content_hash,
+        world_files=[str(f) for f in world.files],
+        request=request_dict,
+        model=model,
+        settings={**cfg.to_dict(), "seed": seed},
+        seed=seed,
+        prompt_tokens=prompt_tokens,
+        output_tokens=output_tokens,
+        lore_used=list(prompt.lore_used),
+        lore_left_out=list(prompt.lore_left_out),
+        finish_reason=finish_reason,
+        seconds=round(seconds, 3),
+        text=text,
+        turns=list(turns or []),
+        subject=subject,
+        metagen_version=__version__,
+    )
+
+
+def _warnings(prompt: Prompt) -> list[str]:
+    return [f"{prompt.request.kind} {prompt.request.subject}: {w}" for w in prompt.warnings]
+
+
+
+def compose(generator, world: World, requests: list[Request], cfg: GenerationConfig, *, seeds: list[int],
+            order: str = "likelihood", on_text: TextCallback | None = None) -> ComposeResult:
+    """Generate one piece per request with its seed: stories and scenes in one batch, dialogues in turn.
+
+    Args:
+        order: how a dialogue picks its next speaker (likelihood | turns); recorded in the request.
+        on_text: on_text(i, new_text) as text of requests[i] is generated.
+    """
+    if len(seeds) != len(requests):
+        raise ValueError("one seed per request")
+    model = generator.info.to_dict()
+    pieces: list[Piece | None] = [None] * len(requests)
+    warnings: list[str] = []
+
+    # a. stories and scenes: prompts first, then one generate call for all of them
+    batch = [i for i, r in enumerate(requests) if r.kind != "dialogue"]
+    prompts = {i: _prompt(generator, world, requests[i], cfg) for i in batch}
+    if batch:
+        stream = None
+        if on_text:
+            def stream(row: int, text: str) -> None:
+                on_text(batch[row], text)
+        completions = generator.generate([prompts[i].messages for i in batch], cfg,
+                                         seeds=[seeds[i] for i in batch], on_text=stream)
+        for i, completion in zip(batch, completions):
+            prompt = prompts[i]
+            warnings += _warnings(prompt)
+            pieces[i] = _piece(
+                world, prompt.request.to_dict(), prompt.request.subject, model, cfg, seeds[i], prompt=prompt,
+                prompt_tokens=completion.prompt_tokens, output_tokens=completion.output_tokens,
+                finish_reason=completion.finish_reason, seconds=completion.seconds, text=completion.text.strip())
+
+    # b. dialogues: turn by turn, one at a time
+    for i, request in enumerate(requests):
+        if request.kind != "dialogue":
+            continue
+        from metagen.dialogue import generate_dialogue
+
+        check_order(order)
+        stream = (lambda *args, _i=i: on_text(_i, args[-1])) if on_text else None
+        result = generate_dialogue(generator, world, request, cfg, seed=seeds[i], order=order, on_text=stream)
+        prompt = result.prompt
+        warnings += [f"dialogue {prompt.request.subject}: {w}" for w in result.warnings]
+        request_dict = {**prompt.request.to_dict(), "order": order}
+        pieces[i] = _piece(
+            world, request_dict, prompt.request.subject, model, cfg, seeds[i], prompt=prompt,
+            prompt_tokens=result.prompt_tokens, output_tokens=result.output_tokens,
+            finish_reason=result.finish_reason, seconds=result.seconds, text=result.text.strip(),
+            turns=[dict(t) for t in result.turns])
+    return ComposeResult(pieces=list(pieces), warnings=list(dict.fromkeys(warnings)))
+
+
+# ----------------------------------------------------------------------------- replaying
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What a piece file says about how it was made: enough to make it again."""
+
+    request: Request
+    order: str  # dialogue speaker order ("likelihood" for other kinds)
+    cfg: GenerationConfig  # with the recorded seed
+    seed: int
+    model: dict  # name, path, sha256, dtype, device
+    world_files: tuple[str, ...]
+    world_hash: str
+
+
+def recipe_from_record(data: Mapping[str, Any], source: str = "the file") -> Recipe:
+    """Read a piece's front matter (read_piece_file's dict) back into a Recipe; ConfigError if incomplete."""
+    missing = [k for k in ("request", "settings", "seed", "model", "world_files") if k not in data]
+    if missing:
+        raise ConfigError(f"{source} does not record {', '.join(missing)}, so it cannot be replayed")
+    request_data = dict(data["request"])
+    order = request_data.pop("order", "likelihood")
+    request = request_from_dict(request_data)
+    seed = data["seed"]
+    cfg = GenerationConfig.from_dict({**data["settings"], "seed": seed})
+    files = tuple(str(f) for f in data["world_files"] or ())
+    if not files:
+        raise ConfigError(f"{source} records no world file, so it cannot be replayed")
+    return Recipe(request=request, order=order, cfg=cfg, seed=seed, model=dict(data["model"]),
+                  world_files=files, world_hash=str(data.get("world_hash", "")))
+
+
+def first_difference(a: str, b: str) -> int | None:
+    """The index of the first character where a and b differ; None if they are equal."""
+    if a == b:
+        return None
+    for i, (x, y) in enumerate(zip(a, b)):
+        if x != y:
+            return i
+    return min(len(a), len(b))
+
+
+__all__ = [
+    "ComposeResult",
+    "DIALOGUE_ORDERS",
+    "PromptView",
+    "Recipe",
+    "check_order",
+    "compose",
+    "default_max_tokens",
+    "effective_config",
+    "first_difference",
+    "make_request",
+    "prompt_view",
+    "recipe_from_record",
+    "seeds_for",
+    "settings_key",
+    "split_ids",
+]
