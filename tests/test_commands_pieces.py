@@ -1,0 +1,348 @@
+"""`metagen story | describe-scene | dialogue | prompt | replay` end to end through CliRunner.
+
+The tiny random model writes gibberish; these tests check files, names, front matter,
+exit codes and what reaches stdout and stderr, not the prose. A few tests run the real
+model (marked real_model) with short outputs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from metagen.cli import app
+from metagen.output import read_piece_file
+
+ROOT = Path(__file__).resolve().parent.parent
+NEXUS = ROOT / "worlds" / "nexus-hub.yaml"
+
+TINY_WORLD = """\
+world:
+  id: tinyville
+  name: Tinyville
+  genre: village tale
+style:
+  length: short
+  length_words: {short: 20, medium: 40, long: 80}
+locations:
+  - id: well
+    name: The Well
+    description: A stone well.
+  - id: mill
+    name: The Mill
+characters:
+  - id: ada
+    name: Ada
+    role: miller
+    sample_lines: ["Flour again."]
+  - id: bo
+    name: Bo
+  - id: cy
+    name: Cy
+lore:
+  - id: flood
+    keys: [well]
+    text: The well flooded once.
+content:
+  banned_words: [dragon]
+defaults:
+  all: {temperature: 0.9}
+"""
+
+FRONT_MATTER_FIELDS = {
+    "kind", "world_id", "world_hash", "world_files", "request", "model", "settings", "seed", "prompt_tokens",
+    "output_tokens", "lore_used", "lore_left_out", "finish_reason", "seconds", "subject", "metagen_version",
+    "created",
+}
+
+
+@pytest.fixture(scope="session")
+def wide_gguf(tmp_path_factory) -> Path:
+    """The tiny test model with a 1024-token window, room for a small world's prompt."""
+    from conftest import write_tiny_gguf
+
+    return write_tiny_gguf(tmp_path_factory.mktemp("wide") / "wide.gguf", max_seq_len=1024)
+
+
+@pytest.fixture
+def world(tmp_path) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY_WORLD, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def model_args(wide_gguf) -> list[str]:
+    return ["--model", str(wide_gguf), "--dtype", "float32"]
+
+
+@pytest.fixture
+def no_model(monkeypatch):
+    """Fail the test if a command loads a model."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr("metagen.commands.pieces.load_generator", refuse)
+
+
+def invoke(runner, *args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def test_story_files_and_front_matter(runner, world, model_args, tmp_path):
+    result = invoke(runner, "story", world, "-c", "ada,bo", "-l", "well", "--seed", 7, "-n", 2,
+                    "--max-tokens", 6, "--out", tmp_path / "o", *model_args)
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / "o" / "tinyville" / "story"
+    assert sorted(p.name for p in folder.iterdir()) == ["ada-bo-at-well-7.md", "ada-bo-at-well-8.md"]
+    data = read_piece_file(folder / "ada-bo-at-well-7.md")
+    assert FRONT_MATTER_FIELDS <= data.keys()
+    assert data["kind"] == "story" and data["world_id"] == "tinyville" and data["seed"] == 7
+    assert data["world_files"] == [str(world.resolve())]
+    assert data["request"] == {"kind": "story", "characters": ["ada", "bo"], "location": "well", "premise": None,
+                               "length": "short"}
+    assert data["model"]["dtype"] == "float32" and data["model"]["device"] == "cpu"
+    settings = data["settings"]
+    assert settings["seed"] == 7 and settings["max_new_tokens"] == 6
+    assert settings["temperature"] == 0.9  # the world's default
+    assert settings["banned"] == ["dragon"]  # the world's banned words
+    assert data["lore_used"] == ["flood"] and data["lore_left_out"] == []
+    assert data["output_tokens"] <= 6 and data["prompt_tokens"] > 0
+    assert data["finish_reason"] in ("eos", "stop", "length")
+    assert read_piece_file(folder / "ada-bo-at-well-8.md")["seed"] == 8
+    assert result.stderr.count("wrote ") == 2
+
+
+@pytest.mark.parametrize("command, extra, kind, subject, fmt", [
+    ("story", ["-c", "ada"], "story", "ada", "txt"),
+    ("story", ["-c", "ada"], "story", "ada", "json"),
+    ("describe-scene", ["-l", "mill", "--time", "dawn"], "scene", "mill-dawn", "md"),
+    ("describe-scene", ["-l", "mill"], "scene", "mill", "json"),
+    ("describe-scene", ["-l", "mill"], "scene", "mill", "txt"),
+    ("dialogue", ["-c", "ada,bo", "--turns", 2, "--order", "turns"], "dialogue", "ada-bo", "md"),
+    ("dialogue", ["-c", "ada,bo", "--turns", 2, "--order", "turns"], "dialogue", "ada-bo", "json"),
+    ("dialogue", ["-c", "ada,bo", "--turns", 2, "--order", "turns"], "dialogue", "ada-bo", "yarn"),
+    ("dialogue", ["-c", "ada,bo", "--turns", 2, "--order", "turns"], "dialogue", "ada-bo", "ink"),
+])
+def test_each_command_and_format(runner, world, model_args, tmp_path, command, extra, kind, subject, fmt):
+    out = tmp_path / "o"
+    result = invoke(runner, command, world, *extra, "--seed", 3, "--max-tokens", 4, "--format", fmt,
+                    "--out", out, "--quiet", *model_args)
+    assert result.exit_code == 0, result.output
+    assert result.stderr == "" and result.stdout == ""  # --quiet and piped: nothing at all
+    path = out / "tinyville" / kind / f"{subject}-3.{fmt}"
+    assert [p for p in out.rglob("*") if p.is_file()] == [path]
+    text = path.read_text(encoding="utf-8")
+    if fmt in ("md", "json"):
+        data = read_piece_file(path)
+        assert data["kind"] == kind and data["seed"] == 3 and data["settings"]["max_new_tokens"] == 4
+        if kind == "dialogue":
+            assert [t["speaker_id"] for t in data["turns"]] == ["ada", "bo"]
+            assert data["request"]["order"] == "turns"
+    elif fmt in ("yarn", "ink"):
+        assert '// metagen: seed: 3' in text and ("===" in text)
+    else:
+        assert "---" not in text.splitlines()[:1]
+
+
+def test_stdout_prints_text_and_writes_nothing(runner, world, model_args, tmp_path):
+    result = invoke(runner, "describe-scene", world, "-l", "well", "--seed", 5, "--max-tokens", 6, "--stdout",
+                    "--out", tmp_path / "o", *model_args)
+    assert result.exit_code == 0, result.output
+    assert not (tmp_path / "o").exists()
+    again = invoke(runner, "describe-scene", world, "-l", "well", "--seed", 5, "--max-tokens", 6,
+                   "--out", tmp_path / "o", "-q", *model_args)
+    written = read_piece_file(tmp_path / "o" / "tinyville" / "scene" / "well-5.md")
+    assert again.exit_code == 0
+    assert result.stdout == written["text"] + "\n"
+    assert "wrote" not in result.stderr
+
+
+def test_json_lines(runner, world, model_args, tmp_path):
+    result = invoke(runner, "story", world, "-c", "cy", "--seed", 11, "-n", 3, "--max-tokens", 5, "--json",
+                    "--out", tmp_path / "o", *model_args)
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["seed"] for line in lines] == [11, 12, 13]
+    for line in lines:
+        assert {"path", "kind", "world", "seed", "tokens", "seconds", "tokens_per_second"} <= line.keys()
+        assert line["kind"] == "story" and line["world"] == "tinyville"
+        assert Path(line["path"]).is_file() and line["tokens"] <= 5
+
+
+def test_overwrite_refused_before_the_model_and_file_untouched(runner, world, model_args, tmp_path, monkeypatch):
+    args = ["story", world, "-c", "ada", "--seed", 1, "--max-tokens", 4, "--out", tmp_path / "o", *model_args]
+    assert invoke(runner, *args).exit_code == 0
+    path = tmp_path / "o" / "tinyville" / "story" / "ada-1.md"
+    before = path.read_bytes()
+    monkeypatch.setattr("metagen.commands.pieces.load_generator", lambda *a, **k: pytest.fail("model loaded"))
+    result = invoke(runner, *args)
+    assert result.exit_code == 2
+    assert "exists" in result.stderr and "--overwrite" in result.stderr
+    assert path.read_bytes() == before
+    monkeypatch.undo()
+    monkeypatch.chdir(tmp_path)
+    assert invoke(runner, *args, "--overwrite", "--temperature", 1.3).exit_code == 0
+    assert read_piece_file(path)["settings"]["temperature"] == 1.3
+
+
+BAD_INPUTS = [
+    (["story", "{world}", "-c", "adda"], "has no character 'adda'", "did you mean 'ada'?"),
+    (["story", "{world}", "-l", "wel"], "has no location 'wel'", "did you mean 'well'?"),
+    (["story", "{world}", "--length", "epic"], "story length 'epic' is not known", ""),
+    (["story", "{world}", "--format", "yarn"], "holds dialogue only", ""),
+    (["story", "{world}", "--format", "docx"], "unknown output format 'docx'", ""),
+    (["story", "{world}", "--temperature", "-1"], "--temperature must be at least 0", ""),
+    (["story", "{missing}"], "no such file", ""),
+    (["describe-scene", "{world}"], "a scene needs a location", ""),
+    (["dialogue", "{world}", "-c", "ada"], "at least two characters", ""),
+    (["dialogue", "{world}", "-c", "ada,bo", "--order", "loudest"], "--order must be one of", ""),
+    (["dialogue", "{world}", "-c", "ada,ada"], "names a character twice", ""),
+]
+
+
+@pytest.mark.parametrize("args, message, hint", BAD_INPUTS)
+def test_bad_input_exits_2_without_loading_the_model(runner, world, tmp_path, no_model, args, message, hint):
+    args = [a.format(world=world, missing=tmp_path / "nope.yaml") for a in args]
+    result = invoke(runner, *args, "--out", tmp_path / "o")
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr and hint in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+
+
+# ----------------------------------------------------------------------------- prompts
+
+
+def test_show_prompt_prints_the_prompt_and_runs_nothing(runner, world, model_args, tmp_path):
+    result = invoke(runner, "story", world, "-c", "ada", "-l", "well", "--show-prompt", "--out", tmp_path / "o",
+                    *model_args)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("<|im_start|>system\n") and "Task: Write a short story" in result.stdout
+    assert "prompt tokens: " in result.stderr and "lore used: flood" in result.stderr
+    assert "lore left out: none" in result.stderr
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("kind, command, extra", [
+    ("story", "story", ["-c", "ada,bo", "--premise", "The well runs dry."]),
+    ("scene", "describe-scene", ["-l", "well", "--mood", "quiet"]),
+    ("dialogue", "dialogue", ["-c", "bo,cy", "--topic", "the flood"]),
+])
+def test_prompt_command_matches_show_prompt(runner, world, model_args, kind, command, extra):
+    shown = invoke(runner, command, world, *extra, "--show-prompt", "--json", *model_args)
+    printed = invoke(runner, "prompt", kind, world, *extra, "--json", *model_args)
+    assert shown.exit_code == 0 and printed.exit_code == 0, printed.output
+    assert json.loads(shown.stdout) == json.loads(printed.stdout)
+    data = json.loads(printed.stdout)
+    assert data["prompt_tokens"] > 0 and data["prompt"].endswith("<|im_start|>assistant\n")
+    assert data["kind"] == kind and data["world"] == "tinyville"
+
+
+def test_lore_left_out_is_reported(runner, world, model_args, tmp_path):
+    # Ten long entries keyed on "well" overflow the 512-token lore budget of the tiny byte-level tokenizer.
+    lore = "".join(f"  - id: fact-{i}\n    keys: [well]\n    priority: {10 - i}\n    text: {'The old well ' * 8}\n"
+                   for i in range(10))
+    world.write_text(TINY_WORLD.replace("lore:\n", "lore:\n" + lore), encoding="utf-8")
+    printed = invoke(runner, "prompt", "scene", world, "-l", "well", *model_args)
+    assert printed.exit_code == 0, printed.output
+    left = [line for line in printed.stderr.splitlines() if line.startswith("lore left out: ")]
+    assert left and left[0] != "lore left out: none" and "fact-9" in left[0]
+    result = invoke(runner, "describe-scene", world, "-l", "well", "--seed", 1, "--max-tokens", 3,
+                    "--out", tmp_path / "o", *model_args)
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 1 and "scene well: left out" in warnings[0] and "fact-9" in warnings[0]
+    data = read_piece_file(tmp_path / "o" / "tinyville" / "scene" / "well-1.md")
+    assert "fact-9" in data["lore_left_out"] and "fact-0" in data["lore_used"]
+
+
+# ----------------------------------------------------------------------------- seeds and replay
+
+
+def test_same_seed_same_text(runner, world, model_args, tmp_path):
+    for out in ("a", "b"):
+        args = ["story", world, "-c", "ada", "--seed", 42, "--max-tokens", 12, "--out", tmp_path / out, "-q"]
+        assert invoke(runner, *args, *model_args).exit_code == 0
+    a, b = (read_piece_file(tmp_path / o / "tinyville" / "story" / "ada-42.md") for o in ("a", "b"))
+    assert a["text"] == b["text"] and a["output_tokens"] == b["output_tokens"]
+
+
+def test_seed_drawn_and_recorded(runner, world, model_args, tmp_path):
+    result = invoke(runner, "story", world, "-c", "bo", "-n", 2, "--max-tokens", 3, "--json", "--out",
+                    tmp_path / "o", *model_args)
+    assert result.exit_code == 0, result.output
+    first, second = (json.loads(line) for line in result.stdout.splitlines())
+    assert second["seed"] == first["seed"] + 1
+    assert read_piece_file(first["path"])["settings"]["seed"] == first["seed"]
+
+
+@pytest.mark.parametrize("command, extra, kind, name", [
+    ("story", ["-c", "ada", "-l", "well"], "story", "ada-at-well-9.md"),
+    ("dialogue", ["-c", "ada,bo,cy", "--turns", 3, "--format", "json"], "dialogue", "ada-bo-cy-9.json"),
+])
+def test_replay_reproduces_the_text(runner, world, model_args, tmp_path, command, extra, kind, name):
+    out = tmp_path / "o"
+    assert invoke(runner, command, world, *extra, "--seed", 9, "--max-tokens", 8, "--out", out, "-q",
+                  *model_args).exit_code == 0
+    path = out / "tinyville" / kind / name
+    result = invoke(runner, "replay", path)  # the recorded model path and dtype
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(f"identical: {path}")
+
+
+def test_replay_says_when_the_text_differs(runner, world, model_args, tmp_path):
+    out = tmp_path / "o"
+    assert invoke(runner, "story", world, "-c", "ada", "--seed", 4, "--max-tokens", 8, "--format", "json",
+                  "--out", out, "-q", *model_args).exit_code == 0
+    path = out / "tinyville" / "story" / "ada-4.json"
+    data = json.loads(path.read_text())
+    data["text"] = "Once upon a time"
+    path.write_text(json.dumps(data))
+    result = invoke(runner, "replay", path)
+    assert result.exit_code == 1
+    assert result.stdout.startswith(f"differs: {path}: first difference at character ")
+    assert "recorded:" in result.stdout and "now:" in result.stdout
+
+
+def test_replay_refuses_a_file_that_is_not_a_piece(runner, tmp_path, no_model):
+    path = tmp_path / "notes.md"
+    path.write_text("just notes\n")
+    result = invoke(runner, "replay", path)
+    assert result.exit_code == 2 and "is not a metagen file" in result.stderr
+
+
+# ----------------------------------------------------------------------------- the real model
+
+
+@pytest.mark.real_model
+def test_real_story(runner, real_model_path, tmp_path):
+    result = invoke(runner, "story", NEXUS, "-c", "pip", "-l", "atrium", "--seed", 1, "--max-tokens", 24,
+                    "--model", real_model_path, "--dtype", "float32", "--json", "--out", tmp_path / "o")
+    assert result.exit_code == 0, result.output
+    line = json.loads(result.stdout)
+    data = read_piece_file(line["path"])
+    assert 0 < data["output_tokens"] <= 24 and len(data["text"].split()) >= 3
+    assert data["model"]["name"] == "SmolLM2-135M-Instruct.Q4_1" or data["model"]["sha256"]
+    replayed = invoke(runner, "replay", line["path"])
+    assert replayed.exit_code == 0, replayed.output
+
+
+@pytest.mark.real_model
+def test_real_dialogue_speakers_come_from_the_cast(runner, real_model_path, tmp_path):
+    result = invoke(runner, "dialogue", NEXUS, "-c", "pip,kestrel,marcus-vell", "-l", "lantern-bazaar",
+                    "--turns", 4, "--seed", 2, "--max-tokens", 24, "--model", real_model_path, "--dtype", "float32",
+                    "--format", "json", "--json", "--out", tmp_path / "o")
+    assert result.exit_code == 0, result.output
+    data = read_piece_file(json.loads(result.stdout)["path"])
+    assert len(data["turns"]) == 4
+    assert {t["speaker_id"] for t in data["turns"]} <= {"pip", "kestrel", "marcus-vell"}
+    assert data["turns"][0]["speaker_id"] == "pip"
+    assert all(t["line"].strip() for t in data["turns"])
+    assert yaml.safe_dump(data)  # the record is plain data

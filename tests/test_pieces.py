@@ -1,0 +1,243 @@
+"""metagen.pieces: settings precedence, token budgets, seeds, composing in a batch, replay recipes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from metagen import pieces
+from metagen.config import GenerationConfig
+from metagen.errors import ConfigError, RequestError
+from metagen.output import read_piece_file, render, write_piece
+from metagen.prompts import DialogueRequest, SceneRequest, StoryRequest
+from metagen.world import load_world
+
+TINY_WORLD = """\
+world: {id: tinyville, name: Tinyville}
+style:
+  length: medium
+  length_words: {short: 20, medium: 100, long: 2000}
+locations:
+  - {id: well, name: The Well, description: A stone well.}
+  - {id: mill, name: The Mill}
+characters:
+  - {id: ada, name: Ada, role: miller}
+  - {id: bo, name: Bo}
+lore:
+  - {id: flood, keys: [well], text: The well flooded once.}
+content:
+  banned_words: [dragon, Wyrm]
+defaults:
+  all: {temperature: 0.9, top_k: 30}
+  story: {temperature: 0.7}
+  scene: {max_new_tokens: 150}
+"""
+
+
+@pytest.fixture
+def world(tmp_path):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY_WORLD, encoding="utf-8")
+    return load_world(path)
+
+
+@pytest.fixture(scope="module")
+def generator(tmp_path_factory):
+    """The tiny random model with a 1024-token window, float32."""
+    from conftest import write_tiny_gguf
+
+    from metagen.generate import Generator, ModelInfo, build_from_gguf
+
+    path = write_tiny_gguf(tmp_path_factory.mktemp("wide") / "wide.gguf", max_seq_len=1024)
+    model, tokenizer, name = build_from_gguf(path, "float32")
+    info = ModelInfo(name=name, path=str(path), sha256="0" * 64, weight_format="float32", device="cpu",
+                     context_length=1024)
+    return Generator(model, tokenizer, info)
+
+
+# ----------------------------------------------------------------------------- settings
+
+
+def test_precedence_world_then_job_then_flags(world):
+    cfg = pieces.effective_config(world, "story", {"temperature": 0.5, "top_p": 0.8}, {"top_p": 0.7, "top_k": None},
+                                  StoryRequest(length="short"))
+    assert cfg.temperature == 0.5  # job over world story default 0.7
+    assert cfg.top_p == 0.7  # flag over job
+    assert cfg.top_k == 30  # world "all"; a flag not given (None) changes nothing
+    scene = pieces.effective_config(world, "scene", None, None, SceneRequest(location="well"))
+    assert scene.temperature == 0.9 and scene.max_new_tokens == 150  # the world's own budget wins over 200
+
+
+def test_world_banned_words_are_always_added(world):
+    cfg = pieces.effective_config(world, "story", {"banned": ["orc"]}, {"banned": ["troll", "dragon"]})
+    assert cfg.banned == ("troll", "dragon", "Wyrm")
+    assert pieces.effective_config(world, "dialogue", None, None).banned == ("dragon", "Wyrm")
+
+
+@pytest.mark.parametrize("kind, request_, expected", [
+    ("story", StoryRequest(length="short"), 28),  # 20 words * 1.4
+    ("story", StoryRequest(length="medium"), 140),
+    ("story", StoryRequest(length="long"), pieces.MAX_STORY_TOKENS),  # capped
+    ("scene", SceneRequest(location="mill"), 150),  # the world's defaults.scene
+    ("dialogue", DialogueRequest(characters=("ada", "bo")), pieces.DIALOGUE_LINE_TOKENS),
+])
+def test_default_token_budget(world, kind, request_, expected):
+    assert pieces.effective_config(world, kind, None, None, request_).max_new_tokens == expected
+
+
+def test_a_given_budget_wins(world):
+    cfg = pieces.effective_config(world, "story", {"max_new_tokens": 77}, None, StoryRequest(length="long"))
+    assert cfg.max_new_tokens == 77
+    assert pieces.effective_config(world, "story", None, {"max_new_tokens": 5}).max_new_tokens == 5
+
+
+def test_bad_setting_raises_config_error(world):
+    with pytest.raises(ConfigError, match="--top-p must be in"):
+        pieces.effective_config(world, "story", None, {"top_p": 2.0})
+
+
+def test_story_length_defaults_to_the_world(world):
+    assert pieces.make_request("story", world, characters=("ada",)).length == "medium"
+    assert pieces.make_request("story", world, length="short").length == "short"
+
+
+@pytest.mark.parametrize("kind, fields, message", [
+    ("scene", {}, "a scene needs a location"),
+    ("dialogue", {"characters": ("ada",)}, "at least two characters"),
+    ("story", {"topic": "x"}, "a story has no 'topic'"),
+    ("poem", {}, "unknown kind 'poem'"),
+])
+def test_make_request_errors(world, kind, fields, message):
+    with pytest.raises(RequestError, match=message):
+        pieces.make_request(kind, world, **fields)
+
+
+def test_split_ids():
+    assert pieces.split_ids("a, b,,c") == ("a", "b", "c")
+    assert pieces.split_ids(["a,b", "c"]) == ("a", "b", "c")
+    assert pieces.split_ids(None) == ()
+
+
+def test_seeds_follow_the_given_seed_or_a_drawn_one():
+    assert pieces.seeds_for(3, 10) == [10, 11, 12]
+    assert pieces.seeds_for(2, 2**63 - 1) == [2**63 - 1, 0]  # wraps inside the valid range
+    drawn = pieces.seeds_for(3, None)
+    assert drawn[1] == (drawn[0] + 1) % 2**63 and drawn[2] == (drawn[0] + 2) % 2**63
+    with pytest.raises(ConfigError):
+        pieces.seeds_for(0, 1)
+
+
+def test_settings_key_ignores_the_seed():
+    a, b = GenerationConfig(seed=1), GenerationConfig(seed=2)
+    assert pieces.settings_key(a) == pieces.settings_key(b) != pieces.settings_key(GenerationConfig(top_k=3))
+
+
+# ----------------------------------------------------------------------------- composing
+
+
+def test_compose_decodes_stories_and_scenes_in_one_call(world, generator, monkeypatch):
+    calls = []
+    real = generator.generate
+
+    def counting(prompts, cfg, **kw):
+        calls.append(len(prompts))
+        return real(prompts, cfg, **kw)
+
+    monkeypatch.setattr(generator, "generate", counting)
+    requests = [StoryRequest(characters=("ada",), location="well", length="short"), SceneRequest(location="mill")]
+    cfg = GenerationConfig(max_new_tokens=6)
+    result = pieces.compose(generator, world, requests, cfg, seeds=[5, 6])
+    assert calls == [2]
+    story, scene = result.pieces
+    assert (story.kind, story.seed, story.subject) == ("story", 5, "ada-at-well")
+    assert (scene.kind, scene.seed, scene.subject) == ("scene", 6, "mill")
+    assert story.settings == {**cfg.to_dict(), "seed": 5} and scene.settings["seed"] == 6
+    assert story.request == requests[0].to_dict() and story.lore_used == ["flood"] and scene.lore_used == []
+    assert story.model == generator.info.to_dict() and story.world_id == "tinyville"
+    assert story.world_hash == world.content_hash and story.world_files == [str(f) for f in world.files]
+    assert 0 <= story.output_tokens <= 6 and story.prompt_tokens > 0 and story.text == story.text.strip()
+
+
+def test_a_piece_is_the_same_alone_or_in_a_batch(world, generator):
+    """What sharding and resuming rely on: a row's text depends on its prompt and seed only."""
+    cfg = GenerationConfig(max_new_tokens=16)
+    story = StoryRequest(characters=("ada", "bo"), location="well", premise="A long premise " * 4, length="short")
+    alone = pieces.compose(generator, world, [story], cfg, seeds=[3]).pieces[0]
+    together = pieces.compose(generator, world, [SceneRequest(location="mill"), story, story], cfg,
+                              seeds=[9, 3, 4]).pieces
+    assert together[1].text == alone.text and together[1].output_tokens == alone.output_tokens
+
+
+def test_compose_streams_by_request_index(world, generator):
+    seen: dict[int, str] = {}
+    requests = [SceneRequest(location="mill"), SceneRequest(location="well")]
+    result = pieces.compose(generator, world, requests, GenerationConfig(max_new_tokens=8), seeds=[1, 2],
+                            on_text=lambda i, text: seen.__setitem__(i, seen.get(i, "") + text))
+    for i, piece in enumerate(result.pieces):
+        assert seen.get(i, "").strip() == piece.text
+
+
+def test_compose_dialogue(world, generator):
+    request = DialogueRequest(characters=("ada", "bo"), turns=3)
+    cfg = pieces.effective_config(world, "dialogue", None, {"max_new_tokens": 4}, request)
+    streamed: list[str] = []
+    result = pieces.compose(generator, world, [request], cfg, seeds=[8], order="turns",
+                            on_text=lambda i, text: streamed.append(text))
+    piece = result.pieces[0]
+    assert piece.kind == "dialogue" and piece.seed == 8 and piece.subject == "ada-bo"
+    assert [t["speaker_id"] for t in piece.turns] == ["ada", "bo", "ada"]
+    assert piece.request["order"] == "turns" and piece.settings["banned"] == ["dragon", "Wyrm"]
+    assert piece.text == "\n".join(f"{t['speaker']}: {t['line']}" for t in piece.turns)
+    assert "".join(streamed).startswith("Ada: ")
+
+
+def test_prompt_view_is_what_the_model_sees(world, generator):
+    request = DialogueRequest(characters=("bo", "ada"), location="well", turns=2)
+    cfg = pieces.effective_config(world, "dialogue", None, {"max_new_tokens": 4}, request)
+    view = pieces.prompt_view(generator, world, request, cfg)
+    result = pieces.compose(generator, world, [request], cfg, seeds=[1], order="turns")
+    assert view.tokens == result.pieces[0].prompt_tokens
+    assert list(view.lore_used) == result.pieces[0].lore_used == ["flood"]
+    story = StoryRequest(characters=("ada",), length="short")
+    story_view = pieces.prompt_view(generator, world, story, GenerationConfig(max_new_tokens=4))
+    made = pieces.compose(generator, world, [story], GenerationConfig(max_new_tokens=4), seeds=[1]).pieces[0]
+    assert story_view.tokens == made.prompt_tokens
+    assert story_view.text.startswith("<|im_start|>system\n")
+
+
+# ----------------------------------------------------------------------------- replay
+
+
+@pytest.mark.parametrize("fmt", ["md", "json"])
+def test_recipe_round_trip(world, generator, tmp_path, fmt):
+    request = DialogueRequest(characters=("ada", "bo"), turns=2)
+    cfg = pieces.effective_config(world, "dialogue", None, {"max_new_tokens": 3, "stop": ["!"]}, request)
+    piece = pieces.compose(generator, world, [request], cfg, seeds=[12], order="turns").pieces[0]
+    path = write_piece(piece, tmp_path / "o", fmt, overwrite=False)
+    recipe = pieces.recipe_from_record(read_piece_file(path))
+    assert recipe.request == request and recipe.order == "turns" and recipe.seed == 12
+    assert recipe.cfg == pieces.GenerationConfig.from_dict({**cfg.to_dict(), "seed": 12})
+    assert recipe.world_files == (str(world.files[0]),) and recipe.model == generator.info.to_dict()
+    again = pieces.compose(generator, world, [recipe.request], recipe.cfg, seeds=[recipe.seed], order=recipe.order)
+    assert again.pieces[0].turns == piece.turns
+    assert render(again.pieces[0], "txt") == render(piece, "txt")
+
+
+def test_recipe_needs_the_record():
+    with pytest.raises(ConfigError, match="does not record settings"):
+        pieces.recipe_from_record({"request": {"kind": "story"}, "seed": 1, "model": {}, "world_files": ["w"]})
+
+
+def test_first_difference():
+    assert pieces.first_difference("abc", "abc") is None
+    assert pieces.first_difference("abc", "abd") == 2
+    assert pieces.first_difference("ab", "abc") == 2
+    assert pieces.first_difference("", "x") == 0
+
+
+def test_nothing_here_prints(capsys, world, generator):
+    pieces.compose(generator, world, [SceneRequest(location="well")], GenerationConfig(max_new_tokens=2), seeds=[1])
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""
+    assert Path(pieces.__file__).name == "pieces.py"
