@@ -23,11 +23,14 @@ from torch import nn
 
 from metagen.gguf import ModelArgs
 
-WEIGHT_FORMATS = ("float32", "bfloat16", "int8")
+WEIGHT_FORMATS = ("float32", "bfloat16", "int8", "int4")
+INT4_GROUP = 32  # columns per int4 scale/zero group, as in GGUF's Q4 blocks
 
 
 class WeightLinear(nn.Module):
-    """y = x @ W.T with W stored as float32, bfloat16, or int8 plus a per-row scale."""
+    """y = x @ W.T with W stored as float32, bfloat16, int8 with a per-row scale, or int4
+    in groups of 32 columns with a scale and zero each (the layout of GGUF's Q4_1 blocks,
+    so Q4_1 weights are held as they were quantized, up to bfloat16 rounding of scales)."""
 
     def __init__(self, weight: torch.Tensor, weight_format: str = "float32"):
         super().__init__()
@@ -35,7 +38,20 @@ class WeightLinear(nn.Module):
             raise ValueError(f"unknown weight format {weight_format!r}")
         self.weight_format = weight_format
         self.out_features, self.in_features = weight.shape
-        if weight_format == "int8":
+        if weight_format == "int4" and (self.in_features % INT4_GROUP or self.out_features % 8):
+            weight_format = self.weight_format = "int8"  # shapes the int4 kernel cannot take
+        if weight_format == "int4":
+            # Asymmetric 4-bit per group: w = (q - 8) * scale + zero, q in 0..15.
+            groups = weight.float().reshape(self.out_features, -1, INT4_GROUP)  # (out, in/32, 32)
+            low, high = groups.amin(-1), groups.amax(-1)
+            scale = ((high - low) / 15).clamp(min=1e-10)  # (out, in/32)
+            q = torch.round((groups - low[..., None]) / scale[..., None]).clamp(0, 15)
+            q = q.to(torch.int32).reshape(self.out_features, self.in_features)
+            zero = low + 8 * scale
+            scales_zeros = torch.stack([scale.t(), zero.t()], dim=-1).to(torch.bfloat16)  # (in/32, out, 2)
+            self.register_buffer("weight", torch.ops.aten._convert_weight_to_int4pack_for_cpu(q, 8), persistent=True)
+            self.register_buffer("scale", scales_zeros.contiguous(), persistent=True)
+        elif weight_format == "int8":
             # Symmetric per-output-row int8: w ≈ q * scale, |q| <= 127.
             weight = weight.float()
             scale = weight.abs().amax(dim=1).clamp(min=1e-8) / 127.0  # (out,)
@@ -52,8 +68,16 @@ class WeightLinear(nn.Module):
         """Rebuild from buffers saved by Transformer.export_state (no re-quantization)."""
         linear = cls.__new__(cls)
         nn.Module.__init__(linear)
+        # A linear the int4 kernel cannot take was stored as int8: the dtype tells.
+        weight_format = {torch.int8: "int8", torch.uint8: "int4"}.get(weight.dtype, weight_format)
         linear.weight_format = weight_format
         linear.out_features, linear.in_features = weight.shape
+        if weight_format == "int4":
+            linear.in_features *= 2  # two 4-bit values a byte
+        elif weight_format == "int8" and scale is None:
+            raise ValueError("int8 weights need their scales")
+        if weight_format == "int4" and scale is None:
+            raise ValueError("int4 weights need their scales")
         linear.register_buffer("weight", weight, persistent=True)
         if scale is None:
             linear.scale = None
@@ -69,16 +93,27 @@ class WeightLinear(nn.Module):
         """The weight as float32 (out, in)."""
         if self.weight_format == "int8":
             return self.weight.float() * self.scale.float()[:, None]
+        if self.weight_format == "int4":
+            eye = torch.eye(self.in_features, dtype=torch.bfloat16, device=self.weight.device)
+            return self._int4_mm(eye).float().t().contiguous()
         return self.weight.float()
 
+    def _int4_mm(self, x2d: torch.Tensor) -> torch.Tensor:
+        if x2d.device.type == "cpu":
+            return torch.ops.aten._weight_int4pack_mm_for_cpu(x2d, self.weight, INT4_GROUP, self.scale)
+        raise RuntimeError("int4 weights run on the CPU only; use --dtype bfloat16 on a GPU")
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.weight_format != "int8":
+        if self.weight_format in ("float32", "bfloat16"):
             return F.linear(x, self.weight)
         shape = x.shape
-        if x.device.type == "cpu":
-            y = torch.ops.aten._weight_int8pack_mm(x.reshape(-1, shape[-1]), self.weight, self.scale)
+        x2d = x.reshape(-1, shape[-1])
+        if self.weight_format == "int4":
+            y = self._int4_mm(x2d)
+        elif x.device.type == "cpu":
+            y = torch.ops.aten._weight_int8pack_mm(x2d, self.weight, self.scale)
         else:
-            y = F.linear(x.reshape(-1, shape[-1]), self.weight.to(x.dtype)) * self.scale.to(x.dtype)
+            y = F.linear(x2d, self.weight.to(x.dtype)) * self.scale.to(x.dtype)
         return y.reshape(*shape[:-1], self.out_features)
 
 
@@ -89,10 +124,9 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim), requires_grad=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # Normalize in float32 whatever the activation dtype, as the reference does.
-        x32 = x.float()
-        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
-        return (self.weight * x32).to(x.dtype)
+        # Normalize in float32 whatever the activation dtype, as the reference does;
+        # F.rms_norm does it in one kernel instead of six.
+        return F.rms_norm(x.float(), (x.shape[-1],), self.weight, self.eps).to(x.dtype)
 
 
 class KVCache:
@@ -128,7 +162,7 @@ def rope_tables(args: ModelArgs, max_len: int, device=None) -> tuple[torch.Tenso
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """x: (B, n_heads, T, head_dim); cos, sin: (B, 1, T, head_dim)."""
+    """x: (B, T, heads, head_dim); cos, sin: (B or 1, T, 1, head_dim)."""
     half = x.shape[-1] // 2
     rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
     return x * cos + rotated * sin
@@ -147,23 +181,33 @@ class Attention(nn.Module):
 
     def forward(self, x, cos, sin, cache: KVCache, layer: int, mask: torch.Tensor | None):
         B, T, _ = x.shape
-        qkv = self.wqkv(x)
-        q, k, v = qkv.split((self.q_size, self.kv_size, self.kv_size), dim=-1)
-        q = q.view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # (B, n_heads, T, head_dim)
-        k = k.view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, n_kv, T, head_dim)
-        v = v.view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
-        q = apply_rope(q, cos, sin)
-        k = apply_rope(k, cos, sin)
+        n_rep = self.n_heads // self.n_kv_heads
+        qkv = self.wqkv(x).view(B, T, self.n_heads + 2 * self.n_kv_heads, self.head_dim)
+        # Rotate queries and keys together: one pass over (B, T, n_heads + n_kv, head_dim).
+        qk = apply_rope(qkv[:, :, : self.n_heads + self.n_kv_heads], cos, sin)
+        q = qk[:, :, : self.n_heads].transpose(1, 2)  # (B, n_heads, T, head_dim)
+        k = qk[:, :, self.n_heads :].transpose(1, 2)  # (B, n_kv, T, head_dim)
+        v = qkv[:, :, self.n_heads + self.n_kv_heads :].transpose(1, 2)  # (B, n_kv, T, head_dim)
         start = cache.length
         cache.k[layer, :, :, start:start + T] = k
         cache.v[layer, :, :, start:start + T] = v
         keys = cache.k[layer, :, :, :start + T]  # (B, n_kv, S, head_dim)
         values = cache.v[layer, :, :, :start + T]
-        if mask is None and T > 1:
-            out = F.scaled_dot_product_attention(q, keys, values, is_causal=True, enable_gqa=True)
+        if T == 1:
+            # One query per row: group the query heads that share a KV head, so that
+            # two small matmuls do the work without expanding the cache.
+            qg = q.reshape(B, self.n_kv_heads, n_rep, self.head_dim)  # (B, n_kv, n_rep, head_dim)
+            scores = torch.matmul(qg, keys.transpose(-1, -2)) * (self.head_dim ** -0.5)  # (B, n_kv, n_rep, S)
+            if mask is not None:
+                scores = scores.masked_fill(~mask.view(B, 1, 1, -1), float("-inf"))
+            probs = torch.softmax(scores.float(), dim=-1).to(values.dtype)
+            out = torch.matmul(probs, values).reshape(B, T, self.q_size)  # (B, 1, dim)
         else:
-            out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, enable_gqa=True)
-        out = out.transpose(1, 2).reshape(B, T, self.q_size)  # (B, T, dim)
+            if mask is None:
+                out = F.scaled_dot_product_attention(q, keys, values, is_causal=True, enable_gqa=True)
+            else:
+                out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, enable_gqa=True)
+            out = out.transpose(1, 2).reshape(B, T, self.q_size)  # (B, T, dim)
         return self.wo(out)
 
 
@@ -217,7 +261,7 @@ class Transformer(nn.Module):
         act = torch.float32 if weight_format == "float32" else torch.bfloat16
         embeddings = t["tok_embeddings.weight"].float()
         model.tok_embeddings = embeddings.to(act).contiguous()
-        if args.tied_embeddings and weight_format != "int8":
+        if args.tied_embeddings and weight_format in ("float32", "bfloat16"):
             # One (V, dim) matrix serves both the lookup and the output head.
             model.output = WeightLinear.from_stored(model.tok_embeddings, None, weight_format)
         else:
@@ -321,16 +365,16 @@ class Transformer(nn.Module):
         slots = torch.arange(start, start + T, device=tokens.device)  # (T,)
         cos_table, sin_table = self._rope(start + T)
         if pad is None:
-            cos = cos_table[slots][None, None]  # (1, 1, T, head_dim)
-            sin = sin_table[slots][None, None]
+            cos = cos_table[slots][None, :, None]  # (1, T, 1, head_dim)
+            sin = sin_table[slots][None, :, None]
             mask = None
             if T > 1 and start > 0:  # SDPA's is_causal aligns to the top-left corner
                 keys = torch.arange(start + T, device=tokens.device)
                 mask = (keys[None, :] <= slots[:, None])[None, None]  # (1, 1, T, S)
         else:
             positions = (slots[None, :] - pad[:, None]).clamp(min=0)  # (B, T)
-            cos = cos_table[positions][:, None]  # (B, 1, T, head_dim)
-            sin = sin_table[positions][:, None]
+            cos = cos_table[positions][:, :, None]  # (B, T, 1, head_dim)
+            sin = sin_table[positions][:, :, None]
             keys = torch.arange(start + T, device=tokens.device)  # (S,)
             causal = keys[None, :] <= slots[:, None]  # (T, S)
             real = keys[None, :] >= pad[:, None]  # (B, S)

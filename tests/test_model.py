@@ -89,7 +89,36 @@ def test_compact_formats_stay_close_to_float32(weight_format, tolerance):
     assert (a - b).abs().max() / a.abs().max() < tolerance
 
 
-@pytest.mark.parametrize("weight_format", ["float32", "bfloat16", "int8"])
+def q4_1_like(weights):
+    """Round every (out, in) weight to 16 levels per block of 32 columns, as GGUF's Q4_1 does."""
+    out = {}
+    for name, w in weights.items():
+        if w.dim() != 2 or w.shape[1] % 32:
+            out[name] = w
+            continue
+        g = w.reshape(w.shape[0], -1, 32)
+        low, high = g.amin(-1, keepdim=True), g.amax(-1, keepdim=True)
+        scale = (high - low) / 15
+        out[name] = (torch.round((g - low) / scale) * scale + low).reshape(w.shape)
+    return out
+
+
+def test_int4_holds_q4_1_weights_as_quantized():
+    from tests.conftest import tiny_args
+
+    args = tiny_args(304)
+    weights = q4_1_like(random_weights(args, seed=1))
+    exact = Transformer.from_weights(args, weights, "float32")
+    compact = Transformer.from_weights(args, weights, "int4")
+    for block_exact, block_compact in zip(exact.layers, compact.layers):
+        w, w4 = block_exact.feed_forward.w13.dequantized(), block_compact.feed_forward.w13.dequantized()
+        assert (w - w4).abs().max() <= 0.01 * w.abs().max()  # bfloat16 rounding of scales only
+    tokens = torch.randint(0, 304, (1, 8), generator=torch.Generator().manual_seed(4))
+    a, b = full_forward(exact, tokens), full_forward(compact, tokens)
+    assert (a - b).abs().max() / a.abs().max() < 0.1
+
+
+@pytest.mark.parametrize("weight_format", ["float32", "bfloat16", "int8", "int4"])
 def test_export_and_rebuild_state_is_identical(weight_format):
     from tests.conftest import tiny_args
 
