@@ -121,23 +121,25 @@ class BatchResult:
 
 
 class _Problems:
-    """Collects `file:line: field: what` lines; raises one ConfigError with all of them."""
+    """Collects `file:line: field: what` lines; raises one ConfigError with all of them, in line order."""
 
     def __init__(self, display: str):
         self.display = display
-        self.lines: list[str] = []
+        self.lines: list[tuple[int, str]] = []
 
     def add(self, node, path: str, message: str) -> None:
-        line = f":{node.start_mark.line + 1}" if node is not None else ""
-        self.lines.append(f"{self.display}{line}: {path + ': ' if path else ''}{message}")
+        line = node.start_mark.line + 1 if node is not None else 0
+        where = f"{self.display}:{line}" if line else self.display
+        self.lines.append((line, f"{where}: {path + ': ' if path else ''}{message}"))
 
     def raise_if_any(self) -> None:
-        if not self.lines:
+        lines = [text for _, text in sorted(self.lines, key=lambda item: item[0])]
+        if not lines:
             return
-        if len(self.lines) == 1:
-            raise ConfigError(self.lines[0])
-        more = "; ".join(self.lines[1:4]) + ("; ..." if len(self.lines) > 4 else "")
-        raise ConfigError(f"{len(self.lines)} problems in {self.display}: {self.lines[0]}", hint=more)
+        if len(lines) == 1:
+            raise ConfigError(lines[0])
+        more = "; ".join(lines[1:10]) + ("; ..." if len(lines) > 10 else "")
+        raise ConfigError(f"{len(lines)} problems in {self.display}: {lines[0]}", hint=more)
 
 
 def _construct(node):
@@ -209,15 +211,15 @@ def load_jobs(path: str | os.PathLike) -> JobsFile:
     elif not isinstance(jobs_node, yaml.SequenceNode) or not jobs_node.value:
         problems.add(jobs_node, "jobs", "must be a non-empty list of jobs")
     else:
+        ids: dict[str, str] = {}
         for i, node in enumerate(jobs_node.value):
             job = _read_job(problems, node, i, folder, world)
-            if job is not None:
-                jobs.append(job)
-    ids = {}
-    for job in jobs:
-        if job.id in ids:
-            problems.lines.append(f"{job.where}: id '{job.id}' is used twice (also {ids[job.id]})")
-        ids[job.id] = job.where
+            if job is None:
+                continue
+            if job.id in ids:
+                problems.add(node, f"jobs[{i}].id", f"'{job.id}' is used twice (also {ids[job.id]})")
+            ids[job.id] = f"jobs[{i}]"
+            jobs.append(job)
     problems.raise_if_any()
     return JobsFile(path=path, world=world, out=out, format=fmt, seed=seed, settings=settings, jobs=tuple(jobs),
                     content_hash=hashlib.sha256(data).hexdigest())

@@ -1,0 +1,341 @@
+"""metagen.batch and `metagen batch`: the jobs file, seeds, precedence, shards, resuming, interruption."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from metagen import batch
+from metagen.cli import app
+from metagen.errors import ConfigError, OutputExistsError, RequestError
+from metagen.output import read_piece_file
+
+ROOT = Path(__file__).resolve().parent.parent
+
+TINY_WORLD = """\
+world: {id: tinyville, name: Tinyville}
+style: {length: short, length_words: {short: 20, medium: 40, long: 80}}
+locations:
+  - {id: well, name: The Well}
+  - {id: mill, name: The Mill}
+  - {id: market, name: The Market}
+characters:
+  - {id: ada, name: Ada}
+  - {id: bo, name: Bo}
+  - {id: cy, name: Cy}
+lore:
+  - {id: flood, keys: [well], text: The well flooded once.}
+defaults:
+  all: {temperature: 0.9, top_k: 20}
+"""
+
+
+@pytest.fixture(scope="session")
+def wide_gguf(tmp_path_factory) -> Path:
+    from conftest import write_tiny_gguf
+
+    return write_tiny_gguf(tmp_path_factory.mktemp("wide") / "wide.gguf", max_seq_len=1024)
+
+
+@pytest.fixture
+def model_args(wide_gguf) -> list[str]:
+    return ["--model", str(wide_gguf), "--dtype", "float32"]
+
+
+@pytest.fixture
+def world(tmp_path) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY_WORLD, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def no_model(monkeypatch):
+    monkeypatch.setattr("metagen.commands.batch.load_generator",
+                        lambda *a, **k: pytest.fail("the model was loaded"))
+
+
+def write_jobs(tmp_path: Path, text: str, name: str = "jobs.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def invoke(runner, *args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+MANY_JOBS = """\
+world: tiny.yaml
+seed: 500
+settings: {max_new_tokens: 4}
+jobs:
+  - {kind: scene, location: well, count: 5}
+  - {kind: scene, location: mill, time: dusk, count: 4, settings: {max_new_tokens: 3}}
+  - {kind: story, characters: [ada, bo], count: 4}
+  - {kind: story, characters: cy, location: market, premise: A lost coin., count: 3, seed: 9000}
+  - {kind: scene, location: market, count: 3, format: json}
+  - {kind: dialogue, characters: [ada, cy], turns: 2, order: turns}
+  - {kind: story, characters: [bo], count: 2, settings: {temperature: 1.2}}
+"""  # 22 pieces
+
+
+def piece_files(out: Path) -> dict[str, dict]:
+    """Every output file (relative path) -> its record without the timing fields."""
+    files = {}
+    for path in sorted(p for p in out.rglob("*") if p.is_file()):
+        data = read_piece_file(path)
+        data.pop("seconds"), data.pop("created")
+        files[str(path.relative_to(out))] = data
+    return files
+
+
+# ----------------------------------------------------------------------------- the jobs file
+
+
+BAD_FILES = [
+    ("jobs: []", "jobs.yaml:1: jobs: must be a non-empty list of jobs"),
+    ("world: tiny.yaml\n", "jobs.yaml:1: jobs: missing"),
+    ("- kind: story", "the top level must be a mapping"),
+    ("jobs: [{kind: story}\n", "jobs.yaml:2: invalid YAML"),
+    ("wrld: tiny.yaml\njobs: [{kind: story}]", "jobs.yaml:1: wrld: unknown key (did you mean 'world'?)"),
+    ("world: tiny.yaml\njobs:\n  - kind: stroy", "jobs.yaml:3: jobs[0].kind: 'stroy' is not a kind (did you mean 'story'?)"),
+    ("world: tiny.yaml\njobs:\n  - {location: well}", "jobs.yaml:3: jobs[0].kind: missing"),
+    ("world: tiny.yaml\njobs:\n  - {kind: story, topik: x}", "jobs[0].topik: unknown key (did you mean 'topic'?)"),
+    ("world: tiny.yaml\njobs:\n  - {kind: story, topic: x}", "jobs[0].topic: a story has no topic"),
+    ("world: tiny.yaml\njobs:\n  - {kind: scene, location: well, count: 0}", "jobs[0].count: 0 is out of range"),
+    ("world: tiny.yaml\njobs:\n  - {kind: scene, location: well, seed: -1}", "jobs[0].seed: -1 is out of range"),
+    ("world: tiny.yaml\njobs:\n  - {kind: story, turns: two}", "jobs[0].turns: must be a whole number"),
+    ("world: tiny.yaml\njobs:\n  - {kind: dialogue, characters: [ada, bo], order: loud}", "jobs[0].order: 'loud' is not an order"),
+    ("world: tiny.yaml\njobs:\n  - {kind: story, format: docx}", "jobs[0].format: 'docx' is not a format"),
+    ("world: tiny.yaml\njobs:\n  - {kind: story, characters: {a: 1}}", "jobs[0].characters: must be a list"),
+    ("world: tiny.yaml\nsettings: {temprature: 1}\njobs: [{kind: story}]",
+     "jobs.yaml:2: settings.temprature: unknown setting (did you mean 'temperature'?)"),
+    ("world: tiny.yaml\nsettings: {seed: 1}\njobs: [{kind: story}]", "settings.seed: set seeds with seed:"),
+    ("jobs:\n  - {kind: story}", "jobs.yaml:2: jobs[0].world: no world"),
+    ("world: tiny.yaml\njobs:\n  - {kind: story, id: a}\n  - {kind: story, id: a}", "jobs.yaml:4: jobs[1].id: 'a' is used twice (also jobs[0])"),
+]
+
+
+@pytest.mark.parametrize("text, message", BAD_FILES)
+def test_bad_jobs_files(runner, tmp_path, world, no_model, text, message):
+    path = write_jobs(tmp_path, text)
+    with pytest.raises(ConfigError) as error:
+        batch.load_jobs(path)
+    assert message in error.value.one_line()
+    result = invoke(runner, "batch", path)
+    assert result.exit_code == 2 and message in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_every_problem_is_listed(tmp_path):
+    path = write_jobs(tmp_path, "wrld: x\njobs:\n  - {kind: stroy}\n  - {kind: scene, count: -2}\n")
+    with pytest.raises(ConfigError) as error:
+        batch.load_jobs(path)
+    text = error.value.one_line()
+    assert "5 problems in" in text and "wrld" in text and "stroy" in text and "count" in text
+    assert "jobs[1].world: no world" in text
+
+
+@pytest.mark.parametrize("text, error, message", [
+    ("jobs: [{kind: story, characters: [adda]}]", RequestError, "jobs.yaml:1: jobs[0]: world 'tinyville' has no character 'adda' (did you mean 'ada'?"),
+    ("jobs: [{kind: scene}]", RequestError, "jobs[0]: a scene needs a location"),
+    ("jobs: [{kind: story, format: yarn}]", ConfigError, "jobs[0]: the yarn format holds dialogue only"),
+    ("jobs: [{kind: story, settings: {top_p: 3}}]", ConfigError, "jobs[0]: --top-p must be in (0, 1]"),
+    ("jobs: [{kind: story, world: nope.yaml}]", Exception, "nope.yaml"),
+    ("jobs: [{kind: story, seed: 1}, {kind: story, seed: 0, count: 2}]", ConfigError, "would both write"),
+])
+def test_bad_jobs_stop_before_the_model(runner, tmp_path, world, no_model, text, error, message):
+    path = write_jobs(tmp_path, "world: tiny.yaml\n" + text)
+    with pytest.raises(error) as raised:
+        batch.plan_batch(batch.load_jobs(path), out=tmp_path / "o")
+    assert message.replace("jobs.yaml:1", f"{path}:2") in raised.value.one_line()
+    result = invoke(runner, "batch", path, "--out", tmp_path / "o")
+    assert result.exit_code == 2 and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("text, expected", [
+    (None, (1, 1)), ("1/1", (1, 1)), ("2/3", (2, 3)), ("3/3", (3, 3)),
+])
+def test_parse_shard(text, expected):
+    assert batch.parse_shard(text) == expected
+
+
+@pytest.mark.parametrize("text", ["0/3", "4/3", "1/0", "2", "a/b", "1/2/3", "-1/2"])
+def test_bad_shards(runner, tmp_path, world, no_model, text):
+    with pytest.raises(ConfigError, match="--shard"):
+        batch.parse_shard(text)
+    path = write_jobs(tmp_path, "world: tiny.yaml\njobs: [{kind: story}]")
+    result = invoke(runner, "batch", path, f"--shard={text}")
+    assert result.exit_code == 2 and "--shard" in result.stderr
+
+
+def test_examples_and_docs_load(tmp_path):
+    plan = batch.plan_batch(batch.load_jobs(ROOT / "examples" / "jobs.yaml"), out=tmp_path / "o")
+    assert plan.total == len(plan.units) == 7
+    block = re.search(r"```yaml\n(.*?)```", (ROOT / "docs" / "batch.md").read_text(), re.S).group(1)
+    (tmp_path / "docs").mkdir()
+    path = write_jobs(tmp_path / "docs", block.replace("../worlds/", f"{ROOT}/worlds/"))
+    plan = batch.plan_batch(batch.load_jobs(path), out=tmp_path / "o")
+    assert [u.seed for u in plan.units] == [2024, 2025, 2026, 2027, 7, 8]
+    assert plan.units[3].path.suffix == ".yarn" and plan.units[4].cfg.max_new_tokens == 240
+
+
+# ----------------------------------------------------------------------------- seeds and settings
+
+
+def test_seeds(tmp_path, world):
+    text = "world: tiny.yaml\njobs:\n  - {kind: scene, location: well, count: 2}\n  - {kind: story, seed: 40, count: 2}\n  - {kind: scene, location: mill}\n"
+    path = write_jobs(tmp_path, "seed: 100\n" + text)
+    assert [u.seed for u in batch.plan_batch(batch.load_jobs(path)).units] == [100, 101, 40, 41, 104]
+    assert [u.seed for u in batch.plan_batch(batch.load_jobs(path), cli_settings={"seed": 7}).units] == [7, 8, 40, 41, 11]
+    hashed = write_jobs(tmp_path, text, "hashed.yaml")
+    first = [u.seed for u in batch.plan_batch(batch.load_jobs(hashed)).units]
+    assert first == [u.seed for u in batch.plan_batch(batch.load_jobs(hashed)).units]  # stable
+    assert first[1] == first[0] + 1 and first[4] == first[0] + 4
+    hashed.write_text(text + "# a comment\n")
+    assert [u.seed for u in batch.plan_batch(batch.load_jobs(hashed)).units][0] != first[0]
+
+
+def test_precedence(tmp_path, world):
+    path = write_jobs(tmp_path, """\
+world: tiny.yaml
+settings: {temperature: 0.5, top_p: 0.5, min_p: 0.05}
+jobs:
+  - {kind: story, settings: {top_p: 0.6, max_new_tokens: 9}}
+  - {kind: scene, location: well}
+""")
+    jobs = batch.load_jobs(path)
+    first, second = batch.plan_batch(jobs).units
+    assert (first.cfg.temperature, first.cfg.top_p, first.cfg.top_k, first.cfg.max_new_tokens) == (0.5, 0.6, 20, 9)
+    assert (second.cfg.top_p, second.cfg.max_new_tokens) == (0.5, 200)
+    flags = {"top_p": 0.9, "min_p": None, "max_new_tokens": 3}
+    first, second = batch.plan_batch(jobs, cli_settings=flags).units
+    assert (first.cfg.top_p, first.cfg.min_p, first.cfg.max_new_tokens) == (0.9, 0.05, 3)
+    assert (second.cfg.top_p, second.cfg.max_new_tokens) == (0.9, 3)
+
+
+def test_groups(tmp_path, world):
+    path = write_jobs(tmp_path, MANY_JOBS)
+    units = batch.plan_batch(batch.load_jobs(path)).units
+    groups = batch.batch_groups(units, 4)
+    assert sorted(u.index for g in groups for u in g) == list(range(22))
+    for group in groups:
+        assert len(group) <= 4
+        assert len({(u.job.world, u.job.kind, u.cfg.max_new_tokens, u.cfg.temperature) for u in group}) == 1
+        assert group[0].job.kind != "dialogue" or len(group) == 1
+    # the two story jobs without their own settings share a group; the job at temperature 1.2 does not
+    sizes = [[u.job.index for u in g] for g in groups]
+    assert [2, 2, 2, 2] in sizes and [3, 3, 3] in sizes and [6, 6] in sizes
+    with pytest.raises(ConfigError):
+        batch.batch_groups(units, 0)
+
+
+# ----------------------------------------------------------------------------- runs
+
+
+def test_shards_write_exactly_what_one_run_writes(runner, tmp_path, world, model_args):
+    path = write_jobs(tmp_path, MANY_JOBS)
+    whole = invoke(runner, "batch", path, "--out", tmp_path / "whole", "--batch-size", 4, *model_args)
+    assert whole.exit_code == 0, whole.output
+    assert whole.stderr.count("wrote ") == 22
+    assert re.search(r"^written 22, skipped 0 \(resume\), \d+ tokens, [\d.]+ seconds", whole.stderr, re.M)
+    for i in (1, 2, 3):
+        result = invoke(runner, "batch", path, "--shard", f"{i}/3", "--out", tmp_path / "sharded", "--batch-size", 3,
+                        "--json", *model_args)
+        assert result.exit_code == 0, result.output
+        lines = [json.loads(line) for line in result.stdout.splitlines()]
+        assert len(lines) in (7, 8) and f"(shard {i}/3)" in result.stderr
+    expected = piece_files(tmp_path / "whole")
+    assert len(expected) == 22
+    assert piece_files(tmp_path / "sharded") == expected
+    names = sorted(expected)
+    assert "tinyville/scene/well-500.md" in names and "tinyville/story/cy-at-market-9002.md" in names
+    assert "tinyville/scene/market-516.json" in names and "tinyville/dialogue/ada-cy-519.md" in names
+
+
+def test_existing_outputs_stop_the_run_before_the_model(runner, tmp_path, world, model_args, monkeypatch):
+    path = write_jobs(tmp_path, "world: tiny.yaml\nseed: 1\nsettings: {max_new_tokens: 3}\njobs:\n"
+                                "  - {kind: scene, location: well, count: 2}\n")
+    assert invoke(runner, "batch", path, "-q", *model_args).exit_code == 0
+    monkeypatch.setattr("metagen.commands.batch.load_generator", lambda *a, **k: pytest.fail("model loaded"))
+    result = invoke(runner, "batch", path, *model_args)
+    assert result.exit_code == 2 and "out/tinyville/scene/well-1.md exists" in result.stderr
+    result = invoke(runner, "batch", path, "--resume", *model_args)
+    assert result.exit_code == 0 and "nothing to do: 2 complete already" in result.stderr
+    (tmp_path / "out" / "tinyville" / "scene" / "well-2.md").write_text("half a piece")
+    result = invoke(runner, "batch", path, "--resume", *model_args)
+    assert result.exit_code == 2 and "is not a complete metagen piece" in result.stderr
+
+
+def test_interrupted_run_resumes_and_loses_nothing(runner, tmp_path, world, model_args, monkeypatch):
+    from metagen import pieces
+
+    path = write_jobs(tmp_path, MANY_JOBS)
+    real, calls = pieces.compose, []
+
+    def interrupt_on_the_third_call(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pieces, "compose", interrupt_on_the_third_call)
+    out = tmp_path / "o"
+    result = invoke(runner, "batch", path, "--out", out, "--batch-size", 2, *model_args)
+    assert result.exit_code == 130
+    assert "interrupted after 4 of 22; rerun with --resume to finish" in result.stderr
+    first = piece_files(out)
+    assert len(first) == 4
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+    monkeypatch.setattr(pieces, "compose", real)
+    result = invoke(runner, "batch", path, "--out", out, "--batch-size", 2, "--resume", *model_args)
+    assert result.exit_code == 0, result.output
+    assert "written 18, skipped 4 (resume)" in result.stderr
+    finished = piece_files(out)
+    assert {k: finished[k] for k in first} == first
+    assert invoke(runner, "batch", path, "--out", tmp_path / "clean", "-q", *model_args).exit_code == 0
+    assert finished == piece_files(tmp_path / "clean")
+
+
+def test_overwrite_and_flags_override_jobs(runner, tmp_path, world, model_args):
+    path = write_jobs(tmp_path, "world: tiny.yaml\nseed: 3\njobs:\n  - {kind: story, characters: [ada], settings: {max_new_tokens: 9}}\n")
+    assert invoke(runner, "batch", path, "-q", *model_args).exit_code == 0
+    result = invoke(runner, "batch", path, "--overwrite", "--max-tokens", 2, "--format", "json", "--json", *model_args)
+    assert result.exit_code == 0, result.output
+    line = json.loads(result.stdout)
+    assert line["path"].endswith("out/tinyville/story/ada-3.json") and line["job"] == "job-1"
+    data = read_piece_file(line["path"])
+    assert data["settings"]["max_new_tokens"] == 2 and data["output_tokens"] <= 2
+    assert "wrote" not in result.stderr  # --json: the lines on stdout say it
+
+
+def test_quiet_prints_nothing(runner, tmp_path, world, model_args):
+    path = write_jobs(tmp_path, "world: tiny.yaml\njobs:\n  - {kind: scene, location: mill, settings: {max_new_tokens: 2}}\n")
+    result = invoke(runner, "batch", path, "--quiet", *model_args)
+    assert result.exit_code == 0 and result.stdout == "" and result.stderr == ""
+    assert len(list((tmp_path / "out").rglob("*.md"))) == 1
+
+
+def test_out_in_the_file_is_relative_to_it(tmp_path, world):
+    (tmp_path / "jobs").mkdir()
+    path = write_jobs(tmp_path / "jobs", "world: ../tiny.yaml\nout: ../made\nseed: 1\njobs: [{kind: scene, location: well}]")
+    unit = batch.plan_batch(batch.load_jobs(path)).units[0]
+    assert unit.path == tmp_path / "jobs" / ".." / "made" / "tinyville" / "scene" / "well-1.md"
+    assert batch.plan_batch(batch.load_jobs(path), out="elsewhere").units[0].path.parts[0] == "elsewhere"
+
+
+def test_resume_skips_only_complete_files(tmp_path, world):
+    path = write_jobs(tmp_path, "world: tiny.yaml\nseed: 1\njobs: [{kind: scene, location: well, count: 3}]")
+    jobs = batch.load_jobs(path)
+    folder = tmp_path / "out" / "tinyville" / "scene"
+    folder.mkdir(parents=True)
+    (folder / "well-1.md").write_text("---\nkind: scene\nmetagen_version: x\nfinish_reason: eos\n---\n\nDone.\n")
+    plan = batch.plan_batch(jobs, resume=True)
+    assert [u.seed for u in plan.skipped] == [1] and [u.seed for u in plan.units] == [2, 3]
+    with pytest.raises(OutputExistsError):
+        batch.plan_batch(jobs)
+    assert [u.seed for u in batch.plan_batch(jobs, overwrite=True).units] == [1, 2, 3]
