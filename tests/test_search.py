@@ -1,0 +1,211 @@
+"""Decoding loops on the tiny model: stops, batches, streaming, seeds, beams."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+from metagen.config import GenerationConfig
+from metagen.search import TextTracker, beam_search, decode_tokens
+from tests.conftest import TINY_MERGES
+
+PROMPTS = ["the cat sat on", "in the beginning there was", "a", "we went down to the water and"]
+
+
+def encode(gen, texts):
+    return [gen.encode_prompt(t, chat=False) for t in texts]
+
+
+def seeded(n, seed=0):
+    return [torch.Generator().manual_seed(seed + i) for i in range(n)]
+
+
+class CharTokenizer:
+    """Decodes each id to one character: enough to test TextTracker."""
+
+    def decode(self, ids):
+        return "".join(chr(i) for i in ids)
+
+
+@pytest.mark.parametrize("stop, text, expected", [
+    (("END",), "abcENDxyz", "abc"),
+    (("\n",), "line one\nline two", "line one"),
+    (("xx", "b"), "aaab", "aaa"),
+    ((), "no stops here", "no stops here"),
+])
+def test_text_tracker_cuts_stop_strings_exactly(stop, text, expected):
+    tracker = TextTracker(CharTokenizer(), stop)
+    streamed = ""
+    for ch in text:
+        streamed += tracker.push(ord(ch))
+        if tracker.stopped:
+            break
+    streamed += tracker.finish()
+    assert tracker.text == expected
+    assert streamed == expected  # nothing of a stop string is ever streamed
+
+
+def test_text_tracker_holds_back_a_possible_stop_prefix():
+    tracker = TextTracker(CharTokenizer(), ("STOP",))
+    assert tracker.push(ord("a")) == "a"
+    assert tracker.push(ord("S")) == ""  # could be the start of STOP
+    assert tracker.push(ord("T")) == ""
+    assert tracker.push(ord("x")) == "STx"
+
+
+def test_stop_strings_cut_model_output_across_token_boundaries(tiny_generator):
+    cfg = GenerationConfig(strategy="greedy", max_new_tokens=40, repetition_penalty=1.0)
+    ids = encode(tiny_generator, PROMPTS[:1])
+    free = decode_tokens(tiny_generator.model, tiny_generator.tokenizer, ids, cfg)[0].sequences[0]
+    assert len(free.text) > 6
+    stop = free.text[3:6]  # three characters that may span tokens
+    stopped = decode_tokens(tiny_generator.model, tiny_generator.tokenizer, ids, replace(cfg, stop=(stop,)))[0]
+    seq = stopped.sequences[0]
+    assert seq.finish_reason == "stop"
+    assert seq.text == free.text[: free.text.find(stop)]
+    assert stop not in seq.text
+
+
+def test_each_row_of_a_batch_stops_on_its_own(tiny_generator):
+    cfg = GenerationConfig(strategy="greedy", max_new_tokens=30, repetition_penalty=1.0)
+    ids = encode(tiny_generator, PROMPTS[:2])
+    alone = [decode_tokens(tiny_generator.model, tiny_generator.tokenizer, [p], cfg)[0].sequences[0] for p in ids]
+    stop = alone[0].text[5:8]
+    cfg = replace(cfg, stop=(stop,))
+    batch = decode_tokens(tiny_generator.model, tiny_generator.tokenizer, ids, cfg)
+    assert batch[0].sequences[0].finish_reason == "stop"
+    assert batch[0].sequences[0].text == alone[0].text[: alone[0].text.find(stop)]
+    if stop not in alone[1].text:
+        assert batch[1].sequences[0].text == alone[1].text
+        assert batch[1].sequences[0].finish_reason == "length"
+
+
+@pytest.mark.parametrize("strategy", ["greedy", "sample"])
+def test_batch_rows_equal_decoding_alone(tiny_generator, strategy):
+    cfg = GenerationConfig(strategy=strategy, max_new_tokens=24, repetition_penalty=1.2, top_k=20)
+    ids = encode(tiny_generator, PROMPTS)
+    batch = decode_tokens(tiny_generator.model, tiny_generator.tokenizer, ids, cfg, seeded(len(ids)))
+    for row, prompt in enumerate(ids):
+        alone = decode_tokens(tiny_generator.model, tiny_generator.tokenizer, [prompt], cfg, seeded(1, row))[0]
+        assert batch[row].sequences[0].tokens == alone.sequences[0].tokens
+
+
+def test_beam_batch_rows_equal_decoding_alone(tiny_generator):
+    cfg = GenerationConfig(strategy="beam", num_beams=3, max_new_tokens=12, repetition_penalty=1.0,
+                           num_return_sequences=2)
+    ids = encode(tiny_generator, PROMPTS[:3])
+    batch = beam_search(tiny_generator.model, tiny_generator.tokenizer, ids, cfg)
+    for row, prompt in enumerate(ids):
+        alone = beam_search(tiny_generator.model, tiny_generator.tokenizer, [prompt], cfg)[0]
+        assert [s.tokens for s in batch[row].sequences] == [s.tokens for s in alone.sequences]
+        assert len(alone.sequences) == 2
+        assert alone.sequences[0].score >= alone.sequences[1].score
+
+
+def test_beam_search_beats_or_equals_greedy_in_score(tiny_generator):
+    ids = encode(tiny_generator, PROMPTS[:1])
+    greedy = decode_tokens(tiny_generator.model, tiny_generator.tokenizer, ids,
+                           GenerationConfig(strategy="greedy", max_new_tokens=10, repetition_penalty=1.0))[0]
+    beam = beam_search(tiny_generator.model, tiny_generator.tokenizer, ids,
+                       GenerationConfig(strategy="beam", num_beams=4, max_new_tokens=10, repetition_penalty=1.0,
+                                        length_penalty=0.0))[0]
+    g = greedy.sequences[0]
+    if g.finish_reason == "length" and beam.sequences[0].finish_reason == "length":
+        assert beam.sequences[0].logprob >= g.logprob - 1e-4
+
+
+def test_temperature_zero_equals_greedy(tiny_generator):
+    ids = encode(tiny_generator, PROMPTS[:2])
+    greedy = tiny_generator.complete(ids, GenerationConfig(strategy="greedy", max_new_tokens=16))
+    zero = tiny_generator.complete(ids, GenerationConfig(strategy="sample", temperature=0.0, max_new_tokens=16))
+    assert [c.tokens for c in greedy] == [c.tokens for c in zero]
+
+
+def test_same_seed_same_text_and_other_seeds_differ(tiny_generator):
+    ids = encode(tiny_generator, PROMPTS[:1])
+    cfg = GenerationConfig(strategy="sample", max_new_tokens=24, temperature=1.0, top_k=0, top_p=1.0)
+    a = tiny_generator.complete(ids, cfg, seeds=[5])[0]
+    b = tiny_generator.complete(ids, cfg, seeds=[5])[0]
+    others = {tuple(tiny_generator.complete(ids, cfg, seeds=[s])[0].tokens) for s in range(6, 10)}
+    assert a.tokens == b.tokens and a.text == b.text
+    assert len(others | {tuple(a.tokens)}) > 1
+
+
+def test_unseeded_runs_draw_and_record_a_seed(tiny_generator):
+    ids = encode(tiny_generator, PROMPTS[:1])
+    cfg = GenerationConfig(strategy="sample", max_new_tokens=8)
+    first = tiny_generator.complete(ids, cfg)[0]
+    again = tiny_generator.complete(ids, replace(cfg, seed=first.seed))[0]
+    assert again.tokens == first.tokens
+
+
+def test_streamed_pieces_add_up_to_the_text(tiny_generator):
+    pieces: dict[int, list[str]] = {0: [], 1: []}
+    ids = encode(tiny_generator, PROMPTS[:2])
+    cfg = GenerationConfig(strategy="sample", max_new_tokens=20, stop=("e",))
+    results = tiny_generator.complete(ids, cfg, seeds=[1, 2], on_text=lambda row, p: pieces[row].append(p))
+    for row, result in enumerate(results):
+        assert "".join(pieces[row]) == result.text
+
+
+def test_beam_streaming_sends_only_final_text(tiny_generator):
+    pieces: list[str] = []
+    ids = encode(tiny_generator, PROMPTS[:1])
+    cfg = GenerationConfig(strategy="beam", num_beams=4, max_new_tokens=16, repetition_penalty=1.0)
+    result = tiny_generator.complete(ids, cfg, on_text=lambda row, p: pieces.append(p))[0]
+    assert "".join(pieces) == result.text
+
+
+def test_min_new_tokens_holds_off_end_of_text(tiny_generator):
+    ids = encode(tiny_generator, PROMPTS[:1])
+    cfg = GenerationConfig(strategy="greedy", max_new_tokens=12, min_new_tokens=12,
+                           logit_bias=(("#2", 100.0),))  # end-of-turn would win every step
+    result = tiny_generator.complete(ids, cfg)[0]
+    assert len(result.tokens) == 12 and result.finish_reason == "length"
+    eos_first = tiny_generator.complete(ids, replace(cfg, min_new_tokens=0))[0]
+    assert eos_first.finish_reason == "eos" and len(eos_first.tokens) == 1
+
+
+def test_no_repeat_ngram_never_repeats_in_outputs(tiny_generator):
+    ids = encode(tiny_generator, PROMPTS[:1])
+    for strategy in ("greedy", "beam"):
+        cfg = GenerationConfig(strategy=strategy, num_beams=2 if strategy == "beam" else 1, max_new_tokens=40,
+                               no_repeat_ngram_size=2, repetition_penalty=1.0)
+        tokens = tiny_generator.complete(ids, cfg)[0].tokens
+        grams = [tuple(tokens[i:i + 2]) for i in range(len(tokens) - 1)]
+        assert len(grams) == len(set(grams))
+
+
+def test_banned_words_never_appear_across_seeds(tiny_generator):
+    ids = encode(tiny_generator, PROMPTS[:1])
+    cfg = GenerationConfig(strategy="sample", max_new_tokens=30, temperature=1.5, top_k=0, top_p=1.0)
+    free = " ".join(tiny_generator.complete(ids, cfg, seeds=[s])[0].text for s in range(8))
+    merged = set("".join(TINY_MERGES).replace("Ġ", ""))
+    letters = [c for c in free if c.isascii() and c.isalpha() and c.lower() not in merged and c.upper() not in merged]
+    common = max(set(letters), key=letters.count)  # the tiny model's favourite single-token letter
+    assert free.count(common) >= 2
+    banned = replace(cfg, banned=(common,))
+    for seed in range(8):
+        text = tiny_generator.complete(ids, banned, seeds=[seed])[0].text
+        assert common.lower() not in text.lower()
+
+
+def test_logprob_is_the_raw_log_probability(tiny_generator):
+    ids = encode(tiny_generator, PROMPTS[:1])
+    cfg = GenerationConfig(strategy="sample", max_new_tokens=6, temperature=0.7, repetition_penalty=1.3)
+    result = tiny_generator.complete(ids, cfg, seeds=[3])[0]
+    model = tiny_generator.model
+    full = torch.tensor([ids[0] + result.tokens])
+    logits = model(full, model.new_cache(1, full.shape[1]))[0]
+    expected = torch.log_softmax(logits[len(ids[0]) - 1:-1], -1).gather(1, torch.tensor(result.tokens)[:, None]).sum()
+    assert result.logprob == pytest.approx(expected.item(), abs=1e-4)
+
+
+def test_prompt_too_long_for_context_is_a_config_error(tiny_generator):
+    from metagen.errors import ConfigError
+
+    ids = [[5] * 250]
+    with pytest.raises(ConfigError, match="--max-tokens 20 does not fit"):
+        tiny_generator.complete(ids, GenerationConfig(max_new_tokens=20))
