@@ -339,3 +339,23 @@ def test_resume_skips_only_complete_files(tmp_path, world):
     with pytest.raises(OutputExistsError):
         batch.plan_batch(jobs)
     assert [u.seed for u in batch.plan_batch(jobs, overwrite=True).units] == [1, 2, 3]
+
+
+def test_example_script_writes_a_scene_per_place_and_a_dialogue_per_pair(tmp_path, wide_gguf):
+    import os
+    import subprocess
+    import sys
+
+    world = tmp_path / "two.yaml"
+    world.write_text("world: {id: two, name: Two}\nlocations:\n  - {id: 'yes', name: Yes Place}\n"
+                     "  - {id: mill, name: The Mill}\ncharacters:\n  - {id: ada, name: Ada}\n  - {id: bo, name: Bo}\n")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "PYTHON": sys.executable}
+    script = ROOT / "examples" / "scenes-and-dialogues.sh"
+    args = ["bash", str(script), str(world), str(tmp_path / "made"), "--model", str(wide_gguf), "--dtype", "float32",
+            "--max-tokens", "2", "--json"]
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    paths = sorted(json.loads(line)["path"] for line in done.stdout.splitlines())
+    assert [Path(p).relative_to(tmp_path / "made").as_posix() for p in paths] == [
+        "two/dialogue/ada-bo-3.md", "two/scene/mill-2.md", "two/scene/yes-1.md"]
