@@ -1,0 +1,254 @@
+"""Turn-by-turn dialogue: metagen writes each speaker's "Name:" and the model writes only the line.
+
+Every turn's speaker comes from the requested cast, so the transcript is always well formed.
+The next speaker is either the cast in turn order, or the one whose "\\nName:" the model finds
+most likely after the transcript so far (a batched scoring pass over the candidates).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+import torch
+
+from metagen.config import MAX_SEED, GenerationConfig
+from metagen.errors import ConfigError
+from metagen.prompts import (
+    DialogueRequest,
+    Prompt,
+    build_prompt,
+    clean_dialogue_line,
+    continue_dialogue,
+    dialogue_stops,
+    format_dialogue,
+    resolve_request,
+    speaker_order,
+    speaker_prefix,
+)
+from metagen.search import left_pad
+from metagen.world import Character, World
+
+log = logging.getLogger(__name__)
+
+ORDERS = ("likelihood", "turns")
+EMPTY_LINE = "..."  # written when the model gives nothing for a turn, even on the retry
+
+
+@dataclass
+class DialogueResult:
+    """A finished dialogue and how it came about."""
+
+    turns: list[dict]  # [{"speaker": name, "speaker_id": id, "line": text}], in order
+    text: str  # the transcript, "Name: line" a line
+    prompt: Prompt  # the preamble: lore_used, lore_left_out, warnings
+    prompt_tokens: int  # tokens of the rendered preamble (chat template included)
+    output_tokens: int  # tokens generated over all turns, retries included
+    logprob: float  # sum of the kept lines' log-probabilities under the raw model
+    finish_reason: str  # always "length": every requested turn was written (see generate_dialogue)
+    seconds: float
+    seed: int  # line i used seed + i
+    warnings: list[str] = field(default_factory=list)  # the prompt's warnings, then the dialogue's own
+
+    def to_dict(self) -> dict:
+        """JSON-ready data for recording alongside the output."""
+        return {
+            "turns": [dict(t) for t in self.turns],
+            "text": self.text,
+            "prompt": self.prompt.to_dict(),
+            "prompt_tokens": self.prompt_tokens,
+            "output_tokens": self.output_tokens,
+            "logprob": self.logprob,
+            "finish_reason": self.finish_reason,
+            "seconds": self.seconds,
+            "seed": self.seed,
+            "warnings": list(self.warnings),
+        }
+
+
+def score_speakers(generator, context: str, names: Sequence[str]) -> list[float]:
+    """Log-probability of "\\nName:" after `context` for each name, in one batched pass.
+
+    Each score is the sum of the raw model's token log-probabilities of that continuation,
+    conditioned on the tokens every candidate shares (normally the whole context).
+    """
+    model, tokenizer = generator.model, generator.tokenizer
+    context_ids = tokenizer.encode(context)
+    rows = [tokenizer.encode(context + "\n" + speaker_prefix(name)) for name in names]
+    shared = _common_prefix([context_ids, *rows])
+    if shared == 0:
+        raise ValueError("the context is empty; there is nothing to score a speaker after")
+    tokens, pad = left_pad(rows, tokenizer.pad_id, model.device)  # (B, W), (B,)
+    B, W = tokens.shape
+    longest = max(len(r) for r in rows) - shared
+    K = longest + 1  # the last K columns hold every position that predicts a continuation token
+    pad_or_none = pad if bool((pad > 0).any()) else None
+    cache = model.new_cache(B, W)
+    # a. the shared context, keeping no logits; b. the tail, keeping logits (B, K, V)
+    if W > K:
+        model(tokens[:, : W - K], cache, pad_or_none, last_only=True)
+    logprobs = torch.log_softmax(model(tokens[:, W - K :], cache, pad_or_none), dim=-1)  # (B, K, V)
+    scores = []
+    for b, row in enumerate(rows):
+        # token j of row b sits in column pad_b + j; its prediction in tail column pad_b + j - 1 - (W - K)
+        offset = int(pad[b]) - 1 - (W - K)
+        scores.append(sum(float(logprobs[b, offset + j, row[j]]) for j in range(shared, len(row))))
+    return scores
+
+
+def choose_speaker(scores: Sequence[float], candidates: Sequence[Character]) -> Character:
+    """The candidate with the highest score; the earlier one in cast order on a tie."""
+    best = 0
+    for i, score in enumerate(scores):
+        if score > scores[best]:
+            best = i
+    return candidates[best]
+
+
+def generate_dialogue(
+    generator,
+    world: World,
+    request: DialogueRequest,
+    cfg: GenerationConfig,
+    *,
+    seed: int,
+    order: str = "likelihood",
+    on_text: Callable[[str], None] | None = None,
+) -> DialogueResult:
+    """Write request.turns lines, one model completion per line, speakers drawn from the cast.
+
+    Args:
+        cfg: decoding settings; cfg.max_new_tokens caps each line and cfg.stop adds to the line stops.
+        seed: line i samples with seed + i, so one seed reproduces the whole dialogue.
+        order: "likelihood" (the speaker the model finds most likely next, never the one who just
+            spoke) or "turns" (the named characters in order, round and round).
+        on_text: gets "Name: ", then the line's text as it arrives, then "\\n" between turns. The
+            stream is a preview: the kept line is cleaned (quotes and echoed names removed).
+
+    The model's end-of-text only ends the line it is in: every requested turn is written, so
+    finish_reason is always "length". A line that comes back empty is retried once with another
+    seed, without the newline stop and with at least one token; if that is empty too, the line
+    is EMPTY_LINE and a warning says so.
+    """
+    if order not in ORDERS:
+        raise ConfigError(f"dialogue order must be one of {', '.join(ORDERS)}, got {order!r}")
+    if not 0 <= seed < MAX_SEED:
+        raise ConfigError(f"--seed must be in [0, 2**63), got {seed}")
+    started = time.perf_counter()
+    tokenizer = generator.tokenizer
+    cast = resolve_request(world, request).characters
+    names = [alias for c in cast for alias in (c.name, *c.aliases)]
+    prefix_tokens = max(generator.count_tokens("\n" + speaker_prefix(c.name)) for c in cast)
+    per_turn = cfg.max_new_tokens + prefix_tokens
+    # Room for the transcript: all of it when it fits, else half the window (older lines then slide out).
+    reserve = min(request.turns * per_turn, max(generator.context_length // 2, per_turn))
+    prompt = build_prompt(world, request, count_tokens=generator.count_tokens,
+                          context_length=generator.context_length, max_new_tokens=reserve)
+    # Future speed-up: the preamble is re-encoded and re-run every turn; its KV cache could be kept.
+    head = tokenizer.render_chat(prompt.messages, add_generation_prompt=True)
+    room = generator.context_length - cfg.max_new_tokens - prefix_tokens
+    fixed = speaker_order(world, request)
+    lines: list[tuple[str, str]] = []
+    turns: list[dict] = []
+    warnings: list[str] = []
+    start = 0  # the first transcript line the model still sees
+    output_tokens, logprob = 0, 0.0
+
+    for i in range(request.turns):
+        # a. keep the transcript within the window: the oldest lines slide out first
+        while start < len(lines) and len(tokenizer.encode(head + format_dialogue(lines[start:]))) > room:
+            start += 1
+            if start == 1:
+                warnings.append(f"the transcript outgrew the model's context at turn {i + 1}; "
+                                "later lines were written seeing only the most recent ones")
+        # b. who speaks
+        if i == 0 or order == "turns":
+            speaker = fixed[i]
+        else:
+            candidates = [c for c in cast if c is not speaker]  # anyone but who just spoke
+            if len(candidates) == 1:
+                speaker = candidates[0]
+            else:
+                context = head + format_dialogue(lines[start:])
+                speaker = choose_speaker(score_speakers(generator, context, [c.name for c in candidates]), candidates)
+        assert speaker in cast, f"speaker {speaker.id} is not in the cast"
+        # c. the line: the transcript so far, "Name:", and the model completes it
+        ids = tokenizer.encode(head + continue_dialogue(lines[start:], speaker.name))
+        others = [n for c in cast if c is not speaker for n in (c.name, *c.aliases)]
+        line_cfg = replace(cfg, stop=tuple(dict.fromkeys((*dialogue_stops(others), *cfg.stop))))
+        if on_text:
+            on_text(("\n" if i else "") + speaker_prefix(speaker.name) + " ")
+        stream = _LineStream(on_text)
+        done = generator.complete([ids], line_cfg, seeds=[_offset(seed, i)], on_text=stream)[0]
+        output_tokens += len(done.tokens)
+        line = clean_dialogue_line(done.text, names)
+        shown = False
+        if not line:
+            # d. one retry: another seed, no newline stop (a leading newline is stripped), no instant end
+            retry_cfg = replace(cfg, min_new_tokens=max(1, cfg.min_new_tokens))
+            shown, stream = stream.started, _LineStream(on_text)
+            done = generator.complete([ids], retry_cfg, seeds=[_offset(seed, request.turns + i)], on_text=stream)[0]
+            output_tokens += len(done.tokens)
+            line = clean_dialogue_line(done.text, names)
+        if not line:
+            line = EMPTY_LINE
+            warnings.append(f"turn {i + 1} ({speaker.name}): the model wrote nothing, twice; "
+                            f"the line is {EMPTY_LINE!r}")
+            log.warning(warnings[-1])
+            if on_text and not (shown or stream.started):
+                on_text(EMPTY_LINE)
+        logprob += done.logprob
+        lines.append((speaker.name, line))
+        turns.append({"speaker": speaker.name, "speaker_id": speaker.id, "line": line})
+
+    return DialogueResult(
+        turns=turns,
+        text=format_dialogue(lines),
+        prompt=prompt,
+        prompt_tokens=len(tokenizer.encode(head)),
+        output_tokens=output_tokens,
+        logprob=logprob,
+        finish_reason="length",
+        seconds=time.perf_counter() - started,
+        seed=seed,
+        warnings=[*prompt.warnings, *warnings],
+    )
+
+
+class _LineStream:
+    """Forwards one line's pieces: leading spaces dropped, nothing after its first newline."""
+
+    def __init__(self, on_text: Callable[[str], None] | None):
+        self.on_text = on_text
+        self.started = False
+        self.ended = False
+
+    def __call__(self, row: int, piece: str) -> None:
+        if self.on_text is None or self.ended:
+            return
+        if not self.started:
+            piece = piece.lstrip()
+            if not piece:
+                return
+            self.started = True
+        if "\n" in piece:
+            piece, self.ended = piece.split("\n", 1)[0], True
+        if piece:
+            self.on_text(piece)
+
+
+def _offset(seed: int, i: int) -> int:
+    return (seed + i) % MAX_SEED
+
+
+def _common_prefix(rows: Sequence[Sequence[int]]) -> int:
+    n = min(len(r) for r in rows)
+    for j in range(n):
+        if any(r[j] != rows[0][j] for r in rows[1:]):
+            return j
+    return n
+
+
+__all__ = ["DialogueResult", "EMPTY_LINE", "ORDERS", "choose_speaker", "generate_dialogue", "score_speakers"]

@@ -1,0 +1,297 @@
+"""Turn-by-turn dialogue: speakers always from the cast, one completion per line, seeds per
+line, next speaker by the model's likelihood or in turn order, unicode names."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+from metagen import dialogue
+from metagen.config import GenerationConfig
+from metagen.dialogue import EMPTY_LINE, generate_dialogue, score_speakers
+from metagen.errors import ConfigError
+from metagen.generate import Completion
+from metagen.prompts import DialogueRequest, speaker_prefix
+from metagen.world import load_world
+
+from tests.conftest import write_tiny_gguf
+
+WORLD = """\
+world:
+  id: quay
+  name: The Quay
+  summary: A cold harbour.
+characters:
+  - id: mira
+    name: Mira
+    aliases: [Mi]
+    sample_lines: ["Slack tide."]
+  - id: lin
+    name: 林小雨
+  - id: aoife
+    name: Aoife Ní Bhriain
+locations:
+  - id: docks
+    name: the docks
+lore:
+  - id: wall
+    always_include: true
+    text: The town lives behind a sea wall.
+"""
+
+CAST = {"mira": "Mira", "lin": "林小雨", "aoife": "Aoife Ní Bhriain"}
+CFG = GenerationConfig(max_new_tokens=8, temperature=1.0, top_k=0, top_p=1.0, repetition_penalty=1.0)
+
+
+def make_generator(path, context_length: int):
+    """The tiny test model (conftest's weights) with a longer window: a chat preamble needs
+    more than tiny_generator's 256 byte-sized tokens."""
+    from metagen.generate import Generator, ModelInfo, build_from_gguf
+
+    write_tiny_gguf(path, max_seq_len=context_length)
+    model, tokenizer, name = build_from_gguf(path, "float32")
+    info = ModelInfo(name=name, path=str(path), sha256="0" * 64, weight_format="float32", device="cpu",
+                     context_length=context_length)
+    return Generator(model, tokenizer, info)
+
+
+@pytest.fixture(scope="module")
+def gen(tmp_path_factory):
+    return make_generator(tmp_path_factory.mktemp("dialogue") / "tiny.gguf", 2048)
+
+
+@pytest.fixture
+def world(tmp_path):
+    path = tmp_path / "quay.yaml"
+    path.write_text(WORLD, encoding="utf-8")
+    return load_world(path)
+
+
+def speakers(result) -> list[str]:
+    return [t["speaker_id"] for t in result.turns]
+
+
+class Spy:
+    """Wraps generator.complete, recording each call's cfg and seeds."""
+
+    def __init__(self, generator, monkeypatch, replies=None):
+        self.calls = []
+        self.real = generator.complete
+        self.replies = list(replies or [])  # texts returned instead of running the model, in order
+        monkeypatch.setattr(generator, "complete", self)
+
+    def __call__(self, prompts, cfg, *, seeds=None, on_text=None):
+        self.calls.append({"prompt": prompts[0], "cfg": cfg, "seeds": seeds})
+        if self.replies:
+            text = self.replies.pop(0)
+            if text is not None:
+                if on_text:
+                    on_text(0, text)
+                return [Completion(text, [5] * len(text), len(prompts[0]), -1.0, "stop", seeds[0], 0.0)]
+        return self.real(prompts, cfg, seeds=seeds, on_text=on_text)
+
+
+# ----------------------------------------------------------------------------- speakers and turns
+
+
+@pytest.mark.parametrize("order", ["likelihood", "turns"])
+def test_every_turn_is_a_cast_member_with_a_line(gen, world, order):
+    request = DialogueRequest(characters=("mira", "lin", "aoife"), location="docks", topic="the tide", turns=5)
+    result = generate_dialogue(gen, world, request, CFG, seed=7, order=order)
+    assert len(result.turns) == request.turns
+    assert all(t["speaker_id"] in CAST and t["speaker"] == CAST[t["speaker_id"]] for t in result.turns)
+    assert all(t["line"].strip() and "\n" not in t["line"] for t in result.turns)
+    assert result.turns[0]["speaker_id"] == "mira"  # the first named speaks first
+    assert result.text.split("\n") == [f"{t['speaker']}: {t['line']}" for t in result.turns]
+    assert result.finish_reason == "length" and result.seed == 7
+    assert result.prompt.lore_used == ("wall",)
+    assert result.prompt_tokens > 0 and result.output_tokens >= request.turns
+    assert result.logprob < 0 and result.seconds > 0
+    assert result.to_dict()["turns"] == result.turns
+
+
+def test_turns_order_goes_round_the_cast(gen, world):
+    request = DialogueRequest(characters=("aoife", "mira", "lin"), turns=7)
+    result = generate_dialogue(gen, world, request, CFG, seed=1, order="turns")
+    assert speakers(result) == ["aoife", "mira", "lin"] * 2 + ["aoife"]
+
+
+def test_likelihood_order_never_repeats_the_last_speaker(gen, world):
+    request = DialogueRequest(characters=("mira", "lin", "aoife"), turns=6)
+    result = generate_dialogue(gen, world, request, CFG, seed=3)
+    ids = speakers(result)
+    assert all(a != b for a, b in zip(ids, ids[1:]))
+
+
+def test_two_characters_alternate_in_either_order(gen, world, monkeypatch):
+    def never(*args):
+        raise AssertionError("one candidate needs no scoring")
+
+    monkeypatch.setattr(dialogue, "score_speakers", never)
+    request = DialogueRequest(characters=("lin", "mira"), turns=4)
+    for order in ("likelihood", "turns"):
+        assert speakers(generate_dialogue(gen, world, request, CFG, seed=2, order=order)) == ["lin", "mira"] * 2
+
+
+def test_likelihood_order_picks_the_highest_score(gen, world, monkeypatch):
+    seen = []
+
+    def fake(generator, context, names):
+        seen.append(list(names))
+        return [{"Mira": -3.0, "林小雨": -1.0, "Aoife Ní Bhriain": -2.0}[n] for n in names]
+
+    monkeypatch.setattr(dialogue, "score_speakers", fake)
+    request = DialogueRequest(characters=("mira", "lin", "aoife"), turns=5)
+    result = generate_dialogue(gen, world, request, CFG, seed=4)
+    # mira first; then lin (best); then aoife (best without lin); then lin again ...
+    assert speakers(result) == ["mira", "lin", "aoife", "lin", "aoife"]
+    assert seen[0] == ["林小雨", "Aoife Ní Bhriain"] and seen[1] == ["Mira", "Aoife Ní Bhriain"]
+
+
+def test_a_tie_goes_to_the_earlier_cast_member(gen, world, monkeypatch):
+    monkeypatch.setattr(dialogue, "score_speakers", lambda generator, context, names: [0.0] * len(names))
+    request = DialogueRequest(characters=("aoife", "lin", "mira"), turns=4)
+    assert speakers(generate_dialogue(gen, world, request, CFG, seed=4)) == ["aoife", "lin", "aoife", "lin"]
+
+
+def test_the_chosen_speaker_is_the_direct_argmax(gen, world, monkeypatch):
+    """Each likelihood choice equals the argmax of an unbatched full forward pass per candidate."""
+    choices = []
+    real = dialogue.score_speakers
+
+    def spy(generator, context, names):
+        direct = [direct_score(generator, context, n) for n in names]
+        choices.append((names, direct))
+        return real(generator, context, names)
+
+    monkeypatch.setattr(dialogue, "score_speakers", spy)
+    request = DialogueRequest(characters=("mira", "lin", "aoife"), turns=5)
+    result = generate_dialogue(gen, world, request, CFG, seed=11)
+    assert len(choices) == 4
+    for (names, direct), turn in zip(choices, result.turns[1:]):
+        assert turn["speaker"] == names[max(range(len(names)), key=lambda i: (direct[i], -i))]
+
+
+def direct_score(generator, context: str, name: str) -> float:
+    tokenizer, model = generator.tokenizer, generator.model
+    prefix = tokenizer.encode(context)
+    ids = tokenizer.encode(context + "\n" + speaker_prefix(name))
+    assert ids[: len(prefix)] == prefix
+    logits = model(torch.tensor([ids]), model.new_cache(1, len(ids)))[0]  # (T, V)
+    logprobs = torch.log_softmax(logits, dim=-1)
+    return sum(float(logprobs[j - 1, ids[j]]) for j in range(len(prefix), len(ids)))
+
+
+def test_batched_scores_equal_direct_scores(gen):
+    # names of different token lengths, so the batch is left-padded
+    context = gen.tokenizer.render_chat([{"role": "user", "content": "Talk."}]) + "Mira: Hello there."
+    names = ["Mira", "林小雨", "Aoife Ní Bhriain", "Al"]
+    batched = score_speakers(gen, context, names)
+    assert batched == pytest.approx([direct_score(gen, context, n) for n in names], abs=1e-4)
+    assert all(s < 0 for s in batched)
+
+
+# ----------------------------------------------------------------------------- seeds and decoding
+
+
+def test_same_seed_same_dialogue(gen, world):
+    request = DialogueRequest(characters=("mira", "lin", "aoife"), turns=4)
+    first = generate_dialogue(gen, world, request, CFG, seed=42)
+    second = generate_dialogue(gen, world, request, CFG, seed=42)
+    assert first.turns == second.turns and first.text == second.text
+    assert first.logprob == second.logprob and first.output_tokens == second.output_tokens
+
+
+def test_different_seeds_differ(gen, world):
+    request = DialogueRequest(characters=("mira", "lin"), turns=3)
+    texts = {generate_dialogue(gen, world, request, CFG, seed=s).text for s in (1, 2, 3)}
+    assert len(texts) == 3
+
+
+def test_each_line_uses_seed_plus_its_index_and_stops_at_other_speakers(gen, world, monkeypatch):
+    spy = Spy(gen, monkeypatch)
+    request = DialogueRequest(characters=("mira", "aoife"), turns=3)
+    cfg = replace(CFG, stop=("###",))
+    result = generate_dialogue(gen, world, request, cfg, seed=100, order="turns")
+    assert [c["seeds"] for c in spy.calls] == [[100], [101], [102]]
+    first = spy.calls[0]["cfg"]
+    assert first.stop == ("\n", " Aoife Ní Bhriain:", "###")  # the others' prefixes, then cfg's own
+    assert " Mi:" in spy.calls[1]["cfg"].stop and " Mira:" in spy.calls[1]["cfg"].stop  # aliases too
+    assert first.max_new_tokens == cfg.max_new_tokens and first.temperature == cfg.temperature
+    # the prompt ends with the transcript so far and the next speaker's prefix
+    so_far = "\n".join(result.text.split("\n")[:2])
+    text = gen.tokenizer.decode(spy.calls[2]["prompt"], skip_special=False)
+    assert text.endswith("<|im_start|>assistant\n" + so_far + "\nMira:")
+
+
+def test_an_empty_line_is_retried_once_with_another_seed(gen, world, monkeypatch):
+    spy = Spy(gen, monkeypatch, replies=["  ", None, None])
+    request = DialogueRequest(characters=("mira", "lin"), turns=2)
+    result = generate_dialogue(gen, world, request, CFG, seed=10)
+    assert [c["seeds"] for c in spy.calls] == [[10], [12], [11]]  # the retry uses seed + turns + i
+    assert spy.calls[1]["cfg"].min_new_tokens == 1 and "\n" not in spy.calls[1]["cfg"].stop
+    assert all(t["line"] for t in result.turns) and result.warnings == []
+
+
+def test_a_line_empty_twice_becomes_a_placeholder_with_a_warning(gen, world, monkeypatch):
+    Spy(gen, monkeypatch, replies=['""', "\n", "Fine."])
+    streamed = []
+    request = DialogueRequest(characters=("mira", "lin"), turns=2)
+    result = generate_dialogue(gen, world, request, CFG, seed=10, on_text=streamed.append)
+    assert [t["line"] for t in result.turns] == [EMPTY_LINE, "Fine."]
+    assert "turn 1 (Mira)" in result.warnings[0]
+
+
+def test_banned_words_still_apply(gen, world):
+    request = DialogueRequest(characters=("mira", "lin"), turns=3)
+    pushed = replace(CFG, logit_bias=(("z", 6.0),))
+    assert "z" in generate_dialogue(gen, world, request, pushed, seed=5).text.casefold()
+    banned = replace(pushed, banned=("z",))
+    assert "z" not in generate_dialogue(gen, world, request, banned, seed=5).text.casefold()
+
+
+def test_streaming_shows_names_then_lines(gen, world):
+    pieces = []
+    request = DialogueRequest(characters=("lin", "aoife"), turns=3)
+    result = generate_dialogue(gen, world, request, CFG, seed=8, on_text=pieces.append)
+    shown = "".join(pieces).split("\n")
+    assert len(shown) == 3
+    for line, turn in zip(shown, result.turns):
+        assert line.startswith(f"{turn['speaker']}: ")
+
+
+def test_a_long_dialogue_slides_old_lines_out_of_the_window(world, tmp_path, monkeypatch):
+    small = make_generator(tmp_path / "small.gguf", 1000)
+    lines = [f"Line {i}: the tide is turning and so are we." for i in range(30)]
+    spy = Spy(small, monkeypatch, replies=lines)
+    request = DialogueRequest(characters=("mira", "lin"), turns=30)
+    cfg = replace(CFG, max_new_tokens=16)
+    result = generate_dialogue(small, world, request, cfg, seed=0)
+    assert [t["line"] for t in result.turns] == lines
+    assert any("outgrew the model's context" in w for w in result.warnings)
+    assert all(len(c["prompt"]) + cfg.max_new_tokens <= small.context_length for c in spy.calls)
+    last = small.tokenizer.decode(spy.calls[-1]["prompt"])
+    assert lines[28] in last and lines[0] not in last and "Task: Write a conversation" in last
+
+
+def test_bad_order_and_seed_are_config_errors(gen, world):
+    request = DialogueRequest(characters=("mira", "lin"), turns=2)
+    with pytest.raises(ConfigError, match="order"):
+        generate_dialogue(gen, world, request, CFG, seed=1, order="random")
+    with pytest.raises(ConfigError, match="seed"):
+        generate_dialogue(gen, world, request, CFG, seed=-1)
+
+
+# ----------------------------------------------------------------------------- the real model
+
+
+@pytest.mark.real_model
+def test_real_model_writes_lines_for_the_cast(real_generator, world):
+    request = DialogueRequest(characters=("mira", "aoife", "lin"), location="docks", topic="a storm coming", turns=3)
+    cfg = GenerationConfig(max_new_tokens=24)
+    result = generate_dialogue(real_generator, world, request, cfg, seed=1)
+    assert len(result.turns) == 3
+    assert all(t["speaker_id"] in CAST for t in result.turns)
+    assert all(t["line"].strip() and t["line"] != EMPTY_LINE for t in result.turns), result.text
