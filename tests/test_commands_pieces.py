@@ -217,6 +217,16 @@ def test_bad_input_exits_2_without_loading_the_model(runner, world, tmp_path, no
     assert not (tmp_path / "o").exists()
 
 
+def test_interrupted_command_exits_130_and_writes_nothing(runner, world, model_args, tmp_path, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("metagen.pieces.compose", interrupted)
+    result = invoke(runner, "story", world, "-c", "ada", "-n", 3, "--out", tmp_path / "o", *model_args)
+    assert result.exit_code == 130 and "interrupted" in result.stderr
+    assert not [p for p in (tmp_path / "o").rglob("*") if p.is_file()]
+
+
 # ----------------------------------------------------------------------------- prompts
 
 
