@@ -125,7 +125,8 @@ def _save_converted(folder: Path, model: Transformer, tokenizer: Tokenizer, name
             os.replace(staging, folder)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-    except OSError as error:  # the cache is an optimisation: a read-only one only costs time
+    except Exception as error:  # the cache is an optimisation: a read-only or full one only costs time
+        # safetensors and tokenizers report I/O failures (ENOSPC...) as their own exception types.
         log.warning("could not cache the converted model in %s: %s", folder.parent, error)
 
 
