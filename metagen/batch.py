@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping
 import yaml
 
 from metagen.config import MAX_SEED, GenerationConfig
-from metagen.errors import ConfigError, MetagenError, OutputExistsError, RequestError, WorldError
+from metagen.errors import ConfigError, MetagenError, OutputExistsError, WorldError
 from metagen.output import FORMATS, check_format, check_not_exists, check_writable, is_complete, output_path
 from metagen.prompts import REQUEST_KINDS, Request
 from metagen.world import World, did_you_mean, load_world
@@ -94,10 +94,6 @@ class Unit:
     path: Path
     overwrite: bool = False  # replace an existing file
 
-    @property
-    def label(self) -> str:
-        return f"{self.job.id} #{self.k + 1}"
-
 
 @dataclass
 class BatchPlan:
@@ -111,10 +107,12 @@ class BatchPlan:
 
 @dataclass
 class BatchResult:
-    written: int = 0
-    tokens: int = 0
-    seconds: float = 0.0
-    warnings: list[str] = field(default_factory=list)
+    """What a run did."""
+
+    written: int = 0  # files written
+    tokens: int = 0  # tokens generated
+    seconds: float = 0.0  # wall time of the run
+    warnings: list[str] = field(default_factory=list)  # from the prompts and dialogues, duplicates dropped
 
 
 # ----------------------------------------------------------------------------- reading
@@ -448,6 +446,7 @@ def run_batch(generator, plan: BatchPlan, *, batch_size: int = DEFAULT_BATCH_SIZ
     from metagen.output import render, write_atomic
 
     result = BatchResult()
+    started = time.perf_counter()
     for group in batch_groups(plan.units, batch_size):
         first = group[0]
         stream = (lambda row, text, _g=group: on_text(_g[row], text)) if on_text else None
@@ -460,13 +459,8 @@ def run_batch(generator, plan: BatchPlan, *, batch_size: int = DEFAULT_BATCH_SIZ
             result.tokens += piece.output_tokens
             if on_written:
                 on_written(unit, piece, path)
+    result.seconds = time.perf_counter() - started
     return result
-
-
-def plan_summary(plan: BatchPlan) -> dict:
-    """Counts for the command's report."""
-    return {"total": plan.total, "to_run": len(plan.units), "skipped": len(plan.skipped),
-            "shard": f"{plan.shard[0]}/{plan.shard[1]}"}
 
 
 __all__ = [
@@ -479,6 +473,5 @@ __all__ = [
     "load_jobs",
     "parse_shard",
     "plan_batch",
-    "plan_summary",
     "run_batch",
 ]

@@ -10,6 +10,7 @@ prompts, decodes stories and scenes together in one batch, dialogues one by one
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -19,11 +20,8 @@ from metagen.errors import ConfigError, RequestError
 from metagen.output import Piece
 from metagen.prompts import (
     REQUEST_KINDS,
-    DialogueRequest,
     Prompt,
     Request,
-    SceneRequest,
-    StoryRequest,
     build_prompt,
     request_from_dict,
     resolve_request,
@@ -149,8 +147,6 @@ def seeds_for(count: int, seed: int | None) -> list[int]:
 
 def settings_key(cfg: GenerationConfig) -> str:
     """The settings without the seed, as a stable string: pieces that share it decode together."""
-    import json
-
     return json.dumps({**cfg.to_dict(), "seed": None}, sort_keys=True)
 
 
@@ -209,7 +205,6 @@ def _piece(world: World, request_dict: dict, subject: str, model: dict, cfg: Gen
 
 def _warnings(prompt: Prompt) -> list[str]:
     return [f"{prompt.request.kind} {prompt.request.subject}: {w}" for w in prompt.warnings]
-
 
 
 def compose(generator, world: World, requests: list[Request], cfg: GenerationConfig, *, seeds: list[int],
