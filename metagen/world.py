@@ -669,7 +669,16 @@ def _read_file(load: _Load, path: Path) -> Node | None:
         mark = yaml.Mark(load.display, error.start, line, column, None, None)
         load.add(mark, "", f"not UTF-8 text (byte 0x{data[error.start]:02x} cannot be decoded; save it as UTF-8)")
         return None
-    loader = _WorldLoader(text)
+    try:
+        loader = _WorldLoader(text)  # checks every character up front
+    except yaml.reader.ReaderError as error:  # a control character, e.g. a stray backspace
+        at = error.position
+        mark = yaml.Mark(load.display, at, text.count("\n", 0, at), at - (text.rfind("\n", 0, at) + 1), None, None)
+        code = error.character
+        tip = f"delete it, or write it as \\u{code:04x} inside double quotes"
+        kind = "control character" if code < 0x20 or 0x7F <= code < 0xA0 else "character"
+        load.add(mark, "", f"the {kind} U+{code:04X} is not allowed in YAML ({tip})")
+        return None
     try:
         node = loader.get_single_node()
     except _Refused as error:
