@@ -58,7 +58,7 @@ DECODING_PARAMETERS: list[tuple[str, object]] = [
 
 MODEL_PARAMETERS: list[tuple[str, object]] = [
     ("model", Annotated[Optional[str], typer.Option("--model", "-m", help="Known model name or path to a llama-family .gguf. [default: smollm2-135m-instruct]", rich_help_panel=MODEL_PANEL, show_default=False)]),
-    ("dtype", Annotated[str, typer.Option("--dtype", help="auto | float32 | bfloat16 | int8. float32 is exact; auto picks the fast default.", rich_help_panel=MODEL_PANEL)]),
+    ("dtype", Annotated[str, typer.Option("--dtype", help="auto | float32 | bfloat16 | int8 | int4. float32 is exact; auto is int4 on CPU, bfloat16 on CUDA.", rich_help_panel=MODEL_PANEL)]),
     ("device", Annotated[str, typer.Option("--device", help="cpu | cuda | auto.", rich_help_panel=MODEL_PANEL)]),
 ]
 MODEL_DEFAULTS = {"model": None, "dtype": "auto", "device": "cpu"}
