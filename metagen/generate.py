@@ -88,6 +88,8 @@ def resolve_format(dtype: str, device: torch.device) -> str:
         raise ConfigError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     if dtype == "auto":
         return DEFAULT_CPU_FORMAT if device.type == "cpu" else "bfloat16"
+    if dtype == "int4" and device.type != "cpu":
+        raise ConfigError(f"--dtype int4 runs on the CPU only; on {device.type} use bfloat16 or float32")
     return dtype
 
 
