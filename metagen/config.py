@@ -287,7 +287,7 @@ def _coerce(name: str, value: Any) -> Any:
             value = (value,)
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
             raise _wrong_type(name, value)
-        return tuple(value)
+        return tuple(_utf8(name, v) for v in value)
     # kind == "bias": a mapping, or a sequence of (key, number) pairs
     items = list(value.items()) if isinstance(value, Mapping) else value
     if not isinstance(items, (list, tuple)):
@@ -296,8 +296,16 @@ def _coerce(name: str, value: Any) -> Any:
     for item in items:
         if not isinstance(item, (list, tuple)) or len(item) != 2 or not isinstance(item[0], str):
             raise _wrong_type(name, value)
-        pairs.append((item[0], _finite(name, item[1], whole=value)))
+        pairs.append((_utf8(name, item[0]), _finite(name, item[1], whole=value)))
     return tuple(pairs)
+
+
+def _utf8(name: str, text: str) -> str:
+    """text, unless it holds lone surrogates (argv bytes that were not UTF-8): those cannot be tokenized."""
+    if any("\ud800" <= c <= "\udfff" for c in text):
+        raise ConfigError(f"{CLI_NAMES[name]} {text!r} is not UTF-8 text",
+                          hint="check the terminal's encoding: LANG or LC_ALL should name UTF-8")
+    return text
 
 
 def _finite(name: str, value: Any, whole: Any = None) -> float:

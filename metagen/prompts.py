@@ -28,6 +28,10 @@ _NO_SPACE_SCRIPT = re.compile(r"[\u0e00-\u0e7f\u2e80-\u9fff\u3040-\u30ff\uac00-\
 
 # ----------------------------------------------------------------------------- requests
 
+# Lone surrogates: what Python makes of argv bytes that are not UTF-8 (a Latin-1 terminal).
+_NOT_UTF8 = re.compile(r"[\ud800-\udfff]")
+_NOT_UTF8_HINT = "check the terminal's encoding: LANG or LC_ALL should name UTF-8"
+
 
 class _Request:
     """Shared behaviour of the request kinds: lists to tuples, to_dict/from_dict."""
@@ -39,6 +43,11 @@ class _Request:
         if isinstance(chars, str):
             chars = (chars,)
         object.__setattr__(self, "characters", tuple(str(c) for c in chars))
+        for f in fields(self):
+            value = getattr(self, f.name)
+            for text in value if isinstance(value, tuple) else (value,):
+                if isinstance(text, str) and _NOT_UTF8.search(text):
+                    raise RequestError(f"the {f.name} {text!r} is not UTF-8 text", hint=_NOT_UTF8_HINT)
         if len(set(self.characters)) != len(self.characters):
             raise RequestError(f"{self.kind} request names a character twice: {', '.join(self.characters)}")
 
