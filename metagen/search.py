@@ -9,13 +9,17 @@ token for token on the same weights.  Strategies are looked up in STRATEGIES.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
 
 from metagen.config import GenerationConfig
-from metagen.sampling import apply_processors, build_processors, greedy, sample
+from metagen.sampling import apply_processors, build_processors, describe_processors, greedy, sample
+
+log = logging.getLogger(__name__)
+_last_order: list[str] = []
 
 # on_text(row, new_text): called with each new piece of text of a row, as soon as it is final.
 TextCallback = Callable[[int, str], None]
@@ -95,6 +99,15 @@ class TextTracker:
         return piece
 
 
+def _log_order(strategy: str, processors) -> None:
+    """Say, once per change, which processors run and in what order (`metagen -v`)."""
+    global _last_order
+    order = [strategy, *describe_processors(processors)]
+    if order != _last_order and log.isEnabledFor(logging.INFO):
+        log.info("decoding: %s; processors in order: %s", strategy, "; ".join(order[1:]) or "none")
+    _last_order = order
+
+
 def left_pad(prompts: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
     """Prompts -> tokens (B, T) left-padded with pad_id, and pad counts (B,)."""
     width = max(len(p) for p in prompts)
@@ -136,6 +149,7 @@ def decode_tokens(model, tokenizer, prompts: list[list[int]], cfg: GenerationCon
     if use_sampling and (generators is None or len(generators) != B):
         raise ValueError("sampling needs one torch.Generator per prompt")
     processors = build_processors(cfg, tokenizer, generators)
+    _log_order(cfg.effective_strategy, processors)
     eos = sorted(tokenizer.eos_ids)
     eos_tensor = torch.tensor(eos, dtype=torch.long, device=device)
     prompt_tokens, pad = left_pad(prompts, tokenizer.pad_id, device)
@@ -229,6 +243,7 @@ def beam_search(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfi
     eos_set = set(eos)
     K = max(2, 1 + len(eos)) * nb  # candidates kept per step, as transformers does
     processors = build_processors(cfg, tokenizer, None)
+    _log_order("beam", processors)
     prompt_tokens, pad = left_pad(prompts, tokenizer.pad_id, device)
     prompt_tokens = prompt_tokens.repeat_interleave(nb, dim=0)  # (B*nb, T)
     pad = pad.repeat_interleave(nb, dim=0)

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from typing import Annotated, Optional
 
 import typer
 
 from metagen.commands.options import load_generator, with_decoding_options
-
-log = logging.getLogger("metagen")
 
 
 @with_decoding_options
@@ -27,15 +24,11 @@ def generate(
 ):
     """Generate text from a raw prompt."""
     from metagen.config import merge_settings
-    from metagen.sampling import build_processors, describe_processors
 
     if prompt == "-":
         prompt = sys.stdin.read()
     cfg = merge_settings(settings)
     generator = load_generator(model_options, quiet)
-    if log.isEnabledFor(logging.INFO):
-        for line in describe_processors(build_processors(cfg, generator.tokenizer, None)):
-            log.info("sampler %s", line)
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
     stream = not as_json and sys.stdout.isatty()
     on_text = (lambda row, piece: (sys.stdout.write(piece), sys.stdout.flush())) if stream else None
