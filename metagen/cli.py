@@ -18,6 +18,7 @@ from typer.core import TyperGroup
 
 from metagen import __version__
 from metagen.commands.batch import batch
+from metagen.commands.eval import eval_command
 from metagen.commands.generate import generate
 from metagen.commands.models import models_app
 from metagen.commands.pieces import describe_scene, dialogue, prompt_app, replay, story
@@ -108,6 +109,7 @@ app.command("dialogue")(dialogue)
 app.add_typer(prompt_app, name="prompt")
 app.command("replay")(replay)
 app.command("batch")(batch)
+app.command("eval")(eval_command)
 
 
 def main() -> None:

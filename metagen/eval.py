@@ -1,0 +1,529 @@
+"""Measured quality: a grid of requests per world, answered by metagen and by a naive one-line
+prompt to the same model, scored for the ways a small model drifts (names forgotten, speakers
+or people invented, banned words, repeated 4-grams, sameness across seeds).
+
+docs/eval.md defines each metric and its limits; distinct-n is from Li et al. 2016
+("A Diversity-Promoting Objective Function for Neural Conversation Models").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import re
+import time
+import unicodedata
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from metagen import __version__
+from metagen.errors import ConfigError
+from metagen.prompts import (
+    DialogueRequest,
+    Request,
+    SceneRequest,
+    StoryRequest,
+    mentions,
+    request_from_dict,
+    resolve_request,
+)
+from metagen.world import Character, Location, World, did_you_mean
+
+KINDS = ("story", "scene", "dialogue")
+SYSTEMS = ("metagen", "baseline")
+DEFAULT_MAX_REQUESTS = 6  # per kind and world
+DEFAULT_TURNS = 4  # lines per dialogue
+DEFAULT_MAX_TOKENS = 120  # a story's or scene's budget here (dialogue lines keep their own)
+DEFAULT_BATCH = 8  # rows decoded together
+MIN_FIRST_WORD = 3  # a name's first word counts alone from this many letters
+
+# Leading words a name's "first word" skips: "Queen Ysolde Vær" -> "Ysolde".
+TITLES = frozenset("""the a an queen king prince princess lord lady sir dame sister brother father mother
+saint captain doctor dr mr mrs ms miss master mistress uncle aunt old young""".split())
+# Capitalized words that are not names of people (checked after folding, before the world's words).
+STOPLIST = frozenset("""i i'm i'll i've i'd the a an and but or nor so yet for of in on at to by with from as
+if then when while where what who whom whose why how this that these those there here it its his her hers
+their our my your we you he she they me him them us not no yes oh ah hey hello hi well okay ok please thanks
+thank sorry wow hmm alright dear mr mrs ms miss dr sir madam lady lord captain queen king prince princess
+sister brother father mother aunt uncle grandma grandpa mom mum dad god earth english internet chapter title
+scene part end note monday tuesday wednesday thursday friday saturday sunday january february march april
+may june july august september october november december""".split())
+# "Label:" lines in a free transcript that are headings, not speakers.
+NOT_SPEAKERS = frozenset("title scene setting characters character location place time note notes dialogue "
+                         "conversation summary story description".split())
+
+_TRANSLIT = str.maketrans({"ø": "o", "æ": "ae", "œ": "oe", "ß": "ss", "ł": "l", "đ": "d", "ð": "d", "þ": "th",
+                           "’": "'", "‘": "'"})
+_WORD = re.compile(r"[^\W\d_][\w'’-]*")
+_TURN = re.compile(r"^[ \t>*_#-]*([^\W\d_][^:\n]{0,48}?)[*_ \t]*:[*_ \t]*(.*)$", re.MULTILINE)
+
+
+# ----------------------------------------------------------------------------- text metrics
+
+
+def fold(text: str) -> str:
+    """Text compared loosely: case folded, accents and a few letters spelled plainly ("Søren" -> "soren")."""
+    text = unicodedata.normalize("NFKD", text.casefold().translate(_TRANSLIT))
+    return "".join(c for c in text if not unicodedata.combining(c))
+
+
+def _bare(name: str) -> str:
+    """A name without a leading article: "The Fountain Atrium" -> "Fountain Atrium"."""
+    words = name.split()
+    return " ".join(words[1:]) if len(words) > 1 and fold(words[0]) in ("the", "a", "an") else name
+
+
+def character_forms(c: Character) -> tuple[str, ...]:
+    """What counts as naming a character: the full name (with or without a leading article), any
+    alias, and the first word of the name after titles if it has at least 3 letters."""
+    forms = [c.name, _bare(c.name), *c.aliases]
+    words = [w.strip("\"'“”,") for w in c.name.split()]
+    while len(words) > 1 and fold(words[0]) in TITLES:
+        words = words[1:]
+    if words and sum(ch.isalpha() for ch in words[0]) >= MIN_FIRST_WORD:
+        forms.append(words[0])
+    return tuple(dict.fromkeys(f for f in forms if f.strip()))
+
+
+def location_forms(loc: Location) -> tuple[str, ...]:
+    """What counts as naming a location: its name, with or without a leading article."""
+    return tuple(dict.fromkeys((loc.name, _bare(loc.name))))
+
+
+def names_any(text: str, forms: Sequence[str]) -> bool:
+    """Whether text names any of the forms (whole words, case and accents ignored)."""
+    folded = fold(text)
+    return any(mentions(folded, fold(f)) for f in forms)
+
+
+def words_of(text: str) -> list[str]:
+    """Lower-case words (letters, digits, apostrophes), for n-gram counts."""
+    return re.findall(r"[\w']+", fold(text))
+
+
+def ngrams(words: Sequence[str], n: int) -> list[tuple[str, ...]]:
+    return [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+
+
+def repetition(text: str, n: int = 4) -> float:
+    """The share of repeated word n-grams in one text: 1 - unique / total (0 when it has none)."""
+    grams = ngrams(words_of(text), n)
+    return 1 - len(set(grams)) / len(grams) if grams else 0.0
+
+
+def distinct_n(texts: Sequence[str], n: int = 2) -> float | None:
+    """Unique n-grams over all n-grams of several texts (n-grams never cross texts); None if none."""
+    grams = [g for t in texts for g in ngrams(words_of(t), n)]
+    return len(set(grams)) / len(grams) if grams else None
+
+
+def banned_hits(text: str, banned: Sequence[str]) -> int:
+    """How often banned words occur, whole words, case-insensitively."""
+    folded = text.casefold()
+    return sum(len(re.findall(rf"(?<!\w){re.escape(w.casefold())}(?!\w)", folded)) for w in banned if w.strip())
+
+
+def world_vocabulary(world: World) -> frozenset[str]:
+    """Every word written anywhere in the world (names, aliases, places, lore keys and texts), folded."""
+    found: set[str] = set()
+
+    def walk(value: Any) -> None:
+        if isinstance(value, str):
+            found.update(fold(w) for w in _WORD.findall(value.replace("-", " ")))
+        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+            for f in dataclasses.fields(value):
+                if f.name not in ("path", "files", "content_hash", "defaults"):
+                    walk(getattr(value, f.name))
+        elif isinstance(value, (tuple, list)):
+            for item in value:
+                walk(item)
+
+    walk(world)
+    return frozenset(found)
+
+
+def unknown_names(text: str, vocabulary: frozenset[str]) -> list[str]:
+    """Capitalized words not at a sentence start that the world never mentions and that are not
+    common capitalized words: a heuristic for people (or places) the model made up."""
+    found = []
+    for m in _WORD.finditer(text):
+        word = m.group()
+        if not word[0].isupper() or not any(ch.islower() for ch in word[1:]):
+            continue  # lower case, or all capitals (shouting, acronyms)
+        before = text[: m.start()].rstrip(" \t*_\"'“‘(")
+        if not before or before[-1] in ".!?:;\n…—–-":
+            continue  # a sentence start
+        key = re.sub(r"['’]s$", "", fold(word))
+        parts = [p for p in key.split("-") if p]
+        if key in STOPLIST or key in vocabulary or (parts and all(p in vocabulary or p in STOPLIST for p in parts)):
+            continue
+        found.append(word)
+    return found
+
+
+def parse_turns(text: str) -> list[tuple[str, str]]:
+    """("Label", "line") for each "Label: line" line of a free transcript (headings such as Title: skipped)."""
+    turns = []
+    for m in _TURN.finditer(text):
+        label = re.sub(r"\([^)]*\)|\[[^\]]*\]", "", m.group(1)).strip(" *_\"'")
+        if not label or len(label.split()) > 4 or fold(label) in NOT_SPEAKERS or not label[0].isupper():
+            continue
+        turns.append((label, m.group(2).strip()))
+    return turns
+
+
+def speaker_of(label: str, cast: Sequence[Character]) -> str | None:
+    """The id of the cast member a speaker label names, or None."""
+    for c in cast:
+        if names_any(label, character_forms(c)):
+            return c.id
+    return None
+
+
+# ----------------------------------------------------------------------------- the grid
+
+
+def parse_kinds(text: str | Sequence[str]) -> tuple[str, ...]:
+    """Kinds from "story,scene" (or a list); ConfigError naming an unknown one."""
+    parts = text.split(",") if isinstance(text, str) else [p for t in text for p in t.split(",")]
+    kinds = tuple(dict.fromkeys(p.strip() for p in parts if p.strip()))
+    for kind in kinds:
+        if kind not in KINDS:
+            raise ConfigError(f"--kinds: unknown kind '{kind}' ({did_you_mean(kind, KINDS)})")
+    if not kinds:
+        raise ConfigError("--kinds names no kind", hint=f"give some of {', '.join(KINDS)}")
+    return kinds
+
+
+def _spread_pairs(ids: Sequence[str], limit: int) -> list[tuple[str, str]]:
+    """Pairs of characters, each next pair the one whose two have appeared least (file order on ties)."""
+    remaining = list(itertools.combinations(ids, 2))
+    used: Counter = Counter()
+    pairs = []
+    while remaining and len(pairs) < limit:
+        best = min(remaining, key=lambda p: (max(used[p[0]], used[p[1]]), used[p[0]] + used[p[1]]))
+        remaining.remove(best)
+        used.update(best)
+        pairs.append(best)
+    return pairs
+
+
+def build_grid(world: World, kinds: Sequence[str] = KINDS, max_requests: int = DEFAULT_MAX_REQUESTS,
+               turns: int = DEFAULT_TURNS) -> list[Request]:
+    """The requests one world is measured on, at most max_requests per kind: a scene per location;
+    dialogues between pairs spread over the cast; stories of one, two, three characters in turn,
+    each cast and place shifted by one from the last."""
+    if max_requests < 1:
+        raise ConfigError(f"--max-requests must be at least 1, got {max_requests}")
+    chars = [c.id for c in world.characters]
+    places = [loc.id for loc in world.locations]
+    requests: list[Request] = []
+    if "story" in kinds and chars:
+        for i in range(max_requests):
+            n = min(1 + i % 3, len(chars))
+            cast = tuple(chars[(i + j) % len(chars)] for j in range(n))
+            requests.append(StoryRequest(characters=cast, location=places[i % len(places)] if places else None,
+                                         length=world.style.length))
+    if "scene" in kinds:
+        requests += [SceneRequest(location=p) for p in places[:max_requests]]
+    if "dialogue" in kinds:
+        requests += [DialogueRequest(characters=p, turns=turns) for p in _spread_pairs(chars, max_requests)]
+    return [resolve_request(world, r).request for r in requests]
+
+
+def naive_prompt(world: World, request: Request) -> str:
+    """The baseline's one-line prompt: "Write a story about X and Y in Z." / "Describe Z." /
+    "Write a dialogue between X and Y." (full names as the world writes them)."""
+    resolved = resolve_request(world, request)
+    names = [c.name for c in resolved.characters]
+    cast = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + " ".join(names[-1:])
+    place = resolved.location.name if resolved.location else None
+    if request.kind == "scene":
+        return f"Describe {place}."
+    if request.kind == "dialogue":
+        return f"Write a dialogue between {cast}" + (f" in {place}." if place else ".")
+    return f"Write a story about {cast}" + (f" in {place}." if place else ".")
+
+
+# ----------------------------------------------------------------------------- scoring
+
+
+@dataclass
+class Output:
+    """One answer to one request with one seed, and its scores."""
+
+    world: str
+    kind: str
+    system: str  # metagen | baseline
+    request: dict
+    seed: int
+    text: str
+    output_tokens: int
+    finish_reason: str
+    turns: list[tuple[str, str]] = field(default_factory=list)  # dialogue: (speaker label, line)
+    missing: list[str] = field(default_factory=list)  # requested names the text never gives
+    cast_turns: int = 0  # dialogue: turns spoken by a requested character
+    unknown: list[list[str]] = field(default_factory=list)  # per line (dialogue) or one list (others)
+    banned: int = 0
+    repetition: float = 0.0
+    words: int = 0
+
+    def to_dict(self) -> dict:
+        data = dataclasses.asdict(self)
+        data["turns"] = [list(t) for t in self.turns]
+        return data
+
+
+def score(world: World, output: Output, vocabulary: frozenset[str]) -> Output:
+    """Fill in the output's scores (see docs/eval.md for each)."""
+    resolved = resolve_request(world, _request(output.request))
+    cast = resolved.characters
+    if output.kind == "dialogue":
+        spoken = "\n".join(line for _, line in output.turns)
+        speakers = [speaker_of(label, cast) for label, _ in output.turns]
+        output.cast_turns = sum(s is not None for s in speakers)
+        output.missing = [c.name for c in cast if c.id not in speakers and not names_any(spoken, character_forms(c))]
+        output.unknown = [unknown_names(line, vocabulary) for _, line in output.turns]
+    else:
+        output.missing = [c.name for c in cast if not names_any(output.text, character_forms(c))]
+        if resolved.location and not names_any(output.text, location_forms(resolved.location)):
+            output.missing.append(resolved.location.name)
+        output.unknown = [unknown_names(output.text, vocabulary)]
+    output.banned = banned_hits(output.text, world.content.banned_words)
+    output.repetition = repetition(output.text)
+    output.words = len(output.text.split())
+    return output
+
+
+def _request(data: dict) -> Request:
+    """The request a piece records (a dialogue's speaker order dropped)."""
+    return request_from_dict({k: v for k, v in data.items() if k != "order"})
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def summarize(outputs: Sequence[Output], seconds: float) -> dict:
+    """The metrics of a group of outputs (one kind, one system); seconds is their decoding time."""
+    n = len(outputs)
+    units = [u for o in outputs for u in o.unknown]  # lines for dialogue, outputs otherwise
+    tokens = sum(o.output_tokens for o in outputs)
+    by_request: dict[str, list[str]] = {}
+    for o in outputs:
+        by_request.setdefault(f"{o.world}/{sorted(o.request.items())}", []).append(o.text)
+    distinct = [d for d in (distinct_n(texts) for texts in by_request.values()) if d is not None]
+    out = {
+        "outputs": n,
+        "grounding": _mean([float(not o.missing) for o in outputs]),
+        "unknown_names": _mean([float(bool(u)) for u in units]),
+        "banned_hits": sum(o.banned for o in outputs),
+        "repetition": _mean([o.repetition for o in outputs]),
+        "distinct_2": _mean(distinct),
+        "words": _mean([o.words for o in outputs]),
+        "tokens": _mean([o.output_tokens for o in outputs]),
+        "tokens_per_second": round(tokens / seconds, 2) if seconds > 0 else None,
+        "finish_reasons": dict(sorted(Counter(o.finish_reason for o in outputs).items())),
+    }
+    if outputs and outputs[0].kind == "dialogue":
+        turns = sum(len(o.turns) for o in outputs)
+        out["turns"] = turns
+        out["speakers_from_cast"] = sum(o.cast_turns for o in outputs) / turns if turns else None
+        out["no_turns"] = sum(not o.turns for o in outputs)
+    return out
+
+
+# ----------------------------------------------------------------------------- running
+
+
+@dataclass
+class EvalRun:
+    """Everything one eval produced: settings, outputs and decoding time per group."""
+
+    settings: dict
+    model: dict
+    outputs: list[Output] = field(default_factory=list)
+    seconds: Counter = field(default_factory=Counter)  # (world, kind, system) -> decoding wall time
+
+
+def kind_config(world: World, kind: str, settings: dict, max_tokens: int = DEFAULT_MAX_TOKENS):
+    """The decoding settings of one kind as the commands settle them, the token budget set for eval:
+    max_tokens for stories and scenes (a --max-tokens flag wins), a dialogue line's own budget."""
+    from metagen.pieces import effective_config
+
+    layer = dict(settings or {})
+    if kind == "dialogue":
+        layer["max_new_tokens"] = None  # per line, from the world or the command's default
+    elif layer.get("max_new_tokens") is None:
+        layer["max_new_tokens"] = max_tokens
+    return effective_config(world, kind, None, layer)
+
+
+def _chunks(items: list, size: int) -> list[list]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def run_eval(generator, worlds: Sequence[World], *, kinds: Sequence[str] = KINDS, seeds: Sequence[int] = (1,),
+             max_requests: int = DEFAULT_MAX_REQUESTS, turns: int = DEFAULT_TURNS, settings: dict | None = None,
+             max_tokens: int = DEFAULT_MAX_TOKENS, baseline: bool = True, batch_size: int = DEFAULT_BATCH,
+             progress: Callable[[str], None] | None = None) -> EvalRun:
+    """Answer every world's grid with every seed, by metagen and (with baseline) by the naive prompt."""
+    from metagen.pieces import compose
+
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
+    run = EvalRun(settings={"kinds": list(kinds), "seeds": list(seeds), "max_requests": max_requests,
+                            "turns": turns, "max_tokens": max_tokens, "baseline": baseline,
+                            "batch_size": batch_size, "flags": {k: v for k, v in (settings or {}).items()
+                                                                if v is not None}, "configs": {}},
+                  model=generator.info.to_dict())
+    for world in worlds:
+        vocabulary = world_vocabulary(world)
+        grid = build_grid(world, kinds, max_requests, turns)
+        for kind in kinds:
+            cfg = kind_config(world, kind, settings or {}, max_tokens)
+            run.settings["configs"][f"{world.id}/{kind}"] = cfg.to_dict()
+            items = [(r, s) for r in grid if r.kind == kind for s in seeds]
+            for chunk in _chunks(items, batch_size):
+                # a. metagen: the command's own prompt building (and turn-by-turn dialogue)
+                started = time.perf_counter()
+                result = compose(generator, world, [r for r, _ in chunk], cfg, seeds=[s for _, s in chunk])
+                run.seconds[(world.id, kind, "metagen")] += time.perf_counter() - started
+                for piece in result.pieces:
+                    turns_ = [(t["speaker"], t["line"]) for t in piece.turns]
+                    run.outputs.append(score(world, Output(world.id, kind, "metagen", piece.request, piece.seed,
+                                                           piece.text, piece.output_tokens, piece.finish_reason,
+                                                           turns_), vocabulary))
+                if baseline:
+                    # b. baseline: one naive line, the same settings; a dialogue is one free completion
+                    base_cfg = cfg
+                    if kind == "dialogue":
+                        base_cfg = dataclasses.replace(cfg, max_new_tokens=cfg.max_new_tokens * chunk[0][0].turns)
+                    started = time.perf_counter()
+                    done = generator.generate([naive_prompt(world, r) for r, _ in chunk], base_cfg,
+                                              seeds=[s for _, s in chunk])
+                    run.seconds[(world.id, kind, "baseline")] += time.perf_counter() - started
+                    for (request, seed), completion in zip(chunk, done):
+                        text = completion.text.strip()
+                        run.outputs.append(score(world, Output(
+                            world.id, kind, "baseline", request.to_dict(), seed, text, completion.output_tokens,
+                            completion.finish_reason, parse_turns(text) if kind == "dialogue" else []), vocabulary))
+                if progress:
+                    done_here = sum(o.world == world.id and o.kind == kind and o.system == "metagen"
+                                    for o in run.outputs)
+                    progress(f"{world.id} {kind}: {done_here}/{len(items)}")
+    return run
+
+
+# ----------------------------------------------------------------------------- the report
+
+
+TARGETS = {"grounding": 0.95, "speakers_from_cast": 1.0, "banned_hits": 0}
+
+
+def build_report(run: EvalRun, worlds: Sequence[World]) -> dict:
+    """The report as JSON-ready data: settings, totals per kind and system, per world, targets, outputs."""
+    def group(world_id: str | None, kind: str, system: str) -> dict | None:
+        picked = [o for o in run.outputs if o.kind == kind and o.system == system
+                  and (world_id is None or o.world == world_id)]
+        secs = sum(v for (w, k, s), v in run.seconds.items() if k == kind and s == system
+                   and (world_id is None or w == world_id))
+        return summarize(picked, secs) if picked else None
+
+    kinds, systems = run.settings["kinds"], [s for s in SYSTEMS if s == "metagen" or run.settings["baseline"]]
+    summary = {k: {s: group(None, k, s) for s in systems} for k in kinds}
+    by_world = {w.id: {k: {s: group(w.id, k, s) for s in systems} for k in kinds} for w in worlds}
+    targets = {}
+    for kind in kinds:
+        ours, base = summary[kind].get("metagen"), summary[kind].get("baseline")
+        if not ours:
+            continue
+        checks = {"grounding": ours["grounding"] >= TARGETS["grounding"], "banned_hits": ours["banned_hits"] == 0}
+        if kind == "dialogue":
+            checks["speakers_from_cast"] = ours["speakers_from_cast"] == 1.0
+        if base:
+            checks["repetition"] = ours["repetition"] <= base["repetition"]
+        targets[kind] = checks
+    return {
+        "metagen_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "model": run.model,
+        "settings": run.settings,
+        "worlds": [{"id": w.id, "path": str(w.path), "requests": Counter(r.kind for r in build_grid(
+            w, kinds, run.settings["max_requests"], run.settings["turns"]))} for w in worlds],
+        "summary": summary,
+        "by_world": by_world,
+        "targets": targets,
+        "outputs": [o.to_dict() for o in run.outputs],
+    }
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def _num(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+COLUMNS = ("kind", "system", "outputs", "grounding", "speakers from cast", "unknown names", "banned",
+           "repetition (4-gram)", "distinct-2", "words", "tokens", "tokens/s", "finish")
+
+
+def _row(kind: str, system: str, m: dict) -> str:
+    finish = ", ".join(f"{k} {v}" for k, v in m["finish_reasons"].items())
+    cells = (kind, system, str(m["outputs"]), _pct(m["grounding"]), _pct(m.get("speakers_from_cast")),
+             _pct(m["unknown_names"]), str(m["banned_hits"]), _pct(m["repetition"]), _num(m["distinct_2"], 3),
+             _num(m["words"]), _num(m["tokens"]), _num(m["tokens_per_second"]), finish)
+    return "| " + " | ".join(cells) + " |"
+
+
+def _table(groups: dict) -> list[str]:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for kind, systems in groups.items():
+        lines += [_row(kind, system, m) for system, m in systems.items() if m]
+    return lines
+
+
+def render_markdown(report: dict, max_misses: int = 10) -> str:
+    """The report as Markdown: settings, the table over all worlds, targets, one table per world, misses."""
+    s = report["settings"]
+    worlds = ", ".join(f"{w['id']} ({', '.join(f'{v} {k}' for k, v in w['requests'].items())})"
+                       for w in report["worlds"])
+    flags = ", ".join(f"{k}={v}" for k, v in s["flags"].items()) or "none"
+    lines = [
+        "# metagen eval", "",
+        f"- model: {report['model'].get('name')} ({report['model'].get('dtype')}, {report['model'].get('device')})",
+        f"- worlds: {worlds}",
+        f"- seeds: {', '.join(map(str, s['seeds']))}; requests per kind at most {s['max_requests']}; "
+        f"dialogue turns {s['turns']}; story/scene max tokens {s['flags'].get('max_new_tokens', s['max_tokens'])}",
+        f"- decoding flags given: {flags} (otherwise each world's defaults for the kind)", "",
+        "Unknown names: share of dialogue lines (stories, scenes: outputs) with a capitalized word the world "
+        "never uses. Repetition: repeated word 4-grams within an output. Distinct-2: unique bigrams over "
+        "all seeds of one request.", "",
+        "## All worlds", "", *_table(report["summary"]), "", "## Targets", "",
+    ]
+    for kind, checks in report["targets"].items():
+        lines.append(f"- {kind}: " + ", ".join(f"{k} {'met' if ok else 'NOT met'}" for k, ok in checks.items()))
+    for world_id, groups in report["by_world"].items():
+        lines += ["", f"## {world_id}", "", *_table(groups)]
+    misses = [o for o in report["outputs"] if o["system"] == "metagen" and o["missing"]]
+    if misses:
+        lines += ["", f"## Metagen outputs missing a name ({len(misses)})", ""]
+        for o in misses[:max_misses]:
+            text = " ".join(o["text"].split())
+            lines.append(f"- {o['world']} {o['kind']} seed {o['seed']}: missing {', '.join(o['missing'])}: "
+                         f"\"{text[:100]}{'...' if len(text) > 100 else ''}\"")
+        if len(misses) > max_misses:
+            lines.append(f"- ... and {len(misses) - max_misses} more (report.json lists every output)")
+    return "\n".join(lines) + "\n"
+
+
+__all__ = [
+    "DEFAULT_MAX_REQUESTS", "DEFAULT_MAX_TOKENS", "DEFAULT_TURNS", "EvalRun", "KINDS", "Output", "banned_hits",
+    "build_grid", "build_report", "character_forms", "distinct_n", "fold", "kind_config", "location_forms",
+    "naive_prompt", "names_any", "parse_kinds", "parse_turns", "render_markdown", "repetition", "run_eval",
+    "score", "speaker_of", "summarize", "unknown_names", "world_vocabulary",
+]

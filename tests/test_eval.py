@@ -1,0 +1,339 @@
+"""metagen.eval and `metagen eval`: metrics on hand-made texts, the grid, the report, the CLI end to end
+with the tiny random model, and one tiny grid on the real model (marked real_model)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from metagen import eval as E
+from metagen.cli import app
+from metagen.errors import ConfigError
+from metagen.world import load_world
+
+ROOT = Path(__file__).resolve().parent.parent
+NEXUS = ROOT / "worlds" / "nexus-hub.yaml"
+
+SMALL_WORLD = """\
+world:
+  id: smallton
+  name: Smallton
+summary: unused
+"""
+
+WORLD = """\
+world:
+  id: smallton
+  name: Smallton
+  summary: A fishing village where the Tollmaster counts boats.
+style:
+  length: short
+  length_words: {short: 20, medium: 40, long: 80}
+locations:
+  - id: well
+    name: The Old Well
+    description: A stone well.
+  - id: mill
+    name: Mill Yard
+characters:
+  - id: ada
+    name: Queen Ada Vær
+    aliases: [the Miller]
+    sample_lines: ["Flour again."]
+  - id: bo
+    name: Bo Lee
+  - id: cy
+    name: Cyrus
+  - id: dee
+    name: Sister Dee
+lore:
+  - id: flood
+    keys: [well]
+    text: The well flooded in the year of Greyrain.
+content:
+  banned_words: [dragon, OK]
+"""
+
+
+@pytest.fixture
+def world(tmp_path):
+    path = tmp_path / "smallton.yaml"
+    path.write_text(WORLD, encoding="utf-8")
+    return load_world(path)
+
+
+@pytest.fixture(scope="session")
+def long_gguf(tmp_path_factory) -> Path:
+    """The tiny test model with a 2048-token window: its byte-level vocabulary needs room for prompts."""
+    from conftest import write_tiny_gguf
+
+    return write_tiny_gguf(tmp_path_factory.mktemp("long") / "long.gguf", max_seq_len=2048)
+
+
+@pytest.fixture(scope="session")
+def long_generator(long_gguf):
+    from metagen.generate import Generator, ModelInfo, build_from_gguf
+
+    model, tokenizer, name = build_from_gguf(long_gguf, "float32")
+    info = ModelInfo(name=name, path=str(long_gguf), sha256="0" * 64, weight_format="float32", device="cpu",
+                     context_length=model.args.max_seq_len)
+    return Generator(model, tokenizer, info)
+
+
+def output(kind, text, request, turns=(), system="metagen", seed=1, tokens=10, finish="eos"):
+    return E.Output("smallton", kind, system, {"kind": kind, **request}, seed, text, tokens, finish, list(turns))
+
+
+# ----------------------------------------------------------------------------- names and grounding
+
+
+def test_character_forms_skip_titles_and_short_first_words(world):
+    ada, bo, cy, dee = world.characters
+    assert E.character_forms(ada) == ("Queen Ada Vær", "the Miller", "Ada")
+    assert E.character_forms(bo) == ("Bo Lee",)  # "Bo" has fewer than 3 letters
+    assert E.character_forms(cy) == ("Cyrus",)
+    assert E.character_forms(dee) == ("Sister Dee", "Dee")
+    assert E.location_forms(world.locations[0]) == ("The Old Well", "Old Well")
+
+
+@pytest.mark.parametrize("text, named", [
+    ("Ada walked home.", True),
+    ("ada walked home.", True),
+    ("The MILLER laughed.", True),
+    ("Queen Ada Vaer waved.", True),  # accents folded
+    ("Adamant stone.", False),  # whole words only
+    ("Queen Adela waved.", False),
+])
+def test_names_any(world, text, named):
+    assert E.names_any(text, E.character_forms(world.characters[0])) is named
+
+
+def test_fold_spells_letters_plainly():
+    assert E.fold("Søren Ní Bhriain’s") == "soren ni bhriain's"
+
+
+def test_grounding_needs_every_character_and_the_place(world):
+    vocab = E.world_vocabulary(world)
+    request = {"characters": ["ada", "bo"], "location": "well", "premise": None, "length": "short"}
+    ok = E.score(world, output("story", "The Miller met Bo Lee at the old well.", request), vocab)
+    assert ok.missing == []
+    miss = E.score(world, output("story", "Ada met Bo at the well.", request), vocab)
+    assert miss.missing == ["Bo Lee", "The Old Well"]
+
+
+def test_dialogue_grounding_counts_speakers_and_cast_turns(world):
+    vocab = E.world_vocabulary(world)
+    request = {"characters": ["ada", "cy"], "location": None, "topic": None, "turns": 3}
+    turns = [("Ada", "Hello, Cyrus."), ("Narrator", "They sat."), ("Ada", "I hear Zorbo is late.")]
+    scored = E.score(world, output("dialogue", "...", request, turns, system="baseline"), vocab)
+    assert scored.cast_turns == 2
+    assert scored.missing == []  # Cyrus is named in a line though he never speaks
+    assert scored.unknown == [[], [], ["Zorbo"]]
+    summary = E.summarize([scored], seconds=1.0)
+    assert summary["speakers_from_cast"] == pytest.approx(2 / 3)
+    assert summary["unknown_names"] == pytest.approx(1 / 3)
+    assert summary["turns"] == 3 and summary["no_turns"] == 0
+
+
+# ----------------------------------------------------------------------------- other metrics
+
+
+def test_repetition_counts_repeated_four_grams():
+    assert E.repetition("a b c d a b c d") == pytest.approx(1 - 4 / 5)
+    assert E.repetition("one two three four five") == 0.0
+    assert E.repetition("too short") == 0.0
+    assert E.repetition("Go on go on go on go on") > 0.5
+
+
+def test_distinct_2_over_several_texts():
+    assert E.distinct_n(["a b c", "a b d"]) == pytest.approx(3 / 4)
+    assert E.distinct_n(["same words here", "same words here"]) == pytest.approx(2 / 4)
+    assert E.distinct_n(["one", ""]) is None
+
+
+@pytest.mark.parametrize("text, hits", [
+    ("A dragon! Dragons? DRAGON.", 2),
+    ("ok, okay, OK then", 2),
+    ("a dragonfly and a book", 0),
+])
+def test_banned_hits_whole_words_any_case(text, hits):
+    assert E.banned_hits(text, ["dragon", "OK"]) == hits
+
+
+def test_unknown_names_heuristic(world):
+    vocab = E.world_vocabulary(world)
+    text = ("Ada met Zorbo at the Old Well. Then Bo said hi to Mr Quix.\n"
+            "Pellam waved. She saw Greyrain's flood and the Tollmaster. NASA called. I think so, Ada's friend.")
+    # Sentence starts (Then, Pellam), the world's words (Greyrain, Tollmaster), stop words (Mr, I)
+    # and all-capital words (NASA) are not counted.
+    assert E.unknown_names(text, vocab) == ["Zorbo", "Quix"]
+
+
+def test_parse_turns_reads_labels_and_skips_headings():
+    text = ("Title: A Talk\n**Ada:** Hello there.\nBo (smiling): Hi.\n  Narrator: Night fell.\n"
+            "a line without a label\nScene: the well\nCyrus: Bye: for now.")
+    assert E.parse_turns(text) == [("Ada", "Hello there."), ("Bo", "Hi."), ("Narrator", "Night fell."),
+                                   ("Cyrus", "Bye: for now.")]
+
+
+def test_speaker_of(world):
+    cast = world.characters[:2]
+    assert E.speaker_of("Queen Ada", cast) == "ada"
+    assert E.speaker_of("Bo Lee", cast) == "bo"
+    assert E.speaker_of("Bo", cast) is None  # too short a first name to count alone
+    assert E.speaker_of("Cyrus", cast) is None  # in the world, not in the cast
+
+
+# ----------------------------------------------------------------------------- the grid
+
+
+def test_grid_covers_each_kind_within_the_cap(world):
+    grid = E.build_grid(world, max_requests=6, turns=4)
+    stories = [r for r in grid if r.kind == "story"]
+    assert [len(r.characters) for r in stories] == [1, 2, 3, 1, 2, 3]
+    assert [r.location for r in stories] == ["well", "mill"] * 3
+    assert [r.location for r in grid if r.kind == "scene"] == ["well", "mill"]
+    pairs = [r.characters for r in grid if r.kind == "dialogue"]
+    assert pairs[:2] == [("ada", "bo"), ("cy", "dee")]  # spread over the cast
+    assert len(pairs) == 6 and len(set(pairs)) == 6
+    assert all(r.turns == 4 for r in grid if r.kind == "dialogue")
+
+
+def test_grid_cap_and_kinds(world):
+    grid = E.build_grid(world, ("scene", "dialogue"), max_requests=1)
+    assert [r.kind for r in grid] == ["scene", "dialogue"]
+    with pytest.raises(ConfigError):
+        E.build_grid(world, max_requests=0)
+
+
+def test_parse_kinds():
+    assert E.parse_kinds("story, dialogue,story") == ("story", "dialogue")
+    with pytest.raises(ConfigError, match="did you mean 'scene'"):
+        E.parse_kinds("scenes")
+    with pytest.raises(ConfigError):
+        E.parse_kinds(" , ")
+
+
+def test_naive_prompts(world):
+    story, scene, dialogue = (next(r for r in E.build_grid(world, max_requests=2) if r.kind == k)
+                              for k in ("story", "scene", "dialogue"))
+    assert E.naive_prompt(world, story) == "Write a story about Queen Ada Vær in The Old Well."
+    assert E.naive_prompt(world, scene) == "Describe The Old Well."
+    assert E.naive_prompt(world, dialogue) == "Write a dialogue between Queen Ada Vær and Bo Lee."
+
+
+def test_kind_config_budgets(world):
+    assert E.kind_config(world, "story", {}).max_new_tokens == E.DEFAULT_MAX_TOKENS
+    assert E.kind_config(world, "scene", {"max_new_tokens": 50}).max_new_tokens == 50
+    line = E.kind_config(world, "dialogue", {"max_new_tokens": 50})
+    assert line.max_new_tokens == 60  # a dialogue line keeps its own budget
+    assert "dragon" in line.banned  # the world's banned words are decoding bans, as in the commands
+
+
+# ----------------------------------------------------------------------------- running and reporting
+
+
+def test_run_eval_and_report(world, long_generator):
+    run = E.run_eval(long_generator, [world], seeds=[1, 2], max_requests=1, turns=2,
+                     settings={"max_new_tokens": 8}, batch_size=3)
+    assert len(run.outputs) == 3 * 2 * 2  # kinds x seeds x systems
+    report = E.build_report(run, [world])
+    assert set(report) == {"metagen_version", "created", "model", "settings", "worlds", "summary", "by_world",
+                           "targets", "outputs"}
+    ours = report["summary"]["dialogue"]["metagen"]
+    assert ours["speakers_from_cast"] == 1.0 and ours["turns"] == 4
+    for kind in E.KINDS:
+        for system in ("metagen", "baseline"):
+            metrics = report["summary"][kind][system]
+            assert {"grounding", "unknown_names", "banned_hits", "repetition", "distinct_2", "words", "tokens",
+                    "tokens_per_second", "finish_reasons"} <= set(metrics)
+            assert metrics["outputs"] == 2 and metrics["banned_hits"] == 0
+    assert report["targets"]["dialogue"]["speakers_from_cast"] is True
+    assert report["worlds"] == [{"id": "smallton", "path": str(world.path),
+                                 "requests": {"story": 1, "scene": 1, "dialogue": 1}}]
+    json.dumps(report)
+    markdown = E.render_markdown(report)
+    assert "| " + " | ".join(E.COLUMNS) + " |" in markdown
+    assert markdown.count("| dialogue | metagen |") == 2  # all worlds, then smallton
+    assert "## Targets" in markdown
+
+
+def test_report_without_baseline(world, long_generator):
+    run = E.run_eval(long_generator, [world], kinds=("scene",), seeds=[3], max_requests=1,
+                     settings={"max_new_tokens": 4}, baseline=False)
+    report = E.build_report(run, [world])
+    assert list(report["summary"]["scene"]) == ["metagen"]
+    assert "repetition" not in report["targets"]["scene"]
+    assert [o["system"] for o in report["outputs"]] == ["metagen"]
+
+
+def test_misses_are_listed(world):
+    request = {"location": "well", "time": None, "weather": None, "mood": None, "characters": []}
+    outs = [E.score(world, output("scene", "Rain on the stones.", request), E.world_vocabulary(world))]
+    run = E.EvalRun(settings={"kinds": ["scene"], "seeds": [1], "max_requests": 1, "turns": 4, "max_tokens": 120,
+                              "baseline": False, "batch_size": 8, "flags": {}, "configs": {}},
+                    model={"name": "m"}, outputs=outs)
+    report = E.build_report(run, [world])
+    assert report["summary"]["scene"]["metagen"]["grounding"] == 0.0
+    assert report["targets"]["scene"]["grounding"] is False
+    markdown = E.render_markdown(report)
+    assert "missing The Old Well" in markdown and "grounding NOT met" in markdown
+
+
+# ----------------------------------------------------------------------------- the command
+
+
+@pytest.fixture
+def world_file(tmp_path):
+    path = tmp_path / "smallton.yaml"
+    path.write_text(WORLD, encoding="utf-8")
+    return path
+
+
+def test_cli_end_to_end(runner, world_file, long_gguf, tmp_path):
+    out = tmp_path / "report"
+    result = runner.invoke(app, ["eval", str(world_file), "--seeds", "1", "--max-requests", "1", "--turns", "2",
+                                 "--max-tokens", "6", "--out", str(out), "--model", str(long_gguf),
+                                 "--dtype", "float32", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("# metagen eval")
+    assert (out / "report.md").read_text(encoding="utf-8") == result.stdout
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    assert report["settings"]["seeds"] == [1]
+    assert report["settings"]["flags"] == {"max_new_tokens": 6}
+    assert len(report["outputs"]) == 6
+    assert report["settings"]["configs"]["smallton/story"]["max_new_tokens"] == 6
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--kinds", "poem"], "unknown kind 'poem'"),
+    (["--max-requests", "0"], "--max-requests"),
+    (["--temperature", "-1"], "--temperature"),
+])
+def test_cli_bad_input(runner, world_file, args, message):
+    result = runner.invoke(app, ["eval", str(world_file), *args])
+    assert result.exit_code == 2
+    assert message in result.output
+
+
+def test_cli_missing_world(runner, tmp_path):
+    result = runner.invoke(app, ["eval", str(tmp_path / "nope.yaml")])
+    assert result.exit_code == 2
+    assert "no such file" in result.output
+
+
+# ----------------------------------------------------------------------------- the real model
+
+
+@pytest.mark.real_model
+def test_real_model_tiny_grid(real_generator):
+    nexus = load_world(NEXUS)
+    run = E.run_eval(real_generator, [nexus], seeds=[1], max_requests=1, turns=2, settings={"max_new_tokens": 24})
+    report = E.build_report(run, [nexus])
+    assert report["summary"]["dialogue"]["metagen"]["speakers_from_cast"] == 1.0
+    for kind in E.KINDS:
+        assert report["summary"][kind]["metagen"]["banned_hits"] == 0
+        assert report["summary"][kind]["metagen"]["tokens"] > 0
+    assert all(o["output_tokens"] <= 24 for o in report["outputs"] if o["kind"] != "dialogue")
