@@ -28,7 +28,7 @@ from metagen.prompts import (
     speaker_order,
     speaker_prefix,
 )
-from metagen.search import left_pad
+from metagen.search import PrefixReuse, left_pad
 from metagen.world import Character, World
 
 log = logging.getLogger(__name__)
@@ -146,7 +146,8 @@ def generate_dialogue(
     reserve = min(request.turns * per_turn, max(generator.context_length // 2, per_turn))
     prompt = build_prompt(world, request, count_tokens=generator.count_tokens,
                           context_length=generator.context_length, max_new_tokens=reserve)
-    # Future speed-up: the preamble is re-encoded and re-run every turn; its KV cache could be kept.
+    # Each turn's prompt extends the last one: keep its KV cache so only new tokens are prefilled.
+    reuse = PrefixReuse()
     head = tokenizer.render_chat(prompt.messages, add_generation_prompt=True)
     room = generator.context_length - cfg.max_new_tokens - prefix_tokens
     fixed = speaker_order(world, request)
@@ -181,7 +182,7 @@ def generate_dialogue(
         if on_text:
             on_text(("\n" if i else "") + speaker_prefix(speaker.name) + " ")
         stream = _LineStream(on_text)
-        done = generator.complete([ids], line_cfg, seeds=[_offset(seed, i)], on_text=stream)[0]
+        done = generator.complete([ids], line_cfg, seeds=[_offset(seed, i)], on_text=stream, reuse=reuse)[0]
         output_tokens += len(done.tokens)
         line = clean_dialogue_line(done.text, names)
         shown = False
@@ -189,7 +190,8 @@ def generate_dialogue(
             # d. one retry: another seed, no newline stop (a leading newline is stripped), no instant end
             retry_cfg = replace(cfg, min_new_tokens=max(1, cfg.min_new_tokens))
             shown, stream = stream.started, _LineStream(on_text)
-            done = generator.complete([ids], retry_cfg, seeds=[_offset(seed, request.turns + i)], on_text=stream)[0]
+            done = generator.complete([ids], retry_cfg, seeds=[_offset(seed, request.turns + i)], on_text=stream,
+                                      reuse=reuse)[0]
             output_tokens += len(done.tokens)
             line = clean_dialogue_line(done.text, names)
         if not line:

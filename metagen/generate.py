@@ -25,7 +25,7 @@ from metagen.config import GenerationConfig
 from metagen.errors import ConfigError, GenerationError, ModelError
 from metagen.gguf import ModelArgs, read_gguf
 from metagen.model import WEIGHT_FORMATS, Transformer
-from metagen.search import SearchResult, TextCallback, run_search
+from metagen.search import PrefixReuse, SearchResult, TextCallback, run_search
 from metagen.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
@@ -207,8 +207,13 @@ class Generator:
         return self.complete(ids, cfg, seeds=seeds, on_text=on_text)
 
     def complete(self, prompts: list[list[int]], cfg: GenerationConfig, *,
-                 seeds: list[int] | None = None, on_text: TextCallback | None = None) -> list[Completion]:
-        """Decode token prompts together; each row uses its own seed (cfg.seed, or drawn)."""
+                 seeds: list[int] | None = None, on_text: TextCallback | None = None,
+                 reuse: PrefixReuse | None = None) -> list[Completion]:
+        """Decode token prompts together; each row uses its own seed (cfg.seed, or drawn).
+
+        `reuse` (one prompt, greedy or sampling) carries the KV cache from one call to the
+        next, so a prompt that extends the previous one prefills only its new tokens.
+        """
         if not prompts:
             return []
         for ids in prompts:
@@ -222,7 +227,8 @@ class Generator:
         generators = [torch.Generator(device=self.model.device).manual_seed(s) for s in seeds]
         started = time.perf_counter()
         try:
-            results: list[SearchResult] = run_search(self.model, self.tokenizer, prompts, cfg, generators, on_text)
+            results: list[SearchResult] = run_search(self.model, self.tokenizer, prompts, cfg, generators, on_text,
+                                                     reuse)
         except (RuntimeError, torch.cuda.OutOfMemoryError) as error:
             raise GenerationError(f"the model failed while generating: {error}") from error
         seconds = time.perf_counter() - started

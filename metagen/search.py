@@ -108,6 +108,29 @@ def _log_order(strategy: str, processors) -> None:
     _last_order = order
 
 
+@dataclass
+class PrefixReuse:
+    """The KV cache of one row's last run, so that a following prompt which starts with the
+    same tokens (the next turn of a dialogue) prefills only what is new.
+
+    One object per conversation keeps results independent of what else the process ran.
+    """
+
+    min_shared: int = 16  # reuse only when at least this many leading tokens agree
+    ids: list[int] = field(default_factory=list)  # the tokens whose keys/values fill `cache`
+    cache: object | None = None
+
+    def shared_with(self, prompt: list[int]) -> int:
+        """How many leading slots of the kept cache serve `prompt` (0: none)."""
+        if self.cache is None:
+            return 0
+        n = 0
+        limit = min(len(self.ids), len(prompt) - 1)  # at least one token must still run
+        while n < limit and self.ids[n] == prompt[n]:
+            n += 1
+        return n if n >= self.min_shared else 0
+
+
 def left_pad(prompts: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
     """Prompts -> tokens (B, T) left-padded with pad_id, and pad counts (B,)."""
     width = max(len(p) for p in prompts)
@@ -141,8 +164,13 @@ def _suppress(logits: torch.Tensor, token_ids) -> torch.Tensor:
 
 def decode_tokens(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfig,
                   generators: list[torch.Generator] | None = None,
-                  on_text: TextCallback | None = None) -> list[SearchResult]:
-    """Greedy decoding or sampling for a batch of prompts; one result per prompt."""
+                  on_text: TextCallback | None = None,
+                  reuse: PrefixReuse | None = None) -> list[SearchResult]:
+    """Greedy decoding or sampling for a batch of prompts; one result per prompt.
+
+    With `reuse` and a single prompt, keys and values of leading tokens shared with the
+    previous run are copied instead of recomputed, and this run's cache is kept for the next.
+    """
     B = len(prompts)
     device = model.device
     use_sampling = cfg.effective_strategy == "sample"
@@ -159,8 +187,13 @@ def decode_tokens(model, tokenizer, prompts: list[list[int]], cfg: GenerationCon
     generated = torch.empty((B, 0), dtype=torch.long, device=device)
     logprobs = torch.zeros(B, dtype=torch.float64)
     finished = [None] * B  # finish reason per row
-    # a. prefill: the whole prompt in one pass, logits of the last position only
-    logits = model(prompt_tokens, cache, pad_or_none, last_only=True)[:, -1]  # (B, V)
+    # a. prefill: the prompt in one pass (after any reused prefix), last position's logits only
+    shared = reuse.shared_with(prompts[0]) if reuse is not None and B == 1 else 0
+    if shared:
+        cache.k[:, :, :, :shared] = reuse.cache.k[:, :, :, :shared]
+        cache.v[:, :, :, :shared] = reuse.cache.v[:, :, :, :shared]
+        cache.length = shared
+    logits = model(prompt_tokens[:, shared:], cache, pad_or_none, last_only=True)[:, -1]  # (B, V)
     steps = 1
     for step in range(cfg.max_new_tokens):
         # b. process: penalties, bans, temperature, truncations (sampling.build_processors)
@@ -198,6 +231,11 @@ def decode_tokens(model, tokenizer, prompts: list[list[int]], cfg: GenerationCon
         # e. one model step for every row (finished rows feed padding; their output is ignored)
         logits = model(next_tokens[:, None], cache, pad_or_none)[:, -1]
         steps += 1
+    if reuse is not None and B == 1:
+        # the cache holds the prompt and every chosen token but the last (never fed back)
+        reuse.ids = prompts[0] + trackers[0].ids[:-1]
+        reuse.cache = cache
+        assert cache.length == len(reuse.ids)
     results = []
     for row in range(B):
         tracker = trackers[row]
@@ -381,6 +419,9 @@ STRATEGIES: dict[str, Callable[..., list[SearchResult]]] = {
 
 def run_search(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfig,
                generators: list[torch.Generator] | None = None,
-               on_text: TextCallback | None = None) -> list[SearchResult]:
-    """Decode prompts with the strategy cfg asks for."""
-    return STRATEGIES[cfg.effective_strategy](model, tokenizer, prompts, cfg, generators, on_text)
+               on_text: TextCallback | None = None,
+               reuse: PrefixReuse | None = None) -> list[SearchResult]:
+    """Decode prompts with the strategy cfg asks for (`reuse` serves greedy and sampling)."""
+    if cfg.effective_strategy == "beam":
+        return beam_search(model, tokenizer, prompts, cfg, generators, on_text)
+    return STRATEGIES[cfg.effective_strategy](model, tokenizer, prompts, cfg, generators, on_text, reuse)

@@ -82,7 +82,7 @@ class Spy:
         self.replies = list(replies or [])  # texts returned instead of running the model, in order
         monkeypatch.setattr(generator, "complete", self)
 
-    def __call__(self, prompts, cfg, *, seeds=None, on_text=None):
+    def __call__(self, prompts, cfg, *, seeds=None, on_text=None, reuse=None):
         self.calls.append({"prompt": prompts[0], "cfg": cfg, "seeds": seeds})
         if self.replies:
             text = self.replies.pop(0)
@@ -90,7 +90,7 @@ class Spy:
                 if on_text:
                     on_text(0, text)
                 return [Completion(text, [5] * len(text), len(prompts[0]), -1.0, "stop", seeds[0], 0.0)]
-        return self.real(prompts, cfg, seeds=seeds, on_text=on_text)
+        return self.real(prompts, cfg, seeds=seeds, on_text=on_text, reuse=reuse)
 
 
 # ----------------------------------------------------------------------------- speakers and turns

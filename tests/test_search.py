@@ -209,3 +209,28 @@ def test_prompt_too_long_for_context_is_a_config_error(tiny_generator):
     ids = [[5] * 250]
     with pytest.raises(ConfigError, match="--max-tokens 20 does not fit"):
         tiny_generator.complete(ids, GenerationConfig(max_new_tokens=20))
+
+
+def test_prefix_reuse_gives_the_same_tokens_and_prefills_less(tiny_generator, monkeypatch):
+    from metagen.search import PrefixReuse
+
+    cfg = GenerationConfig(strategy="sample", max_new_tokens=12, top_k=0, top_p=1.0)
+    base = tiny_generator.encode_prompt("we went down to the water and the sea was", chat=False)
+    first = tiny_generator.complete([base], cfg, seeds=[1])[0]
+    follow = base + first.tokens + tiny_generator.encode_prompt(" then", chat=False)
+    fresh = tiny_generator.complete([follow], cfg, seeds=[2])[0]
+
+    reuse = PrefixReuse(min_shared=4)
+    tiny_generator.complete([base], cfg, seeds=[1], reuse=reuse)
+    widths = []
+    model = tiny_generator.model
+    original = type(model).forward
+
+    def counting(self, tokens, cache, pad=None, last_only=False):
+        widths.append(tokens.shape[1])
+        return original(self, tokens, cache, pad, last_only)
+
+    monkeypatch.setattr(type(model), "forward", counting)
+    reused = tiny_generator.complete([follow], cfg, seeds=[2], reuse=reuse)[0]
+    assert reused.tokens == fresh.tokens
+    assert widths[0] < len(follow) - len(first.tokens)  # only the new tail was prefilled
