@@ -1,0 +1,822 @@
+"""Bad input, damaged files and failing disks never cost the user anything (issue 7).
+
+Every case goes through the real command line (CliRunner on metagen.cli.app, or
+`python -m metagen` where a real process matters) and checks what the user sees: the
+exit code, one `error:` line on stderr that names the file, field or value and says what
+to do, no traceback, and no output file or temp file left behind. Library-level detail
+(every line:column, every limit) lives in test_world.py, test_models.py, test_gguf.py and
+test_output.py; docs/errors.md lists the messages.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from metagen.cli import app
+from metagen.output import is_complete, read_piece_file
+
+ROOT = Path(__file__).resolve().parent.parent
+
+TINY_WORLD = """\
+world: {id: tinyville, name: Tinyville}
+style: {length: short, length_words: {short: 20, medium: 40, long: 80}}
+locations:
+  - {id: well, name: The Well}
+  - {id: mill, name: The Mill}
+characters:
+  - {id: ada, name: Ada}
+  - {id: bo, name: Bo}
+  - {id: cy, name: Cy}
+lore:
+  - {id: flood, keys: [well], text: The well flooded once.}
+"""
+HEAD = "world: {id: w, name: W}\n"
+KNOWN = "smollm2-135m-instruct"
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+@pytest.fixture(scope="session")
+def wide_gguf(tmp_path_factory) -> Path:
+    """The tiny test model with a 1024-token window: room for a small world's prompt."""
+    from conftest import write_tiny_gguf
+
+    return write_tiny_gguf(tmp_path_factory.mktemp("wide") / "wide.gguf", max_seq_len=1024)
+
+
+@pytest.fixture
+def world(tmp_path) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY_WORLD, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def model_args(wide_gguf) -> list[str]:
+    return ["--model", str(wide_gguf), "--dtype", "float32"]
+
+
+@pytest.fixture
+def no_model(monkeypatch):
+    """Fail the test if a command gets as far as loading a model."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr("metagen.commands.pieces.load_generator", refuse)
+
+
+def invoke(runner, *args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def files_in(folder: Path) -> list[Path]:
+    """Every file under folder (hidden ones too); folders alone do not count."""
+    return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+
+
+def leftovers(root: Path) -> list[Path]:
+    """Temp files of an atomic write (.tmp), a pull (.part) or a cache save (.staging-*)."""
+    return [p for p in root.rglob("*") if p.name.endswith((".tmp", ".part")) or p.name.startswith(".staging-")]
+
+
+def error_line(result) -> str:
+    """The one `error:` line a failed command prints, last on stderr; asserts it is alone."""
+    output = result.stdout + result.stderr
+    assert "Traceback" not in output, output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    lines = result.stderr.splitlines()
+    errors = [line for line in lines if line.startswith("error:")]
+    assert len(errors) == 1 and lines[-1] == errors[0], result.stderr
+    return errors[0]
+
+
+def assert_fails_cleanly(result, code: int, needles, out: Path | None = None, root: Path | None = None) -> str:
+    assert result.exit_code == code, (result.exit_code, result.stderr)
+    line = error_line(result)
+    for needle in needles:
+        assert needle in line, f"{needle!r} not in {line!r}"
+    if out is not None:
+        assert files_in(out) == []
+    if root is not None:
+        assert leftovers(root) == []
+    return line
+
+
+def run_metagen(*args, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    """`python -m metagen ARGS` in a real process (bytes arguments pass through as they are)."""
+    argv = [a if isinstance(a, bytes) else str(a) for a in args]
+    return subprocess.run([sys.executable, "-m", "metagen", *argv], cwd=cwd, capture_output=True,
+                          timeout=timeout, env=dict(os.environ))
+
+
+def write_files(root: Path, files: dict) -> None:
+    """{relative path: text, bytes, or None for a folder}."""
+    for name, content in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if content is None:
+            path.mkdir(exist_ok=True)
+        elif isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content, encoding="utf-8")
+
+
+def alias_bomb() -> str:
+    """Billion laughs: nine levels of nine aliases each, 9**9 strings once expanded."""
+    lines = ['a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for prev, name in zip("abcdefgh", "bcdefghi"):
+        lines.append(f"{name}: &{name} [" + ", ".join([f"*{prev}"] * 9) + "]")
+    return "\n".join(lines) + "\nworld: {id: w, name: W, summary: *i}\n"
+
+
+def merge_bomb() -> str:
+    """The same growth through `<<` merge keys instead of lists."""
+    lines = ["a0: &a0 {x: 1, y: 2, z: 3}"]
+    for level in range(1, 10):
+        refs = ", ".join(f"*a{level - 1}" for _ in range(9))
+        lines.append(f"a{level}: &a{level} {{k: [{refs}]}}")
+    return HEAD + "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------- worlds
+
+# (world argument, files, what the one line must contain)
+WORLD_CASES = [
+    pytest.param("world.yaml", {"world.yaml": ""},
+                 ["world.yaml: is empty or only comments", "metagen worlds new NAME"], id="empty-file"),
+    pytest.param("world.yaml", {"world.yaml": "# a world, one day\n\n   # nothing yet\n"},
+                 ["world.yaml: is empty or only comments", "needs at least 'world:'"], id="only-comments"),
+    pytest.param("world.yaml", {"world.yaml": "world:\n\tid: w\n\tname: W\n"},
+                 ["world.yaml:2:1: invalid YAML: a tab character", "indent with spaces, not tabs"], id="tab-indent"),
+    pytest.param("world.yaml", {"world.yaml": 'world:\n  id: w\n  name: "Unclosed\n'},
+                 ["world.yaml:3:9: invalid YAML: a quoted string is never closed", "close the quote"],
+                 id="unclosed-quote"),
+    pytest.param("world.yaml", {"world.yaml": "world: {id: w, name: W\n"},
+                 ["world.yaml:1:8: invalid YAML: a [list] or {mapping} that starts here is never closed"],
+                 id="unclosed-brace"),
+    pytest.param("world.yaml", {"world.yaml": HEAD + "---\n" + HEAD},
+                 ["world.yaml:2:1: invalid YAML: a second document", "remove the extra '---'"], id="two-documents"),
+    pytest.param("world.yaml", {"world.yaml": "- world\n- characters\n"},
+                 ["world.yaml:1:1: the top level is a list", "expected a mapping of sections"], id="top-level-list"),
+    pytest.param("world.yaml", {"world.yaml": "a world of rain\n"},
+                 ["world.yaml:1:1: the top level is the text 'a world of rain'", "expected a mapping"],
+                 id="top-level-string"),
+    pytest.param("world.yaml", {"world.yaml": "1234\n"},
+                 ["world.yaml:1:1: the top level is the number 1234"], id="top-level-number"),
+    pytest.param("world.yaml", {"world.yaml": HEAD + "locations: {id: well, name: Well}\n"},
+                 ["world.yaml:2:12: locations: got a mapping", "expected a list of '- id: ...' entries"],
+                 id="wrong-type-section"),
+    pytest.param("world.yaml", {"world.yaml": HEAD + "lore:\n  - {id: a, keys: [x], text: T, priority: high}\n"},
+                 ["world.yaml:3:43: lore[0].priority: got the text 'high'", "expected a whole number"],
+                 id="wrong-type-field"),
+    pytest.param("world.yaml", {"world.yaml": HEAD + "characters:\n  - {id: ada, name: Ada, traits: brave}\n"},
+                 ["world.yaml:3:34: characters[0].traits: got the text 'brave'", "expected a list of text"], id="wrong-type-list"),
+    pytest.param("world.yaml", {"world.yaml": HEAD + "style: {point_of_view: fourth}\n"},
+                 ["world.yaml:2:24: style.point_of_view: 'fourth' is not allowed", "first, second, third"], id="bad-choice"),
+    pytest.param("world.yaml", {"world.yaml": "world: {id: w}\n"},
+                 ["world.yaml:1:8: world: missing required field 'name'"], id="missing-name"),
+    pytest.param("world.yaml", {"world.yaml": "characters: []\n"},
+                 ["world.yaml:1:1: missing required field 'world'"], id="missing-world"),
+    pytest.param("world.yaml", {"world.yaml": HEAD + "characters:\n  - {name: Ada}\n"},
+                 ["world.yaml:3:5: characters[0]: missing required field 'id'"], id="missing-id"),
+    pytest.param("world.yaml", {"world.yaml": "world: {id: Big World!, name: W}\n"},
+                 ["world.yaml:1:13: world.id: 'Big World!' is not a valid id", "e.g. 'big-world'"], id="bad-id"),
+    pytest.param("world.yaml", {"world.yaml": HEAD + "characters:\n  - {id: ada, name: A}\n  - {id: ada, name: B}\n"},
+                 ["world.yaml:4:10: characters[1].id: duplicate character id 'ada'", "first defined at line 3"],
+                 id="duplicate-id"),
+    pytest.param("world.yaml", {"world.yaml": HEAD + "locations:\n  - {id: well, name: W, connections: [mil]}\n"
+                                "  - {id: mill, name: M}\n"},
+                 ["world.yaml:3:39: locations[0].connections[0]: unknown location 'mil'", "did you mean 'mill'?"],
+                 id="unknown-reference"),
+    pytest.param("world.yaml", {"world.yaml": HEAD + "characters:\n  - {id: ada, name: A, relationships: [{with: zed}]}\n"},
+                 ["world.yaml:3:47: characters[0].relationships[0].with: unknown character 'zed'", "expected one of: ada"],
+                 id="unknown-reference-no-match"),
+    pytest.param("world.yaml", {"world.yaml": "world: {id: w, name: W, nmae: X}\n"},
+                 ["world.yaml:1:25: world: unknown field 'nmae'", "did you mean 'name'?"], id="unknown-key"),
+    pytest.param("world.yaml", {"world.yaml": HEAD + "charactres: []\n"},
+                 ["world.yaml:2:1: unknown field 'charactres'", "did you mean 'characters'?"], id="unknown-section"),
+    pytest.param("world.yaml", {"world.yaml": "world: {id: w, name: Caf\xe9}\n".encode("latin-1")},
+                 ["world.yaml:1:25: not UTF-8 text (byte 0xe9", "save it as UTF-8"], id="latin-1"),
+    pytest.param("world.yaml", {"world.yaml": "world: {id: w, name: W}\n".encode("utf-16")},
+                 ["world.yaml: looks like a binary file, not YAML text", "give a UTF-8 .yaml file"], id="utf-16"),
+    pytest.param("world.yaml", {"world.yaml": b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00"},
+                 ["world.yaml: looks like a binary file", "NUL at byte 8"], id="binary"),
+    pytest.param("world.yaml", {"world.yaml": 'world: {id: w, name: "A\x08B"}\n'},
+                 ["world.yaml:1:24: the control character U+0008 is not allowed in YAML", "delete it"],
+                 id="control-character"),
+    pytest.param("world.yaml", {"world.yaml": None},
+                 ["world.yaml: is a directory, not a world file", "give the .yaml file itself"], id="directory"),
+    pytest.param("harbour", {"harbour/world.yaml": HEAD},
+                 ["harbour: is a directory", "give harbour/world.yaml"], id="directory-with-world"),
+    pytest.param("nowhere.yaml", {},
+                 ["nowhere.yaml: no such file", "check the path"], id="missing-path"),
+    pytest.param("world.yaml", {"world.yaml": HEAD + "include: [a.yaml]\n", "a.yaml": "include: [b.yaml]\n",
+                                "b.yaml": "include: [a.yaml]\n"},
+                 ["b.yaml:1:11: include[0]: include cycle: a.yaml -> b.yaml -> a.yaml", "remove one of these"],
+                 id="include-cycle"),
+    pytest.param("world.yaml", {"world.yaml": HEAD + "include: [world.yaml]\n"},
+                 ["world.yaml:2:11: include[0]: include cycle: world.yaml -> world.yaml"], id="include-self"),
+    pytest.param("inner/world.yaml", {"inner/world.yaml": HEAD + "include: [../secrets.yaml]\n",
+                                      "secrets.yaml": "lore: []\n"},
+                 ["inner/world.yaml:2:11: include[0]: '../secrets.yaml' is outside the world's folder"],
+                 id="include-outside"),
+    pytest.param("world.yaml", {"world.yaml": HEAD + "include: [/etc/passwd]\n"},
+                 ["world.yaml:2:11: include[0]: '/etc/passwd' is outside the world's folder"], id="include-absolute"),
+    pytest.param("world.yaml", {"world.yaml": HEAD + "include: [parts/nope.yaml]\n"},
+                 ["world.yaml:2:11: include[0]: 'parts/nope.yaml' not found", "relative to world.yaml"], id="include-missing"),
+    pytest.param("world.yaml", {"world.yaml": HEAD + "include: [part.yaml]\n", "part.yaml": b"lore:\n\t- x\n"},
+                 ["part.yaml:2:1: invalid YAML: a tab character"], id="include-broken"),
+    pytest.param("world.yaml", {"world.yaml": alias_bomb()},
+                 ["world.yaml:5:4: aliases expand to more than 50000 nodes", "an alias bomb?"], id="alias-bomb"),
+    pytest.param("world.yaml", {"world.yaml": merge_bomb()},
+                 ["world.yaml:7:13: aliases expand to more than 50000 nodes"], id="merge-bomb"),
+    pytest.param("world.yaml", {"world.yaml": "x: &x a\ny: [" + ", ".join(["*x"] * 101) + "]\n"},
+                 ["world.yaml:2:405: more than 100 alias uses"], id="many-aliases"),
+    pytest.param("world.yaml", {"world.yaml": "world: &a {id: w, name: W, more: *a}\n"},
+                 ["world.yaml:1:34: an alias refers to the node that contains it"], id="recursive-alias"),
+    pytest.param("world.yaml", {"world.yaml": HEAD + "lore: " + "[" * 5000 + "]" * 5000 + "\n"},
+                 ["world.yaml: is nested too deeply", "flatten"], id="deep-nesting"),
+    pytest.param("world.yaml", {"world.yaml": HEAD + ("# " + "x" * 1000 + "\n") * 2200},
+                 ["world.yaml: is 2,206,624 bytes, over the 2 MiB limit", "split it with include:"], id="too-large"),
+    pytest.param("world.yaml", {"world.yaml": "world: !!python/object:os.system {id: w}\n"},
+                 ["world.yaml:1:8: YAML tag '!!python/object:os.system' is not allowed", "remove the tag"],
+                 id="python-object"),
+    pytest.param("world.yaml", {"world.yaml": "world: {id: w, name: !!python/object/apply:os.system [ls]}\n"},
+                 ["world.yaml:1:22: YAML tag '!!python/object/apply:os.system' is not allowed"], id="python-apply"),
+    pytest.param("world.yaml", {"world.yaml": "world: {id: w, name: !!python/name:os.system ''}\n"},
+                 ["world.yaml:1:22: YAML tag '!!python/name:os.system' is not allowed"], id="python-name"),
+    pytest.param("world.yaml", {"world.yaml": "world: {id: w, name: !!binary aGk=}\n"},
+                 ["world.yaml:1:22: YAML tag '!!binary' is not allowed"], id="binary-tag"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("arg", "files", "needles"), WORLD_CASES)
+def test_broken_world_story(runner, tmp_path, no_model, arg, files, needles):
+    """`metagen story WORLD`: one line naming the file (and line:column, field), exit 2, nothing written."""
+    write_files(tmp_path, files)
+    result = invoke(runner, "story", arg, "-c", "ada", "--out", tmp_path / "out")
+    assert_fails_cleanly(result, 2, ["error: " + needles[0], *needles[1:]], out=tmp_path / "out", root=tmp_path)
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize(("arg", "files", "needles"), WORLD_CASES)
+def test_broken_world_validate(runner, tmp_path, arg, files, needles):
+    """`metagen worlds validate WORLD`: the problem on stderr (no summary for one), exit 2, no 'ok:'."""
+    write_files(tmp_path, files)
+    result = invoke(runner, "worlds", "validate", arg)
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(needles[0]) and all(n in line for n in needles[1:]), line
+
+
+def test_many_problems_are_one_line_in_story_and_all_listed_by_validate(runner, tmp_path, no_model):
+    text = HEAD + "characters:\n  - {id: ada, nmae: Ada}\n  - {id: ada, name: B, traits: x}\n"
+    (tmp_path / "world.yaml").write_text(text, encoding="utf-8")
+    story = invoke(runner, "story", "world.yaml", "--out", tmp_path / "out")
+    assert_fails_cleanly(story, 2, ["error: world.yaml: 4 problems in world",
+                                    "first: world.yaml:3:5: characters[0]: missing required field 'name'",
+                                    "run `metagen worlds validate world.yaml` to see all 4"], out=tmp_path / "out")
+    validate = invoke(runner, "worlds", "validate", "world.yaml")
+    assert validate.exit_code == 2
+    assert len(validate.stderr.splitlines()) == 5 and validate.stderr.splitlines()[-1].startswith("error: ")
+
+
+BOMB_PROBE = """
+import resource, sys, time
+from metagen.errors import WorldError
+from metagen.world import load_world
+start = time.perf_counter()
+try:
+    load_world(sys.argv[1])
+    message = "loaded"
+except WorldError as error:
+    message = error.one_line()
+print(time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+print(message)
+"""
+
+
+@pytest.mark.parametrize("text", [alias_bomb(), merge_bomb()], ids=["billion-laughs", "merge-keys"])
+def test_alias_bomb_is_refused_quickly_in_bounded_memory(tmp_path, text):
+    """A fresh process measures its own peak memory: the bomb is never expanded."""
+    path = tmp_path / "bomb.yaml"
+    path.write_text(text, encoding="utf-8")
+    done = subprocess.run([sys.executable, "-c", BOMB_PROBE, str(path)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    timing, message = done.stdout.splitlines()
+    seconds, peak_kib = float(timing.split()[0]), int(timing.split()[1])
+    assert "aliases expand to more than 50000 nodes" in message
+    assert seconds < 10  # refused at the first level past the limit; expanding would take hours
+    assert peak_kib < 300 * 1024  # the interpreter and yaml alone take about 40 MiB
+
+
+# ----------------------------------------------------------------------------- requests
+
+REQUEST_CASES = [
+    pytest.param(["story", "-c", "adda"], ["world 'tinyville' has no character 'adda'", "did you mean 'ada'?"],
+                 id="character-typo"),
+    pytest.param(["story", "-c", "zed"], ["has no character 'zed'", "expected one of: ada, bo, cy"],
+                 id="character-unknown"),
+    pytest.param(["story", "-c", "ada", "-l", "wel"], ["has no location 'wel'", "did you mean 'well'?"],
+                 id="location-typo"),
+    pytest.param(["describe-scene", "-l", "mil"], ["has no location 'mil'", "did you mean 'mill'?"],
+                 id="scene-location-typo"),
+    pytest.param(["dialogue", "-c", "ada,boo"], ["has no character 'boo'", "did you mean 'bo'?"],
+                 id="dialogue-character-typo"),
+    pytest.param(["describe-scene"], ["a scene needs a location", "give --location ID"], id="scene-no-location"),
+    pytest.param(["dialogue", "-c", "ada"], ["a dialogue needs at least two characters"], id="dialogue-one"),
+    pytest.param(["dialogue", "-c", "ada,Ada"], ["names the same character twice"], id="dialogue-twice"),
+    pytest.param(["dialogue", "-c", "ada,bo", "--order", "loudest"], ["--order must be one of"], id="order"),
+    pytest.param(["story", "--length", "epic"], ["story length 'epic' is not known", "short, medium, long"],
+                 id="length"),
+    pytest.param(["story", "--premise", "caf\udce9"], ["the premise 'caf\\udce9' is not UTF-8 text", "LANG"],
+                 id="premise-not-utf8"),
+    pytest.param(["dialogue", "-c", "ada,bo", "--topic", "\udcff"], ["the topic '\\udcff' is not UTF-8"],
+                 id="topic-not-utf8"),
+    pytest.param(["describe-scene", "-l", "well", "--mood", "\udcff"], ["the mood '\\udcff' is not UTF-8"],
+                 id="mood-not-utf8"),
+    pytest.param(["story", "--format", "docx"], ["unknown output format 'docx'", "md, txt, json"], id="format"),
+    pytest.param(["story", "--format", "yarn"], ["the yarn format holds dialogue only"], id="format-kind"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("args", "needles"), REQUEST_CASES)
+def test_bad_request(runner, tmp_path, world, no_model, args, needles):
+    result = invoke(runner, args[0], world, *args[1:], "--out", tmp_path / "out")
+    assert_fails_cleanly(result, 2, needles, out=tmp_path / "out")
+
+
+DECODING_CASES = [
+    pytest.param(["--top-p", "1.5"], "--top-p must be in (0, 1], got 1.5", id="top-p-high"),
+    pytest.param(["--top-p", "0"], "--top-p must be in (0, 1], got 0.0", id="top-p-zero"),
+    pytest.param(["--temperature", "-1"], "--temperature must be at least 0, got -1.0", id="temperature"),
+    pytest.param(["--temperature", "nan"], "(--temperature) must be a finite number, got nan", id="temperature-nan"),
+    pytest.param(["--temperature", "inf"], "(--temperature) must be a finite number, got inf", id="temperature-inf"),
+    pytest.param(["--strategy", "beam", "--beams", "0"], "--beams must be at least 1, got 0", id="beams-0"),
+    pytest.param(["--strategy", "beam", "--beams", "1"], "--beams must be at least 2 with --strategy beam",
+                 id="beams-1"),
+    pytest.param(["--strategy", "beam", "--beams", "2", "--num-return", "3"],
+                 "--num-return must be at most --beams (2)", id="num-return"),
+    pytest.param(["--strategy", "greedy", "--num-return", "2"], "--num-return 2 with greedy decoding",
+                 id="num-return-greedy"),
+    pytest.param(["--max-tokens", "0"], "--max-tokens must be at least 1, got 0", id="max-tokens-0"),
+    pytest.param(["--max-tokens", "-5"], "--max-tokens must be at least 1, got -5", id="max-tokens-negative"),
+    pytest.param(["--min-tokens", "9", "--max-tokens", "5"], "--min-tokens must be at most --max-tokens (5), got 9",
+                 id="min-over-max"),
+    pytest.param(["--seed", "-1"], "--seed must be in [0, 2**63), got -1", id="seed-negative"),
+    pytest.param(["--seed", str(2**63)], f"--seed must be in [0, 2**63), got {2**63}", id="seed-huge"),
+    pytest.param(["--logit-bias", "bad"], "--logit-bias 'bad' must look like WORD=BIAS or #ID=BIAS",
+                 id="logit-bias-shape"),
+    pytest.param(["--logit-bias", "dragon=lots"], "--logit-bias 'dragon=lots' must look like WORD=BIAS",
+                 id="logit-bias-number"),
+    pytest.param(["--logit-bias", "#x=1"], "--logit-bias token ids are written #123, got '#x'", id="logit-bias-id"),
+    pytest.param(["--logit-bias", "dragon=nan"], "(--logit-bias) must be a mapping of word or #id to a finite",
+                 id="logit-bias-nan"),
+    pytest.param(["--logit-bias", "\udcff=1"], "--logit-bias '\\udcff' is not UTF-8 text", id="logit-bias-utf8"),
+    pytest.param(["--strategy", "nonsense"], "--strategy must be one of greedy, sample, beam, got 'nonsense'",
+                 id="strategy"),
+    pytest.param(["--strategy", "beem"], "did you mean 'beam'?", id="strategy-typo"),
+    pytest.param(["--top-k", "-1"], "--top-k must be at least 0, got -1", id="top-k"),
+    pytest.param(["--min-p", "1"], "--min-p must be in [0, 1), got 1.0", id="min-p"),
+    pytest.param(["--typical-p", "0"], "--typical-p must be in (0, 1], got 0.0", id="typical-p"),
+    pytest.param(["--repetition-penalty", "0"], "--repetition-penalty must be greater than 0", id="repetition"),
+    pytest.param(["--repetition-window", "-1"], "--repetition-window must be at least 0", id="window"),
+    pytest.param(["--no-repeat-ngram", "-2"], "--no-repeat-ngram must be at least 0", id="ngram"),
+    pytest.param(["--xtc-threshold", "0.9"], "--xtc-threshold must be in [0, 0.5], got 0.9", id="xtc-threshold"),
+    pytest.param(["--xtc-probability", "2"], "--xtc-probability must be in [0, 1], got 2.0", id="xtc-probability"),
+    pytest.param(["--dry-base", "1"], "--dry-base must be greater than 1, got 1.0", id="dry-base"),
+    pytest.param(["--dry-allowed-length", "0"], "--dry-allowed-length must be at least 1", id="dry-length"),
+    pytest.param(["--stop", ""], "--stop needs non-empty strings", id="stop-empty"),
+    pytest.param(["--ban", ""], "--ban needs non-empty strings", id="ban-empty"),
+    pytest.param(["--ban", "\udcff"], "--ban '\\udcff' is not UTF-8 text", id="ban-utf8"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("flags", "needle"), DECODING_CASES)
+def test_impossible_decoding_setting(runner, tmp_path, world, no_model, flags, needle):
+    """Each names its option and the range; refused before any model is loaded."""
+    result = invoke(runner, "story", world, "-c", "ada", *flags, "--out", tmp_path / "out")
+    assert_fails_cleanly(result, 2, [needle], out=tmp_path / "out")
+
+
+@pytest.mark.parametrize("flags, option", [
+    (["--top-p", "abc"], "'--top-p'"),
+    (["--max-tokens", "1.5"], "'--max-tokens'"),
+    (["--seed", "x"], "'--seed'"),
+    (["--count", "0"], "'--count'"),
+    (["--temperature"], "'--temperature'"),
+    (["--no-such-flag"], "--no-such-flag"),
+])  # fmt: skip
+def test_usage_errors_exit_2_without_a_traceback(runner, tmp_path, world, no_model, flags, option):
+    """Click's own usage errors (not a number, a missing value): exit 2 and the option named."""
+    result = invoke(runner, "story", world, *flags, "--out", tmp_path / "out")
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output and isinstance(result.exception, SystemExit)
+    assert option in result.stderr
+    assert files_in(tmp_path / "out") == []
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("defaults: {story: {top_p: 7}}\n", "--top-p must be in (0, 1], got 7.0"),
+    ("defaults: {all: {tempreature: 0.5}}\n", "unknown generation setting 'tempreature'"),
+    ("defaults: {all: {seed: -3}}\n", "--seed must be in [0, 2**63), got -3"),
+])  # fmt: skip
+def test_bad_world_defaults_fail_before_the_model(runner, tmp_path, no_model, text, needle):
+    (tmp_path / "world.yaml").write_text(TINY_WORLD + text, encoding="utf-8")
+    result = invoke(runner, "story", "world.yaml", "-c", "ada", "--out", tmp_path / "out")
+    assert_fails_cleanly(result, 2, [needle], out=tmp_path / "out")
+
+
+@pytest.mark.xfail(strict=True, reason="a bad setting in the world's defaults: is reported under the command-line "
+                   "flag's name (--top-p), without the world file or defaults.story.top_p")
+def test_bad_world_defaults_name_the_file_and_field(runner, tmp_path, no_model):
+    (tmp_path / "world.yaml").write_text(TINY_WORLD + "defaults: {story: {top_p: 7}}\n", encoding="utf-8")
+    result = invoke(runner, "story", "world.yaml", "-c", "ada", "--out", tmp_path / "out")
+    assert_fails_cleanly(result, 2, ["world.yaml", "defaults.story.top_p"])
+
+
+CONTEXT_CASES = [
+    pytest.param(["story", "-c", "ada", "--premise", "The well sings. " * 60],
+                 ["the prompt needs about", "context 256", "shorten the premise or topic"], id="huge-premise"),
+    pytest.param(["story", "-c", "ada", "-l", "well", "--max-tokens", "250"],
+                 ["but only 0 fit (context 256 - max_new_tokens 250", "lower max_new_tokens"], id="max-tokens-250"),
+    pytest.param(["dialogue", "-c", "ada,bo", "--topic", "the flood " * 80],
+                 ["the prompt needs about", "shorten the premise or topic"], id="huge-topic"),
+    pytest.param(["describe-scene", "-l", "well", "--mood", "grim " * 100],
+                 ["the prompt needs about", "context 256"], id="huge-mood"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("args", "needles"), CONTEXT_CASES)
+def test_prompt_that_cannot_fit_the_context(runner, tmp_path, world, tiny_gguf, args, needles):
+    """The tiny model's window is 256 tokens: dropping lore is not enough; the message says what to shorten."""
+    result = invoke(runner, args[0], world, *args[1:], "--model", tiny_gguf, "--dtype", "float32",
+                    "--out", tmp_path / "out")
+    assert_fails_cleanly(result, 2, needles, out=tmp_path / "out", root=tmp_path)
+
+
+# ----------------------------------------------------------------------------- models
+
+
+def _installed(home: Path, content: bytes | None = None, size: int | None = None, sidecar: dict | None = None):
+    from metagen.models import KNOWN_MODELS
+
+    known = KNOWN_MODELS[KNOWN]
+    path = home / "models" / known.filename
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if content is not None:
+        path.write_bytes(content)
+    else:
+        with open(path, "wb") as handle:  # a sparse file of the right size
+            handle.truncate(size or known.size)
+    if sidecar is not None:
+        stat = path.stat()
+        data = {"sha256": known.sha256, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, **sidecar}
+        path.with_name(path.name + ".json").write_text(json.dumps(data), encoding="utf-8")
+    return KNOWN
+
+
+def _truncated(cut):
+    """The tiny model cut short: at `cut` bytes (from the end if negative), or at half its size."""
+    def make(tmp_path, home, gguf):
+        data = gguf.read_bytes()
+        end = len(data) // 2 if cut == "half" else cut
+        (tmp_path / "cut.gguf").write_bytes(data[:end])
+        return str(tmp_path / "cut.gguf")
+    return make
+
+
+def _other_architecture(tmp_path, home, gguf):
+    from conftest import tiny_args, tiny_tokenizer_data
+
+    from metagen.gguf import write_gguf
+    from metagen.model import random_weights
+
+    data = tiny_tokenizer_data()
+    args = tiny_args(len(data.tokens))
+    tensors = {name: t.numpy() for name, t in random_weights(args, seed=0).items()}
+    write_gguf(tmp_path / "gpt2.gguf", args, tensors, data, name="not-llama", arch="gpt2")
+    return str(tmp_path / "gpt2.gguf")
+
+
+def _write(name: str, content: bytes):
+    def make(tmp_path, home, gguf):
+        (tmp_path / name).write_bytes(content)
+        return name
+    return make
+
+
+MODEL_CASES = [
+    pytest.param(lambda t, h, g: KNOWN,
+                 [f"model {KNOWN} is not in the cache", "METAGEN_OFFLINE=1 forbids downloading",
+                  f"run `metagen models pull {KNOWN}` while online"], id="offline-not-installed"),
+    pytest.param(lambda t, h, g: "smolm2", ["unknown model 'smolm2'", f"did you mean '{KNOWN}'?"], id="unknown-name"),
+    pytest.param(lambda t, h, g: _installed(h, content=b"GGUF" + b"\0" * 60),
+                 [f"model {KNOWN} at", "is damaged: size mismatch, expected 98362432 bytes, got 64",
+                  f"run `metagen models pull {KNOWN} --force`"], id="installed-wrong-size"),
+    pytest.param(lambda t, h, g: _installed(h, sidecar={"sha256": "0" * 64}),
+                 [f"hash mismatch for model {KNOWN}", "expected b179c952", f"metagen models pull {KNOWN} --force"],
+                 id="installed-hash-mismatch"),
+    pytest.param(lambda t, h, g: _installed(h, content=b"GGUF" + b"\0" * 60, sidecar={"size": 98_362_432}),
+                 ["is damaged: size mismatch", "--force"], id="installed-stale-sidecar"),
+    pytest.param(lambda t, h, g: _installed(h, sidecar={}),  # the sidecar vouches for it; the content is zeros
+                 ["is not a GGUF file (it starts with b'\\x00\\x00\\x00\\x00'"], id="installed-sidecar-lies"),
+    pytest.param(_truncated(2), ["cut.gguf is not a GGUF file (it starts with b'GG'"], id="truncated-magic"),
+    pytest.param(_truncated(64), ["cut.gguf is damaged or truncated", "delete it"], id="truncated-header"),
+    pytest.param(_truncated(2000), ["cut.gguf is damaged or truncated"], id="truncated-metadata"),
+    pytest.param(_truncated("half"), ["cut.gguf is damaged or truncated"], id="truncated-tensors"),
+    pytest.param(_truncated(-10), ["cut.gguf is damaged or truncated"], id="truncated-end"),
+    pytest.param(_other_architecture, ["gpt2.gguf holds a model of architecture 'gpt2'",
+                                       "llama-family models only"], id="other-architecture"),
+    pytest.param(_write("notes.gguf", b"these are my notes\n"),
+                 ["notes.gguf is not a GGUF file (it starts with b'thes'", "give a llama-family .gguf file"],
+                 id="not-gguf"),
+    pytest.param(_write("model.gguf", b""), ["model.gguf is not a GGUF file (it starts with b''"], id="empty-file"),
+    pytest.param(lambda t, h, g: "nowhere/model.gguf", ["model file nowhere/model.gguf does not exist"], id="missing"),
+    pytest.param(lambda t, h, g: str(t), ["is a directory", "give the path of a .gguf file"], id="directory"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("make", "needles"), MODEL_CASES)
+def test_bad_model(runner, tmp_path, world, tiny_gguf, isolated_home, make, needles):
+    """Missing, damaged, foreign and mismatched models: exit 2, nothing written, no temp files in the cache."""
+    spec = make(tmp_path, isolated_home, tiny_gguf)
+    result = invoke(runner, "story", world, "-c", "ada", "--model", spec, "--dtype", "float32",
+                    "--out", tmp_path / "out")
+    assert_fails_cleanly(result, 2, needles, out=tmp_path / "out", root=tmp_path)
+    assert not (isolated_home / "converted").exists() or not any((isolated_home / "converted").iterdir())
+
+
+@pytest.mark.parametrize("flags, needle", [
+    (["--dtype", "float8"], "--dtype must be one of auto, float32, bfloat16, int8"),
+    (["--device", "tpu"], "--device must be one of cpu, cuda, auto, got 'tpu'"),
+])  # fmt: skip
+def test_bad_model_settings(runner, tmp_path, world, tiny_gguf, flags, needle):
+    result = invoke(runner, "story", world, "-c", "ada", "--model", tiny_gguf, *flags, "--out", tmp_path / "out")
+    assert_fails_cleanly(result, 2, [needle], out=tmp_path / "out")
+
+
+# ----------------------------------------------------------------------------- the converted-weights cache
+
+
+def _story_text(runner, world, model_args, *extra):
+    result = invoke(runner, "story", world, "-c", "ada", "--seed", 5, "--max-tokens", 6, "--stdout",
+                    *model_args, *extra)
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output
+    return result
+
+
+def _fail_save(monkeypatch, kind):
+    if kind == "enospc":
+        from safetensors import SafetensorError
+
+        def full(*args, **kwargs):
+            raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+        monkeypatch.setattr("safetensors.torch.save_file", full)
+    else:
+        def denied(*args, **kwargs):
+            raise PermissionError(errno.EACCES, "Permission denied", kwargs.get("dir"))
+
+        monkeypatch.setattr("metagen.generate.tempfile.mkdtemp", denied)
+
+
+@pytest.mark.parametrize("how", ["home-under-a-file", "permission-denied", "enospc"])
+def test_unwritable_cache_only_warns(runner, tmp_path, world, model_args, monkeypatch, isolated_home, how):
+    """The converted cache is an optimisation: when it cannot be written the run still succeeds."""
+    baseline = _story_text(runner, world, model_args).stdout
+    if how == "home-under-a-file":
+        (tmp_path / "a-file").write_text("x", encoding="utf-8")
+        monkeypatch.setenv("METAGEN_HOME", str(tmp_path / "a-file" / "home"))
+    else:
+        monkeypatch.setenv("METAGEN_HOME", str(tmp_path / "other-home"))
+        _fail_save(monkeypatch, how)
+    result = _story_text(runner, world, model_args)
+    assert result.stdout == baseline
+    assert "could not cache the converted model" in result.stderr
+    assert leftovers(tmp_path) == []
+    written = invoke(runner, "story", world, "-c", "ada", "--seed", 5, "--max-tokens", 6, "--out", tmp_path / "out",
+                     *model_args)
+    assert written.exit_code == 0 and len(files_in(tmp_path / "out")) == 1
+
+
+@pytest.mark.parametrize("damage", ["truncate-weights", "empty-weights", "garbage-meta", "no-tokenizer",
+                                    "wrong-shapes"])
+def test_corrupted_cache_is_rebuilt(runner, tmp_path, world, model_args, isolated_home, damage):
+    """A damaged converted copy is noticed, thrown away and rebuilt; the text is the same."""
+    first = _story_text(runner, world, model_args)
+    (folder,) = (isolated_home / "converted").iterdir()
+    weights = folder / "weights.safetensors"
+    size = weights.stat().st_size
+    if damage == "truncate-weights":
+        with open(weights, "r+b") as handle:
+            handle.truncate(size // 3)
+    elif damage == "empty-weights":
+        weights.write_bytes(b"")
+    elif damage == "garbage-meta":
+        (folder / "meta.json").write_text("{not json", encoding="utf-8")
+    elif damage == "no-tokenizer":
+        (folder / "tokenizer.json").unlink()
+    else:
+        from safetensors.torch import save_file
+        import torch
+
+        save_file({"tok_embeddings.weight": torch.zeros(3, 3)}, str(weights))
+    again = _story_text(runner, world, model_args)
+    assert again.stdout == first.stdout
+    assert "is unusable" in again.stderr and "rebuilding it" in again.stderr
+    assert weights.stat().st_size == size and (folder / "tokenizer.json").is_file()
+    third = _story_text(runner, world, model_args)
+    assert "unusable" not in third.stderr and "converting" not in third.stderr
+
+
+# ----------------------------------------------------------------------------- outputs
+
+
+@pytest.mark.parametrize("out, needle", [
+    ("a-file", "output folder a-file is a file"),
+    ("a-file/stories", "cannot create output folder a-file/stories: a-file is a file"),
+])  # fmt: skip
+def test_output_folder_under_a_file(runner, tmp_path, world, no_model, out, needle):
+    (tmp_path / "a-file").write_text("mine\n", encoding="utf-8")
+    result = invoke(runner, "story", world, "-c", "ada", "--out", out)
+    assert_fails_cleanly(result, 1, [needle], root=tmp_path)
+    assert (tmp_path / "a-file").read_text(encoding="utf-8") == "mine\n"
+
+
+def _fail_write(monkeypatch, where: str, error: BaseException):
+    """Make the atomic write fail at one step: half-way through the bytes, at fsync, or at publishing."""
+    import metagen.output as output
+
+    if where == "write":
+        def half(fd, data):
+            os.write(fd, data[: len(data) // 2])
+            raise error
+
+        monkeypatch.setattr(output, "_write_all", half)
+    elif where == "fsync":
+        def fsync(fd):
+            raise error
+
+        monkeypatch.setattr(output.os, "fsync", fsync)
+    else:
+        def link(src, dst):
+            raise error
+
+        monkeypatch.setattr(output.os, "link", link)
+
+
+@pytest.mark.parametrize("where, code, reason", [
+    ("write", errno.ENOSPC, "No space left on device"),
+    ("write", errno.EDQUOT, "Disk quota exceeded"),
+    ("fsync", errno.EIO, "Input/output error"),
+    ("publish", errno.EROFS, "Read-only file system"),
+])  # fmt: skip
+def test_write_that_fails_half_way(runner, tmp_path, world, model_args, monkeypatch, where, code, reason):
+    """exit 1, one line naming the file and the reason, and no partial or temp file."""
+    _fail_write(monkeypatch, where, OSError(code, os.strerror(code)))
+    result = invoke(runner, "story", world, "-c", "ada", "--seed", 3, "--max-tokens", 4, "--out", tmp_path / "out",
+                    *model_args)
+    assert_fails_cleanly(result, 1, ["cannot write", "ada-3.md", reason], out=tmp_path / "out", root=tmp_path)
+
+
+def test_batch_that_runs_out_of_space_keeps_what_it_finished_and_resumes(runner, tmp_path, world, model_args,
+                                                                         monkeypatch):
+    import metagen.output as output
+
+    jobs = tmp_path / "jobs.yaml"
+    jobs.write_text("world: tiny.yaml\nseed: 40\nsettings: {max_new_tokens: 3}\n"
+                    "jobs:\n  - {kind: story, characters: [ada], count: 4}\n", encoding="utf-8")
+    real, calls = output._write_all, []
+
+    def full_on_the_third(fd, data):
+        calls.append(1)
+        if len(calls) == 3:
+            os.write(fd, data[:10])
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real(fd, data)
+
+    monkeypatch.setattr(output, "_write_all", full_on_the_third)
+    out = tmp_path / "out"
+    result = invoke(runner, "batch", jobs, "--out", out, "--batch-size", 1, *model_args)
+    assert_fails_cleanly(result, 1, ["cannot write", "ada-42.md", "No space left on device"], root=tmp_path)
+    assert [p.name for p in files_in(out)] == ["ada-40.md", "ada-41.md"]
+    assert all(is_complete(p) for p in files_in(out))
+    monkeypatch.setattr(output, "_write_all", real)
+    resumed = invoke(runner, "batch", jobs, "--out", out, "--resume", *model_args)
+    assert resumed.exit_code == 0 and "written 2, skipped 2 (resume)" in resumed.stderr
+    assert len(files_in(out)) == 4 and all(is_complete(p) for p in files_in(out))
+
+
+HOSTILE_WORLD = r"""
+world: {id: con, name: "../../Con"}
+locations:
+  - {id: aux, name: "../../up"}
+  - {id: nul, name: "/etc"}
+characters:
+  - {id: ada, name: "../../evil", aliases: ["/etc/passwd", "..\\..\\win"]}
+  - {id: bo, name: "C:\\Windows\\System32"}
+"""
+
+
+@pytest.mark.parametrize("args, name", [
+    (["story", "-c", "../../evil"], "_con/story/ada-1.md"),
+    (["story", "-c", "/etc/passwd", "-l", "../../up"], "_con/story/ada-at-aux-1.md"),
+    (["story", "--premise", "../../../../etc/passwd"], "_con/story/etc-passwd-1.md"),
+    (["describe-scene", "-l", "/etc", "--time", "../../../tmp/x"], "_con/scene/nul-tmp-x-1.md"),
+    (["describe-scene", "-l", "../../up"], "_con/scene/_aux-1.md"),  # AUX: a device name on Windows
+    (["dialogue", "-c", "..\\..\\win,C:\\Windows\\System32", "--turns", "1"], "_con/dialogue/ada-bo-1.md"),
+])  # fmt: skip
+def test_names_never_lead_out_of_the_output_folder(runner, tmp_path, model_args, args, name):
+    (tmp_path / "hostile.yaml").write_text(HOSTILE_WORLD, encoding="utf-8")
+    out = tmp_path / "deep" / "out"
+    before = {p for p in tmp_path.rglob("*") if "metagen-home" not in p.parts}
+    result = invoke(runner, args[0], "hostile.yaml", *args[1:], "--seed", 1, "--max-tokens", 2, "--out", out,
+                    *model_args)
+    assert result.exit_code == 0, result.output
+    assert [p.relative_to(out).as_posix() for p in files_in(out)] == [name]
+    after = {p for p in tmp_path.rglob("*") if "metagen-home" not in p.parts and out not in (p, *p.parents)}
+    assert after == before | {tmp_path / "deep"}
+
+
+def test_a_symlink_out_of_the_output_folder_is_refused(runner, tmp_path, world, no_model):
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    out.mkdir()
+    elsewhere.mkdir()
+    (out / "tinyville").symlink_to(elsewhere, target_is_directory=True)
+    result = invoke(runner, "story", world, "-c", "ada", "--seed", 1, "--out", out)
+    assert_fails_cleanly(result, 1, ["out/tinyville/story/ada-1.md resolves outside the output folder",
+                                     "it resolves to"])
+    assert files_in(elsewhere) == []
+
+
+def test_two_processes_writing_the_same_file(tmp_path, world, wide_gguf):
+    """Same name: exactly one process writes it, the other exits 2 'exists'; another seed also succeeds."""
+    out = tmp_path / "out"
+
+    def start(seed):
+        args = ["story", world, "-c", "ada", "--seed", seed, "--max-tokens", 24, "--out", out,
+                "--model", wide_gguf, "--dtype", "float32"]
+        return subprocess.Popen([sys.executable, "-m", "metagen", *map(str, args)], cwd=tmp_path, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    procs = [start(1), start(1), start(2)]
+    results = [(p.wait(timeout=300), *p.communicate()) for p in procs]
+    for code, stdout, stderr in results:
+        assert "Traceback" not in stdout + stderr
+    same = sorted(results[:2])
+    assert [same[0][0], same[1][0]] == [0, 2], results
+    assert "ada-1.md exists (pass --overwrite to replace it" in same[1][2]
+    assert same[1][2].splitlines()[-1].startswith("error: ")
+    assert results[2][0] == 0
+    names = [p.relative_to(out).as_posix() for p in files_in(out)]
+    assert names == ["tinyville/story/ada-1.md", "tinyville/story/ada-2.md"]
+    assert all(is_complete(p) for p in files_in(out))
+    assert read_piece_file(out / "tinyville/story/ada-1.md")["seed"] == 1
+    assert leftovers(tmp_path) == []
+
+
+# ----------------------------------------------------------------------------- in a real process
+
+SUBPROCESS_CASES = [
+    pytest.param(["worlds", "validate", "ctrl.yaml"], 2, "ctrl.yaml:1:24: the control character U+0008",
+                 id="validate-control-character"),
+    pytest.param(["story", "ctrl.yaml"], 2, "error: ctrl.yaml:1:24: the control character U+0008",
+                 id="story-control-character"),
+    pytest.param(["story", "bomb.yaml"], 2, "error: bomb.yaml:", id="story-alias-bomb"),
+    pytest.param(["story", "tiny.yaml", "-c", "ada", "--premise", b"caf\xe9"], 2,
+                 "error: the premise 'caf\\udce9' is not UTF-8 text", id="premise-latin-1"),
+    pytest.param(["story", "tiny.yaml", "-c", "ada", "--top-p", "1.5"], 2, "error: --top-p must be in (0, 1]",
+                 id="top-p"),
+    pytest.param(["story", "tiny.yaml", "-c", "ada", "--out", "a-file/sub"], 1,
+                 "error: cannot create output folder a-file/sub", id="out-under-a-file"),
+    pytest.param(["story", "tiny.yaml", "-c", "ada", "--model", KNOWN], 2,
+                 f"error: model {KNOWN} is not in the cache", id="model-offline"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("args", "code", "needle"), SUBPROCESS_CASES)
+def test_real_process_prints_one_line_and_no_traceback(tmp_path, world, args, code, needle):
+    (tmp_path / "ctrl.yaml").write_bytes(b'world: {id: w, name: "A\x08B"}\n')
+    (tmp_path / "bomb.yaml").write_text(alias_bomb(), encoding="utf-8")
+    (tmp_path / "a-file").write_text("x", encoding="utf-8")
+    done = run_metagen(*args, cwd=tmp_path)
+    stderr = done.stderr.decode("utf-8", "replace")
+    assert done.returncode == code, stderr
+    assert "Traceback" not in stderr and done.stdout == b""
+    (line,) = stderr.splitlines()
+    assert line.startswith(needle), line
+    assert not (tmp_path / "out").exists()

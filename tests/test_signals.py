@@ -1,0 +1,183 @@
+"""Interruptions never cost the user anything (issue 7).
+
+Real signals go to a real `python -m metagen` process running the tiny model: SIGINT
+exits 130 and SIGTERM 143, with one `error:` line, no traceback, no partial or temp file,
+and a batch says how far it got; `metagen batch --resume` then finishes the rest. An
+interrupt in the middle of writing a file is simulated in-process, where it can be placed
+exactly.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from metagen.cli import app
+from metagen.output import is_complete
+
+WORLD = """\
+world: {id: tinyville, name: Tinyville}
+style: {length: short, length_words: {short: 20, medium: 40, long: 80}}
+locations:
+  - {id: well, name: The Well}
+characters:
+  - {id: ada, name: Ada}
+  - {id: bo, name: Bo}
+"""
+JOBS = """\
+world: tiny.yaml
+seed: 100
+settings: {max_new_tokens: 40, min_new_tokens: 40}
+jobs:
+  - {kind: story, characters: [ada], count: 10}
+"""
+SIGNALS = [
+    pytest.param(signal.SIGINT, 130, "error: interrupted (SIGINT); nothing partial was written", id="SIGINT"),
+    pytest.param(signal.SIGTERM, 143, "error: terminated by SIGTERM", id="SIGTERM"),
+]
+
+
+@pytest.fixture(scope="session")
+def wide_gguf(tmp_path_factory) -> Path:
+    """The tiny test model with a 1024-token window."""
+    from conftest import write_tiny_gguf
+
+    return write_tiny_gguf(tmp_path_factory.mktemp("wide") / "wide.gguf", max_seq_len=1024)
+
+
+@pytest.fixture
+def model_args(wide_gguf) -> list[str]:
+    return ["--model", str(wide_gguf), "--dtype", "float32"]
+
+
+@pytest.fixture
+def world(tmp_path) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(WORLD, encoding="utf-8")
+    return path
+
+
+def files_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+
+
+def leftovers(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.name.endswith((".tmp", ".part")) or p.name.startswith(".staging-")]
+
+
+def start(args: list, cwd: Path) -> subprocess.Popen:
+    """`python -m metagen ARGS` with stderr piped (stdout is not needed)."""
+    return subprocess.Popen([sys.executable, "-m", "metagen", *map(str, args)], cwd=cwd, text=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def read_until(proc: subprocess.Popen, marker: str) -> str:
+    """stderr up to and including the first line that holds marker (stderr is line-buffered)."""
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if marker in line:
+            return "".join(seen)
+    proc.wait(timeout=60)
+    pytest.fail(f"metagen ended ({proc.returncode}) before {marker!r}: {''.join(seen)}")
+
+
+def check_stderr(stderr: str, last_line: str) -> list[str]:
+    assert "Traceback" not in stderr, stderr
+    lines = stderr.splitlines()
+    assert lines[-1] == last_line, stderr
+    assert [line for line in lines if line.startswith("error:")] == [last_line]
+    return lines
+
+
+@pytest.mark.parametrize(("signum", "code", "last_line"), SIGNALS)
+def test_signal_during_a_batch_keeps_what_was_finished_and_resume_does_the_rest(
+        runner, tmp_path, world, model_args, signum, code, last_line):
+    (tmp_path / "jobs.yaml").write_text(JOBS, encoding="utf-8")
+    out = tmp_path / "out"
+    proc = start(["batch", "jobs.yaml", "--out", out, "--batch-size", 1, *model_args], tmp_path)
+    seen = read_until(proc, "wrote ")  # the first file is written and counted
+    proc.send_signal(signum)
+    stderr = seen + proc.communicate(timeout=120)[1]
+    assert proc.returncode == code, stderr
+    lines = check_stderr(stderr, last_line)
+    said = [line for line in lines if line.startswith("interrupted after ")]
+    assert len(said) == 1 and said[0].endswith(" of 10; rerun with --resume to finish"), stderr
+    finished = int(said[0].split()[2])
+    written = files_in(out)
+    assert 1 <= finished <= len(written) <= finished + 1  # one more may land between the signal and the count
+    assert len(written) < 10
+    assert all(is_complete(p) for p in written)
+    assert leftovers(tmp_path) == []
+
+    resumed = runner.invoke(app, ["batch", "jobs.yaml", "--out", str(out), "--resume", *model_args])
+    assert resumed.exit_code == 0, resumed.output
+    assert f"written {10 - len(written)}, skipped {len(written)} (resume)" in resumed.stderr
+    assert [p.name for p in files_in(out)] == [f"ada-{seed}.md" for seed in range(100, 110)]
+    assert all(is_complete(p) for p in files_in(out))
+
+
+@pytest.mark.parametrize(("signum", "code", "last_line"), SIGNALS)
+def test_signal_during_a_story_writes_nothing(tmp_path, world, model_args, signum, code, last_line):
+    out = tmp_path / "out"
+    proc = start(["-v", "story", "tiny.yaml", "-c", "ada", "--seed", 1, "--max-tokens", 700, "--min-tokens", 700,
+                  "--out", out, *model_args], tmp_path)
+    seen = read_until(proc, "metagen.generate: loaded")  # -v logs it just before generation starts
+    time.sleep(0.2)
+    proc.send_signal(signum)
+    stderr = seen + proc.communicate(timeout=120)[1]
+    assert proc.returncode == code, stderr
+    check_stderr(stderr, last_line)
+    assert files_in(out) == []
+    assert leftovers(tmp_path) == []
+
+
+def _interrupt_during_write(monkeypatch, on_call: int):
+    """KeyboardInterrupt half-way through the bytes of the on_call-th file written."""
+    import metagen.output as output
+
+    real, calls = output._write_all, []
+
+    def write(fd, data):
+        calls.append(1)
+        if len(calls) == on_call:
+            os.write(fd, data[: len(data) // 2])
+            raise KeyboardInterrupt
+        real(fd, data)
+
+    monkeypatch.setattr(output, "_write_all", write)
+    return lambda: monkeypatch.setattr(output, "_write_all", real)
+
+
+def test_interrupt_in_the_middle_of_a_write_leaves_no_partial_file(runner, tmp_path, world, model_args, monkeypatch):
+    _interrupt_during_write(monkeypatch, on_call=2)
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["story", "tiny.yaml", "-c", "ada", "--seed", 7, "-n", 3, "--max-tokens", 4,
+                                 "--out", str(out), *model_args])
+    assert result.exit_code == 130, result.output
+    lines = check_stderr(result.stderr, "error: interrupted (SIGINT); nothing partial was written")
+    (written,) = files_in(out)  # the first of three; the second was cut off mid-write
+    assert written.name == "ada-7.md" and is_complete(written)
+    assert f"wrote {written}" in lines
+    assert leftovers(tmp_path) == []
+
+
+def test_interrupt_in_the_middle_of_a_batch_write(runner, tmp_path, world, model_args, monkeypatch):
+    (tmp_path / "jobs.yaml").write_text(JOBS.replace("40", "3"), encoding="utf-8")
+    restore = _interrupt_during_write(monkeypatch, on_call=3)
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["batch", "jobs.yaml", "--out", str(out), "--batch-size", 4, *model_args])
+    assert result.exit_code == 130, result.output
+    lines = check_stderr(result.stderr, "error: interrupted (SIGINT); nothing partial was written")
+    assert "interrupted after 2 of 10; rerun with --resume to finish" in lines
+    assert [p.name for p in files_in(out)] == ["ada-100.md", "ada-101.md"]
+    assert leftovers(tmp_path) == []
+    restore()
+    resumed = runner.invoke(app, ["batch", "jobs.yaml", "--out", str(out), "--resume", *model_args])
+    assert resumed.exit_code == 0 and "written 8, skipped 2 (resume)" in resumed.stderr
