@@ -123,10 +123,10 @@ class RMSNorm(nn.Module):
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(dim), requires_grad=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # Normalize in float32 whatever the activation dtype, as the reference does;
+    def forward(self, x: torch.Tensor, out_dtype: torch.dtype) -> torch.Tensor:
+        # Normalize in float32 whatever the matmul dtype, as the reference does;
         # F.rms_norm does it in one kernel instead of six.
-        return F.rms_norm(x.float(), (x.shape[-1],), self.weight, self.eps).to(x.dtype)
+        return F.rms_norm(x.float(), (x.shape[-1],), self.weight, self.eps).to(out_dtype)
 
 
 class KVCache:
@@ -232,8 +232,10 @@ class TransformerBlock(nn.Module):
         self.ffn_norm = RMSNorm(args.dim, args.norm_eps)
 
     def forward(self, x, cos, sin, cache, layer, mask):
-        h = x + self.attention(self.attention_norm(x), cos, sin, cache, layer, mask)
-        return h + self.feed_forward(self.ffn_norm(h))
+        # x is the float32 residual stream; only the matmul inputs take the compact dtype.
+        act = cos.dtype
+        h = x + self.attention(self.attention_norm(x, act), cos, sin, cache, layer, mask)
+        return h + self.feed_forward(self.ffn_norm(h, act))
 
 
 class Transformer(nn.Module):
@@ -244,7 +246,7 @@ class Transformer(nn.Module):
         self.args = args
         self.layers = nn.ModuleList(TransformerBlock(args) for _ in range(args.n_layers))
         self.norm = RMSNorm(args.dim, args.norm_eps)
-        self.tok_embeddings: torch.Tensor | None = None  # (V, dim), float for lookup
+        self.tok_embeddings: torch.Tensor | None = None  # (V, dim) float32, for the lookup
         self.output: WeightLinear | None = None
         self.weight_format = "float32"
         self._rope_len = 0
@@ -259,14 +261,18 @@ class Transformer(nn.Module):
         model.weight_format = weight_format
         t = {name: torch.as_tensor(value) for name, value in tensors.items()}
         act = torch.float32 if weight_format == "float32" else torch.bfloat16
-        embeddings = t["tok_embeddings.weight"].float()
-        model.tok_embeddings = embeddings.to(act).contiguous()
-        if args.tied_embeddings and weight_format in ("float32", "bfloat16"):
+        embeddings = t["tok_embeddings.weight"].float().contiguous()
+        # The residual stream stays float32 in every format (errors would otherwise pile up
+        # over the layers), so the lookup table does too.
+        model.tok_embeddings = embeddings
+        if args.tied_embeddings and weight_format == "float32":
             # One (V, dim) matrix serves both the lookup and the output head.
             model.output = WeightLinear.from_stored(model.tok_embeddings, None, weight_format)
         else:
             out_weight = embeddings if args.tied_embeddings else t["output.weight"].float()
-            model.output = WeightLinear(out_weight, weight_format)
+            # GGUF files keep the output head at 8 bits or more (Q8_0 or Q6_K): 4 bits there
+            # costs more quality than anywhere else, so int4 models keep an int8 head.
+            model.output = WeightLinear(out_weight, "int8" if weight_format == "int4" else weight_format)
         model.norm.weight.data = t["norm.weight"].float()
         for i, block in enumerate(model.layers):
             p = f"layers.{i}."
@@ -383,13 +389,13 @@ class Transformer(nn.Module):
             mask = mask | (keys[None, None, None, :] == slots[None, None, :, None])
         act = self.activation_dtype
         cos, sin = cos.to(act), sin.to(act)
-        x = F.embedding(tokens, self.tok_embeddings)  # (B, T, dim)
+        x = F.embedding(tokens, self.tok_embeddings).float()  # (B, T, dim), the residual stream
         for layer, block in enumerate(self.layers):
             x = block(x, cos, sin, cache, layer, mask)
         cache.length = start + T
         if last_only:
             x = x[:, -1:]
-        return self.output(self.norm(x)).float()
+        return self.output(self.norm(x, act)).float()
 
 
 def random_weights(args: ModelArgs, seed: int = 0) -> dict[str, torch.Tensor]:
