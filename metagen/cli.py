@@ -16,6 +16,13 @@ import click
 import typer
 from typer.core import TyperGroup
 
+try:  # Typer 0.2x vendors click; its parser raises its own exception classes
+    from typer._click import exceptions as click_errors
+    from typer.core import Abort
+except ImportError:  # pragma: no cover - older Typer on the real click
+    from click import exceptions as click_errors
+    from click.exceptions import Abort
+
 from metagen import __version__
 from metagen.commands.batch import batch
 from metagen.commands.eval import eval_command
@@ -44,6 +51,25 @@ def _raise_terminated(signum, frame):  # pragma: no cover - exercised through a 
 
 class MetagenGroup(TyperGroup):
     """The root group: maps library errors and signals to one stderr line and an exit code."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        """Usage errors (a bad flag value, a missing argument) as one line too, not a panel."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click_errors.NoArgsIsHelpError as error:
+            click.echo(error.ctx.get_help() if error.ctx else error.format_message())
+            sys.exit(error.exit_code)
+        except click_errors.ClickException as error:
+            where = getattr(getattr(error, "ctx", None), "command_path", None) or "metagen"
+            message = " ".join(error.format_message().split())
+            click.echo(f"error: {message} (see '{where} --help')", err=True)
+            sys.exit(error.exit_code)
+        except Abort:
+            click.echo("error: interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        sys.exit(result if isinstance(result, int) else 0)
 
     def invoke(self, ctx: click.Context):
         previous = signal.getsignal(signal.SIGTERM)
