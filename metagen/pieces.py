@@ -125,6 +125,7 @@ def effective_config(world: World, kind: str, job_settings: Mapping[str, Any] | 
     For a dialogue, max_new_tokens is per line.
     """
     layers = [world.generation_defaults(kind), job_settings, cli_settings]
+    _check_world_defaults(world, kind, layers[0])
     given = any(layer and layer.get("max_new_tokens") is not None for layer in layers)
     base = None if given else {"max_new_tokens": default_max_tokens(world, kind, request)}
     cfg = merge_settings(base, *layers)
@@ -132,6 +133,17 @@ def effective_config(world: World, kind: str, job_settings: Mapping[str, Any] | 
     if banned != cfg.banned:
         cfg = dataclasses.replace(cfg, banned=banned)
     return cfg
+
+
+def _check_world_defaults(world: World, kind: str, layer: Mapping[str, Any] | None) -> None:
+    """A bad value in a world's defaults is named by file and field, not by a flag never typed."""
+    for key, value in (layer or {}).items():
+        try:
+            GenerationConfig.from_dict({key: value})
+        except ConfigError as error:
+            section = kind if key in (world.defaults.get(kind) or {}) else "all"
+            raise ConfigError(f"{world.path}: defaults.{section}.{key}: {error.message}",
+                              hint="fix the value in the world file") from error
 
 
 def seeds_for(count: int, seed: int | None) -> list[int]:

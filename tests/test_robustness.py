@@ -439,8 +439,6 @@ def test_bad_world_defaults_fail_before_the_model(runner, tmp_path, no_model, te
     assert_fails_cleanly(result, 2, [needle], out=tmp_path / "out")
 
 
-@pytest.mark.xfail(strict=True, reason="a bad setting in the world's defaults: is reported under the command-line "
-                   "flag's name (--top-p), without the world file or defaults.story.top_p")
 def test_bad_world_defaults_name_the_file_and_field(runner, tmp_path, no_model):
     (tmp_path / "world.yaml").write_text(TINY_WORLD + "defaults: {story: {top_p: 7}}\n", encoding="utf-8")
     result = invoke(runner, "story", "world.yaml", "-c", "ada", "--out", tmp_path / "out")
