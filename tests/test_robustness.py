@@ -303,7 +303,9 @@ try:
     message = "loaded"
 except WorldError as error:
     message = error.one_line()
-print(time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+# VmHWM is this process's own peak; ru_maxrss would carry the forking parent's peak over exec.
+peak = [int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:")]
+print(time.perf_counter() - start, peak[0] if peak else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 print(message)
 """
 

@@ -73,8 +73,11 @@ def leftovers(root: Path) -> list[Path]:
 
 def start(args: list, cwd: Path) -> subprocess.Popen:
     """`python -m metagen ARGS` with stderr piped (stdout is not needed)."""
+    # A shell's background jobs start with SIGINT ignored, and Python then never installs its
+    # Ctrl-C handler; restore the default so the child behaves as in a terminal.
     return subprocess.Popen([sys.executable, "-m", "metagen", *map(str, args)], cwd=cwd, text=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def read_until(proc: subprocess.Popen, marker: str) -> str:
