@@ -361,6 +361,40 @@ def kind_config(world: World, kind: str, settings: dict, max_tokens: int = DEFAU
     return effective_config(world, kind, None, layer)
 
 
+PROMPT_VARIANTS = ("metagen", "no-lore", "lead-name")  # for stories and scenes; dialogue is always metagen's
+
+
+def check_variant(variant: str) -> str:
+    """The prompt variant, checked."""
+    if variant not in PROMPT_VARIANTS:
+        raise ConfigError(f"--prompt-variant must be one of {', '.join(PROMPT_VARIANTS)}, got {variant!r}",
+                          hint=did_you_mean(variant, PROMPT_VARIANTS))
+    return variant
+
+
+def lead_text(world: World, request: Request) -> str:
+    """How the lead-name variant starts an answer: a scene's place, a story's first character."""
+    resolved = resolve_request(world, request)
+    name = resolved.location.name if request.kind == "scene" else resolved.characters[0].name
+    return name[:1].upper() + name[1:]
+
+
+def _variant_pieces(generator, world: World, requests: list[Request], cfg, seeds: list[int], variant: str):
+    """Stories or scenes from an experimental prompt: (request dict, seed, text, tokens, finish) each."""
+    from metagen.prompts import build_prompt
+
+    ids, leads = [], []
+    for request in requests:
+        prompt = build_prompt(world, request, count_tokens=generator.count_tokens,
+                              context_length=generator.context_length, max_new_tokens=cfg.max_new_tokens,
+                              lore_budget=0 if variant == "no-lore" else None)
+        leads.append(lead_text(world, request) if variant == "lead-name" else "")
+        ids.append(generator.tokenizer.encode(generator.tokenizer.render_chat(prompt.messages) + leads[-1]))
+    done = generator.complete(ids, cfg, seeds=seeds)
+    return [(r.to_dict(), s, (lead + c.text).strip(), c.output_tokens, c.finish_reason)
+            for r, s, lead, c in zip(requests, seeds, leads, done)]
+
+
 def _chunks(items: list, size: int) -> list[list]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
@@ -368,14 +402,20 @@ def _chunks(items: list, size: int) -> list[list]:
 def run_eval(generator, worlds: Sequence[World], *, kinds: Sequence[str] = KINDS, seeds: Sequence[int] = (1,),
              max_requests: int = DEFAULT_MAX_REQUESTS, turns: int = DEFAULT_TURNS, settings: dict | None = None,
              max_tokens: int = DEFAULT_MAX_TOKENS, baseline: bool = True, batch_size: int = DEFAULT_BATCH,
-             progress: Callable[[str], None] | None = None) -> EvalRun:
-    """Answer every world's grid with every seed, by metagen and (with baseline) by the naive prompt."""
+             variant: str = "metagen", progress: Callable[[str], None] | None = None) -> EvalRun:
+    """Answer every world's grid with every seed, by metagen and (with baseline) by the naive prompt.
+
+    Args:
+        variant: metagen (the commands' prompts), or an experiment for stories and scenes:
+            no-lore (no lore in the prompt), lead-name (the answer starts with the first name).
+    """
     from metagen.pieces import compose
 
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
+    check_variant(variant)
     run = EvalRun(settings={"kinds": list(kinds), "seeds": list(seeds), "max_requests": max_requests,
-                            "turns": turns, "max_tokens": max_tokens, "baseline": baseline,
+                            "turns": turns, "max_tokens": max_tokens, "baseline": baseline, "variant": variant,
                             "batch_size": batch_size, "flags": {k: v for k, v in (settings or {}).items()
                                                                 if v is not None}, "configs": {}},
                   model=generator.info.to_dict())
@@ -389,13 +429,18 @@ def run_eval(generator, worlds: Sequence[World], *, kinds: Sequence[str] = KINDS
             for chunk in _chunks(items, batch_size):
                 # a. metagen: the command's own prompt building (and turn-by-turn dialogue)
                 started = time.perf_counter()
-                result = compose(generator, world, [r for r, _ in chunk], cfg, seeds=[s for _, s in chunk])
+                if variant != "metagen" and kind != "dialogue":
+                    made = _variant_pieces(generator, world, [r for r, _ in chunk], cfg, [s for _, s in chunk],
+                                           variant)
+                    answers = [(*m, []) for m in made]
+                else:
+                    result = compose(generator, world, [r for r, _ in chunk], cfg, seeds=[s for _, s in chunk])
+                    answers = [(p.request, p.seed, p.text, p.output_tokens, p.finish_reason,
+                                [(t["speaker"], t["line"]) for t in p.turns]) for p in result.pieces]
                 run.seconds[(world.id, kind, "metagen")] += time.perf_counter() - started
-                for piece in result.pieces:
-                    turns_ = [(t["speaker"], t["line"]) for t in piece.turns]
-                    run.outputs.append(score(world, Output(world.id, kind, "metagen", piece.request, piece.seed,
-                                                           piece.text, piece.output_tokens, piece.finish_reason,
-                                                           turns_), vocabulary))
+                for request, seed, text, tokens, finish, turns_ in answers:
+                    run.outputs.append(score(world, Output(world.id, kind, "metagen", request, seed, text, tokens,
+                                                           finish, turns_), vocabulary))
                 if baseline:
                     # b. baseline: one naive line, the same settings; a dialogue is one free completion
                     base_cfg = cfg

@@ -269,6 +269,22 @@ def test_report_without_baseline(world, long_generator):
     assert [o["system"] for o in report["outputs"]] == ["metagen"]
 
 
+@pytest.mark.parametrize("variant", ["lead-name", "no-lore"])
+def test_prompt_variants(world, long_generator, variant):
+    run = E.run_eval(long_generator, [world], kinds=("story", "scene"), seeds=[1], max_requests=1,
+                     settings={"max_new_tokens": 4}, baseline=False, variant=variant)
+    story, scene = run.outputs
+    assert run.settings["variant"] == variant and story.output_tokens <= 4
+    if variant == "lead-name":
+        assert story.text.startswith("Queen Ada Vær") and scene.text.startswith("The Old Well")
+
+
+def test_prompt_variant_is_checked(world, long_generator):
+    with pytest.raises(ConfigError, match="--prompt-variant") as error:
+        E.run_eval(long_generator, [world], variant="nolore")
+    assert error.value.hint == "did you mean 'no-lore'?"
+
+
 def test_misses_are_listed(world):
     request = {"location": "well", "time": None, "weather": None, "mood": None, "characters": []}
     outs = [E.score(world, output("scene", "Rain on the stones.", request), E.world_vocabulary(world))]
@@ -311,6 +327,7 @@ def test_cli_end_to_end(runner, world_file, long_gguf, tmp_path):
     (["--kinds", "poem"], "unknown kind 'poem'"),
     (["--max-requests", "0"], "--max-requests"),
     (["--temperature", "-1"], "--temperature"),
+    (["--prompt-variant", "short"], "--prompt-variant"),
 ])
 def test_cli_bad_input(runner, world_file, args, message):
     result = runner.invoke(app, ["eval", str(world_file), *args])

@@ -19,6 +19,7 @@ MaxRequests = Annotated[int, typer.Option("--max-requests", min=1, help="Most re
 Turns = Annotated[int, typer.Option("--turns", min=1, help="Lines per dialogue.")]
 Baseline = Annotated[bool, typer.Option("--baseline/--no-baseline", help="Also answer each request with a naive one-line prompt.")]
 BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="Stories or scenes decoded together.")]
+Variant = Annotated[str, typer.Option("--prompt-variant", help="Experiment for stories and scenes: metagen (the commands' prompts) | no-lore | lead-name (the answer starts with the first name).")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")]
 
 
@@ -32,6 +33,7 @@ def eval_command(
     turns: Turns = 4,
     baseline: Baseline = True,
     batch_size: BatchSize = 8,
+    prompt_variant: Variant = "metagen",
     quiet: Quiet = False,
     *,
     settings: dict,
@@ -48,6 +50,7 @@ def eval_command(
     # a. everything that can fail before the model loads
     loaded = [load_world(path) for path in worlds]
     kind_list = evaluation.parse_kinds(kinds)
+    evaluation.check_variant(prompt_variant)
     for world in loaded:
         evaluation.build_grid(world, kind_list, max_requests, turns)
         for kind in kind_list:
@@ -61,7 +64,7 @@ def eval_command(
     progress = progress_to_stderr(quiet)
     run = evaluation.run_eval(generator, loaded, kinds=kind_list, seeds=seed_list, max_requests=max_requests,
                               turns=turns, settings={**settings, "seed": None}, baseline=baseline,
-                              batch_size=batch_size, progress=progress)
+                              batch_size=batch_size, variant=prompt_variant, progress=progress)
     report = evaluation.build_report(run, loaded)
     markdown = evaluation.render_markdown(report)
     json_path = write_atomic(out / "report.json", json.dumps(report, indent=1, ensure_ascii=False) + "\n",
