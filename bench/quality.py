@@ -14,6 +14,7 @@ import datetime as dt
 import json
 import math
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 
@@ -119,7 +120,12 @@ def measure(threads: int) -> dict:
         del generator
     import metagen
 
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=BENCH.parent,
+                            capture_output=True, text=True).stdout.strip() or None
+    dirty = subprocess.run(["git", "status", "--porcelain", "--", "metagen"], cwd=BENCH.parent,
+                           capture_output=True, text=True).stdout.strip()
     return {
+        "commit": commit, "metagen_dirty": bool(dirty),
         "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "command": shlex.join(["python", "bench/quality.py", *sys.argv[1:]]),
         "metagen": metagen.__version__, "torch": torch.__version__, "threads": torch.get_num_threads(),
@@ -132,7 +138,8 @@ def render_markdown(quality: dict) -> str:
     lines = [
         QUALITY_HEADING,
         "",
-        f"Written by `{quality['command']}` on {quality['date']} (metagen {quality['metagen']}, "
+        f"Written by `{quality['command']}` on {quality['date']} (metagen {quality['metagen']} at commit "
+        f"{quality.get('commit')}{' with uncommitted changes in metagen/' if quality.get('metagen_dirty') else ''}, "
         f"torch {quality['torch']}, {quality['threads']} threads).",
         f"Perplexity of a fixed {quality['text_tokens']}-token English text (bench/quality.py, one "
         "teacher-forced forward pass); top-1 agreement: positions where the most likely next token",
