@@ -32,11 +32,11 @@ DEFAULT_BATCH_SIZE = 8
 
 _TOP_KEYS = ("world", "out", "format", "seed", "settings", "jobs")
 _JOB_KEYS = ("id", "kind", "world", "characters", "location", "premise", "length", "time", "weather", "mood",
-             "topic", "turns", "order", "settings", "count", "seed", "format")
+             "topic", "turns", "order", "opening", "settings", "count", "seed", "format")
 # Request fields each kind accepts (others are an error, so a typo never goes unnoticed).
 _KIND_FIELDS = {
-    "story": ("characters", "location", "premise", "length"),
-    "scene": ("location", "time", "weather", "mood", "characters"),
+    "story": ("characters", "location", "premise", "length", "opening"),
+    "scene": ("location", "time", "weather", "mood", "characters", "opening"),
     "dialogue": ("characters", "location", "topic", "turns", "order"),
 }
 
@@ -304,6 +304,8 @@ def _read_job(problems: _Problems, node, i: int, folder: Path, default_world: Pa
             fields[key] = _scalar(problems, items[key], f"{at}.{key}", (str,), "text")
     if "turns" in items:
         fields["turns"] = _scalar(problems, items["turns"], f"{at}.turns", (int,), "a whole number")
+    if "opening" in items:
+        fields["opening"] = _scalar(problems, items["opening"], f"{at}.opening", (bool,), "true or false")
     if "characters" in items:
         from metagen.pieces import split_ids
 

@@ -12,7 +12,6 @@ import signal
 import sys
 from typing import Annotated
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -59,19 +58,19 @@ class MetagenGroup(TyperGroup):
         try:
             result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click_errors.NoArgsIsHelpError as error:
-            click.echo(error.ctx.get_help() if error.ctx else error.format_message())
+            typer.echo(error.ctx.get_help() if error.ctx else error.format_message())
             sys.exit(error.exit_code)
         except click_errors.ClickException as error:
             where = getattr(getattr(error, "ctx", None), "command_path", None) or "metagen"
             message = " ".join(error.format_message().split())
-            click.echo(f"error: {message} (see '{where} --help')", err=True)
+            typer.echo(f"error: {message} (see '{where} --help')", err=True)
             sys.exit(error.exit_code)
         except Abort:
-            click.echo("error: interrupted", err=True)
+            typer.echo("error: interrupted", err=True)
             sys.exit(EXIT_INTERRUPTED)
         sys.exit(result if isinstance(result, int) else 0)
 
-    def invoke(self, ctx: click.Context):
+    def invoke(self, ctx: typer.Context):
         previous = signal.getsignal(signal.SIGTERM)
         try:
             signal.signal(signal.SIGTERM, _raise_terminated)
@@ -80,10 +79,10 @@ class MetagenGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except MetagenError as error:
-            click.echo(f"error: {error.one_line()}", err=True)
+            typer.echo(f"error: {error.one_line()}", err=True)
             ctx.exit(error.exit_code)
         except KeyboardInterrupt:
-            click.echo("error: interrupted (SIGINT); nothing partial was written", err=True)
+            typer.echo("error: interrupted (SIGINT); nothing partial was written", err=True)
             ctx.exit(EXIT_INTERRUPTED)
         finally:
             if previous is not None:

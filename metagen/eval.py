@@ -263,7 +263,9 @@ class Output:
     output_tokens: int
     finish_reason: str
     turns: list[tuple[str, str]] = field(default_factory=list)  # dialogue: (speaker label, line)
+    opening: str = ""  # the first words of text, written by metagen rather than the model
     missing: list[str] = field(default_factory=list)  # requested names the text never gives
+    missing_written: list[str] = field(default_factory=list)  # ... that the model's words (after the opening) never give
     cast_turns: int = 0  # dialogue: turns spoken by a requested character
     unknown: list[list[str]] = field(default_factory=list)  # per line (dialogue) or one list (others)
     banned: int = 0
@@ -287,9 +289,11 @@ def score(world: World, output: Output, vocabulary: frozenset[str]) -> Output:
         output.missing = [c.name for c in cast if c.id not in speakers and not names_any(spoken, character_forms(c))]
         output.unknown = [unknown_names(line, vocabulary) for _, line in output.turns]
     else:
-        output.missing = [c.name for c in cast if not names_any(output.text, character_forms(c))]
-        if resolved.location and not names_any(output.text, location_forms(resolved.location)):
-            output.missing.append(resolved.location.name)
+        written = output.text[len(output.opening):] if output.text.startswith(output.opening) else output.text
+        for text, missing in ((output.text, output.missing), (written, output.missing_written)):
+            missing[:] = [c.name for c in cast if not names_any(text, character_forms(c))]
+            if resolved.location and not names_any(text, location_forms(resolved.location)):
+                missing.append(resolved.location.name)
         output.unknown = [unknown_names(output.text, vocabulary)]
     output.banned = banned_hits(output.text, world.content.banned_words)
     output.repetition = repetition(output.text)
@@ -318,6 +322,9 @@ def summarize(outputs: Sequence[Output], seconds: float) -> dict:
     out = {
         "outputs": n,
         "grounding": _mean([float(not o.missing) for o in outputs]),
+        # the same, counting only what the model wrote after metagen's opening words
+        "grounding_model": _mean([float(not (o.missing_written if o.kind != "dialogue" else o.missing))
+                                  for o in outputs]),
         "unknown_names": _mean([float(bool(u)) for u in units]),
         "banned_hits": sum(o.banned for o in outputs),
         "repetition": _mean([o.repetition for o in outputs]),
@@ -361,38 +368,48 @@ def kind_config(world: World, kind: str, settings: dict, max_tokens: int = DEFAU
     return effective_config(world, kind, None, layer)
 
 
-PROMPT_VARIANTS = ("metagen", "no-lore", "lead-name")  # for stories and scenes; dialogue is always metagen's
+# Experiments for stories and scenes (dialogue is always metagen's): name -> (lore budget,
+# opening style), None meaning the commands' own choice.
+PROMPT_VARIANTS = {
+    "metagen": (None, None),
+    "no-opening": (None, "none"),
+    "no-lore": (0, None),
+    "story-opening-first-name": (None, "first-name"),
+    "story-opening-cast": (None, "cast"),
+    "story-opening-place-cast": (None, "place-cast"),
+}
 
 
 def check_variant(variant: str) -> str:
     """The prompt variant, checked."""
     if variant not in PROMPT_VARIANTS:
         raise ConfigError(f"--prompt-variant must be one of {', '.join(PROMPT_VARIANTS)}, got {variant!r}",
-                          hint=did_you_mean(variant, PROMPT_VARIANTS))
+                          hint=did_you_mean(variant, list(PROMPT_VARIANTS)))
     return variant
 
 
-def lead_text(world: World, request: Request) -> str:
-    """How the lead-name variant starts an answer: a scene's place, a story's first character."""
-    resolved = resolve_request(world, request)
-    name = resolved.location.name if request.kind == "scene" else resolved.characters[0].name
-    return name[:1].upper() + name[1:]
-
-
 def _variant_pieces(generator, world: World, requests: list[Request], cfg, seeds: list[int], variant: str):
-    """Stories or scenes from an experimental prompt: (request dict, seed, text, tokens, finish) each."""
-    from metagen.prompts import build_prompt
+    """Stories or scenes from an experimental prompt: (request dict, seed, text, tokens, finish, opening) each."""
+    from metagen.prompts import SCENE_OPENING, build_prompt
 
-    ids, leads = [], []
+    lore_budget, style = PROMPT_VARIANTS[variant]
+    prompts = []
     for request in requests:
-        prompt = build_prompt(world, request, count_tokens=generator.count_tokens,
-                              context_length=generator.context_length, max_new_tokens=cfg.max_new_tokens,
-                              lore_budget=0 if variant == "no-lore" else None)
-        leads.append(lead_text(world, request) if variant == "lead-name" else "")
-        ids.append(generator.tokenizer.encode(generator.tokenizer.render_chat(prompt.messages) + leads[-1]))
-    done = generator.complete(ids, cfg, seeds=seeds)
-    return [(r.to_dict(), s, (lead + c.text).strip(), c.output_tokens, c.finish_reason)
-            for r, s, lead, c in zip(requests, seeds, leads, done)]
+        kind_style = style if style is None or request.kind == "story" or style == "none" else SCENE_OPENING
+        prompts.append(build_prompt(world, request, count_tokens=generator.count_tokens,
+                                    context_length=generator.context_length, max_new_tokens=cfg.max_new_tokens,
+                                    lore_budget=lore_budget, opening_style=kind_style))
+    render = generator.tokenizer.render_chat
+    done = generator.complete([generator.tokenizer.encode(p.text(render)) for p in prompts], cfg, seeds=seeds)
+    return [(r.to_dict(), s, (p.opening + c.text).strip(), c.output_tokens, c.finish_reason, p.opening)
+            for r, s, p, c in zip(requests, seeds, prompts, done)]
+
+
+def _opening(world: World, request: dict) -> str:
+    """The words metagen's commands start an answer to this request with."""
+    from metagen.prompts import answer_opening
+
+    return answer_opening(resolve_request(world, _request(request)))
 
 
 def _chunks(items: list, size: int) -> list[list]:
@@ -406,8 +423,8 @@ def run_eval(generator, worlds: Sequence[World], *, kinds: Sequence[str] = KINDS
     """Answer every world's grid with every seed, by metagen and (with baseline) by the naive prompt.
 
     Args:
-        variant: metagen (the commands' prompts), or an experiment for stories and scenes:
-            no-lore (no lore in the prompt), lead-name (the answer starts with the first name).
+        variant: metagen (the commands' prompts), or an experiment for stories and scenes
+            (PROMPT_VARIANTS: no opening words, no lore, another story opening).
     """
     from metagen.pieces import compose
 
@@ -435,12 +452,12 @@ def run_eval(generator, worlds: Sequence[World], *, kinds: Sequence[str] = KINDS
                     answers = [(*m, []) for m in made]
                 else:
                     result = compose(generator, world, [r for r, _ in chunk], cfg, seeds=[s for _, s in chunk])
-                    answers = [(p.request, p.seed, p.text, p.output_tokens, p.finish_reason,
+                    answers = [(p.request, p.seed, p.text, p.output_tokens, p.finish_reason, _opening(world, p.request),
                                 [(t["speaker"], t["line"]) for t in p.turns]) for p in result.pieces]
                 run.seconds[(world.id, kind, "metagen")] += time.perf_counter() - started
-                for request, seed, text, tokens, finish, turns_ in answers:
+                for request, seed, text, tokens, finish, opening, turns_ in answers:
                     run.outputs.append(score(world, Output(world.id, kind, "metagen", request, seed, text, tokens,
-                                                           finish, turns_), vocabulary))
+                                                           finish, turns_, opening.strip()), vocabulary))
                 if baseline:
                     # b. baseline: one naive line, the same settings; a dialogue is one free completion
                     base_cfg = cfg
@@ -513,13 +530,14 @@ def _num(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-COLUMNS = ("kind", "system", "outputs", "grounding", "speakers from cast", "unknown names", "banned",
+COLUMNS = ("kind", "system", "outputs", "grounding", "grounding (model's words)", "speakers from cast", "unknown names", "banned",
            "repetition (4-gram)", "distinct-2", "words", "tokens", "tokens/s", "finish")
 
 
 def _row(kind: str, system: str, m: dict) -> str:
     finish = ", ".join(f"{k} {v}" for k, v in m["finish_reasons"].items())
-    cells = (kind, system, str(m["outputs"]), _pct(m["grounding"]), _pct(m.get("speakers_from_cast")),
+    cells = (kind, system, str(m["outputs"]), _pct(m["grounding"]), _pct(m.get("grounding_model")),
+             _pct(m.get("speakers_from_cast")),
              _pct(m["unknown_names"]), str(m["banned_hits"]), _pct(m["repetition"]), _num(m["distinct_2"], 3),
              _num(m["words"]), _num(m["tokens"]), _num(m["tokens_per_second"]), finish)
     return "| " + " | ".join(cells) + " |"

@@ -34,6 +34,10 @@ MAX_STORY_TOKENS = 1024  # a story's default budget never goes past this
 SCENE_TOKENS = 200  # one paragraph of about 120 words
 DIALOGUE_LINE_TOKENS = 60  # one spoken line (metagen.dialogue decodes a line at a time)
 DIALOGUE_ORDERS = ("likelihood", "turns")
+# Settings a kind starts from, under the world's defaults. A dialogue line is written after
+# the earlier lines, which are prompt tokens: without penalize_prompt the penalties never see
+# them and a line often echoes the one before (docs/eval.md: 4-gram repetition 6.5% -> 0.0%).
+KIND_DEFAULTS: dict[str, dict[str, Any]] = {"dialogue": {"penalize_prompt": True}}
 
 # TextCallback of search.py: on_text(row, new_text), row = the piece's index in the call.
 TextCallback = Callable[[int, str], None]
@@ -51,15 +55,16 @@ class ComposeResult:
 class PromptView:
     """A request's prompt as the model will see it, for --show-prompt and `metagen prompt`."""
 
-    text: str  # the chat template applied to the messages
+    text: str  # the chat template applied to the messages, then the opening
     tokens: int  # tokens of `text` as the model's tokenizer counts them
     messages: list[dict[str, str]]
     lore_used: tuple[str, ...]
     lore_left_out: tuple[str, ...]
     warnings: list[str]
+    opening: str = ""  # the answer's first words, written by metagen
 
     def to_dict(self) -> dict:
-        return {"prompt": self.text, "prompt_tokens": self.tokens, "messages": self.messages,
+        return {"prompt": self.text, "prompt_tokens": self.tokens, "opening": self.opening, "messages": self.messages,
                 "lore_used": list(self.lore_used), "lore_left_out": list(self.lore_left_out),
                 "warnings": list(self.warnings)}
 
@@ -120,14 +125,17 @@ def effective_config(world: World, kind: str, job_settings: Mapping[str, Any] | 
                      cli_settings: Mapping[str, Any] | None, request: Request | None = None) -> GenerationConfig:
     """The settings a piece is made with: world defaults < job < command line.
 
-    The world's content.banned_words are added to `banned` whatever the layers say, and
-    max_new_tokens, when no layer gives it, follows the kind (and a story's length).
+    The world's content.banned_words are added to `banned` whatever the layers say,
+    max_new_tokens, when no layer gives it, follows the kind (and a story's length), and a
+    kind's KIND_DEFAULTS lie under everything.
     For a dialogue, max_new_tokens is per line.
     """
     layers = [world.generation_defaults(kind), job_settings, cli_settings]
     _check_world_defaults(world, kind, layers[0])
     given = any(layer and layer.get("max_new_tokens") is not None for layer in layers)
-    base = None if given else {"max_new_tokens": default_max_tokens(world, kind, request)}
+    base = dict(KIND_DEFAULTS.get(kind, {}))
+    if not given:
+        base["max_new_tokens"] = default_max_tokens(world, kind, request)
     cfg = merge_settings(base, *layers)
     banned = tuple(dict.fromkeys((*cfg.banned, *world.content.banned_words)))
     if banned != cfg.banned:
@@ -181,10 +189,10 @@ def _prompt(generator, world: World, request: Request, cfg: GenerationConfig) ->
 def prompt_view(generator, world: World, request: Request, cfg: GenerationConfig) -> PromptView:
     """The exact prompt text a request gives, its token count and the lore it used or left out."""
     prompt = _prompt(generator, world, request, cfg)
-    text = generator.tokenizer.render_chat(prompt.messages)
-    return PromptView(text=text, tokens=len(generator.encode_prompt(prompt.messages)),
+    text = prompt.text(generator.tokenizer.render_chat)
+    return PromptView(text=text, tokens=len(generator.tokenizer.encode(text)),
                       messages=prompt.messages, lore_used=prompt.lore_used,
-                      lore_left_out=prompt.lore_left_out, warnings=list(prompt.warnings))
+                      lore_left_out=prompt.lore_left_out, warnings=list(prompt.warnings), opening=prompt.opening)
 
 
 # ----------------------------------------------------------------------------- composing
@@ -239,17 +247,23 @@ def compose(generator, world: World, requests: list[Request], cfg: GenerationCon
     if batch:
         stream = None
         if on_text:
+            for i in batch:
+                if prompts[i].opening:
+                    on_text(i, prompts[i].opening)
+
             def stream(row: int, text: str) -> None:
                 on_text(batch[row], text)
-        completions = generator.generate([prompts[i].messages for i in batch], cfg,
-                                         seeds=[seeds[i] for i in batch], on_text=stream)
+        render = generator.tokenizer.render_chat
+        ids = [generator.tokenizer.encode(prompts[i].text(render)) for i in batch]
+        completions = generator.complete(ids, cfg, seeds=[seeds[i] for i in batch], on_text=stream)
         for i, completion in zip(batch, completions):
             prompt = prompts[i]
             warnings += _warnings(prompt)
             pieces[i] = _piece(
                 world, prompt.request.to_dict(), prompt.request.subject, model, cfg, seeds[i], prompt=prompt,
                 prompt_tokens=completion.prompt_tokens, output_tokens=completion.output_tokens,
-                finish_reason=completion.finish_reason, seconds=completion.seconds, text=completion.text.strip())
+                finish_reason=completion.finish_reason, seconds=completion.seconds,
+                text=(prompt.opening + completion.text).strip())
 
     # b. dialogues: turn by turn, one at a time
     for i, request in enumerate(requests):

@@ -86,6 +86,7 @@ class StoryRequest(_Request):
     location: str | None = None  # a location id (or exact name)
     premise: str | None = None  # what happens, in a sentence or two
     length: str = "medium"  # short | medium | long; words per length come from the world's style
+    opening: bool = True  # the answer starts with the cast and place (STORY_OPENING), not the model's choice
     kind: ClassVar[str] = "story"
 
     def __post_init__(self):
@@ -113,6 +114,7 @@ class SceneRequest(_Request):
     weather: str | None = None
     mood: str | None = None
     characters: tuple[str, ...] = ()  # who is present, if anyone
+    opening: bool = True  # the answer starts with the place's name, not the model's choice
     kind: ClassVar[str] = "scene"
 
     @property
@@ -221,6 +223,11 @@ class Prompt:
     warnings: list[str]  # anything cut for lack of room
     prompt_tokens: int  # count_tokens over all message contents (an estimate of the real count)
     budget: PromptBudget
+    opening: str = ""  # the answer's first words, written by metagen after the chat template
+
+    def text(self, render_chat: Callable[[list[dict[str, str]]], str]) -> str:
+        """The model's whole input: the chat rendered for an answer, then the opening."""
+        return render_chat(self.messages) + self.opening
 
     def to_dict(self) -> dict:
         """JSON-ready data for recording alongside the output."""
@@ -270,12 +277,15 @@ def build_prompt(
     context_length: int,
     max_new_tokens: int,
     lore_budget: int | None = None,
+    opening_style: str | None = None,
 ) -> Prompt:
     """Chat messages for the request, with lore fitted into what the context window leaves.
 
     Args:
         count_tokens: counts the tokens of a text (the model's tokenizer, or an estimate).
         lore_budget: at most this many tokens of lore (default 512, fewer if the window is short).
+        opening_style: how the answer starts (OPENING_STYLES); None: the kind's default, and
+            none at all when the request says opening: false.
     """
     if context_length <= 0 or max_new_tokens < 0 or (lore_budget is not None and lore_budget < 0):
         raise RequestError(
@@ -332,6 +342,7 @@ def build_prompt(
             f"(lore budget {max(lore_room, 0)} tokens; raise the lore budget or lower max_new_tokens)"
         )
     total = measure(messages)
+    opening = answer_opening(resolved, opening_style)
     budget = PromptBudget(
         context_length, max_new_tokens, TEMPLATE_MARGIN, base_tokens, max(lore_room, 0), total - base_tokens
     )
@@ -343,7 +354,50 @@ def build_prompt(
         warnings=warnings,
         prompt_tokens=total,
         budget=budget,
+        opening=opening,
     )
+
+
+OPENING_STYLES = ("none", "place", "first-name", "cast", "place-cast")
+SCENE_OPENING = "place"
+# Chosen by `metagen eval` (docs/eval.md): the names right where the answer starts keep a
+# small model on the requested cast; after a long prompt of facts it otherwise drifts.
+STORY_OPENING = "place-cast"
+
+
+def answer_opening(resolved: Resolved, style: str | None = None) -> str:
+    """The first words of the answer, written by metagen so the text starts on its subject.
+
+    place: "The Crooked Kettle"; first-name: "Ysolde"; cast: "Ysolde and Maelle";
+    place-cast: "In the Crooked Kettle, Ysolde and Maelle". A style that needs a place or
+    characters the request lacks falls back to what it has; dialogue has no opening (every
+    line starts with its speaker's name).
+    """
+    request = resolved.request
+    if style is None:
+        if request.kind == "dialogue" or not getattr(request, "opening", True):
+            return ""
+        style = SCENE_OPENING if request.kind == "scene" else STORY_OPENING
+    if style not in OPENING_STYLES:
+        raise RequestError(f"unknown opening style {style!r} ({did_you_mean(style, OPENING_STYLES)})")
+    place = resolved.location.name if resolved.location else ""
+    cast = _cast(resolved) if resolved.characters else ""
+    if style == "first-name" and resolved.characters:
+        text = resolved.characters[0].name
+    elif style == "cast" and cast:
+        text = cast
+    elif style == "place-cast" and place and cast:
+        text = f"In {_lower_article(place)}, {cast}"
+    elif style in ("place", "place-cast", "cast", "first-name"):
+        text = place or cast
+    else:
+        text = ""
+    return text[:1].upper() + text[1:]
+
+
+def _lower_article(name: str) -> str:
+    """A place name inside a sentence: "The Crooked Kettle" -> "the Crooked Kettle"."""
+    return "the" + name[3:] if name.startswith("The ") else name
 
 
 def _has_samples(resolved: Resolved) -> bool:
@@ -579,6 +633,7 @@ def clean_dialogue_line(text: str, names: Sequence[str]) -> str:
 __all__ = [
     "DEFAULT_LORE_BUDGET",
     "DialogueRequest",
+    "OPENING_STYLES",
     "Prompt",
     "PromptBudget",
     "REQUEST_KINDS",
@@ -586,6 +641,7 @@ __all__ = [
     "Resolved",
     "SceneRequest",
     "StoryRequest",
+    "answer_opening",
     "build_prompt",
     "clean_dialogue_line",
     "continue_dialogue",

@@ -106,7 +106,7 @@ def test_story_files_and_front_matter(runner, world, model_args, tmp_path):
     assert data["kind"] == "story" and data["world_id"] == "tinyville" and data["seed"] == 7
     assert data["world_files"] == [str(world.resolve())]
     assert data["request"] == {"kind": "story", "characters": ["ada", "bo"], "location": "well", "premise": None,
-                               "length": "short"}
+                               "length": "short", "opening": True}
     assert data["model"]["dtype"] == "float32" and data["model"]["device"] == "cpu"
     settings = data["settings"]
     assert settings["seed"] == 7 and settings["max_new_tokens"] == 6
@@ -251,8 +251,9 @@ def test_prompt_command_matches_show_prompt(runner, world, model_args, kind, com
     assert shown.exit_code == 0 and printed.exit_code == 0, printed.output
     assert json.loads(shown.stdout) == json.loads(printed.stdout)
     data = json.loads(printed.stdout)
-    assert data["prompt_tokens"] > 0 and data["prompt"].endswith("<|im_start|>assistant\n")
-    assert data["kind"] == kind and data["world"] == "tinyville"
+    opening = {"story": "Ada and Bo", "scene": "The Well", "dialogue": ""}[kind]  # the story has no place
+    assert data["prompt_tokens"] > 0 and data["prompt"].endswith("<|im_start|>assistant\n" + opening)
+    assert data["opening"] == opening and data["kind"] == kind and data["world"] == "tinyville"
 
 
 def test_lore_left_out_is_reported(runner, world, model_args, tmp_path):

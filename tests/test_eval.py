@@ -1,8 +1,8 @@
 """metagen.eval and `metagen eval`: metrics on hand-made texts, the grid, the report, the CLI end to end
 with the tiny random model, and one tiny grid on the real model (marked real_model)."""
-
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -269,14 +269,31 @@ def test_report_without_baseline(world, long_generator):
     assert [o["system"] for o in report["outputs"]] == ["metagen"]
 
 
-@pytest.mark.parametrize("variant", ["lead-name", "no-lore"])
+@pytest.mark.parametrize("variant", ["metagen", "no-opening", "story-opening-first-name", "no-lore"])
 def test_prompt_variants(world, long_generator, variant):
     run = E.run_eval(long_generator, [world], kinds=("story", "scene"), seeds=[1], max_requests=1,
                      settings={"max_new_tokens": 4}, baseline=False, variant=variant)
     story, scene = run.outputs
     assert run.settings["variant"] == variant and story.output_tokens <= 4
-    if variant == "lead-name":
-        assert story.text.startswith("Queen Ada Vær") and scene.text.startswith("The Old Well")
+    if variant == "no-opening":
+        assert not story.opening and not scene.opening
+    else:
+        assert scene.text.startswith("The Old Well") and scene.opening == "The Old Well"
+        first = "Queen Ada Vær" if variant == "story-opening-first-name" else "In the Old Well, Queen Ada Vær"
+        assert story.text.startswith(first) and story.opening.startswith(first)
+        if variant == "metagen":  # the opening names everyone; the model's words come after it
+            assert not story.missing and story.opening == "In the Old Well, Queen Ada Vær"
+
+
+def test_grounding_of_the_models_words_leaves_out_the_opening(world):
+    request = {"location": "well", "time": None, "weather": None, "mood": None, "characters": []}
+    scored = E.score(world, output("scene", "The Old Well is dark. Rain falls.", request), E.world_vocabulary(world))
+    assert scored.missing == [] and scored.missing_written == []
+    scored = E.score(world, dataclasses.replace(output("scene", "The Old Well is dark.", request),
+                                                opening="The Old Well"), E.world_vocabulary(world))
+    assert scored.missing == [] and scored.missing_written == ["The Old Well"]
+    summary = E.summarize([scored], 1.0)
+    assert summary["grounding"] == 1.0 and summary["grounding_model"] == 0.0
 
 
 def test_prompt_variant_is_checked(world, long_generator):

@@ -69,6 +69,13 @@ def test_precedence_world_then_job_then_flags(world):
     assert scene.temperature == 0.9 and scene.max_new_tokens == 150  # the world's own budget wins over 200
 
 
+def test_dialogue_penalties_see_the_earlier_lines_unless_told_not_to(world):
+    assert pieces.effective_config(world, "dialogue", None, None).penalize_prompt is True
+    assert pieces.effective_config(world, "story", None, None).penalize_prompt is False
+    assert pieces.effective_config(world, "dialogue", {"penalize_prompt": False}, None).penalize_prompt is False
+    assert pieces.effective_config(world, "dialogue", None, {"penalize_prompt": False}).penalize_prompt is False
+
+
 def test_world_banned_words_are_always_added(world):
     cfg = pieces.effective_config(world, "story", {"banned": ["orc"]}, {"banned": ["troll", "dragon"]})
     assert cfg.banned == ("troll", "dragon", "Wyrm")
@@ -138,13 +145,13 @@ def test_settings_key_ignores_the_seed():
 
 def test_compose_decodes_stories_and_scenes_in_one_call(world, generator, monkeypatch):
     calls = []
-    real = generator.generate
+    real = generator.complete
 
     def counting(prompts, cfg, **kw):
         calls.append(len(prompts))
         return real(prompts, cfg, **kw)
 
-    monkeypatch.setattr(generator, "generate", counting)
+    monkeypatch.setattr(generator, "complete", counting)
     requests = [StoryRequest(characters=("ada",), location="well", length="short"), SceneRequest(location="mill")]
     cfg = GenerationConfig(max_new_tokens=6)
     result = pieces.compose(generator, world, requests, cfg, seeds=[5, 6])
@@ -157,6 +164,16 @@ def test_compose_decodes_stories_and_scenes_in_one_call(world, generator, monkey
     assert story.model == generator.info.to_dict() and story.world_id == "tinyville"
     assert story.world_hash == world.content_hash and story.world_files == [str(f) for f in world.files]
     assert 0 <= story.output_tokens <= 6 and story.prompt_tokens > 0 and story.text == story.text.strip()
+    # the text starts with the opening metagen wrote: place and cast for a story, the place for a scene
+    assert story.text.startswith("In the Well, Ada") and scene.text.startswith("The Mill")
+
+
+def test_no_opening_leaves_the_start_to_the_model(world, generator):
+    cfg = GenerationConfig(max_new_tokens=6)
+    opened, plain = pieces.compose(generator, world, [SceneRequest(location="mill"),
+                                                      SceneRequest(location="mill", opening=False)], cfg, seeds=[5, 5]).pieces
+    assert opened.text.startswith("The Mill") and opened.request["opening"] is True
+    assert not plain.text.startswith("The Mill") and plain.request["opening"] is False
 
 
 def test_a_piece_is_the_same_alone_or_in_a_batch(world, generator):

@@ -17,6 +17,7 @@ from metagen.prompts import (
     DialogueRequest,
     SceneRequest,
     StoryRequest,
+    answer_opening,
     build_prompt,
     clean_dialogue_line,
     continue_dialogue,
@@ -326,6 +327,26 @@ def test_scene_prompt(world):
     assert "Describe the Container Docks (time: dusk; weather: rain; mood: uneasy)." in text
     assert "Jonas Halvorsen is there." in text and "No dialogue." in text
     assert request.subject == "docks-dusk"
+
+
+def test_the_answer_opens_with_the_requested_names(world):
+    def opening(request, style=None):
+        return build_prompt(world, request, count_tokens=words, context_length=2048, max_new_tokens=200,
+                            opening_style=style).opening
+
+    story = StoryRequest(characters=("mira", "jonas"), location="docks")
+    assert opening(story) == "In the Container Docks, Mira Okonkwo and Jonas Halvorsen"
+    assert opening(SceneRequest(location="docks")) == "The Container Docks"
+    assert opening(StoryRequest(characters=("mira",))) == "Mira Okonkwo"  # no place: the cast alone
+    assert opening(StoryRequest(characters=("mira", "jonas"), location="docks", opening=False)) == ""
+    assert opening(SceneRequest(location="docks", opening=False)) == ""
+    assert opening(DialogueRequest(characters=("mira", "jonas"))) == ""
+    assert opening(story, "first-name") == "Mira Okonkwo"
+    assert opening(story, "cast") == "Mira Okonkwo and Jonas Halvorsen"
+    assert opening(story, "place") == "The Container Docks"
+    assert opening(story, "none") == ""
+    with pytest.raises(RequestError, match="opening style 'cats'"):
+        answer_opening(resolve_request(world, story), "cats")
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ MaxRequests = Annotated[int, typer.Option("--max-requests", min=1, help="Most re
 Turns = Annotated[int, typer.Option("--turns", min=1, help="Lines per dialogue.")]
 Baseline = Annotated[bool, typer.Option("--baseline/--no-baseline", help="Also answer each request with a naive one-line prompt.")]
 BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="Stories or scenes decoded together.")]
-Variant = Annotated[str, typer.Option("--prompt-variant", help="Experiment for stories and scenes: metagen (the commands' prompts) | no-lore | lead-name (the answer starts with the first name).")]
+Variant = Annotated[str, typer.Option("--prompt-variant", help="Experiment for stories and scenes: metagen (the commands' prompts) | no-opening | no-lore | story-opening-first-name | story-opening-cast | story-opening-place-cast.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")]
 
 

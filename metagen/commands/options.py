@@ -38,7 +38,7 @@ DECODING_PARAMETERS: list[tuple[str, object]] = [
     ("repetition_window", Annotated[Optional[int], _opt("--repetition-window", help="Penalties look at the last N tokens; 0 = all. [default: 256]")]),
     ("presence_penalty", Annotated[Optional[float], _opt("--presence-penalty", help="Subtracted once from each seen token's logit. [default: 0]")]),
     ("frequency_penalty", Annotated[Optional[float], _opt("--frequency-penalty", help="Subtracted per occurrence of a seen token. [default: 0]")]),
-    ("penalize_prompt", Annotated[Optional[bool], _opt("--penalize-prompt/--no-penalize-prompt", help="Penalties also count the prompt's tokens. [default: no]")]),
+    ("penalize_prompt", Annotated[Optional[bool], _opt("--penalize-prompt/--no-penalize-prompt", help="Penalties also count the prompt's tokens. [default: no; yes for dialogue, whose earlier lines are prompt]")]),
     ("no_repeat_ngram_size", Annotated[Optional[int], _opt("--no-repeat-ngram", help="Never repeat an n-gram of this size; 0 = off.")]),
     ("dry_multiplier", Annotated[Optional[float], _opt("--dry-multiplier", help="DRY repetition penalty strength; 0 = off.")]),
     ("dry_base", Annotated[Optional[float], _opt("--dry-base", help="DRY growth per extra repeated token (> 1). [default: 1.75]")]),

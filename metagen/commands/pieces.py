@@ -28,6 +28,10 @@ Length = Annotated[Optional[str], typer.Option(
 Time = Annotated[Optional[str], typer.Option("--time", help="When: 'dusk', 'the night of the festival'.", show_default=False)]
 Weather = Annotated[Optional[str], typer.Option("--weather", help="The weather.", show_default=False)]
 Mood = Annotated[Optional[str], typer.Option("--mood", help="The mood of the place.", show_default=False)]
+Opening = Annotated[bool, typer.Option(
+    "--opening/--no-opening",
+    help="Start the text with the requested names (a scene: the place; a story: the place and cast), "
+    "which keeps the model on them (docs/eval.md); --no-opening lets the model begin.")]
 Topic = Annotated[Optional[str], typer.Option("--topic", help="What they talk about.", show_default=False)]
 Turns = Annotated[int, typer.Option("--turns", help="Lines in all.", min=1)]
 Order = Annotated[str, typer.Option("--order", help="How the next speaker is picked: likelihood (the model's choice among the cast) | turns (in the order given).")]
@@ -180,6 +184,7 @@ def story(
     location: Location = None,
     premise: Premise = None,
     length: Length = None,
+    opening: Opening = True,
     count: Count = 1,
     out: Out = Path("out"),
     fmt: Format = None,
@@ -195,7 +200,8 @@ def story(
     """Write a short story set in a world."""
     from metagen.pieces import split_ids
 
-    fields = {"characters": split_ids(characters), "location": location, "premise": premise, "length": length}
+    fields = {"characters": split_ids(characters), "location": location, "premise": premise, "length": length,
+              "opening": opening}
     opts = OutputOptions(count, out, fmt, stdout, overwrite, quiet, as_json, show_prompt_)
     run_pieces("story", world, fields, opts, settings, model_options)
 
@@ -208,6 +214,7 @@ def describe_scene(
     weather: Weather = None,
     mood: Mood = None,
     characters: Characters = None,
+    opening: Opening = True,
     count: Count = 1,
     out: Out = Path("out"),
     fmt: Format = None,
@@ -224,7 +231,7 @@ def describe_scene(
     from metagen.pieces import split_ids
 
     fields = {"location": location, "time": time, "weather": weather, "mood": mood,
-              "characters": split_ids(characters)}
+              "characters": split_ids(characters), "opening": opening}
     opts = OutputOptions(count, out, fmt, stdout, overwrite, quiet, as_json, show_prompt_)
     run_pieces("scene", world, fields, opts, settings, model_options)
 
@@ -268,25 +275,28 @@ PromptJson = Annotated[bool, typer.Option("--json", help="Print one JSON object:
 @prompt_app.command("story")
 @with_decoding_options
 def prompt_story(world: WorldArg, characters: Characters = None, location: Location = None,
-                 premise: Premise = None, length: Length = None, as_json: PromptJson = False,
+                 premise: Premise = None, length: Length = None, opening: Opening = True,
+                 as_json: PromptJson = False,
                  *, settings: dict, model_options: dict):
     """The prompt of `metagen story`."""
     from metagen.pieces import split_ids
 
-    fields = {"characters": split_ids(characters), "location": location, "premise": premise, "length": length}
+    fields = {"characters": split_ids(characters), "location": location, "premise": premise, "length": length,
+              "opening": opening}
     show_prompt("story", world, fields, settings, model_options, as_json)
 
 
 @prompt_app.command("scene")
 @with_decoding_options
 def prompt_scene(world: WorldArg, location: Location = None, time: Time = None, weather: Weather = None,
-                 mood: Mood = None, characters: Characters = None, as_json: PromptJson = False,
+                 mood: Mood = None, characters: Characters = None, opening: Opening = True,
+                 as_json: PromptJson = False,
                  *, settings: dict, model_options: dict):
     """The prompt of `metagen describe-scene`."""
     from metagen.pieces import split_ids
 
     fields = {"location": location, "time": time, "weather": weather, "mood": mood,
-              "characters": split_ids(characters)}
+              "characters": split_ids(characters), "opening": opening}
     show_prompt("scene", world, fields, settings, model_options, as_json)
 
 
