@@ -36,7 +36,7 @@ DEVICES = ("cpu", "cuda", "auto")
 # int4 groups hold the GGUF's Q4_1 weights as quantized; bfloat16 matmuls with more than one
 # row run 3-5x slower than float32 on CPUs without native bfloat16 (AVX2).
 DEFAULT_CPU_FORMAT = "int4"
-CONVERTED_VERSION = 2  # bump when the converted layout changes (2: float32 lookup table, int8 head for int4)
+CONVERTED_VERSION = 3  # bump when the converted layout changes (2: float32 lookup table, int8 head for int4; 3: int4 plain nibbles)
 
 
 @dataclass(frozen=True)

@@ -118,6 +118,37 @@ def test_int4_holds_q4_1_weights_as_quantized():
     assert (a - b).abs().max() / a.abs().max() < 0.1
 
 
+@pytest.mark.parametrize("weight_format", ["int8", "int4"])
+def test_dequantized_weights_are_what_the_kernels_compute_with(weight_format):
+    from metagen.model import WeightLinear
+
+    weight = torch.randn(96, 128, generator=torch.Generator().manual_seed(2))
+    linear = WeightLinear(weight, weight_format)
+    eye = torch.eye(128, dtype=torch.bfloat16)
+    through_kernel = linear(eye).float().t()  # column j: the weight's column j, as the kernel sees it
+    assert torch.allclose(linear.dequantized(), through_kernel, rtol=1e-2, atol=1e-2 * weight.abs().max())
+
+
+@pytest.mark.parametrize("weight_format", ["bfloat16", "int8", "int4"])
+def test_long_prompts_run_in_float32_and_agree_with_the_compact_path(weight_format, monkeypatch):
+    """From FLOAT32_ROWS rows a compact model widens its weights to float32: the same weights,
+    less rounding, so it lands at least as close to the float32 model as the compact kernels."""
+    import metagen.model as model_module
+    from tests.conftest import tiny_args
+
+    args = tiny_args(300)
+    weights = random_weights(args, seed=1)
+    model = Transformer.from_weights(args, weights, weight_format)
+    tokens = torch.randint(0, 300, (2, 70), generator=torch.Generator().manual_seed(6))
+    assert model.compute_dtype(140) == torch.float32 and model.compute_dtype(1) == torch.bfloat16
+    wide = full_forward(model, tokens)
+    monkeypatch.setattr(model_module, "FLOAT32_ROWS", 10_000)
+    narrow = full_forward(model, tokens)
+    exact = full_forward(Transformer.from_weights(args, weights, "float32"), tokens)
+    wide_error, narrow_error = (wide - exact).abs().mean(), (narrow - exact).abs().mean()
+    assert wide_error <= narrow_error and not torch.equal(wide, narrow)
+
+
 @pytest.mark.parametrize("weight_format", ["float32", "bfloat16", "int8", "int4"])
 def test_export_and_rebuild_state_is_identical(weight_format):
     from tests.conftest import tiny_args
