@@ -26,6 +26,7 @@ from metagen import __version__
 from metagen.commands.batch import batch
 from metagen.commands.eval import eval_command
 from metagen.commands.generate import generate
+from metagen.commands.help import PLAIN_HELP, PanelledCommand
 from metagen.commands.models import models_app
 from metagen.commands.pieces import describe_scene, dialogue, prompt_app, replay, story
 from metagen.commands.worlds import worlds_app
@@ -90,6 +91,7 @@ class MetagenGroup(TyperGroup):
 
 
 app = typer.Typer(
+    **PLAIN_HELP,
     cls=MetagenGroup,
     name="metagen",
     help="Stories, scene descriptions and NPC dialogue for virtual worlds, written by a "
@@ -127,14 +129,14 @@ def root(
 
 app.add_typer(models_app, name="models")
 app.add_typer(worlds_app, name="worlds")
-app.command("generate")(generate)
-app.command("story")(story)
-app.command("describe-scene")(describe_scene)
-app.command("dialogue")(dialogue)
+app.command("generate", cls=PanelledCommand)(generate)
+app.command("story", cls=PanelledCommand)(story)
+app.command("describe-scene", cls=PanelledCommand)(describe_scene)
+app.command("dialogue", cls=PanelledCommand)(dialogue)
 app.add_typer(prompt_app, name="prompt")
-app.command("replay")(replay)
-app.command("batch")(batch)
-app.command("eval")(eval_command)
+app.command("replay", cls=PanelledCommand)(replay)
+app.command("batch", cls=PanelledCommand)(batch)
+app.command("eval", cls=PanelledCommand)(eval_command)
 
 
 def main() -> None:

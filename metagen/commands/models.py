@@ -13,8 +13,10 @@ from typing import Annotated
 import typer
 
 from metagen import models
+from metagen.commands.help import PLAIN_HELP, PanelledCommand
 
 models_app = typer.Typer(
+    **PLAIN_HELP,
     help="List, pull, inspect and remove models in metagen's cache "
     "($METAGEN_HOME, else $XDG_CACHE_HOME/metagen, else ~/.cache/metagen).",
     no_args_is_help=True,
@@ -39,7 +41,7 @@ def _plain_table(headers: list[str], rows: list[list[str]]) -> str:
     )
 
 
-@models_app.command("list")
+@models_app.command("list", cls=PanelledCommand)
 def list_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the list as JSON.")] = False,
 ):
@@ -66,7 +68,7 @@ def list_command(
         typer.echo(_plain_table(headers, cells))
 
 
-@models_app.command("pull")
+@models_app.command("pull", cls=PanelledCommand)
 def pull_command(
     name: Annotated[str, typer.Argument(help="A known model name (see `metagen models list`).")] = models.DEFAULT_MODEL,
     force: Annotated[bool, typer.Option("--force", help="Download again even if installed and intact.")] = False,
@@ -76,7 +78,7 @@ def pull_command(
     typer.echo(str(path))
 
 
-@models_app.command("info")
+@models_app.command("info", cls=PanelledCommand)
 def info_command(
     spec: Annotated[str, typer.Argument(metavar="NAME|PATH", help="A known model name or a path to a .gguf file.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the details as JSON.")] = False,
@@ -117,7 +119,7 @@ def info_command(
         typer.echo("chat template:  none")
 
 
-@models_app.command("remove")
+@models_app.command("remove", cls=PanelledCommand)
 def remove_command(
     name: Annotated[str, typer.Argument(help="A known model name.")],
 ):

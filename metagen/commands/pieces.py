@@ -16,6 +16,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from metagen.commands.help import PLAIN_HELP, PanelledCommand
 from metagen.commands.options import load_generator, progress_to_stderr, with_decoding_options
 
 WorldArg = Annotated[Path, typer.Argument(help="A world file (YAML).", show_default=False)]
@@ -265,6 +266,7 @@ def dialogue(
 
 
 prompt_app = typer.Typer(
+    **PLAIN_HELP,
     help="Print the exact prompt a request gives (chat template applied), its token count and the "
     "lore used or left out, without running the model.",
     no_args_is_help=True,
@@ -272,7 +274,7 @@ prompt_app = typer.Typer(
 PromptJson = Annotated[bool, typer.Option("--json", help="Print one JSON object: prompt, prompt_tokens, messages, lore.")]
 
 
-@prompt_app.command("story")
+@prompt_app.command("story", cls=PanelledCommand)
 @with_decoding_options
 def prompt_story(world: WorldArg, characters: Characters = None, location: Location = None,
                  premise: Premise = None, length: Length = None, opening: Opening = True,
@@ -286,7 +288,7 @@ def prompt_story(world: WorldArg, characters: Characters = None, location: Locat
     show_prompt("story", world, fields, settings, model_options, as_json)
 
 
-@prompt_app.command("scene")
+@prompt_app.command("scene", cls=PanelledCommand)
 @with_decoding_options
 def prompt_scene(world: WorldArg, location: Location = None, time: Time = None, weather: Weather = None,
                  mood: Mood = None, characters: Characters = None, opening: Opening = True,
@@ -300,7 +302,7 @@ def prompt_scene(world: WorldArg, location: Location = None, time: Time = None, 
     show_prompt("scene", world, fields, settings, model_options, as_json)
 
 
-@prompt_app.command("dialogue")
+@prompt_app.command("dialogue", cls=PanelledCommand)
 @with_decoding_options
 def prompt_dialogue(world: WorldArg, characters: Characters = None, location: Location = None,
                     topic: Topic = None, turns: Turns = 6, as_json: PromptJson = False,

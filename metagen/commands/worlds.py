@@ -17,12 +17,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from metagen.commands.help import PLAIN_HELP, PanelledCommand
 from metagen.errors import EXIT_BAD_INPUT, OutputExistsError, WorldError
 
 if TYPE_CHECKING:
     from metagen.world import World
 
 worlds_app = typer.Typer(
+    **PLAIN_HELP,
     help="Validate, inspect, list and start world files (YAML), and print their JSON Schema.",
     no_args_is_help=True,
 )
@@ -76,7 +78,7 @@ def _print_tables(title: str, tables: list[tuple[str, list[str], list[list[str]]
             typer.echo(_plain_table(headers, rows))
 
 
-@worlds_app.command("validate")
+@worlds_app.command("validate", cls=PanelledCommand)
 def validate_command(
     files: Annotated[list[Path], typer.Argument(help="World files to check.", show_default=False)],
     allow_outside: AllowOutside = False,
@@ -100,7 +102,7 @@ def validate_command(
         raise typer.Exit(EXIT_BAD_INPUT)
 
 
-@worlds_app.command("show")
+@worlds_app.command("show", cls=PanelledCommand)
 def show_command(
     file: Annotated[Path, typer.Argument(help="A world file.", show_default=False)],
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole loaded world as JSON.")] = False,
@@ -146,7 +148,7 @@ def show_command(
     _print_tables("\n".join(lines), tables)
 
 
-@worlds_app.command("list")
+@worlds_app.command("list", cls=PanelledCommand)
 def list_command(
     folder: Annotated[Path, typer.Argument(help="Where to look: *.yaml and */world.yaml.")] = Path("worlds"),
     as_json: Annotated[bool, typer.Option("--json", help="Print the list as JSON.")] = False,
@@ -179,7 +181,7 @@ def list_command(
         ])  # fmt: skip
 
 
-@worlds_app.command("schema")
+@worlds_app.command("schema", cls=PanelledCommand)
 def schema_command():
     """Print the JSON Schema (draft 2020-12) that editors can check world files against."""
     from metagen.world import schema_path
@@ -187,7 +189,7 @@ def schema_command():
     typer.echo(schema_path().read_text(encoding="utf-8"), nl=False)
 
 
-@worlds_app.command("new")
+@worlds_app.command("new", cls=PanelledCommand)
 def new_command(
     name: Annotated[str, typer.Argument(help="The world's name (any script).", show_default=False)],
     out: Annotated[
