@@ -37,8 +37,14 @@ PROMPT = "Write a short story about a lighthouse keeper who finds a message in a
 SAMPLING = {"temperature": 0.8, "top_p": 0.95, "top_k": 40}  # every engine, every sampling case
 LOAD_WARNING = 0.5  # 1-minute load average above which the results are flagged as noisy
 
+# A long prompt, as metagen's own commands build them (about 1,000 tokens with lore): the
+# prefill case times it with one new token. Its throughput counts prompt tokens.
+LONG_PROMPT_REQUEST = ["story", "worlds/ashenmere.yaml", "-c", "ysolde,maelle,brannoc", "-l", "crooked-kettle"]
+PREFILL = "prefill"
+
 # name -> (label, rows, strategy, beams)
 CASES: dict[str, tuple[str, int, str, int]] = {
+    PREFILL: ("prompt processing (prompt tokens/s, 1 new token)", 1, "greedy", 1),
     "greedy-1": ("batch-1 greedy", 1, "greedy", 1),
     "sample-1": ("batch-1 top-p sampling", 1, "sample", 1),
     "beam-4": ("beam-4 (batch 1)", 1, "beam", 4),
@@ -68,7 +74,7 @@ ENGINES: dict[str, str] = {
 METAGEN_ENGINES = [name for name in ENGINES if name.startswith("metagen-")]
 OTHERS = ["transformers", "llama.cpp"]
 # What llama-cpp-python's Python API cannot do; those cells say "n/a".
-LLAMA_CPP_CASES = {"greedy-1", "sample-1"}
+LLAMA_CPP_CASES = {PREFILL, "greedy-1", "sample-1"}
 
 
 # --- the worker: one engine, one process ---------------------------------------------
@@ -98,6 +104,7 @@ class MetagenEngine:
 
     def run(self, ids: list[int], case: str, tokens: int, seed: int) -> list[int]:
         _, rows, strategy, beams = CASES[case]
+        ids, tokens = case_input(ids, case, tokens)
         cfg = self.config(strategy=strategy, max_new_tokens=tokens, min_new_tokens=tokens,
                           num_beams=beams, repetition_penalty=1.0, **SAMPLING)
         seeds = [seed + row for row in range(rows)]
@@ -133,6 +140,7 @@ class TransformersEngine:
 
     def run(self, ids: list[int], case: str, tokens: int, seed: int) -> list[int]:
         _, rows, strategy, beams = CASES[case]
+        ids, tokens = case_input(ids, case, tokens)
         torch = self.torch
         torch.manual_seed(seed)
         input_ids = torch.tensor([ids] * rows)
@@ -158,7 +166,7 @@ class LlamaCppEngine:
         self.np = np
         self.import_s = time.perf_counter() - started
         started = time.perf_counter()
-        self.llm = llama_cpp.Llama(model_path=path, n_ctx=max(512, len(ids) + tokens + 8),
+        self.llm = llama_cpp.Llama(model_path=path, n_ctx=max(512, len(ids) + tokens + 8, len(LONG_IDS) + 8),
                                    n_batch=512, n_threads=threads, n_threads_batch=threads,
                                    seed=0, verbose=False)
         self.load_s = time.perf_counter() - started
@@ -177,6 +185,7 @@ class LlamaCppEngine:
         _, rows, strategy, beams = CASES[case]
         if case not in LLAMA_CPP_CASES:
             raise NotImplementedError("llama-cpp-python's Python API has no beam search or batched sampling")
+        ids, tokens = case_input(ids, case, tokens)
         self.llm.reset()  # no reuse of the previous run's prompt in the KV cache
         self.llm.set_seed(seed)
         temp = SAMPLING["temperature"] if strategy == "sample" else 0.0
@@ -188,6 +197,14 @@ class LlamaCppEngine:
             if produced == tokens:
                 break
         return [produced]
+
+
+LONG_IDS: list[int] = []  # set in the workers from --long-ids
+
+
+def case_input(ids: list[int], case: str, tokens: int) -> tuple[list[int], int]:
+    """The prompt and new-token count of a case: the long prompt and one token for prefill."""
+    return (LONG_IDS, 1) if case == PREFILL else (ids, tokens)
 
 
 def _llama_is_eog(llama_cpp, llm, vocab, token: int) -> bool:
@@ -203,6 +220,7 @@ def run_worker(args: argparse.Namespace) -> None:
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     ids = json.loads(args.ids)
+    LONG_IDS[:] = json.loads(args.long_ids)
     rss_start = peak_rss_mb()
     try:
         if args.worker.startswith("metagen-"):
@@ -285,6 +303,18 @@ def prompt_ids(model_path: str) -> list[int]:
     return tokenizer.encode(tokenizer.render_chat([{"role": "user", "content": PROMPT}]))
 
 
+def long_prompt_ids(model_path: str) -> list[int]:
+    """The long prompt: what `metagen prompt` gives for LONG_PROMPT_REQUEST, as token ids."""
+    from metagen.gguf import read_gguf
+    from metagen.tokenizer import Tokenizer
+
+    metagen = str(Path(sys.executable).with_name("metagen"))
+    shown = subprocess.run([metagen, "prompt", *LONG_PROMPT_REQUEST, "--json"], cwd=ROOT, check=True,
+                           capture_output=True, text=True)
+    tokenizer = Tokenizer.from_data(read_gguf(Path(model_path), load_tensors=False).tokenizer)
+    return tokenizer.encode(json.loads(shown.stdout)["prompt"])
+
+
 def prepare_converted(model_path: str, dtypes: list[str]) -> None:
     """Fill metagen's converted-weights cache first, so load times measure the cached path."""
     code = ("import sys; from metagen.generate import load_model\n"
@@ -295,11 +325,12 @@ def prepare_converted(model_path: str, dtypes: list[str]) -> None:
 class Worker:
     """A running engine process, asked one case at a time."""
 
-    def __init__(self, name: str, model_path: str, ids: list[int], tokens: int, threads: int):
+    def __init__(self, name: str, model_path: str, ids: list[int], tokens: int, threads: int, long_ids: list[int]):
         self.name = name
         self.log = tempfile.TemporaryFile(mode="w+")
         command = [sys.executable, str(Path(__file__).resolve()), "--worker", name, "--model", model_path,
-                   "--ids", json.dumps(ids), "--tokens", str(tokens), "--threads", str(threads)]
+                   "--ids", json.dumps(ids), "--long-ids", json.dumps(long_ids), "--tokens", str(tokens),
+                   "--threads", str(threads)]
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                         stderr=self.log, text=True, bufsize=1, env=worker_env(threads))
         self.ready = self._reply()
@@ -372,7 +403,7 @@ def measure_startup(repeats: int, threads: int) -> dict:
     return out
 
 
-def run_cases(workers: dict[str, Worker], cases: list[str], repeats: int, tokens: int) -> dict:
+def run_cases(workers: dict[str, Worker], cases: list[str], repeats: int, tokens: int, long_tokens: int) -> dict:
     """Every case for every engine, engines alternating within each repetition."""
     results = {case: {name: {"seconds": [], "tok_s": [], "counts_ok": True, "errors": []}
                       for name in workers} for case in cases}
@@ -393,8 +424,12 @@ def run_cases(workers: dict[str, Worker], cases: list[str], repeats: int, tokens
                     print(f"  rep {rep + 1} {case:10s} {name:17s} ERROR {reply['error']}", flush=True)
                     continue
                 cell["seconds"].append(reply["seconds"])
-                cell["tok_s"].append(rows * tokens / reply["seconds"])
-                cell["counts_ok"] &= reply["counts"] == [tokens] * rows
+                if case == PREFILL:
+                    cell["tok_s"].append(long_tokens / reply["seconds"])
+                    cell["counts_ok"] &= reply["counts"] == [1]
+                else:
+                    cell["tok_s"].append(rows * tokens / reply["seconds"])
+                    cell["counts_ok"] &= reply["counts"] == [tokens] * rows
                 print(f"  rep {rep + 1} {case:10s} {name:17s} {cell['tok_s'][-1]:8.1f} tok/s"
                       f"  {reply['seconds']:6.2f} s  rss {reply['rss_mb']:.0f} MiB", flush=True)
     for per_case in results.values():
@@ -484,6 +519,8 @@ def render_markdown(report: dict) -> str:
         f"- Output: exactly {s['tokens']} new tokens per row (end-of-text suppressed), medians of "
         f"{s['repeats']} repetition(s); sampling: temperature {SAMPLING['temperature']}, top-p "
         f"{SAMPLING['top_p']}, top-k {SAMPLING['top_k']}; no repetition penalty",
+        f"- Prompt processing: the prompt of `{s.get('long_prompt')}` ({s.get('long_prompt_tokens')} tokens, "
+        "the chat template and metagen's opening included), one new token; tok/s counts prompt tokens",
         f"- 1-minute load average: {report['load_average']['before']:.2f} before, "
         f"{report['load_average']['after']:.2f} after",
     ]
@@ -601,6 +638,7 @@ def main() -> None:
     parser.add_argument("--model", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--ids", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--long-ids", default="[]", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         run_worker(args)
@@ -619,6 +657,7 @@ def main() -> None:
     resolved = resolve_model()
     model_path = str(resolved.path)
     ids = prompt_ids(model_path)
+    long_ids = long_prompt_ids(model_path) if PREFILL in cases else []
     load_before = os.getloadavg()[0]
     print(f"model {model_path}\nprompt: {len(ids)} tokens; {tokens} new tokens; {repeats} repetition(s); "
           f"{args.threads} threads; load average {load_before:.2f}", flush=True)
@@ -636,7 +675,7 @@ def main() -> None:
             report_engines[name] = {"ok": False, "error": "llama-cpp-python is not installed (pip install llama-cpp-python)"}
             print(f"{name}: skipped, llama-cpp-python is not installed", flush=True)
             continue
-        worker = Worker(name, model_path, ids, tokens, args.threads)
+        worker = Worker(name, model_path, ids, tokens, args.threads, long_ids)
         ready = worker.ready
         if ready.get("event") != "ready":
             report_engines[name] = {"ok": False, "error": ready.get("error")}
@@ -648,7 +687,7 @@ def main() -> None:
         print(f"{name}: loaded in {ready['load_s']:.2f} s (import {ready['import_s']:.2f} s), "
               f"{ready['threads']} threads, peak RSS {ready['rss_warm_mb']:.0f} MiB", flush=True)
     try:
-        case_results = run_cases(workers, cases, repeats, tokens)
+        case_results = run_cases(workers, cases, repeats, tokens, len(long_ids))
     finally:
         for worker in workers.values():
             worker.close()
@@ -662,7 +701,8 @@ def main() -> None:
         "software": software_info(),
         "git": {**git_before, "changed_during_run": git_state() != git_before},
         "settings": {"model": model_path, "sha256": resolved.sha256, "prompt": PROMPT, "prompt_ids": ids,
-                     "prompt_tokens": len(ids), "tokens": tokens, "repeats": repeats, "threads": args.threads,
+                     "prompt_tokens": len(ids), "long_prompt": shlex.join(["metagen", "prompt", *LONG_PROMPT_REQUEST]),
+                     "long_prompt_tokens": len(long_ids), "tokens": tokens, "repeats": repeats, "threads": args.threads,
                      "sampling": SAMPLING, "repetition_penalty": 1.0,
                      "omp_wait_policy": worker_env(args.threads)["OMP_WAIT_POLICY"]},
         "load_average": {"before": load_before, "after": load_after,

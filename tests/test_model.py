@@ -40,6 +40,22 @@ def test_chunked_prefill_equals_full_forward(tiny_model):
     assert torch.allclose(chunked, full, atol=1e-5)
 
 
+def test_long_prompts_are_processed_in_pieces_with_the_same_result(tiny_model, monkeypatch):
+    import metagen.model as model_module
+
+    g = torch.Generator().manual_seed(3)
+    tokens = torch.randint(3, 300, (2, 11), generator=g)
+    pad = torch.tensor([4, 0])
+    whole_cache, piece_cache = tiny_model.new_cache(2, 11), tiny_model.new_cache(2, 11)
+    whole = tiny_model(tokens, whole_cache, pad)
+    whole_last = tiny_model(tokens, tiny_model.new_cache(2, 11), pad, last_only=True)
+    monkeypatch.setattr(model_module, "PREFILL_ROWS", 6)  # 3 positions a piece for 2 rows
+    pieces = tiny_model(tokens, piece_cache, pad)
+    assert pieces.shape == whole.shape and torch.allclose(pieces, whole, atol=1e-5)
+    assert torch.allclose(tiny_model(tokens, tiny_model.new_cache(2, 11), pad, last_only=True), whole_last, atol=1e-5)
+    assert piece_cache.length == 11 and torch.allclose(piece_cache.k, whole_cache.k, atol=1e-5)
+
+
 def test_left_padding_gives_each_row_its_own_result(tiny_model):
     g = torch.Generator().manual_seed(2)
     short = torch.randint(3, 300, (1, 4), generator=g)
