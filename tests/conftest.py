@@ -147,3 +147,31 @@ def runner():
     from typer.testing import CliRunner
 
     return CliRunner()
+
+
+# ----------------------------------------------------------------------------- command-line tests
+
+
+@pytest.fixture(scope="session")
+def wide_gguf(tmp_path_factory) -> Path:
+    """The tiny test model with a 1024-token window: room for a small world's prompt."""
+    return write_tiny_gguf(tmp_path_factory.mktemp("wide") / "wide.gguf", max_seq_len=1024)
+
+
+@pytest.fixture
+def model_args(wide_gguf) -> list[str]:
+    """The flags that make a command use the wide tiny model, exactly (float32)."""
+    return ["--model", str(wide_gguf), "--dtype", "float32"]
+
+
+def invoke(runner, *args):
+    """Run the CLI in-process with every argument as text."""
+    from metagen.cli import app
+
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def files_in(folder: Path) -> list[Path]:
+    """Every file under folder (hidden ones too); folders alone do not count."""
+    return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from metagen import batch
-from metagen.cli import app
 from metagen.errors import ConfigError, OutputExistsError, RequestError
 from metagen.output import read_piece_file
+
+from conftest import invoke
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,14 +34,12 @@ defaults:
 """
 
 
-@pytest.fixture(scope="session")
 def wide_gguf(tmp_path_factory) -> Path:
     from conftest import write_tiny_gguf
 
     return write_tiny_gguf(tmp_path_factory.mktemp("wide") / "wide.gguf", max_seq_len=1024)
 
 
-@pytest.fixture
 def model_args(wide_gguf) -> list[str]:
     return ["--model", str(wide_gguf), "--dtype", "float32"]
 
@@ -62,10 +61,6 @@ def write_jobs(tmp_path: Path, text: str, name: str = "jobs.yaml") -> Path:
     path = tmp_path / name
     path.write_text(text, encoding="utf-8")
     return path
-
-
-def invoke(runner, *args):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 MANY_JOBS = """\

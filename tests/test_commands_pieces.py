@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from metagen.cli import app
 from metagen.output import read_piece_file
+
+from conftest import invoke
 
 ROOT = Path(__file__).resolve().parent.parent
 NEXUS = ROOT / "worlds" / "nexus-hub.yaml"
@@ -59,7 +60,6 @@ FRONT_MATTER_FIELDS = {
 }
 
 
-@pytest.fixture(scope="session")
 def wide_gguf(tmp_path_factory) -> Path:
     """The tiny test model with a 1024-token window, room for a small world's prompt."""
     from conftest import write_tiny_gguf
@@ -74,7 +74,6 @@ def world(tmp_path) -> Path:
     return path
 
 
-@pytest.fixture
 def model_args(wide_gguf) -> list[str]:
     return ["--model", str(wide_gguf), "--dtype", "float32"]
 
@@ -86,10 +85,6 @@ def no_model(monkeypatch):
         raise AssertionError("the model was loaded")
 
     monkeypatch.setattr("metagen.commands.pieces.load_generator", refuse)
-
-
-def invoke(runner, *args):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 # ----------------------------------------------------------------------------- files

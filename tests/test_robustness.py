@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from metagen.cli import app
 from metagen.output import is_complete, read_piece_file
+
+from conftest import files_in, invoke
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,7 +45,6 @@ KNOWN = "smollm2-135m-instruct"
 # ----------------------------------------------------------------------------- helpers
 
 
-@pytest.fixture(scope="session")
 def wide_gguf(tmp_path_factory) -> Path:
     """The tiny test model with a 1024-token window: room for a small world's prompt."""
     from conftest import write_tiny_gguf
@@ -59,7 +59,6 @@ def world(tmp_path) -> Path:
     return path
 
 
-@pytest.fixture
 def model_args(wide_gguf) -> list[str]:
     return ["--model", str(wide_gguf), "--dtype", "float32"]
 
@@ -71,15 +70,6 @@ def no_model(monkeypatch):
         raise AssertionError("the model was loaded")
 
     monkeypatch.setattr("metagen.commands.pieces.load_generator", refuse)
-
-
-def invoke(runner, *args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def files_in(folder: Path) -> list[Path]:
-    """Every file under folder (hidden ones too); folders alone do not count."""
-    return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
 
 
 def leftovers(root: Path) -> list[Path]:

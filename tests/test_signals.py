@@ -21,6 +21,8 @@ import pytest
 from metagen.cli import app
 from metagen.output import is_complete
 
+from conftest import files_in
+
 WORLD = """\
 world: {id: tinyville, name: Tinyville}
 style: {length: short, length_words: {short: 20, medium: 40, long: 80}}
@@ -43,7 +45,6 @@ SIGNALS = [
 ]
 
 
-@pytest.fixture(scope="session")
 def wide_gguf(tmp_path_factory) -> Path:
     """The tiny test model with a 1024-token window."""
     from conftest import write_tiny_gguf
@@ -51,7 +52,6 @@ def wide_gguf(tmp_path_factory) -> Path:
     return write_tiny_gguf(tmp_path_factory.mktemp("wide") / "wide.gguf", max_seq_len=1024)
 
 
-@pytest.fixture
 def model_args(wide_gguf) -> list[str]:
     return ["--model", str(wide_gguf), "--dtype", "float32"]
 
@@ -61,10 +61,6 @@ def world(tmp_path) -> Path:
     path = tmp_path / "tiny.yaml"
     path.write_text(WORLD, encoding="utf-8")
     return path
-
-
-def files_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
 
 
 def leftovers(root: Path) -> list[Path]:
