@@ -64,11 +64,22 @@ PROMPTS = (
 )
 
 
-def perplexity(generator, ids: list[int]) -> tuple[float, torch.Tensor]:
-    """exp(mean negative log-likelihood) of ids[1:] given the tokens before; and the argmaxes."""
+def perplexity(generator, ids: list[int], decode_path: bool = True) -> tuple[float, torch.Tensor]:
+    """exp(mean negative log-likelihood) of ids[1:] given the tokens before; and the argmaxes.
+
+    decode_path: compute as generated tokens are (the format's own kernels and activation
+    dtype); otherwise as a prompt is (float32 activations from FLOAT32_ROWS rows).
+    """
+    import metagen.model as model_module
+
     model = generator.model
     tokens = torch.tensor([ids], dtype=torch.long, device=model.device)  # (1, T)
-    logits = model(tokens, cache=model.new_cache(1, tokens.shape[1]))  # (1, T, V) float32
+    saved = model_module.FLOAT32_ROWS
+    model_module.FLOAT32_ROWS = 10**9 if decode_path else saved
+    try:
+        logits = model(tokens, cache=model.new_cache(1, tokens.shape[1]))  # (1, T, V) float32
+    finally:
+        model_module.FLOAT32_ROWS = saved
     nll = F.cross_entropy(logits[0, :-1].float(), tokens[0, 1:])
     return math.exp(float(nll)), logits[0, :-1].argmax(dim=-1).cpu()
 
@@ -102,14 +113,17 @@ def measure(threads: int) -> dict:
         generator = load_model(dtype=fmt)
         ids = generator.tokenizer.encode(TEXT)
         ppl, argmax = perplexity(generator, ids)
+        prompt_ppl, _ = perplexity(generator, ids, decode_path=False)
         greedy = [greedy_tokens(generator, p) for p in PROMPTS]
         if reference is None:
-            reference = {"ppl": ppl, "argmax": argmax, "greedy": greedy}
+            reference = {"ppl": ppl, "prompt_ppl": prompt_ppl, "argmax": argmax, "greedy": greedy}
         same = [leading_same(g, r) for g, r in zip(greedy, reference["greedy"])]
         rel = (ppl - reference["ppl"]) / reference["ppl"]
         rows[fmt] = {
             "perplexity": ppl,
             "relative_to_float32": rel,
+            "prompt_path_perplexity": prompt_ppl,
+            "prompt_path_relative_to_float32": (prompt_ppl - reference["prompt_ppl"]) / reference["prompt_ppl"],
             "top1_agreement": float((argmax == reference["argmax"]).float().mean()),
             "identical_leading_tokens": same,
             "greedy_texts": [generator.tokenizer.decode(g) for g in greedy],
@@ -142,21 +156,23 @@ def render_markdown(quality: dict) -> str:
         f"{quality.get('commit')}{' with uncommitted changes in metagen/' if quality.get('metagen_dirty') else ''}, "
         f"torch {quality['torch']}, {quality['threads']} threads).",
         f"Perplexity of a fixed {quality['text_tokens']}-token English text (bench/quality.py, one "
-        "teacher-forced forward pass); top-1 agreement: positions where the most likely next token",
+        "teacher-forced forward pass through the format's own kernels and activation dtype, as generated",
+        "tokens are computed; 'prompt path': the same pass as a prompt is processed, float32 activations",
+        "from 64 rows); top-1 agreement: positions where the most likely next token",
         f"is the same as float32's. Greedy: {quality['greedy_tokens']} tokens forced on each of "
         f"{len(quality['prompts'])} chat prompts; the table gives how many leading tokens equal float32's.",
         f"Targets: perplexity within {quality['ppl_tolerance']:.0%} of float32, and at least "
         f"{quality['same_tokens_required']} identical leading tokens on every prompt.",
         "",
-        "| format | perplexity | vs float32 | top-1 agreement | identical leading greedy tokens | "
-        "perplexity target | greedy target |",
-        "|---|---|---|---|---|---|---|",
+        "| format | perplexity | vs float32 | prompt path vs float32 | top-1 agreement | "
+        "identical leading greedy tokens | perplexity target | greedy target |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for fmt, row in quality["formats"].items():
         same = ", ".join(str(n) for n in row["identical_leading_tokens"])
         lines.append(
             f"| {fmt} | {row['perplexity']:.3f} | {row['relative_to_float32']:+.2%} | "
-            f"{row['top1_agreement']:.1%} | {same} (of {quality['greedy_tokens']}) | "
+            f"{row.get('prompt_path_relative_to_float32', float('nan')):+.2%} | {row['top1_agreement']:.1%} | {same} (of {quality['greedy_tokens']}) | "
             f"{'met' if row['ppl_met'] else '**not met**'} | {'met' if row['greedy_met'] else '**not met**'} |")
     lines += ["", "Prompts: " + "; ".join(f"({i + 1}) \"{p}\"" for i, p in enumerate(quality["prompts"])), ""]
     return "\n".join(lines)
