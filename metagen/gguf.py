@@ -10,6 +10,8 @@ the rotate-half RoPE of the original checkpoint (see `unpermute_rows`).
 from __future__ import annotations
 
 import logging
+import math
+import mmap
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,7 +117,99 @@ def _field(reader, key: str, default=None):
     return f.contents()
 
 
-def _open_reader(path: Path):
+class _Field:
+    """A metadata value as read by _MetadataReader; the subset of gguf.ReaderField we use."""
+
+    def __init__(self, value):
+        self.value = value
+        self.data = value if isinstance(value, list) else [value]
+
+    def contents(self):
+        return self.value
+
+
+class _MetadataReader:
+    """GGUF metadata and tensor descriptions, without the tensor data.
+
+    gguf.GGUFReader builds numpy views for every item of every array: 4-6 s for SmolLM2's
+    49,152-token vocabulary. Reading the same key/value section with struct takes a fraction
+    of a second, which is what `metagen models info` and tokenizer-only reads need.
+    Layout: ggml's docs/gguf.md (little-endian, versions 2 and 3).
+    """
+
+    _SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
+    _STRING, _ARRAY = 8, 9
+
+    def __init__(self, path: Path):
+        import struct
+
+        from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+
+        self._struct = struct
+        with open(path, "rb") as handle:  # mapped: only the header's pages are read
+            self._data = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        self._at = 4  # after the magic
+        version, = self._read("I")
+        if version not in (2, 3):
+            raise ValueError(f"GGUF version {version} is not supported (2 or 3)")
+        tensor_count, kv_count = self._read("QQ")
+        self.fields: dict[str, _Field] = {}
+        for _ in range(kv_count):
+            key = self._string()
+            kind, = self._read("I")
+            self.fields[key] = _Field(self._value(kind))
+        self.tensors = []
+        data_end = 0  # bytes the tensor data needs after its aligned start
+        for _ in range(tensor_count):
+            name = self._string()
+            n_dims, = self._read("I")
+            shape = self._read("Q" * n_dims)
+            kind, offset = self._read("IQ")
+            quant = GGMLQuantizationType(kind)
+            block, block_bytes = GGML_QUANT_SIZES[quant]
+            data_end = max(data_end, offset + math.prod(shape) // block * block_bytes)
+            self.tensors.append(_TensorInfo(name, quant, shape))
+        alignment = int(self.fields["general.alignment"].value) if "general.alignment" in self.fields else 32
+        data_start = -(-self._at // alignment) * alignment
+        size = len(self._data)
+        self._data.close()
+        if data_start + data_end > size:
+            raise ValueError(f"the tensors need {data_start + data_end} bytes, the file has {size}")
+
+    def _read(self, fmt: str) -> tuple:
+        values = self._struct.unpack_from("<" + fmt, self._data, self._at)
+        self._at += self._struct.calcsize("<" + fmt)
+        return values
+
+    def _string(self) -> str:
+        length, = self._read("Q")
+        if self._at + length > len(self._data):
+            raise ValueError("a string runs past the end of the file")
+        text = self._data[self._at:self._at + length].decode("utf-8", errors="replace")
+        self._at += length
+        return text
+
+    def _value(self, kind: int):
+        if kind == self._STRING:
+            return self._string()
+        if kind == self._ARRAY:
+            item_kind, count = self._read("IQ")
+            if item_kind in self._SCALARS:
+                return list(self._read(self._SCALARS[item_kind] * count))
+            return [self._value(item_kind) for _ in range(count)]
+        if kind not in self._SCALARS:
+            raise ValueError(f"unknown metadata value type {kind}")
+        return self._read(self._SCALARS[kind])[0]
+
+
+@dataclass(frozen=True)
+class _TensorInfo:
+    name: str
+    tensor_type: object  # gguf.GGMLQuantizationType
+    shape: tuple[int, ...]
+
+
+def _open_reader(path: Path, metadata_only: bool = False):
     from gguf import GGUFReader
 
     if not path.exists():
@@ -133,7 +227,7 @@ def _open_reader(path: Path):
             hint="give a llama-family .gguf file, or run `metagen models pull`",
         )
     try:
-        return GGUFReader(path, "r")
+        return _MetadataReader(path) if metadata_only else GGUFReader(path, "r")
     except Exception as error:  # the gguf library raises ValueError, IndexError, struct.error...
         raise ModelError(
             f"{path} is damaged or truncated ({type(error).__name__}: {error})",
@@ -249,7 +343,7 @@ def dequantize_tensor(tensor) -> np.ndarray:
 def read_gguf(path: str | os.PathLike, *, load_tensors: bool = True) -> GGUFContents:
     """Read a GGUF file: its shape, tokenizer metadata and (optionally) float32 tensors."""
     path = Path(path)
-    reader = _open_reader(path)
+    reader = _open_reader(path, metadata_only=not load_tensors)
     try:
         arch, args = read_args(reader, path)
         tok = read_tokenizer_data(reader, path)

@@ -24,10 +24,25 @@ def test_round_trip_restores_shape_tokenizer_and_weights(tiny_gguf):
         assert np.allclose(contents.tensors[name], tensor.numpy()), name
 
 
+def test_metadata_reader_agrees_with_the_gguf_library(tiny_gguf):
+    """read_gguf(load_tensors=False) parses the header itself (fast); the result must be what
+    gguf.GGUFReader gives."""
+    quick, whole = read_gguf(tiny_gguf, load_tensors=False), read_gguf(tiny_gguf)
+    assert quick.args == whole.args and quick.tokenizer == whole.tokenizer
+    assert quick.tensor_types == whole.tensor_types and quick.name == whole.name
+    assert quick.tensors == {} and len(whole.tensors) > 0
+
+
 def test_unpermute_inverts_the_converter_permutation():
     w = np.arange(8 * 3, dtype=np.float32).reshape(8, 3)
     assert np.array_equal(unpermute_rows(permute_rows(w, 2), 2), w)
     assert not np.array_equal(permute_rows(w, 2), w)
+
+
+def truncated_header(path, tmp_path):
+    out = tmp_path / "short.gguf"
+    out.write_bytes(path.read_bytes()[:300])  # inside the metadata
+    return out
 
 
 def truncated(path, tmp_path):
@@ -74,16 +89,18 @@ def missing(path, tmp_path):
 
 @pytest.mark.parametrize("damage, message", [
     (truncated, "damaged or truncated"),
+    (truncated_header, "damaged or truncated"),
     (wrong_magic, "is not a GGUF file"),
     (not_gguf, "is not a GGUF file"),
     (empty, "is not a GGUF file"),
     (other_architecture, "architecture 'gpt2'"),
     (missing, "does not exist"),
 ])
-def test_damaged_files_raise_one_clear_model_error(tiny_gguf, tmp_path, damage, message):
+@pytest.mark.parametrize("load_tensors", [True, False], ids=["whole", "metadata"])
+def test_damaged_files_raise_one_clear_model_error(tiny_gguf, tmp_path, damage, message, load_tensors):
     path = damage(tiny_gguf, tmp_path)
     with pytest.raises(ModelError) as info:
-        read_gguf(path)
+        read_gguf(path, load_tensors=load_tensors)
     assert message in info.value.one_line()
     assert str(path) in info.value.one_line()
     assert info.value.exit_code == 2
