@@ -34,6 +34,7 @@ CLI_NAMES: dict[str, str] = {
     "presence_penalty": "--presence-penalty",
     "frequency_penalty": "--frequency-penalty",
     "penalize_prompt": "--penalize-prompt",
+    "penalty_exempt": "--penalty-exempt",
     "no_repeat_ngram_size": "--no-repeat-ngram",
     "dry_multiplier": "--dry-multiplier",
     "dry_base": "--dry-base",
@@ -69,6 +70,7 @@ class GenerationConfig:
     presence_penalty: float = 0.0  # subtracted once from every seen token's logit (0 = off); default 0
     frequency_penalty: float = 0.0  # subtracted per occurrence of a seen token (0 = off); default 0
     penalize_prompt: bool = False  # penalties also count the prompt's tokens; default False
+    penalty_exempt: tuple[str, ...] = ()  # words whose tokens the repetition/presence/frequency penalties skip; default none
     no_repeat_ngram_size: int = 0  # never repeat an n-gram of this size (>= 0; 0 = off); default 0
     dry_multiplier: float = 0.0  # DRY penalty strength (>= 0; 0 = off); default 0
     dry_base: float = 1.75  # DRY penalty growth per extra repeated token (> 1); default 1.75
@@ -166,6 +168,7 @@ class GenerationConfig:
         _interval("xtc_threshold", self.xtc_threshold, 0, 0.5, "[]")
         _interval("xtc_probability", self.xtc_probability, 0, 1, "[]")
         _non_empty_strings("banned", self.banned)
+        _non_empty_strings("penalty_exempt", self.penalty_exempt)
         for key, _bias in self.logit_bias:
             if not key.strip():
                 raise ConfigError("--logit-bias needs a word or #token-id, got an empty one")
@@ -208,6 +211,7 @@ _KINDS: dict[str, str] = {
     "presence_penalty": "float",
     "frequency_penalty": "float",
     "penalize_prompt": "bool",
+    "penalty_exempt": "strings",
     "no_repeat_ngram_size": "int",
     "dry_multiplier": "float",
     "dry_base": "float",

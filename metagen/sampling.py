@@ -53,6 +53,17 @@ def _padded(logits: torch.Tensor) -> torch.Tensor:
     return torch.cat([logits, logits.new_zeros(logits.shape[0], 1)], dim=1)  # (B, V+1)
 
 
+def _without(tokens: torch.Tensor, exempt: torch.Tensor) -> torch.Tensor:
+    """tokens with every exempt id replaced by -1 ("no token"), so that penalties skip it."""
+    if exempt.numel() == 0 or tokens.numel() == 0:
+        return tokens
+    return torch.where(torch.isin(tokens, exempt.to(tokens.device)), -1, tokens)
+
+
+def _exempt_words(exempt: torch.Tensor) -> str:
+    return f" (except {exempt.numel()} name tokens)" if exempt.numel() else ""
+
+
 def _safe_index(tokens: torch.Tensor, vocab: int) -> torch.Tensor:
     """Token ids with every "no token" (-1) entry pointed at the spare column `vocab`."""
     return torch.where(tokens >= 0, tokens, vocab).long()
@@ -93,19 +104,20 @@ def _check_probability(name: str, value: float, low_open: bool, high_open: bool)
 class RepetitionPenaltyProcessor:
     """Divide positive and multiply negative logits of tokens seen in the last `window`."""
 
-    def __init__(self, penalty: float, window: int = 0):
+    def __init__(self, penalty: float, window: int = 0, exempt: Iterable[int] = ()):
         if not penalty > 0:
             raise ValueError(f"repetition penalty must be > 0, got {penalty!r}")
         if window < 0:
             raise ValueError(f"repetition window must be >= 0, got {window!r}")
         self.penalty = float(penalty)
         self.window = int(window)
+        self.exempt = torch.tensor(sorted(set(exempt)), dtype=torch.long)
 
     def describe(self) -> str:
-        return f"repetition penalty {self.penalty:g} over {_window_words(self.window)}"
+        return f"repetition penalty {self.penalty:g} over {_window_words(self.window)}" + _exempt_words(self.exempt)
 
     def __call__(self, tokens: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-        recent = _window(tokens, self.window)  # (B, W)
+        recent = _without(_window(tokens, self.window), self.exempt)  # (B, W)
         if recent.shape[1] == 0:
             return logits.clone()
         vocab = logits.shape[-1]
@@ -120,7 +132,7 @@ class RepetitionPenaltyProcessor:
 class PresenceFrequencyPenaltyProcessor:
     """Subtract presence once, and frequency per occurrence, for tokens in the last `window`."""
 
-    def __init__(self, presence: float = 0.0, frequency: float = 0.0, window: int = 0):
+    def __init__(self, presence: float = 0.0, frequency: float = 0.0, window: int = 0, exempt: Iterable[int] = ()):
         for name, value in (("presence penalty", presence), ("frequency penalty", frequency)):
             if not math.isfinite(value):
                 raise ValueError(f"{name} must be a finite number, got {value!r}")
@@ -129,15 +141,16 @@ class PresenceFrequencyPenaltyProcessor:
         self.presence = float(presence)
         self.frequency = float(frequency)
         self.window = int(window)
+        self.exempt = torch.tensor(sorted(set(exempt)), dtype=torch.long)
 
     def describe(self) -> str:
         return (
             f"presence penalty {self.presence:g}, frequency penalty {self.frequency:g} "
-            f"over {_window_words(self.window)}"
+            f"over {_window_words(self.window)}" + _exempt_words(self.exempt)
         )
 
     def __call__(self, tokens: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-        recent = _window(tokens, self.window)  # (B, W)
+        recent = _without(_window(tokens, self.window), self.exempt)  # (B, W)
         if recent.shape[1] == 0:
             return logits.clone()
         vocab = logits.shape[-1]
@@ -538,6 +551,13 @@ def logit_bias_tokens(items: Iterable[tuple[str, float]], tokenizer: Tokenizer) 
     return out
 
 
+def exempt_tokens(words: Iterable[str], tokenizer: Tokenizer) -> set[int]:
+    """Every token of each word as written, alone and after a space: the pieces a name is
+    written with, which the penalties then leave alone."""
+    return {token for word in words for variant in (word.strip(), " " + word.strip())
+            for token in tokenizer.encode(variant)}
+
+
 def breaker_tokens(breakers: Iterable[str], tokenizer: Tokenizer) -> set[int]:
     """Token ids that end a DRY match: the last token of each breaker string as written,
     after a space and after a letter (how text-generation-webui finds mid-text tokens)."""
@@ -570,10 +590,11 @@ def build_processors(
     vocab = tokenizer.vocab_size
     window = cfg.repetition_window
     out: list[LogitsProcessor] = []
+    exempt = exempt_tokens(cfg.penalty_exempt, tokenizer) if cfg.penalty_exempt else set()
     if cfg.repetition_penalty != 1.0:
-        out.append(RepetitionPenaltyProcessor(cfg.repetition_penalty, window))
+        out.append(RepetitionPenaltyProcessor(cfg.repetition_penalty, window, exempt))
     if cfg.presence_penalty != 0.0 or cfg.frequency_penalty != 0.0:
-        out.append(PresenceFrequencyPenaltyProcessor(cfg.presence_penalty, cfg.frequency_penalty, window))
+        out.append(PresenceFrequencyPenaltyProcessor(cfg.presence_penalty, cfg.frequency_penalty, window, exempt))
     if cfg.dry_multiplier > 0:
         out.append(
             DRYProcessor(

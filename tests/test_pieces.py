@@ -76,6 +76,12 @@ def test_dialogue_penalties_see_the_earlier_lines_unless_told_not_to(world):
     assert pieces.effective_config(world, "dialogue", None, {"penalize_prompt": False}).penalize_prompt is False
 
 
+def test_penalty_exemptions_come_from_the_layers_only(world):
+    """Exempting the world's names by default was measured and made things worse (docs/eval.md)."""
+    assert pieces.effective_config(world, "dialogue", None, None).penalty_exempt == ()
+    assert pieces.effective_config(world, "story", {"penalty_exempt": ["Zed"]}, None).penalty_exempt == ("Zed",)
+
+
 def test_world_banned_words_are_always_added(world):
     cfg = pieces.effective_config(world, "story", {"banned": ["orc"]}, {"banned": ["troll", "dragon"]})
     assert cfg.banned == ("troll", "dragon", "Wyrm")

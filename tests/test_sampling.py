@@ -395,6 +395,31 @@ def test_padding_is_ignored(make):
     assert torch.equal(make()(torch.full((1, 5), -1), logits), logits)
 
 
+def test_exempt_tokens_are_never_penalized():
+    logits = torch.tensor([[2.0, 2.0, 2.0, 2.0]])
+    tokens = torch.tensor([[0, 1, 2, 1]])
+    out = RepetitionPenaltyProcessor(2.0, exempt={1})(tokens, logits)
+    assert out.tolist() == [[1.0, 2.0, 1.0, 2.0]]
+    out = PresenceFrequencyPenaltyProcessor(presence=1.0, frequency=0.5, exempt={1, 2})(tokens, torch.zeros(1, 4))
+    assert out.tolist() == [[-1.5, 0.0, 0.0, 0.0]]
+    assert "except 2 name tokens" in PresenceFrequencyPenaltyProcessor(1.0, exempt={1, 2}).describe()
+
+
+def test_penalty_exempt_words_reach_the_processors():
+    from metagen.sampling import exempt_tokens
+
+    name = "Mira Okonkwo"
+    ids = exempt_tokens([name], TOK)
+    assert set(TOK.encode(name)) <= ids and set(TOK.encode(" " + name)) <= ids
+    cfg = GenerationConfig(repetition_penalty=1.5, presence_penalty=0.2, penalty_exempt=(name,))
+    penalties = build_processors(cfg, TOK)[:2]
+    assert all(set(p.exempt.tolist()) == ids for p in penalties)
+    history = torch.tensor([TOK.encode(" " + name)])
+    logits = torch.ones(1, TOK.vocab_size)
+    for processor in penalties:  # the name's own tokens keep their logits
+        assert torch.equal(processor(history, logits)[0, history[0]], logits[0, history[0]])
+
+
 def test_presence_and_frequency():
     logits = torch.zeros(1, 4)
     out = PresenceFrequencyPenaltyProcessor(presence=1.0, frequency=0.5)(torch.tensor([[2, 2, 2, 1]]), logits)

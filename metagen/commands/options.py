@@ -39,6 +39,7 @@ DECODING_PARAMETERS: list[tuple[str, object]] = [
     ("presence_penalty", Annotated[Optional[float], _opt("--presence-penalty", help="Subtracted once from each seen token's logit. [default: 0]")]),
     ("frequency_penalty", Annotated[Optional[float], _opt("--frequency-penalty", help="Subtracted per occurrence of a seen token. [default: 0]")]),
     ("penalize_prompt", Annotated[Optional[bool], _opt("--penalize-prompt/--no-penalize-prompt", help="Penalties also count the prompt's tokens. [default: no; yes for dialogue, whose earlier lines are prompt]")]),
+    ("penalty_exempt", Annotated[Optional[list[str]], _opt("--penalty-exempt", help="A word the repetition, presence and frequency penalties never count (repeatable). [default: none]")]),
     ("no_repeat_ngram_size", Annotated[Optional[int], _opt("--no-repeat-ngram", help="Never repeat an n-gram of this size; 0 = off.")]),
     ("dry_multiplier", Annotated[Optional[float], _opt("--dry-multiplier", help="DRY repetition penalty strength; 0 = off.")]),
     ("dry_base", Annotated[Optional[float], _opt("--dry-base", help="DRY growth per extra repeated token (> 1). [default: 1.75]")]),
@@ -83,7 +84,7 @@ def cli_settings(raw: dict) -> dict:
     """The decoding flags as given (None when absent), in GenerationConfig's field names."""
     settings = dict(raw)
     settings["logit_bias"] = parse_logit_bias(settings.get("logit_bias"))
-    for key in ("banned", "stop", "dry_sequence_breakers"):
+    for key in ("banned", "stop", "dry_sequence_breakers", "penalty_exempt"):
         if not settings.get(key):
             settings[key] = None
     if settings.get("strategy") == "beam" and settings.get("num_beams") is None:
