@@ -60,22 +60,11 @@ FRONT_MATTER_FIELDS = {
 }
 
 
-def wide_gguf(tmp_path_factory) -> Path:
-    """The tiny test model with a 1024-token window, room for a small world's prompt."""
-    from conftest import write_tiny_gguf
-
-    return write_tiny_gguf(tmp_path_factory.mktemp("wide") / "wide.gguf", max_seq_len=1024)
-
-
 @pytest.fixture
 def world(tmp_path) -> Path:
     path = tmp_path / "tiny.yaml"
     path.write_text(TINY_WORLD, encoding="utf-8")
     return path
-
-
-def model_args(wide_gguf) -> list[str]:
-    return ["--model", str(wide_gguf), "--dtype", "float32"]
 
 
 @pytest.fixture
