@@ -294,24 +294,24 @@ def git_state() -> dict:
             "metagen_dirty": sorted({line[3:] for line in dirty.splitlines()}) if dirty else []}
 
 
-def prompt_ids(model_path: str) -> list[int]:
-    """The chat-templated prompt as token ids (metagen's tokenizer); every engine gets these."""
+def model_tokenizer(model_path: str):
+    """metagen's tokenizer for the model file (its GGUF metadata only)."""
     from metagen.gguf import read_gguf
     from metagen.tokenizer import Tokenizer
 
-    tokenizer = Tokenizer.from_data(read_gguf(Path(model_path), load_tensors=False).tokenizer)
+    return Tokenizer.from_data(read_gguf(Path(model_path), load_tensors=False).tokenizer)
+
+
+def prompt_ids(tokenizer) -> list[int]:
+    """The chat-templated prompt as token ids (metagen's tokenizer); every engine gets these."""
     return tokenizer.encode(tokenizer.render_chat([{"role": "user", "content": PROMPT}]))
 
 
-def long_prompt_ids(model_path: str) -> list[int]:
+def long_prompt_ids(tokenizer) -> list[int]:
     """The long prompt: what `metagen prompt` gives for LONG_PROMPT_REQUEST, as token ids."""
-    from metagen.gguf import read_gguf
-    from metagen.tokenizer import Tokenizer
-
     metagen = str(Path(sys.executable).with_name("metagen"))
     shown = subprocess.run([metagen, "prompt", *LONG_PROMPT_REQUEST, "--json"], cwd=ROOT, check=True,
                            capture_output=True, text=True)
-    tokenizer = Tokenizer.from_data(read_gguf(Path(model_path), load_tensors=False).tokenizer)
     return tokenizer.encode(json.loads(shown.stdout)["prompt"])
 
 
@@ -656,8 +656,9 @@ def main() -> None:
     git_before = git_state()  # the workers import metagen as it is now
     resolved = resolve_model()
     model_path = str(resolved.path)
-    ids = prompt_ids(model_path)
-    long_ids = long_prompt_ids(model_path) if PREFILL in cases else []
+    tokenizer = model_tokenizer(model_path)
+    ids = prompt_ids(tokenizer)
+    long_ids = long_prompt_ids(tokenizer) if PREFILL in cases else []
     load_before = os.getloadavg()[0]
     print(f"model {model_path}\nprompt: {len(ids)} tokens; {tokens} new tokens; {repeats} repetition(s); "
           f"{args.threads} threads; load average {load_before:.2f}", flush=True)

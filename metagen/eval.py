@@ -390,12 +390,13 @@ def check_variant(variant: str) -> str:
 
 def _variant_pieces(generator, world: World, requests: list[Request], cfg, seeds: list[int], variant: str):
     """Stories or scenes from an experimental prompt: (request dict, seed, text, tokens, finish, opening) each."""
-    from metagen.prompts import SCENE_OPENING, build_prompt
+    from metagen.prompts import build_prompt
 
     lore_budget, style = PROMPT_VARIANTS[variant]
     prompts = []
     for request in requests:
-        kind_style = style if style is None or request.kind == "story" or style == "none" else SCENE_OPENING
+        # story-opening-* styles are for stories; a scene keeps its own opening (None)
+        kind_style = style if request.kind == "story" or style == "none" else None
         prompts.append(build_prompt(world, request, count_tokens=generator.count_tokens,
                                     context_length=generator.context_length, max_new_tokens=cfg.max_new_tokens,
                                     lore_budget=lore_budget, opening_style=kind_style))

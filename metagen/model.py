@@ -406,15 +406,16 @@ class Transformer(nn.Module):
             outs = []
             for begin in range(0, T, chunk):
                 final = begin + chunk >= T
-                out = self._forward(tokens[:, begin:begin + chunk], cache, pad,
-                                    head="last" if last_only else "all", skip_head=last_only and not final)
+                head = ("last" if final else "none") if last_only else "all"
+                out = self._forward(tokens[:, begin:begin + chunk], cache, pad, head)
                 if out is not None:
                     outs.append(out)
             return torch.cat(outs, dim=1)
         return self._forward(tokens, cache, pad, head="last" if last_only else "all")
 
-    def _forward(self, tokens: torch.Tensor, cache: KVCache, pad: torch.Tensor | None, head: str,
-                 skip_head: bool = False) -> torch.Tensor | None:
+    def _forward(self, tokens: torch.Tensor, cache: KVCache, pad: torch.Tensor | None,
+                 head: str) -> torch.Tensor | None:
+        """One pass; head: logits for "all" positions, the "last" one, or "none" (None)."""
         B, T = tokens.shape
         start = cache.length
         slots = torch.arange(start, start + T, device=tokens.device)  # (T,)
@@ -442,7 +443,7 @@ class Transformer(nn.Module):
         for layer, block in enumerate(self.layers):
             x = block(x, cos, sin, cache, layer, mask)
         cache.length = start + T
-        if skip_head:
+        if head == "none":
             return None
         if head == "last":
             x = x[:, -1:]
