@@ -22,12 +22,12 @@ import yaml
 from metagen.config import MAX_SEED, GenerationConfig
 from metagen.errors import ConfigError, MetagenError, OutputExistsError, WorldError
 from metagen.output import FORMATS, check_format, check_not_exists, check_writable, is_complete, output_path
+from metagen.pieces import MAX_COUNT
 from metagen.prompts import REQUEST_KINDS, Request
 from metagen.world import World, did_you_mean, load_world
 
 MAX_JOBS_BYTES = 4 * 1024 * 1024
 MAX_UNITS = 100_000  # after counts are expanded
-MAX_COUNT = 10_000  # per job
 DEFAULT_BATCH_SIZE = 8
 
 _TOP_KEYS = ("world", "out", "format", "seed", "settings", "jobs")

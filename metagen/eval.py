@@ -215,8 +215,10 @@ def build_grid(world: World, kinds: Sequence[str] = KINDS, max_requests: int = D
     """The requests one world is measured on, at most max_requests per kind: a scene per location;
     dialogues between pairs spread over the cast; stories of one, two, three characters in turn,
     each cast and place shifted by one from the last."""
-    if max_requests < 1:
-        raise ConfigError(f"--max-requests must be at least 1, got {max_requests}")
+    from metagen.pieces import MAX_COUNT
+
+    if not 1 <= max_requests <= MAX_COUNT:
+        raise ConfigError(f"--max-requests must be 1 to {MAX_COUNT}, got {max_requests}")
     chars = [c.id for c in world.characters]
     places = [loc.id for loc in world.locations]
     requests: list[Request] = []
@@ -231,6 +233,15 @@ def build_grid(world: World, kinds: Sequence[str] = KINDS, max_requests: int = D
     if "dialogue" in kinds:
         requests += [DialogueRequest(characters=p, turns=turns) for p in _spread_pairs(chars, max_requests)]
     return [resolve_request(world, r).request for r in requests]
+
+
+def seed_list(count: int, start: int = 1) -> list[int]:
+    """The seeds every request is answered with: start, start + 1, ... (count of them)."""
+    from metagen.pieces import MAX_COUNT
+
+    if not 1 <= count <= MAX_COUNT:
+        raise ConfigError(f"--seeds must be 1 to {MAX_COUNT}, got {count}")
+    return list(range(start, start + count))
 
 
 def naive_prompt(world: World, request: Request) -> str:

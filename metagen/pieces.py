@@ -34,6 +34,7 @@ MAX_STORY_TOKENS = 1024  # a story's default budget never goes past this
 SCENE_TOKENS = 200  # one paragraph of about 120 words
 DIALOGUE_LINE_TOKENS = 60  # one spoken line (metagen.dialogue decodes a line at a time)
 DIALOGUE_ORDERS = ("likelihood", "turns")
+MAX_COUNT = 10_000  # pieces one request (or one batch job) may ask for
 # Settings a kind starts from, under the world's defaults. A dialogue line is written after
 # the earlier lines, which are prompt tokens: without penalize_prompt the penalties never see
 # them and a line often echoes the one before (docs/eval.md: 4-gram repetition 6.5% -> 0.0%).
@@ -156,8 +157,9 @@ def _check_world_defaults(world: World, kind: str, layer: Mapping[str, Any] | No
 
 def seeds_for(count: int, seed: int | None) -> list[int]:
     """`count` seeds S, S+1, ... from the given seed, or from one drawn at random."""
-    if count < 1:
-        raise ConfigError(f"--count must be at least 1, got {count}")
+    if not 1 <= count <= MAX_COUNT:
+        raise ConfigError(f"--count must be 1 to {MAX_COUNT}, got {count}",
+                          hint="split larger runs into several commands or batch jobs")
     if seed is None:
         from metagen.generate import draw_seed
 

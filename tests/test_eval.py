@@ -343,6 +343,8 @@ def test_cli_end_to_end(runner, world_file, long_gguf, tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--kinds", "poem"], "unknown kind 'poem'"),
     (["--max-requests", "0"], "--max-requests"),
+    (["--max-requests", "100000000000"], "--max-requests must be 1 to 10000"),  # once a hang building the grid
+    (["--seeds", "100000000000"], "--seeds must be 1 to 10000"),  # once a MemoryError traceback
     (["--temperature", "-1"], "--temperature"),
     (["--prompt-variant", "short"], "--prompt-variant"),
 ])

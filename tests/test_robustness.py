@@ -382,6 +382,8 @@ DECODING_CASES = [
     pytest.param(["--stop", ""], "--stop needs non-empty strings", id="stop-empty"),
     pytest.param(["--ban", ""], "--ban needs non-empty strings", id="ban-empty"),
     pytest.param(["--ban", "\udcff"], "--ban '\\udcff' is not UTF-8 text", id="ban-utf8"),
+    # found by test_fuzz: a list of 10**11 seeds was built before anything said no (MemoryError)
+    pytest.param(["--count", "100000000000"], "--count must be 1 to 10000, got 100000000000", id="count-huge"),
 ]  # fmt: skip
 
 

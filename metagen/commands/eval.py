@@ -56,8 +56,7 @@ def eval_command(
         for kind in kind_list:
             evaluation.kind_config(world, kind, settings)
     check_writable(out)
-    start = 1 if settings.get("seed") is None else settings["seed"]
-    seed_list = list(range(start, start + seeds))
+    seed_list = evaluation.seed_list(seeds, 1 if settings.get("seed") is None else settings["seed"])
 
     # b. run, score, write
     generator = load_generator(model_options, quiet)
