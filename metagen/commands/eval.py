@@ -12,7 +12,7 @@ import typer
 from metagen.commands.options import load_generator, progress_to_stderr, with_decoding_options
 
 Worlds = Annotated[list[Path], typer.Argument(help="World files (YAML).", show_default=False)]
-Seeds = Annotated[int, typer.Option("--seeds", min=1, help="Seeds per request: S, S+1, ... (S from --seed, else 1).")]
+Seeds = Annotated[int, typer.Option("--seeds", min=1, help="Seeds per request, 1 to 10,000: S, S+1, ... (S from --seed, else 1).")]
 Kinds = Annotated[str, typer.Option("--kinds", help="Kinds to measure, comma-separated: story,scene,dialogue.")]
 Out = Annotated[Path, typer.Option("--out", "-o", help="Folder for report.md and report.json (replaced if there).")]
 MaxRequests = Annotated[int, typer.Option("--max-requests", min=1, help="Most requests per kind and world.")]
