@@ -24,7 +24,7 @@ import torch
 from metagen.config import GenerationConfig
 from metagen.errors import ConfigError, GenerationError, ModelError
 from metagen.gguf import ModelArgs, read_gguf
-from metagen.model import WEIGHT_FORMATS, Transformer
+from metagen.model import KERNEL_ALIGNMENT, WEIGHT_FORMATS, Transformer
 from metagen.search import PrefixReuse, SearchResult, TextCallback, run_search
 from metagen.tokenizer import Tokenizer
 
@@ -36,7 +36,10 @@ DEVICES = ("cpu", "cuda", "auto")
 # int4 groups hold the GGUF's Q4_1 weights as quantized; bfloat16 matmuls with more than one
 # row run 3-5x slower than float32 on CPUs without native bfloat16 (AVX2).
 DEFAULT_CPU_FORMAT = "int4"
-CONVERTED_VERSION = 3  # bump when the converted layout changes (2: float32 lookup table, int8 head for int4; 3: int4 plain nibbles)
+CONVERTED_VERSION = 4  # bump when the converted layout changes (2: float32 lookup table, int8 head for int4; 3: int4 plain nibbles; 4: 64-byte aligned tensors)
+_PAD_PREFIX = "__pad."  # filler entries that align the next tensor in a converted file
+_SAFETENSORS_DTYPES = {torch.float32: "F32", torch.bfloat16: "BF16", torch.int8: "I8", torch.uint8: "U8",
+                       torch.int32: "I32", torch.int64: "I64"}
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,35 @@ def _converted_dir(cache: Path, sha256: str, weight_format: str) -> Path:
     return cache / "converted" / f"{sha256[:16]}-{weight_format}-v{CONVERTED_VERSION}"
 
 
+def save_aligned_safetensors(state: dict[str, torch.Tensor], path: Path) -> None:
+    """Write a safetensors file whose every tensor starts on a KERNEL_ALIGNMENT boundary.
+
+    The format stores tensors back to back after a JSON header, so a memory-mapped load puts
+    them at arbitrary 8-byte offsets, where the compact CPU kernels crash (model.aligned).
+    Here the header is padded with spaces (the format allows it) and small U8 filler entries
+    sit between tensors, so the loaded tensors need no aligning copy.
+    """
+    header, chunks, offset = {}, [], 0
+    for index, (name, tensor) in enumerate(state.items()):
+        gap = -offset % KERNEL_ALIGNMENT
+        if gap:
+            header[f"{_PAD_PREFIX}{index}"] = {"dtype": "U8", "shape": [gap], "data_offsets": [offset, offset + gap]}
+            chunks.append(bytes(gap))
+            offset += gap
+        data = tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes()
+        header[name] = {"dtype": _SAFETENSORS_DTYPES[tensor.dtype], "shape": list(tensor.shape),
+                        "data_offsets": [offset, offset + len(data)]}
+        chunks.append(data)
+        offset += len(data)
+    encoded = json.dumps(header, separators=(",", ":")).encode()
+    encoded += b" " * (-(8 + len(encoded)) % KERNEL_ALIGNMENT)  # data starts 64-byte aligned
+    with open(path, "wb") as file:
+        file.write(len(encoded).to_bytes(8, "little"))
+        file.write(encoded)
+        for chunk in chunks:
+            file.write(chunk)
+
+
 def _load_converted(folder: Path) -> tuple[Transformer, Tokenizer, str] | None:
     from safetensors.torch import load_file
 
@@ -105,7 +137,8 @@ def _load_converted(folder: Path) -> tuple[Transformer, Tokenizer, str] | None:
         return None
     try:
         meta = json.loads(meta_path.read_text())
-        state = load_file(str(folder / "weights.safetensors"))
+        state = {name: tensor for name, tensor in load_file(str(folder / "weights.safetensors")).items()
+                 if not name.startswith(_PAD_PREFIX)}
         model = Transformer.from_state(ModelArgs(**meta["args"]), state, meta["weight_format"])
         tokenizer = Tokenizer.load(folder / "tokenizer.json")
         return model, tokenizer, meta["name"]
@@ -116,13 +149,11 @@ def _load_converted(folder: Path) -> tuple[Transformer, Tokenizer, str] | None:
 
 
 def _save_converted(folder: Path, model: Transformer, tokenizer: Tokenizer, name: str) -> None:
-    from safetensors.torch import save_file
-
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=folder.parent))
         try:
-            save_file(model.export_state(), str(staging / "weights.safetensors"))
+            save_aligned_safetensors(model.export_state(), staging / "weights.safetensors")
             tokenizer.save(staging / "tokenizer.json")
             meta = {"args": model.args.to_dict(), "weight_format": model.weight_format, "name": name}
             (staging / "meta.json").write_text(json.dumps(meta))

@@ -34,6 +34,32 @@ FLOAT32_ROWS = 64
 # would hold 16,000 rows (the gate/up output alone 196 MB, the scores 576 MB). One prompt of
 # 1,286 tokens: peak RSS 483 MiB in one pass, 452 MiB in pieces, at the same speed.
 PREFILL_ROWS = 512
+# The compact CPU kernels' contract, found by sweeping shapes and offsets on an AVX-512 CPU
+# (avx512_vnni, avx512_bf16): _weight_int8pack_mm reads its weight and input with aligned
+# vector loads once it takes four rows or more, and segfaults on a weight or input 8 or 24
+# bytes off a 64-byte boundary; with rows of a length not a multiple of 32 it gives wrong
+# sums even for one row. _convert_weight_to_int4pack_for_cpu refuses an output size not a
+# multiple of 16 there (8 passes on AVX2). AVX2 CPUs take all of these; we assume the strictest.
+KERNEL_ALIGNMENT = 64  # bytes
+INT8_KERNEL_COLUMNS = 32  # in_features must be a multiple of this for the int8 kernel
+INT4_KERNEL_ROWS = 16  # out_features must be a multiple of this for the int4 packing
+
+
+def aligned(tensor: torch.Tensor) -> torch.Tensor:
+    """`tensor`, or a contiguous copy of it, whose data starts on a KERNEL_ALIGNMENT boundary.
+
+    Tensors loaded from a file (safetensors, memory-mapped) start wherever the file put them;
+    torch's own CPU allocations are 64-byte aligned, so a copy is enough. No-op off the CPU."""
+    if tensor.device.type != "cpu" or (tensor.is_contiguous() and tensor.data_ptr() % KERNEL_ALIGNMENT == 0):
+        return tensor
+    copy = torch.empty_like(tensor, memory_format=torch.contiguous_format).copy_(tensor)
+    if copy.data_ptr() % KERNEL_ALIGNMENT:
+        # An allocator that does not align to 64 (not torch's default): over-allocate and slice.
+        nbytes = copy.numel() * copy.element_size()
+        raw = torch.empty(nbytes + KERNEL_ALIGNMENT, dtype=torch.uint8)
+        start = -raw.data_ptr() % KERNEL_ALIGNMENT
+        copy = raw[start:start + nbytes].view(tensor.dtype).view(tensor.shape).copy_(tensor)
+    return copy
 
 
 class WeightLinear(nn.Module):
@@ -47,7 +73,7 @@ class WeightLinear(nn.Module):
             raise ValueError(f"unknown weight format {weight_format!r}")
         self.weight_format = weight_format
         self.out_features, self.in_features = weight.shape
-        if weight_format == "int4" and (self.in_features % INT4_GROUP or self.out_features % 8):
+        if weight_format == "int4" and (self.in_features % INT4_GROUP or self.out_features % INT4_KERNEL_ROWS):
             weight_format = self.weight_format = "int8"  # shapes the int4 kernel cannot take
         if weight_format == "int4":
             # Asymmetric 4-bit per group: w = (q - 8) * scale + zero, q in 0..15.
@@ -92,6 +118,9 @@ class WeightLinear(nn.Module):
             raise ValueError("int8 weights need their scales")
         if weight_format == "int4" and (scale is None or nibbles is None):
             raise ValueError("int4 weights need their scales and plain nibbles")
+        if weight_format in ("int8", "int4"):
+            # The compact kernels read these with aligned vector loads (KERNEL_ALIGNMENT).
+            weight, scale = aligned(weight), aligned(scale)
         linear.register_buffer("weight", weight, persistent=True)
         if weight_format == "int4":
             linear.register_buffer("nibbles", nibbles, persistent=True)
@@ -100,6 +129,12 @@ class WeightLinear(nn.Module):
         else:
             linear.register_buffer("scale", scale, persistent=True)
         return linear
+
+    @property
+    def uses_int8_kernel(self) -> bool:
+        """Whether forward calls the CPU int8 kernel (which needs whole 32-column blocks)."""
+        return (self.weight_format == "int8" and self.weight.device.type == "cpu"
+                and self.in_features % INT8_KERNEL_COLUMNS == 0)
 
     @property
     def compute_dtype(self) -> torch.dtype:
@@ -123,7 +158,7 @@ class WeightLinear(nn.Module):
 
     def _int4_mm(self, x2d: torch.Tensor) -> torch.Tensor:
         if x2d.device.type == "cpu":
-            return torch.ops.aten._weight_int4pack_mm_for_cpu(x2d, self.weight, INT4_GROUP, self.scale)
+            return torch.ops.aten._weight_int4pack_mm_for_cpu(aligned(x2d), self.weight, INT4_GROUP, self.scale)
         raise RuntimeError("int4 weights run on the CPU only; use --dtype bfloat16 on a GPU")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -137,8 +172,8 @@ class WeightLinear(nn.Module):
         x2d = x.reshape(-1, shape[-1])
         if self.weight_format == "int4":
             y = self._int4_mm(x2d)
-        elif x.device.type == "cpu":
-            y = torch.ops.aten._weight_int8pack_mm(x2d, self.weight, self.scale)
+        elif self.uses_int8_kernel:
+            y = torch.ops.aten._weight_int8pack_mm(aligned(x2d), self.weight, self.scale)
         else:
             y = F.linear(x2d, self.weight.to(x.dtype)) * self.scale.to(x.dtype)
         return y.reshape(*shape[:-1], self.out_features)

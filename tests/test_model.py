@@ -183,3 +183,80 @@ def test_cache_reorder_moves_rows(tiny_model):
     cache.reorder(torch.tensor([2, 2, 0]))
     assert torch.equal(cache.k[:, 0, :, :2], before[:, 2])
     assert torch.equal(cache.k[:, 2, :, :2], before[:, 0])
+
+
+# ----------------------------------------------------------------------------- the compact kernels' contract
+# On AVX-512 CPUs torch's int8 kernel segfaults on inputs or weights off a 64-byte boundary
+# (from four rows) and sums wrongly for rows not a multiple of 32 columns; AVX2 CPUs forgive
+# both. These tests check the contract itself (addresses, shapes), so they fail on any CPU.
+
+
+def at_offset(tensor: torch.Tensor, offset: int) -> torch.Tensor:
+    """A copy of tensor whose data starts `offset` bytes past a 64-byte boundary."""
+    nbytes = tensor.numel() * tensor.element_size()
+    raw = torch.empty(nbytes + 128, dtype=torch.uint8)
+    start = (-raw.data_ptr() % 64) + offset
+    copy = raw[start:start + nbytes].view(tensor.dtype).view(tensor.shape).copy_(tensor)
+    assert copy.data_ptr() % 64 == offset
+    return copy
+
+
+@pytest.mark.parametrize("offset", [0, 8, 24])
+def test_aligned_copies_only_what_is_off_a_boundary(offset):
+    from metagen.model import aligned
+
+    tensor = at_offset(torch.arange(100, dtype=torch.int8).reshape(4, 25), offset)
+    result = aligned(tensor)
+    assert result.data_ptr() % 64 == 0 and torch.equal(result, tensor)
+    assert (result.data_ptr() == tensor.data_ptr()) == (offset == 0)
+
+
+@pytest.mark.parametrize("in_features", [32, 96, 100, 600])
+@pytest.mark.parametrize("rows", [1, 4, 8])
+@pytest.mark.parametrize("offset", [0, 8, 24])
+def test_int8_linear_is_right_for_any_width_rows_and_input_address(in_features, rows, offset):
+    from metagen.model import WeightLinear
+
+    g = torch.Generator().manual_seed(in_features)
+    linear = WeightLinear(torch.randn(64, in_features, generator=g), "int8")
+    x = at_offset(torch.randn(rows, in_features, generator=g).to(torch.bfloat16), offset)
+    expected = x.float() @ linear.dequantized().t()
+    got = linear(x).float()
+    assert (got - expected).abs().max() <= 0.02 * expected.abs().max()
+
+
+@pytest.mark.parametrize("weight_format", ["int8", "int4"])
+def test_stored_compact_weights_off_a_boundary_are_realigned(weight_format):
+    from metagen.model import WeightLinear
+
+    linear = WeightLinear(torch.randn(64, 96, generator=torch.Generator().manual_seed(3)), weight_format)
+    moved = {name: at_offset(t, 24) for name, t in [("weight", linear.weight), ("scale", linear.scale)]}
+    nibbles = linear.nibbles if weight_format == "int4" else None
+    rebuilt = WeightLinear.from_stored(moved["weight"], moved["scale"], weight_format, nibbles)
+    assert rebuilt.weight.data_ptr() % 64 == 0 and rebuilt.scale.data_ptr() % 64 == 0
+    x = torch.randn(8, 96, generator=torch.Generator().manual_seed(4)).to(torch.bfloat16)
+    assert torch.equal(rebuilt(x), linear(x))
+
+
+def test_int4_falls_back_to_int8_where_the_packing_needs_16_rows():
+    from metagen.model import WeightLinear
+
+    assert WeightLinear(torch.randn(24, 64), "int4").weight_format == "int8"  # 24 rows: not a multiple of 16
+    assert WeightLinear(torch.randn(48, 64), "int4").weight_format == "int4"
+
+
+@pytest.mark.parametrize("weight_format", ["int8", "int4"])
+def test_compact_weights_loaded_from_the_converted_cache_are_aligned(weight_format, tiny_gguf, tmp_path):
+    """safetensors places tensors at 8-byte offsets after its header: the load must realign."""
+    from metagen.generate import _load_converted, _save_converted, build_from_gguf
+    from metagen.model import WeightLinear
+
+    folder = tmp_path / "converted"
+    _save_converted(folder, *build_from_gguf(tiny_gguf, weight_format))
+    model, _, _ = _load_converted(folder)
+    compact = [m for m in model.modules() if isinstance(m, WeightLinear) and m.weight_format in ("int8", "int4")]
+    assert compact
+    for linear in compact:
+        assert linear.weight.data_ptr() % 64 == 0 and linear.scale.data_ptr() % 64 == 0
+    tokens = torch.randint(3, 200, (4, 6), generator=torch.Generator().manual_seed(7))
+    assert torch.isfinite(full_forward(model, tokens)).all()  # four rows through every kernel

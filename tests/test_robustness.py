@@ -562,12 +562,10 @@ def _story_text(runner, world, model_args, *extra):
 
 def _fail_save(monkeypatch, kind):
     if kind == "enospc":
-        from safetensors import SafetensorError
-
         def full(*args, **kwargs):
-            raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+            raise OSError(errno.ENOSPC, "No space left on device")
 
-        monkeypatch.setattr("safetensors.torch.save_file", full)
+        monkeypatch.setattr("metagen.generate.save_aligned_safetensors", full)
     else:
         def denied(*args, **kwargs):
             raise PermissionError(errno.EACCES, "Permission denied", kwargs.get("dir"))
