@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from metagen.errors import ConfigError
+from metagen.scripts import ANY, SCRIPTS
 
 STRATEGIES = ("greedy", "sample", "beam")
 MAX_SEED = 2**63  # seeds must fit a torch.Generator: 0 <= seed < 2**63
@@ -50,7 +51,11 @@ CLI_NAMES: dict[str, str] = {
     "num_return_sequences": "--num-return",
     "stop": "--stop",
     "seed": "--seed",
+    "scripts": "--scripts",
+    "script_exempt": "--script-exempt",
+    "candidates": "--candidates",
 }
+MAX_CANDIDATES = 16  # versions of one unit (a scene, a story beat, a dialogue line) to choose from
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,9 @@ class GenerationConfig:
     num_return_sequences: int = 1  # texts to return (>= 1; <= num_beams with beam); default 1
     stop: tuple[str, ...] = ()  # generation ends before any of these strings; default none
     seed: int | None = None  # seed for reproducible sampling (0 <= seed < 2**63); default random
+    scripts: tuple[str, ...] = ()  # writing systems the text may use (latin, cyrillic, cjk, ...; "any" or none = no guard); worlds derive it from their prose
+    script_exempt: tuple[str, ...] = ()  # words whose tokens stay allowed whatever their script (a world's names)
+    candidates: int = 1  # versions of each unit written and judged by the critic, the best kept (1..16); default 1
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -190,6 +198,14 @@ class GenerationConfig:
                 hint="use --strategy sample with a temperature above 0, or --strategy beam",
             )
         _non_empty_strings("stop", self.stop)
+        unknown = [s for s in self.scripts if s not in (*SCRIPTS, ANY)]
+        if unknown:
+            raise ConfigError(f"--scripts {unknown[0]!r} is not a script; use {', '.join((*SCRIPTS, ANY))}")
+        _non_empty_strings("script_exempt", self.script_exempt)
+        _interval("candidates", self.candidates, 1, MAX_CANDIDATES, "[]")
+        if self.candidates > 1 and self.effective_strategy != "sample":
+            raise ConfigError(f"--candidates {self.candidates} needs sampling: greedy and beam search write "
+                              "the same text every time", hint="use --strategy sample with a temperature above 0")
         if self.seed is not None and not 0 <= self.seed < MAX_SEED:
             raise ConfigError(f"--seed must be in [0, 2**63), got {self.seed}")
 
@@ -227,6 +243,9 @@ _KINDS: dict[str, str] = {
     "num_return_sequences": "int",
     "stop": "strings",
     "seed": "seed",
+    "scripts": "strings",
+    "script_exempt": "strings",
+    "candidates": "int",
 }
 
 _KIND_WORDS = {
@@ -357,4 +376,4 @@ def _did_you_mean(key: str) -> str | None:
     return f"did you mean {candidates[close[0]]!r}?"
 
 
-__all__ = ["CLI_NAMES", "STRATEGIES", "GenerationConfig", "merge_settings"]
+__all__ = ["CLI_NAMES", "MAX_CANDIDATES", "STRATEGIES", "GenerationConfig", "merge_settings"]

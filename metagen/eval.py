@@ -12,11 +12,9 @@ import dataclasses
 import itertools
 import re
 import time
-import unicodedata
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from metagen import __version__
 from metagen.errors import ConfigError
@@ -25,11 +23,21 @@ from metagen.prompts import (
     Request,
     SceneRequest,
     StoryRequest,
-    mentions,
     request_from_dict,
     resolve_request,
 )
-from metagen.world import Character, Location, World, did_you_mean
+from metagen.critic import (
+    banned_hits,
+    character_forms,
+    distinct_n,
+    fold,
+    location_forms,
+    names_any,
+    repetition,
+    unknown_names,
+    world_vocabulary,
+)
+from metagen.world import Character, World, did_you_mean
 
 KINDS = ("story", "scene", "dialogue")
 SYSTEMS = ("metagen", "baseline")
@@ -37,130 +45,15 @@ DEFAULT_MAX_REQUESTS = 6  # per kind and world
 DEFAULT_TURNS = 4  # lines per dialogue
 DEFAULT_MAX_TOKENS = 120  # a story's or scene's budget here (dialogue lines keep their own)
 DEFAULT_BATCH = 8  # rows decoded together
-MIN_FIRST_WORD = 3  # a name's first word counts alone from this many letters
 
-# Leading words a name's "first word" skips: "Queen Ysolde Vær" -> "Ysolde".
-TITLES = frozenset("""the a an queen king prince princess lord lady sir dame sister brother father mother
-saint captain doctor dr mr mrs ms miss master mistress uncle aunt old young""".split())
-# Capitalized words that are not names of people (checked after folding, before the world's words).
-STOPLIST = frozenset("""i i'm i'll i've i'd the a an and but or nor so yet for of in on at to by with from as
-if then when while where what who whom whose why how this that these those there here it its his her hers
-their our my your we you he she they me him them us not no yes oh ah hey hello hi well okay ok please thanks
-thank sorry wow hmm alright dear mr mrs ms miss dr sir madam lady lord captain queen king prince princess
-sister brother father mother aunt uncle grandma grandpa mom mum dad god earth english internet chapter title
-scene part end note monday tuesday wednesday thursday friday saturday sunday january february march april
-may june july august september october november december""".split())
 # "Label:" lines in a free transcript that are headings, not speakers.
 NOT_SPEAKERS = frozenset("title scene setting characters character location place time note notes dialogue "
                          "conversation summary story description".split())
 
-_TRANSLIT = str.maketrans({"ø": "o", "æ": "ae", "œ": "oe", "ß": "ss", "ł": "l", "đ": "d", "ð": "d", "þ": "th",
-                           "’": "'", "‘": "'"})
-_WORD = re.compile(r"[^\W\d_][\w'’-]*")
 _TURN = re.compile(r"^[ \t>*_#-]*([^\W\d_][^:\n]{0,48}?)[*_ \t]*:[*_ \t]*(.*)$", re.MULTILINE)
 
 
 # ----------------------------------------------------------------------------- text metrics
-
-
-def fold(text: str) -> str:
-    """Text compared loosely: case folded, accents and a few letters spelled plainly ("Søren" -> "soren")."""
-    text = unicodedata.normalize("NFKD", text.casefold().translate(_TRANSLIT))
-    return "".join(c for c in text if not unicodedata.combining(c))
-
-
-def _bare(name: str) -> str:
-    """A name without a leading article: "The Fountain Atrium" -> "Fountain Atrium"."""
-    words = name.split()
-    return " ".join(words[1:]) if len(words) > 1 and fold(words[0]) in ("the", "a", "an") else name
-
-
-def character_forms(c: Character) -> tuple[str, ...]:
-    """What counts as naming a character: the full name (with or without a leading article), any
-    alias, and the first word of the name after titles if it has at least 3 letters."""
-    forms = [c.name, _bare(c.name), *c.aliases]
-    words = [w.strip("\"'“”,") for w in c.name.split()]
-    while len(words) > 1 and fold(words[0]) in TITLES:
-        words = words[1:]
-    if words and sum(ch.isalpha() for ch in words[0]) >= MIN_FIRST_WORD:
-        forms.append(words[0])
-    return tuple(dict.fromkeys(f for f in forms if f.strip()))
-
-
-def location_forms(loc: Location) -> tuple[str, ...]:
-    """What counts as naming a location: its name, with or without a leading article."""
-    return tuple(dict.fromkeys((loc.name, _bare(loc.name))))
-
-
-def names_any(text: str, forms: Sequence[str]) -> bool:
-    """Whether text names any of the forms (whole words, case and accents ignored)."""
-    folded = fold(text)
-    return any(mentions(folded, fold(f)) for f in forms)
-
-
-def words_of(text: str) -> list[str]:
-    """Lower-case words (letters, digits, apostrophes), for n-gram counts."""
-    return re.findall(r"[\w']+", fold(text))
-
-
-def ngrams(words: Sequence[str], n: int) -> list[tuple[str, ...]]:
-    return [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
-
-
-def repetition(text: str, n: int = 4) -> float:
-    """The share of repeated word n-grams in one text: 1 - unique / total (0 when it has none)."""
-    grams = ngrams(words_of(text), n)
-    return 1 - len(set(grams)) / len(grams) if grams else 0.0
-
-
-def distinct_n(texts: Sequence[str], n: int = 2) -> float | None:
-    """Unique n-grams over all n-grams of several texts (n-grams never cross texts); None if none."""
-    grams = [g for t in texts for g in ngrams(words_of(t), n)]
-    return len(set(grams)) / len(grams) if grams else None
-
-
-def banned_hits(text: str, banned: Sequence[str]) -> int:
-    """How often banned words occur, whole words, case-insensitively."""
-    folded = text.casefold()
-    return sum(len(re.findall(rf"(?<!\w){re.escape(w.casefold())}(?!\w)", folded)) for w in banned if w.strip())
-
-
-def world_vocabulary(world: World) -> frozenset[str]:
-    """Every word written anywhere in the world (names, aliases, places, lore keys and texts), folded."""
-    found: set[str] = set()
-
-    def walk(value: Any) -> None:
-        if isinstance(value, str):
-            found.update(fold(w) for w in _WORD.findall(value.replace("-", " ")))
-        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
-            for f in dataclasses.fields(value):
-                if f.name not in ("path", "files", "content_hash", "defaults"):
-                    walk(getattr(value, f.name))
-        elif isinstance(value, (tuple, list)):
-            for item in value:
-                walk(item)
-
-    walk(world)
-    return frozenset(found)
-
-
-def unknown_names(text: str, vocabulary: frozenset[str]) -> list[str]:
-    """Capitalized words not at a sentence start that the world never mentions and that are not
-    common capitalized words: a heuristic for people (or places) the model made up."""
-    found = []
-    for m in _WORD.finditer(text):
-        word = m.group()
-        if not word[0].isupper() or not any(ch.islower() for ch in word[1:]):
-            continue  # lower case, or all capitals (shouting, acronyms)
-        before = text[: m.start()].rstrip(" \t*_\"'“‘(")
-        if not before or before[-1] in ".!?:;\n…—–-":
-            continue  # a sentence start
-        key = re.sub(r"['’]s$", "", fold(word))
-        parts = [p for p in key.split("-") if p]
-        if key in STOPLIST or key in vocabulary or (parts and all(p in vocabulary or p in STOPLIST for p in parts)):
-            continue
-        found.append(word)
-    return found
 
 
 def parse_turns(text: str) -> list[tuple[str, str]]:

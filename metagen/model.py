@@ -206,6 +206,28 @@ class KVCache:
     def batch_size(self) -> int:
         return self.k.shape[1]
 
+    def repeat_rows(self, rows: int) -> "KVCache":
+        """A cache of `rows` rows, each a copy of this one-row cache's filled slots."""
+        if self.batch_size != 1:
+            raise ValueError("only a one-row cache can be repeated")
+        copy = KVCache.__new__(KVCache)
+        copy.k, copy.v = self.k.repeat(1, rows, 1, 1, 1), self.v.repeat(1, rows, 1, 1, 1)
+        copy.max_len, copy.length = self.max_len, self.length
+        return copy
+
+    def row(self, index: int) -> "KVCache":
+        """A one-row view of row `index` (shares memory with this cache)."""
+        view = KVCache.__new__(KVCache)
+        view.k, view.v = self.k[:, index:index + 1], self.v[:, index:index + 1]
+        view.max_len, view.length = self.max_len, self.length
+        return view
+
+    def copy_prefix(self, source: "KVCache", length: int) -> None:
+        """Take the first `length` slots from source (the same rows), and mark them filled."""
+        self.k[:, :, :, :length] = source.k[:, :, :, :length]
+        self.v[:, :, :, :length] = source.v[:, :, :, :length]
+        self.length = length
+
     def reorder(self, rows: torch.Tensor) -> None:
         """Keep rows[i] as row i (beam search), for the filled slots only."""
         n = self.length

@@ -61,6 +61,8 @@ class Piece:
     seconds: float  # wall time of the generation
     text: str  # the generated text (for dialogue, the turns as "Name: line" lines)
     turns: list = field(default_factory=list)  # dialogue only: {"speaker", "speaker_id", "line"}
+    plan: list = field(default_factory=list)  # story only: the beats written, one {"beat", "text"} each
+    critic: dict = field(default_factory=dict)  # with candidates: each unit's scores and the one kept
     subject: str = ""  # what the piece is about; names the file
     metagen_version: str = __version__  # the metagen that wrote it
     created: str = field(default_factory=_now_iso)  # ISO 8601 timestamp, UTC
@@ -80,6 +82,8 @@ class Piece:
         out = {}
         for f in fields(self):
             if f.name == "text" or (f.name == "turns" and self.kind != "dialogue"):
+                continue
+            if f.name in ("plan", "critic") and not getattr(self, f.name):
                 continue
             out[f.name] = _plain(getattr(self, f.name))
         return out

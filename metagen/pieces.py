@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from metagen import __version__
 from metagen.config import MAX_SEED, GenerationConfig, merge_settings
+from metagen.critic import best_index, critic_context, judge, writing_guard
 from metagen.errors import ConfigError, RequestError
 from metagen.output import Piece
 from metagen.prompts import (
     REQUEST_KINDS,
+    SCENE_WORDS,
     Prompt,
     Request,
     build_prompt,
@@ -28,6 +31,8 @@ from metagen.prompts import (
     speaker_prefix,
 )
 from metagen.world import World, did_you_mean
+
+log = logging.getLogger(__name__)
 
 TOKENS_PER_WORD = 1.4  # English prose with a BPE vocabulary of ~49k; a little headroom
 MAX_STORY_TOKENS = 1024  # a story's default budget never goes past this
@@ -137,11 +142,20 @@ def effective_config(world: World, kind: str, job_settings: Mapping[str, Any] | 
     base = dict(KIND_DEFAULTS.get(kind, {}))
     if not given:
         base["max_new_tokens"] = default_max_tokens(world, kind, request)
+    if not any(layer and layer.get("scripts") for layer in layers):
+        # The script guard follows the world's prose and the request's own words (metagen.scripts).
+        base.update(writing_guard(world, _request_texts(request)))
     cfg = merge_settings(base, *layers)
     banned = tuple(dict.fromkeys((*cfg.banned, *world.content.banned_words)))
     if banned != cfg.banned:
         cfg = dataclasses.replace(cfg, banned=banned)
     return cfg
+
+
+def _request_texts(request: Request | None) -> list[str]:
+    """The free text a request adds (premise, topic, time, weather, mood)."""
+    names = ("premise", "topic", "time", "weather", "mood")
+    return [str(getattr(request, n)) for n in names if getattr(request, n, None)] if request else []
 
 
 def _check_world_defaults(world: World, kind: str, layer: Mapping[str, Any] | None) -> None:
@@ -202,7 +216,7 @@ def prompt_view(generator, world: World, request: Request, cfg: GenerationConfig
 
 def _piece(world: World, request_dict: dict, subject: str, model: dict, cfg: GenerationConfig, seed: int, *,
            prompt: Prompt, prompt_tokens: int, output_tokens: int, finish_reason: str, seconds: float,
-           text: str, turns: list | None = None) -> Piece:
+           text: str, turns: list | None = None, critic: dict | None = None) -> Piece:
     return Piece(
         kind=request_dict["kind"],
         world_id=world.id,
@@ -220,9 +234,31 @@ def _piece(world: World, request_dict: dict, subject: str, model: dict, cfg: Gen
         seconds=round(seconds, 3),
         text=text,
         turns=list(turns or []),
+        critic=dict(critic or {}),
         subject=subject,
         metagen_version=__version__,
     )
+
+
+def candidate_seed(seed: int, k: int) -> int:
+    """The seed of a unit's k-th candidate: the unit's own seed first, so one candidate is today's text."""
+    return (seed + k * 0x9E3779B97F4A7C15) % MAX_SEED  # a large odd step: candidates of seeds S, S+1 never meet
+
+
+def _choose(world: World, prompt: Prompt, prompt_text: str, cfg: GenerationConfig, options: list,
+            seeds: list[int]) -> tuple[int, dict]:
+    """The critic's pick among a request's candidates, and what it recorded (nothing for one)."""
+    if len(options) == 1:
+        return 0, {}
+    resolved = resolve_request(world, prompt.request)
+    target = SCENE_WORDS if prompt.request.kind == "scene" else 0
+    context = critic_context(world, resolved, prompt_text, cfg, target_words=target)
+    verdicts = [judge(o.text, context, logprob=o.logprob, tokens=o.output_tokens, finish_reason=o.finish_reason)
+                for o in options]
+    chosen = best_index(verdicts)
+    log.info("%s %s: candidates %s; kept %d", prompt.request.kind, prompt.request.subject,
+             ", ".join(f"{v.score:.2f}" for v in verdicts), chosen)
+    return chosen, {"chosen": chosen, "candidates": [{"seed": s, **v.to_dict()} for s, v in zip(seeds, verdicts)]}
 
 
 def _warnings(prompt: Prompt) -> list[str]:
@@ -247,25 +283,34 @@ def compose(generator, world: World, requests: list[Request], cfg: GenerationCon
     batch = [i for i, r in enumerate(requests) if r.kind != "dialogue"]
     prompts = {i: _prompt(generator, world, requests[i], cfg) for i in batch}
     if batch:
-        stream = None
+        n = cfg.candidates
         if on_text:
             for i in batch:
                 if prompts[i].opening:
                     on_text(i, prompts[i].opening)
 
-            def stream(row: int, text: str) -> None:
-                on_text(batch[row], text)
+        def stream(row: int, text: str) -> None:
+            on_text(batch[row], text)
         render = generator.tokenizer.render_chat
-        ids = [generator.tokenizer.encode(prompts[i].text(render)) for i in batch]
-        completions = generator.complete(ids, cfg, seeds=[seeds[i] for i in batch], on_text=stream)
-        for i, completion in zip(batch, completions):
+        texts = {i: prompts[i].text(render) for i in batch}
+        rows = [(i, k) for i in batch for k in range(n)]  # every candidate of every request, one batch
+        ids = [generator.tokenizer.encode(texts[i]) for i, _ in rows]
+        row_seeds = [candidate_seed(seeds[i], k) for i, k in rows]
+        # With candidates the text is shown once the critic has chosen, never a version it drops.
+        completions = generator.complete(ids, cfg, seeds=row_seeds, on_text=stream if on_text and n == 1 else None)
+        for j, i in enumerate(batch):
             prompt = prompts[i]
+            options = completions[j * n:(j + 1) * n]
+            chosen, critic = _choose(world, prompt, texts[i], cfg, options, row_seeds[j * n:(j + 1) * n])
+            completion = options[chosen]
+            if on_text and n > 1:
+                on_text(i, completion.text)
             warnings += _warnings(prompt)
             pieces[i] = _piece(
                 world, prompt.request.to_dict(), prompt.request.subject, model, cfg, seeds[i], prompt=prompt,
-                prompt_tokens=completion.prompt_tokens, output_tokens=completion.output_tokens,
+                prompt_tokens=completion.prompt_tokens, output_tokens=sum(c.output_tokens for c in options),
                 finish_reason=completion.finish_reason, seconds=completion.seconds,
-                text=(prompt.opening + completion.text).strip())
+                text=(prompt.opening + completion.text).strip(), critic=critic)
 
     # b. dialogues: turn by turn, one at a time
     for i, request in enumerate(requests):

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 import torch
 
 from metagen.errors import ConfigError
+from metagen.scripts import ANY, banned_token_ids
 
 if TYPE_CHECKING:
     from metagen.config import GenerationConfig
@@ -303,6 +304,27 @@ class BannedSequencesProcessor:
             index = torch.where(match, lasts[None, :], vocab)
             out.scatter_(1, index, NEG_INF)
         return out[:, :vocab]
+
+
+class ScriptGuardProcessor:
+    """Never write a token of a script outside the allowed ones, or mojibake (metagen.scripts)."""
+
+    def __init__(self, banned_ids: Sequence[int], scripts: Sequence[str]):
+        self.banned = torch.tensor(sorted(banned_ids), dtype=torch.long)
+        self.scripts = tuple(scripts)
+
+    def describe(self) -> str:
+        return f"script guard ({', '.join(self.scripts)}; {len(self.banned)} tokens banned)"
+
+    def __call__(self, tokens: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        return logits.index_fill(1, self.banned.to(logits.device), NEG_INF)
+
+
+def script_guard(scripts: Sequence[str], exempt_words: Iterable[str], tokenizer: Tokenizer) -> ScriptGuardProcessor:
+    """The guard for `scripts`; the tokens that spell the exempt words (names) stay allowed."""
+    exempt = {t for word in exempt_words for form in (word, " " + word) for t in tokenizer.encode(form)}
+    banned = banned_token_ids(tokenizer.vocabulary(), tuple(sorted(scripts)), frozenset(exempt))
+    return ScriptGuardProcessor(banned, scripts)
 
 
 class LogitBiasProcessor:
@@ -609,6 +631,8 @@ def build_processors(
         out.append(NoRepeatNGramProcessor(cfg.no_repeat_ngram_size))
     if cfg.banned:
         out.append(BannedSequencesProcessor(ban_sequences(cfg.banned, tokenizer), vocab))
+    if cfg.scripts and ANY not in cfg.scripts:
+        out.append(script_guard(cfg.scripts, cfg.script_exempt, tokenizer))
     if cfg.logit_bias:
         bias = logit_bias_tokens(cfg.logit_bias, tokenizer)
         if bias:

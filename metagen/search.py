@@ -182,18 +182,21 @@ def decode_tokens(model, tokenizer, prompts: list[list[int]], cfg: GenerationCon
     eos_tensor = torch.tensor(eos, dtype=torch.long, device=device)
     prompt_tokens, pad = left_pad(prompts, tokenizer.pad_id, device)
     pad_or_none = pad if bool((pad > 0).any()) else None
-    cache = model.new_cache(B, prompt_tokens.shape[1] + cfg.max_new_tokens)
     trackers = [TextTracker(tokenizer, cfg.stop) for _ in range(B)]
     generated = torch.empty((B, 0), dtype=torch.long, device=device)
     logprobs = torch.zeros(B, dtype=torch.float64)
     finished = [None] * B  # finish reason per row
-    # a. prefill: the prompt in one pass (after any reused prefix), last position's logits only
-    shared = reuse.shared_with(prompts[0]) if reuse is not None and B == 1 else 0
+    # a. prefill: the prompt in one pass (after any reused prefix), last position's logits only.
+    # Candidates of one unit share their prompt: it is prefilled once and its cache copied to each row.
+    same = all(p == prompts[0] for p in prompts[1:])
+    rows = 1 if same else B
+    cache = model.new_cache(rows, prompt_tokens.shape[1] + cfg.max_new_tokens)
+    shared = reuse.shared_with(prompts[0]) if reuse is not None and rows == 1 else 0
     if shared:
-        cache.k[:, :, :, :shared] = reuse.cache.k[:, :, :, :shared]
-        cache.v[:, :, :, :shared] = reuse.cache.v[:, :, :, :shared]
-        cache.length = shared
-    logits = model(prompt_tokens[:, shared:], cache, pad_or_none, last_only=True)[:, -1]  # (B, V)
+        cache.copy_prefix(reuse.cache, shared)
+    logits = model(prompt_tokens[:rows, shared:], cache, pad_or_none, last_only=True)[:, -1]  # (rows, V)
+    if rows != B:
+        cache, logits = cache.repeat_rows(B), logits.expand(B, -1)
     steps = 1
     for step in range(cfg.max_new_tokens):
         # b. process: penalties, bans, temperature, truncations (sampling.build_processors)
@@ -231,11 +234,11 @@ def decode_tokens(model, tokenizer, prompts: list[list[int]], cfg: GenerationCon
         # e. one model step for every row (finished rows feed padding; their output is ignored)
         logits = model(next_tokens[:, None], cache, pad_or_none)[:, -1]
         steps += 1
-    if reuse is not None and B == 1:
-        # the cache holds the prompt and every chosen token but the last (never fed back)
-        reuse.ids = prompts[0] + trackers[0].ids[:-1]
-        reuse.cache = cache
-        assert cache.length == len(reuse.ids)
+    if reuse is not None and same:
+        # the cache holds the prompt and every chosen token but the last (never fed back);
+        # of several candidates, the prompt is what the next call can share
+        reuse.ids = prompts[0] + trackers[0].ids[:-1] if B == 1 else list(prompts[0])
+        reuse.cache = cache if B == 1 else cache.row(0)
     results = []
     for row in range(B):
         tracker = trackers[row]

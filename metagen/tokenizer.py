@@ -116,6 +116,12 @@ class Tokenizer:
     def token_text(self, token_id: int) -> str:
         return self.hf.decode([token_id], skip_special_tokens=False)
 
+    def vocabulary(self) -> tuple[str, ...]:
+        """Every token's raw vocabulary entry, by id ("Ġthe" in byte-level BPE)."""
+        if getattr(self, "_vocabulary", None) is None:
+            self._vocabulary = tuple(self.hf.id_to_token(i) or "" for i in range(self.vocab_size))
+        return self._vocabulary
+
     # -- chat -----------------------------------------------------------------------
     def render_chat(self, messages: list[dict], add_generation_prompt: bool = True) -> str:
         """Messages -> prompt text, through the file's chat template (ChatML if none)."""

@@ -236,3 +236,14 @@ def test_check_context():
     with pytest.raises(ConfigError) as info:
         cfg.check_context(prompt_tokens=3072, context_length=3072)
     assert "shorten the prompt" in info.value.one_line()
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"candidates": 0}, "--candidates must be in"),
+    ({"candidates": 17}, "--candidates must be in"),
+    ({"candidates": 2, "strategy": "greedy"}, "--candidates 2 needs sampling"),
+    ({"scripts": ["klingon"]}, "--scripts 'klingon' is not a script"),
+])
+def test_candidates_and_scripts_are_checked(settings, message):
+    with pytest.raises(ConfigError, match=message):
+        GenerationConfig.from_dict(settings)

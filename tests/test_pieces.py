@@ -264,3 +264,24 @@ def test_nothing_here_prints(capsys, world, generator):
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err == ""
     assert Path(pieces.__file__).name == "pieces.py"
+
+
+def test_candidates_are_judged_and_the_best_is_kept(world, generator):
+    cfg = GenerationConfig(max_new_tokens=8, candidates=3)
+    request = SceneRequest(location="mill")
+    piece = pieces.compose(generator, world, [request], cfg, seeds=[5]).pieces[0]
+    critic = piece.critic
+    assert len(critic["candidates"]) == 3 and critic["candidates"][0]["seed"] == 5
+    scores = [c["score"] for c in critic["candidates"]]
+    assert critic["chosen"] == scores.index(max(scores))
+    chosen_seed = critic["candidates"][critic["chosen"]]["seed"]
+    single = pieces.compose(generator, world, [request], GenerationConfig(max_new_tokens=8), seeds=[chosen_seed])
+    assert single.pieces[0].text == piece.text  # the kept candidate is what its seed writes alone
+    assert single.pieces[0].critic == {} and "critic" not in single.pieces[0].front_matter()
+
+
+def test_world_pieces_get_the_script_guard_of_their_prose(world):
+    cfg = pieces.effective_config(world, "scene", None, None, SceneRequest(location="mill"))
+    assert cfg.scripts == ("latin",) and cfg.script_exempt == ()
+    off = pieces.effective_config(world, "scene", None, {"scripts": ["any"]}, SceneRequest(location="mill"))
+    assert off.scripts == ("any",)

@@ -687,3 +687,19 @@ def test_no_token_left_is_a_clear_error(choose):
 def test_sample_needs_one_generator_per_row():
     with pytest.raises(ValueError, match="1 generators for 2 rows"):
         sample(torch.zeros(2, 3), [torch.Generator()])
+
+
+def test_script_guard_bans_foreign_and_mojibake_tokens_but_not_exempt_names(tiny_generator):
+    from metagen.sampling import script_guard
+
+    tokenizer = tiny_generator.tokenizer
+    guard = script_guard(("latin",), (), tokenizer)
+    banned = set(guard.banned.tolist())
+    byte_of = {tokenizer.vocabulary()[i]: i for i in range(tokenizer.vocab_size)}
+    lead_cjk = byte_of[tokenizer.vocabulary()[tokenizer.encode("白")[0]]]
+    assert lead_cjk in banned and tokenizer.encode("the")[0] not in banned
+    spared = script_guard(("latin",), ("白",), tokenizer)
+    assert lead_cjk not in set(spared.banned.tolist())
+    logits = torch.zeros(1, tokenizer.vocab_size)
+    out = guard(torch.zeros(1, 0, dtype=torch.long), logits)
+    assert torch.isinf(out[0, lead_cjk]) and not torch.isinf(logits).any()

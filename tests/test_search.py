@@ -234,3 +234,23 @@ def test_prefix_reuse_gives_the_same_tokens_and_prefills_less(tiny_generator, mo
     reused = tiny_generator.complete([follow], cfg, seeds=[2], reuse=reuse)[0]
     assert reused.tokens == fresh.tokens
     assert widths[0] < len(follow) - len(first.tokens)  # only the new tail was prefilled
+
+
+def test_candidates_of_one_prompt_are_prefilled_once_and_match_decoding_alone(tiny_generator, monkeypatch):
+    cfg = GenerationConfig(strategy="sample", max_new_tokens=10, top_k=20)
+    prompt = encode(tiny_generator, PROMPTS[:1])[0]
+    alone = [decode_tokens(tiny_generator.model, tiny_generator.tokenizer, [prompt], cfg, seeded(1, s))[0]
+             for s in range(3)]
+    widths = []
+    model = tiny_generator.model
+    original = type(model).forward
+
+    def counting(self, tokens, cache, pad=None, last_only=False):
+        widths.append(tuple(tokens.shape))
+        return original(self, tokens, cache, pad, last_only)
+
+    monkeypatch.setattr(type(model), "forward", counting)
+    together = decode_tokens(tiny_generator.model, tiny_generator.tokenizer, [prompt] * 3, cfg,
+                             [torch.Generator().manual_seed(s) for s in range(3)])
+    assert widths[0] == (1, len(prompt))  # one row prefilled for three candidates
+    assert [r.sequences[0].tokens for r in together] == [r.sequences[0].tokens for r in alone]

@@ -55,6 +55,8 @@ DECODING_PARAMETERS: list[tuple[str, object]] = [
     ("num_return_sequences", Annotated[Optional[int], _opt("--num-return", help="Beam: how many of the n-best to return. [default: 1]")]),
     ("stop", Annotated[Optional[list[str]], _opt("--stop", help="End the text before this string (repeatable).")]),
     ("seed", Annotated[Optional[int], _opt("--seed", "-s", help="Seed for reproducible output; drawn at random and recorded if omitted.")]),
+    ("candidates", Annotated[Optional[int], _opt("--candidates", help="Write this many versions of each scene, story beat or dialogue line and keep the one the critic scores best, 1..16. [default: per kind, see docs/quality.md]")]),
+    ("scripts", Annotated[Optional[list[str]], _opt("--scripts", help="A writing system the text may use: latin, greek, cyrillic, hebrew, arabic, indic, thai, hangul, cjk, ... (repeatable); 'any' turns the guard off. [default: the world's prose's scripts; names keep their own]")]),
 ]
 
 MODEL_PARAMETERS: list[tuple[str, object]] = [
@@ -84,7 +86,7 @@ def cli_settings(raw: dict) -> dict:
     """The decoding flags as given (None when absent), in GenerationConfig's field names."""
     settings = dict(raw)
     settings["logit_bias"] = parse_logit_bias(settings.get("logit_bias"))
-    for key in ("banned", "stop", "dry_sequence_breakers", "penalty_exempt"):
+    for key in ("banned", "stop", "dry_sequence_breakers", "penalty_exempt", "scripts"):
         if not settings.get(key):
             settings[key] = None
     if settings.get("strategy") == "beam" and settings.get("num_beams") is None:

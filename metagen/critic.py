@@ -1,0 +1,292 @@
+"""The critic: scores a piece of model text against its world, to choose among candidates.
+
+A 135M model asked several times writes some versions worth keeping and many that drift. The
+critic rewards what a reader notices first (the requested names and the place's own details,
+in the model's own words) and punishes what spoils a draft: invented people, garbled text or
+another script, banned and avoided words, text copied from the prompt, repetition, markup and
+a sentence cut off. The text metrics here serve `metagen eval` as well.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from metagen.prompts import Resolved, mentions
+from metagen.scripts import is_garbled, prose_scripts
+from metagen.world import Character, Location, World
+
+MIN_FIRST_WORD = 3  # a name's first word counts alone from this many letters
+# Leading words a name's "first word" skips: "Queen Ysolde Vær" -> "Ysolde".
+TITLES = frozenset("""the a an queen king prince princess lord lady sir dame sister brother father mother
+saint captain doctor dr mr mrs ms miss master mistress uncle aunt old young""".split())
+# Capitalized words that are not names of people (checked after folding, before the world's words).
+STOPLIST = frozenset("""i i'm i'll i've i'd the a an and but or nor so yet for of in on at to by with from as
+if then when while where what who whom whose why how this that these those there here it its his her hers
+their our my your we you he she they me him them us not no yes oh ah hey hello hi well okay ok please thanks
+thank sorry wow hmm alright dear mr mrs ms miss dr sir madam lady lord captain queen king prince princess
+sister brother father mother aunt uncle grandma grandpa mom mum dad god earth english internet chapter title
+scene part end note monday tuesday wednesday thursday friday saturday sunday january february march april
+may june july august september october november december""".split())
+_TRANSLIT = str.maketrans({"ø": "o", "æ": "ae", "œ": "oe", "ß": "ss", "ł": "l", "đ": "d", "ð": "d", "þ": "th",
+                           "’": "'", "‘": "'"})
+_WORD = re.compile(r"[^\W\d_][\w'’-]*")
+
+
+
+
+def fold(text: str) -> str:
+    """Text compared loosely: case folded, accents and a few letters spelled plainly ("Søren" -> "soren")."""
+    text = unicodedata.normalize("NFKD", text.casefold().translate(_TRANSLIT))
+    return "".join(c for c in text if not unicodedata.combining(c))
+
+
+def _bare(name: str) -> str:
+    """A name without a leading article: "The Fountain Atrium" -> "Fountain Atrium"."""
+    words = name.split()
+    return " ".join(words[1:]) if len(words) > 1 and fold(words[0]) in ("the", "a", "an") else name
+
+
+def character_forms(c: Character) -> tuple[str, ...]:
+    """What counts as naming a character: the full name (with or without a leading article), any
+    alias, and the first word of the name after titles if it has at least 3 letters."""
+    forms = [c.name, _bare(c.name), *c.aliases]
+    words = [w.strip("\"'“”,") for w in c.name.split()]
+    while len(words) > 1 and fold(words[0]) in TITLES:
+        words = words[1:]
+    if words and sum(ch.isalpha() for ch in words[0]) >= MIN_FIRST_WORD:
+        forms.append(words[0])
+    return tuple(dict.fromkeys(f for f in forms if f.strip()))
+
+
+def location_forms(loc: Location) -> tuple[str, ...]:
+    """What counts as naming a location: its name, with or without a leading article."""
+    return tuple(dict.fromkeys((loc.name, _bare(loc.name))))
+
+
+def names_any(text: str, forms: Sequence[str]) -> bool:
+    """Whether text names any of the forms (whole words, case and accents ignored)."""
+    folded = fold(text)
+    return any(mentions(folded, fold(f)) for f in forms)
+
+
+def words_of(text: str) -> list[str]:
+    """Lower-case words (letters, digits, apostrophes), for n-gram counts."""
+    return re.findall(r"[\w']+", fold(text))
+
+
+def ngrams(words: Sequence[str], n: int) -> list[tuple[str, ...]]:
+    return [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+
+
+def repetition(text: str, n: int = 4) -> float:
+    """The share of repeated word n-grams in one text: 1 - unique / total (0 when it has none)."""
+    grams = ngrams(words_of(text), n)
+    return 1 - len(set(grams)) / len(grams) if grams else 0.0
+
+
+def distinct_n(texts: Sequence[str], n: int = 2) -> float | None:
+    """Unique n-grams over all n-grams of several texts (n-grams never cross texts); None if none."""
+    grams = [g for t in texts for g in ngrams(words_of(t), n)]
+    return len(set(grams)) / len(grams) if grams else None
+
+
+def banned_hits(text: str, banned: Sequence[str]) -> int:
+    """How often banned words occur, whole words, case-insensitively."""
+    folded = text.casefold()
+    return sum(len(re.findall(rf"(?<!\w){re.escape(w.casefold())}(?!\w)", folded)) for w in banned if w.strip())
+
+
+def world_vocabulary(world: World) -> frozenset[str]:
+    """Every word written anywhere in the world (names, aliases, places, lore keys and texts), folded."""
+    found: set[str] = set()
+
+    def walk(value: Any) -> None:
+        if isinstance(value, str):
+            found.update(fold(w) for w in _WORD.findall(value.replace("-", " ")))
+        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+            for f in dataclasses.fields(value):
+                if f.name not in ("path", "files", "content_hash", "defaults"):
+                    walk(getattr(value, f.name))
+        elif isinstance(value, (tuple, list)):
+            for item in value:
+                walk(item)
+
+    walk(world)
+    return frozenset(found)
+
+
+def unknown_names(text: str, vocabulary: frozenset[str]) -> list[str]:
+    """Capitalized words not at a sentence start that the world never mentions and that are not
+    common capitalized words: a heuristic for people (or places) the model made up."""
+    found = []
+    for m in _WORD.finditer(text):
+        word = m.group()
+        if not word[0].isupper() or not any(ch.islower() for ch in word[1:]):
+            continue  # lower case, or all capitals (shouting, acronyms)
+        before = text[: m.start()].rstrip(" \t*_\"'“‘(")
+        if not before or before[-1] in ".!?:;\n…—–-":
+            continue  # a sentence start
+        key = re.sub(r"['’]s$", "", fold(word))
+        parts = [p for p in key.split("-") if p]
+        if key in STOPLIST or key in vocabulary or (parts and all(p in vocabulary or p in STOPLIST for p in parts)):
+            continue
+        found.append(word)
+    return found
+
+
+# ----------------------------------------------------------------------------- the world's words and scripts
+
+
+def world_names(world: World) -> tuple[str, ...]:
+    """Every proper name the world gives: characters and their aliases, places, factions, the world."""
+    names = [world.name, *(f.name for f in world.factions), *(loc.name for loc in world.locations)]
+    for c in world.characters:
+        names += [c.name, *c.aliases]
+    return tuple(dict.fromkeys(n for n in names if n.strip()))
+
+
+def world_prose(world: World) -> list[str]:
+    """The world's own sentences (summary, descriptions, lore, sample lines), names taken out."""
+    texts = [world.summary or "", world.tone or "", world.style.voice or "", *(e.text for e in world.lore)]
+    for loc in world.locations:
+        texts += [loc.description or "", *loc.sights, *loc.sounds, *loc.smells]
+    for c in world.characters:
+        texts += [c.role or "", c.description or "", *c.traits, *c.goals, *c.secrets, *c.sample_lines, c.voice or ""]
+    texts += [f.description or "" for f in world.factions]
+    names = sorted(world_names(world), key=len, reverse=True)
+    out = []
+    for text in texts:
+        for name in names:
+            text = text.replace(name, " ")
+        out.append(text)
+    return out
+
+
+def writing_guard(world: World, request_texts: Sequence[str] = ()) -> dict[str, tuple[str, ...]]:
+    """The script guard's settings for a world: the scripts of its prose (and of the request's
+    own words), and its names that use any other script, whose tokens stay allowed."""
+    scripts = prose_scripts([*world_prose(world), *request_texts])
+    exempt = tuple(n for n in world_names(world) if is_garbled(n, scripts))
+    return {"scripts": scripts, "script_exempt": exempt}
+
+
+# ----------------------------------------------------------------------------- scoring candidates
+
+COPY_RUN = 6  # a run of this many words shared with the prompt counts as copying
+# How much each finding moves a candidate's score; chosen by reading what the critic picks
+# (docs/quality.md): one invented person outweighs one more requested name, garbled text or a
+# banned word outweighs everything else.
+WEIGHTS = {"names": 2.0, "details": 1.0, "invented": -1.5, "garbled": -6.0, "banned": -3.0, "copied": -0.5,
+           "repetition": -6.0, "markup": -1.0, "unfinished": -0.7, "short": -1.5, "logprob": 0.5}
+_MARKUP = re.compile(r"[#*_<>|\[\]{}@]|https?:|www\.|\.com\b")
+_STOP_WORDS = frozenset("""a an the and or but of in on at to by with from for into over under this that these those
+its his her their there here with without about above below after before while where when which what who
+is are was were be been being has have had do does did not no very more most some any each every one two
+like than then them they you your our we she he it""".split())
+
+
+@dataclass(frozen=True)
+class CriticContext:
+    """What the critic judges a text against: the request's names and facts, the prompt, the rules."""
+
+    names: tuple[tuple[str, ...], ...]  # per requested character or place: the forms that name it
+    details: frozenset[str]  # content words of the requested place's and cast's own facts, folded
+    prompt_words: tuple[str, ...]  # the prompt's words, folded (copying is measured against them)
+    vocabulary: frozenset[str]  # every word of the world, folded (unknown capitalised words are invented)
+    banned: tuple[str, ...]  # banned and avoided words
+    scripts: tuple[str, ...]  # the scripts the text may use
+    exempt: tuple[str, ...]  # names that may use other scripts
+    target_words: int = 0  # about how long the text should be (0: no length check)
+
+
+def critic_context(world: World, resolved: Resolved, prompt_text: str, cfg: Any, *, target_words: int = 0,
+                   names_required: bool = True) -> CriticContext:
+    """The context for judging answers to one request (cfg: the GenerationConfig in force)."""
+    forms = [character_forms(c) for c in resolved.characters] if names_required else []
+    facts: list[str] = []
+    if resolved.location is not None:
+        loc = resolved.location
+        if names_required:
+            forms.append(location_forms(loc))
+        facts += [loc.description or "", *loc.sights, *loc.sounds, *loc.smells]
+    for c in resolved.characters:
+        facts += [c.role or "", c.description or "", *c.traits, *c.goals]
+    details = frozenset(w for w in words_of(" ".join(facts)) if len(w) >= 4 and w not in _STOP_WORDS)
+    banned = tuple(dict.fromkeys((*cfg.banned, *world.style.avoided_words)))
+    scripts = tuple(cfg.scripts) or ("any",)
+    return CriticContext(names=tuple(forms), details=details, prompt_words=tuple(words_of(prompt_text)),
+                         vocabulary=world_vocabulary(world), banned=banned, scripts=scripts,
+                         exempt=tuple(cfg.script_exempt), target_words=target_words)
+
+
+@dataclass
+class Verdict:
+    """A candidate's findings and its score (higher is better)."""
+
+    findings: dict[str, float] = field(default_factory=dict)
+    score: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {"score": round(self.score, 3), **{k: round(v, 3) for k, v in self.findings.items()}}
+
+
+def longest_shared_run(words: Sequence[str], source: Sequence[str]) -> int:
+    """The longest run of consecutive words of `words` that also occurs in `source`."""
+    grams = {n: set(ngrams(source, n)) for n in (COPY_RUN,)}
+    best = 0
+    i = 0
+    while i <= len(words) - COPY_RUN:
+        if tuple(words[i:i + COPY_RUN]) in grams[COPY_RUN]:
+            n = COPY_RUN
+            source_text = " " + " ".join(source) + " "
+            while i + n < len(words) and (" " + " ".join(words[i:i + n + 1]) + " ") in source_text:
+                n += 1
+            best = max(best, n)
+            i += n
+        else:
+            i += 1
+    return best
+
+
+def judge(text: str, context: CriticContext, *, logprob: float = 0.0, tokens: int = 0,
+          finish_reason: str = "eos") -> Verdict:
+    """Score one candidate: the model's own words (not metagen's opening)."""
+    words = words_of(text)
+    findings: dict[str, float] = {}
+    if context.names:
+        findings["names"] = sum(names_any(text, forms) for forms in context.names) / len(context.names)
+    if context.details:
+        findings["details"] = min(1.0, len(set(words) & context.details) / 3)
+    findings["invented"] = float(min(3, len(unknown_names(text, context.vocabulary))))
+    findings["garbled"] = float(is_garbled(text, context.scripts, context.exempt))
+    findings["banned"] = float(banned_hits(text, context.banned))
+    run = longest_shared_run(words, context.prompt_words)
+    findings["copied"] = float(max(0, run - COPY_RUN + 1))
+    findings["repetition"] = repetition(text)
+    findings["markup"] = float(min(3, len(_MARKUP.findall(text))))
+    stripped = text.rstrip().rstrip("\"'”’)")
+    findings["unfinished"] = float(bool(stripped) and stripped[-1] not in ".!?…")
+    if context.target_words:
+        findings["short"] = float(len(words) < context.target_words / 2)
+    findings["logprob"] = logprob / tokens if tokens else 0.0
+    return Verdict(findings, sum(WEIGHTS[k] * v for k, v in findings.items()))
+
+
+def best_index(verdicts: Sequence[Verdict]) -> int:
+    """The highest-scoring candidate; the earlier one on a tie."""
+    best = 0
+    for i, verdict in enumerate(verdicts):
+        if verdict.score > verdicts[best].score:
+            best = i
+    return best
+
+
+__all__ = ["CriticContext", "Verdict", "WEIGHTS", "banned_hits", "best_index", "character_forms", "critic_context",
+           "distinct_n", "fold", "judge", "location_forms", "longest_shared_run", "names_any", "ngrams",
+           "repetition", "unknown_names", "words_of", "world_names", "world_prose", "world_vocabulary",
+           "writing_guard"]

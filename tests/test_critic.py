@@ -1,0 +1,98 @@
+"""The critic: what it rewards and punishes in a candidate, and the script guard a world gets."""
+
+from __future__ import annotations
+
+import pytest
+
+from metagen.config import GenerationConfig
+from metagen.critic import best_index, critic_context, judge, longest_shared_run, world_prose, writing_guard
+from metagen.prompts import SceneRequest, StoryRequest, resolve_request
+from metagen.world import load_world
+
+WORLD = """\
+world: {id: harbourtown, name: Harbourtown, summary: A fishing town on a cold grey coast.}
+style: {avoided_words: [suddenly]}
+locations:
+  - id: docks
+    name: The Old Docks
+    description: Wooden piers where the fishing boats tie up.
+    sights: [nets hanging like grey curtains]
+    smells: [tar and fish]
+characters:
+  - {id: mira, name: Mira Okafor, role: salvage diver, traits: [brave]}
+  - {id: bai, name: 白云, role: a wandering swordsman who came by sea}
+lore:
+  - {id: storm, keys: [docks], text: The great storm of the last winter broke half the piers.}
+content:
+  banned_words: [dragon]
+"""
+
+
+@pytest.fixture
+def world(tmp_path):
+    path = tmp_path / "w.yaml"
+    path.write_text(WORLD, encoding="utf-8")
+    return load_world(path)
+
+
+def context_for(world, request, prompt_text="", **kw):
+    cfg = GenerationConfig(banned=("dragon",), **writing_guard(world))
+    return critic_context(world, resolve_request(world, request), prompt_text, cfg, **kw)
+
+
+def test_writing_guard_takes_the_prose_script_and_exempts_names_in_others(world):
+    guard = writing_guard(world)
+    assert guard == {"scripts": ("latin",), "script_exempt": ("白云",)}
+    assert all("白云" not in text for text in world_prose(world))
+
+
+def test_names_and_details_in_the_models_words_score_higher(world):
+    context = context_for(world, SceneRequest(location="docks", characters=("mira",)))
+    grounded = judge("Mira stands on the Old Docks among the nets; the tar smells sharp.", context)
+    vague = judge("Someone stands somewhere. It is a place.", context)
+    assert grounded.findings["names"] == 1.0 and vague.findings["names"] == 0.0
+    assert grounded.findings["details"] > vague.findings["details"]
+    assert grounded.score > vague.score
+
+
+@pytest.mark.parametrize("bad, finding", [
+    ("Mira meets Captain Harrowgate at the Old Docks.", "invented"),
+    ("Mira at the Old Docks said 公司 twice.", "garbled"),
+    ("MaÃ¯e at the Old Docks.", "garbled"),
+    ("Mira at the Old Docks saw a dragon.", "banned"),
+    ("Mira at the Old Docks suddenly ran.", "banned"),
+    ("Mira at the Old Docks. ## Chapter <b>", "markup"),
+    ("Mira walked to the Old Docks and then", "unfinished"),
+])
+def test_each_defect_costs_score(world, bad, finding):
+    context = context_for(world, SceneRequest(location="docks", characters=("mira",)))
+    clean = judge("Mira walked to the Old Docks.", context)
+    verdict = judge(bad, context)
+    assert verdict.findings[finding] > 0 and verdict.score < clean.score
+
+
+def test_names_of_the_world_in_their_own_script_are_not_garbled(world):
+    context = context_for(world, StoryRequest(characters=("bai",)))
+    assert judge("白云 stepped off the boat.", context).findings["garbled"] == 0
+
+
+def test_copying_the_prompt_is_punished_using_its_facts_is_not(world):
+    prompt = "Sights: nets hanging like grey curtains on the wooden piers where the fishing boats tie up."
+    context = context_for(world, SceneRequest(location="docks"), prompt)
+    copied = judge("The Old Docks: nets hanging like grey curtains on the wooden piers where the fishing boats tie up.",
+                   context)
+    used = judge("At the Old Docks grey nets hang from the piers and the fishing boats knock together.", context)
+    assert copied.findings["copied"] > 0 and used.findings["copied"] == 0
+    assert used.score > copied.score
+
+
+def test_longest_shared_run_counts_words():
+    source = "a b c d e f g h".split()
+    assert longest_shared_run("x a b c d e f g y".split(), source) == 7
+    assert longest_shared_run("a b c d e x".split(), source) == 0
+
+
+def test_best_index_prefers_the_first_of_equals():
+    from metagen.critic import Verdict
+
+    assert best_index([Verdict({}, 1.0), Verdict({}, 2.0), Verdict({}, 2.0)]) == 1
