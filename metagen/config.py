@@ -210,6 +210,11 @@ class GenerationConfig:
             raise ConfigError(f"--seed must be in [0, 2**63), got {self.seed}")
 
 
+def candidate_seed(seed: int, k: int) -> int:
+    """The seed of a unit's k-th candidate: the unit's own seed first, so one candidate is today's text."""
+    return (seed + k * 0x9E3779B97F4A7C15) % MAX_SEED  # a large odd step: candidates of seeds S, S+1 never meet
+
+
 _FIELD_NAMES = tuple(f.name for f in dataclasses.fields(GenerationConfig))
 
 # The kind of value each field holds; `_coerce` checks it and normalizes lists to tuples.
@@ -376,4 +381,4 @@ def _did_you_mean(key: str) -> str | None:
     return f"did you mean {candidates[close[0]]!r}?"
 
 
-__all__ = ["CLI_NAMES", "MAX_CANDIDATES", "STRATEGIES", "GenerationConfig", "merge_settings"]
+__all__ = ["CLI_NAMES", "MAX_CANDIDATES", "STRATEGIES", "candidate_seed", "GenerationConfig", "merge_settings"]

@@ -182,7 +182,10 @@ COPY_RUN = 6  # a run of this many words shared with the prompt counts as copyin
 # (docs/quality.md): one invented person outweighs one more requested name, garbled text or a
 # banned word outweighs everything else.
 WEIGHTS = {"names": 2.0, "details": 1.0, "invented": -1.5, "garbled": -6.0, "banned": -3.0, "copied": -0.5,
-           "repetition": -6.0, "markup": -1.0, "unfinished": -0.7, "short": -1.5, "logprob": 0.5}
+           "repetition": -6.0, "markup": -1.0, "unfinished": -0.7, "short": -1.5, "voice": -1.0, "logprob": 0.5}
+# Narration in the wrong person: "I", "my" (outside quotes) in a second- or third-person world.
+_FIRST_PERSON = re.compile(r"\b(?:I|I'm|I've|I'll|my|me|myself)\b")
+_QUOTED = re.compile(r"[\"“][^\"”]*[\"”]")
 _MARKUP = re.compile(r"[#*_<>|\[\]{}@]|https?:|www\.|\.com\b")
 _STOP_WORDS = frozenset("""a an the and or but of in on at to by with from for into over under this that these those
 its his her their there here with without about above below after before while where when which what who
@@ -202,10 +205,11 @@ class CriticContext:
     scripts: tuple[str, ...]  # the scripts the text may use
     exempt: tuple[str, ...]  # names that may use other scripts
     target_words: int = 0  # about how long the text should be (0: no length check)
+    narrator_person: str = ""  # first | second | third ("" or first: no check of "I" in narration)
 
 
 def critic_context(world: World, resolved: Resolved, prompt_text: str, cfg: Any, *, target_words: int = 0,
-                   names_required: bool = True) -> CriticContext:
+                   names_required: bool = True, narrator_person: str = "") -> CriticContext:
     """The context for judging answers to one request (cfg: the GenerationConfig in force)."""
     forms = [character_forms(c) for c in resolved.characters] if names_required else []
     facts: list[str] = []
@@ -221,7 +225,8 @@ def critic_context(world: World, resolved: Resolved, prompt_text: str, cfg: Any,
     scripts = tuple(cfg.scripts) or ("any",)
     return CriticContext(names=tuple(forms), details=details, prompt_words=tuple(words_of(prompt_text)),
                          vocabulary=world_vocabulary(world), banned=banned, scripts=scripts,
-                         exempt=tuple(cfg.script_exempt), target_words=target_words)
+                         exempt=tuple(cfg.script_exempt), target_words=target_words,
+                         narrator_person=narrator_person)
 
 
 @dataclass
@@ -233,6 +238,25 @@ class Verdict:
 
     def to_dict(self) -> dict:
         return {"score": round(self.score, 3), **{k: round(v, 3) for k, v in self.findings.items()}}
+
+
+_SENTENCE_END = re.compile(r"[.!?…]+[\"'”’)]*(?=\s|$)")
+
+
+def first_sentences(text: str, limit: int) -> str:
+    """At most `limit` whole sentences of text, ending at a paragraph break after the first two.
+
+    A small model writes its best sentences first and drifts after a few; a cut-off last
+    sentence is dropped when a whole one comes before it.
+    """
+    kept, count = 0, 0
+    for match in _SENTENCE_END.finditer(text):
+        count += 1
+        kept = match.end()
+        rest = text[kept:]
+        if count >= limit or (count >= 2 and rest.lstrip(" \t").startswith("\n")):
+            break
+    return text[:kept].strip() if kept else text.strip()
 
 
 def longest_shared_run(words: Sequence[str], source: Sequence[str]) -> int:
@@ -273,6 +297,8 @@ def judge(text: str, context: CriticContext, *, logprob: float = 0.0, tokens: in
     findings["unfinished"] = float(bool(stripped) and stripped[-1] not in ".!?…")
     if context.target_words:
         findings["short"] = float(len(words) < context.target_words / 2)
+    if context.narrator_person in ("second", "third"):
+        findings["voice"] = float(min(3, len(_FIRST_PERSON.findall(_QUOTED.sub(" ", text)))))
     findings["logprob"] = logprob / tokens if tokens else 0.0
     return Verdict(findings, sum(WEIGHTS[k] * v for k, v in findings.items()))
 
@@ -287,6 +313,6 @@ def best_index(verdicts: Sequence[Verdict]) -> int:
 
 
 __all__ = ["CriticContext", "Verdict", "WEIGHTS", "banned_hits", "best_index", "character_forms", "critic_context",
-           "distinct_n", "fold", "judge", "location_forms", "longest_shared_run", "names_any", "ngrams",
+           "distinct_n", "first_sentences", "fold", "judge", "location_forms", "longest_shared_run", "names_any", "ngrams",
            "repetition", "unknown_names", "words_of", "world_names", "world_prose", "world_vocabulary",
            "writing_guard"]

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
-from metagen.config import MAX_SEED, GenerationConfig
+from metagen.config import MAX_SEED, GenerationConfig, candidate_seed
+from metagen.critic import best_index, critic_context, judge
 from metagen.errors import ConfigError
 from metagen.prompts import (
     DialogueRequest,
@@ -51,6 +52,7 @@ class DialogueResult:
     seconds: float
     seed: int  # line i used seed + i
     warnings: list[str] = field(default_factory=list)  # the prompt's warnings, then the dialogue's own
+    critic: dict = field(default_factory=dict)  # with candidates: {"lines": [{"turn", "chosen", "candidates"}]}
 
     def to_dict(self) -> dict:
         """JSON-ready data for recording alongside the output."""
@@ -156,6 +158,7 @@ def generate_dialogue(
     warnings: list[str] = []
     start = 0  # the first transcript line the model still sees
     output_tokens, logprob = 0, 0.0
+    critic_lines: list[dict] = []
 
     for i in range(request.turns):
         # a. keep the transcript within the window: the oldest lines slide out first
@@ -181,10 +184,19 @@ def generate_dialogue(
         line_cfg = replace(cfg, stop=tuple(dict.fromkeys((*dialogue_stops(others), *cfg.stop))))
         if on_text:
             on_text(("\n" if i else "") + speaker_prefix(speaker.name) + " ")
-        stream = _LineStream(on_text)
-        done = generator.complete([ids], line_cfg, seeds=[_offset(seed, i)], on_text=stream, reuse=reuse)[0]
-        output_tokens += len(done.tokens)
+        stream = _LineStream(on_text if cfg.candidates == 1 else None)
+        seeds = [candidate_seed(_offset(seed, i), k) for k in range(cfg.candidates)]
+        options = generator.complete([ids] * cfg.candidates, line_cfg, seeds=seeds, on_text=stream, reuse=reuse)
+        output_tokens += sum(len(o.tokens) for o in options)
+        chosen, verdicts = _choose_line(world, request, options, names, lines, speaker, cfg)
+        done = options[chosen]
         line = clean_dialogue_line(done.text, names)
+        if verdicts:
+            critic_lines.append({"turn": i + 1, "chosen": chosen,
+                                 "candidates": [{"seed": s, **v.to_dict()} for s, v in zip(seeds, verdicts)]})
+        if line and on_text and cfg.candidates > 1:
+            on_text(line)
+            stream.started = True
         shown = False
         if not line:
             # d. one retry: another seed, no newline stop (a leading newline is stripped), no instant end
@@ -216,7 +228,30 @@ def generate_dialogue(
         seconds=time.perf_counter() - started,
         seed=seed,
         warnings=[*prompt.warnings, *warnings],
+        critic={"lines": critic_lines} if critic_lines else {},
     )
+
+
+def _choose_line(world: World, request: DialogueRequest, options: list, names: list[str],
+                 lines: list[tuple[str, str]], speaker: Character, cfg: GenerationConfig):
+    """The critic's pick among one line's candidates (and its verdicts; none for one candidate).
+
+    Copying is measured against the speaker's sample lines and the transcript so far, so a line
+    that repeats the world's example or an earlier line loses to one in the speaker's own words.
+    """
+    if len(options) == 1:
+        return 0, []
+    resolved = resolve_request(world, request)
+    source = "\n".join([*speaker.sample_lines, *(line for _, line in lines)])
+    context = critic_context(world, resolved, source, cfg, names_required=False)
+    verdicts = []
+    for option in options:
+        line = clean_dialogue_line(option.text, names)
+        verdict = judge(line, context, logprob=option.logprob, tokens=len(option.tokens))
+        if not line:
+            verdict.score -= 10.0  # an empty line is never the pick while another exists
+        verdicts.append(verdict)
+    return best_index(verdicts), verdicts
 
 
 class _LineStream:

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from metagen import __version__
-from metagen.config import MAX_SEED, GenerationConfig, merge_settings
-from metagen.critic import best_index, critic_context, judge, writing_guard
+from metagen.config import MAX_SEED, GenerationConfig, candidate_seed, merge_settings
+from metagen.critic import best_index, critic_context, first_sentences, judge, writing_guard
 from metagen.errors import ConfigError, RequestError
 from metagen.output import Piece
 from metagen.prompts import (
@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 TOKENS_PER_WORD = 1.4  # English prose with a BPE vocabulary of ~49k; a little headroom
 MAX_STORY_TOKENS = 1024  # a story's default budget never goes past this
 SCENE_TOKENS = 200  # one paragraph of about 120 words
+SCENE_SENTENCES = 4  # a scene keeps its first sentences, up to a paragraph break
 DIALOGUE_LINE_TOKENS = 60  # one spoken line (metagen.dialogue decodes a line at a time)
 DIALOGUE_ORDERS = ("likelihood", "turns")
 MAX_COUNT = 10_000  # pieces one request (or one batch job) may ask for
@@ -44,6 +45,10 @@ MAX_COUNT = 10_000  # pieces one request (or one batch job) may ask for
 # the earlier lines, which are prompt tokens: without penalize_prompt the penalties never see
 # them and a line often echoes the one before (docs/eval.md: 4-gram repetition 6.5% -> 0.0%).
 KIND_DEFAULTS: dict[str, dict[str, Any]] = {"dialogue": {"penalize_prompt": True}}
+# Versions of each unit (scene, story beat, dialogue line) the critic chooses from when nobody
+# says otherwise: docs/quality.md has the measurements (a default story took 1.75x the time of
+# one written in a single pass without candidates). Greedy and beam settings get one.
+DEFAULT_CANDIDATES = 4
 
 # TextCallback of search.py: on_text(row, new_text), row = the piece's index in the call.
 TextCallback = Callable[[int, str], None]
@@ -68,9 +73,11 @@ class PromptView:
     lore_left_out: tuple[str, ...]
     warnings: list[str]
     opening: str = ""  # the answer's first words, written by metagen
+    plan: list = field(default_factory=list)  # a story's beats, {"beat", "instruction"} each
 
     def to_dict(self) -> dict:
-        return {"prompt": self.text, "prompt_tokens": self.tokens, "opening": self.opening, "messages": self.messages,
+        return {"prompt": self.text, "prompt_tokens": self.tokens, "opening": self.opening, "plan": self.plan,
+                "messages": self.messages,
                 "lore_used": list(self.lore_used), "lore_left_out": list(self.lore_left_out),
                 "warnings": list(self.warnings)}
 
@@ -146,6 +153,8 @@ def effective_config(world: World, kind: str, job_settings: Mapping[str, Any] | 
         # The script guard follows the world's prose and the request's own words (metagen.scripts).
         base.update(writing_guard(world, _request_texts(request)))
     cfg = merge_settings(base, *layers)
+    if not any(layer and layer.get("candidates") is not None for layer in layers) and cfg.effective_strategy == "sample":
+        cfg = dataclasses.replace(cfg, candidates=DEFAULT_CANDIDATES)
     banned = tuple(dict.fromkeys((*cfg.banned, *world.content.banned_words)))
     if banned != cfg.banned:
         cfg = dataclasses.replace(cfg, banned=banned)
@@ -203,7 +212,20 @@ def _prompt(generator, world: World, request: Request, cfg: GenerationConfig) ->
 
 
 def prompt_view(generator, world: World, request: Request, cfg: GenerationConfig) -> PromptView:
-    """The exact prompt text a request gives, its token count and the lore it used or left out."""
+    """The exact prompt text a request gives, its token count and the lore it used or left out.
+
+    A story shows its first beat's prompt and its whole plan, which follows the seed (cfg.seed, else 0).
+    """
+    if request.kind == "story":
+        from metagen.plan import make_plan, plan_prompt, story_messages
+
+        resolved = resolve_request(world, request)
+        plan = make_plan(world, resolved, cfg.seed or 0)
+        prompt = plan_prompt(world, resolved, plan, story_messages(world, resolved), generator.context_length, cfg)
+        text = prompt.text(generator.tokenizer.render_chat)
+        return PromptView(text=text, tokens=len(generator.tokenizer.encode(text)), messages=prompt.messages,
+                          lore_used=prompt.lore_used, lore_left_out=(), warnings=[],
+                          plan=[b.to_dict() for b in plan])
     prompt = _prompt(generator, world, request, cfg)
     text = prompt.text(generator.tokenizer.render_chat)
     return PromptView(text=text, tokens=len(generator.tokenizer.encode(text)),
@@ -216,7 +238,7 @@ def prompt_view(generator, world: World, request: Request, cfg: GenerationConfig
 
 def _piece(world: World, request_dict: dict, subject: str, model: dict, cfg: GenerationConfig, seed: int, *,
            prompt: Prompt, prompt_tokens: int, output_tokens: int, finish_reason: str, seconds: float,
-           text: str, turns: list | None = None, critic: dict | None = None) -> Piece:
+           text: str, turns: list | None = None, critic: dict | None = None, plan: list | None = None) -> Piece:
     return Piece(
         kind=request_dict["kind"],
         world_id=world.id,
@@ -235,14 +257,10 @@ def _piece(world: World, request_dict: dict, subject: str, model: dict, cfg: Gen
         text=text,
         turns=list(turns or []),
         critic=dict(critic or {}),
+        plan=list(plan or []),
         subject=subject,
         metagen_version=__version__,
     )
-
-
-def candidate_seed(seed: int, k: int) -> int:
-    """The seed of a unit's k-th candidate: the unit's own seed first, so one candidate is today's text."""
-    return (seed + k * 0x9E3779B97F4A7C15) % MAX_SEED  # a large odd step: candidates of seeds S, S+1 never meet
 
 
 def _choose(world: World, prompt: Prompt, prompt_text: str, cfg: GenerationConfig, options: list,
@@ -251,8 +269,10 @@ def _choose(world: World, prompt: Prompt, prompt_text: str, cfg: GenerationConfi
     if len(options) == 1:
         return 0, {}
     resolved = resolve_request(world, prompt.request)
-    target = SCENE_WORDS if prompt.request.kind == "scene" else 0
-    context = critic_context(world, resolved, prompt_text, cfg, target_words=target)
+    scene = prompt.request.kind == "scene"
+    person = world.style.point_of_view or ("second" if scene else "third")
+    context = critic_context(world, resolved, prompt_text, cfg, target_words=SCENE_WORDS // 2 if scene else 0,
+                             narrator_person=person)
     verdicts = [judge(o.text, context, logprob=o.logprob, tokens=o.output_tokens, finish_reason=o.finish_reason)
                 for o in options]
     chosen = best_index(verdicts)
@@ -279,8 +299,8 @@ def compose(generator, world: World, requests: list[Request], cfg: GenerationCon
     pieces: list[Piece | None] = [None] * len(requests)
     warnings: list[str] = []
 
-    # a. stories and scenes: prompts first, then one generate call for all of them
-    batch = [i for i, r in enumerate(requests) if r.kind != "dialogue"]
+    # a. scenes: prompts first, then one generate call for all of them and their candidates
+    batch = [i for i, r in enumerate(requests) if r.kind == "scene"]
     prompts = {i: _prompt(generator, world, requests[i], cfg) for i in batch}
     if batch:
         n = cfg.candidates
@@ -290,29 +310,49 @@ def compose(generator, world: World, requests: list[Request], cfg: GenerationCon
                     on_text(i, prompts[i].opening)
 
         def stream(row: int, text: str) -> None:
-            on_text(batch[row], text)
+            if not trimmed(batch[row]):
+                on_text(batch[row], text)
+
+        def trimmed(i: int) -> bool:  # text that changes after decoding is shown once it is final
+            return n > 1 or requests[i].kind == "scene"
         render = generator.tokenizer.render_chat
         texts = {i: prompts[i].text(render) for i in batch}
         rows = [(i, k) for i in batch for k in range(n)]  # every candidate of every request, one batch
         ids = [generator.tokenizer.encode(texts[i]) for i, _ in rows]
         row_seeds = [candidate_seed(seeds[i], k) for i, k in rows]
-        # With candidates the text is shown once the critic has chosen, never a version it drops.
         completions = generator.complete(ids, cfg, seeds=row_seeds, on_text=stream if on_text and n == 1 else None)
         for j, i in enumerate(batch):
             prompt = prompts[i]
             options = completions[j * n:(j + 1) * n]
+            if prompt.request.kind == "scene":
+                for option in options:  # a scene is its first few sentences: the model drifts after them
+                    option.text = first_sentences(option.text, SCENE_SENTENCES)
             chosen, critic = _choose(world, prompt, texts[i], cfg, options, row_seeds[j * n:(j + 1) * n])
             completion = options[chosen]
-            if on_text and n > 1:
+            if on_text and trimmed(i):
                 on_text(i, completion.text)
             warnings += _warnings(prompt)
             pieces[i] = _piece(
                 world, prompt.request.to_dict(), prompt.request.subject, model, cfg, seeds[i], prompt=prompt,
-                prompt_tokens=completion.prompt_tokens, output_tokens=sum(c.output_tokens for c in options),
+                prompt_tokens=completion.prompt_tokens, output_tokens=completion.output_tokens,
                 finish_reason=completion.finish_reason, seconds=completion.seconds,
                 text=(prompt.opening + completion.text).strip(), critic=critic)
 
-    # b. dialogues: turn by turn, one at a time
+    # b. stories: planned, then written beat by beat, one story at a time
+    for i, request in enumerate(requests):
+        if request.kind != "story":
+            continue
+        from metagen.plan import write_story
+
+        stream = (lambda text, _i=i: on_text(_i, text)) if on_text else None
+        story = write_story(generator, world, request, cfg, seed=seeds[i], on_text=stream)
+        prompt = story.prompt
+        pieces[i] = _piece(
+            world, prompt.request.to_dict(), prompt.request.subject, model, cfg, seeds[i], prompt=prompt,
+            prompt_tokens=story.prompt_tokens, output_tokens=story.output_tokens, finish_reason=story.finish_reason,
+            seconds=story.seconds, text=story.text, critic=story.critic, plan=story.plan)
+
+    # c. dialogues: turn by turn, one at a time
     for i, request in enumerate(requests):
         if request.kind != "dialogue":
             continue

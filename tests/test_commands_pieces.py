@@ -218,7 +218,7 @@ def test_show_prompt_prints_the_prompt_and_runs_nothing(runner, world, model_arg
     result = invoke(runner, "story", world, "-c", "ada", "-l", "well", "--show-prompt", "--out", tmp_path / "o",
                     *model_args)
     assert result.exit_code == 0, result.output
-    assert result.stdout.startswith("<|im_start|>system\n") and "Task: Write a short story" in result.stdout
+    assert result.stdout.startswith("<|im_start|>system\n") and "Write the opening paragraph about Ada" in result.stdout
     assert "prompt tokens: " in result.stderr and "lore used: flood" in result.stderr
     assert "lore left out: none" in result.stderr
     assert not (tmp_path / "o").exists()
@@ -235,7 +235,7 @@ def test_prompt_command_matches_show_prompt(runner, world, model_args, kind, com
     assert shown.exit_code == 0 and printed.exit_code == 0, printed.output
     assert json.loads(shown.stdout) == json.loads(printed.stdout)
     data = json.loads(printed.stdout)
-    opening = {"story": "Ada and Bo", "scene": "The Well", "dialogue": ""}[kind]  # the story has no place
+    opening = {"story": "", "scene": "The Well", "dialogue": ""}[kind]  # a story's beats name its cast instead
     assert data["prompt_tokens"] > 0 and data["prompt"].endswith("<|im_start|>assistant\n" + opening)
     assert data["opening"] == opening and data["kind"] == kind and data["world"] == "tinyville"
 
@@ -245,7 +245,7 @@ def test_lore_left_out_is_reported(runner, world, model_args, tmp_path):
     lore = "".join(f"  - id: fact-{i}\n    keys: [well]\n    priority: {10 - i}\n    text: {'The old well ' * 8}\n"
                    for i in range(10))
     world.write_text(TINY_WORLD.replace("lore:\n", "lore:\n" + lore), encoding="utf-8")
-    printed = invoke(runner, "prompt", "scene", world, "-l", "well", *model_args)
+    printed = invoke(runner, "prompt", "dialogue", world, "-c", "ada,bo", "-l", "well", *model_args)
     assert printed.exit_code == 0, printed.output
     left = [line for line in printed.stderr.splitlines() if line.startswith("lore left out: ")]
     assert left and left[0] != "lore left out: none" and "fact-9" in left[0]

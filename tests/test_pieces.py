@@ -149,7 +149,7 @@ def test_settings_key_ignores_the_seed():
 # ----------------------------------------------------------------------------- composing
 
 
-def test_compose_decodes_stories_and_scenes_in_one_call(world, generator, monkeypatch):
+def test_compose_decodes_scenes_in_one_call_and_stories_beat_by_beat(world, generator, monkeypatch):
     calls = []
     real = generator.complete
 
@@ -158,10 +158,12 @@ def test_compose_decodes_stories_and_scenes_in_one_call(world, generator, monkey
         return real(prompts, cfg, **kw)
 
     monkeypatch.setattr(generator, "complete", counting)
-    requests = [StoryRequest(characters=("ada",), location="well", length="short"), SceneRequest(location="mill")]
+    requests = [StoryRequest(characters=("ada",), location="well", length="short"), SceneRequest(location="mill"),
+                SceneRequest(location="well")]
     cfg = GenerationConfig(max_new_tokens=6)
-    result = pieces.compose(generator, world, requests, cfg, seeds=[5, 6])
-    assert calls == [2]
+    result = pieces.compose(generator, world, requests, cfg, seeds=[5, 6, 7])
+    assert calls == [2, 1, 1, 1]  # both scenes together, then the story's three beats
+    result.pieces.pop()
     story, scene = result.pieces
     assert (story.kind, story.seed, story.subject) == ("story", 5, "ada-at-well")
     assert (scene.kind, scene.seed, scene.subject) == ("scene", 6, "mill")
@@ -170,8 +172,9 @@ def test_compose_decodes_stories_and_scenes_in_one_call(world, generator, monkey
     assert story.model == generator.info.to_dict() and story.world_id == "tinyville"
     assert story.world_hash == world.content_hash and story.world_files == [str(f) for f in world.files]
     assert 0 <= story.output_tokens <= 6 and story.prompt_tokens > 0 and story.text == story.text.strip()
-    # the text starts with the opening metagen wrote: place and cast for a story, the place for a scene
-    assert story.text.startswith("In the Well, Ada") and scene.text.startswith("The Mill")
+    assert [b["beat"] for b in story.plan] == ["opening", "turn", "ending"]
+    # a scene starts with the opening metagen wrote; a story's beats name its cast and place instead
+    assert scene.text.startswith("The Mill") and "Ada" in story.plan[0]["instruction"]
 
 
 def test_no_opening_leaves_the_start_to_the_model(world, generator):

@@ -430,9 +430,9 @@ def test_bad_world_defaults_name_the_file_and_field(runner, tmp_path, no_model):
 
 CONTEXT_CASES = [
     pytest.param(["story", "-c", "ada", "--premise", "The well sings. " * 60],
-                 ["the prompt needs about", "context 256", "shorten the premise or topic"], id="huge-premise"),
+                 ["the story's plan needs about", "context is 256", "shorten the premise"], id="huge-premise"),
     pytest.param(["story", "-c", "ada", "-l", "well", "--max-tokens", "250"],
-                 ["but only 0 fit (context 256 - max_new_tokens 250", "lower max_new_tokens"], id="max-tokens-250"),
+                 ["max_new_tokens 250, but the model's context is 256", "lower max_new_tokens"], id="max-tokens-250"),
     pytest.param(["dialogue", "-c", "ada,bo", "--topic", "the flood " * 80],
                  ["the prompt needs about", "shorten the premise or topic"], id="huge-topic"),
     pytest.param(["describe-scene", "-l", "well", "--mood", "grim " * 100],

@@ -85,6 +85,8 @@ def print_prompt(view, as_json: bool, header: dict | None = None) -> None:
     typer.echo(f"prompt tokens: {view.tokens}", err=True)
     typer.echo(f"lore used: {', '.join(view.lore_used) or 'none'}", err=True)
     typer.echo(f"lore left out: {', '.join(view.lore_left_out) or 'none'}", err=True)
+    for number, beat in enumerate(view.plan, 1):
+        typer.echo(f"plan {number}. {beat['beat']}: {beat['instruction']}", err=True)
     for warning in view.warnings:
         typer.echo(f"warning: {warning}", err=True)
 

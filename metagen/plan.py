@@ -1,0 +1,238 @@
+"""Stories in beats: a short plan made from the world's own data, each beat a short paragraph.
+
+A 135M model cannot hold a long prompt and a 400-word arc at once; it can write a good short
+paragraph about a few things it was just told. So a story is planned first (an opening with
+the place, the cast and one concrete detail; a turn where a goal meets a secret, a tie or a
+lore fact; an ending), then written beat by beat in one chat: each beat is a user turn that
+holds only what it needs, the story so far is the assistant's earlier turns, and the KV cache
+carries over so each beat prefills only its new tokens. The choices follow the seed. The
+beats name the cast and place, so a planned story has no opening written by metagen (the
+request's `opening` applies to scenes).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from metagen.errors import RequestError
+from metagen.config import MAX_SEED, GenerationConfig, candidate_seed
+from metagen.critic import best_index, critic_context, first_sentences, judge
+from metagen.prompts import (
+    Prompt,
+    PromptBudget,
+    Resolved,
+    StoryRequest,
+    resolve_request,
+    select_lore,
+)
+from metagen.search import PrefixReuse
+from metagen.world import World
+
+BEATS_BY_LENGTH = {"short": 3, "medium": 4, "long": 5}
+BEAT_SENTENCES = 4  # a beat keeps at most this many sentences
+BEAT_TOKENS = 120  # the most tokens a beat may take, whatever the story's budget
+_POV = {"first": "the first person", "second": "the second person", "third": "the third person"}
+
+
+@dataclass(frozen=True)
+class Beat:
+    """One step of a story: what happens, and the facts of the world it is built from."""
+
+    id: str  # opening | turn | complication | ending
+    instruction: str  # the user turn the model answers with this beat's paragraph
+
+    def to_dict(self) -> dict:
+        return {"beat": self.id, "instruction": self.instruction}
+
+
+@dataclass
+class StoryResult:
+    """A finished story: its text, the beats as written and what the critic said of each."""
+
+    text: str
+    plan: list[dict]  # {"beat", "instruction", "text"} per beat
+    critic: dict  # {"beats": [{"beat", "chosen", "candidates"}...]} when there were candidates
+    prompt: Prompt  # the chat before the first beat, and the lore the plan drew on
+    prompt_tokens: int  # tokens of the first beat's prompt (later ones add the story so far)
+    output_tokens: int  # tokens of the kept beats
+    finish_reason: str
+    seconds: float
+
+
+def _cast_phrase(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _clause(text: str) -> str:
+    """A fact as a clause inside a sentence: spaces folded, no final full stop."""
+    return " ".join(text.split()).rstrip(".;: ")
+
+
+def make_plan(world: World, resolved: Resolved, seed: int) -> list[Beat]:
+    """The beats of a story, chosen from the world's data by `seed` (the same seed, the same plan)."""
+    request: StoryRequest = resolved.request
+    rng = random.Random(seed)
+    cast = list(resolved.characters)
+    names = [c.name for c in cast] or ["the traveller"]
+    lead = cast[0] if cast else None
+    other = cast[1] if len(cast) > 1 else None
+    place = resolved.location
+    details = [*place.sights, *place.sounds, *place.smells] if place else []
+    rng.shuffle(details)
+    where = f" at {place.name}" if place else ""
+    count = BEATS_BY_LENGTH.get(request.length, 4)
+
+    opening = f"Write the opening paragraph about {_cast_phrase(names)}{where}."
+    if details:
+        opening += f" Show this: {_clause(details[0])}."
+    if lead and lead.goals:
+        goal = _clause(rng.choice(lead.goals))
+        opening += f" {lead.name} wants to {goal[:1].lower()}{goal[1:]}."
+
+    turns = []  # what can change the story, most personal first
+    if request.premise:
+        turns.append(f"This happens: {_clause(request.premise)}.")
+    for person in (other, lead):
+        if person and person.secrets:
+            turns.append(f"{person.name} reveals a secret: {_clause(rng.choice(person.secrets))}.")
+    if lead and other:
+        for tie in lead.relationships:
+            if tie.other == other.id:
+                what = "; ".join(x for x in (tie.kind, tie.description) if x)
+                turns.append(f"Show what {lead.name} and {other.name} are to each other: {_clause(what)}.")
+    lore = select_lore(world, " ".join([*names, place.name if place else "", request.premise or ""]))
+    if lore:
+        turns.append(f"Bring in this fact of the world: {_clause(rng.choice(lore[:3]).text)}.")
+    if other and other.goals:
+        turns.append(f"{other.name} wants to {_clause(rng.choice(other.goals))}, and says so.")
+    if not turns:
+        turns.append("Something unexpected happens that tests them.")
+    middle = turns[:count - 2] if request.premise else rng.sample(turns, min(len(turns), count - 2))
+
+    beats = [Beat("opening", opening + f" Write {BEAT_SENTENCES - 1} or {BEAT_SENTENCES} sentences.")]
+    for i, turn in enumerate(middle):
+        beats.append(Beat("turn" if i == 0 else "complication",
+                          f"Write the next paragraph. {turn} Write {BEAT_SENTENCES - 1} or {BEAT_SENTENCES} sentences."))
+    ending = "Write the last paragraph, which ends the story"
+    ending += f"{where}." + (f" End on this image: {_clause(details[1])}." if len(details) > 1 else "")
+    beats.append(Beat("ending", ending + f" Write {BEAT_SENTENCES - 1} or {BEAT_SENTENCES} sentences."))
+    return beats
+
+
+def story_messages(world: World, resolved: Resolved) -> list[dict[str, str]]:
+    """The chat before the first beat: who, where, and how to write; beats follow as user turns."""
+    s = world.style
+    genre = f", {world.genre}" if world.genre else ""
+    system = (f"You write short stories set in {world.name}{genre}. Write in {_POV[s.point_of_view or 'third']}, "
+              f"{s.tense or 'past'} tense, in plain, concrete sentences.")
+    if world.tone:
+        system += f" Tone: {_clause(world.tone)}."
+    if s.avoided_words:
+        system += f" Never use these words: {', '.join(s.avoided_words)}."
+    lines = []
+    for c in resolved.characters:
+        line = f"- {c.name}" + (f", {_clause(c.role)}" if c.role else "")
+        if c.description:
+            line += f": {_clause(c.description)}"
+        lines.append(line + ".")
+    if resolved.location:
+        loc = resolved.location
+        lines.append(f"Place: {loc.name}" + (f", {_clause(loc.description)}" if loc.description else "") + ".")
+    lines.append("Use only these people; invent no one else.")
+    return [{"role": "system", "content": system}, {"role": "user", "content": "\n".join(lines)}]
+
+
+def _with_beat(messages: list[dict[str, str]], instruction: str) -> list[dict[str, str]]:
+    """The chat with the next beat's instruction added to the last user turn or as a new one."""
+    if messages[-1]["role"] == "user":
+        return [*messages[:-1], {"role": "user", "content": messages[-1]["content"] + "\n\n" + instruction}]
+    return [*messages, {"role": "user", "content": instruction}]
+
+
+def write_story(generator, world: World, request: StoryRequest, cfg: GenerationConfig, *, seed: int,
+                on_text: Callable[[str], None] | None = None) -> StoryResult:
+    """Plan a story by `seed` and write it beat by beat, keeping the critic's pick of each beat's candidates.
+
+    Beat i's k-th candidate samples with candidate_seed(seed + i, k).
+
+    Args:
+        on_text: gets each beat's kept paragraph, as soon as it is chosen.
+    """
+    started = time.perf_counter()
+    resolved = resolve_request(world, request)
+    plan = make_plan(world, resolved, seed)
+    messages = story_messages(world, resolved)
+    plan = plan[:cfg.max_new_tokens]  # a budget below one token a beat writes fewer beats
+    # max_new_tokens is the whole story's budget, shared out among the beats
+    beat_tokens = max(1, min(BEAT_TOKENS, cfg.max_new_tokens // len(plan)))
+    beat_cfg = replace(cfg, max_new_tokens=beat_tokens, min_new_tokens=min(beat_tokens, cfg.min_new_tokens // len(plan)))
+    _check_room(generator, messages, plan, cfg.max_new_tokens)
+    reuse = PrefixReuse()
+    tokenizer = generator.tokenizer
+    chat = list(messages)
+    written, beat_records, critic_beats = [], [], []
+    output_tokens, prompt_tokens, finish = 0, 0, "eos"
+    person = world.style.point_of_view or "third"
+    for index, beat in enumerate(plan):
+        chat = _with_beat(chat, beat.instruction)
+        text = tokenizer.render_chat(chat)
+        ids = tokenizer.encode(text)
+        beat_cfg.check_context(len(ids), generator.context_length)
+        beat_seed = (seed + index) % MAX_SEED
+        seeds = [candidate_seed(beat_seed, k) for k in range(cfg.candidates)]
+        options = generator.complete([ids] * cfg.candidates, beat_cfg, seeds=seeds, reuse=reuse)
+        for option in options:
+            option.text = first_sentences(option.text, BEAT_SENTENCES)
+        # Each beat is judged on its own words; the whole story so far is the prompt it must not copy.
+        context = critic_context(world, resolved, text, cfg, narrator_person=person,
+                                 names_required=index in (0, len(plan) - 1))
+        verdicts = [judge(o.text, context, logprob=o.logprob, tokens=o.output_tokens) for o in options]
+        chosen = best_index(verdicts)
+        paragraph = options[chosen].text.strip()
+        output_tokens += options[chosen].output_tokens
+        prompt_tokens = prompt_tokens or options[chosen].prompt_tokens
+        finish = options[chosen].finish_reason
+        chat = [*chat, {"role": "assistant", "content": paragraph}]
+        written.append(paragraph)
+        beat_records.append({**beat.to_dict(), "text": paragraph})
+        if cfg.candidates > 1:
+            critic_beats.append({"beat": beat.id, "chosen": chosen,
+                                 "candidates": [{"seed": s, **v.to_dict()} for s, v in zip(seeds, verdicts)]})
+        if on_text:
+            on_text(("\n\n" if index else "") + paragraph)
+    return StoryResult(text="\n\n".join(written), plan=beat_records,
+                       critic={"beats": critic_beats} if critic_beats else {},
+                       prompt=plan_prompt(world, resolved, plan, messages, generator.context_length, beat_cfg),
+                       prompt_tokens=prompt_tokens, output_tokens=output_tokens, finish_reason=finish,
+                       seconds=time.perf_counter() - started)
+
+
+def _check_room(generator, messages: list[dict[str, str]], plan: list[Beat], max_new_tokens: int) -> None:
+    """Refuse, before writing anything, a story whose instructions and budget overflow the context."""
+    chat = list(messages)
+    for beat in plan:
+        chat = _with_beat(chat, beat.instruction)
+    needed = len(generator.tokenizer.encode(generator.tokenizer.render_chat(chat)))
+    if needed + max_new_tokens > generator.context_length:
+        raise RequestError(
+            f"the story's plan needs about {needed} tokens of prompt and max_new_tokens {max_new_tokens}, "
+            f"but the model's context is {generator.context_length}",
+            hint="shorten the premise, lower max_new_tokens, or name fewer characters")
+
+
+def plan_prompt(world: World, resolved: Resolved, plan: list[Beat], messages: list[dict[str, str]],
+                context_length: int, beat_cfg: GenerationConfig) -> Prompt:
+    """The story's prompt record: the chat with the first beat, and the lore entries the plan used."""
+    used = tuple(e.id for e in world.lore if any(" ".join(e.text.split()).rstrip(".;: ") in b.instruction
+                                                 for b in plan))
+    first = _with_beat(messages, plan[0].instruction)
+    tokens = sum(len(m["content"].split()) for m in first)
+    budget = PromptBudget(context_length, beat_cfg.max_new_tokens, 0, tokens, 0, 0)
+    return Prompt(request=resolved.request, messages=first, lore_used=used, lore_left_out=(), warnings=[],
+                  prompt_tokens=tokens, budget=budget)
+
+
+__all__ = ["BEATS_BY_LENGTH", "Beat", "StoryResult", "make_plan", "story_messages", "write_story"]
