@@ -1,6 +1,7 @@
 """Measured quality: a grid of requests per world, answered by metagen and by a naive one-line
-prompt to the same model, scored for the ways a small model drifts (names forgotten, speakers
-or people invented, banned words, repeated 4-grams, sameness across seeds).
+prompt to the same model, scored for what a reader notices (names forgotten in the model's own
+words, speakers or people invented, garbled text, text copied from the world, banned words,
+repeated 4-grams, sameness across seeds).
 
 docs/eval.md defines each metric and its limits; distinct-n is from Li et al. 2016
 ("A Diversity-Promoting Objective Function for Neural Conversation Models").
@@ -32,11 +33,16 @@ from metagen.critic import (
     distinct_n,
     fold,
     location_forms,
+    longest_shared_run,
     names_any,
     repetition,
     unknown_names,
+    words_of,
+    world_prose,
     world_vocabulary,
+    writing_guard,
 )
+from metagen.scripts import ANY, is_garbled
 from metagen.world import Character, World, did_you_mean
 
 KINDS = ("story", "scene", "dialogue")
@@ -45,6 +51,9 @@ DEFAULT_MAX_REQUESTS = 6  # per kind and world
 DEFAULT_TURNS = 4  # lines per dialogue
 DEFAULT_MAX_TOKENS = 120  # a story's or scene's budget here (dialogue lines keep their own)
 DEFAULT_BATCH = 8  # rows decoded together
+COPIED_PROSE_RUN = 8  # a story or scene sharing this many words in a row with the world's prose copies it
+COPIED_LINE_RUN = 6  # a dialogue line sharing this many words in a row with its speaker's sample lines copies them
+MIN_SAMPLE_WORDS = 3  # a sample line this long, found whole inside a line, is copied ("Yes." is not)
 
 # "Label:" lines in a free transcript that are headings, not speakers.
 NOT_SPEAKERS = frozenset("title scene setting characters character location place time note notes dialogue "
@@ -73,6 +82,50 @@ def speaker_of(label: str, cast: Sequence[Character]) -> str | None:
         if names_any(label, character_forms(c)):
             return c.id
     return None
+
+
+SEPARATOR = "|"  # between texts in a word list: words_of never yields it, so no run crosses two texts
+
+
+@dataclass(frozen=True)
+class Reference:
+    """What one world's outputs are measured against, worked out once per world."""
+
+    vocabulary: frozenset[str]  # every word of the world, folded (other capitalized words are invented)
+    scripts: tuple[str, ...]  # the scripts its prose writes in (critic.writing_guard)
+    exempt: tuple[str, ...]  # its names written in other scripts
+    prose: tuple[str, ...]  # the words of its prose and sample lines (names taken out), SEPARATOR between texts
+    samples: dict[str, tuple[tuple[str, ...], ...]]  # character id -> the words of each sample line
+
+
+def _joined(texts: Sequence[str]) -> tuple[str, ...]:
+    words: list[str] = []
+    for text in texts:
+        words += [*words_of(text), SEPARATOR]
+    return tuple(words)
+
+
+def world_reference(world: World) -> Reference:
+    """The vocabulary, scripts, prose and sample lines a world's outputs are measured against."""
+    guard = writing_guard(world)
+    return Reference(vocabulary=world_vocabulary(world), scripts=guard["scripts"], exempt=guard["script_exempt"],
+                     prose=_joined(world_prose(world)),
+                     samples={c.id: tuple(tuple(words_of(line)) for line in c.sample_lines) for c in world.characters})
+
+
+def copies_prose(text: str, prose: Sequence[str], run: int = COPIED_PROSE_RUN) -> bool:
+    """Whether text shares `run` or more words in a row with the world's prose."""
+    return longest_shared_run(words_of(text), prose) >= run
+
+
+def copies_sample_line(line: str, samples: Sequence[Sequence[str]], run: int = COPIED_LINE_RUN) -> bool:
+    """Whether a spoken line holds one of the sample lines whole (of MIN_SAMPLE_WORDS words or more)
+    or shares `run` words in a row with them."""
+    words = words_of(line)
+    spoken = " " + " ".join(words) + " "
+    if any(len(s) >= MIN_SAMPLE_WORDS and " " + " ".join(s) + " " in spoken for s in samples):
+        return True
+    return longest_shared_run(words, _joined([" ".join(s) for s in samples])) >= run
 
 
 # ----------------------------------------------------------------------------- the grid
@@ -170,8 +223,11 @@ class Output:
     opening: str = ""  # the first words of text, written by metagen rather than the model
     missing: list[str] = field(default_factory=list)  # requested names the text never gives
     missing_written: list[str] = field(default_factory=list)  # ... that the model's words (after the opening) never give
+    grounded_written: bool = False  # the model's own words name the request: every name (story, scene), one (dialogue)
     cast_turns: int = 0  # dialogue: turns spoken by a requested character
     unknown: list[list[str]] = field(default_factory=list)  # per line (dialogue) or one list (others)
+    copied: list[bool] = field(default_factory=list)  # per line (dialogue) or one (others): copied from the world
+    garbled: bool = False  # the model's words leave the allowed scripts or hold mojibake
     banned: int = 0
     repetition: float = 0.0
     words: int = 0
@@ -182,27 +238,50 @@ class Output:
         return data
 
 
-def score(world: World, output: Output, vocabulary: frozenset[str]) -> Output:
-    """Fill in the output's scores (see docs/eval.md for each)."""
+def score(world: World, output: Output, reference: Reference, settings: dict | None = None) -> Output:
+    """Fill in the output's scores (see docs/eval.md for each); settings: a metagen piece's decoding
+    settings, whose script guard its text is held to (else the world's)."""
     resolved = resolve_request(world, _request(output.request))
     cast = resolved.characters
+    place = [location_forms(resolved.location)] if resolved.location else []
     if output.kind == "dialogue":
         spoken = "\n".join(line for _, line in output.turns)
+        # the whole transcript: a baseline's may hold no "Name: line" at all, and metagen's
+        # labels are the world's names, exempt from the guard when written in another script
+        written = output.text
         speakers = [speaker_of(label, cast) for label, _ in output.turns]
         output.cast_turns = sum(s is not None for s in speakers)
         output.missing = [c.name for c in cast if c.id not in speakers and not names_any(spoken, character_forms(c))]
-        output.unknown = [unknown_names(line, vocabulary) for _, line in output.turns]
+        output.grounded_written = any(names_any(spoken, forms) for forms in [*map(character_forms, cast), *place])
+        output.unknown = [unknown_names(line, reference.vocabulary) for _, line in output.turns]
+        cast_samples = [s for c in cast for s in reference.samples.get(c.id, ())]
+        # a line is held against its speaker's sample lines; a speaker from outside the cast, the cast's
+        output.copied = [copies_sample_line(line, reference.samples.get(who, ()) if who else cast_samples)
+                         for who, (_, line) in zip(speakers, output.turns)]
     else:
         written = output.text[len(output.opening):] if output.text.startswith(output.opening) else output.text
         for text, missing in ((output.text, output.missing), (written, output.missing_written)):
             missing[:] = [c.name for c in cast if not names_any(text, character_forms(c))]
             if resolved.location and not names_any(text, location_forms(resolved.location)):
                 missing.append(resolved.location.name)
-        output.unknown = [unknown_names(output.text, vocabulary)]
+        output.grounded_written = not output.missing_written
+        output.unknown = [unknown_names(output.text, reference.vocabulary)]
+        output.copied = [copies_prose(written, reference.prose)]
+    scripts, exempt = _guard(settings or {}, reference)
+    output.garbled = is_garbled(written, scripts, exempt)
     output.banned = banned_hits(output.text, world.content.banned_words)
     output.repetition = repetition(output.text)
     output.words = len(output.text.split())
     return output
+
+
+def _guard(settings: dict, reference: Reference) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The scripts (and exempt names) a text is held to: its piece's script guard, else the world's
+    (the baseline's, and a piece decoded with the guard off)."""
+    scripts = tuple(settings.get("scripts") or ())
+    if scripts and ANY not in scripts:
+        return scripts, tuple(settings.get("script_exempt") or ())
+    return reference.scripts, reference.exempt
 
 
 def _request(data: dict) -> Request:
@@ -226,21 +305,26 @@ def summarize(outputs: Sequence[Output], seconds: float) -> dict:
     out = {
         "outputs": n,
         "grounding": _mean([float(not o.missing) for o in outputs]),
-        # the same, counting only what the model wrote after metagen's opening words
-        "grounding_model": _mean([float(not (o.missing_written if o.kind != "dialogue" else o.missing))
-                                  for o in outputs]),
-        "unknown_names": _mean([float(bool(u)) for u in units]),
+        # what the model itself wrote: every name after metagen's opening (stories, scenes), one
+        # requested name in the spoken lines (dialogue)
+        "grounding_model": _mean([float(o.grounded_written) for o in outputs]),
+        "unknown_names": _mean([float(bool(u)) for u in units]),  # per line (dialogue), per output (others)
+        "invented_outputs": _mean([float(any(o.unknown)) for o in outputs]),
+        "garbled": sum(o.garbled for o in outputs),
+        "copied": _mean([float(c) for o in outputs for c in o.copied]),  # per line (dialogue), per output (others)
         "banned_hits": sum(o.banned for o in outputs),
         "repetition": _mean([o.repetition for o in outputs]),
         "distinct_2": _mean(distinct),
         "words": _mean([o.words for o in outputs]),
         "tokens": _mean([o.output_tokens for o in outputs]),
         "tokens_per_second": round(tokens / seconds, 2) if seconds > 0 else None,
+        "seconds_per_piece": round(seconds / n, 3) if n and seconds > 0 else None,
         "finish_reasons": dict(sorted(Counter(o.finish_reason for o in outputs).items())),
     }
     if outputs and outputs[0].kind == "dialogue":
         turns = sum(len(o.turns) for o in outputs)
         out["turns"] = turns
+        out["invented_lines"] = out["unknown_names"]
         out["speakers_from_cast"] = sum(o.cast_turns for o in outputs) / turns if turns else None
         out["no_turns"] = sum(not o.turns for o in outputs)
     return out
@@ -342,7 +426,7 @@ def run_eval(generator, worlds: Sequence[World], *, kinds: Sequence[str] = KINDS
                                                                 if v is not None}, "configs": {}},
                   model=generator.info.to_dict())
     for world in worlds:
-        vocabulary = world_vocabulary(world)
+        reference = world_reference(world)
         grid = build_grid(world, kinds, max_requests, turns)
         for kind in kinds:
             cfg = kind_config(world, kind, settings or {}, max_tokens)
@@ -354,15 +438,16 @@ def run_eval(generator, worlds: Sequence[World], *, kinds: Sequence[str] = KINDS
                 if variant != "metagen" and kind != "dialogue":
                     made = _variant_pieces(generator, world, [r for r, _ in chunk], cfg, [s for _, s in chunk],
                                            variant)
-                    answers = [(*m, []) for m in made]
+                    answers = [(*m, [], {**cfg.to_dict(), "seed": s}) for m, (_, s) in zip(made, chunk)]
                 else:
                     result = compose(generator, world, [r for r, _ in chunk], cfg, seeds=[s for _, s in chunk])
                     answers = [(p.request, p.seed, p.text, p.output_tokens, p.finish_reason, _opening(world, p.request),
-                                [(t["speaker"], t["line"]) for t in p.turns]) for p in result.pieces]
+                                [(t["speaker"], t["line"]) for t in p.turns], p.settings) for p in result.pieces]
                 run.seconds[(world.id, kind, "metagen")] += time.perf_counter() - started
-                for request, seed, text, tokens, finish, opening, turns_ in answers:
+                for request, seed, text, tokens, finish, opening, turns_, piece_settings in answers:
                     run.outputs.append(score(world, Output(world.id, kind, "metagen", request, seed, text, tokens,
-                                                           finish, turns_, opening.strip()), vocabulary))
+                                                           finish, turns_, opening.strip()), reference,
+                                             piece_settings))
                 if baseline:
                     # b. baseline: one naive line, the same settings; a dialogue is one free completion
                     base_cfg = cfg
@@ -376,7 +461,7 @@ def run_eval(generator, worlds: Sequence[World], *, kinds: Sequence[str] = KINDS
                         text = completion.text.strip()
                         run.outputs.append(score(world, Output(
                             world.id, kind, "baseline", request.to_dict(), seed, text, completion.output_tokens,
-                            completion.finish_reason, parse_turns(text) if kind == "dialogue" else []), vocabulary))
+                            completion.finish_reason, parse_turns(text) if kind == "dialogue" else []), reference))
                 if progress:
                     done_here = sum(o.world == world.id and o.kind == kind and o.system == "metagen"
                                     for o in run.outputs)
@@ -435,17 +520,34 @@ def _num(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-COLUMNS = ("kind", "system", "outputs", "grounding", "grounding (model's words)", "speakers from cast", "unknown names", "banned",
-           "repetition (4-gram)", "distinct-2", "words", "tokens", "tokens/s", "finish")
+def _finish(m: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in m["finish_reasons"].items())
+
+
+# The Markdown tables' columns: (header, the cell from a group's metrics).
+_CELLS: tuple[tuple[str, Callable[[dict], str]], ...] = (
+    ("outputs", lambda m: str(m["outputs"])),
+    ("grounding", lambda m: _pct(m["grounding"])),
+    ("grounding (model's words)", lambda m: _pct(m.get("grounding_model"))),
+    ("speakers from cast", lambda m: _pct(m.get("speakers_from_cast"))),
+    ("unknown names", lambda m: _pct(m["unknown_names"])),
+    ("invented (outputs)", lambda m: _pct(m.get("invented_outputs"))),
+    ("garbled", lambda m: str(m.get("garbled", "-"))),
+    ("copied", lambda m: _pct(m.get("copied"))),
+    ("banned", lambda m: str(m["banned_hits"])),
+    ("repetition (4-gram)", lambda m: _pct(m["repetition"])),
+    ("distinct-2", lambda m: _num(m["distinct_2"], 3)),
+    ("words", lambda m: _num(m["words"])),
+    ("tokens", lambda m: _num(m["tokens"])),
+    ("tokens/s", lambda m: _num(m["tokens_per_second"])),
+    ("s/piece", lambda m: _num(m.get("seconds_per_piece"), 2)),
+    ("finish", _finish),
+)
+COLUMNS = ("kind", "system", *(header for header, _ in _CELLS))
 
 
 def _row(kind: str, system: str, m: dict) -> str:
-    finish = ", ".join(f"{k} {v}" for k, v in m["finish_reasons"].items())
-    cells = (kind, system, str(m["outputs"]), _pct(m["grounding"]), _pct(m.get("grounding_model")),
-             _pct(m.get("speakers_from_cast")),
-             _pct(m["unknown_names"]), str(m["banned_hits"]), _pct(m["repetition"]), _num(m["distinct_2"], 3),
-             _num(m["words"]), _num(m["tokens"]), _num(m["tokens_per_second"]), finish)
-    return "| " + " | ".join(cells) + " |"
+    return "| " + " | ".join((kind, system, *(cell(m) for _, cell in _CELLS))) + " |"
 
 
 def _table(groups: dict) -> list[str]:
@@ -468,9 +570,14 @@ def render_markdown(report: dict, max_misses: int = 10) -> str:
         f"- seeds: {', '.join(map(str, s['seeds']))}; requests per kind at most {s['max_requests']}; "
         f"dialogue turns {s['turns']}; story/scene max tokens {s['flags'].get('max_new_tokens', s['max_tokens'])}",
         f"- decoding flags given: {flags} (otherwise each world's defaults for the kind)", "",
-        "Unknown names: share of dialogue lines (stories, scenes: outputs) with a capitalized word the world "
-        "never uses. Repetition: repeated word 4-grams within an output. Distinct-2: unique bigrams over "
-        "all seeds of one request.", "",
+        "Grounding (model's words): stories and scenes naming every requested name after metagen's opening; "
+        "dialogues whose spoken lines name a requested character or the place. Unknown names: share of "
+        "dialogue lines (stories, scenes: outputs) with a capitalized word the world never uses; invented "
+        "(outputs): share of outputs with one. Garbled: outputs leaving the allowed scripts or holding "
+        "mojibake. Copied: dialogue lines holding a sample line of their speaker (or 6 words of them), stories "
+        "and scenes sharing 8 words in a row with the world's prose. Repetition: repeated word 4-grams within "
+        "an output. Distinct-2: unique bigrams over all seeds of one request. s/piece: decoding seconds per "
+        "output.", "",
         "## All worlds", "", *_table(report["summary"]), "", "## Targets", "",
     ]
     for kind, checks in report["targets"].items():
@@ -493,5 +600,6 @@ __all__ = [
     "DEFAULT_MAX_REQUESTS", "DEFAULT_MAX_TOKENS", "DEFAULT_TURNS", "EvalRun", "KINDS", "Output", "banned_hits",
     "build_grid", "build_report", "character_forms", "distinct_n", "fold", "kind_config", "location_forms",
     "naive_prompt", "names_any", "parse_kinds", "parse_turns", "render_markdown", "repetition", "run_eval",
-    "score", "speaker_of", "summarize", "unknown_names", "world_vocabulary",
+    "Reference", "copies_prose", "copies_sample_line", "score", "speaker_of", "summarize", "unknown_names",
+    "world_reference", "world_vocabulary",
 ]
