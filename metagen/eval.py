@@ -241,7 +241,7 @@ class Output:
 def score(world: World, output: Output, reference: Reference, settings: dict | None = None) -> Output:
     """Fill in the output's scores (see docs/eval.md for each); settings: a metagen piece's decoding
     settings, whose script guard its text is held to (else the world's)."""
-    resolved = resolve_request(world, _request(output.request))
+    resolved = resolve_request(world, recorded_request(output.request))
     cast = resolved.characters
     place = [location_forms(resolved.location)] if resolved.location else []
     if output.kind == "dialogue":
@@ -284,7 +284,7 @@ def _guard(settings: dict, reference: Reference) -> tuple[tuple[str, ...], tuple
     return reference.scripts, reference.exempt
 
 
-def _request(data: dict) -> Request:
+def recorded_request(data: dict) -> Request:
     """The request a piece records (a dialogue's speaker order dropped)."""
     return request_from_dict({k: v for k, v in data.items() if k != "order"})
 
@@ -398,7 +398,7 @@ def _opening(world: World, request: dict) -> str:
     """The words metagen's commands start an answer to this request with."""
     from metagen.prompts import answer_opening
 
-    return answer_opening(resolve_request(world, _request(request)))
+    return answer_opening(resolve_request(world, recorded_request(request)))
 
 
 def _chunks(items: list, size: int) -> list[list]:
@@ -600,6 +600,6 @@ __all__ = [
     "DEFAULT_MAX_REQUESTS", "DEFAULT_MAX_TOKENS", "DEFAULT_TURNS", "EvalRun", "KINDS", "Output", "banned_hits",
     "build_grid", "build_report", "character_forms", "distinct_n", "fold", "kind_config", "location_forms",
     "naive_prompt", "names_any", "parse_kinds", "parse_turns", "render_markdown", "repetition", "run_eval",
-    "Reference", "copies_prose", "copies_sample_line", "score", "speaker_of", "summarize", "unknown_names",
+    "Reference", "copies_prose", "copies_sample_line", "recorded_request", "score", "speaker_of", "summarize", "unknown_names",
     "world_reference", "world_vocabulary",
 ]
