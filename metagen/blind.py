@@ -25,6 +25,10 @@ import yaml
 from metagen import __version__
 from metagen.config import GenerationConfig
 from metagen.errors import ConfigError
+from metagen.eval import kind_config, run_eval
+from metagen.measure import recorded_request
+from metagen.output import write_atomic
+from metagen.prompts import resolve_request
 from metagen.world import World
 
 KEY = "key.json"  # which text is A in each pair: for whoever tallies, not for readers
@@ -84,8 +88,6 @@ def check_with_worlds(worlds: Sequence[World], kinds: Sequence[str], flags: Mapp
                       settings: Mapping[str, Any], flag: str) -> None:
     """Each world's settings for each kind with `settings` over the flags, checked before the model
     loads (a side's settings may clash with a world's defaults); ConfigError naming the flag."""
-    from metagen.eval import kind_config
-
     for world in worlds:
         for kind in kinds:
             try:
@@ -145,9 +147,6 @@ def make_pairs(outputs_a: Sequence, outputs_b: Sequence, seed: int) -> list[Pair
 
 def render_pair(pair: Pair, world: World) -> str:
     """A pair as a reader sees it: the request (kind, world, cast, place), then Text 1 and Text 2."""
-    from metagen.eval import recorded_request
-    from metagen.prompts import resolve_request
-
     resolved = resolve_request(world, recorded_request(pair.request))
     lines = [f"# {pair.id}", "", f"- kind: {pair.kind}", f"- world: {world.name}"]
     if resolved.characters:
@@ -162,8 +161,6 @@ def render_pair(pair: Pair, world: World) -> str:
 def write_blind(folder: Path, worlds: Sequence[World], run_a, run_b, settings_a: dict, settings_b: dict,
                 seed: int) -> list[Pair]:
     """Write pair-NNN.md for each pair, the empty rating sheet and the key into an empty folder."""
-    from metagen.output import write_atomic
-
     check_empty(folder)
     pairs = make_pairs(run_a.outputs, run_b.outputs, seed)
     by_id = {w.id: w for w in worlds}
@@ -196,8 +193,6 @@ def run_both(generator, worlds: Sequence[World], flags: Mapping[str, Any], setti
              progress: Callable[[str], None] | None = None, **options):
     """The eval's grid answered by metagen under A's settings, then B's (same requests and seeds, no
     baseline); options are run_eval's (kinds, seeds, max_requests, turns, batch_size, variant)."""
-    from metagen.eval import run_eval
-
     runs = []
     for name, side in (("A", settings_a), ("B", settings_b)):
         report = (lambda message, _n=name: progress(f"{_n}: {message}")) if progress else None
@@ -311,8 +306,6 @@ def render_tally(key: dict, result: dict[str, dict]) -> str:
 
 def unblind(folder: Path) -> tuple[str, Path]:
     """Read the folder's filled sheet with its key, tally, write unblind.md; (Markdown, its path)."""
-    from metagen.output import write_atomic
-
     key, ratings = read_ratings(folder)
     markdown = render_tally(key, tally(key, ratings))
     return markdown, write_atomic(folder / REPORT, markdown, overwrite=True)

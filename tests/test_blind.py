@@ -14,7 +14,10 @@ from conftest import invoke
 from metagen import blind as B
 from metagen import eval as E
 from metagen.errors import ConfigError
-from test_eval import long_gguf, world, world_file  # noqa: F401 (the eval tests' world and 2048-token model)
+import test_eval
+
+# the eval tests' world (two places, four characters) and tiny model with a 2048-token window
+world_file, world, long_gguf = test_eval.world_file, test_eval.world, test_eval.long_gguf
 
 STORY = {"kind": "story", "characters": ["ada", "bo"], "location": "well", "premise": None, "length": "short"}
 SCENE = {"kind": "scene", "location": "well", "time": None, "weather": None, "mood": None, "characters": []}
