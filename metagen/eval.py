@@ -1,31 +1,21 @@
 """Measured quality: a grid of requests per world, answered by metagen and by a naive one-line
-prompt to the same model, scored for the ways a small model drifts (names forgotten, speakers
-or people invented, banned words, repeated 4-grams, sameness across seeds).
+prompt to the same model, scored for what a reader notices (metagen.measure: names forgotten in
+the model's own words, speakers or people invented, garbled text, text copied from the world,
+banned words, repeated 4-grams, sameness across seeds), and the report.
 
-docs/eval.md defines each metric and its limits; distinct-n is from Li et al. 2016
-("A Diversity-Promoting Objective Function for Neural Conversation Models").
+docs/eval.md defines each metric and its limits.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
-import re
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from metagen import __version__
-from metagen.errors import ConfigError
-from metagen.prompts import (
-    DialogueRequest,
-    Request,
-    SceneRequest,
-    StoryRequest,
-    request_from_dict,
-    resolve_request,
-)
 from metagen.critic import (
     banned_hits,
     character_forms,
@@ -37,7 +27,27 @@ from metagen.critic import (
     unknown_names,
     world_vocabulary,
 )
-from metagen.world import Character, World, did_you_mean
+from metagen.errors import ConfigError
+from metagen.measure import (
+    Output,
+    Reference,
+    copies_prose,
+    copies_sample_line,
+    parse_turns,
+    recorded_request,
+    score,
+    speaker_of,
+    summarize,
+    world_reference,
+)
+from metagen.prompts import (
+    DialogueRequest,
+    Request,
+    SceneRequest,
+    StoryRequest,
+    resolve_request,
+)
+from metagen.world import World, did_you_mean
 
 KINDS = ("story", "scene", "dialogue")
 SYSTEMS = ("metagen", "baseline")
@@ -45,35 +55,6 @@ DEFAULT_MAX_REQUESTS = 6  # per kind and world
 DEFAULT_TURNS = 4  # lines per dialogue
 DEFAULT_MAX_TOKENS = 120  # a story's or scene's budget here (dialogue lines keep their own)
 DEFAULT_BATCH = 8  # rows decoded together
-
-# "Label:" lines in a free transcript that are headings, not speakers.
-NOT_SPEAKERS = frozenset("title scene setting characters character location place time note notes dialogue "
-                         "conversation summary story description".split())
-
-_TURN = re.compile(r"^[ \t>*_#-]*([^\W\d_][^:\n]{0,48}?)[*_ \t]*:[*_ \t]*(.*)$", re.MULTILINE)
-
-
-# ----------------------------------------------------------------------------- text metrics
-
-
-def parse_turns(text: str) -> list[tuple[str, str]]:
-    """("Label", "line") for each "Label: line" line of a free transcript (headings such as Title: skipped)."""
-    turns = []
-    for m in _TURN.finditer(text):
-        label = re.sub(r"\([^)]*\)|\[[^\]]*\]", "", m.group(1)).strip(" *_\"'")
-        if not label or len(label.split()) > 4 or fold(label) in NOT_SPEAKERS or not label[0].isupper():
-            continue
-        turns.append((label, m.group(2).strip()))
-    return turns
-
-
-def speaker_of(label: str, cast: Sequence[Character]) -> str | None:
-    """The id of the cast member a speaker label names, or None."""
-    for c in cast:
-        if names_any(label, character_forms(c)):
-            return c.id
-    return None
-
 
 # ----------------------------------------------------------------------------- the grid
 
@@ -153,99 +134,6 @@ def naive_prompt(world: World, request: Request) -> str:
 
 # ----------------------------------------------------------------------------- scoring
 
-
-@dataclass
-class Output:
-    """One answer to one request with one seed, and its scores."""
-
-    world: str
-    kind: str
-    system: str  # metagen | baseline
-    request: dict
-    seed: int
-    text: str
-    output_tokens: int
-    finish_reason: str
-    turns: list[tuple[str, str]] = field(default_factory=list)  # dialogue: (speaker label, line)
-    opening: str = ""  # the first words of text, written by metagen rather than the model
-    missing: list[str] = field(default_factory=list)  # requested names the text never gives
-    missing_written: list[str] = field(default_factory=list)  # ... that the model's words (after the opening) never give
-    cast_turns: int = 0  # dialogue: turns spoken by a requested character
-    unknown: list[list[str]] = field(default_factory=list)  # per line (dialogue) or one list (others)
-    banned: int = 0
-    repetition: float = 0.0
-    words: int = 0
-
-    def to_dict(self) -> dict:
-        data = dataclasses.asdict(self)
-        data["turns"] = [list(t) for t in self.turns]
-        return data
-
-
-def score(world: World, output: Output, vocabulary: frozenset[str]) -> Output:
-    """Fill in the output's scores (see docs/eval.md for each)."""
-    resolved = resolve_request(world, _request(output.request))
-    cast = resolved.characters
-    if output.kind == "dialogue":
-        spoken = "\n".join(line for _, line in output.turns)
-        speakers = [speaker_of(label, cast) for label, _ in output.turns]
-        output.cast_turns = sum(s is not None for s in speakers)
-        output.missing = [c.name for c in cast if c.id not in speakers and not names_any(spoken, character_forms(c))]
-        output.unknown = [unknown_names(line, vocabulary) for _, line in output.turns]
-    else:
-        written = output.text[len(output.opening):] if output.text.startswith(output.opening) else output.text
-        for text, missing in ((output.text, output.missing), (written, output.missing_written)):
-            missing[:] = [c.name for c in cast if not names_any(text, character_forms(c))]
-            if resolved.location and not names_any(text, location_forms(resolved.location)):
-                missing.append(resolved.location.name)
-        output.unknown = [unknown_names(output.text, vocabulary)]
-    output.banned = banned_hits(output.text, world.content.banned_words)
-    output.repetition = repetition(output.text)
-    output.words = len(output.text.split())
-    return output
-
-
-def _request(data: dict) -> Request:
-    """The request a piece records (a dialogue's speaker order dropped)."""
-    return request_from_dict({k: v for k, v in data.items() if k != "order"})
-
-
-def _mean(values: Sequence[float]) -> float | None:
-    return sum(values) / len(values) if values else None
-
-
-def summarize(outputs: Sequence[Output], seconds: float) -> dict:
-    """The metrics of a group of outputs (one kind, one system); seconds is their decoding time."""
-    n = len(outputs)
-    units = [u for o in outputs for u in o.unknown]  # lines for dialogue, outputs otherwise
-    tokens = sum(o.output_tokens for o in outputs)
-    by_request: dict[str, list[str]] = {}
-    for o in outputs:
-        by_request.setdefault(f"{o.world}/{sorted(o.request.items())}", []).append(o.text)
-    distinct = [d for d in (distinct_n(texts) for texts in by_request.values()) if d is not None]
-    out = {
-        "outputs": n,
-        "grounding": _mean([float(not o.missing) for o in outputs]),
-        # the same, counting only what the model wrote after metagen's opening words
-        "grounding_model": _mean([float(not (o.missing_written if o.kind != "dialogue" else o.missing))
-                                  for o in outputs]),
-        "unknown_names": _mean([float(bool(u)) for u in units]),
-        "banned_hits": sum(o.banned for o in outputs),
-        "repetition": _mean([o.repetition for o in outputs]),
-        "distinct_2": _mean(distinct),
-        "words": _mean([o.words for o in outputs]),
-        "tokens": _mean([o.output_tokens for o in outputs]),
-        "tokens_per_second": round(tokens / seconds, 2) if seconds > 0 else None,
-        "finish_reasons": dict(sorted(Counter(o.finish_reason for o in outputs).items())),
-    }
-    if outputs and outputs[0].kind == "dialogue":
-        turns = sum(len(o.turns) for o in outputs)
-        out["turns"] = turns
-        out["speakers_from_cast"] = sum(o.cast_turns for o in outputs) / turns if turns else None
-        out["no_turns"] = sum(not o.turns for o in outputs)
-    return out
-
-
 # ----------------------------------------------------------------------------- running
 
 
@@ -314,7 +202,7 @@ def _opening(world: World, request: dict) -> str:
     """The words metagen's commands start an answer to this request with."""
     from metagen.prompts import answer_opening
 
-    return answer_opening(resolve_request(world, _request(request)))
+    return answer_opening(resolve_request(world, recorded_request(request)))
 
 
 def _chunks(items: list, size: int) -> list[list]:
@@ -342,7 +230,7 @@ def run_eval(generator, worlds: Sequence[World], *, kinds: Sequence[str] = KINDS
                                                                 if v is not None}, "configs": {}},
                   model=generator.info.to_dict())
     for world in worlds:
-        vocabulary = world_vocabulary(world)
+        reference = world_reference(world)
         grid = build_grid(world, kinds, max_requests, turns)
         for kind in kinds:
             cfg = kind_config(world, kind, settings or {}, max_tokens)
@@ -354,15 +242,16 @@ def run_eval(generator, worlds: Sequence[World], *, kinds: Sequence[str] = KINDS
                 if variant != "metagen" and kind != "dialogue":
                     made = _variant_pieces(generator, world, [r for r, _ in chunk], cfg, [s for _, s in chunk],
                                            variant)
-                    answers = [(*m, []) for m in made]
+                    answers = [(*m, [], {**cfg.to_dict(), "seed": s}) for m, (_, s) in zip(made, chunk)]
                 else:
                     result = compose(generator, world, [r for r, _ in chunk], cfg, seeds=[s for _, s in chunk])
                     answers = [(p.request, p.seed, p.text, p.output_tokens, p.finish_reason, _opening(world, p.request),
-                                [(t["speaker"], t["line"]) for t in p.turns]) for p in result.pieces]
+                                [(t["speaker"], t["line"]) for t in p.turns], p.settings) for p in result.pieces]
                 run.seconds[(world.id, kind, "metagen")] += time.perf_counter() - started
-                for request, seed, text, tokens, finish, opening, turns_ in answers:
+                for request, seed, text, tokens, finish, opening, turns_, piece_settings in answers:
                     run.outputs.append(score(world, Output(world.id, kind, "metagen", request, seed, text, tokens,
-                                                           finish, turns_, opening.strip()), vocabulary))
+                                                           finish, turns_, opening.strip()), reference,
+                                             piece_settings))
                 if baseline:
                     # b. baseline: one naive line, the same settings; a dialogue is one free completion
                     base_cfg = cfg
@@ -376,7 +265,7 @@ def run_eval(generator, worlds: Sequence[World], *, kinds: Sequence[str] = KINDS
                         text = completion.text.strip()
                         run.outputs.append(score(world, Output(
                             world.id, kind, "baseline", request.to_dict(), seed, text, completion.output_tokens,
-                            completion.finish_reason, parse_turns(text) if kind == "dialogue" else []), vocabulary))
+                            completion.finish_reason, parse_turns(text) if kind == "dialogue" else []), reference))
                 if progress:
                     done_here = sum(o.world == world.id and o.kind == kind and o.system == "metagen"
                                     for o in run.outputs)
@@ -435,17 +324,34 @@ def _num(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-COLUMNS = ("kind", "system", "outputs", "grounding", "grounding (model's words)", "speakers from cast", "unknown names", "banned",
-           "repetition (4-gram)", "distinct-2", "words", "tokens", "tokens/s", "finish")
+def _finish(m: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in m["finish_reasons"].items())
+
+
+# The Markdown tables' columns: (header, the cell from a group's metrics).
+_CELLS: tuple[tuple[str, Callable[[dict], str]], ...] = (
+    ("outputs", lambda m: str(m["outputs"])),
+    ("grounding", lambda m: _pct(m["grounding"])),
+    ("grounding (model's words)", lambda m: _pct(m.get("grounding_model"))),
+    ("speakers from cast", lambda m: _pct(m.get("speakers_from_cast"))),
+    ("unknown names", lambda m: _pct(m["unknown_names"])),
+    ("invented (outputs)", lambda m: _pct(m.get("invented_outputs"))),
+    ("garbled", lambda m: str(m.get("garbled", "-"))),
+    ("copied", lambda m: _pct(m.get("copied"))),
+    ("banned", lambda m: str(m["banned_hits"])),
+    ("repetition (4-gram)", lambda m: _pct(m["repetition"])),
+    ("distinct-2", lambda m: _num(m["distinct_2"], 3)),
+    ("words", lambda m: _num(m["words"])),
+    ("tokens", lambda m: _num(m["tokens"])),
+    ("tokens/s", lambda m: _num(m["tokens_per_second"])),
+    ("s/piece", lambda m: _num(m.get("seconds_per_piece"), 2)),
+    ("finish", _finish),
+)
+COLUMNS = ("kind", "system", *(header for header, _ in _CELLS))
 
 
 def _row(kind: str, system: str, m: dict) -> str:
-    finish = ", ".join(f"{k} {v}" for k, v in m["finish_reasons"].items())
-    cells = (kind, system, str(m["outputs"]), _pct(m["grounding"]), _pct(m.get("grounding_model")),
-             _pct(m.get("speakers_from_cast")),
-             _pct(m["unknown_names"]), str(m["banned_hits"]), _pct(m["repetition"]), _num(m["distinct_2"], 3),
-             _num(m["words"]), _num(m["tokens"]), _num(m["tokens_per_second"]), finish)
-    return "| " + " | ".join(cells) + " |"
+    return "| " + " | ".join((kind, system, *(cell(m) for _, cell in _CELLS))) + " |"
 
 
 def _table(groups: dict) -> list[str]:
@@ -468,9 +374,14 @@ def render_markdown(report: dict, max_misses: int = 10) -> str:
         f"- seeds: {', '.join(map(str, s['seeds']))}; requests per kind at most {s['max_requests']}; "
         f"dialogue turns {s['turns']}; story/scene max tokens {s['flags'].get('max_new_tokens', s['max_tokens'])}",
         f"- decoding flags given: {flags} (otherwise each world's defaults for the kind)", "",
-        "Unknown names: share of dialogue lines (stories, scenes: outputs) with a capitalized word the world "
-        "never uses. Repetition: repeated word 4-grams within an output. Distinct-2: unique bigrams over "
-        "all seeds of one request.", "",
+        "Grounding (model's words): stories and scenes naming every requested name after metagen's opening; "
+        "dialogues whose spoken lines name a requested character or the place. Unknown names: share of "
+        "dialogue lines (stories, scenes: outputs) with a capitalized word the world never uses; invented "
+        "(outputs): share of outputs with one. Garbled: outputs leaving the allowed scripts or holding "
+        "mojibake. Copied: dialogue lines holding a sample line of their speaker (or 6 words of them), stories "
+        "and scenes sharing 8 words in a row with the world's prose. Repetition: repeated word 4-grams within "
+        "an output. Distinct-2: unique bigrams over all seeds of one request. s/piece: decoding seconds per "
+        "output.", "",
         "## All worlds", "", *_table(report["summary"]), "", "## Targets", "",
     ]
     for kind, checks in report["targets"].items():
@@ -493,5 +404,6 @@ __all__ = [
     "DEFAULT_MAX_REQUESTS", "DEFAULT_MAX_TOKENS", "DEFAULT_TURNS", "EvalRun", "KINDS", "Output", "banned_hits",
     "build_grid", "build_report", "character_forms", "distinct_n", "fold", "kind_config", "location_forms",
     "naive_prompt", "names_any", "parse_kinds", "parse_turns", "render_markdown", "repetition", "run_eval",
-    "score", "speaker_of", "summarize", "unknown_names", "world_vocabulary",
+    "Reference", "copies_prose", "copies_sample_line", "recorded_request", "score", "speaker_of", "summarize", "unknown_names",
+    "world_reference", "world_vocabulary",
 ]

@@ -44,6 +44,7 @@ characters:
     sample_lines: ["Flour again."]
   - id: bo
     name: Bo Lee
+    sample_lines: ["Tide waits for nobody.", "The nets will hold until the spring tide comes in."]
   - id: cy
     name: Cyrus
   - id: dee
@@ -115,19 +116,19 @@ def test_fold_spells_letters_plainly():
 
 
 def test_grounding_needs_every_character_and_the_place(world):
-    vocab = E.world_vocabulary(world)
+    ref = E.world_reference(world)
     request = {"characters": ["ada", "bo"], "location": "well", "premise": None, "length": "short"}
-    ok = E.score(world, output("story", "The Miller met Bo Lee at the old well.", request), vocab)
+    ok = E.score(world, output("story", "The Miller met Bo Lee at the old well.", request), ref)
     assert ok.missing == []
-    miss = E.score(world, output("story", "Ada met Bo at the well.", request), vocab)
+    miss = E.score(world, output("story", "Ada met Bo at the well.", request), ref)
     assert miss.missing == ["Bo Lee", "The Old Well"]
 
 
 def test_dialogue_grounding_counts_speakers_and_cast_turns(world):
-    vocab = E.world_vocabulary(world)
+    ref = E.world_reference(world)
     request = {"characters": ["ada", "cy"], "location": None, "topic": None, "turns": 3}
     turns = [("Ada", "Hello, Cyrus."), ("Narrator", "They sat."), ("Ada", "I hear Zorbo is late.")]
-    scored = E.score(world, output("dialogue", "...", request, turns, system="baseline"), vocab)
+    scored = E.score(world, output("dialogue", "...", request, turns, system="baseline"), ref)
     assert scored.cast_turns == 2
     assert scored.missing == []  # Cyrus is named in a line though he never speaks
     assert scored.unknown == [[], [], ["Zorbo"]]
@@ -135,6 +136,79 @@ def test_dialogue_grounding_counts_speakers_and_cast_turns(world):
     assert summary["speakers_from_cast"] == pytest.approx(2 / 3)
     assert summary["unknown_names"] == pytest.approx(1 / 3)
     assert summary["turns"] == 3 and summary["no_turns"] == 0
+
+
+def test_dialogue_grounding_in_the_models_words_needs_one_name_in_the_lines(world):
+    ref = E.world_reference(world)
+    request = {"characters": ["ada", "bo"], "location": None, "topic": None, "turns": 2}
+    silent = [("Queen Ada Vær", "Good morning."), ("Bo Lee", "Morning to you.")]
+    scored = E.score(world, output("dialogue", "...", request, silent), ref)
+    assert scored.missing == [] and scored.grounded_written is False  # both speak; no line names anyone
+    named = [("Queen Ada Vær", "Good morning, Bo Lee."), ("Bo Lee", "Morning to you.")]
+    assert E.score(world, output("dialogue", "...", request, named), ref).grounded_written is True
+    summary = E.summarize([scored, E.score(world, output("dialogue", "...", request, named), ref)], 1.0)
+    assert summary["grounding"] == 1.0 and summary["grounding_model"] == 0.5
+
+
+def test_invented_names_per_output_and_per_line(world):
+    ref = E.world_reference(world)
+    request = {"characters": ["ada", "bo"], "location": None, "topic": None, "turns": 2}
+    turns = [("Bo Lee", "I saw Zorbo."), ("Queen Ada Vær", "Yes."), ("Bo Lee", "Fine."), ("Queen Ada Vær", "No.")]
+    outs = [E.score(world, output("dialogue", "...", request, turns), ref),
+            E.score(world, output("dialogue", "...", request, turns[1:]), ref)]
+    summary = E.summarize(outs, 2.0)
+    assert summary["invented_lines"] == summary["unknown_names"] == pytest.approx(1 / 7)
+    assert summary["invented_outputs"] == 0.5
+    assert summary["seconds_per_piece"] == 1.0
+
+
+@pytest.mark.parametrize("speaker, line, copied", [
+    ("Bo Lee", "Well, tide waits for nobody, Ada.", True),  # a sample line whole
+    ("Bo Lee", "The nets will hold until the spring, I promise.", True),  # 7 words of a sample line in a row
+    ("Bo Lee", "The nets will hold, I promise.", False),  # 4 words
+    ("Queen Ada Vær", "Tide waits for nobody.", False),  # Bo's line, not Ada's
+    ("Queen Ada Vær", "Flour again.", False),  # her own sample line, but too short to count
+    ("Narrator", "Tide waits for nobody.", True),  # a speaker from outside the cast: the cast's lines
+])
+def test_dialogue_lines_copied_from_the_speakers_sample_lines(world, speaker, line, copied):
+    request = {"characters": ["ada", "bo"], "location": None, "topic": None, "turns": 2}
+    scored = E.score(world, output("dialogue", "...", request, [(speaker, line), ("Bo Lee", "Hm.")]),
+                     E.world_reference(world))
+    assert scored.copied == [copied, False]
+    assert E.summarize([scored], 1.0)["copied"] == (0.5 if copied else 0.0)
+
+
+def test_a_garbled_dialogue_is_counted_even_without_turns(world):
+    request = {"characters": ["ada", "bo"], "location": None, "topic": None, "turns": 2}
+    scored = E.score(world, output("dialogue", "你好世界。再见。", request, system="baseline"), E.world_reference(world))
+    assert scored.turns == [] and scored.garbled is True
+
+
+def test_story_copied_from_the_world_prose_counts_eight_words_after_the_opening(world):
+    ref = E.world_reference(world)
+    request = {"characters": ["ada"], "location": "well", "premise": None, "length": "short"}
+    copied = "In the Old Well, Queen Ada Vær said the well flooded in the year of Greyrain."
+    seven = "In the Old Well, Queen Ada Vær said the well flooded in the year of rain."
+    scored = [E.score(world, dataclasses.replace(output("story", text, request),
+                                                 opening="In the Old Well, Queen Ada Vær"), ref)
+              for text in (copied, seven)]
+    assert [o.copied for o in scored] == [[True], [False]]
+    assert E.summarize(scored, 1.0)["copied"] == 0.5
+
+
+@pytest.mark.parametrize("text, settings, garbled", [
+    ("Ada walked home.", None, False),
+    ("Ada walked home. 你好世界", None, True),  # another script than the world's prose
+    ("Ada walked home. 你好世界", {"scripts": ["latin", "cjk"]}, False),  # the piece's guard allowed it
+    ("Ada walked home. 你好世界", {"scripts": ["any"]}, True),  # guard off: held to the world's scripts
+    ("Ada met 白云 at home.", {"scripts": ["latin"], "script_exempt": ["白云"]}, False),  # an exempt name
+    ("MaÃ¯e walked home.", None, True),  # mojibake
+])
+def test_garbled_outputs_are_counted(world, text, settings, garbled):
+    request = {"characters": ["ada"], "location": None, "premise": None, "length": "short"}
+    scored = E.score(world, output("story", text, request), E.world_reference(world), settings)
+    assert scored.garbled is garbled
+    assert E.summarize([scored], 1.0)["garbled"] == int(garbled)
 
 
 # ----------------------------------------------------------------------------- other metrics
@@ -247,8 +321,10 @@ def test_run_eval_and_report(world, long_generator):
     for kind in E.KINDS:
         for system in ("metagen", "baseline"):
             metrics = report["summary"][kind][system]
-            assert {"grounding", "unknown_names", "banned_hits", "repetition", "distinct_2", "words", "tokens",
-                    "tokens_per_second", "finish_reasons"} <= set(metrics)
+            assert {"grounding", "grounding_model", "unknown_names", "invented_outputs", "garbled", "copied",
+                    "banned_hits", "repetition", "distinct_2", "words", "tokens", "tokens_per_second",
+                    "seconds_per_piece", "finish_reasons"} <= set(metrics)
+            assert metrics["seconds_per_piece"] > 0
             assert metrics["outputs"] == 2 and metrics["banned_hits"] == 0
     assert report["targets"]["dialogue"]["speakers_from_cast"] is True
     assert report["worlds"] == [{"id": "smallton", "path": str(world.path),
@@ -287,10 +363,10 @@ def test_prompt_variants(world, long_generator, variant):
 
 def test_grounding_of_the_models_words_leaves_out_the_opening(world):
     request = {"location": "well", "time": None, "weather": None, "mood": None, "characters": []}
-    scored = E.score(world, output("scene", "The Old Well is dark. Rain falls.", request), E.world_vocabulary(world))
+    scored = E.score(world, output("scene", "The Old Well is dark. Rain falls.", request), E.world_reference(world))
     assert scored.missing == [] and scored.missing_written == []
     scored = E.score(world, dataclasses.replace(output("scene", "The Old Well is dark.", request),
-                                                opening="The Old Well"), E.world_vocabulary(world))
+                                                opening="The Old Well"), E.world_reference(world))
     assert scored.missing == [] and scored.missing_written == ["The Old Well"]
     summary = E.summarize([scored], 1.0)
     assert summary["grounding"] == 1.0 and summary["grounding_model"] == 0.0
@@ -304,7 +380,7 @@ def test_prompt_variant_is_checked(world, long_generator):
 
 def test_misses_are_listed(world):
     request = {"location": "well", "time": None, "weather": None, "mood": None, "characters": []}
-    outs = [E.score(world, output("scene", "Rain on the stones.", request), E.world_vocabulary(world))]
+    outs = [E.score(world, output("scene", "Rain on the stones.", request), E.world_reference(world))]
     run = E.EvalRun(settings={"kinds": ["scene"], "seeds": [1], "max_requests": 1, "turns": 4, "max_tokens": 120,
                               "baseline": False, "batch_size": 8, "flags": {}, "configs": {}},
                     model={"name": "m"}, outputs=outs)

@@ -1,17 +1,20 @@
 """`metagen eval`: answer a grid of requests per world with metagen and with a naive prompt,
-and report grounding, cast fidelity, banned words, repetition and diversity (docs/eval.md)."""
+and report grounding, cast fidelity, invented names, garbled and copied text, banned words,
+repetition and diversity; or, with --blind, write the grid under two settings as pairs for
+people to rate, and with --unblind tally their ratings (docs/eval.md)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
 from metagen.commands.options import load_generator, progress_to_stderr, with_decoding_options
+from metagen.errors import ConfigError
 
-Worlds = Annotated[list[Path], typer.Argument(help="World files (YAML).", show_default=False)]
+Worlds = Annotated[Optional[list[Path]], typer.Argument(help="World files (YAML).", show_default=False)]
 Seeds = Annotated[int, typer.Option("--seeds", min=1, help="Seeds per request, 1 to 10,000: S, S+1, ... (S from --seed, else 1).")]
 Kinds = Annotated[str, typer.Option("--kinds", help="Kinds to measure, comma-separated: story,scene,dialogue.")]
 Out = Annotated[Path, typer.Option("--out", "-o", help="Folder for report.md and report.json (replaced if there).")]
@@ -21,11 +24,15 @@ Baseline = Annotated[bool, typer.Option("--baseline/--no-baseline", help="Also a
 BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="Stories or scenes decoded together.")]
 Variant = Annotated[str, typer.Option("--prompt-variant", help="Experiment for stories and scenes: metagen (the commands' prompts) | no-opening | no-lore | story-opening-first-name | story-opening-cast | story-opening-place-cast.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")]
+Blind = Annotated[Optional[Path], typer.Option("--blind", help="Write a blind A/B comparison into this empty folder: the grid made with --a and with --b, one pair-NNN.md per pair in a seeded order, ratings.csv to fill and key.json (not for readers).", show_default=False)]
+SideA = Annotated[Optional[str], typer.Option("--a", help="With --blind: configuration A, a YAML/JSON file of generation settings or key=value,key=value (e.g. candidates=4).", show_default=False)]
+SideB = Annotated[Optional[str], typer.Option("--b", help="With --blind: configuration B, as --a.", show_default=False)]
+Unblind = Annotated[Optional[Path], typer.Option("--unblind", help="Tally a --blind folder's filled ratings.csv against its key; print it and write unblind.md there.", show_default=False)]
 
 
 @with_decoding_options
 def eval_command(
-    worlds: Worlds,
+    worlds: Worlds = None,
     seeds: Seeds = 3,
     kinds: Kinds = "story,scene,dialogue",
     out: Out = Path("eval-report"),
@@ -35,6 +42,10 @@ def eval_command(
     batch_size: BatchSize = 8,
     prompt_variant: Variant = "metagen",
     quiet: Quiet = False,
+    blind: Blind = None,
+    a: SideA = None,
+    b: SideB = None,
+    unblind: Unblind = None,
     *,
     settings: dict,
     model_options: dict,
@@ -42,10 +53,23 @@ def eval_command(
     """Measure output quality over a grid of requests, against a naive prompt; print the Markdown report.
 
     --max-tokens caps stories and scenes (default 120 here); a dialogue line keeps its own budget.
+    --blind DIR --a SETTINGS --b SETTINGS writes a blind comparison for people; --unblind DIR tallies it.
     """
+    from metagen import blind as blinding
     from metagen import eval as evaluation
     from metagen.output import check_writable, write_atomic
     from metagen.world import load_world
+
+    if unblind is not None:
+        if worlds or blind or a or b:
+            raise ConfigError("--unblind takes only the folder", hint="metagen eval --unblind DIR")
+        markdown, _ = blinding.unblind(unblind)
+        typer.echo(markdown, nl=False)
+        return
+    if not worlds:
+        raise ConfigError("give at least one world file", hint="metagen eval WORLD.yaml ...")
+    if (blind, a, b).count(None) not in (0, 3):
+        raise ConfigError("--blind DIR, --a and --b go together", hint="--blind DIR --a candidates=4 --b candidates=1")
 
     # a. everything that can fail before the model loads
     loaded = [load_world(path) for path in worlds]
@@ -55,12 +79,29 @@ def eval_command(
         evaluation.build_grid(world, kind_list, max_requests, turns)
         for kind in kind_list:
             evaluation.kind_config(world, kind, settings)
-    check_writable(out)
-    seed_list = evaluation.seed_list(seeds, 1 if settings.get("seed") is None else settings["seed"])
+    first_seed = 1 if settings.get("seed") is None else settings["seed"]
+    seed_list = evaluation.seed_list(seeds, first_seed)
+    sides = {}
+    if blind is not None:
+        for flag, text in (("--a", a), ("--b", b)):
+            sides[flag] = blinding.load_settings(text, flag)
+            blinding.check_with_worlds(loaded, kind_list, settings, sides[flag], flag)
+        blinding.check_empty(blind)
+        check_writable(blind)
+    else:
+        check_writable(out)
 
     # b. run, score, write
     generator = load_generator(model_options, quiet)
     progress = progress_to_stderr(quiet)
+    if blind is not None:
+        runs = blinding.run_both(generator, loaded, settings, sides["--a"], sides["--b"], progress=progress,
+                                 kinds=kind_list, seeds=seed_list, max_requests=max_requests, turns=turns,
+                                 batch_size=batch_size, variant=prompt_variant)
+        pairs = blinding.write_blind(blind, loaded, *runs, sides["--a"], sides["--b"], seed=first_seed)
+        typer.echo(f"wrote {len(pairs)} pairs, {blinding.SHEET} to fill in and {blinding.KEY} (not for readers) "
+                   f"to {blind}")
+        return
     run = evaluation.run_eval(generator, loaded, kinds=kind_list, seeds=seed_list, max_requests=max_requests,
                               turns=turns, settings={**settings, "seed": None}, baseline=baseline,
                               batch_size=batch_size, variant=prompt_variant, progress=progress)

@@ -1,0 +1,316 @@
+"""Blind A/B comparison for people: the eval's grid answered under two settings, shown in pairs
+whose order is drawn from a seed, rated in a sheet, and tallied against a key
+(`metagen eval --blind` / `--unblind`, docs/eval.md). The interval on the share preferring B
+is Wilson's score interval (E. B. Wilson 1927, "Probable inference, the law of succession,
+and statistical inference").
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import random
+import re
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from metagen import __version__
+from metagen.config import GenerationConfig
+from metagen.errors import ConfigError
+from metagen.eval import kind_config, run_eval
+from metagen.measure import recorded_request
+from metagen.output import write_atomic
+from metagen.prompts import resolve_request
+from metagen.world import World
+
+KEY = "key.json"  # which text is A in each pair: for whoever tallies, not for readers
+SHEET = "ratings.csv"
+REPORT = "unblind.md"
+SHEET_COLUMNS = ("pair", "preferred", "note")
+CHOICES = ("1", "2", "=")  # Text 1, Text 2, a tie
+KEY_FORMAT = 1
+Z95 = 1.959964  # the standard normal quantile of a two-sided 95% interval
+# key=value items of an inline setting; a comma inside a value ("banned=[a, b]") does not split
+_ITEM = re.compile(r",\s*(?=[A-Za-z_][\w-]*\s*=)")
+
+
+# ----------------------------------------------------------------------------- settings A and B
+
+
+def load_settings(text: str, flag: str) -> dict[str, Any]:
+    """Generation settings from a YAML/JSON file, or inline "key=value,key=value" (each value read as
+    a YAML scalar or list), checked as GenerationConfig fields; ConfigError naming the flag."""
+    path = Path(text)
+    if path.is_file():
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+            raise ConfigError(f"{flag}: cannot read {path}: {' '.join(str(error).split())}") from None
+        data = {} if data is None else data
+        if not isinstance(data, dict):
+            raise ConfigError(f"{flag}: {path} must hold a mapping of settings, got {type(data).__name__}",
+                              hint="e.g. {candidates: 4}")
+    else:
+        data = _inline(text, flag)
+    if "seed" in data:
+        raise ConfigError(f"{flag}: seed is not a setting to compare", hint="both sides use the seeds of --seed")
+    try:
+        GenerationConfig.from_dict(data)
+    except ConfigError as error:
+        raise ConfigError(f"{flag}: {error.message}", hint=error.hint) from None
+    return data
+
+
+def _inline(text: str, flag: str) -> dict[str, Any]:
+    """{"candidates": 4, "temperature": 0.7} from "candidates=4,temperature=0.7"."""
+    data: dict[str, Any] = {}
+    for item in _ITEM.split(text.strip()):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise ConfigError(f"{flag} {text!r}: no such file, and {item!r} is not key=value",
+                              hint="give a YAML/JSON file or key=value pairs, e.g. candidates=4,temperature=0.7")
+        try:
+            data[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise ConfigError(f"{flag}: cannot read the value of {key.strip()!r}: {value.strip()!r}") from None
+    return data
+
+
+def check_with_worlds(worlds: Sequence[World], kinds: Sequence[str], flags: Mapping[str, Any],
+                      settings: Mapping[str, Any], flag: str) -> None:
+    """Each world's settings for each kind with `settings` over the flags, checked before the model
+    loads (a side's settings may clash with a world's defaults); ConfigError naming the flag."""
+    for world in worlds:
+        for kind in kinds:
+            try:
+                kind_config(world, kind, {**flags, **settings})
+            except ConfigError as error:
+                raise ConfigError(f"{flag}: {error.message} (for {world.id} {kind})", hint=error.hint) from None
+
+
+def check_empty(folder: Path) -> None:
+    """A blind comparison goes into a new or empty folder, so no key or sheet is ever replaced."""
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise ConfigError(f"--blind {folder} is not an empty folder",
+                          hint="choose an empty or new folder for the comparison")
+
+
+# ----------------------------------------------------------------------------- pairs
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One request and seed answered under A and under B, and which answer is shown first."""
+
+    id: str  # pair-001, ...
+    world: str
+    kind: str
+    request: dict
+    seed: int
+    a: str  # the text made with A's settings
+    b: str
+    a_first: bool  # Text 1 is A's
+
+    @property
+    def texts(self) -> tuple[str, str]:
+        """Text 1 and Text 2."""
+        return (self.a, self.b) if self.a_first else (self.b, self.a)
+
+
+def _key(output) -> tuple:
+    return output.world, output.kind, json.dumps(output.request, sort_keys=True), output.seed
+
+
+def make_pairs(outputs_a: Sequence, outputs_b: Sequence, seed: int) -> list[Pair]:
+    """Pair the metagen outputs of two runs of one grid (eval.Output), in A's order; which text
+    comes first is drawn from the seed, A first in half of the pairs (one more either way when odd)."""
+    ours_a = [o for o in outputs_a if o.system == "metagen"]
+    by_key = {_key(o): o for o in outputs_b if o.system == "metagen"}
+    if len(ours_a) != len(by_key) or any(_key(o) not in by_key for o in ours_a):
+        raise ValueError("the two runs did not answer the same requests and seeds")
+    rng = random.Random(seed)
+    firsts = [i < len(ours_a) // 2 for i in range(len(ours_a))]
+    if len(ours_a) % 2:
+        firsts[-1] = rng.random() < 0.5
+    rng.shuffle(firsts)
+    return [Pair(f"pair-{i + 1:03d}", o.world, o.kind, o.request, o.seed, o.text, by_key[_key(o)].text, first)
+            for i, (o, first) in enumerate(zip(ours_a, firsts))]
+
+
+def render_pair(pair: Pair, world: World) -> str:
+    """A pair as a reader sees it: the request (kind, world, cast, place), then Text 1 and Text 2."""
+    resolved = resolve_request(world, recorded_request(pair.request))
+    lines = [f"# {pair.id}", "", f"- kind: {pair.kind}", f"- world: {world.name}"]
+    if resolved.characters:
+        lines.append(f"- cast: {', '.join(c.name for c in resolved.characters)}")
+    if resolved.location:
+        lines.append(f"- place: {resolved.location.name}")
+    for n, text in enumerate(pair.texts, 1):
+        lines += ["", f"## Text {n}", "", text.strip() or "(no text)"]
+    return "\n".join(lines) + "\n"
+
+
+def write_blind(folder: Path, worlds: Sequence[World], run_a, run_b, settings_a: dict, settings_b: dict,
+                seed: int) -> list[Pair]:
+    """Write pair-NNN.md for each pair, the empty rating sheet and the key into an empty folder."""
+    check_empty(folder)
+    pairs = make_pairs(run_a.outputs, run_b.outputs, seed)
+    by_id = {w.id: w for w in worlds}
+    for pair in pairs:
+        write_atomic(folder / f"{pair.id}.md", render_pair(pair, by_id[pair.world]), overwrite=False)
+    sheet = io.StringIO()
+    writer = csv.writer(sheet, lineterminator="\n")
+    writer.writerow(SHEET_COLUMNS)
+    writer.writerows([pair.id, "", ""] for pair in pairs)
+    write_atomic(folder / SHEET, sheet.getvalue(), overwrite=False)
+    grid = {k: run_a.settings[k] for k in ("kinds", "seeds", "max_requests", "turns", "max_tokens", "variant")}
+    key = {
+        "format": KEY_FORMAT,
+        "metagen_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "model": run_a.model,
+        "seed": seed,
+        "a": settings_a,
+        "b": settings_b,
+        "grid": {**grid, "worlds": [{"id": w.id, "path": str(w.path)} for w in worlds]},
+        "configs": {"a": run_a.settings["configs"], "b": run_b.settings["configs"]},
+        "pairs": [{"pair": p.id, "a": 1 if p.a_first else 2, "world": p.world, "kind": p.kind,
+                   "request": p.request, "seed": p.seed} for p in pairs],
+    }
+    write_atomic(folder / KEY, json.dumps(key, indent=1, ensure_ascii=False) + "\n", overwrite=False)
+    return pairs
+
+
+def run_both(generator, worlds: Sequence[World], flags: Mapping[str, Any], settings_a: dict, settings_b: dict, *,
+             progress: Callable[[str], None] | None = None, **options):
+    """The eval's grid answered by metagen under A's settings, then B's (same requests and seeds, no
+    baseline); options are run_eval's (kinds, seeds, max_requests, turns, batch_size, variant)."""
+    runs = []
+    for name, side in (("A", settings_a), ("B", settings_b)):
+        report = (lambda message, _n=name: progress(f"{_n}: {message}")) if progress else None
+        runs.append(run_eval(generator, worlds, settings={**flags, **side, "seed": None}, baseline=False,
+                             progress=report, **options))
+    return tuple(runs)
+
+
+# ----------------------------------------------------------------------------- ratings
+
+
+def read_ratings(folder: Path) -> tuple[dict, dict[str, str | None]]:
+    """The key and the sheet's choices (pair id -> "1", "2", "=" or None when unrated); ConfigError
+    for a missing key or sheet, an unknown or repeated pair, or a choice not in 1, 2, =."""
+    key_path, sheet_path = folder / KEY, folder / SHEET
+    if not key_path.is_file():
+        raise ConfigError(f"--unblind {folder}: there is no {KEY}", hint="give the folder that --blind wrote")
+    try:
+        key = json.loads(key_path.read_text(encoding="utf-8"))
+        entries = {e["pair"]: e for e in key["pairs"]}
+        if any(e["a"] not in (1, 2) or not e["kind"] for e in entries.values()):
+            raise ValueError
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+        raise ConfigError(f"{key_path} is not a key that --blind wrote") from None
+    if not sheet_path.is_file():
+        raise ConfigError(f"--unblind {folder}: there is no {SHEET}", hint="give the folder that --blind wrote")
+    try:
+        rows = csv.DictReader(io.StringIO(sheet_path.read_text(encoding="utf-8-sig"), newline=""))
+        if not rows.fieldnames or not {"pair", "preferred"} <= {f.strip() for f in rows.fieldnames}:
+            raise ConfigError(f"{sheet_path}: the first line must name the columns {','.join(SHEET_COLUMNS)}")
+        ratings: dict[str, str | None] = {}
+        for row in rows:
+            row = {(k or "").strip(): (v or "").strip() if isinstance(v, str) else "" for k, v in row.items()}
+            pair, choice = row.get("pair", ""), row.get("preferred", "")
+            where = f"{sheet_path}: line {rows.line_num}"
+            if not pair and not choice:
+                continue  # a blank line
+            if pair not in entries:
+                raise ConfigError(f"{where}: unknown pair {pair!r}", hint=f"the pairs are those {KEY} lists")
+            if pair in ratings:
+                raise ConfigError(f"{where}: {pair} is rated twice")
+            if choice not in ("", *CHOICES):
+                raise ConfigError(f"{where}: preferred must be 1, 2 or = (or empty), got {choice!r}")
+            ratings[pair] = choice or None
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise ConfigError(f"cannot read {sheet_path}: {' '.join(str(error).split())}") from None
+    return key, ratings
+
+
+def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float] | None:
+    """Wilson's score interval for a proportion of successes out of n; None when n is 0."""
+    if n <= 0:
+        return None
+    p = successes / n
+    denominator = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denominator
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def tally(key: dict, ratings: Mapping[str, str | None]) -> dict[str, dict]:
+    """Per kind (in the grid's order) and over all: pairs, rated, unrated, A preferred, B preferred,
+    ties, and the share preferring B among decided pairs with its 95% interval."""
+    kinds = [*dict.fromkeys([*key.get("grid", {}).get("kinds", []), *(e["kind"] for e in key["pairs"])]), "all"]
+    counts = {kind: Counter() for kind in kinds}
+    for entry in key["pairs"]:
+        choice = ratings.get(entry["pair"])
+        for kind in (entry["kind"], "all"):
+            c = counts[kind]
+            c["pairs"] += 1
+            if choice is None:
+                c["unrated"] += 1
+                continue
+            c["rated"] += 1
+            c["ties" if choice == "=" else "a" if int(choice) == entry["a"] else "b"] += 1
+    out = {}
+    for kind, c in counts.items():
+        if not c["pairs"]:
+            continue
+        decided = c["a"] + c["b"]
+        out[kind] = {"pairs": c["pairs"], "rated": c["rated"], "unrated": c["unrated"], "a": c["a"], "b": c["b"],
+                     "ties": c["ties"], "share_b": c["b"] / decided if decided else None,
+                     "interval": wilson(c["b"], decided)}
+    return out
+
+
+def _settings_text(settings: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in settings.items()) or "(the defaults)"
+
+
+def render_tally(key: dict, result: dict[str, dict]) -> str:
+    """The tally as Markdown: what A and B were, then one row per kind and one over all."""
+    total = result["all"]
+    lines = [
+        "# metagen blind comparison", "",
+        f"- A: {_settings_text(key.get('a', {}))}",
+        f"- B: {_settings_text(key.get('b', {}))}",
+        f"- pairs: {total['pairs']}, rated {total['rated']}, unrated {total['unrated']} (skipped)", "",
+        "| kind | pairs | rated | A preferred | B preferred | ties | B among decided | 95% interval |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for kind, m in result.items():
+        share = "-" if m["share_b"] is None else f"{100 * m['share_b']:.0f}%"
+        interval = "-" if m["interval"] is None else f"{100 * m['interval'][0]:.0f}% to {100 * m['interval'][1]:.0f}%"
+        lines.append(f"| {kind} | {m['pairs']} | {m['rated']} | {m['a']} | {m['b']} | {m['ties']} | {share} | "
+                     f"{interval} |")
+    lines += ["", "B among decided: B preferred / (A preferred + B preferred), ties left out. The interval is "
+              "Wilson's 95% score interval; while it holds 50%, the readers did not tell A and B apart."]
+    return "\n".join(lines) + "\n"
+
+
+def unblind(folder: Path) -> tuple[str, Path]:
+    """Read the folder's filled sheet with its key, tally, write unblind.md; (Markdown, its path)."""
+    key, ratings = read_ratings(folder)
+    markdown = render_tally(key, tally(key, ratings))
+    return markdown, write_atomic(folder / REPORT, markdown, overwrite=True)
+
+
+__all__ = ["CHOICES", "KEY", "REPORT", "SHEET", "Pair", "check_empty", "check_with_worlds", "load_settings",
+           "make_pairs", "read_ratings", "render_pair", "render_tally", "run_both", "tally", "unblind", "wilson",
+           "write_blind"]

@@ -1,0 +1,241 @@
+"""What one output scores: its names (said in the model's own words), speakers, invented names,
+garbled and copied text, banned words and repetition, against what its world gives (a Reference
+worked out once per world); and the metrics of a group of outputs. metagen.eval runs the grid
+these score; docs/eval.md defines each metric and its limits. Distinct-n is from Li et al. 2016
+("A Diversity-Promoting Objective Function for Neural Conversation Models").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from metagen.critic import (
+    banned_hits,
+    character_forms,
+    distinct_n,
+    fold,
+    location_forms,
+    longest_shared_run,
+    names_any,
+    repetition,
+    unknown_names,
+    words_of,
+    world_prose,
+    world_vocabulary,
+    writing_guard,
+)
+from metagen.prompts import Request, request_from_dict, resolve_request
+from metagen.scripts import ANY, is_garbled
+from metagen.world import Character, World
+
+COPIED_PROSE_RUN = 8  # a story or scene sharing this many words in a row with the world's prose copies it
+COPIED_LINE_RUN = 6  # a dialogue line sharing this many words in a row with its speaker's sample lines copies them
+MIN_SAMPLE_WORDS = 3  # a sample line this long, found whole inside a line, is copied ("Yes." is not)
+
+# "Label:" lines in a free transcript that are headings, not speakers.
+NOT_SPEAKERS = frozenset("title scene setting characters character location place time note notes dialogue "
+                         "conversation summary story description".split())
+
+_TURN = re.compile(r"^[ \t>*_#-]*([^\W\d_][^:\n]{0,48}?)[*_ \t]*:[*_ \t]*(.*)$", re.MULTILINE)
+
+
+# ----------------------------------------------------------------------------- text metrics
+
+
+def parse_turns(text: str) -> list[tuple[str, str]]:
+    """("Label", "line") for each "Label: line" line of a free transcript (headings such as Title: skipped)."""
+    turns = []
+    for m in _TURN.finditer(text):
+        label = re.sub(r"\([^)]*\)|\[[^\]]*\]", "", m.group(1)).strip(" *_\"'")
+        if not label or len(label.split()) > 4 or fold(label) in NOT_SPEAKERS or not label[0].isupper():
+            continue
+        turns.append((label, m.group(2).strip()))
+    return turns
+
+
+def speaker_of(label: str, cast: Sequence[Character]) -> str | None:
+    """The id of the cast member a speaker label names, or None."""
+    for c in cast:
+        if names_any(label, character_forms(c)):
+            return c.id
+    return None
+
+
+SEPARATOR = "|"  # between texts in a word list: words_of never yields it, so no run crosses two texts
+
+
+@dataclass(frozen=True)
+class Reference:
+    """What one world's outputs are measured against, worked out once per world."""
+
+    vocabulary: frozenset[str]  # every word of the world, folded (other capitalized words are invented)
+    scripts: tuple[str, ...]  # the scripts its prose writes in (critic.writing_guard)
+    exempt: tuple[str, ...]  # its names written in other scripts
+    prose: tuple[str, ...]  # the words of its prose and sample lines (names taken out), SEPARATOR between texts
+    samples: dict[str, tuple[tuple[str, ...], ...]]  # character id -> the words of each sample line
+
+
+def _joined(texts: Sequence[str]) -> tuple[str, ...]:
+    words: list[str] = []
+    for text in texts:
+        words += [*words_of(text), SEPARATOR]
+    return tuple(words)
+
+
+def world_reference(world: World) -> Reference:
+    """The vocabulary, scripts, prose and sample lines a world's outputs are measured against."""
+    guard = writing_guard(world)
+    return Reference(vocabulary=world_vocabulary(world), scripts=guard["scripts"], exempt=guard["script_exempt"],
+                     prose=_joined(world_prose(world)),
+                     samples={c.id: tuple(tuple(words_of(line)) for line in c.sample_lines) for c in world.characters})
+
+
+def copies_prose(text: str, prose: Sequence[str], run: int = COPIED_PROSE_RUN) -> bool:
+    """Whether text shares `run` or more words in a row with the world's prose."""
+    return longest_shared_run(words_of(text), prose) >= run
+
+
+def copies_sample_line(line: str, samples: Sequence[Sequence[str]], run: int = COPIED_LINE_RUN) -> bool:
+    """Whether a spoken line holds one of the sample lines whole (of MIN_SAMPLE_WORDS words or more)
+    or shares `run` words in a row with them."""
+    words = words_of(line)
+    spoken = " " + " ".join(words) + " "
+    if any(len(s) >= MIN_SAMPLE_WORDS and " " + " ".join(s) + " " in spoken for s in samples):
+        return True
+    return longest_shared_run(words, _joined([" ".join(s) for s in samples])) >= run
+
+
+
+# ----------------------------------------------------------------------------- scoring
+
+
+@dataclass
+class Output:
+    """One answer to one request with one seed, and its scores."""
+
+    world: str
+    kind: str
+    system: str  # metagen | baseline
+    request: dict
+    seed: int
+    text: str
+    output_tokens: int
+    finish_reason: str
+    turns: list[tuple[str, str]] = field(default_factory=list)  # dialogue: (speaker label, line)
+    opening: str = ""  # the first words of text, written by metagen rather than the model
+    missing: list[str] = field(default_factory=list)  # requested names the text never gives
+    missing_written: list[str] = field(default_factory=list)  # ... that the model's words (after the opening) never give
+    grounded_written: bool = False  # the model's own words name the request: every name (story, scene), one (dialogue)
+    cast_turns: int = 0  # dialogue: turns spoken by a requested character
+    unknown: list[list[str]] = field(default_factory=list)  # per line (dialogue) or one list (others)
+    copied: list[bool] = field(default_factory=list)  # per line (dialogue) or one (others): copied from the world
+    garbled: bool = False  # the model's words leave the allowed scripts or hold mojibake
+    banned: int = 0
+    repetition: float = 0.0
+    words: int = 0
+
+    def to_dict(self) -> dict:
+        data = dataclasses.asdict(self)
+        data["turns"] = [list(t) for t in self.turns]
+        return data
+
+
+def score(world: World, output: Output, reference: Reference, settings: dict | None = None) -> Output:
+    """Fill in the output's scores (see docs/eval.md for each); settings: a metagen piece's decoding
+    settings, whose script guard its text is held to (else the world's)."""
+    resolved = resolve_request(world, recorded_request(output.request))
+    cast = resolved.characters
+    place = [location_forms(resolved.location)] if resolved.location else []
+    if output.kind == "dialogue":
+        spoken = "\n".join(line for _, line in output.turns)
+        # the whole transcript: a baseline's may hold no "Name: line" at all, and metagen's
+        # labels are the world's names, exempt from the guard when written in another script
+        written = output.text
+        speakers = [speaker_of(label, cast) for label, _ in output.turns]
+        output.cast_turns = sum(s is not None for s in speakers)
+        output.missing = [c.name for c in cast if c.id not in speakers and not names_any(spoken, character_forms(c))]
+        output.grounded_written = any(names_any(spoken, forms) for forms in [*map(character_forms, cast), *place])
+        output.unknown = [unknown_names(line, reference.vocabulary) for _, line in output.turns]
+        cast_samples = [s for c in cast for s in reference.samples.get(c.id, ())]
+        # a line is held against its speaker's sample lines; a speaker from outside the cast, the cast's
+        output.copied = [copies_sample_line(line, reference.samples.get(who, ()) if who else cast_samples)
+                         for who, (_, line) in zip(speakers, output.turns)]
+    else:
+        written = output.text[len(output.opening):] if output.text.startswith(output.opening) else output.text
+        for text, missing in ((output.text, output.missing), (written, output.missing_written)):
+            missing[:] = [c.name for c in cast if not names_any(text, character_forms(c))]
+            if resolved.location and not names_any(text, location_forms(resolved.location)):
+                missing.append(resolved.location.name)
+        output.grounded_written = not output.missing_written
+        output.unknown = [unknown_names(output.text, reference.vocabulary)]
+        output.copied = [copies_prose(written, reference.prose)]
+    scripts, exempt = _guard(settings or {}, reference)
+    output.garbled = is_garbled(written, scripts, exempt)
+    output.banned = banned_hits(output.text, world.content.banned_words)
+    output.repetition = repetition(output.text)
+    output.words = len(output.text.split())
+    return output
+
+
+def _guard(settings: dict, reference: Reference) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The scripts (and exempt names) a text is held to: its piece's script guard, else the world's
+    (the baseline's, and a piece decoded with the guard off)."""
+    scripts = tuple(settings.get("scripts") or ())
+    if scripts and ANY not in scripts:
+        return scripts, tuple(settings.get("script_exempt") or ())
+    return reference.scripts, reference.exempt
+
+
+def recorded_request(data: dict) -> Request:
+    """The request a piece records (a dialogue's speaker order dropped)."""
+    return request_from_dict({k: v for k, v in data.items() if k != "order"})
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def summarize(outputs: Sequence[Output], seconds: float) -> dict:
+    """The metrics of a group of outputs (one kind, one system); seconds is their decoding time."""
+    n = len(outputs)
+    units = [u for o in outputs for u in o.unknown]  # lines for dialogue, outputs otherwise
+    tokens = sum(o.output_tokens for o in outputs)
+    by_request: dict[str, list[str]] = {}
+    for o in outputs:
+        by_request.setdefault(f"{o.world}/{sorted(o.request.items())}", []).append(o.text)
+    distinct = [d for d in (distinct_n(texts) for texts in by_request.values()) if d is not None]
+    out = {
+        "outputs": n,
+        "grounding": _mean([float(not o.missing) for o in outputs]),
+        # what the model itself wrote: every name after metagen's opening (stories, scenes), one
+        # requested name in the spoken lines (dialogue)
+        "grounding_model": _mean([float(o.grounded_written) for o in outputs]),
+        "unknown_names": _mean([float(bool(u)) for u in units]),  # per line (dialogue), per output (others)
+        "invented_outputs": _mean([float(any(o.unknown)) for o in outputs]),
+        "garbled": sum(o.garbled for o in outputs),
+        "copied": _mean([float(c) for o in outputs for c in o.copied]),  # per line (dialogue), per output (others)
+        "banned_hits": sum(o.banned for o in outputs),
+        "repetition": _mean([o.repetition for o in outputs]),
+        "distinct_2": _mean(distinct),
+        "words": _mean([o.words for o in outputs]),
+        "tokens": _mean([o.output_tokens for o in outputs]),
+        "tokens_per_second": round(tokens / seconds, 2) if seconds > 0 else None,
+        "seconds_per_piece": round(seconds / n, 3) if n and seconds > 0 else None,
+        "finish_reasons": dict(sorted(Counter(o.finish_reason for o in outputs).items())),
+    }
+    if outputs and outputs[0].kind == "dialogue":
+        turns = sum(len(o.turns) for o in outputs)
+        out["turns"] = turns
+        out["invented_lines"] = out["unknown_names"]
+        out["speakers_from_cast"] = sum(o.cast_turns for o in outputs) / turns if turns else None
+        out["no_turns"] = sum(not o.turns for o in outputs)
+    return out
+
+
+__all__ = ["COPIED_LINE_RUN", "COPIED_PROSE_RUN", "MIN_SAMPLE_WORDS", "Output", "Reference", "copies_prose",
+           "copies_sample_line", "parse_turns", "recorded_request", "score", "speaker_of", "summarize",
+           "world_reference"]

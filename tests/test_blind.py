@@ -1,0 +1,301 @@
+"""metagen.blind and `metagen eval --blind/--unblind`: settings A and B, pairing and its seeded order,
+the files written, reading a filled sheet, the tally and its interval, and the CLI end to end with
+the tiny model."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import invoke
+from metagen import blind as B
+from metagen import eval as E
+from metagen.errors import ConfigError
+import test_eval
+
+# the eval tests' world (two places, four characters) and tiny model with a 2048-token window
+world_file, world, long_gguf = test_eval.world_file, test_eval.world, test_eval.long_gguf
+
+STORY = {"kind": "story", "characters": ["ada", "bo"], "location": "well", "premise": None, "length": "short"}
+SCENE = {"kind": "scene", "location": "well", "time": None, "weather": None, "mood": None, "characters": []}
+
+
+def outputs(side: str, n: int, kinds=("story",)) -> list[E.Output]:
+    """n outputs of one side, seeds 1..n, the request of each kind in turn; text says side and seed."""
+    made = []
+    for seed in range(1, n + 1):
+        kind = kinds[(seed - 1) % len(kinds)]
+        request = STORY if kind == "story" else SCENE
+        made.append(E.Output("smallton", kind, "metagen", dict(request), seed, f"{side} text {seed}", 5, "eos"))
+    return made
+
+
+def run_of(side: str, n: int, kinds=("story",)) -> E.EvalRun:
+    settings = {"kinds": list(kinds), "seeds": list(range(1, n + 1)), "max_requests": 1, "turns": 2,
+                "max_tokens": 8, "variant": "metagen", "baseline": False, "flags": {}, "configs": {}}
+    return E.EvalRun(settings=settings, model={"name": "m"}, outputs=outputs(side, n, kinds))
+
+
+# ----------------------------------------------------------------------------- settings A and B
+
+
+@pytest.mark.parametrize("text, settings", [
+    ("candidates=4", {"candidates": 4}),
+    ("candidates=4, temperature=0.7,penalize_prompt=true", {"candidates": 4, "temperature": 0.7,
+                                                             "penalize_prompt": True}),
+    ("banned=[dragon, war],top_k=3", {"banned": ["dragon", "war"], "top_k": 3}),  # a list keeps its commas
+])
+def test_inline_settings(text, settings):
+    assert B.load_settings(text, "--a") == settings
+
+
+def test_settings_from_yaml_and_json_files(tmp_path):
+    (tmp_path / "a.yaml").write_text("candidates: 4\ntemperature: 0.6\n", encoding="utf-8")
+    (tmp_path / "b.json").write_text('{"candidates": 1}', encoding="utf-8")
+    (tmp_path / "empty.yaml").write_text("", encoding="utf-8")
+    assert B.load_settings(str(tmp_path / "a.yaml"), "--a") == {"candidates": 4, "temperature": 0.6}
+    assert B.load_settings(str(tmp_path / "b.json"), "--b") == {"candidates": 1}
+    assert B.load_settings(str(tmp_path / "empty.yaml"), "--b") == {}
+
+
+@pytest.mark.parametrize("text, message", [
+    ("candidate=4", "--a: unknown generation setting 'candidate'"),
+    ("temperature=-1", "--a: --temperature"),
+    ("top_k=many", "--a: top_k"),
+    ("candidates=4,temperature=0", "--a: --candidates 4 needs sampling"),
+    ("seed=3", "--a: seed is not a setting to compare"),
+    ("settings.yaml", "no such file, and 'settings.yaml' is not key=value"),
+    ("candidates=", "is not key=value"),
+])
+def test_bad_settings_name_the_flag(text, message):
+    with pytest.raises(ConfigError) as error:
+        B.load_settings(text, "--a")
+    assert message in error.value.message
+
+
+def test_a_settings_file_must_hold_a_mapping(tmp_path):
+    path = tmp_path / "list.yaml"
+    path.write_text("- candidates\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="--b: .* must hold a mapping"):
+        B.load_settings(str(path), "--b")
+
+
+def test_settings_clashing_with_a_world_name_the_flag(world):
+    with pytest.raises(ConfigError, match="--b: .*for smallton story"):
+        B.check_with_worlds([world], ("story",), {"temperature": 0.0}, {"candidates": 3}, "--b")
+    B.check_with_worlds([world], ("story",), {"temperature": 0.0}, {"candidates": 1}, "--b")
+
+
+# ----------------------------------------------------------------------------- pairs
+
+
+def test_pairing_is_deterministic_and_balanced():
+    first = B.make_pairs(outputs("A", 10), outputs("B", 10), seed=7)
+    again = B.make_pairs(outputs("A", 10), outputs("B", 10), seed=7)
+    assert [p.a_first for p in first] == [p.a_first for p in again]
+    assert sum(p.a_first for p in first) == 5  # A is Text 1 in exactly half
+    orders = {tuple(p.a_first for p in B.make_pairs(outputs("A", 10), outputs("B", 10), seed=s)) for s in range(8)}
+    assert len(orders) > 1  # the seed decides
+    assert [p.id for p in first[:2]] == ["pair-001", "pair-002"]
+    for p in first:
+        assert p.a == f"A text {p.seed}" and p.b == f"B text {p.seed}"
+        assert p.texts == ((p.a, p.b) if p.a_first else (p.b, p.a))
+    assert sum(p.a_first for p in B.make_pairs(outputs("A", 7), outputs("B", 7), seed=1)) in (3, 4)
+
+
+def test_pairing_matches_requests_and_seeds_not_order():
+    pairs = B.make_pairs(outputs("A", 4), list(reversed(outputs("B", 4))), seed=1)
+    assert [(p.seed, p.b) for p in pairs] == [(s, f"B text {s}") for s in range(1, 5)]
+    with pytest.raises(ValueError):
+        B.make_pairs(outputs("A", 4), outputs("B", 3), seed=1)
+
+
+def test_write_blind_files(world, tmp_path):
+    folder = tmp_path / "blind"
+    pairs = B.write_blind(folder, [world], run_of("A", 3), run_of("B", 3), {"candidates": 4}, {"candidates": 1},
+                          seed=5)
+    assert sorted(p.name for p in folder.iterdir()) == ["key.json", "pair-001.md", "pair-002.md", "pair-003.md",
+                                                        "ratings.csv"]
+    text = (folder / "pair-001.md").read_text(encoding="utf-8")
+    assert "- kind: story\n- world: Smallton\n- cast: Queen Ada Vær, Bo Lee\n- place: The Old Well" in text
+    one, two = pairs[0].texts
+    assert text.index("## Text 1") < text.index(one) < text.index("## Text 2") < text.index(two)
+    assert "candidates" not in text  # nothing tells the reader which is which
+    assert (folder / "ratings.csv").read_text(encoding="utf-8") == "pair,preferred,note\n" + "".join(
+        f"pair-00{i},,\n" for i in (1, 2, 3))
+    key = json.loads((folder / "key.json").read_text(encoding="utf-8"))
+    assert key["a"] == {"candidates": 4} and key["b"] == {"candidates": 1} and key["seed"] == 5
+    assert [e["a"] for e in key["pairs"]] == [1 if p.a_first else 2 for p in pairs]
+    assert key["grid"]["worlds"] == [{"id": "smallton", "path": str(world.path)}]
+    with pytest.raises(ConfigError, match="not an empty folder"):
+        B.write_blind(folder, [world], run_of("A", 3), run_of("B", 3), {}, {}, seed=5)
+
+
+# ----------------------------------------------------------------------------- ratings
+
+
+def fill(folder: Path, rows: list[tuple[str, str]], header: str = "pair,preferred,note") -> None:
+    lines = [header, *(f"{pair},{choice},a note" for pair, choice in rows)]
+    (folder / "ratings.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def choice_for(pair_entry: dict, side: str) -> str:
+    """The sheet's value that prefers side A or B in this pair."""
+    return str(pair_entry["a"] if side == "A" else 3 - pair_entry["a"])
+
+
+@pytest.fixture
+def blind_folder(world, tmp_path) -> Path:
+    folder = tmp_path / "blind"
+    B.write_blind(folder, [world], run_of("A", 8, ("story", "scene")), run_of("B", 8, ("story", "scene")),
+                  {"candidates": 4}, {"candidates": 1}, seed=3)
+    return folder
+
+
+def test_unblind_tallies_a_filled_sheet(blind_folder):
+    key = json.loads((blind_folder / "key.json").read_text(encoding="utf-8"))
+    entries = {e["pair"]: e for e in key["pairs"]}
+    # stories (pairs 1, 3, 5, 7): B, B, B, tie; scenes (2, 4, 6, 8): A, B, unrated, unrated
+    wanted = {"pair-001": "B", "pair-003": "B", "pair-005": "B", "pair-007": "=", "pair-002": "A", "pair-004": "B"}
+    fill(blind_folder, [(p, v if v == "=" else choice_for(entries[p], v)) for p, v in wanted.items()]
+         + [("pair-006", "")])
+    markdown, path = B.unblind(blind_folder)
+    assert path == blind_folder / "unblind.md" and path.read_text(encoding="utf-8") == markdown
+    result = B.tally(*B.read_ratings(blind_folder))
+    assert list(result) == ["story", "scene", "all"]
+    assert {k: result["story"][k] for k in ("pairs", "rated", "unrated", "a", "b", "ties")} == \
+        {"pairs": 4, "rated": 4, "unrated": 0, "a": 0, "b": 3, "ties": 1}
+    assert {k: result["scene"][k] for k in ("pairs", "rated", "unrated", "a", "b", "ties")} == \
+        {"pairs": 4, "rated": 2, "unrated": 2, "a": 1, "b": 1, "ties": 0}
+    assert result["all"]["share_b"] == pytest.approx(4 / 5)
+    assert result["story"]["share_b"] == 1.0 and result["scene"]["share_b"] == 0.5
+    assert "| story | 4 | 4 | 0 | 3 | 1 | 100% |" in markdown
+    assert "| all | 8 | 6 | 1 | 4 | 1 | 80% | 38% to 96% |" in markdown
+    assert "- A: candidates=4" in markdown and "unrated 2 (skipped)" in markdown
+
+
+def test_an_untouched_sheet_tallies_nothing(blind_folder):
+    result = B.tally(*B.read_ratings(blind_folder))
+    assert result["all"]["rated"] == 0 and result["all"]["unrated"] == 8
+    assert result["all"]["share_b"] is None and result["all"]["interval"] is None
+    assert "| all | 8 | 0 | 0 | 0 | 0 | - | - |" in B.unblind(blind_folder)[0]
+
+
+@pytest.mark.parametrize("rows, header, message", [
+    ([("pair-099", "1")], "pair,preferred,note", "line 2: unknown pair 'pair-099'"),
+    ([("pair-001", "1"), ("pair-002", "3")], "pair,preferred,note", "line 3: preferred must be 1, 2 or ="),
+    ([("pair-001", "A")], "pair,preferred,note", "got 'A'"),
+    ([("pair-001", "1"), ("pair-001", "2")], "pair,preferred,note", "pair-001 is rated twice"),
+    ([("pair-001", "1")], "id,choice,note", "the first line must name the columns"),
+])
+def test_malformed_sheets(blind_folder, rows, header, message):
+    fill(blind_folder, rows, header)
+    with pytest.raises(ConfigError) as error:
+        B.read_ratings(blind_folder)
+    assert message in error.value.message
+
+
+def test_a_sheet_from_a_spreadsheet_reads(blind_folder):
+    """A byte-order mark, spaces, quoted notes over two lines and blank rows are all fine."""
+    sheet = '\ufeffpair, preferred ,note\n"pair-001", 2 ,"long\nnote"\n\n,,\npair-002,=,\n'
+    (blind_folder / "ratings.csv").write_text(sheet, encoding="utf-8")
+    assert B.read_ratings(blind_folder)[1] == {"pair-001": "2", "pair-002": "="}
+
+
+@pytest.mark.parametrize("remove, message", [("key.json", "there is no key.json"),
+                                             ("ratings.csv", "there is no ratings.csv")])
+def test_missing_key_or_sheet(blind_folder, remove, message):
+    (blind_folder / remove).unlink()
+    with pytest.raises(ConfigError, match=message):
+        B.read_ratings(blind_folder)
+
+
+def test_a_broken_key(blind_folder):
+    (blind_folder / "key.json").write_text('{"pairs": [{"pair": "pair-001"}]}', encoding="utf-8")
+    with pytest.raises(ConfigError, match="is not a key that --blind wrote"):
+        B.read_ratings(blind_folder)
+
+
+def test_wilson_interval():
+    low, high = B.wilson(8, 10)
+    assert low == pytest.approx(0.4902, abs=1e-4) and high == pytest.approx(0.9433, abs=1e-4)
+    assert B.wilson(0, 5)[0] == 0.0 and B.wilson(5, 5)[1] == 1.0
+    low, high = B.wilson(5, 10)
+    assert low + high == pytest.approx(1.0)
+    assert B.wilson(0, 0) is None
+
+
+# ----------------------------------------------------------------------------- the command
+
+
+def test_cli_blind_then_unblind(runner, world_file, long_gguf, tmp_path):
+    folder = tmp_path / "compare"
+    (tmp_path / "a.yaml").write_text("candidates: 2\n", encoding="utf-8")
+    result = invoke(runner, "eval", world_file, "--blind", folder, "--a", tmp_path / "a.yaml", "--b", "candidates=1",
+                    "--seeds", "1", "--max-requests", "1", "--turns", "2", "--max-tokens", "6", "--seed", "4",
+                    "--model", long_gguf, "--dtype", "float32", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "wrote 3 pairs" in result.stdout
+    assert sorted(p.name for p in folder.iterdir()) == ["key.json", "pair-001.md", "pair-002.md", "pair-003.md",
+                                                        "ratings.csv"]
+    key = json.loads((folder / "key.json").read_text(encoding="utf-8"))
+    assert [e["kind"] for e in key["pairs"]] == ["story", "scene", "dialogue"]
+    assert key["seed"] == 4 and all(e["seed"] == 4 for e in key["pairs"])
+    assert key["configs"]["a"]["smallton/scene"]["candidates"] == 2
+    assert key["configs"]["b"]["smallton/scene"]["candidates"] == 1
+    assert key["configs"]["a"]["smallton/story"]["max_new_tokens"] == 6  # the shared flags apply to both
+    rows = list(csv.DictReader(io.StringIO((folder / "ratings.csv").read_text(encoding="utf-8"))))
+    rows[0]["preferred"], rows[1]["preferred"] = str(3 - key["pairs"][0]["a"]), "="  # B, then a tie
+    sheet = io.StringIO()
+    writer = csv.DictWriter(sheet, ["pair", "preferred", "note"], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    (folder / "ratings.csv").write_text(sheet.getvalue(), encoding="utf-8")
+    result = invoke(runner, "eval", "--unblind", folder)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("# metagen blind comparison")
+    assert "| all | 3 | 2 | 0 | 1 | 1 | 100% |" in result.stdout
+    assert (folder / "unblind.md").read_text(encoding="utf-8") == result.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--blind", "{dir}", "--a", "candidate=2", "--b", "candidates=1"], "--a: unknown generation setting"),
+    (["--blind", "{dir}", "--a", "candidates=2", "--b", "temperature=-1"], "--b: --temperature"),
+    (["--blind", "{dir}", "--a", "candidates=2", "--b", "candidates=1", "--temperature", "0"],
+     "--a: --candidates 2 needs sampling"),
+    (["--blind", "{dir}", "--a", "candidates=2"], "--blind DIR, --a and --b go together"),
+    (["--a", "candidates=2", "--b", "candidates=1"], "--blind DIR, --a and --b go together"),
+    (["--blind", "{full}", "--a", "candidates=2", "--b", "candidates=1"], "choose an empty or new folder"),
+    (["--unblind", "{dir}"], "--unblind takes only the folder"),
+])
+def test_cli_bad_blind_input(runner, world_file, tmp_path, args, message):
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "notes.txt").write_text("mine", encoding="utf-8")
+    args = [a.format(dir=tmp_path / "new", full=full) for a in args]
+    result = invoke(runner, "eval", world_file, *args)
+    assert result.exit_code == 2
+    assert message in result.output
+    assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("content, message", [
+    ({}, "there is no key.json"),
+    ({"ratings.csv": "pair,preferred,note\npair-001,1,\n"}, "there is no key.json"),
+])
+def test_cli_unblind_bad_folder(runner, tmp_path, content, message):
+    folder = tmp_path / "blind"
+    folder.mkdir()
+    for name, text in content.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    result = invoke(runner, "eval", "--unblind", folder)
+    assert result.exit_code == 2 and message in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_cli_needs_a_world(runner):
+    result = invoke(runner, "eval")
+    assert result.exit_code == 2 and "give at least one world file" in result.output
