@@ -86,7 +86,7 @@ class StoryRequest(_Request):
     location: str | None = None  # a location id (or exact name)
     premise: str | None = None  # what happens, in a sentence or two
     length: str = "medium"  # short | medium | long; words per length come from the world's style
-    opening: bool = True  # the answer starts with the cast and place (STORY_OPENING), not the model's choice
+    opening: bool = True  # recorded for older files; a planned story has no opening (metagen.plan)
     kind: ClassVar[str] = "story"
 
     def __post_init__(self):
@@ -361,9 +361,6 @@ def build_prompt(
 
 OPENING_STYLES = ("none", "place", "first-name", "cast", "place-cast")
 SCENE_OPENING = "place"
-# Chosen by `metagen eval` (docs/eval.md): the names right where the answer starts keep a
-# small model on the requested cast; after a long prompt of facts it otherwise drifts.
-STORY_OPENING = "place-cast"
 
 
 def answer_opening(resolved: Resolved, style: str | None = None) -> str:
@@ -371,14 +368,15 @@ def answer_opening(resolved: Resolved, style: str | None = None) -> str:
 
     place: "The Crooked Kettle"; first-name: "Ysolde"; cast: "Ysolde and Maelle";
     place-cast: "In the Crooked Kettle, Ysolde and Maelle". A style that needs a place or
-    characters the request lacks falls back to what it has; dialogue has no opening (every
-    line starts with its speaker's name).
+    characters the request lacks falls back to what it has. By default only a scene has one:
+    a dialogue line starts with its speaker's name, a planned story's beats name its cast.
     """
     request = resolved.request
     if style is None:
-        if request.kind == "dialogue" or not getattr(request, "opening", True):
+        # A story is planned (metagen.plan): its beats name the cast and place, and it has no opening.
+        if request.kind != "scene" or not request.opening:
             return ""
-        style = SCENE_OPENING if request.kind == "scene" else STORY_OPENING
+        style = SCENE_OPENING
     if style not in OPENING_STYLES:
         raise RequestError(f"unknown opening style {style!r} ({did_you_mean(style, OPENING_STYLES)})")
     place = resolved.location.name if resolved.location else ""

@@ -249,12 +249,12 @@ def test_lore_left_out_is_reported(runner, world, model_args, tmp_path):
     assert printed.exit_code == 0, printed.output
     left = [line for line in printed.stderr.splitlines() if line.startswith("lore left out: ")]
     assert left and left[0] != "lore left out: none" and "fact-9" in left[0]
-    result = invoke(runner, "describe-scene", world, "-l", "well", "--seed", 1, "--max-tokens", 3,
-                    "--out", tmp_path / "o", *model_args)
+    result = invoke(runner, "dialogue", world, "-c", "ada,bo", "-l", "well", "--turns", 1, "--seed", 1,
+                    "--max-tokens", 3, "--out", tmp_path / "o", *model_args)
     assert result.exit_code == 0, result.output
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
-    assert len(warnings) == 1 and "scene well: left out" in warnings[0] and "fact-9" in warnings[0]
-    data = read_piece_file(tmp_path / "o" / "tinyville" / "scene" / "well-1.md")
+    assert len(warnings) == 1 and "dialogue ada-bo-at-well: left out" in warnings[0] and "fact-9" in warnings[0]
+    data = read_piece_file(tmp_path / "o" / "tinyville" / "dialogue" / "ada-bo-at-well-1.md")
     assert "fact-9" in data["lore_left_out"] and "fact-0" in data["lore_used"]
 
 

@@ -114,7 +114,7 @@ def test_signal_during_a_batch_keeps_what_was_finished_and_resume_does_the_rest(
 @pytest.mark.parametrize(("signum", "code", "last_line"), SIGNALS)
 def test_signal_during_a_story_writes_nothing(tmp_path, world, model_args, signum, code, last_line):
     out = tmp_path / "out"
-    proc = start(["-v", "story", "tiny.yaml", "-c", "ada", "--seed", 1, "--max-tokens", 700, "--min-tokens", 700,
+    proc = start(["-v", "story", "tiny.yaml", "-c", "ada", "--seed", 1, "--max-tokens", 600, "--min-tokens", 600,
                   "--out", out, *model_args], tmp_path)
     seen = read_until(proc, "metagen.generate: loaded")  # -v logs it just before generation starts
     time.sleep(0.2)
