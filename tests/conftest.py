@@ -158,6 +158,17 @@ def wide_gguf(tmp_path_factory) -> Path:
     return write_tiny_gguf(tmp_path_factory.mktemp("wide") / "wide.gguf", max_seq_len=1024)
 
 
+@pytest.fixture(scope="session")
+def wide_generator(wide_gguf):
+    """The tiny model with a 1024-token window, loaded float32: room for a world's prompts."""
+    from metagen.generate import Generator, ModelInfo, build_from_gguf
+
+    model, tokenizer, name = build_from_gguf(wide_gguf, "float32")
+    info = ModelInfo(name=name, path=str(wide_gguf), sha256="0" * 64, weight_format="float32", device="cpu",
+                     context_length=1024)
+    return Generator(model, tokenizer, info)
+
+
 @pytest.fixture
 def model_args(wide_gguf) -> list[str]:
     """The flags that make a command use the wide tiny model, exactly (float32)."""

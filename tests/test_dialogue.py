@@ -295,3 +295,26 @@ def test_real_model_writes_lines_for_the_cast(real_generator, world):
     assert len(result.turns) == 3
     assert all(t["speaker_id"] in CAST for t in result.turns)
     assert all(t["line"].strip() and t["line"] != EMPTY_LINE for t in result.turns), result.text
+
+
+def test_candidates_lose_to_each_other_for_copying_a_sample_line(gen, world, monkeypatch):
+    """Of a line's candidates the critic keeps one in the speaker's own words, never a copy of
+    the world's sample line, and records every score."""
+    from dataclasses import replace
+
+    def fake(prompts, cfg, *, seeds=None, on_text=None, reuse=None):
+        texts = ["Slack tide, slack tide, slack tide and the water is still today.",
+                 "The nets are dry and the tide is late."]
+        return [Completion(texts[k % 2], [5] * 8, len(prompts[0]), -8.0, "stop", seeds[k], 0.0)
+                for k in range(len(prompts))]
+
+    monkeypatch.setattr(gen, "complete", fake)
+    world = replace(world, characters=tuple(replace(c, sample_lines=("Slack tide, slack tide, slack tide and the "
+                                                                     "water is still today.",))
+                                            for c in world.characters))
+    request = DialogueRequest(characters=("mira", "lin"), turns=2)
+    result = generate_dialogue(gen, world, request, replace(CFG, candidates=2), seed=3, order="turns")
+    assert [t["line"] for t in result.turns] == ["The nets are dry and the tide is late."] * 2
+    assert [line["chosen"] for line in result.critic["lines"]] == [1, 1]
+    copied = result.critic["lines"][0]["candidates"][0]
+    assert copied["copied"] > 0 and copied["score"] < result.critic["lines"][0]["candidates"][1]["score"]
