@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from metagen.config import MAX_SEED, GenerationConfig, candidate_seed
-from metagen.critic import best_index, critic_context, judge
+from metagen.critic import best_index, critic_context, first_sentences, judge
 from metagen.errors import ConfigError
 from metagen.prompts import (
     DialogueRequest,
@@ -35,7 +35,8 @@ from metagen.world import Character, World
 log = logging.getLogger(__name__)
 
 ORDERS = ("likelihood", "turns")
-EMPTY_LINE = "..."  # written when the model gives nothing for a turn, even on the retry
+EMPTY_LINE = "..."
+LINE_SENTENCES = 3  # a spoken line keeps at most this many sentences  # written when the model gives nothing for a turn, even on the retry
 
 
 @dataclass
@@ -190,7 +191,7 @@ def generate_dialogue(
         output_tokens += sum(len(o.tokens) for o in options)
         chosen, verdicts = _choose_line(world, request, options, names, lines, speaker, cfg)
         done = options[chosen]
-        line = clean_dialogue_line(done.text, names)
+        line = spoken_line(done.text, names)
         if verdicts:
             critic_lines.append({"turn": i + 1, "chosen": chosen,
                                  "candidates": [{"seed": s, **v.to_dict()} for s, v in zip(seeds, verdicts)]})
@@ -205,7 +206,7 @@ def generate_dialogue(
             done = generator.complete([ids], retry_cfg, seeds=[_offset(seed, request.turns + i)], on_text=stream,
                                       reuse=reuse)[0]
             output_tokens += len(done.tokens)
-            line = clean_dialogue_line(done.text, names)
+            line = spoken_line(done.text, names)
         if not line:
             line = EMPTY_LINE
             warnings.append(f"turn {i + 1} ({speaker.name}): the model wrote nothing, twice; "
@@ -232,6 +233,12 @@ def generate_dialogue(
     )
 
 
+def spoken_line(text: str, names: Sequence[str]) -> str:
+    """The model's text as one spoken line: cleaned, and at most LINE_SENTENCES sentences (a small
+    model runs on past a line's end and is cut off mid-sentence by the token budget)."""
+    return first_sentences(clean_dialogue_line(text, names), LINE_SENTENCES)
+
+
 def _choose_line(world: World, request: DialogueRequest, options: list, names: list[str],
                  lines: list[tuple[str, str]], speaker: Character, cfg: GenerationConfig):
     """The critic's pick among one line's candidates (and its verdicts; none for one candidate).
@@ -246,7 +253,7 @@ def _choose_line(world: World, request: DialogueRequest, options: list, names: l
     context = critic_context(world, resolved, source, cfg, names_required=False)
     verdicts = []
     for option in options:
-        line = clean_dialogue_line(option.text, names)
+        line = spoken_line(option.text, names)
         verdict = judge(line, context, logprob=option.logprob, tokens=len(option.tokens))
         if not line:
             verdict.score -= 10.0  # an empty line is never the pick while another exists
