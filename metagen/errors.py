@@ -66,6 +66,12 @@ class OutputError(MetagenError):
     exit_code = EXIT_GENERATION_FAILED
 
 
+class OutputLinkError(OutputError):
+    """A symbolic link inside the output folder, or an output folder replaced during a run."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
 class GenerationError(MetagenError):
     """The model failed while generating."""
 

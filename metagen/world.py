@@ -193,10 +193,10 @@ def _lookup(items, ref: str, what: str, world_id: str):
     raise RequestError(f"world '{world_id}' has no {what} '{ref}'", hint=hint)
 
 
-def slugify(text: str, fallback: str = "world") -> str:
-    """An ASCII id from free text: "Aoife Ní Bhriain" -> "aoife-ni-bhriain"."""
+def slugify(text: str, fallback: str = "world", limit: int | None = 64) -> str:
+    """An ASCII id from free text: "Aoife Ní Bhriain" -> "aoife-ni-bhriain"; cut at limit characters."""
     ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
-    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")[:64].strip("-")
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")[:limit].strip("-")
     return slug or fallback
 
 

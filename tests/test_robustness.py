@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -652,7 +653,7 @@ def _fail_write(monkeypatch, where: str, error: BaseException):
 
         monkeypatch.setattr(output.os, "fsync", fsync)
     else:
-        def link(src, dst):
+        def link(src, dst, **kwargs):
             raise error
 
         monkeypatch.setattr(output.os, "link", link)
@@ -737,7 +738,7 @@ def test_a_symlink_out_of_the_output_folder_is_refused(runner, tmp_path, world, 
     elsewhere.mkdir()
     (out / "tinyville").symlink_to(elsewhere, target_is_directory=True)
     result = invoke(runner, "story", world, "-c", "ada", "--seed", 1, "--out", out)
-    assert_fails_cleanly(result, 1, ["out/tinyville/story/ada-1.md resolves outside the output folder",
+    assert_fails_cleanly(result, 2, ["out/tinyville/story/ada-1.md resolves outside the output folder",
                                      "it resolves to"])
     assert files_in(elsewhere) == []
 
@@ -799,3 +800,177 @@ def test_real_process_prints_one_line_and_no_traceback(tmp_path, world, args, co
     (line,) = stderr.splitlines()
     assert line.startswith(needle), line
     assert not (tmp_path / "out").exists()
+
+
+# ----------------------------------------------------------------------------- round two (issue 14)
+
+SECONDS_LIMIT = 10
+MEMORY_LIMIT_MB = 1024
+
+FIVE_WORLD = TINY_WORLD.replace("lore:", "  - {id: dee, name: Dee}\n  - {id: eve, name: Eve}\nlore:")
+
+
+def run_bounded(*args, cwd: Path, stdin=None, env: dict | None = None) -> tuple[int, str, float, float]:
+    """`python -m metagen ARGS` in a real process: (exit code, stderr, seconds, peak MB of memory).
+
+    The process is killed past three times the time limit (and its address space is capped
+    at 4 GB), so a hang or a memory bomb fails the test instead of the machine.
+    """
+    import resource
+    import time
+
+    def cap():
+        resource.setrlimit(resource.RLIMIT_AS, (4 * 2**30, 4 * 2**30))
+
+    argv = [a if isinstance(a, bytes) else str(a) for a in args]
+    started = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-m", "metagen", *argv], cwd=cwd, stdin=stdin or subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, **(env or {})},
+                            preexec_fn=cap)
+    try:
+        _, stderr = proc.communicate(timeout=SECONDS_LIMIT * 3)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise AssertionError(f"metagen {args} ran for more than {SECONDS_LIMIT * 3} s")
+    seconds = time.monotonic() - started
+    # ru_maxrss of the children waited for so far: the largest of them, in KiB on Linux.
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return proc.returncode, stderr.decode("utf-8", "replace"), seconds, peak
+
+
+def assert_refused_in_bounds(*args, cwd: Path, needles, stdin=None, code: int = 2) -> str:
+    """exit 2, one `error:` line holding every needle, no traceback, within 10 s and 1 GB."""
+    returncode, stderr, seconds, peak = run_bounded(*args, cwd=cwd, stdin=stdin)
+    assert "Traceback" not in stderr, stderr
+    lines = stderr.splitlines()
+    assert returncode == code and len(lines) == 1 and lines[0].startswith("error: "), (returncode, stderr)
+    for needle in needles:
+        assert needle in lines[0], f"{needle!r} not in {lines[0]!r}"
+    assert seconds < SECONDS_LIMIT, f"took {seconds:.1f} s"
+    assert peak < MEMORY_LIMIT_MB, f"took {peak:.0f} MB"
+    return lines[0]
+
+
+# 1. silent loss and wrong files
+
+
+def test_casts_that_abbreviate_alike_get_files_of_their_own(runner, tmp_path, model_args):
+    (tmp_path / "five.yaml").write_text(FIVE_WORLD, encoding="utf-8")
+    out = tmp_path / "out"
+    story = invoke(runner, "story", "five.yaml", "-c", "ada,bo,cy,dee", "--seed", 5, "--max-tokens", 2, "--out", out,
+                   *model_args)
+    assert story.exit_code == 0, story.output
+    jobs = tmp_path / "jobs.yaml"
+    jobs.write_text("world: five.yaml\nseed: 5\nsettings: {max_new_tokens: 2}\n"
+                    "jobs:\n  - {kind: story, characters: [ada, bo, cy, eve]}\n", encoding="utf-8")
+    for flags in ([], ["--resume"], ["--overwrite"]):
+        result = invoke(runner, "batch", jobs, "--out", out, *flags, *model_args)
+        assert result.exit_code == 0, result.output
+    made = {p.name: read_piece_file(p)["request"]["characters"] for p in files_in(out)}
+    assert sorted(made.values()) == [["ada", "bo", "cy", "dee"], ["ada", "bo", "cy", "eve"]]
+    assert all(name.startswith("ada-bo-cy-and-1-more-") for name in made)
+
+
+def test_resume_never_skips_a_file_another_request_made(runner, tmp_path, world, model_args, monkeypatch):
+    jobs = tmp_path / "jobs.yaml"
+    jobs.write_text("world: tiny.yaml\nseed: 5\nsettings: {max_new_tokens: 2}\n"
+                    "jobs:\n  - {kind: story, characters: [ada], premise: A coin.}\n", encoding="utf-8")
+    assert invoke(runner, "batch", jobs, *model_args).exit_code == 0
+    before = files_in(tmp_path / "out")[0].read_bytes()
+    jobs.write_text(jobs.read_text(encoding="utf-8").replace("A coin.", "A ring."), encoding="utf-8")
+    monkeypatch.setattr("metagen.commands.batch.load_generator", lambda *a, **k: pytest.fail("the model was loaded"))
+    result = invoke(runner, "batch", jobs, "--resume", *model_args)
+    assert_fails_cleanly(result, 2, ["out/tinyville/story/ada-5.md exists but was made by another request",
+                                     "its request differs", "pass --overwrite"])
+    assert files_in(tmp_path / "out")[0].read_bytes() == before
+
+
+def test_resume_skips_a_complete_piece_whose_text_is_empty(runner, tmp_path, world, model_args, monkeypatch):
+    from metagen import pieces
+
+    real = pieces.compose
+
+    def silent(*args, **kwargs):
+        result = real(*args, **kwargs)
+        result.pieces[:] = [replace(p, text="", finish_reason="stop") for p in result.pieces]
+        return result
+
+    monkeypatch.setattr(pieces, "compose", silent)
+    jobs = tmp_path / "jobs.yaml"
+    jobs.write_text("world: tiny.yaml\nseed: 5\nsettings: {max_new_tokens: 2}\njobs:\n"
+                    + "".join(f"  - {{kind: scene, location: well, format: {f}}}\n" for f in ("md", "txt", "json"))
+                    + "  - {kind: dialogue, characters: [ada, bo], turns: 1, format: yarn}\n", encoding="utf-8")
+    assert invoke(runner, "batch", jobs, *model_args).exit_code == 0
+    result = invoke(runner, "batch", jobs, "--resume", *model_args)
+    assert result.exit_code == 0 and "nothing to do: 4 complete already" in result.stderr, result.output
+
+
+def test_a_folder_swapped_for_a_link_mid_batch_is_refused(runner, tmp_path, world, model_args, monkeypatch):
+    from metagen import pieces
+
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    real, calls = pieces.compose, []
+
+    def swap_after_the_first(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            (out / "tinyville").rename(tmp_path / "aside")
+            (out / "tinyville").symlink_to(elsewhere, target_is_directory=True)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pieces, "compose", swap_after_the_first)
+    jobs = tmp_path / "jobs.yaml"
+    jobs.write_text("world: tiny.yaml\nseed: 5\nsettings: {max_new_tokens: 2}\n"
+                    "jobs:\n  - {kind: scene, location: well, count: 3}\n", encoding="utf-8")
+    result = invoke(runner, "batch", jobs, "--batch-size", 1, *model_args)
+    assert_fails_cleanly(result, 2, ["out/tinyville/scene/well-6.md", "out/tinyville is a symbolic link",
+                                     "never writes through a link"])
+    assert files_in(elsewhere) == [] and [p.name for p in files_in(tmp_path / "aside")] == ["well-5.md"]
+
+
+def test_swapping_the_output_folder_for_links_during_a_real_batch(tmp_path, world, wide_gguf):
+    """Another process swaps out/ and out/tinyville for links while a batch writes: nothing lands
+    outside, every piece reported written is whole, and a refused write is one line, exit 2."""
+    import threading
+    import time
+
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    jobs = tmp_path / "jobs.yaml"
+    jobs.write_text("world: tiny.yaml\nseed: 1\nsettings: {max_new_tokens: 1}\n"
+                    "jobs:\n  - {kind: scene, location: well, count: 400}\n", encoding="utf-8")
+    proc = subprocess.Popen([sys.executable, "-m", "metagen", "batch", str(jobs), "--batch-size", "1", "--model",
+                             str(wide_gguf), "--dtype", "float32"], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    swaps = 0
+
+    def swap(real: Path, aside: Path):
+        real.rename(aside)
+        real.symlink_to(elsewhere, target_is_directory=True)
+        time.sleep(0.002)
+        real.unlink()
+        aside.rename(real)
+
+    def hammer():
+        nonlocal swaps
+        while proc.poll() is None:
+            if (out / "tinyville" / "scene").is_dir() and not (out / "tinyville").is_symlink():
+                swap(out / "tinyville", tmp_path / "aside-world")
+                swap(out, tmp_path / "aside-out")
+                swaps += 1
+            time.sleep(0.005)
+
+    thread = threading.Thread(target=hammer)
+    thread.start()
+    _, stderr = proc.communicate(timeout=300)
+    thread.join()
+    assert "Traceback" not in stderr and proc.returncode in (0, 2), stderr
+    if proc.returncode == 2:
+        line = stderr.splitlines()[-1]
+        assert line.startswith("error: ") and ("symbolic link" in line or "replaced during the run" in line), line
+    assert swaps > 0 and files_in(elsewhere) == []
+    written = [line[len("wrote "):] for line in stderr.splitlines() if line.startswith("wrote ")]
+    assert written and all(is_complete(tmp_path / path) for path in written)
+    assert leftovers(tmp_path) == []
