@@ -21,6 +21,7 @@ import yaml
 
 from metagen.config import MAX_SEED, GenerationConfig
 from metagen.errors import ConfigError, MetagenError, OutputExistsError, WorldError
+from metagen.files import NotRegularFile, read_regular
 from metagen.output import (
     FORMATS,
     OutputFolder,
@@ -196,13 +197,16 @@ def load_jobs(path: str | os.PathLike) -> JobsFile:
     try:
         if path.is_dir():
             raise ConfigError(f"{display} is a folder, not a jobs file")
-        data = path.read_bytes()
+        data = read_regular(path, MAX_JOBS_BYTES)
+    except NotRegularFile as error:
+        raise ConfigError(f"{display}: {error.sentence()}") from None
     except FileNotFoundError:
         raise ConfigError(f"{display}: no such jobs file") from None
     except OSError as error:
         raise ConfigError(f"{display}: cannot be read: {error.strerror or error}") from None
     if len(data) > MAX_JOBS_BYTES:
-        raise ConfigError(f"{display} is {len(data):,} bytes, over the {MAX_JOBS_BYTES // 2**20} MiB limit")
+        raise ConfigError(f"{display} is over the {MAX_JOBS_BYTES // 2**20} MiB limit for a jobs file",
+                          hint="split it into several jobs files")
     try:
         root = yaml.compose(data.decode("utf-8-sig"), Loader=yaml.SafeLoader)
     except UnicodeDecodeError:

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from metagen.errors import ModelError
+from metagen.files import NotRegularFile, open_regular
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +147,7 @@ class _MetadataReader:
         from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
         self._struct = struct
-        with open(path, "rb") as handle:  # mapped: only the header's pages are read
+        with open_regular(path) as handle:  # mapped: only the header's pages are read
             self._data = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
         self._at = 4  # after the magic
         version, = self._read("I")
@@ -217,8 +218,10 @@ def _open_reader(path: Path, metadata_only: bool = False):
     if path.is_dir():
         raise ModelError(f"model path {path} is a directory", hint="give the path of a .gguf file")
     try:
-        with open(path, "rb") as handle:
+        with open_regular(path) as handle:
             magic = handle.read(4)
+    except NotRegularFile as error:
+        raise ModelError(f"model file {path} {error.strerror}", hint="give the path of a .gguf file") from None
     except OSError as error:
         raise ModelError(f"cannot read model file {path}: {error.strerror}") from error
     if magic != b"GGUF":

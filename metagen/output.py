@@ -28,6 +28,7 @@ import yaml
 
 from metagen import __version__
 from metagen.errors import ConfigError, OutputError, OutputExistsError, OutputLinkError
+from metagen.files import NotRegularFile, read_regular
 from metagen.world import slugify
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,7 @@ FINISH_REASONS = ("eos", "stop", "length")
 FORMATS = ("md", "txt", "json", "yarn", "ink")
 DIALOGUE_ONLY_FORMATS = ("yarn", "ink")
 MAX_COMPONENT = 80  # characters in one sanitized path part
+MAX_PIECE_BYTES = 64 * 2**20  # a piece file read back (replay, resume) is never larger
 
 
 def _now_iso() -> str:
@@ -394,12 +396,17 @@ def parse_front_matter(text: str) -> dict:
 
 def _read_text(path: Path) -> str:
     try:
-        with open(path, encoding="utf-8", newline="") as file:  # keep \r in the text as written
-            return file.read()
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path} is not a metagen file (not UTF-8 text)") from None
+        data = read_regular(path, MAX_PIECE_BYTES)
+    except NotRegularFile as error:
+        raise ConfigError(f"{path} is not a metagen file ({error.strerror})") from None
     except OSError as error:
         raise OutputError(f"cannot read {path}: {_reason(error)}") from None
+    if len(data) > MAX_PIECE_BYTES:
+        raise ConfigError(f"{path} is not a metagen file (over {MAX_PIECE_BYTES // 2**20} MiB)")
+    try:
+        return data.decode("utf-8")  # \r kept as written
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not a metagen file (not UTF-8 text)") from None
 
 
 def read_piece_file(path: str | os.PathLike) -> dict:
@@ -462,7 +469,7 @@ def is_complete(path: str | os.PathLike) -> bool:
         if suffix in (".md", ".json"):
             data = read_piece_file(path)
             return data.get("finish_reason") in FINISH_REASONS and isinstance(data.get("text"), str)
-        text = path.read_text(encoding="utf-8")
+        text = _read_text(path)
     except (OutputError, ConfigError, OSError, UnicodeDecodeError):
         return False
     if suffix in (".yarn", ".ink"):

@@ -21,6 +21,7 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from metagen.errors import RequestError, WorldError
+from metagen.files import NotRegularFile, check_regular, read_regular
 
 MAX_FILE_BYTES = 2 * 1024 * 1024  # per file; split bigger worlds with include:
 MAX_ALIASES = 100  # `*name` uses per file
@@ -639,15 +640,18 @@ def _read_file(load: _Load, path: Path) -> Node | None:
             tip = f"give {path / inside}" if inside else "give the .yaml file itself"
             load.add(None, "", f"is a directory, not a world file ({tip})")
             return None
-        size = path.stat().st_size
+        size = check_regular(path).st_size
+        data = read_regular(path, MAX_FILE_BYTES) if size <= MAX_FILE_BYTES else b""
+        size = max(size, len(data))  # a file that grew since stat is cut at the limit + 1
         if size > MAX_FILE_BYTES:
             mib = MAX_FILE_BYTES >= 2**20
             limit = f"{MAX_FILE_BYTES / 2**20:g} MiB" if mib else f"{MAX_FILE_BYTES / 2**10:g} KiB"
             tip = "split it with include:"
             load.add(None, "", f"is {size:,} bytes, over the {limit} limit for a world file ({tip})")
             return None
-        with path.open("rb") as handle:
-            data = handle.read(MAX_FILE_BYTES + 1)
+    except NotRegularFile as error:
+        load.add(None, "", error.sentence())
+        return None
     except FileNotFoundError:
         load.add(None, "", "no such file (check the path; `metagen worlds list` shows the worlds in ./worlds)")
         return None
@@ -748,7 +752,7 @@ def _include(load: _Load, parent: Path, parent_display: str, rel: str, node: Nod
         load.add(node, at, f"include cycle: {chain} (remove one of these includes)")
     elif target in load.files:
         load.add(node, at, f"'{rel}' is already included (include each file once)")
-    elif not target.is_file() and not target.is_dir():
+    elif not target.exists():
         tip = f"looked for {target}; include paths are relative to {parent_display}"
         load.add(node, at, f"'{rel}' not found ({tip})")
     else:

@@ -844,7 +844,8 @@ def assert_refused_in_bounds(*args, cwd: Path, needles, stdin=None, code: int = 
     returncode, stderr, seconds, peak = run_bounded(*args, cwd=cwd, stdin=stdin)
     assert "Traceback" not in stderr, stderr
     lines = stderr.splitlines()
-    assert returncode == code and len(lines) == 1 and lines[0].startswith("error: "), (returncode, stderr)
+    prefix = "" if args[:2] == ("worlds", "validate") else "error: "  # validate lists problems bare
+    assert returncode == code and len(lines) == 1 and lines[0].startswith(prefix), (returncode, stderr)
     for needle in needles:
         assert needle in lines[0], f"{needle!r} not in {lines[0]!r}"
     assert seconds < SECONDS_LIMIT, f"took {seconds:.1f} s"
@@ -974,3 +975,69 @@ def test_swapping_the_output_folder_for_links_during_a_real_batch(tmp_path, worl
     written = [line[len("wrote "):] for line in stderr.splitlines() if line.startswith("wrote ")]
     assert written and all(is_complete(tmp_path / path) for path in written)
     assert leftovers(tmp_path) == []
+
+
+# 3. special files: refused by their kind before a byte is read
+
+
+def _fifo(path: Path) -> Path:
+    os.mkfifo(path)
+    return path
+
+
+def _piece_naming(tmp_path: Path, world_file: str) -> Path:
+    """A metagen piece whose front matter points at world_file."""
+    from metagen.output import Piece, render
+
+    piece = Piece(kind="story", world_id="tinyville", world_hash="", world_files=[world_file],
+                  request={"kind": "story", "characters": ["ada"]}, model={"name": "x", "path": "x.gguf"},
+                  settings={"strategy": "greedy"}, seed=1, prompt_tokens=1, output_tokens=1, lore_used=[],
+                  lore_left_out=[], finish_reason="eos", seconds=0.0, text="Hi.", subject="ada")
+    path = tmp_path / "piece.md"
+    path.write_text(render(piece, "md"), encoding="utf-8")
+    return path
+
+
+SPECIAL_FILE_CASES = [
+    pytest.param(lambda t: ["story", _fifo(t / "w.yaml"), "-c", "ada"],
+                 ["w.yaml: is a FIFO (named pipe), not a regular file", "give a file"], id="world-fifo"),
+    pytest.param(lambda t: ["story", "/dev/zero", "-c", "ada"],
+                 ["/dev/zero: is a character device, not a regular file"], id="world-device"),
+    pytest.param(lambda t: ["worlds", "validate", "/dev/zero"], ["/dev/zero: is a character device"],
+                 id="validate-device"),
+    pytest.param(lambda t: (_fifo(t / "part.yaml"),
+                            (t / "w.yaml").write_text(HEAD + "include: [part.yaml]\n"), ["story", "w.yaml"])[-1],
+                 ["part.yaml: is a FIFO (named pipe)"], id="include-fifo"),
+    pytest.param(lambda t: ["story", "tiny.yaml", "-c", "ada", "--model", "/dev/zero"],
+                 ["model file /dev/zero is a character device, not a regular file", "give the path of a .gguf"],
+                 id="model-device"),
+    pytest.param(lambda t: ["story", "tiny.yaml", "-c", "ada", "--model", _fifo(t / "m.gguf")],
+                 ["m.gguf is a FIFO (named pipe)"], id="model-fifo"),
+    pytest.param(lambda t: ["models", "info", _fifo(t / "m.gguf")], ["m.gguf is a FIFO (named pipe)"],
+                 id="models-info-fifo"),
+    pytest.param(lambda t: ["batch", _fifo(t / "jobs.yaml")], ["jobs.yaml: is a FIFO (named pipe)"], id="jobs-fifo"),
+    pytest.param(lambda t: ["batch", "/dev/zero"], ["/dev/zero: is a character device"], id="jobs-device"),
+    pytest.param(lambda t: ["replay", _fifo(t / "p.md")], ["p.md is not a metagen file (is a FIFO"],
+                 id="replay-fifo"),
+    pytest.param(lambda t: ["replay", _piece_naming(t, str(_fifo(t / "gone.yaml")))],
+                 ["gone.yaml: is a FIFO (named pipe)"], id="replay-world-files-fifo"),
+    pytest.param(lambda t: ["replay", _piece_naming(t, "/dev/zero")], ["/dev/zero: is a character device"],
+                 id="replay-world-files-device"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("make", "needles"), SPECIAL_FILE_CASES)
+def test_special_files_are_refused_before_reading(tmp_path, world, make, needles):
+    assert_refused_in_bounds(*make(tmp_path), cwd=tmp_path, needles=needles)
+
+
+def test_special_cache_files_are_ignored_not_read(tmp_path, isolated_home):
+    from metagen import models
+    from metagen.files import NotRegularFile
+    from metagen.tokenizer import Tokenizer
+
+    with pytest.raises(NotRegularFile):
+        Tokenizer.load(_fifo(tmp_path / "tokenizer.json"))
+    isolated_home.mkdir()
+    _fifo(isolated_home / "hashes.json")
+    assert models._read_json(isolated_home / "hashes.json") == {}
