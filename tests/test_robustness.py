@@ -845,12 +845,15 @@ def assert_refused_in_bounds(*args, cwd: Path, needles, stdin=None, code: int = 
     assert "Traceback" not in stderr, stderr
     lines = stderr.splitlines()
     prefix = "" if args[:2] == ("worlds", "validate") else "error: "  # validate lists problems bare
-    assert returncode == code and len(lines) == 1 and lines[0].startswith(prefix), (returncode, stderr)
+    # Progress lines ("metagen: converting ...") may come first; the error is the one last line.
+    errors = [line for line in lines if line.startswith("error:")] if prefix else lines
+    assert returncode == code and len(errors) == 1 and lines[-1] == errors[0], (returncode, stderr)
+    assert lines[-1].startswith(prefix), stderr
     for needle in needles:
-        assert needle in lines[0], f"{needle!r} not in {lines[0]!r}"
+        assert needle in lines[-1], f"{needle!r} not in {lines[-1]!r}"
     assert seconds < SECONDS_LIMIT, f"took {seconds:.1f} s"
     assert peak < MEMORY_LIMIT_MB, f"took {peak:.0f} MB"
-    return lines[0]
+    return lines[-1]
 
 
 # 1. silent loss and wrong files
@@ -1041,3 +1044,90 @@ def test_special_cache_files_are_ignored_not_read(tmp_path, isolated_home):
     isolated_home.mkdir()
     _fifo(isolated_home / "hashes.json")
     assert models._read_json(isolated_home / "hashes.json") == {}
+
+
+# 4. hostile GGUF headers: every count and length checked against the file's size first
+
+
+def _gguf_header(tensor_count: int, kv: bytes, kv_count: int = 1, tail: bytes = b"") -> bytes:
+    import struct
+
+    return b"GGUF" + struct.pack("<IQQ", 3, tensor_count, kv_count) + kv + tail
+
+
+def _gguf_string(text: str, length: int | None = None) -> bytes:
+    import struct
+
+    data = text.encode()
+    return struct.pack("<Q", len(data) if length is None else length) + data
+
+
+def _gguf_array(item_type: int, count: int, items: bytes = b"") -> bytes:
+    import struct
+
+    return _gguf_string("a") + struct.pack("<IIQ", 9, item_type, count) + items
+
+
+def _nested_arrays(depth: int) -> bytes:
+    import struct
+
+    inner = struct.pack("<IQ", 0, 1) + b"\x00"  # an array of one uint8
+    for _ in range(depth - 1):
+        inner = struct.pack("<IQ", 9, 1) + inner  # an array of one array
+    return _gguf_string("a") + struct.pack("<I", 9) + inner
+
+
+def _patched_metadata(key: str, value: int):
+    """The tiny model with one uint32 metadata value replaced."""
+    import struct
+
+    def make(tmp_path: Path, gguf: Path) -> Path:
+        data = bytearray(gguf.read_bytes())
+        at = data.index(_gguf_string(key)) + len(_gguf_string(key))
+        assert struct.unpack_from("<I", data, at)[0] == 4  # uint32
+        struct.pack_into("<I", data, at + 4, value)
+        path = tmp_path / "patched.gguf"
+        path.write_bytes(bytes(data))
+        return path
+
+    return make
+
+
+def _raw(content: bytes):
+    def make(tmp_path: Path, gguf: Path) -> Path:
+        path = tmp_path / "hostile.gguf"
+        path.write_bytes(content)
+        return path
+
+    return make
+
+
+HOSTILE_GGUF_CASES = [
+    pytest.param(_raw(_gguf_header(0, _gguf_array(0, 2**62))), "claims 4,611,686,018,427,387,904 array items",
+                 id="uint8-array-2^62"),
+    pytest.param(_raw(_gguf_header(0, _gguf_array(8, 2**62))), "array items", id="string-array-2^62"),
+    pytest.param(_raw(_gguf_header(0, _gguf_array(9, 2**40))), "array items", id="array-of-arrays-2^40"),
+    pytest.param(_raw(_gguf_header(0, _nested_arrays(6), tail=b"\x00" * 64)), "nested more than 4 deep",
+                 id="nested-arrays"),
+    pytest.param(_raw(_gguf_header(0, b"", kv_count=2**60)), "metadata entries", id="kv-count-2^60"),
+    pytest.param(_raw(_gguf_header(2**60, b"", kv_count=0)), "tensors", id="tensor-count-2^60"),
+    pytest.param(_raw(_gguf_header(1, b"", kv_count=0, tail=_gguf_string("t") + (2**31).to_bytes(4, "little")
+                                   + b"\x00" * 64)), "claims 2147483648 dimensions", id="n-dims-2^31"),
+    pytest.param(_raw(_gguf_header(0, _gguf_string("k", length=2**63), tail=b"\x00" * 64)), "a string runs past the end",
+                 id="string-length-2^63"),
+    pytest.param(_raw(_gguf_header(0, b"", kv_count=1)), "damaged or truncated", id="truncated"),
+    pytest.param(_patched_metadata("llama.embedding_length", 2**31), "dim is 2147483648, outside 1 to 65,536",
+                 id="huge-dim"),
+    pytest.param(_patched_metadata("llama.attention.head_count", 0), "n_heads is 0, outside 1", id="zero-heads"),
+    pytest.param(_patched_metadata("llama.context_length", 2**32 - 1), "max_seq_len is 4294967295",
+                 id="huge-context"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("command", ["models-info", "story"])
+@pytest.mark.parametrize(("make", "needle"), HOSTILE_GGUF_CASES)
+def test_hostile_gguf_headers_are_refused_in_bounded_memory(tmp_path, world, tiny_gguf, make, needle, command):
+    path = make(tmp_path, tiny_gguf)
+    args = ["models", "info", path] if command == "models-info" else ["story", "tiny.yaml", "-c", "ada",
+                                                                        "--model", path]
+    assert_refused_in_bounds(*args, cwd=tmp_path, needles=[path.name, needle])
