@@ -27,6 +27,7 @@ MAX_FILE_BYTES = 2 * 1024 * 1024  # per file; split bigger worlds with include:
 MAX_ALIASES = 100  # `*name` uses per file
 MAX_NODES = 50_000  # nodes per file, aliases expanded (pure-Python YAML parses ~15k nodes/s)
 MAX_PROBLEMS = 200  # listed in one WorldError; the rest are counted
+MAX_INT = 2**63  # whole numbers in a world file stay below this in size
 
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 SETTING_RE = re.compile(r"^[a-z_][a-z0-9_]*$")
@@ -269,6 +270,15 @@ class _WorldLoader(yaml.SafeLoader):
         return node
 
 
+def construct_scalar(node: ScalarNode):
+    """The int, float or bool a scalar's tag names; None when its text is not one of those
+    (`!!int abc`, `0b_`, `0x_`, more digits than Python converts)."""
+    try:
+        return yaml.constructor.SafeConstructor().construct_object(node)
+    except (ValueError, KeyError, IndexError, TypeError, OverflowError, yaml.YAMLError):
+        return None
+
+
 def _yaml_problem(error: yaml.MarkedYAMLError) -> tuple[object, str]:
     """The mark and a readable sentence (with what to do) for a YAML syntax error."""
     problem = error.problem or ""
@@ -315,8 +325,8 @@ def _describe(node: Node) -> str:
         return "a mapping"
     kind = node.tag.replace(_YAML, "")
     return {
-        "int": f"the number {node.value}",
-        "float": f"the number {node.value}",
+        "int": f"the number {_short(node.value)}",
+        "float": f"the number {_short(node.value)}",
         "bool": f"the true/false value '{node.value}'",
         "null": "an empty value",
         "timestamp": f"the date {node.value}",
@@ -451,7 +461,12 @@ class _Load:
 
     def integer(self, node: Node, path: str) -> int | None:
         if isinstance(node, ScalarNode) and node.tag == _YAML + "int":
-            return int(yaml.constructor.SafeConstructor().construct_yaml_int(node))
+            value = construct_scalar(node)
+            if isinstance(value, int) and abs(value) < MAX_INT:
+                return value
+            self.add(node, path, f"'{_short(node.value)}' is not a whole number metagen can read "
+                     f"(expected digits, at most {len(str(MAX_INT))} of them)")
+            return None
         self.add(node, path, f"got {_describe(node)} (expected a whole number)")
         return None
 
@@ -605,7 +620,12 @@ class _Load:
             return None if bad else [item.value for item in node.value]
         if isinstance(node, ScalarNode) and not _is_null(node):
             if node.tag in (_YAML + "int", _YAML + "float", _YAML + "bool"):
-                return yaml.constructor.SafeConstructor().construct_object(node)
+                value = construct_scalar(node)
+                if value is None or (isinstance(value, int) and abs(value) >= MAX_INT):
+                    kind = node.tag.replace(_YAML, "")
+                    self.add(node, path, f"'{_short(node.value)}' is not a {kind} value metagen can read "
+                             "(write a plain number such as 0.8 or 40, or true/false)")
+                return value
             return node.value
         self.add(node, path, f"got {_describe(node)} (expected a number, true/false, text or a list of text)")
         return None

@@ -19,6 +19,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from metagen.output import is_complete, read_piece_file
 
@@ -343,10 +345,10 @@ def test_bad_request(runner, tmp_path, world, no_model, args, needles):
 DECODING_CASES = [
     pytest.param(["--top-p", "1.5"], "--top-p must be in (0, 1], got 1.5", id="top-p-high"),
     pytest.param(["--top-p", "0"], "--top-p must be in (0, 1], got 0.0", id="top-p-zero"),
-    pytest.param(["--temperature", "-1"], "--temperature must be at least 0, got -1.0", id="temperature"),
+    pytest.param(["--temperature", "-1"], "--temperature must be in [0, 100], got -1.0", id="temperature"),
     pytest.param(["--temperature", "nan"], "(--temperature) must be a finite number, got nan", id="temperature-nan"),
     pytest.param(["--temperature", "inf"], "(--temperature) must be a finite number, got inf", id="temperature-inf"),
-    pytest.param(["--strategy", "beam", "--beams", "0"], "--beams must be at least 1, got 0", id="beams-0"),
+    pytest.param(["--strategy", "beam", "--beams", "0"], "--beams must be in [1, 64], got 0", id="beams-0"),
     pytest.param(["--strategy", "beam", "--beams", "1"], "--beams must be at least 2 with --strategy beam",
                  id="beams-1"),
     pytest.param(["--strategy", "beam", "--beams", "2", "--num-return", "3"],
@@ -373,12 +375,12 @@ DECODING_CASES = [
     pytest.param(["--top-k", "-1"], "--top-k must be at least 0, got -1", id="top-k"),
     pytest.param(["--min-p", "1"], "--min-p must be in [0, 1), got 1.0", id="min-p"),
     pytest.param(["--typical-p", "0"], "--typical-p must be in (0, 1], got 0.0", id="typical-p"),
-    pytest.param(["--repetition-penalty", "0"], "--repetition-penalty must be greater than 0", id="repetition"),
+    pytest.param(["--repetition-penalty", "0"], "--repetition-penalty must be in [0.001, 100]", id="repetition"),
     pytest.param(["--repetition-window", "-1"], "--repetition-window must be at least 0", id="window"),
     pytest.param(["--no-repeat-ngram", "-2"], "--no-repeat-ngram must be at least 0", id="ngram"),
     pytest.param(["--xtc-threshold", "0.9"], "--xtc-threshold must be in [0, 0.5], got 0.9", id="xtc-threshold"),
     pytest.param(["--xtc-probability", "2"], "--xtc-probability must be in [0, 1], got 2.0", id="xtc-probability"),
-    pytest.param(["--dry-base", "1"], "--dry-base must be greater than 1, got 1.0", id="dry-base"),
+    pytest.param(["--dry-base", "1"], "--dry-base must be in (1, 10], got 1.0", id="dry-base"),
     pytest.param(["--dry-allowed-length", "0"], "--dry-allowed-length must be at least 1", id="dry-length"),
     pytest.param(["--stop", ""], "--stop needs non-empty strings", id="stop-empty"),
     pytest.param(["--ban", ""], "--ban needs non-empty strings", id="ban-empty"),
@@ -1131,3 +1133,75 @@ def test_hostile_gguf_headers_are_refused_in_bounded_memory(tmp_path, world, tin
     args = ["models", "info", path] if command == "models-info" else ["story", "tiny.yaml", "-c", "ada",
                                                                         "--model", path]
     assert_refused_in_bounds(*args, cwd=tmp_path, needles=[path.name, needle])
+
+
+# 7. numbers: odd YAML notations and tags, and decoding extremes, checked before allocation
+
+LORE = "lore:\n  - {id: a, keys: [x], text: T, priority: %s}\n"
+NUMBER_WORLD_CASES = [
+    pytest.param(HEAD + LORE % "0b_", "world.yaml:3:43: lore[0].priority: '0b_' is not a whole number", id="0b_"),
+    pytest.param(HEAD + LORE % "0x_", "lore[0].priority: '0x_' is not a whole number", id="0x_"),
+    pytest.param(HEAD + LORE % "0o_", "lore[0].priority: got the text '0o_'", id="0o_"),
+    pytest.param(HEAD + LORE % ("9" * 5000), "lore[0].priority: '99999", id="5000-digits"),
+    pytest.param(HEAD + LORE % ("9" * 30), "is not a whole number metagen can read", id="30-digits"),
+    pytest.param(HEAD + LORE % "!!int abc", "lore[0].priority: 'abc' is not a whole number", id="int-tag-text"),
+    pytest.param(HEAD + LORE % "!!float abc", "lore[0].priority: got the number abc", id="float-tag-text"),
+    pytest.param(HEAD + "defaults:\n  all: {temperature: !!float abc}\n",
+                 "world.yaml:3:22: defaults.all.temperature: 'abc' is not a float value", id="setting-float-tag"),
+    pytest.param(HEAD + "defaults:\n  all: {top_k: 0x_}\n", "defaults.all.top_k: '0x_' is not a int value",
+                 id="setting-0x_"),
+    pytest.param(HEAD + "defaults:\n  all: {early_stopping: !!bool maybe}\n",
+                 "defaults.all.early_stopping: 'maybe' is not a bool value", id="setting-bool-tag"),
+    pytest.param(HEAD + "defaults:\n  all: {temperature: " + "9" * 400 + "}\n",
+                 "defaults.all.temperature: '9999", id="setting-400-digits"),
+    pytest.param(HEAD + "style: {length_words: {short: !!int 0x}}\n", "style.length_words.short: '0x' is not",
+                 id="length-words"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("text", "needle"), NUMBER_WORLD_CASES)
+def test_odd_numbers_in_world_files(runner, tmp_path, no_model, text, needle):
+    (tmp_path / "world.yaml").write_text(text, encoding="utf-8")
+    for args in (["story", "world.yaml"], ["worlds", "validate", "world.yaml"]):
+        result = invoke(runner, *args)
+        assert result.exit_code == 2 and needle in result.stderr, result.stderr
+        assert "Traceback" not in result.output and result.exception is None or isinstance(result.exception,
+                                                                                          SystemExit)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(tag=st.sampled_from(["", "!!int ", "!!float ", "!!bool ", "!!str ", "!!null "]),
+       text=st.one_of(st.from_regex(r"[-+]?0[bxo]?[0-9a-f_:.]{0,6}", fullmatch=True),
+                      st.from_regex(r"[-+]?[0-9_]{1,12}(\.[0-9_]*)?(e[-+]?[0-9]{1,4})?", fullmatch=True),
+                      st.text(alphabet="0123456789_xbo.:+-eE", max_size=12)))
+def test_any_number_notation_gives_a_world_error_not_a_traceback(tmp_path, tag, text):
+    from metagen.errors import WorldError
+    from metagen.world import load_world
+
+    path = tmp_path / "n.yaml"
+    body = f"priority: {tag}{text}" if text.strip() else "priority: 1"
+    path.write_text(HEAD + f"lore:\n  - {{id: a, keys: [x], text: T, {body}}}\n"
+                    f"defaults:\n  all: {{temperature: {tag}{text or 0}}}\n", encoding="utf-8")
+    try:
+        load_world(path)
+    except WorldError:
+        pass
+
+
+DECODING_EXTREMES = [
+    (["--presence-penalty", "-1e308", "--penalize-prompt"], "--presence-penalty must be in [-100, 100]"),
+    (["--frequency-penalty", "1e308"], "--frequency-penalty must be in [-100, 100]"),
+    (["--strategy", "beam", "--length-penalty", "1e308"], "--length-penalty must be in [-10, 10]"),
+    (["--strategy", "beam", "--length-penalty", "-1e308"], "--length-penalty must be in [-10, 10]"),
+    (["--strategy", "beam", "--beams", "1000000"], "--beams must be in [1, 64], got 1000000"),
+    (["--strategy", "beam", "--beams", "50000"], "--beams must be in [1, 64], got 50000"),
+    (["--temperature", "1e-300"], "--temperature must be 0 (greedy) or at least 0.001"),
+    (["--repetition-penalty", "1e-308"], "--repetition-penalty must be in [0.001, 100]"),
+    (["--logit-bias", "ada=1e308"], "the bias must be in [-1000, 1000]"),
+]
+
+
+@pytest.mark.parametrize(("flags", "needle"), DECODING_EXTREMES)
+def test_decoding_extremes_are_refused_before_anything_is_allocated(tmp_path, world, flags, needle):
+    assert_refused_in_bounds("story", "tiny.yaml", "-c", "ada", "--model", "/nonexistent.gguf", *flags,
+                             cwd=tmp_path, needles=[needle])
