@@ -34,7 +34,7 @@ from metagen.output import (
 )
 from metagen.pieces import MAX_COUNT
 from metagen.prompts import REQUEST_KINDS, Request
-from metagen.world import World, did_you_mean, load_world
+from metagen.world import World, YamlRefused, compose_yaml, construct_plain, did_you_mean, load_world
 
 MAX_JOBS_BYTES = 4 * 1024 * 1024
 MAX_UNITS = 100_000  # after counts are expanded
@@ -151,8 +151,13 @@ class _Problems:
         raise ConfigError(f"{len(lines)} problems in {self.display}: {lines[0]}", hint=more)
 
 
-def _construct(node):
-    return yaml.SafeLoader("").construct_document(node)
+def _construct(problems: _Problems, node, path: str):
+    """The plain value of node; None (and a problem) for a value no constructor can build."""
+    try:
+        return construct_plain(node)
+    except YamlRefused as error:
+        problems.add(node, path, error.message)
+        return None
 
 
 def _mapping_items(problems: _Problems, node, path: str) -> list[tuple[str, Any]]:
@@ -208,15 +213,10 @@ def load_jobs(path: str | os.PathLike) -> JobsFile:
         raise ConfigError(f"{display} is over the {MAX_JOBS_BYTES // 2**20} MiB limit for a jobs file",
                           hint="split it into several jobs files")
     try:
-        root = yaml.compose(data.decode("utf-8-sig"), Loader=yaml.SafeLoader)
-    except UnicodeDecodeError:
-        raise ConfigError(f"{display} is not UTF-8 text") from None
-    except yaml.MarkedYAMLError as error:
-        mark = error.problem_mark or error.context_mark
-        line = f":{mark.line + 1}" if mark else ""
-        raise ConfigError(f"{display}{line}: invalid YAML: {error.problem or error.context}") from None
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{display}: invalid YAML: {error}") from None
+        root = compose_yaml(data, "a jobs file")
+    except YamlRefused as error:
+        line = f":{error.mark.line + 1}" if error.mark is not None else ""
+        raise ConfigError(f"{display}{line}: {error.message}") from None
     problems = _Problems(display)
     if not isinstance(root, yaml.MappingNode):
         raise ConfigError(f"{display}: the top level must be a mapping with jobs: (see docs/batch.md)")
@@ -256,7 +256,7 @@ def _scalar(problems, node, path, kinds: tuple[type, ...], what: str):
     if node is None:
         return None
     if isinstance(node, yaml.ScalarNode):
-        value = _construct(node)
+        value = _construct(problems, node, path)
         if value is None:
             return None
         if isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds):
@@ -293,7 +293,7 @@ def _settings_value(problems, node, path) -> dict:
         problems.add(node, path, "must be a mapping of setting: value, e.g. temperature: 0.7")
         return {}
     _mapping_items(problems, node, path)
-    value = _construct(node)
+    value = _construct(problems, node, path) or {}
     known = [f.name for f in dataclasses.fields(GenerationConfig)]
     for key in list(value):
         if key == "seed":
@@ -340,7 +340,7 @@ def _read_job(problems: _Problems, node, i: int, folder: Path, default_world: Pa
     if "characters" in items:
         from metagen.pieces import split_ids
 
-        value = _construct(items["characters"])
+        value = _construct(problems, items["characters"], f"{at}.characters")
         if isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value)):
             fields["characters"] = split_ids(value)
         else:

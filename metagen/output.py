@@ -29,7 +29,7 @@ import yaml
 from metagen import __version__
 from metagen.errors import ConfigError, OutputError, OutputExistsError, OutputLinkError
 from metagen.files import NotRegularFile, read_regular
-from metagen.world import slugify
+from metagen.world import YamlRefused, compose_yaml, construct_plain, slugify
 
 log = logging.getLogger(__name__)
 
@@ -386,12 +386,40 @@ def parse_front_matter(text: str) -> dict:
     if parts is None:
         raise ConfigError("no YAML front matter (the file does not start with a --- block)")
     try:
-        data = yaml.safe_load(parts[0])
-    except yaml.YAMLError as error:
-        raise ConfigError(f"the front matter is not valid YAML: {_one_line(str(error))}") from None
+        node = compose_yaml(parts[0].encode("utf-8", "surrogatepass"), "front matter")
+        data = construct_plain(node) if node is not None else None
+    except YamlRefused as error:
+        line = f"line {error.mark.line + 2}: " if error.mark is not None else ""  # + the opening ---
+        raise ConfigError(f"the front matter is not valid: {line}{error.message}") from None
     if not isinstance(data, dict):
         raise ConfigError("the front matter is not a YAML mapping")
     return data
+
+
+# The type each recorded field must have when present; a replay or resume trusts them.
+_RECORD_TYPES: dict[str, tuple[type, ...]] = {
+    "kind": (str,), "world_id": (str,), "world_hash": (str,), "world_files": (list,), "request": (dict,),
+    "model": (dict,), "settings": (dict,), "seed": (int,), "prompt_tokens": (int,), "output_tokens": (int,),
+    "lore_used": (list,), "lore_left_out": (list,), "finish_reason": (str,), "seconds": (int, float),
+    "text": (str,), "turns": (list,), "subject": (str,), "metagen_version": (str,),
+}  # fmt: skip
+
+
+def _check_record(path: Path, data: dict) -> None:
+    """ConfigError naming the first field whose type is wrong; only the type is named, never the value."""
+    for key, kinds in _RECORD_TYPES.items():
+        value = data.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, kinds):
+            want = " or ".join({"str": "text", "dict": "a mapping", "list": "a list", "int": "a whole number",
+                                "float": "a number"}[k.__name__] for k in kinds)
+            raise ConfigError(f"{path} is not a metagen file ({key} must be {want}, got {type(value).__name__})",
+                              hint="metagen reads back the files it wrote; restore or regenerate this one")
+    if not all(isinstance(f, str) for f in data.get("world_files") or ()):
+        raise ConfigError(f"{path} is not a metagen file (world_files must be a list of paths)")
+    if data.get("kind") is not None and data["kind"] not in KINDS:
+        raise ConfigError(f"{path} is not a metagen file (kind must be one of {', '.join(KINDS)})")
 
 
 def _read_text(path: Path) -> str:
@@ -436,6 +464,7 @@ def read_piece_file(path: str | os.PathLike) -> dict:
     missing = [key for key in ("kind", "metagen_version", "text") if key not in data]
     if missing:
         raise ConfigError(f"{path} is not a metagen file (no {', '.join(missing)})")
+    _check_record(path, data)
     return data
 
 

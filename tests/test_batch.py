@@ -85,7 +85,7 @@ BAD_FILES = [
     ("jobs: []", "jobs.yaml:1: jobs: must be a non-empty list of jobs"),
     ("world: tiny.yaml\n", "jobs.yaml:1: jobs: missing"),
     ("- kind: story", "the top level must be a mapping"),
-    ("jobs: [{kind: story}\n", "jobs.yaml:2: invalid YAML"),
+    ("jobs: [{kind: story}\n", "jobs.yaml:1: invalid YAML: a [list] or {mapping} that starts here is never closed"),
     ("wrld: tiny.yaml\njobs: [{kind: story}]", "jobs.yaml:1: wrld: unknown key (did you mean 'world'?)"),
     ("world: tiny.yaml\njobs:\n  - kind: stroy", "jobs.yaml:3: jobs[0].kind: 'stroy' is not a kind (did you mean 'story'?)"),
     ("world: tiny.yaml\njobs:\n  - {location: well}", "jobs.yaml:3: jobs[0].kind: missing"),

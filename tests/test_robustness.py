@@ -150,10 +150,10 @@ WORLD_CASES = [
     pytest.param("world.yaml", {"world.yaml": "- world\n- characters\n"},
                  ["world.yaml:1:1: the top level is a list", "expected a mapping of sections"], id="top-level-list"),
     pytest.param("world.yaml", {"world.yaml": "a world of rain\n"},
-                 ["world.yaml:1:1: the top level is the text 'a world of rain'", "expected a mapping"],
+                 ["world.yaml:1:1: the top level is a single value", "expected a mapping"],
                  id="top-level-string"),
     pytest.param("world.yaml", {"world.yaml": "1234\n"},
-                 ["world.yaml:1:1: the top level is the number 1234"], id="top-level-number"),
+                 ["world.yaml:1:1: the top level is a single value"], id="top-level-number"),
     pytest.param("world.yaml", {"world.yaml": HEAD + "locations: {id: well, name: Well}\n"},
                  ["world.yaml:2:12: locations: got a mapping", "expected a list of '- id: ...' entries"],
                  id="wrong-type-section"),
@@ -1205,3 +1205,88 @@ DECODING_EXTREMES = [
 def test_decoding_extremes_are_refused_before_anything_is_allocated(tmp_path, world, flags, needle):
     assert_refused_in_bounds("story", "tiny.yaml", "-c", "ada", "--model", "/nonexistent.gguf", *flags,
                              cwd=tmp_path, needles=[needle])
+
+
+# 6. jobs files and front matter: the world loader's safeguards, types checked, nothing echoed
+
+JOBS_HEAD = "world: tiny.yaml\n"
+JOBS_BOMB = (alias_bomb().replace("world: {id: w, name: W, summary: *i}\n", "")
+             + "jobs:\n  - {kind: story, characters: *i}\n")
+JOBS_CASES = [
+    pytest.param(JOBS_BOMB, ["jobs.yaml:5: aliases expand to more than 50000 nodes"], id="alias-bomb"),
+    pytest.param(JOBS_HEAD + "jobs: !!python/object:os.system [ls]\n", ["jobs.yaml:2: YAML tag", "remove the tag"],
+                 id="python-tag"),
+    pytest.param(JOBS_HEAD + "seed: !!int abc\njobs: [{kind: story}]\n", ["jobs.yaml:2: seed: 'abc' is not a valid int"],
+                 id="int-tag-text"),
+    pytest.param(JOBS_HEAD + "seed: 0x_\njobs: [{kind: story}]\n", ["jobs.yaml:2: seed: '0x_' is not a valid int"],
+                 id="0x_"),
+    pytest.param(JOBS_HEAD + "jobs: " + "[" * 5000 + "]" * 5000 + "\n", ["jobs.yaml: is nested too deeply to be a jobs file"],
+                 id="deep-nesting"),
+    pytest.param(JOBS_HEAD + "? [a, b]\n: 1\njobs: [{kind: story}]\n", ["jobs.yaml:2: a key must be a plain name"],
+                 id="list-key"),
+    pytest.param(b"jobs: [{kind: story}]\x00", ["jobs.yaml: looks like a binary file"], id="binary"),
+    pytest.param(b"world: caf\xe9.yaml\njobs: []\n", ["jobs.yaml:1: not UTF-8 text"], id="latin-1"),
+    pytest.param(JOBS_HEAD + 'jobs: [{kind: "story\x08"}]\n', ["jobs.yaml:2: the control character U+0008"],
+                 id="control-character"),
+    pytest.param(JOBS_HEAD + "settings: {stop: [" + ", ".join(["*x"] * 101) + "]}\n",
+                 ["jobs.yaml:2:", "alias"], id="many-aliases"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("text", "needles"), JOBS_CASES)
+def test_hostile_jobs_files(tmp_path, world, text, needles):
+    path = tmp_path / "jobs.yaml"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode("utf-8"))
+    assert_refused_in_bounds("batch", "jobs.yaml", cwd=tmp_path, needles=needles)
+
+
+def _front_matter(tmp_path: Path, front: str, name: str = "piece.md") -> Path:
+    path = tmp_path / name
+    path.write_text(f"---\n{front}---\n\nHi.\n", encoding="utf-8")
+    return path
+
+
+FRONT = ("kind: story\nmetagen_version: x\nfinish_reason: eos\nseed: 1\nmodel: {name: x}\nsettings: {}\n"
+         "world_files: [tiny.yaml]\n")
+FRONT_MATTER_CASES = [
+    pytest.param(FRONT + "request: ada\n", ["piece.md is not a metagen file (request must be a mapping, got str)"],
+                 id="request-string"),
+    pytest.param(FRONT.replace("seed: 1", "seed: one") + "request: {kind: story}\n",
+                 ["seed must be a whole number, got str"], id="seed-string"),
+    pytest.param(FRONT.replace("world_files: [tiny.yaml]", "world_files: tiny.yaml") + "request: {kind: story}\n",
+                 ["world_files must be a list, got str"], id="world-files-string"),
+    pytest.param(FRONT + "request: " + "[" * 5000 + "]" * 5000 + "\n", ["is nested too deeply"], id="deep-nesting"),
+    pytest.param(FRONT + "request: " + "[" * 150 + "]" * 150 + "\n", ["nested more than 100 deep"],
+                 id="nesting-150"),
+    pytest.param(alias_bomb().replace("world: {id: w, name: W, summary: *i}\n", "") + FRONT + "request: *i\n",
+                 ["aliases expand to more than 50000 nodes"], id="alias-bomb"),
+    pytest.param(FRONT + "request: !!python/object/apply:os.system [ls]\n", ["YAML tag", "is not allowed"],
+                 id="python-tag"),
+    pytest.param(FRONT + "request: {kind: story}\nrequest: {kind: scene}\n", ["duplicate key 'request'"],
+                 id="duplicate-key"),
+    pytest.param(FRONT + "request: {kind: story}\nkind: story\n", ["duplicate key 'kind'"], id="duplicate-kind"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("front", "needles"), FRONT_MATTER_CASES)
+def test_hostile_front_matter_in_replay(tmp_path, world, front, needles):
+    _front_matter(tmp_path, front)
+    assert_refused_in_bounds("replay", "piece.md", cwd=tmp_path, needles=needles)
+
+
+def test_replay_never_prints_the_contents_of_a_file_it_points_to(tmp_path, world):
+    (tmp_path / "secret.txt").write_text("root:x:0:0:hunter2-secret:/root:/bin/bash\n", encoding="utf-8")
+    _front_matter(tmp_path, FRONT.replace("world_files: [tiny.yaml]", "world_files: [secret.txt]")
+                  + "request: {kind: story, characters: [ada]}\n")
+    line = assert_refused_in_bounds("replay", "piece.md", cwd=tmp_path, needles=["secret.txt:1:1: the top level"])
+    assert "hunter2" not in line and "root:x" not in line
+
+
+def test_resume_refuses_a_piece_with_hostile_front_matter(runner, tmp_path, world, no_model):
+    folder = tmp_path / "out" / "tinyville" / "scene"
+    folder.mkdir(parents=True)
+    _front_matter(folder, FRONT + "request: ada\n", name="well-1.md")
+    jobs = tmp_path / "jobs.yaml"
+    jobs.write_text("world: tiny.yaml\nseed: 1\njobs: [{kind: scene, location: well}]\n", encoding="utf-8")
+    result = invoke(runner, "batch", jobs, "--resume")
+    assert_fails_cleanly(result, 2, ["well-1.md exists but is not a complete metagen piece"])
