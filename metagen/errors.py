@@ -84,3 +84,14 @@ class Interrupted(MetagenError):
     def __init__(self, message: str, exit_code: int = EXIT_INTERRUPTED):
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class Terminated(BaseException):
+    """Raised by the CLI's SIGTERM handler. A BaseException, like KeyboardInterrupt, so that
+    no `except Exception` (a cache load, a damaged-file check) can swallow the signal."""
+
+    exit_code = EXIT_TERMINATED
+
+    def __init__(self, message: str = "terminated by SIGTERM"):
+        super().__init__(message)
+        self.message = message
