@@ -21,10 +21,20 @@ import yaml
 
 from metagen.config import MAX_SEED, GenerationConfig
 from metagen.errors import ConfigError, MetagenError, OutputExistsError, WorldError
-from metagen.output import FORMATS, check_format, check_not_exists, check_writable, is_complete, output_path
+from metagen.files import NotRegularFile, read_regular
+from metagen.output import (
+    FORMATS,
+    OutputFolder,
+    check_format,
+    check_not_exists,
+    check_writable,
+    is_complete,
+    output_path,
+    recorded_difference,
+)
 from metagen.pieces import MAX_COUNT
 from metagen.prompts import REQUEST_KINDS, Request
-from metagen.world import World, did_you_mean, load_world
+from metagen.world import World, YamlRefused, compose_yaml, construct_plain, did_you_mean, load_world
 
 MAX_JOBS_BYTES = 4 * 1024 * 1024
 MAX_UNITS = 100_000  # after counts are expanded
@@ -103,6 +113,7 @@ class BatchPlan:
     skipped: list[Unit] = field(default_factory=list)  # complete already (--resume)
     total: int = 0  # units in the whole file
     shard: tuple[int, int] = (1, 1)
+    out: OutputFolder | None = None  # pinned when planned; every write goes through it
 
 
 @dataclass
@@ -140,12 +151,31 @@ class _Problems:
         raise ConfigError(f"{len(lines)} problems in {self.display}: {lines[0]}", hint=more)
 
 
-def _construct(node):
-    return yaml.SafeLoader("").construct_document(node)
+def _construct(problems: _Problems, node, path: str):
+    """The plain value of node; None (and a problem) for a value no constructor can build."""
+    try:
+        return construct_plain(node)
+    except YamlRefused as error:
+        problems.add(node, path, error.message)
+        return None
 
 
-def _mapping_items(node) -> list[tuple[str, Any]]:
-    return [(k.value, v) for k, v in node.value]
+def _mapping_items(problems: _Problems, node, path: str) -> list[tuple[str, Any]]:
+    """The pairs of a mapping node; a key that is not text, or given twice, is a problem."""
+    items: dict[str, tuple] = {}
+    for key, value in node.value:
+        if not isinstance(key, yaml.ScalarNode):
+            problems.add(key, path, "a key must be a plain name, not a list or mapping")
+        elif key.value in items:
+            first = items[key.value][0].start_mark.line + 1
+            problems.add(key, _join(path, key.value), f"given twice (first at line {first}; keep one)")
+        else:
+            items[key.value] = (key, value)
+    return [(name, value) for name, (_, value) in items.items()]
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
 
 
 def _where(node) -> str:
@@ -172,28 +202,27 @@ def load_jobs(path: str | os.PathLike) -> JobsFile:
     try:
         if path.is_dir():
             raise ConfigError(f"{display} is a folder, not a jobs file")
-        data = path.read_bytes()
+        data = read_regular(path, MAX_JOBS_BYTES)
+    except NotRegularFile as error:
+        raise ConfigError(f"{display}: {error.sentence()}") from None
     except FileNotFoundError:
         raise ConfigError(f"{display}: no such jobs file") from None
     except OSError as error:
         raise ConfigError(f"{display}: cannot be read: {error.strerror or error}") from None
     if len(data) > MAX_JOBS_BYTES:
-        raise ConfigError(f"{display} is {len(data):,} bytes, over the {MAX_JOBS_BYTES // 2**20} MiB limit")
+        raise ConfigError(f"{display} is over the {MAX_JOBS_BYTES // 2**20} MiB limit for a jobs file",
+                          hint="split it into several jobs files")
     try:
-        root = yaml.compose(data.decode("utf-8-sig"), Loader=yaml.SafeLoader)
-    except UnicodeDecodeError:
-        raise ConfigError(f"{display} is not UTF-8 text") from None
-    except yaml.MarkedYAMLError as error:
-        mark = error.problem_mark or error.context_mark
-        line = f":{mark.line + 1}" if mark else ""
-        raise ConfigError(f"{display}{line}: invalid YAML: {error.problem or error.context}") from None
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{display}: invalid YAML: {error}") from None
+        root = compose_yaml(data, "a jobs file")
+    except YamlRefused as error:
+        line = f":{error.mark.line + 1}" if error.mark is not None else ""
+        raise ConfigError(f"{display}{line}: {error.message}") from None
     problems = _Problems(display)
     if not isinstance(root, yaml.MappingNode):
         raise ConfigError(f"{display}: the top level must be a mapping with jobs: (see docs/batch.md)")
-    top = dict(_mapping_items(root))
-    for key, node in _mapping_items(root):
+    top_items = _mapping_items(problems, root, "")
+    top = dict(top_items)
+    for key, node in top_items:
         if key not in _TOP_KEYS:
             problems.add(node, key, f"unknown key ({did_you_mean(str(key), _TOP_KEYS)})")
     folder = path.parent
@@ -227,7 +256,7 @@ def _scalar(problems, node, path, kinds: tuple[type, ...], what: str):
     if node is None:
         return None
     if isinstance(node, yaml.ScalarNode):
-        value = _construct(node)
+        value = _construct(problems, node, path)
         if value is None:
             return None
         if isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds):
@@ -263,7 +292,8 @@ def _settings_value(problems, node, path) -> dict:
     if not isinstance(node, yaml.MappingNode):
         problems.add(node, path, "must be a mapping of setting: value, e.g. temperature: 0.7")
         return {}
-    value = _construct(node)
+    _mapping_items(problems, node, path)
+    value = _construct(problems, node, path) or {}
     known = [f.name for f in dataclasses.fields(GenerationConfig)]
     for key in list(value):
         if key == "seed":
@@ -284,8 +314,9 @@ def _read_job(problems: _Problems, node, i: int, folder: Path, default_world: Pa
         problems.add(node, at, "must be a mapping with kind: story | scene | dialogue")
         return None
     before = len(problems.lines)
-    items = dict(_mapping_items(node))
-    for key, value in _mapping_items(node):
+    job_items = _mapping_items(problems, node, at)
+    items = dict(job_items)
+    for key, value in job_items:
         if key not in _JOB_KEYS:
             problems.add(value, f"{at}.{key}", f"unknown key ({did_you_mean(str(key), _JOB_KEYS)})")
     kind = _scalar(problems, items.get("kind"), f"{at}.kind", (str,), "story, scene or dialogue")
@@ -309,7 +340,7 @@ def _read_job(problems: _Problems, node, i: int, folder: Path, default_world: Pa
     if "characters" in items:
         from metagen.pieces import split_ids
 
-        value = _construct(items["characters"])
+        value = _construct(problems, items["characters"], f"{at}.characters")
         if isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value)):
             fields["characters"] = split_ids(value)
         else:
@@ -372,7 +403,8 @@ def plan_batch(jobs_file: JobsFile, *, out: str | os.PathLike | None = None, fmt
             raise type(error)(f"{job.where}: {error.message}", hint=error.hint) from None
         for k in range(job.count):
             seed = (job.seed + k if job.seed is not None else base + index) % MAX_SEED
-            path = output_path(out_dir, world.id, job.kind, request.subject, seed, unit_fmt)
+            path = output_path(out_dir, world.id, job.kind, request.subject, seed, unit_fmt,
+                               request=_recorded_request(job, request))
             units.append(Unit(index=index, job=job, k=k, world=world, request=request,
                               cfg=GenerationConfig.from_dict({**cfg.to_dict(), "seed": seed}), seed=seed,
                               format=unit_fmt, path=path, overwrite=overwrite))
@@ -382,11 +414,13 @@ def plan_batch(jobs_file: JobsFile, *, out: str | os.PathLike | None = None, fmt
     _check_collisions(units)
     i, n = shard
     mine = [u for u in units if u.index % n == i - 1]
-    plan = BatchPlan(units=[], total=len(units), shard=shard)
+    plan = BatchPlan(units=[], total=len(units), shard=shard, out=OutputFolder(out_dir))
     if mine:
         check_writable(out_dir)
+        plan.out.pin()
     for unit in mine:
         if resume and is_complete(unit.path):
+            _check_same_request(unit)
             plan.skipped.append(unit)
             continue
         if os.path.lexists(unit.path) and not overwrite:
@@ -396,6 +430,22 @@ def plan_batch(jobs_file: JobsFile, *, out: str | os.PathLike | None = None, fmt
         check_not_exists(unit.path, overwrite)
         plan.units.append(unit)
     return plan
+
+
+def _recorded_request(job: Job, request: Request) -> dict:
+    """The request as its piece records it: a dialogue's also names its speaker order."""
+    data = request.to_dict()
+    return {**data, "order": job.order} if job.kind == "dialogue" else data
+
+
+def _check_same_request(unit: Unit) -> None:
+    """Refuse to skip a complete file that another request made (it only shares the name)."""
+    expected = {"kind": unit.job.kind, "world_id": unit.world.id, "request": _recorded_request(unit.job, unit.request),
+                "seed": unit.seed}
+    differs = recorded_difference(unit.path, expected)
+    if differs is not None:
+        raise OutputExistsError(f"{unit.path} exists but was made by another request (its {differs} differs)",
+                                hint="pass --overwrite to replace it, or choose another --out")
 
 
 def _check_collisions(units: list[Unit]) -> None:
@@ -456,7 +506,7 @@ def run_batch(generator, plan: BatchPlan, *, batch_size: int = DEFAULT_BATCH_SIZ
                                   seeds=[u.seed for u in group], order=first.job.order, on_text=stream)
         result.warnings += [w for w in composed.warnings if w not in result.warnings]
         for unit, piece in zip(group, composed.pieces):
-            path = write_atomic(unit.path, render(piece, unit.format), overwrite=unit.overwrite)
+            path = write_atomic(unit.path, render(piece, unit.format), overwrite=unit.overwrite, root=plan.out)
             result.written += 1
             result.tokens += piece.output_tokens
             if on_written:

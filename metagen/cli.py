@@ -33,9 +33,8 @@ from metagen.commands.worlds import worlds_app
 from metagen.errors import (
     EXIT_BAD_INPUT,
     EXIT_INTERRUPTED,
-    EXIT_TERMINATED,
-    Interrupted,
     MetagenError,
+    Terminated,
 )
 
 EXIT_CODES_HELP = (
@@ -46,7 +45,7 @@ EXIT_CODES_HELP = (
 
 
 def _raise_terminated(signum, frame):  # pragma: no cover - exercised through a subprocess
-    raise Interrupted("terminated by SIGTERM", exit_code=EXIT_TERMINATED)
+    raise Terminated()
 
 
 class MetagenGroup(TyperGroup):
@@ -85,6 +84,9 @@ class MetagenGroup(TyperGroup):
         except KeyboardInterrupt:
             typer.echo("error: interrupted (SIGINT); nothing partial was written", err=True)
             ctx.exit(EXIT_INTERRUPTED)
+        except Terminated as error:
+            typer.echo(f"error: {error.message}", err=True)
+            ctx.exit(error.exit_code)
         finally:
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)

@@ -19,6 +19,14 @@ from metagen.scripts import ANY, SCRIPTS
 
 STRATEGIES = ("greedy", "sample", "beam")
 MAX_SEED = 2**63  # seeds must fit a torch.Generator: 0 <= seed < 2**63
+# Bounds that keep float32 logits finite and memory small; checked before anything is built.
+MIN_TEMPERATURE, MAX_TEMPERATURE = 1e-3, 100.0
+MIN_REPETITION_PENALTY = 1e-3
+MAX_PENALTY = 100.0  # |presence|, |frequency|, repetition, DRY multiplier
+MAX_DRY_BASE = 10.0
+MAX_BIAS = 1000.0  # |logit bias|
+MAX_BEAMS = 64  # beams, and texts returned per request
+MAX_LENGTH_PENALTY = 10.0  # |length penalty|: length ** 10 stays finite for any context
 
 # How the command line spells each field; used in every message about a setting.
 CLI_NAMES: dict[str, str] = {
@@ -161,16 +169,21 @@ class GenerationConfig:
                 f"--min-tokens must be at most --max-tokens ({self.max_new_tokens}), "
                 f"got {self.min_new_tokens}"
             )
-        _at_least("temperature", self.temperature, 0)
+        _interval("temperature", self.temperature, 0, MAX_TEMPERATURE, "[]")
+        if 0 < self.temperature < MIN_TEMPERATURE:
+            raise ConfigError(f"--temperature must be 0 (greedy) or at least {MIN_TEMPERATURE:g}, "
+                              f"got {self.temperature:g}", hint="a smaller one overflows the logits")
         _at_least("top_k", self.top_k, 0)
         _interval("top_p", self.top_p, 0, 1, "(]")
         _interval("min_p", self.min_p, 0, 1, "[)")
         _interval("typical_p", self.typical_p, 0, 1, "(]")
-        _greater("repetition_penalty", self.repetition_penalty, 0)
+        _interval("repetition_penalty", self.repetition_penalty, MIN_REPETITION_PENALTY, MAX_PENALTY, "[]")
+        for name in ("presence_penalty", "frequency_penalty"):
+            _interval(name, getattr(self, name), -MAX_PENALTY, MAX_PENALTY, "[]")
         _at_least("repetition_window", self.repetition_window, 0)
         _at_least("no_repeat_ngram_size", self.no_repeat_ngram_size, 0)
-        _at_least("dry_multiplier", self.dry_multiplier, 0)
-        _greater("dry_base", self.dry_base, 1)
+        _interval("dry_multiplier", self.dry_multiplier, 0, MAX_PENALTY, "[]")
+        _interval("dry_base", self.dry_base, 1, MAX_DRY_BASE, "(]")
         _at_least("dry_allowed_length", self.dry_allowed_length, 1)
         _non_empty_strings("dry_sequence_breakers", self.dry_sequence_breakers)
         _interval("xtc_threshold", self.xtc_threshold, 0, 0.5, "[]")
@@ -182,10 +195,14 @@ class GenerationConfig:
                 raise ConfigError("--logit-bias needs a word or #token-id, got an empty one")
             if key.startswith("#") and not key[1:].isdigit():
                 raise ConfigError(f"--logit-bias token ids are written #123, got {key!r}")
-        _at_least("num_beams", self.num_beams, 1)
+            if abs(_bias) > MAX_BIAS:
+                raise ConfigError(f"--logit-bias {key}={_bias:g}: the bias must be in [-{MAX_BIAS:g}, {MAX_BIAS:g}]",
+                                  hint="-100 already bans a word")
+        _interval("num_beams", self.num_beams, 1, MAX_BEAMS, "[]")
+        _interval("length_penalty", self.length_penalty, -MAX_LENGTH_PENALTY, MAX_LENGTH_PENALTY, "[]")
         if self.strategy == "beam" and self.num_beams < 2:
             raise ConfigError(f"--beams must be at least 2 with --strategy beam, got {self.num_beams}")
-        _at_least("num_return_sequences", self.num_return_sequences, 1)
+        _interval("num_return_sequences", self.num_return_sequences, 1, MAX_BEAMS, "[]")
         if self.strategy == "beam" and self.num_return_sequences > self.num_beams:
             raise ConfigError(
                 f"--num-return must be at most --beams ({self.num_beams}) with --strategy beam, "
@@ -337,7 +354,11 @@ def _utf8(name: str, text: str) -> str:
 
 
 def _finite(name: str, value: Any, whole: Any = None) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    try:
+        ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+    except OverflowError:  # an int with hundreds of digits
+        ok = False
+    if not ok:
         raise _wrong_type(name, value if whole is None else whole)
     return float(value)
 
@@ -345,11 +366,6 @@ def _finite(name: str, value: Any, whole: Any = None) -> float:
 def _at_least(name: str, value: float, low: float) -> None:
     if value < low:
         raise ConfigError(f"{CLI_NAMES[name]} must be at least {low}, got {value}")
-
-
-def _greater(name: str, value: float, low: float) -> None:
-    if not value > low:
-        raise ConfigError(f"{CLI_NAMES[name]} must be greater than {low}, got {value}")
 
 
 def _interval(name: str, value: float, low: float, high: float, brackets: str) -> None:

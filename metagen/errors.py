@@ -66,6 +66,12 @@ class OutputError(MetagenError):
     exit_code = EXIT_GENERATION_FAILED
 
 
+class OutputLinkError(OutputError):
+    """A symbolic link inside the output folder, or an output folder replaced during a run."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
 class GenerationError(MetagenError):
     """The model failed while generating."""
 
@@ -78,3 +84,14 @@ class Interrupted(MetagenError):
     def __init__(self, message: str, exit_code: int = EXIT_INTERRUPTED):
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class Terminated(BaseException):
+    """Raised by the CLI's SIGTERM handler. A BaseException, like KeyboardInterrupt, so that
+    no `except Exception` (a cache load, a damaged-file check) can swallow the signal."""
+
+    exit_code = EXIT_TERMINATED
+
+    def __init__(self, message: str = "terminated by SIGTERM"):
+        super().__init__(message)
+        self.message = message

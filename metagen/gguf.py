@@ -13,12 +13,14 @@ import logging
 import math
 import mmap
 import os
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from metagen.errors import ModelError
+from metagen.files import NotRegularFile, open_regular
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,14 @@ WEIGHT_MAP = {
     "blk.{i}.ffn_down.weight": "layers.{i}.feed_forward.w2.weight",
     "blk.{i}.ffn_up.weight": "layers.{i}.feed_forward.w3.weight",
 }
+
+# The largest shape metagen accepts from metadata, checked before anything is allocated.
+_ARG_LIMITS = {"dim": 65_536, "n_layers": 1_024, "n_heads": 1_024, "n_kv_heads": 1_024, "vocab_size": 4_194_304,
+               "ffn_dim": 262_144, "max_seq_len": 1_048_576}
+# What a damaged header or tensor table raises while read (never a signal's exception).
+_DAMAGED = (ValueError, IndexError, KeyError, TypeError, OverflowError, struct.error, mmap.error, EOFError)
+MAX_DIMS = 4  # GGML_MAX_DIMS: a tensor has at most four dimensions
+MAX_ARRAY_DEPTH = 4  # arrays of arrays in metadata
 
 # GGUF token types (llama.cpp's llama_token_type).
 TOKEN_TYPE_NORMAL = 1
@@ -68,6 +78,16 @@ class ModelArgs:
         return self.dim // self.n_heads
 
     def __post_init__(self):
+        for name, high in _ARG_LIMITS.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
+                raise ModelError(f"model shape: {name} is {value!r}, outside 1 to {high:,}",
+                                 hint="the file's metadata is damaged or not a model metagen can run")
+        for name in ("rope_theta", "norm_eps"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and 0 < value < 1e12):
+                raise ModelError(f"model shape: {name} is {value!r}, not a positive finite number",
+                                 hint="the file's metadata is damaged")
         if self.dim % self.n_heads or self.n_heads % self.n_kv_heads:
             raise ModelError(
                 f"inconsistent model shape: dim {self.dim}, {self.n_heads} heads, "
@@ -146,13 +166,14 @@ class _MetadataReader:
         from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
         self._struct = struct
-        with open(path, "rb") as handle:  # mapped: only the header's pages are read
+        with open_regular(path) as handle:  # mapped: only the header's pages are read
             self._data = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
         self._at = 4  # after the magic
         version, = self._read("I")
         if version not in (2, 3):
             raise ValueError(f"GGUF version {version} is not supported (2 or 3)")
         tensor_count, kv_count = self._read("QQ")
+        self._fits(kv_count, 8 + 4 + 1, "metadata entries")  # key length, type, a byte of value
         self.fields: dict[str, _Field] = {}
         for _ in range(kv_count):
             key = self._string()
@@ -160,9 +181,12 @@ class _MetadataReader:
             self.fields[key] = _Field(self._value(kind))
         self.tensors = []
         data_end = 0  # bytes the tensor data needs after its aligned start
+        self._fits(tensor_count, 8 + 4 + 4 + 8, "tensors")  # name length, n_dims, type, offset
         for _ in range(tensor_count):
             name = self._string()
             n_dims, = self._read("I")
+            if not 1 <= n_dims <= MAX_DIMS:
+                raise ValueError(f"tensor {name[:40]!r} claims {n_dims} dimensions (at most {MAX_DIMS})")
             shape = self._read("Q" * n_dims)
             kind, offset = self._read("IQ")
             quant = GGMLQuantizationType(kind)
@@ -175,6 +199,12 @@ class _MetadataReader:
         self._data.close()
         if data_start + data_end > size:
             raise ValueError(f"the tensors need {data_start + data_end} bytes, the file has {size}")
+
+    def _fits(self, count: int, each: int, what: str) -> None:
+        """ValueError unless count items of at least each bytes fit in what is left of the file."""
+        left = len(self._data) - self._at
+        if count * each > left:
+            raise ValueError(f"the header claims {count:,} {what}, more than the {left:,} bytes left can hold")
 
     def _read(self, fmt: str) -> tuple:
         values = self._struct.unpack_from("<" + fmt, self._data, self._at)
@@ -189,14 +219,19 @@ class _MetadataReader:
         self._at += length
         return text
 
-    def _value(self, kind: int):
+    def _value(self, kind: int, depth: int = 0):
         if kind == self._STRING:
             return self._string()
         if kind == self._ARRAY:
+            if depth >= MAX_ARRAY_DEPTH:
+                raise ValueError(f"metadata arrays nested more than {MAX_ARRAY_DEPTH} deep")
             item_kind, count = self._read("IQ")
             if item_kind in self._SCALARS:
-                return list(self._read(self._SCALARS[item_kind] * count))
-            return [self._value(item_kind) for _ in range(count)]
+                fmt = self._SCALARS[item_kind]
+                self._fits(count, self._struct.calcsize(fmt), "array items")
+                return list(self._read(fmt * count))
+            self._fits(count, 8 if item_kind == self._STRING else 4 + 8, "array items")
+            return [self._value(item_kind, depth + 1) for _ in range(count)]
         if kind not in self._SCALARS:
             raise ValueError(f"unknown metadata value type {kind}")
         return self._read(self._SCALARS[kind])[0]
@@ -217,8 +252,10 @@ def _open_reader(path: Path, metadata_only: bool = False):
     if path.is_dir():
         raise ModelError(f"model path {path} is a directory", hint="give the path of a .gguf file")
     try:
-        with open(path, "rb") as handle:
+        with open_regular(path) as handle:
             magic = handle.read(4)
+    except NotRegularFile as error:
+        raise ModelError(f"model file {path} {error.strerror}", hint="give the path of a .gguf file") from None
     except OSError as error:
         raise ModelError(f"cannot read model file {path}: {error.strerror}") from error
     if magic != b"GGUF":
@@ -227,8 +264,11 @@ def _open_reader(path: Path, metadata_only: bool = False):
             hint="give a llama-family .gguf file, or run `metagen models pull`",
         )
     try:
-        return _MetadataReader(path) if metadata_only else GGUFReader(path, "r")
-    except Exception as error:  # the gguf library raises ValueError, IndexError, struct.error...
+        # Our reader checks every count and length against the file's size before the gguf
+        # library, which trusts them, builds anything from the header.
+        header = _MetadataReader(path)
+        return header if metadata_only else GGUFReader(path, "r")
+    except _DAMAGED as error:  # the gguf library raises ValueError, IndexError, struct.error...
         raise ModelError(
             f"{path} is damaged or truncated ({type(error).__name__}: {error})",
             hint="delete it and run `metagen models pull` again",
@@ -254,7 +294,7 @@ def read_args(reader, path: Path) -> tuple[str, ModelArgs]:
     vocab_default = len(tokens.data) if tokens is not None else None
     tensor_names = {t.name for t in reader.tensors}
     n_heads = int(key("attention.head_count"))
-    args = ModelArgs(
+    shape = dict(
         dim=int(key("embedding_length")),
         n_layers=int(key("block_count")),
         n_heads=n_heads,
@@ -266,6 +306,10 @@ def read_args(reader, path: Path) -> tuple[str, ModelArgs]:
         max_seq_len=int(key("context_length", 2048)),
         tied_embeddings="output.weight" not in tensor_names,
     )
+    try:
+        args = ModelArgs(**shape)
+    except ModelError as error:
+        raise ModelError(f"{path}: {error.message}", hint=error.hint) from None
     return arch, args
 
 
@@ -364,9 +408,7 @@ def read_gguf(path: str | os.PathLike, *, load_tensors: bool = True) -> GGUFCont
             elif tensor.name.endswith("attn_k.weight"):
                 array = unpermute_rows(array, args.n_kv_heads)
             tensors[ours] = array
-    except ModelError:
-        raise
-    except Exception as error:
+    except _DAMAGED as error:
         raise ModelError(
             f"{path} is damaged or truncated ({type(error).__name__}: {error})",
             hint="delete it and run `metagen models pull` again",

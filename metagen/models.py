@@ -18,10 +18,12 @@ from pathlib import Path
 from typing import Callable
 
 from metagen.errors import ModelError
+from metagen.files import NotRegularFile, check_regular, open_regular, read_regular_text
 
 log = logging.getLogger(__name__)
 
 CHUNK_SIZE = 1 << 20  # bytes read per step when hashing or extracting
+MAX_JSON_BYTES = 16 * 2**20  # a sidecar or hashes.json larger than this is ignored
 Progress = Callable[[str], None]
 
 
@@ -150,7 +152,7 @@ def _ensure_dir(folder: Path) -> None:
 def file_sha256(path: str | os.PathLike) -> str:
     """The sha256 of a file, read in chunks."""
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    with open_regular(path) as handle:
         while chunk := handle.read(CHUNK_SIZE):
             digest.update(chunk)
     return digest.hexdigest()
@@ -158,7 +160,7 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 def _read_json(path: Path) -> dict:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_regular_text(path, MAX_JSON_BYTES))
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
@@ -211,6 +213,7 @@ def _path_sha256(path: Path) -> str:
 
 def _verify_installed(model: KnownModel, path: Path) -> str:
     """Check an installed file against the table; cheap when the sidecar still matches."""
+    check_model_file(path)
     stat = path.stat()
     hint = f"run `metagen models pull {model.name} --force`"
     sidecar = _read_json(_sidecar_path(path))
@@ -406,8 +409,17 @@ def _locate(spec: str | None) -> tuple[str, Path, KnownModel | None]:
                          hint="check the path, or run `metagen models list`")
     if path.is_dir():
         raise ModelError(f"model path {path} is a directory", hint="give the path of a .gguf file")
+    check_model_file(path)
     path = path.resolve()
     return path.stem, path, None
+
+
+def check_model_file(path: Path) -> None:
+    """ModelError unless path is a regular file (a FIFO or /dev/zero would hash forever)."""
+    try:
+        check_regular(path)
+    except NotRegularFile as error:
+        raise ModelError(f"model file {path} {error.strerror}", hint="give the path of a .gguf file") from None
 
 
 def _not_installed(name: str, path: Path) -> ModelError:

@@ -16,6 +16,7 @@ import numbers
 import os
 import re
 import secrets
+import stat
 import threading
 import unicodedata
 from dataclasses import dataclass, field, fields
@@ -26,7 +27,9 @@ from typing import Any
 import yaml
 
 from metagen import __version__
-from metagen.errors import ConfigError, OutputError, OutputExistsError
+from metagen.errors import ConfigError, OutputError, OutputExistsError, OutputLinkError
+from metagen.files import NotRegularFile, read_regular
+from metagen.world import YamlRefused, compose_yaml, construct_plain, slugify
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +38,7 @@ FINISH_REASONS = ("eos", "stop", "length")
 FORMATS = ("md", "txt", "json", "yarn", "ink")
 DIALOGUE_ONLY_FORMATS = ("yarn", "ink")
 MAX_COMPONENT = 80  # characters in one sanitized path part
+MAX_PIECE_BYTES = 64 * 2**20  # a piece file read back (replay, resume) is never larger
 
 
 def _now_iso() -> str:
@@ -148,21 +152,60 @@ def sanitize_component(s: str) -> str:
     return out
 
 
+def _spelt_out(request: dict) -> str:
+    """The subject that names every part of request a subject names (cast, place, premise or
+    time), nothing left out or cut; a subject equal to it identifies its request by itself."""
+    cast = [str(c) for c in request.get("characters") or ()]
+    place = request.get("location")
+    if request.get("kind") == "scene":
+        parts = [str(place or ""), slugify(str(request.get("time") or ""), "", limit=None)]
+    elif cast or place:
+        parts = ["-".join(cast)] + ([f"at-{place}"] if place else [])
+    else:
+        return slugify(str(request.get("premise") or ""), "story", limit=None)
+    return "-".join(p for p in parts if p) or "untitled"
+
+
+def request_digest(request: Any) -> str:
+    """A short hash of the whole request (its recorded dict, or a Request)."""
+    data = _plain(request.to_dict() if hasattr(request, "to_dict") else request)
+    return _digest(json.dumps(data, sort_keys=True, ensure_ascii=False))
+
+
+def request_name(subject: str, request: Any) -> str:
+    """The file-name stem of a request: its subject, with a short hash of the whole request
+    when the subject leaves part of it out ("a-b-c-and-1-more", a premise's first words, a
+    cut at 80 characters), so two requests never share a name."""
+    data = request.to_dict() if hasattr(request, "to_dict") else dict(request)
+    if subject == _spelt_out(data):
+        return subject
+    head = subject[: MAX_COMPONENT - 9].rstrip(".-") or "untitled"
+    return f"{head}-{request_digest(data)}"
+
+
 def output_path(
-    out_dir: str | os.PathLike, world_id: str, kind: str, subject: str, seed: int, ext: str
+    out_dir: str | os.PathLike, world_id: str, kind: str, subject: str, seed: int, ext: str,
+    *, request: Any = None,
 ) -> Path:
-    """`<out>/<world>/<kind>/<subject>-<seed>.<ext>` from sanitized parts, checked to stay inside out."""
+    """`<out>/<world>/<kind>/<subject>-<seed>.<ext>` from sanitized parts, checked to stay inside out.
+
+    Args:
+        request: the request (or its recorded dict); when given, an abbreviated subject gets
+            a short hash of the whole request (see request_name).
+    """
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ValueError(f"seed must be an int, got {seed!r}")
     ext = re.sub(r"[^a-z0-9]", "", str(ext).lower()) or "txt"
-    name = f"{sanitize_component(subject)}-{seed}.{ext}"
+    stem = subject if request is None else request_name(subject, request)
+    name = f"{sanitize_component(stem)}-{seed}.{ext}"
     out = Path(out_dir)
     path = out / sanitize_component(world_id) / sanitize_component(kind) / name
     root = out.resolve()
     resolved = path.resolve()
     # Sanitized parts cannot climb out; this also catches a symlinked folder that does.
+    # write_atomic checks again, without following links, as it writes.
     if root not in resolved.parents:
-        raise OutputError(
+        raise OutputLinkError(
             f"{path} resolves outside the output folder {out}", hint=f"it resolves to {resolved}"
         )
     return path
@@ -347,22 +390,55 @@ def parse_front_matter(text: str) -> dict:
     if parts is None:
         raise ConfigError("no YAML front matter (the file does not start with a --- block)")
     try:
-        data = yaml.safe_load(parts[0])
-    except yaml.YAMLError as error:
-        raise ConfigError(f"the front matter is not valid YAML: {_one_line(str(error))}") from None
+        node = compose_yaml(parts[0].encode("utf-8", "surrogatepass"), "front matter")
+        data = construct_plain(node) if node is not None else None
+    except YamlRefused as error:
+        line = f"line {error.mark.line + 2}: " if error.mark is not None else ""  # + the opening ---
+        raise ConfigError(f"the front matter is not valid: {line}{error.message}") from None
     if not isinstance(data, dict):
         raise ConfigError("the front matter is not a YAML mapping")
     return data
 
 
+# The type each recorded field must have when present; a replay or resume trusts them.
+_RECORD_TYPES: dict[str, tuple[type, ...]] = {
+    "kind": (str,), "world_id": (str,), "world_hash": (str,), "world_files": (list,), "request": (dict,),
+    "model": (dict,), "settings": (dict,), "seed": (int,), "prompt_tokens": (int,), "output_tokens": (int,),
+    "lore_used": (list,), "lore_left_out": (list,), "finish_reason": (str,), "seconds": (int, float),
+    "text": (str,), "turns": (list,), "subject": (str,), "metagen_version": (str,),
+}  # fmt: skip
+
+
+def _check_record(path: Path, data: dict) -> None:
+    """ConfigError naming the first field whose type is wrong; only the type is named, never the value."""
+    for key, kinds in _RECORD_TYPES.items():
+        value = data.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, kinds):
+            want = " or ".join({"str": "text", "dict": "a mapping", "list": "a list", "int": "a whole number",
+                                "float": "a number"}[k.__name__] for k in kinds)
+            raise ConfigError(f"{path} is not a metagen file ({key} must be {want}, got {type(value).__name__})",
+                              hint="metagen reads back the files it wrote; restore or regenerate this one")
+    if not all(isinstance(f, str) for f in data.get("world_files") or ()):
+        raise ConfigError(f"{path} is not a metagen file (world_files must be a list of paths)")
+    if data.get("kind") is not None and data["kind"] not in KINDS:
+        raise ConfigError(f"{path} is not a metagen file (kind must be one of {', '.join(KINDS)})")
+
+
 def _read_text(path: Path) -> str:
     try:
-        with open(path, encoding="utf-8", newline="") as file:  # keep \r in the text as written
-            return file.read()
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path} is not a metagen file (not UTF-8 text)") from None
+        data = read_regular(path, MAX_PIECE_BYTES)
+    except NotRegularFile as error:
+        raise ConfigError(f"{path} is not a metagen file ({error.strerror})") from None
     except OSError as error:
         raise OutputError(f"cannot read {path}: {_reason(error)}") from None
+    if len(data) > MAX_PIECE_BYTES:
+        raise ConfigError(f"{path} is not a metagen file (over {MAX_PIECE_BYTES // 2**20} MiB)")
+    try:
+        return data.decode("utf-8")  # \r kept as written
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not a metagen file (not UTF-8 text)") from None
 
 
 def read_piece_file(path: str | os.PathLike) -> dict:
@@ -392,6 +468,7 @@ def read_piece_file(path: str | os.PathLike) -> dict:
     missing = [key for key in ("kind", "metagen_version", "text") if key not in data]
     if missing:
         raise ConfigError(f"{path} is not a metagen file (no {', '.join(missing)})")
+    _check_record(path, data)
     return data
 
 
@@ -412,7 +489,8 @@ def is_complete(path: str | os.PathLike) -> bool:
 
     md and json must parse and record a finish_reason and text; yarn and ink must carry
     their `// metagen:` finish_reason and closing line. A txt file has no metadata and
-    counts when it is non-empty: writes here are atomic, so a file at its final name is whole.
+    counts when it ends with the newline render() always writes, even around an empty
+    text: writes here are atomic, so a file at its final name is whole.
     """
     path = Path(path)
     if path.name.startswith(".") and path.name.endswith(".tmp"):
@@ -424,7 +502,7 @@ def is_complete(path: str | os.PathLike) -> bool:
         if suffix in (".md", ".json"):
             data = read_piece_file(path)
             return data.get("finish_reason") in FINISH_REASONS and isinstance(data.get("text"), str)
-        text = path.read_text(encoding="utf-8")
+        text = _read_text(path)
     except (OutputError, ConfigError, OSError, UnicodeDecodeError):
         return False
     if suffix in (".yarn", ".ink"):
@@ -432,7 +510,21 @@ def is_complete(path: str | os.PathLike) -> bool:
         lines = [line for line in text.split("\n") if line.strip()]
         closed = bool(lines) and lines[-1].strip() == closing
         return closed and _comment_metadata(text).get("finish_reason") in FINISH_REASONS
-    return bool(text.strip())
+    return text.endswith("\n")
+
+
+def recorded_difference(path: str | os.PathLike, expected: dict) -> str | None:
+    """The first field of expected that the piece at path records otherwise (or not at all);
+    None when all agree. A txt file records nothing, so it cannot differ."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in (".md", ".json"):
+        data = read_piece_file(path)
+    elif suffix in (".yarn", ".ink"):
+        data = _comment_metadata(_read_text(path))
+    else:
+        return None
+    return next((key for key, want in expected.items() if _plain(data.get(key)) != _plain(want)), None)
 
 
 # --------------------------------------------------------------------------- writing
@@ -450,25 +542,25 @@ def _reason(error: OSError) -> str:
     return str(error) or type(error).__name__
 
 
-def _remove(path: str) -> None:
+def _remove(folder_fd: int, name: str) -> None:
     try:
-        os.unlink(path)
+        os.unlink(name, dir_fd=folder_fd)
     except FileNotFoundError:
         pass
     except OSError as error:  # pragma: no cover - the folder vanished or turned read-only
-        log.warning("could not remove temp file %s: %s", path, _reason(error))
+        log.warning("could not remove temp file %s: %s", name, _reason(error))
 
 
-def _open_temp(folder: Path, name: str) -> tuple[int, str]:
-    """Create `.<name>.<pid>.<thread>.<random>.tmp` in folder with O_EXCL; the umask applies."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+def _open_temp(folder_fd: int, name: str) -> tuple[int, str]:
+    """Create `.<name>.<pid>.<thread>.<random>.tmp` in the open folder with O_EXCL; the umask applies."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
     for _ in range(100):
-        tmp = str(folder / f".{name[:100]}.{os.getpid()}.{threading.get_ident()}.{secrets.token_hex(4)}.tmp")
+        tmp = f".{name[:100]}.{os.getpid()}.{threading.get_ident()}.{secrets.token_hex(4)}.tmp"
         try:
-            return os.open(tmp, flags, 0o666), tmp
+            return os.open(tmp, flags, 0o666, dir_fd=folder_fd), tmp
         except FileExistsError:
             continue
-    raise FileExistsError(errno.EEXIST, "no free temp file name", str(folder))  # pragma: no cover
+    raise FileExistsError(errno.EEXIST, "no free temp file name", name)  # pragma: no cover
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -478,18 +570,12 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
-def _fsync_folder(folder: Path) -> None:
-    """Make the new name itself durable; best effort (not every platform can open a folder)."""
+def _fsync_folder(folder_fd: int) -> None:
+    """Make the new name itself durable; best effort (not every file system can sync a folder)."""
     try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
+        os.fsync(folder_fd)
     except OSError:
         pass
-    finally:
-        os.close(fd)
 
 
 def _no_hard_links(error: OSError) -> bool:
@@ -502,41 +588,129 @@ def _exists_error(path: Path) -> OutputExistsError:
     return OutputExistsError(f"{path} exists", hint="pass --overwrite to replace it, or choose another --out")
 
 
-def _publish_no_clobber(tmp: str, path: Path) -> None:
-    """Give tmp the name path unless path exists; atomic even when processes race."""
+def _publish_no_clobber(folder_fd: int, tmp: str, name: str) -> None:
+    """Give tmp the name unless it exists; atomic even when processes race."""
     try:
-        os.link(tmp, path)
+        os.link(tmp, name, src_dir_fd=folder_fd, dst_dir_fd=folder_fd)
         return
     except OSError as error:
         if not _no_hard_links(error):
             raise
     # A file system without hard links (FAT, some network mounts): claim the name with
     # O_EXCL, then replace the empty claim with the full file.
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666, dir_fd=folder_fd)
     os.close(fd)
     try:
-        os.replace(tmp, path)
+        os.replace(tmp, name, src_dir_fd=folder_fd, dst_dir_fd=folder_fd)
     except BaseException:
-        _remove(str(path))
+        _remove(folder_fd, name)
         raise
 
 
-def write_atomic(path: str | os.PathLike, data: str, *, overwrite: bool) -> Path:
-    """Write data (UTF-8) to path all at once; OutputExistsError if it exists and not overwrite."""
-    path = Path(path)
-    folder = path.parent
+_FOLDER_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
+_LINK_HINT = "metagen never writes through a link inside the output folder; remove it or choose another --out"
+
+
+class OutputFolder:
+    """An output folder, pinned the first time it is opened.
+
+    Every write opens the folder again and walks down to the file's folder one name at a
+    time with O_NOFOLLOW, at the moment of writing: a folder swapped for a symbolic link
+    during a run is refused, and so is the output folder itself once it is replaced.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self._identity: tuple[int, int] | None = None
+
+    def pin(self) -> None:
+        """Remember which folder the output folder is now, if it exists."""
+        try:
+            info = os.stat(self.path)
+        except OSError:
+            return
+        if stat.S_ISDIR(info.st_mode):
+            self._identity = (info.st_dev, info.st_ino)
+
+    def open_folder_of(self, path: Path) -> int:
+        """A descriptor of path's folder, made and opened from the output folder down; links refused."""
+        try:
+            parts = path.parent.relative_to(self.path).parts
+        except ValueError:
+            raise OutputLinkError(f"cannot write {path}: it is not inside the output folder {self.path}") from None
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, _FOLDER_FLAGS)
+        except (FileExistsError, NotADirectoryError):
+            raise OutputError(f"cannot write {path}: a file stands where a folder is needed") from None
+        except OSError as error:
+            raise OutputError(f"cannot write {path}: {_reason(error)}") from None
+        try:
+            info = os.fstat(fd)
+            if self._identity is None:
+                self._identity = (info.st_dev, info.st_ino)
+            elif (info.st_dev, info.st_ino) != self._identity:
+                raise OutputLinkError(f"cannot write {path}: the output folder {self.path} was replaced during the run",
+                                      hint=_LINK_HINT)
+            walked = self.path
+            for part in parts:
+                walked = walked / part
+                child = _open_child(fd, part, walked, path)
+                os.close(fd)
+                fd = child
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+
+def _open_child(folder_fd: int, name: str, shown: Path, target: Path) -> int:
+    """Make (if missing) and open the folder name inside folder_fd, refusing a link or a file."""
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        is_folder = path.is_dir()
-    except FileExistsError:
-        raise OutputError(f"cannot write {path}: a file stands where a folder is needed") from None
+        try:
+            os.mkdir(name, 0o777, dir_fd=folder_fd)
+        except FileExistsError:
+            pass
+        return os.open(name, _FOLDER_FLAGS | os.O_NOFOLLOW, dir_fd=folder_fd)
+    except OSError as error:
+        try:
+            mode = os.stat(name, dir_fd=folder_fd, follow_symlinks=False).st_mode
+        except OSError:
+            mode = 0
+        if stat.S_ISLNK(mode):
+            raise OutputLinkError(f"cannot write {target}: {shown} is a symbolic link", hint=_LINK_HINT) from None
+        if mode and not stat.S_ISDIR(mode):
+            raise OutputError(f"cannot write {target}: a file stands where a folder is needed") from None
+        raise OutputError(f"cannot write {target}: {_reason(error)}") from None
+
+
+def write_atomic(path: str | os.PathLike, data: str, *, overwrite: bool, root: OutputFolder | None = None) -> Path:
+    """Write data (UTF-8) to path all at once; OutputExistsError if it exists and not overwrite.
+
+    The file's folder is opened from root (default: the file's own folder) down without
+    following links, and the file is made inside that open folder.
+    """
+    path = Path(path)
+    folder_fd = (root or OutputFolder(path.parent)).open_folder_of(path)
+    try:
+        _write_in(folder_fd, path, data.encode("utf-8"), overwrite)
+    finally:
+        os.close(folder_fd)
+    return path
+
+
+def _write_in(folder_fd: int, path: Path, encoded: bytes, overwrite: bool) -> None:
+    name = path.name
+    try:
+        is_folder = stat.S_ISDIR(os.stat(name, dir_fd=folder_fd, follow_symlinks=False).st_mode)
+    except FileNotFoundError:
+        is_folder = False
     except OSError as error:
         raise OutputError(f"cannot write {path}: {_reason(error)}") from None
     if is_folder:
         raise OutputError(f"cannot write {path}: it is a folder")
-    encoded = data.encode("utf-8")
     try:
-        fd, tmp = _open_temp(folder, path.name)
+        fd, tmp = _open_temp(folder_fd, name)
     except OSError as error:
         raise OutputError(f"cannot write {path}: {_reason(error)}") from None
     try:
@@ -546,22 +720,22 @@ def write_atomic(path: str | os.PathLike, data: str, *, overwrite: bool) -> Path
         finally:
             os.close(fd)
         if overwrite:
-            os.replace(tmp, path)
+            # rename() replaces a link at the name itself and never writes through it.
+            os.replace(tmp, name, src_dir_fd=folder_fd, dst_dir_fd=folder_fd)
         else:
-            _publish_no_clobber(tmp, path)
-            _remove(tmp)
+            _publish_no_clobber(folder_fd, tmp, name)
+            _remove(folder_fd, tmp)
     except FileExistsError:
-        _remove(tmp)
+        _remove(folder_fd, tmp)
         raise _exists_error(path) from None
     except OSError as error:
-        _remove(tmp)
+        _remove(folder_fd, tmp)
         raise OutputError(f"cannot write {path}: {_reason(error)}") from None
     except BaseException:  # Ctrl-C or a bug mid-write: still leave no temp file behind
-        _remove(tmp)
+        _remove(folder_fd, tmp)
         raise
-    _fsync_folder(folder)
+    _fsync_folder(folder_fd)
     log.debug("wrote %s (%d bytes)", path, len(encoded))
-    return path
 
 
 def check_writable(out_dir: str | os.PathLike) -> None:
@@ -575,13 +749,23 @@ def check_writable(out_dir: str | os.PathLike) -> None:
             probe_dir = probe_dir.parent
         if not probe_dir.is_dir():
             raise OutputError(f"cannot create output folder {out}: {probe_dir} is a file")
-        fd, tmp = _open_temp(probe_dir, "metagen-probe")
+        folder_fd = os.open(probe_dir, _FOLDER_FLAGS)
     except OSError as error:
-        if probe_dir == out:
-            raise OutputError(f"cannot write to output folder {out}: {_reason(error)}") from None
-        raise OutputError(f"cannot create output folder {out} in {probe_dir}: {_reason(error)}") from None
-    os.close(fd)
-    _remove(tmp)
+        _raise_unwritable(out, probe_dir, error)
+    try:
+        fd, tmp = _open_temp(folder_fd, "metagen-probe")
+        os.close(fd)
+        _remove(folder_fd, tmp)
+    except OSError as error:
+        _raise_unwritable(out, probe_dir, error)
+    finally:
+        os.close(folder_fd)
+
+
+def _raise_unwritable(out: Path, probe_dir: Path, error: OSError):
+    if probe_dir == out:
+        raise OutputError(f"cannot write to output folder {out}: {_reason(error)}") from None
+    raise OutputError(f"cannot create output folder {out} in {probe_dir}: {_reason(error)}") from None
 
 
 def check_not_exists(path: str | os.PathLike, overwrite: bool) -> None:
@@ -596,5 +780,5 @@ def check_not_exists(path: str | os.PathLike, overwrite: bool) -> None:
 def write_piece(piece: Piece, out_dir: str | os.PathLike, fmt: str, *, overwrite: bool) -> Path:
     """Render piece in fmt and write it atomically to its place under out_dir; returns the path."""
     check_format(piece.kind, fmt)
-    path = output_path(out_dir, piece.world_id, piece.kind, piece.subject, piece.seed, fmt)
-    return write_atomic(path, render(piece, fmt), overwrite=overwrite)
+    path = output_path(out_dir, piece.world_id, piece.kind, piece.subject, piece.seed, fmt, request=piece.request)
+    return write_atomic(path, render(piece, fmt), overwrite=overwrite, root=OutputFolder(out_dir))

@@ -16,9 +16,11 @@ from tokenizers import AddedToken, Regex, decoders, models, pre_tokenizers
 from tokenizers import Tokenizer as HFTokenizer
 
 from metagen.errors import ModelError
+from metagen.files import read_regular_text
 from metagen.gguf import TOKEN_TYPE_CONTROL, TOKEN_TYPE_USER_DEFINED, TokenizerData
 
 # llama.cpp pre-tokenizer names whose first step splits numbers into single characters.
+MAX_CACHE_BYTES = 64 * 2**20  # a cached tokenizer.json larger than this is damaged
 SINGLE_DIGIT_PRE = {"smollm", "starcoder", "refact", "command-r", "codeshell", "exaone", "minerva"}
 
 CHATML_TEMPLATE = (
@@ -90,7 +92,7 @@ class Tokenizer:
 
     @classmethod
     def load(cls, path: Path) -> "Tokenizer":
-        payload = json.loads(path.read_text(encoding="utf-8"))
+        payload = json.loads(read_regular_text(path, MAX_CACHE_BYTES))
         hf = HFTokenizer.from_str(json.dumps(payload["tokenizer"]))
         return cls(hf, **payload["metagen"])
 

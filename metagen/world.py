@@ -21,11 +21,14 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from metagen.errors import RequestError, WorldError
+from metagen.files import NotRegularFile, check_regular, read_regular
 
 MAX_FILE_BYTES = 2 * 1024 * 1024  # per file; split bigger worlds with include:
 MAX_ALIASES = 100  # `*name` uses per file
 MAX_NODES = 50_000  # nodes per file, aliases expanded (pure-Python YAML parses ~15k nodes/s)
 MAX_PROBLEMS = 200  # listed in one WorldError; the rest are counted
+MAX_INT = 2**63  # whole numbers in a world file stay below this in size
+MAX_DEPTH = 100  # lists and mappings inside each other, when YAML is built into plain data
 
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 SETTING_RE = re.compile(r"^[a-z_][a-z0-9_]*$")
@@ -193,18 +196,18 @@ def _lookup(items, ref: str, what: str, world_id: str):
     raise RequestError(f"world '{world_id}' has no {what} '{ref}'", hint=hint)
 
 
-def slugify(text: str, fallback: str = "world") -> str:
-    """An ASCII id from free text: "Aoife Ní Bhriain" -> "aoife-ni-bhriain"."""
+def slugify(text: str, fallback: str = "world", limit: int | None = 64) -> str:
+    """An ASCII id from free text: "Aoife Ní Bhriain" -> "aoife-ni-bhriain"; cut at limit characters."""
     ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
-    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")[:64].strip("-")
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")[:limit].strip("-")
     return slug or fallback
 
 
 # ----------------------------------------------------------------------------- safe YAML
 
 
-class _Refused(Exception):
-    """A file-level refusal while composing (limits, tags); carries the mark."""
+class YamlRefused(Exception):
+    """A file-level refusal while reading YAML (syntax, limits, tags); carries the mark or None."""
 
     def __init__(self, mark, message: str):
         super().__init__(message)
@@ -230,7 +233,7 @@ class _WorldLoader(yaml.SafeLoader):
         if isinstance(event, yaml.AliasEvent):
             self.alias_uses += 1
             if self.alias_uses > MAX_ALIASES:
-                raise _Refused(
+                raise YamlRefused(
                     event.start_mark,
                     f"more than {MAX_ALIASES} alias uses (*name) in one file (write the values out instead)",
                 )
@@ -238,19 +241,19 @@ class _WorldLoader(yaml.SafeLoader):
             self.composed += 1
             if self.composed > MAX_NODES:
                 message = f"more than {MAX_NODES} values in one file (split it with include:)"
-                raise _Refused(event.start_mark, message)
+                raise YamlRefused(event.start_mark, message)
             if event.tag not in (None, "!") and event.tag not in _PLAIN_TAGS:
                 shown = event.tag.replace(_YAML, "!!")
-                raise _Refused(
+                raise YamlRefused(
                     event.start_mark,
-                    f"YAML tag '{shown}' is not allowed (world files hold only text, numbers, "
+                    f"YAML tag '{shown}' is not allowed (metagen's YAML files hold only text, numbers, "
                     "true/false, lists and mappings; remove the tag)",
                 )
         node = super().compose_node(parent, index)
         if isinstance(event, yaml.AliasEvent):
             if id(node) not in self.sizes:
                 message = "an alias refers to the node that contains it (recursive data is not allowed)"
-                raise _Refused(event.start_mark, message)
+                raise YamlRefused(event.start_mark, message)
             return node
         if isinstance(node, SequenceNode):
             children = node.value
@@ -260,12 +263,87 @@ class _WorldLoader(yaml.SafeLoader):
             children = []
         size = 1 + sum(self.sizes[id(c)] for c in children)
         if size > MAX_NODES:
-            raise _Refused(
+            raise YamlRefused(
                 node.start_mark,
                 f"aliases expand to more than {MAX_NODES} nodes here (an alias bomb?); write the values out",
             )
         self.sizes[id(node)] = size
         return node
+
+
+def compose_yaml(data: bytes, what: str):
+    """Decode and compose one YAML document with every safeguard of the world loader: UTF-8
+    only, no control characters, object tags, alias bombs, duplicate documents or deep
+    nesting. Returns the root node (marks kept) or None when empty; YamlRefused otherwise.
+
+    Args:
+        what: names the kind of file in messages ("a world file", "a jobs file").
+    """
+    if b"\x00" in data:
+        offset = data.index(b"\x00")
+        raise YamlRefused(None, f"looks like a binary file, not YAML text (NUL at byte {offset}; give a UTF-8 .yaml file)")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start)
+        column = error.start - (data.rfind(b"\n", 0, error.start) + 1)  # in bytes: the line is not text
+        mark = yaml.Mark("", error.start, line, column, None, None)
+        message = f"not UTF-8 text (byte 0x{data[error.start]:02x} cannot be decoded; save it as UTF-8)"
+        raise YamlRefused(mark, message) from None
+    try:
+        loader = _WorldLoader(text)  # checks every character up front
+    except yaml.reader.ReaderError as error:  # a control character, e.g. a stray backspace
+        at = error.position
+        mark = yaml.Mark("", at, text.count("\n", 0, at), at - (text.rfind("\n", 0, at) + 1), None, None)
+        code = error.character
+        tip = f"delete it, or write it as \\u{code:04x} inside double quotes"
+        kind = "control character" if code < 0x20 or 0x7F <= code < 0xA0 else "character"
+        raise YamlRefused(mark, f"the {kind} U+{code:04X} is not allowed in YAML ({tip})") from None
+    try:
+        return loader.get_single_node()
+    except yaml.MarkedYAMLError as error:
+        mark, message = _yaml_problem(error)
+        raise YamlRefused(mark, "invalid YAML: " + message) from None
+    except yaml.YAMLError as error:
+        raise YamlRefused(None, f"invalid YAML: {error}") from None
+    except RecursionError:
+        raise YamlRefused(None, f"is nested too deeply to be {what} (flatten the lists and mappings)") from None
+    finally:
+        loader.dispose()
+
+
+def construct_plain(node, depth: int = 0):
+    """Plain Python data (dict, list, str, int, float, bool, None) from a composed node;
+    YamlRefused for a duplicate or non-text key, a value no constructor can build, or
+    nesting past MAX_DEPTH."""
+    if depth > MAX_DEPTH:
+        raise YamlRefused(node.start_mark, f"nested more than {MAX_DEPTH} deep (flatten the lists and mappings)")
+    if isinstance(node, SequenceNode):
+        return [construct_plain(item, depth + 1) for item in node.value]
+    if isinstance(node, MappingNode):
+        out: dict = {}
+        for key, value in node.value:
+            if not isinstance(key, ScalarNode):
+                raise YamlRefused(key.start_mark, "a key must be a plain name, not a list or mapping")
+            if key.value in out:
+                raise YamlRefused(key.start_mark, f"duplicate key '{_short(key.value)}' (keep one)")
+            out[key.value] = construct_plain(value, depth + 1)
+        return out
+    if node.tag in (_YAML + "int", _YAML + "float", _YAML + "bool"):
+        value = construct_scalar(node)
+        if value is None:
+            raise YamlRefused(node.start_mark, f"'{_short(node.value)}' is not a valid {node.tag[len(_YAML):]}")
+        return value
+    return None if _is_null(node) else node.value
+
+
+def construct_scalar(node: ScalarNode):
+    """The int, float or bool a scalar's tag names; None when its text is not one of those
+    (`!!int abc`, `0b_`, `0x_`, more digits than Python converts)."""
+    try:
+        return yaml.constructor.SafeConstructor().construct_object(node)
+    except (ValueError, KeyError, IndexError, TypeError, OverflowError, yaml.YAMLError):
+        return None
 
 
 def _yaml_problem(error: yaml.MarkedYAMLError) -> tuple[object, str]:
@@ -314,8 +392,8 @@ def _describe(node: Node) -> str:
         return "a mapping"
     kind = node.tag.replace(_YAML, "")
     return {
-        "int": f"the number {node.value}",
-        "float": f"the number {node.value}",
+        "int": f"the number {_short(node.value)}",
+        "float": f"the number {_short(node.value)}",
         "bool": f"the true/false value '{node.value}'",
         "null": "an empty value",
         "timestamp": f"the date {node.value}",
@@ -450,7 +528,12 @@ class _Load:
 
     def integer(self, node: Node, path: str) -> int | None:
         if isinstance(node, ScalarNode) and node.tag == _YAML + "int":
-            return int(yaml.constructor.SafeConstructor().construct_yaml_int(node))
+            value = construct_scalar(node)
+            if isinstance(value, int) and abs(value) < MAX_INT:
+                return value
+            self.add(node, path, f"'{_short(node.value)}' is not a whole number metagen can read "
+                     f"(expected digits, at most {len(str(MAX_INT))} of them)")
+            return None
         self.add(node, path, f"got {_describe(node)} (expected a whole number)")
         return None
 
@@ -604,7 +687,12 @@ class _Load:
             return None if bad else [item.value for item in node.value]
         if isinstance(node, ScalarNode) and not _is_null(node):
             if node.tag in (_YAML + "int", _YAML + "float", _YAML + "bool"):
-                return yaml.constructor.SafeConstructor().construct_object(node)
+                value = construct_scalar(node)
+                if value is None or (isinstance(value, int) and abs(value) >= MAX_INT):
+                    kind = node.tag.replace(_YAML, "")
+                    self.add(node, path, f"'{_short(node.value)}' is not a {kind} value metagen can read "
+                             "(write a plain number such as 0.8 or 40, or true/false)")
+                return value
             return node.value
         self.add(node, path, f"got {_describe(node)} (expected a number, true/false, text or a list of text)")
         return None
@@ -639,15 +727,18 @@ def _read_file(load: _Load, path: Path) -> Node | None:
             tip = f"give {path / inside}" if inside else "give the .yaml file itself"
             load.add(None, "", f"is a directory, not a world file ({tip})")
             return None
-        size = path.stat().st_size
+        size = check_regular(path).st_size
+        data = read_regular(path, MAX_FILE_BYTES) if size <= MAX_FILE_BYTES else b""
+        size = max(size, len(data))  # a file that grew since stat is cut at the limit + 1
         if size > MAX_FILE_BYTES:
             mib = MAX_FILE_BYTES >= 2**20
             limit = f"{MAX_FILE_BYTES / 2**20:g} MiB" if mib else f"{MAX_FILE_BYTES / 2**10:g} KiB"
             tip = "split it with include:"
             load.add(None, "", f"is {size:,} bytes, over the {limit} limit for a world file ({tip})")
             return None
-        with path.open("rb") as handle:
-            data = handle.read(MAX_FILE_BYTES + 1)
+    except NotRegularFile as error:
+        load.add(None, "", error.sentence())
+        return None
     except FileNotFoundError:
         load.add(None, "", "no such file (check the path; `metagen worlds list` shows the worlds in ./worlds)")
         return None
@@ -656,53 +747,21 @@ def _read_file(load: _Load, path: Path) -> Node | None:
         return None
     load.files.append(path.resolve())
     load.data.append(data)
-    if b"\x00" in data:
-        offset = data.index(b"\x00")
-        tip = f"NUL at byte {offset}; give a UTF-8 .yaml file"
-        load.add(None, "", f"looks like a binary file, not YAML text ({tip})")
-        return None
     try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        line = data.count(b"\n", 0, error.start)
-        column = error.start - (data.rfind(b"\n", 0, error.start) + 1)  # in bytes: the line is not text
-        mark = yaml.Mark(load.display, error.start, line, column, None, None)
-        load.add(mark, "", f"not UTF-8 text (byte 0x{data[error.start]:02x} cannot be decoded; save it as UTF-8)")
-        return None
-    try:
-        loader = _WorldLoader(text)  # checks every character up front
-    except yaml.reader.ReaderError as error:  # a control character, e.g. a stray backspace
-        at = error.position
-        mark = yaml.Mark(load.display, at, text.count("\n", 0, at), at - (text.rfind("\n", 0, at) + 1), None, None)
-        code = error.character
-        tip = f"delete it, or write it as \\u{code:04x} inside double quotes"
-        kind = "control character" if code < 0x20 or 0x7F <= code < 0xA0 else "character"
-        load.add(mark, "", f"the {kind} U+{code:04X} is not allowed in YAML ({tip})")
-        return None
-    try:
-        node = loader.get_single_node()
-    except _Refused as error:
+        node = compose_yaml(data, "a world file")
+    except YamlRefused as error:
         load.add(error.mark, "", error.message)
         return None
-    except yaml.MarkedYAMLError as error:
-        mark, message = _yaml_problem(error)
-        load.add(mark, "", "invalid YAML: " + message)
-        return None
-    except yaml.YAMLError as error:
-        load.add(None, "", f"invalid YAML: {error}")
-        return None
-    except RecursionError:
-        load.add(None, "", "is nested too deeply to be a world file (flatten the lists and mappings)")
-        return None
-    finally:
-        loader.dispose()
     if node is None:
         load.add(None, "", "is empty or only comments (a world needs at least 'world:' with id and name; "
                  "`metagen worlds new NAME` writes a starter)")  # fmt: skip
         return None
     if not isinstance(node, MappingNode):
         sections = ", ".join(_TOP_KEYS[:5])
-        load.add(node, "", f"the top level is {_describe(node)} (expected a mapping of sections: {sections}, ...)")
+        # A single value is not quoted: the path may name some other file (a replay's
+        # world_files), whose first line must never be echoed.
+        shown = "a list" if isinstance(node, SequenceNode) else "a single value"
+        load.add(node, "", f"the top level is {shown} (expected a mapping of sections: {sections}, ...)")
         return None
     return node
 
@@ -748,7 +807,7 @@ def _include(load: _Load, parent: Path, parent_display: str, rel: str, node: Nod
         load.add(node, at, f"include cycle: {chain} (remove one of these includes)")
     elif target in load.files:
         load.add(node, at, f"'{rel}' is already included (include each file once)")
-    elif not target.is_file() and not target.is_dir():
+    elif not target.exists():
         tip = f"looked for {target}; include paths are relative to {parent_display}"
         load.add(node, at, f"'{rel}' not found ({tip})")
     else:

@@ -85,7 +85,7 @@ BAD_FILES = [
     ("jobs: []", "jobs.yaml:1: jobs: must be a non-empty list of jobs"),
     ("world: tiny.yaml\n", "jobs.yaml:1: jobs: missing"),
     ("- kind: story", "the top level must be a mapping"),
-    ("jobs: [{kind: story}\n", "jobs.yaml:2: invalid YAML"),
+    ("jobs: [{kind: story}\n", "jobs.yaml:1: invalid YAML: a [list] or {mapping} that starts here is never closed"),
     ("wrld: tiny.yaml\njobs: [{kind: story}]", "jobs.yaml:1: wrld: unknown key (did you mean 'world'?)"),
     ("world: tiny.yaml\njobs:\n  - kind: stroy", "jobs.yaml:3: jobs[0].kind: 'stroy' is not a kind (did you mean 'story'?)"),
     ("world: tiny.yaml\njobs:\n  - {location: well}", "jobs.yaml:3: jobs[0].kind: missing"),
@@ -105,6 +105,12 @@ BAD_FILES = [
     ("world: tiny.yaml\nsettings: {seed: 1}\njobs: [{kind: story}]", "settings.seed: set seeds with seed:"),
     ("jobs:\n  - {kind: story}", "jobs.yaml:2: jobs[0].world: no world"),
     ("world: tiny.yaml\njobs:\n  - {kind: story, id: a}\n  - {kind: story, id: a}", "jobs.yaml:4: jobs[1].id: 'a' is used twice (also jobs[0])"),
+    # Duplicate keys: YAML keeps the last one, so the first would be dropped without a word.
+    ("world: tiny.yaml\njobs: [{kind: story}]\njobs: [{kind: scene}]", "jobs.yaml:3: jobs: given twice (first at line 2"),
+    ("world: tiny.yaml\nseed: 1\nseed: 2\njobs: [{kind: story}]", "jobs.yaml:3: seed: given twice (first at line 2"),
+    ("world: tiny.yaml\njobs:\n  - {kind: story, seed: 1, seed: 2}", "jobs.yaml:3: jobs[0].seed: given twice"),
+    ("world: tiny.yaml\nsettings: {top_k: 1, top_k: 2}\njobs: [{kind: story}]", "jobs.yaml:2: settings.top_k: given twice"),
+    ("world: tiny.yaml\n[a]: 1\njobs: [{kind: story}]", "jobs.yaml:2: a key must be a plain name"),
 ]
 
 
@@ -321,7 +327,9 @@ def test_resume_skips_only_complete_files(tmp_path, world):
     jobs = batch.load_jobs(path)
     folder = tmp_path / "out" / "tinyville" / "scene"
     folder.mkdir(parents=True)
-    (folder / "well-1.md").write_text("---\nkind: scene\nmetagen_version: x\nfinish_reason: eos\n---\n\nDone.\n")
+    (folder / "well-1.md").write_text("---\nkind: scene\nworld_id: tinyville\nseed: 1\nmetagen_version: x\n"
+                                      "finish_reason: eos\nrequest: {kind: scene, location: well, time: null, "
+                                      "weather: null, mood: null, characters: [], opening: true}\n---\n\nDone.\n")
     plan = batch.plan_batch(jobs, resume=True)
     assert [u.seed for u in plan.skipped] == [1] and [u.seed for u in plan.units] == [2, 3]
     with pytest.raises(OutputExistsError):

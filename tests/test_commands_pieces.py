@@ -182,7 +182,7 @@ BAD_INPUTS = [
     (["story", "{world}", "--length", "epic"], "story length 'epic' is not known", ""),
     (["story", "{world}", "--format", "yarn"], "holds dialogue only", ""),
     (["story", "{world}", "--format", "docx"], "unknown output format 'docx'", ""),
-    (["story", "{world}", "--temperature", "-1"], "--temperature must be at least 0", ""),
+    (["story", "{world}", "--temperature", "-1"], "--temperature must be in [0, 100]", ""),
     (["story", "{missing}"], "no such file", ""),
     (["describe-scene", "{world}"], "a scene needs a location", ""),
     (["dialogue", "{world}", "-c", "ada"], "at least two characters", ""),

@@ -20,9 +20,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from metagen import output
-from metagen.errors import EXIT_BAD_INPUT, EXIT_GENERATION_FAILED, ConfigError, OutputError, OutputExistsError
+from metagen.prompts import DialogueRequest, SceneRequest, StoryRequest
+from metagen.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_GENERATION_FAILED,
+    ConfigError,
+    OutputError,
+    OutputExistsError,
+    OutputLinkError,
+)
 from metagen.output import (
     FORMATS,
+    OutputFolder,
     Piece,
     check_format,
     check_not_exists,
@@ -34,7 +43,9 @@ from metagen.output import (
     output_path,
     parse_front_matter,
     read_piece_file,
+    recorded_difference,
     render,
+    request_name,
     sanitize_component,
     write_atomic,
     write_piece,
@@ -52,7 +63,7 @@ def make_piece(**changes) -> Piece:
         world_id="harbor",
         world_hash="3f2a",
         world_files=["worlds/harbor.yaml"],
-        request={"kind": "story", "subject": "mira", "place": "Ōsaka pier"},
+        request={"kind": "story", "characters": ["mira"], "location": None, "premise": "Ōsaka pier"},
         model={"name": "tiny", "sha256": "ab" * 32, "path": "/cache/tiny.gguf"},
         settings={"strategy": "sample", "temperature": 0.8, "top_p": 0.95, "stop": ["\n\n"]},
         seed=7,
@@ -73,7 +84,8 @@ def make_piece(**changes) -> Piece:
 def make_dialogue(**changes) -> Piece:
     text = "\n".join(f"{t['speaker']}: {t['line']}" for t in TURNS)
     changes.setdefault("turns", [dict(t) for t in TURNS])
-    return make_piece(kind="dialogue", text=text, **changes)
+    changes.setdefault("text", text)
+    return make_piece(kind="dialogue", **changes)
 
 
 def files_in(folder: Path) -> list[str]:
@@ -469,7 +481,7 @@ def test_interrupt_mid_write_leaves_no_temp(tmp_path, monkeypatch):
 
 
 def test_file_system_without_hard_links_still_refuses_to_clobber(tmp_path, monkeypatch):
-    def no_links(*args):
+    def no_links(*args, **kwargs):
         raise OSError(errno.EPERM, "Operation not permitted")
 
     monkeypatch.setattr(output.os, "link", no_links)
@@ -496,7 +508,9 @@ def _deny_under(folder: Path):
     real_open = os.open
 
     def fake_open(path, flags, *args, **kwargs):
-        if str(path).startswith(str(folder)) and flags & os.O_CREAT:
+        # A name opened inside an open folder (dir_fd=) is under folder here too.
+        inside = str(path).startswith(str(folder)) or "dir_fd" in kwargs
+        if inside and flags & os.O_CREAT:
             raise PermissionError(errno.EACCES, "Permission denied", str(path))
         return real_open(path, flags, *args, **kwargs)
 
@@ -632,7 +646,7 @@ def test_threads_racing_without_overwrite_exactly_one_wins(tmp_path):
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_write_piece_places_the_file_and_counts_as_complete(tmp_path, fmt):
-    piece = make_dialogue(subject="Mira", seed=11)
+    piece = make_dialogue(subject="Mira", seed=11, request={"kind": "dialogue", "characters": ["Mira"]})
     path = write_piece(piece, tmp_path, fmt, overwrite=False)
     assert path == tmp_path / "harbor" / "dialogue" / f"Mira-11.{fmt}"
     assert path.read_text(encoding="utf-8") == render(piece, fmt)
@@ -674,3 +688,96 @@ def test_is_complete_rejects_missing_partial_and_foreign_files(tmp_path):
 def test_output_module_does_not_import_torch():
     code = "import sys, metagen.output; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+# ------------------------------------------------------- a name identifies its request (issue 14)
+
+SPELT_OUT = [
+    StoryRequest(characters=("ada",)),
+    StoryRequest(characters=("ada", "bo", "cy"), location="mill"),
+    StoryRequest(location="mill"),
+    StoryRequest(premise="A lost coin in the well."),
+    SceneRequest(location="well"),
+    SceneRequest(location="well", time="the night of the festival"),
+    DialogueRequest(characters=("ada", "bo", "cy"), location="well"),
+]
+ABBREVIATED = [
+    StoryRequest(characters=("ada", "bo", "cy", "dee")),
+    StoryRequest(characters=("ada", "bo", "cy", "eve")),
+    DialogueRequest(characters=("ada", "bo", "cy", "dee", "eve")),
+    StoryRequest(premise="A lost coin in the well at the mill."),
+    StoryRequest(premise="A lost coin in the well at the market."),
+    StoryRequest(characters=("a" * 60, "b" * 30)),
+    StoryRequest(characters=("a" * 60, "b" * 31)),
+    SceneRequest(location="well", time="x" * 90),
+]
+
+
+@pytest.mark.parametrize("request_", SPELT_OUT, ids=lambda r: r.subject)
+def test_a_name_that_spells_its_request_out_is_unchanged(tmp_path, request_):
+    """Existing files keep their names, so old runs still resume and replay."""
+    plain = output_path(tmp_path, "w", request_.kind, request_.subject, 7, "md")
+    assert output_path(tmp_path, "w", request_.kind, request_.subject, 7, "md", request=request_) == plain
+    assert request_name(request_.subject, request_.to_dict()) == request_.subject
+
+
+def test_abbreviated_names_carry_a_hash_of_the_whole_request(tmp_path):
+    names = [output_path(tmp_path, "w", r.kind, r.subject, 7, "md", request=r).name for r in ABBREVIATED]
+    assert len(set(names)) == len(names), names
+    assert names[0].startswith("ada-bo-cy-and-1-more-") and names[0].endswith("-7.md")
+    assert all(len(n) <= 80 + len("-7.md") for n in names)
+
+
+ids = st.sampled_from(["ada", "bo", "cy", "dee", "eve", "a-b", "and", "1", "more", "x" * 40])
+
+
+@settings(max_examples=300, deadline=None)
+@given(first=st.lists(ids, min_size=1, max_size=6, unique=True), second=st.lists(ids, min_size=1, max_size=6, unique=True),
+       place=st.sampled_from([None, "well", "mill"]), kind=st.sampled_from([StoryRequest, DialogueRequest]))
+def test_two_requests_share_a_name_only_when_it_spells_both_out(first, second, place, kind):
+    if kind is DialogueRequest and (len(first) < 2 or len(second) < 2):
+        return
+    a, b = kind(characters=tuple(first), location=place), kind(characters=tuple(second), location=place)
+    if request_name(a.subject, a) == request_name(b.subject, b):
+        assert first == second
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_complete_piece_with_empty_text_counts_as_complete(tmp_path, fmt):
+    piece = make_dialogue(text="", turns=[], request={"kind": "dialogue", "characters": ["mira"]}, subject="mira")
+    path = write_piece(piece, tmp_path, fmt, overwrite=False)
+    assert is_complete(path)
+    same = {"kind": "dialogue", "world_id": "harbor", "request": piece.request, "seed": piece.seed}
+    assert recorded_difference(path, same) is None
+    other = {**same, "request": {"kind": "dialogue", "characters": ["mira", "jonas"]}}
+    assert recorded_difference(path, other) == (None if fmt == "txt" else "request")
+
+
+def test_a_folder_swapped_for_a_link_is_refused_when_the_file_is_written(tmp_path):
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    folder = OutputFolder(out)
+    write_atomic(out / "w" / "story" / "a-1.md", "one", overwrite=False, root=folder)
+    (out / "w").rename(tmp_path / "moved")
+    (out / "w").symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(OutputLinkError, match="out/w is a symbolic link"):
+        write_atomic(out / "w" / "story" / "a-2.md", "two", overwrite=False, root=folder)
+    (out / "w").unlink()
+    (out / "w").mkdir()
+    (out / "w" / "story").symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(OutputLinkError, match="out/w/story is a symbolic link"):
+        write_atomic(out / "w" / "story" / "a-2.md", "two", overwrite=True, root=folder)
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_an_output_folder_replaced_during_a_run_is_refused(tmp_path):
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    folder = OutputFolder(out)
+    write_atomic(out / "a-1.md", "one", overwrite=False, root=folder)
+    out.rename(tmp_path / "moved")
+    out.symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(OutputLinkError, match="was replaced during the run") as error:
+        write_atomic(out / "a-2.md", "two", overwrite=False, root=folder)
+    assert error.value.exit_code == EXIT_BAD_INPUT
+    assert list(elsewhere.iterdir()) == []

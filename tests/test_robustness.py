@@ -15,9 +15,12 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from metagen.output import is_complete, read_piece_file
 
@@ -147,10 +150,10 @@ WORLD_CASES = [
     pytest.param("world.yaml", {"world.yaml": "- world\n- characters\n"},
                  ["world.yaml:1:1: the top level is a list", "expected a mapping of sections"], id="top-level-list"),
     pytest.param("world.yaml", {"world.yaml": "a world of rain\n"},
-                 ["world.yaml:1:1: the top level is the text 'a world of rain'", "expected a mapping"],
+                 ["world.yaml:1:1: the top level is a single value", "expected a mapping"],
                  id="top-level-string"),
     pytest.param("world.yaml", {"world.yaml": "1234\n"},
-                 ["world.yaml:1:1: the top level is the number 1234"], id="top-level-number"),
+                 ["world.yaml:1:1: the top level is a single value"], id="top-level-number"),
     pytest.param("world.yaml", {"world.yaml": HEAD + "locations: {id: well, name: Well}\n"},
                  ["world.yaml:2:12: locations: got a mapping", "expected a list of '- id: ...' entries"],
                  id="wrong-type-section"),
@@ -342,10 +345,10 @@ def test_bad_request(runner, tmp_path, world, no_model, args, needles):
 DECODING_CASES = [
     pytest.param(["--top-p", "1.5"], "--top-p must be in (0, 1], got 1.5", id="top-p-high"),
     pytest.param(["--top-p", "0"], "--top-p must be in (0, 1], got 0.0", id="top-p-zero"),
-    pytest.param(["--temperature", "-1"], "--temperature must be at least 0, got -1.0", id="temperature"),
+    pytest.param(["--temperature", "-1"], "--temperature must be in [0, 100], got -1.0", id="temperature"),
     pytest.param(["--temperature", "nan"], "(--temperature) must be a finite number, got nan", id="temperature-nan"),
     pytest.param(["--temperature", "inf"], "(--temperature) must be a finite number, got inf", id="temperature-inf"),
-    pytest.param(["--strategy", "beam", "--beams", "0"], "--beams must be at least 1, got 0", id="beams-0"),
+    pytest.param(["--strategy", "beam", "--beams", "0"], "--beams must be in [1, 64], got 0", id="beams-0"),
     pytest.param(["--strategy", "beam", "--beams", "1"], "--beams must be at least 2 with --strategy beam",
                  id="beams-1"),
     pytest.param(["--strategy", "beam", "--beams", "2", "--num-return", "3"],
@@ -372,12 +375,12 @@ DECODING_CASES = [
     pytest.param(["--top-k", "-1"], "--top-k must be at least 0, got -1", id="top-k"),
     pytest.param(["--min-p", "1"], "--min-p must be in [0, 1), got 1.0", id="min-p"),
     pytest.param(["--typical-p", "0"], "--typical-p must be in (0, 1], got 0.0", id="typical-p"),
-    pytest.param(["--repetition-penalty", "0"], "--repetition-penalty must be greater than 0", id="repetition"),
+    pytest.param(["--repetition-penalty", "0"], "--repetition-penalty must be in [0.001, 100]", id="repetition"),
     pytest.param(["--repetition-window", "-1"], "--repetition-window must be at least 0", id="window"),
     pytest.param(["--no-repeat-ngram", "-2"], "--no-repeat-ngram must be at least 0", id="ngram"),
     pytest.param(["--xtc-threshold", "0.9"], "--xtc-threshold must be in [0, 0.5], got 0.9", id="xtc-threshold"),
     pytest.param(["--xtc-probability", "2"], "--xtc-probability must be in [0, 1], got 2.0", id="xtc-probability"),
-    pytest.param(["--dry-base", "1"], "--dry-base must be greater than 1, got 1.0", id="dry-base"),
+    pytest.param(["--dry-base", "1"], "--dry-base must be in (1, 10], got 1.0", id="dry-base"),
     pytest.param(["--dry-allowed-length", "0"], "--dry-allowed-length must be at least 1", id="dry-length"),
     pytest.param(["--stop", ""], "--stop needs non-empty strings", id="stop-empty"),
     pytest.param(["--ban", ""], "--ban needs non-empty strings", id="ban-empty"),
@@ -652,7 +655,7 @@ def _fail_write(monkeypatch, where: str, error: BaseException):
 
         monkeypatch.setattr(output.os, "fsync", fsync)
     else:
-        def link(src, dst):
+        def link(src, dst, **kwargs):
             raise error
 
         monkeypatch.setattr(output.os, "link", link)
@@ -737,7 +740,7 @@ def test_a_symlink_out_of_the_output_folder_is_refused(runner, tmp_path, world, 
     elsewhere.mkdir()
     (out / "tinyville").symlink_to(elsewhere, target_is_directory=True)
     result = invoke(runner, "story", world, "-c", "ada", "--seed", 1, "--out", out)
-    assert_fails_cleanly(result, 1, ["out/tinyville/story/ada-1.md resolves outside the output folder",
+    assert_fails_cleanly(result, 2, ["out/tinyville/story/ada-1.md resolves outside the output folder",
                                      "it resolves to"])
     assert files_in(elsewhere) == []
 
@@ -799,3 +802,499 @@ def test_real_process_prints_one_line_and_no_traceback(tmp_path, world, args, co
     (line,) = stderr.splitlines()
     assert line.startswith(needle), line
     assert not (tmp_path / "out").exists()
+
+
+# ----------------------------------------------------------------------------- round two (issue 14)
+
+SECONDS_LIMIT = 10
+MEMORY_LIMIT_MB = 1024
+
+FIVE_WORLD = TINY_WORLD.replace("lore:", "  - {id: dee, name: Dee}\n  - {id: eve, name: Eve}\nlore:")
+
+
+def run_bounded(*args, cwd: Path, stdin=None, env: dict | None = None) -> tuple[int, str, float, float]:
+    """`python -m metagen ARGS` in a real process: (exit code, stderr, seconds, peak MB of memory).
+
+    The process is killed past three times the time limit (and its address space is capped
+    at 4 GB), so a hang or a memory bomb fails the test instead of the machine.
+    """
+    import resource
+    import time
+
+    def cap():
+        resource.setrlimit(resource.RLIMIT_AS, (4 * 2**30, 4 * 2**30))
+
+    argv = [a if isinstance(a, bytes) else str(a) for a in args]
+    started = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-m", "metagen", *argv], cwd=cwd, stdin=stdin or subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, **(env or {})},
+                            preexec_fn=cap)
+    try:
+        _, stderr = proc.communicate(timeout=SECONDS_LIMIT * 3)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise AssertionError(f"metagen {args} ran for more than {SECONDS_LIMIT * 3} s")
+    seconds = time.monotonic() - started
+    # ru_maxrss of the children waited for so far: the largest of them, in KiB on Linux.
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return proc.returncode, stderr.decode("utf-8", "replace"), seconds, peak
+
+
+def assert_refused_in_bounds(*args, cwd: Path, needles, stdin=None, code: int = 2) -> str:
+    """exit 2, one `error:` line holding every needle, no traceback, within 10 s and 1 GB."""
+    returncode, stderr, seconds, peak = run_bounded(*args, cwd=cwd, stdin=stdin)
+    assert "Traceback" not in stderr, stderr
+    lines = stderr.splitlines()
+    prefix = "" if args[:2] == ("worlds", "validate") else "error: "  # validate lists problems bare
+    # Progress lines ("metagen: converting ...") may come first; the error is the one last line.
+    errors = [line for line in lines if line.startswith("error:")] if prefix else lines
+    assert returncode == code and len(errors) == 1 and lines[-1] == errors[0], (returncode, stderr)
+    assert lines[-1].startswith(prefix), stderr
+    for needle in needles:
+        assert needle in lines[-1], f"{needle!r} not in {lines[-1]!r}"
+    assert seconds < SECONDS_LIMIT, f"took {seconds:.1f} s"
+    assert peak < MEMORY_LIMIT_MB, f"took {peak:.0f} MB"
+    return lines[-1]
+
+
+# 1. silent loss and wrong files
+
+
+def test_casts_that_abbreviate_alike_get_files_of_their_own(runner, tmp_path, model_args):
+    (tmp_path / "five.yaml").write_text(FIVE_WORLD, encoding="utf-8")
+    out = tmp_path / "out"
+    story = invoke(runner, "story", "five.yaml", "-c", "ada,bo,cy,dee", "--seed", 5, "--max-tokens", 2, "--out", out,
+                   *model_args)
+    assert story.exit_code == 0, story.output
+    jobs = tmp_path / "jobs.yaml"
+    jobs.write_text("world: five.yaml\nseed: 5\nsettings: {max_new_tokens: 2}\n"
+                    "jobs:\n  - {kind: story, characters: [ada, bo, cy, eve]}\n", encoding="utf-8")
+    for flags in ([], ["--resume"], ["--overwrite"]):
+        result = invoke(runner, "batch", jobs, "--out", out, *flags, *model_args)
+        assert result.exit_code == 0, result.output
+    made = {p.name: read_piece_file(p)["request"]["characters"] for p in files_in(out)}
+    assert sorted(made.values()) == [["ada", "bo", "cy", "dee"], ["ada", "bo", "cy", "eve"]]
+    assert all(name.startswith("ada-bo-cy-and-1-more-") for name in made)
+
+
+def test_resume_never_skips_a_file_another_request_made(runner, tmp_path, world, model_args, monkeypatch):
+    jobs = tmp_path / "jobs.yaml"
+    jobs.write_text("world: tiny.yaml\nseed: 5\nsettings: {max_new_tokens: 2}\n"
+                    "jobs:\n  - {kind: story, characters: [ada], premise: A coin.}\n", encoding="utf-8")
+    assert invoke(runner, "batch", jobs, *model_args).exit_code == 0
+    before = files_in(tmp_path / "out")[0].read_bytes()
+    jobs.write_text(jobs.read_text(encoding="utf-8").replace("A coin.", "A ring."), encoding="utf-8")
+    monkeypatch.setattr("metagen.commands.batch.load_generator", lambda *a, **k: pytest.fail("the model was loaded"))
+    result = invoke(runner, "batch", jobs, "--resume", *model_args)
+    assert_fails_cleanly(result, 2, ["out/tinyville/story/ada-5.md exists but was made by another request",
+                                     "its request differs", "pass --overwrite"])
+    assert files_in(tmp_path / "out")[0].read_bytes() == before
+
+
+def test_resume_skips_a_complete_piece_whose_text_is_empty(runner, tmp_path, world, model_args, monkeypatch):
+    from metagen import pieces
+
+    real = pieces.compose
+
+    def silent(*args, **kwargs):
+        result = real(*args, **kwargs)
+        result.pieces[:] = [replace(p, text="", finish_reason="stop") for p in result.pieces]
+        return result
+
+    monkeypatch.setattr(pieces, "compose", silent)
+    jobs = tmp_path / "jobs.yaml"
+    jobs.write_text("world: tiny.yaml\nseed: 5\nsettings: {max_new_tokens: 2}\njobs:\n"
+                    + "".join(f"  - {{kind: scene, location: well, format: {f}}}\n" for f in ("md", "txt", "json"))
+                    + "  - {kind: dialogue, characters: [ada, bo], turns: 1, format: yarn}\n", encoding="utf-8")
+    assert invoke(runner, "batch", jobs, *model_args).exit_code == 0
+    result = invoke(runner, "batch", jobs, "--resume", *model_args)
+    assert result.exit_code == 0 and "nothing to do: 4 complete already" in result.stderr, result.output
+
+
+def test_a_folder_swapped_for_a_link_mid_batch_is_refused(runner, tmp_path, world, model_args, monkeypatch):
+    from metagen import pieces
+
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    real, calls = pieces.compose, []
+
+    def swap_after_the_first(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            (out / "tinyville").rename(tmp_path / "aside")
+            (out / "tinyville").symlink_to(elsewhere, target_is_directory=True)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pieces, "compose", swap_after_the_first)
+    jobs = tmp_path / "jobs.yaml"
+    jobs.write_text("world: tiny.yaml\nseed: 5\nsettings: {max_new_tokens: 2}\n"
+                    "jobs:\n  - {kind: scene, location: well, count: 3}\n", encoding="utf-8")
+    result = invoke(runner, "batch", jobs, "--batch-size", 1, *model_args)
+    assert_fails_cleanly(result, 2, ["out/tinyville/scene/well-6.md", "out/tinyville is a symbolic link",
+                                     "never writes through a link"])
+    assert files_in(elsewhere) == [] and [p.name for p in files_in(tmp_path / "aside")] == ["well-5.md"]
+
+
+def test_swapping_the_output_folder_for_links_during_a_real_batch(tmp_path, world, wide_gguf):
+    """Another process swaps out/ and out/tinyville for links while a batch writes: nothing lands
+    outside, every piece reported written is whole, and a refused write is one line, exit 2."""
+    import threading
+    import time
+
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    jobs = tmp_path / "jobs.yaml"
+    jobs.write_text("world: tiny.yaml\nseed: 1\nsettings: {max_new_tokens: 1}\n"
+                    "jobs:\n  - {kind: scene, location: well, count: 400}\n", encoding="utf-8")
+    proc = subprocess.Popen([sys.executable, "-m", "metagen", "batch", str(jobs), "--batch-size", "1", "--model",
+                             str(wide_gguf), "--dtype", "float32"], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    swaps = 0
+
+    def swap(real: Path, aside: Path):
+        real.rename(aside)
+        try:
+            real.symlink_to(elsewhere, target_is_directory=True)
+        except FileExistsError:  # the batch made the folder again in between: it must now refuse
+            return
+        time.sleep(0.002)
+        real.unlink()
+        aside.rename(real)
+
+    def hammer():
+        nonlocal swaps
+        while proc.poll() is None:
+            if (out / "tinyville" / "scene").is_dir() and not (out / "tinyville").is_symlink():
+                try:
+                    swap(out / "tinyville", tmp_path / f"aside-world-{swaps}")
+                    swap(out, tmp_path / f"aside-out-{swaps}")
+                except OSError:  # a folder it meant to move was moved or made by the other side
+                    pass
+                swaps += 1
+            time.sleep(0.005)
+
+    thread = threading.Thread(target=hammer)
+    thread.start()
+    _, stderr = proc.communicate(timeout=300)
+    thread.join()
+    assert "Traceback" not in stderr and proc.returncode in (0, 2), stderr
+    if proc.returncode == 2:
+        line = stderr.splitlines()[-1]
+        assert line.startswith("error: ") and ("symbolic link" in line or "replaced during the run" in line), line
+    assert swaps > 0 and files_in(elsewhere) == []
+    # Nothing lost: every piece reported written is whole, in out/ or where the swaps moved it.
+    written = {Path(line[len("wrote "):]).name for line in stderr.splitlines() if line.startswith("wrote ")}
+    kept = {p.name for p in tmp_path.rglob("*.md") if elsewhere not in p.parents and is_complete(p)}
+    assert written and written <= kept
+    assert leftovers(tmp_path) == []
+
+
+# 3. special files: refused by their kind before a byte is read
+
+
+def _fifo(path: Path) -> Path:
+    os.mkfifo(path)
+    return path
+
+
+def _piece_naming(tmp_path: Path, world_file: str) -> Path:
+    """A metagen piece whose front matter points at world_file."""
+    from metagen.output import Piece, render
+
+    piece = Piece(kind="story", world_id="tinyville", world_hash="", world_files=[world_file],
+                  request={"kind": "story", "characters": ["ada"]}, model={"name": "x", "path": "x.gguf"},
+                  settings={"strategy": "greedy"}, seed=1, prompt_tokens=1, output_tokens=1, lore_used=[],
+                  lore_left_out=[], finish_reason="eos", seconds=0.0, text="Hi.", subject="ada")
+    path = tmp_path / "piece.md"
+    path.write_text(render(piece, "md"), encoding="utf-8")
+    return path
+
+
+SPECIAL_FILE_CASES = [
+    pytest.param(lambda t: ["story", _fifo(t / "w.yaml"), "-c", "ada"],
+                 ["w.yaml: is a FIFO (named pipe), not a regular file", "give a file"], id="world-fifo"),
+    pytest.param(lambda t: ["story", "/dev/zero", "-c", "ada"],
+                 ["/dev/zero: is a character device, not a regular file"], id="world-device"),
+    pytest.param(lambda t: ["worlds", "validate", "/dev/zero"], ["/dev/zero: is a character device"],
+                 id="validate-device"),
+    pytest.param(lambda t: (_fifo(t / "part.yaml"),
+                            (t / "w.yaml").write_text(HEAD + "include: [part.yaml]\n"), ["story", "w.yaml"])[-1],
+                 ["part.yaml: is a FIFO (named pipe)"], id="include-fifo"),
+    pytest.param(lambda t: ["story", "tiny.yaml", "-c", "ada", "--model", "/dev/zero"],
+                 ["model file /dev/zero is a character device, not a regular file", "give the path of a .gguf"],
+                 id="model-device"),
+    pytest.param(lambda t: ["story", "tiny.yaml", "-c", "ada", "--model", _fifo(t / "m.gguf")],
+                 ["m.gguf is a FIFO (named pipe)"], id="model-fifo"),
+    pytest.param(lambda t: ["models", "info", _fifo(t / "m.gguf")], ["m.gguf is a FIFO (named pipe)"],
+                 id="models-info-fifo"),
+    pytest.param(lambda t: ["batch", _fifo(t / "jobs.yaml")], ["jobs.yaml: is a FIFO (named pipe)"], id="jobs-fifo"),
+    pytest.param(lambda t: ["batch", "/dev/zero"], ["/dev/zero: is a character device"], id="jobs-device"),
+    pytest.param(lambda t: ["replay", _fifo(t / "p.md")], ["p.md is not a metagen file (is a FIFO"],
+                 id="replay-fifo"),
+    pytest.param(lambda t: ["replay", _piece_naming(t, str(_fifo(t / "gone.yaml")))],
+                 ["gone.yaml: is a FIFO (named pipe)"], id="replay-world-files-fifo"),
+    pytest.param(lambda t: ["replay", _piece_naming(t, "/dev/zero")], ["/dev/zero: is a character device"],
+                 id="replay-world-files-device"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("make", "needles"), SPECIAL_FILE_CASES)
+def test_special_files_are_refused_before_reading(tmp_path, world, make, needles):
+    assert_refused_in_bounds(*make(tmp_path), cwd=tmp_path, needles=needles)
+
+
+def test_special_cache_files_are_ignored_not_read(tmp_path, isolated_home):
+    from metagen import models
+    from metagen.files import NotRegularFile
+    from metagen.tokenizer import Tokenizer
+
+    with pytest.raises(NotRegularFile):
+        Tokenizer.load(_fifo(tmp_path / "tokenizer.json"))
+    isolated_home.mkdir()
+    _fifo(isolated_home / "hashes.json")
+    assert models._read_json(isolated_home / "hashes.json") == {}
+
+
+# 4. hostile GGUF headers: every count and length checked against the file's size first
+
+
+def _gguf_header(tensor_count: int, kv: bytes, kv_count: int = 1, tail: bytes = b"") -> bytes:
+    import struct
+
+    return b"GGUF" + struct.pack("<IQQ", 3, tensor_count, kv_count) + kv + tail
+
+
+def _gguf_string(text: str, length: int | None = None) -> bytes:
+    import struct
+
+    data = text.encode()
+    return struct.pack("<Q", len(data) if length is None else length) + data
+
+
+def _gguf_array(item_type: int, count: int, items: bytes = b"") -> bytes:
+    import struct
+
+    return _gguf_string("a") + struct.pack("<IIQ", 9, item_type, count) + items
+
+
+def _nested_arrays(depth: int) -> bytes:
+    import struct
+
+    inner = struct.pack("<IQ", 0, 1) + b"\x00"  # an array of one uint8
+    for _ in range(depth - 1):
+        inner = struct.pack("<IQ", 9, 1) + inner  # an array of one array
+    return _gguf_string("a") + struct.pack("<I", 9) + inner
+
+
+def _patched_metadata(key: str, value: int):
+    """The tiny model with one uint32 metadata value replaced."""
+    import struct
+
+    def make(tmp_path: Path, gguf: Path) -> Path:
+        data = bytearray(gguf.read_bytes())
+        at = data.index(_gguf_string(key)) + len(_gguf_string(key))
+        assert struct.unpack_from("<I", data, at)[0] == 4  # uint32
+        struct.pack_into("<I", data, at + 4, value)
+        path = tmp_path / "patched.gguf"
+        path.write_bytes(bytes(data))
+        return path
+
+    return make
+
+
+def _raw(content: bytes):
+    def make(tmp_path: Path, gguf: Path) -> Path:
+        path = tmp_path / "hostile.gguf"
+        path.write_bytes(content)
+        return path
+
+    return make
+
+
+HOSTILE_GGUF_CASES = [
+    pytest.param(_raw(_gguf_header(0, _gguf_array(0, 2**62))), "claims 4,611,686,018,427,387,904 array items",
+                 id="uint8-array-2^62"),
+    pytest.param(_raw(_gguf_header(0, _gguf_array(8, 2**62))), "array items", id="string-array-2^62"),
+    pytest.param(_raw(_gguf_header(0, _gguf_array(9, 2**40))), "array items", id="array-of-arrays-2^40"),
+    pytest.param(_raw(_gguf_header(0, _nested_arrays(6), tail=b"\x00" * 64)), "nested more than 4 deep",
+                 id="nested-arrays"),
+    pytest.param(_raw(_gguf_header(0, b"", kv_count=2**60)), "metadata entries", id="kv-count-2^60"),
+    pytest.param(_raw(_gguf_header(2**60, b"", kv_count=0)), "tensors", id="tensor-count-2^60"),
+    pytest.param(_raw(_gguf_header(1, b"", kv_count=0, tail=_gguf_string("t") + (2**31).to_bytes(4, "little")
+                                   + b"\x00" * 64)), "claims 2147483648 dimensions", id="n-dims-2^31"),
+    pytest.param(_raw(_gguf_header(0, _gguf_string("k", length=2**63), tail=b"\x00" * 64)), "a string runs past the end",
+                 id="string-length-2^63"),
+    pytest.param(_raw(_gguf_header(0, b"", kv_count=1)), "damaged or truncated", id="truncated"),
+    pytest.param(_patched_metadata("llama.embedding_length", 2**31), "dim is 2147483648, outside 1 to 65,536",
+                 id="huge-dim"),
+    pytest.param(_patched_metadata("llama.attention.head_count", 0), "n_heads is 0, outside 1", id="zero-heads"),
+    pytest.param(_patched_metadata("llama.context_length", 2**32 - 1), "max_seq_len is 4294967295",
+                 id="huge-context"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("command", ["models-info", "story"])
+@pytest.mark.parametrize(("make", "needle"), HOSTILE_GGUF_CASES)
+def test_hostile_gguf_headers_are_refused_in_bounded_memory(tmp_path, world, tiny_gguf, make, needle, command):
+    path = make(tmp_path, tiny_gguf)
+    args = ["models", "info", path] if command == "models-info" else ["story", "tiny.yaml", "-c", "ada",
+                                                                        "--model", path]
+    assert_refused_in_bounds(*args, cwd=tmp_path, needles=[path.name, needle])
+
+
+# 7. numbers: odd YAML notations and tags, and decoding extremes, checked before allocation
+
+LORE = "lore:\n  - {id: a, keys: [x], text: T, priority: %s}\n"
+NUMBER_WORLD_CASES = [
+    pytest.param(HEAD + LORE % "0b_", "world.yaml:3:43: lore[0].priority: '0b_' is not a whole number", id="0b_"),
+    pytest.param(HEAD + LORE % "0x_", "lore[0].priority: '0x_' is not a whole number", id="0x_"),
+    pytest.param(HEAD + LORE % "0o_", "lore[0].priority: got the text '0o_'", id="0o_"),
+    pytest.param(HEAD + LORE % ("9" * 5000), "lore[0].priority: '99999", id="5000-digits"),
+    pytest.param(HEAD + LORE % ("9" * 30), "is not a whole number metagen can read", id="30-digits"),
+    pytest.param(HEAD + LORE % "!!int abc", "lore[0].priority: 'abc' is not a whole number", id="int-tag-text"),
+    pytest.param(HEAD + LORE % "!!float abc", "lore[0].priority: got the number abc", id="float-tag-text"),
+    pytest.param(HEAD + "defaults:\n  all: {temperature: !!float abc}\n",
+                 "world.yaml:3:22: defaults.all.temperature: 'abc' is not a float value", id="setting-float-tag"),
+    pytest.param(HEAD + "defaults:\n  all: {top_k: 0x_}\n", "defaults.all.top_k: '0x_' is not a int value",
+                 id="setting-0x_"),
+    pytest.param(HEAD + "defaults:\n  all: {early_stopping: !!bool maybe}\n",
+                 "defaults.all.early_stopping: 'maybe' is not a bool value", id="setting-bool-tag"),
+    pytest.param(HEAD + "defaults:\n  all: {temperature: " + "9" * 400 + "}\n",
+                 "defaults.all.temperature: '9999", id="setting-400-digits"),
+    pytest.param(HEAD + "style: {length_words: {short: !!int 0x}}\n", "style.length_words.short: '0x' is not",
+                 id="length-words"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("text", "needle"), NUMBER_WORLD_CASES)
+def test_odd_numbers_in_world_files(runner, tmp_path, no_model, text, needle):
+    (tmp_path / "world.yaml").write_text(text, encoding="utf-8")
+    for args in (["story", "world.yaml"], ["worlds", "validate", "world.yaml"]):
+        result = invoke(runner, *args)
+        assert result.exit_code == 2 and needle in result.stderr, result.stderr
+        assert "Traceback" not in result.output and result.exception is None or isinstance(result.exception,
+                                                                                          SystemExit)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(tag=st.sampled_from(["", "!!int ", "!!float ", "!!bool ", "!!str ", "!!null "]),
+       text=st.one_of(st.from_regex(r"[-+]?0[bxo]?[0-9a-f_:.]{0,6}", fullmatch=True),
+                      st.from_regex(r"[-+]?[0-9_]{1,12}(\.[0-9_]*)?(e[-+]?[0-9]{1,4})?", fullmatch=True),
+                      st.text(alphabet="0123456789_xbo.:+-eE", max_size=12)))
+def test_any_number_notation_gives_a_world_error_not_a_traceback(tmp_path, tag, text):
+    from metagen.errors import WorldError
+    from metagen.world import load_world
+
+    path = tmp_path / "n.yaml"
+    body = f"priority: {tag}{text}" if text.strip() else "priority: 1"
+    path.write_text(HEAD + f"lore:\n  - {{id: a, keys: [x], text: T, {body}}}\n"
+                    f"defaults:\n  all: {{temperature: {tag}{text or 0}}}\n", encoding="utf-8")
+    try:
+        load_world(path)
+    except WorldError:
+        pass
+
+
+DECODING_EXTREMES = [
+    (["--presence-penalty", "-1e308", "--penalize-prompt"], "--presence-penalty must be in [-100, 100]"),
+    (["--frequency-penalty", "1e308"], "--frequency-penalty must be in [-100, 100]"),
+    (["--strategy", "beam", "--length-penalty", "1e308"], "--length-penalty must be in [-10, 10]"),
+    (["--strategy", "beam", "--length-penalty", "-1e308"], "--length-penalty must be in [-10, 10]"),
+    (["--strategy", "beam", "--beams", "1000000"], "--beams must be in [1, 64], got 1000000"),
+    (["--strategy", "beam", "--beams", "50000"], "--beams must be in [1, 64], got 50000"),
+    (["--temperature", "1e-300"], "--temperature must be 0 (greedy) or at least 0.001"),
+    (["--repetition-penalty", "1e-308"], "--repetition-penalty must be in [0.001, 100]"),
+    (["--logit-bias", "ada=1e308"], "the bias must be in [-1000, 1000]"),
+]
+
+
+@pytest.mark.parametrize(("flags", "needle"), DECODING_EXTREMES)
+def test_decoding_extremes_are_refused_before_anything_is_allocated(tmp_path, world, flags, needle):
+    assert_refused_in_bounds("story", "tiny.yaml", "-c", "ada", "--model", "/nonexistent.gguf", *flags,
+                             cwd=tmp_path, needles=[needle])
+
+
+# 6. jobs files and front matter: the world loader's safeguards, types checked, nothing echoed
+
+JOBS_HEAD = "world: tiny.yaml\n"
+JOBS_BOMB = (alias_bomb().replace("world: {id: w, name: W, summary: *i}\n", "")
+             + "jobs:\n  - {kind: story, characters: *i}\n")
+JOBS_CASES = [
+    pytest.param(JOBS_BOMB, ["jobs.yaml:5: aliases expand to more than 50000 nodes"], id="alias-bomb"),
+    pytest.param(JOBS_HEAD + "jobs: !!python/object:os.system [ls]\n", ["jobs.yaml:2: YAML tag", "remove the tag"],
+                 id="python-tag"),
+    pytest.param(JOBS_HEAD + "seed: !!int abc\njobs: [{kind: story}]\n", ["jobs.yaml:2: seed: 'abc' is not a valid int"],
+                 id="int-tag-text"),
+    pytest.param(JOBS_HEAD + "seed: 0x_\njobs: [{kind: story}]\n", ["jobs.yaml:2: seed: '0x_' is not a valid int"],
+                 id="0x_"),
+    pytest.param(JOBS_HEAD + "jobs: " + "[" * 5000 + "]" * 5000 + "\n", ["jobs.yaml: is nested too deeply to be a jobs file"],
+                 id="deep-nesting"),
+    pytest.param(JOBS_HEAD + "? [a, b]\n: 1\njobs: [{kind: story}]\n", ["jobs.yaml:2: a key must be a plain name"],
+                 id="list-key"),
+    pytest.param(b"jobs: [{kind: story}]\x00", ["jobs.yaml: looks like a binary file"], id="binary"),
+    pytest.param(b"world: caf\xe9.yaml\njobs: []\n", ["jobs.yaml:1: not UTF-8 text"], id="latin-1"),
+    pytest.param(JOBS_HEAD + 'jobs: [{kind: "story\x08"}]\n', ["jobs.yaml:2: the control character U+0008"],
+                 id="control-character"),
+    pytest.param(JOBS_HEAD + "settings: {stop: [" + ", ".join(["*x"] * 101) + "]}\n",
+                 ["jobs.yaml:2:", "alias"], id="many-aliases"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("text", "needles"), JOBS_CASES)
+def test_hostile_jobs_files(tmp_path, world, text, needles):
+    path = tmp_path / "jobs.yaml"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode("utf-8"))
+    assert_refused_in_bounds("batch", "jobs.yaml", cwd=tmp_path, needles=needles)
+
+
+def _front_matter(tmp_path: Path, front: str, name: str = "piece.md") -> Path:
+    path = tmp_path / name
+    path.write_text(f"---\n{front}---\n\nHi.\n", encoding="utf-8")
+    return path
+
+
+FRONT = ("kind: story\nmetagen_version: x\nfinish_reason: eos\nseed: 1\nmodel: {name: x}\nsettings: {}\n"
+         "world_files: [tiny.yaml]\n")
+FRONT_MATTER_CASES = [
+    pytest.param(FRONT + "request: ada\n", ["piece.md is not a metagen file (request must be a mapping, got str)"],
+                 id="request-string"),
+    pytest.param(FRONT.replace("seed: 1", "seed: one") + "request: {kind: story}\n",
+                 ["seed must be a whole number, got str"], id="seed-string"),
+    pytest.param(FRONT.replace("world_files: [tiny.yaml]", "world_files: tiny.yaml") + "request: {kind: story}\n",
+                 ["world_files must be a list, got str"], id="world-files-string"),
+    pytest.param(FRONT + "request: " + "[" * 5000 + "]" * 5000 + "\n", ["is nested too deeply"], id="deep-nesting"),
+    pytest.param(FRONT + "request: " + "[" * 150 + "]" * 150 + "\n", ["nested more than 100 deep"],
+                 id="nesting-150"),
+    pytest.param(alias_bomb().replace("world: {id: w, name: W, summary: *i}\n", "") + FRONT + "request: *i\n",
+                 ["aliases expand to more than 50000 nodes"], id="alias-bomb"),
+    pytest.param(FRONT + "request: !!python/object/apply:os.system [ls]\n", ["YAML tag", "is not allowed"],
+                 id="python-tag"),
+    pytest.param(FRONT + "request: {kind: story}\nrequest: {kind: scene}\n", ["duplicate key 'request'"],
+                 id="duplicate-key"),
+    pytest.param(FRONT + "request: {kind: story}\nkind: story\n", ["duplicate key 'kind'"], id="duplicate-kind"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("front", "needles"), FRONT_MATTER_CASES)
+def test_hostile_front_matter_in_replay(tmp_path, world, front, needles):
+    _front_matter(tmp_path, front)
+    assert_refused_in_bounds("replay", "piece.md", cwd=tmp_path, needles=needles)
+
+
+def test_replay_never_prints_the_contents_of_a_file_it_points_to(tmp_path, world):
+    (tmp_path / "secret.txt").write_text("root:x:0:0:hunter2-secret:/root:/bin/bash\n", encoding="utf-8")
+    _front_matter(tmp_path, FRONT.replace("world_files: [tiny.yaml]", "world_files: [secret.txt]")
+                  + "request: {kind: story, characters: [ada]}\n")
+    line = assert_refused_in_bounds("replay", "piece.md", cwd=tmp_path, needles=["secret.txt:1:1: the top level"])
+    assert "hunter2" not in line and "root:x" not in line
+
+
+def test_resume_refuses_a_piece_with_hostile_front_matter(runner, tmp_path, world, no_model):
+    folder = tmp_path / "out" / "tinyville" / "scene"
+    folder.mkdir(parents=True)
+    _front_matter(folder, FRONT + "request: ada\n", name="well-1.md")
+    jobs = tmp_path / "jobs.yaml"
+    jobs.write_text("world: tiny.yaml\nseed: 1\njobs: [{kind: scene, location: well}]\n", encoding="utf-8")
+    result = invoke(runner, "batch", jobs, "--resume")
+    assert_fails_cleanly(result, 2, ["well-1.md exists but is not a complete metagen piece"])

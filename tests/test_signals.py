@@ -169,3 +169,37 @@ def test_interrupt_in_the_middle_of_a_batch_write(runner, tmp_path, world, model
     restore()
     resumed = runner.invoke(app, ["batch", "jobs.yaml", "--out", str(out), "--resume", *model_args])
     assert resumed.exit_code == 0 and "written 8, skipped 2 (resume)" in resumed.stderr
+
+
+# issue 14, class 2: no broad `except Exception` may swallow SIGTERM's exception
+
+
+def _raise_terminated(*args, **kwargs):
+    from metagen.errors import Terminated
+
+    raise Terminated()
+
+
+@pytest.mark.parametrize("where", ["gguf-header", "gguf-tensors", "cache-load", "cache-save"])
+def test_sigterm_passes_through_every_broad_handler(tmp_path, tiny_gguf, monkeypatch, where):
+    import metagen.generate as generate
+    import metagen.gguf as gguf
+    from metagen.errors import Terminated
+
+    if where == "gguf-header":
+        monkeypatch.setattr(gguf._MetadataReader, "_string", _raise_terminated)
+        call = lambda: gguf.read_gguf(tiny_gguf)  # noqa: E731
+    elif where == "gguf-tensors":
+        monkeypatch.setattr(gguf, "dequantize_tensor", _raise_terminated)
+        call = lambda: gguf.read_gguf(tiny_gguf)  # noqa: E731
+    elif where == "cache-load":
+        (tmp_path / "meta.json").write_text("{}")
+        monkeypatch.setattr(generate.json, "loads", _raise_terminated)
+        call = lambda: generate._load_converted(tmp_path)  # noqa: E731
+    else:
+        model, tokenizer, name = generate.build_from_gguf(tiny_gguf, "float32")
+        monkeypatch.setattr(generate, "save_aligned_safetensors", _raise_terminated)
+        call = lambda: generate._save_converted(tmp_path / "c" / "x", model, tokenizer, name)  # noqa: E731
+    with pytest.raises(Terminated):
+        call()
+    assert not issubclass(Terminated, Exception)

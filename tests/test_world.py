@@ -140,7 +140,7 @@ BROKEN = [
     ("top-level-list", {"w.yaml": "- world\n- characters\n"},
      "w.yaml:1:1", "the top level is a list (expected a mapping of sections"),
     ("top-level-string", {"w.yaml": "just some words\n"},
-     "w.yaml:1:1", "the top level is the text 'just some words' (expected a mapping of sections"),
+     "w.yaml:1:1", "the top level is a single value (expected a mapping of sections"),
     ("empty-file", {"w.yaml": ""},
      "w.yaml", "is empty or only comments"),
     ("only-comments", {"w.yaml": "# nothing here\n\n# still nothing\n"},

@@ -76,7 +76,7 @@ def batch(
 ):
     """Generate every piece a jobs file lists; the decoding flags override every job's settings."""
     from metagen.batch import load_jobs, parse_shard, plan_batch, run_batch
-    from metagen.errors import ConfigError, Interrupted
+    from metagen.errors import ConfigError, Terminated
 
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
@@ -92,7 +92,7 @@ def batch(
     report = _Report(len(plan.units), quiet, as_json)
     try:
         result = run_batch(generator, plan, batch_size=batch_size, on_written=report.written_one)
-    except (KeyboardInterrupt, Interrupted):  # Ctrl-C, or SIGTERM through cli.py's handler
+    except (KeyboardInterrupt, Terminated):  # Ctrl-C, or SIGTERM through cli.py's handler
         report.close()
         typer.echo(f"interrupted after {report.written} of {len(plan.units)}; rerun with --resume to finish",
                    err=True)

@@ -1,0 +1,79 @@
+"""Opening input files: regular files only, and never more than a limit read.
+
+A FIFO, a device or a socket given as a world, an include, a jobs file, a model or a
+cache file would block a read or never end (`--model /dev/zero` hashes forever), so each
+is refused by its kind before a byte is read; every read here stops at its limit.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from pathlib import Path
+from typing import BinaryIO
+
+_KINDS = (
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISDIR, "a folder"),
+)
+
+
+class NotRegularFile(OSError):
+    """The path names a FIFO, a device, a socket or a folder; `kind` says which."""
+
+    def __init__(self, path: str | os.PathLike, kind: str):
+        super().__init__(errno.EINVAL, f"is {kind}, not a regular file", str(path))
+        self.kind = kind
+
+    def sentence(self) -> str:
+        """`is a FIFO (named pipe), not a regular file (give a file; ...)` for messages."""
+        return f"{self.strerror} (give a file; metagen reads no pipes, devices or sockets)"
+
+
+def _check_mode(path: str | os.PathLike, mode: int) -> None:
+    if not stat.S_ISREG(mode):
+        kind = next((name for test, name in _KINDS if test(mode)), "not a file")
+        raise NotRegularFile(path, kind)
+
+
+def check_regular(path: str | os.PathLike) -> os.stat_result:
+    """stat path (following links); NotRegularFile unless it is a regular file."""
+    info = os.stat(path)
+    _check_mode(path, info.st_mode)
+    return info
+
+
+def open_regular(path: str | os.PathLike) -> BinaryIO:
+    """Open a regular file for reading in binary; NotRegularFile for anything else.
+
+    The mode is checked before opening (opening a device can have effects) and again on the
+    open descriptor, which is opened non-blocking so a FIFO swapped in between cannot hang.
+    """
+    check_regular(path)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(path, flags)
+    try:
+        _check_mode(path, os.fstat(fd).st_mode)
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_regular(path: str | os.PathLike, limit: int) -> bytes:
+    """At most limit + 1 bytes of a regular file: one byte more than limit says it is too big."""
+    with open_regular(path) as handle:
+        return handle.read(limit + 1)
+
+
+def read_regular_text(path: str | os.PathLike, limit: int) -> str:
+    """A regular file of at most limit bytes as UTF-8 text; ValueError if larger or not UTF-8."""
+    data = read_regular(path, limit)
+    if len(data) > limit:
+        raise ValueError(f"{Path(path)} is over {limit:,} bytes")
+    return data.decode("utf-8")
