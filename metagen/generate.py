@@ -23,6 +23,7 @@ import torch
 
 from metagen.config import GenerationConfig
 from metagen.errors import ConfigError, GenerationError, ModelError
+from metagen.files import check_regular, read_regular_text
 from metagen.gguf import ModelArgs, read_gguf
 from metagen.model import KERNEL_ALIGNMENT, WEIGHT_FORMATS, Transformer
 from metagen.search import PrefixReuse, SearchResult, TextCallback, run_search
@@ -136,7 +137,8 @@ def _load_converted(folder: Path) -> tuple[Transformer, Tokenizer, str] | None:
     if not meta_path.exists():
         return None
     try:
-        meta = json.loads(meta_path.read_text())
+        meta = json.loads(read_regular_text(meta_path, 1 << 20))
+        check_regular(folder / "weights.safetensors")
         state = {name: tensor for name, tensor in load_file(str(folder / "weights.safetensors")).items()
                  if not name.startswith(_PAD_PREFIX)}
         model = Transformer.from_state(ModelArgs(**meta["args"]), state, meta["weight_format"])

@@ -150,8 +150,10 @@ def run_pieces(kind: str, world_path: Path, fields: dict, opts: OutputOptions, s
     seeds = pieces.seeds_for(opts.count, cfg.seed)
     if not opts.stdout:
         check_writable(opts.out)
+        recorded = {**request.to_dict(), "order": order} if kind == "dialogue" else request.to_dict()
         for seed in seeds:
-            check_not_exists(output_path(opts.out, world.id, kind, request.subject, seed, fmt), opts.overwrite)
+            check_not_exists(output_path(opts.out, world.id, kind, request.subject, seed, fmt, request=recorded),
+                             opts.overwrite)
 
     generator = load_generator(model_options, opts.quiet)
     # Stream on a terminal, one piece at a time: a single piece, or dialogues (made in turn).
