@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import random
 import time
+from pathlib import Path
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -29,7 +30,8 @@ from metagen.prompts import (
     select_lore,
 )
 from metagen.search import PrefixReuse
-from metagen.world import World
+from metagen.files import NotRegularFile, read_regular
+from metagen.world import World, YamlRefused, compose_yaml, construct_plain, did_you_mean
 
 BEATS_BY_LENGTH = {"short": 3, "medium": 4, "long": 5}
 BEAT_SENTENCES = 4  # a beat keeps at most this many sentences
@@ -72,8 +74,11 @@ def _clause(text: str) -> str:
 
 
 def make_plan(world: World, resolved: Resolved, seed: int) -> list[Beat]:
-    """The beats of a story, chosen from the world's data by `seed` (the same seed, the same plan)."""
+    """The beats of a story, chosen from the world's data by `seed` (the same seed, the same plan),
+    or the user's own beats when the request carries them (--plan FILE)."""
     request: StoryRequest = resolved.request
+    if request.beats:
+        return _user_plan(request.beats)
     rng = random.Random(seed)
     cast = list(resolved.characters)
     names = [c.name for c in cast] or ["the traveller"]
@@ -120,6 +125,90 @@ def make_plan(world: World, resolved: Resolved, seed: int) -> list[Beat]:
     ending += f"{where}." + (f" End on this image: {_clause(details[1])}." if len(details) > 1 else "")
     beats.append(Beat("ending", ending + f" Write {BEAT_SENTENCES - 1} or {BEAT_SENTENCES} sentences."))
     return beats
+
+
+def _user_plan(beats: tuple[str, ...]) -> list[Beat]:
+    """A user's beats as instructions: the first opens the story, the last ends it."""
+    plan = []
+    for i, text in enumerate(beats):
+        if i == 0:
+            beat_id, lead = "opening", "Write the opening paragraph"
+        elif i == len(beats) - 1:
+            beat_id, lead = "ending", "Write the last paragraph, which ends the story"
+        else:
+            beat_id, lead = "turn" if i == 1 else "complication", "Write the next paragraph"
+        plan.append(Beat(beat_id, f"{lead}. {_clause(text)}. Write {BEAT_SENTENCES - 1} or {BEAT_SENTENCES} sentences."))
+    return plan
+
+
+MAX_PLAN_BYTES = 64 * 1024
+MAX_BEATS = 12
+
+
+def load_plan_file(path: str | Path, world: World) -> tuple[str, ...]:
+    """A user's story plan from YAML: `beats:` a list of texts, or of mappings with `text:` and
+    optional `characters:` (ids) and `location:` (an id) that the beat is about.
+
+    Every problem is a RequestError naming file:line and what to do; ids are checked against the world.
+    """
+    display = str(path)
+    try:
+        data = read_regular(Path(path), MAX_PLAN_BYTES)
+    except NotRegularFile as error:
+        raise RequestError(f"{display}: {error.sentence()}") from None
+    except FileNotFoundError:
+        raise RequestError(f"{display}: no such plan file") from None
+    except OSError as error:
+        raise RequestError(f"{display}: cannot be read: {error.strerror or error}") from None
+    if len(data) > MAX_PLAN_BYTES:
+        raise RequestError(f"{display} is over the {MAX_PLAN_BYTES // 1024} KiB limit for a plan file")
+
+    def refuse(node, message: str, hint: str | None = None) -> RequestError:
+        line = f":{node.start_mark.line + 1}" if node is not None and node.start_mark else ""
+        return RequestError(f"{display}{line}: {message}", hint=hint or "see docs/quality.md for the plan file format")
+
+    try:
+        root = compose_yaml(data, "a plan file")
+        plain = construct_plain(root) if root is not None else None
+    except YamlRefused as error:
+        line = f":{error.mark.line + 1}" if error.mark is not None else ""
+        raise RequestError(f"{display}{line}: {error.message}") from None
+    if not isinstance(plain, dict) or set(plain) != {"beats"}:
+        raise refuse(root, "a plan file is a mapping with one key, beats: (a list of beats)")
+    beats_node = next(value for key, value in root.value if key.value == "beats")
+    items = plain["beats"]
+    if not isinstance(items, list) or not 1 <= len(items) <= MAX_BEATS:
+        raise refuse(beats_node, f"beats: must be a list of 1 to {MAX_BEATS} beats")
+    texts = []
+    for node, item in zip(beats_node.value, items):
+        if isinstance(item, str):
+            item = {"text": item}
+        if not isinstance(item, dict):
+            raise refuse(node, "a beat is a text, or a mapping with text: and optional characters: and location:")
+        unknown = set(item) - {"text", "characters", "location"}
+        if unknown:
+            key = sorted(unknown)[0]
+            raise refuse(node, f"a beat has no '{key}' ({did_you_mean(key, ['text', 'characters', 'location'])})")
+        text = item.get("text")
+        if not isinstance(text, str) or not text.strip():
+            raise refuse(node, "a beat needs text: what happens in it")
+        about = []
+        cast = item.get("characters") or []
+        for ref in cast if isinstance(cast, list) else [cast]:
+            try:
+                about.append(world.character(str(ref)).name)
+            except RequestError as error:
+                raise refuse(node, error.message, error.hint) from None
+        place = ""
+        if item.get("location") is not None:
+            try:
+                place = world.location(str(item["location"])).name
+            except RequestError as error:
+                raise refuse(node, error.message, error.hint) from None
+        if about or place:
+            text = _clause(text) + ". It is about " + (_cast_phrase(about) if about else "them") + (f" at {place}" if place else "")
+        texts.append(" ".join(text.split()))
+    return tuple(texts)
 
 
 def story_messages(world: World, resolved: Resolved) -> list[dict[str, str]]:
@@ -235,4 +324,4 @@ def plan_prompt(world: World, resolved: Resolved, plan: list[Beat], messages: li
                   prompt_tokens=tokens, budget=budget)
 
 
-__all__ = ["BEATS_BY_LENGTH", "Beat", "StoryResult", "make_plan", "story_messages", "write_story"]
+__all__ = ["BEATS_BY_LENGTH", "Beat", "StoryResult", "load_plan_file", "make_plan", "story_messages", "write_story"]

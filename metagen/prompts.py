@@ -87,10 +87,12 @@ class StoryRequest(_Request):
     premise: str | None = None  # what happens, in a sentence or two
     length: str = "medium"  # short | medium | long; words per length come from the world's style
     opening: bool = True  # recorded for older files; a planned story has no opening (metagen.plan)
+    beats: tuple[str, ...] = ()  # the user's own plan (--plan FILE), one instruction a beat; () = metagen plans
     kind: ClassVar[str] = "story"
 
     def __post_init__(self):
         super().__post_init__()
+        object.__setattr__(self, "beats", tuple(str(b) for b in self.beats))
         if self.length not in LENGTHS:
             raise RequestError(f"story length '{self.length}' is not known ({did_you_mean(self.length, LENGTHS)})")
 

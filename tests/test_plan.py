@@ -111,3 +111,65 @@ def test_a_story_piece_records_its_plan(world, wide_generator):
     assert [b["beat"] for b in piece.plan] == ["opening", "turn", "ending"]
     assert piece.front_matter()["plan"][0]["instruction"].startswith("Write the opening paragraph about Ada")
     assert piece.output_tokens <= 9
+
+
+# ----------------------------------------------------------------------------- --plan FILE
+
+
+def test_a_users_plan_file_becomes_the_beats(world, tmp_path):
+    from metagen.plan import load_plan_file
+
+    path = tmp_path / "plan.yaml"
+    path.write_text("beats:\n  - Ada finds the wheel stopped.\n  - text: Bo admits he took the cart.\n"
+                    "    characters: [bo]\n    location: mill\n  - The stream runs again.\n", encoding="utf-8")
+    beats = load_plan_file(path, world)
+    assert beats == ("Ada finds the wheel stopped.", "Bo admits he took the cart. It is about Bo at The Old Mill",
+                     "The stream runs again.")
+    plan = plan_for(world, 1, characters=("ada",), beats=beats)
+    assert [b.id for b in plan] == ["opening", "turn", "ending"]
+    assert plan[1].instruction.startswith("Write the next paragraph. Bo admits he took the cart.")
+
+
+@pytest.mark.parametrize("content, message", [
+    ("beats:\n  - text: Ada runs.\n    characters: [zed]\n", ":2: world 'vale' has no character 'zed'"),
+    ("beats:\n  - Ada runs.\n  - text: x\n    location: moon\n", ":3: world 'vale' has no location 'moon'"),
+    ("beats: []\n", ":1: beats: must be a list of 1 to 12 beats"),
+    ("beats:\n  - text: Ada\n    mood: sad\n", ":2: a beat has no 'mood'"),
+    ("beats:\n  - {}\n", "a beat needs text"),
+    ("steps:\n  - Ada runs.\n", "a plan file is a mapping with one key, beats:"),
+    ("beats: [a, [b\n", "plan.yaml:"),
+    ("beats: &a [*a]\n", "plan.yaml"),
+])
+def test_a_bad_plan_file_is_one_line_naming_file_and_line(world, tmp_path, content, message):
+    from metagen.plan import load_plan_file
+
+    path = tmp_path / "plan.yaml"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(RequestError) as info:
+        load_plan_file(path, world)
+    line = info.value.one_line()
+    assert message in line and "\n" not in line and str(path) in line
+
+
+def test_plan_flag_end_to_end_and_bad_plan_exit_2(runner, tmp_path, model_args):
+    from tests.conftest import invoke
+
+    world_path = tmp_path / "vale.yaml"
+    world_path.write_text(WORLD, encoding="utf-8")
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("beats:\n  - Ada oils the wheel.\n  - Bo comes home.\n", encoding="utf-8")
+    result = invoke(runner, "story", world_path, "-c", "ada,bo", "--plan", plan, "--seed", 2, "--max-tokens", 8,
+                    "--out", tmp_path / "o", *model_args)
+    assert result.exit_code == 0, result.output
+    (written,) = (tmp_path / "o").rglob("*.md")
+    from metagen.output import read_piece_file
+
+    data = read_piece_file(written)
+    assert data["request"]["beats"] == ["Ada oils the wheel.", "Bo comes home."]
+    assert [b["beat"] for b in data["plan"]] == ["opening", "ending"]
+    replayed = invoke(runner, "replay", written, *model_args)
+    assert replayed.exit_code == 0, replayed.output
+    plan.write_text("beats:\n  - text: Ada\n    characters: [zed]\n", encoding="utf-8")
+    bad = invoke(runner, "story", world_path, "-c", "ada", "--plan", plan, "--out", tmp_path / "p", *model_args)
+    assert bad.exit_code == 2 and bad.stderr.count("\n") == 1 and f"{plan}:2:" in bad.stderr
+    assert not (tmp_path / "p").exists()

@@ -24,6 +24,7 @@ Characters = Annotated[Optional[list[str]], typer.Option(
     "--characters", "-c", help="Character ids (or names), comma-separated or repeated.", show_default=False)]
 Location = Annotated[Optional[str], typer.Option("--location", "-l", help="A location id (or name).", show_default=False)]
 Premise = Annotated[Optional[str], typer.Option("--premise", "-p", help="What happens, in a sentence or two.", show_default=False)]
+PlanFile = Annotated[Optional[Path], typer.Option("--plan", help="Your own beats (YAML: beats: a list of texts, or of {text, characters, location}); default: metagen plans from the world by seed.", show_default=False)]
 Length = Annotated[Optional[str], typer.Option(
     "--length", help="short | medium | long; sets the words asked for and, without --max-tokens, the token budget. [default: the world's style.length]", show_default=False)]
 Time = Annotated[Optional[str], typer.Option("--time", help="When: 'dusk', 'the night of the festival'.", show_default=False)]
@@ -98,6 +99,12 @@ def _prepare(kind: str, world_path: Path, fields: dict, settings: dict | None, o
     from metagen.world import load_world
 
     world = load_world(world_path)
+    fields = dict(fields)
+    plan_file = fields.pop("plan", None)
+    if plan_file is not None:
+        from metagen.plan import load_plan_file
+
+        fields["beats"] = load_plan_file(plan_file, world)
     request = resolve_request(world, pieces.make_request(kind, world, **fields)).request
     if kind == "dialogue":
         pieces.check_order(order)
@@ -190,6 +197,7 @@ def story(
     premise: Premise = None,
     length: Length = None,
     opening: Opening = True,
+    plan: PlanFile = None,
     count: Count = 1,
     out: Out = Path("out"),
     fmt: Format = None,
@@ -206,7 +214,7 @@ def story(
     from metagen.pieces import split_ids
 
     fields = {"characters": split_ids(characters), "location": location, "premise": premise, "length": length,
-              "opening": opening}
+              "opening": opening, "plan": plan}
     opts = OutputOptions(count, out, fmt, stdout, overwrite, quiet, as_json, show_prompt_)
     run_pieces("story", world, fields, opts, settings, model_options)
 
@@ -282,13 +290,13 @@ PromptJson = Annotated[bool, typer.Option("--json", help="Print one JSON object:
 @with_decoding_options
 def prompt_story(world: WorldArg, characters: Characters = None, location: Location = None,
                  premise: Premise = None, length: Length = None, opening: Opening = True,
-                 as_json: PromptJson = False,
+                 plan: PlanFile = None, as_json: PromptJson = False,
                  *, settings: dict, model_options: dict):
     """The prompt of `metagen story`."""
     from metagen.pieces import split_ids
 
     fields = {"characters": split_ids(characters), "location": location, "premise": premise, "length": length,
-              "opening": opening}
+              "opening": opening, "plan": plan}
     show_prompt("story", world, fields, settings, model_options, as_json)
 
 
