@@ -182,11 +182,16 @@ COPY_RUN = 6  # a run of this many words shared with the prompt counts as copyin
 # (docs/quality.md): one invented person outweighs one more requested name, garbled text or a
 # banned word outweighs everything else.
 WEIGHTS = {"names": 2.0, "details": 1.0, "invented": -1.5, "garbled": -6.0, "banned": -3.0, "copied": -0.5,
-           "repetition": -6.0, "markup": -1.0, "unfinished": -0.7, "short": -1.5, "voice": -1.0, "logprob": 0.5}
+           "repetition": -6.0, "markup": -1.0, "unfinished": -0.7, "short": -1.5, "voice": -1.0, "same_start": -1.0,
+           "logprob": 0.5}
 # Narration in the wrong person: "I", "my" (outside quotes) in a second- or third-person world.
 _FIRST_PERSON = re.compile(r"\b(?:I|I'm|I've|I'll|my|me|myself)\b")
+_SECOND_PERSON = re.compile(r"\b(?:you|your|yours|yourself|You|Your)\b")
 _QUOTED = re.compile(r"[\"“][^\"”]*[\"”]")
 _MARKUP = re.compile(r"[#*_<>|\[\]{}@]|https?:|www\.|\.com\b")
+# Words of metagen's own instructions, which say nothing about the story.
+_INSTRUCTION_WORDS = frozenset("""write opening paragraph next last ends story sentences show this wants says
+reveals secret bring fact world image happens about""".split())
 _STOP_WORDS = frozenset("""a an the and or but of in on at to by with from for into over under this that these those
 its his her their there here with without about above below after before while where when which what who
 is are was were be been being has have had do does did not no very more most some any each every one two
@@ -206,27 +211,37 @@ class CriticContext:
     exempt: tuple[str, ...]  # names that may use other scripts
     target_words: int = 0  # about how long the text should be (0: no length check)
     narrator_person: str = ""  # first | second | third ("" or first: no check of "I" in narration)
+    avoid_starts: tuple[tuple[str, ...], ...] = ()  # how earlier paragraphs began (first two words, folded)
 
 
 def critic_context(world: World, resolved: Resolved, prompt_text: str, cfg: Any, *, target_words: int = 0,
-                   names_required: bool = True, narrator_person: str = "") -> CriticContext:
-    """The context for judging answers to one request (cfg: the GenerationConfig in force)."""
-    forms = [character_forms(c) for c in resolved.characters] if names_required else []
-    facts: list[str] = []
+                   names_required: bool = True, narrator_person: str = "", focus: str = "") -> CriticContext:
+    """The context for judging answers to one request (cfg: the GenerationConfig in force).
+
+    Args:
+        names_required: the requested cast and place must be named (not for a dialogue line).
+        focus: the instruction of one unit (a story beat): then only the cast and place it names
+            are required, and its own words count as the details to use.
+    """
+    named = [(character_forms(c), [c.role or "", c.description or "", *c.traits, *c.goals])
+             for c in resolved.characters]
     if resolved.location is not None:
         loc = resolved.location
-        if names_required:
-            forms.append(location_forms(loc))
-        facts += [loc.description or "", *loc.sights, *loc.sounds, *loc.smells]
-    for c in resolved.characters:
-        facts += [c.role or "", c.description or "", *c.traits, *c.goals]
+        named.append((location_forms(loc), [loc.description or "", *loc.sights, *loc.sounds, *loc.smells]))
+    if focus:
+        named = [(forms, facts) for forms, facts in named if names_any(focus, forms)]
+        facts = [focus.replace(":", " ")]
+    else:
+        facts = [fact for _, group in named for fact in group]
+    forms = [f for f, _ in named] if names_required else []
     details = frozenset(w for w in words_of(" ".join(facts)) if len(w) >= 4 and w not in _STOP_WORDS)
+    details -= frozenset(w for f in forms for name in f for w in words_of(name))  # names count once, above
     banned = tuple(dict.fromkeys((*cfg.banned, *world.style.avoided_words)))
     scripts = tuple(cfg.scripts) or ("any",)
-    return CriticContext(names=tuple(forms), details=details, prompt_words=tuple(words_of(prompt_text)),
-                         vocabulary=world_vocabulary(world), banned=banned, scripts=scripts,
-                         exempt=tuple(cfg.script_exempt), target_words=target_words,
-                         narrator_person=narrator_person)
+    return CriticContext(names=tuple(forms), details=details - _INSTRUCTION_WORDS,
+                         prompt_words=tuple(words_of(prompt_text)), vocabulary=world_vocabulary(world),
+                         banned=banned, scripts=scripts, exempt=tuple(cfg.script_exempt),
+                         target_words=target_words, narrator_person=narrator_person)
 
 
 @dataclass
@@ -297,8 +312,14 @@ def judge(text: str, context: CriticContext, *, logprob: float = 0.0, tokens: in
     findings["unfinished"] = float(bool(stripped) and stripped[-1] not in ".!?…")
     if context.target_words:
         findings["short"] = float(len(words) < context.target_words / 2)
+    if context.avoid_starts:
+        findings["same_start"] = float(tuple(words[:2]) in context.avoid_starts)
     if context.narrator_person in ("second", "third"):
-        findings["voice"] = float(min(3, len(_FIRST_PERSON.findall(_QUOTED.sub(" ", text)))))
+        narration = _QUOTED.sub(" ", text)
+        wrong = len(_FIRST_PERSON.findall(narration))
+        if context.narrator_person == "third":
+            wrong += len(_SECOND_PERSON.findall(narration))
+        findings["voice"] = float(min(3, wrong))
     findings["logprob"] = logprob / tokens if tokens else 0.0
     return Verdict(findings, sum(WEIGHTS[k] * v for k, v in findings.items()))
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 
 from metagen.errors import RequestError
 from metagen.config import MAX_SEED, GenerationConfig, candidate_seed
-from metagen.critic import best_index, critic_context, first_sentences, judge
+from metagen.critic import best_index, character_forms, critic_context, first_sentences, judge, words_of
 from metagen.prompts import (
     Prompt,
     PromptBudget,
@@ -36,6 +36,8 @@ from metagen.world import World, YamlRefused, compose_yaml, construct_plain, did
 BEATS_BY_LENGTH = {"short": 3, "medium": 4, "long": 5}
 BEAT_SENTENCES = 4  # a beat keeps at most this many sentences
 BEAT_TOKENS = 120  # the most tokens a beat may take, whatever the story's budget
+EXTRA_ROUNDS = 1  # rounds of fresh candidates drawn when a beat's best scores below ROUND_AGAIN_BELOW
+ROUND_AGAIN_BELOW = -3.0  # e.g. every candidate copies ten words of the story so far, or is garbled
 _POV = {"first": "the first person", "second": "the second person", "third": "the third person"}
 
 
@@ -89,42 +91,65 @@ def make_plan(world: World, resolved: Resolved, seed: int) -> list[Beat]:
     rng.shuffle(details)
     where = f" at {place.name}" if place else ""
     count = BEATS_BY_LENGTH.get(request.length, 4)
-
-    opening = f"Write the opening paragraph about {_cast_phrase(names)}{where}."
+    # Full names once, in the opening; after that the short form, which a small model otherwise
+    # repeats at the head of every paragraph.
+    if place:
+        opening = f"Write the opening paragraph. {_cast_phrase(names)} {'is' if len(names) == 1 else 'are'}{where}."
+    else:
+        opening = f"Write the opening paragraph of a story about {_cast_phrase(names)}."
     if details:
-        opening += f" Show this: {_clause(details[0])}."
+        opening += f" Show {_clause(details[0])}."
     if lead and lead.goals:
         goal = _clause(rng.choice(lead.goals))
-        opening += f" {lead.name} wants to {goal[:1].lower()}{goal[1:]}."
+        opening += f" {short_name(lead)} wants to {goal[:1].lower()}{goal[1:]}."
 
-    turns = []  # what can change the story, most personal first
+    turns = []  # what can change the story
     if request.premise:
         turns.append(f"This happens: {_clause(request.premise)}.")
     for person in (other, lead):
         if person and person.secrets:
-            turns.append(f"{person.name} reveals a secret: {_clause(rng.choice(person.secrets))}.")
+            turns.append(f"{short_name(person)} admits that {_lower_first(_clause(rng.choice(person.secrets)))}.")
     if lead and other:
         for tie in lead.relationships:
             if tie.other == other.id:
-                what = "; ".join(x for x in (tie.kind, tie.description) if x)
-                turns.append(f"Show what {lead.name} and {other.name} are to each other: {_clause(what)}.")
+                kind = f" ({_clause(tie.kind)})" if tie.kind else ""
+                what = f": {_clause(tie.description)}" if tie.description else ""
+                turns.append(f"Show the bond between {short_name(lead)} and {short_name(other)}{kind}{what}.")
     lore = select_lore(world, " ".join([*names, place.name if place else "", request.premise or ""]))
     if lore:
-        turns.append(f"Bring in this fact of the world: {_clause(rng.choice(lore[:3]).text)}.")
+        turns.append(f"Let this part of the world's history matter: {_clause(rng.choice(lore[:3]).text)}.")
     if other and other.goals:
-        turns.append(f"{other.name} wants to {_clause(rng.choice(other.goals))}, and says so.")
+        turns.append(f"{short_name(other)} wants to {_lower_first(_clause(rng.choice(other.goals)))}, and says so.")
     if not turns:
         turns.append("Something unexpected happens that tests them.")
     middle = turns[:count - 2] if request.premise else rng.sample(turns, min(len(turns), count - 2))
 
-    beats = [Beat("opening", opening + f" Write {BEAT_SENTENCES - 1} or {BEAT_SENTENCES} sentences.")]
+    sentences = f" Write {BEAT_SENTENCES - 1} or {BEAT_SENTENCES} sentences."
+    beats = [Beat("opening", opening + sentences)]
     for i, turn in enumerate(middle):
-        beats.append(Beat("turn" if i == 0 else "complication",
-                          f"Write the next paragraph. {turn} Write {BEAT_SENTENCES - 1} or {BEAT_SENTENCES} sentences."))
-    ending = "Write the last paragraph, which ends the story"
-    ending += f"{where}." + (f" End on this image: {_clause(details[1])}." if len(details) > 1 else "")
-    beats.append(Beat("ending", ending + f" Write {BEAT_SENTENCES - 1} or {BEAT_SENTENCES} sentences."))
+        beats.append(Beat("turn" if i == 0 else "complication", f"Write the next paragraph. {turn}{sentences}"))
+    ending = f"Write the last paragraph and end the story{where}."
+    if len(details) > 1:
+        ending += f" Finish with {_clause(details[1])}."
+    beats.append(Beat("ending", ending + sentences))
     return beats
+
+
+def short_name(character) -> str:
+    """What a story calls a character after the first mention: "Ysolde" for "Queen Ysolde Vær"."""
+    single = [f for f in character_forms(character) if len(f.split()) == 1]
+    return min(single, key=len) if single else character.name
+
+
+def _lower_first(text: str) -> str:
+    """A clause inside a sentence: its first letter lower case, unless it starts a name or "I"."""
+    first = text.split(" ", 1)[0]
+    if first in ("I",) or (first[:1].isupper() and first[1:].islower() and first.lower() not in _PLAIN_STARTS):
+        return text
+    return text[:1].lower() + text[1:]
+
+
+_PLAIN_STARTS = frozenset("she he they it the a an her his their keep find bring prove pay win get".split())
 
 
 def _user_plan(beats: tuple[str, ...]) -> list[Beat]:
@@ -271,14 +296,22 @@ def write_story(generator, world: World, request: StoryRequest, cfg: GenerationC
         ids = tokenizer.encode(text)
         beat_cfg.check_context(len(ids), generator.context_length)
         beat_seed = (seed + index) % MAX_SEED
-        seeds = [candidate_seed(beat_seed, k) for k in range(cfg.candidates)]
-        options = generator.complete([ids] * cfg.candidates, beat_cfg, seeds=seeds, reuse=reuse)
-        for option in options:
-            option.text = first_sentences(option.text, BEAT_SENTENCES)
         # Each beat is judged on its own words; the whole story so far is the prompt it must not copy.
-        context = critic_context(world, resolved, text, cfg, narrator_person=person,
-                                 names_required=index in (0, len(plan) - 1))
-        verdicts = [judge(o.text, context, logprob=o.logprob, tokens=o.output_tokens) for o in options]
+        context = critic_context(world, resolved, text, cfg, narrator_person=person, focus=beat.instruction)
+        context = replace(context, avoid_starts=tuple(tuple(words_of(p)[:2]) for p in written))
+        seeds, options, verdicts = [], [], []
+        for round_ in range(1 + (cfg.candidates > 1) * EXTRA_ROUNDS):
+            # A small model often restates an earlier beat; when every candidate does (or is
+            # garbled), one more round of fresh candidates is drawn before the best is kept.
+            if verdicts and max(v.score for v in verdicts) > ROUND_AGAIN_BELOW:
+                break
+            more = [candidate_seed(beat_seed, k) for k in range(round_ * cfg.candidates, (round_ + 1) * cfg.candidates)]
+            drawn = generator.complete([ids] * cfg.candidates, beat_cfg, seeds=more, reuse=reuse)
+            for option in drawn:  # one paragraph: its first sentences, on one line
+                option.text = " ".join(first_sentences(option.text, BEAT_SENTENCES).split())
+            seeds += more
+            options += drawn
+            verdicts += [judge(o.text, context, logprob=o.logprob, tokens=o.output_tokens) for o in drawn]
         chosen = best_index(verdicts)
         paragraph = options[chosen].text.strip()
         output_tokens += options[chosen].output_tokens

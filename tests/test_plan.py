@@ -49,10 +49,10 @@ def test_a_plan_is_built_from_the_worlds_data_and_follows_the_seed(world):
     plan = plan_for(world, 3, characters=("ada", "bo"), location="mill", length="medium")
     assert [b.id for b in plan] == ["opening", "turn", "complication", "ending"]
     opening = plan[0].instruction
-    assert "Ada and Bo at The Old Mill" in opening and "Ada wants to keep the mill turning" in opening
+    assert "Ada and Bo are at The Old Mill" in opening and "Ada wants to keep the mill turning" in opening
     assert any(d in opening for d in ("a wheel green with moss", "the stream roaring", "wet flour"))
     middle = " ".join(b.instruction for b in plan[1:3])
-    facts = ["she sold the water rights", "they share the mill", "The last drought dried the stream",
+    facts = ["Ada admits that she sold the water rights", "they share the mill", "The last drought dried the stream",
              "Bo wants to leave the valley"]
     assert sum(f in middle for f in facts) == 2
     assert plan == plan_for(world, 3, characters=("ada", "bo"), location="mill", length="medium")
@@ -93,8 +93,10 @@ def test_write_story_keeps_each_beats_pick_and_reuses_the_cache(world, wide_gene
     story = write_story(wide_generator, world, request, cfg, seed=4)
     assert [b["beat"] for b in story.plan] == ["opening", "turn", "ending"]
     assert story.text == "\n\n".join(b["text"] for b in story.plan)
-    assert [len(b["candidates"]) for b in story.critic["beats"]] == [2, 2, 2]
-    assert len(widths) == 3 and widths[1] < widths[0] + 60  # later beats prefill only what is new
+    # two candidates a beat, and two more where all of the first scored too low
+    assert all(len(b["candidates"]) in (2, 4) for b in story.critic["beats"])
+    # one real prefill a beat (a second round reuses it); later beats prefill only what is new
+    assert len(widths) == 3 and widths[1] < widths[0] + 60
     again = write_story(wide_generator, world, request, cfg, seed=4)
     assert again.text == story.text
 
@@ -109,7 +111,7 @@ def test_a_story_piece_records_its_plan(world, wide_generator):
     request = StoryRequest(characters=("ada",), length="short")
     piece = pieces.compose(wide_generator, world, [request], GenerationConfig(max_new_tokens=9), seeds=[2]).pieces[0]
     assert [b["beat"] for b in piece.plan] == ["opening", "turn", "ending"]
-    assert piece.front_matter()["plan"][0]["instruction"].startswith("Write the opening paragraph about Ada")
+    assert piece.front_matter()["plan"][0]["instruction"].startswith("Write the opening paragraph of a story about Ada")
     assert piece.output_tokens <= 9
 
 
