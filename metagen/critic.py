@@ -262,7 +262,8 @@ def first_sentences(text: str, limit: int) -> str:
     """At most `limit` whole sentences of text, ending at a paragraph break after the first two.
 
     A small model writes its best sentences first and drifts after a few; a cut-off last
-    sentence is dropped when a whole one comes before it.
+    sentence is dropped when a whole one comes before it. Leading space is kept: the text may
+    continue words metagen wrote before it (a scene's opening).
     """
     kept, count = 0, 0
     for match in _SENTENCE_END.finditer(text):
@@ -271,7 +272,7 @@ def first_sentences(text: str, limit: int) -> str:
         rest = text[kept:]
         if count >= limit or (count >= 2 and rest.lstrip(" \t").startswith("\n")):
             break
-    return text[:kept].strip() if kept else text.strip()
+    return text[:kept].rstrip() if kept else text.rstrip()
 
 
 def longest_shared_run(words: Sequence[str], source: Sequence[str]) -> int:

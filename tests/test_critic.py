@@ -96,3 +96,13 @@ def test_best_index_prefers_the_first_of_equals():
     from metagen.critic import Verdict
 
     assert best_index([Verdict({}, 1.0), Verdict({}, 2.0), Verdict({}, 2.0)]) == 1
+
+
+def test_first_sentences_keeps_whole_sentences_and_the_leading_space():
+    from metagen.critic import first_sentences
+
+    assert first_sentences(" in the fog. Cranes turn. Gulls cry. Ships wait. Horns blow.", 4) == \
+        " in the fog. Cranes turn. Gulls cry. Ships wait."
+    assert first_sentences("One. Two.\n\nThree.", 4) == "One. Two."
+    assert first_sentences("One whole. And a cut-off", 4) == "One whole."
+    assert first_sentences("no end at all ", 4) == "no end at all"

@@ -288,3 +288,16 @@ def test_world_pieces_get_the_script_guard_of_their_prose(world):
     assert cfg.scripts == ("latin",) and cfg.script_exempt == ()
     off = pieces.effective_config(world, "scene", None, {"scripts": ["any"]}, SceneRequest(location="mill"))
     assert off.scripts == ("any",)
+
+
+def test_a_scene_keeps_the_space_between_its_opening_and_the_models_words(world, generator, monkeypatch):
+    from metagen.generate import Completion
+
+    def fake(prompts, cfg, *, seeds=None, on_text=None, reuse=None):
+        text = " in the fog. Wheels creak. Water runs. Flour drifts. Dogs bark."
+        return [Completion(text, [5] * 9, len(p), -5.0, "eos", s, 0.0) for p, s in zip(prompts, seeds)]
+
+    monkeypatch.setattr(generator, "complete", fake)
+    piece = pieces.compose(generator, world, [SceneRequest(location="mill")], GenerationConfig(max_new_tokens=9),
+                           seeds=[1]).pieces[0]
+    assert piece.text == "The Mill in the fog. Wheels creak. Water runs. Flour drifts."
