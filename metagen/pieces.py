@@ -287,89 +287,86 @@ def _warnings(prompt: Prompt) -> list[str]:
 
 def compose(generator, world: World, requests: list[Request], cfg: GenerationConfig, *, seeds: list[int],
             order: str = "likelihood", on_text: TextCallback | None = None) -> ComposeResult:
-    """Generate one piece per request with its seed: stories and scenes in one batch, dialogues in turn.
+    """Generate one piece per request with its seed: scenes in one batch, stories and dialogues in turn.
 
     Args:
         order: how a dialogue picks its next speaker (likelihood | turns); recorded in the request.
-        on_text: on_text(i, new_text) as text of requests[i] is generated.
+        on_text: on_text(i, new_text) as text of requests[i] is final (a scene once chosen, a story
+            beat by beat, a dialogue as it is written).
     """
     if len(seeds) != len(requests):
         raise ValueError("one seed per request")
-    model = generator.info.to_dict()
-    pieces: list[Piece | None] = [None] * len(requests)
-    warnings: list[str] = []
-
-    # a. scenes: prompts first, then one generate call for all of them and their candidates
-    batch = [i for i, r in enumerate(requests) if r.kind == "scene"]
-    prompts = {i: _prompt(generator, world, requests[i], cfg) for i in batch}
-    if batch:
-        n = cfg.candidates
-        if on_text:
-            for i in batch:
-                if prompts[i].opening:
-                    on_text(i, prompts[i].opening)
-
-        def stream(row: int, text: str) -> None:
-            if not trimmed(batch[row]):
-                on_text(batch[row], text)
-
-        def trimmed(i: int) -> bool:  # text that changes after decoding is shown once it is final
-            return n > 1 or requests[i].kind == "scene"
-        render = generator.tokenizer.render_chat
-        texts = {i: prompts[i].text(render) for i in batch}
-        rows = [(i, k) for i in batch for k in range(n)]  # every candidate of every request, one batch
-        ids = [generator.tokenizer.encode(texts[i]) for i, _ in rows]
-        row_seeds = [candidate_seed(seeds[i], k) for i, k in rows]
-        completions = generator.complete(ids, cfg, seeds=row_seeds, on_text=stream if on_text and n == 1 else None)
-        for j, i in enumerate(batch):
-            prompt = prompts[i]
-            options = completions[j * n:(j + 1) * n]
-            if prompt.request.kind == "scene":
-                for option in options:  # a scene is its first few sentences: the model drifts after them
-                    option.text = first_sentences(option.text, SCENE_SENTENCES)
-            chosen, critic = _choose(world, prompt, texts[i], cfg, options, row_seeds[j * n:(j + 1) * n])
-            completion = options[chosen]
-            if on_text and trimmed(i):
-                on_text(i, completion.text)
-            warnings += _warnings(prompt)
-            pieces[i] = _piece(
-                world, prompt.request.to_dict(), prompt.request.subject, model, cfg, seeds[i], prompt=prompt,
-                prompt_tokens=completion.prompt_tokens, output_tokens=completion.output_tokens,
-                finish_reason=completion.finish_reason, seconds=completion.seconds,
-                text=(prompt.opening + completion.text).strip(), critic=critic)
-
-    # b. stories: planned, then written beat by beat, one story at a time
+    made: dict[int, tuple[Piece, list[str]]] = {}
+    scenes = [i for i, r in enumerate(requests) if r.kind == "scene"]
+    if scenes:
+        made.update(_compose_scenes(generator, world, requests, scenes, cfg, seeds, on_text))
     for i, request in enumerate(requests):
-        if request.kind != "story":
-            continue
-        from metagen.plan import write_story
-
         stream = (lambda text, _i=i: on_text(_i, text)) if on_text else None
-        story = write_story(generator, world, request, cfg, seed=seeds[i], on_text=stream)
-        prompt = story.prompt
-        pieces[i] = _piece(
-            world, prompt.request.to_dict(), prompt.request.subject, model, cfg, seeds[i], prompt=prompt,
-            prompt_tokens=story.prompt_tokens, output_tokens=story.output_tokens, finish_reason=story.finish_reason,
-            seconds=story.seconds, text=story.text, critic=story.critic, plan=story.plan)
+        if request.kind == "story":
+            made[i] = _compose_story(generator, world, request, cfg, seeds[i], stream)
+        elif request.kind == "dialogue":
+            made[i] = _compose_dialogue(generator, world, request, cfg, seeds[i], order, stream)
+    warnings = [w for i in range(len(requests)) for w in made[i][1]]
+    return ComposeResult(pieces=[made[i][0] for i in range(len(requests))], warnings=list(dict.fromkeys(warnings)))
 
-    # c. dialogues: turn by turn, one at a time
-    for i, request in enumerate(requests):
-        if request.kind != "dialogue":
-            continue
-        from metagen.dialogue import generate_dialogue
 
-        check_order(order)
-        stream = (lambda *args, _i=i: on_text(_i, args[-1])) if on_text else None
-        result = generate_dialogue(generator, world, request, cfg, seed=seeds[i], order=order, on_text=stream)
-        prompt = result.prompt
-        warnings += [f"dialogue {prompt.request.subject}: {w}" for w in result.warnings]
-        request_dict = {**prompt.request.to_dict(), "order": order}
-        pieces[i] = _piece(
-            world, request_dict, prompt.request.subject, model, cfg, seeds[i], prompt=prompt,
-            prompt_tokens=result.prompt_tokens, output_tokens=result.output_tokens,
-            finish_reason=result.finish_reason, seconds=result.seconds, text=result.text.strip(),
-            turns=[dict(t) for t in result.turns])
-    return ComposeResult(pieces=list(pieces), warnings=list(dict.fromkeys(warnings)))
+def _compose_scenes(generator, world: World, requests: list[Request], batch: list[int], cfg: GenerationConfig,
+                    seeds: list[int], on_text: TextCallback | None) -> dict[int, tuple[Piece, list[str]]]:
+    """Scenes: prompts first, then one generate call for all of them and all their candidates."""
+    model = generator.info.to_dict()
+    render = generator.tokenizer.render_chat
+    prompts = {i: _prompt(generator, world, requests[i], cfg) for i in batch}
+    texts = {i: prompts[i].text(render) for i in batch}
+    n = cfg.candidates
+    rows = [(i, k) for i in batch for k in range(n)]
+    row_seeds = [candidate_seed(seeds[i], k) for i, k in rows]
+    completions = generator.complete([generator.tokenizer.encode(texts[i]) for i, _ in rows], cfg, seeds=row_seeds)
+    made = {}
+    for j, i in enumerate(batch):
+        prompt = prompts[i]
+        options = completions[j * n:(j + 1) * n]
+        for option in options:  # a scene is its first few sentences: the model drifts after them
+            option.text = first_sentences(option.text, SCENE_SENTENCES)
+        chosen, critic = _choose(world, prompt, texts[i], cfg, options, row_seeds[j * n:(j + 1) * n])
+        completion = options[chosen]
+        text = (prompt.opening + completion.text).strip()
+        if on_text:  # shown once final: never a candidate the critic drops, never cut sentences
+            on_text(i, text)
+        made[i] = (_piece(world, prompt.request.to_dict(), prompt.request.subject, model, cfg, seeds[i],
+                          prompt=prompt, prompt_tokens=completion.prompt_tokens,
+                          output_tokens=completion.output_tokens, finish_reason=completion.finish_reason,
+                          seconds=completion.seconds, text=text, critic=critic),
+                   _warnings(prompt))
+    return made
+
+
+def _compose_story(generator, world: World, request: Request, cfg: GenerationConfig, seed: int,
+                   on_text: Callable[[str], None] | None) -> tuple[Piece, list[str]]:
+    """A story: planned, then written beat by beat (metagen.plan)."""
+    from metagen.plan import write_story
+
+    story = write_story(generator, world, request, cfg, seed=seed, on_text=on_text)
+    prompt = story.prompt
+    piece = _piece(world, prompt.request.to_dict(), prompt.request.subject, generator.info.to_dict(), cfg, seed,
+                   prompt=prompt, prompt_tokens=story.prompt_tokens, output_tokens=story.output_tokens,
+                   finish_reason=story.finish_reason, seconds=story.seconds, text=story.text,
+                   critic=story.critic, plan=story.plan)
+    return piece, _warnings(prompt)
+
+
+def _compose_dialogue(generator, world: World, request: Request, cfg: GenerationConfig, seed: int, order: str,
+                      on_text: Callable[[str], None] | None) -> tuple[Piece, list[str]]:
+    """A dialogue: turn by turn (metagen.dialogue)."""
+    from metagen.dialogue import generate_dialogue
+
+    check_order(order)
+    result = generate_dialogue(generator, world, request, cfg, seed=seed, order=order, on_text=on_text)
+    prompt = result.prompt
+    piece = _piece(world, {**prompt.request.to_dict(), "order": order}, prompt.request.subject,
+                   generator.info.to_dict(), cfg, seed, prompt=prompt, prompt_tokens=result.prompt_tokens,
+                   output_tokens=result.output_tokens, finish_reason=result.finish_reason, seconds=result.seconds,
+                   text=result.text.strip(), turns=[dict(t) for t in result.turns], critic=result.critic)
+    return piece, [f"dialogue {prompt.request.subject}: {w}" for w in result.warnings]
 
 
 # ----------------------------------------------------------------------------- replaying

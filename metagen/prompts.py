@@ -96,6 +96,15 @@ class StoryRequest(_Request):
         if self.length not in LENGTHS:
             raise RequestError(f"story length '{self.length}' is not known ({did_you_mean(self.length, LENGTHS)})")
 
+    def to_dict(self) -> dict:
+        """As _Request.to_dict, without beats when metagen plans (records match older files)."""
+        data = super().to_dict()
+        if not data["beats"]:
+            del data["beats"]
+        else:
+            data["beats"] = list(data["beats"])
+        return data
+
     @property
     def subject(self) -> str:
         """A file-name slug built from the ids: "mira-jonas-at-docks"."""
