@@ -220,7 +220,16 @@ class Generator:
         return self.model.args.max_seq_len
 
     def encode_prompt(self, prompt: str | list[dict], *, chat: bool = True) -> list[int]:
-        """Text or chat messages -> prompt token ids (the chat template applied when chat)."""
+        """Text or chat messages -> prompt token ids (the chat template applied when chat).
+
+        A text that cannot fit the context whatever it tokenizes to is refused before it is
+        tokenized: a 1 MiB prompt would otherwise cost seconds and hundreds of MB first.
+        """
+        texts = [m.get("content") or "" for m in prompt] if isinstance(prompt, list) else [prompt]
+        least = sum(self.tokenizer.least_tokens(t) for t in texts)
+        if least > self.context_length:
+            raise ConfigError(f"the prompt has at least {least:,} tokens and the model's context is "
+                              f"{self.context_length:,}", hint="shorten the prompt")
         if isinstance(prompt, list):
             return self.tokenizer.encode(self.tokenizer.render_chat(prompt))
         if chat:

@@ -115,6 +115,15 @@ class Tokenizer:
         return frozenset(t.content and self.hf.token_to_id(t.content)
                          for t in self.hf.get_added_tokens_decoder().values() if t.special)
 
+    @cached_property
+    def longest_token_bytes(self) -> int:
+        """The most bytes one token stands for (byte-level BPE spells a byte as one character)."""
+        return max(map(len, self.vocabulary()), default=1) or 1
+
+    def least_tokens(self, text: str) -> int:
+        """A lower bound on count(text), without tokenizing: refuses a huge prompt in no time."""
+        return -(-len(text.encode("utf-8", "surrogatepass")) // self.longest_token_bytes)
+
     def token_text(self, token_id: int) -> str:
         return self.hf.decode([token_id], skip_special_tokens=False)
 
