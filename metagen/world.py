@@ -20,7 +20,8 @@ from pathlib import Path
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from metagen.errors import RequestError, WorldError
+from metagen.config import GenerationConfig
+from metagen.errors import ConfigError, RequestError, WorldError
 from metagen.files import NotRegularFile, check_regular, read_regular
 
 MAX_FILE_BYTES = 2 * 1024 * 1024  # per file; split bigger worlds with include:
@@ -662,6 +663,7 @@ class _Load:
     def read_defaults(self, node: Node) -> dict[str, dict[str, object]]:
         m = self.mapping(node, "defaults", DEFAULTS_KINDS) or {}
         out: dict[str, dict[str, object]] = {}
+        marks: dict[tuple[str, str], tuple[Node, Node]] = {}  # (section, name) -> (key, value)
         for kind, settings in m.items():
             path = f"defaults.{kind}"
             if not isinstance(settings, MappingNode):
@@ -676,8 +678,43 @@ class _Load:
                     self.add(key, path, f"'{shown}' is not a setting name (expected lower_case_with_underscores)")
                     continue
                 values[name] = self.setting(value, f"{path}.{name}")
+                marks[kind, name] = (key, value)
             out[kind] = {k: v for k, v in values.items() if v is not None}
+        self.check_defaults(m, marks, out)
         return out
+
+    def check_defaults(self, sections: dict[str, Node], marks: dict, out: dict[str, dict[str, object]]) -> None:
+        """Refuse what every command would (GenerationConfig.from_dict), by file:line and field.
+
+        Each command kind merges `all` under its own section. A setting that fails alone is
+        reported at its line unless every merge it takes part in is valid (strategy: beam
+        with num_beams beside it); a merge that fails with no such setting is reported at its
+        section. max_new_tokens, when no section gives it, follows the kind and the story
+        length in the commands; here it is taken as large as min_new_tokens asks.
+        """
+        merges = {}
+        for kind in DEFAULTS_KINDS[1:]:
+            merged = {**out.get("all", {}), **out.get(kind, {})}
+            if "max_new_tokens" not in merged and isinstance(merged.get("min_new_tokens"), int):
+                merged["max_new_tokens"] = max(1, merged["min_new_tokens"])
+            merges[kind] = _config_problem(merged)
+        blamed = set()
+        for (section, name), (key, value) in marks.items():
+            alone = _config_problem({name: out[section][name]}) if name in out.get(section, {}) else None
+            kinds = [section] if section != "all" else [k for k in merges if name not in out.get(k, {})]
+            if alone and any(merges[k] for k in kinds):
+                where = key if alone.message.startswith("unknown generation setting") else value
+                hint = "" if alone.hint else " (fix the value in the world file)"
+                self.add(where, f"defaults.{section}.{name}", alone.one_line() + hint)
+                blamed.update(kinds)
+        reported: set[str] = set()
+        for kind, problem in merges.items():
+            if problem and kind not in blamed and problem.message not in reported:
+                reported.add(problem.message)
+                section = kind if kind in sections else "all"
+                who = "every command" if section == "all" else f"every {kind} command"
+                self.add(sections[section], f"defaults.{section}",
+                         f"{problem.one_line()} ({who} refuses these settings together; change one)")
 
     def setting(self, node: Node, path: str) -> object:
         if isinstance(node, SequenceNode):  # e.g. stop: ["\n\n"]; kept unstripped
@@ -710,6 +747,14 @@ class _Load:
             return default
         value = read(m[key], _join(path, key))
         return default if value is None else value
+
+
+def _config_problem(settings: dict[str, object]) -> ConfigError | None:
+    try:
+        GenerationConfig.from_dict(settings)
+    except ConfigError as error:
+        return error
+    return None
 
 
 def _join(path: str, key: str) -> str:

@@ -94,3 +94,94 @@ def _is_utf8(data: bytes) -> bool:
     except UnicodeDecodeError:
         return False
     return True
+
+
+# ----------------------------------------------------------------------------- 11. world defaults
+
+DEFAULTS_CASES = [
+    pytest.param("defaults:\n  all:\n    tempreature: 0.5\n",
+                 ["w.yaml:14:5: defaults.all.tempreature: unknown generation setting 'tempreature'",
+                  "did you mean 'temperature'?"], id="misspelt"),
+    pytest.param("defaults: {story: {top_p: 7}}\n",
+                 ["w.yaml:12:27: defaults.story.top_p: --top-p must be in (0, 1], got 7.0",
+                  "fix the value in the world file"], id="top-p-7"),
+    pytest.param("defaults: {all: {seed: -3}}\n", ["w.yaml:12:24: defaults.all.seed: --seed must be in [0, 2**63)"],
+                 id="seed"),
+    pytest.param("defaults: {dialogue: {temperature: [a]}}\n",
+                 ["w.yaml:12:36: defaults.dialogue.temperature: temperature (--temperature) must be a finite number"],
+                 id="list-for-number"),
+    pytest.param("defaults: {scene: {strategy: beem}}\n",
+                 ["w.yaml:12:30: defaults.scene.strategy: --strategy must be one of", "did you mean 'beam'?"],
+                 id="strategy-typo"),
+    pytest.param("defaults: {all: {strategy: beam}}\n",
+                 ["w.yaml:12:28: defaults.all.strategy: --beams must be at least 2 with --strategy beam"],
+                 id="beam-without-beams"),
+    pytest.param("defaults: {all: {strategy: beam}, story: {num_beams: 4}}\n",
+                 ["w.yaml:12:28: defaults.all.strategy: --beams must be at least 2"], id="beams-for-story-only"),
+    pytest.param("defaults: {all: {num_return_sequences: 3, strategy: greedy}}\n",
+                 ["w.yaml:12:17: defaults.all: --num-return 3 with greedy decoding", "every command refuses these"],
+                 id="conflict-in-all"),
+    pytest.param("defaults: {all: {num_return_sequences: 3}, story: {strategy: greedy}}\n",
+                 ["w.yaml:12:51: defaults.story: --num-return 3 with greedy", "every story command refuses"],
+                 id="conflict-across-sections"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("text", "needles"), DEFAULTS_CASES)
+def test_validate_refuses_defaults_every_command_refuses(tmp_path, text, needles):
+    (tmp_path / "w.yaml").write_text(TINY_WORLD + text, encoding="utf-8")
+    line = assert_refused_in_bounds("worlds", "validate", "w.yaml", cwd=tmp_path, needles=needles)
+    assert "ok:" not in line
+
+
+@pytest.mark.parametrize(("text", "needles"), DEFAULTS_CASES[:4])
+def test_commands_name_the_same_line_as_validate(tmp_path, text, needles):
+    (tmp_path / "w.yaml").write_text(TINY_WORLD + text, encoding="utf-8")
+    assert_refused_in_bounds("story", "w.yaml", "-c", "ada", "--model", "/nonexistent.gguf", cwd=tmp_path,
+                             needles=["error: " + needles[0], *needles[1:]])
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("text", [
+    "defaults: {all: {strategy: beam, num_beams: 4}}\n",
+    "defaults: {all: {temperature: 0.5, top_p: 0.9}, story: {max_new_tokens: 300, min_new_tokens: 20}}\n",
+    "defaults: {dialogue: {stop: ['\\n\\n'], candidates: 2}}\n",
+])  # fmt: skip
+def test_validate_accepts_defaults_that_work(runner, tmp_path, text):
+    (tmp_path / "w.yaml").write_text(TINY_WORLD + text, encoding="utf-8")
+    result = invoke(runner, "worlds", "validate", "w.yaml")
+    assert result.exit_code == 0 and result.stdout.startswith("ok: w.yaml"), result.output
+
+
+SETTING_NAMES = ["temperature", "top_p", "top_k", "min_p", "seed", "strategy", "num_beams", "max_new_tokens",
+                 "repetition_penalty", "candidates", "stop", "banned", "dry_base", "xtc_threshold", "temprature"]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=st.sampled_from(SETTING_NAMES),
+       value=st.one_of(st.integers(-10**6, 10**6), st.floats(-1e6, 1e6, allow_nan=False),
+                       st.sampled_from(["sample", "greedy", "beam", "x", "true"]), st.lists(st.sampled_from(["a", ""]),
+                                                                                               max_size=2)))
+def test_validate_agrees_with_the_settings_check(tmp_path, name, value):
+    """One setting in defaults: the world is refused exactly when GenerationConfig refuses it."""
+    import json
+
+    from metagen.config import GenerationConfig
+    from metagen.errors import ConfigError, WorldError
+    from metagen.world import load_world
+
+    path = tmp_path / "w.yaml"
+    path.write_text(TINY_WORLD + f"defaults:\n  story:\n    {name}: {json.dumps(value)}\n", encoding="utf-8")
+    try:
+        GenerationConfig.from_dict({name: value})
+        expected = None
+    except ConfigError as error:
+        expected = error.message
+    try:
+        load_world(path)
+        got = None
+    except WorldError as error:
+        got = error.message
+    assert (got is None) == (expected is None), (got, expected)
+    if got:
+        assert got.startswith(f"{path}:14:") and f"defaults.story.{name}: " in got and expected in got
