@@ -833,30 +833,45 @@ def _read_part(load: _Load, path: Path, display: str, stack: tuple[Path, ...], m
         includes = m["include"].value if isinstance(m["include"], SequenceNode) else None
         if includes is None:
             load.add(m["include"], "include", f"got {_describe(m['include'])} (expected a list of file paths)")
-        for i, item in enumerate(includes or []):
-            load.file_no, load.display = file_no, here
+        before, targets = len(load.problems), []
+        for i, item in enumerate(includes or []):  # every include is checked before any is parsed
             rel = load.text(item, f"include[{i}]")
-            if rel is not None:
-                _include(load, path, display, rel, item, f"include[{i}]", stack)
+            target = rel is not None and _include_target(load, path, display, rel, item, f"include[{i}]", stack,
+                                                         [t for t, _ in targets])
+            if target:
+                targets.append((target, os.path.normpath(os.path.join(os.path.dirname(display), rel))))
+        if len(load.problems) == before:  # one missing file fails the world: parse nothing more
+            for target, shown in targets:
+                _read_part(load, target, shown, (*stack, target), main=False)
+                load.file_no, load.display = file_no, here
     return m
 
 
-def _include(load: _Load, parent: Path, parent_display: str, rel: str, node: Node, at: str, stack) -> None:
+def _include_target(load: _Load, parent: Path, parent_display: str, rel: str, node: Node, at: str, stack,
+                    listed: list[Path]) -> Path | None:
+    """The resolved file an include names, or None when it is outside, a cycle, a repeat,
+    missing or not a regular file (each reported at the include's line)."""
     target = (parent.parent / rel).resolve()
-    display = os.path.normpath(os.path.join(os.path.dirname(parent_display), rel))
     if not load.allow_outside and not target.is_relative_to(load.root):
         tip = "move it inside, or load with allow_outside=True"
         load.add(node, at, f"'{rel}' is outside the world's folder {load.root} ({tip})")
     elif target in stack:
         chain = " -> ".join(p.name for p in (*stack[stack.index(target):], target))
         load.add(node, at, f"include cycle: {chain} (remove one of these includes)")
-    elif target in load.files:
+    elif target in load.files or target in listed:
         load.add(node, at, f"'{rel}' is already included (include each file once)")
-    elif not target.exists():
-        tip = f"looked for {target}; include paths are relative to {parent_display}"
-        load.add(node, at, f"'{rel}' not found ({tip})")
     else:
-        _read_part(load, target, display, (*stack, target), main=False)
+        try:
+            check_regular(target)
+            return target
+        except NotRegularFile as error:
+            load.add(node, at, f"'{rel}' {error.sentence()}")
+        except FileNotFoundError:
+            tip = f"looked for {target}; include paths are relative to {parent_display}"
+            load.add(node, at, f"'{rel}' not found ({tip})")
+        except OSError as error:
+            load.add(node, at, f"'{rel}' cannot be read: {error.strerror or error} (check its permissions)")
+    return None
 
 
 def load_world(path: str | os.PathLike, *, allow_outside: bool = False) -> World:

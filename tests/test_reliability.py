@@ -185,3 +185,101 @@ def test_validate_agrees_with_the_settings_check(tmp_path, name, value):
     assert (got is None) == (expected is None), (got, expected)
     if got:
         assert got.startswith(f"{path}:14:") and f"defaults.story.{name}: " in got and expected in got
+
+
+# ----------------------------------------------------------------------------- 9. slow failures
+
+
+def big_lore(prefix: str, entries: int = 1000) -> str:
+    """About 320 kB and 16,000 YAML nodes: two seconds or so for the pure-Python parser."""
+    text = "The well sang of the flood and the mill and the long road to the sea. " * 4
+    return "lore:\n" + "".join(f"  - {{id: {prefix}-{i}, keys: [{prefix}{i}], text: {text}}}\n"
+                               for i in range(entries))
+
+
+def _twelve_includes(tmp_path: Path, last: str) -> None:
+    names = [f"part{i}.yaml" for i in range(12)]
+    for name in names:
+        (tmp_path / name).write_text(big_lore(name[:-5]), encoding="utf-8")
+    (tmp_path / "w.yaml").write_text(TINY_WORLD + f"include: [{', '.join(names)}, {last}]\n", encoding="utf-8")
+
+
+@pytest.mark.parametrize(("last", "make", "needles"), [
+    pytest.param("gone.yaml", None, ["include[12]: 'gone.yaml' not found",
+                                     "include paths are relative to w.yaml"], id="missing"),
+    pytest.param("parts", lambda t: (t / "parts").mkdir(), ["include[12]: 'parts' is a folder, not a regular file",
+                                                          "give a file"], id="folder"),
+    pytest.param("pipe.yaml", lambda t: __import__("os").mkfifo(t / "pipe.yaml"),
+                 ["include[12]: 'pipe.yaml' is a FIFO (named pipe), not a regular file"], id="fifo"),
+    pytest.param("part3.yaml", None, ["include[12]: 'part3.yaml' is already included"], id="twice"),
+])  # fmt: skip
+@pytest.mark.parametrize("command", [["worlds", "validate", "w.yaml"], ["story", "w.yaml", "-c", "ada"]],
+                         ids=["validate", "story"])
+def test_a_bad_include_fails_before_any_large_include_is_parsed(tmp_path, command, last, make, needles):
+    _twelve_includes(tmp_path, last)
+    if make:
+        make(tmp_path)
+    first = ("error: " if command[0] == "story" else "") + "w.yaml:12:"
+    line = assert_refused_in_bounds(*command, cwd=tmp_path, needles=[first, *needles])
+    assert line.startswith(first)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_missing_include_parses_no_other_include(tmp_path, monkeypatch):
+    from metagen import world as world_module
+    from metagen.errors import WorldError
+
+    _twelve_includes(tmp_path, "gone.yaml")
+    parsed = []
+    real = world_module.compose_yaml
+    monkeypatch.setattr(world_module, "compose_yaml", lambda data, what: parsed.append(len(data)) or real(data, what))
+    with pytest.raises(WorldError, match="'gone.yaml' not found"):
+        world_module.load_world(tmp_path / "w.yaml")
+    assert len(parsed) == 1  # the world file itself
+
+
+def test_includes_that_are_all_there_still_load(tmp_path):
+    from metagen.world import load_world
+
+    (tmp_path / "a.yaml").write_text(big_lore("a", 3), encoding="utf-8")
+    (tmp_path / "b.yaml").write_text("include: [a.yaml]\n" + big_lore("b", 2), encoding="utf-8")
+    (tmp_path / "w.yaml").write_text(TINY_WORLD + "include: [b.yaml]\n", encoding="utf-8")
+    world = load_world(tmp_path / "w.yaml")
+    assert [e.id for e in world.lore] == ["flood", "b-0", "b-1", "a-0", "a-1", "a-2"]
+
+
+FIFTEEN_WAYS = ["tiny.yaml", "./tiny.yaml", "sub/../tiny.yaml", "./sub/../tiny.yaml", "link.yaml", "./link.yaml",
+                "sub/link.yaml", "sub/../link.yaml", ".//tiny.yaml", "sub/./../tiny.yaml", "sub/../sub/link.yaml",
+                "{abs}", "{abs_link}", "./sub/link.yaml", "sub//link.yaml"]
+
+
+def _fifteen_jobs(tmp_path: Path, world_text: str, last_character: str = "ada") -> Path:
+    (tmp_path / "tiny.yaml").write_text(world_text, encoding="utf-8")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "link.yaml").symlink_to("tiny.yaml")
+    (tmp_path / "sub" / "link.yaml").symlink_to("../tiny.yaml")
+    ways = [w.format(abs=tmp_path / "tiny.yaml", abs_link=tmp_path / "link.yaml") for w in FIFTEEN_WAYS]
+    jobs = "".join(f"  - {{kind: story, world: '{w}', characters: [ada], premise: 'job {i}'}}\n"
+                   for i, w in enumerate(ways[:-1]))
+    jobs += f"  - {{kind: story, world: '{ways[-1]}', characters: [{last_character}]}}\n"
+    path = tmp_path / "jobs.yaml"
+    path.write_text("seed: 1\njobs:\n" + jobs, encoding="utf-8")
+    return path
+
+
+def test_a_batch_parses_a_world_named_fifteen_ways_once(tmp_path, monkeypatch):
+    from metagen import batch
+
+    calls = []
+    real = batch.load_world
+    monkeypatch.setattr(batch, "load_world", lambda path: calls.append(path) or real(path))
+    plan = batch.plan_batch(batch.load_jobs(_fifteen_jobs(tmp_path, TINY_WORLD)), out=tmp_path / "out")
+    assert len(calls) == 1 and len(plan.units) == 15
+    assert len({id(u.world) for u in plan.units}) == 1
+
+
+def test_a_batch_with_a_large_world_named_fifteen_ways_fails_fast(tmp_path):
+    _fifteen_jobs(tmp_path, TINY_WORLD + big_lore("x").removeprefix("lore:\n"), last_character="zed")
+    assert_refused_in_bounds("batch", "jobs.yaml", "--model", "/nonexistent.gguf", cwd=tmp_path,
+                             needles=["jobs.yaml:17: jobs[14]", "has no character 'zed'"])
+    assert not (tmp_path / "out").exists()
