@@ -172,7 +172,9 @@ def build_from_gguf(path: Path, weight_format: str) -> tuple[Transformer, Tokeni
     # F32 tensors come back as read-only memory maps; torch wants writable memory.
     tensors = {name: torch.from_numpy(np.require(array, requirements="W")) for name, array in contents.tensors.items()}
     model = Transformer.from_weights(contents.args, tensors, weight_format)
-    return model, Tokenizer.from_data(contents.tokenizer), contents.name
+    tokenizer = Tokenizer.from_data(contents.tokenizer)
+    tokenizer.origin = Path(path).name
+    return model, tokenizer, contents.name
 
 
 def load_model(spec: str | None = None, *, dtype: str = "auto", device: str = "cpu",
@@ -193,6 +195,7 @@ def load_model(spec: str | None = None, *, dtype: str = "auto", device: str = "c
         if use_cache:
             _save_converted(folder, *loaded)
     model, tokenizer, _ = loaded
+    tokenizer.origin = resolved.path.name  # a cached tokenizer does not know its file
     model.to_device(torch_device)
     log.info("loaded %s (%s, %s) in %.2f s", resolved.name, weight_format, torch_device,
              time.perf_counter() - started)

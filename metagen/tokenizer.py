@@ -12,12 +12,14 @@ import json
 from functools import cached_property
 from pathlib import Path
 
+from jinja2 import TemplateError
 from tokenizers import AddedToken, Regex, decoders, models, pre_tokenizers
 from tokenizers import Tokenizer as HFTokenizer
 
 from metagen.errors import ModelError
 from metagen.files import read_regular_text
 from metagen.gguf import TOKEN_TYPE_CONTROL, TOKEN_TYPE_USER_DEFINED, TokenizerData
+from metagen.template import BoundedSandbox, template_line
 
 # llama.cpp pre-tokenizer names whose first step splits numbers into single characters.
 MAX_CACHE_BYTES = 64 * 2**20  # a cached tokenizer.json larger than this is damaged
@@ -74,6 +76,7 @@ class Tokenizer:
         self.eos_id = eos_id
         self.pad_id = pad_id if pad_id is not None else (eos_id if eos_id is not None else 0)
         self.add_bos = add_bos
+        self.origin: str | None = None  # the model file's name, for messages
         self.vocab_size = hf.get_vocab_size(with_added_tokens=True)
         ids = {hf.token_to_id(t) for t in END_OF_TURN} | ({eos_id} if eos_id is not None else set())
         self.eos_ids = frozenset(i for i in ids if i is not None)
@@ -134,23 +137,41 @@ class Tokenizer:
         return self._vocabulary
 
     # -- chat -----------------------------------------------------------------------
-    def render_chat(self, messages: list[dict], add_generation_prompt: bool = True) -> str:
-        """Messages -> prompt text, through the file's chat template (ChatML if none)."""
+    @cached_property
+    def _template(self):
+        """The chat template compiled once in a BoundedSandbox (ChatML if the file has none)."""
         from jinja2 import TemplateError
-        from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
-                                            extensions=["jinja2.ext.loopcontrols"])
+        env = BoundedSandbox(trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"])
 
         def raise_exception(message):
             raise TemplateError(message)
 
         env.globals["raise_exception"] = raise_exception
-        source = self.chat_template or CHATML_TEMPLATE
+        try:
+            return env, env.compile_bounded(self.chat_template or CHATML_TEMPLATE)
+        except Exception as error:  # noqa: BLE001 - the file's own code: every failure is the file's
+            raise self._template_error(error) from None
+
+    def render_chat(self, messages: list[dict], add_generation_prompt: bool = True) -> str:
+        """Messages -> prompt text, through the file's chat template (ChatML if none).
+
+        The template is the model file's own code: it runs in a sandbox bounded in time,
+        size and depth (metagen.template), and any failure is one ModelError.
+        """
+        env, template = self._template
         token = lambda i: self.hf.id_to_token(i) if i is not None else ""  # noqa: E731
         try:
-            return env.from_string(source).render(
-                messages=messages, add_generation_prompt=add_generation_prompt,
-                bos_token=token(self.bos_id), eos_token=token(self.eos_id))
-        except TemplateError as error:
-            raise ModelError(f"the model's chat template failed: {error}") from error
+            return env.render_bounded(template, messages=messages, add_generation_prompt=add_generation_prompt,
+                                      bos_token=token(self.bos_id), eos_token=token(self.eos_id))
+        except Exception as error:  # noqa: BLE001 - as above; signals are BaseExceptions
+            raise self._template_error(error) from None
+
+    def _template_error(self, error: BaseException) -> ModelError:
+        line = template_line(error)
+        where = f"{self.origin}: " if self.origin else ""
+        at = f":{line}" if line else ""
+        reason = " ".join(str(error).split())[:200] or type(error).__name__
+        kind = "" if isinstance(error, TemplateError) else f"{type(error).__name__}: "
+        return ModelError(f"{where}tokenizer.chat_template{at}: the model's chat template failed: {kind}{reason}",
+                          hint="the model file's template is broken or hostile; use another model")

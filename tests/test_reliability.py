@@ -283,3 +283,109 @@ def test_a_batch_with_a_large_world_named_fifteen_ways_fails_fast(tmp_path):
     assert_refused_in_bounds("batch", "jobs.yaml", "--model", "/nonexistent.gguf", cwd=tmp_path,
                              needles=["jobs.yaml:17: jobs[14]", "has no character 'zed'"])
     assert not (tmp_path / "out").exists()
+
+
+# ----------------------------------------------------------------------------- 5. chat templates
+
+SQUARES = "{% set r = range(100000) %}"
+HOSTILE_TEMPLATES = [
+    pytest.param("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+                 "rendering took more than 2 s", id="nested-loops"),
+    pytest.param(SQUARES + "{% for i in r %}{% for j in r %}{% endfor %}{% endfor %}",
+                 "rendering took more than 2 s", id="nested-loops-no-calls"),
+    pytest.param("{{ 'x' * 10000000000 }}", "repeating a value 10,000,000,000 times", id="string-times"),
+    pytest.param("{{ (['x'] * 100000000)|join }}", "repeating a value 100,000,000 times", id="list-times"),
+    pytest.param("{{ 1/0 }}", "ZeroDivisionError: division by zero", id="division-by-zero"),
+    pytest.param("{% macro m() %}{{ m() }}{% endmacro %}{{ m() }}", "calls nest more than 32 deep", id="recursive-macro"),
+    pytest.param("{% macro m(n) %}{{ m(n) }}{{ m(n) }}{% endmacro %}{{ m(1) }}", "calls nest more than 32 deep",
+                 id="branching-macro"),
+    pytest.param("{% for m in messages recursive %}{{ loop(messages) }}{% endfor %}", "calls nest more than 32 deep",
+                 id="recursive-loop"),
+    pytest.param("{{ '%999999999s' % 1 }}", "a format width over 4,194,304", id="percent-width"),
+    pytest.param("{{ '{:999999999}'.format(1) }}", "a format width over 4,194,304", id="format-width"),
+    pytest.param("{{ 'a'|center(1000000000) }}", "center(1000000000) would make over", id="center"),
+    pytest.param("{{ ('a\\n' * 100000)|indent(1000) }}", "indent(1000) would make over", id="indent"),
+    pytest.param("{% set s = 'a' * 1000000 %}{{ s|replace('a', s) }}", "replace() would make over", id="replace"),
+    pytest.param("{% set s = 'a' * 1000000 %}{{ s.replace('a', s) }}", "replace() would make over",
+                 id="replace-method"),
+    pytest.param("{% set ns = namespace(s='ab') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}",
+                 "a value grew past 4,194,304 characters", id="doubling-tilde"),
+    pytest.param("{% set ns = namespace(s='ab') %}{% for i in range(40) %}{% set ns.s = ns.s + ns.s %}{% endfor %}",
+                 "a value grew past 4,194,304 characters", id="doubling-plus"),
+    pytest.param("{{ range(100000)|map('string')|map('center', 1000000)|join }}",
+                 "the template made more than 33,554,432 characters", id="many-large-values"),
+    pytest.param("{% set a = ['xxxxxxxxxxxxxxxx'] * 8 %}{% set b = [a,a,a,a,a,a,a,a] %}{% set c = [b,b,b,b,b,b,b,b] %}"
+                 "{% set d = [c,c,c,c,c,c,c,c] %}{% set e = [d,d,d,d,d,d,d,d] %}{% set f = [e,e,e,e,e,e,e,e] %}{{ f }}",
+                 "a value grew past 4,194,304 characters", id="shared-lists"),
+    pytest.param("{{ 99999 ** 99999 }}", "a number of more than 4096 bits", id="power"),
+    pytest.param("{% for %}", "Expected an expression", id="syntax-error"),
+    pytest.param("{{ foo() }}", "'foo' is undefined", id="undefined"),
+    pytest.param("{{ raise_exception('this model has no system role') }}", "this model has no system role",
+                 id="raise-exception"),
+    pytest.param("{{ ''.__class__.__mro__[1].__subclasses__() }}", "access to attribute '__class__' of 'str' object is unsafe", id="escape-sandbox"),
+    pytest.param("\n\n{{ messages[5]['content'] }}", "tokenizer.chat_template:3: ", id="names-the-line"),
+]  # fmt: skip
+
+
+def _tokenizer(template: str):
+    from dataclasses import replace
+
+    from conftest import tiny_tokenizer_data
+    from metagen.tokenizer import Tokenizer
+
+    tokenizer = Tokenizer.from_data(replace(tiny_tokenizer_data(), chat_template=template))
+    tokenizer.origin = "hostile.gguf"
+    return tokenizer
+
+
+@pytest.mark.parametrize(("template", "needle"), HOSTILE_TEMPLATES)
+def test_hostile_chat_template_is_one_model_error(template, needle):
+    import time
+
+    from metagen.errors import ModelError
+
+    started = time.monotonic()
+    with pytest.raises(ModelError) as caught:
+        _tokenizer(template).render_chat([{"role": "user", "content": "hi"}])
+    line = caught.value.one_line()
+    assert line.startswith("hostile.gguf: tokenizer.chat_template:") and needle in line
+    assert ": the model's chat template failed: " in line
+    assert "use another model" in line
+    assert time.monotonic() - started < 5
+
+
+CLI_TEMPLATES = ["nested-loops-no-calls", "string-times", "division-by-zero", "recursive-macro", "doubling-tilde",
+                 "shared-lists", "format-width"]
+
+
+@pytest.mark.parametrize(("template", "needle"), [p for p in HOSTILE_TEMPLATES if p.id in CLI_TEMPLATES])
+@pytest.mark.parametrize("command", [["generate", "hi", "--max-tokens", "2"],
+                                     ["story", "tiny.yaml", "-c", "ada", "--out", "out"]], ids=["generate", "story"])
+def test_hostile_chat_template_through_the_cli(tmp_path, template, needle, command):
+    from conftest import write_tiny_gguf
+
+    (tmp_path / "tiny.yaml").write_text(TINY_WORLD, encoding="utf-8")
+    write_tiny_gguf(tmp_path / "hostile.gguf", chat_template=template, max_seq_len=1024)
+    assert_refused_in_bounds(*command, "--model", "hostile.gguf", "--dtype", "float32", cwd=tmp_path,
+                             needles=["error: hostile.gguf: tokenizer.chat_template:1: the model's chat template failed",
+                                      needle])
+    assert not (tmp_path / "out").exists()
+
+
+FRAGMENTS = ["{{ 'ab' * 3 }}", "{% for m in messages %}{{ m.content }}{% endfor %}", "{{ messages|length }}",
+             "{% for i in range(300) %}", "{% endfor %}", "{{ 1/0 }}", "{% set ns = namespace(s='x') %}",
+             "{{ ns.s ~ ns.s }}", "{{ (ns.s * 1000)|center(5000) }}", "{% if add_generation_prompt %}", "{% endif %}",
+             "{{ '%5s' % 'a' }}", "{{ messages[0]['content']|upper|replace('H', 'hhhh') }}", "{{ x.y.z }}", "}}", "{%"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.sampled_from(FRAGMENTS), max_size=8))
+def test_any_template_gives_text_or_one_model_error(parts):
+    from metagen.errors import ModelError
+
+    try:
+        text = _tokenizer("".join(parts)).render_chat([{"role": "user", "content": "hi"}])
+    except ModelError as error:
+        assert "\n" not in error.one_line() and "the model's chat template" in error.one_line()
+    else:
+        assert isinstance(text, str) and len(text) < 2**22
