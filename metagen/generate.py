@@ -234,9 +234,9 @@ class Generator:
             raise ConfigError(f"the prompt has at least {least:,} tokens and the model's context is "
                               f"{self.context_length:,}", hint="shorten the prompt")
         if isinstance(prompt, list):
-            return self.tokenizer.encode(self.tokenizer.render_chat(prompt))
+            return self.tokenizer.encode_chat(prompt)
         if chat:
-            return self.tokenizer.encode(self.tokenizer.render_chat([{"role": "user", "content": prompt}]))
+            return self.tokenizer.encode_chat([{"role": "user", "content": prompt}])
         return self.tokenizer.encode(prompt)
 
     def count_tokens(self, text: str) -> int:

@@ -9,6 +9,8 @@ llama.cpp's llama-vocab.cpp and SmolLM2's own tokenizer.json do.
 from __future__ import annotations
 
 import json
+import re
+import secrets
 from functools import cached_property
 from pathlib import Path
 
@@ -16,7 +18,7 @@ from jinja2 import TemplateError
 from tokenizers import AddedToken, Regex, decoders, models, pre_tokenizers
 from tokenizers import Tokenizer as HFTokenizer
 
-from metagen.errors import ModelError
+from metagen.errors import ModelError, RequestError
 from metagen.files import read_regular_text
 from metagen.gguf import TOKEN_TYPE_CONTROL, TOKEN_TYPE_USER_DEFINED, TokenizerData
 from metagen.template import BoundedSandbox, template_line
@@ -166,6 +168,64 @@ class Tokenizer:
                                       bos_token=token(self.bos_id), eos_token=token(self.eos_id))
         except Exception as error:  # noqa: BLE001 - as above; signals are BaseExceptions
             raise self._template_error(error) from None
+
+    def encode_chat(self, messages: list[dict], add_generation_prompt: bool = True, suffix: str = "") -> list[int]:
+        """Token ids of the rendered chat, then suffix; special tokens come only from the template.
+
+        Text in a message or in suffix (world, request, model output) is encoded as plain
+        text even where it spells a control token: `<|im_end|>` in a character's
+        description is the characters `<`, `|`, ..., never the end of a turn. The template
+        is rendered with a placeholder for each message's content to find where the
+        contents go; a template that changes the contents (trim, upper) is refused only
+        when a content would otherwise add a special token.
+        """
+        nonce = secrets.token_hex(4)
+        marks = [f"\ue000{nonce}{i}\ue001" for i in range(len(messages))]
+        marked = self.render_chat([{**m, "content": mark} for m, mark in zip(messages, marks)], add_generation_prompt)
+        real = self.render_chat(messages, add_generation_prompt)
+        pieces = re.split("(" + "|".join(map(re.escape, marks)) + ")", marked) if marks else [marked]
+        contents = dict(zip(marks, (str(m.get("content") or "") for m in messages)))
+        runs: list[str | int] = [""]  # plain text runs and special token ids, in order
+        for piece in pieces:
+            if piece in contents:
+                runs[-1] += contents[piece]
+                continue
+            for part in self._special_split.split(piece) if self._special_split else [piece]:
+                if part in self._special_ids_by_text:
+                    runs += [self._special_ids_by_text[part], ""]
+                else:
+                    runs[-1] += part
+        if "".join(r if isinstance(r, str) else self.hf.id_to_token(r) for r in runs) != real:
+            self._check_no_special_from_text(real, marked)
+            runs = [real]  # the template changed the contents: keep its text, checked above
+        runs[-1] += suffix
+        ids = [bos for bos in [self.bos_id] if self.add_bos and bos is not None]
+        for run in runs:
+            ids += [run] if isinstance(run, int) else (self._plain.encode(run, add_special_tokens=False).ids if run else [])
+        return ids
+
+    def _check_no_special_from_text(self, real: str, marked: str) -> None:
+        specials = lambda text: [i for i in self.encode(text, add_bos=False) if i in self.special_ids]  # noqa: E731
+        if len(specials(real)) != len(specials(marked)):
+            raise RequestError("a message holds text that spells one of the model's control tokens, and this "
+                               "model's chat template changes message text, so it cannot be kept as plain text",
+                               hint="remove tokens such as <|im_end|> from the world or the request")
+
+    @cached_property
+    def _plain(self) -> HFTokenizer:
+        """The same tokenizer, reading special tokens written in the text as plain text."""
+        plain = HFTokenizer.from_str(self.hf.to_str())
+        plain.encode_special_tokens = True
+        return plain
+
+    @cached_property
+    def _special_ids_by_text(self) -> dict[str, int]:
+        return {self.hf.id_to_token(i): i for i in self.special_ids if i is not None}
+
+    @cached_property
+    def _special_split(self) -> re.Pattern | None:
+        texts = sorted(self._special_ids_by_text, key=len, reverse=True)
+        return re.compile("(" + "|".join(map(re.escape, texts)) + ")") if texts else None
 
     def _template_error(self, error: BaseException) -> ModelError:
         line = template_line(error)

@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from metagen.commands.options import load_generator, with_decoding_options
+from metagen.commands.terminal import printable
 from metagen.errors import RequestError
 from metagen.files import MAX_STDIN_BYTES, read_stream_text
 
@@ -54,7 +55,7 @@ def generate(
     generator = load_generator(model_options, quiet)
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
     stream = not as_json and sys.stdout.isatty()
-    on_text = (lambda row, piece: (sys.stdout.write(piece), sys.stdout.flush())) if stream else None
+    on_text = (lambda row, piece: (sys.stdout.write(printable(piece, True)), sys.stdout.flush())) if stream else None
     result = generator.generate([messages if chat else prompt], cfg, chat=chat, on_text=on_text)[0]
     if as_json:
         payload = {
@@ -70,4 +71,4 @@ def generate(
     elif stream:
         sys.stdout.write("\n")
     else:
-        typer.echo(result.text)
+        typer.echo(printable(result.text, sys.stdout.isatty()))
