@@ -29,6 +29,7 @@ from metagen.commands.generate import generate
 from metagen.commands.help import PLAIN_HELP, PanelledCommand
 from metagen.commands.models import models_app
 from metagen.commands.pieces import describe_scene, dialogue, prompt_app, replay, story
+from metagen.commands.terminal import escaped
 from metagen.commands.worlds import worlds_app
 from metagen.errors import (
     EXIT_BAD_INPUT,
@@ -79,7 +80,7 @@ class MetagenGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except MetagenError as error:
-            typer.echo(f"error: {error.one_line()}", err=True)
+            typer.echo(f"error: {escaped(error.one_line())}", err=True)
             ctx.exit(error.exit_code)
         except KeyboardInterrupt:
             typer.echo("error: interrupted (SIGINT); nothing partial was written", err=True)

@@ -13,6 +13,8 @@ import stat
 from pathlib import Path
 from typing import BinaryIO
 
+MAX_STDIN_BYTES = 2**20  # a prompt on standard input; a model's whole context is far less
+
 _KINDS = (
     (stat.S_ISFIFO, "a FIFO (named pipe)"),
     (stat.S_ISCHR, "a character device"),
@@ -77,3 +79,21 @@ def read_regular_text(path: str | os.PathLike, limit: int) -> str:
     if len(data) > limit:
         raise ValueError(f"{Path(path)} is over {limit:,} bytes")
     return data.decode("utf-8")
+
+
+def read_stream_text(stream: BinaryIO, limit: int) -> str:
+    """At most limit bytes of a stream (standard input) as UTF-8 text; ValueError says why not.
+
+    The read stops at limit + 1 bytes, so `< /dev/zero` or a 20 MB paste costs 1 MiB, not
+    memory without end; NUL bytes and bytes that are not UTF-8 are named by their offset.
+    """
+    data = stream.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"is over {limit:,} bytes")
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        raise ValueError(f"looks like binary data or UTF-16, not UTF-8 text (NUL at byte {nul})")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"is not UTF-8 text (byte 0x{data[error.start]:02x} at offset {error.start})") from None

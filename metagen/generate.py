@@ -172,7 +172,9 @@ def build_from_gguf(path: Path, weight_format: str) -> tuple[Transformer, Tokeni
     # F32 tensors come back as read-only memory maps; torch wants writable memory.
     tensors = {name: torch.from_numpy(np.require(array, requirements="W")) for name, array in contents.tensors.items()}
     model = Transformer.from_weights(contents.args, tensors, weight_format)
-    return model, Tokenizer.from_data(contents.tokenizer), contents.name
+    tokenizer = Tokenizer.from_data(contents.tokenizer)
+    tokenizer.origin = Path(path).name
+    return model, tokenizer, contents.name
 
 
 def load_model(spec: str | None = None, *, dtype: str = "auto", device: str = "cpu",
@@ -193,6 +195,7 @@ def load_model(spec: str | None = None, *, dtype: str = "auto", device: str = "c
         if use_cache:
             _save_converted(folder, *loaded)
     model, tokenizer, _ = loaded
+    tokenizer.origin = resolved.path.name  # a cached tokenizer does not know its file
     model.to_device(torch_device)
     log.info("loaded %s (%s, %s) in %.2f s", resolved.name, weight_format, torch_device,
              time.perf_counter() - started)
@@ -220,11 +223,20 @@ class Generator:
         return self.model.args.max_seq_len
 
     def encode_prompt(self, prompt: str | list[dict], *, chat: bool = True) -> list[int]:
-        """Text or chat messages -> prompt token ids (the chat template applied when chat)."""
+        """Text or chat messages -> prompt token ids (the chat template applied when chat).
+
+        A text that cannot fit the context whatever it tokenizes to is refused before it is
+        tokenized: a 1 MiB prompt would otherwise cost seconds and hundreds of MB first.
+        """
+        texts = [m.get("content") or "" for m in prompt] if isinstance(prompt, list) else [prompt]
+        least = sum(self.tokenizer.least_tokens(t) for t in texts)
+        if least > self.context_length:
+            raise ConfigError(f"the prompt has at least {least:,} tokens and the model's context is "
+                              f"{self.context_length:,}", hint="shorten the prompt")
         if isinstance(prompt, list):
-            return self.tokenizer.encode(self.tokenizer.render_chat(prompt))
+            return self.tokenizer.encode_chat(prompt)
         if chat:
-            return self.tokenizer.encode(self.tokenizer.render_chat([{"role": "user", "content": prompt}]))
+            return self.tokenizer.encode_chat([{"role": "user", "content": prompt}])
         return self.tokenizer.encode(prompt)
 
     def count_tokens(self, text: str) -> int:

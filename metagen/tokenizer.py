@@ -9,15 +9,19 @@ llama.cpp's llama-vocab.cpp and SmolLM2's own tokenizer.json do.
 from __future__ import annotations
 
 import json
+import re
+import secrets
 from functools import cached_property
 from pathlib import Path
 
+from jinja2 import TemplateError
 from tokenizers import AddedToken, Regex, decoders, models, pre_tokenizers
 from tokenizers import Tokenizer as HFTokenizer
 
-from metagen.errors import ModelError
+from metagen.errors import ModelError, RequestError
 from metagen.files import read_regular_text
 from metagen.gguf import TOKEN_TYPE_CONTROL, TOKEN_TYPE_USER_DEFINED, TokenizerData
+from metagen.template import BoundedSandbox, template_line
 
 # llama.cpp pre-tokenizer names whose first step splits numbers into single characters.
 MAX_CACHE_BYTES = 64 * 2**20  # a cached tokenizer.json larger than this is damaged
@@ -74,6 +78,7 @@ class Tokenizer:
         self.eos_id = eos_id
         self.pad_id = pad_id if pad_id is not None else (eos_id if eos_id is not None else 0)
         self.add_bos = add_bos
+        self.origin: str | None = None  # the model file's name, for messages
         self.vocab_size = hf.get_vocab_size(with_added_tokens=True)
         ids = {hf.token_to_id(t) for t in END_OF_TURN} | ({eos_id} if eos_id is not None else set())
         self.eos_ids = frozenset(i for i in ids if i is not None)
@@ -115,6 +120,15 @@ class Tokenizer:
         return frozenset(t.content and self.hf.token_to_id(t.content)
                          for t in self.hf.get_added_tokens_decoder().values() if t.special)
 
+    @cached_property
+    def longest_token_bytes(self) -> int:
+        """The most bytes one token stands for (byte-level BPE spells a byte as one character)."""
+        return max(map(len, self.vocabulary()), default=1) or 1
+
+    def least_tokens(self, text: str) -> int:
+        """A lower bound on count(text), without tokenizing: refuses a huge prompt in no time."""
+        return -(-len(text.encode("utf-8", "surrogatepass")) // self.longest_token_bytes)
+
     def token_text(self, token_id: int) -> str:
         return self.hf.decode([token_id], skip_special_tokens=False)
 
@@ -125,23 +139,99 @@ class Tokenizer:
         return self._vocabulary
 
     # -- chat -----------------------------------------------------------------------
-    def render_chat(self, messages: list[dict], add_generation_prompt: bool = True) -> str:
-        """Messages -> prompt text, through the file's chat template (ChatML if none)."""
+    @cached_property
+    def _template(self):
+        """The chat template compiled once in a BoundedSandbox (ChatML if the file has none)."""
         from jinja2 import TemplateError
-        from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
-                                            extensions=["jinja2.ext.loopcontrols"])
+        env = BoundedSandbox(trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"])
 
         def raise_exception(message):
             raise TemplateError(message)
 
         env.globals["raise_exception"] = raise_exception
-        source = self.chat_template or CHATML_TEMPLATE
+        try:
+            return env, env.compile_bounded(self.chat_template or CHATML_TEMPLATE)
+        except Exception as error:  # noqa: BLE001 - the file's own code: every failure is the file's
+            raise self._template_error(error) from None
+
+    def render_chat(self, messages: list[dict], add_generation_prompt: bool = True) -> str:
+        """Messages -> prompt text, through the file's chat template (ChatML if none).
+
+        The template is the model file's own code: it runs in a sandbox bounded in time,
+        size and depth (metagen.template), and any failure is one ModelError.
+        """
+        env, template = self._template
         token = lambda i: self.hf.id_to_token(i) if i is not None else ""  # noqa: E731
         try:
-            return env.from_string(source).render(
-                messages=messages, add_generation_prompt=add_generation_prompt,
-                bos_token=token(self.bos_id), eos_token=token(self.eos_id))
-        except TemplateError as error:
-            raise ModelError(f"the model's chat template failed: {error}") from error
+            return env.render_bounded(template, messages=messages, add_generation_prompt=add_generation_prompt,
+                                      bos_token=token(self.bos_id), eos_token=token(self.eos_id))
+        except Exception as error:  # noqa: BLE001 - as above; signals are BaseExceptions
+            raise self._template_error(error) from None
+
+    def encode_chat(self, messages: list[dict], add_generation_prompt: bool = True, suffix: str = "") -> list[int]:
+        """Token ids of the rendered chat, then suffix; special tokens come only from the template.
+
+        Text in a message or in suffix (world, request, model output) is encoded as plain
+        text even where it spells a control token: `<|im_end|>` in a character's
+        description is the characters `<`, `|`, ..., never the end of a turn. The template
+        is rendered with a placeholder for each message's content to find where the
+        contents go; a template that changes the contents (trim, upper) is refused only
+        when a content would otherwise add a special token.
+        """
+        nonce = secrets.token_hex(4)
+        marks = [f"\ue000{nonce}{i}\ue001" for i in range(len(messages))]
+        marked = self.render_chat([{**m, "content": mark} for m, mark in zip(messages, marks)], add_generation_prompt)
+        real = self.render_chat(messages, add_generation_prompt)
+        pieces = re.split("(" + "|".join(map(re.escape, marks)) + ")", marked) if marks else [marked]
+        contents = dict(zip(marks, (str(m.get("content") or "") for m in messages)))
+        runs: list[str | int] = [""]  # plain text runs and special token ids, in order
+        for piece in pieces:
+            if piece in contents:
+                runs[-1] += contents[piece]
+                continue
+            for part in self._special_split.split(piece) if self._special_split else [piece]:
+                if part in self._special_ids_by_text:
+                    runs += [self._special_ids_by_text[part], ""]
+                else:
+                    runs[-1] += part
+        if "".join(r if isinstance(r, str) else self.hf.id_to_token(r) for r in runs) != real:
+            self._check_no_special_from_text(real, marked)
+            runs = [real]  # the template changed the contents: keep its text, checked above
+        runs[-1] += suffix
+        ids = [bos for bos in [self.bos_id] if self.add_bos and bos is not None]
+        for run in runs:
+            ids += [run] if isinstance(run, int) else (self._plain.encode(run, add_special_tokens=False).ids if run else [])
+        return ids
+
+    def _check_no_special_from_text(self, real: str, marked: str) -> None:
+        specials = lambda text: [i for i in self.encode(text, add_bos=False) if i in self.special_ids]  # noqa: E731
+        if len(specials(real)) != len(specials(marked)):
+            raise RequestError("a message holds text that spells one of the model's control tokens, and this "
+                               "model's chat template changes message text, so it cannot be kept as plain text",
+                               hint="remove tokens such as <|im_end|> from the world or the request")
+
+    @cached_property
+    def _plain(self) -> HFTokenizer:
+        """The same tokenizer, reading special tokens written in the text as plain text."""
+        plain = HFTokenizer.from_str(self.hf.to_str())
+        plain.encode_special_tokens = True
+        return plain
+
+    @cached_property
+    def _special_ids_by_text(self) -> dict[str, int]:
+        return {self.hf.id_to_token(i): i for i in self.special_ids if i is not None}
+
+    @cached_property
+    def _special_split(self) -> re.Pattern | None:
+        texts = sorted(self._special_ids_by_text, key=len, reverse=True)
+        return re.compile("(" + "|".join(map(re.escape, texts)) + ")") if texts else None
+
+    def _template_error(self, error: BaseException) -> ModelError:
+        line = template_line(error)
+        where = f"{self.origin}: " if self.origin else ""
+        at = f":{line}" if line else ""
+        reason = " ".join(str(error).split())[:200] or type(error).__name__
+        kind = "" if isinstance(error, TemplateError) else f"{type(error).__name__}: "
+        return ModelError(f"{where}tokenizer.chat_template{at}: the model's chat template failed: {kind}{reason}",
+                          hint="the model file's template is broken or hostile; use another model")

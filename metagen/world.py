@@ -20,7 +20,8 @@ from pathlib import Path
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from metagen.errors import RequestError, WorldError
+from metagen.config import GenerationConfig
+from metagen.errors import ConfigError, RequestError, WorldError
 from metagen.files import NotRegularFile, check_regular, read_regular
 
 MAX_FILE_BYTES = 2 * 1024 * 1024  # per file; split bigger worlds with include:
@@ -662,6 +663,7 @@ class _Load:
     def read_defaults(self, node: Node) -> dict[str, dict[str, object]]:
         m = self.mapping(node, "defaults", DEFAULTS_KINDS) or {}
         out: dict[str, dict[str, object]] = {}
+        marks: dict[tuple[str, str], tuple[Node, Node]] = {}  # (section, name) -> (key, value)
         for kind, settings in m.items():
             path = f"defaults.{kind}"
             if not isinstance(settings, MappingNode):
@@ -676,8 +678,43 @@ class _Load:
                     self.add(key, path, f"'{shown}' is not a setting name (expected lower_case_with_underscores)")
                     continue
                 values[name] = self.setting(value, f"{path}.{name}")
+                marks[kind, name] = (key, value)
             out[kind] = {k: v for k, v in values.items() if v is not None}
+        self.check_defaults(m, marks, out)
         return out
+
+    def check_defaults(self, sections: dict[str, Node], marks: dict, out: dict[str, dict[str, object]]) -> None:
+        """Refuse what every command would (GenerationConfig.from_dict), by file:line and field.
+
+        Each command kind merges `all` under its own section. A setting that fails alone is
+        reported at its line unless every merge it takes part in is valid (strategy: beam
+        with num_beams beside it); a merge that fails with no such setting is reported at its
+        section. max_new_tokens, when no section gives it, follows the kind and the story
+        length in the commands; here it is taken as large as min_new_tokens asks.
+        """
+        merges = {}
+        for kind in DEFAULTS_KINDS[1:]:
+            merged = {**out.get("all", {}), **out.get(kind, {})}
+            if "max_new_tokens" not in merged and isinstance(merged.get("min_new_tokens"), int):
+                merged["max_new_tokens"] = max(1, merged["min_new_tokens"])
+            merges[kind] = _config_problem(merged)
+        blamed = set()
+        for (section, name), (key, value) in marks.items():
+            alone = _config_problem({name: out[section][name]}) if name in out.get(section, {}) else None
+            kinds = [section] if section != "all" else [k for k in merges if name not in out.get(k, {})]
+            if alone and any(merges[k] for k in kinds):
+                where = key if alone.message.startswith("unknown generation setting") else value
+                hint = "" if alone.hint else " (fix the value in the world file)"
+                self.add(where, f"defaults.{section}.{name}", alone.one_line() + hint)
+                blamed.update(kinds)
+        reported: set[str] = set()
+        for kind, problem in merges.items():
+            if problem and kind not in blamed and problem.message not in reported:
+                reported.add(problem.message)
+                section = kind if kind in sections else "all"
+                who = "every command" if section == "all" else f"every {kind} command"
+                self.add(sections[section], f"defaults.{section}",
+                         f"{problem.one_line()} ({who} refuses these settings together; change one)")
 
     def setting(self, node: Node, path: str) -> object:
         if isinstance(node, SequenceNode):  # e.g. stop: ["\n\n"]; kept unstripped
@@ -710,6 +747,14 @@ class _Load:
             return default
         value = read(m[key], _join(path, key))
         return default if value is None else value
+
+
+def _config_problem(settings: dict[str, object]) -> ConfigError | None:
+    try:
+        GenerationConfig.from_dict(settings)
+    except ConfigError as error:
+        return error
+    return None
 
 
 def _join(path: str, key: str) -> str:
@@ -788,30 +833,45 @@ def _read_part(load: _Load, path: Path, display: str, stack: tuple[Path, ...], m
         includes = m["include"].value if isinstance(m["include"], SequenceNode) else None
         if includes is None:
             load.add(m["include"], "include", f"got {_describe(m['include'])} (expected a list of file paths)")
-        for i, item in enumerate(includes or []):
-            load.file_no, load.display = file_no, here
+        before, targets = len(load.problems), []
+        for i, item in enumerate(includes or []):  # every include is checked before any is parsed
             rel = load.text(item, f"include[{i}]")
-            if rel is not None:
-                _include(load, path, display, rel, item, f"include[{i}]", stack)
+            target = rel is not None and _include_target(load, path, display, rel, item, f"include[{i}]", stack,
+                                                         [t for t, _ in targets])
+            if target:
+                targets.append((target, os.path.normpath(os.path.join(os.path.dirname(display), rel))))
+        if len(load.problems) == before:  # one missing file fails the world: parse nothing more
+            for target, shown in targets:
+                _read_part(load, target, shown, (*stack, target), main=False)
+                load.file_no, load.display = file_no, here
     return m
 
 
-def _include(load: _Load, parent: Path, parent_display: str, rel: str, node: Node, at: str, stack) -> None:
+def _include_target(load: _Load, parent: Path, parent_display: str, rel: str, node: Node, at: str, stack,
+                    listed: list[Path]) -> Path | None:
+    """The resolved file an include names, or None when it is outside, a cycle, a repeat,
+    missing or not a regular file (each reported at the include's line)."""
     target = (parent.parent / rel).resolve()
-    display = os.path.normpath(os.path.join(os.path.dirname(parent_display), rel))
     if not load.allow_outside and not target.is_relative_to(load.root):
         tip = "move it inside, or load with allow_outside=True"
         load.add(node, at, f"'{rel}' is outside the world's folder {load.root} ({tip})")
     elif target in stack:
         chain = " -> ".join(p.name for p in (*stack[stack.index(target):], target))
         load.add(node, at, f"include cycle: {chain} (remove one of these includes)")
-    elif target in load.files:
+    elif target in load.files or target in listed:
         load.add(node, at, f"'{rel}' is already included (include each file once)")
-    elif not target.exists():
-        tip = f"looked for {target}; include paths are relative to {parent_display}"
-        load.add(node, at, f"'{rel}' not found ({tip})")
     else:
-        _read_part(load, target, display, (*stack, target), main=False)
+        try:
+            check_regular(target)
+            return target
+        except NotRegularFile as error:
+            load.add(node, at, f"'{rel}' {error.sentence()}")
+        except FileNotFoundError:
+            tip = f"looked for {target}; include paths are relative to {parent_display}"
+            load.add(node, at, f"'{rel}' not found ({tip})")
+        except OSError as error:
+            load.add(node, at, f"'{rel}' cannot be read: {error.strerror or error} (check its permissions)")
+    return None
 
 
 def load_world(path: str | os.PathLike, *, allow_outside: bool = False) -> World:

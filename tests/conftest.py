@@ -49,13 +49,14 @@ def tiny_args(vocab_size: int):
                      rope_theta=10000.0, norm_eps=1e-5, max_seq_len=256, tied_embeddings=True)
 
 
-def write_tiny_gguf(path: Path, seed: int = 0, **overrides) -> Path:
+def write_tiny_gguf(path: Path, seed: int = 0, *, chat_template: str | None = CHATML, **overrides) -> Path:
+    """The tiny model as GGUF; overrides change its ModelArgs, chat_template its template."""
     from dataclasses import replace
 
     from metagen.gguf import write_gguf
     from metagen.model import random_weights
 
-    data = tiny_tokenizer_data()
+    data = replace(tiny_tokenizer_data(), chat_template=chat_template)
     args = replace(tiny_args(len(data.tokens)), **overrides)
     tensors = {name: t.numpy() for name, t in random_weights(args, seed=seed).items()}
     write_gguf(path, args, tensors, data, name="tiny-test-model")

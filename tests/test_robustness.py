@@ -1020,7 +1020,7 @@ SPECIAL_FILE_CASES = [
                  id="validate-device"),
     pytest.param(lambda t: (_fifo(t / "part.yaml"),
                             (t / "w.yaml").write_text(HEAD + "include: [part.yaml]\n"), ["story", "w.yaml"])[-1],
-                 ["part.yaml: is a FIFO (named pipe)"], id="include-fifo"),
+                 ["w.yaml:2:11: include[0]: 'part.yaml' is a FIFO (named pipe)"], id="include-fifo"),
     pytest.param(lambda t: ["story", "tiny.yaml", "-c", "ada", "--model", "/dev/zero"],
                  ["model file /dev/zero is a character device, not a regular file", "give the path of a .gguf"],
                  id="model-device"),

@@ -313,9 +313,9 @@ def test_lookup_errors_have_hints(tmp_path):
 
 
 def test_defaults_are_plain_validated_dicts(tmp_path):
-    text = HEAD + 'defaults:\n  all: {repetition_penalty: 1.1}\n  dialogue: {temperature: 0.7, stop: ["\\n\\n", " Mira:"], greedy: false}\n'
+    text = HEAD + 'defaults:\n  all: {repetition_penalty: 1.1}\n  dialogue: {temperature: 0.7, stop: ["\\n\\n", " Mira:"], penalize_prompt: false}\n'
     world = load_world(write(tmp_path, {"w.yaml": text}))
-    assert world.defaults == {"all": {"repetition_penalty": 1.1}, "dialogue": {"temperature": 0.7, "stop": ["\n\n", " Mira:"], "greedy": False}}
+    assert world.defaults == {"all": {"repetition_penalty": 1.1}, "dialogue": {"temperature": 0.7, "stop": ["\n\n", " Mira:"], "penalize_prompt": False}}
     assert world.generation_defaults("dialogue")["repetition_penalty"] == 1.1
     assert world.generation_defaults("story") == {"repetition_penalty": 1.1}
 

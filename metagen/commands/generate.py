@@ -9,6 +9,30 @@ from typing import Annotated, Optional
 import typer
 
 from metagen.commands.options import load_generator, with_decoding_options
+from metagen.commands.terminal import printable
+from metagen.errors import RequestError
+from metagen.files import MAX_STDIN_BYTES, read_stream_text
+
+_LOCALE_HINT = "check the terminal's encoding: LANG or LC_ALL should name UTF-8"
+
+
+def _read_stdin() -> str:
+    """The prompt from standard input, read up to MAX_STDIN_BYTES and checked as UTF-8."""
+    try:
+        return read_stream_text(sys.stdin.buffer, MAX_STDIN_BYTES)
+    except ValueError as error:
+        limit = f"{MAX_STDIN_BYTES // 2**20} MiB"
+        raise RequestError(f"standard input (the prompt '-') {error}",
+                           hint=f"give UTF-8 text of at most {limit}; a prompt must fit the model's context") from None
+
+
+def _utf8(what: str, text: str) -> str:
+    """text unchanged, or RequestError when the shell passed bytes that are not UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise RequestError(f"the {what} {text!r} is not UTF-8 text", hint=_LOCALE_HINT) from None
+    return text
 
 
 @with_decoding_options
@@ -25,13 +49,13 @@ def generate(
     """Generate text from a raw prompt."""
     from metagen.config import merge_settings
 
-    if prompt == "-":
-        prompt = sys.stdin.read()
+    prompt = _read_stdin() if prompt == "-" else _utf8("prompt", prompt)
+    system = _utf8("--system", system) if system is not None else None
     cfg = merge_settings(settings)
     generator = load_generator(model_options, quiet)
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
     stream = not as_json and sys.stdout.isatty()
-    on_text = (lambda row, piece: (sys.stdout.write(piece), sys.stdout.flush())) if stream else None
+    on_text = (lambda row, piece: (sys.stdout.write(printable(piece, True)), sys.stdout.flush())) if stream else None
     result = generator.generate([messages if chat else prompt], cfg, chat=chat, on_text=on_text)[0]
     if as_json:
         payload = {
@@ -47,4 +71,4 @@ def generate(
     elif stream:
         sys.stdout.write("\n")
     else:
-        typer.echo(result.text)
+        typer.echo(printable(result.text, sys.stdout.isatty()))

@@ -18,6 +18,7 @@ import typer
 
 from metagen.commands.help import PLAIN_HELP, PanelledCommand
 from metagen.commands.options import load_generator, progress_to_stderr, with_decoding_options
+from metagen.commands.terminal import escaped, printable
 
 WorldArg = Annotated[Path, typer.Argument(help="A world file (YAML).", show_default=False)]
 Characters = Annotated[Optional[list[str]], typer.Option(
@@ -65,7 +66,7 @@ class OutputOptions:
 def say(message: str, quiet: bool = False) -> None:
     """One line on stderr, unless quiet."""
     if not quiet:
-        typer.echo(message, err=True)
+        typer.echo(escaped(message), err=True)
 
 
 def written_record(piece, path) -> dict:
@@ -133,7 +134,7 @@ class _Streamer:
         if self.row is not None and row != self.row:
             sys.stdout.write("\n\n")
         self.row = row
-        sys.stdout.write(text)
+        sys.stdout.write(printable(text, True))  # streaming happens on a terminal only
         sys.stdout.flush()
 
     def end(self) -> None:
@@ -178,7 +179,7 @@ def run_pieces(kind: str, world_path: Path, fields: dict, opts: OutputOptions, s
                 typer.echo(json.dumps({**written_record(piece, None), "text": piece.text}, ensure_ascii=False))
             elif streamer is None:
                 text = render(piece, fmt)
-                typer.echo(("\n" if i else "") + text, nl=False)
+                typer.echo(("\n" if i else "") + printable(text, sys.stdout.isatty()), nl=False)
             continue
         path = write_piece(piece, opts.out, fmt, overwrite=opts.overwrite)
         if opts.as_json:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from metagen.commands.help import PLAIN_HELP, PanelledCommand
+from metagen.commands.terminal import escaped
 from metagen.errors import EXIT_BAD_INPUT, OutputExistsError, WorldError
 
 if TYPE_CHECKING:
@@ -56,7 +57,9 @@ def _plain_table(headers: list[str], rows: list[list[str]]) -> str:
 
 
 def _print_tables(title: str, tables: list[tuple[str, list[str], list[list[str]]]]) -> None:
-    """Rich tables on a terminal, plain aligned text when piped."""
+    """Rich tables on a terminal, plain aligned text when piped; world text always escaped."""
+    title = escaped(title).replace("\\n", "\n")  # the title's own lines stay lines
+    tables = [(name, headers, [[escaped(cell) for cell in row] for row in rows]) for name, headers, rows in tables]
     if sys.stdout.isatty():
         from rich.console import Console
         from rich.table import Table
@@ -93,11 +96,11 @@ def validate_command(
         except WorldError as error:
             failed += 1
             for line in error.problems or [error.message]:
-                typer.echo(line, err=True)
+                typer.echo(escaped(line), err=True)
             if len(error.problems) > 1:
-                typer.echo(f"error: {error.message}", err=True)
+                typer.echo(f"error: {escaped(error.message)}", err=True)
             continue
-        typer.echo(f"ok: {file} ({_counts(world)})")
+        typer.echo(f"ok: {escaped(str(file))} ({_counts(world)})")
     if failed:
         raise typer.Exit(EXIT_BAD_INPUT)
 
@@ -166,7 +169,7 @@ def list_command(
         try:
             world = load_world(path)
         except WorldError as error:
-            typer.echo(f"invalid: {error.one_line()}", err=True)
+            typer.echo(f"invalid: {escaped(error.one_line())}", err=True)
             continue
         row = {"id": world.id, "name": world.name, **world.counts(), "path": str(path), "contents": _counts(world)}
         rows.append(row)
