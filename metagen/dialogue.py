@@ -71,15 +71,15 @@ class DialogueResult:
         }
 
 
-def score_speakers(generator, context: str, names: Sequence[str]) -> list[float]:
-    """Log-probability of "\\nName:" after `context` for each name, in one batched pass.
+def score_speakers(generator, messages: list[dict[str, str]], transcript: str, names: Sequence[str]) -> list[float]:
+    """Log-probability of "\\nName:" after the chat and `transcript` for each name, in one batched pass.
 
     Each score is the sum of the raw model's token log-probabilities of that continuation,
     conditioned on the tokens every candidate shares (normally the whole context).
     """
     model, tokenizer = generator.model, generator.tokenizer
-    context_ids = tokenizer.encode(context)
-    rows = [tokenizer.encode(context + "\n" + speaker_prefix(name)) for name in names]
+    context_ids = tokenizer.encode_chat(messages, suffix=transcript)
+    rows = [tokenizer.encode_chat(messages, suffix=transcript + "\n" + speaker_prefix(name)) for name in names]
     shared = _common_prefix([context_ids, *rows])
     if shared == 0:
         raise ValueError("the context is empty; there is nothing to score a speaker after")
@@ -151,7 +151,9 @@ def generate_dialogue(
                           context_length=generator.context_length, max_new_tokens=reserve)
     # Each turn's prompt extends the last one: keep its KV cache so only new tokens are prefilled.
     reuse = PrefixReuse()
-    head = tokenizer.render_chat(prompt.messages, add_generation_prompt=True)
+    # The chat's own ids, then the transcript as plain text: world and model text can never
+    # spell the template's control tokens (Tokenizer.encode_chat).
+    messages = prompt.messages
     room = generator.context_length - cfg.max_new_tokens - prefix_tokens
     fixed = speaker_order(world, request)
     lines: list[tuple[str, str]] = []
@@ -163,7 +165,7 @@ def generate_dialogue(
 
     for i in range(request.turns):
         # a. keep the transcript within the window: the oldest lines slide out first
-        while start < len(lines) and len(tokenizer.encode(head + format_dialogue(lines[start:]))) > room:
+        while start < len(lines) and len(tokenizer.encode_chat(messages, suffix=format_dialogue(lines[start:]))) > room:
             start += 1
             if start == 1:
                 warnings.append(f"the transcript outgrew the model's context at turn {i + 1}; "
@@ -176,11 +178,11 @@ def generate_dialogue(
             if len(candidates) == 1:
                 speaker = candidates[0]
             else:
-                context = head + format_dialogue(lines[start:])
-                speaker = choose_speaker(score_speakers(generator, context, [c.name for c in candidates]), candidates)
+                scores = score_speakers(generator, messages, format_dialogue(lines[start:]), [c.name for c in candidates])
+                speaker = choose_speaker(scores, candidates)
         assert speaker in cast, f"speaker {speaker.id} is not in the cast"
         # c. the line: the transcript so far, "Name:", and the model completes it
-        ids = tokenizer.encode(head + continue_dialogue(lines[start:], speaker.name))
+        ids = tokenizer.encode_chat(messages, suffix=continue_dialogue(lines[start:], speaker.name))
         others = [n for c in cast if c is not speaker for n in (c.name, *c.aliases)]
         line_cfg = replace(cfg, stop=tuple(dict.fromkeys((*dialogue_stops(others), *cfg.stop))))
         if on_text:
@@ -222,7 +224,7 @@ def generate_dialogue(
         turns=turns,
         text=format_dialogue(lines),
         prompt=prompt,
-        prompt_tokens=len(tokenizer.encode(head)),
+        prompt_tokens=len(tokenizer.encode_chat(messages)),
         output_tokens=output_tokens,
         logprob=logprob,
         finish_reason="length",

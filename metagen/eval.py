@@ -192,8 +192,8 @@ def _variant_pieces(generator, world: World, requests: list[Request], cfg, seeds
         prompts.append(build_prompt(world, request, count_tokens=generator.count_tokens,
                                     context_length=generator.context_length, max_new_tokens=cfg.max_new_tokens,
                                     lore_budget=lore_budget, opening_style=kind_style))
-    render = generator.tokenizer.render_chat
-    done = generator.complete([generator.tokenizer.encode(p.text(render)) for p in prompts], cfg, seeds=seeds)
+    done = generator.complete([generator.tokenizer.encode_chat(p.messages, suffix=p.opening) for p in prompts], cfg,
+                              seeds=seeds)
     return [(r.to_dict(), s, (p.opening + c.text).strip(), c.output_tokens, c.finish_reason, p.opening)
             for r, s, p, c in zip(requests, seeds, prompts, done)]
 

@@ -168,7 +168,16 @@ def _request_texts(request: Request | None) -> list[str]:
 
 
 def _check_world_defaults(world: World, kind: str, layer: Mapping[str, Any] | None) -> None:
-    """A bad value in a world's defaults is named by file and field, not by a flag never typed."""
+    """A bad value in a world's defaults is named by file and field, not by a flag never typed.
+
+    The layer is checked whole first: settings that need each other (strategy: beam with
+    num_beams) pass together; only a failing layer is checked key by key to name the key.
+    """
+    try:
+        GenerationConfig.from_dict(dict(layer or {}))
+        return
+    except ConfigError:
+        pass
     for key, value in (layer or {}).items():
         try:
             GenerationConfig.from_dict({key: value})
@@ -223,12 +232,13 @@ def prompt_view(generator, world: World, request: Request, cfg: GenerationConfig
         plan = make_plan(world, resolved, cfg.seed or 0)
         prompt = plan_prompt(world, resolved, plan, story_messages(world, resolved), generator.context_length, cfg)
         text = prompt.text(generator.tokenizer.render_chat)
-        return PromptView(text=text, tokens=len(generator.tokenizer.encode(text)), messages=prompt.messages,
+        return PromptView(text=text, tokens=len(generator.tokenizer.encode_chat(prompt.messages)),
+                          messages=prompt.messages,
                           lore_used=prompt.lore_used, lore_left_out=(), warnings=[],
                           plan=[b.to_dict() for b in plan])
     prompt = _prompt(generator, world, request, cfg)
     text = prompt.text(generator.tokenizer.render_chat)
-    return PromptView(text=text, tokens=len(generator.tokenizer.encode(text)),
+    return PromptView(text=text, tokens=len(generator.tokenizer.encode_chat(prompt.messages, suffix=prompt.opening)),
                       messages=prompt.messages, lore_used=prompt.lore_used,
                       lore_left_out=prompt.lore_left_out, warnings=list(prompt.warnings), opening=prompt.opening)
 
@@ -320,7 +330,9 @@ def _compose_scenes(generator, world: World, requests: list[Request], batch: lis
     n = cfg.candidates
     rows = [(i, k) for i in batch for k in range(n)]
     row_seeds = [candidate_seed(seeds[i], k) for i, k in rows]
-    completions = generator.complete([generator.tokenizer.encode(texts[i]) for i, _ in rows], cfg, seeds=row_seeds)
+    # World text is encoded so that it can never spell the template's control tokens.
+    ids = {i: generator.tokenizer.encode_chat(prompts[i].messages, suffix=prompts[i].opening) for i in batch}
+    completions = generator.complete([ids[i] for i, _ in rows], cfg, seeds=row_seeds)
     made = {}
     for j, i in enumerate(batch):
         prompt = prompts[i]

@@ -293,7 +293,7 @@ def write_story(generator, world: World, request: StoryRequest, cfg: GenerationC
     for index, beat in enumerate(plan):
         chat = _with_beat(chat, beat.instruction)
         text = tokenizer.render_chat(chat)
-        ids = tokenizer.encode(text)
+        ids = tokenizer.encode_chat(chat)  # world text can never spell the template's control tokens
         beat_cfg.check_context(len(ids), generator.context_length)
         beat_seed = (seed + index) % MAX_SEED
         # Each beat is judged on its own words; the whole story so far is the prompt it must not copy.
@@ -337,7 +337,7 @@ def _check_room(generator, messages: list[dict[str, str]], plan: list[Beat], max
     chat = list(messages)
     for beat in plan:
         chat = _with_beat(chat, beat.instruction)
-    needed = len(generator.tokenizer.encode(generator.tokenizer.render_chat(chat)))
+    needed = len(generator.tokenizer.encode_chat(chat))
     if needed + max_new_tokens > generator.context_length:
         raise RequestError(
             f"the story's plan needs about {needed} tokens of prompt and max_new_tokens {max_new_tokens}, "

@@ -138,7 +138,7 @@ def test_two_characters_alternate_in_either_order(gen, world, monkeypatch):
 def test_likelihood_order_picks_the_highest_score(gen, world, monkeypatch):
     seen = []
 
-    def fake(generator, context, names):
+    def fake(generator, messages, transcript, names):
         seen.append(list(names))
         return [{"Mira": -3.0, "林小雨": -1.0, "Aoife Ní Bhriain": -2.0}[n] for n in names]
 
@@ -151,7 +151,7 @@ def test_likelihood_order_picks_the_highest_score(gen, world, monkeypatch):
 
 
 def test_a_tie_goes_to_the_earlier_cast_member(gen, world, monkeypatch):
-    monkeypatch.setattr(dialogue, "score_speakers", lambda generator, context, names: [0.0] * len(names))
+    monkeypatch.setattr(dialogue, "score_speakers", lambda generator, messages, transcript, names: [0.0] * len(names))
     request = DialogueRequest(characters=("aoife", "lin", "mira"), turns=4)
     assert speakers(generate_dialogue(gen, world, request, CFG, seed=4)) == ["aoife", "lin", "aoife", "lin"]
 
@@ -161,10 +161,10 @@ def test_the_chosen_speaker_is_the_direct_argmax(gen, world, monkeypatch):
     choices = []
     real = dialogue.score_speakers
 
-    def spy(generator, context, names):
-        direct = [direct_score(generator, context, n) for n in names]
+    def spy(generator, messages, transcript, names):
+        direct = [direct_score(generator, messages, transcript, n) for n in names]
         choices.append((names, direct))
-        return real(generator, context, names)
+        return real(generator, messages, transcript, names)
 
     monkeypatch.setattr(dialogue, "score_speakers", spy)
     request = DialogueRequest(characters=("mira", "lin", "aoife"), turns=5)
@@ -174,10 +174,10 @@ def test_the_chosen_speaker_is_the_direct_argmax(gen, world, monkeypatch):
         assert turn["speaker"] == names[max(range(len(names)), key=lambda i: (direct[i], -i))]
 
 
-def direct_score(generator, context: str, name: str) -> float:
+def direct_score(generator, messages, transcript: str, name: str) -> float:
     tokenizer, model = generator.tokenizer, generator.model
-    prefix = tokenizer.encode(context)
-    ids = tokenizer.encode(context + "\n" + speaker_prefix(name))
+    prefix = tokenizer.encode_chat(messages, suffix=transcript)
+    ids = tokenizer.encode_chat(messages, suffix=transcript + "\n" + speaker_prefix(name))
     assert ids[: len(prefix)] == prefix
     logits = model(torch.tensor([ids]), model.new_cache(1, len(ids)))[0]  # (T, V)
     logprobs = torch.log_softmax(logits, dim=-1)
@@ -186,10 +186,10 @@ def direct_score(generator, context: str, name: str) -> float:
 
 def test_batched_scores_equal_direct_scores(gen):
     # names of different token lengths, so the batch is left-padded
-    context = gen.tokenizer.render_chat([{"role": "user", "content": "Talk."}]) + "Mira: Hello there."
+    messages, transcript = [{"role": "user", "content": "Talk."}], "Mira: Hello there."
     names = ["Mira", "林小雨", "Aoife Ní Bhriain", "Al"]
-    batched = score_speakers(gen, context, names)
-    assert batched == pytest.approx([direct_score(gen, context, n) for n in names], abs=1e-4)
+    batched = score_speakers(gen, messages, transcript, names)
+    assert batched == pytest.approx([direct_score(gen, messages, transcript, n) for n in names], abs=1e-4)
     assert all(s < 0 for s in batched)
 
 
