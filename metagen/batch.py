@@ -21,7 +21,7 @@ import yaml
 
 from metagen.config import MAX_SEED, GenerationConfig
 from metagen.errors import ConfigError, MetagenError, OutputExistsError, WorldError
-from metagen.files import NotRegularFile, read_regular
+from metagen.files import read_input
 from metagen.output import (
     FORMATS,
     OutputFolder,
@@ -199,19 +199,7 @@ def load_jobs(path: str | os.PathLike) -> JobsFile:
     """Read and check a jobs file; one ConfigError lists its problems as file:line: field: what."""
     path = Path(path)
     display = str(path)
-    try:
-        if path.is_dir():
-            raise ConfigError(f"{display} is a folder, not a jobs file")
-        data = read_regular(path, MAX_JOBS_BYTES)
-    except NotRegularFile as error:
-        raise ConfigError(f"{display}: {error.sentence()}") from None
-    except FileNotFoundError:
-        raise ConfigError(f"{display}: no such jobs file") from None
-    except OSError as error:
-        raise ConfigError(f"{display}: cannot be read: {error.strerror or error}") from None
-    if len(data) > MAX_JOBS_BYTES:
-        raise ConfigError(f"{display} is over the {MAX_JOBS_BYTES // 2**20} MiB limit for a jobs file",
-                          hint="split it into several jobs files")
+    data = read_input(path, MAX_JOBS_BYTES, "a jobs file", ConfigError)
     try:
         root = compose_yaml(data, "a jobs file")
     except YamlRefused as error:

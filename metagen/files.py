@@ -73,6 +73,26 @@ def read_regular(path: str | os.PathLike, limit: int) -> bytes:
         return handle.read(limit + 1)
 
 
+def read_input(path: str | os.PathLike, limit: int, what: str, error: type) -> bytes:
+    """The bytes of a user's input file (a jobs file, a plan), every failure one `error` naming
+    the path: a missing file, not a regular file, unreadable, or over `limit` bytes."""
+    display = str(path)
+    try:
+        if Path(path).is_dir():
+            raise error(f"{display} is a folder, not {what}")
+        data = read_regular(path, limit)
+    except NotRegularFile as problem:
+        raise error(f"{display}: {problem.sentence()}") from None
+    except FileNotFoundError:
+        raise error(f"{display}: no such {what.split(' ', 1)[-1]}") from None
+    except OSError as problem:
+        raise error(f"{display}: cannot be read: {problem.strerror or problem}") from None
+    if len(data) > limit:
+        size = f"{limit // 2**20} MiB" if limit >= 2**20 else f"{limit // 1024} KiB"
+        raise error(f"{display} is over the {size} limit for {what}", hint="split it into several files")
+    return data
+
+
 def read_regular_text(path: str | os.PathLike, limit: int) -> str:
     """A regular file of at most limit bytes as UTF-8 text; ValueError if larger or not UTF-8."""
     data = read_regular(path, limit)

@@ -30,7 +30,7 @@ from metagen.prompts import (
     select_lore,
 )
 from metagen.search import PrefixReuse
-from metagen.files import NotRegularFile, read_regular
+from metagen.files import read_input
 from metagen.world import World, YamlRefused, compose_yaml, construct_plain, did_you_mean
 
 BEATS_BY_LENGTH = {"short": 3, "medium": 4, "long": 5}
@@ -177,16 +177,7 @@ def load_plan_file(path: str | Path, world: World) -> tuple[str, ...]:
     Every problem is a RequestError naming file:line and what to do; ids are checked against the world.
     """
     display = str(path)
-    try:
-        data = read_regular(Path(path), MAX_PLAN_BYTES)
-    except NotRegularFile as error:
-        raise RequestError(f"{display}: {error.sentence()}") from None
-    except FileNotFoundError:
-        raise RequestError(f"{display}: no such plan file") from None
-    except OSError as error:
-        raise RequestError(f"{display}: cannot be read: {error.strerror or error}") from None
-    if len(data) > MAX_PLAN_BYTES:
-        raise RequestError(f"{display} is over the {MAX_PLAN_BYTES // 1024} KiB limit for a plan file")
+    data = read_input(path, MAX_PLAN_BYTES, "a plan file", RequestError)
 
     def refuse(node, message: str, hint: str | None = None) -> RequestError:
         line = f":{node.start_mark.line + 1}" if node is not None and node.start_mark else ""
