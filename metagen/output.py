@@ -611,6 +611,9 @@ _FOLDER_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLO
 _LINK_HINT = "metagen never writes through a link inside the output folder; remove it or choose another --out"
 
 
+WALK_TRIES = 3  # walks down the output folder before a vanishing folder is an error
+
+
 class OutputFolder:
     """An output folder, pinned the first time it is opened.
 
@@ -633,7 +636,21 @@ class OutputFolder:
             self._identity = (info.st_dev, info.st_ino)
 
     def open_folder_of(self, path: Path) -> int:
-        """A descriptor of path's folder, made and opened from the output folder down; links refused."""
+        """A descriptor of path's folder, made and opened from the output folder down; links refused.
+
+        A folder that vanishes during the walk (another process moved it) is made again: the
+        walk is tried up to WALK_TRIES times before the error is reported.
+        """
+        for attempt in range(WALK_TRIES):
+            try:
+                return self._walk(path)
+            except _Vanished as vanished:
+                if attempt == WALK_TRIES - 1:
+                    raise OutputError(f"cannot write {path}: {vanished.shown} kept vanishing while it was "
+                                      "opened (another process is moving the output folders)") from None
+        raise AssertionError("unreachable")
+
+    def _walk(self, path: Path) -> int:
         try:
             parts = path.parent.relative_to(self.path).parts
         except ValueError:
@@ -642,6 +659,9 @@ class OutputFolder:
             self.path.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, _FOLDER_FLAGS)
         except (FileExistsError, NotADirectoryError):
+            if self.path.is_symlink() or self.path.is_dir():  # swapped while we looked
+                raise OutputLinkError(f"cannot write {path}: the output folder {self.path} was replaced during the run",
+                                      hint=_LINK_HINT) from None
             raise OutputError(f"cannot write {path}: a file stands where a folder is needed") from None
         except OSError as error:
             raise OutputError(f"cannot write {path}: {_reason(error)}") from None
@@ -679,9 +699,23 @@ def _open_child(folder_fd: int, name: str, shown: Path, target: Path) -> int:
             mode = 0
         if stat.S_ISLNK(mode):
             raise OutputLinkError(f"cannot write {target}: {shown} is a symbolic link", hint=_LINK_HINT) from None
+        if stat.S_ISDIR(mode) and error.errno in (errno.ELOOP, errno.ENOTDIR):
+            # O_NOFOLLOW met a link that another process has already swapped back for a folder
+            raise OutputLinkError(f"cannot write {target}: {shown} was replaced by a symbolic link during the run",
+                                  hint=_LINK_HINT) from None
         if mode and not stat.S_ISDIR(mode):
             raise OutputError(f"cannot write {target}: a file stands where a folder is needed") from None
+        if error.errno == errno.ENOENT:
+            raise _Vanished(shown) from None
         raise OutputError(f"cannot write {target}: {_reason(error)}") from None
+
+
+class _Vanished(Exception):
+    """A folder made or seen a moment ago was gone when opened."""
+
+    def __init__(self, shown: Path):
+        super().__init__(str(shown))
+        self.shown = shown
 
 
 def write_atomic(path: str | os.PathLike, data: str, *, overwrite: bool, root: OutputFolder | None = None) -> Path:

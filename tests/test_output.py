@@ -781,3 +781,33 @@ def test_an_output_folder_replaced_during_a_run_is_refused(tmp_path):
         write_atomic(out / "a-2.md", "two", overwrite=False, root=folder)
     assert error.value.exit_code == EXIT_BAD_INPUT
     assert list(elsewhere.iterdir()) == []
+
+
+def test_a_folder_that_vanishes_during_the_walk_is_made_again(tmp_path, monkeypatch):
+    """Another process moving an output folder away between our mkdir and open costs a retry, not the piece."""
+    import errno as errno_module
+
+    from metagen import output
+
+    real_open, failures = os.open, []
+
+    def flaky_open(name, flags, *args, **kwargs):
+        if name == "kind" and kwargs.get("dir_fd") is not None and not failures:
+            failures.append(name)
+            raise FileNotFoundError(errno_module.ENOENT, "No such file or directory", name)
+        return real_open(name, flags, *args, **kwargs)
+
+    monkeypatch.setattr(output.os, "open", flaky_open)
+    root = output.OutputFolder(tmp_path / "out")
+    target = tmp_path / "out" / "world" / "kind" / "piece.md"
+    output.write_atomic(target, "text", overwrite=False, root=root)
+    assert failures == ["kind"] and target.read_text() == "text"
+
+    def always_gone(name, flags, *args, **kwargs):
+        if name == "other" and kwargs.get("dir_fd") is not None:
+            raise FileNotFoundError(errno_module.ENOENT, "No such file or directory", name)
+        return real_open(name, flags, *args, **kwargs)
+
+    monkeypatch.setattr(output.os, "open", always_gone)
+    with pytest.raises(output.OutputError, match="kept vanishing"):
+        output.write_atomic(tmp_path / "out" / "world" / "other" / "p.md", "x", overwrite=False, root=root)
