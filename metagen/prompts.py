@@ -125,7 +125,7 @@ class SceneRequest(_Request):
     weather: str | None = None
     mood: str | None = None
     characters: tuple[str, ...] = ()  # who is present, if anyone
-    opening: bool = True  # the answer starts with the place's name, not the model's choice
+    opening: bool = False  # the answer starts with the place's name, written by metagen (off: the model names it)
     kind: ClassVar[str] = "scene"
 
     @property

@@ -329,7 +329,7 @@ def test_resume_skips_only_complete_files(tmp_path, world):
     folder.mkdir(parents=True)
     (folder / "well-1.md").write_text("---\nkind: scene\nworld_id: tinyville\nseed: 1\nmetagen_version: x\n"
                                       "finish_reason: eos\nrequest: {kind: scene, location: well, time: null, "
-                                      "weather: null, mood: null, characters: [], opening: true}\n---\n\nDone.\n")
+                                      "weather: null, mood: null, characters: [], opening: false}\n---\n\nDone.\n")
     plan = batch.plan_batch(jobs, resume=True)
     assert [u.seed for u in plan.skipped] == [1] and [u.seed for u in plan.units] == [2, 3]
     with pytest.raises(OutputExistsError):

@@ -158,8 +158,8 @@ def test_compose_decodes_scenes_in_one_call_and_stories_beat_by_beat(world, gene
         return real(prompts, cfg, **kw)
 
     monkeypatch.setattr(generator, "complete", counting)
-    requests = [StoryRequest(characters=("ada",), location="well", length="short"), SceneRequest(location="mill"),
-                SceneRequest(location="well")]
+    requests = [StoryRequest(characters=("ada",), location="well", length="short"),
+                SceneRequest(location="mill", opening=True), SceneRequest(location="well")]
     cfg = GenerationConfig(max_new_tokens=6)
     result = pieces.compose(generator, world, requests, cfg, seeds=[5, 6, 7])
     assert calls == [2, 1, 1, 1]  # both scenes together, then the story's three beats
@@ -179,8 +179,8 @@ def test_compose_decodes_scenes_in_one_call_and_stories_beat_by_beat(world, gene
 
 def test_no_opening_leaves_the_start_to_the_model(world, generator):
     cfg = GenerationConfig(max_new_tokens=6)
-    opened, plain = pieces.compose(generator, world, [SceneRequest(location="mill"),
-                                                      SceneRequest(location="mill", opening=False)], cfg, seeds=[5, 5]).pieces
+    opened, plain = pieces.compose(generator, world, [SceneRequest(location="mill", opening=True),
+                                                      SceneRequest(location="mill")], cfg, seeds=[5, 5]).pieces
     assert opened.text.startswith("The Mill") and opened.request["opening"] is True
     assert not plain.text.startswith("The Mill") and plain.request["opening"] is False
 
@@ -298,8 +298,8 @@ def test_a_scene_keeps_the_space_between_its_opening_and_the_models_words(world,
         return [Completion(text, [5] * 9, len(p), -5.0, "eos", s, 0.0) for p, s in zip(prompts, seeds)]
 
     monkeypatch.setattr(generator, "complete", fake)
-    piece = pieces.compose(generator, world, [SceneRequest(location="mill")], GenerationConfig(max_new_tokens=9),
-                           seeds=[1]).pieces[0]
+    piece = pieces.compose(generator, world, [SceneRequest(location="mill", opening=True)],
+                           GenerationConfig(max_new_tokens=9), seeds=[1]).pieces[0]
     assert piece.text == "The Mill in the fog. Wheels creak. Water runs. Flour drifts."
 
 

@@ -341,7 +341,8 @@ def test_the_answer_opens_with_the_requested_names(world):
     story = StoryRequest(characters=("mira", "jonas"), location="docks")
     assert opening(story) == ""  # a planned story's beats name its cast and place
     assert opening(story, "place-cast") == "In the Container Docks, Mira Okonkwo and Jonas Halvorsen"
-    assert opening(SceneRequest(location="docks")) == "The Container Docks"
+    assert opening(SceneRequest(location="docks")) == ""  # the model names the place itself
+    assert opening(SceneRequest(location="docks", opening=True)) == "The Container Docks"
     assert opening(StoryRequest(characters=("mira",)), "place-cast") == "Mira Okonkwo"  # no place: the cast alone
     assert opening(SceneRequest(location="docks", opening=False)) == ""
     assert opening(DialogueRequest(characters=("mira", "jonas"))) == ""

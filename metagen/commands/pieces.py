@@ -33,8 +33,10 @@ Weather = Annotated[Optional[str], typer.Option("--weather", help="The weather."
 Mood = Annotated[Optional[str], typer.Option("--mood", help="The mood of the place.", show_default=False)]
 Opening = Annotated[bool, typer.Option(
     "--opening/--no-opening",
-    help="Start the text with the requested names (a scene: the place; a story: the place and cast), "
-    "which keeps the model on them (docs/eval.md); --no-opening lets the model begin.")]
+    help="Start the scene with the place's name, written by metagen. Off by default: left to itself the "
+    "model names the place in its own words (docs/quality.md).")]
+# Stories are planned (metagen.plan) and have no opening; the flag stays for scripts that pass it.
+StoryOpening = Annotated[bool, typer.Option("--opening/--no-opening", hidden=True)]
 Topic = Annotated[Optional[str], typer.Option("--topic", help="What they talk about.", show_default=False)]
 Turns = Annotated[int, typer.Option("--turns", help="Lines in all.", min=1)]
 Order = Annotated[str, typer.Option("--order", help="How the next speaker is picked: likelihood (the model's choice among the cast) | turns (in the order given).")]
@@ -197,7 +199,7 @@ def story(
     location: Location = None,
     premise: Premise = None,
     length: Length = None,
-    opening: Opening = True,
+    opening: StoryOpening = True,
     plan: PlanFile = None,
     count: Count = 1,
     out: Out = Path("out"),
@@ -228,7 +230,7 @@ def describe_scene(
     weather: Weather = None,
     mood: Mood = None,
     characters: Characters = None,
-    opening: Opening = True,
+    opening: Opening = False,
     count: Count = 1,
     out: Out = Path("out"),
     fmt: Format = None,
@@ -290,7 +292,7 @@ PromptJson = Annotated[bool, typer.Option("--json", help="Print one JSON object:
 @prompt_app.command("story", cls=PanelledCommand)
 @with_decoding_options
 def prompt_story(world: WorldArg, characters: Characters = None, location: Location = None,
-                 premise: Premise = None, length: Length = None, opening: Opening = True,
+                 premise: Premise = None, length: Length = None, opening: StoryOpening = True,
                  plan: PlanFile = None, as_json: PromptJson = False,
                  *, settings: dict, model_options: dict):
     """The prompt of `metagen story`."""
@@ -304,7 +306,7 @@ def prompt_story(world: WorldArg, characters: Characters = None, location: Locat
 @prompt_app.command("scene", cls=PanelledCommand)
 @with_decoding_options
 def prompt_scene(world: WorldArg, location: Location = None, time: Time = None, weather: Weather = None,
-                 mood: Mood = None, characters: Characters = None, opening: Opening = True,
+                 mood: Mood = None, characters: Characters = None, opening: Opening = False,
                  as_json: PromptJson = False,
                  *, settings: dict, model_options: dict):
     """The prompt of `metagen describe-scene`."""
