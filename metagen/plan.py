@@ -290,19 +290,7 @@ def write_story(generator, world: World, request: StoryRequest, cfg: GenerationC
         # Each beat is judged on its own words; the whole story so far is the prompt it must not copy.
         context = critic_context(world, resolved, text, cfg, narrator_person=person, focus=beat.instruction)
         context = replace(context, avoid_starts=tuple(tuple(words_of(p)[:2]) for p in written))
-        seeds, options, verdicts = [], [], []
-        for round_ in range(1 + (cfg.candidates > 1) * EXTRA_ROUNDS):
-            # A small model often restates an earlier beat; when every candidate does (or is
-            # garbled), one more round of fresh candidates is drawn before the best is kept.
-            if verdicts and max(v.score for v in verdicts) > ROUND_AGAIN_BELOW:
-                break
-            more = [candidate_seed(beat_seed, k) for k in range(round_ * cfg.candidates, (round_ + 1) * cfg.candidates)]
-            drawn = generator.complete([ids] * cfg.candidates, beat_cfg, seeds=more, reuse=reuse)
-            for option in drawn:  # one paragraph: its first sentences, on one line
-                option.text = " ".join(first_sentences(option.text, BEAT_SENTENCES).split())
-            seeds += more
-            options += drawn
-            verdicts += [judge(o.text, context, logprob=o.logprob, tokens=o.output_tokens) for o in drawn]
+        seeds, options, verdicts = _draw_candidates(generator, ids, beat_cfg, cfg.candidates, beat_seed, context, reuse)
         chosen = best_index(verdicts)
         paragraph = options[chosen].text.strip()
         output_tokens += options[chosen].output_tokens
@@ -321,6 +309,27 @@ def write_story(generator, world: World, request: StoryRequest, cfg: GenerationC
                        prompt=plan_prompt(world, resolved, plan, messages, generator.context_length, beat_cfg),
                        prompt_tokens=prompt_tokens, output_tokens=output_tokens, finish_reason=finish,
                        seconds=time.perf_counter() - started)
+
+
+def _draw_candidates(generator, ids: list[int], beat_cfg: GenerationConfig, count: int, beat_seed: int,
+                     context, reuse: PrefixReuse) -> tuple[list[int], list, list]:
+    """A beat's candidates (seeds, completions, verdicts), with one more round when all score low.
+
+    A small model often restates an earlier beat; when every candidate does (or is garbled),
+    EXTRA_ROUNDS more rounds of fresh candidates are drawn before the best is kept.
+    """
+    seeds, options, verdicts = [], [], []
+    for round_ in range(1 + (count > 1) * EXTRA_ROUNDS):
+        if verdicts and max(v.score for v in verdicts) > ROUND_AGAIN_BELOW:
+            break
+        more = [candidate_seed(beat_seed, k) for k in range(round_ * count, (round_ + 1) * count)]
+        drawn = generator.complete([ids] * count, beat_cfg, seeds=more, reuse=reuse)
+        for option in drawn:  # one paragraph: its first sentences, on one line
+            option.text = " ".join(first_sentences(option.text, BEAT_SENTENCES).split())
+        seeds += more
+        options += drawn
+        verdicts += [judge(o.text, context, logprob=o.logprob, tokens=o.output_tokens) for o in drawn]
+    return seeds, options, verdicts
 
 
 def _check_room(generator, messages: list[dict[str, str]], plan: list[Beat], max_new_tokens: int) -> None:
