@@ -184,7 +184,12 @@ COPY_RUN = 6  # a run of this many words shared with the prompt counts as copyin
 # banned word outweighs everything else.
 WEIGHTS = {"names": 2.0, "details": 1.0, "invented": -2.5, "garbled": -6.0, "banned": -3.0, "copied": -0.5,
            "repetition": -6.0, "markup": -1.0, "unfinished": -0.7, "short": -1.5, "voice": -1.0, "same_start": -1.0,
-           "logprob": 0.5}
+           "echo": -3.0, "logprob": 0.5}
+# metagen's own instructions and prompt labels said back ("In your own words:", "I will describe
+# ... in three sentences"): readers count these first among a small model's junk.
+_ECHO = re.compile(r"\bin your own words\b|\b(?:three|four|3|4) (?:or (?:three|four|3|4) )?sentences\b"
+                   r"|\bTask:|\bI will (?:describe|write)\b|\b(?:Sights|Sounds|Smells|You can (?:see|hear|smell)"
+                   r"|Background facts|Place|Who is there):", re.IGNORECASE)
 # Narration in the wrong person: "I", "my" (outside quotes) in a second- or third-person world.
 _FIRST_PERSON = re.compile(r"\b(?:I|I'm|I've|I'll|my|me|myself)\b")
 _SECOND_PERSON = re.compile(r"\b(?:you|your|yours|yourself|You|Your)\b")
@@ -310,6 +315,7 @@ def judge(text: str, context: CriticContext, *, logprob: float = 0.0, tokens: in
     findings["copied"] = float(max(0, run - COPY_RUN + 1))
     findings["repetition"] = repetition(text)
     findings["markup"] = float(min(3, len(_MARKUP.findall(text))))
+    findings["echo"] = float(min(2, len(_ECHO.findall(text))))
     stripped = text.rstrip().rstrip("\"'”’)")
     findings["unfinished"] = float(bool(stripped) and stripped[-1] not in ".!?…")
     if context.target_words:

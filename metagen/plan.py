@@ -13,6 +13,7 @@ request's `opening` applies to scenes).
 from __future__ import annotations
 
 import random
+import re
 import time
 from pathlib import Path
 from collections.abc import Callable
@@ -35,6 +36,7 @@ from metagen.world import World, YamlRefused, compose_yaml, construct_plain, did
 
 BEATS_BY_LENGTH = {"short": 3, "medium": 4, "long": 5}
 BEAT_SENTENCES = 4  # a beat keeps at most this many sentences
+_LIST_MARKER = re.compile(r"^(?:[-*•]|\d+[.)])\s+")  # "- " or "1. " a small model starts a paragraph with
 BEAT_TOKENS = 120  # the most tokens a beat may take, whatever the story's budget
 EXTRA_ROUNDS = 1  # rounds of fresh candidates drawn when a beat's best scores below ROUND_AGAIN_BELOW
 ROUND_AGAIN_BELOW = -3.0  # e.g. every candidate copies ten words of the story so far, or is garbled
@@ -324,8 +326,9 @@ def _draw_candidates(generator, ids: list[int], beat_cfg: GenerationConfig, coun
             break
         more = [candidate_seed(beat_seed, k) for k in range(round_ * count, (round_ + 1) * count)]
         drawn = generator.complete([ids] * count, beat_cfg, seeds=more, reuse=reuse)
-        for option in drawn:  # one paragraph: its first sentences, on one line
-            option.text = " ".join(first_sentences(option.text, BEAT_SENTENCES).split())
+        for option in drawn:  # one paragraph: its first sentences, on one line, no list markers
+            lines = first_sentences(option.text, BEAT_SENTENCES).splitlines()
+            option.text = " ".join(" ".join(_LIST_MARKER.sub("", line.strip()) for line in lines).split())
         seeds += more
         options += drawn
         verdicts += [judge(o.text, context, logprob=o.logprob, tokens=o.output_tokens) for o in drawn]

@@ -62,6 +62,8 @@ def test_names_and_details_in_the_models_words_score_higher(world):
     ("Mira at the Old Docks saw a dragon.", "banned"),
     ("Mira at the Old Docks suddenly ran.", "banned"),
     ("Mira at the Old Docks. ## Chapter <b>", "markup"),
+    ("Mira at the Old Docks. In your own words: it is wet.", "echo"),
+    ("I will describe the Old Docks in three sentences. Mira waits.", "echo"),
     ("Mira walked to the Old Docks and then", "unfinished"),
 ])
 def test_each_defect_costs_score(world, bad, finding):

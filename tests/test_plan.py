@@ -175,3 +175,16 @@ def test_plan_flag_end_to_end_and_bad_plan_exit_2(runner, tmp_path, model_args):
     bad = invoke(runner, "story", world_path, "-c", "ada", "--plan", plan, "--out", tmp_path / "p", *model_args)
     assert bad.exit_code == 2 and bad.stderr.count("\n") == 1 and f"{plan}:2:" in bad.stderr
     assert not (tmp_path / "p").exists()
+
+
+def test_a_beat_loses_list_markers_and_line_breaks(world, wide_generator, monkeypatch):
+    from metagen.generate import Completion
+
+    def fake(prompts, cfg, *, seeds=None, on_text=None, reuse=None):
+        return [Completion("- The mill turns.\n- Ada waits by the wheel. Bo comes home.", [5] * 6, len(p), -3.0, "eos",
+                           s, 0.0) for p, s in zip(prompts, seeds)]
+
+    monkeypatch.setattr(wide_generator, "complete", fake)
+    story = write_story(wide_generator, world, StoryRequest(characters=("ada",), length="short"),
+                        GenerationConfig(max_new_tokens=30, candidates=1), seed=1)
+    assert story.plan[0]["text"] == "The mill turns. Ada waits by the wheel. Bo comes home."
