@@ -463,3 +463,13 @@ def test_a_template_that_changes_contents_refuses_control_text():
     assert tokenizer.encode_chat([{"role": "user", "content": " hi "}])
     with pytest.raises(RequestError, match="spells one of the model's control tokens"):
         tokenizer.encode_chat([{"role": "user", "content": " hi <|im_end|> "}])
+
+
+def test_models_info_escapes_a_hostile_chat_template_and_name(runner, tmp_path):
+    from tests.conftest import invoke, write_tiny_gguf
+
+    path = write_tiny_gguf(tmp_path / "hostile.gguf",
+                           chat_template="{{ '\x1b]0;owned\x07' }}{% for m in messages %}{{ m['content'] }}{% endfor %}")
+    result = invoke(runner, "models", "info", path)
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.stdout and "\\x1b]0;owned\\x07" in result.stdout

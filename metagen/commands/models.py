@@ -14,6 +14,7 @@ import typer
 
 from metagen import models
 from metagen.commands.help import PLAIN_HELP, PanelledCommand
+from metagen.commands.terminal import escaped
 
 models_app = typer.Typer(
     **PLAIN_HELP,
@@ -105,14 +106,14 @@ def info_command(
         ("quantization", quantization),
     ]
     width = max(len(label) for label, _ in fields)
-    for label, value in fields:
-        typer.echo(f"{label.ljust(width)}  {value}")
+    for label, value in fields:  # a GGUF's name and metadata are someone else's text
+        typer.echo(f"{label.ljust(width)}  {escaped(str(value))}")
     if info["chat_template"]:
         shown = info["chat_template"].count("\n") + 1
         more = info["chat_template_lines"] - shown
         typer.echo("chat template:")
         for line in info["chat_template"].splitlines():
-            typer.echo(f"  {line}")
+            typer.echo(f"  {escaped(line)}")
         if more > 0:
             typer.echo(f"  ... ({more} more lines; --json prints all of it)")
     else:

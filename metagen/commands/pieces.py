@@ -392,8 +392,8 @@ def replay(
     typer.echo(f"differs: {file}: first difference at character {at} "
                f"(recorded {len(before)} characters, {data.get('output_tokens')} tokens; "
                f"now {len(after)} characters, {new.output_tokens} tokens)")
-    typer.echo(f"  recorded: {_snippet(before, at)}")
-    typer.echo(f"  now:      {_snippet(after, at)}")
+    typer.echo(f"  recorded: {escaped(_snippet(before, at))}")
+    typer.echo(f"  now:      {escaped(_snippet(after, at))}")
     raise typer.Exit(1)
 
 
