@@ -473,3 +473,16 @@ def test_models_info_escapes_a_hostile_chat_template_and_name(runner, tmp_path):
     result = invoke(runner, "models", "info", path)
     assert result.exit_code == 0, result.output
     assert "\x1b" not in result.stdout and "\\x1b]0;owned\\x07" in result.stdout
+
+
+def test_worlds_show_json_writes_c1_and_bidi_controls_as_escapes(runner, tmp_path):
+    import json
+
+    from tests.conftest import invoke
+
+    path = tmp_path / "w.yaml"
+    path.write_text('world: {id: w, name: "Tricky\\u0085Name\\u202eX", summary: 林}\n', encoding="utf-8")
+    result = invoke(runner, "worlds", "show", path, "--json")
+    assert result.exit_code == 0, result.output
+    assert "\x85" not in result.stdout and "\u202e" not in result.stdout and "林" in result.stdout
+    assert json.loads(result.stdout)["name"] == "Tricky\x85Name\u202eX"

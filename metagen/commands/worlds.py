@@ -9,7 +9,6 @@ runs, rich only on a terminal, never torch.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import sys
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from metagen.commands.help import PLAIN_HELP, PanelledCommand
-from metagen.commands.terminal import escaped
+from metagen.commands.terminal import escaped, json_text
 from metagen.errors import EXIT_BAD_INPUT, OutputExistsError, WorldError
 
 if TYPE_CHECKING:
@@ -116,7 +115,7 @@ def show_command(
 
     world = load_world(file, allow_outside=allow_outside)
     if as_json:
-        typer.echo(json.dumps(dataclasses.asdict(world), indent=2, ensure_ascii=False, default=str))
+        typer.echo(json_text(dataclasses.asdict(world), indent=2, default=str))
         return
     s = world.style
     head = [f"{world.name} ({world.id})"]
@@ -175,7 +174,7 @@ def list_command(
         rows.append(row)
     if as_json:
         data = [{k: v for k, v in r.items() if k != "contents"} for r in rows]
-        typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        typer.echo(json_text(data, indent=2))
     elif not rows:
         typer.echo(f"no worlds in {folder} (`metagen worlds new NAME` writes one)", err=True)
     else:
