@@ -812,6 +812,20 @@ MEMORY_LIMIT_MB = 1024
 FIVE_WORLD = TINY_WORLD.replace("lore:", "  - {id: dee, name: Dee}\n  - {id: eve, name: Eve}\nlore:")
 
 
+# `python -m metagen ARGS` that writes its own peak memory (VmHWM, KiB) to argv[1] as it exits.
+_MEASURED_MAIN = """
+import atexit, runpy, sys
+out = sys.argv.pop(1)
+def report():
+    peak = [l.split()[1] for l in open("/proc/self/status") if l.startswith("VmHWM:")]
+    with open(out, "w") as f:
+        f.write(peak[0] if peak else "0")
+atexit.register(report)
+sys.argv[0] = "metagen"
+runpy.run_module("metagen", run_name="__main__", alter_sys=True)
+"""
+
+
 def run_bounded(*args, cwd: Path, stdin=None, env: dict | None = None) -> tuple[int, str, float, float]:
     """`python -m metagen ARGS` in a real process: (exit code, stderr, seconds, peak MB of memory).
 
@@ -825,10 +839,11 @@ def run_bounded(*args, cwd: Path, stdin=None, env: dict | None = None) -> tuple[
         resource.setrlimit(resource.RLIMIT_AS, (4 * 2**30, 4 * 2**30))
 
     argv = [a if isinstance(a, bytes) else str(a) for a in args]
+    peak_file = cwd / f".peak-{time.monotonic_ns()}"
     started = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "metagen", *argv], cwd=cwd, stdin=stdin or subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, **(env or {})},
-                            preexec_fn=cap)
+    proc = subprocess.Popen([sys.executable, "-c", _MEASURED_MAIN, str(peak_file), *argv], cwd=cwd,
+                            stdin=stdin or subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env={**os.environ, **(env or {})}, preexec_fn=cap)
     try:
         _, stderr = proc.communicate(timeout=SECONDS_LIMIT * 3)
     except subprocess.TimeoutExpired:
@@ -836,8 +851,10 @@ def run_bounded(*args, cwd: Path, stdin=None, env: dict | None = None) -> tuple[
         proc.communicate()
         raise AssertionError(f"metagen {args} ran for more than {SECONDS_LIMIT * 3} s")
     seconds = time.monotonic() - started
-    # ru_maxrss of the children waited for so far: the largest of them, in KiB on Linux.
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    # The child's own peak (VmHWM, KiB), written as it exits: getrusage's ru_maxrss would carry the
+    # forking pytest process's peak over exec (2 GB once the real model has been loaded).
+    peak = int(peak_file.read_text()) / 1024 if peak_file.exists() else float("inf")
+    peak_file.unlink(missing_ok=True)
     return proc.returncode, stderr.decode("utf-8", "replace"), seconds, peak
 
 
