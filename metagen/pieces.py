@@ -46,8 +46,8 @@ MAX_COUNT = 10_000  # pieces one request (or one batch job) may ask for
 # them and a line often echoes the one before (docs/eval.md: 4-gram repetition 6.5% -> 0.0%).
 KIND_DEFAULTS: dict[str, dict[str, Any]] = {"dialogue": {"penalize_prompt": True}}
 # Versions of each unit (scene, story beat, dialogue line) the critic chooses from when nobody
-# says otherwise: docs/quality.md has the measurements (a default story took 1.75x the time of
-# one written in a single pass without candidates). Greedy and beam settings get one.
+# says otherwise: docs/quality.md has the measurements (the README's story takes 1.55x the time
+# of the earlier single-pass design, side by side). Greedy and beam settings get one.
 DEFAULT_CANDIDATES = 4
 
 # TextCallback of search.py: on_text(row, new_text), row = the piece's index in the call.
