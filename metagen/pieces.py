@@ -43,7 +43,7 @@ DIALOGUE_ORDERS = ("likelihood", "turns")
 MAX_COUNT = 10_000  # pieces one request (or one batch job) may ask for
 # Settings a kind starts from, under the world's defaults. A dialogue line is written after
 # the earlier lines, which are prompt tokens: without penalize_prompt the penalties never see
-# them and a line often echoes the one before (docs/eval.md: 4-gram repetition 6.5% -> 0.0%).
+# them and a line often echoes the one before (experiments/log.md: 4-gram repetition 6.5% -> 0.0%).
 KIND_DEFAULTS: dict[str, dict[str, Any]] = {"dialogue": {"penalize_prompt": True}}
 # Versions of each unit (scene, story beat, dialogue line) the critic chooses from when nobody
 # says otherwise: docs/quality.md has the measurements (the README's story takes 1.55x the time

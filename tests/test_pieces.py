@@ -77,7 +77,7 @@ def test_dialogue_penalties_see_the_earlier_lines_unless_told_not_to(world):
 
 
 def test_penalty_exemptions_come_from_the_layers_only(world):
-    """Exempting the world's names by default was measured and made things worse (docs/eval.md)."""
+    """Exempting the world's names by default was measured and made things worse (experiments/log.md)."""
     assert pieces.effective_config(world, "dialogue", None, None).penalty_exempt == ()
     assert pieces.effective_config(world, "story", {"penalty_exempt": ["Zed"]}, None).penalty_exempt == ("Zed",)
 
