@@ -142,6 +142,35 @@ def unknown_names(text: str, vocabulary: frozenset[str]) -> list[str]:
 # ----------------------------------------------------------------------------- the world's words and scripts
 
 
+_SHE = frozenset("she her hers herself".split())
+_HE = frozenset("he him his himself".split())
+_WOMAN = frozenset("""queen princess lady sister mother daughter woman girl wife aunt grandmother niece dame
+mistress widow madam madame swordswoman""".split())
+_MAN = frozenset("king prince lord brother father son man boy husband uncle grandfather nephew sir master".split())
+
+
+def pronoun_of(c: Character) -> str:
+    """"she" or "he" when the world's words about a character say so clearly, else "" (not said,
+    mixed, or "they"). Pronouns come from its description, goals and secrets (which speak of the
+    character); gendered words only from its name's title and its role ("her mother" in a goal is
+    someone else)."""
+    about = words_of(" ".join([c.description or "", *c.goals, *c.secrets]))
+    titled = words_of(" ".join([c.name.split()[0] if c.name.split() else "", c.role or ""]))
+    woman = sum(w in _SHE for w in about) + 2 * sum(w in _WOMAN for w in titled)
+    man = sum(w in _HE for w in about) + 2 * sum(w in _MAN for w in titled)
+    if woman and woman >= 3 * man:  # one "She" and no "he": clear; "she" twice and "his" once: not
+        return "she"
+    if man and man >= 3 * woman:
+        return "he"
+    return ""
+
+
+def cast_pronoun(cast: Sequence[Character]) -> str:
+    """The pronoun the whole cast shares ("she" or "he"), else ""."""
+    found = {pronoun_of(c) for c in cast}
+    return found.pop() if len(found) == 1 else ""
+
+
 def world_names(world: World) -> tuple[str, ...]:
     """Every proper name the world gives: characters and their aliases, places, factions, the world."""
     names = [world.name, *(f.name for f in world.factions), *(loc.name for loc in world.locations)]
@@ -184,7 +213,7 @@ COPY_RUN = 6  # a run of this many words shared with the prompt counts as copyin
 # banned word outweighs everything else.
 WEIGHTS = {"names": 2.0, "details": 1.0, "invented": -2.5, "garbled": -6.0, "banned": -3.0, "copied": -0.5,
            "repetition": -6.0, "markup": -1.0, "unfinished": -0.7, "short": -1.5, "voice": -1.0, "same_start": -1.0,
-           "echo": -3.0, "logprob": 0.5}
+           "echo": -3.0, "pronoun": -1.0, "logprob": 0.5}
 # metagen's own instructions and prompt labels said back ("In your own words:", "I will describe
 # ... in three sentences"): readers count these first among a small model's junk.
 _ECHO = re.compile(r"\bin your own words\b|\b(?:three|four|3|4) (?:or (?:three|four|3|4) )?sentences\b"
@@ -218,6 +247,7 @@ class CriticContext:
     target_words: int = 0  # about how long the text should be (0: no length check)
     narrator_person: str = ""  # first | second | third ("" or first: no check of "I" in narration)
     avoid_starts: tuple[tuple[str, ...], ...] = ()  # how earlier paragraphs began (first two words, folded)
+    cast_pronoun: str = ""  # "she" or "he" when the whole cast is one (narration's other pronoun is a defect)
 
 
 def critic_context(world: World, resolved: Resolved, prompt_text: str, cfg: Any, *, target_words: int = 0,
@@ -247,7 +277,8 @@ def critic_context(world: World, resolved: Resolved, prompt_text: str, cfg: Any,
     return CriticContext(names=tuple(forms), details=details - _INSTRUCTION_WORDS,
                          prompt_words=tuple(words_of(prompt_text)), vocabulary=world_vocabulary(world),
                          banned=banned, scripts=scripts, exempt=tuple(cfg.script_exempt),
-                         target_words=target_words, narrator_person=narrator_person)
+                         target_words=target_words, narrator_person=narrator_person,
+                         cast_pronoun=cast_pronoun(resolved.characters) if narrator_person else "")
 
 
 @dataclass
@@ -328,6 +359,11 @@ def judge(text: str, context: CriticContext, *, logprob: float = 0.0, tokens: in
         if context.narrator_person == "third":
             wrong += len(_SECOND_PERSON.findall(narration))
         findings["voice"] = float(min(3, wrong))
+    if context.cast_pronoun:
+        # "he" in narration about an all-women cast: a character given the wrong gender, or a man
+        # nobody asked for; readers flag both.
+        other = _HE if context.cast_pronoun == "she" else _SHE
+        findings["pronoun"] = float(min(3, sum(w in other for w in words_of(_QUOTED.sub(" ", text)))))
     findings["logprob"] = logprob / tokens if tokens else 0.0
     return Verdict(findings, sum(WEIGHTS[k] * v for k, v in findings.items()))
 
@@ -341,7 +377,7 @@ def best_index(verdicts: Sequence[Verdict]) -> int:
     return best
 
 
-__all__ = ["CriticContext", "Verdict", "WEIGHTS", "banned_hits", "best_index", "character_forms", "critic_context",
-           "distinct_n", "first_sentences", "fold", "judge", "location_forms", "longest_shared_run", "names_any", "ngrams",
-           "repetition", "unknown_names", "words_of", "world_names", "world_prose", "world_vocabulary",
-           "writing_guard"]
+__all__ = ["CriticContext", "Verdict", "WEIGHTS", "banned_hits", "best_index", "cast_pronoun", "character_forms",
+           "critic_context", "distinct_n", "first_sentences", "fold", "judge", "location_forms", "longest_shared_run",
+           "names_any", "ngrams", "pronoun_of", "repetition", "unknown_names", "words_of", "world_names", "world_prose",
+           "world_vocabulary", "writing_guard"]

@@ -21,24 +21,37 @@ from dataclasses import dataclass, replace
 
 from metagen.errors import RequestError
 from metagen.config import MAX_SEED, GenerationConfig, candidate_seed
-from metagen.critic import best_index, character_forms, critic_context, first_sentences, judge, words_of
+from metagen.critic import (
+    best_index,
+    character_forms,
+    critic_context,
+    first_sentences,
+    judge,
+    location_forms,
+    names_any,
+    words_of,
+    writing_guard,
+)
 from metagen.prompts import (
     Prompt,
+    lower_article,
     PromptBudget,
     Resolved,
     StoryRequest,
     resolve_request,
     select_lore,
 )
+from metagen.scripts import is_garbled
 from metagen.search import PrefixReuse
 from metagen.files import read_input
-from metagen.world import World, YamlRefused, compose_yaml, construct_plain, did_you_mean
+from metagen.world import Character, World, YamlRefused, compose_yaml, construct_plain, did_you_mean
 
 BEATS_BY_LENGTH = {"short": 3, "medium": 4, "long": 5}
 BEAT_SENTENCES = 4  # a beat keeps at most this many sentences
 _LIST_MARKER = re.compile(r"^(?:[-*•]|\d+[.)])\s+")  # "- " or "1. " a small model starts a paragraph with
 BEAT_TOKENS = 120  # the most tokens a beat may take, whatever the story's budget
 EXTRA_ROUNDS = 1  # rounds of fresh candidates drawn when a beat's best scores below ROUND_AGAIN_BELOW
+NAMING_ROUNDS = 2  # rounds drawn for the opening and the ending while the best leaves a requested name out
 ROUND_AGAIN_BELOW = -3.0  # e.g. every candidate copies ten words of the story so far, or is garbled
 _POV = {"first": "the first person", "second": "the second person", "third": "the third person"}
 
@@ -85,13 +98,18 @@ def make_plan(world: World, resolved: Resolved, seed: int) -> list[Beat]:
         return _user_plan(request.beats)
     rng = random.Random(seed)
     cast = list(resolved.characters)
-    names = [c.name for c in cast] or ["the traveller"]
+    scripts = writing_guard(world)["scripts"]
+    names = [prose_name(c, scripts) for c in cast] or ["the traveller"]
     lead = cast[0] if cast else None
     other = cast[1] if len(cast) > 1 else None
+
+    def short_name(character: Character) -> str:
+        return short_prose_name(character, scripts)
+
     place = resolved.location
     details = [*place.sights, *place.sounds, *place.smells] if place else []
     rng.shuffle(details)
-    where = f" at {place.name}" if place else ""
+    where = f" at {lower_article(place.name)}" if place else ""
     count = BEATS_BY_LENGTH.get(request.length, 4)
     # Full names once, in the opening; after that the short form, which a small model otherwise
     # repeats at the head of every paragraph.
@@ -117,7 +135,8 @@ def make_plan(world: World, resolved: Resolved, seed: int) -> list[Beat]:
                 kind = f" ({_clause(tie.kind)})" if tie.kind else ""
                 what = f": {_clause(tie.description)}" if tie.description else ""
                 turns.append(f"Show the bond between {short_name(lead)} and {short_name(other)}{kind}{what}.")
-    lore = select_lore(world, " ".join([*names, place.name if place else "", request.premise or ""]))
+    lore = select_lore(world, " ".join([*(c.name for c in cast), *names, place.name if place else "",
+                                        request.premise or ""]))
     if lore:
         turns.append(f"Let this part of the world's history matter: {_clause(rng.choice(lore[:3]).text)}.")
     if other and other.goals:
@@ -137,10 +156,20 @@ def make_plan(world: World, resolved: Resolved, seed: int) -> list[Beat]:
     return beats
 
 
-def short_name(character) -> str:
+def prose_name(character: Character, scripts: tuple[str, ...]) -> str:
+    """The name a story gives a character: its own, or its first alias written in the world's prose
+    scripts when the name is not ("Lin Xiaoyu" for 林小雨 in an English world). A small model told
+    a name in another script never writes it back, and the story then names nobody."""
+    for form in (character.name, *character.aliases):
+        if not is_garbled(form, scripts):
+            return form
+    return character.name
+
+
+def short_prose_name(character: Character, scripts: tuple[str, ...] = ("any",)) -> str:
     """What a story calls a character after the first mention: "Ysolde" for "Queen Ysolde Vær"."""
-    single = [f for f in character_forms(character) if len(f.split()) == 1]
-    return min(single, key=len) if single else character.name
+    single = [f for f in character_forms(character) if len(f.split()) == 1 and not is_garbled(f, scripts)]
+    return min(single, key=len) if single else prose_name(character, scripts)
 
 
 def _lower_first(text: str) -> str:
@@ -240,8 +269,9 @@ def story_messages(world: World, resolved: Resolved) -> list[dict[str, str]]:
     if s.avoided_words:
         system += f" Never use these words: {', '.join(s.avoided_words)}."
     lines = []
+    scripts = writing_guard(world)["scripts"]
     for c in resolved.characters:
-        line = f"- {c.name}" + (f", {_clause(c.role)}" if c.role else "")
+        line = f"- {prose_name(c, scripts)}" + (f", {_clause(c.role)}" if c.role else "")
         if c.description:
             line += f": {_clause(c.description)}"
         lines.append(line + ".")
@@ -283,6 +313,9 @@ def write_story(generator, world: World, request: StoryRequest, cfg: GenerationC
     written, beat_records, critic_beats = [], [], []
     output_tokens, prompt_tokens, finish = 0, 0, "eos"
     person = world.style.point_of_view or "third"
+    requested = [*map(character_forms, resolved.characters)]
+    if resolved.location is not None:
+        requested.append(location_forms(resolved.location))
     for index, beat in enumerate(plan):
         chat = _with_beat(chat, beat.instruction)
         text = tokenizer.render_chat(chat)
@@ -292,7 +325,13 @@ def write_story(generator, world: World, request: StoryRequest, cfg: GenerationC
         # Each beat is judged on its own words; the whole story so far is the prompt it must not copy.
         context = critic_context(world, resolved, text, cfg, narrator_person=person, focus=beat.instruction)
         context = replace(context, avoid_starts=tuple(tuple(words_of(p)[:2]) for p in written))
-        seeds, options, verdicts = _draw_candidates(generator, ids, beat_cfg, cfg.candidates, beat_seed, context, reuse)
+        last = index == len(plan) - 1
+        if last:  # the last chance to name whoever the story has not named yet
+            unsaid = [forms for forms in requested if not names_any(" ".join(written), forms)]
+            context = replace(context, names=tuple(dict.fromkeys([*context.names, *unsaid])))
+        # the opening introduces the cast and place and the ending is the last chance to: both insist
+        seeds, options, verdicts = _draw_candidates(generator, ids, beat_cfg, cfg.candidates, beat_seed, context,
+                                                    reuse, insist_on_names=last or index == 0)
         chosen = best_index(verdicts)
         paragraph = options[chosen].text.strip()
         output_tokens += options[chosen].output_tokens
@@ -314,16 +353,20 @@ def write_story(generator, world: World, request: StoryRequest, cfg: GenerationC
 
 
 def _draw_candidates(generator, ids: list[int], beat_cfg: GenerationConfig, count: int, beat_seed: int,
-                     context, reuse: PrefixReuse) -> tuple[list[int], list, list]:
+                     context, reuse: PrefixReuse, *, insist_on_names: bool = False) -> tuple[list[int], list, list]:
     """A beat's candidates (seeds, completions, verdicts), with one more round when all score low.
 
     A small model often restates an earlier beat; when every candidate does (or is garbled),
-    EXTRA_ROUNDS more rounds of fresh candidates are drawn before the best is kept.
+    EXTRA_ROUNDS more rounds of fresh candidates are drawn before the best is kept. With
+    insist_on_names, up to NAMING_ROUNDS are drawn while the best leaves a required name out.
     """
     seeds, options, verdicts = [], [], []
-    for round_ in range(1 + (count > 1) * EXTRA_ROUNDS):
-        if verdicts and max(v.score for v in verdicts) > ROUND_AGAIN_BELOW:
-            break
+    for round_ in range(1 + (count > 1) * (NAMING_ROUNDS if insist_on_names else EXTRA_ROUNDS)):
+        if verdicts:
+            best = verdicts[best_index(verdicts)]
+            names_said = best.findings.get("names", 1.0) == 1.0
+            if best.score > ROUND_AGAIN_BELOW and (names_said or not insist_on_names):
+                break
         more = [candidate_seed(beat_seed, k) for k in range(round_ * count, (round_ + 1) * count)]
         drawn = generator.complete([ids] * count, beat_cfg, seeds=more, reuse=reuse)
         for option in drawn:  # one paragraph: its first sentences, on one line, no list markers

@@ -397,7 +397,7 @@ def answer_opening(resolved: Resolved, style: str | None = None) -> str:
     elif style == "cast" and cast:
         text = cast
     elif style == "place-cast" and place and cast:
-        text = f"In {_lower_article(place)}, {cast}"
+        text = f"In {lower_article(place)}, {cast}"
     elif style in ("place", "place-cast", "cast", "first-name"):
         text = place or cast
     else:
@@ -405,7 +405,7 @@ def answer_opening(resolved: Resolved, style: str | None = None) -> str:
     return text[:1].upper() + text[1:]
 
 
-def _lower_article(name: str) -> str:
+def lower_article(name: str) -> str:
     """A place name inside a sentence: "The Crooked Kettle" -> "the Crooked Kettle"."""
     return "the" + name[3:] if name.startswith("The ") else name
 

@@ -5,7 +5,16 @@ from __future__ import annotations
 import pytest
 
 from metagen.config import GenerationConfig
-from metagen.critic import best_index, critic_context, judge, longest_shared_run, world_prose, writing_guard
+from metagen.critic import (
+    best_index,
+    cast_pronoun,
+    critic_context,
+    judge,
+    longest_shared_run,
+    pronoun_of,
+    world_prose,
+    writing_guard,
+)
 from metagen.prompts import SceneRequest, StoryRequest, resolve_request
 from metagen.world import load_world
 
@@ -19,7 +28,9 @@ locations:
     sights: [nets hanging like grey curtains]
     smells: [tar and fish]
 characters:
-  - {id: mira, name: Mira Okafor, role: salvage diver, traits: [brave]}
+  - {id: mira, name: Mira Okafor, role: salvage diver, traits: [brave], description: She dives for what the sea keeps.,
+     goals: [raise her father's boat]}
+  - {id: jonas, name: Jonas, role: crane technician, description: He fixes the cranes at night.}
   - {id: bai, name: 白云, role: a wandering swordsman who came by sea}
 lore:
   - {id: storm, keys: [docks], text: The great storm of the last winter broke half the piers.}
@@ -108,3 +119,20 @@ def test_first_sentences_keeps_whole_sentences_and_the_leading_space():
     assert first_sentences("One. Two.\n\nThree.", 4) == "One. Two."
     assert first_sentences("One whole. And a cut-off", 4) == "One whole."
     assert first_sentences("no end at all ", 4) == "no end at all"
+
+
+def test_a_characters_pronoun_comes_from_what_the_world_says_of_them(world):
+    mira, jonas, bai = (world.character(i) for i in ("mira", "jonas", "bai"))
+    assert (pronoun_of(mira), pronoun_of(jonas), pronoun_of(bai)) == ("she", "he", "")  # "her father" is not Mira
+    assert cast_pronoun([mira]) == "she" and cast_pronoun([mira, jonas]) == ""
+
+
+def test_narration_giving_a_woman_the_wrong_pronoun_costs_score(world):
+    context = context_for(world, StoryRequest(characters=("mira",), location="docks"), narrator_person="third")
+    right = judge("Mira walked to the Old Docks. She tied her rope.", context)
+    wrong = judge("Mira walked to the Old Docks. He tied his rope.", context)
+    quoted = judge('Mira walked to the Old Docks. "He left," she said.', context)
+    assert right.findings["pronoun"] == 0 and quoted.findings["pronoun"] == 0
+    assert wrong.findings["pronoun"] == 2 and wrong.score < right.score
+    mixed = context_for(world, StoryRequest(characters=("mira", "jonas")), narrator_person="third")
+    assert "pronoun" not in judge("He tied his rope.", mixed).findings

@@ -49,7 +49,7 @@ def test_a_plan_is_built_from_the_worlds_data_and_follows_the_seed(world):
     plan = plan_for(world, 3, characters=("ada", "bo"), location="mill", length="medium")
     assert [b.id for b in plan] == ["opening", "turn", "complication", "ending"]
     opening = plan[0].instruction
-    assert "Ada and Bo are at The Old Mill" in opening and "Ada wants to keep the mill turning" in opening
+    assert "Ada and Bo are at the Old Mill" in opening and "Ada wants to keep the mill turning" in opening
     assert any(d in opening for d in ("a wheel green with moss", "the stream roaring", "wet flour"))
     middle = " ".join(b.instruction for b in plan[1:3])
     facts = ["Ada admits that she sold the water rights", "they share the mill", "The last drought dried the stream",
@@ -93,8 +93,10 @@ def test_write_story_keeps_each_beats_pick_and_reuses_the_cache(world, wide_gene
     story = write_story(wide_generator, world, request, cfg, seed=4)
     assert [b["beat"] for b in story.plan] == ["opening", "turn", "ending"]
     assert story.text == "\n\n".join(b["text"] for b in story.plan)
-    # two candidates a beat, and two more where all of the first scored too low
-    assert all(len(b["candidates"]) in (2, 4) for b in story.critic["beats"])
+    # two candidates a beat, two more where all scored too low, and up to four more for the opening
+    # and the ending while they leave Ada out
+    assert all(len(b["candidates"]) in (2, 4) for b in story.critic["beats"][1:-1])
+    assert all(len(b["candidates"]) in (2, 4, 6) for b in story.critic["beats"])
     # one real prefill a beat (a second round reuses it); later beats prefill only what is new
     assert len(widths) == 3 and widths[1] < widths[0] + 60
     again = write_story(wide_generator, world, request, cfg, seed=4)
@@ -188,3 +190,38 @@ def test_a_beat_loses_list_markers_and_line_breaks(world, wide_generator, monkey
     story = write_story(wide_generator, world, StoryRequest(characters=("ada",), length="short"),
                         GenerationConfig(max_new_tokens=30, candidates=1), seed=1)
     assert story.plan[0]["text"] == "The mill turns. Ada waits by the wheel. Bo comes home."
+
+
+def test_a_name_in_another_script_is_written_as_its_alias(tmp_path):
+    path = tmp_path / "rain.yaml"
+    path.write_text(WORLD.replace("name: Ada\n", "name: 林小雨\n    aliases: [Lin Xiaoyu, Little Rain]\n"),
+                    encoding="utf-8")
+    rain = load_world(path)
+    resolved = resolve_request(rain, StoryRequest(characters=("ada", "bo"), location="mill"))
+    card = story_messages(rain, resolved)[1]["content"]
+    plan = make_plan(rain, resolved, 3)
+    assert "- Lin Xiaoyu, miller." in card and "林小雨" not in card
+    assert "Lin Xiaoyu and Bo are at the Old Mill" in plan[0].instruction
+    assert not any("林小雨" in b.instruction for b in plan)
+
+
+def test_the_opening_and_ending_draw_again_until_they_name_the_cast_and_place(world, wide_generator, monkeypatch):
+    from metagen.generate import Completion
+
+    texts = iter(["Ada waits at the Old Mill."] * 3  # the opening: three rounds, none names Bo
+                 + ["Ada walks home."]  # the turn: one round, whatever it names
+                 + ["Ada walks home to the Old Mill.", "Bo walks home to the Old Mill."])  # the ending
+    calls = []
+
+    def fake(prompts, cfg, *, seeds=None, on_text=None, reuse=None):
+        calls.append(len(prompts))
+        text = next(texts)
+        return [Completion(text, [5] * 6, len(p), -3.0, "eos", s, 0.0) for p, s in zip(prompts, seeds)]
+
+    monkeypatch.setattr(wide_generator, "complete", fake)
+    request = StoryRequest(characters=("ada", "bo"), location="mill", length="short")
+    story = write_story(wide_generator, world, request, GenerationConfig(max_new_tokens=60, candidates=2), seed=1)
+    assert calls == [2] * 6
+    # the ending's own instruction names only the mill; Bo, whom the story never named, is required too
+    assert story.plan[-1]["text"] == "Bo walks home to the Old Mill."
+    assert [len(b["candidates"]) for b in story.critic["beats"]] == [6, 2, 4]
