@@ -47,36 +47,37 @@ class GenerationConfig:
         doc="Most tokens to write. The prompt plus this must fit the model's context (read from the model "
             "file); the error says how many would fit.")
     min_new_tokens: int = setting(
-        0, "--min-tokens", AtLeast(0), "at most `max_new_tokens`", section="length",
+        0, "--min-tokens", AtLeast(0), note="at most `max_new_tokens`", section="length",
         help="End-of-text is suppressed until this many tokens.",
         doc="End-of-text is suppressed until this many tokens are written.")
     temperature: float = setting(
-        0.8, "--temperature", Within(0, MAX_TEMPERATURE), f"0 = greedy; otherwise at least {MIN_TEMPERATURE:g}",
-        short="-t", section="sampling", help="Sampling temperature, >= 0; 0 = greedy.",
+        0.8, "--temperature", Within(0, MAX_TEMPERATURE), short="-t", section="sampling",
+        note=f"0 = greedy; otherwise at least {MIN_TEMPERATURE:g}", help="Sampling temperature, >= 0; 0 = greedy.",
         doc="Divides the logits. Below 1 is safer and plainer, above 1 wilder. 0 means greedy.")
     top_k: int = setting(
-        40, "--top-k", AtLeast(0), "0 = off", section="sampling", help="Keep the k most likely tokens; 0 = off.",
+        40, "--top-k", AtLeast(0), note="0 = off", section="sampling",
+        help="Keep the k most likely tokens; 0 = off.",
         doc="Keep only the k most likely tokens.")
     top_p: float = setting(
-        0.95, "--top-p", Within(0, 1, "(]"), "1 = off", section="sampling",
+        0.95, "--top-p", Within(0, 1, "(]"), note="1 = off", section="sampling",
         help="Nucleus: smallest set with this probability mass, {limits}.",
         doc="Keep the smallest set of most likely tokens whose probability reaches p (nucleus sampling).")
     min_p: float = setting(
-        0.0, "--min-p", Within(0, 1, "[)"), "0 = off", section="sampling",
+        0.0, "--min-p", Within(0, 1, "[)"), note="0 = off", section="sampling",
         help="Drop tokens below min-p x the top probability, {limits}.",
         doc="Drop tokens less likely than `min_p` times the most likely token.")
     typical_p: float = setting(
-        1.0, "--typical-p", Within(0, 1, "(]"), "1 = off", section="sampling", help_default="1 = off",
+        1.0, "--typical-p", Within(0, 1, "(]"), note="1 = off", section="sampling", help_default="1 = off",
         help="Locally typical sampling mass, {limits}.",
         doc="Locally typical sampling: keep the tokens whose surprise is closest to the expected surprise, "
             "up to this probability mass.")
     repetition_penalty: float = setting(
-        1.1, "--repetition-penalty", Within(MIN_REPETITION_PENALTY, MAX_PENALTY), "1 = off", section="penalties",
-        help="Penalize seen tokens (> 0; 1 = off).",
+        1.1, "--repetition-penalty", Within(MIN_REPETITION_PENALTY, MAX_PENALTY), note="1 = off",
+        section="penalties", help="Penalize seen tokens (> 0; 1 = off).",
         doc="For each token already seen: a positive logit is divided by it, a negative one multiplied (CTRL). "
             "Each token is penalized once however often it appeared.")
     repetition_window: int = setting(
-        256, "--repetition-window", AtLeast(0), "0 = all", section="penalties",
+        256, "--repetition-window", AtLeast(0), note="0 = all", section="penalties",
         help="Penalties look at the last N tokens; 0 = all.",
         doc="The penalties (repetition, presence/frequency, DRY) look at the last N tokens.")
     presence_penalty: float = setting(
@@ -101,11 +102,11 @@ class GenerationConfig:
             "and place name of the example worlds was measured and made outputs worse (more invented names, less "
             "variety: docs/eval.md), so nothing is exempt by default.")
     no_repeat_ngram_size: int = setting(
-        0, "--no-repeat-ngram", AtLeast(0), "0 = off", section="penalties", help_default=False,
+        0, "--no-repeat-ngram", AtLeast(0), note="0 = off", section="penalties", help_default=False,
         help="Never repeat an n-gram of this size; 0 = off.",
         doc="Never write an n-gram of this many tokens twice. Blunt: 3 or more suits most prose.")
     dry_multiplier: float = setting(
-        0.0, "--dry-multiplier", Within(0, MAX_PENALTY), "0 = off", section="penalties", help_default=False,
+        0.0, "--dry-multiplier", Within(0, MAX_PENALTY), note="0 = off", section="penalties", help_default=False,
         help="DRY repetition penalty strength; 0 = off.",
         doc="DRY (\"don't repeat yourself\"): the token that would extend a repeat of earlier text loses "
             "`multiplier * base ** (length - allowed_length)`, where `length` is how long the repeat already is. "
@@ -127,7 +128,7 @@ class GenerationConfig:
         help="XTC: tokens this likely are top choices, {limits}.",
         doc="XTC: tokens at least this likely count as \"top choices\".")
     xtc_probability: float = setting(
-        0.0, "--xtc-probability", Within(0, 1), "0 = off", section="sampling", help_default=False,
+        0.0, "--xtc-probability", Within(0, 1), note="0 = off", section="sampling", help_default=False,
         help="XTC: chance per token of excluding top choices; 0 = off.",
         doc="XTC (\"exclude top choices\"): at each token, with this chance, remove every top choice except the "
             "least likely one (when there are at least two). Makes prose less predictable without raising the "
@@ -138,13 +139,13 @@ class GenerationConfig:
         doc="Words or phrases never written. Each is banned as written, lower case, Capitalized, UPPER CASE and "
             "Title Case, each with and without a leading space.")
     logit_bias: tuple[tuple[str, float], ...] = setting(
-        (), "--logit-bias", None, f"[-{MAX_BIAS:g}, {MAX_BIAS:g}]", section="bans", help_default=False,
+        (), "--logit-bias", note=f"[-{MAX_BIAS:g}, {MAX_BIAS:g}]", section="bans", help_default=False,
         help="WORD=BIAS or #ID=BIAS added to a token's logit (repeatable).",
         doc="`WORD=BIAS`: BIAS is added to the logit of the first token of each variant of WORD (the same "
             "variants as `--ban`), or of one token id written `#123`. Negative discourages, positive encourages; "
             "use `--ban` to forbid.")
     num_beams: int = setting(
-        1, "--beams", Within(1, MAX_BEAMS), "at least 2 with `--strategy beam`", section="beams",
+        1, "--beams", Within(1, MAX_BEAMS), note="at least 2 with `--strategy beam`", section="beams",
         help="Beams for --strategy beam.", help_default=str(CLI_BEAMS),
         doc_default=f"1 (the flag defaults to {CLI_BEAMS})",
         doc="Hypotheses kept at each step. Ignored by the other strategies.")
@@ -157,7 +158,7 @@ class GenerationConfig:
         doc="Stop as soon as `num_beams` hypotheses have finished, rather than while a running beam could "
             "still win.")
     num_return_sequences: int = setting(
-        1, "--num-return", Within(1, MAX_BEAMS), "at most `num_beams` with beam", section="length",
+        1, "--num-return", Within(1, MAX_BEAMS), note="at most `num_beams` with beam", section="length",
         help="Beam: how many of the n-best to return.",
         doc="Texts per request. Not allowed with greedy decoding, where every copy would be the same.")
     stop: tuple[str, ...] = setting(
@@ -165,12 +166,13 @@ class GenerationConfig:
         help="End the text before this string (repeatable).",
         doc="Writing ends before the first of these strings.")
     seed: int | None = setting(
-        None, "--seed", None, "0 to 2**63 - 1", short="-s", section="length", help_default=False,
+        None, "--seed", note="0 to 2**63 - 1", short="-s", section="length", help_default=False,
         doc_default="random", help="Seed for reproducible output; drawn at random and recorded if omitted.",
         doc="Same seed, same settings, same model: byte-identical text, also inside a batch (each text draws "
             "from its own generator).")
     scripts: tuple[str, ...] = setting(
-        (), "--scripts", None, ", ".join(f"`{s}`" for s in SCRIPTS) + f", or `{ANY}` (no guard)", section="scripts",
+        (), "--scripts", note=", ".join(f"`{s}`" for s in SCRIPTS) + f", or `{ANY}` (no guard)",
+        section="scripts",
         help="A writing system the text may use: latin, greek, cyrillic, hebrew, arabic, indic, thai, hangul, "
              f"cjk, ... (repeatable); '{ANY}' turns the guard off.",
         help_default="the world's prose's scripts; names keep their own",
@@ -185,7 +187,7 @@ class GenerationConfig:
         doc="The tokens that spell these words stay allowed, so a name keeps its own script while the prose "
             "stays in the world's.")
     candidates: int = setting(
-        1, "--candidates", Within(1, MAX_CANDIDATES), "more than 1 needs sampling", section="candidates",
+        1, "--candidates", Within(1, MAX_CANDIDATES), note="more than 1 needs sampling", section="candidates",
         help="Write this many versions of each scene, story beat or dialogue line and keep the one the critic "
              f"scores best, 1..{MAX_CANDIDATES}.",
         help_default="per kind, see docs/quality.md",

@@ -103,9 +103,9 @@ class Setting:
     default: Any = None
 
 
-def setting(default: Any, flag: str, limits: Limits | None = None, note: str = "", **kw: Any) -> Any:
+def setting(default: Any, flag: str, limits: Limits | None = None, **kw: Any) -> Any:
     """A dataclass field with this default that carries its Setting in its metadata."""
-    return dataclasses.field(default=default, metadata={"setting": Setting(flag, limits=limits, note=note, **kw)})
+    return dataclasses.field(default=default, metadata={"setting": Setting(flag, limits=limits, **kw)})
 
 
 # ----------------------------------------------------------------------------- docs/decoding.md
