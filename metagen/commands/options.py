@@ -1,8 +1,9 @@
 """Options shared by every generating command: decoding settings and the model.
 
 `with_decoding_options` appends the decoding flags to a command's signature and hands
-them to the command as one `settings` dict (None for each flag not given), so that the
-flags are declared once and `config.merge_settings` sees exactly what the user typed.
+them to the command as one `settings` dict (None for each flag not given), so that
+`config.merge_settings` sees exactly what the user typed. The flags, their help and the
+defaults it shows come from the one declaration of each setting, `config.SETTINGS`.
 """
 
 from __future__ import annotations
@@ -50,9 +51,10 @@ def _shown(value) -> str:
 
 
 def _option(setting: Setting):
-    flags = [f"{setting.flag}/--no-{setting.flag[2:]}" if setting.type == "bool" else setting.flag]
-    option = typer.Option(*flags, *filter(None, [setting.short]), help=_help(setting), rich_help_panel=PANEL,
-                          show_default=False)
+    """The setting's typer option: --flag (and -x), or --flag/--no-flag for a yes/no setting."""
+    names = [f"{setting.flag}/--no-{setting.flag[2:]}" if setting.type == "bool" else setting.flag]
+    names += [setting.short] if setting.short else []
+    option = typer.Option(*names, help=_help(setting), rich_help_panel=PANEL, show_default=False)
     return Annotated[_OPTION_TYPES[setting.type], option]
 
 
