@@ -100,7 +100,7 @@ class GenerationConfig:
         doc="Words whose tokens the repetition, presence and frequency penalties never count (each word as "
             "written, alone and after a space), for words that must be free to recur. Exempting every character "
             "and place name of the example worlds was measured and made outputs worse (more invented names, less "
-            "variety: docs/eval.md), so nothing is exempt by default.")
+            "variety: experiments/log.md), so nothing is exempt by default.")
     no_repeat_ngram_size: int = setting(
         0, "--no-repeat-ngram", AtLeast(0), note="0 = off", section="penalties", help_default=False,
         help="Never repeat an n-gram of this size; 0 = off.",
