@@ -38,6 +38,8 @@ CLI_BEAMS = 4  # beams when the command line says --strategy beam without --beam
 class GenerationConfig:
     """How to turn the model's logits into text. Build with `merge_settings` or `from_dict`."""
 
+    # Each field: setting(default, flag, limits, ...); metagen.setting.Setting says what each part is for.
+    # Field order is the order of --help, of the docs tables and of the settings each output file records.
     strategy: str = setting(
         "sample", "--strategy", OneOf(STRATEGIES), section="length", help=f"{' | '.join(STRATEGIES)}.",
         doc="How the next token is chosen. `sample` at temperature 0 runs as greedy.")
