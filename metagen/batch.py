@@ -33,7 +33,7 @@ from metagen.output import (
     recorded_difference,
 )
 from metagen.pieces import MAX_COUNT
-from metagen.prompts import REQUEST_KINDS, Request
+from metagen.prompts import DIALOGUE_ORDERS, KINDS, REQUEST_KINDS, Request
 from metagen.world import World, YamlRefused, compose_yaml, construct_plain, did_you_mean, load_world
 
 MAX_JOBS_BYTES = 4 * 1024 * 1024
@@ -43,12 +43,15 @@ DEFAULT_BATCH_SIZE = 8
 _TOP_KEYS = ("world", "out", "format", "seed", "settings", "jobs")
 _JOB_KEYS = ("id", "kind", "world", "characters", "location", "premise", "length", "time", "weather", "mood",
              "topic", "turns", "order", "opening", "settings", "count", "seed", "format")
-# Request fields each kind accepts (others are an error, so a typo never goes unnoticed).
+# Request fields each kind accepts (others are an error, so a typo never goes unnoticed): the
+# request's own fields that a job may give, and a dialogue's speaker order.
 _KIND_FIELDS = {
-    "story": ("characters", "location", "premise", "length", "opening"),
-    "scene": ("location", "time", "weather", "mood", "characters", "opening"),
-    "dialogue": ("characters", "location", "topic", "turns", "order"),
+    kind: tuple(f.name for f in dataclasses.fields(cls) if f.name in _JOB_KEYS)
+    + (("order",) if kind == "dialogue" else ())
+    for kind, cls in REQUEST_KINDS.items()
 }
+_KIND_WORDS = ", ".join(KINDS[:-1]) + f" or {KINDS[-1]}"  # "story, scene or dialogue"
+_ORDER_WORDS = ", ".join(DIALOGUE_ORDERS[:-1]) + f" or {DIALOGUE_ORDERS[-1]}"  # "likelihood or turns"
 
 
 @dataclass(frozen=True)
@@ -222,7 +225,7 @@ def load_jobs(path: str | os.PathLike) -> JobsFile:
     jobs: list[Job] = []
     jobs_node = top.get("jobs")
     if jobs_node is None:
-        problems.add(root, "jobs", "missing (a list of jobs, each with kind: story | scene | dialogue)")
+        problems.add(root, "jobs", f"missing (a list of jobs, each with kind: {' | '.join(KINDS)})")
     elif not isinstance(jobs_node, yaml.SequenceNode) or not jobs_node.value:
         problems.add(jobs_node, "jobs", "must be a non-empty list of jobs")
     else:
@@ -299,7 +302,7 @@ def _settings_value(problems, node, path) -> dict:
 def _read_job(problems: _Problems, node, i: int, folder: Path, default_world: Path | None) -> Job | None:
     at = f"jobs[{i}]"
     if not isinstance(node, yaml.MappingNode):
-        problems.add(node, at, "must be a mapping with kind: story | scene | dialogue")
+        problems.add(node, at, f"must be a mapping with kind: {' | '.join(KINDS)}")
         return None
     before = len(problems.lines)
     job_items = _mapping_items(problems, node, at)
@@ -307,9 +310,9 @@ def _read_job(problems: _Problems, node, i: int, folder: Path, default_world: Pa
     for key, value in job_items:
         if key not in _JOB_KEYS:
             problems.add(value, f"{at}.{key}", f"unknown key ({did_you_mean(str(key), _JOB_KEYS)})")
-    kind = _scalar(problems, items.get("kind"), f"{at}.kind", (str,), "story, scene or dialogue")
+    kind = _scalar(problems, items.get("kind"), f"{at}.kind", (str,), _KIND_WORDS)
     if kind is None and "kind" not in items:
-        problems.add(node, f"{at}.kind", "missing (story, scene or dialogue)")
+        problems.add(node, f"{at}.kind", f"missing ({_KIND_WORDS})")
     elif kind is not None and kind not in REQUEST_KINDS:
         problems.add(items["kind"], f"{at}.kind", f"'{kind}' is not a kind ({did_you_mean(kind, REQUEST_KINDS)})")
         kind = None
@@ -333,9 +336,9 @@ def _read_job(problems: _Problems, node, i: int, folder: Path, default_world: Pa
             fields["characters"] = split_ids(value)
         else:
             problems.add(items["characters"], f"{at}.characters", "must be a list of character ids (or 'a, b')")
-    order = _scalar(problems, items.get("order"), f"{at}.order", (str,), "likelihood or turns") or "likelihood"
-    if order not in ("likelihood", "turns"):
-        problems.add(items["order"], f"{at}.order", f"'{order}' is not an order (likelihood or turns)")
+    order = _scalar(problems, items.get("order"), f"{at}.order", (str,), _ORDER_WORDS) or "likelihood"
+    if order not in DIALOGUE_ORDERS:
+        problems.add(items["order"], f"{at}.order", f"'{order}' is not an order ({_ORDER_WORDS})")
     if kind is not None:
         for key in fields.keys() | ({"order"} & items.keys()):
             if key not in _KIND_FIELDS[kind]:

@@ -1,9 +1,10 @@
 """GenerationConfig: every decoding setting in one frozen, validated dataclass.
 
+Each field is declared once, here: type, default, limits, command-line flag, --help line and
+docs line (a metagen.setting.Setting). The checks, the command-line options, the flag names
+in messages and the tables of docs/decoding.md (`write_settings_doc`) are derived from it.
 Settings arrive in layers (built-in defaults < world defaults < batch job < command line)
-and `merge_settings` is the one place they are combined. Error messages name options as
-the command line spells them (`CLI_NAMES`), so a bad value reads the same wherever it
-came from. docs/decoding.md describes each option.
+and `merge_settings` is the one place they are combined.
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ import dataclasses
 import difflib
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Mapping
 
 from metagen.errors import ConfigError
 from metagen.scripts import ANY, SCRIPTS
+from metagen.setting import NON_EMPTY, AtLeast, OneOf, Setting, Within, render_doc, setting
 
 STRATEGIES = ("greedy", "sample", "beam")
 MAX_SEED = 2**63  # seeds must fit a torch.Generator: 0 <= seed < 2**63
@@ -27,87 +30,182 @@ MAX_DRY_BASE = 10.0
 MAX_BIAS = 1000.0  # |logit bias|
 MAX_BEAMS = 64  # beams, and texts returned per request
 MAX_LENGTH_PENALTY = 10.0  # |length penalty|: length ** 10 stays finite for any context
-
-# How the command line spells each field; used in every message about a setting.
-CLI_NAMES: dict[str, str] = {
-    "strategy": "--strategy",
-    "max_new_tokens": "--max-tokens",
-    "min_new_tokens": "--min-tokens",
-    "temperature": "--temperature",
-    "top_k": "--top-k",
-    "top_p": "--top-p",
-    "min_p": "--min-p",
-    "typical_p": "--typical-p",
-    "repetition_penalty": "--repetition-penalty",
-    "repetition_window": "--repetition-window",
-    "presence_penalty": "--presence-penalty",
-    "frequency_penalty": "--frequency-penalty",
-    "penalize_prompt": "--penalize-prompt",
-    "penalty_exempt": "--penalty-exempt",
-    "no_repeat_ngram_size": "--no-repeat-ngram",
-    "dry_multiplier": "--dry-multiplier",
-    "dry_base": "--dry-base",
-    "dry_allowed_length": "--dry-allowed-length",
-    "dry_sequence_breakers": "--dry-breaker",
-    "xtc_threshold": "--xtc-threshold",
-    "xtc_probability": "--xtc-probability",
-    "banned": "--ban",
-    "logit_bias": "--logit-bias",
-    "num_beams": "--beams",
-    "length_penalty": "--length-penalty",
-    "early_stopping": "--early-stopping",
-    "num_return_sequences": "--num-return",
-    "stop": "--stop",
-    "seed": "--seed",
-    "scripts": "--scripts",
-    "script_exempt": "--script-exempt",
-    "candidates": "--candidates",
-}
 MAX_CANDIDATES = 16  # versions of one unit (a scene, a story beat, a dialogue line) to choose from
+CLI_BEAMS = 4  # beams when the command line says --strategy beam without --beams
 
 
 @dataclass(frozen=True)
 class GenerationConfig:
     """How to turn the model's logits into text. Build with `merge_settings` or `from_dict`."""
 
-    strategy: str = "sample"  # greedy | sample | beam; default sample
-    max_new_tokens: int = 256  # most tokens to generate (>= 1); default 256
-    min_new_tokens: int = 0  # end-of-text is suppressed until this many tokens (0..max); default 0
-    temperature: float = 0.8  # divides the logits (>= 0; 0 means greedy); default 0.8
-    top_k: int = 40  # keep the k most likely tokens (>= 0; 0 = off); default 40
-    top_p: float = 0.95  # keep the smallest set with this much probability ((0, 1]; 1 = off); default 0.95
-    min_p: float = 0.0  # drop tokens below min_p * the top probability ([0, 1); 0 = off); default 0
-    typical_p: float = 1.0  # locally typical sampling mass ((0, 1]; 1 = off); default 1
-    repetition_penalty: float = 1.1  # divide positive / multiply negative logits of seen tokens (> 0; 1 = off); default 1.1
-    repetition_window: int = 256  # penalties look at the last N tokens (>= 0; 0 = all); default 256
-    presence_penalty: float = 0.0  # subtracted once from every seen token's logit (0 = off); default 0
-    frequency_penalty: float = 0.0  # subtracted per occurrence of a seen token (0 = off); default 0
-    penalize_prompt: bool = False  # penalties also count the prompt's tokens; default False
-    penalty_exempt: tuple[str, ...] = ()  # words whose tokens the repetition/presence/frequency penalties skip; default none
-    no_repeat_ngram_size: int = 0  # never repeat an n-gram of this size (>= 0; 0 = off); default 0
-    dry_multiplier: float = 0.0  # DRY penalty strength (>= 0; 0 = off); default 0
-    dry_base: float = 1.75  # DRY penalty growth per extra repeated token (> 1); default 1.75
-    dry_allowed_length: int = 2  # repeats up to this long are not penalized by DRY (>= 1); default 2
-    dry_sequence_breakers: tuple[str, ...] = ("\n", ":", '"', "*")  # strings that end a DRY match
-    xtc_threshold: float = 0.1  # XTC: tokens at least this likely are "top choices" ([0, 0.5]); default 0.1
-    xtc_probability: float = 0.0  # XTC: chance per token of removing top choices ([0, 1]; 0 = off); default 0
-    banned: tuple[str, ...] = ()  # words/phrases never produced (case and space variants too); default none
-    logit_bias: tuple[tuple[str, float], ...] = ()  # (word or "#id", bias added to its logit); default none
-    num_beams: int = 1  # beams for strategy beam (>= 2 there; the CLI's --beams defaults to 4); default 1
-    length_penalty: float = 1.0  # beam score = sum_logprobs / length ** length_penalty; default 1
-    early_stopping: bool = True  # beam: stop once num_beams hypotheses are finished; default True
-    num_return_sequences: int = 1  # texts to return (>= 1; <= num_beams with beam); default 1
-    stop: tuple[str, ...] = ()  # generation ends before any of these strings; default none
-    seed: int | None = None  # seed for reproducible sampling (0 <= seed < 2**63); default random
-    scripts: tuple[str, ...] = ()  # writing systems the text may use (latin, cyrillic, cjk, ...; "any" or none = no guard); worlds derive it from their prose
-    script_exempt: tuple[str, ...] = ()  # words whose tokens stay allowed whatever their script (a world's names)
-    candidates: int = 1  # versions of each unit written and judged by the critic, the best kept (1..16); default 1
+    # Each field: setting(default, flag, limits, ...); metagen.setting.Setting says what each part is for.
+    # Field order is the order of --help, of the docs tables and of the settings each output file records.
+    strategy: str = setting(
+        "sample", "--strategy", OneOf(STRATEGIES), section="length", help=f"{' | '.join(STRATEGIES)}.",
+        doc="How the next token is chosen. `sample` at temperature 0 runs as greedy.")
+    max_new_tokens: int = setting(
+        256, "--max-tokens", AtLeast(1), section="length", help="Most tokens to generate.",
+        help_default=False,  # a story's default comes from its --length
+        doc="Most tokens to write. The prompt plus this must fit the model's context (read from the model "
+            "file); the error says how many would fit.")
+    min_new_tokens: int = setting(
+        0, "--min-tokens", AtLeast(0), note="at most `max_new_tokens`", section="length",
+        help="End-of-text is suppressed until this many tokens.",
+        doc="End-of-text is suppressed until this many tokens are written.")
+    temperature: float = setting(
+        0.8, "--temperature", Within(0, MAX_TEMPERATURE), short="-t", section="sampling",
+        note=f"0 = greedy; otherwise at least {MIN_TEMPERATURE:g}", help="Sampling temperature, >= 0; 0 = greedy.",
+        doc="Divides the logits. Below 1 is safer and plainer, above 1 wilder. 0 means greedy.")
+    top_k: int = setting(
+        40, "--top-k", AtLeast(0), note="0 = off", section="sampling",
+        help="Keep the k most likely tokens; 0 = off.",
+        doc="Keep only the k most likely tokens.")
+    top_p: float = setting(
+        0.95, "--top-p", Within(0, 1, "(]"), note="1 = off", section="sampling",
+        help="Nucleus: smallest set with this probability mass, {limits}.",
+        doc="Keep the smallest set of most likely tokens whose probability reaches p (nucleus sampling).")
+    min_p: float = setting(
+        0.0, "--min-p", Within(0, 1, "[)"), note="0 = off", section="sampling",
+        help="Drop tokens below min-p x the top probability, {limits}.",
+        doc="Drop tokens less likely than `min_p` times the most likely token.")
+    typical_p: float = setting(
+        1.0, "--typical-p", Within(0, 1, "(]"), note="1 = off", section="sampling", help_default="1 = off",
+        help="Locally typical sampling mass, {limits}.",
+        doc="Locally typical sampling: keep the tokens whose surprise is closest to the expected surprise, "
+            "up to this probability mass.")
+    repetition_penalty: float = setting(
+        1.1, "--repetition-penalty", Within(MIN_REPETITION_PENALTY, MAX_PENALTY), note="1 = off",
+        section="penalties", help="Penalize seen tokens (> 0; 1 = off).",
+        doc="For each token already seen: a positive logit is divided by it, a negative one multiplied (CTRL). "
+            "Each token is penalized once however often it appeared.")
+    repetition_window: int = setting(
+        256, "--repetition-window", AtLeast(0), note="0 = all", section="penalties",
+        help="Penalties look at the last N tokens; 0 = all.",
+        doc="The penalties (repetition, presence/frequency, DRY) look at the last N tokens.")
+    presence_penalty: float = setting(
+        0.0, "--presence-penalty", Within(-MAX_PENALTY, MAX_PENALTY), section="penalties",
+        help="Subtracted once from each seen token's logit.",
+        doc="Subtracted once from the logit of every token seen (negative values encourage repeats).")
+    frequency_penalty: float = setting(
+        0.0, "--frequency-penalty", Within(-MAX_PENALTY, MAX_PENALTY), section="penalties",
+        help="Subtracted per occurrence of a seen token.",
+        doc="Subtracted from a seen token's logit once per occurrence.")
+    penalize_prompt: bool = setting(
+        False, "--penalize-prompt", section="penalties", help="Penalties also count the prompt's tokens.",
+        help_default="no; yes for dialogue, whose earlier lines are prompt", doc_default="off (dialogue: on)",
+        doc="Penalties, no-repeat n-grams and banned sequences also see the prompt (within `repetition_window`). "
+            "A dialogue line is written after the earlier lines, which are prompt, so dialogue turns it on unless "
+            "a world, job or flag says `false` (`--no-penalize-prompt`).")
+    penalty_exempt: tuple[str, ...] = setting(
+        (), "--penalty-exempt", NON_EMPTY, section="penalties",
+        help="A word the repetition, presence and frequency penalties never count (repeatable).",
+        doc="Words whose tokens the repetition, presence and frequency penalties never count (each word as "
+            "written, alone and after a space), for words that must be free to recur. Exempting every character "
+            "and place name of the example worlds was measured and made outputs worse (more invented names, less "
+            "variety: experiments/log.md), so nothing is exempt by default.")
+    no_repeat_ngram_size: int = setting(
+        0, "--no-repeat-ngram", AtLeast(0), note="0 = off", section="penalties", help_default=False,
+        help="Never repeat an n-gram of this size; 0 = off.",
+        doc="Never write an n-gram of this many tokens twice. Blunt: 3 or more suits most prose.")
+    dry_multiplier: float = setting(
+        0.0, "--dry-multiplier", Within(0, MAX_PENALTY), note="0 = off", section="penalties", help_default=False,
+        help="DRY repetition penalty strength; 0 = off.",
+        doc="DRY (\"don't repeat yourself\"): the token that would extend a repeat of earlier text loses "
+            "`multiplier * base ** (length - allowed_length)`, where `length` is how long the repeat already is. "
+            "0.8 is a common choice.")
+    dry_base: float = setting(
+        1.75, "--dry-base", Within(1, MAX_DRY_BASE, "(]"), section="penalties",
+        help="DRY growth per extra repeated token (> 1).",
+        doc="How fast the DRY penalty grows with each extra repeated token.")
+    dry_allowed_length: int = setting(
+        2, "--dry-allowed-length", AtLeast(1), section="penalties", help="Repeats this long are free under DRY.",
+        doc="Repeats up to this many tokens are not penalized by DRY.")
+    dry_sequence_breakers: tuple[str, ...] = setting(
+        ("\n", ":", '"', "*"), "--dry-breaker", NON_EMPTY, section="penalties", help_default=False,
+        help="A string that ends a DRY match (repeatable).",
+        doc="A repeat is not followed across these strings (so names after \"Speaker:\" lines are not punished). "
+            "Each string stands for the last token of its spelling alone, after a space and after a letter.")
+    xtc_threshold: float = setting(
+        0.1, "--xtc-threshold", Within(0, 0.5), section="sampling",
+        help="XTC: tokens this likely are top choices, {limits}.",
+        doc="XTC: tokens at least this likely count as \"top choices\".")
+    xtc_probability: float = setting(
+        0.0, "--xtc-probability", Within(0, 1), note="0 = off", section="sampling", help_default=False,
+        help="XTC: chance per token of excluding top choices; 0 = off.",
+        doc="XTC (\"exclude top choices\"): at each token, with this chance, remove every top choice except the "
+            "least likely one (when there are at least two). Makes prose less predictable without raising the "
+            "temperature.")
+    banned: tuple[str, ...] = setting(
+        (), "--ban", NON_EMPTY, section="bans", help_default=False,
+        help="A word or phrase never to produce, any case (repeatable).",
+        doc="Words or phrases never written. Each is banned as written, lower case, Capitalized, UPPER CASE and "
+            "Title Case, each with and without a leading space.")
+    logit_bias: tuple[tuple[str, float], ...] = setting(
+        (), "--logit-bias", note=f"[-{MAX_BIAS:g}, {MAX_BIAS:g}]", section="bans", help_default=False,
+        help="WORD=BIAS or #ID=BIAS added to a token's logit (repeatable).",
+        doc="`WORD=BIAS`: BIAS is added to the logit of the first token of each variant of WORD (the same "
+            "variants as `--ban`), or of one token id written `#123`. Negative discourages, positive encourages; "
+            "use `--ban` to forbid.")
+    num_beams: int = setting(
+        1, "--beams", Within(1, MAX_BEAMS), note="at least 2 with `--strategy beam`", section="beams",
+        help="Beams for --strategy beam.", help_default=str(CLI_BEAMS),
+        doc_default=f"1 (the flag defaults to {CLI_BEAMS})",
+        doc="Hypotheses kept at each step. Ignored by the other strategies.")
+    length_penalty: float = setting(
+        1.0, "--length-penalty", Within(-MAX_LENGTH_PENALTY, MAX_LENGTH_PENALTY), section="beams",
+        help="Beam score = logprob / length ** this.",
+        doc="A finished hypothesis scores `sum_logprobs / length ** length_penalty`; above 0 favours longer texts.")
+    early_stopping: bool = setting(
+        True, "--early-stopping", section="beams", help="Beam: stop once enough hypotheses are done.",
+        doc="Stop as soon as `num_beams` hypotheses have finished, rather than while a running beam could "
+            "still win.")
+    num_return_sequences: int = setting(
+        1, "--num-return", Within(1, MAX_BEAMS), note="at most `num_beams` with beam", section="length",
+        help="Beam: how many of the n-best to return.",
+        doc="Texts per request. Not allowed with greedy decoding, where every copy would be the same.")
+    stop: tuple[str, ...] = setting(
+        (), "--stop", NON_EMPTY, section="length", help_default=False,
+        help="End the text before this string (repeatable).",
+        doc="Writing ends before the first of these strings.")
+    seed: int | None = setting(
+        None, "--seed", note="0 to 2**63 - 1", short="-s", section="length", help_default=False,
+        doc_default="random", help="Seed for reproducible output; drawn at random and recorded if omitted.",
+        doc="Same seed, same settings, same model: byte-identical text, also inside a batch (each text draws "
+            "from its own generator).")
+    scripts: tuple[str, ...] = setting(
+        (), "--scripts", note=", ".join(f"`{s}`" for s in SCRIPTS) + f", or `{ANY}` (no guard)",
+        section="scripts",
+        help="A writing system the text may use: latin, greek, cyrillic, hebrew, arabic, indic, thai, hangul, "
+             f"cjk, ... (repeatable); '{ANY}' turns the guard off.",
+        help_default="the world's prose's scripts; names keep their own",
+        doc_default="the scripts of the world's prose and the request's words (`latin` for an English world); "
+                    "none for `metagen generate`",
+        doc="Tokens that would write a letter of another script, or mojibake (`Ã`, `Â`, C1 controls, a broken "
+            "byte), are never chosen. A script counts as the world's when at least 20% of the letters of its prose "
+            "(names left out) are in it.")
+    script_exempt: tuple[str, ...] = setting(
+        (), "--script-exempt", NON_EMPTY, section="scripts", option=False, help="",
+        doc_default="the world's names written in another script (an English world's `白云`)",
+        doc="The tokens that spell these words stay allowed, so a name keeps its own script while the prose "
+            "stays in the world's.")
+    candidates: int = setting(
+        1, "--candidates", Within(1, MAX_CANDIDATES), note="more than 1 needs sampling", section="candidates",
+        help="Write this many versions of each scene, story beat or dialogue line and keep the one the critic "
+             f"scores best, 1..{MAX_CANDIDATES}.",
+        help_default="per kind, see docs/quality.md",
+        doc_default="4 for story, scene and dialogue when sampling; 1 otherwise",
+        doc="Each unit (a scene, a story beat, a dialogue line) is written this many times in one batch, their "
+            "shared prompt processed once, and the version `metagen.critic` scores best is kept. The k-th "
+            "candidate of a unit with seed S samples with seed `S + k * 0x9E3779B97F4A7C15` (mod 2**63), so "
+            "candidate 0 is what `--candidates 1` writes.")
 
     def __post_init__(self) -> None:
-        for field in dataclasses.fields(self):
-            value = _coerce(field.name, getattr(self, field.name))
-            object.__setattr__(self, field.name, value)
-        self._check_ranges()
+        for name in SETTINGS:
+            object.__setattr__(self, name, _coerce(name, getattr(self, name)))
+        for s in SETTINGS.values():
+            if s.limits is not None:
+                s.limits.check(s.flag, getattr(self, s.name))
+        self._check_the_rest()
 
     @property
     def effective_strategy(self) -> str:
@@ -136,13 +234,13 @@ class GenerationConfig:
     def to_dict(self) -> dict[str, Any]:
         """The settings as plain JSON/YAML values (tuples become lists)."""
         out: dict[str, Any] = {}
-        for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            if field.name == "logit_bias":
+        for name in SETTINGS:
+            value = getattr(self, name)
+            if name == "logit_bias":
                 value = [[key, bias] for key, bias in value]
             elif isinstance(value, tuple):
                 value = list(value)
-            out[field.name] = value
+            out[name] = value
         return out
 
     @classmethod
@@ -151,134 +249,73 @@ class GenerationConfig:
         if not isinstance(d, Mapping):
             raise ConfigError(f"generation settings must be a mapping, got {type(d).__name__}")
         for key in d:
-            if key not in _FIELD_NAMES:
+            if key not in SETTINGS:
                 raise ConfigError(f"unknown generation setting {key!r}", hint=_did_you_mean(str(key)))
         return cls(**d)
 
-    def _check_ranges(self) -> None:
-        if self.strategy not in STRATEGIES:
-            close = difflib.get_close_matches(self.strategy, STRATEGIES, n=1)
-            raise ConfigError(
-                f"--strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}",
-                hint=f"did you mean {close[0]!r}?" if close else None,
-            )
-        _at_least("max_new_tokens", self.max_new_tokens, 1)
-        _at_least("min_new_tokens", self.min_new_tokens, 0)
+    def _check_the_rest(self) -> None:
+        """What one field's limits cannot say: limits that depend on other fields, and the odd shapes."""
+        flag = CLI_NAMES
         if self.min_new_tokens > self.max_new_tokens:
-            raise ConfigError(
-                f"--min-tokens must be at most --max-tokens ({self.max_new_tokens}), "
-                f"got {self.min_new_tokens}"
-            )
-        _interval("temperature", self.temperature, 0, MAX_TEMPERATURE, "[]")
+            raise ConfigError(f"{flag['min_new_tokens']} must be at most {flag['max_new_tokens']} "
+                              f"({self.max_new_tokens}), got {self.min_new_tokens}")
         if 0 < self.temperature < MIN_TEMPERATURE:
-            raise ConfigError(f"--temperature must be 0 (greedy) or at least {MIN_TEMPERATURE:g}, "
+            raise ConfigError(f"{flag['temperature']} must be 0 (greedy) or at least {MIN_TEMPERATURE:g}, "
                               f"got {self.temperature:g}", hint="a smaller one overflows the logits")
-        _at_least("top_k", self.top_k, 0)
-        _interval("top_p", self.top_p, 0, 1, "(]")
-        _interval("min_p", self.min_p, 0, 1, "[)")
-        _interval("typical_p", self.typical_p, 0, 1, "(]")
-        _interval("repetition_penalty", self.repetition_penalty, MIN_REPETITION_PENALTY, MAX_PENALTY, "[]")
-        for name in ("presence_penalty", "frequency_penalty"):
-            _interval(name, getattr(self, name), -MAX_PENALTY, MAX_PENALTY, "[]")
-        _at_least("repetition_window", self.repetition_window, 0)
-        _at_least("no_repeat_ngram_size", self.no_repeat_ngram_size, 0)
-        _interval("dry_multiplier", self.dry_multiplier, 0, MAX_PENALTY, "[]")
-        _interval("dry_base", self.dry_base, 1, MAX_DRY_BASE, "(]")
-        _at_least("dry_allowed_length", self.dry_allowed_length, 1)
-        _non_empty_strings("dry_sequence_breakers", self.dry_sequence_breakers)
-        _interval("xtc_threshold", self.xtc_threshold, 0, 0.5, "[]")
-        _interval("xtc_probability", self.xtc_probability, 0, 1, "[]")
-        _non_empty_strings("banned", self.banned)
-        _non_empty_strings("penalty_exempt", self.penalty_exempt)
-        for key, _bias in self.logit_bias:
+        bias = flag["logit_bias"]
+        for key, value in self.logit_bias:
             if not key.strip():
-                raise ConfigError("--logit-bias needs a word or #token-id, got an empty one")
+                raise ConfigError(f"{bias} needs a word or #token-id, got an empty one")
             if key.startswith("#") and not key[1:].isdigit():
-                raise ConfigError(f"--logit-bias token ids are written #123, got {key!r}")
-            if abs(_bias) > MAX_BIAS:
-                raise ConfigError(f"--logit-bias {key}={_bias:g}: the bias must be in [-{MAX_BIAS:g}, {MAX_BIAS:g}]",
+                raise ConfigError(f"{bias} token ids are written #123, got {key!r}")
+            if abs(value) > MAX_BIAS:
+                raise ConfigError(f"{bias} {key}={value:g}: the bias must be in [-{MAX_BIAS:g}, {MAX_BIAS:g}]",
                                   hint="-100 already bans a word")
-        _interval("num_beams", self.num_beams, 1, MAX_BEAMS, "[]")
-        _interval("length_penalty", self.length_penalty, -MAX_LENGTH_PENALTY, MAX_LENGTH_PENALTY, "[]")
+        beam = f"{flag['strategy']} beam"
         if self.strategy == "beam" and self.num_beams < 2:
-            raise ConfigError(f"--beams must be at least 2 with --strategy beam, got {self.num_beams}")
-        _interval("num_return_sequences", self.num_return_sequences, 1, MAX_BEAMS, "[]")
+            raise ConfigError(f"{flag['num_beams']} must be at least 2 with {beam}, got {self.num_beams}")
         if self.strategy == "beam" and self.num_return_sequences > self.num_beams:
-            raise ConfigError(
-                f"--num-return must be at most --beams ({self.num_beams}) with --strategy beam, "
-                f"got {self.num_return_sequences}"
-            )
+            raise ConfigError(f"{flag['num_return_sequences']} must be at most {flag['num_beams']} ({self.num_beams}) "
+                              f"with {beam}, got {self.num_return_sequences}")
         if self.effective_strategy == "greedy" and self.num_return_sequences > 1:
             raise ConfigError(
-                f"--num-return {self.num_return_sequences} with greedy decoding would give "
+                f"{flag['num_return_sequences']} {self.num_return_sequences} with greedy decoding would give "
                 "identical texts",
-                hint="use --strategy sample with a temperature above 0, or --strategy beam",
+                hint=f"use {flag['strategy']} sample with a temperature above 0, or {beam}",
             )
-        _non_empty_strings("stop", self.stop)
         unknown = [s for s in self.scripts if s not in (*SCRIPTS, ANY)]
         if unknown:
-            raise ConfigError(f"--scripts {unknown[0]!r} is not a script; use {', '.join((*SCRIPTS, ANY))}")
-        _non_empty_strings("script_exempt", self.script_exempt)
-        _interval("candidates", self.candidates, 1, MAX_CANDIDATES, "[]")
+            raise ConfigError(f"{flag['scripts']} {unknown[0]!r} is not a script; use {', '.join((*SCRIPTS, ANY))}")
         if self.candidates > 1 and self.effective_strategy != "sample":
-            raise ConfigError(f"--candidates {self.candidates} needs sampling: greedy and beam search write "
-                              "the same text every time", hint="use --strategy sample with a temperature above 0")
+            raise ConfigError(f"{flag['candidates']} {self.candidates} needs sampling: greedy and beam search write "
+                              "the same text every time",
+                              hint=f"use {flag['strategy']} sample with a temperature above 0")
         if self.seed is not None and not 0 <= self.seed < MAX_SEED:
-            raise ConfigError(f"--seed must be in [0, 2**63), got {self.seed}")
+            raise ConfigError(f"{flag['seed']} must be in [0, 2**63), got {self.seed}")
+
+
+# Every setting, in field order, with its name, type and default filled in from the field.
+SETTINGS: dict[str, Setting] = {
+    f.name: dataclasses.replace(f.metadata["setting"], name=f.name, type=f.type, default=f.default)
+    for f in dataclasses.fields(GenerationConfig)
+}
+CLI_NAMES: dict[str, str] = {name: s.flag for name, s in SETTINGS.items()}  # how messages name each field
+
+# What _coerce accepts for each field type, as messages say it.
+_TYPE_WORDS = {
+    "str": "a string",
+    "int": "an integer",
+    "float": "a finite number",
+    "bool": "true or false",
+    "tuple[str, ...]": "a list of strings",
+    "tuple[tuple[str, float], ...]": "a mapping of word or #id to a finite number (or a list of [word, number] pairs)",
+    "int | None": "an integer or null",
+}
 
 
 def candidate_seed(seed: int, k: int) -> int:
     """The seed of a unit's k-th candidate: the unit's own seed first, so one candidate is today's text."""
     return (seed + k * 0x9E3779B97F4A7C15) % MAX_SEED  # a large odd step: candidates of seeds S, S+1 never meet
-
-
-_FIELD_NAMES = tuple(f.name for f in dataclasses.fields(GenerationConfig))
-
-# The kind of value each field holds; `_coerce` checks it and normalizes lists to tuples.
-_KINDS: dict[str, str] = {
-    "strategy": "str",
-    "max_new_tokens": "int",
-    "min_new_tokens": "int",
-    "temperature": "float",
-    "top_k": "int",
-    "top_p": "float",
-    "min_p": "float",
-    "typical_p": "float",
-    "repetition_penalty": "float",
-    "repetition_window": "int",
-    "presence_penalty": "float",
-    "frequency_penalty": "float",
-    "penalize_prompt": "bool",
-    "penalty_exempt": "strings",
-    "no_repeat_ngram_size": "int",
-    "dry_multiplier": "float",
-    "dry_base": "float",
-    "dry_allowed_length": "int",
-    "dry_sequence_breakers": "strings",
-    "xtc_threshold": "float",
-    "xtc_probability": "float",
-    "banned": "strings",
-    "logit_bias": "bias",
-    "num_beams": "int",
-    "length_penalty": "float",
-    "early_stopping": "bool",
-    "num_return_sequences": "int",
-    "stop": "strings",
-    "seed": "seed",
-    "scripts": "strings",
-    "script_exempt": "strings",
-    "candidates": "int",
-}
-
-_KIND_WORDS = {
-    "str": "a string",
-    "int": "an integer",
-    "float": "a finite number",
-    "bool": "true or false",
-    "strings": "a list of strings",
-    "bias": "a mapping of word or #id to a finite number (or a list of [word, number] pairs)",
-    "seed": "an integer or null",
-}
 
 
 def merge_settings(*layers: Mapping[str, Any] | GenerationConfig | None) -> GenerationConfig:
@@ -303,14 +340,14 @@ def merge_settings(*layers: Mapping[str, Any] | GenerationConfig | None) -> Gene
 
 def _wrong_type(name: str, value: Any) -> ConfigError:
     return ConfigError(
-        f"{name} ({CLI_NAMES[name]}) must be {_KIND_WORDS[_KINDS[name]]}, "
+        f"{name} ({CLI_NAMES[name]}) must be {_TYPE_WORDS[SETTINGS[name].type]}, "
         f"got {value!r} ({type(value).__name__})"
     )
 
 
 def _coerce(name: str, value: Any) -> Any:
-    """Check `value` is of the field's kind; return it normalized (lists -> tuples, int -> float)."""
-    kind = _KINDS[name]
+    """Check `value` is of the field's type; return it normalized (lists -> tuples, int -> float)."""
+    kind = SETTINGS[name].type
     if kind == "str":
         if not isinstance(value, str):
             raise _wrong_type(name, value)
@@ -319,21 +356,21 @@ def _coerce(name: str, value: Any) -> Any:
         if not isinstance(value, bool):
             raise _wrong_type(name, value)
         return value
-    if kind == "int" or (kind == "seed" and value is not None):
+    if kind == "int" or (kind == "int | None" and value is not None):
         if isinstance(value, bool) or not isinstance(value, int):
             raise _wrong_type(name, value)
         return int(value)
-    if kind == "seed":
+    if kind == "int | None":
         return None
     if kind == "float":
         return _finite(name, value)
-    if kind == "strings":
+    if kind == "tuple[str, ...]":
         if isinstance(value, str):
             value = (value,)
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
             raise _wrong_type(name, value)
         return tuple(_utf8(name, v) for v in value)
-    # kind == "bias": a mapping, or a sequence of (key, number) pairs
+    # logit bias: a mapping, or a sequence of (key, number) pairs
     items = list(value.items()) if isinstance(value, Mapping) else value
     if not isinstance(items, (list, tuple)):
         raise _wrong_type(name, value)
@@ -363,28 +400,9 @@ def _finite(name: str, value: Any, whole: Any = None) -> float:
     return float(value)
 
 
-def _at_least(name: str, value: float, low: float) -> None:
-    if value < low:
-        raise ConfigError(f"{CLI_NAMES[name]} must be at least {low}, got {value}")
-
-
-def _interval(name: str, value: float, low: float, high: float, brackets: str) -> None:
-    above = value >= low if brackets[0] == "[" else value > low
-    below = value <= high if brackets[1] == "]" else value < high
-    if not (above and below):
-        raise ConfigError(
-            f"{CLI_NAMES[name]} must be in {brackets[0]}{low:g}, {high:g}{brackets[1]}, got {value}"
-        )
-
-
-def _non_empty_strings(name: str, values: tuple[str, ...]) -> None:
-    if any(not v for v in values):
-        raise ConfigError(f"{CLI_NAMES[name]} needs non-empty strings, got {list(values)!r}")
-
-
 def _did_you_mean(key: str) -> str | None:
     """A hint naming the field closest to `key`, also matching CLI spellings like "top-p"."""
-    candidates = {name: name for name in _FIELD_NAMES}
+    candidates = {name: name for name in SETTINGS}
     for name, flag in CLI_NAMES.items():
         candidates.setdefault(flag.lstrip("-"), name)
         candidates.setdefault(flag.lstrip("-").replace("-", "_"), name)
@@ -393,8 +411,15 @@ def _did_you_mean(key: str) -> str | None:
     if not close:
         close = difflib.get_close_matches(normal.replace("-", "_"), list(candidates), n=1, cutoff=0.6)
     if not close:
-        return f"known settings: {', '.join(_FIELD_NAMES)}"
+        return f"known settings: {', '.join(SETTINGS)}"
     return f"did you mean {candidates[close[0]]!r}?"
 
 
-__all__ = ["CLI_NAMES", "MAX_CANDIDATES", "STRATEGIES", "candidate_seed", "GenerationConfig", "merge_settings"]
+def write_settings_doc(path: str = "docs/decoding.md") -> None:
+    """Rewrite the settings tables of docs/decoding.md from the declarations above."""
+    doc = Path(path)
+    doc.write_text(render_doc(doc.read_text(encoding="utf-8"), SETTINGS.values()), encoding="utf-8")
+
+
+__all__ = ["CLI_NAMES", "MAX_CANDIDATES", "SETTINGS", "STRATEGIES", "GenerationConfig", "candidate_seed",
+           "merge_settings", "write_settings_doc"]

@@ -18,6 +18,7 @@ from metagen.config import MAX_SEED, GenerationConfig, candidate_seed
 from metagen.critic import best_index, critic_context, first_sentences, judge
 from metagen.errors import ConfigError
 from metagen.prompts import (
+    DIALOGUE_ORDERS,
     DialogueRequest,
     Prompt,
     build_prompt,
@@ -34,7 +35,6 @@ from metagen.world import Character, World
 
 log = logging.getLogger(__name__)
 
-ORDERS = ("likelihood", "turns")
 EMPTY_LINE = "..."
 LINE_SENTENCES = 3  # a spoken line keeps at most this many sentences  # written when the model gives nothing for a turn, even on the retry
 
@@ -135,8 +135,8 @@ def generate_dialogue(
     seed, without the newline stop and with at least one token; if that is empty too, the line
     is EMPTY_LINE and a warning says so.
     """
-    if order not in ORDERS:
-        raise ConfigError(f"dialogue order must be one of {', '.join(ORDERS)}, got {order!r}")
+    if order not in DIALOGUE_ORDERS:
+        raise ConfigError(f"dialogue order must be one of {', '.join(DIALOGUE_ORDERS)}, got {order!r}")
     if not 0 <= seed < MAX_SEED:
         raise ConfigError(f"--seed must be in [0, 2**63), got {seed}")
     started = time.perf_counter()
@@ -297,4 +297,4 @@ def _common_prefix(rows: Sequence[Sequence[int]]) -> int:
     return n
 
 
-__all__ = ["DialogueResult", "EMPTY_LINE", "ORDERS", "choose_speaker", "generate_dialogue", "score_speakers"]
+__all__ = ["DialogueResult", "EMPTY_LINE", "choose_speaker", "generate_dialogue", "score_speakers"]

@@ -41,6 +41,7 @@ from metagen.measure import (
     world_reference,
 )
 from metagen.prompts import (
+    KINDS,
     DialogueRequest,
     Request,
     SceneRequest,
@@ -49,7 +50,6 @@ from metagen.prompts import (
 )
 from metagen.world import World, did_you_mean
 
-KINDS = ("story", "scene", "dialogue")
 SYSTEMS = ("metagen", "baseline")
 DEFAULT_MAX_REQUESTS = 6  # per kind and world
 DEFAULT_TURNS = 4  # lines per dialogue

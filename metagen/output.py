@@ -29,11 +29,11 @@ import yaml
 from metagen import __version__
 from metagen.errors import ConfigError, OutputError, OutputExistsError, OutputLinkError
 from metagen.files import NotRegularFile, read_regular
+from metagen.prompts import KINDS
 from metagen.world import YamlRefused, compose_yaml, construct_plain, slugify
 
 log = logging.getLogger(__name__)
 
-KINDS = ("story", "scene", "dialogue")
 FINISH_REASONS = ("eos", "stop", "length")
 FORMATS = ("md", "txt", "json", "yarn", "ink")
 DIALOGUE_ONLY_FORMATS = ("yarn", "ink")

@@ -21,6 +21,7 @@ from metagen.critic import best_index, critic_context, first_sentences, judge, w
 from metagen.errors import ConfigError, RequestError
 from metagen.output import Piece
 from metagen.prompts import (
+    DIALOGUE_ORDERS,
     REQUEST_KINDS,
     SCENE_WORDS,
     Prompt,
@@ -39,7 +40,6 @@ MAX_STORY_TOKENS = 1024  # a story's default budget never goes past this
 SCENE_TOKENS = 200  # one paragraph of about 120 words
 SCENE_SENTENCES = 4  # a scene keeps its first sentences, up to a paragraph break
 DIALOGUE_LINE_TOKENS = 60  # one spoken line (metagen.dialogue decodes a line at a time)
-DIALOGUE_ORDERS = ("likelihood", "turns")
 MAX_COUNT = 10_000  # pieces one request (or one batch job) may ask for
 # Settings a kind starts from, under the world's defaults. A dialogue line is written after
 # the earlier lines, which are prompt tokens: without penalize_prompt the penalties never see

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
-from typing import ClassVar, Union
+from typing import ClassVar, Union, get_args
 
 from metagen.errors import RequestError
 from metagen.world import ID_RE, LENGTHS, Character, Location, LoreEntry, World, did_you_mean, slugify
@@ -163,7 +163,11 @@ class DialogueRequest(_Request):
 
 
 Request = Union[StoryRequest, SceneRequest, DialogueRequest]
-REQUEST_KINDS: dict[str, type] = {"story": StoryRequest, "scene": SceneRequest, "dialogue": DialogueRequest}
+# The request kinds, each named by its class's `kind`; every other module imports these.
+REQUEST_KINDS: dict[str, type] = {cls.kind: cls for cls in get_args(Request)}
+KINDS = tuple(REQUEST_KINDS)  # "story", "scene", "dialogue"
+# How a dialogue picks its next speaker: the model's choice among the cast, or in the order given.
+DIALOGUE_ORDERS = ("likelihood", "turns")
 
 
 def request_from_dict(data: dict) -> Request:
@@ -673,7 +677,9 @@ def clean_dialogue_line(text: str, names: Sequence[str]) -> str:
 
 __all__ = [
     "DEFAULT_LORE_BUDGET",
+    "DIALOGUE_ORDERS",
     "DialogueRequest",
+    "KINDS",
     "OPENING_STYLES",
     "Prompt",
     "PromptBudget",

@@ -1,16 +1,22 @@
-"""GenerationConfig: validation messages, from_dict/to_dict, merge precedence, context fit."""
+"""GenerationConfig: its table of settings, validation messages, from_dict/to_dict, merge precedence,
+context fit, and the docs/decoding.md tables drawn from the table."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from metagen.config import CLI_NAMES, GenerationConfig, merge_settings
+from metagen import config
+from metagen.config import CLI_NAMES, SETTINGS, GenerationConfig, merge_settings
 from metagen.errors import EXIT_BAD_INPUT, ConfigError
+from metagen.setting import SECTIONS, render_doc
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "decoding.md"
 
 
 def test_defaults_are_valid_and_documented_values():
@@ -26,10 +32,34 @@ def test_defaults_are_valid_and_documented_values():
     assert cfg.effective_strategy == "sample"
 
 
-def test_every_field_has_a_cli_name():
-    names = {f.name for f in dataclasses.fields(GenerationConfig)}
-    assert set(CLI_NAMES) == names
-    assert all(flag.startswith("--") for flag in CLI_NAMES.values())
+def test_every_field_is_declared_whole():
+    names = [f.name for f in dataclasses.fields(GenerationConfig)]
+    assert list(SETTINGS) == names and list(CLI_NAMES) == names
+    flags = [s.flag for s in SETTINGS.values()]
+    assert len(set(flags)) == len(flags) and all(flag.startswith("--") for flag in flags)
+    for s in SETTINGS.values():
+        assert s.type in config._TYPE_WORDS, f"{s.name}: _coerce does not know {s.type}"
+        assert s.section in SECTIONS and s.doc
+        assert s.help or not s.option
+        assert s.default == getattr(GenerationConfig(), s.name)
+
+
+def test_docs_tables_are_drawn_from_the_settings():
+    text = DOC.read_text(encoding="utf-8")
+    assert render_doc(text, SETTINGS.values()) == text, (
+        "docs/decoding.md's settings tables differ from metagen/config.py; from the repository root run "
+        "python -c \"import metagen.config as c; c.write_settings_doc()\""
+    )
+
+
+def test_docs_table_rows():
+    table = render_doc(DOC.read_text(encoding="utf-8"), SETTINGS.values())
+    assert "| `top_p` | `--top-p` | 0.95 | (0, 1] (1 = off) |" in table
+    assert "| `dry_sequence_breakers` | `--dry-breaker` (repeatable) | `\\n` `:` `\"` `*` | non-empty strings |" in table
+    assert "| `early_stopping` | `--early-stopping / --no-early-stopping` | on | on/off |" in table
+    assert "| `script_exempt` | none (world and jobs files only) |" in table
+    for name in SETTINGS:
+        assert table.count(f"| `{name}` |") == 1
 
 
 def test_frozen():

@@ -1,0 +1,26 @@
+"""Request kinds and dialogue orders are declared once, in metagen.prompts; the rest use that."""
+
+from __future__ import annotations
+
+from metagen import batch, dialogue, eval, output, pieces, prompts
+
+
+def test_kinds_are_named_by_their_request_classes():
+    assert prompts.KINDS == ("story", "scene", "dialogue")
+    assert all(prompts.REQUEST_KINDS[kind].kind == kind for kind in prompts.KINDS)
+    assert output.KINDS is prompts.KINDS and eval.KINDS is prompts.KINDS
+
+
+def test_dialogue_orders_are_one_tuple():
+    assert prompts.DIALOGUE_ORDERS == ("likelihood", "turns")
+    assert pieces.DIALOGUE_ORDERS is prompts.DIALOGUE_ORDERS and dialogue.DIALOGUE_ORDERS is prompts.DIALOGUE_ORDERS
+
+
+def test_a_job_takes_its_request_fields_and_a_dialogue_its_order():
+    # These tuples are spelled out in messages ("a story takes characters, ..."): their order is kept.
+    assert batch._KIND_FIELDS == {
+        "story": ("characters", "location", "premise", "length", "opening"),
+        "scene": ("location", "time", "weather", "mood", "characters", "opening"),
+        "dialogue": ("characters", "location", "topic", "turns", "order"),
+    }
+    assert batch._KIND_WORDS == "story, scene or dialogue" and batch._ORDER_WORDS == "likelihood or turns"
