@@ -28,7 +28,7 @@ from metagen.gguf import ModelArgs
 WEIGHT_FORMATS = ("float32", "bfloat16", "int8", "int4")
 FLOAT_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 INT4_GROUP = 32  # columns per int4 scale/zero group, as in GGUF's Q4 blocks
-# From this many new positions per row in one forward pass (a prompt), compact formats compute
+# From this many new positions per row in one piece of a prompt, compact formats compute
 # in float32 on a CPU (int4 on 2 AVX2 cores: a 3072x576 matmul of 128 rows takes 9.9 ms in the
 # kernel and 5.8 ms widened; the crossing is near 64 rows. A 900-token prompt: 4.8 s -> 2.5 s;
 # bfloat16 12.8 s -> 2.2 s). Decoding (one position per row) always runs the compact kernels,
@@ -465,15 +465,16 @@ class Transformer(nn.Module):
             for begin in range(0, T, chunk):
                 final = begin + chunk >= T
                 head = ("last" if final else "none") if last_only else "all"
-                out = self._forward(tokens[:, begin:begin + chunk], cache, pad, head)
+                out = self._forward(tokens[:, begin:begin + chunk], cache, pad, head, self.compute_dtype(T, begin))
                 if out is not None:
                     outs.append(out)
             return torch.cat(outs, dim=1)
-        return self._forward(tokens, cache, pad, head="last" if last_only else "all")
+        return self._forward(tokens, cache, pad, "last" if last_only else "all", self.compute_dtype(T))
 
     def _forward(self, tokens: torch.Tensor, cache: KVCache, pad: torch.Tensor | None,
-                 head: str) -> torch.Tensor | None:
-        """One pass; head: logits for "all" positions, the "last" one, or "none" (None)."""
+                 head: str, act: torch.dtype) -> torch.Tensor | None:
+        """One pass with matmul inputs in `act`; head: logits for "all" positions, the "last"
+        one, or "none" (None)."""
         B, T = tokens.shape
         start = cache.length
         slots = torch.arange(start, start + T, device=tokens.device)  # (T,)
@@ -495,7 +496,6 @@ class Transformer(nn.Module):
             mask = (causal[None] & real[:, None, :])[:, None]  # (B, 1, T, S)
             # A pad query would see no key at all; let it see itself so softmax stays finite.
             mask = mask | (keys[None, None, None, :] == slots[None, None, :, None])
-        act = self.compute_dtype(T)
         cos, sin = cos.to(act), sin.to(act)
         x = F.embedding(tokens, self.tok_embeddings).float()  # (B, T, dim), the residual stream
         for layer, block in enumerate(self.layers):
@@ -504,14 +504,17 @@ class Transformer(nn.Module):
         if head == "none":
             return None
         if head == "last":
-            x = x[:, -1:]
-        return self.output(self.norm(x, self.compute_dtype(x.shape[1]))).float()
+            x, act = x[:, -1:], self.compute_dtype(1)
+        return self.output(self.norm(x, act)).float()
 
-    def compute_dtype(self, positions: int) -> torch.dtype:
-        """The matmul input dtype for `positions` new positions per row: the format's own, or
-        float32 for many on a CPU (a prompt), where compact weights are widened per matmul.
-        Never the number of rows, so that a row decodes the same alone and in a batch."""
-        if self.device.type == "cpu" and positions >= FLOAT32_POSITIONS:
+    def compute_dtype(self, positions: int, begin: int = 0) -> torch.dtype:
+        """The matmul input dtype at position `begin` of `positions` new ones per row: the
+        format's own, or float32 on a CPU (a prompt, compact weights widened per matmul) where
+        the row alone would run a piece of FLOAT32_POSITIONS or more. A row alone runs a prompt
+        in pieces of PREFILL_ROWS positions, so the short tail of a long prompt keeps the
+        kernels. Never the number of rows: a row computes the same alone and in a batch."""
+        piece = min(PREFILL_ROWS, positions - begin // PREFILL_ROWS * PREFILL_ROWS)  # this row's, alone
+        if self.device.type == "cpu" and piece >= FLOAT32_POSITIONS:
             return torch.float32
         return self.activation_dtype
 

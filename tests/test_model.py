@@ -213,6 +213,8 @@ def test_long_prompts_run_in_float32_and_agree_with_the_compact_path(weight_form
     model = Transformer.from_weights(args, weights, weight_format)
     tokens = torch.randint(0, 300, (2, 70), generator=torch.Generator().manual_seed(6))
     assert model.compute_dtype(70) == torch.float32 and model.compute_dtype(1) == torch.bfloat16
+    # a 530-token prompt alone runs 512 positions widened, then its 18-position tail in the kernels
+    assert model.compute_dtype(530, 510) == torch.float32 and model.compute_dtype(530, 512) == torch.bfloat16
     wide = full_forward(model, tokens)
     monkeypatch.setattr(model_module, "FLOAT32_POSITIONS", 10_000)
     narrow = full_forward(model, tokens)
