@@ -228,17 +228,17 @@ class KVCache:
         """A cache of `rows` rows, each a copy of this one-row cache's filled slots."""
         if self.batch_size != 1:
             raise ValueError("only a one-row cache can be repeated")
-        copy = KVCache.__new__(KVCache)
-        copy.k, copy.v = self.k.repeat(1, rows, 1, 1, 1), self.v.repeat(1, rows, 1, 1, 1)
-        copy.max_len, copy.length = self.max_len, self.length
-        return copy
+        return self._holding(self.k.repeat(1, rows, 1, 1, 1), self.v.repeat(1, rows, 1, 1, 1))
 
     def row(self, index: int) -> "KVCache":
         """A one-row view of row `index` (shares memory with this cache)."""
-        view = KVCache.__new__(KVCache)
-        view.k, view.v = self.k[:, index:index + 1], self.v[:, index:index + 1]
-        view.max_len, view.length = self.max_len, self.length
-        return view
+        return self._holding(self.k[:, index:index + 1], self.v[:, index:index + 1])
+
+    def _holding(self, k: torch.Tensor, v: torch.Tensor) -> "KVCache":
+        """A cache of these keys and values, as long and as full as this one."""
+        other = KVCache.__new__(KVCache)
+        other.k, other.v, other.max_len, other.length = k, v, self.max_len, self.length
+        return other
 
     def copy_prefix(self, source: "KVCache", length: int) -> None:
         """Take the first `length` slots from source (the same rows), and mark them filled."""
@@ -508,11 +508,9 @@ class Transformer(nn.Module):
         return self.output(self.norm(x, act)).float()
 
     def compute_dtype(self, positions: int, begin: int = 0) -> torch.dtype:
-        """The matmul input dtype at position `begin` of `positions` new ones per row: the
-        format's own, or float32 on a CPU (a prompt, compact weights widened per matmul) where
-        the row alone would run a piece of FLOAT32_POSITIONS or more. A row alone runs a prompt
-        in pieces of PREFILL_ROWS positions, so the short tail of a long prompt keeps the
-        kernels. Never the number of rows: a row computes the same alone and in a batch."""
+        """The matmul input dtype at position `begin` of `positions` new ones per row: float32 on
+        a CPU where the row alone (in pieces of PREFILL_ROWS positions) would run a piece of
+        FLOAT32_POSITIONS or more, else the format's own. Never depends on the number of rows."""
         piece = min(PREFILL_ROWS, positions - begin // PREFILL_ROWS * PREFILL_ROWS)  # this row's, alone
         if self.device.type == "cpu" and piece >= FLOAT32_POSITIONS:
             return torch.float32
