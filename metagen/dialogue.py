@@ -12,8 +12,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
-import torch
-
 from metagen.config import MAX_SEED, GenerationConfig, candidate_seed
 from metagen.critic import best_index, critic_context, first_sentences, judge
 from metagen.errors import ConfigError
@@ -30,7 +28,7 @@ from metagen.prompts import (
     speaker_order,
     speaker_prefix,
 )
-from metagen.search import PrefixReuse, left_pad
+from metagen.search import PrefixReuse
 from metagen.world import Character, World
 
 log = logging.getLogger(__name__)
@@ -77,28 +75,13 @@ def score_speakers(generator, messages: list[dict[str, str]], transcript: str, n
     Each score is the sum of the raw model's token log-probabilities of that continuation,
     conditioned on the tokens every candidate shares (normally the whole context).
     """
-    model, tokenizer = generator.model, generator.tokenizer
+    tokenizer = generator.tokenizer
     context_ids = tokenizer.encode_chat(messages, suffix=transcript)
     rows = [tokenizer.encode_chat(messages, suffix=transcript + "\n" + speaker_prefix(name)) for name in names]
     shared = _common_prefix([context_ids, *rows])
     if shared == 0:
         raise ValueError("the context is empty; there is nothing to score a speaker after")
-    tokens, pad = left_pad(rows, tokenizer.pad_id, model.device)  # (B, W), (B,)
-    B, W = tokens.shape
-    longest = max(len(r) for r in rows) - shared
-    K = longest + 1  # the last K columns hold every position that predicts a continuation token
-    pad_or_none = pad if bool((pad > 0).any()) else None
-    cache = model.new_cache(B, W)
-    # a. the shared context, keeping no logits; b. the tail, keeping logits (B, K, V)
-    if W > K:
-        model(tokens[:, : W - K], cache, pad_or_none, last_only=True)
-    logprobs = torch.log_softmax(model(tokens[:, W - K :], cache, pad_or_none), dim=-1)  # (B, K, V)
-    scores = []
-    for b, row in enumerate(rows):
-        # token j of row b sits in column pad_b + j; its prediction in tail column pad_b + j - 1 - (W - K)
-        offset = int(pad[b]) - 1 - (W - K)
-        scores.append(sum(float(logprobs[b, offset + j, row[j]]) for j in range(shared, len(row))))
-    return scores
+    return generator.score_continuations(rows, shared)
 
 
 def choose_speaker(scores: Sequence[float], candidates: Sequence[Character]) -> Character:

@@ -26,7 +26,7 @@ from metagen.errors import ConfigError, GenerationError, ModelError
 from metagen.files import check_regular, read_regular_text
 from metagen.gguf import ModelArgs, read_gguf
 from metagen.model import KERNEL_ALIGNMENT, WEIGHT_FORMATS, Transformer
-from metagen.search import PrefixReuse, SearchResult, TextCallback, run_search
+from metagen.search import PrefixReuse, SearchResult, TextCallback, left_pad, run_search
 from metagen.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
@@ -286,6 +286,26 @@ class Generator:
                 alternatives=[{"text": s.text, "tokens": s.tokens, "logprob": s.logprob,
                                "score": s.score, "finish_reason": s.finish_reason} for s in rest]))
         return completions
+
+    def score_continuations(self, rows: list[list[int]], shared: int) -> list[float]:
+        """Per row of token ids, the sum of the raw model's log-probabilities of its tokens after
+        the first `shared` (which every row has in common), all rows in one batched pass."""
+        model = self.model
+        tokens, pad = left_pad(rows, self.tokenizer.pad_id, model.device)  # (B, W), (B,)
+        B, W = tokens.shape
+        K = max(len(r) for r in rows) - shared + 1  # the last K columns predict every continuation token
+        pad_or_none = pad if bool((pad > 0).any()) else None
+        cache = model.new_cache(B, W)
+        # a. the shared context, keeping no logits; b. the tail, keeping logits (B, K, V)
+        if W > K:
+            model(tokens[:, : W - K], cache, pad_or_none, last_only=True)
+        logprobs = torch.log_softmax(model(tokens[:, W - K :], cache, pad_or_none), dim=-1)  # (B, K, V)
+        scores = []
+        for b, row in enumerate(rows):
+            # token j of row b sits in column pad_b + j; its prediction in tail column pad_b + j - 1 - (W - K)
+            offset = int(pad[b]) - 1 - (W - K)
+            scores.append(sum(float(logprobs[b, offset + j, row[j]]) for j in range(shared, len(row))))
+        return scores
 
     def with_seed(self, cfg: GenerationConfig, seed: int) -> GenerationConfig:
         return replace(cfg, seed=seed)

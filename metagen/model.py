@@ -9,8 +9,10 @@ after gpt-fast's model.py and llama2.c.
 
 Batches of prompts of different lengths are left-padded.  Each row's first real token
 sits at position 0, so a padded row computes what it would compute alone.  Q/K/V and
-gate/up projections are fused into one matmul each; weights may be stored as float32,
-bfloat16 or int8 with per-row scales (`WeightLinear`).
+gate/up projections are fused into one matmul each; weights may be stored as float32 or
+bfloat16 (`FloatLinear`), int8 with per-row scales (`Int8Linear`) or int4 in groups
+(`Int4Linear`), one class per format after gpt-fast's quantize.py; modules are built in
+`__init__` and filled by `load_state_dict`.
 """
 
 from __future__ import annotations
@@ -24,11 +26,14 @@ from torch import nn
 from metagen.gguf import ModelArgs
 
 WEIGHT_FORMATS = ("float32", "bfloat16", "int8", "int4")
+FLOAT_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 INT4_GROUP = 32  # columns per int4 scale/zero group, as in GGUF's Q4 blocks
-# From this many token rows in one forward call, compact formats compute in float32 on a CPU
-# (int4 on 2 AVX2 cores: a 3072x576 matmul of 128 rows takes 9.9 ms in the kernel and 5.8 ms
-# widened; the crossing is near 64 rows. A 900-token prompt: 4.8 s -> 2.5 s; bfloat16 12.8 s -> 2.2 s).
-FLOAT32_ROWS = 64
+# From this many new positions per row in one piece of a prompt, compact formats compute
+# in float32 on a CPU (int4 on 2 AVX2 cores: a 3072x576 matmul of 128 rows takes 9.9 ms in the
+# kernel and 5.8 ms widened; the crossing is near 64 rows. A 900-token prompt: 4.8 s -> 2.5 s;
+# bfloat16 12.8 s -> 2.2 s). Decoding (one position per row) always runs the compact kernels,
+# however many rows the batch has: the choice never depends on the batch size.
+FLOAT32_POSITIONS = 64
 # A prompt is processed at most this many token rows (batch x positions) at a time, so
 # that activations and attention scores stay small: 16 prompts of 1,000 tokens in one pass
 # would hold 16,000 rows (the gate/up output alone 196 MB, the scores 576 MB). One prompt of
@@ -62,121 +67,134 @@ def aligned(tensor: torch.Tensor) -> torch.Tensor:
     return copy
 
 
-class WeightLinear(nn.Module):
-    """y = x @ W.T with W stored as float32, bfloat16, int8 with a per-row scale, or int4
-    in groups of 32 columns with a scale and zero each (the layout of GGUF's Q4_1 blocks,
-    so Q4_1 weights are held as they were quantized, up to bfloat16 rounding of scales)."""
+def _align_kernel_buffers(module, state_dict, prefix, *args) -> None:
+    """load_state_dict pre-hook: the compact kernels read weight and scale with aligned vector
+    loads (KERNEL_ALIGNMENT), and tensors memory-mapped from a file start wherever it put them."""
+    for name in ("weight", "scale"):
+        if prefix + name in state_dict:
+            state_dict[prefix + name] = aligned(state_dict[prefix + name])
 
-    def __init__(self, weight: torch.Tensor, weight_format: str = "float32"):
+
+class FloatLinear(nn.Module):
+    """y = x @ W.T with W stored as float32 or bfloat16."""
+
+    def __init__(self, in_features: int, out_features: int, dtype: torch.dtype = torch.float32):
         super().__init__()
-        if weight_format not in WEIGHT_FORMATS:
-            raise ValueError(f"unknown weight format {weight_format!r}")
-        self.weight_format = weight_format
-        self.out_features, self.in_features = weight.shape
-        if weight_format == "int4" and (self.in_features % INT4_GROUP or self.out_features % INT4_KERNEL_ROWS):
-            weight_format = self.weight_format = "int8"  # shapes the int4 kernel cannot take
-        if weight_format == "int4":
-            # Asymmetric 4-bit per group: w = (q - 8) * scale + zero, q in 0..15.
-            groups = weight.float().reshape(self.out_features, -1, INT4_GROUP)  # (out, in/32, 32)
-            low, high = groups.amin(-1), groups.amax(-1)
-            scale = ((high - low) / 15).clamp(min=1e-10)  # (out, in/32)
-            q = torch.round((groups - low[..., None]) / scale[..., None]).clamp(0, 15)
-            q = q.to(torch.int32).reshape(self.out_features, self.in_features)
-            zero = low + 8 * scale
-            scales_zeros = torch.stack([scale.t(), zero.t()], dim=-1).to(torch.bfloat16)  # (in/32, out, 2)
-            self.register_buffer("weight", torch.ops.aten._convert_weight_to_int4pack_for_cpu(q, 8), persistent=True)
-            self.register_buffer("scale", scales_zeros.contiguous(), persistent=True)
-            # The same values two a byte in plain row order (the kernel's packing is its own and
-            # machine-dependent), for a cheap float32 dequantization when prompts are prefilled.
-            nibbles = (q[:, 0::2] | (q[:, 1::2] << 4)).to(torch.uint8)  # (out, in/2)
-            self.register_buffer("nibbles", nibbles.contiguous(), persistent=True)
-        elif weight_format == "int8":
-            # Symmetric per-output-row int8: w ≈ q * scale, |q| <= 127.
-            weight = weight.float()
-            scale = weight.abs().amax(dim=1).clamp(min=1e-8) / 127.0  # (out,)
-            q = torch.round(weight / scale[:, None]).clamp(-127, 127).to(torch.int8)
-            self.register_buffer("weight", q.contiguous(), persistent=True)
-            self.register_buffer("scale", scale.to(torch.bfloat16), persistent=True)
-        else:
-            dtype = torch.float32 if weight_format == "float32" else torch.bfloat16
-            self.register_buffer("weight", weight.to(dtype).contiguous(), persistent=True)
-            self.scale = None
+        self.in_features, self.out_features = in_features, out_features
+        self.register_buffer("weight", torch.empty(out_features, in_features, dtype=dtype))
 
-    @classmethod
-    def from_stored(cls, weight: torch.Tensor, scale: torch.Tensor | None, weight_format: str,
-                    nibbles: torch.Tensor | None = None) -> "WeightLinear":
-        """Rebuild from buffers saved by Transformer.export_state (no re-quantization)."""
-        linear = cls.__new__(cls)
-        nn.Module.__init__(linear)
-        # A linear the int4 kernel cannot take was stored as int8: the dtype tells.
-        weight_format = {torch.int8: "int8", torch.uint8: "int4"}.get(weight.dtype, weight_format)
-        linear.weight_format = weight_format
-        linear.out_features, linear.in_features = weight.shape
-        if weight_format == "int4":
-            linear.in_features *= 2  # two 4-bit values a byte
-        elif weight_format == "int8" and scale is None:
-            raise ValueError("int8 weights need their scales")
-        if weight_format == "int4" and (scale is None or nibbles is None):
-            raise ValueError("int4 weights need their scales and plain nibbles")
-        if weight_format in ("int8", "int4"):
-            # The compact kernels read these with aligned vector loads (KERNEL_ALIGNMENT).
-            weight, scale = aligned(weight), aligned(scale)
-        linear.register_buffer("weight", weight, persistent=True)
-        if weight_format == "int4":
-            linear.register_buffer("nibbles", nibbles, persistent=True)
-        if scale is None:
-            linear.scale = None
-        else:
-            linear.register_buffer("scale", scale, persistent=True)
-        return linear
-
-    @property
-    def uses_int8_kernel(self) -> bool:
-        """Whether forward calls the CPU int8 kernel (which needs whole 32-column blocks)."""
-        return (self.weight_format == "int8" and self.weight.device.type == "cpu"
-                and self.in_features % INT8_KERNEL_COLUMNS == 0)
-
-    @property
-    def compute_dtype(self) -> torch.dtype:
-        return torch.float32 if self.weight_format == "float32" else torch.bfloat16
+    def quantize(self, weight: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The buffers that hold the float32 (out, in) `weight` in this linear's format."""
+        return {"weight": weight.to(self.weight.dtype).contiguous()}
 
     def dequantized(self) -> torch.Tensor:
-        """The weight as float32 (out, in): what the compact kernels compute with."""
-        if self.weight_format == "int8":
-            return self.weight.float() * self.scale.float()[:, None]
-        if self.weight_format == "int4":
-            # w = (q - 8) * scale + zero = q * scale + (zero - 8 * scale); writing the two nibble
-            # halves straight into a float tensor is about 5x faster than stacking them.
-            q = torch.empty(*self.nibbles.shape, 2, dtype=torch.float32, device=self.nibbles.device)
-            q[..., 0] = self.nibbles & 15
-            q[..., 1] = self.nibbles >> 4
-            scale, zero = self.scale.float().permute(2, 1, 0).contiguous()  # each (out, in/32)
-            groups = q.view(self.out_features, -1, INT4_GROUP)  # (out, in/32, 32)
-            groups.mul_(scale[..., None]).add_((zero - 8 * scale)[..., None])
-            return q.view(self.out_features, self.in_features)
         return self.weight.float()
 
-    def _int4_mm(self, x2d: torch.Tensor) -> torch.Tensor:
-        if x2d.device.type == "cpu":
-            return torch.ops.aten._weight_int4pack_mm_for_cpu(aligned(x2d), self.weight, INT4_GROUP, self.scale)
-        raise RuntimeError("int4 weights run on the CPU only; use --dtype bfloat16 on a GPU")
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == self.weight.dtype:
+            return F.linear(x, self.weight)
+        # bfloat16 weights under float32 activations (a prompt on a CPU): widen the weight.
+        return F.linear(x, self.dequantized())
+
+
+class Int8Linear(nn.Module):
+    """y = x @ W.T with W symmetric int8 per output row: w ≈ q * scale, |q| <= 127."""
+
+    def __init__(self, in_features: int, out_features: int):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.register_buffer("weight", torch.empty(out_features, in_features, dtype=torch.int8))
+        self.register_buffer("scale", torch.empty(out_features, dtype=torch.bfloat16))
+        self.register_load_state_dict_pre_hook(_align_kernel_buffers)
+
+    def quantize(self, weight: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The buffers that hold the float32 (out, in) `weight` in this linear's format."""
+        scale = weight.abs().amax(dim=1).clamp(min=1e-8) / 127.0  # (out,)
+        q = torch.round(weight / scale[:, None]).clamp(-127, 127).to(torch.int8)
+        return {"weight": q.contiguous(), "scale": scale.to(torch.bfloat16)}
+
+    @property
+    def uses_kernel(self) -> bool:
+        """Whether forward calls the CPU int8 kernel (which needs whole 32-column blocks)."""
+        return self.weight.device.type == "cpu" and self.in_features % INT8_KERNEL_COLUMNS == 0
+
+    def dequantized(self) -> torch.Tensor:
+        """The weight as float32 (out, in): what the kernel computes with."""
+        return self.weight.float() * self.scale.float()[:, None]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.weight_format == "float32" or (self.weight_format == "bfloat16" and x.dtype == torch.bfloat16):
-            return F.linear(x, self.weight)
         if x.dtype == torch.float32:
-            # Many rows at once (a prompt): float32 matmuls beat the compact kernels by far on
-            # CPUs without bfloat16 units, and widening the weight costs little next to them.
+            # A prompt: float32 matmuls beat the compact kernel by far on CPUs without
+            # bfloat16 units, and widening the weight costs little next to them.
             return F.linear(x, self.dequantized())
-        shape = x.shape
-        x2d = x.reshape(-1, shape[-1])
-        if self.weight_format == "int4":
-            y = self._int4_mm(x2d)
-        elif self.uses_int8_kernel:
+        x2d = x.reshape(-1, x.shape[-1])
+        if self.uses_kernel:
             y = torch.ops.aten._weight_int8pack_mm(aligned(x2d), self.weight, self.scale)
         else:
             y = F.linear(x2d, self.weight.to(x.dtype)) * self.scale.to(x.dtype)
-        return y.reshape(*shape[:-1], self.out_features)
+        return y.reshape(*x.shape[:-1], self.out_features)
+
+
+class Int4Linear(nn.Module):
+    """y = x @ W.T with W int4 in groups of 32 columns with a scale and zero each (the layout of
+    GGUF's Q4_1 blocks, so Q4_1 weights are held as they were quantized, up to bfloat16
+    rounding of scales): w = (q - 8) * scale + zero, q in 0..15."""
+
+    def __init__(self, in_features: int, out_features: int):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        # The kernel's packing of the nibbles is its own and machine-dependent.
+        self.register_buffer("weight", torch.empty(out_features, in_features // 2, dtype=torch.uint8))
+        self.register_buffer("scale", torch.empty(in_features // INT4_GROUP, out_features, 2, dtype=torch.bfloat16))
+        # The same values two a byte in plain row order, for a cheap float32 dequantization
+        # when prompts are prefilled.
+        self.register_buffer("nibbles", torch.empty(out_features, in_features // 2, dtype=torch.uint8))
+        self.register_load_state_dict_pre_hook(_align_kernel_buffers)
+
+    def quantize(self, weight: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The buffers that hold the float32 (out, in) `weight` in this linear's format."""
+        groups = weight.reshape(self.out_features, -1, INT4_GROUP)  # (out, in/32, 32)
+        low, high = groups.amin(-1), groups.amax(-1)
+        scale = ((high - low) / 15).clamp(min=1e-10)  # (out, in/32)
+        q = torch.round((groups - low[..., None]) / scale[..., None]).clamp(0, 15)
+        q = q.to(torch.int32).reshape(self.out_features, self.in_features)
+        zero = low + 8 * scale
+        scales_zeros = torch.stack([scale.t(), zero.t()], dim=-1).to(torch.bfloat16)  # (in/32, out, 2)
+        nibbles = (q[:, 0::2] | (q[:, 1::2] << 4)).to(torch.uint8)  # (out, in/2)
+        return {"weight": torch.ops.aten._convert_weight_to_int4pack_for_cpu(q, 8),
+                "scale": scales_zeros.contiguous(), "nibbles": nibbles.contiguous()}
+
+    def dequantized(self) -> torch.Tensor:
+        """The weight as float32 (out, in): what the kernel computes with."""
+        # w = (q - 8) * scale + zero = q * scale + (zero - 8 * scale); writing the two nibble
+        # halves straight into a float tensor is about 5x faster than stacking them.
+        q = torch.empty(*self.nibbles.shape, 2, dtype=torch.float32, device=self.nibbles.device)
+        q[..., 0] = self.nibbles & 15
+        q[..., 1] = self.nibbles >> 4
+        scale, zero = self.scale.float().permute(2, 1, 0).contiguous()  # each (out, in/32)
+        groups = q.view(self.out_features, -1, INT4_GROUP)  # (out, in/32, 32)
+        groups.mul_(scale[..., None]).add_((zero - 8 * scale)[..., None])
+        return q.view(self.out_features, self.in_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.float32:
+            return F.linear(x, self.dequantized())  # a prompt, as in Int8Linear
+        if x.device.type != "cpu":
+            raise RuntimeError("int4 weights run on the CPU only; use --dtype bfloat16 on a GPU")
+        x2d = x.reshape(-1, x.shape[-1])
+        y = torch.ops.aten._weight_int4pack_mm_for_cpu(aligned(x2d), self.weight, INT4_GROUP, self.scale)
+        return y.reshape(*x.shape[:-1], self.out_features)
+
+
+def make_linear(weight_format: str, in_features: int, out_features: int) -> nn.Module:
+    """The linear class of `weight_format` for an (out_features, in_features) weight."""
+    if weight_format not in WEIGHT_FORMATS:
+        raise ValueError(f"unknown weight format {weight_format!r}")
+    if weight_format == "int4" and not (in_features % INT4_GROUP or out_features % INT4_KERNEL_ROWS):
+        return Int4Linear(in_features, out_features)
+    if weight_format in ("int8", "int4"):  # int4 falls back to int8 for shapes its kernel cannot take
+        return Int8Linear(in_features, out_features)
+    return FloatLinear(in_features, out_features, FLOAT_DTYPES[weight_format])
 
 
 class RMSNorm(nn.Module):
@@ -210,23 +228,32 @@ class KVCache:
         """A cache of `rows` rows, each a copy of this one-row cache's filled slots."""
         if self.batch_size != 1:
             raise ValueError("only a one-row cache can be repeated")
-        copy = KVCache.__new__(KVCache)
-        copy.k, copy.v = self.k.repeat(1, rows, 1, 1, 1), self.v.repeat(1, rows, 1, 1, 1)
-        copy.max_len, copy.length = self.max_len, self.length
-        return copy
+        return self._holding(self.k.repeat(1, rows, 1, 1, 1), self.v.repeat(1, rows, 1, 1, 1))
 
     def row(self, index: int) -> "KVCache":
         """A one-row view of row `index` (shares memory with this cache)."""
-        view = KVCache.__new__(KVCache)
-        view.k, view.v = self.k[:, index:index + 1], self.v[:, index:index + 1]
-        view.max_len, view.length = self.max_len, self.length
-        return view
+        return self._holding(self.k[:, index:index + 1], self.v[:, index:index + 1])
+
+    def _holding(self, k: torch.Tensor, v: torch.Tensor) -> "KVCache":
+        """A cache of these keys and values, as long and as full as this one."""
+        other = KVCache.__new__(KVCache)
+        other.k, other.v, other.max_len, other.length = k, v, self.max_len, self.length
+        return other
 
     def copy_prefix(self, source: "KVCache", length: int) -> None:
         """Take the first `length` slots from source (the same rows), and mark them filled."""
         self.k[:, :, :, :length] = source.k[:, :, :, :length]
         self.v[:, :, :, :length] = source.v[:, :, :, :length]
         self.length = length
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write one layer's new keys and values (B, n_kv_heads, T, head_dim) after the filled
+        slots; returns that layer's keys and values up to them (B, n_kv_heads, S, head_dim).
+        The model marks the slots filled once every layer has run."""
+        end = self.length + k.shape[2]
+        self.k[layer, :, :, self.length:end] = k
+        self.v[layer, :, :, self.length:end] = v
+        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
 
     def reorder(self, rows: torch.Tensor) -> None:
         """Keep rows[i] as row i (beam search), for the filled slots only."""
@@ -253,15 +280,15 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 
 
 class Attention(nn.Module):
-    def __init__(self, args: ModelArgs):
+    def __init__(self, args: ModelArgs, weight_format: str):
         super().__init__()
         self.n_heads = args.n_heads
         self.n_kv_heads = args.n_kv_heads
         self.head_dim = args.head_dim
         self.q_size = args.n_heads * args.head_dim
-        self.kv_size = args.n_kv_heads * args.head_dim
-        self.wqkv: WeightLinear | None = None  # fused (q_size + 2 kv_size, dim)
-        self.wo: WeightLinear | None = None
+        kv_size = args.n_kv_heads * args.head_dim
+        self.wqkv = make_linear(weight_format, args.dim, self.q_size + 2 * kv_size)  # fused Q, K, V
+        self.wo = make_linear(weight_format, self.q_size, args.dim)
 
     def forward(self, x, cos, sin, cache: KVCache, layer: int, mask: torch.Tensor | None):
         B, T, _ = x.shape
@@ -271,11 +298,7 @@ class Attention(nn.Module):
         q = qk[:, :, : self.n_heads].transpose(1, 2)  # (B, n_heads, T, head_dim)
         k = qk[:, :, self.n_heads :].transpose(1, 2)  # (B, n_kv, T, head_dim)
         v = qkv[:, :, self.n_heads + self.n_kv_heads :].transpose(1, 2)  # (B, n_kv, T, head_dim)
-        start = cache.length
-        cache.k[layer, :, :, start:start + T] = k
-        cache.v[layer, :, :, start:start + T] = v
-        keys = cache.k[layer, :, :, :start + T]  # (B, n_kv, S, head_dim)
-        values = cache.v[layer, :, :, :start + T]
+        keys, values = cache.update(layer, k, v)  # each (B, n_kv, S, head_dim)
         if keys.dtype != q.dtype:  # float32 prompt processing over a compact cache
             keys, values = keys.to(q.dtype), values.to(q.dtype)
         if T == 1:
@@ -297,11 +320,11 @@ class Attention(nn.Module):
 
 
 class FeedForward(nn.Module):
-    def __init__(self, args: ModelArgs):
+    def __init__(self, args: ModelArgs, weight_format: str):
         super().__init__()
         self.hidden = args.ffn_dim
-        self.w13: WeightLinear | None = None  # fused gate and up: (2 ffn_dim, dim)
-        self.w2: WeightLinear | None = None
+        self.w13 = make_linear(weight_format, args.dim, 2 * args.ffn_dim)  # fused gate and up
+        self.w2 = make_linear(weight_format, args.ffn_dim, args.dim)
 
     def forward(self, x):
         gate, up = self.w13(x).split(self.hidden, dim=-1)
@@ -309,10 +332,10 @@ class FeedForward(nn.Module):
 
 
 class TransformerBlock(nn.Module):
-    def __init__(self, args: ModelArgs):
+    def __init__(self, args: ModelArgs, weight_format: str):
         super().__init__()
-        self.attention = Attention(args)
-        self.feed_forward = FeedForward(args)
+        self.attention = Attention(args, weight_format)
+        self.feed_forward = FeedForward(args, weight_format)
         self.attention_norm = RMSNorm(args.dim, args.norm_eps)
         self.ffn_norm = RMSNorm(args.dim, args.norm_eps)
 
@@ -324,103 +347,82 @@ class TransformerBlock(nn.Module):
 
 
 class Transformer(nn.Module):
-    """The model. Build with `Transformer.from_weights(args, tensors, weight_format)`."""
+    """The model, its modules built for `weight_format`; fill it with `from_weights` (float
+    tensors under our names, quantized here) or `from_state` (what `export_state` gave)."""
 
-    def __init__(self, args: ModelArgs):
+    def __init__(self, args: ModelArgs, weight_format: str = "float32"):
         super().__init__()
         self.args = args
-        self.layers = nn.ModuleList(TransformerBlock(args) for _ in range(args.n_layers))
+        self.weight_format = weight_format
+        # The residual stream stays float32 in every format (errors would otherwise pile up
+        # over the layers), so the lookup table does too.
+        self.register_buffer("tok_embeddings", torch.empty(args.vocab_size, args.dim))  # (V, dim)
+        self.layers = nn.ModuleList(TransformerBlock(args, weight_format) for _ in range(args.n_layers))
         self.norm = RMSNorm(args.dim, args.norm_eps)
-        self.tok_embeddings: torch.Tensor | None = None  # (V, dim) float32, for the lookup
-        self.output: WeightLinear | None = None
-        self.weight_format = "float32"
+        # GGUF files keep the output head at 8 bits or more (Q8_0 or Q6_K): 4 bits there
+        # costs more quality than anywhere else, so int4 models keep an int8 head.
+        self.output = make_linear("int8" if weight_format == "int4" else weight_format, args.dim, args.vocab_size)
         self._rope_len = 0
         self._cos = self._sin = None
 
     # -- building -------------------------------------------------------------------
+    @property
+    def shares_embeddings(self) -> bool:
+        """Whether one (V, dim) matrix serves both the lookup and the output head."""
+        return self.args.tied_embeddings and self.weight_format == "float32"
+
     @classmethod
     def from_weights(cls, args: ModelArgs, tensors: dict[str, torch.Tensor],
                      weight_format: str = "float32") -> "Transformer":
         """Build from our per-projection names (gguf.WEIGHT_MAP), fusing Q/K/V and gate/up."""
-        model = cls(args)
-        model.weight_format = weight_format
+        with torch.device("meta"):
+            model = cls(args, weight_format)
         t = {name: torch.as_tensor(value) for name, value in tensors.items()}
-        act = torch.float32 if weight_format == "float32" else torch.bfloat16
         embeddings = t["tok_embeddings.weight"].float().contiguous()
-        # The residual stream stays float32 in every format (errors would otherwise pile up
-        # over the layers), so the lookup table does too.
-        model.tok_embeddings = embeddings
-        if args.tied_embeddings and weight_format == "float32":
-            # One (V, dim) matrix serves both the lookup and the output head.
-            model.output = WeightLinear.from_stored(model.tok_embeddings, None, weight_format)
-        else:
-            out_weight = embeddings if args.tied_embeddings else t["output.weight"].float()
-            # GGUF files keep the output head at 8 bits or more (Q8_0 or Q6_K): 4 bits there
-            # costs more quality than anywhere else, so int4 models keep an int8 head.
-            model.output = WeightLinear(out_weight, "int8" if weight_format == "int4" else weight_format)
-        model.norm.weight.data = t["norm.weight"].float()
-        for i, block in enumerate(model.layers):
+        state = {"tok_embeddings": embeddings, "norm.weight": t["norm.weight"].float()}
+        weights = {} if model.shares_embeddings else {
+            "output": embeddings if args.tied_embeddings else t["output.weight"].float()}
+        for i in range(args.n_layers):
             p = f"layers.{i}."
-            wqkv = torch.cat([t[p + "attention.wq.weight"], t[p + "attention.wk.weight"],
-                              t[p + "attention.wv.weight"]]).float()
-            block.attention.wqkv = WeightLinear(wqkv, weight_format)
-            block.attention.wo = WeightLinear(t[p + "attention.wo.weight"].float(), weight_format)
-            w13 = torch.cat([t[p + "feed_forward.w1.weight"], t[p + "feed_forward.w3.weight"]]).float()
-            block.feed_forward.w13 = WeightLinear(w13, weight_format)
-            block.feed_forward.w2 = WeightLinear(t[p + "feed_forward.w2.weight"].float(), weight_format)
-            block.attention_norm.weight.data = t[p + "attention_norm.weight"].float()
-            block.ffn_norm.weight.data = t[p + "ffn_norm.weight"].float()
-        model.eval()
+            weights[p + "attention.wqkv"] = torch.cat([t[p + "attention.wq.weight"], t[p + "attention.wk.weight"],
+                                                       t[p + "attention.wv.weight"]]).float()
+            weights[p + "attention.wo"] = t[p + "attention.wo.weight"].float()
+            weights[p + "feed_forward.w13"] = torch.cat([t[p + "feed_forward.w1.weight"],
+                                                         t[p + "feed_forward.w3.weight"]]).float()
+            weights[p + "feed_forward.w2"] = t[p + "feed_forward.w2.weight"].float()
+            for norm in ("attention_norm.weight", "ffn_norm.weight"):
+                state[p + norm] = t[p + norm].float()
+        for name, weight in weights.items():
+            linear = model.get_submodule(name)
+            state.update({f"{name}.{key}": value for key, value in linear.quantize(weight).items()})
+        model.load_state(state)
         return model
-
-    def export_state(self) -> dict[str, torch.Tensor]:
-        """Every tensor needed to rebuild this model as it is (fused, in its weight format)."""
-        state = {"tok_embeddings": self.tok_embeddings, "norm.weight": self.norm.weight.data}
-        linears = {"output": self.output}
-        for i, block in enumerate(self.layers):
-            p = f"layers.{i}."
-            linears.update({p + "attention.wqkv": block.attention.wqkv, p + "attention.wo": block.attention.wo,
-                            p + "feed_forward.w13": block.feed_forward.w13, p + "feed_forward.w2": block.feed_forward.w2})
-            state[p + "attention_norm.weight"] = block.attention_norm.weight.data
-            state[p + "ffn_norm.weight"] = block.ffn_norm.weight.data
-        for name, linear in linears.items():
-            state[name + ".weight"] = linear.weight
-            if linear.scale is not None:
-                state[name + ".scale"] = linear.scale
-            if linear.weight_format == "int4":
-                state[name + ".nibbles"] = linear.nibbles
-        if state["output.weight"].data_ptr() == self.tok_embeddings.data_ptr():
-            del state["output.weight"]  # tied and shared: stored once, as the embeddings
-        return {name: tensor.contiguous() for name, tensor in state.items()}
 
     @classmethod
     def from_state(cls, args: ModelArgs, state: dict[str, torch.Tensor], weight_format: str) -> "Transformer":
         """Inverse of export_state."""
-        model = cls(args)
-        model.weight_format = weight_format
-
-        def linear(name):
-            return WeightLinear.from_stored(state[name + ".weight"], state.get(name + ".scale"), weight_format,
-                                            state.get(name + ".nibbles"))
-
-        model.tok_embeddings = state["tok_embeddings"]
-        model.output = (linear("output") if "output.weight" in state
-                        else WeightLinear.from_stored(model.tok_embeddings, None, weight_format))
-        model.norm.weight.data = state["norm.weight"]
-        for i, block in enumerate(model.layers):
-            p = f"layers.{i}."
-            block.attention.wqkv = linear(p + "attention.wqkv")
-            block.attention.wo = linear(p + "attention.wo")
-            block.feed_forward.w13 = linear(p + "feed_forward.w13")
-            block.feed_forward.w2 = linear(p + "feed_forward.w2")
-            block.attention_norm.weight.data = state[p + "attention_norm.weight"]
-            block.ffn_norm.weight.data = state[p + "ffn_norm.weight"]
-        model.eval()
+        with torch.device("meta"):
+            model = cls(args, weight_format)
+        model.load_state(dict(state))
         return model
+
+    def load_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Take the tensors of `state` as they are (no copy: a memory-mapped file stays mapped)."""
+        if self.shares_embeddings:
+            state.setdefault("output.weight", state["tok_embeddings"])
+        self.load_state_dict(state, assign=True)
+        self.eval()
+
+    def export_state(self) -> dict[str, torch.Tensor]:
+        """Every tensor needed to rebuild this model as it is (fused, in its weight format)."""
+        state = self.state_dict()
+        if state["output.weight"].data_ptr() == self.tok_embeddings.data_ptr():
+            del state["output.weight"]  # tied and shared: stored once, as the embeddings
+        return {name: tensor.contiguous() for name, tensor in state.items()}
 
     @property
     def activation_dtype(self) -> torch.dtype:
-        return torch.float32 if self.weight_format == "float32" else torch.bfloat16
+        return FLOAT_DTYPES.get(self.weight_format, torch.bfloat16)
 
     @property
     def device(self) -> torch.device:
@@ -428,7 +430,6 @@ class Transformer(nn.Module):
 
     def to_device(self, device: str | torch.device) -> "Transformer":
         self.to(device)
-        self.tok_embeddings = self.tok_embeddings.to(device)
         self._rope_len = 0
         return self
 
@@ -464,15 +465,16 @@ class Transformer(nn.Module):
             for begin in range(0, T, chunk):
                 final = begin + chunk >= T
                 head = ("last" if final else "none") if last_only else "all"
-                out = self._forward(tokens[:, begin:begin + chunk], cache, pad, head)
+                out = self._forward(tokens[:, begin:begin + chunk], cache, pad, head, self.compute_dtype(T, begin))
                 if out is not None:
                     outs.append(out)
             return torch.cat(outs, dim=1)
-        return self._forward(tokens, cache, pad, head="last" if last_only else "all")
+        return self._forward(tokens, cache, pad, "last" if last_only else "all", self.compute_dtype(T))
 
     def _forward(self, tokens: torch.Tensor, cache: KVCache, pad: torch.Tensor | None,
-                 head: str) -> torch.Tensor | None:
-        """One pass; head: logits for "all" positions, the "last" one, or "none" (None)."""
+                 head: str, act: torch.dtype) -> torch.Tensor | None:
+        """One pass with matmul inputs in `act`; head: logits for "all" positions, the "last"
+        one, or "none" (None)."""
         B, T = tokens.shape
         start = cache.length
         slots = torch.arange(start, start + T, device=tokens.device)  # (T,)
@@ -494,7 +496,6 @@ class Transformer(nn.Module):
             mask = (causal[None] & real[:, None, :])[:, None]  # (B, 1, T, S)
             # A pad query would see no key at all; let it see itself so softmax stays finite.
             mask = mask | (keys[None, None, None, :] == slots[None, None, :, None])
-        act = self.compute_dtype(B * T)
         cos, sin = cos.to(act), sin.to(act)
         x = F.embedding(tokens, self.tok_embeddings).float()  # (B, T, dim), the residual stream
         for layer, block in enumerate(self.layers):
@@ -503,13 +504,15 @@ class Transformer(nn.Module):
         if head == "none":
             return None
         if head == "last":
-            x = x[:, -1:]
-        return self.output(self.norm(x, self.compute_dtype(x.shape[0] * x.shape[1]))).float()
+            x, act = x[:, -1:], self.compute_dtype(1)
+        return self.output(self.norm(x, act)).float()
 
-    def compute_dtype(self, rows: int) -> torch.dtype:
-        """The matmul input dtype for `rows` token rows: the format's own, or float32 for many
-        rows on a CPU (prompt processing), where compact weights are widened per matmul."""
-        if self.device.type == "cpu" and rows >= FLOAT32_ROWS:
+    def compute_dtype(self, positions: int, begin: int = 0) -> torch.dtype:
+        """The matmul input dtype at position `begin` of `positions` new ones per row: float32 on
+        a CPU where the row alone (in pieces of PREFILL_ROWS positions) would run a piece of
+        FLOAT32_POSITIONS or more, else the format's own. Never depends on the number of rows."""
+        piece = min(PREFILL_ROWS, positions - begin // PREFILL_ROWS * PREFILL_ROWS)  # this row's, alone
+        if self.device.type == "cpu" and piece >= FLOAT32_POSITIONS:
             return torch.float32
         return self.activation_dtype
 

@@ -130,6 +130,17 @@ class PrefixReuse:
             n += 1
         return n if n >= self.min_shared else 0
 
+    def restore(self, cache, prompt: list[int]) -> int:
+        """Copy the kept keys/values `prompt` can use into the empty `cache`; how many slots."""
+        shared = self.shared_with(prompt)
+        if shared:
+            cache.copy_prefix(self.cache, shared)
+        return shared
+
+    def keep(self, ids: list[int], cache) -> None:
+        """Remember `cache`, whose filled slots hold the keys/values of `ids`, for the next run."""
+        self.ids, self.cache = ids, cache
+
 
 def left_pad(prompts: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
     """Prompts -> tokens (B, T) left-padded with pad_id, and pad counts (B,)."""
@@ -162,10 +173,43 @@ def _suppress(logits: torch.Tensor, token_ids) -> torch.Tensor:
     return logits
 
 
-def decode_tokens(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfig,
-                  generators: list[torch.Generator] | None = None,
-                  on_text: TextCallback | None = None,
-                  reuse: PrefixReuse | None = None) -> list[SearchResult]:
+def _prefill(model, prompts: list[list[int]], prompt_tokens: torch.Tensor, pad: torch.Tensor | None,
+             max_new_tokens: int, reuse: PrefixReuse | None):
+    """The prompts in one pass (after any reused prefix): a KV cache and the last logits (B, V).
+
+    Candidates of one unit share their prompt: it is prefilled once and its cache copied to each row.
+    """
+    B = len(prompts)
+    rows = 1 if all(p == prompts[0] for p in prompts[1:]) else B
+    cache = model.new_cache(rows, prompt_tokens.shape[1] + max_new_tokens)
+    shared = reuse.restore(cache, prompts[0]) if reuse is not None and rows == 1 else 0
+    logits = model(prompt_tokens[:rows, shared:], cache, pad, last_only=True)[:, -1]  # (rows, V)
+    if rows != B:
+        cache, logits = cache.repeat_rows(B), logits.expand(B, -1)
+    return cache, logits
+
+
+def _finish_rows(trackers: list[TextTracker], finished: list[str | None], logprobs: torch.Tensor,
+                 prompts: list[list[int]], steps: int, on_text: TextCallback | None) -> list[SearchResult]:
+    """One result per row; rows still running end for length, releasing their held-back text."""
+    results = []
+    for row, tracker in enumerate(trackers):
+        if finished[row] is None:
+            finished[row] = "length"
+            piece = tracker.finish()
+            if piece and on_text:
+                on_text(row, piece)
+        results.append(SearchResult(
+            sequences=[Sequence(tokens=tracker.ids, text=tracker.text, logprob=float(logprobs[row]),
+                                finish_reason=finished[row])],
+            prompt_tokens=len(prompts[row]), steps=steps))
+    return results
+
+
+def decode_loop(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfig,
+                generators: list[torch.Generator] | None = None,
+                on_text: TextCallback | None = None,
+                reuse: PrefixReuse | None = None) -> list[SearchResult]:
     """Greedy decoding or sampling for a batch of prompts; one result per prompt.
 
     With `reuse` and a single prompt, keys and values of leading tokens shared with the
@@ -186,17 +230,8 @@ def decode_tokens(model, tokenizer, prompts: list[list[int]], cfg: GenerationCon
     generated = torch.empty((B, 0), dtype=torch.long, device=device)
     logprobs = torch.zeros(B, dtype=torch.float64)
     finished = [None] * B  # finish reason per row
-    # a. prefill: the prompt in one pass (after any reused prefix), last position's logits only.
-    # Candidates of one unit share their prompt: it is prefilled once and its cache copied to each row.
-    same = all(p == prompts[0] for p in prompts[1:])
-    rows = 1 if same else B
-    cache = model.new_cache(rows, prompt_tokens.shape[1] + cfg.max_new_tokens)
-    shared = reuse.shared_with(prompts[0]) if reuse is not None and rows == 1 else 0
-    if shared:
-        cache.copy_prefix(reuse.cache, shared)
-    logits = model(prompt_tokens[:rows, shared:], cache, pad_or_none, last_only=True)[:, -1]  # (rows, V)
-    if rows != B:
-        cache, logits = cache.repeat_rows(B), logits.expand(B, -1)
+    # a. prefill, last position's logits only
+    cache, logits = _prefill(model, prompts, prompt_tokens, pad_or_none, cfg.max_new_tokens, reuse)
     steps = 1
     for step in range(cfg.max_new_tokens):
         # b. process: penalties, bans, temperature, truncations (sampling.build_processors)
@@ -234,24 +269,12 @@ def decode_tokens(model, tokenizer, prompts: list[list[int]], cfg: GenerationCon
         # e. one model step for every row (finished rows feed padding; their output is ignored)
         logits = model(next_tokens[:, None], cache, pad_or_none)[:, -1]
         steps += 1
-    if reuse is not None and same:
+    if reuse is not None and all(p == prompts[0] for p in prompts[1:]):
         # the cache holds the prompt and every chosen token but the last (never fed back);
         # of several candidates, the prompt is what the next call can share
-        reuse.ids = prompts[0] + trackers[0].ids[:-1] if B == 1 else list(prompts[0])
-        reuse.cache = cache if B == 1 else cache.row(0)
-    results = []
-    for row in range(B):
-        tracker = trackers[row]
-        if finished[row] is None:
-            finished[row] = "length"
-            piece = tracker.finish()
-            if piece and on_text:
-                on_text(row, piece)
-        results.append(SearchResult(
-            sequences=[Sequence(tokens=tracker.ids, text=tracker.text, logprob=float(logprobs[row]),
-                                finish_reason=finished[row])],
-            prompt_tokens=len(prompts[row]), steps=steps))
-    return results
+        reuse.keep(prompts[0] + trackers[0].ids[:-1] if B == 1 else list(prompts[0]),
+                   cache if B == 1 else cache.row(0))
+    return _finish_rows(trackers, finished, logprobs, prompts, steps, on_text)
 
 
 @dataclass
@@ -414,8 +437,8 @@ def _stream_beams(tokenizer, running, finished, nb, streamed, text_so_far, on_te
 
 
 STRATEGIES: dict[str, Callable[..., list[SearchResult]]] = {
-    "greedy": decode_tokens,
-    "sample": decode_tokens,
+    "greedy": decode_loop,
+    "sample": decode_loop,
     "beam": beam_search,
 }
 

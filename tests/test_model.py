@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from metagen.model import Transformer, random_weights
+from metagen.model import Int4Linear, Int8Linear, Transformer, make_linear, random_weights
 
 
 @pytest.fixture(scope="module")
@@ -20,6 +20,64 @@ def tiny_model():
 def full_forward(model, tokens):
     cache = model.new_cache(tokens.shape[0], tokens.shape[1])
     return model(tokens, cache)
+
+
+def quantized_linear(weight: torch.Tensor, weight_format: str):
+    """A linear of `weight_format` holding the float32 (out, in) `weight`."""
+    linear = make_linear(weight_format, weight.shape[1], weight.shape[0])
+    linear.load_state_dict(linear.quantize(weight), assign=True)
+    return linear
+
+
+def greedy_ids(model, prompts: list[list[int]], steps: int) -> list[list[int]]:
+    """Greedy continuations of equally long prompts, decoded together with the KV cache."""
+    tokens = torch.tensor(prompts)
+    cache = model.new_cache(len(prompts), tokens.shape[1] + steps)
+    logits = model(tokens, cache, last_only=True)[:, -1]
+    chosen = []
+    for _ in range(steps):
+        chosen.append(logits.argmax(-1))
+        logits = model(chosen[-1][:, None], cache)[:, -1]
+    return torch.stack(chosen, dim=1).tolist()
+
+
+GOLDEN_SHORT = [(7 * i + 3) % 304 for i in range(8)]  # below FLOAT32_POSITIONS: the compact kernels
+GOLDEN_LONG = [(11 * i + 5) % 304 for i in range(70)]  # a prompt widened to float32, then the kernels
+# Recorded from the model before its linears became one class per format (golden, not derived).
+GOLDEN = {
+    "float32": ([122, 37, 61, 220, 291, 124, 280, 4, 27, 280, 31, 151, 280, 4, 95, 151],
+                [255, 211, 6, 179, 206, 213, 179, 39, 43, 4, 82, 69, 95, 23, 49, 3]),
+    "bfloat16": ([122, 37, 61, 220, 291, 124, 280, 4, 27, 280, 31, 151, 280, 4, 95, 151],
+                 [255, 211, 6, 179, 206, 213, 179, 39, 43, 4, 82, 69, 95, 23, 49, 3]),
+    "int8": ([122, 37, 61, 220, 291, 124, 280, 4, 27, 280, 31, 151, 149, 235, 18, 20],
+             [255, 211, 6, 179, 206, 213, 179, 39, 43, 4, 82, 69, 95, 149, 181, 289]),
+    "int4": ([122, 9, 179, 66, 159, 211, 299, 181, 49, 242, 280, 25, 165, 298, 211, 126],
+             [255, 211, 179, 179, 211, 108, 265, 220, 20, 43, 248, 265, 227, 248, 39, 215]),
+}
+
+
+@pytest.mark.parametrize("weight_format", list(GOLDEN))
+def test_greedy_tokens_are_the_golden_ones(weight_format):
+    from tests.conftest import tiny_args
+
+    args = tiny_args(304)  # every projection a multiple of 32 columns and 16 rows: the kernels run
+    model = Transformer.from_weights(args, random_weights(args, seed=1), weight_format)
+    short, long = GOLDEN[weight_format]
+    assert greedy_ids(model, [GOLDEN_SHORT], 16) == [short]
+    assert greedy_ids(model, [GOLDEN_LONG], 16) == [long]
+
+
+@pytest.mark.parametrize("weight_format", ["bfloat16", "int8", "int4"])
+def test_a_row_decodes_the_same_alone_and_in_a_batch_of_64(weight_format):
+    """The kernel (and dtype) depend on positions per row, never on how many rows there are."""
+    from tests.conftest import tiny_args
+
+    args = tiny_args(304)
+    model = Transformer.from_weights(args, random_weights(args, seed=1), weight_format)
+    prompts = [[(5 * row + 3 * i + 1) % 304 for i in range(6)] for row in range(64)]
+    together = greedy_ids(model, prompts, 12)
+    alone = [greedy_ids(model, [prompt], 12)[0] for prompt in prompts]
+    assert together == alone  # 14 to 23 rows differed while 64 rows switched to float32
 
 
 def test_kv_cache_steps_equal_full_forward(tiny_model):
@@ -136,10 +194,8 @@ def test_int4_holds_q4_1_weights_as_quantized():
 
 @pytest.mark.parametrize("weight_format", ["int8", "int4"])
 def test_dequantized_weights_are_what_the_kernels_compute_with(weight_format):
-    from metagen.model import WeightLinear
-
     weight = torch.randn(96, 128, generator=torch.Generator().manual_seed(2))
-    linear = WeightLinear(weight, weight_format)
+    linear = quantized_linear(weight, weight_format)
     eye = torch.eye(128, dtype=torch.bfloat16)
     through_kernel = linear(eye).float().t()  # column j: the weight's column j, as the kernel sees it
     assert torch.allclose(linear.dequantized(), through_kernel, rtol=1e-2, atol=1e-2 * weight.abs().max())
@@ -147,8 +203,8 @@ def test_dequantized_weights_are_what_the_kernels_compute_with(weight_format):
 
 @pytest.mark.parametrize("weight_format", ["bfloat16", "int8", "int4"])
 def test_long_prompts_run_in_float32_and_agree_with_the_compact_path(weight_format, monkeypatch):
-    """From FLOAT32_ROWS rows a compact model widens its weights to float32: the same weights,
-    less rounding, so it lands at least as close to the float32 model as the compact kernels."""
+    """From FLOAT32_POSITIONS positions a compact model widens its weights to float32: the same
+    weights, less rounding, so it lands at least as close to the float32 model as the kernels."""
     import metagen.model as model_module
     from tests.conftest import tiny_args
 
@@ -156,9 +212,11 @@ def test_long_prompts_run_in_float32_and_agree_with_the_compact_path(weight_form
     weights = random_weights(args, seed=1)
     model = Transformer.from_weights(args, weights, weight_format)
     tokens = torch.randint(0, 300, (2, 70), generator=torch.Generator().manual_seed(6))
-    assert model.compute_dtype(140) == torch.float32 and model.compute_dtype(1) == torch.bfloat16
+    assert model.compute_dtype(70) == torch.float32 and model.compute_dtype(1) == torch.bfloat16
+    # a 530-token prompt alone runs 512 positions widened, then its 18-position tail in the kernels
+    assert model.compute_dtype(530, 510) == torch.float32 and model.compute_dtype(530, 512) == torch.bfloat16
     wide = full_forward(model, tokens)
-    monkeypatch.setattr(model_module, "FLOAT32_ROWS", 10_000)
+    monkeypatch.setattr(model_module, "FLOAT32_POSITIONS", 10_000)
     narrow = full_forward(model, tokens)
     exact = full_forward(Transformer.from_weights(args, weights, "float32"), tokens)
     wide_error, narrow_error = (wide - exact).abs().mean(), (narrow - exact).abs().mean()
@@ -215,10 +273,8 @@ def test_aligned_copies_only_what_is_off_a_boundary(offset):
 @pytest.mark.parametrize("rows", [1, 4, 8])
 @pytest.mark.parametrize("offset", [0, 8, 24])
 def test_int8_linear_is_right_for_any_width_rows_and_input_address(in_features, rows, offset):
-    from metagen.model import WeightLinear
-
     g = torch.Generator().manual_seed(in_features)
-    linear = WeightLinear(torch.randn(64, in_features, generator=g), "int8")
+    linear = quantized_linear(torch.randn(64, in_features, generator=g), "int8")
     x = at_offset(torch.randn(rows, in_features, generator=g).to(torch.bfloat16), offset)
     expected = x.float() @ linear.dequantized().t()
     got = linear(x).float()
@@ -227,34 +283,29 @@ def test_int8_linear_is_right_for_any_width_rows_and_input_address(in_features, 
 
 @pytest.mark.parametrize("weight_format", ["int8", "int4"])
 def test_stored_compact_weights_off_a_boundary_are_realigned(weight_format):
-    from metagen.model import WeightLinear
-
-    linear = WeightLinear(torch.randn(64, 96, generator=torch.Generator().manual_seed(3)), weight_format)
-    moved = {name: at_offset(t, 24) for name, t in [("weight", linear.weight), ("scale", linear.scale)]}
-    nibbles = linear.nibbles if weight_format == "int4" else None
-    rebuilt = WeightLinear.from_stored(moved["weight"], moved["scale"], weight_format, nibbles)
+    linear = quantized_linear(torch.randn(64, 96, generator=torch.Generator().manual_seed(3)), weight_format)
+    moved = {name: at_offset(t, 24) if name in ("weight", "scale") else t for name, t in linear.state_dict().items()}
+    rebuilt = make_linear(weight_format, 96, 64)
+    rebuilt.load_state_dict(moved, assign=True)
     assert rebuilt.weight.data_ptr() % 64 == 0 and rebuilt.scale.data_ptr() % 64 == 0
     x = torch.randn(8, 96, generator=torch.Generator().manual_seed(4)).to(torch.bfloat16)
     assert torch.equal(rebuilt(x), linear(x))
 
 
 def test_int4_falls_back_to_int8_where_the_packing_needs_16_rows():
-    from metagen.model import WeightLinear
-
-    assert WeightLinear(torch.randn(24, 64), "int4").weight_format == "int8"  # 24 rows: not a multiple of 16
-    assert WeightLinear(torch.randn(48, 64), "int4").weight_format == "int4"
+    assert type(make_linear("int4", 64, 24)) is Int8Linear  # 24 rows: not a multiple of 16
+    assert type(make_linear("int4", 64, 48)) is Int4Linear
 
 
 @pytest.mark.parametrize("weight_format", ["int8", "int4"])
 def test_compact_weights_loaded_from_the_converted_cache_are_aligned(weight_format, tiny_gguf, tmp_path):
     """safetensors places tensors at 8-byte offsets after its header: the load must realign."""
     from metagen.generate import _load_converted, _save_converted, build_from_gguf
-    from metagen.model import WeightLinear
 
     folder = tmp_path / "converted"
     _save_converted(folder, *build_from_gguf(tiny_gguf, weight_format))
     model, _, _ = _load_converted(folder)
-    compact = [m for m in model.modules() if isinstance(m, WeightLinear) and m.weight_format in ("int8", "int4")]
+    compact = [m for m in model.modules() if isinstance(m, (Int8Linear, Int4Linear))]
     assert compact
     for linear in compact:
         assert linear.weight.data_ptr() % 64 == 0 and linear.scale.data_ptr() % 64 == 0

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from metagen.config import GenerationConfig
-from metagen.search import TextTracker, beam_search, decode_tokens
+from metagen.search import TextTracker, beam_search, decode_loop
 from tests.conftest import TINY_MERGES
 
 PROMPTS = ["the cat sat on", "in the beginning there was", "a", "we went down to the water and"]
@@ -58,10 +58,10 @@ def test_text_tracker_holds_back_a_possible_stop_prefix():
 def test_stop_strings_cut_model_output_across_token_boundaries(tiny_generator):
     cfg = GenerationConfig(strategy="greedy", max_new_tokens=40, repetition_penalty=1.0)
     ids = encode(tiny_generator, PROMPTS[:1])
-    free = decode_tokens(tiny_generator.model, tiny_generator.tokenizer, ids, cfg)[0].sequences[0]
+    free = decode_loop(tiny_generator.model, tiny_generator.tokenizer, ids, cfg)[0].sequences[0]
     assert len(free.text) > 6
     stop = free.text[3:6]  # three characters that may span tokens
-    stopped = decode_tokens(tiny_generator.model, tiny_generator.tokenizer, ids, replace(cfg, stop=(stop,)))[0]
+    stopped = decode_loop(tiny_generator.model, tiny_generator.tokenizer, ids, replace(cfg, stop=(stop,)))[0]
     seq = stopped.sequences[0]
     assert seq.finish_reason == "stop"
     assert seq.text == free.text[: free.text.find(stop)]
@@ -71,10 +71,10 @@ def test_stop_strings_cut_model_output_across_token_boundaries(tiny_generator):
 def test_each_row_of_a_batch_stops_on_its_own(tiny_generator):
     cfg = GenerationConfig(strategy="greedy", max_new_tokens=30, repetition_penalty=1.0)
     ids = encode(tiny_generator, PROMPTS[:2])
-    alone = [decode_tokens(tiny_generator.model, tiny_generator.tokenizer, [p], cfg)[0].sequences[0] for p in ids]
+    alone = [decode_loop(tiny_generator.model, tiny_generator.tokenizer, [p], cfg)[0].sequences[0] for p in ids]
     stop = alone[0].text[5:8]
     cfg = replace(cfg, stop=(stop,))
-    batch = decode_tokens(tiny_generator.model, tiny_generator.tokenizer, ids, cfg)
+    batch = decode_loop(tiny_generator.model, tiny_generator.tokenizer, ids, cfg)
     assert batch[0].sequences[0].finish_reason == "stop"
     assert batch[0].sequences[0].text == alone[0].text[: alone[0].text.find(stop)]
     if stop not in alone[1].text:
@@ -86,9 +86,9 @@ def test_each_row_of_a_batch_stops_on_its_own(tiny_generator):
 def test_batch_rows_equal_decoding_alone(tiny_generator, strategy):
     cfg = GenerationConfig(strategy=strategy, max_new_tokens=24, repetition_penalty=1.2, top_k=20)
     ids = encode(tiny_generator, PROMPTS)
-    batch = decode_tokens(tiny_generator.model, tiny_generator.tokenizer, ids, cfg, seeded(len(ids)))
+    batch = decode_loop(tiny_generator.model, tiny_generator.tokenizer, ids, cfg, seeded(len(ids)))
     for row, prompt in enumerate(ids):
-        alone = decode_tokens(tiny_generator.model, tiny_generator.tokenizer, [prompt], cfg, seeded(1, row))[0]
+        alone = decode_loop(tiny_generator.model, tiny_generator.tokenizer, [prompt], cfg, seeded(1, row))[0]
         assert batch[row].sequences[0].tokens == alone.sequences[0].tokens
 
 
@@ -106,7 +106,7 @@ def test_beam_batch_rows_equal_decoding_alone(tiny_generator):
 
 def test_beam_search_beats_or_equals_greedy_in_score(tiny_generator):
     ids = encode(tiny_generator, PROMPTS[:1])
-    greedy = decode_tokens(tiny_generator.model, tiny_generator.tokenizer, ids,
+    greedy = decode_loop(tiny_generator.model, tiny_generator.tokenizer, ids,
                            GenerationConfig(strategy="greedy", max_new_tokens=10, repetition_penalty=1.0))[0]
     beam = beam_search(tiny_generator.model, tiny_generator.tokenizer, ids,
                        GenerationConfig(strategy="beam", num_beams=4, max_new_tokens=10, repetition_penalty=1.0,
@@ -239,7 +239,7 @@ def test_prefix_reuse_gives_the_same_tokens_and_prefills_less(tiny_generator, mo
 def test_candidates_of_one_prompt_are_prefilled_once_and_match_decoding_alone(tiny_generator, monkeypatch):
     cfg = GenerationConfig(strategy="sample", max_new_tokens=10, top_k=20)
     prompt = encode(tiny_generator, PROMPTS[:1])[0]
-    alone = [decode_tokens(tiny_generator.model, tiny_generator.tokenizer, [prompt], cfg, seeded(1, s))[0]
+    alone = [decode_loop(tiny_generator.model, tiny_generator.tokenizer, [prompt], cfg, seeded(1, s))[0]
              for s in range(3)]
     widths = []
     model = tiny_generator.model
@@ -250,7 +250,7 @@ def test_candidates_of_one_prompt_are_prefilled_once_and_match_decoding_alone(ti
         return original(self, tokens, cache, pad, last_only)
 
     monkeypatch.setattr(type(model), "forward", counting)
-    together = decode_tokens(tiny_generator.model, tiny_generator.tokenizer, [prompt] * 3, cfg,
+    together = decode_loop(tiny_generator.model, tiny_generator.tokenizer, [prompt] * 3, cfg,
                              [torch.Generator().manual_seed(s) for s in range(3)])
     assert widths[0] == (1, len(prompt))  # one row prefilled for three candidates
     assert [r.sequences[0].tokens for r in together] == [r.sequences[0].tokens for r in alone]
