@@ -50,7 +50,7 @@ BEATS_BY_LENGTH = {"short": 3, "medium": 4, "long": 5}
 BEAT_SENTENCES = 4  # a beat keeps at most this many sentences
 _LIST_MARKER = re.compile(r"^(?:[-*•]|\d+[.)])\s+")  # "- " or "1. " a small model starts a paragraph with
 BEAT_TOKENS = 120  # the most tokens a beat may take, whatever the story's budget
-EXTRA_ROUNDS = 1  # rounds of fresh candidates drawn when a beat's best scores below ROUND_AGAIN_BELOW
+EXTRA_ROUNDS = 1  # rounds of fresh candidates drawn when a beat's best scores low or invents a name
 NAMING_ROUNDS = 2  # rounds drawn for the opening and the ending while the best leaves a requested name out
 ROUND_AGAIN_BELOW = -3.0  # e.g. every candidate copies ten words of the story so far, or is garbled
 _POV = {"first": "the first person", "second": "the second person", "third": "the third person"}
@@ -354,19 +354,17 @@ def write_story(generator, world: World, request: StoryRequest, cfg: GenerationC
 
 def _draw_candidates(generator, ids: list[int], beat_cfg: GenerationConfig, count: int, beat_seed: int,
                      context, reuse: PrefixReuse, *, insist_on_names: bool = False) -> tuple[list[int], list, list]:
-    """A beat's candidates (seeds, completions, verdicts), with one more round when all score low.
+    """A beat's candidates (seeds, completions, verdicts), with more rounds while the best falls short.
 
-    A small model often restates an earlier beat; when every candidate does (or is garbled),
-    EXTRA_ROUNDS more rounds of fresh candidates are drawn before the best is kept. With
-    insist_on_names, up to NAMING_ROUNDS are drawn while the best leaves a required name out.
+    A small model often restates an earlier beat or makes up a person; when every candidate
+    does (or is garbled), EXTRA_ROUNDS more rounds of fresh candidates are drawn before the
+    best is kept. With insist_on_names, up to NAMING_ROUNDS are drawn, also while the best
+    leaves a required name out.
     """
     seeds, options, verdicts = [], [], []
     for round_ in range(1 + (count > 1) * (NAMING_ROUNDS if insist_on_names else EXTRA_ROUNDS)):
-        if verdicts:
-            best = verdicts[best_index(verdicts)]
-            names_said = best.findings.get("names", 1.0) == 1.0
-            if best.score > ROUND_AGAIN_BELOW and (names_said or not insist_on_names):
-                break
+        if verdicts and _good_enough(verdicts[best_index(verdicts)], insist_on_names):
+            break
         more = [candidate_seed(beat_seed, k) for k in range(round_ * count, (round_ + 1) * count)]
         drawn = generator.complete([ids] * count, beat_cfg, seeds=more, reuse=reuse)
         for option in drawn:  # one paragraph: its first sentences, on one line, no list markers
@@ -376,6 +374,13 @@ def _draw_candidates(generator, ids: list[int], beat_cfg: GenerationConfig, coun
         options += drawn
         verdicts += [judge(o.text, context, logprob=o.logprob, tokens=o.output_tokens) for o in drawn]
     return seeds, options, verdicts
+
+
+def _good_enough(best, insist_on_names: bool) -> bool:
+    """Whether a beat's best candidate so far can be kept without drawing another round."""
+    names_said = best.findings.get("names", 1.0) == 1.0
+    return (best.score > ROUND_AGAIN_BELOW and not best.findings.get("invented")
+            and (names_said or not insist_on_names))
 
 
 def _check_room(generator, messages: list[dict[str, str]], plan: list[Beat], max_new_tokens: int) -> None:

@@ -225,3 +225,22 @@ def test_the_opening_and_ending_draw_again_until_they_name_the_cast_and_place(wo
     # the ending's own instruction names only the mill; Bo, whom the story never named, is required too
     assert story.plan[-1]["text"] == "Bo walks home to the Old Mill."
     assert [len(b["candidates"]) for b in story.critic["beats"]] == [6, 2, 4]
+
+
+def test_a_beat_whose_candidates_all_invent_a_person_draws_again(world, wide_generator, monkeypatch):
+    from metagen.generate import Completion
+
+    texts = iter(["Ada waits at the Old Mill.",  # the opening names everyone: one round
+                  "Ada meets Captain Harrowgate.", "Ada walks home alone.",  # the turn: Harrowgate is made up
+                  "Ada rests at the Old Mill."])
+    calls = []
+
+    def fake(prompts, cfg, *, seeds=None, on_text=None, reuse=None):
+        calls.append(len(prompts))
+        text = next(texts)
+        return [Completion(text, [5] * 6, len(p), -3.0, "eos", s, 0.0) for p, s in zip(prompts, seeds)]
+
+    monkeypatch.setattr(wide_generator, "complete", fake)
+    story = write_story(wide_generator, world, StoryRequest(characters=("ada",), location="mill", length="short"),
+                        GenerationConfig(max_new_tokens=60, candidates=2), seed=1)
+    assert calls == [2] * 4 and story.plan[1]["text"] == "Ada walks home alone."
