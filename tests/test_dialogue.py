@@ -16,7 +16,7 @@ from metagen.generate import Completion
 from metagen.prompts import DialogueRequest, speaker_prefix
 from metagen.world import load_world
 
-from tests.conftest import write_tiny_gguf
+from tests.conftest import write_tiny_gguf, write_world
 
 WORLD = """\
 world:
@@ -64,9 +64,7 @@ def gen(tmp_path_factory):
 
 @pytest.fixture
 def world(tmp_path):
-    path = tmp_path / "quay.yaml"
-    path.write_text(WORLD, encoding="utf-8")
-    return load_world(path)
+    return load_world(write_world(tmp_path, WORLD, "quay.yaml"))
 
 
 def speakers(result) -> list[str]:

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import files_in, invoke
-from test_robustness import TINY_WORLD, assert_refused_in_bounds, error_line
+from conftest import TINY_WORLD, files_in, invoke
+from test_robustness import assert_refused_in_bounds, error_line
 
 # ----------------------------------------------------------------------------- 8. standard input
 

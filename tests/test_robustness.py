@@ -24,35 +24,15 @@ from hypothesis import strategies as st
 
 from metagen.output import is_complete, read_piece_file
 
-from conftest import files_in, invoke
+from conftest import TINY_WORLD, files_in, invoke
 
 ROOT = Path(__file__).resolve().parent.parent
 
-TINY_WORLD = """\
-world: {id: tinyville, name: Tinyville}
-style: {length: short, length_words: {short: 20, medium: 40, long: 80}}
-locations:
-  - {id: well, name: The Well}
-  - {id: mill, name: The Mill}
-characters:
-  - {id: ada, name: Ada}
-  - {id: bo, name: Bo}
-  - {id: cy, name: Cy}
-lore:
-  - {id: flood, keys: [well], text: The well flooded once.}
-"""
 HEAD = "world: {id: w, name: W}\n"
 KNOWN = "smollm2-135m-instruct"
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-@pytest.fixture
-def world(tmp_path) -> Path:
-    path = tmp_path / "tiny.yaml"
-    path.write_text(TINY_WORLD, encoding="utf-8")
-    return path
 
 
 @pytest.fixture
