@@ -1188,9 +1188,13 @@ def test_any_number_notation_gives_a_world_error_not_a_traceback(tmp_path, tag, 
     path.write_text(HEAD + f"lore:\n  - {{id: a, keys: [x], text: T, {body}}}\n"
                     f"defaults:\n  all: {{temperature: {tag}{text or 0}}}\n", encoding="utf-8")
     try:
-        load_world(path)
-    except WorldError:
-        pass
+        world = load_world(path)
+    except WorldError as error:  # each problem names the file, then one of the two fields or the YAML syntax
+        assert error.problems and all(p.startswith(f"{path}:") for p in error.problems), error.problems
+        fields = (": lore[0].priority: ", ": defaults.all", ": invalid YAML: ")
+        assert all(any(f in p for f in fields) for p in error.problems), error.problems
+    else:
+        assert type(world.lore[0].priority) is int
 
 
 DECODING_EXTREMES = [
