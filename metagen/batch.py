@@ -34,7 +34,8 @@ from metagen.output import (
 )
 from metagen.pieces import MAX_COUNT
 from metagen.prompts import DIALOGUE_ORDERS, KINDS, REQUEST_KINDS, Request
-from metagen.world import World, YamlRefused, compose_yaml, construct_plain, did_you_mean, load_world
+from metagen.text import did_you_mean
+from metagen.world import World, YamlRefused, compose_yaml, construct_plain, load_world
 
 MAX_JOBS_BYTES = 4 * 1024 * 1024
 MAX_UNITS = 100_000  # after counts are expanded

@@ -10,7 +10,6 @@ and `merge_settings` is the one place they are combined.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any, Mapping
 from metagen.errors import ConfigError
 from metagen.scripts import ANY, SCRIPTS
 from metagen.setting import NON_EMPTY, AtLeast, OneOf, Setting, Within, render_doc, setting
+from metagen.text import closest
 
 STRATEGIES = ("greedy", "sample", "beam")
 MAX_SEED = 2**63  # seeds must fit a torch.Generator: 0 <= seed < 2**63
@@ -407,12 +407,10 @@ def _did_you_mean(key: str) -> str | None:
         candidates.setdefault(flag.lstrip("-"), name)
         candidates.setdefault(flag.lstrip("-").replace("-", "_"), name)
     normal = key.strip().lstrip("-")
-    close = difflib.get_close_matches(normal, list(candidates), n=1, cutoff=0.6)
-    if not close:
-        close = difflib.get_close_matches(normal.replace("-", "_"), list(candidates), n=1, cutoff=0.6)
+    close = closest(normal, candidates) or closest(normal.replace("-", "_"), candidates)
     if not close:
         return f"known settings: {', '.join(SETTINGS)}"
-    return f"did you mean {candidates[close[0]]!r}?"
+    return f"did you mean {candidates[close]!r}?"
 
 
 def write_settings_doc(path: str = "docs/decoding.md") -> None:

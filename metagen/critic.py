@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from metagen.prompts import Resolved, mentions
 from metagen.scripts import is_garbled, prose_scripts
+from metagen.text import fold
 from metagen.world import Character, Location, World
 
 MIN_FIRST_WORD = 3  # a name's first word counts alone from this many letters
@@ -32,17 +32,7 @@ thank sorry wow hmm alright dear mr mrs ms miss dr sir madam lady lord captain q
 sister brother father mother aunt uncle grandma grandpa mom mum dad god earth english internet chapter title
 scene part end note monday tuesday wednesday thursday friday saturday sunday january february march april
 may june july august september october november december majesty highness sire lordship ladyship""".split())
-_TRANSLIT = str.maketrans({"ø": "o", "æ": "ae", "œ": "oe", "ß": "ss", "ł": "l", "đ": "d", "ð": "d", "þ": "th",
-                           "’": "'", "‘": "'"})
 _WORD = re.compile(r"[^\W\d_][\w'’-]*")
-
-
-
-
-def fold(text: str) -> str:
-    """Text compared loosely: case folded, accents and a few letters spelled plainly ("Søren" -> "soren")."""
-    text = unicodedata.normalize("NFKD", text.casefold().translate(_TRANSLIT))
-    return "".join(c for c in text if not unicodedata.combining(c))
 
 
 def _bare(name: str) -> str:

@@ -20,7 +20,6 @@ from metagen.critic import (
     banned_hits,
     character_forms,
     distinct_n,
-    fold,
     location_forms,
     names_any,
     repetition,
@@ -48,7 +47,8 @@ from metagen.prompts import (
     StoryRequest,
     resolve_request,
 )
-from metagen.world import World, did_you_mean
+from metagen.text import did_you_mean, fold
+from metagen.world import World
 
 SYSTEMS = ("metagen", "baseline")
 DEFAULT_MAX_REQUESTS = 6  # per kind and world

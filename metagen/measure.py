@@ -17,7 +17,6 @@ from metagen.critic import (
     banned_hits,
     character_forms,
     distinct_n,
-    fold,
     location_forms,
     longest_shared_run,
     names_any,
@@ -30,6 +29,7 @@ from metagen.critic import (
 )
 from metagen.prompts import Request, request_from_dict, resolve_request
 from metagen.scripts import ANY, is_garbled
+from metagen.text import fold
 from metagen.world import Character, World
 
 COPIED_PROSE_RUN = 8  # a story or scene sharing this many words in a row with the world's prose copies it

@@ -30,7 +30,8 @@ from metagen import __version__
 from metagen.errors import ConfigError, OutputError, OutputExistsError, OutputLinkError
 from metagen.files import NotRegularFile, read_regular
 from metagen.prompts import KINDS
-from metagen.world import YamlRefused, compose_yaml, construct_plain, slugify
+from metagen.text import TRANSLIT, format_turns, slugify
+from metagen.world import YamlRefused, compose_yaml, construct_plain
 
 log = logging.getLogger(__name__)
 
@@ -116,11 +117,6 @@ def _plain(value: Any) -> Any:
 
 # ---------------------------------------------------------------------------- paths
 
-# Letters that NFKD does not decompose into ASCII but that have a usual spelling.
-_TRANSLIT = str.maketrans(
-    {"ß": "ss", "æ": "ae", "Æ": "AE", "œ": "oe", "Œ": "OE", "ø": "o", "Ø": "O", "đ": "d",
-     "Đ": "D", "ð": "d", "Ð": "D", "ł": "l", "Ł": "L", "þ": "th", "Þ": "Th", "ı": "i"}
-)
 _WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL"} | {f"{p}{i}" for p in ("COM", "LPT") for i in range(1, 10)}
 
 
@@ -135,7 +131,7 @@ def sanitize_component(s: str) -> str:
     ("林小雨") a short hash of the original keeps distinct names distinct. Never empty.
     """
     s = str(s)
-    folded = unicodedata.normalize("NFKD", s.translate(_TRANSLIT))
+    folded = unicodedata.normalize("NFKD", s.translate(TRANSLIT))
     lost = any(ord(c) > 127 and not unicodedata.combining(c) for c in folded)
     out = folded.encode("ascii", "ignore").decode("ascii")
     out = re.sub(r"[^A-Za-z0-9._-]+", "-", out)
@@ -321,7 +317,7 @@ def _md_name(name: str) -> str:
 def _body_text(piece: Piece) -> str:
     if piece.text or piece.kind != "dialogue":
         return piece.text
-    return "\n".join(f"{t.get('speaker', '')}: {t.get('line', '')}" for t in piece.turns)
+    return format_turns(piece.turns)
 
 
 class _FrontMatterDumper(yaml.SafeDumper):

@@ -31,7 +31,8 @@ from metagen.prompts import (
     resolve_request,
     speaker_prefix,
 )
-from metagen.world import World, did_you_mean
+from metagen.text import did_you_mean
+from metagen.world import World
 
 log = logging.getLogger(__name__)
 

@@ -44,7 +44,8 @@ from metagen.prompts import (
 from metagen.scripts import is_garbled
 from metagen.search import PrefixReuse
 from metagen.files import read_input
-from metagen.world import Character, World, YamlRefused, compose_yaml, construct_plain, did_you_mean
+from metagen.text import did_you_mean
+from metagen.world import Character, World, YamlRefused, compose_yaml, construct_plain
 
 BEATS_BY_LENGTH = {"short": 3, "medium": 4, "long": 5}
 BEAT_SENTENCES = 4  # a beat keeps at most this many sentences

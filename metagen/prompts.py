@@ -14,7 +14,8 @@ from dataclasses import asdict, dataclass, fields
 from typing import ClassVar, Union, get_args
 
 from metagen.errors import RequestError
-from metagen.world import ID_RE, LENGTHS, Character, Location, LoreEntry, World, did_you_mean, slugify
+from metagen.text import did_you_mean, format_dialogue, slugify, speaker_prefix
+from metagen.world import ID_RE, LENGTHS, Character, Location, LoreEntry, World
 
 DEFAULT_LORE_BUDGET = 512  # tokens of lore when the caller gives no lore_budget
 TEMPLATE_MARGIN = 32  # tokens kept for the chat template's own markers and estimate error
@@ -635,16 +636,6 @@ def speaker_order(world: World, request: DialogueRequest) -> tuple[Character, ..
     """Who speaks each turn: the named characters in order, round and round, `turns` long."""
     cast = resolve_request(world, request).characters
     return tuple(cast[i % len(cast)] for i in range(request.turns))
-
-
-def speaker_prefix(name: str) -> str:
-    """What metagen writes before the model writes a line: "Name:"."""
-    return f"{name}:"
-
-
-def format_dialogue(lines: Sequence[tuple[str, str]]) -> str:
-    """Turns as text, one "Name: line" a line."""
-    return "\n".join(f"{speaker_prefix(name)} {line}" for name, line in lines)
 
 
 def continue_dialogue(lines: Sequence[tuple[str, str]], next_speaker: str) -> str:

@@ -8,12 +8,12 @@ limits, flag, --help line and docs line. The config's checks, the command-line o
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from metagen.errors import ConfigError
+from metagen.text import closest
 
 # ----------------------------------------------------------------------------- limits
 
@@ -58,9 +58,9 @@ class OneOf:
 
     def check(self, flag: str, value: str) -> None:
         if value not in self.choices:
-            close = difflib.get_close_matches(value, self.choices, n=1)
+            close = closest(value, self.choices)
             raise ConfigError(f"{flag} must be one of {', '.join(self.choices)}, got {value!r}",
-                              hint=f"did you mean {close[0]!r}?" if close else None)
+                              hint=f"did you mean {close!r}?" if close else None)
 
     def __str__(self) -> str:
         return ", ".join(f"`{choice}`" for choice in self.choices)

@@ -1,5 +1,5 @@
 """Shared fixtures: a tiny seeded llama model written as GGUF, the real model (pulled once
-into a persistent cache), isolated cache/output folders, and a CLI runner."""
+into a persistent cache), isolated cache/output folders, a CLI runner and the tiny world."""
 
 from __future__ import annotations
 
@@ -141,6 +141,37 @@ def reference_model(real_model_path):
     model = transformers.AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
     model.eval()
     return tokenizer, model
+
+
+# ----------------------------------------------------------------------------- worlds
+
+# Three people and two places, short stories: files that need more derive their world from this.
+TINY_WORLD = """\
+world: {id: tinyville, name: Tinyville}
+style: {length: short, length_words: {short: 20, medium: 40, long: 80}}
+locations:
+  - {id: well, name: The Well}
+  - {id: mill, name: The Mill}
+characters:
+  - {id: ada, name: Ada}
+  - {id: bo, name: Bo}
+  - {id: cy, name: Cy}
+lore:
+  - {id: flood, keys: [well], text: The well flooded once.}
+"""
+
+
+def write_world(folder: Path, text: str = TINY_WORLD, name: str = "tiny.yaml") -> Path:
+    """A world file (the tiny world unless text is given) written into folder; its path."""
+    path = folder / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def world(tmp_path) -> Path:
+    """The tiny world as tmp_path/tiny.yaml (files with a world of their own override this)."""
+    return write_world(tmp_path)
 
 
 @pytest.fixture

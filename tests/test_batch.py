@@ -12,33 +12,19 @@ from metagen import batch
 from metagen.errors import ConfigError, OutputExistsError, RequestError
 from metagen.output import read_piece_file
 
-from conftest import invoke
+from conftest import TINY_WORLD, invoke, write_world
 
 ROOT = Path(__file__).resolve().parent.parent
 
-TINY_WORLD = """\
-world: {id: tinyville, name: Tinyville}
-style: {length: short, length_words: {short: 20, medium: 40, long: 80}}
-locations:
-  - {id: well, name: The Well}
-  - {id: mill, name: The Mill}
-  - {id: market, name: The Market}
-characters:
-  - {id: ada, name: Ada}
-  - {id: bo, name: Bo}
-  - {id: cy, name: Cy}
-lore:
-  - {id: flood, keys: [well], text: The well flooded once.}
-defaults:
-  all: {temperature: 0.9, top_k: 20}
-"""
+# conftest's tiny world with a third place and world defaults, for jobs to pick from and override
+BATCH_WORLD = TINY_WORLD.replace(
+    "  - {id: mill, name: The Mill}\n", "  - {id: mill, name: The Mill}\n  - {id: market, name: The Market}\n"
+) + "defaults:\n  all: {temperature: 0.9, top_k: 20}\n"
 
 
 @pytest.fixture
 def world(tmp_path) -> Path:
-    path = tmp_path / "tiny.yaml"
-    path.write_text(TINY_WORLD, encoding="utf-8")
-    return path
+    return write_world(tmp_path, BATCH_WORLD)
 
 
 @pytest.fixture

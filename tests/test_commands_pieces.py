@@ -15,12 +15,12 @@ import yaml
 
 from metagen.output import read_piece_file
 
-from conftest import invoke
+from conftest import invoke, write_world
 
 ROOT = Path(__file__).resolve().parent.parent
 NEXUS = ROOT / "worlds" / "nexus-hub.yaml"
 
-TINY_WORLD = """\
+WORLD = """\
 world:
   id: tinyville
   name: Tinyville
@@ -62,9 +62,7 @@ FRONT_MATTER_FIELDS = {
 
 @pytest.fixture
 def world(tmp_path) -> Path:
-    path = tmp_path / "tiny.yaml"
-    path.write_text(TINY_WORLD, encoding="utf-8")
-    return path
+    return write_world(tmp_path, WORLD)
 
 
 @pytest.fixture
@@ -244,7 +242,7 @@ def test_lore_left_out_is_reported(runner, world, model_args, tmp_path):
     # Ten long entries keyed on "well" overflow the 512-token lore budget of the tiny byte-level tokenizer.
     lore = "".join(f"  - id: fact-{i}\n    keys: [well]\n    priority: {10 - i}\n    text: {'The old well ' * 8}\n"
                    for i in range(10))
-    world.write_text(TINY_WORLD.replace("lore:\n", "lore:\n" + lore), encoding="utf-8")
+    world.write_text(WORLD.replace("lore:\n", "lore:\n" + lore), encoding="utf-8")
     printed = invoke(runner, "prompt", "dialogue", world, "-c", "ada,bo", "-l", "well", *model_args)
     assert printed.exit_code == 0, printed.output
     left = [line for line in printed.stderr.splitlines() if line.startswith("lore left out: ")]

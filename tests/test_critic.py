@@ -18,6 +18,8 @@ from metagen.critic import (
 from metagen.prompts import SceneRequest, StoryRequest, resolve_request
 from metagen.world import load_world
 
+from conftest import write_world
+
 WORLD = """\
 world: {id: harbourtown, name: Harbourtown, summary: A fishing town on a cold grey coast.}
 style: {avoided_words: [suddenly]}
@@ -41,9 +43,7 @@ content:
 
 @pytest.fixture
 def world(tmp_path):
-    path = tmp_path / "w.yaml"
-    path.write_text(WORLD, encoding="utf-8")
-    return load_world(path)
+    return load_world(write_world(tmp_path, WORLD, "w.yaml"))
 
 
 def context_for(world, request, prompt_text="", **kw):

@@ -16,7 +16,7 @@ from metagen.generate import Completion
 from metagen.prompts import DialogueRequest, speaker_prefix
 from metagen.world import load_world
 
-from tests.conftest import write_tiny_gguf
+from tests.conftest import write_tiny_gguf, write_world
 
 WORLD = """\
 world:
@@ -64,9 +64,7 @@ def gen(tmp_path_factory):
 
 @pytest.fixture
 def world(tmp_path):
-    path = tmp_path / "quay.yaml"
-    path.write_text(WORLD, encoding="utf-8")
-    return load_world(path)
+    return load_world(write_world(tmp_path, WORLD, "quay.yaml"))
 
 
 def speakers(result) -> list[str]:
@@ -118,11 +116,20 @@ def test_turns_order_goes_round_the_cast(gen, world):
     assert speakers(result) == ["aoife", "mira", "lin"] * 2 + ["aoife"]
 
 
-def test_likelihood_order_never_repeats_the_last_speaker(gen, world):
+def test_likelihood_order_never_repeats_the_last_speaker(gen, world, monkeypatch):
+    """Even when the scores favour whoever just spoke, the next speaker is someone else."""
+    offered = []
+
+    def favour_the_last(generator, messages, transcript, names):
+        last = transcript.rsplit("\n", 1)[-1]
+        offered.append((last, list(names)))
+        return [0.0 if last.startswith(speaker_prefix(n) + " ") else -5.0 for n in names]
+
+    monkeypatch.setattr(dialogue, "score_speakers", favour_the_last)
     request = DialogueRequest(characters=("mira", "lin", "aoife"), turns=6)
-    result = generate_dialogue(gen, world, request, CFG, seed=3)
-    ids = speakers(result)
-    assert all(a != b for a, b in zip(ids, ids[1:]))
+    ids = speakers(generate_dialogue(gen, world, request, CFG, seed=3))
+    assert len(offered) == 5 and all(a != b for a, b in zip(ids, ids[1:]))
+    assert not any(last.startswith(speaker_prefix(n) + " ") for last, names in offered for n in names)
 
 
 def test_two_characters_alternate_in_either_order(gen, world, monkeypatch):
@@ -235,13 +242,18 @@ def test_an_empty_line_is_retried_once_with_another_seed(gen, world, monkeypatch
     assert all(t["line"] for t in result.turns) and result.warnings == []
 
 
-def test_a_line_empty_twice_becomes_a_placeholder_with_a_warning(gen, world, monkeypatch):
-    Spy(gen, monkeypatch, replies=['""', "\n", "Fine."])
+@pytest.mark.parametrize(("first", "shown"), [
+    ('""', '""'),  # what the model wrote was already shown, and stays
+    ("  ", EMPTY_LINE),  # nothing was shown: the placeholder is
+])
+def test_a_line_empty_twice_becomes_a_placeholder_with_a_warning(gen, world, monkeypatch, first, shown):
+    Spy(gen, monkeypatch, replies=[first, "\n", "Fine."])
     streamed = []
     request = DialogueRequest(characters=("mira", "lin"), turns=2)
     result = generate_dialogue(gen, world, request, CFG, seed=10, on_text=streamed.append)
     assert [t["line"] for t in result.turns] == [EMPTY_LINE, "Fine."]
     assert "turn 1 (Mira)" in result.warnings[0]
+    assert "".join(streamed) == f"Mira: {shown}\n林小雨: Fine."
 
 
 def test_banned_words_still_apply(gen, world):

@@ -13,6 +13,8 @@ from metagen.cli import app
 from metagen.errors import ConfigError
 from metagen.world import load_world
 
+from conftest import write_world
+
 ROOT = Path(__file__).resolve().parent.parent
 NEXUS = ROOT / "worlds" / "nexus-hub.yaml"
 
@@ -60,9 +62,7 @@ content:
 
 @pytest.fixture
 def world(tmp_path):
-    path = tmp_path / "smallton.yaml"
-    path.write_text(WORLD, encoding="utf-8")
-    return load_world(path)
+    return load_world(write_world(tmp_path, WORLD, "smallton.yaml"))
 
 
 @pytest.fixture(scope="session")

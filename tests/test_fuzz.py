@@ -20,6 +20,8 @@ from metagen.cli import app
 from metagen.errors import EXIT_BAD_INPUT, EXIT_GENERATION_FAILED, EXIT_OK, WorldError
 from metagen.world import load_world
 
+from conftest import TINY_WORLD
+
 FUZZ = settings(max_examples=60, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 DOCUMENTED_EXITS = (EXIT_OK, EXIT_GENERATION_FAILED, EXIT_BAD_INPUT)
@@ -32,16 +34,6 @@ FIELD_NAMES = [
     "content", "banned_words", "include", "<<",
 ]  # fmt: skip
 IDS = ["ada", "bo", "well", "mill", "w", "x-1", "Ada", "../up", ""]
-TINY_WORLD = """\
-world: {id: tinyville, name: Tinyville}
-locations:
-  - {id: well, name: The Well}
-characters:
-  - {id: ada, name: Ada}
-  - {id: bo, name: Bo}
-lore:
-  - {id: flood, keys: [well], text: The well flooded once.}
-"""
 
 # ----------------------------------------------------------------------------- strategies
 

@@ -11,6 +11,8 @@ from metagen.plan import BEATS_BY_LENGTH, make_plan, story_messages, write_story
 from metagen.prompts import StoryRequest, resolve_request
 from metagen.world import load_world
 
+from conftest import write_world
+
 WORLD = """\
 world: {id: vale, name: The Vale, genre: pastoral fantasy}
 style: {tense: past, point_of_view: third, avoided_words: [suddenly]}
@@ -36,9 +38,7 @@ lore:
 
 @pytest.fixture
 def world(tmp_path):
-    path = tmp_path / "vale.yaml"
-    path.write_text(WORLD, encoding="utf-8")
-    return load_world(path)
+    return load_world(write_world(tmp_path, WORLD, "vale.yaml"))
 
 
 def plan_for(world, seed, **request):

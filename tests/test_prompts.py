@@ -32,9 +32,11 @@ from metagen.prompts import (
 )
 from metagen.world import load_world
 
+from conftest import write_world
+
 ROOT = Path(__file__).resolve().parent.parent
 
-TINY_WORLD = """\
+WORLD = """\
 world:
   id: harbour
   name: Little Harbour
@@ -124,9 +126,7 @@ def words(text: str) -> int:
 
 @pytest.fixture
 def world(tmp_path):
-    path = tmp_path / "harbour.yaml"
-    path.write_text(TINY_WORLD, encoding="utf-8")
-    return load_world(path)
+    return load_world(write_world(tmp_path, WORLD, "harbour.yaml"))
 
 
 def user_text(prompt) -> str:

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import files_in, invoke
-from test_robustness import TINY_WORLD, assert_refused_in_bounds, error_line
+from conftest import TINY_WORLD, files_in, invoke
+from test_robustness import assert_refused_in_bounds, error_line
 
 # ----------------------------------------------------------------------------- 8. standard input
 
@@ -228,15 +228,15 @@ def test_a_bad_include_fails_before_any_large_include_is_parsed(tmp_path, comman
 
 
 def test_a_missing_include_parses_no_other_include(tmp_path, monkeypatch):
-    from metagen import world as world_module
     from metagen.errors import WorldError
+    from metagen.world import includes, load_world
 
     _twelve_includes(tmp_path, "gone.yaml")
     parsed = []
-    real = world_module.compose_yaml
-    monkeypatch.setattr(world_module, "compose_yaml", lambda data, what: parsed.append(len(data)) or real(data, what))
+    real = includes.compose_yaml
+    monkeypatch.setattr(includes, "compose_yaml", lambda data, what: parsed.append(len(data)) or real(data, what))
     with pytest.raises(WorldError, match="'gone.yaml' not found"):
-        world_module.load_world(tmp_path / "w.yaml")
+        load_world(tmp_path / "w.yaml")
     assert len(parsed) == 1  # the world file itself
 
 

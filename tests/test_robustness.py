@@ -24,35 +24,15 @@ from hypothesis import strategies as st
 
 from metagen.output import is_complete, read_piece_file
 
-from conftest import files_in, invoke
+from conftest import TINY_WORLD, files_in, invoke
 
 ROOT = Path(__file__).resolve().parent.parent
 
-TINY_WORLD = """\
-world: {id: tinyville, name: Tinyville}
-style: {length: short, length_words: {short: 20, medium: 40, long: 80}}
-locations:
-  - {id: well, name: The Well}
-  - {id: mill, name: The Mill}
-characters:
-  - {id: ada, name: Ada}
-  - {id: bo, name: Bo}
-  - {id: cy, name: Cy}
-lore:
-  - {id: flood, keys: [well], text: The well flooded once.}
-"""
 HEAD = "world: {id: w, name: W}\n"
 KNOWN = "smollm2-135m-instruct"
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-@pytest.fixture
-def world(tmp_path) -> Path:
-    path = tmp_path / "tiny.yaml"
-    path.write_text(TINY_WORLD, encoding="utf-8")
-    return path
 
 
 @pytest.fixture
@@ -1208,9 +1188,13 @@ def test_any_number_notation_gives_a_world_error_not_a_traceback(tmp_path, tag, 
     path.write_text(HEAD + f"lore:\n  - {{id: a, keys: [x], text: T, {body}}}\n"
                     f"defaults:\n  all: {{temperature: {tag}{text or 0}}}\n", encoding="utf-8")
     try:
-        load_world(path)
-    except WorldError:
-        pass
+        world = load_world(path)
+    except WorldError as error:  # each problem names the file, then one of the two fields or the YAML syntax
+        assert error.problems and all(p.startswith(f"{path}:") for p in error.problems), error.problems
+        fields = (": lore[0].priority: ", ": defaults.all", ": invalid YAML: ")
+        assert all(any(f in p for f in fields) for p in error.problems), error.problems
+    else:
+        assert type(world.lore[0].priority) is int
 
 
 DECODING_EXTREMES = [

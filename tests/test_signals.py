@@ -21,7 +21,7 @@ import pytest
 from metagen.cli import app
 from metagen.output import is_complete
 
-from conftest import files_in
+from conftest import files_in, write_world
 
 WORLD = """\
 world: {id: tinyville, name: Tinyville}
@@ -47,9 +47,7 @@ SIGNALS = [
 
 @pytest.fixture
 def world(tmp_path) -> Path:
-    path = tmp_path / "tiny.yaml"
-    path.write_text(WORLD, encoding="utf-8")
-    return path
+    return write_world(tmp_path, WORLD)
 
 
 def leftovers(root: Path) -> list[Path]:

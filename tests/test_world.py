@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from metagen import world as world_module
+from metagen.world import includes, safe_yaml, validate
 from metagen.errors import RequestError, WorldError
 from metagen.world import load_world, schema_path, slugify, starter_world
 
@@ -229,7 +230,7 @@ def test_missing_path_and_directory(tmp_path):
 
 
 def test_size_cap(tmp_path, monkeypatch):
-    monkeypatch.setattr(world_module, "MAX_FILE_BYTES", 1024)
+    monkeypatch.setattr(includes, "MAX_FILE_BYTES", 1024)
     path = write(tmp_path, {"w.yaml": VALID + "# " + "x" * 2000 + "\n"})
     (problem,) = problems_of(path)
     assert f"{path}: is {path.stat().st_size:,} bytes, over the 1 KiB limit" in problem
@@ -424,16 +425,16 @@ def test_schema_and_loader_know_the_same_fields():
     schema = json.loads(schema_path().read_text(encoding="utf-8"))
     defs = schema["$defs"]
     pairs = [
-        (schema["properties"], world_module._TOP_KEYS),
-        (schema["properties"]["world"]["properties"], world_module._WORLD_KEYS),
-        (schema["properties"]["style"]["properties"], world_module._STYLE_KEYS),
-        (schema["properties"]["content"]["properties"], world_module._CONTENT_KEYS),
+        (schema["properties"], validate.TOP_KEYS),
+        (schema["properties"]["world"]["properties"], validate.WORLD_KEYS),
+        (schema["properties"]["style"]["properties"], validate.STYLE_KEYS),
+        (schema["properties"]["content"]["properties"], validate.CONTENT_KEYS),
         (schema["properties"]["defaults"]["properties"], world_module.DEFAULTS_KINDS),
-        (defs["location"]["properties"], world_module._LOCATION_KEYS),
-        (defs["character"]["properties"], world_module._CHARACTER_KEYS),
-        (defs["relationship"]["properties"], world_module._RELATIONSHIP_KEYS),
-        (defs["faction"]["properties"], world_module._FACTION_KEYS),
-        (defs["lore"]["properties"], world_module._LORE_KEYS),
+        (defs["location"]["properties"], validate.LOCATION_KEYS),
+        (defs["character"]["properties"], validate.CHARACTER_KEYS),
+        (defs["relationship"]["properties"], validate.RELATIONSHIP_KEYS),
+        (defs["faction"]["properties"], validate.FACTION_KEYS),
+        (defs["lore"]["properties"], validate.LORE_KEYS),
     ]
     for properties, keys in pairs:
         assert set(properties) == set(keys)
@@ -451,7 +452,7 @@ def test_the_example_in_the_docs_validates(tmp_path, validator):
 
 
 def test_too_many_values_stop_the_parse_early(tmp_path, monkeypatch):
-    monkeypatch.setattr(world_module, "MAX_NODES", 1000)
+    monkeypatch.setattr(safe_yaml, "MAX_NODES", 1000)
     path = write(tmp_path, {"w.yaml": "x:\n" + "  - 1\n" * 5000})
     (problem,) = problems_of(path)
     assert problem.startswith(f"{path}:999:5: more than 1000 values in one file")

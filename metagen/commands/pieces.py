@@ -19,6 +19,7 @@ import typer
 from metagen.commands.help import PLAIN_HELP, PanelledCommand
 from metagen.commands.options import load_generator, progress_to_stderr, with_decoding_options
 from metagen.commands.terminal import escaped, printable
+from metagen.text import format_turns
 
 WorldArg = Annotated[Path, typer.Argument(help="A world file (YAML).", show_default=False)]
 Characters = Annotated[Optional[list[str]], typer.Option(
@@ -332,7 +333,7 @@ def prompt_dialogue(world: WorldArg, characters: Characters = None, location: Lo
 def _spoken(data: dict) -> str:
     """What replay compares: the text, or for a dialogue its turns as "Name: line" lines."""
     if data.get("kind") == "dialogue" and data.get("turns"):
-        return "\n".join(f"{t.get('speaker', '')}: {t.get('line', '')}" for t in data["turns"])
+        return format_turns(data["turns"])
     return data.get("text", "")
 
 

@@ -203,7 +203,8 @@ def new_command(
     ] = None,
 ):
     """Write a commented starter world that validates; never overwrites a file."""
-    from metagen.world import ID_RE, schema_path, slugify, starter_world
+    from metagen.text import slugify
+    from metagen.world import ID_RE, schema_path, starter_world
 
     world_id = world_id or slugify(name)
     if not ID_RE.match(world_id):

@@ -1,0 +1,72 @@
+"""Small text helpers shared across metagen: ids from names, loose folding, hints, transcripts.
+
+One transliteration table serves both the file names in output.py and the loose comparisons
+of the critic and `metagen eval`, so a name folds the same way in both. No metagen imports
+here: every other module may import this one.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+
+# Letters that NFKD does not decompose into ASCII but that have a usual spelling.
+TRANSLIT = str.maketrans(
+    {"ß": "ss", "æ": "ae", "Æ": "AE", "œ": "oe", "Œ": "OE", "ø": "o", "Ø": "O", "đ": "d",
+     "Đ": "D", "ð": "d", "Ð": "D", "ł": "l", "Ł": "L", "þ": "th", "Þ": "Th", "ı": "i"}
+)
+# Curly apostrophes compare as the straight one; file names keep them (and so get a hash).
+_QUOTES = str.maketrans({"’": "'", "‘": "'"})
+
+
+def slugify(text: str, fallback: str = "world", limit: int | None = 64) -> str:
+    """An ASCII id from free text: "Aoife Ní Bhriain" -> "aoife-ni-bhriain"; cut at limit characters."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")[:limit].strip("-")
+    return slug or fallback
+
+
+def fold(text: str) -> str:
+    """Text compared loosely: case folded, accents and a few letters spelled plainly ("Søren" -> "soren")."""
+    text = unicodedata.normalize("NFKD", text.casefold().translate(TRANSLIT).translate(_QUOTES))
+    return "".join(c for c in text if not unicodedata.combining(c))
+
+
+def closest(word: str, options: Iterable[str], cutoff: float = 0.6) -> str | None:
+    """The option most like word (difflib's ratio at least cutoff), or None."""
+    close = difflib.get_close_matches(word, list(options), n=1, cutoff=cutoff)
+    return close[0] if close else None
+
+
+def did_you_mean(word: str, options) -> str:
+    """A hint: "did you mean 'x'?" for a close match, else the valid options."""
+    options = list(options)
+    close = closest(word, options)
+    if close:
+        return f"did you mean '{close}'?"
+    if not options:
+        return "there are none"
+    shown = ", ".join(options[:12]) + (f", ... ({len(options)} in all)" if len(options) > 12 else "")
+    return f"expected one of: {shown}"
+
+
+def speaker_prefix(name: str) -> str:
+    """What metagen writes before the model writes a line: "Name:"."""
+    return f"{name}:"
+
+
+def format_dialogue(lines: Iterable[tuple[str, str]]) -> str:
+    """Turns as text, one "Name: line" a line."""
+    return "\n".join(f"{speaker_prefix(name)} {line}" for name, line in lines)
+
+
+def format_turns(turns: Sequence[dict]) -> str:
+    """Recorded turns ({"speaker", "line"} dicts) as text, one "Name: line" a line."""
+    return format_dialogue((t.get("speaker", ""), t.get("line", "")) for t in turns)
+
+
+__all__ = [
+    "TRANSLIT", "closest", "did_you_mean", "fold", "format_dialogue", "format_turns", "slugify", "speaker_prefix",
+]

@@ -1,0 +1,129 @@
+"""Reading a world file and the files it includes, depth first, each one at most once.
+
+Every include is checked (inside the world's folder, no cycle, no repeat, a regular file)
+before any is parsed, so one missing file fails the world without parsing the others.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from yaml.nodes import MappingNode, Node, SequenceNode
+
+from metagen.files import NotRegularFile, check_regular, read_regular
+from metagen.world.safe_yaml import YamlRefused, compose_yaml, describe_node
+from metagen.world.sections import SectionReader
+from metagen.world.validate import PART_KEYS, TOP_KEYS
+
+MAX_FILE_BYTES = 2 * 1024 * 1024  # per file; split bigger worlds with include:
+
+
+def _read_file(load: SectionReader, path: Path) -> Node | None:
+    """Read, decode and compose one file; report a file-level problem and return None."""
+    try:
+        if path.is_dir():
+            inside = next((p.name for p in (path / "world.yaml", path / "world.yml") if p.is_file()), None)
+            tip = f"give {path / inside}" if inside else "give the .yaml file itself"
+            load.add(None, "", f"is a directory, not a world file ({tip})")
+            return None
+        size = check_regular(path).st_size
+        data = read_regular(path, MAX_FILE_BYTES) if size <= MAX_FILE_BYTES else b""
+        size = max(size, len(data))  # a file that grew since stat is cut at the limit + 1
+        if size > MAX_FILE_BYTES:
+            mib = MAX_FILE_BYTES >= 2**20
+            limit = f"{MAX_FILE_BYTES / 2**20:g} MiB" if mib else f"{MAX_FILE_BYTES / 2**10:g} KiB"
+            tip = "split it with include:"
+            load.add(None, "", f"is {size:,} bytes, over the {limit} limit for a world file ({tip})")
+            return None
+    except NotRegularFile as error:
+        load.add(None, "", error.sentence())
+        return None
+    except FileNotFoundError:
+        load.add(None, "", "no such file (check the path; `metagen worlds list` shows the worlds in ./worlds)")
+        return None
+    except OSError as error:
+        load.add(None, "", f"cannot be read: {error.strerror or error} (check its permissions)")
+        return None
+    load.files.append(path.resolve())
+    load.data.append(data)
+    try:
+        node = compose_yaml(data, "a world file")
+    except YamlRefused as error:
+        load.add(error.mark, "", error.message)
+        return None
+    if node is None:
+        load.add(None, "", "is empty or only comments (a world needs at least 'world:' with id and name; "
+                 "`metagen worlds new NAME` writes a starter)")  # fmt: skip
+        return None
+    if not isinstance(node, MappingNode):
+        sections = ", ".join(TOP_KEYS[:5])
+        # A single value is not quoted: the path may name some other file (a replay's
+        # world_files), whose first line must never be echoed.
+        shown = "a list" if isinstance(node, SequenceNode) else "a single value"
+        load.add(node, "", f"the top level is {shown} (expected a mapping of sections: {sections}, ...)")
+        return None
+    return node
+
+
+def read_part(load: SectionReader, path: Path, display: str, stack: tuple[Path, ...], main: bool) -> dict[str, Node]:
+    """Read one file, its sections into load.sections, then its includes (depth first)."""
+    load.file_no, load.display = len(load.files), display
+    node = _read_file(load, path)
+    if node is None:
+        return {}
+    keys = TOP_KEYS if main else PART_KEYS
+    extra = "" if main else "; an included file holds only locations, characters, factions, lore and include"
+    m = load.mapping(node, "", keys, required=("world",) if main else (), extra=extra) or {}
+    for section, read in (
+        ("locations", load.read_location),
+        ("characters", load.read_character),
+        ("factions", load.read_faction),
+        ("lore", load.read_lore),
+    ):
+        if section in m:
+            load.sections[section].extend(load.items(m[section], section, read))
+    if "include" in m:
+        file_no, here = load.file_no, display
+        includes = m["include"].value if isinstance(m["include"], SequenceNode) else None
+        if includes is None:
+            load.add(m["include"], "include", f"got {describe_node(m['include'])} (expected a list of file paths)")
+        before, targets = len(load.problems), []
+        for i, item in enumerate(includes or []):  # every include is checked before any is parsed
+            rel = load.text(item, f"include[{i}]")
+            target = rel is not None and _include_target(load, path, display, rel, item, f"include[{i}]", stack,
+                                                         [t for t, _ in targets])
+            if target:
+                targets.append((target, os.path.normpath(os.path.join(os.path.dirname(display), rel))))
+        if len(load.problems) == before:  # one missing file fails the world: parse nothing more
+            for target, shown in targets:
+                read_part(load, target, shown, (*stack, target), main=False)
+                load.file_no, load.display = file_no, here
+    return m
+
+
+def _include_target(load: SectionReader, parent: Path, parent_display: str, rel: str, node: Node, at: str, stack,
+                    listed: list[Path]) -> Path | None:
+    """The resolved file an include names, or None when it is outside, a cycle, a repeat,
+    missing or not a regular file (each reported at the include's line)."""
+    target = (parent.parent / rel).resolve()
+    if not load.allow_outside and not target.is_relative_to(load.root):
+        tip = "move it inside, or load with allow_outside=True"
+        load.add(node, at, f"'{rel}' is outside the world's folder {load.root} ({tip})")
+    elif target in stack:
+        chain = " -> ".join(p.name for p in (*stack[stack.index(target):], target))
+        load.add(node, at, f"include cycle: {chain} (remove one of these includes)")
+    elif target in load.files or target in listed:
+        load.add(node, at, f"'{rel}' is already included (include each file once)")
+    else:
+        try:
+            check_regular(target)
+            return target
+        except NotRegularFile as error:
+            load.add(node, at, f"'{rel}' {error.sentence()}")
+        except FileNotFoundError:
+            tip = f"looked for {target}; include paths are relative to {parent_display}"
+            load.add(node, at, f"'{rel}' not found ({tip})")
+        except OSError as error:
+            load.add(node, at, f"'{rel}' cannot be read: {error.strerror or error} (check its permissions)")
+    return None
