@@ -216,7 +216,7 @@ def test_show_prompt_prints_the_prompt_and_runs_nothing(runner, world, model_arg
     result = invoke(runner, "story", world, "-c", "ada", "-l", "well", "--show-prompt", "--out", tmp_path / "o",
                     *model_args)
     assert result.exit_code == 0, result.output
-    assert result.stdout.startswith("<|im_start|>system\n") and "Write the opening paragraph. Ada is at The Well." in result.stdout
+    assert result.stdout.startswith("<|im_start|>system\n") and "Write the opening paragraph. Ada is at the Well." in result.stdout
     assert "prompt tokens: " in result.stderr and "lore used: flood" in result.stderr
     assert "lore left out: none" in result.stderr
     assert not (tmp_path / "o").exists()

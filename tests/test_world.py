@@ -269,6 +269,13 @@ def test_include_outside_allowed_on_request(tmp_path):
     assert [e.id for e in world.lore] == ["tide", "far"]
 
 
+def test_an_include_path_with_a_nul_character_is_one_error_naming_the_line(tmp_path):
+    path = write(tmp_path, {"w.yaml": VALID + 'include: ["a\\0b.yaml"]\n'})
+    with pytest.raises(WorldError) as caught:
+        load_world(path)
+    assert "include[0]" in str(caught.value) and "NUL character" in str(caught.value)
+
+
 def test_includes_merge_in_order_and_hash_covers_every_file(tmp_path):
     files = {
         "w.yaml": VALID + "include: [parts/a.yaml]\n",

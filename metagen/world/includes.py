@@ -106,6 +106,9 @@ def _include_target(load: SectionReader, parent: Path, parent_display: str, rel:
                     listed: list[Path]) -> Path | None:
     """The resolved file an include names, or None when it is outside, a cycle, a repeat,
     missing or not a regular file (each reported at the include's line)."""
+    if "\0" in rel:  # no file system takes one; pathlib would raise ValueError
+        load.add(node, at, f"{rel!r} is not a path: it holds a NUL character (write the included file's path)")
+        return None
     target = (parent.parent / rel).resolve()
     if not load.allow_outside and not target.is_relative_to(load.root):
         tip = "move it inside, or load with allow_outside=True"
