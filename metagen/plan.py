@@ -51,8 +51,10 @@ BEATS_BY_LENGTH = {"short": 3, "medium": 4, "long": 5}
 BEAT_SENTENCES = 4  # a beat keeps at most this many sentences
 _LIST_MARKER = re.compile(r"^(?:[-*•]|\d+[.)])\s+")  # "- " or "1. " a small model starts a paragraph with
 BEAT_TOKENS = 120  # the most tokens a beat may take, whatever the story's budget
-EXTRA_ROUNDS = 1  # rounds of fresh candidates drawn when a beat's best scores low or invents a name
-NAMING_ROUNDS = 2  # rounds drawn for the opening and the ending while the best leaves a requested name out
+EXTRA_ROUNDS = 1  # more rounds of candidates a beat may draw when its best scores low or invents a name
+NAMING_ROUNDS = 2  # ... the opening and the ending may draw, also while the best leaves a requested name out
+STORY_EXTRA_ROUNDS = 2  # more rounds a whole story may draw (its time: at most beats + 2 rounds), one kept for
+# the ending, the last chance to name the cast and place
 ROUND_AGAIN_BELOW = -3.0  # e.g. every candidate copies ten words of the story so far, or is garbled
 _POV = {"first": "the first person", "second": "the second person", "third": "the third person"}
 
@@ -317,6 +319,7 @@ def write_story(generator, world: World, request: StoryRequest, cfg: GenerationC
     requested = [*map(character_forms, resolved.characters)]
     if resolved.location is not None:
         requested.append(location_forms(resolved.location))
+    spare_rounds = STORY_EXTRA_ROUNDS
     for index, beat in enumerate(plan):
         chat = _with_beat(chat, beat.instruction)
         text = tokenizer.render_chat(chat)
@@ -331,8 +334,11 @@ def write_story(generator, world: World, request: StoryRequest, cfg: GenerationC
             unsaid = [forms for forms in requested if not names_any(" ".join(written), forms)]
             context = replace(context, names=tuple(dict.fromkeys([*context.names, *unsaid])))
         # the opening introduces the cast and place and the ending is the last chance to: both insist
+        insist = last or index == 0
+        allowed = min(NAMING_ROUNDS if insist else EXTRA_ROUNDS, spare_rounds - (not last))
         seeds, options, verdicts = _draw_candidates(generator, ids, beat_cfg, cfg.candidates, beat_seed, context,
-                                                    reuse, insist_on_names=last or index == 0)
+                                                    reuse, extra_rounds=allowed, insist_on_names=insist)
+        spare_rounds -= len(seeds) // cfg.candidates - 1
         chosen = best_index(verdicts)
         paragraph = options[chosen].text.strip()
         output_tokens += options[chosen].output_tokens
@@ -354,16 +360,16 @@ def write_story(generator, world: World, request: StoryRequest, cfg: GenerationC
 
 
 def _draw_candidates(generator, ids: list[int], beat_cfg: GenerationConfig, count: int, beat_seed: int,
-                     context, reuse: PrefixReuse, *, insist_on_names: bool = False) -> tuple[list[int], list, list]:
+                     context, reuse: PrefixReuse, *, extra_rounds: int,
+                     insist_on_names: bool = False) -> tuple[list[int], list, list]:
     """A beat's candidates (seeds, completions, verdicts), with more rounds while the best falls short.
 
     A small model often restates an earlier beat or makes up a person; when every candidate
-    does (or is garbled), EXTRA_ROUNDS more rounds of fresh candidates are drawn before the
-    best is kept. With insist_on_names, up to NAMING_ROUNDS are drawn, also while the best
-    leaves a required name out.
+    does (or is garbled), up to extra_rounds more rounds of fresh candidates are drawn before
+    the best is kept; with insist_on_names, also while the best leaves a required name out.
     """
     seeds, options, verdicts = [], [], []
-    for round_ in range(1 + (count > 1) * (NAMING_ROUNDS if insist_on_names else EXTRA_ROUNDS)):
+    for round_ in range(1 + (count > 1) * max(0, extra_rounds)):
         if verdicts and _good_enough(verdicts[best_index(verdicts)], insist_on_names):
             break
         more = [candidate_seed(beat_seed, k) for k in range(round_ * count, (round_ + 1) * count)]

@@ -97,6 +97,8 @@ def test_write_story_keeps_each_beats_pick_and_reuses_the_cache(world, wide_gene
     # and the ending while they leave Ada out
     assert all(len(b["candidates"]) in (2, 4) for b in story.critic["beats"][1:-1])
     assert all(len(b["candidates"]) in (2, 4, 6) for b in story.critic["beats"])
+    # at most STORY_EXTRA_ROUNDS more rounds in the whole story
+    assert sum(len(b["candidates"]) for b in story.critic["beats"]) <= (3 + 2) * 2
     # one real prefill a beat (a second round reuses it); later beats prefill only what is new
     assert len(widths) == 3 and widths[1] < widths[0] + 60
     again = write_story(wide_generator, world, request, cfg, seed=4)
@@ -208,8 +210,8 @@ def test_a_name_in_another_script_is_written_as_its_alias(tmp_path):
 def test_the_opening_and_ending_draw_again_until_they_name_the_cast_and_place(world, wide_generator, monkeypatch):
     from metagen.generate import Completion
 
-    texts = iter(["Ada waits at the Old Mill."] * 3  # the opening: three rounds, none names Bo
-                 + ["Ada walks home."]  # the turn: one round, whatever it names
+    texts = iter(["Ada waits at the Old Mill."] * 2  # the opening: two rounds, neither names Bo
+                 + ["Ada walks home."]  # the turn: one round (the story's last spare round is the ending's)
                  + ["Ada walks home to the Old Mill.", "Bo walks home to the Old Mill."])  # the ending
     calls = []
 
@@ -221,10 +223,10 @@ def test_the_opening_and_ending_draw_again_until_they_name_the_cast_and_place(wo
     monkeypatch.setattr(wide_generator, "complete", fake)
     request = StoryRequest(characters=("ada", "bo"), location="mill", length="short")
     story = write_story(wide_generator, world, request, GenerationConfig(max_new_tokens=60, candidates=2), seed=1)
-    assert calls == [2] * 6
+    assert calls == [2] * 5
     # the ending's own instruction names only the mill; Bo, whom the story never named, is required too
     assert story.plan[-1]["text"] == "Bo walks home to the Old Mill."
-    assert [len(b["candidates"]) for b in story.critic["beats"]] == [6, 2, 4]
+    assert [len(b["candidates"]) for b in story.critic["beats"]] == [4, 2, 4]
 
 
 def test_a_beat_whose_candidates_all_invent_a_person_draws_again(world, wide_generator, monkeypatch):
