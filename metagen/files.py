@@ -117,3 +117,15 @@ def read_stream_text(stream: BinaryIO, limit: int) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError as error:
         raise ValueError(f"is not UTF-8 text (byte 0x{data[error.start]:02x} at offset {error.start})") from None
+
+
+def os_reason(error: OSError) -> str:
+    """The OS's words for error, also for a bare OSError(errno.ENOSPC)."""
+    if error.strerror:
+        return error.strerror
+    code = error.errno
+    if code is None and len(error.args) == 1 and isinstance(error.args[0], int):
+        code = error.args[0]
+    if code:
+        return os.strerror(code)
+    return str(error) or type(error).__name__

@@ -304,7 +304,6 @@ def beam_search(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfi
     device = model.device
     V = model.args.vocab_size
     eos = sorted(tokenizer.eos_ids)
-    eos_set = set(eos)
     K = max(2, 1 + len(eos)) * nb  # candidates kept per step, as transformers does
     processors = build_processors(cfg, tokenizer, None)
     _log_order("beam", processors)
@@ -313,13 +312,7 @@ def beam_search(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfi
     pad = pad.repeat_interleave(nb, dim=0)
     pad_or_none = pad if bool((pad > 0).any()) else None
     cache = model.new_cache(B * nb, prompt_tokens.shape[1] + cfg.max_new_tokens)
-    # Running beams: scores (B, nb), tokens (B*nb, t), raw log-probability sums (B*nb,)
-    running_scores = torch.full((B, nb), -1e9, dtype=torch.float32, device=device)
-    running_scores[:, 0] = 0.0
-    running = [[] for _ in range(B * nb)]
-    raw_sums = torch.zeros(B * nb, dtype=torch.float64)
-    finished: list[list[_Hypothesis]] = [[] for _ in range(B)]
-    done = [False] * B
+    beams = _Beams.start(B, nb, device)
     streamed = [0] * B  # tokens of the shared prefix already streamed
     text_so_far = [""] * B
     logits = model(prompt_tokens, cache, pad_or_none, last_only=True)[:, -1]  # (B*nb, V)
@@ -328,90 +321,135 @@ def beam_search(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfi
         # a. score: log-softmax, then the processors, plus each beam's running score
         raw_logprobs = torch.log_softmax(logits.float(), dim=-1)
         history = _history(prompt_tokens, pad,
-                           torch.tensor(running, dtype=torch.long, device=device).view(B * nb, step),
+                           torch.tensor(beams.running, dtype=torch.long, device=device).view(B * nb, step),
                            cfg.penalize_prompt)
         logprobs = apply_processors(processors, history, raw_logprobs)
         if step < cfg.min_new_tokens:
             logprobs = _suppress(logprobs, eos)
-        accumulated = (logprobs.view(B, nb, V) + running_scores[:, :, None]).view(B, nb * V)
+        accumulated = (logprobs.view(B, nb, V) + beams.scores[:, :, None]).view(B, nb * V)
         # b. the K best continuations over all beams of each prompt
         top_scores, top_indices = torch.topk(accumulated, K, dim=-1)  # (B, K)
-        parents = (top_indices // V).tolist()
-        tokens = (top_indices % V).tolist()
-        top_scores_list = top_scores.tolist()
         last_step = step == cfg.max_new_tokens - 1
-        new_running, new_scores, new_sums, reorder = [], [], [], []
-        for b in range(B):
-            kept = 0
-            for rank in range(K):
-                parent = b * nb + parents[b][rank]
-                token = tokens[b][rank]
-                sequence = running[parent] + [token]
-                raw = float(raw_sums[parent]) + float(raw_logprobs[parent, token])
-                reason = "eos" if token in eos_set else None
-                if reason is None and cfg.stop:
-                    text = tokenizer.decode(sequence)
-                    if any(s in text for s in cfg.stop):
-                        reason = "stop"
-                if reason is None and last_step:
-                    reason = "length"
-                if reason is not None:
-                    # c. a finished candidate counts only among the nb best of this step
-                    if rank < nb and not done[b]:
-                        score = top_scores_list[b][rank] / ((step + 1) ** cfg.length_penalty)
-                        _add_hypothesis(finished[b], _Hypothesis(score, sequence, raw, reason), nb)
-                    continue
-                if kept < nb:
-                    # d. the nb best unfinished candidates continue
-                    new_running.append(sequence)
-                    new_scores.append(top_scores_list[b][rank])
-                    new_sums.append(raw)
-                    reorder.append(parent)
-                    kept += 1
-            while kept < nb:  # every candidate finished: keep dead beams
-                new_running.append(running[b * nb] + [tokenizer.pad_id])
-                new_scores.append(-1e9)
-                new_sums.append(0.0)
-                reorder.append(b * nb)
-                kept += 1
-        running = new_running
-        running_scores = torch.tensor(new_scores, dtype=torch.float32, device=device).view(B, nb)
-        raw_sums = torch.tensor(new_sums, dtype=torch.float64)
+        # c. and d. (in _advance_beams): file the finished, carry the nb best unfinished on
+        reorder = _advance_beams(beams, top_scores, top_indices, raw_logprobs, step, last_step,
+                                 cfg, tokenizer, set(eos))
         # e. stop rule: nb hypotheses done (early stopping), or no running beam can still win
-        for b in range(B):
-            if done[b]:
-                continue
-            full = len(finished[b]) >= nb
-            best_running = float(running_scores[b].max()) / ((step + 1) ** cfg.length_penalty)
-            if full and (cfg.early_stopping or best_running <= min(h.score for h in finished[b])):
-                done[b] = True
+        _mark_done(beams, step, cfg)
         if on_text:
-            _stream_beams(tokenizer, running, finished, nb, streamed, text_so_far, on_text, done)
-        if all(done) or last_step:
+            _stream_beams(tokenizer, beams.running, beams.finished, nb, streamed, text_so_far, on_text, beams.done)
+        if all(beams.done) or last_step:
             break
         # f. reorder the KV cache to the chosen parents, then one step for every beam
         rows = torch.tensor(reorder, dtype=torch.long, device=device)
         if not torch.equal(rows, torch.arange(B * nb, device=device)):
             cache.reorder(rows)
-        last = torch.tensor([seq[-1] for seq in running], dtype=torch.long, device=device)
+        last = torch.tensor([seq[-1] for seq in beams.running], dtype=torch.long, device=device)
         logits = model(last[:, None], cache, pad_or_none)[:, -1]
         steps += 1
-    results = []
-    for b in range(B):
-        best = sorted(finished[b], key=lambda h: h.score, reverse=True)[:cfg.num_return_sequences]
-        sequences = []
-        for hyp in best:
-            text = tokenizer.decode(hyp.tokens)
-            if hyp.finish_reason == "stop":
-                text = text[:min(i for i in (text.find(s) for s in cfg.stop) if i >= 0)]
-            sequences.append(Sequence(tokens=hyp.tokens, text=text, logprob=hyp.logprob,
-                                      finish_reason=hyp.finish_reason, score=hyp.score))
-        if on_text and sequences and sequences[0].text.startswith(text_so_far[b]):
-            rest = sequences[0].text[len(text_so_far[b]):]
-            if rest:
-                on_text(b, rest)
-        results.append(SearchResult(sequences=sequences, prompt_tokens=len(prompts[b]), steps=steps))
-    return results
+    return [_beam_result(tokenizer, cfg, beams.finished[b], len(prompts[b]), steps, b, text_so_far[b], on_text)
+            for b in range(B)]
+
+
+@dataclass
+class _Beams:
+    """Beam search's running state for B prompts of nb beams each; row b * nb + i is beam i of prompt b."""
+
+    nb: int  # beams per prompt
+    device: torch.device  # where the running scores live
+    running: list[list[int]]  # (B*nb) the tokens of each running beam
+    scores: torch.Tensor  # (B, nb) each running beam's score
+    raw_sums: torch.Tensor  # (B*nb,) each running beam's sum of raw log-probabilities, float64
+    finished: list[list[_Hypothesis]]  # per prompt, the n-best finished hypotheses
+    done: list[bool]  # per prompt, whether its search is over
+
+    @classmethod
+    def start(cls, B: int, nb: int, device) -> "_Beams":
+        """Empty beams; only the first beam of each prompt is live, so the first step does not pick duplicates."""
+        scores = torch.full((B, nb), -1e9, dtype=torch.float32, device=device)
+        scores[:, 0] = 0.0
+        return cls(nb, device, [[] for _ in range(B * nb)], scores, torch.zeros(B * nb, dtype=torch.float64),
+                   [[] for _ in range(B)], [False] * B)
+
+
+def _finish_reason(tokenizer, cfg: GenerationConfig, sequence: list[int], token: int, eos_set: set[int],
+                   last_step: bool) -> str | None:
+    """Why a candidate ends here (eos, stop or length), or None when it runs on."""
+    if token in eos_set:
+        return "eos"
+    if cfg.stop:
+        text = tokenizer.decode(sequence)
+        if any(s in text for s in cfg.stop):
+            return "stop"
+    return "length" if last_step else None
+
+
+def _advance_beams(beams: _Beams, top_scores: torch.Tensor, top_indices: torch.Tensor, raw_logprobs: torch.Tensor,
+                   step: int, last_step: bool, cfg: GenerationConfig, tokenizer, eos_set: set[int]) -> list[int]:
+    """Steps c and d of beam_search on the K best candidates of each prompt; returns each new beam's parent row."""
+    nb, V = beams.nb, raw_logprobs.shape[-1]
+    parents = (top_indices // V).tolist()
+    tokens = (top_indices % V).tolist()
+    top_scores_list = top_scores.tolist()
+    new_running, new_scores, new_sums, reorder = [], [], [], []
+    for b in range(len(beams.finished)):
+        kept = 0
+        for rank in range(len(tokens[b])):
+            parent = b * nb + parents[b][rank]
+            token = tokens[b][rank]
+            sequence = beams.running[parent] + [token]
+            raw = float(beams.raw_sums[parent]) + float(raw_logprobs[parent, token])
+            reason = _finish_reason(tokenizer, cfg, sequence, token, eos_set, last_step)
+            if reason is not None:
+                # c. a finished candidate counts only among the nb best of this step
+                if rank < nb and not beams.done[b]:
+                    score = top_scores_list[b][rank] / ((step + 1) ** cfg.length_penalty)
+                    _add_hypothesis(beams.finished[b], _Hypothesis(score, sequence, raw, reason), nb)
+                continue
+            if kept < nb:
+                # d. the nb best unfinished candidates continue
+                new_running.append(sequence)
+                new_scores.append(top_scores_list[b][rank])
+                new_sums.append(raw)
+                reorder.append(parent)
+                kept += 1
+        for _ in range(kept, nb):  # every candidate finished: keep dead beams
+            new_running.append(beams.running[b * nb] + [tokenizer.pad_id])
+            new_scores.append(-1e9)
+            new_sums.append(0.0)
+            reorder.append(b * nb)
+    beams.running = new_running
+    beams.scores = torch.tensor(new_scores, dtype=torch.float32, device=beams.device).view(-1, nb)
+    beams.raw_sums = torch.tensor(new_sums, dtype=torch.float64)
+    return reorder
+
+
+def _mark_done(beams: _Beams, step: int, cfg: GenerationConfig) -> None:
+    """A prompt is done with nb hypotheses and early stopping, or when no running beam can beat the worst."""
+    for b in range(len(beams.finished)):
+        if beams.done[b]:
+            continue
+        full = len(beams.finished[b]) >= beams.nb
+        best_running = float(beams.scores[b].max()) / ((step + 1) ** cfg.length_penalty)
+        if full and (cfg.early_stopping or best_running <= min(h.score for h in beams.finished[b])):
+            beams.done[b] = True
+
+
+def _beam_result(tokenizer, cfg: GenerationConfig, finished: list[_Hypothesis], prompt_tokens: int, steps: int,
+                 row: int, streamed_text: str, on_text: TextCallback | None) -> SearchResult:
+    """One prompt's n-best as a SearchResult; streams what the best one adds to the text already streamed."""
+    best = sorted(finished, key=lambda h: h.score, reverse=True)[:cfg.num_return_sequences]
+    sequences = []
+    for hyp in best:
+        text = tokenizer.decode(hyp.tokens)
+        if hyp.finish_reason == "stop":
+            text = text[:min(i for i in (text.find(s) for s in cfg.stop) if i >= 0)]
+        sequences.append(Sequence(tokens=hyp.tokens, text=text, logprob=hyp.logprob,
+                                  finish_reason=hyp.finish_reason, score=hyp.score))
+    if on_text and sequences and sequences[0].text.startswith(streamed_text):
+        rest = sequences[0].text[len(streamed_text):]
+        if rest:
+            on_text(row, rest)
+    return SearchResult(sequences=sequences, prompt_tokens=prompt_tokens, steps=steps)
 
 
 def _add_hypothesis(hypotheses: list[_Hypothesis], hyp: _Hypothesis, limit: int) -> None:

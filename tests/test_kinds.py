@@ -8,7 +8,7 @@ from metagen import batch, dialogue, eval, output, pieces, prompts
 def test_kinds_are_named_by_their_request_classes():
     assert prompts.KINDS == ("story", "scene", "dialogue")
     assert all(prompts.REQUEST_KINDS[kind].kind == kind for kind in prompts.KINDS)
-    assert output.KINDS is prompts.KINDS and eval.KINDS is prompts.KINDS
+    assert output.piece.KINDS is prompts.KINDS and eval.KINDS is prompts.KINDS
 
 
 def test_dialogue_orders_are_one_tuple():

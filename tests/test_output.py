@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from metagen import output
+from metagen.output import formats, writing
 from metagen.prompts import DialogueRequest, SceneRequest, StoryRequest
 from metagen.errors import (
     EXIT_BAD_INPUT,
@@ -320,7 +320,7 @@ LINES = st.lists(
 def test_yarn_escape_leaves_no_live_syntax(line):
     escaped = escape_yarn(line)
     assert "\n" not in escaped and "\u2028" not in escaped
-    assert _unescape(escaped) == output._one_line(line)
+    assert _unescape(escaped) == formats._one_line(line)
     assert _live_syntax(escaped, "\\#{}<>[]/", ()) == []
 
 
@@ -348,7 +348,7 @@ def test_ink_escapes_special_characters():
 def test_ink_escape_leaves_no_live_syntax(line):
     escaped = escape_ink(line)
     assert "\n" not in escaped
-    assert _unescape(escaped) == output._one_line(line)
+    assert _unescape(escaped) == formats._one_line(line)
     assert _live_syntax(escaped, "\\#{}[]|~*/<", ("->", "<>", "<-")) == []
     # ink strips comments before it reads escapes: no // or /* may survive even escaped
     assert "//" not in escaped and "/*" not in escaped
@@ -443,7 +443,7 @@ def _bare_enospc(*args, **kwargs):
 def test_failed_write_leaves_no_file_and_no_temp(tmp_path, monkeypatch, call, overwrite, failure):
     path = tmp_path / "w" / "story" / "x-1.md"
     with monkeypatch.context() as m:
-        m.setattr(output.os, call, failure)
+        m.setattr(writing.os, call, failure)
         with pytest.raises(OutputError) as caught:
             write_atomic(path, "x" * 100_000, overwrite=overwrite)
     assert caught.value.exit_code == EXIT_GENERATION_FAILED
@@ -454,7 +454,7 @@ def test_failed_write_leaves_no_file_and_no_temp(tmp_path, monkeypatch, call, ov
 def test_failed_overwrite_keeps_the_old_file(tmp_path, monkeypatch):
     path = write_atomic(tmp_path / "x.md", "old", overwrite=False)
     with monkeypatch.context() as m:
-        m.setattr(output.os, "fsync", _enospc)
+        m.setattr(writing.os, "fsync", _enospc)
         with pytest.raises(OutputError):
             write_atomic(path, "new", overwrite=True)
     assert path.read_text() == "old" and files_in(tmp_path) == ["x.md"]
@@ -464,7 +464,7 @@ def test_reason_falls_back_to_strerror_for_a_bare_errno(tmp_path, monkeypatch):
     def fail(*args):
         raise OSError(errno.EROFS)
 
-    monkeypatch.setattr(output.os, "fsync", fail)
+    monkeypatch.setattr(writing.os, "fsync", fail)
     with pytest.raises(OutputError, match="Read-only file system"):
         write_atomic(tmp_path / "x.md", "x", overwrite=False)
 
@@ -474,7 +474,7 @@ def test_interrupt_mid_write_leaves_no_temp(tmp_path, monkeypatch):
         raise KeyboardInterrupt
 
     with monkeypatch.context() as m:
-        m.setattr(output.os, "write", interrupted)
+        m.setattr(writing.os, "write", interrupted)
         with pytest.raises(KeyboardInterrupt):
             write_atomic(tmp_path / "x.md", "x", overwrite=False)
     assert files_in(tmp_path) == []
@@ -484,7 +484,7 @@ def test_file_system_without_hard_links_still_refuses_to_clobber(tmp_path, monke
     def no_links(*args, **kwargs):
         raise OSError(errno.EPERM, "Operation not permitted")
 
-    monkeypatch.setattr(output.os, "link", no_links)
+    monkeypatch.setattr(writing.os, "link", no_links)
     path = write_atomic(tmp_path / "x.md", "first", overwrite=False)
     with pytest.raises(OutputExistsError):
         write_atomic(path, "second", overwrite=False)
@@ -520,7 +520,7 @@ def _deny_under(folder: Path):
 def test_unwritable_folder_simulated(tmp_path, monkeypatch):
     out = tmp_path / "out"
     out.mkdir()
-    monkeypatch.setattr(output.os, "open", _deny_under(out))
+    monkeypatch.setattr(writing.os, "open", _deny_under(out))
     with pytest.raises(OutputError, match="cannot write to output folder .*Permission denied"):
         check_writable(out)
     with pytest.raises(OutputError, match="Permission denied"):
@@ -787,7 +787,7 @@ def test_a_folder_that_vanishes_during_the_walk_is_made_again(tmp_path, monkeypa
     """Another process moving an output folder away between our mkdir and open costs a retry, not the piece."""
     import errno as errno_module
 
-    from metagen import output
+    from metagen.output import writing
 
     real_open, failures = os.open, []
 
@@ -797,10 +797,10 @@ def test_a_folder_that_vanishes_during_the_walk_is_made_again(tmp_path, monkeypa
             raise FileNotFoundError(errno_module.ENOENT, "No such file or directory", name)
         return real_open(name, flags, *args, **kwargs)
 
-    monkeypatch.setattr(output.os, "open", flaky_open)
-    root = output.OutputFolder(tmp_path / "out")
+    monkeypatch.setattr(writing.os, "open", flaky_open)
+    root = writing.OutputFolder(tmp_path / "out")
     target = tmp_path / "out" / "world" / "kind" / "piece.md"
-    output.write_atomic(target, "text", overwrite=False, root=root)
+    writing.write_atomic(target, "text", overwrite=False, root=root)
     assert failures == ["kind"] and target.read_text() == "text"
 
     def always_gone(name, flags, *args, **kwargs):
@@ -808,6 +808,6 @@ def test_a_folder_that_vanishes_during_the_walk_is_made_again(tmp_path, monkeypa
             raise FileNotFoundError(errno_module.ENOENT, "No such file or directory", name)
         return real_open(name, flags, *args, **kwargs)
 
-    monkeypatch.setattr(output.os, "open", always_gone)
-    with pytest.raises(output.OutputError, match="kept vanishing"):
-        output.write_atomic(tmp_path / "out" / "world" / "other" / "p.md", "x", overwrite=False, root=root)
+    monkeypatch.setattr(writing.os, "open", always_gone)
+    with pytest.raises(writing.OutputError, match="kept vanishing"):
+        writing.write_atomic(tmp_path / "out" / "world" / "other" / "p.md", "x", overwrite=False, root=root)

@@ -621,24 +621,24 @@ def test_output_folder_under_a_file(runner, tmp_path, world, no_model, out, need
 
 def _fail_write(monkeypatch, where: str, error: BaseException):
     """Make the atomic write fail at one step: half-way through the bytes, at fsync, or at publishing."""
-    import metagen.output as output
+    import metagen.output.writing as writing
 
     if where == "write":
         def half(fd, data):
             os.write(fd, data[: len(data) // 2])
             raise error
 
-        monkeypatch.setattr(output, "_write_all", half)
+        monkeypatch.setattr(writing, "_write_all", half)
     elif where == "fsync":
         def fsync(fd):
             raise error
 
-        monkeypatch.setattr(output.os, "fsync", fsync)
+        monkeypatch.setattr(writing.os, "fsync", fsync)
     else:
         def link(src, dst, **kwargs):
             raise error
 
-        monkeypatch.setattr(output.os, "link", link)
+        monkeypatch.setattr(writing.os, "link", link)
 
 
 @pytest.mark.parametrize("where, code, reason", [
@@ -657,12 +657,12 @@ def test_write_that_fails_half_way(runner, tmp_path, world, model_args, monkeypa
 
 def test_batch_that_runs_out_of_space_keeps_what_it_finished_and_resumes(runner, tmp_path, world, model_args,
                                                                          monkeypatch):
-    import metagen.output as output
+    import metagen.output.writing as writing
 
     jobs = tmp_path / "jobs.yaml"
     jobs.write_text("world: tiny.yaml\nseed: 40\nsettings: {max_new_tokens: 3}\n"
                     "jobs:\n  - {kind: story, characters: [ada], count: 4}\n", encoding="utf-8")
-    real, calls = output._write_all, []
+    real, calls = writing._write_all, []
 
     def full_on_the_third(fd, data):
         calls.append(1)
@@ -671,13 +671,13 @@ def test_batch_that_runs_out_of_space_keeps_what_it_finished_and_resumes(runner,
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         real(fd, data)
 
-    monkeypatch.setattr(output, "_write_all", full_on_the_third)
+    monkeypatch.setattr(writing, "_write_all", full_on_the_third)
     out = tmp_path / "out"
     result = invoke(runner, "batch", jobs, "--out", out, "--batch-size", 1, *model_args)
     assert_fails_cleanly(result, 1, ["cannot write", "ada-42.md", "No space left on device"], root=tmp_path)
     assert [p.name for p in files_in(out)] == ["ada-40.md", "ada-41.md"]
     assert all(is_complete(p) for p in files_in(out))
-    monkeypatch.setattr(output, "_write_all", real)
+    monkeypatch.setattr(writing, "_write_all", real)
     resumed = invoke(runner, "batch", jobs, "--out", out, "--resume", *model_args)
     assert resumed.exit_code == 0 and "written 2, skipped 2 (resume)" in resumed.stderr
     assert len(files_in(out)) == 4 and all(is_complete(p) for p in files_in(out))

@@ -9,28 +9,26 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from metagen.bans import BannedSequencesProcessor, LogitBiasProcessor, ban_sequences, breaker_tokens, logit_bias_tokens
 from metagen.config import GenerationConfig
 from metagen.errors import ConfigError
-from metagen.sampling import (
-    BannedSequencesProcessor,
+from metagen.penalties import (
     DRYProcessor,
-    LogitBiasProcessor,
-    MinPProcessor,
     NoRepeatNGramProcessor,
     PresenceFrequencyPenaltyProcessor,
     RepetitionPenaltyProcessor,
+)
+from metagen.sampling import (
+    MinPProcessor,
     TemperatureProcessor,
     TopKProcessor,
     TopPProcessor,
     TypicalPProcessor,
     XTCProcessor,
     apply_processors,
-    ban_sequences,
-    breaker_tokens,
     build_processors,
     describe_processors,
     greedy,
-    logit_bias_tokens,
     sample,
 )
 
@@ -406,7 +404,7 @@ def test_exempt_tokens_are_never_penalized():
 
 
 def test_penalty_exempt_words_reach_the_processors():
-    from metagen.sampling import exempt_tokens
+    from metagen.bans import exempt_tokens
 
     name = "Mira Okonkwo"
     ids = exempt_tokens([name], TOK)
@@ -690,7 +688,7 @@ def test_sample_needs_one_generator_per_row():
 
 
 def test_script_guard_bans_foreign_and_mojibake_tokens_but_not_exempt_names(tiny_generator):
-    from metagen.sampling import script_guard
+    from metagen.bans import script_guard
 
     tokenizer = tiny_generator.tokenizer
     guard = script_guard(("latin",), (), tokenizer)

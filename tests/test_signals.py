@@ -126,9 +126,9 @@ def test_signal_during_a_story_writes_nothing(tmp_path, world, model_args, signu
 
 def _interrupt_during_write(monkeypatch, on_call: int):
     """KeyboardInterrupt half-way through the bytes of the on_call-th file written."""
-    import metagen.output as output
+    import metagen.output.writing as writing
 
-    real, calls = output._write_all, []
+    real, calls = writing._write_all, []
 
     def write(fd, data):
         calls.append(1)
@@ -137,8 +137,8 @@ def _interrupt_during_write(monkeypatch, on_call: int):
             raise KeyboardInterrupt
         real(fd, data)
 
-    monkeypatch.setattr(output, "_write_all", write)
-    return lambda: monkeypatch.setattr(output, "_write_all", real)
+    monkeypatch.setattr(writing, "_write_all", write)
+    return lambda: monkeypatch.setattr(writing, "_write_all", real)
 
 
 def test_interrupt_in_the_middle_of_a_write_leaves_no_partial_file(runner, tmp_path, world, model_args, monkeypatch):

@@ -81,15 +81,8 @@ def eval_command(
             evaluation.kind_config(world, kind, settings)
     first_seed = 1 if settings.get("seed") is None else settings["seed"]
     seed_list = evaluation.seed_list(seeds, first_seed)
-    sides = {}
-    if blind is not None:
-        for flag, text in (("--a", a), ("--b", b)):
-            sides[flag] = blinding.load_settings(text, flag)
-            blinding.check_with_worlds(loaded, kind_list, settings, sides[flag], flag)
-        blinding.check_empty(blind)
-        check_writable(blind)
-    else:
-        check_writable(out)
+    sides = _check_blind_sides(loaded, kind_list, settings, blind, a, b) if blind is not None else {}
+    check_writable(out if blind is None else blind)
 
     # b. run, score, write
     generator = load_generator(model_options, quiet)
@@ -113,6 +106,18 @@ def eval_command(
     typer.echo(markdown, nl=False)
     if progress:
         progress(f"wrote {md_path} and {json_path}")
+
+
+def _check_blind_sides(loaded: list, kind_list: list[str], settings: dict, blind: Path, a: str, b: str) -> dict:
+    """--a's and --b's settings by flag, each checked against the worlds; and the --blind folder checked empty."""
+    from metagen import blind as blinding
+
+    sides = {}
+    for flag, text in (("--a", a), ("--b", b)):
+        sides[flag] = blinding.load_settings(text, flag)
+        blinding.check_with_worlds(loaded, kind_list, settings, sides[flag], flag)
+    blinding.check_empty(blind)
+    return sides
 
 
 __all__ = ["eval_command"]

@@ -1,0 +1,192 @@
+"""Bans and biases: banned token sequences, the script guard, logit bias, and the
+words-to-tokens helpers that turn the settings' phrases, names and breakers into token ids.
+"""
+
+from __future__ import annotations
+
+import math
+import string
+from collections.abc import Iterable, Mapping, Sequence
+
+import torch
+
+from metagen.errors import ConfigError
+from metagen.logits import NEG_INF, Tokenizer, with_spare_column
+from metagen.scripts import banned_token_ids
+
+
+class BannedSequencesProcessor:
+    """Never complete a banned token sequence; a one-token sequence is always banned."""
+
+    def __init__(self, sequences: Iterable[Sequence[int]], vocab_size: int | None = None):
+        singles: set[int] = set()
+        groups: dict[int, set[tuple[int, ...]]] = {}
+        for seq in sequences:
+            seq = tuple(int(t) for t in seq)
+            if not seq:
+                raise ValueError("banned sequences must not be empty")
+            if any(t < 0 or (vocab_size is not None and t >= vocab_size) for t in seq):
+                raise ValueError(f"banned sequence {seq!r} has a token id outside the vocabulary")
+            if len(seq) == 1:
+                singles.add(seq[0])
+            else:
+                groups.setdefault(len(seq), set()).add(seq)
+        self.count = len(singles) + sum(len(g) for g in groups.values())
+        self.singles = torch.tensor(sorted(singles), dtype=torch.long)
+        # length -> (prefixes (S, L-1), last tokens (S,))
+        self.groups: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        for length, seqs in sorted(groups.items()):
+            table = torch.tensor(sorted(seqs), dtype=torch.long)  # (S, L)
+            self.groups[length] = (table[:, :-1], table[:, -1])
+
+    def describe(self) -> str:
+        return f"banned sequences ({self.count} token sequences)"
+
+    def __call__(self, tokens: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        vocab, steps = logits.shape[-1], tokens.shape[1]
+        out = with_spare_column(logits)  # our own copy; filled in place below
+        if len(self.singles):
+            out.index_fill_(1, self.singles.to(out.device), NEG_INF)
+        for length, (prefixes, lasts) in self.groups.items():
+            if steps < length - 1:
+                continue
+            prefixes, lasts = prefixes.to(tokens.device), lasts.to(tokens.device)
+            tail = tokens[:, steps - (length - 1) :]  # (B, L-1)
+            match = (tail[:, None, :] == prefixes[None]).all(dim=-1)  # (B, S)
+            index = torch.where(match, lasts[None, :], vocab)
+            out.scatter_(1, index, NEG_INF)
+        return out[:, :vocab]
+
+
+class ScriptGuardProcessor:
+    """Never write a token of a script outside the allowed ones, or mojibake (metagen.scripts)."""
+
+    def __init__(self, banned_ids: Sequence[int], scripts: Sequence[str]):
+        self.banned = torch.tensor(sorted(banned_ids), dtype=torch.long)
+        self.scripts = tuple(scripts)
+
+    def describe(self) -> str:
+        return f"script guard ({', '.join(self.scripts)}; {len(self.banned)} tokens banned)"
+
+    def __call__(self, tokens: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        return logits.index_fill(1, self.banned.to(logits.device), NEG_INF)
+
+
+def script_guard(scripts: Sequence[str], exempt_words: Iterable[str], tokenizer: Tokenizer) -> ScriptGuardProcessor:
+    """The guard for `scripts`; the tokens that spell the exempt words (names) stay allowed."""
+    exempt = {t for word in exempt_words for form in (word, " " + word) for t in tokenizer.encode(form)}
+    banned = banned_token_ids(tokenizer.vocabulary(), tuple(sorted(scripts)), frozenset(exempt))
+    return ScriptGuardProcessor(banned, scripts)
+
+
+class LogitBiasProcessor:
+    """Add a fixed bias to the logits of chosen token ids."""
+
+    def __init__(self, bias: Mapping[int, float], vocab_size: int | None = None):
+        for token, value in bias.items():
+            if token < 0 or (vocab_size is not None and token >= vocab_size):
+                raise ValueError(f"logit bias token id {token} is outside the vocabulary")
+            if not math.isfinite(value):
+                raise ValueError(f"logit bias for token {token} must be finite, got {value!r}")
+        self.ids = torch.tensor(list(bias), dtype=torch.long)
+        self.values = torch.tensor([float(v) for v in bias.values()])
+
+    def describe(self) -> str:
+        return f"logit bias on {len(self.ids)} tokens"
+
+    def __call__(self, tokens: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        if len(self.ids) == 0:
+            return logits.clone()
+        values = self.values.to(logits).expand(logits.shape[0], -1)  # (B, N)
+        return logits.index_add(1, self.ids.to(logits.device), values)
+
+
+# --- words to tokens ------------------------------------------------------------------
+
+
+def _variants(phrase: str) -> list[str]:
+    """The phrase as written, lower, Capitalized, UPPER and Title Case, each with and
+    without a leading space (a word at the start of text, or after a space)."""
+    text = phrase.strip()
+    forms = [
+        text,
+        text.lower(),
+        text[:1].upper() + text[1:],
+        text.capitalize(),
+        text.upper(),
+        string.capwords(text),
+    ]
+    out: list[str] = []
+    for form in forms:
+        for variant in (form, " " + form):
+            if form and variant not in out:
+                out.append(variant)
+    return out
+
+
+def ban_sequences(phrases: Iterable[str], tokenizer: Tokenizer) -> list[tuple[int, ...]]:
+    """The token sequences of each phrase's case and leading-space variants, deduplicated.
+
+    Known limit: a model can spell a word with another split into tokens than the
+    tokenizer's own; those spellings are not banned.
+    """
+    seen: dict[tuple[int, ...], None] = {}
+    for phrase in phrases:
+        for variant in _variants(phrase):
+            ids = tuple(tokenizer.encode(variant))
+            if ids:
+                seen.setdefault(ids, None)
+    return list(seen)
+
+
+def logit_bias_tokens(items: Iterable[tuple[str, float]], tokenizer: Tokenizer) -> dict[int, float]:
+    """Map (word, bias) to the first token of each variant of the word, and ("#123", bias)
+    to token 123; a later item naming the same token replaces an earlier one."""
+    vocab = tokenizer.vocab_size
+    out: dict[int, float] = {}
+    for key, bias in items:
+        if key.startswith("#") and key[1:].isdigit():
+            token = int(key[1:])
+            if not 0 <= token < vocab:
+                raise ConfigError(
+                    f"--logit-bias {key} is not a token id: the vocabulary has {vocab} tokens "
+                    f"(#0 to #{vocab - 1})"
+                )
+            out[token] = float(bias)
+            continue
+        for variant in _variants(key):
+            ids = tokenizer.encode(variant)
+            if ids:
+                out[ids[0]] = float(bias)
+    return out
+
+
+def exempt_tokens(words: Iterable[str], tokenizer: Tokenizer) -> set[int]:
+    """Every token of each word as written, alone and after a space: the pieces a name is
+    written with, which the penalties then leave alone."""
+    return {token for word in words for variant in (word.strip(), " " + word.strip())
+            for token in tokenizer.encode(variant)}
+
+
+def breaker_tokens(breakers: Iterable[str], tokenizer: Tokenizer) -> set[int]:
+    """Token ids that end a DRY match: the last token of each breaker string as written,
+    after a space and after a letter (how text-generation-webui finds mid-text tokens)."""
+    out: set[int] = set()
+    for text in breakers:
+        for variant in (text, " " + text, "a" + text):
+            ids = tokenizer.encode(variant)
+            if ids:
+                out.add(ids[-1])
+    return out
+
+
+__all__ = [
+    "BannedSequencesProcessor",
+    "LogitBiasProcessor",
+    "ScriptGuardProcessor",
+    "ban_sequences",
+    "breaker_tokens",
+    "exempt_tokens",
+    "logit_bias_tokens",
+    "script_guard",
+]

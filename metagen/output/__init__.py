@@ -1,0 +1,40 @@
+"""Output files: what one generated piece records, where it goes, how it is written and read back.
+
+A piece becomes `<out>/<world>/<kind>/<subject>-<seed>.<ext>` (paths) in one of five formats
+(formats), written atomically without clobbering or following links (writing), and read back
+for replay and resume (reading). The record itself is a Piece (piece).
+"""
+
+from metagen.output.formats import (
+    DIALOGUE_ONLY_FORMATS,
+    FORMATS,
+    check_format,
+    escape_ink,
+    escape_yarn,
+    node_name,
+    render,
+)
+from metagen.output.paths import MAX_COMPONENT, output_path, request_digest, request_name, sanitize_component
+from metagen.output.piece import FINISH_REASONS, Piece
+from metagen.output.reading import (
+    MAX_PIECE_BYTES,
+    is_complete,
+    parse_front_matter,
+    read_piece_file,
+    recorded_difference,
+)
+from metagen.output.writing import (
+    WALK_TRIES,
+    OutputFolder,
+    check_not_exists,
+    check_writable,
+    write_atomic,
+    write_piece,
+)
+
+__all__ = [
+    "DIALOGUE_ONLY_FORMATS", "FINISH_REASONS", "FORMATS", "MAX_COMPONENT", "MAX_PIECE_BYTES", "WALK_TRIES",
+    "OutputFolder", "Piece", "check_format", "check_not_exists", "check_writable", "escape_ink", "escape_yarn",
+    "is_complete", "node_name", "output_path", "parse_front_matter", "read_piece_file", "recorded_difference",
+    "render", "request_digest", "request_name", "sanitize_component", "write_atomic", "write_piece",
+]

@@ -1,0 +1,176 @@
+"""Reading piece files back (replay, resume): front matter, recorded fields and whether a file is finished.
+
+Only .md and .json files are read whole; Yarn and ink files are read for their `// metagen:`
+comments, and a txt file records nothing. Every read is of a regular file, within a size limit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+from metagen.errors import ConfigError, OutputError
+from metagen.files import NotRegularFile, os_reason, read_regular
+from metagen.output.piece import FINISH_REASONS, to_plain
+from metagen.prompts import KINDS
+from metagen.world import YamlRefused, compose_yaml, construct_plain
+
+MAX_PIECE_BYTES = 64 * 2**20  # a piece file read back (replay, resume) is never larger
+
+
+def _split_front_matter(text: str) -> tuple[str, str] | None:
+    text = text.lstrip("\ufeff")
+    if text.startswith("---\r\n"):  # an editor changed the line endings; read it anyway
+        text = text.replace("\r\n", "\n")
+    if not text.startswith("---\n"):
+        return None
+    # safe_dump indents every continuation line, so a bare `---` line only closes the block.
+    match = re.search(r"^---[ \t]*$\n?", text[4:], flags=re.MULTILINE)
+    if match is None:
+        return None
+    return text[4 : 4 + match.start()], text[4 + match.end() :]
+
+
+def parse_front_matter(text: str) -> dict:
+    """The YAML front matter of a Markdown file as a dict; ConfigError if there is none."""
+    parts = _split_front_matter(text)
+    if parts is None:
+        raise ConfigError("no YAML front matter (the file does not start with a --- block)")
+    try:
+        node = compose_yaml(parts[0].encode("utf-8", "surrogatepass"), "front matter")
+        data = construct_plain(node) if node is not None else None
+    except YamlRefused as error:
+        line = f"line {error.mark.line + 2}: " if error.mark is not None else ""  # + the opening ---
+        raise ConfigError(f"the front matter is not valid: {line}{error.message}") from None
+    if not isinstance(data, dict):
+        raise ConfigError("the front matter is not a YAML mapping")
+    return data
+
+
+# The type each recorded field must have when present; a replay or resume trusts them.
+_RECORD_TYPES: dict[str, tuple[type, ...]] = {
+    "kind": (str,), "world_id": (str,), "world_hash": (str,), "world_files": (list,), "request": (dict,),
+    "model": (dict,), "settings": (dict,), "seed": (int,), "prompt_tokens": (int,), "output_tokens": (int,),
+    "lore_used": (list,), "lore_left_out": (list,), "finish_reason": (str,), "seconds": (int, float),
+    "text": (str,), "turns": (list,), "subject": (str,), "metagen_version": (str,),
+}  # fmt: skip
+
+
+def _check_record(path: Path, data: dict) -> None:
+    """ConfigError naming the first field whose type is wrong; only the type is named, never the value."""
+    for key, kinds in _RECORD_TYPES.items():
+        value = data.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, kinds):
+            want = " or ".join({"str": "text", "dict": "a mapping", "list": "a list", "int": "a whole number",
+                                "float": "a number"}[k.__name__] for k in kinds)
+            raise ConfigError(f"{path} is not a metagen file ({key} must be {want}, got {type(value).__name__})",
+                              hint="metagen reads back the files it wrote; restore or regenerate this one")
+    if not all(isinstance(f, str) for f in data.get("world_files") or ()):
+        raise ConfigError(f"{path} is not a metagen file (world_files must be a list of paths)")
+    if data.get("kind") is not None and data["kind"] not in KINDS:
+        raise ConfigError(f"{path} is not a metagen file (kind must be one of {', '.join(KINDS)})")
+
+
+def _read_text(path: Path) -> str:
+    try:
+        data = read_regular(path, MAX_PIECE_BYTES)
+    except NotRegularFile as error:
+        raise ConfigError(f"{path} is not a metagen file ({error.strerror})") from None
+    except OSError as error:
+        raise OutputError(f"cannot read {path}: {os_reason(error)}") from None
+    if len(data) > MAX_PIECE_BYTES:
+        raise ConfigError(f"{path} is not a metagen file (over {MAX_PIECE_BYTES // 2**20} MiB)")
+    try:
+        return data.decode("utf-8")  # \r kept as written
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not a metagen file (not UTF-8 text)") from None
+
+
+def read_piece_file(path: str | os.PathLike) -> dict:
+    """A metagen .md or .json file as its front matter plus "text"; ConfigError if it is not one."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".md", ".json"):
+        raise ConfigError(f"{path} is not a metagen file", hint="metagen reads back .md and .json outputs")
+    text = _read_text(path)
+    if suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            reason = f"invalid JSON: {error.msg}, line {error.lineno}"
+            raise ConfigError(f"{path} is not a metagen file ({reason})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path} is not a metagen file (the JSON is not an object)")
+    else:
+        parts = _split_front_matter(text)
+        try:
+            data = parse_front_matter(text)
+        except ConfigError as error:
+            raise ConfigError(f"{path} is not a metagen file ({error.message})") from None
+        # render() writes one blank line before the body and one newline after it.
+        body = parts[1][1:] if parts[1].startswith("\n") else parts[1]
+        data["text"] = body[:-1] if body.endswith("\n") else body
+    missing = [key for key in ("kind", "metagen_version", "text") if key not in data]
+    if missing:
+        raise ConfigError(f"{path} is not a metagen file (no {', '.join(missing)})")
+    _check_record(path, data)
+    return data
+
+
+def _comment_metadata(text: str) -> dict:
+    data = {}
+    for line in text.split("\n"):
+        if line.startswith("// metagen: "):
+            key, _, value = line[len("// metagen: ") :].partition(": ")
+            try:
+                data[key] = json.loads(value)
+            except json.JSONDecodeError:
+                continue
+    return data
+
+
+def is_complete(path: str | os.PathLike) -> bool:
+    """Whether path holds a finished piece, so a resumed run may skip it.
+
+    md and json must parse and record a finish_reason and text; yarn and ink must carry
+    their `// metagen:` finish_reason and closing line. A txt file has no metadata and
+    counts when it ends with the newline render() always writes, even around an empty
+    text: writes here are atomic, so a file at its final name is whole.
+    """
+    path = Path(path)
+    if path.name.startswith(".") and path.name.endswith(".tmp"):
+        return False
+    if not path.is_file():
+        return False
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".md", ".json"):
+            data = read_piece_file(path)
+            return data.get("finish_reason") in FINISH_REASONS and isinstance(data.get("text"), str)
+        text = _read_text(path)
+    except (OutputError, ConfigError, OSError, UnicodeDecodeError):
+        return False
+    if suffix in (".yarn", ".ink"):
+        closing = "===" if suffix == ".yarn" else "-> END"
+        lines = [line for line in text.split("\n") if line.strip()]
+        closed = bool(lines) and lines[-1].strip() == closing
+        return closed and _comment_metadata(text).get("finish_reason") in FINISH_REASONS
+    return text.endswith("\n")
+
+
+def recorded_difference(path: str | os.PathLike, expected: dict) -> str | None:
+    """The first field of expected that the piece at path records otherwise (or not at all);
+    None when all agree. A txt file records nothing, so it cannot differ."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in (".md", ".json"):
+        data = read_piece_file(path)
+    elif suffix in (".yarn", ".ink"):
+        data = _comment_metadata(_read_text(path))
+    else:
+        return None
+    return next((key for key, want in expected.items() if to_plain(data.get(key)) != to_plain(want)), None)

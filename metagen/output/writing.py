@@ -1,0 +1,300 @@
+"""Writing output files atomically without clobbering and without following links.
+
+A temp file in the same folder, fsync, then os.link (fails if the name exists, even when
+processes race) or os.replace. The file's folder is opened from the output folder down, one
+name at a time with O_NOFOLLOW, at the moment of writing (OutputFolder).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import secrets
+import stat
+import threading
+from pathlib import Path
+
+from metagen.errors import OutputError, OutputExistsError, OutputLinkError
+from metagen.files import os_reason
+from metagen.output.formats import check_format, render
+from metagen.output.paths import output_path
+from metagen.output.piece import Piece
+
+log = logging.getLogger(__package__)  # "metagen.output": one logger for the package, as before the split
+
+
+def _remove(folder_fd: int, name: str) -> None:
+    try:
+        os.unlink(name, dir_fd=folder_fd)
+    except FileNotFoundError:
+        pass
+    except OSError as error:  # pragma: no cover - the folder vanished or turned read-only
+        log.warning("could not remove temp file %s: %s", name, os_reason(error))
+
+
+def _open_temp(folder_fd: int, name: str) -> tuple[int, str]:
+    """Create `.<name>.<pid>.<thread>.<random>.tmp` in the open folder with O_EXCL; the umask applies."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        tmp = f".{name[:100]}.{os.getpid()}.{threading.get_ident()}.{secrets.token_hex(4)}.tmp"
+        try:
+            return os.open(tmp, flags, 0o666, dir_fd=folder_fd), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free temp file name", name)  # pragma: no cover
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _fsync_folder(folder_fd: int) -> None:
+    """Make the new name itself durable; best effort (not every file system can sync a folder)."""
+    try:
+        os.fsync(folder_fd)
+    except OSError:
+        pass
+
+
+def _no_hard_links(error: OSError) -> bool:
+    codes = {errno.EPERM, errno.ENOSYS, errno.EMLINK}
+    codes |= {getattr(errno, name) for name in ("ENOTSUP", "EOPNOTSUPP") if hasattr(errno, name)}
+    return error.errno in codes
+
+
+def _exists_error(path: Path) -> OutputExistsError:
+    return OutputExistsError(f"{path} exists", hint="pass --overwrite to replace it, or choose another --out")
+
+
+def _publish_no_clobber(folder_fd: int, tmp: str, name: str) -> None:
+    """Give tmp the name unless it exists; atomic even when processes race."""
+    try:
+        os.link(tmp, name, src_dir_fd=folder_fd, dst_dir_fd=folder_fd)
+        return
+    except OSError as error:
+        if not _no_hard_links(error):
+            raise
+    # A file system without hard links (FAT, some network mounts): claim the name with
+    # O_EXCL, then replace the empty claim with the full file.
+    fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666, dir_fd=folder_fd)
+    os.close(fd)
+    try:
+        os.replace(tmp, name, src_dir_fd=folder_fd, dst_dir_fd=folder_fd)
+    except BaseException:
+        _remove(folder_fd, name)
+        raise
+
+
+_FOLDER_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
+_LINK_HINT = "metagen never writes through a link inside the output folder; remove it or choose another --out"
+
+
+WALK_TRIES = 3  # walks down the output folder before a vanishing folder is an error
+
+
+class OutputFolder:
+    """An output folder, pinned the first time it is opened.
+
+    Every write opens the folder again and walks down to the file's folder one name at a
+    time with O_NOFOLLOW, at the moment of writing: a folder swapped for a symbolic link
+    during a run is refused, and so is the output folder itself once it is replaced.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self._identity: tuple[int, int] | None = None
+
+    def pin(self) -> None:
+        """Remember which folder the output folder is now, if it exists."""
+        try:
+            info = os.stat(self.path)
+        except OSError:
+            return
+        if stat.S_ISDIR(info.st_mode):
+            self._identity = (info.st_dev, info.st_ino)
+
+    def open_folder_of(self, path: Path) -> int:
+        """A descriptor of path's folder, made and opened from the output folder down; links refused.
+
+        A folder that vanishes during the walk (another process moved it) is made again: the
+        walk is tried up to WALK_TRIES times before the error is reported.
+        """
+        for attempt in range(WALK_TRIES):
+            try:
+                return self._walk(path)
+            except _Vanished as vanished:
+                if attempt == WALK_TRIES - 1:
+                    raise OutputError(f"cannot write {path}: {vanished.shown} kept vanishing while it was "
+                                      "opened (another process is moving the output folders)") from None
+        raise AssertionError("unreachable")
+
+    def _walk(self, path: Path) -> int:
+        try:
+            parts = path.parent.relative_to(self.path).parts
+        except ValueError:
+            raise OutputLinkError(f"cannot write {path}: it is not inside the output folder {self.path}") from None
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, _FOLDER_FLAGS)
+        except (FileExistsError, NotADirectoryError):
+            if self.path.is_symlink() or self.path.is_dir():  # swapped while we looked
+                raise OutputLinkError(f"cannot write {path}: the output folder {self.path} was replaced during the run",
+                                      hint=_LINK_HINT) from None
+            raise OutputError(f"cannot write {path}: a file stands where a folder is needed") from None
+        except OSError as error:
+            raise OutputError(f"cannot write {path}: {os_reason(error)}") from None
+        try:
+            info = os.fstat(fd)
+            if self._identity is None:
+                self._identity = (info.st_dev, info.st_ino)
+            elif (info.st_dev, info.st_ino) != self._identity:
+                raise OutputLinkError(f"cannot write {path}: the output folder {self.path} was replaced during the run",
+                                      hint=_LINK_HINT)
+            walked = self.path
+            for part in parts:
+                walked = walked / part
+                child = _open_child(fd, part, walked, path)
+                os.close(fd)
+                fd = child
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+
+def _open_child(folder_fd: int, name: str, shown: Path, target: Path) -> int:
+    """Make (if missing) and open the folder name inside folder_fd, refusing a link or a file."""
+    try:
+        try:
+            os.mkdir(name, 0o777, dir_fd=folder_fd)
+        except FileExistsError:
+            pass
+        return os.open(name, _FOLDER_FLAGS | os.O_NOFOLLOW, dir_fd=folder_fd)
+    except OSError as error:
+        try:
+            mode = os.stat(name, dir_fd=folder_fd, follow_symlinks=False).st_mode
+        except OSError:
+            mode = 0
+        if stat.S_ISLNK(mode):
+            raise OutputLinkError(f"cannot write {target}: {shown} is a symbolic link", hint=_LINK_HINT) from None
+        if stat.S_ISDIR(mode) and error.errno in (errno.ELOOP, errno.ENOTDIR):
+            # O_NOFOLLOW met a link that another process has already swapped back for a folder
+            raise OutputLinkError(f"cannot write {target}: {shown} was replaced by a symbolic link during the run",
+                                  hint=_LINK_HINT) from None
+        if mode and not stat.S_ISDIR(mode):
+            raise OutputError(f"cannot write {target}: a file stands where a folder is needed") from None
+        if error.errno == errno.ENOENT:
+            raise _Vanished(shown) from None
+        raise OutputError(f"cannot write {target}: {os_reason(error)}") from None
+
+
+class _Vanished(Exception):
+    """A folder made or seen a moment ago was gone when opened."""
+
+    def __init__(self, shown: Path):
+        super().__init__(str(shown))
+        self.shown = shown
+
+
+def write_atomic(path: str | os.PathLike, data: str, *, overwrite: bool, root: OutputFolder | None = None) -> Path:
+    """Write data (UTF-8) to path all at once; OutputExistsError if it exists and not overwrite.
+
+    The file's folder is opened from root (default: the file's own folder) down without
+    following links, and the file is made inside that open folder.
+    """
+    path = Path(path)
+    folder_fd = (root or OutputFolder(path.parent)).open_folder_of(path)
+    try:
+        _write_in(folder_fd, path, data.encode("utf-8"), overwrite)
+    finally:
+        os.close(folder_fd)
+    return path
+
+
+def _write_in(folder_fd: int, path: Path, encoded: bytes, overwrite: bool) -> None:
+    name = path.name
+    try:
+        is_folder = stat.S_ISDIR(os.stat(name, dir_fd=folder_fd, follow_symlinks=False).st_mode)
+    except FileNotFoundError:
+        is_folder = False
+    except OSError as error:
+        raise OutputError(f"cannot write {path}: {os_reason(error)}") from None
+    if is_folder:
+        raise OutputError(f"cannot write {path}: it is a folder")
+    try:
+        fd, tmp = _open_temp(folder_fd, name)
+    except OSError as error:
+        raise OutputError(f"cannot write {path}: {os_reason(error)}") from None
+    try:
+        try:
+            _write_all(fd, encoded)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if overwrite:
+            # rename() replaces a link at the name itself and never writes through it.
+            os.replace(tmp, name, src_dir_fd=folder_fd, dst_dir_fd=folder_fd)
+        else:
+            _publish_no_clobber(folder_fd, tmp, name)
+            _remove(folder_fd, tmp)
+    except FileExistsError:
+        _remove(folder_fd, tmp)
+        raise _exists_error(path) from None
+    except OSError as error:
+        _remove(folder_fd, tmp)
+        raise OutputError(f"cannot write {path}: {os_reason(error)}") from None
+    except BaseException:  # Ctrl-C or a bug mid-write: still leave no temp file behind
+        _remove(folder_fd, tmp)
+        raise
+    _fsync_folder(folder_fd)
+    log.debug("wrote %s (%d bytes)", path, len(encoded))
+
+
+def check_writable(out_dir: str | os.PathLike) -> None:
+    """Fail early, before generating, if files cannot be made in out_dir (or where it would be made)."""
+    out = Path(out_dir)
+    probe_dir = out  # the folder itself, or the nearest parent that exists
+    try:
+        if out.exists() and not out.is_dir():
+            raise OutputError(f"output folder {out} is a file")
+        while not probe_dir.exists() and probe_dir.parent != probe_dir:
+            probe_dir = probe_dir.parent
+        if not probe_dir.is_dir():
+            raise OutputError(f"cannot create output folder {out}: {probe_dir} is a file")
+        folder_fd = os.open(probe_dir, _FOLDER_FLAGS)
+    except OSError as error:
+        _raise_unwritable(out, probe_dir, error)
+    try:
+        fd, tmp = _open_temp(folder_fd, "metagen-probe")
+        os.close(fd)
+        _remove(folder_fd, tmp)
+    except OSError as error:
+        _raise_unwritable(out, probe_dir, error)
+    finally:
+        os.close(folder_fd)
+
+
+def _raise_unwritable(out: Path, probe_dir: Path, error: OSError):
+    if probe_dir == out:
+        raise OutputError(f"cannot write to output folder {out}: {os_reason(error)}") from None
+    raise OutputError(f"cannot create output folder {out} in {probe_dir}: {os_reason(error)}") from None
+
+
+def check_not_exists(path: str | os.PathLike, overwrite: bool) -> None:
+    """Fail early: OutputExistsError if path exists and not overwrite; OutputError if it is a folder."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"cannot write {path}: it is a folder")
+    if not overwrite and os.path.lexists(path):
+        raise _exists_error(path)
+
+
+def write_piece(piece: Piece, out_dir: str | os.PathLike, fmt: str, *, overwrite: bool) -> Path:
+    """Render piece in fmt and write it atomically to its place under out_dir; returns the path."""
+    check_format(piece.kind, fmt)
+    path = output_path(out_dir, piece.world_id, piece.kind, piece.subject, piece.seed, fmt, request=piece.request)
+    return write_atomic(path, render(piece, fmt), overwrite=overwrite, root=OutputFolder(out_dir))
