@@ -29,7 +29,6 @@ from metagen.prompts import (
     build_prompt,
     request_from_dict,
     resolve_request,
-    speaker_prefix,
 )
 from metagen.text import did_you_mean
 from metagen.world import World
@@ -210,15 +209,12 @@ def settings_key(cfg: GenerationConfig) -> str:
 
 def _prompt(generator, world: World, request: Request, cfg: GenerationConfig) -> Prompt:
     """The prompt compose would build for a story or scene (and the preamble of a dialogue)."""
-    budget = cfg.max_new_tokens
     if request.kind == "dialogue":
-        # The room metagen.dialogue keeps for the transcript: every turn's line and "Name:",
-        # or half the window when they do not fit.
-        cast = resolve_request(world, request).characters
-        per_turn = cfg.max_new_tokens + max(generator.count_tokens("\n" + speaker_prefix(c.name)) for c in cast)
-        budget = min(request.turns * per_turn, max(generator.context_length // 2, per_turn))
+        from metagen.dialogue import dialogue_prompt
+
+        return dialogue_prompt(generator, world, request, cfg)
     return build_prompt(world, request, count_tokens=generator.count_tokens,
-                        context_length=generator.context_length, max_new_tokens=budget)
+                        context_length=generator.context_length, max_new_tokens=cfg.max_new_tokens)
 
 
 def prompt_view(generator, world: World, request: Request, cfg: GenerationConfig) -> PromptView:

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import ClassVar, Union, get_args
 
 from metagen.errors import RequestError
-from metagen.text import did_you_mean, format_dialogue, slugify, speaker_prefix
+from metagen.text import did_you_mean, slugify
 from metagen.world import ID_RE, LENGTHS, Character, Location, LoreEntry, World
 
 DEFAULT_LORE_BUDGET = 512  # tokens of lore when the caller gives no lore_budget
@@ -603,69 +603,6 @@ def _dialogue_task(world: World, resolved: Resolved) -> str:
 _TASKS = {"story": _story_task, "scene": _scene_task, "dialogue": _dialogue_task}
 
 
-# ----------------------------------------------------------------------------- dialogue helpers
-
-
-def estimate_tokens(text: str) -> int:
-    """A rough token count (about 4 tokens for 3 words) for when no tokenizer is at hand."""
-    return (len(text.split()) * 4 + 2) // 3
-
-
-def dialogue_preamble(
-    world: World,
-    request: DialogueRequest,
-    *,
-    count_tokens: Callable[[str], int] = estimate_tokens,
-    context_length: int = 8192,
-    max_new_tokens: int = 1024,
-) -> list[dict[str, str]]:
-    """The system and user messages that open a dialogue; the transcript follows as the answer.
-
-    The same messages as build_prompt(...).messages; by default lore is fitted with a rough
-    token estimate. Pass the model's count_tokens and window for an exact fit.
-    """
-    if request.kind != "dialogue":
-        raise RequestError(f"dialogue_preamble needs a dialogue request, not a {request.kind} request")
-    prompt = build_prompt(
-        world, request, count_tokens=count_tokens, context_length=context_length, max_new_tokens=max_new_tokens
-    )
-    return prompt.messages
-
-
-def speaker_order(world: World, request: DialogueRequest) -> tuple[Character, ...]:
-    """Who speaks each turn: the named characters in order, round and round, `turns` long."""
-    cast = resolve_request(world, request).characters
-    return tuple(cast[i % len(cast)] for i in range(request.turns))
-
-
-def continue_dialogue(lines: Sequence[tuple[str, str]], next_speaker: str) -> str:
-    """The answer so far, ending in the next speaker's "Name:" for the model to complete."""
-    done = format_dialogue(lines)
-    return (done + "\n" if done else "") + speaker_prefix(next_speaker)
-
-
-def dialogue_stops(names: Sequence[str]) -> list[str]:
-    """Stop strings for one dialogue line: a newline, or another speaker's prefix."""
-    return ["\n", *(f" {speaker_prefix(n)}" for n in names)]
-
-
-def clean_dialogue_line(text: str, names: Sequence[str]) -> str:
-    """The model's text cut to one spoken line: first line, before any "Name:", quotes stripped."""
-    line = text.strip().split("\n", 1)[0] if text.strip() else ""
-    cut = len(line)
-    for name in names:
-        at = line.find(speaker_prefix(name))
-        if at == 0:
-            line = line[len(speaker_prefix(name)) :].lstrip()  # the model echoed the prefix
-            cut = len(line)
-        elif at > 0:
-            cut = min(cut, at)
-    line = line[:cut].strip()
-    if len(line) >= 2 and line[0] == line[-1] and line[0] in "\"'“”":
-        line = line[1:-1].strip()
-    return line.strip("“”").strip()
-
-
 __all__ = [
     "DEFAULT_LORE_BUDGET",
     "DIALOGUE_ORDERS",
@@ -681,16 +618,8 @@ __all__ = [
     "StoryRequest",
     "answer_opening",
     "build_prompt",
-    "clean_dialogue_line",
-    "continue_dialogue",
-    "dialogue_preamble",
-    "dialogue_stops",
-    "estimate_tokens",
-    "format_dialogue",
     "mentions",
     "request_from_dict",
     "resolve_request",
     "select_lore",
-    "speaker_order",
-    "speaker_prefix",
 ]
