@@ -39,6 +39,7 @@ from metagen.measure import (
     summarize,
     world_reference,
 )
+from metagen.pieces import DEFAULT_BATCH_SIZE, check_batch_size, in_batches
 from metagen.prompts import (
     KINDS,
     DialogueRequest,
@@ -47,7 +48,6 @@ from metagen.prompts import (
     StoryRequest,
     resolve_request,
 )
-from metagen.pieces import DEFAULT_BATCH_SIZE, check_batch_size, in_batches
 from metagen.text import did_you_mean, fold
 from metagen.world import World
 
