@@ -3,8 +3,8 @@
 `load_jobs` reads and checks the file (problems name file:line and the field), `plan_batch`
 expands each job's count into units, gives each a seed that does not depend on sharding,
 resolves every request and setting and checks every output name before any model is
-loaded; `run_batch` decodes story and scene units that share their settings together,
-dialogues one by one, and writes each piece as soon as it is made. docs/batch.md has the format.
+loaded; `run_batch` hands the units that share their settings to one compose call (which
+splits them into batches) and writes each piece as soon as it is made. docs/batch.md has the format.
 """
 
 from __future__ import annotations
@@ -32,14 +32,13 @@ from metagen.output import (
     output_path,
     recorded_difference,
 )
-from metagen.pieces import MAX_COUNT
+from metagen.pieces import DEFAULT_BATCH_SIZE, MAX_COUNT
 from metagen.prompts import DIALOGUE_ORDERS, KINDS, REQUEST_KINDS, Request
 from metagen.text import did_you_mean
 from metagen.world import World, YamlRefused, compose_yaml, construct_plain, load_world
 
 MAX_JOBS_BYTES = 4 * 1024 * 1024
 MAX_UNITS = 100_000  # after counts are expanded
-DEFAULT_BATCH_SIZE = 8
 
 _TOP_KEYS = ("world", "out", "format", "seed", "settings", "jobs")
 _JOB_KEYS = ("id", "kind", "world", "characters", "location", "premise", "length", "time", "weather", "mood",
@@ -460,26 +459,16 @@ def _check_collisions(units: list[Unit]) -> None:
         seen[unit.path] = unit
 
 
-def batch_groups(units: list[Unit], batch_size: int) -> list[list[Unit]]:
-    """Units decoded together: same world, kind and settings but the seed; at most batch_size;
-    a dialogue alone. Groups come in order of their first unit."""
-    if batch_size < 1:
-        raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
+def settings_groups(units: list[Unit]) -> list[list[Unit]]:
+    """Units made by one compose call: same world, kind and settings but the seed (and a dialogue's
+    speaker order). Groups come in order of their first unit, units in plan order."""
     from metagen.pieces import settings_key
 
-    groups: dict[tuple, list[list[Unit]]] = {}
-    order: list[list[Unit]] = []
+    groups: dict[tuple, list[Unit]] = {}
     for unit in units:
-        if unit.job.kind == "dialogue":
-            order.append([unit])
-            continue
-        key = (str(unit.job.world), unit.job.kind, settings_key(unit.cfg))
-        chunks = groups.setdefault(key, [])
-        if not chunks or len(chunks[-1]) >= batch_size:
-            chunks.append([])
-            order.append(chunks[-1])
-        chunks[-1].append(unit)
-    return order
+        key = (str(unit.job.world), unit.job.kind, settings_key(unit.cfg), unit.job.order)
+        groups.setdefault(key, []).append(unit)
+    return list(groups.values())
 
 
 # ----------------------------------------------------------------------------- running
@@ -491,6 +480,7 @@ def run_batch(generator, plan: BatchPlan, *, batch_size: int = DEFAULT_BATCH_SIZ
     """Make and write every planned unit; each file is written (atomically) as soon as its piece is done.
 
     Args:
+        batch_size: scene units decoded together, at most (pieces.compose).
         on_written: on_written(unit, piece, path) after each file.
         on_text: on_text(unit, new_text) as text is generated.
     """
@@ -499,18 +489,22 @@ def run_batch(generator, plan: BatchPlan, *, batch_size: int = DEFAULT_BATCH_SIZ
 
     result = BatchResult()
     started = time.perf_counter()
-    for group in batch_groups(plan.units, batch_size):
+    for group in settings_groups(plan.units):
         first = group[0]
         stream = (lambda row, text, _g=group: on_text(_g[row], text)) if on_text else None
-        composed = pieces.compose(generator, first.world, [u.request for u in group], first.cfg,
-                                  seeds=[u.seed for u in group], order=first.job.order, on_text=stream)
-        result.warnings += [w for w in composed.warnings if w not in result.warnings]
-        for unit, piece in zip(group, composed.pieces):
+
+        def write(row: int, piece, _g=group) -> None:
+            unit = _g[row]
             path = write_atomic(unit.path, render(piece, unit.format), overwrite=unit.overwrite, root=plan.out)
             result.written += 1
             result.tokens += piece.output_tokens
             if on_written:
                 on_written(unit, piece, path)
+
+        composed = pieces.compose(generator, first.world, [u.request for u in group], first.cfg,
+                                  seeds=[u.seed for u in group], order=first.job.order, batch_size=batch_size,
+                                  on_text=stream, on_piece=write)
+        result.warnings += [w for w in composed.warnings if w not in result.warnings]
     result.seconds = time.perf_counter() - started
     return result
 
@@ -521,9 +515,9 @@ __all__ = [
     "Job",
     "JobsFile",
     "Unit",
-    "batch_groups",
     "load_jobs",
     "parse_shard",
     "plan_batch",
     "run_batch",
+    "settings_groups",
 ]

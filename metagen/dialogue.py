@@ -14,27 +14,106 @@ from dataclasses import dataclass, field, replace
 
 from metagen.config import MAX_SEED, GenerationConfig, candidate_seed
 from metagen.critic import best_index, critic_context, first_sentences, judge
-from metagen.errors import ConfigError
-from metagen.prompts import (
-    DIALOGUE_ORDERS,
-    DialogueRequest,
-    Prompt,
-    build_prompt,
-    clean_dialogue_line,
-    continue_dialogue,
-    dialogue_stops,
-    format_dialogue,
-    resolve_request,
-    speaker_order,
-    speaker_prefix,
-)
+from metagen.errors import ConfigError, RequestError
+from metagen.prompts import DIALOGUE_ORDERS, DialogueRequest, Prompt, build_prompt, resolve_request
 from metagen.search import PrefixReuse
+from metagen.text import format_dialogue, speaker_prefix
 from metagen.world import Character, World
 
 log = logging.getLogger(__name__)
 
-EMPTY_LINE = "..."
-LINE_SENTENCES = 3  # a spoken line keeps at most this many sentences  # written when the model gives nothing for a turn, even on the retry
+EMPTY_LINE = "..."  # written when the model gives nothing for a turn, even on the retry
+LINE_SENTENCES = 3  # a spoken line keeps at most this many sentences
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def estimate_tokens(text: str) -> int:
+    """A rough token count (about 4 tokens for 3 words) for when no tokenizer is at hand."""
+    return (len(text.split()) * 4 + 2) // 3
+
+
+def dialogue_preamble(
+    world: World,
+    request: DialogueRequest,
+    *,
+    count_tokens: Callable[[str], int] = estimate_tokens,
+    context_length: int = 8192,
+    max_new_tokens: int = 1024,
+) -> list[dict[str, str]]:
+    """The system and user messages that open a dialogue; the transcript follows as the answer.
+
+    The same messages as build_prompt(...).messages; by default lore is fitted with a rough
+    token estimate. Pass the model's count_tokens and window for an exact fit.
+    """
+    if request.kind != "dialogue":
+        raise RequestError(f"dialogue_preamble needs a dialogue request, not a {request.kind} request")
+    prompt = build_prompt(
+        world, request, count_tokens=count_tokens, context_length=context_length, max_new_tokens=max_new_tokens
+    )
+    return prompt.messages
+
+
+def speaker_order(world: World, request: DialogueRequest) -> tuple[Character, ...]:
+    """Who speaks each turn: the named characters in order, round and round, `turns` long."""
+    cast = resolve_request(world, request).characters
+    return tuple(cast[i % len(cast)] for i in range(request.turns))
+
+
+def continue_dialogue(lines: Sequence[tuple[str, str]], next_speaker: str) -> str:
+    """The answer so far, ending in the next speaker's "Name:" for the model to complete."""
+    done = format_dialogue(lines)
+    return (done + "\n" if done else "") + speaker_prefix(next_speaker)
+
+
+def dialogue_stops(names: Sequence[str]) -> list[str]:
+    """Stop strings for one dialogue line: a newline, or another speaker's prefix."""
+    return ["\n", *(f" {speaker_prefix(n)}" for n in names)]
+
+
+def clean_dialogue_line(text: str, names: Sequence[str]) -> str:
+    """The model's text cut to one spoken line: first line, before any "Name:", quotes stripped."""
+    line = text.strip().split("\n", 1)[0] if text.strip() else ""
+    cut = len(line)
+    for name in names:
+        at = line.find(speaker_prefix(name))
+        if at == 0:
+            line = line[len(speaker_prefix(name)) :].lstrip()  # the model echoed the prefix
+            cut = len(line)
+        elif at > 0:
+            cut = min(cut, at)
+    line = line[:cut].strip()
+    if len(line) >= 2 and line[0] == line[-1] and line[0] in "\"'“”":
+        line = line[1:-1].strip()
+    return line.strip("“”").strip()
+
+
+
+# ----------------------------------------------------------------------------- the transcript
+
+
+def prefix_tokens(generator, cast: Sequence[Character]) -> int:
+    """Tokens of the longest "\\nName:" metagen writes before a line."""
+    return max(generator.count_tokens("\n" + speaker_prefix(c.name)) for c in cast)
+
+
+def transcript_budget(generator, cast: Sequence[Character], turns: int, line_tokens: int) -> int:
+    """The room a dialogue keeps for its transcript: every turn's line and "Name:", or half
+    the window when they do not fit (older lines then slide out, _DialogueWriter.slide_window)."""
+    per_turn = line_tokens + prefix_tokens(generator, cast)
+    return min(turns * per_turn, max(generator.context_length // 2, per_turn))
+
+
+def dialogue_prompt(generator, world: World, request: DialogueRequest, cfg: GenerationConfig) -> Prompt:
+    """The preamble a dialogue is written after: build_prompt with the transcript's room kept free."""
+    cast = resolve_request(world, request).characters
+    return build_prompt(world, request, count_tokens=generator.count_tokens,
+                        context_length=generator.context_length,
+                        max_new_tokens=transcript_budget(generator, cast, request.turns, cfg.max_new_tokens))
+
+
+# ----------------------------------------------------------------------------- writing
 
 
 @dataclass
@@ -123,63 +202,90 @@ def generate_dialogue(
     if not 0 <= seed < MAX_SEED:
         raise ConfigError(f"--seed must be in [0, 2**63), got {seed}")
     started = time.perf_counter()
-    tokenizer = generator.tokenizer
-    cast = resolve_request(world, request).characters
-    names = [alias for c in cast for alias in (c.name, *c.aliases)]
-    prefix_tokens = max(generator.count_tokens("\n" + speaker_prefix(c.name)) for c in cast)
-    per_turn = cfg.max_new_tokens + prefix_tokens
-    # Room for the transcript: all of it when it fits, else half the window (older lines then slide out).
-    reserve = min(request.turns * per_turn, max(generator.context_length // 2, per_turn))
-    prompt = build_prompt(world, request, count_tokens=generator.count_tokens,
-                          context_length=generator.context_length, max_new_tokens=reserve)
-    # Each turn's prompt extends the last one: keep its KV cache so only new tokens are prefilled.
-    reuse = PrefixReuse()
-    # The chat's own ids, then the transcript as plain text: world and model text can never
-    # spell the template's control tokens (Tokenizer.encode_chat).
-    messages = prompt.messages
-    room = generator.context_length - cfg.max_new_tokens - prefix_tokens
+    prompt = dialogue_prompt(generator, world, request, cfg)
+    writer = _DialogueWriter(generator, world, request, cfg, prompt.messages, seed, on_text)
     fixed = speaker_order(world, request)
-    lines: list[tuple[str, str]] = []
-    turns: list[dict] = []
-    warnings: list[str] = []
-    start = 0  # the first transcript line the model still sees
-    output_tokens, logprob = 0, 0.0
-    critic_lines: list[dict] = []
-
+    speaker = None
     for i in range(request.turns):
-        # a. keep the transcript within the window: the oldest lines slide out first
-        while start < len(lines) and len(tokenizer.encode_chat(messages, suffix=format_dialogue(lines[start:]))) > room:
-            start += 1
-            if start == 1:
-                warnings.append(f"the transcript outgrew the model's context at turn {i + 1}; "
-                                "later lines were written seeing only the most recent ones")
-        # b. who speaks
-        if i == 0 or order == "turns":
-            speaker = fixed[i]
-        else:
-            candidates = [c for c in cast if c is not speaker]  # anyone but who just spoke
-            if len(candidates) == 1:
-                speaker = candidates[0]
-            else:
-                scores = score_speakers(generator, messages, format_dialogue(lines[start:]), [c.name for c in candidates])
-                speaker = choose_speaker(scores, candidates)
-        assert speaker in cast, f"speaker {speaker.id} is not in the cast"
-        # c. the line: the transcript so far, "Name:", and the model completes it
-        ids = tokenizer.encode_chat(messages, suffix=continue_dialogue(lines[start:], speaker.name))
-        others = [n for c in cast if c is not speaker for n in (c.name, *c.aliases)]
+        writer.slide_window(i)
+        speaker = fixed[i] if i == 0 or order == "turns" else writer.likeliest_speaker(speaker)
+        assert speaker in writer.cast, f"speaker {speaker.id} is not in the cast"
+        writer.write_line(i, speaker)
+    return DialogueResult(
+        turns=writer.turns,
+        text=format_dialogue(writer.lines),
+        prompt=prompt,
+        prompt_tokens=len(generator.tokenizer.encode_chat(prompt.messages)),
+        output_tokens=writer.output_tokens,
+        logprob=writer.logprob,
+        finish_reason="length",
+        seconds=time.perf_counter() - started,
+        seed=seed,
+        warnings=[*prompt.warnings, *writer.warnings],
+        critic={"lines": writer.critic_lines} if writer.critic_lines else {},
+    )
+
+
+class _DialogueWriter:
+    """The transcript so far and the steps of one turn: a. slide the window, b. pick the speaker,
+    c. write the line, d. retry an empty one."""
+
+    def __init__(self, generator, world: World, request: DialogueRequest, cfg: GenerationConfig,
+                 messages: list[dict[str, str]], seed: int, on_text: Callable[[str], None] | None):
+        self.generator, self.world, self.request, self.cfg = generator, world, request, cfg
+        self.tokenizer = generator.tokenizer
+        # The chat's own ids, then the transcript as plain text: world and model text can never
+        # spell the template's control tokens (Tokenizer.encode_chat).
+        self.messages, self.seed, self.on_text = messages, seed, on_text
+        self.cast = resolve_request(world, request).characters
+        self.names = [alias for c in self.cast for alias in (c.name, *c.aliases)]
+        self.room = generator.context_length - cfg.max_new_tokens - prefix_tokens(generator, self.cast)
+        # Each turn's prompt extends the last one: keep its KV cache so only new tokens are prefilled.
+        self.reuse = PrefixReuse()
+        self.lines: list[tuple[str, str]] = []
+        self.turns: list[dict] = []
+        self.warnings: list[str] = []
+        self.start = 0  # the first transcript line the model still sees
+        self.output_tokens, self.logprob = 0, 0.0
+        self.critic_lines: list[dict] = []
+
+    def slide_window(self, i: int) -> None:
+        """a. Keep the transcript within the window: the oldest lines slide out first."""
+        while self.start < len(self.lines) and len(self.tokenizer.encode_chat(
+                self.messages, suffix=format_dialogue(self.lines[self.start:]))) > self.room:
+            self.start += 1
+            if self.start == 1:
+                self.warnings.append(f"the transcript outgrew the model's context at turn {i + 1}; "
+                                     "later lines were written seeing only the most recent ones")
+
+    def likeliest_speaker(self, previous: Character) -> Character:
+        """b. Who speaks next: anyone but who just spoke, the likeliest by the model's scores."""
+        candidates = [c for c in self.cast if c is not previous]
+        if len(candidates) == 1:
+            return candidates[0]
+        scores = score_speakers(self.generator, self.messages, format_dialogue(self.lines[self.start:]),
+                                [c.name for c in candidates])
+        return choose_speaker(scores, candidates)
+
+    def write_line(self, i: int, speaker: Character) -> None:
+        """c. The line: the transcript so far, "Name:", and the model completes it; d. one retry if empty."""
+        cfg, on_text = self.cfg, self.on_text
+        ids = self.tokenizer.encode_chat(self.messages, suffix=continue_dialogue(self.lines[self.start:], speaker.name))
+        others = [n for c in self.cast if c is not speaker for n in (c.name, *c.aliases)]
         line_cfg = replace(cfg, stop=tuple(dict.fromkeys((*dialogue_stops(others), *cfg.stop))))
         if on_text:
             on_text(("\n" if i else "") + speaker_prefix(speaker.name) + " ")
         stream = _LineStream(on_text if cfg.candidates == 1 else None)
-        seeds = [candidate_seed(_offset(seed, i), k) for k in range(cfg.candidates)]
-        options = generator.complete([ids] * cfg.candidates, line_cfg, seeds=seeds, on_text=stream, reuse=reuse)
-        output_tokens += sum(len(o.tokens) for o in options)
-        chosen, verdicts = _choose_line(world, request, options, names, lines, speaker, cfg)
+        seeds = [candidate_seed(_offset(self.seed, i), k) for k in range(cfg.candidates)]
+        options = self.generator.complete([ids] * cfg.candidates, line_cfg, seeds=seeds, on_text=stream,
+                                          reuse=self.reuse)
+        self.output_tokens += sum(len(o.tokens) for o in options)
+        chosen, verdicts = _choose_line(self.world, self.request, options, self.names, self.lines, speaker, cfg)
         done = options[chosen]
-        line = spoken_line(done.text, names)
+        line = spoken_line(done.text, self.names)
         if verdicts:
-            critic_lines.append({"turn": i + 1, "chosen": chosen,
-                                 "candidates": [{"seed": s, **v.to_dict()} for s, v in zip(seeds, verdicts)]})
+            self.critic_lines.append({"turn": i + 1, "chosen": chosen,
+                                      "candidates": [{"seed": s, **v.to_dict()} for s, v in zip(seeds, verdicts)]})
         if line and on_text and cfg.candidates > 1:
             on_text(line)
             stream.started = True
@@ -188,34 +294,20 @@ def generate_dialogue(
             # d. one retry: another seed, no newline stop (a leading newline is stripped), no instant end
             retry_cfg = replace(cfg, min_new_tokens=max(1, cfg.min_new_tokens))
             shown, stream = stream.started, _LineStream(on_text)
-            done = generator.complete([ids], retry_cfg, seeds=[_offset(seed, request.turns + i)], on_text=stream,
-                                      reuse=reuse)[0]
-            output_tokens += len(done.tokens)
-            line = spoken_line(done.text, names)
+            done = self.generator.complete([ids], retry_cfg, seeds=[_offset(self.seed, self.request.turns + i)],
+                                           on_text=stream, reuse=self.reuse)[0]
+            self.output_tokens += len(done.tokens)
+            line = spoken_line(done.text, self.names)
         if not line:
             line = EMPTY_LINE
-            warnings.append(f"turn {i + 1} ({speaker.name}): the model wrote nothing, twice; "
-                            f"the line is {EMPTY_LINE!r}")
-            log.warning(warnings[-1])
+            self.warnings.append(f"turn {i + 1} ({speaker.name}): the model wrote nothing, twice; "
+                                 f"the line is {EMPTY_LINE!r}")
+            log.warning(self.warnings[-1])
             if on_text and not (shown or stream.started):
                 on_text(EMPTY_LINE)
-        logprob += done.logprob
-        lines.append((speaker.name, line))
-        turns.append({"speaker": speaker.name, "speaker_id": speaker.id, "line": line})
-
-    return DialogueResult(
-        turns=turns,
-        text=format_dialogue(lines),
-        prompt=prompt,
-        prompt_tokens=len(tokenizer.encode_chat(messages)),
-        output_tokens=output_tokens,
-        logprob=logprob,
-        finish_reason="length",
-        seconds=time.perf_counter() - started,
-        seed=seed,
-        warnings=[*prompt.warnings, *warnings],
-        critic={"lines": critic_lines} if critic_lines else {},
-    )
+        self.logprob += done.logprob
+        self.lines.append((speaker.name, line))
+        self.turns.append({"speaker": speaker.name, "speaker_id": speaker.id, "line": line})
 
 
 def spoken_line(text: str, names: Sequence[str]) -> str:
@@ -280,4 +372,19 @@ def _common_prefix(rows: Sequence[Sequence[int]]) -> int:
     return n
 
 
-__all__ = ["DialogueResult", "EMPTY_LINE", "choose_speaker", "generate_dialogue", "score_speakers"]
+__all__ = [
+    "DialogueResult",
+    "EMPTY_LINE",
+    "choose_speaker",
+    "clean_dialogue_line",
+    "continue_dialogue",
+    "dialogue_preamble",
+    "dialogue_prompt",
+    "dialogue_stops",
+    "estimate_tokens",
+    "generate_dialogue",
+    "prefix_tokens",
+    "score_speakers",
+    "speaker_order",
+    "transcript_budget",
+]

@@ -39,6 +39,7 @@ from metagen.measure import (
     summarize,
     world_reference,
 )
+from metagen.pieces import DEFAULT_BATCH_SIZE, check_batch_size, in_batches
 from metagen.prompts import (
     KINDS,
     DialogueRequest,
@@ -54,7 +55,6 @@ SYSTEMS = ("metagen", "baseline")
 DEFAULT_MAX_REQUESTS = 6  # per kind and world
 DEFAULT_TURNS = 4  # lines per dialogue
 DEFAULT_MAX_TOKENS = 120  # a story's or scene's budget here (dialogue lines keep their own)
-DEFAULT_BATCH = 8  # rows decoded together
 
 # ----------------------------------------------------------------------------- the grid
 
@@ -180,22 +180,28 @@ def check_variant(variant: str) -> str:
     return variant
 
 
-def _variant_pieces(generator, world: World, requests: list[Request], cfg, seeds: list[int], variant: str):
+def _variant_pieces(generator, world: World, requests: list[Request], cfg, seeds: list[int], variant: str,
+                    batch_size: int, on_done: Callable[[], None]):
     """Stories or scenes from an experimental prompt: (request dict, seed, text, tokens, finish, opening) each."""
     from metagen.prompts import build_prompt
 
     lore_budget, style = PROMPT_VARIANTS[variant]
-    prompts = []
-    for request in requests:
-        # story-opening-* styles are for stories; a scene keeps its own opening (None)
-        kind_style = style if request.kind == "story" or style == "none" else None
-        prompts.append(build_prompt(world, request, count_tokens=generator.count_tokens,
-                                    context_length=generator.context_length, max_new_tokens=cfg.max_new_tokens,
-                                    lore_budget=lore_budget, opening_style=kind_style))
-    done = generator.complete([generator.tokenizer.encode_chat(p.messages, suffix=p.opening) for p in prompts], cfg,
-                              seeds=seeds)
-    return [(r.to_dict(), s, (p.opening + c.text).strip(), c.output_tokens, c.finish_reason, p.opening)
-            for r, s, p, c in zip(requests, seeds, prompts, done)]
+    made = []
+    for batch in in_batches(list(range(len(requests))), batch_size):
+        prompts = []
+        for request in (requests[i] for i in batch):
+            # story-opening-* styles are for stories; a scene keeps its own opening (None)
+            kind_style = style if request.kind == "story" or style == "none" else None
+            prompts.append(build_prompt(world, request, count_tokens=generator.count_tokens,
+                                        context_length=generator.context_length, max_new_tokens=cfg.max_new_tokens,
+                                        lore_budget=lore_budget, opening_style=kind_style))
+        done = generator.complete([generator.tokenizer.encode_chat(p.messages, suffix=p.opening) for p in prompts],
+                                  cfg, seeds=[seeds[i] for i in batch])
+        for i, p, c in zip(batch, prompts, done):
+            made.append((requests[i].to_dict(), seeds[i], (p.opening + c.text).strip(), c.output_tokens,
+                         c.finish_reason, p.opening))
+            on_done()
+    return made
 
 
 def _opening(world: World, request: dict) -> str:
@@ -205,24 +211,31 @@ def _opening(world: World, request: dict) -> str:
     return answer_opening(resolve_request(world, recorded_request(request)))
 
 
-def _chunks(items: list, size: int) -> list[list]:
-    return [items[i : i + size] for i in range(0, len(items), size)]
+class _Progress:
+    """Says "world kind: n/total" every batch_size outputs of metagen's, and at the last."""
+
+    def __init__(self, progress: Callable[[str], None] | None, label: str, total: int, every: int):
+        self.progress, self.label, self.total, self.every = progress, label, total, every
+        self.done = 0
+
+    def __call__(self, *_) -> None:  # compose's on_piece(i, piece), or one variant output
+        self.done += 1
+        if self.progress and (self.done % self.every == 0 or self.done == self.total):
+            self.progress(f"{self.label}: {self.done}/{self.total}")
 
 
 def run_eval(generator, worlds: Sequence[World], *, kinds: Sequence[str] = KINDS, seeds: Sequence[int] = (1,),
              max_requests: int = DEFAULT_MAX_REQUESTS, turns: int = DEFAULT_TURNS, settings: dict | None = None,
-             max_tokens: int = DEFAULT_MAX_TOKENS, baseline: bool = True, batch_size: int = DEFAULT_BATCH,
+             max_tokens: int = DEFAULT_MAX_TOKENS, baseline: bool = True, batch_size: int = DEFAULT_BATCH_SIZE,
              variant: str = "metagen", progress: Callable[[str], None] | None = None) -> EvalRun:
     """Answer every world's grid with every seed, by metagen and (with baseline) by the naive prompt.
 
     Args:
+        batch_size: requests decoded together (pieces.compose; the baseline and experiments alike).
         variant: metagen (the commands' prompts), or an experiment for stories and scenes
             (PROMPT_VARIANTS: no opening words, no lore, another story opening).
     """
-    from metagen.pieces import compose
-
-    if batch_size < 1:
-        raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
+    check_batch_size(batch_size)
     check_variant(variant)
     run = EvalRun(settings={"kinds": list(kinds), "seeds": list(seeds), "max_requests": max_requests,
                             "turns": turns, "max_tokens": max_tokens, "baseline": baseline, "variant": variant,
@@ -236,41 +249,55 @@ def run_eval(generator, worlds: Sequence[World], *, kinds: Sequence[str] = KINDS
             cfg = kind_config(world, kind, settings or {}, max_tokens)
             run.settings["configs"][f"{world.id}/{kind}"] = cfg.to_dict()
             items = [(r, s) for r in grid if r.kind == kind for s in seeds]
-            for chunk in _chunks(items, batch_size):
-                # a. metagen: the command's own prompt building (and turn-by-turn dialogue)
-                started = time.perf_counter()
-                if variant != "metagen" and kind != "dialogue":
-                    made = _variant_pieces(generator, world, [r for r, _ in chunk], cfg, [s for _, s in chunk],
-                                           variant)
-                    answers = [(*m, [], {**cfg.to_dict(), "seed": s}) for m, (_, s) in zip(made, chunk)]
-                else:
-                    result = compose(generator, world, [r for r, _ in chunk], cfg, seeds=[s for _, s in chunk])
-                    answers = [(p.request, p.seed, p.text, p.output_tokens, p.finish_reason, _opening(world, p.request),
-                                [(t["speaker"], t["line"]) for t in p.turns], p.settings) for p in result.pieces]
-                run.seconds[(world.id, kind, "metagen")] += time.perf_counter() - started
-                for request, seed, text, tokens, finish, opening, turns_, piece_settings in answers:
-                    run.outputs.append(score(world, Output(world.id, kind, "metagen", request, seed, text, tokens,
-                                                           finish, turns_, opening.strip()), reference,
-                                             piece_settings))
-                if baseline:
-                    # b. baseline: one naive line, the same settings; a dialogue is one free completion
-                    base_cfg = cfg
-                    if kind == "dialogue":
-                        base_cfg = dataclasses.replace(cfg, max_new_tokens=cfg.max_new_tokens * chunk[0][0].turns)
-                    started = time.perf_counter()
-                    done = generator.generate([naive_prompt(world, r) for r, _ in chunk], base_cfg,
-                                              seeds=[s for _, s in chunk])
-                    run.seconds[(world.id, kind, "baseline")] += time.perf_counter() - started
-                    for (request, seed), completion in zip(chunk, done):
-                        text = completion.text.strip()
-                        run.outputs.append(score(world, Output(
-                            world.id, kind, "baseline", request.to_dict(), seed, text, completion.output_tokens,
-                            completion.finish_reason, parse_turns(text) if kind == "dialogue" else []), reference))
-                if progress:
-                    done_here = sum(o.world == world.id and o.kind == kind and o.system == "metagen"
-                                    for o in run.outputs)
-                    progress(f"{world.id} {kind}: {done_here}/{len(items)}")
+            if not items:
+                continue
+            # a. metagen: the command's own prompt building (and turn-by-turn dialogue)
+            on_done = _Progress(progress, f"{world.id} {kind}", len(items), batch_size)
+            started = time.perf_counter()
+            answers = _metagen_answers(generator, world, kind, items, cfg, variant, batch_size, on_done)
+            run.seconds[(world.id, kind, "metagen")] += time.perf_counter() - started
+            for request, seed, text, tokens, finish, opening, turns_, piece_settings in answers:
+                run.outputs.append(score(world, Output(world.id, kind, "metagen", request, seed, text, tokens,
+                                                       finish, turns_, opening.strip()), reference, piece_settings))
+            if baseline:
+                # b. baseline: one naive line, the same settings; a dialogue is one free completion
+                run.outputs += _baseline_outputs(generator, world, kind, items, cfg, batch_size, reference, run)
     return run
+
+
+def _metagen_answers(generator, world: World, kind: str, items: list[tuple[Request, int]], cfg, variant: str,
+                     batch_size: int, on_done: _Progress) -> list[tuple]:
+    """(request dict, seed, text, tokens, finish, opening, turns, settings) per item, from the commands'
+    compose, or from an experimental prompt for stories and scenes."""
+    from metagen.pieces import compose
+
+    requests, item_seeds = [r for r, _ in items], [s for _, s in items]
+    if variant != "metagen" and kind != "dialogue":
+        made = _variant_pieces(generator, world, requests, cfg, item_seeds, variant, batch_size, on_done)
+        return [(*m, [], {**cfg.to_dict(), "seed": s}) for m, s in zip(made, item_seeds)]
+    result = compose(generator, world, requests, cfg, seeds=item_seeds, batch_size=batch_size, on_piece=on_done)
+    return [(p.request, p.seed, p.text, p.output_tokens, p.finish_reason, _opening(world, p.request),
+             [(t["speaker"], t["line"]) for t in p.turns], p.settings) for p in result.pieces]
+
+
+def _baseline_outputs(generator, world: World, kind: str, items: list[tuple[Request, int]], cfg, batch_size: int,
+                      reference: Reference, run: EvalRun) -> list[Output]:
+    """The naive prompt's answers, scored; its decoding time is added to run.seconds."""
+    base_cfg = cfg
+    if kind == "dialogue":
+        base_cfg = dataclasses.replace(cfg, max_new_tokens=cfg.max_new_tokens * items[0][0].turns)
+    started = time.perf_counter()
+    done = []
+    for batch in in_batches(items, batch_size):
+        done += generator.generate([naive_prompt(world, r) for r, _ in batch], base_cfg, seeds=[s for _, s in batch])
+    run.seconds[(world.id, kind, "baseline")] += time.perf_counter() - started
+    outputs = []
+    for (request, seed), completion in zip(items, done):
+        text = completion.text.strip()
+        outputs.append(score(world, Output(
+            world.id, kind, "baseline", request.to_dict(), seed, text, completion.output_tokens,
+            completion.finish_reason, parse_turns(text) if kind == "dialogue" else []), reference))
+    return outputs
 
 
 # ----------------------------------------------------------------------------- the report

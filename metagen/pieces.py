@@ -3,8 +3,8 @@
 `effective_config` is the one place a piece's decoding settings are settled (world
 defaults < batch file and job settings < command-line flags, the world's banned words
 always added, a length-based token budget when none is given). `compose` builds the
-prompts, decodes stories and scenes together in one batch, dialogues one by one
-(metagen.dialogue), and fills in every field a file records.
+prompts, decodes scenes together in batches of `batch_size` requests, stories and dialogues
+one by one (metagen.plan, metagen.dialogue), and fills in every field a file records.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ from metagen.prompts import (
     build_prompt,
     request_from_dict,
     resolve_request,
-    speaker_prefix,
 )
 from metagen.text import did_you_mean
 from metagen.world import World
@@ -50,9 +49,14 @@ KIND_DEFAULTS: dict[str, dict[str, Any]] = {"dialogue": {"penalize_prompt": True
 # says otherwise: docs/quality.md has the measurements (the README's story takes 1.55x the time
 # of the earlier single-pass design, side by side). Greedy and beam settings get one.
 DEFAULT_CANDIDATES = 4
+# Scene requests decoded together by compose; each brings cfg.candidates rows. The text of a
+# seed does not depend on it (tests/test_pieces.py): it only trades memory for speed.
+DEFAULT_BATCH_SIZE = 8
 
 # TextCallback of search.py: on_text(row, new_text), row = the piece's index in the call.
 TextCallback = Callable[[int, str], None]
+# on_piece(i, piece) as soon as the piece of requests[i] is finished.
+PieceCallback = Callable[[int, Piece], None]
 
 
 @dataclass
@@ -210,15 +214,12 @@ def settings_key(cfg: GenerationConfig) -> str:
 
 def _prompt(generator, world: World, request: Request, cfg: GenerationConfig) -> Prompt:
     """The prompt compose would build for a story or scene (and the preamble of a dialogue)."""
-    budget = cfg.max_new_tokens
     if request.kind == "dialogue":
-        # The room metagen.dialogue keeps for the transcript: every turn's line and "Name:",
-        # or half the window when they do not fit.
-        cast = resolve_request(world, request).characters
-        per_turn = cfg.max_new_tokens + max(generator.count_tokens("\n" + speaker_prefix(c.name)) for c in cast)
-        budget = min(request.turns * per_turn, max(generator.context_length // 2, per_turn))
+        from metagen.dialogue import dialogue_prompt
+
+        return dialogue_prompt(generator, world, request, cfg)
     return build_prompt(world, request, count_tokens=generator.count_tokens,
-                        context_length=generator.context_length, max_new_tokens=budget)
+                        context_length=generator.context_length, max_new_tokens=cfg.max_new_tokens)
 
 
 def prompt_view(generator, world: World, request: Request, cfg: GenerationConfig) -> PromptView:
@@ -297,33 +298,60 @@ def _warnings(prompt: Prompt) -> list[str]:
 
 
 def compose(generator, world: World, requests: list[Request], cfg: GenerationConfig, *, seeds: list[int],
-            order: str = "likelihood", on_text: TextCallback | None = None) -> ComposeResult:
-    """Generate one piece per request with its seed: scenes in one batch, stories and dialogues in turn.
+            order: str = "likelihood", batch_size: int = DEFAULT_BATCH_SIZE, on_text: TextCallback | None = None,
+            on_piece: PieceCallback | None = None) -> ComposeResult:
+    """Generate one piece per request with its seed: scenes in batches, stories and dialogues in turn.
 
     Args:
         order: how a dialogue picks its next speaker (likelihood | turns); recorded in the request.
+        batch_size: scene requests decoded together, at most; each brings cfg.candidates rows, so one
+            call decodes up to batch_size * candidates rows. Stories and dialogues are written one
+            at a time (a beat's or a line's candidates are the rows of its call).
         on_text: on_text(i, new_text) as text of requests[i] is final (a scene once chosen, a story
             beat by beat, a dialogue as it is written).
+        on_piece: on_piece(i, piece) as soon as the piece of requests[i] is finished: scenes batch
+            by batch, then stories and dialogues in request order.
     """
     if len(seeds) != len(requests):
         raise ValueError("one seed per request")
+    check_batch_size(batch_size)
     made: dict[int, tuple[Piece, list[str]]] = {}
+
+    def finish(i: int, piece_and_warnings: tuple[Piece, list[str]]) -> None:
+        made[i] = piece_and_warnings
+        if on_piece:
+            on_piece(i, piece_and_warnings[0])
+
     scenes = [i for i, r in enumerate(requests) if r.kind == "scene"]
-    if scenes:
-        made.update(_compose_scenes(generator, world, requests, scenes, cfg, seeds, on_text))
+    for batch in in_batches(scenes, batch_size):
+        for i, done in _compose_scenes(generator, world, requests, batch, cfg, seeds, on_text).items():
+            finish(i, done)
     for i, request in enumerate(requests):
         stream = (lambda text, _i=i: on_text(_i, text)) if on_text else None
         if request.kind == "story":
-            made[i] = _compose_story(generator, world, request, cfg, seeds[i], stream)
+            finish(i, _compose_story(generator, world, request, cfg, seeds[i], stream))
         elif request.kind == "dialogue":
-            made[i] = _compose_dialogue(generator, world, request, cfg, seeds[i], order, stream)
+            finish(i, _compose_dialogue(generator, world, request, cfg, seeds[i], order, stream))
     warnings = [w for i in range(len(requests)) for w in made[i][1]]
     return ComposeResult(pieces=[made[i][0] for i in range(len(requests))], warnings=list(dict.fromkeys(warnings)))
 
 
+def check_batch_size(batch_size: int) -> int:
+    """The batch size, checked: at least 1."""
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
+    return batch_size
+
+
+def in_batches(items: list, batch_size: int) -> list[list]:
+    """The items in runs of at most batch_size, in order: the one way metagen splits work into batches."""
+    check_batch_size(batch_size)
+    return [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
+
+
 def _compose_scenes(generator, world: World, requests: list[Request], batch: list[int], cfg: GenerationConfig,
                     seeds: list[int], on_text: TextCallback | None) -> dict[int, tuple[Piece, list[str]]]:
-    """Scenes: prompts first, then one generate call for all of them and all their candidates."""
+    """A batch of scenes: prompts first, then one generate call for all of them and all their candidates."""
     model = generator.info.to_dict()
     render = generator.tokenizer.render_chat
     prompts = {i: _prompt(generator, world, requests[i], cfg) for i in batch}
@@ -427,14 +455,17 @@ def first_difference(a: str, b: str) -> int | None:
 
 __all__ = [
     "ComposeResult",
+    "DEFAULT_BATCH_SIZE",
     "DIALOGUE_ORDERS",
     "PromptView",
     "Recipe",
+    "check_batch_size",
     "check_order",
     "compose",
     "default_max_tokens",
     "effective_config",
     "first_difference",
+    "in_batches",
     "make_request",
     "prompt_view",
     "recipe_from_record",

@@ -1,4 +1,4 @@
-"""Requests and prompt building: a world + a story, scene or dialogue request -> chat messages.
+"""Prompt building: a world + a story, scene or dialogue request (metagen.request) -> chat messages.
 
 A prompt holds the facts of the named characters and place, the world's style, lore picked
 by keyword within a token budget and few-shot sample lines. The target model is tiny
@@ -10,207 +10,32 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, fields
-from typing import ClassVar, Union, get_args
+from dataclasses import asdict, dataclass
 
 from metagen.errors import RequestError
-from metagen.text import did_you_mean, format_dialogue, slugify, speaker_prefix
-from metagen.world import ID_RE, LENGTHS, Character, Location, LoreEntry, World
+# The request kinds live in metagen.request; prompts hands them on to the modules that build from prompts.
+from metagen.request import (
+    DIALOGUE_ORDERS,
+    KINDS,
+    REQUEST_KINDS,
+    DialogueRequest,
+    Request,
+    Resolved,
+    SceneRequest,
+    StoryRequest,
+    request_from_dict,
+    resolve_request,
+)
+from metagen.text import did_you_mean
+from metagen.world import Character, Location, LoreEntry, World
 
 DEFAULT_LORE_BUDGET = 512  # tokens of lore when the caller gives no lore_budget
 TEMPLATE_MARGIN = 32  # tokens kept for the chat template's own markers and estimate error
 MAX_SAMPLE_LINES = 3  # per character, as few-shot examples
-MAX_TURNS = 200
 SCENE_WORDS = 120
 
 # Scripts written without spaces between words: keys there match as plain substrings.
 _NO_SPACE_SCRIPT = re.compile(r"[\u0e00-\u0e7f\u2e80-\u9fff\u3040-\u30ff\uac00-\ud7af\uf900-\ufaff]")
-
-
-# ----------------------------------------------------------------------------- requests
-
-# Lone surrogates: what Python makes of argv bytes that are not UTF-8 (a Latin-1 terminal).
-_NOT_UTF8 = re.compile(r"[\ud800-\udfff]")
-_NOT_UTF8_HINT = "check the terminal's encoding: LANG or LC_ALL should name UTF-8"
-
-
-class _Request:
-    """Shared behaviour of the request kinds: lists to tuples, to_dict/from_dict."""
-
-    kind: ClassVar[str] = ""
-
-    def __post_init__(self):
-        chars = getattr(self, "characters", ())
-        if isinstance(chars, str):
-            chars = (chars,)
-        object.__setattr__(self, "characters", tuple(str(c) for c in chars))
-        for f in fields(self):
-            value = getattr(self, f.name)
-            for text in value if isinstance(value, tuple) else (value,):
-                if isinstance(text, str) and _NOT_UTF8.search(text):
-                    raise RequestError(f"the {f.name} {text!r} is not UTF-8 text", hint=_NOT_UTF8_HINT)
-        if len(set(self.characters)) != len(self.characters):
-            raise RequestError(f"{self.kind} request names a character twice: {', '.join(self.characters)}")
-
-    def to_dict(self) -> dict:
-        """The request as plain JSON-ready data, with its kind."""
-        data = {"kind": self.kind, **asdict(self)}
-        data["characters"] = list(data["characters"])
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict):
-        """The request recorded by to_dict (the kind, if present, must match)."""
-        data = dict(data)
-        kind = data.pop("kind", cls.kind)
-        if kind != cls.kind:
-            raise RequestError(f"expected a {cls.kind} request, got kind '{kind}'")
-        names = [f.name for f in fields(cls)]
-        unknown = [k for k in data if k not in names]
-        if unknown:
-            hint = did_you_mean(unknown[0], names)
-            raise RequestError(f"{cls.kind} request has unknown field '{unknown[0]}' ({hint})")
-        return cls(**data)
-
-    def _names(self, limit: int = 3) -> str:
-        ids = [_slug_part(c) for c in self.characters[:limit]]
-        if len(self.characters) > limit:
-            ids.append(f"and-{len(self.characters) - limit}-more")
-        return "-".join(ids)
-
-
-@dataclass(frozen=True)
-class StoryRequest(_Request):
-    """A short story about some characters, somewhere, from a premise."""
-
-    characters: tuple[str, ...] = ()  # character ids (or exact names)
-    location: str | None = None  # a location id (or exact name)
-    premise: str | None = None  # what happens, in a sentence or two
-    length: str = "medium"  # short | medium | long; words per length come from the world's style
-    opening: bool = True  # recorded for older files; a planned story has no opening (metagen.plan)
-    beats: tuple[str, ...] = ()  # the user's own plan (--plan FILE), one instruction a beat; () = metagen plans
-    kind: ClassVar[str] = "story"
-
-    def __post_init__(self):
-        super().__post_init__()
-        object.__setattr__(self, "beats", tuple(str(b) for b in self.beats))
-        if self.length not in LENGTHS:
-            raise RequestError(f"story length '{self.length}' is not known ({did_you_mean(self.length, LENGTHS)})")
-
-    def to_dict(self) -> dict:
-        """As _Request.to_dict, without beats when metagen plans (records match older files)."""
-        data = super().to_dict()
-        if not data["beats"]:
-            del data["beats"]
-        else:
-            data["beats"] = list(data["beats"])
-        return data
-
-    @property
-    def subject(self) -> str:
-        """A file-name slug built from the ids: "mira-jonas-at-docks"."""
-        parts = [self._names()] if self.characters else []
-        if self.location:
-            parts.append(f"at-{_slug_part(self.location)}")
-        if not parts:
-            return slugify(" ".join((self.premise or "").split()[:6]), "story")
-        return _slug_join(parts)
-
-
-@dataclass(frozen=True)
-class SceneRequest(_Request):
-    """A description of one place at a time, in some weather and mood."""
-
-    location: str  # a location id (or exact name)
-    time: str | None = None  # "dusk", "the night of the festival"
-    weather: str | None = None
-    mood: str | None = None
-    characters: tuple[str, ...] = ()  # who is present, if anyone
-    opening: bool = False  # the answer starts with the place's name, written by metagen (off: the model names it)
-    kind: ClassVar[str] = "scene"
-
-    @property
-    def subject(self) -> str:
-        """A file-name slug: the location id, then the time: "docks-dusk"."""
-        return _slug_join([_slug_part(self.location), slugify(self.time or "", "")])
-
-    def __post_init__(self):
-        super().__post_init__()
-        if not self.location or not str(self.location).strip():
-            raise RequestError("a scene needs a location", hint="name a location id of the world")
-
-
-@dataclass(frozen=True)
-class DialogueRequest(_Request):
-    """A conversation between two or more characters, one line per turn."""
-
-    characters: tuple[str, ...]  # two or more character ids (or exact names); the first speaks first
-    location: str | None = None
-    topic: str | None = None
-    turns: int = 6  # lines in all, speakers taking turns in order
-    kind: ClassVar[str] = "dialogue"
-
-    def __post_init__(self):
-        super().__post_init__()
-        if len(self.characters) < 2:
-            raise RequestError("a dialogue needs at least two characters", hint="name each one once")
-        if not isinstance(self.turns, int) or not 1 <= self.turns <= MAX_TURNS:
-            raise RequestError(f"dialogue turns must be 1 to {MAX_TURNS}, not {self.turns!r}")
-
-    @property
-    def subject(self) -> str:
-        """A file-name slug: "mira-jonas-at-docks"."""
-        return _slug_join([self._names()] + ([f"at-{_slug_part(self.location)}"] if self.location else []))
-
-
-Request = Union[StoryRequest, SceneRequest, DialogueRequest]
-# The request kinds, each named by its class's `kind`; every other module imports these.
-REQUEST_KINDS: dict[str, type] = {cls.kind: cls for cls in get_args(Request)}
-KINDS = tuple(REQUEST_KINDS)  # "story", "scene", "dialogue"
-# How a dialogue picks its next speaker: the model's choice among the cast, or in the order given.
-DIALOGUE_ORDERS = ("likelihood", "turns")
-
-
-def request_from_dict(data: dict) -> Request:
-    """A request of the kind named in data["kind"], as recorded by to_dict()."""
-    kind = data.get("kind")
-    if kind not in REQUEST_KINDS:
-        raise RequestError(f"unknown request kind {kind!r} ({did_you_mean(str(kind), REQUEST_KINDS)})")
-    return REQUEST_KINDS[kind].from_dict(data)
-
-
-def _slug_part(ref: str) -> str:
-    """An id as it is; a name (before resolve_request) made into an ASCII slug."""
-    return ref if ID_RE.match(ref) else slugify(ref, "x")
-
-
-def _slug_join(parts: list[str]) -> str:
-    slug = "-".join(p for p in parts if p)
-    return slug[:80].rstrip("-") or "untitled"
-
-
-@dataclass(frozen=True)
-class Resolved:
-    """A request with its ids made canonical and the entities it names looked up."""
-
-    request: Request
-    characters: tuple[Character, ...]
-    location: Location | None
-
-
-def resolve_request(world: World, request: Request) -> Resolved:
-    """Look up the request's characters and location; RequestError with a hint if unknown."""
-    characters = tuple(world.character(ref) for ref in request.characters)
-    ids = tuple(c.id for c in characters)
-    if len(set(ids)) != len(ids):
-        named = ", ".join(request.characters)
-        raise RequestError(f"{request.kind} request names the same character twice: {named}")
-    location = world.location(request.location) if request.location else None
-    changes: dict = {"characters": ids}
-    if location is not None:
-        changes["location"] = location.id
-    canonical = type(request)(**{**{f.name: getattr(request, f.name) for f in fields(request)}, **changes})
-    return Resolved(canonical, characters, location)
 
 
 # ----------------------------------------------------------------------------- prompts
@@ -285,6 +110,11 @@ def _match_text(world: World, resolved: Resolved) -> str:
     return "\n".join(p for p in parts if p)
 
 
+def message_tokens(messages: list[dict[str, str]], count_tokens: Callable[[str], int]) -> int:
+    """Tokens of all the messages' contents, as count_tokens counts them (the template not included)."""
+    return sum(count_tokens(m["content"]) for m in messages)
+
+
 def build_prompt(
     world: World,
     request: Request,
@@ -312,18 +142,15 @@ def build_prompt(
     room = context_length - max_new_tokens - TEMPLATE_MARGIN
     warnings: list[str] = []
 
-    def measure(messages) -> int:
-        return sum(count_tokens(m["content"]) for m in messages)
-
     # a. the prompt without lore; cut few-shot lines before giving up
     samples = MAX_SAMPLE_LINES
     base = _messages(world, resolved, [], samples)
-    while measure(base) > room and samples > 0 and _has_samples(resolved):
+    while message_tokens(base, count_tokens) > room and samples > 0 and _has_samples(resolved):
         samples -= 1
         base = _messages(world, resolved, [], samples)
     if samples < MAX_SAMPLE_LINES:
         warnings.append(f"sample lines cut to {samples} per character for lack of room")
-    base_tokens = measure(base)
+    base_tokens = message_tokens(base, count_tokens)
     if base_tokens > room:
         raise RequestError(
             f"the prompt needs about {base_tokens} tokens before any lore, but only {max(room, 0)} fit "
@@ -331,34 +158,16 @@ def build_prompt(
             hint="shorten the premise or topic, lower max_new_tokens, or name fewer characters",
         )
 
-    # b. lore, greedily in priority order, within the budget
+    # b. lore, greedily in priority order, within the budget; c. then checked by the real count
     lore_room = min(DEFAULT_LORE_BUDGET if lore_budget is None else lore_budget, room - base_tokens)
-    # A scene is written from the place's own facts alone: lore there only pulled a small model away.
-    candidates = select_lore(world, _match_text(world, resolved)) if request.kind != "scene" else []
-    used: list[LoreEntry] = []
-    left: list[LoreEntry] = []
-    spent = count_tokens(_LORE_HEADER) if candidates else 0
-    for entry in candidates:
-        cost = count_tokens(_lore_line(entry))
-        if spent + cost <= lore_room:
-            used.append(entry)
-            spent += cost
-        else:
-            left.append(entry)
-
-    # c. the real count (token counts need not add up); drop the last entries until it fits
-    messages = _messages(world, resolved, used, samples)
-    while used and (measure(messages) > room or measure(messages) - base_tokens > lore_room):
-        left.append(used.pop())
-        messages = _messages(world, resolved, used, samples)
-    left.sort(key=candidates.index)  # priority order, whichever step left them out
+    messages, used, left = _fit_lore(world, resolved, samples, count_tokens, room, base_tokens, lore_room)
     if left:
         ids = ", ".join(e.id for e in left)
         warnings.append(
             f"left out {len(left)} lore entr{'y' if len(left) == 1 else 'ies'} for lack of room: {ids} "
             f"(lore budget {max(lore_room, 0)} tokens; raise the lore budget or lower max_new_tokens)"
         )
-    total = measure(messages)
+    total = message_tokens(messages, count_tokens)
     opening = answer_opening(resolved, opening_style)
     budget = PromptBudget(
         context_length, max_new_tokens, TEMPLATE_MARGIN, base_tokens, max(lore_room, 0), total - base_tokens
@@ -373,6 +182,31 @@ def build_prompt(
         budget=budget,
         opening=opening,
     )
+
+
+def _fit_lore(world: World, resolved: Resolved, samples: int, count_tokens: Callable[[str], int], room: int,
+              base_tokens: int, lore_room: int) -> tuple[list[dict[str, str]], list[LoreEntry], list[LoreEntry]]:
+    """The messages with as much matched lore as fits, the entries used and those left out (by priority)."""
+    # A scene is written from the place's own facts alone: lore there only pulled a small model away.
+    candidates = select_lore(world, _match_text(world, resolved)) if resolved.request.kind != "scene" else []
+    used: list[LoreEntry] = []
+    left: list[LoreEntry] = []
+    spent = count_tokens(_LORE_HEADER) if candidates else 0
+    for entry in candidates:
+        cost = count_tokens(_lore_line(entry))
+        if spent + cost <= lore_room:
+            used.append(entry)
+            spent += cost
+        else:
+            left.append(entry)
+    # The real count (token counts need not add up): drop the last entries until it fits.
+    messages = _messages(world, resolved, used, samples)
+    while used and (message_tokens(messages, count_tokens) > room
+                    or message_tokens(messages, count_tokens) - base_tokens > lore_room):
+        left.append(used.pop())
+        messages = _messages(world, resolved, used, samples)
+    left.sort(key=candidates.index)  # priority order, whichever step left them out
+    return messages, used, left
 
 
 OPENING_STYLES = ("none", "place", "first-name", "cast", "place-cast")
@@ -603,69 +437,6 @@ def _dialogue_task(world: World, resolved: Resolved) -> str:
 _TASKS = {"story": _story_task, "scene": _scene_task, "dialogue": _dialogue_task}
 
 
-# ----------------------------------------------------------------------------- dialogue helpers
-
-
-def estimate_tokens(text: str) -> int:
-    """A rough token count (about 4 tokens for 3 words) for when no tokenizer is at hand."""
-    return (len(text.split()) * 4 + 2) // 3
-
-
-def dialogue_preamble(
-    world: World,
-    request: DialogueRequest,
-    *,
-    count_tokens: Callable[[str], int] = estimate_tokens,
-    context_length: int = 8192,
-    max_new_tokens: int = 1024,
-) -> list[dict[str, str]]:
-    """The system and user messages that open a dialogue; the transcript follows as the answer.
-
-    The same messages as build_prompt(...).messages; by default lore is fitted with a rough
-    token estimate. Pass the model's count_tokens and window for an exact fit.
-    """
-    if request.kind != "dialogue":
-        raise RequestError(f"dialogue_preamble needs a dialogue request, not a {request.kind} request")
-    prompt = build_prompt(
-        world, request, count_tokens=count_tokens, context_length=context_length, max_new_tokens=max_new_tokens
-    )
-    return prompt.messages
-
-
-def speaker_order(world: World, request: DialogueRequest) -> tuple[Character, ...]:
-    """Who speaks each turn: the named characters in order, round and round, `turns` long."""
-    cast = resolve_request(world, request).characters
-    return tuple(cast[i % len(cast)] for i in range(request.turns))
-
-
-def continue_dialogue(lines: Sequence[tuple[str, str]], next_speaker: str) -> str:
-    """The answer so far, ending in the next speaker's "Name:" for the model to complete."""
-    done = format_dialogue(lines)
-    return (done + "\n" if done else "") + speaker_prefix(next_speaker)
-
-
-def dialogue_stops(names: Sequence[str]) -> list[str]:
-    """Stop strings for one dialogue line: a newline, or another speaker's prefix."""
-    return ["\n", *(f" {speaker_prefix(n)}" for n in names)]
-
-
-def clean_dialogue_line(text: str, names: Sequence[str]) -> str:
-    """The model's text cut to one spoken line: first line, before any "Name:", quotes stripped."""
-    line = text.strip().split("\n", 1)[0] if text.strip() else ""
-    cut = len(line)
-    for name in names:
-        at = line.find(speaker_prefix(name))
-        if at == 0:
-            line = line[len(speaker_prefix(name)) :].lstrip()  # the model echoed the prefix
-            cut = len(line)
-        elif at > 0:
-            cut = min(cut, at)
-    line = line[:cut].strip()
-    if len(line) >= 2 and line[0] == line[-1] and line[0] in "\"'“”":
-        line = line[1:-1].strip()
-    return line.strip("“”").strip()
-
-
 __all__ = [
     "DEFAULT_LORE_BUDGET",
     "DIALOGUE_ORDERS",
@@ -681,16 +452,9 @@ __all__ = [
     "StoryRequest",
     "answer_opening",
     "build_prompt",
-    "clean_dialogue_line",
-    "continue_dialogue",
-    "dialogue_preamble",
-    "dialogue_stops",
-    "estimate_tokens",
-    "format_dialogue",
     "mentions",
+    "message_tokens",
     "request_from_dict",
     "resolve_request",
     "select_lore",
-    "speaker_order",
-    "speaker_prefix",
 ]

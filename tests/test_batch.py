@@ -201,17 +201,16 @@ jobs:
 def test_groups(tmp_path, world):
     path = write_jobs(tmp_path, MANY_JOBS)
     units = batch.plan_batch(batch.load_jobs(path)).units
-    groups = batch.batch_groups(units, 4)
+    groups = batch.settings_groups(units)
     assert sorted(u.index for g in groups for u in g) == list(range(22))
     for group in groups:
-        assert len(group) <= 4
-        assert len({(u.job.world, u.job.kind, u.cfg.max_new_tokens, u.cfg.temperature) for u in group}) == 1
-        assert group[0].job.kind != "dialogue" or len(group) == 1
-    # the two story jobs without their own settings share a group; the job at temperature 1.2 does not
+        assert len({(u.job.world, u.job.kind, u.cfg.max_new_tokens, u.cfg.temperature, u.job.order)
+                    for u in group}) == 1
+        assert [u.index for u in group] == sorted(u.index for u in group)
+    # the two story jobs without their own settings share a group; the job at temperature 1.2 does not;
+    # the well and market scenes share theirs (compose splits a group into batches)
     sizes = [[u.job.index for u in g] for g in groups]
-    assert [2, 2, 2, 2] in sizes and [3, 3, 3] in sizes and [6, 6] in sizes
-    with pytest.raises(ConfigError):
-        batch.batch_groups(units, 0)
+    assert sizes == [[0] * 5 + [4] * 3, [1] * 4, [2] * 4 + [3] * 3, [5], [6] * 2]
 
 
 # ----------------------------------------------------------------------------- runs
@@ -252,18 +251,18 @@ def test_existing_outputs_stop_the_run_before_the_model(runner, tmp_path, world,
 
 
 def test_interrupted_run_resumes_and_loses_nothing(runner, tmp_path, world, model_args, monkeypatch):
-    from metagen import pieces
+    from metagen.generate import Generator
 
     path = write_jobs(tmp_path, MANY_JOBS)
-    real, calls = pieces.compose, []
+    real, calls = Generator.complete, []
 
-    def interrupt_on_the_third_call(*args, **kwargs):
+    def interrupt_on_the_third_call(*args, **kwargs):  # the third batch of two scenes
         calls.append(1)
         if len(calls) == 3:
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(pieces, "compose", interrupt_on_the_third_call)
+    monkeypatch.setattr(Generator, "complete", interrupt_on_the_third_call)
     out = tmp_path / "o"
     result = invoke(runner, "batch", path, "--out", out, "--batch-size", 2, *model_args)
     assert result.exit_code == 130
@@ -271,7 +270,7 @@ def test_interrupted_run_resumes_and_loses_nothing(runner, tmp_path, world, mode
     first = piece_files(out)
     assert len(first) == 4
     assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
-    monkeypatch.setattr(pieces, "compose", real)
+    monkeypatch.setattr(Generator, "complete", real)
     result = invoke(runner, "batch", path, "--out", out, "--batch-size", 2, "--resume", *model_args)
     assert result.exit_code == 0, result.output
     assert "written 18, skipped 4 (resume)" in result.stderr

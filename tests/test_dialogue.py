@@ -13,7 +13,8 @@ from metagen.config import GenerationConfig
 from metagen.dialogue import EMPTY_LINE, generate_dialogue, score_speakers
 from metagen.errors import ConfigError
 from metagen.generate import Completion
-from metagen.prompts import DialogueRequest, speaker_prefix
+from metagen.prompts import DialogueRequest
+from metagen.text import speaker_prefix
 from metagen.world import load_world
 
 from tests.conftest import write_tiny_gguf, write_world

@@ -1,18 +1,18 @@
-"""Request kinds and dialogue orders are declared once, in metagen.prompts; the rest use that."""
+"""Request kinds and dialogue orders are declared once, in metagen.request; the rest use that."""
 
 from __future__ import annotations
 
-from metagen import batch, dialogue, eval, output, pieces, prompts
+from metagen import batch, dialogue, eval, output, pieces, prompts, request
 
 
 def test_kinds_are_named_by_their_request_classes():
-    assert prompts.KINDS == ("story", "scene", "dialogue")
+    assert request.KINDS == ("story", "scene", "dialogue") and prompts.KINDS is request.KINDS
     assert all(prompts.REQUEST_KINDS[kind].kind == kind for kind in prompts.KINDS)
     assert output.piece.KINDS is prompts.KINDS and eval.KINDS is prompts.KINDS
 
 
 def test_dialogue_orders_are_one_tuple():
-    assert prompts.DIALOGUE_ORDERS == ("likelihood", "turns")
+    assert request.DIALOGUE_ORDERS == ("likelihood", "turns") and prompts.DIALOGUE_ORDERS is request.DIALOGUE_ORDERS
     assert pieces.DIALOGUE_ORDERS is prompts.DIALOGUE_ORDERS and dialogue.DIALOGUE_ORDERS is prompts.DIALOGUE_ORDERS
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -149,15 +150,21 @@ def test_settings_key_ignores_the_seed():
 # ----------------------------------------------------------------------------- composing
 
 
-def test_compose_decodes_scenes_in_one_call_and_stories_beat_by_beat(world, generator, monkeypatch):
-    calls = []
+@pytest.fixture
+def calls(generator, monkeypatch) -> list[int]:
+    """The rows of each generator.complete call, in order."""
+    seen: list[int] = []
     real = generator.complete
 
     def counting(prompts, cfg, **kw):
-        calls.append(len(prompts))
+        seen.append(len(prompts))
         return real(prompts, cfg, **kw)
 
     monkeypatch.setattr(generator, "complete", counting)
+    return seen
+
+
+def test_compose_decodes_scenes_in_one_call_and_stories_beat_by_beat(world, generator, calls):
     requests = [StoryRequest(characters=("ada",), location="well", length="short"),
                 SceneRequest(location="mill", opening=True), SceneRequest(location="well")]
     cfg = GenerationConfig(max_new_tokens=6)
@@ -193,6 +200,33 @@ def test_a_piece_is_the_same_alone_or_in_a_batch(world, generator):
     together = pieces.compose(generator, world, [SceneRequest(location="mill"), story, story], cfg,
                               seeds=[9, 3, 4]).pieces
     assert together[1].text == alone.text and together[1].output_tokens == alone.output_tokens
+
+
+def test_the_batch_size_splits_scenes_and_never_changes_a_piece(world, generator, calls):
+    """compose is the one place work is split into batches; a seed's text does not depend on the split."""
+    requests = [SceneRequest(location="mill"), SceneRequest(location="well", time="dusk"),
+                StoryRequest(characters=("ada",), location="well", length="short"),
+                SceneRequest(location="well", mood="calm"), SceneRequest(location="mill", opening=True),
+                SceneRequest(location="well")]
+    cfg = GenerationConfig(max_new_tokens=6, temperature=0.9, candidates=2)
+    made, rows = {}, {}
+    for batch_size in (1, 2, 8):
+        calls.clear()
+        finished = []
+
+        def on_piece(i, piece, _size=batch_size):
+            finished.append(i)
+            if i == 5:  # the last scene: the story's beats come after
+                rows[_size] = list(calls)
+
+        result = pieces.compose(generator, world, requests, cfg, seeds=[11, 12, 13, 14, 15, 16],
+                                batch_size=batch_size, on_piece=on_piece)
+        made[batch_size] = [dataclasses.replace(p, seconds=0.0) for p in result.pieces]
+        assert finished == [0, 1, 3, 4, 5, 2]  # scenes batch by batch, then the story
+    assert made[1] == made[2] == made[8]
+    assert rows == {1: [2] * 5, 2: [4, 4, 2], 8: [10]}  # candidates are rows: a scene brings two
+    with pytest.raises(ConfigError, match="--batch-size must be at least 1"):
+        pieces.compose(generator, world, requests, cfg, seeds=[1] * 6, batch_size=0)
 
 
 def test_compose_streams_by_request_index(world, generator):

@@ -1,5 +1,5 @@
 """Prompt building: facts of the named entities, lore by keyword within a budget, what was
-cut, requests and their round trips, dialogue helpers. Tokens are counted as words here."""
+cut, requests and their round trips, dialogue helpers (metagen.dialogue). Tokens are counted as words here."""
 
 from __future__ import annotations
 
@@ -11,6 +11,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from metagen.dialogue import (
+    clean_dialogue_line,
+    continue_dialogue,
+    dialogue_preamble,
+    dialogue_stops,
+    speaker_order,
+)
 from metagen.errors import RequestError
 from metagen.prompts import (
     TEMPLATE_MARGIN,
@@ -19,17 +26,12 @@ from metagen.prompts import (
     StoryRequest,
     answer_opening,
     build_prompt,
-    clean_dialogue_line,
-    continue_dialogue,
-    dialogue_preamble,
-    dialogue_stops,
-    format_dialogue,
     mentions,
     request_from_dict,
     resolve_request,
     select_lore,
-    speaker_order,
 )
+from metagen.text import format_dialogue
 from metagen.world import load_world
 
 from conftest import write_world

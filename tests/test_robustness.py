@@ -898,10 +898,8 @@ def test_resume_skips_a_complete_piece_whose_text_is_empty(runner, tmp_path, wor
 
     real = pieces.compose
 
-    def silent(*args, **kwargs):
-        result = real(*args, **kwargs)
-        result.pieces[:] = [replace(p, text="", finish_reason="stop") for p in result.pieces]
-        return result
+    def silent(*args, on_piece, **kwargs):  # batch writes each piece through on_piece
+        return real(*args, on_piece=lambda i, p: on_piece(i, replace(p, text="", finish_reason="stop")), **kwargs)
 
     monkeypatch.setattr(pieces, "compose", silent)
     jobs = tmp_path / "jobs.yaml"
@@ -914,11 +912,11 @@ def test_resume_skips_a_complete_piece_whose_text_is_empty(runner, tmp_path, wor
 
 
 def test_a_folder_swapped_for_a_link_mid_batch_is_refused(runner, tmp_path, world, model_args, monkeypatch):
-    from metagen import pieces
+    from metagen.generate import Generator
 
     out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
     elsewhere.mkdir()
-    real, calls = pieces.compose, []
+    real, calls = Generator.complete, []
 
     def swap_after_the_first(*args, **kwargs):
         calls.append(1)
@@ -927,7 +925,7 @@ def test_a_folder_swapped_for_a_link_mid_batch_is_refused(runner, tmp_path, worl
             (out / "tinyville").symlink_to(elsewhere, target_is_directory=True)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(pieces, "compose", swap_after_the_first)
+    monkeypatch.setattr(Generator, "complete", swap_after_the_first)
     jobs = tmp_path / "jobs.yaml"
     jobs.write_text("world: tiny.yaml\nseed: 5\nsettings: {max_new_tokens: 2}\n"
                     "jobs:\n  - {kind: scene, location: well, count: 3}\n", encoding="utf-8")

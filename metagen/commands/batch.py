@@ -64,7 +64,7 @@ def batch(
     jobs: Annotated[Path, typer.Argument(help="A jobs file (YAML; see docs/batch.md).", show_default=False)],
     shard: Annotated[Optional[str], typer.Option("--shard", help="I/N: run only this process's share (units with index % N == I-1).", show_default=False)] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Skip pieces whose file exists and is complete.")] = False,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Stories and scenes with the same settings decoded together, at most this many.")] = 8,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Scenes with the same settings decoded together, at most this many (each with its candidates).")] = 8,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder. [default: the file's out:, else ./out]", show_default=False)] = None,
     fmt: Format = None,
     overwrite: Overwrite = False,
@@ -76,10 +76,10 @@ def batch(
 ):
     """Generate every piece a jobs file lists; the decoding flags override every job's settings."""
     from metagen.batch import load_jobs, parse_shard, plan_batch, run_batch
-    from metagen.errors import ConfigError, Terminated
+    from metagen.errors import Terminated
+    from metagen.pieces import check_batch_size
 
-    if batch_size < 1:
-        raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
+    check_batch_size(batch_size)
     shard_spec = parse_shard(shard)
     jobs_file = load_jobs(jobs)
     plan = plan_batch(jobs_file, out=out, fmt=fmt, cli_settings=settings, shard=shard_spec, resume=resume,

@@ -1,0 +1,215 @@
+"""Requests: what a user asks for (a story, a scene or a dialogue), checked, recorded and resolved.
+
+A request names characters and a location by id (or exact name); `resolve_request` looks them
+up in a world and makes the ids canonical. Every other module takes the request kinds from here.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, fields
+from typing import ClassVar, Union, get_args
+
+from metagen.errors import RequestError
+from metagen.text import did_you_mean, slugify
+from metagen.world import ID_RE, LENGTHS, Character, Location, World
+
+MAX_TURNS = 200
+
+# Lone surrogates: what Python makes of argv bytes that are not UTF-8 (a Latin-1 terminal).
+_NOT_UTF8 = re.compile(r"[\ud800-\udfff]")
+_NOT_UTF8_HINT = "check the terminal's encoding: LANG or LC_ALL should name UTF-8"
+
+
+class _Request:
+    """Shared behaviour of the request kinds: lists to tuples, to_dict/from_dict."""
+
+    kind: ClassVar[str] = ""
+
+    def __post_init__(self):
+        chars = getattr(self, "characters", ())
+        if isinstance(chars, str):
+            chars = (chars,)
+        object.__setattr__(self, "characters", tuple(str(c) for c in chars))
+        for f in fields(self):
+            value = getattr(self, f.name)
+            for text in value if isinstance(value, tuple) else (value,):
+                if isinstance(text, str) and _NOT_UTF8.search(text):
+                    raise RequestError(f"the {f.name} {text!r} is not UTF-8 text", hint=_NOT_UTF8_HINT)
+        if len(set(self.characters)) != len(self.characters):
+            raise RequestError(f"{self.kind} request names a character twice: {', '.join(self.characters)}")
+
+    def to_dict(self) -> dict:
+        """The request as plain JSON-ready data, with its kind."""
+        data = {"kind": self.kind, **asdict(self)}
+        data["characters"] = list(data["characters"])
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict):
+        """The request recorded by to_dict (the kind, if present, must match)."""
+        data = dict(data)
+        kind = data.pop("kind", cls.kind)
+        if kind != cls.kind:
+            raise RequestError(f"expected a {cls.kind} request, got kind '{kind}'")
+        names = [f.name for f in fields(cls)]
+        unknown = [k for k in data if k not in names]
+        if unknown:
+            hint = did_you_mean(unknown[0], names)
+            raise RequestError(f"{cls.kind} request has unknown field '{unknown[0]}' ({hint})")
+        return cls(**data)
+
+    def _names(self, limit: int = 3) -> str:
+        ids = [_slug_part(c) for c in self.characters[:limit]]
+        if len(self.characters) > limit:
+            ids.append(f"and-{len(self.characters) - limit}-more")
+        return "-".join(ids)
+
+
+@dataclass(frozen=True)
+class StoryRequest(_Request):
+    """A short story about some characters, somewhere, from a premise."""
+
+    characters: tuple[str, ...] = ()  # character ids (or exact names)
+    location: str | None = None  # a location id (or exact name)
+    premise: str | None = None  # what happens, in a sentence or two
+    length: str = "medium"  # short | medium | long; words per length come from the world's style
+    opening: bool = True  # recorded for older files; a planned story has no opening (metagen.plan)
+    beats: tuple[str, ...] = ()  # the user's own plan (--plan FILE), one instruction a beat; () = metagen plans
+    kind: ClassVar[str] = "story"
+
+    def __post_init__(self):
+        super().__post_init__()
+        object.__setattr__(self, "beats", tuple(str(b) for b in self.beats))
+        if self.length not in LENGTHS:
+            raise RequestError(f"story length '{self.length}' is not known ({did_you_mean(self.length, LENGTHS)})")
+
+    def to_dict(self) -> dict:
+        """As _Request.to_dict, without beats when metagen plans (records match older files)."""
+        data = super().to_dict()
+        if not data["beats"]:
+            del data["beats"]
+        else:
+            data["beats"] = list(data["beats"])
+        return data
+
+    @property
+    def subject(self) -> str:
+        """A file-name slug built from the ids: "mira-jonas-at-docks"."""
+        parts = [self._names()] if self.characters else []
+        if self.location:
+            parts.append(f"at-{_slug_part(self.location)}")
+        if not parts:
+            return slugify(" ".join((self.premise or "").split()[:6]), "story")
+        return _slug_join(parts)
+
+
+@dataclass(frozen=True)
+class SceneRequest(_Request):
+    """A description of one place at a time, in some weather and mood."""
+
+    location: str  # a location id (or exact name)
+    time: str | None = None  # "dusk", "the night of the festival"
+    weather: str | None = None
+    mood: str | None = None
+    characters: tuple[str, ...] = ()  # who is present, if anyone
+    opening: bool = False  # the answer starts with the place's name, written by metagen (off: the model names it)
+    kind: ClassVar[str] = "scene"
+
+    @property
+    def subject(self) -> str:
+        """A file-name slug: the location id, then the time: "docks-dusk"."""
+        return _slug_join([_slug_part(self.location), slugify(self.time or "", "")])
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not self.location or not str(self.location).strip():
+            raise RequestError("a scene needs a location", hint="name a location id of the world")
+
+
+@dataclass(frozen=True)
+class DialogueRequest(_Request):
+    """A conversation between two or more characters, one line per turn."""
+
+    characters: tuple[str, ...]  # two or more character ids (or exact names); the first speaks first
+    location: str | None = None
+    topic: str | None = None
+    turns: int = 6  # lines in all, speakers taking turns in order
+    kind: ClassVar[str] = "dialogue"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if len(self.characters) < 2:
+            raise RequestError("a dialogue needs at least two characters", hint="name each one once")
+        if not isinstance(self.turns, int) or not 1 <= self.turns <= MAX_TURNS:
+            raise RequestError(f"dialogue turns must be 1 to {MAX_TURNS}, not {self.turns!r}")
+
+    @property
+    def subject(self) -> str:
+        """A file-name slug: "mira-jonas-at-docks"."""
+        return _slug_join([self._names()] + ([f"at-{_slug_part(self.location)}"] if self.location else []))
+
+
+Request = Union[StoryRequest, SceneRequest, DialogueRequest]
+# The request kinds, each named by its class's `kind`; every other module imports these.
+REQUEST_KINDS: dict[str, type] = {cls.kind: cls for cls in get_args(Request)}
+KINDS = tuple(REQUEST_KINDS)  # "story", "scene", "dialogue"
+# How a dialogue picks its next speaker: the model's choice among the cast, or in the order given.
+DIALOGUE_ORDERS = ("likelihood", "turns")
+
+
+def request_from_dict(data: dict) -> Request:
+    """A request of the kind named in data["kind"], as recorded by to_dict()."""
+    kind = data.get("kind")
+    if kind not in REQUEST_KINDS:
+        raise RequestError(f"unknown request kind {kind!r} ({did_you_mean(str(kind), REQUEST_KINDS)})")
+    return REQUEST_KINDS[kind].from_dict(data)
+
+
+def _slug_part(ref: str) -> str:
+    """An id as it is; a name (before resolve_request) made into an ASCII slug."""
+    return ref if ID_RE.match(ref) else slugify(ref, "x")
+
+
+def _slug_join(parts: list[str]) -> str:
+    slug = "-".join(p for p in parts if p)
+    return slug[:80].rstrip("-") or "untitled"
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A request with its ids made canonical and the entities it names looked up."""
+
+    request: Request
+    characters: tuple[Character, ...]
+    location: Location | None
+
+
+def resolve_request(world: World, request: Request) -> Resolved:
+    """Look up the request's characters and location; RequestError with a hint if unknown."""
+    characters = tuple(world.character(ref) for ref in request.characters)
+    ids = tuple(c.id for c in characters)
+    if len(set(ids)) != len(ids):
+        named = ", ".join(request.characters)
+        raise RequestError(f"{request.kind} request names the same character twice: {named}")
+    location = world.location(request.location) if request.location else None
+    changes: dict = {"characters": ids}
+    if location is not None:
+        changes["location"] = location.id
+    canonical = type(request)(**{**{f.name: getattr(request, f.name) for f in fields(request)}, **changes})
+    return Resolved(canonical, characters, location)
+
+
+__all__ = [
+    "DIALOGUE_ORDERS",
+    "DialogueRequest",
+    "KINDS",
+    "MAX_TURNS",
+    "REQUEST_KINDS",
+    "Request",
+    "Resolved",
+    "SceneRequest",
+    "StoryRequest",
+    "request_from_dict",
+    "resolve_request",
+]
