@@ -91,7 +91,7 @@ class MetagenEngine:
         import torch
 
         from metagen.config import GenerationConfig
-        from metagen.generate import load_model
+        from metagen.generator import load_model
 
         torch.set_num_threads(threads)
         self.import_s = time.perf_counter() - started
@@ -317,7 +317,7 @@ def long_prompt_ids(tokenizer) -> list[int]:
 
 def prepare_converted(model_path: str, dtypes: list[str]) -> None:
     """Fill metagen's converted-weights cache first, so load times measure the cached path."""
-    code = ("import sys; from metagen.generate import load_model\n"
+    code = ("import sys; from metagen.generator import load_model\n"
             "for d in sys.argv[2:]: load_model(sys.argv[1], dtype=d)")
     subprocess.run([sys.executable, "-c", code, model_path, *dtypes], check=True)
 
@@ -651,7 +651,7 @@ def main() -> None:
         if name not in ENGINES and name not in CASES:
             parser.error(f"unknown engine or case {name!r}")
 
-    from metagen.models import resolve_model
+    from metagen.catalog import resolve_model
 
     git_before = git_state()  # the workers import metagen as it is now
     resolved = resolve_model()

@@ -7,7 +7,7 @@ import time
 import torch
 
 from metagen.config import GenerationConfig
-from metagen.generate import Generator, ModelInfo
+from metagen.generator import Generator, ModelInfo
 from metagen.gguf import ModelArgs
 from metagen.model import Transformer, random_weights
 from tests.conftest import tiny_tokenizer_data

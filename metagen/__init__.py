@@ -19,8 +19,8 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "load_world": ("metagen.world", "load_world"),
-    "load_model": ("metagen.generate", "load_model"),
-    "Generator": ("metagen.generate", "Generator"),
+    "load_model": ("metagen.generator", "load_model"),
+    "Generator": ("metagen.generator", "Generator"),
     "GenerationConfig": ("metagen.config", "GenerationConfig"),
     "MetagenError": ("metagen.errors", "MetagenError"),
 }

@@ -1,4 +1,4 @@
-"""Batch runs: a jobs file (YAML) -> units of work with fixed seeds and file names -> pieces.
+"""Batch runs: a jobs file (YAML) -> units of work with fixed seeds and file names -> pipeline.
 
 `load_jobs` reads and checks the file (problems name file:line and the field), `plan_batch`
 expands each job's count into units, gives each a seed that does not depend on sharding,
@@ -32,7 +32,7 @@ from metagen.output import (
     output_path,
     recorded_difference,
 )
-from metagen.pieces import DEFAULT_BATCH_SIZE, MAX_COUNT
+from metagen.pipeline import DEFAULT_BATCH_SIZE, MAX_COUNT
 from metagen.prompts import DIALOGUE_ORDERS, KINDS, REQUEST_KINDS, Request
 from metagen.text import did_you_mean
 from metagen.world import World, YamlRefused, compose_yaml, construct_plain, load_world
@@ -329,7 +329,7 @@ def _read_job(problems: _Problems, node, i: int, folder: Path, default_world: Pa
     if "opening" in items:
         fields["opening"] = _scalar(problems, items["opening"], f"{at}.opening", (bool,), "true or false")
     if "characters" in items:
-        from metagen.pieces import split_ids
+        from metagen.pipeline import split_ids
 
         value = _construct(problems, items["characters"], f"{at}.characters")
         if isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value)):
@@ -377,7 +377,7 @@ def plan_batch(jobs_file: JobsFile, *, out: str | os.PathLike | None = None, fmt
     OutputExistsError when a file exists and neither resume nor overwrite allows it.
     A command-line seed replaces the file's base seed (jobs with their own seed keep it).
     """
-    from metagen import pieces
+    from metagen import pipeline
     from metagen.prompts import resolve_request
 
     cli = dict(cli_settings or {})
@@ -392,8 +392,8 @@ def plan_batch(jobs_file: JobsFile, *, out: str | os.PathLike | None = None, fmt
             world = worlds.get(_world_key(job.world))
             if world is None:
                 world = worlds[_world_key(job.world)] = load_world(job.world)
-            request = resolve_request(world, pieces.make_request(job.kind, world, **job.fields)).request
-            cfg = pieces.effective_config(world, job.kind, {**jobs_file.settings, **job.settings}, cli, request)
+            request = resolve_request(world, pipeline.make_request(job.kind, world, **job.fields)).request
+            cfg = pipeline.effective_config(world, job.kind, {**jobs_file.settings, **job.settings}, cli, request)
             unit_fmt = fmt or job.format or jobs_file.format or "md"
             check_format(job.kind, unit_fmt)
         except WorldError as error:
@@ -462,7 +462,7 @@ def _check_collisions(units: list[Unit]) -> None:
 def settings_groups(units: list[Unit]) -> list[list[Unit]]:
     """Units made by one compose call: same world, kind and settings but the seed (and a dialogue's
     speaker order). Groups come in order of their first unit, units in plan order."""
-    from metagen.pieces import settings_key
+    from metagen.pipeline import settings_key
 
     groups: dict[tuple, list[Unit]] = {}
     for unit in units:
@@ -480,11 +480,11 @@ def run_batch(generator, plan: BatchPlan, *, batch_size: int = DEFAULT_BATCH_SIZ
     """Make and write every planned unit; each file is written (atomically) as soon as its piece is done.
 
     Args:
-        batch_size: scene units decoded together, at most (pieces.compose).
+        batch_size: scene units decoded together, at most (pipeline.compose).
         on_written: on_written(unit, piece, path) after each file.
         on_text: on_text(unit, new_text) as text is generated.
     """
-    from metagen import pieces
+    from metagen import pipeline
     from metagen.output import render, write_atomic
 
     result = BatchResult()
@@ -501,7 +501,7 @@ def run_batch(generator, plan: BatchPlan, *, batch_size: int = DEFAULT_BATCH_SIZ
             if on_written:
                 on_written(unit, piece, path)
 
-        composed = pieces.compose(generator, first.world, [u.request for u in group], first.cfg,
+        composed = pipeline.compose(generator, first.world, [u.request for u in group], first.cfg,
                                   seeds=[u.seed for u in group], order=first.job.order, batch_size=batch_size,
                                   on_text=stream, on_piece=write)
         result.warnings += [w for w in composed.warnings if w not in result.warnings]

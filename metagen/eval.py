@@ -39,7 +39,7 @@ from metagen.measure import (
     summarize,
     world_reference,
 )
-from metagen.pieces import DEFAULT_BATCH_SIZE, check_batch_size, in_batches
+from metagen.pipeline import DEFAULT_BATCH_SIZE, check_batch_size, in_batches
 from metagen.prompts import (
     KINDS,
     DialogueRequest,
@@ -89,7 +89,7 @@ def build_grid(world: World, kinds: Sequence[str] = KINDS, max_requests: int = D
     """The requests one world is measured on, at most max_requests per kind: a scene per location;
     dialogues between pairs spread over the cast; stories of one, two, three characters in turn,
     each cast and place shifted by one from the last."""
-    from metagen.pieces import MAX_COUNT
+    from metagen.pipeline import MAX_COUNT
 
     if not 1 <= max_requests <= MAX_COUNT:
         raise ConfigError(f"--max-requests must be 1 to {MAX_COUNT}, got {max_requests}")
@@ -111,7 +111,7 @@ def build_grid(world: World, kinds: Sequence[str] = KINDS, max_requests: int = D
 
 def seed_list(count: int, start: int = 1) -> list[int]:
     """The seeds every request is answered with: start, start + 1, ... (count of them)."""
-    from metagen.pieces import MAX_COUNT
+    from metagen.pipeline import MAX_COUNT
 
     if not 1 <= count <= MAX_COUNT:
         raise ConfigError(f"--seeds must be 1 to {MAX_COUNT}, got {count}")
@@ -150,7 +150,7 @@ class EvalRun:
 def kind_config(world: World, kind: str, settings: dict, max_tokens: int = DEFAULT_MAX_TOKENS):
     """The decoding settings of one kind as the commands settle them, the token budget set for eval:
     max_tokens for stories and scenes (a --max-tokens flag wins), a dialogue line's own budget."""
-    from metagen.pieces import effective_config
+    from metagen.pipeline import effective_config
 
     layer = dict(settings or {})
     if kind == "dialogue":
@@ -269,7 +269,7 @@ def _metagen_answers(generator, world: World, kind: str, items: list[tuple[Reque
                      batch_size: int, on_done: _Progress) -> list[tuple]:
     """(request dict, seed, text, tokens, finish, opening, turns, settings) per item, from the commands'
     compose, or from an experimental prompt for stories and scenes."""
-    from metagen.pieces import compose
+    from metagen.pipeline import compose
 
     requests, item_seeds = [r for r, _ in items], [s for _, s in items]
     if variant != "metagen" and kind != "dialogue":

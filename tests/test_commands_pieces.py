@@ -203,7 +203,7 @@ def test_interrupted_command_exits_130_and_writes_nothing(runner, world, model_a
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("metagen.pieces.compose", interrupted)
+    monkeypatch.setattr("metagen.pipeline.compose", interrupted)
     result = invoke(runner, "story", world, "-c", "ada", "-n", 3, "--out", tmp_path / "o", *model_args)
     assert result.exit_code == 130 and "interrupted" in result.stderr
     assert not [p for p in (tmp_path / "o").rglob("*") if p.is_file()]

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from metagen.config import GenerationConfig
-from metagen.generate import Generator, ModelInfo
+from metagen.generator import Generator, ModelInfo
 from metagen.model import Transformer, random_weights
 from metagen.tokenizer import Tokenizer
 from tests.conftest import tiny_args, tiny_tokenizer_data

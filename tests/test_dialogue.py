@@ -12,7 +12,7 @@ from metagen import dialogue
 from metagen.config import GenerationConfig
 from metagen.dialogue import EMPTY_LINE, generate_dialogue, score_speakers
 from metagen.errors import ConfigError
-from metagen.generate import Completion
+from metagen.generator import Completion
 from metagen.prompts import DialogueRequest
 from metagen.text import speaker_prefix
 from metagen.world import load_world
@@ -49,7 +49,7 @@ CFG = GenerationConfig(max_new_tokens=8, temperature=1.0, top_k=0, top_p=1.0, re
 def make_generator(path, context_length: int):
     """The tiny test model (conftest's weights) with a longer window: a chat preamble needs
     more than tiny_generator's 256 byte-sized tokens."""
-    from metagen.generate import Generator, ModelInfo, build_from_gguf
+    from metagen.generator import Generator, ModelInfo, build_from_gguf
 
     write_tiny_gguf(path, max_seq_len=context_length)
     model, tokenizer, name = build_from_gguf(path, "float32")

@@ -75,7 +75,7 @@ def long_gguf(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def long_generator(long_gguf):
-    from metagen.generate import Generator, ModelInfo, build_from_gguf
+    from metagen.generator import Generator, ModelInfo, build_from_gguf
 
     model, tokenizer, name = build_from_gguf(long_gguf, "float32")
     info = ModelInfo(name=name, path=str(long_gguf), sha256="0" * 64, weight_format="float32", device="cpu",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from metagen import batch, dialogue, eval, output, pieces, prompts, request
+from metagen import batch, dialogue, eval, output, pipeline, prompts, request
 
 
 def test_kinds_are_named_by_their_request_classes():
@@ -13,7 +13,7 @@ def test_kinds_are_named_by_their_request_classes():
 
 def test_dialogue_orders_are_one_tuple():
     assert request.DIALOGUE_ORDERS == ("likelihood", "turns") and prompts.DIALOGUE_ORDERS is request.DIALOGUE_ORDERS
-    assert pieces.DIALOGUE_ORDERS is prompts.DIALOGUE_ORDERS and dialogue.DIALOGUE_ORDERS is prompts.DIALOGUE_ORDERS
+    assert pipeline.DIALOGUE_ORDERS is prompts.DIALOGUE_ORDERS and dialogue.DIALOGUE_ORDERS is prompts.DIALOGUE_ORDERS
 
 
 def test_a_job_takes_its_request_fields_and_a_dialogue_its_order():

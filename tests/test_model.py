@@ -300,7 +300,7 @@ def test_int4_falls_back_to_int8_where_the_packing_needs_16_rows():
 @pytest.mark.parametrize("weight_format", ["int8", "int4"])
 def test_compact_weights_loaded_from_the_converted_cache_are_aligned(weight_format, tiny_gguf, tmp_path):
     """safetensors places tensors at 8-byte offsets after its header: the load must realign."""
-    from metagen.generate import _load_converted, _save_converted, build_from_gguf
+    from metagen.generator import _load_converted, _save_converted, build_from_gguf
 
     folder = tmp_path / "converted"
     _save_converted(folder, *build_from_gguf(tiny_gguf, weight_format))

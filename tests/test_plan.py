@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from metagen import pieces
+from metagen import pipeline
 from metagen.config import GenerationConfig
 from metagen.errors import RequestError
 from metagen.plan import BEATS_BY_LENGTH, make_plan, story_messages, write_story
@@ -113,7 +113,7 @@ def test_a_plan_that_cannot_fit_is_refused_before_writing(world, tiny_generator)
 
 def test_a_story_piece_records_its_plan(world, wide_generator):
     request = StoryRequest(characters=("ada",), length="short")
-    piece = pieces.compose(wide_generator, world, [request], GenerationConfig(max_new_tokens=9), seeds=[2]).pieces[0]
+    piece = pipeline.compose(wide_generator, world, [request], GenerationConfig(max_new_tokens=9), seeds=[2]).pieces[0]
     assert [b["beat"] for b in piece.plan] == ["opening", "turn", "ending"]
     assert piece.front_matter()["plan"][0]["instruction"].startswith("Write the opening paragraph of a story about Ada")
     assert piece.output_tokens <= 9
@@ -182,7 +182,7 @@ def test_plan_flag_end_to_end_and_bad_plan_exit_2(runner, tmp_path, model_args):
 
 
 def test_a_beat_loses_list_markers_and_line_breaks(world, wide_generator, monkeypatch):
-    from metagen.generate import Completion
+    from metagen.generator import Completion
 
     def fake(prompts, cfg, *, seeds=None, on_text=None, reuse=None):
         return [Completion("- The mill turns.\n- Ada waits by the wheel. Bo comes home.", [5] * 6, len(p), -3.0, "eos",
@@ -208,7 +208,7 @@ def test_a_name_in_another_script_is_written_as_its_alias(tmp_path):
 
 
 def test_the_opening_and_ending_draw_again_until_they_name_the_cast_and_place(world, wide_generator, monkeypatch):
-    from metagen.generate import Completion
+    from metagen.generator import Completion
 
     texts = iter(["Ada waits at the Old Mill."] * 2  # the opening: two rounds, neither names Bo
                  + ["Ada walks home."]  # the turn: one round (the story's last spare round is the ending's)
@@ -230,7 +230,7 @@ def test_the_opening_and_ending_draw_again_until_they_name_the_cast_and_place(wo
 
 
 def test_a_beat_whose_candidates_all_invent_a_person_draws_again(world, wide_generator, monkeypatch):
-    from metagen.generate import Completion
+    from metagen.generator import Completion
 
     texts = iter(["Ada waits at the Old Mill.",  # the opening names everyone: one round
                   "Ada meets Captain Harrowgate.", "Ada walks home alone.",  # the turn: Harrowgate is made up

@@ -4,7 +4,7 @@ Every case goes through the real command line (CliRunner on metagen.cli.app, or
 `python -m metagen` where a real process matters) and checks what the user sees: the
 exit code, one `error:` line on stderr that names the file, field or value and says what
 to do, no traceback, and no output file or temp file left behind. Library-level detail
-(every line:column, every limit) lives in test_world.py, test_models.py, test_gguf.py and
+(every line:column, every limit) lives in test_world.py, test_catalog.py, test_gguf.py and
 test_output.py; docs/errors.md lists the messages.
 """
 
@@ -435,7 +435,7 @@ def test_prompt_that_cannot_fit_the_context(runner, tmp_path, world, tiny_gguf, 
 
 
 def _installed(home: Path, content: bytes | None = None, size: int | None = None, sidecar: dict | None = None):
-    from metagen.models import KNOWN_MODELS
+    from metagen.catalog import KNOWN_MODELS
 
     known = KNOWN_MODELS[KNOWN]
     path = home / "models" / known.filename
@@ -548,12 +548,12 @@ def _fail_save(monkeypatch, kind):
         def full(*args, **kwargs):
             raise OSError(errno.ENOSPC, "No space left on device")
 
-        monkeypatch.setattr("metagen.generate.save_aligned_safetensors", full)
+        monkeypatch.setattr("metagen.generator.save_aligned_safetensors", full)
     else:
         def denied(*args, **kwargs):
             raise PermissionError(errno.EACCES, "Permission denied", kwargs.get("dir"))
 
-        monkeypatch.setattr("metagen.generate.tempfile.mkdtemp", denied)
+        monkeypatch.setattr("metagen.generator.tempfile.mkdtemp", denied)
 
 
 @pytest.mark.parametrize("how", ["home-under-a-file", "permission-denied", "enospc"])
@@ -894,9 +894,9 @@ def test_resume_never_skips_a_file_another_request_made(runner, tmp_path, world,
 
 
 def test_resume_skips_a_complete_piece_whose_text_is_empty(runner, tmp_path, world, model_args, monkeypatch):
-    from metagen import pieces
+    from metagen import pipeline
 
-    real = pieces.compose
+    real = pipeline.compose
 
     def silent(*args, on_piece, **kwargs):  # batch writes each piece through on_piece
         return real(*args, on_piece=lambda i, p: on_piece(i, replace(p, text="", finish_reason="stop")), **kwargs)
@@ -912,7 +912,7 @@ def test_resume_skips_a_complete_piece_whose_text_is_empty(runner, tmp_path, wor
 
 
 def test_a_folder_swapped_for_a_link_mid_batch_is_refused(runner, tmp_path, world, model_args, monkeypatch):
-    from metagen.generate import Generator
+    from metagen.generator import Generator
 
     out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -1044,7 +1044,7 @@ def test_special_files_are_refused_before_reading(tmp_path, world, make, needles
 
 
 def test_special_cache_files_are_ignored_not_read(tmp_path, isolated_home):
-    from metagen import models
+    from metagen import catalog
     from metagen.files import NotRegularFile
     from metagen.tokenizer import Tokenizer
 
@@ -1052,7 +1052,7 @@ def test_special_cache_files_are_ignored_not_read(tmp_path, isolated_home):
         Tokenizer.load(_fifo(tmp_path / "tokenizer.json"))
     isolated_home.mkdir()
     _fifo(isolated_home / "hashes.json")
-    assert models._read_json(isolated_home / "hashes.json") == {}
+    assert catalog._read_json(isolated_home / "hashes.json") == {}
 
 
 # 4. hostile GGUF headers: every count and length checked against the file's size first

@@ -114,7 +114,7 @@ def test_signal_during_a_story_writes_nothing(tmp_path, world, model_args, signu
     out = tmp_path / "out"
     proc = start(["-v", "story", "tiny.yaml", "-c", "ada", "--seed", 1, "--max-tokens", 600, "--min-tokens", 600,
                   "--out", out, *model_args], tmp_path)
-    seen = read_until(proc, "metagen.generate: loaded")  # -v logs it just before generation starts
+    seen = read_until(proc, "metagen.generator: loaded")  # -v logs it just before generation starts
     time.sleep(0.2)
     proc.send_signal(signum)
     stderr = seen + proc.communicate(timeout=120)[1]
@@ -180,7 +180,7 @@ def _raise_terminated(*args, **kwargs):
 
 @pytest.mark.parametrize("where", ["gguf-header", "gguf-tensors", "cache-load", "cache-save"])
 def test_sigterm_passes_through_every_broad_handler(tmp_path, tiny_gguf, monkeypatch, where):
-    import metagen.generate as generate
+    import metagen.generator as generator
     import metagen.gguf as gguf
     from metagen.errors import Terminated
 
@@ -192,12 +192,12 @@ def test_sigterm_passes_through_every_broad_handler(tmp_path, tiny_gguf, monkeyp
         call = lambda: gguf.read_gguf(tiny_gguf)  # noqa: E731
     elif where == "cache-load":
         (tmp_path / "meta.json").write_text("{}")
-        monkeypatch.setattr(generate.json, "loads", _raise_terminated)
-        call = lambda: generate._load_converted(tmp_path)  # noqa: E731
+        monkeypatch.setattr(generator.json, "loads", _raise_terminated)
+        call = lambda: generator._load_converted(tmp_path)  # noqa: E731
     else:
-        model, tokenizer, name = generate.build_from_gguf(tiny_gguf, "float32")
-        monkeypatch.setattr(generate, "save_aligned_safetensors", _raise_terminated)
-        call = lambda: generate._save_converted(tmp_path / "c" / "x", model, tokenizer, name)  # noqa: E731
+        model, tokenizer, name = generator.build_from_gguf(tiny_gguf, "float32")
+        monkeypatch.setattr(generator, "save_aligned_safetensors", _raise_terminated)
+        call = lambda: generator._save_converted(tmp_path / "c" / "x", model, tokenizer, name)  # noqa: E731
     with pytest.raises(Terminated):
         call()
     assert not issubclass(Terminated, Exception)

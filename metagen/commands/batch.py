@@ -77,7 +77,7 @@ def batch(
     """Generate every piece a jobs file lists; the decoding flags override every job's settings."""
     from metagen.batch import load_jobs, parse_shard, plan_batch, run_batch
     from metagen.errors import Terminated
-    from metagen.pieces import check_batch_size
+    from metagen.pipeline import check_batch_size
 
     check_batch_size(batch_size)
     shard_spec = parse_shard(shard)

