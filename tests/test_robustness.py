@@ -901,7 +901,7 @@ def test_resume_skips_a_complete_piece_whose_text_is_empty(runner, tmp_path, wor
     def silent(*args, on_piece, **kwargs):  # batch writes each piece through on_piece
         return real(*args, on_piece=lambda i, p: on_piece(i, replace(p, text="", finish_reason="stop")), **kwargs)
 
-    monkeypatch.setattr(pieces, "compose", silent)
+    monkeypatch.setattr(pipeline, "compose", silent)
     jobs = tmp_path / "jobs.yaml"
     jobs.write_text("world: tiny.yaml\nseed: 5\nsettings: {max_new_tokens: 2}\njobs:\n"
                     + "".join(f"  - {{kind: scene, location: well, format: {f}}}\n" for f in ("md", "txt", "json"))
