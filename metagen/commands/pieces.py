@@ -12,12 +12,12 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Callable, Optional
 
 import typer
 
 from metagen.commands.help import PLAIN_HELP, PanelledCommand
-from metagen.commands.options import load_generator, progress_to_stderr, with_decoding_options
+from metagen.commands.options import load_generator, progress_to_stderr, with_decoding_options, with_parameters
 from metagen.commands.terminal import escaped, printable
 from metagen.text import format_turns
 
@@ -64,6 +64,24 @@ class OutputOptions:
     quiet: bool = False
     as_json: bool = False
     show_prompt: bool = False
+
+
+# The output flags of story, describe-scene and dialogue, in --help's order, as OutputOptions' fields.
+OUTPUT_PARAMETERS: list[tuple[str, object]] = [
+    ("count", Count), ("out", Out), ("fmt", Format), ("stdout", Stdout), ("overwrite", Overwrite),
+    ("quiet", Quiet), ("as_json", AsJson), ("show_prompt_", ShowPrompt),
+]
+
+
+def with_output_options(command: Callable) -> Callable:
+    """Add the output flags after the command's own; the command receives them as `opts`."""
+    defaults = OutputOptions()
+    fields = [(name, annotation, getattr(defaults, name.rstrip("_"))) for name, annotation in OUTPUT_PARAMETERS]
+
+    def receive(kwargs: dict) -> dict:
+        return {"opts": OutputOptions(*(kwargs.pop(name) for name, _, _ in fields))}
+
+    return with_parameters(command, fields, receive, replaced=("opts",))
 
 
 def say(message: str, quiet: bool = False) -> None:
@@ -194,6 +212,7 @@ def run_pieces(kind: str, world_path: Path, fields: dict, opts: OutputOptions, s
 
 
 @with_decoding_options
+@with_output_options
 def story(
     world: WorldArg,
     characters: Characters = None,
@@ -202,15 +221,8 @@ def story(
     length: Length = None,
     opening: StoryOpening = True,
     plan: PlanFile = None,
-    count: Count = 1,
-    out: Out = Path("out"),
-    fmt: Format = None,
-    stdout: Stdout = False,
-    overwrite: Overwrite = False,
-    quiet: Quiet = False,
-    as_json: AsJson = False,
-    show_prompt_: ShowPrompt = False,
     *,
+    opts: OutputOptions,
     settings: dict,
     model_options: dict,
 ):
@@ -219,11 +231,11 @@ def story(
 
     fields = {"characters": split_ids(characters), "location": location, "premise": premise, "length": length,
               "opening": opening, "plan": plan}
-    opts = OutputOptions(count, out, fmt, stdout, overwrite, quiet, as_json, show_prompt_)
     run_pieces("story", world, fields, opts, settings, model_options)
 
 
 @with_decoding_options
+@with_output_options
 def describe_scene(
     world: WorldArg,
     location: Location = None,
@@ -232,15 +244,8 @@ def describe_scene(
     mood: Mood = None,
     characters: Characters = None,
     opening: Opening = False,
-    count: Count = 1,
-    out: Out = Path("out"),
-    fmt: Format = None,
-    stdout: Stdout = False,
-    overwrite: Overwrite = False,
-    quiet: Quiet = False,
-    as_json: AsJson = False,
-    show_prompt_: ShowPrompt = False,
     *,
+    opts: OutputOptions,
     settings: dict,
     model_options: dict,
 ):
@@ -249,11 +254,11 @@ def describe_scene(
 
     fields = {"location": location, "time": time, "weather": weather, "mood": mood,
               "characters": split_ids(characters), "opening": opening}
-    opts = OutputOptions(count, out, fmt, stdout, overwrite, quiet, as_json, show_prompt_)
     run_pieces("scene", world, fields, opts, settings, model_options)
 
 
 @with_decoding_options
+@with_output_options
 def dialogue(
     world: WorldArg,
     characters: Characters = None,
@@ -261,15 +266,8 @@ def dialogue(
     topic: Topic = None,
     turns: Turns = 6,
     order: Order = "likelihood",
-    count: Count = 1,
-    out: Out = Path("out"),
-    fmt: Format = None,
-    stdout: Stdout = False,
-    overwrite: Overwrite = False,
-    quiet: Quiet = False,
-    as_json: AsJson = False,
-    show_prompt_: ShowPrompt = False,
     *,
+    opts: OutputOptions,
     settings: dict,
     model_options: dict,
 ):
@@ -277,7 +275,6 @@ def dialogue(
     from metagen.pipeline import split_ids
 
     fields = {"characters": split_ids(characters), "location": location, "topic": topic, "turns": turns}
-    opts = OutputOptions(count, out, fmt, stdout, overwrite, quiet, as_json, show_prompt_)
     run_pieces("dialogue", world, fields, opts, settings, model_options, order)
 
 
