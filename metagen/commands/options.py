@@ -98,16 +98,19 @@ def cli_settings(raw: dict) -> dict:
 
 
 def with_parameters(command: Callable, added: list[tuple[str, object, object]], receive: Callable[[dict], dict],
-                    replaced: tuple[str, ...]) -> Callable:
-    """Append keyword-only (name, annotation, default) parameters to a command's signature for Typer.
+                    replaced: tuple[str, ...], after: str | None = None) -> Callable:
+    """Add (name, annotation, default) parameters to a command's signature for Typer.
 
-    The wrapper hands the command `receive(kwargs)` (which pops the added names) in place of
-    them; `replaced` names the command's own parameters that `receive` fills.
+    They go at the end, keyword-only, or right after the parameter `after` names. The wrapper
+    hands the command `receive(kwargs)` (which pops the added names) in place of them;
+    `replaced` names the command's own parameters that `receive` fills.
     """
     signature = inspect.signature(command, eval_str=True)  # resolve string annotations
     params = [p for name, p in signature.parameters.items() if name not in replaced]
-    params += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
-               for name, annotation, default in added]
+    kind = inspect.Parameter.KEYWORD_ONLY if after is None else inspect.Parameter.POSITIONAL_OR_KEYWORD
+    at = len(params) if after is None else [p.name for p in params].index(after) + 1
+    params[at:at] = [inspect.Parameter(name, kind, default=default, annotation=annotation)
+                     for name, annotation, default in added]
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):

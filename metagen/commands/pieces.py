@@ -73,6 +73,32 @@ OUTPUT_PARAMETERS: list[tuple[str, object]] = [
 ]
 
 
+# The request flags of each kind, in --help's order: (name, annotation, default).
+REQUEST_PARAMETERS: dict[str, list[tuple[str, object, object]]] = {
+    "story": [("characters", Characters, None), ("location", Location, None), ("premise", Premise, None),
+              ("length", Length, None), ("opening", StoryOpening, True), ("plan", PlanFile, None)],
+    "scene": [("location", Location, None), ("time", Time, None), ("weather", Weather, None), ("mood", Mood, None),
+              ("characters", Characters, None), ("opening", Opening, False)],
+    "dialogue": [("characters", Characters, None), ("location", Location, None), ("topic", Topic, None),
+                 ("turns", Turns, 6)],
+}
+
+
+def with_request_options(kind: str) -> Callable[[Callable], Callable]:
+    """Add a kind's request flags after the world argument; the command receives them as `fields`."""
+
+    def decorate(command: Callable) -> Callable:
+        def receive(kwargs: dict) -> dict:
+            from metagen.pipeline import split_ids
+
+            fields = {name: kwargs.pop(name) for name, _, _ in REQUEST_PARAMETERS[kind]}
+            return {"fields": {**fields, "characters": split_ids(fields["characters"])}}
+
+        return with_parameters(command, REQUEST_PARAMETERS[kind], receive, replaced=("fields",), after="world")
+
+    return decorate
+
+
 def with_output_options(command: Callable) -> Callable:
     """Add the output flags after the command's own; the command receives them as `opts`."""
     defaults = OutputOptions()
@@ -213,68 +239,26 @@ def run_pieces(kind: str, world_path: Path, fields: dict, opts: OutputOptions, s
 
 @with_decoding_options
 @with_output_options
-def story(
-    world: WorldArg,
-    characters: Characters = None,
-    location: Location = None,
-    premise: Premise = None,
-    length: Length = None,
-    opening: StoryOpening = True,
-    plan: PlanFile = None,
-    *,
-    opts: OutputOptions,
-    settings: dict,
-    model_options: dict,
-):
+@with_request_options("story")
+def story(world: WorldArg, *, fields: dict, opts: OutputOptions, settings: dict, model_options: dict):
     """Write a short story set in a world."""
-    from metagen.pipeline import split_ids
-
-    fields = {"characters": split_ids(characters), "location": location, "premise": premise, "length": length,
-              "opening": opening, "plan": plan}
     run_pieces("story", world, fields, opts, settings, model_options)
 
 
 @with_decoding_options
 @with_output_options
-def describe_scene(
-    world: WorldArg,
-    location: Location = None,
-    time: Time = None,
-    weather: Weather = None,
-    mood: Mood = None,
-    characters: Characters = None,
-    opening: Opening = False,
-    *,
-    opts: OutputOptions,
-    settings: dict,
-    model_options: dict,
-):
+@with_request_options("scene")
+def describe_scene(world: WorldArg, *, fields: dict, opts: OutputOptions, settings: dict, model_options: dict):
     """Describe one place of a world at a time, in some weather and mood."""
-    from metagen.pipeline import split_ids
-
-    fields = {"location": location, "time": time, "weather": weather, "mood": mood,
-              "characters": split_ids(characters), "opening": opening}
     run_pieces("scene", world, fields, opts, settings, model_options)
 
 
 @with_decoding_options
 @with_output_options
-def dialogue(
-    world: WorldArg,
-    characters: Characters = None,
-    location: Location = None,
-    topic: Topic = None,
-    turns: Turns = 6,
-    order: Order = "likelihood",
-    *,
-    opts: OutputOptions,
-    settings: dict,
-    model_options: dict,
-):
+@with_request_options("dialogue")
+def dialogue(world: WorldArg, order: Order = "likelihood",
+             *, fields: dict, opts: OutputOptions, settings: dict, model_options: dict):
     """Write a conversation between two or more characters, one line a turn (--max-tokens is per line)."""
-    from metagen.pipeline import split_ids
-
-    fields = {"characters": split_ids(characters), "location": location, "topic": topic, "turns": turns}
     run_pieces("dialogue", world, fields, opts, settings, model_options, order)
 
 
@@ -289,41 +273,26 @@ PromptJson = Annotated[bool, typer.Option("--json", help="Print one JSON object:
 
 @prompt_app.command("story", cls=PanelledCommand)
 @with_decoding_options
-def prompt_story(world: WorldArg, characters: Characters = None, location: Location = None,
-                 premise: Premise = None, length: Length = None, opening: StoryOpening = True,
-                 plan: PlanFile = None, as_json: PromptJson = False,
-                 *, settings: dict, model_options: dict):
+@with_request_options("story")
+def prompt_story(world: WorldArg, as_json: PromptJson = False, *, fields: dict, settings: dict, model_options: dict):
     """The prompt of `metagen story`."""
-    from metagen.pipeline import split_ids
-
-    fields = {"characters": split_ids(characters), "location": location, "premise": premise, "length": length,
-              "opening": opening, "plan": plan}
     show_prompt("story", world, fields, settings, model_options, as_json)
 
 
 @prompt_app.command("scene", cls=PanelledCommand)
 @with_decoding_options
-def prompt_scene(world: WorldArg, location: Location = None, time: Time = None, weather: Weather = None,
-                 mood: Mood = None, characters: Characters = None, opening: Opening = False,
-                 as_json: PromptJson = False,
-                 *, settings: dict, model_options: dict):
+@with_request_options("scene")
+def prompt_scene(world: WorldArg, as_json: PromptJson = False, *, fields: dict, settings: dict, model_options: dict):
     """The prompt of `metagen describe-scene`."""
-    from metagen.pipeline import split_ids
-
-    fields = {"location": location, "time": time, "weather": weather, "mood": mood,
-              "characters": split_ids(characters), "opening": opening}
     show_prompt("scene", world, fields, settings, model_options, as_json)
 
 
 @prompt_app.command("dialogue", cls=PanelledCommand)
 @with_decoding_options
-def prompt_dialogue(world: WorldArg, characters: Characters = None, location: Location = None,
-                    topic: Topic = None, turns: Turns = 6, as_json: PromptJson = False,
-                    *, settings: dict, model_options: dict):
+@with_request_options("dialogue")
+def prompt_dialogue(world: WorldArg, as_json: PromptJson = False,
+                    *, fields: dict, settings: dict, model_options: dict):
     """The opening prompt of `metagen dialogue` (each turn then adds the lines so far)."""
-    from metagen.pipeline import split_ids
-
-    fields = {"characters": split_ids(characters), "location": location, "topic": topic, "turns": turns}
     show_prompt("dialogue", world, fields, settings, model_options, as_json)
 
 
