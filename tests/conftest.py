@@ -69,16 +69,22 @@ def tiny_gguf(tmp_path_factory) -> Path:
     return write_tiny_gguf(tmp_path_factory.mktemp("tiny") / "tiny.gguf")
 
 
+def load_tiny_generator(path: Path, sha256: str = "0" * 64):
+    """A tiny GGUF written by write_tiny_gguf, loaded through the real GGUF path, float32, on cpu."""
+    from metagen.generator import Generator, ModelInfo, build_from_gguf
+
+    model, tokenizer, name = build_from_gguf(path, "float32")
+    info = ModelInfo(name=name, path=str(path), sha256=sha256, weight_format="float32", device="cpu",
+                     context_length=model.args.max_seq_len)
+    return Generator(model, tokenizer, info)
+
+
 @pytest.fixture(scope="session")
 def tiny_generator(tiny_gguf):
     """The tiny model loaded through the real GGUF path, float32."""
-    from metagen.generator import Generator, ModelInfo, build_from_gguf
     from metagen.catalog import file_sha256
 
-    model, tokenizer, name = build_from_gguf(tiny_gguf, "float32")
-    info = ModelInfo(name=name, path=str(tiny_gguf), sha256=file_sha256(tiny_gguf), weight_format="float32",
-                     device="cpu", context_length=model.args.max_seq_len)
-    return Generator(model, tokenizer, info)
+    return load_tiny_generator(tiny_gguf, file_sha256(tiny_gguf))
 
 
 @pytest.fixture(autouse=True)
@@ -193,12 +199,7 @@ def wide_gguf(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def wide_generator(wide_gguf):
     """The tiny model with a 1024-token window, loaded float32: room for a world's prompts."""
-    from metagen.generator import Generator, ModelInfo, build_from_gguf
-
-    model, tokenizer, name = build_from_gguf(wide_gguf, "float32")
-    info = ModelInfo(name=name, path=str(wide_gguf), sha256="0" * 64, weight_format="float32", device="cpu",
-                     context_length=1024)
-    return Generator(model, tokenizer, info)
+    return load_tiny_generator(wide_gguf)
 
 
 @pytest.fixture

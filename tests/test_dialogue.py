@@ -17,7 +17,7 @@ from metagen.prompts import DialogueRequest
 from metagen.text import speaker_prefix
 from metagen.world import load_world
 
-from tests.conftest import write_tiny_gguf, write_world
+from tests.conftest import load_tiny_generator, write_tiny_gguf, write_world
 
 WORLD = """\
 world:
@@ -49,13 +49,7 @@ CFG = GenerationConfig(max_new_tokens=8, temperature=1.0, top_k=0, top_p=1.0, re
 def make_generator(path, context_length: int):
     """The tiny test model (conftest's weights) with a longer window: a chat preamble needs
     more than tiny_generator's 256 byte-sized tokens."""
-    from metagen.generator import Generator, ModelInfo, build_from_gguf
-
-    write_tiny_gguf(path, max_seq_len=context_length)
-    model, tokenizer, name = build_from_gguf(path, "float32")
-    info = ModelInfo(name=name, path=str(path), sha256="0" * 64, weight_format="float32", device="cpu",
-                     context_length=context_length)
-    return Generator(model, tokenizer, info)
+    return load_tiny_generator(write_tiny_gguf(path, max_seq_len=context_length))
 
 
 @pytest.fixture(scope="module")

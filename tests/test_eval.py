@@ -75,12 +75,9 @@ def long_gguf(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def long_generator(long_gguf):
-    from metagen.generator import Generator, ModelInfo, build_from_gguf
+    from conftest import load_tiny_generator
 
-    model, tokenizer, name = build_from_gguf(long_gguf, "float32")
-    info = ModelInfo(name=name, path=str(long_gguf), sha256="0" * 64, weight_format="float32", device="cpu",
-                     context_length=model.args.max_seq_len)
-    return Generator(model, tokenizer, info)
+    return load_tiny_generator(long_gguf)
 
 
 def output(kind, text, request, turns=(), system="metagen", seed=1, tokens=10, finish="eos"):

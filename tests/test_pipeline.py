@@ -46,15 +46,9 @@ def world(tmp_path):
 @pytest.fixture(scope="module")
 def generator(tmp_path_factory):
     """The tiny random model with a 1024-token window, float32."""
-    from conftest import write_tiny_gguf
+    from conftest import load_tiny_generator, write_tiny_gguf
 
-    from metagen.generator import Generator, ModelInfo, build_from_gguf
-
-    path = write_tiny_gguf(tmp_path_factory.mktemp("wide") / "wide.gguf", max_seq_len=1024)
-    model, tokenizer, name = build_from_gguf(path, "float32")
-    info = ModelInfo(name=name, path=str(path), sha256="0" * 64, weight_format="float32", device="cpu",
-                     context_length=1024)
-    return Generator(model, tokenizer, info)
+    return load_tiny_generator(write_tiny_gguf(tmp_path_factory.mktemp("wide") / "wide.gguf", max_seq_len=1024))
 
 
 # ----------------------------------------------------------------------------- settings

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from metagen import pipeline
@@ -43,6 +45,23 @@ def world(tmp_path):
 
 def plan_for(world, seed, **request):
     return make_plan(world, resolve_request(world, StoryRequest(**request)), seed)
+
+
+def scripted_complete(texts):
+    """A stand-in for Generator.complete: each call answers every prompt with the next of `texts`.
+
+    Returns the fake and the list of its calls' prompt counts.
+    """
+    from metagen.generator import Completion
+
+    texts, calls = iter(texts), []
+
+    def fake(prompts, cfg, *, seeds=None, on_text=None, reuse=None):
+        calls.append(len(prompts))
+        text = next(texts)
+        return [Completion(text, [5] * 6, len(p), -3.0, "eos", s, 0.0) for p, s in zip(prompts, seeds)]
+
+    return fake, calls
 
 
 def test_a_plan_is_built_from_the_worlds_data_and_follows_the_seed(world):
@@ -182,12 +201,7 @@ def test_plan_flag_end_to_end_and_bad_plan_exit_2(runner, tmp_path, model_args):
 
 
 def test_a_beat_loses_list_markers_and_line_breaks(world, wide_generator, monkeypatch):
-    from metagen.generator import Completion
-
-    def fake(prompts, cfg, *, seeds=None, on_text=None, reuse=None):
-        return [Completion("- The mill turns.\n- Ada waits by the wheel. Bo comes home.", [5] * 6, len(p), -3.0, "eos",
-                           s, 0.0) for p, s in zip(prompts, seeds)]
-
+    fake, _ = scripted_complete(itertools.repeat("- The mill turns.\n- Ada waits by the wheel. Bo comes home."))
     monkeypatch.setattr(wide_generator, "complete", fake)
     story = write_story(wide_generator, world, StoryRequest(characters=("ada",), length="short"),
                         GenerationConfig(max_new_tokens=30, candidates=1), seed=1)
@@ -208,18 +222,10 @@ def test_a_name_in_another_script_is_written_as_its_alias(tmp_path):
 
 
 def test_the_opening_and_ending_draw_again_until_they_name_the_cast_and_place(world, wide_generator, monkeypatch):
-    from metagen.generator import Completion
-
-    texts = iter(["Ada waits at the Old Mill."] * 2  # the opening: two rounds, neither names Bo
-                 + ["Ada walks home."]  # the turn: one round (the story's last spare round is the ending's)
-                 + ["Ada walks home to the Old Mill.", "Bo walks home to the Old Mill."])  # the ending
-    calls = []
-
-    def fake(prompts, cfg, *, seeds=None, on_text=None, reuse=None):
-        calls.append(len(prompts))
-        text = next(texts)
-        return [Completion(text, [5] * 6, len(p), -3.0, "eos", s, 0.0) for p, s in zip(prompts, seeds)]
-
+    fake, calls = scripted_complete(
+        ["Ada waits at the Old Mill."] * 2  # the opening: two rounds, neither names Bo
+        + ["Ada walks home."]  # the turn: one round (the story's last spare round is the ending's)
+        + ["Ada walks home to the Old Mill.", "Bo walks home to the Old Mill."])  # the ending
     monkeypatch.setattr(wide_generator, "complete", fake)
     request = StoryRequest(characters=("ada", "bo"), location="mill", length="short")
     story = write_story(wide_generator, world, request, GenerationConfig(max_new_tokens=60, candidates=2), seed=1)
@@ -230,18 +236,9 @@ def test_the_opening_and_ending_draw_again_until_they_name_the_cast_and_place(wo
 
 
 def test_a_beat_whose_candidates_all_invent_a_person_draws_again(world, wide_generator, monkeypatch):
-    from metagen.generator import Completion
-
-    texts = iter(["Ada waits at the Old Mill.",  # the opening names everyone: one round
-                  "Ada meets Captain Harrowgate.", "Ada walks home alone.",  # the turn: Harrowgate is made up
-                  "Ada rests at the Old Mill."])
-    calls = []
-
-    def fake(prompts, cfg, *, seeds=None, on_text=None, reuse=None):
-        calls.append(len(prompts))
-        text = next(texts)
-        return [Completion(text, [5] * 6, len(p), -3.0, "eos", s, 0.0) for p, s in zip(prompts, seeds)]
-
+    fake, calls = scripted_complete(["Ada waits at the Old Mill.",  # the opening names everyone: one round
+                                     "Ada meets Captain Harrowgate.", "Ada walks home alone.",  # the turn: made up
+                                     "Ada rests at the Old Mill."])
     monkeypatch.setattr(wide_generator, "complete", fake)
     story = write_story(wide_generator, world, StoryRequest(characters=("ada",), location="mill", length="short"),
                         GenerationConfig(max_new_tokens=60, candidates=2), seed=1)

@@ -97,25 +97,42 @@ def cli_settings(raw: dict) -> dict:
     return settings
 
 
-def with_decoding_options(command: Callable) -> Callable:
-    """Add the decoding and model flags; the command receives `settings` and `model_options`."""
+def with_parameters(command: Callable, added: list[tuple[str, object, object]], receive: Callable[[dict], dict],
+                    replaced: tuple[str, ...], after: str | None = None) -> Callable:
+    """Add (name, annotation, default) parameters to a command's signature for Typer.
+
+    They go at the end, keyword-only, or right after the parameter `after` names. The wrapper
+    hands the command `receive(kwargs)` (which pops the added names) in place of them;
+    `replaced` names the command's own parameters that `receive` fills.
+    """
     signature = inspect.signature(command, eval_str=True)  # resolve string annotations
-    params = [p for name, p in signature.parameters.items() if name not in ("settings", "model_options")]
-    added = [
-        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=MODEL_DEFAULTS.get(name), annotation=annotation)
-        for name, annotation in MODEL_PARAMETERS + DECODING_PARAMETERS
-    ]
+    params = [p for name, p in signature.parameters.items() if name not in replaced]
+    kind = inspect.Parameter.KEYWORD_ONLY if after is None else inspect.Parameter.POSITIONAL_OR_KEYWORD
+    at = len(params) if after is None else [p.name for p in params].index(after) + 1
+    params[at:at] = [inspect.Parameter(name, kind, default=default, annotation=annotation)
+                     for name, annotation, default in added]
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
-        model_options = {name: kwargs.pop(name) for name, _ in MODEL_PARAMETERS}
-        raw = {name: kwargs.pop(name) for name, _ in DECODING_PARAMETERS}
-        return command(*args, settings=cli_settings(raw), model_options=model_options, **kwargs)
+        received = receive(kwargs)  # pops the added names out of kwargs
+        return command(*args, **received, **kwargs)
 
-    wrapper.__signature__ = signature.replace(parameters=params + added)
-    wrapper.__annotations__ = {p.name: p.annotation for p in params + added}
+    wrapper.__signature__ = signature.replace(parameters=params)
+    wrapper.__annotations__ = {p.name: p.annotation for p in params}
     del wrapper.__wrapped__  # Typer must read the new signature, not the original's
     return wrapper
+
+
+def with_decoding_options(command: Callable) -> Callable:
+    """Add the decoding and model flags; the command receives `settings` and `model_options`."""
+    added = [(name, annotation, MODEL_DEFAULTS.get(name)) for name, annotation in MODEL_PARAMETERS + DECODING_PARAMETERS]
+
+    def receive(kwargs: dict) -> dict:
+        model_options = {name: kwargs.pop(name) for name, _ in MODEL_PARAMETERS}
+        raw = {name: kwargs.pop(name) for name, _ in DECODING_PARAMETERS}
+        return {"settings": cli_settings(raw), "model_options": model_options}
+
+    return with_parameters(command, added, receive, replaced=("settings", "model_options"))
 
 
 def progress_to_stderr(quiet: bool) -> Callable[[str], None] | None:

@@ -12,12 +12,12 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Callable, Optional
 
 import typer
 
 from metagen.commands.help import PLAIN_HELP, PanelledCommand
-from metagen.commands.options import load_generator, progress_to_stderr, with_decoding_options
+from metagen.commands.options import load_generator, progress_to_stderr, with_decoding_options, with_parameters
 from metagen.commands.terminal import escaped, printable
 from metagen.text import format_turns
 
@@ -64,6 +64,50 @@ class OutputOptions:
     quiet: bool = False
     as_json: bool = False
     show_prompt: bool = False
+
+
+# The output flags of story, describe-scene and dialogue, in --help's order, as OutputOptions' fields.
+OUTPUT_PARAMETERS: list[tuple[str, object]] = [
+    ("count", Count), ("out", Out), ("fmt", Format), ("stdout", Stdout), ("overwrite", Overwrite),
+    ("quiet", Quiet), ("as_json", AsJson), ("show_prompt_", ShowPrompt),
+]
+
+
+# The request flags of each kind, in --help's order: (name, annotation, default).
+REQUEST_PARAMETERS: dict[str, list[tuple[str, object, object]]] = {
+    "story": [("characters", Characters, None), ("location", Location, None), ("premise", Premise, None),
+              ("length", Length, None), ("opening", StoryOpening, True), ("plan", PlanFile, None)],
+    "scene": [("location", Location, None), ("time", Time, None), ("weather", Weather, None), ("mood", Mood, None),
+              ("characters", Characters, None), ("opening", Opening, False)],
+    "dialogue": [("characters", Characters, None), ("location", Location, None), ("topic", Topic, None),
+                 ("turns", Turns, 6)],
+}
+
+
+def with_request_options(kind: str) -> Callable[[Callable], Callable]:
+    """Add a kind's request flags after the world argument; the command receives them as `fields`."""
+
+    def decorate(command: Callable) -> Callable:
+        def receive(kwargs: dict) -> dict:
+            from metagen.pipeline import split_ids
+
+            fields = {name: kwargs.pop(name) for name, _, _ in REQUEST_PARAMETERS[kind]}
+            return {"fields": {**fields, "characters": split_ids(fields["characters"])}}
+
+        return with_parameters(command, REQUEST_PARAMETERS[kind], receive, replaced=("fields",), after="world")
+
+    return decorate
+
+
+def with_output_options(command: Callable) -> Callable:
+    """Add the output flags after the command's own; the command receives them as `opts`."""
+    defaults = OutputOptions()
+    fields = [(name, annotation, getattr(defaults, name.rstrip("_"))) for name, annotation in OUTPUT_PARAMETERS]
+
+    def receive(kwargs: dict) -> dict:
+        return {"opts": OutputOptions(*(kwargs.pop(name) for name, _, _ in fields))}
+
+    return with_parameters(command, fields, receive, replaced=("opts",))
 
 
 def say(message: str, quiet: bool = False) -> None:
@@ -194,90 +238,27 @@ def run_pieces(kind: str, world_path: Path, fields: dict, opts: OutputOptions, s
 
 
 @with_decoding_options
-def story(
-    world: WorldArg,
-    characters: Characters = None,
-    location: Location = None,
-    premise: Premise = None,
-    length: Length = None,
-    opening: StoryOpening = True,
-    plan: PlanFile = None,
-    count: Count = 1,
-    out: Out = Path("out"),
-    fmt: Format = None,
-    stdout: Stdout = False,
-    overwrite: Overwrite = False,
-    quiet: Quiet = False,
-    as_json: AsJson = False,
-    show_prompt_: ShowPrompt = False,
-    *,
-    settings: dict,
-    model_options: dict,
-):
+@with_output_options
+@with_request_options("story")
+def story(world: WorldArg, *, fields: dict, opts: OutputOptions, settings: dict, model_options: dict):
     """Write a short story set in a world."""
-    from metagen.pipeline import split_ids
-
-    fields = {"characters": split_ids(characters), "location": location, "premise": premise, "length": length,
-              "opening": opening, "plan": plan}
-    opts = OutputOptions(count, out, fmt, stdout, overwrite, quiet, as_json, show_prompt_)
     run_pieces("story", world, fields, opts, settings, model_options)
 
 
 @with_decoding_options
-def describe_scene(
-    world: WorldArg,
-    location: Location = None,
-    time: Time = None,
-    weather: Weather = None,
-    mood: Mood = None,
-    characters: Characters = None,
-    opening: Opening = False,
-    count: Count = 1,
-    out: Out = Path("out"),
-    fmt: Format = None,
-    stdout: Stdout = False,
-    overwrite: Overwrite = False,
-    quiet: Quiet = False,
-    as_json: AsJson = False,
-    show_prompt_: ShowPrompt = False,
-    *,
-    settings: dict,
-    model_options: dict,
-):
+@with_output_options
+@with_request_options("scene")
+def describe_scene(world: WorldArg, *, fields: dict, opts: OutputOptions, settings: dict, model_options: dict):
     """Describe one place of a world at a time, in some weather and mood."""
-    from metagen.pipeline import split_ids
-
-    fields = {"location": location, "time": time, "weather": weather, "mood": mood,
-              "characters": split_ids(characters), "opening": opening}
-    opts = OutputOptions(count, out, fmt, stdout, overwrite, quiet, as_json, show_prompt_)
     run_pieces("scene", world, fields, opts, settings, model_options)
 
 
 @with_decoding_options
-def dialogue(
-    world: WorldArg,
-    characters: Characters = None,
-    location: Location = None,
-    topic: Topic = None,
-    turns: Turns = 6,
-    order: Order = "likelihood",
-    count: Count = 1,
-    out: Out = Path("out"),
-    fmt: Format = None,
-    stdout: Stdout = False,
-    overwrite: Overwrite = False,
-    quiet: Quiet = False,
-    as_json: AsJson = False,
-    show_prompt_: ShowPrompt = False,
-    *,
-    settings: dict,
-    model_options: dict,
-):
+@with_output_options
+@with_request_options("dialogue")
+def dialogue(world: WorldArg, order: Order = "likelihood",
+             *, fields: dict, opts: OutputOptions, settings: dict, model_options: dict):
     """Write a conversation between two or more characters, one line a turn (--max-tokens is per line)."""
-    from metagen.pipeline import split_ids
-
-    fields = {"characters": split_ids(characters), "location": location, "topic": topic, "turns": turns}
-    opts = OutputOptions(count, out, fmt, stdout, overwrite, quiet, as_json, show_prompt_)
     run_pieces("dialogue", world, fields, opts, settings, model_options, order)
 
 
@@ -292,41 +273,26 @@ PromptJson = Annotated[bool, typer.Option("--json", help="Print one JSON object:
 
 @prompt_app.command("story", cls=PanelledCommand)
 @with_decoding_options
-def prompt_story(world: WorldArg, characters: Characters = None, location: Location = None,
-                 premise: Premise = None, length: Length = None, opening: StoryOpening = True,
-                 plan: PlanFile = None, as_json: PromptJson = False,
-                 *, settings: dict, model_options: dict):
+@with_request_options("story")
+def prompt_story(world: WorldArg, as_json: PromptJson = False, *, fields: dict, settings: dict, model_options: dict):
     """The prompt of `metagen story`."""
-    from metagen.pipeline import split_ids
-
-    fields = {"characters": split_ids(characters), "location": location, "premise": premise, "length": length,
-              "opening": opening, "plan": plan}
     show_prompt("story", world, fields, settings, model_options, as_json)
 
 
 @prompt_app.command("scene", cls=PanelledCommand)
 @with_decoding_options
-def prompt_scene(world: WorldArg, location: Location = None, time: Time = None, weather: Weather = None,
-                 mood: Mood = None, characters: Characters = None, opening: Opening = False,
-                 as_json: PromptJson = False,
-                 *, settings: dict, model_options: dict):
+@with_request_options("scene")
+def prompt_scene(world: WorldArg, as_json: PromptJson = False, *, fields: dict, settings: dict, model_options: dict):
     """The prompt of `metagen describe-scene`."""
-    from metagen.pipeline import split_ids
-
-    fields = {"location": location, "time": time, "weather": weather, "mood": mood,
-              "characters": split_ids(characters), "opening": opening}
     show_prompt("scene", world, fields, settings, model_options, as_json)
 
 
 @prompt_app.command("dialogue", cls=PanelledCommand)
 @with_decoding_options
-def prompt_dialogue(world: WorldArg, characters: Characters = None, location: Location = None,
-                    topic: Topic = None, turns: Turns = 6, as_json: PromptJson = False,
-                    *, settings: dict, model_options: dict):
+@with_request_options("dialogue")
+def prompt_dialogue(world: WorldArg, as_json: PromptJson = False,
+                    *, fields: dict, settings: dict, model_options: dict):
     """The opening prompt of `metagen dialogue` (each turn then adds the lines so far)."""
-    from metagen.pipeline import split_ids
-
-    fields = {"characters": split_ids(characters), "location": location, "topic": topic, "turns": turns}
     show_prompt("dialogue", world, fields, settings, model_options, as_json)
 
 

@@ -7,6 +7,7 @@ readers), sections (one reader per section), includes (files), load (the whole),
 """
 
 from metagen.text import did_you_mean, slugify
+from metagen.world import types
 from metagen.world.includes import MAX_FILE_BYTES
 from metagen.world.load import MAX_PROBLEMS, load_world
 from metagen.world.safe_yaml import (
@@ -19,49 +20,16 @@ from metagen.world.safe_yaml import (
     construct_scalar,
 )
 from metagen.world.starter import schema_path, starter_world
-from metagen.world.types import (
-    DEFAULT_LENGTH_WORDS,
-    DEFAULTS_KINDS,
-    ID_RE,
-    LENGTHS,
-    POINTS_OF_VIEW,
-    RATINGS,
-    SETTING_RE,
-    TENSES,
-    Character,
-    Content,
-    Faction,
-    Location,
-    LoreEntry,
-    Relationship,
-    Style,
-    World,
-)
+from metagen.world.types import *  # noqa: F403 (types.__all__: the dataclasses and their values)
 from metagen.world.validate import MAX_INT
 
 __all__ = [
-    "Character",
-    "Content",
-    "DEFAULT_LENGTH_WORDS",
-    "DEFAULTS_KINDS",
-    "Faction",
-    "ID_RE",
-    "LENGTHS",
-    "Location",
-    "LoreEntry",
     "MAX_ALIASES",
     "MAX_DEPTH",
     "MAX_FILE_BYTES",
     "MAX_INT",
     "MAX_NODES",
     "MAX_PROBLEMS",
-    "POINTS_OF_VIEW",
-    "RATINGS",
-    "Relationship",
-    "SETTING_RE",
-    "Style",
-    "TENSES",
-    "World",
     "YamlRefused",
     "compose_yaml",
     "construct_plain",
@@ -72,3 +40,4 @@ __all__ = [
     "slugify",
     "starter_world",
 ]
+__all__ += types.__all__

@@ -9,6 +9,11 @@ from pathlib import Path
 from metagen.errors import RequestError
 from metagen.text import did_you_mean
 
+# What metagen.world re-exports: the dataclasses a world is made of and the values they allow.
+__all__ = ["ID_RE", "SETTING_RE", "POINTS_OF_VIEW", "TENSES", "RATINGS", "LENGTHS", "DEFAULT_LENGTH_WORDS",
+           "DEFAULTS_KINDS", "Style", "Location", "Relationship", "Character", "Faction", "LoreEntry", "Content",
+           "World"]
+
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 SETTING_RE = re.compile(r"^[a-z_][a-z0-9_]*$")
 POINTS_OF_VIEW = ("first", "second", "third")
