@@ -215,7 +215,7 @@ def test_the_batch_size_splits_scenes_and_never_changes_a_piece(world, generator
 
         result = pipeline.compose(generator, world, requests, cfg, seeds=[11, 12, 13, 14, 15, 16],
                                 batch_size=batch_size, on_piece=on_piece)
-        made[batch_size] = [dataclasses.replace(p, seconds=0.0) for p in result.pieces]
+        made[batch_size] = [dataclasses.replace(p, seconds=0.0, created="") for p in result.pieces]
         assert finished == [0, 1, 3, 4, 5, 2]  # scenes batch by batch, then the story
     assert made[1] == made[2] == made[8]
     assert rows == {1: [2] * 5, 2: [4, 4, 2], 8: [10]}  # candidates are rows: a scene brings two
