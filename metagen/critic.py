@@ -240,6 +240,12 @@ class CriticContext:
     cast_pronoun: str = ""  # "she" or "he" when the whole cast is one (narration's other pronoun is a defect)
 
 
+def requested_forms(resolved: Resolved) -> list[tuple[str, ...]]:
+    """The forms that name each requested character, then the requested place."""
+    forms = [character_forms(c) for c in resolved.characters]
+    return forms + ([location_forms(resolved.location)] if resolved.location is not None else [])
+
+
 def critic_context(world: World, resolved: Resolved, prompt_text: str, cfg: Any, *, target_words: int = 0,
                    names_required: bool = True, narrator_person: str = "", focus: str = "") -> CriticContext:
     """The context for judging answers to one request (cfg: the GenerationConfig in force).
@@ -343,8 +349,8 @@ def judge(text: str, context: CriticContext, *, logprob: float = 0.0, tokens: in
         findings["short"] = float(len(words) < context.target_words / 2)
     if context.avoid_starts:
         findings["same_start"] = float(tuple(words[:2]) in context.avoid_starts)
+    narration = _QUOTED.sub(" ", text)  # the narrator's words, outside quoted speech
     if context.narrator_person in ("second", "third"):
-        narration = _QUOTED.sub(" ", text)
         wrong = len(_FIRST_PERSON.findall(narration))
         if context.narrator_person == "third":
             wrong += len(_SECOND_PERSON.findall(narration))
@@ -353,7 +359,7 @@ def judge(text: str, context: CriticContext, *, logprob: float = 0.0, tokens: in
         # "he" in narration about an all-women cast: a character given the wrong gender, or a man
         # nobody asked for; readers flag both.
         other = _HE if context.cast_pronoun == "she" else _SHE
-        findings["pronoun"] = float(min(3, sum(w in other for w in words_of(_QUOTED.sub(" ", text)))))
+        findings["pronoun"] = float(min(3, sum(w in other for w in words_of(narration))))
     findings["logprob"] = logprob / tokens if tokens else 0.0
     return Verdict(findings, sum(WEIGHTS[k] * v for k, v in findings.items()))
 
@@ -369,5 +375,5 @@ def best_index(verdicts: Sequence[Verdict]) -> int:
 
 __all__ = ["CriticContext", "Verdict", "WEIGHTS", "banned_hits", "best_index", "cast_pronoun", "character_forms",
            "critic_context", "distinct_n", "first_sentences", "fold", "judge", "location_forms", "longest_shared_run",
-           "names_any", "ngrams", "pronoun_of", "repetition", "unknown_names", "words_of", "world_names", "world_prose",
-           "world_vocabulary", "writing_guard"]
+           "names_any", "ngrams", "pronoun_of", "repetition", "requested_forms", "unknown_names", "words_of",
+           "world_names", "world_prose", "world_vocabulary", "writing_guard"]

@@ -27,8 +27,8 @@ from metagen.critic import (
     critic_context,
     first_sentences,
     judge,
-    location_forms,
     names_any,
+    requested_forms,
     words_of,
     writing_guard,
 )
@@ -103,11 +103,9 @@ def make_plan(world: World, resolved: Resolved, seed: int) -> list[Beat]:
     cast = list(resolved.characters)
     scripts = writing_guard(world)["scripts"]
     names = [prose_name(c, scripts) for c in cast] or ["the traveller"]
+    short = {c.id: short_prose_name(c, scripts) for c in cast}  # after the first mention
     lead = cast[0] if cast else None
     other = cast[1] if len(cast) > 1 else None
-
-    def short_name(character: Character) -> str:
-        return short_prose_name(character, scripts)
 
     place = resolved.location
     details = [*place.sights, *place.sounds, *place.smells] if place else []
@@ -124,26 +122,26 @@ def make_plan(world: World, resolved: Resolved, seed: int) -> list[Beat]:
         opening += f" Show {_clause(details[0])}."
     if lead and lead.goals:
         goal = _clause(rng.choice(lead.goals))
-        opening += f" {short_name(lead)} wants to {goal[:1].lower()}{goal[1:]}."
+        opening += f" {short[lead.id]} wants to {goal[:1].lower()}{goal[1:]}."
 
     turns = []  # what can change the story
     if request.premise:
         turns.append(f"This happens: {_clause(request.premise)}.")
     for person in (other, lead):
         if person and person.secrets:
-            turns.append(f"{short_name(person)} admits that {_lower_first(_clause(rng.choice(person.secrets)))}.")
+            turns.append(f"{short[person.id]} admits that {_lower_first(_clause(rng.choice(person.secrets)))}.")
     if lead and other:
         for tie in lead.relationships:
             if tie.other == other.id:
                 kind = f" ({_clause(tie.kind)})" if tie.kind else ""
                 what = f": {_clause(tie.description)}" if tie.description else ""
-                turns.append(f"Show the bond between {short_name(lead)} and {short_name(other)}{kind}{what}.")
+                turns.append(f"Show the bond between {short[lead.id]} and {short[other.id]}{kind}{what}.")
     lore = select_lore(world, " ".join([*(c.name for c in cast), *names, place.name if place else "",
                                         request.premise or ""]))
     if lore:
         turns.append(f"Let this part of the world's history matter: {_clause(rng.choice(lore[:3]).text)}.")
     if other and other.goals:
-        turns.append(f"{short_name(other)} wants to {_lower_first(_clause(rng.choice(other.goals)))}, and says so.")
+        turns.append(f"{short[other.id]} wants to {_lower_first(_clause(rng.choice(other.goals)))}, and says so.")
     if not turns:
         turns.append("Something unexpected happens that tests them.")
     middle = turns[:count - 2] if request.premise else rng.sample(turns, min(len(turns), count - 2))
@@ -169,7 +167,7 @@ def prose_name(character: Character, scripts: tuple[str, ...]) -> str:
     return character.name
 
 
-def short_prose_name(character: Character, scripts: tuple[str, ...] = ("any",)) -> str:
+def short_prose_name(character: Character, scripts: tuple[str, ...]) -> str:
     """What a story calls a character after the first mention: "Ysolde" for "Queen Ysolde Vær"."""
     single = [f for f in character_forms(character) if len(f.split()) == 1 and not is_garbled(f, scripts)]
     return min(single, key=len) if single else prose_name(character, scripts)
@@ -316,9 +314,7 @@ def write_story(generator, world: World, request: StoryRequest, cfg: GenerationC
     written, beat_records, critic_beats = [], [], []
     output_tokens, prompt_tokens, finish = 0, 0, "eos"
     person = world.style.point_of_view or "third"
-    requested = [*map(character_forms, resolved.characters)]
-    if resolved.location is not None:
-        requested.append(location_forms(resolved.location))
+    requested = requested_forms(resolved)
     spare_rounds = STORY_EXTRA_ROUNDS
     for index, beat in enumerate(plan):
         chat = _with_beat(chat, beat.instruction)
