@@ -41,6 +41,13 @@ class KnownModel:
     license: str
     description: str
     wheel_sha256: str | None = None  # of the wheel as downloaded; recorded, only logged on a difference
+    adapter: str = ""  # a LoRA adapter in metagen/data that `--adapter default` merges in ("" none)
+
+    @property
+    def adapter_path(self) -> Path | None:
+        """The packaged adapter's file, when this model has one and it is installed."""
+        path = Path(__file__).parent / "data" / self.adapter if self.adapter else None
+        return path if path and path.is_file() else None
 
 
 DEFAULT_MODEL = "smollm2-135m-instruct"

@@ -30,6 +30,7 @@ from metagen.commands.help import PLAIN_HELP, PanelledCommand
 from metagen.commands.models import models_app
 from metagen.commands.pieces import describe_scene, dialogue, prompt_app, replay, story
 from metagen.commands.terminal import escaped
+from metagen.commands.tune import tune_command
 from metagen.commands.worlds import worlds_app
 from metagen.errors import (
     EXIT_BAD_INPUT,
@@ -140,6 +141,7 @@ app.add_typer(prompt_app, name="prompt")
 app.command("replay", cls=PanelledCommand)(replay)
 app.command("batch", cls=PanelledCommand)(batch)
 app.command("eval", cls=PanelledCommand)(eval_command)
+app.command("tune", cls=PanelledCommand)(tune_command)
 
 
 def main() -> None:

@@ -22,9 +22,11 @@ import numpy as np
 import torch
 
 from metagen.config import GenerationConfig
-from metagen.errors import ConfigError, GenerationError
+from metagen.catalog import KNOWN_MODELS, KnownModel
+from metagen.errors import ConfigError, GenerationError, ModelError
 from metagen.files import check_regular, read_regular_text
 from metagen.gguf import ModelArgs, read_gguf
+from metagen.lora import PAD_PREFIX, load_adapter
 from metagen.model import KERNEL_ALIGNMENT, WEIGHT_FORMATS, Transformer
 from metagen.search import PrefixReuse, SearchResult, TextCallback, left_pad, run_search
 from metagen.tokenizer import Tokenizer
@@ -38,7 +40,6 @@ DEVICES = ("cpu", "cuda", "auto")
 # row run 3-5x slower than float32 on CPUs without native bfloat16 (AVX2).
 DEFAULT_CPU_FORMAT = "int4"
 CONVERTED_VERSION = 4  # bump when the converted layout changes (2: float32 lookup table, int8 head for int4; 3: int4 plain nibbles; 4: 64-byte aligned tensors)
-_PAD_PREFIX = "__pad."  # filler entries that align the next tensor in a converted file
 _SAFETENSORS_DTYPES = {torch.float32: "F32", torch.bfloat16: "BF16", torch.int8: "I8", torch.uint8: "U8",
                        torch.int32: "I32", torch.int64: "I64"}
 
@@ -53,10 +54,15 @@ class ModelInfo:
     weight_format: str
     device: str
     context_length: int
+    adapter: str = ""  # the merged LoRA adapter's path ("" none)
+    adapter_sha256: str = ""
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "path": self.path, "sha256": self.sha256,
-                "dtype": self.weight_format, "device": self.device}
+        record = {"name": self.name, "path": self.path, "sha256": self.sha256,
+                  "dtype": self.weight_format, "device": self.device}
+        if self.adapter:
+            record["adapter"] = {"path": self.adapter, "sha256": self.adapter_sha256}
+        return record
 
 
 @dataclass
@@ -97,23 +103,34 @@ def resolve_format(dtype: str, device: torch.device) -> str:
     return dtype
 
 
-def _converted_dir(cache: Path, sha256: str, weight_format: str) -> Path:
-    return cache / "converted" / f"{sha256[:16]}-{weight_format}-v{CONVERTED_VERSION}"
+def _converted_dir(cache: Path, sha256: str, weight_format: str, adapter_sha256: str = "") -> Path:
+    merged = f"-lora{adapter_sha256[:12]}" if adapter_sha256 else ""
+    return cache / "converted" / f"{sha256[:16]}-{weight_format}{merged}-v{CONVERTED_VERSION}"
 
 
-def save_aligned_safetensors(state: dict[str, torch.Tensor], path: Path) -> None:
+def adapter_file(choice: str | None, model: KnownModel | None) -> Path | None:
+    """The adapter `--adapter` names: default (the known model's own, if it has one), none, or a path."""
+    if choice in (None, "default"):
+        return model.adapter_path if model else None
+    if choice == "none":
+        return None
+    return Path(choice)
+
+
+def save_aligned_safetensors(state: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
     """Write a safetensors file whose every tensor starts on a KERNEL_ALIGNMENT boundary.
 
     The format stores tensors back to back after a JSON header, so a memory-mapped load puts
     them at arbitrary 8-byte offsets, where the compact CPU kernels crash (model.aligned).
     Here the header is padded with spaces (the format allows it) and small U8 filler entries
-    sit between tensors, so the loaded tensors need no aligning copy.
+    sit between tensors, so the loaded tensors need no aligning copy. The same tensors and
+    metadata always give the same bytes.
     """
-    header, chunks, offset = {}, [], 0
+    header, chunks, offset = ({"__metadata__": dict(metadata)} if metadata else {}), [], 0
     for index, (name, tensor) in enumerate(state.items()):
         gap = -offset % KERNEL_ALIGNMENT
         if gap:
-            header[f"{_PAD_PREFIX}{index}"] = {"dtype": "U8", "shape": [gap], "data_offsets": [offset, offset + gap]}
+            header[f"{PAD_PREFIX}{index}"] = {"dtype": "U8", "shape": [gap], "data_offsets": [offset, offset + gap]}
             chunks.append(bytes(gap))
             offset += gap
         data = tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes()
@@ -140,7 +157,7 @@ def _load_converted(folder: Path) -> tuple[Transformer, Tokenizer, str] | None:
         meta = json.loads(read_regular_text(meta_path, 1 << 20))
         check_regular(folder / "weights.safetensors")
         state = {name: tensor for name, tensor in load_file(str(folder / "weights.safetensors")).items()
-                 if not name.startswith(_PAD_PREFIX)}
+                 if not name.startswith(PAD_PREFIX)}
         model = Transformer.from_state(ModelArgs(**meta["args"]), state, meta["weight_format"])
         tokenizer = Tokenizer.load(folder / "tokenizer.json")
         return model, tokenizer, meta["name"]
@@ -167,31 +184,45 @@ def _save_converted(folder: Path, model: Transformer, tokenizer: Tokenizer, name
         log.warning("could not cache the converted model in %s: %s", folder.parent, error)
 
 
-def build_from_gguf(path: Path, weight_format: str) -> tuple[Transformer, Tokenizer, str]:
+def build_from_gguf(path: Path, weight_format: str, adapter: Path | None = None,
+                    sha256: str = "") -> tuple[Transformer, Tokenizer, str]:
+    """The model of a GGUF file in `weight_format`, with `adapter` (made for the file with this
+    sha256) merged into its weights first."""
     contents = read_gguf(path)
+    deltas = load_adapter(adapter, contents.args, sha256).deltas() if adapter else None
     # F32 tensors come back as read-only memory maps; torch wants writable memory.
     tensors = {name: torch.from_numpy(np.require(array, requirements="W")) for name, array in contents.tensors.items()}
-    model = Transformer.from_weights(contents.args, tensors, weight_format)
+    model = Transformer.from_weights(contents.args, tensors, weight_format, deltas)
     tokenizer = Tokenizer.from_data(contents.tokenizer)
     tokenizer.origin = Path(path).name
     return model, tokenizer, contents.name
 
 
 def load_model(spec: str | None = None, *, dtype: str = "auto", device: str = "cpu",
-               progress: Callable[[str], None] | None = None, use_cache: bool = True) -> "Generator":
-    """Load a known model by name (pulled on first use) or any llama-family GGUF by path."""
-    from metagen.catalog import cache_dir, resolve_model
+               progress: Callable[[str], None] | None = None, use_cache: bool = True,
+               adapter: str | None = "default") -> "Generator":
+    """Load a known model by name (pulled on first use) or any llama-family GGUF by path.
+
+    adapter: "default" (the known model's packaged LoRA adapter, if any), "none", or the path
+    of an adapter file (`metagen tune`); it is merged into the weights, and the converted cache
+    keeps the merged model under the adapter's hash."""
+    from metagen.catalog import cache_dir, file_sha256, resolve_model
 
     torch_device = resolve_device(device)
     weight_format = resolve_format(dtype, torch_device)
     resolved = resolve_model(spec, progress=progress)
     started = time.perf_counter()
-    folder = _converted_dir(cache_dir(), resolved.sha256, weight_format)
+    adapter_path = adapter_file(adapter, KNOWN_MODELS.get(resolved.name) if resolved.known else None)
+    if adapter_path is not None and not adapter_path.is_file():
+        raise ModelError(f"adapter {adapter_path}: no such file",
+                         hint="give --adapter none, or the path of a file `metagen tune` wrote")
+    adapter_sha256 = file_sha256(adapter_path) if adapter_path else ""
+    folder = _converted_dir(cache_dir(), resolved.sha256, weight_format, adapter_sha256)
     loaded = _load_converted(folder) if use_cache else None
     if loaded is None:
         if progress:
             progress(f"converting {resolved.path.name} to {weight_format} (first use only)")
-        loaded = build_from_gguf(resolved.path, weight_format)
+        loaded = build_from_gguf(resolved.path, weight_format, adapter_path, resolved.sha256)
         if use_cache:
             _save_converted(folder, *loaded)
     model, tokenizer, _ = loaded
@@ -201,7 +232,8 @@ def load_model(spec: str | None = None, *, dtype: str = "auto", device: str = "c
              time.perf_counter() - started)
     info = ModelInfo(name=resolved.name, path=str(resolved.path), sha256=resolved.sha256,
                      weight_format=weight_format, device=str(torch_device),
-                     context_length=model.args.max_seq_len)
+                     context_length=model.args.max_seq_len,
+                     adapter=str(adapter_path) if adapter_path else "", adapter_sha256=adapter_sha256)
     return Generator(model, tokenizer, info)
 
 

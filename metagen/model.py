@@ -262,6 +262,24 @@ class KVCache:
         self.v[:, :, :, :n] = self.v[:, rows, :, :n]
 
 
+class NoCache:
+    """Keeps nothing: a pass sees only its own tokens. For training, where autograd cannot
+    follow every layer's writes into one shared cache tensor."""
+
+    max_len = 1 << 62
+
+    @property
+    def length(self) -> int:
+        return 0
+
+    @length.setter
+    def length(self, value: int) -> None:
+        pass
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return k, v
+
+
 def rope_tables(args: ModelArgs, max_len: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
     """cos and sin of shape (max_len, head_dim), float32, rotate-half layout."""
     half = args.head_dim // 2
@@ -373,8 +391,11 @@ class Transformer(nn.Module):
 
     @classmethod
     def from_weights(cls, args: ModelArgs, tensors: dict[str, torch.Tensor],
-                     weight_format: str = "float32") -> "Transformer":
-        """Build from our per-projection names (gguf.WEIGHT_MAP), fusing Q/K/V and gate/up."""
+                     weight_format: str = "float32", deltas: dict[str, torch.Tensor] | None = None) -> "Transformer":
+        """Build from our per-projection names (gguf.WEIGHT_MAP), fusing Q/K/V and gate/up.
+
+        deltas: float32 changes to add to fused weights before they take the format, by module
+        name ("layers.3.attention.wqkv"): a merged LoRA adapter (metagen.lora)."""
         with torch.device("meta"):
             model = cls(args, weight_format)
         t = {name: torch.as_tensor(value) for name, value in tensors.items()}
@@ -392,6 +413,8 @@ class Transformer(nn.Module):
             weights[p + "feed_forward.w2"] = t[p + "feed_forward.w2.weight"].float()
             for norm in ("attention_norm.weight", "ffn_norm.weight"):
                 state[p + norm] = t[p + norm].float()
+        for name, delta in (deltas or {}).items():
+            weights[name] = weights[name] + delta
         for name, weight in weights.items():
             linear = model.get_submodule(name)
             state.update({f"{name}.{key}": value for key, value in linear.quantize(weight).items()})
@@ -475,6 +498,21 @@ class Transformer(nn.Module):
                  head: str, act: torch.dtype) -> torch.Tensor | None:
         """One pass with matmul inputs in `act`; head: logits for "all" positions, the "last"
         one, or "none" (None)."""
+        x = self._residual(tokens, cache, pad, act)
+        if head == "none":
+            return None
+        if head == "last":
+            x, act = x[:, -1:], self.compute_dtype(1)
+        return self.output(self.norm(x, act)).float()
+
+    def training_states(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The final normed states (B, T, dim) of whole sequences, float32, with autograd and
+        no cache: what `metagen tune` puts the output head on, at the positions it learns."""
+        return self.norm(self._residual(tokens, NoCache(), None, torch.float32), torch.float32)
+
+    def _residual(self, tokens: torch.Tensor, cache: KVCache | NoCache, pad: torch.Tensor | None,
+                  act: torch.dtype) -> torch.Tensor:
+        """The residual stream (B, T, dim) after every block; the cache marked filled."""
         B, T = tokens.shape
         start = cache.length
         slots = torch.arange(start, start + T, device=tokens.device)  # (T,)
@@ -501,11 +539,7 @@ class Transformer(nn.Module):
         for layer, block in enumerate(self.layers):
             x = block(x, cos, sin, cache, layer, mask)
         cache.length = start + T
-        if head == "none":
-            return None
-        if head == "last":
-            x, act = x[:, -1:], self.compute_dtype(1)
-        return self.output(self.norm(x, act)).float()
+        return x
 
     def compute_dtype(self, positions: int, begin: int = 0) -> torch.dtype:
         """The matmul input dtype at position `begin` of `positions` new ones per row: float32 on

@@ -283,7 +283,7 @@ def story_messages(world: World, resolved: Resolved) -> list[dict[str, str]]:
     return [{"role": "system", "content": system}, {"role": "user", "content": "\n".join(lines)}]
 
 
-def _with_beat(messages: list[dict[str, str]], instruction: str) -> list[dict[str, str]]:
+def with_beat(messages: list[dict[str, str]], instruction: str) -> list[dict[str, str]]:
     """The chat with the next beat's instruction added to the last user turn or as a new one."""
     if messages[-1]["role"] == "user":
         return [*messages[:-1], {"role": "user", "content": messages[-1]["content"] + "\n\n" + instruction}]
@@ -317,7 +317,7 @@ def write_story(generator, world: World, request: StoryRequest, cfg: GenerationC
     requested = requested_forms(resolved)
     spare_rounds = STORY_EXTRA_ROUNDS
     for index, beat in enumerate(plan):
-        chat = _with_beat(chat, beat.instruction)
+        chat = with_beat(chat, beat.instruction)
         text = tokenizer.render_chat(chat)
         ids = tokenizer.encode_chat(chat)  # world text can never spell the template's control tokens
         beat_cfg.check_context(len(ids), generator.context_length)
@@ -390,7 +390,7 @@ def _check_room(generator, messages: list[dict[str, str]], plan: list[Beat], max
     """Refuse, before writing anything, a story whose instructions and budget overflow the context."""
     chat = list(messages)
     for beat in plan:
-        chat = _with_beat(chat, beat.instruction)
+        chat = with_beat(chat, beat.instruction)
     needed = len(generator.tokenizer.encode_chat(chat))
     if needed + max_new_tokens > generator.context_length:
         raise RequestError(
@@ -404,7 +404,7 @@ def plan_prompt(world: World, resolved: Resolved, plan: list[Beat], messages: li
     """The story's prompt record: the chat with the first beat, and the lore entries the plan used."""
     used = tuple(e.id for e in world.lore if any(" ".join(e.text.split()).rstrip(".;: ") in b.instruction
                                                  for b in plan))
-    first = _with_beat(messages, plan[0].instruction)
+    first = with_beat(messages, plan[0].instruction)
     tokens = sum(len(m["content"].split()) for m in first)
     budget = PromptBudget(context_length, beat_cfg.max_new_tokens, 0, tokens, 0, 0)
     return Prompt(request=resolved.request, messages=first, lore_used=used, lore_left_out=(), warnings=[],

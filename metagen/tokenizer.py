@@ -109,6 +109,10 @@ class Tokenizer:
             ids = [self.bos_id] + ids
         return ids
 
+    def encode_plain(self, text: str) -> list[int]:
+        """Token ids of text in which nothing is a special token (model output, world text)."""
+        return self._plain.encode(text, add_special_tokens=False).ids
+
     def decode(self, ids, *, skip_special: bool = True) -> str:
         return self.hf.decode(list(ids), skip_special_tokens=skip_special)
 
@@ -201,7 +205,7 @@ class Tokenizer:
         runs[-1] += suffix
         ids = [bos for bos in [self.bos_id] if self.add_bos and bos is not None]
         for run in runs:
-            ids += [run] if isinstance(run, int) else (self._plain.encode(run, add_special_tokens=False).ids if run else [])
+            ids += [run] if isinstance(run, int) else self.encode_plain(run)
         return ids
 
     def _check_no_special_from_text(self, real: str, marked: str) -> None:

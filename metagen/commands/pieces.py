@@ -19,6 +19,7 @@ import typer
 from metagen.commands.help import PLAIN_HELP, PanelledCommand
 from metagen.commands.options import load_generator, progress_to_stderr, with_decoding_options, with_parameters
 from metagen.commands.terminal import escaped, printable
+from metagen.errors import ModelError
 from metagen.text import format_turns
 
 WorldArg = Annotated[Path, typer.Argument(help="A world file (YAML).", show_default=False)]
@@ -344,7 +345,7 @@ def replay(
         else:
             device = "cuda"
     generator = load_model(spec, dtype=dtype or recorded.get("dtype") or "auto", device=device,
-                           progress=progress_to_stderr(quiet))
+                           adapter=_recorded_adapter(recorded, file, quiet), progress=progress_to_stderr(quiet))
     if recorded.get("sha256") and generator.info.sha256 != recorded["sha256"]:
         say(f"warning: the model file differs from the one {file} records; the text may differ", quiet)
     result = pipeline.compose(generator, loaded, [recipe.request], recipe.cfg, seeds=[recipe.seed],
@@ -362,6 +363,27 @@ def replay(
     typer.echo(f"  recorded: {escaped(_snippet(before, at))}")
     typer.echo(f"  now:      {escaped(_snippet(after, at))}")
     raise typer.Exit(1)
+
+
+def _recorded_adapter(recorded: dict, file: Path, quiet: bool) -> str:
+    """The adapter a piece was made with: "none" when it records none (every piece made before
+    adapters), else its recorded file, or the packaged one when that has the recorded hash."""
+    from metagen.catalog import KNOWN_MODELS, file_sha256
+
+    adapter = recorded.get("adapter")
+    if not isinstance(adapter, dict):
+        return "none"
+    path, sha256 = str(adapter.get("path") or ""), str(adapter.get("sha256") or "")
+    known = KNOWN_MODELS.get(str(recorded.get("name")))
+    packaged = known.adapter_path if known else None
+    for candidate in (path and Path(path), packaged):
+        if candidate and candidate.is_file() and file_sha256(candidate) == sha256:
+            return str(candidate)
+    if path and Path(path).is_file():
+        say(f"warning: the adapter {path} differs from the one {file} records; the text may differ", quiet)
+        return path
+    raise ModelError(f"{file} was made with the adapter {path or '?'} (sha256 {sha256[:12]}...), which is not here",
+                     hint="put the adapter file back where it was, or make the piece again")
 
 
 __all__ = ["OutputOptions", "describe_scene", "dialogue", "print_prompt", "prompt_app", "replay", "run_pieces",

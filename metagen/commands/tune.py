@@ -1,0 +1,89 @@
+"""`metagen tune`: train a LoRA adapter on JSON-lines examples (metagen.tune), with a progress
+bar, a checkpoint to --resume from, and the held-aside loss after each epoch."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from metagen.commands.options import progress_to_stderr
+from metagen.errors import ConfigError, OutputExistsError
+
+Data = Annotated[Path, typer.Argument(help="Training examples, JSON lines (docs/tune.md).", show_default=False)]
+Out = Annotated[Path, typer.Option("--out", "-o", help="The adapter file to write (.safetensors); never overwritten without --force.", show_default=False)]
+Held = Annotated[Optional[Path], typer.Option("--eval", help="Held-aside examples: their loss is reported before training and after each epoch.", show_default=False)]
+
+
+def tune_command(
+    data: Data,
+    out: Out,
+    held: Held = None,
+    epochs: Annotated[int, typer.Option("--epochs", help="Passes over the data, 1 to 100.")] = 2,
+    rank: Annotated[int, typer.Option("--rank", help="The adapter's rank, 1 to 256.")] = 16,
+    alpha: Annotated[float, typer.Option("--alpha", help="The adapter's scale is alpha / rank.")] = 32.0,
+    targets: Annotated[str, typer.Option("--targets", help="Projections to adapt: all | attention | mlp.")] = "all",
+    learning_rate: Annotated[float, typer.Option("--learning-rate", help="AdamW's peak learning rate.")] = 2e-4,
+    batch: Annotated[int, typer.Option("--batch", help="Sequences a step, 1 to 256.")] = 4,
+    max_tokens: Annotated[int, typer.Option("--max-tokens", help="Longer sequences are left out (reported).")] = 2048,
+    seed: Annotated[int, typer.Option("--seed", help="The adapter's start and the data's order.")] = 0,
+    dtype: Annotated[str, typer.Option("--dtype", help="float32 | bfloat16 (faster where the CPU has bfloat16 units, or on CUDA).")] = "float32",
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Base model name or .gguf path. [default: smollm2-135m-instruct]", show_default=False)] = None,
+    device: Annotated[str, typer.Option("--device", help="cpu | cuda | auto.")] = "cpu",
+    resume: Annotated[bool, typer.Option("--resume", help="Go on from OUT's checkpoint (OUT.checkpoint), with the same data and settings.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite OUT if it exists.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
+):
+    """Teach the model from examples: train a LoRA adapter and write it to OUT; use it with --adapter OUT."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from metagen import tune as tuning
+    from metagen.generator import load_model
+    from metagen.output import write_atomic
+
+    settings = tuning.TuneSettings(rank=rank, alpha=alpha, targets=targets, epochs=epochs, learning_rate=learning_rate,
+                                   batch=batch, max_tokens=max_tokens, seed=seed, dtype=dtype)
+    if out.exists() and not force:
+        raise OutputExistsError(f"{out} exists", hint="give another --out, or --force to overwrite it")
+    if out.suffix != ".safetensors":
+        raise ConfigError(f"--out {out}: an adapter file ends in .safetensors")
+    train = tuning.read_examples(data)
+    held_examples = tuning.read_examples(held) if held else []
+    generator = load_model(model, dtype="float32", device=device, adapter="none", progress=progress_to_stderr(quiet))
+    checkpoint = out.with_name(out.name + ".checkpoint")
+    if checkpoint.exists() and not resume:
+        raise OutputExistsError(f"{checkpoint} holds a stopped run", hint="add --resume to go on, or delete it")
+    columns = [TextColumn("tune"), BarColumn(), TextColumn("{task.completed}/{task.total} steps  loss {task.fields[loss]}"),
+               TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn()]
+    with Progress(*columns, disable=quiet, transient=True, console=_stderr_console()) as progress:
+        task = progress.add_task("tune", total=None, loss="-")
+
+        def on_step(step: int, total: int, loss: float) -> None:
+            progress.update(task, completed=step, total=total, loss=f"{loss:.3f}")
+
+        def on_epoch(record: dict) -> None:
+            held_loss = "" if record["eval_loss"] is None else f", held-aside loss {record['eval_loss']:.4f}"
+            progress.console.print(f"epoch {record['epoch']}: training loss {record['train_loss']:.4f}{held_loss} "
+                                   f"({record['seconds']:.0f} s)")
+
+        report = tuning.tune(generator.model, generator.tokenizer, train, held_examples, settings, out,
+                             base_sha256=generator.info.sha256, checkpoint=checkpoint, resume=resume,
+                             on_step=on_step, on_epoch=on_epoch)
+    checkpoint.unlink(missing_ok=True)
+    record = {**report.to_dict(), "settings": settings.__dict__, "data": str(data), "eval": str(held or ""),
+              "model": generator.info.to_dict()}
+    log = write_atomic(out.with_name(out.name + ".json"), json.dumps(record, indent=1) + "\n", overwrite=True)
+    typer.echo(f"wrote {out} ({report.steps} steps, {report.learned_tokens:,} learned tokens an epoch, "
+               f"{report.seconds:.0f} s; log {log})")
+
+
+def _stderr_console():
+    from rich.console import Console
+
+    return Console(file=sys.stderr)
+
+
+__all__ = ["tune_command"]

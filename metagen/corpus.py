@@ -1,0 +1,165 @@
+"""Training examples in the exact shape of metagen's own prompts, and their automatic checks.
+
+An example is one unit metagen asks the model to write (a story beat, a scene, a dialogue
+line): the chat messages and any words metagen writes itself (`prefix`, a dialogue's
+transcript ending in "Name:"), then the text the model should write (`completion`). The
+prompts are built by the same functions the pipeline uses, so an adapter tuned on them
+(metagen.tune) sees at training time exactly what it sees when generating.
+
+`check_example` holds a written target to the critic's own findings (metagen.critic): the
+names the unit asks for, no invented names, no words copied from the prompt, the right
+length, script and narrator's person, no banned or avoided words.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Mapping, Sequence
+
+from metagen.critic import COPY_RUN, critic_context, first_sentences, judge, words_of
+from metagen.dialogue import continue_dialogue, dialogue_prompt, speaker_order
+from metagen.errors import RequestError
+from metagen.pipeline import effective_config
+from metagen.plan import BEAT_SENTENCES, make_plan, story_messages, with_beat
+from metagen.prompts import build_prompt
+from metagen.request import DialogueRequest, SceneRequest, StoryRequest, resolve_request
+from metagen.world import World
+
+KINDS = ("beat", "scene", "line")
+# Words a written target may have, per kind: a beat and a scene are asked for three or four
+# sentences, a dialogue line for one to three.
+WORDS = {"beat": (30, 120), "scene": (30, 120), "line": (2, 50)}
+SENTENCES = {"beat": BEAT_SENTENCES, "scene": 4, "line": 3}  # at most
+
+
+@dataclass(frozen=True)
+class Example:
+    """One unit: the chat, metagen's own words after it, and what the model should write.
+
+    end_of_turn: the model ends its turn after the completion (a beat, a scene); a dialogue
+    line ends at its newline instead, which the completion holds.
+    """
+
+    kind: str
+    world: str
+    messages: tuple[dict, ...]
+    completion: str
+    prefix: str = ""
+    end_of_turn: bool = True
+    unit: str = ""  # where it came from, e.g. "story-1/turn" (for messages)
+    focus: str = ""  # a beat's instruction (the critic asks for the names it gives)
+    meta: dict = field(default_factory=dict, compare=False)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["messages"] = [dict(m) for m in self.messages]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Example":
+        known = {f for f in cls.__dataclass_fields__}
+        values = {k: v for k, v in data.items() if k in known}
+        values["messages"] = tuple(dict(m) for m in values.get("messages", ()))
+        return cls(**values)
+
+
+def story_examples(generator, world: World, request: StoryRequest, seed: int,
+                   paragraphs: Sequence[str]) -> list[Example]:
+    """One example per beat of the story `seed` plans: each beat's prompt holds the paragraphs
+    before it as the model's own turns, as metagen.plan.write_story builds them."""
+    resolved = resolve_request(world, request)
+    plan = make_plan(world, resolved, seed)
+    if len(paragraphs) != len(plan):
+        raise RequestError(f"the plan has {len(plan)} beats and {len(paragraphs)} paragraphs were given")
+    chat = story_messages(world, resolved)
+    examples = []
+    for beat, paragraph in zip(plan, paragraphs):
+        chat = with_beat(chat, beat.instruction)
+        examples.append(Example("beat", world.id, tuple(chat), paragraph.strip(), unit=beat.id,
+                                focus=beat.instruction))
+        chat = [*chat, {"role": "assistant", "content": paragraph.strip()}]
+    return examples
+
+
+def scene_example(generator, world: World, request: SceneRequest, text: str) -> Example:
+    """The scene's prompt (metagen.prompts) and its text after metagen's opening, if any."""
+    cfg = effective_config(world, "scene", None, None, request)
+    prompt = build_prompt(world, request, count_tokens=generator.count_tokens,
+                          context_length=generator.context_length, max_new_tokens=cfg.max_new_tokens)
+    text = text.strip()
+    if not text.startswith(prompt.opening):
+        raise RequestError(f"a scene of this request starts with {prompt.opening!r}")
+    completion = text[len(prompt.opening):]
+    return Example("scene", world.id, tuple(prompt.messages), completion, prefix=prompt.opening)
+
+
+def dialogue_examples(generator, world: World, request: DialogueRequest, lines: Sequence[str]) -> list[Example]:
+    """One example per line of a dialogue whose speakers take turns in the request's order
+    (as metagen.dialogue writes a two-person dialogue): the transcript so far, "Name:", the line."""
+    cfg = effective_config(world, "dialogue", None, None, request)
+    messages = tuple(dialogue_prompt(generator, world, request, cfg).messages)
+    speakers = speaker_order(world, request)
+    if len(lines) != len(speakers):
+        raise RequestError(f"the dialogue has {len(speakers)} turns and {len(lines)} lines were given")
+    done: list[tuple[str, str]] = []
+    examples = []
+    for i, (speaker, line) in enumerate(zip(speakers, lines)):
+        line = " ".join(line.split())
+        examples.append(Example("line", world.id, messages, f" {line}\n", unit=f"line-{i + 1}",
+                                prefix=continue_dialogue(done, speaker.name), end_of_turn=False,
+                                meta={"speaker": speaker.id}))
+        done.append((speaker.name, line))
+    return examples
+
+
+def prompt_text(generator, example: Example) -> str:
+    """The prompt as the model reads it (the chat template rendered, then metagen's own words)."""
+    return generator.tokenizer.render_chat(list(example.messages)) + example.prefix
+
+
+def check_example(generator, world: World, request, example: Example) -> list[str]:
+    """What is wrong with a written target, by the critic's findings; [] when nothing is."""
+    resolved = resolve_request(world, request)
+    cfg = effective_config(world, request.kind, None, None, request)
+    person = world.style.point_of_view or ("second" if example.kind == "scene" else "third")
+    context = critic_context(world, resolved, prompt_text(generator, example), cfg,
+                             names_required=example.kind != "line",
+                             narrator_person="" if example.kind == "line" else person, focus=example.focus)
+    if example.kind == "scene":  # the scene's place is required, the people present are not
+        context = replace(context, names=context.names[-1:])
+    text = example.completion.strip()
+    verdict = judge(text, context).findings
+    problems = []
+    if verdict.get("names", 1.0) < 1.0:
+        problems.append("leaves out a name it is asked for: " + "; ".join(
+            forms[0] for forms in context.names if not any(f.lower() in text.lower() for f in forms)))
+    checks = {"invented": "names someone or something the world does not have",
+              "garbled": "has text in a script the world does not use", "banned": "uses a banned or avoided word",
+              "copied": f"copies {COPY_RUN} or more words in a row from the prompt",
+              "markup": "has markup", "echo": "echoes an instruction", "unfinished": "ends mid-sentence",
+              "voice": "narrates in the wrong person", "repetition": "repeats itself"}
+    for key, message in checks.items():
+        if verdict.get(key, 0.0) > (0.05 if key == "repetition" else 0.0):
+            problems.append(message)
+    words = len(words_of(text))
+    low, high = WORDS[example.kind]
+    if not low <= words <= high:
+        problems.append(f"has {words} words (want {low} to {high})")
+    most = SENTENCES[example.kind]
+    if first_sentences(text, most) != text.rstrip():
+        problems.append(f"has more than {most} sentences")
+    if example.kind == "line" and (":" in text.split(" ", 1)[0] or "\n" in text):
+        problems.append("holds a speaker's name or a line break")
+    return problems
+
+
+def write_jsonl(examples: Sequence[Example], path) -> None:
+    """Examples as JSON lines (the format `metagen tune` reads)."""
+    with open(path, "w", encoding="utf-8") as file:
+        for example in examples:
+            file.write(json.dumps(example.to_dict(), ensure_ascii=False) + "\n")
+
+
+__all__ = ["Example", "KINDS", "check_example", "dialogue_examples", "prompt_text", "scene_example",
+           "story_examples", "write_jsonl"]

@@ -1,0 +1,315 @@
+"""`metagen tune`: train a LoRA adapter (metagen.lora) on examples of metagen's own units.
+
+Data is JSON lines: metagen.corpus.Example dicts (chat messages, metagen's own words after
+them, the completion), or plain {"prompt": ..., "completion": ...} pairs (the prompt is one
+user message). The model learns the completion's tokens only, plus the end of its turn.
+
+Examples whose tokens are the start of another's (the beats of one story, the lines of one
+dialogue: each prompt holds the earlier completions) are packed into one sequence, so the
+shared prompt is run once. Each step adds the gradients of `batch` sequences, one at a time
+(no padding), and AdamW updates only the adapter. The order of sequences follows the seed and
+the epoch; a checkpoint after every epoch and every CHECKPOINT_STEPS steps lets `--resume`
+go on exactly where a stopped run was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from metagen.corpus import Example
+from metagen.errors import ConfigError
+from metagen.files import read_regular_text
+from metagen.lora import TARGET_GROUPS, AdapterConfig, adapter_tensors, attach, save_adapter
+
+CHECKPOINT_STEPS = 50
+MAX_DATA_BYTES = 256 * 1024 * 1024
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+@dataclass(frozen=True)
+class TuneSettings:
+    rank: int = 16  # the adapter's rank
+    alpha: float = 32.0  # its scale is alpha / rank
+    targets: str = "all"  # which projections: all | attention | mlp
+    epochs: int = 2  # passes over the training data
+    learning_rate: float = 2e-4  # AdamW's, after a linear warm-up, down to a tenth by a cosine
+    warmup_steps: int = 10
+    batch: int = 4  # sequences whose gradients make one step
+    max_tokens: int = 2048  # a longer sequence is left out (reported)
+    seed: int = 0  # the adapter's start and the order of the data
+    dtype: str = "float32"  # float32, or bfloat16 (autocast: fast on CPUs with bfloat16 units)
+
+    def __post_init__(self):
+        checks = [(self.rank, 1, 256, "--rank"), (self.epochs, 1, 100, "--epochs"), (self.batch, 1, 256, "--batch"),
+                  (self.max_tokens, 16, 1 << 20, "--max-tokens"), (self.warmup_steps, 0, 100_000, "--warmup-steps")]
+        for value, low, high, flag in checks:
+            if not low <= value <= high:
+                raise ConfigError(f"{flag} must be {low} to {high}, got {value}")
+        if not (0 < self.learning_rate <= 1) or not math.isfinite(self.learning_rate):
+            raise ConfigError(f"--learning-rate must be above 0 and at most 1, got {self.learning_rate}")
+        if not (0 < self.alpha <= 1e4):
+            raise ConfigError(f"--alpha must be above 0, got {self.alpha}")
+        if self.targets not in TARGET_GROUPS:
+            raise ConfigError(f"--targets must be one of {', '.join(TARGET_GROUPS)}, got {self.targets!r}")
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+
+    @property
+    def adapter(self) -> AdapterConfig:
+        return AdapterConfig(rank=self.rank, alpha=self.alpha, targets=TARGET_GROUPS[self.targets])
+
+
+@dataclass(frozen=True)
+class Sequence:
+    """Token ids, and the positions whose token is learned (each predicted from the one before)."""
+
+    ids: tuple[int, ...]
+    learned: tuple[int, ...]
+
+
+@dataclass
+class TuneReport:
+    examples: int
+    sequences: int
+    tokens: int  # every token run per epoch
+    learned_tokens: int
+    left_out: int
+    steps: int = 0
+    seconds: float = 0.0
+    epochs: list[dict] = field(default_factory=list)  # per epoch: train and held-aside loss
+    eval_loss_before: float | None = None
+    adapter_sha256: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def read_examples(path: str | Path) -> list[Example]:
+    """Examples from a JSON-lines file; a bad line is a ConfigError naming file:line."""
+    text = read_regular_text(Path(path), MAX_DATA_BYTES)
+    examples = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise ConfigError(f"{where}: not JSON ({error.msg})", hint="one JSON object a line") from None
+        if not isinstance(data, dict) or not isinstance(data.get("completion"), str) or not data["completion"].strip():
+            raise ConfigError(f"{where}: an example needs a non-empty \"completion\" string")
+        if "messages" in data:
+            messages = data["messages"]
+            if (not isinstance(messages, list) or not messages or not all(
+                    isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
+                    for m in messages)):
+                raise ConfigError(f"{where}: \"messages\" must be a list of {{\"role\", \"content\"}} strings")
+            examples.append(Example.from_dict({"kind": "", "world": "", **data}))
+        elif isinstance(data.get("prompt"), str):
+            examples.append(Example("", "", ({"role": "user", "content": data["prompt"]},), data["completion"]))
+        else:
+            raise ConfigError(f"{where}: an example needs \"messages\" (a chat) or \"prompt\" (text)")
+    if not examples:
+        raise ConfigError(f"{path}: holds no examples")
+    return examples
+
+
+def end_of_turn_id(tokenizer) -> int | None:
+    """The token the chat template closes an answer with (<|im_end|>), if any."""
+    ids = tokenizer.encode_chat([{"role": "assistant", "content": "x"}], add_generation_prompt=False)
+    return next((i for i in ids[1:] if i in tokenizer.eos_ids), tokenizer.eos_id)
+
+
+def example_tokens(tokenizer, example: Example) -> tuple[list[int], list[int]]:
+    """(prompt ids, completion ids): exactly the prompt metagen decodes after, then what to learn."""
+    prompt = tokenizer.encode_chat(list(example.messages), suffix=example.prefix)
+    completion = tokenizer.encode_plain(example.completion)
+    end = end_of_turn_id(tokenizer) if example.end_of_turn else None
+    return prompt, completion + ([end] if end is not None else [])
+
+
+def pack(tokenizer, examples: list[Example], max_tokens: int) -> tuple[list[Sequence], int]:
+    """Sequences to train on, each example's completion in exactly one; and how many examples
+    were left out for being longer than max_tokens."""
+    groups: dict[str, list[tuple[list[int], int]]] = {}
+    left_out = 0
+    for example in examples:
+        prompt, completion = example_tokens(tokenizer, example)
+        if len(prompt) + len(completion) > max_tokens:
+            left_out += 1
+            continue
+        key = json.dumps(list(example.messages[:2]), sort_keys=True)
+        groups.setdefault(key, []).append((prompt + completion, len(prompt)))
+    sequences = []
+    for members in groups.values():
+        built: list[tuple[list[int], set[int]]] = []
+        for full, start in sorted(members, key=lambda m: -len(m[0])):
+            home = next((b for b in built if b[0][:len(full)] == full), None)
+            if home is None:
+                home = (full, set())
+                built.append(home)
+            home[1].update(range(start, len(full)))
+        sequences += [Sequence(tuple(ids), tuple(sorted(learned))) for ids, learned in built]
+    return sequences, left_out
+
+
+def data_sha256(sequences: list[Sequence]) -> str:
+    digest = hashlib.sha256()
+    for s in sequences:
+        digest.update(json.dumps([s.ids, s.learned]).encode())
+    return digest.hexdigest()
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def sequence_loss(model, sequence: Sequence, device: torch.device) -> tuple[torch.Tensor, int]:
+    """The summed cross-entropy of a sequence's learned tokens, and their count."""
+    ids = torch.tensor([sequence.ids], device=device)  # (1, T)
+    learned = torch.tensor(sequence.learned, device=device)  # (N,)
+    states = model.training_states(ids[:, :-1])[0]  # (T-1, dim): position t predicts token t+1
+    logits = model.output(states[learned - 1]).float()  # (N, V): only where a token is learned
+    return F.cross_entropy(logits, ids[0, learned], reduction="sum"), len(sequence.learned)
+
+
+def mean_loss(model, sequences: list[Sequence], settings: TuneSettings, device: torch.device) -> float | None:
+    """Cross-entropy per learned token over `sequences` (the held-aside split), no gradients."""
+    if not sequences:
+        return None
+    total, count = 0.0, 0
+    with torch.no_grad(), _autocast(settings, device):
+        for sequence in sequences:
+            loss, n = sequence_loss(model, sequence, device)
+            total, count = total + loss.item(), count + n
+    return total / count
+
+
+def _autocast(settings: TuneSettings, device: torch.device):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=settings.dtype == "bfloat16")
+
+
+def _learning_rate(settings: TuneSettings, step: int, total: int) -> float:
+    if step < settings.warmup_steps:
+        return settings.learning_rate * (step + 1) / settings.warmup_steps
+    done = (step - settings.warmup_steps) / max(1, total - settings.warmup_steps)
+    return settings.learning_rate * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, done))))
+
+
+def epoch_order(count: int, seed: int, epoch: int) -> list[int]:
+    order = list(range(count))
+    random.Random(seed * 1_000_003 + epoch).shuffle(order)
+    return order
+
+
+ProgressCallback = Callable[[int, int, float], None]  # (step, total steps, last step's loss)
+
+
+def tune(model, tokenizer, train: list[Example], held: list[Example], settings: TuneSettings, out: Path, *,
+         base_sha256: str, checkpoint: Path | None = None, resume: bool = False,
+         on_step: ProgressCallback | None = None, on_epoch: Callable[[dict], None] | None = None) -> TuneReport:
+    """Train an adapter on `train` (loss on `held` after each epoch) and write it to `out`.
+
+    model: the float32 base model (its weights stay frozen); its projections are wrapped in
+    LoraLinear here. checkpoint: where to keep the state a resumed run continues from.
+    """
+    started = time.perf_counter()
+    device = model.device
+    sequences, left_out = pack(tokenizer, train, settings.max_tokens)
+    held_sequences, held_out = pack(tokenizer, held, settings.max_tokens)
+    if not sequences:
+        raise ConfigError(f"no training example fits in --max-tokens {settings.max_tokens}")
+    report = TuneReport(examples=len(train), sequences=len(sequences), tokens=sum(len(s.ids) for s in sequences),
+                        learned_tokens=sum(len(s.learned) for s in sequences), left_out=left_out + held_out)
+    lora = attach(model, settings.adapter, seed=settings.seed)
+    parameters = [p for module in lora for p in (module.lora_a, module.lora_b)]
+    model.to(device)
+    optimizer = torch.optim.AdamW(parameters, lr=settings.learning_rate, weight_decay=0.0)
+    steps_per_epoch = math.ceil(len(sequences) / settings.batch)
+    total_steps = steps_per_epoch * settings.epochs
+    step = 0
+    fingerprint = {"settings": asdict(settings), "data": data_sha256(sequences), "base": base_sha256}
+    if resume and checkpoint is not None and checkpoint.exists():
+        step, report.epochs, report.eval_loss_before = _restore(checkpoint, fingerprint, lora, optimizer)
+    if report.eval_loss_before is None:
+        report.eval_loss_before = mean_loss(model, held_sequences, settings, device)
+    while step < total_steps:
+        epoch, first = divmod(step, steps_per_epoch)
+        order = epoch_order(len(sequences), settings.seed, epoch)
+        running, counted = 0.0, 0
+        for index in range(first, steps_per_epoch):
+            batch = [sequences[i] for i in order[index * settings.batch:(index + 1) * settings.batch]]
+            tokens = sum(len(s.learned) for s in batch)
+            for group in optimizer.param_groups:
+                group["lr"] = _learning_rate(settings, step, total_steps)
+            optimizer.zero_grad(set_to_none=True)
+            step_loss = 0.0
+            for sequence in batch:  # one at a time: no padding, and activations for one sequence only
+                with _autocast(settings, device):
+                    loss, _ = sequence_loss(model, sequence, device)
+                (loss / tokens).backward()
+                step_loss += loss.item()
+            optimizer.step()
+            step += 1
+            running, counted = running + step_loss, counted + tokens
+            if on_step:
+                on_step(step, total_steps, step_loss / tokens)
+            if checkpoint is not None and step % CHECKPOINT_STEPS == 0 and step % steps_per_epoch:
+                _save_checkpoint(checkpoint, fingerprint, lora, optimizer, step, report)
+        record = {"epoch": epoch + 1, "train_loss": running / max(1, counted) if counted else None,
+                  "eval_loss": mean_loss(model, held_sequences, settings, device),
+                  "seconds": round(time.perf_counter() - started, 1)}
+        report.epochs.append(record)
+        if on_epoch:
+            on_epoch(record)
+        if checkpoint is not None:
+            _save_checkpoint(checkpoint, fingerprint, lora, optimizer, step, report)
+    report.steps = step
+    report.seconds = time.perf_counter() - started
+    report.adapter_sha256 = save_adapter(out, adapter_tensors(model), settings.adapter, base_sha256)
+    return report
+
+
+def _save_checkpoint(path: Path, fingerprint: dict, lora, optimizer, step: int, report: TuneReport) -> None:
+    state = {"fingerprint": json.dumps(fingerprint, sort_keys=True), "step": step,
+             "adapter": [(m.lora_a.detach().clone(), m.lora_b.detach().clone()) for m in lora],
+             "optimizer": optimizer.state_dict(), "epochs": json.dumps(report.epochs),
+             "eval_loss_before": report.eval_loss_before}
+    part = path.with_name(path.name + ".part")
+    torch.save(state, part)
+    part.replace(path)
+
+
+def _restore(path: Path, fingerprint: dict, lora, optimizer) -> tuple[int, list[dict], float | None]:
+    try:
+        state = torch.load(path, weights_only=True)
+        saved = json.loads(state["fingerprint"])
+    except Exception as error:  # noqa: BLE001 - a damaged or foreign file, whatever torch raises
+        raise ConfigError(f"{path}: not a metagen tune checkpoint ({type(error).__name__})",
+                          hint="delete it to start again") from None
+    if saved != json.loads(json.dumps(fingerprint, sort_keys=True)):
+        changed = [k for k in fingerprint if saved.get(k) != json.loads(json.dumps(fingerprint[k]))]
+        raise ConfigError(f"{path}: made with other {' and '.join(changed)}; --resume needs the same ones",
+                          hint="run with the same data and settings, or delete the checkpoint to start again")
+    with torch.no_grad():
+        for module, (a, b) in zip(lora, state["adapter"]):
+            module.lora_a.copy_(a)
+            module.lora_b.copy_(b)
+    optimizer.load_state_dict(state["optimizer"])
+    return int(state["step"]), json.loads(state["epochs"]), state["eval_loss_before"]
+
+
+__all__ = ["CHECKPOINT_STEPS", "Sequence", "TuneReport", "TuneSettings", "end_of_turn_id", "example_tokens",
+           "mean_loss", "pack", "read_examples", "sequence_loss", "tune"]

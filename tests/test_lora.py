@@ -1,0 +1,123 @@
+"""LoRA adapters: a new one changes nothing, a merged one computes what the unmerged one does,
+and a file that does not fit the model is refused in one line."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from metagen.errors import ModelError
+from metagen.gguf import read_gguf
+from metagen.lora import AdapterConfig, adapter_tensors, attach, load_adapter, save_adapter
+from metagen.model import Transformer, random_weights
+from tests.conftest import tiny_args, write_tiny_gguf
+
+SHA = "ab" * 32
+
+
+def _model(args, seed=0):
+    return Transformer.from_weights(args, random_weights(args, seed=seed), "float32")
+
+
+def _logits(model, ids):
+    return model(ids, model.new_cache(1, ids.shape[1]))
+
+
+def _trained(args, config, seed=1):
+    """A model with an attached adapter whose B is random (as if trained)."""
+    model = _model(args)
+    lora = attach(model, config, seed=seed)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in lora:
+            module.lora_b.copy_(0.05 * torch.randn(module.lora_b.shape, generator=generator))
+    return model
+
+
+def test_a_new_adapter_changes_nothing():
+    args = tiny_args(300)
+    ids = torch.tensor([[5, 9, 40, 7, 3]])
+    plain = _logits(_model(args), ids)
+    model = _model(args)
+    attach(model, AdapterConfig(rank=4, alpha=8))
+    assert torch.equal(_logits(model, ids), plain)
+
+
+@pytest.mark.parametrize("targets", [("attention.wqkv", "attention.wo"), ("feed_forward.w13", "feed_forward.w2")])
+def test_a_merged_adapter_computes_what_the_unmerged_one_does(tmp_path, targets):
+    args = tiny_args(300)
+    config = AdapterConfig(rank=4, alpha=8, targets=targets)
+    model = _trained(args, config)
+    ids = torch.tensor([[5, 9, 40, 7, 3, 11]])
+    path = tmp_path / "a.safetensors"
+    save_adapter(path, adapter_tensors(model), config, SHA)
+    adapter = load_adapter(path, args, SHA)
+    merged = Transformer.from_weights(args, random_weights(args, seed=0), "float32", adapter.deltas())
+    assert torch.allclose(_logits(merged, ids), _logits(model, ids), atol=1e-4)  # float32 rounding
+    assert not torch.allclose(_logits(merged, ids), _logits(_model(args), ids), atol=1e-3)
+
+
+def _saved(tmp_path, args, **config):
+    model = _trained(args, AdapterConfig(rank=2, alpha=4, **config))
+    path = tmp_path / "a.safetensors"
+    save_adapter(path, adapter_tensors(model), AdapterConfig(rank=2, alpha=4, **config), SHA)
+    return path
+
+
+def test_an_adapter_for_another_model_is_refused(tmp_path):
+    args = tiny_args(300)
+    path = _saved(tmp_path, args)
+    with pytest.raises(ModelError, match="made for the model with sha256 abab"):
+        load_adapter(path, args, "cd" * 32)
+    wider = dataclasses.replace(args, dim=64)
+    with pytest.raises(ModelError, match="do not fit this model"):
+        load_adapter(path, wider, SHA)
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "nan"])
+def test_a_damaged_adapter_is_one_error(tmp_path, damage):
+    args = tiny_args(300)
+    path = _saved(tmp_path, args)
+    if damage == "garbage":
+        path.write_bytes(b"not an adapter at all" * 10)
+    elif damage == "truncated":
+        path.write_bytes(path.read_bytes()[:200])
+    else:
+        from safetensors.torch import load_file, save_file
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as file:
+            metadata = file.metadata()
+        tensors = load_file(str(path))
+        first = sorted(tensors)[0]
+        tensors[first][0, 0] = float("nan")
+        save_file(tensors, str(path), metadata=metadata)
+    with pytest.raises(ModelError) as error:
+        load_adapter(path, args, SHA)
+    assert "\n" not in str(error.value)
+
+
+def test_load_model_merges_an_adapter_and_caches_it_apart(tmp_path, isolated_home):
+    from metagen.catalog import file_sha256
+    from metagen.generator import load_model
+
+    gguf = write_tiny_gguf(tmp_path / "m.gguf")
+    sha = file_sha256(gguf)
+    args = read_gguf(gguf).args
+    model = _trained(args, AdapterConfig(rank=2, alpha=4))
+    adapter = tmp_path / "a.safetensors"
+    adapter_sha = save_adapter(adapter, adapter_tensors(model), AdapterConfig(rank=2, alpha=4), sha)
+    plain = load_model(str(gguf), dtype="float32")
+    tuned = load_model(str(gguf), dtype="float32", adapter=str(adapter))
+    assert plain.info.to_dict().get("adapter") is None
+    assert tuned.info.to_dict()["adapter"] == {"path": str(adapter), "sha256": adapter_sha}
+    ids = torch.tensor([[5, 9, 40]])
+    assert not torch.allclose(_logits(plain.model, ids), _logits(tuned.model, ids))
+    again = load_model(str(gguf), dtype="float32", adapter=str(adapter))  # from the converted cache
+    assert torch.equal(_logits(again.model, ids), _logits(tuned.model, ids))
+    folders = sorted(p.name for p in (isolated_home / "converted").iterdir())
+    assert any(f"lora{adapter_sha[:12]}" in name for name in folders) and len(folders) == 2
+    with pytest.raises(ModelError, match="no such file"):
+        load_model(str(gguf), dtype="float32", adapter=str(tmp_path / "missing.safetensors"))

@@ -1,0 +1,164 @@
+"""metagen.tune and `metagen tune`: examples are read and packed exactly, a few steps lower the
+held-aside loss, the same seed gives the same adapter, and a stopped run resumes where it was."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from metagen.corpus import Example
+from metagen.errors import ConfigError
+from metagen.lora import load_adapter
+from metagen.tune import TuneSettings, example_tokens, mean_loss, pack, read_examples, tune
+from tests.conftest import invoke, load_tiny_generator, write_tiny_gguf
+
+SYSTEM = {"role": "system", "content": "You write about the well."}
+
+
+def _story(n=3):
+    """The beats of one story: each prompt holds the paragraphs before it."""
+    chat, examples = [SYSTEM, {"role": "user", "content": "Begin."}], []
+    for i in range(n):
+        text = f"the well is deep {i} and the water is cold."
+        examples.append(Example("beat", "w", tuple(chat), text))
+        chat = [*chat, {"role": "assistant", "content": text}, {"role": "user", "content": "Go on."}]
+    return examples
+
+
+def _line(i):
+    return Example("line", "w", (SYSTEM,), f" the well {i}\n", prefix="Ada:", end_of_turn=False)
+
+
+def test_read_examples_takes_chats_and_plain_pairs(tmp_path):
+    path = tmp_path / "d.jsonl"
+    rows = [_story(1)[0].to_dict(), {"prompt": "Say hi.", "completion": "hi there."}]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n\n")
+    examples = read_examples(path)
+    assert examples[0] == _story(1)[0]
+    assert examples[1].messages == ({"role": "user", "content": "Say hi."},) and examples[1].end_of_turn
+
+
+@pytest.mark.parametrize("line, message", [
+    ("{not json", "d.jsonl:2: not JSON"),
+    ('{"prompt": "x"}', 'd.jsonl:2: an example needs a non-empty "completion"'),
+    ('{"messages": [{"role": 1}], "completion": "x"}', 'd.jsonl:2: "messages" must be a list'),
+    ('{"completion": "x"}', 'd.jsonl:2: an example needs "messages"'),
+])
+def test_a_bad_line_names_file_and_line(tmp_path, line, message):
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"prompt": "a", "completion": "b"}\n' + line + "\n")
+    with pytest.raises(ConfigError, match=message):
+        read_examples(path)
+
+
+def test_an_empty_file_is_refused(tmp_path):
+    (tmp_path / "d.jsonl").write_text("\n")
+    with pytest.raises(ConfigError, match="holds no examples"):
+        read_examples(tmp_path / "d.jsonl")
+
+
+def test_a_stories_beats_pack_into_one_sequence_that_learns_each_completion(tiny_generator):
+    tokenizer = tiny_generator.tokenizer
+    story = _story(3)
+    sequences, left_out = pack(tokenizer, story + [_line(1), _line(2)], max_tokens=4096)
+    assert left_out == 0
+    lengths = sorted(len(s.learned) for s in sequences)
+    per_beat = [len(example_tokens(tokenizer, e)[1]) for e in story]
+    # one sequence for the story (every beat learned, its end-of-turn too); the two dialogue lines
+    # share their prompt but neither's tokens start the other's: two sequences
+    assert len(sequences) == 3 and sum(per_beat) in lengths
+    longest = max(sequences, key=lambda s: len(s.ids))
+    prompt, completion = example_tokens(tokenizer, story[-1])
+    assert list(longest.ids) == prompt + completion
+    for example in story:  # each beat's completion is learned right after its own prompt
+        prompt, completion = example_tokens(tokenizer, example)
+        assert set(range(len(prompt), len(prompt) + len(completion))) <= set(longest.learned)
+    assert completion[-1] == tokenizer.encode("<|im_end|>")[0]
+    assert pack(tokenizer, story, max_tokens=10) == ([], 3)
+
+
+def _fresh(tmp_path, name="m.gguf"):
+    return load_tiny_generator(write_tiny_gguf(tmp_path / name), "0" * 64)
+
+
+def test_a_few_steps_lower_the_held_aside_loss_and_the_adapter_changes_the_logits(tmp_path):
+    generator = _fresh(tmp_path)
+    data = _story(3) + [_line(i) for i in range(4)]
+    settings = TuneSettings(rank=4, alpha=8, epochs=3, batch=1, learning_rate=5e-3, warmup_steps=1)
+    out = tmp_path / "a.safetensors"
+    report = tune(generator.model, generator.tokenizer, data, data, settings, out, base_sha256="0" * 64)
+    assert report.epochs[-1]["eval_loss"] < report.eval_loss_before - 0.1
+    assert [e["epoch"] for e in report.epochs] == [1, 2, 3]
+    adapter = load_adapter(out, generator.model.args, "0" * 64)
+    assert adapter.sha256 == report.adapter_sha256 and adapter.config.rank == 4
+    again = _fresh(tmp_path, "n.gguf")
+    same = tune(again.model, again.tokenizer, data, data, settings, tmp_path / "b.safetensors", base_sha256="0" * 64)
+    assert same.adapter_sha256 == report.adapter_sha256  # one seed, one adapter
+
+
+def test_a_stopped_run_resumes_to_the_same_adapter(tmp_path):
+    data = _story(3) + [_line(i) for i in range(3)]
+    settings = TuneSettings(rank=2, alpha=4, epochs=2, batch=1, learning_rate=5e-3, warmup_steps=1)
+    whole = _fresh(tmp_path, "a.gguf")
+    expected = tune(whole.model, whole.tokenizer, data, [], settings, tmp_path / "whole.safetensors",
+                    base_sha256="0" * 64).adapter_sha256
+
+    class Stop(Exception):
+        pass
+
+    def stop_in_epoch_two(step, total, loss):
+        if step == total // 2 + 1:
+            raise Stop
+
+    stopped = _fresh(tmp_path, "b.gguf")
+    checkpoint = tmp_path / "out.safetensors.checkpoint"
+    with pytest.raises(Stop):
+        tune(stopped.model, stopped.tokenizer, data, [], settings, tmp_path / "out.safetensors",
+             base_sha256="0" * 64, checkpoint=checkpoint, on_step=stop_in_epoch_two)
+    assert checkpoint.exists() and not (tmp_path / "out.safetensors").exists()
+    resumed = _fresh(tmp_path, "c.gguf")
+    report = tune(resumed.model, resumed.tokenizer, data, [], settings, tmp_path / "out.safetensors",
+                  base_sha256="0" * 64, checkpoint=checkpoint, resume=True)
+    assert report.adapter_sha256 == expected
+    other = _fresh(tmp_path, "d.gguf")
+    with pytest.raises(ConfigError, match="made with other settings"):
+        tune(other.model, other.tokenizer, data, [], TuneSettings(rank=3, epochs=2, batch=1), tmp_path / "x.safetensors",
+             base_sha256="0" * 64, checkpoint=checkpoint, resume=True)
+
+
+@pytest.mark.parametrize("field, value", [("rank", 0), ("epochs", 0), ("learning_rate", float("nan")),
+                                          ("targets", "heads"), ("dtype", "int4")])
+def test_impossible_settings_are_refused(field, value):
+    with pytest.raises(ConfigError):
+        TuneSettings(**{field: value})
+
+
+def test_tune_command_writes_an_adapter_that_generation_uses_and_records(runner, tmp_path, wide_gguf, world):
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps(e.to_dict()) + "\n" for e in _story(3) + [_line(i) for i in range(3)]))
+    out = tmp_path / "a.safetensors"
+    result = invoke(runner, "tune", data, "--out", out, "--eval", data, "--model", wide_gguf, "--epochs", 1,
+                    "--rank", 2, "--learning-rate", 0.01, "--quiet")
+    assert result.exit_code == 0, result.output
+    log = json.loads((tmp_path / "a.safetensors.json").read_text())
+    assert log["epochs"][0]["eval_loss"] is not None and log["adapter_sha256"]
+    again = invoke(runner, "tune", data, "--out", out, "--model", wide_gguf, "--quiet")
+    assert again.exit_code != 0 and "exists" in again.output
+    args = ["generate", "The well", "--model", wide_gguf, "--dtype", "float32", "--seed", 3, "--max-tokens", 12,
+            "--json"]
+    plain = json.loads(invoke(runner, *args).stdout)
+    none = json.loads(invoke(runner, *args, "--adapter", "none").stdout)
+    tuned = json.loads(invoke(runner, *args, "--adapter", out).stdout)
+    assert plain["text"] == none["text"] and "adapter" not in plain["model"]
+    assert tuned["model"]["adapter"]["sha256"] == log["adapter_sha256"]
+    story = invoke(runner, "story", world, "--characters", "ada", "--model", wide_gguf, "--dtype", "float32",
+                   "--adapter", out, "--seed", 2, "--out", tmp_path / "out")
+    assert story.exit_code == 0, story.output
+    piece = next((tmp_path / "out").rglob("*.md"))
+    assert "sha256" in piece.read_text() and log["adapter_sha256"] in piece.read_text()
+    replayed = invoke(runner, "replay", piece)
+    assert replayed.exit_code == 0 and "identical" in replayed.output
+    bad = invoke(runner, "generate", "x", "--model", wide_gguf, "--adapter", tmp_path / "d.jsonl")
+    assert bad.exit_code == 2 and "not a metagen adapter" in bad.output
