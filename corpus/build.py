@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -54,7 +55,9 @@ def _units(world) -> dict:
 def skeleton(world_path: Path, out: Path) -> Path:
     world = load_world(world_path)
     units = _units(world)
-    data = {"world": str(world_path.resolve()), "stories": [], "scenes": [], "dialogues": []}
+    out.mkdir(parents=True, exist_ok=True)
+    relative = os.path.relpath(world_path.resolve(), out.resolve())  # the folders move together
+    data = {"world": relative, "stories": [], "scenes": [], "dialogues": []}
     for story in units["stories"]:
         request = make_request("story", world, **{k: v for k, v in story.items() if k != "seed"})
         plan = make_plan(world, resolve_request(world, request), story["seed"])
@@ -68,7 +71,6 @@ def skeleton(world_path: Path, out: Path) -> Path:
 
         lines = [{"speaker": s.name, "text": ""} for s in speaker_order(world, request)]
         data["dialogues"].append({**dialogue, "lines": lines})
-    out.mkdir(parents=True, exist_ok=True)
     path = out / f"{world.id}.yaml"
     if path.exists():
         raise SystemExit(f"{path} exists; not overwritten")
@@ -79,7 +81,7 @@ def skeleton(world_path: Path, out: Path) -> Path:
 def examples_of(generator, targets_path: Path, *, strict: bool = True):
     """(request, example) for every unit of a targets file whose texts are all written."""
     data = yaml.safe_load(targets_path.read_text(encoding="utf-8"))
-    world = load_world(data["world"])
+    world = load_world(targets_path.parent / data["world"])  # relative to the targets file
     found = []
     for i, story in enumerate(data.get("stories") or []):
         texts = [b.get("text") or "" for b in story["beats"]]
