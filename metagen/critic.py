@@ -23,7 +23,10 @@ from metagen.world import Character, Location, World
 MIN_FIRST_WORD = 3  # a name's first word counts alone from this many letters
 # Leading words a name's "first word" skips: "Queen Ysolde Vær" -> "Ysolde".
 TITLES = frozenset("""the a an queen king prince princess lord lady sir dame sister brother father mother
-saint captain doctor dr mr mrs ms miss master mistress uncle aunt old young""".split())
+saint captain doctor dr mr mrs ms miss master mistress uncle aunt old young grandmother grandfather granny
+grandma grandpa nan ma pa auntie mayor warden keeper inspector detective deputy sergeant lieutenant commander
+commodore colonel general admiral chief chieftain jarl reeve elder professor envoy ambassador abbess abbot
+guildmaster foreman madam mister nurse prior prioress bishop""".split())
 # Capitalized words that are not names of people (checked after folding, before the world's words).
 STOPLIST = frozenset("""i i'm i'll i've i'd the a an and but or nor so yet for of in on at to by with from as
 if then when while where what who whom whose why how this that these those there here it its his her hers
@@ -33,6 +36,7 @@ sister brother father mother aunt uncle grandma grandpa mom mum dad god earth en
 scene part end note monday tuesday wednesday thursday friday saturday sunday january february march april
 may june july august september october november december majesty highness sire lordship ladyship""".split())
 _WORD = re.compile(r"[^\W\d_][\w'’-]*")
+_POSSESSIVE = re.compile(r"['’]s$")
 
 
 def _bare(name: str) -> str:
@@ -97,7 +101,9 @@ def world_vocabulary(world: World) -> frozenset[str]:
 
     def walk(value: Any) -> None:
         if isinstance(value, str):
-            found.update(fold(w) for w in _WORD.findall(value.replace("-", " ")))
+            words = [fold(w) for w in _WORD.findall(value.replace("-", " "))]
+            found.update(words)
+            found.update(_POSSESSIVE.sub("", w) for w in words)  # "Hollin's Keep" also names Hollin
         elif dataclasses.is_dataclass(value) and not isinstance(value, type):
             for f in dataclasses.fields(value):
                 if f.name not in ("path", "files", "content_hash", "defaults"):
@@ -119,9 +125,9 @@ def unknown_names(text: str, vocabulary: frozenset[str]) -> list[str]:
         if not word[0].isupper() or not any(ch.islower() for ch in word[1:]):
             continue  # lower case, or all capitals (shouting, acronyms)
         before = text[: m.start()].rstrip(" \t*_\"'“‘(")
-        if not before or before[-1] in ".!?:;\n…—–-":
-            continue  # a sentence start
-        key = re.sub(r"['’]s$", "", fold(word))
+        if not before or before[-1] in ".!?:;\n…—–-" or text[m.start() - 1] in "\"“‘":
+            continue  # a sentence start, or the first word of quoted speech
+        key = _POSSESSIVE.sub("", fold(word))
         parts = [p for p in key.split("-") if p]
         if key in STOPLIST or key in vocabulary or (parts and all(p in vocabulary or p in STOPLIST for p in parts)):
             continue
@@ -289,6 +295,7 @@ class Verdict:
 
 
 _SENTENCE_END = re.compile(r"[.!?…]+[\"'”’)]*(?=\s|$)")
+_ABBREVIATIONS = frozenset("Dr Mr Mrs Ms St Mt Prof Capt Sgt Lt".split())  # a full stop after these ends no sentence
 
 
 def first_sentences(text: str, limit: int) -> str:
@@ -300,6 +307,9 @@ def first_sentences(text: str, limit: int) -> str:
     """
     kept, count = 0, 0
     for match in _SENTENCE_END.finditer(text):
+        before = text[:match.start()].split()
+        if match.group() == "." and before and before[-1] in _ABBREVIATIONS:
+            continue  # "Dr. Nwosu" goes on
         count += 1
         kept = match.end()
         rest = text[kept:]

@@ -136,3 +136,21 @@ def test_narration_giving_a_woman_the_wrong_pronoun_costs_score(world):
     assert wrong.findings["pronoun"] == 2 and wrong.score < right.score
     mixed = context_for(world, StoryRequest(characters=("mira", "jonas")), narrator_person="third")
     assert "pronoun" not in judge("He tied his rope.", mixed).findings
+
+
+def test_a_title_an_abbreviation_a_possessive_or_quoted_speech_is_not_an_invented_name(tmp_path):
+    from metagen.critic import character_forms, first_sentences, unknown_names, world_vocabulary
+    from metagen.world import Character, load_world
+    from tests.conftest import write_world
+
+    grandmother = Character(id="zita", name="Grandmother Zita Varga")
+    assert "Zita" in character_forms(grandmother)  # the story's short name, not "Grandmother"
+    assert first_sentences("Dr. Amara Nwosu waits. Mr. Bo sits. The third one.", 2) == "Dr. Amara Nwosu waits. Mr. Bo sits."
+    world = load_world(write_world(tmp_path, """\
+world: {id: hill, name: The Hill}
+locations: [{id: keep, name: Hollin's Keep}]
+characters: [{id: ada, name: Ada}, {id: bo, name: Bo}]
+"""))
+    vocabulary = world_vocabulary(world)
+    assert unknown_names('They walked up to Hollin\'s Keep, and Ada said, "Nearly there, Bo."', vocabulary) == []
+    assert unknown_names("They met Gerald at the gate.", vocabulary) == ["Gerald"]
