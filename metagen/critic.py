@@ -215,6 +215,13 @@ WEIGHTS = {"names": 2.0, "details": 1.0, "invented": -2.5, "garbled": -6.0, "ban
 _ECHO = re.compile(r"\bin your own words\b|\b(?:three|four|3|4) (?:or (?:three|four|3|4) )?sentences\b"
                    r"|\bTask:|\bI will (?:describe|write)\b|\b(?:Sights|Sounds|Smells|You can (?:see|hear|smell)"
                    r"|Background facts|Place|Who is there):", re.IGNORECASE)
+# Text about the text, never part of a story: "Here is the next paragraph:", "The End."
+_META = re.compile(r"\bhere(?:'s| is) (?:the|a|an|my) (?:next |last |opening |final |first )?"
+                   r"(?:paragraph|story|scene|part|continuation)\b|\b(?:opening|next|last|final) paragraph\b"
+                   r"|\bparagraph \d", re.IGNORECASE)
+_THE_END = re.compile(r"\bThe End\b[.!]*\s*$")
+# A story or scene written as a script: a line that starts with a speaker's "Name:".
+_SCRIPT_LINE = re.compile(r"(?m)^\s*[A-Z][\w'’-]*(?: [A-Z][\w'’-]*){0,2}: ")
 # Narration in the wrong person: "I", "my" (outside quotes) in a second- or third-person world.
 _FIRST_PERSON = re.compile(r"\b(?:I|I'm|I've|I'll|my|me|myself)\b")
 _SECOND_PERSON = re.compile(r"\b(?:you|your|yours|yourself|You|Your)\b")
@@ -352,7 +359,8 @@ def judge(text: str, context: CriticContext, *, logprob: float = 0.0, tokens: in
     findings["copied"] = float(max(0, run - COPY_RUN + 1))
     findings["repetition"] = repetition(text)
     findings["markup"] = float(min(3, len(_MARKUP.findall(text))))
-    findings["echo"] = float(min(2, len(_ECHO.findall(text))))
+    echoes = len(_ECHO.findall(text)) + len(_META.findall(text)) + len(_THE_END.findall(text))
+    findings["echo"] = float(min(2, echoes + len(_SCRIPT_LINE.findall(text))))
     stripped = text.rstrip().rstrip("\"'”’)")
     findings["unfinished"] = float(bool(stripped) and stripped[-1] not in ".!?…")
     if context.target_words:

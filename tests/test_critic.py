@@ -154,3 +154,14 @@ characters: [{id: ada, name: Ada}, {id: bo, name: Bo}]
     vocabulary = world_vocabulary(world)
     assert unknown_names('They walked up to Hollin\'s Keep, and Ada said, "Nearly there, Bo."', vocabulary) == []
     assert unknown_names("They met Gerald at the gate.", vocabulary) == ["Gerald"]
+
+
+@pytest.mark.parametrize("text", ["Here is the next paragraph: Ada walked home.", "Ada walked home. The End.",
+                                  "Ada: I am going home.\nBo: Then go.", "In the opening paragraph, Ada walks home."])
+def test_text_about_the_text_and_scripts_count_as_echoes(text):
+    from metagen.critic import CriticContext, judge
+
+    context = CriticContext(names=(), details=frozenset(), prompt_words=(), vocabulary=frozenset({"ada", "bo"}),
+                            banned=(), scripts=("any",), exempt=())
+    assert judge(text, context).findings["echo"] >= 1
+    assert judge("Ada walked to the end of the lane, and the end came quietly.", context).findings["echo"] == 0
