@@ -84,6 +84,7 @@ class Lexicon:
     ratings: dict[str, dict[str, str]]  # rating -> descriptor -> the most it allows
     terms: dict[tuple[str, ...], Term]  # the profanity list, then the descriptor lexicon over it
     ordinary: dict[tuple[str, ...], Term]  # never flagged: matched like terms, so no shorter one claims them
+    exact_only: frozenset[str]  # one-word rules never matched through an inflection ("chinked" is no "chink")
     library: str  # the profanity list's package and version, for reports
 
 
@@ -112,7 +113,7 @@ def load_lexicon() -> Lexicon:
                 raise ValueError(f"moderation.yaml: descriptors.{category}.{severity}: expected mild or strong")
             terms.update(_terms(words, category, severity, "lexicon"))
     return Lexicon(ratings=ratings, terms=terms, ordinary=_terms(data["ordinary"], "", "", _ORDINARY),
-                   library=f"glin-profanity {version}")
+                   exact_only=frozenset(normalize(w) for w in data["exact_only"]), library=f"glin-profanity {version}")
 
 
 def _profanity_words() -> tuple[list[str], str]:
@@ -236,6 +237,7 @@ class Policy:
     allowed: dict[str, str] | None  # descriptor -> none | mild | strong; None: nothing exceeds
     terms: dict[tuple[str, ...], Term] = field(repr=False)
     exempt: tuple[str, ...] = ()  # the world's names and allowed words
+    exact_only: frozenset[str] = frozenset()  # one-word rules that match only as written
     masks: dict[int, list[Term]] = field(default_factory=dict, repr=False)  # one-word terms by length ("f**k")
     longest: int = 1  # words in the longest term
 
@@ -287,8 +289,8 @@ def policy_for(world: World | None = None, rating: str | None = None) -> Policy:
     for key, term in sorted(terms.items(), key=lambda kv: _ORDER.index(kv[1].source), reverse=True):
         if len(key) == 1 and term.source != _ORDINARY:
             masks.setdefault(len(key[0]), []).append(term)
-    return Policy(rating=rating, allowed=allowed, terms=terms, exempt=tuple(dict.fromkeys(exempt)), masks=masks,
-                  longest=max(len(k) for k in terms))
+    return Policy(rating=rating, allowed=allowed, terms=terms, exempt=tuple(dict.fromkeys(exempt)),
+                  exact_only=lexicon.exact_only, masks=masks, longest=max(len(k) for k in terms))
 
 
 def _world_names(world: World) -> list[str]:
@@ -333,7 +335,7 @@ def _match_at(text: str, words: list[_Word], i: int, policy: Policy) -> tuple[in
         if (form,) in policy.terms:
             return 1, policy.terms[(form,)]
     for stem in stems:
-        if (stem,) in policy.terms:
+        if (stem,) in policy.terms and stem not in policy.exact_only:
             return 1, policy.terms[(stem,)]
     masked = _masked(words[i].text, policy)
     return (1, masked) if masked else None
