@@ -10,6 +10,7 @@ never matches (docs/moderation.md has the rules and the measured precision and r
 
 from __future__ import annotations
 
+import bisect
 import functools
 import re
 from dataclasses import dataclass, field
@@ -18,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from metagen.errors import ConfigError
+from metagen.text import did_you_mean
 from metagen.world.types import DESCRIPTORS, RATINGS, SEVERITIES, World
 
 LEVELS = ("none", *SEVERITIES)  # how much of a descriptor is allowed, least first
@@ -250,6 +253,7 @@ class Policy:
         return LEVELS.index(term.severity) > LEVELS.index(self.allowed.get(term.category, "none"))
 
     def implies(self, term: Term) -> str | None:
+        """The mildest rating that allows a rule's match; None for a world's ban."""
         if term.source in ("banned_words", "banned_topics") or term.category not in DESCRIPTORS:
             return None
         return rating_for(term.category, term.severity)
@@ -277,7 +281,9 @@ def policy_for(world: World | None = None, rating: str | None = None) -> Policy:
                     known = terms.get(key)
                     category, severity = (known.category, known.severity) if known else (BANNED, "strong")
                     terms[key] = Term(key, category, severity, source, word)
-        exempt = [*_world_names(world), *world.content.allowed_words]
+        from metagen.critic import world_names
+
+        exempt = [*world_names(world), *world.content.allowed_words]
     allowed = None
     if rating is not None:
         ceilings = rating_allows(rating)
@@ -291,13 +297,6 @@ def policy_for(world: World | None = None, rating: str | None = None) -> Policy:
             masks.setdefault(len(key[0]), []).append(term)
     return Policy(rating=rating, allowed=allowed, terms=terms, exempt=tuple(dict.fromkeys(exempt)),
                   exact_only=lexicon.exact_only, masks=masks, longest=max(len(k) for k in terms))
-
-
-def _world_names(world: World) -> list[str]:
-    names = [world.name, *(f.name for f in world.factions), *(loc.name for loc in world.locations)]
-    for c in world.characters:
-        names += [c.name, *c.aliases]
-    return [n for n in names if n.strip()]
 
 
 # ----------------------------------------------------------------------------- checking text
@@ -383,8 +382,6 @@ def _line_starts(text: str) -> list[int]:
 
 def position(line_starts: list[int], offset: int) -> tuple[int, int]:
     """(line, column), both from 1, of an offset, given where each line starts."""
-    import bisect
-
     line = bisect.bisect_right(line_starts, offset)
     return line, offset - line_starts[line - 1] + 1
 
@@ -434,9 +431,6 @@ def refusal(piece) -> str:
 
 def check_rating(rating: str | None) -> str | None:
     """--rating, checked: G | PG | PG-13 | R, any case; ConfigError with "did you mean" otherwise."""
-    from metagen.errors import ConfigError
-    from metagen.text import did_you_mean
-
     if rating is None:
         return None
     for known in RATINGS:
@@ -448,9 +442,6 @@ def check_rating(rating: str | None) -> str | None:
 
 def check_mode(mode: str) -> str:
     """--moderation, checked: off | report | enforce."""
-    from metagen.errors import ConfigError
-    from metagen.text import did_you_mean
-
     if mode not in MODES:
         raise ConfigError(f"--moderation must be one of {', '.join(MODES)}, got {mode!r}",
                           hint=did_you_mean(mode, MODES))

@@ -52,11 +52,11 @@ def moderate(files: Files, world: WorldOption = None, rating: RatingOption = Non
 
 def _line(finding, policy) -> str:
     """`file:line:col: category severity: "words" (rule ... from ...; implies R, over PG)`."""
-    from metagen.moderation import SOURCES
+    from metagen.moderation import BANNED, SOURCES
 
     hit = finding.hit
     term = hit.term
-    what = f"{term.category} {term.severity}" if term.category != "banned" else "banned"
+    what = f"{term.category} {term.severity}" if term.category != BANNED else BANNED
     meaning = f"implies {hit.implies}" if hit.implies else "never allowed in this world"
     if hit.exceeds:
         meaning += f", over {policy.rating or 'what the world allows'}" if hit.implies else ""
