@@ -397,6 +397,21 @@ def test_enforce_writes_what_is_within_the_rating_and_refuses_the_rest(runner, t
     assert read_piece_file(written)["moderation"]["mode"] == "enforce"
 
 
+def test_batch_enforce_writes_the_pieces_within_the_rating_and_names_the_rest(runner, tmp_path, model_args,
+                                                                             scripted):
+    world_file(tmp_path)
+    jobs = tmp_path / "jobs.yaml"
+    jobs.write_text("world: w.yaml\nseed: 1\nsettings: {max_new_tokens: 8, candidates: 1}\njobs:\n"
+                    "  - {kind: scene, location: well, count: 2}\n", encoding="utf-8")
+    scripted[:] = ["Bo said fuck."]
+    result = invoke(runner, "batch", jobs, "--out", tmp_path / "out", "--moderation", "enforce", *model_args)
+    assert result.exit_code == 1
+    assert files_in(tmp_path / "out") == []
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        "error: not written, 2 of 2: scene well seed 1 exceeds PG: 'fuck' at line 1, column 9 is language strong, "
+        "which needs R (and 1 more)")
+
+
 def test_moderation_off_and_report_write_the_same_text_when_nothing_exceeds(wide_generator, tmp_path):
     """The tiny model's own candidates: report changes nothing but the new front matter field."""
     world = load_world(world_file(tmp_path))
