@@ -127,6 +127,7 @@ class BatchResult:
     tokens: int = 0  # tokens generated
     seconds: float = 0.0  # wall time of the run
     warnings: list[str] = field(default_factory=list)  # from the prompts and dialogues, duplicates dropped
+    refused: list[str] = field(default_factory=list)  # --moderation enforce: pieces not written, and why
 
 
 # ----------------------------------------------------------------------------- reading
@@ -476,15 +477,18 @@ def settings_groups(units: list[Unit]) -> list[list[Unit]]:
 
 def run_batch(generator, plan: BatchPlan, *, batch_size: int = DEFAULT_BATCH_SIZE,
               on_written: Callable[[Unit, Any, Path], None] | None = None,
-              on_text: Callable[[Unit, str], None] | None = None) -> BatchResult:
+              on_text: Callable[[Unit, str], None] | None = None, moderation: str = "report") -> BatchResult:
     """Make and write every planned unit; each file is written (atomically) as soon as its piece is done.
 
     Args:
         batch_size: scene units decoded together, at most (pipeline.compose).
         on_written: on_written(unit, piece, path) after each file.
         on_text: on_text(unit, new_text) as text is generated.
+        moderation: off | report | enforce (a piece still over its world's rating is not written, and
+            result.refused says why).
     """
     from metagen import pipeline
+    from metagen.moderation import refusal
     from metagen.output import render, write_atomic
 
     result = BatchResult()
@@ -495,6 +499,9 @@ def run_batch(generator, plan: BatchPlan, *, batch_size: int = DEFAULT_BATCH_SIZ
 
         def write(row: int, piece, _g=group) -> None:
             unit = _g[row]
+            if moderation == "enforce" and piece.moderation.get("exceeds"):
+                result.refused.append(refusal(piece))
+                return
             path = write_atomic(unit.path, render(piece, unit.format), overwrite=unit.overwrite, root=plan.out)
             result.written += 1
             result.tokens += piece.output_tokens
@@ -503,7 +510,7 @@ def run_batch(generator, plan: BatchPlan, *, batch_size: int = DEFAULT_BATCH_SIZ
 
         composed = pipeline.compose(generator, first.world, [u.request for u in group], first.cfg,
                                   seeds=[u.seed for u in group], order=first.job.order, batch_size=batch_size,
-                                  on_text=stream, on_piece=write)
+                                  on_text=stream, on_piece=write, moderation=moderation)
         result.warnings += [w for w in composed.warnings if w not in result.warnings]
     result.seconds = time.perf_counter() - started
     return result

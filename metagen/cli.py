@@ -28,6 +28,7 @@ from metagen.commands.eval import eval_command
 from metagen.commands.generate import generate
 from metagen.commands.help import PLAIN_HELP, PanelledCommand
 from metagen.commands.models import models_app
+from metagen.commands.moderate import moderate
 from metagen.commands.pieces import describe_scene, dialogue, prompt_app, replay, story
 from metagen.commands.terminal import escaped
 from metagen.commands.tune import tune_command
@@ -40,7 +41,7 @@ from metagen.errors import (
 )
 
 EXIT_CODES_HELP = (
-    "Exit codes: 0 ok; 1 generation or writing failed; 2 bad input or usage "
+    "Exit codes: 0 ok; 1 generation or writing failed, or moderation found text over the rating; 2 bad input or usage "
     "(world, request, setting, model file, existing output); 130 interrupted (SIGINT); "
     "143 terminated (SIGTERM)."
 )
@@ -141,6 +142,7 @@ app.add_typer(prompt_app, name="prompt")
 app.command("replay", cls=PanelledCommand)(replay)
 app.command("batch", cls=PanelledCommand)(batch)
 app.command("eval", cls=PanelledCommand)(eval_command)
+app.command("moderate", cls=PanelledCommand)(moderate)
 app.command("tune", cls=PanelledCommand)(tune_command)
 
 

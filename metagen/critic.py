@@ -209,7 +209,9 @@ COPY_RUN = 6  # a run of this many words shared with the prompt counts as copyin
 # banned word outweighs everything else.
 WEIGHTS = {"names": 2.0, "details": 1.0, "invented": -2.5, "garbled": -6.0, "banned": -3.0, "copied": -0.5,
            "repetition": -6.0, "markup": -1.0, "unfinished": -0.7, "short": -1.5, "voice": -1.0, "same_start": -1.0,
-           "echo": -3.0, "pronoun": -1.0, "logprob": 0.5}
+           "echo": -3.0, "pronoun": -1.0, "logprob": 0.5, "rating": -50.0}
+# "rating" counts spans over the world's rating (metagen.moderation, at most 3): its weight outweighs every
+# other finding together, so a candidate over the rating loses to any that is not.
 # metagen's own instructions and prompt labels said back ("In your own words:", "I will describe
 # ... in three sentences"): readers count these first among a small model's junk.
 _ECHO = re.compile(r"\bin your own words\b|\b(?:three|four|3|4) (?:or (?:three|four|3|4) )?sentences\b"
@@ -251,6 +253,7 @@ class CriticContext:
     narrator_person: str = ""  # first | second | third ("" or first: no check of "I" in narration)
     avoid_starts: tuple[tuple[str, ...], ...] = ()  # how earlier paragraphs began (first two words, folded)
     cast_pronoun: str = ""  # "she" or "he" when the whole cast is one (narration's other pronoun is a defect)
+    moderation: Any = None  # a metagen.moderation.Policy (None: --moderation off): spans over it are a finding
 
 
 def requested_forms(resolved: Resolved) -> list[tuple[str, ...]]:
@@ -260,13 +263,15 @@ def requested_forms(resolved: Resolved) -> list[tuple[str, ...]]:
 
 
 def critic_context(world: World, resolved: Resolved, prompt_text: str, cfg: Any, *, target_words: int = 0,
-                   names_required: bool = True, narrator_person: str = "", focus: str = "") -> CriticContext:
+                   names_required: bool = True, narrator_person: str = "", focus: str = "",
+                   moderation: Any = None) -> CriticContext:
     """The context for judging answers to one request (cfg: the GenerationConfig in force).
 
     Args:
         names_required: the requested cast and place must be named (not for a dialogue line).
         focus: the instruction of one unit (a story beat): then only the cast and place it names
             are required, and its own words count as the details to use.
+        moderation: the world's moderation Policy, or None.
     """
     named = [(character_forms(c), [c.role or "", c.description or "", *c.traits, *c.goals])
              for c in resolved.characters]
@@ -287,7 +292,8 @@ def critic_context(world: World, resolved: Resolved, prompt_text: str, cfg: Any,
                          prompt_words=tuple(words_of(prompt_text)), vocabulary=world_vocabulary(world),
                          banned=banned, scripts=scripts, exempt=tuple(cfg.script_exempt),
                          target_words=target_words, narrator_person=narrator_person,
-                         cast_pronoun=cast_pronoun(resolved.characters) if narrator_person else "")
+                         cast_pronoun=cast_pronoun(resolved.characters) if narrator_person else "",
+                         moderation=moderation)
 
 
 @dataclass
@@ -378,6 +384,12 @@ def judge(text: str, context: CriticContext, *, logprob: float = 0.0, tokens: in
         # nobody asked for; readers flag both.
         other = _HE if context.cast_pronoun == "she" else _SHE
         findings["pronoun"] = float(min(3, sum(w in other for w in words_of(narration))))
+    if context.moderation is not None:
+        from metagen.moderation import exceeding
+
+        over = exceeding(text, context.moderation)
+        if over:  # recorded only when there is one, so the critic's records of clean candidates stay as they were
+            findings["rating"] = float(min(3, over))
     findings["logprob"] = logprob / tokens if tokens else 0.0
     return Verdict(findings, sum(WEIGHTS[k] * v for k, v in findings.items()))
 

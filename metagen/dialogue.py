@@ -181,6 +181,7 @@ def generate_dialogue(
     seed: int,
     order: str = "likelihood",
     on_text: Callable[[str], None] | None = None,
+    moderation=None,
 ) -> DialogueResult:
     """Write request.turns lines, one model completion per line, speakers drawn from the cast.
 
@@ -191,6 +192,7 @@ def generate_dialogue(
             spoke) or "turns" (the named characters in order, round and round).
         on_text: gets "Name: ", then the line's text as it arrives, then "\\n" between turns. The
             stream is a preview: the kept line is cleaned (quotes and echoed names removed).
+        moderation: the world's moderation Policy: lines over its rating lose.
 
     The model's end-of-text only ends the line it is in: every requested turn is written, so
     finish_reason is always "length". A line that comes back empty is retried once with another
@@ -203,7 +205,7 @@ def generate_dialogue(
         raise ConfigError(f"--seed must be in [0, 2**63), got {seed}")
     started = time.perf_counter()
     prompt = dialogue_prompt(generator, world, request, cfg)
-    writer = _DialogueWriter(generator, world, request, cfg, prompt.messages, seed, on_text)
+    writer = _DialogueWriter(generator, world, request, cfg, prompt.messages, seed, on_text, moderation)
     fixed = speaker_order(world, request)
     speaker = None
     for i in range(request.turns):
@@ -231,8 +233,9 @@ class _DialogueWriter:
     c. write the line, d. retry an empty one."""
 
     def __init__(self, generator, world: World, request: DialogueRequest, cfg: GenerationConfig,
-                 messages: list[dict[str, str]], seed: int, on_text: Callable[[str], None] | None):
+                 messages: list[dict[str, str]], seed: int, on_text: Callable[[str], None] | None, moderation=None):
         self.generator, self.world, self.request, self.cfg = generator, world, request, cfg
+        self.moderation = moderation  # a moderation Policy, or None
         self.tokenizer = generator.tokenizer
         # The chat's own ids, then the transcript as plain text: world and model text can never
         # spell the template's control tokens (Tokenizer.encode_chat).
@@ -280,7 +283,8 @@ class _DialogueWriter:
         options = self.generator.complete([ids] * cfg.candidates, line_cfg, seeds=seeds, on_text=stream,
                                           reuse=self.reuse)
         self.output_tokens += sum(len(o.tokens) for o in options)
-        chosen, verdicts = _choose_line(self.world, self.request, options, self.names, self.lines, speaker, cfg)
+        chosen, verdicts = _choose_line(self.world, self.request, options, self.names, self.lines, speaker, cfg,
+                                        self.moderation)
         done = options[chosen]
         line = spoken_line(done.text, self.names)
         if verdicts:
@@ -317,7 +321,7 @@ def spoken_line(text: str, names: Sequence[str]) -> str:
 
 
 def _choose_line(world: World, request: DialogueRequest, options: list, names: list[str],
-                 lines: list[tuple[str, str]], speaker: Character, cfg: GenerationConfig):
+                 lines: list[tuple[str, str]], speaker: Character, cfg: GenerationConfig, moderation=None):
     """The critic's pick among one line's candidates (and its verdicts; none for one candidate).
 
     Copying is measured against the speaker's sample lines and the transcript so far, so a line
@@ -327,7 +331,7 @@ def _choose_line(world: World, request: DialogueRequest, options: list, names: l
         return 0, []
     resolved = resolve_request(world, request)
     source = "\n".join([*speaker.sample_lines, *(line for _, line in lines)])
-    context = critic_context(world, resolved, source, cfg, names_required=False)
+    context = critic_context(world, resolved, source, cfg, names_required=False, moderation=moderation)
     verdicts = []
     for option in options:
         line = spoken_line(option.text, names)

@@ -72,6 +72,18 @@ class OutputLinkError(OutputError):
     exit_code = EXIT_BAD_INPUT
 
 
+class InputError(MetagenError):
+    """A file given to check is missing, unreadable, binary or too large, or a folder holds too many."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class ModerationRefused(MetagenError):
+    """--moderation enforce: a piece still exceeds the world's rating after its candidates, so it was not written."""
+
+    exit_code = EXIT_GENERATION_FAILED
+
+
 class GenerationError(MetagenError):
     """The model failed while generating."""
 

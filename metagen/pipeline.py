@@ -20,6 +20,7 @@ from metagen import __version__
 from metagen.config import MAX_SEED, GenerationConfig, candidate_seed, merge_settings
 from metagen.critic import best_index, critic_context, first_sentences, judge, writing_guard
 from metagen.errors import ConfigError, RequestError
+from metagen.moderation import check_mode, policy_for, verdict
 from metagen.output import Piece
 from metagen.prompts import (
     DIALOGUE_ORDERS,
@@ -252,7 +253,9 @@ def prompt_view(generator, world: World, request: Request, cfg: GenerationConfig
 
 def _piece(world: World, request_dict: dict, subject: str, model: dict, cfg: GenerationConfig, seed: int, *,
            prompt: Prompt, prompt_tokens: int, output_tokens: int, finish_reason: str, seconds: float,
-           text: str, turns: list | None = None, critic: dict | None = None, plan: list | None = None) -> Piece:
+           text: str, turns: list | None = None, critic: dict | None = None, plan: list | None = None,
+           moderation: tuple | None = None) -> Piece:
+    """A finished Piece; moderation: (policy, mode) to record the verdict on its text, None for none."""
     return Piece(
         kind=request_dict["kind"],
         world_id=world.id,
@@ -272,13 +275,14 @@ def _piece(world: World, request_dict: dict, subject: str, model: dict, cfg: Gen
         turns=list(turns or []),
         critic=dict(critic or {}),
         plan=list(plan or []),
+        moderation=verdict(text, *moderation) if moderation else {},
         subject=subject,
         metagen_version=__version__,
     )
 
 
 def _choose(world: World, prompt: Prompt, prompt_text: str, cfg: GenerationConfig, options: list,
-            seeds: list[int]) -> tuple[int, dict]:
+            seeds: list[int], policy=None) -> tuple[int, dict]:
     """The critic's pick among a request's candidates, and what it recorded (nothing for one)."""
     if len(options) == 1:
         return 0, {}
@@ -286,7 +290,7 @@ def _choose(world: World, prompt: Prompt, prompt_text: str, cfg: GenerationConfi
     scene = prompt.request.kind == "scene"
     person = world.style.point_of_view or ("second" if scene else "third")
     context = critic_context(world, resolved, prompt_text, cfg, target_words=SCENE_WORDS // 2 if scene else 0,
-                             narrator_person=person)
+                             narrator_person=person, moderation=policy)
     verdicts = [judge(o.text, context, logprob=o.logprob, tokens=o.output_tokens, finish_reason=o.finish_reason)
                 for o in options]
     chosen = best_index(verdicts)
@@ -301,7 +305,7 @@ def _warnings(prompt: Prompt) -> list[str]:
 
 def compose(generator, world: World, requests: list[Request], cfg: GenerationConfig, *, seeds: list[int],
             order: str = "likelihood", batch_size: int = DEFAULT_BATCH_SIZE, on_text: TextCallback | None = None,
-            on_piece: PieceCallback | None = None) -> ComposeResult:
+            on_piece: PieceCallback | None = None, moderation: str = "report") -> ComposeResult:
     """Generate one piece per request with its seed: scenes in batches, stories and dialogues in turn.
 
     Args:
@@ -313,10 +317,13 @@ def compose(generator, world: World, requests: list[Request], cfg: GenerationCon
             beat by beat, a dialogue as it is written).
         on_piece: on_piece(i, piece) as soon as the piece of requests[i] is finished: scenes batch
             by batch, then stories and dialogues in request order.
+        moderation: off | report (candidates over the world's rating lose, and each piece records its
+            verdict) | enforce (the same here; the commands then refuse to write a piece still over it).
     """
     if len(seeds) != len(requests):
         raise ValueError("one seed per request")
     check_batch_size(batch_size)
+    judged = None if check_mode(moderation) == "off" else (policy_for(world), moderation)
     made: dict[int, tuple[Piece, list[str]]] = {}
 
     def finish(i: int, piece_and_warnings: tuple[Piece, list[str]]) -> None:
@@ -326,14 +333,14 @@ def compose(generator, world: World, requests: list[Request], cfg: GenerationCon
 
     scenes = [i for i, r in enumerate(requests) if r.kind == "scene"]
     for batch in in_batches(scenes, batch_size):
-        for i, done in _compose_scenes(generator, world, requests, batch, cfg, seeds, on_text).items():
+        for i, done in _compose_scenes(generator, world, requests, batch, cfg, seeds, on_text, judged).items():
             finish(i, done)
     for i, request in enumerate(requests):
         stream = (lambda text, _i=i: on_text(_i, text)) if on_text else None
         if request.kind == "story":
-            finish(i, _compose_story(generator, world, request, cfg, seeds[i], stream))
+            finish(i, _compose_story(generator, world, request, cfg, seeds[i], stream, judged))
         elif request.kind == "dialogue":
-            finish(i, _compose_dialogue(generator, world, request, cfg, seeds[i], order, stream))
+            finish(i, _compose_dialogue(generator, world, request, cfg, seeds[i], order, stream, judged))
     warnings = [w for i in range(len(requests)) for w in made[i][1]]
     return ComposeResult(pieces=[made[i][0] for i in range(len(requests))], warnings=list(dict.fromkeys(warnings)))
 
@@ -352,7 +359,8 @@ def in_batches(items: list, batch_size: int) -> list[list]:
 
 
 def _compose_scenes(generator, world: World, requests: list[Request], batch: list[int], cfg: GenerationConfig,
-                    seeds: list[int], on_text: TextCallback | None) -> dict[int, tuple[Piece, list[str]]]:
+                    seeds: list[int], on_text: TextCallback | None,
+                    judged: tuple | None) -> dict[int, tuple[Piece, list[str]]]:
     """A batch of scenes: prompts first, then one generate call for all of them and all their candidates."""
     model = generator.info.to_dict()
     render = generator.tokenizer.render_chat
@@ -370,7 +378,8 @@ def _compose_scenes(generator, world: World, requests: list[Request], batch: lis
         options = completions[j * n:(j + 1) * n]
         for option in options:  # a scene is its first few sentences: the model drifts after them
             option.text = first_sentences(option.text, SCENE_SENTENCES)
-        chosen, critic = _choose(world, prompt, texts[i], cfg, options, row_seeds[j * n:(j + 1) * n])
+        chosen, critic = _choose(world, prompt, texts[i], cfg, options, row_seeds[j * n:(j + 1) * n],
+                                 judged[0] if judged else None)
         completion = options[chosen]
         text = (prompt.opening + completion.text).strip()
         if on_text:  # shown once final: never a candidate the critic drops, never cut sentences
@@ -378,37 +387,40 @@ def _compose_scenes(generator, world: World, requests: list[Request], batch: lis
         made[i] = (_piece(world, prompt.request.to_dict(), prompt.request.subject, model, cfg, seeds[i],
                           prompt=prompt, prompt_tokens=completion.prompt_tokens,
                           output_tokens=completion.output_tokens, finish_reason=completion.finish_reason,
-                          seconds=completion.seconds, text=text, critic=critic),
+                          seconds=completion.seconds, text=text, critic=critic, moderation=judged),
                    _warnings(prompt))
     return made
 
 
 def _compose_story(generator, world: World, request: Request, cfg: GenerationConfig, seed: int,
-                   on_text: Callable[[str], None] | None) -> tuple[Piece, list[str]]:
+                   on_text: Callable[[str], None] | None, judged: tuple | None) -> tuple[Piece, list[str]]:
     """A story: planned, then written beat by beat (metagen.plan)."""
     from metagen.plan import write_story
 
-    story = write_story(generator, world, request, cfg, seed=seed, on_text=on_text)
+    story = write_story(generator, world, request, cfg, seed=seed, on_text=on_text,
+                        moderation=judged[0] if judged else None)
     prompt = story.prompt
     piece = _piece(world, prompt.request.to_dict(), prompt.request.subject, generator.info.to_dict(), cfg, seed,
                    prompt=prompt, prompt_tokens=story.prompt_tokens, output_tokens=story.output_tokens,
                    finish_reason=story.finish_reason, seconds=story.seconds, text=story.text,
-                   critic=story.critic, plan=story.plan)
+                   critic=story.critic, plan=story.plan, moderation=judged)
     return piece, _warnings(prompt)
 
 
 def _compose_dialogue(generator, world: World, request: Request, cfg: GenerationConfig, seed: int, order: str,
-                      on_text: Callable[[str], None] | None) -> tuple[Piece, list[str]]:
+                      on_text: Callable[[str], None] | None, judged: tuple | None) -> tuple[Piece, list[str]]:
     """A dialogue: turn by turn (metagen.dialogue)."""
     from metagen.dialogue import generate_dialogue
 
     check_order(order)
-    result = generate_dialogue(generator, world, request, cfg, seed=seed, order=order, on_text=on_text)
+    result = generate_dialogue(generator, world, request, cfg, seed=seed, order=order, on_text=on_text,
+                               moderation=judged[0] if judged else None)
     prompt = result.prompt
     piece = _piece(world, {**prompt.request.to_dict(), "order": order}, prompt.request.subject,
                    generator.info.to_dict(), cfg, seed, prompt=prompt, prompt_tokens=result.prompt_tokens,
                    output_tokens=result.output_tokens, finish_reason=result.finish_reason, seconds=result.seconds,
-                   text=result.text.strip(), turns=[dict(t) for t in result.turns], critic=result.critic)
+                   text=result.text.strip(), turns=[dict(t) for t in result.turns], critic=result.critic,
+                   moderation=judged)
     return piece, [f"dialogue {prompt.request.subject}: {w}" for w in result.warnings]
 
 

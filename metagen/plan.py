@@ -291,13 +291,14 @@ def with_beat(messages: list[dict[str, str]], instruction: str) -> list[dict[str
 
 
 def write_story(generator, world: World, request: StoryRequest, cfg: GenerationConfig, *, seed: int,
-                on_text: Callable[[str], None] | None = None) -> StoryResult:
+                on_text: Callable[[str], None] | None = None, moderation=None) -> StoryResult:
     """Plan a story by `seed` and write it beat by beat, keeping the critic's pick of each beat's candidates.
 
     Beat i's k-th candidate samples with candidate_seed(seed + i, k).
 
     Args:
         on_text: gets each beat's kept paragraph, as soon as it is chosen.
+        moderation: the world's moderation Policy: beats over its rating lose (and draw another round).
     """
     started = time.perf_counter()
     resolved = resolve_request(world, request)
@@ -323,7 +324,8 @@ def write_story(generator, world: World, request: StoryRequest, cfg: GenerationC
         beat_cfg.check_context(len(ids), generator.context_length)
         beat_seed = (seed + index) % MAX_SEED
         # Each beat is judged on its own words; the whole story so far is the prompt it must not copy.
-        context = critic_context(world, resolved, text, cfg, narrator_person=person, focus=beat.instruction)
+        context = critic_context(world, resolved, text, cfg, narrator_person=person, focus=beat.instruction,
+                                 moderation=moderation)
         context = replace(context, avoid_starts=tuple(tuple(words_of(p)[:2]) for p in written))
         last = index == len(plan) - 1
         if last:  # the last chance to name whoever the story has not named yet

@@ -16,7 +16,7 @@ from typing import Annotated, Optional
 import typer
 
 from metagen.commands.options import load_generator, with_decoding_options
-from metagen.commands.pieces import AsJson, Format, Overwrite, Quiet, say, written_record
+from metagen.commands.pieces import AsJson, Format, Moderation, Overwrite, Quiet, refuse_pieces, say, written_record
 
 
 class _Report:
@@ -70,6 +70,7 @@ def batch(
     overwrite: Overwrite = False,
     quiet: Quiet = False,
     as_json: AsJson = False,
+    moderation: Moderation = "report",
     *,
     settings: dict,
     model_options: dict,
@@ -77,9 +78,11 @@ def batch(
     """Generate every piece a jobs file lists; the decoding flags override every job's settings."""
     from metagen.batch import load_jobs, parse_shard, plan_batch, run_batch
     from metagen.errors import Terminated
+    from metagen.moderation import check_mode
     from metagen.pipeline import check_batch_size
 
     check_batch_size(batch_size)
+    check_mode(moderation)
     shard_spec = parse_shard(shard)
     jobs_file = load_jobs(jobs)
     plan = plan_batch(jobs_file, out=out, fmt=fmt, cli_settings=settings, shard=shard_spec, resume=resume,
@@ -91,7 +94,8 @@ def batch(
     generator = load_generator(model_options, quiet)
     report = _Report(len(plan.units), quiet, as_json)
     try:
-        result = run_batch(generator, plan, batch_size=batch_size, on_written=report.written_one)
+        result = run_batch(generator, plan, batch_size=batch_size, on_written=report.written_one,
+                           moderation=moderation)
     except (KeyboardInterrupt, Terminated):  # Ctrl-C, or SIGTERM through cli.py's handler
         report.close()
         typer.echo(f"interrupted after {report.written} of {len(plan.units)}; rerun with --resume to finish",
@@ -105,6 +109,7 @@ def batch(
     speed = f", {result.tokens / seconds:.1f} tokens/s" if seconds else ""
     say(f"written {result.written}, skipped {len(plan.skipped)} (resume){where}, {result.tokens} tokens, "
         f"{seconds:.1f} seconds{speed}", quiet)
+    refuse_pieces(result.refused, len(plan.units))
 
 
 __all__ = ["batch"]

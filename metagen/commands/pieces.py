@@ -51,6 +51,9 @@ Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace files that
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Nothing on stderr but errors; no streaming.")]
 AsJson = Annotated[bool, typer.Option("--json", help="One JSON line per written file on stdout: path, kind, world, seed, tokens, seconds, tokens_per_second.")]
 ShowPrompt = Annotated[bool, typer.Option("--show-prompt", help="Print the exact prompt, its token count and the lore used/left out; run nothing.")]
+Moderation = Annotated[str, typer.Option(
+    "--moderation", help="off | report: candidates over the world's rating lose, the verdict goes into the front matter "
+    "| enforce: the same, and a piece still over the rating is not written (exit 1). See docs/moderation.md.")]
 
 
 @dataclass(frozen=True)
@@ -65,12 +68,13 @@ class OutputOptions:
     quiet: bool = False
     as_json: bool = False
     show_prompt: bool = False
+    moderation: str = "report"
 
 
 # The output flags of story, describe-scene and dialogue, in --help's order, as OutputOptions' fields.
 OUTPUT_PARAMETERS: list[tuple[str, object]] = [
     ("count", Count), ("out", Out), ("fmt", Format), ("stdout", Stdout), ("overwrite", Overwrite),
-    ("quiet", Quiet), ("as_json", AsJson), ("show_prompt_", ShowPrompt),
+    ("quiet", Quiet), ("as_json", AsJson), ("show_prompt_", ShowPrompt), ("moderation", Moderation),
 ]
 
 
@@ -200,6 +204,9 @@ def run_pieces(kind: str, world_path: Path, fields: dict, opts: OutputOptions, s
     if opts.show_prompt:
         show_prompt(kind, world_path, fields, settings, model_options, opts.as_json, order)
         return
+    from metagen import moderation
+
+    moderation.check_mode(opts.moderation)
     world, request, cfg = _prepare(kind, world_path, fields, settings, order)
     fmt = opts.fmt or ("txt" if opts.stdout else "md")
     check_format(kind, fmt)
@@ -216,12 +223,16 @@ def run_pieces(kind: str, world_path: Path, fields: dict, opts: OutputOptions, s
     live = sys.stdout.isatty() and not (opts.quiet or opts.as_json) and (not opts.stdout or fmt == "txt")
     streamer = _Streamer() if live and (opts.count == 1 or kind == "dialogue") else None
     result = pipeline.compose(generator, world, [request] * opts.count, cfg, seeds=seeds, order=order,
-                            on_text=streamer)
+                              on_text=streamer, moderation=opts.moderation)
     if streamer:
         streamer.end()
     for warning in result.warnings:
         say(f"warning: {warning}", opts.quiet)
+    refused = []
     for i, piece in enumerate(result.pieces):
+        if opts.moderation == "enforce" and piece.moderation.get("exceeds"):
+            refused.append(moderation.refusal(piece))
+            continue
         if opts.stdout:
             if opts.as_json:
                 typer.echo(json.dumps({**written_record(piece, None), "text": piece.text}, ensure_ascii=False))
@@ -233,6 +244,18 @@ def run_pieces(kind: str, world_path: Path, fields: dict, opts: OutputOptions, s
         if opts.as_json:
             typer.echo(json.dumps(written_record(piece, path), ensure_ascii=False))
         say(f"wrote {path}", opts.quiet)
+    refuse_pieces(refused, len(result.pieces))
+
+
+def refuse_pieces(refused: list[str], total: int) -> None:
+    """ModerationRefused (exit 1) naming what --moderation enforce did not write, if anything."""
+    from metagen.errors import ModerationRefused
+
+    if refused:
+        more = f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""
+        raise ModerationRefused(f"not written, {len(refused)} of {total}: {refused[0]}{more}",
+                                hint="its candidates all exceeded the rating; try other seeds, more --candidates, "
+                                     "or --moderation report to write it anyway")
 
 
 # ----------------------------------------------------------------------------- commands
@@ -314,6 +337,7 @@ def replay(
     dtype: Annotated[Optional[str], typer.Option("--dtype", help="auto | float32 | bfloat16 | int8. [default: the recorded one]", show_default=False)] = None,
     device: Annotated[Optional[str], typer.Option("--device", help="cpu | cuda | auto. [default: the recorded one]", show_default=False)] = None,
     world: Annotated[Optional[Path], typer.Option("--world", help="The world file, if it has moved. [default: the recorded one]", show_default=False)] = None,
+    moderation: Annotated[Optional[str], typer.Option("--moderation", help="off | report | enforce. [default: the recorded one; report for a piece that records none]", show_default=False)] = None,
     quiet: Quiet = False,
 ):
     """Make a file's piece again from what it records and say whether the text is identical (exit 0) or not (exit 1)."""
@@ -323,8 +347,11 @@ def replay(
     from metagen.output import read_piece_file
     from metagen.world import load_world
 
+    from metagen.moderation import check_mode
+
     data = read_piece_file(file)
     recipe = pipeline.recipe_from_record(data, str(file))
+    moderation = check_mode(moderation or (data.get("moderation") or {}).get("mode") or "report")
     loaded = load_world(world or recipe.world_files[0])
     if recipe.world_hash and loaded.content_hash != recipe.world_hash:
         say(f"warning: the world has changed since {file} was made; the text may differ", quiet)
@@ -349,7 +376,7 @@ def replay(
     if recorded.get("sha256") and generator.info.sha256 != recorded["sha256"]:
         say(f"warning: the model file differs from the one {file} records; the text may differ", quiet)
     result = pipeline.compose(generator, loaded, [recipe.request], recipe.cfg, seeds=[recipe.seed],
-                            order=recipe.order)
+                              order=recipe.order, moderation=moderation)
     new = result.pieces[0]
     before = _spoken(data)
     after = _spoken({**new.front_matter(), "text": new.text})
@@ -386,5 +413,5 @@ def _recorded_adapter(recorded: dict, file: Path, quiet: bool) -> str:
                      hint="put the adapter file back where it was, or make the piece again")
 
 
-__all__ = ["OutputOptions", "describe_scene", "dialogue", "print_prompt", "prompt_app", "replay", "run_pieces",
-           "say", "show_prompt", "story", "written_record"]
+__all__ = ["OutputOptions", "describe_scene", "dialogue", "print_prompt", "prompt_app", "refuse_pieces",
+           "replay", "run_pieces", "say", "show_prompt", "story", "written_record"]

@@ -54,7 +54,7 @@ _RECORD_TYPES: dict[str, tuple[type, ...]] = {
     "kind": (str,), "world_id": (str,), "world_hash": (str,), "world_files": (list,), "request": (dict,),
     "model": (dict,), "settings": (dict,), "seed": (int,), "prompt_tokens": (int,), "output_tokens": (int,),
     "lore_used": (list,), "lore_left_out": (list,), "finish_reason": (str,), "seconds": (int, float),
-    "text": (str,), "turns": (list,), "subject": (str,), "metagen_version": (str,),
+    "text": (str,), "turns": (list,), "subject": (str,), "metagen_version": (str,), "moderation": (dict,),
 }  # fmt: skip
 
 

@@ -14,10 +14,12 @@ from metagen.world.safe_yaml import YAML_TAG, construct_scalar, describe_node, i
 from metagen.world.types import (
     DEFAULT_LENGTH_WORDS,
     DEFAULTS_KINDS,
+    DESCRIPTORS,
     LENGTHS,
     POINTS_OF_VIEW,
     RATINGS,
     SETTING_RE,
+    SEVERITIES,
     TENSES,
     Character,
     Content,
@@ -139,7 +141,27 @@ class SectionReader(Validator):
                 self.add(value_node, where, f"{value} is out of range (expected 10 to 5000 words)")
             elif value is not None:
                 words[key] = value
-        return Style(**out, length_words=words)
+        allows = self.read_allows(m["allows"], out["rating"]) if "allows" in m else None
+        return Style(**out, allows=allows, length_words=words)
+
+    def read_allows(self, node: Node, rating: str | None) -> dict[str, str]:
+        """style.allows: descriptor -> mild | strong, never more than the world's rating allows."""
+        from metagen.moderation import LEVELS, rating_allows, rating_for
+
+        out = {}
+        for name, value in (self.mapping(node, "style.allows", DESCRIPTORS) or {}).items():
+            path = f"style.allows.{name}"
+            severity = self.choice(value, path, SEVERITIES)
+            if severity is None:
+                continue
+            ceiling = rating_allows(rating)[name] if rating else severity
+            if LEVELS.index(severity) > LEVELS.index(ceiling):
+                needed = rating_for(name, severity)
+                self.add(value, path, f"'{severity}' is more than rating {rating} allows ({ceiling}) "
+                         f"(raise style.rating to {needed}, or allow less)")
+                continue
+            out[name] = severity
+        return out
 
     def read_defaults(self, node: Node) -> dict[str, dict[str, object]]:
         m = self.mapping(node, "defaults", DEFAULTS_KINDS) or {}
@@ -220,7 +242,19 @@ class SectionReader(Validator):
         return Content(
             banned_words=self.opt(m, "content", "banned_words", self.texts, ()),
             banned_topics=self.opt(m, "content", "banned_topics", self.texts, ()),
+            descriptor_words=self.opt(m, "content", "descriptor_words", self.read_descriptor_words, {}),
+            allowed_words=self.opt(m, "content", "allowed_words", self.texts, ()),
         )
+
+    def read_descriptor_words(self, node: Node, path: str) -> dict[str, dict[str, tuple[str, ...]]]:
+        """content.descriptor_words: descriptor -> mild | strong -> words added to the lexicon."""
+        out: dict[str, dict[str, tuple[str, ...]]] = {}
+        for name, by_severity in (self.mapping(node, path, DESCRIPTORS) or {}).items():
+            where = join_path(path, name)
+            words = {sev: self.texts(v, join_path(where, sev))
+                     for sev, v in (self.mapping(by_severity, where, SEVERITIES) or {}).items()}
+            out[name] = {sev: ws for sev, ws in words.items() if ws}
+        return out
 
 
 def _config_problem(settings: dict[str, object]) -> ConfigError | None:

@@ -10,15 +10,20 @@ from metagen.errors import RequestError
 from metagen.text import did_you_mean
 
 # What metagen.world re-exports: the dataclasses a world is made of and the values they allow.
-__all__ = ["ID_RE", "SETTING_RE", "POINTS_OF_VIEW", "TENSES", "RATINGS", "LENGTHS", "DEFAULT_LENGTH_WORDS",
-           "DEFAULTS_KINDS", "Style", "Location", "Relationship", "Character", "Faction", "LoreEntry", "Content",
+__all__ = ["ID_RE", "SETTING_RE", "POINTS_OF_VIEW", "TENSES", "RATINGS", "DESCRIPTORS", "SEVERITIES", "LENGTHS",
+           "DEFAULT_LENGTH_WORDS", "DEFAULTS_KINDS", "Style", "Location", "Relationship", "Character", "Faction", "LoreEntry", "Content",
            "World"]
 
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 SETTING_RE = re.compile(r"^[a-z_][a-z0-9_]*$")
 POINTS_OF_VIEW = ("first", "second", "third")
 TENSES = ("past", "present")
-RATINGS = ("G", "PG", "PG-13", "R")
+RATINGS = ("G", "PG", "PG-13", "R")  # mildest first
+# The content descriptors a world may allow (style.allows) and their severities, mildest first;
+# metagen/data/moderation.yaml gives each rating's ceiling and each descriptor's words.
+DESCRIPTORS = ("violence", "blood", "language", "sexual_content", "drugs_alcohol", "gambling", "discrimination",
+               "fear")
+SEVERITIES = ("mild", "strong")
 LENGTHS = ("short", "medium", "long")
 DEFAULT_LENGTH_WORDS = {"short": 150, "medium": 350, "long": 700}
 DEFAULTS_KINDS = ("all", "story", "scene", "dialogue")
@@ -32,6 +37,8 @@ class Style:
     tense: str | None = None  # past | present
     voice: str | None = None  # free text: "wry, sensory, short sentences"
     rating: str | None = None  # G | PG | PG-13 | R
+    # descriptor -> mild | strong: all the world allows (the rest: none); None: what the rating allows
+    allows: dict[str, str] | None = field(default=None, hash=False)
     preferred_words: tuple[str, ...] = ()
     avoided_words: tuple[str, ...] = ()  # named in prompts as words to avoid
     length: str = "medium"  # the default story length: short | medium | long
@@ -94,6 +101,9 @@ class LoreEntry:
 class Content:
     banned_words: tuple[str, ...] = ()  # become decoding bans
     banned_topics: tuple[str, ...] = ()  # named in prompts as topics to stay away from
+    # descriptor -> severity -> words the world adds to metagen's descriptor lexicon
+    descriptor_words: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict, hash=False)
+    allowed_words: tuple[str, ...] = ()  # never flagged by moderation (a place called Cockburn)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,8 @@ TOP_KEYS = ("world", "style", "locations", "characters", "factions", "lore", "de
 PART_KEYS = ("include", "locations", "characters", "factions", "lore")
 WORLD_KEYS = ("id", "name", "genre", "tone", "era", "summary")
 STYLE_KEYS = (
-    "point_of_view", "tense", "voice", "rating", "preferred_words", "avoided_words", "length", "length_words",
+    "point_of_view", "tense", "voice", "rating", "allows", "preferred_words", "avoided_words", "length",
+    "length_words",
 )  # fmt: skip
 LOCATION_KEYS = ("id", "name", "description", "sights", "sounds", "smells", "connections", "tags")
 CHARACTER_KEYS = (
@@ -31,7 +32,7 @@ CHARACTER_KEYS = (
 RELATIONSHIP_KEYS = ("with", "kind", "description")
 FACTION_KEYS = ("id", "name", "description", "members", "goals")
 LORE_KEYS = ("id", "keys", "text", "priority", "always_include")
-CONTENT_KEYS = ("banned_words", "banned_topics")
+CONTENT_KEYS = ("banned_words", "banned_topics", "descriptor_words", "allowed_words")
 
 
 class Validator:
