@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from metagen.config import MAX_SEED, GenerationConfig, candidate_seed
-from metagen.critic import best_index, critic_context, first_sentences, judge
+from metagen.critic import CriticContext, Verdict, best_index, critic_context, first_sentences, judge
 from metagen.errors import ConfigError, RequestError
 from metagen.prompts import DIALOGUE_ORDERS, DialogueRequest, Prompt, build_prompt, resolve_request
 from metagen.search import PrefixReuse
@@ -278,7 +278,7 @@ class _DialogueWriter:
         line_cfg = replace(cfg, stop=tuple(dict.fromkeys((*dialogue_stops(others), *cfg.stop))))
         if on_text:
             on_text(("\n" if i else "") + speaker_prefix(speaker.name) + " ")
-        stream = _LineStream(on_text if cfg.candidates == 1 else None)
+        stream = LineStream(on_text if cfg.candidates == 1 else None)
         seeds = [candidate_seed(_offset(self.seed, i), k) for k in range(cfg.candidates)]
         options = self.generator.complete([ids] * cfg.candidates, line_cfg, seeds=seeds, on_text=stream,
                                           reuse=self.reuse)
@@ -297,7 +297,7 @@ class _DialogueWriter:
         if not line:
             # d. one retry: another seed, no newline stop (a leading newline is stripped), no instant end
             retry_cfg = replace(cfg, min_new_tokens=max(1, cfg.min_new_tokens))
-            shown, stream = stream.started, _LineStream(on_text)
+            shown, stream = stream.started, LineStream(on_text)
             done = self.generator.complete([ids], retry_cfg, seeds=[_offset(self.seed, self.request.turns + i)],
                                            on_text=stream, reuse=self.reuse)[0]
             self.output_tokens += len(done.tokens)
@@ -329,29 +329,38 @@ def _choose_line(world: World, request: DialogueRequest, options: list, names: l
     """
     if len(options) == 1:
         return 0, []
-    resolved = resolve_request(world, request)
     source = "\n".join([*speaker.sample_lines, *(line for _, line in lines)])
-    context = critic_context(world, resolved, source, cfg, names_required=False, moderation=moderation)
+    context = critic_context(world, resolve_request(world, request), source, cfg, names_required=False,
+                             moderation=moderation)
+    verdicts = judge_lines(context, [spoken_line(o.text, names) for o in options], options)
+    return best_index(verdicts), verdicts
+
+
+def judge_lines(context: CriticContext, lines: Sequence[str], options: Sequence) -> list[Verdict]:
+    """The critic's verdict on each candidate's spoken line (options: the Completions they came from)."""
     verdicts = []
-    for option in options:
-        line = spoken_line(option.text, names)
+    for line, option in zip(lines, options):
         verdict = judge(line, context, logprob=option.logprob, tokens=len(option.tokens))
         if not line:
             verdict.score -= 10.0  # an empty line is never the pick while another exists
         verdicts.append(verdict)
-    return best_index(verdicts), verdicts
+    return verdicts
 
 
-class _LineStream:
-    """Forwards one line's pieces: leading spaces dropped, nothing after its first newline."""
+class LineStream:
+    """Forwards one line's pieces: leading spaces dropped, nothing after its first newline.
 
-    def __init__(self, on_text: Callable[[str], None] | None):
+    row: forward only this row's pieces (a preview of one candidate); None forwards every row.
+    """
+
+    def __init__(self, on_text: Callable[[str], None] | None, row: int | None = None):
         self.on_text = on_text
+        self.row = row
         self.started = False
         self.ended = False
 
     def __call__(self, row: int, piece: str) -> None:
-        if self.on_text is None or self.ended:
+        if self.on_text is None or self.ended or (self.row is not None and row != self.row):
             return
         if not self.started:
             piece = piece.lstrip()
@@ -379,6 +388,7 @@ def _common_prefix(rows: Sequence[Sequence[int]]) -> int:
 __all__ = [
     "DialogueResult",
     "EMPTY_LINE",
+    "LineStream",
     "choose_speaker",
     "clean_dialogue_line",
     "continue_dialogue",
@@ -387,8 +397,10 @@ __all__ = [
     "dialogue_stops",
     "estimate_tokens",
     "generate_dialogue",
+    "judge_lines",
     "prefix_tokens",
     "score_speakers",
     "speaker_order",
+    "spoken_line",
     "transcript_budget",
 ]

@@ -193,7 +193,7 @@ def _fit_lore(world: World, resolved: Resolved, samples: int, count_tokens: Call
     left: list[LoreEntry] = []
     spent = count_tokens(_LORE_HEADER) if candidates else 0
     for entry in candidates:
-        cost = count_tokens(_lore_line(entry))
+        cost = count_tokens(lore_line(entry))
         if spent + cost <= lore_room:
             used.append(entry)
             spent += cost
@@ -259,7 +259,13 @@ _LORE_HEADER = "Background facts:"
 _POV = {"first": "the first person", "second": "the second person", "third": "the third person"}
 
 
-def _lore_line(entry: LoreEntry) -> str:
+def lore_block(lore: Sequence[LoreEntry]) -> str:
+    """Lore entries as the prompt's block of background facts."""
+    return "\n".join([_LORE_HEADER, *(lore_line(e) for e in lore)])
+
+
+def lore_line(entry: LoreEntry) -> str:
+    """One lore entry as a line of the prompt's background facts."""
     return f"- {' '.join(entry.text.split())}"
 
 
@@ -267,19 +273,28 @@ def _messages(world: World, resolved: Resolved, lore: Sequence[LoreEntry], sampl
     request = resolved.request
     if request.kind == "scene":
         return _scene_messages(world, resolved)
+    return writer_messages(world, resolved, lore, samples, _TASKS[request.kind](world, resolved),
+                           secrets=request.kind == "story", dialogue=request.kind == "dialogue")
+
+
+def writer_messages(world: World, resolved: Resolved, lore: Sequence[LoreEntry], samples: int, task: str, *,
+                    notes: Sequence[str] = (), secrets: bool = False, dialogue: bool = True) -> list[dict[str, str]]:
+    """The system and user messages of every prompt but a scene's: the writer's role, then the world,
+    the cast, the place, lore, sample lines, any `notes` blocks and, last, the task."""
     genre = f" ({world.genre})" if world.genre else ""
     system = f"You are a writer for {world.name}{genre}. You write vivid, concrete text and follow the task."
     blocks = [_world_block(world)]
     if resolved.characters:
-        blocks.append(_characters_block(world, resolved, secrets=request.kind == "story"))
+        blocks.append(_characters_block(world, resolved, secrets=secrets))
     if resolved.location:
         blocks.append(_location_block(resolved.location))
     if lore:
-        blocks.append("\n".join([_LORE_HEADER, *(_lore_line(e) for e in lore)]))
-    example = _samples_block(resolved.characters, samples, dialogue=request.kind == "dialogue")
+        blocks.append(lore_block(lore))
+    example = _samples_block(resolved.characters, samples, dialogue=dialogue)
     if example:
         blocks.append(example)
-    blocks.append("Task: " + _TASKS[request.kind](world, resolved))
+    blocks += [note for note in notes if note]
+    blocks.append("Task: " + task)
     return [{"role": "system", "content": system}, {"role": "user", "content": "\n\n".join(blocks)}]
 
 
@@ -425,10 +440,14 @@ def _dialogue_task(world: World, resolved: Resolved) -> str:
         text += f", about {' '.join(request.topic.split()).rstrip('.')}"
     first = resolved.characters[0].name
     text += f". One line per turn, each written as 'Name: line'. {first} speaks first."
-    text += " Keep each line short, spoken aloud and in character."
-    avoid = [*world.style.avoided_words]
-    if avoid:
-        text += f" Avoid these words: {', '.join(avoid)}."
+    return text + " " + spoken_rules(world)
+
+
+def spoken_rules(world: World) -> str:
+    """The end of a spoken task: short lines in character, the world's avoided words and banned topics."""
+    text = "Keep each line short, spoken aloud and in character."
+    if world.style.avoided_words:
+        text += f" Avoid these words: {', '.join(world.style.avoided_words)}."
     if world.content.banned_topics:
         text += f" Do not talk about: {', '.join(world.content.banned_topics)}."
     return text
@@ -452,9 +471,13 @@ __all__ = [
     "StoryRequest",
     "answer_opening",
     "build_prompt",
+    "lore_block",
+    "lore_line",
     "mentions",
     "message_tokens",
     "request_from_dict",
     "resolve_request",
     "select_lore",
+    "spoken_rules",
+    "writer_messages",
 ]
