@@ -24,6 +24,7 @@ except ImportError:  # pragma: no cover - older Typer on the real click
 
 from metagen import __version__
 from metagen.commands.batch import batch
+from metagen.commands.chat import chat
 from metagen.commands.eval import eval_command
 from metagen.commands.generate import generate
 from metagen.commands.help import PLAIN_HELP, PanelledCommand
@@ -138,6 +139,7 @@ app.command("generate", cls=PanelledCommand)(generate)
 app.command("story", cls=PanelledCommand)(story)
 app.command("describe-scene", cls=PanelledCommand)(describe_scene)
 app.command("dialogue", cls=PanelledCommand)(dialogue)
+app.command("chat", cls=PanelledCommand)(chat)
 app.add_typer(prompt_app, name="prompt")
 app.command("replay", cls=PanelledCommand)(replay)
 app.command("batch", cls=PanelledCommand)(batch)

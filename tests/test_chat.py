@@ -9,6 +9,15 @@ bad input, and one real terminal session driven through a pseudo-terminal.
 
 from __future__ import annotations
 
+import codecs
+import json
+import os
+import pty
+import re
+import select
+import signal
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -18,10 +27,12 @@ from metagen.chat import ChatInputError, ChatSession, player_facts, repeats
 from metagen.errors import RequestError
 from metagen.generator import Completion
 from metagen.pipeline import effective_config
+from metagen.session import read_session
 from metagen.world import load_world
 
-from conftest import load_tiny_generator, write_tiny_gguf, write_world
+from conftest import invoke, load_tiny_generator, write_tiny_gguf, write_world
 
+ROOT = Path(__file__).resolve().parent.parent
 WORLD = """\
 world: {id: quay, name: The Quay, summary: A cold harbour town.}
 locations:
@@ -42,6 +53,7 @@ lore:
 content:
   banned_words: [dragon]
 """
+TINY_FLAGS = ["--dtype", "float32", "--max-tokens", "8"]
 
 
 @pytest.fixture(scope="module")
@@ -241,3 +253,213 @@ def test_retry_keeps_alternatives_and_undo_takes_the_turn_back(gen, world, monke
         session.undo()
     with pytest.raises(ChatInputError):
         session.retry()
+
+
+# ----------------------------------------------------------------------------- the command line
+
+
+def chat_args(world_path, model_args, *extra):
+    return ["chat", world_path, "--as", "mira", *model_args, *TINY_FLAGS, *extra]
+
+
+def run(runner, args, input_text: str):
+    """The CLI in-process with `input_text` as its standard input (not a terminal)."""
+    from metagen.cli import app
+
+    return runner.invoke(app, [str(a) for a in args], input=input_text)
+
+
+def json_lines(stdout: str) -> list[dict]:
+    return [json.loads(line) for line in stdout.splitlines()]
+
+
+def test_script_mode_with_json_writes_one_object_per_answer_and_nothing_else(runner, world_path, model_args,
+                                                                           tmp_path):
+    script = tmp_path / "lines.txt"
+    script.write_text("Hello.\n\nMy name is Aldo.\n/retry\n/bogus\n/context\nBye.\n", encoding="utf-8")
+    result = invoke(runner, *chat_args(world_path, model_args, "--seed", 3, "--json", "--script", script))
+    assert result.exit_code == 0, result.output
+    records = json_lines(result.stdout)
+    assert [r["turn"] for r in records] == [1, 2, 2, 3]
+    assert set(records[0]) == {"turn", "speaker", "text", "alternatives", "tokens", "seconds"}
+    assert records[0]["speaker"] == "Mira Holt" and records[2]["alternatives"] == [records[1]["text"]]
+    assert "error: unknown command '/bogus'" in result.stderr and "--- the next prompt:" in result.stderr
+    saved, turns = read_session(tmp_path / "out" / "quay" / "chat" / "mira-3.json")
+    assert [t.player for t in turns] == ["Hello.", "My name is Aldo.", "Bye."]
+    assert saved["facts"] == [{"kind": "name", "value": "Aldo", "turn": 2}]
+    # stdin that is not a terminal works the same, and the same seed gives the same answers
+    again = run(runner, chat_args(world_path, model_args, "--seed", 3, "--json", "--out", "o2"),
+                "Hello.\nMy name is Aldo.\n/retry\nBye.\n")
+    assert [{**r, "seconds": 0} for r in json_lines(again.stdout)] == [{**r, "seconds": 0} for r in records]
+
+
+def test_resume_continues_with_the_same_answers(runner, world_path, model_args, tmp_path):
+    whole = run(runner, chat_args(world_path, model_args, "--seed", 8, "--json"), "Hello.\nThe fog?\nBye.\n")
+    first = run(runner, chat_args(world_path, model_args, "--seed", 8, "--json", "--out", "part"),
+                "Hello.\nThe fog?\n")
+    session_file = tmp_path / "part" / "quay" / "chat" / "mira-8.json"
+    rest = run(runner, ["chat", world_path, *model_args, "--json", "--resume", session_file], "Bye.\n")
+    assert rest.exit_code == 0, rest.output
+    texts = [r["text"] for r in json_lines(first.stdout) + json_lines(rest.stdout)]
+    assert texts == [r["text"] for r in json_lines(whole.stdout)]
+    assert len(read_session(session_file)[1]) == 3
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--as", "mria"], "world 'quay' has no character 'mria' (did you mean 'mira'?"),
+    (["--as", "mira", "--location", "dock"], "has no location 'dock' (did you mean 'docks'?"),
+    ([], "give the character to talk with: --as ID"),
+    (["--as", "mira", "--player", "Mira"], "--player 'Mira' is the name of the character you talk to"),
+    (["--as", "mira", "--script", "missing.txt"], "missing.txt: no such chat script"),
+])
+def test_bad_input_at_start_up_is_one_line_and_exit_2(runner, world_path, model_args, tmp_path, extra, message):
+    result = invoke(runner, "chat", world_path, *model_args, *extra)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: ") and message in result.stderr and result.stderr.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
+DAMAGED = [
+    ('{"format": "metagen-chat-session", "version": 1, "world_id": "quay"', "is damaged: it is not JSON"),
+    ('{"kind": "dialogue", "text": "x"}', "is not a metagen chat session"),
+    ('[1, 2]', "is not a metagen chat session"),
+    (None, "turns[0].answers[0].text has the wrong type"),
+    (None, "a session in the world 'elsewhere', not 'quay'"),
+    (None, "is a session with --as mira; --as tom cannot change it"),
+]
+
+
+@pytest.mark.parametrize("text, message", DAMAGED)
+def test_a_damaged_or_foreign_session_file_is_one_line_and_exit_2(runner, world_path, model_args, tmp_path, text,
+                                                                  message):
+    made = run(runner, chat_args(world_path, model_args, "--seed", 2), "Hi.\n")
+    path = tmp_path / "out" / "quay" / "chat" / "mira-2.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    extra = []
+    if text is None and "wrong type" in message:
+        data["turns"][0]["answers"][0]["text"] = 7
+    elif text is None and "elsewhere" in message:
+        data["world_id"] = "elsewhere"
+    elif text is None:
+        extra = ["--as", "tom"]
+    path.write_text(text if text is not None else json.dumps(data), encoding="utf-8")
+    before = path.read_bytes()
+    result = invoke(runner, "chat", world_path, *model_args, "--resume", path, *extra)
+    assert made.exit_code == 0 and result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: ") and message in result.stderr and result.stderr.count("\n") == 1
+    assert path.read_bytes() == before  # nothing lost
+
+
+def test_inside_a_session_bad_input_is_a_message_and_the_session_goes_on(runner, world_path, model_args, tmp_path):
+    (tmp_path / "taken.md").write_text("mine\n", encoding="utf-8")
+    lines = ["Hello.", "/retyr", "x" * 5000, "/save taken.md", "/save notes.docx", "//slash in front", "/undo",
+             "/save talk.md", "/save talk.yarn", "/quit", "never read"]
+    result = run(runner, chat_args(world_path, model_args, "--seed", 4), "\n".join(lines) + "\n")
+    assert result.exit_code == 0, result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 4, result.stderr
+    assert "unknown command '/retyr' (did you mean '/retry'?)" in errors[0]
+    assert "the line is too long" in errors[1] and "taken.md exists" in errors[2]
+    assert "/save notes.docx: the file must end in .md, .json, .yarn or .ink" in errors[3]
+    assert (tmp_path / "taken.md").read_text(encoding="utf-8") == "mine\n"
+    assert "took back: Visitor: /slash in front" in result.stderr
+    talk = (tmp_path / "talk.md").read_text(encoding="utf-8")
+    assert "request:\n  kind: chat\n  character: mira" in talk and "**Visitor:** Hello." in talk
+    assert "title: mira_chat_4" in (tmp_path / "talk.yarn").read_text(encoding="utf-8")
+    assert [t.player for t in read_session(tmp_path / "out" / "quay" / "chat" / "mira-4.json")[1]] == ["Hello."]
+
+
+def test_a_new_session_never_overwrites_an_old_one(runner, world_path, model_args, tmp_path):
+    first = run(runner, chat_args(world_path, model_args, "--seed", 6), "Hi.\n")
+    before = (tmp_path / "out" / "quay" / "chat" / "mira-6.json").read_bytes()
+    second = run(runner, chat_args(world_path, model_args, "--seed", 6), "Hello again.\n")
+    assert first.exit_code == 0 and second.exit_code == 2
+    assert "mira-6.json exists" in second.stderr
+    assert (tmp_path / "out" / "quay" / "chat" / "mira-6.json").read_bytes() == before
+
+
+# ----------------------------------------------------------------------------- a real terminal
+
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[78=>]|\r")
+DIM = "\x1b[2m"
+
+
+class Terminal:
+    """`python -m metagen chat ...` on a pseudo-terminal: what it writes, and keys typed into it."""
+
+    def __init__(self, args: list, cwd: Path, env: dict):
+        self.pid, self.fd = pty.fork()
+        if self.pid == 0:  # the child: the terminal's session leader, as a shell would start it
+            os.chdir(cwd)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            os.execvpe(sys.executable, [sys.executable, "-m", "metagen", *map(str, args)], env)
+        self.decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self.raw, self.reads = "", []  # everything written, and each read as it came
+
+    def read_until(self, done, since: int = 0, timeout: float = 60.0) -> str:
+        """Read until done(text written since `since`, escape sequences removed) holds; that text."""
+        end = time.monotonic() + timeout
+        while not done(ANSI.sub("", self.raw[since:])):
+            if time.monotonic() > end:
+                pytest.fail(f"timed out; the terminal shows:\n{ANSI.sub('', self.raw)[-2000:]}")
+            if select.select([self.fd], [], [], 0.5)[0]:
+                try:
+                    data = self.decoder.decode(os.read(self.fd, 65536))
+                except OSError:  # the child has ended
+                    break
+                self.reads.append(data)
+                self.raw += data
+        return ANSI.sub("", self.raw[since:])
+
+    def say(self, keys: str) -> str:
+        """Type a line and wait for the next prompt; what the terminal showed meanwhile."""
+        mark = len(self.raw)
+        os.write(self.fd, keys.encode("utf-8"))
+        return self.read_until(lambda new: "\n" in new and new.endswith("Visitor: "), mark)
+
+    def wait(self) -> int:
+        _, status = os.waitpid(self.pid, 0)
+        os.close(self.fd)
+        return os.waitstatus_to_exitcode(status)
+
+
+def test_a_terminal_session_streams_retries_undoes_stops_and_ends(world_path, gen, tmp_path, isolated_home):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TERM": "xterm", "METAGEN_HOME": str(isolated_home),
+           "METAGEN_OFFLINE": "1", "COLUMNS": "80", "LINES": "24"}
+    env.pop("NO_COLOR", None)
+    # long answers (no newline, no early end) so that Ctrl-C lands in the middle of one
+    model = ["--model", gen.info.path, "--dtype", "float32"]
+    term = Terminal(["chat", world_path, "--as", "mira", *model, "--seed", 11, "--candidates", 2, "--max-tokens", 300,
+                     "--min-tokens", 300, "--logit-bias", "#13=-100"], tmp_path, env)
+    term.read_until(lambda text: text.endswith("Visitor: "))
+    mark = len(term.reads)
+    term.say("Hello there.\r")
+    assert sum(DIM in r for r in term.reads[mark:]) > 2  # the first candidate streamed, dim, piece by piece
+    term.say("/retry\r")
+    term.say("Second line.\r")
+    assert "took back: Visitor: Second line." in term.say("/undo\r")
+    mark = len(term.raw)
+    os.write(term.fd, b"Tell me a long story.\r")
+    term.read_until(lambda new: DIM in term.raw[mark:])
+    os.write(term.fd, b"\x03")  # Ctrl-C while the answer is being written
+    term.read_until(lambda new: "stopped: the answer was not kept" in new and new.endswith("Visitor: "), mark)
+    term.say("Bye.\r")
+    os.write(term.fd, b"\x04")  # Ctrl-D ends the session
+    text = term.read_until(lambda text: "session saved:" in text)
+    assert term.wait() == 0 and "Traceback" not in text
+    saved = tmp_path / "out" / "quay" / "chat" / "mira-11.json"
+    turns = read_session(saved)[1]
+    assert [t.player for t in turns] == ["Hello there.", "Bye."] and len(turns[0].answers) == 2
+    for answer in [a for t in turns for a in t.answers]:  # each kept answer shown in full after its preview
+        visible = re.sub(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]", "", answer.text)
+        assert f"Mira Holt: {visible}\n" in text
+
+    # --resume on the terminal shows where the talk stopped and goes on from there
+    term = Terminal(["chat", world_path, *model, "--resume", saved], tmp_path, env)
+    assert "Visitor: Bye." in term.read_until(lambda text: text.endswith("Visitor: "))
+    term.say("Again.\r")
+    os.write(term.fd, b"/quit\r")
+    term.read_until(lambda text: "session saved:" in text)
+    assert term.wait() == 0
+    assert [t.player for t in read_session(saved)[1]] == ["Hello there.", "Bye.", "Again."]

@@ -1,0 +1,408 @@
+"""`metagen chat WORLD --as CHARACTER`: talk with a world's character, in a terminal or from a script.
+
+On a terminal the answer streams as it is written and slash commands steer the session. From a
+pipe or `--script FILE` each input line is one player line (slash commands too), and `--json`
+writes one JSON object per answer and nothing else on stdout; messages go to stderr. The session
+is saved after every turn (metagen.session), and `--resume FILE` continues it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+import sys
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Callable, Iterator, Optional
+
+import typer
+
+from metagen.commands.options import load_generator, with_decoding_options
+from metagen.commands.pieces import Location, WorldArg
+from metagen.commands.terminal import escaped, json_text, printable
+from metagen.errors import ConfigError, MetagenError, OutputError, RequestError
+from metagen.files import MAX_STDIN_BYTES
+
+As = Annotated[Optional[str], typer.Option("--as", "-a", help="The character to talk with (an id or name).", show_default=False)]
+Player = Annotated[Optional[str], typer.Option("--player", help="Your name in the conversation. [default: Visitor]", show_default=False)]
+Script = Annotated[Optional[Path], typer.Option("--script", help="Read the player's lines from FILE, one a line (slash commands too), instead of the terminal.", show_default=False)]
+Resume = Annotated[Optional[Path], typer.Option("--resume", help="Continue the session saved in FILE (its character, player, place, seed and settings).", show_default=False)]
+Out = Annotated[Path, typer.Option("--out", "-o", help="Output folder: the session is saved to OUT/<world>/chat/<character>-<seed>.json after every turn.")]
+AsJson = Annotated[bool, typer.Option("--json", help="One JSON object per answer on stdout (turn, speaker, text, alternatives, tokens, seconds) and nothing else.")]
+
+COMMANDS = {
+    "/retry": "another answer to your last line (the earlier ones are kept as alternatives)",
+    "/undo": "take back your last line and its answers",
+    "/context": "the next turn's exact prompt, its tokens, the lore in it and why, the facts pinned, "
+                "the turns dropped, the tokens the cache saves",
+    "/save": "FILE: write the conversation to FILE (.md, .json, .yarn or .ink, with front matter); never overwrites",
+    "/help": "this list",
+    "/quit": "end the session (so does Ctrl-D); it is saved after every turn",
+}
+SAVE_FORMATS = ("md", "json", "yarn", "ink")
+_DIM, _PLAIN = "\x1b[2m", "\x1b[0m"
+
+
+@with_decoding_options
+def chat(world: WorldArg, character: As = None, player: Player = None, location: Location = None,
+         script: Script = None, resume: Resume = None, out: Out = Path("out"), as_json: AsJson = False,
+         *, settings: dict, model_options: dict):
+    """Talk with a character of a world: you type a line, the character answers in its own voice."""
+    from metagen.chat import ChatSession
+
+    setup = _prepare(world, character, player, location, resume, out, settings)
+    lines = _script_lines(script) if script is not None else None
+    generator = load_generator(model_options)
+    session = ChatSession(generator, setup.world, setup.character, setup.cfg, player=setup.player,
+                          location=setup.location, seed=setup.seed, turns=setup.turns)
+    if setup.model and setup.model.get("sha256") not in (None, generator.info.sha256):
+        _note(f"warning: {resume} was made with another model file; later answers come from this one")
+    saver = _Saver(setup.path, claimed=resume is not None)
+    saver.save(session)
+    terminal = lines is None and sys.stdin.isatty()
+    console = _Console(session, saver, terminal=terminal, as_json=as_json)
+    if terminal:
+        console.greet(resume is not None)
+    console.run(lines if lines is not None else (_read_terminal(session.player) if terminal else _read_stdin()))
+    _note(f"session saved: {saver.path} (continue it with --resume {saver.path})")
+    if not saver.ok:
+        raise OutputError(f"the last turns could not be saved to {saver.path}: {saver.error}")
+
+
+# ----------------------------------------------------------------------------- start-up
+
+
+@dataclass
+class _Setup:
+    """What a chat needs before the model is loaded, all of it checked."""
+
+    world: object
+    character: object
+    location: object
+    player: str
+    cfg: object
+    seed: int
+    turns: list
+    path: Path  # the session file
+    model: dict  # the model a resumed session records ({} for a new one)
+
+
+def _prepare(world_path: Path, character: str | None, player: str | None, location: str | None,
+             resume: Path | None, out: Path, settings: dict) -> _Setup:
+    """The world, character, place, player, settings and session file, checked before any model."""
+    from metagen.chat import DEFAULT_PLAYER, check_player
+    from metagen.output import check_not_exists, check_writable, output_path
+    from metagen.pipeline import effective_config, seeds_for
+    from metagen.session import read_session
+    from metagen.world import load_world
+
+    world = load_world(world_path)
+    record, turns = read_session(resume) if resume is not None else ({}, [])
+    if resume is not None:
+        _check_resumed(resume, record, world, character, player, location, settings.get("seed"))
+    ref = character or record.get("character")
+    if not ref:
+        raise RequestError("give the character to talk with: --as ID",
+                           hint=f"{world.id}'s characters: {', '.join(c.id for c in world.characters) or 'none'}")
+    who = world.character(ref)
+    place_ref = location or record.get("location")
+    place = world.location(place_ref) if place_ref else None
+    name = check_player(player or record.get("player") or DEFAULT_PLAYER, who)
+    try:
+        cfg = effective_config(world, "dialogue", record.get("settings"), settings)
+    except ConfigError as error:
+        if resume is None:
+            raise
+        raise ConfigError(f"{resume} is damaged: its settings: {error.message}") from None
+    seed = record["seed"] if resume is not None else seeds_for(1, cfg.seed)[0]
+    if resume is not None:
+        if world.content_hash != record.get("world_hash"):
+            _note(f"warning: {world_path} has changed since {resume} was saved; earlier answers stay as they were")
+        check_writable(resume.parent)
+        path = resume
+    else:
+        check_writable(out)
+        path = output_path(out, world.id, "chat", who.id, seed, "json")
+        check_not_exists(path, overwrite=False)
+    return _Setup(world, who, place, name, cfg, seed, turns, path, dict(record.get("model") or {}))
+
+
+def _check_resumed(resume: Path, record: dict, world, character, player, location, seed) -> None:
+    """A resumed session keeps its world, character, player, place and seed: flags that say otherwise are refused."""
+    if record["world_id"] != world.id:
+        raise ConfigError(f"{resume} is a session in the world '{record['world_id']}', not '{world.id}'",
+                          hint="give the world file the session was made with")
+    given = {"--as": character and world.character(character).id, "--player": player,
+             "--location": location and world.location(location).id, "--seed": seed}
+    kept = {"--as": record["character"], "--player": record["player"], "--location": record["location"],
+            "--seed": record["seed"]}
+    for flag, value in given.items():
+        if value is not None and value != kept[flag]:
+            raise ConfigError(f"{resume} is a session with {flag} {kept[flag]}; {flag} {value} cannot change it",
+                              hint=f"leave {flag} out to continue it, or start a new session")
+
+
+def _script_lines(path: Path) -> list[str]:
+    """The player's lines of a --script file (UTF-8, at most 1 MiB), read before the model is loaded."""
+    from metagen.files import read_input
+
+    data = read_input(path, MAX_STDIN_BYTES, "a chat script", ConfigError)
+    try:
+        return data.decode("utf-8").splitlines()
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path} is not UTF-8 text (byte 0x{data[error.start]:02x} at offset {error.start})",
+                          hint="save the script as UTF-8") from None
+
+
+def _read_stdin() -> Iterator[str]:
+    """Standard input one line at a time, as each arrives (a game writes a line and waits for the
+    answer). A line that is not UTF-8 or is over 1 MiB becomes "" after a message."""
+    while True:
+        raw = sys.stdin.buffer.readline(MAX_STDIN_BYTES + 1)
+        if not raw:
+            return
+        if len(raw) > MAX_STDIN_BYTES and not raw.endswith(b"\n"):
+            while raw and not raw.endswith(b"\n"):  # the rest of the line goes unread into memory
+                raw = sys.stdin.buffer.readline(MAX_STDIN_BYTES)
+            _note(f"error: a line over {MAX_STDIN_BYTES:,} bytes was skipped (say it in a shorter line)")
+            continue
+        try:
+            yield raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            _note(f"error: a line is not UTF-8 text (byte 0x{raw[error.start]:02x}) and was skipped "
+                  "(check the terminal's encoding)")
+
+
+def _read_terminal(player: str) -> Iterator[str]:
+    """The player's lines typed at a prompt with line editing; Ctrl-C there gives a fresh prompt."""
+    try:  # line editing and history for input(): Up brings back a line
+        importlib.import_module("readline")
+    except ImportError:  # pragma: no cover - Windows without pyreadline
+        pass
+    prompt = escaped(f"{player}: ")
+    while True:
+        try:
+            if sys.stdout.isatty():
+                yield input(prompt)
+                continue
+            sys.stderr.write(prompt)  # stdout is a file or a pipe: it gets the conversation only
+            sys.stderr.flush()
+            line = sys.stdin.readline()
+            if not line:
+                return
+            yield line
+        except EOFError:  # Ctrl-D
+            sys.stdout.write("\n")
+            return
+        except KeyboardInterrupt:
+            sys.stdout.write("\n")
+        except UnicodeDecodeError:
+            _note("error: the line is not UTF-8 text (check the terminal's encoding)")
+
+
+# ----------------------------------------------------------------------------- the session
+
+
+def _note(message: str) -> None:
+    """A message for the person: one line on stderr."""
+    typer.echo(message, err=True)
+
+
+class _Saver:
+    """Writes the session file after every turn, atomically; a new session's first write claims its name."""
+
+    def __init__(self, path: Path, claimed: bool):
+        from metagen.output import OutputFolder
+
+        self.path, self.claimed, self.root = path, claimed, OutputFolder(path.parent)
+        self.ok, self.error = True, ""
+
+    def save(self, session) -> None:
+        from metagen.output import write_atomic
+        from metagen.session import session_record
+
+        try:
+            write_atomic(self.path, json_text(session_record(session), indent=1) + "\n", overwrite=self.claimed,
+                         root=self.root)
+        except OutputError as error:
+            if not self.claimed:
+                raise  # nothing has been said yet: the session cannot start
+            self.ok, self.error = False, error.one_line()
+            _note(f"warning: could not save the session: {error.one_line()} (it goes on; /save FILE writes it "
+                  "elsewhere)")
+            return
+        self.claimed, self.ok = True, True
+
+
+class _Console:
+    """One session's input and output: player lines and slash commands in, answers and messages out."""
+
+    def __init__(self, session, saver: _Saver, *, terminal: bool, as_json: bool):
+        self.session, self.saver, self.terminal, self.as_json = session, saver, terminal, as_json
+        # Stream a preview only where a person watches stdout and no JSON is asked for.
+        self.preview = terminal and not as_json and sys.stdout.isatty()
+        self.info = sys.stdout if terminal and not as_json else sys.stderr  # /context, /help, the greeting
+
+    def greet(self, resumed: bool) -> None:
+        s = self.session
+        c, where = s.character, f" at {s.location.name}" if s.location else ""
+        role = f" ({c.role})" if c.role else ""
+        _note(escaped(f"Talking with {c.name}{role}{where}, as {s.player}. /help lists the commands; Ctrl-D ends."))
+        if resumed:
+            for turn in s.turns[-3:]:
+                self._write(f"{s.player}: {turn.player}\n{c.name}: {turn.answer}\n")
+
+    def run(self, lines) -> None:
+        for raw in lines:
+            try:
+                if not self.handle(raw):
+                    return
+            except MetagenError as error:  # bad input inside a session: a message, and it goes on
+                _note(f"error: {escaped(error.one_line())}")
+            except KeyboardInterrupt:  # Ctrl-C outside an answer (/context, /save): back to the prompt
+                if not self.terminal:
+                    raise
+                sys.stdout.write("\n")
+
+    def handle(self, raw: str) -> bool:
+        """One line of input; False when the session ends."""
+        text = raw.strip()
+        if not text:
+            return True
+        if not text.startswith("/") or text.startswith("//"):  # "//x" says "/x"
+            line = text[1:] if text.startswith("//") else text
+            self.answer(lambda on_text: self.session.say(line, on_text),
+                        "stopped: the answer was not kept and your line was not added (Up brings it back)")
+            return True
+        name, _, argument = text.partition(" ")
+        if name == "/quit":
+            return False
+        if name == "/help":
+            self._write("".join(f"  {c:<9} {what}\n" for c, what in COMMANDS.items()) +
+                        "  //text    a line that starts with '/'\n")
+        elif name == "/retry":
+            self.answer(self.session.retry, "stopped: no new answer was kept")
+        elif name == "/undo":
+            turn = self.session.undo()
+            self.saver.save(self.session)
+            _note(escaped(f"took back: {self.session.player}: {turn.player}"))
+        elif name == "/context":
+            self._write(_context_text(self.session))
+        elif name == "/save":
+            self.export(argument.strip())
+        else:
+            from metagen.chat import ChatInputError
+            from metagen.text import did_you_mean
+
+            raise ChatInputError(f"unknown command {name!r} ({did_you_mean(name, COMMANDS)})",
+                                 hint="/help lists the commands; start a line with // to say it")
+        return True
+
+    def answer(self, make: Callable, stopped: str) -> None:
+        """Run make(on_text) for a turn, previewing the first candidate, then show and save the kept answer."""
+        s = self.session
+        preview = _Preview(escaped(s.character.name) + ": ") if self.preview else None
+        try:
+            turn = make(preview)
+        except KeyboardInterrupt:
+            if preview is None or not self.terminal:
+                raise  # a script stops as any command does: exit 130, the session saved up to its last turn
+            preview.erase()
+            _note(stopped)
+            return
+        except BaseException:
+            if preview is not None:
+                preview.erase()
+            raise
+        kept = turn.answers[-1]
+        if self.as_json:
+            record = {"turn": len(s.turns), "speaker": s.character.name, "text": kept.text,
+                      "alternatives": [a.text for a in turn.answers[:-1]], "tokens": kept.tokens,
+                      "seconds": kept.seconds}
+            self._write(json_text(record) + "\n", sys.stdout)
+        elif preview is not None:
+            preview.finish(kept.text)
+        else:
+            self._write(f"{s.character.name}: {kept.text}\n", sys.stdout)
+        if kept.warning:
+            _note(f"note: {kept.warning}")
+        self.saver.save(s)
+
+    def export(self, path_text: str) -> None:
+        """/save FILE: the conversation in the format its extension names, never over an existing file."""
+        from metagen.output import render, write_atomic
+        from metagen.session import session_piece
+
+        if not path_text:
+            raise ConfigError("/save needs a file name", hint=f"e.g. /save talk.md ({', '.join(SAVE_FORMATS)})")
+        path = Path(path_text).expanduser()
+        fmt = path.suffix.lower().lstrip(".")
+        if fmt not in SAVE_FORMATS:
+            raise ConfigError(f"/save {path_text}: the file must end in .md, .json, .yarn or .ink")
+        if not self.session.turns:
+            raise ConfigError("/save: there is nothing to save yet")
+        write_atomic(path, render(session_piece(self.session), fmt), overwrite=False)
+        _note(f"wrote {path}")
+
+    def _write(self, text: str, stream=None) -> None:
+        stream = stream or self.info
+        stream.write(printable(text, stream.isatty()))
+        stream.flush()
+
+
+def _context_text(session) -> str:
+    """/context: the next prompt as the model reads it, then what went into it, one item a line."""
+    ctx = session.context()
+    lines = [f"--- the next prompt: {ctx.tokens} tokens, {ctx.reused} of them already in the cache; the player's "
+             "line goes at its end ---", ctx.text, "---"]
+    lines.append("lore: " + ("; ".join(f"{i} ({why})" for i, why in ctx.lore) or "none"))
+    if ctx.lore_left_out:
+        lines.append(f"lore left out for lack of room: {', '.join(ctx.lore_left_out)}")
+    lines.append(f"facts about {session.player}: " + ("; ".join(f.sentence() for f in ctx.facts) or "none yet"))
+    if ctx.dropped:
+        lines.append(f"turns 1-{ctx.dropped[-1]} are no longer in the prompt (the session file keeps them)")
+    if ctx.last:
+        lines.append(f"last answer: {ctx.last['prompt_tokens']} prompt tokens, {ctx.last['reused']} reused from "
+                     f"the cache, {ctx.last['prefilled']} prefilled")
+    return "\n".join(lines) + "\n"
+
+
+class _Preview:
+    """The first candidate shown dim while it is written, then replaced by the answer the critic keeps."""
+
+    def __init__(self, prefix: str):
+        self.prefix, self.shown = prefix, ""
+        self.dim = not os.environ.get("NO_COLOR")
+        sys.stdout.write(prefix)
+        sys.stdout.flush()
+
+    def __call__(self, piece: str) -> None:
+        piece = printable(piece, True).replace("\t", " ")
+        if not piece:
+            return
+        self.shown += piece
+        sys.stdout.write(f"{_DIM}{piece}{_PLAIN}" if self.dim else piece)
+        sys.stdout.flush()
+
+    def erase(self) -> None:
+        """Back to the start of the prefix's row, clearing everything the preview wrote."""
+        columns = shutil.get_terminal_size().columns or 80
+        rows = max(1, -(-_width(self.prefix + self.shown) // columns))
+        sys.stdout.write("\r" + (f"\x1b[{rows - 1}A" if rows > 1 else "") + "\x1b[J")
+        sys.stdout.flush()
+
+    def finish(self, text: str) -> None:
+        self.erase()
+        sys.stdout.write(self.prefix + printable(text, True) + "\n")
+        sys.stdout.flush()
+
+
+def _width(text: str) -> int:
+    """Columns text takes on a terminal: wide characters two, combining marks none."""
+    return sum(0 if unicodedata.combining(ch) else 2 if unicodedata.east_asian_width(ch) in "WF" else 1
+               for ch in text)
+
+
+__all__ = ["COMMANDS", "chat"]
