@@ -76,6 +76,9 @@ FACT_PATTERNS: tuple[tuple[str, re.Pattern], ...] = (
 _CLAUSE_END = re.compile(r"\s+(?:and|but|so|because|to|where|who|which|though|yet|or|looking|searching)\b",
                          re.IGNORECASE)
 _FACT_WORDS = {"name": "their name is", "origin": "they come from", "self": "they are"}
+# "(smiles)", "*sighs*", "[laughs]" at the start or end of a line: acted, not spoken. The real
+# model opened 15 of 20 answers in one session with one, "(smiling mischievously)" three times.
+_STAGE_DIRECTION = re.compile(r"^\s*(?:\([^()]*\)|\*[^*]*\*|\[[^\[\]]*\])|(?:\([^()]*\)|\*[^*]*\*|\[[^\[\]]*\])\s*$")
 
 
 @dataclass(frozen=True)
@@ -328,6 +331,15 @@ class ChatSession:
                                  f"{self.generator.context_length:,}-token context", hint="say it in a shorter line")
         return clean
 
+    def warm(self) -> int:
+        """Prefill the next prompt up to the player's "Name:" into the kept KV cache, so that the next
+        answer runs only what the player's line adds (call it while the player types); the tokens run."""
+        ids = self.prompt(None).ids
+        shared = self.reuse.shared_with(ids)
+        one = replace(self.line_cfg, max_new_tokens=1, min_new_tokens=0, candidates=1)
+        self.generator.complete([ids], one, seeds=[self.seed], reuse=self.reuse)
+        return len(ids) - shared
+
     def say(self, line: str, on_text: Callable[[str], None] | None = None) -> Turn:
         """The character's answer to a new line of the player's, as a new turn.
 
@@ -395,10 +407,16 @@ class ChatSession:
                       rounds=r + 1, rejected=rejected, lore=[i for i, _ in prompt.lore], warning=warning)
 
     def _spoken(self, text: str) -> str:
-        """The model's text as the character's line; "" when it began the player's line instead."""
+        """The model's text as the character's line, without stage directions at either end ("(chuckles)
+        Yes." -> "Yes."); "" when it began the player's line instead."""
         if text.lstrip().startswith(speaker_prefix(self.player)):
             return ""
-        return spoken_line(text, self.names)
+        line = spoken_line(text, self.names)
+        while True:
+            bare = _STAGE_DIRECTION.sub("", line).strip()
+            if bare == line:
+                return line
+            line = bare
 
     @staticmethod
     def _fault(line: str, refused: Sequence[tuple[str, str]]) -> str:

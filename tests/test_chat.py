@@ -188,6 +188,12 @@ def test_the_model_writes_only_the_characters_line(gen, world, monkeypatch):
     assert turn.answers[0].rejected >= 1
 
 
+def test_stage_directions_are_not_spoken(gen, world, monkeypatch):
+    Scripted(gen, monkeypatch, [["(nods)", "(smiling) Aye, the fog. *sighs*"]])
+    turn = new_session(gen, world, candidates=2).say("Fog tonight?")
+    assert turn.answer == "Aye, the fog." and turn.answers[0].rejected == 1  # "(nods)" alone says nothing
+
+
 def test_copied_sample_lines_and_repeated_own_lines_lose_to_another_candidate(gen, world, monkeypatch):
     Scripted(gen, monkeypatch, [
         ["The gulls are loud today."] * 2,
@@ -239,6 +245,16 @@ def test_each_turn_prefills_only_its_new_tokens(gen, world):
     assert retry.prefilled == 1  # the same prompt again: only its last token runs
     assert session.context().last == {"prompt_tokens": retry.prompt_tokens, "reused": retry.reused,
                                       "prefilled": 1}
+
+
+def test_a_head_start_prefills_the_card_while_the_player_types(gen, world):
+    cold = new_session(gen, world, candidates=2)
+    warm = new_session(gen, world, candidates=2)
+    ran = warm.warm()
+    assert ran == len(warm.prompt(None).ids) and warm.warm() == 1  # a second head start has nothing new
+    first = warm.say("Hello.").answers[0]
+    assert first.prefilled < 20 and first.reused == ran
+    assert first.text == cold.say("Hello.").answers[0].text  # the same answer, only sooner
 
 
 def test_retry_keeps_alternatives_and_undo_takes_the_turn_back(gen, world, monkeypatch):
@@ -359,7 +375,7 @@ def test_inside_a_session_bad_input_is_a_message_and_the_session_goes_on(runner,
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 4, result.stderr
     assert "unknown command '/retyr' (did you mean '/retry'?)" in errors[0]
-    assert "the line is too long" in errors[1] and "taken.md exists" in errors[2]
+    assert "the line is too long" in errors[1] and "/save taken.md: taken.md exists (/save never" in errors[2]
     assert "/save notes.docx: the file must end in .md, .json, .yarn or .ink" in errors[3]
     assert (tmp_path / "taken.md").read_text(encoding="utf-8") == "mine\n"
     assert "took back: Visitor: /slash in front" in result.stderr
@@ -374,7 +390,7 @@ def test_a_new_session_never_overwrites_an_old_one(runner, world_path, model_arg
     before = (tmp_path / "out" / "quay" / "chat" / "mira-6.json").read_bytes()
     second = run(runner, chat_args(world_path, model_args, "--seed", 6), "Hello again.\n")
     assert first.exit_code == 0 and second.exit_code == 2
-    assert "mira-6.json exists" in second.stderr
+    assert "mira-6.json exists: a session with mira and seed 6 (continue it with --resume" in second.stderr
     assert (tmp_path / "out" / "quay" / "chat" / "mira-6.json").read_bytes() == before
 
 
@@ -451,6 +467,8 @@ def test_a_terminal_session_streams_retries_undoes_stops_and_ends(world_path, ge
     saved = tmp_path / "out" / "quay" / "chat" / "mira-11.json"
     turns = read_session(saved)[1]
     assert [t.player for t in turns] == ["Hello there.", "Bye."] and len(turns[0].answers) == 2
+    # the card was prefilled while "Hello there." was typed: the answer ran only the new exchange
+    assert turns[0].answers[0].prefilled <= len("\nVisitor: Hello there.\nMira Holt:")
     for answer in [a for t in turns for a in t.answers]:  # each kept answer shown in full after its preview
         visible = re.sub(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]", "", answer.text)
         assert f"Mira Holt: {visible}\n" in text

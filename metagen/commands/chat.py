@@ -9,9 +9,11 @@ is saved after every turn (metagen.session), and `--resume FILE` continues it.
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import shutil
 import sys
+import threading
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +24,7 @@ import typer
 from metagen.commands.options import load_generator, with_decoding_options
 from metagen.commands.pieces import Location, WorldArg
 from metagen.commands.terminal import escaped, json_text, printable
-from metagen.errors import ConfigError, MetagenError, OutputError, RequestError
+from metagen.errors import ConfigError, MetagenError, OutputError, OutputExistsError, RequestError
 from metagen.files import MAX_STDIN_BYTES
 
 As = Annotated[Optional[str], typer.Option("--as", "-a", help="The character to talk with (an id or name).", show_default=False)]
@@ -65,6 +67,7 @@ def chat(world: WorldArg, character: As = None, player: Player = None, location:
     console = _Console(session, saver, terminal=terminal, as_json=as_json)
     if terminal:
         console.greet(resume is not None)
+        console.warm()
     console.run(lines if lines is not None else (_read_terminal(session.player) if terminal else _read_stdin()))
     _note(f"session saved: {saver.path} (continue it with --resume {saver.path})")
     if not saver.ok:
@@ -125,7 +128,10 @@ def _prepare(world_path: Path, character: str | None, player: str | None, locati
     else:
         check_writable(out)
         path = output_path(out, world.id, "chat", who.id, seed, "json")
-        check_not_exists(path, overwrite=False)
+        if os.path.lexists(path):
+            raise OutputExistsError(f"{path} exists: a session with {who.id} and seed {seed}",
+                                    hint=f"continue it with --resume {path}, or give another --seed or --out")
+        check_not_exists(path, overwrite=False)  # a folder there
     return _Setup(world, who, place, name, cfg, seed, turns, path, dict(record.get("model") or {}))
 
 
@@ -244,6 +250,25 @@ class _Console:
         # Stream a preview only where a person watches stdout and no JSON is asked for.
         self.preview = terminal and not as_json and sys.stdout.isatty()
         self.info = sys.stdout if terminal and not as_json else sys.stderr  # /context, /help, the greeting
+        self.warming: threading.Thread | None = None
+
+    def warm(self) -> None:
+        """Prefill the prompt while the player types the first line, so that the first answer streams sooner."""
+
+        def run() -> None:
+            try:
+                self.session.warm()
+            except Exception as error:  # noqa: BLE001 - only a head start: the answer prefills what it needs
+                logging.getLogger(__name__).info("could not prefill the prompt ahead: %s", error)
+
+        self.warming = threading.Thread(target=run, name="metagen-chat-warm", daemon=True)
+        self.warming.start()
+
+    def settle(self) -> None:
+        """Wait for the head start to finish: the session's cache has one user at a time."""
+        if self.warming is not None:
+            self.warming.join()
+            self.warming = None
 
     def greet(self, resumed: bool) -> None:
         s = self.session
@@ -255,8 +280,15 @@ class _Console:
                 self._write(f"{s.player}: {turn.player}\n{c.name}: {turn.answer}\n")
 
     def run(self, lines) -> None:
+        try:
+            self._run(lines)
+        finally:
+            self.settle()
+
+    def _run(self, lines) -> None:
         for raw in lines:
             try:
+                self.settle()
                 if not self.handle(raw):
                     return
             except MetagenError as error:  # bad input inside a session: a message, and it goes on
@@ -343,7 +375,11 @@ class _Console:
             raise ConfigError(f"/save {path_text}: the file must end in .md, .json, .yarn or .ink")
         if not self.session.turns:
             raise ConfigError("/save: there is nothing to save yet")
-        write_atomic(path, render(session_piece(self.session), fmt), overwrite=False)
+        try:
+            write_atomic(path, render(session_piece(self.session), fmt), overwrite=False)
+        except OutputExistsError:
+            raise OutputExistsError(f"/save {path_text}: {path} exists", hint="/save never overwrites; choose "
+                                    "another name") from None
         _note(f"wrote {path}")
 
     def _write(self, text: str, stream=None) -> None:
