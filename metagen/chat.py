@@ -397,8 +397,8 @@ class ChatSession:
             for k in range(n):  # no fault first, then the critic's score; the earlier on a tie
                 if best is None or (not faults[k], verdicts[k].score) > (not best[0], best[1]):
                     best = (faults[k], verdicts[k].score, lines[k], options[k])
-            if not best[0]:
-                break
+            if not best[0] or (best[2] and self.cfg.effective_strategy != "sample"):
+                break  # found one; or greedy, where another round says the same again
         fault, _, kept, option = best
         warning = "" if not fault else (f"every candidate {fault}; kept the critic's pick" if kept else
                                         f"every candidate {fault}; the answer is {EMPTY_LINE!r}")

@@ -212,6 +212,8 @@ def test_when_every_round_repeats_the_best_is_kept_with_a_warning(gen, world, mo
     Scripted(gen, monkeypatch, [["Keep your hands inside the boat."]])
     answer = new_session(gen, world, candidates=1).say("Hi.").answers[0]
     assert answer.rounds == chat_module.MAX_ROUNDS and "copies a sample line" in answer.warning
+    greedy = new_session(gen, world, strategy="greedy").say("Hi.").answers[0]
+    assert greedy.rounds == 1 and greedy.warning  # greedy would say the same again
 
 
 @pytest.mark.parametrize("line, earlier, expected", [
