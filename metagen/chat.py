@@ -27,7 +27,8 @@ from metagen.critic import (
     world_vocabulary,
 )
 from metagen.dialogue import EMPTY_LINE, LineStream, dialogue_stops, judge_lines, spoken_line
-from metagen.errors import RequestError
+from metagen.errors import ModerationRefused, RequestError
+from metagen.moderation import check_mode, exceeding, policy_for, verdict
 from metagen.prompts import (
     MAX_SAMPLE_LINES,
     TEMPLATE_MARGIN,
@@ -56,6 +57,7 @@ MAX_ROUNDS = 3  # rounds of candidates before an answer that repeats or copies i
 REPEAT_WORDS = 4
 MAX_PLAYER_NAME = 40  # characters
 RETRY_STEP = 0xD1B54A32D192ED03  # seeds of attempt a (a /retry) are apart from those of attempt a - 1
+_OVER_RATING = "is over the world's rating"
 
 
 class ChatInputError(RequestError):
@@ -191,13 +193,18 @@ class ChatSession:
         seed: answer a to line i samples from answer_seed(seed, i, a): the same seed and lines
             give the same answers.
         turns: the turns of a session read back (read_session), to continue it.
+        moderation: off | report (answers over the world's rating lose to others, and each records
+            its verdict) | enforce (the same, and an answer still over it is not kept:
+            ModerationRefused). See docs/moderation.md.
     """
 
     def __init__(self, generator, world: World, character: Character, cfg: GenerationConfig, *,
                  player: str = DEFAULT_PLAYER, location: Location | None = None, seed: int = 0,
-                 turns: Sequence[Turn] = ()):
+                 turns: Sequence[Turn] = (), moderation: str = "report"):
         if not 0 <= seed < MAX_SEED:
             raise RequestError(f"--seed must be in [0, 2**63), got {seed}")
+        self.moderation = check_mode(moderation)
+        self.policy = policy_for(world) if moderation != "off" else None
         self.generator, self.world, self.character, self.location = generator, world, character, location
         self.player = check_player(player, character)
         self.cfg, self.seed = cfg, seed
@@ -231,8 +238,9 @@ class ChatSession:
 
     def _messages(self, lore: Sequence[LoreEntry], facts: Sequence[Fact]) -> list[dict[str, str]]:
         c, where = self.character, f" in {self.location.name}" if self.location else ""
-        task = (f"Write {c.name}'s side of a conversation with {self.player}{where}. One line per turn, each written "
-                f"as 'Name: line'. {c.name} answers {self.player} and never speaks for them. {spoken_rules(self.world)}")
+        task = (f"Write {c.name}'s side of a conversation with {self.player}{where}. One line per turn, each "
+                f"written as 'Name: line'. {c.name} answers {self.player} and never speaks for them. "
+                + spoken_rules(self.world))
         # What changes from turn to turn comes last, so that the cached prefix covers the rest.
         notes = [lore_block(lore) if lore else "",
                  f"What {self.player} has told {c.name} about themselves: "
@@ -400,11 +408,17 @@ class ChatSession:
             if not best[0] or (best[2] and self.cfg.effective_strategy != "sample"):
                 break  # found one; or greedy, where another round says the same again
         fault, _, kept, option = best
+        if fault == _OVER_RATING and self.moderation == "enforce":
+            first = next(h for h in verdict(kept, self.policy, "enforce")["hits"] if h["exceeds"])
+            raise ModerationRefused(f"every answer to this line {fault} ('{first['words']}': {first['category']})",
+                                    hint="nothing was kept; /retry, or say something else")
         warning = "" if not fault else (f"every candidate {fault}; kept the critic's pick" if kept else
                                         f"every candidate {fault}; the answer is {EMPTY_LINE!r}")
+        judged = verdict(kept, self.policy, self.moderation) if self.policy is not None and kept else {}
         return Answer(text=kept or EMPTY_LINE, seed=seed, tokens=len(option.tokens), generated_tokens=generated,
                       seconds=round(time.perf_counter() - started, 3), prompt_tokens=len(prompt.ids), reused=reused,
-                      rounds=r + 1, rejected=rejected, lore=[i for i, _ in prompt.lore], warning=warning)
+                      rounds=r + 1, rejected=rejected, lore=[i for i, _ in prompt.lore], warning=warning,
+                      moderation=judged)
 
     def _spoken(self, text: str) -> str:
         """The model's text as the character's line, without stage directions at either end ("(chuckles)
@@ -418,10 +432,11 @@ class ChatSession:
                 return line
             line = bare
 
-    @staticmethod
-    def _fault(line: str, refused: Sequence[tuple[str, str]]) -> str:
+    def _fault(self, line: str, refused: Sequence[tuple[str, str]]) -> str:
         if not line:
             return "is empty or spoken as the player"
+        if self.policy is not None and exceeding(line, self.policy):
+            return _OVER_RATING
         return next((why for text, why in refused if repeats(line, text)), "")
 
     def critic_context(self, prompt: ChatPrompt) -> CriticContext:
@@ -429,7 +444,8 @@ class ChatSession:
         turns shown, and the player's own words are not names the model invented."""
         shown = self.turns[prompt.start:]
         source = "\n".join([*self.character.sample_lines, *(x for t in shown for x in (t.player, t.answer))])
-        context = critic_context(self.world, self.resolved, source, self.cfg, names_required=False)
+        context = critic_context(self.world, self.resolved, source, self.cfg, names_required=False,
+                                 moderation=self.policy)
         return replace(context, vocabulary=self.vocabulary())
 
     def vocabulary(self) -> frozenset[str]:

@@ -15,6 +15,7 @@ from metagen import __version__
 from metagen.config import MAX_SEED
 from metagen.errors import ConfigError
 from metagen.files import read_input
+from metagen.moderation import verdict
 from metagen.output import Piece
 from metagen.text import format_dialogue
 
@@ -37,6 +38,7 @@ class Answer:
     rejected: int = 0  # candidates refused: empty, spoken as the player, copied or repeated
     lore: list[str] = field(default_factory=list)  # lore ids in the prompt
     warning: str = ""  # set when every candidate of every round was refused and one was kept anyway
+    moderation: dict = field(default_factory=dict)  # the verdict on the text (moderation.verdict); {} when off
 
     @property
     def prefilled(self) -> int:
@@ -66,6 +68,7 @@ def session_record(session) -> dict:
             "world_files": [str(f) for f in session.world.files], "character": session.character.id,
             "player": session.player, "location": session.location.id if session.location else None,
             "seed": session.seed, "settings": {**session.cfg.to_dict(), "seed": session.seed},
+            "moderation": session.moderation,
             "model": session.generator.info.to_dict(), "facts": [dataclasses.asdict(f) for f in session.facts()],
             "turns": [t.to_dict() for t in session.turns]}
 
@@ -81,6 +84,7 @@ def session_piece(session) -> Piece:
     kept = [t.answers[-1] for t in session.turns]
     request = {"kind": "chat", "character": c.id, "player": session.player,
                "location": session.location.id if session.location else None}
+    text = format_dialogue((t["speaker"], t["line"]) for t in turns)
     return Piece(kind="dialogue", world_id=session.world.id, world_hash=session.world.content_hash,
                  world_files=[str(f) for f in session.world.files], request=request,
                  model=session.generator.info.to_dict(), settings={**session.cfg.to_dict(), "seed": session.seed},
@@ -88,15 +92,16 @@ def session_piece(session) -> Piece:
                  output_tokens=sum(a.generated_tokens for t in session.turns for a in t.answers),
                  lore_used=sorted({i for a in kept for i in a.lore}), lore_left_out=[], finish_reason="stop",
                  seconds=round(sum(a.seconds for t in session.turns for a in t.answers), 3),
-                 text=format_dialogue((t["speaker"], t["line"]) for t in turns), turns=turns,
-                 subject=f"{c.id}-chat")
+                 text=text, turns=turns, subject=f"{c.id}-chat",
+                 moderation=verdict(text, session.policy, session.moderation) if session.policy else {})
 
 
 MAX_SESSION_BYTES = 16 * 2**20  # a session file read back is never larger
 _DAMAGED_HINT = "metagen rewrites the whole file after every turn; restore it from a copy, or start a new session"
 # The fields of a saved Answer with their types; the first seven are required.
 _ANSWER_TYPES = {"text": str, "seed": int, "tokens": int, "generated_tokens": int, "seconds": (int, float),
-                 "prompt_tokens": int, "reused": int, "rounds": int, "rejected": int, "lore": list, "warning": str}
+                 "prompt_tokens": int, "reused": int, "rounds": int, "rejected": int, "lore": list, "warning": str,
+                 "moderation": dict}
 _SESSION_TYPES = {"world_id": str, "character": str, "player": str, "location": (str, type(None)), "seed": int,
                   "settings": dict, "turns": list}
 

@@ -24,7 +24,7 @@ import pytest
 
 from metagen import chat as chat_module
 from metagen.chat import ChatInputError, ChatSession, player_facts, repeats
-from metagen.errors import RequestError
+from metagen.errors import ModerationRefused, RequestError
 from metagen.generator import Completion
 from metagen.pipeline import effective_config
 from metagen.session import read_session
@@ -216,6 +216,24 @@ def test_when_every_round_repeats_the_best_is_kept_with_a_warning(gen, world, mo
     assert greedy.rounds == 1 and greedy.warning  # greedy would say the same again
 
 
+def test_answers_over_the_worlds_rating_lose_and_enforce_keeps_none(gen, world, monkeypatch):
+    Scripted(gen, monkeypatch, [["The dragon sleeps below.", "The tide is out."]])
+    turn = new_session(gen, world, candidates=2).say("What is down there?")
+    assert turn.answer == "The tide is out." and turn.answers[0].rejected == 1  # 'dragon': a world's ban
+    assert turn.answers[0].moderation["exceeds"] is False
+    Scripted(gen, monkeypatch, [["The dragon sleeps below."]])
+    kept = ChatSession(gen, world, world.character("mira"), cfg_for(world, candidates=1), moderation="report")
+    answer = kept.say("And now?").answers[0]
+    assert answer.text == "The dragon sleeps below." and "over the world's rating" in answer.warning
+    assert answer.moderation["exceeds"] is True
+    strict = ChatSession(gen, world, world.character("mira"), cfg_for(world, candidates=1), moderation="enforce")
+    with pytest.raises(ModerationRefused, match="every answer to this line is over the world's rating"):
+        strict.say("And now?")
+    assert strict.turns == []
+    off = ChatSession(gen, world, world.character("mira"), cfg_for(world, candidates=1), moderation="off")
+    assert off.say("And now?").answers[0].moderation == {}
+
+
 @pytest.mark.parametrize("line, earlier, expected", [
     ("Hello.", "hello", True),  # the whole line again, case and punctuation aside
     ("Not now. The trees are listening to us.", "Not here. The trees are listening to us. Walk.", True),
@@ -321,6 +339,7 @@ def test_resume_continues_with_the_same_answers(runner, world_path, model_args, 
     texts = [r["text"] for r in json_lines(first.stdout) + json_lines(rest.stdout)]
     assert texts == [r["text"] for r in json_lines(whole.stdout)]
     assert len(read_session(session_file)[1]) == 3
+    assert read_session(session_file)[0]["moderation"] == "report"
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -329,6 +348,7 @@ def test_resume_continues_with_the_same_answers(runner, world_path, model_args, 
     ([], "give the character to talk with: --as ID"),
     (["--as", "mira", "--player", "Mira"], "--player 'Mira' is the name of the character you talk to"),
     (["--as", "mira", "--script", "missing.txt"], "missing.txt: no such chat script"),
+    (["--as", "mira", "--moderation", "enforse"], "--moderation must be one of off, report, enforce, got 'enforse'"),
 ])
 def test_bad_input_at_start_up_is_one_line_and_exit_2(runner, world_path, model_args, tmp_path, extra, message):
     result = invoke(runner, "chat", world_path, *model_args, *extra)

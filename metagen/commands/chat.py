@@ -33,6 +33,7 @@ Script = Annotated[Optional[Path], typer.Option("--script", help="Read the playe
 Resume = Annotated[Optional[Path], typer.Option("--resume", help="Continue the session saved in FILE (its character, player, place, seed and settings).", show_default=False)]
 Out = Annotated[Path, typer.Option("--out", "-o", help="Output folder: the session is saved to OUT/<world>/chat/<character>-<seed>.json after every turn.")]
 AsJson = Annotated[bool, typer.Option("--json", help="One JSON object per answer on stdout (turn, speaker, text, alternatives, tokens, seconds) and nothing else.")]
+Moderation = Annotated[Optional[str], typer.Option("--moderation", help="off | report: answers over the world's rating lose to others, each records its verdict | enforce: the same, and an answer still over it is not kept. See docs/moderation.md. [default: report, or what the --resume session records]", show_default=False)]
 
 COMMANDS = {
     "/retry": "another answer to your last line (the earlier ones are kept as alternatives)",
@@ -50,15 +51,15 @@ _DIM, _PLAIN = "\x1b[2m", "\x1b[0m"
 @with_decoding_options
 def chat(world: WorldArg, character: As = None, player: Player = None, location: Location = None,
          script: Script = None, resume: Resume = None, out: Out = Path("out"), as_json: AsJson = False,
-         *, settings: dict, model_options: dict):
+         moderation: Moderation = None, *, settings: dict, model_options: dict):
     """Talk with a character of a world: you type a line, the character answers in its own voice."""
     from metagen.chat import ChatSession
 
-    setup = _prepare(world, character, player, location, resume, out, settings)
+    setup = _prepare(world, character, player, location, resume, out, settings, moderation)
     lines = _script_lines(script) if script is not None else None
     generator = load_generator(model_options)
     session = ChatSession(generator, setup.world, setup.character, setup.cfg, player=setup.player,
-                          location=setup.location, seed=setup.seed, turns=setup.turns)
+                          location=setup.location, seed=setup.seed, turns=setup.turns, moderation=setup.moderation)
     if setup.model and setup.model.get("sha256") not in (None, generator.info.sha256):
         _note(f"warning: {resume} was made with another model file; later answers come from this one")
     saver = _Saver(setup.path, claimed=resume is not None)
@@ -90,19 +91,24 @@ class _Setup:
     turns: list
     path: Path  # the session file
     model: dict  # the model a resumed session records ({} for a new one)
+    moderation: str  # off | report | enforce
 
 
 def _prepare(world_path: Path, character: str | None, player: str | None, location: str | None,
-             resume: Path | None, out: Path, settings: dict) -> _Setup:
+             resume: Path | None, out: Path, settings: dict, moderation: str | None) -> _Setup:
     """The world, character, place, player, settings and session file, checked before any model."""
     from metagen.chat import DEFAULT_PLAYER, check_player
+    from metagen.moderation import check_mode
     from metagen.output import check_not_exists, check_writable, output_path
     from metagen.pipeline import effective_config, seeds_for
     from metagen.session import read_session
     from metagen.world import load_world
 
+    if moderation is not None:
+        check_mode(moderation)
     world = load_world(world_path)
     record, turns = read_session(resume) if resume is not None else ({}, [])
+    mode = check_mode(moderation or str(record.get("moderation") or "report"))
     if resume is not None:
         _check_resumed(resume, record, world, character, player, location, settings.get("seed"))
     ref = character or record.get("character")
@@ -132,7 +138,7 @@ def _prepare(world_path: Path, character: str | None, player: str | None, locati
             raise OutputExistsError(f"{path} exists: a session with {who.id} and seed {seed}",
                                     hint=f"continue it with --resume {path}, or give another --seed or --out")
         check_not_exists(path, overwrite=False)  # a folder there
-    return _Setup(world, who, place, name, cfg, seed, turns, path, dict(record.get("model") or {}))
+    return _Setup(world, who, place, name, cfg, seed, turns, path, dict(record.get("model") or {}), mode)
 
 
 def _check_resumed(resume: Path, record: dict, world, character, player, location, seed) -> None:
