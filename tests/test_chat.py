@@ -265,6 +265,8 @@ def test_each_turn_prefills_only_its_new_tokens(gen, world):
     assert retry.prefilled == 1  # the same prompt again: only its last token runs
     assert session.context().last == {"prompt_tokens": retry.prompt_tokens, "reused": retry.reused,
                                       "prefilled": 1}
+    shown = json.loads(json.dumps(session.context().to_dict()))  # what a game reads instead of /context
+    assert shown["prompt"].endswith("Visitor:") and shown["lore"][0] == {"id": "wall", "why": "always included"}
 
 
 def test_a_head_start_prefills_the_card_while_the_player_types(gen, world):
