@@ -64,6 +64,7 @@ KNOWN_MODELS: dict[str, KnownModel] = {
         license="Apache-2.0",
         description="SmolLM2 135M Instruct, Q4_1 (llama architecture, 30 layers, 8192-token context)",
         wheel_sha256="bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
+        adapter="smollm2-135m-instruct.lora.safetensors",  # trained on corpus/ (docs/tune.md)
     ),
 }
 
@@ -510,6 +511,7 @@ def model_info(spec: str | None = None, *, template_lines: int | None = 8) -> di
         "quantization": dict(Counter(contents.tensor_types.values()).most_common()),
         "chat_template": "\n".join(lines if template_lines is None else lines[:template_lines]),
         "chat_template_lines": len(lines),
+        "adapter": str(model.adapter_path) if model and model.adapter_path else "",
     }
 
 

@@ -121,3 +121,11 @@ def test_load_model_merges_an_adapter_and_caches_it_apart(tmp_path, isolated_hom
     assert any(f"lora{adapter_sha[:12]}" in name for name in folders) and len(folders) == 2
     with pytest.raises(ModelError, match="no such file"):
         load_model(str(gguf), dtype="float32", adapter=str(tmp_path / "missing.safetensors"))
+
+
+def test_the_default_model_ships_an_adapter_that_fits_it(real_model_path):
+    from metagen.catalog import DEFAULT_MODEL, KNOWN_MODELS
+
+    known = KNOWN_MODELS[DEFAULT_MODEL]
+    adapter = load_adapter(known.adapter_path, read_gguf(real_model_path, load_tensors=False).args, known.sha256)
+    assert adapter.config.rank == 16 and adapter.sha256 and len(adapter.deltas()) == 4 * 30

@@ -104,6 +104,7 @@ def info_command(
         ("vocabulary size", info["vocab_size"]),
         ("rope base", info["rope_base"]),
         ("quantization", quantization),
+        ("adapter", (info["adapter"] + " (merged in unless --adapter none)") if info["adapter"] else "none"),
     ]
     width = max(len(label) for label, _ in fields)
     for label, value in fields:  # a GGUF's name and metadata are someone else's text
