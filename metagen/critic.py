@@ -366,7 +366,8 @@ def judge(text: str, context: CriticContext, *, logprob: float = 0.0, tokens: in
     findings["repetition"] = repetition(text)
     findings["markup"] = float(min(3, len(_MARKUP.findall(text))))
     echoes = len(_ECHO.findall(text)) + len(_META.findall(text)) + len(_THE_END.findall(text))
-    findings["echo"] = float(min(2, echoes + len(_SCRIPT_LINE.findall(text))))
+    script_lines = len(_SCRIPT_LINE.findall(text))  # one "The Docks: ..." is a label, two or more a script
+    findings["echo"] = float(min(2, echoes + (script_lines if script_lines >= 2 else 0)))
     stripped = text.rstrip().rstrip("\"'”’)")
     findings["unfinished"] = float(bool(stripped) and stripped[-1] not in ".!?…")
     if context.target_words:

@@ -165,3 +165,4 @@ def test_text_about_the_text_and_scripts_count_as_echoes(text):
                             banned=(), scripts=("any",), exempt=())
     assert judge(text, context).findings["echo"] >= 1
     assert judge("Ada walked to the end of the lane, and the end came quietly.", context).findings["echo"] == 0
+    assert judge("The Old Mill: a wheel, a stream and Ada waiting.", context).findings["echo"] == 0  # a label
