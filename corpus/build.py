@@ -16,11 +16,13 @@ import hashlib
 import json
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import yaml
 
 from metagen.corpus import check_example, dialogue_examples, scene_example, story_examples, write_jsonl
+from metagen.dialogue import speaker_order
 from metagen.errors import MetagenError
 from metagen.pipeline import make_request
 from metagen.plan import make_plan
@@ -67,8 +69,6 @@ def skeleton(world_path: Path, out: Path) -> Path:
         data["scenes"].append({**scene, "text": ""})
     for dialogue in units["dialogues"]:
         request = make_request("dialogue", world, **dialogue)
-        from metagen.dialogue import speaker_order
-
         lines = [{"speaker": s.name, "text": ""} for s in speaker_order(world, request)]
         data["dialogues"].append({**dialogue, "lines": lines})
     path = out / f"{world.id}.yaml"
@@ -111,8 +111,6 @@ def examples_of(generator, targets_path: Path, *, strict: bool = True):
 
 
 def _named(example, unit):
-    from dataclasses import replace
-
     return replace(example, unit=unit)
 
 

@@ -23,10 +23,10 @@ import torch
 
 from metagen.config import GenerationConfig
 from metagen.catalog import KNOWN_MODELS, KnownModel
-from metagen.errors import ConfigError, GenerationError, ModelError
+from metagen.errors import ConfigError, GenerationError
 from metagen.files import check_regular, read_regular_text
 from metagen.gguf import ModelArgs, read_gguf
-from metagen.lora import PAD_PREFIX, load_adapter
+from metagen.lora import PAD_PREFIX, existing_adapter, load_adapter
 from metagen.model import KERNEL_ALIGNMENT, WEIGHT_FORMATS, Transformer
 from metagen.search import PrefixReuse, SearchResult, TextCallback, left_pad, run_search
 from metagen.tokenizer import Tokenizer
@@ -213,9 +213,7 @@ def load_model(spec: str | None = None, *, dtype: str = "auto", device: str = "c
     resolved = resolve_model(spec, progress=progress)
     started = time.perf_counter()
     adapter_path = adapter_file(adapter, KNOWN_MODELS.get(resolved.name) if resolved.known else None)
-    if adapter_path is not None and not adapter_path.is_file():
-        raise ModelError(f"adapter {adapter_path}: no such file",
-                         hint="give --adapter none, or the path of a file `metagen tune` wrote")
+    adapter_path = existing_adapter(adapter_path) if adapter_path else None
     adapter_sha256 = file_sha256(adapter_path) if adapter_path else ""
     folder = _converted_dir(cache_dir(), resolved.sha256, weight_format, adapter_sha256)
     loaded = _load_converted(folder) if use_cache else None

@@ -128,16 +128,22 @@ def save_adapter(path: Path, tensors: dict[str, torch.Tensor], config: AdapterCo
     return file_sha256(path)
 
 
+def existing_adapter(path: str | Path) -> Path:
+    """`path` as a Path, or a ModelError when no adapter file is there."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"adapter {path}: no such file", hint="give --adapter none, or the path of a file `metagen tune` wrote")
+    return path
+
+
 def load_adapter(path: str | Path, args: ModelArgs, base_sha256: str) -> Adapter:
     """Read and check an adapter file: its format, the model it was made for and its shapes."""
     from safetensors import safe_open
 
     from metagen.catalog import file_sha256
 
-    path = Path(path)
+    path = existing_adapter(path)
     where = f"adapter {path}"
-    if not path.is_file():
-        raise ModelError(f"{where}: no such file", hint="give --adapter none, or the path of a file `metagen tune` wrote")
     try:
         with safe_open(str(path), framework="pt") as file:
             metadata = file.metadata() or {}
@@ -176,5 +182,5 @@ def _check_shapes(where: str, tensors: dict[str, torch.Tensor], config: AdapterC
         raise ModelError(f"{where}: holds values that are not finite numbers", hint="tune it again")
 
 
-__all__ = ["Adapter", "AdapterConfig", "LoraLinear", "TARGET_GROUPS", "adapter_tensors", "attach", "load_adapter",
+__all__ = ["Adapter", "AdapterConfig", "LoraLinear", "TARGET_GROUPS", "adapter_tensors", "attach", "existing_adapter", "load_adapter",
            "save_adapter", "target_shapes"]

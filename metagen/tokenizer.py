@@ -120,6 +120,12 @@ class Tokenizer:
         return len(self.hf.encode(text, add_special_tokens=False).ids)
 
     @cached_property
+    def end_of_turn_id(self) -> int | None:
+        """The token the chat template closes an answer with (<|im_end|>), if any."""
+        ids = self.encode_chat([{"role": "assistant", "content": "x"}], add_generation_prompt=False)
+        return next((i for i in ids[1:] if i in self.eos_ids), self.eos_id)
+
+    @cached_property
     def special_ids(self) -> frozenset[int]:
         return frozenset(t.content and self.hf.token_to_id(t.content)
                          for t in self.hf.get_added_tokens_decoder().values() if t.special)

@@ -127,17 +127,11 @@ def read_examples(path: str | Path) -> list[Example]:
     return examples
 
 
-def end_of_turn_id(tokenizer) -> int | None:
-    """The token the chat template closes an answer with (<|im_end|>), if any."""
-    ids = tokenizer.encode_chat([{"role": "assistant", "content": "x"}], add_generation_prompt=False)
-    return next((i for i in ids[1:] if i in tokenizer.eos_ids), tokenizer.eos_id)
-
-
 def example_tokens(tokenizer, example: Example) -> tuple[list[int], list[int]]:
     """(prompt ids, completion ids): exactly the prompt metagen decodes after, then what to learn."""
     prompt = tokenizer.encode_chat(list(example.messages), suffix=example.prefix)
     completion = tokenizer.encode_plain(example.completion)
-    end = end_of_turn_id(tokenizer) if example.end_of_turn else None
+    end = tokenizer.end_of_turn_id if example.end_of_turn else None
     return prompt, completion + ([end] if end is not None else [])
 
 
@@ -311,5 +305,5 @@ def _restore(path: Path, fingerprint: dict, lora, optimizer) -> tuple[int, list[
     return int(state["step"]), json.loads(state["epochs"]), state["eval_loss_before"]
 
 
-__all__ = ["CHECKPOINT_STEPS", "Sequence", "TuneReport", "TuneSettings", "end_of_turn_id", "example_tokens",
+__all__ = ["CHECKPOINT_STEPS", "Sequence", "TuneReport", "TuneSettings", "example_tokens",
            "mean_loss", "pack", "read_examples", "sequence_loss", "tune"]
