@@ -78,9 +78,6 @@ FACT_PATTERNS: tuple[tuple[str, re.Pattern], ...] = (
 _CLAUSE_END = re.compile(r"\s+(?:and|but|so|because|to|where|who|which|though|yet|or|looking|searching)\b",
                          re.IGNORECASE)
 _FACT_WORDS = {"name": "their name is", "origin": "they come from", "self": "they are"}
-# "(smiles)", "*sighs*", "[laughs]" at the start or end of a line: acted, not spoken. The real
-# model opened 15 of 20 answers in one session with one, "(smiling mischievously)" three times.
-_STAGE_DIRECTION = re.compile(r"^\s*(?:\([^()]*\)|\*[^*]*\*|\[[^\[\]]*\])|(?:\([^()]*\)|\*[^*]*\*|\[[^\[\]]*\])\s*$")
 
 
 @dataclass(frozen=True)
@@ -421,16 +418,11 @@ class ChatSession:
                       moderation=judged)
 
     def _spoken(self, text: str) -> str:
-        """The model's text as the character's line, without stage directions at either end ("(chuckles)
-        Yes." -> "Yes."); "" when it began the player's line instead."""
+        """The model's text as the character's line (dialogue.spoken_line: no stage directions);
+        "" when it began the player's line instead."""
         if text.lstrip().startswith(speaker_prefix(self.player)):
             return ""
-        line = spoken_line(text, self.names)
-        while True:
-            bare = _STAGE_DIRECTION.sub("", line).strip()
-            if bare == line:
-                return line
-            line = bare
+        return spoken_line(text, self.names)
 
     def _fault(self, line: str, refused: Sequence[tuple[str, str]]) -> str:
         if not line:

@@ -135,6 +135,36 @@ def unknown_names(text: str, vocabulary: frozenset[str]) -> list[str]:
     return found
 
 
+# Family words, by the relations they belong to: a text may use one when the world uses any word of
+# its group ("Maëlle, her daughter" lets a story say "her mother"). A made-up husband or brother is an
+# invented person the capitalised-name check cannot see; round five's blind readers counted made-up
+# relatives among the commonest defects (6 of 90 eval pieces named one the world never mentions).
+KIN_GROUPS = (
+    frozenset("mother father mom mum dad papa mama parent son daughter child stepmother stepfather stepson "
+              "stepdaughter".split()),
+    frozenset("husband wife widow widower fiance fiancee betrothed spouse".split()),
+    frozenset("brother sister twin sibling".split()),
+    frozenset("uncle aunt nephew niece cousin".split()),
+    frozenset("grandmother grandfather grandma grandpa grandson granddaughter grandchild".split()),
+)
+_KIN = {word: group for group in KIN_GROUPS for word in group} | {"wives": KIN_GROUPS[1]}
+_NOT_FOUND_ALONE = frozenset("parent child sibling spouse".split())  # common in any prose: never a finding
+
+
+def invented_relatives(text: str, vocabulary: frozenset[str]) -> list[str]:
+    """Family words in text whose relation the world never mentions ("her husband" in a world
+    without one), folded and singular."""
+    found = []
+    for word in words_of(text):
+        word = _POSSESSIVE.sub("", word)
+        if word not in _KIN and word.endswith("s"):
+            word = word[:-1]  # daughters, brothers
+        group = _KIN.get(word)
+        if group is not None and word not in _NOT_FOUND_ALONE and not (group & vocabulary):
+            found.append("wife" if word == "wives" else word)
+    return found
+
+
 # ----------------------------------------------------------------------------- the world's words and scripts
 
 
@@ -209,7 +239,7 @@ COPY_RUN = 6  # a run of this many words shared with the prompt counts as copyin
 # banned word outweighs everything else.
 WEIGHTS = {"names": 2.0, "details": 1.0, "invented": -2.5, "garbled": -6.0, "banned": -3.0, "copied": -0.5,
            "repetition": -6.0, "markup": -1.0, "unfinished": -0.7, "short": -1.5, "voice": -1.0, "same_start": -1.0,
-           "echo": -3.0, "pronoun": -1.0, "logprob": 0.5, "rating": -50.0}
+           "echo": -3.0, "pronoun": -1.0, "relatives": -2.0, "logprob": 0.5, "rating": -50.0}
 # "rating" counts spans over the world's rating (metagen.moderation, at most 3): its weight outweighs every
 # other finding together, so a candidate over the rating loses to any that is not.
 # metagen's own instructions and prompt labels said back ("In your own words:", "I will describe
@@ -359,6 +389,9 @@ def judge(text: str, context: CriticContext, *, logprob: float = 0.0, tokens: in
     if context.details:
         findings["details"] = min(1.0, len(set(words) & context.details) / 3)
     findings["invented"] = float(min(3, len(unknown_names(text, context.vocabulary))))
+    relatives = set(invented_relatives(text, context.vocabulary | frozenset(context.prompt_words)))
+    if relatives:  # recorded only when there is one, so verdicts of clean candidates read as before
+        findings["relatives"] = float(min(3, len(relatives)))
     findings["garbled"] = float(is_garbled(text, context.scripts, context.exempt))
     findings["banned"] = float(banned_hits(text, context.banned))
     run = longest_shared_run(words, context.prompt_words)
@@ -405,6 +438,6 @@ def best_index(verdicts: Sequence[Verdict]) -> int:
 
 
 __all__ = ["CriticContext", "Verdict", "WEIGHTS", "banned_hits", "best_index", "cast_pronoun", "character_forms",
-           "critic_context", "distinct_n", "first_sentences", "fold", "judge", "location_forms", "longest_shared_run",
+           "critic_context", "distinct_n", "first_sentences", "fold", "invented_relatives", "judge", "location_forms", "longest_shared_run",
            "names_any", "ngrams", "pronoun_of", "repetition", "requested_forms", "unknown_names", "words_of",
            "world_names", "world_prose", "world_vocabulary", "writing_guard"]

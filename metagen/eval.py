@@ -363,6 +363,7 @@ _CELLS: tuple[tuple[str, Callable[[dict], str]], ...] = (
     ("speakers from cast", lambda m: _pct(m.get("speakers_from_cast"))),
     ("unknown names", lambda m: _pct(m["unknown_names"])),
     ("invented (outputs)", lambda m: _pct(m.get("invented_outputs"))),
+    ("made-up relatives", lambda m: _pct(m.get("invented_relatives"))),
     ("garbled", lambda m: str(m.get("garbled", "-"))),
     ("copied", lambda m: _pct(m.get("copied"))),
     ("banned", lambda m: str(m["banned_hits"])),

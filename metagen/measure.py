@@ -17,6 +17,7 @@ from metagen.critic import (
     banned_hits,
     character_forms,
     distinct_n,
+    invented_relatives,
     location_forms,
     longest_shared_run,
     names_any,
@@ -132,6 +133,7 @@ class Output:
     grounded_written: bool = False  # the model's own words name the request: every name (story, scene), one (dialogue)
     cast_turns: int = 0  # dialogue: turns spoken by a requested character
     unknown: list[list[str]] = field(default_factory=list)  # per line (dialogue) or one list (others)
+    relatives: list[str] = field(default_factory=list)  # family words whose relation the world never mentions
     copied: list[bool] = field(default_factory=list)  # per line (dialogue) or one (others): copied from the world
     garbled: bool = False  # the model's words leave the allowed scripts or hold mojibake
     banned: int = 0
@@ -173,6 +175,7 @@ def score(world: World, output: Output, reference: Reference, settings: dict | N
         output.grounded_written = not output.missing_written
         output.unknown = [unknown_names(output.text, reference.vocabulary)]
         output.copied = [copies_prose(written, reference.prose)]
+    output.relatives = invented_relatives(spoken if output.kind == "dialogue" else output.text, reference.vocabulary)
     scripts, exempt = _guard(settings or {}, reference)
     output.garbled = is_garbled(written, scripts, exempt)
     output.banned = banned_hits(output.text, world.content.banned_words)
@@ -216,6 +219,7 @@ def summarize(outputs: Sequence[Output], seconds: float) -> dict:
         "grounding_model": _mean([float(o.grounded_written) for o in outputs]),
         "unknown_names": _mean([float(bool(u)) for u in units]),  # per line (dialogue), per output (others)
         "invented_outputs": _mean([float(any(o.unknown)) for o in outputs]),
+        "invented_relatives": _mean([float(bool(o.relatives)) for o in outputs]),  # per output
         "garbled": sum(o.garbled for o in outputs),
         "copied": _mean([float(c) for o in outputs for c in o.copied]),  # per line (dialogue), per output (others)
         "banned_hits": sum(o.banned for o in outputs),

@@ -9,10 +9,12 @@ from metagen.critic import (
     best_index,
     cast_pronoun,
     critic_context,
+    invented_relatives,
     judge,
     longest_shared_run,
     pronoun_of,
     world_prose,
+    world_vocabulary,
     writing_guard,
 )
 from metagen.prompts import SceneRequest, StoryRequest, resolve_request
@@ -76,12 +78,22 @@ def test_names_and_details_in_the_models_words_score_higher(world):
     ("Mira at the Old Docks. In your own words: it is wet.", "echo"),
     ("I will describe the Old Docks in three sentences. Mira waits.", "echo"),
     ("Mira walked to the Old Docks and then", "unfinished"),
+    ("Mira walked to the Old Docks with her husband.", "relatives"),
 ])
 def test_each_defect_costs_score(world, bad, finding):
     context = context_for(world, SceneRequest(location="docks", characters=("mira",)))
     clean = judge("Mira walked to the Old Docks.", context)
     verdict = judge(bad, context)
     assert verdict.findings[finding] > 0 and verdict.score < clean.score
+
+
+def test_a_relative_is_made_up_only_when_the_world_knows_no_one_of_that_relation(world):
+    # the world gives Mira a father: a parent or a child may be spoken of, a sibling or spouse may not
+    assert invented_relatives("Her mother's nets and her father's boat.", world_vocabulary(world)) == []
+    assert invented_relatives("Two brothers, their wives and an aunt.", world_vocabulary(world)) == [
+        "brother", "wife", "aunt"]
+    context = context_for(world, SceneRequest(location="docks", characters=("mira",)))
+    assert "relatives" not in judge("Mira walked to the Old Docks, thinking of her father.", context).findings
 
 
 def test_names_of_the_world_in_their_own_script_are_not_garbled(world):

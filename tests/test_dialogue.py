@@ -10,7 +10,7 @@ import torch
 
 from metagen import dialogue
 from metagen.config import GenerationConfig
-from metagen.dialogue import EMPTY_LINE, generate_dialogue, score_speakers
+from metagen.dialogue import EMPTY_LINE, generate_dialogue, score_speakers, spoken_line, without_stage_directions
 from metagen.errors import ConfigError
 from metagen.generator import Completion
 from metagen.prompts import DialogueRequest
@@ -325,3 +325,21 @@ def test_candidates_lose_to_each_other_for_copying_a_sample_line(gen, world, mon
     assert [line["chosen"] for line in result.critic["lines"]] == [1, 1]
     copied = result.critic["lines"][0]["candidates"][0]
     assert copied["copied"] > 0 and copied["score"] < result.critic["lines"][0]["candidates"][1]["score"]
+
+
+@pytest.mark.parametrize("line, spoken", [
+    ("(chuckles) Yes, (pauses) tonight.", "Yes, tonight."),
+    ("I see. *sighs*", "I see."),
+    ("Go now [to the Queen], quickly!", "Go now, quickly!"),
+    ("We sail at dawn (sighing softly around her", "We sail at dawn"),  # cut off by the token budget
+    ("(nods)", ""),
+    ("A 3*4*5 crate, (laughs) no more.", "A 3*4*5 crate, no more."),  # arithmetic is not acting
+])
+def test_stage_directions_are_removed_wherever_they_stand(line, spoken):
+    assert without_stage_directions(line) == spoken
+
+
+def test_a_spoken_line_has_no_stage_directions():
+    assert spoken_line("Mira: (smiling) The tide turns at six. *waves*\nJonas: Aye.", ["Mira", "Jonas"]) == (
+        "The tide turns at six.")
+
