@@ -304,6 +304,19 @@ def test_replay_says_when_the_text_differs(runner, world, model_args, tmp_path):
     assert "recorded:" in result.stdout and "now:" in result.stdout
 
 
+def test_replay_warns_of_a_piece_made_by_another_version(runner, world, model_args, tmp_path):
+    out = tmp_path / "o"
+    assert invoke(runner, "story", world, "-c", "ada", "--seed", 4, "--max-tokens", 8, "--format", "json",
+                  "--out", out, "-q", *model_args).exit_code == 0
+    path = out / "tinyville" / "story" / "ada-4.json"
+    assert "was made by metagen" not in invoke(runner, "replay", path).stderr
+    data = json.loads(path.read_text())
+    path.write_text(json.dumps({**data, "metagen_version": "0.0.9"}))
+    result = invoke(runner, "replay", path)
+    assert result.exit_code == 0 and result.stdout.startswith("identical:")
+    assert f"warning: {path} was made by metagen 0.0.9, this is " in result.stderr
+
+
 def test_replay_refuses_a_file_that_is_not_a_piece(runner, tmp_path, no_model):
     path = tmp_path / "notes.md"
     path.write_text("just notes\n")

@@ -341,7 +341,7 @@ def replay(
     quiet: Quiet = False,
 ):
     """Make a file's piece again from what it records and say whether the text is identical (exit 0) or not (exit 1)."""
-    from metagen import pipeline
+    from metagen import __version__, pipeline
     from metagen.generator import load_model
     from metagen.catalog import KNOWN_MODELS
     from metagen.output import read_piece_file
@@ -355,6 +355,10 @@ def replay(
     loaded = load_world(world or recipe.world_files[0])
     if recipe.world_hash and loaded.content_hash != recipe.world_hash:
         say(f"warning: the world has changed since {file} was made; the text may differ", quiet)
+    if data.get("metagen_version") != __version__:
+        # decoding, the critic and text clean-up change between versions; within one, replay is exact
+        say(f"warning: {file} was made by metagen {data.get('metagen_version')}, this is {__version__}; "
+            "the text may differ", quiet)
     recorded = recipe.model
     spec = model
     if spec is None:
