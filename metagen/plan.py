@@ -44,7 +44,7 @@ from metagen.prompts import (
 from metagen.scripts import is_garbled
 from metagen.search import PrefixReuse
 from metagen.files import read_input
-from metagen.text import did_you_mean
+from metagen.text import balanced_quotes, did_you_mean
 from metagen.world import Character, World, YamlRefused, compose_yaml, construct_plain
 
 BEATS_BY_LENGTH = {"short": 3, "medium": 4, "long": 5}
@@ -372,9 +372,9 @@ def _draw_candidates(generator, ids: list[int], beat_cfg: GenerationConfig, coun
             break
         more = [candidate_seed(beat_seed, k) for k in range(round_ * count, (round_ + 1) * count)]
         drawn = generator.complete([ids] * count, beat_cfg, seeds=more, reuse=reuse)
-        for option in drawn:  # one paragraph: its first sentences, on one line, no list markers
+        for option in drawn:  # one paragraph: its first sentences, on one line, no list markers, quotes paired
             lines = first_sentences(option.text, BEAT_SENTENCES).splitlines()
-            option.text = " ".join(" ".join(_LIST_MARKER.sub("", line.strip()) for line in lines).split())
+            option.text = balanced_quotes(" ".join(" ".join(_LIST_MARKER.sub("", line.strip()) for line in lines).split()))
         seeds += more
         options += drawn
         verdicts += [judge(o.text, context, logprob=o.logprob, tokens=o.output_tokens) for o in drawn]
