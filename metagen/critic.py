@@ -247,10 +247,12 @@ WEIGHTS = {"names": 2.0, "details": 1.0, "invented": -2.5, "garbled": -6.0, "ban
 _ECHO = re.compile(r"\bin your own words\b|\b(?:three|four|3|4) (?:or (?:three|four|3|4) )?sentences\b"
                    r"|\bTask:|\bI will (?:describe|write)\b|\b(?:Sights|Sounds|Smells|You can (?:see|hear|smell)"
                    r"|Background facts|Place|Who is there):", re.IGNORECASE)
-# Text about the text, never part of a story: "Here is the next paragraph:", "The End."
+# Text about the text, never part of a story: "Here is the next paragraph:", "The End.", "Write a
+# 3-4 sentence ending", "The last sentence is a refrain." (round six's blind reader quoted the last two)
 _META = re.compile(r"\bhere(?:'s| is) (?:the|a|an|my) (?:next |last |opening |final |first )?"
                    r"(?:paragraph|story|scene|part|continuation)\b|\b(?:opening|next|last|final) paragraph\b"
-                   r"|\bparagraph \d", re.IGNORECASE)
+                   r"|\bparagraph \d|\b\d\s*(?:-|–|or|to)\s*\d[- ]sentences?\b|\bthe (?:first|last|final) sentence\b"
+                   r"|\bthis is the end of the (?:story|scene)\b", re.IGNORECASE)
 _THE_END = re.compile(r"\bThe End\b[.!]*\s*$")
 # A story or scene written as a script: a line that starts with a speaker's "Name:".
 _SCRIPT_LINE = re.compile(r"(?m)^\s*[A-Z][\w'’-]*(?: [A-Z][\w'’-]*){0,2}: ")

@@ -169,7 +169,8 @@ characters: [{id: ada, name: Ada}, {id: bo, name: Bo}]
 
 
 @pytest.mark.parametrize("text", ["Here is the next paragraph: Ada walked home.", "Ada walked home. The End.",
-                                  "Ada: I am going home.\nBo: Then go.", "In the opening paragraph, Ada walks home."])
+                                  "Ada: I am going home.\nBo: Then go.", "In the opening paragraph, Ada walks home.",
+                                  "Ada walked home. Write a 3-4 sentence ending.", "The last sentence is a refrain."])
 def test_text_about_the_text_and_scripts_count_as_echoes(text):
     from metagen.critic import CriticContext, judge
 
