@@ -105,7 +105,12 @@ def resolve_format(dtype: str, device: torch.device) -> str:
 
 def _converted_dir(cache: Path, sha256: str, weight_format: str, adapter_sha256: str = "") -> Path:
     merged = f"-lora{adapter_sha256[:12]}" if adapter_sha256 else ""
-    return cache / "converted" / f"{sha256[:16]}-{weight_format}{merged}-v{CONVERTED_VERSION}"
+    # int4 weights are kept in the CPU kernel's own packing, which differs between torch's CPU
+    # capabilities (AVX2 and AVX-512 lay the nibbles out differently): a copy packed on one CPU
+    # gives garbage on the other (a cache shared between machines, ATEN_CPU_CAPABILITY), so
+    # each capability keeps its own int4 copy.
+    kernel = f"-{torch.backends.cpu.get_cpu_capability().lower()}" if weight_format == "int4" else ""
+    return cache / "converted" / f"{sha256[:16]}-{weight_format}{kernel}{merged}-v{CONVERTED_VERSION}"
 
 
 def adapter_file(choice: str | None, model: KnownModel | None) -> Path | None:

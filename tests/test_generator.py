@@ -40,3 +40,31 @@ def test_converted_files_keep_every_tensor_on_a_64_byte_boundary(tmp_path):
     assert sorted(loaded) == sorted(state)
     for name, tensor in state.items():
         assert torch.equal(loaded[name], tensor) and loaded[name].data_ptr() % 64 == 0
+
+
+def test_int4_cache_is_kept_per_cpu_capability(tiny_gguf, isolated_home):
+    """int4's packing is the kernel's own: AVX2 must not read what AVX-512 packed (it decodes garbage)."""
+    import os
+    import subprocess
+    import sys
+
+    import torch
+
+    from metagen.generator import load_model
+
+    if torch.backends.cpu.get_cpu_capability() != "AVX512":
+        pytest.skip("this CPU has no AVX-512 capability to step down from")
+    load_model(str(tiny_gguf), dtype="int4")  # fills the cache, packed for AVX-512
+    check = ("import sys, torch; from metagen.generator import build_from_gguf, load_model\n"
+             "assert torch.backends.cpu.get_cpu_capability() == 'AVX2'\n"
+             "ids = torch.tensor([[5, 9, 40, 7]])\n"
+             "def logits(model): return model(ids, cache=model.new_cache(1, 4)).float()\n"
+             "cached = load_model(sys.argv[1], dtype='int4').model\n"
+             "fresh, _, _ = build_from_gguf(sys.argv[1], 'int4')\n"
+             "print(float((logits(cached) - logits(fresh)).abs().max()))\n")
+    done = subprocess.run([sys.executable, "-c", check, str(tiny_gguf)], capture_output=True, text=True,
+                          env={**os.environ, "ATEN_CPU_CAPABILITY": "avx2"})
+    assert done.returncode == 0, done.stderr
+    assert float(done.stdout) == 0.0
+    folders = sorted(p.name for p in (isolated_home / "converted").iterdir())
+    assert [name.split("-")[2] for name in folders] == ["avx2", "avx512"]
