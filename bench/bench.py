@@ -4,7 +4,9 @@ Every engine runs the same GGUF weights on the same prompt token ids and produce
 the same number of tokens per row (end-of-text suppressed until the last one). Each engine
 lives in its own worker process, so that its load time and peak RSS are its own; the
 parent sends one case at a time to each worker in turn, so that the engines alternate
-within every repetition and share the machine's noise. See bench/README.md.
+within every repetition and share the machine's noise. Each run reports the whole call's
+tokens/s and the decode-only tokens/s after the first token. The metagen-*-avx2 engines run
+torch as on a CPU without AVX-512. See bench/README.md.
 
     python bench/bench.py              # full run: 128 tokens, medians of 3
     python bench/bench.py --quick      # smoke run: 16 tokens, 1 repetition
@@ -64,10 +66,22 @@ def _metagen_formats() -> tuple[str, ...]:
     return ("float32", "bfloat16", "int8")
 
 
-# name -> label; the metagen-* engines differ only in --dtype.
+# Settings that make torch run as on a CPU with AVX2 and no AVX-512 (nor AVX-512 bfloat16
+# units): ATen's own kernels (the int4 and int8 matmuls, elementwise ops) through its
+# dispatch, oneDNN (bfloat16 matmuls; torch then uses its own bfloat16 GEMM, as on such a
+# CPU) and MKL (float32 GEMM). Each is read once, when torch loads, so the worker's
+# environment carries them. The worker reports what torch then says it uses.
+AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
+AVX2_SUFFIX = "-avx2"
+# /proc/cpuinfo flags that decide which compact kernels a CPU can run; every amx_* flag too.
+KERNEL_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni")
+
+# name -> label; the metagen-* engines differ only in --dtype, and the -avx2 ones in AVX2_ENV.
+NATIVE_METAGEN = {"metagen-auto": "metagen --dtype auto (default)",
+                  **{f"metagen-{fmt}": f"metagen --dtype {fmt}" for fmt in _metagen_formats()}}
 ENGINES: dict[str, str] = {
-    "metagen-auto": "metagen --dtype auto (default)",
-    **{f"metagen-{fmt}": f"metagen --dtype {fmt}" for fmt in _metagen_formats()},
+    **NATIVE_METAGEN,
+    **{name + AVX2_SUFFIX: label + ", AVX2 emulated" for name, label in NATIVE_METAGEN.items()},
     "transformers": "transformers float32",
     "llama.cpp": "llama-cpp-python (Q4_1 as stored)",
 }
@@ -83,6 +97,12 @@ LLAMA_CPP_CASES = {PREFILL, "greedy-1", "sample-1"}
 def peak_rss_mb() -> float:
     """This process's peak resident set size so far, in MiB (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def torch_kernels(torch) -> dict:
+    """What torch says it runs: ATen's CPU capability, and whether bfloat16 matmuls go to oneDNN."""
+    return {"cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "onednn_bf16": bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())}
 
 
 class MetagenEngine:
@@ -101,6 +121,20 @@ class MetagenEngine:
         self.load_s = time.perf_counter() - started
         self.threads = torch.get_num_threads()
         self.weight_format = self.generator.info.weight_format
+        self.kernels = torch_kernels(torch)
+        self.first_token_at = None
+        model = self.generator.model
+        forward = model.forward
+
+        def timed_forward(tokens, *args, **kwargs):
+            # The first one-position step comes right after the prompt's pass and the choice of
+            # the first token. (A prompt whose last piece of PREFILL_ROWS is one token long would
+            # look the same; the bench's short prompt is one piece.)
+            if self.first_token_at is None and tokens.shape[1] == 1:
+                self.first_token_at = time.perf_counter()
+            return forward(tokens, *args, **kwargs)
+
+        model.forward = timed_forward
 
     def run(self, ids: list[int], case: str, tokens: int, seed: int) -> list[int]:
         _, rows, strategy, beams = CASES[case]
@@ -117,11 +151,24 @@ class TransformersEngine:
         started = time.perf_counter()
         import torch
         import transformers
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM, AutoTokenizer, StoppingCriteria, StoppingCriteriaList
 
         torch.set_num_threads(threads)
         transformers.logging.set_verbosity_error()
         self.torch = torch
+        self.kernels = torch_kernels(torch)
+        self.first_token_at = None
+        engine = self
+
+        class FirstTokenClock(StoppingCriteria):
+            """Called after each chosen token (greedy, sampling and beam search alike); never stops."""
+
+            def __call__(self, input_ids, scores, **kwargs):
+                if engine.first_token_at is None:
+                    engine.first_token_at = time.perf_counter()
+                return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+
+        self.clock = StoppingCriteriaList([FirstTokenClock()])
         self.import_s = time.perf_counter() - started
         folder, name = str(Path(path).parent), Path(path).name
         started = time.perf_counter()
@@ -153,7 +200,8 @@ class TransformersEngine:
         if strategy == "beam":
             options.update(early_stopping=True)
         with torch.inference_mode():
-            out = self.model.generate(input_ids, attention_mask=torch.ones_like(input_ids), **options)
+            out = self.model.generate(input_ids, attention_mask=torch.ones_like(input_ids),
+                                      stopping_criteria=self.clock, **options)
         return [out.shape[1] - len(ids)] * rows
 
 
@@ -161,9 +209,9 @@ class LlamaCppEngine:
     def __init__(self, path: str, threads: int, ids: list[int], tokens: int):
         started = time.perf_counter()
         import llama_cpp
-        import numpy as np
+        import llama_cpp._internals as internals
 
-        self.np = np
+        self.internals = internals  # generate() builds its sampler chain from internals.LlamaSampler
         self.import_s = time.perf_counter() - started
         started = time.perf_counter()
         self.llm = llama_cpp.Llama(model_path=path, n_ctx=max(512, len(ids) + tokens + 8, len(LONG_IDS) + 8),
@@ -175,11 +223,21 @@ class LlamaCppEngine:
         self.end_ids = [t for t in range(self.llm.n_vocab())
                         if _llama_is_eog(llama_cpp, self.llm, vocab, t)]
         self.version = llama_cpp.__version__
+        self.first_token_at = None
+        n_vocab, ban = self.llm.n_vocab(), {t: float("-inf") for t in self.end_ids}
+        self.end_set = set(self.end_ids)
 
-    def _no_end(self, input_ids, scores):
-        # End-of-generation tokens may not be chosen: every row produces the full length.
-        scores[self.end_ids] = -self.np.inf
-        return scores
+        class NoEndSampler(internals.LlamaSampler):
+            """The library's own sampler chain with llama.cpp's logit-bias sampler at its head, so that
+            end-of-generation is banned in C. (A Python logits processor, or create_completion's
+            logit_bias, which llama-cpp-python 0.3 implements as one, runs Python over all 49,152
+            candidates at every token.)"""
+
+            def __init__(self):
+                super().__init__()
+                self.add_logit_bias(n_vocab, ban)
+
+        self.sampler_class = NoEndSampler
 
     def run(self, ids: list[int], case: str, tokens: int, seed: int) -> list[int]:
         _, rows, strategy, beams = CASES[case]
@@ -190,12 +248,20 @@ class LlamaCppEngine:
         self.llm.set_seed(seed)
         temp = SAMPLING["temperature"] if strategy == "sample" else 0.0
         produced = 0
-        for _ in self.llm.generate(ids, temp=temp, top_k=SAMPLING["top_k"], top_p=SAMPLING["top_p"],
-                                   min_p=0.0, typical_p=1.0, repeat_penalty=1.0, reset=True,
-                                   logits_processor=[self._no_end]):
-            produced += 1
-            if produced == tokens:
-                break
+        internals = self.internals
+        plain, internals.LlamaSampler = internals.LlamaSampler, self.sampler_class
+        try:
+            for token in self.llm.generate(ids, temp=temp, top_k=SAMPLING["top_k"], top_p=SAMPLING["top_p"],
+                                           min_p=0.0, typical_p=1.0, repeat_penalty=1.0, reset=True):
+                if produced == 0:
+                    self.first_token_at = time.perf_counter()
+                produced += 1
+                # generate() itself never stops at an end token: stop here as the text would, so
+                # that a ban that failed shows as a wrong token count
+                if produced == tokens or token in self.end_set:
+                    break
+        finally:
+            internals.LlamaSampler = plain
         return [produced]
 
 
@@ -213,6 +279,11 @@ def _llama_is_eog(llama_cpp, llm, vocab, token: int) -> bool:
     return bool(llama_cpp.llama_token_is_eog(llm._model.model, token))
 
 
+def metagen_dtype(engine: str) -> str:
+    """The --dtype of a metagen-* engine: metagen-int8-avx2 -> int8."""
+    return engine.removeprefix("metagen-").removesuffix(AVX2_SUFFIX)
+
+
 def run_worker(args: argparse.Namespace) -> None:
     """Serve one engine: a JSON line when loaded, then one JSON line per case asked on stdin."""
     # Keep the real stdout for the protocol; anything a library prints goes to stderr.
@@ -224,14 +295,14 @@ def run_worker(args: argparse.Namespace) -> None:
     rss_start = peak_rss_mb()
     try:
         if args.worker.startswith("metagen-"):
-            engine = MetagenEngine(args.worker.removeprefix("metagen-"), args.model, args.threads)
+            engine = MetagenEngine(metagen_dtype(args.worker), args.model, args.threads)
         elif args.worker == "transformers":
             engine = TransformersEngine(args.model, args.threads, ids)
         else:
             engine = LlamaCppEngine(args.model, args.threads, ids, args.tokens)
         ready = {"event": "ready", "import_s": engine.import_s, "load_s": engine.load_s,
                  "threads": engine.threads, "rss_start_mb": rss_start, "rss_loaded_mb": peak_rss_mb()}
-        for extra in ("weight_format", "same_prompt_ids", "version"):
+        for extra in ("weight_format", "same_prompt_ids", "version", "kernels"):
             if hasattr(engine, extra):
                 ready[extra] = getattr(engine, extra)
         # One short untimed run so that one-off set-up costs do not land in the first case.
@@ -243,10 +314,12 @@ def run_worker(args: argparse.Namespace) -> None:
     protocol.write(json.dumps(ready) + "\n")
     for line in sys.stdin:
         request = json.loads(line)
+        engine.first_token_at = None
         started = time.perf_counter()
         try:
             counts = engine.run(ids, request["case"], args.tokens, request["seed"])
-            reply = {"seconds": time.perf_counter() - started, "counts": counts}
+            reply = {"seconds": time.perf_counter() - started, "counts": counts,
+                     "first_token_s": engine.first_token_at - started if engine.first_token_at else None}
         except Exception as error:
             reply = {"error": f"{type(error).__name__}: {error}"}
         reply["rss_mb"] = peak_rss_mb()
@@ -263,7 +336,14 @@ def machine_info() -> dict:
                    if line.startswith("MemTotal:")), 0)
     return {"cpu": cpu, "logical_cpus": os.cpu_count(), "usable_cpus": len(os.sched_getaffinity(0)),
             "memory_gib": round(mem_kb / 2**20, 1), "os": platform.platform(),
-            "python": platform.python_version()}
+            "python": platform.python_version(), "kernel_flags": kernel_flags()}
+
+
+def kernel_flags() -> dict[str, bool]:
+    """Whether the CPU has each of KERNEL_FLAGS, and every amx_* flag it has."""
+    flags = set(next((line.split(":", 1)[1].split() for line in _read_lines("/proc/cpuinfo")
+                      if line.startswith("flags")), []))
+    return {**{flag: flag in flags for flag in KERNEL_FLAGS}, **{f: True for f in sorted(flags) if f.startswith("amx")}}
 
 
 def _read_lines(path: str) -> list[str]:
@@ -315,11 +395,16 @@ def long_prompt_ids(tokenizer) -> list[int]:
     return tokenizer.encode(json.loads(shown.stdout)["prompt"])
 
 
-def prepare_converted(model_path: str, dtypes: list[str]) -> None:
-    """Fill metagen's converted-weights cache first, so load times measure the cached path."""
+def prepare_converted(model_path: str, engines: list[str], threads: int) -> None:
+    """Fill metagen's converted-weights cache first, so load times measure the cached path
+    (int4's copy is packed per CPU capability, so the emulated engines fill their own)."""
     code = ("import sys; from metagen.generator import load_model\n"
             "for d in sys.argv[2:]: load_model(sys.argv[1], dtype=d)")
-    subprocess.run([sys.executable, "-c", code, model_path, *dtypes], check=True)
+    for emulated in (False, True):
+        dtypes = [metagen_dtype(e) for e in engines if e.startswith("metagen-") and e.endswith(AVX2_SUFFIX) == emulated]
+        if dtypes:
+            subprocess.run([sys.executable, "-c", code, model_path, *dtypes], check=True,
+                           env=worker_env(threads, AVX2_SUFFIX if emulated else ""))
 
 
 class Worker:
@@ -332,7 +417,7 @@ class Worker:
                    "--ids", json.dumps(ids), "--long-ids", json.dumps(long_ids), "--tokens", str(tokens),
                    "--threads", str(threads)]
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        stderr=self.log, text=True, bufsize=1, env=worker_env(threads))
+                                        stderr=self.log, text=True, bufsize=1, env=worker_env(threads, name))
         self.ready = self._reply()
 
     def _reply(self) -> dict:
@@ -354,13 +439,23 @@ class Worker:
         self.log.close()
 
 
-def worker_env(threads: int) -> dict:
-    """One environment for every engine. OMP_WAIT_POLICY=PASSIVE is what metagen sets for
-    itself on import (spinning OpenMP waiters starve each other on a busy machine); giving
-    it to every engine keeps the comparison about the engines, not about the neighbours."""
+def worker_env(threads: int, engine: str = "") -> dict:
+    """One environment for every engine, plus AVX2_ENV for an -avx2 one. OMP_WAIT_POLICY=PASSIVE
+    is what metagen sets for itself on import (spinning OpenMP waiters starve each other on a
+    busy machine); giving it to every engine keeps the comparison about the engines, not about
+    the neighbours."""
     return dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
                 OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", "PASSIVE"),
-                TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1")
+                TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1",
+                **(AVX2_ENV if engine.endswith(AVX2_SUFFIX) else {}))
+
+
+def emulation_error(engine: str, ready: dict) -> str | None:
+    """Why an -avx2 engine's torch does not run as on a CPU without AVX-512, or None."""
+    kernels = ready.get("kernels") or {}
+    if engine.endswith(AVX2_SUFFIX) and (kernels.get("cpu_capability") != "AVX2" or kernels.get("onednn_bf16")):
+        return f"the AVX2 emulation did not take: torch reports {kernels}"
+    return None
 
 
 def time_process(command: list[str], threads: int) -> dict:
@@ -405,7 +500,8 @@ def measure_startup(repeats: int, threads: int) -> dict:
 
 def run_cases(workers: dict[str, Worker], cases: list[str], repeats: int, tokens: int, long_tokens: int) -> dict:
     """Every case for every engine, engines alternating within each repetition."""
-    results = {case: {name: {"seconds": [], "tok_s": [], "counts_ok": True, "errors": []}
+    results = {case: {name: {"seconds": [], "tok_s": [], "first_token_s": [], "decode_tok_s": [], "counts_ok": True,
+                             "errors": []}
                       for name in workers} for case in cases}
     names = list(workers)
     for rep in range(repeats):
@@ -430,24 +526,34 @@ def run_cases(workers: dict[str, Worker], cases: list[str], repeats: int, tokens
                 else:
                     cell["tok_s"].append(rows * tokens / reply["seconds"])
                     cell["counts_ok"] &= reply["counts"] == [tokens] * rows
-                print(f"  rep {rep + 1} {case:10s} {name:17s} {cell['tok_s'][-1]:8.1f} tok/s"
+                    first = reply.get("first_token_s")
+                    if first is not None and tokens > 1:  # decode only: the tokens after the first
+                        cell["first_token_s"].append(first)
+                        cell["decode_tok_s"].append(rows * (tokens - 1) / (reply["seconds"] - first))
+                decode = f"  decode {cell['decode_tok_s'][-1]:8.1f} tok/s" if cell["decode_tok_s"] else ""
+                print(f"  rep {rep + 1} {case:10s} {name:24s} {cell['tok_s'][-1]:8.1f} tok/s{decode}"
                       f"  {reply['seconds']:6.2f} s  rss {reply['rss_mb']:.0f} MiB", flush=True)
     for per_case in results.values():
         for cell in per_case.values():
-            cell["median_tok_s"] = statistics.median(cell["tok_s"]) if cell["tok_s"] else None
+            for key in ("tok_s", "decode_tok_s"):
+                cell[f"median_{key}"] = statistics.median(cell[key]) if cell[key] else None
     return results
 
 
-def compute_ratios(cases: dict) -> dict:
+def compute_ratios(cases: dict, key: str = "median_tok_s") -> dict:
+    """case -> metagen engine -> other engine (and, for an -avx2 engine, "native": the same
+    format without emulation) -> ratio of the medians of `key`."""
     ratios = {}
     for case, per_engine in cases.items():
         ratios[case] = {}
         for mine in METAGEN_ENGINES:
-            if mine not in per_engine or not per_engine[mine]["median_tok_s"]:
+            if mine not in per_engine or not per_engine[mine].get(key):
                 continue
+            against = OTHERS + ([mine.removesuffix(AVX2_SUFFIX)] if mine.endswith(AVX2_SUFFIX) else [])
             ratios[case][mine] = {
-                other: per_engine[mine]["median_tok_s"] / per_engine[other]["median_tok_s"]
-                for other in OTHERS if other in per_engine and per_engine[other]["median_tok_s"]}
+                "native" if other == mine.removesuffix(AVX2_SUFFIX) else other:
+                    per_engine[mine][key] / per_engine[other][key]
+                for other in against if other in per_engine and per_engine[other].get(key)}
     return ratios
 
 
@@ -489,6 +595,48 @@ def _fmt(value, digits=1, suffix=""):
     return "n/a" if value is None else f"{value:.{digits}f}{suffix}"
 
 
+def _flags_text(flags: dict[str, bool]) -> str:
+    amx = [f for f in flags if f.startswith("amx")]
+    return (", ".join(f"{f} {'yes' if flags.get(f) else 'no'}" for f in KERNEL_FLAGS)
+            + f"; amx: {', '.join(amx) if amx else 'none'}")
+
+
+def _tok_s_table(report: dict, names: list[str], labels: dict[str, str], key: str, heading: str) -> list[str]:
+    """A case x engine table of the medians (and ranges) of `key`; cases with no value at all left out."""
+    lines = ["", heading, "", "| case | " + " | ".join(labels[n] for n in names) + " |",
+             "|---" * (len(names) + 1) + "|"]
+    for case, per_engine in report["cases"].items():
+        cells = []
+        for n in names:
+            cell = per_engine.get(n) or {}
+            values = cell.get(key) or []
+            if not values:
+                cells.append("n/a")
+                continue
+            text = f"{statistics.median(values):.1f}"
+            if len(values) > 1:
+                text += f" ({min(values):.1f}-{max(values):.1f})"
+            if not cell["counts_ok"]:
+                text += " (wrong token count!)"
+            cells.append(text)
+        if any(c != "n/a" for c in cells):
+            lines.append(f"| {CASES[case][0]} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _ratio_table(ratios: dict, pairs: list[tuple[str, str, str]], heading: str) -> list[str]:
+    """A case x (engine, against, title) table of ratios; cases with no ratio at all left out."""
+    if not pairs:
+        return []
+    lines = ["", heading, "", "| case | " + " | ".join(title for _, _, title in pairs) + " |",
+             "|---" * (len(pairs) + 1) + "|"]
+    for case, per_mine in ratios.items():
+        cells = [_fmt(per_mine.get(n, {}).get(o), 2, "x") for n, o, _ in pairs]
+        if any(c != "n/a" for c in cells):
+            lines.append(f"| {CASES[case][0]} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def render_markdown(report: dict) -> str:
     s = report["settings"]
     m = report["machine"]
@@ -502,6 +650,12 @@ def render_markdown(report: dict) -> str:
         f"- Date: {report['date']}",
         f"- Command: `{report['command']}`",
         f"- Machine: {m['cpu']}, {m['usable_cpus']} usable CPUs, {m['memory_gib']} GiB memory, {m['os']}",
+        f"- CPU flags for the kernels (/proc/cpuinfo): {_flags_text(m.get('kernel_flags') or {})}",
+        "- torch's kernels in each worker (ATen CPU capability; bfloat16 matmuls through oneDNN or not): "
+        + ", ".join(f"{n} {e['kernels']['cpu_capability']}{'' if e['kernels']['onednn_bf16'] else ' (no oneDNN bf16)'}"
+                    for n, e in engines.items() if e.get("ok") and e.get("kernels"))
+        + (f"; the -avx2 engines ran with {' '.join(f'{k}={v}' for k, v in AVX2_ENV.items())}"
+           if any(n.endswith(AVX2_SUFFIX) for n in engines) else ""),
         f"- Software: Python {report['software']['python']}, torch {report['software']['torch']}, "
         f"transformers {report['software']['transformers']}, llama-cpp-python "
         f"{report['software']['llama_cpp'] or 'not installed'}, metagen {report['software']['metagen']} "
@@ -516,11 +670,13 @@ def render_markdown(report: dict) -> str:
         f"- Prompt: \"{s['prompt']}\", chat-templated: {s['prompt_tokens']} tokens, the same ids for every engine"
         + ("" if engines.get("transformers", {}).get("same_prompt_ids", True)
            else " (transformers' own tokenizer gives different ids)"),
-        f"- Output: exactly {s['tokens']} new tokens per row (end-of-text suppressed), medians of "
+        f"- Output: exactly {s['tokens']} new tokens per row (end-of-text suppressed; llama.cpp: by its C logit-bias "
+        f"sampler), medians of "
         f"{s['repeats']} repetition(s); sampling: temperature {SAMPLING['temperature']}, top-p "
         f"{SAMPLING['top_p']}, top-k {SAMPLING['top_k']}; no repetition penalty",
-        f"- Prompt processing: the prompt of `{s.get('long_prompt')}` ({s.get('long_prompt_tokens')} tokens, "
-        "the chat template and metagen's opening included), one new token; tok/s counts prompt tokens",
+        *([f"- Prompt processing: the prompt of `{s.get('long_prompt')}` ({s.get('long_prompt_tokens')} tokens, "
+           "the chat template and metagen's opening included), one new token; tok/s counts prompt tokens"]
+          if s.get("long_prompt_tokens") else []),
         f"- 1-minute load average: {report['load_average']['before']:.2f} before, "
         f"{report['load_average']['after']:.2f} after",
     ]
@@ -531,38 +687,37 @@ def render_markdown(report: dict) -> str:
             lines += ["", f"- {ENGINES[name]} was not measured: {engine.get('error')}"]
 
     names = [n for n in ENGINES if n in engines and engines[n].get("ok")]
-    resolved = engines.get("metagen-auto", {}).get("weight_format")
     labels = {n: ENGINES[n] for n in names}
-    if resolved:
-        labels["metagen-auto"] = f"metagen --dtype auto (default: {resolved})"
-    lines += ["", f"## Throughput (new tokens/s, median of {s['repeats']}; batch cases: rows x tokens / s)", "",
-              "| case | " + " | ".join(labels[n] for n in names) + " |",
-              "|---" * (len(names) + 1) + "|"]
-    for case, per_engine in report["cases"].items():
-        cells = []
-        for n in names:
-            cell = per_engine.get(n)
-            if not cell or not cell["tok_s"]:
-                cells.append("n/a")
-                continue
-            text = f"{cell['median_tok_s']:.1f}"
-            if len(cell["tok_s"]) > 1:
-                text += f" ({min(cell['tok_s']):.1f}-{max(cell['tok_s']):.1f})"
-            if not cell["counts_ok"]:
-                text += " (wrong token count!)"
-            cells.append(text)
-        lines.append(f"| {CASES[case][0]} | " + " | ".join(cells) + " |")
+    for auto in ("metagen-auto", "metagen-auto" + AVX2_SUFFIX):
+        resolved = engines.get(auto, {}).get("weight_format")
+        if resolved:
+            labels[auto] = ENGINES[auto].replace("(default)", f"(default: {resolved})")
+    lines += _tok_s_table(report, names, labels, "tok_s",
+                          f"## Throughput (new tokens/s, median of {s['repeats']}; batch cases: rows x tokens / s)")
     lines += ["", "n/a for llama-cpp-python: its Python API has no beam search and no batched sampling.",
               "Ranges in brackets are the lowest and highest of the repetitions."]
+    lines += _tok_s_table(report, names, labels, "decode_tok_s",
+                          f"## Decode only (tokens after the first per second, median of {s['repeats']})")
+    lines += ["", "Decode only: rows x (tokens - 1) / (seconds - time to first token), the steps after the",
+              "prompt's pass. The time to first token (the prompt's pass and the choice of the first token)",
+              "is taken inside each engine: metagen, the start of its first one-position model step;",
+              "transformers, the first call of a stopping criterion (made after each chosen token);",
+              "llama-cpp-python, the first token its generate() yields."]
 
     others = [o for o in OTHERS if o in names]
-    mine = [n for n in METAGEN_ENGINES if n in names]
-    lines += ["", "## metagen / other (ratio of the medians; > 1 means metagen is faster)", "",
-              "| case | " + " | ".join(f"{n.removeprefix('metagen-')} / {o}" for n in mine for o in others) + " |",
-              "|---" * (len(mine) * len(others) + 1) + "|"]
-    for case, per_mine in report["ratios"].items():
-        cells = [_fmt(per_mine.get(n, {}).get(o), 2, "x") for n in mine for o in others]
-        lines.append(f"| {CASES[case][0]} | " + " | ".join(cells) + " |")
+    mine = [n for n in NATIVE_METAGEN if n in names]
+    pairs = [(n, o, f"{n.removeprefix('metagen-')} / {o}") for n in mine for o in others]
+    lines += _ratio_table(report["ratios"], pairs,
+                          "## metagen / other (ratio of the medians; > 1 means metagen is faster)")
+    lines += _ratio_table(report.get("decode_ratios") or {}, pairs, "## metagen / other, decode only")
+    emulated = [n for n in METAGEN_ENGINES if n.endswith(AVX2_SUFFIX) and n in names
+                and n.removesuffix(AVX2_SUFFIX) in names]
+    if emulated:
+        lines += _ratio_table(report["ratios"], [(n, "native", n.removeprefix("metagen-")) for n in emulated],
+                              "## AVX2 emulated / native (same format; < 1 means slower without AVX-512)")
+        lines += _ratio_table(report.get("decode_ratios") or {},
+                              [(n, "native", n.removeprefix("metagen-")) for n in emulated],
+                              "## AVX2 emulated / native, decode only")
 
     lines += ["", "## Load time and peak memory (each engine in its own process)", "",
               "| engine | import (s) | load (s) | peak RSS after load (MiB) | after batch-1 cases | "
@@ -666,9 +821,7 @@ def main() -> None:
         print(f"warning: the 1-minute load average is {load_before:.2f} (> {LOAD_WARNING}); timings will be noisy",
               flush=True)
 
-    dtypes = [e.removeprefix("metagen-") for e in engines if e.startswith("metagen-")]
-    if dtypes:
-        prepare_converted(model_path, dtypes)
+    prepare_converted(model_path, engines, args.threads)
     report_engines = {}
     workers = {}
     for name in engines:
@@ -678,9 +831,10 @@ def main() -> None:
             continue
         worker = Worker(name, model_path, ids, tokens, args.threads, long_ids)
         ready = worker.ready
-        if ready.get("event") != "ready":
-            report_engines[name] = {"ok": False, "error": ready.get("error")}
-            print(f"{name}: failed to start: {ready.get('error')}", flush=True)
+        error = ready.get("error") if ready.get("event") != "ready" else emulation_error(name, ready)
+        if error:
+            report_engines[name] = {"ok": False, "error": error}
+            print(f"{name}: failed to start: {error}", flush=True)
             worker.close()
             continue
         report_engines[name] = {"ok": True, **{k: v for k, v in ready.items() if k != "event"}}
@@ -713,6 +867,7 @@ def main() -> None:
         "engines": report_engines,
         "cases": case_results,
         "ratios": compute_ratios(case_results),
+        "decode_ratios": compute_ratios(case_results, "median_decode_tok_s"),
         "startup": startup,
     }
     report["targets"] = evaluate_targets(report)
