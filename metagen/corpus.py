@@ -8,17 +8,19 @@ them (metagen.tune) sees at training time exactly what it sees when generating.
 
 `check_example` holds a written target to the critic's own findings (metagen.critic): the
 names the unit asks for, no invented names, no words copied from the prompt, the right
-length, script and narrator's person, no banned or avoided words.
+length, script and narrator's person, no banned or avoided words; a chat answer also to what
+`metagen chat` keeps of it, and to the names its prompt shows.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Mapping, Sequence
 
 from metagen.chat import DEFAULT_PLAYER, ChatSession
-from metagen.critic import COPY_RUN, critic_context, first_sentences, judge, words_of
+from metagen.critic import COPY_RUN, critic_context, first_sentences, judge, unknown_names, words_of
 from metagen.dialogue import continue_dialogue, dialogue_prompt, speaker_order, spoken_line
 from metagen.errors import RequestError
 from metagen.pipeline import effective_config
@@ -164,7 +166,8 @@ def check_example(generator, world: World, request, example: Example) -> list[st
     """What is wrong with a written target, by the critic's findings; [] when nothing is.
 
     request: the unit's request (a ChatRequest for a chat answer)."""
-    context = _critic_context(generator, world, request, example)
+    prompt = prompt_text(generator, example)
+    context = _critic_context(world, request, example, prompt)
     text = example.completion.strip()
     verdict = judge(text, context).findings
     problems = []
@@ -189,18 +192,31 @@ def check_example(generator, world: World, request, example: Example) -> list[st
     if example.kind in SPOKEN and (":" in text.split(" ", 1)[0] or "\n" in text):
         problems.append("holds a speaker's name or a line break")
     elif example.kind == "answer":
-        # What `metagen chat` keeps of the model's text (ChatSession._spoken); a written answer
-        # it would change teaches the model what metagen throws away.
-        character = world.character(request.character)
-        kept = spoken_line(text, [character.name, *character.aliases, request.player])
-        if kept != text:
-            problems.append(f"has what metagen cuts from an answer (a stage direction, quotes): {kept!r} is kept")
+        problems += _answer_problems(world, request, text, context, prompt)
     return problems
 
 
-def _critic_context(generator, world: World, request, example: Example):
+def _answer_problems(world: World, request: ChatRequest, text: str, context, prompt: str) -> list[str]:
+    """A chat answer's own checks: what metagen chat would cut from it, and names its prompt does not show."""
+    problems = []
+    # What `metagen chat` keeps of the model's text (ChatSession._spoken); a written answer it would
+    # change teaches the model what metagen throws away.
+    character = world.character(request.character)
+    kept = spoken_line(text, [character.name, *character.aliases, request.player])
+    if kept != text:
+        problems.append(f"has what metagen cuts from an answer (a stage direction, quotes): {kept!r} is kept")
+    # A chat prompt shows the character's card and the lore its turns call up, not the whole world: a
+    # place or person of the world that it does not show is one the model could only have guessed.
+    shown = {w for word in words_of(prompt) for w in (word, re.sub(r"'s$", "", word))}
+    unseen = set(unknown_names(text, context.vocabulary & frozenset(shown))) - set(
+        unknown_names(text, context.vocabulary))
+    if unseen:
+        problems.append(f"names what its prompt does not show: {', '.join(sorted(unseen))}")
+    return problems
+
+
+def _critic_context(world: World, request, example: Example, prompt: str):
     """The critic's context for a written target: copying measured against the whole prompt."""
-    prompt = prompt_text(generator, example)
     if isinstance(request, ChatRequest):
         character = world.character(request.character)
         location = world.location(request.location) if request.location else None

@@ -119,13 +119,18 @@ def test_chat_answers_are_held_to_the_dialogue_checks(vale, wide_generator):
     turns = [("Who owns the mill?", "I do, for as long as the stream runs."),
              ("Who owns the mill?", "Gerald Fairweather, since the spring."),
              ("And the stream?", "(laughs) The stream is mine too."),
-             ("Anything else?", "No.")]
+             ("Anything else?", "No."),
+             ("Where can I find you?", "Ask anyone for the Old Mill.")]  # not in a chat prompt without --location
     examples = chat_examples(wide_generator, vale, request, turns)
     problems = [check_example(wide_generator, vale, request, e) for e in examples]
     assert problems[0] == []
     assert problems[1] == ["names someone or something the world does not have"]
     assert any("metagen cuts" in p for p in problems[2])
     assert problems[3] == ["has 1 words (want 2 to 60)"]
+    assert problems[4] == ["names what its prompt does not show: Old"]
+    at_the_mill = ChatRequest("ada", location="mill")
+    shown = chat_examples(wide_generator, vale, at_the_mill, turns)[4]
+    assert check_example(wide_generator, vale, at_the_mill, shown) == []
 
 
 def test_the_checks_catch_what_a_critic_punishes_and_pass_a_good_target(vale, wide_generator):
