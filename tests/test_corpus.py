@@ -3,7 +3,9 @@ written targets are held to the critic's checks."""
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
+from pathlib import Path
 
 import pytest
 
@@ -152,3 +154,38 @@ def test_the_checks_catch_what_a_critic_punishes_and_pass_a_good_target(vale, wi
     assert any("does not have" in p for p in problems[0])  # Gerald Fairweather
     assert any("has 2 words" in p for p in problems[1])
     assert {"narrates in the wrong person", "ends mid-sentence"} <= set(problems[2])
+
+
+def load_build():
+    """corpus/build.py, which is a script, not a module of the package."""
+    spec = importlib.util.spec_from_file_location("corpus_build", Path(__file__).parent.parent / "corpus" / "build.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_skeleton_adds_only_the_sections_a_targets_file_lacks(tmp_path, wide_generator):
+    build = load_build()
+    three = WORLD.replace("characters:\n", "  - {id: lane, name: The Lane}\n  - {id: ford, name: The Ford}\n"
+                          "characters:\n").replace("lore:\n", "  - {id: cy, name: Cy, role: reeve}\nlore:\n")
+    world = write_world(tmp_path, three, "vale3.yaml")
+    out = tmp_path / "targets"
+    assert build.skeleton(world, out).endswith("written")
+    data = build.yaml.safe_load((out / "vale.yaml").read_text())
+    assert data["chats"] == [{"character": "ada", "player": "Visitor",
+                              "turns": [{"line": "", "answer": ""}] * build.CHAT_TURNS}]
+    assert "ada" not in data["dialogues"][0]["characters"]
+    written = "world: ../vale3.yaml  # written by hand\nstories: []\nscenes: []\ndialogues: []"  # no newline at the end
+    (out / "vale.yaml").write_text(written)
+    assert build.skeleton(world, out).endswith("added chats")
+    text = (out / "vale.yaml").read_text()
+    assert text.startswith(written + "\n") and build.yaml.safe_load(text)["chats"] == data["chats"]
+    assert build.skeleton(world, out).endswith("left as it is") and (out / "vale.yaml").read_text() == text
+    # A chat is taken as far as its turns are written, in order.
+    turns = [{"line": "Who are you?", "answer": "The miller."}, {"line": "", "answer": "Bo."},
+             {"line": "And him?", "answer": "My brother."}]
+    (out / "vale.yaml").write_text(build.yaml.safe_dump({**build.yaml.safe_load(text),
+                                                         "chats": [{**data["chats"][0], "turns": turns}]}))
+    _, found = build.examples_of(wide_generator, out / "vale.yaml")
+    assert [(type(r).__name__, e.unit, e.completion) for r, e in found] == [("ChatRequest", "chat-1/answer-1",
+                                                                             " The miller.\n")]
