@@ -5,8 +5,12 @@
     python corpus/build.py assemble TARGETS.yaml... --out corpus/   # train.jsonl, eval.jsonl, stats
 
 The units of a world (three characters and three places at least): two planned stories (four beats and
-three beats), three scenes and one six-line dialogue between two characters. Prompts are built
-by metagen itself (metagen.corpus), with the default model's tokenizer.
+three beats), three scenes, one six-line dialogue between two characters, and one three-turn NPC chat
+with the character the dialogue leaves out (`metagen chat --as`: the player's lines and the answers,
+both written; `player:` is the player's name, and a `location:` id may be added). A targets file that
+already exists gets only the sections it lacks, added at its end; nothing written is touched. A chat's
+answers are checked and assembled as far as its turns are written, in order. Prompts are built by
+metagen itself (metagen.corpus), with the default model's tokenizer.
 """
 
 from __future__ import annotations
@@ -21,7 +25,9 @@ from pathlib import Path
 
 import yaml
 
-from metagen.corpus import check_example, dialogue_examples, scene_example, story_examples, write_jsonl
+from metagen.chat import DEFAULT_PLAYER
+from metagen.corpus import (ChatRequest, chat_examples, check_example, dialogue_examples, scene_example,
+                            story_examples, write_jsonl)
 from metagen.dialogue import speaker_order
 from metagen.errors import MetagenError
 from metagen.pipeline import make_request
@@ -31,6 +37,7 @@ from metagen.world import load_world
 
 SCENE_TIMES = ("at dawn", "late at night", "on a cold evening", "at midday", "in the rain at dusk")
 EVAL_EVERY = 10  # one world in ten (by its id's hash) is kept aside for evaluation
+CHAT_TURNS = 3
 
 
 def _generator():
@@ -51,15 +58,17 @@ def _units(world) -> dict:
                     dict(characters=[c[2], c[0]], location=loc[1], seed=2, length="short")],
         "scenes": [dict(location=loc[0]), dict(location=loc[1], characters=[c[1]]), dict(location=loc[2], time=time)],
         "dialogues": [dict(characters=[c[1], c[2]], location=loc[2], turns=6)],
+        "chats": [dict(character=c[0], player=DEFAULT_PLAYER)],  # c[0] is not in the dialogue
     }
 
 
-def skeleton(world_path: Path, out: Path) -> Path:
+def skeleton(world_path: Path, out: Path) -> str:
+    """Write the world's targets file, or add the sections an existing one lacks; says which."""
     world = load_world(world_path)
     units = _units(world)
     out.mkdir(parents=True, exist_ok=True)
     relative = os.path.relpath(world_path.resolve(), out.resolve())  # the folders move together
-    data = {"world": relative, "stories": [], "scenes": [], "dialogues": []}
+    data = {"world": relative, "stories": [], "scenes": [], "dialogues": [], "chats": []}
     for story in units["stories"]:
         request = make_request("story", world, **{k: v for k, v in story.items() if k != "seed"})
         plan = make_plan(world, resolve_request(world, request), story["seed"])
@@ -71,11 +80,22 @@ def skeleton(world_path: Path, out: Path) -> Path:
         request = make_request("dialogue", world, **dialogue)
         lines = [{"speaker": s.name, "text": ""} for s in speaker_order(world, request)]
         data["dialogues"].append({**dialogue, "lines": lines})
+    for chat in units["chats"]:
+        data["chats"].append({**chat, "turns": [{"line": "", "answer": ""} for _ in range(CHAT_TURNS)]})
     path = out / f"{world.id}.yaml"
-    if path.exists():
-        raise SystemExit(f"{path} exists; not overwritten")
-    path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100), encoding="utf-8")
-    return path
+    if not path.exists():
+        path.write_text(_dump(data), encoding="utf-8")
+        return f"{path}: written"
+    text = path.read_text(encoding="utf-8")
+    missing = {key: value for key, value in data.items() if key not in (yaml.safe_load(text) or {})}
+    if not missing:
+        return f"{path}: has every section; left as it is"
+    path.write_text(text + ("" if text.endswith("\n") else "\n") + _dump(missing), encoding="utf-8")
+    return f"{path}: added {', '.join(missing)}"
+
+
+def _dump(data: dict) -> str:
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
 
 
 def examples_of(generator, targets_path: Path, *, strict: bool = True):
@@ -107,6 +127,12 @@ def examples_of(generator, targets_path: Path, *, strict: bool = True):
                                location=dialogue.get("location"), turns=dialogue["turns"])
         for example in dialogue_examples(generator, world, request, texts):
             found.append((request, _named(example, f"dialogue-{i + 1}/{example.unit}")))
+    for i, chat in enumerate(data.get("chats") or []):
+        turns = [((t.get("line") or "").strip(), (t.get("answer") or "").strip()) for t in chat["turns"]]
+        written = next((k for k, (line, answer) in enumerate(turns) if not (line and answer)), len(turns))
+        request = ChatRequest(chat["character"], chat.get("player") or DEFAULT_PLAYER, chat.get("location"))
+        for example in chat_examples(generator, world, request, turns[:written]):
+            found.append((request, _named(example, f"chat-{i + 1}/{example.unit}")))
     return world, found
 
 

@@ -1,36 +1,41 @@
 """Training examples in the exact shape of metagen's own prompts, and their automatic checks.
 
 An example is one unit metagen asks the model to write (a story beat, a scene, a dialogue
-line): the chat messages and any words metagen writes itself (`prefix`, a dialogue's
-transcript ending in "Name:"), then the text the model should write (`completion`). The
-prompts are built by the same functions the pipeline uses, so an adapter tuned on them
-(metagen.tune) sees at training time exactly what it sees when generating.
+line, an NPC's chat answer): the chat messages and any words metagen writes itself (`prefix`,
+a transcript ending in "Name:"), then the text the model should write (`completion`). The
+prompts are built by the same code the pipeline and `metagen chat` use, so an adapter tuned on
+them (metagen.tune) sees at training time exactly what it sees when generating.
 
 `check_example` holds a written target to the critic's own findings (metagen.critic): the
 names the unit asks for, no invented names, no words copied from the prompt, the right
-length, script and narrator's person, no banned or avoided words.
+length, script and narrator's person, no banned or avoided words; a chat answer also to what
+`metagen chat` keeps of it, and to the names its prompt shows.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Mapping, Sequence
 
-from metagen.critic import COPY_RUN, critic_context, first_sentences, judge, words_of
-from metagen.dialogue import continue_dialogue, dialogue_prompt, speaker_order
+from metagen.chat import DEFAULT_PLAYER, ChatSession
+from metagen.critic import COPY_RUN, critic_context, first_sentences, judge, unknown_names, words_of
+from metagen.dialogue import continue_dialogue, dialogue_prompt, speaker_order, spoken_line
 from metagen.errors import RequestError
 from metagen.pipeline import effective_config
 from metagen.plan import BEAT_SENTENCES, make_plan, story_messages, with_beat
 from metagen.prompts import build_prompt
-from metagen.request import DialogueRequest, SceneRequest, StoryRequest, resolve_request
+from metagen.request import DialogueRequest, Resolved, SceneRequest, StoryRequest, resolve_request
+from metagen.session import Answer, Turn
 from metagen.world import World
 
-KINDS = ("beat", "scene", "line")
+KINDS = ("beat", "scene", "line", "answer")
 # Words a written target may have, per kind: a beat and a scene are asked for three or four
-# sentences, a dialogue line for one to three.
-WORDS = {"beat": (30, 120), "scene": (30, 120), "line": (2, 50)}
-SENTENCES = {"beat": BEAT_SENTENCES, "scene": 4, "line": 3}  # at most
+# sentences, a dialogue line and a chat answer for one to three.
+WORDS = {"beat": (30, 120), "scene": (30, 120), "line": (2, 50), "answer": (2, 60)}
+SENTENCES = {"beat": BEAT_SENTENCES, "scene": 4, "line": 3, "answer": 3}  # at most
+SPOKEN = ("line", "answer")  # kinds the model writes as one "Name: line" of a transcript
 
 
 @dataclass(frozen=True)
@@ -38,7 +43,7 @@ class Example:
     """One unit: the chat, metagen's own words after it, and what the model should write.
 
     end_of_turn: the model ends its turn after the completion (a beat, a scene); a dialogue
-    line ends at its newline instead, which the completion holds.
+    line or a chat answer ends at its newline instead, which the completion holds.
     """
 
     kind: str
@@ -113,21 +118,56 @@ def dialogue_examples(generator, world: World, request: DialogueRequest, lines: 
     return examples
 
 
+@dataclass(frozen=True)
+class ChatRequest:
+    """A chat to write answers for, as `metagen chat WORLD --as CHARACTER [--player P] [--location L]`
+    starts it. A chat is no request kind of the pipeline (metagen.request); this names what one needs."""
+
+    character: str  # the character's id (or name)
+    player: str = DEFAULT_PLAYER
+    location: str | None = None
+    kind = "chat"
+
+
+def _chat_config(world: World):
+    """The settings `metagen chat` decodes with when no flag is given (its prompts depend on them)."""
+    return effective_config(world, "dialogue", None, None)
+
+
+def chat_examples(generator, world: World, request: ChatRequest,
+                  turns: Sequence[tuple[str, str]]) -> list[Example]:
+    """One example per answer of a chat whose player says each turn's line and whose character
+    answers it: the prompt ChatSession.say decodes after (the earlier turns as the session holds
+    them), and the answer as the model writes it, " answer\n" (metagen writes "Name:")."""
+    character = world.character(request.character)
+    location = world.location(request.location) if request.location else None
+    session = ChatSession(generator, world, character, _chat_config(world), player=request.player, location=location,
+                          moderation="off")
+    examples = []
+    for i, (line, answer) in enumerate(turns):
+        line, answer = session.check_line(line), " ".join(answer.split())
+        prompt = session.prompt(line)
+        examples.append(Example("answer", world.id, tuple(prompt.messages), f" {answer}\n", prefix=prompt.suffix,
+                                end_of_turn=False, unit=f"answer-{i + 1}",
+                                meta={"character": character.id, "player": session.player}))
+        # The turn as say() keeps it; only the text and where the prompt started shape later prompts.
+        kept = Answer(text=answer, seed=0, tokens=0, generated_tokens=0, seconds=0.0,
+                      prompt_tokens=len(prompt.ids), reused=0)
+        session.turns.append(Turn(line, prompt.start, [kept]))
+    return examples
+
+
 def prompt_text(generator, example: Example) -> str:
     """The prompt as the model reads it (the chat template rendered, then metagen's own words)."""
     return generator.tokenizer.render_chat(list(example.messages)) + example.prefix
 
 
 def check_example(generator, world: World, request, example: Example) -> list[str]:
-    """What is wrong with a written target, by the critic's findings; [] when nothing is."""
-    resolved = resolve_request(world, request)
-    cfg = effective_config(world, request.kind, None, None, request)
-    person = world.style.point_of_view or ("second" if example.kind == "scene" else "third")
-    context = critic_context(world, resolved, prompt_text(generator, example), cfg,
-                             names_required=example.kind != "line",
-                             narrator_person="" if example.kind == "line" else person, focus=example.focus)
-    if example.kind == "scene":  # the scene's place is required, the people present are not
-        context = replace(context, names=context.names[-1:])
+    """What is wrong with a written target, by the critic's findings; [] when nothing is.
+
+    request: the unit's request (a ChatRequest for a chat answer)."""
+    prompt = prompt_text(generator, example)
+    context = _critic_context(world, request, example, prompt)
     text = example.completion.strip()
     verdict = judge(text, context).findings
     problems = []
@@ -149,9 +189,50 @@ def check_example(generator, world: World, request, example: Example) -> list[st
     most = SENTENCES[example.kind]
     if first_sentences(text, most) != text.rstrip():
         problems.append(f"has more than {most} sentences")
-    if example.kind == "line" and (":" in text.split(" ", 1)[0] or "\n" in text):
+    if example.kind in SPOKEN and (":" in text.split(" ", 1)[0] or "\n" in text):
         problems.append("holds a speaker's name or a line break")
+    elif example.kind == "answer":
+        problems += _answer_problems(world, request, text, context, prompt)
     return problems
+
+
+def _answer_problems(world: World, request: ChatRequest, text: str, context, prompt: str) -> list[str]:
+    """A chat answer's own checks: what metagen chat would cut from it, and names its prompt does not show."""
+    problems = []
+    # What `metagen chat` keeps of the model's text (ChatSession._spoken); a written answer it would
+    # change teaches the model what metagen throws away.
+    character = world.character(request.character)
+    kept = spoken_line(text, [character.name, *character.aliases, request.player])
+    if kept != text:
+        problems.append(f"has what metagen cuts from an answer (a stage direction, quotes): {kept!r} is kept")
+    # A chat prompt shows the character's card and the lore its turns call up, not the whole world: a
+    # place or person of the world that it does not show is one the model could only have guessed.
+    shown = {w for word in words_of(prompt) for w in (word, re.sub(r"'s$", "", word))}
+    unseen = set(unknown_names(text, context.vocabulary & frozenset(shown))) - set(
+        unknown_names(text, context.vocabulary))
+    if unseen:
+        problems.append(f"names what its prompt does not show: {', '.join(sorted(unseen))}")
+    return problems
+
+
+def _critic_context(world: World, request, example: Example, prompt: str):
+    """The critic's context for a written target: copying measured against the whole prompt."""
+    if isinstance(request, ChatRequest):
+        character = world.character(request.character)
+        location = world.location(request.location) if request.location else None
+        context = critic_context(world, Resolved(None, (character,), location), prompt, _chat_config(world),
+                                 names_required=False)
+        # The player's name is theirs to give (ChatSession.vocabulary); their lines' words are not
+        # counted, so an answer cannot take up a name a player line made up.
+        return replace(context, vocabulary=context.vocabulary | frozenset(words_of(request.player)))
+    resolved = resolve_request(world, request)
+    cfg = effective_config(world, request.kind, None, None, request)
+    person = world.style.point_of_view or ("second" if example.kind == "scene" else "third")
+    context = critic_context(world, resolved, prompt, cfg, names_required=example.kind not in SPOKEN,
+                             narrator_person="" if example.kind in SPOKEN else person, focus=example.focus)
+    if example.kind == "scene":  # the scene's place is required, the people present are not
+        context = replace(context, names=context.names[-1:])
+    return context
 
 
 def write_jsonl(examples: Sequence[Example], path) -> None:
@@ -161,5 +242,5 @@ def write_jsonl(examples: Sequence[Example], path) -> None:
             file.write(json.dumps(example.to_dict(), ensure_ascii=False) + "\n")
 
 
-__all__ = ["Example", "KINDS", "check_example", "dialogue_examples", "prompt_text", "scene_example",
-           "story_examples", "write_jsonl"]
+__all__ = ["ChatRequest", "Example", "KINDS", "chat_examples", "check_example", "dialogue_examples", "prompt_text",
+           "scene_example", "story_examples", "write_jsonl"]

@@ -3,15 +3,18 @@ written targets are held to the critic's checks."""
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
+from pathlib import Path
 
 import pytest
 
+from metagen.chat import ChatSession
 from metagen.config import GenerationConfig
-from metagen.corpus import check_example, dialogue_examples, scene_example, story_examples
+from metagen.corpus import ChatRequest, chat_examples, check_example, dialogue_examples, scene_example, story_examples
 from metagen.dialogue import generate_dialogue
 from metagen.generator import Completion
-from metagen.pipeline import compose, make_request
+from metagen.pipeline import compose, effective_config, make_request
 from metagen.plan import write_story
 from metagen.request import DialogueRequest, StoryRequest
 from metagen.world import load_world
@@ -74,6 +77,64 @@ def test_scene_example_holds_the_scenes_prompt(vale, wide_generator, monkeypatch
     assert example_tokens(wide_generator.tokenizer, example)[0] == prompts[0]
 
 
+# Long turns, no two sharing words in a row (say() would draw again for a repeated answer).
+LONG = [("Tell me about the wheel, miller, and spare me nothing, because that wheel is why I walked here.",
+         "My grandmother built it from oak she felled herself, and every spring since then someone in this "
+         "family has climbed down into the race to scrape the moss from its paddles."),
+        ("And the stream that turns it, does it ever run low in the dry months of late summer?",
+         "Once, in the drought, it dried to a trickle for a whole year; we ground nothing, ate our seed corn, "
+         "and learned which neighbours would lend and which would only watch."),
+        ("Where would a tired traveller like me sleep tonight, if the loft above the stones is taken?",
+         "Bo keeps a cot behind the cart shed for carters caught by the dark, though you will share it with "
+         "harness, a cat who bites, and the smell of wet flour drifting over."),
+        ("What do you want most, if you could have anything at all from this green valley?",
+         "Only that the wheel keeps turning after I am gone, that someone hears the race roar at night as I "
+         "do now, and sleeps the better for knowing the grain is safe.")]
+
+
+@pytest.mark.parametrize("request_, turns", [
+    (ChatRequest("ada", player="Wren", location="mill"),
+     [("Hello! I'm Wren, a tinker from over the hills. Who works this mill?", "I do, and have since I was a girl."),
+      ("Is the stream always this loud?", "Louder in spring. You learn to talk over it."),
+      ("Could I sleep in the loft tonight?", "If you mind the flour, and Bo does not mind you.")]),
+    # Long turns: the oldest leave the prompt (ChatSession._window), and each turn's start shapes the next.
+    (ChatRequest("ada"), LONG),
+])
+def test_chat_examples_hold_the_prompts_chat_decodes_after(vale, wide_generator, monkeypatch, request_, turns):
+    fake, prompts = recording([f" {answer}\n" for _, answer in turns])
+    monkeypatch.setattr(wide_generator, "complete", fake)
+    # As `metagen chat vale.yaml --as ada [--player P] [--location L]` starts it, no decoding flags.
+    session = ChatSession(wide_generator, vale, vale.character(request_.character),
+                          effective_config(vale, "dialogue", None, {}), player=request_.player,
+                          location=vale.location(request_.location) if request_.location else None)
+    for line, _ in turns:
+        session.say(line)
+    examples = chat_examples(wide_generator, vale, request_, turns)
+    assert [example_tokens(wide_generator.tokenizer, e)[0] for e in examples] == prompts
+    assert [f" {t.answer}\n" for t in session.turns] == [e.completion for e in examples]  # kept as written
+    assert not examples[0].end_of_turn and examples[0].prefix.endswith(f"{session.player}: {turns[0][0]}\nAda:")
+    assert session.turns[-1].start > 0  # earlier turns left the prompt (the tiny model's tokens are bytes)
+
+
+def test_chat_answers_are_held_to_the_dialogue_checks(vale, wide_generator):
+    request = ChatRequest("ada", player="Wren")
+    turns = [("Who owns the mill?", "I do, for as long as the stream runs."),
+             ("Who owns the mill?", "Gerald Fairweather, since the spring."),
+             ("And the stream?", "(laughs) The stream is mine too."),
+             ("Anything else?", "No."),
+             ("Where can I find you?", "Ask anyone for the Old Mill.")]  # not in a chat prompt without --location
+    examples = chat_examples(wide_generator, vale, request, turns)
+    problems = [check_example(wide_generator, vale, request, e) for e in examples]
+    assert problems[0] == []
+    assert problems[1] == ["names someone or something the world does not have"]
+    assert any("metagen cuts" in p for p in problems[2])
+    assert problems[3] == ["has 1 words (want 2 to 60)"]
+    assert problems[4] == ["names what its prompt does not show: Old"]
+    at_the_mill = ChatRequest("ada", location="mill")
+    shown = chat_examples(wide_generator, vale, at_the_mill, turns)[4]
+    assert check_example(wide_generator, vale, at_the_mill, shown) == []
+
+
 def test_the_checks_catch_what_a_critic_punishes_and_pass_a_good_target(vale, wide_generator):
     request = StoryRequest(characters=("ada", "bo"), location="mill", length="short")
     good = ["Ada leaned on the rail of the Old Mill while Bo unhitched his cart in the yard. Moss furred the "
@@ -93,3 +154,38 @@ def test_the_checks_catch_what_a_critic_punishes_and_pass_a_good_target(vale, wi
     assert any("does not have" in p for p in problems[0])  # Gerald Fairweather
     assert any("has 2 words" in p for p in problems[1])
     assert {"narrates in the wrong person", "ends mid-sentence"} <= set(problems[2])
+
+
+def load_build():
+    """corpus/build.py, which is a script, not a module of the package."""
+    spec = importlib.util.spec_from_file_location("corpus_build", Path(__file__).parent.parent / "corpus" / "build.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_skeleton_adds_only_the_sections_a_targets_file_lacks(tmp_path, wide_generator):
+    build = load_build()
+    three = WORLD.replace("characters:\n", "  - {id: lane, name: The Lane}\n  - {id: ford, name: The Ford}\n"
+                          "characters:\n").replace("lore:\n", "  - {id: cy, name: Cy, role: reeve}\nlore:\n")
+    world = write_world(tmp_path, three, "vale3.yaml")
+    out = tmp_path / "targets"
+    assert build.skeleton(world, out).endswith("written")
+    data = build.yaml.safe_load((out / "vale.yaml").read_text())
+    assert data["chats"] == [{"character": "ada", "player": "Visitor",
+                              "turns": [{"line": "", "answer": ""}] * build.CHAT_TURNS}]
+    assert "ada" not in data["dialogues"][0]["characters"]
+    written = "world: ../vale3.yaml  # written by hand\nstories: []\nscenes: []\ndialogues: []"  # no newline at the end
+    (out / "vale.yaml").write_text(written)
+    assert build.skeleton(world, out).endswith("added chats")
+    text = (out / "vale.yaml").read_text()
+    assert text.startswith(written + "\n") and build.yaml.safe_load(text)["chats"] == data["chats"]
+    assert build.skeleton(world, out).endswith("left as it is") and (out / "vale.yaml").read_text() == text
+    # A chat is taken as far as its turns are written, in order.
+    turns = [{"line": "Who are you?", "answer": "The miller."}, {"line": "", "answer": "Bo."},
+             {"line": "And him?", "answer": "My brother."}]
+    (out / "vale.yaml").write_text(build.yaml.safe_dump({**build.yaml.safe_load(text),
+                                                         "chats": [{**data["chats"][0], "turns": turns}]}))
+    _, found = build.examples_of(wide_generator, out / "vale.yaml")
+    assert [(type(r).__name__, e.unit, e.completion) for r, e in found] == [("ChatRequest", "chat-1/answer-1",
+                                                                             " The miller.\n")]
