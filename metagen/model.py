@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from metagen.cache import KVCache, NoCache, SharedPrefixCache
 from metagen.gguf import ModelArgs
 
 WEIGHT_FORMATS = ("float32", "bfloat16", "int8", "int4")
@@ -209,77 +210,6 @@ class RMSNorm(nn.Module):
         return F.rms_norm(x.float(), (x.shape[-1],), self.weight, self.eps).to(out_dtype)
 
 
-class KVCache:
-    """Preallocated keys and values for every layer: (L, B, n_kv_heads, S, head_dim)."""
-
-    def __init__(self, args: ModelArgs, batch_size: int, max_len: int, dtype: torch.dtype,
-                 device: torch.device | str = "cpu"):
-        shape = (args.n_layers, batch_size, args.n_kv_heads, max_len, args.head_dim)
-        self.k = torch.zeros(shape, dtype=dtype, device=device)
-        self.v = torch.zeros(shape, dtype=dtype, device=device)
-        self.max_len = max_len
-        self.length = 0  # slots filled so far (the same for every row)
-
-    @property
-    def batch_size(self) -> int:
-        return self.k.shape[1]
-
-    def repeat_rows(self, rows: int) -> "KVCache":
-        """A cache of `rows` rows, each a copy of this one-row cache's filled slots."""
-        if self.batch_size != 1:
-            raise ValueError("only a one-row cache can be repeated")
-        return self._holding(self.k.repeat(1, rows, 1, 1, 1), self.v.repeat(1, rows, 1, 1, 1))
-
-    def row(self, index: int) -> "KVCache":
-        """A one-row view of row `index` (shares memory with this cache)."""
-        return self._holding(self.k[:, index:index + 1], self.v[:, index:index + 1])
-
-    def _holding(self, k: torch.Tensor, v: torch.Tensor) -> "KVCache":
-        """A cache of these keys and values, as long and as full as this one."""
-        other = KVCache.__new__(KVCache)
-        other.k, other.v, other.max_len, other.length = k, v, self.max_len, self.length
-        return other
-
-    def copy_prefix(self, source: "KVCache", length: int) -> None:
-        """Take the first `length` slots from source (the same rows), and mark them filled."""
-        self.k[:, :, :, :length] = source.k[:, :, :, :length]
-        self.v[:, :, :, :length] = source.v[:, :, :, :length]
-        self.length = length
-
-    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Write one layer's new keys and values (B, n_kv_heads, T, head_dim) after the filled
-        slots; returns that layer's keys and values up to them (B, n_kv_heads, S, head_dim).
-        The model marks the slots filled once every layer has run."""
-        end = self.length + k.shape[2]
-        self.k[layer, :, :, self.length:end] = k
-        self.v[layer, :, :, self.length:end] = v
-        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
-
-    def reorder(self, rows: torch.Tensor) -> None:
-        """Keep rows[i] as row i (beam search), for the filled slots only."""
-        n = self.length
-        self.k[:, :, :, :n] = self.k[:, rows, :, :n]
-        self.v[:, :, :, :n] = self.v[:, rows, :, :n]
-
-
-class NoCache:
-    """Keeps nothing: a pass sees only its own tokens. For training, where autograd cannot
-    follow every layer's writes into one shared cache tensor."""
-
-    max_len = 1 << 62
-
-    @property
-    def length(self) -> int:
-        return 0
-
-    @length.setter
-    def length(self, value: int) -> None:
-        pass
-
-    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return k, v
-
-
 def rope_tables(args: ModelArgs, max_len: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
     """cos and sin of shape (max_len, head_dim), float32, rotate-half layout."""
     half = args.head_dim // 2
@@ -295,6 +225,28 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     half = x.shape[-1] // 2
     rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
     return x * cos + rotated * sin
+
+
+def attend_after_prefix(q: torch.Tensor, prefix_k: torch.Tensor, prefix_v: torch.Tensor,
+                        keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """Attention of one new position per row over a prompt all rows share, then each row's own
+    slots; float32. q: (B, n_heads, 1, head_dim); prefix_k, prefix_v: (n_kv, P, head_dim), held
+    once; keys, values: (B, n_kv, t, head_dim). Returns (B, n_heads, 1, head_dim)."""
+    B, n_heads, T, head_dim = q.shape
+    n_kv, P, _ = prefix_k.shape
+    group = n_heads // n_kv  # query heads per key/value head
+    if T != 1:
+        raise ValueError("a shared prompt's cache decodes one position per row")
+    q = q.float().view(B, n_kv, group, head_dim) * head_dim ** -0.5
+    # every row's queries of one key/value head against the prompt's keys, in one matmul
+    stacked = q.transpose(0, 1).reshape(n_kv, B * group, head_dim)  # (n_kv, B*group, head_dim)
+    on_prefix = torch.bmm(stacked, prefix_k.transpose(1, 2))  # (n_kv, B*group, P)
+    on_own = q @ keys.float().transpose(-1, -2)  # (B, n_kv, group, t)
+    scores = torch.cat([on_prefix.view(n_kv, B, group, P).transpose(0, 1), on_own], dim=-1)  # (B, n_kv, group, P+t)
+    weights = torch.softmax(scores, dim=-1)
+    from_prefix = torch.bmm(weights[..., :P].transpose(0, 1).reshape(n_kv, B * group, P), prefix_v)  # (n_kv, B*group, hd)
+    out = from_prefix.view(n_kv, B, group, head_dim).transpose(0, 1) + weights[..., P:] @ values.float()
+    return out.reshape(B, n_heads, 1, head_dim)
 
 
 class Attention(nn.Module):
@@ -317,6 +269,9 @@ class Attention(nn.Module):
         k = qk[:, :, self.n_heads :].transpose(1, 2)  # (B, n_kv, T, head_dim)
         v = qkv[:, :, self.n_heads + self.n_kv_heads :].transpose(1, 2)  # (B, n_kv, T, head_dim)
         keys, values = cache.update(layer, k, v)  # each (B, n_kv, S, head_dim)
+        if isinstance(cache, SharedPrefixCache):  # candidates decoding after one prompt, no padding
+            out = attend_after_prefix(q, cache.prefix_k[layer], cache.prefix_v[layer], keys, values)
+            return self.wo(out.to(x.dtype).reshape(B, T, self.q_size))
         if keys.dtype != q.dtype:  # float32 prompt processing over a compact cache
             keys, values = keys.to(q.dtype), values.to(q.dtype)
         if T == 1:

@@ -15,6 +15,7 @@ from typing import Callable
 
 import torch
 
+from metagen.cache import SharedPrefixCache
 from metagen.config import GenerationConfig
 from metagen.sampling import apply_processors, build_processors, describe_processors, greedy, sample
 
@@ -177,7 +178,8 @@ def _prefill(model, prompts: list[list[int]], prompt_tokens: torch.Tensor, pad: 
              max_new_tokens: int, reuse: PrefixReuse | None):
     """The prompts in one pass (after any reused prefix): a KV cache and the last logits (B, V).
 
-    Candidates of one unit share their prompt: it is prefilled once and its cache copied to each row.
+    Candidates of one unit share their prompt: it is prefilled once, and its keys and values
+    are held once for every row (a SharedPrefixCache).
     """
     B = len(prompts)
     rows = 1 if all(p == prompts[0] for p in prompts[1:]) else B
@@ -185,7 +187,7 @@ def _prefill(model, prompts: list[list[int]], prompt_tokens: torch.Tensor, pad: 
     shared = reuse.restore(cache, prompts[0]) if reuse is not None and rows == 1 else 0
     logits = model(prompt_tokens[:rows, shared:], cache, pad, last_only=True)[:, -1]  # (rows, V)
     if rows != B:
-        cache, logits = cache.repeat_rows(B), logits.expand(B, -1)
+        cache, logits = SharedPrefixCache(cache, B, max_new_tokens), logits.expand(B, -1)
     return cache, logits
 
 
@@ -273,7 +275,7 @@ def decode_loop(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfi
         # the cache holds the prompt and every chosen token but the last (never fed back);
         # of several candidates, the prompt is what the next call can share
         reuse.keep(prompts[0] + trackers[0].ids[:-1] if B == 1 else list(prompts[0]),
-                   cache if B == 1 else cache.row(0))
+                   cache if B == 1 else cache.prefix)
     return _finish_rows(trackers, finished, logprobs, prompts, steps, on_text)
 
 
