@@ -82,9 +82,10 @@ class SharedPrefixCache:
     """Rows that continue one prompt (the candidates of one unit): the prompt's keys and values
     are held once, and each row keeps only the slots it writes itself.
 
-    A decoding step then reads the prompt's keys once instead of once a row: with 4 candidates
-    after a 1,300-token story prompt, attention and the widening of bfloat16 keys to float32 took
-    8.7 s of a 36.8 s story when every row held its own copy of the prompt.
+    A decoding step then reads the prompt's keys once instead of once a row, and widens them to
+    float32 once instead of every step. 4 rows, the default int4 model, 2 AVX-512 cores: a step
+    after a 300-token prompt 13.4 -> 12.9 ms, 700 tokens 17.8 -> 15.0 ms, 1,300 tokens 22.4 ->
+    18.4 ms (medians of 5 alternating runs of 24 steps); and the rows no longer hold 4 copies.
     """
 
     def __init__(self, prefix: KVCache, rows: int, new_slots: int):
