@@ -58,6 +58,7 @@ class _Job:
         self.gone = threading.Event()  # the client has gone away: nothing more is sent
         self.running = False  # its command is running in the main thread
         self.relayed: int | None = None  # a signal passed on from the client, not yet raised
+        self.early: int | None = None  # a signal from the client before its command started
         self.cancelled = False  # the client sent a signal or went away
         self._send_lock = threading.Lock()
 
@@ -361,9 +362,13 @@ class Server:
 
     def _cancel(self, job: _Job, signum: int) -> None:
         with self.lock:
-            if self.current is not job or not job.running:
+            if self.current is not job or job.cancelled:
                 return
-            job.relayed, job.cancelled = signum, True
+            job.cancelled = True
+            if not job.running:
+                job.early = signum  # _run sees it as the command starts
+                return
+            job.relayed = signum
         signal.pthread_kill(self.main_thread, signum)
 
     # -------------------------------------------------------------------------- requests
@@ -404,12 +409,18 @@ class Server:
 
         request = job.request
         with self._as_client(job):
-            job.running = True
+            with self.lock:
+                job.running = True
             try:
+                if job.early is not None:
+                    raise KeyboardInterrupt if job.early == signal.SIGINT else Terminated()
                 run(request["argv"], program_name(request.get("argv0"), request.get("main_package")))
                 code = 0
             except SystemExit as exit:
                 code = _exit_status(exit.code)
+            except KeyboardInterrupt:  # as cli.run says it, before a command has started
+                print("error: interrupted", file=sys.stderr)
+                code = EXIT_INTERRUPTED
             except Terminated as error:  # SIGTERM passed on before cli.py's handler was in place
                 print(f"error: {error.message}", file=sys.stderr)
                 code = EXIT_TERMINATED
