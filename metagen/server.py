@@ -34,7 +34,7 @@ from metagen import __version__
 from metagen.errors import EXIT_GENERATION_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED, ServerStateError, Terminated
 from metagen.protocol import (
     JSON, STDERR, STDIN, STDOUT, forwarded_command, lock_path, peer_uid, read_frame, read_json, send_frame,
-    short_address, socket_path, status_path,
+    send_json, short_address, socket_path, status_path,
 )
 
 MOST_MODELS = 2  # models kept loaded at once; the least recently used goes first
@@ -185,7 +185,6 @@ class Server:
                 self.say(f"pid {os.getpid()}, socket {self.socket} (`metagen serve --stop` stops it)")
                 thread = threading.Thread(target=self._accept, args=(listener,), daemon=True)
                 thread.start()
-                self._preload()
                 self._loop()
             finally:
                 self._close(listener, inode)
@@ -245,7 +244,7 @@ class Server:
         from metagen.generator import keep_loaded_models
 
         self.models = keep_loaded_models(MOST_MODELS)
-        self.command = root_command()
+        root_command()  # built now (cached), not during the first request
         self.torch_seed = torch.initial_seed()
         self.threads = torch.get_num_threads()
         self.home_fd = os.open(".", os.O_RDONLY)  # the server's own working folder, to return to
@@ -284,6 +283,7 @@ class Server:
 
     def _loop(self) -> None:
         with contextlib.suppress(KeyboardInterrupt, Terminated):  # a signal to the server: stop
+            self._preload()
             while not self.stopping:
                 job = self.queue.get()
                 if job is _STOP:
@@ -322,9 +322,9 @@ class Server:
             conn.settimeout(None)
             op = request.get("op")
             if op == "status":
-                send_frame(conn, JSON, json.dumps(self.status()).encode("ascii"))
+                send_json(conn, self.status())
             elif op == "stop":
-                send_frame(conn, JSON, json.dumps({"stopping": os.getpid()}).encode("ascii"))
+                send_json(conn, {"stopping": os.getpid()})
                 with self.lock:
                     self.stopping = True
                     self.waiters.append(conn)
@@ -336,7 +336,7 @@ class Server:
                     if reason is None and not self.stopping:
                         self.queue.put(_Job(conn, request))
                         return
-                send_frame(conn, JSON, json.dumps({"refused": reason or "the server is stopping"}).encode("ascii"))
+                send_json(conn, {"refused": reason or "the server is stopping"})
         except OSError:
             pass
         conn.close()
