@@ -78,13 +78,11 @@ def _stream(stream, fd: int) -> dict:
 
 
 def _terminal_size() -> list[int] | None:
-    """The size of the first terminal among stdout, stderr and stdin, as [columns, lines]."""
-    for fd in (1, 2, 0):
-        try:
-            return list(os.get_terminal_size(fd))
-        except OSError:
-            continue
-    return None
+    """The size of the terminal on stdout as [columns, lines]: what help text is wrapped to."""
+    try:
+        return list(os.get_terminal_size(1))
+    except OSError:
+        return None
 
 
 def _request(args: list[str]) -> dict:

@@ -11,6 +11,7 @@ command as the signal itself, so that it stops as it would in the client's own p
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import fcntl
 import io
@@ -41,6 +42,9 @@ MOST_MODELS = 2  # models kept loaded at once; the least recently used goes firs
 GREETING_TIMEOUT = 10.0  # seconds a new connection has to send its request
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _STOP = object()  # put in the queue by `metagen serve --stop`
+# What a request says of each of the client's standard streams.
+_STREAM_FIELDS = {"tty": bool, "encoding": str, "errors": str, "line_buffering": bool, "write_through": bool,
+                  "buffer": int}
 
 
 def _block_signals() -> None:
@@ -140,12 +144,35 @@ def _exit_status(code) -> int:
     return EXIT_GENERATION_FAILED
 
 
+def _is_stream(info) -> bool:
+    """A standard stream's description as the client sends it."""
+    if not (isinstance(info, dict) and all(isinstance(info.get(key), kind) for key, kind in _STREAM_FIELDS.items())):
+        return False
+    try:
+        codecs.lookup(info["encoding"])
+        codecs.lookup_error(info["errors"])
+    except LookupError:
+        return False
+    return info["buffer"] > 0
+
+
 def _refusal(request: dict) -> str | None:
     """Why a request is not run here (the client then runs it itself); None to run it."""
     if request.get("version") != __version__ or request.get("package") != str(Path(__file__).resolve().parent):
         return "the server runs another metagen"
-    argv, env = request.get("argv"), request.get("env")
-    if not (isinstance(argv, list) and all(isinstance(a, str) for a in argv) and isinstance(env, dict)):
+    argv, env, streams = request.get("argv"), request.get("env"), request.get("streams")
+    terminal = request.get("terminal")
+    well_formed = (
+        isinstance(argv, list) and all(isinstance(a, str) for a in argv)
+        and isinstance(env, dict) and all(isinstance(k, str) and isinstance(v, str) and k and "=" not in k
+                                          and "\0" not in k + v for k, v in env.items())
+        and isinstance(request.get("cwd"), str) and isinstance(request.get("umask"), int)
+        and all(isinstance(request.get(key), (str, type(None))) for key in ("argv0", "main_package"))
+        and (terminal is None or (isinstance(terminal, list) and len(terminal) == 2
+                                  and all(isinstance(n, int) and n > 0 for n in terminal)))
+        and isinstance(streams, dict) and all(_is_stream(streams.get(name)) for name in ("stdin", "stdout", "stderr"))
+    )
+    if not well_formed:
         return "malformed request"
     if forwarded_command(argv, env) is None:
         return "not a command the server answers"
@@ -288,7 +315,10 @@ class Server:
                 job = self.queue.get()
                 if job is _STOP:
                     break
-                self._answer(job)
+                try:
+                    self._answer(job)
+                except Exception:  # a bug in the server itself: said here, and the next request runs
+                    self.say("a request failed in the server:\n" + traceback.format_exc().rstrip())
 
     def _on_signal(self, signum, frame) -> None:
         job = self.current
@@ -439,19 +469,19 @@ class Server:
         saved_streams, saved_argv, saved_env = (sys.stdin, sys.stdout, sys.stderr), sys.argv, dict(os.environ)
         root = logging.getLogger()
         saved_logging = (root.handlers[:], root.level)
-        saved_umask = os.umask(int(request["umask"]))
-        sys.stdin = _text_stream(_Source(job, streams["stdin"]["tty"]), streams["stdin"], reading=True)
-        sys.stdout = _text_stream(_Sink(job, STDOUT, streams["stdout"]["tty"]), streams["stdout"])
-        sys.stderr = _text_stream(_Sink(job, STDERR, streams["stderr"]["tty"]), streams["stderr"])
-        sys.argv = [str(request.get("argv0") or "metagen"), *request["argv"]]
-        os.environ.clear()
-        os.environ.update(request["env"])
-        # Help text and rich size themselves from COLUMNS, else from the terminal on stdout.
-        columns, lines = request.get("terminal") or (80, 24)
-        os.environ.setdefault("COLUMNS", str(columns))
-        os.environ.setdefault("LINES", str(lines))
-        self._fresh_state()
+        saved_umask = os.umask(request["umask"] & 0o777)
         try:
+            sys.stdin = _text_stream(_Source(job, streams["stdin"]["tty"]), streams["stdin"], reading=True)
+            sys.stdout = _text_stream(_Sink(job, STDOUT, streams["stdout"]["tty"]), streams["stdout"])
+            sys.stderr = _text_stream(_Sink(job, STDERR, streams["stderr"]["tty"]), streams["stderr"])
+            sys.argv = [request.get("argv0") or "metagen", *request["argv"]]
+            os.environ.clear()
+            os.environ.update(request["env"])
+            # Help text and rich size themselves from COLUMNS, else from the terminal on stdout.
+            columns, lines = request.get("terminal") or (80, 24)
+            os.environ.setdefault("COLUMNS", str(columns))
+            os.environ.setdefault("LINES", str(lines))
+            self._fresh_state()
             with warnings.catch_warnings():  # also forgets which warnings were shown once
                 yield
         finally:

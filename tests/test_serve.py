@@ -229,6 +229,21 @@ def test_models_list_and_status_show_the_server(server_home, tmp_path):
     assert second.stderr.startswith(f"error: a metagen server already runs in {server_home}")
 
 
+def test_a_malformed_request_is_turned_down_and_the_server_answers_on(server_home):
+    from metagen import __version__
+    from metagen.protocol import connect, read_frame, read_json, send_json, socket_path
+
+    package = str(Path(protocol.__file__).resolve().parent)
+    for request in [{"op": "run", "argv": ["story"], "version": __version__, "package": package, "env": {},
+                     "cwd": "/", "umask": 18, "streams": {"stdout": "a pipe"}},
+                    {"op": "run", "argv": ["chat"], "version": "0.0.0"}, {"op": "nothing"}]:
+        with connect(socket_path(server_home), timeout=10) as sock:
+            send_json(sock, request)
+            answer = read_json(read_frame(sock))
+        assert answer is None or "refused" in answer
+    assert status(server_home)["pid"]
+
+
 def test_stop_stale_socket_and_none_running(home, tmp_path, model_args):
     stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)  # a socket file with no server behind it
     with protocol.short_address(home / "serve.sock") as address:

@@ -10,8 +10,9 @@ from metagen.errors import ServerStateError
 
 
 def serve(
-    stop: Annotated[bool, typer.Option("--stop", help="Stop the running server: it finishes the request it is running, "
-                                       "requests still waiting run in their own processes. Exit 3 when none runs.")] = False,
+    stop: Annotated[bool, typer.Option("--stop", help="Stop the running server: it finishes the request it is "
+                                       "running, requests still waiting run in their own processes. Exit 3 when "
+                                       "none runs.")] = False,
     status: Annotated[bool, typer.Option("--status", help="Print one line: the running server's pid, socket and "
                                          "loaded models. Exit 3 when none runs.")] = False,
 ):
