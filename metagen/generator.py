@@ -274,7 +274,7 @@ class LoadedModels:
 
     def keep(self, key: tuple, generator: "Generator") -> None:
         """Keep a new Generator, its weights also in float32 for prompts (about 0.5 GB for the
-        default model, and a third of a short request's time saved)."""
+        default model, and about a fifth of a short request's time saved)."""
         generator.model.keep_float_weights()
         with self._lock:
             self._kept[key] = generator
