@@ -1,5 +1,5 @@
 """`python -m metagen`."""
 
-from metagen.cli import main
+from metagen.client import main
 
 main()

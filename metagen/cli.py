@@ -3,13 +3,17 @@
 This is the only module (with metagen/commands/) that prints. Every MetagenError is
 turned into one line on stderr and its exit code here, in MetagenGroup.invoke.
 Nothing here imports torch at start-up: commands import the engine when they run.
+The console script is metagen.client.main, which hands the command to a running
+`metagen serve` when there is one, and calls `run` here when not.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import signal
 import sys
+from types import SimpleNamespace
 from typing import Annotated
 
 import typer
@@ -17,10 +21,12 @@ from typer.core import TyperGroup
 
 try:  # Typer 0.2x vendors click; its parser raises its own exception classes
     from typer._click import exceptions as click_errors
+    from typer._click.utils import _detect_program_name
     from typer.core import Abort
 except ImportError:  # pragma: no cover - older Typer on the real click
     from click import exceptions as click_errors
     from click.exceptions import Abort
+    from click.utils import _detect_program_name
 
 from metagen import __version__
 from metagen.commands.batch import batch
@@ -31,6 +37,7 @@ from metagen.commands.help import PLAIN_HELP, PanelledCommand
 from metagen.commands.models import models_app
 from metagen.commands.moderate import moderate
 from metagen.commands.pieces import describe_scene, dialogue, prompt_app, replay, story
+from metagen.commands.serve import serve
 from metagen.commands.terminal import escaped
 from metagen.commands.tune import tune_command
 from metagen.commands.worlds import worlds_app
@@ -40,11 +47,12 @@ from metagen.errors import (
     MetagenError,
     Terminated,
 )
+from metagen.protocol import NO_SERVER_ENV, NO_SERVER_FLAG
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 ok; 1 generation or writing failed, or moderation found text over the rating; 2 bad input or usage "
-    "(world, request, setting, model file, existing output); 130 interrupted (SIGINT); "
-    "143 terminated (SIGTERM)."
+    "(world, request, setting, model file, existing output); 3 `metagen serve`: one runs already, or "
+    "--stop/--status: none runs; 130 interrupted (SIGINT); 143 terminated (SIGTERM)."
 )
 
 
@@ -123,6 +131,10 @@ def root(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
+    no_server: Annotated[
+        bool, typer.Option(NO_SERVER_FLAG, envvar=NO_SERVER_ENV, help="Run the command in this process even when "
+                           "`metagen serve` runs (metagen.client reads this before the command; docs/serve.md).")
+    ] = False,
 ):
     """metagen: worlds in, stories out."""
     logging.basicConfig(
@@ -146,15 +158,35 @@ app.command("batch", cls=PanelledCommand)(batch)
 app.command("eval", cls=PanelledCommand)(eval_command)
 app.command("moderate", cls=PanelledCommand)(moderate)
 app.command("tune", cls=PanelledCommand)(tune_command)
+app.command("serve", cls=PanelledCommand)(serve)
 
 
-def main() -> None:
-    """Console-script entry point."""
+@functools.cache
+def root_command():
+    """The click command behind `app`, built once: `metagen serve` runs many commands with it."""
+    return typer.main.get_command(app)
+
+
+def run(args: list[str] | None = None, prog_name: str | None = None) -> None:
+    """Run a command in this process (sys.argv's by default); exits with its code."""
     try:
-        app()
+        root_command().main(args, prog_name)
     except KeyboardInterrupt:  # raised outside a command (during start-up)
         sys.stderr.write("error: interrupted\n")
         sys.exit(EXIT_INTERRUPTED)
 
 
-__all__ = ["app", "main", "EXIT_BAD_INPUT"]
+def program_name(argv0: str | None, main_package: str | None) -> str:
+    """What click calls the program of another process ("metagen", "python -m metagen") from its
+    argv[0] and its __main__ module's __package__."""
+    return _detect_program_name(argv0 or "metagen", SimpleNamespace(__package__=main_package))
+
+
+def main() -> None:
+    """The console script of installs made before metagen.client: the same entry point."""
+    from metagen.client import main as client_main
+
+    client_main()
+
+
+__all__ = ["app", "main", "program_name", "root_command", "run", "EXIT_BAD_INPUT"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 EXIT_OK = 0
 EXIT_GENERATION_FAILED = 1  # the model or the file system failed while working
 EXIT_BAD_INPUT = 2  # bad world, request, setting, model file or usage
+EXIT_SERVER_STATE = 3  # `metagen serve`: one runs already; --stop or --status: none runs
 EXIT_INTERRUPTED = 130  # SIGINT (Ctrl-C)
 EXIT_TERMINATED = 143  # SIGTERM
 
@@ -88,6 +89,12 @@ class GenerationError(MetagenError):
     """The model failed while generating."""
 
     exit_code = EXIT_GENERATION_FAILED
+
+
+class ServerStateError(MetagenError):
+    """`metagen serve` when a server already runs in METAGEN_HOME, or --stop when none does."""
+
+    exit_code = EXIT_SERVER_STATE
 
 
 class Interrupted(MetagenError):

@@ -76,7 +76,19 @@ def _align_kernel_buffers(module, state_dict, prefix, *args) -> None:
             state_dict[prefix + name] = aligned(state_dict[prefix + name])
 
 
-class FloatLinear(nn.Module):
+class _WidenedForPrompts(nn.Module):
+    """What the linears share: a prompt (float32 rows) runs on the weight widened to float32,
+    which a long-lived process may keep (Transformer.keep_float_weights) instead of widening it
+    for every prompt: the same values, so the same results, for the memory of a float32 copy."""
+
+    float_weight: torch.Tensor | None = None  # the kept dequantized() weight; None: widened each time
+
+    def prompt_weight(self, device: torch.device) -> torch.Tensor:
+        kept = self.float_weight
+        return kept if kept is not None and kept.device == device else self.dequantized()
+
+
+class FloatLinear(_WidenedForPrompts):
     """y = x @ W.T with W stored as float32 or bfloat16."""
 
     def __init__(self, in_features: int, out_features: int, dtype: torch.dtype = torch.float32):
@@ -95,10 +107,10 @@ class FloatLinear(nn.Module):
         if x.dtype == self.weight.dtype:
             return F.linear(x, self.weight)
         # bfloat16 weights under float32 activations (a prompt on a CPU): widen the weight.
-        return F.linear(x, self.dequantized())
+        return F.linear(x, self.prompt_weight(x.device))
 
 
-class Int8Linear(nn.Module):
+class Int8Linear(_WidenedForPrompts):
     """y = x @ W.T with W symmetric int8 per output row: w ≈ q * scale, |q| <= 127."""
 
     def __init__(self, in_features: int, out_features: int):
@@ -127,7 +139,7 @@ class Int8Linear(nn.Module):
         if x.dtype == torch.float32:
             # A prompt: float32 matmuls beat the compact kernel by far on CPUs without
             # bfloat16 units, and widening the weight costs little next to them.
-            return F.linear(x, self.dequantized())
+            return F.linear(x, self.prompt_weight(x.device))
         x2d = x.reshape(-1, x.shape[-1])
         if self.uses_kernel:
             y = torch.ops.aten._weight_int8pack_mm(aligned(x2d), self.weight, self.scale)
@@ -136,7 +148,7 @@ class Int8Linear(nn.Module):
         return y.reshape(*x.shape[:-1], self.out_features)
 
 
-class Int4Linear(nn.Module):
+class Int4Linear(_WidenedForPrompts):
     """y = x @ W.T with W int4 in groups of 32 columns with a scale and zero each (the layout of
     GGUF's Q4_1 blocks, so Q4_1 weights are held as they were quantized, up to bfloat16
     rounding of scales): w = (q - 8) * scale + zero, q in 0..15."""
@@ -179,7 +191,7 @@ class Int4Linear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dtype == torch.float32:
-            return F.linear(x, self.dequantized())  # a prompt, as in Int8Linear
+            return F.linear(x, self.prompt_weight(x.device))  # a prompt, as in Int8Linear
         if x.device.type != "cpu":
             raise RuntimeError("int4 weights run on the CPU only; use --dtype bfloat16 on a GPU")
         x2d = x.reshape(-1, x.shape[-1])
@@ -410,6 +422,16 @@ class Transformer(nn.Module):
         self.to(device)
         self._rope_len = 0
         return self
+
+    def keep_float_weights(self) -> int:
+        """Keep every compact or bfloat16 weight widened to float32 as well, so that prompts
+        skip the widening (metagen serve); returns the bytes this keeps."""
+        kept = 0
+        for module in self.modules():
+            if isinstance(module, _WidenedForPrompts) and module.weight.dtype != torch.float32:
+                module.float_weight = module.dequantized()
+                kept += module.float_weight.numel() * module.float_weight.element_size()
+        return kept
 
     def new_cache(self, batch_size: int, max_len: int) -> KVCache:
         return KVCache(self.args, batch_size, max_len, self.activation_dtype, self.device)

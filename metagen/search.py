@@ -100,6 +100,12 @@ class TextTracker:
         return piece
 
 
+def forget_logged_order() -> None:
+    """Log the next decoding order again, as a fresh process does (metagen serve, per request)."""
+    global _last_order
+    _last_order = []
+
+
 def _log_order(strategy: str, processors) -> None:
     """Say, once per change, which processors run and in what order (`metagen -v`)."""
     global _last_order

@@ -394,9 +394,10 @@ def runner() -> CliRunner:
 def test_cli_list_plain_and_json(runner, home):
     result = runner.invoke(app, ["models", "list"])
     assert result.exit_code == 0, result.output
-    header, line = result.stdout.splitlines()
+    header, line, server = result.stdout.splitlines()
     assert header.split() == ["name", "size", "installed", "path"]
     assert line.startswith(f"{NAME} (default)") and " no " in line and "93.8 MiB" in line
+    assert server == "server: not running (`metagen serve &` starts one)"
     result = runner.invoke(app, ["models", "list", "--json"])
     assert json.loads(result.stdout)[0]["installed"] is False
 

@@ -68,6 +68,21 @@ def test_greedy_tokens_are_the_golden_ones(weight_format):
 
 
 @pytest.mark.parametrize("weight_format", ["bfloat16", "int8", "int4"])
+def test_kept_float_weights_change_nothing_but_the_time(weight_format):
+    """metagen serve keeps prompts' float32 weights: the same logits to the bit, the golden tokens."""
+    from tests.conftest import tiny_args
+
+    args = tiny_args(304)
+    model = Transformer.from_weights(args, random_weights(args, seed=1), weight_format)
+    tokens = torch.tensor([GOLDEN_LONG])
+    widened = full_forward(model, tokens)
+    assert model.keep_float_weights() > 0
+    assert torch.equal(full_forward(model, tokens), widened)
+    assert [greedy_ids(model, [GOLDEN_SHORT], 16)[0], greedy_ids(model, [GOLDEN_LONG], 16)[0]] == list(
+        GOLDEN[weight_format])
+
+
+@pytest.mark.parametrize("weight_format", ["bfloat16", "int8", "int4"])
 def test_a_row_decodes_the_same_alone_and_in_a_batch_of_64(weight_format):
     """The kernel (and dtype) depend on positions per row, never on how many rows there are."""
     from tests.conftest import tiny_args

@@ -46,7 +46,7 @@ def _plain_table(headers: list[str], rows: list[list[str]]) -> str:
 def list_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the list as JSON.")] = False,
 ):
-    """List the known models: size, whether each is installed, and where."""
+    """List the known models: size, whether each is installed, and where; then whether `metagen serve` runs."""
     rows = catalog.list_models()
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
@@ -67,6 +67,17 @@ def list_command(
         Console().print(table)
     else:
         typer.echo(_plain_table(headers, cells))
+    typer.echo(_server_line())
+
+
+def _server_line() -> str:
+    """`metagen serve`'s state in one line: pid, socket and models loaded, or not running."""
+    from metagen import protocol
+
+    try:
+        return escaped(protocol.describe_status(protocol.ask(catalog.cache_dir(), "status", timeout=2.0)))
+    except protocol.UnsafeSocket as error:
+        return f"server: not used: {escaped(str(error))}"
 
 
 @models_app.command("pull", cls=PanelledCommand)
