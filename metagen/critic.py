@@ -95,8 +95,11 @@ def banned_hits(text: str, banned: Sequence[str]) -> int:
     return sum(len(re.findall(rf"(?<!\w){re.escape(w.casefold())}(?!\w)", folded)) for w in banned if w.strip())
 
 
-def world_vocabulary(world: World) -> frozenset[str]:
-    """Every word written anywhere in the world (names, aliases, places, lore keys and texts), folded."""
+def world_vocabulary(world: World, *, cast_names: bool = True) -> frozenset[str]:
+    """Every word written anywhere in the world (names, aliases, places, lore keys and texts), folded.
+
+    cast_names=False leaves the characters' names and aliases out: what the world says of
+    relations, where "Sister Maëlle" is a title and no one's sister (relation_vocabulary)."""
     found: set[str] = set()
 
     def walk(value: Any) -> None:
@@ -106,6 +109,8 @@ def world_vocabulary(world: World) -> frozenset[str]:
             found.update(_POSSESSIVE.sub("", w) for w in words)  # "Hollin's Keep" also names Hollin
         elif dataclasses.is_dataclass(value) and not isinstance(value, type):
             for f in dataclasses.fields(value):
+                if f.name in ("name", "aliases") and not cast_names and isinstance(value, Character):
+                    continue
                 if f.name not in ("path", "files", "content_hash", "defaults"):
                     walk(getattr(value, f.name))
         elif isinstance(value, (tuple, list)):
@@ -151,17 +156,28 @@ _KIN = {word: group for group in KIN_GROUPS for word in group} | {"wives": KIN_G
 _NOT_FOUND_ALONE = frozenset("parent child sibling spouse".split())  # common in any prose: never a finding
 
 
+def relation_vocabulary(world: World, given: str = "") -> frozenset[str]:
+    """The words that may name a relation: the world's words outside its characters' names, and
+    those of `given` text (a prompt, the player's lines) outside them."""
+    names = {w for c in world.characters for name in (c.name, *c.aliases) for w in words_of(name)}
+    return world_vocabulary(world, cast_names=False) | (frozenset(words_of(given)) - names)
+
+
 def invented_relatives(text: str, vocabulary: frozenset[str]) -> list[str]:
-    """Family words in text whose relation the world never mentions ("her husband" in a world
-    without one), folded and singular."""
+    """Family words in text whose relation `vocabulary` (relation_vocabulary) never mentions ("her
+    husband" in a world without one), folded and singular. A family word before a capitalised
+    word is a title ("Sister Maëlle", "Uncle Tam"), not a relation."""
     found = []
-    for word in words_of(text):
-        word = _POSSESSIVE.sub("", word)
+    for match in _WORD.finditer(text):
+        word = _POSSESSIVE.sub("", fold(match.group()))
         if word not in _KIN and word.endswith("s"):
             word = word[:-1]  # daughters, brothers
         group = _KIN.get(word)
-        if group is not None and word not in _NOT_FOUND_ALONE and not (group & vocabulary):
-            found.append("wife" if word == "wives" else word)
+        if group is None or word in _NOT_FOUND_ALONE or group & vocabulary:
+            continue
+        if text[match.end():].lstrip(" ")[:1].isupper():
+            continue
+        found.append("wife" if word == "wives" else word)
     return found
 
 
@@ -285,6 +301,7 @@ class CriticContext:
     narrator_person: str = ""  # first | second | third ("" or first: no check of "I" in narration)
     avoid_starts: tuple[tuple[str, ...], ...] = ()  # how earlier paragraphs began (first two words, folded)
     cast_pronoun: str = ""  # "she" or "he" when the whole cast is one (narration's other pronoun is a defect)
+    relations: frozenset[str] = frozenset()  # words that may name a relation (relation_vocabulary)
     moderation: Any = None  # a metagen.moderation.Policy (None: --moderation off): spans over it are a finding
 
 
@@ -325,7 +342,7 @@ def critic_context(world: World, resolved: Resolved, prompt_text: str, cfg: Any,
                          banned=banned, scripts=scripts, exempt=tuple(cfg.script_exempt),
                          target_words=target_words, narrator_person=narrator_person,
                          cast_pronoun=cast_pronoun(resolved.characters) if narrator_person else "",
-                         moderation=moderation)
+                         relations=relation_vocabulary(world, prompt_text), moderation=moderation)
 
 
 @dataclass
@@ -391,7 +408,7 @@ def judge(text: str, context: CriticContext, *, logprob: float = 0.0, tokens: in
     if context.details:
         findings["details"] = min(1.0, len(set(words) & context.details) / 3)
     findings["invented"] = float(min(3, len(unknown_names(text, context.vocabulary))))
-    relatives = set(invented_relatives(text, context.vocabulary | frozenset(context.prompt_words)))
+    relatives = set(invented_relatives(text, context.relations))
     if relatives:  # recorded only when there is one, so verdicts of clean candidates read as before
         findings["relatives"] = float(min(3, len(relatives)))
     findings["garbled"] = float(is_garbled(text, context.scripts, context.exempt))
@@ -441,5 +458,5 @@ def best_index(verdicts: Sequence[Verdict]) -> int:
 
 __all__ = ["CriticContext", "Verdict", "WEIGHTS", "banned_hits", "best_index", "cast_pronoun", "character_forms",
            "critic_context", "distinct_n", "first_sentences", "fold", "invented_relatives", "judge", "location_forms", "longest_shared_run",
-           "names_any", "ngrams", "pronoun_of", "repetition", "requested_forms", "unknown_names", "words_of",
+           "names_any", "ngrams", "pronoun_of", "relation_vocabulary", "repetition", "requested_forms", "unknown_names", "words_of",
            "world_names", "world_prose", "world_vocabulary", "writing_guard"]

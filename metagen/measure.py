@@ -21,6 +21,7 @@ from metagen.critic import (
     location_forms,
     longest_shared_run,
     names_any,
+    relation_vocabulary,
     repetition,
     unknown_names,
     words_of,
@@ -78,6 +79,7 @@ class Reference:
     exempt: tuple[str, ...]  # its names written in other scripts
     prose: tuple[str, ...]  # the words of its prose and sample lines (names taken out), SEPARATOR between texts
     samples: dict[str, tuple[tuple[str, ...], ...]]  # character id -> the words of each sample line
+    relations: frozenset[str] = frozenset()  # the words that may name a relation (critic.relation_vocabulary)
 
 
 def _joined(texts: Sequence[str]) -> tuple[str, ...]:
@@ -92,7 +94,8 @@ def world_reference(world: World) -> Reference:
     guard = writing_guard(world)
     return Reference(vocabulary=world_vocabulary(world), scripts=guard["scripts"], exempt=guard["script_exempt"],
                      prose=_joined(world_prose(world)),
-                     samples={c.id: tuple(tuple(words_of(line)) for line in c.sample_lines) for c in world.characters})
+                     samples={c.id: tuple(tuple(words_of(line)) for line in c.sample_lines) for c in world.characters},
+                     relations=relation_vocabulary(world))
 
 
 def copies_prose(text: str, prose: Sequence[str], run: int = COPIED_PROSE_RUN) -> bool:
@@ -175,7 +178,7 @@ def score(world: World, output: Output, reference: Reference, settings: dict | N
         output.grounded_written = not output.missing_written
         output.unknown = [unknown_names(output.text, reference.vocabulary)]
         output.copied = [copies_prose(written, reference.prose)]
-    output.relatives = invented_relatives(spoken if output.kind == "dialogue" else output.text, reference.vocabulary)
+    output.relatives = invented_relatives(spoken if output.kind == "dialogue" else output.text, reference.relations)
     scripts, exempt = _guard(settings or {}, reference)
     output.garbled = is_garbled(written, scripts, exempt)
     output.banned = banned_hits(output.text, world.content.banned_words)

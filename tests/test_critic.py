@@ -13,6 +13,7 @@ from metagen.critic import (
     judge,
     longest_shared_run,
     pronoun_of,
+    relation_vocabulary,
     world_prose,
     world_vocabulary,
     writing_guard,
@@ -89,11 +90,23 @@ def test_each_defect_costs_score(world, bad, finding):
 
 def test_a_relative_is_made_up_only_when_the_world_knows_no_one_of_that_relation(world):
     # the world gives Mira a father: a parent or a child may be spoken of, a sibling or spouse may not
-    assert invented_relatives("Her mother's nets and her father's boat.", world_vocabulary(world)) == []
-    assert invented_relatives("Two brothers, their wives and an aunt.", world_vocabulary(world)) == [
+    assert invented_relatives("Her mother's nets and her father's boat.", relation_vocabulary(world)) == []
+    assert invented_relatives("Two brothers, their wives and an aunt.", relation_vocabulary(world)) == [
         "brother", "wife", "aunt"]
     context = context_for(world, SceneRequest(location="docks", characters=("mira",)))
     assert "relatives" not in judge("Mira walked to the Old Docks, thinking of her father.", context).findings
+
+
+def test_a_title_in_a_name_is_no_relation_but_a_relation_in_the_prompt_is(tmp_path):
+    world = load_world(write_world(tmp_path, """\
+world: {id: abbey, name: The Abbey}
+locations: [{id: cloister, name: The Cloister}]
+characters: [{id: maelle, name: Sister Maelle, description: She keeps the bees.}]
+"""))
+    assert invented_relatives("Her brothers came.", relation_vocabulary(world)) == ["brother"]
+    assert invented_relatives("Her brothers came.", relation_vocabulary(world, "Her brother waits.")) == []
+    assert invented_relatives("Sister Maelle came, and her sister.", relation_vocabulary(world, "Sister Maelle")) == [
+        "sister"]  # the title is a name; "her sister" is a relation
 
 
 def test_names_of_the_world_in_their_own_script_are_not_garbled(world):
