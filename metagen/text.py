@@ -78,16 +78,16 @@ def balanced_quotes(paragraph: str) -> str:
     8 of 30 round-six eval stories had a paragraph like this."""
     if paragraph.count('"') % 2 == 0:
         return paragraph
-    kept, open_at = [], None
+    kept, speaking = [], False
     for i, ch in enumerate(paragraph):
         if ch == '"':
             opens = i == 0 or paragraph[i - 1].isspace() or paragraph[i - 1] in _OPENS_AFTER
-            if open_at is None and not opens:
+            if not speaking and not opens:
                 continue  # closes nothing
-            open_at = None if open_at is not None else i
+            speaking = not speaking
         kept.append(ch)
     text = "".join(kept).rstrip()
-    return text + '"' if open_at is not None else text
+    return text + '"' if speaking else text
 
 
 __all__ = [
