@@ -272,6 +272,9 @@ def test_stop_stale_socket_and_none_running(home, tmp_path, model_args):
 def test_a_server_gone_mid_request_is_one_line_and_exit_1(home, tmp_path, model_args):
     server = start_server(home)
     try:
+        # the model converted first: its "converting ..." line would otherwise reach stderr, or
+        # not, depending on how far the server got before the kill
+        assert metagen(home, tmp_path, "generate", "warm", *model_args, "--max-tokens", 1).returncode == 0
         proc = start(home, tmp_path, *LONG, "--out", "out", *model_args)
         wait_busy(home)
         server.kill()
