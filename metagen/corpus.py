@@ -19,8 +19,9 @@ import re
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Mapping, Sequence
 
-from metagen.chat import DEFAULT_PLAYER, ChatSession
-from metagen.critic import COPY_RUN, critic_context, first_sentences, judge, unknown_names, words_of
+from metagen.chat import DEFAULT_PLAYER, ChatSession, repeats
+from metagen.critic import (COPY_RUN, critic_context, first_sentences, invented_relatives, judge, unknown_names,
+                            words_of)
 from metagen.dialogue import continue_dialogue, dialogue_prompt, speaker_order, spoken_line
 from metagen.errors import RequestError
 from metagen.pipeline import effective_config
@@ -189,6 +190,9 @@ def check_example(generator, world: World, request, example: Example) -> list[st
     most = SENTENCES[example.kind]
     if first_sentences(text, most) != text.rstrip():
         problems.append(f"has more than {most} sentences")
+    relatives = invented_relatives(text, context.relations)
+    if relatives:  # named, so that a writer sees which word to change
+        problems.append(f"gives someone a relative the world does not name: {', '.join(sorted(set(relatives)))}")
     if example.kind in SPOKEN and (":" in text.split(" ", 1)[0] or "\n" in text):
         problems.append("holds a speaker's name or a line break")
     elif example.kind == "answer":
@@ -205,6 +209,11 @@ def _answer_problems(world: World, request: ChatRequest, text: str, context, pro
     kept = spoken_line(text, [character.name, *character.aliases, request.player])
     if kept != text:
         problems.append(f"has what metagen cuts from an answer (a stage direction, quotes): {kept!r} is kept")
+    # `metagen chat` refuses an answer that says a sample line again (ChatSession._fault); a target
+    # that does would teach the model to write what is thrown away.
+    said = next((line for line in character.sample_lines if repeats(text, line)), None)
+    if said:
+        problems.append(f"says a sample line again: {said!r}")
     # A chat prompt shows the character's card and the lore its turns call up, not the whole world: a
     # place or person of the world that it does not show is one the model could only have guessed.
     shown = {w for word in words_of(prompt) for w in (word, re.sub(r"'s$", "", word))}
