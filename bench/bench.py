@@ -50,6 +50,7 @@ CASES: dict[str, tuple[str, int, str, int]] = {
     "greedy-1": ("batch-1 greedy", 1, "greedy", 1),
     "sample-1": ("batch-1 top-p sampling", 1, "sample", 1),
     "beam-4": ("beam-4 (batch 1)", 1, "beam", 4),
+    "sample-4": ("batch-4 sampling (aggregate)", 4, "sample", 1),
     "sample-8": ("batch-8 sampling (aggregate)", 8, "sample", 1),
     "sample-16": ("batch-16 sampling (aggregate)", 16, "sample", 1),
 }
@@ -473,12 +474,37 @@ def time_process(command: list[str], threads: int) -> dict:
 
 
 def measure_startup(repeats: int, threads: int) -> dict:
-    """`metagen generate ... --max-tokens 1` and `metagen --help`, each in a new process."""
+    """`metagen generate ... --max-tokens 1` (without a server) and `metagen --help`, each in a new
+    process; then a one-token scene with `metagen serve` running (a new client process each time
+    and the warm server; one is started and stopped here unless the user's already runs)."""
     metagen = str(Path(sys.executable).with_name("metagen"))
     commands = {
-        "cold_start": [metagen, "generate", PROMPT, "--max-tokens", "1", "--min-tokens", "1", "--quiet"],
+        "cold_start": [metagen, "--no-server", "generate", PROMPT, "--max-tokens", "1", "--min-tokens", "1",
+                       "--quiet"],
         "help": [metagen, "--help"],
     }
+    out = _time_commands(commands, repeats, threads)
+    env = worker_env(threads)
+    status = [metagen, "serve", "--status"]
+    running = subprocess.run(status, env=env, capture_output=True).returncode == 0  # the user's: used, left on
+    server = None if running else subprocess.Popen([metagen, "serve"], stdout=subprocess.DEVNULL,
+                                                   stderr=subprocess.DEVNULL, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while subprocess.run(status, env=env, capture_output=True).returncode != 0:
+            if server.poll() is not None or time.monotonic() > deadline:
+                return out  # no server: the served row is left out, and its target reads "not measured"
+            time.sleep(0.2)
+        served = {"served_scene": [metagen, "describe-scene", str(ROOT / "worlds/ashenmere.yaml"), "--location",
+                                   "crooked-kettle", "--max-tokens", "1", "--out", "-", "--quiet"]}
+        return out | _time_commands(served, repeats, threads)
+    finally:
+        if server is not None:
+            subprocess.run([metagen, "serve", "--stop"], env=env, capture_output=True)
+            server.wait(timeout=60)
+
+
+def _time_commands(commands: dict[str, list[str]], repeats: int, threads: int) -> dict:
     for command in commands.values():  # untimed: warm the page cache and the converted weights
         time_process(command, threads)
     runs = {name: [] for name in commands}
@@ -488,7 +514,7 @@ def measure_startup(repeats: int, threads: int) -> dict:
     out = {}
     for name, samples in runs.items():
         out[name] = {
-            "command": shlex.join(["metagen", *commands[name][1:]]),
+            "command": shlex.join(["metagen", *commands[name][1:]]).replace(str(ROOT) + "/", ""),
             "runs": samples,
             "median_first_output_s": statistics.median(s["first_output_s"] for s in samples),
             "median_exit_s": statistics.median(s["exit_s"] for s in samples),
@@ -568,18 +594,25 @@ def evaluate_targets(report: dict) -> list[dict]:
     def ratio(case, other):
         return ratios.get(case, {}).get(default, {}).get(other)
 
-    own_1, own_16 = cell("sample-1", default), cell("sample-16", default)
+    own_1, own_4, own_16 = (cell(case, default) for case in ("sample-1", "sample-4", "sample-16"))
+    llama_1 = cell("sample-1", "llama.cpp")
     rss = max(filter(None, [cell("greedy-1", default, "peak_rss_mb"), cell("sample-1", default, "peak_rss_mb")]),
               default=None)
+    # Issue 16's targets; the two marked "earlier" are an earlier round's, still kept. The compiled
+    # decode step's targets (compile <= 3 min, load <= 1 s) have no row: metagen has no compiled step.
     targets = [
-        ("batch-1 greedy >= 50% of llama.cpp's tok/s", ratio("greedy-1", "llama.cpp"), ">=", 0.5, "x"),
-        ("beam-4 >= 3x transformers' beam-4", ratio("beam-4", "transformers"), ">=", 3.0, "x"),
-        ("batch-16 sampling aggregate >= 4x metagen's own batch-1 sampling",
-         own_16 / own_1 if own_1 and own_16 else None, ">=", 4.0, "x"),
+        ("batch-1 greedy >= 0.75x llama.cpp's tok/s", ratio("greedy-1", "llama.cpp"), ">=", 0.75, "x"),
+        ("batch-4 sampling aggregate >= 3.5x metagen's own batch-1 sampling",
+         own_4 / own_1 if own_1 and own_4 else None, ">=", 3.5, "x"),
+        ("batch-16 sampling aggregate >= 2x llama.cpp's batch-1 sampling",
+         own_16 / llama_1 if llama_1 and own_16 else None, ">=", 2.0, "x"),
         ("cold start (`metagen generate --max-tokens 1`, to first output) <= 2.5 s",
          startup.get("cold_start", {}).get("median_first_output_s"), "<=", 2.5, "s"),
-        ("`metagen --help` <= 0.3 s", startup.get("help", {}).get("median_exit_s"), "<=", 0.3, "s"),
+        ("with `metagen serve` running, `metagen describe-scene ... --max-tokens 1` <= 0.5 s to exit",
+         startup.get("served_scene", {}).get("median_exit_s"), "<=", 0.5, "s"),
         ("peak RSS with the default model (batch-1, --dtype auto) <= 600 MB", rss, "<=", 600.0, "MiB"),
+        ("(earlier) beam-4 >= 3x transformers' beam-4", ratio("beam-4", "transformers"), ">=", 3.0, "x"),
+        ("(earlier) `metagen --help` <= 0.3 s", startup.get("help", {}).get("median_exit_s"), "<=", 0.3, "s"),
     ]
     out = []
     for name, value, op, limit, unit in targets:
