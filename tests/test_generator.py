@@ -68,3 +68,18 @@ def test_int4_cache_is_kept_per_cpu_capability(tiny_gguf, isolated_home):
     assert float(done.stdout) == 0.0
     folders = sorted(p.name for p in (isolated_home / "converted").iterdir())
     assert [name.split("-")[2] for name in folders] == ["avx2", "avx512"]
+
+
+def test_a_conversion_removes_the_copies_this_version_never_loads(tiny_gguf, isolated_home):
+    from metagen.catalog import file_sha256
+    from metagen.generator import CONVERTED_VERSION, load_model
+
+    sha = file_sha256(tiny_gguf)[:16]
+    converted = isolated_home / "converted"
+    stale = [f"{sha}-float32-v{CONVERTED_VERSION - 1}", f"{sha}-int4-v{CONVERTED_VERSION}",
+             f"{sha}-int4-lora0123456789ab-v{CONVERTED_VERSION}"]
+    kept = [f"{sha}-bfloat16-v{CONVERTED_VERSION}", f"0123456789abcdef-float32-v{CONVERTED_VERSION - 1}"]
+    for name in stale + kept:
+        (converted / name).mkdir(parents=True)
+    load_model(str(tiny_gguf), dtype="float32")
+    assert sorted(p.name for p in converted.iterdir()) == sorted(kept + [f"{sha}-float32-v{CONVERTED_VERSION}"])

@@ -136,12 +136,12 @@ def info_command(
 def remove_command(
     name: Annotated[str, typer.Argument(help="A known model name.")],
 ):
-    """Delete an installed model from the cache."""
+    """Delete an installed model and its converted copies from the cache."""
     removed = catalog.remove_model(name)
-    if removed is None:
+    if not removed:
         typer.echo(f"{name} is not installed", err=True)
-    else:
-        typer.echo(f"removed {removed}")
+    for path in removed:
+        typer.echo(f"removed {path}")
 
 
 __all__ = ["models_app"]
