@@ -60,7 +60,7 @@ def _metagen_formats() -> tuple[str, ...]:
     """metagen's weight formats, read from its source so that a new one is benchmarked too."""
     import ast
 
-    tree = ast.parse((ROOT / "metagen" / "model.py").read_text())
+    tree = ast.parse((ROOT / "metagen" / "linears.py").read_text())
     for node in tree.body:
         if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "WEIGHT_FORMATS":
             return tuple(ast.literal_eval(node.value))

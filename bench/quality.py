@@ -103,7 +103,7 @@ def leading_same(a: list[int], b: list[int]) -> int:
 
 def measure(threads: int) -> dict:
     from metagen.generator import load_model
-    from metagen.model import WEIGHT_FORMATS
+    from metagen.linears import WEIGHT_FORMATS
 
     torch.set_num_threads(threads)
     rows = {}

@@ -30,7 +30,8 @@ from metagen.errors import ConfigError, GenerationError
 from metagen.files import check_regular, read_regular_text
 from metagen.gguf import ModelArgs, read_gguf
 from metagen.lora import PAD_PREFIX, existing_adapter, load_adapter
-from metagen.model import KERNEL_ALIGNMENT, WEIGHT_FORMATS, Transformer
+from metagen.linears import KERNEL_ALIGNMENT, WEIGHT_FORMATS
+from metagen.model import Transformer
 from metagen.search import PrefixReuse, SearchResult, TextCallback, left_pad, run_search
 from metagen.tokenizer import Tokenizer
 
@@ -129,7 +130,7 @@ def save_aligned_safetensors(state: dict[str, torch.Tensor], path: Path, metadat
     """Write a safetensors file whose every tensor starts on a KERNEL_ALIGNMENT boundary.
 
     The format stores tensors back to back after a JSON header, so a memory-mapped load puts
-    them at arbitrary 8-byte offsets, where the compact CPU kernels crash (model.aligned).
+    them at arbitrary 8-byte offsets, where the compact CPU kernels crash (linears.aligned).
     Here the header is padded with spaces (the format allows it) and small U8 filler entries
     sit between tensors, so the loaded tensors need no aligning copy. The same tensors and
     metadata always give the same bytes.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from metagen.config import GenerationConfig
-from metagen.model import WEIGHT_FORMATS
+from metagen.linears import WEIGHT_FORMATS
 
 
 @pytest.mark.real_model

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from metagen.model import Int4Linear, Int8Linear, Transformer, make_linear, random_weights
+from metagen.linears import Int4Linear, Int8Linear, make_linear
+from metagen.model import Transformer, random_weights
 
 
 @pytest.fixture(scope="module")
@@ -276,7 +277,7 @@ def at_offset(tensor: torch.Tensor, offset: int) -> torch.Tensor:
 
 @pytest.mark.parametrize("offset", [0, 8, 24])
 def test_aligned_copies_only_what_is_off_a_boundary(offset):
-    from metagen.model import aligned
+    from metagen.linears import aligned
 
     tensor = at_offset(torch.arange(100, dtype=torch.int8).reshape(4, 25), offset)
     result = aligned(tensor)
