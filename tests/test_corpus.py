@@ -135,6 +135,19 @@ def test_chat_answers_are_held_to_the_dialogue_checks(vale, wide_generator):
     assert check_example(wide_generator, vale, at_the_mill, shown) == []
 
 
+def test_chat_answers_may_not_say_a_sample_line_again_nor_name_a_made_up_relative(tmp_path, wide_generator):
+    spoken = WORLD.replace("    role: miller\n", "    role: miller\n    sample_lines: [\"Water first, then bread.\"]\n")
+    vale = load_world(write_world(tmp_path, spoken, "vale.yaml"))
+    request = ChatRequest("ada", player="Wren")
+    turns = [("Who works the mill?", "Water first, then bread. I work it alone, Wren."),
+             ("Who works the mill?", "My husband works it with me."),
+             ("Who works the mill?", "My sister Bo and I, since the spring.")]
+    problems = [check_example(wide_generator, vale, request, e) for e in chat_examples(wide_generator, vale, request, turns)]
+    assert problems[0] == ["says a sample line again: 'Water first, then bread.'"]  # too short to be "copied"
+    assert problems[1] == ["gives someone a relative the world does not name: husband"]
+    assert problems[2] == []  # the world makes Bo her sister
+
+
 def test_the_checks_catch_what_a_critic_punishes_and_pass_a_good_target(vale, wide_generator):
     request = StoryRequest(characters=("ada", "bo"), location="mill", length="short")
     good = ["Ada leaned on the rail of the Old Mill while Bo unhitched his cart in the yard. Moss furred the "
