@@ -26,7 +26,8 @@ TITLES = frozenset("""the a an queen king prince princess lord lady sir dame sis
 saint captain doctor dr mr mrs ms miss master mistress uncle aunt old young grandmother grandfather granny
 grandma grandpa nan ma pa auntie mayor warden keeper inspector detective deputy sergeant lieutenant commander
 commodore colonel general admiral chief chieftain jarl reeve elder professor envoy ambassador abbess abbot
-guildmaster foreman madam mister nurse prior prioress bishop""".split())
+guildmaster foreman madam mister nurse prior prioress bishop constable curator councillor councilor regent
+archivist chancellor magistrate judge marshal sheriff steward""".split())
 # Capitalized words that are not names of people (checked after folding, before the world's words).
 STOPLIST = frozenset("""i i'm i'll i've i'd the a an and but or nor so yet for of in on at to by with from as
 if then when while where what who whom whose why how this that these those there here it its his her hers
@@ -47,13 +48,20 @@ def _bare(name: str) -> str:
 
 def character_forms(c: Character) -> tuple[str, ...]:
     """What counts as naming a character: the full name (with or without a leading article), any
-    alias, and the first word of the name after titles if it has at least 3 letters."""
+    alias, the first word of the name after titles if it has at least 3 letters, and the last title
+    with the last word ("Director Grale" for "Director Hesketh Grale"). A word of the character's
+    role leading the name is a title too ("Lampwright Oswin Tarrow", a lampwright)."""
     forms = [c.name, _bare(c.name), *c.aliases]
     words = [w.strip("\"'“”,") for w in c.name.split()]
-    while len(words) > 1 and fold(words[0]) in TITLES:
+    titles = TITLES | {fold(w) for w in _WORD.findall(c.role or "")}
+    title = ""
+    while len(words) > 1 and fold(words[0]) in titles:
+        title = "" if fold(words[0]) in ("the", "a", "an") else words[0]
         words = words[1:]
     if words and sum(ch.isalpha() for ch in words[0]) >= MIN_FIRST_WORD:
         forms.append(words[0])
+    if title and len(words) > 1:
+        forms.append(f"{title} {words[-1]}")
     return tuple(dict.fromkeys(f for f in forms if f.strip()))
 
 

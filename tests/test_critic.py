@@ -170,6 +170,9 @@ def test_a_title_an_abbreviation_a_possessive_or_quoted_speech_is_not_an_invente
 
     grandmother = Character(id="zita", name="Grandmother Zita Varga")
     assert "Zita" in character_forms(grandmother)  # the story's short name, not "Grandmother"
+    lampwright = Character(id="oswin", name="Master Lampwright Oswin Tarrow", role="master lampwright of the ship")
+    assert character_forms(lampwright)[-2:] == ("Oswin", "Lampwright Tarrow")  # a role word leading a name is a title
+    assert character_forms(Character(id="r", name="Regent Ilse Varn"))[-2:] == ("Ilse", "Regent Varn")
     assert first_sentences("Dr. Amara Nwosu waits. Mr. Bo sits. The third one.", 2) == "Dr. Amara Nwosu waits. Mr. Bo sits."
     world = load_world(write_world(tmp_path, """\
 world: {id: hill, name: The Hill}
