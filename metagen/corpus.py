@@ -20,8 +20,8 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Mapping, Sequence
 
 from metagen.chat import DEFAULT_PLAYER, ChatSession, repeats
-from metagen.critic import (COPY_RUN, critic_context, first_sentences, invented_relatives, judge, unknown_names,
-                            words_of)
+from metagen.critic import (COPY_RUN, critic_context, first_sentences, invented_relatives, judge, ngrams,
+                            unknown_names, words_of)
 from metagen.dialogue import continue_dialogue, dialogue_prompt, speaker_order, spoken_line
 from metagen.errors import RequestError
 from metagen.pipeline import effective_config
@@ -182,7 +182,7 @@ def check_example(generator, world: World, request, example: Example) -> list[st
               "voice": "narrates in the wrong person", "repetition": "repeats itself"}
     for key, message in checks.items():
         if verdict.get(key, 0.0) > (0.05 if key == "repetition" else 0.0):
-            problems.append(message)
+            problems.append(message + (f' ("{_copied_words(text, prompt)} ...")' if key == "copied" else ""))
     words = len(words_of(text))
     low, high = WORDS[example.kind]
     if not low <= words <= high:
@@ -198,6 +198,13 @@ def check_example(generator, world: World, request, example: Example) -> list[st
     elif example.kind == "answer":
         problems += _answer_problems(world, request, text, context, prompt)
     return problems
+
+
+def _copied_words(text: str, prompt: str) -> str:
+    """The first COPY_RUN words of text that stand in the prompt too (folded), for a writer to find."""
+    words, shared = words_of(text), set(ngrams(words_of(prompt), COPY_RUN))
+    return next((" ".join(words[i:i + COPY_RUN]) for i in range(len(words) - COPY_RUN + 1)
+                 if tuple(words[i:i + COPY_RUN]) in shared), "")
 
 
 def _answer_problems(world: World, request: ChatRequest, text: str, context, prompt: str) -> list[str]:

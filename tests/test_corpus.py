@@ -166,6 +166,10 @@ def test_the_checks_catch_what_a_critic_punishes_and_pass_a_good_target(vale, wi
     assert any("leaves out a name" in p for p in problems[0])  # Ada
     assert any("does not have" in p for p in problems[0])  # Gerald Fairweather
     assert any("has 2 words" in p for p in problems[1])
+    copied = story_examples(wide_generator, vale, request, 5, [good[0].replace(
+        "The stream ran loud and brown", "A water mill by a fast stream ran loud and brown"), *good[1:]])[0]
+    assert 'copies 6 or more words in a row from the prompt ("a water mill by a fast ...")' in check_example(
+        wide_generator, vale, request, copied)
     assert {"narrates in the wrong person", "ends mid-sentence"} <= set(problems[2])
 
 
