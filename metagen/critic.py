@@ -282,7 +282,7 @@ _THE_END = re.compile(r"\bThe End\b[.!]*\s*$")
 _SCRIPT_LINE = re.compile(r"(?m)^\s*[A-Z][\w'’-]*(?: [A-Z][\w'’-]*){0,2}: ")
 # Narration in the wrong person: "I", "my" (outside quotes) in a second- or third-person world.
 _FIRST_PERSON = re.compile(r"\b(?:I|I'm|I've|I'll|my|me|myself)\b")
-_SECOND_PERSON = re.compile(r"\b(?:you|your|yours|yourself|You|Your)\b")
+_SECOND_PERSON = re.compile(r"\b(?<![Tt]hank )(?:you|your|yours|yourself|You|Your)\b")  # "thank you" is no narrator
 _QUOTED = re.compile(r"[\"“][^\"”]*[\"”]")
 _MARKUP = re.compile(r"[#*_<>|\[\]{}@]|https?:|www\.|\.com\b")
 # Words of metagen's own instructions, which say nothing about the story.

@@ -195,3 +195,9 @@ def test_text_about_the_text_and_scripts_count_as_echoes(text):
     assert judge(text, context).findings["echo"] >= 1
     assert judge("Ada walked to the end of the lane, and the end came quietly.", context).findings["echo"] == 0
     assert judge("The Old Mill: a wheel, a stream and Ada waiting.", context).findings["echo"] == 0  # a label
+
+
+def test_a_third_person_narrator_saying_thank_you_is_not_in_the_second_person(world):
+    context = context_for(world, StoryRequest(characters=("mira",), location="docks"), narrator_person="third")
+    assert judge("Mira nodded, the nearest she came to a thank you. She tied her rope.", context).findings["voice"] == 0
+    assert judge("Mira nodded. You could see her tie the rope.", context).findings["voice"] == 1
