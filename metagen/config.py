@@ -107,6 +107,13 @@ class GenerationConfig:
         0, "--no-repeat-ngram", AtLeast(0), note="0 = off", section="penalties", help_default=False,
         help="Never repeat an n-gram of this size; 0 = off.",
         doc="Never write an n-gram of this many tokens twice. Blunt: 3 or more suits most prose.")
+    no_copy_ngram_size: int = setting(
+        0, "--no-copy-ngram", AtLeast(0), note="0 = off", section="penalties", help_default=False,
+        help="Never write this many tokens in a row that the prompt or the text already holds; 0 = off.",
+        doc="Never write this many tokens in a row that already stand in the prompt (the world's facts, the story "
+            "so far) or in the text. Unlike `no_repeat_ngram_size` with `penalize_prompt`, it leaves the repetition "
+            "penalties off the prompt, so names stay free; long enough (10) to let names through, it stops a small "
+            "model pasting a fact list or restarting the story from its first paragraph.")
     dry_multiplier: float = setting(
         0.0, "--dry-multiplier", Within(0, MAX_PENALTY), note="0 = off", section="penalties", help_default=False,
         help="DRY repetition penalty strength; 0 = off.",

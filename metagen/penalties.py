@@ -124,6 +124,20 @@ class NoRepeatNGramProcessor:
         return with_spare_column(logits).scatter(1, index, NEG_INF)[:, :vocab]
 
 
+class NoCopyProcessor(NoRepeatNGramProcessor):
+    """Forbid any token that would complete an n-gram of the prompt or of the text so far.
+
+    The decoding loops give it the prompt before the generated tokens whatever
+    `penalize_prompt` says (`sees_prompt`), so it stops copying while the repetition
+    penalties leave the prompt's names alone.
+    """
+
+    sees_prompt = True
+
+    def describe(self) -> str:
+        return f"no {self.n}-grams of the prompt or the text"
+
+
 class DRYProcessor:
     """"Don't repeat yourself": penalize the token that would extend a repeated sequence.
 

@@ -26,6 +26,7 @@ from metagen.bans import (
 from metagen.logits import NEG_INF, LogitsProcessor, Tokenizer
 from metagen.penalties import (
     DRYProcessor,
+    NoCopyProcessor,
     NoRepeatNGramProcessor,
     PresenceFrequencyPenaltyProcessor,
     RepetitionPenaltyProcessor,
@@ -241,8 +242,8 @@ def build_processors(
 ) -> list[LogitsProcessor]:
     """The processors for `cfg`, in the one documented order, skipping no-ops.
 
-    Order: repetition penalty, presence/frequency penalty, DRY, no-repeat n-gram, banned
-    sequences, logit bias; then, when sampling, temperature, top-k, top-p, min-p,
+    Order: repetition penalty, presence/frequency penalty, DRY, no-repeat n-gram, no-copy
+    n-gram, banned sequences, script guard, logit bias; then, when sampling, temperature, top-k, top-p, min-p,
     typical-p and XTC. Greedy (or temperature 0) and beam search stop after logit bias:
     temperature and truncation cannot change the argmax, and beam scores need the full
     distribution. XTC needs `generators`, one per row. The caller passes `tokens` with
@@ -268,6 +269,8 @@ def build_processors(
         )
     if cfg.no_repeat_ngram_size > 0:
         out.append(NoRepeatNGramProcessor(cfg.no_repeat_ngram_size))
+    if cfg.no_copy_ngram_size > 0:
+        out.append(NoCopyProcessor(cfg.no_copy_ngram_size))
     if cfg.banned:
         out.append(BannedSequencesProcessor(ban_sequences(cfg.banned, tokenizer), vocab))
     if cfg.scripts and ANY not in cfg.scripts:
@@ -305,12 +308,23 @@ def describe_processors(processors: Iterable[LogitsProcessor]) -> list[str]:
     return lines
 
 
+def sees_prompt(processors: Iterable[LogitsProcessor]) -> bool:
+    """Whether a processor must see the prompt whatever `penalize_prompt` says (NoCopyProcessor)."""
+    return any(getattr(processor, "sees_prompt", False) for processor in processors)
+
+
 def apply_processors(
-    processors: Iterable[LogitsProcessor], tokens: torch.Tensor, logits: torch.Tensor
+    processors: Iterable[LogitsProcessor], tokens: torch.Tensor, logits: torch.Tensor,
+    prompt_and_tokens: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Run each processor in turn over (tokens (B, T), logits (B, V))."""
+    """Run each processor in turn over (tokens (B, T), logits (B, V)).
+
+    A processor that `sees_prompt` gets `prompt_and_tokens` (B, T') instead, when given.
+    """
     for processor in processors:
-        logits = processor(tokens, logits)
+        seen = prompt_and_tokens if prompt_and_tokens is not None and getattr(processor, "sees_prompt", False) \
+            else tokens
+        logits = processor(seen, logits)
     return logits
 
 
@@ -374,4 +388,5 @@ __all__ = [
     "describe_processors",
     "greedy",
     "sample",
+    "sees_prompt",
 ]

@@ -17,7 +17,7 @@ import torch
 
 from metagen.cache import SharedPrefixCache
 from metagen.config import GenerationConfig
-from metagen.sampling import apply_processors, build_processors, describe_processors, greedy, sample
+from metagen.sampling import apply_processors, build_processors, describe_processors, greedy, sample, sees_prompt
 
 log = logging.getLogger(__name__)
 _last_order: list[str] = []
@@ -230,6 +230,7 @@ def decode_loop(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfi
         raise ValueError("sampling needs one torch.Generator per prompt")
     processors = build_processors(cfg, tokenizer, generators)
     _log_order(cfg.effective_strategy, processors)
+    copy_guard = sees_prompt(processors) and not cfg.penalize_prompt  # with it the history holds the prompt already
     eos = sorted(tokenizer.eos_ids)
     eos_tensor = torch.tensor(eos, dtype=torch.long, device=device)
     prompt_tokens, pad = left_pad(prompts, tokenizer.pad_id, device)
@@ -245,7 +246,8 @@ def decode_loop(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfi
         # b. process: penalties, bans, temperature, truncations (sampling.build_processors)
         raw_logprobs = torch.log_softmax(logits, dim=-1)
         history = _history(prompt_tokens, pad, generated, cfg.penalize_prompt)
-        scores = apply_processors(processors, history, logits)
+        whole = _history(prompt_tokens, pad, generated, True) if copy_guard else None
+        scores = apply_processors(processors, history, logits, whole)
         if step < cfg.min_new_tokens:
             scores = _suppress(scores, eos)
         # c. choose
@@ -315,6 +317,7 @@ def beam_search(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfi
     K = max(2, 1 + len(eos)) * nb  # candidates kept per step, as transformers does
     processors = build_processors(cfg, tokenizer, None)
     _log_order("beam", processors)
+    copy_guard = sees_prompt(processors) and not cfg.penalize_prompt
     prompt_tokens, pad = left_pad(prompts, tokenizer.pad_id, device)
     prompt_tokens = prompt_tokens.repeat_interleave(nb, dim=0)  # (B*nb, T)
     pad = pad.repeat_interleave(nb, dim=0)
@@ -328,10 +331,10 @@ def beam_search(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfi
     for step in range(cfg.max_new_tokens):
         # a. score: log-softmax, then the processors, plus each beam's running score
         raw_logprobs = torch.log_softmax(logits.float(), dim=-1)
-        history = _history(prompt_tokens, pad,
-                           torch.tensor(beams.running, dtype=torch.long, device=device).view(B * nb, step),
-                           cfg.penalize_prompt)
-        logprobs = apply_processors(processors, history, raw_logprobs)
+        running = torch.tensor(beams.running, dtype=torch.long, device=device).view(B * nb, step)
+        history = _history(prompt_tokens, pad, running, cfg.penalize_prompt)
+        whole = _history(prompt_tokens, pad, running, True) if copy_guard else None
+        logprobs = apply_processors(processors, history, raw_logprobs, whole)
         if step < cfg.min_new_tokens:
             logprobs = _suppress(logprobs, eos)
         accumulated = (logprobs.view(B, nb, V) + beams.scores[:, :, None]).view(B, nb * V)

@@ -596,6 +596,19 @@ def test_build_order_is_documented_order():
     assert len(lines) == 12
 
 
+def test_no_copy_sees_the_prompt_the_penalties_do_not():
+    cfg = GenerationConfig(repetition_penalty=2.0, no_copy_ngram_size=2, temperature=1.0, top_k=0, top_p=1.0)
+    processors = build_processors(cfg, TOK)
+    assert names(processors) == ["RepetitionPenaltyProcessor", "NoCopyProcessor"]
+    generated = torch.tensor([[3]])
+    prompt_and_generated = torch.tensor([[3, 1, 0, 3]])  # the prompt holds "3 1": after 3, 1 would copy it
+    out = apply_processors(processors, generated, torch.ones(1, 5), prompt_and_generated)
+    assert out[0, 1].item() == float("-inf")  # copied n-gram forbidden
+    assert out[0, 3].item() == 0.5 and out[0, 0].item() == 1.0  # the penalty saw only the generated 3
+    alone = apply_processors(processors, generated, torch.ones(1, 5))  # no prompt given: the tokens serve both
+    assert torch.isfinite(alone).all()
+
+
 def test_build_skips_no_ops():
     cfg = GenerationConfig(temperature=1.0, top_k=0, top_p=1.0, repetition_penalty=1.0)
     assert build_processors(cfg, TOK) == []
