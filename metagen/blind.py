@@ -215,6 +215,8 @@ def read_ratings(folder: Path) -> tuple[dict, dict[str, str | None]]:
         entries = {e["pair"]: e for e in key["pairs"]}
         if any(e["a"] not in (1, 2) or not e["kind"] for e in entries.values()):
             raise ValueError
+        if not all(isinstance(key.get(side, {}), dict) for side in ("a", "b", "grid")):
+            raise ValueError  # the settings of A and B and the grid are mappings in a key --blind wrote
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
         raise ConfigError(f"{key_path} is not a key that --blind wrote") from None
     if not sheet_path.is_file():

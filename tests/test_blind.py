@@ -219,6 +219,13 @@ def test_a_broken_key(blind_folder):
         B.read_ratings(blind_folder)
 
 
+def test_a_key_whose_settings_are_not_a_mapping(blind_folder):
+    key = json.loads((blind_folder / "key.json").read_text(encoding="utf-8"))
+    (blind_folder / "key.json").write_text(json.dumps({**key, "b": "temperature=0.6"}), encoding="utf-8")
+    with pytest.raises(ConfigError, match="is not a key that --blind wrote"):
+        B.read_ratings(blind_folder)
+
+
 def test_wilson_interval():
     low, high = B.wilson(8, 10)
     assert low == pytest.approx(0.4902, abs=1e-4) and high == pytest.approx(0.9433, abs=1e-4)
