@@ -55,6 +55,7 @@ class GenerationConfig:
     temperature: float = setting(
         0.8, "--temperature", Within(0, MAX_TEMPERATURE), short="-t", section="sampling",
         note=f"0 = greedy; otherwise at least {MIN_TEMPERATURE:g}", help="Sampling temperature, >= 0; 0 = greedy.",
+        help_default="0.8; 0.6 for story, scene and dialogue", doc_default="0.8 (story, scene, dialogue: 0.6)",
         doc="Divides the logits. Below 1 is safer and plainer, above 1 wilder. 0 means greedy.")
     top_k: int = setting(
         40, "--top-k", AtLeast(0), note="0 = off", section="sampling",
@@ -67,6 +68,7 @@ class GenerationConfig:
     min_p: float = setting(
         0.0, "--min-p", Within(0, 1, "[)"), note="0 = off", section="sampling",
         help="Drop tokens below min-p x the top probability, {limits}.",
+        help_default="0 = off; 0.1 for story, scene and dialogue", doc_default="0 (story, scene, dialogue: 0.1)",
         doc="Drop tokens less likely than `min_p` times the most likely token.")
     typical_p: float = setting(
         1.0, "--typical-p", Within(0, 1, "(]"), note="1 = off", section="sampling", help_default="1 = off",
@@ -108,8 +110,10 @@ class GenerationConfig:
         help="Never repeat an n-gram of this size; 0 = off.",
         doc="Never write an n-gram of this many tokens twice. Blunt: 3 or more suits most prose.")
     no_copy_ngram_size: int = setting(
-        0, "--no-copy-ngram", AtLeast(0), note="0 = off", section="penalties", help_default=False,
+        0, "--no-copy-ngram", AtLeast(0), note="0 = off", section="penalties",
+        help_default="0 = off; 10 for story, scene and dialogue",
         help="Never write this many tokens in a row that the prompt or the text already holds; 0 = off.",
+        doc_default="0 (story, scene, dialogue: 10)",
         doc="Never write this many tokens in a row that already stand in the prompt (the world's facts, the story "
             "so far) or in the text. Unlike `no_repeat_ngram_size` with `penalize_prompt`, it leaves the repetition "
             "penalties off the prompt, so names stay free; long enough (10) to let names through, it stops a small "

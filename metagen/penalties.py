@@ -12,6 +12,9 @@ import torch
 
 from metagen.logits import NEG_INF, with_spare_column
 
+# What a token that would copy loses: more than any two finite logits differ, so it is chosen only
+# when nothing else is left (and stays finite in bfloat16).
+COPY_PENALTY = 1e4
 DRY_MAX_MATCH = 50  # longest repeat DRY measures (caps the exponent, as in text-generation-webui)
 
 
@@ -125,17 +128,24 @@ class NoRepeatNGramProcessor:
 
 
 class NoCopyProcessor(NoRepeatNGramProcessor):
-    """Forbid any token that would complete an n-gram of the prompt or of the text so far.
+    """Push below every other token any token that would complete an n-gram of the prompt or of
+    the text so far.
 
     The decoding loops give it the prompt before the generated tokens whatever
     `penalize_prompt` says (`sees_prompt`), so it stops copying while the repetition
-    penalties leave the prompt's names alone.
+    penalties leave the prompt's names alone. A copying token loses COPY_PENALTY rather than
+    becoming impossible: when the bans, the other processors and a held-off end-of-text leave
+    nothing else, a copy is written rather than no token at all.
     """
 
     sees_prompt = True
 
     def describe(self) -> str:
         return f"no {self.n}-grams of the prompt or the text"
+
+    def __call__(self, tokens: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        banned = (super().__call__(tokens, logits) == NEG_INF) & (logits > NEG_INF)  # (B, V)
+        return torch.where(banned, logits - COPY_PENALTY, logits)
 
 
 class DRYProcessor:
@@ -213,7 +223,9 @@ class DRYProcessor:
 
 
 __all__ = [
+    "COPY_PENALTY",
     "DRYProcessor",
+    "NoCopyProcessor",
     "NoRepeatNGramProcessor",
     "PresenceFrequencyPenaltyProcessor",
     "RepetitionPenaltyProcessor",

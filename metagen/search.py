@@ -247,9 +247,10 @@ def decode_loop(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfi
         raw_logprobs = torch.log_softmax(logits, dim=-1)
         history = _history(prompt_tokens, pad, generated, cfg.penalize_prompt)
         whole = _history(prompt_tokens, pad, generated, True) if copy_guard else None
-        scores = apply_processors(processors, history, logits, whole)
-        if step < cfg.min_new_tokens:
-            scores = _suppress(scores, eos)
+        # end-of-text held off before the truncations, which then choose among the other tokens
+        # (after them, min-p could leave end-of-text alone and then nothing)
+        held = _suppress(logits, eos) if step < cfg.min_new_tokens else logits
+        scores = apply_processors(processors, history, held, whole)
         # c. choose
         next_tokens = sample(scores, generators) if use_sampling else greedy(scores)
         done = torch.tensor([f is not None for f in finished], device=device)
@@ -334,9 +335,8 @@ def beam_search(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfi
         running = torch.tensor(beams.running, dtype=torch.long, device=device).view(B * nb, step)
         history = _history(prompt_tokens, pad, running, cfg.penalize_prompt)
         whole = _history(prompt_tokens, pad, running, True) if copy_guard else None
-        logprobs = apply_processors(processors, history, raw_logprobs, whole)
-        if step < cfg.min_new_tokens:
-            logprobs = _suppress(logprobs, eos)
+        held = _suppress(raw_logprobs, eos) if step < cfg.min_new_tokens else raw_logprobs
+        logprobs = apply_processors(processors, history, held, whole)
         accumulated = (logprobs.view(B, nb, V) + beams.scores[:, :, None]).view(B, nb * V)
         # b. the K best continuations over all beams of each prompt
         top_scores, top_indices = torch.topk(accumulated, K, dim=-1)  # (B, K)

@@ -104,7 +104,7 @@ def test_show_plain_when_piped(runner):
     out = result.stdout
     assert out.startswith("Saltgate (saltgate) | near-future harbour city")
     for text in ("Characters", "Aoife Ní Bhriain", "harbour pilot", "Places", "the Container Docks", "Factions",
-                 "Lore", "(always)", "defaults.dialogue: temperature=0.7", "banned words: goddamn", "sha256: "):  # fmt: skip
+                 "Lore", "(always)", "defaults.dialogue: repetition_penalty=1.15", "banned words: goddamn", "sha256: "):  # fmt: skip
         assert text in out, text
     assert "\x1b[" not in out  # no colour codes when piped
 

@@ -19,7 +19,7 @@ def test_one_option_per_command_line_setting_in_field_order():
 
 @pytest.mark.parametrize("name, help_text", [
     ("top_p", "Nucleus: smallest set with this probability mass, (0, 1]. [default: 0.95]"),
-    ("min_p", "Drop tokens below min-p x the top probability, [0, 1). [default: 0]"),
+    ("min_p", "Drop tokens below min-p x the top probability, [0, 1). [default: 0 = off; 0.1 for story, scene and dialogue]"),
     ("typical_p", "Locally typical sampling mass, (0, 1]. [default: 1 = off]"),
     ("penalty_exempt", "A word the repetition, presence and frequency penalties never count (repeatable). "
                        "[default: none]"),

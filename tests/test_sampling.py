@@ -13,7 +13,9 @@ from metagen.bans import BannedSequencesProcessor, LogitBiasProcessor, ban_seque
 from metagen.config import GenerationConfig
 from metagen.errors import ConfigError
 from metagen.penalties import (
+    COPY_PENALTY,
     DRYProcessor,
+    NoCopyProcessor,
     NoRepeatNGramProcessor,
     PresenceFrequencyPenaltyProcessor,
     RepetitionPenaltyProcessor,
@@ -603,10 +605,19 @@ def test_no_copy_sees_the_prompt_the_penalties_do_not():
     generated = torch.tensor([[3]])
     prompt_and_generated = torch.tensor([[3, 1, 0, 3]])  # the prompt holds "3 1": after 3, 1 would copy it
     out = apply_processors(processors, generated, torch.ones(1, 5), prompt_and_generated)
-    assert out[0, 1].item() == float("-inf")  # copied n-gram forbidden
+    assert out[0, 1].item() == 1.0 - COPY_PENALTY  # the copying token falls below every other
     assert out[0, 3].item() == 0.5 and out[0, 0].item() == 1.0  # the penalty saw only the generated 3
     alone = apply_processors(processors, generated, torch.ones(1, 5))  # no prompt given: the tokens serve both
     assert torch.isfinite(alone).all()
+
+
+def test_no_copy_never_leaves_no_token():
+    # every token but 1 is banned elsewhere and 1 would copy "3 1": the copy is written, not a crash
+    logits = torch.full((1, 5), float("-inf"))
+    logits[0, 1] = 2.0
+    out = NoCopyProcessor(2)(torch.tensor([[3, 1, 3]]), logits)
+    assert greedy(out).tolist() == [1]
+    assert out[0, 1].item() == 2.0 - COPY_PENALTY and (out[0, [0, 2, 3, 4]] == float("-inf")).all()
 
 
 def test_build_skips_no_ops():

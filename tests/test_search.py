@@ -168,6 +168,16 @@ def test_min_new_tokens_holds_off_end_of_text(tiny_generator):
     assert eos_first.finish_reason == "eos" and len(eos_first.tokens) == 1
 
 
+def test_min_new_tokens_with_min_p_when_end_of_text_dominates(tiny_generator):
+    # min-p after a held-off end-of-text used to keep end-of-text alone and then nothing: a crash
+    ids = encode(tiny_generator, PROMPTS[:1])
+    cfg = GenerationConfig(strategy="sample", max_new_tokens=8, min_new_tokens=5, min_p=0.1,
+                           logit_bias=(("#2", 100.0),))
+    for seed in range(4):
+        result = tiny_generator.complete(ids, cfg, seeds=[seed])[0]
+        assert len(result.tokens) >= 5 and result.finish_reason in ("eos", "length")
+
+
 def test_no_repeat_ngram_never_repeats_in_outputs(tiny_generator):
     ids = encode(tiny_generator, PROMPTS[:1])
     for strategy in ("greedy", "beam"):
