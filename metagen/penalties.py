@@ -114,17 +114,22 @@ class NoRepeatNGramProcessor:
     def describe(self) -> str:
         return f"no repeated {self.n}-grams"
 
-    def __call__(self, tokens: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    def repeating(self, tokens: torch.Tensor, vocab: int) -> torch.Tensor | None:
+        """(B, V) True where the next token would complete an n-gram of `tokens`; None when none can."""
         n, steps = self.n, tokens.shape[1]
         if steps < n:
-            return logits.clone()
-        vocab = logits.shape[-1]
+            return None
         grams = tokens.unfold(1, n, 1)  # (B, T-n+1, n): every complete earlier n-gram
         tail = tokens[:, steps - (n - 1) :]  # (B, n-1): what the next token would follow
         match = (grams[:, :, :-1] == tail[:, None, :]).all(dim=-1)  # (B, T-n+1)
         match &= (grams >= 0).all(dim=-1) & (tail >= 0).all(dim=-1, keepdim=True)
         index = torch.where(match, grams[:, :, -1], vocab).long()
-        return with_spare_column(logits).scatter(1, index, NEG_INF)[:, :vocab]
+        spare = torch.zeros((tokens.shape[0], vocab + 1), dtype=torch.bool, device=tokens.device)
+        return spare.scatter(1, index, True)[:, :vocab]
+
+    def __call__(self, tokens: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        repeating = self.repeating(tokens, logits.shape[-1])
+        return logits.clone() if repeating is None else logits.masked_fill(repeating.to(logits.device), NEG_INF)
 
 
 class NoCopyProcessor(NoRepeatNGramProcessor):
@@ -144,8 +149,10 @@ class NoCopyProcessor(NoRepeatNGramProcessor):
         return f"no {self.n}-grams of the prompt or the text"
 
     def __call__(self, tokens: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-        banned = (super().__call__(tokens, logits) == NEG_INF) & (logits > NEG_INF)  # (B, V)
-        return torch.where(banned, logits - COPY_PENALTY, logits)
+        copying = self.repeating(tokens, logits.shape[-1])
+        if copying is None:
+            return logits.clone()
+        return torch.where(copying.to(logits.device), logits - COPY_PENALTY, logits)
 
 
 class DRYProcessor:
