@@ -17,7 +17,7 @@ from typing import Any
 
 from metagen.prompts import Resolved, mentions
 from metagen.scripts import is_garbled, prose_scripts
-from metagen.text import fold
+from metagen.text import closest, fold
 from metagen.world import Character, Location, World
 
 MIN_FIRST_WORD = 3  # a name's first word counts alone from this many letters
@@ -129,14 +129,54 @@ def world_vocabulary(world: World, *, cast_names: bool = True) -> frozenset[str]
     return frozenset(found)
 
 
-def unknown_names(text: str, vocabulary: frozenset[str]) -> list[str]:
-    """Capitalized words not at a sentence start that the world never mentions and that are not
-    common capitalized words: a heuristic for people (or places) the model made up."""
+def name_spellings(world: World) -> frozenset[str]:
+    """The words of the characters' names and aliases as the world writes them ("Maëlle", "Vær"),
+    titles and short words left out: what misspelled_names compares against."""
+    words = {_POSSESSIVE.sub("", w) for c in world.characters for n in (c.name, *c.aliases) for w in _WORD.findall(n)}
+    return frozenset(w for w in words if len(w) >= MIN_SPELLING and w[0].isupper() and fold(w) not in TITLES | STOPLIST)
+
+
+MIN_SPELLING = 4  # a name word this long or longer is checked for misspellings
+NEAR_SPELLING = 0.8  # difflib's ratio from which an unknown word reads as a name spelled wrongly
+
+
+def misspelled_names(text: str, spellings: frozenset[str], vocabulary: frozenset[str]) -> list[str]:
+    """Words that read as a character's name spelled wrongly, sentence starts included: "Ysoldé" or
+    "Málle" for Ysolde and Maëlle (the README's story, round nine). A 135M model garbles the accented
+    letters it seldom sees; a reader notices at once. Same first letter, and either the same letters
+    with other accents or a near spelling (NEAR_SPELLING) of a word the world never uses."""
+    if not spellings:
+        return []
+    by_key = {fold(s): s for s in spellings}
     found = []
+    for m in _WORD.finditer(text):
+        word = _POSSESSIVE.sub("", m.group())
+        if len(word) < MIN_SPELLING or not word[0].isupper() or word in spellings:
+            continue
+        key = fold(word)
+        if key in by_key:
+            if not word.isascii() and word.casefold() != by_key[key].casefold():  # "Ysoldé"; not "Maelle"
+                found.append(word)
+            continue
+        if key in vocabulary or key in STOPLIST or key[:-1] in vocabulary:  # "Quills" is a plural
+            continue
+        near = closest(key, [k for k in by_key if k[0] == key[0]], NEAR_SPELLING)
+        if near is not None:
+            found.append(word)
+    return found
+
+
+def unknown_names(text: str, vocabulary: frozenset[str], spellings: frozenset[str] = frozenset()) -> list[str]:
+    """Capitalized words not at a sentence start that the world never mentions and that are not
+    common capitalized words: a heuristic for people (or places) the model made up. Given the
+    world's name_spellings, a character's name spelled wrongly counts too, wherever it stands."""
+    found = misspelled_names(text, spellings, vocabulary)
     for m in _WORD.finditer(text):
         word = m.group()
         if not word[0].isupper() or not any(ch.islower() for ch in word[1:]):
             continue  # lower case, or all capitals (shouting, acronyms)
+        if _POSSESSIVE.sub("", word) in found:
+            continue  # counted above
         before = text[: m.start()].rstrip(" \t*_\"'“‘(")
         if not before or before[-1] in ".!?:;\n…—–-" or text[m.start() - 1] in "\"“‘":
             continue  # a sentence start, or the first word of quoted speech
@@ -310,6 +350,7 @@ class CriticContext:
     avoid_starts: tuple[tuple[str, ...], ...] = ()  # how earlier paragraphs began (first two words, folded)
     cast_pronoun: str = ""  # "she" or "he" when the whole cast is one (narration's other pronoun is a defect)
     relations: frozenset[str] = frozenset()  # words that may name a relation (relation_vocabulary)
+    spellings: frozenset[str] = frozenset()  # the cast's names as written (name_spellings: misspelled is invented)
     moderation: Any = None  # a metagen.moderation.Policy (None: --moderation off): spans over it are a finding
 
 
@@ -347,6 +388,7 @@ def critic_context(world: World, resolved: Resolved, prompt_text: str, cfg: Any,
     scripts = tuple(cfg.scripts) or ("any",)
     return CriticContext(names=tuple(forms), details=details - _INSTRUCTION_WORDS,
                          prompt_words=tuple(words_of(prompt_text)), vocabulary=world_vocabulary(world),
+                         spellings=name_spellings(world),
                          banned=banned, scripts=scripts, exempt=tuple(cfg.script_exempt),
                          target_words=target_words, narrator_person=narrator_person,
                          cast_pronoun=cast_pronoun(resolved.characters) if narrator_person else "",
@@ -415,7 +457,7 @@ def judge(text: str, context: CriticContext, *, logprob: float = 0.0, tokens: in
         findings["names"] = sum(names_any(text, forms) for forms in context.names) / len(context.names)
     if context.details:
         findings["details"] = min(1.0, len(set(words) & context.details) / 3)
-    findings["invented"] = float(min(3, len(unknown_names(text, context.vocabulary))))
+    findings["invented"] = float(min(3, len(unknown_names(text, context.vocabulary, context.spellings))))
     relatives = set(invented_relatives(text, context.relations))
     if relatives:  # recorded only when there is one, so verdicts of clean candidates read as before
         findings["relatives"] = float(min(3, len(relatives)))
@@ -466,5 +508,5 @@ def best_index(verdicts: Sequence[Verdict]) -> int:
 
 __all__ = ["CriticContext", "Verdict", "WEIGHTS", "banned_hits", "best_index", "cast_pronoun", "character_forms",
            "critic_context", "distinct_n", "first_sentences", "fold", "invented_relatives", "judge", "location_forms", "longest_shared_run",
-           "names_any", "ngrams", "pronoun_of", "relation_vocabulary", "repetition", "requested_forms", "unknown_names", "words_of",
+           "misspelled_names", "name_spellings", "names_any", "ngrams", "pronoun_of", "relation_vocabulary", "repetition", "requested_forms", "unknown_names", "words_of",
            "world_names", "world_prose", "world_vocabulary", "writing_guard"]

@@ -20,6 +20,7 @@ from metagen.critic import (
     invented_relatives,
     location_forms,
     longest_shared_run,
+    name_spellings,
     names_any,
     relation_vocabulary,
     repetition,
@@ -80,6 +81,7 @@ class Reference:
     prose: tuple[str, ...]  # the words of its prose and sample lines (names taken out), SEPARATOR between texts
     samples: dict[str, tuple[tuple[str, ...], ...]]  # character id -> the words of each sample line
     relations: frozenset[str] = frozenset()  # the words that may name a relation (critic.relation_vocabulary)
+    spellings: frozenset[str] = frozenset()  # the cast's names as written (critic.name_spellings; misspelled is invented)
 
 
 def _joined(texts: Sequence[str]) -> tuple[str, ...]:
@@ -95,7 +97,7 @@ def world_reference(world: World) -> Reference:
     return Reference(vocabulary=world_vocabulary(world), scripts=guard["scripts"], exempt=guard["script_exempt"],
                      prose=_joined(world_prose(world)),
                      samples={c.id: tuple(tuple(words_of(line)) for line in c.sample_lines) for c in world.characters},
-                     relations=relation_vocabulary(world))
+                     relations=relation_vocabulary(world), spellings=name_spellings(world))
 
 
 def copies_prose(text: str, prose: Sequence[str], run: int = COPIED_PROSE_RUN) -> bool:
@@ -164,7 +166,7 @@ def score(world: World, output: Output, reference: Reference, settings: dict | N
         output.cast_turns = sum(s is not None for s in speakers)
         output.missing = [c.name for c in cast if c.id not in speakers and not names_any(spoken, character_forms(c))]
         output.grounded_written = any(names_any(spoken, forms) for forms in [*map(character_forms, cast), *place])
-        output.unknown = [unknown_names(line, reference.vocabulary) for _, line in output.turns]
+        output.unknown = [unknown_names(line, reference.vocabulary, reference.spellings) for _, line in output.turns]
         cast_samples = [s for c in cast for s in reference.samples.get(c.id, ())]
         # a line is held against its speaker's sample lines; a speaker from outside the cast, the cast's
         output.copied = [copies_sample_line(line, reference.samples.get(who, ()) if who else cast_samples)
@@ -176,7 +178,7 @@ def score(world: World, output: Output, reference: Reference, settings: dict | N
             if resolved.location and not names_any(text, location_forms(resolved.location)):
                 missing.append(resolved.location.name)
         output.grounded_written = not output.missing_written
-        output.unknown = [unknown_names(output.text, reference.vocabulary)]
+        output.unknown = [unknown_names(output.text, reference.vocabulary, reference.spellings)]
         output.copied = [copies_prose(written, reference.prose)]
     output.relatives = invented_relatives(spoken if output.kind == "dialogue" else output.text, reference.relations)
     scripts, exempt = _guard(settings or {}, reference)

@@ -201,3 +201,25 @@ def test_a_third_person_narrator_saying_thank_you_is_not_in_the_second_person(wo
     context = context_for(world, StoryRequest(characters=("mira",), location="docks"), narrator_person="third")
     assert judge("Mira nodded, the nearest she came to a thank you. She tied her rope.", context).findings["voice"] == 0
     assert judge("Mira nodded. You could see her tie the rope.", context).findings["voice"] == 1
+
+
+def test_a_characters_name_spelled_wrongly_counts_as_invented_wherever_it_stands(tmp_path):
+    from metagen.critic import misspelled_names, name_spellings, unknown_names, world_vocabulary
+
+    world = load_world(write_world(tmp_path, """\
+world: {id: mere, name: The Mere}
+characters:
+  - {id: maelle, name: Sister Maëlle, role: healer}
+  - {id: ysolde, name: Queen Ysolde Vær}
+  - {id: quill, name: Quill, role: a clerk who writes with a quill}
+"""))
+    spellings, vocabulary = name_spellings(world), world_vocabulary(world)
+    assert spellings == {"Maëlle", "Ysolde", "Quill"}  # titles and short words are not checked
+    text = "Málle's eyes shone. Ysoldé sat. Maelle and Ysolde laughed. Quills lay about. MAËLLE!"
+    assert misspelled_names(text, spellings, vocabulary) == ["Málle", "Ysoldé"]
+    assert unknown_names(text, vocabulary, spellings) == ["Málle", "Ysoldé"]  # each once, sentence starts included
+    assert unknown_names(text, vocabulary) == []  # without the spellings: only made-up words mid-sentence
+    context = critic_context(world, resolve_request(world, StoryRequest(characters=("maelle",))), "",
+                             GenerationConfig())
+    assert judge("Málle smiled at the fire.", context).findings["invented"] == 1
+    assert judge("Maëlle smiled at the fire.", context).findings["invented"] == 0

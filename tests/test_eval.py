@@ -159,6 +159,13 @@ def test_invented_names_per_output_and_per_line(world):
     assert summary["seconds_per_piece"] == 1.0
 
 
+def test_a_cast_name_spelled_wrongly_is_an_invented_name(world):
+    ref = E.world_reference(world)
+    request = {"characters": ["cy"], "location": None, "premise": None, "length": "short"}
+    assert E.score(world, output("story", "Cyrys nodded. Cyrus left.", request), ref).unknown == [["Cyrys"]]
+    assert E.score(world, output("story", "Cyrus nodded.", request), ref).unknown == [[]]
+
+
 @pytest.mark.parametrize("speaker, line, copied", [
     ("Bo Lee", "Well, tide waits for nobody, Ada.", True),  # a sample line whole
     ("Bo Lee", "The nets will hold until the spring, I promise.", True),  # 7 words of a sample line in a row
