@@ -178,6 +178,14 @@ class GenerationConfig:
         (), "--stop", NON_EMPTY, section="length", help_default=False,
         help="End the text before this string (repeatable).",
         doc="Writing ends before the first of these strings.")
+    max_sentences: int = setting(
+        0, "--max-sentences", AtLeast(0), note="0 = no limit", section="length",
+        help="End the text after this many whole sentences; 0 = no limit.",
+        help_default="0; 4 for story (a paragraph a beat) and scene", doc_default="0 (story, scene: 4)",
+        doc="Writing ends once the text holds this many whole sentences (or two or more and a paragraph break), "
+            "and the text keeps just those: a small model writes its best sentences first and drifts after a "
+            "few. A story counts each beat's paragraph on its own. Stopping there rather than cutting a longer "
+            "text afterwards spares the tokens after the last kept sentence.")
     seed: int | None = setting(
         None, "--seed", note="0 to 2**63 - 1", short="-s", section="length", help_default=False,
         doc_default="random", help="Seed for reproducible output; drawn at random and recorded if omitted.",
@@ -199,6 +207,14 @@ class GenerationConfig:
         doc_default="the world's names written in another script (an English world's `白云`)",
         doc="The tokens that spell these words stay allowed, so a name keeps its own script while the prose "
             "stays in the world's.")
+    sentence_opening: bool = setting(
+        False, "--sentence-opening", section="bans", help="Open the text with a sentence, not a name and a comma.",
+        help_default="no; yes for story and scene", doc_default="off (story, scene: on)",
+        doc="While the text is only a few Title Case words (\"The Container Docks\"), no token may go on with a "
+            "comma, colon, semicolon, full stop, dash or line break, so the model writes a sentence (\"The "
+            "Container Docks are ...\") rather than a label or a verbless fragment (\"The Container Docks, a "
+            "bustling hub of ...\"), the commonest opening of a small model's scenes and story paragraphs. Each "
+            "story beat is a text of its own.")
     candidates: int = setting(
         1, "--candidates", Within(1, MAX_CANDIDATES), note="more than 1 needs sampling", section="candidates",
         help="Write this many versions of each scene, story beat or dialogue line and keep the one the critic "

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Mapping, Sequence
 
 from metagen.chat import DEFAULT_PLAYER, ChatSession, repeats
-from metagen.critic import (COPY_RUN, critic_context, first_sentences, invented_relatives, judge, ngrams,
+from metagen.critic import (COPY_RUN, critic_context, invented_relatives, judge, ngrams,
                             unknown_names, words_of)
 from metagen.dialogue import continue_dialogue, dialogue_prompt, speaker_order, spoken_line
 from metagen.errors import RequestError
@@ -29,6 +29,7 @@ from metagen.plan import BEAT_SENTENCES, make_plan, story_messages, with_beat
 from metagen.prompts import build_prompt
 from metagen.request import DialogueRequest, Resolved, SceneRequest, StoryRequest, resolve_request
 from metagen.session import Answer, Turn
+from metagen.text import first_sentences
 from metagen.world import World
 
 KINDS = ("beat", "scene", "line", "answer")

@@ -303,14 +303,22 @@ COPY_RUN = 6  # a run of this many words shared with the prompt counts as copyin
 # banned word outweighs everything else.
 WEIGHTS = {"names": 2.0, "details": 1.0, "invented": -2.5, "garbled": -6.0, "banned": -3.0, "copied": -0.5,
            "repetition": -6.0, "markup": -1.0, "unfinished": -0.7, "short": -1.5, "voice": -1.0, "same_start": -1.0,
-           "echo": -3.0, "pronoun": -1.0, "relatives": -2.0, "logprob": 0.5, "rating": -50.0}
+           "echo": -3.0, "pronoun": -1.0, "relatives": -2.0, "stock": -1.0, "logprob": 0.5, "rating": -50.0}
 # "rating" counts spans over the world's rating (metagen.moderation, at most 3): its weight outweighs every
 # other finding together, so a candidate over the rating loses to any that is not.
 # metagen's own instructions and prompt labels said back ("In your own words:", "I will describe
 # ... in three sentences"): readers count these first among a small model's junk.
-_ECHO = re.compile(r"\bin your own words\b|\b(?:three|four|3|4) (?:or (?:three|four|3|4) )?sentences\b"
+_ECHO = re.compile(r"\bin your own words\b|\bstart with the words\b|\b(?:three|four|3|4) (?:or (?:three|four|3|4) )?sentences\b"
                    r"|\bTask:|\bI will (?:describe|write)\b|\b(?:Sights|Sounds|Smells|You can (?:see|hear|smell)"
                    r"|Background facts|Place|Who is there):", re.IGNORECASE)
+# Stock phrases of a small model's description, which say nothing of this place or person: a
+# round-nine blind reader's commonest complaint after misnamed places ("The Container Docks are a
+# marvel of modern engineering" in 7 of 10 scenes, "The Fountain Atrium was a place of great beauty").
+_STOCK = re.compile(r"\ba place (?:of|where|that|for)\b|\ba (?:marvel|testament|symphony|tapestry) (?:of|to)\b"
+                    r"|\bnestled\b|\bbustling\b|\bin the heart of\b|\botherworldly\b|\bawe[- ]inspiring\b"
+                    r"|\bbreathtaking\b|\bdefy(?:ing)? gravity\b|\b(?:the )?beauty of nature\b|\bwith an iron fist\b"
+                    r"|\bthose who dare\b|\bthe very fabric\b|\ba sense of\b|\bsent shivers\b|\blittle did\b"
+                    r"|\bthe air (?:was|is) thick with\b|\bmodern engineering\b", re.IGNORECASE)
 # Text about the text, never part of a story: "Here is the next paragraph:", "The End.", "Write a
 # 3-4 sentence ending", "The last sentence is a refrain." (round six's blind reader quoted the last two)
 _META = re.compile(r"\bhere(?:'s| is) (?:the|a|an|my) (?:next |last |opening |final |first )?"
@@ -406,30 +414,6 @@ class Verdict:
         return {"score": round(self.score, 3), **{k: round(v, 3) for k, v in self.findings.items()}}
 
 
-_SENTENCE_END = re.compile(r"[.!?…]+[\"'”’)]*(?=\s|$)")
-_ABBREVIATIONS = frozenset("Dr Mr Mrs Ms St Mt Prof Capt Sgt Lt".split())  # a full stop after these ends no sentence
-
-
-def first_sentences(text: str, limit: int) -> str:
-    """At most `limit` whole sentences of text, ending at a paragraph break after the first two.
-
-    A small model writes its best sentences first and drifts after a few; a cut-off last
-    sentence is dropped when a whole one comes before it. Leading space is kept: the text may
-    continue words metagen wrote before it (a scene's opening).
-    """
-    kept, count = 0, 0
-    for match in _SENTENCE_END.finditer(text):
-        before = text[:match.start()].split()
-        if match.group() == "." and before and before[-1] in _ABBREVIATIONS:
-            continue  # "Dr. Nwosu" goes on
-        count += 1
-        kept = match.end()
-        rest = text[kept:]
-        if count >= limit or (count >= 2 and rest.lstrip(" \t").startswith("\n")):
-            break
-    return text[:kept].rstrip() if kept else text.rstrip()
-
-
 def longest_shared_run(words: Sequence[str], source: Sequence[str]) -> int:
     """The longest run of consecutive words of `words` that also occurs in `source`."""
     grams = {n: set(ngrams(source, n)) for n in (COPY_RUN,)}
@@ -467,6 +451,9 @@ def judge(text: str, context: CriticContext, *, logprob: float = 0.0, tokens: in
     findings["copied"] = float(max(0, run - COPY_RUN + 1))
     findings["repetition"] = repetition(text)
     findings["markup"] = float(min(3, len(_MARKUP.findall(text))))
+    stock = len(_STOCK.findall(text))
+    if stock:  # recorded only when there is one, so the critic's records of plain candidates read as before
+        findings["stock"] = float(min(3, stock))
     echoes = len(_ECHO.findall(text)) + len(_META.findall(text)) + len(_THE_END.findall(text))
     script_lines = len(_SCRIPT_LINE.findall(text))  # one "The Docks: ..." is a label, two or more a script
     findings["echo"] = float(min(2, echoes + (script_lines if script_lines >= 2 else 0)))
@@ -507,6 +494,6 @@ def best_index(verdicts: Sequence[Verdict]) -> int:
 
 
 __all__ = ["CriticContext", "Verdict", "WEIGHTS", "banned_hits", "best_index", "cast_pronoun", "character_forms",
-           "critic_context", "distinct_n", "first_sentences", "fold", "invented_relatives", "judge", "location_forms", "longest_shared_run",
+           "critic_context", "distinct_n", "fold", "invented_relatives", "judge", "location_forms", "longest_shared_run",
            "misspelled_names", "name_spellings", "names_any", "ngrams", "pronoun_of", "relation_vocabulary", "repetition", "requested_forms", "unknown_names", "words_of",
            "world_names", "world_prose", "world_vocabulary", "writing_guard"]

@@ -14,11 +14,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from metagen.config import MAX_SEED, GenerationConfig, candidate_seed
-from metagen.critic import CriticContext, Verdict, best_index, critic_context, first_sentences, judge
+from metagen.critic import CriticContext, Verdict, best_index, critic_context, judge
 from metagen.errors import ConfigError, RequestError
 from metagen.prompts import DIALOGUE_ORDERS, DialogueRequest, Prompt, build_prompt, resolve_request
 from metagen.search import PrefixReuse
-from metagen.text import format_dialogue, speaker_prefix
+from metagen.text import first_sentences, format_dialogue, speaker_prefix
 from metagen.world import Character, World
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,9 @@
 the -inf that bans a token, and a padded copy of logits for scatters that skip padding.
 
 A processor is any callable `(tokens (B, T) long, logits (B, V) float) -> logits (B, V)`;
-in `tokens`, -1 means "no token" (left padding, finished rows) and is ignored.
+in `tokens`, -1 means "no token" (left padding, finished rows) and is ignored. What `tokens`
+holds follows the processor's `sees` (metagen.sampling.apply_processors): the history the
+penalties count (the default), the prompt and the text ("whole"), or the text alone ("generated").
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ class Tokenizer(Protocol):
     def encode(self, text: str) -> list[int]: ...
 
     def decode(self, ids: list[int]) -> str: ...
+
+    def vocabulary(self) -> tuple[str, ...]: ...
 
 
 class LogitsProcessor(Protocol):

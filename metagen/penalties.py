@@ -137,13 +137,13 @@ class NoCopyProcessor(NoRepeatNGramProcessor):
     the text so far.
 
     The decoding loops give it the prompt before the generated tokens whatever
-    `penalize_prompt` says (`sees_prompt`), so it stops copying while the repetition
+    `penalize_prompt` says (`sees`), so it stops copying while the repetition
     penalties leave the prompt's names alone. A copying token loses COPY_PENALTY rather than
     becoming impossible: when the bans, the other processors and a held-off end-of-text leave
     nothing else, a copy is written rather than no token at all.
     """
 
-    sees_prompt = True
+    sees = "whole"
 
     def describe(self) -> str:
         return f"no {self.n}-grams of the prompt or the text"

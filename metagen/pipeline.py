@@ -18,7 +18,7 @@ from typing import Any, Callable, Mapping
 
 from metagen import __version__
 from metagen.config import MAX_SEED, GenerationConfig, candidate_seed, merge_settings
-from metagen.critic import best_index, critic_context, first_sentences, judge, writing_guard
+from metagen.critic import best_index, critic_context, judge, writing_guard
 from metagen.errors import ConfigError, RequestError
 from metagen.moderation import check_mode, policy_for, verdict
 from metagen.output import Piece
@@ -32,7 +32,7 @@ from metagen.prompts import (
     request_from_dict,
     resolve_request,
 )
-from metagen.text import did_you_mean
+from metagen.text import did_you_mean, first_sentences
 from metagen.world import World
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,6 @@ log = logging.getLogger(__name__)
 TOKENS_PER_WORD = 1.4  # English prose with a BPE vocabulary of ~49k; a little headroom
 MAX_STORY_TOKENS = 1024  # a story's default budget never goes past this
 SCENE_TOKENS = 200  # one paragraph of about 120 words
-SCENE_SENTENCES = 4  # a scene keeps its first sentences, up to a paragraph break
 DIALOGUE_LINE_TOKENS = 60  # one spoken line (metagen.dialogue decodes a line at a time)
 MAX_COUNT = 10_000  # pieces one request (or one batch job) may ask for
 # How a small model writes prose a reader keeps: at temperature 0.6 with min-p 0.1 its sentences
@@ -53,7 +52,11 @@ PROSE_DEFAULTS: dict[str, Any] = {"temperature": 0.6, "min_p": 0.1, "no_copy_ngr
 # Settings a kind starts from, under the world's defaults. A dialogue line is written after
 # the earlier lines, which are prompt tokens: without penalize_prompt the penalties never see
 # them and a line often echoes the one before (experiments/log.md: 4-gram repetition 6.5% -> 0.0%).
-KIND_DEFAULTS: dict[str, dict[str, Any]] = {"story": PROSE_DEFAULTS, "scene": PROSE_DEFAULTS,
+# Narration opens with a sentence, not "The Container Docks, a bustling hub" (round nine:
+# experiments/log.md), and a scene or story paragraph ends after four sentences, up to a
+# paragraph break; a spoken line may well start "Maëlle, listen" (and is cut by metagen.dialogue).
+NARRATION_DEFAULTS: dict[str, Any] = {**PROSE_DEFAULTS, "sentence_opening": True, "max_sentences": 4}
+KIND_DEFAULTS: dict[str, dict[str, Any]] = {"story": NARRATION_DEFAULTS, "scene": NARRATION_DEFAULTS,
                                             "dialogue": {**PROSE_DEFAULTS, "penalize_prompt": True}}
 # Versions of each unit (scene, story beat, dialogue line) the critic chooses from when nobody
 # says otherwise: docs/quality.md has the measurements (the README's story takes 1.55x the time
@@ -385,7 +388,7 @@ def _compose_scenes(generator, world: World, requests: list[Request], batch: lis
         prompt = prompts[i]
         options = completions[j * n:(j + 1) * n]
         for option in options:  # a scene is its first few sentences: the model drifts after them
-            option.text = first_sentences(option.text, SCENE_SENTENCES)
+            option.text = first_sentences(option.text, cfg.max_sentences)
         chosen, critic = _choose(world, prompt, texts[i], cfg, options, row_seeds[j * n:(j + 1) * n],
                                  judged[0] if judged else None)
         completion = options[chosen]

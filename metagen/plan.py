@@ -25,7 +25,6 @@ from metagen.critic import (
     best_index,
     character_forms,
     critic_context,
-    first_sentences,
     judge,
     names_any,
     requested_forms,
@@ -44,11 +43,11 @@ from metagen.prompts import (
 from metagen.scripts import is_garbled
 from metagen.search import PrefixReuse
 from metagen.files import read_input
-from metagen.text import balanced_quotes, did_you_mean
+from metagen.text import balanced_quotes, did_you_mean, first_sentences
 from metagen.world import Character, World, YamlRefused, compose_yaml, construct_plain
 
 BEATS_BY_LENGTH = {"short": 3, "medium": 4, "long": 5}
-BEAT_SENTENCES = 4  # a beat keeps at most this many sentences
+BEAT_SENTENCES = 4  # a beat is asked for 3 or 4 sentences (and ends after 4: max_sentences)
 _LIST_MARKER = re.compile(r"^(?:[-*•]|\d+[.)])\s+")  # "- " or "1. " a small model starts a paragraph with
 BEAT_TOKENS = 120  # the most tokens a beat may take, whatever the story's budget
 EXTRA_ROUNDS = 1  # more rounds of candidates a beat may draw when its best scores low or invents a name
@@ -373,7 +372,7 @@ def _draw_candidates(generator, ids: list[int], beat_cfg: GenerationConfig, coun
         more = [candidate_seed(beat_seed, k) for k in range(round_ * count, (round_ + 1) * count)]
         drawn = generator.complete([ids] * count, beat_cfg, seeds=more, reuse=reuse)
         for option in drawn:  # one paragraph: its first sentences, on one line, no list markers, quotes paired
-            lines = first_sentences(option.text, BEAT_SENTENCES).splitlines()
+            lines = first_sentences(option.text, beat_cfg.max_sentences).splitlines()
             option.text = balanced_quotes(" ".join(" ".join(_LIST_MARKER.sub("", line.strip()) for line in lines).split()))
         seeds += more
         options += drawn

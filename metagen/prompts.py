@@ -423,7 +423,10 @@ def _scene_messages(world: World, resolved: Resolved) -> list[dict[str, str]]:
         lines.append(_end(f"Who is there: {people}"))
     s = world.style
     person, tense = _POV[s.point_of_view or "second"], s.tense or "present"
-    task = (f"Describe {loc.name} in three or four sentences, in {person} and the {tense} tense. "
+    # "Start with" keeps the model on the place: asked only to describe Ember Keep, it opened every
+    # scene with the Ember Throne, one of the keep's sights (round nine, experiments/log.md).
+    task = (f"Start with the words \"{loc.name[:1].upper() + loc.name[1:]}\". "
+            f"Describe {loc.name} in three or four sentences, in {person} and the {tense} tense. "
             "Use a few of the details above in your own words. Name no other people and no real places.")
     if s.avoided_words:
         task += f" Avoid these words: {', '.join(s.avoided_words)}."

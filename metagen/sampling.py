@@ -17,6 +17,7 @@ import torch
 from metagen.bans import (
     BannedSequencesProcessor,
     LogitBiasProcessor,
+    SentenceOpeningProcessor,
     ban_sequences,
     breaker_tokens,
     exempt_tokens,
@@ -243,7 +244,7 @@ def build_processors(
     """The processors for `cfg`, in the one documented order, skipping no-ops.
 
     Order: repetition penalty, presence/frequency penalty, DRY, no-repeat n-gram, no-copy
-    n-gram, banned sequences, script guard, logit bias; then, when sampling, temperature,
+    n-gram, banned sequences, script guard, sentence opening, logit bias; then, when sampling, temperature,
     top-k, top-p, min-p, typical-p and XTC. Greedy (or temperature 0) and beam search stop after logit bias:
     temperature and truncation cannot change the argmax, and beam scores need the full
     distribution. XTC needs `generators`, one per row. The caller passes `tokens` with
@@ -275,6 +276,8 @@ def build_processors(
         out.append(BannedSequencesProcessor(ban_sequences(cfg.banned, tokenizer), vocab))
     if cfg.scripts and ANY not in cfg.scripts:
         out.append(script_guard(cfg.scripts, cfg.script_exempt, tokenizer))
+    if cfg.sentence_opening:
+        out.append(SentenceOpeningProcessor(tokenizer))
     if cfg.logit_bias:
         bias = logit_bias_tokens(cfg.logit_bias, tokenizer)
         if bias:
@@ -310,21 +313,23 @@ def describe_processors(processors: Iterable[LogitsProcessor]) -> list[str]:
 
 def sees_prompt(processors: Iterable[LogitsProcessor]) -> bool:
     """Whether a processor must see the prompt whatever `penalize_prompt` says (NoCopyProcessor)."""
-    return any(getattr(processor, "sees_prompt", False) for processor in processors)
+    return any(getattr(processor, "sees", "") == "whole" for processor in processors)
 
 
 def apply_processors(
     processors: Iterable[LogitsProcessor], tokens: torch.Tensor, logits: torch.Tensor,
-    prompt_and_tokens: torch.Tensor | None = None,
+    prompt_and_tokens: torch.Tensor | None = None, generated: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Run each processor in turn over (tokens (B, T), logits (B, V)).
 
-    A processor that `sees_prompt` gets `prompt_and_tokens` (B, T') instead, when given.
+    `tokens` is the history the penalties count. A processor whose `sees` is "whole" gets
+    `prompt_and_tokens` (B, T') and one whose `sees` is "generated" gets `generated` (B, t)
+    instead, when given.
     """
+    views = {"whole": prompt_and_tokens, "generated": generated}
     for processor in processors:
-        seen = prompt_and_tokens if prompt_and_tokens is not None and getattr(processor, "sees_prompt", False) \
-            else tokens
-        logits = processor(seen, logits)
+        seen = views.get(getattr(processor, "sees", ""))
+        logits = processor(tokens if seen is None else seen, logits)
     return logits
 
 

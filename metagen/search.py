@@ -18,6 +18,7 @@ import torch
 from metagen.cache import SharedPrefixCache
 from metagen.config import GenerationConfig
 from metagen.sampling import apply_processors, build_processors, describe_processors, greedy, sample, sees_prompt
+from metagen.text import sentence_cut
 
 log = logging.getLogger(__name__)
 _last_order: list[str] = []
@@ -54,16 +55,18 @@ class TextTracker:
     incomplete UTF-8 character, and not while its tail could still begin a stop string.
     """
 
-    def __init__(self, tokenizer, stop: tuple[str, ...]):
+    def __init__(self, tokenizer, stop: tuple[str, ...], sentences: int = 0):
         self.tokenizer = tokenizer
         self.stop = tuple(s for s in stop if s)
+        self.sentences = sentences  # end after this many whole sentences (0: never)
         self.ids: list[int] = []
         self.text = ""
         self.released = 0  # characters of text already handed to the callback
         self.stopped = False
 
     def push(self, token: int) -> str:
-        """Add one token; returns newly final text. Sets .stopped when a stop string appears."""
+        """Add one token; returns newly final text. Sets .stopped when a stop string appears or the
+        text holds its sentences (text.sentence_cut)."""
         self.ids.append(token)
         text = self.tokenizer.decode(self.ids)
         if text.endswith("\ufffd"):  # an incomplete multi-byte character: wait for more
@@ -72,6 +75,12 @@ class TextTracker:
             window_start = max(0, len(self.text) - max(map(len, self.stop)))
             cut = min((i for i in (text.find(s, window_start) for s in self.stop) if i >= 0), default=-1)
             if cut >= 0:
+                self.text = text[:cut]
+                self.stopped = True
+                return self._release(len(self.text))
+        if self.sentences:
+            cut, final = sentence_cut(text, self.sentences)
+            if final:
                 self.text = text[:cut]
                 self.stopped = True
                 return self._release(len(self.text))
@@ -235,7 +244,7 @@ def decode_loop(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfi
     eos_tensor = torch.tensor(eos, dtype=torch.long, device=device)
     prompt_tokens, pad = left_pad(prompts, tokenizer.pad_id, device)
     pad_or_none = pad if bool((pad > 0).any()) else None
-    trackers = [TextTracker(tokenizer, cfg.stop) for _ in range(B)]
+    trackers = [TextTracker(tokenizer, cfg.stop, cfg.max_sentences) for _ in range(B)]
     generated = torch.empty((B, 0), dtype=torch.long, device=device)
     logprobs = torch.zeros(B, dtype=torch.float64)
     finished = [None] * B  # finish reason per row
@@ -250,7 +259,7 @@ def decode_loop(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfi
         # end-of-text held off before the truncations, which then choose among the other tokens
         # (after them, min-p could leave end-of-text alone and then nothing)
         held = _suppress(logits, eos) if step < cfg.min_new_tokens else logits
-        scores = apply_processors(processors, history, held, whole)
+        scores = apply_processors(processors, history, held, whole, generated)
         # c. choose
         next_tokens = sample(scores, generators) if use_sampling else greedy(scores)
         done = torch.tensor([f is not None for f in finished], device=device)
@@ -336,7 +345,7 @@ def beam_search(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfi
         history = _history(prompt_tokens, pad, running, cfg.penalize_prompt)
         whole = _history(prompt_tokens, pad, running, True) if copy_guard else None
         held = _suppress(raw_logprobs, eos) if step < cfg.min_new_tokens else raw_logprobs
-        logprobs = apply_processors(processors, history, held, whole)
+        logprobs = apply_processors(processors, history, held, whole, running)
         accumulated = (logprobs.view(B, nb, V) + beams.scores[:, :, None]).view(B, nb * V)
         # b. the K best continuations over all beams of each prompt
         top_scores, top_indices = torch.topk(accumulated, K, dim=-1)  # (B, K)
@@ -387,9 +396,9 @@ def _finish_reason(tokenizer, cfg: GenerationConfig, sequence: list[int], token:
     """Why a candidate ends here (eos, stop or length), or None when it runs on."""
     if token in eos_set:
         return "eos"
-    if cfg.stop:
+    if cfg.stop or cfg.max_sentences:
         text = tokenizer.decode(sequence)
-        if any(s in text for s in cfg.stop):
+        if any(s in text for s in cfg.stop) or (cfg.max_sentences and sentence_cut(text, cfg.max_sentences)[1]):
             return "stop"
     return "length" if last_step else None
 
@@ -452,8 +461,9 @@ def _beam_result(tokenizer, cfg: GenerationConfig, finished: list[_Hypothesis], 
     sequences = []
     for hyp in best:
         text = tokenizer.decode(hyp.tokens)
-        if hyp.finish_reason == "stop":
-            text = text[:min(i for i in (text.find(s) for s in cfg.stop) if i >= 0)]
+        if hyp.finish_reason == "stop":  # cut where it stopped: before a stop string, or after its sentences
+            at = [i for i in (text.find(s) for s in cfg.stop) if i >= 0]
+            text = text[:min(at)] if at else text[:sentence_cut(text, cfg.max_sentences)[0]]
         sequences.append(Sequence(tokens=hyp.tokens, text=text, logprob=hyp.logprob,
                                   finish_reason=hyp.finish_reason, score=hyp.score))
     if on_text and sequences and sequences[0].text.startswith(streamed_text):

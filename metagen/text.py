@@ -34,6 +34,42 @@ def fold(text: str) -> str:
     return "".join(c for c in text if not unicodedata.combining(c))
 
 
+_SENTENCE_END = re.compile(r"[.!?…]+[\"'”’)]*(?=\s|$)")
+_ABBREVIATIONS = frozenset("Dr Mr Mrs Ms St Mt Prof Capt Sgt Lt".split())  # a full stop after these ends no sentence
+
+
+def sentence_cut(text: str, limit: int) -> tuple[int, bool]:
+    """Where first_sentences cuts text (0 before the first whole sentence), and whether the cut is
+    final: more text can no longer move it (a decoding loop may stop there: metagen.search).
+
+    The cut falls after `limit` sentences, or at a paragraph break after the first two. A
+    sentence end is sure once something follows it ("3." could still become "3.5").
+    """
+    kept, count = 0, 0
+    for match in _SENTENCE_END.finditer(text):
+        before = text[:match.start()].split()
+        if match.group() == "." and before and before[-1] in _ABBREVIATIONS:
+            continue  # "Dr. Nwosu" goes on
+        count += 1
+        kept = match.end()
+        rest = text[kept:]
+        if count >= limit or (count >= 2 and rest.lstrip(" \t").startswith("\n")):
+            return kept, bool(rest)
+    return kept, False
+
+
+def first_sentences(text: str, limit: int) -> str:
+    """At most `limit` whole sentences of text, ending at a paragraph break after the first two;
+    all of it when limit is 0.
+
+    A small model writes its best sentences first and drifts after a few; a cut-off last
+    sentence is dropped when a whole one comes before it. Leading space is kept: the text may
+    continue words metagen wrote before it (a scene's opening).
+    """
+    kept = sentence_cut(text, limit)[0] if limit > 0 else 0
+    return text[:kept].rstrip() if kept else text.rstrip()
+
+
 def closest(word: str, options: Iterable[str], cutoff: float = 0.6) -> str | None:
     """The option most like word (difflib's ratio at least cutoff), or None."""
     close = difflib.get_close_matches(word, list(options), n=1, cutoff=cutoff)
@@ -91,5 +127,6 @@ def balanced_quotes(paragraph: str) -> str:
 
 
 __all__ = [
-    "TRANSLIT", "balanced_quotes", "closest", "did_you_mean", "fold", "format_dialogue", "format_turns", "slugify", "speaker_prefix",
+    "TRANSLIT", "balanced_quotes", "closest", "did_you_mean", "first_sentences", "fold", "format_dialogue", "format_turns",
+    "sentence_cut", "slugify", "speaker_prefix",
 ]

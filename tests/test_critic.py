@@ -80,6 +80,8 @@ def test_names_and_details_in_the_models_words_score_higher(world):
     ("I will describe the Old Docks in three sentences. Mira waits.", "echo"),
     ("Mira walked to the Old Docks and then", "unfinished"),
     ("Mira walked to the Old Docks with her husband.", "relatives"),
+    ("Mira found the Old Docks a marvel of modern engineering.", "stock"),
+    ("The Old Docks were a place of great beauty for Mira.", "stock"),
 ])
 def test_each_defect_costs_score(world, bad, finding):
     context = context_for(world, SceneRequest(location="docks", characters=("mira",)))
@@ -137,7 +139,7 @@ def test_best_index_prefers_the_first_of_equals():
 
 
 def test_first_sentences_keeps_whole_sentences_and_the_leading_space():
-    from metagen.critic import first_sentences
+    from metagen.text import first_sentences
 
     assert first_sentences(" in the fog. Cranes turn. Gulls cry. Ships wait. Horns blow.", 4) == \
         " in the fog. Cranes turn. Gulls cry. Ships wait."
@@ -164,7 +166,8 @@ def test_narration_giving_a_woman_the_wrong_pronoun_costs_score(world):
 
 
 def test_a_title_an_abbreviation_a_possessive_or_quoted_speech_is_not_an_invented_name(tmp_path):
-    from metagen.critic import character_forms, first_sentences, unknown_names, world_vocabulary
+    from metagen.critic import character_forms, unknown_names, world_vocabulary
+    from metagen.text import first_sentences
     from metagen.world import Character, load_world
     from tests.conftest import write_world
 

@@ -64,6 +64,13 @@ def test_precedence_world_then_job_then_flags(world):
     assert scene.temperature == 0.9 and scene.max_new_tokens == 150  # the world's own budget wins over 200
 
 
+def test_narration_opens_with_a_sentence_a_spoken_line_as_it_likes(world):
+    assert pipeline.effective_config(world, "story", None, None).sentence_opening is True
+    assert pipeline.effective_config(world, "scene", None, None, SceneRequest(location="well")).sentence_opening is True
+    assert pipeline.effective_config(world, "dialogue", None, None).sentence_opening is False
+    assert pipeline.effective_config(world, "story", None, {"sentence_opening": False}).sentence_opening is False
+
+
 def test_dialogue_penalties_see_the_earlier_lines_unless_told_not_to(world):
     assert pipeline.effective_config(world, "dialogue", None, None).penalize_prompt is True
     assert pipeline.effective_config(world, "story", None, None).penalize_prompt is False
@@ -327,7 +334,7 @@ def test_a_scene_keeps_the_space_between_its_opening_and_the_models_words(world,
 
     monkeypatch.setattr(generator, "complete", fake)
     piece = pipeline.compose(generator, world, [SceneRequest(location="mill", opening=True)],
-                           GenerationConfig(max_new_tokens=9), seeds=[1]).pieces[0]
+                           GenerationConfig(max_new_tokens=9, max_sentences=4), seeds=[1]).pieces[0]
     assert piece.text == "The Mill in the fog. Wheels creak. Water runs. Flour drifts."
 
 

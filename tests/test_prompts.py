@@ -332,6 +332,7 @@ def test_scene_prompt(world):
     assert "Place: the Container Docks." in text and "Time: dusk. Weather: rain. Mood: uneasy." in text.replace("\n", " ")
     assert "Who is there: Jonas Halvorsen" in text and "Describe the Container Docks in three or four sentences" in text
     assert "Name no other people" in text
+    assert 'Task: Start with the words "The Container Docks".' in text  # the place first, not one of its sights
     assert request.subject == "docks-dusk"
 
 

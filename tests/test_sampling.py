@@ -725,3 +725,34 @@ def test_script_guard_bans_foreign_and_mojibake_tokens_but_not_exempt_names(tiny
     logits = torch.zeros(1, tokenizer.vocab_size)
     out = guard(torch.zeros(1, 0, dtype=torch.long), logits)
     assert torch.isinf(out[0, lead_cjk]) and not torch.isinf(logits).any()
+
+
+def test_sentence_opening_bans_a_comma_or_full_stop_after_a_title_case_head_only(tiny_generator):
+    from metagen.bans import SentenceOpeningProcessor
+
+    tokenizer = tiny_generator.tokenizer
+    guard = SentenceOpeningProcessor(tokenizer, within=8)
+    comma, stop, word = tokenizer.encode(",")[0], tokenizer.encode(".")[0], tokenizer.encode("a")[0]
+    assert {comma, stop} <= set(guard.breakers.tolist()) and word not in set(guard.breakers.tolist())
+    head, lower = tokenizer.encode("The Docks"), tokenizer.encode("the docks")
+    width = max(len(head), len(lower))
+    rows = torch.tensor([[-1] * (width - len(head)) + head, [-1] * (width - len(lower)) + lower])
+    out = guard(rows, torch.zeros(2, tokenizer.vocab_size))
+    assert torch.isinf(out[0, comma]) and torch.isinf(out[0, stop]) and out[0, word] == 0
+    assert torch.isfinite(out[1]).all()  # "the docks" is the start of a sentence already
+    assert torch.isfinite(guard(torch.zeros(1, 0, dtype=torch.long), torch.zeros(1, tokenizer.vocab_size))).all()
+    late = SentenceOpeningProcessor(tokenizer, within=len(head) - 1)
+    assert torch.isfinite(late(rows[:1], torch.zeros(1, tokenizer.vocab_size))).all()  # past the opening
+
+
+def test_sentence_opening_sees_the_generated_tokens_whatever_the_history_holds(tiny_generator):
+    tokenizer = tiny_generator.tokenizer
+    cfg = GenerationConfig(sentence_opening=True, penalize_prompt=True, repetition_penalty=1.0, temperature=0)
+    processors = build_processors(cfg, tokenizer)
+    assert names(processors) == ["SentenceOpeningProcessor"]
+    comma = tokenizer.encode(",")[0]
+    generated = torch.tensor([tokenizer.encode("The Docks")])
+    history = torch.cat([torch.tensor([tokenizer.encode("Describe them.")]), generated], dim=1)
+    out = apply_processors(processors, history, torch.zeros(1, tokenizer.vocab_size), generated=generated)
+    assert torch.isinf(out[0, comma])
+    assert torch.isfinite(apply_processors(processors, history, torch.zeros(1, tokenizer.vocab_size))).all()

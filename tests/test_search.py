@@ -285,3 +285,35 @@ def test_candidates_of_one_prompt_are_prefilled_once_and_match_decoding_alone(ti
                              [torch.Generator().manual_seed(s) for s in range(3)])
     assert widths[0] == (1, len(prompt))  # one row prefilled for three candidates
     assert [r.sequences[0].tokens for r in together] == [r.sequences[0].tokens for r in alone]
+
+
+def test_text_tracker_ends_after_its_sentences():
+    tracker = TextTracker(CharTokenizer(), (), sentences=2)
+    streamed = ""
+    for ch in "One. Two. Three. Four.":
+        streamed += tracker.push(ord(ch))
+        if tracker.stopped:
+            break
+    assert tracker.stopped and tracker.text == streamed == "One. Two."  # stopped at the space after "Two."
+
+
+def test_a_row_ends_after_its_sentences_as_the_cut_would_leave_it(tiny_generator):
+    from metagen.text import sentence_cut
+
+    tokenizer = tiny_generator.tokenizer
+    dot = tokenizer.encode(".")[0]  # the tiny model writes bytes: favour full stops so that sentences end
+    cfg = GenerationConfig(strategy="sample", temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=60,
+                           repetition_penalty=1.0, logit_bias=((f"#{dot}", 4.0),))
+    ids = encode(tiny_generator, PROMPTS[:2])
+
+    def run(cfg, seed):
+        return [r.sequences[0] for r in decode_loop(tiny_generator.model, tokenizer, ids, cfg, seeded(2, seed))]
+
+    # a seed whose row 0 holds two whole sentences and row 1 does not
+    seed = next(s for s in range(50) if [sentence_cut(f.text, 2)[1] for f in run(cfg, s)] == [True, False])
+    free = run(cfg, seed)
+    cut = sentence_cut(free[0].text, 2)[0]
+    ended = run(replace(cfg, max_sentences=2), seed)
+    assert ended[0].text == free[0].text[:cut] and ended[0].finish_reason == "stop"
+    assert len(ended[0].tokens) < len(free[0].tokens)
+    assert ended[1].text == free[1].text and ended[1].finish_reason == free[1].finish_reason  # the other row as before

@@ -18,3 +18,24 @@ from metagen.text import balanced_quotes
 def test_quotes_in_a_paragraph_pair_up(paragraph, paired):
     assert balanced_quotes(paragraph) == paired
     assert balanced_quotes(paired) == paired
+
+
+@pytest.mark.parametrize("text, limit, cut", [
+    ("One. Two. Three", 2, (9, True)),  # after the second sentence, and something follows
+    ("One. Two.", 2, (9, False)),  # "Two." could still become "Two.5"
+    ("One. Two. Thr", 4, (9, False)),  # fewer than four: the cut may move on
+    ("One. Two.\n\nThree. Four.", 4, (9, True)),  # a paragraph break after two ends it
+    ("Dr. Bo waits. He sits. Then", 2, (22, True)),  # "Dr." ends no sentence
+    ("No sentence yet", 3, (0, False)),
+])
+def test_sentence_cut_says_where_and_whether_it_is_final(text, limit, cut):
+    from metagen.text import first_sentences, sentence_cut
+
+    assert sentence_cut(text, limit) == cut
+    assert first_sentences(text, limit) == (text[:cut[0]].rstrip() if cut[0] else text.rstrip())
+
+
+def test_first_sentences_keeps_everything_without_a_limit():
+    from metagen.text import first_sentences
+
+    assert first_sentences("One. Two. Three. Four. Five", 0) == "One. Two. Three. Four. Five"
