@@ -81,8 +81,9 @@ def script_guard(scripts: Sequence[str], exempt_words: Iterable[str], tokenizer:
     return ScriptGuardProcessor(banned, scripts)
 
 
-# A paragraph's first words while they are only a name: "The Container Docks", "Ember Keep".
-_TITLE_HEAD = re.compile(r"^\s*(?:[A-Z][\w'’-]*\s+){0,5}[A-Z][\w'’-]*$")
+# A paragraph's first words while they are only a name or a short noun phrase: "The Container
+# Docks", "Ember Keep", "The fountain", "The old stone well".
+_HEAD = re.compile(r"^\s*(?:(?:[A-Z][\w'’-]*\s+){0,5}[A-Z][\w'’-]*|(?:The|A|An)(?:\s+[\w'’-]+){1,3})$")
 # What turns such a head into a label or a fragment: "The Docks, a bustling hub", "The Docks:", "The Docks."
 _AFTER_HEAD = (",", ":", ";", ".", "—", "–", "\n")
 
@@ -97,13 +98,14 @@ def _head_breakers(vocabulary: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[
 
 
 class SentenceOpeningProcessor:
-    """A paragraph opens with a sentence: while its text is only a few Title Case words, no token
-    may go on with a comma, colon, semicolon, full stop, dash or line break.
+    """A paragraph opens with a sentence: while its text is only a name or a short noun phrase
+    (a few Title Case words, or an article and up to three words), no token may go on with a
+    comma, colon, semicolon, full stop, dash or line break.
 
     A 135M model opens most scenes and story paragraphs with a name and an appositive ("The
     Container Docks, a bustling hub of the city's infrastructure.", "The Crooked Kettle, a small
-    village"): a verbless fragment that readers flagged first among scenes' defects (round
-    eight). Without the comma it writes a sentence ("The Container Docks are ..."). It reads the
+    village", "The fountain, a small silver ball"): a verbless fragment that readers flagged
+    first among scenes' defects (rounds eight and nine). Without the comma it writes a sentence ("The Container Docks are ..."). It reads the
     generated tokens only (`sees`), and only the first `within` of them.
     """
 
@@ -120,7 +122,7 @@ class SentenceOpeningProcessor:
     def __call__(self, tokens: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
         if not 0 < tokens.shape[1] <= self.within:
             return logits.clone()
-        heads = [bool(_TITLE_HEAD.match("".join(self.texts[t] for t in row if t >= 0))) for row in tokens.tolist()]
+        heads = [bool(_HEAD.match("".join(self.texts[t] for t in row if t >= 0))) for row in tokens.tolist()]
         if not any(heads):
             return logits.clone()
         rows = torch.tensor(heads, device=logits.device).nonzero()[:, 0]  # (R,)

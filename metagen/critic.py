@@ -303,7 +303,7 @@ COPY_RUN = 6  # a run of this many words shared with the prompt counts as copyin
 # banned word outweighs everything else.
 WEIGHTS = {"names": 2.0, "details": 1.0, "invented": -2.5, "garbled": -6.0, "banned": -3.0, "copied": -0.5,
            "repetition": -6.0, "markup": -1.0, "unfinished": -0.7, "short": -1.5, "voice": -1.0, "same_start": -1.0,
-           "echo": -3.0, "pronoun": -1.0, "relatives": -2.0, "stock": -1.0, "logprob": 0.5, "rating": -50.0}
+           "echo": -3.0, "pronoun": -1.0, "relatives": -2.0, "stock": -1.0, "restated": -0.5, "logprob": 0.5, "rating": -50.0}
 # "rating" counts spans over the world's rating (metagen.moderation, at most 3): its weight outweighs every
 # other finding together, so a candidate over the rating loses to any that is not.
 # metagen's own instructions and prompt labels said back ("In your own words:", "I will describe
@@ -356,6 +356,7 @@ class CriticContext:
     target_words: int = 0  # about how long the text should be (0: no length check)
     narrator_person: str = ""  # first | second | third ("" or first: no check of "I" in narration)
     avoid_starts: tuple[tuple[str, ...], ...] = ()  # how earlier paragraphs began (first two words, folded)
+    earlier: frozenset[tuple[str, ...]] = frozenset()  # the word 4-grams of earlier paragraphs (a story's beats)
     cast_pronoun: str = ""  # "she" or "he" when the whole cast is one (narration's other pronoun is a defect)
     relations: frozenset[str] = frozenset()  # words that may name a relation (relation_vocabulary)
     spellings: frozenset[str] = frozenset()  # the cast's names as written (name_spellings: misspelled is invented)
@@ -463,6 +464,9 @@ def judge(text: str, context: CriticContext, *, logprob: float = 0.0, tokens: in
         findings["short"] = float(len(words) < context.target_words / 2)
     if context.avoid_starts:
         findings["same_start"] = float(tuple(words[:2]) in context.avoid_starts)
+    restated = len(set(ngrams(words, 4)) & context.earlier)
+    if restated:  # "the fire in the great hall's hearth" in every paragraph: round nine's readers' first complaint
+        findings["restated"] = float(min(6, restated))
     narration = _QUOTED.sub(" ", text)  # the narrator's words, outside quoted speech
     if context.narrator_person in ("second", "third"):
         wrong = len(_FIRST_PERSON.findall(narration))

@@ -226,3 +226,18 @@ characters:
                              GenerationConfig())
     assert judge("Málle smiled at the fire.", context).findings["invented"] == 1
     assert judge("Maëlle smiled at the fire.", context).findings["invented"] == 0
+
+
+def test_a_paragraph_saying_an_earlier_one_again_costs_score(world):
+    from dataclasses import replace
+
+    from metagen.critic import ngrams, words_of
+
+    context = context_for(world, StoryRequest(characters=("mira",)), narrator_person="third")
+    before = "The fire in the great hall burned low while Mira mended her nets."
+    told = replace(context, earlier=frozenset(ngrams(words_of(before), 4)))
+    again = judge("Mira looked up. The fire in the great hall burned low again.", told)
+    fresh = judge("Mira looked up. Rain drummed on the roof of the net shed.", told)
+    assert again.findings["restated"] == 5 and "restated" not in fresh.findings
+    assert again.score < fresh.score
+    assert "restated" not in judge("Mira looked up. The fire in the great hall burned low again.", context).findings

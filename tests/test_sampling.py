@@ -756,3 +756,17 @@ def test_sentence_opening_sees_the_generated_tokens_whatever_the_history_holds(t
     out = apply_processors(processors, history, torch.zeros(1, tokenizer.vocab_size), generated=generated)
     assert torch.isinf(out[0, comma])
     assert torch.isfinite(apply_processors(processors, history, torch.zeros(1, tokenizer.vocab_size))).all()
+
+
+@pytest.mark.parametrize("head, banned", [
+    ("The Docks", True), ("Ember Keep", True), ("The fountain", True), ("The old stone well", True),
+    ("the docks", False), ("In the fog", False), ("The old stone well creaks", False),
+])
+def test_sentence_opening_knows_a_name_or_short_noun_phrase(tiny_generator, head, banned):
+    from metagen.bans import SentenceOpeningProcessor
+
+    tokenizer = tiny_generator.tokenizer
+    guard = SentenceOpeningProcessor(tokenizer, within=64)
+    comma = tokenizer.encode(",")[0]
+    out = guard(torch.tensor([tokenizer.encode(head)]), torch.zeros(1, tokenizer.vocab_size))
+    assert bool(torch.isinf(out[0, comma])) is banned
