@@ -105,8 +105,9 @@ class SentenceOpeningProcessor:
     A 135M model opens most scenes and story paragraphs with a name and an appositive ("The
     Container Docks, a bustling hub of the city's infrastructure.", "The Crooked Kettle, a small
     village", "The fountain, a small silver ball"): a verbless fragment that readers flagged
-    first among scenes' defects (rounds eight and nine). Without the comma it writes a sentence ("The Container Docks are ..."). It reads the
-    generated tokens only (`sees`), and only the first `within` of them.
+    first among scenes' defects (rounds eight and nine). Without the comma it writes a sentence
+    ("The Container Docks are ..."). It reads the generated tokens only (`sees`), and only the
+    first `within` of them.
     """
 
     sees = "generated"

@@ -211,8 +211,8 @@ class GenerationConfig:
         False, "--sentence-opening", section="bans", help="Open the text with a sentence, not a name and a comma.",
         help_default="no; yes for story and scene", doc_default="off (story, scene: on)",
         doc="While the text is only a name or a short noun phrase (\"The Container Docks\", \"The fountain\"), no "
-            "token may go on with a comma, colon, semicolon, full stop, dash or line break, so the model writes a sentence (\"The "
-            "Container Docks are ...\") rather than a label or a verbless fragment (\"The Container Docks, a "
+            "token may go on with a comma, colon, semicolon, full stop, dash or line break, so the model writes a "
+            "sentence (\"The Container Docks are ...\") rather than a label or a verbless fragment (\"The Container Docks, a "
             "bustling hub of ...\"), the commonest opening of a small model's scenes and story paragraphs. Each "
             "story beat is a text of its own.")
     candidates: int = setting(

@@ -129,15 +129,15 @@ def world_vocabulary(world: World, *, cast_names: bool = True) -> frozenset[str]
     return frozenset(found)
 
 
+MIN_SPELLING = 4  # a name word this long or longer is checked for misspellings
+NEAR_SPELLING = 0.8  # difflib's ratio from which an unknown word reads as a name spelled wrongly
+
+
 def name_spellings(world: World) -> frozenset[str]:
     """The words of the characters' names and aliases as the world writes them ("Maëlle", "Vær"),
     titles and short words left out: what misspelled_names compares against."""
     words = {_POSSESSIVE.sub("", w) for c in world.characters for n in (c.name, *c.aliases) for w in _WORD.findall(n)}
     return frozenset(w for w in words if len(w) >= MIN_SPELLING and w[0].isupper() and fold(w) not in TITLES | STOPLIST)
-
-
-MIN_SPELLING = 4  # a name word this long or longer is checked for misspellings
-NEAR_SPELLING = 0.8  # difflib's ratio from which an unknown word reads as a name spelled wrongly
 
 
 def misspelled_names(text: str, spellings: frozenset[str], vocabulary: frozenset[str]) -> list[str]:

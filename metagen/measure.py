@@ -81,7 +81,7 @@ class Reference:
     prose: tuple[str, ...]  # the words of its prose and sample lines (names taken out), SEPARATOR between texts
     samples: dict[str, tuple[tuple[str, ...], ...]]  # character id -> the words of each sample line
     relations: frozenset[str] = frozenset()  # the words that may name a relation (critic.relation_vocabulary)
-    spellings: frozenset[str] = frozenset()  # the cast's names as written (critic.name_spellings; misspelled is invented)
+    spellings: frozenset[str] = frozenset()  # the cast's names as written (critic.name_spellings)
 
 
 def _joined(texts: Sequence[str]) -> tuple[str, ...]:

@@ -244,8 +244,8 @@ def build_processors(
     """The processors for `cfg`, in the one documented order, skipping no-ops.
 
     Order: repetition penalty, presence/frequency penalty, DRY, no-repeat n-gram, no-copy
-    n-gram, banned sequences, script guard, sentence opening, logit bias; then, when sampling, temperature,
-    top-k, top-p, min-p, typical-p and XTC. Greedy (or temperature 0) and beam search stop after logit bias:
+    n-gram, banned sequences, script guard, sentence opening, logit bias; then, when sampling,
+    temperature, top-k, top-p, min-p, typical-p and XTC. Greedy (or temperature 0) and beam search stop after logit bias:
     temperature and truncation cannot change the argmax, and beam scores need the full
     distribution. XTC needs `generators`, one per row. The caller passes `tokens` with
     the prompt included only when cfg.penalize_prompt is set.
