@@ -146,6 +146,10 @@ def make_plan(world: World, resolved: Resolved, seed: int) -> list[Beat]:
         turns.append("Something unexpected happens that tests them.")
     middle = turns[:count - 2] if request.premise else rng.sample(turns, min(len(turns), count - 2))
 
+    if lead:
+        # a story that opens on its lead rather than on the place's stock description ("The
+        # Fountain Atrium is a symbol of the world"), as scenes open on their place (round nine)
+        opening += f' Start with the words "{short[lead.id]}".'
     sentences = f" Write {BEAT_SENTENCES - 1} or {BEAT_SENTENCES} sentences."
     beats = [Beat("opening", opening + sentences)]
     for i, turn in enumerate(middle):
@@ -278,7 +282,7 @@ def story_messages(world: World, resolved: Resolved) -> list[dict[str, str]]:
         lines.append(line + ".")
     if resolved.location:
         loc = resolved.location
-        lines.append(f"Place: {loc.name}" + (f", {_clause(loc.description)}" if loc.description else "") + ".")
+        lines.append(f"Place: {loc.name}" + (f", {_lower_first(_clause(loc.description))}" if loc.description else "") + ".")
     lines.append("Use only these people; invent no one else.")
     return [{"role": "system", "content": system}, {"role": "user", "content": "\n".join(lines)}]
 

@@ -69,6 +69,7 @@ def test_a_plan_is_built_from_the_worlds_data_and_follows_the_seed(world):
     assert [b.id for b in plan] == ["opening", "turn", "complication", "ending"]
     opening = plan[0].instruction
     assert "Ada and Bo are at the Old Mill" in opening and "Ada wants to keep the mill turning" in opening
+    assert opening.endswith('Start with the words "Ada". Write 3 or 4 sentences.')  # the lead first, not the place
     assert any(d in opening for d in ("a wheel green with moss", "the stream roaring", "wet flour"))
     middle = " ".join(b.instruction for b in plan[1:3])
     facts = ["Ada admits that she sold the water rights", "they share the mill", "The last drought dried the stream",
@@ -93,7 +94,7 @@ def test_a_premise_is_the_first_turn(world):
 def test_the_first_messages_hold_the_cast_place_and_style(world):
     messages = story_messages(world, resolve_request(world, StoryRequest(characters=("ada",), location="mill")))
     assert "third person, past tense" in messages[0]["content"] and "suddenly" in messages[0]["content"]
-    assert "- Ada, miller." in messages[1]["content"] and "Place: The Old Mill" in messages[1]["content"]
+    assert "- Ada, miller." in messages[1]["content"] and "Place: The Old Mill, a water mill by a fast stream." in messages[1]["content"]
 
 
 def test_write_story_keeps_each_beats_pick_and_reuses_the_cache(world, wide_generator, monkeypatch):
