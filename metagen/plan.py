@@ -146,10 +146,6 @@ def make_plan(world: World, resolved: Resolved, seed: int) -> list[Beat]:
         turns.append("Something unexpected happens that tests them.")
     middle = turns[:count - 2] if request.premise else rng.sample(turns, min(len(turns), count - 2))
 
-    if lead:
-        # a story that opens on its lead rather than on the place's stock description ("The
-        # Fountain Atrium is a symbol of the world"), as scenes open on their place (round nine)
-        opening += f' Start with the words "{short[lead.id]}".'
     sentences = f" Write {BEAT_SENTENCES - 1} or {BEAT_SENTENCES} sentences."
     beats = [Beat("opening", opening + sentences)]
     for i, turn in enumerate(middle):

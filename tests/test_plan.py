@@ -69,7 +69,6 @@ def test_a_plan_is_built_from_the_worlds_data_and_follows_the_seed(world):
     assert [b.id for b in plan] == ["opening", "turn", "complication", "ending"]
     opening = plan[0].instruction
     assert "Ada and Bo are at the Old Mill" in opening and "Ada wants to keep the mill turning" in opening
-    assert opening.endswith('Start with the words "Ada". Write 3 or 4 sentences.')  # the lead first, not the place
     assert any(d in opening for d in ("a wheel green with moss", "the stream roaring", "wet flour"))
     middle = " ".join(b.instruction for b in plan[1:3])
     facts = ["Ada admits that she sold the water rights", "they share the mill", "The last drought dried the stream",
