@@ -36,8 +36,9 @@ SCRIPTS = ("latin", "greek", "cyrillic", "armenian", "hebrew", "arabic", "indic"
            "emoji", "other")
 ANY = "any"  # the setting that switches the guard off
 # Characters that are letters of no language a world writes in: "Ã"/"Â" start the mojibake of
-# UTF-8 read as Latin-1 ("Ã©" for "é"), C1 controls never belong in prose, U+FFFD is a broken byte.
-MOJIBAKE = re.compile("[\u00c2\u00c3\u0080-\u009f\ufffd]")
+# UTF-8 read as Latin-1 ("Ã©" for "é"), control characters never belong in prose (tab, line feed
+# and carriage return do; a NUL byte made `diff` call a scene file binary), U+FFFD is a broken byte.
+MOJIBAKE = re.compile("[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f\u00c2\u00c3\u0080-\u009f\ufffd]")
 # A script holding at least this share of the prose's letters is one the world writes in.
 PROSE_SHARE = 0.2
 

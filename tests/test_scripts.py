@@ -27,7 +27,8 @@ def test_foreign_letters_spare_exempt_names():
 
 
 @pytest.mark.parametrize("text, garbled", [("Maëlle smiled.", False), ("MaÃ¯e smiled.", True),
-                                           ("a broken \ufffd byte", True), ("Привет", True), ("Fine — fine.", False)])
+                                           ("a broken \ufffd byte", True), ("Привет", True), ("Fine — fine.", False),
+                                           ("a NUL\x00 byte", True), ("tab\tline\nreturn\r", False)])
 def test_is_garbled(text, garbled):
     assert is_garbled(text, ["latin"]) is garbled
 
