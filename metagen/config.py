@@ -199,8 +199,8 @@ class GenerationConfig:
         help_default="the world's prose's scripts; names keep their own",
         doc_default="the scripts of the world's prose and the request's words (`latin` for an English world); "
                     "none for `metagen generate`",
-        doc="Tokens that would write a letter of another script, or mojibake (`Ã`, `Â`, C1 controls, a broken "
-            "byte), are never chosen. A script counts as the world's when at least 20% of the letters of its prose "
+        doc="Tokens that would write a letter of another script, or mojibake (`Ã`, `Â`, a control character "
+            "other than tab and line breaks, a broken byte), are never chosen. A script counts as the world's when at least 20% of the letters of its prose "
             "(names left out) are in it.")
     script_exempt: tuple[str, ...] = setting(
         (), "--script-exempt", NON_EMPTY, section="scripts", option=False, help="",
