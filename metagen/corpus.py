@@ -183,7 +183,9 @@ def check_example(generator, world: World, request, example: Example) -> list[st
               "voice": "narrates in the wrong person", "repetition": "repeats itself"}
     for key, message in checks.items():
         if verdict.get(key, 0.0) > (0.05 if key == "repetition" else 0.0):
-            problems.append(message + (f' ("{_copied_words(text, prompt)} ...")' if key == "copied" else ""))
+            problems.append(message + (f' ("{_copied_words(text, prompt)} ...")' if key == "copied" else "")
+                            + (": " + ", ".join(unknown_names(text, context.vocabulary, context.spellings))
+                               if key == "invented" else ""))
     words = len(words_of(text))
     low, high = WORDS[example.kind]
     if not low <= words <= high:

@@ -10,9 +10,11 @@ a sentence cut off. The text metrics here serve `metagen eval` as well.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from metagen.prompts import Resolved, mentions
@@ -35,7 +37,8 @@ their our my your we you he she they me him them us not no yes oh ah hey hello h
 thank sorry wow hmm alright dear mr mrs ms miss dr sir madam lady lord captain queen king prince princess
 sister brother father mother aunt uncle grandma grandpa mom mum dad god earth english internet chapter title
 scene part end note monday tuesday wednesday thursday friday saturday sunday january february march april
-may june july august september october november december majesty highness sire lordship ladyship""".split())
+may june july august september october november december majesty highness sire lordship ladyship
+aye mmm hm ahh ohh shh hush nah darn hoho dude mama papa thats everytime awoke""".split())
 _WORD = re.compile(r"[^\W\d_][\w'’-]*")
 _POSSESSIVE = re.compile(r"['’]s$")
 
@@ -166,23 +169,70 @@ def misspelled_names(text: str, spellings: frozenset[str], vocabulary: frozenset
     return found
 
 
+COMMON_WORDS_FILE = Path(__file__).parent / "data" / "common-words.txt"
+_ENDINGS = ("s", "es", "ed", "d", "ing")  # "Sighs", "Zoomed": a common word with an ending
+MIN_COMPOUND = 4  # letters in each half of a word read as two joined ("Moonlight", "Bluebells")
+
+
+@functools.cache
+def common_words() -> frozenset[str]:
+    """Lower-case English words (metagen/data/common-words.txt): what a capitalised word opening a
+    sentence is when it is no name ("Towering", "Yesterday's"). The list is the whole lower-case
+    words of SmolLM2's tokenizer (write_common_words): a word a tokenizer learned whole in lower
+    case is an everyday word; "Maude", "Aroniar" or "Kistre" are not in it."""
+    lines = COMMON_WORDS_FILE.read_text(encoding="utf-8").splitlines()
+    return frozenset(line for line in lines if line and not line.startswith("#"))
+
+
+def write_common_words(vocabulary: Sequence[str], path: Path = COMMON_WORDS_FILE) -> int:
+    """Write common_words' list from a byte-level BPE vocabulary ("Ġtowering" is the word "towering"
+    after a space); returns how many words. Regenerate with the default model's tokenizer:
+    `write_common_words(load_model().tokenizer.vocabulary())`."""
+    words = sorted({piece[1:] for piece in vocabulary
+                    if piece.startswith("Ġ") and piece[1:].isascii() and piece[1:].isalpha() and piece[1:].islower()})
+    header = "# Lower-case whole words of SmolLM2-135M's tokenizer (Apache-2.0): metagen.critic.common_words\n"
+    path.write_text(header + "\n".join(words) + "\n", encoding="utf-8")
+    return len(words)
+
+
+def _ordinary_word(key: str, known: frozenset[str]) -> bool:
+    """Whether a capitalised word opening a sentence (folded, no possessive) reads as an everyday
+    word rather than a name: a contraction ("You're"), an adverb in -ly, or in each part of a
+    hyphenated word a common or known word, whole, with an ending ("Crumbling": crumble) or
+    joined of two ("Moonlight")."""
+    if "'" in key or key.endswith("ly"):
+        return True
+    words = common_words() | known
+
+    def everyday(part: str) -> bool:
+        stems = [part] + [part[:-len(e)] + extra for e in _ENDINGS if part.endswith(e) for extra in ("", "e")]
+        return any(stem in words for stem in stems) or any(
+            part[:i] in words and part[i:] in words for i in range(MIN_COMPOUND, len(part) - MIN_COMPOUND + 1))
+
+    return all(everyday(part) for part in key.split("-") if part)
+
+
 def unknown_names(text: str, vocabulary: frozenset[str], spellings: frozenset[str] = frozenset()) -> list[str]:
-    """Capitalized words not at a sentence start that the world never mentions and that are not
-    common capitalized words: a heuristic for people (or places) the model made up. Given the
-    world's name_spellings, a character's name spelled wrongly counts too, wherever it stands."""
+    """Capitalized words that the world never mentions and that are not common capitalized words: a
+    heuristic for people (or places) the model made up. At a sentence start (or quoted speech's
+    first word) a capitalised word counts only when it is no everyday word either (_ordinary_word):
+    "Maude's eyes lit up" (the README's story, round ten) invents Maude. Given the world's
+    name_spellings, a character's name spelled wrongly counts too, wherever it stands."""
     found = misspelled_names(text, spellings, vocabulary)
+    lower = frozenset(fold(w) for w in _WORD.findall(text) if w[0].islower())  # "Giant" opens, "giant" recurs
     for m in _WORD.finditer(text):
         word = m.group()
         if not word[0].isupper() or not any(ch.islower() for ch in word[1:]):
             continue  # lower case, or all capitals (shouting, acronyms)
         if _POSSESSIVE.sub("", word) in found:
             continue  # counted above
-        before = text[: m.start()].rstrip(" \t*_\"'“‘(")
-        if not before or before[-1] in ".!?:;\n…—–-" or text[m.start() - 1] in "\"“‘":
-            continue  # a sentence start, or the first word of quoted speech
         key = _POSSESSIVE.sub("", fold(word))
         parts = [p for p in key.split("-") if p]
         if key in STOPLIST or key in vocabulary or (parts and all(p in vocabulary or p in STOPLIST for p in parts)):
+            continue
+        before = text[: m.start()].rstrip(" \t*_\"'“‘(")
+        opening = not before or before[-1] in ".!?:;\n…—–-" or text[m.start() - 1] in "\"“‘"
+        if opening and _ordinary_word(key, vocabulary | lower):
             continue
         found.append(word)
     return found
@@ -498,6 +548,7 @@ def best_index(verdicts: Sequence[Verdict]) -> int:
 
 
 __all__ = ["CriticContext", "Verdict", "WEIGHTS", "banned_hits", "best_index", "cast_pronoun", "character_forms",
-           "critic_context", "distinct_n", "fold", "invented_relatives", "judge", "location_forms", "longest_shared_run",
-           "misspelled_names", "name_spellings", "names_any", "ngrams", "pronoun_of", "relation_vocabulary", "repetition", "requested_forms", "unknown_names", "words_of",
-           "world_names", "world_prose", "world_vocabulary", "writing_guard"]
+           "common_words", "critic_context", "distinct_n", "fold", "invented_relatives", "judge", "location_forms",
+           "longest_shared_run", "misspelled_names", "name_spellings", "names_any", "ngrams", "pronoun_of",
+           "relation_vocabulary", "repetition", "requested_forms", "unknown_names", "words_of", "world_names",
+           "world_prose", "world_vocabulary", "write_common_words", "writing_guard"]

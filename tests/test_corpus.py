@@ -126,7 +126,7 @@ def test_chat_answers_are_held_to_the_dialogue_checks(vale, wide_generator):
     examples = chat_examples(wide_generator, vale, request, turns)
     problems = [check_example(wide_generator, vale, request, e) for e in examples]
     assert problems[0] == []
-    assert problems[1] == ["names someone or something the world does not have"]
+    assert problems[1] == ["names someone or something the world does not have: Gerald, Fairweather"]
     assert any("metagen cuts" in p for p in problems[2])
     assert problems[3] == ["has 1 words (want 2 to 60)"]
     assert problems[4] == ["names what its prompt does not show: Old"]

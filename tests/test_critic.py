@@ -187,6 +187,25 @@ characters: [{id: ada, name: Ada}, {id: bo, name: Bo}]
     assert unknown_names("They met Gerald at the gate.", vocabulary) == ["Gerald"]
 
 
+def test_a_made_up_name_opening_a_sentence_is_invented_and_an_everyday_word_is_not(tmp_path):
+    from metagen.critic import common_words, unknown_names, world_vocabulary
+    from metagen.world import load_world
+    from tests.conftest import write_world
+
+    world = load_world(write_world(tmp_path, """\
+world: {id: hill, name: The Hill}
+characters: [{id: ada, name: Ada, description: a giant of a woman}]
+"""))
+    vocabulary = world_vocabulary(world)
+    assert {"towering", "yesterday", "today"} <= common_words() and "maude" not in common_words()
+    # The README's story (round ten): Maude is nobody in the world.
+    assert unknown_names("The door creaked. Maude's eyes lit up as Ada came in.", vocabulary) == ["Maude's"]
+    assert unknown_names('"Aroniar," she said. Kistre: go.', vocabulary) == ["Aroniar", "Kistre"]
+    everyday = ("Towering windows rose. Yesterday's rain fell. Slowly, Ada sighed. You're late. "
+                "Sighs filled the hall. Giant-sized doors. Zoomed in, the Hill was small.")
+    assert unknown_names(everyday, vocabulary) == []
+
+
 @pytest.mark.parametrize("text", ["Here is the next paragraph: Ada walked home.", "Ada walked home. The End.",
                                   "Ada: I am going home.\nBo: Then go.", "In the opening paragraph, Ada walks home.",
                                   "Ada walked home. Write a 3-4 sentence ending.", "The last sentence is a refrain."])

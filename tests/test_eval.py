@@ -244,9 +244,9 @@ def test_unknown_names_heuristic(world):
     vocab = E.world_vocabulary(world)
     text = ("Ada met Zorbo at the Old Well. Then Bo said hi to Mr Quix.\n"
             "Pellam waved. She saw Greyrain's flood and the Tollmaster. NASA called. I think so, Ada's friend.")
-    # Sentence starts (Then, Pellam), the world's words (Greyrain, Tollmaster), stop words (Mr, I)
-    # and all-capital words (NASA) are not counted.
-    assert E.unknown_names(text, vocab) == ["Zorbo", "Quix"]
+    # An everyday word opening a sentence (Then), the world's words (Greyrain, Tollmaster), stop
+    # words (Mr, I) and all-capital words (NASA) are not counted; a made-up name opening one is.
+    assert E.unknown_names(text, vocab) == ["Zorbo", "Quix", "Pellam"]
 
 
 def test_parse_turns_reads_labels_and_skips_headings():
