@@ -106,18 +106,15 @@ def banned_hits(text: str, banned: Sequence[str]) -> int:
     return sum(len(re.findall(rf"(?<!\w){re.escape(w.casefold())}(?!\w)", folded)) for w in banned if w.strip())
 
 
-def world_vocabulary(world: World, *, cast_names: bool = True) -> frozenset[str]:
-    """Every word written anywhere in the world (names, aliases, places, lore keys and texts), folded.
+def _world_strings(world: World, *, cast_names: bool = True) -> list[str]:
+    """Every string written in the world (names, aliases, places, lore keys and texts, ...).
 
-    cast_names=False leaves the characters' names and aliases out: what the world says of
-    relations, where "Sister Maëlle" is a title and no one's sister (relation_vocabulary)."""
-    found: set[str] = set()
+    cast_names=False leaves the characters' names and aliases out."""
+    found: list[str] = []
 
     def walk(value: Any) -> None:
         if isinstance(value, str):
-            words = [fold(w) for w in _WORD.findall(value.replace("-", " "))]
-            found.update(words)
-            found.update(_POSSESSIVE.sub("", w) for w in words)  # "Hollin's Keep" also names Hollin
+            found.append(value)
         elif dataclasses.is_dataclass(value) and not isinstance(value, type):
             for f in dataclasses.fields(value):
                 if f.name in ("name", "aliases") and not cast_names and isinstance(value, Character):
@@ -129,7 +126,41 @@ def world_vocabulary(world: World, *, cast_names: bool = True) -> frozenset[str]
                 walk(item)
 
     walk(world)
+    return found
+
+
+def world_vocabulary(world: World, *, cast_names: bool = True) -> frozenset[str]:
+    """Every word written anywhere in the world (names, aliases, places, lore keys and texts), folded.
+
+    cast_names=False leaves the characters' names and aliases out: what the world says of
+    relations, where "Sister Maëlle" is a title and no one's sister (relation_vocabulary)."""
+    found: set[str] = set()
+    for value in _world_strings(world, cast_names=cast_names):
+        words = [fold(w) for w in _WORD.findall(value.replace("-", " "))]
+        found.update(words)
+        found.update(_POSSESSIVE.sub("", w) for w in words)  # "Hollin's Keep" also names Hollin
     return frozenset(found)
+
+
+# A year ("in 1875", "the 1980s") or a numbered century ("the 21st century"): a date from outside
+# an invented world unless the world writes it (Saltgate's era is 2041). Round nine's readers named
+# "In the year 1875" among the off-world facts; 21 of 784 eval texts had such a date.
+_DATE = re.compile(r"(?<![\w.,])[12]\d{3}(?:'?s)?(?!\d|[.,]\d)\b|\b\d{1,2}(?:st|nd|rd|th) century\b", re.IGNORECASE)
+
+
+def world_dates(world: World) -> frozenset[str]:
+    """The dates (_DATE) the world itself writes, lower case: those a text may use."""
+    return frozenset(_date_key(m.group()) for value in _world_strings(world) for m in _DATE.finditer(value))
+
+
+def _date_key(date: str) -> str:
+    """A date compared loosely: "The 2040s" and "2040" are one."""
+    return re.sub(r"'?s$", "", date.casefold())
+
+
+def off_world_dates(text: str, allowed: frozenset[str]) -> list[str]:
+    """Years and numbered centuries in text that the world never writes."""
+    return [m.group() for m in _DATE.finditer(text) if _date_key(m.group()) not in allowed]
 
 
 MIN_SPELLING = 4  # a name word this long or longer is checked for misspellings
@@ -353,7 +384,7 @@ COPY_RUN = 6  # a run of this many words shared with the prompt counts as copyin
 # banned word outweighs everything else.
 WEIGHTS = {"names": 2.0, "details": 1.0, "invented": -2.5, "garbled": -6.0, "banned": -3.0, "copied": -0.5,
            "repetition": -6.0, "markup": -1.0, "unfinished": -0.7, "short": -1.5, "voice": -1.0, "same_start": -1.0,
-           "echo": -3.0, "pronoun": -1.0, "relatives": -2.0, "stock": -1.0, "restated": -0.5, "logprob": 0.5, "rating": -50.0}
+           "echo": -3.0, "pronoun": -1.0, "relatives": -2.0, "stock": -1.0, "dated": -1.5, "restated": -0.5, "logprob": 0.5, "rating": -50.0}
 # "rating" counts spans over the world's rating (metagen.moderation, at most 3): its weight outweighs every
 # other finding together, so a candidate over the rating loses to any that is not.
 # metagen's own instructions and prompt labels said back ("In your own words:", "I will describe
@@ -410,6 +441,7 @@ class CriticContext:
     cast_pronoun: str = ""  # "she" or "he" when the whole cast is one (narration's other pronoun is a defect)
     relations: frozenset[str] = frozenset()  # words that may name a relation (relation_vocabulary)
     spellings: frozenset[str] = frozenset()  # the cast's names as written (name_spellings: misspelled is invented)
+    dates: frozenset[str] | None = None  # the years the world writes (world_dates); None: dates are not judged
     moderation: Any = None  # a metagen.moderation.Policy (None: --moderation off): spans over it are a finding
 
 
@@ -447,7 +479,7 @@ def critic_context(world: World, resolved: Resolved, prompt_text: str, cfg: Any,
     scripts = tuple(cfg.scripts) or ("any",)
     return CriticContext(names=tuple(forms), details=details - _INSTRUCTION_WORDS,
                          prompt_words=tuple(words_of(prompt_text)), vocabulary=world_vocabulary(world),
-                         spellings=name_spellings(world),
+                         spellings=name_spellings(world), dates=world_dates(world),
                          banned=banned, scripts=scripts, exempt=tuple(cfg.script_exempt),
                          target_words=target_words, narrator_person=narrator_person,
                          cast_pronoun=cast_pronoun(resolved.characters) if narrator_person else "",
@@ -496,6 +528,10 @@ def judge(text: str, context: CriticContext, *, logprob: float = 0.0, tokens: in
     relatives = set(invented_relatives(text, context.relations))
     if relatives:  # recorded only when there is one, so verdicts of clean candidates read as before
         findings["relatives"] = float(min(3, len(relatives)))
+    if context.dates is not None:
+        dated = len(off_world_dates(text, context.dates))
+        if dated:  # recorded only when there is one, so verdicts of clean candidates read as before
+            findings["dated"] = float(min(3, dated))
     findings["garbled"] = float(is_garbled(text, context.scripts, context.exempt))
     findings["banned"] = float(banned_hits(text, context.banned))
     run = longest_shared_run(words, context.prompt_words)
@@ -549,6 +585,6 @@ def best_index(verdicts: Sequence[Verdict]) -> int:
 
 __all__ = ["CriticContext", "Verdict", "WEIGHTS", "banned_hits", "best_index", "cast_pronoun", "character_forms",
            "common_words", "critic_context", "distinct_n", "fold", "invented_relatives", "judge", "location_forms",
-           "longest_shared_run", "misspelled_names", "name_spellings", "names_any", "ngrams", "pronoun_of",
+           "longest_shared_run", "misspelled_names", "name_spellings", "names_any", "ngrams", "off_world_dates", "pronoun_of",
            "relation_vocabulary", "repetition", "requested_forms", "unknown_names", "words_of", "world_names",
-           "world_prose", "world_vocabulary", "write_common_words", "writing_guard"]
+           "world_dates", "world_prose", "world_vocabulary", "write_common_words", "writing_guard"]

@@ -260,3 +260,19 @@ def test_a_paragraph_saying_an_earlier_one_again_costs_score(world):
     assert again.findings["restated"] == 5 and "restated" not in fresh.findings
     assert again.score < fresh.score
     assert "restated" not in judge("Mira looked up. The fire in the great hall burned low again.", context).findings
+
+
+def test_a_year_the_world_never_writes_is_a_finding(tmp_path):
+    from metagen.critic import off_world_dates, world_dates
+
+    world = load_world(write_world(tmp_path, """\
+world: {id: port, name: The Port, era: "2041, after the Long Wall"}
+characters: [{id: mira, name: Mira}]
+locations: [{id: docks, name: Old Docks}]
+"""))
+    assert world_dates(world) == {"2041"}
+    text = "In the year 1875 the 2041 quays opened; by the 1980s and the 21st century, 1,200 men and 12000 crates."
+    assert off_world_dates(text, world_dates(world)) == ["1875", "1980s", "21st century"]
+    context = context_for(world, StoryRequest(characters=("mira",), location="docks"))
+    assert judge("Mira reached the Old Docks in 1875.", context).findings["dated"] == 1
+    assert "dated" not in judge("Mira reached the Old Docks in 2041.", context).findings
