@@ -142,10 +142,11 @@ def world_vocabulary(world: World, *, cast_names: bool = True) -> frozenset[str]
     return frozenset(found)
 
 
-# A year ("in 1875", "the 1980s") or a numbered century ("the 21st century"): a date from outside
+# A year ("in 1875", "the 1980s", "the year 4035", "500 AD") or a numbered century ("the 21st century"): a date from outside
 # an invented world unless the world writes it (Saltgate's era is 2041). Round nine's readers named
 # "In the year 1875" among the off-world facts; 21 of 784 eval texts had such a date.
-_DATE = re.compile(r"(?<![\w.,])[12]\d{3}(?:'?s)?(?!\d|[.,]\d)\b|\b\d{1,2}(?:st|nd|rd|th) century\b", re.IGNORECASE)
+_DATE = re.compile(r"\byear (?:of )?\d{1,5}\b|\b\d{1,4} ?(?:(?:AD|BC)(?!\w)|A\.D\.|B\.C\.)|(?<![\w.,])[12]\d{3}(?:'?s)?(?!\d|[.,]\d)\b"
+                   r"|\b\d{1,2}(?:st|nd|rd|th) century\b", re.IGNORECASE)
 
 
 def world_dates(world: World) -> frozenset[str]:
@@ -154,8 +155,8 @@ def world_dates(world: World) -> frozenset[str]:
 
 
 def _date_key(date: str) -> str:
-    """A date compared loosely: "The 2040s" and "2040" are one."""
-    return re.sub(r"'?s$", "", date.casefold())
+    """A date compared loosely: "the 2040s", "the year 2040" and "2040" are one."""
+    return re.sub(r"^year (?:of )?|'?s$| ?(?:ad|bc|a\.d\.|b\.c\.)$", "", date.casefold())
 
 
 def off_world_dates(text: str, allowed: frozenset[str]) -> list[str]:

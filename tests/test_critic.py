@@ -271,8 +271,9 @@ characters: [{id: mira, name: Mira}]
 locations: [{id: docks, name: Old Docks}]
 """))
     assert world_dates(world) == {"2041"}
-    text = "In the year 1875 the 2041 quays opened; by the 1980s and the 21st century, 1,200 men and 12000 crates."
-    assert off_world_dates(text, world_dates(world)) == ["1875", "1980s", "21st century"]
+    text = ("In the year 1875 the 2041 quays opened; by the 1980s and the 21st century, 1,200 men and 12000 crates; "
+            "in the year 4035 or 500 AD, 20 ads.")
+    assert off_world_dates(text, world_dates(world)) == ["year 1875", "1980s", "21st century", "year 4035", "500 AD"]
     context = context_for(world, StoryRequest(characters=("mira",), location="docks"))
     assert judge("Mira reached the Old Docks in 1875.", context).findings["dated"] == 1
     assert "dated" not in judge("Mira reached the Old Docks in 2041.", context).findings
