@@ -16,16 +16,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from metagen.config import MAX_SEED, GenerationConfig, candidate_seed
-from metagen.critic import (
-    COPY_RUN,
-    STOPLIST,
-    CriticContext,
-    critic_context,
-    fold,
-    longest_shared_run,
-    words_of,
-    world_vocabulary,
-)
+from metagen.critic import COPY_RUN, CriticContext, critic_context, longest_shared_run
+from metagen.grounding import STOPLIST, world_vocabulary
 from metagen.dialogue import EMPTY_LINE, LineStream, dialogue_stops, judge_lines, spoken_line
 from metagen.errors import ModerationRefused, RequestError
 from metagen.moderation import check_mode, exceeding, policy_for, verdict
@@ -41,7 +33,7 @@ from metagen.prompts import (
 )
 from metagen.search import PrefixReuse
 from metagen.session import Answer, Turn
-from metagen.text import format_dialogue, speaker_prefix
+from metagen.text import fold, format_dialogue, speaker_prefix, words_of
 from metagen.world import Character, Location, LoreEntry, World
 
 DEFAULT_PLAYER = "Visitor"  # the player's "Name:" when --player is not given

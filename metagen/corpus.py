@@ -20,8 +20,8 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Mapping, Sequence
 
 from metagen.chat import DEFAULT_PLAYER, ChatSession, repeats
-from metagen.critic import (COPY_RUN, critic_context, invented_relatives, judge, ngrams,
-                            unknown_names, words_of)
+from metagen.critic import COPY_RUN, critic_context, judge
+from metagen.grounding import invented_relatives, unknown_names
 from metagen.dialogue import continue_dialogue, dialogue_prompt, speaker_order, spoken_line
 from metagen.errors import RequestError
 from metagen.pipeline import effective_config
@@ -29,7 +29,7 @@ from metagen.plan import BEAT_SENTENCES, make_plan, story_messages, with_beat
 from metagen.prompts import build_prompt
 from metagen.request import DialogueRequest, Resolved, SceneRequest, StoryRequest, resolve_request
 from metagen.session import Answer, Turn
-from metagen.text import first_sentences
+from metagen.text import first_sentences, ngrams, words_of
 from metagen.world import World
 
 KINDS = ("beat", "scene", "line", "answer")

@@ -16,16 +16,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from metagen import __version__
-from metagen.critic import (
-    banned_hits,
-    character_forms,
-    distinct_n,
-    location_forms,
-    names_any,
-    repetition,
-    unknown_names,
-    world_vocabulary,
-)
+from metagen.critic import banned_hits, distinct_n, repetition
+from metagen.grounding import character_forms, location_forms, names_any, unknown_names, world_vocabulary
 from metagen.errors import ConfigError
 from metagen.measure import (
     Output,

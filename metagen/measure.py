@@ -13,26 +13,22 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from metagen.critic import (
-    banned_hits,
+from metagen.critic import banned_hits, distinct_n, longest_shared_run, repetition
+from metagen.grounding import (
     character_forms,
-    distinct_n,
     invented_relatives,
     location_forms,
-    longest_shared_run,
     name_spellings,
     names_any,
     relation_vocabulary,
-    repetition,
     unknown_names,
-    words_of,
     world_prose,
     world_vocabulary,
     writing_guard,
 )
 from metagen.prompts import Request, request_from_dict, resolve_request
 from metagen.scripts import ANY, is_garbled
-from metagen.text import fold
+from metagen.text import fold, words_of
 from metagen.world import Character, World
 
 COPIED_PROSE_RUN = 8  # a story or scene sharing this many words in a row with the world's prose copies it

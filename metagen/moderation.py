@@ -281,7 +281,7 @@ def policy_for(world: World | None = None, rating: str | None = None) -> Policy:
                     known = terms.get(key)
                     category, severity = (known.category, known.severity) if known else (BANNED, "strong")
                     terms[key] = Term(key, category, severity, source, word)
-        from metagen.critic import world_names
+        from metagen.grounding import world_names
 
         exempt = [*world_names(world), *world.content.allowed_words]
     allowed = None

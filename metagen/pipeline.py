@@ -18,7 +18,8 @@ from typing import Any, Callable, Mapping
 
 from metagen import __version__
 from metagen.config import MAX_SEED, GenerationConfig, candidate_seed, merge_settings
-from metagen.critic import best_index, critic_context, judge, writing_guard
+from metagen.critic import best_index, critic_context, judge
+from metagen.grounding import writing_guard
 from metagen.errors import ConfigError, RequestError
 from metagen.moderation import check_mode, policy_for, verdict
 from metagen.output import Piece

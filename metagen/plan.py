@@ -21,17 +21,8 @@ from dataclasses import dataclass, replace
 
 from metagen.errors import RequestError
 from metagen.config import MAX_SEED, GenerationConfig, candidate_seed
-from metagen.critic import (
-    best_index,
-    character_forms,
-    critic_context,
-    judge,
-    names_any,
-    ngrams,
-    requested_forms,
-    words_of,
-    writing_guard,
-)
+from metagen.critic import best_index, critic_context, judge, requested_forms
+from metagen.grounding import character_forms, names_any, writing_guard
 from metagen.prompts import (
     Prompt,
     lower_article,
@@ -44,7 +35,7 @@ from metagen.prompts import (
 from metagen.scripts import is_garbled
 from metagen.search import PrefixReuse
 from metagen.files import read_input
-from metagen.text import balanced_quotes, did_you_mean, first_sentences
+from metagen.text import balanced_quotes, did_you_mean, first_sentences, ngrams, words_of
 from metagen.world import Character, World, YamlRefused, compose_yaml, construct_plain
 
 BEATS_BY_LENGTH = {"short": 3, "medium": 4, "long": 5}

@@ -126,7 +126,19 @@ def balanced_quotes(paragraph: str) -> str:
     return text + '"' if speaking else text
 
 
+
+
+def words_of(text: str) -> list[str]:
+    """Lower-case words (letters, digits, apostrophes), for n-gram counts."""
+    return re.findall(r"[\w']+", fold(text))
+
+
+def ngrams(words: Sequence[str], n: int) -> list[tuple[str, ...]]:
+    """The runs of n consecutive words."""
+    return [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+
+
 __all__ = [
     "TRANSLIT", "balanced_quotes", "closest", "did_you_mean", "first_sentences", "fold", "format_dialogue", "format_turns",
-    "sentence_cut", "slugify", "speaker_prefix",
+    "ngrams", "sentence_cut", "slugify", "speaker_prefix", "words_of",
 ]

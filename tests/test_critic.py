@@ -5,17 +5,13 @@ from __future__ import annotations
 import pytest
 
 from metagen.config import GenerationConfig
-from metagen.critic import (
-    best_index,
+from metagen.critic import best_index, critic_context, judge, longest_shared_run
+from metagen.grounding import (
     cast_pronoun,
-    critic_context,
     invented_relatives,
-    judge,
-    longest_shared_run,
     pronoun_of,
     relation_vocabulary,
     world_prose,
-    world_vocabulary,
     writing_guard,
 )
 from metagen.prompts import SceneRequest, StoryRequest, resolve_request
@@ -99,18 +95,6 @@ def test_a_relative_is_made_up_only_when_the_world_knows_no_one_of_that_relation
     assert "relatives" not in judge("Mira walked to the Old Docks, thinking of her father.", context).findings
 
 
-def test_a_title_in_a_name_is_no_relation_but_a_relation_in_the_prompt_is(tmp_path):
-    world = load_world(write_world(tmp_path, """\
-world: {id: abbey, name: The Abbey}
-locations: [{id: cloister, name: The Cloister}]
-characters: [{id: maelle, name: Sister Maelle, description: She keeps the bees.}]
-"""))
-    assert invented_relatives("Her brothers came.", relation_vocabulary(world)) == ["brother"]
-    assert invented_relatives("Her brothers came.", relation_vocabulary(world, "Her brother waits.")) == []
-    assert invented_relatives("Sister Maelle came, and her sister.", relation_vocabulary(world, "Sister Maelle")) == [
-        "sister"]  # the title is a name; "her sister" is a relation
-
-
 def test_names_of_the_world_in_their_own_script_are_not_garbled(world):
     context = context_for(world, StoryRequest(characters=("bai",)))
     assert judge("白云 stepped off the boat.", context).findings["garbled"] == 0
@@ -165,47 +149,6 @@ def test_narration_giving_a_woman_the_wrong_pronoun_costs_score(world):
     assert "pronoun" not in judge("He tied his rope.", mixed).findings
 
 
-def test_a_title_an_abbreviation_a_possessive_or_quoted_speech_is_not_an_invented_name(tmp_path):
-    from metagen.critic import character_forms, unknown_names, world_vocabulary
-    from metagen.text import first_sentences
-    from metagen.world import Character, load_world
-    from tests.conftest import write_world
-
-    grandmother = Character(id="zita", name="Grandmother Zita Varga")
-    assert "Zita" in character_forms(grandmother)  # the story's short name, not "Grandmother"
-    lampwright = Character(id="oswin", name="Master Lampwright Oswin Tarrow", role="master lampwright of the ship")
-    assert character_forms(lampwright)[-2:] == ("Oswin", "Lampwright Tarrow")  # a role word leading a name is a title
-    assert character_forms(Character(id="r", name="Regent Ilse Varn"))[-2:] == ("Ilse", "Regent Varn")
-    assert first_sentences("Dr. Amara Nwosu waits. Mr. Bo sits. The third one.", 2) == "Dr. Amara Nwosu waits. Mr. Bo sits."
-    world = load_world(write_world(tmp_path, """\
-world: {id: hill, name: The Hill}
-locations: [{id: keep, name: Hollin's Keep}]
-characters: [{id: ada, name: Ada}, {id: bo, name: Bo}]
-"""))
-    vocabulary = world_vocabulary(world)
-    assert unknown_names('They walked up to Hollin\'s Keep, and Ada said, "Nearly there, Bo."', vocabulary) == []
-    assert unknown_names("They met Gerald at the gate.", vocabulary) == ["Gerald"]
-
-
-def test_a_made_up_name_opening_a_sentence_is_invented_and_an_everyday_word_is_not(tmp_path):
-    from metagen.critic import common_words, unknown_names, world_vocabulary
-    from metagen.world import load_world
-    from tests.conftest import write_world
-
-    world = load_world(write_world(tmp_path, """\
-world: {id: hill, name: The Hill}
-characters: [{id: ada, name: Ada, description: a giant of a woman}]
-"""))
-    vocabulary = world_vocabulary(world)
-    assert {"towering", "yesterday", "today"} <= common_words() and "maude" not in common_words()
-    # The README's story (round ten): Maude is nobody in the world.
-    assert unknown_names("The door creaked. Maude's eyes lit up as Ada came in.", vocabulary) == ["Maude's"]
-    assert unknown_names('"Aroniar," she said. Kistre: go.', vocabulary) == ["Aroniar", "Kistre"]
-    everyday = ("Towering windows rose. Yesterday's rain fell. Slowly, Ada sighed. You're late. "
-                "Sighs filled the hall. Giant-sized doors. Zoomed in, the Hill was small.")
-    assert unknown_names(everyday, vocabulary) == []
-
-
 @pytest.mark.parametrize("text", ["Here is the next paragraph: Ada walked home.", "Ada walked home. The End.",
                                   "Ada: I am going home.\nBo: Then go.", "In the opening paragraph, Ada walks home.",
                                   "Ada walked home. Write a 3-4 sentence ending.", "The last sentence is a refrain."])
@@ -226,7 +169,7 @@ def test_a_third_person_narrator_saying_thank_you_is_not_in_the_second_person(wo
 
 
 def test_a_characters_name_spelled_wrongly_counts_as_invented_wherever_it_stands(tmp_path):
-    from metagen.critic import misspelled_names, name_spellings, unknown_names, world_vocabulary
+    from metagen.grounding import misspelled_names, name_spellings, unknown_names, world_vocabulary
 
     world = load_world(write_world(tmp_path, """\
 world: {id: mere, name: The Mere}
@@ -250,7 +193,7 @@ characters:
 def test_a_paragraph_saying_an_earlier_one_again_costs_score(world):
     from dataclasses import replace
 
-    from metagen.critic import ngrams, words_of
+    from metagen.text import ngrams, words_of
 
     context = context_for(world, StoryRequest(characters=("mira",)), narrator_person="third")
     before = "The fire in the great hall burned low while Mira mended her nets."
@@ -263,7 +206,7 @@ def test_a_paragraph_saying_an_earlier_one_again_costs_score(world):
 
 
 def test_a_year_the_world_never_writes_is_a_finding(tmp_path):
-    from metagen.critic import off_world_dates, world_dates
+    from metagen.grounding import off_world_dates, world_dates
 
     world = load_world(write_world(tmp_path, """\
 world: {id: port, name: The Port, era: "2041, after the Long Wall"}

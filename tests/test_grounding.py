@@ -1,0 +1,62 @@
+"""What a world has and what a text makes up: names, everyday words, relations (metagen.grounding)."""
+
+from __future__ import annotations
+
+from metagen.grounding import (
+    character_forms,
+    common_words,
+    invented_relatives,
+    relation_vocabulary,
+    unknown_names,
+    world_vocabulary,
+)
+from metagen.text import first_sentences
+from metagen.world import Character, load_world
+
+from conftest import write_world
+
+
+def test_a_title_in_a_name_is_no_relation_but_a_relation_in_the_prompt_is(tmp_path):
+    world = load_world(write_world(tmp_path, """\
+world: {id: abbey, name: The Abbey}
+locations: [{id: cloister, name: The Cloister}]
+characters: [{id: maelle, name: Sister Maelle, description: She keeps the bees.}]
+"""))
+    assert invented_relatives("Her brothers came.", relation_vocabulary(world)) == ["brother"]
+    assert invented_relatives("Her brothers came.", relation_vocabulary(world, "Her brother waits.")) == []
+    assert invented_relatives("Sister Maelle came, and her sister.", relation_vocabulary(world, "Sister Maelle")) == [
+        "sister"]  # the title is a name; "her sister" is a relation
+
+
+def test_a_title_an_abbreviation_a_possessive_or_quoted_speech_is_not_an_invented_name(tmp_path):
+
+    grandmother = Character(id="zita", name="Grandmother Zita Varga")
+    assert "Zita" in character_forms(grandmother)  # the story's short name, not "Grandmother"
+    lampwright = Character(id="oswin", name="Master Lampwright Oswin Tarrow", role="master lampwright of the ship")
+    assert character_forms(lampwright)[-2:] == ("Oswin", "Lampwright Tarrow")  # a role word leading a name is a title
+    assert character_forms(Character(id="r", name="Regent Ilse Varn"))[-2:] == ("Ilse", "Regent Varn")
+    assert first_sentences("Dr. Amara Nwosu waits. Mr. Bo sits. The third one.", 2) == "Dr. Amara Nwosu waits. Mr. Bo sits."
+    world = load_world(write_world(tmp_path, """\
+world: {id: hill, name: The Hill}
+locations: [{id: keep, name: Hollin's Keep}]
+characters: [{id: ada, name: Ada}, {id: bo, name: Bo}]
+"""))
+    vocabulary = world_vocabulary(world)
+    assert unknown_names('They walked up to Hollin\'s Keep, and Ada said, "Nearly there, Bo."', vocabulary) == []
+    assert unknown_names("They met Gerald at the gate.", vocabulary) == ["Gerald"]
+
+
+def test_a_made_up_name_opening_a_sentence_is_invented_and_an_everyday_word_is_not(tmp_path):
+
+    world = load_world(write_world(tmp_path, """\
+world: {id: hill, name: The Hill}
+characters: [{id: ada, name: Ada, description: a giant of a woman}]
+"""))
+    vocabulary = world_vocabulary(world)
+    assert {"towering", "yesterday", "today"} <= common_words() and "maude" not in common_words()
+    # The README's story (round ten): Maude is nobody in the world.
+    assert unknown_names("The door creaked. Maude's eyes lit up as Ada came in.", vocabulary) == ["Maude's"]
+    assert unknown_names('"Aroniar," she said. Kistre: go.', vocabulary) == ["Aroniar", "Kistre"]
+    everyday = ("Towering windows rose. Yesterday's rain fell. Slowly, Ada sighed. You're late. "
+                "Sighs filled the hall. Giant-sized doors. Zoomed in, the Hill was small.")
+    assert unknown_names(everyday, vocabulary) == []
