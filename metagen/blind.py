@@ -171,7 +171,8 @@ def write_blind(folder: Path, worlds: Sequence[World], run_a, run_b, settings_a:
     writer.writerow(SHEET_COLUMNS)
     writer.writerows([pair.id, "", ""] for pair in pairs)
     write_atomic(folder / SHEET, sheet.getvalue(), overwrite=False)
-    grid = {k: run_a.settings[k] for k in ("kinds", "seeds", "max_requests", "turns", "max_tokens", "variant")}
+    grid = {k: run_a.settings.get(k) for k in ("kinds", "seeds", "max_requests", "story_cast", "turns", "max_tokens",
+                                                "variant")}
     key = {
         "format": KEY_FORMAT,
         "metagen_version": __version__,
@@ -192,7 +193,7 @@ def write_blind(folder: Path, worlds: Sequence[World], run_a, run_b, settings_a:
 def run_both(generator, worlds: Sequence[World], flags: Mapping[str, Any], settings_a: dict, settings_b: dict, *,
              progress: Callable[[str], None] | None = None, **options):
     """The eval's grid answered by metagen under A's settings, then B's (same requests and seeds, no
-    baseline); options are run_eval's (kinds, seeds, max_requests, turns, batch_size, variant)."""
+    baseline); options are run_eval's (kinds, seeds, max_requests, story_cast, turns, batch_size, variant)."""
     runs = []
     for name, side in (("A", settings_a), ("B", settings_b)):
         report = (lambda message, _n=name: progress(f"{_n}: {message}")) if progress else None

@@ -77,10 +77,11 @@ def _spread_pairs(ids: Sequence[str], limit: int) -> list[tuple[str, str]]:
 
 
 def build_grid(world: World, kinds: Sequence[str] = KINDS, max_requests: int = DEFAULT_MAX_REQUESTS,
-               turns: int = DEFAULT_TURNS) -> list[Request]:
+               turns: int = DEFAULT_TURNS, story_cast: int = 0) -> list[Request]:
     """The requests one world is measured on, at most max_requests per kind: a scene per location;
-    dialogues between pairs spread over the cast; stories of one, two, three characters in turn,
-    each cast and place shifted by one from the last."""
+    dialogues between pairs spread over the cast; stories of one, two, three characters in turn
+    (or of story_cast characters each: the README's story has two), each cast and place shifted by
+    one from the last."""
     from metagen.pipeline import MAX_COUNT
 
     if not 1 <= max_requests <= MAX_COUNT:
@@ -88,9 +89,11 @@ def build_grid(world: World, kinds: Sequence[str] = KINDS, max_requests: int = D
     chars = [c.id for c in world.characters]
     places = [loc.id for loc in world.locations]
     requests: list[Request] = []
+    if story_cast < 0:
+        raise ConfigError(f"--story-cast must be 0 (one, two, three characters in turn) or more, got {story_cast}")
     if "story" in kinds and chars:
         for i in range(max_requests):
-            n = min(1 + i % 3, len(chars))
+            n = min(story_cast or 1 + i % 3, len(chars))
             cast = tuple(chars[(i + j) % len(chars)] for j in range(n))
             requests.append(StoryRequest(characters=cast, location=places[i % len(places)] if places else None,
                                          length=world.style.length))
@@ -217,7 +220,8 @@ class _Progress:
 
 
 def run_eval(generator, worlds: Sequence[World], *, kinds: Sequence[str] = KINDS, seeds: Sequence[int] = (1,),
-             max_requests: int = DEFAULT_MAX_REQUESTS, turns: int = DEFAULT_TURNS, settings: dict | None = None,
+             max_requests: int = DEFAULT_MAX_REQUESTS, turns: int = DEFAULT_TURNS, story_cast: int = 0,
+             settings: dict | None = None,
              max_tokens: int = DEFAULT_MAX_TOKENS, baseline: bool = True, batch_size: int = DEFAULT_BATCH_SIZE,
              variant: str = "metagen", progress: Callable[[str], None] | None = None) -> EvalRun:
     """Answer every world's grid with every seed, by metagen and (with baseline) by the naive prompt.
@@ -230,13 +234,14 @@ def run_eval(generator, worlds: Sequence[World], *, kinds: Sequence[str] = KINDS
     check_batch_size(batch_size)
     check_variant(variant)
     run = EvalRun(settings={"kinds": list(kinds), "seeds": list(seeds), "max_requests": max_requests,
+                            "story_cast": story_cast,
                             "turns": turns, "max_tokens": max_tokens, "baseline": baseline, "variant": variant,
                             "batch_size": batch_size, "flags": {k: v for k, v in (settings or {}).items()
                                                                 if v is not None}, "configs": {}},
                   model=generator.info.to_dict())
     for world in worlds:
         reference = world_reference(world)
-        grid = build_grid(world, kinds, max_requests, turns)
+        grid = build_grid(world, kinds, max_requests, turns, story_cast)
         for kind in kinds:
             cfg = kind_config(world, kind, settings or {}, max_tokens)
             run.settings["configs"][f"{world.id}/{kind}"] = cfg.to_dict()

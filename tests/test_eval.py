@@ -279,6 +279,13 @@ def test_grid_covers_each_kind_within_the_cap(world):
     assert all(r.turns == 4 for r in grid if r.kind == "dialogue")
 
 
+def test_story_cast_sets_every_storys_cast_size(world):
+    stories = E.build_grid(world, ("story",), max_requests=3, story_cast=2)
+    assert [r.characters for r in stories] == [("ada", "bo"), ("bo", "cy"), ("cy", "dee")]
+    with pytest.raises(ConfigError, match="--story-cast"):
+        E.build_grid(world, ("story",), story_cast=-1)
+
+
 def test_grid_cap_and_kinds(world):
     grid = E.build_grid(world, ("scene", "dialogue"), max_requests=1)
     assert [r.kind for r in grid] == ["scene", "dialogue"]

@@ -20,6 +20,7 @@ Kinds = Annotated[str, typer.Option("--kinds", help="Kinds to measure, comma-sep
 Out = Annotated[Path, typer.Option("--out", "-o", help="Folder for report.md and report.json (replaced if there).")]
 MaxRequests = Annotated[int, typer.Option("--max-requests", min=1, help="Most requests per kind and world.")]
 Turns = Annotated[int, typer.Option("--turns", min=1, help="Lines per dialogue.")]
+StoryCast = Annotated[int, typer.Option("--story-cast", min=0, help="Characters in every story request; 0 = one, two, three in turn.")]
 Baseline = Annotated[bool, typer.Option("--baseline/--no-baseline", help="Also answer each request with a naive one-line prompt.")]
 BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="Stories or scenes decoded together.")]
 Variant = Annotated[str, typer.Option("--prompt-variant", help="Experiment for stories and scenes: metagen (the commands' prompts) | no-opening | no-lore | story-opening-first-name | story-opening-cast | story-opening-place-cast.")]
@@ -38,6 +39,7 @@ def eval_command(
     out: Out = Path("eval-report"),
     max_requests: MaxRequests = 6,
     turns: Turns = 4,
+    story_cast: StoryCast = 0,
     baseline: Baseline = True,
     batch_size: BatchSize = 8,
     prompt_variant: Variant = "metagen",
@@ -76,7 +78,7 @@ def eval_command(
     kind_list = evaluation.parse_kinds(kinds)
     evaluation.check_variant(prompt_variant)
     for world in loaded:
-        evaluation.build_grid(world, kind_list, max_requests, turns)
+        evaluation.build_grid(world, kind_list, max_requests, turns, story_cast)
         for kind in kind_list:
             evaluation.kind_config(world, kind, settings)
     first_seed = 1 if settings.get("seed") is None else settings["seed"]
@@ -90,13 +92,14 @@ def eval_command(
     if blind is not None:
         runs = blinding.run_both(generator, loaded, settings, sides["--a"], sides["--b"], progress=progress,
                                  kinds=kind_list, seeds=seed_list, max_requests=max_requests, turns=turns,
+                                 story_cast=story_cast,
                                  batch_size=batch_size, variant=prompt_variant)
         pairs = blinding.write_blind(blind, loaded, *runs, sides["--a"], sides["--b"], seed=first_seed)
         typer.echo(f"wrote {len(pairs)} pairs, {blinding.SHEET} to fill in and {blinding.KEY} (not for readers) "
                    f"to {blind}")
         return
     run = evaluation.run_eval(generator, loaded, kinds=kind_list, seeds=seed_list, max_requests=max_requests,
-                              turns=turns, settings={**settings, "seed": None}, baseline=baseline,
+                              turns=turns, story_cast=story_cast, settings={**settings, "seed": None}, baseline=baseline,
                               batch_size=batch_size, variant=prompt_variant, progress=progress)
     report = evaluation.build_report(run, loaded)
     markdown = evaluation.render_markdown(report)
