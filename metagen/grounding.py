@@ -193,7 +193,7 @@ def write_common_words(vocabulary: Sequence[str], path: Path = COMMON_WORDS_FILE
     `write_common_words(load_model().tokenizer.vocabulary())`."""
     words = sorted({piece[1:] for piece in vocabulary
                     if piece.startswith("Ġ") and piece[1:].isascii() and piece[1:].isalpha() and piece[1:].islower()})
-    header = "# Lower-case whole words of SmolLM2-135M's tokenizer (Apache-2.0): metagen.critic.common_words\n"
+    header = "# Lower-case whole words of SmolLM2-135M's tokenizer (Apache-2.0): metagen.grounding.common_words\n"
     path.write_text(header + "\n".join(words) + "\n", encoding="utf-8")
     return len(words)
 
@@ -205,12 +205,15 @@ def _ordinary_word(key: str, known: frozenset[str]) -> bool:
     joined of two ("Moonlight")."""
     if "'" in key or key.endswith("ly"):
         return True
-    words = common_words() | known
+    common = common_words()
+
+    def word(text: str) -> bool:
+        return text in common or text in known
 
     def everyday(part: str) -> bool:
         stems = [part] + [part[:-len(e)] + extra for e in _ENDINGS if part.endswith(e) for extra in ("", "e")]
-        return any(stem in words for stem in stems) or any(
-            part[:i] in words and part[i:] in words for i in range(MIN_COMPOUND, len(part) - MIN_COMPOUND + 1))
+        return any(word(stem) for stem in stems) or any(
+            word(part[:i]) and word(part[i:]) for i in range(MIN_COMPOUND, len(part) - MIN_COMPOUND + 1))
 
     return all(everyday(part) for part in key.split("-") if part)
 
