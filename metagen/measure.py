@@ -72,12 +72,12 @@ class Reference:
     """What one world's outputs are measured against, worked out once per world."""
 
     vocabulary: frozenset[str]  # every word of the world, folded (other capitalized words are invented)
-    scripts: tuple[str, ...]  # the scripts its prose writes in (critic.writing_guard)
+    scripts: tuple[str, ...]  # the scripts its prose writes in (grounding.writing_guard)
     exempt: tuple[str, ...]  # its names written in other scripts
     prose: tuple[str, ...]  # the words of its prose and sample lines (names taken out), SEPARATOR between texts
     samples: dict[str, tuple[tuple[str, ...], ...]]  # character id -> the words of each sample line
     relations: frozenset[str] = frozenset()  # the words that may name a relation (critic.relation_vocabulary)
-    spellings: frozenset[str] = frozenset()  # the cast's names as written (critic.name_spellings)
+    spellings: frozenset[str] = frozenset()  # the cast's names as written (grounding.name_spellings)
 
 
 def _joined(texts: Sequence[str]) -> tuple[str, ...]:
