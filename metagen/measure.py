@@ -18,10 +18,12 @@ from metagen.grounding import (
     character_forms,
     invented_relatives,
     location_forms,
+    off_world_dates,
     name_spellings,
     names_any,
     relation_vocabulary,
     unknown_names,
+    world_dates,
     world_prose,
     world_vocabulary,
     writing_guard,
@@ -78,6 +80,7 @@ class Reference:
     samples: dict[str, tuple[tuple[str, ...], ...]]  # character id -> the words of each sample line
     relations: frozenset[str] = frozenset()  # the words that may name a relation (critic.relation_vocabulary)
     spellings: frozenset[str] = frozenset()  # the cast's names as written (grounding.name_spellings)
+    dates: frozenset[str] = frozenset()  # the years and centuries the world writes (grounding.world_dates)
 
 
 def _joined(texts: Sequence[str]) -> tuple[str, ...]:
@@ -93,7 +96,8 @@ def world_reference(world: World) -> Reference:
     return Reference(vocabulary=world_vocabulary(world), scripts=guard["scripts"], exempt=guard["script_exempt"],
                      prose=_joined(world_prose(world)),
                      samples={c.id: tuple(tuple(words_of(line)) for line in c.sample_lines) for c in world.characters},
-                     relations=relation_vocabulary(world), spellings=name_spellings(world))
+                     relations=relation_vocabulary(world), spellings=name_spellings(world),
+                     dates=world_dates(world))
 
 
 def copies_prose(text: str, prose: Sequence[str], run: int = COPIED_PROSE_RUN) -> bool:
@@ -135,6 +139,7 @@ class Output:
     cast_turns: int = 0  # dialogue: turns spoken by a requested character
     unknown: list[list[str]] = field(default_factory=list)  # per line (dialogue) or one list (others)
     relatives: list[str] = field(default_factory=list)  # family words whose relation the world never mentions
+    dates: list[str] = field(default_factory=list)  # years and numbered centuries the world never writes
     copied: list[bool] = field(default_factory=list)  # per line (dialogue) or one (others): copied from the world
     garbled: bool = False  # the model's words leave the allowed scripts or hold mojibake
     banned: int = 0
@@ -177,6 +182,7 @@ def score(world: World, output: Output, reference: Reference, settings: dict | N
         output.unknown = [unknown_names(output.text, reference.vocabulary, reference.spellings)]
         output.copied = [copies_prose(written, reference.prose)]
     output.relatives = invented_relatives(spoken if output.kind == "dialogue" else output.text, reference.relations)
+    output.dates = off_world_dates(spoken if output.kind == "dialogue" else output.text, reference.dates)
     scripts, exempt = _guard(settings or {}, reference)
     output.garbled = is_garbled(written, scripts, exempt)
     output.banned = banned_hits(output.text, world.content.banned_words)
@@ -221,6 +227,7 @@ def summarize(outputs: Sequence[Output], seconds: float) -> dict:
         "unknown_names": _mean([float(bool(u)) for u in units]),  # per line (dialogue), per output (others)
         "invented_outputs": _mean([float(any(o.unknown)) for o in outputs]),
         "invented_relatives": _mean([float(bool(o.relatives)) for o in outputs]),  # per output
+        "off_world_dates": _mean([float(bool(o.dates)) for o in outputs]),  # per output
         "garbled": sum(o.garbled for o in outputs),
         "copied": _mean([float(c) for o in outputs for c in o.copied]),  # per line (dialogue), per output (others)
         "banned_hits": sum(o.banned for o in outputs),

@@ -166,6 +166,15 @@ def test_a_cast_name_spelled_wrongly_is_an_invented_name(world):
     assert E.score(world, output("story", "Cyrus nodded.", request), ref).unknown == [[]]
 
 
+def test_a_year_the_world_never_writes_is_an_off_world_date(world):
+    ref = E.world_reference(world)
+    request = {"characters": ["cy"], "location": None, "premise": None, "length": "short"}
+    outs = [E.score(world, output("story", "In the year 1875 Cyrus left.", request), ref),
+            E.score(world, output("story", "Cyrus left at dawn.", request), ref)]
+    assert outs[0].dates == ["year 1875"] and outs[1].dates == []
+    assert E.summarize(outs, 1.0)["off_world_dates"] == 0.5
+
+
 @pytest.mark.parametrize("speaker, line, copied", [
     ("Bo Lee", "Well, tide waits for nobody, Ada.", True),  # a sample line whole
     ("Bo Lee", "The nets will hold until the spring, I promise.", True),  # 7 words of a sample line in a row
