@@ -196,11 +196,18 @@ def check_example(generator, world: World, request, example: Example) -> list[st
     relatives = invented_relatives(text, context.relations)
     if relatives:  # named, so that a writer sees which word to change
         problems.append(f"gives someone a relative the world does not name: {', '.join(sorted(set(relatives)))}")
+    start = _START.search(prompt)
+    if example.kind == "scene" and start and not (example.prefix + text).lower().startswith(start.group(1).lower()):
+        # a target that starts elsewhere would teach the model to ignore the scene task's first instruction
+        problems.append(f"does not start with the words its task gives: {start.group(1)!r}")
     if example.kind in SPOKEN and (":" in text.split(" ", 1)[0] or "\n" in text):
         problems.append("holds a speaker's name or a line break")
     elif example.kind == "answer":
         problems += _answer_problems(world, request, text, context, prompt)
     return problems
+
+
+_START = re.compile(r'Start with the words "([^"]+)"\.')  # the scene task's first instruction (prompts.py)
 
 
 def _copied_words(text: str, prompt: str) -> str:

@@ -267,6 +267,12 @@ def relation_vocabulary(world: World, given: str = "") -> frozenset[str]:
     return world_vocabulary(world, cast_names=False) | (frozenset(words_of(given)) - names)
 
 
+def _mentioned(group: frozenset[str], vocabulary: frozenset[str]) -> bool:
+    """Whether vocabulary holds a word of the kin group, singular or plural ("six brothers")."""
+    return any(word in vocabulary or word + "s" in vocabulary for word in group) or (
+        group is KIN_GROUPS[1] and "wives" in vocabulary)
+
+
 def invented_relatives(text: str, vocabulary: frozenset[str]) -> list[str]:
     """Family words in text whose relation `vocabulary` (relation_vocabulary) never mentions ("her
     husband" in a world without one), folded and singular. A family word before a capitalised
@@ -277,7 +283,7 @@ def invented_relatives(text: str, vocabulary: frozenset[str]) -> list[str]:
         if word not in _KIN and word.endswith("s"):
             word = word[:-1]  # daughters, brothers
         group = _KIN.get(word)
-        if group is None or word in _NOT_FOUND_ALONE or group & vocabulary:
+        if group is None or word in _NOT_FOUND_ALONE or _mentioned(group, vocabulary):
             continue
         if text[match.end():].lstrip(" ")[:1].isupper():
             continue

@@ -173,6 +173,16 @@ def test_the_checks_catch_what_a_critic_punishes_and_pass_a_good_target(vale, wi
     assert {"narrates in the wrong person", "ends mid-sentence"} <= set(problems[2])
 
 
+def test_a_scene_must_start_with_the_words_its_task_gives(vale, wide_generator):
+    request = make_request("scene", vale, location="mill")
+    rest = (" its great wheel green with moss and turning slowly in the cold morning. Flour dust hung in the air "
+            "above the sacks, and the stream ran loud and brown below the wooden rail.")
+    ok, late = "The Old Mill stood by the fast stream," + rest, "By the fast stream stood the Old Mill," + rest
+    assert check_example(wide_generator, vale, request, scene_example(wide_generator, vale, request, ok)) == []
+    assert check_example(wide_generator, vale, request, scene_example(wide_generator, vale, request, late)) == [
+        "does not start with the words its task gives: 'The Old Mill'"]
+
+
 def load_build():
     """corpus/build.py, which is a script, not a module of the package."""
     spec = importlib.util.spec_from_file_location("corpus_build", Path(__file__).parent.parent / "corpus" / "build.py")

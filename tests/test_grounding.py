@@ -24,6 +24,8 @@ characters: [{id: maelle, name: Sister Maelle, description: She keeps the bees.}
 """))
     assert invented_relatives("Her brothers came.", relation_vocabulary(world)) == ["brother"]
     assert invented_relatives("Her brothers came.", relation_vocabulary(world, "Her brother waits.")) == []
+    assert invented_relatives("Her brother came.", relation_vocabulary(world, "Her six brothers wait.")) == []
+    assert invented_relatives("His wife came.", relation_vocabulary(world, "The wives wait.")) == []
     assert invented_relatives("Sister Maelle came, and her sister.", relation_vocabulary(world, "Sister Maelle")) == [
         "sister"]  # the title is a name; "her sister" is a relation
 
