@@ -28,6 +28,7 @@ from metagen.grounding import (
     relation_vocabulary,
     unknown_names,
     world_dates,
+    world_names,
     world_vocabulary,
 )
 from metagen.prompts import Resolved
@@ -157,7 +158,8 @@ def critic_context(world: World, resolved: Resolved, prompt_text: str, cfg: Any,
     banned = tuple(dict.fromkeys((*cfg.banned, *world.style.avoided_words)))
     scripts = tuple(cfg.scripts) or ("any",)
     return CriticContext(names=tuple(forms), details=details - _INSTRUCTION_WORDS,
-                         prompt_words=tuple(words_of(prompt_text)), vocabulary=world_vocabulary(world),
+                         prompt_words=names_out(words_of(prompt_text), world_names(world)),
+                         vocabulary=world_vocabulary(world),
                          spellings=name_spellings(world), dates=world_dates(world),
                          banned=banned, scripts=scripts, exempt=tuple(cfg.script_exempt),
                          target_words=target_words, narrator_person=narrator_person,
@@ -174,6 +176,22 @@ class Verdict:
 
     def to_dict(self) -> dict:
         return {"score": round(self.score, 3), **{k: round(v, 3) for k, v in self.findings.items()}}
+
+
+NAME_GAP = "|"  # stands for a name in a word list: words_of never yields it, so no shared run crosses it
+
+
+def names_out(words: Sequence[str], names: Sequence[str]) -> tuple[str, ...]:
+    """words with each of the names (as runs of words, longest first) replaced by NAME_GAP: saying "the
+    Salt Pans of Oru Kessam" after a prompt that says it is naming, not copying."""
+    out = list(words)
+    for name in sorted({tuple(words_of(n)) for n in names if words_of(n)}, key=len, reverse=True):
+        i = 0
+        while i <= len(out) - len(name):
+            if tuple(out[i:i + len(name)]) == name:
+                out[i:i + len(name)] = [NAME_GAP]
+            i += 1
+    return tuple(out)
 
 
 def longest_shared_run(words: Sequence[str], source: Sequence[str]) -> int:

@@ -15,6 +15,7 @@ from metagen.grounding import (
     writing_guard,
 )
 from metagen.prompts import SceneRequest, StoryRequest, resolve_request
+from metagen.text import words_of
 from metagen.world import load_world
 
 from conftest import write_world
@@ -220,3 +221,12 @@ locations: [{id: docks, name: Old Docks}]
     context = context_for(world, StoryRequest(characters=("mira",), location="docks"))
     assert judge("Mira reached the Old Docks in 1875.", context).findings["dated"] == 1
     assert "dated" not in judge("Mira reached the Old Docks in 2041.", context).findings
+
+
+def test_a_name_said_again_is_not_copied_text():
+    from metagen.critic import NAME_GAP, longest_shared_run, names_out
+    prompt = names_out(words_of("Describe the Salt Pans of Oru Kessam in three sentences."), ["the Salt Pans of Oru Kessam"])
+    assert prompt == ("describe", NAME_GAP, "in", "three", "sentences")
+    assert longest_shared_run(words_of("The Salt Pans of Oru Kessam lay white under the sun."), prompt) == 0
+    copied = names_out(words_of("Mira mends the nets on the long grey quay at dawn."), ["Mira"])
+    assert longest_shared_run(words_of("Then she mends the nets on the long grey quay."), copied) == 8
