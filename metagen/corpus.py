@@ -183,7 +183,7 @@ def check_example(generator, world: World, request, example: Example) -> list[st
               "voice": "narrates in the wrong person", "repetition": "repeats itself"}
     for key, message in checks.items():
         if verdict.get(key, 0.0) > (0.05 if key == "repetition" else 0.0):
-            problems.append(message + (f' ("{_copied_words(text, prompt)} ...")' if key == "copied" else "")
+            problems.append(message + (f' ("{_copied_words(text, context.prompt_words)} ...")' if key == "copied" else "")
                             + (": " + ", ".join(unknown_names(text, context.vocabulary, context.spellings))
                                if key == "invented" else ""))
     words = len(words_of(text))
@@ -210,9 +210,10 @@ def check_example(generator, world: World, request, example: Example) -> list[st
 _START = re.compile(r'Start with the words "([^"]+)"\.')  # the scene task's first instruction (prompts.py)
 
 
-def _copied_words(text: str, prompt: str) -> str:
-    """The first COPY_RUN words of text that stand in the prompt too (folded), for a writer to find."""
-    words, shared = words_of(text), set(ngrams(words_of(prompt), COPY_RUN))
+def _copied_words(text: str, prompt_words: Sequence[str]) -> str:
+    """The first COPY_RUN words of text that stand in the prompt too (folded, names out as the critic
+    has them), for a writer to find."""
+    words, shared = words_of(text), set(ngrams(prompt_words, COPY_RUN))
     return next((" ".join(words[i:i + COPY_RUN]) for i in range(len(words) - COPY_RUN + 1)
                  if tuple(words[i:i + COPY_RUN]) in shared), "")
 
