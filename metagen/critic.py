@@ -17,6 +17,7 @@ from typing import Any
 
 from metagen.grounding import (
     HE_WORDS,
+    QUOTED,
     SHE_WORDS,
     cast_pronoun,
     character_forms,
@@ -24,6 +25,7 @@ from metagen.grounding import (
     location_forms,
     name_spellings,
     names_any,
+    narration_tense,
     off_world_dates,
     relation_vocabulary,
     unknown_names,
@@ -64,7 +66,7 @@ COPY_RUN = 6  # a run of this many words shared with the prompt counts as copyin
 # banned word outweighs everything else.
 WEIGHTS = {"names": 2.0, "details": 1.0, "invented": -2.5, "garbled": -6.0, "banned": -3.0, "copied": -0.5,
            "repetition": -6.0, "markup": -1.0, "unfinished": -0.7, "short": -1.5, "voice": -1.0, "same_start": -1.0,
-           "echo": -3.0, "pronoun": -1.0, "relatives": -2.0, "stock": -1.0, "dated": -1.5, "restated": -0.5, "logprob": 0.5, "rating": -50.0}
+           "echo": -3.0, "pronoun": -1.0, "relatives": -2.0, "stock": -1.0, "dated": -1.5, "tense": -1.5, "restated": -0.5, "logprob": 0.5, "rating": -50.0}
 # "rating" counts spans over the world's rating (metagen.moderation, at most 3): its weight outweighs every
 # other finding together, so a candidate over the rating loses to any that is not.
 # metagen's own instructions and prompt labels said back ("In your own words:", "I will describe
@@ -92,7 +94,6 @@ _SCRIPT_LINE = re.compile(r"(?m)^\s*[A-Z][\w'’-]*(?: [A-Z][\w'’-]*){0,2}: ")
 # Narration in the wrong person: "I", "my" (outside quotes) in a second- or third-person world.
 _FIRST_PERSON = re.compile(r"\b(?:I|I'm|I've|I'll|my|me|myself)\b")
 _SECOND_PERSON = re.compile(r"\b(?<![Tt]hank )(?:you|your|yours|yourself|You|Your)\b")  # "thank you" is no narrator
-_QUOTED = re.compile(r"[\"“][^\"”]*[\"”]")
 _MARKUP = re.compile(r"[#*_<>|\[\]{}@]|https?:|www\.|\.com\b")
 # Words of metagen's own instructions, which say nothing about the story.
 _INSTRUCTION_WORDS = frozenset("""write opening paragraph next last ends story sentences show this wants says
@@ -116,6 +117,7 @@ class CriticContext:
     exempt: tuple[str, ...]  # names that may use other scripts
     target_words: int = 0  # about how long the text should be (0: no length check)
     narrator_person: str = ""  # first | second | third ("" or first: no check of "I" in narration)
+    tense: str = ""  # past | present: narration that leans the other way is a finding ("" no check)
     avoid_starts: tuple[tuple[str, ...], ...] = ()  # how earlier paragraphs began (first two words, folded)
     earlier: frozenset[tuple[str, ...]] = frozenset()  # the word 4-grams of earlier paragraphs (a story's beats)
     cast_pronoun: str = ""  # "she" or "he" when the whole cast is one (narration's other pronoun is a defect)
@@ -132,7 +134,7 @@ def requested_forms(resolved: Resolved) -> list[tuple[str, ...]]:
 
 
 def critic_context(world: World, resolved: Resolved, prompt_text: str, cfg: Any, *, target_words: int = 0,
-                   names_required: bool = True, narrator_person: str = "", focus: str = "",
+                   names_required: bool = True, narrator_person: str = "", tense: str = "", focus: str = "",
                    moderation: Any = None) -> CriticContext:
     """The context for judging answers to one request (cfg: the GenerationConfig in force).
 
@@ -162,7 +164,7 @@ def critic_context(world: World, resolved: Resolved, prompt_text: str, cfg: Any,
                          vocabulary=world_vocabulary(world),
                          spellings=name_spellings(world), dates=world_dates(world),
                          banned=banned, scripts=scripts, exempt=tuple(cfg.script_exempt),
-                         target_words=target_words, narrator_person=narrator_person,
+                         target_words=target_words, narrator_person=narrator_person, tense=tense,
                          cast_pronoun=cast_pronoun(resolved.characters) if narrator_person else "",
                          relations=relation_vocabulary(world, prompt_text), moderation=moderation)
 
@@ -250,12 +252,16 @@ def judge(text: str, context: CriticContext, *, logprob: float = 0.0, tokens: in
     restated = len(set(ngrams(words, 4)) & context.earlier)
     if restated:  # "the fire in the great hall's hearth" in every paragraph: round nine's readers' first complaint
         findings["restated"] = float(min(6, restated))
-    narration = _QUOTED.sub(" ", text)  # the narrator's words, outside quoted speech
+    narration = QUOTED.sub(" ", text)  # the narrator's words, outside quoted speech
     if context.narrator_person in ("second", "third"):
         wrong = len(_FIRST_PERSON.findall(narration))
         if context.narrator_person == "third":
             wrong += len(_SECOND_PERSON.findall(narration))
         findings["voice"] = float(min(3, wrong))
+    if context.tense and narration_tense(text) not in ("", context.tense):
+        # recorded only when wrong, so verdicts of other candidates read as before. Readers of round
+        # eleven: most Nexus Hub scenes and stories in the past, asked for the present.
+        findings["tense"] = 1.0
     if context.cast_pronoun:
         # "he" in narration about an all-women cast: a character given the wrong gender, or a man
         # nobody asked for; readers flag both.

@@ -362,6 +362,7 @@ _CELLS: tuple[tuple[str, Callable[[dict], str]], ...] = (
     ("invented (outputs)", lambda m: _pct(m.get("invented_outputs"))),
     ("made-up relatives", lambda m: _pct(m.get("invented_relatives"))),
     ("off-world dates", lambda m: _pct(m.get("off_world_dates"))),
+    ("wrong tense", lambda m: _pct(m.get("wrong_tense"))),
     ("garbled", lambda m: str(m.get("garbled", "-"))),
     ("copied", lambda m: _pct(m.get("copied"))),
     ("banned", lambda m: str(m["banned_hits"])),

@@ -323,6 +323,39 @@ def cast_pronoun(cast: Sequence[Character]) -> str:
     return found.pop() if len(found) == 1 else ""
 
 
+# The narrator's tense, read from the words that show it: forms of be, have and do, a few common
+# irregular verbs, and a verb right after a subject pronoun ("she turned", "it hums"). A regular
+# "-ed" word elsewhere is left out: descriptions are full of participles ("rusted cranes", "is
+# covered") whatever their tense.
+_PAST_VERBS = frozenset("""was were had did wasn't weren't hadn't didn't stood sat lay hung rose fell came went
+saw felt told held made took knew thought began ran grew spoke heard found left kept brought wore shone gave
+got became""".split())
+_PRESENT_VERBS = frozenset("""is are am has have does do isn't aren't hasn't haven't doesn't don't it's there's
+that's he's she's they're you're we're here's stands sits lies hangs rises falls comes goes sees feels tells
+holds makes takes knows thinks begins runs grows speaks hears finds leaves keeps brings wears shines gives
+gets becomes""".split())
+_SUBJECTS = frozenset("he she it they we i you".split())
+QUOTED = re.compile(r"[\"“][^\"”]*[\"”]")  # quoted speech: a narrator in the past may quote the present
+
+
+def narration_tense(text: str) -> str:
+    """"past" or "present", the tense most of the narration's verbs show (quoted speech left out);
+    "" when they do not lean either way."""
+    words = words_of(QUOTED.sub(" ", text))
+    past = present = 0
+    for i, word in enumerate(words):
+        if word in _PAST_VERBS:
+            past += 1
+        elif word in _PRESENT_VERBS:
+            present += 1
+        elif i and words[i - 1] in _SUBJECTS and len(word) > 3:
+            if word.endswith("ed"):
+                past += 1
+            elif word.endswith("s") and not word.endswith("ss"):
+                present += 1
+    return "past" if past > present else "present" if present > past else ""
+
+
 def world_names(world: World) -> tuple[str, ...]:
     """Every proper name the world gives: characters and their aliases, places, factions, the world."""
     names = [world.name, *(f.name for f in world.factions), *(loc.name for loc in world.locations)]
@@ -359,7 +392,8 @@ def writing_guard(world: World, request_texts: Sequence[str] = ()) -> dict[str, 
 __all__ = [
     "COMMON_WORDS_FILE", "HE_WORDS", "KIN_GROUPS", "MIN_COMPOUND", "MIN_FIRST_WORD", "MIN_SPELLING", "NEAR_SPELLING",
     "SHE_WORDS", "STOPLIST", "TITLES", "cast_pronoun", "character_forms", "common_words", "invented_relatives",
-    "location_forms", "misspelled_names", "name_spellings", "names_any", "off_world_dates", "pronoun_of",
+    "QUOTED", "location_forms", "misspelled_names", "name_spellings", "names_any", "narration_tense", "off_world_dates",
+    "pronoun_of",
     "relation_vocabulary", "unknown_names", "world_dates", "world_names", "world_prose", "world_vocabulary",
     "write_common_words", "writing_guard",
 ]

@@ -21,6 +21,7 @@ from metagen.grounding import (
     off_world_dates,
     name_spellings,
     names_any,
+    narration_tense,
     relation_vocabulary,
     unknown_names,
     world_dates,
@@ -28,7 +29,7 @@ from metagen.grounding import (
     world_vocabulary,
     writing_guard,
 )
-from metagen.prompts import Request, request_from_dict, resolve_request
+from metagen.prompts import Request, asked_tense, request_from_dict, resolve_request
 from metagen.scripts import ANY, is_garbled
 from metagen.text import fold, words_of
 from metagen.world import Character, World
@@ -140,6 +141,7 @@ class Output:
     unknown: list[list[str]] = field(default_factory=list)  # per line (dialogue) or one list (others)
     relatives: list[str] = field(default_factory=list)  # family words whose relation the world never mentions
     dates: list[str] = field(default_factory=list)  # years and numbered centuries the world never writes
+    wrong_tense: bool = False  # story, scene: the model's narration leans to the tense not asked for
     copied: list[bool] = field(default_factory=list)  # per line (dialogue) or one (others): copied from the world
     garbled: bool = False  # the model's words leave the allowed scripts or hold mojibake
     banned: int = 0
@@ -181,6 +183,7 @@ def score(world: World, output: Output, reference: Reference, settings: dict | N
         output.grounded_written = not output.missing_written
         output.unknown = [unknown_names(output.text, reference.vocabulary, reference.spellings)]
         output.copied = [copies_prose(written, reference.prose)]
+        output.wrong_tense = narration_tense(written) not in ("", asked_tense(world, output.kind))
     output.relatives = invented_relatives(spoken if output.kind == "dialogue" else output.text, reference.relations)
     output.dates = off_world_dates(spoken if output.kind == "dialogue" else output.text, reference.dates)
     scripts, exempt = _guard(settings or {}, reference)
@@ -228,6 +231,7 @@ def summarize(outputs: Sequence[Output], seconds: float) -> dict:
         "invented_outputs": _mean([float(any(o.unknown)) for o in outputs]),
         "invented_relatives": _mean([float(bool(o.relatives)) for o in outputs]),  # per output
         "off_world_dates": _mean([float(bool(o.dates)) for o in outputs]),  # per output
+        "wrong_tense": _mean([float(o.wrong_tense) for o in outputs if o.kind != "dialogue"]),  # stories, scenes
         "garbled": sum(o.garbled for o in outputs),
         "copied": _mean([float(c) for o in outputs for c in o.copied]),  # per line (dialogue), per output (others)
         "banned_hits": sum(o.banned for o in outputs),

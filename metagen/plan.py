@@ -25,6 +25,7 @@ from metagen.critic import best_index, critic_context, judge, requested_forms
 from metagen.grounding import character_forms, names_any, writing_guard
 from metagen.prompts import (
     Prompt,
+    asked_tense,
     lower_article,
     PromptBudget,
     Resolved,
@@ -255,7 +256,7 @@ def story_messages(world: World, resolved: Resolved) -> list[dict[str, str]]:
     s = world.style
     genre = f", {world.genre}" if world.genre else ""
     system = (f"You write short stories set in {world.name}{genre}. Write in {_POV[s.point_of_view or 'third']}, "
-              f"{s.tense or 'past'} tense, in plain, concrete sentences.")
+              f"{asked_tense(world, 'story')} tense, in plain, concrete sentences.")
     if world.tone:
         system += f" Tone: {_clause(world.tone)}."
     if s.avoided_words:
@@ -315,8 +316,8 @@ def write_story(generator, world: World, request: StoryRequest, cfg: GenerationC
         beat_cfg.check_context(len(ids), generator.context_length)
         beat_seed = (seed + index) % MAX_SEED
         # Each beat is judged on its own words; the whole story so far is the prompt it must not copy.
-        context = critic_context(world, resolved, text, cfg, narrator_person=person, focus=beat.instruction,
-                                 moderation=moderation)
+        context = critic_context(world, resolved, text, cfg, narrator_person=person, tense=asked_tense(world, "story"),
+                                 focus=beat.instruction, moderation=moderation)
         context = replace(context, avoid_starts=tuple(tuple(words_of(p)[:2]) for p in written),
                           earlier=frozenset(gram for p in written for gram in ngrams(words_of(p), 4)))
         last = index == len(plan) - 1

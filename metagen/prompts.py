@@ -352,6 +352,12 @@ def _samples_block(characters: Sequence[Character], per_character: int, *, dialo
     return "\n".join(["Examples of how they talk:" if not dialogue else "Examples of their lines:", *lines])
 
 
+def asked_tense(world: World, kind: str) -> str:
+    """The tense a scene's or story's narration is asked for: the world's, else present for a
+    scene and past for a story."""
+    return world.style.tense or ("present" if kind == "scene" else "past")
+
+
 def _style(world: World, default_pov: str, default_tense: str) -> str:
     s = world.style
     text = f"Write in {_POV[s.point_of_view or default_pov]}, {s.tense or default_tense} tense."
@@ -422,7 +428,7 @@ def _scene_messages(world: World, resolved: Resolved) -> list[dict[str, str]]:
         people = "; ".join(f"{c.name}, {c.role}" if c.role else c.name for c in resolved.characters)
         lines.append(_end(f"Who is there: {people}"))
     s = world.style
-    person, tense = _POV[s.point_of_view or "second"], s.tense or "present"
+    person, tense = _POV[s.point_of_view or "second"], asked_tense(world, "scene")
     # "Start with" keeps the model on the place: asked only to describe Ember Keep, it opened every
     # scene with the Ember Throne, one of the keep's sights (round nine, experiments/log.md).
     task = (f"Start with the words \"{loc.name[:1].upper() + loc.name[1:]}\". "
@@ -473,6 +479,7 @@ __all__ = [
     "SceneRequest",
     "StoryRequest",
     "answer_opening",
+    "asked_tense",
     "build_prompt",
     "lore_block",
     "lore_line",

@@ -175,6 +175,15 @@ def test_a_year_the_world_never_writes_is_an_off_world_date(world):
     assert E.summarize(outs, 1.0)["off_world_dates"] == 0.5
 
 
+def test_a_story_told_in_the_present_when_the_past_is_asked_is_in_the_wrong_tense(world):
+    ref = E.world_reference(world)
+    request = {"characters": ["cy"], "location": None, "premise": None, "length": "short"}
+    outs = [E.score(world, output("story", "Cyrus is at the gate. He waits and the bell rings.", request), ref),
+            E.score(world, output("story", "Cyrus was at the gate. He waited.", request), ref)]
+    assert [o.wrong_tense for o in outs] == [True, False]
+    assert E.summarize(outs, 1.0)["wrong_tense"] == 0.5
+
+
 @pytest.mark.parametrize("speaker, line, copied", [
     ("Bo Lee", "Well, tide waits for nobody, Ada.", True),  # a sample line whole
     ("Bo Lee", "The nets will hold until the spring, I promise.", True),  # 7 words of a sample line in a row

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from metagen.grounding import (
     character_forms,
     common_words,
     invented_relatives,
+    narration_tense,
     relation_vocabulary,
     unknown_names,
     world_vocabulary,
@@ -62,3 +65,15 @@ characters: [{id: ada, name: Ada, description: a giant of a woman}]
     everyday = ("Towering windows rose. Yesterday's rain fell. Slowly, Ada sighed. You're late. "
                 "Sighs filled the hall. Giant-sized doors. Zoomed in, the Hill was small.")
     assert unknown_names(everyday, vocabulary) == []
+
+
+@pytest.mark.parametrize("text, tense", [
+    ("The Container Docks were quiet. Cranes stood over the berths.", "past"),
+    ("The docks are crowded with rusted containers, and a horn sounds.", "present"),  # participles are no past
+    ("She turned to the fire and it hums.", ""),  # one of each: no lean
+    ('"The tide is here, it is," she said. The quay was wet and had no light.', "past"),  # speech left out
+    ("It hums. The crowd drifts past the fountain.", "present"),
+    ("Rain on the quay.", ""),
+])
+def test_the_narrations_tense_is_read_from_its_verbs(text, tense):
+    assert narration_tense(text) == tense
