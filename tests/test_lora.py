@@ -128,4 +128,4 @@ def test_the_default_model_ships_an_adapter_that_fits_it(real_model_path):
 
     known = KNOWN_MODELS[DEFAULT_MODEL]
     adapter = load_adapter(known.adapter_path, read_gguf(real_model_path, load_tensors=False).args, known.sha256)
-    assert adapter.config.rank == 16 and adapter.sha256 and len(adapter.deltas()) == 4 * 30
+    assert adapter.config.rank == 64 and adapter.sha256 and len(adapter.deltas()) == 4 * 30
