@@ -25,7 +25,6 @@ from metagen.grounding import (
     location_forms,
     name_spellings,
     names_any,
-    narration_tense,
     off_world_dates,
     relation_vocabulary,
     unknown_names,
@@ -66,7 +65,7 @@ COPY_RUN = 6  # a run of this many words shared with the prompt counts as copyin
 # banned word outweighs everything else.
 WEIGHTS = {"names": 2.0, "details": 1.0, "invented": -2.5, "garbled": -6.0, "banned": -3.0, "copied": -0.5,
            "repetition": -6.0, "markup": -1.0, "unfinished": -0.7, "short": -1.5, "voice": -1.0, "same_start": -1.0,
-           "echo": -3.0, "pronoun": -1.0, "relatives": -2.0, "stock": -1.0, "dated": -1.5, "tense": -1.5, "restated": -0.5, "logprob": 0.5, "rating": -50.0}
+           "echo": -3.0, "pronoun": -1.0, "relatives": -2.0, "stock": -1.0, "dated": -1.5, "restated": -0.5, "logprob": 0.5, "rating": -50.0}
 # "rating" counts spans over the world's rating (metagen.moderation, at most 3): its weight outweighs every
 # other finding together, so a candidate over the rating loses to any that is not.
 # metagen's own instructions and prompt labels said back ("In your own words:", "I will describe
@@ -117,7 +116,6 @@ class CriticContext:
     exempt: tuple[str, ...]  # names that may use other scripts
     target_words: int = 0  # about how long the text should be (0: no length check)
     narrator_person: str = ""  # first | second | third ("" or first: no check of "I" in narration)
-    tense: str = ""  # past | present: narration that leans the other way is a finding ("" no check)
     avoid_starts: tuple[tuple[str, ...], ...] = ()  # how earlier paragraphs began (first two words, folded)
     earlier: frozenset[tuple[str, ...]] = frozenset()  # the word 4-grams of earlier paragraphs (a story's beats)
     cast_pronoun: str = ""  # "she" or "he" when the whole cast is one (narration's other pronoun is a defect)
@@ -134,7 +132,7 @@ def requested_forms(resolved: Resolved) -> list[tuple[str, ...]]:
 
 
 def critic_context(world: World, resolved: Resolved, prompt_text: str, cfg: Any, *, target_words: int = 0,
-                   names_required: bool = True, narrator_person: str = "", tense: str = "", focus: str = "",
+                   names_required: bool = True, narrator_person: str = "", focus: str = "",
                    moderation: Any = None) -> CriticContext:
     """The context for judging answers to one request (cfg: the GenerationConfig in force).
 
@@ -164,7 +162,7 @@ def critic_context(world: World, resolved: Resolved, prompt_text: str, cfg: Any,
                          vocabulary=world_vocabulary(world),
                          spellings=name_spellings(world), dates=world_dates(world),
                          banned=banned, scripts=scripts, exempt=tuple(cfg.script_exempt),
-                         target_words=target_words, narrator_person=narrator_person, tense=tense,
+                         target_words=target_words, narrator_person=narrator_person,
                          cast_pronoun=cast_pronoun(resolved.characters) if narrator_person else "",
                          relations=relation_vocabulary(world, prompt_text), moderation=moderation)
 
@@ -258,10 +256,6 @@ def judge(text: str, context: CriticContext, *, logprob: float = 0.0, tokens: in
         if context.narrator_person == "third":
             wrong += len(_SECOND_PERSON.findall(narration))
         findings["voice"] = float(min(3, wrong))
-    if context.tense and narration_tense(text) not in ("", context.tense):
-        # recorded only when wrong, so verdicts of other candidates read as before. Readers of round
-        # eleven: most Nexus Hub scenes and stories in the past, asked for the present.
-        findings["tense"] = 1.0
     if context.cast_pronoun:
         # "he" in narration about an all-women cast: a character given the wrong gender, or a man
         # nobody asked for; readers flag both.

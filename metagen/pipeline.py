@@ -29,7 +29,6 @@ from metagen.prompts import (
     SCENE_WORDS,
     Prompt,
     Request,
-    asked_tense,
     build_prompt,
     request_from_dict,
     resolve_request,
@@ -303,8 +302,7 @@ def _choose(world: World, prompt: Prompt, prompt_text: str, cfg: GenerationConfi
     scene = prompt.request.kind == "scene"
     person = world.style.point_of_view or ("second" if scene else "third")
     context = critic_context(world, resolved, prompt_text, cfg, target_words=SCENE_WORDS // 2 if scene else 0,
-                             narrator_person=person, tense=asked_tense(world, prompt.request.kind),
-                             moderation=policy)
+                             narrator_person=person, moderation=policy)
     verdicts = [judge(o.text, context, logprob=o.logprob, tokens=o.output_tokens, finish_reason=o.finish_reason)
                 for o in options]
     chosen = best_index(verdicts)

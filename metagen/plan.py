@@ -316,8 +316,8 @@ def write_story(generator, world: World, request: StoryRequest, cfg: GenerationC
         beat_cfg.check_context(len(ids), generator.context_length)
         beat_seed = (seed + index) % MAX_SEED
         # Each beat is judged on its own words; the whole story so far is the prompt it must not copy.
-        context = critic_context(world, resolved, text, cfg, narrator_person=person, tense=asked_tense(world, "story"),
-                                 focus=beat.instruction, moderation=moderation)
+        context = critic_context(world, resolved, text, cfg, narrator_person=person, focus=beat.instruction,
+                                 moderation=moderation)
         context = replace(context, avoid_starts=tuple(tuple(words_of(p)[:2]) for p in written),
                           earlier=frozenset(gram for p in written for gram in ngrams(words_of(p), 4)))
         last = index == len(plan) - 1

@@ -231,12 +231,3 @@ def test_a_name_said_again_is_not_copied_text():
     copied = names_out(words_of("Mira mends the nets on the long grey quay at dawn."), ["Mira"])
     assert longest_shared_run(words_of("Then she mends the nets on the long grey quay."), copied) == 8
 
-
-def test_narration_in_the_tense_not_asked_for_costs_score(world):
-    context = context_for(world, SceneRequest(location="docks", characters=("mira",)), tense="present")
-    asked = judge("Mira stands on the Old Docks. The nets hang from the posts.", context)
-    other = judge("Mira stood on the Old Docks. The nets were hanging from the posts.", context)
-    assert "tense" not in asked.findings and other.findings["tense"] == 1.0
-    assert other.score < asked.score
-    unchecked = context_for(world, SceneRequest(location="docks", characters=("mira",)))
-    assert "tense" not in judge("Mira stood on the Old Docks.", unchecked).findings
