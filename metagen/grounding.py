@@ -391,9 +391,8 @@ def writing_guard(world: World, request_texts: Sequence[str] = ()) -> dict[str, 
 
 __all__ = [
     "COMMON_WORDS_FILE", "HE_WORDS", "KIN_GROUPS", "MIN_COMPOUND", "MIN_FIRST_WORD", "MIN_SPELLING", "NEAR_SPELLING",
-    "SHE_WORDS", "STOPLIST", "TITLES", "cast_pronoun", "character_forms", "common_words", "invented_relatives",
-    "QUOTED", "location_forms", "misspelled_names", "name_spellings", "names_any", "narration_tense", "off_world_dates",
-    "pronoun_of",
-    "relation_vocabulary", "unknown_names", "world_dates", "world_names", "world_prose", "world_vocabulary",
+    "QUOTED", "SHE_WORDS", "STOPLIST", "TITLES", "cast_pronoun", "character_forms", "common_words", "invented_relatives",
+    "location_forms", "misspelled_names", "name_spellings", "names_any", "narration_tense", "off_world_dates",
+    "pronoun_of", "relation_vocabulary", "unknown_names", "world_dates", "world_names", "world_prose", "world_vocabulary",
     "write_common_words", "writing_guard",
 ]

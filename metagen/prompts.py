@@ -358,9 +358,9 @@ def asked_tense(world: World, kind: str) -> str:
     return world.style.tense or ("present" if kind == "scene" else "past")
 
 
-def _style(world: World, default_pov: str, default_tense: str) -> str:
+def _style(world: World, default_pov: str, kind: str) -> str:
     s = world.style
-    text = f"Write in {_POV[s.point_of_view or default_pov]}, {s.tense or default_tense} tense."
+    text = f"Write in {_POV[s.point_of_view or default_pov]}, {asked_tense(world, kind)} tense."
     if world.tone:
         text += " " + _end(f"Tone: {world.tone}")
     if s.voice:
@@ -392,7 +392,7 @@ def _story_task(world: World, resolved: Resolved) -> str:
     text += "."
     if request.premise:
         text += " " + _end(f"Premise: {request.premise}")
-    text += " " + _style(world, "third", "past")
+    text += " " + _style(world, "third", "story")
     return text + " Give it a beginning, a turn and an ending. Begin the story now."
 
 
@@ -405,7 +405,7 @@ def _scene_task(world: World, resolved: Resolved) -> str:
         text += f" {_cast(resolved)} {'is' if len(resolved.characters) == 1 else 'are'} there."
     text += f" Write one paragraph of about {SCENE_WORDS} words."
     text += " Use what can be seen, heard and smelled. No dialogue."
-    return text + " " + _style(world, "second", "present")
+    return text + " " + _style(world, "second", "scene")
 
 
 def _scene_messages(world: World, resolved: Resolved) -> list[dict[str, str]]:

@@ -230,4 +230,3 @@ def test_a_name_said_again_is_not_copied_text():
     assert longest_shared_run(words_of("The Salt Pans of Oru Kessam lay white under the sun."), prompt) == 0
     copied = names_out(words_of("Mira mends the nets on the long grey quay at dawn."), ["Mira"])
     assert longest_shared_run(words_of("Then she mends the nets on the long grey quay."), copied) == 8
-
