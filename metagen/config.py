@@ -21,6 +21,7 @@ from metagen.setting import NON_EMPTY, AtLeast, OneOf, Setting, Within, render_d
 from metagen.text import closest
 
 STRATEGIES = ("greedy", "sample", "beam")
+TENSE_GUARDS = ("past", "present", "off")
 MAX_SEED = 2**63  # seeds must fit a torch.Generator: 0 <= seed < 2**63
 # Bounds that keep float32 logits finite and memory small; checked before anything is built.
 MIN_TEMPERATURE, MAX_TEMPERATURE = 1e-3, 100.0
@@ -215,6 +216,21 @@ class GenerationConfig:
             "sentence (\"The Container Docks are ...\") rather than a label or a verbless fragment (\"The Container Docks, a "
             "bustling hub of ...\"), the commonest opening of a small model's scenes and story paragraphs. Each "
             "story beat is a text of its own.")
+    avoid_stock: bool = setting(
+        False, "--avoid-stock", section="bans", help="Never write the stock words of machine-written description.",
+        help_default="no; yes for story and scene", doc_default="off (story, scene: on)",
+        doc="The words and phrases of metagen/data/stock-phrases.txt (\"marvel\", \"bustling\", \"tapestry\", \"a "
+            "place of\", \"modern engineering\", ...), filler that readers mark in a small model's descriptions, are "
+            "added to `banned`, except those the world itself writes (metagen.grounding.stock_phrases).")
+    tense_guard: str = setting(
+        "off", "--tense-guard", OneOf(TENSE_GUARDS), section="bans",
+        help="Keep narration outside quotes in this tense: past | present | off.",
+        doc="Outside quoted speech, the verb forms that belong only to the other tense (\"was\", \"were\", "
+            "\"stood\" when the present is kept; \"is\", \"are\", \"stands\", \"it's\" when the past is) lose 4 "
+            "from their logits (metagen.bans.TenseGuardProcessor). It keeps a scene or story in the tense its "
+            "world asks for (wrong-tense scenes 60% -> 3%), but read blind its texts lost (15 pairs to 23: the "
+            "model then uses fewer of the place's present-tense facts and invents more), so it is off unless "
+            "asked for, e.g. in a world's `defaults.story`.")
     candidates: int = setting(
         1, "--candidates", Within(1, MAX_CANDIDATES), note="more than 1 needs sampling", section="candidates",
         help="Write this many versions of each scene, story beat or dialogue line and keep the one the critic "

@@ -194,8 +194,18 @@ def names_out(words: Sequence[str], names: Sequence[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
+# Forms of be, have and do read as one when copying is measured: a story that writes the world's "is
+# lit by one fire that has burned since the Starfall" as "was lit by one fire that had burned since
+# the Starfall" has copied it (round twelve's readers: lines copied from the world, in nearly every story).
+_SAME_VERB = {"was": "is", "were": "is", "are": "is", "am": "is", "had": "has", "have": "has", "did": "does",
+              "do": "does"}
+
+
 def longest_shared_run(words: Sequence[str], source: Sequence[str]) -> int:
-    """The longest run of consecutive words of `words` that also occurs in `source`."""
+    """The longest run of consecutive words of `words` that also occurs in `source`, a form of be,
+    have or do matching any other (_SAME_VERB)."""
+    words = [_SAME_VERB.get(w, w) for w in words]
+    source = [_SAME_VERB.get(w, w) for w in source]
     grams = {n: set(ngrams(source, n)) for n in (COPY_RUN,)}
     best = 0
     i = 0

@@ -366,6 +366,7 @@ _CELLS: tuple[tuple[str, Callable[[dict], str]], ...] = (
     ("garbled", lambda m: str(m.get("garbled", "-"))),
     ("copied", lambda m: _pct(m.get("copied"))),
     ("banned", lambda m: str(m["banned_hits"])),
+    ("stock phrases", lambda m: _pct(m.get("stock"))),
     ("repetition (4-gram)", lambda m: _pct(m["repetition"])),
     ("distinct-2", lambda m: _num(m["distinct_2"], 3)),
     ("words", lambda m: _num(m["words"])),
@@ -406,7 +407,8 @@ def render_markdown(report: dict, max_misses: int = 10) -> str:
         "dialogue lines (stories, scenes: outputs) with a capitalized word the world never uses; invented "
         "(outputs): share of outputs with one. Garbled: outputs leaving the allowed scripts or holding "
         "mojibake. Copied: dialogue lines holding a sample line of their speaker (or 6 words of them), stories "
-        "and scenes sharing 8 words in a row with the world's prose. Repetition: repeated word 4-grams within "
+        "and scenes sharing 8 words in a row with the world's prose. Stock phrases: stories and scenes whose "
+        "model's words hold one of metagen/data/stock-phrases.txt that the world never writes. Repetition: repeated word 4-grams within "
         "an output. Distinct-2: unique bigrams over all seeds of one request. s/piece: decoding seconds per "
         "output.", "",
         "## All worlds", "", *_table(report["summary"]), "", "## Targets", "",

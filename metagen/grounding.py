@@ -381,6 +381,18 @@ def world_prose(world: World) -> list[str]:
     return out
 
 
+STOCK_PHRASES_FILE = Path(__file__).parent / "data" / "stock-phrases.txt"
+
+
+def stock_phrases(world: World) -> tuple[str, ...]:
+    """The stock words and phrases of machine-written description (metagen/data/stock-phrases.txt)
+    that the world itself never writes: a world with a place called "the Oasis" keeps "oasis"."""
+    lines = STOCK_PHRASES_FILE.read_text(encoding="utf-8").splitlines()
+    own = " ".join([*world_prose(world), *world_names(world), *world.style.preferred_words]).casefold()
+    return tuple(phrase for phrase in (line.strip() for line in lines if not line.startswith("#"))
+                 if phrase and not re.search(rf"(?<!\w){re.escape(phrase)}(?!\w)", own))
+
+
 def writing_guard(world: World, request_texts: Sequence[str] = ()) -> dict[str, tuple[str, ...]]:
     """The script guard's settings for a world: the scripts of its prose (and of the request's
     own words), and its names that use any other script, whose tokens stay allowed."""
@@ -391,8 +403,8 @@ def writing_guard(world: World, request_texts: Sequence[str] = ()) -> dict[str, 
 
 __all__ = [
     "COMMON_WORDS_FILE", "HE_WORDS", "KIN_GROUPS", "MIN_COMPOUND", "MIN_FIRST_WORD", "MIN_SPELLING", "NEAR_SPELLING",
-    "QUOTED", "SHE_WORDS", "STOPLIST", "TITLES", "cast_pronoun", "character_forms", "common_words", "invented_relatives",
+    "QUOTED", "SHE_WORDS", "STOCK_PHRASES_FILE", "STOPLIST", "TITLES", "cast_pronoun", "character_forms", "common_words", "invented_relatives",
     "location_forms", "misspelled_names", "name_spellings", "names_any", "narration_tense", "off_world_dates",
-    "pronoun_of", "relation_vocabulary", "unknown_names", "world_dates", "world_names", "world_prose", "world_vocabulary",
+    "pronoun_of", "relation_vocabulary", "stock_phrases", "unknown_names", "world_dates", "world_names", "world_prose", "world_vocabulary",
     "write_common_words", "writing_guard",
 ]

@@ -23,6 +23,7 @@ from metagen.grounding import (
     names_any,
     narration_tense,
     relation_vocabulary,
+    stock_phrases,
     unknown_names,
     world_dates,
     world_prose,
@@ -82,6 +83,7 @@ class Reference:
     relations: frozenset[str] = frozenset()  # the words that may name a relation (critic.relation_vocabulary)
     spellings: frozenset[str] = frozenset()  # the cast's names as written (grounding.name_spellings)
     dates: frozenset[str] = frozenset()  # the years and centuries the world writes (grounding.world_dates)
+    stock: tuple[str, ...] = ()  # stock phrases the world never writes (grounding.stock_phrases)
 
 
 def _joined(texts: Sequence[str]) -> tuple[str, ...]:
@@ -98,7 +100,7 @@ def world_reference(world: World) -> Reference:
                      prose=_joined(world_prose(world)),
                      samples={c.id: tuple(tuple(words_of(line)) for line in c.sample_lines) for c in world.characters},
                      relations=relation_vocabulary(world), spellings=name_spellings(world),
-                     dates=world_dates(world))
+                     dates=world_dates(world), stock=stock_phrases(world))
 
 
 def copies_prose(text: str, prose: Sequence[str], run: int = COPIED_PROSE_RUN) -> bool:
@@ -145,6 +147,7 @@ class Output:
     copied: list[bool] = field(default_factory=list)  # per line (dialogue) or one (others): copied from the world
     garbled: bool = False  # the model's words leave the allowed scripts or hold mojibake
     banned: int = 0
+    stock: list[str] = field(default_factory=list)  # story, scene: stock phrases in the model's words
     repetition: float = 0.0
     words: int = 0
 
@@ -184,6 +187,7 @@ def score(world: World, output: Output, reference: Reference, settings: dict | N
         output.unknown = [unknown_names(output.text, reference.vocabulary, reference.spellings)]
         output.copied = [copies_prose(written, reference.prose)]
         output.wrong_tense = narration_tense(written) not in ("", asked_tense(world, output.kind))
+        output.stock = [phrase for phrase in reference.stock if banned_hits(written, [phrase])]
     output.relatives = invented_relatives(spoken if output.kind == "dialogue" else output.text, reference.relations)
     output.dates = off_world_dates(spoken if output.kind == "dialogue" else output.text, reference.dates)
     scripts, exempt = _guard(settings or {}, reference)
@@ -235,6 +239,7 @@ def summarize(outputs: Sequence[Output], seconds: float) -> dict:
         "garbled": sum(o.garbled for o in outputs),
         "copied": _mean([float(c) for o in outputs for c in o.copied]),  # per line (dialogue), per output (others)
         "banned_hits": sum(o.banned for o in outputs),
+        "stock": _mean([float(bool(o.stock)) for o in outputs if o.kind != "dialogue"]),  # stories, scenes
         "repetition": _mean([o.repetition for o in outputs]),
         "distinct_2": _mean(distinct),
         "words": _mean([o.words for o in outputs]),

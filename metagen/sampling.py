@@ -18,6 +18,7 @@ from metagen.bans import (
     BannedSequencesProcessor,
     LogitBiasProcessor,
     SentenceOpeningProcessor,
+    TenseGuardProcessor,
     ban_sequences,
     breaker_tokens,
     exempt_tokens,
@@ -244,7 +245,7 @@ def build_processors(
     """The processors for `cfg`, in the one documented order, skipping no-ops.
 
     Order: repetition penalty, presence/frequency penalty, DRY, no-repeat n-gram, no-copy
-    n-gram, banned sequences, script guard, sentence opening, logit bias; then, when sampling,
+    n-gram, banned sequences, script guard, sentence opening, tense guard, logit bias; then, when sampling,
     temperature, top-k, top-p, min-p, typical-p and XTC. Greedy (or temperature 0) and beam search stop after logit bias:
     temperature and truncation cannot change the argmax, and beam scores need the full
     distribution. XTC needs `generators`, one per row. The caller passes `tokens` with
@@ -278,6 +279,8 @@ def build_processors(
         out.append(script_guard(cfg.scripts, cfg.script_exempt, tokenizer))
     if cfg.sentence_opening:
         out.append(SentenceOpeningProcessor(tokenizer))
+    if cfg.tense_guard != "off":
+        out.append(TenseGuardProcessor(cfg.tense_guard, tokenizer))
     if cfg.logit_bias:
         bias = logit_bias_tokens(cfg.logit_bias, tokenizer)
         if bias:

@@ -230,3 +230,11 @@ def test_a_name_said_again_is_not_copied_text():
     assert longest_shared_run(words_of("The Salt Pans of Oru Kessam lay white under the sun."), prompt) == 0
     copied = names_out(words_of("Mira mends the nets on the long grey quay at dawn."), ["Mira"])
     assert longest_shared_run(words_of("Then she mends the nets on the long grey quay."), copied) == 8
+
+
+def test_a_copy_in_another_tense_is_still_a_copy():
+    from metagen.critic import longest_shared_run
+    world = words_of("The great hall is lit by one fire that has burned since the Starfall.")
+    copied = words_of("Her great hall was lit by one fire that had burned since the Starfall.")
+    assert longest_shared_run(copied, world) == 13  # "great hall ... the starfall"
+    assert longest_shared_run(words_of("One fire had burned in the hall since the night the star fell."), world) == 0

@@ -184,6 +184,15 @@ def test_a_story_told_in_the_present_when_the_past_is_asked_is_in_the_wrong_tens
     assert E.summarize(outs, 1.0)["wrong_tense"] == 0.5
 
 
+def test_a_scene_with_a_stock_phrase_the_world_never_writes_counts(world):
+    ref = E.world_reference(world)
+    request = {"characters": ["cy"], "location": None, "premise": None, "length": "short"}
+    outs = [E.score(world, output("story", "Cyrus was at the gate, a marvel of old stone.", request), ref),
+            E.score(world, output("story", "Cyrus was at the gate. Marvellous, he thought.", request), ref)]
+    assert [o.stock for o in outs] == [["marvel"], []]  # whole words only
+    assert E.summarize(outs, 1.0)["stock"] == 0.5
+
+
 @pytest.mark.parametrize("speaker, line, copied", [
     ("Bo Lee", "Well, tide waits for nobody, Ada.", True),  # a sample line whole
     ("Bo Lee", "The nets will hold until the spring, I promise.", True),  # 7 words of a sample line in a row

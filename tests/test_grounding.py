@@ -10,6 +10,7 @@ from metagen.grounding import (
     invented_relatives,
     narration_tense,
     relation_vocabulary,
+    stock_phrases,
     unknown_names,
     world_vocabulary,
 )
@@ -77,3 +78,15 @@ characters: [{id: ada, name: Ada, description: a giant of a woman}]
 ])
 def test_the_narrations_tense_is_read_from_its_verbs(text, tense):
     assert narration_tense(text) == tense
+
+
+def test_stock_phrases_leave_out_what_the_world_itself_writes(tmp_path):
+    plain = load_world(write_world(tmp_path, "world: {id: hill, name: The Hill}\n"))
+    assert {"marvel", "bustling", "a place of", "modern engineering"} <= set(stock_phrases(plain))
+    oasis = load_world(write_world(tmp_path, """\
+world: {id: sand, name: The Sands, summary: A bustling town of modern engineering.}
+locations: [{id: oasis, name: The Green Oasis}]
+style: {preferred_words: [majestic]}
+"""))
+    kept = set(stock_phrases(oasis))
+    assert not kept & {"bustling", "modern engineering", "oasis", "majestic"} and "marvel" in kept

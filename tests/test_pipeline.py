@@ -71,6 +71,19 @@ def test_narration_opens_with_a_sentence_a_spoken_line_as_it_likes(world):
     assert pipeline.effective_config(world, "story", None, {"sentence_opening": False}).sentence_opening is False
 
 
+def test_the_tense_guard_is_off_unless_a_layer_asks_for_it(world):
+    assert pipeline.effective_config(world, "story", None, None).tense_guard == "off"
+    assert pipeline.effective_config(world, "scene", None, {"tense_guard": "present"},
+                                     SceneRequest(location="well")).tense_guard == "present"
+
+
+def test_narration_never_writes_stock_phrases_unless_told_it_may(world):
+    story = pipeline.effective_config(world, "story", None, None)
+    assert story.avoid_stock and {"marvel", "a place of"} <= set(story.banned)
+    assert "marvel" not in pipeline.effective_config(world, "story", None, {"avoid_stock": False}).banned
+    assert "marvel" not in pipeline.effective_config(world, "dialogue", None, None).banned
+
+
 def test_dialogue_penalties_see_the_earlier_lines_unless_told_not_to(world):
     assert pipeline.effective_config(world, "dialogue", None, None).penalize_prompt is True
     assert pipeline.effective_config(world, "story", None, None).penalize_prompt is False
@@ -86,7 +99,7 @@ def test_penalty_exemptions_come_from_the_layers_only(world):
 
 def test_world_banned_words_are_always_added(world):
     cfg = pipeline.effective_config(world, "story", {"banned": ["orc"]}, {"banned": ["troll", "dragon"]})
-    assert cfg.banned == ("troll", "dragon", "Wyrm")
+    assert cfg.banned[:3] == ("troll", "dragon", "Wyrm")  # then a story's stock phrases
     assert pipeline.effective_config(world, "dialogue", None, None).banned == ("dragon", "Wyrm")
 
 

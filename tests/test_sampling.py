@@ -758,6 +758,81 @@ def test_sentence_opening_sees_the_generated_tokens_whatever_the_history_holds(t
     assert torch.isfinite(apply_processors(processors, history, torch.zeros(1, tokenizer.vocab_size))).all()
 
 
+class WordTokenizer:
+    """A tokenizer whose few words are one token each after a space (" was"); any other
+    character is a token of its own. Vocabulary in GPT-2's byte-level spelling (Ġ = space)."""
+
+    def __init__(self, words):
+        self.pieces = [chr(c) for c in range(33, 127)] + ["Ġ", *(f"Ġ{w}" for w in words), "'s", "'re"]
+        self.vocab_size = len(self.pieces)
+
+    def _text(self, piece):
+        return piece.replace("Ġ", " ")
+
+    def encode(self, text):
+        ids, at = [], 0
+        while at < len(text):
+            best = max((i for i, p in enumerate(self.pieces) if text.startswith(self._text(p), at)),
+                       key=lambda i: len(self.pieces[i]))
+            ids.append(best)
+            at += len(self._text(self.pieces[best]))
+        return ids
+
+    def decode(self, ids):
+        return "".join(self._text(self.pieces[i]) for i in ids)
+
+    def vocabulary(self):
+        return tuple(self.pieces)
+
+
+def test_the_tense_guard_lowers_the_other_tenses_verbs_in_narration_only():
+    from metagen.bans import TenseGuardProcessor
+
+    tok = WordTokenizer(["was", "were", "is", "are", "stands", "said", "inn"])
+    ids = {w: tok.encode(" " + w)[0] for w in ("was", "were", "is", "are", "stands", "said")}
+    narrating, quoting = tok.encode("The inn"), tok.encode('She said "We')
+    width = max(len(narrating), len(quoting))
+    rows = torch.tensor([[-1] * (width - len(narrating)) + narrating, [-1] * (width - len(quoting)) + quoting])
+    past = TenseGuardProcessor("past", tok, bias=4.0)(rows, torch.zeros(2, tok.vocab_size))
+    assert [past[0, ids[w]].item() for w in ("is", "are", "stands")] == [-4.0] * 3
+    assert [past[0, ids[w]].item() for w in ("was", "were", "said")] == [0.0] * 3
+    assert (past[1] == 0).all()  # inside quoted speech a speaker may say "is"
+    present = TenseGuardProcessor("present", tok, bias=4.0)(rows, torch.zeros(2, tok.vocab_size))
+    assert present[0, ids["was"]] == -4.0 and present[0, ids["were"]] == -4.0 and present[0, ids["is"]] == 0
+    closed = torch.tensor([tok.encode('She said "We go." The')])  # the quotation is over: narration again
+    assert TenseGuardProcessor("past", tok)(closed, torch.zeros(1, tok.vocab_size))[0, ids["is"]] < 0
+
+
+def test_the_tense_guard_lowers_its_and_theyre_when_the_past_is_asked():
+    from metagen.bans import TenseGuardProcessor
+
+    tok = WordTokenizer(["it", "inn", "they"])
+    s, re_ = tok.encode("it's")[-1], tok.encode("it're")[-1]
+    rows = torch.tensor([tok.encode(" it"), tok.encode(" inn"), tok.encode(" they")])
+    past = TenseGuardProcessor("past", tok, bias=3.0)(rows, torch.zeros(3, tok.vocab_size))
+    assert past[0, s] == -3.0 and past[1, s] == 0  # "it's" is present; "the inn's" a possessive
+    assert past[2, re_] == -3.0 and past[2, s] == 0 and past[0, re_] == 0
+    assert (TenseGuardProcessor("present", tok)(rows, torch.zeros(3, tok.vocab_size)) == 0).all()
+
+
+def test_the_tense_guard_leaves_alone_words_the_tokenizer_splits(tiny_generator):
+    from metagen.bans import TenseGuardProcessor
+
+    tokenizer = tiny_generator.tokenizer  # its vocabulary spells " was" and " is" in pieces
+    guard = TenseGuardProcessor("past", tokenizer)
+    assert len(guard.other_ids) == 0
+    logits = torch.randn(1, tokenizer.vocab_size)
+    assert torch.equal(guard(torch.tensor([tokenizer.encode("The inn")]), logits), logits)
+
+
+def test_the_tense_guard_is_a_setting_with_three_values(tiny_generator):
+    cfg = GenerationConfig(tense_guard="past", repetition_penalty=1.0, temperature=0)
+    assert names(build_processors(cfg, tiny_generator.tokenizer)) == ["TenseGuardProcessor"]
+    assert GenerationConfig().tense_guard == "off"
+    with pytest.raises(ConfigError, match="--tense-guard must be one of past, present, off"):
+        GenerationConfig(tense_guard="future")
+
+
 @pytest.mark.parametrize("head, banned", [
     ("The Docks", True), ("Ember Keep", True), ("The fountain", True), ("The old stone well", True),
     ("the docks", False), ("In the fog", False), ("The old stone well creaks", False),
