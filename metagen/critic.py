@@ -21,6 +21,7 @@ from metagen.grounding import (
     SHE_WORDS,
     cast_pronoun,
     character_forms,
+    invented_ranks,
     invented_relatives,
     location_forms,
     name_spellings,
@@ -65,7 +66,7 @@ COPY_RUN = 6  # a run of this many words shared with the prompt counts as copyin
 # banned word outweighs everything else.
 WEIGHTS = {"names": 2.0, "details": 1.0, "invented": -2.5, "garbled": -6.0, "banned": -3.0, "copied": -0.5,
            "repetition": -6.0, "markup": -1.0, "unfinished": -0.7, "short": -1.5, "voice": -1.0, "same_start": -1.0,
-           "echo": -3.0, "pronoun": -1.0, "relatives": -2.0, "stock": -1.0, "dated": -1.5, "restated": -0.5, "logprob": 0.5, "rating": -50.0}
+           "echo": -3.0, "pronoun": -1.0, "relatives": -2.0, "ranks": -2.0, "stock": -1.0, "dated": -1.5, "restated": -0.5, "logprob": 0.5, "rating": -50.0}
 # "rating" counts spans over the world's rating (metagen.moderation, at most 3): its weight outweighs every
 # other finding together, so a candidate over the rating loses to any that is not.
 # metagen's own instructions and prompt labels said back ("In your own words:", "I will describe
@@ -194,18 +195,21 @@ def names_out(words: Sequence[str], names: Sequence[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
-# Forms of be, have and do read as one when copying is measured: a story that writes the world's "is
-# lit by one fire that has burned since the Starfall" as "was lit by one fire that had burned since
-# the Starfall" has copied it (round twelve's readers: lines copied from the world, in nearly every story).
+# Forms of be, have and do, each read as one form: the eval counts a story that writes the world's "is
+# lit by one fire that has burned since the Starfall" as "was lit by one fire that had burned since the
+# Starfall" as a copy (metagen.measure). The critic does not: held to it, it chose openings that name
+# no one over ones that repeat a line of lore (stories naming the cast 93% -> 73%, round twelve).
 _SAME_VERB = {"was": "is", "were": "is", "are": "is", "am": "is", "had": "has", "have": "has", "did": "does",
               "do": "does"}
 
 
+def same_verb_forms(words: Sequence[str]) -> list[str]:
+    """The words with every form of be, have and do written as one (is, has, does)."""
+    return [_SAME_VERB.get(w, w) for w in words]
+
+
 def longest_shared_run(words: Sequence[str], source: Sequence[str]) -> int:
-    """The longest run of consecutive words of `words` that also occurs in `source`, a form of be,
-    have or do matching any other (_SAME_VERB)."""
-    words = [_SAME_VERB.get(w, w) for w in words]
-    source = [_SAME_VERB.get(w, w) for w in source]
+    """The longest run of consecutive words of `words` that also occurs in `source`."""
     grams = {n: set(ngrams(source, n)) for n in (COPY_RUN,)}
     best = 0
     i = 0
@@ -235,6 +239,9 @@ def judge(text: str, context: CriticContext, *, logprob: float = 0.0, tokens: in
     relatives = set(invented_relatives(text, context.relations))
     if relatives:  # recorded only when there is one, so verdicts of clean candidates read as before
         findings["relatives"] = float(min(3, len(relatives)))
+    ranks = set(invented_ranks(text, context.vocabulary | context.relations))  # a name's title counts: Queen Ada
+    if ranks:  # a king in a queen's realm: recorded only when there is one, as relatives
+        findings["ranks"] = float(min(3, len(ranks)))
     if context.dates is not None:
         dated = len(off_world_dates(text, context.dates))
         if dated:  # recorded only when there is one, so verdicts of clean candidates read as before
@@ -291,4 +298,4 @@ def best_index(verdicts: Sequence[Verdict]) -> int:
 
 
 __all__ = ["COPY_RUN", "CriticContext", "Verdict", "WEIGHTS", "banned_hits", "best_index", "critic_context",
-           "distinct_n", "judge", "longest_shared_run", "repetition", "requested_forms"]
+           "distinct_n", "judge", "longest_shared_run", "repetition", "requested_forms", "same_verb_forms"]

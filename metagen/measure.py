@@ -13,9 +13,10 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from metagen.critic import banned_hits, distinct_n, longest_shared_run, repetition
+from metagen.critic import banned_hits, distinct_n, longest_shared_run, repetition, same_verb_forms
 from metagen.grounding import (
     character_forms,
+    invented_ranks,
     invented_relatives,
     location_forms,
     off_world_dates,
@@ -104,14 +105,16 @@ def world_reference(world: World) -> Reference:
 
 
 def copies_prose(text: str, prose: Sequence[str], run: int = COPIED_PROSE_RUN) -> bool:
-    """Whether text shares `run` or more words in a row with the world's prose."""
-    return longest_shared_run(words_of(text), prose) >= run
+    """Whether text shares `run` or more words in a row with the world's prose, in any tense
+    ("was lit ... had burned" copies "is lit ... has burned")."""
+    return longest_shared_run(same_verb_forms(words_of(text)), same_verb_forms(prose)) >= run
 
 
 def copies_sample_line(line: str, samples: Sequence[Sequence[str]], run: int = COPIED_LINE_RUN) -> bool:
     """Whether a spoken line holds one of the sample lines whole (of MIN_SAMPLE_WORDS words or more)
     or shares `run` words in a row with them."""
-    words = words_of(line)
+    words = same_verb_forms(words_of(line))
+    samples = [same_verb_forms(s) for s in samples]
     spoken = " " + " ".join(words) + " "
     if any(len(s) >= MIN_SAMPLE_WORDS and " " + " ".join(s) + " " in spoken for s in samples):
         return True
@@ -142,6 +145,7 @@ class Output:
     cast_turns: int = 0  # dialogue: turns spoken by a requested character
     unknown: list[list[str]] = field(default_factory=list)  # per line (dialogue) or one list (others)
     relatives: list[str] = field(default_factory=list)  # family words whose relation the world never mentions
+    ranks: list[str] = field(default_factory=list)  # ranks the world never writes ("the king" in a queen's realm)
     dates: list[str] = field(default_factory=list)  # years and numbered centuries the world never writes
     wrong_tense: bool = False  # story, scene: the model's narration leans to the tense not asked for
     copied: list[bool] = field(default_factory=list)  # per line (dialogue) or one (others): copied from the world
@@ -189,6 +193,8 @@ def score(world: World, output: Output, reference: Reference, settings: dict | N
         output.wrong_tense = narration_tense(written) not in ("", asked_tense(world, output.kind))
         output.stock = [phrase for phrase in reference.stock if banned_hits(written, [phrase])]
     output.relatives = invented_relatives(spoken if output.kind == "dialogue" else output.text, reference.relations)
+    output.ranks = invented_ranks(spoken if output.kind == "dialogue" else output.text,
+                                  reference.vocabulary | reference.relations)  # a name's title counts: Queen Ada
     output.dates = off_world_dates(spoken if output.kind == "dialogue" else output.text, reference.dates)
     scripts, exempt = _guard(settings or {}, reference)
     output.garbled = is_garbled(written, scripts, exempt)
@@ -234,6 +240,7 @@ def summarize(outputs: Sequence[Output], seconds: float) -> dict:
         "unknown_names": _mean([float(bool(u)) for u in units]),  # per line (dialogue), per output (others)
         "invented_outputs": _mean([float(any(o.unknown)) for o in outputs]),
         "invented_relatives": _mean([float(bool(o.relatives)) for o in outputs]),  # per output
+        "invented_ranks": _mean([float(bool(o.ranks)) for o in outputs]),  # per output
         "off_world_dates": _mean([float(bool(o.dates)) for o in outputs]),  # per output
         "wrong_tense": _mean([float(o.wrong_tense) for o in outputs if o.kind != "dialogue"]),  # stories, scenes
         "garbled": sum(o.garbled for o in outputs),

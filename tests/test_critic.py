@@ -77,6 +77,7 @@ def test_names_and_details_in_the_models_words_score_higher(world):
     ("I will describe the Old Docks in three sentences. Mira waits.", "echo"),
     ("Mira walked to the Old Docks and then", "unfinished"),
     ("Mira walked to the Old Docks with her husband.", "relatives"),
+    ("Mira walked to the Old Docks where the king waited.", "ranks"),
     ("Mira found the Old Docks a marvel of modern engineering.", "stock"),
     ("The Old Docks were a place of great beauty for Mira.", "stock"),
 ])
@@ -231,10 +232,3 @@ def test_a_name_said_again_is_not_copied_text():
     copied = names_out(words_of("Mira mends the nets on the long grey quay at dawn."), ["Mira"])
     assert longest_shared_run(words_of("Then she mends the nets on the long grey quay."), copied) == 8
 
-
-def test_a_copy_in_another_tense_is_still_a_copy():
-    from metagen.critic import longest_shared_run
-    world = words_of("The great hall is lit by one fire that has burned since the Starfall.")
-    copied = words_of("Her great hall was lit by one fire that had burned since the Starfall.")
-    assert longest_shared_run(copied, world) == 13  # "great hall ... the starfall"
-    assert longest_shared_run(words_of("One fire had burned in the hall since the night the star fell."), world) == 0

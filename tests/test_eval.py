@@ -175,6 +175,23 @@ def test_a_year_the_world_never_writes_is_an_off_world_date(world):
     assert E.summarize(outs, 1.0)["off_world_dates"] == 0.5
 
 
+def test_the_worlds_prose_copied_in_another_tense_is_copied():
+    from metagen.measure import copies_prose
+    from metagen.text import words_of
+    prose = tuple(words_of("The great hall is lit by one fire that has burned since the Starfall."))
+    assert copies_prose("Her great hall was lit by one fire that had burned since the Starfall.", prose)
+    assert not copies_prose("One fire had burned in the hall since the night the star fell.", prose)
+
+
+def test_a_rank_the_world_never_writes_is_a_made_up_rank(world):
+    ref = E.world_reference(world)
+    request = {"characters": ["cy"], "location": None, "premise": None, "length": "short"}
+    outs = [E.score(world, output("story", "Cyrus bowed to the king and the gods.", request), ref),
+            E.score(world, output("story", "Cyrus bowed to the queen. King Orm waved.", request), ref)]
+    assert outs[0].ranks == ["king", "god"] and outs[1].ranks == []  # the world has a Queen; "King Orm" is a name
+    assert E.summarize(outs, 1.0)["invented_ranks"] == 0.5
+
+
 def test_a_story_told_in_the_present_when_the_past_is_asked_is_in_the_wrong_tense(world):
     ref = E.world_reference(world)
     request = {"characters": ["cy"], "location": None, "premise": None, "length": "short"}

@@ -7,6 +7,7 @@ import pytest
 from metagen.grounding import (
     character_forms,
     common_words,
+    invented_ranks,
     invented_relatives,
     narration_tense,
     relation_vocabulary,
@@ -90,3 +91,9 @@ style: {preferred_words: [majestic]}
 """))
     kept = set(stock_phrases(oasis))
     assert not kept & {"bustling", "modern engineering", "oasis", "majestic"} and "marvel" in kept
+
+
+def test_a_rank_is_made_up_unless_the_world_writes_it_in_any_number():
+    vocabulary = frozenset("the queen kingdom witches".split())
+    text = "The king's daughters and two princesses met a witch, the gods, King Arvid and the queen. Lordly halls."
+    assert invented_ranks(text, vocabulary) == ["king", "princess", "god"]
