@@ -16,7 +16,7 @@ import random
 import re
 import time
 from pathlib import Path
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from metagen.errors import RequestError
@@ -268,11 +268,44 @@ def story_messages(world: World, resolved: Resolved) -> list[dict[str, str]]:
         if c.description:
             line += f": {_clause(c.description)}"
         lines.append(line + ".")
+    lines += _ties(resolved.characters, scripts)
     if resolved.location:
         loc = resolved.location
         lines.append(f"Place: {loc.name}" + (f", {_lower_first(_clause(loc.description))}" if loc.description else "") + ".")
     lines.append("Use only these people; invent no one else.")
     return [{"role": "system", "content": system}, {"role": "user", "content": "\n".join(lines)}]
+
+
+# A relationship `kind` that is a verb phrase ("owes money to", "works for") is said "A owes money to B";
+# one that is a noun ("daughter", "old friend") is what the other is to this character: "B is A's daughter".
+_PREPOSITIONS = frozenset("to for with of from at on by about".split())
+
+
+def _ties(cast: Sequence[Character], scripts: tuple[str, ...]) -> list[str]:
+    """One sentence for each tie between two of the cast, the first told of each pair: who is whose
+    daughter, rival or old friend. Without it a story of a mother and her daughter calls either one
+    "her mother" (the README's story, rounds ten to twelve): the model cannot tell who is whose."""
+    ids = {c.id: c for c in cast}
+    told: set[frozenset[str]] = set()
+    lines = []
+    for c in cast:
+        for tie in c.relationships:
+            pair = frozenset((c.id, tie.other))
+            if tie.other not in ids or tie.other == c.id or pair in told or not (tie.kind or tie.description):
+                continue
+            told.add(pair)
+            me, them = short_prose_name(c, scripts), short_prose_name(ids[tie.other], scripts)
+            kind = _clause(tie.kind or "")
+            if not kind:
+                line = f"{me} and {them}: {_clause(tie.description)}"
+            elif kind.split()[-1].lower() in _PREPOSITIONS:
+                line = f"{me} {kind} {them}"
+            else:
+                line = f"{them} is {me}'s {kind}"
+            if tie.kind and tie.description:
+                line += f": {_clause(tie.description)}"
+            lines.append(line + ".")
+    return lines
 
 
 def with_beat(messages: list[dict[str, str]], instruction: str) -> list[dict[str, str]]:

@@ -93,7 +93,8 @@ def test_story_files_and_front_matter(runner, world, model_args, tmp_path):
     settings = data["settings"]
     assert settings["seed"] == 7 and settings["max_new_tokens"] == 6
     assert settings["temperature"] == 0.9  # the world's default
-    assert settings["banned"] == ["dragon"]  # the world's banned words
+    assert settings["banned"][0] == "dragon" and "marvel" in settings["banned"]  # the world's, then stock words
+    assert settings["avoid_stock"] is True and settings["tense_guard"] == "off"
     assert data["lore_used"] == ["flood"] and data["lore_left_out"] == []
     assert data["output_tokens"] <= 6 and data["prompt_tokens"] > 0
     assert data["finish_reason"] in ("eos", "stop", "length")

@@ -96,6 +96,25 @@ def test_the_first_messages_hold_the_cast_place_and_style(world):
     assert "- Ada, miller." in messages[1]["content"] and "Place: The Old Mill, a water mill by a fast stream." in messages[1]["content"]
 
 
+def test_the_cast_card_says_who_is_whose_once_a_pair(tmp_path):
+    world = load_world(write_world(tmp_path, """\
+world: {id: keep, name: The Keep}
+characters:
+  - id: ysolde
+    name: Queen Ysolde
+    relationships: [{with: maelle, kind: daughter, description: estranged for years}, {with: tam, kind: owes money to}]
+  - {id: maelle, name: Sister Maelle, relationships: [{with: ysolde, kind: mother}]}
+  - {id: tam, name: Tam, relationships: [{with: maelle, description: they were at school together}]}
+"""))
+    card = story_messages(world, resolve_request(world, StoryRequest(characters=("ysolde", "maelle", "tam"))))[1]["content"]
+    assert "Maelle is Ysolde's daughter: estranged for years." in card  # what the other is to this one
+    assert "Ysolde owes money to Tam." in card  # a verb phrase reads as one
+    assert "Tam and Maelle: they were at school together." in card
+    assert "Ysolde is Maelle's mother" not in card  # the pair was told already
+    alone = story_messages(world, resolve_request(world, StoryRequest(characters=("ysolde",))))[1]["content"]
+    assert "daughter" not in alone  # ties to people outside the cast stay out
+
+
 def test_write_story_keeps_each_beats_pick_and_reuses_the_cache(world, wide_generator, monkeypatch):
     widths = []
     model = wide_generator.model
