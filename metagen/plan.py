@@ -32,6 +32,7 @@ from metagen.prompts import (
     StoryRequest,
     resolve_request,
     select_lore,
+    tie_sentence,
 )
 from metagen.scripts import is_garbled
 from metagen.search import PrefixReuse
@@ -276,15 +277,9 @@ def story_messages(world: World, resolved: Resolved) -> list[dict[str, str]]:
     return [{"role": "system", "content": system}, {"role": "user", "content": "\n".join(lines)}]
 
 
-# A relationship `kind` that is a verb phrase ("owes money to", "works for") is said "A owes money to B";
-# one that is a noun ("daughter", "old friend") is what the other is to this character: "B is A's daughter".
-_PREPOSITIONS = frozenset("to for with of from at on by about".split())
-
-
 def _ties(cast: Sequence[Character], scripts: tuple[str, ...]) -> list[str]:
-    """One sentence for each tie between two of the cast, the first told of each pair: who is whose
-    daughter, rival or old friend. Without it a story of a mother and her daughter calls either one
-    "her mother" (the README's story, rounds ten to twelve): the model cannot tell who is whose."""
+    """One sentence for each tie between two of the cast, the first told of each pair, by the names
+    the story uses: "Maëlle is Ysolde's daughter: estranged since ..." (prompts.tie_sentence)."""
     ids = {c.id: c for c in cast}
     told: set[frozenset[str]] = set()
     lines = []
@@ -294,17 +289,7 @@ def _ties(cast: Sequence[Character], scripts: tuple[str, ...]) -> list[str]:
             if tie.other not in ids or tie.other == c.id or pair in told or not (tie.kind or tie.description):
                 continue
             told.add(pair)
-            me, them = short_prose_name(c, scripts), short_prose_name(ids[tie.other], scripts)
-            kind = _clause(tie.kind or "")
-            if not kind:
-                line = f"{me} and {them}: {_clause(tie.description)}"
-            elif kind.split()[-1].lower() in _PREPOSITIONS:
-                line = f"{me} {kind} {them}"
-            else:
-                line = f"{them} is {me}'s {kind}"
-            if tie.kind and tie.description:
-                line += f": {_clause(tie.description)}"
-            lines.append(line + ".")
+            lines.append(tie_sentence(short_prose_name(c, scripts), short_prose_name(ids[tie.other], scripts), tie))
     return lines
 
 

@@ -27,7 +27,7 @@ from metagen.request import (
     resolve_request,
 )
 from metagen.text import did_you_mean
-from metagen.world import Character, Location, LoreEntry, World
+from metagen.world import Character, Location, LoreEntry, Relationship, World
 
 DEFAULT_LORE_BUDGET = 512  # tokens of lore when the caller gives no lore_budget
 TEMPLATE_MARGIN = 32  # tokens kept for the chat template's own markers and estimate error
@@ -318,6 +318,25 @@ def _sentence(label: str, items: Sequence[str]) -> str:
     return " " + _end(f"{label}: {'; '.join(items)}") if items else ""
 
 
+# A relationship `kind` that is a verb phrase ("owes money to", "works for") is said "A owes money to B";
+# one that is a noun ("daughter", "old friend") is what the other is to this character: "B is A's daughter".
+_PREPOSITIONS = frozenset("to for with of from at on by about".split())
+
+
+def tie_sentence(name: str, other: str, tie: Relationship) -> str:
+    """One sentence for a character's tie to another: "Maëlle is Ysolde's daughter: estranged since
+    ...". Said as "Ysolde and Maëlle: daughter", a small model cannot tell who is whose, and calls the
+    queen's daughter her mother (the README's story, rounds ten to twelve)."""
+    kind, description = (" ".join((text or "").split()).rstrip(".;: ") for text in (tie.kind, tie.description))
+    if not kind:
+        sentence = f"{name} and {other}: {description or 'they know each other'}"
+    elif kind.split()[-1].lower() in _PREPOSITIONS:
+        sentence = f"{name} {kind} {other}"
+    else:
+        sentence = f"{other} is {name}'s {kind}"
+    return sentence + (f": {description}" if kind and description else "") + "."
+
+
 def _characters_block(world: World, resolved: Resolved, *, secrets: bool) -> str:
     ids = {c.id for c in resolved.characters}
     names = {c.id: c.name for c in world.characters}
@@ -334,8 +353,7 @@ def _characters_block(world: World, resolved: Resolved, *, secrets: bool) -> str
             pair = frozenset((c.id, rel.other))
             if (rel.other in ids or len(ids) == 1) and not (pair in told and not rel.description):
                 told.add(pair)
-                what = "; ".join(x for x in (rel.kind, rel.description) if x) or "know each other"
-                lines.append("  " + _end(f"{c.name} and {names.get(rel.other, rel.other)}: {what}"))
+                lines.append("  " + tie_sentence(c.name, names.get(rel.other, rel.other), rel))
     return "\n".join(lines)
 
 
@@ -489,5 +507,6 @@ __all__ = [
     "resolve_request",
     "select_lore",
     "spoken_rules",
+    "tie_sentence",
     "writer_messages",
 ]

@@ -143,7 +143,7 @@ def test_story_prompt_holds_facts_lore_and_style(world):
     for fact in (
         "Mira Okonkwo, salvage diver.", "A broad diver in a patched drysuit.", "Traits: brave; blunt.",
         "Speaks: short sentences.", "Wants: find the sunken archive.", "Secret: she found a server.",
-        "Jonas Halvorsen, crane technician.", "Mira Okonkwo and Jonas Halvorsen: ex-partner; they split after the strike.",
+        "Jonas Halvorsen, crane technician.", "Jonas Halvorsen is Mira Okonkwo's ex-partner: they split after the strike.",
         "Place: the Container Docks.", "Sights: orange floodlights.", "Sounds: crane motors whining.",
         "Smells: diesel and rust.", "Premise: A strange light at night.", "the first person, present tense",
         "Tone: salty and kind.", "Avoid these words: suddenly, very.", "Do not write about: politics.",
@@ -432,3 +432,16 @@ def test_example_worlds_build_every_kind_within_a_small_window(name):
 def test_no_torch_import():
     code = "import sys, metagen.prompts, metagen.world, metagen.commands.worlds; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+@pytest.mark.parametrize("kind, description, sentence", [
+    ("daughter", "estranged for years.", "Maelle is Ysolde's daughter: estranged for years."),
+    ("owes money to", None, "Ysolde owes money to Maelle."),
+    (None, "they were at school together", "Ysolde and Maelle: they were at school together."),
+    (None, None, "Ysolde and Maelle: they know each other."),
+])
+def test_a_tie_says_who_is_whose(kind, description, sentence):
+    from metagen.prompts import tie_sentence
+    from metagen.world import Relationship
+
+    assert tie_sentence("Ysolde", "Maelle", Relationship(other="maelle", kind=kind, description=description)) == sentence
