@@ -334,7 +334,7 @@ def tie_sentence(name: str, other: str, tie: Relationship) -> str:
         sentence = f"{name} {kind} {other}"
     else:
         sentence = f"{other} is {name}'s {kind}"
-    return sentence + (f": {description}" if kind and description else "") + "."
+    return _end(sentence + (f": {description}" if kind and description else ""))
 
 
 def _characters_block(world: World, resolved: Resolved, *, secrets: bool) -> str:

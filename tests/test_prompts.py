@@ -439,6 +439,7 @@ def test_no_torch_import():
     ("owes money to", None, "Ysolde owes money to Maelle."),
     (None, "they were at school together", "Ysolde and Maelle: they were at school together."),
     (None, None, "Ysolde and Maelle: they know each other."),
+    ("rival", "she never forgave the duel!", "Maelle is Ysolde's rival: she never forgave the duel!"),
 ])
 def test_a_tie_says_who_is_whose(kind, description, sentence):
     from metagen.prompts import tie_sentence
