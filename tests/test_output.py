@@ -783,6 +783,25 @@ def test_an_output_folder_replaced_during_a_run_is_refused(tmp_path):
     assert list(elsewhere.iterdir()) == []
 
 
+def test_the_output_folder_moved_away_between_mkdir_and_open_is_a_replaced_folder(tmp_path, monkeypatch):
+    """The race the link-swapping batch test found: `out` renamed away right after mkdir made sure
+    of it. That is the output folder replaced (exit 2), not an I/O error (exit 1)."""
+    out = tmp_path / "out"
+    root = OutputFolder(out)
+    write_atomic(out / "w" / "a.md", "first", overwrite=False, root=root)  # pins which folder out is
+    real_mkdir, moved = Path.mkdir, []
+
+    def mkdir_then_moved_away(self, *args, **kwargs):
+        real_mkdir(self, *args, **kwargs)
+        if self == out and not moved:
+            moved.append(out.rename(tmp_path / "aside"))
+
+    monkeypatch.setattr(Path, "mkdir", mkdir_then_moved_away)
+    with pytest.raises(OutputLinkError, match="was replaced during the run"):
+        write_atomic(out / "w" / "b.md", "second", overwrite=False, root=root)
+    assert moved and (tmp_path / "aside" / "w" / "a.md").read_text() == "first"
+
+
 def test_a_folder_that_vanishes_during_the_walk_is_made_again(tmp_path, monkeypatch):
     """Another process moving an output folder away between our mkdir and open costs a retry, not the piece."""
     import errno as errno_module

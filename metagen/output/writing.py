@@ -146,6 +146,8 @@ class OutputFolder:
                                       hint=_LINK_HINT) from None
             raise OutputError(f"cannot write {path}: a file stands where a folder is needed") from None
         except OSError as error:
+            if error.errno == errno.ENOENT:  # moved away between making and opening it: walk again
+                raise _Vanished(self.path) from None
             raise OutputError(f"cannot write {path}: {os_reason(error)}") from None
         try:
             info = os.fstat(fd)
