@@ -543,6 +543,24 @@ def test_unwritable_folder_for_real(tmp_path):
         out.chmod(0o700)
 
 
+def test_ctrl_c_during_the_writability_probe_leaves_no_probe_file(tmp_path, monkeypatch):
+    """`metagen serve` passes a client's Ctrl-C to the command at any moment; one that came while
+    check_writable's probe file existed left it behind (seen once in a CI run)."""
+    import signal
+
+    real_open_temp = writing._open_temp
+
+    def open_then_ctrl_c(folder_fd, name):
+        made = real_open_temp(folder_fd, name)
+        os.kill(os.getpid(), signal.SIGINT)
+        return made
+
+    monkeypatch.setattr(writing, "_open_temp", open_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        check_writable(tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_check_writable(tmp_path):
     check_writable(tmp_path)
     check_writable(tmp_path / "not" / "yet")

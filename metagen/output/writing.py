@@ -7,10 +7,12 @@ name at a time with O_NOFOLLOW, at the moment of writing (OutputFolder).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
 import secrets
+import signal
 import stat
 import threading
 from pathlib import Path
@@ -43,6 +45,20 @@ def _open_temp(folder_fd: int, name: str) -> tuple[int, str]:
         except FileExistsError:
             continue
     raise FileExistsError(errno.EEXIST, "no free temp file name", name)  # pragma: no cover
+
+
+@contextlib.contextmanager
+def _signals_held():
+    """SIGINT and SIGTERM wait until the block is done (where the OS can hold them): a Ctrl-C that
+    arrives while a probe file exists lands after it is removed, never between."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -271,9 +287,10 @@ def check_writable(out_dir: str | os.PathLike) -> None:
     except OSError as error:
         _raise_unwritable(out, probe_dir, error)
     try:
-        fd, tmp = _open_temp(folder_fd, "metagen-probe")
-        os.close(fd)
-        _remove(folder_fd, tmp)
+        with _signals_held():  # a Ctrl-C here (or from `metagen serve`) never leaves the probe behind
+            fd, tmp = _open_temp(folder_fd, "metagen-probe")
+            os.close(fd)
+            _remove(folder_fd, tmp)
     except OSError as error:
         _raise_unwritable(out, probe_dir, error)
     finally:
