@@ -410,13 +410,18 @@ def world_prose(world: World) -> list[str]:
 STOCK_PHRASES_FILE = Path(__file__).parent / "data" / "stock-phrases.txt"
 
 
+@functools.cache
+def _stock_list() -> tuple[str, ...]:
+    """metagen/data/stock-phrases.txt, read once: every story and scene's settings ask for it."""
+    lines = STOCK_PHRASES_FILE.read_text(encoding="utf-8").splitlines()
+    return tuple(phrase for phrase in (line.strip() for line in lines if not line.startswith("#")) if phrase)
+
+
 def stock_phrases(world: World) -> tuple[str, ...]:
     """The stock words and phrases of machine-written description (metagen/data/stock-phrases.txt)
     that the world itself never writes: a world with a place called "the Oasis" keeps "oasis"."""
-    lines = STOCK_PHRASES_FILE.read_text(encoding="utf-8").splitlines()
     own = " ".join([*world_prose(world), *world_names(world), *world.style.preferred_words]).casefold()
-    return tuple(phrase for phrase in (line.strip() for line in lines if not line.startswith("#"))
-                 if phrase and not re.search(rf"(?<!\w){re.escape(phrase)}(?!\w)", own))
+    return tuple(phrase for phrase in _stock_list() if not re.search(rf"(?<!\w){re.escape(phrase)}(?!\w)", own))
 
 
 def writing_guard(world: World, request_texts: Sequence[str] = ()) -> dict[str, tuple[str, ...]]:
