@@ -288,11 +288,17 @@ def judge(text: str, context: CriticContext, *, logprob: float = 0.0, tokens: in
     return Verdict(findings, sum(WEIGHTS[k] * v for k, v in findings.items()))
 
 
+# The same text sampled in two rows of a batch scores up to ~1e-6 apart (the rows' sums are rounded
+# differently), and which row wins such a tie would change with the batch's make-up; scores are
+# recorded to 3 decimals, so a difference under this one is no difference to a reader either.
+SCORE_TOLERANCE = 1e-4
+
+
 def best_index(verdicts: Sequence[Verdict]) -> int:
-    """The highest-scoring candidate; the earlier one on a tie."""
+    """The highest-scoring candidate; the earlier one on a tie (within SCORE_TOLERANCE)."""
     best = 0
     for i, verdict in enumerate(verdicts):
-        if verdict.score > verdicts[best].score:
+        if verdict.score > verdicts[best].score + SCORE_TOLERANCE:
             best = i
     return best
 

@@ -122,6 +122,9 @@ def test_best_index_prefers_the_first_of_equals():
     from metagen.critic import Verdict
 
     assert best_index([Verdict({}, 1.0), Verdict({}, 2.0), Verdict({}, 2.0)]) == 1
+    # one text in two batch rows: float noise must not pick the later row (batch size would change the choice)
+    assert best_index([Verdict({}, -2.0517829179763796), Verdict({}, -8.7), Verdict({}, -2.051782560348511)]) == 0
+    assert best_index([Verdict({}, -2.0517), Verdict({}, -2.0510)]) == 1
 
 
 def test_first_sentences_keeps_whole_sentences_and_the_leading_space():
