@@ -559,6 +559,31 @@ def test_ctrl_c_during_the_writability_probe_leaves_no_probe_file(tmp_path, monk
     with pytest.raises(KeyboardInterrupt):
         check_writable(tmp_path)
     assert list(tmp_path.iterdir()) == []
+    # Sent by a thread started earlier (torch's workers, a server's): the kernel hands it to the sender,
+    # so masking it in the main thread did not hold it (seen in CI); Python still interrupts the main thread.
+    import threading
+
+    go, sent = threading.Event(), threading.Event()
+
+    def send_when_told():
+        go.wait()
+        os.kill(os.getpid(), signal.SIGINT)
+        sent.set()
+
+    sender = threading.Thread(target=send_when_told)
+    sender.start()
+
+    def ctrl_c_from_another_thread(folder_fd, name):
+        made = real_open_temp(folder_fd, name)
+        go.set()
+        sent.wait()
+        return made
+
+    monkeypatch.setattr(writing, "_open_temp", ctrl_c_from_another_thread)
+    with pytest.raises(KeyboardInterrupt):
+        check_writable(tmp_path)
+    sender.join()
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_check_writable(tmp_path):

@@ -47,18 +47,36 @@ def _open_temp(folder_fd: int, name: str) -> tuple[int, str]:
     raise FileExistsError(errno.EEXIST, "no free temp file name", name)  # pragma: no cover
 
 
+_HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 @contextlib.contextmanager
 def _signals_held():
-    """SIGINT and SIGTERM wait until the block is done (where the OS can hold them): a Ctrl-C that
-    arrives while a probe file exists lands after it is removed, never between."""
-    if not hasattr(signal, "pthread_sigmask"):
-        yield
+    """SIGINT and SIGTERM wait until the block is done: a Ctrl-C that arrives while a probe file
+    exists lands after it is removed, never between.
+
+    Python runs signal handlers in the main thread only, so the block defers the handlers there
+    and raises what came afterwards. (Masking the signal in this thread is not enough: the kernel
+    hands a process's signal to any thread that does not mask it, torch's worker threads included,
+    and Python then interrupts the main thread all the same.)
+    """
+    handlers = {s: signal.getsignal(s) for s in _HELD_SIGNALS}
+    if threading.current_thread() is not threading.main_thread() or None in handlers.values():
+        yield  # no Python handler can interrupt this thread (or one set outside Python cannot be put back)
         return
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    arrived: list[int] = []
+    for signum in _HELD_SIGNALS:
+        signal.signal(signum, lambda signum, frame: arrived.append(signum))
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+        for signum in arrived:  # now, to the handler that was there before
+            if callable(handlers[signum]):
+                handlers[signum](signum, None)
+            elif handlers[signum] == signal.SIG_DFL:
+                signal.raise_signal(signum)
 
 
 def _write_all(fd: int, data: bytes) -> None:
