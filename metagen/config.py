@@ -31,6 +31,7 @@ MAX_DRY_BASE = 10.0
 MAX_BIAS = 1000.0  # |logit bias|
 MAX_BEAMS = 64  # beams, and texts returned per request
 MAX_LENGTH_PENALTY = 10.0  # |length penalty|: length ** 10 stays finite for any context
+MAX_CONTRAST = 4.0  # context contrast: past a few, the fact list is pasted back and grammar goes
 MAX_CANDIDATES = 16  # versions of one unit (a scene, a story beat, a dialogue line) to choose from
 CLI_BEAMS = 4  # beams when the command line says --strategy beam without --beams
 
@@ -231,6 +232,17 @@ class GenerationConfig:
             "world asks for (wrong-tense scenes 60% -> 3%), but read blind its texts lost (15 pairs to 23: the "
             "model then uses fewer of the place's present-tense facts and invents more), so it is off unless "
             "asked for, e.g. in a world's `defaults.story`.")
+    context_contrast: float = setting(
+        0.0, "--contrast", Within(0, MAX_CONTRAST), note="0 = off", section="bans",
+        help="Favour words the world's facts make likelier than the bare request does, {limits}; 0 = off.",
+        help_default="0 = off; 0.5 for scene", doc_default="0 (scene: 0.5)",
+        doc="Context-aware decoding (Shi et al., 2023). The model also reads the request without the world's facts "
+            "(a scene: the place's name and the task, without its description, sights, sounds and smells) and, at "
+            "each token, every token at least a tenth as likely as the likeliest gains `contrast * (log p(token | "
+            "facts) - log p(token | no facts))`: what the model would write about any place (\"a place where people "
+            "come to relax\") loses, what the facts support gains. Read blind, scenes written with 0.5 were preferred "
+            "(docs/quality.md). A second model pass per token. Greedy and sampling; beam search ignores it, and so "
+            "do the kinds without a fact-free prompt (story, dialogue, `metagen generate`), which record 0.")
     candidates: int = setting(
         1, "--candidates", Within(1, MAX_CANDIDATES), note="more than 1 needs sampling", section="candidates",
         help="Write this many versions of each scene, story beat or dialogue line and keep the one the critic "

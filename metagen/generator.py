@@ -32,7 +32,7 @@ from metagen.gguf import ModelArgs, read_gguf
 from metagen.lora import PAD_PREFIX, existing_adapter, load_adapter
 from metagen.linears import KERNEL_ALIGNMENT, WEIGHT_FORMATS
 from metagen.model import Transformer
-from metagen.search import PrefixReuse, SearchResult, TextCallback, left_pad, run_search
+from metagen.search import PlainPrompts, PrefixReuse, SearchResult, TextCallback, left_pad, run_search
 from metagen.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
@@ -363,11 +363,12 @@ class Generator:
 
     def complete(self, prompts: list[list[int]], cfg: GenerationConfig, *,
                  seeds: list[int] | None = None, on_text: TextCallback | None = None,
-                 reuse: PrefixReuse | None = None) -> list[Completion]:
+                 reuse: PrefixReuse | None = None, plain: PlainPrompts | None = None) -> list[Completion]:
         """Decode token prompts together; each row uses its own seed (cfg.seed, or drawn).
 
         `reuse` (one prompt, greedy or sampling) carries the KV cache from one call to the
         next, so a prompt that extends the previous one prefills only its new tokens.
+        `plain`: the prompts without the world's facts, for cfg.context_contrast (search.ContextContrast).
         """
         if not prompts:
             return []
@@ -383,7 +384,7 @@ class Generator:
         started = time.perf_counter()
         try:
             results: list[SearchResult] = run_search(self.model, self.tokenizer, prompts, cfg, generators, on_text,
-                                                     reuse)
+                                                     reuse, plain)
         except (RuntimeError, torch.cuda.OutOfMemoryError) as error:
             raise GenerationError(f"the model failed while generating: {error}") from error
         seconds = time.perf_counter() - started

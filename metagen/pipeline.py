@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from metagen import __version__
-from metagen.config import MAX_SEED, GenerationConfig, candidate_seed, merge_settings
+from metagen.config import CLI_NAMES, MAX_SEED, GenerationConfig, candidate_seed, merge_settings
 from metagen.critic import best_index, critic_context, judge
 from metagen.grounding import stock_phrases, writing_guard
 from metagen.errors import ConfigError, RequestError
@@ -32,7 +32,9 @@ from metagen.prompts import (
     build_prompt,
     request_from_dict,
     resolve_request,
+    scene_start_words,
 )
+from metagen.search import PlainPrompts
 from metagen.text import did_you_mean, first_sentences
 from metagen.world import World
 
@@ -61,7 +63,12 @@ PROSE_DEFAULTS: dict[str, Any] = {"temperature": 0.6, "min_p": 0.1, "no_copy_ngr
 # (experiments/log.md, round twelve).
 NARRATION_DEFAULTS: dict[str, Any] = {**PROSE_DEFAULTS, "sentence_opening": True, "max_sentences": 4,
                                       "avoid_stock": True}
-KIND_DEFAULTS: dict[str, dict[str, Any]] = {"story": NARRATION_DEFAULTS, "scene": NARRATION_DEFAULTS,
+# A scene leans towards its place's facts (context_contrast, metagen.search.ContextContrast): read
+# blind against the same scenes without it, preferred in 20 of 30 pairs (round thirteen).
+SCENE_DEFAULTS: dict[str, Any] = {**NARRATION_DEFAULTS, "context_contrast": 0.5}
+# The kinds whose prompts have a fact-free twin to contrast with (Prompt.plain_messages).
+CONTRAST_KINDS = ("scene",)
+KIND_DEFAULTS: dict[str, dict[str, Any]] = {"story": NARRATION_DEFAULTS, "scene": SCENE_DEFAULTS,
                                             "dialogue": {**PROSE_DEFAULTS, "penalize_prompt": True}}
 # Versions of each unit (scene, story beat, dialogue line) the critic chooses from when nobody
 # says otherwise: docs/quality.md has the measurements (the README's story takes 1.55x the time
@@ -176,6 +183,11 @@ def effective_config(world: World, kind: str, job_settings: Mapping[str, Any] | 
         # The script guard follows the world's prose and the request's own words (metagen.scripts).
         base.update(writing_guard(world, _request_texts(request)))
     cfg = merge_settings(base, *layers)
+    if cfg.context_contrast and kind not in CONTRAST_KINDS:
+        if any(layer and layer.get("context_contrast") for layer in layers[1:]):
+            raise ConfigError(f"{CLI_NAMES['context_contrast']}: a {kind} has no fact-free prompt to contrast with; "
+                              "only a scene has (set it on describe-scene or scene jobs)")
+        cfg = dataclasses.replace(cfg, context_contrast=0.0)  # a world's defaults for every kind: off here
     chosen = any(layer and layer.get("candidates") is not None for layer in layers)
     if not chosen and cfg.effective_strategy == "sample":
         cfg = dataclasses.replace(cfg, candidates=DEFAULT_CANDIDATES)
@@ -388,7 +400,8 @@ def _compose_scenes(generator, world: World, requests: list[Request], batch: lis
     row_seeds = [candidate_seed(seeds[i], k) for i, k in rows]
     # World text is encoded so that it can never spell the template's control tokens.
     ids = {i: generator.tokenizer.encode_chat(prompts[i].messages, suffix=prompts[i].opening) for i in batch}
-    completions = generator.complete([ids[i] for i, _ in rows], cfg, seeds=row_seeds)
+    completions = generator.complete([ids[i] for i, _ in rows], cfg, seeds=row_seeds,
+                                     plain=_plain_prompts(generator, world, prompts, rows) if cfg.context_contrast else None)
     made = {}
     for j, i in enumerate(batch):
         prompt = prompts[i]
@@ -407,6 +420,16 @@ def _compose_scenes(generator, world: World, requests: list[Request], batch: lis
                           seconds=completion.seconds, text=text, critic=critic, moderation=judged),
                    _warnings(prompt))
     return made
+
+
+def _plain_prompts(generator, world: World, prompts: dict[int, Prompt], rows: list[tuple[int, int]]) -> PlainPrompts:
+    """The scenes' prompts without their places' facts, one a row; the contrast starts after the
+    words each scene opens with (its place's name, and a "The" before it)."""
+    tokenizer = generator.tokenizer
+    plain = {i: tokenizer.encode_chat(p.plain_messages, suffix=p.opening) for i, p in prompts.items()}
+    starts = {i: 0 if p.opening else 1 + len(tokenizer.encode_plain(
+        scene_start_words(resolve_request(world, p.request).location))) for i, p in prompts.items()}
+    return PlainPrompts([plain[i] for i, _ in rows], tuple(starts[i] for i, _ in rows))
 
 
 def _compose_story(generator, world: World, request: Request, cfg: GenerationConfig, seed: int,

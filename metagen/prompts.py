@@ -65,6 +65,9 @@ class Prompt:
     prompt_tokens: int  # count_tokens over all message contents (an estimate of the real count)
     budget: PromptBudget
     opening: str = ""  # the answer's first words, written by metagen after the chat template
+    # The same request without the world's facts (a scene: no description, sights, sounds or
+    # smells), for context contrast (metagen.search.ContextContrast); None where a kind has none.
+    plain_messages: list[dict[str, str]] | None = None
 
     def text(self, render_chat: Callable[[list[dict[str, str]]], str]) -> str:
         """The model's whole input: the chat rendered for an answer, then the opening."""
@@ -181,6 +184,7 @@ def build_prompt(
         prompt_tokens=total,
         budget=budget,
         opening=opening,
+        plain_messages=_scene_messages(world, resolved, facts=False) if request.kind == "scene" else None,
     )
 
 
@@ -426,19 +430,25 @@ def _scene_task(world: World, resolved: Resolved) -> str:
     return text + " " + _style(world, "second", "scene")
 
 
-def _scene_messages(world: World, resolved: Resolved) -> list[dict[str, str]]:
+def scene_start_words(loc: Location) -> str:
+    """The words a scene's task asks it to open with: the place's name, capitalised."""
+    return loc.name[:1].upper() + loc.name[1:]
+
+
+def _scene_messages(world: World, resolved: Resolved, *, facts: bool = True) -> list[dict[str, str]]:
     """A short, focused prompt: the place's own facts, who is there, and a three-sentence task.
 
     A blind trial (shared/quality-notes.md) preferred this over the full world prompt in 11 of
-    12 pairs: a 135M model describes well what it was just told, and little else.
+    12 pairs: a 135M model describes well what it was just told, and little else. Without
+    `facts`, the place is only its name: what the model would write about any place so called.
     """
     request: SceneRequest = resolved.request
     loc = resolved.location
     genre = f", {world.genre}" if world.genre else ""
     system = f"You describe places in {world.name}{genre}. You write plain, concrete sentences."
-    lines = [_end(f"Place: {loc.name}") + (" " + _end(loc.description) if loc.description else "")]
+    lines = [_end(f"Place: {loc.name}") + (" " + _end(loc.description) if loc.description and facts else "")]
     for label, items in (("You can see", loc.sights), ("You can hear", loc.sounds), ("You can smell", loc.smells)):
-        if items:
+        if items and facts:
             lines.append(_end(f"{label}: {'; '.join(items)}"))
     given = (("Time", request.time), ("Weather", request.weather), ("Mood", request.mood))
     lines += [_end(f"{label}: {value}") for label, value in given if value]
@@ -449,7 +459,7 @@ def _scene_messages(world: World, resolved: Resolved) -> list[dict[str, str]]:
     person, tense = _POV[s.point_of_view or "second"], asked_tense(world, "scene")
     # "Start with" keeps the model on the place: asked only to describe Ember Keep, it opened every
     # scene with the Ember Throne, one of the keep's sights (round nine, experiments/log.md).
-    task = (f"Start with the words \"{loc.name[:1].upper() + loc.name[1:]}\". "
+    task = (f"Start with the words \"{scene_start_words(loc)}\". "
             f"Describe {loc.name} in three or four sentences, in {person} and the {tense} tense. "
             "Use a few of the details above in your own words. Name no other people and no real places.")
     if s.avoided_words:

@@ -353,3 +353,16 @@ def test_real_dialogue_speakers_come_from_the_cast(runner, real_model_path, tmp_
     assert data["turns"][0]["speaker_id"] == "pip"
     assert all(t["line"].strip() for t in data["turns"])
     assert yaml.safe_dump(data)  # the record is plain data
+
+
+def test_a_scene_records_its_contrast_and_other_kinds_refuse_the_flag(runner, world, model_args, tmp_path):
+    result = invoke(runner, "describe-scene", world, "-l", "well", "--seed", 5, "--max-tokens", 4, "--format", "json",
+                    "--out", tmp_path / "o", "-q", *model_args)
+    assert result.exit_code == 0, result.output
+    assert read_piece_file(tmp_path / "o" / "tinyville" / "scene" / "well-5.json")["settings"]["context_contrast"] == 0.5
+    for args, needle in [(["story", world, "--out", tmp_path / "p"], "--contrast: a story has no fact-free prompt"),
+                         (["generate", "hi"], "--contrast: a raw prompt has no world's facts to contrast with"),
+                         (["describe-scene", world, "-l", "well", "--out", tmp_path / "p"], "--contrast must be in [0, 4]")]:
+        result = invoke(runner, *args, "--contrast", 9 if "-l" in args else 1, *model_args)
+        assert result.exit_code == 2 and needle in result.stderr and len(result.stderr.splitlines()) == 1, result.output
+    assert not (tmp_path / "p").exists()

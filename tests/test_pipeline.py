@@ -77,6 +77,19 @@ def test_the_tense_guard_is_off_unless_a_layer_asks_for_it(world):
                                      SceneRequest(location="well")).tense_guard == "present"
 
 
+def test_only_a_scene_contrasts_with_its_fact_free_prompt(world, tmp_path):
+    scene = SceneRequest(location="well")
+    assert pipeline.effective_config(world, "scene", None, None, scene).context_contrast == 0.5
+    assert pipeline.effective_config(world, "scene", None, {"context_contrast": 0}, scene).context_contrast == 0
+    assert pipeline.effective_config(world, "story", None, None).context_contrast == 0
+    # a world's defaults for every kind are off where there is nothing to contrast with; a flag says so
+    world = load_world(write_world(tmp_path, WORLD.replace("top_k: 30}", "top_k: 30, context_contrast: 1.0}")))
+    assert pipeline.effective_config(world, "dialogue", None, None).context_contrast == 0
+    assert pipeline.effective_config(world, "scene", None, None, scene).context_contrast == 1.0
+    with pytest.raises(ConfigError, match="--contrast: a story has no fact-free prompt"):
+        pipeline.effective_config(world, "story", None, {"context_contrast": 1.0})
+
+
 def test_narration_never_writes_stock_phrases_unless_told_it_may(world):
     story = pipeline.effective_config(world, "story", None, None)
     assert story.avoid_stock and {"marvel", "a place of"} <= set(story.banned)
@@ -341,7 +354,7 @@ def test_world_pieces_get_the_script_guard_of_their_prose(world):
 def test_a_scene_keeps_the_space_between_its_opening_and_the_models_words(world, generator, monkeypatch):
     from metagen.generator import Completion
 
-    def fake(prompts, cfg, *, seeds=None, on_text=None, reuse=None):
+    def fake(prompts, cfg, *, seeds=None, on_text=None, reuse=None, plain=None):
         text = " in the fog. Wheels creak. Water runs. Flour drifts. Dogs bark."
         return [Completion(text, [5] * 9, len(p), -5.0, "eos", s, 0.0) for p, s in zip(prompts, seeds)]
 
@@ -362,7 +375,7 @@ def test_world_text_never_becomes_control_tokens_in_any_prompt(tmp_path, generat
     start = generator.tokenizer.encode("<|im_start|>")[0]
     seen = []
 
-    def fake(prompts, cfg, *, seeds=None, on_text=None, reuse=None):
+    def fake(prompts, cfg, *, seeds=None, on_text=None, reuse=None, plain=None):
         seen.extend(prompts)
         return [Completion(" Fine.", [5], len(p), -1.0, "eos", s, 0.0) for p, s in zip(prompts, seeds)]
 

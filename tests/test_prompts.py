@@ -336,6 +336,18 @@ def test_scene_prompt(world):
     assert request.subject == "docks-dusk"
 
 
+def test_a_scenes_plain_prompt_is_the_same_request_without_the_places_facts(world):
+    prompt = build_prompt(world, SceneRequest(location="docks", time="dusk", characters=("jonas",)),
+                          count_tokens=words, context_length=2048, max_new_tokens=200)
+    full, plain = prompt.messages[-1]["content"], prompt.plain_messages[-1]["content"]
+    assert "You can see:" in full and "You can see:" not in plain and "You can smell:" not in plain
+    assert plain.splitlines()[0] == "Place: the Container Docks."
+    assert full.splitlines()[-3:] == plain.splitlines()[-3:]  # time, who is there and the task as they were
+    assert prompt.plain_messages[0] == prompt.messages[0]
+    assert build_prompt(world, StoryRequest(characters=("mira",)), count_tokens=words, context_length=2048,
+                        max_new_tokens=200).plain_messages is None
+
+
 def test_the_answer_opens_with_the_requested_names(world):
     def opening(request, style=None):
         return build_prompt(world, request, count_tokens=words, context_length=2048, max_new_tokens=200,

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from metagen.config import GenerationConfig
-from metagen.search import TextTracker, beam_search, decode_loop
+from metagen.search import PlainPrompts, TextTracker, beam_search, decode_loop
 from tests.conftest import TINY_MERGES
 
 PROMPTS = ["the cat sat on", "in the beginning there was", "a", "we went down to the water and"]
@@ -317,3 +317,47 @@ def test_a_row_ends_after_its_sentences_as_the_cut_would_leave_it(tiny_generator
     assert ended[0].text == free[0].text[:cut] and ended[0].finish_reason == "stop"
     assert len(ended[0].tokens) < len(free[0].tokens)
     assert ended[1].text == free[1].text and ended[1].finish_reason == free[1].finish_reason  # the other row as before
+
+
+# ----------------------------------------------------------------------------- context contrast
+
+
+def test_contrast_moves_plausible_tokens_by_the_facts_difference():
+    from metagen.search import ContextContrast
+
+    contrast = ContextContrast.__new__(ContextContrast)  # adjust alone: no model needed
+    contrast.strength, contrast.starts = 0.5, torch.tensor([0])
+    with_facts = torch.log(torch.tensor([[0.5, 0.3, 0.19, 0.01]]))
+    contrast.logits = torch.log(torch.tensor([[0.7, 0.1, 0.1, 0.1]]))  # what the model says without the facts
+    adjusted = contrast.adjust(with_facts)
+    expected = with_facts + 0.5 * (with_facts - contrast.logits)
+    assert torch.allclose(adjusted[0, :3], expected[0, :3])
+    # 0.01 is under a tenth of the likeliest (0.05): left as it was, though the facts make it 10x less likely
+    assert adjusted[0, 3] == with_facts[0, 3]
+    assert adjusted[0].argmax() == 1  # the token the facts support overtakes the one any place would get
+
+
+def test_contrast_with_the_same_prompt_changes_nothing_and_off_ignores_plain(tiny_generator):
+    ids = encode(tiny_generator, PROMPTS[:1])
+    cfg = GenerationConfig(strategy="sample", max_new_tokens=16, top_k=0, top_p=1.0, temperature=1.0)
+    alone = tiny_generator.complete(ids, cfg, seeds=[3])[0].tokens
+    same = tiny_generator.complete(ids, replace(cfg, context_contrast=1.0), seeds=[3], plain=PlainPrompts(ids))[0].tokens
+    off = tiny_generator.complete(ids, cfg, seeds=[3], plain=PlainPrompts(encode(tiny_generator, ["a"])))[0].tokens
+    assert same == alone and off == alone
+
+
+def test_contrast_follows_the_plain_prompt_and_the_seed(tiny_generator):
+    ids = encode(tiny_generator, PROMPTS[3:4]) * 2
+    plain = PlainPrompts(encode(tiny_generator, ["the"]) * 2)
+    cfg = GenerationConfig(strategy="greedy", max_new_tokens=16)
+    base = [c.tokens for c in tiny_generator.complete(ids, cfg)]
+    strong = replace(cfg, context_contrast=4.0)
+    first = [c.tokens for c in tiny_generator.complete(ids, strong, plain=plain)]
+    again = [c.tokens for c in tiny_generator.complete(ids, strong, plain=plain)]
+    assert first == again and first[0] == first[1]
+    assert first != base  # the tiny model's logits differ by prompt, so a strong contrast moves its choices
+    with pytest.raises(ValueError, match="one plain prompt"):
+        tiny_generator.complete(ids, strong, plain=PlainPrompts(plain.ids[:1]))
+    # a row whose start is past the text's length is written as without the contrast
+    late = [c.tokens for c in tiny_generator.complete(ids, strong, plain=PlainPrompts(plain.ids, (0, 99)))]
+    assert late == [first[0], base[1]]

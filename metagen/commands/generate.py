@@ -47,11 +47,15 @@ def generate(
     model_options: dict,
 ):
     """Generate text from a raw prompt."""
-    from metagen.config import merge_settings
+    from metagen.config import CLI_NAMES, merge_settings
+    from metagen.errors import ConfigError
 
     prompt = _read_stdin() if prompt == "-" else _utf8("prompt", prompt)
     system = _utf8("--system", system) if system is not None else None
     cfg = merge_settings(settings)
+    if cfg.context_contrast:
+        raise ConfigError(f"{CLI_NAMES['context_contrast']}: a raw prompt has no world's facts to contrast with; "
+                          "use it with describe-scene")
     generator = load_generator(model_options, quiet)
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
     stream = not as_json and sys.stdout.isatty()
