@@ -17,7 +17,7 @@ from metagen.config import MAX_SEED, GenerationConfig, candidate_seed
 from metagen.critic import CriticContext, Verdict, best_index, critic_context, judge
 from metagen.errors import ConfigError, RequestError
 from metagen.prompts import DIALOGUE_ORDERS, DialogueRequest, Prompt, build_prompt, resolve_request
-from metagen.search import PrefixReuse
+from metagen.search import PlainPrompts, PrefixReuse
 from metagen.text import first_sentences, format_dialogue, speaker_prefix
 from metagen.world import Character, World
 
@@ -206,7 +206,8 @@ def generate_dialogue(
         raise ConfigError(f"--seed must be in [0, 2**63), got {seed}")
     started = time.perf_counter()
     prompt = dialogue_prompt(generator, world, request, cfg)
-    writer = _DialogueWriter(generator, world, request, cfg, prompt.messages, seed, on_text, moderation)
+    writer = _DialogueWriter(generator, world, request, cfg, prompt.messages, seed, on_text, moderation,
+                             plain_messages=prompt.plain_messages if cfg.context_contrast else None)
     fixed = speaker_order(world, request)
     speaker = None
     for i in range(request.turns):
@@ -234,8 +235,10 @@ class _DialogueWriter:
     c. write the line, d. retry an empty one."""
 
     def __init__(self, generator, world: World, request: DialogueRequest, cfg: GenerationConfig,
-                 messages: list[dict[str, str]], seed: int, on_text: Callable[[str], None] | None, moderation=None):
+                 messages: list[dict[str, str]], seed: int, on_text: Callable[[str], None] | None, moderation=None,
+                 plain_messages: list[dict[str, str]] | None = None):
         self.generator, self.world, self.request, self.cfg = generator, world, request, cfg
+        self.plain_messages = plain_messages  # the preamble without the world's facts, for context contrast
         self.moderation = moderation  # a moderation Policy, or None
         self.tokenizer = generator.tokenizer
         # The chat's own ids, then the transcript as plain text: world and model text can never
@@ -271,6 +274,13 @@ class _DialogueWriter:
                                 [c.name for c in candidates])
         return choose_speaker(scores, candidates)
 
+    def _plain(self, speaker: Character, rows: int) -> PlainPrompts | None:
+        """The same transcript and speaker after the fact-free preamble, `rows` times (None: no contrast)."""
+        if self.plain_messages is None:
+            return None
+        suffix = continue_dialogue(self.lines[self.start:], speaker.name)
+        return PlainPrompts([self.tokenizer.encode_chat(self.plain_messages, suffix=suffix)] * rows)
+
     def write_line(self, i: int, speaker: Character) -> None:
         """c. The line: the transcript so far, "Name:", and the model completes it; d. one retry if empty."""
         cfg, on_text = self.cfg, self.on_text
@@ -282,7 +292,7 @@ class _DialogueWriter:
         stream = LineStream(on_text if cfg.candidates == 1 else None)
         seeds = [candidate_seed(_offset(self.seed, i), k) for k in range(cfg.candidates)]
         options = self.generator.complete([ids] * cfg.candidates, line_cfg, seeds=seeds, on_text=stream,
-                                          reuse=self.reuse)
+                                          reuse=self.reuse, plain=self._plain(speaker, cfg.candidates))
         self.output_tokens += sum(len(o.tokens) for o in options)
         chosen, verdicts = _choose_line(self.world, self.request, options, self.names, self.lines, speaker, cfg,
                                         self.moderation)
@@ -300,7 +310,7 @@ class _DialogueWriter:
             retry_cfg = replace(cfg, min_new_tokens=max(1, cfg.min_new_tokens))
             shown, stream = stream.started, LineStream(on_text)
             done = self.generator.complete([ids], retry_cfg, seeds=[_offset(self.seed, self.request.turns + i)],
-                                           on_text=stream, reuse=self.reuse)[0]
+                                           on_text=stream, reuse=self.reuse, plain=self._plain(speaker, 1))[0]
             self.output_tokens += len(done.tokens)
             line = spoken_line(done.text, self.names)
         if not line:

@@ -35,7 +35,7 @@ from metagen.prompts import (
     tie_sentence,
 )
 from metagen.scripts import is_garbled
-from metagen.search import PrefixReuse
+from metagen.search import PlainPrompts, PrefixReuse
 from metagen.files import read_input
 from metagen.text import balanced_quotes, did_you_mean, first_sentences, ngrams, words_of
 from metagen.world import Character, World, YamlRefused, compose_yaml, construct_plain
@@ -252,8 +252,12 @@ def load_plan_file(path: str | Path, world: World) -> tuple[str, ...]:
     return tuple(texts)
 
 
-def story_messages(world: World, resolved: Resolved) -> list[dict[str, str]]:
-    """The chat before the first beat: who, where, and how to write; beats follow as user turns."""
+def story_messages(world: World, resolved: Resolved, *, facts: bool = True) -> list[dict[str, str]]:
+    """The chat before the first beat: who, where, and how to write; beats follow as user turns.
+
+    Without `facts`, the cast and the place are only their names (no roles, descriptions or ties):
+    the story any people so called would get, for context contrast (search.ContextContrast).
+    """
     s = world.style
     genre = f", {world.genre}" if world.genre else ""
     system = (f"You write short stories set in {world.name}{genre}. Write in {_POV[s.point_of_view or 'third']}, "
@@ -265,14 +269,15 @@ def story_messages(world: World, resolved: Resolved) -> list[dict[str, str]]:
     lines = []
     scripts = writing_guard(world)["scripts"]
     for c in resolved.characters:
-        line = f"- {prose_name(c, scripts)}" + (f", {_clause(c.role)}" if c.role else "")
-        if c.description:
+        line = f"- {prose_name(c, scripts)}" + (f", {_clause(c.role)}" if c.role and facts else "")
+        if c.description and facts:
             line += f": {_clause(c.description)}"
         lines.append(line + ".")
-    lines += _ties(resolved.characters, scripts)
+    lines += _ties(resolved.characters, scripts) if facts else []
     if resolved.location:
         loc = resolved.location
-        lines.append(f"Place: {loc.name}" + (f", {_lower_first(_clause(loc.description))}" if loc.description else "") + ".")
+        described = loc.description and facts
+        lines.append(f"Place: {loc.name}" + (f", {_lower_first(_clause(loc.description))}" if described else "") + ".")
     lines.append("Use only these people; invent no one else.")
     return [{"role": "system", "content": system}, {"role": "user", "content": "\n".join(lines)}]
 
@@ -322,6 +327,7 @@ def write_story(generator, world: World, request: StoryRequest, cfg: GenerationC
     reuse = PrefixReuse()
     tokenizer = generator.tokenizer
     chat = list(messages)
+    plain_chat = story_messages(world, resolved, facts=False) if cfg.context_contrast else None
     written, beat_records, critic_beats = [], [], []
     output_tokens, prompt_tokens, finish = 0, 0, "eos"
     person = world.style.point_of_view or "third"
@@ -331,6 +337,10 @@ def write_story(generator, world: World, request: StoryRequest, cfg: GenerationC
         chat = with_beat(chat, beat.instruction)
         text = tokenizer.render_chat(chat)
         ids = tokenizer.encode_chat(chat)  # world text can never spell the template's control tokens
+        plain_ids = None
+        if plain_chat is not None:  # the same beat and story so far, without the cast's and place's facts
+            plain_chat = with_beat(plain_chat, beat.instruction)
+            plain_ids = tokenizer.encode_chat(plain_chat)
         beat_cfg.check_context(len(ids), generator.context_length)
         beat_seed = (seed + index) % MAX_SEED
         # Each beat is judged on its own words; the whole story so far is the prompt it must not copy.
@@ -346,7 +356,8 @@ def write_story(generator, world: World, request: StoryRequest, cfg: GenerationC
         insist = last or index == 0
         allowed = min(NAMING_ROUNDS if insist else EXTRA_ROUNDS, spare_rounds - (not last))
         seeds, options, verdicts = _draw_candidates(generator, ids, beat_cfg, cfg.candidates, beat_seed, context,
-                                                    reuse, extra_rounds=allowed, insist_on_names=insist)
+                                                    reuse, extra_rounds=allowed, insist_on_names=insist,
+                                                    plain_ids=plain_ids)
         spare_rounds -= len(seeds) // cfg.candidates - 1
         chosen = best_index(verdicts)
         paragraph = options[chosen].text.strip()
@@ -354,6 +365,8 @@ def write_story(generator, world: World, request: StoryRequest, cfg: GenerationC
         prompt_tokens = prompt_tokens or options[chosen].prompt_tokens
         finish = options[chosen].finish_reason
         chat = [*chat, {"role": "assistant", "content": paragraph}]
+        if plain_chat is not None:
+            plain_chat = [*plain_chat, {"role": "assistant", "content": paragraph}]
         written.append(paragraph)
         beat_records.append({**beat.to_dict(), "text": paragraph})
         if cfg.candidates > 1:
@@ -370,7 +383,7 @@ def write_story(generator, world: World, request: StoryRequest, cfg: GenerationC
 
 def _draw_candidates(generator, ids: list[int], beat_cfg: GenerationConfig, count: int, beat_seed: int,
                      context, reuse: PrefixReuse, *, extra_rounds: int,
-                     insist_on_names: bool = False) -> tuple[list[int], list, list]:
+                     insist_on_names: bool = False, plain_ids: list[int] | None = None) -> tuple[list[int], list, list]:
     """A beat's candidates (seeds, completions, verdicts), with more rounds while the best falls short.
 
     A small model often restates an earlier beat or makes up a person; when every candidate
@@ -382,7 +395,8 @@ def _draw_candidates(generator, ids: list[int], beat_cfg: GenerationConfig, coun
         if verdicts and _good_enough(verdicts[best_index(verdicts)], insist_on_names):
             break
         more = [candidate_seed(beat_seed, k) for k in range(round_ * count, (round_ + 1) * count)]
-        drawn = generator.complete([ids] * count, beat_cfg, seeds=more, reuse=reuse)
+        drawn = generator.complete([ids] * count, beat_cfg, seeds=more, reuse=reuse,
+                                   plain=PlainPrompts([plain_ids] * count) if plain_ids else None)
         for option in drawn:  # one paragraph: its first sentences, on one line, no list markers, quotes paired
             lines = first_sentences(option.text, beat_cfg.max_sentences).splitlines()
             option.text = balanced_quotes(" ".join(" ".join(_LIST_MARKER.sub("", line.strip()) for line in lines).split()))

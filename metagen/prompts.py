@@ -184,7 +184,7 @@ def build_prompt(
         prompt_tokens=total,
         budget=budget,
         opening=opening,
-        plain_messages=_scene_messages(world, resolved, facts=False) if request.kind == "scene" else None,
+        plain_messages=_plain_messages(world, resolved),
     )
 
 
@@ -281,12 +281,33 @@ def _messages(world: World, resolved: Resolved, lore: Sequence[LoreEntry], sampl
                            secrets=request.kind == "story", dialogue=request.kind == "dialogue")
 
 
+def _writer_system(world: World) -> str:
+    genre = f" ({world.genre})" if world.genre else ""
+    return f"You are a writer for {world.name}{genre}. You write vivid, concrete text and follow the task."
+
+
+def _plain_messages(world: World, resolved: Resolved) -> list[dict[str, str]] | None:
+    """A scene's or dialogue's messages without the world's facts: the place and cast by name only,
+    no descriptions, ties, lore or sample lines (for context contrast); None for a story, whose
+    beats build their own (plan.story_messages)."""
+    kind = resolved.request.kind
+    if kind == "scene":
+        return _scene_messages(world, resolved, facts=False)
+    if kind != "dialogue":
+        return None
+    system = _writer_system(world)
+    blocks = ["Characters: " + ", ".join(c.name for c in resolved.characters) + "."]
+    if resolved.location:
+        blocks.append(_end(f"Place: {resolved.location.name}"))
+    blocks.append("Task: " + _dialogue_task(world, resolved))
+    return [{"role": "system", "content": system}, {"role": "user", "content": "\n\n".join(blocks)}]
+
+
 def writer_messages(world: World, resolved: Resolved, lore: Sequence[LoreEntry], samples: int, task: str, *,
                     notes: Sequence[str] = (), secrets: bool = False, dialogue: bool = True) -> list[dict[str, str]]:
     """The system and user messages of every prompt but a scene's: the writer's role, then the world,
     the cast, the place, lore, sample lines, any `notes` blocks and, last, the task."""
-    genre = f" ({world.genre})" if world.genre else ""
-    system = f"You are a writer for {world.name}{genre}. You write vivid, concrete text and follow the task."
+    system = _writer_system(world)
     blocks = [_world_block(world)]
     if resolved.characters:
         blocks.append(_characters_block(world, resolved, secrets=secrets))

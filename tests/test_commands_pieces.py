@@ -360,7 +360,8 @@ def test_a_scene_records_its_contrast_and_other_kinds_refuse_the_flag(runner, wo
                     "--out", tmp_path / "o", "-q", *model_args)
     assert result.exit_code == 0, result.output
     assert read_piece_file(tmp_path / "o" / "tinyville" / "scene" / "well-5.json")["settings"]["context_contrast"] == 0.5
-    for args, needle in [(["story", world, "--out", tmp_path / "p"], "--contrast: a story has no fact-free prompt"),
+    for args, needle in [(["chat", world, "--as", "ada", "--out", tmp_path / "p"],
+                          "--contrast: a chat has no fact-free prompt to contrast with"),
                          (["generate", "hi"], "--contrast: a raw prompt has no world's facts to contrast with"),
                          (["describe-scene", world, "-l", "well", "--out", tmp_path / "p"], "--contrast must be in [0, 4]")]:
         result = invoke(runner, *args, "--contrast", 9 if "-l" in args else 1, *model_args)

@@ -75,15 +75,15 @@ class Spy:
         self.replies = list(replies or [])  # texts returned instead of running the model, in order
         monkeypatch.setattr(generator, "complete", self)
 
-    def __call__(self, prompts, cfg, *, seeds=None, on_text=None, reuse=None):
-        self.calls.append({"prompt": prompts[0], "cfg": cfg, "seeds": seeds})
+    def __call__(self, prompts, cfg, *, seeds=None, on_text=None, reuse=None, plain=None):
+        self.calls.append({"prompt": prompts[0], "cfg": cfg, "seeds": seeds, "plain": plain})
         if self.replies:
             text = self.replies.pop(0)
             if text is not None:
                 if on_text:
                     on_text(0, text)
                 return [Completion(text, [5] * len(text), len(prompts[0]), -1.0, "stop", seeds[0], 0.0)]
-        return self.real(prompts, cfg, seeds=seeds, on_text=on_text, reuse=reuse)
+        return self.real(prompts, cfg, seeds=seeds, on_text=on_text, reuse=reuse, plain=plain)
 
 
 # ----------------------------------------------------------------------------- speakers and turns
@@ -206,6 +206,21 @@ def test_same_seed_same_dialogue(gen, world):
     assert first.logprob == second.logprob and first.output_tokens == second.output_tokens
 
 
+def test_a_contrasted_line_is_also_read_after_the_fact_free_preamble(gen, world, monkeypatch):
+    request = DialogueRequest(characters=("mira", "lin"), turns=3)
+    cfg = replace(CFG, context_contrast=2.0)
+    spy = Spy(gen, monkeypatch)
+    result = generate_dialogue(gen, world, request, cfg, seed=42)
+    decode = lambda ids: gen.tokenizer.decode(ids, skip_special=False)  # noqa: E731
+    for call in spy.calls:
+        prompt, plain = decode(call["prompt"]), decode(call["plain"].ids[0])
+        transcript = prompt[prompt.rindex("<|im_start|>assistant"):]
+        assert plain.endswith(transcript) and "Characters: " in plain and "Speaks:" not in plain  # same lines, no facts
+        assert len(call["plain"].ids) == len(call["seeds"])
+    assert generate_dialogue(gen, world, request, cfg, seed=42).text == result.text
+    assert generate_dialogue(gen, world, request, CFG, seed=42).text != result.text
+
+
 def test_different_seeds_differ(gen, world):
     request = DialogueRequest(characters=("mira", "lin"), turns=3)
     texts = {generate_dialogue(gen, world, request, CFG, seed=s).text for s in (1, 2, 3)}
@@ -309,7 +324,7 @@ def test_candidates_lose_to_each_other_for_copying_a_sample_line(gen, world, mon
     the world's sample line, and records every score."""
     from dataclasses import replace
 
-    def fake(prompts, cfg, *, seeds=None, on_text=None, reuse=None):
+    def fake(prompts, cfg, *, seeds=None, on_text=None, reuse=None, plain=None):
         texts = ["Slack tide, slack tide, slack tide and the water is still today.",
                  "The nets are dry and the tide is late."]
         return [Completion(texts[k % 2], [5] * 8, len(prompts[0]), -8.0, "stop", seeds[k], 0.0)

@@ -77,17 +77,16 @@ def test_the_tense_guard_is_off_unless_a_layer_asks_for_it(world):
                                      SceneRequest(location="well")).tense_guard == "present"
 
 
-def test_only_a_scene_contrasts_with_its_fact_free_prompt(world, tmp_path):
+def test_contrast_is_a_scenes_default_and_any_kinds_choice(world, tmp_path):
     scene = SceneRequest(location="well")
     assert pipeline.effective_config(world, "scene", None, None, scene).context_contrast == 0.5
     assert pipeline.effective_config(world, "scene", None, {"context_contrast": 0}, scene).context_contrast == 0
+    assert pipeline.effective_config(world, "dialogue", None, None).context_contrast == 0.5
     assert pipeline.effective_config(world, "story", None, None).context_contrast == 0
-    # a world's defaults for every kind are off where there is nothing to contrast with; a flag says so
+    assert pipeline.effective_config(world, "story", None, {"context_contrast": 1.0}).context_contrast == 1.0
     world = load_world(write_world(tmp_path, WORLD.replace("top_k: 30}", "top_k: 30, context_contrast: 1.0}")))
-    assert pipeline.effective_config(world, "dialogue", None, None).context_contrast == 0
+    assert pipeline.effective_config(world, "dialogue", None, None).context_contrast == 1.0
     assert pipeline.effective_config(world, "scene", None, None, scene).context_contrast == 1.0
-    with pytest.raises(ConfigError, match="--contrast: a story has no fact-free prompt"):
-        pipeline.effective_config(world, "story", None, {"context_contrast": 1.0})
 
 
 def test_narration_never_writes_stock_phrases_unless_told_it_may(world):

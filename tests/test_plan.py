@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 import pytest
 
@@ -56,7 +57,7 @@ def scripted_complete(texts):
 
     texts, calls = iter(texts), []
 
-    def fake(prompts, cfg, *, seeds=None, on_text=None, reuse=None):
+    def fake(prompts, cfg, *, seeds=None, on_text=None, reuse=None, plain=None):
         calls.append(len(prompts))
         text = next(texts)
         return [Completion(text, [5] * 6, len(p), -3.0, "eos", s, 0.0) for p, s in zip(prompts, seeds)]
@@ -113,6 +114,33 @@ characters:
     assert "Ysolde is Maelle's mother" not in card  # the pair was told already
     alone = story_messages(world, resolve_request(world, StoryRequest(characters=("ysolde",))))[1]["content"]
     assert "daughter" not in alone  # ties to people outside the cast stay out
+
+
+def test_the_fact_free_card_names_the_cast_and_place_only(tmp_path, world):
+    resolved = resolve_request(world, StoryRequest(characters=("ada",), location="mill"))
+    plain = story_messages(world, resolved, facts=False)
+    assert plain[0] == story_messages(world, resolved)[0]
+    assert plain[1]["content"].splitlines() == ["- Ada.", "Place: The Old Mill.", "Use only these people; invent no one else."]
+
+
+def test_a_contrasted_story_reads_each_beat_without_the_facts_too(world, wide_generator, monkeypatch):
+    from metagen import search
+
+    plain_prompts = []
+    original = search.ContextContrast.__init__
+
+    def recording(self, model, plain, *args):
+        plain_prompts.append(wide_generator.tokenizer.decode(plain.ids[0], skip_special=False))
+        original(self, model, plain, *args)
+
+    monkeypatch.setattr(search.ContextContrast, "__init__", recording)
+    cfg = GenerationConfig(max_new_tokens=24, candidates=2, context_contrast=2.0)
+    request = StoryRequest(characters=("ada",), location="mill", length="short")
+    story = write_story(wide_generator, world, request, cfg, seed=4)
+    assert len(plain_prompts) >= 3 and all("a water mill" not in p and "- Ada." in p for p in plain_prompts)
+    assert story.plan[0]["text"] in plain_prompts[-1]  # the story so far is in both
+    assert write_story(wide_generator, world, request, cfg, seed=4).text == story.text
+    assert write_story(wide_generator, world, request, replace(cfg, context_contrast=0), seed=4).text != story.text
 
 
 def test_write_story_keeps_each_beats_pick_and_reuses_the_cache(world, wide_generator, monkeypatch):

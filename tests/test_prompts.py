@@ -345,7 +345,16 @@ def test_a_scenes_plain_prompt_is_the_same_request_without_the_places_facts(worl
     assert full.splitlines()[-3:] == plain.splitlines()[-3:]  # time, who is there and the task as they were
     assert prompt.plain_messages[0] == prompt.messages[0]
     assert build_prompt(world, StoryRequest(characters=("mira",)), count_tokens=words, context_length=2048,
-                        max_new_tokens=200).plain_messages is None
+                        max_new_tokens=200).plain_messages is None  # a story's beats build their own
+
+
+def test_a_dialogues_plain_prompt_names_the_cast_and_place_only(world):
+    prompt = build_prompt(world, DialogueRequest(characters=("mira", "jonas"), location="docks", topic="the strike"),
+                          count_tokens=words, context_length=2048, max_new_tokens=200)
+    full, plain = prompt.messages[-1]["content"], prompt.plain_messages[-1]["content"]
+    assert plain.startswith("Characters: Mira Okonkwo, Jonas Halvorsen.\n\nPlace: the Container Docks.\n\nTask: ")
+    assert full.endswith(plain.split("\n\n")[-1])  # the same task
+    assert "Speaks:" in full and "Speaks:" not in plain and "gantry" not in plain
 
 
 def test_the_answer_opens_with_the_requested_names(world):

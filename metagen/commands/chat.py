@@ -15,6 +15,7 @@ import shutil
 import sys
 import threading
 import unicodedata
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Callable, Iterator, Optional
@@ -100,6 +101,7 @@ def _prepare(world_path: Path, character: str | None, player: str | None, locati
     from metagen.chat import DEFAULT_PLAYER, check_player
     from metagen.moderation import check_mode
     from metagen.output import check_not_exists, check_writable, output_path
+    from metagen.config import CLI_NAMES
     from metagen.pipeline import effective_config, seeds_for
     from metagen.session import read_session
     from metagen.world import load_world
@@ -125,6 +127,11 @@ def _prepare(world_path: Path, character: str | None, player: str | None, locati
         if resume is None:
             raise
         raise ConfigError(f"{resume} is damaged: its settings: {error.message}") from None
+    if cfg.context_contrast:  # a chat answer has no fact-free twin prompt (metagen.chat)
+        if settings.get("context_contrast"):
+            raise ConfigError(f"{CLI_NAMES['context_contrast']}: a chat has no fact-free prompt to contrast with; "
+                              "use it with story, describe-scene or dialogue")
+        cfg = dataclasses.replace(cfg, context_contrast=0.0)  # a world's dialogue default: off here
     seed = record["seed"] if resume is not None else seeds_for(1, cfg.seed)[0]
     if resume is not None:
         if world.content_hash != record.get("world_hash"):
