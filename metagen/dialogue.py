@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from metagen.config import MAX_SEED, GenerationConfig, candidate_seed
 from metagen.critic import CriticContext, Verdict, best_index, critic_context, judge
 from metagen.errors import ConfigError, RequestError
+from metagen.grounding import kin_side
 from metagen.prompts import DIALOGUE_ORDERS, DialogueRequest, Prompt, build_prompt, resolve_request
 from metagen.search import PlainPrompts, PrefixReuse
 from metagen.text import first_sentences, format_dialogue, speaker_prefix
@@ -358,8 +359,9 @@ def _choose_line(world: World, request: DialogueRequest, options: list, names: l
     if len(options) == 1:
         return 0, []
     source = "\n".join([*speaker.sample_lines, *(line for _, line in lines)])
-    context = critic_context(world, resolve_request(world, request), source, cfg, names_required=False,
-                             moderation=moderation)
+    resolved = resolve_request(world, request)
+    context = critic_context(world, resolved, source, cfg, names_required=False, moderation=moderation)
+    context = replace(context, kin_side=kin_side(speaker, resolved.characters))
     verdicts = judge_lines(context, [spoken_line(o.text, names) for o in options], options)
     return best_index(verdicts), verdicts
 

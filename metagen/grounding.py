@@ -291,6 +291,51 @@ def invented_relatives(text: str, vocabulary: frozenset[str]) -> list[str]:
     return found
 
 
+# A parent and a child among the cast: small models give the parent the child's words ("Ah, Mother!"
+# from the queen to her daughter, "How's your mother?") in most Ashenmere dialogues; round twelve's and
+# thirteen's readers put the relationship wrong first among a dialogue's defects.
+PARENT_WORDS = frozenset("mother father mom mum dad mama papa".split())
+CHILD_WORDS = frozenset("son daughter child".split())
+_PARENT = "|".join(sorted(PARENT_WORDS))
+# What a parent never says to their child: "Mother" or "Father" as a form of address (not "my
+# mother", not a title before a name), and "your mother".
+_ADDRESSED_PARENT = re.compile(rf"\b(?:{_PARENT.title()})\b(?=\s*(?:[,!?.;…]|$))")
+_YOUR_PARENT = re.compile(rf"\byour (?:{_PARENT})\b", re.IGNORECASE)
+_DETERMINERS = frozenset("my her his our the your their a".split())
+# What a child never says to their parent: "my daughter", "my son".
+_MY_CHILD = re.compile(r"\bmy (?:son|daughter)\b", re.IGNORECASE)
+
+
+def kin_side(speaker: Character, cast: Sequence[Character]) -> str:
+    """"parent" when the speaker is a parent of someone in the cast and no one's child there,
+    "child" the other way round, "" otherwise; from either side's relationships (A's tie
+    {with: B, kind: daughter} says B is A's daughter)."""
+    parent_of, child_of = set(), set()
+    for c in cast:
+        for tie in c.relationships:
+            kind = fold(tie.kind or "").split()[-1:] or [""]
+            if c.id == speaker.id:
+                (parent_of if kind[0] in CHILD_WORDS else child_of if kind[0] in PARENT_WORDS else set()).add(tie.other)
+            elif tie.other == speaker.id:
+                (child_of if kind[0] in CHILD_WORDS else parent_of if kind[0] in PARENT_WORDS else set()).add(c.id)
+    ids = {c.id for c in cast}
+    parent_of, child_of = parent_of & ids, child_of & ids
+    if parent_of and not child_of:
+        return "parent"
+    return "child" if child_of and not parent_of else ""
+
+
+def misspoken_kin(line: str, side: str) -> list[str]:
+    """The kin words a speaker on `side` (kin_side) gets backwards in a spoken line."""
+    if side == "child":
+        return [m.group() for m in _MY_CHILD.finditer(line)]
+    if side != "parent":
+        return []
+    addressed = [m.group() for m in _ADDRESSED_PARENT.finditer(line)
+                 if fold(line[:m.start()].split()[-1:][0] if line[:m.start()].split() else "") not in _DETERMINERS]
+    return addressed + [m.group() for m in _YOUR_PARENT.finditer(line)]
+
+
 # Ranks and offices that stand for one person: a story that gives Ashenmere (a queen's realm) "the king"
 # has made someone up, and contradicts the world (25 of 414 earlier texts of Ashenmere's did; round
 # twelve's readers put "a king for the queen" first among the facts the model gets wrong). Words also

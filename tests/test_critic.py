@@ -118,6 +118,17 @@ def test_longest_shared_run_counts_words():
     assert longest_shared_run("a b c d e x".split(), source) == 0
 
 
+def test_a_dialogue_line_that_gets_the_kin_backwards_loses(world):
+    from dataclasses import replace
+
+    context = replace(context_for(world, StoryRequest()), kin_side="parent")
+    wrong = judge("Ah, Mother! The nets are torn.", context)
+    right = judge("Ah, daughter! The nets are torn.", context)
+    assert wrong.findings["kin"] == 1.0 and "kin" not in right.findings
+    assert right.score - wrong.score == pytest.approx(2.0, abs=0.01)
+    assert "kin" not in judge("Ah, Mother! The nets are torn.", context_for(world, StoryRequest())).findings
+
+
 def test_best_index_prefers_the_first_of_equals():
     from metagen.critic import Verdict
 

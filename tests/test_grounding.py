@@ -93,6 +93,45 @@ style: {preferred_words: [majestic]}
     assert not kept & {"bustling", "modern engineering", "oasis", "majestic"} and "marvel" in kept
 
 
+KIN_WORLD = """\
+world: {id: keep, name: The Keep}
+characters:
+  - {id: ysolde, name: Queen Ysolde, relationships: [{with: maelle, kind: daughter}]}
+  - {id: maelle, name: Sister Maelle}
+  - {id: tam, name: Tam, relationships: [{with: ysolde, kind: mother}]}
+  - {id: bo, name: Bo}
+"""
+
+
+def test_kin_side_reads_either_sides_ties(tmp_path):
+    from metagen.grounding import kin_side
+
+    world = load_world(write_world(tmp_path, KIN_WORLD))
+    ysolde, maelle, tam, bo = (world.character(i) for i in ("ysolde", "maelle", "tam", "bo"))
+    assert kin_side(ysolde, [ysolde, maelle]) == "parent"  # her own tie says Maelle is her daughter
+    assert kin_side(maelle, [ysolde, maelle]) == "child"  # told from the mother's side only
+    assert kin_side(ysolde, [ysolde, tam]) == "parent"  # Tam's tie says Ysolde is his mother
+    assert kin_side(ysolde, [ysolde, bo]) == kin_side(bo, [ysolde, bo]) == ""  # no tie in this cast
+
+
+@pytest.mark.parametrize("line, side, found", [
+    ("Ah, Mother! What has been happening?", "parent", ["Mother"]),
+    ("How is your mother these days?", "parent", ["your mother"]),
+    ("Yes, Father.", "parent", ["Father"]),
+    ("My mother taught me that.", "parent", []),  # her own mother
+    ("I miss my Mother.", "parent", []),
+    ("Mother Superior will hear of it.", "parent", []),  # a title
+    ("Ask the Mother.", "parent", []),
+    ("I love my daughter.", "child", ["my daughter"]),
+    ("Mother, listen.", "child", []),  # what a child says
+    ("Mother, listen.", "", []),
+])
+def test_kin_words_a_parent_or_child_gets_backwards(line, side, found):
+    from metagen.grounding import misspoken_kin
+
+    assert misspoken_kin(line, side) == found
+
+
 def test_a_rank_is_made_up_unless_the_world_writes_it_in_any_number():
     vocabulary = frozenset("the queen kingdom witches".split())
     text = "The king's daughters and two princesses met a witch, the gods, King Arvid and the queen. Lordly halls."
