@@ -310,16 +310,19 @@ def kin_side(speaker: Character, cast: Sequence[Character]) -> str:
     """"parent" when the speaker is a parent of someone in the cast and no one's child there,
     "child" the other way round, "" otherwise; from either side's relationships (A's tie
     {with: B, kind: daughter} says B is A's daughter)."""
-    parent_of, child_of = set(), set()
+    ids = {c.id for c in cast}
+    parent_of, child_of = set(), set()  # the cast the speaker is a parent of, a child of
     for c in cast:
         for tie in c.relationships:
-            kind = fold(tie.kind or "").split()[-1:] or [""]
-            if c.id == speaker.id:
-                (parent_of if kind[0] in CHILD_WORDS else child_of if kind[0] in PARENT_WORDS else set()).add(tie.other)
-            elif tie.other == speaker.id:
-                (child_of if kind[0] in CHILD_WORDS else parent_of if kind[0] in PARENT_WORDS else set()).add(c.id)
-    ids = {c.id for c in cast}
-    parent_of, child_of = parent_of & ids, child_of & ids
+            word = (fold(tie.kind or "").split() or [""])[-1]
+            if tie.other not in ids or word not in CHILD_WORDS | PARENT_WORDS:
+                continue
+            # "B is A's daughter": A is the parent; "B is A's mother": B is
+            parent, child = (c.id, tie.other) if word in CHILD_WORDS else (tie.other, c.id)
+            if parent == speaker.id:
+                parent_of.add(child)
+            elif child == speaker.id:
+                child_of.add(parent)
     if parent_of and not child_of:
         return "parent"
     return "child" if child_of and not parent_of else ""
@@ -331,9 +334,12 @@ def misspoken_kin(line: str, side: str) -> list[str]:
         return [m.group() for m in _MY_CHILD.finditer(line)]
     if side != "parent":
         return []
-    addressed = [m.group() for m in _ADDRESSED_PARENT.finditer(line)
-                 if fold(line[:m.start()].split()[-1:][0] if line[:m.start()].split() else "") not in _DETERMINERS]
-    return addressed + [m.group() for m in _YOUR_PARENT.finditer(line)]
+    found = []
+    for m in _ADDRESSED_PARENT.finditer(line):
+        before = line[:m.start()].split()
+        if not before or fold(before[-1]) not in _DETERMINERS:  # "Mother," not "my Mother"
+            found.append(m.group())
+    return found + [m.group() for m in _YOUR_PARENT.finditer(line)]
 
 
 # Ranks and offices that stand for one person: a story that gives Ashenmere (a queen's realm) "the king"
