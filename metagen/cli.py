@@ -44,6 +44,7 @@ from metagen.commands.worlds import worlds_app
 from metagen.errors import (
     EXIT_BAD_INPUT,
     EXIT_INTERRUPTED,
+    INTERRUPTED_MESSAGE,
     MetagenError,
     Terminated,
 )
@@ -78,7 +79,7 @@ class MetagenGroup(TyperGroup):
             typer.echo(f"error: {message} (see '{where} --help')", err=True)
             sys.exit(error.exit_code)
         except Abort:
-            typer.echo("error: interrupted", err=True)
+            typer.echo(INTERRUPTED_MESSAGE, err=True)
             sys.exit(EXIT_INTERRUPTED)
         sys.exit(result if isinstance(result, int) else 0)
 
@@ -94,7 +95,7 @@ class MetagenGroup(TyperGroup):
             typer.echo(f"error: {escaped(error.one_line())}", err=True)
             ctx.exit(error.exit_code)
         except KeyboardInterrupt:
-            typer.echo("error: interrupted (SIGINT); nothing partial was written", err=True)
+            typer.echo(INTERRUPTED_MESSAGE, err=True)
             ctx.exit(EXIT_INTERRUPTED)
         except Terminated as error:
             typer.echo(f"error: {error.message}", err=True)
@@ -172,7 +173,7 @@ def run(args: list[str] | None = None, prog_name: str | None = None) -> None:
     try:
         root_command().main(args, prog_name)
     except KeyboardInterrupt:  # raised outside a command (during start-up)
-        sys.stderr.write("error: interrupted\n")
+        sys.stderr.write(INTERRUPTED_MESSAGE + "\n")
         sys.exit(EXIT_INTERRUPTED)
 
 

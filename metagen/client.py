@@ -19,7 +19,7 @@ import threading
 from pathlib import Path
 
 from metagen import __version__
-from metagen.errors import EXIT_GENERATION_FAILED, EXIT_INTERRUPTED
+from metagen.errors import EXIT_GENERATION_FAILED, EXIT_INTERRUPTED, INTERRUPTED_MESSAGE
 from metagen.protocol import (
     JSON, STDERR, STDIN, STDOUT, UnsafeSocket, connect, forwarded_command, read_frame, read_json, send_frame,
     send_json, socket_path,
@@ -34,7 +34,7 @@ def main() -> None:
     try:
         code = forward(sys.argv[1:])
     except KeyboardInterrupt:  # Ctrl-C while waiting for a busy server to start the request
-        sys.stderr.write("error: interrupted\n")
+        sys.stderr.write(INTERRUPTED_MESSAGE + "\n")
         sys.exit(EXIT_INTERRUPTED)
     if code is None:
         from metagen.cli import run

@@ -8,6 +8,9 @@ EXIT_GENERATION_FAILED = 1  # the model or the file system failed while working
 EXIT_BAD_INPUT = 2  # bad world, request, setting, model file or usage
 EXIT_SERVER_STATE = 3  # `metagen serve`: one runs already; --stop or --status: none runs
 EXIT_INTERRUPTED = 130  # SIGINT (Ctrl-C)
+# What a Ctrl-C prints wherever it lands (in a command, before one starts, while a client waits for a
+# busy server): nothing is written before a piece is whole, so the line is the same in each case.
+INTERRUPTED_MESSAGE = "error: interrupted (SIGINT); nothing partial was written"
 EXIT_TERMINATED = 143  # SIGTERM
 
 

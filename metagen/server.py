@@ -32,7 +32,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from metagen import __version__
-from metagen.errors import EXIT_GENERATION_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED, ServerStateError, Terminated
+from metagen.errors import (EXIT_GENERATION_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED, INTERRUPTED_MESSAGE,
+                            ServerStateError, Terminated)
 from metagen.protocol import (
     JSON, STDERR, STDIN, STDOUT, forwarded_command, lock_path, peer_uid, read_frame, read_json, send_frame,
     send_json, short_address, socket_path, status_path,
@@ -449,7 +450,7 @@ class Server:
             except SystemExit as exit:
                 code = _exit_status(exit.code)
             except KeyboardInterrupt:  # as cli.run says it, before a command has started
-                print("error: interrupted", file=sys.stderr)
+                print(INTERRUPTED_MESSAGE, file=sys.stderr)
                 code = EXIT_INTERRUPTED
             except Terminated as error:  # SIGTERM passed on before cli.py's handler was in place
                 print(f"error: {error.message}", file=sys.stderr)
