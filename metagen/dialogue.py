@@ -8,6 +8,7 @@ most likely after the transcript so far (a batched scoring pass over the candida
 from __future__ import annotations
 
 import logging
+import random
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -16,11 +17,12 @@ from dataclasses import dataclass, field, replace
 from metagen.config import MAX_SEED, GenerationConfig, candidate_seed
 from metagen.critic import CriticContext, Verdict, best_index, critic_context, judge
 from metagen.errors import ConfigError, RequestError
-from metagen.grounding import kin_side
+from metagen.grounding import kin_side, writing_guard
 from metagen.prompts import DIALOGUE_ORDERS, DialogueRequest, Prompt, build_prompt, resolve_request
 from metagen.search import PlainPrompts, PrefixReuse
 from metagen.text import first_sentences, format_dialogue, speaker_prefix
 from metagen.world import Character, World
+from metagen.plan import lower_first, short_prose_name
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +92,35 @@ def clean_dialogue_line(text: str, names: Sequence[str]) -> str:
         line = line[1:-1].strip()
     return line.strip("“”").strip()
 
+
+
+def world_topic(world: World, request: DialogueRequest, seed: int) -> str | None:
+    """What a dialogue with no --topic is about, drawn by `seed` from its first two speakers'
+    goals ("Maëlle's wish to give her mother back one memory, even though the Order forbids it"),
+    else from their tie's description; None when the world gives neither.
+
+    Told only who speaks, a 135M model makes small talk that goes nowhere; a want said in the task,
+    just before the lines, gives the conversation something to turn on (experiments/log.md, round
+    fourteen)."""
+    cast = resolve_request(world, request).characters[:2]
+    scripts = writing_guard(world)["scripts"]
+    wishes = [f"{short_prose_name(c, scripts)}'s wish to {lower_first(' '.join(goal.split()).rstrip('.;: '))}"
+              for c in cast for goal in c.goals]
+    if wishes:
+        return random.Random(seed).choice(wishes)
+    ids = {c.id for c in cast}
+    for c in cast:
+        for tie in c.relationships:
+            if tie.other in ids and tie.description:
+                return "what lies between them: " + lower_first(" ".join(tie.description.split()).rstrip(".;: "))
+    return None
+
+
+def with_topic(world: World, request: DialogueRequest, seed: int) -> DialogueRequest:
+    """The request with its topic: the user's own, or world_topic's, recorded so replay is exact."""
+    if request.topic:
+        return request
+    return replace(request, topic=world_topic(world, request, seed))
 
 
 # ----------------------------------------------------------------------------- the transcript
@@ -206,6 +237,7 @@ def generate_dialogue(
     if not 0 <= seed < MAX_SEED:
         raise ConfigError(f"--seed must be in [0, 2**63), got {seed}")
     started = time.perf_counter()
+    request = with_topic(world, request, seed)
     prompt = dialogue_prompt(generator, world, request, cfg)
     writer = _DialogueWriter(generator, world, request, cfg, prompt.messages, seed, on_text, moderation,
                              plain_messages=prompt.plain_messages if cfg.context_contrast else None)

@@ -251,7 +251,8 @@ def _prompt(generator, world: World, request: Request, cfg: GenerationConfig) ->
 def prompt_view(generator, world: World, request: Request, cfg: GenerationConfig) -> PromptView:
     """The exact prompt text a request gives, its token count and the lore it used or left out.
 
-    A story shows its first beat's prompt and its whole plan, which follows the seed (cfg.seed, else 0).
+    A story shows its first beat's prompt and its whole plan, which follows the seed (cfg.seed, else 0),
+    as a dialogue's topic does when none is given.
     """
     if request.kind == "story":
         from metagen.plan import make_plan, plan_prompt, story_messages
@@ -264,6 +265,10 @@ def prompt_view(generator, world: World, request: Request, cfg: GenerationConfig
                           messages=prompt.messages,
                           lore_used=prompt.lore_used, lore_left_out=(), warnings=[],
                           plan=[b.to_dict() for b in plan])
+    if request.kind == "dialogue":  # its topic, when none is given, follows the seed as a story's plan does
+        from metagen.dialogue import with_topic
+
+        request = with_topic(world, request, cfg.seed or 0)
     prompt = _prompt(generator, world, request, cfg)
     text = prompt.text(generator.tokenizer.render_chat)
     return PromptView(text=text, tokens=len(generator.tokenizer.encode_chat(prompt.messages, suffix=prompt.opening)),

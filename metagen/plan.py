@@ -122,7 +122,7 @@ def make_plan(world: World, resolved: Resolved, seed: int) -> list[Beat]:
         turns.append(f"This happens: {_clause(request.premise)}.")
     for person in (other, lead):
         if person and person.secrets:
-            turns.append(f"{short[person.id]} admits that {_lower_first(_clause(rng.choice(person.secrets)))}.")
+            turns.append(f"{short[person.id]} admits that {lower_first(_clause(rng.choice(person.secrets)))}.")
     if lead and other:
         for tie in lead.relationships:
             if tie.other == other.id:
@@ -134,7 +134,7 @@ def make_plan(world: World, resolved: Resolved, seed: int) -> list[Beat]:
     if lore:
         turns.append(f"Let this part of the world's history matter: {_clause(rng.choice(lore[:3]).text)}.")
     if other and other.goals:
-        turns.append(f"{short[other.id]} wants to {_lower_first(_clause(rng.choice(other.goals)))}, and says so.")
+        turns.append(f"{short[other.id]} wants to {lower_first(_clause(rng.choice(other.goals)))}, and says so.")
     if not turns:
         turns.append("Something unexpected happens that tests them.")
     middle = turns[:count - 2] if request.premise else rng.sample(turns, min(len(turns), count - 2))
@@ -166,7 +166,7 @@ def short_prose_name(character: Character, scripts: tuple[str, ...]) -> str:
     return min(single, key=len) if single else prose_name(character, scripts)
 
 
-def _lower_first(text: str) -> str:
+def lower_first(text: str) -> str:
     """A clause inside a sentence: its first letter lower case, unless it starts a name or "I"."""
     first = text.split(" ", 1)[0]
     if first in ("I",) or (first[:1].isupper() and first[1:].islower() and first.lower() not in _PLAIN_STARTS):
@@ -277,7 +277,7 @@ def story_messages(world: World, resolved: Resolved, *, facts: bool = True) -> l
     if resolved.location:
         loc = resolved.location
         described = loc.description and facts
-        lines.append(f"Place: {loc.name}" + (f", {_lower_first(_clause(loc.description))}" if described else "") + ".")
+        lines.append(f"Place: {loc.name}" + (f", {lower_first(_clause(loc.description))}" if described else "") + ".")
     lines.append("Use only these people; invent no one else.")
     return [{"role": "system", "content": system}, {"role": "user", "content": "\n".join(lines)}]
 

@@ -358,3 +358,51 @@ def test_a_spoken_line_has_no_stage_directions():
     assert spoken_line("Mira: (smiling) The tide turns at six. *waves*\nJonas: Aye.", ["Mira", "Jonas"]) == (
         "The tide turns at six.")
 
+
+
+TOPIC_WORLD = """\
+world: {id: keep, name: The Keep}
+characters:
+  - id: ysolde
+    name: Queen Ysolde Vær
+    goals: [keep the realm fed through the winter, Find out who she was]
+  - id: maelle
+    name: Sister Maëlle
+    goals: [give her mother back one memory.]
+    relationships: [{with: ysolde, kind: mother, description: estranged for ten years.}]
+  - id: tam
+    name: Tam
+  - id: bo
+    name: Bo
+    relationships: [{with: tam, kind: brother, description: "  They share   one boat."}]
+  - id: wick
+    name: Wick
+"""
+
+
+@pytest.fixture
+def topic_world(tmp_path):
+    return load_world(write_world(tmp_path, TOPIC_WORLD, "keep.yaml"))
+
+
+def test_a_dialogue_without_a_topic_turns_on_a_goal_of_its_speakers_drawn_by_the_seed(topic_world):
+    request = DialogueRequest(characters=("ysolde", "maelle"))
+    topics = {dialogue.world_topic(topic_world, request, seed) for seed in range(40)}
+    assert topics == {"Ysolde's wish to keep the realm fed through the winter",
+                      "Ysolde's wish to find out who she was", "Maëlle's wish to give her mother back one memory"}
+    assert dialogue.world_topic(topic_world, request, 7) == dialogue.world_topic(topic_world, request, 7)
+
+
+def test_without_goals_the_topic_is_the_speakers_tie_and_else_there_is_none(topic_world):
+    assert dialogue.world_topic(topic_world, DialogueRequest(characters=("tam", "bo")), 1) == (
+        "what lies between them: they share one boat")
+    assert dialogue.world_topic(topic_world, DialogueRequest(characters=("tam", "wick")), 1) is None
+
+
+def test_a_given_topic_is_kept_and_a_chosen_one_is_recorded_in_the_request(gen, topic_world):
+    given = DialogueRequest(characters=("ysolde", "maelle"), topic="the harvest", turns=2)
+    assert dialogue.with_topic(topic_world, given, 3) is given
+    result = generate_dialogue(gen, topic_world, replace(given, topic=None), CFG, seed=3)
+    chosen = dialogue.world_topic(topic_world, given, 3)
+    assert result.prompt.request.topic == chosen
+    assert f"about {chosen}." in result.prompt.messages[-1]["content"]
