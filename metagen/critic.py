@@ -29,6 +29,7 @@ from metagen.grounding import (
     names_any,
     off_world_dates,
     relation_vocabulary,
+    self_named,
     unknown_names,
     world_dates,
     world_names,
@@ -67,7 +68,7 @@ COPY_RUN = 6  # a run of this many words shared with the prompt counts as copyin
 # banned word outweighs everything else.
 WEIGHTS = {"names": 2.0, "details": 1.0, "invented": -2.5, "garbled": -6.0, "banned": -3.0, "copied": -0.5,
            "repetition": -6.0, "markup": -1.0, "unfinished": -0.7, "short": -1.5, "voice": -1.0, "same_start": -1.0,
-           "echo": -3.0, "pronoun": -1.0, "relatives": -2.0, "ranks": -2.0, "kin": -2.0, "stock": -1.0, "dated": -1.5, "restated": -0.5, "logprob": 0.5, "rating": -50.0}
+           "echo": -3.0, "pronoun": -1.0, "relatives": -2.0, "ranks": -2.0, "kin": -2.0, "self": -2.0, "stock": -1.0, "dated": -1.5, "restated": -0.5, "logprob": 0.5, "rating": -50.0}
 # "rating" counts spans over the world's rating (metagen.moderation, at most 3): its weight outweighs every
 # other finding together, so a candidate over the rating loses to any that is not.
 # metagen's own instructions and prompt labels said back ("In your own words:", "I will describe
@@ -126,6 +127,8 @@ class CriticContext:
     dates: frozenset[str] | None = None  # the years the world writes (world_dates); None: dates are not judged
     moderation: Any = None  # a metagen.moderation.Policy (None: --moderation off): spans over it are a finding
     kin_side: str = ""  # a dialogue speaker who is a "parent" or "child" of the cast (grounding.kin_side)
+    speaker_forms: tuple[str, ...] = ()  # a spoken line's speaker's names (character_forms): said, a finding
+    others_forms: tuple[str, ...] = ()  # the rest of the cast's names: claimed by the speaker, a finding
 
 
 def requested_forms(resolved: Resolved) -> list[tuple[str, ...]]:
@@ -248,6 +251,10 @@ def judge(text: str, context: CriticContext, *, logprob: float = 0.0, tokens: in
         misspoken = len(misspoken_kin(text, context.kin_side))
         if misspoken:  # "Ah, Mother!" from the mother: recorded only when there is one, as relatives
             findings["kin"] = float(min(2, misspoken))
+    if context.speaker_forms:
+        named = len(self_named(text, context.speaker_forms, context.others_forms))
+        if named:  # "Hi Pip!" from Pip, "My name is Maëlle" from her mother: recorded only when there is one
+            findings["self"] = float(min(2, named))
     if context.dates is not None:
         dated = len(off_world_dates(text, context.dates))
         if dated:  # recorded only when there is one, so verdicts of clean candidates read as before

@@ -17,20 +17,45 @@ from dataclasses import dataclass, field, replace
 from metagen.config import MAX_SEED, GenerationConfig, candidate_seed
 from metagen.critic import CriticContext, Verdict, best_index, critic_context, judge
 from metagen.errors import ConfigError, RequestError
-from metagen.grounding import kin_side, writing_guard
+from metagen.grounding import TITLES, character_forms, common_words, kin_side, writing_guard
 from metagen.prompts import DIALOGUE_ORDERS, DialogueRequest, Prompt, build_prompt, resolve_request
 from metagen.search import PlainPrompts, PrefixReuse
-from metagen.text import first_sentences, format_dialogue, speaker_prefix
+from metagen.text import first_sentences, fold, format_dialogue, speaker_prefix
 from metagen.world import Character, World
 from metagen.plan import lower_first, short_prose_name
 
 log = logging.getLogger(__name__)
 
 EMPTY_LINE = "..."  # written when the model gives nothing for a turn, even on the retry
+# Taken from the logits of a speaker's own one-token name in their line. After "Hey Pip!" all four of
+# Pip's candidates answered "Hi Pip! How can I assist you today?" (the README's Yarn example, round
+# fourteen), so the critic's `self` finding had nothing else to choose.
+OWN_NAME_BIAS = -4.0
 LINE_SENTENCES = 3  # a spoken line keeps at most this many sentences
 
 
 # ----------------------------------------------------------------------------- helpers
+
+
+def own_name_tokens(tokenizer, speaker: Character) -> list[int]:
+    """The tokens that are each a whole name of the speaker, alone or after a space (" Pip"), or the
+    first word of one that is no title or common word (" Lin" of "Lin Xiaoyu", not " Sister" of
+    "Sister Maëlle");
+    a name the tokenizer splits ("Ma" + "ëlle") and a role-like form ("the Pilot") give none."""
+    words = set()
+    for form in character_forms(speaker):
+        first = form.split()[0]
+        if fold(first) not in ("the", "a", "an"):
+            words.add(form)
+            if fold(first) not in TITLES | common_words():  # not " Little" of "Little Rain"
+                words.add(first)
+    tokens = set()
+    for word in words:
+        for variant in (word, " " + word):
+            ids = tokenizer.encode(variant)
+            if len(ids) == 1:
+                tokens.add(ids[0])
+    return sorted(tokens)
 
 
 def estimate_tokens(text: str) -> int:
@@ -319,7 +344,9 @@ class _DialogueWriter:
         cfg, on_text = self.cfg, self.on_text
         ids = self.tokenizer.encode_chat(self.messages, suffix=continue_dialogue(self.lines[self.start:], speaker.name))
         others = [n for c in self.cast if c is not speaker for n in (c.name, *c.aliases)]
-        line_cfg = replace(cfg, stop=tuple(dict.fromkeys((*dialogue_stops(others), *cfg.stop))))
+        own = tuple((f"#{token}", OWN_NAME_BIAS) for token in own_name_tokens(self.tokenizer, speaker))
+        line_cfg = replace(cfg, stop=tuple(dict.fromkeys((*dialogue_stops(others), *cfg.stop))),
+                           logit_bias=(*cfg.logit_bias, *own))
         if on_text:
             on_text(("\n" if i else "") + speaker_prefix(speaker.name) + " ")
         stream = LineStream(on_text if cfg.candidates == 1 else None)
@@ -393,7 +420,9 @@ def _choose_line(world: World, request: DialogueRequest, options: list, names: l
     source = "\n".join([*speaker.sample_lines, *(line for _, line in lines)])
     resolved = resolve_request(world, request)
     context = critic_context(world, resolved, source, cfg, names_required=False, moderation=moderation)
-    context = replace(context, kin_side=kin_side(speaker, resolved.characters))
+    others = tuple(form for c in resolved.characters if c.id != speaker.id for form in character_forms(c))
+    context = replace(context, kin_side=kin_side(speaker, resolved.characters), speaker_forms=character_forms(speaker),
+                      others_forms=others)
     verdicts = judge_lines(context, [spoken_line(o.text, names) for o in options], options)
     return best_index(verdicts), verdicts
 

@@ -342,6 +342,35 @@ def misspoken_kin(line: str, side: str) -> list[str]:
     return found + [m.group() for m in _YOUR_PARENT.finditer(line)]
 
 
+# A speaker mixed up about who they are (round fourteen's readers put speakers mixed up first among a
+# dialogue's defects): naming themselves ("Hi Pip!" from Pip, "The weather script was edited by Lin
+# Xiaoyu" from Lin), or introducing themselves by another's name ("My name is Maëlle" from her mother).
+# Saying who one is stays fine: "I'm Pip.", "My name is Maëlle" from Maëlle.
+_INTRODUCTION = re.compile(r"(?:\bI'm|\bI’m|\bI am|\bname is|\bname's|\bcall me|\bit's|\bit is|\bthis is)\s*$",
+                           re.IGNORECASE)
+
+
+def _named(line: str, forms: Sequence[str]) -> dict[int, tuple[str, bool]]:
+    """Where each of `forms` stands in line (the longest form at a place): (the words, whether an
+    introduction leads to them). A role-like form ("the Pilot") is not a name here."""
+    found: dict[int, tuple[str, bool]] = {}
+    for form in sorted(forms, key=len, reverse=True):  # "Maëlle Vær" before "Maëlle"
+        if fold(form).startswith("the "):
+            continue
+        for m in re.finditer(rf"(?<!\w){re.escape(form)}(?!\w)", line):
+            found.setdefault(m.start(), (m.group(), bool(_INTRODUCTION.search(line[:m.start()]))))
+    return found
+
+
+def self_named(line: str, own: Sequence[str], others: Sequence[str] = ()) -> list[str]:
+    """The names a speaker gets wrong about themselves in their own line: their own names (`own`,
+    character_forms) outside an introduction, and another's (`others`) in one."""
+    mine, theirs = _named(line, own), _named(line, others)
+    wrong = {at: words for at, (words, introduced) in mine.items() if not introduced}
+    wrong |= {at: words for at, (words, introduced) in theirs.items() if introduced and at not in mine}
+    return [wrong[at] for at in sorted(wrong)]
+
+
 # Ranks and offices that stand for one person: a story that gives Ashenmere (a queen's realm) "the king"
 # has made someone up, and contradicts the world (25 of 414 earlier texts of Ashenmere's did; round
 # twelve's readers put "a king for the queen" first among the facts the model gets wrong). Words also
@@ -487,6 +516,6 @@ __all__ = [
     "COMMON_WORDS_FILE", "HE_WORDS", "KIN_GROUPS", "MIN_COMPOUND", "MIN_FIRST_WORD", "MIN_SPELLING", "NEAR_SPELLING",
     "QUOTED", "RANK_WORDS", "SHE_WORDS", "STOCK_PHRASES_FILE", "STOPLIST", "TITLES", "cast_pronoun", "character_forms", "common_words", "invented_ranks", "invented_relatives",
     "location_forms", "misspelled_names", "name_spellings", "names_any", "narration_tense", "off_world_dates",
-    "pronoun_of", "relation_vocabulary", "stock_phrases", "unknown_names", "world_dates", "world_names", "world_prose", "world_vocabulary",
+    "pronoun_of", "relation_vocabulary", "self_named", "stock_phrases", "unknown_names", "world_dates", "world_names", "world_prose", "world_vocabulary",
     "write_common_words", "writing_guard",
 ]

@@ -129,6 +129,16 @@ def test_a_dialogue_line_that_gets_the_kin_backwards_loses(world):
     assert "kin" not in judge("Ah, Mother! The nets are torn.", context_for(world, StoryRequest())).findings
 
 
+def test_a_line_whose_speaker_names_themselves_loses(world):
+    from dataclasses import replace
+
+    context = replace(context_for(world, StoryRequest()), speaker_forms=("Pip",))
+    wrong = judge("Hi Pip! The nets are torn.", context)
+    right = judge("I'm Pip. The nets are torn.", context)
+    assert wrong.findings["self"] == 1.0 and "self" not in right.findings
+    assert "self" not in judge("Hi Pip! The nets are torn.", context_for(world, StoryRequest())).findings
+
+
 def test_best_index_prefers_the_first_of_equals():
     from metagen.critic import Verdict
 

@@ -406,3 +406,39 @@ def test_a_given_topic_is_kept_and_a_chosen_one_is_recorded_in_the_request(gen, 
     chosen = dialogue.world_topic(topic_world, given, 3)
     assert result.prompt.request.topic == chosen
     assert f"about {chosen}." in result.prompt.messages[-1]["content"]
+
+
+def test_a_candidate_line_in_which_the_speaker_names_themselves_loses(gen, world, monkeypatch):
+    def fake(prompts, cfg, *, seeds, **kwargs):
+        texts = ["Hi Mira! The nets are dry.", "Hi Aoife! The nets are dry."]
+        return [Completion(texts[k % 2], [5] * 8, len(prompts[0]), -8.0, "stop", seeds[k], 0.0)
+                for k in range(len(prompts))]
+
+    monkeypatch.setattr(gen, "complete", fake)
+    request = DialogueRequest(characters=("mira", "aoife"), turns=1, topic="nets")
+    result = generate_dialogue(gen, world, request, replace(CFG, candidates=2), seed=3, order="turns")
+    assert result.turns[0]["line"] == "Hi Aoife! The nets are dry."  # Mira speaks first
+    assert result.critic["lines"][0]["candidates"][0]["self"] == 1.0
+
+
+def test_a_speakers_own_one_token_names_lose_logits_in_their_lines(gen, world, monkeypatch):
+    class Words:  # writes "Mira" and " Mira" as one token each, every other text as several
+        vocabulary = {"Mira": 11, " Mira": 12, " Mi": 13}
+
+        def encode(self, text):
+            return [self.vocabulary[text]] if text in self.vocabulary else [1, 2]
+
+    mira, lin = world.characters[0], world.characters[1]
+    assert dialogue.own_name_tokens(Words(), mira) == [11, 12, 13]  # "Mi" is an alias
+    assert dialogue.own_name_tokens(Words(), lin) == []
+    seen = []
+
+    def fake(prompts, cfg, *, seeds, **kwargs):
+        seen.append(cfg.logit_bias)
+        return [Completion("The nets are dry.", [5] * 4, len(prompts[0]), -4.0, "stop", s, 0.0) for s in seeds]
+
+    monkeypatch.setattr(gen, "complete", fake)
+    monkeypatch.setattr(dialogue, "own_name_tokens", lambda tokenizer, speaker: [7] if speaker is mira else [])
+    generate_dialogue(gen, world, DialogueRequest(characters=("mira", "lin"), turns=2, topic="nets"), CFG, seed=1,
+                      order="turns")
+    assert seen == [(("#7", dialogue.OWN_NAME_BIAS),), ()]

@@ -132,6 +132,24 @@ def test_kin_words_a_parent_or_child_gets_backwards(line, side, found):
     assert misspoken_kin(line, side) == found
 
 
+@pytest.mark.parametrize("line, found", [
+    ("Hi Pip! How can I help?", ["Pip"]),
+    ("The rain script was edited by Lin Xiaoyu.", ["Lin Xiaoyu"]),
+    ("Maëlle Vær never forgets.", ["Maëlle Vær"]),  # one name, though "Maëlle" is a form too
+    ("I'm Pip. And this is my friend.", []),  # an introduction
+    ("My name is Maëlle, and I am Maëlle Vær.", []),
+    ("Pipes and pipits.", []),  # a name inside other words is no name
+    ("The Pilot counts the buoys.", []),  # a role-like form is not judged
+    ("My name is Ysolde.", ["Ysolde"]),  # another's name, claimed
+    ("Ysolde is waiting, and I am Pip.", []),  # another's name, not claimed
+])
+def test_a_speaker_naming_themselves_or_claiming_anothers_name(line, found):
+    from metagen.grounding import self_named
+
+    forms = ("Pip", "Lin Xiaoyu", "Maëlle Vær", "Maëlle", "the Pilot")
+    assert self_named(line, forms, ("Queen Ysolde", "Ysolde")) == found
+
+
 def test_a_rank_is_made_up_unless_the_world_writes_it_in_any_number():
     vocabulary = frozenset("the queen kingdom witches".split())
     text = "The king's daughters and two princesses met a witch, the gods, King Arvid and the queen. Lordly halls."
