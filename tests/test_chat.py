@@ -208,6 +208,12 @@ def test_copied_sample_lines_and_repeated_own_lines_lose_to_another_candidate(ge
     assert answer.rounds == 3 and answer.rejected == 5 and not answer.warning
 
 
+def test_an_answer_in_which_the_character_names_themselves_loses(gen, world, monkeypatch):
+    Scripted(gen, monkeypatch, [["Mira knows the tide.", "I know the tide, friend."]])
+    turn = new_session(gen, world, candidates=2).say("Who knows the tide?")
+    assert turn.answer == "I know the tide, friend."
+
+
 def test_when_every_round_repeats_the_best_is_kept_with_a_warning(gen, world, monkeypatch):
     Scripted(gen, monkeypatch, [["Keep your hands inside the boat."]])
     answer = new_session(gen, world, candidates=1).say("Hi.").answers[0]
