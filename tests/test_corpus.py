@@ -12,7 +12,7 @@ import pytest
 from metagen.chat import ChatSession
 from metagen.config import GenerationConfig
 from metagen.corpus import ChatRequest, chat_examples, check_example, dialogue_examples, scene_example, story_examples
-from metagen.dialogue import generate_dialogue
+from metagen.dialogue import generate_dialogue, with_topic
 from metagen.generator import Completion
 from metagen.pipeline import compose, effective_config, make_request
 from metagen.plan import write_story
@@ -61,7 +61,8 @@ def test_dialogue_examples_hold_the_prompts_each_line_is_written_after(vale, wid
     request = DialogueRequest(characters=("ada", "bo"), location="mill", turns=4)
     generate_dialogue(wide_generator, vale, request, GenerationConfig(max_new_tokens=20, candidates=1), seed=1,
                       order="turns")
-    examples = dialogue_examples(wide_generator, vale, request, lines)
+    # with no topic given, the dialogue drew one from the world by its seed (dialogue.with_topic)
+    examples = dialogue_examples(wide_generator, vale, with_topic(vale, request, 1), lines)
     assert [example_tokens(wide_generator.tokenizer, e)[0] for e in examples] == prompts
     assert examples[1].prefix.endswith("Ada: The wheel sticks again.\nBo:") and examples[1].completion == " Then I will fetch the grease.\n"
     assert not examples[0].end_of_turn
