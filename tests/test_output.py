@@ -543,7 +543,18 @@ def test_unwritable_folder_for_real(tmp_path):
         out.chmod(0o700)
 
 
-def test_ctrl_c_during_the_writability_probe_leaves_no_probe_file(tmp_path, monkeypatch):
+@pytest.fixture
+def ctrl_c_raises():
+    """Ctrl-C's own handler for the test: a suite started in the background (`pytest &` in a
+    script) inherits SIGINT ignored, and a signal sent to the process would then do nothing."""
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_during_the_writability_probe_leaves_no_probe_file(tmp_path, monkeypatch, ctrl_c_raises):
     """`metagen serve` passes a client's Ctrl-C to the command at any moment; one that came while
     check_writable's probe file existed left it behind (seen once in a CI run)."""
     import signal
