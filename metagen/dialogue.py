@@ -142,8 +142,9 @@ def world_topic(world: World, request: DialogueRequest, seed: int) -> str | None
 
 
 def with_topic(world: World, request: DialogueRequest, seed: int) -> DialogueRequest:
-    """The request with its topic: the user's own, or world_topic's, recorded so replay is exact."""
-    if request.topic:
+    """The request with its topic: the user's own (an empty one: none at all), or world_topic's,
+    recorded so replay is exact."""
+    if request.topic is not None:
         return request
     return replace(request, topic=world_topic(world, request, seed))
 

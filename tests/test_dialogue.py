@@ -402,6 +402,8 @@ def test_without_goals_the_topic_is_the_speakers_tie_and_else_there_is_none(topi
 def test_a_given_topic_is_kept_and_a_chosen_one_is_recorded_in_the_request(gen, topic_world):
     given = DialogueRequest(characters=("ysolde", "maelle"), topic="the harvest", turns=2)
     assert dialogue.with_topic(topic_world, given, 3) is given
+    none = replace(given, topic="")  # --topic '': no topic at all
+    assert dialogue.with_topic(topic_world, none, 3) is none
     result = generate_dialogue(gen, topic_world, replace(given, topic=None), CFG, seed=3)
     chosen = dialogue.world_topic(topic_world, given, 3)
     assert result.prompt.request.topic == chosen

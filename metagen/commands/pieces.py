@@ -39,7 +39,7 @@ Opening = Annotated[bool, typer.Option(
     "model names the place in its own words (docs/quality.md).")]
 # Stories are planned (metagen.plan) and have no opening; the flag stays for scripts that pass it.
 StoryOpening = Annotated[bool, typer.Option("--opening/--no-opening", hidden=True)]
-Topic = Annotated[Optional[str], typer.Option("--topic", help="What they talk about; by default one of the first two speakers' goals, drawn by the seed and recorded as the request's topic.", show_default=False)]
+Topic = Annotated[Optional[str], typer.Option("--topic", help="What they talk about; by default one of the first two speakers' goals, drawn by the seed and recorded as the request's topic; --topic '' for none.", show_default=False)]
 Turns = Annotated[int, typer.Option("--turns", help="Lines in all.", min=1)]
 Order = Annotated[str, typer.Option("--order", help="How the next speaker is picked: likelihood (the model's choice among the cast) | turns (in the order given).")]
 Count = Annotated[int, typer.Option("--count", "-n", min=1, help="How many pieces, 1 to 10,000; seeds S, S+1, ... (S from --seed, or drawn).")]
