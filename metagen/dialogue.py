@@ -22,7 +22,7 @@ from metagen.prompts import DIALOGUE_ORDERS, DialogueRequest, Prompt, build_prom
 from metagen.search import PlainPrompts, PrefixReuse
 from metagen.text import first_sentences, fold, format_dialogue, speaker_prefix
 from metagen.world import Character, World
-from metagen.plan import lower_first, short_prose_name
+from metagen.plan import lower_first, prose_name, short_prose_name
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +37,24 @@ LINE_SENTENCES = 3  # a spoken line keeps at most this many sentences
 # ----------------------------------------------------------------------------- helpers
 
 
-def own_name_tokens(tokenizer, speaker: Character) -> list[int]:
-    """The tokens that are each a whole name of the speaker, alone or after a space (" Pip"), or the
-    first word of one that is no title or common word (" Lin" of "Lin Xiaoyu", not " Sister" of
-    "Sister Maëlle");
-    a name the tokenizer splits ("Ma" + "ëlle") and a role-like form ("the Pilot") give none."""
+def spoken_names(world: World, character: Character) -> tuple[str, ...]:
+    """What a line may call a character: its forms (character_forms) and, for a name in another
+    script than the world's prose, the first word of the alias a story uses (plan.prose_name): the
+    model calls 林小雨 "Lin" ("Hey, Lin, what brings you to the Atrium today?" from Lin herself)."""
+    forms = character_forms(character)
+    prose = prose_name(character, writing_guard(world)["scripts"])
+    if prose != character.name and len(prose.split()) > 1:
+        forms += (prose.split()[0],)
+    return tuple(dict.fromkeys(forms))
+
+
+def own_name_tokens(tokenizer, forms: Sequence[str]) -> list[int]:
+    """The tokens that are each a whole name of `forms` (spoken_names), alone or after a space
+    (" Pip"), or the first word of one that is no title or common word (" Lin" of "Lin Xiaoyu",
+    not " Sister" of "Sister Maëlle"); a name the tokenizer splits ("Ma" + "ëlle") and a role-like
+    form ("the Pilot") give none."""
     words = set()
-    for form in character_forms(speaker):
+    for form in forms:
         first = form.split()[0]
         if fold(first) not in ("the", "a", "an"):
             words.add(form)
@@ -345,7 +356,7 @@ class _DialogueWriter:
         cfg, on_text = self.cfg, self.on_text
         ids = self.tokenizer.encode_chat(self.messages, suffix=continue_dialogue(self.lines[self.start:], speaker.name))
         others = [n for c in self.cast if c is not speaker for n in (c.name, *c.aliases)]
-        own = tuple((f"#{token}", OWN_NAME_BIAS) for token in own_name_tokens(self.tokenizer, speaker))
+        own = tuple((f"#{token}", OWN_NAME_BIAS) for token in own_name_tokens(self.tokenizer, spoken_names(self.world, speaker)))
         line_cfg = replace(cfg, stop=tuple(dict.fromkeys((*dialogue_stops(others), *cfg.stop))),
                            logit_bias=(*cfg.logit_bias, *own))
         if on_text:
@@ -421,8 +432,8 @@ def _choose_line(world: World, request: DialogueRequest, options: list, names: l
     source = "\n".join([*speaker.sample_lines, *(line for _, line in lines)])
     resolved = resolve_request(world, request)
     context = critic_context(world, resolved, source, cfg, names_required=False, moderation=moderation)
-    others = tuple(form for c in resolved.characters if c.id != speaker.id for form in character_forms(c))
-    context = replace(context, kin_side=kin_side(speaker, resolved.characters), speaker_forms=character_forms(speaker),
+    others = tuple(form for c in resolved.characters if c.id != speaker.id for form in spoken_names(world, c))
+    context = replace(context, kin_side=kin_side(speaker, resolved.characters), speaker_forms=spoken_names(world, speaker),
                       others_forms=others)
     verdicts = judge_lines(context, [spoken_line(o.text, names) for o in options], options)
     return best_index(verdicts), verdicts

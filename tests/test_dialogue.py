@@ -431,8 +431,8 @@ def test_a_speakers_own_one_token_names_lose_logits_in_their_lines(gen, world, m
             return [self.vocabulary[text]] if text in self.vocabulary else [1, 2]
 
     mira, lin = world.characters[0], world.characters[1]
-    assert dialogue.own_name_tokens(Words(), mira) == [11, 12, 13]  # "Mi" is an alias
-    assert dialogue.own_name_tokens(Words(), lin) == []
+    assert dialogue.own_name_tokens(Words(), dialogue.spoken_names(world, mira)) == [11, 12, 13]  # "Mi": an alias
+    assert dialogue.own_name_tokens(Words(), dialogue.spoken_names(world, lin)) == []
     seen = []
 
     def fake(prompts, cfg, *, seeds, **kwargs):
@@ -440,7 +440,18 @@ def test_a_speakers_own_one_token_names_lose_logits_in_their_lines(gen, world, m
         return [Completion("The nets are dry.", [5] * 4, len(prompts[0]), -4.0, "stop", s, 0.0) for s in seeds]
 
     monkeypatch.setattr(gen, "complete", fake)
-    monkeypatch.setattr(dialogue, "own_name_tokens", lambda tokenizer, speaker: [7] if speaker is mira else [])
+    monkeypatch.setattr(dialogue, "own_name_tokens", lambda tokenizer, forms: [7] if "Mira" in forms else [])
     generate_dialogue(gen, world, DialogueRequest(characters=("mira", "lin"), turns=2, topic="nets"), CFG, seed=1,
                       order="turns")
     assert seen == [(("#7", dialogue.OWN_NAME_BIAS),), ()]
+
+
+def test_a_name_in_another_script_is_also_called_by_its_prose_aliass_first_word(tmp_path):
+    world = load_world(write_world(tmp_path, """\
+world: {id: hub, name: The Hub}
+characters:
+  - {id: lin, name: 林小雨, aliases: [Lin Xiaoyu, Little Rain]}
+  - {id: pip, name: Pip}
+""", "hub.yaml"))
+    assert dialogue.spoken_names(world, world.characters[0])[-1] == "Lin"
+    assert dialogue.spoken_names(world, world.characters[1]) == ("Pip",)
