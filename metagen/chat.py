@@ -17,8 +17,8 @@ from dataclasses import dataclass, replace
 
 from metagen.config import MAX_SEED, GenerationConfig, candidate_seed
 from metagen.critic import COPY_RUN, CriticContext, critic_context, longest_shared_run
-from metagen.grounding import STOPLIST, character_forms, world_vocabulary
-from metagen.dialogue import EMPTY_LINE, LineStream, dialogue_stops, judge_lines, spoken_line
+from metagen.grounding import STOPLIST, world_vocabulary
+from metagen.dialogue import EMPTY_LINE, LineStream, dialogue_stops, judge_lines, spoken_line, spoken_names
 from metagen.errors import ModerationRefused, RequestError
 from metagen.moderation import check_mode, exceeding, policy_for, verdict
 from metagen.prompts import (
@@ -430,7 +430,7 @@ class ChatSession:
         source = "\n".join([*self.character.sample_lines, *(x for t in shown for x in (t.player, t.answer))])
         context = critic_context(self.world, self.resolved, source, self.cfg, names_required=False,
                                  moderation=self.policy)
-        return replace(context, vocabulary=self.vocabulary(), speaker_forms=character_forms(self.character))
+        return replace(context, vocabulary=self.vocabulary(), speaker_forms=spoken_names(self.world, self.character))
 
     def vocabulary(self) -> frozenset[str]:
         """Every word of the world and of the player's name and lines, folded (for unknown_names)."""

@@ -18,11 +18,11 @@ from metagen.config import MAX_SEED, GenerationConfig, candidate_seed
 from metagen.critic import CriticContext, Verdict, best_index, critic_context, judge
 from metagen.errors import ConfigError, RequestError
 from metagen.grounding import TITLES, character_forms, common_words, kin_side, writing_guard
+from metagen.plan import lower_first, prose_name, short_prose_name
 from metagen.prompts import DIALOGUE_ORDERS, DialogueRequest, Prompt, build_prompt, resolve_request
 from metagen.search import PlainPrompts, PrefixReuse
 from metagen.text import first_sentences, fold, format_dialogue, speaker_prefix
 from metagen.world import Character, World
-from metagen.plan import lower_first, prose_name, short_prose_name
 
 log = logging.getLogger(__name__)
 
@@ -356,7 +356,8 @@ class _DialogueWriter:
         cfg, on_text = self.cfg, self.on_text
         ids = self.tokenizer.encode_chat(self.messages, suffix=continue_dialogue(self.lines[self.start:], speaker.name))
         others = [n for c in self.cast if c is not speaker for n in (c.name, *c.aliases)]
-        own = tuple((f"#{token}", OWN_NAME_BIAS) for token in own_name_tokens(self.tokenizer, spoken_names(self.world, speaker)))
+        own_names = own_name_tokens(self.tokenizer, spoken_names(self.world, speaker))
+        own = tuple((f"#{token}", OWN_NAME_BIAS) for token in own_names)
         line_cfg = replace(cfg, stop=tuple(dict.fromkeys((*dialogue_stops(others), *cfg.stop))),
                            logit_bias=(*cfg.logit_bias, *own))
         if on_text:
@@ -433,8 +434,8 @@ def _choose_line(world: World, request: DialogueRequest, options: list, names: l
     resolved = resolve_request(world, request)
     context = critic_context(world, resolved, source, cfg, names_required=False, moderation=moderation)
     others = tuple(form for c in resolved.characters if c.id != speaker.id for form in spoken_names(world, c))
-    context = replace(context, kin_side=kin_side(speaker, resolved.characters), speaker_forms=spoken_names(world, speaker),
-                      others_forms=others)
+    context = replace(context, kin_side=kin_side(speaker, resolved.characters),
+                      speaker_forms=spoken_names(world, speaker), others_forms=others)
     verdicts = judge_lines(context, [spoken_line(o.text, names) for o in options], options)
     return best_index(verdicts), verdicts
 
