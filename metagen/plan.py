@@ -81,7 +81,7 @@ def _cast_phrase(names: list[str]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
-def _clause(text: str) -> str:
+def clause(text: str) -> str:
     """A fact as a clause inside a sentence: spaces folded, no final full stop."""
     return " ".join(text.split()).rstrip(".;: ")
 
@@ -112,29 +112,29 @@ def make_plan(world: World, resolved: Resolved, seed: int) -> list[Beat]:
     else:
         opening = f"Write the opening paragraph of a story about {_cast_phrase(names)}."
     if details:
-        opening += f" Show {_clause(details[0])}."
+        opening += f" Show {clause(details[0])}."
     if lead and lead.goals:
-        goal = _clause(rng.choice(lead.goals))
+        goal = clause(rng.choice(lead.goals))
         opening += f" {short[lead.id]} wants to {goal[:1].lower()}{goal[1:]}."
 
     turns = []  # what can change the story
     if request.premise:
-        turns.append(f"This happens: {_clause(request.premise)}.")
+        turns.append(f"This happens: {clause(request.premise)}.")
     for person in (other, lead):
         if person and person.secrets:
-            turns.append(f"{short[person.id]} admits that {lower_first(_clause(rng.choice(person.secrets)))}.")
+            turns.append(f"{short[person.id]} admits that {lower_first(clause(rng.choice(person.secrets)))}.")
     if lead and other:
         for tie in lead.relationships:
             if tie.other == other.id:
-                kind = f" ({_clause(tie.kind)})" if tie.kind else ""
-                what = f": {_clause(tie.description)}" if tie.description else ""
+                kind = f" ({clause(tie.kind)})" if tie.kind else ""
+                what = f": {clause(tie.description)}" if tie.description else ""
                 turns.append(f"Show the bond between {short[lead.id]} and {short[other.id]}{kind}{what}.")
     lore = select_lore(world, " ".join([*(c.name for c in cast), *names, place.name if place else "",
                                         request.premise or ""]))
     if lore:
-        turns.append(f"Let this part of the world's history matter: {_clause(rng.choice(lore[:3]).text)}.")
+        turns.append(f"Let this part of the world's history matter: {clause(rng.choice(lore[:3]).text)}.")
     if other and other.goals:
-        turns.append(f"{short[other.id]} wants to {lower_first(_clause(rng.choice(other.goals)))}, and says so.")
+        turns.append(f"{short[other.id]} wants to {lower_first(clause(rng.choice(other.goals)))}, and says so.")
     if not turns:
         turns.append("Something unexpected happens that tests them.")
     middle = turns[:count - 2] if request.premise else rng.sample(turns, min(len(turns), count - 2))
@@ -145,7 +145,7 @@ def make_plan(world: World, resolved: Resolved, seed: int) -> list[Beat]:
         beats.append(Beat("turn" if i == 0 else "complication", f"Write the next paragraph. {turn}{sentences}"))
     ending = f"Write the last paragraph and end the story{where}."
     if len(details) > 1:
-        ending += f" Finish with {_clause(details[1])}."
+        ending += f" Finish with {clause(details[1])}."
     beats.append(Beat("ending", ending + sentences))
     return beats
 
@@ -187,7 +187,7 @@ def _user_plan(beats: tuple[str, ...]) -> list[Beat]:
             beat_id, lead = "ending", "Write the last paragraph, which ends the story"
         else:
             beat_id, lead = "turn" if i == 1 else "complication", "Write the next paragraph"
-        plan.append(Beat(beat_id, f"{lead}. {_clause(text)}. Write {BEAT_SENTENCES - 1} or {BEAT_SENTENCES} sentences."))
+        plan.append(Beat(beat_id, f"{lead}. {clause(text)}. Write {BEAT_SENTENCES - 1} or {BEAT_SENTENCES} sentences."))
     return plan
 
 
@@ -247,7 +247,7 @@ def load_plan_file(path: str | Path, world: World) -> tuple[str, ...]:
             except RequestError as error:
                 raise refuse(node, error.message, error.hint) from None
         if about or place:
-            text = _clause(text) + ". It is about " + (_cast_phrase(about) if about else "them") + (f" at {place}" if place else "")
+            text = clause(text) + ". It is about " + (_cast_phrase(about) if about else "them") + (f" at {place}" if place else "")
         texts.append(" ".join(text.split()))
     return tuple(texts)
 
@@ -263,21 +263,21 @@ def story_messages(world: World, resolved: Resolved, *, facts: bool = True) -> l
     system = (f"You write short stories set in {world.name}{genre}. Write in {_POV[s.point_of_view or 'third']}, "
               f"{asked_tense(world, 'story')} tense, in plain, concrete sentences.")
     if world.tone:
-        system += f" Tone: {_clause(world.tone)}."
+        system += f" Tone: {clause(world.tone)}."
     if s.avoided_words:
         system += f" Never use these words: {', '.join(s.avoided_words)}."
     lines = []
     scripts = writing_guard(world)["scripts"]
     for c in resolved.characters:
-        line = f"- {prose_name(c, scripts)}" + (f", {_clause(c.role)}" if c.role and facts else "")
+        line = f"- {prose_name(c, scripts)}" + (f", {clause(c.role)}" if c.role and facts else "")
         if c.description and facts:
-            line += f": {_clause(c.description)}"
+            line += f": {clause(c.description)}"
         lines.append(line + ".")
     lines += _ties(resolved.characters, scripts) if facts else []
     if resolved.location:
         loc = resolved.location
         described = loc.description and facts
-        lines.append(f"Place: {loc.name}" + (f", {lower_first(_clause(loc.description))}" if described else "") + ".")
+        lines.append(f"Place: {loc.name}" + (f", {lower_first(clause(loc.description))}" if described else "") + ".")
     lines.append("Use only these people; invent no one else.")
     return [{"role": "system", "content": system}, {"role": "user", "content": "\n".join(lines)}]
 

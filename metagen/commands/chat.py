@@ -15,8 +15,7 @@ import shutil
 import sys
 import threading
 import unicodedata
-import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Callable, Iterator, Optional
 
@@ -99,9 +98,9 @@ def _prepare(world_path: Path, character: str | None, player: str | None, locati
              resume: Path | None, out: Path, settings: dict, moderation: str | None) -> _Setup:
     """The world, character, place, player, settings and session file, checked before any model."""
     from metagen.chat import DEFAULT_PLAYER, check_player
+    from metagen.config import CLI_NAMES
     from metagen.moderation import check_mode
     from metagen.output import check_not_exists, check_writable, output_path
-    from metagen.config import CLI_NAMES
     from metagen.pipeline import effective_config, seeds_for
     from metagen.session import read_session
     from metagen.world import load_world
@@ -131,7 +130,7 @@ def _prepare(world_path: Path, character: str | None, player: str | None, locati
         if settings.get("context_contrast"):
             raise ConfigError(f"{CLI_NAMES['context_contrast']}: a chat has no fact-free prompt to contrast with; "
                               "use it with story, describe-scene or dialogue")
-        cfg = dataclasses.replace(cfg, context_contrast=0.0)  # a world's dialogue default: off here
+        cfg = replace(cfg, context_contrast=0.0)  # a world's dialogue default: off here
     seed = record["seed"] if resume is not None else seeds_for(1, cfg.seed)[0]
     if resume is not None:
         if world.content_hash != record.get("world_hash"):
