@@ -242,8 +242,9 @@ class GenerationConfig:
             "least a tenth as likely as the likeliest gains `contrast * (log p(token | facts) - log p(token | no "
             "facts))`: what the model would write about any place (\"a place where people come to relax\") loses, "
             "what the facts support gains. A scene starts it after its place's name. Read blind, scenes written with "
-            "0.5 were preferred in 60 of 90 pairs, dialogues in 20 of 29; stories were not (docs/quality.md). A second model pass per "
-            "token. Greedy and sampling; beam search ignores it; `metagen chat` and `metagen generate` have no "
+            "0.5 were preferred in 60 of 90 pairs, dialogues in 20 of 29; stories were not (docs/quality.md). The fact-free rows "
+            "join the candidates' model pass when they share one prompt (one call of twice the rows a token), else run "
+            "their own. Greedy and sampling; beam search ignores it; `metagen chat` and `metagen generate` have no "
             "fact-free prompt and refuse it.")
     candidates: int = setting(
         1, "--candidates", Within(1, MAX_CANDIDATES), note="more than 1 needs sampling", section="candidates",

@@ -318,6 +318,7 @@ class _DialogueWriter:
         self.room = generator.context_length - cfg.max_new_tokens - prefix_tokens(generator, self.cast)
         # Each turn's prompt extends the last one: keep its KV cache so only new tokens are prefilled.
         self.reuse = PrefixReuse()
+        self.plain_reuse = PrefixReuse()  # the same for the fact-free preamble of context contrast
         self.lines: list[tuple[str, str]] = []
         self.turns: list[dict] = []
         self.warnings: list[str] = []
@@ -348,7 +349,8 @@ class _DialogueWriter:
         if self.plain_messages is None:
             return None
         suffix = continue_dialogue(self.lines[self.start:], speaker.name)
-        return PlainPrompts([self.tokenizer.encode_chat(self.plain_messages, suffix=suffix)] * rows)
+        return PlainPrompts([self.tokenizer.encode_chat(self.plain_messages, suffix=suffix)] * rows,
+                            reuse=self.plain_reuse)
 
     def write_line(self, i: int, speaker: Character) -> None:
         """c. The line: the transcript so far, "Name:", and the model completes it; d. one retry if empty."""

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from metagen.cache import KVCache, NoCache, SharedPrefixCache
+from metagen.cache import JointPrefixCache, KVCache, NoCache, SharedPrefixCache
 from metagen.gguf import ModelArgs
 from metagen.linears import FLOAT_DTYPES, WidenedForPrompts, make_linear
 
@@ -109,6 +109,11 @@ class Attention(nn.Module):
         q = qk[:, :, : self.n_heads].transpose(1, 2)  # (B, n_heads, T, head_dim)
         k = qk[:, :, self.n_heads :].transpose(1, 2)  # (B, n_kv, T, head_dim)
         v = qkv[:, :, self.n_heads + self.n_kv_heads :].transpose(1, 2)  # (B, n_kv, T, head_dim)
+        if isinstance(cache, JointPrefixCache):  # groups of candidates, each after its own prompt
+            out = torch.cat([attend_after_prefix(q[rows], group.prefix_k[layer], group.prefix_v[layer],
+                                                 *group.update(layer, k[rows], v[rows]))
+                             for group, rows in zip(cache.groups, cache.rows)])
+            return self.wo(out.to(x.dtype).reshape(B, T, self.q_size))
         keys, values = cache.update(layer, k, v)  # each (B, n_kv, S, head_dim)
         if isinstance(cache, SharedPrefixCache):  # candidates decoding after one prompt, no padding
             out = attend_after_prefix(q, cache.prefix_k[layer], cache.prefix_v[layer], keys, values)
@@ -322,8 +327,12 @@ class Transformer(nn.Module):
         B, T = tokens.shape
         start = cache.length
         slots = torch.arange(start, start + T, device=tokens.device)  # (T,)
-        cos_table, sin_table = self._rope(start + T)
-        if pad is None:
+        if isinstance(cache, JointPrefixCache):  # no mask: attend_after_prefix sees only the row's own group
+            positions = cache.prompt_lengths[:, None] + slots[None, :]  # (B, T)
+            cos_table, sin_table = self._rope(cache.longest_prompt + start + T)
+            cos, sin, mask = cos_table[positions][:, :, None], sin_table[positions][:, :, None], None
+        elif pad is None:
+            cos_table, sin_table = self._rope(start + T)
             cos = cos_table[slots][None, :, None]  # (1, T, 1, head_dim)
             sin = sin_table[slots][None, :, None]
             mask = None
@@ -331,6 +340,7 @@ class Transformer(nn.Module):
                 keys = torch.arange(start + T, device=tokens.device)
                 mask = (keys[None, :] <= slots[:, None])[None, None]  # (1, 1, T, S)
         else:
+            cos_table, sin_table = self._rope(start + T)
             positions = (slots[None, :] - pad[:, None]).clamp(min=0)  # (B, T)
             cos = cos_table[positions][:, :, None]  # (B, T, 1, head_dim)
             sin = sin_table[positions][:, :, None]

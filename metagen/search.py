@@ -16,7 +16,7 @@ from typing import Callable
 
 import torch
 
-from metagen.cache import SharedPrefixCache
+from metagen.cache import JointPrefixCache, SharedPrefixCache
 from metagen.config import GenerationConfig
 from metagen.sampling import apply_processors, build_processors, describe_processors, greedy, sample, sees_prompt
 from metagen.text import sentence_cut
@@ -235,6 +235,7 @@ class PlainPrompts:
 
     ids: list[list[int]]
     starts: tuple[int, ...] = ()
+    reuse: PrefixReuse | None = None  # the plain prompts' own PrefixReuse (a dialogue's next line extends them)
 
 
 class ContextContrast:
@@ -251,11 +252,11 @@ class ContextContrast:
     PLAUSIBLE = 0.1
 
     def __init__(self, model, plain: PlainPrompts, strength: float, max_new_tokens: int, pad_id: int):
-        self.model, self.strength = model, strength
+        self.model, self.strength, self.plain = model, strength, plain
         self.starts = torch.tensor(plain.starts or [0] * len(plain.ids), device=model.device)  # (B,)
         tokens, pad = left_pad(plain.ids, pad_id, model.device)
         self.pad = pad if bool((pad > 0).any()) else None
-        self.cache, self.logits = _prefill(model, plain.ids, tokens, self.pad, max_new_tokens, None)  # logits (B, V)
+        self.cache, self.logits = _prefill(model, plain.ids, tokens, self.pad, max_new_tokens, plain.reuse)  # logits (B, V)
 
     def adjust(self, logits: torch.Tensor, step: int = 0) -> torch.Tensor:
         """logits (B, V) with the facts' contrast added to the plausible tokens of the rows past their start."""
@@ -270,6 +271,13 @@ class ContextContrast:
     def step(self, next_tokens: torch.Tensor) -> None:
         """Feed the tokens chosen (B,) to the fact-free rows."""
         self.logits = self.model(next_tokens[:, None], self.cache, self.pad)[:, -1]
+
+    def joined_with(self, cache) -> JointPrefixCache | None:
+        """One cache for the rows and their fact-free twins, so a step is one model call of 2B rows
+        instead of two of B; None unless each side holds one prompt shared by all its rows."""
+        if isinstance(cache, SharedPrefixCache) and isinstance(self.cache, SharedPrefixCache):
+            return JointPrefixCache([cache, self.cache])
+        return None
 
 
 def decode_loop(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfig,
@@ -307,6 +315,7 @@ def decode_loop(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfi
         if len(plain.ids) != B or len(plain.starts) not in (0, B):
             raise ValueError("one plain prompt (and start) per prompt")
         contrast = ContextContrast(model, plain, cfg.context_contrast, cfg.max_new_tokens, tokenizer.pad_id)
+    joint = contrast.joined_with(cache) if contrast is not None else None
     steps = 1
     for step in range(cfg.max_new_tokens):
         # b. process: penalties, bans, temperature, truncations (sampling.build_processors)
@@ -346,16 +355,27 @@ def decode_loop(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfi
         if all(f is not None for f in finished) or step == cfg.max_new_tokens - 1:
             break
         # e. one model step for every row (finished rows feed padding; their output is ignored)
-        logits = model(next_tokens[:, None], cache, pad_or_none)[:, -1]
-        if contrast is not None:
-            contrast.step(next_tokens)
+        if joint is not None:  # the rows and their fact-free twins in one pass
+            both = model(torch.cat([next_tokens, next_tokens])[:, None], joint)[:, -1]
+            logits, contrast.logits = both[:B], both[B:]
+        else:
+            logits = model(next_tokens[:, None], cache, pad_or_none)[:, -1]
+            if contrast is not None:
+                contrast.step(next_tokens)
         steps += 1
-    if reuse is not None and all(p == prompts[0] for p in prompts[1:]):
-        # the cache holds the prompt and every chosen token but the last (never fed back);
-        # of several candidates, the prompt is what the next call can share
-        reuse.keep(prompts[0] + trackers[0].ids[:-1] if B == 1 else list(prompts[0]),
-                   cache if B == 1 else cache.prefix)
+    _keep_for_next(reuse, prompts, trackers[0].ids, cache)
+    if contrast is not None:
+        _keep_for_next(plain.reuse, plain.ids, trackers[0].ids, contrast.cache)
     return _finish_rows(trackers, finished, logprobs, prompts, steps, on_text)
+
+
+def _keep_for_next(reuse: PrefixReuse | None, prompts: list[list[int]], written: list[int], cache) -> None:
+    """Keep a run's cache in `reuse` for the next call, when its rows share one prompt. The cache
+    holds the prompt and every token written but the last (never fed back); of several rows (the
+    candidates), only the prompt is what the next call can share."""
+    if reuse is not None and all(p == prompts[0] for p in prompts[1:]):
+        B = len(prompts)
+        reuse.keep(prompts[0] + written[:-1] if B == 1 else list(prompts[0]), cache if B == 1 else cache.prefix)
 
 
 @dataclass

@@ -361,3 +361,36 @@ def test_contrast_follows_the_plain_prompt_and_the_seed(tiny_generator):
     # a row whose start is past the text's length is written as without the contrast
     late = [c.tokens for c in tiny_generator.complete(ids, strong, plain=PlainPrompts(plain.ids, (0, 99)))]
     assert late == [first[0], base[1]]
+
+
+def test_contrast_rows_join_the_candidates_pass_and_write_the_same(tiny_generator, monkeypatch):
+    from metagen import search
+
+    ids = encode(tiny_generator, PROMPTS[3:4]) * 3
+    plain = PlainPrompts(encode(tiny_generator, ["the"]) * 3)
+    cfg = GenerationConfig(strategy="sample", max_new_tokens=12, top_k=0, top_p=1.0, temperature=1.0,
+                           context_contrast=2.0)
+    joined = []
+    original = search.ContextContrast.joined_with
+    monkeypatch.setattr(search.ContextContrast, "joined_with",
+                        lambda self, cache: joined.append(original(self, cache)) or joined[-1])
+    together = [c.tokens for c in tiny_generator.complete(ids, cfg, seeds=[1, 2, 3], plain=plain)]
+    assert joined and joined[-1] is not None  # three candidates of one prompt: one pass of six rows
+    monkeypatch.setattr(search.ContextContrast, "joined_with", lambda self, cache: None)
+    apart = [c.tokens for c in tiny_generator.complete(ids, cfg, seeds=[1, 2, 3], plain=plain)]
+    assert together == apart
+
+
+def test_plain_prompts_keep_their_cache_for_the_next_call(tiny_generator):
+    from metagen.search import PrefixReuse
+
+    ids = encode(tiny_generator, PROMPTS[3:4]) * 2
+    plain_ids = encode(tiny_generator, ["the cat sat on the mat and the dog sat on the rug by the door"])[0]
+    cfg = GenerationConfig(strategy="greedy", max_new_tokens=6, context_contrast=1.0)
+    reuse = PrefixReuse(min_shared=4)
+    first = [c.tokens for c in tiny_generator.complete(ids, cfg, plain=PlainPrompts([plain_ids] * 2, reuse=reuse))]
+    assert reuse.ids == plain_ids  # of several rows, the prompt they share is what a next call can reuse
+    longer = plain_ids + encode(tiny_generator, [" and then"])[0]
+    assert reuse.shared_with(longer) == len(plain_ids)
+    fresh = [c.tokens for c in tiny_generator.complete(ids, cfg, plain=PlainPrompts([plain_ids] * 2))]
+    assert first == fresh
