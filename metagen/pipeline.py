@@ -29,6 +29,7 @@ from metagen.prompts import (
     SCENE_WORDS,
     Prompt,
     Request,
+    asked_tense,
     build_prompt,
     request_from_dict,
     resolve_request,
@@ -423,11 +424,12 @@ def _compose_scenes(generator, world: World, requests: list[Request], batch: lis
 
 def _plain_prompts(generator, world: World, prompts: dict[int, Prompt], rows: list[tuple[int, int]]) -> PlainPrompts:
     """The scenes' prompts without their places' facts, one a row; the contrast starts after the
-    words each scene opens with (its place's name, and a "The" before it)."""
+    words each scene opens with (its place's name and verb, and a "The" before it)."""
     tokenizer = generator.tokenizer
+    tense = asked_tense(world, "scene")
     plain = {i: tokenizer.encode_chat(p.plain_messages, suffix=p.opening) for i, p in prompts.items()}
     starts = {i: 0 if p.opening else 1 + len(tokenizer.encode_plain(
-        scene_start_words(resolve_request(world, p.request).location))) for i, p in prompts.items()}
+        scene_start_words(resolve_request(world, p.request).location, tense))) for i, p in prompts.items()}
     return PlainPrompts([plain[i] for i, _ in rows], tuple(starts[i] for i, _ in rows))
 
 

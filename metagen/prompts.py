@@ -248,6 +248,17 @@ def answer_opening(resolved: Resolved, style: str | None = None) -> str:
     return text[:1].upper() + text[1:]
 
 
+_NOT_PLURAL_ENDINGS = ("ss", "us", "is", "'s", "’s")
+
+
+def be_form(name: str, tense: str) -> str:
+    """"is"/"are" (present) or "was"/"were" (past) for a name: plural when its head noun, the last
+    word before any " of ", ends in -s ("The Container Docks", "The Salt Pans of Oru Kessam")."""
+    head = name.split(" of ")[0].split()[-1].casefold()
+    plural = head.endswith("s") and not head.endswith(_NOT_PLURAL_ENDINGS)
+    return {"past": ("was", "were"), "present": ("is", "are")}[tense][plural]
+
+
 def lower_article(name: str) -> str:
     """A place name inside a sentence: "The Crooked Kettle" -> "the Crooked Kettle"."""
     return "the" + name[3:] if name.startswith("The ") else name
@@ -451,9 +462,13 @@ def _scene_task(world: World, resolved: Resolved) -> str:
     return text + " " + _style(world, "second", "scene")
 
 
-def scene_start_words(loc: Location) -> str:
-    """The words a scene's task asks it to open with: the place's name, capitalised."""
-    return loc.name[:1].upper() + loc.name[1:]
+def scene_start_words(loc: Location, tense: str = "") -> str:
+    """The words a scene's task asks it to open with: the place's name, capitalised, and with a
+    `tense` its verb: "The Crooked Kettle was", "The Container Docks are". The verb sets the tense
+    the model goes on in: asked only for the name, scenes asked for in the past came out in the
+    present of their place's facts, and the reverse (experiments/log.md, round fifteen)."""
+    name = loc.name[:1].upper() + loc.name[1:]
+    return f"{name} {be_form(loc.name, tense)}" if tense else name
 
 
 def _scene_messages(world: World, resolved: Resolved, *, facts: bool = True) -> list[dict[str, str]]:
@@ -480,7 +495,7 @@ def _scene_messages(world: World, resolved: Resolved, *, facts: bool = True) -> 
     person, tense = _POV[s.point_of_view or "second"], asked_tense(world, "scene")
     # "Start with" keeps the model on the place: asked only to describe Ember Keep, it opened every
     # scene with the Ember Throne, one of the keep's sights (round nine, experiments/log.md).
-    task = (f"Start with the words \"{scene_start_words(loc)}\". "
+    task = (f"Start with the words \"{scene_start_words(loc, tense)}\". "
             f"Describe {loc.name} in three or four sentences, in {person} and the {tense} tense. "
             "Use a few of the details above in your own words. Name no other people and no real places.")
     if s.avoided_words:
@@ -529,6 +544,7 @@ __all__ = [
     "StoryRequest",
     "answer_opening",
     "asked_tense",
+    "be_form",
     "build_prompt",
     "lore_block",
     "lore_line",

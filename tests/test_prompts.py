@@ -25,6 +25,7 @@ from metagen.prompts import (
     SceneRequest,
     StoryRequest,
     answer_opening,
+    be_form,
     build_prompt,
     mentions,
     request_from_dict,
@@ -332,8 +333,18 @@ def test_scene_prompt(world):
     assert "Place: the Container Docks." in text and "Time: dusk. Weather: rain. Mood: uneasy." in text.replace("\n", " ")
     assert "Who is there: Jonas Halvorsen" in text and "Describe the Container Docks in three or four sentences" in text
     assert "Name no other people" in text
-    assert 'Task: Start with the words "The Container Docks".' in text  # the place first, not one of its sights
+    # the place first, not one of its sights, and its verb in the world's tense (present here)
+    assert 'Task: Start with the words "The Container Docks are".' in text
     assert request.subject == "docks-dusk"
+
+
+@pytest.mark.parametrize("name, tense, verb", [
+    ("The Crooked Kettle", "past", "was"), ("The Container Docks", "past", "were"), ("The Fountain Atrium", "present", "is"),
+    ("The Salt Pans of Oru Kessam", "present", "are"), ("Ember Keep", "present", "is"), ("The Moss", "past", "was"),
+    ("Abbey of the Lantern Order", "past", "was"), ("Saint Agnes's", "present", "is"), ("The Narrows", "present", "are"),
+])
+def test_a_place_name_takes_its_verb_in_the_tense(name, tense, verb):
+    assert be_form(name, tense) == verb
 
 
 def test_a_scenes_plain_prompt_is_the_same_request_without_the_places_facts(world):
