@@ -183,7 +183,8 @@ class GenerationConfig:
     max_sentences: int = setting(
         0, "--max-sentences", AtLeast(0), note="0 = no limit", section="length",
         help="End the text after this many whole sentences; 0 = no limit.",
-        help_default="0; 4 for story (a paragraph a beat) and scene", doc_default="0 (story, scene: 4)",
+        help_default="0; 4 for story (a paragraph a beat) and scene, 2 for a dialogue line",
+        doc_default="0 (story, scene: 4; dialogue: 2 a line)",
         doc="Writing ends once the text holds this many whole sentences (or two or more and a paragraph break), "
             "and the text keeps just those: a small model writes its best sentences first and drifts after a "
             "few. A story counts each beat's paragraph on its own. Stopping there rather than cutting a longer "
