@@ -26,7 +26,7 @@ from metagen.dialogue import continue_dialogue, dialogue_prompt, speaker_order, 
 from metagen.errors import RequestError
 from metagen.pipeline import effective_config
 from metagen.plan import BEAT_SENTENCES, make_plan, story_messages, with_beat
-from metagen.prompts import build_prompt
+from metagen.prompts import build_prompt, scene_start_words
 from metagen.request import DialogueRequest, Resolved, SceneRequest, StoryRequest, resolve_request
 from metagen.session import Answer, Turn
 from metagen.text import first_sentences, ngrams, words_of
@@ -196,21 +196,18 @@ def check_example(generator, world: World, request, example: Example) -> list[st
     relatives = invented_relatives(text, context.relations)
     if relatives:  # named, so that a writer sees which word to change
         problems.append(f"gives someone a relative the world does not name: {', '.join(sorted(set(relatives)))}")
-    start = _START.search(prompt)
-    name = _VERB_AFTER_NAME.sub("", start.group(1)) if start else ""
-    if example.kind == "scene" and start and not (example.prefix + text).lower().startswith(name.lower()):
-        # a target that starts elsewhere would teach the model to ignore the scene task's first instruction;
-        # the verb the task now adds ("was") came after the targets were written (corpus/DATASHEET.md)
-        problems.append(f"does not start with the words its task gives: {name!r}")
+    if example.kind == "scene":
+        # A target that starts elsewhere would teach the model to ignore the scene task's first instruction.
+        # Held to the place's name only: the verb the task now adds ("was") came after the targets were
+        # written (corpus/DATASHEET.md).
+        name = scene_start_words(resolve_request(world, request).location)
+        if not (example.prefix + text).lower().startswith(name.lower()):
+            problems.append(f"does not start with the words its task gives: {name!r}")
     if example.kind in SPOKEN and (":" in text.split(" ", 1)[0] or "\n" in text):
         problems.append("holds a speaker's name or a line break")
     elif example.kind == "answer":
         problems += _answer_problems(world, request, text, context, prompt)
     return problems
-
-
-_START = re.compile(r'Start with the words "([^"]+)"\.')  # the scene task's first instruction (prompts.py)
-_VERB_AFTER_NAME = re.compile(r" (?:is|are|was|were)$")  # prompts.scene_start_words's verb
 
 
 def _copied_words(text: str, prompt_words: Sequence[str]) -> str:

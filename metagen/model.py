@@ -327,12 +327,12 @@ class Transformer(nn.Module):
         B, T = tokens.shape
         start = cache.length
         slots = torch.arange(start, start + T, device=tokens.device)  # (T,)
-        if isinstance(cache, JointPrefixCache):  # no mask: attend_after_prefix sees only the row's own group
+        joint = isinstance(cache, JointPrefixCache)
+        cos_table, sin_table = self._rope((cache.longest_prompt if joint else 0) + start + T)
+        if joint:  # no mask: attend_after_prefix sees only the row's own group
             positions = cache.prompt_lengths[:, None] + slots[None, :]  # (B, T)
-            cos_table, sin_table = self._rope(cache.longest_prompt + start + T)
             cos, sin, mask = cos_table[positions][:, :, None], sin_table[positions][:, :, None], None
         elif pad is None:
-            cos_table, sin_table = self._rope(start + T)
             cos = cos_table[slots][None, :, None]  # (1, T, 1, head_dim)
             sin = sin_table[slots][None, :, None]
             mask = None
@@ -340,7 +340,6 @@ class Transformer(nn.Module):
                 keys = torch.arange(start + T, device=tokens.device)
                 mask = (keys[None, :] <= slots[:, None])[None, None]  # (1, 1, T, S)
         else:
-            cos_table, sin_table = self._rope(start + T)
             positions = (slots[None, :] - pad[:, None]).clamp(min=0)  # (B, T)
             cos = cos_table[positions][:, :, None]  # (B, T, 1, head_dim)
             sin = sin_table[positions][:, :, None]
