@@ -430,7 +430,8 @@ class ChatSession:
         source = "\n".join([*self.character.sample_lines, *(x for t in shown for x in (t.player, t.answer))])
         context = critic_context(self.world, self.resolved, source, self.cfg, names_required=False,
                                  moderation=self.policy)
-        return replace(context, vocabulary=self.vocabulary(), speaker_forms=spoken_names(self.world, self.character))
+        return replace(context, vocabulary=self.vocabulary(), speaker_forms=spoken_names(self.world, self.character),
+                       speaker_id=self.character.id)
 
     def vocabulary(self) -> frozenset[str]:
         """Every word of the world and of the player's name and lines, folded (for unknown_names)."""

@@ -23,6 +23,7 @@ from metagen.grounding import (
     character_forms,
     invented_ranks,
     invented_relatives,
+    kinship,
     location_forms,
     misspoken_kin,
     name_spellings,
@@ -34,6 +35,7 @@ from metagen.grounding import (
     world_dates,
     world_names,
     world_vocabulary,
+    wrong_kin,
 )
 from metagen.prompts import Resolved
 from metagen.scripts import is_garbled
@@ -68,7 +70,7 @@ COPY_RUN = 6  # a run of this many words shared with the prompt counts as copyin
 # banned word outweighs everything else.
 WEIGHTS = {"names": 2.0, "details": 1.0, "invented": -2.5, "garbled": -6.0, "banned": -3.0, "copied": -0.5,
            "repetition": -6.0, "markup": -1.0, "unfinished": -0.7, "short": -1.5, "voice": -1.0, "same_start": -1.0,
-           "echo": -3.0, "pronoun": -1.0, "relatives": -2.0, "ranks": -2.0, "kin": -2.0, "self": -2.0, "stock": -1.0, "dated": -1.5, "restated": -0.5, "logprob": 0.5, "rating": -50.0}
+           "echo": -3.0, "pronoun": -1.0, "relatives": -2.0, "ranks": -2.0, "kin": -2.0, "ties": -2.0, "self": -2.0, "stock": -1.0, "dated": -1.5, "restated": -0.5, "logprob": 0.5, "rating": -50.0}
 # "rating" counts spans over the world's rating (metagen.moderation, at most 3): its weight outweighs every
 # other finding together, so a candidate over the rating loses to any that is not.
 # metagen's own instructions and prompt labels said back ("In your own words:", "I will describe
@@ -129,6 +131,9 @@ class CriticContext:
     kin_side: str = ""  # a dialogue speaker who is a "parent" or "child" of the cast (grounding.kin_side)
     speaker_forms: tuple[str, ...] = ()  # a spoken line's speaker's names (character_forms): said, a finding
     others_forms: tuple[str, ...] = ()  # the rest of the cast's names: claimed by the speaker, a finding
+    kinship: Any = None  # the world's family ties (grounding.Kinship; None: it states none)
+    speaker_id: str = ""  # a spoken line's speaker: "my sister Maëlle" is held to their ties
+    listener_id: str = ""  # the one a spoken line is said to (a two-person dialogue): "your sister Maëlle"
 
 
 def requested_forms(resolved: Resolved) -> list[tuple[str, ...]]:
@@ -170,7 +175,8 @@ def critic_context(world: World, resolved: Resolved, prompt_text: str, cfg: Any,
                          banned=banned, scripts=scripts, exempt=tuple(cfg.script_exempt),
                          target_words=target_words, narrator_person=narrator_person,
                          cast_pronoun=cast_pronoun(resolved.characters) if narrator_person else "",
-                         relations=relation_vocabulary(world, prompt_text), moderation=moderation)
+                         relations=relation_vocabulary(world, prompt_text), kinship=kinship(world),
+                         moderation=moderation)
 
 
 @dataclass
@@ -251,6 +257,10 @@ def judge(text: str, context: CriticContext, *, logprob: float = 0.0, tokens: in
         misspoken = len(misspoken_kin(text, context.kin_side))
         if misspoken:  # "Ah, Mother!" from the mother: recorded only when there is one, as relatives
             findings["kin"] = float(min(2, misspoken))
+    if context.kinship is not None:
+        ties = len(wrong_kin(text, context.kinship, speaker=context.speaker_id, listener=context.listener_id))
+        if ties:  # "Ah! My sister Maëlle." from her mother: recorded only when there is one, as relatives
+            findings["ties"] = float(min(2, ties))
     if context.speaker_forms:
         named = len(self_named(text, context.speaker_forms, context.others_forms))
         if named:  # "Hi Pip!" from Pip, "My name is Maëlle" from her mother: recorded only when there is one

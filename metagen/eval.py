@@ -361,6 +361,7 @@ _CELLS: tuple[tuple[str, Callable[[dict], str]], ...] = (
     ("unknown names", lambda m: _pct(m["unknown_names"])),
     ("invented (outputs)", lambda m: _pct(m.get("invented_outputs"))),
     ("made-up relatives", lambda m: _pct(m.get("invented_relatives"))),
+    ("wrong kin", lambda m: _pct(m.get("wrong_kin"))),
     ("made-up ranks", lambda m: _pct(m.get("invented_ranks"))),
     ("off-world dates", lambda m: _pct(m.get("off_world_dates"))),
     ("wrong tense", lambda m: _pct(m.get("wrong_tense"))),

@@ -18,7 +18,10 @@ from metagen.grounding import (
     character_forms,
     invented_ranks,
     invented_relatives,
+    kin_side,
+    kinship,
     location_forms,
+    misspoken_kin,
     off_world_dates,
     name_spellings,
     names_any,
@@ -30,6 +33,7 @@ from metagen.grounding import (
     world_prose,
     world_vocabulary,
     writing_guard,
+    wrong_kin,
 )
 from metagen.prompts import Request, asked_tense, request_from_dict, resolve_request
 from metagen.scripts import ANY, is_garbled
@@ -145,6 +149,7 @@ class Output:
     cast_turns: int = 0  # dialogue: turns spoken by a requested character
     unknown: list[list[str]] = field(default_factory=list)  # per line (dialogue) or one list (others)
     relatives: list[str] = field(default_factory=list)  # family words whose relation the world never mentions
+    kin: list[str] = field(default_factory=list)  # family words against the world's ties ("my sister Maëlle" from her mother)
     ranks: list[str] = field(default_factory=list)  # ranks the world never writes ("the king" in a queen's realm)
     dates: list[str] = field(default_factory=list)  # years and numbered centuries the world never writes
     wrong_tense: bool = False  # story, scene: the model's narration leans to the tense not asked for
@@ -167,6 +172,7 @@ def score(world: World, output: Output, reference: Reference, settings: dict | N
     resolved = resolve_request(world, recorded_request(output.request))
     cast = resolved.characters
     place = [location_forms(resolved.location)] if resolved.location else []
+    speakers: list[str | None] = []  # dialogue: who speaks each line
     if output.kind == "dialogue":
         spoken = "\n".join(line for _, line in output.turns)
         # the whole transcript: a baseline's may hold no "Name: line" at all, and metagen's
@@ -193,6 +199,7 @@ def score(world: World, output: Output, reference: Reference, settings: dict | N
         output.wrong_tense = narration_tense(written) not in ("", asked_tense(world, output.kind))
         output.stock = [phrase for phrase in reference.stock if banned_hits(written, [phrase])]
     output.relatives = invented_relatives(spoken if output.kind == "dialogue" else output.text, reference.relations)
+    output.kin = wrong_family_words(world, output, cast, speakers)
     output.ranks = invented_ranks(spoken if output.kind == "dialogue" else output.text,
                                   reference.vocabulary | reference.relations)  # a name's title counts: Queen Ada
     output.dates = off_world_dates(spoken if output.kind == "dialogue" else output.text, reference.dates)
@@ -202,6 +209,24 @@ def score(world: World, output: Output, reference: Reference, settings: dict | N
     output.repetition = repetition(output.text)
     output.words = len(output.text.split())
     return output
+
+
+def wrong_family_words(world: World, output: Output, cast: Sequence[Character], speakers: Sequence[str | None]) -> list[str]:
+    """The family words a text gets wrong against the world's ties (grounding.wrong_kin, and for a dialogue
+    line misspoken_kin too): a line's "my" is its speaker's, "your" the other's in a two-person dialogue."""
+    kin = kinship(world)
+    if kin is None:
+        return []
+    if output.kind != "dialogue":
+        return wrong_kin(output.text, kin)
+    found = []
+    for who, (_, line) in zip(speakers, output.turns):
+        speaker = next((c for c in cast if c.id == who), None)
+        others = [c.id for c in cast if c.id != who]
+        listener = others[0] if speaker is not None and len(others) == 1 else ""
+        found += wrong_kin(line, kin, speaker=who or "", listener=listener)
+        found += misspoken_kin(line, kin_side(speaker, cast)) if speaker is not None else []
+    return found
 
 
 def _guard(settings: dict, reference: Reference) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -240,6 +265,7 @@ def summarize(outputs: Sequence[Output], seconds: float) -> dict:
         "unknown_names": _mean([float(bool(u)) for u in units]),  # per line (dialogue), per output (others)
         "invented_outputs": _mean([float(any(o.unknown)) for o in outputs]),
         "invented_relatives": _mean([float(bool(o.relatives)) for o in outputs]),  # per output
+        "wrong_kin": _mean([float(bool(o.kin)) for o in outputs]),  # per output
         "invented_ranks": _mean([float(bool(o.ranks)) for o in outputs]),  # per output
         "off_world_dates": _mean([float(bool(o.dates)) for o in outputs]),  # per output
         "wrong_tense": _mean([float(o.wrong_tense) for o in outputs if o.kind != "dialogue"]),  # stories, scenes
@@ -265,5 +291,5 @@ def summarize(outputs: Sequence[Output], seconds: float) -> dict:
 
 
 __all__ = ["COPIED_LINE_RUN", "COPIED_PROSE_RUN", "MIN_SAMPLE_WORDS", "Output", "Reference", "copies_prose",
-           "copies_sample_line", "parse_turns", "recorded_request", "score", "speaker_of", "summarize",
+           "copies_sample_line", "parse_turns", "recorded_request", "score", "speaker_of", "summarize", "wrong_family_words",
            "world_reference"]

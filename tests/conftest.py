@@ -167,6 +167,15 @@ lore:
 """
 
 
+# A mother and her daughter, and nothing else: family words against the world's ties (grounding.wrong_kin).
+FAMILY_WORLD = """\
+world: {id: keep, name: The Keep}
+characters:
+  - {id: ada, name: Queen Ada, relationships: [{with: dee, kind: daughter}]}
+  - {id: dee, name: Sister Dee}
+"""
+
+
 def write_world(folder: Path, text: str = TINY_WORLD, name: str = "tiny.yaml") -> Path:
     """A world file (the tiny world unless text is given) written into folder; its path."""
     path = folder / name

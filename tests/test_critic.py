@@ -18,7 +18,7 @@ from metagen.prompts import SceneRequest, StoryRequest, resolve_request
 from metagen.text import words_of
 from metagen.world import load_world
 
-from conftest import write_world
+from conftest import FAMILY_WORLD, write_world
 
 WORLD = """\
 world: {id: harbourtown, name: Harbourtown, summary: A fishing town on a cold grey coast.}
@@ -127,6 +127,19 @@ def test_a_dialogue_line_that_gets_the_kin_backwards_loses(world):
     assert wrong.findings["kin"] == 1.0 and "kin" not in right.findings
     assert right.score - wrong.score == pytest.approx(2.0, abs=0.01)
     assert "kin" not in judge("Ah, Mother! The nets are torn.", context_for(world, StoryRequest())).findings
+
+
+def test_a_family_word_against_the_worlds_ties_loses(tmp_path):
+    from dataclasses import replace
+
+    world = load_world(write_world(tmp_path, FAMILY_WORLD))
+    context = replace(context_for(world, StoryRequest()), speaker_id="ada", listener_id="dee")
+    wrong = judge("Ah! My sister Dee is here.", context)
+    right = judge("Ah! My daughter Dee is here.", context)
+    assert wrong.findings["ties"] == 1.0 and "ties" not in right.findings
+    assert right.score - wrong.score == pytest.approx(2.0, abs=0.01)
+    narration = context_for(world, StoryRequest())  # no speaker: Dee need only be someone's sister
+    assert judge("Ada smiled at her sister, Dee.", narration).findings["ties"] == 1.0
 
 
 def test_a_line_whose_speaker_names_themselves_loses(world):

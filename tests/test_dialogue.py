@@ -455,3 +455,16 @@ characters:
 """, "hub.yaml"))
     assert dialogue.spoken_names(world, world.characters[0])[-1] == "Lin"
     assert dialogue.spoken_names(world, world.characters[1]) == ("Pip",)
+
+
+def test_a_candidate_line_that_hangs_the_wrong_family_word_on_the_listener_loses(gen, topic_world, monkeypatch):
+    def fake(prompts, cfg, *, seeds, **kwargs):
+        texts = ["I am glad your sister Maëlle came home.", "I am glad my daughter Maëlle came home."]
+        return [Completion(texts[k % 2], [5] * 8, len(prompts[0]), -8.0, "stop", seeds[k], 0.0)
+                for k in range(len(prompts))]
+
+    monkeypatch.setattr(gen, "complete", fake)
+    request = DialogueRequest(characters=("ysolde", "maelle"), turns=1, topic="the harvest")
+    result = generate_dialogue(gen, topic_world, request, replace(CFG, candidates=2), seed=3, order="turns")
+    assert result.turns[0]["line"] == "I am glad my daughter Maëlle came home."  # said to Maëlle by her mother
+    assert result.critic["lines"][0]["candidates"][0]["ties"] == 1.0

@@ -13,7 +13,7 @@ from metagen.cli import app
 from metagen.errors import ConfigError
 from metagen.world import load_world
 
-from conftest import write_world
+from conftest import FAMILY_WORLD, write_world
 
 ROOT = Path(__file__).resolve().parent.parent
 NEXUS = ROOT / "worlds" / "nexus-hub.yaml"
@@ -190,6 +190,20 @@ def test_a_rank_the_world_never_writes_is_a_made_up_rank(world):
             E.score(world, output("story", "Cyrus bowed to the queen. King Orm waved.", request), ref)]
     assert outs[0].ranks == ["king", "god"] and outs[1].ranks == []  # the world has a Queen; "King Orm" is a name
     assert E.summarize(outs, 1.0)["invented_ranks"] == 0.5
+
+
+def test_family_words_against_the_worlds_ties_are_wrong_kin(tmp_path):
+    world = load_world(write_world(tmp_path, FAMILY_WORLD))
+    ref = E.world_reference(world)
+    request = {"characters": ["ada", "dee"], "location": None, "topic": None, "turns": 2}
+    mixed_up = [("Queen Ada", "Ah! My sister Dee."), ("Sister Dee", "Your mother sends word.")]
+    right = [("Queen Ada", "Ah! My daughter Dee."), ("Sister Dee", "Mother, listen.")]
+    outs = [E.score(world, output("dialogue", "...", request, turns), ref) for turns in (mixed_up, right)]
+    assert outs[0].kin == ["My sister", "Your mother"] and outs[1].kin == []
+    story = {"characters": ["ada"], "location": None, "premise": None, "length": "short"}
+    outs.append(E.score(world, output("story", "Ada turned to her sister, Dee.", story), ref))
+    assert outs[2].kin == ["her sister"]
+    assert E.summarize(outs[:2], 1.0)["wrong_kin"] == 0.5
 
 
 def test_a_story_told_in_the_present_when_the_past_is_asked_is_in_the_wrong_tense(world):

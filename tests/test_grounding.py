@@ -123,6 +123,7 @@ def test_kin_side_reads_either_sides_ties(tmp_path):
     ("Mother Superior will hear of it.", "parent", []),  # a title
     ("Ask the Mother.", "parent", []),
     ("I love my daughter.", "child", ["my daughter"]),
+    ("Your mother is still standing by the shelf.", "child", ["Your mother"]),  # said to the mother herself
     ("Mother, listen.", "child", []),  # what a child says
     ("Mother, listen.", "", []),
 ])
@@ -130,6 +131,40 @@ def test_kin_words_a_parent_or_child_gets_backwards(line, side, found):
     from metagen.grounding import misspoken_kin
 
     assert misspoken_kin(line, side) == found
+
+
+@pytest.mark.parametrize("text, speaker, listener, found", [
+    ("Ah! My sister Maelle.", "ysolde", "maelle", ["My sister"]),  # Maelle is her daughter
+    ("You're talking about my daughter, Maelle.", "ysolde", "maelle", []),
+    ("Maelle, my sister, listen.", "ysolde", "maelle", ["my sister"]),  # the family word after the name
+    ("Maelle, my daughter, listen.", "ysolde", "maelle", []),
+    ("I am glad that your sister Maelle came.", "ysolde", "maelle", ["your sister"]),  # said to Maelle herself
+    ("Ask your dear mother Queen Ysolde.", "tam", "maelle", []),  # Maelle's mother, by Ysolde's tie
+    ("Ask your mother Queen Ysolde.", "maelle", "tam", []),  # Tam's own tie
+    ("My mother Ysolde said so.", "ysolde", "maelle", ["My mother"]),  # the speaker herself
+    ("She turned to her sister, Maelle.", "", "", ["her sister"]),  # no one's sister
+    ("She turned to her daughter Maelle.", "", "", []),  # someone's daughter
+    ("My brother Bo laughed.", "", "", ["My brother"]),  # Bo has no family
+    ("My brother laughed at Bo.", "", "", []),  # no name after the family word: invented_relatives's case
+    ("Sister Maelle and her mother", "", "", []),  # a title, no claim
+])
+def test_family_words_hung_on_a_name_are_held_to_the_worlds_ties(tmp_path, text, speaker, listener, found):
+    from metagen.grounding import kinship, wrong_kin
+
+    kin = kinship(load_world(write_world(tmp_path, KIN_WORLD)))
+    assert wrong_kin(text, kin, speaker=speaker, listener=listener) == found
+
+
+def test_a_world_without_family_ties_has_no_kinship(tmp_path):
+    from metagen.grounding import kinship
+
+    world = load_world(write_world(tmp_path, """\
+world: {id: keep, name: The Keep}
+characters:
+  - {id: bo, name: Bo, relationships: [{with: al, kind: rival}]}
+  - {id: al, name: Al}
+"""))
+    assert kinship(world) is None
 
 
 @pytest.mark.parametrize("line, found", [
