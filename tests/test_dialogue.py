@@ -359,6 +359,20 @@ def test_a_spoken_line_has_no_stage_directions():
         "The tide turns at six.")
 
 
+@pytest.mark.parametrize("line, spoken", [
+    ('"I don\'t even understand why they\'re so sad," she said.', "I don't even understand why they're so sad."),
+    ('"Memories are not lost," Maëlle said softly.', "Memories are not lost."),
+    ('The light still glows under the water." She looked at the books.', "The light still glows under the water."),
+    ('Now, what would you like to do with it?"', "Now, what would you like to do with it?"),
+    ('As my mother said, "Memories are not lost.', "As my mother said, Memories are not lost."),  # its pair never came
+    ('It is what they call "memory". Old spells make it.', 'It is what they call "memory". Old spells make it.'),
+    ('"Home" is a strange word.', '"Home" is a strange word.'),
+])
+def test_a_spoken_line_leaves_out_narration_and_stray_quote_marks(line, spoken):
+    assert dialogue.without_narration(line) == spoken
+    assert spoken_line("Mira: " + line, ["Mira"]) == spoken
+
+
 
 TOPIC_WORLD = """\
 world: {id: keep, name: The Keep}
