@@ -394,6 +394,8 @@ _KIN_ALTERNATION = "|".join(sorted(_ROLE_OF, key=len, reverse=True))
 # "my sister Maëlle", "your own daughter, Maëlle", "her mother Ysolde": a family word hung on the name after it
 _KIN_BEFORE_NAME = re.compile(rf"\b(my|your|her|his|our|their)\s+(?:[a-z]+\s+)?({_KIN_ALTERNATION})\b,?\s+",
                               re.IGNORECASE)
+# "my mother said", "your daughter's": a family word spoken of someone, not to them ("Ah, my daughter!")
+_KIN_SPOKEN_OF = re.compile(rf"\b(my|your)\s+(?:[a-z]+\s+)?({_KIN_ALTERNATION})(?=\s+\w|['’]s\b)", re.IGNORECASE)
 # "Maëlle, my sister": the same, after the name
 _KIN_AFTER_NAME = re.compile(rf"\s*,\s*(my|your|her|his|our|their)\s+(?:[a-z]+\s+)?({_KIN_ALTERNATION})\b",
                              re.IGNORECASE)
@@ -444,7 +446,8 @@ def wrong_kin(text: str, kin: Kinship, *, speaker: str = "", listener: str = "")
     """Family words a text hangs on a named character against the world's ties: "my sister Maëlle"
     from a speaker whose tie to Maëlle is no sister's, "your sister Maëlle" said to Maëlle. "my" is
     the speaker's and "your" the listener's when given (a dialogue line); otherwise, and for "her",
-    "his", "our" and "their", the character need only be someone's kin of that kind."""
+    "his", "our" and "their", the character need only be someone's kin of that kind. With both
+    given, "my mother" said to the speaker's mother, or "your mother" by the listener's, is wrong too."""
     found = []
     claims = [(m, kin.named_at(text, m.end())) for m in _KIN_BEFORE_NAME.finditer(text)]
     claims += [(m, kin.named_at(text, m.start(), before=True)) for m in _KIN_AFTER_NAME.finditer(text)]
@@ -455,6 +458,17 @@ def wrong_kin(text: str, kin: Kinship, *, speaker: str = "", listener: str = "")
         role = _ROLE_OF[fold(match.group(2))]
         if owner == named or role not in kin.roles(owner, named):
             found.append(match.group().strip(" ,"))
+    if speaker and listener:
+        # Said to that very person: "My mother said ..." from Maëlle to her mother, "your mother" from the mother.
+        for match in _KIN_SPOKEN_OF.finditer(text):
+            rest = text[match.end():]
+            if kin.named_at(text, match.end() + len(rest) - len(rest.lstrip())):
+                continue  # "my sister Maëlle": judged above
+            mine = fold(match.group(1)) == "my"
+            role = _ROLE_OF[fold(match.group(2))]
+            owner, other = (speaker, listener) if mine else (listener, speaker)
+            if role in kin.roles(owner, other):
+                found.append(match.group())
     return found
 
 

@@ -144,6 +144,12 @@ def test_kin_words_a_parent_or_child_gets_backwards(line, side, found):
     ("My mother Ysolde said so.", "ysolde", "maelle", ["My mother"]),  # the speaker herself
     ("She turned to her sister, Maelle.", "", "", ["her sister"]),  # no one's sister
     ("She turned to her daughter Maelle.", "", "", []),  # someone's daughter
+    ("My mother said we could sit here.", "maelle", "ysolde", ["My mother"]),  # said to the mother herself
+    ("That was my mother's choice.", "maelle", "ysolde", ["my mother"]),
+    ("Ah, my mother! Sit.", "maelle", "ysolde", []),  # said to her: an address
+    ("My mother said we could sit here.", "maelle", "tam", []),  # to someone else
+    ("Your daughter keeps the books.", "ysolde", "maelle", []),  # "your daughter": Maelle has none, invented_relatives's case
+    ("Your daughter keeps the books.", "maelle", "ysolde", ["Your daughter"]),  # from that daughter
     ("My brother Bo laughed.", "", "", ["My brother"]),  # Bo has no family
     ("My brother laughed at Bo.", "", "", []),  # no name after the family word: invented_relatives's case
     ("Sister Maelle and her mother", "", "", []),  # a title, no claim
