@@ -205,6 +205,9 @@ def run_both(generator, worlds: Sequence[World], flags: Mapping[str, Any], setti
 # ----------------------------------------------------------------------------- ratings
 
 
+_RUN_ON = re.compile(r"\n\s*pair-\d+\s*,")  # a sheet's next row inside a note
+
+
 def read_ratings(folder: Path) -> tuple[dict, dict[str, str | None]]:
     """The key and the sheet's choices (pair id -> "1", "2", "=" or None when unrated); ConfigError
     for a missing key or sheet, an unknown or repeated pair, or a choice not in 1, 2, =."""
@@ -231,6 +234,9 @@ def read_ratings(folder: Path) -> tuple[dict, dict[str, str | None]]:
             row = {(k or "").strip(): (v or "").strip() if isinstance(v, str) else "" for k, v in row.items()}
             pair, choice = row.get("pair", ""), row.get("preferred", "")
             where = f"{sheet_path}: line {rows.line_num}"
+            if _RUN_ON.search(row.get("note", "")):  # a note's quote left open swallows the rows after it
+                raise ConfigError(f"{where}: the note of {pair or 'a pair'} runs on into the next rows",
+                                  hint="end each note with its closing double quote")
             if not pair and not choice:
                 continue  # a blank line
             if pair not in entries:

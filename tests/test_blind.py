@@ -198,6 +198,14 @@ def test_malformed_sheets(blind_folder, rows, header, message):
     assert message in error.value.message
 
 
+def test_a_note_whose_quote_is_left_open_is_refused(blind_folder):
+    (blind_folder / "ratings.csv").write_text('pair,preferred,note\npair-001,1,"too long. keep: none\n'
+                                              'pair-002,2,"garbled. keep: none"\n', encoding="utf-8")
+    with pytest.raises(ConfigError) as error:
+        B.read_ratings(blind_folder)
+    assert "the note of pair-001 runs on into the next rows" in error.value.message
+
+
 def test_a_sheet_from_a_spreadsheet_reads(blind_folder):
     """A byte-order mark, spaces, quoted notes over two lines and blank rows are all fine."""
     sheet = '\ufeffpair, preferred ,note\n"pair-001", 2 ,"long\nnote"\n\n,,\npair-002,=,\n'
