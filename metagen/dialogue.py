@@ -460,11 +460,11 @@ def _choose_line(world: World, request: DialogueRequest, options: list, names: l
     source = "\n".join([*speaker.sample_lines, *(line for _, line in lines)])
     resolved = resolve_request(world, request)
     context = critic_context(world, resolved, source, cfg, names_required=False, moderation=moderation)
-    others = tuple(form for c in resolved.characters if c.id != speaker.id for form in spoken_names(world, c))
-    listeners = [c.id for c in resolved.characters if c.id != speaker.id]
+    listeners = [c for c in resolved.characters if c.id != speaker.id]
+    others = tuple(form for c in listeners for form in spoken_names(world, c))
     context = replace(context, kin_side=kin_side(speaker, resolved.characters),
                       speaker_forms=spoken_names(world, speaker), others_forms=others, speaker_id=speaker.id,
-                      listener_id=listeners[0] if len(listeners) == 1 else "")
+                      listener_id=listeners[0].id if len(listeners) == 1 else "")
     verdicts = judge_lines(context, [spoken_line(o.text, names) for o in options], options)
     return best_index(verdicts), verdicts
 

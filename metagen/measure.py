@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from metagen.critic import banned_hits, distinct_n, longest_shared_run, repetition, same_verb_forms
 from metagen.grounding import (
+    Kinship,
     character_forms,
     invented_ranks,
     invented_relatives,
@@ -89,6 +90,7 @@ class Reference:
     spellings: frozenset[str] = frozenset()  # the cast's names as written (grounding.name_spellings)
     dates: frozenset[str] = frozenset()  # the years and centuries the world writes (grounding.world_dates)
     stock: tuple[str, ...] = ()  # stock phrases the world never writes (grounding.stock_phrases)
+    kinship: Kinship | None = None  # the family ties the world states (grounding.kinship)
 
 
 def _joined(texts: Sequence[str]) -> tuple[str, ...]:
@@ -105,7 +107,7 @@ def world_reference(world: World) -> Reference:
                      prose=_joined(world_prose(world)),
                      samples={c.id: tuple(tuple(words_of(line)) for line in c.sample_lines) for c in world.characters},
                      relations=relation_vocabulary(world), spellings=name_spellings(world),
-                     dates=world_dates(world), stock=stock_phrases(world))
+                     dates=world_dates(world), stock=stock_phrases(world), kinship=kinship(world))
 
 
 def copies_prose(text: str, prose: Sequence[str], run: int = COPIED_PROSE_RUN) -> bool:
@@ -199,7 +201,7 @@ def score(world: World, output: Output, reference: Reference, settings: dict | N
         output.wrong_tense = narration_tense(written) not in ("", asked_tense(world, output.kind))
         output.stock = [phrase for phrase in reference.stock if banned_hits(written, [phrase])]
     output.relatives = invented_relatives(spoken if output.kind == "dialogue" else output.text, reference.relations)
-    output.kin = wrong_family_words(world, output, cast, speakers)
+    output.kin = wrong_family_words(reference.kinship, output, cast, speakers)
     output.ranks = invented_ranks(spoken if output.kind == "dialogue" else output.text,
                                   reference.vocabulary | reference.relations)  # a name's title counts: Queen Ada
     output.dates = off_world_dates(spoken if output.kind == "dialogue" else output.text, reference.dates)
@@ -211,10 +213,11 @@ def score(world: World, output: Output, reference: Reference, settings: dict | N
     return output
 
 
-def wrong_family_words(world: World, output: Output, cast: Sequence[Character], speakers: Sequence[str | None]) -> list[str]:
-    """The family words a text gets wrong against the world's ties (grounding.wrong_kin, and for a dialogue
-    line misspoken_kin too): a line's "my" is its speaker's, "your" the other's in a two-person dialogue."""
-    kin = kinship(world)
+def wrong_family_words(kin: Kinship | None, output: Output, cast: Sequence[Character],
+                       speakers: Sequence[str | None]) -> list[str]:
+    """The family words a text gets wrong against the world's ties `kin` (grounding.wrong_kin, and for a
+    dialogue line misspoken_kin too): a line's "my" is its speaker's, "your" the other's in a two-person
+    dialogue."""
     if kin is None:
         return []
     if output.kind != "dialogue":

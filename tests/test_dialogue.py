@@ -319,18 +319,22 @@ def test_real_model_writes_lines_for_the_cast(real_generator, world):
     assert all(t["line"].strip() and t["line"] != EMPTY_LINE for t in result.turns), result.text
 
 
+def complete_in_turn(gen, monkeypatch, texts: list[str]) -> None:
+    """gen.complete answers row k of a call with texts[k % len(texts)] (one candidate line each)."""
+    def fake(prompts, cfg, *, seeds, **kwargs):
+        return [Completion(texts[k % len(texts)], [5] * 8, len(prompts[0]), -8.0, "stop", seeds[k], 0.0)
+                for k in range(len(prompts))]
+
+    monkeypatch.setattr(gen, "complete", fake)
+
+
 def test_candidates_lose_to_each_other_for_copying_a_sample_line(gen, world, monkeypatch):
     """Of a line's candidates the critic keeps one in the speaker's own words, never a copy of
     the world's sample line, and records every score."""
     from dataclasses import replace
 
-    def fake(prompts, cfg, *, seeds=None, on_text=None, reuse=None, plain=None):
-        texts = ["Slack tide, slack tide, slack tide and the water is still today.",
-                 "The nets are dry and the tide is late."]
-        return [Completion(texts[k % 2], [5] * 8, len(prompts[0]), -8.0, "stop", seeds[k], 0.0)
-                for k in range(len(prompts))]
-
-    monkeypatch.setattr(gen, "complete", fake)
+    complete_in_turn(gen, monkeypatch, ["Slack tide, slack tide, slack tide and the water is still today.",
+                 "The nets are dry and the tide is late."])
     world = replace(world, characters=tuple(replace(c, sample_lines=("Slack tide, slack tide, slack tide and the "
                                                                      "water is still today.",))
                                             for c in world.characters))
@@ -425,12 +429,7 @@ def test_a_given_topic_is_kept_and_a_chosen_one_is_recorded_in_the_request(gen, 
 
 
 def test_a_candidate_line_in_which_the_speaker_names_themselves_loses(gen, world, monkeypatch):
-    def fake(prompts, cfg, *, seeds, **kwargs):
-        texts = ["Hi Mira! The nets are dry.", "Hi Aoife! The nets are dry."]
-        return [Completion(texts[k % 2], [5] * 8, len(prompts[0]), -8.0, "stop", seeds[k], 0.0)
-                for k in range(len(prompts))]
-
-    monkeypatch.setattr(gen, "complete", fake)
+    complete_in_turn(gen, monkeypatch, ["Hi Mira! The nets are dry.", "Hi Aoife! The nets are dry."])
     request = DialogueRequest(characters=("mira", "aoife"), turns=1, topic="nets")
     result = generate_dialogue(gen, world, request, replace(CFG, candidates=2), seed=3, order="turns")
     assert result.turns[0]["line"] == "Hi Aoife! The nets are dry."  # Mira speaks first
@@ -472,12 +471,7 @@ characters:
 
 
 def test_a_candidate_line_that_hangs_the_wrong_family_word_on_the_listener_loses(gen, topic_world, monkeypatch):
-    def fake(prompts, cfg, *, seeds, **kwargs):
-        texts = ["I am glad your sister Maëlle came home.", "I am glad my daughter Maëlle came home."]
-        return [Completion(texts[k % 2], [5] * 8, len(prompts[0]), -8.0, "stop", seeds[k], 0.0)
-                for k in range(len(prompts))]
-
-    monkeypatch.setattr(gen, "complete", fake)
+    complete_in_turn(gen, monkeypatch, ["I am glad your sister Maëlle came home.", "I am glad my daughter Maëlle came home."])
     request = DialogueRequest(characters=("ysolde", "maelle"), turns=1, topic="the harvest")
     result = generate_dialogue(gen, topic_world, request, replace(CFG, candidates=2), seed=3, order="turns")
     assert result.turns[0]["line"] == "I am glad my daughter Maëlle came home."  # said to Maëlle by her mother
