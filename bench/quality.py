@@ -68,18 +68,18 @@ def perplexity(generator, ids: list[int], decode_path: bool = True) -> tuple[flo
     """exp(mean negative log-likelihood) of ids[1:] given the tokens before; and the argmaxes.
 
     decode_path: compute as generated tokens are (the format's own kernels and activation
-    dtype); otherwise as a prompt is (float32 activations from FLOAT32_POSITIONS positions a row).
+    dtype); otherwise as a prompt is (widened weights, the prompt dtype, from WIDENED_POSITIONS positions a row).
     """
     import metagen.model as model_module
 
     model = generator.model
     tokens = torch.tensor([ids], dtype=torch.long, device=model.device)  # (1, T)
-    saved = model_module.FLOAT32_POSITIONS
-    model_module.FLOAT32_POSITIONS = 10**9 if decode_path else saved
+    saved = model_module.WIDENED_POSITIONS
+    model_module.WIDENED_POSITIONS = 10**9 if decode_path else saved
     try:
         logits = model(tokens, cache=model.new_cache(1, tokens.shape[1]))  # (1, T, V) float32
     finally:
-        model_module.FLOAT32_POSITIONS = saved
+        model_module.WIDENED_POSITIONS = saved
     nll = F.cross_entropy(logits[0, :-1].float(), tokens[0, 1:])
     return math.exp(float(nll)), logits[0, :-1].argmax(dim=-1).cpu()
 

@@ -1,10 +1,14 @@
 """The linear layers of each weight format: y = x @ W.T with W stored as float32 or bfloat16
 (`FloatLinear`), int8 with per-row scales (`Int8Linear`) or int4 in groups (`Int4Linear`), one
 class per format after gpt-fast's quantize.py, and the alignment the compact CPU kernels need.
-A prompt (float32 rows) runs on the weight widened to float32; decoding runs the compact kernel.
+A prompt runs on the weight widened to float32 (or bfloat16, on CPUs with bfloat16 units);
+decoding runs the compact kernel. Which one a pass takes is `WIDENED`, set by the Transformer.
 """
 
 from __future__ import annotations
+
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +26,22 @@ INT4_GROUP = 32  # columns per int4 scale/zero group, as in GGUF's Q4 blocks
 KERNEL_ALIGNMENT = 64  # bytes
 INT8_KERNEL_COLUMNS = 32  # in_features must be a multiple of this for the int8 kernel
 INT4_KERNEL_ROWS = 16  # out_features must be a multiple of this for the int4 packing
+
+
+# Whether the linears of the pass under way run on their widened weights (a prompt piece on a
+# CPU) or on their own format (decoding). Transformer sets it for each pass; a ContextVar, so
+# that the threads of metagen serve never see each other's.
+WIDENED: ContextVar[bool] = ContextVar("widened", default=False)
+
+
+@contextmanager
+def widened_weights(on: bool):
+    """Run the linears called inside on their widened weights (on) or their own format."""
+    token = WIDENED.set(on)
+    try:
+        yield
+    finally:
+        WIDENED.reset(token)
 
 
 def aligned(tensor: torch.Tensor) -> torch.Tensor:
@@ -50,15 +70,23 @@ def _align_kernel_buffers(module, state_dict, prefix, *args) -> None:
 
 
 class WidenedForPrompts(nn.Module):
-    """What the linears share: a prompt (float32 rows) runs on the weight widened to float32,
-    which a long-lived process may keep (Transformer.keep_float_weights) instead of widening it
-    for every prompt: the same values, so the same results, for the memory of a float32 copy."""
+    """What the linears share: a prompt runs on the weight widened to its rows' dtype (float32, or
+    bfloat16 where the CPU has bfloat16 units), which a long-lived process may keep
+    (Transformer.keep_prompt_weights) instead of widening it for every prompt: the same values,
+    so the same results, for the memory of the copy."""
 
-    float_weight: torch.Tensor | None = None  # the kept dequantized() weight; None: widened each time
+    kept_weight: torch.Tensor | None = None  # a kept widened() weight; None: widened each time
 
-    def prompt_weight(self, device: torch.device) -> torch.Tensor:
-        kept = self.float_weight
-        return kept if kept is not None and kept.device == device else self.dequantized()
+    def widened(self, dtype: torch.dtype) -> torch.Tensor:
+        """The weight (out, in) in `dtype`."""
+        return self.dequantized().to(dtype)
+
+    def prompt_weight(self, x: torch.Tensor) -> torch.Tensor:
+        """The weight widened to the dtype of the prompt rows `x`, on their device."""
+        kept = self.kept_weight
+        if kept is not None and kept.device == x.device and kept.dtype == x.dtype:
+            return kept
+        return self.widened(x.dtype).to(x.device)
 
 
 class FloatLinear(WidenedForPrompts):
@@ -76,11 +104,13 @@ class FloatLinear(WidenedForPrompts):
     def dequantized(self) -> torch.Tensor:
         return self.weight.float()
 
+    def widened(self, dtype: torch.dtype) -> torch.Tensor:
+        return self.weight.to(dtype)  # no copy when the weight is in `dtype` already
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dtype == self.weight.dtype:
-            return F.linear(x, self.weight)
-        # bfloat16 weights under float32 activations (a prompt on a CPU): widen the weight.
-        return F.linear(x, self.prompt_weight(x.device))
+        if WIDENED.get():  # a prompt: bfloat16 weights under float32 rows are widened
+            return F.linear(x, self.prompt_weight(x))
+        return F.linear(x, self.weight)
 
 
 class Int8Linear(WidenedForPrompts):
@@ -109,10 +139,10 @@ class Int8Linear(WidenedForPrompts):
         return self.weight.float() * self.scale.float()[:, None]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dtype == torch.float32:
-            # A prompt: float32 matmuls beat the compact kernel by far on CPUs without
-            # bfloat16 units, and widening the weight costs little next to them.
-            return F.linear(x, self.prompt_weight(x.device))
+        if WIDENED.get():
+            # A prompt: float32 (or, with bfloat16 units, bfloat16) matmuls beat the compact
+            # kernel by far, and widening the weight costs little next to them.
+            return F.linear(x, self.prompt_weight(x))
         x2d = x.reshape(-1, x.shape[-1])
         if self.uses_kernel:
             y = torch.ops.aten._weight_int8pack_mm(aligned(x2d), self.weight, self.scale)
@@ -163,8 +193,8 @@ class Int4Linear(WidenedForPrompts):
         return q.view(self.out_features, self.in_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dtype == torch.float32:
-            return F.linear(x, self.prompt_weight(x.device))  # a prompt, as in Int8Linear
+        if WIDENED.get():
+            return F.linear(x, self.prompt_weight(x))  # a prompt, as in Int8Linear
         if x.device.type != "cpu":
             raise RuntimeError("int4 weights run on the CPU only; use --dtype bfloat16 on a GPU")
         x2d = x.reshape(-1, x.shape[-1])

@@ -24,14 +24,15 @@ from torch import nn
 
 from metagen.cache import JointPrefixCache, KVCache, NoCache, SharedPrefixCache
 from metagen.gguf import ModelArgs
-from metagen.linears import FLOAT_DTYPES, WidenedForPrompts, make_linear
+from metagen.linears import FLOAT_DTYPES, WidenedForPrompts, make_linear, widened_weights
 
-# From this many new positions per row in one piece of a prompt, compact formats compute
-# in float32 on a CPU (int4 on 2 AVX2 cores: a 3072x576 matmul of 128 rows takes 9.9 ms in the
-# kernel and 5.8 ms widened; the crossing is near 64 rows. A 900-token prompt: 4.8 s -> 2.5 s;
-# bfloat16 12.8 s -> 2.2 s). Decoding (one position per row) always runs the compact kernels,
-# however many rows the batch has: the choice never depends on the batch size.
-FLOAT32_POSITIONS = 64
+# From this many new positions per row in one piece of a prompt, compact formats compute on
+# weights widened to the prompt dtype on a CPU (int4 on 2 AVX2 cores: a 3072x576 matmul of 128
+# rows takes 9.9 ms in the kernel and 5.8 ms widened to float32; the crossing is near 64 rows. A
+# 900-token prompt: 4.8 s -> 2.5 s; bfloat16 12.8 s -> 2.2 s). Decoding (one position per row)
+# always runs the compact kernels, however many rows the batch has: the choice never depends on
+# the batch size.
+WIDENED_POSITIONS = 64
 # A prompt is processed at most this many token rows (batch x positions) at a time, so
 # that activations and attention scores stay small: 16 prompts of 1,000 tokens in one pass
 # would hold 16,000 rows (the gate/up output alone 196 MB, the scores 576 MB). One prompt of
@@ -173,6 +174,7 @@ class Transformer(nn.Module):
         super().__init__()
         self.args = args
         self.weight_format = weight_format
+        self.prompt_dtype = torch.float32  # a CPU prompt's matmul dtype: set_prompt_dtype
         # The residual stream stays float32 in every format (errors would otherwise pile up
         # over the layers), so the lookup table does too.
         self.register_buffer("tok_embeddings", torch.empty(args.vocab_size, args.dim))  # (V, dim)
@@ -257,14 +259,24 @@ class Transformer(nn.Module):
         self._rope_len = 0
         return self
 
-    def keep_float_weights(self) -> int:
-        """Keep every compact or bfloat16 weight widened to float32 as well, so that prompts
-        skip the widening (metagen serve); returns the bytes this keeps."""
+    def set_prompt_dtype(self, dtype: torch.dtype) -> None:
+        """Run a CPU prompt's matmuls and attention in `dtype` (float32, or bfloat16 where the CPU
+        has bfloat16 units); the residual stream and norms stay float32. Drops kept weights."""
+        if dtype not in (torch.float32, torch.bfloat16):
+            raise ValueError(f"prompts run in float32 or bfloat16, not {dtype}")
+        self.prompt_dtype = dtype
+        for module in self.modules():
+            if isinstance(module, WidenedForPrompts):
+                module.kept_weight = None
+
+    def keep_prompt_weights(self) -> int:
+        """Keep every compact or bfloat16 weight widened to the prompt dtype as well, so that
+        prompts skip the widening (metagen serve); returns the bytes this keeps."""
         kept = 0
         for module in self.modules():
-            if isinstance(module, WidenedForPrompts) and module.weight.dtype != torch.float32:
-                module.float_weight = module.dequantized()
-                kept += module.float_weight.numel() * module.float_weight.element_size()
+            if isinstance(module, WidenedForPrompts) and module.weight.dtype != self.prompt_dtype:
+                module.kept_weight = module.widened(self.prompt_dtype)
+                kept += module.kept_weight.numel() * module.kept_weight.element_size()
         return kept
 
     def new_cache(self, batch_size: int, max_len: int) -> KVCache:
@@ -299,27 +311,32 @@ class Transformer(nn.Module):
             for begin in range(0, T, chunk):
                 final = begin + chunk >= T
                 head = ("last" if final else "none") if last_only else "all"
-                out = self._forward(tokens[:, begin:begin + chunk], cache, pad, head, self.compute_dtype(T, begin))
+                out = self._forward(tokens[:, begin:begin + chunk], cache, pad, head, self.piece_mode(T, begin))
                 if out is not None:
                     outs.append(out)
             return torch.cat(outs, dim=1)
-        return self._forward(tokens, cache, pad, "last" if last_only else "all", self.compute_dtype(T))
+        return self._forward(tokens, cache, pad, "last" if last_only else "all", self.piece_mode(T))
 
     def _forward(self, tokens: torch.Tensor, cache: KVCache, pad: torch.Tensor | None,
-                 head: str, act: torch.dtype) -> torch.Tensor | None:
-        """One pass with matmul inputs in `act`; head: logits for "all" positions, the "last"
-        one, or "none" (None)."""
-        x = self._residual(tokens, cache, pad, act)
+                 head: str, mode: tuple[torch.dtype, bool]) -> torch.Tensor | None:
+        """One pass in `mode` (piece_mode); head: logits for "all" positions, the "last" one, or
+        "none" (None)."""
+        act, widened = mode
+        with widened_weights(widened):
+            x = self._residual(tokens, cache, pad, act)
+            if head == "all":
+                return self.output(self.norm(x, act)).float()
         if head == "none":
             return None
-        if head == "last":
-            x, act = x[:, -1:], self.compute_dtype(1)
-        return self.output(self.norm(x, act)).float()
+        act, widened = self.piece_mode(1)  # the last position alone, as a decoding step has it
+        with widened_weights(widened):
+            return self.output(self.norm(x[:, -1:], act)).float()
 
     def training_states(self, tokens: torch.Tensor) -> torch.Tensor:
         """The final normed states (B, T, dim) of whole sequences, float32, with autograd and
         no cache: what `metagen tune` puts the output head on, at the positions it learns."""
-        return self.norm(self._residual(tokens, NoCache(), None, torch.float32), torch.float32)
+        with widened_weights(True):
+            return self.norm(self._residual(tokens, NoCache(), None, torch.float32), torch.float32)
 
     def _residual(self, tokens: torch.Tensor, cache: KVCache | NoCache, pad: torch.Tensor | None,
                   act: torch.dtype) -> torch.Tensor:
@@ -356,14 +373,16 @@ class Transformer(nn.Module):
         cache.length = start + T
         return x
 
-    def compute_dtype(self, positions: int, begin: int = 0) -> torch.dtype:
-        """The matmul input dtype at position `begin` of `positions` new ones per row: float32 on
-        a CPU where the row alone (in pieces of PREFILL_ROWS positions) would run a piece of
-        FLOAT32_POSITIONS or more, else the format's own. Never depends on the number of rows."""
+    def piece_mode(self, positions: int, begin: int = 0) -> tuple[torch.dtype, bool]:
+        """How the piece at position `begin` of `positions` new ones per row runs: (matmul input
+        dtype, whether the linears use widened weights). On a CPU where the row alone (in pieces
+        of PREFILL_ROWS positions) would run a piece of WIDENED_POSITIONS or more: the prompt
+        dtype on widened weights; else the format's own dtype on its own kernels. Never depends
+        on the number of rows."""
         piece = min(PREFILL_ROWS, positions - begin // PREFILL_ROWS * PREFILL_ROWS)  # this row's, alone
-        if self.device.type == "cpu" and piece >= FLOAT32_POSITIONS:
-            return torch.float32
-        return self.activation_dtype
+        if self.device.type == "cpu" and piece >= WIDENED_POSITIONS:
+            return self.prompt_dtype, True
+        return self.activation_dtype, False
 
 
 def random_weights(args: ModelArgs, seed: int = 0) -> dict[str, torch.Tensor]:

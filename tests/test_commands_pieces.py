@@ -291,6 +291,26 @@ def test_replay_reproduces_the_text(runner, world, model_args, tmp_path, command
     assert result.stdout.startswith(f"identical: {path}")
 
 
+def test_replay_takes_the_recorded_prompt_dtype(runner, world, wide_gguf, tmp_path):
+    """bfloat16 prompts (auto on CPUs with bfloat16 units) are recorded and replayed as made, on
+    any CPU; a piece that records none was made with float32 prompts."""
+    out = tmp_path / "o"
+    assert invoke(runner, "story", world, "-c", "ada", "--seed", 9, "--max-tokens", 8, "--format", "json",
+                  "--out", out, "-q", "--model", wide_gguf, "--dtype", "int8", "--prompt-dtype", "bfloat16").exit_code == 0
+    path = out / "tinyville" / "story" / "ada-9.json"
+    data = json.loads(path.read_text())
+    assert data["model"]["dtype"] == "int8" and data["model"]["prompt_dtype"] == "bfloat16"
+    assert invoke(runner, "replay", path).stdout.startswith(f"identical: {path}")
+    assert invoke(runner, "story", world, "-c", "ada", "--seed", 9, "--max-tokens", 8, "--format", "json",
+                  "--out", out, "--overwrite", "-q", "--model", wide_gguf, "--dtype", "int8", "--prompt-dtype", "float32").exit_code == 0
+    data = json.loads(path.read_text())
+    del data["model"]["prompt_dtype"]  # as every piece before 0.8.0
+    path.write_text(json.dumps(data))
+    assert invoke(runner, "replay", path).stdout.startswith(f"identical: {path}")
+    result = invoke(runner, "replay", path, "--prompt-dtype", "half")
+    assert result.exit_code == 2 and "--prompt-dtype must be one of auto, float32, bfloat16" in result.stderr
+
+
 def test_replay_says_when_the_text_differs(runner, world, model_args, tmp_path):
     out = tmp_path / "o"
     assert invoke(runner, "story", world, "-c", "ada", "--seed", 4, "--max-tokens", 8, "--format", "json",

@@ -83,3 +83,33 @@ def test_a_conversion_removes_the_copies_this_version_never_loads(tiny_gguf, iso
         (converted / name).mkdir(parents=True)
     load_model(str(tiny_gguf), dtype="float32")
     assert sorted(p.name for p in converted.iterdir()) == sorted(kept + [f"{sha}-float32-v{CONVERTED_VERSION}"])
+
+
+def test_prompts_run_in_bfloat16_only_on_cpus_with_bfloat16_units_and_compact_models(monkeypatch):
+    import torch
+
+    from metagen import generator as generator_module
+    from metagen.errors import ConfigError
+    from metagen.generator import resolve_prompt_dtype
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.setattr(generator_module, "cpu_has_bfloat16_units", lambda: True)
+    assert [resolve_prompt_dtype("auto", f, cpu) for f in WEIGHT_FORMATS] == ["float32", "bfloat16", "bfloat16", "bfloat16"]
+    assert resolve_prompt_dtype("auto", "bfloat16", cuda) == "float32"  # a GPU never widens
+    monkeypatch.setattr(generator_module, "cpu_has_bfloat16_units", lambda: False)  # AVX2: 5.8x slower there
+    assert {resolve_prompt_dtype("auto", f, cpu) for f in WEIGHT_FORMATS} == {"float32"}
+    assert resolve_prompt_dtype("bfloat16", "int4", cpu) == "bfloat16"  # asked for (replay): taken
+    with pytest.raises(ConfigError, match="--prompt-dtype must be one of auto, float32, bfloat16, got 'half'"):
+        resolve_prompt_dtype("half", "int4", cpu)
+
+
+def test_a_loaded_model_records_its_prompt_dtype(tiny_gguf, isolated_home):
+    import torch
+
+    from metagen.generator import load_model
+
+    generator = load_model(str(tiny_gguf), dtype="int4", prompt_dtype="bfloat16")
+    assert generator.model.prompt_dtype == torch.bfloat16
+    assert generator.info.to_dict()["prompt_dtype"] == "bfloat16"
+    plain = load_model(str(tiny_gguf), dtype="int4", prompt_dtype="float32")
+    assert plain.model.prompt_dtype == torch.float32 and plain.info.to_dict()["prompt_dtype"] == "float32"

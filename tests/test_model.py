@@ -42,7 +42,7 @@ def greedy_ids(model, prompts: list[list[int]], steps: int) -> list[list[int]]:
     return torch.stack(chosen, dim=1).tolist()
 
 
-GOLDEN_SHORT = [(7 * i + 3) % 304 for i in range(8)]  # below FLOAT32_POSITIONS: the compact kernels
+GOLDEN_SHORT = [(7 * i + 3) % 304 for i in range(8)]  # below WIDENED_POSITIONS: the compact kernels
 GOLDEN_LONG = [(11 * i + 5) % 304 for i in range(70)]  # a prompt widened to float32, then the kernels
 # Recorded from the model before its linears became one class per format (golden, not derived).
 GOLDEN = {
@@ -68,19 +68,53 @@ def test_greedy_tokens_are_the_golden_ones(weight_format):
     assert greedy_ids(model, [GOLDEN_LONG], 16) == [long]
 
 
+@pytest.mark.parametrize("prompt_dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("weight_format", ["bfloat16", "int8", "int4"])
-def test_kept_float_weights_change_nothing_but_the_time(weight_format):
-    """metagen serve keeps prompts' float32 weights: the same logits to the bit, the golden tokens."""
+def test_kept_prompt_weights_change_nothing_but_the_time(weight_format, prompt_dtype):
+    """metagen serve keeps prompts' widened weights: the same logits to the bit, the same tokens."""
     from tests.conftest import tiny_args
 
     args = tiny_args(304)
     model = Transformer.from_weights(args, random_weights(args, seed=1), weight_format)
+    model.set_prompt_dtype(prompt_dtype)
     tokens = torch.tensor([GOLDEN_LONG])
     widened = full_forward(model, tokens)
-    assert model.keep_float_weights() > 0
+    greedy = [greedy_ids(model, [GOLDEN_SHORT], 16)[0], greedy_ids(model, [GOLDEN_LONG], 16)[0]]
+    kept = model.keep_prompt_weights()
+    assert kept > 0 or (weight_format, prompt_dtype) == ("bfloat16", torch.bfloat16)  # nothing to widen
     assert torch.equal(full_forward(model, tokens), widened)
-    assert [greedy_ids(model, [GOLDEN_SHORT], 16)[0], greedy_ids(model, [GOLDEN_LONG], 16)[0]] == list(
-        GOLDEN[weight_format])
+    assert [greedy_ids(model, [GOLDEN_SHORT], 16)[0], greedy_ids(model, [GOLDEN_LONG], 16)[0]] == greedy
+    if prompt_dtype == torch.float32:
+        assert greedy == list(GOLDEN[weight_format])
+
+
+@pytest.mark.parametrize("weight_format", ["bfloat16", "int8", "int4"])
+def test_bfloat16_prompts_are_as_close_to_float32_as_decoding_is(weight_format, monkeypatch):
+    """On CPUs with bfloat16 units a prompt's matmuls and attention run in bfloat16 on the same
+    widened weights: no further from the float32 model than the compact kernels (decoding's own
+    path) are, and decoding untouched: a prompt too short to widen gives the golden tokens."""
+    import metagen.model as model_module
+    from tests.conftest import tiny_args
+
+    args = tiny_args(304)
+    weights = random_weights(args, seed=1)
+    model = Transformer.from_weights(args, weights, weight_format)
+    tokens = torch.tensor([GOLDEN_LONG])
+    in_float32 = full_forward(model, tokens)
+    model.set_prompt_dtype(torch.bfloat16)
+    assert model.piece_mode(70) == (torch.bfloat16, True) and model.piece_mode(1) == (torch.bfloat16, False)
+    in_bfloat16 = full_forward(model, tokens)
+    assert not torch.equal(in_bfloat16, in_float32)
+    assert greedy_ids(model, [GOLDEN_SHORT], 16)[0] == GOLDEN[weight_format][0]
+    monkeypatch.setattr(model_module, "WIDENED_POSITIONS", 10_000)
+    in_kernels = full_forward(model, tokens)
+    exact = full_forward(Transformer.from_weights(args, weights, "float32"), tokens)
+    assert (in_bfloat16 - exact).abs().mean() <= 1.05 * (in_kernels - exact).abs().mean()
+    monkeypatch.undo()
+    model.set_prompt_dtype(torch.float32)
+    assert torch.equal(full_forward(model, tokens), in_float32)
+    with pytest.raises(ValueError, match="float32 or bfloat16"):
+        model.set_prompt_dtype(torch.float16)
 
 
 @pytest.mark.parametrize("weight_format", ["bfloat16", "int8", "int4"])
@@ -94,6 +128,19 @@ def test_a_row_decodes_the_same_alone_and_in_a_batch_of_64(weight_format):
     together = greedy_ids(model, prompts, 12)
     alone = [greedy_ids(model, [prompt], 12)[0] for prompt in prompts]
     assert together == alone  # 14 to 23 rows differed while 64 rows switched to float32
+
+
+@pytest.mark.parametrize("prompt_dtype", [torch.float32, torch.bfloat16])
+def test_a_long_prompt_decodes_the_same_alone_and_in_a_batch_of_16(prompt_dtype):
+    """16 rows of 70 positions run in pieces of 32 positions, still widened (as one row alone
+    runs its 70): the same tokens as each row alone, in either prompt dtype."""
+    from tests.conftest import tiny_args
+
+    args = tiny_args(304)
+    model = Transformer.from_weights(args, random_weights(args, seed=1), "int4")
+    model.set_prompt_dtype(prompt_dtype)
+    prompts = [[(5 * row + 3 * i + 1) % 304 for i in range(70)] for row in range(16)]
+    assert greedy_ids(model, prompts, 6) == [greedy_ids(model, [prompt], 6)[0] for prompt in prompts]
 
 
 def test_kv_cache_steps_equal_full_forward(tiny_model):
@@ -219,7 +266,7 @@ def test_dequantized_weights_are_what_the_kernels_compute_with(weight_format):
 
 @pytest.mark.parametrize("weight_format", ["bfloat16", "int8", "int4"])
 def test_long_prompts_run_in_float32_and_agree_with_the_compact_path(weight_format, monkeypatch):
-    """From FLOAT32_POSITIONS positions a compact model widens its weights to float32: the same
+    """From WIDENED_POSITIONS positions a compact model widens its weights to float32: the same
     weights, less rounding, so it lands at least as close to the float32 model as the kernels."""
     import metagen.model as model_module
     from tests.conftest import tiny_args
@@ -228,11 +275,11 @@ def test_long_prompts_run_in_float32_and_agree_with_the_compact_path(weight_form
     weights = random_weights(args, seed=1)
     model = Transformer.from_weights(args, weights, weight_format)
     tokens = torch.randint(0, 300, (2, 70), generator=torch.Generator().manual_seed(6))
-    assert model.compute_dtype(70) == torch.float32 and model.compute_dtype(1) == torch.bfloat16
+    assert model.piece_mode(70) == (torch.float32, True) and model.piece_mode(1) == (torch.bfloat16, False)
     # a 530-token prompt alone runs 512 positions widened, then its 18-position tail in the kernels
-    assert model.compute_dtype(530, 510) == torch.float32 and model.compute_dtype(530, 512) == torch.bfloat16
+    assert model.piece_mode(530, 510) == (torch.float32, True) and model.piece_mode(530, 512) == (torch.bfloat16, False)
     wide = full_forward(model, tokens)
-    monkeypatch.setattr(model_module, "FLOAT32_POSITIONS", 10_000)
+    monkeypatch.setattr(model_module, "WIDENED_POSITIONS", 10_000)
     narrow = full_forward(model, tokens)
     exact = full_forward(Transformer.from_weights(args, weights, "float32"), tokens)
     wide_error, narrow_error = (wide - exact).abs().mean(), (narrow - exact).abs().mean()

@@ -65,9 +65,10 @@ MODEL_PARAMETERS: list[tuple[str, object]] = [
     ("model", Annotated[Optional[str], typer.Option("--model", "-m", help="Known model name or path to a llama-family .gguf. [default: smollm2-135m-instruct]", rich_help_panel=MODEL_PANEL, show_default=False)]),
     ("dtype", Annotated[str, typer.Option("--dtype", help="auto | float32 | bfloat16 | int8 | int4. float32 is exact; auto is int4 on CPU, bfloat16 on CUDA.", rich_help_panel=MODEL_PANEL)]),
     ("device", Annotated[str, typer.Option("--device", help="cpu | cuda | auto.", rich_help_panel=MODEL_PANEL)]),
+    ("prompt_dtype", Annotated[str, typer.Option("--prompt-dtype", help="auto | float32 | bfloat16: what a prompt's matmuls run in on the CPU. auto is bfloat16 where the CPU has bfloat16 units (avx512_bf16, AMX) and the model is not float32, else float32.", rich_help_panel=MODEL_PANEL)]),
     ("adapter", Annotated[str, typer.Option("--adapter", help="default | none | PATH: a LoRA adapter merged into the model (`metagen tune`); default is the model's own, where it ships one.", rich_help_panel=MODEL_PANEL)]),
 ]
-MODEL_DEFAULTS = {"model": None, "dtype": "auto", "device": "cpu", "adapter": "default"}
+MODEL_DEFAULTS = {"model": None, "dtype": "auto", "device": "cpu", "prompt_dtype": "auto", "adapter": "default"}
 
 
 def parse_logit_bias(items: list[str] | None) -> list[tuple[str, float]] | None:
@@ -152,4 +153,5 @@ def load_generator(model_options: dict, quiet: bool = False):
     from metagen.generator import load_model
 
     return load_model(model_options["model"], dtype=model_options["dtype"], device=model_options["device"],
-                      adapter=model_options.get("adapter", "default"), progress=progress_to_stderr(quiet))
+                      adapter=model_options.get("adapter", "default"), prompt_dtype=model_options.get("prompt_dtype", "auto"),
+                      progress=progress_to_stderr(quiet))

@@ -336,6 +336,7 @@ def replay(
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model name or .gguf path. [default: the recorded one]", show_default=False)] = None,
     dtype: Annotated[Optional[str], typer.Option("--dtype", help="auto | float32 | bfloat16 | int8. [default: the recorded one]", show_default=False)] = None,
     device: Annotated[Optional[str], typer.Option("--device", help="cpu | cuda | auto. [default: the recorded one]", show_default=False)] = None,
+    prompt_dtype: Annotated[Optional[str], typer.Option("--prompt-dtype", help="auto | float32 | bfloat16. [default: the recorded one; float32 for a piece that records none]", show_default=False)] = None,
     world: Annotated[Optional[Path], typer.Option("--world", help="The world file, if it has moved. [default: the recorded one]", show_default=False)] = None,
     moderation: Annotated[Optional[str], typer.Option("--moderation", help="off | report | enforce. [default: the recorded one; report for a piece that records none]", show_default=False)] = None,
     quiet: Quiet = False,
@@ -376,6 +377,7 @@ def replay(
         else:
             device = "cuda"
     generator = load_model(spec, dtype=dtype or recorded.get("dtype") or "auto", device=device,
+                           prompt_dtype=prompt_dtype or recorded.get("prompt_dtype") or "float32",
                            adapter=_recorded_adapter(recorded, file, quiet), progress=progress_to_stderr(quiet))
     if recorded.get("sha256") and generator.info.sha256 != recorded["sha256"]:
         say(f"warning: the model file differs from the one {file} records; the text may differ", quiet)
