@@ -42,7 +42,7 @@ MAX_UNITS = 100_000  # after counts are expanded
 
 _TOP_KEYS = ("world", "out", "format", "seed", "settings", "jobs")
 _JOB_KEYS = ("id", "kind", "world", "characters", "location", "premise", "length", "time", "weather", "mood",
-             "topic", "turns", "order", "opening", "settings", "count", "seed", "format")
+             "topic", "start", "turns", "order", "opening", "settings", "count", "seed", "format")
 # Request fields each kind accepts (others are an error, so a typo never goes unnoticed): the
 # request's own fields that a job may give, and a dialogue's speaker order.
 _KIND_FIELDS = {
@@ -322,7 +322,7 @@ def _read_job(problems: _Problems, node, i: int, folder: Path, default_world: Pa
     if world is None:
         problems.add(node, f"{at}.world", "no world: give world: at the top of the file or in the job")
     fields: dict[str, Any] = {}
-    for key in ("location", "premise", "length", "time", "weather", "mood", "topic"):
+    for key in ("location", "premise", "length", "time", "weather", "mood", "topic", "start"):
         if key in items:
             fields[key] = _scalar(problems, items[key], f"{at}.{key}", (str,), "text")
     if "turns" in items:
@@ -439,8 +439,12 @@ def _recorded_request(job: Job, request: Request) -> dict:
 
 
 def _check_same_request(unit: Unit) -> None:
-    """Refuse to skip a complete file that another request made (it only shares the name)."""
-    expected = {"kind": unit.job.kind, "world_id": unit.world.id, "request": _recorded_request(unit.job, unit.request),
+    """Refuse to skip a complete file that another request made (it only shares the name); what the
+    seed draws (a dialogue's topic, a scene's first words) is part of the request."""
+    from metagen.pipeline import seeded_request
+
+    request = seeded_request(unit.world, unit.request, unit.seed)
+    expected = {"kind": unit.job.kind, "world_id": unit.world.id, "request": _recorded_request(unit.job, request),
                 "seed": unit.seed}
     differs = recorded_difference(unit.path, expected)
     if differs is not None:

@@ -26,7 +26,7 @@ from metagen.dialogue import continue_dialogue, dialogue_prompt, speaker_order, 
 from metagen.errors import RequestError
 from metagen.pipeline import effective_config
 from metagen.plan import BEAT_SENTENCES, make_plan, story_messages, with_beat
-from metagen.prompts import build_prompt, scene_start_words
+from metagen.prompts import asked_tense, build_prompt, scene_start_words
 from metagen.request import DialogueRequest, Resolved, SceneRequest, StoryRequest, resolve_request
 from metagen.session import Answer, Turn
 from metagen.text import first_sentences, ngrams, words_of
@@ -90,7 +90,12 @@ def story_examples(generator, world: World, request: StoryRequest, seed: int,
 
 
 def scene_example(generator, world: World, request: SceneRequest, text: str) -> Example:
-    """The scene's prompt (metagen.prompts) and its text after metagen's opening, if any."""
+    """The scene's prompt (metagen.prompts) and its text after metagen's opening, if any. The corpus's
+    scenes were written to open on the place's name and its verb of being ("The Old Mill is"), so a
+    request without its own start words asks for those, not for the ones a seed would draw."""
+    if request.start is None:
+        tense = asked_tense(world, "scene")
+        request = replace(request, start=scene_start_words(resolve_request(world, request).location, tense))
     cfg = effective_config(world, "scene", None, None, request)
     prompt = build_prompt(world, request, count_tokens=generator.count_tokens,
                           context_length=generator.context_length, max_new_tokens=cfg.max_new_tokens)

@@ -34,6 +34,7 @@ from metagen.prompts import (
     request_from_dict,
     resolve_request,
     scene_start_words,
+    with_scene_start,
 )
 from metagen.search import PlainPrompts
 from metagen.text import did_you_mean, first_sentences
@@ -132,6 +133,16 @@ def make_request(kind: str, world: World | None = None, **fields: Any) -> Reques
     if kind == "scene" and "location" not in given:
         raise RequestError("a scene needs a location", hint="give --location ID")
     return cls(**given)
+
+
+def seeded_request(world: World, request: Request, seed: int) -> Request:
+    """The request as its piece records it: a dialogue's topic and a scene's first words, where the
+    request does not give them, drawn by `seed` (dialogue.with_topic, prompts.with_scene_start)."""
+    if request.kind == "dialogue":
+        from metagen.dialogue import with_topic
+
+        return with_topic(world, request, seed)
+    return with_scene_start(world, request, seed)
 
 
 def split_ids(values: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
@@ -267,10 +278,7 @@ def prompt_view(generator, world: World, request: Request, cfg: GenerationConfig
                           messages=prompt.messages,
                           lore_used=prompt.lore_used, lore_left_out=(), warnings=[],
                           plan=[b.to_dict() for b in plan])
-    if request.kind == "dialogue":  # its topic, when none is given, follows the seed as a story's plan does
-        from metagen.dialogue import with_topic
-
-        request = with_topic(world, request, cfg.seed or 0)
+    request = seeded_request(world, request, cfg.seed or 0)  # as a story's plan, these follow the seed
     prompt = _prompt(generator, world, request, cfg)
     text = prompt.text(generator.tokenizer.render_chat)
     return PromptView(text=text, tokens=len(generator.tokenizer.encode_chat(prompt.messages, suffix=prompt.opening)),
@@ -361,6 +369,7 @@ def compose(generator, world: World, requests: list[Request], cfg: GenerationCon
         if on_piece:
             on_piece(i, piece_and_warnings[0])
 
+    requests = [seeded_request(world, r, seed) if r.kind == "scene" else r for r, seed in zip(requests, seeds)]
     scenes = [i for i, r in enumerate(requests) if r.kind == "scene"]
     for batch in in_batches(scenes, batch_size):
         for i, done in _compose_scenes(generator, world, requests, batch, cfg, seeds, on_text, judged).items():
@@ -430,7 +439,8 @@ def _plain_prompts(generator, world: World, prompts: dict[int, Prompt], rows: li
     tense = asked_tense(world, "scene")
     plain = {i: tokenizer.encode_chat(p.plain_messages, suffix=p.opening) for i, p in prompts.items()}
     starts = {i: 0 if p.opening else 1 + len(tokenizer.encode_plain(
-        scene_start_words(resolve_request(world, p.request).location, tense))) for i, p in prompts.items()}
+        p.request.start or scene_start_words(resolve_request(world, p.request).location, tense)))
+        for i, p in prompts.items()}
     return PlainPrompts([plain[i] for i, _ in rows], tuple(starts[i] for i, _ in rows))
 
 
@@ -523,6 +533,7 @@ __all__ = [
     "first_difference",
     "in_batches",
     "make_request",
+    "seeded_request",
     "prompt_view",
     "recipe_from_record",
     "seeds_for",

@@ -8,9 +8,10 @@ the user message. Nothing here imports torch; token counts come from a `count_to
 
 from __future__ import annotations
 
+import random
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from metagen.errors import RequestError
 # The request kinds live in metagen.request; prompts hands them on to the modules that build from prompts.
@@ -471,6 +472,32 @@ def scene_start_words(loc: Location, tense: str = "") -> str:
     return f"{name} {be_form(loc.name, tense)}" if tense else name
 
 
+# Verbs a scene opens on after its place's name, by a sense the place's facts give. Asked to start
+# "The Container Docks were", scenes defined their place ("a massive undertaking", "a place where
+# people come to relax") in most seeds; asked to start "... smelled of" or "... rang with", they go
+# to a detail at once (experiments/log.md, round seventeen).
+_SENSE_VERBS = {"sounds": {"past": ("rang with", "rang with"), "present": ("rings with", "ring with")},
+                "smells": {"past": ("smelled of", "smelled of"), "present": ("smells of", "smell of")}}
+
+
+def scene_starts(loc: Location, tense: str) -> list[str]:
+    """The words a scene may open with: its place's name and the verb of a sense its facts give
+    ("The Container Docks smelled of"), else the name and its verb of being (scene_start_words)."""
+    name = loc.name[:1].upper() + loc.name[1:]
+    plural = be_form(loc.name, "present") == "are"
+    starts = [f"{name} {verbs[tense][plural]}" for sense, verbs in _SENSE_VERBS.items() if getattr(loc, sense)]
+    return starts or [scene_start_words(loc, tense)]
+
+
+def with_scene_start(world: World, request: Request, seed: int) -> Request:
+    """A scene request with the words it opens with: the user's own, or scene_starts' drawn by
+    `seed`, recorded so replay is exact. Other requests as they are."""
+    if request.kind != "scene" or request.start is not None:
+        return request
+    loc = resolve_request(world, request).location
+    return replace(request, start=random.Random(seed).choice(scene_starts(loc, asked_tense(world, "scene"))))
+
+
 def _scene_messages(world: World, resolved: Resolved, *, facts: bool = True) -> list[dict[str, str]]:
     """A short, focused prompt: the place's own facts, who is there, and a three-sentence task.
 
@@ -495,7 +522,7 @@ def _scene_messages(world: World, resolved: Resolved, *, facts: bool = True) -> 
     person, tense = _POV[s.point_of_view or "second"], asked_tense(world, "scene")
     # "Start with" keeps the model on the place: asked only to describe Ember Keep, it opened every
     # scene with the Ember Throne, one of the keep's sights (round nine, experiments/log.md).
-    task = (f"Start with the words \"{scene_start_words(loc, tense)}\". "
+    task = (f"Start with the words \"{request.start or scene_start_words(loc, tense)}\". "
             f"Describe {loc.name} in three or four sentences, in {person} and the {tense} tense. "
             "Use a few of the details above in your own words. Name no other people and no real places.")
     if s.avoided_words:

@@ -114,6 +114,7 @@ class SceneRequest(_Request):
     mood: str | None = None
     characters: tuple[str, ...] = ()  # who is present, if anyone
     opening: bool = False  # the answer starts with the place's name, written by metagen (off: the model names it)
+    start: str | None = None  # the words the task asks the scene to open with; None: drawn by the seed (prompts.with_scene_start)
     kind: ClassVar[str] = "scene"
 
     @property
@@ -125,6 +126,9 @@ class SceneRequest(_Request):
         super().__post_init__()
         if not self.location or not str(self.location).strip():
             raise RequestError("a scene needs a location", hint="name a location id of the world")
+        if self.start is not None and not self.start.strip():
+            raise RequestError("a scene's start words are empty",
+                               hint="give the words it opens with (--start, or start: in a batch job), or leave them out")
 
 
 @dataclass(frozen=True)

@@ -77,6 +77,8 @@ BAD_FILES = [
     ("world: tiny.yaml\njobs:\n  - {location: well}", "jobs.yaml:3: jobs[0].kind: missing"),
     ("world: tiny.yaml\njobs:\n  - {kind: story, topik: x}", "jobs[0].topik: unknown key (did you mean 'topic'?)"),
     ("world: tiny.yaml\njobs:\n  - {kind: story, topic: x}", "jobs[0].topic: a story has no topic"),
+    ("world: tiny.yaml\njobs:\n  - {kind: story, start: The well}", "jobs[0].start: a story has no start"),
+    ("world: tiny.yaml\njobs:\n  - {kind: scene, location: well, start: 3}", "jobs[0].start: must be text"),
     ("world: tiny.yaml\njobs:\n  - {kind: scene, location: well, count: 0}", "jobs[0].count: 0 is out of range"),
     ("world: tiny.yaml\njobs:\n  - {kind: scene, location: well, seed: -1}", "jobs[0].seed: -1 is out of range"),
     ("world: tiny.yaml\njobs:\n  - {kind: story, turns: two}", "jobs[0].turns: must be a whole number"),
@@ -314,12 +316,28 @@ def test_resume_skips_only_complete_files(tmp_path, world):
     folder.mkdir(parents=True)
     (folder / "well-1.md").write_text("---\nkind: scene\nworld_id: tinyville\nseed: 1\nmetagen_version: x\n"
                                       "finish_reason: eos\nrequest: {kind: scene, location: well, time: null, "
-                                      "weather: null, mood: null, characters: [], opening: false}\n---\n\nDone.\n")
+                                      "weather: null, mood: null, characters: [], opening: false, start: The Well is}"
+                                      "\n---\n\nDone.\n")
     plan = batch.plan_batch(jobs, resume=True)
     assert [u.seed for u in plan.skipped] == [1] and [u.seed for u in plan.units] == [2, 3]
     with pytest.raises(OutputExistsError):
         batch.plan_batch(jobs)
     assert [u.seed for u in batch.plan_batch(jobs, overwrite=True).units] == [1, 2, 3]
+
+
+def test_resume_skips_pieces_whose_topic_and_start_the_seed_drew(runner, tmp_path, model_args):
+    """A dialogue's topic and a scene's first words, drawn by the seed, are recorded in the request:
+    --resume compares them as drawn, so a finished batch is skipped, not refused."""
+    (tmp_path / "goals.yaml").write_text(
+        "world: {id: goals, name: Goals}\nlocations:\n  - {id: well, name: The Well, sounds: [a bucket chain]}\n"
+        "characters:\n  - {id: ada, name: Ada, goals: [find the key]}\n  - {id: bo, name: Bo}\n")
+    path = write_jobs(tmp_path, "world: goals.yaml\nseed: 1\nsettings: {max_new_tokens: 3}\njobs:\n"
+                                "  - {kind: scene, location: well}\n  - {kind: dialogue, characters: [ada, bo], turns: 2}\n")
+    assert invoke(runner, "batch", path, "-q", *model_args).exit_code == 0
+    scene = read_piece_file(tmp_path / "out" / "goals" / "scene" / "well-1.md")
+    assert scene["request"]["start"] == "The Well rings with"
+    result = invoke(runner, "batch", path, "--resume", *model_args)
+    assert result.exit_code == 0 and "nothing to do: 2 complete already" in result.stderr, result.output
 
 
 def test_example_script_writes_a_scene_per_place_and_a_dialogue_per_pair(tmp_path, wide_gguf):

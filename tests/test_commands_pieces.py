@@ -375,6 +375,19 @@ def test_real_dialogue_speakers_come_from_the_cast(runner, real_model_path, tmp_
     assert yaml.safe_dump(data)  # the record is plain data
 
 
+def test_a_scene_opens_with_the_start_words_given_or_drawn_and_records_them(runner, world, model_args, tmp_path):
+    out = tmp_path / "o"
+    for seed, extra in ((5, []), (6, ["--start", "The Well smelled of"])):
+        result = invoke(runner, "describe-scene", world, "-l", "well", "--seed", seed, "--max-tokens", 4, "--format",
+                        "json", "--out", out, "-q", *extra, *model_args)
+        assert result.exit_code == 0, result.output
+    drawn, given = (read_piece_file(out / "tinyville" / "scene" / f"well-{seed}.json") for seed in (5, 6))
+    assert drawn["request"]["start"] == "The Well is"  # the tiny world's well has no sounds or smells
+    assert given["request"]["start"] == "The Well smelled of"
+    result = invoke(runner, "describe-scene", world, "-l", "well", "--start", " ", "--out", tmp_path / "p", *model_args)
+    assert result.exit_code == 2 and "a scene's start words are empty" in result.stderr and not (tmp_path / "p").exists()
+
+
 def test_a_scene_records_its_contrast_and_other_kinds_refuse_the_flag(runner, world, model_args, tmp_path):
     result = invoke(runner, "describe-scene", world, "-l", "well", "--seed", 5, "--max-tokens", 4, "--format", "json",
                     "--out", tmp_path / "o", "-q", *model_args)

@@ -20,7 +20,7 @@ def test_a_job_takes_its_request_fields_and_a_dialogue_its_order():
     # These tuples are spelled out in messages ("a story takes characters, ..."): their order is kept.
     assert batch._KIND_FIELDS == {
         "story": ("characters", "location", "premise", "length", "opening"),
-        "scene": ("location", "time", "weather", "mood", "characters", "opening"),
+        "scene": ("location", "time", "weather", "mood", "characters", "opening", "start"),
         "dialogue": ("characters", "location", "topic", "turns", "order"),
     }
     assert batch._KIND_WORDS == "story, scene or dialogue" and batch._ORDER_WORDS == "likelihood or turns"

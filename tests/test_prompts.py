@@ -30,7 +30,9 @@ from metagen.prompts import (
     mentions,
     request_from_dict,
     resolve_request,
+    scene_starts,
     select_lore,
+    with_scene_start,
 )
 from metagen.text import format_dialogue
 from metagen.world import load_world
@@ -345,6 +347,21 @@ def test_scene_prompt(world):
 ])
 def test_a_place_name_takes_its_verb_in_the_tense(name, tense, verb):
     assert be_form(name, tense) == verb
+
+
+def test_a_scene_opens_on_a_sense_its_place_gives_drawn_by_the_seed(world):
+    docks, market = world.location("docks"), world.location("market")
+    assert scene_starts(docks, "present") == ["The Container Docks ring with", "The Container Docks smell of"]
+    assert scene_starts(docks, "past") == ["The Container Docks rang with", "The Container Docks smelled of"]
+    assert scene_starts(market, "past") == ["The Night Market was"]  # no sounds or smells: its verb of being
+    drawn = [with_scene_start(world, SceneRequest(location="docks"), seed) for seed in range(12)]
+    assert {r.start for r in drawn} == set(scene_starts(docks, "present"))
+    assert with_scene_start(world, SceneRequest(location="docks"), 5) == drawn[5]  # the same seed, the same words
+    assert all(request_from_dict(r.to_dict()) == r for r in drawn)  # recorded: replay is exact
+    own = SceneRequest(location="docks", start="Under the floodlights,")
+    assert with_scene_start(world, own, 3) is own
+    text = user_text(build_prompt(world, drawn[0], count_tokens=words, context_length=2048, max_new_tokens=200))
+    assert f'Task: Start with the words "{drawn[0].start}".' in text
 
 
 def test_a_scenes_plain_prompt_is_the_same_request_without_the_places_facts(world):

@@ -37,6 +37,9 @@ Opening = Annotated[bool, typer.Option(
     "--opening/--no-opening",
     help="Start the scene with the place's name, written by metagen. Off by default: left to itself the "
     "model names the place in its own words (docs/quality.md).")]
+Start = Annotated[Optional[str], typer.Option(
+    "--start", help="The words the scene opens with ('The Container Docks smelled of'). [default: the place's "
+    "name and a verb of a sound or smell its facts give, drawn by the seed and recorded]", show_default=False)]
 # Stories are planned (metagen.plan) and have no opening; the flag stays for scripts that pass it.
 StoryOpening = Annotated[bool, typer.Option("--opening/--no-opening", hidden=True)]
 Topic = Annotated[Optional[str], typer.Option("--topic", help="What they talk about; by default one of the first two speakers' goals, drawn by the seed and recorded as the request's topic; --topic '' for none.", show_default=False)]
@@ -83,7 +86,7 @@ REQUEST_PARAMETERS: dict[str, list[tuple[str, object, object]]] = {
     "story": [("characters", Characters, None), ("location", Location, None), ("premise", Premise, None),
               ("length", Length, None), ("opening", StoryOpening, True), ("plan", PlanFile, None)],
     "scene": [("location", Location, None), ("time", Time, None), ("weather", Weather, None), ("mood", Mood, None),
-              ("characters", Characters, None), ("opening", Opening, False)],
+              ("characters", Characters, None), ("start", Start, None), ("opening", Opening, False)],
     "dialogue": [("characters", Characters, None), ("location", Location, None), ("topic", Topic, None),
                  ("turns", Turns, 6)],
 }
