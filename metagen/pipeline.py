@@ -29,11 +29,9 @@ from metagen.prompts import (
     SCENE_WORDS,
     Prompt,
     Request,
-    asked_tense,
     build_prompt,
     request_from_dict,
     resolve_request,
-    scene_start_words,
     with_scene_start,
 )
 from metagen.search import PlainPrompts
@@ -369,7 +367,8 @@ def compose(generator, world: World, requests: list[Request], cfg: GenerationCon
         if on_piece:
             on_piece(i, piece_and_warnings[0])
 
-    requests = [seeded_request(world, r, seed) if r.kind == "scene" else r for r, seed in zip(requests, seeds)]
+    # a scene's start words are drawn here, before its prompt; a dialogue draws its topic itself
+    requests = [with_scene_start(world, r, seed) for r, seed in zip(requests, seeds)]
     scenes = [i for i, r in enumerate(requests) if r.kind == "scene"]
     for batch in in_batches(scenes, batch_size):
         for i, done in _compose_scenes(generator, world, requests, batch, cfg, seeds, on_text, judged).items():
@@ -411,7 +410,7 @@ def _compose_scenes(generator, world: World, requests: list[Request], batch: lis
     # World text is encoded so that it can never spell the template's control tokens.
     ids = {i: generator.tokenizer.encode_chat(prompts[i].messages, suffix=prompts[i].opening) for i in batch}
     completions = generator.complete([ids[i] for i, _ in rows], cfg, seeds=row_seeds,
-                                     plain=_plain_prompts(generator, world, prompts, rows) if cfg.context_contrast else None)
+                                     plain=_plain_prompts(generator, prompts, rows) if cfg.context_contrast else None)
     made = {}
     for j, i in enumerate(batch):
         prompt = prompts[i]
@@ -432,15 +431,13 @@ def _compose_scenes(generator, world: World, requests: list[Request], batch: lis
     return made
 
 
-def _plain_prompts(generator, world: World, prompts: dict[int, Prompt], rows: list[tuple[int, int]]) -> PlainPrompts:
+def _plain_prompts(generator, prompts: dict[int, Prompt], rows: list[tuple[int, int]]) -> PlainPrompts:
     """The scenes' prompts without their places' facts, one a row; the contrast starts after the
-    words each scene opens with (its place's name and verb, and a "The" before it)."""
+    words each scene opens with (its start words, and a "The" before them)."""
     tokenizer = generator.tokenizer
-    tense = asked_tense(world, "scene")
     plain = {i: tokenizer.encode_chat(p.plain_messages, suffix=p.opening) for i, p in prompts.items()}
-    starts = {i: 0 if p.opening else 1 + len(tokenizer.encode_plain(
-        p.request.start or scene_start_words(resolve_request(world, p.request).location, tense)))
-        for i, p in prompts.items()}
+    # compose drew every scene's start words (with_scene_start) before its prompt was built
+    starts = {i: 0 if p.opening else 1 + len(tokenizer.encode_plain(p.request.start)) for i, p in prompts.items()}
     return PlainPrompts([plain[i] for i, _ in rows], tuple(starts[i] for i, _ in rows))
 
 
