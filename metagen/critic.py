@@ -70,6 +70,7 @@ COPY_RUN = 6  # a run of this many words shared with the prompt counts as copyin
 # banned word outweighs everything else.
 WEIGHTS = {"names": 2.0, "details": 1.0, "invented": -2.5, "garbled": -6.0, "banned": -3.0, "copied": -0.5,
            "repetition": -6.0, "markup": -1.0, "unfinished": -0.7, "short": -1.5, "voice": -1.0, "same_start": -1.0,
+           "ignored_start": -2.0,
            "echo": -3.0, "pronoun": -1.0, "relatives": -2.0, "ranks": -2.0, "kin": -2.0, "ties": -2.0, "self": -2.0, "stock": -1.0, "dated": -1.5, "restated": -0.5, "logprob": 0.5, "rating": -50.0}
 # "rating" counts spans over the world's rating (metagen.moderation, at most 3): its weight outweighs every
 # other finding together, so a candidate over the rating loses to any that is not.
@@ -134,6 +135,7 @@ class CriticContext:
     kinship: Any = None  # the world's family ties (grounding.Kinship; None: it states none)
     speaker_id: str = ""  # a spoken line's speaker: "my sister Maëlle" is held to their ties
     listener_id: str = ""  # the one a spoken line is said to (a two-person dialogue): "your sister Maëlle"
+    start: str = ""  # the words the text was asked to open with (a scene's): not opening with them is a finding
 
 
 def requested_forms(resolved: Resolved) -> list[tuple[str, ...]]:
@@ -285,6 +287,9 @@ def judge(text: str, context: CriticContext, *, logprob: float = 0.0, tokens: in
     findings["unfinished"] = float(bool(stripped) and stripped[-1] not in ".!?…")
     if context.target_words:
         findings["short"] = float(len(words) < context.target_words / 2)
+    if context.start and not text.lstrip().casefold().startswith(context.start.casefold()):
+        # asked for "Ember Keep rang with", it wrote of "The Ember Throne": another subject (round eighteen)
+        findings["ignored_start"] = 1.0
     if context.avoid_starts:
         findings["same_start"] = float(tuple(words[:2]) in context.avoid_starts)
     restated = len(set(ngrams(words, 4)) & context.earlier)

@@ -394,12 +394,14 @@ class Generator:
 
     def complete(self, prompts: list[list[int]], cfg: GenerationConfig, *,
                  seeds: list[int] | None = None, on_text: TextCallback | None = None,
-                 reuse: PrefixReuse | None = None, plain: PlainPrompts | None = None) -> list[Completion]:
+                 reuse: PrefixReuse | None = None, plain: PlainPrompts | None = None,
+                 forced: list[list[int]] | None = None) -> list[Completion]:
         """Decode token prompts together; each row uses its own seed (cfg.seed, or drawn).
 
         `reuse` (one prompt, greedy or sampling) carries the KV cache from one call to the
         next, so a prompt that extends the previous one prefills only its new tokens.
         `plain`: the prompts without the world's facts, for cfg.context_contrast (search.ContextContrast).
+        `forced`: per row, the tokens its text starts with whatever the model chooses (greedy, sampling).
         """
         if not prompts:
             return []
@@ -415,7 +417,7 @@ class Generator:
         started = time.perf_counter()
         try:
             results: list[SearchResult] = run_search(self.model, self.tokenizer, prompts, cfg, generators, on_text,
-                                                     reuse, plain)
+                                                     reuse, plain, forced)
         except (RuntimeError, torch.cuda.OutOfMemoryError) as error:
             raise GenerationError(f"the model failed while generating: {error}") from error
         seconds = time.perf_counter() - started

@@ -30,9 +30,10 @@ from metagen.prompts import (
     Prompt,
     Request,
     build_prompt,
+    candidate_starts,
     request_from_dict,
     resolve_request,
-    with_scene_start,
+    scene_start_words,
 )
 from metagen.search import PlainPrompts
 from metagen.text import did_you_mean, first_sentences
@@ -104,9 +105,11 @@ class PromptView:
     warnings: list[str]
     opening: str = ""  # the answer's first words, written by metagen
     plan: list = field(default_factory=list)  # a story's beats, {"beat", "instruction"} each
+    starts: list = field(default_factory=list)  # a scene's: the words each candidate opens with
 
     def to_dict(self) -> dict:
         return {"prompt": self.text, "prompt_tokens": self.tokens, "opening": self.opening, "plan": self.plan,
+                "starts": self.starts,
                 "messages": self.messages,
                 "lore_used": list(self.lore_used), "lore_left_out": list(self.lore_left_out),
                 "warnings": list(self.warnings)}
@@ -134,13 +137,14 @@ def make_request(kind: str, world: World | None = None, **fields: Any) -> Reques
 
 
 def seeded_request(world: World, request: Request, seed: int) -> Request:
-    """The request as its piece records it: a dialogue's topic and a scene's first words, where the
-    request does not give them, drawn by `seed` (dialogue.with_topic, prompts.with_scene_start)."""
+    """The request as its piece records it: a dialogue's topic, where the request gives none, drawn by
+    `seed` (dialogue.with_topic). A scene's start words are drawn per candidate (prompts.candidate_starts)
+    and recorded by the critic, so its request stays as given."""
     if request.kind == "dialogue":
         from metagen.dialogue import with_topic
 
         return with_topic(world, request, seed)
-    return with_scene_start(world, request, seed)
+    return request
 
 
 def split_ids(values: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
@@ -277,11 +281,15 @@ def prompt_view(generator, world: World, request: Request, cfg: GenerationConfig
                           lore_used=prompt.lore_used, lore_left_out=(), warnings=[],
                           plan=[b.to_dict() for b in plan])
     request = seeded_request(world, request, cfg.seed or 0)  # as a story's plan, these follow the seed
+    starts = candidate_starts(world, request, cfg.seed or 0, cfg.candidates) if request.kind == "scene" else []
+    if starts:  # the candidates share the prompt; each then opens with its own start words
+        request = dataclasses.replace(request, start=_asked_start(world, request, starts))
     prompt = _prompt(generator, world, request, cfg)
     text = prompt.text(generator.tokenizer.render_chat)
     return PromptView(text=text, tokens=len(generator.tokenizer.encode_chat(prompt.messages, suffix=prompt.opening)),
                       messages=prompt.messages, lore_used=prompt.lore_used,
-                      lore_left_out=prompt.lore_left_out, warnings=list(prompt.warnings), opening=prompt.opening)
+                      lore_left_out=prompt.lore_left_out, warnings=list(prompt.warnings), opening=prompt.opening,
+                      starts=starts)
 
 
 # ----------------------------------------------------------------------------- composing
@@ -318,8 +326,12 @@ def _piece(world: World, request_dict: dict, subject: str, model: dict, cfg: Gen
 
 
 def _choose(world: World, prompt: Prompt, prompt_text: str, cfg: GenerationConfig, options: list,
-            seeds: list[int], policy=None) -> tuple[int, dict]:
-    """The critic's pick among a request's candidates, and what it recorded (nothing for one)."""
+            seeds: list[int], policy=None, starts: list[str] | None = None) -> tuple[int, dict]:
+    """The critic's pick among a request's candidates, and what it recorded (nothing for one).
+
+    starts: the words each candidate was asked to open with, where the seed drew them (a scene's);
+    recorded with each candidate's scores. A scene is judged on opening with its own words either way.
+    """
     if len(options) == 1:
         return 0, {}
     resolved = resolve_request(world, prompt.request)
@@ -327,12 +339,18 @@ def _choose(world: World, prompt: Prompt, prompt_text: str, cfg: GenerationConfi
     person = world.style.point_of_view or ("second" if scene else "third")
     context = critic_context(world, resolved, prompt_text, cfg, target_words=SCENE_WORDS // 2 if scene else 0,
                              narrator_person=person, moderation=policy)
-    verdicts = [judge(o.text, context, logprob=o.logprob, tokens=o.output_tokens, finish_reason=o.finish_reason)
-                for o in options]
+    opens = [""] * len(options)  # the words each candidate's own text must open with ("": no check)
+    if scene and not prompt.opening:  # after metagen's opening, the model's words start mid-sentence
+        opens = starts or [prompt.request.start or ""] * len(options)
+    verdicts = [judge(o.text, dataclasses.replace(context, start=start), logprob=o.logprob, tokens=o.output_tokens,
+                      finish_reason=o.finish_reason)
+                for o, start in zip(options, opens)]
     chosen = best_index(verdicts)
     log.info("%s %s: candidates %s; kept %d", prompt.request.kind, prompt.request.subject,
              ", ".join(f"{v.score:.2f}" for v in verdicts), chosen)
-    return chosen, {"chosen": chosen, "candidates": [{"seed": s, **v.to_dict()} for s, v in zip(seeds, verdicts)]}
+    records = [{"seed": s, **({"start": start} if starts and start else {}), **v.to_dict()}
+               for s, start, v in zip(seeds, opens, verdicts)]
+    return chosen, {"chosen": chosen, "candidates": records}
 
 
 def _warnings(prompt: Prompt) -> list[str]:
@@ -367,8 +385,6 @@ def compose(generator, world: World, requests: list[Request], cfg: GenerationCon
         if on_piece:
             on_piece(i, piece_and_warnings[0])
 
-    # a scene's start words are drawn here, before its prompt; a dialogue draws its topic itself
-    requests = [with_scene_start(world, r, seed) for r, seed in zip(requests, seeds)]
     scenes = [i for i, r in enumerate(requests) if r.kind == "scene"]
     for batch in in_batches(scenes, batch_size):
         for i, done in _compose_scenes(generator, world, requests, batch, cfg, seeds, on_text, judged).items():
@@ -399,31 +415,41 @@ def in_batches(items: list, batch_size: int) -> list[list]:
 def _compose_scenes(generator, world: World, requests: list[Request], batch: list[int], cfg: GenerationConfig,
                     seeds: list[int], on_text: TextCallback | None,
                     judged: tuple | None) -> dict[int, tuple[Piece, list[str]]]:
-    """A batch of scenes: prompts first, then one generate call for all of them and all their candidates."""
+    """A batch of scenes: prompts first, then one generate call for all of them and all their candidates.
+
+    Each candidate opens with its own start words (prompts.candidate_starts), written by metagen as
+    the first tokens of its text, so the candidates of a scene keep one prompt (prefilled once)."""
     model = generator.info.to_dict()
     render = generator.tokenizer.render_chat
-    prompts = {i: _prompt(generator, world, requests[i], cfg) for i in batch}
-    texts = {i: prompts[i].text(render) for i in batch}
     n = cfg.candidates
+    starts = {i: candidate_starts(world, requests[i], seeds[i], n) for i in batch}
+    prompts = {i: _prompt(generator, world, dataclasses.replace(requests[i], start=_asked_start(world, requests[i],
+                                                                                                 starts[i])), cfg)
+               for i in batch}
+    texts = {i: prompts[i].text(render) for i in batch}
     rows = [(i, k) for i in batch for k in range(n)]
     row_seeds = [candidate_seed(seeds[i], k) for i, k in rows]
     # World text is encoded so that it can never spell the template's control tokens.
     ids = {i: generator.tokenizer.encode_chat(prompts[i].messages, suffix=prompts[i].opening) for i in batch}
+    force = cfg.effective_strategy != "beam"  # beam search keeps one candidate, asked for its words
+    forced = [generator.tokenizer.encode_plain(starts[i][k]) if force and not prompts[i].opening else []
+              for i, k in rows]
     completions = generator.complete([ids[i] for i, _ in rows], cfg, seeds=row_seeds,
-                                     plain=_plain_prompts(generator, prompts, rows) if cfg.context_contrast else None)
+                                     plain=_plain_prompts(generator, prompts, rows, forced) if cfg.context_contrast
+                                     else None, forced=forced if any(forced) else None)
     made = {}
     for j, i in enumerate(batch):
-        prompt = prompts[i]
+        request, prompt = requests[i], prompts[i]
         options = completions[j * n:(j + 1) * n]
         for option in options:  # a scene is its first few sentences: the model drifts after them
             option.text = first_sentences(option.text, cfg.max_sentences)
         chosen, critic = _choose(world, prompt, texts[i], cfg, options, row_seeds[j * n:(j + 1) * n],
-                                 judged[0] if judged else None)
+                                 judged[0] if judged else None, starts=starts[i] if request.start is None else None)
         completion = options[chosen]
         text = (prompt.opening + completion.text).strip()
         if on_text:  # shown once final: never a candidate the critic drops, never cut sentences
             on_text(i, text)
-        made[i] = (_piece(world, prompt.request.to_dict(), prompt.request.subject, model, cfg, seeds[i],
+        made[i] = (_piece(world, request.to_dict(), request.subject, model, cfg, seeds[i],
                           prompt=prompt, prompt_tokens=completion.prompt_tokens,
                           output_tokens=completion.output_tokens, finish_reason=completion.finish_reason,
                           seconds=completion.seconds, text=text, critic=critic, moderation=judged),
@@ -431,14 +457,23 @@ def _compose_scenes(generator, world: World, requests: list[Request], batch: lis
     return made
 
 
-def _plain_prompts(generator, prompts: dict[int, Prompt], rows: list[tuple[int, int]]) -> PlainPrompts:
+def _asked_start(world: World, request: Request, starts: list[str]) -> str:
+    """The words a scene's task asks it to open with: its candidates' own when they share them, else
+    the place's name, which every candidate's start words begin with."""
+    if len(set(starts)) == 1:
+        return starts[0]
+    return scene_start_words(resolve_request(world, request).location)
+
+
+def _plain_prompts(generator, prompts: dict[int, Prompt], rows: list[tuple[int, int]],
+                   forced: list[list[int]]) -> PlainPrompts:
     """The scenes' prompts without their places' facts, one a row; the contrast starts after the
-    words each scene opens with (its start words, and a "The" before them)."""
+    words each row opens with (its forced start; unforced, its asked start words and a "The")."""
     tokenizer = generator.tokenizer
     plain = {i: tokenizer.encode_chat(p.plain_messages, suffix=p.opening) for i, p in prompts.items()}
-    # compose drew every scene's start words (with_scene_start) before its prompt was built
-    starts = {i: 0 if p.opening else 1 + len(tokenizer.encode_plain(p.request.start)) for i, p in prompts.items()}
-    return PlainPrompts([plain[i] for i, _ in rows], tuple(starts[i] for i, _ in rows))
+    asked = {i: 0 if p.opening else 1 + len(tokenizer.encode_plain(p.request.start)) for i, p in prompts.items()}
+    starts = tuple(len(written) if written else asked[i] for (i, _), written in zip(rows, forced))
+    return PlainPrompts([plain[i] for i, _ in rows], starts)
 
 
 def _compose_story(generator, world: World, request: Request, cfg: GenerationConfig, seed: int,

@@ -489,13 +489,28 @@ def scene_starts(loc: Location, tense: str) -> list[str]:
     return starts or [scene_start_words(loc, tense)]
 
 
-def with_scene_start(world: World, request: Request, seed: int) -> Request:
-    """A scene request with the words it opens with: the user's own, or scene_starts' drawn by
-    `seed`, recorded so replay is exact. Other requests as they are."""
-    if request.kind != "scene" or request.start is not None:
-        return request
+def candidate_starts(world: World, request: Request, seed: int, candidates: int) -> list[str]:
+    """The words each of a scene's candidates opens with: the request's own `start` for every one;
+    else the place's sense verbs (scene_starts) in an order drawn by `seed`, spread over the
+    candidates in that order (4 candidates of a place with sounds and smells: the first verb twice,
+    then the other twice), so the critic chooses among them. One candidate: the first drawn verb.
+    The same seed draws the same words, so replay is exact.
+
+    Not the verb of being beside them: among four candidates, the critic chose it in 4 of 30 scenes,
+    each a definition ("The Container Docks were the largest and most complex facility of their
+    era"; experiments/log.md, round eighteen).
+    """
+    if candidates < 1:
+        raise ValueError("a scene has at least one candidate")
+    if request.kind != "scene":
+        raise ValueError("only a scene has start words")
+    if request.start is not None:
+        return [request.start] * candidates
     loc = resolve_request(world, request).location
-    return replace(request, start=random.Random(seed).choice(scene_starts(loc, asked_tense(world, "scene"))))
+    senses = scene_starts(loc, asked_tense(world, "scene"))
+    pool = random.Random(seed).sample(senses, len(senses))
+    # in pool order, so a start's candidates are neighbouring rows
+    return [pool[k * len(pool) // candidates] for k in range(candidates)]
 
 
 def _scene_messages(world: World, resolved: Resolved, *, facts: bool = True) -> list[dict[str, str]]:

@@ -114,7 +114,7 @@ class SceneRequest(_Request):
     mood: str | None = None
     characters: tuple[str, ...] = ()  # who is present, if anyone
     opening: bool = False  # the answer starts with the place's name, written by metagen (off: the model names it)
-    start: str | None = None  # the words the task asks the scene to open with; None: drawn by the seed (prompts.with_scene_start)
+    start: str | None = None  # the words the scene opens with; None: each candidate's drawn by the seed (prompts.candidate_starts)
     kind: ClassVar[str] = "scene"
 
     @property

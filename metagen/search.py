@@ -284,15 +284,20 @@ def decode_loop(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfi
                 generators: list[torch.Generator] | None = None,
                 on_text: TextCallback | None = None,
                 reuse: PrefixReuse | None = None,
-                plain: PlainPrompts | None = None) -> list[SearchResult]:
+                plain: PlainPrompts | None = None,
+                forced: list[list[int]] | None = None) -> list[SearchResult]:
     """Greedy decoding or sampling for a batch of prompts; one result per prompt.
 
     With `reuse` and a single prompt, keys and values of leading tokens shared with the
     previous run are copied instead of recomputed, and this run's cache is kept for the next.
     With `plain` (each prompt without the world's facts) and cfg.context_contrast, the logits
-    are contrasted with the plain prompts' (ContextContrast).
+    are contrasted with the plain prompts' (ContextContrast). `forced`: per row, the tokens its
+    text starts with (a scene candidate's start words), written whatever the model would choose and
+    left out of its log-probability; rows that share a prompt keep sharing it.
     """
     B = len(prompts)
+    if forced is not None and len(forced) != B:
+        raise ValueError("one forced start per prompt")
     device = model.device
     use_sampling = cfg.effective_strategy == "sample"
     if use_sampling and (generators is None or len(generators) != B):
@@ -330,6 +335,9 @@ def decode_loop(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfi
         scores = apply_processors(processors, history, held, whole, generated)
         # c. choose
         next_tokens = sample(scores, generators) if use_sampling else greedy(scores)
+        writing = [] if forced is None else [row for row in range(B) if step < len(forced[row])]
+        if writing:
+            next_tokens[writing] = torch.tensor([forced[row][step] for row in writing], device=device)
         done = torch.tensor([f is not None for f in finished], device=device)
         next_tokens = torch.where(done, torch.full_like(next_tokens, tokenizer.pad_id), next_tokens)
         chosen = raw_logprobs.gather(1, next_tokens[:, None])[:, 0].double().cpu()
@@ -341,7 +349,8 @@ def decode_loop(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfi
         for row in range(B):
             if finished[row] is not None:
                 continue
-            logprobs[row] += chosen[row]
+            if row not in writing:  # a forced token is metagen's word, not the model's choice
+                logprobs[row] += chosen[row]
             if is_eos[row]:
                 trackers[row].ids.append(token_list[row])
                 finished[row] = "eos"
@@ -587,8 +596,12 @@ def run_search(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfig
                generators: list[torch.Generator] | None = None,
                on_text: TextCallback | None = None,
                reuse: PrefixReuse | None = None,
-               plain: PlainPrompts | None = None) -> list[SearchResult]:
-    """Decode prompts with the strategy cfg asks for (`reuse` and `plain` serve greedy and sampling)."""
+               plain: PlainPrompts | None = None,
+               forced: list[list[int]] | None = None) -> list[SearchResult]:
+    """Decode prompts with the strategy cfg asks for (`reuse`, `plain` and `forced` serve greedy and sampling)."""
     if cfg.effective_strategy == "beam":
+        if forced is not None:
+            raise ValueError("beam search writes no forced start")
         return beam_search(model, tokenizer, prompts, cfg, generators, on_text)
-    return STRATEGIES[cfg.effective_strategy](model, tokenizer, prompts, cfg, generators, on_text, reuse, plain)
+    return STRATEGIES[cfg.effective_strategy](model, tokenizer, prompts, cfg, generators, on_text, reuse, plain,
+                                              forced)

@@ -316,7 +316,7 @@ def test_resume_skips_only_complete_files(tmp_path, world):
     folder.mkdir(parents=True)
     (folder / "well-1.md").write_text("---\nkind: scene\nworld_id: tinyville\nseed: 1\nmetagen_version: x\n"
                                       "finish_reason: eos\nrequest: {kind: scene, location: well, time: null, "
-                                      "weather: null, mood: null, characters: [], opening: false, start: The Well is}"
+                                      "weather: null, mood: null, characters: [], opening: false, start: null}"
                                       "\n---\n\nDone.\n")
     plan = batch.plan_batch(jobs, resume=True)
     assert [u.seed for u in plan.skipped] == [1] and [u.seed for u in plan.units] == [2, 3]
@@ -326,8 +326,9 @@ def test_resume_skips_only_complete_files(tmp_path, world):
 
 
 def test_resume_skips_pieces_whose_topic_and_start_the_seed_drew(runner, tmp_path, model_args):
-    """A dialogue's topic and a scene's first words, drawn by the seed, are recorded in the request:
-    --resume compares them as drawn, so a finished batch is skipped, not refused."""
+    """A dialogue's topic, drawn by the seed, is recorded in the request, and a scene's first words,
+    drawn per candidate, with the critic's scores: --resume compares the request as recorded, so a
+    finished batch is skipped, not refused."""
     (tmp_path / "goals.yaml").write_text(
         "world: {id: goals, name: Goals}\nlocations:\n  - {id: well, name: The Well, sounds: [a bucket chain]}\n"
         "characters:\n  - {id: ada, name: Ada, goals: [find the key]}\n  - {id: bo, name: Bo}\n")
@@ -335,7 +336,8 @@ def test_resume_skips_pieces_whose_topic_and_start_the_seed_drew(runner, tmp_pat
                                 "  - {kind: scene, location: well}\n  - {kind: dialogue, characters: [ada, bo], turns: 2}\n")
     assert invoke(runner, "batch", path, "-q", *model_args).exit_code == 0
     scene = read_piece_file(tmp_path / "out" / "goals" / "scene" / "well-1.md")
-    assert scene["request"]["start"] == "The Well rings with"
+    assert scene["request"]["start"] is None
+    assert {c["start"] for c in scene["critic"]["candidates"]} == {"The Well rings with"}  # its one sense
     result = invoke(runner, "batch", path, "--resume", *model_args)
     assert result.exit_code == 0 and "nothing to do: 2 complete already" in result.stderr, result.output
 

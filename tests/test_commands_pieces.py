@@ -379,13 +379,29 @@ def test_a_scene_opens_with_the_start_words_given_or_drawn_and_records_them(runn
     out = tmp_path / "o"
     for seed, extra in ((5, []), (6, ["--start", "The Well smelled of"])):
         result = invoke(runner, "describe-scene", world, "-l", "well", "--seed", seed, "--max-tokens", 4, "--format",
-                        "json", "--out", out, "-q", *extra, *model_args)
+                        "json", "--out", out, "-q", "--candidates", 2, *extra, *model_args)
         assert result.exit_code == 0, result.output
     drawn, given = (read_piece_file(out / "tinyville" / "scene" / f"well-{seed}.json") for seed in (5, 6))
-    assert drawn["request"]["start"] == "The Well is"  # the tiny world's well has no sounds or smells
+    # drawn per candidate, recorded with each candidate's scores; the request keeps none, so replay draws them again
+    assert drawn["request"]["start"] is None
+    assert [c["start"] for c in drawn["critic"]["candidates"]] == ["The Well is"] * 2  # no sounds or smells
     assert given["request"]["start"] == "The Well smelled of"
+    assert all("start" not in c for c in given["critic"]["candidates"])  # the request's own, for every candidate
     result = invoke(runner, "describe-scene", world, "-l", "well", "--start", " ", "--out", tmp_path / "p", *model_args)
     assert result.exit_code == 2 and "a scene's start words are empty" in result.stderr and not (tmp_path / "p").exists()
+
+
+def test_the_prompt_of_a_scene_says_what_its_candidates_start_with(runner, world, model_args):
+    world.write_text(world.read_text().replace("    name: The Mill\n", "    name: The Mill\n    sounds: [wheels]\n"
+                                                                        "    smells: [flour]\n"))
+    printed = invoke(runner, "prompt", "scene", world, "-l", "mill", "--seed", 2, *model_args)
+    assert printed.exit_code == 0, printed.output
+    assert 'Start with the words "The Mill".' in printed.stdout  # what every candidate's words begin with
+    line = next(x for x in printed.stderr.splitlines() if x.startswith("candidates start with: "))
+    assert sorted(line.removeprefix("candidates start with: ").split("; ")) == ["The Mill rings with (2)",
+                                                                                "The Mill smells of (2)"]
+    given = invoke(runner, "prompt", "scene", world, "-l", "mill", "--start", "Dusk at the mill", *model_args)
+    assert 'Start with the words "Dusk at the mill".' in given.stdout and "candidates start" not in given.stderr
 
 
 def test_a_scene_records_its_contrast_and_other_kinds_refuse_the_flag(runner, world, model_args, tmp_path):

@@ -33,7 +33,7 @@ def recording(texts):
     """A stand-in for Generator.complete that keeps every prompt and answers with the next text."""
     texts, prompts = iter(texts), []
 
-    def fake(ids, cfg, *, seeds=None, on_text=None, reuse=None, plain=None):
+    def fake(ids, cfg, *, seeds=None, on_text=None, reuse=None, plain=None, forced=None):
         prompts.append(list(ids[0]))
         text = next(texts)
         return [Completion(text, [5] * 6, len(p), -3.0, "eos", s, 0.0) for p, s in zip(ids, seeds)]

@@ -244,6 +244,17 @@ def test_a_paragraph_saying_an_earlier_one_again_costs_score(world):
     assert "restated" not in judge("Mira looked up. The fire in the great hall burned low again.", context).findings
 
 
+def test_a_scene_that_does_not_open_with_its_start_words_loses(world):
+    from dataclasses import replace
+
+    context = replace(context_for(world, SceneRequest(location="docks"), target_words=20), start="The Old Docks smelled of")
+    kept = judge("The Old Docks smelled of tar and fish, and nets hung like grey curtains over the piers.", context)
+    strayed = judge("The nets hung like grey curtains over the piers, and the Old Docks smelled of tar.", context)
+    assert "ignored_start" not in kept.findings and strayed.findings["ignored_start"] == 1.0
+    assert strayed.score < kept.score
+    assert "ignored_start" not in judge(" the old docks SMELLED OF tar.", context).findings  # case and space aside
+
+
 def test_a_year_the_world_never_writes_is_a_finding(tmp_path):
     from metagen.grounding import off_world_dates, world_dates
 

@@ -344,7 +344,7 @@ def scripted(monkeypatch):
 
     texts: list[str] = []
 
-    def complete(self, prompts, cfg, *, seeds=None, on_text=None, reuse=None, plain=None):
+    def complete(self, prompts, cfg, *, seeds=None, on_text=None, reuse=None, plain=None, forced=None):
         return [Completion(texts[k % len(texts)], [5] * 6, len(p), -3.0, "eos", s, 0.0)
                 for k, (p, s) in enumerate(zip(prompts, seeds))]
 

@@ -255,6 +255,28 @@ def test_the_batch_size_splits_scenes_and_never_changes_a_piece(world, generator
         pipeline.compose(generator, world, requests, cfg, seeds=[1] * 6, batch_size=0)
 
 
+def test_a_scenes_candidates_open_with_the_words_the_seed_draws_and_the_critic_records_them(tmp_path, generator,
+                                                                                              calls):
+    world = load_world(write_world(tmp_path, "world: {id: loud, name: Loud}\nlocations:\n  - {id: yard, name: The Yard, "
+                                             "sounds: [hammers], smells: [tar]}\n", "loud.yaml"))
+    cfg = GenerationConfig(max_new_tokens=40, temperature=0.9, candidates=4)
+    request = SceneRequest(location="yard")
+    piece = pipeline.compose(generator, world, [request], cfg, seeds=[8]).pieces[0]
+    starts = [c["start"] for c in piece.critic["candidates"]]
+    assert starts == pipeline.candidate_starts(world, request, 8, 4)
+    assert set(starts) == {"The Yard rings with", "The Yard smells of"} and calls == [4]  # four rows, one call
+    assert piece.text.startswith(starts[piece.critic["chosen"]])  # metagen wrote each candidate's start words
+    assert piece.request["start"] is None  # replay draws them again from the seed
+    view = pipeline.prompt_view(generator, world, request, dataclasses.replace(cfg, seed=8))
+    assert view.starts == starts and 'Start with the words "The Yard".' in view.text  # the words they all share
+    again = pipeline.compose(generator, world, [request], cfg, seeds=[8]).pieces[0]
+    assert again.text == piece.text and again.critic == piece.critic
+    own = pipeline.compose(generator, world, [SceneRequest(location="yard", start="Dusk fell on")], cfg,
+                           seeds=[8]).pieces[0]
+    assert own.request["start"] == "Dusk fell on" and all("start" not in c for c in own.critic["candidates"])
+    assert own.text.startswith("Dusk fell on")
+
+
 def test_compose_streams_by_request_index(world, generator):
     seen: dict[int, str] = {}
     requests = [SceneRequest(location="mill"), SceneRequest(location="well")]
@@ -353,7 +375,7 @@ def test_world_pieces_get_the_script_guard_of_their_prose(world):
 def test_a_scene_keeps_the_space_between_its_opening_and_the_models_words(world, generator, monkeypatch):
     from metagen.generator import Completion
 
-    def fake(prompts, cfg, *, seeds=None, on_text=None, reuse=None, plain=None):
+    def fake(prompts, cfg, *, seeds=None, on_text=None, reuse=None, plain=None, forced=None):
         text = " in the fog. Wheels creak. Water runs. Flour drifts. Dogs bark."
         return [Completion(text, [5] * 9, len(p), -5.0, "eos", s, 0.0) for p, s in zip(prompts, seeds)]
 
@@ -374,7 +396,7 @@ def test_world_text_never_becomes_control_tokens_in_any_prompt(tmp_path, generat
     start = generator.tokenizer.encode("<|im_start|>")[0]
     seen = []
 
-    def fake(prompts, cfg, *, seeds=None, on_text=None, reuse=None, plain=None):
+    def fake(prompts, cfg, *, seeds=None, on_text=None, reuse=None, plain=None, forced=None):
         seen.extend(prompts)
         return [Completion(" Fine.", [5], len(p), -1.0, "eos", s, 0.0) for p, s in zip(prompts, seeds)]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -27,12 +28,12 @@ from metagen.prompts import (
     answer_opening,
     be_form,
     build_prompt,
+    candidate_starts,
     mentions,
     request_from_dict,
     resolve_request,
     scene_starts,
     select_lore,
-    with_scene_start,
 )
 from metagen.text import format_dialogue
 from metagen.world import load_world
@@ -354,14 +355,23 @@ def test_a_scene_opens_on_a_sense_its_place_gives_drawn_by_the_seed(world):
     assert scene_starts(docks, "present") == ["The Container Docks ring with", "The Container Docks smell of"]
     assert scene_starts(docks, "past") == ["The Container Docks rang with", "The Container Docks smelled of"]
     assert scene_starts(market, "past") == ["The Night Market was"]  # no sounds or smells: its verb of being
-    drawn = [with_scene_start(world, SceneRequest(location="docks"), seed) for seed in range(12)]
-    assert {r.start for r in drawn} == set(scene_starts(docks, "present"))
-    assert with_scene_start(world, SceneRequest(location="docks"), 5) == drawn[5]  # the same seed, the same words
-    assert all(request_from_dict(r.to_dict()) == r for r in drawn)  # recorded: replay is exact
+    request = SceneRequest(location="docks")
+    drawn = [candidate_starts(world, request, seed, 4) for seed in range(12)]
+    senses = scene_starts(docks, "present")
+    for starts in drawn:  # the first drawn verb twice, then the other twice
+        assert starts[0] == starts[1] != starts[2] == starts[3] and {starts[1], starts[2]} == set(senses)
+    assert {starts[0] for starts in drawn} == set(senses)  # the seed draws which verb leads
+    assert candidate_starts(world, request, 5, 4) == drawn[5]  # the same seed, the same words
+    assert candidate_starts(world, request, 5, 1) == drawn[5][:1]  # one candidate: the lead verb alone
+    assert candidate_starts(world, request, 5, 3) == [drawn[5][0], drawn[5][0], drawn[5][2]]
+    assert candidate_starts(world, SceneRequest(location="market"), 3, 4) == ["The Night Market is"] * 4
     own = SceneRequest(location="docks", start="Under the floodlights,")
-    assert with_scene_start(world, own, 3) is own
-    text = user_text(build_prompt(world, drawn[0], count_tokens=words, context_length=2048, max_new_tokens=200))
-    assert f'Task: Start with the words "{drawn[0].start}".' in text
+    assert candidate_starts(world, own, 3, 4) == ["Under the floodlights,"] * 4
+    with pytest.raises(ValueError):
+        candidate_starts(world, request, 3, 0)
+    text = user_text(build_prompt(world, replace(request, start=drawn[0][0]), count_tokens=words,
+                                  context_length=2048, max_new_tokens=200))
+    assert f'Task: Start with the words "{drawn[0][0]}".' in text
 
 
 def test_a_scenes_plain_prompt_is_the_same_request_without_the_places_facts(world):

@@ -253,27 +253,15 @@ def test_prefix_reuse_gives_the_same_tokens_and_prefills_less(tiny_generator, mo
 
     reuse = PrefixReuse(min_shared=4)
     tiny_generator.complete([base], cfg, seeds=[1], reuse=reuse)
-    widths = []
-    model = tiny_generator.model
-    original = type(model).forward
-
-    def counting(self, tokens, cache, pad=None, last_only=False):
-        widths.append(tokens.shape[1])
-        return original(self, tokens, cache, pad, last_only)
-
-    monkeypatch.setattr(type(model), "forward", counting)
+    widths = count_passes(tiny_generator.model, monkeypatch)
     reused = tiny_generator.complete([follow], cfg, seeds=[2], reuse=reuse)[0]
     assert reused.tokens == fresh.tokens
-    assert widths[0] < len(follow) - len(first.tokens)  # only the new tail was prefilled
+    assert widths[0][1] < len(follow) - len(first.tokens)  # only the new tail was prefilled
 
 
-def test_candidates_of_one_prompt_are_prefilled_once_and_match_decoding_alone(tiny_generator, monkeypatch):
-    cfg = GenerationConfig(strategy="sample", max_new_tokens=10, top_k=20)
-    prompt = encode(tiny_generator, PROMPTS[:1])[0]
-    alone = [decode_loop(tiny_generator.model, tiny_generator.tokenizer, [prompt], cfg, seeded(1, s))[0]
-             for s in range(3)]
+def count_passes(model, monkeypatch) -> list[tuple[int, int]]:
+    """The (rows, positions) of every model pass from now on."""
     widths = []
-    model = tiny_generator.model
     original = type(model).forward
 
     def counting(self, tokens, cache, pad=None, last_only=False):
@@ -281,10 +269,40 @@ def test_candidates_of_one_prompt_are_prefilled_once_and_match_decoding_alone(ti
         return original(self, tokens, cache, pad, last_only)
 
     monkeypatch.setattr(type(model), "forward", counting)
+    return widths
+
+
+def test_candidates_of_one_prompt_are_prefilled_once_and_match_decoding_alone(tiny_generator, monkeypatch):
+    cfg = GenerationConfig(strategy="sample", max_new_tokens=10, top_k=20)
+    prompt = encode(tiny_generator, PROMPTS[:1])[0]
+    alone = [decode_loop(tiny_generator.model, tiny_generator.tokenizer, [prompt], cfg, seeded(1, s))[0]
+             for s in range(3)]
+    widths = count_passes(tiny_generator.model, monkeypatch)
     together = decode_loop(tiny_generator.model, tiny_generator.tokenizer, [prompt] * 3, cfg,
                              [torch.Generator().manual_seed(s) for s in range(3)])
     assert widths[0] == (1, len(prompt))  # one row prefilled for three candidates
     assert [r.sequences[0].tokens for r in together] == [r.sequences[0].tokens for r in alone]
+
+
+def test_forced_starts_open_each_row_and_leave_its_logprob_and_shared_prompt_alone(tiny_generator, monkeypatch):
+    cfg = GenerationConfig(strategy="sample", max_new_tokens=8, top_k=20)
+    prompt = encode(tiny_generator, PROMPTS[:1])[0]
+    forced = [encode(tiny_generator, ["dog"])[0], [], encode(tiny_generator, ["the sea"])[0]]
+    widths = count_passes(tiny_generator.model, monkeypatch)
+    model = tiny_generator.model
+    rows = decode_loop(model, tiny_generator.tokenizer, [prompt] * 3, cfg, seeded(3), forced=forced)
+    assert widths[0] == (1, len(prompt))  # still one prompt, prefilled once
+    for row, start in zip(rows, forced):
+        assert row.sequences[0].tokens[:len(start)] == start
+    free = decode_loop(model, tiny_generator.tokenizer, [prompt], cfg, seeded(1, 1))[0]
+    assert rows[1].sequences[0].tokens == free.sequences[0].tokens  # a row with nothing forced is as alone
+    # the forced tokens' log-probabilities are left out: a row forced to the model's own greedy choice scores less
+    greedy_cfg = GenerationConfig(strategy="greedy", max_new_tokens=4)
+    chosen = decode_loop(model, tiny_generator.tokenizer, [prompt], greedy_cfg)[0].sequences[0]
+    again = decode_loop(model, tiny_generator.tokenizer, [prompt], greedy_cfg, forced=[chosen.tokens[:2]])[0].sequences[0]
+    assert again.tokens == chosen.tokens and again.logprob > chosen.logprob
+    with pytest.raises(ValueError, match="one forced start per prompt"):
+        decode_loop(model, tiny_generator.tokenizer, [prompt] * 2, cfg, seeded(2), forced=[[]])
 
 
 def test_text_tracker_ends_after_its_sentences():

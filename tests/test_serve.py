@@ -173,8 +173,9 @@ def test_each_request_starts_as_a_fresh_process_would(server_home, tmp_path, mod
 
 def test_two_clients_at_once_each_get_their_own_result(server_home, tmp_path, runner, model_args):
     def args(seed):
+        # one candidate: of four, the critic keeps the tiny model's one clean text, the start words alone
         return ["describe-scene", "tiny.yaml", "--location", "well", "--seed", seed, "--max-tokens", 24, "--stdout",
-                *model_args]
+                "--candidates", 1, *model_args]
 
     procs = [subprocess.Popen([sys.executable, "-m", "metagen", *map(str, args(seed))], cwd=tmp_path, text=True,
                               env=environment(server_home), stdout=subprocess.PIPE, stderr=subprocess.PIPE)

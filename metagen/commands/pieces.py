@@ -38,8 +38,9 @@ Opening = Annotated[bool, typer.Option(
     help="Start the scene with the place's name, written by metagen. Off by default: left to itself the "
     "model names the place in its own words (docs/quality.md).")]
 Start = Annotated[Optional[str], typer.Option(
-    "--start", help="The words the scene opens with ('The Container Docks smelled of'). [default: the place's "
-    "name and a verb of a sound or smell its facts give, drawn by the seed and recorded]", show_default=False)]
+    "--start", help="The words the scene opens with ('The Container Docks smelled of'), written by metagen. "
+    "[default: each candidate opens with the place's name and a verb of a sound or smell its facts give (else its "
+    "verb of being), in an order drawn by the seed; the critic records each one's]", show_default=False)]
 # Stories are planned (metagen.plan) and have no opening; the flag stays for scripts that pass it.
 StoryOpening = Annotated[bool, typer.Option("--opening/--no-opening", hidden=True)]
 Topic = Annotated[Optional[str], typer.Option("--topic", help="What they talk about; by default one of the first two speakers' goals, drawn by the seed and recorded as the request's topic; --topic '' for none.", show_default=False)]
@@ -144,6 +145,9 @@ def print_prompt(view, as_json: bool, header: dict | None = None) -> None:
     typer.echo(f"lore left out: {', '.join(view.lore_left_out) or 'none'}", err=True)
     for number, beat in enumerate(view.plan, 1):
         typer.echo(f"plan {number}. {beat['beat']}: {beat['instruction']}", err=True)
+    if len(set(view.starts)) > 1:  # metagen writes these words first, one set a candidate
+        counts = {start: view.starts.count(start) for start in view.starts}
+        typer.echo("candidates start with: " + "; ".join(f"{start} ({n})" for start, n in counts.items()), err=True)
     for warning in view.warnings:
         typer.echo(f"warning: {warning}", err=True)
 
