@@ -31,6 +31,7 @@ from metagen.prompts import (
     Resolved,
     StoryRequest,
     resolve_request,
+    scene_starts,
     select_lore,
     tie_sentence,
 )
@@ -175,6 +176,38 @@ def lower_first(text: str) -> str:
 
 
 _PLAIN_STARTS = frozenset("she he they it the a an her his their keep find bring prove pay win get".split())
+
+
+def beat_starts(world: World, resolved: Resolved, plan: list[Beat], seed: int, candidates: int) -> list[list[str]]:
+    """Per beat, the words each of its candidates opens with, written by metagen ("": the model's own).
+
+    Half the candidates (the first ones) are given words, the rest left free, and the critic chooses:
+    the opening's open on the place and a verb of a sound or smell it has, in the story's tense ("The
+    Container Docks smelled of"), or else on the lead's name; a later beat's on the name of the first
+    of the cast its instruction names, or the lead's. One candidate is left free. The seed draws the
+    verb, so replay is exact.
+    """
+    given = candidates // 2
+    cast = list(resolved.characters)
+    if not given or not cast and resolved.location is None:
+        return [[""] * candidates for _ in plan]
+    scripts = writing_guard(world)["scripts"]
+    short = {c.id: short_prose_name(c, scripts) for c in cast}
+    place = resolved.location
+    senses = [] if place is None or not (place.sounds or place.smells) else scene_starts(place, asked_tense(world, "story"))
+    rng = random.Random(seed)
+    starts = []
+    for beat in plan:
+        if beat.id == "opening" and senses:
+            words = rng.choice(senses)
+        elif beat.id == "opening":
+            words = prose_name(cast[0], scripts) if cast else ""
+        else:
+            named = sorted((beat.instruction.find(short[c.id]), short[c.id]) for c in cast
+                           if short[c.id] in beat.instruction)
+            words = named[0][1] if named else (short[cast[0].id] if cast else "")
+        starts.append([words] * given + [""] * (candidates - given))
+    return starts
 
 
 def _user_plan(beats: tuple[str, ...]) -> list[Beat]:
@@ -333,6 +366,7 @@ def write_story(generator, world: World, request: StoryRequest, cfg: GenerationC
     person = world.style.point_of_view or "third"
     requested = requested_forms(resolved)
     spare_rounds = STORY_EXTRA_ROUNDS
+    starts = beat_starts(world, resolved, plan, seed, cfg.candidates)
     for index, beat in enumerate(plan):
         chat = with_beat(chat, beat.instruction)
         text = tokenizer.render_chat(chat)
@@ -357,7 +391,7 @@ def write_story(generator, world: World, request: StoryRequest, cfg: GenerationC
         allowed = min(NAMING_ROUNDS if insist else EXTRA_ROUNDS, spare_rounds - (not last))
         seeds, options, verdicts = _draw_candidates(generator, ids, beat_cfg, cfg.candidates, beat_seed, context,
                                                     reuse, extra_rounds=allowed, insist_on_names=insist,
-                                                    plain_ids=plain_ids)
+                                                    plain_ids=plain_ids, starts=starts[index])
         spare_rounds -= len(seeds) // cfg.candidates - 1
         chosen = best_index(verdicts)
         paragraph = options[chosen].text.strip()
@@ -370,8 +404,10 @@ def write_story(generator, world: World, request: StoryRequest, cfg: GenerationC
         written.append(paragraph)
         beat_records.append({**beat.to_dict(), "text": paragraph})
         if cfg.candidates > 1:
+            opened = starts[index] * (len(seeds) // cfg.candidates)  # each round's candidates open alike
             critic_beats.append({"beat": beat.id, "chosen": chosen,
-                                 "candidates": [{"seed": s, **v.to_dict()} for s, v in zip(seeds, verdicts)]})
+                                 "candidates": [{"seed": s, **({"start": w} if w else {}), **v.to_dict()}
+                                                for s, w, v in zip(seeds, opened, verdicts)]})
         if on_text:
             on_text(("\n\n" if index else "") + paragraph)
     return StoryResult(text="\n\n".join(written), plan=beat_records,
@@ -382,21 +418,24 @@ def write_story(generator, world: World, request: StoryRequest, cfg: GenerationC
 
 
 def _draw_candidates(generator, ids: list[int], beat_cfg: GenerationConfig, count: int, beat_seed: int,
-                     context, reuse: PrefixReuse, *, extra_rounds: int,
-                     insist_on_names: bool = False, plain_ids: list[int] | None = None) -> tuple[list[int], list, list]:
+                     context, reuse: PrefixReuse, *, extra_rounds: int, insist_on_names: bool = False,
+                     plain_ids: list[int] | None = None,
+                     starts: Sequence[str] = ()) -> tuple[list[int], list, list]:
     """A beat's candidates (seeds, completions, verdicts), with more rounds while the best falls short.
 
     A small model often restates an earlier beat or makes up a person; when every candidate
     does (or is garbled), up to extra_rounds more rounds of fresh candidates are drawn before
     the best is kept; with insist_on_names, also while the best leaves a required name out.
+    starts: the words each candidate of a round opens with, written by metagen ("": none).
     """
+    forced = [generator.tokenizer.encode_plain(w) if w else [] for w in starts] if any(starts) else None
     seeds, options, verdicts = [], [], []
     for round_ in range(1 + (count > 1) * max(0, extra_rounds)):
         if verdicts and _good_enough(verdicts[best_index(verdicts)], insist_on_names):
             break
         more = [candidate_seed(beat_seed, k) for k in range(round_ * count, (round_ + 1) * count)]
         drawn = generator.complete([ids] * count, beat_cfg, seeds=more, reuse=reuse,
-                                   plain=PlainPrompts([plain_ids] * count) if plain_ids else None)
+                                   plain=PlainPrompts([plain_ids] * count) if plain_ids else None, forced=forced)
         for option in drawn:  # one paragraph: its first sentences, on one line, no list markers, quotes paired
             lines = first_sentences(option.text, beat_cfg.max_sentences).splitlines()
             option.text = balanced_quotes(" ".join(" ".join(_LIST_MARKER.sub("", line.strip()) for line in lines).split()))

@@ -10,7 +10,7 @@ import pytest
 from metagen import pipeline
 from metagen.config import GenerationConfig
 from metagen.errors import RequestError
-from metagen.plan import BEATS_BY_LENGTH, make_plan, story_messages, write_story
+from metagen.plan import BEATS_BY_LENGTH, beat_starts, make_plan, story_messages, write_story
 from metagen.prompts import StoryRequest, resolve_request
 from metagen.world import load_world
 
@@ -57,7 +57,7 @@ def scripted_complete(texts):
 
     texts, calls = iter(texts), []
 
-    def fake(prompts, cfg, *, seeds=None, on_text=None, reuse=None, plain=None):
+    def fake(prompts, cfg, *, seeds=None, on_text=None, reuse=None, plain=None, forced=None):
         calls.append(len(prompts))
         text = next(texts)
         return [Completion(text, [5] * 6, len(p), -3.0, "eos", s, 0.0) for p, s in zip(prompts, seeds)]
@@ -79,6 +79,36 @@ def test_a_plan_is_built_from_the_worlds_data_and_follows_the_seed(world):
     others = {tuple(b.instruction for b in plan_for(world, s, characters=("ada", "bo"), location="mill"))
               for s in range(8)}
     assert len(others) > 1
+
+
+def test_half_of_each_beats_candidates_open_on_words_metagen_writes(world):
+    resolved = resolve_request(world, StoryRequest(characters=("ada", "bo"), location="mill", length="medium"))
+    plan = make_plan(world, resolved, 3)
+    starts = beat_starts(world, resolved, plan, 3, 4)
+    assert len(starts) == len(plan) and all(len(s) == 4 and s[2:] == ["", ""] and s[0] == s[1] for s in starts)
+    assert starts[0][0] in ("The Old Mill rang with", "The Old Mill smelled of")  # the place, in the past
+    for beat, words in zip(plan[1:], starts[1:]):  # the first of the cast the beat names, else the lead
+        named = [n for n in ("Ada", "Bo") if n in beat.instruction]
+        assert words[0] == (min(named, key=beat.instruction.find) if named else "Ada")
+    assert beat_starts(world, resolved, plan, 3, 4) == starts  # the same seed, the same words
+    assert {beat_starts(world, resolved, plan, s, 4)[0][0] for s in range(10)} == {"The Old Mill rang with",
+                                                                                   "The Old Mill smelled of"}
+    assert beat_starts(world, resolved, plan, 3, 1) == [[""]] * len(plan)  # one candidate: the model's own
+    bare = resolve_request(world, StoryRequest(characters=("bo",), length="short"))
+    assert beat_starts(world, bare, make_plan(world, bare, 1), 1, 2)[0] == ["Bo", ""]  # no place: the lead's name
+
+
+def test_a_story_records_the_words_its_candidates_opened_with(world, wide_generator):
+    request = StoryRequest(characters=("ada", "bo"), location="mill", length="short")
+    story = write_story(wide_generator, world, request, GenerationConfig(max_new_tokens=60, candidates=2,
+                                                                         temperature=0.9), seed=4)
+    resolved = resolve_request(world, request)
+    starts = beat_starts(world, resolved, make_plan(world, resolved, 4), 4, 2)
+    for beat, words in zip(story.critic["beats"], starts):
+        assert [c.get("start", "") for c in beat["candidates"][:2]] == words
+    for record, paragraph in zip(story.critic["beats"], story.plan):
+        kept = record["candidates"][record["chosen"]]
+        assert paragraph["text"].startswith(kept.get("start", ""))
 
 
 @pytest.mark.parametrize("length", sorted(BEATS_BY_LENGTH))
