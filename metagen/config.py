@@ -256,7 +256,9 @@ class GenerationConfig:
         doc="Each unit (a scene, a story beat, a dialogue line) is written this many times in one batch, their "
             "shared prompt processed once, and the version `metagen.critic` scores best is kept. The k-th "
             "candidate of a unit with seed S samples with seed `S + k * 0x9E3779B97F4A7C15` (mod 2**63), so "
-            "candidate 0 is what `--candidates 1` writes.")
+            "candidate 0 samples as `--candidates 1` does. Some candidates open on words metagen writes (a scene's "
+            "start words, half of a story beat's: docs/quality.md), so candidate 0 of several need not be what "
+            "one candidate writes.")
 
     def __post_init__(self) -> None:
         for name in SETTINGS:
