@@ -37,7 +37,7 @@ from metagen.grounding import (
     world_vocabulary,
     wrong_kin,
 )
-from metagen.prompts import Resolved
+from metagen.prompts import SENSE_VERBS, Resolved
 from metagen.scripts import is_garbled
 from metagen.text import ngrams, words_of
 from metagen.world import World
@@ -70,7 +70,7 @@ COPY_RUN = 6  # a run of this many words shared with the prompt counts as copyin
 # banned word outweighs everything else.
 WEIGHTS = {"names": 2.0, "details": 1.0, "invented": -2.5, "garbled": -6.0, "banned": -3.0, "copied": -0.5,
            "repetition": -6.0, "markup": -1.0, "unfinished": -0.7, "short": -1.5, "voice": -1.0, "same_start": -1.0,
-           "ignored_start": -2.0,
+           "misplaced": -1.5, "listed": -1.0,
            "echo": -3.0, "pronoun": -1.0, "relatives": -2.0, "ranks": -2.0, "kin": -2.0, "ties": -2.0, "self": -2.0, "stock": -1.0, "dated": -1.5, "restated": -0.5, "logprob": 0.5, "rating": -50.0}
 # "rating" counts spans over the world's rating (metagen.moderation, at most 3): its weight outweighs every
 # other finding together, so a candidate over the rating loses to any that is not.
@@ -110,6 +110,16 @@ like than then them they you your our we she he it""".split())
 
 
 @dataclass(frozen=True)
+class Fact:
+    """One of a place's facts as the critic reads it: "the Ember Throne, carved from a single black stone"."""
+
+    words: tuple[str, ...]  # folded, every form of be, have and do as one (same_verb_forms)
+    owners: frozenset[str] = frozenset()  # words that say what it is about besides its own: the place's name
+    unnamed: frozenset[str] = frozenset()  # its words that do not: the place's name in "the Ember Throne" of Ember Keep
+    sense: str = ""  # sights | sounds | smells; "" for a sentence of the description
+
+
+@dataclass(frozen=True)
 class CriticContext:
     """What the critic judges a text against: the request's names and facts, the prompt, the rules."""
 
@@ -135,7 +145,7 @@ class CriticContext:
     kinship: Any = None  # the world's family ties (grounding.Kinship; None: it states none)
     speaker_id: str = ""  # a spoken line's speaker: "my sister Maëlle" is held to their ties
     listener_id: str = ""  # the one a spoken line is said to (a two-person dialogue): "your sister Maëlle"
-    start: str = ""  # the words the text was asked to open with (a scene's): not opening with them is a finding
+    facts: tuple[Fact, ...] = ()  # the requested place's facts (a scene's): one said of something else is a finding
 
 
 def requested_forms(resolved: Resolved) -> list[tuple[str, ...]]:
@@ -178,7 +188,8 @@ def critic_context(world: World, resolved: Resolved, prompt_text: str, cfg: Any,
                          target_words=target_words, narrator_person=narrator_person,
                          cast_pronoun=cast_pronoun(resolved.characters) if narrator_person else "",
                          relations=relation_vocabulary(world, prompt_text), kinship=kinship(world),
-                         moderation=moderation)
+                         moderation=moderation,
+                         facts=place_facts(resolved.location) if resolved.location is not None and not focus else ())
 
 
 @dataclass
@@ -239,6 +250,78 @@ def longest_shared_run(words: Sequence[str], source: Sequence[str]) -> int:
     return best
 
 
+# A fact's modifier said of something else: "Ember Keep smelled of woodsmoke and cold iron, carved from
+# a single black stone" (the world's Ember Throne is carved so). Round eighteen's readers named facts
+# pinned on the wrong thing first among a scene's defects. A modifier opens on a participle or a
+# relative word; "-ing" and "-ed" words that are seldom participles are left out.
+FACT_RUN = 4  # a modifier's words shared with a sentence, at least
+_RELATIVES = frozenset("that which where who whose".split())
+_PARTICIPLES = frozenset("built lit made worn torn hung spun grown set cut drawn sewn sunk".split())
+_NOT_PARTICIPLES = frozenset("""hundred speed breed sacred naked wicked something nothing everything anything
+morning evening building ceiling string spring thing during""".split())
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?;:])\s+")
+
+
+def _opens_modifier(word: str) -> bool:
+    if word in _NOT_PARTICIPLES:
+        return False
+    return word in _RELATIVES or word in _PARTICIPLES or (len(word) > 4 and word.endswith(("ed", "ing")))
+
+
+def place_facts(loc) -> tuple[Fact, ...]:
+    """A place's facts: each sentence of its description (the first is about the place itself, so
+    its name owns it) and each of its sights, sounds and smells."""
+    name = frozenset(w for w in words_of(loc.name) if w not in _STOP_WORDS)
+    description = [s for s in _SENTENCE_BREAK.split(" ".join((loc.description or "").split())) if s]
+    facts = [Fact(tuple(same_verb_forms(words_of(s))), name if i == 0 else frozenset(), name)
+             for i, s in enumerate(description)]
+    items = [(sense, item) for sense in ("sights", "sounds", "smells") for item in getattr(loc, sense)]
+    return tuple(facts + [Fact(tuple(same_verb_forms(words_of(item))), unnamed=name, sense=sense)
+                          for sense, item in items])
+
+
+# A sense's verb with another sense's thing: "Ember Keep rang with a fire", "rang with a silver star on a
+# grey field" (round eighteen's scenes, which open on these verbs: prompts.candidate_starts).
+_VERB_SENSE = {verb: sense for sense, tenses in SENSE_VERBS.items() for forms in tenses.values() for verb in forms}
+_SENSE_VERB = re.compile(r"\b(" + "|".join(map(re.escape, _VERB_SENSE)) + r")\s+([^.,;:!?]*)", re.IGNORECASE)
+SENSED_WORDS = 6  # the words after a sense's verb that say what is sensed
+
+
+def mismatched_sense(text: str, facts: Sequence[Fact]) -> str:
+    """The first sentence's sense verb and what follows it, when that names another sense's or the
+    description's things and none of its own ("rang with a fire"); else ""."""
+    match = _SENSE_VERB.search(_SENTENCE_BREAK.split(text.strip(), 1)[0])
+    if not match:
+        return ""
+    sense = _VERB_SENSE[match.group(1).casefold()]
+    sensed = {w for w in words_of(match.group(2))[:SENSED_WORDS] if w not in _STOP_WORDS and len(w) > 2}
+    own = {w for fact in facts if fact.sense == sense for w in fact.words}
+    others = {w for fact in facts if fact.sense != sense for w in fact.words} - own
+    return match.group(0).strip() if sensed and not sensed & own and sensed & others else ""
+
+
+def misplaced_facts(text: str, facts: Sequence[Fact]) -> list[str]:
+    """The facts that text says of the wrong thing: the modifiers of facts that a sentence says without
+    what they are about (each a run of FACT_RUN words that opens on a participle or relative word, in
+    a sentence with none of the fact's words before it, nor its owners; one per fact), and a first
+    sentence whose sense verb takes another sense's thing (mismatched_sense)."""
+    mismatch = mismatched_sense(text, facts)
+    sentences = [set(ngrams(w, FACT_RUN)) | {(x,) for x in w}
+                 for w in (same_verb_forms(words_of(s)) for s in _SENTENCE_BREAK.split(text))]
+    found = []
+    for fact in facts:
+        for j in range(1, len(fact.words) - FACT_RUN + 1):
+            run = fact.words[j:j + FACT_RUN]
+            if not _opens_modifier(run[0]) or sum(w not in _STOP_WORDS for w in run) < 2:
+                continue
+            heads = {(w,) for w in fact.words[:j] if w not in _STOP_WORDS and len(w) > 2 and w not in fact.unnamed}
+            heads |= {(w,) for w in fact.owners}
+            if heads and any(run in s and not heads & s for s in sentences):
+                found.append(" ".join(run))
+                break
+    return found + ([mismatch] if mismatch else [])
+
+
 def judge(text: str, context: CriticContext, *, logprob: float = 0.0, tokens: int = 0,
           finish_reason: str = "eos") -> Verdict:
     """Score one candidate: the model's own words (not metagen's opening)."""
@@ -287,9 +370,14 @@ def judge(text: str, context: CriticContext, *, logprob: float = 0.0, tokens: in
     findings["unfinished"] = float(bool(stripped) and stripped[-1] not in ".!?…")
     if context.target_words:
         findings["short"] = float(len(words) < context.target_words / 2)
-    if context.start and not text.lstrip().casefold().startswith(context.start.casefold()):
-        # asked for "Ember Keep rang with", it wrote of "The Ember Throne": another subject (round eighteen)
-        findings["ignored_start"] = 1.0
+    # A place's facts pasted back as the prompt lists them: "banners of silver star on grey field; frost on
+    # the inside of windows; tallow candles and wet wool". One semicolon is prose; each after it a finding.
+    listed = QUOTED.sub(" ", text).count(";") - 1
+    if context.facts and listed > 0:  # judged with a place's facts; recorded only when there is one
+        findings["listed"] = float(min(3, listed))
+    misplaced = len(misplaced_facts(text, context.facts))
+    if misplaced:  # recorded only when there is one, as relatives
+        findings["misplaced"] = float(min(2, misplaced))
     if context.avoid_starts:
         findings["same_start"] = float(tuple(words[:2]) in context.avoid_starts)
     restated = len(set(ngrams(words, 4)) & context.earlier)
@@ -331,5 +419,5 @@ def best_index(verdicts: Sequence[Verdict]) -> int:
     return best
 
 
-__all__ = ["COPY_RUN", "CriticContext", "Verdict", "WEIGHTS", "banned_hits", "best_index", "critic_context",
-           "distinct_n", "judge", "longest_shared_run", "repetition", "requested_forms", "same_verb_forms"]
+__all__ = ["COPY_RUN", "CriticContext", "Fact", "Verdict", "WEIGHTS", "banned_hits", "best_index", "critic_context",
+           "distinct_n", "judge", "longest_shared_run", "misplaced_facts", "place_facts", "repetition", "requested_forms", "same_verb_forms"]

@@ -329,8 +329,8 @@ def _choose(world: World, prompt: Prompt, prompt_text: str, cfg: GenerationConfi
             seeds: list[int], policy=None, starts: list[str] | None = None) -> tuple[int, dict]:
     """The critic's pick among a request's candidates, and what it recorded (nothing for one).
 
-    starts: the words each candidate was asked to open with, where the seed drew them (a scene's);
-    recorded with each candidate's scores. A scene is judged on opening with its own words either way.
+    starts: the words each candidate opened with, where the seed drew them (a scene's); recorded
+    with each candidate's scores.
     """
     if len(options) == 1:
         return 0, {}
@@ -339,17 +339,13 @@ def _choose(world: World, prompt: Prompt, prompt_text: str, cfg: GenerationConfi
     person = world.style.point_of_view or ("second" if scene else "third")
     context = critic_context(world, resolved, prompt_text, cfg, target_words=SCENE_WORDS // 2 if scene else 0,
                              narrator_person=person, moderation=policy)
-    opens = [""] * len(options)  # the words each candidate's own text must open with ("": no check)
-    if scene and not prompt.opening:  # after metagen's opening, the model's words start mid-sentence
-        opens = starts or [prompt.request.start or ""] * len(options)
-    verdicts = [judge(o.text, dataclasses.replace(context, start=start), logprob=o.logprob, tokens=o.output_tokens,
-                      finish_reason=o.finish_reason)
-                for o, start in zip(options, opens)]
+    verdicts = [judge(o.text, context, logprob=o.logprob, tokens=o.output_tokens, finish_reason=o.finish_reason)
+                for o in options]
     chosen = best_index(verdicts)
     log.info("%s %s: candidates %s; kept %d", prompt.request.kind, prompt.request.subject,
              ", ".join(f"{v.score:.2f}" for v in verdicts), chosen)
-    records = [{"seed": s, **({"start": start} if starts and start else {}), **v.to_dict()}
-               for s, start, v in zip(seeds, opens, verdicts)]
+    records = [{"seed": s, **({"start": start} if start else {}), **v.to_dict()}
+               for s, start, v in zip(seeds, starts or [""] * len(options), verdicts)]
     return chosen, {"chosen": chosen, "candidates": records}
 
 

@@ -244,15 +244,33 @@ def test_a_paragraph_saying_an_earlier_one_again_costs_score(world):
     assert "restated" not in judge("Mira looked up. The fire in the great hall burned low again.", context).findings
 
 
-def test_a_scene_that_does_not_open_with_its_start_words_loses(world):
-    from dataclasses import replace
+@pytest.mark.parametrize("finding, worse, better, count", [
+    ("misplaced", "The Old Docks smelled of tar, hanging like grey curtains over the water.",
+     "The Old Docks smelled of tar. The nets, hanging like grey curtains, dripped on the piers.", 1.0),
+    ("misplaced", "The Old Docks rang with nets and tar.", "The Old Docks rang with gulls crying over the water.", 1.0),
+    ("listed", "The Old Docks smelled of tar; nets like grey curtains; boats; gulls.",
+     "The Old Docks smelled of tar; nets hung like grey curtains over the boats.", 2.0),
+])
+def test_a_scene_that_pins_or_lists_its_places_facts_loses(world, finding, worse, better, count):
+    context = context_for(world, SceneRequest(location="docks"), target_words=10)
+    pinned, kept = judge(worse, context), judge(better, context)
+    assert pinned.findings[finding] == count and finding not in kept.findings
+    assert pinned.score < kept.score
 
-    context = replace(context_for(world, SceneRequest(location="docks"), target_words=20), start="The Old Docks smelled of")
-    kept = judge("The Old Docks smelled of tar and fish, and nets hung like grey curtains over the piers.", context)
-    strayed = judge("The nets hung like grey curtains over the piers, and the Old Docks smelled of tar.", context)
-    assert "ignored_start" not in kept.findings and strayed.findings["ignored_start"] == 1.0
-    assert strayed.score < kept.score
-    assert "ignored_start" not in judge(" the old docks SMELLED OF tar.", context).findings  # case and space aside
+
+def test_misplaced_facts_reads_modifiers_and_what_owns_them(world):
+    from metagen.critic import misplaced_facts, place_facts
+
+    facts = place_facts(world.location("docks"))
+    # the description's first sentence is about the place: its name owns it
+    assert misplaced_facts("The Old Docks smelled of tar, where the fishing boats tie up.", facts) == []
+    assert misplaced_facts("The sea smelled of tar, where the fishing boats tie up.", facts) == ["where the fishing boats"]
+    # a fact's own head words, in any form of be, have and do, in the same sentence
+    assert misplaced_facts("Nets were hanging like grey curtains; gulls cried.", facts) == []
+    assert misplaced_facts("Gulls cried. Tar was hanging like grey curtains.", facts) == ["hanging like grey curtains"]
+    # a run that opens on the fact's head is the fact said whole, not misplaced; nor is a fact's list
+    assert misplaced_facts("Tar and fish, nets hanging like grey curtains.", facts) == []
+    assert misplaced_facts("It smelled of tar and fish.", facts) == []
 
 
 def test_a_year_the_world_never_writes_is_a_finding(tmp_path):

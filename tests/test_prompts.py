@@ -33,6 +33,7 @@ from metagen.prompts import (
     request_from_dict,
     resolve_request,
     scene_starts,
+    sense_starts,
     select_lore,
 )
 from metagen.text import format_dialogue
@@ -372,6 +373,17 @@ def test_a_scene_opens_on_a_sense_its_place_gives_drawn_by_the_seed(world):
     text = user_text(build_prompt(world, replace(request, start=drawn[0][0]), count_tokens=words,
                                   context_length=2048, max_new_tokens=200))
     assert f'Task: Start with the words "{drawn[0][0]}".' in text
+
+
+def test_a_sense_whose_facts_all_say_nothing_is_no_start(world):
+    docks = world.location("docks")
+    hushed = replace(docks, smells=("nothing at all, though people swear it smells of rain",))
+    assert scene_starts(hushed, "present") == sense_starts(hushed, "present") == ["The Container Docks ring with"]
+    assert sense_starts(replace(hushed, sounds=("No sound at all.", "none")), "present") == []
+    assert scene_starts(replace(hushed, sounds=(), smells=("tar",)), "past") == ["The Container Docks smelled of"]
+    assert scene_starts(replace(hushed, sounds=()), "past") == ["The Container Docks were"]
+    # one fact of something is enough
+    assert sense_starts(replace(hushed, smells=("nothing", "tar")), "past")[1] == "The Container Docks smelled of"
 
 
 def test_a_scenes_plain_prompt_is_the_same_request_without_the_places_facts(world):
