@@ -81,6 +81,20 @@ def test_a_plan_is_built_from_the_worlds_data_and_follows_the_seed(world):
     assert len(others) > 1
 
 
+@pytest.mark.parametrize("length", ["short", "medium", "long"])
+def test_every_one_of_the_cast_has_a_part_after_the_opening(world, length):
+    given = []
+    for seed in range(16):
+        plan = plan_for(world, seed, characters=("ada", "bo"), location="mill", length=length)
+        later = " ".join(b.instruction for b in plan[1:])
+        assert "Ada" in later and "Bo" in later
+        given += [b.instruction for b in plan if "history matter to" in b.instruction or " with " in b.instruction
+                  and b.id == "ending"]
+    assert given  # a lore fact given to one of the cast, or an ending that brings one in
+    alone = plan_for(world, 2, characters=("bo",), location="mill", length="long")
+    assert not any(" with Bo" in b.instruction for b in alone)  # a cast of one is always in the opening's words
+
+
 def test_half_of_each_beats_candidates_open_on_words_metagen_writes(world):
     resolved = resolve_request(world, StoryRequest(characters=("ada", "bo"), location="mill", length="medium"))
     plan = make_plan(world, resolved, 3)
