@@ -86,7 +86,12 @@ _STOCK = re.compile(r"\ba place (?:of|where|that|for)\b|\ba (?:marvel|testament|
                     r"|\bnestled\b|\bbustling\b|\bin the heart of\b|\botherworldly\b|\bawe[- ]inspiring\b"
                     r"|\bbreathtaking\b|\bdefy(?:ing)? gravity\b|\b(?:the )?beauty of nature\b|\bwith an iron fist\b"
                     r"|\bthose who dare\b|\bthe very fabric\b|\ba sense of\b|\bsent shivers\b|\blittle did\b"
-                    r"|\bthe air (?:was|is) thick with\b|\bmodern engineering\b", re.IGNORECASE)
+                    r"|\bthe air (?:was|is) thick with\b|\bmodern engineering\b"
+                    # a feeling announced on a face instead of shown: "her eyes shining with tears", "a mixture of
+                    # sadness and relief" (in 21 and 9 of round nineteen's 30 stories)
+                    r"|\beyes (?:were )?(?:sparkl\w*|shin\w*|shone|glisten\w*|glow\w*|well\w*|crinkl\w*|lit up|brimm\w*)"
+                    r"|\b(?:with )?a (?:mixture|mix) of \w+ and\b|\bheart skip\w*|\bvoice (?:barely above|shaking|trembling)\b",
+                    re.IGNORECASE)
 # Text about the text, never part of a story: "Here is the next paragraph:", "The End.", "Write a
 # 3-4 sentence ending", "The last sentence is a refrain." (round six's blind reader quoted the last two)
 _META = re.compile(r"\bhere(?:'s| is) (?:the|a|an|my) (?:next |last |opening |final |first )?"

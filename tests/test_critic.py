@@ -80,6 +80,8 @@ def test_names_and_details_in_the_models_words_score_higher(world):
     ("Mira walked to the Old Docks where the king waited.", "ranks"),
     ("Mira found the Old Docks a marvel of modern engineering.", "stock"),
     ("The Old Docks were a place of great beauty for Mira.", "stock"),
+    ("Mira walked to the Old Docks, her eyes shining with tears.", "stock"),
+    ("Mira walked to the Old Docks with a mixture of sadness and relief.", "stock"),
 ])
 def test_each_defect_costs_score(world, bad, finding):
     context = context_for(world, SceneRequest(location="docks", characters=("mira",)))
