@@ -425,4 +425,5 @@ def best_index(verdicts: Sequence[Verdict]) -> int:
 
 
 __all__ = ["COPY_RUN", "CriticContext", "Fact", "Verdict", "WEIGHTS", "banned_hits", "best_index", "critic_context",
-           "distinct_n", "judge", "longest_shared_run", "misplaced_facts", "place_facts", "repetition", "requested_forms", "same_verb_forms"]
+           "distinct_n", "judge", "longest_shared_run", "misplaced_facts", "place_facts", "repetition",
+           "requested_forms", "same_verb_forms"]
