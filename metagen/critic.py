@@ -375,9 +375,10 @@ def judge(text: str, context: CriticContext, *, logprob: float = 0.0, tokens: in
     findings["unfinished"] = float(bool(stripped) and stripped[-1] not in ".!?…")
     if context.target_words:
         findings["short"] = float(len(words) < context.target_words / 2)
+    narration = QUOTED.sub(" ", text)  # the narrator's words, outside quoted speech
     # A place's facts pasted back as the prompt lists them: "banners of silver star on grey field; frost on
     # the inside of windows; tallow candles and wet wool". One semicolon is prose; each after it a finding.
-    listed = QUOTED.sub(" ", text).count(";") - 1
+    listed = narration.count(";") - 1
     if context.facts and listed > 0:  # judged with a place's facts; recorded only when there is one
         findings["listed"] = float(min(3, listed))
     misplaced = len(misplaced_facts(text, context.facts))
@@ -388,7 +389,6 @@ def judge(text: str, context: CriticContext, *, logprob: float = 0.0, tokens: in
     restated = len(set(ngrams(words, 4)) & context.earlier)
     if restated:  # "the fire in the great hall's hearth" in every paragraph: round nine's readers' first complaint
         findings["restated"] = float(min(6, restated))
-    narration = QUOTED.sub(" ", text)  # the narrator's words, outside quoted speech
     if context.narrator_person in ("second", "third"):
         wrong = len(_FIRST_PERSON.findall(narration))
         if context.narrator_person == "third":

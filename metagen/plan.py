@@ -15,7 +15,6 @@ from __future__ import annotations
 import random
 import re
 import time
-from typing import Any
 from pathlib import Path
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -121,7 +120,7 @@ def make_plan(world: World, resolved: Resolved, seed: int) -> list[Beat]:
 
     # What can change the story, and which of the cast it names; or, for a turn about no one in
     # particular, a function that writes it for one of the cast (or for None).
-    turns: list[tuple[Any, tuple | None]] = []
+    turns: list[tuple[str | Callable[[Character | None], str], tuple | None]] = []
     if request.premise:
         turns.append((f"This happens: {clause(request.premise)}.", ()))
     for person in (other, lead):
