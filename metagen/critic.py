@@ -16,11 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from metagen.grounding import (
-    HE_WORDS,
     QUOTED,
-    SHE_WORDS,
-    cast_pronoun,
     character_forms,
+    foreign_pronouns,
     invented_ranks,
     invented_relatives,
     kinship,
@@ -28,7 +26,9 @@ from metagen.grounding import (
     misspoken_kin,
     name_spellings,
     names_any,
+    narrated_kin,
     off_world_dates,
+    pronoun_slips,
     relation_vocabulary,
     self_named,
     unknown_names,
@@ -40,7 +40,7 @@ from metagen.grounding import (
 from metagen.prompts import SENSE_VERBS, Resolved
 from metagen.scripts import is_garbled
 from metagen.text import ngrams, words_of
-from metagen.world import World
+from metagen.world import Character, World
 
 
 def repetition(text: str, n: int = 4) -> float:
@@ -139,7 +139,8 @@ class CriticContext:
     narrator_person: str = ""  # first | second | third ("" or first: no check of "I" in narration)
     avoid_starts: tuple[tuple[str, ...], ...] = ()  # how earlier paragraphs began (first two words, folded)
     earlier: frozenset[tuple[str, ...]] = frozenset()  # the word 4-grams of earlier paragraphs (a story's beats)
-    cast_pronoun: str = ""  # "she" or "he" when the whole cast is one (narration's other pronoun is a defect)
+    foreign_pronouns: frozenset[str] = frozenset()  # gendered pronouns none of the cast takes (a defect in narration)
+    cast: tuple[Character, ...] = ()  # a story's cast, whose pronouns narration is held to (grounding.pronoun_slips)
     relations: frozenset[str] = frozenset()  # words that may name a relation (relation_vocabulary)
     spellings: frozenset[str] = frozenset()  # the cast's names as written (name_spellings: misspelled is invented)
     dates: frozenset[str] | None = None  # the years the world writes (world_dates); None: dates are not judged
@@ -191,7 +192,8 @@ def critic_context(world: World, resolved: Resolved, prompt_text: str, cfg: Any,
                          spellings=name_spellings(world), dates=world_dates(world),
                          banned=banned, scripts=scripts, exempt=tuple(cfg.script_exempt),
                          target_words=target_words, narrator_person=narrator_person,
-                         cast_pronoun=cast_pronoun(resolved.characters) if narrator_person else "",
+                         foreign_pronouns=foreign_pronouns(resolved.characters) if narrator_person else frozenset(),
+                         cast=tuple(resolved.characters) if narrator_person else (),
                          relations=relation_vocabulary(world, prompt_text), kinship=kinship(world),
                          moderation=moderation,
                          facts=place_facts(resolved.location) if resolved.location is not None and not focus else ())
@@ -349,6 +351,8 @@ def judge(text: str, context: CriticContext, *, logprob: float = 0.0, tokens: in
             findings["kin"] = float(min(2, misspoken))
     if context.kinship is not None:
         ties = len(wrong_kin(text, context.kinship, speaker=context.speaker_id, listener=context.listener_id))
+        if context.narrator_person:  # narration: "Ysolde stood before her mother", of the mother
+            ties += len(narrated_kin(text, context.kinship))
         if ties:  # "Ah! My sister Maëlle." from her mother: recorded only when there is one, as relatives
             findings["ties"] = float(min(2, ties))
     if context.speaker_forms:
@@ -394,11 +398,13 @@ def judge(text: str, context: CriticContext, *, logprob: float = 0.0, tokens: in
         if context.narrator_person == "third":
             wrong += len(_SECOND_PERSON.findall(narration))
         findings["voice"] = float(min(3, wrong))
-    if context.cast_pronoun:
-        # "he" in narration about an all-women cast: a character given the wrong gender, or a man
-        # nobody asked for; readers flag both.
-        other = HE_WORDS if context.cast_pronoun == "she" else SHE_WORDS
-        findings["pronoun"] = float(min(3, sum(w in other for w in words_of(narration))))
+    slips = len(pronoun_slips(narration, context.cast))
+    if context.foreign_pronouns or slips:
+        # "he" in narration about an all-women cast, or about a woman and a robot the world calls
+        # "it"; "Pip's eyes lit up as she ...": a character given the wrong gender, or a man nobody
+        # asked for; readers flag both.
+        foreign = sum(w in context.foreign_pronouns for w in words_of(narration))
+        findings["pronoun"] = float(min(3, foreign + slips))
     if context.moderation is not None:
         from metagen.moderation import exceeding
 

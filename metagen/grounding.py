@@ -472,6 +472,28 @@ def wrong_kin(text: str, kin: Kinship, *, speaker: str = "", listener: str = "")
     return found
 
 
+# "her mother" in a sentence about Ysolde, who is the mother: a family word on a pronoun
+_KIN_OWNED = re.compile(rf"\b(her|his|their)\s+(?:own\s+)?({_KIN_ALTERNATION})\b", re.IGNORECASE)
+
+
+def narrated_kin(text: str, kin: Kinship) -> list[str]:
+    """Family words narration gives one of the world's characters who has no such relative in it:
+    in a sentence that opens on that character and names no other, "her mother" is theirs
+    ("Ysolde stood before her mother", of the mother), as "Ysolde: her mother". Quoted speech is
+    left out, and a family word hung on a name ("her mother Ysolde") is wrong_kin's."""
+    found = []
+    for sentence in _SENTENCE_END.split(" ".join(QUOTED.sub(" ", text).split())):
+        owner = kin.named_at(sentence, 0)
+        if not owner or any(cid != owner and mentions(sentence, form) for form, cid in kin.forms):
+            continue
+        for match in _KIN_OWNED.finditer(sentence):
+            role = _ROLE_OF[fold(match.group(2))]
+            if not any(a == owner and r == role for a, _, r in kin.ties):
+                name = next(form for form, cid in kin.forms if cid == owner and sentence.startswith(form))
+                found.append(f"{name}: {match.group()}")
+    return found
+
+
 # Ranks and offices that stand for one person: a story that gives Ashenmere (a queen's realm) "the king"
 # has made someone up, and contradicts the world (25 of 414 earlier texts of Ashenmere's did; round
 # twelve's readers put "a king for the queen" first among the facts the model gets wrong). Words also
@@ -509,10 +531,12 @@ _MAN = frozenset("king prince lord brother father son man boy husband uncle gran
 
 
 def pronoun_of(c: Character) -> str:
-    """"she" or "he" when the world's words about a character say so clearly, else "" (not said,
-    mixed, or "they"). Pronouns come from its description, goals and secrets (which speak of the
-    character); gendered words only from its name's title and its role ("her mother" in a goal is
-    someone else)."""
+    """"she", "he", "they" or "it": the character's declared `pronouns`, else "she" or "he" when the
+    world's words about them say so clearly, else "" (not said, or mixed). Pronouns come from its
+    description, goals and secrets (which speak of the character); gendered words only from its
+    name's title and its role ("her mother" in a goal is someone else)."""
+    if c.pronouns:
+        return c.pronouns.split("/")[0]
     about = words_of(" ".join([c.description or "", *c.goals, *c.secrets]))
     titled = words_of(" ".join([c.name.split()[0] if c.name.split() else "", c.role or ""]))
     woman = sum(w in SHE_WORDS for w in about) + 2 * sum(w in _WOMAN for w in titled)
@@ -524,10 +548,50 @@ def pronoun_of(c: Character) -> str:
     return ""
 
 
-def cast_pronoun(cast: Sequence[Character]) -> str:
-    """The pronoun the whole cast shares ("she" or "he"), else ""."""
+def foreign_pronouns(cast: Sequence[Character]) -> frozenset[str]:
+    """The gendered pronoun words (she, her, ...; he, him, ...) that no one of the cast takes, when
+    every one's pronoun is known: in narration about them such a word gives one of them the wrong
+    gender, or brings in someone nobody asked for. Empty when one of the cast's is not known."""
     found = {pronoun_of(c) for c in cast}
-    return found.pop() if len(found) == 1 else ""
+    if not cast or "" in found:
+        return frozenset()
+    return (frozenset() if "she" in found else SHE_WORDS) | (frozenset() if "he" in found else HE_WORDS)
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def pronoun_slips(text: str, cast: Sequence[Character]) -> list[str]:
+    """Where narration gives one of the cast a gendered pronoun that is not theirs, as "Pip: she".
+
+    A sentence that opens on one of the cast (by a name form, or its possessive) and names no other
+    is about them: a "she" or "he" later in it that they do not take is theirs all the same ("Pip's
+    eyes lit up as she took a step", of a robot the world calls "it"), and so is one opening the
+    next sentence when that sentence names someone else of the cast ("Pip smiled. She had always
+    been a friend to Lin Xiaoyu"). Quoted speech is left out; a character whose pronoun is not
+    known is not judged. Only a pronoun another of the cast takes is a slip: one that none of them
+    takes is foreign_pronouns's to count.
+    """
+    known = {c.id: pronoun_of(c) for c in cast}
+    taken = {"she", "he"} & set(known.values())  # another: foreign_pronouns's, not counted twice
+    forms = {c.id: character_forms(c) for c in cast}
+    sentences = [s for s in _SENTENCE_END.split(" ".join(QUOTED.sub(" ", text).split())) if s]
+    slips = []
+    for i, sentence in enumerate(sentences):
+        named = [cid for cid in forms if names_any(sentence, forms[cid])]
+        subject = next((cid for cid in named if any(sentence.startswith(f) for f in forms[cid])), None)
+        if subject is None or len(named) > 1 or not known[subject]:
+            continue
+        wrong = taken - {known[subject]}  # the others' gendered subject pronouns
+        name = next(f for f in forms[subject] if sentence.startswith(f))
+        inside = [w for w in words_of(sentence)[1:] if w in wrong]
+        following = sentences[i + 1] if i + 1 < len(sentences) else ""
+        opener = words_of(following)[:1]
+        if inside:
+            slips.append(f"{name}: {inside[0]}")
+        elif opener and opener[0] in wrong and any(names_any(following, forms[c]) for c in forms if c != subject):
+            slips.append(f"{name}: {opener[0]}")
+    return slips
 
 
 # The narrator's tense, read from the words that show it: forms of be, have and do, a few common
@@ -616,8 +680,8 @@ def writing_guard(world: World, request_texts: Sequence[str] = ()) -> dict[str, 
 __all__ = [
     "COMMON_WORDS_FILE", "HE_WORDS", "KIN_GROUPS", "KIN_ROLES", "Kinship", "MIN_COMPOUND", "MIN_FIRST_WORD",
     "MIN_SPELLING", "NEAR_SPELLING", "QUOTED", "RANK_WORDS", "SHE_WORDS", "STOCK_PHRASES_FILE", "STOPLIST", "TITLES",
-    "cast_pronoun", "character_forms", "common_words", "invented_ranks", "invented_relatives", "kin_side", "kinship",
-    "location_forms", "misspoken_kin", "misspelled_names", "name_spellings", "names_any", "narration_tense", "off_world_dates",
-    "pronoun_of", "relation_vocabulary", "self_named", "stock_phrases", "unknown_names", "world_dates", "world_names", "world_prose", "world_vocabulary",
+    "character_forms", "common_words", "foreign_pronouns", "invented_ranks", "invented_relatives", "kin_side", "kinship",
+    "location_forms", "misspoken_kin", "misspelled_names", "name_spellings", "names_any", "narrated_kin", "narration_tense", "off_world_dates",
+    "pronoun_of", "pronoun_slips", "relation_vocabulary", "self_named", "stock_phrases", "unknown_names", "world_dates", "world_names", "world_prose", "world_vocabulary",
     "write_common_words", "writing_guard", "wrong_kin",
 ]

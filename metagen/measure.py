@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 
 from metagen.critic import banned_hits, distinct_n, longest_shared_run, repetition, same_verb_forms
 from metagen.grounding import (
+    QUOTED,
     Kinship,
     character_forms,
+    foreign_pronouns,
     invented_ranks,
     invented_relatives,
     kin_side,
@@ -24,8 +26,10 @@ from metagen.grounding import (
     location_forms,
     misspoken_kin,
     off_world_dates,
+    pronoun_slips,
     name_spellings,
     names_any,
+    narrated_kin,
     narration_tense,
     relation_vocabulary,
     stock_phrases,
@@ -155,6 +159,7 @@ class Output:
     ranks: list[str] = field(default_factory=list)  # ranks the world never writes ("the king" in a queen's realm)
     dates: list[str] = field(default_factory=list)  # years and numbered centuries the world never writes
     wrong_tense: bool = False  # story, scene: the model's narration leans to the tense not asked for
+    pronouns: list[str] = field(default_factory=list)  # story, scene: pronouns none of the cast takes; "Pip: she" slips
     copied: list[bool] = field(default_factory=list)  # per line (dialogue) or one (others): copied from the world
     garbled: bool = False  # the model's words leave the allowed scripts or hold mojibake
     banned: int = 0
@@ -199,6 +204,9 @@ def score(world: World, output: Output, reference: Reference, settings: dict | N
         output.unknown = [unknown_names(output.text, reference.vocabulary, reference.spellings)]
         output.copied = [copies_prose(written, reference.prose)]
         output.wrong_tense = narration_tense(written) not in ("", asked_tense(world, output.kind))
+        narration = QUOTED.sub(" ", written)
+        foreign = foreign_pronouns(cast)
+        output.pronouns = [w for w in words_of(narration) if w in foreign] + pronoun_slips(narration, cast)
         output.stock = [phrase for phrase in reference.stock if banned_hits(written, [phrase])]
     output.relatives = invented_relatives(spoken if output.kind == "dialogue" else output.text, reference.relations)
     output.kin = wrong_family_words(reference.kinship, output, cast, speakers)
@@ -215,13 +223,13 @@ def score(world: World, output: Output, reference: Reference, settings: dict | N
 
 def wrong_family_words(kin: Kinship | None, output: Output, cast: Sequence[Character],
                        speakers: Sequence[str | None]) -> list[str]:
-    """The family words a text gets wrong against the world's ties `kin` (grounding.wrong_kin, and for a
-    dialogue line misspoken_kin too): a line's "my" is its speaker's, "your" the other's in a two-person
+    """The family words a text gets wrong against the world's ties `kin` (grounding.wrong_kin; for narration
+    narrated_kin, for a dialogue line misspoken_kin too): a line's "my" is its speaker's, "your" the other's in a two-person
     dialogue."""
     if kin is None:
         return []
     if output.kind != "dialogue":
-        return wrong_kin(output.text, kin)
+        return wrong_kin(output.text, kin) + narrated_kin(output.text, kin)
     found = []
     for who, (_, line) in zip(speakers, output.turns):
         speaker = next((c for c in cast if c.id == who), None)
@@ -272,6 +280,7 @@ def summarize(outputs: Sequence[Output], seconds: float) -> dict:
         "invented_ranks": _mean([float(bool(o.ranks)) for o in outputs]),  # per output
         "off_world_dates": _mean([float(bool(o.dates)) for o in outputs]),  # per output
         "wrong_tense": _mean([float(o.wrong_tense) for o in outputs if o.kind != "dialogue"]),  # stories, scenes
+        "wrong_pronoun": _mean([float(bool(o.pronouns)) for o in outputs if o.kind != "dialogue"]),  # stories, scenes
         "garbled": sum(o.garbled for o in outputs),
         "copied": _mean([float(c) for o in outputs for c in o.copied]),  # per line (dialogue), per output (others)
         "banned_hits": sum(o.banned for o in outputs),

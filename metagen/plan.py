@@ -27,6 +27,7 @@ from metagen.prompts import (
     Prompt,
     asked_tense,
     lower_article,
+    named_with_pronouns,
     PromptBudget,
     Resolved,
     StoryRequest,
@@ -315,7 +316,8 @@ def story_messages(world: World, resolved: Resolved, *, facts: bool = True) -> l
     lines = []
     scripts = writing_guard(world)["scripts"]
     for c in resolved.characters:
-        line = f"- {prose_name(c, scripts)}" + (f", {clause(c.role)}" if c.role and facts else "")
+        line = "- " + named_with_pronouns(c, prose_name(c, scripts))
+        line += f", {clause(c.role)}" if c.role and facts else ""
         if c.description and facts:
             line += f": {clause(c.description)}"
         lines.append(line + ".")

@@ -374,6 +374,12 @@ def tie_sentence(name: str, other: str, tie: Relationship) -> str:
     return _end(sentence + (f": {description}" if kind and description else ""))
 
 
+def named_with_pronouns(c: Character, name: str = "") -> str:
+    """A character's name (or the given form of it) and their declared pronouns: "Pip (it/its)". A
+    robot the world calls "it" was "he" in 7 of 10 stories without them, 1 of 10 with (round twenty)."""
+    return (name or c.name) + (f" ({c.pronouns})" if c.pronouns else "")
+
+
 def _characters_block(world: World, resolved: Resolved, *, secrets: bool) -> str:
     ids = {c.id for c in resolved.characters}
     names = {c.id: c.name for c in world.characters}
@@ -553,7 +559,7 @@ def _scene_messages(world: World, resolved: Resolved, *, facts: bool = True) -> 
     given = (("Time", request.time), ("Weather", request.weather), ("Mood", request.mood))
     lines += [_end(f"{label}: {value}") for label, value in given if value]
     if resolved.characters:
-        people = "; ".join(f"{c.name}, {c.role}" if c.role else c.name for c in resolved.characters)
+        people = "; ".join(named_with_pronouns(c) + (f", {c.role}" if c.role else "") for c in resolved.characters)
         lines.append(_end(f"Who is there: {people}"))
     s = world.style
     person, tense = _POV[s.point_of_view or "second"], asked_tense(world, "scene")
@@ -615,6 +621,7 @@ __all__ = [
     "lore_block",
     "lore_line",
     "mentions",
+    "named_with_pronouns",
     "message_tokens",
     "request_from_dict",
     "resolve_request",

@@ -7,7 +7,9 @@ import pytest
 from metagen.config import GenerationConfig
 from metagen.critic import best_index, critic_context, judge, longest_shared_run
 from metagen.grounding import (
-    cast_pronoun,
+    HE_WORDS,
+    SHE_WORDS,
+    foreign_pronouns,
     invented_relatives,
     pronoun_of,
     relation_vocabulary,
@@ -34,6 +36,8 @@ characters:
      goals: [raise her father's boat]}
   - {id: jonas, name: Jonas, role: crane technician, description: He fixes the cranes at night.}
   - {id: bai, name: 白云, role: a wandering swordsman who came by sea}
+  - {id: tock, name: Tock, pronouns: it/its, role: harbour robot, description: It counts the crates.}
+  - {id: wren, name: Wren, pronouns: They/Them, role: net mender}
 lore:
   - {id: storm, keys: [docks], text: The great storm of the last winter broke half the piers.}
 content:
@@ -142,6 +146,10 @@ def test_a_family_word_against_the_worlds_ties_loses(tmp_path):
     assert right.score - wrong.score == pytest.approx(2.0, abs=0.01)
     narration = context_for(world, StoryRequest())  # no speaker: Dee need only be someone's sister
     assert judge("Ada smiled at her sister, Dee.", narration).findings["ties"] == 1.0
+    story = context_for(world, StoryRequest(characters=("ada", "dee")), narrator_person="third")
+    assert judge("Ada knelt before her mother.", story).findings["ties"] == 1.0  # Ada is the mother
+    assert "ties" not in judge("Dee knelt before her mother.", story).findings
+    assert "ties" not in judge("Ada knelt before her mother.", narration).findings  # a spoken line: not narration
 
 
 def test_a_line_whose_speaker_names_themselves_loses(world):
@@ -176,7 +184,21 @@ def test_first_sentences_keeps_whole_sentences_and_the_leading_space():
 def test_a_characters_pronoun_comes_from_what_the_world_says_of_them(world):
     mira, jonas, bai = (world.character(i) for i in ("mira", "jonas", "bai"))
     assert (pronoun_of(mira), pronoun_of(jonas), pronoun_of(bai)) == ("she", "he", "")  # "her father" is not Mira
-    assert cast_pronoun([mira]) == "she" and cast_pronoun([mira, jonas]) == ""
+    assert foreign_pronouns([mira]) == HE_WORDS and foreign_pronouns([mira, jonas]) == frozenset()
+    assert foreign_pronouns([mira, bai]) == frozenset() and foreign_pronouns([]) == frozenset()  # one not known
+
+
+def test_a_declared_pronoun_wins_and_holds_a_mixed_cast_to_its_pronouns(world):
+    mira, jonas, tock, wren = (world.character(i) for i in ("mira", "jonas", "tock", "wren"))
+    assert (pronoun_of(tock), pronoun_of(wren)) == ("it", "they")  # declared; any case
+    assert foreign_pronouns([mira, tock]) == HE_WORDS and foreign_pronouns([jonas, tock]) == SHE_WORDS
+    assert foreign_pronouns([tock, wren]) == HE_WORDS | SHE_WORDS
+    context = context_for(world, StoryRequest(characters=("mira", "tock")), narrator_person="third")
+    right = judge("Mira walked to the Old Docks. She tied her rope while Tock counted its crates.", context)
+    wrong = judge("Mira walked to the Old Docks. She tied her rope while Tock counted his crates.", context)
+    assert right.findings["pronoun"] == 0 and wrong.findings["pronoun"] == 1 and wrong.score < right.score
+    slipped = judge("Mira walked to the Old Docks. Tock smiled as she counted its crates.", context)
+    assert slipped.findings["pronoun"] == 1  # the sentence is Tock's: its "she" is Tock's too
 
 
 def test_narration_giving_a_woman_the_wrong_pronoun_costs_score(world):

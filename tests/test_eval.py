@@ -49,6 +49,7 @@ characters:
     sample_lines: ["Tide waits for nobody.", "The nets will hold until the spring tide comes in."]
   - id: cy
     name: Cyrus
+    pronouns: he/him
   - id: dee
     name: Sister Dee
 lore:
@@ -213,6 +214,20 @@ def test_a_story_told_in_the_present_when_the_past_is_asked_is_in_the_wrong_tens
             E.score(world, output("story", "Cyrus was at the gate. He waited.", request), ref)]
     assert [o.wrong_tense for o in outs] == [True, False]
     assert E.summarize(outs, 1.0)["wrong_tense"] == 0.5
+
+
+def test_a_story_that_calls_its_cast_by_a_pronoun_none_of_them_takes_counts(world):
+    ref = E.world_reference(world)
+    request = {"characters": ["cy"], "location": None, "premise": None, "length": "short"}
+    outs = [E.score(world, output("story", "Cyrus was at the gate. He rang his bell.", request), ref),
+            E.score(world, output("story", 'Cyrus was at the gate. "She left," he said.', request), ref),
+            E.score(world, output("story", "Cyrus was at the gate. She gave him her bell.", request), ref)]
+    assert [o.pronouns for o in outs] == [[], [], ["she", "her"]]  # quoted speech aside
+    assert E.summarize(outs, 1.0)["wrong_pronoun"] == 1 / 3
+    # a cast of both, or one of whom has no known pronoun, is not judged
+    for cast in (["cy", "dee"], ["cy", "bo"]):
+        text = "Cyrus was at the gate. She gave him her bell."
+        assert E.score(world, output("story", text, {**request, "characters": cast}), ref).pronouns == []
 
 
 def test_a_scene_with_a_stock_phrase_the_world_never_writes_counts(world):

@@ -9,7 +9,10 @@ from metagen.grounding import (
     common_words,
     invented_ranks,
     invented_relatives,
+    kinship,
+    narrated_kin,
     narration_tense,
+    pronoun_slips,
     relation_vocabulary,
     stock_phrases,
     unknown_names,
@@ -195,3 +198,33 @@ def test_a_rank_is_made_up_unless_the_world_writes_it_in_any_number():
     vocabulary = frozenset("the queen kingdom witches".split())
     text = "The king's daughters and two princesses met a witch, the gods, King Arvid and the queen. Lordly halls."
     assert invented_ranks(text, vocabulary) == ["king", "princess", "god"]
+
+
+@pytest.mark.parametrize("text, slips", [
+    ("Pip's eyes lit up as she took a step closer.", ["Pip: she"]),  # a robot the world calls "it"
+    ("Pip's eyes lit up as it took a step closer. She smiled.", []),  # "she": Lin, the only one who takes it
+    ("Pip smiled. She had always been a friend to Lin Xiaoyu.", ["Pip: she"]),  # not Lin: Lin is named after
+    ("Pip looked at Lin Xiaoyu as she laughed.", []),  # two of the cast: "she" may be Lin's
+    ("Lin Xiaoyu stood there as he waved.", []),  # none of the cast is "he": foreign_pronouns counts that
+    ('Pip said, "She is late," and waited.', []),  # quoted speech is the speaker's
+    ("Bo smiled as he left.", []),  # Bo's pronoun is not known
+])
+def test_a_sentence_about_one_of_the_cast_holds_a_pronoun_to_them(text, slips):
+    cast = [Character(id="lin", name="Lin Xiaoyu", description="She writes the weather."),
+            Character(id="pip", name="Pip", pronouns="it/its"), Character(id="bo", name="Bo")]
+    assert pronoun_slips(text, cast) == slips
+
+
+def test_a_family_word_in_a_sentence_about_one_character_is_theirs(tmp_path):
+    world = load_world(write_world(tmp_path, """\
+world: {id: keep, name: The Keep}
+characters:
+  - {id: ysolde, name: Queen Ysolde, relationships: [{with: maelle, kind: daughter}]}
+  - {id: maelle, name: Sister Maelle}
+"""))
+    kin = kinship(world)
+    assert narrated_kin("Ysolde stood before her mother. Maelle stood before her mother.", kin) == [
+        "Ysolde: her mother"]  # Maelle's mother is Ysolde; Ysolde has none
+    assert narrated_kin("Queen Ysolde thought of her own daughter.", kin) == []
+    assert narrated_kin("Ysolde looked at Maelle and her mother.", kin) == []  # two named: whose is unclear
+    assert narrated_kin('Ysolde said, "Ask her mother."', kin) == []  # quoted speech

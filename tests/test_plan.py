@@ -141,6 +141,20 @@ def test_the_first_messages_hold_the_cast_place_and_style(world):
     assert "- Ada, miller." in messages[1]["content"] and "Place: The Old Mill, a water mill by a fast stream." in messages[1]["content"]
 
 
+def test_the_cast_card_gives_a_declared_pronoun_beside_the_name(tmp_path):
+    world = load_world(write_world(tmp_path, """\
+world: {id: hub, name: The Hub}
+characters:
+  - {id: pip, name: Pip, pronouns: it/its, role: greeter bot}
+  - {id: lin, name: Lin, role: weather designer, description: She writes the rain.}
+"""))
+    card = story_messages(world, resolve_request(world, StoryRequest(characters=("pip", "lin"))))[1]["content"]
+    assert "- Pip (it/its), greeter bot." in card
+    assert "- Lin, weather designer: She writes the rain." in card  # read from the text, not written again
+    plain = story_messages(world, resolve_request(world, StoryRequest(characters=("pip",))), facts=False)[1]["content"]
+    assert plain.startswith("- Pip (it/its).")
+
+
 def test_the_cast_card_says_who_is_whose_once_a_pair(tmp_path):
     world = load_world(write_world(tmp_path, """\
 world: {id: keep, name: The Keep}
@@ -213,6 +227,21 @@ def test_write_story_keeps_each_beats_pick_and_reuses_the_cache(world, wide_gene
     assert len(widths) == 3 and widths[1] < widths[0] + 60
     again = write_story(wide_generator, world, request, cfg, seed=4)
     assert again.text == story.text
+
+
+@pytest.mark.parametrize("findings, insist, enough", [
+    ({"names": 1.0}, True, True),
+    ({"names": 0.5}, True, False),  # the opening and ending insist on the cast's names
+    ({"names": 0.5}, False, True),
+    ({"names": 1.0, "invented": 1.0}, False, False),
+    ({"names": 1.0, "pronoun": 1.0}, False, True),  # drawing again for it changed no pronoun (round twenty)
+])
+def test_a_beat_draws_again_while_its_best_candidate_falls_short(findings, insist, enough):
+    from metagen.critic import Verdict
+    from metagen.plan import _good_enough
+
+    assert _good_enough(Verdict(findings, 0.5), insist) is enough
+    assert not _good_enough(Verdict({"names": 1.0}, -3.5), insist)  # every candidate scored too low
 
 
 def test_a_plan_that_cannot_fit_is_refused_before_writing(world, tiny_generator):

@@ -336,6 +336,9 @@ def test_scene_prompt(world):
     text = user_text(build_prompt(world, request, count_tokens=words, context_length=2048, max_new_tokens=200))
     assert "Place: the Container Docks." in text and "Time: dusk. Weather: rain. Mood: uneasy." in text.replace("\n", " ")
     assert "Who is there: Jonas Halvorsen" in text and "Describe the Container Docks in three or four sentences" in text
+    declared = replace(world, characters=tuple(replace(c, pronouns="he/him") for c in world.characters))
+    text = user_text(build_prompt(declared, request, count_tokens=words, context_length=2048, max_new_tokens=200))
+    assert "Who is there: Jonas Halvorsen (he/him), " in text  # a declared pronoun beside the name
     assert "Name no other people" in text
     # the place first, not one of its sights, and its verb in the world's tense (present here)
     assert 'Task: Start with the words "The Container Docks are".' in text

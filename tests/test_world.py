@@ -109,6 +109,8 @@ BROKEN = [
      "w.yaml:25:21", "factions[0].members[1]: unknown character 'zed' (expected one of: mira, jonas)"),
     ("bad-choice", {"w.yaml": HEAD + "style:\n  point_of_view: fourth\n"},
      "w.yaml:5:18", "style.point_of_view: 'fourth' is not allowed (expected one of: first, second, third)"),
+    ("bad-pronouns", {"w.yaml": HEAD + "characters:\n  - {id: pip, name: Pip, pronouns: robot}\n"},
+     "w.yaml:5:36", "characters[0].pronouns: 'robot' is not allowed (expected one of: she/her, he/him, they/them, it/its)"),
     ("bad-priority", {"w.yaml": HEAD + "lore:\n  - {id: a, keys: [x], text: T, priority: high}\n"},
      "w.yaml:5:43", "lore[0].priority: got the text 'high' (expected a whole number)"),
     ("bad-bool", {"w.yaml": HEAD + "lore:\n  - {id: a, text: T, always_include: 3}\n"},

@@ -137,8 +137,15 @@ def show_command(
     def ties(c) -> str:
         return ", ".join(f"{names.get(r.other, r.other)} ({r.kind or 'tie'})" for r in c.relationships)
 
+    def pronouns(c) -> str:  # what stories hold narration to: declared, or read from the world's words
+        from metagen.grounding import pronoun_of
+
+        read = {"she": "she/her", "he": "he/him"}.get(pronoun_of(c), "")
+        return c.pronouns or (f"{read} (read)" if read else "")
+
     tables = [
-        ("Characters", ["id", "name", "role", "ties"], [[c.id, c.name, c.role or "", ties(c)] for c in world.characters]),
+        ("Characters", ["id", "name", "pronouns", "role", "ties"],
+         [[c.id, c.name, pronouns(c), c.role or "", ties(c)] for c in world.characters]),
         ("Places", ["id", "name", "leads to"], [[p.id, p.name, ", ".join(p.connections)] for p in world.locations]),
         ("Factions", ["id", "name", "members"], [
             [f.id, f.name, ", ".join(names.get(m, m) for m in f.members)] for f in world.factions

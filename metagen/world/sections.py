@@ -17,6 +17,7 @@ from metagen.world.types import (
     DESCRIPTORS,
     LENGTHS,
     POINTS_OF_VIEW,
+    PRONOUNS,
     RATINGS,
     SETTING_RE,
     SEVERITIES,
@@ -80,6 +81,7 @@ class SectionReader(Validator):
         )
         for key in ("role", "description", "voice"):
             out[key] = self.opt(m, path, key, self.text)
+        out["pronouns"] = self.opt(m, path, "pronouns", lambda n, p: self.choice(n, p, PRONOUNS))
         for key in ("aliases", "traits", "goals", "secrets", "sample_lines"):
             out[key] = self.opt(m, path, key, self.texts, ())
         rels = self.opt(m, path, "relationships", lambda n, p: self.items(n, p, self.read_relationship), [])

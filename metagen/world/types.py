@@ -10,7 +10,7 @@ from metagen.errors import RequestError
 from metagen.text import did_you_mean
 
 # What metagen.world re-exports: the dataclasses a world is made of and the values they allow.
-__all__ = ["ID_RE", "SETTING_RE", "POINTS_OF_VIEW", "TENSES", "RATINGS", "DESCRIPTORS", "SEVERITIES", "LENGTHS",
+__all__ = ["ID_RE", "SETTING_RE", "POINTS_OF_VIEW", "TENSES", "PRONOUNS", "RATINGS", "DESCRIPTORS", "SEVERITIES", "LENGTHS",
            "DEFAULT_LENGTH_WORDS", "DEFAULTS_KINDS", "Style", "Location", "Relationship", "Character", "Faction", "LoreEntry", "Content",
            "World"]
 
@@ -18,6 +18,7 @@ ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 SETTING_RE = re.compile(r"^[a-z_][a-z0-9_]*$")
 POINTS_OF_VIEW = ("first", "second", "third")
 TENSES = ("past", "present")
+PRONOUNS = ("she/her", "he/him", "they/them", "it/its")  # a character's; prompts and the critic use the first word
 RATINGS = ("G", "PG", "PG-13", "R")  # mildest first
 # The content descriptors a world may allow (style.allows) and their severities, mildest first;
 # metagen/data/moderation.yaml gives each rating's ceiling and each descriptor's words.
@@ -73,6 +74,7 @@ class Character:
     description: str | None = None
     traits: tuple[str, ...] = ()
     voice: str | None = None  # how they speak
+    pronouns: str | None = None  # one of PRONOUNS; left out: read from what the world says of them
     goals: tuple[str, ...] = ()
     secrets: tuple[str, ...] = ()
     relationships: tuple[Relationship, ...] = ()

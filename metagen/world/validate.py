@@ -26,7 +26,7 @@ STYLE_KEYS = (
 )  # fmt: skip
 LOCATION_KEYS = ("id", "name", "description", "sights", "sounds", "smells", "connections", "tags")
 CHARACTER_KEYS = (
-    "id", "name", "aliases", "role", "description", "traits", "voice", "goals", "secrets",
+    "id", "name", "aliases", "pronouns", "role", "description", "traits", "voice", "goals", "secrets",
     "relationships", "sample_lines",
 )  # fmt: skip
 RELATIONSHIP_KEYS = ("with", "kind", "description")
