@@ -140,7 +140,7 @@ class CriticContext:
     avoid_starts: tuple[tuple[str, ...], ...] = ()  # how earlier paragraphs began (first two words, folded)
     earlier: frozenset[tuple[str, ...]] = frozenset()  # the word 4-grams of earlier paragraphs (a story's beats)
     foreign_pronouns: frozenset[str] = frozenset()  # gendered pronouns none of the cast takes (a defect in narration)
-    cast: tuple[Character, ...] = ()  # a story's cast, whose pronouns narration is held to (grounding.pronoun_slips)
+    cast: tuple[Character, ...] = ()  # the cast narration is about, held to their pronouns (grounding.pronoun_slips)
     relations: frozenset[str] = frozenset()  # words that may name a relation (relation_vocabulary)
     spellings: frozenset[str] = frozenset()  # the cast's names as written (name_spellings: misspelled is invented)
     dates: frozenset[str] | None = None  # the years the world writes (world_dates); None: dates are not judged

@@ -680,8 +680,9 @@ def writing_guard(world: World, request_texts: Sequence[str] = ()) -> dict[str, 
 __all__ = [
     "COMMON_WORDS_FILE", "HE_WORDS", "KIN_GROUPS", "KIN_ROLES", "Kinship", "MIN_COMPOUND", "MIN_FIRST_WORD",
     "MIN_SPELLING", "NEAR_SPELLING", "QUOTED", "RANK_WORDS", "SHE_WORDS", "STOCK_PHRASES_FILE", "STOPLIST", "TITLES",
-    "character_forms", "common_words", "foreign_pronouns", "invented_ranks", "invented_relatives", "kin_side", "kinship",
-    "location_forms", "misspoken_kin", "misspelled_names", "name_spellings", "names_any", "narrated_kin", "narration_tense", "off_world_dates",
-    "pronoun_of", "pronoun_slips", "relation_vocabulary", "self_named", "stock_phrases", "unknown_names", "world_dates", "world_names", "world_prose", "world_vocabulary",
+    "character_forms", "common_words", "foreign_pronouns", "invented_ranks", "invented_relatives", "kin_side",
+    "kinship", "location_forms", "misspoken_kin", "misspelled_names", "name_spellings", "names_any", "narrated_kin",
+    "narration_tense", "off_world_dates", "pronoun_of", "pronoun_slips", "relation_vocabulary", "self_named",
+    "stock_phrases", "unknown_names", "world_dates", "world_names", "world_prose", "world_vocabulary",
     "write_common_words", "writing_guard", "wrong_kin",
 ]

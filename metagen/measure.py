@@ -26,11 +26,11 @@ from metagen.grounding import (
     location_forms,
     misspoken_kin,
     off_world_dates,
-    pronoun_slips,
     name_spellings,
     names_any,
     narrated_kin,
     narration_tense,
+    pronoun_slips,
     relation_vocabulary,
     stock_phrases,
     unknown_names,
@@ -223,9 +223,9 @@ def score(world: World, output: Output, reference: Reference, settings: dict | N
 
 def wrong_family_words(kin: Kinship | None, output: Output, cast: Sequence[Character],
                        speakers: Sequence[str | None]) -> list[str]:
-    """The family words a text gets wrong against the world's ties `kin` (grounding.wrong_kin; for narration
-    narrated_kin, for a dialogue line misspoken_kin too): a line's "my" is its speaker's, "your" the other's in a two-person
-    dialogue."""
+    """The family words a text gets wrong against the world's ties `kin` (grounding.wrong_kin; for
+    narration narrated_kin, for a dialogue line misspoken_kin too): a line's "my" is its speaker's,
+    "your" the other's in a two-person dialogue."""
     if kin is None:
         return []
     if output.kind != "dialogue":

@@ -10,9 +10,9 @@ from metagen.errors import RequestError
 from metagen.text import did_you_mean
 
 # What metagen.world re-exports: the dataclasses a world is made of and the values they allow.
-__all__ = ["ID_RE", "SETTING_RE", "POINTS_OF_VIEW", "TENSES", "PRONOUNS", "RATINGS", "DESCRIPTORS", "SEVERITIES", "LENGTHS",
-           "DEFAULT_LENGTH_WORDS", "DEFAULTS_KINDS", "Style", "Location", "Relationship", "Character", "Faction", "LoreEntry", "Content",
-           "World"]
+__all__ = ["ID_RE", "SETTING_RE", "POINTS_OF_VIEW", "TENSES", "PRONOUNS", "RATINGS", "DESCRIPTORS", "SEVERITIES",
+           "LENGTHS", "DEFAULT_LENGTH_WORDS", "DEFAULTS_KINDS", "Style", "Location", "Relationship", "Character",
+           "Faction", "LoreEntry", "Content", "World"]
 
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 SETTING_RE = re.compile(r"^[a-z_][a-z0-9_]*$")
