@@ -482,7 +482,7 @@ def narrated_kin(text: str, kin: Kinship) -> list[str]:
     ("Ysolde stood before her mother", of the mother), as "Ysolde: her mother". Quoted speech is
     left out, and a family word hung on a name ("her mother Ysolde") is wrong_kin's."""
     found = []
-    for sentence in _SENTENCE_END.split(" ".join(QUOTED.sub(" ", text).split())):
+    for sentence in narrated_sentences(text):
         owner = kin.named_at(sentence, 0)
         if not owner or any(cid != owner and mentions(sentence, form) for form, cid in kin.forms):
             continue
@@ -561,6 +561,11 @@ def foreign_pronouns(cast: Sequence[Character]) -> frozenset[str]:
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
+def narrated_sentences(text: str) -> list[str]:
+    """The narrator's sentences: quoted speech left out, whitespace made single spaces."""
+    return [s for s in _SENTENCE_END.split(" ".join(QUOTED.sub(" ", text).split())) if s]
+
+
 def pronoun_slips(text: str, cast: Sequence[Character]) -> list[str]:
     """Where narration gives one of the cast a gendered pronoun that is not theirs, as "Pip: she".
 
@@ -575,7 +580,7 @@ def pronoun_slips(text: str, cast: Sequence[Character]) -> list[str]:
     known = {c.id: pronoun_of(c) for c in cast}
     taken = {"she", "he"} & set(known.values())  # another: foreign_pronouns's, not counted twice
     forms = {c.id: character_forms(c) for c in cast}
-    sentences = [s for s in _SENTENCE_END.split(" ".join(QUOTED.sub(" ", text).split())) if s]
+    sentences = narrated_sentences(text)
     slips = []
     for i, sentence in enumerate(sentences):
         named = [cid for cid in forms if names_any(sentence, forms[cid])]
