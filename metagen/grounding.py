@@ -401,20 +401,38 @@ _KIN_AFTER_NAME = re.compile(rf"\s*,\s*(my|your|her|his|our|their)\s+(?:[a-z]+\s
                              re.IGNORECASE)
 
 
+# Family words that say a relative's sex ("mother", not "parent")
+_SHE_KIN = frozenset("""mother mom mum mama stepmother daughter stepdaughter sister wife widow fiancee aunt niece
+grandmother grandma granddaughter""".split())
+_HE_KIN = frozenset("""father dad papa stepfather son stepson brother husband widower fiance uncle nephew grandfather
+grandpa grandson""".split())
+
+
 @dataclasses.dataclass(frozen=True)
 class Kinship:
     """The family ties a world states, by role, and the names its characters go by.
 
     ties: (A, B, role): B is A's `role` ("child": B is A's son or daughter), each tie both ways.
     forms: (form, character id), the longest form first (character_forms).
+    pronouns: (character id, "she" | "he" | "they" | "it"), for those whose pronoun is known (pronoun_of).
     """
 
     ties: frozenset[tuple[str, str, str]]
     forms: tuple[tuple[str, str], ...]
+    pronouns: tuple[tuple[str, str], ...] = ()
 
     def roles(self, owner: str, other: str) -> frozenset[str]:
         """The roles `other` has to `owner` (owner "": to anyone)."""
         return frozenset(role for a, b, role in self.ties if b == other and (a == owner or not owner))
+
+    def relatives(self, owner: str, word: str) -> list[str]:
+        """The ids of owner's relatives a family word can name: of its role, and of its sex when it
+        has one and theirs is known ("father" is no name for a parent the world calls "she")."""
+        word = fold(word)
+        sex = "she" if word in _SHE_KIN else "he" if word in _HE_KIN else ""
+        pronouns = dict(self.pronouns)
+        return [b for a, b, role in self.ties
+                if a == owner and role == _ROLE_OF[word] and (not sex or pronouns.get(b, "") in (sex, "", "they"))]
 
     def named_at(self, text: str, at: int, *, before: bool = False) -> str:
         """The id of the character a form of whose name ends (before=True) or starts at `at`, or ""."""
@@ -439,7 +457,8 @@ def kinship(world: World) -> Kinship | None:
     if not ties:
         return None
     forms = {(form, c.id) for c in world.characters for form in character_forms(c) if not fold(form).startswith("the ")}
-    return Kinship(frozenset(ties), tuple(sorted(forms, key=lambda f: (-len(f[0]), f))))
+    pronouns = tuple((c.id, pronoun_of(c)) for c in world.characters if pronoun_of(c))
+    return Kinship(frozenset(ties), tuple(sorted(forms, key=lambda f: (-len(f[0]), f))), pronouns)
 
 
 def wrong_kin(text: str, kin: Kinship, *, speaker: str = "", listener: str = "") -> list[str]:
@@ -472,25 +491,36 @@ def wrong_kin(text: str, kin: Kinship, *, speaker: str = "", listener: str = "")
     return found
 
 
-# "her mother" in a sentence about Ysolde, who is the mother: a family word on a pronoun
-_KIN_OWNED = re.compile(rf"\b(her|his|their)\s+(?:own\s+)?({_KIN_ALTERNATION})\b", re.IGNORECASE)
+# "her mother": a family word on a pronoun ("Ysolde stood before her mother", of the mother)
+_KIN_ON_PRONOUN = re.compile(rf"\b(her|his|their)\s+(?:own\s+)?({_KIN_ALTERNATION})\b", re.IGNORECASE)
 
 
 def narrated_kin(text: str, kin: Kinship) -> list[str]:
     """Family words narration gives one of the world's characters who has no such relative in it:
     in a sentence that opens on that character and names no other, "her mother" is theirs
-    ("Ysolde stood before her mother", of the mother), as "Ysolde: her mother". Quoted speech is
-    left out, and a family word hung on a name ("her mother Ysolde") is wrong_kin's."""
+    ("Ysolde stood before her mother", of the mother), as "Ysolde: her mother". So is one in a
+    sentence that opens on their pronoun and names no one, when the last character named alone
+    was them ("Ysolde's eyes narrowed. She turned to face her father."). A relative of the right
+    kind but the other sex is no relative either ("her father" of one whose parent is a mother).
+    Quoted speech is left out, and a family word hung on a name ("her mother Ysolde") is wrong_kin's."""
+    pronouns = dict(kin.pronouns)
     found = []
+    subject, subject_name = "", ""  # the last character a sentence named alone, and the name it used
     for sentence in narrated_sentences(text):
+        named = {cid for form, cid in kin.forms if mentions(sentence, form)}
         owner = kin.named_at(sentence, 0)
-        if not owner or any(cid != owner and mentions(sentence, form) for form, cid in kin.forms):
+        if named:
+            subject, subject_name = "", ""
+            if len(named) > 1 or owner not in named:
+                continue
+            subject = owner
+            subject_name = next(form for form, cid in kin.forms if cid == owner and sentence.startswith(form))
+        elif subject and words_of(sentence)[:1] == [pronouns.get(subject)]:
+            owner = subject  # "She turned to face her father": still the character just named
+        else:
             continue
-        for match in _KIN_OWNED.finditer(sentence):
-            role = _ROLE_OF[fold(match.group(2))]
-            if not any(a == owner and r == role for a, _, r in kin.ties):
-                name = next(form for form, cid in kin.forms if cid == owner and sentence.startswith(form))
-                found.append(f"{name}: {match.group()}")
+        found += [f"{subject_name}: {match.group()}" for match in _KIN_ON_PRONOUN.finditer(sentence)
+                  if not kin.relatives(owner, match.group(2))]
     return found
 
 

@@ -228,3 +228,39 @@ characters:
     assert narrated_kin("Queen Ysolde thought of her own daughter.", kin) == []
     assert narrated_kin("Ysolde looked at Maelle and her mother.", kin) == []  # two named: whose is unclear
     assert narrated_kin('Ysolde said, "Ask her mother."', kin) == []  # quoted speech
+
+
+def test_kinship_names_the_relatives_a_family_word_can_mean(tmp_path):
+    world = load_world(write_world(tmp_path, """\
+world: {id: keep, name: The Keep}
+characters:
+  - {id: ysolde, name: Queen Ysolde, description: She rules., relationships: [{with: maelle, kind: daughter}]}
+  - {id: maelle, name: Sister Maelle}
+  - {id: bran, name: Bran, relationships: [{with: maelle, kind: brother}]}
+"""))
+    kin = kinship(world)
+    assert kin.relatives("maelle", "mother") == ["ysolde"]
+    assert kin.relatives("maelle", "Parent") == ["ysolde"]
+    assert kin.relatives("maelle", "father") == []  # her parent is a woman
+    assert kin.relatives("maelle", "brother") == ["bran"]  # Bran's sex is not known: he may be
+    assert kin.relatives("ysolde", "mother") == []
+
+
+@pytest.mark.parametrize("text, found", [
+    ("Ysolde's eyes narrowed. She turned to face her father.", ["Ysolde: her father"]),  # still Ysolde
+    ("Maelle wept. The fire hissed. She turned to her mother.", []),  # Maelle's mother is Ysolde
+    ("Maelle wept. She turned to her father.", ["Maelle: her father"]),  # her parent is a mother
+    ("Ysolde rose. Maelle wept. She turned to her mother.", []),  # Maelle's, the last named alone
+    ("Ysolde looked at Maelle. She turned to her father.", []),  # after two named: whose is unclear
+    ("Bran waited. He thought of his brother.", []),  # Bran's pronoun is not known
+    ("Ysolde rose. He thought of his brother.", []),  # not Ysolde's pronoun: someone else
+])
+def test_a_family_word_after_a_pronoun_belongs_to_the_character_last_named_alone(tmp_path, text, found):
+    world = load_world(write_world(tmp_path, """\
+world: {id: keep, name: The Keep}
+characters:
+  - {id: ysolde, name: Queen Ysolde, description: She rules., relationships: [{with: maelle, kind: daughter}]}
+  - {id: maelle, name: Sister Maelle}
+  - {id: bran, name: Bran}
+"""))
+    assert narrated_kin(text, kinship(world)) == found
