@@ -23,8 +23,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "bench"))
-from bench import kernel_flags  # noqa: E402  (bench.py sits beside this file)
+from bench import kernel_flags  # noqa: E402  (bench.py, beside this file: the script's own folder is on sys.path)
 
 STORY = ["story", "worlds/ashenmere.yaml", "--characters", "ysolde,maelle", "--location", "crooked-kettle",
          "--seed", "7", "--stdout"]

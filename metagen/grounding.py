@@ -425,14 +425,18 @@ class Kinship:
         """The roles `other` has to `owner` (owner "": to anyone)."""
         return frozenset(role for a, b, role in self.ties if b == other and (a == owner or not owner))
 
+    @functools.cached_property
+    def pronoun(self) -> dict[str, str]:
+        """Character id -> "she" | "he" | "they" | "it", for those whose pronoun is known."""
+        return dict(self.pronouns)
+
     def relatives(self, owner: str, word: str) -> list[str]:
         """The ids of owner's relatives a family word can name: of its role, and of its sex when it
         has one and theirs is known ("father" is no name for a parent the world calls "she")."""
         word = fold(word)
         sex = "she" if word in _SHE_KIN else "he" if word in _HE_KIN else ""
-        pronouns = dict(self.pronouns)
         return [b for a, b, role in self.ties
-                if a == owner and role == _ROLE_OF[word] and (not sex or pronouns.get(b, "") in (sex, "", "they"))]
+                if a == owner and role == _ROLE_OF[word] and (not sex or self.pronoun.get(b, "") in (sex, "", "they"))]
 
     def named_at(self, text: str, at: int, *, before: bool = False) -> str:
         """The id of the character a form of whose name ends (before=True) or starts at `at`, or ""."""
@@ -503,7 +507,6 @@ def narrated_kin(text: str, kin: Kinship) -> list[str]:
     was them ("Ysolde's eyes narrowed. She turned to face her father."). A relative of the right
     kind but the other sex is no relative either ("her father" of one whose parent is a mother).
     Quoted speech is left out, and a family word hung on a name ("her mother Ysolde") is wrong_kin's."""
-    pronouns = dict(kin.pronouns)
     found = []
     subject, subject_name = "", ""  # the last character a sentence named alone, and the name it used
     for sentence in narrated_sentences(text):
@@ -515,7 +518,7 @@ def narrated_kin(text: str, kin: Kinship) -> list[str]:
                 continue
             subject = owner
             subject_name = next(form for form, cid in kin.forms if cid == owner and sentence.startswith(form))
-        elif subject and words_of(sentence)[:1] == [pronouns.get(subject)]:
+        elif subject and words_of(sentence)[:1] == [kin.pronoun.get(subject)]:
             owner = subject  # "She turned to face her father": still the character just named
         else:
             continue
