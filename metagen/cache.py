@@ -54,6 +54,10 @@ class KVCache:
         self.v[layer, :, :, self.length:end] = v
         return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
 
+    def keep_rows(self, rows: torch.Tensor) -> None:
+        """Keep only `rows` (indices, in order): rows that finished stop costing a step."""
+        self.k, self.v = self.k[:, rows], self.v[:, rows]
+
     def reorder(self, rows: torch.Tensor) -> None:
         """Keep rows[i] as row i (beam search), for the filled slots only."""
         n = self.length
@@ -115,6 +119,10 @@ class SharedPrefixCache:
         """Write one layer's new keys and values (B, n_kv_heads, T, head_dim) after the rows' own
         filled slots; returns the rows' own keys and values so far (B, n_kv_heads, t, head_dim)."""
         return self.own.update(layer, k, v)
+
+    def keep_rows(self, rows: torch.Tensor) -> None:
+        """Keep only `rows` (indices, in order); the prompt stays shared."""
+        self.own.keep_rows(rows)
 
 
 class JointPrefixCache:

@@ -2,7 +2,7 @@
 the -inf that bans a token, and a padded copy of logits for scatters that skip padding.
 
 A processor is any callable `(tokens (B, T) long, logits (B, V) float) -> logits (B, V)`;
-in `tokens`, -1 means "no token" (left padding, finished rows) and is ignored. What `tokens`
+in `tokens`, -1 means "no token" (left padding, a penalty's exempt tokens) and is ignored. What `tokens`
 holds follows the processor's `sees` (metagen.sampling.apply_processors): the history the
 penalties count (the default), the prompt and the text ("whole"), or the text alone ("generated").
 """

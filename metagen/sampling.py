@@ -212,6 +212,10 @@ class XTCProcessor:
         self.generators = list(generators)
         self.log_threshold = math.log(threshold) if threshold > 0 else NEG_INF
 
+    def keep_rows(self, rows: list[int]) -> None:
+        """Keep the generators of `rows` only (rows that finished left the batch)."""
+        self.generators = [self.generators[row] for row in rows]
+
     def describe(self) -> str:
         return f"XTC threshold {self.threshold:g}, probability {self.probability:g}"
 

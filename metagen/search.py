@@ -268,6 +268,12 @@ class ContextContrast:
         contrast = (self.strength * (with_facts - without)).to(logits.dtype)
         return torch.where(plausible & (self.starts <= step)[:, None], logits + contrast, logits)
 
+    def keep_rows(self, rows: torch.Tensor) -> None:
+        """Keep only `rows` (indices, in order), as the decoding rows keep theirs."""
+        self.starts, self.logits = self.starts[rows], self.logits[rows]
+        self.pad = None if self.pad is None else self.pad[rows]
+        self.cache.keep_rows(rows)
+
     def step(self, next_tokens: torch.Tensor) -> None:
         """Feed the tokens chosen (B,) to the fact-free rows."""
         self.logits = self.model(next_tokens[:, None], self.cache, self.pad)[:, -1]
@@ -322,6 +328,7 @@ def decode_loop(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfi
         contrast = ContextContrast(model, plain, cfg.context_contrast, cfg.max_new_tokens, tokenizer.pad_id)
     joint = contrast.joined_with(cache) if contrast is not None else None
     steps = 1
+    rows = list(range(B))  # the caller's row of each row still decoding: finished rows leave the batch
     for step in range(cfg.max_new_tokens):
         # b. process: penalties, bans, temperature, truncations (sampling.build_processors)
         raw_logprobs = torch.log_softmax(logits, dim=-1)
@@ -335,38 +342,49 @@ def decode_loop(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfi
         scores = apply_processors(processors, history, held, whole, generated)
         # c. choose
         next_tokens = sample(scores, generators) if use_sampling else greedy(scores)
-        writing = [] if forced is None else [row for row in range(B) if step < len(forced[row])]
+        writing = [] if forced is None else [i for i in range(len(rows)) if step < len(forced[i])]
         if writing:
-            next_tokens[writing] = torch.tensor([forced[row][step] for row in writing], device=device)
-        done = torch.tensor([f is not None for f in finished], device=device)
-        next_tokens = torch.where(done, torch.full_like(next_tokens, tokenizer.pad_id), next_tokens)
+            next_tokens[writing] = torch.tensor([forced[i][step] for i in writing], device=device)
         chosen = raw_logprobs.gather(1, next_tokens[:, None])[:, 0].double().cpu()
         # d. record, stream, check the end of each row on its own
-        recorded = torch.where(done, torch.full_like(next_tokens, -1), next_tokens)
-        generated = torch.cat([generated, recorded[:, None]], dim=1)
+        generated = torch.cat([generated, next_tokens[:, None]], dim=1)
         token_list = next_tokens.tolist()
         is_eos = torch.isin(next_tokens, eos_tensor).tolist()
-        for row in range(B):
-            if finished[row] is not None:
-                continue
-            if row not in writing:  # a forced token is metagen's word, not the model's choice
-                logprobs[row] += chosen[row]
-            if is_eos[row]:
-                trackers[row].ids.append(token_list[row])
+        for i, row in enumerate(rows):
+            if i not in writing:  # a forced token is metagen's word, not the model's choice
+                logprobs[row] += chosen[i]
+            if is_eos[i]:
+                trackers[row].ids.append(token_list[i])
                 finished[row] = "eos"
                 piece = trackers[row].finish()
             else:
-                piece = trackers[row].push(token_list[row])
+                piece = trackers[row].push(token_list[i])
                 if trackers[row].stopped:
                     finished[row] = "stop"
             if piece and on_text:
                 on_text(row, piece)
-        if all(f is not None for f in finished) or step == cfg.max_new_tokens - 1:
+        running = [i for i, row in enumerate(rows) if finished[row] is None]
+        if not running or step == cfg.max_new_tokens - 1:
             break
-        # e. one model step for every row (finished rows feed padding; their output is ignored)
+        if len(running) < len(rows):  # the rows that finished leave: later steps compute the rest only
+            keep = torch.tensor(running, device=device)
+            rows = [rows[i] for i in running]
+            next_tokens, generated, prompt_tokens, pad = next_tokens[keep], generated[keep], prompt_tokens[keep], pad[keep]
+            pad_or_none = None if pad_or_none is None else pad
+            generators = None if generators is None else [generators[i] for i in running]
+            forced = None if forced is None else [forced[i] for i in running]
+            cache.keep_rows(keep)
+            for processor in processors:
+                if hasattr(processor, "keep_rows"):  # processors that hold a state per row (XTC's generators)
+                    processor.keep_rows(running)
+            if contrast is not None:
+                contrast.keep_rows(keep)
+            if joint is not None:
+                joint = JointPrefixCache(joint.groups)  # the groups' rows counted again
+        # e. one model step for every row still running
         if joint is not None:  # the rows and their fact-free twins in one pass
             both = model(torch.cat([next_tokens, next_tokens])[:, None], joint)[:, -1]
-            logits, contrast.logits = both[:B], both[B:]
+            logits, contrast.logits = both[:len(rows)], both[len(rows):]
         else:
             logits = model(next_tokens[:, None], cache, pad_or_none)[:, -1]
             if contrast is not None:

@@ -305,6 +305,26 @@ def test_forced_starts_open_each_row_and_leave_its_logprob_and_shared_prompt_alo
         decode_loop(model, tiny_generator.tokenizer, [prompt] * 2, cfg, seeded(2), forced=[[]])
 
 
+@pytest.mark.parametrize("case", ["padded", "shared", "xtc", "contrast"])
+def test_rows_that_finish_leave_the_batch_and_the_rest_write_as_alone(tiny_generator, monkeypatch, case):
+    model, tokenizer = tiny_generator.model, tiny_generator.tokenizer
+    eos = sorted(tokenizer.eos_ids)[0]
+    prompts = encode(tiny_generator, PROMPTS[:3]) if case == "padded" else encode(tiny_generator, PROMPTS[:1]) * 3
+    extra = {"xtc": {"xtc_probability": 0.5, "xtc_threshold": 0.05}, "contrast": {"context_contrast": 2.0}}
+    cfg = GenerationConfig(strategy="sample", max_new_tokens=8, top_k=20, **extra.get(case, {}))
+    plain = PlainPrompts(encode(tiny_generator, ["the sea"]) * 3) if case == "contrast" else None
+    widths = count_passes(model, monkeypatch)
+    rows = decode_loop(model, tokenizer, prompts, cfg, seeded(3), plain=plain, forced=[[eos], [], []])
+    first = rows[0].sequences[0]
+    assert first.tokens == [eos] and first.finish_reason == "eos"  # row 0 ends on its first token
+    steps = widths[2:] if plain else widths[1:]  # after the prefills
+    assert steps and all(rows_run == (4 if plain else 2) for rows_run, _ in steps)  # row 0 (and its twin) left
+    for row in (1, 2):
+        alone_plain = PlainPrompts(plain.ids[row:row + 1]) if plain else None
+        alone = decode_loop(model, tokenizer, [prompts[row]], cfg, seeded(1, row), plain=alone_plain)[0]
+        assert rows[row].sequences[0].tokens == alone.sequences[0].tokens
+
+
 def test_text_tracker_ends_after_its_sentences():
     tracker = TextTracker(CharTokenizer(), (), sentences=2)
     streamed = ""
