@@ -79,6 +79,12 @@ def attend_after_prefix(q: torch.Tensor, prefix_k: torch.Tensor, prefix_v: torch
     group = n_heads // n_kv  # query heads per key/value head
     if T != 1:
         raise ValueError("a shared prompt's cache decodes one position per row")
+    if B == 1:
+        # The last candidate still running: torch's matmuls of a few rows round otherwise than a
+        # batch's (prompt scores off by ~1e-5), so alone it would write other text than beside
+        # other rows (a scene decoded with others). As two rows it gets a batch's bits.
+        twice = [torch.cat([t, t]) for t in (q, keys, values)]
+        return attend_after_prefix(twice[0], prefix_k, prefix_v, twice[1], twice[2])[:1]
     q = q.float().view(B, n_kv, group, head_dim) * head_dim ** -0.5
     # every row's queries of one key/value head against the prompt's keys, in one matmul
     stacked = q.transpose(0, 1).reshape(n_kv, B * group, head_dim)  # (n_kv, B*group, head_dim)

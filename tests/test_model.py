@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from metagen.linears import Int4Linear, Int8Linear, make_linear
-from metagen.model import Transformer, random_weights
+from metagen.model import Transformer, attend_after_prefix, random_weights
 
 
 @pytest.fixture(scope="module")
@@ -374,3 +374,15 @@ def test_compact_weights_loaded_from_the_converted_cache_are_aligned(weight_form
         assert linear.weight.data_ptr() % 64 == 0 and linear.scale.data_ptr() % 64 == 0
     tokens = torch.randint(3, 200, (4, 6), generator=torch.Generator().manual_seed(7))
     assert torch.isfinite(full_forward(model, tokens)).all()  # four rows through every kernel
+
+
+def test_attention_after_a_shared_prompt_gives_a_row_alone_the_bits_it_has_in_a_batch():
+    # the last candidate still decoding runs alone; its text must not change for that
+    generator = torch.Generator().manual_seed(0)
+    q = torch.randn(4, 9, 1, 64, generator=generator)  # 9 query heads over 3 key/value heads
+    prefix_k, prefix_v = torch.randn(2, 3, 700, 64, generator=generator)
+    keys, values = torch.randn(2, 4, 3, 5, 64, generator=generator)
+    batch = attend_after_prefix(q, prefix_k, prefix_v, keys, values)
+    for row in range(4):
+        alone = attend_after_prefix(q[row:row + 1], prefix_k, prefix_v, keys[row:row + 1], values[row:row + 1])
+        assert torch.equal(alone, batch[row:row + 1])
