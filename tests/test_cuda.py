@@ -56,3 +56,20 @@ def test_int8_runs_on_cuda():
     gpu = generator_on("cuda", "int8")
     out = gpu.generate(["the cat"], GenerationConfig(strategy="greedy", max_new_tokens=8), chat=False)[0]
     assert len(out.tokens) == 8 or out.finish_reason == "eos"
+
+
+def test_cuda_rows_that_finish_leave_the_batch_as_on_cpu():
+    from metagen.search import PlainPrompts, decode_loop
+
+    cfg = GenerationConfig(strategy="greedy", max_new_tokens=16, repetition_penalty=1.0, context_contrast=1.0)
+
+    def rows_written(device: str) -> list[list[int]]:
+        gen = generator_on(device, "float32")
+        prompt = gen.encode_prompt("we went down to the water", chat=False)
+        plain = PlainPrompts([gen.encode_prompt("the", chat=False)] * 3)
+        eos = sorted(gen.tokenizer.eos_ids)[0]
+        # rows 0 and 2 end on their first token: row 1 (and its fact-free twin) decodes on alone
+        results = decode_loop(gen.model, gen.tokenizer, [prompt] * 3, cfg, plain=plain, forced=[[eos], [], [eos]])
+        return [r.sequences[0].tokens for r in results]
+
+    assert rows_written("cpu") == rows_written("cuda")
