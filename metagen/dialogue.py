@@ -18,7 +18,7 @@ from metagen.config import MAX_SEED, GenerationConfig, candidate_seed
 from metagen.critic import CriticContext, Verdict, best_index, critic_context, judge
 from metagen.errors import ConfigError, RequestError
 from metagen.grounding import TITLES, character_forms, common_words, kin_side, writing_guard
-from metagen.plan import clause, lower_first, prose_name, short_prose_name
+from metagen.plan import after_to, clause, lower_first, prose_name, short_prose_name
 from metagen.prompts import DIALOGUE_ORDERS, DialogueRequest, Prompt, build_prompt, resolve_request
 from metagen.search import PlainPrompts, PrefixReuse
 from metagen.text import first_sentences, fold, format_dialogue, speaker_prefix
@@ -140,7 +140,7 @@ def world_topic(world: World, request: DialogueRequest, seed: int) -> str | None
     fourteen)."""
     cast = resolve_request(world, request).characters[:2]
     scripts = writing_guard(world)["scripts"]
-    wishes = [f"{short_prose_name(c, scripts)}'s wish to {lower_first(clause(goal))}" for c in cast for goal in c.goals]
+    wishes = [f"{short_prose_name(c, scripts)}'s wish to {after_to(clause(goal))}" for c in cast for goal in c.goals]
     if wishes:
         return random.Random(seed).choice(wishes)
     ids = {c.id for c in cast}

@@ -117,7 +117,7 @@ def make_plan(world: World, resolved: Resolved, seed: int) -> list[Beat]:
         opening += f" Show {clause(details[0])}."
     if lead and lead.goals:
         goal = clause(rng.choice(lead.goals))
-        opening += f" {short[lead.id]} wants to {goal[:1].lower()}{goal[1:]}."
+        opening += f" {short[lead.id]} wants to {after_to(goal)}."
 
     # What can change the story, and which of the cast it names; or, for a turn about no one in
     # particular, a function that writes it for one of the cast (or for None).
@@ -141,7 +141,7 @@ def make_plan(world: World, resolved: Resolved, seed: int) -> list[Beat]:
         turns.append((lambda c: f"Let this part of the world's history matter{' to ' + short[c.id] if c else ''}: {fact}.",
                       None))
     if other and other.goals:
-        turns.append((f"{short[other.id]} wants to {lower_first(clause(rng.choice(other.goals)))}, and says so.",
+        turns.append((f"{short[other.id]} wants to {after_to(clause(rng.choice(other.goals)))}, and says so.",
                       (other,)))
     if not turns:
         turns.append((lambda c: f"Something unexpected happens that tests {short[c.id] if c else 'them'}.", None))
@@ -190,6 +190,15 @@ def lower_first(text: str) -> str:
 
 
 _PLAIN_STARTS = frozenset("she he they it the a an her his their keep find bring prove pay win get".split())
+
+
+def after_to(goal: str) -> str:
+    """A goal as it reads after "wants to": a verb, so its capital goes ("Give her mother back
+    one memory" -> "give her ..."), whatever the verb; a word in capitals ("NASA") or "I" stays."""
+    first = goal.split(" ", 1)[0]
+    if first == "I" or not first[1:].islower():
+        return goal
+    return goal[:1].lower() + goal[1:]
 
 
 def beat_starts(world: World, resolved: Resolved, plan: list[Beat], seed: int, candidates: int) -> list[list[str]]:

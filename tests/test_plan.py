@@ -10,7 +10,7 @@ import pytest
 from metagen import pipeline
 from metagen.config import GenerationConfig
 from metagen.errors import RequestError
-from metagen.plan import BEATS_BY_LENGTH, beat_starts, make_plan, story_messages, write_story
+from metagen.plan import BEATS_BY_LENGTH, after_to, beat_starts, make_plan, story_messages, write_story
 from metagen.prompts import StoryRequest, resolve_request
 from metagen.world import load_world
 
@@ -63,6 +63,24 @@ def scripted_complete(texts):
         return [Completion(text, [5] * 6, len(p), -3.0, "eos", s, 0.0) for p, s in zip(prompts, seeds)]
 
     return fake, calls
+
+
+@pytest.mark.parametrize("goal, reads", [
+    ("Give her mother back one memory", "give her mother back one memory"),
+    ("keep the mill turning", "keep the mill turning"),
+    ("NASA to fund the mill", "NASA to fund the mill"),  # a word in capitals is kept
+])
+def test_a_goal_reads_as_a_verb_after_wants_to(goal, reads):
+    assert after_to(goal) == reads
+
+
+def test_goals_written_with_a_capital_read_in_lower_case_in_the_plan(tmp_path):
+    world = load_world(write_world(tmp_path, WORLD.replace("[keep the mill", "[Keep the mill")
+                                   .replace("[leave the valley]", "[Leave the valley]"), "vale.yaml"))
+    text = " ".join(b.instruction for s in range(8)
+                    for b in plan_for(world, s, characters=("ada", "bo"), location="mill", length="medium"))
+    assert "Ada wants to keep the mill turning" in text and "Bo wants to leave the valley" in text
+    assert "wants to Keep" not in text and "wants to Leave" not in text
 
 
 def test_a_plan_is_built_from_the_worlds_data_and_follows_the_seed(world):
