@@ -27,6 +27,7 @@ from metagen.grounding import (
     name_spellings,
     names_any,
     narrated_kin,
+    narration_tense,
     off_world_dates,
     pronoun_slips,
     relation_vocabulary,
@@ -71,7 +72,7 @@ COPY_RUN = 6  # a run of this many words shared with the prompt counts as copyin
 WEIGHTS = {"names": 2.0, "details": 1.0, "invented": -2.5, "garbled": -6.0, "banned": -3.0, "copied": -0.5,
            "repetition": -6.0, "markup": -1.0, "unfinished": -0.7, "short": -1.5, "voice": -1.0, "same_start": -1.0,
            "misplaced": -1.5, "listed": -1.0,
-           "echo": -3.0, "pronoun": -2.0, "relatives": -2.0, "ranks": -2.0, "kin": -2.0, "ties": -2.0, "self": -2.0, "stock": -1.0, "dated": -1.5, "restated": -0.5, "logprob": 0.5, "rating": -50.0}
+           "echo": -3.0, "pronoun": -2.0, "relatives": -2.0, "ranks": -2.0, "kin": -2.0, "ties": -2.0, "self": -2.0, "stock": -1.0, "dated": -1.5, "restated": -0.5, "tense": -1.5, "logprob": 0.5, "rating": -50.0}
 # "rating" counts spans over the world's rating (metagen.moderation, at most 3): its weight outweighs every
 # other finding together, so a candidate over the rating loses to any that is not.
 # metagen's own instructions and prompt labels said back ("In your own words:", "I will describe
@@ -152,6 +153,7 @@ class CriticContext:
     speaker_id: str = ""  # a spoken line's speaker: "my sister Maëlle" is held to their ties
     listener_id: str = ""  # the one a spoken line is said to (a two-person dialogue): "your sister Maëlle"
     facts: tuple[Fact, ...] = ()  # the requested place's facts (a scene's): one said of something else is a finding
+    tense: str = ""  # the tense narration is asked for (prompts.asked_tense); leaning to the other is a finding
 
 
 def requested_forms(resolved: Resolved) -> list[tuple[str, ...]]:
@@ -393,6 +395,10 @@ def judge(text: str, context: CriticContext, *, logprob: float = 0.0, tokens: in
     restated = len(set(ngrams(words, 4)) & context.earlier)
     if restated:  # "the fire in the great hall's hearth" in every paragraph: round nine's readers' first complaint
         findings["restated"] = float(min(6, restated))
+    if context.tense and narration_tense(text) not in ("", context.tense):
+        # A present-tense world told in the past: what readers of held-aside worlds named first in
+        # a story (all four Hollin Reach stories, round twenty-one). Recorded only when wrong.
+        findings["tense"] = 1.0
     if context.narrator_person in ("second", "third"):
         wrong = len(_FIRST_PERSON.findall(narration))
         if context.narrator_person == "third":

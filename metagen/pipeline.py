@@ -29,6 +29,7 @@ from metagen.prompts import (
     SCENE_WORDS,
     Prompt,
     Request,
+    asked_tense,
     build_prompt,
     candidate_starts,
     request_from_dict,
@@ -339,6 +340,7 @@ def _choose(world: World, prompt: Prompt, prompt_text: str, cfg: GenerationConfi
     person = world.style.point_of_view or ("second" if scene else "third")
     context = critic_context(world, resolved, prompt_text, cfg, target_words=SCENE_WORDS // 2 if scene else 0,
                              narrator_person=person, moderation=policy)
+    context = dataclasses.replace(context, tense=asked_tense(world, prompt.request.kind))
     verdicts = [judge(o.text, context, logprob=o.logprob, tokens=o.output_tokens, finish_reason=o.finish_reason)
                 for o in options]
     chosen = best_index(verdicts)

@@ -212,6 +212,20 @@ def test_narration_giving_a_woman_the_wrong_pronoun_costs_score(world):
     assert "pronoun" not in judge("He tied his rope.", mixed).findings
 
 
+def test_narration_in_the_tense_not_asked_for_costs_score(world):
+    from dataclasses import replace
+
+    context = replace(context_for(world, StoryRequest(characters=("mira",), location="docks"), narrator_person="third"),
+                      tense="present")
+    right = judge("Mira walks to the Old Docks. She ties her rope and waits.", context)
+    wrong = judge("Mira walked to the Old Docks. She tied her rope and waited.", context)
+    quoted = judge('Mira walks to the Old Docks. "I waited, I looked, I left," she says.', context)
+    assert "tense" not in right.findings and "tense" not in quoted.findings  # speech keeps its own tense
+    assert wrong.findings["tense"] == 1 and wrong.score < right.score
+    unasked = replace(context, tense="")
+    assert "tense" not in judge("Mira walked to the Old Docks.", unasked).findings
+
+
 @pytest.mark.parametrize("text", ["Here is the next paragraph: Ada walked home.", "Ada walked home. The End.",
                                   "Ada: I am going home.\nBo: Then go.", "In the opening paragraph, Ada walks home.",
                                   "Ada walked home. Write a 3-4 sentence ending.", "The last sentence is a refrain."])
