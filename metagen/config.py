@@ -258,7 +258,8 @@ class GenerationConfig:
             "candidate of a unit with seed S samples with seed `S + k * 0x9E3779B97F4A7C15` (mod 2**63), so "
             "candidate 0 samples as `--candidates 1` does. Some candidates open on words metagen writes (a scene's "
             "start words, half of a story beat's: docs/quality.md), so candidate 0 of several need not be what "
-            "one candidate writes.")
+            "one candidate writes. A candidate that ends leaves the batch, so the others' steps no longer carry it "
+            "(8 scenes of one call: 35.8 -> 27.6 s on 2 AVX-512 cores); what each writes does not change.")
 
     def __post_init__(self) -> None:
         for name in SETTINGS:
