@@ -164,7 +164,7 @@ def requested_forms(resolved: Resolved) -> list[tuple[str, ...]]:
 
 def critic_context(world: World, resolved: Resolved, prompt_text: str, cfg: Any, *, target_words: int = 0,
                    names_required: bool = True, narrator_person: str = "", focus: str = "",
-                   moderation: Any = None) -> CriticContext:
+                   moderation: Any = None, tense: str = "") -> CriticContext:
     """The context for judging answers to one request (cfg: the GenerationConfig in force).
 
     Args:
@@ -172,6 +172,7 @@ def critic_context(world: World, resolved: Resolved, prompt_text: str, cfg: Any,
         focus: the instruction of one unit (a story beat): then only the cast and place it names
             are required, and its own words count as the details to use.
         moderation: the world's moderation Policy, or None.
+        tense: the tense narration is asked for (prompts.asked_tense); "" for none (a spoken line).
     """
     named = [(character_forms(c), [c.role or "", c.description or "", *c.traits, *c.goals])
              for c in resolved.characters]
@@ -197,7 +198,7 @@ def critic_context(world: World, resolved: Resolved, prompt_text: str, cfg: Any,
                          foreign_pronouns=foreign_pronouns(resolved.characters) if narrator_person else frozenset(),
                          cast=tuple(resolved.characters) if narrator_person else (),
                          relations=relation_vocabulary(world, prompt_text), kinship=kinship(world),
-                         moderation=moderation,
+                         moderation=moderation, tense=tense,
                          facts=place_facts(resolved.location) if resolved.location is not None and not focus else ())
 
 

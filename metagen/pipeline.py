@@ -339,8 +339,7 @@ def _choose(world: World, prompt: Prompt, prompt_text: str, cfg: GenerationConfi
     scene = prompt.request.kind == "scene"
     person = world.style.point_of_view or ("second" if scene else "third")
     context = critic_context(world, resolved, prompt_text, cfg, target_words=SCENE_WORDS // 2 if scene else 0,
-                             narrator_person=person, moderation=policy)
-    context = dataclasses.replace(context, tense=asked_tense(world, prompt.request.kind))
+                             narrator_person=person, moderation=policy, tense=asked_tense(world, prompt.request.kind))
     verdicts = [judge(o.text, context, logprob=o.logprob, tokens=o.output_tokens, finish_reason=o.finish_reason)
                 for o in options]
     chosen = best_index(verdicts)

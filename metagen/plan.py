@@ -403,9 +403,8 @@ def write_story(generator, world: World, request: StoryRequest, cfg: GenerationC
         beat_seed = (seed + index) % MAX_SEED
         # Each beat is judged on its own words; the whole story so far is the prompt it must not copy.
         context = critic_context(world, resolved, text, cfg, narrator_person=person, focus=beat.instruction,
-                                 moderation=moderation)
-        context = replace(context, tense=asked_tense(world, "story"),
-                          avoid_starts=tuple(tuple(words_of(p)[:2]) for p in written),
+                                 moderation=moderation, tense=asked_tense(world, "story"))
+        context = replace(context, avoid_starts=tuple(tuple(words_of(p)[:2]) for p in written),
                           earlier=frozenset(gram for p in written for gram in ngrams(words_of(p), 4)))
         last = index == len(plan) - 1
         if last:  # the last chance to name whoever the story has not named yet
