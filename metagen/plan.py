@@ -194,11 +194,22 @@ _PLAIN_STARTS = frozenset("she he they it the a an her his their keep find bring
 
 def after_to(goal: str) -> str:
     """A goal as it reads after "wants to": a verb, so its capital goes ("Give her mother back
-    one memory" -> "give her ..."), whatever the verb; a word in capitals ("NASA") or "I" stays."""
+    one memory" -> "give her ..."), whatever the verb; a word in capitals ("NASA") or "I" stays.
+    A goal written as a clause or a thing, not a deed, gets a verb: "no ghost is lost on the road"
+    -> "see that no ghost is lost on the road", "the Coral Crown" -> "have the Coral Crown"."""
     first = goal.split(" ", 1)[0]
-    if first == "I" or not first[1:].islower():
-        return goal
-    return goal[:1].lower() + goal[1:]
+    if first != "I" and first[1:].islower():
+        goal = goal[:1].lower() + goal[1:]
+    words = goal.lower().split()
+    if words and words[0] in _SUBJECT_STARTS:
+        return ("see that " if _FINITE_VERBS & set(words[1:]) else "have ") + goal
+    return goal
+
+
+# A goal that opens on one of these is not a verb phrase: "wants to the crown" reads wrong.
+_SUBJECT_STARTS = frozenset("""no the a an every all each her his their its my our nobody everyone everybody
+    someone none she he they it this these those""".split())
+_FINITE_VERBS = frozenset("is are was were will shall can must stays stay gets comes goes returns".split())
 
 
 def beat_starts(world: World, resolved: Resolved, plan: list[Beat], seed: int, candidates: int) -> list[list[str]]:

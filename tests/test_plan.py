@@ -69,6 +69,10 @@ def scripted_complete(texts):
     ("Give her mother back one memory", "give her mother back one memory"),
     ("keep the mill turning", "keep the mill turning"),
     ("NASA to fund the mill", "NASA to fund the mill"),  # a word in capitals is kept
+    ("no ghost is lost on the road", "see that no ghost is lost on the road"),  # a clause
+    ("The mill stays open", "see that the mill stays open"),
+    ("the Coral Crown", "have the Coral Crown"),  # a thing
+    ("her brother home by winter", "have her brother home by winter"),
 ])
 def test_a_goal_reads_as_a_verb_after_wants_to(goal, reads):
     assert after_to(goal) == reads
