@@ -28,7 +28,7 @@ import yaml
 from metagen.chat import DEFAULT_PLAYER
 from metagen.corpus import (ChatRequest, chat_examples, check_example, dialogue_examples, scene_example,
                             story_examples, write_jsonl)
-from metagen.dialogue import speaker_order
+from metagen.dialogue import speaker_order, world_topic
 from metagen.errors import MetagenError
 from metagen.pipeline import make_request
 from metagen.plan import make_plan
@@ -38,6 +38,7 @@ from metagen.world import load_world
 SCENE_TIMES = ("at dawn", "late at night", "on a cold evening", "at midday", "in the rain at dusk")
 EVAL_EVERY = 10  # one world in ten (by its id's hash) is kept aside for evaluation
 CHAT_TURNS = 3
+DIALOGUE_SEED = 1  # draws a new skeleton's dialogue topic
 
 
 def _generator():
@@ -79,7 +80,10 @@ def skeleton(world_path: Path, out: Path) -> str:
     for dialogue in units["dialogues"]:
         request = make_request("dialogue", world, **dialogue)
         lines = [{"speaker": s.name, "text": ""} for s in speaker_order(world, request)]
-        data["dialogues"].append({**dialogue, "lines": lines})
+        # The topic `metagen dialogue --seed 1` would draw, so the lines are written to what the
+        # prompt asks ("" where the world gives none: a prompt with no topic).
+        topic = world_topic(world, request, DIALOGUE_SEED) or ""
+        data["dialogues"].append({**dialogue, "topic": topic, "lines": lines})
     for chat in units["chats"]:
         data["chats"].append({**chat, "turns": [{"line": "", "answer": ""} for _ in range(CHAT_TURNS)]})
     path = out / f"{world.id}.yaml"
@@ -124,7 +128,8 @@ def examples_of(generator, targets_path: Path, *, strict: bool = True):
         if not all(t.strip() for t in texts):
             continue
         request = make_request("dialogue", world, characters=dialogue["characters"],
-                               location=dialogue.get("location"), turns=dialogue["turns"])
+                               location=dialogue.get("location"), turns=dialogue["turns"],
+                               topic=dialogue.get("topic", ""))
         for example in dialogue_examples(generator, world, request, texts):
             found.append((request, _named(example, f"dialogue-{i + 1}/{example.unit}")))
     for i, chat in enumerate(data.get("chats") or []):

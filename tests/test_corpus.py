@@ -220,3 +220,24 @@ def test_skeleton_adds_only_the_sections_a_targets_file_lacks(tmp_path, wide_gen
     _, found = build.examples_of(wide_generator, out / "vale.yaml")
     assert [(type(r).__name__, e.unit, e.completion) for r, e in found] == [("ChatRequest", "chat-1/answer-1",
                                                                              " The miller.\n")]
+
+
+def test_a_skeletons_dialogue_is_written_to_the_topic_its_prompt_names(tmp_path, wide_generator):
+    build = load_build()
+    three = WORLD.replace("characters:\n", "  - {id: lane, name: The Lane}\n  - {id: ford, name: The Ford}\n"
+                          "characters:\n").replace("lore:\n", "  - {id: cy, name: Cy, role: reeve}\nlore:\n")
+    world_path = write_world(tmp_path, three, "vale3.yaml")
+    world, out = load_world(world_path), tmp_path / "targets"
+    build.skeleton(world_path, out)
+    data = build.yaml.safe_load((out / "vale.yaml").read_text())
+    dialogue = data["dialogues"][0]
+    request = make_request("dialogue", world, characters=dialogue["characters"], location=dialogue["location"],
+                           turns=dialogue["turns"])
+    assert dialogue["topic"] == with_topic(world, request, build.DIALOGUE_SEED).topic and dialogue["topic"]
+    for i, line in enumerate(dialogue["lines"]):
+        line["text"] = f"Line {i} about the mill."
+    for topic in (dialogue["topic"], ""):  # a recorded "" is a prompt with no topic
+        (out / "vale.yaml").write_text(build.yaml.safe_dump({**data, "dialogues": [{**dialogue, "topic": topic}]}))
+        _, found = build.examples_of(wide_generator, out / "vale.yaml")
+        task = next(e for _, e in found if e.kind == "line").messages[-1]["content"]
+        assert (f", about {topic}." in task) == bool(topic) and (", about " in task) == bool(topic)
