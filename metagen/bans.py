@@ -14,7 +14,7 @@ import torch
 
 from metagen.errors import ConfigError
 from metagen.logits import NEG_INF, Tokenizer, with_spare_column
-from metagen.scripts import banned_token_ids, token_bytes
+from metagen.scripts import banned_token_ids, vocabulary_bytes
 
 
 class BannedSequencesProcessor:
@@ -91,7 +91,7 @@ _AFTER_HEAD = (",", ":", ";", ".", "—", "–", "\n")
 @functools.lru_cache(maxsize=4)
 def _head_breakers(vocabulary: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[int, ...]]:
     """Every token's text, and the ids of tokens that would end a head as a label or fragment."""
-    texts = tuple(token_bytes(piece).decode("utf-8", errors="ignore") if piece else "" for piece in vocabulary)
+    texts = tuple(data.decode("utf-8", errors="ignore") for data in vocabulary_bytes(vocabulary))
     breakers = tuple(i for i, text in enumerate(texts)
                      if text.lstrip(" ").startswith(_AFTER_HEAD) or text.startswith(" -"))
     return texts, breakers

@@ -38,6 +38,7 @@ ANY = "any"  # the setting that switches the guard off
 # Characters that are letters of no language a world writes in: "Ã"/"Â" start the mojibake of
 # UTF-8 read as Latin-1 ("Ã©" for "é"), control characters never belong in prose (tab, line feed
 # and carriage return do; a NUL byte made `diff` call a scene file binary), U+FFFD is a broken byte.
+_ASCII_LETTER = re.compile("[A-Za-z]")
 MOJIBAKE = re.compile("[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f\u00c2\u00c3\u0080-\u009f\ufffd]")
 # A script holding at least this share of the prose's letters is one the world writes in.
 PROSE_SHARE = 0.2
@@ -94,6 +95,12 @@ def _byte_decoder() -> dict[str, int]:
     return table
 
 
+@functools.lru_cache(maxsize=1)
+def _byte_translation() -> dict[int, int]:
+    """_byte_decoder for str.translate: each alphabet character to the code point of its byte."""
+    return {ord(char): byte for char, byte in _byte_decoder().items()}
+
+
 _BYTE_TOKEN = re.compile(r"^<0x([0-9A-Fa-f]{2})>$")
 
 
@@ -102,10 +109,17 @@ def token_bytes(piece: str) -> bytes | None:
     match = _BYTE_TOKEN.match(piece)
     if match:
         return bytes([int(match.group(1), 16)])
-    decoder = _byte_decoder()
-    if all(c in decoder for c in piece):
-        return bytes(decoder[c] for c in piece)
+    if _byte_decoder().keys() >= set(piece):
+        # Each character becomes the one whose code point is its byte; latin-1 writes those bytes.
+        return piece.translate(_byte_translation()).encode("latin-1")
     return piece.replace("\u2581", " ").encode("utf-8")
+
+
+@functools.lru_cache(maxsize=4)
+def vocabulary_bytes(vocabulary: tuple[str, ...]) -> tuple[bytes, ...]:
+    """Every token's raw bytes (token_bytes; b"" for an empty entry), once per vocabulary: the
+    script guard and the sentence opening both scan all of it in every process."""
+    return tuple(token_bytes(piece) if piece else b"" for piece in vocabulary)
 
 
 def _partial_scripts(tail: bytes) -> set[str]:
@@ -130,7 +144,10 @@ def bytes_scripts(data: bytes) -> set[str]:
     data = data[start:]
     text = data.decode("utf-8", errors="ignore")
     whole = len(text.encode("utf-8"))
-    scripts = {script_of(c) for c in text if c.isalpha()}
+    if text.isascii():  # most of a vocabulary: every letter Latin, script_of not needed
+        scripts = {"latin"} if _ASCII_LETTER.search(text) else set()
+    else:
+        scripts = {script_of(c) for c in text if c.isalpha()}
     if MOJIBAKE.search(text):
         scripts.add("mojibake")
     if whole < len(data) and data[whole] >= 0xC0:
@@ -144,14 +161,14 @@ def banned_token_ids(vocabulary: tuple[str, ...], allowed: tuple[str, ...],
     """Ids of tokens that would write a letter of a script not in `allowed`, or mojibake."""
     allowed_set = set(allowed)
     banned = []
-    for token_id, piece in enumerate(vocabulary):
-        if token_id in exempt_ids or not piece:
+    for token_id, data in enumerate(vocabulary_bytes(vocabulary)):
+        if token_id in exempt_ids or not data:
             continue
-        scripts = bytes_scripts(token_bytes(piece))
+        scripts = bytes_scripts(data)
         if scripts - allowed_set:
             banned.append(token_id)
     return tuple(banned)
 
 
 __all__ = ["ANY", "MOJIBAKE", "SCRIPTS", "banned_token_ids", "bytes_scripts", "foreign_letters", "is_garbled",
-           "prose_scripts", "script_of", "token_bytes"]
+           "prose_scripts", "script_of", "token_bytes", "vocabulary_bytes"]

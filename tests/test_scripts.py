@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from metagen.scripts import banned_token_ids, bytes_scripts, foreign_letters, is_garbled, prose_scripts, script_of, token_bytes
+from metagen.scripts import (_byte_decoder, banned_token_ids, bytes_scripts, foreign_letters, is_garbled, prose_scripts,
+                             script_of, token_bytes, vocabulary_bytes)
 
 
 @pytest.mark.parametrize("char, script", [("a", "latin"), ("é", "latin"), ("—", "latin"), ("Ж", "cyrillic"),
@@ -37,6 +38,16 @@ def test_token_bytes_reads_byte_level_and_sentencepiece_entries():
     assert token_bytes("Ġthe") == b" the"
     assert token_bytes("<0xE3>") == b"\xe3"
     assert token_bytes("\u2581the") == b" the"
+
+
+def test_every_byte_of_the_byte_level_alphabet_reads_back_and_a_vocabulary_is_read_once():
+    alphabet = {byte: char for char, byte in _byte_decoder().items()}
+    assert [token_bytes(alphabet[b]) for b in range(256)] == [bytes([b]) for b in range(256)]
+    whole = "".join(alphabet[b] for b in range(256))
+    assert token_bytes(whole) == bytes(range(256))
+    vocabulary = ("Ġthe", "", "<0xE3>", "日本", whole)
+    assert vocabulary_bytes(vocabulary) == (b" the", b"", b"\xe3", "日本".encode(), bytes(range(256)))
+    assert vocabulary_bytes(vocabulary) is vocabulary_bytes(vocabulary)
 
 
 @pytest.mark.parametrize("data, scripts", [(b" the", {"latin"}), ("é".encode()[:1], {"latin"}),
