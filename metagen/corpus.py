@@ -26,7 +26,7 @@ from metagen.dialogue import continue_dialogue, dialogue_prompt, speaker_order, 
 from metagen.errors import RequestError
 from metagen.pipeline import effective_config
 from metagen.plan import BEAT_SENTENCES, make_plan, story_messages, with_beat
-from metagen.prompts import asked_tense, build_prompt, scene_start_words
+from metagen.prompts import build_prompt, scene_start_words
 from metagen.request import DialogueRequest, Resolved, SceneRequest, StoryRequest, resolve_request
 from metagen.session import Answer, Turn
 from metagen.text import first_sentences, ngrams, words_of
@@ -90,12 +90,12 @@ def story_examples(generator, world: World, request: StoryRequest, seed: int,
 
 
 def scene_example(generator, world: World, request: SceneRequest, text: str) -> Example:
-    """The scene's prompt (metagen.prompts) and its text after metagen's opening, if any. The corpus's
-    scenes were written to open on the place's name and its verb of being ("The Old Mill is"), so a
-    request without its own start words asks for those, not for the ones a seed would draw."""
+    """The scene's prompt (metagen.prompts) and its text after metagen's opening, if any. A request
+    without its own start words asks for the place's name, as metagen's task does when a scene's
+    candidates open on different sense verbs ("The Old Mill smelled of", "... rang with": the
+    default, pipeline._asked_start); the corpus's scenes open on the name and a verb of their own."""
     if request.start is None:
-        tense = asked_tense(world, "scene")
-        request = replace(request, start=scene_start_words(resolve_request(world, request).location, tense))
+        request = replace(request, start=scene_start_words(resolve_request(world, request).location))
     cfg = effective_config(world, "scene", None, None, request)
     prompt = build_prompt(world, request, count_tokens=generator.count_tokens,
                           context_length=generator.context_length, max_new_tokens=cfg.max_new_tokens)
