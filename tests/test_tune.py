@@ -162,3 +162,27 @@ def test_tune_command_writes_an_adapter_that_generation_uses_and_records(runner,
     assert replayed.exit_code == 0 and "identical" in replayed.output
     bad = invoke(runner, "generate", "x", "--model", wide_gguf, "--adapter", tmp_path / "d.jsonl")
     assert bad.exit_code == 2 and "not a metagen adapter" in bad.output
+
+
+def test_off_a_terminal_the_command_reports_steps_in_plain_lines(runner, tmp_path, wide_gguf, monkeypatch):
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps(e.to_dict()) + "\n" for e in [_line(i) for i in range(3)]))
+    result = invoke(runner, "tune", data, "--out", tmp_path / "a.safetensors", "--model", wide_gguf, "--epochs", 1,
+                    "--rank", 2, "--batch", 1)
+    assert result.exit_code == 0, result.output
+    assert "metagen: tune step 3/3, loss " in result.stderr  # the last step, always
+    assert invoke(runner, "tune", data, "--out", tmp_path / "b.safetensors", "--model", wide_gguf, "--epochs", 1,
+                  "--rank", 2, "--batch", 1, "--quiet").stderr.count("tune step") == 0
+
+
+def test_step_lines_come_every_ten_steps_with_the_time_left_at_this_runs_pace(monkeypatch, capsys):
+    from metagen.commands.tune import _StepLines
+
+    clock = iter([100.0, 190.0, 280.0, 300.0])
+    monkeypatch.setattr("metagen.commands.tune.time.monotonic", lambda: next(clock))
+    lines = _StepLines()
+    for step in (51, 60, 70, 75):  # resumed at step 50: 9 steps in 90 s, then 10 s a step
+        lines.step(step, 75, 2.5)
+    assert capsys.readouterr().err.splitlines() == ["metagen: tune step 60/75, loss 2.500, about 2 min left",
+                                                    "metagen: tune step 70/75, loss 2.500, about 1 min left",
+                                                    "metagen: tune step 75/75, loss 2.500"]

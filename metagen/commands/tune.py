@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -58,11 +59,16 @@ def tune_command(
         raise OutputExistsError(f"{checkpoint} holds a stopped run", hint="add --resume to go on, or delete it")
     columns = [TextColumn("tune"), BarColumn(), TextColumn("{task.completed}/{task.total} steps  loss {task.fields[loss]}"),
                TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn()]
-    with Progress(*columns, disable=quiet, transient=True, console=_stderr_console()) as progress:
+    console = _stderr_console()
+    # A bar draws only on a terminal; a run under nohup or in CI gets a line now and then instead.
+    lines = _StepLines() if not quiet and not console.is_terminal else None
+    with Progress(*columns, disable=quiet, transient=True, console=console) as progress:
         task = progress.add_task("tune", total=None, loss="-")
 
         def on_step(step: int, total: int, loss: float) -> None:
             progress.update(task, completed=step, total=total, loss=f"{loss:.3f}")
+            if lines is not None:
+                lines.step(step, total, loss)
 
         def on_epoch(record: dict) -> None:
             held_loss = "" if record["eval_loss"] is None else f", held-aside loss {record['eval_loss']:.4f}"
@@ -78,6 +84,26 @@ def tune_command(
     log = write_atomic(out.with_name(out.name + ".json"), json.dumps(record, indent=1) + "\n", overwrite=True)
     typer.echo(f"wrote {out} ({report.steps} steps, {report.learned_tokens:,} learned tokens an epoch, "
                f"{report.seconds:.0f} s; log {log})")
+
+
+class _StepLines:
+    """Plain progress lines on stderr: every LINE_EVERY steps and the last, with the time left at
+    this run's pace (from its first step, so the held-aside pass before training is not counted)."""
+
+    LINE_EVERY = 10
+
+    def __init__(self):
+        self.first: tuple[int, float] | None = None  # (step, monotonic time) of the first step seen
+
+    def step(self, step: int, total: int, loss: float) -> None:
+        now = time.monotonic()
+        if self.first is None:
+            self.first = (step, now)
+        if step % self.LINE_EVERY and step != total:
+            return
+        done, since = step - self.first[0], now - self.first[1]
+        left = f", about {since / done * (total - step) / 60:.0f} min left" if done and step != total else ""
+        print(f"metagen: tune step {step}/{total}, loss {loss:.3f}{left}", file=sys.stderr, flush=True)
 
 
 def _stderr_console():
