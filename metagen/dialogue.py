@@ -139,8 +139,7 @@ def world_topic(world: World, request: DialogueRequest, seed: int) -> str | None
     just before the lines, gives the conversation something to turn on (experiments/log.md, round
     fourteen)."""
     cast = resolve_request(world, request).characters[:2]
-    scripts = writing_guard(world)["scripts"]
-    wishes = [f"{short_prose_name(c, scripts)}'s wish to {after_to(clause(goal))}" for c in cast for goal in c.goals]
+    wishes = [wish for _, wish in goal_wishes(world, cast)]
     if wishes:
         return random.Random(seed).choice(wishes)
     ids = {c.id for c in cast}
@@ -149,6 +148,13 @@ def world_topic(world: World, request: DialogueRequest, seed: int) -> str | None
             if tie.other in ids and tie.description:
                 return "what lies between them: " + lower_first(clause(tie.description))
     return None
+
+
+def goal_wishes(world: World, cast: Sequence[Character]) -> list[tuple[str, str]]:
+    """Each goal of the cast, and the topic it makes: ("give her mother back one memory",
+    "Maëlle's wish to give her mother back one memory")."""
+    scripts = writing_guard(world)["scripts"]
+    return [(goal, f"{short_prose_name(c, scripts)}'s wish to {after_to(clause(goal))}") for c in cast for goal in c.goals]
 
 
 def with_topic(world: World, request: DialogueRequest, seed: int) -> DialogueRequest:
@@ -523,6 +529,7 @@ __all__ = [
     "EMPTY_LINE",
     "LineStream",
     "choose_speaker",
+    "goal_wishes",
     "clean_dialogue_line",
     "continue_dialogue",
     "dialogue_preamble",

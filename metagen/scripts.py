@@ -38,8 +38,8 @@ ANY = "any"  # the setting that switches the guard off
 # Characters that are letters of no language a world writes in: "Ã"/"Â" start the mojibake of
 # UTF-8 read as Latin-1 ("Ã©" for "é"), control characters never belong in prose (tab, line feed
 # and carriage return do; a NUL byte made `diff` call a scene file binary), U+FFFD is a broken byte.
-_ASCII_LETTER = re.compile("[A-Za-z]")
 MOJIBAKE = re.compile("[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f\u00c2\u00c3\u0080-\u009f\ufffd]")
+_ASCII_LETTER = re.compile("[A-Za-z]")  # bytes_scripts' shortcut: an ASCII text's letters are Latin
 # A script holding at least this share of the prose's letters is one the world writes in.
 PROSE_SHARE = 0.2
 

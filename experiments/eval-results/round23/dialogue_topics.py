@@ -18,9 +18,8 @@ import yaml
 sys.path.insert(0, "corpus")
 from build import _dump  # noqa: E402
 
-from metagen.grounding import writing_guard  # noqa: E402
+from metagen.dialogue import goal_wishes  # noqa: E402
 from metagen.pipeline import make_request  # noqa: E402
-from metagen.plan import after_to, clause, short_prose_name  # noqa: E402
 from metagen.request import resolve_request  # noqa: E402
 from metagen.world import load_world  # noqa: E402
 
@@ -44,10 +43,9 @@ for path in map(Path, sys.argv[1:]):
             continue
         request = make_request("dialogue", world, characters=dialogue["characters"],
                                location=dialogue.get("location"), turns=dialogue["turns"])
-        scripts = writing_guard(world)["scripts"]
         said = stems(" ".join(line.get("text") or "" for line in dialogue["lines"]))
-        wishes = [(len(stems(goal) & said), f"{short_prose_name(c, scripts)}'s wish to {after_to(clause(goal))}")
-                  for c in resolve_request(world, request).characters[:2] for goal in c.goals]
+        wishes = [(len(stems(goal) & said), wish)
+                  for goal, wish in goal_wishes(world, resolve_request(world, request).characters[:2])]
         shared, topic = max(wishes, default=(0, ""))
         shared_counts[shared] += 1
         topic = topic if shared >= MIN_SHARED else ""
