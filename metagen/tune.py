@@ -19,7 +19,7 @@ import json
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from metagen.corpus import Example
 from metagen.errors import ConfigError
 from metagen.files import read_regular_text
-from metagen.lora import TARGET_GROUPS, AdapterConfig, adapter_tensors, attach, save_adapter
+from metagen.lora import TARGET_GROUPS, Adapter, AdapterConfig, LoraLinear, adapter_tensors, attach, save_adapter
 
 CHECKPOINT_STEPS = 50
 MAX_DATA_BYTES = 256 * 1024 * 1024
@@ -67,6 +67,14 @@ class TuneSettings:
     @property
     def adapter(self) -> AdapterConfig:
         return AdapterConfig(rank=self.rank, alpha=self.alpha, targets=TARGET_GROUPS[self.targets])
+
+    def starting_from(self, start: Adapter) -> "TuneSettings":
+        """These settings with the rank, alpha and targets of the adapter training goes on from."""
+        group = next((name for name, targets in TARGET_GROUPS.items() if targets == start.config.targets), None)
+        if group is None:
+            raise ConfigError(f"adapter {start.path}: its targets {list(start.config.targets)} are none of "
+                              f"{', '.join(TARGET_GROUPS)}", hint="start from an adapter `metagen tune` wrote")
+        return replace(self, rank=start.config.rank, alpha=start.config.alpha, targets=group)
 
 
 @dataclass(frozen=True)
@@ -212,12 +220,14 @@ ProgressCallback = Callable[[int, int, float], None]  # (step, total steps, last
 
 
 def tune(model, tokenizer, train: list[Example], held: list[Example], settings: TuneSettings, out: Path, *,
-         base_sha256: str, checkpoint: Path | None = None, resume: bool = False,
+         base_sha256: str, checkpoint: Path | None = None, resume: bool = False, start: Adapter | None = None,
          on_step: ProgressCallback | None = None, on_epoch: Callable[[dict], None] | None = None) -> TuneReport:
     """Train an adapter on `train` (loss on `held` after each epoch) and write it to `out`.
 
     model: the float32 base model (its weights stay frozen); its projections are wrapped in
-    LoraLinear here. checkpoint: where to keep the state a resumed run continues from.
+    LoraLinear here. checkpoint: where to keep the state a resumed run continues from. start: an
+    adapter to go on from (of settings.adapter's rank, alpha and targets) instead of a new one, so
+    a user's own examples add to what the shipped adapter learned; `out` then holds both.
     """
     started = time.perf_counter()
     device = model.device
@@ -228,13 +238,16 @@ def tune(model, tokenizer, train: list[Example], held: list[Example], settings: 
     report = TuneReport(examples=len(train), sequences=len(sequences), tokens=sum(len(s.ids) for s in sequences),
                         learned_tokens=sum(len(s.learned) for s in sequences), left_out=left_out + held_out)
     lora = attach(model, settings.adapter, seed=settings.seed)
+    if start is not None:
+        _start_from(model, start, settings)
     parameters = [p for module in lora for p in (module.lora_a, module.lora_b)]
     model.to(device)
     optimizer = torch.optim.AdamW(parameters, lr=settings.learning_rate, weight_decay=0.0)
     steps_per_epoch = math.ceil(len(sequences) / settings.batch)
     total_steps = steps_per_epoch * settings.epochs
     step = 0
-    fingerprint = {"settings": asdict(settings), "data": data_sha256(sequences), "base": base_sha256}
+    fingerprint = {"settings": asdict(settings), "data": data_sha256(sequences), "base": base_sha256,
+                   "start adapter": start.sha256 if start else ""}
     if resume and checkpoint is not None and checkpoint.exists():
         step, report.epochs, report.eval_loss_before = _restore(checkpoint, fingerprint, lora, optimizer)
     if report.eval_loss_before is None:
@@ -274,6 +287,20 @@ def tune(model, tokenizer, train: list[Example], held: list[Example], settings: 
     report.seconds = time.perf_counter() - started
     report.adapter_sha256 = save_adapter(out, adapter_tensors(model), settings.adapter, base_sha256)
     return report
+
+
+def _start_from(model, start: Adapter, settings: TuneSettings) -> None:
+    """Put the start adapter's A and B into the LoraLinear modules attach() made."""
+    if start.config != settings.adapter:
+        raise ConfigError(f"adapter {start.path}: rank {start.config.rank}, alpha {start.config.alpha:g}, "
+                          f"targets {list(start.config.targets)}; these settings ask for rank {settings.rank}, "
+                          f"alpha {settings.alpha:g}, targets {settings.targets}",
+                          hint="leave --rank, --alpha and --targets out to keep the adapter's own")
+    with torch.no_grad():
+        for name, module in model.named_modules():
+            if isinstance(module, LoraLinear):
+                module.lora_a.copy_(start.tensors[f"{name}.lora_a"])
+                module.lora_b.copy_(start.tensors[f"{name}.lora_b"])
 
 
 def _save_checkpoint(path: Path, fingerprint: dict, lora, optimizer, step: int, report: TuneReport) -> None:

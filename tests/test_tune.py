@@ -128,6 +128,26 @@ def test_a_stopped_run_resumes_to_the_same_adapter(tmp_path):
              base_sha256="0" * 64, checkpoint=checkpoint, resume=True)
 
 
+def test_a_run_from_an_adapter_starts_where_that_adapter_ends(tmp_path):
+    data = _story(3) + [_line(i) for i in range(4)]
+    settings = TuneSettings(rank=4, alpha=8, epochs=2, batch=1, learning_rate=5e-3, warmup_steps=1)
+    first = _fresh(tmp_path, "a.gguf")
+    made = tune(first.model, first.tokenizer, data, data, settings, tmp_path / "a.safetensors", base_sha256="0" * 64)
+    start = load_adapter(tmp_path / "a.safetensors", first.model.args, "0" * 64)
+    again = _fresh(tmp_path, "b.gguf")
+    more = tune(again.model, again.tokenizer, data, data, settings, tmp_path / "b.safetensors", base_sha256="0" * 64,
+                start=start)
+    # Its loss before training is the first adapter's after it, not the bare model's.
+    assert more.eval_loss_before == pytest.approx(made.epochs[-1]["eval_loss"], abs=1e-4)
+    assert more.eval_loss_before < made.eval_loss_before - 0.1
+    assert more.epochs[-1]["eval_loss"] < more.eval_loss_before
+    other = _fresh(tmp_path, "c.gguf")
+    with pytest.raises(ConfigError, match="rank 4, alpha 8"):
+        tune(other.model, other.tokenizer, data, [], TuneSettings(rank=2, alpha=8, epochs=1, batch=1),
+             tmp_path / "c.safetensors", base_sha256="0" * 64, start=start)
+    assert TuneSettings().starting_from(start).adapter == start.config
+
+
 @pytest.mark.parametrize("field, value", [("rank", 0), ("epochs", 0), ("learning_rate", float("nan")),
                                           ("targets", "heads"), ("dtype", "int4")])
 def test_impossible_settings_are_refused(field, value):
@@ -162,6 +182,29 @@ def test_tune_command_writes_an_adapter_that_generation_uses_and_records(runner,
     assert replayed.exit_code == 0 and "identical" in replayed.output
     bad = invoke(runner, "generate", "x", "--model", wide_gguf, "--adapter", tmp_path / "d.jsonl")
     assert bad.exit_code == 2 and "not a metagen adapter" in bad.output
+
+
+def test_tune_command_goes_on_from_an_adapter_and_refuses_what_does_not_fit(runner, tmp_path, wide_gguf):
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps(e.to_dict()) + "\n" for e in _story(3) + [_line(i) for i in range(3)]))
+    first = tmp_path / "a.safetensors"
+    common = ["--model", wide_gguf, "--epochs", 1, "--batch", 1, "--quiet"]
+    assert invoke(runner, "tune", data, "--out", first, "--rank", 2, "--alpha", 4, *common).exit_code == 0
+    more = tmp_path / "b.safetensors"
+    result = invoke(runner, "tune", data, "--out", more, "--from", first, "--eval", data, *common)
+    assert result.exit_code == 0, result.output
+    log = json.loads((tmp_path / "b.safetensors.json").read_text())
+    assert log["settings"]["rank"] == 2 and log["settings"]["alpha"] == 4
+    assert log["from"]["sha256"] == json.loads((tmp_path / "a.safetensors.json").read_text())["adapter_sha256"]
+    for flags, message in ((["--from", first, "--rank", 8], "--rank 8: the adapter --from names has rank 2"),
+                           (["--from", "default"], "ships no adapter"),
+                           (["--from", "none"], "leave --from out"),
+                           (["--from", data], "not a metagen adapter"),
+                           (["--from", tmp_path / "missing.safetensors"], "no such file")):
+        out = tmp_path / "x.safetensors"
+        bad = invoke(runner, "tune", data, "--out", out, *flags, *common)
+        assert bad.exit_code == 2 and message in bad.output, (flags, bad.output)
+        assert not out.exists()
 
 
 def test_off_a_terminal_the_command_reports_steps_in_plain_lines(runner, tmp_path, wide_gguf, monkeypatch):

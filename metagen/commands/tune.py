@@ -24,9 +24,10 @@ def tune_command(
     out: Out,
     held: Held = None,
     epochs: Annotated[int, typer.Option("--epochs", help="Passes over the data, 1 to 100.")] = 2,
-    rank: Annotated[int, typer.Option("--rank", help="The adapter's rank, 1 to 256.")] = 16,
-    alpha: Annotated[float, typer.Option("--alpha", help="The adapter's scale is alpha / rank.")] = 32.0,
-    targets: Annotated[str, typer.Option("--targets", help="Projections to adapt: all | attention | mlp.")] = "all",
+    rank: Annotated[Optional[int], typer.Option("--rank", help="The adapter's rank, 1 to 256. [default: 16, or --from's]", show_default=False)] = None,
+    alpha: Annotated[Optional[float], typer.Option("--alpha", help="The adapter's scale is alpha / rank. [default: 32, or --from's]", show_default=False)] = None,
+    targets: Annotated[Optional[str], typer.Option("--targets", help="Projections to adapt: all | attention | mlp. [default: all, or --from's]", show_default=False)] = None,
+    start: Annotated[Optional[str], typer.Option("--from", help="Go on from an adapter instead of a new one: default (the model's own) or a file `metagen tune` wrote; OUT then holds what both learned.", show_default=False)] = None,
     learning_rate: Annotated[float, typer.Option("--learning-rate", help="AdamW's peak learning rate.")] = 2e-4,
     batch: Annotated[int, typer.Option("--batch", help="Sequences a step, 1 to 256.")] = 4,
     max_tokens: Annotated[int, typer.Option("--max-tokens", help="Longer sequences are left out (reported).")] = 2048,
@@ -45,8 +46,9 @@ def tune_command(
     from metagen.generator import load_model
     from metagen.output import write_atomic
 
-    settings = tuning.TuneSettings(rank=rank, alpha=alpha, targets=targets, epochs=epochs, learning_rate=learning_rate,
-                                   batch=batch, max_tokens=max_tokens, seed=seed, dtype=dtype)
+    given = {key: value for key, value in (("rank", rank), ("alpha", alpha), ("targets", targets)) if value is not None}
+    settings = tuning.TuneSettings(**given, epochs=epochs, learning_rate=learning_rate, batch=batch,
+                                   max_tokens=max_tokens, seed=seed, dtype=dtype)
     if out.exists() and not force:
         raise OutputExistsError(f"{out} exists", hint="give another --out, or --force to overwrite it")
     if out.suffix != ".safetensors":
@@ -54,6 +56,9 @@ def tune_command(
     train = tuning.read_examples(data)
     held_examples = tuning.read_examples(held) if held else []
     generator = load_model(model, dtype="float32", device=device, adapter="none", progress=progress_to_stderr(quiet))
+    start_adapter = _start_adapter(start, generator) if start else None
+    if start_adapter is not None:
+        settings = _settings_from(start_adapter, settings, given)
     checkpoint = out.with_name(out.name + ".checkpoint")
     if checkpoint.exists() and not resume:
         raise OutputExistsError(f"{checkpoint} holds a stopped run", hint="add --resume to go on, or delete it")
@@ -77,13 +82,39 @@ def tune_command(
 
         report = tuning.tune(generator.model, generator.tokenizer, train, held_examples, settings, out,
                              base_sha256=generator.info.sha256, checkpoint=checkpoint, resume=resume,
-                             on_step=on_step, on_epoch=on_epoch)
+                             start=start_adapter, on_step=on_step, on_epoch=on_epoch)
     checkpoint.unlink(missing_ok=True)
     record = {**report.to_dict(), "settings": settings.__dict__, "data": str(data), "eval": str(held or ""),
-              "model": generator.info.to_dict()}
+              "model": generator.info.to_dict(),
+              "from": {"path": start_adapter.path, "sha256": start_adapter.sha256} if start_adapter else None}
     log = write_atomic(out.with_name(out.name + ".json"), json.dumps(record, indent=1) + "\n", overwrite=True)
     typer.echo(f"wrote {out} ({report.steps} steps, {report.learned_tokens:,} learned tokens an epoch, "
                f"{report.seconds:.0f} s; log {log})")
+
+
+def _start_adapter(choice: str, generator):
+    """The adapter --from names (metagen.lora.Adapter), checked against the model being tuned."""
+    from metagen.catalog import KNOWN_MODELS
+    from metagen.generator import adapter_file
+    from metagen.lora import load_adapter
+
+    if choice == "none":
+        raise ConfigError("--from none: leave --from out to start a new adapter")
+    path = adapter_file(choice, KNOWN_MODELS.get(generator.info.name))
+    if path is None:
+        raise ConfigError(f"--from default: the model {generator.info.name} ships no adapter",
+                          hint="give the path of an adapter file `metagen tune` wrote")
+    return load_adapter(path, generator.model.args, generator.info.sha256)
+
+
+def _settings_from(start, settings, given: dict):
+    """settings with --from's rank, alpha and targets; a flag that asks for others is refused."""
+    kept = settings.starting_from(start)
+    for key, value in given.items():
+        if getattr(kept, key) != value:
+            raise ConfigError(f"--{key} {value}: the adapter --from names has {key} {getattr(kept, key)}",
+                              hint=f"leave --{key} out to go on with the adapter's own")
+    return kept
 
 
 class _StepLines:
