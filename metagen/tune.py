@@ -229,6 +229,11 @@ def tune(model, tokenizer, train: list[Example], held: list[Example], settings: 
     adapter to go on from (of settings.adapter's rank, alpha and targets) instead of a new one, so
     a user's own examples add to what the shipped adapter learned; `out` then holds both.
     """
+    if start is not None and start.config != settings.adapter:  # before anything is packed or wrapped
+        raise ConfigError(f"adapter {start.path}: rank {start.config.rank}, alpha {start.config.alpha:g}, "
+                          f"targets {list(start.config.targets)}; these settings ask for rank {settings.rank}, "
+                          f"alpha {settings.alpha:g}, targets {settings.targets}",
+                          hint="leave --rank, --alpha and --targets out to keep the adapter's own")
     started = time.perf_counter()
     device = model.device
     sequences, left_out = pack(tokenizer, train, settings.max_tokens)
@@ -239,7 +244,7 @@ def tune(model, tokenizer, train: list[Example], held: list[Example], settings: 
                         learned_tokens=sum(len(s.learned) for s in sequences), left_out=left_out + held_out)
     lora = attach(model, settings.adapter, seed=settings.seed)
     if start is not None:
-        _start_from(model, start, settings)
+        _start_from(model, start)
     parameters = [p for module in lora for p in (module.lora_a, module.lora_b)]
     model.to(device)
     optimizer = torch.optim.AdamW(parameters, lr=settings.learning_rate, weight_decay=0.0)
@@ -289,13 +294,8 @@ def tune(model, tokenizer, train: list[Example], held: list[Example], settings: 
     return report
 
 
-def _start_from(model, start: Adapter, settings: TuneSettings) -> None:
-    """Put the start adapter's A and B into the LoraLinear modules attach() made."""
-    if start.config != settings.adapter:
-        raise ConfigError(f"adapter {start.path}: rank {start.config.rank}, alpha {start.config.alpha:g}, "
-                          f"targets {list(start.config.targets)}; these settings ask for rank {settings.rank}, "
-                          f"alpha {settings.alpha:g}, targets {settings.targets}",
-                          hint="leave --rank, --alpha and --targets out to keep the adapter's own")
+def _start_from(model, start: Adapter) -> None:
+    """Put the start adapter's A and B into the LoraLinear modules attach() made (of its own shapes)."""
     with torch.no_grad():
         for name, module in model.named_modules():
             if isinstance(module, LoraLinear):
