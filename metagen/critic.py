@@ -72,7 +72,7 @@ COPY_RUN = 6  # a run of this many words shared with the prompt counts as copyin
 WEIGHTS = {"names": 2.0, "details": 1.0, "invented": -2.5, "garbled": -6.0, "banned": -3.0, "copied": -0.5,
            "repetition": -6.0, "markup": -1.0, "unfinished": -0.7, "short": -1.5, "voice": -1.0, "same_start": -1.0,
            "misplaced": -1.5, "listed": -1.0,
-           "echo": -3.0, "pronoun": -2.0, "relatives": -2.0, "ranks": -2.0, "kin": -2.0, "ties": -2.0, "self": -2.0, "stock": -1.0, "dated": -1.5, "restated": -0.5, "tense": -1.5, "logprob": 0.5, "rating": -50.0}
+           "echo": -3.0, "pronoun": -2.0, "relatives": -2.0, "ranks": -2.0, "kin": -2.0, "ties": -2.0, "self": -2.0, "stock": -1.0, "dated": -1.5, "restated": -0.5, "struck": -0.5, "tense": -1.5, "logprob": 0.5, "rating": -50.0}
 # "rating" counts spans over the world's rating (metagen.moderation, at most 3): its weight outweighs every
 # other finding together, so a candidate over the rating loses to any that is not.
 # metagen's own instructions and prompt labels said back ("In your own words:", "I will describe
@@ -333,8 +333,10 @@ def misplaced_facts(text: str, facts: Sequence[Fact]) -> list[str]:
 
 
 def judge(text: str, context: CriticContext, *, logprob: float = 0.0, tokens: int = 0,
-          finish_reason: str = "eos") -> Verdict:
-    """Score one candidate: the model's own words (not metagen's opening)."""
+          finish_reason: str = "eos", struck: int = 0) -> Verdict:
+    """Score one candidate: the model's own words (not metagen's opening).
+
+    struck: how many sentences metagen.editor took out of it (each a small loss: the text is thinner)."""
     words = words_of(text)
     findings: dict[str, float] = {}
     if context.names:
@@ -418,6 +420,8 @@ def judge(text: str, context: CriticContext, *, logprob: float = 0.0, tokens: in
         over = exceeding(text, context.moderation)
         if over:  # recorded only when there is one, so the critic's records of clean candidates stay as they were
             findings["rating"] = float(min(3, over))
+    if struck:  # recorded only when the editor struck something, so verdicts of uncut candidates read as before
+        findings["struck"] = float(min(3, struck))
     findings["logprob"] = logprob / tokens if tokens else 0.0
     return Verdict(findings, sum(WEIGHTS[k] * v for k, v in findings.items()))
 

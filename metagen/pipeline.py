@@ -19,6 +19,7 @@ from typing import Any, Callable, Mapping
 from metagen import __version__
 from metagen.config import MAX_SEED, GenerationConfig, candidate_seed, merge_settings
 from metagen.critic import best_index, critic_context, judge
+from metagen.editor import strike
 from metagen.grounding import stock_phrases, writing_guard
 from metagen.errors import ConfigError, RequestError
 from metagen.moderation import check_mode, policy_for, verdict
@@ -340,8 +341,11 @@ def _choose(world: World, prompt: Prompt, prompt_text: str, cfg: GenerationConfi
     person = world.style.point_of_view or ("second" if scene else "third")
     context = critic_context(world, resolved, prompt_text, cfg, target_words=SCENE_WORDS // 2 if scene else 0,
                              narrator_person=person, moderation=policy, tense=asked_tense(world, prompt.request.kind))
-    verdicts = [judge(o.text, context, logprob=o.logprob, tokens=o.output_tokens, finish_reason=o.finish_reason)
-                for o in options]
+    edits = [strike(o.text, context) for o in options]  # the critic judges what the reader will get
+    for option, edit in zip(options, edits):
+        option.text = edit.text
+    verdicts = [judge(o.text, context, logprob=o.logprob, tokens=o.output_tokens, finish_reason=o.finish_reason,
+                      struck=len(e.struck)) for o, e in zip(options, edits)]
     chosen = best_index(verdicts)
     log.info("%s %s: candidates %s; kept %d", prompt.request.kind, prompt.request.subject,
              ", ".join(f"{v.score:.2f}" for v in verdicts), chosen)

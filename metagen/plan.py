@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from metagen.errors import RequestError
 from metagen.config import MAX_SEED, GenerationConfig, candidate_seed
 from metagen.critic import best_index, critic_context, judge, requested_forms
+from metagen.editor import strike
 from metagen.grounding import character_forms, names_any, writing_guard
 from metagen.prompts import (
     Prompt,
@@ -474,9 +475,13 @@ def _draw_candidates(generator, ids: list[int], beat_cfg: GenerationConfig, coun
         for option in drawn:  # one paragraph: its first sentences, on one line, no list markers, quotes paired
             lines = first_sentences(option.text, beat_cfg.max_sentences).splitlines()
             option.text = balanced_quotes(" ".join(" ".join(_LIST_MARKER.sub("", line.strip()) for line in lines).split()))
+        edits = [strike(o.text, context) for o in drawn]  # judged, kept and read on without its struck sentences
+        for option, edit in zip(drawn, edits):
+            option.text = edit.text
         seeds += more
         options += drawn
-        verdicts += [judge(o.text, context, logprob=o.logprob, tokens=o.output_tokens) for o in drawn]
+        verdicts += [judge(o.text, context, logprob=o.logprob, tokens=o.output_tokens, struck=len(e.struck))
+                     for o, e in zip(drawn, edits)]
     return seeds, options, verdicts
 
 

@@ -1,0 +1,114 @@
+"""The editor: strikes the sentences of a candidate that a reader would strike, before the critic judges it.
+
+A 135M model's paragraph often holds one bad sentence among good ones: a made-up person ("her
+brother Tom"), a year the world never has, a line of the story before said again ("the embers
+of Ashenmere burned with the fire of memory forevermore" in three paragraphs running), or words
+about the text ("Here is the next paragraph:"). The critic can only weigh the whole candidate, so
+such a sentence loses good ones with it, or stays in the chosen text. The editor cuts it, and the
+critic then judges what is left, which is what the reader gets and what the next beat reads.
+
+It never cuts a text's first sentence (it holds the words metagen opened with and names the
+place), nor a sentence that alone says a name the request needs, nor every sentence.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from metagen.critic import _ECHO, _META, _THE_END, CriticContext
+from metagen.grounding import invented_relatives, names_any, off_world_dates, unknown_names
+from metagen.scripts import is_garbled
+from metagen.text import ngrams, words_of
+
+# A sentence ends at . ! ? or … (and the quotes or bracket that close it) before a space or the end,
+# when what follows does not go on in lower case ("Go!" she said is one sentence).
+_SENTENCE_END = re.compile(r"[.!?…]+[\"'”’)]*(?=\s+[^\s a-z]|\s*$)")
+_ABBREVIATIONS = frozenset("Dr Mr Mrs Ms St Mt Prof Capt Sgt Lt".split())
+RESTATED_GRAMS = 3  # a sentence sharing this many word 4-grams with the text before it says it again
+
+
+def split_sentences(text: str) -> list[str]:
+    """text as its sentences, each stripped; what follows the last sentence end is one more."""
+    found, start = [], 0
+    for match in _SENTENCE_END.finditer(text):
+        before = text[start:match.start()].split()
+        if match.group() == "." and before and before[-1] in _ABBREVIATIONS:
+            continue  # "Dr. Nwosu" goes on
+        found.append(text[start:match.end()].strip())
+        start = match.end()
+    if text[start:].strip():
+        found.append(text[start:].strip())
+    return [s for s in found if s]
+
+
+@dataclass(frozen=True)
+class Edit:
+    """A text after the editor: what is left, and each struck sentence with why."""
+
+    text: str
+    struck: tuple[tuple[str, str], ...] = ()  # (reason, sentence)
+
+
+def strike(text: str, context: CriticContext) -> Edit:
+    """text without its sentences that make up a person or a year, say the text before again, talk
+    about the text, or are garbled; unchanged when none does or when only the first would be left out.
+
+    What counts as made up is the critic's own reading of the whole text (grounding.unknown_names,
+    invented_relatives, off_world_dates), so a sentence is struck for what the critic would count."""
+    sentences = split_sentences(text)
+    if len(sentences) < 2:
+        return Edit(text)
+    made_up = set(unknown_names(text, context.vocabulary, context.spellings))
+    years = set(off_world_dates(text, context.dates)) if context.dates is not None else set()
+    seen = set(context.earlier)
+    kept: list[str] = [sentences[0]]
+    struck: list[tuple[str, str]] = []
+    seen.update(ngrams(words_of(sentences[0]), 4))
+    for sentence in sentences[1:]:
+        reason = _fault(sentence, context, made_up, years, seen)
+        if reason:
+            struck.append((reason, sentence))
+        else:
+            kept.append(sentence)
+            seen.update(ngrams(words_of(sentence), 4))
+    if not struck:
+        return Edit(text)
+    # A sentence that alone says a name the request needs stays: naming the cast outweighs its fault.
+    for forms in context.names:
+        if names_any(" ".join(kept), forms):
+            continue
+        for i, (reason, sentence) in enumerate(struck):
+            if names_any(sentence, forms):
+                kept.insert(_position(sentences, kept, sentence), sentence)
+                del struck[i]
+                break
+    return Edit(" ".join(kept), tuple(struck)) if struck else Edit(text)
+
+
+def _fault(sentence: str, context: CriticContext, made_up: set[str], years: set[str], seen: set) -> str:
+    """Why a reader would strike this sentence ("" when not)."""
+    words = re.findall(r"[\w'’-]+", sentence)
+    if made_up and any(w in made_up or re.sub(r"['’]s$", "", w) in made_up for w in words):
+        return "invented"
+    if invented_relatives(sentence, context.relations):  # "her brother" in a world without one
+        return "invented"
+    if years and any(y in sentence for y in years):
+        return "dated"
+    if _ECHO.search(sentence) or _META.search(sentence) or _THE_END.search(sentence):
+        return "echo"
+    if is_garbled(sentence, context.scripts, context.exempt):
+        return "garbled"
+    grams = set(ngrams(words_of(sentence), 4))
+    if len(grams & seen) >= RESTATED_GRAMS:
+        return "restated"
+    return ""
+
+
+def _position(sentences: list[str], kept: list[str], sentence: str) -> int:
+    """Where a restored sentence goes among the kept ones: after those that came before it."""
+    order = sentences.index(sentence)
+    return sum(1 for s in kept if sentences.index(s) < order)
+
+
+__all__ = ["Edit", "RESTATED_GRAMS", "split_sentences", "strike"]
