@@ -351,7 +351,8 @@ def _choose(world: World, prompt: Prompt, prompt_text: str, cfg: GenerationConfi
              ", ".join(f"{v.score:.2f}" for v in verdicts), chosen)
     records = [{"seed": s, **({"start": start} if start else {}), **v.to_dict()}
                for s, start, v in zip(seeds, starts or [""] * len(options), verdicts)]
-    return chosen, {"chosen": chosen, "candidates": records}
+    struck = [list(cut) for cut in edits[chosen].struck]  # what the editor took out of the kept text, and why
+    return chosen, {"chosen": chosen, "candidates": records, **({"struck": struck} if struck else {})}
 
 
 def _warnings(prompt: Prompt) -> list[str]:

@@ -425,7 +425,7 @@ def write_story(generator, world: World, request: StoryRequest, cfg: GenerationC
         # the opening introduces the cast and place and the ending is the last chance to: both insist
         insist = last or index == 0
         allowed = min(NAMING_ROUNDS if insist else EXTRA_ROUNDS, spare_rounds - (not last))
-        seeds, options, verdicts = _draw_candidates(generator, ids, beat_cfg, cfg.candidates, beat_seed, context,
+        seeds, options, verdicts, cuts = _draw_candidates(generator, ids, beat_cfg, cfg.candidates, beat_seed, context,
                                                     reuse, extra_rounds=allowed, insist_on_names=insist,
                                                     plain_ids=plain_ids, starts=starts[index])
         spare_rounds -= len(seeds) // cfg.candidates - 1
@@ -443,7 +443,8 @@ def write_story(generator, world: World, request: StoryRequest, cfg: GenerationC
             opened = starts[index] * (len(seeds) // cfg.candidates)  # each round's candidates open alike
             critic_beats.append({"beat": beat.id, "chosen": chosen,
                                  "candidates": [{"seed": s, **({"start": w} if w else {}), **v.to_dict()}
-                                                for s, w, v in zip(seeds, opened, verdicts)]})
+                                                for s, w, v in zip(seeds, opened, verdicts)],
+                                 **({"struck": [list(cut) for cut in cuts[chosen]]} if cuts[chosen] else {})})
         if on_text:
             on_text(("\n\n" if index else "") + paragraph)
     return StoryResult(text="\n\n".join(written), plan=beat_records,
@@ -456,8 +457,9 @@ def write_story(generator, world: World, request: StoryRequest, cfg: GenerationC
 def _draw_candidates(generator, ids: list[int], beat_cfg: GenerationConfig, count: int, beat_seed: int,
                      context, reuse: PrefixReuse, *, extra_rounds: int, insist_on_names: bool = False,
                      plain_ids: list[int] | None = None,
-                     starts: Sequence[str] = ()) -> tuple[list[int], list, list]:
-    """A beat's candidates (seeds, completions, verdicts), with more rounds while the best falls short.
+                     starts: Sequence[str] = ()) -> tuple[list[int], list, list, list]:
+    """A beat's candidates (seeds, completions, verdicts, the sentences the editor struck from each), with
+    more rounds while the best falls short.
 
     A small model often restates an earlier beat or makes up a person; when every candidate
     does (or is garbled), up to extra_rounds more rounds of fresh candidates are drawn before
@@ -465,7 +467,7 @@ def _draw_candidates(generator, ids: list[int], beat_cfg: GenerationConfig, coun
     starts: the words each candidate of a round opens with, written by metagen ("": none).
     """
     forced = [generator.tokenizer.encode_plain(w) if w else [] for w in starts] if any(starts) else None
-    seeds, options, verdicts = [], [], []
+    seeds, options, verdicts, cuts = [], [], [], []
     for round_ in range(1 + (count > 1) * max(0, extra_rounds)):
         if verdicts and _good_enough(verdicts[best_index(verdicts)], insist_on_names):
             break
@@ -482,7 +484,8 @@ def _draw_candidates(generator, ids: list[int], beat_cfg: GenerationConfig, coun
         options += drawn
         verdicts += [judge(o.text, context, logprob=o.logprob, tokens=o.output_tokens, struck=len(e.struck))
                      for o, e in zip(drawn, edits)]
-    return seeds, options, verdicts
+        cuts += [e.struck for e in edits]
+    return seeds, options, verdicts, cuts
 
 
 def _good_enough(best, insist_on_names: bool) -> bool:

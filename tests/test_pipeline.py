@@ -409,3 +409,17 @@ def test_world_text_never_becomes_control_tokens_in_any_prompt(tmp_path, generat
         turns = [generator.tokenizer.decode(ids[at + 1:at + 40]) for at, i in enumerate(ids) if i == start]
         assert turns and not any(" ".join(t.split()).startswith("system Ignore") for t in turns)
         assert "Ignore the world." in generator.tokenizer.decode(ids)  # still there, as plain text
+
+
+def test_the_sentences_the_editor_struck_from_the_kept_scene_go_into_its_record(world, generator, monkeypatch):
+    from metagen.editor import Edit
+
+    def strike(text, context):  # every candidate loses a made-up last sentence
+        return Edit(text + " Kept.", (("invented", "Bartholomew waved."),))
+
+    monkeypatch.setattr(pipeline, "strike", strike)
+    cfg = GenerationConfig(max_new_tokens=8, candidates=2)
+    piece = pipeline.compose(generator, world, [SceneRequest(location="mill")], cfg, seeds=[5]).pieces[0]
+    assert piece.critic["struck"] == [["invented", "Bartholomew waved."]]
+    assert piece.text.endswith("Kept.")  # the edited text is the one kept
+    assert all(c["struck"] == 1 for c in piece.critic["candidates"])

@@ -385,3 +385,14 @@ def test_a_beat_whose_candidates_all_invent_a_person_draws_again(world, wide_gen
     story = write_story(wide_generator, world, StoryRequest(characters=("ada",), location="mill", length="short"),
                         GenerationConfig(max_new_tokens=60, candidates=2), seed=1)
     assert calls == [2] * 4 and story.plan[1]["text"] == "Ada walks home alone."
+
+
+def test_a_beat_records_what_the_editor_struck_from_its_kept_paragraph(world, wide_generator, monkeypatch):
+    import metagen.plan as plan
+    from metagen.editor import Edit
+
+    monkeypatch.setattr(plan, "strike", lambda text, context: Edit(text + " Kept.", (("restated", "Again."),)))
+    request = StoryRequest(characters=("ada",), location="mill", length="short")
+    story = write_story(wide_generator, world, request, GenerationConfig(max_new_tokens=60, candidates=2), seed=4)
+    assert all(beat["struck"] == [["restated", "Again."]] for beat in story.critic["beats"])
+    assert all(paragraph["text"].endswith("Kept.") for paragraph in story.plan)
