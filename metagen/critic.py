@@ -332,6 +332,11 @@ def misplaced_facts(text: str, facts: Sequence[Fact]) -> list[str]:
     return found + ([mismatch] if mismatch else [])
 
 
+def echo_count(text: str) -> int:
+    """How often text says metagen's instructions back or talks about itself ("Here is the next paragraph:")."""
+    return len(_ECHO.findall(text)) + len(_META.findall(text)) + len(_THE_END.findall(text))
+
+
 def judge(text: str, context: CriticContext, *, logprob: float = 0.0, tokens: int = 0,
           finish_reason: str = "eos", struck: int = 0) -> Verdict:
     """Score one candidate: the model's own words (not metagen's opening).
@@ -377,7 +382,7 @@ def judge(text: str, context: CriticContext, *, logprob: float = 0.0, tokens: in
     stock = len(_STOCK.findall(text))
     if stock:  # recorded only when there is one, so the critic's records of plain candidates read as before
         findings["stock"] = float(min(3, stock))
-    echoes = len(_ECHO.findall(text)) + len(_META.findall(text)) + len(_THE_END.findall(text))
+    echoes = echo_count(text)
     script_lines = len(_SCRIPT_LINE.findall(text))  # one "The Docks: ..." is a label, two or more a script
     findings["echo"] = float(min(2, echoes + (script_lines if script_lines >= 2 else 0)))
     stripped = text.rstrip().rstrip("\"'”’)")
@@ -442,5 +447,5 @@ def best_index(verdicts: Sequence[Verdict]) -> int:
 
 
 __all__ = ["COPY_RUN", "CriticContext", "Fact", "Verdict", "WEIGHTS", "banned_hits", "best_index", "critic_context",
-           "distinct_n", "judge", "longest_shared_run", "misplaced_facts", "place_facts", "repetition",
+           "distinct_n", "echo_count", "judge", "longest_shared_run", "misplaced_facts", "place_facts", "repetition",
            "requested_forms", "same_verb_forms"]

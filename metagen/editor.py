@@ -16,30 +16,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from metagen.critic import _ECHO, _META, _THE_END, CriticContext
+from metagen.critic import CriticContext, echo_count
 from metagen.grounding import invented_relatives, names_any, off_world_dates, unknown_names
 from metagen.scripts import is_garbled
-from metagen.text import ngrams, words_of
+from metagen.text import ngrams, split_sentences, words_of
 
-# A sentence ends at . ! ? or … (and the quotes or bracket that close it) before a space or the end,
-# when what follows does not go on in lower case ("Go!" she said is one sentence).
-_SENTENCE_END = re.compile(r"[.!?…]+[\"'”’)]*(?=\s+[^\s a-z]|\s*$)")
-_ABBREVIATIONS = frozenset("Dr Mr Mrs Ms St Mt Prof Capt Sgt Lt".split())
 RESTATED_GRAMS = 3  # a sentence sharing this many word 4-grams with the text before it says it again
-
-
-def split_sentences(text: str) -> list[str]:
-    """text as its sentences, each stripped; what follows the last sentence end is one more."""
-    found, start = [], 0
-    for match in _SENTENCE_END.finditer(text):
-        before = text[start:match.start()].split()
-        if match.group() == "." and before and before[-1] in _ABBREVIATIONS:
-            continue  # "Dr. Nwosu" goes on
-        found.append(text[start:match.end()].strip())
-        start = match.end()
-    if text[start:].strip():
-        found.append(text[start:].strip())
-    return [s for s in found if s]
 
 
 @dataclass(frozen=True)
@@ -61,29 +43,24 @@ def strike(text: str, context: CriticContext) -> Edit:
         return Edit(text)
     made_up = set(unknown_names(text, context.vocabulary, context.spellings))
     years = set(off_world_dates(text, context.dates)) if context.dates is not None else set()
-    seen = set(context.earlier)
-    kept: list[str] = [sentences[0]]
-    struck: list[tuple[str, str]] = []
-    seen.update(ngrams(words_of(sentences[0]), 4))
-    for sentence in sentences[1:]:
+    seen = set(context.earlier) | set(ngrams(words_of(sentences[0]), 4))
+    faults: dict[int, str] = {}  # sentence index -> why it is struck
+    for i, sentence in enumerate(sentences[1:], start=1):
         reason = _fault(sentence, context, made_up, years, seen)
         if reason:
-            struck.append((reason, sentence))
+            faults[i] = reason
         else:
-            kept.append(sentence)
             seen.update(ngrams(words_of(sentence), 4))
-    if not struck:
-        return Edit(text)
     # A sentence that alone says a name the request needs stays: naming the cast outweighs its fault.
     for forms in context.names:
-        if names_any(" ".join(kept), forms):
-            continue
-        for i, (reason, sentence) in enumerate(struck):
-            if names_any(sentence, forms):
-                kept.insert(_position(sentences, kept, sentence), sentence)
-                del struck[i]
-                break
-    return Edit(" ".join(kept), tuple(struck)) if struck else Edit(text)
+        if faults and not names_any(" ".join(s for i, s in enumerate(sentences) if i not in faults), forms):
+            restored = next((i for i in faults if names_any(sentences[i], forms)), None)
+            if restored is not None:
+                del faults[restored]
+    if not faults:
+        return Edit(text)
+    kept = " ".join(s for i, s in enumerate(sentences) if i not in faults)
+    return Edit(kept, tuple((reason, sentences[i]) for i, reason in faults.items()))
 
 
 def _fault(sentence: str, context: CriticContext, made_up: set[str], years: set[str], seen: set) -> str:
@@ -95,20 +72,13 @@ def _fault(sentence: str, context: CriticContext, made_up: set[str], years: set[
         return "invented"
     if years and any(y in sentence for y in years):
         return "dated"
-    if _ECHO.search(sentence) or _META.search(sentence) or _THE_END.search(sentence):
+    if echo_count(sentence):
         return "echo"
     if is_garbled(sentence, context.scripts, context.exempt):
         return "garbled"
-    grams = set(ngrams(words_of(sentence), 4))
-    if len(grams & seen) >= RESTATED_GRAMS:
+    if len(set(ngrams(words_of(sentence), 4)) & seen) >= RESTATED_GRAMS:
         return "restated"
     return ""
 
 
-def _position(sentences: list[str], kept: list[str], sentence: str) -> int:
-    """Where a restored sentence goes among the kept ones: after those that came before it."""
-    order = sentences.index(sentence)
-    return sum(1 for s in kept if sentences.index(s) < order)
-
-
-__all__ = ["Edit", "RESTATED_GRAMS", "split_sentences", "strike"]
+__all__ = ["Edit", "RESTATED_GRAMS", "strike"]

@@ -70,6 +70,24 @@ def first_sentences(text: str, limit: int) -> str:
     return text[:kept].rstrip() if kept else text.rstrip()
 
 
+# Where split_sentences ends a sentence: as _SENTENCE_END, but not before words that go on in lower
+# case ("Go!" she said is one sentence).
+_SENTENCE_BREAK = re.compile(r"[.!?…]+[\"'”’)]*(?=\s+[^\s a-z]|\s*$)")
+
+
+def split_sentences(text: str) -> list[str]:
+    """text as its sentences, each stripped; what follows the last sentence end is one more."""
+    found, start = [], 0
+    for match in _SENTENCE_BREAK.finditer(text):
+        before = text[start:match.start()].split()
+        if match.group() == "." and before and before[-1] in _ABBREVIATIONS:
+            continue  # "Dr. Nwosu" goes on
+        found.append(text[start:match.end()].strip())
+        start = match.end()
+    found.append(text[start:].strip())
+    return [s for s in found if s]
+
+
 def closest(word: str, options: Iterable[str], cutoff: float = 0.6) -> str | None:
     """The option most like word (difflib's ratio at least cutoff), or None."""
     close = difflib.get_close_matches(word, list(options), n=1, cutoff=cutoff)

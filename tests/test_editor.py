@@ -8,10 +8,10 @@ import pytest
 
 from metagen.config import GenerationConfig
 from metagen.critic import critic_context, judge
-from metagen.editor import split_sentences, strike
+from metagen.editor import strike
 from metagen.grounding import writing_guard
 from metagen.prompts import SceneRequest, StoryRequest, resolve_request
-from metagen.text import ngrams, words_of
+from metagen.text import ngrams, split_sentences, words_of
 from metagen.world import load_world
 
 from conftest import write_world
