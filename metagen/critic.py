@@ -11,7 +11,7 @@ metagen.grounding's; the text metrics here serve `metagen eval` as well.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,6 +73,19 @@ WEIGHTS = {"names": 2.0, "details": 1.0, "invented": -2.5, "garbled": -6.0, "ban
            "repetition": -6.0, "markup": -1.0, "unfinished": -0.7, "short": -1.5, "voice": -1.0, "same_start": -1.0,
            "misplaced": -1.5, "listed": -1.0,
            "echo": -3.0, "pronoun": -2.0, "relatives": -2.0, "ranks": -2.0, "kin": -2.0, "ties": -2.0, "self": -2.0, "stock": -1.0, "dated": -1.5, "restated": -0.5, "struck": -0.5, "tense": -1.5, "logprob": 0.5, "rating": -50.0}
+# Story beats and scenes: the same findings weighed as blind readers weighed them. Fitted in round
+# twenty-six (experiments/eval-results/round26/fit_weights.py: a logistic model of readers' best and
+# worst picks among the candidates of 114 pools on 9 worlds, held near WEIGHTS) and rounded: readers
+# chose the fluent candidate (a high mean token log-probability) and the one using the cast's and
+# place's details far more often than WEIGHTS did, and stock phrases did not move them. Copied and
+# restated words keep their weights: fitted to nothing as well, they let whole stories paste the
+# brief and say one thing three times (a full fit's stories: copied 16.7% -> 46.7%). The critic then
+# picked the readers' best in 43% of those pools (each world held out of its fit) instead of 32%
+# (chance 23%), and in 39 of 68 pools of four held-aside worlds read afterwards instead of 35 (the
+# readers' worst in 5 instead of 8).
+# Dialogue lines and chat answers, which readers did not pick among here, keep WEIGHTS.
+NARRATION_WEIGHTS = {**WEIGHTS, "logprob": 2.25, "details": 2.25, "names": 2.25, "stock": 0.0, "struck": -1.0,
+                     "voice": -2.0, "pronoun": -1.75, "misplaced": -1.25, "dated": -1.75}
 # "rating" counts spans over the world's rating (metagen.moderation, at most 3): its weight outweighs every
 # other finding together, so a candidate over the rating loses to any that is not.
 # metagen's own instructions and prompt labels said back ("In your own words:", "I will describe
@@ -338,10 +351,11 @@ def echo_count(text: str) -> int:
 
 
 def judge(text: str, context: CriticContext, *, logprob: float = 0.0, tokens: int = 0,
-          finish_reason: str = "eos", struck: int = 0) -> Verdict:
+          finish_reason: str = "eos", struck: int = 0, weights: Mapping[str, float] = WEIGHTS) -> Verdict:
     """Score one candidate: the model's own words (not metagen's opening).
 
-    struck: how many sentences metagen.editor took out of it (each a small loss: the text is thinner)."""
+    struck: how many sentences metagen.editor took out of it (each a small loss: the text is thinner).
+    weights: WEIGHTS for spoken lines, NARRATION_WEIGHTS for story beats and scenes."""
     words = words_of(text)
     findings: dict[str, float] = {}
     if context.names:
@@ -428,7 +442,7 @@ def judge(text: str, context: CriticContext, *, logprob: float = 0.0, tokens: in
     if struck:  # recorded only when the editor struck something, so verdicts of uncut candidates read as before
         findings["struck"] = float(min(3, struck))
     findings["logprob"] = logprob / tokens if tokens else 0.0
-    return Verdict(findings, sum(WEIGHTS[k] * v for k, v in findings.items()))
+    return Verdict(findings, sum(weights[k] * v for k, v in findings.items()))
 
 
 # The same text sampled in two rows of a batch scores up to ~1e-6 apart (the rows' sums are rounded
@@ -446,6 +460,6 @@ def best_index(verdicts: Sequence[Verdict]) -> int:
     return best
 
 
-__all__ = ["COPY_RUN", "CriticContext", "Fact", "Verdict", "WEIGHTS", "banned_hits", "best_index", "critic_context",
+__all__ = ["COPY_RUN", "CriticContext", "Fact", "NARRATION_WEIGHTS", "Verdict", "WEIGHTS", "banned_hits", "best_index", "critic_context",
            "distinct_n", "echo_count", "judge", "longest_shared_run", "misplaced_facts", "place_facts", "repetition",
            "requested_forms", "same_verb_forms"]

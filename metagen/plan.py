@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 
 from metagen.errors import RequestError
 from metagen.config import MAX_SEED, GenerationConfig, candidate_seed
-from metagen.critic import best_index, critic_context, judge, requested_forms
+from metagen.critic import NARRATION_WEIGHTS, best_index, critic_context, judge, requested_forms
 from metagen.editor import strike
 from metagen.grounding import character_forms, names_any, writing_guard
 from metagen.prompts import (
@@ -51,7 +51,9 @@ EXTRA_ROUNDS = 1  # more rounds of candidates a beat may draw when its best scor
 NAMING_ROUNDS = 2  # ... the opening and the ending may draw, also while the best leaves a requested name out
 STORY_EXTRA_ROUNDS = 2  # more rounds a whole story may draw (its time: at most beats + 2 rounds), one kept for
 # the ending, the last chance to name the cast and place
-ROUND_AGAIN_BELOW = -3.0  # e.g. every candidate copies ten words of the story so far, or is garbled
+# The best candidate's score less its fluency term (the log-probability's, which is never positive):
+# below this, e.g. every candidate is garbled or says a banned word, another round is drawn.
+ROUND_AGAIN_BELOW = -2.5
 _POV = {"first": "the first person", "second": "the second person", "third": "the third person"}
 
 
@@ -482,8 +484,8 @@ def _draw_candidates(generator, ids: list[int], beat_cfg: GenerationConfig, coun
             option.text = edit.text
         seeds += more
         options += drawn
-        verdicts += [judge(o.text, context, logprob=o.logprob, tokens=o.output_tokens, struck=len(e.struck))
-                     for o, e in zip(drawn, edits)]
+        verdicts += [judge(o.text, context, logprob=o.logprob, tokens=o.output_tokens, struck=len(e.struck),
+                           weights=NARRATION_WEIGHTS) for o, e in zip(drawn, edits)]
         cuts += [e.struck for e in edits]
     return seeds, options, verdicts, cuts
 
@@ -491,7 +493,8 @@ def _draw_candidates(generator, ids: list[int], beat_cfg: GenerationConfig, coun
 def _good_enough(best, insist_on_names: bool) -> bool:
     """Whether a beat's best candidate so far can be kept without drawing another round."""
     names_said = best.findings.get("names", 1.0) == 1.0
-    return (best.score > ROUND_AGAIN_BELOW and not best.findings.get("invented")
+    fluency = NARRATION_WEIGHTS["logprob"] * best.findings.get("logprob", 0.0)
+    return (best.score - fluency > ROUND_AGAIN_BELOW and not best.findings.get("invented")
             and (names_said or not insist_on_names))
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from metagen.config import GenerationConfig
-from metagen.critic import best_index, critic_context, judge, longest_shared_run
+from metagen.critic import NARRATION_WEIGHTS, WEIGHTS, best_index, critic_context, judge, longest_shared_run
 from metagen.grounding import (
     HE_WORDS,
     SHE_WORDS,
@@ -53,6 +53,23 @@ def world(tmp_path):
 def context_for(world, request, prompt_text="", **kw):
     cfg = GenerationConfig(banned=("dragon",), **writing_guard(world))
     return critic_context(world, resolve_request(world, request), prompt_text, cfg, **kw)
+
+
+def test_narration_weighs_fluency_over_stock_phrases_as_readers_did(world):
+    context = context_for(world, SceneRequest(location="docks", characters=("mira",)))
+    stock = "Mira stands on the Old Docks, a place of grey nets."
+    fluent_with_stock = dict(logprob=-10.0, tokens=10)  # a mean of -1.0 a token
+    halting = dict(logprob=-15.0, tokens=10)  # -1.5 a token
+    for weights in (WEIGHTS, NARRATION_WEIGHTS):
+        verdict = judge(stock, context, weights=weights, **fluent_with_stock)
+        assert verdict.findings["stock"] == 1.0
+        assert verdict.score == pytest.approx(sum(weights[k] * v for k, v in verdict.findings.items()))
+    plain = "Mira stands on the Old Docks among grey nets."
+    # a spoken line's critic still prefers the plain wording though the model found it less likely ...
+    assert judge(plain, context, **halting).score > judge(stock, context, **fluent_with_stock).score
+    # ... narration's (fitted to readers' picks) keeps the fluent one: its stock phrase cost readers nothing
+    assert (judge(stock, context, weights=NARRATION_WEIGHTS, **fluent_with_stock).score
+            > judge(plain, context, weights=NARRATION_WEIGHTS, **halting).score)
 
 
 def test_writing_guard_takes_the_prose_script_and_exempts_names_in_others(world):

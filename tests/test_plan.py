@@ -264,6 +264,8 @@ def test_a_beat_draws_again_while_its_best_candidate_falls_short(findings, insis
 
     assert _good_enough(Verdict(findings, 0.5), insist) is enough
     assert not _good_enough(Verdict({"names": 1.0}, -3.5), insist)  # every candidate scored too low
+    # a clean candidate the model found unlikely is kept: a low log-probability alone draws no more rounds
+    assert _good_enough(Verdict({"names": 1.0, "logprob": -2.0}, 1.5 + 2.25 * -2.0), False)
 
 
 def test_a_plan_that_cannot_fit_is_refused_before_writing(world, tiny_generator):
