@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 
-from metagen.critic import WEIGHTS
-from metagen.text import split_sentences
+from metagen.critic import WEIGHTS, line_faults
+from metagen.text import split_sentences, words_of
 
 args = [a for a in sys.argv[1:] if a != "--extra"]
 lam = 1.0
@@ -24,10 +24,10 @@ if "--lambda" in args:
     i = args.index("--lambda")
     lam = float(args[i + 1])
     del args[i:i + 2]
-fixed: list[str] = []  # --fix a,b: these findings keep today's weights
+fixed: list[str] = ["empty", "rating"]  # --fix a,b: these findings keep today's weights too
 if "--fix" in args:
     i = args.index("--fix")
-    fixed = args[i + 1].split(",")
+    fixed += args[i + 1].split(",")
     del args[i:i + 2]
 test = None
 if "--test" in args:  # --test SHEETS_DIR POOLS.jsonl...: judged by weights fitted on the rest
@@ -48,11 +48,13 @@ def read_votes(sheets: Path) -> dict:
     return votes
 
 EXTRA = {"words50": 0.0, "one_sentence": 0.0}  # not critic findings (yet): measured here from the text
-names = sorted(WEIGHTS) + (list(EXTRA) if "--extra" in sys.argv else [])
+# dialogue.judge_lines takes 10 from an empty line, outside the findings: the same here, held fixed
+LINE_EXTRA = {"empty": -10.0}
+names = sorted(WEIGHTS) + list(LINE_EXTRA) + (list(EXTRA) if "--extra" in sys.argv else [])
 index = {k: i for i, k in enumerate(names)}
 
 
-def features(candidate) -> torch.Tensor:
+def features(candidate, pool=None) -> torch.Tensor:
     x = torch.zeros(len(names), dtype=torch.float64)
     for k, v in candidate["findings"].items():
         if k in index:
@@ -60,10 +62,15 @@ def features(candidate) -> torch.Tensor:
     if "words50" in index:
         x[index["words50"]] = min(len(candidate["text"].split()), 100) / 50
         x[index["one_sentence"]] = float(len(split_sentences(candidate["text"])) <= 1)
+    if pool is not None and pool["kind"] == "dialogue":  # as the critic finds them (0.15.0)
+        x[index["empty"]] = float(not candidate["text"].strip())
+        answered = pool["transcript"][-1][1] if pool["transcript"] else ""
+        for k, v in line_faults(candidate["text"], answered).items():
+            x[index[k]] = v
     return x
 
 
-prior = torch.tensor([{**WEIGHTS, **EXTRA}[k] for k in names], dtype=torch.float64)
+prior = torch.tensor([{**WEIGHTS, **EXTRA, **LINE_EXTRA}[k] for k in names], dtype=torch.float64)
 
 
 def read_items(sheets: Path, pool_files: list[str]) -> tuple[list, dict]:
@@ -75,7 +82,7 @@ def read_items(sheets: Path, pool_files: list[str]) -> tuple[list, dict]:
     for pid, vs in votes.items():
         entry = key[pid]
         pool = pools[entry["pool"]]
-        X = torch.stack([features(c) for c in pool["candidates"]])
+        X = torch.stack([features(c, pool) for c in pool["candidates"]])
         world = pool.get("world") or "?"
         for best, worst in vs:
             items.append((pid, world, X, entry["letters"], best, worst, pool["kind"]))
@@ -161,11 +168,11 @@ if agreement:
 w = fit(items)
 print("fitted on every pool (today -> fitted):")
 for k in names:
-    print(f"  {k:12s} { {**WEIGHTS, **EXTRA}[k]:6.2f} -> {float(w[index[k]]):6.2f}")
+    print(f"  {k:12s} { {**WEIGHTS, **EXTRA, **LINE_EXTRA}[k]:6.2f} -> {float(w[index[k]]):6.2f}")
 
 from metagen.critic import NARRATION_WEIGHTS  # noqa: E402
 
-shipped = torch.tensor([{**NARRATION_WEIGHTS, **EXTRA}.get(k, 0.0) for k in names], dtype=torch.float64)
+shipped = torch.tensor([{**NARRATION_WEIGHTS, **EXTRA, **LINE_EXTRA}.get(k, 0.0) for k in names], dtype=torch.float64)
 print("training pools, NARRATION_WEIGHTS as shipped:", judge_items(items, shipped))
 if test:
     test_items, _ = read_items(Path(test[0]), test[1:])
