@@ -78,8 +78,8 @@ WEIGHTS = {"names": 2.0, "details": 1.0, "invented": -2.5, "garbled": -6.0, "ban
 # worst picks among the candidates of 114 pools on 9 worlds, held near WEIGHTS) and rounded: readers
 # chose the fluent candidate (a high mean token log-probability) and the one using the cast's and
 # place's details far more often than WEIGHTS did, and stock phrases did not move them. Copied and
-# restated words keep their weights: fitted to nothing as well, they let whole stories paste the
-# brief and say one thing three times (a full fit's stories: copied 16.7% -> 46.7%). The critic then
+# restated words keep their weights: fitted, they came to about 0 as well, and the stories of that full
+# fit pasted the brief and said one thing three times (copied 16.7% -> 46.7% of stories). The critic then
 # picked the readers' best in 43% of those pools (each world held out of its fit) instead of 32%
 # (chance 23%), and in 39 of 68 pools of four held-aside worlds read afterwards instead of 35 (the
 # readers' worst in 5 instead of 8).
