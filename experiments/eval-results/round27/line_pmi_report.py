@@ -24,30 +24,34 @@ def read_votes(sheets: Path) -> dict:
     return votes
 
 
-def load(sheets, pmi_path, pool_paths):
+def line_features(pool, s, i):
+    """One line candidate's measures, or None for a pool with nothing said before (no gain to measure)."""
+    if not pool["transcript"]:
+        return None
+    t = max(1, s["tokens"][i])
+    return {"critic": pool["candidates"][i]["score"],
+            "pmi_last": s["full"][i] - s["nolast"][i],
+            "pmi_last_tok": (s["full"][i] - s["nolast"][i]) / t,
+            "pmi_all": s["full"][i] - s["none"][i],
+            "pmi_all_tok": (s["full"][i] - s["none"][i]) / t,
+            "lp_tok": s["full"][i] / t, "tokens": t}
+
+
+def load(sheets, pmi_path, pool_paths, features=line_features):
+    """(features per letter, best letter, worst letter) for every reading of a pool;
+    features(pool, scores, candidate index) gives one candidate's measures (None: skip the pool)."""
     sheets = Path(sheets)
     key = json.load(open(sheets / "key.json"))
     votes = read_votes(sheets)
     pools = [json.loads(line) for p in pool_paths for line in open(p, encoding="utf-8")]
     pmi = [json.loads(line) for line in open(pmi_path)]
-    items = []  # (features per letter, best letter, worst letter)
+    items = []
     for pid, vs in votes.items():
         n = key[pid]["pool"]
-        pool, s = pools[n], pmi[n]
-        if not pool["transcript"]:
+        feats = {letter: features(pools[n], pmi[n], idx[0]) for letter, idx in key[pid]["letters"].items()}
+        if any(f is None for f in feats.values()):
             continue
-        feats = {}
-        for letter, idx in key[pid]["letters"].items():
-            i = idx[0]
-            t = max(1, s["tokens"][i])
-            feats[letter] = {"critic": pool["candidates"][i]["score"],
-                             "pmi_last": s["full"][i] - s["nolast"][i],
-                             "pmi_last_tok": (s["full"][i] - s["nolast"][i]) / t,
-                             "pmi_all": s["full"][i] - s["none"][i],
-                             "pmi_all_tok": (s["full"][i] - s["none"][i]) / t,
-                             "lp_tok": s["full"][i] / t, "tokens": t}
-        for best, worst in vs:
-            items.append((feats, best, worst))
+        items += [(feats, best, worst) for best, worst in vs]
     return items
 
 

@@ -12,30 +12,15 @@ from pathlib import Path
 from metagen.critic import NARRATION_WEIGHTS
 
 sys.path.insert(0, str(Path(__file__).parent))
-from line_pmi_report import read_votes, show  # noqa: E402
+from line_pmi_report import load, show  # noqa: E402
 
 
-def load(sheets, pmi_path, pool_paths):
-    sheets = Path(sheets)
-    key = json.load(open(sheets / "key.json"))
-    votes = read_votes(sheets)
-    pools = [json.loads(line) for p in pool_paths for line in open(p, encoding="utf-8")]
-    pmi = [json.loads(line) for line in open(pmi_path)]
-    items = []
-    for pid, vs in votes.items():
-        n = key[pid]["pool"]
-        pool, s = pools[n], pmi[n]
-        feats = {}
-        for letter, idx in key[pid]["letters"].items():
-            i = idx[0]
-            t = max(1, s["tokens"][i])
-            c = pool["candidates"][i]
-            feats[letter] = {"critic": sum(NARRATION_WEIGHTS.get(k, 0.0) * v for k, v in c["findings"].items()),
-                             "bare": (s["full"][i] - s["bare"][i]) / t, "last": (s["full"][i] - s["last"][i]) / t,
-                             "lp": s["full"][i] / t}
-        for best, worst in vs:
-            items.append((feats, best, worst))
-    return items
+def narration_features(pool, s, i):
+    t = max(1, s["tokens"][i])
+    findings = pool["candidates"][i]["findings"]
+    return {"critic": sum(NARRATION_WEIGHTS.get(k, 0.0) * v for k, v in findings.items()),
+            "bare": (s["full"][i] - s["bare"][i]) / t, "last": (s["full"][i] - s["last"][i]) / t,
+            "lp": s["full"][i] / t}
 
 
 args = sys.argv[1:]
@@ -46,7 +31,7 @@ if "--test" in args:
 for name, spec in (("train", args), ("test", test)):
     if not spec:
         continue
-    items = load(spec[0], spec[1], spec[2:])
+    items = load(spec[0], spec[1], spec[2:], narration_features)
     print(f"{name}: {len(items)} readings")
     for m in ("critic", "bare", "last", "lp"):
         show(m, items, lambda v, m=m: v[m])
