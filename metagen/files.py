@@ -42,6 +42,16 @@ def _check_mode(path: str | os.PathLike, mode: int) -> None:
         raise NotRegularFile(path, kind)
 
 
+def resolved(path: str | os.PathLike) -> Path:
+    """The path with its links followed, or only made absolute where they loop: Python 3.11's
+    Path.resolve raises RuntimeError on a loop, and opening the path then fails with ELOOP,
+    which the caller reports as a file that cannot be read."""
+    try:
+        return Path(path).resolve()
+    except (OSError, RuntimeError):
+        return Path(os.path.abspath(path))
+
+
 def check_regular(path: str | os.PathLike) -> os.stat_result:
     """stat path (following links); NotRegularFile unless it is a regular file."""
     info = os.stat(path)

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from metagen.corpus import Example
 from metagen.errors import ConfigError
-from metagen.files import read_regular_text
+from metagen.files import read_input
 from metagen.lora import TARGET_GROUPS, Adapter, AdapterConfig, LoraLinear, adapter_tensors, attach, save_adapter
 
 CHECKPOINT_STEPS = 50
@@ -107,7 +107,13 @@ class TuneReport:
 
 def read_examples(path: str | Path) -> list[Example]:
     """Examples from a JSON-lines file; a bad line is a ConfigError naming file:line."""
-    text = read_regular_text(Path(path), MAX_DATA_BYTES)
+    data = read_input(path, MAX_DATA_BYTES, "an examples file", ConfigError)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data[:error.start].count(b"\n") + 1
+        raise ConfigError(f"{path}:{line}: not UTF-8 text (byte 0x{data[error.start]:02x})",
+                          hint="save the examples as UTF-8") from None
     examples = []
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():

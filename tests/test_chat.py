@@ -511,3 +511,19 @@ def test_a_terminal_session_streams_retries_undoes_stops_and_ends(world_path, ge
     term.read_until(lambda text: "session saved:" in text)
     assert term.wait() == 0
     assert [t.player for t in read_session(saved)[1]] == ["Hello there.", "Bye.", "Again."]
+
+
+def test_endless_input_without_a_line_break_ends_the_session_with_one_error(monkeypatch):
+    import io
+    import types
+
+    from metagen.commands import chat as chat_command
+    from metagen.errors import InputError
+
+    monkeypatch.setattr(chat_command, "MAX_STDIN_BYTES", 8)
+    monkeypatch.setattr(chat_command, "MAX_SKIPPED_BYTES", 64)
+    monkeypatch.setattr(sys, "stdin", types.SimpleNamespace(buffer=io.BytesIO(b"hello\n" + b"\0" * 1000)))
+    lines = chat_command._read_stdin()
+    assert next(lines) == "hello\n"
+    with pytest.raises(InputError, match="without a line break"):
+        next(lines)

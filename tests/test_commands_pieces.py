@@ -345,6 +345,14 @@ def test_replay_refuses_a_file_that_is_not_a_piece(runner, tmp_path, no_model):
     assert result.exit_code == 2 and "is not a metagen file" in result.stderr
 
 
+def test_replay_of_a_file_that_cannot_be_read_is_bad_input(runner, tmp_path, no_model):
+    (tmp_path / "loop.md").symlink_to("loop.md")
+    for path in (tmp_path / "gone.md", tmp_path / "loop.md"):
+        result = invoke(runner, "replay", path)
+        assert result.exit_code == 2 and f"cannot read {path}" in result.stderr, result.output
+        assert "give the path of a .md or .json file metagen wrote" in result.stderr
+
+
 # ----------------------------------------------------------------------------- the real model
 
 

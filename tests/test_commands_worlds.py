@@ -180,6 +180,17 @@ def test_new_with_out_and_id(runner, tmp_path):
     assert bad.exit_code == 2 and "not a valid id" in bad.output
 
 
+def test_new_refuses_a_name_it_cannot_write_and_leaves_no_file(runner, tmp_path):
+    out = tmp_path / "w.yaml"
+    for name, message in (("", "name is empty"), ("   ", "name is empty"), ("caf\udce9", "not UTF-8 text")):
+        bad = runner.invoke(app, ["worlds", "new", name, "--out", str(out)])
+        assert bad.exit_code == 2 and message in bad.output and "Traceback" not in bad.output, bad.output
+    (tmp_path / "taken").write_text("")
+    bad = runner.invoke(app, ["worlds", "new", "X", "--out", str(tmp_path / "taken" / "w.yaml")])
+    assert bad.exit_code == 1 and "cannot make the folder" in bad.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
+
+
 def test_help_lists_the_commands(runner):
     result = runner.invoke(app, ["worlds", "--help"])
     assert result.exit_code == 0

@@ -392,6 +392,13 @@ def test_read_piece_file_rejects_other_files(tmp_path, name, content, error):
     assert "\n" not in caught.value.one_line()
 
 
+def test_a_piece_cut_short_inside_its_front_matter_says_so(tmp_path):
+    path = tmp_path / "cut.md"
+    path.write_text("---\nkind: story\nseed: 3\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="front matter is never closed"):
+        read_piece_file(path)
+
+
 def test_read_piece_file_missing_is_an_output_error(tmp_path):
     with pytest.raises(OutputError, match="cannot read"):
         read_piece_file(tmp_path / "gone.md")

@@ -1292,7 +1292,7 @@ def test_replay_never_prints_the_contents_of_a_file_it_points_to(tmp_path, world
     (tmp_path / "secret.txt").write_text("root:x:0:0:hunter2-secret:/root:/bin/bash\n", encoding="utf-8")
     _front_matter(tmp_path, FRONT.replace("world_files: [tiny.yaml]", "world_files: [secret.txt]")
                   + "request: {kind: story, characters: [ada]}\n")
-    line = assert_refused_in_bounds("replay", "piece.md", cwd=tmp_path, needles=["secret.txt:1:1: the top level"])
+    line = assert_refused_in_bounds("replay", "piece.md", cwd=tmp_path, needles=["secret.txt, the world piece.md records, cannot be loaded (1 problem)"])
     assert "hunter2" not in line and "root:x" not in line
 
 

@@ -53,6 +53,20 @@ def test_a_bad_line_names_file_and_line(tmp_path, line, message):
         read_examples(path)
 
 
+def test_a_data_file_that_cannot_be_read_is_one_error_naming_it(tmp_path):
+    with pytest.raises(ConfigError, match="missing.jsonl: no such examples file"):
+        read_examples(tmp_path / "missing.jsonl")
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(ConfigError, match="folder is a folder, not an examples file"):
+        read_examples(tmp_path / "folder")
+    (tmp_path / "loop.jsonl").symlink_to("loop.jsonl")
+    with pytest.raises(ConfigError, match="loop.jsonl: cannot be read"):
+        read_examples(tmp_path / "loop.jsonl")
+    (tmp_path / "latin1.jsonl").write_bytes(b'{"prompt": "a", "completion": "b"}\n{"prompt": "caf\xe9"}\n')
+    with pytest.raises(ConfigError, match=r"latin1.jsonl:2: not UTF-8 text \(byte 0xe9\)"):
+        read_examples(tmp_path / "latin1.jsonl")
+
+
 def test_an_empty_file_is_refused(tmp_path):
     (tmp_path / "d.jsonl").write_text("\n")
     with pytest.raises(ConfigError, match="holds no examples"):
@@ -205,6 +219,18 @@ def test_tune_command_goes_on_from_an_adapter_and_refuses_what_does_not_fit(runn
         bad = invoke(runner, "tune", data, "--out", out, *flags, *common)
         assert bad.exit_code == 2 and message in bad.output, (flags, bad.output)
         assert not out.exists()
+
+
+def test_an_out_that_cannot_be_written_is_refused_before_training(runner, tmp_path, wide_gguf):
+    data = tmp_path / "d.jsonl"
+    data.write_text(json.dumps(_line(0).to_dict()) + "\n")
+    (tmp_path / "folder.safetensors").mkdir()
+    for out, message in ((tmp_path / "folder.safetensors", "is a folder"),
+                         (tmp_path / "none" / "a.safetensors", "does not exist")):
+        for force in ([], ["--force"]):
+            bad = invoke(runner, "tune", data, "--out", out, "--model", wide_gguf, "--quiet", *force)
+            assert bad.exit_code == 2 and message in bad.output and "Traceback" not in bad.output, bad.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.jsonl", "folder.safetensors"]
 
 
 def test_off_a_terminal_the_command_reports_steps_in_plain_lines(runner, tmp_path, wide_gguf, monkeypatch):

@@ -231,6 +231,18 @@ def test_missing_path_and_directory(tmp_path):
     assert "is a directory, not a world file" in directory and "folder/world.yaml" in directory
 
 
+def test_links_in_a_loop_are_one_problem_not_a_crash(tmp_path):
+    (tmp_path / "a.yaml").symlink_to("b.yaml")
+    (tmp_path / "b.yaml").symlink_to("a.yaml")
+    (problem,) = problems_of(tmp_path / "a.yaml")
+    assert "cannot be read" in problem and "links point at each other in a loop" in problem
+    (tmp_path / "x1.yaml").symlink_to("x2.yaml")
+    (tmp_path / "x2.yaml").symlink_to("x1.yaml")
+    path = write(tmp_path, {"w.yaml": VALID + "include:\n  - x1.yaml\n"})
+    (problem,) = problems_of(path)
+    assert "include[0]: 'x1.yaml' cannot be read" in problem and "in a loop" in problem
+
+
 def test_size_cap(tmp_path, monkeypatch):
     monkeypatch.setattr(includes, "MAX_FILE_BYTES", 1024)
     path = write(tmp_path, {"w.yaml": VALID + "# " + "x" * 2000 + "\n"})
@@ -320,6 +332,15 @@ def test_lookup_errors_have_hints(tmp_path):
     assert "mira, jonas" in info.value.one_line()
     with pytest.raises(RequestError, match="no location 'harbour'"):
         world.location("harbour")
+
+
+def test_a_name_two_characters_share_asks_for_the_id(tmp_path):
+    text = HEAD + "characters:\n  - {id: b, name: Bea}\n  - {id: c, name: bea}\n"
+    world = load_world(write(tmp_path, {"w.yaml": text}))
+    with pytest.raises(RequestError, match="'Bea' names 2 characters of world .* \\(b, c\\)") as info:
+        world.character("Bea")
+    assert "give the id of the one you mean" in info.value.one_line()
+    assert world.character("c").name == "bea"
 
 
 def test_defaults_are_plain_validated_dicts(tmp_path):

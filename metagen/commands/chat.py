@@ -24,8 +24,10 @@ import typer
 from metagen.commands.options import load_generator, with_decoding_options
 from metagen.commands.pieces import Location, WorldArg
 from metagen.commands.terminal import escaped, json_text, printable
-from metagen.errors import ConfigError, MetagenError, OutputError, OutputExistsError, RequestError
+from metagen.errors import ConfigError, InputError, MetagenError, OutputError, OutputExistsError, RequestError
 from metagen.files import MAX_STDIN_BYTES
+
+MAX_SKIPPED_BYTES = 64 * MAX_STDIN_BYTES  # one line this long without a break ends the session: no text is coming
 
 As = Annotated[Optional[str], typer.Option("--as", "-a", help="The character to talk with (an id or name).", show_default=False)]
 Player = Annotated[Optional[str], typer.Option("--player", help="Your name in the conversation. [default: Visitor]", show_default=False)]
@@ -182,8 +184,13 @@ def _read_stdin() -> Iterator[str]:
         if not raw:
             return
         if len(raw) > MAX_STDIN_BYTES and not raw.endswith(b"\n"):
+            skipped = len(raw)
             while raw and not raw.endswith(b"\n"):  # the rest of the line goes unread into memory
                 raw = sys.stdin.buffer.readline(MAX_STDIN_BYTES)
+                skipped += len(raw)
+                if skipped > MAX_SKIPPED_BYTES:  # /dev/zero, a binary file: no line will ever end
+                    raise InputError(f"standard input sent {MAX_SKIPPED_BYTES // 2**20} MiB without a line break",
+                                     hint="chat reads lines of text; give it text, or --script FILE")
             _note(f"error: a line over {MAX_STDIN_BYTES:,} bytes was skipped (say it in a shorter line)")
             continue
         try:

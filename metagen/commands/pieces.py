@@ -19,7 +19,7 @@ import typer
 from metagen.commands.help import PLAIN_HELP, PanelledCommand
 from metagen.commands.options import load_generator, progress_to_stderr, with_decoding_options, with_parameters
 from metagen.commands.terminal import escaped, printable
-from metagen.errors import ModelError
+from metagen.errors import ConfigError, ModelError, OutputError
 from metagen.text import format_turns
 
 WorldArg = Annotated[Path, typer.Argument(help="A world file (YAML).", show_default=False)]
@@ -327,6 +327,25 @@ def prompt_dialogue(world: WorldArg, as_json: PromptJson = False,
     show_prompt("dialogue", world, fields, settings, model_options, as_json)
 
 
+def _recorded_world(path: str, piece: Path):
+    """The world a piece records, loaded; the path comes from the piece's front matter, so it may
+    name any file: a failure says how many problems, never what the file holds (docs/errors.md)."""
+    from metagen.errors import WorldError
+    from metagen.files import open_regular
+    from metagen.world import load_world
+
+    try:
+        open_regular(path).close()
+    except OSError:  # missing, a FIFO, unreadable: load_world says which, having read nothing
+        return load_world(path)
+    try:
+        return load_world(path)
+    except WorldError as error:
+        count = len(error.problems) or 1
+        raise WorldError(f"{path}, the world {piece} records, cannot be loaded ({count} problem{'s' * (count > 1)})",
+                         hint=f"run `metagen worlds validate {path}` to see them, or give --world") from None
+
+
 def _spoken(data: dict) -> str:
     """What replay compares: the text, or for a dialogue its turns as "Name: line" lines."""
     if data.get("kind") == "dialogue" and data.get("turns"):
@@ -357,10 +376,13 @@ def replay(
 
     from metagen.moderation import check_mode
 
-    data = read_piece_file(file)
+    try:
+        data = read_piece_file(file)
+    except OutputError as error:  # the file asked for cannot be read: bad input, not a failed write
+        raise ConfigError(error.message, hint="give the path of a .md or .json file metagen wrote") from None
     recipe = pipeline.recipe_from_record(data, str(file))
     moderation = check_mode(moderation or (data.get("moderation") or {}).get("mode") or "report")
-    loaded = load_world(world or recipe.world_files[0])
+    loaded = load_world(world) if world else _recorded_world(recipe.world_files[0], file)
     if recipe.world_hash and loaded.content_hash != recipe.world_hash:
         say(f"warning: the world has changed since {file} was made; the text may differ", quiet)
     if data.get("metagen_version") != __version__:

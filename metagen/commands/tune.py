@@ -4,6 +4,7 @@ bar, a checkpoint to --resume from, and the held-aside loss after each epoch."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -49,10 +50,11 @@ def tune_command(
     given = {key: value for key, value in (("rank", rank), ("alpha", alpha), ("targets", targets)) if value is not None}
     settings = tuning.TuneSettings(**given, epochs=epochs, learning_rate=learning_rate, batch=batch,
                                    max_tokens=max_tokens, seed=seed, dtype=dtype)
-    if out.exists() and not force:
-        raise OutputExistsError(f"{out} exists", hint="give another --out, or --force to overwrite it")
     if out.suffix != ".safetensors":
         raise ConfigError(f"--out {out}: an adapter file ends in .safetensors")
+    _check_writable(out)
+    if out.exists() and not force:
+        raise OutputExistsError(f"{out} exists", hint="give another --out, or --force to overwrite it")
     train = tuning.read_examples(data)
     held_examples = tuning.read_examples(held) if held else []
     generator = load_model(model, dtype="float32", device=device, adapter="none", progress=progress_to_stderr(quiet))
@@ -90,6 +92,17 @@ def tune_command(
     log = write_atomic(out.with_name(out.name + ".json"), json.dumps(record, indent=1) + "\n", overwrite=True)
     typer.echo(f"wrote {out} ({report.steps} steps, {report.learned_tokens:,} learned tokens an epoch, "
                f"{report.seconds:.0f} s; log {log})")
+
+
+def _check_writable(out: Path) -> None:
+    """Refuse an --out that could not be written, before the model loads and hours of training run."""
+    folder = out.parent
+    if out.is_dir():
+        raise ConfigError(f"--out {out} is a folder", hint="give the path of a .safetensors file")
+    if not folder.is_dir():
+        raise ConfigError(f"--out {out}: the folder {folder} does not exist", hint="create it, or give another --out")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {out}: the folder {folder} is not writable", hint="give another --out")
 
 
 def _start_adapter(choice: str, generator):

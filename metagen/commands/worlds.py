@@ -18,7 +18,7 @@ import typer
 
 from metagen.commands.help import PLAIN_HELP, PanelledCommand
 from metagen.commands.terminal import escaped, json_text
-from metagen.errors import EXIT_BAD_INPUT, OutputExistsError, WorldError
+from metagen.errors import EXIT_BAD_INPUT, OutputError, OutputExistsError, WorldError
 
 if TYPE_CHECKING:
     from metagen.world import World
@@ -210,15 +210,25 @@ def new_command(
     ] = None,
 ):
     """Write a commented starter world that validates; never overwrites a file."""
+    from metagen.output import write_atomic
     from metagen.text import slugify
     from metagen.world import ID_RE, schema_path, starter_world
 
+    if not name.strip():
+        raise typer.BadParameter("the world's name is empty (give the name it is known by)", param_hint="NAME")
+    if any("\ud800" <= ch <= "\udfff" for ch in name):  # argv bytes that were not UTF-8
+        raise typer.BadParameter("the name is not UTF-8 text (check the terminal's encoding: LANG or LC_ALL "
+                                 "should name UTF-8)", param_hint="NAME")
     world_id = world_id or slugify(name)
     if not ID_RE.match(world_id):
         message = f"'{world_id}' is not a valid id (lower-case a-z, 0-9, '-' or '_')"
         raise typer.BadParameter(message, param_hint="--id")
     out = out or Path("worlds") / f"{world_id}.yaml"
-    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OutputError(f"cannot make the folder {out.parent}: {error.strerror or error}",
+                          hint="give an --out in a folder you can write") from None
     try:  # relative when the schema is close by (a checkout), else absolute
         schema = os.path.relpath(schema_path(), out.parent.resolve())
     except ValueError:  # another drive (Windows)
@@ -226,10 +236,9 @@ def new_command(
     if Path(schema).parts[:3] == ("..",) * 3:
         schema = str(schema_path())
     text = starter_world(name, world_id=world_id, schema=schema, file=str(out))
-    try:
-        with open(out, "x", encoding="utf-8") as handle:
-            handle.write(text)
-    except FileExistsError:
+    try:  # all at once or not at all, and never over a file
+        write_atomic(out, text, overwrite=False)
+    except OutputExistsError:
         hint = "choose another --out; `worlds new` never overwrites"
         raise OutputExistsError(f"{out} already exists", hint=hint) from None
     typer.echo(f"wrote {out}; check it with: metagen worlds validate {out}")

@@ -37,6 +37,8 @@ def parse_front_matter(text: str) -> dict:
     """The YAML front matter of a Markdown file as a dict; ConfigError if there is none."""
     parts = _split_front_matter(text)
     if parts is None:
+        if re.match(r"---[ \t]*\r?\n", text.lstrip("\ufeff")):
+            raise ConfigError("its front matter is never closed (no second --- line: the file may be cut short)")
         raise ConfigError("no YAML front matter (the file does not start with a --- block)")
     try:
         node = compose_yaml(parts[0].encode("utf-8", "surrogatepass"), "front matter")

@@ -6,12 +6,13 @@ before any is parsed, so one missing file fails the world without parsing the ot
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
 from yaml.nodes import MappingNode, Node, SequenceNode
 
-from metagen.files import NotRegularFile, check_regular, read_regular
+from metagen.files import NotRegularFile, check_regular, read_regular, resolved
 from metagen.world.safe_yaml import YamlRefused, compose_yaml, describe_node
 from metagen.world.sections import SectionReader
 from metagen.world.validate import PART_KEYS, TOP_KEYS
@@ -43,9 +44,9 @@ def _read_file(load: SectionReader, path: Path) -> Node | None:
         load.add(None, "", "no such file (check the path; `metagen worlds list` shows the worlds in ./worlds)")
         return None
     except OSError as error:
-        load.add(None, "", f"cannot be read: {error.strerror or error} (check its permissions)")
+        load.add(None, "", f"cannot be read: {error.strerror or error} ({_fix_for(error)})")
         return None
-    load.files.append(path.resolve())
+    load.files.append(resolved(path))
     load.data.append(data)
     try:
         node = compose_yaml(data, "a world file")
@@ -64,6 +65,13 @@ def _read_file(load: SectionReader, path: Path) -> Node | None:
         load.add(node, "", f"the top level is {shown} (expected a mapping of sections: {sections}, ...)")
         return None
     return node
+
+
+def _fix_for(error: OSError) -> str:
+    """What to do about a file that cannot be opened."""
+    if error.errno == errno.ELOOP:
+        return "its links point at each other in a loop: make the link name the real file"
+    return "check its permissions"
 
 
 def read_part(load: SectionReader, path: Path, display: str, stack: tuple[Path, ...], main: bool) -> dict[str, Node]:
@@ -109,7 +117,7 @@ def _include_target(load: SectionReader, parent: Path, parent_display: str, rel:
     if "\0" in rel:  # no file system takes one; pathlib would raise ValueError
         load.add(node, at, f"{rel!r} is not a path: it holds a NUL character (write the included file's path)")
         return None
-    target = (parent.parent / rel).resolve()
+    target = resolved(parent.parent / rel)
     if not load.allow_outside and not target.is_relative_to(load.root):
         tip = "move it inside, or load with allow_outside=True"
         load.add(node, at, f"'{rel}' is outside the world's folder {load.root} ({tip})")
@@ -128,5 +136,5 @@ def _include_target(load: SectionReader, parent: Path, parent_display: str, rel:
             tip = f"looked for {target}; include paths are relative to {parent_display}"
             load.add(node, at, f"'{rel}' not found ({tip})")
         except OSError as error:
-            load.add(node, at, f"'{rel}' cannot be read: {error.strerror or error} (check its permissions)")
+            load.add(node, at, f"'{rel}' cannot be read: {error.strerror or error} ({_fix_for(error)})")
     return None

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from metagen.errors import WorldError
+from metagen.files import resolved
 from metagen.text import did_you_mean
 from metagen.world.includes import read_part
 from metagen.world.sections import SectionReader
@@ -23,8 +24,8 @@ def load_world(path: str | os.PathLike, *, allow_outside: bool = False) -> World
         allow_outside: let `include:` read files outside the world file's folder.
     """
     given = Path(path)
-    load = SectionReader(given.resolve().parent, allow_outside)
-    m = read_part(load, given, str(given), (given.resolve(),), main=True)
+    load = SectionReader(resolved(given).parent, allow_outside)
+    m = read_part(load, given, str(given), (resolved(given),), main=True)
     load.file_no, load.display = 0, str(given)
     header: dict = {}
     if "world" in m:

@@ -169,6 +169,10 @@ def _lookup(items, ref: str, what: str, world_id: str):
     ]
     if len(matches) == 1:
         return matches[0]
+    if matches:
+        ids = ", ".join(item.id for item in matches)
+        raise RequestError(f"'{ref}' names {len(matches)} {what}s of world '{world_id}' ({ids})",
+                           hint=f"give the id of the one you mean: {ids}")
     hint = did_you_mean(ref, [i.id for i in items])
     if "did you mean" in hint:
         hint += f" valid {what} ids: {', '.join(i.id for i in items)}"
