@@ -533,9 +533,13 @@ def recipe_from_record(data: Mapping[str, Any], source: str = "the file") -> Rec
         raise ConfigError(f"{source} does not record {', '.join(missing)}, so it cannot be replayed")
     request_data = dict(data["request"])
     order = request_data.pop("order", "likelihood")
-    request = request_from_dict(request_data)
     seed = data["seed"]
-    cfg = GenerationConfig.from_dict({**data["settings"], "seed": seed})
+    hint = "metagen reads back the files it wrote; restore or regenerate this one"
+    try:  # a damaged or edited record names the file, not a flag the user never gave
+        request = request_from_dict(request_data)
+        cfg = GenerationConfig.from_dict({**data["settings"], "seed": seed})
+    except (ConfigError, RequestError) as error:
+        raise ConfigError(f"{source} records what cannot be replayed: {error.one_line()}", hint=hint) from None
     files = tuple(str(f) for f in data["world_files"] or ())
     if not files:
         raise ConfigError(f"{source} records no world file, so it cannot be replayed")

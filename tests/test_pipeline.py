@@ -337,6 +337,15 @@ def test_recipe_needs_the_record():
         pipeline.recipe_from_record({"request": {"kind": "story"}, "seed": 1, "model": {}, "world_files": ["w"]})
 
 
+def test_a_bad_recorded_setting_or_request_names_the_file():
+    record = {"request": {"kind": "story"}, "seed": 1, "model": {}, "world_files": ["w"], "settings": {}}
+    for change, needle in (({"settings": {"temperature": -1}}, "--temperature must be in [0, 100]"),
+                           ({"request": {"kind": "story", "lenght": "short"}}, "unknown field 'lenght'")):
+        with pytest.raises(ConfigError, match="piece.md records what cannot be replayed") as info:
+            pipeline.recipe_from_record({**record, **change}, "piece.md")
+        assert needle in info.value.one_line()
+
+
 def test_first_difference():
     assert pipeline.first_difference("abc", "abc") is None
     assert pipeline.first_difference("abc", "abd") == 2
