@@ -619,6 +619,15 @@ def test_output_folder_under_a_file(runner, tmp_path, world, no_model, out, need
     assert (tmp_path / "a-file").read_text(encoding="utf-8") == "mine\n"
 
 
+def test_a_file_where_the_worlds_output_folder_goes_fails_before_the_model_loads(runner, tmp_path, world,
+                                                                                 no_model):
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / "tinyville").write_text("mine\n", encoding="utf-8")
+    result = invoke(runner, "story", world, "-c", "ada", "--out", "o")
+    assert_fails_cleanly(result, 1, ["cannot create output folder o/tinyville/story: o/tinyville is a file"],
+                         root=tmp_path)
+
+
 def _fail_write(monkeypatch, where: str, error: BaseException):
     """Make the atomic write fail at one step: half-way through the bytes, at fsync, or at publishing."""
     import metagen.output.writing as writing

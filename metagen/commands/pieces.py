@@ -221,9 +221,11 @@ def run_pieces(kind: str, world_path: Path, fields: dict, opts: OutputOptions, s
     if not opts.stdout:
         check_writable(opts.out)
         recorded = {**request.to_dict(), "order": order} if kind == "dialogue" else request.to_dict()
-        for seed in seeds:
-            check_not_exists(output_path(opts.out, world.id, kind, request.subject, seed, fmt, request=recorded),
-                             opts.overwrite)
+        paths = [output_path(opts.out, world.id, kind, request.subject, seed, fmt, request=recorded) for seed in seeds]
+        for folder in dict.fromkeys(path.parent for path in paths):  # OUT/<world>/<kind>: a file there, read-only
+            check_writable(folder)
+        for path in paths:
+            check_not_exists(path, opts.overwrite)
 
     generator = load_generator(model_options, opts.quiet)
     # Stream on a terminal, one piece at a time: a single piece, or dialogues (made in turn).
