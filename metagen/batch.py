@@ -21,7 +21,7 @@ import yaml
 
 from metagen.config import MAX_SEED, GenerationConfig
 from metagen.errors import ConfigError, MetagenError, OutputExistsError, WorldError
-from metagen.files import read_input
+from metagen.files import read_input, resolved
 from metagen.output import (
     FORMATS,
     OutputFolder,
@@ -361,14 +361,6 @@ def _read_job(problems: _Problems, node, i: int, folder: Path, default_world: Pa
 # ----------------------------------------------------------------------------- planning
 
 
-def _world_key(path: Path) -> Path:
-    """The file a job's world names: `w.yaml`, `./w.yaml` and a link to it are parsed once."""
-    try:
-        return path.resolve()
-    except (OSError, RuntimeError):  # a link loop: load_world names the problem
-        return path
-
-
 def plan_batch(jobs_file: JobsFile, *, out: str | os.PathLike | None = None, fmt: str | None = None,
                cli_settings: Mapping[str, Any] | None = None, shard: tuple[int, int] = (1, 1),
                resume: bool = False, overwrite: bool = False) -> BatchPlan:
@@ -390,9 +382,10 @@ def plan_batch(jobs_file: JobsFile, *, out: str | os.PathLike | None = None, fmt
     index = 0
     for job in jobs_file.jobs:
         try:
-            world = worlds.get(_world_key(job.world))
+            key = resolved(job.world)  # `w.yaml`, `./w.yaml` and a link to it are parsed once
+            world = worlds.get(key)
             if world is None:
-                world = worlds[_world_key(job.world)] = load_world(job.world)
+                world = worlds[key] = load_world(job.world)
             request = resolve_request(world, pipeline.make_request(job.kind, world, **job.fields)).request
             cfg = pipeline.effective_config(world, job.kind, {**jobs_file.settings, **job.settings}, cli, request)
             unit_fmt = fmt or job.format or jobs_file.format or "md"

@@ -24,8 +24,9 @@ def load_world(path: str | os.PathLike, *, allow_outside: bool = False) -> World
         allow_outside: let `include:` read files outside the world file's folder.
     """
     given = Path(path)
-    load = SectionReader(resolved(given).parent, allow_outside)
-    m = read_part(load, given, str(given), (resolved(given),), main=True)
+    real = resolved(given)
+    load = SectionReader(real.parent, allow_outside)
+    m = read_part(load, given, str(given), (real,), main=True)
     load.file_no, load.display = 0, str(given)
     header: dict = {}
     if "world" in m:
