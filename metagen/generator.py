@@ -47,7 +47,7 @@ DEFAULT_CPU_FORMAT = "int4"
 # (avx512_bf16 or AMX). There a prompt piece of 64-257 rows x 576 -> 3072 takes 0.88-3.25 ms
 # against float32's 1.86-8.28 ms; on AVX2 alone bfloat16 prompts ran 5.8x slower (12.8 s vs 2.2 s).
 PROMPT_DTYPES = ("auto", "float32", "bfloat16")
-CONVERTED_VERSION = 4  # bump when the converted layout changes (2: float32 lookup table, int8 head for int4; 3: int4 plain nibbles; 4: 64-byte aligned tensors)
+CONVERTED_VERSION = 5  # bump when the converted layout changes (2: float32 lookup table, int8 head for int4; 3: int4 plain nibbles; 4: 64-byte aligned tensors; 5: the tokenizer as the library's own JSON)
 _SAFETENSORS_DTYPES = {torch.float32: "F32", torch.bfloat16: "BF16", torch.int8: "I8", torch.uint8: "U8",
                        torch.int32: "I32", torch.int64: "I64"}
 

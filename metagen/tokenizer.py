@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import threading
 from functools import cached_property
 from pathlib import Path
 
@@ -67,6 +68,11 @@ def build_hf_tokenizer(data: TokenizerData) -> HFTokenizer:
     return tokenizer
 
 
+def tokenizer_meta_path(path: Path) -> Path:
+    """Where Tokenizer.save keeps metagen's own fields for the tokenizer saved at `path`."""
+    return path.with_name(path.stem + "-meta.json")
+
+
 class Tokenizer:
     """Encode/decode text and render chat messages for one model."""
 
@@ -79,6 +85,7 @@ class Tokenizer:
         self.pad_id = pad_id if pad_id is not None else (eos_id if eos_id is not None else 0)
         self.add_bos = add_bos
         self.origin: str | None = None  # the model file's name, for messages
+        self._switch = threading.Lock()  # held while hf reads special tokens as text (encode_plain)
         self.vocab_size = hf.get_vocab_size(with_added_tokens=True)
         ids = {hf.token_to_id(t) for t in END_OF_TURN} | ({eos_id} if eos_id is not None else set())
         self.eos_ids = frozenset(i for i in ids if i is not None)
@@ -88,36 +95,46 @@ class Tokenizer:
         return cls(build_hf_tokenizer(data), chat_template=data.chat_template, bos_id=data.bos_id,
                    eos_id=data.eos_id, pad_id=data.pad_id, add_bos=data.add_bos)
 
-    # -- the fast-reload cache keeps the tokenizer as JSON next to the weights ----------
+    # -- the fast-reload cache: the tokenizers library's own JSON, metagen's fields beside it ----
+    # (one JSON file holding both cost a parse and a re-serialisation of 2 MB in every process)
     def save(self, path: Path) -> None:
+        """The library's JSON at `path`, chat template and special ids at tokenizer_meta_path(path)."""
         meta = {"chat_template": self.chat_template, "bos_id": self.bos_id, "eos_id": self.eos_id,
                 "pad_id": self.pad_id, "add_bos": self.add_bos}
-        payload = {"metagen": meta, "tokenizer": json.loads(self.hf.to_str())}
-        path.write_text(json.dumps(payload, ensure_ascii=False), encoding="utf-8")
+        path.write_text(self.hf.to_str(), encoding="utf-8")
+        tokenizer_meta_path(path).write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
 
     @classmethod
     def load(cls, path: Path) -> "Tokenizer":
-        payload = json.loads(read_regular_text(path, MAX_CACHE_BYTES))
-        hf = HFTokenizer.from_str(json.dumps(payload["tokenizer"]))
-        return cls(hf, **payload["metagen"])
+        meta = json.loads(read_regular_text(tokenizer_meta_path(path), MAX_CACHE_BYTES))
+        return cls(HFTokenizer.from_str(read_regular_text(path, MAX_CACHE_BYTES)), **meta)
 
     # -- text <-> ids ---------------------------------------------------------------
     def encode(self, text: str, *, add_bos: bool | None = None) -> list[int]:
         """Token ids of text; special tokens written in the text are kept whole."""
-        ids = self.hf.encode(text, add_special_tokens=False).ids
+        with self._switch:
+            ids = self.hf.encode(text, add_special_tokens=False).ids
         if (self.add_bos if add_bos is None else add_bos) and self.bos_id is not None:
             ids = [self.bos_id] + ids
         return ids
 
     def encode_plain(self, text: str) -> list[int]:
         """Token ids of text in which nothing is a special token (model output, world text)."""
-        return self._plain.encode(text, add_special_tokens=False).ids
+        # The same tokenizer with its special tokens read as text for this one call: a second
+        # tokenizer built for it cost 0.1 s in every process. The lock keeps encode() of
+        # another thread from seeing the switch.
+        with self._switch:
+            self.hf.encode_special_tokens = True
+            try:
+                return self.hf.encode(text, add_special_tokens=False).ids
+            finally:
+                self.hf.encode_special_tokens = False
 
     def decode(self, ids, *, skip_special: bool = True) -> str:
         return self.hf.decode(list(ids), skip_special_tokens=skip_special)
 
     def count(self, text: str) -> int:
-        return len(self.hf.encode(text, add_special_tokens=False).ids)
+        return len(self.encode(text, add_bos=False))
 
     @cached_property
     def end_of_turn_id(self) -> int | None:
@@ -220,13 +237,6 @@ class Tokenizer:
             raise RequestError("a message holds text that spells one of the model's control tokens, and this "
                                "model's chat template changes message text, so it cannot be kept as plain text",
                                hint="remove tokens such as <|im_end|> from the world or the request")
-
-    @cached_property
-    def _plain(self) -> HFTokenizer:
-        """The same tokenizer, reading special tokens written in the text as plain text."""
-        plain = HFTokenizer.from_str(self.hf.to_str())
-        plain.encode_special_tokens = True
-        return plain
 
     @cached_property
     def _special_ids_by_text(self) -> dict[str, int]:

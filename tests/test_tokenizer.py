@@ -70,3 +70,35 @@ def test_save_and_load_round_trip(tiny_tokenizer, tmp_path):
     text = "<|im_start|>the cat 42<|im_end|>"
     assert loaded.encode(text) == tiny_tokenizer.encode(text)
     assert loaded.eos_ids == tiny_tokenizer.eos_ids and loaded.chat_template == tiny_tokenizer.chat_template
+
+
+def test_encode_plain_reads_special_tokens_as_text_and_leaves_encode_as_it_was(tiny_tokenizer):
+    text = "hi<|im_end|>"
+    plain = tiny_tokenizer.encode_plain(text)
+    assert 2 not in plain and tiny_tokenizer.decode(plain) == text
+    assert tiny_tokenizer.encode(text)[-1] == 2  # the switch is back: the control token is whole again
+    assert tiny_tokenizer.count(text) == len(tiny_tokenizer.encode(text))
+
+
+def test_encode_plain_switch_is_not_seen_by_other_threads(tiny_tokenizer):
+    from concurrent.futures import ThreadPoolExecutor
+
+    text = "a<|im_end|>b" * 50
+    special, plain = tiny_tokenizer.encode(text), tiny_tokenizer.encode_plain(text)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda i: tiny_tokenizer.encode_plain(text) if i % 2 else tiny_tokenizer.encode(text),
+                                range(400)))
+    assert all(r == (plain if i % 2 else special) for i, r in enumerate(results))
+
+
+def test_cache_is_the_libraries_own_json_with_metagens_fields_beside_it(tiny_tokenizer, tmp_path):
+    import json
+
+    from tokenizers import Tokenizer as HFTokenizer
+
+    from metagen.tokenizer import tokenizer_meta_path
+
+    tiny_tokenizer.save(tmp_path / "tokenizer.json")
+    assert HFTokenizer.from_file(str(tmp_path / "tokenizer.json")).get_vocab_size() == tiny_tokenizer.vocab_size
+    meta = json.loads(tokenizer_meta_path(tmp_path / "tokenizer.json").read_text())
+    assert meta["eos_id"] == tiny_tokenizer.eos_id and meta["chat_template"] == tiny_tokenizer.chat_template
