@@ -143,7 +143,11 @@ class _Problems:
     def add(self, node, path: str, message: str) -> None:
         line = node.start_mark.line + 1 if node is not None else 0
         where = f"{self.display}:{line}" if line else self.display
-        self.lines.append((line, f"{where}: {path + ': ' if path else ''}{message}"))
+        self.add_line(line, f"{where}: {path + ': ' if path else ''}{message}")
+
+    def add_line(self, order: int, text: str) -> None:
+        """A problem already worded with its file:line (a checked job's `where`); order sorts it."""
+        self.lines.append((order, text))
 
     def raise_if_any(self) -> None:
         lines = [text for _, text in sorted(self.lines, key=lambda item: item[0])]
@@ -457,6 +461,38 @@ def _check_collisions(units: list[Unit]) -> None:
         seen[unit.path] = unit
 
 
+def check_max_tokens(plan: BatchPlan, jobs_file: JobsFile, cli_settings: Mapping[str, Any] | None,
+                     context_length: int) -> None:
+    """ConfigError naming JOBS_FILE:LINE of every job to run whose max_new_tokens alone fills the model's
+    context, so that no job's turn finds it after earlier jobs' files were written.
+
+    Whether each prompt fits as well is found when the job's prompts are built (they follow the seed)."""
+    from metagen.config import CLI_NAMES
+
+    room = f"give less than {context_length}: the prompt needs room too"
+    flag = (cli_settings or {}).get("max_new_tokens")
+    if flag is not None and flag >= context_length:  # every job's; the flag is what to change
+        raise ConfigError(f"{CLI_NAMES['max_new_tokens']} {flag} does not fit the model's context of "
+                          f"{context_length} tokens", hint=room)
+    problems = _Problems(str(jobs_file.path))
+    seen: set[int] = set()
+    for unit in plan.units:
+        job, wanted = unit.job, unit.cfg.max_new_tokens
+        if job.index in seen or wanted < context_length:
+            continue
+        seen.add(job.index)
+        if job.settings.get("max_new_tokens") is not None:
+            given = f"{job.where}.settings.max_new_tokens: {wanted}"
+        elif jobs_file.settings.get("max_new_tokens") is not None:
+            given = f"{job.where}: max_new_tokens {wanted} (from the file's settings:)"
+        elif unit.world.generation_defaults(job.kind).get("max_new_tokens") is not None:
+            given = f"{job.where}: max_new_tokens {wanted} (from the world's defaults:)"
+        else:
+            given = f"{job.where}: the {job.kind}'s default max_new_tokens {wanted}"
+        problems.add_line(job.index, f"{given} does not fit the model's context of {context_length} tokens ({room})")
+    problems.raise_if_any()
+
+
 def settings_groups(units: list[Unit]) -> list[list[Unit]]:
     """Units made by one compose call: same world, kind and settings but the seed (and a dialogue's
     speaker order). Groups come in order of their first unit, units in plan order."""
@@ -519,6 +555,7 @@ __all__ = [
     "Job",
     "JobsFile",
     "Unit",
+    "check_max_tokens",
     "load_jobs",
     "parse_shard",
     "plan_batch",

@@ -252,6 +252,25 @@ def test_existing_outputs_stop_the_run_before_the_model(runner, tmp_path, world,
     assert result.exit_code == 2 and "is not a complete metagen piece" in result.stderr
 
 
+@pytest.mark.parametrize("top, second, flags, message", [
+    ("", ", settings: {max_new_tokens: 1024}", [],
+     "jobs.yaml:5: jobs[1].settings.max_new_tokens: 1024 does not fit the model's context of 1024 tokens"),
+    ("settings: {max_new_tokens: 2000}\n", "", [],
+     "jobs.yaml:6: jobs[1]: max_new_tokens 2000 (from the file's settings:) does not fit the model's context"),
+    ("", "", ["--max-tokens", 5000], "error: --max-tokens 5000 does not fit the model's context of 1024 tokens"),
+])
+def test_max_tokens_past_the_context_stop_the_run_before_any_piece(runner, tmp_path, world, model_args, top, second,
+                                                                    flags, message):
+    # The first job fits; the second's budget alone fills the model's 1024-token window.
+    path = write_jobs(tmp_path, f"world: tiny.yaml\nseed: 1\n{top}jobs:\n"
+                                "  - {kind: scene, location: well, settings: {max_new_tokens: 3}}\n"
+                                f"  - {{kind: scene, location: mill{second}}}\n")
+    result = invoke(runner, "batch", path, "--out", tmp_path / "o", "-q", *model_args, *flags)
+    assert result.exit_code == 2 and message.replace("jobs.yaml", str(path)) in result.stderr, result.stderr
+    assert len(result.stderr.splitlines()) == 1 and "Traceback" not in result.output
+    assert not (tmp_path / "o").exists()
+
+
 def test_interrupted_run_resumes_and_loses_nothing(runner, tmp_path, world, model_args, monkeypatch):
     from metagen.generator import Generator
 
