@@ -19,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from metagen.catalog import check_gguf_file
 from metagen.errors import ModelError
-from metagen.files import NotRegularFile, open_regular
+from metagen.files import open_regular
 
 log = logging.getLogger(__name__)
 
@@ -247,22 +248,7 @@ class _TensorInfo:
 def _open_reader(path: Path, metadata_only: bool = False):
     from gguf import GGUFReader
 
-    if not path.exists():
-        raise ModelError(f"model file {path} does not exist", hint="check the path, or run `metagen models list`")
-    if path.is_dir():
-        raise ModelError(f"model path {path} is a directory", hint="give the path of a .gguf file")
-    try:
-        with open_regular(path) as handle:
-            magic = handle.read(4)
-    except NotRegularFile as error:
-        raise ModelError(f"model file {path} {error.strerror}", hint="give the path of a .gguf file") from None
-    except OSError as error:
-        raise ModelError(f"cannot read model file {path}: {error.strerror}") from error
-    if magic != b"GGUF":
-        raise ModelError(
-            f"{path} is not a GGUF file (it starts with {magic!r}, not b'GGUF')",
-            hint="give a llama-family .gguf file, or run `metagen models pull`",
-        )
+    check_gguf_file(path)
     try:
         # Our reader checks every count and length against the file's size before the gguf
         # library, which trusts them, builds anything from the header.

@@ -325,6 +325,25 @@ def test_changed_path_file_is_rehashed(tiny_gguf, home):
     assert len(json.loads((home / "hashes.json").read_text())) == 1  # the old entry is replaced
 
 
+def test_a_path_that_is_not_gguf_is_refused_before_it_is_hashed_or_remembered(tmp_path, home, monkeypatch):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("these are my notes\n")
+    monkeypatch.setattr(catalog, "file_sha256", lambda path: pytest.fail("a file that is not GGUF was hashed"))
+    with pytest.raises(ModelError) as caught:
+        catalog.resolve_model(str(notes))
+    assert caught.value.one_line().startswith(f"{notes} is not a GGUF file (it starts with b'thes', not b'GGUF')")
+    assert not (home / "hashes.json").exists()
+
+
+def test_generate_with_a_text_file_as_model_prints_one_line_and_records_nothing(runner, tmp_path, home):
+    (tmp_path / "notes.txt").write_text("these are my notes\n")
+    result = runner.invoke(app, ["generate", "hello", "-m", str(tmp_path / "notes.txt")])
+    assert result.exit_code == EXIT_BAD_INPUT and result.stdout == ""
+    (line,) = result.stderr.splitlines()  # no "converting" line before it
+    assert line.startswith(f"error: {tmp_path / 'notes.txt'} is not a GGUF file"), line
+    assert not home.exists()
+
+
 def test_relative_path_spec(tiny_gguf, monkeypatch):
     monkeypatch.chdir(tiny_gguf.parent)
     assert catalog.resolve_model("tiny.gguf").path == tiny_gguf.resolve()
