@@ -363,6 +363,11 @@ SETTINGS: dict[str, Setting] = {
 }
 CLI_NAMES: dict[str, str] = {name: s.flag for name, s in SETTINGS.items()}  # how messages name each field
 
+
+def setting_words(name: str) -> str:
+    """How a hint names a setting: its flag, and the field as world and jobs files spell it."""
+    return f"{CLI_NAMES[name]} ({name} in a world's defaults or a jobs file's settings)"
+
 # What _coerce accepts for each field type, as messages say it.
 _TYPE_WORDS = {
     "str": "a string",

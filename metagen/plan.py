@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from metagen.errors import RequestError
-from metagen.config import MAX_SEED, GenerationConfig, candidate_seed
+from metagen.config import CLI_NAMES, MAX_SEED, GenerationConfig, candidate_seed, setting_words
 from metagen.critic import NARRATION_WEIGHTS, best_index, critic_context, judge, requested_forms
 from metagen.editor import strike
 from metagen.grounding import character_forms, names_any, writing_guard
@@ -40,7 +40,7 @@ from metagen.prompts import (
 from metagen.scripts import is_garbled
 from metagen.search import PlainPrompts, PrefixReuse
 from metagen.files import read_input
-from metagen.text import balanced_quotes, did_you_mean, first_sentences, ngrams, words_of
+from metagen.text import balanced_quotes, closest, did_you_mean, first_sentences, ngrams, words_of
 from metagen.world import Character, World, YamlRefused, compose_yaml, construct_plain
 
 BEATS_BY_LENGTH = {"short": 3, "medium": 4, "long": 5}
@@ -263,6 +263,7 @@ def _user_plan(beats: tuple[str, ...]) -> list[Beat]:
 
 MAX_PLAN_BYTES = 64 * 1024
 MAX_BEATS = 12
+_BEAT_FIELDS = ("text", "characters", "location")  # what a beat of a --plan file may hold
 
 
 def load_plan_file(path: str | Path, world: World) -> tuple[str, ...]:
@@ -296,10 +297,13 @@ def load_plan_file(path: str | Path, world: World) -> tuple[str, ...]:
             item = {"text": item}
         if not isinstance(item, dict):
             raise refuse(node, "a beat is a text, or a mapping with text: and optional characters: and location:")
-        unknown = set(item) - {"text", "characters", "location"}
+        unknown = set(item) - set(_BEAT_FIELDS)
         if unknown:
-            key = sorted(unknown)[0]
-            raise refuse(node, f"a beat has no '{key}' ({did_you_mean(key, ['text', 'characters', 'location'])})")
+            key = str(sorted(unknown, key=str)[0])
+            key_node = next((k for k, _ in node.value if k.value == key), node)  # its line, else the beat's
+            close = closest(key, _BEAT_FIELDS)
+            raise refuse(key_node, f"unknown field '{key}' in a beat; fields are: {', '.join(_BEAT_FIELDS)}",
+                         hint=f"did you mean '{close}'?" if close else None)
         text = item.get("text")
         if not isinstance(text, str) or not text.strip():
             raise refuse(node, "a beat needs text: what happens in it")
@@ -506,9 +510,9 @@ def _check_room(generator, messages: list[dict[str, str]], plan: list[Beat], max
     needed = len(generator.tokenizer.encode_chat(chat))
     if needed + max_new_tokens > generator.context_length:
         raise RequestError(
-            f"the story's plan needs about {needed} tokens of prompt and max_new_tokens {max_new_tokens}, "
-            f"but the model's context is {generator.context_length}",
-            hint="shorten the premise, lower max_new_tokens, or name fewer characters")
+            f"the story's plan needs about {needed} tokens of prompt and {CLI_NAMES['max_new_tokens']} "
+            f"{max_new_tokens}, but the model's context is {generator.context_length}",
+            hint=f"shorten the premise, lower {setting_words('max_new_tokens')}, or name fewer characters")
 
 
 def plan_prompt(world: World, resolved: Resolved, plan: list[Beat], messages: list[dict[str, str]],

@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 
+from metagen.config import CLI_NAMES, setting_words
 from metagen.errors import RequestError
 # The request kinds live in metagen.request; prompts hands them on to the modules that build from prompts.
 from metagen.request import (
@@ -158,8 +159,8 @@ def build_prompt(
     if base_tokens > room:
         raise RequestError(
             f"the prompt needs about {base_tokens} tokens before any lore, but only {max(room, 0)} fit "
-            f"(context {context_length} - max_new_tokens {max_new_tokens} - {TEMPLATE_MARGIN} for the template)",
-            hint="shorten the premise or topic, lower max_new_tokens, or name fewer characters",
+            f"(context {context_length} - {max_new_tokens} kept for the text - {TEMPLATE_MARGIN} for the template)",
+            hint=f"shorten the premise or topic, lower {setting_words('max_new_tokens')}, or name fewer characters",
         )
 
     # b. lore, greedily in priority order, within the budget; c. then checked by the real count
@@ -169,7 +170,7 @@ def build_prompt(
         ids = ", ".join(e.id for e in left)
         warnings.append(
             f"left out {len(left)} lore entr{'y' if len(left) == 1 else 'ies'} for lack of room: {ids} "
-            f"(lore budget {max(lore_room, 0)} tokens; raise the lore budget or lower max_new_tokens)"
+            f"(lore budget {max(lore_room, 0)} tokens; raise the lore budget or lower {CLI_NAMES['max_new_tokens']})"
         )
     total = message_tokens(messages, count_tokens)
     opening = answer_opening(resolved, opening_style)

@@ -303,7 +303,10 @@ def test_a_users_plan_file_becomes_the_beats(world, tmp_path):
     ("beats:\n  - text: Ada runs.\n    characters: [zed]\n", ":2: world 'vale' has no character 'zed'"),
     ("beats:\n  - Ada runs.\n  - text: x\n    location: moon\n", ":3: world 'vale' has no location 'moon'"),
     ("beats: []\n", ":1: beats: must be a list of 1 to 12 beats"),
-    ("beats:\n  - text: Ada\n    mood: sad\n", ":2: a beat has no 'mood'"),
+    ("beats:\n  - text: Ada\n    mood: sad\n",
+     ":3: unknown field 'mood' in a beat; fields are: text, characters, location (see docs/quality.md"),
+    ("beats:\n  - text: Ada\n    locaton: well\n", ":3: unknown field 'locaton' in a beat; fields are: text, "
+     "characters, location (did you mean 'location'?)"),
     ("beats:\n  - {}\n", "a beat needs text"),
     ("steps:\n  - Ada runs.\n", "a plan file is a mapping with one key, beats:"),
     ("beats: [a, [b\n", "plan.yaml:"),

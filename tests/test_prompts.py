@@ -202,7 +202,10 @@ def test_a_short_context_squeezes_lore_then_refuses(world):
         build_prompt(world, StoryRequest(characters=("jonas",), premise="word " * 3000), count_tokens=words,
                      context_length=2048, max_new_tokens=256)  # fmt: skip
     message = info.value.one_line()
-    assert "before any lore" in message and "shorten the premise" in message and "max_new_tokens" in message
+    assert "before any lore" in message and "shorten the premise" in message
+    assert f"(context 2048 - 256 kept for the text - {TEMPLATE_MARGIN} for the template)" in message
+    assert "lower --max-tokens (max_new_tokens in a world's defaults or a jobs file's settings)" in message
+    assert any("lower --max-tokens)" in w for w in squeezed.warnings if w.startswith("left out"))
 
 
 def test_sample_lines_are_cut_before_refusing(world):
