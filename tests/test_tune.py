@@ -4,6 +4,7 @@ held-aside loss, the same seed gives the same adapter, and a stopped run resumes
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -231,6 +232,18 @@ def test_an_out_that_cannot_be_written_is_refused_before_training(runner, tmp_pa
             bad = invoke(runner, "tune", data, "--out", out, "--model", wide_gguf, "--quiet", *force)
             assert bad.exit_code == 2 and message in bad.output and "Traceback" not in bad.output, bad.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.jsonl", "folder.safetensors"]
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")
+def test_an_out_folder_that_refuses_files_is_exit_1_like_every_commands(runner, tmp_path, monkeypatch):
+    # /proc passes os.access(W_OK) for root, yet no file can be made in it: only making one tells.
+    data = tmp_path / "d.jsonl"
+    data.write_text(json.dumps(_line(0).to_dict()) + "\n")
+    monkeypatch.setattr("metagen.generator.load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    bad = invoke(runner, "tune", data, "--out", "/proc/a.safetensors", "--quiet")
+    assert bad.exit_code == 1, bad.output
+    (line,) = bad.stderr.splitlines()
+    assert line.startswith("error: cannot write to output folder /proc: "), line
 
 
 def test_off_a_terminal_the_command_reports_steps_in_plain_lines(runner, tmp_path, wide_gguf, monkeypatch):

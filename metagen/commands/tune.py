@@ -4,7 +4,6 @@ bar, a checkpoint to --resume from, and the held-aside loss after each epoch."""
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -96,13 +95,14 @@ def tune_command(
 
 def _check_writable(out: Path) -> None:
     """Refuse an --out that could not be written, before the model loads and hours of training run."""
+    from metagen.output import check_writable
+
     folder = out.parent
     if out.is_dir():
         raise ConfigError(f"--out {out} is a folder", hint="give the path of a .safetensors file")
     if not folder.is_dir():
         raise ConfigError(f"--out {out}: the folder {folder} does not exist", hint="create it, or give another --out")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise ConfigError(f"--out {out}: the folder {folder} is not writable", hint="give another --out")
+    check_writable(folder)  # makes and removes a file there, as every command does (exit 1 if it cannot)
 
 
 def _start_adapter(choice: str, generator):
