@@ -576,6 +576,6 @@ def remove_model(name: str) -> list[Path]:
 
 __all__ = [
     "CHUNK_SIZE", "DEFAULT_MODEL", "KNOWN_MODELS", "KnownModel", "ResolvedModel",
-    "cache_dir", "check_gguf_file", "converted_folders", "file_sha256", "installed_path", "known_model", "list_models", "model_info",
-    "models_dir", "offline", "pull_model", "remove_model", "resolve_model",
+    "cache_dir", "check_gguf_file", "converted_folders", "file_sha256", "installed_path", "known_model",
+    "list_models", "model_info", "models_dir", "offline", "pull_model", "remove_model", "resolve_model",
 ]

@@ -368,6 +368,7 @@ def setting_words(name: str) -> str:
     """How a hint names a setting: its flag, and the field as world and jobs files spell it."""
     return f"{CLI_NAMES[name]} ({name} in a world's defaults or a jobs file's settings)"
 
+
 # What _coerce accepts for each field type, as messages say it.
 _TYPE_WORDS = {
     "str": "a string",
