@@ -106,8 +106,8 @@ class Tokenizer:
 
     @classmethod
     def load(cls, path: Path) -> "Tokenizer":
-        meta = json.loads(read_regular_text(tokenizer_meta_path(path), MAX_CACHE_BYTES))
-        return cls(HFTokenizer.from_str(read_regular_text(path, MAX_CACHE_BYTES)), **meta)
+        hf = HFTokenizer.from_str(read_regular_text(path, MAX_CACHE_BYTES))
+        return cls(hf, **json.loads(read_regular_text(tokenizer_meta_path(path), MAX_CACHE_BYTES)))
 
     # -- text <-> ids ---------------------------------------------------------------
     def encode(self, text: str, *, add_bos: bool | None = None) -> list[int]:

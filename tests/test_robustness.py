@@ -1063,6 +1063,13 @@ def test_special_cache_files_are_ignored_not_read(tmp_path, isolated_home):
 
     with pytest.raises(NotRegularFile):
         Tokenizer.load(_fifo(tmp_path / "tokenizer.json"))
+    from metagen.tokenizer import tokenizer_meta_path
+    from tests.conftest import tiny_tokenizer_data
+
+    Tokenizer.from_data(tiny_tokenizer_data()).save(tmp_path / "saved.json")
+    tokenizer_meta_path(tmp_path / "saved.json").unlink()
+    with pytest.raises(NotRegularFile):  # metagen's fields beside it, a FIFO too
+        Tokenizer.load(_fifo(tokenizer_meta_path(tmp_path / "saved.json")).with_name("saved.json"))
     isolated_home.mkdir()
     _fifo(isolated_home / "hashes.json")
     assert catalog._read_json(isolated_home / "hashes.json") == {}
