@@ -93,6 +93,10 @@ NARRATION_WEIGHTS = {**WEIGHTS, "logprob": 2.25, "details": 2.25, "names": 2.25,
 _ECHO = re.compile(r"\bin your own words\b|\bstart with the words\b|\b(?:three|four|3|4) (?:or (?:three|four|3|4) )?sentences\b"
                    r"|\bTask:|\bI will (?:describe|write)\b|\b(?:Sights|Sounds|Smells|You can (?:see|hear|smell)"
                    r"|Background facts|Place|Who is there):", re.IGNORECASE)
+# The labels of a character's card in the prompt (prompts._characters_block), said back as a line:
+# "Nell Dunmore: Traits: brisk; sceptical; warm; asks direct questions." (2 of 96 held-aside dialogue
+# lines, round twenty-nine). Case kept: "the secret: she never left" is prose.
+_CARD_LABELS = re.compile(r"\b(?:Traits|Speaks|Wants|Secret|Characters|Premise|Tone|Style):")
 # Stock phrases of a small model's description, which say nothing of this place or person: a
 # round-nine blind reader's commonest complaint after misnamed places ("The Container Docks are a
 # marvel of modern engineering" in 7 of 10 scenes, "The Fountain Atrium was a place of great beauty").
@@ -347,7 +351,8 @@ def misplaced_facts(text: str, facts: Sequence[Fact]) -> list[str]:
 
 def echo_count(text: str) -> int:
     """How often text says metagen's instructions back or talks about itself ("Here is the next paragraph:")."""
-    return len(_ECHO.findall(text)) + len(_META.findall(text)) + len(_THE_END.findall(text))
+    return (len(_ECHO.findall(text)) + len(_CARD_LABELS.findall(text)) + len(_META.findall(text))
+            + len(_THE_END.findall(text)))
 
 
 def judge(text: str, context: CriticContext, *, logprob: float = 0.0, tokens: int = 0,

@@ -245,7 +245,9 @@ def test_narration_in_the_tense_not_asked_for_costs_score(world):
 
 @pytest.mark.parametrize("text", ["Here is the next paragraph: Ada walked home.", "Ada walked home. The End.",
                                   "Ada: I am going home.\nBo: Then go.", "In the opening paragraph, Ada walks home.",
-                                  "Ada walked home. Write a 3-4 sentence ending.", "The last sentence is a refrain."])
+                                  "Ada walked home. Write a 3-4 sentence ending.", "The last sentence is a refrain.",
+                                  "Traits: brisk; sceptical; warm; asks direct questions.",
+                                  "I am tired. Speaks: quick and bright. Wants: to go home."])
 def test_text_about_the_text_and_scripts_count_as_echoes(text):
     from metagen.critic import CriticContext, judge
 
@@ -254,6 +256,7 @@ def test_text_about_the_text_and_scripts_count_as_echoes(text):
     assert judge(text, context).findings["echo"] >= 1
     assert judge("Ada walked to the end of the lane, and the end came quietly.", context).findings["echo"] == 0
     assert judge("The Old Mill: a wheel, a stream and Ada waiting.", context).findings["echo"] == 0  # a label
+    assert judge("Ada kept one thing back, the secret: she never left.", context).findings["echo"] == 0
 
 
 def test_a_third_person_narrator_saying_thank_you_is_not_in_the_second_person(world):
