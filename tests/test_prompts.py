@@ -404,13 +404,22 @@ def test_a_scenes_plain_prompt_is_the_same_request_without_the_places_facts(worl
                         max_new_tokens=200).plain_messages is None  # a story's beats build their own
 
 
-def test_a_dialogues_plain_prompt_names_the_cast_and_place_only(world):
-    prompt = build_prompt(world, DialogueRequest(characters=("mira", "jonas"), location="docks", topic="the strike"),
-                          count_tokens=words, context_length=2048, max_new_tokens=200)
+def test_a_dialogues_plain_prompt_names_the_cast_and_place_and_keeps_the_sample_lines(world):
+    request = DialogueRequest(characters=("mira", "jonas"), location="docks", topic="the strike")
+    prompt = build_prompt(world, request, count_tokens=words, context_length=2048, max_new_tokens=200)
     full, plain = prompt.messages[-1]["content"], prompt.plain_messages[-1]["content"]
-    assert plain.startswith("Characters: Mira Okonkwo, Jonas Halvorsen.\n\nPlace: the Container Docks.\n\nTask: ")
-    assert full.endswith(plain.split("\n\n")[-1])  # the same task
+    blocks = plain.split("\n\n")
+    assert blocks[:2] == ["Characters: Mira Okonkwo, Jonas Halvorsen.", "Place: the Container Docks."]
+    assert blocks[2].startswith("Examples of their lines:\n") and blocks[2] in full  # the same lines in both
+    assert full.endswith(blocks[-1]) and blocks[-1].startswith("Task: ")  # the same task
     assert "Speaks:" in full and "Speaks:" not in plain and "gantry" not in plain
+    # sample lines cut for room are cut from both
+    tight = build_prompt(world, request, count_tokens=words, max_new_tokens=200,
+                         context_length=prompt.budget.base_tokens + 200 + prompt.budget.margin - 1)
+    cut = [b for b in tight.plain_messages[-1]["content"].split("\n\n") if b.startswith("Examples")]
+    assert any("sample lines cut" in w for w in tight.warnings)
+    assert cut == [b for b in tight.messages[-1]["content"].split("\n\n") if b.startswith("Examples")]
+    assert not cut or len(cut[0].splitlines()) < len(blocks[2].splitlines())
 
 
 def test_the_answer_opens_with_the_requested_names(world):
