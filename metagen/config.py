@@ -239,7 +239,9 @@ class GenerationConfig:
         help_default="0 = off; 0.5 for scene and dialogue", doc_default="0 (scene, dialogue: 0.5)",
         doc="Context-aware decoding (Shi et al., 2023). The model also reads the request without the world's facts "
             "(a scene: the place's name and the task; a story beat: the cast and place by name only; a dialogue "
-            "line: the cast by name, no descriptions, ties, lore or sample lines) and, at each token, every token at "
+            "line: the cast by name and the same sample lines, no descriptions, ties or lore: with the sample lines in "
+            "one prompt only, the contrast favoured their words, and held-aside dialogues reworked them, \"Ten past "
+            "thirty.\") and, at each token, every token at "
             "least a tenth as likely as the likeliest gains `contrast * (log p(token | facts) - log p(token | no "
             "facts))`: what the model would write about any place (\"a place where people come to relax\") loses, "
             "what the facts support gains. A scene starts it after its place's name. Read blind, scenes written with "
