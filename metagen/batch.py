@@ -19,7 +19,7 @@ from typing import Any, Callable, Mapping
 
 import yaml
 
-from metagen.config import MAX_SEED, GenerationConfig
+from metagen.config import CLI_NAMES, MAX_SEED, GenerationConfig
 from metagen.errors import ConfigError, MetagenError, OutputExistsError, WorldError
 from metagen.files import read_input, resolved
 from metagen.output import (
@@ -467,8 +467,6 @@ def check_max_tokens(plan: BatchPlan, jobs_file: JobsFile, cli_settings: Mapping
     context, so that no job's turn finds it after earlier jobs' files were written.
 
     Whether each prompt fits as well is found when the job's prompts are built (they follow the seed)."""
-    from metagen.config import CLI_NAMES
-
     room = f"give less than {context_length}: the prompt needs room too"
     flag = (cli_settings or {}).get("max_new_tokens")
     if flag is not None and flag >= context_length:  # every job's; the flag is what to change

@@ -1,6 +1,7 @@
 #!/bin/bash
 # a new process to its first token: HEAD (/tmp/wt-head, cache v4 in /tmp/mghome) against the working tree
-# (/work/main, its cache in /tmp/mghome-new), alternating, N runs each
+# (/work/main, its cache in /tmp/mghome-new), alternating, N runs each. With `metagen serve` running on both
+# METAGEN_HOMEs the same loop times the served call (round 29 ran it so, `first_token.sh 7`).
 N=${1:-5}
 for i in $(seq $N); do
  for side in head new; do
