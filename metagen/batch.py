@@ -461,12 +461,12 @@ def _check_collisions(units: list[Unit]) -> None:
         seen[unit.path] = unit
 
 
-def check_max_tokens(plan: BatchPlan, jobs_file: JobsFile, cli_settings: Mapping[str, Any] | None,
-                     context_length: int) -> None:
-    """ConfigError naming JOBS_FILE:LINE of every job to run whose max_new_tokens alone fills the model's
-    context, so that no job's turn finds it after earlier jobs' files were written.
+def check_room(plan: BatchPlan, jobs_file: JobsFile, cli_settings: Mapping[str, Any] | None, generator) -> None:
+    """ConfigError naming JOBS_FILE:LINE of every job to run whose max_new_tokens, with its prompt, does
+    not fit the model's context, so that no job's turn finds it after earlier jobs' files were written."""
+    from metagen.pipeline import check_room as check_piece_room
 
-    Whether each prompt fits as well is found when the job's prompts are built (they follow the seed)."""
+    context_length = generator.context_length
     room = f"give less than {context_length}: the prompt needs room too"
     flag = (cli_settings or {}).get("max_new_tokens")
     if flag is not None and flag >= context_length:  # every job's; the flag is what to change
@@ -476,19 +476,31 @@ def check_max_tokens(plan: BatchPlan, jobs_file: JobsFile, cli_settings: Mapping
     seen: set[int] = set()
     for unit in plan.units:
         job, wanted = unit.job, unit.cfg.max_new_tokens
-        if job.index in seen or wanted < context_length:
+        if job.index in seen:
             continue
-        seen.add(job.index)
-        if job.settings.get("max_new_tokens") is not None:
-            given = f"{job.where}.settings.max_new_tokens: {wanted}"
-        elif jobs_file.settings.get("max_new_tokens") is not None:
-            given = f"{job.where}: max_new_tokens {wanted} (from the file's settings:)"
-        elif unit.world.generation_defaults(job.kind).get("max_new_tokens") is not None:
-            given = f"{job.where}: max_new_tokens {wanted} (from the world's defaults:)"
-        else:
-            given = f"{job.where}: the {job.kind}'s default max_new_tokens {wanted}"
-        problems.add_line(job.index, f"{given} does not fit the model's context of {context_length} tokens ({room})")
+        if wanted >= context_length:
+            seen.add(job.index)
+            problems.add_line(job.index, f"{_max_tokens_source(unit, jobs_file)} does not fit the model's "
+                                         f"context of {context_length} tokens ({room})")
+            continue
+        try:  # the prompt follows the seed (a story's plan, a dialogue's topic): every unit is asked
+            check_piece_room(generator, unit.world, unit.request, unit.cfg, unit.seed)
+        except MetagenError as error:
+            seen.add(job.index)
+            problems.add_line(job.index, f"{job.where}: {error.one_line()}")
     problems.raise_if_any()
+
+
+def _max_tokens_source(unit: Unit, jobs_file: JobsFile) -> str:
+    """Where a job's max_new_tokens came from, with the value: what to change."""
+    job, wanted = unit.job, unit.cfg.max_new_tokens
+    if job.settings.get("max_new_tokens") is not None:
+        return f"{job.where}.settings.max_new_tokens: {wanted}"
+    if jobs_file.settings.get("max_new_tokens") is not None:
+        return f"{job.where}: max_new_tokens {wanted} (from the file's settings:)"
+    if unit.world.generation_defaults(job.kind).get("max_new_tokens") is not None:
+        return f"{job.where}: max_new_tokens {wanted} (from the world's defaults:)"
+    return f"{job.where}: the {job.kind}'s default max_new_tokens {wanted}"
 
 
 def settings_groups(units: list[Unit]) -> list[list[Unit]]:
@@ -553,7 +565,7 @@ __all__ = [
     "Job",
     "JobsFile",
     "Unit",
-    "check_max_tokens",
+    "check_room",
     "load_jobs",
     "parse_shard",
     "plan_batch",

@@ -265,6 +265,17 @@ def _prompt(generator, world: World, request: Request, cfg: GenerationConfig) ->
                         context_length=generator.context_length, max_new_tokens=cfg.max_new_tokens)
 
 
+def check_room(generator, world: World, request: Request, cfg: GenerationConfig, seed: int) -> None:
+    """RequestError when the prompt compose would build for this request and seed leaves too little of
+    the model's context for cfg.max_new_tokens (batch asks it of every piece before writing any)."""
+    if request.kind == "story":
+        from metagen.plan import check_story_room
+
+        check_story_room(generator, world, request, cfg, seed=seed)
+    else:
+        _prompt(generator, world, seeded_request(world, request, seed), cfg)
+
+
 def prompt_view(generator, world: World, request: Request, cfg: GenerationConfig) -> PromptView:
     """The exact prompt text a request gives, its token count and the lore it used or left out.
 
@@ -565,6 +576,7 @@ __all__ = [
     "Recipe",
     "check_batch_size",
     "check_order",
+    "check_room",
     "compose",
     "default_max_tokens",
     "effective_config",

@@ -502,6 +502,14 @@ def _good_enough(best, insist_on_names: bool) -> bool:
             and (names_said or not insist_on_names))
 
 
+def check_story_room(generator, world: World, request: StoryRequest, cfg: GenerationConfig, *, seed: int) -> None:
+    """RequestError when the story's plan (by `seed`) and cfg.max_new_tokens overflow the model's context:
+    write_story's own first check, for batch to ask of every story before it writes any piece."""
+    resolved = resolve_request(world, request)
+    _check_room(generator, story_messages(world, resolved), make_plan(world, resolved, seed)[:cfg.max_new_tokens],
+                cfg.max_new_tokens)
+
+
 def _check_room(generator, messages: list[dict[str, str]], plan: list[Beat], max_new_tokens: int) -> None:
     """Refuse, before writing anything, a story whose instructions and budget overflow the context."""
     chat = list(messages)
@@ -527,4 +535,4 @@ def plan_prompt(world: World, resolved: Resolved, plan: list[Beat], messages: li
                   prompt_tokens=tokens, budget=budget)
 
 
-__all__ = ["BEATS_BY_LENGTH", "Beat", "StoryResult", "load_plan_file", "make_plan", "story_messages", "write_story"]
+__all__ = ["BEATS_BY_LENGTH", "Beat", "StoryResult", "check_story_room", "load_plan_file", "make_plan", "story_messages", "write_story"]

@@ -258,6 +258,8 @@ def test_existing_outputs_stop_the_run_before_the_model(runner, tmp_path, world,
     ("settings: {max_new_tokens: 2000}\n", "", [],
      "jobs.yaml:6: jobs[1]: max_new_tokens 2000 (from the file's settings:) does not fit the model's context"),
     ("", "", ["--max-tokens", 5000], "error: --max-tokens 5000 does not fit the model's context of 1024 tokens"),
+    # under the window alone, but not with the job's prompt: found before the first job's piece too
+    ("", ", settings: {max_new_tokens: 1000}", [], "jobs.yaml:5: jobs[1]: the prompt needs about"),
 ])
 def test_max_tokens_past_the_context_stop_the_run_before_any_piece(runner, tmp_path, world, model_args, top, second,
                                                                     flags, message):
@@ -269,6 +271,20 @@ def test_max_tokens_past_the_context_stop_the_run_before_any_piece(runner, tmp_p
     assert result.exit_code == 2 and message.replace("jobs.yaml", str(path)) in result.stderr, result.stderr
     assert len(result.stderr.splitlines()) == 1 and "Traceback" not in result.output
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("job, message", [
+    ("{kind: story, characters: [ada], settings: {max_new_tokens: 1000}}", "jobs.yaml:5: jobs[1]: the story's plan needs about"),
+    ("{kind: dialogue, characters: [ada, bo], turns: 2, settings: {max_new_tokens: 1000}}",
+     "jobs.yaml:5: jobs[1]: the prompt needs about"),
+])
+def test_a_prompt_past_the_context_stops_the_run_before_any_piece(runner, tmp_path, world, model_args, job, message):
+    path = write_jobs(tmp_path, "world: tiny.yaml\nseed: 1\njobs:\n"
+                                "  - {kind: scene, location: well, settings: {max_new_tokens: 3}}\n"
+                                f"  - {job}\n")
+    result = invoke(runner, "batch", path, "--out", tmp_path / "o", "-q", *model_args)
+    assert result.exit_code == 2 and message.replace("jobs.yaml", str(path)) in result.stderr, result.stderr
+    assert len(result.stderr.splitlines()) == 1 and not (tmp_path / "o").exists()
 
 
 def test_interrupted_run_resumes_and_loses_nothing(runner, tmp_path, world, model_args, monkeypatch):
