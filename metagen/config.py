@@ -52,8 +52,8 @@ class GenerationConfig:
             "file); the error says how many would fit.")
     min_new_tokens: int = setting(
         0, "--min-tokens", AtLeast(0), note="at most `max_new_tokens`", section="length",
-        help="End-of-text is suppressed until this many tokens.",
-        doc="End-of-text is suppressed until this many tokens are written.")
+        help="No end (end-of-text or a stop string) until this many tokens.",
+        doc="End-of-text, and any token that holds a stop string, is suppressed until this many tokens are written.")
     temperature: float = setting(
         0.8, "--temperature", Within(0, MAX_TEMPERATURE), short="-t", section="sampling",
         note=f"0 = greedy; otherwise at least {MIN_TEMPERATURE:g}", help="Sampling temperature, >= 0; 0 = greedy.",

@@ -365,8 +365,9 @@ class _DialogueWriter:
         others = [n for c in self.cast if c is not speaker for n in (c.name, *c.aliases)]
         own_names = own_name_tokens(self.tokenizer, spoken_names(self.world, speaker))
         own = tuple((f"#{token}", OWN_NAME_BIAS) for token in own_names)
+        # min_new_tokens 1: no candidate ends before its first word (on a line break or end-of-text)
         line_cfg = replace(cfg, stop=tuple(dict.fromkeys((*dialogue_stops(others), *cfg.stop))),
-                           logit_bias=(*cfg.logit_bias, *own))
+                           logit_bias=(*cfg.logit_bias, *own), min_new_tokens=max(1, cfg.min_new_tokens))
         if on_text:
             on_text(("\n" if i else "") + speaker_prefix(speaker.name) + " ")
         stream = LineStream(on_text if cfg.candidates == 1 else None)

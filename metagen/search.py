@@ -16,6 +16,7 @@ from typing import Callable
 
 import torch
 
+from metagen.bans import ending_tokens
 from metagen.cache import JointPrefixCache, SharedPrefixCache
 from metagen.config import GenerationConfig
 from metagen.sampling import apply_processors, build_processors, describe_processors, greedy, sample, sees_prompt
@@ -313,6 +314,7 @@ def decode_loop(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfi
     copy_guard = sees_prompt(processors) and not cfg.penalize_prompt  # with it the history holds the prompt already
     eos = sorted(tokenizer.eos_ids)
     eos_tensor = torch.tensor(eos, dtype=torch.long, device=device)
+    ending = ending_tokens(tokenizer, cfg.stop) if cfg.min_new_tokens else eos
     prompt_tokens, pad = left_pad(prompts, tokenizer.pad_id, device)
     pad_or_none = pad if bool((pad > 0).any()) else None
     trackers = [TextTracker(tokenizer, cfg.stop, cfg.max_sentences) for _ in range(B)]
@@ -336,7 +338,7 @@ def decode_loop(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfi
         whole = _history(prompt_tokens, pad, generated, True) if copy_guard else None
         # end-of-text held off before the truncations, which then choose among the other tokens
         # (after them, min-p could leave end-of-text alone and then nothing)
-        held = _suppress(logits, eos) if step < cfg.min_new_tokens else logits
+        held = _suppress(logits, ending) if step < cfg.min_new_tokens else logits
         if contrast is not None:
             held = contrast.adjust(held, step)
         scores = apply_processors(processors, history, held, whole, generated)
@@ -433,6 +435,7 @@ def beam_search(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfi
     V = model.args.vocab_size
     eos = sorted(tokenizer.eos_ids)
     K = max(2, 1 + len(eos)) * nb  # candidates kept per step, as transformers does
+    ending = ending_tokens(tokenizer, cfg.stop) if cfg.min_new_tokens else eos
     processors = build_processors(cfg, tokenizer, None)
     _log_order("beam", processors)
     copy_guard = sees_prompt(processors) and not cfg.penalize_prompt
@@ -452,7 +455,7 @@ def beam_search(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfi
         running = torch.tensor(beams.running, dtype=torch.long, device=device).view(B * nb, step)
         history = _history(prompt_tokens, pad, running, cfg.penalize_prompt)
         whole = _history(prompt_tokens, pad, running, True) if copy_guard else None
-        held = _suppress(raw_logprobs, eos) if step < cfg.min_new_tokens else raw_logprobs
+        held = _suppress(raw_logprobs, ending) if step < cfg.min_new_tokens else raw_logprobs
         logprobs = apply_processors(processors, history, held, whole, running)
         accumulated = (logprobs.view(B, nb, V) + beams.scores[:, :, None]).view(B, nb * V)
         # b. the K best continuations over all beams of each prompt

@@ -237,6 +237,7 @@ def test_each_line_uses_seed_plus_its_index_and_stops_at_other_speakers(gen, wor
     assert first.stop == ("\n", " Aoife Ní Bhriain:", "###")  # the others' prefixes, then cfg's own
     assert " Mi:" in spy.calls[1]["cfg"].stop and " Mira:" in spy.calls[1]["cfg"].stop  # aliases too
     assert first.max_new_tokens == cfg.max_new_tokens and first.temperature == cfg.temperature
+    assert first.min_new_tokens == 1  # no candidate ends empty on a line break or end-of-text
     # the prompt ends with the transcript so far and the next speaker's prefix
     so_far = "\n".join(result.text.split("\n")[:2])
     text = gen.tokenizer.decode(spy.calls[2]["prompt"], skip_special=False)

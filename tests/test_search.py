@@ -168,6 +168,31 @@ def test_min_new_tokens_holds_off_end_of_text(tiny_generator):
     assert eos_first.finish_reason == "eos" and len(eos_first.tokens) == 1
 
 
+def test_ending_tokens_are_end_of_text_and_the_tokens_holding_a_stop(tiny_generator):
+    from metagen.bans import ending_tokens
+
+    tok = tiny_generator.tokenizer
+    assert ending_tokens(tok, ()) == sorted(tok.eos_ids)
+    ending = ending_tokens(tok, ("\n", ""))
+    holding = {i for i in range(tok.vocab_size) if "\n" in tok.token_text(i)} - tok.special_ids
+    assert holding and set(ending) == set(tok.eos_ids) | holding
+
+
+@pytest.mark.parametrize("strategy", ["greedy", "beam"])
+def test_min_new_tokens_holds_off_a_stop_string_too(tiny_generator, strategy):
+    # a dialogue line whose first token is a line break ends empty: min_new_tokens holds it off
+    tok = tiny_generator.tokenizer
+    newline = next(i for i in range(tok.vocab_size) if "\n" in tok.token_text(i) and i not in tok.special_ids)
+    ids = encode(tiny_generator, PROMPTS[:1])
+    cfg = GenerationConfig(strategy=strategy, num_beams=2 if strategy == "beam" else 1, max_new_tokens=6,
+                           stop=("\n",), logit_bias=((f"#{newline}", 100.0),))  # the line break would win
+    empty = tiny_generator.complete(ids, cfg)[0]
+    assert empty.finish_reason == "stop" and empty.text == ""
+    held = tiny_generator.complete(ids, replace(cfg, min_new_tokens=1))[0]
+    assert held.tokens[0] != newline and "\n" not in tok.decode(held.tokens[:1])
+    assert held.text != ""
+
+
 def test_min_new_tokens_with_min_p_when_end_of_text_dominates(tiny_generator):
     # min-p after a held-off end-of-text used to keep end-of-text alone and then nothing: a crash
     ids = encode(tiny_generator, PROMPTS[:1])
