@@ -115,9 +115,13 @@ def resolve_format(dtype: str, device: torch.device) -> str:
 
 
 def cpu_has_bfloat16_units() -> bool:
-    """Whether this CPU multiplies bfloat16 natively (avx512_bf16 or AMX tiles)."""
+    """Whether this CPU multiplies bfloat16 natively (avx512_bf16 or AMX tiles) and torch's own
+    kernels may use them: with its capability held below AVX-512 (ATEN_CPU_CAPABILITY=avx2) on
+    such a CPU, torch 2.13's bfloat16 attention over 64 or more positions fails ("pack_vnni2 is
+    only supported when avx512 is supported"), so prompts stay float32 there."""
     try:
-        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+        units = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+        return bool(units) and torch.backends.cpu.get_cpu_capability() == "AVX512"
     except (AttributeError, RuntimeError):  # a torch without these probes: assume not
         return False
 

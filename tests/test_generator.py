@@ -103,6 +103,23 @@ def test_prompts_run_in_bfloat16_only_on_cpus_with_bfloat16_units_and_compact_mo
         resolve_prompt_dtype("half", "int4", cpu)
 
 
+def test_bfloat16_units_held_back_by_torchs_capability_do_not_count():
+    # ATEN_CPU_CAPABILITY=avx2 on a CPU with avx512_bf16: torch 2.13's bfloat16 attention over 64+
+    # positions fails there ("pack_vnni2 is only supported when avx512 is supported")
+    import os
+    import subprocess
+    import sys
+
+    from metagen.generator import cpu_has_bfloat16_units
+
+    if not cpu_has_bfloat16_units():
+        pytest.skip("this CPU has no bfloat16 units to hold back")
+    check = "from metagen.generator import cpu_has_bfloat16_units; print(cpu_has_bfloat16_units())"
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True,
+                          env={**os.environ, "ATEN_CPU_CAPABILITY": "avx2"})
+    assert done.returncode == 0 and done.stdout.strip() == "False", done.stderr
+
+
 def test_a_loaded_model_records_its_prompt_dtype(tiny_gguf, isolated_home):
     import torch
 

@@ -65,7 +65,7 @@ MODEL_PARAMETERS: list[tuple[str, object]] = [
     ("model", Annotated[Optional[str], typer.Option("--model", "-m", help="Known model name or path to a llama-family .gguf. [default: smollm2-135m-instruct]", rich_help_panel=MODEL_PANEL, show_default=False)]),
     ("dtype", Annotated[str, typer.Option("--dtype", help="auto | float32 | bfloat16 | int8 | int4. float32 is exact; auto is int4 on CPU, bfloat16 on CUDA.", rich_help_panel=MODEL_PANEL)]),
     ("device", Annotated[str, typer.Option("--device", help="cpu | cuda | auto.", rich_help_panel=MODEL_PANEL)]),
-    ("prompt_dtype", Annotated[str, typer.Option("--prompt-dtype", help="auto | float32 | bfloat16: what a prompt's matmuls run in on the CPU. auto is bfloat16 where the CPU has bfloat16 units (avx512_bf16, AMX) and the model is not float32, else float32.", rich_help_panel=MODEL_PANEL)]),
+    ("prompt_dtype", Annotated[str, typer.Option("--prompt-dtype", help="auto | float32 | bfloat16: what a prompt's matmuls run in on the CPU. auto is bfloat16 where the CPU has bfloat16 units (avx512_bf16, AMX) that torch uses (ATEN_CPU_CAPABILITY not below avx512) and the model is not float32, else float32.", rich_help_panel=MODEL_PANEL)]),
     ("adapter", Annotated[str, typer.Option("--adapter", help="default | none | PATH: a LoRA adapter merged into the model (`metagen tune`); default is the model's own, where it ships one.", rich_help_panel=MODEL_PANEL)]),
 ]
 MODEL_DEFAULTS = {"model": None, "dtype": "auto", "device": "cpu", "prompt_dtype": "auto", "adapter": "default"}
