@@ -419,6 +419,8 @@ def _locate(spec: str | None) -> tuple[str, Path, KnownModel | None]:
         return spec, installed_path(spec), KNOWN_MODELS[spec]
     if not _looks_like_path(spec):
         raise ModelError(f"unknown model {spec!r}", hint=_did_you_mean(spec))
+    from metagen.gguf import check_gguf_file  # numpy and the gguf library load only for a path
+
     path = Path(spec).expanduser()
     check_gguf_file(path)  # before its hash is taken and remembered, or anything is printed
     path = path.resolve()
@@ -431,26 +433,6 @@ def check_model_file(path: Path) -> None:
         check_regular(path)
     except NotRegularFile as error:
         raise ModelError(f"model file {path} {error.strerror}", hint="give the path of a .gguf file") from None
-
-
-def check_gguf_file(path: Path) -> None:
-    """ModelError unless path is a regular file that starts with GGUF's magic, b"GGUF"; reads 4 bytes."""
-    if not path.exists():
-        raise ModelError(f"model file {path} does not exist", hint="check the path, or run `metagen models list`")
-    if path.is_dir():
-        raise ModelError(f"model path {path} is a directory", hint="give the path of a .gguf file")
-    try:
-        with open_regular(path) as handle:
-            magic = handle.read(4)
-    except NotRegularFile as error:
-        raise ModelError(f"model file {path} {error.strerror}", hint="give the path of a .gguf file") from None
-    except OSError as error:
-        raise ModelError(f"cannot read model file {path}: {error.strerror}") from error
-    if magic != b"GGUF":
-        raise ModelError(
-            f"{path} is not a GGUF file (it starts with {magic!r}, not b'GGUF')",
-            hint="give a llama-family .gguf file, or run `metagen models pull`",
-        )
 
 
 def _not_installed(name: str, path: Path) -> ModelError:
@@ -576,6 +558,6 @@ def remove_model(name: str) -> list[Path]:
 
 __all__ = [
     "CHUNK_SIZE", "DEFAULT_MODEL", "KNOWN_MODELS", "KnownModel", "ResolvedModel",
-    "cache_dir", "check_gguf_file", "converted_folders", "file_sha256", "installed_path", "known_model",
+    "cache_dir", "converted_folders", "file_sha256", "installed_path", "known_model",
     "list_models", "model_info", "models_dir", "offline", "pull_model", "remove_model", "resolve_model",
 ]

@@ -19,9 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from metagen.catalog import check_gguf_file
 from metagen.errors import ModelError
-from metagen.files import open_regular
+from metagen.files import NotRegularFile, open_regular
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +129,25 @@ class GGUFContents:
     tensors: dict[str, np.ndarray] = field(repr=False)  # our names -> float32 arrays
     tensor_types: dict[str, str] = field(default_factory=dict)  # GGUF name -> type name
 
+
+def check_gguf_file(path: Path) -> None:
+    """ModelError unless path is a regular file that starts with GGUF's magic, b"GGUF"; reads 4 bytes."""
+    if not path.exists():
+        raise ModelError(f"model file {path} does not exist", hint="check the path, or run `metagen models list`")
+    if path.is_dir():
+        raise ModelError(f"model path {path} is a directory", hint="give the path of a .gguf file")
+    try:
+        with open_regular(path) as handle:
+            magic = handle.read(4)
+    except NotRegularFile as error:
+        raise ModelError(f"model file {path} {error.strerror}", hint="give the path of a .gguf file") from None
+    except OSError as error:
+        raise ModelError(f"cannot read model file {path}: {error.strerror}") from error
+    if magic != b"GGUF":
+        raise ModelError(
+            f"{path} is not a GGUF file (it starts with {magic!r}, not b'GGUF')",
+            hint="give a llama-family .gguf file, or run `metagen models pull`",
+        )
 
 def _field(reader, key: str, default=None):
     f = reader.fields.get(key)
