@@ -464,7 +464,7 @@ def _check_collisions(units: list[Unit]) -> None:
 def check_room(plan: BatchPlan, jobs_file: JobsFile, cli_settings: Mapping[str, Any] | None, generator) -> None:
     """ConfigError naming JOBS_FILE:LINE of every job to run whose max_new_tokens, with its prompt, does
     not fit the model's context, so that no job's turn finds it after earlier jobs' files were written."""
-    from metagen.pipeline import check_room as check_piece_room
+    from metagen.pipeline import check_room as check_piece_room, seeded_request
 
     context_length = generator.context_length
     room = f"give less than {context_length}: the prompt needs room too"
@@ -474,6 +474,7 @@ def check_room(plan: BatchPlan, jobs_file: JobsFile, cli_settings: Mapping[str, 
                           f"{context_length} tokens", hint=room)
     problems = _Problems(str(jobs_file.path))
     seen: set[int] = set()
+    asked: set[tuple] = set()
     for unit in plan.units:
         job, wanted = unit.job, unit.cfg.max_new_tokens
         if job.index in seen:
@@ -483,7 +484,13 @@ def check_room(plan: BatchPlan, jobs_file: JobsFile, cli_settings: Mapping[str, 
             problems.add_line(job.index, f"{_max_tokens_source(unit, jobs_file)} does not fit the model's "
                                          f"context of {context_length} tokens ({room})")
             continue
-        try:  # the prompt follows the seed (a story's plan, a dialogue's topic): every unit is asked
+        # The prompt follows the seed through a story's plan and a dialogue's drawn topic: a story is
+        # asked for every seed, a scene or dialogue once for each request its seeds make.
+        key = (job.index, seeded_request(unit.world, unit.request, unit.seed), unit.seed if job.kind == "story" else 0)
+        if key in asked:
+            continue
+        asked.add(key)
+        try:
             check_piece_room(generator, unit.world, unit.request, unit.cfg, unit.seed)
         except MetagenError as error:
             seen.add(job.index)
