@@ -32,6 +32,7 @@ from metagen.gguf import ModelArgs, read_gguf
 from metagen.lora import PAD_PREFIX, existing_adapter, load_adapter
 from metagen.linears import KERNEL_ALIGNMENT, WEIGHT_FORMATS
 from metagen.model import Transformer
+from metagen.sampling import Unchoosable
 from metagen.search import PlainPrompts, PrefixReuse, SearchResult, TextCallback, left_pad, run_search
 from metagen.tokenizer import Tokenizer
 
@@ -424,6 +425,8 @@ class Generator:
                                                      reuse, plain, forced)
         except (RuntimeError, torch.cuda.OutOfMemoryError) as error:
             raise GenerationError(f"the model failed while generating: {error}") from error
+        except Unchoosable as error:  # NaN from weights a converted copy holds, or every token banned
+            raise GenerationError(f"{self.info.path}: {error}", hint=error.hint) from error
         seconds = time.perf_counter() - started
         completions = []
         for result, seed in zip(results, seeds):

@@ -407,6 +407,9 @@ def read_gguf(path: str | os.PathLike, *, load_tensors: bool = True) -> GGUFCont
             if not load_tensors:
                 continue
             array = dequantize_tensor(tensor)
+            if not np.isfinite(array).all():  # a damaged file: NaN logits at the first token otherwise
+                raise ModelError(f"{path}: tensor {tensor.name} holds NaN or infinite values (the file is damaged)",
+                                 hint="delete it and run `metagen models pull` again, or give another file")
             if tensor.name.endswith("attn_q.weight"):
                 array = unpermute_rows(array, args.n_heads)
             elif tensor.name.endswith("attn_k.weight"):

@@ -343,17 +343,27 @@ def apply_processors(
 # --- choosing the token ----------------------------------------------------------------
 
 
+class Unchoosable(ValueError):
+    """No token can be chosen: the logits hold NaN, or a row has none above -inf; `hint` says what to do."""
+
+    def __init__(self, message: str, hint: str):
+        super().__init__(message)
+        self.hint = hint
+
+
 def _check_choosable(logits: torch.Tensor) -> None:
     if logits.dim() != 2:
         raise ValueError(f"logits must be (B, V), got shape {tuple(logits.shape)}")
     if bool(torch.isnan(logits).any()):
-        raise ValueError("logits contain NaN; the model or a processor produced invalid values")
+        raise Unchoosable("logits contain NaN; the model or a processor produced invalid values",
+                          hint="a model giving NaN is damaged: pull it again, or give another file")
     empty = ~(logits > NEG_INF).any(dim=-1)
     if bool(empty.any()):
         rows = empty.nonzero().flatten().tolist()
-        raise ValueError(
+        raise Unchoosable(
             f"no token is left to choose in row(s) {rows}: every logit is -inf "
-            "(banned words or logit biases may have removed every token)"
+            "(banned words or logit biases may have removed every token)",
+            hint="ban fewer words, or lower the logit biases",
         )
 
 
@@ -389,6 +399,7 @@ def sample(logits: torch.Tensor, generators: Sequence[torch.Generator]) -> torch
 
 
 __all__ = [
+    "Unchoosable",
     "MinPProcessor",
     "TemperatureProcessor",
     "TopKProcessor",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from metagen.config import GenerationConfig
 from metagen.linears import WEIGHT_FORMATS
@@ -118,6 +119,20 @@ def test_bfloat16_units_held_back_by_torchs_capability_do_not_count():
     done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True,
                           env={**os.environ, "ATEN_CPU_CAPABILITY": "avx2"})
     assert done.returncode == 0 and done.stdout.strip() == "False", done.stderr
+
+
+@pytest.mark.parametrize("nan", [True, False], ids=["nan", "nothing-left"])
+def test_logits_nothing_can_be_chosen_from_are_a_generation_error(tiny_generator, monkeypatch, nan):
+    from metagen.errors import GenerationError
+    from metagen.sampling import _check_choosable
+
+    bad = torch.tensor([[0.0, float("nan")]]) if nan else torch.full((1, 2), float("-inf"))
+    monkeypatch.setattr("metagen.generator.run_search", lambda *a, **k: _check_choosable(bad))
+    with pytest.raises(GenerationError) as info:
+        tiny_generator.complete([[5, 9]], GenerationConfig(max_new_tokens=2))
+    line = info.value.one_line()
+    assert line.startswith(tiny_generator.info.path + ": ")
+    assert ("pull it again" in line) if nan else ("ban fewer words" in line)
 
 
 def test_a_loaded_model_records_its_prompt_dtype(tiny_gguf, isolated_home):

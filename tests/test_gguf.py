@@ -106,6 +106,26 @@ def test_damaged_files_raise_one_clear_model_error(tiny_gguf, tmp_path, damage, 
     assert info.value.exit_code == 2
 
 
+@pytest.mark.parametrize("bad", [float("inf"), float("nan")])
+def test_weights_that_are_not_finite_are_refused_when_read(tmp_path, bad):
+    # a damaged file gave NaN logits at its first token, and a traceback (round thirty)
+    from metagen.gguf import write_gguf
+    from metagen.model import random_weights
+    from tests.conftest import tiny_args, tiny_tokenizer_data
+
+    data = tiny_tokenizer_data()
+    args = tiny_args(len(data.tokens))
+    tensors = {name: t.numpy() for name, t in random_weights(args, seed=0).items()}
+    tensors["norm.weight"][3] = bad
+    path = tmp_path / "bad.gguf"
+    write_gguf(path, args, tensors, data, name="tiny")
+    with pytest.raises(ModelError) as info:
+        read_gguf(path)
+    assert "tensor output_norm.weight holds NaN or infinite values" in info.value.one_line()
+    assert str(path) in info.value.one_line() and info.value.exit_code == 2
+    assert read_gguf(path, load_tensors=False).args.dim == args.dim  # the metadata alone is not judged
+
+
 def test_inconsistent_shape_is_refused():
     with pytest.raises(ModelError, match="inconsistent model shape"):
         ModelArgs(dim=30, n_heads=4, n_kv_heads=2)
