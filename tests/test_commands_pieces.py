@@ -210,6 +210,29 @@ def test_interrupted_command_exits_130_and_writes_nothing(runner, world, model_a
     assert not [p for p in (tmp_path / "o").rglob("*") if p.is_file()]
 
 
+def test_each_piece_is_written_as_it_is_made_and_an_interrupt_keeps_them(runner, world, model_args, tmp_path,
+                                                                          monkeypatch):
+    # -n 20 used to write nothing until all 20 were made: an interrupt lost every finished one
+    import metagen.pipeline as pipeline
+
+    real, calls = pipeline._compose_story, []
+
+    def third_interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "_compose_story", third_interrupted)
+    out = tmp_path / "o"
+    result = invoke(runner, "story", world, "-c", "ada", "-n", 3, "--seed", 7, "--max-tokens", 4, "--out", out,
+                    *model_args)
+    assert result.exit_code == 130 and "interrupted" in result.stderr
+    written = sorted(p.name for p in out.rglob("*") if p.is_file())
+    assert written == ["ada-7.md", "ada-8.md"], written
+    assert result.stderr.count("wrote ") == 2
+
+
 # ----------------------------------------------------------------------------- prompts
 
 

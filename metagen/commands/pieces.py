@@ -184,22 +184,27 @@ def show_prompt(kind: str, world_path: Path, fields: dict, settings: dict | None
 
 
 class _Streamer:
-    """Writes text to stdout as it is generated, one piece after another."""
+    """Writes text to stdout as it is generated, one piece after another, a blank line between."""
 
     def __init__(self) -> None:
-        self.row: int | None = None
+        self.row: int | None = None  # the piece being written, None between pieces
+        self.started = False
 
     def __call__(self, row: int, text: str) -> None:
         if self.row is not None and row != self.row:
             sys.stdout.write("\n\n")
-        self.row = row
+        elif self.row is None and self.started:  # the last piece was ended (its file written)
+            sys.stdout.write("\n")
+        self.row, self.started = row, True
         sys.stdout.write(printable(text, True))  # streaming happens on a terminal only
         sys.stdout.flush()
 
     def end(self) -> None:
+        """The piece's text is done: end its line (before "wrote PATH" on stderr)."""
         if self.row is not None:
             sys.stdout.write("\n")
             sys.stdout.flush()
+        self.row = None
 
 
 def run_pieces(kind: str, world_path: Path, fields: dict, opts: OutputOptions, settings: dict | None,
@@ -231,28 +236,31 @@ def run_pieces(kind: str, world_path: Path, fields: dict, opts: OutputOptions, s
     # Stream on a terminal, one piece at a time: a single piece, or dialogues (made in turn).
     live = sys.stdout.isatty() and not (opts.quiet or opts.as_json) and (not opts.stdout or fmt == "txt")
     streamer = _Streamer() if live and (opts.count == 1 or kind == "dialogue") else None
-    result = pipeline.compose(generator, world, [request] * opts.count, cfg, seeds=seeds, order=order,
-                              on_text=streamer, moderation=opts.moderation)
-    if streamer:
-        streamer.end()
-    for warning in result.warnings:
-        say(f"warning: {warning}", opts.quiet)
     refused = []
-    for i, piece in enumerate(result.pieces):
+
+    def emit(i: int, piece) -> None:
+        """Print or write one piece as soon as it is made: an interrupted -n 20 keeps what was done."""
+        if streamer:
+            streamer.end()
         if opts.moderation == "enforce" and piece.moderation.get("exceeds"):
             refused.append(moderation.refusal(piece))
-            continue
+            return
         if opts.stdout:
             if opts.as_json:
                 typer.echo(json.dumps({**written_record(piece, None), "text": piece.text}, ensure_ascii=False))
             elif streamer is None:
                 text = render(piece, fmt)
                 typer.echo(("\n" if i else "") + printable(text, sys.stdout.isatty()), nl=False)
-            continue
+            return
         path = write_piece(piece, opts.out, fmt, overwrite=opts.overwrite)
         if opts.as_json:
             typer.echo(json.dumps(written_record(piece, path), ensure_ascii=False))
         say(f"wrote {path}", opts.quiet)
+
+    result = pipeline.compose(generator, world, [request] * opts.count, cfg, seeds=seeds, order=order,
+                              on_text=streamer, on_piece=emit, moderation=opts.moderation)
+    for warning in result.warnings:
+        say(f"warning: {warning}", opts.quiet)
     refuse_pieces(refused, len(result.pieces))
 
 
