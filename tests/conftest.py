@@ -224,6 +224,21 @@ def invoke(runner, *args):
     return runner.invoke(app, [str(a) for a in args])
 
 
+def interrupt_on_call(monkeypatch, owner, name: str, call: int):
+    """Make owner.name raise KeyboardInterrupt on its call-th call (the earlier ones run as before);
+    returns the real function."""
+    real, calls = getattr(owner, name), []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == call:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, interrupted)
+    return real
+
+
 def files_in(folder: Path) -> list[Path]:
     """Every file under folder (hidden ones too); folders alone do not count."""
     return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []

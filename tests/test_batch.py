@@ -12,7 +12,7 @@ from metagen import batch
 from metagen.errors import ConfigError, OutputExistsError, RequestError
 from metagen.output import read_piece_file
 
-from conftest import TINY_WORLD, invoke, write_world
+from conftest import TINY_WORLD, interrupt_on_call, invoke, write_world
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -291,15 +291,7 @@ def test_interrupted_run_resumes_and_loses_nothing(runner, tmp_path, world, mode
     from metagen.generator import Generator
 
     path = write_jobs(tmp_path, MANY_JOBS)
-    real, calls = Generator.complete, []
-
-    def interrupt_on_the_third_call(*args, **kwargs):  # the third batch of two scenes
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(Generator, "complete", interrupt_on_the_third_call)
+    real = interrupt_on_call(monkeypatch, Generator, "complete", 3)  # the third batch of two scenes
     out = tmp_path / "o"
     result = invoke(runner, "batch", path, "--out", out, "--batch-size", 2, *model_args)
     assert result.exit_code == 130

@@ -15,7 +15,7 @@ import yaml
 
 from metagen.output import read_piece_file
 
-from conftest import invoke, write_world
+from conftest import interrupt_on_call, invoke, write_world
 
 ROOT = Path(__file__).resolve().parent.parent
 NEXUS = ROOT / "worlds" / "nexus-hub.yaml"
@@ -215,15 +215,7 @@ def test_each_piece_is_written_as_it_is_made_and_an_interrupt_keeps_them(runner,
     # -n 20 used to write nothing until all 20 were made: an interrupt lost every finished one
     import metagen.pipeline as pipeline
 
-    real, calls = pipeline._compose_story, []
-
-    def third_interrupted(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(pipeline, "_compose_story", third_interrupted)
+    interrupt_on_call(monkeypatch, pipeline, "_compose_story", 3)
     out = tmp_path / "o"
     result = invoke(runner, "story", world, "-c", "ada", "-n", 3, "--seed", 7, "--max-tokens", 4, "--out", out,
                     *model_args)
