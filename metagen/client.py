@@ -19,7 +19,7 @@ import threading
 from pathlib import Path
 
 from metagen import __version__
-from metagen.errors import EXIT_GENERATION_FAILED, EXIT_INTERRUPTED, INTERRUPTED_MESSAGE
+from metagen.errors import EXIT_BAD_INPUT, EXIT_GENERATION_FAILED, EXIT_INTERRUPTED, INTERRUPTED_MESSAGE
 from metagen.protocol import (
     JSON, STDERR, STDIN, STDOUT, UnsafeSocket, connect, forwarded_command, read_frame, read_json, send_frame,
     send_json, socket_path,
@@ -31,6 +31,12 @@ GONE = ("error: the metagen server (pid {pid}) stopped during the request; files
 
 def main() -> None:
     """Console-script entry point."""
+    try:
+        os.getcwd()
+    except FileNotFoundError:  # torch's MKL dies loading from a deleted folder with a line of its own
+        sys.stderr.write("error: the current folder no longer exists (cd to one that does, and run the "
+                         "command again)\n")
+        sys.exit(EXIT_BAD_INPUT)
     try:
         code = forward(sys.argv[1:])
     except KeyboardInterrupt:  # Ctrl-C while waiting for a busy server to start the request

@@ -1321,3 +1321,13 @@ def test_resume_refuses_a_piece_with_hostile_front_matter(runner, tmp_path, worl
     jobs.write_text("world: tiny.yaml\nseed: 1\njobs: [{kind: scene, location: well}]\n", encoding="utf-8")
     result = invoke(runner, "batch", jobs, "--resume")
     assert_fails_cleanly(result, 2, ["well-1.md exists but is not a complete metagen piece"])
+
+
+def test_a_current_folder_that_no_longer_exists_is_one_line(tmp_path):
+    # torch's MKL printed "Intel oneMKL FATAL ERROR: Cannot load libtorch_cpu.so" and nothing else
+    gone = tmp_path / "gone"
+    script = f'mkdir "{gone}" && cd "{gone}" && rmdir "{gone}" && exec "{sys.executable}" -m metagen story w.yaml'
+    done = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == "error: the current folder no longer exists (cd to one that does, and run the command again)\n"
