@@ -238,12 +238,15 @@ def _save_converted(folder: Path, model: Transformer, tokenizer: Tokenizer, name
         log.warning("could not cache the converted model in %s: %s", folder.parent, error)
 
 
-def build_from_gguf(path: Path, weight_format: str, adapter: Path | None = None,
-                    sha256: str = "") -> tuple[Transformer, Tokenizer, str]:
+def build_from_gguf(path: Path, weight_format: str, adapter: Path | None = None, sha256: str = "",
+                    announce: Callable[[], None] | None = None) -> tuple[Transformer, Tokenizer, str]:
     """The model of a GGUF file in `weight_format`, with `adapter` (made for the file with this
-    sha256) merged into its weights first."""
+    sha256) merged into its weights first. The adapter is checked against the file's shapes before
+    any weight is read (seconds), then `announce` is called."""
+    deltas = load_adapter(adapter, read_gguf(path, load_tensors=False).args, sha256).deltas() if adapter else None
+    if announce:
+        announce()
     contents = read_gguf(path)
-    deltas = load_adapter(adapter, contents.args, sha256).deltas() if adapter else None
     # F32 tensors come back as read-only memory maps; torch wants writable memory.
     tensors = {name: torch.from_numpy(np.require(array, requirements="W")) for name, array in contents.tensors.items()}
     model = Transformer.from_weights(contents.args, tensors, weight_format, deltas)
@@ -280,9 +283,9 @@ def load_model(spec: str | None = None, *, dtype: str = "auto", device: str = "c
         folder = _converted_dir(cache_dir(), resolved.sha256, weight_format, adapter_sha256)
         loaded = _load_converted(folder) if use_cache else None
         if loaded is None:
-            if progress:
-                progress(f"converting {resolved.path.name} to {weight_format} (first use only)")
-            loaded = build_from_gguf(resolved.path, weight_format, adapter_path, resolved.sha256)
+            announce = (lambda: progress(f"converting {resolved.path.name} to {weight_format} (first use only)")
+                        ) if progress else None
+            loaded = build_from_gguf(resolved.path, weight_format, adapter_path, resolved.sha256, announce)
             if use_cache:
                 _save_converted(folder, *loaded)
         model, tokenizer, _ = loaded

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from metagen.errors import ModelError
+from metagen.files import NotRegularFile, check_regular
 from metagen.gguf import ModelArgs
 
 FORMAT = "metagen-lora-1"
@@ -129,10 +130,17 @@ def save_adapter(path: Path, tensors: dict[str, torch.Tensor], config: AdapterCo
 
 
 def existing_adapter(path: str | Path) -> Path:
-    """`path` as a Path, or a ModelError when no adapter file is there."""
+    """`path` as a Path, or a ModelError when no adapter file is there (a folder or device is none)."""
     path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"adapter {path}: no such file", hint="give --adapter none, or the path of a file `metagen tune` wrote")
+    hint = "give --adapter none, or the path of a file `metagen tune` wrote"
+    try:
+        check_regular(path)
+    except NotRegularFile as error:
+        raise ModelError(f"adapter {path} {error.strerror}", hint=hint) from None
+    except FileNotFoundError:
+        raise ModelError(f"adapter {path}: no such file", hint=hint) from None
+    except OSError as error:
+        raise ModelError(f"cannot read adapter {path}: {error.strerror}", hint=hint) from None
     return path
 
 

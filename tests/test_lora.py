@@ -129,3 +129,23 @@ def test_the_default_model_ships_an_adapter_that_fits_it(real_model_path):
     known = KNOWN_MODELS[DEFAULT_MODEL]
     adapter = load_adapter(known.adapter_path, read_gguf(real_model_path, load_tensors=False).args, known.sha256)
     assert adapter.config.rank == 64 and adapter.sha256 and len(adapter.deltas()) == 4 * 30
+
+
+def test_an_adapter_that_is_no_file_or_no_adapter_is_refused_before_any_weight_is_read(tmp_path, isolated_home,
+                                                                                         monkeypatch):
+    import metagen.generator as generator_module
+    from metagen.generator import load_model
+
+    gguf = write_tiny_gguf(tmp_path / "m.gguf")
+    with pytest.raises(ModelError, match=r"adapter .* is a folder, not a regular file"):
+        load_model(str(gguf), dtype="float32", adapter=str(tmp_path))
+    with pytest.raises(ModelError, match=r"adapter /dev/null is a character device"):
+        load_model(str(gguf), dtype="float32", adapter="/dev/null")
+    real_read, whole_reads, said = generator_module.read_gguf, [], []
+    monkeypatch.setattr(generator_module, "read_gguf",
+                        lambda path, **kw: whole_reads.append(kw) or real_read(path, **kw))
+    garbage = tmp_path / "a.safetensors"
+    garbage.write_bytes(b"not an adapter" * 10)
+    with pytest.raises(ModelError, match="not a metagen adapter"):
+        load_model(str(gguf), dtype="float32", adapter=str(garbage), progress=said.append)
+    assert whole_reads == [{"load_tensors": False}] and said == []  # no weights read, no "converting" line
