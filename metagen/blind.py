@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import math
+import os
 import random
 import re
 import time
@@ -25,11 +26,12 @@ import yaml
 from metagen import __version__
 from metagen.config import GenerationConfig
 from metagen.errors import ConfigError
+from metagen.files import read_input
 from metagen.eval import kind_config, run_eval
 from metagen.measure import recorded_request
 from metagen.output import write_atomic
 from metagen.prompts import resolve_request
-from metagen.world import World
+from metagen.world import World, YamlRefused, compose_yaml, construct_plain
 
 KEY = "key.json"  # which text is A in each pair: for whoever tallies, not for readers
 SHEET = "ratings.csv"
@@ -45,16 +47,15 @@ _ITEM = re.compile(r",\s*(?=[A-Za-z_][\w-]*\s*=)")
 # ----------------------------------------------------------------------------- settings A and B
 
 
+MAX_SETTINGS_BYTES = 64 * 1024  # a settings file holds a few decoding settings
+
+
 def load_settings(text: str, flag: str) -> dict[str, Any]:
     """Generation settings from a YAML/JSON file, or inline "key=value,key=value" (each value read as
     a YAML scalar or list), checked as GenerationConfig fields; ConfigError naming the flag."""
     path = Path(text)
-    if path.is_file():
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
-            raise ConfigError(f"{flag}: cannot read {path}: {' '.join(str(error).split())}") from None
-        data = {} if data is None else data
+    if os.path.lexists(path):  # a file, however broken (a folder, a device, bad YAML), is read as one
+        data = _settings_file(path, flag)
         if not isinstance(data, dict):
             raise ConfigError(f"{flag}: {path} must hold a mapping of settings, got {type(data).__name__}",
                               hint="e.g. {candidates: 4}")
@@ -67,6 +68,19 @@ def load_settings(text: str, flag: str) -> dict[str, Any]:
     except ConfigError as error:
         raise ConfigError(f"{flag}: {error.message}", hint=error.hint) from None
     return data
+
+
+def _settings_file(path: Path, flag: str) -> Any:
+    """The plain data of a settings file, read as carefully as a world file (no object tags,
+    duplicate keys or binary); ConfigError naming the flag and FILE:LINE."""
+    try:
+        root = compose_yaml(read_input(path, MAX_SETTINGS_BYTES, "a settings file", ConfigError), "a settings file")
+        return construct_plain(root) if root is not None else {}
+    except ConfigError as error:
+        raise ConfigError(f"{flag}: {error.message}", hint=error.hint) from None
+    except YamlRefused as error:
+        line = f":{error.mark.line + 1}" if error.mark is not None else ""
+        raise ConfigError(f"{flag}: {path}{line}: {error.message}") from None
 
 
 def _inline(text: str, flag: str) -> dict[str, Any]:
@@ -173,6 +187,8 @@ def write_blind(folder: Path, worlds: Sequence[World], run_a, run_b, settings_a:
     write_atomic(folder / SHEET, sheet.getvalue(), overwrite=False)
     grid = {k: run_a.settings.get(k) for k in ("kinds", "seeds", "max_requests", "story_cast", "turns", "max_tokens",
                                                 "variant")}
+    # what stories and scenes were given: --max-tokens wins over the eval's default (eval's report says the same)
+    grid["max_tokens"] = run_a.settings.get("flags", {}).get("max_new_tokens", grid["max_tokens"])
     key = {
         "format": KEY_FORMAT,
         "metagen_version": __version__,

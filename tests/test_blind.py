@@ -83,6 +83,26 @@ def test_a_settings_file_must_hold_a_mapping(tmp_path):
         B.load_settings(str(path), "--b")
 
 
+@pytest.mark.parametrize("content, message", [
+    ("temperature: [1\n", "--b: {path}:1: invalid YAML"),
+    ("temperature: 0.5\ntemperature: 0.9\n", "--b: {path}:2: duplicate key 'temperature' (keep one)"),
+    ("!!python/object:os.system {}\n", "--b: {path}:1: YAML tag '!!python/object:os.system' is not allowed"),
+    (b"temperature: \xff\n", "--b: {path}:1: not UTF-8 text"),
+    (None, "--b: {path} is a folder, not a settings file"),
+])
+def test_a_settings_file_is_read_as_carefully_as_a_world(tmp_path, content, message):
+    path = tmp_path / "b.yaml"
+    if content is None:
+        path.mkdir()
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content, encoding="utf-8")
+    with pytest.raises(ConfigError) as error:
+        B.load_settings(str(path), "--b")
+    assert error.value.one_line().startswith(message.format(path=path)), error.value.one_line()
+
+
 def test_settings_clashing_with_a_world_name_the_flag(world):
     with pytest.raises(ConfigError, match="--b: .*for smallton story"):
         B.check_with_worlds([world], ("story",), {"temperature": 0.0}, {"candidates": 3}, "--b")
@@ -130,6 +150,11 @@ def test_write_blind_files(world, tmp_path):
     assert key["a"] == {"candidates": 4} and key["b"] == {"candidates": 1} and key["seed"] == 5
     assert [e["a"] for e in key["pairs"]] == [1 if p.a_first else 2 for p in pairs]
     assert key["grid"]["worlds"] == [{"id": "smallton", "path": str(world.path)}]
+    assert key["grid"]["max_tokens"] == 8
+    flagged = run_of("A", 3)
+    flagged.settings["flags"] = {"max_new_tokens": 5}  # --max-tokens 5: what stories and scenes were given
+    B.write_blind(tmp_path / "blind2", [world], flagged, run_of("B", 3), {}, {}, seed=5)
+    assert json.loads((tmp_path / "blind2" / "key.json").read_text(encoding="utf-8"))["grid"]["max_tokens"] == 5
     with pytest.raises(ConfigError, match="not an empty folder"):
         B.write_blind(folder, [world], run_of("A", 3), run_of("B", 3), {}, {}, seed=5)
 

@@ -119,7 +119,7 @@ def _include_target(load: SectionReader, parent: Path, parent_display: str, rel:
         return None
     target = resolved(parent.parent / rel)
     if not load.allow_outside and not target.is_relative_to(load.root):
-        tip = "move it inside, or load with allow_outside=True"
+        tip = "move or copy it into that folder"
         load.add(node, at, f"'{rel}' is outside the world's folder {load.root} ({tip})")
     elif target in stack:
         chain = " -> ".join(p.name for p in (*stack[stack.index(target):], target))
