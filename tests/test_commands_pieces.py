@@ -353,6 +353,23 @@ def test_replay_warns_of_a_piece_made_by_another_version(runner, world, model_ar
     assert f"warning: {path} was made by metagen 0.0.9, this is " in result.stderr
 
 
+def test_replay_names_the_piece_whose_record_the_world_no_longer_answers(runner, world, model_args, tmp_path):
+    out = tmp_path / "o"
+    assert invoke(runner, "story", world, "-c", "ada", "--seed", 4, "--max-tokens", 8, "--format", "json",
+                  "--out", out, "-q", *model_args).exit_code == 0
+    path = out / "tinyville" / "story" / "ada-4.json"
+    data = json.loads(path.read_text())
+    path.write_text(json.dumps({**data, "request": {**data["request"], "characters": ["nobody"]}}))
+    result = invoke(runner, "replay", path)
+    assert result.exit_code == 2 and len(result.stderr.splitlines()) == 1
+    assert f"{path} records what cannot be replayed: world 'tinyville' has no character 'nobody'" in result.stderr
+    path.write_text(json.dumps({**data, "world_files": [str(tmp_path / "moved.yaml")]}))
+    result = invoke(runner, "replay", path)
+    assert result.exit_code == 2
+    assert f"{path} records the world {tmp_path / 'moved.yaml'}, which cannot be read: no such file" in result.stderr
+    assert "give --world" in result.stderr
+
+
 def test_replay_refuses_a_file_that_is_not_a_piece(runner, tmp_path, no_model):
     path = tmp_path / "notes.md"
     path.write_text("just notes\n")

@@ -1045,8 +1045,9 @@ SPECIAL_FILE_CASES = [
     pytest.param(lambda t: ["replay", _fifo(t / "p.md")], ["p.md is not a metagen file (is a FIFO"],
                  id="replay-fifo"),
     pytest.param(lambda t: ["replay", _piece_naming(t, str(_fifo(t / "gone.yaml")))],
-                 ["gone.yaml: is a FIFO (named pipe)"], id="replay-world-files-fifo"),
-    pytest.param(lambda t: ["replay", _piece_naming(t, "/dev/zero")], ["/dev/zero: is a character device"],
+                 ["gone.yaml, which cannot be read: is a FIFO (named pipe)"], id="replay-world-files-fifo"),
+    pytest.param(lambda t: ["replay", _piece_naming(t, "/dev/zero")],
+                 ["piece.md records the world /dev/zero, which cannot be read: is a character device"],
                  id="replay-world-files-device"),
 ]  # fmt: skip
 

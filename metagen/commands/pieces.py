@@ -19,7 +19,7 @@ import typer
 from metagen.commands.help import PLAIN_HELP, PanelledCommand
 from metagen.commands.options import load_generator, progress_to_stderr, with_decoding_options, with_parameters
 from metagen.commands.terminal import escaped, printable
-from metagen.errors import ConfigError, ModelError, OutputError
+from metagen.errors import ConfigError, ModelError, OutputError, RequestError
 from metagen.text import format_turns
 
 WorldArg = Annotated[Path, typer.Argument(help="A world file (YAML).", show_default=False)]
@@ -347,7 +347,12 @@ def _recorded_world(path: str, piece: Path):
     try:
         open_regular(path).close()
     except OSError:  # missing, a FIFO, unreadable: load_world says which, having read nothing
-        return load_world(path)
+        try:
+            return load_world(path)
+        except WorldError as error:
+            reason = error.message.removeprefix(f"{path}: ").removeprefix(f"{path} ")
+            raise WorldError(f"{piece} records the world {path}, which cannot be read: {reason}",
+                             hint="give --world with the world file's path now") from None
     try:
         return load_world(path)
     except WorldError as error:
@@ -420,8 +425,12 @@ def replay(
                            adapter=_recorded_adapter(recorded, file, quiet), progress=progress_to_stderr(quiet))
     if recorded.get("sha256") and generator.info.sha256 != recorded["sha256"]:
         say(f"warning: the model file differs from the one {file} records; the text may differ", quiet)
-    result = pipeline.compose(generator, loaded, [recipe.request], recipe.cfg, seeds=[recipe.seed],
-                              order=recipe.order, moderation=moderation)
+    try:
+        result = pipeline.compose(generator, loaded, [recipe.request], recipe.cfg, seeds=[recipe.seed],
+                                  order=recipe.order, moderation=moderation)
+    except (ConfigError, RequestError) as error:  # a request the world no longer answers, or an edited record
+        raise ConfigError(f"{file} records what cannot be replayed: {error.one_line()}",
+                          hint="give --world if the world has moved, or make the piece again") from None
     new = result.pieces[0]
     before = _spoken(data)
     after = _spoken({**new.front_matter(), "text": new.text})
