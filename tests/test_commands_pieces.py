@@ -326,12 +326,17 @@ def test_replay_takes_the_recorded_prompt_dtype(runner, world, wide_gguf, tmp_pa
     assert result.exit_code == 2 and "--prompt-dtype must be one of auto, float32, bfloat16" in result.stderr
 
 
-def test_replay_says_when_the_text_differs(runner, world, model_args, tmp_path):
+def _story_piece(runner, world, model_args, tmp_path) -> tuple[Path, dict]:
+    """A short story written as JSON (seed 4): its path and its data."""
     out = tmp_path / "o"
     assert invoke(runner, "story", world, "-c", "ada", "--seed", 4, "--max-tokens", 8, "--format", "json",
                   "--out", out, "-q", *model_args).exit_code == 0
     path = out / "tinyville" / "story" / "ada-4.json"
-    data = json.loads(path.read_text())
+    return path, json.loads(path.read_text())
+
+
+def test_replay_says_when_the_text_differs(runner, world, model_args, tmp_path):
+    path, data = _story_piece(runner, world, model_args, tmp_path)
     data["text"] = "Once upon a time"
     path.write_text(json.dumps(data))
     result = invoke(runner, "replay", path)
@@ -341,12 +346,8 @@ def test_replay_says_when_the_text_differs(runner, world, model_args, tmp_path):
 
 
 def test_replay_warns_of_a_piece_made_by_another_version(runner, world, model_args, tmp_path):
-    out = tmp_path / "o"
-    assert invoke(runner, "story", world, "-c", "ada", "--seed", 4, "--max-tokens", 8, "--format", "json",
-                  "--out", out, "-q", *model_args).exit_code == 0
-    path = out / "tinyville" / "story" / "ada-4.json"
+    path, data = _story_piece(runner, world, model_args, tmp_path)
     assert "was made by metagen" not in invoke(runner, "replay", path).stderr
-    data = json.loads(path.read_text())
     path.write_text(json.dumps({**data, "metagen_version": "0.0.9"}))
     result = invoke(runner, "replay", path)
     assert result.exit_code == 0 and result.stdout.startswith("identical:")
@@ -354,11 +355,7 @@ def test_replay_warns_of_a_piece_made_by_another_version(runner, world, model_ar
 
 
 def test_replay_names_the_piece_whose_record_the_world_no_longer_answers(runner, world, model_args, tmp_path):
-    out = tmp_path / "o"
-    assert invoke(runner, "story", world, "-c", "ada", "--seed", 4, "--max-tokens", 8, "--format", "json",
-                  "--out", out, "-q", *model_args).exit_code == 0
-    path = out / "tinyville" / "story" / "ada-4.json"
-    data = json.loads(path.read_text())
+    path, data = _story_piece(runner, world, model_args, tmp_path)
     path.write_text(json.dumps({**data, "request": {**data["request"], "characters": ["nobody"]}}))
     result = invoke(runner, "replay", path)
     assert result.exit_code == 2 and len(result.stderr.splitlines()) == 1
