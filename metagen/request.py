@@ -37,7 +37,8 @@ class _Request:
                 if isinstance(text, str) and _NOT_UTF8.search(text):
                     raise RequestError(f"the {f.name} {text!r} is not UTF-8 text", hint=_NOT_UTF8_HINT)
         if len(set(self.characters)) != len(self.characters):
-            raise RequestError(f"{self.kind} request names a character twice: {', '.join(self.characters)}")
+            raise RequestError(f"{self.kind} request names a character twice: {', '.join(self.characters)}",
+                               hint="name each character once")
 
     def to_dict(self) -> dict:
         """The request as plain JSON-ready data, with its kind."""

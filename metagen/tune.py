@@ -245,7 +245,8 @@ def tune(model, tokenizer, train: list[Example], held: list[Example], settings: 
     sequences, left_out = pack(tokenizer, train, settings.max_tokens)
     held_sequences, held_out = pack(tokenizer, held, settings.max_tokens)
     if not sequences:
-        raise ConfigError(f"no training example fits in --max-tokens {settings.max_tokens}")
+        raise ConfigError(f"no training example fits in --max-tokens {settings.max_tokens}",
+                          hint="raise --max-tokens, or shorten the examples")
     report = TuneReport(examples=len(train), sequences=len(sequences), tokens=sum(len(s.ids) for s in sequences),
                         learned_tokens=sum(len(s.learned) for s in sequences), left_out=left_out + held_out)
     lora = attach(model, settings.adapter, seed=settings.seed)

@@ -186,7 +186,7 @@ BAD_INPUTS = [
     (["describe-scene", "{world}"], "a scene needs a location", ""),
     (["dialogue", "{world}", "-c", "ada"], "at least two characters", ""),
     (["dialogue", "{world}", "-c", "ada,bo", "--order", "loudest"], "--order must be one of", ""),
-    (["dialogue", "{world}", "-c", "ada,ada"], "names a character twice", ""),
+    (["dialogue", "{world}", "-c", "ada,ada"], "names a character twice", "name each character once"),
 ]
 
 

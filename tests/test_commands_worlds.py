@@ -143,6 +143,9 @@ def test_list(runner, tmp_path, broken, monkeypatch):
 def test_list_missing_and_empty_folder(runner, tmp_path):
     missing = runner.invoke(app, ["worlds", "list", str(tmp_path / "nope")])
     assert missing.exit_code == 2 and "no such folder" in missing.stderr
+    (tmp_path / "afile").write_text("x", encoding="utf-8")
+    a_file = runner.invoke(app, ["worlds", "list", str(tmp_path / "afile")])
+    assert a_file.exit_code == 2 and f"{tmp_path / 'afile'}: is a file, not a folder" in a_file.stderr
     empty = runner.invoke(app, ["worlds", "list", str(tmp_path)])
     assert empty.exit_code == 0 and "no worlds in" in empty.stderr
 

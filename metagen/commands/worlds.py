@@ -166,7 +166,8 @@ def list_command(
     from metagen.world import load_world
 
     if not folder.is_dir():
-        raise WorldError(f"{folder}: no such folder", hint="give a folder of world files; the default is ./worlds")
+        problem = "is a file, not a folder" if folder.exists() else "no such folder"
+        raise WorldError(f"{folder}: {problem}", hint="give a folder of world files; the default is ./worlds")
     candidates = sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]) + sorted(
         [*folder.glob("*/world.yaml"), *folder.glob("*/world.yml")]
     )
