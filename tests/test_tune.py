@@ -181,6 +181,9 @@ def test_tune_command_writes_an_adapter_that_generation_uses_and_records(runner,
     assert log["epochs"][0]["eval_loss"] is not None and log["adapter_sha256"]
     again = invoke(runner, "tune", data, "--out", out, "--model", wide_gguf, "--quiet")
     assert again.exit_code != 0 and "exists" in again.output
+    fresh = invoke(runner, "tune", data, "--out", tmp_path / "b.safetensors", "--model", wide_gguf, "--epochs", 1,
+                   "--rank", 2, "--resume")
+    assert fresh.exit_code == 0 and "no checkpoint at " in fresh.stderr and "training from the start" in fresh.stderr
     args = ["generate", "The well", "--model", wide_gguf, "--dtype", "float32", "--seed", 3, "--max-tokens", 12,
             "--json"]
     plain = json.loads(invoke(runner, *args).stdout)

@@ -12,6 +12,7 @@ from typing import Annotated, Optional
 import typer
 
 from metagen.commands.options import progress_to_stderr
+from metagen.commands.pieces import say
 from metagen.errors import ConfigError, OutputExistsError
 
 Data = Annotated[Path, typer.Argument(help="Training examples, JSON lines (docs/tune.md).", show_default=False)]
@@ -63,6 +64,8 @@ def tune_command(
     checkpoint = out.with_name(out.name + ".checkpoint")
     if checkpoint.exists() and not resume:
         raise OutputExistsError(f"{checkpoint} holds a stopped run", hint="add --resume to go on, or delete it")
+    if resume and not checkpoint.exists():  # not an error: a script may always pass --resume
+        say(f"no checkpoint at {checkpoint}: training from the start", quiet)
     columns = [TextColumn("tune"), BarColumn(), TextColumn("{task.completed}/{task.total} steps  loss {task.fields[loss]}"),
                TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn()]
     console = _stderr_console()
