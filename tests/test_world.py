@@ -290,6 +290,23 @@ def test_an_include_path_with_a_nul_character_is_one_error_naming_the_line(tmp_p
     assert "include[0]" in str(caught.value) and "NUL character" in str(caught.value)
 
 
+def test_a_bad_include_is_the_one_problem_not_the_references_into_its_neighbours(tmp_path):
+    # an unread include's ids are not unknown: "unknown character 'ann' (there are none)" followed it
+    files = {
+        "w.yaml": VALID + "include: [people.yaml, missing.yaml]\nfactions:\n  - {id: crew, name: Crew, members: [ann]}\n",
+        "people.yaml": "characters:\n  - {id: ann, name: Ann}\n",
+    }
+    path = write(tmp_path, files)
+    with pytest.raises(WorldError) as caught:
+        load_world(path)
+    assert caught.value.problems == [caught.value.message] and "'missing.yaml' not found" in caught.value.message
+    (tmp_path / "missing.yaml").write_text("lore: []\n", encoding="utf-8")
+    assert [f.members for f in load_world(path).factions] == [("ann",)]
+    (tmp_path / "missing.yaml").write_text("factions:\n  - {id: odd, name: Odd, members: [zed]}\n", encoding="utf-8")
+    with pytest.raises(WorldError, match="unknown character 'zed'"):  # once every include is read, they count
+        load_world(path)
+
+
 def test_includes_merge_in_order_and_hash_covers_every_file(tmp_path):
     files = {
         "w.yaml": VALID + "include: [parts/a.yaml]\n",

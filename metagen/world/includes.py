@@ -107,6 +107,8 @@ def read_part(load: SectionReader, path: Path, display: str, stack: tuple[Path, 
             for target, shown in targets:
                 read_part(load, target, shown, (*stack, target), main=False)
                 load.file_no, load.display = file_no, here
+        else:
+            load.includes_unread = True
     return m
 
 

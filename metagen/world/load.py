@@ -39,7 +39,9 @@ def load_world(path: str | os.PathLike, *, allow_outside: bool = False) -> World
     style = load.read_style(m["style"]) if "style" in m else Style()
     defaults = load.read_defaults(m["defaults"]) if "defaults" in m else {}
     content = load.read_content(m["content"]) if "content" in m else Content()
-    for kind, value, load.file_no, load.display, mark, path in load.refs:
+    # With an include left unread, an id it would have given is not unknown: references wait until it is read
+    # (one bad include had followed itself with "unknown character 'jonas' (there are none)").
+    for kind, value, load.file_no, load.display, mark, path in [] if load.includes_unread else load.refs:
         if value not in load.ids[kind]:
             load.add(mark, path, f"unknown {kind} '{value}' ({did_you_mean(value, load.ids[kind])})")
     if load.problems:

@@ -46,6 +46,7 @@ class Validator:
         self.data: list[bytes] = []
         self.ids: dict[str, dict[str, tuple]] = {k: {} for k in ("character", "location", "faction", "lore")}
         self.refs: list[tuple] = []  # (kind, id, file no., display, mark, field path), checked at the end
+        self.includes_unread = False  # a bad include stopped the others: their ids are unknown
         self.sections: dict[str, list] = {k: [] for k in ("locations", "characters", "factions", "lore")}
         self.file_no = 0
         self.display = ""
