@@ -65,6 +65,18 @@ def test_prompt_arguments_that_are_not_utf8(runner, tmp_path, flags, needle):
     assert needle in error_line(result) and "LANG or LC_ALL" in result.stderr
 
 
+@pytest.mark.parametrize("flags, stdin, needle", [
+    ([""], None, "error: the prompt is empty (give the text to continue"),
+    (["-"], " \n\t", "error: the prompt is empty (standard input held no text)"),
+    (["hi", "--no-chat", "--system", "be brief"], None, "error: --system needs --chat"),
+])  # fmt: skip
+def test_a_prompt_of_nothing_and_a_system_message_without_chat_are_refused(runner, flags, stdin, needle):
+    from metagen.cli import app
+
+    result = runner.invoke(app, ["generate", *flags, "--model", "/nonexistent.gguf"], input=stdin)
+    assert result.exit_code == 2 and error_line(result).startswith(needle), result.output
+
+
 @settings(max_examples=200, deadline=None)
 @given(data=st.one_of(st.binary(max_size=64), st.text(max_size=64).map(lambda t: t.encode("utf-8", "surrogatepass"))))
 def test_any_bytes_on_standard_input_give_text_or_one_reason(data):

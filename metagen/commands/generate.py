@@ -50,8 +50,15 @@ def generate(
     from metagen.config import CLI_NAMES, merge_settings
     from metagen.errors import ConfigError
 
-    prompt = _read_stdin() if prompt == "-" else _utf8("prompt", prompt)
+    from_stdin = prompt == "-"
+    prompt = _read_stdin() if from_stdin else _utf8("prompt", prompt)
+    if not prompt.strip():  # the model would write from nothing at all (with --chat, from the template alone)
+        raise ConfigError("the prompt is empty" + (" (standard input held no text)" if from_stdin else ""),
+                          hint="give the text to continue, or '-' with text on standard input")
     system = _utf8("--system", system) if system is not None else None
+    if system is not None and not chat:
+        raise ConfigError("--system needs --chat: without the chat template there is no system message",
+                          hint="drop --no-chat, or put the text in the prompt")
     cfg = merge_settings(settings)
     if cfg.context_contrast:
         raise ConfigError(f"{CLI_NAMES['context_contrast']}: a raw prompt has no world's facts to contrast with; "
