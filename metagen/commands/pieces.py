@@ -406,11 +406,9 @@ def replay(
             "the text may differ", quiet)
     recorded = recipe.model
     spec = model
-    if spec is None:
-        path = recorded.get("path")
-        spec = path if path and Path(path).is_file() else recorded.get("name")
-        if spec not in KNOWN_MODELS and not (spec and Path(spec).is_file()):
-            spec = path  # let load_model say the file is missing
+    if spec is None:  # a known model by its name (the cache finds and checks it), another by its path
+        name, path = recorded.get("name"), recorded.get("path")
+        spec = name if name in KNOWN_MODELS else path
     device = device or recorded.get("device") or "cpu"
     if device.startswith("cuda"):
         import torch
