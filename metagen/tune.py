@@ -105,6 +105,9 @@ class TuneReport:
 # ----------------------------------------------------------------------------- data
 
 
+CHAT_ROLES = ("system", "user", "assistant")  # what metagen's prompts hold
+
+
 def read_examples(path: str | Path) -> list[Example]:
     """Examples from a JSON-lines file; a bad line is a ConfigError naming file:line."""
     data = read_input(path, MAX_DATA_BYTES, "an examples file", ConfigError)
@@ -131,6 +134,9 @@ def read_examples(path: str | Path) -> list[Example]:
                     isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
                     for m in messages)):
                 raise ConfigError(f"{where}: \"messages\" must be a list of {{\"role\", \"content\"}} strings")
+            unknown = next((m["role"] for m in messages if m["role"] not in CHAT_ROLES), None)
+            if unknown is not None:  # the chat template would render it as a turn the model never saw
+                raise ConfigError(f"{where}: unknown role {unknown!r}; roles are {', '.join(CHAT_ROLES)}")
             examples.append(Example.from_dict({"kind": "", "world": "", **data}))
         elif isinstance(data.get("prompt"), str):
             examples.append(Example("", "", ({"role": "user", "content": data["prompt"]},), data["completion"]))

@@ -46,6 +46,8 @@ def test_read_examples_takes_chats_and_plain_pairs(tmp_path):
     ('{"prompt": "x"}', 'd.jsonl:2: an example needs a non-empty "completion"'),
     ('{"messages": [{"role": 1}], "completion": "x"}', 'd.jsonl:2: "messages" must be a list'),
     ('{"completion": "x"}', 'd.jsonl:2: an example needs "messages"'),
+    ('{"messages": [{"role": "wizard", "content": "x"}], "completion": "y"}',
+     "d.jsonl:2: unknown role 'wizard'; roles are system, user, assistant"),
 ])
 def test_a_bad_line_names_file_and_line(tmp_path, line, message):
     path = tmp_path / "d.jsonl"
