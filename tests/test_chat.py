@@ -398,12 +398,14 @@ def test_a_damaged_or_foreign_session_file_is_one_line_and_exit_2(runner, world_
 
 def test_inside_a_session_bad_input_is_a_message_and_the_session_goes_on(runner, world_path, model_args, tmp_path):
     (tmp_path / "taken.md").write_text("mine\n", encoding="utf-8")
-    lines = ["Hello.", "/retyr", "x" * 5000, "/save taken.md", "/save notes.docx", "//slash in front", "/undo",
-             "/save talk.md", "/save talk.yarn", "/quit", "never read"]
+    lines = ["Hello.", "/retyr", "x" * 5000, "/save taken.md", "/save notes.docx", "/save nowhere/deep/talk.md",
+             "//slash in front", "/undo", "/save talk.md", "/save talk.yarn", "/quit", "never read"]
     result = run(runner, chat_args(world_path, model_args, "--seed", 4), "\n".join(lines) + "\n")
     assert result.exit_code == 0, result.output
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 4, result.stderr
+    assert len(errors) == 5, result.stderr
+    assert "/save nowhere/deep/talk.md: there is no folder nowhere/deep" in errors[4]
+    assert not (tmp_path / "nowhere").exists()  # a typo makes no folders
     assert "unknown command '/retyr' (did you mean '/retry'?)" in errors[0]
     assert "the line is too long" in errors[1] and "/save taken.md: taken.md exists (/save never" in errors[2]
     assert "/save notes.docx: the file must end in .md, .json, .yarn or .ink" in errors[3]

@@ -394,6 +394,9 @@ class _Console:
             raise ConfigError(f"/save {path_text}: the file must end in .md, .json, .yarn or .ink")
         if not self.session.turns:
             raise ConfigError("/save: there is nothing to save yet")
+        if not path.parent.is_dir():  # a typo must not make folders wherever it points
+            raise ConfigError(f"/save {path_text}: there is no folder {path.parent}",
+                              hint="make it first, or save into a folder that exists")
         try:
             write_atomic(path, render(session_piece(self.session), fmt), overwrite=False)
         except OutputExistsError:
