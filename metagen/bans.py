@@ -88,7 +88,6 @@ _HEAD = re.compile(r"^\s*(?:(?:[A-Z][\w'’-]*\s+){0,5}[A-Z][\w'’-]*|(?:The|A|
 _AFTER_HEAD = (",", ":", ";", ".", "—", "–", "\n")
 
 
-@functools.lru_cache(maxsize=4)
 def ending_tokens(tokenizer: Tokenizer, stops: Sequence[str]) -> list[int]:
     """The tokens that would end a text at once: end-of-text, and every token whose text holds one
     of the stop strings (a line break ends a dialogue line). min_new_tokens holds them all off: a
@@ -106,6 +105,7 @@ def _holding(vocabulary: tuple[str, ...], stops: tuple[str, ...]) -> tuple[int, 
     return tuple(i for i, data in enumerate(vocabulary_bytes(vocabulary)) if any(w in data for w in wanted))
 
 
+@functools.lru_cache(maxsize=4)
 def _head_breakers(vocabulary: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[int, ...]]:
     """Every token's text, and the ids of tokens that would end a head as a label or fragment."""
     texts = tuple(data.decode("utf-8", errors="ignore") for data in vocabulary_bytes(vocabulary))

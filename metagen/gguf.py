@@ -149,6 +149,7 @@ def check_gguf_file(path: Path) -> None:
             hint="give a llama-family .gguf file, or run `metagen models pull`",
         )
 
+
 def _field(reader, key: str, default=None):
     f = reader.fields.get(key)
     if f is None:
