@@ -367,6 +367,30 @@ def test_replay_names_the_piece_whose_record_the_world_no_longer_answers(runner,
     assert "give --world" in result.stderr
 
 
+def test_replay_looks_a_known_model_up_by_name_not_by_its_recorded_path(runner, world, model_args, tmp_path,
+                                                                        monkeypatch):
+    """A known model is found in the cache by name, wherever the piece says it was (an edited or
+    stale path); another model by its recorded path."""
+    import metagen.generator
+    from metagen.catalog import KNOWN_MODELS
+
+    path, data = _story_piece(runner, world, model_args, tmp_path)
+    tiny, known = data["model"]["path"], next(iter(KNOWN_MODELS))
+    asked, real_load = [], metagen.generator.load_model
+
+    def load_model(spec, **options):  # the known name stands for the tiny model here (no cache offline)
+        asked.append(spec)
+        return real_load(tiny if spec == known else spec, **options)
+
+    monkeypatch.setattr(metagen.generator, "load_model", load_model)
+    path.write_text(json.dumps({**data, "model": {**data["model"], "name": known, "path": "/etc/passwd"}}))
+    result = invoke(runner, "replay", path)
+    assert result.exit_code == 0 and result.stdout.startswith(f"identical: {path}"), result.output
+    path.write_text(json.dumps(data))  # the tiny model is no known model: its path
+    assert invoke(runner, "replay", path).exit_code == 0
+    assert asked == [known, tiny]
+
+
 def test_replay_refuses_a_file_that_is_not_a_piece(runner, tmp_path, no_model):
     path = tmp_path / "notes.md"
     path.write_text("just notes\n")

@@ -385,7 +385,6 @@ def replay(
     """Make a file's piece again from what it records and say whether the text is identical (exit 0) or not (exit 1)."""
     from metagen import __version__, pipeline
     from metagen.generator import load_model
-    from metagen.catalog import KNOWN_MODELS
     from metagen.output import read_piece_file
     from metagen.world import load_world
 
@@ -405,10 +404,7 @@ def replay(
         say(f"warning: {file} was made by metagen {data.get('metagen_version')}, this is {__version__}; "
             "the text may differ", quiet)
     recorded = recipe.model
-    spec = model
-    if spec is None:  # a known model by its name (the cache finds and checks it), another by its path
-        name, path = recorded.get("name"), recorded.get("path")
-        spec = name if name in KNOWN_MODELS else path
+    spec = model or _recorded_model(recorded)
     device = device or recorded.get("device") or "cpu"
     if device.startswith("cuda"):
         import torch
@@ -442,6 +438,15 @@ def replay(
     typer.echo(f"  recorded: {escaped(_snippet(before, at))}")
     typer.echo(f"  now:      {escaped(_snippet(after, at))}")
     raise typer.Exit(1)
+
+
+def _recorded_model(recorded: dict) -> str | None:
+    """The model a piece records, as load_model takes it: a known model by its name (the cache finds
+    and checks it, wherever the piece says it was), another by its recorded path."""
+    from metagen.catalog import KNOWN_MODELS
+
+    name, path = recorded.get("name"), recorded.get("path")
+    return name if name in KNOWN_MODELS else path
 
 
 def _recorded_adapter(recorded: dict, file: Path, quiet: bool) -> str:
