@@ -239,7 +239,7 @@ def seeds_for(count: int, seed: int | None) -> list[int]:
     """`count` seeds S, S+1, ... from the given seed, or from one drawn at random."""
     if not 1 <= count <= MAX_COUNT:
         raise ConfigError(f"--count must be 1 to {MAX_COUNT}, got {count}",
-                          hint="split larger runs into several commands or batch jobs")
+                          hint="split larger runs into several commands or batch jobs" if count > MAX_COUNT else None)
     if seed is None:
         from metagen.generator import draw_seed
 

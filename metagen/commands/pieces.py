@@ -46,7 +46,7 @@ StoryOpening = Annotated[bool, typer.Option("--opening/--no-opening", hidden=Tru
 Topic = Annotated[Optional[str], typer.Option("--topic", help="What they talk about; by default one of the first two speakers' goals, drawn by the seed and recorded as the request's topic; --topic '' for none.", show_default=False)]
 Turns = Annotated[int, typer.Option("--turns", help="Lines in all.", min=1)]
 Order = Annotated[str, typer.Option("--order", help="How the next speaker is picked: likelihood (the model's choice among the cast) | turns (in the order given).")]
-Count = Annotated[int, typer.Option("--count", "-n", min=1, help="How many pieces, 1 to 10,000; seeds S, S+1, ... (S from --seed, or drawn).")]
+Count = Annotated[int, typer.Option("--count", "-n", help="How many pieces, 1 to 10,000; seeds S, S+1, ... (S from --seed, or drawn).")]
 Out = Annotated[Path, typer.Option("--out", "-o", help="Output folder: files go to OUT/<world>/<kind>/<subject>-<seed>.<ext>.")]
 Format = Annotated[Optional[str], typer.Option(
     "--format", "-f", help="md | txt | json (dialogue also yarn | ink). [default: md; txt with --stdout]", show_default=False)]
