@@ -517,7 +517,8 @@ def _deny_under(folder: Path):
     def fake_open(path, flags, *args, **kwargs):
         # A name opened inside an open folder (dir_fd=) is under folder here too.
         inside = str(path).startswith(str(folder)) or "dir_fd" in kwargs
-        if inside and flags & os.O_CREAT:
+        makes_file = flags & os.O_CREAT or flags & getattr(os, "O_TMPFILE", -1) == getattr(os, "O_TMPFILE", 0)
+        if inside and makes_file:
             raise PermissionError(errno.EACCES, "Permission denied", str(path))
         return real_open(path, flags, *args, **kwargs)
 
@@ -574,6 +575,7 @@ def test_ctrl_c_during_the_writability_probe_leaves_no_probe_file(tmp_path, monk
         return made
 
     monkeypatch.setattr(writing, "_open_temp", open_then_ctrl_c)
+    monkeypatch.setattr(writing, "_probe_unnamed", lambda folder_fd: False)  # the named probe (no O_TMPFILE)
     with pytest.raises(KeyboardInterrupt):
         check_writable(tmp_path)
     assert list(tmp_path.iterdir()) == []

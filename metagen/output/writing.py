@@ -305,14 +305,30 @@ def check_writable(out_dir: str | os.PathLike) -> None:
     except OSError as error:
         _raise_unwritable(out, probe_dir, error)
     try:
-        with _signals_held():  # a Ctrl-C here (or from `metagen serve`) never leaves the probe behind
-            fd, tmp = _open_temp(folder_fd, "metagen-probe")
-            os.close(fd)
-            _remove(folder_fd, tmp)
+        if not _probe_unnamed(folder_fd):
+            with _signals_held():  # a Ctrl-C here (or from `metagen serve`) never leaves the probe behind
+                fd, tmp = _open_temp(folder_fd, "metagen-probe")
+                os.close(fd)
+                _remove(folder_fd, tmp)
     except OSError as error:
         _raise_unwritable(out, probe_dir, error)
     finally:
         os.close(folder_fd)
+
+
+def _probe_unnamed(folder_fd: int) -> bool:
+    """Whether a file can be made in the folder, tried with a file that has no name (Linux's
+    O_TMPFILE): nothing is left even if the process is killed (SIGKILL) mid-probe. False where the
+    system or filesystem has no such files; the caller then probes with a named one."""
+    if not hasattr(os, "O_TMPFILE"):
+        return False
+    try:
+        os.close(os.open(".", os.O_TMPFILE | os.O_WRONLY | getattr(os, "O_CLOEXEC", 0), 0o600, dir_fd=folder_fd))
+    except OSError as error:
+        if error.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+            return False
+        raise
+    return True
 
 
 def _raise_unwritable(out: Path, probe_dir: Path, error: OSError):
