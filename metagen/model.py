@@ -17,6 +17,7 @@ filled by `load_state_dict`.
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +26,7 @@ from torch import nn
 from metagen.cache import JointPrefixCache, KVCache, NoCache, SharedPrefixCache
 from metagen.gguf import ModelArgs
 from metagen.linears import FLOAT_DTYPES, WidenedForPrompts, make_linear, widened_weights
+from metagen.threads import StepThreads
 
 # From this many new positions per row in one piece of a prompt, compact formats compute on
 # weights widened to the prompt dtype on a CPU (int4 on 2 AVX2 cores: a 3072x576 matmul of 128
@@ -191,6 +193,8 @@ class Transformer(nn.Module):
         self.output = make_linear("int8" if weight_format == "int4" else weight_format, args.dim, args.vocab_size)
         self._rope_len = 0
         self._cos = self._sin = None
+        # a decoding step's CPU thread count, timed where it cannot change the logits (threads.py)
+        self.step_threads = StepThreads(tuned=weight_format in ("int4", "int8"))
 
     # -- building -------------------------------------------------------------------
     @property
@@ -309,6 +313,17 @@ class Transformer(nn.Module):
         start = cache.length
         if start + T > cache.max_len:
             raise ValueError(f"KV cache holds {cache.max_len} slots; {start + T} needed")
+        # CPU threads (threads.StepThreads): a one-position step on the count timed fastest, which
+        # gives the same logits; a prompt's pass on torch's own count, whose sums depend on it
+        threads = nullcontext() if self.device.type != "cpu" else (
+            self.step_threads.step(B) if T == 1 else self.step_threads.prompt())
+        with threads:
+            return self._forward_pieces(tokens, cache, pad, last_only)
+
+    def _forward_pieces(self, tokens: torch.Tensor, cache: KVCache, pad: torch.Tensor | None,
+                        last_only: bool) -> torch.Tensor:
+        """forward's pass, a long prompt in pieces."""
+        B, T = tokens.shape
         chunk = max(1, PREFILL_ROWS // B)
         if T > chunk:
             # A long prompt in pieces: the same result, with activations (and attention

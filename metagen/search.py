@@ -619,10 +619,13 @@ def run_search(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfig
                reuse: PrefixReuse | None = None,
                plain: PlainPrompts | None = None,
                forced: list[list[int]] | None = None) -> list[SearchResult]:
-    """Decode prompts with the strategy cfg asks for (`reuse`, `plain` and `forced` serve greedy and sampling)."""
-    if cfg.effective_strategy == "beam":
-        if forced is not None:
-            raise ValueError("beam search writes no forced start")
-        return beam_search(model, tokenizer, prompts, cfg, generators, on_text)
-    return STRATEGIES[cfg.effective_strategy](model, tokenizer, prompts, cfg, generators, on_text, reuse, plain,
-                                              forced)
+    """Decode prompts with the strategy cfg asks for (`reuse`, `plain` and `forced` serve greedy and sampling).
+
+    On a CPU the strategy runs on one thread but for the model's passes (threads.StepThreads)."""
+    if cfg.effective_strategy == "beam" and forced is not None:
+        raise ValueError("beam search writes no forced start")
+    with model.step_threads.decoding():
+        if cfg.effective_strategy == "beam":
+            return beam_search(model, tokenizer, prompts, cfg, generators, on_text)
+        return STRATEGIES[cfg.effective_strategy](model, tokenizer, prompts, cfg, generators, on_text, reuse, plain,
+                                                  forced)
