@@ -12,7 +12,7 @@ is kept.
 This must change the speed only, never the text a seed gives, so it is done only where a
 step's logits are bitwise the same on any number of threads: the int4 and int8 formats, whose
 kernels split a matmul's output columns over threads and never a sum (tests/test_threads.py
-checks 1 to 4 threads; so is the attention over a shared prompt). float32 and bfloat16 steps
+checks 1 to 4 threads), as does the attention over a shared prompt. float32 and bfloat16 steps
 stay on torch's count: a float32 matmul of one row split its sums on 3 threads. A prompt's
 pass stays on torch's count in every format, since its wide matmuls do split sums (the
 logits moved by up to 0.66 between 1 and 2 threads).
