@@ -26,7 +26,7 @@ from torch import nn
 from metagen.cache import JointPrefixCache, KVCache, NoCache, SharedPrefixCache
 from metagen.gguf import ModelArgs
 from metagen.linears import FLOAT_DTYPES, WidenedForPrompts, make_linear, widened_weights
-from metagen.threads import StepThreads
+from metagen.threads import TIMED_FORMATS, StepThreads
 
 # From this many new positions per row in one piece of a prompt, compact formats compute on
 # weights widened to the prompt dtype on a CPU (int4 on 2 AVX2 cores: a 3072x576 matmul of 128
@@ -194,7 +194,7 @@ class Transformer(nn.Module):
         self._rope_len = 0
         self._cos = self._sin = None
         # a decoding step's CPU thread count, timed where it cannot change the logits (threads.py)
-        self.step_threads = StepThreads(tuned=weight_format in ("int4", "int8"))
+        self.step_threads = StepThreads(tuned=weight_format in TIMED_FORMATS)
 
     # -- building -------------------------------------------------------------------
     @property
