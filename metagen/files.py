@@ -1,4 +1,5 @@
-"""Opening input files: regular files only, and never more than a limit read.
+"""Opening input files: regular files only, and never more than a limit read; JSON from them parsed
+with its failures as ValueError.
 
 A FIFO, a device or a socket given as a world, an include, a jobs file, a model or a
 cache file would block a read or never end (`--model /dev/zero` hashes forever), so each
@@ -8,6 +9,7 @@ is refused by its kind before a byte is read; every read here stops at its limit
 from __future__ import annotations
 
 import errno
+import json
 import os
 import stat
 from pathlib import Path
@@ -139,3 +141,37 @@ def os_reason(error: OSError) -> str:
     if code:
         return os.strerror(code)
     return str(error) or type(error).__name__
+
+
+def lone_surrogate(text: str) -> int | None:
+    """The first code point of `text` that is half of a UTF-16 pair (from a "\\ud800" escape in
+    JSON or YAML), which no file or tokenizer can encode; None when it has none."""
+    if text.isascii():
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        return ord(text[error.start])
+    return None
+
+
+def parse_json(text: str):
+    """json.loads for a file a user gave; ValueError, with a reason to show, for text that is not
+    JSON, that nests deeper than Python's parser recurses, or that holds a lone surrogate escape."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(error.msg + (f", line {error.lineno}" if error.lineno > 1 else "")) from None
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    pending = [data]  # walked without recursion: the parser took this depth, Python's stack may not
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, str) and (code := lone_surrogate(item)) is not None:
+            raise ValueError(f"\\u{code:04x} is half of a UTF-16 surrogate pair, not a character")
+    return data

@@ -8,13 +8,12 @@ hash, the character, the player, the place, the seed, every decoding setting and
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 
 from metagen import __version__
 from metagen.config import MAX_SEED
 from metagen.errors import ConfigError
-from metagen.files import read_input
+from metagen.files import parse_json, read_input
 from metagen.moderation import verdict
 from metagen.output import Piece
 from metagen.text import format_dialogue
@@ -111,9 +110,9 @@ def read_session(path) -> tuple[dict, list[Turn]]:
     wrong with a damaged or foreign file, and nothing is written to it."""
     raw = read_input(path, MAX_SESSION_BYTES, "a chat session file", ConfigError)
     try:
-        data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        reason = error.msg if isinstance(error, json.JSONDecodeError) else "not UTF-8 text"
+        data = parse_json(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as error:
+        reason = "not UTF-8 text" if isinstance(error, UnicodeDecodeError) else str(error)
         raise ConfigError(f"{path} is damaged: it is not JSON ({reason})", hint=_DAMAGED_HINT) from None
     if not isinstance(data, dict) or data.get("format") != SESSION_FORMAT:
         raise ConfigError(f"{path} is not a metagen chat session (it has no \"format\": \"{SESSION_FORMAT}\")",

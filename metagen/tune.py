@@ -26,10 +26,11 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from metagen.config import MAX_SEED
 from metagen.corpus import Example
 from metagen.errors import ConfigError
-from metagen.files import read_input
-from metagen.lora import TARGET_GROUPS, Adapter, AdapterConfig, LoraLinear, adapter_tensors, attach, save_adapter
+from metagen.files import parse_json, read_input
+from metagen.lora import MAX_ALPHA, TARGET_GROUPS, Adapter, AdapterConfig, LoraLinear, adapter_tensors, attach, save_adapter
 
 CHECKPOINT_STEPS = 50
 MAX_DATA_BYTES = 256 * 1024 * 1024
@@ -57,8 +58,10 @@ class TuneSettings:
                 raise ConfigError(f"{flag} must be {low} to {high}, got {value}")
         if not (0 < self.learning_rate <= 1) or not math.isfinite(self.learning_rate):
             raise ConfigError(f"--learning-rate must be above 0 and at most 1, got {self.learning_rate}")
-        if not (0 < self.alpha <= 1e4):
-            raise ConfigError(f"--alpha must be above 0, got {self.alpha}")
+        if not (0 < self.alpha <= MAX_ALPHA):
+            raise ConfigError(f"--alpha must be above 0 and at most {MAX_ALPHA:g}, got {self.alpha}")
+        if not 0 <= self.seed < MAX_SEED:
+            raise ConfigError(f"--seed must be in [0, 2**63), got {self.seed}")
         if self.targets not in TARGET_GROUPS:
             raise ConfigError(f"--targets must be one of {', '.join(TARGET_GROUPS)}, got {self.targets!r}")
         if self.dtype not in DTYPES:
@@ -123,9 +126,9 @@ def read_examples(path: str | Path) -> list[Example]:
             continue
         where = f"{path}:{number}"
         try:
-            data = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise ConfigError(f"{where}: not JSON ({error.msg})", hint="one JSON object a line") from None
+            data = parse_json(line)
+        except ValueError as error:
+            raise ConfigError(f"{where}: not JSON ({error})", hint="one JSON object a line") from None
         if not isinstance(data, dict) or not isinstance(data.get("completion"), str) or not data["completion"].strip():
             raise ConfigError(f"{where}: an example needs a non-empty \"completion\" string")
         if "messages" in data:

@@ -367,6 +367,7 @@ def test_bad_input_at_start_up_is_one_line_and_exit_2(runner, world_path, model_
 
 DAMAGED = [
     ('{"format": "metagen-chat-session", "version": 1, "world_id": "quay"', "is damaged: it is not JSON"),
+    ("[" * 100_000 + "]" * 100_000, "is damaged: it is not JSON (nested too deeply)"),
     ('{"kind": "dialogue", "text": "x"}', "is not a metagen chat session"),
     ('[1, 2]', "is not a metagen chat session"),
     (None, "turns[0].answers[0].text has the wrong type"),

@@ -218,6 +218,11 @@ WORLD_CASES = [
                  ["world.yaml:1:22: YAML tag '!!python/name:os.system' is not allowed"], id="python-name"),
     pytest.param("world.yaml", {"world.yaml": "world: {id: w, name: !!binary aGk=}\n"},
                  ["world.yaml:1:22: YAML tag '!!binary' is not allowed"], id="binary-tag"),
+    pytest.param("world.yaml", {"world.yaml": 'world: {id: w, name: "\\ud800"}\n'},
+                 ["world.yaml:1:22: \\ud800 is half of a UTF-16 surrogate pair", "write the character itself"],
+                 id="lone-surrogate"),
+    pytest.param("world.yaml", {"world.yaml": HEAD + 'content: {banned_words: ["\\udc80"]}\n'},
+                 ["world.yaml:2:26: \\udc80 is half of a UTF-16 surrogate pair"], id="lone-surrogate-banned"),
 ]  # fmt: skip
 
 
@@ -368,6 +373,9 @@ DECODING_CASES = [
     # found by test_fuzz: a list of 10**11 seeds was built before anything said no (MemoryError)
     pytest.param(["--count", "100000000000"], "--count must be 1 to 10000, got 100000000000", id="count-huge"),
     pytest.param(["--count", "0"], "--count must be 1 to 10000, got 0", id="count-zero"),  # was the parser's own wording
+    # seeds S, S+1, ...: the second of these had wrapped to 0 and written story-0.md
+    pytest.param(["--seed", str(2**63 - 1), "--count", "2"],
+                 f"--seed {2**63 - 1} with --count 2 passes the largest seed, 2**63 - 1", id="seeds-past-the-last"),
 ]  # fmt: skip
 
 
@@ -1262,6 +1270,11 @@ JOBS_CASES = [
                  id="control-character"),
     pytest.param(JOBS_HEAD + "settings: {stop: [" + ", ".join(["*x"] * 101) + "]}\n",
                  ["jobs.yaml:2:", "alias"], id="many-aliases"),
+    pytest.param(JOBS_HEAD + f"jobs: [{{kind: story, characters: [ada], seed: {2**63 - 2}, count: 3}}]\n",
+                 [f"jobs.yaml:2: jobs[0].seed: {2**63 - 2} with count 3 passes the largest seed"],
+                 id="seeds-past-the-last"),
+    pytest.param(JOBS_HEAD + 'out: "out/\\ud800"\njobs: [{kind: story}]\n',
+                 ["jobs.yaml:2: \\ud800 is half of a UTF-16 surrogate pair"], id="lone-surrogate"),
 ]  # fmt: skip
 
 
@@ -1297,6 +1310,10 @@ FRONT_MATTER_CASES = [
     pytest.param(FRONT + "request: {kind: story}\nrequest: {kind: scene}\n", ["duplicate key 'request'"],
                  id="duplicate-key"),
     pytest.param(FRONT + "request: {kind: story}\nkind: story\n", ["duplicate key 'kind'"], id="duplicate-kind"),
+    pytest.param(FRONT.replace("settings: {}", "settings: null") + "request: {kind: story}\n",
+                 ["piece.md does not record settings, so it cannot be replayed"], id="settings-null"),
+    pytest.param(FRONT.replace("model: {name: x}", "model: ~") + "request: {kind: story}\n",
+                 ["does not record model"], id="model-null"),
 ]  # fmt: skip
 
 
@@ -1304,6 +1321,16 @@ FRONT_MATTER_CASES = [
 def test_hostile_front_matter_in_replay(tmp_path, world, front, needles):
     _front_matter(tmp_path, front)
     assert_refused_in_bounds("replay", "piece.md", cwd=tmp_path, needles=needles)
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("[" * 100_000 + "]" * 100_000, "piece.json is not a metagen file (invalid JSON: nested too deeply)"),
+    ('{"kind": "story", "metagen_version": "x", "text": "\\udfff"}',
+     "piece.json is not a metagen file (invalid JSON: \\udfff is half of a UTF-16 surrogate pair"),
+])
+def test_hostile_json_pieces_in_replay(tmp_path, world, text, needle):
+    (tmp_path / "piece.json").write_text(text, encoding="utf-8")
+    assert_refused_in_bounds("replay", "piece.json", cwd=tmp_path, needles=[needle])
 
 
 def test_replay_never_prints_the_contents_of_a_file_it_points_to(tmp_path, world):

@@ -43,6 +43,8 @@ def test_read_examples_takes_chats_and_plain_pairs(tmp_path):
 
 @pytest.mark.parametrize("line, message", [
     ("{not json", "d.jsonl:2: not JSON"),
+    ("[" * 100_000 + "]" * 100_000, r"d.jsonl:2: not JSON \(nested too deeply\)"),
+    ('{"prompt": "\\ud800", "completion": "x"}', r"d.jsonl:2: not JSON \(\\ud800 is half of a UTF-16 surrogate pair"),
     ('{"prompt": "x"}', 'd.jsonl:2: an example needs a non-empty "completion"'),
     ('{"messages": [{"role": 1}], "completion": "x"}', 'd.jsonl:2: "messages" must be a list'),
     ('{"completion": "x"}', 'd.jsonl:2: an example needs "messages"'),
@@ -166,9 +168,10 @@ def test_a_run_from_an_adapter_starts_where_that_adapter_ends(tmp_path):
 
 
 @pytest.mark.parametrize("field, value", [("rank", 0), ("epochs", 0), ("learning_rate", float("nan")),
-                                          ("targets", "heads"), ("dtype", "int4")])
+                                          ("targets", "heads"), ("dtype", "int4"), ("alpha", 1e30),
+                                          ("alpha", float("nan")), ("seed", -1), ("seed", 2**63), ("seed", 10**23)])
 def test_impossible_settings_are_refused(field, value):
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="--" + field.replace("_", "-")):
         TuneSettings(**{field: value})
 
 

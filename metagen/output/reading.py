@@ -6,13 +6,12 @@ comments, and a txt file records nothing. Every read is of a regular file, withi
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from pathlib import Path
 
 from metagen.errors import ConfigError, OutputError
-from metagen.files import NotRegularFile, os_reason, read_regular
+from metagen.files import NotRegularFile, os_reason, parse_json, read_regular
 from metagen.output.piece import FINISH_REASONS, to_plain
 from metagen.prompts import KINDS
 from metagen.world import YamlRefused, compose_yaml, construct_plain
@@ -101,10 +100,9 @@ def read_piece_file(path: str | os.PathLike) -> dict:
     text = _read_text(path)
     if suffix == ".json":
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError as error:
-            reason = f"invalid JSON: {error.msg}, line {error.lineno}"
-            raise ConfigError(f"{path} is not a metagen file ({reason})") from None
+            data = parse_json(text)
+        except ValueError as error:
+            raise ConfigError(f"{path} is not a metagen file (invalid JSON: {error})") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path} is not a metagen file (the JSON is not an object)")
     else:
@@ -129,8 +127,8 @@ def _comment_metadata(text: str) -> dict:
         if line.startswith("// metagen: "):
             key, _, value = line[len("// metagen: ") :].partition(": ")
             try:
-                data[key] = json.loads(value)
-            except json.JSONDecodeError:
+                data[key] = parse_json(value)
+            except ValueError:
                 continue
     return data
 

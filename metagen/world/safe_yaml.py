@@ -9,6 +9,8 @@ from __future__ import annotations
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from metagen.files import lone_surrogate
+
 MAX_ALIASES = 100  # `*name` uses per file
 MAX_NODES = 50_000  # nodes per file, aliases expanded (pure-Python YAML parses ~15k nodes/s)
 MAX_DEPTH = 100  # lists and mappings inside each other, when YAML is built into plain data
@@ -61,6 +63,10 @@ class _WorldLoader(yaml.SafeLoader):
                     "true/false, lists and mappings; remove the tag)",
                 )
         node = super().compose_node(parent, index)
+        if isinstance(node, ScalarNode) and (code := lone_surrogate(node.value)) is not None:
+            # "\ud800" in double quotes: YAML takes it, then no tokenizer or file can encode it
+            raise YamlRefused(node.start_mark, f"\\u{code:04x} is half of a UTF-16 surrogate pair, not a character "
+                                               "(write the character itself, or \\U and its eight hex digits)")
         if isinstance(event, yaml.AliasEvent):
             if id(node) not in self.sizes:
                 message = "an alias refers to the node that contains it (recursive data is not allowed)"
