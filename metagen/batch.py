@@ -353,6 +353,9 @@ def _read_job(problems: _Problems, node, i: int, folder: Path, default_world: Pa
     if count is not None and not 1 <= count <= MAX_COUNT:
         problems.add(items["count"], f"{at}.count", f"{count} is out of range (1 to {MAX_COUNT})")
     seed = _seed_value(problems, items.get("seed"), f"{at}.seed")
+    if seed is not None and count is not None and seed + count > MAX_SEED:  # S, S+1, ... never wrap to 0
+        problems.add(items["seed"], f"{at}.seed", f"{seed} with count {count} passes the largest seed, 2**63 - 1 "
+                     "(give a smaller seed)")
     fmt = _format_value(problems, items.get("format"), f"{at}.format")
     settings = _settings_value(problems, items.get("settings"), f"{at}.settings")
     if len(problems.lines) > before or kind is None or world is None:

@@ -243,8 +243,11 @@ def seeds_for(count: int, seed: int | None) -> list[int]:
     if seed is None:
         from metagen.generator import draw_seed
 
-        seed = draw_seed()
-    return [(seed + k) % MAX_SEED for k in range(count)]
+        seed = draw_seed() % (MAX_SEED - count + 1)
+    elif seed + count > MAX_SEED:  # S, S+1, ... never wrap to 0
+        raise ConfigError(f"--seed {seed} with --count {count} passes the largest seed, 2**63 - 1",
+                          hint="give a smaller --seed")
+    return [seed + k for k in range(count)]
 
 
 def settings_key(cfg: GenerationConfig) -> str:
@@ -539,7 +542,7 @@ class Recipe:
 
 def recipe_from_record(data: Mapping[str, Any], source: str = "the file") -> Recipe:
     """Read a piece's front matter (read_piece_file's dict) back into a Recipe; ConfigError if incomplete."""
-    missing = [k for k in ("request", "settings", "seed", "model", "world_files") if k not in data]
+    missing = [k for k in ("request", "settings", "seed", "model", "world_files") if data.get(k) is None]
     if missing:
         raise ConfigError(f"{source} does not record {', '.join(missing)}, so it cannot be replayed")
     request_data = dict(data["request"])
