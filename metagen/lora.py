@@ -34,6 +34,7 @@ TARGET_GROUPS = {
 }
 TARGET_GROUPS["all"] = TARGET_GROUPS["attention"] + TARGET_GROUPS["mlp"]
 MAX_RANK = 256
+MAX_ALPHA = 1e4  # alpha / rank scales the update; a larger alpha is a damaged file (1e30 gave NaN logits)
 PAD_PREFIX = "__pad."  # filler entries that align tensors in files metagen writes (generator.save_aligned_safetensors)
 
 
@@ -175,6 +176,9 @@ def _check_shapes(where: str, tensors: dict[str, torch.Tensor], config: AdapterC
     shapes = target_shapes(args)
     if not 1 <= config.rank <= MAX_RANK or not set(config.targets) <= set(shapes):
         raise ModelError(f"{where}: rank {config.rank} or targets {list(config.targets)} do not fit this model")
+    if not 0 < config.alpha <= MAX_ALPHA:  # NaN fails this too
+        raise ModelError(f"{where}: its alpha {config.alpha} is not a number above 0 and at most {MAX_ALPHA:g}",
+                         hint="the file is damaged; tune it again")
     expected = {}
     for i in range(args.n_layers):
         for target in config.targets:
@@ -190,5 +194,5 @@ def _check_shapes(where: str, tensors: dict[str, torch.Tensor], config: AdapterC
         raise ModelError(f"{where}: holds values that are not finite numbers", hint="tune it again")
 
 
-__all__ = ["Adapter", "AdapterConfig", "LoraLinear", "TARGET_GROUPS", "adapter_tensors", "attach", "existing_adapter", "load_adapter",
+__all__ = ["Adapter", "AdapterConfig", "LoraLinear", "MAX_ALPHA", "TARGET_GROUPS", "adapter_tensors", "attach", "existing_adapter", "load_adapter",
            "save_adapter", "target_shapes"]

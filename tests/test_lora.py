@@ -76,7 +76,7 @@ def test_an_adapter_for_another_model_is_refused(tmp_path):
         load_adapter(path, wider, SHA)
 
 
-@pytest.mark.parametrize("damage", ["garbage", "truncated", "nan"])
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "nan", "alpha-nan", "alpha-inf", "alpha-huge", "alpha-0"])
 def test_a_damaged_adapter_is_one_error(tmp_path, damage):
     args = tiny_args(300)
     path = _saved(tmp_path, args)
@@ -91,12 +91,17 @@ def test_a_damaged_adapter_is_one_error(tmp_path, damage):
         with safe_open(str(path), framework="pt") as file:
             metadata = file.metadata()
         tensors = load_file(str(path))
-        first = sorted(tensors)[0]
-        tensors[first][0, 0] = float("nan")
+        if damage == "nan":
+            first = sorted(tensors)[0]
+            tensors[first][0, 0] = float("nan")
+        else:  # an alpha that scales every update to NaN, or to nothing
+            metadata["alpha"] = {"alpha-nan": "nan", "alpha-inf": "1e309", "alpha-huge": "1e30", "alpha-0": "0"}[damage]
         save_file(tensors, str(path), metadata=metadata)
     with pytest.raises(ModelError) as error:
         load_adapter(path, args, SHA)
-    assert "\n" not in str(error.value)
+    assert "\n" not in str(error.value) and str(path) in str(error.value)
+    if damage.startswith("alpha"):
+        assert "alpha" in str(error.value) and "at most 10000" in str(error.value)
 
 
 def test_load_model_merges_an_adapter_and_caches_it_apart(tmp_path, isolated_home):
