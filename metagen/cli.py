@@ -9,6 +9,7 @@ The console script is metagen.client.main, which hands the command to a running
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import signal
@@ -61,6 +62,14 @@ def _raise_terminated(signum, frame):  # pragma: no cover - exercised through a 
     raise Terminated()
 
 
+def ignore_further_interrupts() -> None:
+    """The command ends on Ctrl-C: another Ctrl-C while metagen says so and exits is ignored (it
+    printed the message twice, or a traceback from one of torch's exit handlers). `metagen serve`
+    puts its own handler back after each request."""
+    with contextlib.suppress(ValueError):  # not the main thread
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class MetagenGroup(TyperGroup):
     """The root group: maps library errors and signals to one stderr line and an exit code."""
 
@@ -79,6 +88,7 @@ class MetagenGroup(TyperGroup):
             typer.echo(f"error: {message} (see '{where} --help')", err=True)
             sys.exit(error.exit_code)
         except Abort:
+            ignore_further_interrupts()
             typer.echo(INTERRUPTED_MESSAGE, err=True)
             sys.exit(EXIT_INTERRUPTED)
         sys.exit(result if isinstance(result, int) else 0)
@@ -95,6 +105,7 @@ class MetagenGroup(TyperGroup):
             typer.echo(f"error: {escaped(error.one_line())}", err=True)
             ctx.exit(error.exit_code)
         except KeyboardInterrupt:
+            ignore_further_interrupts()
             typer.echo(INTERRUPTED_MESSAGE, err=True)
             ctx.exit(EXIT_INTERRUPTED)
         except Terminated as error:
@@ -173,6 +184,7 @@ def run(args: list[str] | None = None, prog_name: str | None = None) -> None:
     try:
         root_command().main(args, prog_name)
     except KeyboardInterrupt:  # raised outside a command (during start-up)
+        ignore_further_interrupts()
         sys.stderr.write(INTERRUPTED_MESSAGE + "\n")
         sys.exit(EXIT_INTERRUPTED)
 

@@ -40,6 +40,7 @@ def main() -> None:
     try:
         code = forward(sys.argv[1:])
     except KeyboardInterrupt:  # Ctrl-C while waiting for a busy server to start the request
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # another, while this one is said, is ignored
         sys.stderr.write(INTERRUPTED_MESSAGE + "\n")
         sys.exit(EXIT_INTERRUPTED)
     if code is None:

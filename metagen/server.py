@@ -471,6 +471,7 @@ class Server:
         root = logging.getLogger()
         saved_logging = (root.handlers[:], root.level)
         saved_umask = os.umask(request["umask"] & 0o777)
+        saved_interrupt = signal.getsignal(signal.SIGINT)  # a command that ends on Ctrl-C ignores the next one
         try:
             sys.stdin = _text_stream(_Source(job, streams["stdin"]["tty"]), streams["stdin"], reading=True)
             sys.stdout = _text_stream(_Sink(job, STDOUT, streams["stdout"]["tty"]), streams["stdout"])
@@ -494,6 +495,7 @@ class Server:
             os.environ.clear()
             os.environ.update(saved_env)
             os.umask(saved_umask)
+            signal.signal(signal.SIGINT, saved_interrupt)
             root.handlers[:], level = saved_logging
             root.setLevel(level)
 

@@ -4,6 +4,7 @@ into a persistent cache), isolated cache/output folders, a CLI runner and the ti
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -85,6 +86,15 @@ def tiny_generator(tiny_gguf):
     from metagen.catalog import file_sha256
 
     return load_tiny_generator(tiny_gguf, file_sha256(tiny_gguf))
+
+
+@pytest.fixture(autouse=True)
+def interrupt_handler_kept():
+    """A command run here that ends on Ctrl-C ignores later ones (cli.ignore_further_interrupts), as
+    a process that is exiting should; the next test gets Python's handler back."""
+    handler = signal.getsignal(signal.SIGINT)
+    yield
+    signal.signal(signal.SIGINT, handler)
 
 
 @pytest.fixture(autouse=True)

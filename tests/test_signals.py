@@ -152,6 +152,40 @@ def test_interrupt_in_the_middle_of_a_write_leaves_no_partial_file(runner, tmp_p
     assert written.name == "ada-7.md" and is_complete(written)
     assert f"wrote {written}" in lines
     assert leftovers(tmp_path) == []
+    # A second Ctrl-C while metagen reports the first and exits is ignored: it printed the message
+    # twice, or a traceback from one of torch's exit handlers (conftest puts the handler back).
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+
+
+def _torch_loading(pid: int) -> bool:
+    """Whether the process has begun to load torch's libraries (metagen's code is running by then)."""
+    try:
+        return "libtorch" in Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads /proc to know when torch loads")
+@pytest.mark.parametrize("when", ["while torch loads", "while generating"])
+def test_a_second_ctrl_c_while_the_first_is_reported_is_ignored(tmp_path, world, model_args, when):
+    """Two SIGINTs 10 ms apart: one line, exit 130, no traceback (it printed the line twice, or
+    a traceback from one of torch's exit handlers)."""
+    proc = start(["-v", "story", "tiny.yaml", "-c", "ada", "--seed", 1, "--max-tokens", 600, "--min-tokens", 600,
+                  "--out", tmp_path / "out", *model_args], tmp_path)
+    seen = ""
+    if when == "while torch loads":
+        deadline = time.monotonic() + 60
+        while not _torch_loading(proc.pid) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+    else:
+        seen = read_until(proc, "metagen.generator: loaded")
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    stderr = seen + proc.communicate(timeout=120)[1]
+    assert proc.returncode == 130, stderr
+    check_stderr(stderr, "error: interrupted (SIGINT); nothing partial was written")
+    assert files_in(tmp_path / "out") == []
 
 
 def test_interrupt_in_the_middle_of_a_batch_write(runner, tmp_path, world, model_args, monkeypatch):
