@@ -161,9 +161,11 @@ def test_split_ids():
 
 def test_seeds_follow_the_given_seed_or_a_drawn_one():
     assert pipeline.seeds_for(3, 10) == [10, 11, 12]
-    assert pipeline.seeds_for(2, 2**63 - 1) == [2**63 - 1, 0]  # wraps inside the valid range
+    assert pipeline.seeds_for(2, 2**63 - 2) == [2**63 - 2, 2**63 - 1]
+    with pytest.raises(ConfigError, match="passes the largest seed"):  # S, S+1, ... never wrap to 0
+        pipeline.seeds_for(2, 2**63 - 1)
     drawn = pipeline.seeds_for(3, None)
-    assert drawn[1] == (drawn[0] + 1) % 2**63 and drawn[2] == (drawn[0] + 2) % 2**63
+    assert drawn[1] == drawn[0] + 1 and drawn[2] == drawn[0] + 2 < 2**63
     with pytest.raises(ConfigError):
         pipeline.seeds_for(0, 1)
 
