@@ -125,13 +125,34 @@ def test_half_of_each_beats_candidates_open_on_words_metagen_writes(world):
     assert starts[0][0] in ("The Old Mill rang with", "The Old Mill smelled of")  # the place, in the past
     for beat, words in zip(plan[1:], starts[1:]):  # the first of the cast the beat names, else the lead
         named = [n for n in ("Ada", "Bo") if n in beat.instruction]
-        assert words[0] == (min(named, key=beat.instruction.find) if named else "Ada")
+        name = min(named, key=beat.instruction.find) if named else "Ada"
+        assert words[0] in (name, f"{name} admitted that", f"{name} wanted to")
     assert beat_starts(world, resolved, plan, 3, 4) == starts  # the same seed, the same words
     assert {beat_starts(world, resolved, plan, s, 4)[0][0] for s in range(10)} == {"The Old Mill rang with",
                                                                                    "The Old Mill smelled of"}
     assert beat_starts(world, resolved, plan, 3, 1) == [[""]] * len(plan)  # one candidate: the model's own
     bare = resolve_request(world, StoryRequest(characters=("bo",), length="short"))
     assert beat_starts(world, bare, make_plan(world, bare, 1), 1, 2)[0] == ["Bo", ""]  # no place: the lead's name
+
+
+def test_a_turn_of_admitting_or_wanting_opens_on_its_verb_in_the_storys_tense(world, tmp_path):
+    resolved = resolve_request(world, StoryRequest(characters=("ada", "bo"), location="mill", length="long"))
+    seen = set()
+    for seed in range(12):
+        plan = make_plan(world, resolved, seed)
+        for beat, words in zip(plan[1:], beat_starts(world, resolved, plan, seed, 2)[1:]):
+            if ". Ada admits that she sold the water rights." in beat.instruction:
+                assert words == ["Ada admitted that", ""]
+            elif ". Bo wants to leave the valley, and says so." in beat.instruction:
+                assert words == ["Bo wanted to", ""]
+            else:
+                assert words[0] in ("Ada", "Bo")
+            seen.add(words[0])
+    assert {"Ada admitted that", "Bo wanted to"} <= seen
+    present = load_world(write_world(tmp_path, WORLD.replace("tense: past", "tense: present"), "now.yaml"))
+    now = resolve_request(present, StoryRequest(characters=("ada", "bo"), location="mill", length="long"))
+    said = {w[0] for seed in range(12) for w in beat_starts(present, now, make_plan(present, now, seed), seed, 2)}
+    assert {"Ada admits that", "Bo wants to"} <= said
 
 
 def test_a_story_records_the_words_its_candidates_opened_with(world, wide_generator):
