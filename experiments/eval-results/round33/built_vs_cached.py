@@ -1,0 +1,16 @@
+import hashlib, sys, torch
+import metagen
+from metagen.generator import load_model
+use_cache = sys.argv[1] == "cache"
+g = load_model(None, dtype="int4", use_cache=use_cache)
+ids = g.tokenizer.encode(open("/work/main/README.md").read()[:4000])[:300]
+m = g.model
+h = lambda t: hashlib.md5(t.float().contiguous().numpy().tobytes()).hexdigest()[:8]
+with torch.no_grad():
+    cache = m.new_cache(1, 400)
+    out = m.forward(torch.tensor([ids]), cache)
+    hs = [h(out)]
+    tok = torch.tensor([[ids[-1]]])
+    for i in range(3):
+        hs.append(h(m.forward(tok, cache)))
+print(sys.argv[1], " ".join(hs))
