@@ -392,6 +392,12 @@ def test_impossible_decoding_setting(runner, tmp_path, world, no_model, flags, n
     (["--seed", "x"], "'--seed'"),
     (["--temperature"], "'--temperature'"),
     (["--no-such-flag"], "--no-such-flag"),
+    # an empty shell variable: these had silently meant the default ("--adapter ''": "adapter . is a folder")
+    (["-c", ""], "'--characters' / '-c': is empty (leave the option out for its default)"),
+    (["-c", " , "], "'--characters' / '-c': is empty"),
+    (["-l", ""], "'--location' / '-l': is empty"),
+    (["-f", ""], "'--format' / '-f': is empty"),
+    (["--adapter", ""], "'--adapter': is empty"),
 ])  # fmt: skip
 def test_usage_errors_exit_2_without_a_traceback(runner, tmp_path, world, no_model, flags, option):
     """Click's own usage errors (not a number, a missing value): exit 2 and the option named."""

@@ -34,6 +34,14 @@ _OPTION_TYPES = {
 }
 
 
+def not_blank(value):
+    """An option given as "" (in a script, a variable that was empty) is a mistake, not its default."""
+    given = value if isinstance(value, list) else [value]
+    if any(v is not None and not v.strip(" ,") for v in given):
+        raise typer.BadParameter("is empty (leave the option out for its default)")
+    return value
+
+
 def _help(setting: Setting) -> str:
     """The setting's help line, its limits and default filled in: "... (0, 1]. [default: 0.95]"."""
     text = setting.help.replace("{limits}", str(setting.limits))
@@ -66,7 +74,7 @@ MODEL_PARAMETERS: list[tuple[str, object]] = [
     ("dtype", Annotated[str, typer.Option("--dtype", help="auto | float32 | bfloat16 | int8 | int4. float32 is exact; auto is int4 on CPU, bfloat16 on CUDA.", rich_help_panel=MODEL_PANEL)]),
     ("device", Annotated[str, typer.Option("--device", help="cpu | cuda | auto.", rich_help_panel=MODEL_PANEL)]),
     ("prompt_dtype", Annotated[str, typer.Option("--prompt-dtype", help="auto | float32 | bfloat16: what a prompt's matmuls run in on the CPU. auto is bfloat16 where the CPU has bfloat16 units (avx512_bf16, AMX) that torch uses (ATEN_CPU_CAPABILITY not below avx512) and the model is not float32, else float32.", rich_help_panel=MODEL_PANEL)]),
-    ("adapter", Annotated[str, typer.Option("--adapter", help="default | none | PATH: a LoRA adapter merged into the model (`metagen tune`); default is the model's own, where it ships one.", rich_help_panel=MODEL_PANEL)]),
+    ("adapter", Annotated[str, typer.Option("--adapter", help="default | none | PATH: a LoRA adapter merged into the model (`metagen tune`); default is the model's own, where it ships one.", rich_help_panel=MODEL_PANEL, callback=not_blank)]),
 ]
 MODEL_DEFAULTS = {"model": None, "dtype": "auto", "device": "cpu", "prompt_dtype": "auto", "adapter": "default"}
 

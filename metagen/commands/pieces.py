@@ -17,15 +17,18 @@ from typing import Annotated, Callable, Optional
 import typer
 
 from metagen.commands.help import PLAIN_HELP, PanelledCommand
-from metagen.commands.options import load_generator, progress_to_stderr, with_decoding_options, with_parameters
+from metagen.commands.options import (load_generator, not_blank, progress_to_stderr, with_decoding_options,
+                                      with_parameters)
 from metagen.commands.terminal import escaped, printable
 from metagen.errors import ConfigError, ModelError, OutputError, RequestError
 from metagen.text import format_turns
 
 WorldArg = Annotated[Path, typer.Argument(help="A world file (YAML).", show_default=False)]
 Characters = Annotated[Optional[list[str]], typer.Option(
-    "--characters", "-c", help="Character ids (or names), comma-separated or repeated.", show_default=False)]
-Location = Annotated[Optional[str], typer.Option("--location", "-l", help="A location id (or name).", show_default=False)]
+    "--characters", "-c", help="Character ids (or names), comma-separated or repeated.", show_default=False,
+    callback=not_blank)]
+Location = Annotated[Optional[str], typer.Option("--location", "-l", help="A location id (or name).", show_default=False,
+                                                 callback=not_blank)]
 Premise = Annotated[Optional[str], typer.Option("--premise", "-p", help="What happens, in a sentence or two.", show_default=False)]
 PlanFile = Annotated[Optional[Path], typer.Option("--plan", help="Your own beats (YAML: beats: a list of texts, or of {text, characters, location}); default: metagen plans from the world by seed.", show_default=False)]
 Length = Annotated[Optional[str], typer.Option(
@@ -49,7 +52,8 @@ Order = Annotated[str, typer.Option("--order", help="How the next speaker is pic
 Count = Annotated[int, typer.Option("--count", "-n", help="How many pieces, 1 to 10,000; seeds S, S+1, ... (S from --seed, or drawn).")]
 Out = Annotated[Path, typer.Option("--out", "-o", help="Output folder: files go to OUT/<world>/<kind>/<subject>-<seed>.<ext>.")]
 Format = Annotated[Optional[str], typer.Option(
-    "--format", "-f", help="md | txt | json (dialogue also yarn | ink). [default: md; txt with --stdout]", show_default=False)]
+    "--format", "-f", help="md | txt | json (dialogue also yarn | ink). [default: md; txt with --stdout]", show_default=False,
+    callback=not_blank)]
 Stdout = Annotated[bool, typer.Option("--stdout", help="Print the text instead of writing a file.")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace files that exist.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Nothing on stderr but errors; no streaming.")]
