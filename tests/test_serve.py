@@ -268,6 +268,8 @@ def test_stop_stale_socket_and_none_running(home, tmp_path, model_args):
     assert again.stderr.startswith("error: no metagen server is running in ")
     shown = metagen(home, tmp_path, "serve", "--status")
     assert (shown.returncode, shown.stdout) == (3, "server: not running (`metagen serve &` starts one)\n")
+    both = metagen(home, tmp_path, "serve", "--stop", "--status")  # it stopped a server, then printed a "status"
+    assert (both.returncode, both.stdout) == (2, "") and "give --stop or --status, not both" in both.stderr
 
 
 def test_a_server_gone_mid_request_is_one_line_and_exit_1(home, tmp_path, model_args):

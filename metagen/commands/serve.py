@@ -25,6 +25,8 @@ def serve(
     from metagen import protocol
     from metagen.catalog import cache_dir
 
+    if stop and status:  # one question at a time: it stopped the server, then printed the stop's answer as a status
+        raise typer.BadParameter("give --stop or --status, not both", param_hint="'--stop' / '--status'")
     home = cache_dir()
     if stop or status:
         try:
