@@ -355,6 +355,7 @@ def test_resume_continues_with_the_same_answers(runner, world_path, model_args, 
     (["--as", "mira", "--location", "dock"], "has no location 'dock' (did you mean 'docks'?"),
     ([], "give the character to talk with: --as ID"),
     (["--as", "mira", "--player", "Mira"], "--player 'Mira' is the name of the character you talk to"),
+    (["--as", "mira", "--player", ""], "--player '' must be a name of 1 to 40"),  # was silently "Visitor"
     (["--as", "mira", "--script", "missing.txt"], "missing.txt: no such chat script"),
     (["--as", "mira", "--moderation", "enforse"], "--moderation must be one of off, report, enforce, got 'enforse'"),
 ])

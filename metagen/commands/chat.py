@@ -121,7 +121,7 @@ def _prepare(world_path: Path, character: str | None, player: str | None, locati
     who = world.character(ref)
     place_ref = location or record.get("location")
     place = world.location(place_ref) if place_ref else None
-    name = check_player(player or record.get("player") or DEFAULT_PLAYER, who)
+    name = check_player(player if player is not None else record.get("player") or DEFAULT_PLAYER, who)  # "" is refused
     try:
         cfg = effective_config(world, "dialogue", record.get("settings"), settings)
     except ConfigError as error:
