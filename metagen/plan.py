@@ -232,8 +232,8 @@ def beat_starts(world: World, resolved: Resolved, plan: list[Beat], seed: int, c
     scripts = writing_guard(world)["scripts"]
     short = {c.id: short_prose_name(c, scripts) for c in cast}
     place = resolved.location
-    past = asked_tense(world, "story") == "past"
-    senses = sense_starts(place, asked_tense(world, "story")) if place is not None else []
+    tense = asked_tense(world, "story")
+    senses = sense_starts(place, tense) if place is not None else []
     rng = random.Random(seed)
     starts = []
     for beat in plan:
@@ -245,22 +245,23 @@ def beat_starts(world: World, resolved: Resolved, plan: list[Beat], seed: int, c
             named = sorted((beat.instruction.find(short[c.id]), short[c.id]) for c in cast
                            if short[c.id] in beat.instruction)
             words = named[0][1] if named else (short[cast[0].id] if cast else "")
-            words = _with_turn_verb(words, beat.instruction, past)
+            words = _with_turn_verb(words, beat.instruction, tense == "past")
         starts.append([words] * given + [""] * (candidates - given))
     return starts
 
 
-# A turn's verb as narration says it, past and present: a beat told "Ysolde admits that ..." opens on
-# "Ysolde admitted that". Opened on the name alone, the model carried fewer than half of these turns
-# (11 of 24 held-aside stories' turn beats used half the turn's words, round thirty-three).
-TURN_VERBS = {"admits that": ("admitted that", "admits that"), "wants to": ("wanted to", "wants to")}
+# A turn's verb as the plan says it (the present) and as past-tense narration says it: a beat told
+# "Ysolde admits that ..." opens on "Ysolde admitted that". Opened on the name alone, the model carried
+# fewer than half of these turns (11 of 24 held-aside stories' turn beats used half the turn's words,
+# round thirty-three).
+TURN_VERBS = {"admits that": "admitted that", "wants to": "wanted to"}
 
 
 def _with_turn_verb(name: str, instruction: str, past: bool) -> str:
     """`name`, followed by the turn's verb when the instruction's turn is `name` admitting or wanting."""
-    for verb, (was, is_) in TURN_VERBS.items():
+    for verb, was in TURN_VERBS.items():
         if name and f". {name} {verb} " in instruction:
-            return f"{name} {was if past else is_}"
+            return f"{name} {was if past else verb}"
     return name
 
 

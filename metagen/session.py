@@ -111,7 +111,7 @@ def read_session(path) -> tuple[dict, list[Turn]]:
     raw = read_input(path, MAX_SESSION_BYTES, "a chat session file", ConfigError)
     try:
         data = parse_json(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as error:
+    except ValueError as error:  # UnicodeDecodeError is one too
         reason = "not UTF-8 text" if isinstance(error, UnicodeDecodeError) else str(error)
         raise ConfigError(f"{path} is damaged: it is not JSON ({reason})", hint=_DAMAGED_HINT) from None
     if not isinstance(data, dict) or data.get("format") != SESSION_FORMAT:
