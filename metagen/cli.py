@@ -39,11 +39,12 @@ from metagen.commands.models import models_app
 from metagen.commands.moderate import moderate
 from metagen.commands.pieces import describe_scene, dialogue, prompt_app, replay, story
 from metagen.commands.serve import serve
-from metagen.commands.terminal import escaped
+from metagen.commands.terminal import escaped, stdout_failed
 from metagen.commands.tune import tune_command
 from metagen.commands.worlds import worlds_app
 from metagen.errors import (
     EXIT_BAD_INPUT,
+    EXIT_GENERATION_FAILED,
     EXIT_INTERRUPTED,
     INTERRUPTED_MESSAGE,
     MetagenError,
@@ -91,6 +92,9 @@ class MetagenGroup(TyperGroup):
             ignore_further_interrupts()
             typer.echo(INTERRUPTED_MESSAGE, err=True)
             sys.exit(EXIT_INTERRUPTED)
+        except OSError as error:  # help or --version to a full disk
+            _exit_if_stdout_failed(error)
+            raise
         sys.exit(result if isinstance(result, int) else 0)
 
     def invoke(self, ctx: typer.Context):
@@ -111,9 +115,21 @@ class MetagenGroup(TyperGroup):
         except Terminated as error:
             typer.echo(f"error: {error.message}", err=True)
             ctx.exit(error.exit_code)
+        except OSError as error:  # stdout's reader quit, or stdout is a full disk
+            _exit_if_stdout_failed(error)
+            raise
         finally:
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
+
+
+def _exit_if_stdout_failed(error: OSError) -> None:
+    """Exit 1 with one line when `error` is a failed write to stdout (terminal.stdout_failed)."""
+    line = stdout_failed(error)
+    if line is not None:
+        with contextlib.suppress(OSError, ValueError):
+            sys.stderr.write(f"error: {line}\n")
+        sys.exit(EXIT_GENERATION_FAILED)
 
 
 app = typer.Typer(
@@ -183,6 +199,13 @@ def run(args: list[str] | None = None, prog_name: str | None = None) -> None:
     """Run a command in this process (sys.argv's by default); exits with its code."""
     try:
         root_command().main(args, prog_name)
+    except SystemExit:
+        try:  # what is still buffered for stdout, before Python's own flush at exit can fail on it
+            if sys.stdout is not None:
+                sys.stdout.flush()
+        except OSError as error:
+            _exit_if_stdout_failed(error)
+        raise
     except KeyboardInterrupt:  # raised outside a command (during start-up)
         ignore_further_interrupts()
         sys.stderr.write(INTERRUPTED_MESSAGE + "\n")

@@ -37,6 +37,13 @@ def main() -> None:
         sys.stderr.write("error: the current folder no longer exists (cd to one that does, and run the "
                          "command again)\n")
         sys.exit(EXIT_BAD_INPUT)
+    from metagen.commands.terminal import ready_standard_streams
+
+    refused = ready_standard_streams()
+    if refused:
+        if sys.stderr is not None:
+            sys.stderr.write(f"error: {refused}\n")
+        sys.exit(EXIT_BAD_INPUT)
     try:
         code = forward(sys.argv[1:])
     except KeyboardInterrupt:  # Ctrl-C while waiting for a busy server to start the request

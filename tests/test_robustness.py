@@ -1365,3 +1365,66 @@ def test_a_current_folder_that_no_longer_exists_is_one_line(tmp_path):
                           env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
     assert done.returncode == 2, done.stderr
     assert done.stderr == "error: the current folder no longer exists (cd to one that does, and run the command again)\n"
+
+
+# ----------------------------------------------------------------------------- standard streams
+
+def _run_with_streams(args: list[str], cwd: Path, *, stdout=None, stdin=None, env_extra=None):
+    """`python -m metagen ARGS` with the given stdout (a file descriptor, or None: captured) and stdin."""
+    env = {**os.environ, **(env_extra or {})}
+    return subprocess.run([sys.executable, "-m", "metagen", *args], cwd=cwd, env=env, timeout=300,
+                          stdout=stdout if stdout is not None else subprocess.PIPE, stderr=subprocess.PIPE,
+                          stdin=stdin if stdin is not None else subprocess.DEVNULL)
+
+
+@pytest.mark.parametrize(("args", "how"), [
+    (["worlds", "show", "tiny.yaml"], "closed-pipe"),
+    (["worlds", "show", "tiny.yaml"], "full-disk"),
+    (["--help"], "full-disk"),  # (help to a closed pipe: click's own exit 1, silent, as `cat` would be)
+])  # fmt: skip
+def test_stdout_that_cannot_be_written_gives_one_line_and_exit_1(tmp_path, world, how, args):
+    """A shell script's `metagen ... | head` whose reader quits, or stdout on a full disk (/dev/full):
+    one line naming standard output, exit 1, never Python's traceback (it was a traceback, or exit 1
+    with nothing said)."""
+    (tmp_path / "tiny.yaml").write_text(TINY_WORLD.replace("name: Ada", "name: 林小雨"), encoding="utf-8")
+    if how == "closed-pipe":
+        read_end, write_end = os.pipe()
+        os.close(read_end)  # the reader is gone before metagen writes a byte
+        done = _run_with_streams(args, tmp_path, stdout=write_end)
+        os.close(write_end)
+        needle = "error: standard output closed early"
+    else:
+        with open("/dev/full", "wb") as full:
+            done = _run_with_streams(args, tmp_path, stdout=full.fileno())
+        needle = "error: cannot write to standard output: No space left on device"
+    stderr = done.stderr.decode("utf-8", "replace")
+    assert done.returncode == 1, stderr
+    assert "Traceback" not in stderr and "Exception ignored" not in stderr
+    (line,) = stderr.splitlines()
+    assert line.startswith(needle), line
+
+
+def test_closed_stdout_is_refused_and_closed_stdin_reads_as_empty(tmp_path, world):
+    """`>&-`: refused in one line, exit 2 (it was an AttributeError traceback); `<&-`: no input."""
+    shell = f"{sys.executable} -m metagen worlds show tiny.yaml >&-"
+    (tmp_path / "tiny.yaml").write_text(TINY_WORLD, encoding="utf-8")
+    done = subprocess.run(["sh", "-c", shell], cwd=tmp_path, capture_output=True, timeout=300)
+    assert done.returncode == 2
+    assert done.stderr.decode().splitlines() == [
+        "error: standard output is closed (give it somewhere to go, e.g. >/dev/null)"]
+    shell = f"{sys.executable} -m metagen generate - --model missing.gguf <&-"
+    done = subprocess.run(["sh", "-c", shell], cwd=tmp_path, capture_output=True, timeout=300)
+    stderr = done.stderr.decode()
+    assert done.returncode == 2 and "Traceback" not in stderr
+    assert stderr.startswith("error: the prompt is empty (standard input held no text)"), stderr
+
+
+def test_a_terminal_in_latin_1_gets_escapes_for_what_it_cannot_show(tmp_path, world):
+    """PYTHONIOENCODING=latin-1 (a terminal in ISO 8859-1): 林小雨 printed as \\u escapes, not a
+    UnicodeEncodeError traceback; letters latin-1 has stay as they are."""
+    (tmp_path / "tiny.yaml").write_text(TINY_WORLD.replace("name: Ada", "name: 林小雨").replace(
+        "name: Bo", "name: Bø"), encoding="utf-8")
+    done = _run_with_streams(["worlds", "show", "tiny.yaml"], tmp_path, env_extra={"PYTHONIOENCODING": "latin-1"})
+    assert done.returncode == 0, done.stderr.decode("utf-8", "replace")
+    shown = done.stdout.decode("latin-1")
+    assert "\\u6797\\u5c0f\\u96e8" in shown and "Bø" in shown

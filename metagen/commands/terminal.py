@@ -35,3 +35,58 @@ def json_text(data, **kwargs) -> str:
 def printable(text: str, terminal: bool) -> str:
     """Generated text for stdout: on a terminal without C0/C1 controls but newline and tab."""
     return _CONTROLS_BUT_LINES.sub("", text) if terminal else text
+
+
+def ready_standard_streams() -> str | None:
+    """Make this process's standard streams safe for a command; returns why one cannot run, or None.
+
+    A closed stdin (`<&-`) reads as empty, as a command given no input. A closed stdout (`>&-`)
+    is refused: a command's text, table or JSON would be lost with exit 0. A stdout or stderr in
+    an encoding without some characters (latin-1 for 林小雨) writes those as escapes (`\\u6797`)
+    instead of failing on them; the files metagen writes are UTF-8 whatever the terminal's encoding.
+    """
+    import os
+    import sys
+
+    if sys.stdin is None:
+        sys.stdin = open(os.devnull, encoding="utf-8")  # noqa: SIM115 - the process's own stdin
+    if sys.stdout is None:
+        return "standard output is closed (give it somewhere to go, e.g. >/dev/null)"
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None and _lacks_characters(stream) and hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+    return None
+
+
+def _lacks_characters(stream) -> bool:
+    """Whether the stream's encoding cannot write every character (latin-1, cp1252; not UTF-8)."""
+    import codecs
+
+    try:
+        return codecs.lookup(stream.encoding or "ascii").name not in ("utf-8", "utf-16", "utf-32")
+    except LookupError:
+        return True
+
+
+def stdout_failed(error: OSError) -> str | None:
+    """One line for a failed write to stdout (its reader quit, a full disk, /dev/full), or None when
+    `error` is not one; after it, stdout goes to os.devnull, so that Python's own flush at exit
+    does not fail again with a traceback."""
+    import errno
+    import os
+    import sys
+
+    if error.filename is not None or error.errno not in (errno.EPIPE, errno.ENOSPC, errno.EIO, errno.EDQUOT):
+        return None
+    with _ignored_errors():
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    if error.errno == errno.EPIPE:
+        return "standard output closed early: the command reading metagen's output quit (files written so far are kept)"
+    return f"cannot write to standard output: {error.strerror} (free space where it goes, or redirect it)"
+
+
+def _ignored_errors():
+    import contextlib
+
+    return contextlib.suppress(OSError, ValueError, AttributeError)
