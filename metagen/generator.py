@@ -7,6 +7,8 @@ pickle), so that later processes skip the GGUF parsing and dequantization.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -25,7 +27,7 @@ import numpy as np
 import torch
 
 from metagen.config import GenerationConfig
-from metagen.catalog import KNOWN_MODELS, KnownModel
+from metagen.catalog import KNOWN_MODELS, KnownModel, file_sha256
 from metagen.errors import ConfigError, GenerationError
 from metagen.files import check_regular, read_regular_text
 from metagen.gguf import ModelArgs, read_gguf
@@ -48,7 +50,7 @@ DEFAULT_CPU_FORMAT = "int4"
 # (avx512_bf16 or AMX). There a prompt piece of 64-257 rows x 576 -> 3072 takes 0.88-3.25 ms
 # against float32's 1.86-8.28 ms; on AVX2 alone bfloat16 prompts ran 5.8x slower (12.8 s vs 2.2 s).
 PROMPT_DTYPES = ("auto", "float32", "bfloat16")
-CONVERTED_VERSION = 5  # bump when the converted layout changes (2: float32 lookup table, int8 head for int4; 3: int4 plain nibbles; 4: 64-byte aligned tensors; 5: the tokenizer as the library's own JSON)
+CONVERTED_VERSION = 6  # bump when the converted layout changes (2: float32 lookup table, int8 head for int4; 3: int4 plain nibbles; 4: 64-byte aligned tensors; 5: the tokenizer as the library's own JSON; 6: each file's sha256 in meta.json)
 _SAFETENSORS_DTYPES = {torch.float32: "F32", torch.bfloat16: "BF16", torch.int8: "I8", torch.uint8: "U8",
                        torch.int32: "I32", torch.int64: "I64"}
 
@@ -196,6 +198,7 @@ def _load_converted(folder: Path) -> tuple[Transformer, Tokenizer, str] | None:
         return None
     try:
         meta = json.loads(read_regular_text(meta_path, 1 << 20))
+        _check_unchanged(folder, meta)
         check_regular(folder / "weights.safetensors")
         state = {name: tensor for name, tensor in load_file(str(folder / "weights.safetensors")).items()
                  if not name.startswith(PAD_PREFIX)}
@@ -206,6 +209,43 @@ def _load_converted(folder: Path) -> tuple[Transformer, Tokenizer, str] | None:
         log.warning("converted cache %s is unusable (%s); rebuilding it", folder, error)
         shutil.rmtree(folder, ignore_errors=True)
         return None
+
+
+# The files of a converted copy, each with its sha256 in meta.json; meta.json holds its own digest.
+CONVERTED_FILES = ("weights.safetensors", "tokenizer.json", "tokenizer-meta.json")
+_VERIFIED = "verified.json"  # the files' (size, mtime, ctime) when their hashes last matched
+
+
+def _digest(meta: dict) -> str:
+    return hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()
+
+
+def _check_unchanged(folder: Path, meta: dict) -> None:
+    """ValueError unless the copy's files are what was written: meta.json by its own digest, each file
+    by its sha256. A copy damaged in place (a disk error, a bad restore, a hand edit) would load and
+    write other text with exit 0. Hashing the 250 MB of int4 weights takes about 0.2 s, so it is done
+    once per change: a file whose size, mtime and ctime are as when it last matched is not read again
+    (ctime moves on every write to the file, whatever its mtime is set back to)."""
+    recorded = {k: v for k, v in meta.items() if k != "digest"}
+    if meta.get("digest") != _digest(recorded) or not isinstance(meta.get("files"), dict):
+        raise ValueError("meta.json does not match its digest")
+    stamps = {f: _stamp(folder / f) for f in CONVERTED_FILES}
+    try:
+        verified = json.loads(read_regular_text(folder / _VERIFIED, 1 << 16))
+    except (OSError, ValueError):
+        verified = {}
+    if verified == stamps:
+        return
+    for name in CONVERTED_FILES:
+        if file_sha256(folder / name) != meta["files"].get(name):
+            raise ValueError(f"{name} does not match its sha256 in meta.json")
+    with contextlib.suppress(OSError):  # only costs the next load another 0.2 s
+        (folder / _VERIFIED).write_text(json.dumps(stamps))
+
+
+def _stamp(path: Path) -> list[int]:
+    info = path.stat()
+    return [info.st_size, info.st_mtime_ns, info.st_ctime_ns]
 
 
 def _unloadable_copies(folder: Path) -> list[Path]:
@@ -228,8 +268,9 @@ def _save_converted(folder: Path, model: Transformer, tokenizer: Tokenizer, name
         try:
             save_aligned_safetensors(model.export_state(), staging / "weights.safetensors")
             tokenizer.save(staging / "tokenizer.json")
-            meta = {"args": model.args.to_dict(), "weight_format": model.weight_format, "name": name}
-            (staging / "meta.json").write_text(json.dumps(meta))
+            meta = {"args": model.args.to_dict(), "weight_format": model.weight_format, "name": name,
+                    "files": {f: file_sha256(staging / f) for f in CONVERTED_FILES}}
+            (staging / "meta.json").write_text(json.dumps({**meta, "digest": _digest(meta)}))
             os.replace(staging, folder)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -264,7 +305,7 @@ def load_model(spec: str | None = None, *, dtype: str = "auto", device: str = "c
     of an adapter file (`metagen tune`); it is merged into the weights, and the converted cache
     keeps the merged model under the adapter's hash. prompt_dtype: PROMPT_DTYPES, what a CPU
     prompt's matmuls run in (resolve_prompt_dtype)."""
-    from metagen.catalog import cache_dir, file_sha256, resolve_model
+    from metagen.catalog import cache_dir, resolve_model
 
     torch_device = resolve_device(device)
     weight_format = resolve_format(dtype, torch_device)

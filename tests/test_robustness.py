@@ -591,7 +591,7 @@ def test_unwritable_cache_only_warns(runner, tmp_path, world, model_args, monkey
 
 
 @pytest.mark.parametrize("damage", ["truncate-weights", "empty-weights", "garbage-meta", "no-tokenizer",
-                                    "wrong-shapes"])
+                                    "wrong-shapes", "flipped-bytes", "edited-meta", "edited-tokenizer-meta"])
 def test_corrupted_cache_is_rebuilt(runner, tmp_path, world, model_args, isolated_home, damage):
     """A damaged converted copy is noticed, thrown away and rebuilt; the text is the same."""
     first = _story_text(runner, world, model_args)
@@ -607,6 +607,22 @@ def test_corrupted_cache_is_rebuilt(runner, tmp_path, world, model_args, isolate
         (folder / "meta.json").write_text("{not json", encoding="utf-8")
     elif damage == "no-tokenizer":
         (folder / "tokenizer.json").unlink()
+    elif damage == "flipped-bytes":  # damaged in place: the same size, its mtime put back
+        times = weights.stat()
+        with open(weights, "r+b") as handle:
+            handle.seek(size // 2)
+            chunk = handle.read(4096)
+            handle.seek(size // 2)
+            handle.write(bytes(b ^ 0x5A for b in chunk))
+        os.utime(weights, ns=(times.st_atime_ns, times.st_mtime_ns))
+    elif damage == "edited-meta":  # valid JSON that says something else
+        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+        meta["args"]["max_seq_len"] = 16
+        (folder / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
+    elif damage == "edited-tokenizer-meta":
+        meta = json.loads((folder / "tokenizer-meta.json").read_text(encoding="utf-8"))
+        meta["eos_id"] = 999999
+        (folder / "tokenizer-meta.json").write_text(json.dumps(meta), encoding="utf-8")
     else:
         from safetensors.torch import save_file
         import torch
