@@ -233,20 +233,28 @@ def read_ratings(folder: Path) -> tuple[dict, dict[str, str | None]]:
     try:
         key = json.loads(key_path.read_text(encoding="utf-8"))
         entries = {e["pair"]: e for e in key["pairs"]}
-        if any(e["a"] not in (1, 2) or not e["kind"] for e in entries.values()):
+        if any(e["a"] not in (1, 2) or not _is_text(e["kind"]) or not _is_text(e["pair"]) for e in entries.values()):
             raise ValueError
         if not all(isinstance(key.get(side, {}), dict) for side in ("a", "b", "grid")):
             raise ValueError  # the settings of A and B and the grid are mappings in a key --blind wrote
+        kinds = key.get("grid", {}).get("kinds", [])
+        if not isinstance(kinds, list) or not all(_is_text(kind) for kind in kinds):
+            raise ValueError
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
         raise ConfigError(f"{key_path} is not a key that --blind wrote") from None
     if not sheet_path.is_file():
         raise ConfigError(f"--unblind {folder}: there is no {SHEET}", hint="give the folder that --blind wrote")
     try:
         rows = csv.DictReader(io.StringIO(sheet_path.read_text(encoding="utf-8-sig"), newline=""))
-        if not rows.fieldnames or not {"pair", "preferred"} <= {f.strip() for f in rows.fieldnames}:
-            raise ConfigError(f"{sheet_path}: the first line must name the columns {','.join(SHEET_COLUMNS)}")
+        columns = [f.strip() for f in rows.fieldnames or []]
+        if not {"pair", "preferred"} <= set(columns) or len(set(columns)) < len(columns):
+            raise ConfigError(f"{sheet_path}: the first line must name the columns {','.join(SHEET_COLUMNS)}",
+                              hint="each once")
         ratings: dict[str, str | None] = {}
         for row in rows:
+            if None in row:  # more fields than the first line names: a comma in an unquoted note
+                raise ConfigError(f"{sheet_path}: line {rows.line_num} has more fields than the first line names",
+                                  hint="put each note in double quotes")
             row = {(k or "").strip(): (v or "").strip() if isinstance(v, str) else "" for k, v in row.items()}
             pair, choice = row.get("pair", ""), row.get("preferred", "")
             where = f"{sheet_path}: line {rows.line_num}"
@@ -262,9 +270,17 @@ def read_ratings(folder: Path) -> tuple[dict, dict[str, str | None]]:
             if choice not in ("", *CHOICES):
                 raise ConfigError(f"{where}: preferred must be 1, 2 or = (or empty), got {choice!r}")
             ratings[pair] = choice or None
-    except (OSError, UnicodeDecodeError, csv.Error) as error:
+    except UnicodeDecodeError as error:  # a spreadsheet's "CSV" in cp1252 or latin-1
+        line = error.object[:error.start].count(b"\n") + 1
+        raise ConfigError(f"{sheet_path}: line {line}: not UTF-8 text (byte {error.object[error.start]:#04x})",
+                          hint="save the sheet as CSV UTF-8") from None
+    except (OSError, csv.Error) as error:
         raise ConfigError(f"cannot read {sheet_path}: {' '.join(str(error).split())}") from None
     return key, ratings
+
+
+def _is_text(value) -> bool:
+    return isinstance(value, str) and bool(value)
 
 
 def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float] | None:

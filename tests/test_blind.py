@@ -215,6 +215,8 @@ def test_an_untouched_sheet_tallies_nothing(blind_folder):
     ([("pair-001", "A")], "pair,preferred,note", "got 'A'"),
     ([("pair-001", "1"), ("pair-001", "2")], "pair,preferred,note", "pair-001 is rated twice"),
     ([("pair-001", "1")], "id,choice,note", "the first line must name the columns"),
+    ([("pair-001", "1")], "pair,preferred,pair", "the first line must name the columns"),  # (the last 'pair' won)
+    ([("pair-001", "1")], "pair,preferred", "line 2 has more fields than the first line names"),  # a note, unnamed
 ])
 def test_malformed_sheets(blind_folder, rows, header, message):
     fill(blind_folder, rows, header)
@@ -250,6 +252,29 @@ def test_a_broken_key(blind_folder):
     (blind_folder / "key.json").write_text('{"pairs": [{"pair": "pair-001"}]}', encoding="utf-8")
     with pytest.raises(ConfigError, match="is not a key that --blind wrote"):
         B.read_ratings(blind_folder)
+
+
+@pytest.mark.parametrize("edit", [
+    lambda key: key["pairs"][0].update(kind=[1]),  # each was a TypeError traceback
+    lambda key: key["grid"].update(kinds=5),
+    lambda key: key["grid"].update(kinds=[[1]]),
+    lambda key: key["pairs"][0].update(pair=7),
+])  # fmt: skip
+def test_a_hand_edited_key_with_values_of_the_wrong_type(blind_folder, edit):
+    key = json.loads((blind_folder / "key.json").read_text(encoding="utf-8"))
+    edit(key)
+    (blind_folder / "key.json").write_text(json.dumps(key), encoding="utf-8")
+    fill(blind_folder, [("pair-001", "1")], "pair,preferred,note")
+    with pytest.raises(ConfigError, match="is not a key that --blind wrote"):
+        B.tally(*B.read_ratings(blind_folder))
+
+
+def test_a_sheet_saved_in_cp1252_says_so(blind_folder):
+    (blind_folder / "ratings.csv").write_bytes("pair,preferred,note\npair-001,1,\"caf\u00e9 keep1\"\n".encode("cp1252"))
+    with pytest.raises(ConfigError) as error:
+        B.read_ratings(blind_folder)
+    assert error.value.message.endswith("ratings.csv: line 2: not UTF-8 text (byte 0xe9)")
+    assert error.value.hint == "save the sheet as CSV UTF-8"
 
 
 def test_a_key_whose_settings_are_not_a_mapping(blind_folder):
