@@ -314,7 +314,7 @@ def prompt_view(generator, world: World, request: Request, cfg: GenerationConfig
 def _piece(world: World, request_dict: dict, subject: str, model: dict, cfg: GenerationConfig, seed: int, *,
            prompt: Prompt, prompt_tokens: int, output_tokens: int, finish_reason: str, seconds: float,
            text: str, turns: list | None = None, critic: dict | None = None, plan: list | None = None,
-           moderation: tuple | None = None) -> Piece:
+           moderation: tuple | None = None, decoded_with: list | None = None) -> Piece:
     """A finished Piece; moderation: (policy, mode) to record the verdict on its text, None for none."""
     return Piece(
         kind=request_dict["kind"],
@@ -336,6 +336,7 @@ def _piece(world: World, request_dict: dict, subject: str, model: dict, cfg: Gen
         critic=dict(critic or {}),
         plan=list(plan or []),
         moderation=verdict(text, *moderation) if moderation else {},
+        decoded_with=list(decoded_with or []),
         subject=subject,
         metagen_version=__version__,
     )
@@ -454,6 +455,7 @@ def _compose_scenes(generator, world: World, requests: list[Request], batch: lis
                                      plain=_plain_prompts(generator, prompts, rows, forced) if cfg.context_contrast
                                      else None, forced=forced if any(forced) else None)
     made = {}
+    together = [{"request": requests[i].to_dict(), "seed": seeds[i]} for i in batch] if len(batch) > 1 else []
     for j, i in enumerate(batch):
         request, prompt = requests[i], prompts[i]
         options = completions[j * n:(j + 1) * n]
@@ -468,7 +470,8 @@ def _compose_scenes(generator, world: World, requests: list[Request], batch: lis
         made[i] = (_piece(world, request.to_dict(), request.subject, model, cfg, seeds[i],
                           prompt=prompt, prompt_tokens=completion.prompt_tokens,
                           output_tokens=completion.output_tokens, finish_reason=completion.finish_reason,
-                          seconds=completion.seconds, text=text, critic=critic, moderation=judged),
+                          seconds=completion.seconds, text=text, critic=critic, moderation=judged,
+                          decoded_with=together),
                    _warnings(prompt))
     return made
 
@@ -538,6 +541,9 @@ class Recipe:
     model: dict  # name, path, sha256, dtype, device
     world_files: tuple[str, ...]
     world_hash: str
+    # a scene decoded beside others: the batch's requests and seeds, and which of them this piece is
+    batch: tuple[tuple[Request, int], ...] = ()
+    row: int = 0
 
 
 def recipe_from_record(data: Mapping[str, Any], source: str = "the file") -> Recipe:
@@ -552,13 +558,28 @@ def recipe_from_record(data: Mapping[str, Any], source: str = "the file") -> Rec
     try:  # a damaged or edited record names the file, not a flag the user never gave
         request = request_from_dict(request_data)
         cfg = GenerationConfig.from_dict({**data["settings"], "seed": seed})
+        batch, row = _decoded_with(data.get("decoded_with") or [], request, seed)
     except (ConfigError, RequestError) as error:
         raise ConfigError(f"{source} records what cannot be replayed: {error.one_line()}", hint=hint) from None
     files = tuple(str(f) for f in data["world_files"] or ())
     if not files:
         raise ConfigError(f"{source} records no world file, so it cannot be replayed")
     return Recipe(request=request, order=order, cfg=cfg, seed=seed, model=dict(data["model"]),
-                  world_files=files, world_hash=str(data.get("world_hash", "")))
+                  world_files=files, world_hash=str(data.get("world_hash", "")), batch=batch, row=row)
+
+
+def _decoded_with(entries, request: Request, seed: int) -> tuple[tuple[tuple[Request, int], ...], int]:
+    """A record's decoded_with as (request, seed) pairs and the index of the piece's own; ((), 0) for none."""
+    if not isinstance(entries, list) or not all(isinstance(e, Mapping) and isinstance(e.get("request"), Mapping)
+                                                and isinstance(e.get("seed"), int) for e in entries):
+        raise ConfigError("decoded_with must list {request, seed} mappings")
+    batch = tuple((request_from_dict(dict(e["request"])), e["seed"]) for e in entries)
+    if not batch:
+        return (), 0
+    own = [k for k, (other, other_seed) in enumerate(batch) if other == request and other_seed == seed]
+    if not own:
+        raise ConfigError("decoded_with does not hold the piece's own request and seed")
+    return batch, own[0]
 
 
 def first_difference(a: str, b: str) -> int | None:

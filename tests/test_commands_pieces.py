@@ -306,6 +306,33 @@ def test_replay_reproduces_the_text(runner, world, model_args, tmp_path, command
     assert result.stdout.startswith(f"identical: {path}")
 
 
+def test_replay_of_scenes_made_together_decodes_the_same_batch(runner, world, model_args, tmp_path, monkeypatch):
+    """`-n 3` decodes three scenes in one batch; alone, a scene's sums round otherwise and the real
+    model wrote other text (a sweep's replay of ember-keep-3: "differs at character 25"). Each piece
+    records the batch, and replay decodes that batch again and compares its own row."""
+    from metagen import pipeline
+
+    out = tmp_path / "o"
+    assert invoke(runner, "describe-scene", world, "-l", "well", "--seed", 5, "-n", 3, "--max-tokens", 8,
+                  "--format", "json", "--out", out, "-q", *model_args).exit_code == 0
+    path = out / "tinyville" / "scene" / "well-6.json"
+    data = json.loads(path.read_text())
+    assert [e["seed"] for e in data["decoded_with"]] == [5, 6, 7]
+    assert {e["request"]["location"] for e in data["decoded_with"]} == {"well"}
+    calls = []
+    compose = pipeline.compose
+    monkeypatch.setattr(pipeline, "compose", lambda *a, **k: calls.append((k["seeds"], k.get("batch_size"))) or compose(*a, **k))
+    assert invoke(runner, "replay", path).stdout.startswith(f"identical: {path}")
+    assert calls == [([5, 6, 7], 3)]  # (the command itself passes its --batch-size)
+    data["decoded_with"] = data["decoded_with"][:1]  # an edited record that lost the piece's own entry
+    path.write_text(json.dumps(data))
+    result = invoke(runner, "replay", path)
+    assert result.exit_code == 2 and "decoded_with does not hold the piece's own request and seed" in result.stderr
+    assert invoke(runner, "describe-scene", world, "-l", "well", "--seed", 5, "--max-tokens", 8, "--format", "json",
+                  "--out", tmp_path / "alone", "-q", *model_args).exit_code == 0
+    assert "decoded_with" not in json.loads((tmp_path / "alone" / "tinyville" / "scene" / "well-5.json").read_text())
+
+
 def test_replay_takes_the_recorded_prompt_dtype(runner, world, wide_gguf, tmp_path):
     """bfloat16 prompts (auto on CPUs with bfloat16 units) are recorded and replayed as made, on
     any CPU; a piece that records none was made with float32 prompts."""

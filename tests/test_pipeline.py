@@ -249,7 +249,9 @@ def test_the_batch_size_splits_scenes_and_never_changes_a_piece(world, generator
 
         result = pipeline.compose(generator, world, requests, cfg, seeds=[11, 12, 13, 14, 15, 16],
                                 batch_size=batch_size, on_piece=on_piece)
-        made[batch_size] = [dataclasses.replace(p, seconds=0.0, created="") for p in result.pieces]
+        made[batch_size] = [dataclasses.replace(p, seconds=0.0, created="", decoded_with=[]) for p in result.pieces]
+        assert [len(p.decoded_with) for p in result.pieces] == {1: [0] * 6, 2: [2, 2, 0, 2, 2, 0],
+                                                                8: [5, 5, 0, 5, 5, 5]}[batch_size]
         assert finished == [0, 1, 3, 4, 5, 2]  # scenes batch by batch, then the story
     assert made[1] == made[2] == made[8]
     assert rows == {1: [2] * 5, 2: [4, 4, 2], 8: [10]}  # candidates are rows: a scene brings two

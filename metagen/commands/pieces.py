@@ -424,12 +424,14 @@ def replay(
     if recorded.get("sha256") and generator.info.sha256 != recorded["sha256"]:
         say(f"warning: the model file differs from the one {file} records; the text may differ", quiet)
     try:
-        result = pipeline.compose(generator, loaded, [recipe.request], recipe.cfg, seeds=[recipe.seed],
-                                  order=recipe.order, moderation=moderation)
+        # a scene made beside others is made beside them again, in the same batch: the same sums
+        batch = recipe.batch or ((recipe.request, recipe.seed),)
+        result = pipeline.compose(generator, loaded, [r for r, _ in batch], recipe.cfg, seeds=[s for _, s in batch],
+                                  order=recipe.order, moderation=moderation, batch_size=len(batch))
     except (ConfigError, RequestError) as error:  # a request the world no longer answers, or an edited record
         raise ConfigError(f"{file} records what cannot be replayed: {error.one_line()}",
                           hint="give --world if the world has moved, or make the piece again") from None
-    new = result.pieces[0]
+    new = result.pieces[recipe.row]
     before = _spoken(data)
     after = _spoken({**new.front_matter(), "text": new.text})
     at = pipeline.first_difference(before, after)

@@ -44,6 +44,10 @@ class Piece:
     plan: list = field(default_factory=list)  # story only: the beats written, one {"beat", "text"} each
     critic: dict = field(default_factory=dict)  # with candidates: each unit's scores and the one kept
     moderation: dict = field(default_factory=dict)  # the verdict on the text (metagen.moderation.verdict); {}: off
+    # scenes decoded in one batch with others: every scene of the batch, in order, {"request", "seed"}
+    # each (this one among them). Replay decodes the same batch: floating-point sums round otherwise in
+    # another batch shape, and a scene alone can come out as another text.
+    decoded_with: list = field(default_factory=list)
     subject: str = ""  # what the piece is about; names the file
     metagen_version: str = __version__  # the metagen that wrote it
     created: str = field(default_factory=_now_iso)  # ISO 8601 timestamp, UTC
@@ -64,7 +68,7 @@ class Piece:
         for f in fields(self):
             if f.name == "text" or (f.name == "turns" and self.kind != "dialogue"):
                 continue
-            if f.name in ("plan", "critic", "moderation") and not getattr(self, f.name):
+            if f.name in ("plan", "critic", "moderation", "decoded_with") and not getattr(self, f.name):
                 continue
             out[f.name] = to_plain(getattr(self, f.name))
         return out
