@@ -398,6 +398,23 @@ def test_a_damaged_or_foreign_session_file_is_one_line_and_exit_2(runner, world_
     assert path.read_bytes() == before  # nothing lost
 
 
+def test_resume_refuses_a_decoding_flag_that_would_change_the_sessions_settings(runner, world_path, model_args,
+                                                                                 tmp_path):
+    """The session file records one set of settings; -t 1.5 on --resume rewrote them, and the turns
+    made before could no longer be made again. A flag that repeats the recorded value is fine."""
+    made = run(runner, chat_args(world_path, model_args, "--seed", 2), "Hi.\n")
+    path = tmp_path / "out" / "quay" / "chat" / "mira-2.json"
+    before = path.read_bytes()
+    recorded = json.loads(before)["settings"]["temperature"]
+    changed = invoke(runner, "chat", world_path, *model_args, "--resume", path, "--temperature", 1.5)
+    assert made.exit_code == 0 and changed.exit_code == 2, changed.output
+    assert changed.stderr == (f"error: {path} is a session with --temperature {recorded}; --temperature 1.5 cannot "
+                              "change it (leave --temperature out to continue it, or start a new session)\n")
+    assert path.read_bytes() == before
+    same = run(runner, ["chat", world_path, *model_args, "--resume", path, "--temperature", str(recorded)], "More.\n")
+    assert same.exit_code == 0, same.output
+
+
 def test_inside_a_session_bad_input_is_a_message_and_the_session_goes_on(runner, world_path, model_args, tmp_path):
     (tmp_path / "taken.md").write_text("mine\n", encoding="utf-8")
     lines = ["Hello.", "/retyr", "x" * 5000, "/save taken.md", "/save notes.docx", "/save nowhere/deep/talk.md",
