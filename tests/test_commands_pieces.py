@@ -331,6 +331,14 @@ def test_replay_of_scenes_made_together_decodes_the_same_batch(runner, world, mo
     assert invoke(runner, "describe-scene", world, "-l", "well", "--seed", 5, "--max-tokens", 8, "--format", "json",
                   "--out", tmp_path / "alone", "-q", *model_args).exit_code == 0
     assert "decoded_with" not in json.loads((tmp_path / "alone" / "tinyville" / "scene" / "well-5.json").read_text())
+    # in Markdown front matter the batch is one line of JSON (a `diff -I` can pass it over; docs/batch.md)
+    assert invoke(runner, "describe-scene", world, "-l", "well", "--seed", 5, "-n", 2, "--max-tokens", 8,
+                  "--time", "dusk \u2028 late", "--out", tmp_path / "md", "-q", *model_args).exit_code == 0
+    markdown = tmp_path / "md" / "tinyville" / "scene" / "well-dusk-late-6.md"
+    (line,) = [x for x in markdown.read_text(encoding="utf-8").splitlines() if x.startswith("decoded_with: ")]
+    assert json.loads(line.removeprefix("decoded_with: "))[1]["seed"] == 6
+    assert read_piece_file(markdown)["decoded_with"][0]["request"]["time"] == "dusk \u2028 late"
+    assert invoke(runner, "replay", markdown).stdout.startswith(f"identical: {markdown}")
 
 
 def test_replay_takes_the_recorded_prompt_dtype(runner, world, wide_gguf, tmp_path):
