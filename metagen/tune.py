@@ -111,6 +111,16 @@ class TuneReport:
 CHAT_ROLES = ("system", "user", "assistant")  # what metagen's prompts hold
 
 
+# The fields of a line of examples: metagen.corpus's Example (and its free-form "meta"), or a plain pair.
+EXAMPLE_FIELDS = frozenset({"kind", "world", "messages", "completion", "prefix", "end_of_turn", "unit", "focus",
+                            "meta", "prompt"})
+
+
+def _json_kind(value) -> str:
+    names = {bool: "true or false", str: "a string", list: "a list", dict: "an object", type(None): "null"}
+    return names.get(type(value), "a number")
+
+
 def read_examples(path: str | Path) -> list[Example]:
     """Examples from a JSON-lines file; a bad line is a ConfigError naming file:line."""
     data = read_input(path, MAX_DATA_BYTES, "an examples file", ConfigError)
@@ -129,8 +139,18 @@ def read_examples(path: str | Path) -> list[Example]:
             data = parse_json(line)
         except ValueError as error:
             raise ConfigError(f"{where}: not JSON ({error})", hint="one JSON object a line") from None
-        if not isinstance(data, dict) or not isinstance(data.get("completion"), str) or not data["completion"].strip():
+        if not isinstance(data, dict):
+            raise ConfigError(f"{where}: an example is a JSON object, not {_json_kind(data)}")
+        unknown = sorted(set(data) - EXAMPLE_FIELDS)
+        if unknown:  # a misspelt "end_of_turn" was dropped without a word
+            raise ConfigError(f"{where}: unknown field {unknown[0]!r}",
+                              hint=f"the fields are {', '.join(sorted(EXAMPLE_FIELDS))}")
+        if not isinstance(data.get("completion"), str) or not data["completion"].strip():
             raise ConfigError(f"{where}: an example needs a non-empty \"completion\" string")
+        for name, kind in (("end_of_turn", bool), *((f, str) for f in ("prompt", "prefix", "kind", "world", "unit", "focus"))):
+            if name in data and not isinstance(data[name], kind):  # "end_of_turn": "no" counted as true
+                raise ConfigError(f"{where}: \"{name}\" must be {'true or false' if kind is bool else 'a string'}, "
+                                  f"not {_json_kind(data[name])}")
         if "messages" in data:
             messages = data["messages"]
             if (not isinstance(messages, list) or not messages or not all(
@@ -142,7 +162,8 @@ def read_examples(path: str | Path) -> list[Example]:
                 raise ConfigError(f"{where}: unknown role {unknown!r}; roles are {', '.join(CHAT_ROLES)}")
             examples.append(Example.from_dict({"kind": "", "world": "", **data}))
         elif isinstance(data.get("prompt"), str):
-            examples.append(Example("", "", ({"role": "user", "content": data["prompt"]},), data["completion"]))
+            examples.append(Example("", "", ({"role": "user", "content": data["prompt"]},), data["completion"],
+                                    prefix=data.get("prefix", ""), end_of_turn=data.get("end_of_turn", True)))
         else:
             raise ConfigError(f"{where}: an example needs \"messages\" (a chat) or \"prompt\" (text)")
     if not examples:

@@ -39,6 +39,8 @@ def test_read_examples_takes_chats_and_plain_pairs(tmp_path):
     examples = read_examples(path)
     assert examples[0] == _story(1)[0]
     assert examples[1].messages == ({"role": "user", "content": "Say hi."},) and examples[1].end_of_turn
+    path.write_text(json.dumps({"prompt": "Say hi.", "completion": "hi there.\n", "end_of_turn": False}) + "\n")
+    assert not read_examples(path)[0].end_of_turn  # a plain pair's end_of_turn: false was ignored
 
 
 @pytest.mark.parametrize("line, message", [
@@ -50,6 +52,10 @@ def test_read_examples_takes_chats_and_plain_pairs(tmp_path):
     ('{"completion": "x"}', 'd.jsonl:2: an example needs "messages"'),
     ('{"messages": [{"role": "wizard", "content": "x"}], "completion": "y"}',
      "d.jsonl:2: unknown role 'wizard'; roles are system, user, assistant"),
+    ('{"prompt": "a", "completion": "b", "end_of_turn": "no"}', 'd.jsonl:2: "end_of_turn" must be true or false, not a string'),
+    ('{"prompt": "a", "completion": "b", "end_of_trun": false}', "d.jsonl:2: unknown field 'end_of_trun'"),
+    ('{"prompt": 5, "completion": "b"}', 'd.jsonl:2: "prompt" must be a string, not a number'),
+    ("[1, 2]", "d.jsonl:2: an example is a JSON object, not a list"),
 ])
 def test_a_bad_line_names_file_and_line(tmp_path, line, message):
     path = tmp_path / "d.jsonl"
