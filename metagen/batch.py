@@ -450,6 +450,14 @@ def _check_same_request(unit: Unit) -> None:
     if differs is not None:
         raise OutputExistsError(f"{unit.path} exists but was made by another request (its {differs} differs)",
                                 hint="pass --overwrite to replace it, or choose another --out")
+    # made with other settings (--max-tokens 5 on a run made at 4): not what this run would write
+    differs = recorded_difference(unit.path, {"settings": {**unit.cfg.to_dict(), "seed": unit.seed}},
+                                  unrecorded_agrees=True, within_mappings=True)
+    if differs is not None:
+        raise OutputExistsError(f"{unit.path} exists but was made with other settings than this run's "
+                                f"(its {differs.removeprefix('settings.')} differs)",
+                                hint="give the flags and jobs file it was made with, pass --overwrite to replace "
+                                     "it, or choose another --out")
 
 
 def _check_collisions(units: list[Unit]) -> None:

@@ -374,6 +374,24 @@ def test_resume_skips_pieces_whose_topic_and_start_the_seed_drew(runner, tmp_pat
     assert result.exit_code == 0 and "nothing to do: 2 complete already" in result.stderr, result.output
 
 
+def test_resume_refuses_pieces_made_with_other_settings(runner, tmp_path, world, model_args):
+    """--resume with --max-tokens 5 or --temperature 1.3 over a run made at 4 and the defaults said
+    "nothing to do": the files were not what the run asked for. Now refused, naming the setting."""
+    path = write_jobs(tmp_path, "world: tiny.yaml\nseed: 3\njobs: [{kind: scene, location: well, count: 2}]")
+    out = tmp_path / "o"
+    assert invoke(runner, "batch", path, "--out", out, "--max-tokens", 4, "-q", *model_args).exit_code == 0
+    before = piece_files(out)
+    for flags, setting in ((["--max-tokens", 5], "max_new_tokens"), (["--max-tokens", 4, "--temperature", 1.3],
+                                                                      "temperature")):
+        result = invoke(runner, "batch", path, "--out", out, "--resume", *flags, *model_args)
+        assert result.exit_code == 2, result.output
+        assert result.stderr.startswith(f"error: {out / 'tinyville' / 'scene' / 'well-3.md'} exists but was made "
+                                        f"with other settings than this run's (its {setting} differs)")
+    result = invoke(runner, "batch", path, "--out", out, "--resume", "--max-tokens", 4, *model_args)
+    assert result.exit_code == 0 and "nothing to do: 2 complete already" in result.stderr, result.output
+    assert piece_files(out) == before
+
+
 def test_example_script_writes_a_scene_per_place_and_a_dialogue_per_pair(tmp_path, wide_gguf):
     import os
     import subprocess

@@ -162,9 +162,11 @@ def is_complete(path: str | os.PathLike) -> bool:
     return text.endswith("\n")
 
 
-def recorded_difference(path: str | os.PathLike, expected: dict) -> str | None:
-    """The first field of expected that the piece at path records otherwise (or not at all);
-    None when all agree. A txt file records nothing, so it cannot differ."""
+def recorded_difference(path: str | os.PathLike, expected: dict, *, unrecorded_agrees: bool = False,
+                        within_mappings: bool = False) -> str | None:
+    """The first field of expected that the piece at path records otherwise (or not at all, unless
+    unrecorded_agrees); None when all agree. A txt file records nothing, so it cannot differ.
+    With within_mappings, a mapping field is told by its first differing key: "settings.temperature"."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix in (".md", ".json"):
@@ -173,4 +175,11 @@ def recorded_difference(path: str | os.PathLike, expected: dict) -> str | None:
         data = _comment_metadata(_read_text(path))
     else:
         return None
-    return next((key for key, want in expected.items() if to_plain(data.get(key)) != to_plain(want)), None)
+    for key, want in expected.items():
+        have = to_plain(data.get(key))
+        if (key in data or not unrecorded_agrees) and have != to_plain(want):
+            if within_mappings and isinstance(have, dict) and isinstance(want, dict):
+                inner = next((k for k in [*want, *have] if have.get(k) != to_plain(want.get(k))), None)
+                return f"{key}.{inner}" if inner else key
+            return key
+    return None
