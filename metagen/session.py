@@ -8,6 +8,7 @@ hash, the character, the player, the place, the seed, every decoding setting and
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from dataclasses import dataclass, field
 
 from metagen import __version__
@@ -96,6 +97,7 @@ def session_piece(session) -> Piece:
 
 
 MAX_SESSION_BYTES = 16 * 2**20  # a session file read back is never larger
+_SESSION_HINT = "give a session file that metagen chat wrote under OUT/<world>/chat/"
 _DAMAGED_HINT = "metagen rewrites the whole file after every turn; restore it from a copy, or start a new session"
 # The fields of a saved Answer with their types; the first seven are required.
 _ANSWER_TYPES = {"text": str, "seed": int, "tokens": int, "generated_tokens": int, "seconds": (int, float),
@@ -112,11 +114,13 @@ def read_session(path) -> tuple[dict, list[Turn]]:
     try:
         data = parse_json(raw.decode("utf-8"))
     except ValueError as error:  # UnicodeDecodeError is one too
+        if Path(path).suffix.lower() != ".json" or raw.lstrip().startswith(b"---"):  # a piece, a script, notes
+            raise ConfigError(f"{path} is not a metagen chat session (it is not JSON)", hint=_SESSION_HINT) from None
         reason = "not UTF-8 text" if isinstance(error, UnicodeDecodeError) else str(error)
         raise ConfigError(f"{path} is damaged: it is not JSON ({reason})", hint=_DAMAGED_HINT) from None
     if not isinstance(data, dict) or data.get("format") != SESSION_FORMAT:
         raise ConfigError(f"{path} is not a metagen chat session (it has no \"format\": \"{SESSION_FORMAT}\")",
-                          hint="give a session file that metagen chat wrote under OUT/<world>/chat/")
+                          hint=_SESSION_HINT)
     if data.get("version") != SESSION_VERSION:
         raise ConfigError(f"{path} is a chat session of version {data.get('version')!r}; this metagen reads "
                           f"version {SESSION_VERSION}")

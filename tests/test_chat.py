@@ -398,6 +398,16 @@ def test_a_damaged_or_foreign_session_file_is_one_line_and_exit_2(runner, world_
     assert path.read_bytes() == before  # nothing lost
 
 
+def test_resume_of_a_piece_or_notes_says_it_is_not_a_session(runner, world_path, model_args, tmp_path):
+    """A story's .md given to --resume was "damaged: it is not JSON ... restore it from a copy"."""
+    piece = tmp_path / "ada-1.md"
+    piece.write_text("---\nkind: story\n---\n\nOnce.\n", encoding="utf-8")
+    result = invoke(runner, "chat", world_path, *model_args, "--resume", piece)
+    assert result.exit_code == 2
+    assert result.stderr == (f"error: {piece} is not a metagen chat session (it is not JSON) (give a session file "
+                             "that metagen chat wrote under OUT/<world>/chat/)\n")
+
+
 def test_resume_refuses_a_decoding_flag_that_would_change_the_sessions_settings(runner, world_path, model_args,
                                                                                  tmp_path):
     """The session file records one set of settings; -t 1.5 on --resume rewrote them, and the turns
