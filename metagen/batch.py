@@ -423,6 +423,9 @@ def plan_batch(jobs_file: JobsFile, *, out: str | os.PathLike | None = None, fmt
             _check_same_request(unit)
             plan.skipped.append(unit)
             continue
+        if os.path.isdir(unit.path):  # --overwrite cannot replace a folder either
+            raise OutputExistsError(f"{unit.path} is a folder where a piece goes",
+                                    hint="move the folder away, or choose another --out")
         if os.path.lexists(unit.path) and not overwrite:
             if resume:
                 raise OutputExistsError(f"{unit.path} exists but is not a complete metagen piece",

@@ -374,6 +374,19 @@ def test_resume_skips_pieces_whose_topic_and_start_the_seed_drew(runner, tmp_pat
     assert result.exit_code == 0 and "nothing to do: 2 complete already" in result.stderr, result.output
 
 
+@pytest.mark.parametrize("flags", [["--resume"], ["--resume", "--overwrite"], ["--overwrite"], []])
+def test_a_folder_where_a_piece_goes_is_refused_before_the_model_loads(runner, tmp_path, world, model_args, flags,
+                                                                      monkeypatch):
+    """--resume said 'pass --overwrite to replace it', and --overwrite then failed 'it is a folder'."""
+    path = write_jobs(tmp_path, "world: tiny.yaml\nseed: 3\njobs: [{kind: scene, location: well}]")
+    (tmp_path / "o" / "tinyville" / "scene" / "well-3.md").mkdir(parents=True)
+    monkeypatch.setattr("metagen.commands.batch.load_generator", lambda *a, **k: pytest.fail("model loaded"))
+    result = invoke(runner, "batch", path, "--out", tmp_path / "o", *flags, *model_args)
+    assert result.exit_code == 2, result.output
+    assert result.stderr == (f"error: {tmp_path / 'o' / 'tinyville' / 'scene' / 'well-3.md'} is a folder where a "
+                             "piece goes (move the folder away, or choose another --out)\n")
+
+
 def test_resume_refuses_pieces_made_with_other_settings(runner, tmp_path, world, model_args):
     """--resume with --max-tokens 5 or --temperature 1.3 over a run made at 4 and the defaults said
     "nothing to do": the files were not what the run asked for. Now refused, naming the setting."""
