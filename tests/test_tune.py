@@ -233,6 +233,7 @@ def test_tune_command_goes_on_from_an_adapter_and_refuses_what_does_not_fit(runn
         out = tmp_path / "x.safetensors"
         bad = invoke(runner, "tune", data, "--out", out, *flags, *common)
         assert bad.exit_code == 2 and message in bad.output, (flags, bad.output)
+        assert "--adapter" not in bad.output  # (the hints named the generating commands' flag)
         assert not out.exists()
 
 

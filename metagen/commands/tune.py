@@ -112,6 +112,7 @@ def _start_adapter(choice: str, generator):
     """The adapter --from names (metagen.lora.Adapter), checked against the model being tuned."""
     from metagen.catalog import KNOWN_MODELS
     from metagen.generator import adapter_file
+    from metagen.errors import ModelError
     from metagen.lora import load_adapter
 
     if choice == "none":
@@ -120,7 +121,11 @@ def _start_adapter(choice: str, generator):
     if path is None:
         raise ConfigError(f"--from default: the model {generator.info.name} ships no adapter",
                           hint="give the path of an adapter file `metagen tune` wrote")
-    return load_adapter(path, generator.model.args, generator.info.sha256)
+    try:
+        return load_adapter(path, generator.model.args, generator.info.sha256)
+    except ModelError as error:  # its hints name the generating commands' --adapter
+        raise ModelError(f"--from {error.message}", hint="give the path of an adapter file `metagen tune` wrote for "
+                         "this model, or leave --from out to start a new adapter") from None
 
 
 def _settings_from(start, settings, given: dict):
