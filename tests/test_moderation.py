@@ -276,6 +276,18 @@ def test_moderate_names_each_span_by_the_files_own_line_and_column(runner, tmp_p
     assert "checked 5 files against PG: 5 over it, 0 within it; the text implies R" in result.stderr
 
 
+def test_moderate_refuses_a_folder_with_nothing_to_check(runner, tmp_path):
+    """A CI gate given the wrong folder (empty, or world files only) passed: "checked 0 files", exit 0."""
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "worlds").mkdir()
+    (tmp_path / "worlds" / "w.yaml").write_text("world: {id: w, name: W}\n", encoding="utf-8")
+    for folder in (tmp_path / "empty", tmp_path / "worlds"):
+        result = invoke(runner, "moderate", folder, "--rating", "PG")
+        assert result.exit_code == 2
+        assert result.stderr == (f"error: {folder}: a folder with no md, json, yarn, ink or txt file to check "
+                                 "(give the folder the pieces were written to)\n")
+
+
 def test_moderate_json_and_exit_zero_when_nothing_exceeds(runner, tmp_path):
     folder = piece_files(tmp_path)
     result = invoke(runner, "moderate", folder / "story.md", folder / "deep", "--rating", "R", "--json")

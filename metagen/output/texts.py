@@ -49,7 +49,11 @@ def find_files(paths: list[Path]) -> list[Path]:
     for path in paths:
         info = _stat(path)
         if stat.S_ISDIR(info.st_mode):
-            found += _walk(path, seen_files)
+            inside = _walk(path, seen_files)
+            if not inside:  # a CI gate pointed at the wrong folder passed with "checked 0 files"
+                raise InputError(f"{path}: a folder with no md, json, yarn, ink or txt file to check",
+                                 hint="give the folder the pieces were written to")
+            found += inside
         elif _first_time(info, seen_files):
             found.append(path)
         if len(found) > MAX_FILES:
