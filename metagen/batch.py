@@ -29,8 +29,9 @@ from metagen.output import (
     check_not_exists,
     check_writable,
     is_complete,
+    field_difference,
     output_path,
-    recorded_difference,
+    recorded_fields,
 )
 from metagen.pipeline import DEFAULT_BATCH_SIZE, MAX_COUNT
 from metagen.prompts import DIALOGUE_ORDERS, KINDS, REQUEST_KINDS, Request
@@ -442,20 +443,24 @@ def _recorded_request(job: Job, request: Request) -> dict:
 
 
 def _check_same_request(unit: Unit) -> None:
-    """Refuse to skip a complete file that another request made (it only shares the name); what the
-    seed draws (a dialogue's topic, a scene's first words) is part of the request."""
+    """Refuse to skip a complete file that another request made (it only shares the name), or that
+    other settings made; what the seed draws (a dialogue's topic, a scene's first words) is part of
+    the request. A txt file records neither, so it is taken as it is."""
     from metagen.pipeline import seeded_request
 
+    recorded = recorded_fields(unit.path)
+    if recorded is None:
+        return
     request = seeded_request(unit.world, unit.request, unit.seed)
     expected = {"kind": unit.job.kind, "world_id": unit.world.id, "request": _recorded_request(unit.job, request),
                 "seed": unit.seed}
-    differs = recorded_difference(unit.path, expected)
+    differs = field_difference(recorded, expected)
     if differs is not None:
         raise OutputExistsError(f"{unit.path} exists but was made by another request (its {differs} differs)",
                                 hint="pass --overwrite to replace it, or choose another --out")
     # made with other settings (--max-tokens 5 on a run made at 4): not what this run would write
-    differs = recorded_difference(unit.path, {"settings": {**unit.cfg.to_dict(), "seed": unit.seed}},
-                                  unrecorded_agrees=True, within_mappings=True)
+    differs = field_difference(recorded, {"settings": {**unit.cfg.to_dict(), "seed": unit.seed}},
+                               unrecorded_agrees=True, within_mappings=True)
     if differs is not None:
         raise OutputExistsError(f"{unit.path} exists but was made with other settings than this run's "
                                 f"(its {differs.removeprefix('settings.')} differs)",

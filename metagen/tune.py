@@ -111,9 +111,10 @@ class TuneReport:
 CHAT_ROLES = ("system", "user", "assistant")  # what metagen's prompts hold
 
 
-# The fields of a line of examples: metagen.corpus's Example (and its free-form "meta"), or a plain pair.
-EXAMPLE_FIELDS = frozenset({"kind", "world", "messages", "completion", "prefix", "end_of_turn", "unit", "focus",
-                            "meta", "prompt"})
+# The fields of a line of examples: metagen.corpus's Example (and its free-form "meta"), or a plain pair;
+# those of a simple type with it (messages and completion are checked on their own).
+EXAMPLE_TYPES = {"kind": str, "world": str, "prompt": str, "prefix": str, "unit": str, "focus": str, "end_of_turn": bool}
+EXAMPLE_FIELDS = frozenset({*EXAMPLE_TYPES, "messages", "completion", "meta"})
 
 
 def _json_kind(value) -> str:
@@ -147,7 +148,7 @@ def read_examples(path: str | Path) -> list[Example]:
                               hint=f"the fields are {', '.join(sorted(EXAMPLE_FIELDS))}")
         if not isinstance(data.get("completion"), str) or not data["completion"].strip():
             raise ConfigError(f"{where}: an example needs a non-empty \"completion\" string")
-        for name, kind in (("end_of_turn", bool), *((f, str) for f in ("prompt", "prefix", "kind", "world", "unit", "focus"))):
+        for name, kind in EXAMPLE_TYPES.items():
             if name in data and not isinstance(data[name], kind):  # "end_of_turn": "no" counted as true
                 raise ConfigError(f"{where}: \"{name}\" must be {'true or false' if kind is bool else 'a string'}, "
                                   f"not {_json_kind(data[name])}")

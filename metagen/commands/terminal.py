@@ -8,7 +8,12 @@ and loses only control characters, and only when it goes to a terminal.
 
 from __future__ import annotations
 
+import codecs
+import contextlib
+import errno
+import os
 import re
+import sys
 
 # C0 controls, DEL, C1 controls, and the Unicode line/paragraph separators and bidi controls.
 _CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
@@ -45,9 +50,6 @@ def ready_standard_streams() -> str | None:
     an encoding without some characters (latin-1 for 林小雨) writes those as escapes (`\\u6797`)
     instead of failing on them; the files metagen writes are UTF-8 whatever the terminal's encoding.
     """
-    import os
-    import sys
-
     if sys.stdin is None:
         sys.stdin = open(os.devnull, encoding="utf-8")  # noqa: SIM115 - the process's own stdin
     if sys.stdout is None:
@@ -60,8 +62,6 @@ def ready_standard_streams() -> str | None:
 
 def _lacks_characters(stream) -> bool:
     """Whether the stream's encoding cannot write every character (latin-1, cp1252; not UTF-8)."""
-    import codecs
-
     try:
         return codecs.lookup(stream.encoding or "ascii").name not in ("utf-8", "utf-16", "utf-32")
     except LookupError:
@@ -72,21 +72,11 @@ def stdout_failed(error: OSError) -> str | None:
     """One line for a failed write to stdout (its reader quit, a full disk, /dev/full), or None when
     `error` is not one; after it, stdout goes to os.devnull, so that Python's own flush at exit
     does not fail again with a traceback."""
-    import errno
-    import os
-    import sys
-
     if error.filename is not None or error.errno not in (errno.EPIPE, errno.ENOSPC, errno.EIO, errno.EDQUOT):
         return None
-    with _ignored_errors():
+    with contextlib.suppress(OSError, ValueError, AttributeError):  # no stdout file descriptor to point elsewhere
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
     if error.errno == errno.EPIPE:
         return "standard output closed early: the command reading metagen's output quit (files written so far are kept)"
     return f"cannot write to standard output: {error.strerror} (free space where it goes, or redirect it)"
-
-
-def _ignored_errors():
-    import contextlib
-
-    return contextlib.suppress(OSError, ValueError, AttributeError)

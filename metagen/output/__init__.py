@@ -20,8 +20,10 @@ from metagen.output.reading import (
     MAX_PIECE_BYTES,
     is_complete,
     parse_front_matter,
+    field_difference,
     read_piece_file,
     recorded_difference,
+    recorded_fields,
 )
 from metagen.output.writing import (
     WALK_TRIES,
@@ -35,6 +37,7 @@ from metagen.output.writing import (
 __all__ = [
     "DIALOGUE_ONLY_FORMATS", "FINISH_REASONS", "FORMATS", "MAX_COMPONENT", "MAX_PIECE_BYTES", "WALK_TRIES",
     "OutputFolder", "Piece", "check_format", "check_not_exists", "check_writable", "escape_ink", "escape_yarn",
-    "is_complete", "node_name", "output_path", "parse_front_matter", "read_piece_file", "recorded_difference",
+    "field_difference", "is_complete", "node_name", "output_path", "parse_front_matter", "read_piece_file",
+    "recorded_difference", "recorded_fields",
     "render", "request_digest", "request_name", "sanitize_component", "write_atomic", "write_piece",
 ]

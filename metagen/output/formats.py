@@ -147,18 +147,20 @@ _FrontMatterDumper.add_representer(str, _represent_str)
 
 
 def _dump_front_matter(front: dict) -> str:
-    body = yaml.dump(front, Dumper=_FrontMatterDumper, allow_unicode=True, sort_keys=False)
-    if front.get("decoded_with"):
-        # On one line, as JSON (YAML reads it as a flow sequence): a line that `diff -I` can pass over
-        # when two runs split the same scenes into other batches (docs/batch.md).
-        before = yaml.dump({k: front[k] for k in list(front)[:list(front).index("decoded_with")]},
-                           Dumper=_FrontMatterDumper, allow_unicode=True, sort_keys=False)
-        after = {k: v for k, v in list(front.items())[list(front).index("decoded_with") + 1:]}
-        line = "decoded_with: " + _LINE_BREAKS.sub(lambda m: f"\\u{ord(m.group()):04x}",
-                                                   json.dumps(front["decoded_with"], ensure_ascii=False)) + "\n"
-        body = before + line + (yaml.dump(after, Dumper=_FrontMatterDumper, allow_unicode=True, sort_keys=False)
-                                if after else "")
-    return "---\n" + body + "---\n\n"
+    keys = list(front)
+    if not front.get("decoded_with"):
+        return "---\n" + _yaml(front) + "---\n\n"
+    # decoded_with on one line, as JSON (YAML reads it as a flow sequence): a line that `diff -I` can
+    # pass over when two runs split the same scenes into other batches (docs/batch.md)
+    cut = keys.index("decoded_with")
+    line = "decoded_with: " + _LINE_BREAKS.sub(lambda m: f"\\u{ord(m.group()):04x}",
+                                               json.dumps(front["decoded_with"], ensure_ascii=False)) + "\n"
+    after = {k: front[k] for k in keys[cut + 1:]}
+    return "---\n" + _yaml({k: front[k] for k in keys[:cut]}) + line + (_yaml(after) if after else "") + "---\n\n"
+
+
+def _yaml(fields: dict) -> str:
+    return yaml.dump(fields, Dumper=_FrontMatterDumper, allow_unicode=True, sort_keys=False)
 
 
 _LINE_BREAKS = re.compile("[\x85\u2028\u2029]")  # raw, YAML would read them as line breaks

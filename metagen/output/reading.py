@@ -162,19 +162,30 @@ def is_complete(path: str | os.PathLike) -> bool:
     return text.endswith("\n")
 
 
-def recorded_difference(path: str | os.PathLike, expected: dict, *, unrecorded_agrees: bool = False,
-                        within_mappings: bool = False) -> str | None:
-    """The first field of expected that the piece at path records otherwise (or not at all, unless
-    unrecorded_agrees); None when all agree. A txt file records nothing, so it cannot differ.
-    With within_mappings, a mapping field is told by its first differing key: "settings.temperature"."""
+def recorded_fields(path: str | os.PathLike) -> dict | None:
+    """What the piece at path records (front matter, JSON fields or a Yarn/Ink file's metadata
+    comments); None for a txt file, which records nothing."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix in (".md", ".json"):
-        data = read_piece_file(path)
-    elif suffix in (".yarn", ".ink"):
-        data = _comment_metadata(_read_text(path))
-    else:
-        return None
+        return read_piece_file(path)
+    if suffix in (".yarn", ".ink"):
+        return _comment_metadata(_read_text(path))
+    return None
+
+
+def recorded_difference(path: str | os.PathLike, expected: dict) -> str | None:
+    """The first field of expected that the piece at path records otherwise (or not at all);
+    None when all agree. A txt file records nothing, so it cannot differ."""
+    data = recorded_fields(path)
+    return None if data is None else field_difference(data, expected)
+
+
+def field_difference(data: dict, expected: dict, *, unrecorded_agrees: bool = False,
+                     within_mappings: bool = False) -> str | None:
+    """The first field of expected that data holds otherwise (or not at all, unless unrecorded_agrees);
+    None when all agree. With within_mappings, a mapping field is told by its first differing key:
+    "settings.temperature"."""
     for key, want in expected.items():
         have = to_plain(data.get(key))
         if (key in data or not unrecorded_agrees) and have != to_plain(want):
