@@ -37,7 +37,7 @@ from metagen.prompts import (
     resolve_request,
     scene_start_words,
 )
-from metagen.search import PlainPrompts
+from metagen.search import PlainPrompts, TextCallback  # on_text(row, new_text): row = the piece's index in the call
 from metagen.text import did_you_mean, first_sentences
 from metagen.world import World
 
@@ -81,8 +81,6 @@ DEFAULT_CANDIDATES = 4
 # seed does not depend on it (tests/test_pipeline.py): it only trades memory for speed.
 DEFAULT_BATCH_SIZE = 8
 
-# TextCallback of search.py: on_text(row, new_text), row = the piece's index in the call.
-TextCallback = Callable[[int, str], None]
 # on_piece(i, piece) as soon as the piece of requests[i] is finished.
 PieceCallback = Callable[[int, Piece], None]
 

@@ -4,7 +4,7 @@ Prefill once, then one model step per token with an explicit cache position (aft
 gpt-fast's generate.py).  Beam search follows the n-best bookkeeping of transformers'
 vectorized `_beam_search` (scores `sum_logprobs / generated_len ** length_penalty`,
 2 x num_beams candidates a step, the same early-stopping rule), so that the two agree
-token for token on the same weights.  Strategies are looked up in STRATEGIES.
+token for token on the same weights.  `run_search` picks the loop a configuration asks for.
 """
 
 from __future__ import annotations
@@ -427,9 +427,9 @@ def _common_prefix(sequences: list[list[int]]) -> int:
 
 
 def beam_search(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfig,
-                generators: list[torch.Generator] | None = None,
                 on_text: TextCallback | None = None) -> list[SearchResult]:
-    """Beam search for a batch of prompts; each result holds the n-best sequences."""
+    """Beam search for a batch of prompts; each result holds the n-best sequences. Beam search
+    draws nothing at random, so it takes no generators."""
     B, nb = len(prompts), cfg.num_beams
     device = model.device
     V = model.args.vocab_size
@@ -467,7 +467,7 @@ def beam_search(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfi
         # e. stop rule: nb hypotheses done (early stopping), or no running beam can still win
         _mark_done(beams, step, cfg)
         if on_text:
-            _stream_beams(tokenizer, beams.running, beams.finished, nb, streamed, text_so_far, on_text, beams.done)
+            _stream_beams(tokenizer, beams.running, beams.finished, nb, streamed, text_so_far, on_text)
         if all(beams.done) or last_step:
             break
         # f. reorder the KV cache to the chosen parents, then one step for every beam
@@ -590,7 +590,7 @@ def _add_hypothesis(hypotheses: list[_Hypothesis], hyp: _Hypothesis, limit: int)
     del hypotheses[limit:]
 
 
-def _stream_beams(tokenizer, running, finished, nb, streamed, text_so_far, on_text, done):
+def _stream_beams(tokenizer, running, finished, nb, streamed, text_so_far, on_text):
     """Stream the prefix shared by every live beam and every hypothesis that may still win."""
     for b in range(len(finished)):
         candidates = [running[b * nb + i] for i in range(nb)] + [h.tokens for h in finished[b]]
@@ -606,13 +606,6 @@ def _stream_beams(tokenizer, running, finished, nb, streamed, text_so_far, on_te
             on_text(b, piece)
 
 
-STRATEGIES: dict[str, Callable[..., list[SearchResult]]] = {
-    "greedy": decode_loop,
-    "sample": decode_loop,
-    "beam": beam_search,
-}
-
-
 def run_search(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfig,
                generators: list[torch.Generator] | None = None,
                on_text: TextCallback | None = None,
@@ -626,6 +619,5 @@ def run_search(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfig
         raise ValueError("beam search writes no forced start")
     with model.step_threads.decoding():
         if cfg.effective_strategy == "beam":
-            return beam_search(model, tokenizer, prompts, cfg, generators, on_text)
-        return STRATEGIES[cfg.effective_strategy](model, tokenizer, prompts, cfg, generators, on_text, reuse, plain,
-                                                  forced)
+            return beam_search(model, tokenizer, prompts, cfg, on_text)
+        return decode_loop(model, tokenizer, prompts, cfg, generators, on_text, reuse, plain, forced)
