@@ -271,8 +271,9 @@ def generate_dialogue(
 
     The model's end-of-text only ends the line it is in: every requested turn is written, so
     finish_reason is always "length". A line that comes back empty is retried once with another
-    seed, without the newline stop and with at least one token; if that is empty too, the line
-    is EMPTY_LINE and a warning says so.
+    seed, one row, without the line's own stops (the newline, the other speakers' "Name:") and
+    without the bias toward the speaker's own name; if that is empty too, the line is EMPTY_LINE
+    and a warning says so.
     """
     if order not in DIALOGUE_ORDERS:
         raise ConfigError(f"dialogue order must be one of {', '.join(DIALOGUE_ORDERS)}, got {order!r}")
@@ -387,7 +388,8 @@ class _DialogueWriter:
             stream.started = True
         shown = False
         if not line:
-            # d. one retry: another seed, no newline stop (a leading newline is stripped), no instant end
+            # d. one retry: another seed, and the user's settings without the line's stops (a leading
+            # newline is stripped) or the own-name bias; still at least one token
             retry_cfg = replace(cfg, min_new_tokens=max(1, cfg.min_new_tokens))
             shown, stream = stream.started, LineStream(on_text)
             done = self.generator.complete([ids], retry_cfg, seeds=[_offset(self.seed, self.request.turns + i)],

@@ -27,7 +27,6 @@ from metagen.output import Piece
 from metagen.prompts import (
     DIALOGUE_ORDERS,
     REQUEST_KINDS,
-    SCENE_WORDS,
     Prompt,
     Request,
     asked_tense,
@@ -45,8 +44,10 @@ log = logging.getLogger(__name__)
 
 TOKENS_PER_WORD = 1.4  # English prose with a BPE vocabulary of ~49k; a little headroom
 MAX_STORY_TOKENS = 1024  # a story's default budget never goes past this
-SCENE_TOKENS = 200  # one paragraph of about 120 words
+SCENE_TOKENS = 200  # one paragraph of three or four sentences, with room to spare
 DIALOGUE_LINE_TOKENS = 60  # one spoken line (metagen.dialogue decodes a line at a time)
+# The critic's length target for a scene: the prompt asks for three or four sentences.
+SCENE_TARGET_WORDS = 60
 MAX_COUNT = 10_000  # pieces one request (or one batch job) may ask for
 # How a small model writes prose a reader keeps: at temperature 0.6 with min-p 0.1 its sentences
 # are plainer and keep to the world's facts; it then likes to paste the story so far or the fact
@@ -352,7 +353,7 @@ def _choose(world: World, prompt: Prompt, prompt_text: str, cfg: GenerationConfi
     resolved = resolve_request(world, prompt.request)
     scene = prompt.request.kind == "scene"
     person = world.style.point_of_view or ("second" if scene else "third")
-    context = critic_context(world, resolved, prompt_text, cfg, target_words=SCENE_WORDS // 2 if scene else 0,
+    context = critic_context(world, resolved, prompt_text, cfg, target_words=SCENE_TARGET_WORDS if scene else 0,
                              narrator_person=person, moderation=policy, tense=asked_tense(world, prompt.request.kind))
     edits = [strike(o.text, context) for o in options]  # the critic judges what the reader will get
     for option, edit in zip(options, edits):

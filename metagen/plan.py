@@ -59,7 +59,8 @@ _POV = {"first": "the first person", "second": "the second person", "third": "th
 
 @dataclass(frozen=True)
 class Beat:
-    """One step of a story: what happens, and the facts of the world it is built from."""
+    """One step of a story: its id and the instruction the model writes its paragraph to (the
+    world's facts it needs are written into the instruction)."""
 
     id: str  # opening | turn | complication | ending
     instruction: str  # the user turn the model answers with this beat's paragraph
@@ -547,10 +548,12 @@ def plan_prompt(world: World, resolved: Resolved, plan: list[Beat], messages: li
     used = tuple(e.id for e in world.lore if any(" ".join(e.text.split()).rstrip(".;: ") in b.instruction
                                                  for b in plan))
     first = with_beat(messages, plan[0].instruction)
-    tokens = sum(len(m["content"].split()) for m in first)
-    budget = PromptBudget(context_length, beat_cfg.max_new_tokens, 0, tokens, 0, 0)
+    # A rough size in words: the token counts a story records are the beats' own
+    # (write_story), and nothing reads this record's budget; it is kept for the Prompt's shape.
+    words = sum(len(m["content"].split()) for m in first)
+    budget = PromptBudget(context_length, beat_cfg.max_new_tokens, 0, words, 0, 0)
     return Prompt(request=resolved.request, messages=first, lore_used=used, lore_left_out=(), warnings=[],
-                  prompt_tokens=tokens, budget=budget)
+                  prompt_tokens=words, budget=budget)
 
 
 __all__ = ["BEATS_BY_LENGTH", "Beat", "StoryResult", "check_story_room", "load_plan_file", "make_plan", "story_messages", "write_story"]

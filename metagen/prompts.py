@@ -34,7 +34,6 @@ from metagen.world import Character, Location, LoreEntry, Relationship, World
 DEFAULT_LORE_BUDGET = 512  # tokens of lore when the caller gives no lore_budget
 TEMPLATE_MARGIN = 32  # tokens kept for the chat template's own markers and estimate error
 MAX_SAMPLE_LINES = 3  # per character, as few-shot examples
-SCENE_WORDS = 120
 
 # Scripts written without spaces between words: keys there match as plain substrings.
 _NO_SPACE_SCRIPT = re.compile(r"[\u0e00-\u0e7f\u2e80-\u9fff\u3040-\u30ff\uac00-\ud7af\uf900-\ufaff]")
@@ -466,18 +465,6 @@ def _story_task(world: World, resolved: Resolved) -> str:
     return text + " Give it a beginning, a turn and an ending. Begin the story now."
 
 
-def _scene_task(world: World, resolved: Resolved) -> str:
-    request: SceneRequest = resolved.request
-    given = (("time", request.time), ("weather", request.weather), ("mood", request.mood))
-    conditions = "; ".join(f"{label}: {value}" for label, value in given if value)
-    text = f"Describe {resolved.location.name}" + (f" ({conditions})" if conditions else "") + "."
-    if resolved.characters:
-        text += f" {_cast(resolved)} {'is' if len(resolved.characters) == 1 else 'are'} there."
-    text += f" Write one paragraph of about {SCENE_WORDS} words."
-    text += " Use what can be seen, heard and smelled. No dialogue."
-    return text + " " + _style(world, "second", "scene")
-
-
 def scene_start_words(loc: Location, tense: str = "") -> str:
     """The words a scene's task asks it to open with: the place's name, capitalised, and with a
     `tense` its verb: "The Crooked Kettle was", "The Container Docks are". The verb sets the tense
@@ -551,10 +538,12 @@ def candidate_starts(world: World, request: Request, seed: int, candidates: int)
 
 
 def _scene_messages(world: World, resolved: Resolved, *, facts: bool = True) -> list[dict[str, str]]:
-    """A short, focused prompt: the place's own facts, who is there, and a three-sentence task.
+    """A short, focused prompt: the place's own facts, who is there, and a task of three or four
+    sentences.
 
-    A blind trial (shared/quality-notes.md) preferred this over the full world prompt in 11 of
-    12 pairs: a 135M model describes well what it was just told, and little else. Without
+    A blind trial (the one issue 19 cites, on worlds the project had not seen) preferred this
+    over the full world prompt in 11 of 12 pairs: a 135M model describes well what it was just
+    told, and little else. Without
     `facts`, the place is only its name: what the model would write about any place so called.
     """
     request: SceneRequest = resolved.request
@@ -605,7 +594,7 @@ def spoken_rules(world: World) -> str:
     return text
 
 
-_TASKS = {"story": _story_task, "scene": _scene_task, "dialogue": _dialogue_task}
+_TASKS = {"story": _story_task, "dialogue": _dialogue_task}  # scenes: _scene_messages
 
 
 __all__ = [
