@@ -21,7 +21,8 @@ from typing import Any, Mapping, Sequence
 
 from metagen.chat import DEFAULT_PLAYER, ChatSession, repeats
 from metagen.critic import COPY_RUN, critic_context, judge
-from metagen.grounding import invented_relatives, unknown_names
+from metagen.grounding import unknown_names
+from metagen.kinship import invented_relatives
 from metagen.dialogue import continue_dialogue, dialogue_prompt, speaker_order, spoken_line
 from metagen.errors import RequestError
 from metagen.pipeline import effective_config

@@ -20,24 +20,19 @@ from metagen.grounding import (
     character_forms,
     foreign_pronouns,
     invented_ranks,
-    invented_relatives,
-    kinship,
     location_forms,
-    misspoken_kin,
     name_spellings,
     names_any,
-    narrated_kin,
     narration_tense,
     off_world_dates,
     pronoun_slips,
-    relation_vocabulary,
     self_named,
     unknown_names,
     world_dates,
     world_names,
     world_vocabulary,
-    wrong_kin,
 )
+from metagen.kinship import invented_relatives, kinship, misspoken_kin, narrated_kin, relation_vocabulary, wrong_kin
 from metagen.prompts import SENSE_VERBS, Resolved
 from metagen.scripts import is_garbled
 from metagen.text import ngrams, words_of

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field, replace
 from metagen.config import MAX_SEED, GenerationConfig, candidate_seed
 from metagen.critic import CriticContext, Verdict, best_index, critic_context, judge
 from metagen.errors import ConfigError, RequestError
-from metagen.grounding import TITLES, character_forms, common_words, kin_side, writing_guard
+from metagen.grounding import TITLES, character_forms, common_words, writing_guard
+from metagen.kinship import kin_side
 from metagen.plan import after_to, clause, lower_first, prose_name, short_prose_name
 from metagen.prompts import DIALOGUE_ORDERS, DialogueRequest, Prompt, build_prompt, resolve_request
 from metagen.search import PlainPrompts, PrefixReuse

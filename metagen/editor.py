@@ -17,7 +17,8 @@ import re
 from dataclasses import dataclass
 
 from metagen.critic import CriticContext, echo_count
-from metagen.grounding import invented_relatives, names_any, off_world_dates, unknown_names
+from metagen.grounding import names_any, off_world_dates, unknown_names
+from metagen.kinship import invented_relatives
 from metagen.scripts import is_garbled
 from metagen.text import ngrams, split_sentences, words_of
 

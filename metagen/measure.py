@@ -16,28 +16,30 @@ from dataclasses import dataclass, field
 from metagen.critic import banned_hits, distinct_n, longest_shared_run, repetition, same_verb_forms
 from metagen.grounding import (
     QUOTED,
-    Kinship,
     character_forms,
     foreign_pronouns,
     invented_ranks,
-    invented_relatives,
-    kin_side,
-    kinship,
     location_forms,
-    misspoken_kin,
     off_world_dates,
     name_spellings,
     names_any,
-    narrated_kin,
     narration_tense,
     pronoun_slips,
-    relation_vocabulary,
     stock_phrases,
     unknown_names,
     world_dates,
     world_prose,
     world_vocabulary,
     writing_guard,
+)
+from metagen.kinship import (
+    Kinship,
+    invented_relatives,
+    kin_side,
+    kinship,
+    misspoken_kin,
+    narrated_kin,
+    relation_vocabulary,
     wrong_kin,
 )
 from metagen.prompts import Request, asked_tense, request_from_dict, resolve_request

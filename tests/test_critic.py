@@ -6,16 +6,8 @@ import pytest
 
 from metagen.config import GenerationConfig
 from metagen.critic import NARRATION_WEIGHTS, WEIGHTS, best_index, critic_context, judge, longest_shared_run
-from metagen.grounding import (
-    HE_WORDS,
-    SHE_WORDS,
-    foreign_pronouns,
-    invented_relatives,
-    pronoun_of,
-    relation_vocabulary,
-    world_prose,
-    writing_guard,
-)
+from metagen.grounding import HE_WORDS, SHE_WORDS, foreign_pronouns, pronoun_of, world_prose, writing_guard
+from metagen.kinship import invented_relatives, relation_vocabulary
 from metagen.prompts import SceneRequest, StoryRequest, resolve_request
 from metagen.text import words_of
 from metagen.world import load_world

@@ -8,16 +8,13 @@ from metagen.grounding import (
     character_forms,
     common_words,
     invented_ranks,
-    invented_relatives,
-    kinship,
-    narrated_kin,
     narration_tense,
     pronoun_slips,
-    relation_vocabulary,
     stock_phrases,
     unknown_names,
     world_vocabulary,
 )
+from metagen.kinship import invented_relatives, relation_vocabulary
 from metagen.text import first_sentences
 from metagen.world import Character, load_world
 
@@ -96,86 +93,6 @@ style: {preferred_words: [majestic]}
     assert not kept & {"bustling", "modern engineering", "oasis", "majestic"} and "marvel" in kept
 
 
-KIN_WORLD = """\
-world: {id: keep, name: The Keep}
-characters:
-  - {id: ysolde, name: Queen Ysolde, relationships: [{with: maelle, kind: daughter}]}
-  - {id: maelle, name: Sister Maelle}
-  - {id: tam, name: Tam, relationships: [{with: ysolde, kind: mother}]}
-  - {id: bo, name: Bo}
-"""
-
-
-def test_kin_side_reads_either_sides_ties(tmp_path):
-    from metagen.grounding import kin_side
-
-    world = load_world(write_world(tmp_path, KIN_WORLD))
-    ysolde, maelle, tam, bo = (world.character(i) for i in ("ysolde", "maelle", "tam", "bo"))
-    assert kin_side(ysolde, [ysolde, maelle]) == "parent"  # her own tie says Maelle is her daughter
-    assert kin_side(maelle, [ysolde, maelle]) == "child"  # told from the mother's side only
-    assert kin_side(ysolde, [ysolde, tam]) == "parent"  # Tam's tie says Ysolde is his mother
-    assert kin_side(ysolde, [ysolde, bo]) == kin_side(bo, [ysolde, bo]) == ""  # no tie in this cast
-
-
-@pytest.mark.parametrize("line, side, found", [
-    ("Ah, Mother! What has been happening?", "parent", ["Mother"]),
-    ("How is your mother these days?", "parent", ["your mother"]),
-    ("Yes, Father.", "parent", ["Father"]),
-    ("My mother taught me that.", "parent", []),  # her own mother
-    ("I miss my Mother.", "parent", []),
-    ("Mother Superior will hear of it.", "parent", []),  # a title
-    ("Ask the Mother.", "parent", []),
-    ("I love my daughter.", "child", ["my daughter"]),
-    ("Your mother is still standing by the shelf.", "child", ["Your mother"]),  # said to the mother herself
-    ("Mother, listen.", "child", []),  # what a child says
-    ("Mother, listen.", "", []),
-])
-def test_kin_words_a_parent_or_child_gets_backwards(line, side, found):
-    from metagen.grounding import misspoken_kin
-
-    assert misspoken_kin(line, side) == found
-
-
-@pytest.mark.parametrize("text, speaker, listener, found", [
-    ("Ah! My sister Maelle.", "ysolde", "maelle", ["My sister"]),  # Maelle is her daughter
-    ("You're talking about my daughter, Maelle.", "ysolde", "maelle", []),
-    ("Maelle, my sister, listen.", "ysolde", "maelle", ["my sister"]),  # the family word after the name
-    ("Maelle, my daughter, listen.", "ysolde", "maelle", []),
-    ("I am glad that your sister Maelle came.", "ysolde", "maelle", ["your sister"]),  # said to Maelle herself
-    ("Ask your dear mother Queen Ysolde.", "tam", "maelle", []),  # Maelle's mother, by Ysolde's tie
-    ("Ask your mother Queen Ysolde.", "maelle", "tam", []),  # Tam's own tie
-    ("My mother Ysolde said so.", "ysolde", "maelle", ["My mother"]),  # the speaker herself
-    ("She turned to her sister, Maelle.", "", "", ["her sister"]),  # no one's sister
-    ("She turned to her daughter Maelle.", "", "", []),  # someone's daughter
-    ("My mother said we could sit here.", "maelle", "ysolde", ["My mother"]),  # said to the mother herself
-    ("That was my mother's choice.", "maelle", "ysolde", ["my mother"]),
-    ("Ah, my mother! Sit.", "maelle", "ysolde", []),  # said to her: an address
-    ("My mother said we could sit here.", "maelle", "tam", []),  # to someone else
-    ("Your daughter keeps the books.", "ysolde", "maelle", []),  # "your daughter": Maelle has none, invented_relatives's case
-    ("Your daughter keeps the books.", "maelle", "ysolde", ["Your daughter"]),  # from that daughter
-    ("My brother Bo laughed.", "", "", ["My brother"]),  # Bo has no family
-    ("My brother laughed at Bo.", "", "", []),  # no name after the family word: invented_relatives's case
-    ("Sister Maelle and her mother", "", "", []),  # a title, no claim
-])
-def test_family_words_hung_on_a_name_are_held_to_the_worlds_ties(tmp_path, text, speaker, listener, found):
-    from metagen.grounding import kinship, wrong_kin
-
-    kin = kinship(load_world(write_world(tmp_path, KIN_WORLD)))
-    assert wrong_kin(text, kin, speaker=speaker, listener=listener) == found
-
-
-def test_a_world_without_family_ties_has_no_kinship(tmp_path):
-    from metagen.grounding import kinship
-
-    world = load_world(write_world(tmp_path, """\
-world: {id: keep, name: The Keep}
-characters:
-  - {id: bo, name: Bo, relationships: [{with: al, kind: rival}]}
-  - {id: al, name: Al}
-"""))
-    assert kinship(world) is None
-
-
 @pytest.mark.parametrize("line, found", [
     ("Hi Pip! How can I help?", ["Pip"]),
     ("The rain script was edited by Lin Xiaoyu.", ["Lin Xiaoyu"]),
@@ -213,54 +130,3 @@ def test_a_sentence_about_one_of_the_cast_holds_a_pronoun_to_them(text, slips):
     cast = [Character(id="lin", name="Lin Xiaoyu", description="She writes the weather."),
             Character(id="pip", name="Pip", pronouns="it/its"), Character(id="bo", name="Bo")]
     assert pronoun_slips(text, cast) == slips
-
-
-def test_a_family_word_in_a_sentence_about_one_character_is_theirs(tmp_path):
-    world = load_world(write_world(tmp_path, """\
-world: {id: keep, name: The Keep}
-characters:
-  - {id: ysolde, name: Queen Ysolde, relationships: [{with: maelle, kind: daughter}]}
-  - {id: maelle, name: Sister Maelle}
-"""))
-    kin = kinship(world)
-    assert narrated_kin("Ysolde stood before her mother. Maelle stood before her mother.", kin) == [
-        "Ysolde: her mother"]  # Maelle's mother is Ysolde; Ysolde has none
-    assert narrated_kin("Queen Ysolde thought of her own daughter.", kin) == []
-    assert narrated_kin("Ysolde looked at Maelle and her mother.", kin) == []  # two named: whose is unclear
-    assert narrated_kin('Ysolde said, "Ask her mother."', kin) == []  # quoted speech
-
-
-def test_kinship_names_the_relatives_a_family_word_can_mean(tmp_path):
-    world = load_world(write_world(tmp_path, """\
-world: {id: keep, name: The Keep}
-characters:
-  - {id: ysolde, name: Queen Ysolde, description: She rules., relationships: [{with: maelle, kind: daughter}]}
-  - {id: maelle, name: Sister Maelle}
-  - {id: bran, name: Bran, relationships: [{with: maelle, kind: brother}]}
-"""))
-    kin = kinship(world)
-    assert kin.relatives("maelle", "mother") == ["ysolde"]
-    assert kin.relatives("maelle", "Parent") == ["ysolde"]
-    assert kin.relatives("maelle", "father") == []  # her parent is a woman
-    assert kin.relatives("maelle", "brother") == ["bran"]  # Bran's sex is not known: he may be
-    assert kin.relatives("ysolde", "mother") == []
-
-
-@pytest.mark.parametrize("text, found", [
-    ("Ysolde's eyes narrowed. She turned to face her father.", ["Ysolde: her father"]),  # still Ysolde
-    ("Maelle wept. The fire hissed. She turned to her mother.", []),  # Maelle's mother is Ysolde
-    ("Maelle wept. She turned to her father.", ["Maelle: her father"]),  # her parent is a mother
-    ("Ysolde rose. Maelle wept. She turned to her mother.", []),  # Maelle's, the last named alone
-    ("Ysolde looked at Maelle. She turned to her father.", []),  # after two named: whose is unclear
-    ("Bran waited. He thought of his brother.", []),  # Bran's pronoun is not known
-    ("Ysolde rose. He thought of his brother.", []),  # not Ysolde's pronoun: someone else
-])
-def test_a_family_word_after_a_pronoun_belongs_to_the_character_last_named_alone(tmp_path, text, found):
-    world = load_world(write_world(tmp_path, """\
-world: {id: keep, name: The Keep}
-characters:
-  - {id: ysolde, name: Queen Ysolde, description: She rules., relationships: [{with: maelle, kind: daughter}]}
-  - {id: maelle, name: Sister Maelle}
-  - {id: bran, name: Bran}
-"""))
-    assert narrated_kin(text, kinship(world)) == found
