@@ -159,6 +159,17 @@ def test_json_lines(runner, world, model_args, tmp_path):
         assert Path(line["path"]).is_file() and line["tokens"] <= 5
 
 
+@pytest.mark.parametrize("command, extra", [("story", ["-c", "cy"]), ("describe-scene", ["-l", "mill"]),
+                                            ("dialogue", ["-c", "ada,bo", "--turns", 2])])
+def test_json_lines_are_the_only_report_of_a_written_file(runner, world, model_args, tmp_path, command, extra):
+    """--json printed its line on stdout and "wrote PATH" on stderr too; batch --json prints the line instead."""
+    result = invoke(runner, command, world, *extra, "--seed", 3, "--max-tokens", 3, "--json", "--out", tmp_path / "o",
+                    *model_args)
+    assert result.exit_code == 0, result.output
+    assert Path(json.loads(result.stdout)["path"]).is_file()
+    assert "wrote" not in result.stderr
+
+
 def test_overwrite_refused_before_the_model_and_file_untouched(runner, world, model_args, tmp_path, monkeypatch):
     args = ["story", world, "-c", "ada", "--seed", 1, "--max-tokens", 4, "--out", tmp_path / "o", *model_args]
     assert invoke(runner, *args).exit_code == 0
