@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -195,10 +196,10 @@ def parse_shard(text: str | None) -> tuple[int, int]:
     """"I/N" (1-based) -> (I, N); ConfigError for anything else."""
     if text is None:
         return 1, 1
-    try:
-        i, n = (int(part) for part in text.split("/"))
-    except ValueError:
-        raise ConfigError(f"--shard must look like I/N, e.g. 2/4, got {text!r}") from None
+    match = re.fullmatch(r"([0-9]+)/([0-9]+)", text)  # not int()'s: it takes '١', ' 1', '+1' and '1_0'
+    if match is None:
+        raise ConfigError(f"--shard must look like I/N in the digits 0-9, e.g. 2/4, got {text!r}")
+    i, n = int(match[1]), int(match[2])
     if n < 1 or not 1 <= i <= n:
         raise ConfigError(f"--shard {text}: I must be 1 to N and N at least 1, e.g. 1/{max(n, 2)}")
     return i, n

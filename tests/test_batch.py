@@ -149,13 +149,22 @@ def test_parse_shard(text, expected):
     assert batch.parse_shard(text) == expected
 
 
-@pytest.mark.parametrize("text", ["0/3", "4/3", "1/0", "2", "a/b", "1/2/3", "-1/2"])
+@pytest.mark.parametrize("text", ["0/3", "4/3", "1/0", "2", "a/b", "1/2/3", "-1/2", "\u0661/\u0662", " 1/2", "+1/2",
+                                  "1/1_0"])
 def test_bad_shards(runner, tmp_path, world, no_model, text):
     with pytest.raises(ConfigError, match="--shard"):
         batch.parse_shard(text)
     path = write_jobs(tmp_path, "world: tiny.yaml\njobs: [{kind: story}]")
     result = invoke(runner, "batch", path, f"--shard={text}")
     assert result.exit_code == 2 and "--shard" in result.stderr
+
+
+def test_a_shard_in_other_digits_is_refused_naming_the_form(runner, tmp_path, world, no_model):
+    """int() takes Unicode digits: --shard ١/٢ (Arabic-Indic) ran as shard 1/2."""
+    path = write_jobs(tmp_path, "world: tiny.yaml\njobs: [{kind: story}]")
+    result = invoke(runner, "batch", path, "--shard", "\u0661/\u0662")
+    assert result.exit_code == 2
+    assert result.stderr == "error: --shard must look like I/N in the digits 0-9, e.g. 2/4, got '\u0661/\u0662'\n"
 
 
 def test_examples_and_docs_load(tmp_path):
