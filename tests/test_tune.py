@@ -237,6 +237,21 @@ def test_tune_command_goes_on_from_an_adapter_and_refuses_what_does_not_fit(runn
         assert not out.exists()
 
 
+def test_a_damaged_checkpoint_is_named_in_words_not_an_exception_class(runner, tmp_path, wide_gguf):
+    """--resume over a damaged OUT.checkpoint said '(UnpicklingError)', torch's class name."""
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps(e.to_dict()) + "\n" for e in _story(3) + [_line(i) for i in range(3)]))
+    out = tmp_path / "a.safetensors"
+    checkpoint = tmp_path / "a.safetensors.checkpoint"
+    checkpoint.write_bytes(b"not a checkpoint" * 10)
+    result = invoke(runner, "tune", data, "--out", out, "--resume", "--model", wide_gguf, "--epochs", 1, "--rank", 2,
+                    "--quiet")
+    assert result.exit_code == 2
+    assert result.stderr == (f"error: {checkpoint}: not a checkpoint `metagen tune` wrote, or a damaged one "
+                             "(delete it to start again)\n")
+    assert not out.exists()
+
+
 def test_an_out_that_cannot_be_written_is_refused_before_training(runner, tmp_path, wide_gguf):
     data = tmp_path / "d.jsonl"
     data.write_text(json.dumps(_line(0).to_dict()) + "\n")
