@@ -23,7 +23,7 @@ import typer
 
 from metagen.commands.options import load_generator, with_decoding_options
 from metagen.commands.pieces import Location, WorldArg
-from metagen.commands.terminal import escaped, json_text, printable
+from metagen.commands.terminal import escaped, json_text, printable, stdin_unreadable
 from metagen.errors import ConfigError, InputError, MetagenError, OutputError, OutputExistsError, RequestError
 from metagen.files import MAX_STDIN_BYTES
 
@@ -186,13 +186,13 @@ def _read_stdin() -> Iterator[str]:
     """Standard input one line at a time, as each arrives (a game writes a line and waits for the
     answer). A line that is not UTF-8 or is over 1 MiB becomes "" after a message."""
     while True:
-        raw = sys.stdin.buffer.readline(MAX_STDIN_BYTES + 1)
+        raw = _read_line(MAX_STDIN_BYTES + 1)
         if not raw:
             return
         if len(raw) > MAX_STDIN_BYTES and not raw.endswith(b"\n"):
             skipped = len(raw)
             while raw and not raw.endswith(b"\n"):  # the rest of the line goes unread into memory
-                raw = sys.stdin.buffer.readline(MAX_STDIN_BYTES)
+                raw = _read_line(MAX_STDIN_BYTES)
                 skipped += len(raw)
                 if skipped > MAX_SKIPPED_BYTES:  # /dev/zero, a binary file: no line will ever end
                     raise InputError(f"standard input sent {MAX_SKIPPED_BYTES // 2**20} MiB without a line break",
@@ -204,6 +204,14 @@ def _read_stdin() -> Iterator[str]:
         except UnicodeDecodeError as error:
             _note(f"error: a line is not UTF-8 text (byte 0x{raw[error.start]:02x}) and was skipped "
                   "(check the terminal's encoding)")
+
+
+def _read_line(limit: int) -> bytes:
+    """One line of standard input, at most limit bytes; InputError when it cannot be read (0>FILE)."""
+    try:
+        return sys.stdin.buffer.readline(limit)
+    except OSError as error:
+        raise stdin_unreadable(error, "give the player's lines from a file or a pipe, or --script FILE") from None
 
 
 def _read_terminal(player: str) -> Iterator[str]:
