@@ -1449,6 +1449,7 @@ def test_stdin_that_cannot_be_read_is_one_line_and_exit_2(tmp_path, world, model
     assert done.returncode == 2, stderr
     assert stderr.splitlines()[-1].startswith("error: standard input cannot be read: Bad file descriptor ("), stderr
     assert "Traceback" not in stderr
+    assert files_in(tmp_path / "o") == []  # (chat: no session of 0 turns)
 
 
 def test_a_terminal_in_latin_1_gets_escapes_for_what_it_cannot_show(tmp_path, world):

@@ -68,10 +68,16 @@ def chat(world: WorldArg, character: As = None, player: Player = None, location:
     saver.save(session)
     terminal = lines is None and sys.stdin.isatty()
     console = _Console(session, saver, terminal=terminal, as_json=as_json)
-    if terminal:
-        console.greet(resume is not None)
-        console.warm()
-    console.run(lines if lines is not None else (_read_terminal(session.player) if terminal else _read_stdin()))
+    try:
+        if terminal:
+            console.greet(resume is not None)
+            console.warm()
+        console.run(lines if lines is not None else (_read_terminal(session.player) if terminal else _read_stdin()))
+    finally:  # however it ends (no input, an error, a signal): a new session with no turn leaves no file
+        released = resume is None and not session.turns and saver.release()
+    if released:
+        _note("no turn was taken: no session was saved")
+        return
     _note(f"session saved: {saver.path} (continue it with --resume {saver.path})")
     if not saver.ok:
         raise OutputError(f"the last turns could not be saved to {saver.path}: {saver.error}")
@@ -273,6 +279,23 @@ class _Saver:
                   "elsewhere)")
             return
         self.claimed, self.ok = True, True
+
+    def release(self) -> bool:
+        """Remove the file a new session claimed and never put a turn in: left, it would hold its
+        character and seed as 'exists' to the next chat. True when it is gone."""
+        try:
+            folder_fd = self.root.open_folder_of(self.path)
+            try:
+                os.unlink(self.path.name, dir_fd=folder_fd)
+            finally:
+                os.close(folder_fd)
+        except FileNotFoundError:
+            return True
+        except (OSError, OutputError) as error:
+            reason = error.one_line() if isinstance(error, OutputError) else error.strerror
+            _note(f"warning: could not remove the empty session {self.path}: {reason}")
+            return False
+        return True
 
 
 class _Console:
