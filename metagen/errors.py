@@ -71,7 +71,7 @@ class OutputError(MetagenError):
 
 
 class OutputLinkError(OutputError):
-    """A symbolic link inside the output folder, or an output folder replaced during a run."""
+    """A symbolic link inside the output folder, an output folder that is a link to nothing, or one replaced during a run."""
 
     exit_code = EXIT_BAD_INPUT
 

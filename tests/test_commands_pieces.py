@@ -437,6 +437,21 @@ def test_replay_looks_a_known_model_up_by_name_not_by_its_recorded_path(runner, 
     assert asked == [known, tiny]
 
 
+@pytest.mark.parametrize("out, overwrite", [("dangling", False), ("dangling", True), ("dangling/deeper", False)])
+def test_an_output_folder_that_is_a_dangling_link_is_refused_before_the_model(runner, world, tmp_path, no_model, out,
+                                                                              overwrite):
+    """-o LINK to nowhere ran the model, then said the output folder was 'replaced during the run'."""
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    result = invoke(runner, "story", world, "-c", "ada", "--seed", 1, "-o", tmp_path / out,
+                    *(["--overwrite"] if overwrite else []))
+    assert result.exit_code == 2
+    at = "" if out == "dangling" else f": {tmp_path / 'dangling'}"
+    assert result.stderr == (f"error: output folder {tmp_path / out}{at} is a dangling symbolic link (to "
+                             f"{tmp_path / 'nowhere'}, which does not exist) (make the folder it points to, or "
+                             "choose another --out)\n")
+    assert not (tmp_path / "nowhere").exists() and (tmp_path / "dangling").is_symlink()
+
+
 def test_replay_refuses_a_file_that_is_not_a_piece(runner, tmp_path, no_model):
     path = tmp_path / "notes.md"
     path.write_text("just notes\n")

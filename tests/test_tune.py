@@ -252,6 +252,17 @@ def test_a_damaged_checkpoint_is_named_in_words_not_an_exception_class(runner, t
     assert not out.exists()
 
 
+def test_an_out_that_is_a_dangling_link_is_an_existing_name(runner, tmp_path):
+    """--out LINK to nowhere: os.path.exists said no, and the link was replaced without --force."""
+    out = tmp_path / "a.safetensors"
+    out.symlink_to(tmp_path / "nowhere.safetensors")
+    result = invoke(runner, "tune", tmp_path / "d.jsonl", "--out", out, "--model", "never-loaded.gguf")
+    assert result.exit_code == 2
+    assert result.stderr == (f"error: {out} exists as a dangling symbolic link (to {tmp_path / 'nowhere.safetensors'}, "
+                             "which does not exist) (give another --out, or --force to overwrite it)\n")
+    assert out.is_symlink()
+
+
 def test_an_out_that_cannot_be_written_is_refused_before_training(runner, tmp_path, wide_gguf):
     data = tmp_path / "d.jsonl"
     data.write_text(json.dumps(_line(0).to_dict()) + "\n")

@@ -100,6 +100,20 @@ def _no_hard_links(error: OSError) -> bool:
     return error.errno in codes
 
 
+def dangling_link(path: str | os.PathLike) -> str | None:
+    """Where path points when it is a symbolic link to nothing (an existing name all the same), else None."""
+    try:
+        return os.readlink(path) if not os.path.exists(path) else None
+    except OSError:  # not a link, or not there at all
+        return None
+
+
+def exists_words(path: str | os.PathLike) -> str:
+    """'PATH exists', saying so when it is a dangling link (os.path.exists says no to one)."""
+    target = dangling_link(path)
+    return f"{path} exists" + (f" as a dangling symbolic link (to {target}, which does not exist)" if target else "")
+
+
 def _exists_error(path: Path) -> OutputExistsError:
     return OutputExistsError(f"{path} exists", hint="pass --overwrite to replace it, or choose another --out")
 
@@ -298,6 +312,11 @@ def check_writable(out_dir: str | os.PathLike) -> None:
         if out.exists() and not out.is_dir():
             raise OutputError(f"output folder {out} is a file")
         while not probe_dir.exists() and probe_dir.parent != probe_dir:
+            target = dangling_link(probe_dir)
+            if target is not None:  # nothing can be made through it: a run ended in "replaced during the run"
+                at = "" if probe_dir == out else f": {probe_dir}"
+                raise OutputLinkError(f"output folder {out}{at} is a dangling symbolic link (to {target}, which does "
+                                      "not exist)", hint="make the folder it points to, or choose another --out")
             probe_dir = probe_dir.parent
         if not probe_dir.is_dir():
             raise OutputError(f"cannot create output folder {out}: {probe_dir} is a file")
