@@ -47,12 +47,12 @@ def _open_temp(folder_fd: int, name: str) -> tuple[int, str]:
     raise FileExistsError(errno.EEXIST, "no free temp file name", name)  # pragma: no cover
 
 
-_HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_HELD_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
 @contextlib.contextmanager
 def _signals_held():
-    """SIGINT and SIGTERM wait until the block is done: a Ctrl-C that arrives while a probe file
+    """SIGINT, SIGTERM and SIGHUP wait until the block is done: a Ctrl-C that arrives while a probe file
     exists lands after it is removed, never between.
 
     Python runs signal handlers in the main thread only, so the block defers the handlers there
