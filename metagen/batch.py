@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any, Callable, Mapping
 
 import yaml
 
-from metagen.config import CLI_NAMES, MAX_SEED, GenerationConfig
+from metagen.config import CLI_NAMES, MAX_SEED, GenerationConfig, check_setting
 from metagen.errors import ConfigError, MetagenError, OutputExistsError, WorldError
 from metagen.files import read_input, resolved
 from metagen.output import (
@@ -195,10 +196,10 @@ def parse_shard(text: str | None) -> tuple[int, int]:
     """"I/N" (1-based) -> (I, N); ConfigError for anything else."""
     if text is None:
         return 1, 1
-    try:
-        i, n = (int(part) for part in text.split("/"))
-    except ValueError:
-        raise ConfigError(f"--shard must look like I/N, e.g. 2/4, got {text!r}") from None
+    match = re.fullmatch(r"([0-9]+)/([0-9]+)", text)  # not int()'s: it takes '١', ' 1', '+1' and '1_0'
+    if match is None:
+        raise ConfigError(f"--shard must look like I/N in the digits 0-9, e.g. 2/4, got {text!r}")
+    i, n = int(match[1]), int(match[2])
     if n < 1 or not 1 <= i <= n:
         raise ConfigError(f"--shard {text}: I must be 1 to N and N at least 1, e.g. 1/{max(n, 2)}")
     return i, n
@@ -289,7 +290,7 @@ def _settings_value(problems, node, path) -> dict:
     if not isinstance(node, yaml.MappingNode):
         problems.add(node, path, "must be a mapping of setting: value, e.g. temperature: 0.7")
         return {}
-    _mapping_items(problems, node, path)
+    nodes = dict(_mapping_items(problems, node, path))
     value = _construct(problems, node, path) or {}
     known = [f.name for f in dataclasses.fields(GenerationConfig)]
     for key in list(value):
@@ -298,10 +299,16 @@ def _settings_value(problems, node, path) -> dict:
         elif key not in known:
             problems.add(node, f"{path}.{key}", f"unknown setting ({did_you_mean(str(key), known)})")
         else:
-            continue
+            try:  # a value bad on its own is named here, at its line, not at the line of each job it reaches
+                if value[key] is not None:
+                    check_setting(key, value[key])
+                continue
+            except ConfigError as error:
+                problems.add(nodes.get(key, node), f"{path}.{key}", error.one_line())
         value.pop(key)
-    # Values are checked when each job's settings are merged (plan_batch), where the whole
-    # stack is known: a file-wide min_new_tokens may need a job's max_new_tokens.
+    # Settings that depend on each other are checked when each job's settings are merged
+    # (plan_batch), where the whole stack is known: a file-wide min_new_tokens may need a job's
+    # max_new_tokens.
     return value
 
 

@@ -91,6 +91,8 @@ def _inline(text: str, flag: str) -> dict[str, Any]:
         if not sep or not key.strip() or not value.strip():
             raise ConfigError(f"{flag} {text!r}: no such file, and {item!r} is not key=value",
                               hint="give a YAML/JSON file or key=value pairs, e.g. candidates=4,temperature=0.7")
+        if key.strip() in data:  # the last would win silently, and the sheet would credit the wrong value
+            raise ConfigError(f"{flag} {text!r}: {key.strip()} is given twice", hint="give each setting once")
         try:
             data[key.strip()] = yaml.safe_load(value)
         except yaml.YAMLError:

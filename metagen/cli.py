@@ -45,7 +45,9 @@ from metagen.commands.worlds import worlds_app
 from metagen.errors import (
     EXIT_BAD_INPUT,
     EXIT_GENERATION_FAILED,
+    EXIT_HUNG_UP,
     EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
     INTERRUPTED_MESSAGE,
     MetagenError,
     Terminated,
@@ -55,12 +57,36 @@ from metagen.protocol import NO_SERVER_ENV, NO_SERVER_FLAG
 EXIT_CODES_HELP = (
     "Exit codes: 0 ok; 1 generation or writing failed, or moderation found text over the rating; 2 bad input or usage "
     "(world, request, setting, model file, existing output); 3 `metagen serve`: one runs already, or "
-    "--stop/--status: none runs; 130 interrupted (SIGINT); 143 terminated (SIGTERM)."
+    "--stop/--status: none runs; 129 terminal closed (SIGHUP); 130 interrupted (SIGINT); 143 terminated (SIGTERM)."
 )
 
 
+# The signals that end a command as SIGTERM does, with the message and exit code of each
+# (Windows has no SIGHUP).
+TERMINATING = {signal.SIGTERM: (Terminated().message, EXIT_TERMINATED)}
+if hasattr(signal, "SIGHUP"):
+    TERMINATING[signal.SIGHUP] = ("terminated by SIGHUP (the terminal was closed)", EXIT_HUNG_UP)
+
+
 def _raise_terminated(signum, frame):  # pragma: no cover - exercised through a subprocess
-    raise Terminated()
+    raise Terminated(*TERMINATING[signum])
+
+
+def _catch_terminating() -> dict:
+    """Point SIGTERM and SIGHUP at _raise_terminated; the handlers they had, to put back. A signal
+    set to be ignored stays ignored (`nohup metagen batch ...` must outlive its terminal)."""
+    previous = {}
+    for signum in TERMINATING:
+        try:
+            handler = signal.getsignal(signum)
+            if handler is signal.SIG_IGN:
+                continue
+            signal.signal(signum, _raise_terminated)
+        except ValueError:  # not the main thread (some test runners)
+            continue
+        if handler is not None:  # one set outside Python cannot be put back
+            previous[signum] = handler
+    return previous
 
 
 def ignore_further_interrupts() -> None:
@@ -98,11 +124,7 @@ class MetagenGroup(TyperGroup):
         sys.exit(result if isinstance(result, int) else 0)
 
     def invoke(self, ctx: typer.Context):
-        previous = signal.getsignal(signal.SIGTERM)
-        try:
-            signal.signal(signal.SIGTERM, _raise_terminated)
-        except ValueError:  # not the main thread (some test runners)
-            previous = None
+        previous = _catch_terminating()
         try:
             return super().invoke(ctx)
         except MetagenError as error:
@@ -113,14 +135,15 @@ class MetagenGroup(TyperGroup):
             typer.echo(INTERRUPTED_MESSAGE, err=True)
             ctx.exit(EXIT_INTERRUPTED)
         except Terminated as error:
-            typer.echo(f"error: {error.message}", err=True)
+            with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone: the exit code says it
+                typer.echo(f"error: {error.message}", err=True)
             ctx.exit(error.exit_code)
         except OSError as error:  # stdout's reader quit, or stdout is a full disk
             _exit_if_stdout_failed(error)
             raise
         finally:
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
 
 def _exit_if_stdout_failed(error: OSError) -> None:

@@ -265,10 +265,7 @@ class GenerationConfig:
 
     def __post_init__(self) -> None:
         for name in SETTINGS:
-            object.__setattr__(self, name, _coerce(name, getattr(self, name)))
-        for s in SETTINGS.values():
-            if s.limits is not None:
-                s.limits.check(s.flag, getattr(self, s.name))
+            object.__setattr__(self, name, check_setting(name, getattr(self, name)))
         self._check_the_rest()
 
     @property
@@ -364,6 +361,16 @@ SETTINGS: dict[str, Setting] = {
     for f in dataclasses.fields(GenerationConfig)
 }
 CLI_NAMES: dict[str, str] = {name: s.flag for name, s in SETTINGS.items()}  # how messages name each field
+
+
+def check_setting(name: str, value: Any) -> Any:
+    """One setting's value on its own (its type and its field's limits, not what depends on other
+    fields), normalized as _coerce does; ConfigError naming its flag."""
+    value = _coerce(name, value)
+    limits = SETTINGS[name].limits
+    if limits is not None:
+        limits.check(SETTINGS[name].flag, value)
+    return value
 
 
 def setting_words(name: str) -> str:

@@ -12,6 +12,7 @@ EXIT_INTERRUPTED = 130  # SIGINT (Ctrl-C)
 # busy server): nothing is written before a piece is whole, so the line is the same in each case.
 INTERRUPTED_MESSAGE = "error: interrupted (SIGINT); nothing partial was written"
 EXIT_TERMINATED = 143  # SIGTERM
+EXIT_HUNG_UP = 129  # SIGHUP: the terminal was closed (as SIGTERM, 128 + the signal's number)
 
 
 class MetagenError(Exception):
@@ -71,7 +72,7 @@ class OutputError(MetagenError):
 
 
 class OutputLinkError(OutputError):
-    """A symbolic link inside the output folder, or an output folder replaced during a run."""
+    """A symbolic link inside the output folder, an output folder that is a link to nothing, or one replaced during a run."""
 
     exit_code = EXIT_BAD_INPUT
 
@@ -109,11 +110,10 @@ class Interrupted(MetagenError):
 
 
 class Terminated(BaseException):
-    """Raised by the CLI's SIGTERM handler. A BaseException, like KeyboardInterrupt, so that
-    no `except Exception` (a cache load, a damaged-file check) can swallow the signal."""
+    """Raised by the CLI's SIGTERM and SIGHUP handler. A BaseException, like KeyboardInterrupt, so
+    that no `except Exception` (a cache load, a damaged-file check) can swallow the signal."""
 
-    exit_code = EXIT_TERMINATED
-
-    def __init__(self, message: str = "terminated by SIGTERM"):
+    def __init__(self, message: str = "terminated by SIGTERM", exit_code: int = EXIT_TERMINATED):
         super().__init__(message)
         self.message = message
+        self.exit_code = exit_code

@@ -153,17 +153,22 @@ def load_adapter(path: str | Path, args: ModelArgs, base_sha256: str) -> Adapter
 
     path = existing_adapter(path)
     where = f"adapter {path}"
+    hint = "give the file `metagen tune --out` wrote"
     try:
         with safe_open(str(path), framework="pt") as file:
             metadata = file.metadata() or {}
             tensors = {name: file.get_tensor(name) for name in file.keys() if not name.startswith(PAD_PREFIX)}
+    except Exception:  # noqa: BLE001 - a damaged or foreign file: whatever the library raises, its name tells no one
+        raise ModelError(f"{where}: not a metagen adapter (not a safetensors file, or a damaged one)",
+                         hint=hint) from None
+    if metadata.get("format") != FORMAT:
+        made = f"its format is {metadata['format']!r}" if "format" in metadata else "it records no format"
+        raise ModelError(f"{where}: not a metagen adapter ({made}, not {FORMAT!r})", hint=hint)
+    try:
         config = AdapterConfig(rank=int(metadata["rank"]), alpha=float(metadata["alpha"]),
                                targets=tuple(json.loads(metadata["targets"])))
-    except Exception as error:  # noqa: BLE001 - a damaged or foreign file, whatever the library raises
-        raise ModelError(f"{where}: not a metagen adapter ({type(error).__name__})",
-                         hint="give the file `metagen tune --out` wrote") from None
-    if metadata.get("format") != FORMAT:
-        raise ModelError(f"{where}: not a metagen adapter (format {metadata.get('format')!r})")
+    except (KeyError, TypeError, ValueError):
+        raise ModelError(f"{where}: damaged: its rank, alpha or targets cannot be read", hint=hint) from None
     made_for = metadata.get("base_model_sha256", "")
     if made_for != base_sha256:
         raise ModelError(f"{where}: made for the model with sha256 {made_for[:12]}..., not this one ({base_sha256[:12]}...)",

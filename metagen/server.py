@@ -32,7 +32,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from metagen import __version__
-from metagen.errors import (EXIT_GENERATION_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED, INTERRUPTED_MESSAGE,
+from metagen.errors import (EXIT_GENERATION_FAILED, EXIT_HUNG_UP, EXIT_INTERRUPTED, EXIT_TERMINATED,
+                            INTERRUPTED_MESSAGE,
                             ServerStateError, Terminated)
 from metagen.protocol import (
     JSON, STDERR, STDIN, STDOUT, forwarded_command, lock_path, peer_uid, read_frame, read_json, send_frame,
@@ -428,8 +429,8 @@ class Server:
                 job.conn.shutdown(socket.SHUT_RDWR)  # wakes the watcher
             job.conn.close()
         self.served += 1
-        if code in (EXIT_INTERRUPTED, EXIT_TERMINATED) and not job.cancelled:
-            self.stopping = True  # the signal was the server's own (cli's SIGTERM handler raised it)
+        if code in (EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_HUNG_UP) and not job.cancelled:
+            self.stopping = True  # the signal was the server's own (cli's SIGTERM or SIGHUP handler raised it)
         if self.verbose:
             command = forwarded_command(job.request["argv"], job.request["env"])
             self.say(f"request {self.served}: {command}, exit {code}, {time.perf_counter() - started:.2f} s")
@@ -454,7 +455,7 @@ class Server:
                 code = EXIT_INTERRUPTED
             except Terminated as error:  # SIGTERM passed on before cli.py's handler was in place
                 print(f"error: {error.message}", file=sys.stderr)
-                code = EXIT_TERMINATED
+                code = error.exit_code
             except BaseException:  # a bug: the traceback Python would print, and its exit status
                 traceback.print_exc()
                 code = EXIT_GENERATION_FAILED

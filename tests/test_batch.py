@@ -116,6 +116,24 @@ def test_bad_jobs_files(runner, tmp_path, world, no_model, text, message):
     assert len(result.stderr.splitlines()) == 1
 
 
+def test_a_bad_value_in_settings_is_named_at_its_line_not_each_jobs(runner, tmp_path, world, no_model):
+    """A bad value in the file's settings: was reported at the first job's line, as if the job held it."""
+    path = write_jobs(tmp_path, "world: tiny.yaml\nsettings:\n  top_k: 2\n  temperature: -1\njobs:\n  - kind: story\n"
+                                "    characters: [ada]\n  - {kind: story, settings: {top_p: 3}}\n")
+    result = invoke(runner, "batch", path, "--out", tmp_path / "o")
+    assert result.exit_code == 2 and not (tmp_path / "o").exists()
+    assert result.stderr == (f"error: 2 problems in {path}: {path}:4: settings.temperature: --temperature must be in "
+                             f"[0, 100], got -1.0 ({path}:8: jobs[1].settings.top_p: --top-p must be in (0, 1], "
+                             "got 3.0)\n")
+
+
+def test_settings_that_need_each_other_are_checked_over_the_whole_stack(tmp_path, world):
+    """A file-wide min_new_tokens above the default max_new_tokens is fine when each job gives a larger one."""
+    path = write_jobs(tmp_path, "world: tiny.yaml\nsettings: {min_new_tokens: 400}\njobs:\n"
+                                "  - {kind: story, settings: {max_new_tokens: 500}}\n")
+    assert len(batch.plan_batch(batch.load_jobs(path), out=tmp_path / "o").units) == 1
+
+
 def test_every_problem_is_listed(tmp_path):
     path = write_jobs(tmp_path, "wrld: x\njobs:\n  - {kind: stroy}\n  - {kind: scene, count: -2}\n")
     with pytest.raises(ConfigError) as error:
@@ -129,7 +147,7 @@ def test_every_problem_is_listed(tmp_path):
     ("jobs: [{kind: story, characters: [adda]}]", RequestError, "jobs.yaml:1: jobs[0]: world 'tinyville' has no character 'adda' (did you mean 'ada'?"),
     ("jobs: [{kind: scene}]", RequestError, "jobs[0]: a scene needs a location"),
     ("jobs: [{kind: story, format: yarn}]", ConfigError, "jobs[0]: the yarn format holds dialogue only"),
-    ("jobs: [{kind: story, settings: {top_p: 3}}]", ConfigError, "jobs[0]: --top-p must be in (0, 1]"),
+    ("jobs: [{kind: story, settings: {top_p: 3}}]", ConfigError, "jobs.yaml:1: jobs[0].settings.top_p: --top-p must be in (0, 1]"),
     ("jobs: [{kind: story, world: nope.yaml}]", Exception, "nope.yaml"),
     ("jobs: [{kind: story, seed: 1}, {kind: story, seed: 0, count: 2}]", ConfigError, "would both write"),
 ])
@@ -149,13 +167,22 @@ def test_parse_shard(text, expected):
     assert batch.parse_shard(text) == expected
 
 
-@pytest.mark.parametrize("text", ["0/3", "4/3", "1/0", "2", "a/b", "1/2/3", "-1/2"])
+@pytest.mark.parametrize("text", ["0/3", "4/3", "1/0", "2", "a/b", "1/2/3", "-1/2", "\u0661/\u0662", " 1/2", "+1/2",
+                                  "1/1_0"])
 def test_bad_shards(runner, tmp_path, world, no_model, text):
     with pytest.raises(ConfigError, match="--shard"):
         batch.parse_shard(text)
     path = write_jobs(tmp_path, "world: tiny.yaml\njobs: [{kind: story}]")
     result = invoke(runner, "batch", path, f"--shard={text}")
     assert result.exit_code == 2 and "--shard" in result.stderr
+
+
+def test_a_shard_in_other_digits_is_refused_naming_the_form(runner, tmp_path, world, no_model):
+    """int() takes Unicode digits: --shard ١/٢ (Arabic-Indic) ran as shard 1/2."""
+    path = write_jobs(tmp_path, "world: tiny.yaml\njobs: [{kind: story}]")
+    result = invoke(runner, "batch", path, "--shard", "\u0661/\u0662")
+    assert result.exit_code == 2
+    assert result.stderr == "error: --shard must look like I/N in the digits 0-9, e.g. 2/4, got '\u0661/\u0662'\n"
 
 
 def test_examples_and_docs_load(tmp_path):

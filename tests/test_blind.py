@@ -69,6 +69,8 @@ def test_settings_from_yaml_and_json_files(tmp_path):
     ("seed=3", "--a: seed is not a setting to compare"),
     ("settings.yaml", "no such file, and 'settings.yaml' is not key=value"),
     ("candidates=", "is not key=value"),
+    ("candidates=1,candidates=2", "--a 'candidates=1,candidates=2': candidates is given twice"),  # (the last won)
+    ("top_k=3, top_k =3", "top_k is given twice"),
 ])
 def test_bad_settings_name_the_flag(text, message):
     with pytest.raises(ConfigError) as error:
@@ -331,6 +333,8 @@ def test_cli_blind_then_unblind(runner, world_file, long_gguf, tmp_path):
     (["--blind", "{dir}", "--a", "candidates=2", "--b", "temperature=-1"], "--b: --temperature"),
     (["--blind", "{dir}", "--a", "candidates=2", "--b", "candidates=1", "--temperature", "0"],
      "--a: --candidates 2 needs sampling"),
+    (["--blind", "{dir}", "--a", "candidates=2", "--b", "candidates=1,candidates=3"],
+     "error: --b 'candidates=1,candidates=3': candidates is given twice (give each setting once)\n"),
     (["--blind", "{dir}", "--a", "candidates=2"], "--blind DIR, --a and --b go together"),
     (["--a", "candidates=2", "--b", "candidates=1"], "--blind DIR, --a and --b go together"),
     (["--blind", "{full}", "--a", "candidates=2", "--b", "candidates=1"], "choose an empty or new folder"),

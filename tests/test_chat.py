@@ -30,7 +30,7 @@ from metagen.pipeline import effective_config
 from metagen.session import read_session
 from metagen.world import load_world
 
-from conftest import invoke, load_tiny_generator, write_tiny_gguf, write_world
+from conftest import interrupt_on_call, invoke, load_tiny_generator, write_tiny_gguf, write_world
 
 ROOT = Path(__file__).resolve().parent.parent
 WORLD = """\
@@ -453,6 +453,30 @@ def test_a_new_session_never_overwrites_an_old_one(runner, world_path, model_arg
     assert first.exit_code == 0 and second.exit_code == 2
     assert "mira-6.json exists: a session with mira and seed 6 (continue it with --resume" in second.stderr
     assert (tmp_path / "out" / "quay" / "chat" / "mira-6.json").read_bytes() == before
+
+
+@pytest.mark.parametrize("input_text", ["", "\n/help\n/bogus\n", "/quit\n"])
+def test_a_session_with_no_turn_leaves_no_file_to_block_the_next(runner, world_path, model_args, tmp_path,
+                                                                input_text):
+    """`printf '' | metagen chat ...` saved a session of 0 turns, and the next chat with that seed was
+    refused: 'exists ... continue it with --resume'."""
+    empty = run(runner, chat_args(world_path, model_args, "--seed", 5), input_text)
+    assert empty.exit_code == 0, empty.output
+    assert "no turn was taken: no session was saved" in empty.stderr and "session saved" not in empty.stderr
+    assert not (tmp_path / "out" / "quay" / "chat" / "mira-5.json").exists()
+    talk = run(runner, chat_args(world_path, model_args, "--seed", 5), "Hi.\n")
+    assert talk.exit_code == 0, talk.output
+    assert len(read_session(tmp_path / "out" / "quay" / "chat" / "mira-5.json")[1]) == 1
+
+
+def test_a_session_stopped_before_its_first_turn_leaves_no_file(runner, world_path, model_args, tmp_path,
+                                                                monkeypatch):
+    from metagen.chat import ChatSession
+
+    interrupt_on_call(monkeypatch, ChatSession, "say", 1)
+    result = run(runner, chat_args(world_path, model_args, "--seed", 5), "Hi.\n")
+    assert result.exit_code == 130, result.output
+    assert not (tmp_path / "out" / "quay" / "chat" / "mira-5.json").exists()
 
 
 # ----------------------------------------------------------------------------- a real terminal

@@ -159,6 +159,17 @@ def test_json_lines(runner, world, model_args, tmp_path):
         assert Path(line["path"]).is_file() and line["tokens"] <= 5
 
 
+@pytest.mark.parametrize("command, extra", [("story", ["-c", "cy"]), ("describe-scene", ["-l", "mill"]),
+                                            ("dialogue", ["-c", "ada,bo", "--turns", 2])])
+def test_json_lines_are_the_only_report_of_a_written_file(runner, world, model_args, tmp_path, command, extra):
+    """--json printed its line on stdout and "wrote PATH" on stderr too; batch --json prints the line instead."""
+    result = invoke(runner, command, world, *extra, "--seed", 3, "--max-tokens", 3, "--json", "--out", tmp_path / "o",
+                    *model_args)
+    assert result.exit_code == 0, result.output
+    assert Path(json.loads(result.stdout)["path"]).is_file()
+    assert "wrote" not in result.stderr
+
+
 def test_overwrite_refused_before_the_model_and_file_untouched(runner, world, model_args, tmp_path, monkeypatch):
     args = ["story", world, "-c", "ada", "--seed", 1, "--max-tokens", 4, "--out", tmp_path / "o", *model_args]
     assert invoke(runner, *args).exit_code == 0
@@ -424,6 +435,21 @@ def test_replay_looks_a_known_model_up_by_name_not_by_its_recorded_path(runner, 
     path.write_text(json.dumps(data))  # the tiny model is no known model: its path
     assert invoke(runner, "replay", path).exit_code == 0
     assert asked == [known, tiny]
+
+
+@pytest.mark.parametrize("out, overwrite", [("dangling", False), ("dangling", True), ("dangling/deeper", False)])
+def test_an_output_folder_that_is_a_dangling_link_is_refused_before_the_model(runner, world, tmp_path, no_model, out,
+                                                                              overwrite):
+    """-o LINK to nowhere ran the model, then said the output folder was 'replaced during the run'."""
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    result = invoke(runner, "story", world, "-c", "ada", "--seed", 1, "-o", tmp_path / out,
+                    *(["--overwrite"] if overwrite else []))
+    assert result.exit_code == 2
+    at = "" if out == "dangling" else f": {tmp_path / 'dangling'}"
+    assert result.stderr == (f"error: output folder {tmp_path / out}{at} is a dangling symbolic link (to "
+                             f"{tmp_path / 'nowhere'}, which does not exist) (make the folder it points to, or "
+                             "choose another --out)\n")
+    assert not (tmp_path / "nowhere").exists() and (tmp_path / "dangling").is_symlink()
 
 
 def test_replay_refuses_a_file_that_is_not_a_piece(runner, tmp_path, no_model):

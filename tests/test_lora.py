@@ -104,6 +104,40 @@ def test_a_damaged_adapter_is_one_error(tmp_path, damage):
         assert "alpha" in str(error.value) and "at most 10000" in str(error.value)
 
 
+@pytest.mark.parametrize("damage, reason", [
+    ("garbage", "not a metagen adapter (not a safetensors file, or a damaged one)"),
+    ("truncated", "not a metagen adapter (not a safetensors file, or a damaged one)"),
+    ("no-metadata", "not a metagen adapter (it records no format, not 'metagen-lora-1')"),
+    ("other-format", "not a metagen adapter (its format is 'pt', not 'metagen-lora-1')"),
+    ("no-rank", "damaged: its rank, alpha or targets cannot be read"),
+    ("bad-targets", "damaged: its rank, alpha or targets cannot be read"),
+])
+def test_a_foreign_or_damaged_adapter_is_named_in_words_not_an_exception_class(tmp_path, damage, reason):
+    """The reason was the class of whatever the library raised: (SafetensorError), (KeyError), (JSONDecodeError)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    args = tiny_args(300)
+    path = _saved(tmp_path, args)
+    with safe_open(str(path), framework="pt") as file:
+        metadata = file.metadata()
+    tensors = load_file(str(path))
+    if damage == "garbage":
+        path.write_bytes(b"not an adapter at all" * 10)
+    elif damage == "truncated":
+        path.write_bytes(path.read_bytes()[:200])
+    elif damage == "no-metadata":
+        save_file(tensors, str(path))
+    else:
+        changed = {"other-format": {"format": "pt"}, "no-rank": {"rank": None},
+                   "bad-targets": {"targets": "[all"}}[damage]
+        metadata = {k: v for k, v in {**metadata, **changed}.items() if v is not None}
+        save_file(tensors, str(path), metadata=metadata)
+    with pytest.raises(ModelError) as error:
+        load_adapter(path, args, SHA)
+    assert error.value.one_line() == f"adapter {path}: {reason} (give the file `metagen tune --out` wrote)"
+
+
 def test_load_model_merges_an_adapter_and_caches_it_apart(tmp_path, isolated_home):
     from metagen.catalog import file_sha256
     from metagen.generator import load_model

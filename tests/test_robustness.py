@@ -1386,8 +1386,9 @@ def test_a_current_folder_that_no_longer_exists_is_one_line(tmp_path):
 # ----------------------------------------------------------------------------- standard streams
 
 def _run_with_streams(args: list[str], cwd: Path, *, stdout=None, stdin=None, env_extra=None):
-    """`python -m metagen ARGS` with the given stdout (a file descriptor, or None: captured) and stdin."""
-    env = {**os.environ, **(env_extra or {})}
+    """`python -m metagen ARGS` with the given stdout (a file descriptor, or None: captured) and stdin,
+    importing this checkout's metagen (not an installed one: cwd is tmp_path)."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), **(env_extra or {})}
     return subprocess.run([sys.executable, "-m", "metagen", *args], cwd=cwd, env=env, timeout=300,
                           stdout=stdout if stdout is not None else subprocess.PIPE, stderr=subprocess.PIPE,
                           stdin=stdin if stdin is not None else subprocess.DEVNULL)
@@ -1433,6 +1434,22 @@ def test_closed_stdout_is_refused_and_closed_stdin_reads_as_empty(tmp_path, worl
     stderr = done.stderr.decode()
     assert done.returncode == 2 and "Traceback" not in stderr
     assert stderr.startswith("error: the prompt is empty (standard input held no text)"), stderr
+
+
+@pytest.mark.parametrize("command", ["generate", "chat"])
+def test_stdin_that_cannot_be_read_is_one_line_and_exit_2(tmp_path, world, model_args, command):
+    """`0>FILE` (stdin open for writing only): an OSError traceback from the read (EBADF). A folder
+    on stdin (`< DIR`) cannot be helped here: CPython stops before any code runs ("Fatal Python
+    error: init_sys_streams: <stdin> is a directory"), exit 1."""
+    args = {"generate": ["generate", "-"], "chat": ["chat", "tiny.yaml", "--as", "ada", "--seed", 1,
+                                                     "--max-tokens", 2, "--out", "o"]}[command]
+    with open(tmp_path / "write-only", "wb") as write_only:
+        done = _run_with_streams([*map(str, args), *model_args], tmp_path, stdin=write_only.fileno())
+    stderr = done.stderr.decode("utf-8", "replace")
+    assert done.returncode == 2, stderr
+    assert stderr.splitlines()[-1].startswith("error: standard input cannot be read: Bad file descriptor ("), stderr
+    assert "Traceback" not in stderr
+    assert files_in(tmp_path / "o") == []  # (chat: no session of 0 turns)
 
 
 def test_a_terminal_in_latin_1_gets_escapes_for_what_it_cannot_show(tmp_path, world):

@@ -42,6 +42,8 @@ jobs:
 SIGNALS = [
     pytest.param(signal.SIGINT, 130, "error: interrupted (SIGINT); nothing partial was written", id="SIGINT"),
     pytest.param(signal.SIGTERM, 143, "error: terminated by SIGTERM", id="SIGTERM"),
+    # the terminal was closed: it was Python's default, death by the signal with nothing said (a shell's 129)
+    pytest.param(signal.SIGHUP, 129, "error: terminated by SIGHUP (the terminal was closed)", id="SIGHUP"),
 ]
 
 
@@ -54,13 +56,19 @@ def leftovers(root: Path) -> list[Path]:
     return [p for p in root.rglob("*") if p.name.endswith((".tmp", ".part")) or p.name.startswith(".staging-")]
 
 
-def start(args: list, cwd: Path) -> subprocess.Popen:
-    """`python -m metagen ARGS` with stderr piped (stdout is not needed)."""
-    # A shell's background jobs start with SIGINT ignored, and Python then never installs its
-    # Ctrl-C handler; restore the default so the child behaves as in a terminal.
-    return subprocess.Popen([sys.executable, "-m", "metagen", *map(str, args)], cwd=cwd, text=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+def start(args: list, cwd: Path, ignored: tuple = ()) -> subprocess.Popen:
+    """`python -m metagen ARGS` with stderr piped (stdout is not needed), importing this checkout's
+    metagen (cwd is tmp_path), with the signals in `ignored` ignored as `nohup` does."""
+    def signals() -> None:
+        # A shell's background jobs start with SIGINT ignored, and Python then never installs its
+        # Ctrl-C handler; restore the default so the child behaves as in a terminal.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        for signum in ignored:
+            signal.signal(signum, signal.SIG_IGN)
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    return subprocess.Popen([sys.executable, "-m", "metagen", *map(str, args)], cwd=cwd, text=True, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=signals)
 
 
 def read_until(proc: subprocess.Popen, marker: str) -> str:
@@ -122,6 +130,18 @@ def test_signal_during_a_story_writes_nothing(tmp_path, world, model_args, signu
     check_stderr(stderr, last_line)
     assert files_in(out) == []
     assert leftovers(tmp_path) == []
+
+
+def test_sighup_under_nohup_is_still_ignored(tmp_path, world, model_args):
+    """`nohup metagen ...` ignores SIGHUP so that the run outlives its terminal: metagen keeps it so."""
+    out = tmp_path / "out"
+    proc = start(["-v", "story", "tiny.yaml", "-c", "ada", "--seed", 1, "--max-tokens", 40, "--min-tokens", 40,
+                  "--out", out, *model_args], tmp_path, ignored=(signal.SIGHUP,))
+    seen = read_until(proc, "metagen.generator: loaded")
+    proc.send_signal(signal.SIGHUP)
+    stderr = seen + proc.communicate(timeout=120)[1]
+    assert proc.returncode == 0, stderr
+    assert [p.name for p in files_in(out)] == ["ada-1.md"]
 
 
 def _interrupt_during_write(monkeypatch, on_call: int):

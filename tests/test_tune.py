@@ -237,6 +237,32 @@ def test_tune_command_goes_on_from_an_adapter_and_refuses_what_does_not_fit(runn
         assert not out.exists()
 
 
+def test_a_damaged_checkpoint_is_named_in_words_not_an_exception_class(runner, tmp_path, wide_gguf):
+    """--resume over a damaged OUT.checkpoint said '(UnpicklingError)', torch's class name."""
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps(e.to_dict()) + "\n" for e in _story(3) + [_line(i) for i in range(3)]))
+    out = tmp_path / "a.safetensors"
+    checkpoint = tmp_path / "a.safetensors.checkpoint"
+    checkpoint.write_bytes(b"not a checkpoint" * 10)
+    result = invoke(runner, "tune", data, "--out", out, "--resume", "--model", wide_gguf, "--epochs", 1, "--rank", 2,
+                    "--quiet")
+    assert result.exit_code == 2
+    assert result.stderr == (f"error: {checkpoint}: not a checkpoint `metagen tune` wrote, or a damaged one "
+                             "(delete it to start again)\n")
+    assert not out.exists()
+
+
+def test_an_out_that_is_a_dangling_link_is_an_existing_name(runner, tmp_path):
+    """--out LINK to nowhere: os.path.exists said no, and the link was replaced without --force."""
+    out = tmp_path / "a.safetensors"
+    out.symlink_to(tmp_path / "nowhere.safetensors")
+    result = invoke(runner, "tune", tmp_path / "d.jsonl", "--out", out, "--model", "never-loaded.gguf")
+    assert result.exit_code == 2
+    assert result.stderr == (f"error: {out} exists as a dangling symbolic link (to {tmp_path / 'nowhere.safetensors'}, "
+                             "which does not exist) (give another --out, or --force to overwrite it)\n")
+    assert out.is_symlink()
+
+
 def test_an_out_that_cannot_be_written_is_refused_before_training(runner, tmp_path, wide_gguf):
     data = tmp_path / "d.jsonl"
     data.write_text(json.dumps(_line(0).to_dict()) + "\n")

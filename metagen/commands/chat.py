@@ -23,7 +23,7 @@ import typer
 
 from metagen.commands.options import load_generator, with_decoding_options
 from metagen.commands.pieces import Location, WorldArg
-from metagen.commands.terminal import escaped, json_text, printable
+from metagen.commands.terminal import escaped, json_text, printable, stdin_unreadable
 from metagen.errors import ConfigError, InputError, MetagenError, OutputError, OutputExistsError, RequestError
 from metagen.files import MAX_STDIN_BYTES
 
@@ -68,10 +68,16 @@ def chat(world: WorldArg, character: As = None, player: Player = None, location:
     saver.save(session)
     terminal = lines is None and sys.stdin.isatty()
     console = _Console(session, saver, terminal=terminal, as_json=as_json)
-    if terminal:
-        console.greet(resume is not None)
-        console.warm()
-    console.run(lines if lines is not None else (_read_terminal(session.player) if terminal else _read_stdin()))
+    try:
+        if terminal:
+            console.greet(resume is not None)
+            console.warm()
+        console.run(lines if lines is not None else (_read_terminal(session.player) if terminal else _read_stdin()))
+    finally:  # however it ends (no input, an error, a signal): a new session with no turn leaves no file
+        released = resume is None and not session.turns and saver.release()
+    if released:
+        _note("no turn was taken: no session was saved")
+        return
     _note(f"session saved: {saver.path} (continue it with --resume {saver.path})")
     if not saver.ok:
         raise OutputError(f"the last turns could not be saved to {saver.path}: {saver.error}")
@@ -186,13 +192,13 @@ def _read_stdin() -> Iterator[str]:
     """Standard input one line at a time, as each arrives (a game writes a line and waits for the
     answer). A line that is not UTF-8 or is over 1 MiB becomes "" after a message."""
     while True:
-        raw = sys.stdin.buffer.readline(MAX_STDIN_BYTES + 1)
+        raw = _read_line(MAX_STDIN_BYTES + 1)
         if not raw:
             return
         if len(raw) > MAX_STDIN_BYTES and not raw.endswith(b"\n"):
             skipped = len(raw)
             while raw and not raw.endswith(b"\n"):  # the rest of the line goes unread into memory
-                raw = sys.stdin.buffer.readline(MAX_STDIN_BYTES)
+                raw = _read_line(MAX_STDIN_BYTES)
                 skipped += len(raw)
                 if skipped > MAX_SKIPPED_BYTES:  # /dev/zero, a binary file: no line will ever end
                     raise InputError(f"standard input sent {MAX_SKIPPED_BYTES // 2**20} MiB without a line break",
@@ -204,6 +210,14 @@ def _read_stdin() -> Iterator[str]:
         except UnicodeDecodeError as error:
             _note(f"error: a line is not UTF-8 text (byte 0x{raw[error.start]:02x}) and was skipped "
                   "(check the terminal's encoding)")
+
+
+def _read_line(limit: int) -> bytes:
+    """One line of standard input, at most limit bytes; InputError when it cannot be read (0>FILE)."""
+    try:
+        return sys.stdin.buffer.readline(limit)
+    except OSError as error:
+        raise stdin_unreadable(error, "give the player's lines from a file or a pipe, or --script FILE") from None
 
 
 def _read_terminal(player: str) -> Iterator[str]:
@@ -265,6 +279,23 @@ class _Saver:
                   "elsewhere)")
             return
         self.claimed, self.ok = True, True
+
+    def release(self) -> bool:
+        """Remove the file a new session claimed and never put a turn in: left, it would hold its
+        character and seed as 'exists' to the next chat. True when it is gone."""
+        try:
+            folder_fd = self.root.open_folder_of(self.path)
+            try:
+                os.unlink(self.path.name, dir_fd=folder_fd)
+            finally:
+                os.close(folder_fd)
+        except FileNotFoundError:
+            return True
+        except (OSError, OutputError) as error:
+            reason = error.one_line() if isinstance(error, OutputError) else error.strerror
+            _note(f"warning: could not remove the empty session {self.path}: {reason}")
+            return False
+        return True
 
 
 class _Console:

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from metagen.commands.options import load_generator, with_decoding_options
-from metagen.commands.terminal import printable
+from metagen.commands.terminal import printable, stdin_unreadable
 from metagen.errors import RequestError
 from metagen.files import MAX_STDIN_BYTES, read_stream_text
 
@@ -20,6 +20,8 @@ def _read_stdin() -> str:
     """The prompt from standard input, read up to MAX_STDIN_BYTES and checked as UTF-8."""
     try:
         return read_stream_text(sys.stdin.buffer, MAX_STDIN_BYTES)
+    except OSError as error:
+        raise stdin_unreadable(error, "give the prompt as the argument, or on standard input from a file or a pipe") from None
     except ValueError as error:
         limit = f"{MAX_STDIN_BYTES // 2**20} MiB"
         raise RequestError(f"standard input (the prompt '-') {error}",

@@ -57,7 +57,7 @@ Format = Annotated[Optional[str], typer.Option(
 Stdout = Annotated[bool, typer.Option("--stdout", help="Print the text instead of writing a file.")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace files that exist.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Nothing on stderr but errors; no streaming.")]
-AsJson = Annotated[bool, typer.Option("--json", help="One JSON line per written file on stdout: path, kind, world, seed, tokens, seconds, tokens_per_second.")]
+AsJson = Annotated[bool, typer.Option("--json", help="One JSON line per written file on stdout, instead of 'wrote PATH' on stderr: path, kind, world, seed, tokens, seconds, tokens_per_second.")]
 ShowPrompt = Annotated[bool, typer.Option("--show-prompt", help="Print the exact prompt, its token count and the lore used/left out; run nothing.")]
 Moderation = Annotated[str, typer.Option(
     "--moderation", help="off | report: candidates over the world's rating lose, the verdict goes into the front matter "
@@ -257,9 +257,10 @@ def run_pieces(kind: str, world_path: Path, fields: dict, opts: OutputOptions, s
                 typer.echo(("\n" if i else "") + printable(text, sys.stdout.isatty()), nl=False)
             return
         path = write_piece(piece, opts.out, fmt, overwrite=opts.overwrite)
-        if opts.as_json:
+        if opts.as_json:  # the line on stdout says it, as batch --json's do
             typer.echo(json.dumps(written_record(piece, path), ensure_ascii=False))
-        say(f"wrote {path}", opts.quiet)
+        else:
+            say(f"wrote {path}", opts.quiet)
 
     result = pipeline.compose(generator, world, [request] * opts.count, cfg, seeds=seeds, order=order,
                               on_text=streamer, on_piece=emit, moderation=opts.moderation)

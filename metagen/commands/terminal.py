@@ -68,6 +68,14 @@ def _lacks_characters(stream) -> bool:
         return True
 
 
+def stdin_unreadable(error: OSError, hint: str):
+    """The InputError (exit 2) for standard input that cannot be read: a descriptor opened for
+    writing only (`0>FILE`, EBADF), or a folder where the platform lets one through (EISDIR)."""
+    from metagen.errors import InputError
+
+    return InputError(f"standard input cannot be read: {error.strerror or error}", hint=hint)
+
+
 def stdout_failed(error: OSError) -> str | None:
     """One line for a failed write to stdout (its reader quit, a full disk, /dev/full), or None when
     `error` is not one; after it, stdout goes to os.devnull, so that Python's own flush at exit

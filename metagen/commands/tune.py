@@ -4,6 +4,7 @@ bar, a checkpoint to --resume from, and the held-aside loss after each epoch."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -45,7 +46,7 @@ def tune_command(
 
     from metagen import tune as tuning
     from metagen.generator import load_model
-    from metagen.output import write_atomic
+    from metagen.output import exists_words, write_atomic
 
     given = {key: value for key, value in (("rank", rank), ("alpha", alpha), ("targets", targets)) if value is not None}
     settings = tuning.TuneSettings(**given, epochs=epochs, learning_rate=learning_rate, batch=batch,
@@ -53,8 +54,8 @@ def tune_command(
     if out.suffix != ".safetensors":
         raise ConfigError(f"--out {out}: an adapter file ends in .safetensors")
     _check_writable(out)
-    if out.exists() and not force:
-        raise OutputExistsError(f"{out} exists", hint="give another --out, or --force to overwrite it")
+    if os.path.lexists(out) and not force:  # a dangling link too: it is a name in use
+        raise OutputExistsError(exists_words(out), hint="give another --out, or --force to overwrite it")
     train = tuning.read_examples(data)
     held_examples = tuning.read_examples(held) if held else []
     generator = load_model(model, dtype="float32", device=device, adapter="none", progress=progress_to_stderr(quiet))

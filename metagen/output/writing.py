@@ -47,12 +47,12 @@ def _open_temp(folder_fd: int, name: str) -> tuple[int, str]:
     raise FileExistsError(errno.EEXIST, "no free temp file name", name)  # pragma: no cover
 
 
-_HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_HELD_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
 @contextlib.contextmanager
 def _signals_held():
-    """SIGINT and SIGTERM wait until the block is done: a Ctrl-C that arrives while a probe file
+    """SIGINT, SIGTERM and SIGHUP wait until the block is done: a Ctrl-C that arrives while a probe file
     exists lands after it is removed, never between.
 
     Python runs signal handlers in the main thread only, so the block defers the handlers there
@@ -98,6 +98,20 @@ def _no_hard_links(error: OSError) -> bool:
     codes = {errno.EPERM, errno.ENOSYS, errno.EMLINK}
     codes |= {getattr(errno, name) for name in ("ENOTSUP", "EOPNOTSUPP") if hasattr(errno, name)}
     return error.errno in codes
+
+
+def dangling_link(path: str | os.PathLike) -> str | None:
+    """Where path points when it is a symbolic link to nothing (an existing name all the same), else None."""
+    try:
+        return os.readlink(path) if not os.path.exists(path) else None
+    except OSError:  # not a link, or not there at all
+        return None
+
+
+def exists_words(path: str | os.PathLike) -> str:
+    """'PATH exists', saying so when it is a dangling link (os.path.exists says no to one)."""
+    target = dangling_link(path)
+    return f"{path} exists" + (f" as a dangling symbolic link (to {target}, which does not exist)" if target else "")
 
 
 def _exists_error(path: Path) -> OutputExistsError:
@@ -298,6 +312,11 @@ def check_writable(out_dir: str | os.PathLike) -> None:
         if out.exists() and not out.is_dir():
             raise OutputError(f"output folder {out} is a file")
         while not probe_dir.exists() and probe_dir.parent != probe_dir:
+            target = dangling_link(probe_dir)
+            if target is not None:  # nothing can be made through it: a run ended in "replaced during the run"
+                at = "" if probe_dir == out else f": {probe_dir}"
+                raise OutputLinkError(f"output folder {out}{at} is a dangling symbolic link (to {target}, which does "
+                                      "not exist)", hint="make the folder it points to, or choose another --out")
             probe_dir = probe_dir.parent
         if not probe_dir.is_dir():
             raise OutputError(f"cannot create output folder {out}: {probe_dir} is a file")
