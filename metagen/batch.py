@@ -487,10 +487,11 @@ def _check_collisions(units: list[Unit]) -> None:
         seen[unit.path] = unit
 
 
-def check_room(plan: BatchPlan, jobs_file: JobsFile, cli_settings: Mapping[str, Any] | None, generator) -> None:
+def check_batch_fits_context(plan: BatchPlan, jobs_file: JobsFile, cli_settings: Mapping[str, Any] | None,
+                             generator) -> None:
     """ConfigError naming JOBS_FILE:LINE of every job to run whose max_new_tokens, with its prompt, does
     not fit the model's context, so that no job's turn finds it after earlier jobs' files were written."""
-    from metagen.pipeline import check_room as check_piece_room, seeded_request
+    from metagen.pipeline import check_request_fits_context, seeded_request
 
     context_length = generator.context_length
     room = f"give less than {context_length}: the prompt needs room too"
@@ -517,7 +518,7 @@ def check_room(plan: BatchPlan, jobs_file: JobsFile, cli_settings: Mapping[str, 
             continue
         asked.add(key)
         try:
-            check_piece_room(generator, unit.world, unit.request, unit.cfg, unit.seed)
+            check_request_fits_context(generator, unit.world, unit.request, unit.cfg, unit.seed)
         except MetagenError as error:
             seen.add(job.index)
             problems.add_line(job.index, f"{job.where}: {error.one_line()}")
@@ -598,7 +599,7 @@ __all__ = [
     "Job",
     "JobsFile",
     "Unit",
-    "check_room",
+    "check_batch_fits_context",
     "load_jobs",
     "parse_shard",
     "plan_batch",

@@ -27,13 +27,12 @@ from metagen.prompts import (
     Resolved,
     lore_block,
     lore_line,
-    mentions,
     spoken_rules,
     writer_messages,
 )
 from metagen.search import PrefixReuse
 from metagen.session import Answer, Turn
-from metagen.text import fold, format_dialogue, speaker_prefix, words_of
+from metagen.text import fold, format_dialogue, mentions, speaker_prefix, words_of
 from metagen.world import Character, Location, LoreEntry, World
 
 DEFAULT_PLAYER = "Visitor"  # the player's "Name:" when --player is not given

@@ -19,7 +19,7 @@ from metagen.critic import CriticContext, Verdict, best_index, critic_context, j
 from metagen.errors import ConfigError, RequestError
 from metagen.grounding import TITLES, character_forms, common_words, writing_guard
 from metagen.kinship import kin_side
-from metagen.plan import after_to, clause, lower_first, prose_name, short_prose_name
+from metagen.phrasing import after_to, clause, lower_first, prose_name, short_prose_name
 from metagen.prompts import DIALOGUE_ORDERS, DialogueRequest, Prompt, build_prompt, resolve_request
 from metagen.search import PlainPrompts, PrefixReuse
 from metagen.text import first_sentences, fold, format_dialogue, speaker_prefix

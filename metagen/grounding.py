@@ -16,9 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from metagen.prompts import mentions
 from metagen.scripts import is_garbled, prose_scripts
-from metagen.text import closest, fold, words_of
+from metagen.text import closest, fold, mentions, words_of
 from metagen.world import Character, Location, World
 
 MIN_FIRST_WORD = 3  # a name's first word counts alone from this many letters

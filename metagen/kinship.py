@@ -15,8 +15,7 @@ import re
 from collections.abc import Sequence
 
 from metagen.grounding import POSSESSIVE, WORD, character_forms, narrated_sentences, pronoun_of, world_vocabulary
-from metagen.prompts import mentions
-from metagen.text import fold, words_of
+from metagen.text import fold, mentions, words_of
 from metagen.world import Character, World
 
 

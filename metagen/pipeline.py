@@ -267,13 +267,13 @@ def _prompt(generator, world: World, request: Request, cfg: GenerationConfig) ->
                         context_length=generator.context_length, max_new_tokens=cfg.max_new_tokens)
 
 
-def check_room(generator, world: World, request: Request, cfg: GenerationConfig, seed: int) -> None:
+def check_request_fits_context(generator, world: World, request: Request, cfg: GenerationConfig, seed: int) -> None:
     """RequestError when the prompt compose would build for this request and seed leaves too little of
     the model's context for cfg.max_new_tokens (batch asks it of every piece before writing any)."""
     if request.kind == "story":
-        from metagen.plan import check_story_room
+        from metagen.plan import check_story_fits_context
 
-        check_story_room(generator, world, request, cfg, seed=seed)
+        check_story_fits_context(generator, world, request, cfg, seed=seed)
     else:
         _prompt(generator, world, seeded_request(world, request, seed), cfg)
 
@@ -599,7 +599,7 @@ __all__ = [
     "Recipe",
     "check_batch_size",
     "check_order",
-    "check_room",
+    "check_request_fits_context",
     "compose",
     "default_max_tokens",
     "effective_config",

@@ -23,7 +23,8 @@ from metagen.errors import RequestError
 from metagen.config import CLI_NAMES, MAX_SEED, GenerationConfig, candidate_seed, setting_words
 from metagen.critic import NARRATION_WEIGHTS, best_index, critic_context, judge, requested_forms
 from metagen.editor import strike
-from metagen.grounding import character_forms, names_any, writing_guard
+from metagen.grounding import names_any, writing_guard
+from metagen.phrasing import POV_PHRASES, after_to, cast_phrase, clause, lower_first, prose_name, short_prose_name
 from metagen.prompts import (
     Prompt,
     asked_tense,
@@ -37,7 +38,6 @@ from metagen.prompts import (
     select_lore,
     tie_sentence,
 )
-from metagen.scripts import is_garbled
 from metagen.search import PlainPrompts, PrefixReuse
 from metagen.files import read_input
 from metagen.text import balanced_quotes, closest, did_you_mean, first_sentences, ngrams, words_of
@@ -54,7 +54,6 @@ STORY_EXTRA_ROUNDS = 2  # more rounds a whole story may draw (its time: at most 
 # The best candidate's score less its fluency term (the log-probability's, which is never positive):
 # below this, e.g. every candidate is garbled or says a banned word, another round is drawn.
 ROUND_AGAIN_BELOW = -2.5
-_POV = {"first": "the first person", "second": "the second person", "third": "the third person"}
 
 
 @dataclass(frozen=True)
@@ -83,15 +82,6 @@ class StoryResult:
     seconds: float
 
 
-def _cast_phrase(names: list[str]) -> str:
-    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
-
-
-def clause(text: str) -> str:
-    """A fact as a clause inside a sentence: spaces folded, no final full stop."""
-    return " ".join(text.split()).rstrip(".;: ")
-
-
 def make_plan(world: World, resolved: Resolved, seed: int) -> list[Beat]:
     """The beats of a story, chosen from the world's data by `seed` (the same seed, the same plan),
     or the user's own beats when the request carries them (--plan FILE)."""
@@ -114,9 +104,9 @@ def make_plan(world: World, resolved: Resolved, seed: int) -> list[Beat]:
     # Full names once, in the opening; after that the short form, which a small model otherwise
     # repeats at the head of every paragraph.
     if place:
-        opening = f"Write the opening paragraph. {_cast_phrase(names)} {'is' if len(names) == 1 else 'are'}{where}."
+        opening = f"Write the opening paragraph. {cast_phrase(names)} {'is' if len(names) == 1 else 'are'}{where}."
     else:
-        opening = f"Write the opening paragraph of a story about {_cast_phrase(names)}."
+        opening = f"Write the opening paragraph of a story about {cast_phrase(names)}."
     if details:
         opening += f" Show {clause(details[0])}."
     if lead and lead.goals:
@@ -162,58 +152,11 @@ def make_plan(world: World, resolved: Resolved, seed: int) -> list[Beat]:
     for i, turn in enumerate(written):
         beats.append(Beat("turn" if i == 0 else "complication", f"Write the next paragraph. {turn}{sentences}"))
     ending = f"Write the last paragraph and end the story{where}"
-    ending += f" with {_cast_phrase([short[c.id] for c in unnamed])}." if unnamed and len(cast) > 1 else "."
+    ending += f" with {cast_phrase([short[c.id] for c in unnamed])}." if unnamed and len(cast) > 1 else "."
     if len(details) > 1:
         ending += f" Finish with {clause(details[1])}."
     beats.append(Beat("ending", ending + sentences))
     return beats
-
-
-def prose_name(character: Character, scripts: tuple[str, ...]) -> str:
-    """The name a story gives a character: its own, or its first alias written in the world's prose
-    scripts when the name is not ("Lin Xiaoyu" for 林小雨 in an English world). A small model told
-    a name in another script never writes it back, and the story then names nobody."""
-    for form in (character.name, *character.aliases):
-        if not is_garbled(form, scripts):
-            return form
-    return character.name
-
-
-def short_prose_name(character: Character, scripts: tuple[str, ...]) -> str:
-    """What a story calls a character after the first mention: "Ysolde" for "Queen Ysolde Vær"."""
-    single = [f for f in character_forms(character) if len(f.split()) == 1 and not is_garbled(f, scripts)]
-    return min(single, key=len) if single else prose_name(character, scripts)
-
-
-def lower_first(text: str) -> str:
-    """A clause inside a sentence: its first letter lower case, unless it starts a name or "I"."""
-    first = text.split(" ", 1)[0]
-    if first in ("I",) or (first[:1].isupper() and first[1:].islower() and first.lower() not in _PLAIN_STARTS):
-        return text
-    return text[:1].lower() + text[1:]
-
-
-_PLAIN_STARTS = frozenset("she he they it the a an her his their keep find bring prove pay win get".split())
-
-
-def after_to(goal: str) -> str:
-    """A goal as it reads after "wants to": a verb, so its capital goes ("Give her mother back
-    one memory" -> "give her ..."), whatever the verb; a word in capitals ("NASA") or "I" stays.
-    A goal written as a clause or a thing, not a deed, gets a verb: "no ghost is lost on the road"
-    -> "see that no ghost is lost on the road", "the Coral Crown" -> "have the Coral Crown"."""
-    first = goal.split(" ", 1)[0]
-    if first != "I" and first[1:].islower():
-        goal = goal[:1].lower() + goal[1:]
-    words = goal.lower().split()
-    if words and words[0] in _SUBJECT_STARTS:
-        return ("see that " if _FINITE_VERBS & set(words[1:]) else "have ") + goal
-    return goal
-
-
-# A goal that opens on one of these is not a verb phrase: "wants to the crown" reads wrong.
-_SUBJECT_STARTS = frozenset("""no the a an every all each her his their its my our nobody everyone everybody
-    someone none she he they it this these those""".split())
-_FINITE_VERBS = frozenset("is are was were will shall can must stays stay gets comes goes returns".split())
 
 
 def beat_starts(world: World, resolved: Resolved, plan: list[Beat], seed: int, candidates: int) -> list[list[str]]:
@@ -340,7 +283,7 @@ def load_plan_file(path: str | Path, world: World) -> tuple[str, ...]:
             except RequestError as error:
                 raise refuse(node, error.message, error.hint) from None
         if about or place:
-            text = clause(text) + ". It is about " + (_cast_phrase(about) if about else "them") + (f" at {place}" if place else "")
+            text = clause(text) + ". It is about " + (cast_phrase(about) if about else "them") + (f" at {place}" if place else "")
         texts.append(" ".join(text.split()))
     return tuple(texts)
 
@@ -353,7 +296,7 @@ def story_messages(world: World, resolved: Resolved, *, facts: bool = True) -> l
     """
     s = world.style
     genre = f", {world.genre}" if world.genre else ""
-    system = (f"You write short stories set in {world.name}{genre}. Write in {_POV[s.point_of_view or 'third']}, "
+    system = (f"You write short stories set in {world.name}{genre}. Write in {POV_PHRASES[s.point_of_view or 'third']}, "
               f"{asked_tense(world, 'story')} tense, in plain, concrete sentences.")
     if world.tone:
         system += f" Tone: {clause(world.tone)}."
@@ -417,7 +360,7 @@ def write_story(generator, world: World, request: StoryRequest, cfg: GenerationC
     # max_new_tokens is the whole story's budget, shared out among the beats
     beat_tokens = max(1, min(BEAT_TOKENS, cfg.max_new_tokens // len(plan)))
     beat_cfg = replace(cfg, max_new_tokens=beat_tokens, min_new_tokens=min(beat_tokens, cfg.min_new_tokens // len(plan)))
-    _check_room(generator, messages, plan, cfg.max_new_tokens)
+    _check_beats_fit_context(generator, messages, plan, cfg.max_new_tokens)
     reuse = PrefixReuse()
     tokenizer = generator.tokenizer
     chat = list(messages)
@@ -521,15 +464,17 @@ def _good_enough(best, insist_on_names: bool) -> bool:
             and (names_said or not insist_on_names))
 
 
-def check_story_room(generator, world: World, request: StoryRequest, cfg: GenerationConfig, *, seed: int) -> None:
+def check_story_fits_context(generator, world: World, request: StoryRequest, cfg: GenerationConfig, *,
+                             seed: int) -> None:
     """RequestError when the story's plan (by `seed`) and cfg.max_new_tokens overflow the model's context:
     write_story's own first check, for batch to ask of every story before it writes any piece."""
     resolved = resolve_request(world, request)
-    _check_room(generator, story_messages(world, resolved), make_plan(world, resolved, seed)[:cfg.max_new_tokens],
-                cfg.max_new_tokens)
+    plan = make_plan(world, resolved, seed)[:cfg.max_new_tokens]
+    _check_beats_fit_context(generator, story_messages(world, resolved), plan, cfg.max_new_tokens)
 
 
-def _check_room(generator, messages: list[dict[str, str]], plan: list[Beat], max_new_tokens: int) -> None:
+def _check_beats_fit_context(generator, messages: list[dict[str, str]], plan: list[Beat],
+                             max_new_tokens: int) -> None:
     """Refuse, before writing anything, a story whose instructions and budget overflow the context."""
     chat = list(messages)
     for beat in plan:
@@ -545,8 +490,7 @@ def _check_room(generator, messages: list[dict[str, str]], plan: list[Beat], max
 def plan_prompt(world: World, resolved: Resolved, plan: list[Beat], messages: list[dict[str, str]],
                 context_length: int, beat_cfg: GenerationConfig) -> Prompt:
     """The story's prompt record: the chat with the first beat, and the lore entries the plan used."""
-    used = tuple(e.id for e in world.lore if any(" ".join(e.text.split()).rstrip(".;: ") in b.instruction
-                                                 for b in plan))
+    used = tuple(e.id for e in world.lore if any(clause(e.text) in b.instruction for b in plan))
     first = with_beat(messages, plan[0].instruction)
     # A rough size in words: the token counts a story records are the beats' own
     # (write_story), and nothing reads this record's budget; it is kept for the Prompt's shape.
@@ -556,4 +500,4 @@ def plan_prompt(world: World, resolved: Resolved, plan: list[Beat], messages: li
                   prompt_tokens=words, budget=budget)
 
 
-__all__ = ["BEATS_BY_LENGTH", "Beat", "StoryResult", "check_story_room", "load_plan_file", "make_plan", "story_messages", "write_story"]
+__all__ = ["BEATS_BY_LENGTH", "Beat", "StoryResult", "check_story_fits_context", "load_plan_file", "make_plan", "story_messages", "write_story"]

@@ -28,15 +28,14 @@ from metagen.request import (
     request_from_dict,
     resolve_request,
 )
-from metagen.text import did_you_mean
+from metagen.phrasing import POV_PHRASES, cast_phrase, clause
+from metagen.text import did_you_mean, mentions
 from metagen.world import Character, Location, LoreEntry, Relationship, World
 
 DEFAULT_LORE_BUDGET = 512  # tokens of lore when the caller gives no lore_budget
 TEMPLATE_MARGIN = 32  # tokens kept for the chat template's own markers and estimate error
 MAX_SAMPLE_LINES = 3  # per character, as few-shot examples
 
-# Scripts written without spaces between words: keys there match as plain substrings.
-_NO_SPACE_SCRIPT = re.compile(r"[\u0e00-\u0e7f\u2e80-\u9fff\u3040-\u30ff\uac00-\ud7af\uf900-\ufaff]")
 
 
 # ----------------------------------------------------------------------------- prompts
@@ -80,16 +79,6 @@ class Prompt:
         data["request"] = self.request.to_dict()
         data["lore_used"], data["lore_left_out"] = list(self.lore_used), list(self.lore_left_out)
         return data
-
-
-def mentions(text: str, key: str) -> bool:
-    """Whether `key` occurs in `text`, case-insensitively, as a whole word (substring for CJK)."""
-    folded, needle = text.casefold(), key.casefold().strip()
-    if not needle:
-        return False
-    if _NO_SPACE_SCRIPT.search(needle):
-        return needle in folded
-    return re.search(rf"(?<!\w){re.escape(needle)}(?!\w)", folded) is not None
 
 
 def select_lore(world: World, text: str) -> list[LoreEntry]:
@@ -272,7 +261,6 @@ def _has_samples(resolved: Resolved) -> bool:
 # ----------------------------------------------------------------------------- templates
 
 _LORE_HEADER = "Background facts:"
-_POV = {"first": "the first person", "second": "the second person", "third": "the third person"}
 
 
 def lore_block(lore: Sequence[LoreEntry]) -> str:
@@ -372,7 +360,7 @@ def tie_sentence(name: str, other: str, tie: Relationship) -> str:
     """One sentence for a character's tie to another: "Maëlle is Ysolde's daughter: estranged since
     ...". Said as "Ysolde and Maëlle: daughter", a small model cannot tell who is whose, and calls the
     queen's daughter her mother (the README's story, rounds ten to twelve)."""
-    kind, description = (" ".join((text or "").split()).rstrip(".;: ") for text in (tie.kind, tie.description))
+    kind, description = (clause(text or "") for text in (tie.kind, tie.description))
     if not kind:
         sentence = f"{name} and {other}: {description or 'they know each other'}"
     elif kind.split()[-1].lower() in _PREPOSITIONS:
@@ -429,7 +417,7 @@ def asked_tense(world: World, kind: str) -> str:
 
 def _style(world: World, default_pov: str, kind: str) -> str:
     s = world.style
-    text = f"Write in {_POV[s.point_of_view or default_pov]}, {asked_tense(world, kind)} tense."
+    text = f"Write in {POV_PHRASES[s.point_of_view or default_pov]}, {asked_tense(world, kind)} tense."
     if world.tone:
         text += " " + _end(f"Tone: {world.tone}")
     if s.voice:
@@ -446,8 +434,7 @@ def _style(world: World, default_pov: str, kind: str) -> str:
 
 
 def _cast(resolved: Resolved) -> str:
-    names = [c.name for c in resolved.characters]
-    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+    return cast_phrase([c.name for c in resolved.characters])
 
 
 def _story_task(world: World, resolved: Resolved) -> str:
@@ -560,7 +547,7 @@ def _scene_messages(world: World, resolved: Resolved, *, facts: bool = True) -> 
         people = "; ".join(named_with_pronouns(c) + (f", {c.role}" if c.role else "") for c in resolved.characters)
         lines.append(_end(f"Who is there: {people}"))
     s = world.style
-    person, tense = _POV[s.point_of_view or "second"], asked_tense(world, "scene")
+    person, tense = POV_PHRASES[s.point_of_view or "second"], asked_tense(world, "scene")
     # "Start with" keeps the model on the place: asked only to describe Ember Keep, it opened every
     # scene with the Ember Throne, one of the keep's sights (round nine, experiments/log.md).
     task = (f"Start with the words \"{request.start or scene_start_words(loc, tense)}\". "
@@ -618,7 +605,6 @@ __all__ = [
     "candidate_starts",
     "lore_block",
     "lore_line",
-    "mentions",
     "named_with_pronouns",
     "message_tokens",
     "request_from_dict",

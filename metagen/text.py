@@ -156,7 +156,21 @@ def ngrams(words: Sequence[str], n: int) -> list[tuple[str, ...]]:
     return [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
 
 
+# Scripts written without spaces between words: keys there match as plain substrings.
+_NO_SPACE_SCRIPT = re.compile(r"[\u0e00-\u0e7f\u2e80-\u9fff\u3040-\u30ff\uac00-\ud7af\uf900-\ufaff]")
+
+
+def mentions(text: str, key: str) -> bool:
+    """Whether `key` occurs in `text`, case-insensitively, as a whole word (substring for CJK)."""
+    folded, needle = text.casefold(), key.casefold().strip()
+    if not needle:
+        return False
+    if _NO_SPACE_SCRIPT.search(needle):
+        return needle in folded
+    return re.search(rf"(?<!\w){re.escape(needle)}(?!\w)", folded) is not None
+
+
 __all__ = [
     "TRANSLIT", "balanced_quotes", "closest", "did_you_mean", "first_sentences", "fold", "format_dialogue", "format_turns",
-    "ngrams", "sentence_cut", "slugify", "speaker_prefix", "words_of",
+    "mentions", "ngrams", "sentence_cut", "slugify", "speaker_prefix", "words_of",
 ]

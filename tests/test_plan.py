@@ -10,7 +10,8 @@ import pytest
 from metagen import pipeline
 from metagen.config import GenerationConfig
 from metagen.errors import RequestError
-from metagen.plan import BEATS_BY_LENGTH, after_to, beat_starts, make_plan, story_messages, write_story
+from metagen.phrasing import after_to
+from metagen.plan import BEATS_BY_LENGTH, beat_starts, make_plan, story_messages, write_story
 from metagen.prompts import StoryRequest, resolve_request
 from metagen.world import load_world
 

@@ -29,14 +29,13 @@ from metagen.prompts import (
     be_form,
     build_prompt,
     candidate_starts,
-    mentions,
     request_from_dict,
     resolve_request,
     scene_starts,
     sense_starts,
     select_lore,
 )
-from metagen.text import format_dialogue
+from metagen.text import format_dialogue, mentions
 from metagen.world import load_world
 
 from conftest import write_world

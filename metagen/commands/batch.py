@@ -76,7 +76,7 @@ def batch(
     model_options: dict,
 ):
     """Generate every piece a jobs file lists; the decoding flags override every job's settings."""
-    from metagen.batch import check_room, load_jobs, parse_shard, plan_batch, run_batch
+    from metagen.batch import check_batch_fits_context, load_jobs, parse_shard, plan_batch, run_batch
     from metagen.errors import Terminated
     from metagen.moderation import check_mode
     from metagen.pipeline import check_batch_size
@@ -92,7 +92,7 @@ def batch(
         say(f"nothing to do{where}: {len(plan.skipped)} complete already, {plan.total} in the file", quiet)
         return
     generator = load_generator(model_options, quiet)
-    check_room(plan, jobs_file, settings, generator)
+    check_batch_fits_context(plan, jobs_file, settings, generator)
     report = _Report(len(plan.units), quiet, as_json)
     try:
         result = run_batch(generator, plan, batch_size=batch_size, on_written=report.written_one,
