@@ -21,7 +21,7 @@ from metagen.grounding import TITLES, character_forms, common_words, writing_gua
 from metagen.kinship import kin_side
 from metagen.phrasing import after_to, clause, lower_first, prose_name, short_prose_name
 from metagen.prompts import DIALOGUE_ORDERS, DialogueRequest, Prompt, build_prompt, resolve_request
-from metagen.search import PlainPrompts, PrefixReuse
+from metagen.search import PlainPrompts, PrefixReuse, common_prefix
 from metagen.text import first_sentences, fold, format_dialogue, speaker_prefix
 from metagen.world import Character, World
 
@@ -233,7 +233,7 @@ def score_speakers(generator, messages: list[dict[str, str]], transcript: str, n
     tokenizer = generator.tokenizer
     context_ids = tokenizer.encode_chat(messages, suffix=transcript)
     rows = [tokenizer.encode_chat(messages, suffix=transcript + "\n" + speaker_prefix(name)) for name in names]
-    shared = _common_prefix([context_ids, *rows])
+    shared = common_prefix([context_ids, *rows])
     if shared == 0:
         raise ValueError("the context is empty; there is nothing to score a speaker after")
     return generator.score_continuations(rows, shared)
@@ -518,14 +518,6 @@ class LineStream:
 
 def _offset(seed: int, i: int) -> int:
     return (seed + i) % MAX_SEED
-
-
-def _common_prefix(rows: Sequence[Sequence[int]]) -> int:
-    n = min(len(r) for r in rows)
-    for j in range(n):
-        if any(r[j] != rows[0][j] for r in rows[1:]):
-            return j
-    return n
 
 
 __all__ = [

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -415,7 +416,8 @@ class _Hypothesis:
     finish_reason: str
 
 
-def _common_prefix(sequences: list[list[int]]) -> int:
+def common_prefix(sequences: Sequence[Sequence[int]]) -> int:
+    """How many leading tokens every one of `sequences` shares (0 for none)."""
     if not sequences:
         return 0
     n = min(len(s) for s in sequences)
@@ -594,7 +596,7 @@ def _stream_beams(tokenizer, running, finished, nb, streamed, text_so_far, on_te
     """Stream the prefix shared by every live beam and every hypothesis that may still win."""
     for b in range(len(finished)):
         candidates = [running[b * nb + i] for i in range(nb)] + [h.tokens for h in finished[b]]
-        shared = _common_prefix(candidates)
+        shared = common_prefix(candidates)
         if shared <= streamed[b]:
             continue
         text = tokenizer.decode(candidates[0][:shared])

@@ -292,3 +292,20 @@ def test_check_context():
 def test_candidates_and_scripts_are_checked(settings, message):
     with pytest.raises(ConfigError, match=message):
         GenerationConfig.from_dict(settings)
+
+
+def test_each_kinds_defaults_are_the_ones_help_and_docs_state():
+    """pipeline.KIND_DEFAULTS holds the values; --help and docs/decoding.md state them in words
+    (config's help_default and doc_default): a value changed in one place only fails here."""
+    import re
+
+    from metagen.pipeline import KIND_DEFAULTS
+
+    for kind, defaults in KIND_DEFAULTS.items():
+        for name, value in defaults.items():
+            setting = SETTINGS[name]
+            in_docs = re.escape("on" if value is True else str(value))  # "dialogue: on", "story, scene: 4"
+            assert re.search(rf"\b{kind}\b[^:;)]*: {in_docs}\b", setting.doc_default), (kind, name, setting.doc_default)
+            in_help = re.escape("yes" if value is True else str(value))  # "yes for dialogue", "0.6 for story, ..."
+            assert re.search(rf"\b{in_help} for (?:(?! for )[^;])*\b{kind}\b", setting.help_default), (
+                kind, name, setting.help_default)
