@@ -255,14 +255,15 @@ def same_verb_forms(words: Sequence[str]) -> list[str]:
 
 
 def longest_shared_run(words: Sequence[str], source: Sequence[str]) -> int:
-    """The longest run of consecutive words of `words` that also occurs in `source`."""
-    grams = {n: set(ngrams(source, n)) for n in (COPY_RUN,)}
+    """The longest run of consecutive words of `words` that also occurs in `source` (0 when none
+    reaches COPY_RUN words): a COPY_RUN-gram found in source is grown a word at a time."""
+    grams = set(ngrams(source, COPY_RUN))
+    source_text = " " + " ".join(source) + " "
     best = 0
     i = 0
     while i <= len(words) - COPY_RUN:
-        if tuple(words[i:i + COPY_RUN]) in grams[COPY_RUN]:
+        if tuple(words[i:i + COPY_RUN]) in grams:
             n = COPY_RUN
-            source_text = " " + " ".join(source) + " "
             while i + n < len(words) and (" " + " ".join(words[i:i + n + 1]) + " ") in source_text:
                 n += 1
             best = max(best, n)
