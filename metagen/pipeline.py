@@ -36,6 +36,7 @@ from metagen.prompts import (
     resolve_request,
     scene_start_words,
 )
+from metagen.request import request_texts
 from metagen.search import PlainPrompts, TextCallback  # on_text(row, new_text): row = the piece's index in the call
 from metagen.text import did_you_mean, first_sentences
 from metagen.world import World
@@ -172,7 +173,7 @@ def default_max_tokens(world: World, kind: str, request: Request | None = None) 
     """The token budget when nobody set max_new_tokens: from the story length, or per kind."""
     if kind == "story":
         length = getattr(request, "length", None) or world.style.length
-        words = world.style.length_words.get(length, 350)
+        words = world.style.words_for(length)
         return min(MAX_STORY_TOKENS, round(words * TOKENS_PER_WORD))
     if kind == "scene":
         return SCENE_TOKENS
@@ -196,7 +197,7 @@ def effective_config(world: World, kind: str, job_settings: Mapping[str, Any] | 
         base["max_new_tokens"] = default_max_tokens(world, kind, request)
     if not any(layer and layer.get("scripts") for layer in layers):
         # The script guard follows the world's prose and the request's own words (metagen.scripts).
-        base.update(writing_guard(world, _request_texts(request)))
+        base.update(writing_guard(world, request_texts(request)))
     cfg = merge_settings(base, *layers)
     chosen = any(layer and layer.get("candidates") is not None for layer in layers)
     if not chosen and cfg.effective_strategy == "sample":
@@ -206,12 +207,6 @@ def effective_config(world: World, kind: str, job_settings: Mapping[str, Any] | 
     if banned != cfg.banned:
         cfg = dataclasses.replace(cfg, banned=banned)
     return cfg
-
-
-def _request_texts(request: Request | None) -> list[str]:
-    """The free text a request adds (premise, topic, time, weather, mood)."""
-    names = ("premise", "topic", "time", "weather", "mood")
-    return [str(getattr(request, n)) for n in names if getattr(request, n, None)] if request else []
 
 
 def _check_world_defaults(world: World, kind: str, layer: Mapping[str, Any] | None) -> None:

@@ -26,6 +26,7 @@ from metagen.request import (
     SceneRequest,
     StoryRequest,
     request_from_dict,
+    request_texts,
     resolve_request,
 )
 from metagen.phrasing import POV_PHRASES, cast_phrase, clause
@@ -89,7 +90,7 @@ def select_lore(world: World, text: str) -> list[LoreEntry]:
 
 def _match_text(world: World, resolved: Resolved) -> str:
     request = resolved.request
-    parts = [getattr(request, name, None) or "" for name in ("premise", "topic", "time", "weather", "mood")]
+    parts = request_texts(request)
     cast = {c.id for c in resolved.characters}
     for c in resolved.characters:
         parts += [c.name, *c.aliases, c.role or "", c.description or "", *c.traits, *c.goals]
@@ -439,7 +440,7 @@ def _cast(resolved: Resolved) -> str:
 
 def _story_task(world: World, resolved: Resolved) -> str:
     request: StoryRequest = resolved.request
-    words = world.style.length_words.get(request.length, 350)
+    words = world.style.words_for(request.length)
     text = f"Write a {request.length} story of about {words} words"
     if resolved.characters:
         text += f" about {_cast(resolved)}"

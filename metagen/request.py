@@ -205,8 +205,18 @@ def resolve_request(world: World, request: Request) -> Resolved:
     return Resolved(canonical, characters, location)
 
 
+# The fields of a request a user writes in their own words (the rest are ids and numbers).
+FREE_TEXT_FIELDS = ("premise", "topic", "time", "weather", "mood")
+
+
+def request_texts(request: Request | None) -> list[str]:
+    """The free text a request adds (FREE_TEXT_FIELDS that it has and fills)."""
+    return [str(getattr(request, n)) for n in FREE_TEXT_FIELDS if getattr(request, n, None)] if request else []
+
+
 __all__ = [
     "DIALOGUE_ORDERS",
+    "FREE_TEXT_FIELDS",
     "DialogueRequest",
     "KINDS",
     "MAX_TURNS",
@@ -216,5 +226,6 @@ __all__ = [
     "SceneRequest",
     "StoryRequest",
     "request_from_dict",
+    "request_texts",
     "resolve_request",
 ]
