@@ -351,6 +351,15 @@ def echo_count(text: str) -> int:
             + len(_THE_END.findall(text)))
 
 
+def _record_any(findings: dict[str, float], key: str, count: int, cap: int) -> None:
+    """Record a finding that is absent from most texts only when there is one, so a clean
+    candidate's verdict lists no such key (and records written before the finding existed read
+    as they did). Like every count in a verdict it is capped: past a few slips of one kind a
+    candidate is bad anyway, and the cap keeps one kind from outweighing all the others."""
+    if count:
+        findings[key] = float(min(cap, count))
+
+
 def judge(text: str, context: CriticContext, *, logprob: float = 0.0, tokens: int = 0,
           finish_reason: str = "eos", struck: int = 0, weights: Mapping[str, float] = WEIGHTS) -> Verdict:
     """Score one candidate: the model's own words (not metagen's opening).
@@ -364,39 +373,27 @@ def judge(text: str, context: CriticContext, *, logprob: float = 0.0, tokens: in
     if context.details:
         findings["details"] = min(1.0, len(set(words) & context.details) / 3)
     findings["invented"] = float(min(3, len(unknown_names(text, context.vocabulary, context.spellings))))
-    relatives = set(invented_relatives(text, context.relations))
-    if relatives:  # recorded only when there is one, so verdicts of clean candidates read as before
-        findings["relatives"] = float(min(3, len(relatives)))
-    ranks = set(invented_ranks(text, context.vocabulary | context.relations))  # a name's title counts: Queen Ada
-    if ranks:  # a king in a queen's realm: recorded only when there is one, as relatives
-        findings["ranks"] = float(min(3, len(ranks)))
-    if context.kin_side:
-        misspoken = len(misspoken_kin(text, context.kin_side))
-        if misspoken:  # "Ah, Mother!" from the mother: recorded only when there is one, as relatives
-            findings["kin"] = float(min(2, misspoken))
-    if context.kinship is not None:
+    _record_any(findings, "relatives", len(set(invented_relatives(text, context.relations))), 3)
+    # a king in a queen's realm (a name's title counts: Queen Ada)
+    _record_any(findings, "ranks", len(set(invented_ranks(text, context.vocabulary | context.relations))), 3)
+    if context.kin_side:  # "Ah, Mother!" from the mother
+        _record_any(findings, "kin", len(misspoken_kin(text, context.kin_side)), 2)
+    if context.kinship is not None:  # "Ah! My sister Maëlle." from her mother
         ties = len(wrong_kin(text, context.kinship, speaker=context.speaker_id, listener=context.listener_id))
         if context.narrator_person:  # narration: "Ysolde stood before her mother", of the mother
             ties += len(narrated_kin(text, context.kinship))
-        if ties:  # "Ah! My sister Maëlle." from her mother: recorded only when there is one, as relatives
-            findings["ties"] = float(min(2, ties))
-    if context.speaker_forms:
-        named = len(self_named(text, context.speaker_forms, context.others_forms))
-        if named:  # "Hi Pip!" from Pip, "My name is Maëlle" from her mother: recorded only when there is one
-            findings["self"] = float(min(2, named))
+        _record_any(findings, "ties", ties, 2)
+    if context.speaker_forms:  # "Hi Pip!" from Pip, "My name is Maëlle" from her mother
+        _record_any(findings, "self", len(self_named(text, context.speaker_forms, context.others_forms)), 2)
     if context.dates is not None:
-        dated = len(off_world_dates(text, context.dates))
-        if dated:  # recorded only when there is one, so verdicts of clean candidates read as before
-            findings["dated"] = float(min(3, dated))
+        _record_any(findings, "dated", len(off_world_dates(text, context.dates)), 3)
     findings["garbled"] = float(is_garbled(text, context.scripts, context.exempt))
     findings["banned"] = float(banned_hits(text, context.banned))
     run = longest_shared_run(words, context.prompt_words)
     findings["copied"] = float(max(0, run - COPY_RUN + 1))
     findings["repetition"] = repetition(text)
     findings["markup"] = float(min(3, len(_MARKUP.findall(text))))
-    stock = len(_STOCK.findall(text))
-    if stock:  # recorded only when there is one, so the critic's records of plain candidates read as before
-        findings["stock"] = float(min(3, stock))
+    _record_any(findings, "stock", len(_STOCK.findall(text)), 3)
     echoes = echo_count(text)
     script_lines = len(_SCRIPT_LINE.findall(text))  # one "The Docks: ..." is a label, two or more a script
     findings["echo"] = float(min(2, echoes + (script_lines if script_lines >= 2 else 0)))
@@ -410,14 +407,11 @@ def judge(text: str, context: CriticContext, *, logprob: float = 0.0, tokens: in
     listed = narration.count(";") - 1
     if context.facts and listed > 0:  # judged with a place's facts; recorded only when there is one
         findings["listed"] = float(min(3, listed))
-    misplaced = len(misplaced_facts(text, context.facts))
-    if misplaced:  # recorded only when there is one, as relatives
-        findings["misplaced"] = float(min(2, misplaced))
+    _record_any(findings, "misplaced", len(misplaced_facts(text, context.facts)), 2)
     if context.avoid_starts:
         findings["same_start"] = float(tuple(words[:2]) in context.avoid_starts)
-    restated = len(set(ngrams(words, 4)) & context.earlier)
-    if restated:  # "the fire in the great hall's hearth" in every paragraph: round nine's readers' first complaint
-        findings["restated"] = float(min(6, restated))
+    # "the fire in the great hall's hearth" in every paragraph: round nine's readers' first complaint
+    _record_any(findings, "restated", len(set(ngrams(words, 4)) & context.earlier), 6)
     if context.tense and narration_tense(text) not in ("", context.tense):
         # A present-tense world told in the past: what readers of held-aside worlds named first in
         # a story (all four Hollin Reach stories, round twenty-one). Recorded only when wrong.
@@ -437,11 +431,8 @@ def judge(text: str, context: CriticContext, *, logprob: float = 0.0, tokens: in
     if context.moderation is not None:
         from metagen.moderation import exceeding
 
-        over = exceeding(text, context.moderation)
-        if over:  # recorded only when there is one, so the critic's records of clean candidates stay as they were
-            findings["rating"] = float(min(3, over))
-    if struck:  # recorded only when the editor struck something, so verdicts of uncut candidates read as before
-        findings["struck"] = float(min(3, struck))
+        _record_any(findings, "rating", exceeding(text, context.moderation), 3)
+    _record_any(findings, "struck", struck, 3)  # sentences the editor took out
     findings["logprob"] = logprob / tokens if tokens else 0.0
     return Verdict(findings, sum(weights[k] * v for k, v in findings.items()))
 
