@@ -264,6 +264,14 @@ class _TensorInfo:
     shape: tuple[int, ...]
 
 
+def damaged(path: Path, error: Exception) -> ModelError:
+    """The error for a GGUF file that cannot be read: what the reader found, in its words (not a
+    Python class name), and how to get a good copy."""
+    found = str(error).strip() or "its contents cannot be read"
+    return ModelError(f"{path} is damaged or truncated ({found})",
+                      hint="download it again; metagen's own model: delete it and run `metagen models pull`")
+
+
 def _open_reader(path: Path, metadata_only: bool = False):
     from gguf import GGUFReader
 
@@ -274,10 +282,7 @@ def _open_reader(path: Path, metadata_only: bool = False):
         header = _MetadataReader(path)
         return header if metadata_only else GGUFReader(path, "r")
     except _DAMAGED as error:  # the gguf library raises ValueError, IndexError, struct.error...
-        raise ModelError(
-            f"{path} is damaged or truncated ({type(error).__name__}: {error})",
-            hint="delete it and run `metagen models pull` again",
-        ) from error
+        raise damaged(path, error) from error
 
 
 def read_args(reader, path: Path) -> tuple[str, ModelArgs]:
@@ -417,10 +422,7 @@ def read_gguf(path: str | os.PathLike, *, load_tensors: bool = True) -> GGUFCont
                 array = unpermute_rows(array, args.n_kv_heads)
             tensors[ours] = array
     except _DAMAGED as error:
-        raise ModelError(
-            f"{path} is damaged or truncated ({type(error).__name__}: {error})",
-            hint="delete it and run `metagen models pull` again",
-        ) from error
+        raise damaged(path, error) from error
     if load_tensors:
         _check_tensors(tensors, args, path)
     return GGUFContents(path=path, architecture=arch, name=str(name), args=args, tokenizer=tok,

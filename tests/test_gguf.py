@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -103,6 +105,8 @@ def test_damaged_files_raise_one_clear_model_error(tiny_gguf, tmp_path, damage, 
         read_gguf(path, load_tensors=load_tensors)
     assert message in info.value.one_line()
     assert str(path) in info.value.one_line()
+    # in words a user reads: no Python class name ("ValueError: ..."), and a way to a good copy
+    assert not re.search(r"\b[A-Za-z]*(?:Error|error|Exception)\b: ", info.value.one_line())
     assert info.value.exit_code == 2
 
 
