@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from metagen.grounding import POSSESSIVE, WORD, character_forms, narrated_sentences, pronoun_of, world_vocabulary
 from metagen.text import fold, mentions, words_of
-from metagen.world import Character, World
+from metagen.world import Character, Relationship, World
 
 
 # Family words, by the relations they belong to: a text may use one when the world uses any word of
@@ -33,6 +33,11 @@ KIN_GROUPS = (
 )
 _KIN = {word: group for group in KIN_GROUPS for word in group} | {"wives": KIN_GROUPS[1]}
 _NOT_FOUND_ALONE = frozenset("parent child sibling spouse".split())  # common in any prose: never a finding
+
+
+def tie_word(tie: Relationship) -> str:
+    """The family word a tie's kind ends on, folded: "estranged daughter" -> "daughter" ("" for none)."""
+    return (fold(tie.kind or "").split() or [""])[-1]
 
 
 def relation_vocabulary(world: World, given: str = "") -> frozenset[str]:
@@ -89,7 +94,7 @@ def kin_side(speaker: Character, cast: Sequence[Character]) -> str:
     parent_of, child_of = set(), set()  # the cast the speaker is a parent of, a child of
     for c in cast:
         for tie in c.relationships:
-            word = (fold(tie.kind or "").split() or [""])[-1]
+            word = tie_word(tie)
             if tie.other not in ids or word not in CHILD_WORDS | PARENT_WORDS:
                 continue
             # "B is A's daughter": A is the parent; "B is A's mother": B is
@@ -201,7 +206,7 @@ def kinship(world: World) -> Kinship | None:
     ties = set()
     for c in world.characters:
         for tie in c.relationships:
-            role = _ROLE_OF.get((fold(tie.kind or "").split() or [""])[-1])
+            role = _ROLE_OF.get(tie_word(tie))
             if role is not None:
                 ties |= {(c.id, tie.other, role), (tie.other, c.id, _CONVERSE[role])}
     if not ties:
@@ -274,5 +279,6 @@ def narrated_kin(text: str, kin: Kinship) -> list[str]:
 
 
 __all__ = [
-    "CHILD_WORDS", "KIN_GROUPS", "KIN_ROLES", "Kinship", "PARENT_WORDS", "invented_relatives", "kin_side", "kinship", "misspoken_kin", "narrated_kin", "relation_vocabulary", "wrong_kin",
+    "CHILD_WORDS", "KIN_GROUPS", "KIN_ROLES", "Kinship", "PARENT_WORDS", "invented_relatives", "kin_side", "kinship",
+    "misspoken_kin", "narrated_kin", "relation_vocabulary", "tie_word", "wrong_kin",
 ]
