@@ -170,7 +170,21 @@ def mentions(text: str, key: str) -> bool:
     return re.search(rf"(?<!\w){re.escape(needle)}(?!\w)", folded) is not None
 
 
+# What json.dumps(ensure_ascii=False) leaves raw and a reader must not get raw: DEL and the C1
+# controls (NEL among them), the line and paragraph separators (line breaks to YAML and to many
+# editors) and the bidi controls (they reorder what a terminal shows).
+_JSON_RAW = re.compile("[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def json_text(data, **kwargs) -> str:
+    """json.dumps that keeps letters readable (CJK stays CJK) but writes _JSON_RAW's characters as
+    \\u escapes (json escapes only C0 by itself): one line, whatever the data holds."""
+    import json
+
+    return _JSON_RAW.sub(lambda m: f"\\u{ord(m.group()):04x}", json.dumps(data, ensure_ascii=False, **kwargs))
+
+
 __all__ = [
     "TRANSLIT", "balanced_quotes", "closest", "did_you_mean", "first_sentences", "fold", "format_dialogue", "format_turns",
-    "mentions", "ngrams", "sentence_cut", "slugify", "speaker_prefix", "words_of",
+    "json_text", "mentions", "ngrams", "sentence_cut", "slugify", "speaker_prefix", "words_of",
 ]

@@ -893,3 +893,20 @@ def test_a_folder_that_vanishes_during_the_walk_is_made_again(tmp_path, monkeypa
     monkeypatch.setattr(writing.os, "open", always_gone)
     with pytest.raises(writing.OutputError, match="kept vanishing"):
         writing.write_atomic(tmp_path / "out" / "world" / "other" / "p.md", "x", overwrite=False, root=root)
+
+
+def test_json_lines_in_files_hold_no_raw_control_or_bidi_characters():
+    """decoded_with's line and the yarn/ink metadata comments are JSON on one line: a premise with a
+    bidi override (U+202E, it reorders what a terminal shows), NEL or a C1 control is escaped there,
+    as metagen's JSON on stdout escapes it, and reads back as written."""
+    premise = "the pier\u202e at dawn\x85 then \x9b night\u2028"
+    scene = make_piece(kind="scene", request={"kind": "scene", "premise": premise},
+                       decoded_with=[{"request": {"kind": "scene", "premise": premise}, "seed": 7}])
+    line = next(l for l in render(scene, "md").splitlines() if l.startswith("decoded_with: "))
+    assert not any(c in line for c in "\u202e\x85\x9b\u2028")
+    assert json.loads(line.removeprefix("decoded_with: "))[0]["request"]["premise"] == premise
+    for fmt in ("yarn", "ink"):
+        comments = [l for l in render(make_dialogue(request={"kind": "dialogue", "premise": premise}), fmt).splitlines()
+                    if l.startswith("// metagen: request: ")]
+        assert comments and not any(c in comments[0] for c in "\u202e\x85\x9b\u2028")
+        assert json.loads(comments[0].removeprefix("// metagen: request: "))["premise"] == premise

@@ -23,7 +23,8 @@ import typer
 
 from metagen.commands.options import load_generator, with_decoding_options
 from metagen.commands.pieces import Location, WorldArg
-from metagen.commands.terminal import escaped, json_text, printable, stdin_unreadable
+from metagen.commands.terminal import escaped, printable, stdin_unreadable
+from metagen.text import json_text
 from metagen.errors import ConfigError, InputError, MetagenError, OutputError, OutputExistsError, RequestError
 from metagen.files import MAX_STDIN_BYTES
 

@@ -12,7 +12,8 @@ from typing import Annotated, Optional
 import typer
 
 from metagen.commands.pieces import say
-from metagen.commands.terminal import escaped, json_text
+from metagen.commands.terminal import escaped
+from metagen.text import json_text
 
 Files = Annotated[list[Path], typer.Argument(
     help="Pieces (md, json, yarn, ink) or text files; folders are searched for them.", show_default=False)]

@@ -25,18 +25,6 @@ def escaped(text: str) -> str:
     return _CONTROLS.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), str(text))
 
 
-_JSON_RAW = re.compile("[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
-
-
-def json_text(data, **kwargs) -> str:
-    """json.dumps that keeps letters readable (CJK stays CJK) but writes DEL, C1 controls, line
-    separators and bidi controls as \\u escapes: json escapes only C0 by itself."""
-    import json
-
-    text = json.dumps(data, ensure_ascii=False, **kwargs)
-    return _JSON_RAW.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
-
-
 def printable(text: str, terminal: bool) -> str:
     """Generated text for stdout: on a terminal without C0/C1 controls but newline and tab."""
     return _CONTROLS_BUT_LINES.sub("", text) if terminal else text

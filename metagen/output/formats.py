@@ -14,7 +14,7 @@ import yaml
 from metagen.errors import ConfigError
 from metagen.output.paths import sanitize_component
 from metagen.output.piece import Piece
-from metagen.text import format_turns
+from metagen.text import format_turns, json_text
 
 FORMATS = ("md", "txt", "json", "yarn", "ink")
 DIALOGUE_ONLY_FORMATS = ("yarn", "ink")
@@ -96,10 +96,7 @@ def _metadata_comments(piece: Piece) -> list[str]:
     for key, value in piece.front_matter().items():
         if key == "turns":
             continue
-        encoded = json.dumps(value, ensure_ascii=False)
-        for sep in ("\u2028", "\u2029", "\x85"):  # line breaks to some readers; keep one line
-            encoded = encoded.replace(sep, f"\\u{ord(sep):04x}")
-        lines.append(f"// metagen: {key}: {encoded}")
+        lines.append(f"// metagen: {key}: {json_text(value)}")  # one line, whatever the value holds
     return lines
 
 
@@ -153,17 +150,13 @@ def _dump_front_matter(front: dict) -> str:
     # decoded_with on one line, as JSON (YAML reads it as a flow sequence): a line that `diff -I` can
     # pass over when two runs split the same scenes into other batches (docs/batch.md)
     cut = keys.index("decoded_with")
-    line = "decoded_with: " + _LINE_BREAKS.sub(lambda m: f"\\u{ord(m.group()):04x}",
-                                               json.dumps(front["decoded_with"], ensure_ascii=False)) + "\n"
+    line = "decoded_with: " + json_text(front["decoded_with"]) + "\n"
     after = {k: front[k] for k in keys[cut + 1:]}
     return "---\n" + _yaml({k: front[k] for k in keys[:cut]}) + line + (_yaml(after) if after else "") + "---\n\n"
 
 
 def _yaml(fields: dict) -> str:
     return yaml.dump(fields, Dumper=_FrontMatterDumper, allow_unicode=True, sort_keys=False)
-
-
-_LINE_BREAKS = re.compile("[\x85\u2028\u2029]")  # raw, YAML would read them as line breaks
 
 
 def render(piece: Piece, fmt: str) -> str:
