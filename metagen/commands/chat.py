@@ -136,11 +136,13 @@ def _prepare(world_path: Path, character: str | None, player: str | None, locati
         if resume is None:
             raise
         raise ConfigError(f"{resume} is damaged: its settings: {error.message}") from None
-    for key in settings:  # a session records one set of settings: a flag may not change them half way
-        if key != "seed" and getattr(cfg, key, None) != getattr(kept, key, None):
-            flag = CLI_NAMES.get(key, key)
-            raise ConfigError(f"{resume} is a session with {flag} {getattr(kept, key)}; {flag} {getattr(cfg, key)} "
-                              "cannot change it", hint=f"leave {flag} out to continue it, or start a new session")
+    if resume is not None:  # a session records one set of settings: a flag may not change them half way
+        for key in settings:
+            if key != "seed" and getattr(cfg, key, None) != getattr(kept, key, None):
+                flag = CLI_NAMES.get(key, key)
+                raise ConfigError(f"{resume} is a session with {flag} {getattr(kept, key)}; {flag} "
+                                  f"{getattr(cfg, key)} cannot change it",
+                                  hint=f"leave {flag} out to continue it, or start a new session")
     if cfg.context_contrast:  # a chat answer has no fact-free twin prompt (metagen.chat)
         if settings.get("context_contrast"):
             raise ConfigError(f"{CLI_NAMES['context_contrast']}: a chat has no fact-free prompt to contrast with; "
