@@ -71,6 +71,13 @@ class OutputError(MetagenError):
     exit_code = EXIT_GENERATION_FAILED
 
 
+class OutputFolderError(OutputError):
+    """A file where an output folder goes (--out names a file, or a file sits on the way to it):
+    the user's input, like an output that exists, not a failure of the disk."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
 class OutputLinkError(OutputError):
     """A symbolic link inside the output folder, an output folder that is a link to nothing, or one replaced during a run."""
 

@@ -646,7 +646,7 @@ def test_corrupted_cache_is_rebuilt(runner, tmp_path, world, model_args, isolate
 def test_output_folder_under_a_file(runner, tmp_path, world, no_model, out, needle):
     (tmp_path / "a-file").write_text("mine\n", encoding="utf-8")
     result = invoke(runner, "story", world, "-c", "ada", "--out", out)
-    assert_fails_cleanly(result, 1, [needle], root=tmp_path)
+    assert_fails_cleanly(result, 2, [needle, "choose another --out"], root=tmp_path)  # the user's input, as an output that exists
     assert (tmp_path / "a-file").read_text(encoding="utf-8") == "mine\n"
 
 
@@ -655,7 +655,7 @@ def test_a_file_where_the_worlds_output_folder_goes_fails_before_the_model_loads
     (tmp_path / "o").mkdir()
     (tmp_path / "o" / "tinyville").write_text("mine\n", encoding="utf-8")
     result = invoke(runner, "story", world, "-c", "ada", "--out", "o")
-    assert_fails_cleanly(result, 1, ["cannot create output folder o/tinyville/story: o/tinyville is a file"],
+    assert_fails_cleanly(result, 2, ["cannot create output folder o/tinyville/story: o/tinyville is a file"],
                          root=tmp_path)
 
 
@@ -803,7 +803,7 @@ SUBPROCESS_CASES = [
                  "error: the premise 'caf\\udce9' is not UTF-8 text", id="premise-latin-1"),
     pytest.param(["story", "tiny.yaml", "-c", "ada", "--top-p", "1.5"], 2, "error: --top-p must be in (0, 1]",
                  id="top-p"),
-    pytest.param(["story", "tiny.yaml", "-c", "ada", "--out", "a-file/sub"], 1,
+    pytest.param(["story", "tiny.yaml", "-c", "ada", "--out", "a-file/sub"], 2,
                  "error: cannot create output folder a-file/sub", id="out-under-a-file"),
     pytest.param(["story", "tiny.yaml", "-c", "ada", "--model", KNOWN], 2,
                  f"error: model {KNOWN} is not in the cache", id="model-offline"),

@@ -17,7 +17,7 @@ import stat
 import threading
 from pathlib import Path
 
-from metagen.errors import OutputError, OutputExistsError, OutputLinkError
+from metagen.errors import OutputError, OutputExistsError, OutputFolderError, OutputLinkError
 from metagen.files import os_reason
 from metagen.output.formats import check_format, render
 from metagen.output.paths import output_path
@@ -310,7 +310,7 @@ def check_writable(out_dir: str | os.PathLike) -> None:
     probe_dir = out  # the folder itself, or the nearest parent that exists
     try:
         if out.exists() and not out.is_dir():
-            raise OutputError(f"output folder {out} is a file")
+            raise OutputFolderError(f"output folder {out} is a file", hint="give a folder, or choose another --out")
         while not probe_dir.exists() and probe_dir.parent != probe_dir:
             target = dangling_link(probe_dir)
             if target is not None:  # nothing can be made through it: a run ended in "replaced during the run"
@@ -319,7 +319,8 @@ def check_writable(out_dir: str | os.PathLike) -> None:
                                       "not exist)", hint="make the folder it points to, or choose another --out")
             probe_dir = probe_dir.parent
         if not probe_dir.is_dir():
-            raise OutputError(f"cannot create output folder {out}: {probe_dir} is a file")
+            raise OutputFolderError(f"cannot create output folder {out}: {probe_dir} is a file",
+                                    hint="move the file, or choose another --out")
         folder_fd = os.open(probe_dir, _FOLDER_FLAGS)
     except OSError as error:
         _raise_unwritable(out, probe_dir, error)
