@@ -7,7 +7,6 @@ are made, so an interrupted run keeps what it finished and `--resume` does the r
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -17,6 +16,7 @@ import typer
 
 from metagen.commands.options import load_generator, with_decoding_options
 from metagen.commands.pieces import AsJson, Format, Moderation, Overwrite, Quiet, refuse_pieces, say, written_record
+from metagen.text import json_text
 
 
 class _Report:
@@ -45,7 +45,7 @@ class _Report:
         self.tokens += piece.output_tokens
         if self.as_json:
             record = {**written_record(piece, path), "job": unit.job.id}
-            typer.echo(json.dumps(record, ensure_ascii=False))
+            typer.echo(json_text(record))
         if self.progress is not None:
             elapsed = time.perf_counter() - self.started
             speed = f"{self.tokens / elapsed:.1f} tokens/s" if elapsed else ""

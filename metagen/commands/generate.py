@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Annotated, Optional
 
@@ -12,6 +11,7 @@ from metagen.commands.options import load_generator, with_decoding_options
 from metagen.commands.terminal import printable, stdin_unreadable
 from metagen.errors import RequestError
 from metagen.files import MAX_STDIN_BYTES, read_stream_text
+from metagen.text import json_text
 
 _LOCALE_HINT = "check the terminal's encoding: LANG or LC_ALL should name UTF-8"
 
@@ -64,7 +64,7 @@ def generate(
     cfg = merge_settings(settings)
     if cfg.context_contrast:
         raise ConfigError(f"{CLI_NAMES['context_contrast']}: a raw prompt has no world's facts to contrast with; "
-                          "use it with describe-scene")
+                          "use it with story, describe-scene or dialogue")
     generator = load_generator(model_options, quiet)
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
     stream = not as_json and sys.stdout.isatty()
@@ -80,7 +80,7 @@ def generate(
         }
         if result.alternatives:
             payload["alternatives"] = result.alternatives
-        typer.echo(json.dumps(payload, ensure_ascii=False))
+        typer.echo(json_text(payload))
     elif stream:
         sys.stdout.write("\n")
     else:

@@ -21,7 +21,7 @@ from metagen.commands.options import (load_generator, not_blank, progress_to_std
                                       with_parameters)
 from metagen.commands.terminal import escaped, printable
 from metagen.errors import ConfigError, ModelError, OutputError, RequestError
-from metagen.text import format_turns
+from metagen.text import format_turns, json_text
 
 WorldArg = Annotated[Path, typer.Argument(help="A world file (YAML).", show_default=False)]
 Characters = Annotated[Optional[list[str]], typer.Option(
@@ -38,8 +38,9 @@ Weather = Annotated[Optional[str], typer.Option("--weather", help="The weather."
 Mood = Annotated[Optional[str], typer.Option("--mood", help="The mood of the place.", show_default=False)]
 Opening = Annotated[bool, typer.Option(
     "--opening/--no-opening",
-    help="Start the scene with the place's name, written by metagen. Off by default: left to itself the "
-    "model names the place in its own words (docs/quality.md).")]
+    help="Start the scene with the place's name alone, written by metagen. Off by default: each candidate "
+    "then opens on the place's name and a verb of a sound or smell it has ('The Container Docks rang "
+    "with'), also written by metagen (docs/quality.md).")]
 Start = Annotated[Optional[str], typer.Option(
     "--start", help="The words the scene opens with ('The Container Docks smelled of'), written by metagen. "
     "[default: each candidate opens with the place's name and a verb of a sound or smell its facts give (else its "
@@ -57,7 +58,7 @@ Format = Annotated[Optional[str], typer.Option(
 Stdout = Annotated[bool, typer.Option("--stdout", help="Print the text instead of writing a file.")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace files that exist.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Nothing on stderr but errors; no streaming.")]
-AsJson = Annotated[bool, typer.Option("--json", help="One JSON line per written file on stdout, instead of 'wrote PATH' on stderr: path, kind, world, seed, tokens, seconds, tokens_per_second.")]
+AsJson = Annotated[bool, typer.Option("--json", help="One JSON line per written file on stdout, instead of 'wrote PATH' on stderr: path, kind, world, seed, tokens, prompt_tokens, finish_reason, seconds, tokens_per_second.")]
 ShowPrompt = Annotated[bool, typer.Option("--show-prompt", help="Print the exact prompt, its token count and the lore used/left out; run nothing.")]
 Moderation = Annotated[str, typer.Option(
     "--moderation", help="off | report: candidates over the world's rating lose, the verdict goes into the front matter "
@@ -141,7 +142,7 @@ def written_record(piece, path) -> dict:
 def print_prompt(view, as_json: bool, header: dict | None = None) -> None:
     """A PromptView: the prompt text on stdout, its token count and lore on stderr (or one JSON object)."""
     if as_json:
-        typer.echo(json.dumps({**(header or {}), **view.to_dict()}, ensure_ascii=False))
+        typer.echo(json_text({**(header or {}), **view.to_dict()}))
         return
     typer.echo(view.text, nl=not view.text.endswith("\n"))
     typer.echo(f"prompt tokens: {view.tokens}", err=True)
@@ -251,14 +252,14 @@ def run_pieces(kind: str, world_path: Path, fields: dict, opts: OutputOptions, s
             return
         if opts.stdout:
             if opts.as_json:
-                typer.echo(json.dumps({**written_record(piece, None), "text": piece.text}, ensure_ascii=False))
+                typer.echo(json_text({**written_record(piece, None), "text": piece.text}))
             elif streamer is None:
                 text = render(piece, fmt)
                 typer.echo(("\n" if i else "") + printable(text, sys.stdout.isatty()), nl=False)
             return
         path = write_piece(piece, opts.out, fmt, overwrite=opts.overwrite)
         if opts.as_json:  # the line on stdout says it, as batch --json's do
-            typer.echo(json.dumps(written_record(piece, path), ensure_ascii=False))
+            typer.echo(json_text(written_record(piece, path)))
         else:
             say(f"wrote {path}", opts.quiet)
 
@@ -380,7 +381,7 @@ def _snippet(text: str, at: int, width: int = 30) -> str:
 def replay(
     file: Annotated[Path, typer.Argument(help="A metagen .md or .json file.", show_default=False)],
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model name or .gguf path. [default: the recorded one]", show_default=False)] = None,
-    dtype: Annotated[Optional[str], typer.Option("--dtype", help="auto | float32 | bfloat16 | int8. [default: the recorded one]", show_default=False)] = None,
+    dtype: Annotated[Optional[str], typer.Option("--dtype", help="auto | float32 | bfloat16 | int8 | int4. [default: the recorded one]", show_default=False)] = None,
     device: Annotated[Optional[str], typer.Option("--device", help="cpu | cuda | auto. [default: the recorded one]", show_default=False)] = None,
     prompt_dtype: Annotated[Optional[str], typer.Option("--prompt-dtype", help="auto | float32 | bfloat16. [default: the recorded one; float32 for a piece that records none]", show_default=False)] = None,
     world: Annotated[Optional[Path], typer.Option("--world", help="The world file, if it has moved. [default: the recorded one]", show_default=False)] = None,
