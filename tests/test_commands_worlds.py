@@ -183,6 +183,15 @@ def test_new_with_out_and_id(runner, tmp_path):
     assert bad.exit_code == 2 and "not a valid id" in bad.output
 
 
+def test_new_refuses_an_empty_id(runner, tmp_path):
+    """--id "" (an empty variable in a script) had meant the id made from the name."""
+    out = tmp_path / "x.yaml"
+    for given in ("", "  "):
+        bad = runner.invoke(app, ["worlds", "new", "X", "--out", str(out), "--id", given])
+        assert bad.exit_code == 2 and "--id: is empty (leave the option out" in bad.output, bad.output
+        assert not out.exists()
+
+
 def test_new_refuses_a_name_it_cannot_write_and_leaves_no_file(runner, tmp_path):
     out = tmp_path / "w.yaml"
     for name, message in (("", "name is empty"), ("   ", "name is empty"), ("caf\udce9", "not UTF-8 text")):

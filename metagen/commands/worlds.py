@@ -220,7 +220,9 @@ def new_command(
     if any("\ud800" <= ch <= "\udfff" for ch in name):  # argv bytes that were not UTF-8
         raise typer.BadParameter("the name is not UTF-8 text (check the terminal's encoding: LANG or LC_ALL "
                                  "should name UTF-8)", param_hint="NAME")
-    world_id = world_id or slugify(name)
+    if world_id is not None and not world_id.strip():  # an empty variable in a script: not "made from the name"
+        raise typer.BadParameter("is empty (leave the option out for an id made from the name)", param_hint="--id")
+    world_id = slugify(name) if world_id is None else world_id
     if not ID_RE.match(world_id):
         message = f"'{world_id}' is not a valid id (lower-case a-z, 0-9, '-' or '_')"
         raise typer.BadParameter(message, param_hint="--id")
