@@ -265,6 +265,9 @@ def _scalar(problems, node, path, kinds: tuple[type, ...], what: str):
 
 def _path_value(problems, node, path, folder: Path) -> Path | None:
     value = _scalar(problems, node, path, (str,), "a path (text)")
+    if value is not None and not value.strip():  # not the default: a job's world: "" had run the file's world
+        problems.add(node, path, "is empty (give a path, or leave the key out for its default)")
+        return None
     return (folder / value) if value else None
 
 

@@ -102,6 +102,10 @@ BAD_FILES = [
     ("world: tiny.yaml\njobs:\n  - {kind: story, seed: 1, seed: 2}", "jobs.yaml:3: jobs[0].seed: given twice"),
     ("world: tiny.yaml\nsettings: {top_k: 1, top_k: 2}\njobs: [{kind: story}]", "jobs.yaml:2: settings.top_k: given twice"),
     ("world: tiny.yaml\n[a]: 1\njobs: [{kind: story}]", "jobs.yaml:2: a key must be a plain name"),
+    # An empty path had meant the default: a job's world: "" ran the file's world, out: "" wrote to ./out.
+    ("world: tiny.yaml\njobs:\n  - {kind: story, world: ''}", "jobs.yaml:3: jobs[0].world: is empty (give a path, or leave"),
+    ("world: tiny.yaml\nout: ' '\njobs: [{kind: story}]", "jobs.yaml:2: out: is empty (give a path, or leave the key out"),
+    ("world: ''\njobs: [{kind: story, world: tiny.yaml}]", "jobs.yaml:1: world: is empty"),
 ]
 
 
