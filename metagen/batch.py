@@ -394,6 +394,8 @@ def plan_batch(jobs_file: JobsFile, *, out: str | os.PathLike | None = None, fmt
     cli = dict(cli_settings or {})
     cli_seed = cli.pop("seed", None)
     base = cli_seed if cli_seed is not None else jobs_file.base_seed
+    # a seed someone gave counts up without wrapping; the one made from the file's bytes may wrap
+    given_seed = "--seed" if cli_seed is not None else f"{jobs_file.path}: seed:" if jobs_file.seed is not None else ""
     out_dir = Path(out) if out is not None else (jobs_file.out or Path("out"))
     worlds: dict[Path, World] = {}
     units: list[Unit] = []
@@ -413,6 +415,9 @@ def plan_batch(jobs_file: JobsFile, *, out: str | os.PathLike | None = None, fmt
         except MetagenError as error:
             raise type(error)(f"{job.where}: {error.message}", hint=error.hint) from None
         for k in range(job.count):
+            if job.seed is None and given_seed and base + index >= MAX_SEED:  # as a job's seed: never wrap to 0
+                raise ConfigError(f"{given_seed} {base} passes the largest seed, 2**63 - 1, by piece {index + 1} "
+                                  f"({job.where})", hint="give a smaller seed")
             seed = (job.seed + k if job.seed is not None else base + index) % MAX_SEED
             path = output_path(out_dir, world.id, job.kind, request.subject, seed, unit_fmt,
                                request=_recorded_request(job, request))

@@ -138,6 +138,23 @@ def test_settings_that_need_each_other_are_checked_over_the_whole_stack(tmp_path
     assert len(batch.plan_batch(batch.load_jobs(path), out=tmp_path / "o").units) == 1
 
 
+@pytest.mark.parametrize("top, flags, needle", [
+    ("seed: 9223372036854775806\n", [], "jobs.yaml: seed: 9223372036854775806 passes the largest seed, 2**63 - 1, "
+                                         "by piece 3 ("),
+    ("", ["--seed", "9223372036854775805"], "--seed 9223372036854775805 passes the largest seed"),
+])  # fmt: skip
+def test_a_given_base_seed_never_wraps_to_0(runner, tmp_path, world, no_model, top, flags, needle):
+    """seed: 2**63 - 2 over three pieces wrote seeds 2**63 - 2, 2**63 - 1 and then 0, where a job's own
+    seed (and --seed with -n) is refused; the seed made from the file's bytes may still wrap."""
+    path = write_jobs(tmp_path, f"world: tiny.yaml\n{top}jobs:\n  - {{kind: scene, location: well, count: 2}}\n"
+                                "  - {kind: scene, location: mill, count: 2}\n")
+    result = invoke(runner, "batch", path, *flags, "--out", tmp_path / "o")
+    assert result.exit_code == 2 and not (tmp_path / "o").exists()
+    assert needle in result.stderr and len(result.stderr.splitlines()) == 1, result.stderr
+    made = batch.JobsFile(**{**vars(batch.load_jobs(path)), "seed": None, "content_hash": "f" * 64})
+    assert [u.seed for u in batch.plan_batch(made, out=tmp_path / "o").units] == [2**63 - 1, 0, 1, 2]
+
+
 def test_every_problem_is_listed(tmp_path):
     path = write_jobs(tmp_path, "wrld: x\njobs:\n  - {kind: stroy}\n  - {kind: scene, count: -2}\n")
     with pytest.raises(ConfigError) as error:
