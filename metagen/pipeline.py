@@ -553,6 +553,7 @@ def recipe_from_record(data: Mapping[str, Any], source: str = "the file") -> Rec
         request = request_from_dict(request_data)
         cfg = GenerationConfig.from_dict({**data["settings"], "seed": seed})
         batch, row = _decoded_with(data.get("decoded_with") or [], request, seed)
+        _check_model_record(data["model"])
     except (ConfigError, RequestError) as error:
         raise ConfigError(f"{source} records what cannot be replayed: {error.one_line()}", hint=hint) from None
     files = tuple(str(f) for f in data["world_files"] or ())
@@ -560,6 +561,18 @@ def recipe_from_record(data: Mapping[str, Any], source: str = "the file") -> Rec
         raise ConfigError(f"{source} records no world file, so it cannot be replayed")
     return Recipe(request=request, order=order, cfg=cfg, seed=seed, model=dict(data["model"]),
                   world_files=files, world_hash=str(data.get("world_hash", "")), batch=batch, row=row)
+
+
+def _check_model_record(model: Mapping[str, Any]) -> None:
+    """ConfigError naming a recorded model field that is not text (path: 5 was a TypeError in replay)."""
+    adapter = model.get("adapter")
+    if adapter is not None and not isinstance(adapter, Mapping):
+        raise ConfigError(f"model.adapter must be a mapping of path and sha256, got {type(adapter).__name__}")
+    fields = [(f"model.{k}", model.get(k)) for k in ("name", "path", "sha256", "dtype", "device", "prompt_dtype")]
+    fields += [(f"model.adapter.{k}", (adapter or {}).get(k)) for k in ("path", "sha256")]
+    for key, value in fields:
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(f"{key} must be text, got {type(value).__name__}")
 
 
 def _decoded_with(entries, request: Request, seed: int) -> tuple[tuple[tuple[Request, int], ...], int]:

@@ -369,6 +369,22 @@ def test_a_recorded_request_of_the_wrong_type_names_the_field(request_, needle):
     assert needle in info.value.one_line()
 
 
+@pytest.mark.parametrize("model, needle", [
+    ({"path": 5}, "model.path must be text, got int"),
+    ({"name": "x", "device": [1]}, "model.device must be text, got list"),
+    ({"adapter": 5}, "model.adapter must be a mapping of path and sha256, got int"),
+    ({"adapter": {"path": ["a"], "sha256": "0"}}, "model.adapter.path must be text, got list"),
+])  # fmt: skip
+def test_a_recorded_model_of_the_wrong_type_names_the_field(model, needle):
+    """model.path: 5 was a TypeError's traceback in replay, model.device: [1] an AttributeError's."""
+    record = {"request": {"kind": "story"}, "seed": 1, "model": model, "world_files": ["w"], "settings": {}}
+    with pytest.raises(ConfigError, match="piece.md records what cannot be replayed") as info:
+        pipeline.recipe_from_record(record, "piece.md")
+    assert needle in info.value.one_line()
+    recorded = {"name": "m", "path": "/m.gguf", "sha256": "0", "dtype": "int4", "device": "cpu", "adapter": None}
+    assert pipeline.recipe_from_record({**record, "model": recorded}).model == recorded
+
+
 def test_a_request_keeps_ids_written_as_numbers():
     assert StoryRequest(characters=[7, "ada"]).characters == ("7", "ada")
     assert StoryRequest(characters="ada").characters == ("ada",)
