@@ -280,8 +280,10 @@ def prompt_view(generator, world: World, request: Request, cfg: GenerationConfig
     as a dialogue's topic does when none is given.
     """
     if request.kind == "story":
-        from metagen.plan import make_plan, plan_prompt, story_messages
+        from metagen.plan import check_story_fits_context, make_plan, plan_prompt, story_messages
 
+        # refused as `metagen story` refuses it: a prompt no run could send is not shown as if it were
+        check_story_fits_context(generator, world, request, cfg, seed=cfg.seed or 0)
         resolved = resolve_request(world, request)
         plan = make_plan(world, resolved, cfg.seed or 0)
         prompt = plan_prompt(world, resolved, plan, story_messages(world, resolved), generator.context_length, cfg)

@@ -265,6 +265,21 @@ def test_prompt_command_matches_show_prompt(runner, world, model_args, kind, com
     assert data["opening"] == opening and data["kind"] == kind and data["world"] == "tinyville"
 
 
+@pytest.mark.parametrize("kind, command, extra", [
+    ("story", "story", ["-c", "ada"]),
+    ("scene", "describe-scene", ["-l", "well"]),
+    ("dialogue", "dialogue", ["-c", "bo,cy"]),
+])
+def test_a_prompt_no_run_could_send_is_refused_as_the_run_refuses_it(runner, world, model_args, kind, command, extra):
+    """prompt story --max-tokens 100000 (and story --show-prompt) printed a prompt and exited 0 where
+    `metagen story` refuses the settings; the scene's and dialogue's prompts were refused already."""
+    run = invoke(runner, command, world, *extra, "--max-tokens", 100000, "--stdout", *model_args)
+    for args in ([command, world, *extra, "--show-prompt"], ["prompt", kind, world, *extra]):
+        shown = invoke(runner, *args, "--max-tokens", 100000, *model_args)
+        assert shown.exit_code == run.exit_code == 2 and shown.stdout == ""
+        assert shown.stderr.splitlines()[-1] == run.stderr.splitlines()[-1]
+
+
 def test_lore_left_out_is_reported(runner, world, model_args, tmp_path):
     # Ten long entries keyed on "well" overflow the 512-token lore budget of the tiny byte-level tokenizer.
     lore = "".join(f"  - id: fact-{i}\n    keys: [well]\n    priority: {10 - i}\n    text: {'The old well ' * 8}\n"
