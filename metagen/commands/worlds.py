@@ -168,8 +168,9 @@ def list_command(
     if not folder.is_dir():
         problem = "is a file, not a folder" if folder.exists() else "no such folder"
         raise WorldError(f"{folder}: {problem}", hint="give a folder of world files; the default is ./worlds")
+    # glob's "*/world.yaml" skips a link to nothing there, where "*.yaml" lists one: both are named
     candidates = sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]) + sorted(
-        [*folder.glob("*/world.yaml"), *folder.glob("*/world.yml")]
+        path for sub in folder.glob("*/") for path in (sub / "world.yaml", sub / "world.yml") if os.path.lexists(path)
     )
     rows = []
     for path in candidates:
