@@ -28,6 +28,7 @@ from metagen.output import (
     OutputFolder,
     check_format,
     check_not_exists,
+    check_not_folder,
     check_writable,
     is_complete,
     field_difference,
@@ -439,9 +440,7 @@ def plan_batch(jobs_file: JobsFile, *, out: str | os.PathLike | None = None, fmt
             _check_same_request(unit)
             plan.skipped.append(unit)
             continue
-        if os.path.isdir(unit.path):  # --overwrite cannot replace a folder either
-            raise OutputExistsError(f"{unit.path} is a folder where a piece goes",
-                                    hint="move the folder away, or choose another --out")
+        check_not_folder(unit.path)  # before --resume's "not a complete piece": --overwrite cannot replace it either
         if os.path.lexists(unit.path) and not overwrite:
             if resume:
                 raise OutputExistsError(f"{unit.path} exists but is not a complete metagen piece",

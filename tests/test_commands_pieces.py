@@ -186,6 +186,18 @@ def test_overwrite_refused_before_the_model_and_file_untouched(runner, world, mo
     assert read_piece_file(path)["settings"]["temperature"] == 1.3
 
 
+@pytest.mark.parametrize("flags", [[], ["--overwrite"]])
+def test_a_folder_where_the_piece_goes_is_bad_input_before_the_model(runner, world, tmp_path, monkeypatch, flags):
+    """story said 'cannot write ...: it is a folder', exit 1 as if writing had failed, with no hint,
+    where batch says what to do and exits 2; --overwrite cannot replace a folder either."""
+    path = tmp_path / "o" / "tinyville" / "story" / "ada-1.md"
+    path.mkdir(parents=True)
+    monkeypatch.setattr("metagen.commands.pieces.load_generator", lambda *a, **k: pytest.fail("model loaded"))
+    result = invoke(runner, "story", world, "-c", "ada", "--seed", 1, "--out", tmp_path / "o", *flags)
+    assert result.exit_code == 2
+    assert result.stderr == f"error: {path} is a folder where a piece goes (move the folder away, or choose another --out)\n"
+
+
 BAD_INPUTS = [
     (["story", "{world}", "-c", "adda"], "has no character 'adda'", "did you mean 'ada'?"),
     (["story", "{world}", "-l", "wel"], "has no location 'wel'", "did you mean 'well'?"),
