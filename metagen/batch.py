@@ -392,6 +392,8 @@ def plan_batch(jobs_file: JobsFile, *, out: str | os.PathLike | None = None, fmt
     from metagen import pipeline
     from metagen.prompts import resolve_request
 
+    if fmt is not None and fmt not in FORMATS:  # the flag's own mistake, not the first job's
+        raise ConfigError(f"--format {fmt!r} is not a format ({did_you_mean(fmt, FORMATS)})")
     cli = dict(cli_settings or {})
     cli_seed = cli.pop("seed", None)
     base = cli_seed if cli_seed is not None else jobs_file.base_seed

@@ -155,6 +155,14 @@ def test_a_given_base_seed_never_wraps_to_0(runner, tmp_path, world, no_model, t
     assert [u.seed for u in batch.plan_batch(made, out=tmp_path / "o").units] == [2**63 - 1, 0, 1, 2]
 
 
+def test_an_unknown_format_flag_is_named_as_the_flag(runner, tmp_path, world, no_model):
+    """batch --format docx said 'jobs.yaml:3: jobs[0]: unknown output format', blaming the file."""
+    path = write_jobs(tmp_path, "world: tiny.yaml\njobs:\n  - {kind: story}\n")
+    result = invoke(runner, "batch", path, "--format", "mdd", "--out", tmp_path / "o")
+    assert result.exit_code == 2 and not (tmp_path / "o").exists()
+    assert result.stderr == "error: --format 'mdd' is not a format (did you mean 'md'?)\n"
+
+
 def test_every_problem_is_listed(tmp_path):
     path = write_jobs(tmp_path, "wrld: x\njobs:\n  - {kind: stroy}\n  - {kind: scene, count: -2}\n")
     with pytest.raises(ConfigError) as error:
