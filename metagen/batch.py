@@ -395,6 +395,9 @@ def plan_batch(jobs_file: JobsFile, *, out: str | os.PathLike | None = None, fmt
     if fmt is not None and fmt not in FORMATS:  # the flag's own mistake, not the first job's
         raise ConfigError(f"--format {fmt!r} is not a format ({did_you_mean(fmt, FORMATS)})")
     cli = dict(cli_settings or {})
+    for key, value in cli.items():  # a flag's value bad on its own is the flag's, not each job's
+        if value is not None:
+            check_setting(key, value)
     cli_seed = cli.pop("seed", None)
     base = cli_seed if cli_seed is not None else jobs_file.base_seed
     # a seed someone gave counts up without wrapping; the one made from the file's bytes may wrap

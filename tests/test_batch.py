@@ -163,6 +163,19 @@ def test_an_unknown_format_flag_is_named_as_the_flag(runner, tmp_path, world, no
     assert result.stderr == "error: --format 'mdd' is not a format (did you mean 'md'?)\n"
 
 
+
+@pytest.mark.parametrize("flags, line", [
+    (["--temperature", "-1"], "error: --temperature must be in [0, 100], got -1.0\n"),
+    (["--max-tokens", "0"], "error: --max-tokens must be at least 1, got 0\n"),
+])  # fmt: skip
+def test_a_bad_decoding_flag_is_named_as_the_flag(runner, tmp_path, world, no_model, flags, line):
+    """batch --temperature -1 said 'jobs.yaml:3: jobs[0]: --temperature must be ...', as if the job held it."""
+    path = write_jobs(tmp_path, "world: tiny.yaml\njobs:\n  - {kind: story}\n  - {kind: scene, location: well}\n")
+    result = invoke(runner, "batch", path, *flags, "--out", tmp_path / "o")
+    assert result.exit_code == 2 and not (tmp_path / "o").exists()
+    assert result.stderr == line
+
+
 def test_every_problem_is_listed(tmp_path):
     path = write_jobs(tmp_path, "wrld: x\njobs:\n  - {kind: stroy}\n  - {kind: scene, count: -2}\n")
     with pytest.raises(ConfigError) as error:
