@@ -399,6 +399,8 @@ def plan_batch(jobs_file: JobsFile, *, out: str | os.PathLike | None = None, fmt
         if value is not None:
             check_setting(key, value)
     cli_seed = cli.pop("seed", None)
+    if cli_seed is not None:  # taken out of the settings, so checked here: -1 counted on from 2**63 - 1
+        GenerationConfig(seed=cli_seed)
     base = cli_seed if cli_seed is not None else jobs_file.base_seed
     # a seed someone gave counts up without wrapping; the one made from the file's bytes may wrap
     given_seed = "--seed" if cli_seed is not None else f"{jobs_file.path}: seed:" if jobs_file.seed is not None else ""

@@ -176,6 +176,16 @@ def test_a_bad_decoding_flag_is_named_as_the_flag(runner, tmp_path, world, no_mo
     assert result.stderr == line
 
 
+@pytest.mark.parametrize("seed", ["-1", "9223372036854775808"])
+def test_a_seed_flag_out_of_range_is_refused_before_the_model(runner, tmp_path, world, no_model, seed):
+    """batch --seed -1 loaded the model and wrote well-9223372036854775807.md: the flag's seed is taken
+    out of the settings (it is the base seed) and was never checked, only wrapped modulo 2**63."""
+    path = write_jobs(tmp_path, "world: tiny.yaml\njobs:\n  - {kind: scene, location: well}\n")
+    result = invoke(runner, "batch", path, "--seed", seed, "--out", tmp_path / "o")
+    assert result.exit_code == 2 and not (tmp_path / "o").exists()
+    assert result.stderr == f"error: --seed must be in [0, 2**63), got {seed}\n"
+
+
 def test_every_problem_is_listed(tmp_path):
     path = write_jobs(tmp_path, "wrld: x\njobs:\n  - {kind: stroy}\n  - {kind: scene, count: -2}\n")
     with pytest.raises(ConfigError) as error:
