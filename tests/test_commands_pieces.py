@@ -418,6 +418,19 @@ def test_replay_says_when_the_text_differs(runner, world, model_args, tmp_path):
     assert "recorded:" in result.stdout and "now:" in result.stdout
 
 
+@pytest.mark.parametrize("mode", [5, "enforse"])
+def test_replay_names_a_recorded_moderation_mode_it_cannot_use(runner, world, model_args, tmp_path, mode):
+    """moderation: {mode: 5} in an edited piece was a TypeError's traceback; 'enforse' was blamed on
+    --moderation, a flag the user never gave. --moderation given still replaces the recorded one."""
+    path, data = _story_piece(runner, world, model_args, tmp_path)
+    path.write_text(json.dumps({**data, "moderation": {**(data.get("moderation") or {}), "mode": mode}}))
+    result = invoke(runner, "replay", path)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.stderr.startswith(f"error: {path} records what cannot be replayed: moderation.mode must be one "
+                                    f"of off, report, enforce, got {mode!r} (")
+    assert invoke(runner, "replay", path, "--moderation", "report").exit_code == 0
+
+
 def test_replay_warns_of_a_piece_made_by_another_version(runner, world, model_args, tmp_path):
     path, data = _story_piece(runner, world, model_args, tmp_path)
     assert "was made by metagen" not in invoke(runner, "replay", path).stderr
