@@ -575,6 +575,11 @@ def _check_model_record(model: Mapping[str, Any]) -> None:
     for key, value in fields:
         if value is not None and not isinstance(value, str):
             raise ConfigError(f"{key} must be text, got {type(value).__name__}")
+    from metagen.generator import DTYPES, PROMPT_DTYPES
+
+    for key, allowed in (("dtype", DTYPES), ("prompt_dtype", PROMPT_DTYPES)):  # not blamed on --dtype, never given
+        if model.get(key) and model[key] not in allowed:
+            raise ConfigError(f"model.{key} must be one of {', '.join(allowed)}, got {model[key]!r}")
 
 
 def _decoded_with(entries, request: Request, seed: int) -> tuple[tuple[tuple[Request, int], ...], int]:

@@ -374,6 +374,8 @@ def test_a_recorded_request_of_the_wrong_type_names_the_field(request_, needle):
     ({"name": "x", "device": [1]}, "model.device must be text, got list"),
     ({"adapter": 5}, "model.adapter must be a mapping of path and sha256, got int"),
     ({"adapter": {"path": ["a"], "sha256": "0"}}, "model.adapter.path must be text, got list"),
+    ({"dtype": "float8"}, "model.dtype must be one of auto, float32, bfloat16, int8, int4, got 'float8'"),
+    ({"prompt_dtype": "int4"}, "model.prompt_dtype must be one of auto, float32, bfloat16, got 'int4'"),
 ])  # fmt: skip
 def test_a_recorded_model_of_the_wrong_type_names_the_field(model, needle):
     """model.path: 5 was a TypeError's traceback in replay, model.device: [1] an AttributeError's."""
