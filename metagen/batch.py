@@ -28,6 +28,7 @@ from metagen.output import (
     OutputFolder,
     check_format,
     check_not_exists,
+    check_not_folder,
     check_writable,
     is_complete,
     field_difference,
@@ -265,6 +266,9 @@ def _scalar(problems, node, path, kinds: tuple[type, ...], what: str):
 
 def _path_value(problems, node, path, folder: Path) -> Path | None:
     value = _scalar(problems, node, path, (str,), "a path (text)")
+    if value is not None and not value.strip():  # not the default: a job's world: "" had run the file's world
+        problems.add(node, path, "is empty (give a path, or leave the key out for its default)")
+        return None
     return (folder / value) if value else None
 
 
@@ -388,9 +392,18 @@ def plan_batch(jobs_file: JobsFile, *, out: str | os.PathLike | None = None, fmt
     from metagen import pipeline
     from metagen.prompts import resolve_request
 
+    if fmt is not None and fmt not in FORMATS:  # the flag's own mistake, not the first job's
+        raise ConfigError(f"--format {fmt!r} is not a format ({did_you_mean(fmt, FORMATS)})")
     cli = dict(cli_settings or {})
+    for key, value in cli.items():  # a flag's value bad on its own is the flag's, not each job's
+        if value is not None:
+            check_setting(key, value)
     cli_seed = cli.pop("seed", None)
+    if cli_seed is not None:  # taken out of the settings, so checked here: -1 counted on from 2**63 - 1
+        GenerationConfig(seed=cli_seed)
     base = cli_seed if cli_seed is not None else jobs_file.base_seed
+    # a seed someone gave counts up without wrapping; the one made from the file's bytes may wrap
+    given_seed = "--seed" if cli_seed is not None else f"{jobs_file.path}: seed:" if jobs_file.seed is not None else ""
     out_dir = Path(out) if out is not None else (jobs_file.out or Path("out"))
     worlds: dict[Path, World] = {}
     units: list[Unit] = []
@@ -410,6 +423,9 @@ def plan_batch(jobs_file: JobsFile, *, out: str | os.PathLike | None = None, fmt
         except MetagenError as error:
             raise type(error)(f"{job.where}: {error.message}", hint=error.hint) from None
         for k in range(job.count):
+            if job.seed is None and given_seed and base + index >= MAX_SEED:  # as a job's seed: never wrap to 0
+                raise ConfigError(f"{given_seed} {base} passes the largest seed, 2**63 - 1, by piece {index + 1} "
+                                  f"({job.where})", hint="give a smaller seed")
             seed = (job.seed + k if job.seed is not None else base + index) % MAX_SEED
             path = output_path(out_dir, world.id, job.kind, request.subject, seed, unit_fmt,
                                request=_recorded_request(job, request))
@@ -431,9 +447,7 @@ def plan_batch(jobs_file: JobsFile, *, out: str | os.PathLike | None = None, fmt
             _check_same_request(unit)
             plan.skipped.append(unit)
             continue
-        if os.path.isdir(unit.path):  # --overwrite cannot replace a folder either
-            raise OutputExistsError(f"{unit.path} is a folder where a piece goes",
-                                    hint="move the folder away, or choose another --out")
+        check_not_folder(unit.path)  # before --resume's "not a complete piece": --overwrite cannot replace it either
         if os.path.lexists(unit.path) and not overwrite:
             if resume:
                 raise OutputExistsError(f"{unit.path} exists but is not a complete metagen piece",

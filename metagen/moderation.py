@@ -442,9 +442,9 @@ def check_rating(rating: str | None) -> str | None:
 
 def check_mode(mode: str) -> str:
     """--moderation, checked: off | report | enforce."""
-    if mode not in MODES:
+    if not isinstance(mode, str) or mode not in MODES:  # a piece's recorded mode may be anything
         raise ConfigError(f"--moderation must be one of {', '.join(MODES)}, got {mode!r}",
-                          hint=did_you_mean(mode, MODES))
+                          hint=did_you_mean(str(mode), MODES))
     return mode
 
 

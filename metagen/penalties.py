@@ -19,8 +19,9 @@ DRY_MAX_MATCH = 50  # longest repeat DRY measures (caps the exponent, as in text
 
 
 def _window(tokens: torch.Tensor, window: int) -> torch.Tensor:
-    """The last `window` columns of tokens (all of them when window is 0)."""
-    return tokens[:, -window:] if window > 0 else tokens
+    """The last `window` columns of tokens (all of them when window is 0 or at least their number: a
+    window past 2**63, which --repetition-window takes, made torch warn as it cut the slice)."""
+    return tokens[:, -window:] if 0 < window < tokens.shape[1] else tokens
 
 
 def _without(tokens: torch.Tensor, exempt: torch.Tensor) -> torch.Tensor:

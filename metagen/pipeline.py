@@ -280,8 +280,10 @@ def prompt_view(generator, world: World, request: Request, cfg: GenerationConfig
     as a dialogue's topic does when none is given.
     """
     if request.kind == "story":
-        from metagen.plan import make_plan, plan_prompt, story_messages
+        from metagen.plan import check_story_fits_context, make_plan, plan_prompt, story_messages
 
+        # refused as `metagen story` refuses it: a prompt no run could send is not shown as if it were
+        check_story_fits_context(generator, world, request, cfg, seed=cfg.seed or 0)
         resolved = resolve_request(world, request)
         plan = make_plan(world, resolved, cfg.seed or 0)
         prompt = plan_prompt(world, resolved, plan, story_messages(world, resolved), generator.context_length, cfg)
@@ -553,6 +555,7 @@ def recipe_from_record(data: Mapping[str, Any], source: str = "the file") -> Rec
         request = request_from_dict(request_data)
         cfg = GenerationConfig.from_dict({**data["settings"], "seed": seed})
         batch, row = _decoded_with(data.get("decoded_with") or [], request, seed)
+        _check_model_record(data["model"])
     except (ConfigError, RequestError) as error:
         raise ConfigError(f"{source} records what cannot be replayed: {error.one_line()}", hint=hint) from None
     files = tuple(str(f) for f in data["world_files"] or ())
@@ -560,6 +563,23 @@ def recipe_from_record(data: Mapping[str, Any], source: str = "the file") -> Rec
         raise ConfigError(f"{source} records no world file, so it cannot be replayed")
     return Recipe(request=request, order=order, cfg=cfg, seed=seed, model=dict(data["model"]),
                   world_files=files, world_hash=str(data.get("world_hash", "")), batch=batch, row=row)
+
+
+def _check_model_record(model: Mapping[str, Any]) -> None:
+    """ConfigError naming a recorded model field that is not text (path: 5 was a TypeError in replay)."""
+    adapter = model.get("adapter")
+    if adapter is not None and not isinstance(adapter, Mapping):
+        raise ConfigError(f"model.adapter must be a mapping of path and sha256, got {type(adapter).__name__}")
+    fields = [(f"model.{k}", model.get(k)) for k in ("name", "path", "sha256", "dtype", "device", "prompt_dtype")]
+    fields += [(f"model.adapter.{k}", (adapter or {}).get(k)) for k in ("path", "sha256")]
+    for key, value in fields:
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(f"{key} must be text, got {type(value).__name__}")
+    from metagen.generator import DTYPES, PROMPT_DTYPES
+
+    for key, allowed in (("dtype", DTYPES), ("prompt_dtype", PROMPT_DTYPES)):  # not blamed on --dtype, never given
+        if model.get(key) and model[key] not in allowed:
+            raise ConfigError(f"model.{key} must be one of {', '.join(allowed)}, got {model[key]!r}")
 
 
 def _decoded_with(entries, request: Request, seed: int) -> tuple[tuple[tuple[Request, int], ...], int]:

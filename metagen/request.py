@@ -21,16 +21,37 @@ _NOT_UTF8 = re.compile(r"[\ud800-\udfff]")
 _NOT_UTF8_HINT = "check the terminal's encoding: LANG or LC_ALL should name UTF-8"
 
 
+def _is_text_list(value) -> bool:
+    return isinstance(value, (list, tuple)) and all(isinstance(v, (str, int)) for v in value)
+
+
+# What each request field's annotation admits (ids written as numbers in YAML, 7, are read as text).
+_FIELD_TYPES = {
+    "tuple[str, ...]": ("a list of texts", _is_text_list),
+    "str | None": ("text", lambda v: v is None or isinstance(v, str)),
+    "str": ("text", lambda v: isinstance(v, str)),
+    "bool": ("true or false", lambda v: isinstance(v, bool)),
+    "int": ("a whole number", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+}
+
+
 class _Request:
     """Shared behaviour of the request kinds: lists to tuples, to_dict/from_dict."""
 
     kind: ClassVar[str] = ""
 
     def __post_init__(self):
-        chars = getattr(self, "characters", ())
-        if isinstance(chars, str):
-            chars = (chars,)
-        object.__setattr__(self, "characters", tuple(str(c) for c in chars))
+        if isinstance(getattr(self, "characters", ()), str):
+            object.__setattr__(self, "characters", (self.characters,))
+        for f in fields(self):  # a replayed file or a Python caller may give any type: name it, not a TypeError
+            value = getattr(self, f.name)
+            want, ok = _FIELD_TYPES[f.type]
+            if not ok(value):
+                got = type(value).__name__
+                if isinstance(value, (list, tuple)):
+                    got = f"a list holding {next(type(v).__name__ for v in value if not isinstance(v, (str, int)))}"
+                raise RequestError(f"the {self.kind} request's {f.name} must be {want}, got {got}")
+        object.__setattr__(self, "characters", tuple(str(c) for c in self.characters))
         for f in fields(self):
             value = getattr(self, f.name)
             for text in value if isinstance(value, tuple) else (value,):
@@ -124,9 +145,9 @@ class SceneRequest(_Request):
         return _slug_join([_slug_part(self.location), slugify(self.time or "", "")])
 
     def __post_init__(self):
-        super().__post_init__()
         if not self.location or not str(self.location).strip():
             raise RequestError("a scene needs a location", hint="name a location id of the world")
+        super().__post_init__()
         if self.start is not None and not self.start.strip():
             raise RequestError("a scene's start words are empty",
                                hint="give the words it opens with (--start, or start: in a batch job), or leave them out")
@@ -166,7 +187,7 @@ DIALOGUE_ORDERS = ("likelihood", "turns")
 def request_from_dict(data: dict) -> Request:
     """A request of the kind named in data["kind"], as recorded by to_dict()."""
     kind = data.get("kind")
-    if kind not in REQUEST_KINDS:
+    if not isinstance(kind, str) or kind not in REQUEST_KINDS:
         raise RequestError(f"unknown request kind {kind!r} ({did_you_mean(str(kind), REQUEST_KINDS)})")
     return REQUEST_KINDS[kind].from_dict(data)
 

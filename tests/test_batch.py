@@ -102,6 +102,10 @@ BAD_FILES = [
     ("world: tiny.yaml\njobs:\n  - {kind: story, seed: 1, seed: 2}", "jobs.yaml:3: jobs[0].seed: given twice"),
     ("world: tiny.yaml\nsettings: {top_k: 1, top_k: 2}\njobs: [{kind: story}]", "jobs.yaml:2: settings.top_k: given twice"),
     ("world: tiny.yaml\n[a]: 1\njobs: [{kind: story}]", "jobs.yaml:2: a key must be a plain name"),
+    # An empty path had meant the default: a job's world: "" ran the file's world, out: "" wrote to ./out.
+    ("world: tiny.yaml\njobs:\n  - {kind: story, world: ''}", "jobs.yaml:3: jobs[0].world: is empty (give a path, or leave"),
+    ("world: tiny.yaml\nout: ' '\njobs: [{kind: story}]", "jobs.yaml:2: out: is empty (give a path, or leave the key out"),
+    ("world: ''\njobs: [{kind: story, world: tiny.yaml}]", "jobs.yaml:1: world: is empty"),
 ]
 
 
@@ -132,6 +136,54 @@ def test_settings_that_need_each_other_are_checked_over_the_whole_stack(tmp_path
     path = write_jobs(tmp_path, "world: tiny.yaml\nsettings: {min_new_tokens: 400}\njobs:\n"
                                 "  - {kind: story, settings: {max_new_tokens: 500}}\n")
     assert len(batch.plan_batch(batch.load_jobs(path), out=tmp_path / "o").units) == 1
+
+
+@pytest.mark.parametrize("top, flags, needle", [
+    ("seed: 9223372036854775806\n", [], "jobs.yaml: seed: 9223372036854775806 passes the largest seed, 2**63 - 1, "
+                                         "by piece 3 ("),
+    ("", ["--seed", "9223372036854775805"], "--seed 9223372036854775805 passes the largest seed"),
+])  # fmt: skip
+def test_a_given_base_seed_never_wraps_to_0(runner, tmp_path, world, no_model, top, flags, needle):
+    """seed: 2**63 - 2 over three pieces wrote seeds 2**63 - 2, 2**63 - 1 and then 0, where a job's own
+    seed (and --seed with -n) is refused; the seed made from the file's bytes may still wrap."""
+    path = write_jobs(tmp_path, f"world: tiny.yaml\n{top}jobs:\n  - {{kind: scene, location: well, count: 2}}\n"
+                                "  - {kind: scene, location: mill, count: 2}\n")
+    result = invoke(runner, "batch", path, *flags, "--out", tmp_path / "o")
+    assert result.exit_code == 2 and not (tmp_path / "o").exists()
+    assert needle in result.stderr and len(result.stderr.splitlines()) == 1, result.stderr
+    made = batch.JobsFile(**{**vars(batch.load_jobs(path)), "seed": None, "content_hash": "f" * 64})
+    assert [u.seed for u in batch.plan_batch(made, out=tmp_path / "o").units] == [2**63 - 1, 0, 1, 2]
+
+
+def test_an_unknown_format_flag_is_named_as_the_flag(runner, tmp_path, world, no_model):
+    """batch --format docx said 'jobs.yaml:3: jobs[0]: unknown output format', blaming the file."""
+    path = write_jobs(tmp_path, "world: tiny.yaml\njobs:\n  - {kind: story}\n")
+    result = invoke(runner, "batch", path, "--format", "mdd", "--out", tmp_path / "o")
+    assert result.exit_code == 2 and not (tmp_path / "o").exists()
+    assert result.stderr == "error: --format 'mdd' is not a format (did you mean 'md'?)\n"
+
+
+
+@pytest.mark.parametrize("flags, line", [
+    (["--temperature", "-1"], "error: --temperature must be in [0, 100], got -1.0\n"),
+    (["--max-tokens", "0"], "error: --max-tokens must be at least 1, got 0\n"),
+])  # fmt: skip
+def test_a_bad_decoding_flag_is_named_as_the_flag(runner, tmp_path, world, no_model, flags, line):
+    """batch --temperature -1 said 'jobs.yaml:3: jobs[0]: --temperature must be ...', as if the job held it."""
+    path = write_jobs(tmp_path, "world: tiny.yaml\njobs:\n  - {kind: story}\n  - {kind: scene, location: well}\n")
+    result = invoke(runner, "batch", path, *flags, "--out", tmp_path / "o")
+    assert result.exit_code == 2 and not (tmp_path / "o").exists()
+    assert result.stderr == line
+
+
+@pytest.mark.parametrize("seed", ["-1", "9223372036854775808"])
+def test_a_seed_flag_out_of_range_is_refused_before_the_model(runner, tmp_path, world, no_model, seed):
+    """batch --seed -1 loaded the model and wrote well-9223372036854775807.md: the flag's seed is taken
+    out of the settings (it is the base seed) and was never checked, only wrapped modulo 2**63."""
+    path = write_jobs(tmp_path, "world: tiny.yaml\njobs:\n  - {kind: scene, location: well}\n")
+    result = invoke(runner, "batch", path, "--seed", seed, "--out", tmp_path / "o")
+    assert result.exit_code == 2 and not (tmp_path / "o").exists()
+    assert result.stderr == f"error: --seed must be in [0, 2**63), got {seed}\n"
 
 
 def test_every_problem_is_listed(tmp_path):

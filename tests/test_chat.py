@@ -455,6 +455,14 @@ def test_a_new_session_never_overwrites_an_old_one(runner, world_path, model_arg
     assert (tmp_path / "out" / "quay" / "chat" / "mira-6.json").read_bytes() == before
 
 
+def test_a_folder_where_the_session_goes_is_not_called_a_session(runner, world_path, model_args, tmp_path):
+    """A folder at OUT/quay/chat/mira-6.json was 'exists: a session with mira and seed 6 (continue it
+    with --resume ...)', a hint that then failed."""
+    (tmp_path / "out" / "quay" / "chat" / "mira-6.json").mkdir(parents=True)
+    result = run(runner, chat_args(world_path, model_args, "--seed", 6), "Hi.\n")
+    assert result.exit_code == 2 and "mira-6.json is a folder where a piece goes (move the folder away" in result.stderr
+
+
 @pytest.mark.parametrize("input_text", ["", "\n/help\n/bogus\n", "/quit\n"])
 def test_a_session_with_no_turn_leaves_no_file_to_block_the_next(runner, world_path, model_args, tmp_path,
                                                                 input_text):

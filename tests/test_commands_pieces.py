@@ -186,6 +186,18 @@ def test_overwrite_refused_before_the_model_and_file_untouched(runner, world, mo
     assert read_piece_file(path)["settings"]["temperature"] == 1.3
 
 
+@pytest.mark.parametrize("flags", [[], ["--overwrite"]])
+def test_a_folder_where_the_piece_goes_is_bad_input_before_the_model(runner, world, tmp_path, monkeypatch, flags):
+    """story said 'cannot write ...: it is a folder', exit 1 as if writing had failed, with no hint,
+    where batch says what to do and exits 2; --overwrite cannot replace a folder either."""
+    path = tmp_path / "o" / "tinyville" / "story" / "ada-1.md"
+    path.mkdir(parents=True)
+    monkeypatch.setattr("metagen.commands.pieces.load_generator", lambda *a, **k: pytest.fail("model loaded"))
+    result = invoke(runner, "story", world, "-c", "ada", "--seed", 1, "--out", tmp_path / "o", *flags)
+    assert result.exit_code == 2
+    assert result.stderr == f"error: {path} is a folder where a piece goes (move the folder away, or choose another --out)\n"
+
+
 BAD_INPUTS = [
     (["story", "{world}", "-c", "adda"], "has no character 'adda'", "did you mean 'ada'?"),
     (["story", "{world}", "-l", "wel"], "has no location 'wel'", "did you mean 'well'?"),
@@ -263,6 +275,21 @@ def test_prompt_command_matches_show_prompt(runner, world, model_args, kind, com
     opening = ""  # a story's beats name its cast; a scene names its place in the model's words
     assert data["prompt_tokens"] > 0 and data["prompt"].endswith("<|im_start|>assistant\n" + opening)
     assert data["opening"] == opening and data["kind"] == kind and data["world"] == "tinyville"
+
+
+@pytest.mark.parametrize("kind, command, extra", [
+    ("story", "story", ["-c", "ada"]),
+    ("scene", "describe-scene", ["-l", "well"]),
+    ("dialogue", "dialogue", ["-c", "bo,cy"]),
+])
+def test_a_prompt_no_run_could_send_is_refused_as_the_run_refuses_it(runner, world, model_args, kind, command, extra):
+    """prompt story --max-tokens 100000 (and story --show-prompt) printed a prompt and exited 0 where
+    `metagen story` refuses the settings; the scene's and dialogue's prompts were refused already."""
+    run = invoke(runner, command, world, *extra, "--max-tokens", 100000, "--stdout", *model_args)
+    for args in ([command, world, *extra, "--show-prompt"], ["prompt", kind, world, *extra]):
+        shown = invoke(runner, *args, "--max-tokens", 100000, *model_args)
+        assert shown.exit_code == run.exit_code == 2 and shown.stdout == ""
+        assert shown.stderr.splitlines()[-1] == run.stderr.splitlines()[-1]
 
 
 def test_lore_left_out_is_reported(runner, world, model_args, tmp_path):
@@ -389,6 +416,19 @@ def test_replay_says_when_the_text_differs(runner, world, model_args, tmp_path):
     assert result.exit_code == 1
     assert result.stdout.startswith(f"differs: {path}: first difference at character ")
     assert "recorded:" in result.stdout and "now:" in result.stdout
+
+
+@pytest.mark.parametrize("mode", [5, "enforse"])
+def test_replay_names_a_recorded_moderation_mode_it_cannot_use(runner, world, model_args, tmp_path, mode):
+    """moderation: {mode: 5} in an edited piece was a TypeError's traceback; 'enforse' was blamed on
+    --moderation, a flag the user never gave. --moderation given still replaces the recorded one."""
+    path, data = _story_piece(runner, world, model_args, tmp_path)
+    path.write_text(json.dumps({**data, "moderation": {**(data.get("moderation") or {}), "mode": mode}}))
+    result = invoke(runner, "replay", path)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.stderr.startswith(f"error: {path} records what cannot be replayed: moderation.mode must be one "
+                                    f"of off, report, enforce, got {mode!r} (")
+    assert invoke(runner, "replay", path, "--moderation", "report").exit_code == 0
 
 
 def test_replay_warns_of_a_piece_made_by_another_version(runner, world, model_args, tmp_path):

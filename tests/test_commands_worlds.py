@@ -140,6 +140,16 @@ def test_list(runner, tmp_path, broken, monkeypatch):
     assert {w["id"]: w["characters"] for w in as_json} == {"ashenmere": 6, "nexus-hub": 6, "saltgate": 6}
 
 
+def test_list_names_a_world_file_that_is_a_link_to_nothing(runner, tmp_path):
+    """worlds/x.yaml linking to nothing was named, worlds/x/world.yaml linking to nothing vanished."""
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "world.yaml").symlink_to(tmp_path / "gone.yaml")
+    (tmp_path / "y.yaml").symlink_to(tmp_path / "gone.yaml")
+    result = runner.invoke(app, ["worlds", "list", str(tmp_path)])
+    invalid = [line.split(":")[1].strip() for line in result.stderr.splitlines() if line.startswith("invalid:")]
+    assert invalid == [str(tmp_path / "y.yaml"), str(tmp_path / "x" / "world.yaml")], result.stderr
+
+
 def test_list_missing_and_empty_folder(runner, tmp_path):
     missing = runner.invoke(app, ["worlds", "list", str(tmp_path / "nope")])
     assert missing.exit_code == 2 and "no such folder" in missing.stderr
@@ -181,6 +191,15 @@ def test_new_with_out_and_id(runner, tmp_path):
     assert yaml.safe_load(out.read_text(encoding="utf-8"))["world"]["id"] == "rain-world"
     bad = runner.invoke(app, ["worlds", "new", "X", "--out", str(tmp_path / "x.yaml"), "--id", "Not An Id"])
     assert bad.exit_code == 2 and "not a valid id" in bad.output
+
+
+def test_new_refuses_an_empty_id(runner, tmp_path):
+    """--id "" (an empty variable in a script) had meant the id made from the name."""
+    out = tmp_path / "x.yaml"
+    for given in ("", "  "):
+        bad = runner.invoke(app, ["worlds", "new", "X", "--out", str(out), "--id", given])
+        assert bad.exit_code == 2 and "--id: is empty (leave the option out" in bad.output, bad.output
+        assert not out.exists()
 
 
 def test_new_refuses_a_name_it_cannot_write_and_leaves_no_file(runner, tmp_path):

@@ -625,7 +625,7 @@ def test_check_not_exists(tmp_path):
     with pytest.raises(OutputExistsError, match="x.md exists"):
         check_not_exists(path, overwrite=False)
     check_not_exists(path, overwrite=True)
-    with pytest.raises(OutputError, match="is a folder"):
+    with pytest.raises(OutputExistsError, match="is a folder where a piece goes"):  # bad input (2), not a failed write
         check_not_exists(tmp_path, overwrite=True)
 
 

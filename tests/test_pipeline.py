@@ -350,6 +350,50 @@ def test_a_bad_recorded_setting_or_request_names_the_file():
         assert needle in info.value.one_line()
 
 
+@pytest.mark.parametrize("request_, needle", [
+    ({"kind": "story", "length": 5}, "the story request's length must be text, got int"),
+    ({"kind": "story", "characters": 5}, "the story request's characters must be a list of texts, got int"),
+    ({"kind": "story", "characters": [["ada"]]}, "characters must be a list of texts, got a list holding list"),
+    ({"kind": "story", "premise": 5}, "the story request's premise must be text, got int"),
+    ({"kind": "story", "beats": "abc"}, "the story request's beats must be a list of texts, got str"),
+    ({"kind": "scene", "location": {"a": 1}}, "the scene request's location must be text, got dict"),
+    ({"kind": "dialogue", "characters": ["ada", "bo"], "turns": True}, "turns must be a whole number, got bool"),
+    ({"kind": ["story"]}, "unknown request kind ['story']"),
+])  # fmt: skip
+def test_a_recorded_request_of_the_wrong_type_names_the_field(request_, needle):
+    """An edited piece's request: length: 5 or characters: 5 was a TypeError's traceback, premise: 5 or
+    location: {a: 1} an AttributeError's once the world was loaded, a list as kind 'unhashable type'."""
+    record = {"request": request_, "seed": 1, "model": {}, "world_files": ["w"], "settings": {}}
+    with pytest.raises(ConfigError, match="piece.md records what cannot be replayed") as info:
+        pipeline.recipe_from_record(record, "piece.md")
+    assert needle in info.value.one_line()
+
+
+@pytest.mark.parametrize("model, needle", [
+    ({"path": 5}, "model.path must be text, got int"),
+    ({"name": "x", "device": [1]}, "model.device must be text, got list"),
+    ({"adapter": 5}, "model.adapter must be a mapping of path and sha256, got int"),
+    ({"adapter": {"path": ["a"], "sha256": "0"}}, "model.adapter.path must be text, got list"),
+    ({"dtype": "float8"}, "model.dtype must be one of auto, float32, bfloat16, int8, int4, got 'float8'"),
+    ({"prompt_dtype": "int4"}, "model.prompt_dtype must be one of auto, float32, bfloat16, got 'int4'"),
+])  # fmt: skip
+def test_a_recorded_model_of_the_wrong_type_names_the_field(model, needle):
+    """model.path: 5 was a TypeError's traceback in replay, model.device: [1] an AttributeError's."""
+    record = {"request": {"kind": "story"}, "seed": 1, "model": model, "world_files": ["w"], "settings": {}}
+    with pytest.raises(ConfigError, match="piece.md records what cannot be replayed") as info:
+        pipeline.recipe_from_record(record, "piece.md")
+    assert needle in info.value.one_line()
+    recorded = {"name": "m", "path": "/m.gguf", "sha256": "0", "dtype": "int4", "device": "cpu", "adapter": None}
+    assert pipeline.recipe_from_record({**record, "model": recorded}).model == recorded
+
+
+def test_a_request_keeps_ids_written_as_numbers():
+    assert StoryRequest(characters=[7, "ada"]).characters == ("7", "ada")
+    assert StoryRequest(characters="ada").characters == ("ada",)
+    with pytest.raises(RequestError, match="a scene needs a location"):
+        SceneRequest(location=None)
+
+
 def test_first_difference():
     assert pipeline.first_difference("abc", "abc") is None
     assert pipeline.first_difference("abc", "abd") == 2

@@ -408,6 +408,31 @@ def test_usage_errors_exit_2_without_a_traceback(runner, tmp_path, world, no_mod
     assert files_in(tmp_path / "out") == []
 
 
+@pytest.mark.parametrize("args, option", [
+    (["story", "{world}", "-o", ""], "'--out' / '-o'"),
+    (["dialogue", "{world}", "-c", "ada,bo", "--out", ""], "'--out' / '-o'"),
+    (["story", ""], "'world'"),
+    (["story", "{world}", "--plan", ""], "'--plan'"),
+    (["eval", "{world}", "-o", ""], "'--out' / '-o'"),
+    (["batch", "{world}", "-o", ""], "'--out' / '-o'"),
+    (["moderate", "{world}", ""], "'files'"),
+    (["worlds", "validate", ""], "'files'"),
+    (["worlds", "list", ""], "'folder'"),
+    (["worlds", "new", "X", "-o", ""], "'--out' / '-o'"),
+    (["replay", ""], "'file'"),
+    (["tune", "{world}", "-o", ""], "'--out' / '-o'"),
+])  # fmt: skip
+def test_a_path_given_as_empty_text_is_refused(runner, tmp_path, world, no_model, monkeypatch, args, option):
+    """An empty shell variable ("$OUT") had meant the current folder: -o '' wrote pieces, and eval's
+    report, into it; moderate '' and worlds list '' read it; each without a word of the mistake."""
+    monkeypatch.chdir(tmp_path)
+    before = sorted(tmp_path.rglob("*"))
+    result = invoke(runner, *[a.format(world=world) for a in args])
+    line = assert_fails_cleanly(result, 2, [option, "is empty (give a path; . is the current folder)"])
+    assert line.startswith("error: Invalid value for ")
+    assert sorted(tmp_path.rglob("*")) == before
+
+
 @pytest.mark.parametrize("text, needle", [
     ("defaults: {story: {top_p: 7}}\n", "--top-p must be in (0, 1], got 7.0"),
     ("defaults: {all: {tempreature: 0.5}}\n", "unknown generation setting 'tempreature'"),

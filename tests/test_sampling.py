@@ -374,6 +374,15 @@ def test_repetition_penalty_divides_positive_and_multiplies_negative():
     assert out.tolist() == [[1.0, -4.0, 1.0, -1.0]]  # token 0 penalized once, not twice
 
 
+@pytest.mark.parametrize("window", [3, 10**23])
+def test_a_window_longer_than_the_tokens_is_all_of_them_without_a_warning(window, recwarn):
+    """--repetition-window 99999999999999999999999 printed torch's UserWarning (truncating the slice)."""
+    tokens, logits = torch.tensor([[0, 1, 2]]), torch.tensor([[1.0, 2.0, 3.0, 4.0]])
+    assert RepetitionPenaltyProcessor(2.0, window=window)(tokens, logits).tolist() == [[0.5, 1.0, 1.5, 4.0]]
+    assert PresenceFrequencyPenaltyProcessor(1.0, 1.0, window)(tokens, logits).tolist() == [[-1.0, 0.0, 1.0, 4.0]]
+    assert not recwarn.list
+
+
 def test_repetition_penalty_window():
     logits = torch.tensor([[2.0, 2.0, 2.0]])
     out = RepetitionPenaltyProcessor(2.0, window=2)(torch.tensor([[0, 1, 2]]), logits)

@@ -228,6 +228,7 @@ def test_tune_command_goes_on_from_an_adapter_and_refuses_what_does_not_fit(runn
     for flags, message in ((["--from", first, "--rank", 8], "--rank 8: the adapter --from names has rank 2"),
                            (["--from", "default"], "ships no adapter"),
                            (["--from", "none"], "leave --from out"),
+                           (["--from", ""], "'--from': is empty (leave the option out"),  # was a new adapter
                            (["--from", data], "not a metagen adapter"),
                            (["--from", tmp_path / "missing.safetensors"], "no such file")):
         out = tmp_path / "x.safetensors"

@@ -109,7 +109,7 @@ def _prepare(world_path: Path, character: str | None, player: str | None, locati
     from metagen.chat import DEFAULT_PLAYER, check_player
     from metagen.config import CLI_NAMES
     from metagen.moderation import check_mode
-    from metagen.output import check_not_exists, check_writable, output_path
+    from metagen.output import check_not_folder, check_writable, output_path
     from metagen.pipeline import effective_config, seeds_for
     from metagen.session import read_session
     from metagen.world import load_world
@@ -157,10 +157,10 @@ def _prepare(world_path: Path, character: str | None, player: str | None, locati
     else:
         check_writable(out)
         path = output_path(out, world.id, "chat", who.id, seed, "json")
+        check_not_folder(path)  # not "a session ... continue it with --resume", which would fail
         if os.path.lexists(path):
             raise OutputExistsError(f"{path} exists: a session with {who.id} and seed {seed}",
                                     hint=f"continue it with --resume {path}, or give another --seed or --out")
-        check_not_exists(path, overwrite=False)  # a folder there
     return _Setup(world, who, place, name, cfg, seed, turns, path, dict(record.get("model") or {}), mode)
 
 

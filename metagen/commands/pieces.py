@@ -394,14 +394,19 @@ def replay(
     from metagen.output import read_piece_file
     from metagen.world import load_world
 
-    from metagen.moderation import check_mode
+    from metagen.moderation import MODES, check_mode
 
     try:
         data = read_piece_file(file)
     except OutputError as error:  # the file asked for cannot be read: bad input, not a failed write
         raise ConfigError(error.message, hint="give the path of a .md or .json file metagen wrote") from None
     recipe = pipeline.recipe_from_record(data, str(file))
-    moderation = check_mode(moderation or (data.get("moderation") or {}).get("mode") or "report")
+    recorded_mode = (data.get("moderation") or {}).get("mode")
+    if moderation is None and recorded_mode not in (None, *MODES):  # edited: name the file, not a flag not given
+        raise ConfigError(f"{file} records what cannot be replayed: moderation.mode must be one of "
+                          f"{', '.join(MODES)}, got {recorded_mode!r}",
+                          hint="metagen reads back the files it wrote; restore or regenerate this one")
+    moderation = check_mode(moderation or recorded_mode or "report")
     loaded = load_world(world) if world else _recorded_world(recipe.world_files[0], file)
     if recipe.world_hash and loaded.content_hash != recipe.world_hash:
         say(f"warning: the world has changed since {file} was made; the text may differ", quiet)

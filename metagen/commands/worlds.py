@@ -169,8 +169,9 @@ def list_command(
     if not folder.is_dir():
         problem = "is a file, not a folder" if folder.exists() else "no such folder"
         raise WorldError(f"{folder}: {problem}", hint="give a folder of world files; the default is ./worlds")
+    # glob's "*/world.yaml" skips a link to nothing there, where "*.yaml" lists one: both are named
     candidates = sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]) + sorted(
-        [*folder.glob("*/world.yaml"), *folder.glob("*/world.yml")]
+        path for sub in folder.glob("*/") for path in (sub / "world.yaml", sub / "world.yml") if os.path.lexists(path)
     )
     rows = []
     for path in candidates:
@@ -221,7 +222,9 @@ def new_command(
     if any("\ud800" <= ch <= "\udfff" for ch in name):  # argv bytes that were not UTF-8
         raise typer.BadParameter("the name is not UTF-8 text (check the terminal's encoding: LANG or LC_ALL "
                                  "should name UTF-8)", param_hint="NAME")
-    world_id = world_id or slugify(name)
+    if world_id is not None and not world_id.strip():  # an empty variable in a script: not "made from the name"
+        raise typer.BadParameter("is empty (leave the option out for an id made from the name)", param_hint="--id")
+    world_id = slugify(name) if world_id is None else world_id
     if not ID_RE.match(world_id):
         message = f"'{world_id}' is not a valid id (lower-case a-z, 0-9, '-' or '_')"
         raise typer.BadParameter(message, param_hint="--id")

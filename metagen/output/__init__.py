@@ -29,6 +29,7 @@ from metagen.output.writing import (
     WALK_TRIES,
     OutputFolder,
     check_not_exists,
+    check_not_folder,
     check_writable,
     exists_words,
     write_atomic,
@@ -37,7 +38,8 @@ from metagen.output.writing import (
 
 __all__ = [
     "DIALOGUE_ONLY_FORMATS", "FINISH_REASONS", "FORMATS", "MAX_COMPONENT", "MAX_PIECE_BYTES", "WALK_TRIES",
-    "OutputFolder", "Piece", "check_format", "check_not_exists", "check_writable", "escape_ink", "escape_yarn",
+    "OutputFolder", "Piece", "check_format", "check_not_exists", "check_not_folder", "check_writable", "escape_ink",
+    "escape_yarn",
     "exists_words",
     "field_difference", "is_complete", "node_name", "output_path", "parse_front_matter", "read_piece_file",
     "recorded_difference", "recorded_fields",

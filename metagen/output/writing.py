@@ -357,11 +357,17 @@ def _raise_unwritable(out: Path, probe_dir: Path, error: OSError):
     raise OutputError(f"cannot create output folder {out} in {probe_dir}: {os_reason(error)}") from None
 
 
+def check_not_folder(path: str | os.PathLike) -> None:
+    """Fail early: OutputExistsError if a folder stands where a file goes (--overwrite never replaces one)."""
+    if os.path.isdir(path):
+        raise OutputExistsError(f"{path} is a folder where a piece goes",
+                                hint="move the folder away, or choose another --out")
+
+
 def check_not_exists(path: str | os.PathLike, overwrite: bool) -> None:
-    """Fail early: OutputExistsError if path exists and not overwrite; OutputError if it is a folder."""
+    """Fail early: OutputExistsError if path exists and not overwrite, or is a folder (check_not_folder)."""
     path = Path(path)
-    if path.is_dir():
-        raise OutputError(f"cannot write {path}: it is a folder")
+    check_not_folder(path)
     if not overwrite and os.path.lexists(path):
         raise _exists_error(path)
 
