@@ -193,6 +193,19 @@ def test_new_with_out_and_id(runner, tmp_path):
     assert bad.exit_code == 2 and "not a valid id" in bad.output
 
 
+def test_new_into_a_folder_writes_the_id_there_and_a_file_in_the_way_is_bad_input(runner, tmp_path):
+    """-o worlds/ names the folder to put it in (it had failed "it is a folder", exit 1); a file where a
+    folder on the way goes is the user's input (exit 2), as in every command."""
+    (tmp_path / "mine").mkdir()
+    result = runner.invoke(app, ["worlds", "new", "Rain Town", "-o", str(tmp_path / "mine")])
+    assert result.exit_code == 0, result.output
+    assert load_world(tmp_path / "mine" / "rain-town.yaml").name == "Rain Town"
+    (tmp_path / "a-file").write_text("mine\n", encoding="utf-8")
+    bad = runner.invoke(app, ["worlds", "new", "X", "-o", str(tmp_path / "a-file" / "x.yaml")])
+    assert bad.exit_code == 2 and "a file is in the way" in bad.output and "give another --out" in bad.output
+    assert (tmp_path / "a-file").read_text(encoding="utf-8") == "mine\n"
+
+
 def test_new_refuses_an_empty_id(runner, tmp_path):
     """--id "" (an empty variable in a script) had meant the id made from the name."""
     out = tmp_path / "x.yaml"
@@ -209,7 +222,7 @@ def test_new_refuses_a_name_it_cannot_write_and_leaves_no_file(runner, tmp_path)
         assert bad.exit_code == 2 and message in bad.output and "Traceback" not in bad.output, bad.output
     (tmp_path / "taken").write_text("")
     bad = runner.invoke(app, ["worlds", "new", "X", "--out", str(tmp_path / "taken" / "w.yaml")])
-    assert bad.exit_code == 1 and "cannot make the folder" in bad.output
+    assert bad.exit_code == 2 and "cannot make the folder" in bad.output  # a file in the way: the input
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
 
 

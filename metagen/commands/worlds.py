@@ -19,7 +19,7 @@ import typer
 from metagen.commands.help import PLAIN_HELP, PanelledCommand
 from metagen.commands.terminal import escaped
 from metagen.text import json_text
-from metagen.errors import EXIT_BAD_INPUT, OutputError, OutputExistsError, WorldError
+from metagen.errors import EXIT_BAD_INPUT, OutputError, OutputExistsError, OutputFolderError, WorldError
 
 if TYPE_CHECKING:
     from metagen.world import World
@@ -206,7 +206,7 @@ def new_command(
     name: Annotated[str, typer.Argument(help="The world's name (any script).", show_default=False)],
     out: Annotated[
         Path | None,
-        typer.Option("--out", "-o", help="Where to write it [default: worlds/<id>.yaml].", show_default=False),
+        typer.Option("--out", "-o", help="Where to write it; a folder gets <id>.yaml in it [default: worlds/<id>.yaml].", show_default=False),
     ] = None,
     world_id: Annotated[
         str | None, typer.Option("--id", help="The world id [default: made from the name].", show_default=False)
@@ -229,8 +229,13 @@ def new_command(
         message = f"'{world_id}' is not a valid id (lower-case a-z, 0-9, '-' or '_')"
         raise typer.BadParameter(message, param_hint="--id")
     out = out or Path("worlds") / f"{world_id}.yaml"
+    if out.is_dir():  # `-o worlds/`: the folder to put it in, as cp and mv read a folder
+        out = out / f"{world_id}.yaml"
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:  # a file where a folder on the way goes: the user's input, as in every command
+        raise OutputFolderError(f"cannot make the folder {out.parent}: a file is in the way",
+                                hint="move the file, or give another --out") from None
     except OSError as error:
         raise OutputError(f"cannot make the folder {out.parent}: {error.strerror or error}",
                           hint="give an --out in a folder you can write") from None
