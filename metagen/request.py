@@ -48,8 +48,9 @@ class _Request:
             want, ok = _FIELD_TYPES[f.type]
             if not ok(value):
                 got = type(value).__name__
-                if isinstance(value, (list, tuple)):
-                    got = f"a list holding {next(type(v).__name__ for v in value if not isinstance(v, (str, int)))}"
+                if isinstance(value, (list, tuple)):  # a list where text goes, or one holding the wrong thing
+                    odd = [type(v).__name__ for v in value if not isinstance(v, (str, int))]
+                    got = f"a list holding {odd[0]}" if odd else "a list"
                 raise RequestError(f"the {self.kind} request's {f.name} must be {want}, got {got}")
         object.__setattr__(self, "characters", tuple(str(c) for c in self.characters))
         for f in fields(self):

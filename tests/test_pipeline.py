@@ -355,6 +355,7 @@ def test_a_bad_recorded_setting_or_request_names_the_file():
     ({"kind": "story", "characters": 5}, "the story request's characters must be a list of texts, got int"),
     ({"kind": "story", "characters": [["ada"]]}, "characters must be a list of texts, got a list holding list"),
     ({"kind": "story", "premise": 5}, "the story request's premise must be text, got int"),
+    ({"kind": "story", "premise": ["a", "b"]}, "the story request's premise must be text, got a list"),
     ({"kind": "story", "beats": "abc"}, "the story request's beats must be a list of texts, got str"),
     ({"kind": "scene", "location": {"a": 1}}, "the scene request's location must be text, got dict"),
     ({"kind": "dialogue", "characters": ["ada", "bo"], "turns": True}, "turns must be a whole number, got bool"),
