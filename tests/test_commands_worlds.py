@@ -231,3 +231,14 @@ def test_help_lists_the_commands(runner):
     assert result.exit_code == 0
     for name in ("validate", "show", "list", "schema", "new"):
         assert name in result.stdout
+
+
+def test_new_spells_out_letters_in_the_id(runner, tmp_path):
+    """"Ysolde Vær" had become the id 'ysolde-vr' (æ dropped), unlike the 'ceann-tire' of "Ceann Tíre"."""
+    result = runner.invoke(app, ["worlds", "new", "Ysolde Vær", "-o", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert load_world(tmp_path / "ysolde-vaer.yaml").id == "ysolde-vaer"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("world: {id: Færøerne, name: F}\n", encoding="utf-8")
+    line = runner.invoke(app, ["worlds", "validate", str(bad)]).stderr
+    assert "e.g. 'faeroerne'" in line, line

@@ -214,7 +214,7 @@ def new_command(
 ):
     """Write a commented starter world that validates; never overwrites a file."""
     from metagen.output import write_atomic
-    from metagen.text import slugify
+    from metagen.text import id_from
     from metagen.world import ID_RE, schema_path, starter_world
 
     if not name.strip():
@@ -224,7 +224,7 @@ def new_command(
                                  "should name UTF-8)", param_hint="NAME")
     if world_id is not None and not world_id.strip():  # an empty variable in a script: not "made from the name"
         raise typer.BadParameter("is empty (leave the option out for an id made from the name)", param_hint="--id")
-    world_id = slugify(name) if world_id is None else world_id
+    world_id = id_from(name) if world_id is None else world_id
     if not ID_RE.match(world_id):
         message = f"'{world_id}' is not a valid id (lower-case a-z, 0-9, '-' or '_')"
         raise typer.BadParameter(message, param_hint="--id")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from metagen.text import did_you_mean, slugify
+from metagen.text import did_you_mean, id_from
 from metagen.world.safe_yaml import YAML_TAG, construct_scalar, describe_node, is_null, shorten
 from metagen.world.types import ID_RE
 
@@ -124,7 +124,7 @@ class Validator:
                 node,
                 path,
                 f"'{shorten(value)}' is not a valid id (expected lower-case a-z, 0-9, '-' or '_', "
-                f"at most 64 characters, e.g. '{slugify(value, 'x')}')",
+                f"at most 64 characters, e.g. '{id_from(value, 'x')}')",
             )
             return None
         return value
