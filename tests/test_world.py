@@ -277,6 +277,17 @@ def test_aliases_and_merge_keys_within_limits_work(tmp_path):
     assert world.character("jonas").name == "Jonas"
 
 
+@pytest.mark.parametrize(("cast", "where", "first"), [
+    ("  - id: &a ada\n    name: Ada\n  - id: bo\n    name: Bo\n  - id: *a\n    name: Other\n", "w.yaml:9:9", "line 5"),
+    ("  - &ada {id: ada, name: Ada}\n  - {id: bo, name: Bo}\n  - *ada\n", "w.yaml:7:5", "line 5"),
+], ids=["id-alias", "entry-alias"])
+def test_a_duplicate_made_with_an_alias_is_reported_where_the_alias_is_used(tmp_path, cast, where, first):
+    """Both had been reported at the anchor's line, the first definition, where nothing is wrong."""
+    path = write(tmp_path, {"w.yaml": HEAD + "characters:\n" + cast})
+    (problem,) = problems_of(path)
+    assert problem.startswith(f"{path.parent}/{where}: characters[2].id: duplicate character id 'ada' (first defined at {first};")
+
+
 def test_include_outside_allowed_on_request(tmp_path):
     write(tmp_path, {"inner/w.yaml": VALID + "include: [../other.yaml]\n", "other.yaml": "lore:\n  - {id: far, keys: [far], text: Far.}\n"})
     world = load_world(tmp_path / "inner" / "w.yaml", allow_outside=True)
