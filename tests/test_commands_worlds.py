@@ -129,15 +129,35 @@ def test_list(runner, tmp_path, broken, monkeypatch):
     shutil.copy(broken, folder / "broken.yaml")
     monkeypatch.chdir(tmp_path)
     result = runner.invoke(app, ["worlds", "list"])  # ./worlds by default
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 2, result.output  # an invalid world among them, as `worlds validate` exits
     lines = result.stdout.splitlines()
     assert lines[0] == "3 worlds in worlds"
     rows = [line.split()[0] for line in lines[3:]]
     assert rows == ["ashenmere", "nexus-hub", "saltgate"]
     assert "worlds/harbour/world.yaml" in result.stdout and "characters.yaml" not in result.stdout
     assert result.stderr.startswith("invalid: worlds/broken.yaml: 2 problems in world")
-    as_json = json.loads(runner.invoke(app, ["worlds", "list", "--json", "worlds"]).stdout)
+    listed = runner.invoke(app, ["worlds", "list", "--json", "worlds"])
+    assert listed.exit_code == 2
+    as_json = json.loads(listed.stdout)
     assert {w["id"]: w["characters"] for w in as_json} == {"ashenmere": 6, "nexus-hub": 6, "saltgate": 6}
+    (folder / "broken.yaml").unlink()
+    assert runner.invoke(app, ["worlds", "list"]).exit_code == 0
+
+
+def test_list_exits_2_when_a_world_is_invalid(runner, tmp_path, broken):
+    """A listing that found an invalid world had exited 0, so a script never noticed; only invalid
+    worlds had also said "no worlds in ... (`metagen worlds new NAME` writes one)"."""
+    shutil.copy(NEXUS, tmp_path / "nexus.yaml")
+    result = runner.invoke(app, ["worlds", "list", str(tmp_path)])
+    assert result.exit_code == 2
+    assert result.stdout.splitlines()[0] == f"1 world in {tmp_path}" and "nexus-hub" in result.stdout
+    assert result.stderr.splitlines() == [f"invalid: {broken}: 2 problems in world (first: {broken}:7:5: "
+                                          "characters[0]: unknown field 'trait' (did you mean 'traits'?); "
+                                          f"run `metagen worlds validate {broken}` to see all 2)"]
+    (tmp_path / "nexus.yaml").unlink()
+    only_invalid = runner.invoke(app, ["worlds", "list", str(tmp_path)])
+    assert only_invalid.exit_code == 2 and only_invalid.stdout == ""
+    assert "no worlds in" not in only_invalid.stderr and only_invalid.stderr.startswith(f"invalid: {broken}:")
 
 
 def test_list_names_a_world_file_that_is_a_link_to_nothing(runner, tmp_path):

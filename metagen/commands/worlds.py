@@ -1,7 +1,8 @@
 """`metagen worlds ...`: validate, show, list and start world files, and print their schema.
 
 Each command is one call into metagen.world. `validate` prints every problem itself (one a
-line on stderr) and exits 2; the other commands let WorldError reach the root group in
+line on stderr) and exits 2, and `list` lists the valid worlds and exits 2 after naming an
+invalid one on stderr; the other commands let WorldError reach the root group in
 cli.py, which prints one line. Light imports only: metagen.world (and yaml) when a command
 runs, rich only on a terminal, never torch.
 """
@@ -163,7 +164,7 @@ def list_command(
     folder: Annotated[Path, typer.Argument(help="Where to look: *.yaml and */world.yaml.")] = Path("worlds"),
     as_json: Annotated[bool, typer.Option("--json", help="Print the list as JSON.")] = False,
 ):
-    """List the worlds in a folder: id, name, counts and path (invalid ones on stderr)."""
+    """List the worlds in a folder: id, name, counts and path (invalid ones on stderr, then exit 2)."""
     from metagen.world import load_world
 
     if not folder.is_dir():
@@ -173,11 +174,12 @@ def list_command(
     candidates = sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]) + sorted(
         path for sub in folder.glob("*/") for path in (sub / "world.yaml", sub / "world.yml") if os.path.lexists(path)
     )
-    rows = []
+    rows, invalid = [], 0
     for path in candidates:
         try:
             world = load_world(path)
         except WorldError as error:
+            invalid += 1
             typer.echo(f"invalid: {escaped(error.one_line())}", err=True)
             continue
         row = {"id": world.id, "name": world.name, **world.counts(), "path": str(path), "contents": _counts(world)}
@@ -185,12 +187,14 @@ def list_command(
     if as_json:
         data = [{k: v for k, v in r.items() if k != "contents"} for r in rows]
         typer.echo(json_text(data, indent=2))
-    elif not rows:
-        typer.echo(f"no worlds in {folder} (`metagen worlds new NAME` writes one)", err=True)
-    else:
+    elif rows:
         _print_tables(f"{len(rows)} world{'s' * (len(rows) != 1)} in {folder}", [
             ("", ["id", "name", "contents", "path"], [[r["id"], r["name"], r["contents"], r["path"]] for r in rows]),
         ])  # fmt: skip
+    elif not invalid:
+        typer.echo(f"no worlds in {folder} (`metagen worlds new NAME` writes one)", err=True)
+    if invalid:  # as `worlds validate` does, so a script notices; the valid ones are listed all the same
+        raise typer.Exit(EXIT_BAD_INPUT)
 
 
 @worlds_app.command("schema", cls=PanelledCommand)
