@@ -262,3 +262,19 @@ def test_new_spells_out_letters_in_the_id(runner, tmp_path):
     bad.write_text("world: {id: Færøerne, name: F}\n", encoding="utf-8")
     line = runner.invoke(app, ["worlds", "validate", str(bad)]).stderr
     assert "e.g. 'faeroerne'" in line, line
+
+
+def test_tables_cut_a_long_value_and_keep_the_path(runner, tmp_path):
+    """A 5,000-character world name had made a 5,000-column `worlds list` table."""
+    name, role = "N" * 5000, "林" * 3000
+    (tmp_path / "big.yaml").write_text(f"world: {{id: big, name: {name}}}\ncharacters:\n"
+                                       f"  - {{id: ada, name: Ada, role: {role}}}\n", encoding="utf-8")
+    listed = runner.invoke(app, ["worlds", "list", str(tmp_path)])
+    assert listed.exit_code == 0, listed.output
+    row = listed.stdout.splitlines()[-1]
+    assert "N" * 97 + "..." in row and "N" * 98 not in row and row.endswith(str(tmp_path / "big.yaml"))
+    shown = runner.invoke(app, ["worlds", "show", str(tmp_path / "big.yaml")])
+    (ada,) = [line for line in shown.stdout.splitlines() if line.startswith("ada ")]
+    assert "林" * 48 + "..." in ada and "林" * 49 not in ada  # wide characters count two columns
+    as_json = json.loads(runner.invoke(app, ["worlds", "list", "--json", str(tmp_path)]).stdout)
+    assert as_json[0]["name"] == name  # --json gives it whole

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from metagen.commands.help import PLAIN_HELP, PanelledCommand
-from metagen.commands.terminal import escaped
+from metagen.commands.terminal import clipped, escaped
 from metagen.text import json_text
 from metagen.errors import EXIT_BAD_INPUT, OutputError, OutputExistsError, OutputFolderError, WorldError
 
@@ -57,10 +57,19 @@ def _plain_table(headers: list[str], rows: list[list[str]]) -> str:
     )
 
 
+# Columns a table cell shows at most: wider than every cell of the example worlds (82), narrow enough
+# that one long name or role cannot push a table thousands of columns wide. Paths are shown whole.
+MAX_CELL_COLUMNS = 100
+
+
 def _print_tables(title: str, tables: list[tuple[str, list[str], list[list[str]]]]) -> None:
-    """Rich tables on a terminal, plain aligned text when piped; world text always escaped."""
+    """Rich tables on a terminal, plain aligned text when piped; world text always escaped, long cells cut."""
     title = escaped(title).replace("\\n", "\n")  # the title's own lines stay lines
-    tables = [(name, headers, [[escaped(cell) for cell in row] for row in rows]) for name, headers, rows in tables]
+    tables = [
+        (name, headers, [[escaped(cell) if head == "path" else clipped(escaped(cell), MAX_CELL_COLUMNS)
+                          for head, cell in zip(headers, row)] for row in rows])
+        for name, headers, rows in tables
+    ]
     if sys.stdout.isatty():
         from rich.console import Console
         from rich.table import Table
