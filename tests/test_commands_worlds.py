@@ -278,3 +278,17 @@ def test_tables_cut_a_long_value_and_keep_the_path(runner, tmp_path):
     assert "林" * 48 + "..." in ada and "林" * 49 not in ada  # wide characters count two columns
     as_json = json.loads(runner.invoke(app, ["worlds", "list", "--json", str(tmp_path)]).stdout)
     assert as_json[0]["name"] == name  # --json gives it whole
+
+
+def test_show_heading_keeps_escapes_escaped(runner, tmp_path):
+    """The heading's escapes were turned back into line breaks: a stop of "\\n\\n" was printed
+    as `stop=['` and `']` on three lines, a name holding a line break split the first line."""
+    path = tmp_path / "w.yaml"
+    path.write_text('world:\n  id: w\n  name: "Two\\nLines"\n  summary: |\n    First line.\n    Second line.\n'
+                    'defaults:\n  dialogue: {stop: ["\\n\\n"]}\n', encoding="utf-8")
+    result = runner.invoke(app, ["worlds", "show", str(path)])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == "Two\\nLines (w)"
+    assert lines[2:4] == ["First line.", "Second line."]  # a summary's own lines stay lines
+    assert "defaults.dialogue: stop=['\\n\\n']" in lines

@@ -62,9 +62,10 @@ def _plain_table(headers: list[str], rows: list[list[str]]) -> str:
 MAX_CELL_COLUMNS = 100
 
 
-def _print_tables(title: str, tables: list[tuple[str, list[str], list[list[str]]]]) -> None:
-    """Rich tables on a terminal, plain aligned text when piped; world text always escaped, long cells cut."""
-    title = escaped(title).replace("\\n", "\n")  # the title's own lines stay lines
+def _print_tables(heading: list[str], tables: list[tuple[str, list[str], list[list[str]]]]) -> None:
+    """Heading lines, then rich tables on a terminal, plain aligned text when piped; world text always
+    escaped (a line break inside a name too), long cells cut."""
+    title = "\n".join(escaped(line) for line in heading)
     tables = [
         (name, headers, [[escaped(cell) if head == "path" else clipped(escaped(cell), MAX_CELL_COLUMNS)
                           for head, cell in zip(headers, row)] for row in rows])
@@ -136,7 +137,7 @@ def show_command(
     style = ", ".join(x for x in (pov, tense, s.rating, f"{s.length} stories") if x)
     lines = [" | ".join(head), f"{_counts(world)}; style: {style}"]
     if world.summary:
-        lines.append(world.summary)
+        lines.extend(world.summary.splitlines())  # a `|` block keeps its lines
     lines.append(f"files: {', '.join(str(f) for f in world.files)}")
     lines.append(f"sha256: {world.content_hash}")
     for kind, settings in world.defaults.items():
@@ -165,7 +166,7 @@ def show_command(
             [e.id, str(e.priority), "(always)" if e.always_include else ", ".join(e.keys)] for e in world.lore
         ]),
     ]  # fmt: skip
-    _print_tables("\n".join(lines), tables)
+    _print_tables(lines, tables)
 
 
 @worlds_app.command("list", cls=PanelledCommand)
@@ -197,7 +198,7 @@ def list_command(
         data = [{k: v for k, v in r.items() if k != "contents"} for r in rows]
         typer.echo(json_text(data, indent=2))
     elif rows:
-        _print_tables(f"{len(rows)} world{'s' * (len(rows) != 1)} in {folder}", [
+        _print_tables([f"{len(rows)} world{'s' * (len(rows) != 1)} in {folder}"], [
             ("", ["id", "name", "contents", "path"], [[r["id"], r["name"], r["contents"], r["path"]] for r in rows]),
         ])  # fmt: skip
     elif not invalid:
