@@ -292,3 +292,12 @@ def test_show_heading_keeps_escapes_escaped(runner, tmp_path):
     assert lines[0] == "Two\\nLines (w)"
     assert lines[2:4] == ["First line.", "Second line."]  # a summary's own lines stay lines
     assert "defaults.dialogue: stop=['\\n\\n']" in lines
+
+
+def test_new_into_a_folder_named_with_a_slash_that_does_not_exist_yet(runner, tmp_path):
+    """`-o mine/` for a folder not yet made had written a file named `mine`: Path drops the "/"."""
+    result = runner.invoke(app, ["worlds", "new", "Rain Town", "-o", f"{tmp_path / 'mine'}/"])
+    assert result.exit_code == 0, result.output
+    assert load_world(tmp_path / "mine" / "rain-town.yaml").id == "rain-town"
+    plain = runner.invoke(app, ["worlds", "new", "Rain Town", "-o", str(tmp_path / "file")])
+    assert plain.exit_code == 0 and load_world(tmp_path / "file").id == "rain-town"  # no "/": the file itself

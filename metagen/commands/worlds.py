@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from metagen.commands.help import PLAIN_HELP, PanelledCommand
+from metagen.commands.help import PATHS_AS_TYPED, PLAIN_HELP, PanelledCommand
 from metagen.commands.terminal import clipped, escaped
 from metagen.text import json_text
 from metagen.errors import EXIT_BAD_INPUT, OutputError, OutputExistsError, OutputFolderError, WorldError
@@ -217,10 +217,11 @@ def schema_command():
 
 @worlds_app.command("new", cls=PanelledCommand)
 def new_command(
+    ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="The world's name (any script).", show_default=False)],
     out: Annotated[
         Path | None,
-        typer.Option("--out", "-o", help="Where to write it; a folder gets <id>.yaml in it [default: worlds/<id>.yaml].", show_default=False),
+        typer.Option("--out", "-o", help="Where to write it; a folder (or a path ending in /) gets <id>.yaml in it [default: worlds/<id>.yaml].", show_default=False),
     ] = None,
     world_id: Annotated[
         str | None, typer.Option("--id", help="The world id [default: made from the name].", show_default=False)
@@ -242,8 +243,10 @@ def new_command(
     if not ID_RE.match(world_id):
         message = f"'{world_id}' is not a valid id (lower-case a-z, 0-9, '-' or '_')"
         raise typer.BadParameter(message, param_hint="--id")
+    typed = ctx.meta.get(PATHS_AS_TYPED, {}).get("out") or ""
     out = out or Path("worlds") / f"{world_id}.yaml"
-    if out.is_dir():  # `-o worlds/`: the folder to put it in, as cp and mv read a folder
+    # `-o worlds/`: the folder to put it in, as cp and mv read a folder; with its "/" even before it exists
+    if out.is_dir() or typed.endswith(("/", os.sep)):
         out = out / f"{world_id}.yaml"
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
