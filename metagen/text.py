@@ -37,6 +37,11 @@ def id_from(name: str, fallback: str = "world") -> str:
     return slugify(name.translate(TRANSLIT), fallback)
 
 
+def blank(text: str) -> bool:
+    """Whether text shows nothing: empty, or only spaces, controls and format characters (NUL, U+200B)."""
+    return all(c.isspace() or unicodedata.category(c) in ("Cc", "Cf") for c in text)
+
+
 def fold(text: str) -> str:
     """Text compared loosely: case folded, accents and a few letters spelled plainly ("Søren" -> "soren")."""
     text = unicodedata.normalize("NFKD", text.casefold().translate(TRANSLIT).translate(_QUOTES))
@@ -194,6 +199,6 @@ def json_text(data, **kwargs) -> str:
 
 
 __all__ = [
-    "TRANSLIT", "balanced_quotes", "closest", "did_you_mean", "first_sentences", "fold", "format_dialogue", "format_turns",
+    "TRANSLIT", "balanced_quotes", "blank", "closest", "did_you_mean", "first_sentences", "fold", "format_dialogue", "format_turns",
     "id_from", "json_text", "mentions", "ngrams", "sentence_cut", "slugify", "speaker_prefix", "words_of",
 ]

@@ -237,7 +237,8 @@ def test_new_refuses_an_empty_id(runner, tmp_path):
 
 def test_new_refuses_a_name_it_cannot_write_and_leaves_no_file(runner, tmp_path):
     out = tmp_path / "w.yaml"
-    for name, message in (("", "name is empty"), ("   ", "name is empty"), ("caf\udce9", "not UTF-8 text")):
+    for name, message in (("", "name is empty"), ("   ", "name is empty"), ("caf\udce9", "not UTF-8 text"),
+                          ("\a", "name is empty"), ("\u200b", "name is empty")):  # had written an invalid world
         bad = runner.invoke(app, ["worlds", "new", name, "--out", str(out)])
         assert bad.exit_code == 2 and message in bad.output and "Traceback" not in bad.output, bad.output
     (tmp_path / "taken").write_text("")

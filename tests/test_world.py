@@ -288,6 +288,15 @@ def test_a_duplicate_made_with_an_alias_is_reported_where_the_alias_is_used(tmp_
     assert problem.startswith(f"{path.parent}/{where}: characters[2].id: duplicate character id 'ada' (first defined at {first};")
 
 
+@pytest.mark.parametrize("escape", ["\\0", "\\u200b", "\\a", "\\ufeff\\u200d"])
+def test_a_text_of_only_invisible_characters_is_empty(tmp_path, escape):
+    """A name of "\\u200b" or "\\0" had passed as text: a character no reader (or model) sees."""
+    path = write(tmp_path, {"w.yaml": HEAD + f'characters:\n  - id: ada\n    name: "{escape}"\n'})
+    (problem,) = problems_of(path)
+    assert problem.startswith(f"{path}:6:11: characters[0].name: shows nothing: it holds only invisible characters such as U+")
+    assert problem.endswith("(expected text)")
+
+
 def test_include_outside_allowed_on_request(tmp_path):
     write(tmp_path, {"inner/w.yaml": VALID + "include: [../other.yaml]\n", "other.yaml": "lore:\n  - {id: far, keys: [far], text: Far.}\n"})
     world = load_world(tmp_path / "inner" / "w.yaml", allow_outside=True)

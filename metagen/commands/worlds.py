@@ -229,10 +229,10 @@ def new_command(
 ):
     """Write a commented starter world that validates; never overwrites a file."""
     from metagen.output import write_atomic
-    from metagen.text import id_from
+    from metagen.text import blank, id_from
     from metagen.world import ID_RE, schema_path, starter_world
 
-    if not name.strip():
+    if blank(name):  # "", spaces, or only controls and zero-width characters
         raise typer.BadParameter("the world's name is empty (give the name it is known by)", param_hint="NAME")
     if any("\ud800" <= ch <= "\udfff" for ch in name):  # argv bytes that were not UTF-8
         raise typer.BadParameter("the name is not UTF-8 text (check the terminal's encoding: LANG or LC_ALL "
