@@ -302,3 +302,13 @@ def test_new_into_a_folder_named_with_a_slash_that_does_not_exist_yet(runner, tm
     assert load_world(tmp_path / "mine" / "rain-town.yaml").id == "rain-town"
     plain = runner.invoke(app, ["worlds", "new", "Rain Town", "-o", str(tmp_path / "file")])
     assert plain.exit_code == 0 and load_world(tmp_path / "file").id == "rain-town"  # no "/": the file itself
+
+
+def test_new_says_why_an_id_is_not_valid(runner, tmp_path):
+    """A 70-character --id was refused as "lower-case a-z, 0-9, '-' or '_'" though it was all of that."""
+    long_id = "a" * 70
+    bad = runner.invoke(app, ["worlds", "new", "X", "-o", str(tmp_path / "x.yaml"), "--id", long_id])
+    assert bad.exit_code == 2 and "at most 64 characters" in bad.output and long_id not in bad.output, bad.output
+    spelt = runner.invoke(app, ["worlds", "new", "X", "-o", str(tmp_path / "x.yaml"), "--id", "Ærø Town"])
+    assert spelt.exit_code == 2 and "e.g. 'aero-town'" in spelt.output
+    assert not (tmp_path / "x.yaml").exists()

@@ -231,6 +231,7 @@ def new_command(
     from metagen.output import write_atomic
     from metagen.text import blank, id_from
     from metagen.world import ID_RE, schema_path, starter_world
+    from metagen.world.safe_yaml import shorten
 
     if blank(name):  # "", spaces, or only controls and zero-width characters
         raise typer.BadParameter("the world's name is empty (give the name it is known by)", param_hint="NAME")
@@ -241,7 +242,8 @@ def new_command(
         raise typer.BadParameter("is empty (leave the option out for an id made from the name)", param_hint="--id")
     world_id = id_from(name) if world_id is None else world_id
     if not ID_RE.match(world_id):
-        message = f"'{world_id}' is not a valid id (lower-case a-z, 0-9, '-' or '_')"
+        message = (f"'{shorten(world_id)}' is not a valid id (lower-case a-z, 0-9, '-' or '_', at most 64 "
+                   f"characters, e.g. '{id_from(world_id, 'x')}')")
         raise typer.BadParameter(message, param_hint="--id")
     typed = ctx.meta.get(PATHS_AS_TYPED, {}).get("out") or ""
     out = out or Path("worlds") / f"{world_id}.yaml"
