@@ -312,3 +312,13 @@ def test_new_says_why_an_id_is_not_valid(runner, tmp_path):
     spelt = runner.invoke(app, ["worlds", "new", "X", "-o", str(tmp_path / "x.yaml"), "--id", "Ærø Town"])
     assert spelt.exit_code == 2 and "e.g. 'aero-town'" in spelt.output
     assert not (tmp_path / "x.yaml").exists()
+
+
+def test_plain_table_aligns_wide_characters(runner):
+    """林小雨 is three characters but six columns: the columns after it stood three to the right."""
+    result = runner.invoke(app, ["worlds", "show", str(NEXUS)])
+    header = next(line for line in result.stdout.splitlines() if line.startswith("id "))
+    row = next(line for line in result.stdout.splitlines() if line.startswith("lin-xiaoyu "))
+    pronouns = header.index("pronouns")
+    assert row.startswith("lin-xiaoyu       林小雨")
+    assert row.index("she/her") + len("林小雨") == pronouns  # three wide characters take three more columns

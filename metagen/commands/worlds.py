@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from metagen.commands.help import PATHS_AS_TYPED, PLAIN_HELP, PanelledCommand
-from metagen.commands.terminal import clipped, escaped
+from metagen.commands.terminal import clipped, columns, escaped
 from metagen.text import json_text
 from metagen.errors import EXIT_BAD_INPUT, OutputError, OutputExistsError, OutputFolderError, WorldError
 
@@ -50,9 +50,10 @@ def _counts(world: World) -> str:
 
 
 def _plain_table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows)]
+    """Aligned columns, measured as a terminal shows them (林小雨 takes six)."""
+    widths = [max(columns(str(cell)) for cell in column) for column in zip(headers, *rows)]
     return "\n".join(
-        "  ".join(str(cell).ljust(width) for cell, width in zip(line, widths)).rstrip()
+        "  ".join(str(cell) + " " * (width - columns(str(cell))) for cell, width in zip(line, widths)).rstrip()
         for line in [headers, *rows]
     )
 
