@@ -297,6 +297,15 @@ def test_a_text_of_only_invisible_characters_is_empty(tmp_path, escape):
     assert problem.endswith("(expected text)")
 
 
+@pytest.mark.parametrize(("value", "said"), [("99999999999999999999", "whole number"), ("0b_", "whole number"),
+                                             ("!!float abc", "number")])
+def test_a_default_number_metagen_cannot_read_is_named_in_words(tmp_path, value, said):
+    """Had said "'0b_' is not a int value metagen can read": a tag's name, and no word of the limit."""
+    path = write(tmp_path, {"w.yaml": HEAD + f"defaults: {{story: {{max_new_tokens: {value}}}}}\n"})
+    (problem,) = problems_of(path)
+    assert f"is not a {said} metagen can read (write a plain number such as 0.8 or 40, at most 19 digits" in problem
+
+
 def test_include_outside_allowed_on_request(tmp_path):
     write(tmp_path, {"inner/w.yaml": VALID + "include: [../other.yaml]\n", "other.yaml": "lore:\n  - {id: far, keys: [far], text: Far.}\n"})
     world = load_world(tmp_path / "inner" / "w.yaml", allow_outside=True)
