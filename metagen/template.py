@@ -212,3 +212,20 @@ def template_line(error: BaseException) -> int | None:
             line = tb.tb_lineno
         tb = tb.tb_next
     return line
+
+
+def template_reason(error: BaseException) -> str:
+    """What went wrong in a chat template as a plain phrase, without Python's class names
+    ("division by zero", not "ZeroDivisionError: division by zero")."""
+    text = " ".join(str(error).split())[:200]
+    if isinstance(error, TemplateError):
+        return text or "it raised an error without a message"
+    if isinstance(error, KeyError) and error.args:  # '{a}'.format(): str() is only the key's repr
+        return f"no value for the key {error.args[0]!r}"
+    if isinstance(error, OverflowError):  # 2.0 ** 10000: "(34, 'Numerical result out of range')"
+        return "a number too large to compute"
+    if isinstance(error, RecursionError):
+        return "calls nest too deeply"
+    if isinstance(error, MemoryError):
+        return "it ran out of memory"
+    return text or "its code failed without saying why"

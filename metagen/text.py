@@ -28,6 +28,20 @@ def slugify(text: str, fallback: str = "world", limit: int | None = 64) -> str:
     return slug or fallback
 
 
+def id_from(name: str, fallback: str = "world") -> str:
+    """A new id made from a name, with the letters NFKD cannot fold spelt out: "Ysolde Vær" -> "ysolde-vaer".
+
+    Only for ids a user has yet to write (`worlds new`, the id a validation message suggests): output
+    file names keep slugify's spelling, so a name batch --resume looks for stays the name on disk.
+    """
+    return slugify(name.translate(TRANSLIT), fallback)
+
+
+def blank(text: str) -> bool:
+    """Whether text shows nothing: empty, or only spaces, controls and format characters (NUL, U+200B)."""
+    return all(c.isspace() or unicodedata.category(c) in ("Cc", "Cf") for c in text)
+
+
 def fold(text: str) -> str:
     """Text compared loosely: case folded, accents and a few letters spelled plainly ("Søren" -> "soren")."""
     text = unicodedata.normalize("NFKD", text.casefold().translate(TRANSLIT).translate(_QUOTES))
@@ -185,6 +199,6 @@ def json_text(data, **kwargs) -> str:
 
 
 __all__ = [
-    "TRANSLIT", "balanced_quotes", "closest", "did_you_mean", "first_sentences", "fold", "format_dialogue", "format_turns",
-    "json_text", "mentions", "ngrams", "sentence_cut", "slugify", "speaker_prefix", "words_of",
+    "TRANSLIT", "balanced_quotes", "blank", "closest", "did_you_mean", "first_sentences", "fold", "format_dialogue", "format_turns",
+    "id_from", "json_text", "mentions", "ngrams", "sentence_cut", "slugify", "speaker_prefix", "words_of",
 ]

@@ -15,14 +15,13 @@ import threading
 from functools import cached_property
 from pathlib import Path
 
-from jinja2 import TemplateError
 from tokenizers import AddedToken, Regex, decoders, models, pre_tokenizers
 from tokenizers import Tokenizer as HFTokenizer
 
 from metagen.errors import ModelError, RequestError
 from metagen.files import read_regular_text
 from metagen.gguf import TOKEN_TYPE_CONTROL, TOKEN_TYPE_USER_DEFINED, TokenizerData
-from metagen.template import BoundedSandbox, template_line
+from metagen.template import BoundedSandbox, template_line, template_reason
 
 # llama.cpp pre-tokenizer names whose first step splits numbers into single characters.
 MAX_CACHE_BYTES = 64 * 2**20  # a cached tokenizer.json larger than this is damaged
@@ -251,7 +250,5 @@ class Tokenizer:
         line = template_line(error)
         where = f"{self.origin}: " if self.origin else ""
         at = f":{line}" if line else ""
-        reason = " ".join(str(error).split())[:200] or type(error).__name__
-        kind = "" if isinstance(error, TemplateError) else f"{type(error).__name__}: "
-        return ModelError(f"{where}tokenizer.chat_template{at}: the model's chat template failed: {kind}{reason}",
+        return ModelError(f"{where}tokenizer.chat_template{at}: the model's chat template failed: {template_reason(error)}",
                           hint="the model file's template is broken or hostile; use another model")

@@ -129,15 +129,35 @@ def test_list(runner, tmp_path, broken, monkeypatch):
     shutil.copy(broken, folder / "broken.yaml")
     monkeypatch.chdir(tmp_path)
     result = runner.invoke(app, ["worlds", "list"])  # ./worlds by default
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 2, result.output  # an invalid world among them, as `worlds validate` exits
     lines = result.stdout.splitlines()
     assert lines[0] == "3 worlds in worlds"
     rows = [line.split()[0] for line in lines[3:]]
     assert rows == ["ashenmere", "nexus-hub", "saltgate"]
     assert "worlds/harbour/world.yaml" in result.stdout and "characters.yaml" not in result.stdout
     assert result.stderr.startswith("invalid: worlds/broken.yaml: 2 problems in world")
-    as_json = json.loads(runner.invoke(app, ["worlds", "list", "--json", "worlds"]).stdout)
+    listed = runner.invoke(app, ["worlds", "list", "--json", "worlds"])
+    assert listed.exit_code == 2
+    as_json = json.loads(listed.stdout)
     assert {w["id"]: w["characters"] for w in as_json} == {"ashenmere": 6, "nexus-hub": 6, "saltgate": 6}
+    (folder / "broken.yaml").unlink()
+    assert runner.invoke(app, ["worlds", "list"]).exit_code == 0
+
+
+def test_list_exits_2_when_a_world_is_invalid(runner, tmp_path, broken):
+    """A listing that found an invalid world had exited 0, so a script never noticed; only invalid
+    worlds had also said "no worlds in ... (`metagen worlds new NAME` writes one)"."""
+    shutil.copy(NEXUS, tmp_path / "nexus.yaml")
+    result = runner.invoke(app, ["worlds", "list", str(tmp_path)])
+    assert result.exit_code == 2
+    assert result.stdout.splitlines()[0] == f"1 world in {tmp_path}" and "nexus-hub" in result.stdout
+    assert result.stderr.splitlines() == [f"invalid: {broken}: 2 problems in world (first: {broken}:7:5: "
+                                          "characters[0]: unknown field 'trait' (did you mean 'traits'?); "
+                                          f"run `metagen worlds validate {broken}` to see all 2)"]
+    (tmp_path / "nexus.yaml").unlink()
+    only_invalid = runner.invoke(app, ["worlds", "list", str(tmp_path)])
+    assert only_invalid.exit_code == 2 and only_invalid.stdout == ""
+    assert "no worlds in" not in only_invalid.stderr and only_invalid.stderr.startswith(f"invalid: {broken}:")
 
 
 def test_list_names_a_world_file_that_is_a_link_to_nothing(runner, tmp_path):
@@ -217,7 +237,8 @@ def test_new_refuses_an_empty_id(runner, tmp_path):
 
 def test_new_refuses_a_name_it_cannot_write_and_leaves_no_file(runner, tmp_path):
     out = tmp_path / "w.yaml"
-    for name, message in (("", "name is empty"), ("   ", "name is empty"), ("caf\udce9", "not UTF-8 text")):
+    for name, message in (("", "name is empty"), ("   ", "name is empty"), ("caf\udce9", "not UTF-8 text"),
+                          ("\a", "name is empty"), ("\u200b", "name is empty")):  # had written an invalid world
         bad = runner.invoke(app, ["worlds", "new", name, "--out", str(out)])
         assert bad.exit_code == 2 and message in bad.output and "Traceback" not in bad.output, bad.output
     (tmp_path / "taken").write_text("")
@@ -231,3 +252,73 @@ def test_help_lists_the_commands(runner):
     assert result.exit_code == 0
     for name in ("validate", "show", "list", "schema", "new"):
         assert name in result.stdout
+
+
+def test_new_spells_out_letters_in_the_id(runner, tmp_path):
+    """"Ysolde Vær" had become the id 'ysolde-vr' (æ dropped), unlike the 'ceann-tire' of "Ceann Tíre"."""
+    result = runner.invoke(app, ["worlds", "new", "Ysolde Vær", "-o", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert load_world(tmp_path / "ysolde-vaer.yaml").id == "ysolde-vaer"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("world: {id: Færøerne, name: F}\n", encoding="utf-8")
+    line = runner.invoke(app, ["worlds", "validate", str(bad)]).stderr
+    assert "e.g. 'faeroerne'" in line, line
+
+
+def test_tables_cut_a_long_value_and_keep_the_path(runner, tmp_path):
+    """A 5,000-character world name had made a 5,000-column `worlds list` table."""
+    name, role = "N" * 5000, "林" * 3000
+    (tmp_path / "big.yaml").write_text(f"world: {{id: big, name: {name}}}\ncharacters:\n"
+                                       f"  - {{id: ada, name: Ada, role: {role}}}\n", encoding="utf-8")
+    listed = runner.invoke(app, ["worlds", "list", str(tmp_path)])
+    assert listed.exit_code == 0, listed.output
+    row = listed.stdout.splitlines()[-1]
+    assert "N" * 97 + "..." in row and "N" * 98 not in row and row.endswith(str(tmp_path / "big.yaml"))
+    shown = runner.invoke(app, ["worlds", "show", str(tmp_path / "big.yaml")])
+    (ada,) = [line for line in shown.stdout.splitlines() if line.startswith("ada ")]
+    assert "林" * 48 + "..." in ada and "林" * 49 not in ada  # wide characters count two columns
+    as_json = json.loads(runner.invoke(app, ["worlds", "list", "--json", str(tmp_path)]).stdout)
+    assert as_json[0]["name"] == name  # --json gives it whole
+
+
+def test_show_heading_keeps_escapes_escaped(runner, tmp_path):
+    """The heading's escapes were turned back into line breaks: a stop of "\\n\\n" was printed
+    as `stop=['` and `']` on three lines, a name holding a line break split the first line."""
+    path = tmp_path / "w.yaml"
+    path.write_text('world:\n  id: w\n  name: "Two\\nLines"\n  summary: |\n    First line.\n    Second line.\n'
+                    'defaults:\n  dialogue: {stop: ["\\n\\n"]}\n', encoding="utf-8")
+    result = runner.invoke(app, ["worlds", "show", str(path)])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == "Two\\nLines (w)"
+    assert lines[2:4] == ["First line.", "Second line."]  # a summary's own lines stay lines
+    assert "defaults.dialogue: stop=['\\n\\n']" in lines
+
+
+def test_new_into_a_folder_named_with_a_slash_that_does_not_exist_yet(runner, tmp_path):
+    """`-o mine/` for a folder not yet made had written a file named `mine`: Path drops the "/"."""
+    result = runner.invoke(app, ["worlds", "new", "Rain Town", "-o", f"{tmp_path / 'mine'}/"])
+    assert result.exit_code == 0, result.output
+    assert load_world(tmp_path / "mine" / "rain-town.yaml").id == "rain-town"
+    plain = runner.invoke(app, ["worlds", "new", "Rain Town", "-o", str(tmp_path / "file")])
+    assert plain.exit_code == 0 and load_world(tmp_path / "file").id == "rain-town"  # no "/": the file itself
+
+
+def test_new_says_why_an_id_is_not_valid(runner, tmp_path):
+    """A 70-character --id was refused as "lower-case a-z, 0-9, '-' or '_'" though it was all of that."""
+    long_id = "a" * 70
+    bad = runner.invoke(app, ["worlds", "new", "X", "-o", str(tmp_path / "x.yaml"), "--id", long_id])
+    assert bad.exit_code == 2 and "at most 64 characters" in bad.output and long_id not in bad.output, bad.output
+    spelt = runner.invoke(app, ["worlds", "new", "X", "-o", str(tmp_path / "x.yaml"), "--id", "Ærø Town"])
+    assert spelt.exit_code == 2 and "e.g. 'aero-town'" in spelt.output
+    assert not (tmp_path / "x.yaml").exists()
+
+
+def test_plain_table_aligns_wide_characters(runner):
+    """林小雨 is three characters but six columns: the columns after it stood three to the right."""
+    result = runner.invoke(app, ["worlds", "show", str(NEXUS)])
+    header = next(line for line in result.stdout.splitlines() if line.startswith("id "))
+    row = next(line for line in result.stdout.splitlines() if line.startswith("lin-xiaoyu "))
+    pronouns = header.index("pronouns")
+    assert row.startswith("lin-xiaoyu       林小雨")
+    assert row.index("she/her") + len("林小雨") == pronouns  # three wide characters take three more columns

@@ -309,7 +309,7 @@ HOSTILE_TEMPLATES = [
                  "rendering took more than 2 s", id="nested-loops-no-calls"),
     pytest.param("{{ 'x' * 10000000000 }}", "repeating a value 10,000,000,000 times", id="string-times"),
     pytest.param("{{ (['x'] * 100000000)|join }}", "repeating a value 100,000,000 times", id="list-times"),
-    pytest.param("{{ 1/0 }}", "ZeroDivisionError: division by zero", id="division-by-zero"),
+    pytest.param("{{ 1/0 }}", "failed: division by zero (", id="division-by-zero"),
     pytest.param("{% macro m() %}{{ m() }}{% endmacro %}{{ m() }}", "calls nest more than 32 deep", id="recursive-macro"),
     pytest.param("{% macro m(n) %}{{ m(n) }}{{ m(n) }}{% endmacro %}{{ m(1) }}", "calls nest more than 32 deep",
                  id="branching-macro"),

@@ -1,10 +1,10 @@
-"""Small text helpers: quotes paired in a story paragraph."""
+"""Small text helpers: quotes paired in a story paragraph, ids made from names."""
 
 from __future__ import annotations
 
 import pytest
 
-from metagen.text import balanced_quotes
+from metagen.text import balanced_quotes, id_from, slugify
 
 
 @pytest.mark.parametrize("paragraph, paired", [
@@ -39,3 +39,11 @@ def test_first_sentences_keeps_everything_without_a_limit():
     from metagen.text import first_sentences
 
     assert first_sentences("One. Two. Three. Four. Five", 0) == "One. Two. Three. Four. Five"
+
+
+def test_id_from_spells_out_the_letters_slugify_drops():
+    """`worlds new "Ysolde Vær"` had made the id 'ysolde-vr': NFKD folds é but has no ASCII for æ, ø, ß."""
+    assert id_from("Ysolde Vær") == "ysolde-vaer"
+    assert id_from("Søren Łukasz Straße") == "soren-lukasz-strasse"
+    assert id_from("Ceann Tíre") == "ceann-tire" and id_from("林小雨") == "world"
+    assert slugify("Ysolde Vær") == "ysolde-vr"  # file names keep their spelling: batch --resume finds them by name

@@ -64,6 +64,27 @@ def test_template_runs_sandboxed():
         tokenizer.render_chat([{"role": "user", "content": "x"}])
 
 
+@pytest.mark.parametrize(("template", "reason"), [
+    ("{{ 1/0 }}", "division by zero"),
+    ("{{ 1 + 'a' }}", "unsupported operand type(s) for +: 'int' and 'str'"),
+    ("{{ '{a}'.format() }}", "no value for the key 'a'"),
+    ("{{ 2.0 ** 10000 }}", "a number too large to compute"),
+    ("{{ range(1, 2, 0) }}", "range() arg 3 must not be zero"),
+    ("{{ raise_exception('') }}", "it raised an error without a message"),
+])
+def test_a_failing_chat_template_is_a_plain_sentence(template, reason):
+    """Errors of the template's own code had named Python's class ("ZeroDivisionError: division by zero",
+    "KeyError: 'a'", "OverflowError: (34, 'Numerical result out of range')", a bare "TemplateError")."""
+    from dataclasses import replace
+
+    tokenizer = Tokenizer.from_data(replace(tiny_tokenizer_data(), chat_template=template))
+    tokenizer.origin = "odd.gguf"
+    with pytest.raises(ModelError) as caught:
+        tokenizer.render_chat([{"role": "user", "content": "x"}])
+    assert caught.value.one_line() == (f"odd.gguf: tokenizer.chat_template:1: the model's chat template failed: {reason} "
+                                       "(the model file's template is broken or hostile; use another model)")
+
+
 def test_save_and_load_round_trip(tiny_tokenizer, tmp_path):
     tiny_tokenizer.save(tmp_path / "tok.json")
     loaded = Tokenizer.load(tmp_path / "tok.json")

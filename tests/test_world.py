@@ -277,6 +277,35 @@ def test_aliases_and_merge_keys_within_limits_work(tmp_path):
     assert world.character("jonas").name == "Jonas"
 
 
+@pytest.mark.parametrize(("cast", "where", "first"), [
+    ("  - id: &a ada\n    name: Ada\n  - id: bo\n    name: Bo\n  - id: *a\n    name: Other\n", "w.yaml:9:9", "line 5"),
+    ("  - &ada {id: ada, name: Ada}\n  - {id: bo, name: Bo}\n  - *ada\n", "w.yaml:7:5", "line 5"),
+], ids=["id-alias", "entry-alias"])
+def test_a_duplicate_made_with_an_alias_is_reported_where_the_alias_is_used(tmp_path, cast, where, first):
+    """Both had been reported at the anchor's line, the first definition, where nothing is wrong."""
+    path = write(tmp_path, {"w.yaml": HEAD + "characters:\n" + cast})
+    (problem,) = problems_of(path)
+    assert problem.startswith(f"{path.parent}/{where}: characters[2].id: duplicate character id 'ada' (first defined at {first};")
+
+
+@pytest.mark.parametrize("escape", ["\\0", "\\u200b", "\\a", "\\ufeff\\u200d"])
+def test_a_text_of_only_invisible_characters_is_empty(tmp_path, escape):
+    """A name of "\\u200b" or "\\0" had passed as text: a character no reader (or model) sees."""
+    path = write(tmp_path, {"w.yaml": HEAD + f'characters:\n  - id: ada\n    name: "{escape}"\n'})
+    (problem,) = problems_of(path)
+    assert problem.startswith(f"{path}:6:11: characters[0].name: shows nothing: it holds only invisible characters such as U+")
+    assert problem.endswith("(expected text)")
+
+
+@pytest.mark.parametrize(("value", "said"), [("99999999999999999999", "whole number"), ("0b_", "whole number"),
+                                             ("!!float abc", "number")])
+def test_a_default_number_metagen_cannot_read_is_named_in_words(tmp_path, value, said):
+    """Had said "'0b_' is not a int value metagen can read": a tag's name, and no word of the limit."""
+    path = write(tmp_path, {"w.yaml": HEAD + f"defaults: {{story: {{max_new_tokens: {value}}}}}\n"})
+    (problem,) = problems_of(path)
+    assert f"is not a {said} metagen can read (write a plain number such as 0.8 or 40, at most 19 digits" in problem
+
+
 def test_include_outside_allowed_on_request(tmp_path):
     write(tmp_path, {"inner/w.yaml": VALID + "include: [../other.yaml]\n", "other.yaml": "lore:\n  - {id: far, keys: [far], text: Far.}\n"})
     world = load_world(tmp_path / "inner" / "w.yaml", allow_outside=True)

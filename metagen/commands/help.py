@@ -18,6 +18,7 @@ except ImportError:  # pragma: no cover - older Typer on the real click
     from click.exceptions import BadParameter
 
 EMPTY_PATH = "is empty (give a path; . is the current folder)"
+PATHS_AS_TYPED = "metagen.paths_as_typed"  # ctx.meta key: each path parameter's text as given, by name
 
 
 def _takes_paths(param) -> bool:
@@ -44,6 +45,8 @@ class PanelledCommand(TyperCommand):
                 values = given if isinstance(given, (list, tuple)) else [given]
                 if _takes_paths(param) and "" in values:
                     raise BadParameter(EMPTY_PATH, ctx=ctx, param=param)
+                if _takes_paths(param):  # as typed: Path("out/") forgets the "/" that names a folder
+                    ctx.meta.setdefault(PATHS_AS_TYPED, {})[param.name] = given
             return opts, rest, order
 
         parser.parse_args = parse_refusing_empty_paths

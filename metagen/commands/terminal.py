@@ -14,6 +14,7 @@ import errno
 import os
 import re
 import sys
+import unicodedata
 
 # C0 controls, DEL, C1 controls, and the Unicode line/paragraph separators and bidi controls.
 _CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
@@ -23,6 +24,30 @@ _CONTROLS_BUT_LINES = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 def escaped(text: str) -> str:
     """Untrusted text for a message or a table: every control character written as an escape."""
     return _CONTROLS.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), str(text))
+
+
+def columns(text: str) -> int:
+    """The terminal columns text takes: a wide character (林) two, a combining or zero-width one none."""
+    return sum(_width(c) for c in text)
+
+
+def _width(ch: str) -> int:
+    if unicodedata.combining(ch) or unicodedata.category(ch) in ("Me", "Cf"):
+        return 0
+    return 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+
+
+def clipped(text: str, limit: int) -> str:
+    """text cut to at most limit columns, ending in "..." when cut."""
+    if columns(text) <= limit:
+        return text
+    kept, used = [], 0
+    for ch in text:
+        used += _width(ch)
+        if used > limit - 3:
+            break
+        kept.append(ch)
+    return "".join(kept).rstrip() + "..."
 
 
 def printable(text: str, terminal: bool) -> str:

@@ -1,7 +1,8 @@
 """`metagen worlds ...`: validate, show, list and start world files, and print their schema.
 
 Each command is one call into metagen.world. `validate` prints every problem itself (one a
-line on stderr) and exits 2; the other commands let WorldError reach the root group in
+line on stderr) and exits 2, and `list` lists the valid worlds and exits 2 after naming an
+invalid one on stderr; the other commands let WorldError reach the root group in
 cli.py, which prints one line. Light imports only: metagen.world (and yaml) when a command
 runs, rich only on a terminal, never torch.
 """
@@ -16,8 +17,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from metagen.commands.help import PLAIN_HELP, PanelledCommand
-from metagen.commands.terminal import escaped
+from metagen.commands.help import PATHS_AS_TYPED, PLAIN_HELP, PanelledCommand
+from metagen.commands.terminal import clipped, columns, escaped
 from metagen.text import json_text
 from metagen.errors import EXIT_BAD_INPUT, OutputError, OutputExistsError, OutputFolderError, WorldError
 
@@ -49,17 +50,28 @@ def _counts(world: World) -> str:
 
 
 def _plain_table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows)]
+    """Aligned columns, measured as a terminal shows them (林小雨 takes six)."""
+    widths = [max(columns(str(cell)) for cell in column) for column in zip(headers, *rows)]
     return "\n".join(
-        "  ".join(str(cell).ljust(width) for cell, width in zip(line, widths)).rstrip()
+        "  ".join(str(cell) + " " * (width - columns(str(cell))) for cell, width in zip(line, widths)).rstrip()
         for line in [headers, *rows]
     )
 
 
-def _print_tables(title: str, tables: list[tuple[str, list[str], list[list[str]]]]) -> None:
-    """Rich tables on a terminal, plain aligned text when piped; world text always escaped."""
-    title = escaped(title).replace("\\n", "\n")  # the title's own lines stay lines
-    tables = [(name, headers, [[escaped(cell) for cell in row] for row in rows]) for name, headers, rows in tables]
+# Columns a table cell shows at most: wider than every cell of the example worlds (82), narrow enough
+# that one long name or role cannot push a table thousands of columns wide. Paths are shown whole.
+MAX_CELL_COLUMNS = 100
+
+
+def _print_tables(heading: list[str], tables: list[tuple[str, list[str], list[list[str]]]]) -> None:
+    """Heading lines, then rich tables on a terminal, plain aligned text when piped; world text always
+    escaped (a line break inside a name too), long cells cut."""
+    title = "\n".join(escaped(line) for line in heading)
+    tables = [
+        (name, headers, [[escaped(cell) if head == "path" else clipped(escaped(cell), MAX_CELL_COLUMNS)
+                          for head, cell in zip(headers, row)] for row in rows])
+        for name, headers, rows in tables
+    ]
     if sys.stdout.isatty():
         from rich.console import Console
         from rich.table import Table
@@ -126,7 +138,7 @@ def show_command(
     style = ", ".join(x for x in (pov, tense, s.rating, f"{s.length} stories") if x)
     lines = [" | ".join(head), f"{_counts(world)}; style: {style}"]
     if world.summary:
-        lines.append(world.summary)
+        lines.extend(world.summary.splitlines())  # a `|` block keeps its lines
     lines.append(f"files: {', '.join(str(f) for f in world.files)}")
     lines.append(f"sha256: {world.content_hash}")
     for kind, settings in world.defaults.items():
@@ -155,7 +167,7 @@ def show_command(
             [e.id, str(e.priority), "(always)" if e.always_include else ", ".join(e.keys)] for e in world.lore
         ]),
     ]  # fmt: skip
-    _print_tables("\n".join(lines), tables)
+    _print_tables(lines, tables)
 
 
 @worlds_app.command("list", cls=PanelledCommand)
@@ -163,7 +175,7 @@ def list_command(
     folder: Annotated[Path, typer.Argument(help="Where to look: *.yaml and */world.yaml.")] = Path("worlds"),
     as_json: Annotated[bool, typer.Option("--json", help="Print the list as JSON.")] = False,
 ):
-    """List the worlds in a folder: id, name, counts and path (invalid ones on stderr)."""
+    """List the worlds in a folder: id, name, counts and path (invalid ones on stderr, then exit 2)."""
     from metagen.world import load_world
 
     if not folder.is_dir():
@@ -173,11 +185,12 @@ def list_command(
     candidates = sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]) + sorted(
         path for sub in folder.glob("*/") for path in (sub / "world.yaml", sub / "world.yml") if os.path.lexists(path)
     )
-    rows = []
+    rows, invalid = [], 0
     for path in candidates:
         try:
             world = load_world(path)
         except WorldError as error:
+            invalid += 1
             typer.echo(f"invalid: {escaped(error.one_line())}", err=True)
             continue
         row = {"id": world.id, "name": world.name, **world.counts(), "path": str(path), "contents": _counts(world)}
@@ -185,12 +198,14 @@ def list_command(
     if as_json:
         data = [{k: v for k, v in r.items() if k != "contents"} for r in rows]
         typer.echo(json_text(data, indent=2))
-    elif not rows:
-        typer.echo(f"no worlds in {folder} (`metagen worlds new NAME` writes one)", err=True)
-    else:
-        _print_tables(f"{len(rows)} world{'s' * (len(rows) != 1)} in {folder}", [
+    elif rows:
+        _print_tables([f"{len(rows)} world{'s' * (len(rows) != 1)} in {folder}"], [
             ("", ["id", "name", "contents", "path"], [[r["id"], r["name"], r["contents"], r["path"]] for r in rows]),
         ])  # fmt: skip
+    elif not invalid:
+        typer.echo(f"no worlds in {folder} (`metagen worlds new NAME` writes one)", err=True)
+    if invalid:  # as `worlds validate` does, so a script notices; the valid ones are listed all the same
+        raise typer.Exit(EXIT_BAD_INPUT)
 
 
 @worlds_app.command("schema", cls=PanelledCommand)
@@ -203,10 +218,11 @@ def schema_command():
 
 @worlds_app.command("new", cls=PanelledCommand)
 def new_command(
+    ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="The world's name (any script).", show_default=False)],
     out: Annotated[
         Path | None,
-        typer.Option("--out", "-o", help="Where to write it; a folder gets <id>.yaml in it [default: worlds/<id>.yaml].", show_default=False),
+        typer.Option("--out", "-o", help="Where to write it; a folder (or a path ending in /) gets <id>.yaml in it [default: worlds/<id>.yaml].", show_default=False),
     ] = None,
     world_id: Annotated[
         str | None, typer.Option("--id", help="The world id [default: made from the name].", show_default=False)
@@ -214,22 +230,26 @@ def new_command(
 ):
     """Write a commented starter world that validates; never overwrites a file."""
     from metagen.output import write_atomic
-    from metagen.text import slugify
+    from metagen.text import blank, id_from
     from metagen.world import ID_RE, schema_path, starter_world
+    from metagen.world.safe_yaml import shorten
 
-    if not name.strip():
+    if blank(name):  # "", spaces, or only controls and zero-width characters
         raise typer.BadParameter("the world's name is empty (give the name it is known by)", param_hint="NAME")
     if any("\ud800" <= ch <= "\udfff" for ch in name):  # argv bytes that were not UTF-8
         raise typer.BadParameter("the name is not UTF-8 text (check the terminal's encoding: LANG or LC_ALL "
                                  "should name UTF-8)", param_hint="NAME")
     if world_id is not None and not world_id.strip():  # an empty variable in a script: not "made from the name"
         raise typer.BadParameter("is empty (leave the option out for an id made from the name)", param_hint="--id")
-    world_id = slugify(name) if world_id is None else world_id
+    world_id = id_from(name) if world_id is None else world_id
     if not ID_RE.match(world_id):
-        message = f"'{world_id}' is not a valid id (lower-case a-z, 0-9, '-' or '_')"
+        message = (f"'{shorten(world_id)}' is not a valid id (lower-case a-z, 0-9, '-' or '_', at most 64 "
+                   f"characters, e.g. '{id_from(world_id, 'x')}')")
         raise typer.BadParameter(message, param_hint="--id")
+    typed = ctx.meta.get(PATHS_AS_TYPED, {}).get("out") or ""
     out = out or Path("worlds") / f"{world_id}.yaml"
-    if out.is_dir():  # `-o worlds/`: the folder to put it in, as cp and mv read a folder
+    # `-o worlds/`: the folder to put it in, as cp and mv read a folder; with its "/" even before it exists
+    if out.is_dir() or typed.endswith(("/", os.sep)):
         out = out / f"{world_id}.yaml"
     try:
         out.parent.mkdir(parents=True, exist_ok=True)

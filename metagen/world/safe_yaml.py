@@ -35,10 +35,13 @@ class _WorldLoader(yaml.SafeLoader):
     composed, so the first node past MAX_NODES stops the parse before anything is built.
     """
 
+    BOMB = f"aliases expand to more than {MAX_NODES} nodes here (an alias bomb?); write the values out"
+
     def __init__(self, stream):
         super().__init__(stream)
         self.alias_uses = 0
         self.composed = 0  # distinct nodes, so a huge flat list stops early too
+        self.copied = 0  # nodes copied for alias uses
         self.sizes: dict[int, int] = {}
 
     def compose_node(self, parent, index):
@@ -71,7 +74,18 @@ class _WorldLoader(yaml.SafeLoader):
             if id(node) not in self.sizes:
                 message = "an alias refers to the node that contains it (recursive data is not allowed)"
                 raise YamlRefused(event.start_mark, message)
-            return node
+            # Each use gets its own copy, marked where `*name` stands: a duplicate id made with an alias
+            # is reported at its use, not at the anchor. A copy that would take the node around it past
+            # MAX_NODES is not made: that node is refused where it starts, as it would be once whole.
+            size = self.sizes[id(node)]
+            if parent is not None and 1 + self._size_so_far(parent, index) + size > MAX_NODES:
+                raise YamlRefused(parent.start_mark, self.BOMB)
+            self.copied += size
+            if self.copied > 4 * MAX_NODES:  # nested nodes, each below the limit, copying on
+                raise YamlRefused(event.start_mark, self.BOMB)
+            copy = _placed(node, event.start_mark, event.end_mark)
+            self.sizes[id(copy)] = size
+            return copy
         if isinstance(node, SequenceNode):
             children = node.value
         elif isinstance(node, MappingNode):
@@ -80,12 +94,26 @@ class _WorldLoader(yaml.SafeLoader):
             children = []
         size = 1 + sum(self.sizes[id(c)] for c in children)
         if size > MAX_NODES:
-            raise YamlRefused(
-                node.start_mark,
-                f"aliases expand to more than {MAX_NODES} nodes here (an alias bomb?); write the values out",
-            )
+            raise YamlRefused(node.start_mark, self.BOMB)
         self.sizes[id(node)] = size
         return node
+
+    def _size_so_far(self, parent: Node, index) -> int:
+        """The expanded size of what parent holds so far: its items, or its pairs and the key just read."""
+        if isinstance(parent, SequenceNode):
+            return sum(self.sizes[id(n)] for n in parent.value)
+        key = self.sizes[id(index)] if isinstance(index, Node) else 0  # composing a value: its key is read
+        return key + sum(self.sizes[id(k)] + self.sizes[id(v)] for k, v in parent.value)
+
+
+def _placed(node: Node, start, end) -> Node:
+    """A copy of node and everything in it, every mark set to where an alias uses it."""
+    if isinstance(node, ScalarNode):
+        return ScalarNode(node.tag, node.value, start, end, style=node.style)
+    if isinstance(node, SequenceNode):
+        return SequenceNode(node.tag, [_placed(n, start, end) for n in node.value], start, end, node.flow_style)
+    pairs = [(_placed(k, start, end), _placed(v, start, end)) for k, v in node.value]
+    return MappingNode(node.tag, pairs, start, end, node.flow_style)
 
 
 def compose_yaml(data: bytes, what: str):

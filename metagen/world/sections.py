@@ -231,9 +231,9 @@ class SectionReader(Validator):
             if node.tag in (YAML_TAG + "int", YAML_TAG + "float", YAML_TAG + "bool"):
                 value = construct_scalar(node)
                 if value is None or (isinstance(value, int) and abs(value) >= MAX_INT):
-                    kind = node.tag.replace(YAML_TAG, "")
-                    self.add(node, path, f"'{shorten(node.value)}' is not a {kind} value metagen can read "
-                             "(write a plain number such as 0.8 or 40, or true/false)")
+                    kind = {"int": "whole number", "float": "number"}.get(node.tag.replace(YAML_TAG, ""), "true/false value")
+                    self.add(node, path, f"'{shorten(node.value)}' is not a {kind} metagen can read (write a plain "
+                             f"number such as 0.8 or 40, at most {len(str(MAX_INT))} digits, or true/false)")
                 return value
             return node.value
         self.add(node, path, f"got {describe_node(node)} (expected a number, true/false, text or a list of text)")

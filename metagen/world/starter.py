@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from metagen.text import slugify
+from metagen.text import id_from
 
 _DATA = Path(__file__).parent.parent / "data"
 
@@ -19,7 +19,7 @@ def starter_world(
     name: str, *, world_id: str | None = None, schema: str | None = None, file: str = "FILE"
 ) -> str:
     """A commented starter world (YAML text) that validates; `schema` goes in its schema line."""
-    world_id = world_id or slugify(name)
+    world_id = world_id or id_from(name)
     text = (_DATA / "starter-world.yaml").read_text(encoding="utf-8")
     replacements = {
         "__SCHEMA__": schema or str(schema_path()),

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from metagen.text import did_you_mean, slugify
+from metagen.text import blank, did_you_mean, id_from
 from metagen.world.safe_yaml import YAML_TAG, construct_scalar, describe_node, is_null, shorten
 from metagen.world.types import ID_RE
 
@@ -103,9 +103,13 @@ class Validator:
     def text(self, node: Node, path: str) -> str | None:
         if isinstance(node, ScalarNode) and not is_null(node):  # yes/no/1920 are text here
             value = node.value.strip()
-            if value:
+            if not blank(value):
                 return value
-            self.add(node, path, "is empty (expected text)")
+            if value:  # "\u200b" or "\0" in double quotes: nothing a reader or the model sees
+                self.add(node, path, f"shows nothing: it holds only invisible characters such as U+{ord(value[0]):04X} "
+                                     "(expected text)")
+            else:
+                self.add(node, path, "is empty (expected text)")
             return None
         self.add(node, path, f"got {describe_node(node)} (expected text)")
         return None
@@ -124,7 +128,7 @@ class Validator:
                 node,
                 path,
                 f"'{shorten(value)}' is not a valid id (expected lower-case a-z, 0-9, '-' or '_', "
-                f"at most 64 characters, e.g. '{slugify(value, 'x')}')",
+                f"at most 64 characters, e.g. '{id_from(value, 'x')}')",
             )
             return None
         return value
