@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 
 from metagen.errors import RequestError
 from metagen.config import CLI_NAMES, MAX_SEED, GenerationConfig, candidate_seed, setting_words
-from metagen.critic import NARRATION_WEIGHTS, best_index, critic_context, judge, requested_forms
+from metagen.critic import NARRATION_WEIGHTS, CriticContext, best_index, critic_context, judge, requested_forms
 from metagen.editor import strike
 from metagen.grounding import names_any, writing_guard
 from metagen.phrasing import POV_PHRASES, after_to, cast_phrase, clause, lower_first, prose_name, short_prose_name
@@ -367,7 +367,6 @@ def write_story(generator, world: World, request: StoryRequest, cfg: GenerationC
     plain_chat = story_messages(world, resolved, facts=False) if cfg.context_contrast else None
     written, beat_records, critic_beats = [], [], []
     output_tokens, prompt_tokens, finish = 0, 0, "eos"
-    person = world.style.point_of_view or "third"
     requested = requested_forms(resolved)
     spare_rounds = STORY_EXTRA_ROUNDS
     starts = beat_starts(world, resolved, plan, seed, cfg.candidates)
@@ -381,15 +380,9 @@ def write_story(generator, world: World, request: StoryRequest, cfg: GenerationC
             plain_ids = tokenizer.encode_chat(plain_chat)
         beat_cfg.check_context(len(ids), generator.context_length)
         beat_seed = (seed + index) % MAX_SEED
-        # Each beat is judged on its own words; the whole story so far is the prompt it must not copy.
-        context = critic_context(world, resolved, text, cfg, narrator_person=person, focus=beat.instruction,
-                                 moderation=moderation, tense=asked_tense(world, "story"))
-        context = replace(context, avoid_starts=tuple(tuple(words_of(p)[:2]) for p in written),
-                          earlier=frozenset(gram for p in written for gram in ngrams(words_of(p), 4)))
         last = index == len(plan) - 1
-        if last:  # the last chance to name whoever the story has not named yet
-            unsaid = [forms for forms in requested if not names_any(" ".join(written), forms)]
-            context = replace(context, names=tuple(dict.fromkeys([*context.names, *unsaid])))
+        context = _beat_context(world, resolved, text, cfg, beat, written, moderation,
+                                unsaid=[f for f in requested if not names_any(" ".join(written), f)] if last else None)
         # the opening introduces the cast and place and the ending is the last chance to: both insist
         insist = last or index == 0
         allowed = min(NAMING_ROUNDS if insist else EXTRA_ROUNDS, spare_rounds - (not last))
@@ -408,11 +401,7 @@ def write_story(generator, world: World, request: StoryRequest, cfg: GenerationC
         written.append(paragraph)
         beat_records.append({**beat.to_dict(), "text": paragraph})
         if cfg.candidates > 1:
-            opened = starts[index] * (len(seeds) // cfg.candidates)  # each round's candidates open alike
-            critic_beats.append({"beat": beat.id, "chosen": chosen,
-                                 "candidates": [{"seed": s, **({"start": w} if w else {}), **v.to_dict()}
-                                                for s, w, v in zip(seeds, opened, verdicts)],
-                                 **({"struck": [list(cut) for cut in cuts[chosen]]} if cuts[chosen] else {})})
+            critic_beats.append(_critic_record(beat, chosen, seeds, starts[index], verdicts, cuts[chosen]))
         if on_text:
             on_text(("\n\n" if index else "") + paragraph)
     return StoryResult(text="\n\n".join(written), plan=beat_records,
@@ -420,6 +409,32 @@ def write_story(generator, world: World, request: StoryRequest, cfg: GenerationC
                        prompt=plan_prompt(world, resolved, plan, messages, generator.context_length, beat_cfg),
                        prompt_tokens=prompt_tokens, output_tokens=output_tokens, finish_reason=finish,
                        seconds=time.perf_counter() - started)
+
+
+def _beat_context(world: World, resolved, text: str, cfg: GenerationConfig, beat: Beat, written: list[str],
+                  moderation, *, unsaid: list | None) -> CriticContext:
+    """What the critic judges a beat's candidates against: the beat's own words, with the whole story
+    so far (`text`, the prompt) as what it must not copy, the paragraphs `written` as openings and
+    4-grams not to repeat, and on the last beat, the story's last chance, `unsaid` (the name forms of
+    the cast it has not named yet) among the names it must say; None on the other beats."""
+    context = critic_context(world, resolved, text, cfg, narrator_person=world.style.point_of_view or "third",
+                             focus=beat.instruction, moderation=moderation, tense=asked_tense(world, "story"))
+    context = replace(context, avoid_starts=tuple(tuple(words_of(p)[:2]) for p in written),
+                      earlier=frozenset(gram for p in written for gram in ngrams(words_of(p), 4)))
+    if unsaid is not None:
+        context = replace(context, names=tuple(dict.fromkeys([*context.names, *unsaid])))
+    return context
+
+
+def _critic_record(beat: Beat, chosen: int, seeds: list[int], starts: Sequence[str], verdicts: list,
+                   struck: Sequence) -> dict:
+    """A beat's entry in the front matter's critic section: every candidate's seed, start words and
+    verdict, the index kept, and the sentences the editor struck from it."""
+    opened = list(starts) * (len(seeds) // len(starts))  # each round's candidates open alike
+    return {"beat": beat.id, "chosen": chosen,
+            "candidates": [{"seed": s, **({"start": w} if w else {}), **v.to_dict()}
+                           for s, w, v in zip(seeds, opened, verdicts)],
+            **({"struck": [list(cut) for cut in struck]} if struck else {})}
 
 
 def _draw_candidates(generator, ids: list[int], beat_cfg: GenerationConfig, count: int, beat_seed: int,
