@@ -487,6 +487,30 @@ def test_a_session_stopped_before_its_first_turn_leaves_no_file(runner, world_pa
     assert not (tmp_path / "out" / "quay" / "chat" / "mira-5.json").exists()
 
 
+@pytest.mark.parametrize("stop", ["interrupt", "terminate"])
+def test_a_script_stopped_by_a_signal_says_where_its_turns_are_saved(runner, world_path, model_args, tmp_path,
+                                                                    monkeypatch, stop):
+    from metagen.chat import ChatSession
+    from metagen.errors import Terminated
+
+    real, calls = ChatSession.say, []
+
+    def say(self, *args, **kwargs):  # the third line is stopped by Ctrl-C or SIGTERM (cli.py's handler)
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt if stop == "interrupt" else Terminated()
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(ChatSession, "say", say)
+    script = tmp_path / "lines.txt"
+    script.write_text("Hi.\nWho are you?\nAnd the harbour?\nBye.\n", encoding="utf-8")
+    result = invoke(runner, *chat_args(world_path, model_args, "--seed", 5, "--script", script))
+    assert result.exit_code == (130 if stop == "interrupt" else 143), result.output
+    saved = Path("out") / "quay" / "chat" / "mira-5.json"
+    assert f"session saved: {saved} (continue it with --resume {saved})" in result.stderr
+    assert len(read_session(tmp_path / saved)[1]) == 2
+
+
 # ----------------------------------------------------------------------------- a real terminal
 
 

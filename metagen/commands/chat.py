@@ -25,7 +25,8 @@ from metagen.commands.options import load_generator, with_decoding_options
 from metagen.commands.pieces import Location, WorldArg
 from metagen.commands.terminal import escaped, printable, stdin_unreadable
 from metagen.text import json_text
-from metagen.errors import ConfigError, InputError, MetagenError, OutputError, OutputExistsError, RequestError
+from metagen.errors import (ConfigError, InputError, MetagenError, OutputError, OutputExistsError, RequestError,
+                            Terminated)
 from metagen.files import MAX_STDIN_BYTES
 
 MAX_SKIPPED_BYTES = 64 * MAX_STDIN_BYTES  # one line this long without a break ends the session: no text is coming
@@ -74,6 +75,10 @@ def chat(world: WorldArg, character: As = None, player: Player = None, location:
             console.greet(resume is not None)
             console.warm()
         console.run(lines if lines is not None else (_read_terminal(session.player) if terminal else _read_stdin()))
+    except (KeyboardInterrupt, Terminated):  # a signal ends a script (or a terminal's wait): the turns so far are kept
+        if session.turns and saver.ok:
+            _note(f"session saved: {saver.path} (continue it with --resume {saver.path})")
+        raise
     finally:  # however it ends (no input, an error, a signal): a new session with no turn leaves no file
         released = resume is None and not session.turns and saver.release()
     if released:
