@@ -247,6 +247,16 @@ def test_new_refuses_a_name_it_cannot_write_and_leaves_no_file(runner, tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
 
 
+def test_new_asks_for_an_id_when_the_name_gives_none(runner, tmp_path):
+    """林小雨 had silently become worlds/world.yaml (id 'world'), as would every other such name."""
+    bad = runner.invoke(app, ["worlds", "new", "林小雨", "-o", str(tmp_path)])
+    assert bad.exit_code == 2 and "has no letters an id can be made of" in bad.output and "--id" in bad.output
+    assert list(tmp_path.iterdir()) == []
+    good = runner.invoke(app, ["worlds", "new", "林小雨", "--id", "lin-xiaoyu", "-o", str(tmp_path)])
+    assert good.exit_code == 0, good.output
+    assert [p.name for p in tmp_path.iterdir()] == ["lin-xiaoyu.yaml"]
+
+
 def test_help_lists_the_commands(runner):
     result = runner.invoke(app, ["worlds", "--help"])
     assert result.exit_code == 0

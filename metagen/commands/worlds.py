@@ -241,6 +241,9 @@ def new_command(
                                  "should name UTF-8)", param_hint="NAME")
     if world_id is not None and not world_id.strip():  # an empty variable in a script: not "made from the name"
         raise typer.BadParameter("is empty (leave the option out for an id made from the name)", param_hint="--id")
+    if world_id is None and not id_from(name, ""):  # 林小雨: every world so named would be 'world'
+        raise typer.BadParameter(f"'{shorten(name)}' has no letters an id can be made of (a-z, 0-9); "
+                                 "give one with --id, e.g. --id my-world", param_hint="NAME")
     world_id = id_from(name) if world_id is None else world_id
     if not ID_RE.match(world_id):
         message = (f"'{shorten(world_id)}' is not a valid id (lower-case a-z, 0-9, '-' or '_', at most 64 "
