@@ -32,6 +32,7 @@ from metagen.measure import recorded_request
 from metagen.output import write_atomic
 from metagen.prompts import resolve_request
 from metagen.world import World, YamlRefused, compose_yaml, construct_plain
+from metagen.text import kind_of
 
 KEY = "key.json"  # which text is A in each pair: for whoever tallies, not for readers
 SHEET = "ratings.csv"
@@ -57,7 +58,7 @@ def load_settings(text: str, flag: str) -> dict[str, Any]:
     if os.path.lexists(path):  # a file, however broken (a folder, a device, bad YAML), is read as one
         data = _settings_file(path, flag)
         if not isinstance(data, dict):
-            raise ConfigError(f"{flag}: {path} must hold a mapping of settings, got {type(data).__name__}",
+            raise ConfigError(f"{flag}: {path} must hold a mapping of settings, got {kind_of(data)}",
                               hint="e.g. {candidates: 4}")
     else:
         data = _inline(text, flag)

@@ -18,7 +18,7 @@ from typing import Any, Mapping
 from metagen.errors import ConfigError
 from metagen.scripts import ANY, SCRIPTS
 from metagen.setting import NON_EMPTY, AtLeast, OneOf, Setting, Within, render_doc, setting
-from metagen.text import closest
+from metagen.text import closest, kind_of
 
 STRATEGIES = ("greedy", "sample", "beam")
 TENSE_GUARDS = ("past", "present", "off")
@@ -308,7 +308,7 @@ class GenerationConfig:
     def from_dict(cls, d: Mapping[str, Any]) -> GenerationConfig:
         """Build from a mapping of field names; unknown keys and wrong types raise ConfigError."""
         if not isinstance(d, Mapping):
-            raise ConfigError(f"generation settings must be a mapping, got {type(d).__name__}")
+            raise ConfigError(f"generation settings must be a mapping, got {kind_of(d)}")
         for key in d:
             if key not in SETTINGS:
                 raise ConfigError(f"unknown generation setting {key!r}", hint=_did_you_mean(str(key)))
@@ -408,7 +408,7 @@ def merge_settings(*layers: Mapping[str, Any] | GenerationConfig | None) -> Gene
         if isinstance(layer, GenerationConfig):
             layer = layer.to_dict()
         if not isinstance(layer, Mapping):
-            raise ConfigError(f"generation settings must be a mapping, got {type(layer).__name__}")
+            raise ConfigError(f"generation settings must be a mapping, got {kind_of(layer)}")
         for key, value in layer.items():
             if value is not None:
                 merged[key] = value
@@ -418,7 +418,7 @@ def merge_settings(*layers: Mapping[str, Any] | GenerationConfig | None) -> Gene
 def _wrong_type(name: str, value: Any) -> ConfigError:
     return ConfigError(
         f"{name} ({CLI_NAMES[name]}) must be {_TYPE_WORDS[SETTINGS[name].type]}, "
-        f"got {value!r} ({type(value).__name__})"
+        f"got {value!r} ({kind_of(value)})"
     )
 
 

@@ -38,7 +38,7 @@ from metagen.prompts import (
 )
 from metagen.request import request_texts
 from metagen.search import PlainPrompts, TextCallback  # on_text(row, new_text): row = the piece's index in the call
-from metagen.text import did_you_mean, first_sentences
+from metagen.text import did_you_mean, first_sentences, kind_of
 from metagen.world import World
 
 log = logging.getLogger(__name__)
@@ -569,12 +569,12 @@ def _check_model_record(model: Mapping[str, Any]) -> None:
     """ConfigError naming a recorded model field that is not text (path: 5 was a TypeError in replay)."""
     adapter = model.get("adapter")
     if adapter is not None and not isinstance(adapter, Mapping):
-        raise ConfigError(f"model.adapter must be a mapping of path and sha256, got {type(adapter).__name__}")
+        raise ConfigError(f"model.adapter must be a mapping of path and sha256, got {kind_of(adapter)}")
     fields = [(f"model.{k}", model.get(k)) for k in ("name", "path", "sha256", "dtype", "device", "prompt_dtype")]
     fields += [(f"model.adapter.{k}", (adapter or {}).get(k)) for k in ("path", "sha256")]
     for key, value in fields:
         if value is not None and not isinstance(value, str):
-            raise ConfigError(f"{key} must be text, got {type(value).__name__}")
+            raise ConfigError(f"{key} must be text, got {kind_of(value)}")
     from metagen.generator import DTYPES, PROMPT_DTYPES
 
     for key, allowed in (("dtype", DTYPES), ("prompt_dtype", PROMPT_DTYPES)):  # not blamed on --dtype, never given

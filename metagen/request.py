@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import ClassVar, Union, get_args
 
 from metagen.errors import RequestError
-from metagen.text import did_you_mean, slugify
+from metagen.text import did_you_mean, kind_of, slugify
 from metagen.world import ID_RE, LENGTHS, Character, Location, World
 
 MAX_TURNS = 200
@@ -47,9 +47,9 @@ class _Request:
             value = getattr(self, f.name)
             want, ok = _FIELD_TYPES[f.type]
             if not ok(value):
-                got = type(value).__name__
+                got = kind_of(value)
                 if isinstance(value, (list, tuple)):  # a list where text goes, or one holding the wrong thing
-                    odd = [type(v).__name__ for v in value if not isinstance(v, (str, int))]
+                    odd = [kind_of(v) for v in value if not isinstance(v, (str, int))]
                     got = f"a list holding {odd[0]}" if odd else "a list"
                 raise RequestError(f"the {self.kind} request's {f.name} must be {want}, got {got}")
         object.__setattr__(self, "characters", tuple(str(c) for c in self.characters))

@@ -17,7 +17,7 @@ from metagen.errors import ConfigError
 from metagen.files import parse_json, read_input
 from metagen.moderation import verdict
 from metagen.output import Piece
-from metagen.text import format_dialogue
+from metagen.text import format_dialogue, kind_of
 
 SESSION_FORMAT = "metagen-chat-session"  # the "format" every session file names first
 SESSION_VERSION = 1
@@ -155,7 +155,7 @@ def _check_fields(path, where: str, data, types: dict, required: int) -> None:
             continue
         if isinstance(data[key], bool) or not isinstance(data[key], kind):
             raise ConfigError(f"{path} is damaged: {where + '.' if where else ''}{key} has the wrong type "
-                              f"({type(data[key]).__name__})", hint=_DAMAGED_HINT)
+                              f"({kind_of(data[key])})", hint=_DAMAGED_HINT)
         if isinstance(data[key], list) and key == "lore" and not all(isinstance(x, str) for x in data[key]):
             raise ConfigError(f"{path} is damaged: {where}.lore must list lore ids", hint=_DAMAGED_HINT)
 

@@ -37,6 +37,18 @@ def id_from(name: str, fallback: str = "world") -> str:
     return slugify(name.translate(TRANSLIT), fallback)
 
 
+def kind_of(value) -> str:
+    """What a value is, in words for a message: "text", "a whole number", "a list", not Python's
+    `str`, `int`, `list` (a world or replayed file is written in YAML or JSON, not Python)."""
+    if value is None:
+        return "nothing"
+    for kinds, words in ((bool, "true/false"), (int, "a whole number"), (float, "a number"), (str, "text"),
+                         ((list, tuple), "a list"), (dict, "a mapping")):
+        if isinstance(value, kinds):
+            return words
+    return "something else"
+
+
 def blank(text: str) -> bool:
     """Whether text shows nothing: empty, or only spaces, controls and format characters (NUL, U+200B)."""
     return all(c.isspace() or unicodedata.category(c) in ("Cc", "Cf") for c in text)
@@ -200,5 +212,5 @@ def json_text(data, **kwargs) -> str:
 
 __all__ = [
     "TRANSLIT", "balanced_quotes", "blank", "closest", "did_you_mean", "first_sentences", "fold", "format_dialogue", "format_turns",
-    "id_from", "json_text", "mentions", "ngrams", "sentence_cut", "slugify", "speaker_prefix", "words_of",
+    "id_from", "json_text", "kind_of", "mentions", "ngrams", "sentence_cut", "slugify", "speaker_prefix", "words_of",
 ]

@@ -156,6 +156,7 @@ def test_wrong_types_name_the_key_and_the_type(key, value, expected):
     message = info.value.one_line()
     assert key in message and CLI_NAMES[key] in message
     assert expected in message
+    assert f"({type(value).__name__})" not in message  # what the value is in words, not Python's class
 
 
 @pytest.mark.parametrize(

@@ -351,14 +351,14 @@ def test_a_bad_recorded_setting_or_request_names_the_file():
 
 
 @pytest.mark.parametrize("request_, needle", [
-    ({"kind": "story", "length": 5}, "the story request's length must be text, got int"),
-    ({"kind": "story", "characters": 5}, "the story request's characters must be a list of texts, got int"),
-    ({"kind": "story", "characters": [["ada"]]}, "characters must be a list of texts, got a list holding list"),
-    ({"kind": "story", "premise": 5}, "the story request's premise must be text, got int"),
+    ({"kind": "story", "length": 5}, "the story request's length must be text, got a whole number"),
+    ({"kind": "story", "characters": 5}, "the story request's characters must be a list of texts, got a whole number"),
+    ({"kind": "story", "characters": [["ada"]]}, "characters must be a list of texts, got a list holding a list"),
+    ({"kind": "story", "premise": 5}, "the story request's premise must be text, got a whole number"),
     ({"kind": "story", "premise": ["a", "b"]}, "the story request's premise must be text, got a list"),
-    ({"kind": "story", "beats": "abc"}, "the story request's beats must be a list of texts, got str"),
-    ({"kind": "scene", "location": {"a": 1}}, "the scene request's location must be text, got dict"),
-    ({"kind": "dialogue", "characters": ["ada", "bo"], "turns": True}, "turns must be a whole number, got bool"),
+    ({"kind": "story", "beats": "abc"}, "the story request's beats must be a list of texts, got text"),
+    ({"kind": "scene", "location": {"a": 1}}, "the scene request's location must be text, got a mapping"),
+    ({"kind": "dialogue", "characters": ["ada", "bo"], "turns": True}, "turns must be a whole number, got true/false"),
     ({"kind": ["story"]}, "unknown request kind ['story']"),
 ])  # fmt: skip
 def test_a_recorded_request_of_the_wrong_type_names_the_field(request_, needle):
@@ -371,10 +371,10 @@ def test_a_recorded_request_of_the_wrong_type_names_the_field(request_, needle):
 
 
 @pytest.mark.parametrize("model, needle", [
-    ({"path": 5}, "model.path must be text, got int"),
-    ({"name": "x", "device": [1]}, "model.device must be text, got list"),
-    ({"adapter": 5}, "model.adapter must be a mapping of path and sha256, got int"),
-    ({"adapter": {"path": ["a"], "sha256": "0"}}, "model.adapter.path must be text, got list"),
+    ({"path": 5}, "model.path must be text, got a whole number"),
+    ({"name": "x", "device": [1]}, "model.device must be text, got a list"),
+    ({"adapter": 5}, "model.adapter must be a mapping of path and sha256, got a whole number"),
+    ({"adapter": {"path": ["a"], "sha256": "0"}}, "model.adapter.path must be text, got a list"),
     ({"dtype": "float8"}, "model.dtype must be one of auto, float32, bfloat16, int8, int4, got 'float8'"),
     ({"prompt_dtype": "int4"}, "model.prompt_dtype must be one of auto, float32, bfloat16, got 'int4'"),
 ])  # fmt: skip

@@ -1341,12 +1341,12 @@ def _front_matter(tmp_path: Path, front: str, name: str = "piece.md") -> Path:
 FRONT = ("kind: story\nmetagen_version: x\nfinish_reason: eos\nseed: 1\nmodel: {name: x}\nsettings: {}\n"
          "world_files: [tiny.yaml]\n")
 FRONT_MATTER_CASES = [
-    pytest.param(FRONT + "request: ada\n", ["piece.md is not a metagen file (request must be a mapping, got str)"],
+    pytest.param(FRONT + "request: ada\n", ["piece.md is not a metagen file (request must be a mapping, got text)"],
                  id="request-string"),
     pytest.param(FRONT.replace("seed: 1", "seed: one") + "request: {kind: story}\n",
-                 ["seed must be a whole number, got str"], id="seed-string"),
+                 ["seed must be a whole number, got text"], id="seed-string"),
     pytest.param(FRONT.replace("world_files: [tiny.yaml]", "world_files: tiny.yaml") + "request: {kind: story}\n",
-                 ["world_files must be a list, got str"], id="world-files-string"),
+                 ["world_files must be a list, got text"], id="world-files-string"),
     pytest.param(FRONT + "request: " + "[" * 5000 + "]" * 5000 + "\n", ["is nested too deeply"], id="deep-nesting"),
     pytest.param(FRONT + "request: " + "[" * 150 + "]" * 150 + "\n", ["nested more than 100 deep"],
                  id="nesting-150"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from metagen.text import balanced_quotes, id_from, slugify
+from metagen.text import balanced_quotes, id_from, kind_of, slugify
 
 
 @pytest.mark.parametrize("paragraph, paired", [
@@ -47,3 +47,11 @@ def test_id_from_spells_out_the_letters_slugify_drops():
     assert id_from("Søren Łukasz Straße") == "soren-lukasz-strasse"
     assert id_from("Ceann Tíre") == "ceann-tire" and id_from("林小雨") == "world"
     assert slugify("Ysolde Vær") == "ysolde-vr"  # file names keep their spelling: batch --resume finds them by name
+
+
+@pytest.mark.parametrize("value, words", [
+    (None, "nothing"), (True, "true/false"), (3, "a whole number"), (0.5, "a number"), ("x", "text"),
+    ([1], "a list"), ((1,), "a list"), ({"a": 1}, "a mapping"), (b"x", "something else"),
+])
+def test_kind_of_names_a_value_as_a_yaml_writer_would(value, words):
+    assert kind_of(value) == words
