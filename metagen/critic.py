@@ -222,7 +222,9 @@ class Verdict:
     score: float = 0.0
 
     def to_dict(self) -> dict:
-        return {"score": round(self.score, 3), **{k: round(v, 3) for k, v in self.findings.items()}}
+        """The score and every finding that is not 0 (a finding left out found nothing), rounded."""
+        return {"score": round(self.score, 3),
+                **{k: round(v, 3) for k, v in self.findings.items() if round(v, 3) != 0}}
 
 
 NAME_GAP = "|"  # stands for a name in a word list: words_of never yields it, so no shared run crosses it

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from metagen.config import GenerationConfig
-from metagen.critic import NARRATION_WEIGHTS, WEIGHTS, best_index, critic_context, judge, longest_shared_run
+from metagen.critic import NARRATION_WEIGHTS, WEIGHTS, Verdict, best_index, critic_context, judge, longest_shared_run
 from metagen.grounding import HE_WORDS, SHE_WORDS, foreign_pronouns, pronoun_of, world_prose, writing_guard
 from metagen.kinship import invented_relatives, relation_vocabulary
 from metagen.prompts import SceneRequest, StoryRequest, resolve_request
@@ -348,3 +348,8 @@ def test_a_name_said_again_is_not_copied_text():
     copied = names_out(words_of("Mira mends the nets on the long grey quay at dawn."), ["Mira"])
     assert longest_shared_run(words_of("Then she mends the nets on the long grey quay."), copied) == 8
 
+
+
+def test_a_verdicts_record_leaves_out_findings_of_nothing():
+    verdict = Verdict(findings={"names": 0.6666, "invented": 0.0, "copied": 0.0001, "logprob": -1.23456}, score=0.4594)
+    assert verdict.to_dict() == {"score": 0.459, "names": 0.667, "logprob": -1.235}

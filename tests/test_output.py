@@ -246,6 +246,21 @@ def test_md_front_matter_round_trips_with_unicode():
     assert "**Mira:** The gate opens at dawn." in text
 
 
+def test_md_writes_each_critic_candidate_and_struck_sentence_on_one_line():
+    """A story's critic record took ~20 lines a candidate: 380 lines of YAML before the story."""
+    struck = [["invented", "Nobody: said 'that', # not a comment, with a \u2028 line separator."]]
+    critic = {"beats": [{"beat": "opening", "chosen": 1,
+                         "candidates": [{"seed": 7, "start": "The Quay rang with", "score": 0.459, "names": 0.667},
+                                        {"seed": 2**62, "score": -1.5, "logprob": -1.4}],
+                         "struck": struck}]}
+    piece = make_piece(critic=critic, plan=[{"beat": "opening", "text": "A long paragraph. " * 12}])
+    text = render(piece, "md")
+    assert "    - {seed: 7, start: The Quay rang with, score: 0.459, names: 0.667}\n" in text
+    assert f"    - {{seed: {2**62}, score: -1.5, logprob: -1.4}}\n" in text
+    assert sum(1 for line in text.splitlines() if "invented" in line) == 1
+    assert parse_front_matter(text) == piece.front_matter()  # the same record, read back
+
+
 def test_md_story_reads_back_exactly(tmp_path):
     piece = make_piece(text="First line.\n---\nnot front matter\n")
     path = write_piece(piece, tmp_path, "md", overwrite=False)

@@ -143,20 +143,50 @@ def _represent_str(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
 _FrontMatterDumper.add_representer(str, _represent_str)
 
 
+class _OneLine(dict):
+    """A mapping the front matter writes on one line: a critic's verdict on one candidate."""
+
+
+class _OneLineList(list):
+    """A list the front matter writes on one line: a sentence the editor struck, with why."""
+
+
+_FrontMatterDumper.add_representer(
+    _OneLine, lambda dumper, data: dumper.represent_mapping("tag:yaml.org,2002:map", data, flow_style=True))
+_FrontMatterDumper.add_representer(
+    _OneLineList, lambda dumper, data: dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=True))
+_ONE_LINE_ITEMS = {"candidates": _OneLine, "struck": _OneLineList}  # critic record lists, an item a line
+
+
+def _one_line_items(value):
+    """value with each item of its `candidates` and `struck` lists made one line: a story's critic
+    record took ~20 lines a candidate (16 candidates: ~380 lines before the story), now one each."""
+    if isinstance(value, dict):
+        return {k: [_ONE_LINE_ITEMS[k](item) if isinstance(item, (dict, list)) else item for item in v]
+                if k in _ONE_LINE_ITEMS and isinstance(v, list) else _one_line_items(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_one_line_items(v) for v in value]
+    return value
+
+
 def _dump_front_matter(front: dict) -> str:
-    keys = list(front)
-    if not front.get("decoded_with"):
-        return "---\n" + _yaml(front) + "---\n\n"
-    # decoded_with on one line, as JSON (YAML reads it as a flow sequence): a line that `diff -I` can
-    # pass over when two runs split the same scenes into other batches (docs/batch.md)
-    cut = keys.index("decoded_with")
-    line = "decoded_with: " + json_text(front["decoded_with"]) + "\n"
-    after = {k: front[k] for k in keys[cut + 1:]}
-    return "---\n" + _yaml({k: front[k] for k in keys[:cut]}) + line + (_yaml(after) if after else "") + "---\n\n"
+    """The YAML front matter block, one top-level field after another. decoded_with is one line of JSON
+    (YAML reads it as a flow sequence): a line that `diff -I` can pass over when two runs split the
+    same scenes into other batches (docs/batch.md). The critic's candidates and struck sentences are
+    one line each."""
+    parts = []
+    for key, value in front.items():
+        if key == "decoded_with":
+            parts.append("decoded_with: " + json_text(value) + "\n")
+        elif key == "critic":
+            parts.append(_yaml({key: _one_line_items(value)}, width=1 << 16))  # a verdict is never folded
+        else:
+            parts.append(_yaml({key: value}))
+    return "---\n" + "".join(parts) + "---\n\n"
 
 
-def _yaml(fields: dict) -> str:
-    return yaml.dump(fields, Dumper=_FrontMatterDumper, allow_unicode=True, sort_keys=False)
+def _yaml(fields: dict, width: int = 80) -> str:
+    return yaml.dump(fields, Dumper=_FrontMatterDumper, allow_unicode=True, sort_keys=False, width=width)
 
 
 def render(piece: Piece, fmt: str) -> str:
