@@ -279,6 +279,25 @@ def _save_converted(folder: Path, model: Transformer, tokenizer: Tokenizer, name
         log.warning("could not cache the converted model in %s: %s", folder.parent, error)
 
 
+def _convert_once(folder: Path, build: Callable[[], tuple[Transformer, Tokenizer, str]],
+                  progress: Callable[[str], None] | None) -> tuple[Transformer, Tokenizer, str]:
+    """Build the model and cache it in folder, one process at a time: metagens started together
+    on first use (a script's `&` loop) wait for the first to convert and load its copy, instead of
+    each converting (seconds of CPU each) and all but one failing to move theirs into place."""
+    from metagen.catalog import cache_lock
+
+    def wait() -> None:
+        if progress:
+            progress("waiting for another metagen to finish converting the model")
+
+    with cache_lock(f"convert-{folder.name}", on_wait=wait):
+        loaded = _load_converted(folder)  # made while this one waited
+        if loaded is None:
+            loaded = build()
+            _save_converted(folder, *loaded)
+    return loaded
+
+
 def build_from_gguf(path: Path, weight_format: str, adapter: Path | None = None, sha256: str = "",
                     announce: Callable[[], None] | None = None) -> tuple[Transformer, Tokenizer, str]:
     """The model of a GGUF file in `weight_format`, with `adapter` (made for the file with this
@@ -326,9 +345,11 @@ def load_model(spec: str | None = None, *, dtype: str = "auto", device: str = "c
         if loaded is None:
             announce = (lambda: progress(f"converting {resolved.path.name} to {weight_format} (first use only)")
                         ) if progress else None
-            loaded = build_from_gguf(resolved.path, weight_format, adapter_path, resolved.sha256, announce)
             if use_cache:
-                _save_converted(folder, *loaded)
+                loaded = _convert_once(folder, lambda: build_from_gguf(
+                    resolved.path, weight_format, adapter_path, resolved.sha256, announce), progress)
+            else:
+                loaded = build_from_gguf(resolved.path, weight_format, adapter_path, resolved.sha256, announce)
         model, tokenizer, _ = loaded
         tokenizer.origin = resolved.path.name  # a cached tokenizer does not know its file
         model.to_device(torch_device)

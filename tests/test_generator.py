@@ -145,3 +145,48 @@ def test_a_loaded_model_records_its_prompt_dtype(tiny_gguf, isolated_home):
     assert generator.info.to_dict()["prompt_dtype"] == "bfloat16"
     plain = load_model(str(tiny_gguf), dtype="int4", prompt_dtype="float32")
     assert plain.model.prompt_dtype == torch.float32 and plain.info.to_dict()["prompt_dtype"] == "float32"
+
+
+def test_loads_started_together_convert_once(tiny_gguf, isolated_home, monkeypatch, caplog):
+    """Metagens started together on first use each converted the model, and all but the first then
+    failed to move their copy into place, with a WARNING that the cache could not be written (it had
+    been). Now the others wait for the first and load its copy."""
+    import logging
+    import threading
+
+    from metagen import generator as generator_module
+
+    real_build = generator_module.build_from_gguf
+    builds, second_built = [], threading.Event()
+
+    def build(*args, **kwargs):
+        builds.append(1)
+        if len(builds) == 1:
+            second_built.wait(timeout=1.0)  # the old code's second load converted in here
+        else:
+            second_built.set()
+        return real_build(*args, **kwargs)
+
+    monkeypatch.setattr(generator_module, "build_from_gguf", build)
+    results, said = {}, {"first": [], "second": []}
+
+    def load(which):
+        results[which] = generator_module.load_model(str(tiny_gguf), dtype="float32", progress=said[which].append)
+
+    caplog.set_level(logging.WARNING)
+    threads = [threading.Thread(target=load, args=(which,)) for which in ("first", "second")]
+    threads[0].start()
+    while not builds:
+        threads[0].join(timeout=0.01)
+    threads[1].start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert set(results) == {"first", "second"}
+    assert len(builds) == 1
+    assert said["second"] == ["waiting for another metagen to finish converting the model"]
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    (folder,) = (isolated_home / "converted").iterdir()  # no staging folder left beside it
+    assert not folder.name.startswith(".")
+    ids = torch.tensor([[5, 9, 40, 7]])
+    first, second = (results[w].model(ids, cache=results[w].model.new_cache(1, 4)) for w in ("first", "second"))
+    assert torch.equal(first, second)
