@@ -264,7 +264,7 @@ def _save_converted(folder: Path, model: Transformer, tokenizer: Tokenizer, name
         shutil.rmtree(stale, ignore_errors=True)
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=folder.parent))
+        staging = Path(tempfile.mkdtemp(prefix=f".staging-{folder.name}-", dir=folder.parent))
         try:
             save_aligned_safetensors(model.export_state(), staging / "weights.safetensors")
             tokenizer.save(staging / "tokenizer.json")
@@ -290,12 +290,39 @@ def _convert_once(folder: Path, build: Callable[[], tuple[Transformer, Tokenizer
         if progress:
             progress("waiting for another metagen to finish converting the model")
 
-    with cache_lock(f"convert-{folder.name}", on_wait=wait):
+    with cache_lock(f"convert-{folder.name}", on_wait=wait) as locked:
         loaded = _load_converted(folder)  # made while this one waited
         if loaded is None:
+            if locked:
+                _remove_dead_staging(folder)
             loaded = build()
             _save_converted(folder, *loaded)
     return loaded
+
+
+STALE_STAGING_SECONDS = 3600  # an unnamed staging folder this old is a dead conversion's
+
+
+def _remove_dead_staging(folder: Path) -> None:
+    """Remove the staging folders of conversions of this copy that were killed outright (SIGKILL,
+    the OOM killer, a power cut: no `finally` ran), a few hundred MB each, which nothing else
+    would ever delete. Called holding the conversion's lock, so none of them is still being
+    written. Those of metagens before the lock do not say their copy: an hour old is dead."""
+    if not folder.parent.is_dir():
+        return
+    now = time.time()
+    for staging in folder.parent.glob(".staging-*"):
+        if staging.name.startswith(f".staging-{folder.name}-"):
+            dead = True
+        else:
+            unnamed = "-" not in staging.name[len(".staging-"):]  # mkdtemp's suffix has no dash
+            try:
+                dead = unnamed and now - staging.stat().st_mtime > STALE_STAGING_SECONDS
+            except OSError:
+                continue
+        if dead:
+            log.info("removing %s, left by a conversion that was killed", staging)
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 def build_from_gguf(path: Path, weight_format: str, adapter: Path | None = None, sha256: str = "",

@@ -190,3 +190,28 @@ def test_loads_started_together_convert_once(tiny_gguf, isolated_home, monkeypat
     ids = torch.tensor([[5, 9, 40, 7]])
     first, second = (results[w].model(ids, cache=results[w].model.new_cache(1, 4)) for w in ("first", "second"))
     assert torch.equal(first, second)
+
+
+def test_a_conversion_removes_the_staging_folders_of_killed_ones(tiny_gguf, isolated_home):
+    """A conversion killed outright (SIGKILL, the OOM killer) while writing its copy left a staging
+    folder of a few hundred MB in converted/ that nothing ever removed. The next conversion of that
+    copy removes it (it holds the lock, so none is still being written), and an unnamed one of an
+    older metagen once it is an hour old."""
+    import os
+    import time
+
+    from metagen.catalog import file_sha256
+    from metagen.generator import CONVERTED_VERSION, load_model
+
+    converted = isolated_home / "converted"
+    target = f"{file_sha256(tiny_gguf)[:16]}-float32-v{CONVERTED_VERSION}"
+    dead = converted / f".staging-{target}-k1ll3d_x"
+    old_unnamed, new_unnamed = converted / ".staging-0ld_dead", converted / ".staging-fresh123"
+    other = converted / f".staging-0123456789abcdef-float32-v{CONVERTED_VERSION}-running"
+    for staging in (dead, old_unnamed, new_unnamed, other):
+        staging.mkdir(parents=True)
+        (staging / "weights.safetensors").write_bytes(b"half a copy")
+    hours_ago = time.time() - 2 * 3600
+    os.utime(old_unnamed, (hours_ago, hours_ago))
+    load_model(str(tiny_gguf), dtype="float32")
+    assert sorted(p.name for p in converted.iterdir()) == sorted([target, new_unnamed.name, other.name])
