@@ -29,7 +29,7 @@ import torch
 from metagen.config import GenerationConfig
 from metagen.catalog import KNOWN_MODELS, KnownModel, file_sha256
 from metagen.errors import ConfigError, GenerationError
-from metagen.files import check_regular, read_regular_text
+from metagen.files import open_regular, read_regular_text
 from metagen.gguf import ModelArgs, read_gguf
 from metagen.lora import PAD_PREFIX, existing_adapter, load_adapter
 from metagen.linears import KERNEL_ALIGNMENT, WEIGHT_FORMATS
@@ -190,21 +190,31 @@ def save_aligned_safetensors(state: dict[str, torch.Tensor], path: Path, metadat
             file.write(chunk)
 
 
+_unreadable_copies: set[Path] = set()  # warned about once a process
+
+
 def _load_converted(folder: Path) -> tuple[Transformer, Tokenizer, str] | None:
     from safetensors.torch import load_file
 
     meta_path = folder / "meta.json"
-    if not meta_path.exists():
-        return None
     try:
+        if not meta_path.exists():
+            return None
         meta = json.loads(read_regular_text(meta_path, 1 << 20))
         _check_unchanged(folder, meta)
-        check_regular(folder / "weights.safetensors")
+        for name in CONVERTED_FILES:  # readable by this user (safetensors would say it in its own words)
+            open_regular(folder / name).close()
         state = {name: tensor for name, tensor in load_file(str(folder / "weights.safetensors")).items()
                  if not name.startswith(PAD_PREFIX)}
         model = Transformer.from_state(ModelArgs(**meta["args"]), state, meta["weight_format"])
         tokenizer = Tokenizer.load(folder / "tokenizer.json")
         return model, tokenizer, meta["name"]
+    except PermissionError as error:  # another user's copy (a cache shared, or made with sudo): not damaged
+        say = log.info if folder in _unreadable_copies else log.warning
+        say("cannot read the converted copy %s (%s); converting the model without it (its owner can share it "
+            "with chmod -R a+rX, or set METAGEN_HOME to a folder of your own)", folder, error.strerror)
+        _unreadable_copies.add(folder)
+        return None
     except Exception as error:  # a damaged cache entry is rebuilt from the GGUF
         log.warning("converted cache %s is unusable (%s); rebuilding it", folder, error)
         shutil.rmtree(folder, ignore_errors=True)
@@ -286,17 +296,24 @@ def _convert_once(folder: Path, build: Callable[[], tuple[Transformer, Tokenizer
     each converting (seconds of CPU each) and all but one failing to move theirs into place."""
     from metagen.catalog import cache_lock
 
+    waited = []
+
     def wait() -> None:
+        waited.append(True)
         if progress:
             progress("waiting for another metagen to finish converting the model")
 
     with cache_lock(f"convert-{folder.name}", on_wait=wait) as locked:
-        loaded = _load_converted(folder)  # made while this one waited
+        # made while this one waited, or just before it took the lock
+        loaded = _load_converted(folder) if waited or folder.exists() else None
         if loaded is None:
             if locked:
                 _remove_dead_staging(folder)
             loaded = build()
-            _save_converted(folder, *loaded)
+            if folder.exists():  # a copy this user cannot read (see _load_converted) stays its owner's
+                log.info("not caching the converted model: %s is in the way", folder)
+            else:
+                _save_converted(folder, *loaded)
     return loaded
 
 

@@ -215,3 +215,35 @@ def test_a_conversion_removes_the_staging_folders_of_killed_ones(tiny_gguf, isol
     os.utime(old_unnamed, (hours_ago, hours_ago))
     load_model(str(tiny_gguf), dtype="float32")
     assert sorted(p.name for p in converted.iterdir()) == sorted([target, new_unnamed.name, other.name])
+
+
+def test_a_converted_copy_this_user_cannot_read_is_converted_around(runner, world, model_args, isolated_home,
+                                                                     monkeypatch):
+    """A copy made by another user (a shared cache, one made once with sudo; its folder was 0700
+    whatever the umask) stopped every run of this user with a PermissionError traceback. Now it is
+    one warning naming the folder and what to do, and the model is converted without it."""
+    import errno
+    import os
+
+    from conftest import invoke
+
+    story = ["story", world, "-c", "ada", "--seed", 5, "--max-tokens", 6, "--stdout", *model_args]
+    baseline = invoke(runner, *story)
+    assert baseline.exit_code == 0, baseline.output
+    (copy,) = (isolated_home / "converted").iterdir()
+    real_stat = os.stat
+
+    def not_ours(path, *args, **kwargs):
+        if str(path).startswith(str(copy) + os.sep):
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_stat(path, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "stat", not_ours)
+        result = invoke(runner, *story)
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output and result.exception is None
+    assert result.stdout == baseline.stdout
+    assert (f"cannot read the converted copy {copy} (Permission denied); converting the model without it"
+            in result.stderr)
+    assert (copy / "weights.safetensors").exists()  # another user's copy is never removed
