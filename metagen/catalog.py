@@ -174,7 +174,10 @@ def cache_lock(name: str, on_wait: Callable[[], None] | None = None) -> Iterator
     folder = cache_dir() / "locks"
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(folder / f"{name}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        try:
+            fd = os.open(folder / f"{name}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        except PermissionError:  # another user's lock file, in a shared cache: flock needs no write access
+            fd = os.open(folder / f"{name}.lock", os.O_RDONLY | os.O_CLOEXEC)
     except OSError as error:
         log.info("working without a lock in %s: %s", folder, error)
         yield False

@@ -15,7 +15,6 @@ import os
 import re
 import secrets
 import shutil
-import tempfile
 import threading
 import time
 from collections import OrderedDict
@@ -269,12 +268,25 @@ def _unloadable_copies(folder: Path) -> list[Path]:
             if not p.name.endswith(f"-v{CONVERTED_VERSION}") or untagged_int4.match(p.name)]
 
 
+def _make_staging(folder: Path) -> Path:
+    """A new empty folder beside folder, to become it. Made with the mode the umask gives (0755
+    with the usual 022), as the models folder is: mkdtemp's 0700 kept every other user, a shared
+    cache's or one made once with sudo, out of the copy."""
+    while True:
+        staging = folder.parent / f".staging-{folder.name}-{secrets.token_hex(4)}"
+        try:
+            staging.mkdir(0o777)
+            return staging
+        except FileExistsError:
+            continue
+
+
 def _save_converted(folder: Path, model: Transformer, tokenizer: Tokenizer, name: str) -> None:
     for stale in _unloadable_copies(folder):  # a few hundred MB each, left by an older metagen
         shutil.rmtree(stale, ignore_errors=True)
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".staging-{folder.name}-", dir=folder.parent))
+        staging = _make_staging(folder)
         try:
             save_aligned_safetensors(model.export_state(), staging / "weights.safetensors")
             tokenizer.save(staging / "tokenizer.json")

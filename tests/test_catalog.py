@@ -305,6 +305,28 @@ def test_pulls_started_together_take_turns(fake_pip, fake_model, monkeypatch, ho
     assert not [name for name in cache_files(home) if name.endswith(".part")]
 
 
+def test_another_users_lock_file_still_locks(monkeypatch, home):
+    """In a cache shared between users the lock file is another user's, 0644: it is opened read-only
+    (flock needs no write access), so pulls and conversions of both users still take turns."""
+    import fcntl
+
+    real_open = os.open
+
+    def not_ours(path, flags, *args):
+        if str(path).endswith(".lock") and flags & (os.O_RDWR | os.O_WRONLY):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, *args)
+
+    (home / "locks").mkdir(parents=True)
+    (home / "locks" / "pull-x.lock").touch()
+    monkeypatch.setattr(os, "open", not_ours)
+    with catalog.cache_lock("pull-x") as locked:
+        assert locked
+        with open(home / "locks" / "pull-x.lock", "rb") as other:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(other.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
 def test_unwritable_cache_folder_names_it(tmp_path, monkeypatch, fake_pip):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")

@@ -247,3 +247,23 @@ def test_a_converted_copy_this_user_cannot_read_is_converted_around(runner, worl
     assert (f"cannot read the converted copy {copy} (Permission denied); converting the model without it"
             in result.stderr)
     assert (copy / "weights.safetensors").exists()  # another user's copy is never removed
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o755), (0o077, 0o700)])
+def test_a_converted_copy_has_the_mode_the_umask_gives(tiny_gguf, isolated_home, umask, mode):
+    """The copy's folder was made by mkdtemp, 0700 whatever the umask: in a cache shared between
+    users (or made once with sudo) no one else could read it, while the models folder beside it
+    was 0755. Now it gets the umask's mode, as the models folder does."""
+    import os
+    import stat
+
+    from metagen.generator import load_model
+
+    previous = os.umask(umask)
+    try:
+        load_model(str(tiny_gguf), dtype="float32")
+    finally:
+        os.umask(previous)
+    (copy,) = (isolated_home / "converted").iterdir()
+    assert stat.S_IMODE(copy.stat().st_mode) == mode
+    assert stat.S_IMODE((copy / "weights.safetensors").stat().st_mode) == mode & 0o666
