@@ -259,8 +259,31 @@ def _path_sha256(path: Path) -> str:
     return sha
 
 
+def _unreadable(path: Path, error: OSError) -> ModelError:
+    return ModelError(
+        f"cannot read model file {path}: {error.strerror or error}",
+        hint="it is another user's, or was made under umask 077: its owner can run chmod -R a+rX "
+        f"{path.parent.parent}, or set METAGEN_HOME to a folder of your own",
+    )
+
+
+def _installed(path: Path) -> bool:
+    """Whether a known model's file is there; ModelError when its folder may not be looked into."""
+    try:
+        return path.exists()
+    except PermissionError as error:
+        raise _unreadable(path, error) from None
+
+
 def _verify_installed(model: KnownModel, path: Path) -> str:
     """Check an installed file against the table; cheap when the sidecar still matches."""
+    try:
+        return _check_installed(model, path)
+    except PermissionError as error:  # a cache shared between users, one made with sudo or umask 077
+        raise _unreadable(path, error) from None
+
+
+def _check_installed(model: KnownModel, path: Path) -> str:
     check_model_file(path)
     stat = path.stat()
     hint = f"run `metagen models pull {model.name} --force`"
@@ -442,7 +465,7 @@ def pull_model(name: str = DEFAULT_MODEL, *, progress: Progress | None = None,
 
 def _intact(model: KnownModel, path: Path) -> bool:
     """Whether the installed file is there and checks out (a damaged one is pulled again)."""
-    if not path.exists():
+    if not _installed(path):
         return False
     try:
         _verify_installed(model, path)
@@ -536,7 +559,7 @@ def resolve_model(spec: str | None = None, *, progress: Progress | None = None) 
             return ResolvedModel(name=name, path=path, sha256=_path_sha256(path), known=False)
         except OSError as error:
             raise ModelError(f"cannot read model file {path}: {error.strerror}") from error
-    if not path.exists():
+    if not _installed(path):
         if offline():
             raise ModelError(
                 f"model {name} is not in the cache ({path}) and METAGEN_OFFLINE=1 forbids downloading",
@@ -554,10 +577,15 @@ def list_models() -> list[dict]:
     rows = []
     for model in KNOWN_MODELS.values():
         path = installed_path(model.name)
+        try:
+            installed, readable = path.is_file(), True
+        except PermissionError:  # another user's models folder: what is in it cannot be known
+            installed, readable = False, False
         rows.append({
             "name": model.name,
             "size": model.size,
-            "installed": path.is_file(),
+            "installed": installed,
+            "readable": readable,
             "path": str(path),
             "description": model.description,
             "license": model.license,
@@ -577,10 +605,11 @@ def model_info(spec: str | None = None, *, template_lines: int | None = 8) -> di
     from metagen.gguf import read_gguf
 
     name, path, model = _locate(spec)
-    if model is not None and not path.exists():
+    if model is not None and not _installed(path):
         raise _not_installed(name, path)
+    known_sha = _verify_installed(model, path) if model is not None else None  # first: its errors say more
     contents = read_gguf(path, load_tensors=False)
-    sha = _verify_installed(model, path) if model is not None else _path_sha256(path)
+    sha = known_sha or _path_sha256(path)
     args = contents.args
     template = contents.tokenizer.chat_template or ""
     lines = template.splitlines()

