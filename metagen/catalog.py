@@ -92,7 +92,11 @@ def cache_dir() -> Path:
     xdg = os.environ.get("XDG_CACHE_HOME")
     if xdg:
         return Path(xdg).expanduser() / "metagen"
-    return Path.home() / ".cache" / "metagen"
+    try:
+        return Path.home() / ".cache" / "metagen"
+    except (RuntimeError, KeyError):  # no HOME, and a user id with no entry in the password database
+        raise ModelError(f"cannot find a folder for metagen's cache: HOME is not set and user {os.getuid()} "
+                         "has no home directory", hint="set METAGEN_HOME to a folder metagen may write in") from None
 
 
 def offline() -> bool:

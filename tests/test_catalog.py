@@ -101,6 +101,32 @@ def test_cache_dir_precedence(monkeypatch, metagen_home, xdg, expected):
     assert catalog.installed_path(NAME) == Path(expected).expanduser() / "models" / catalog.KNOWN_MODELS[NAME].filename
 
 
+def test_no_home_at_all_is_one_line_saying_to_set_metagen_home(monkeypatch, runner):
+    """A process with no HOME whose user id has no passwd entry (a container run with --user 1234,
+    env -i under such a user): Path.home() raised RuntimeError, a traceback from every command that
+    touches the cache, and from the console script itself while it looked for a server."""
+    import pwd
+
+    from metagen import client
+
+    for key in ("METAGEN_HOME", "XDG_CACHE_HOME", "HOME"):
+        monkeypatch.delenv(key, raising=False)
+
+    def no_entry(uid):
+        raise KeyError(f"getpwuid(): uid not found: {uid}")
+
+    monkeypatch.setattr(pwd, "getpwuid", no_entry)
+    with pytest.raises(ModelError) as caught:
+        catalog.cache_dir()
+    assert caught.value.one_line() == (f"cannot find a folder for metagen's cache: HOME is not set and user "
+                                       f"{os.getuid()} has no home directory (set METAGEN_HOME to a folder "
+                                       "metagen may write in)")
+    assert client.forward(["story", "w.yaml"]) is None  # no cache folder, no server: the command runs here
+    result = runner.invoke(app, ["models", "list"])
+    assert result.exit_code == EXIT_BAD_INPUT
+    assert result.stderr == f"error: {caught.value.one_line()}\n"
+
+
 @pytest.mark.parametrize(("value", "expected"), [("1", True), ("true", True), ("YES", True),
                                                  ("0", False), ("", False), (None, False)])
 def test_offline(monkeypatch, value, expected):
