@@ -85,13 +85,19 @@ class ResolvedModel:
 
 
 def cache_dir() -> Path:
-    """$METAGEN_HOME, else $XDG_CACHE_HOME/metagen, else ~/.cache/metagen."""
+    """$METAGEN_HOME, else $XDG_CACHE_HOME/metagen, else ~/.cache/metagen.
+
+    A relative METAGEN_HOME is taken from the current folder and made absolute, so that messages
+    say where it is; a relative XDG_CACHE_HOME is ignored, as the XDG Base Directory spec asks.
+    """
     home = os.environ.get("METAGEN_HOME")
     if home:
-        return Path(home).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    if xdg:
-        return Path(xdg).expanduser() / "metagen"
+        return Path(home).expanduser().absolute()
+    xdg = Path(os.environ.get("XDG_CACHE_HOME", "")).expanduser()
+    if xdg.is_absolute():
+        return xdg / "metagen"
+    if str(xdg) != ".":
+        log.info("ignoring XDG_CACHE_HOME=%s: not an absolute path", xdg)
     try:
         return Path.home() / ".cache" / "metagen"
     except (RuntimeError, KeyError):  # no HOME, and a user id with no entry in the password database

@@ -89,14 +89,22 @@ def cache_files(home: Path) -> list[str]:
         ("/m/home", "/x/cache", "/m/home"),
         (None, "/x/cache", "/x/cache/metagen"),
         (None, None, "~/.cache/metagen"),
+        (None, "", "~/.cache/metagen"),
+        # The XDG spec: a relative path is invalid and ignored. It made a cache under whatever folder
+        # a script happened to be in, and downloaded the model again in the next one.
+        (None, "relative/cache", "~/.cache/metagen"),
+        # Taken from the current folder, as before, but absolute: messages say where the cache is.
+        ("rel-home", "/x/cache", "{cwd}/rel-home"),
     ],
 )
-def test_cache_dir_precedence(monkeypatch, metagen_home, xdg, expected):
+def test_cache_dir_precedence(monkeypatch, tmp_path, metagen_home, xdg, expected):
+    monkeypatch.chdir(tmp_path)
     for key, value in (("METAGEN_HOME", metagen_home), ("XDG_CACHE_HOME", xdg)):
         if value is None:
             monkeypatch.delenv(key, raising=False)
         else:
             monkeypatch.setenv(key, value)
+    expected = expected.format(cwd=tmp_path)
     assert catalog.cache_dir() == Path(expected).expanduser()
     assert catalog.installed_path(NAME) == Path(expected).expanduser() / "models" / catalog.KNOWN_MODELS[NAME].filename
 
