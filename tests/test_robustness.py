@@ -590,10 +590,10 @@ def _fail_save(monkeypatch, kind):
 
         monkeypatch.setattr("metagen.generator.save_aligned_safetensors", full)
     else:
-        def denied(*args, **kwargs):
-            raise PermissionError(errno.EACCES, "Permission denied", kwargs.get("dir"))
+        def denied(folder):
+            raise PermissionError(errno.EACCES, "Permission denied", str(folder.parent))
 
-        monkeypatch.setattr("metagen.generator.tempfile.mkdtemp", denied)
+        monkeypatch.setattr("metagen.generator._make_staging", denied)
 
 
 @pytest.mark.parametrize("how", ["home-under-a-file", "permission-denied", "enospc"])

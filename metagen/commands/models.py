@@ -54,7 +54,7 @@ def list_command(
     headers = ["name", "size", "installed", "path"]
     cells = [
         [row["name"] + (" (default)" if row["default"] else ""), _human_size(row["size"]),
-         "yes" if row["installed"] else "no", row["path"]]
+         "yes" if row["installed"] else "no" if row["readable"] else "cannot read", row["path"]]
         for row in rows
     ]
     if sys.stdout.isatty():
