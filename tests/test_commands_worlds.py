@@ -332,3 +332,22 @@ def test_plain_table_aligns_wide_characters(runner):
     pronouns = header.index("pronouns")
     assert row.startswith("lin-xiaoyu       林小雨")
     assert row.index("she/her") + len("林小雨") == pronouns  # three wide characters take three more columns
+
+
+def test_a_terminal_table_folds_a_long_cell_instead_of_cutting_it():
+    """At 50 columns `models list` showed 'smollm2-1…' and a cut path: a cell folds onto more lines."""
+    import io
+    import re
+
+    from rich.console import Console
+
+    from metagen.commands.terminal import rich_table
+
+    path = "/home/someone/.cache/metagen/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+    console = Console(width=50, file=io.StringIO(), record=True)
+    console.print(rich_table(["name", "size", "installed", "path"],
+                             [["smollm2-135m-instruct (default)", "93.8 MiB", "yes", path]]))
+    shown = console.export_text()
+    assert "…" not in shown and max(len(line) for line in shown.splitlines()) <= 50
+    path_column = "".join(line.split("│")[4].strip() for line in shown.splitlines() if line.count("│") == 5)
+    assert path_column == path  # every character, in order, read down its column

@@ -14,7 +14,7 @@ import typer
 
 from metagen import catalog
 from metagen.commands.help import PLAIN_HELP, PanelledCommand
-from metagen.commands.terminal import escaped
+from metagen.commands.terminal import escaped, plain_table, rich_table
 
 models_app = typer.Typer(
     **PLAIN_HELP,
@@ -33,15 +33,6 @@ def _human_size(size: int) -> str:
     return f"{size} B"  # pragma: no cover - the loop always returns
 
 
-def _plain_table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows)]
-    lines = [headers, *rows]
-    return "\n".join(
-        "  ".join(str(cell).ljust(width) for cell, width in zip(line, widths)).rstrip()
-        for line in lines
-    )
-
-
 @models_app.command("list", cls=PanelledCommand)
 def list_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the list as JSON.")] = False,
@@ -54,19 +45,15 @@ def list_command(
     headers = ["name", "size", "installed", "path"]
     cells = [
         [row["name"] + (" (default)" if row["default"] else ""), _human_size(row["size"]),
-         "yes" if row["installed"] else "no" if row["readable"] else "cannot read", row["path"]]
+         "yes" if row["installed"] else "no" if row["readable"] else "cannot read", escaped(row["path"])]
         for row in rows
     ]
     if sys.stdout.isatty():
         from rich.console import Console
-        from rich.table import Table
 
-        table = Table(*headers)
-        for line in cells:
-            table.add_row(*line)
-        Console().print(table)
+        Console().print(rich_table(headers, cells))
     else:
-        typer.echo(_plain_table(headers, cells))
+        typer.echo(plain_table(headers, cells))
     typer.echo(_server_line())
 
 

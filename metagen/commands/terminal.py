@@ -50,6 +50,29 @@ def clipped(text: str, limit: int) -> str:
     return "".join(kept).rstrip() + "..."
 
 
+def plain_table(headers: list[str], rows: list[list[str]]) -> str:
+    """Aligned columns for a pipe or a file, measured as a terminal shows them (林小雨 takes six)."""
+    widths = [max(columns(str(cell)) for cell in column) for column in zip(headers, *rows)]
+    return "\n".join(
+        "  ".join(str(cell) + " " * (width - columns(str(cell))) for cell, width in zip(line, widths)).rstrip()
+        for line in [headers, *rows]
+    )
+
+
+def rich_table(headers: list[str], rows: list[list[str]], title: str = ""):
+    """A rich Table for a terminal: cells as plain Text (world text is never read as markup), and a cell
+    too long for a narrow terminal folds onto more lines rather than being cut ("smollm2-1...")."""
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=title or None, title_justify="left")
+    for header in headers:
+        table.add_column(header, overflow="fold")
+    for row in rows:
+        table.add_row(*(Text(str(cell)) for cell in row))
+    return table
+
+
 def printable(text: str, terminal: bool) -> str:
     """Generated text for stdout: on a terminal without C0/C1 controls but newline and tab."""
     return _CONTROLS_BUT_LINES.sub("", text) if terminal else text

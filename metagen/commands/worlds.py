@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from metagen.commands.help import PATHS_AS_TYPED, PLAIN_HELP, PanelledCommand
-from metagen.commands.terminal import clipped, columns, escaped
+from metagen.commands.terminal import clipped, escaped, plain_table, rich_table
 from metagen.text import json_text
 from metagen.errors import EXIT_BAD_INPUT, OutputError, OutputExistsError, OutputFolderError, WorldError
 
@@ -49,15 +49,6 @@ def _counts(world: World) -> str:
     return ", ".join(parts)
 
 
-def _plain_table(headers: list[str], rows: list[list[str]]) -> str:
-    """Aligned columns, measured as a terminal shows them (林小雨 takes six)."""
-    widths = [max(columns(str(cell)) for cell in column) for column in zip(headers, *rows)]
-    return "\n".join(
-        "  ".join(str(cell) + " " * (width - columns(str(cell))) for cell, width in zip(line, widths)).rstrip()
-        for line in [headers, *rows]
-    )
-
-
 # Columns a table cell shows at most: wider than every cell of the example worlds (82), narrow enough
 # that one long name or role cannot push a table thousands of columns wide. Paths are shown whole.
 MAX_CELL_COLUMNS = 100
@@ -74,23 +65,19 @@ def _print_tables(heading: list[str], tables: list[tuple[str, list[str], list[li
     ]
     if sys.stdout.isatty():
         from rich.console import Console
-        from rich.table import Table
         from rich.text import Text
 
         console = Console()
         console.print(Text(title))  # Text: world text is never read as rich markup
         for name, headers, rows in tables:
             if rows:
-                table = Table(*headers, title=name, title_justify="left")
-                for row in rows:
-                    table.add_row(*(Text(cell) for cell in row))
-                console.print(table)
+                console.print(rich_table(headers, rows, name))
         return
     typer.echo(title)
     for name, headers, rows in tables:
         if rows:
             typer.echo(f"\n{name}\n" if name else "")
-            typer.echo(_plain_table(headers, rows))
+            typer.echo(plain_table(headers, rows))
 
 
 @worlds_app.command("validate", cls=PanelledCommand)
