@@ -19,18 +19,31 @@ from metagen.text import fold, mentions, words_of
 from metagen.world import Character, Relationship, World
 
 
+# Who is whose kin, by role. A tie {with: B, kind: daughter} on A says B is A's daughter: B is A's
+# "child", A is B's "parent". Small models hang the wrong family word on a named character ("Ah! My
+# sister Maëlle." from her mother, "your sister Maëlle" said to Maëlle, "her sister, Maëlle" in a
+# story): round fifteen's readers put who is who first among a dialogue's defects, and the family
+# word alone passes invented_relatives when the world uses it elsewhere (the Lantern Order's sisters).
+KIN_ROLES = {
+    "parent": frozenset("mother father mom mum dad mama papa parent stepmother stepfather".split()),
+    "child": frozenset("son daughter child stepson stepdaughter".split()),
+    "sibling": frozenset("brother sister twin sibling".split()),
+    "spouse": frozenset("husband wife widow widower fiance fiancee betrothed spouse".split()),
+    "elder": frozenset("uncle aunt".split()),
+    "younger": frozenset("nephew niece".split()),
+    "cousin": frozenset("cousin".split()),
+    "grandparent": frozenset("grandmother grandfather grandma grandpa".split()),
+    "grandchild": frozenset("grandson granddaughter grandchild".split()),
+}
+
 # Family words, by the relations they belong to: a text may use one when the world uses any word of
 # its group ("Maëlle, her daughter" lets a story say "her mother"). A made-up husband or brother is an
 # invented person the capitalised-name check cannot see; round five's blind readers counted made-up
 # relatives among the commonest defects (6 of 90 eval pieces named one the world never mentions).
-KIN_GROUPS = (
-    frozenset("mother father mom mum dad papa mama parent son daughter child stepmother stepfather stepson "
-              "stepdaughter".split()),
-    frozenset("husband wife widow widower fiance fiancee betrothed spouse".split()),
-    frozenset("brother sister twin sibling".split()),
-    frozenset("uncle aunt nephew niece cousin".split()),
-    frozenset("grandmother grandfather grandma grandpa grandson granddaughter grandchild".split()),
-)
+# The same words as KIN_ROLES, a relation's roles together (parent and child; uncle, aunt, nephew,
+# niece and cousin); the spouses' group second (_KIN's "wives").
+KIN_GROUPS = tuple(frozenset().union(*(KIN_ROLES[role] for role in roles)) for roles in (
+    ("parent", "child"), ("spouse",), ("sibling",), ("elder", "younger", "cousin"), ("grandparent", "grandchild")))
 _KIN = {word: group for group in KIN_GROUPS for word in group} | {"wives": KIN_GROUPS[1]}
 _NOT_FOUND_ALONE = frozenset("parent child sibling spouse".split())  # common in any prose: never a finding
 
@@ -122,22 +135,6 @@ def misspoken_kin(line: str, side: str) -> list[str]:
     return found + [m.group() for m in _YOUR_PARENT.finditer(line)]
 
 
-# Who is whose kin, by role. A tie {with: B, kind: daughter} on A says B is A's daughter: B is A's
-# "child", A is B's "parent". Small models hang the wrong family word on a named character ("Ah! My
-# sister Maëlle." from her mother, "your sister Maëlle" said to Maëlle, "her sister, Maëlle" in a
-# story): round fifteen's readers put who is who first among a dialogue's defects, and the family
-# word alone passes invented_relatives when the world uses it elsewhere (the Lantern Order's sisters).
-KIN_ROLES = {
-    "parent": frozenset("mother father mom mum dad mama papa parent stepmother stepfather".split()),
-    "child": frozenset("son daughter child stepson stepdaughter".split()),
-    "sibling": frozenset("brother sister twin sibling".split()),
-    "spouse": frozenset("husband wife widow widower fiance fiancee betrothed spouse".split()),
-    "elder": frozenset("uncle aunt".split()),
-    "younger": frozenset("nephew niece".split()),
-    "cousin": frozenset("cousin".split()),
-    "grandparent": frozenset("grandmother grandfather grandma grandpa".split()),
-    "grandchild": frozenset("grandson granddaughter grandchild".split()),
-}
 _ROLE_OF = {word: role for role, words in KIN_ROLES.items() for word in words}
 _CONVERSE = {"parent": "child", "child": "parent", "sibling": "sibling", "spouse": "spouse", "elder": "younger",
              "younger": "elder", "cousin": "cousin", "grandparent": "grandchild", "grandchild": "grandparent"}
