@@ -27,7 +27,8 @@ from metagen.dialogue import continue_dialogue, dialogue_prompt, speaker_order, 
 from metagen.errors import RequestError
 from metagen.pipeline import effective_config
 from metagen.plan import BEAT_SENTENCES, make_plan, story_messages, with_beat
-from metagen.prompts import build_prompt, scene_start_words
+from metagen.opening import scene_start_words
+from metagen.prompts import build_prompt
 from metagen.request import DialogueRequest, Resolved, SceneRequest, StoryRequest, resolve_request
 from metagen.session import Answer, Turn
 from metagen.text import first_sentences, ngrams, words_of

@@ -33,7 +33,8 @@ from metagen.grounding import (
     world_vocabulary,
 )
 from metagen.kinship import invented_relatives, kinship, misspoken_kin, narrated_kin, relation_vocabulary, wrong_kin
-from metagen.prompts import SENSE_VERBS, Resolved
+from metagen.opening import SENSE_VERBS
+from metagen.prompts import Resolved
 from metagen.scripts import is_garbled
 from metagen.text import ngrams, words_of
 from metagen.world import Character, World
@@ -165,7 +166,7 @@ class CriticContext:
     speaker_id: str = ""  # a spoken line's speaker: "my sister Maëlle" is held to their ties
     listener_id: str = ""  # the one a spoken line is said to (a two-person dialogue): "your sister Maëlle"
     facts: tuple[Fact, ...] = ()  # the requested place's facts (a scene's): one said of something else is a finding
-    tense: str = ""  # the tense narration is asked for (prompts.asked_tense); leaning to the other is a finding
+    tense: str = ""  # the tense narration is asked for (Style.tense_for); leaning to the other is a finding
 
 
 def requested_forms(resolved: Resolved) -> list[tuple[str, ...]]:
@@ -184,7 +185,7 @@ def critic_context(world: World, resolved: Resolved, prompt_text: str, cfg: Any,
         focus: the instruction of one unit (a story beat): then only the cast and place it names
             are required, and its own words count as the details to use.
         moderation: the world's moderation Policy, or None.
-        tense: the tense narration is asked for (prompts.asked_tense); "" for none (a spoken line).
+        tense: the tense narration is asked for (Style.tense_for); "" for none (a spoken line).
     """
     named = [(character_forms(c), [c.role or "", c.description or "", *c.traits, *c.goals])
              for c in resolved.characters]
@@ -306,7 +307,7 @@ def place_facts(loc) -> tuple[Fact, ...]:
 
 
 # A sense's verb with another sense's thing: "Ember Keep rang with a fire", "rang with a silver star on a
-# grey field" (round eighteen's scenes, which open on these verbs: prompts.candidate_starts).
+# grey field" (round eighteen's scenes, which open on these verbs: opening.candidate_starts).
 _VERB_SENSE = {verb: sense for sense, tenses in SENSE_VERBS.items() for forms in tenses.values() for verb in forms}
 _SENSE_VERB = re.compile(r"\b(" + "|".join(map(re.escape, _VERB_SENSE)) + r")\s+([^.,;:!?]*)", re.IGNORECASE)
 SENSED_WORDS = 6  # the words after a sense's verb that say what is sensed

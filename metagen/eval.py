@@ -201,7 +201,7 @@ def _variant_pieces(generator, world: World, requests: list[Request], cfg, seeds
 
 def _opening(world: World, request: dict) -> str:
     """The words metagen's commands start an answer to this request with."""
-    from metagen.prompts import answer_opening
+    from metagen.opening import answer_opening
 
     return answer_opening(resolve_request(world, recorded_request(request)))
 

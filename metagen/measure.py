@@ -42,7 +42,7 @@ from metagen.kinship import (
     relation_vocabulary,
     wrong_kin,
 )
-from metagen.prompts import Request, asked_tense, request_from_dict, resolve_request
+from metagen.prompts import Request, request_from_dict, resolve_request
 from metagen.scripts import ANY, is_garbled
 from metagen.text import fold, words_of
 from metagen.world import Character, World
@@ -205,7 +205,7 @@ def score(world: World, output: Output, reference: Reference, settings: dict | N
         output.grounded_written = not output.missing_written
         output.unknown = [unknown_names(output.text, reference.vocabulary, reference.spellings)]
         output.copied = [copies_prose(written, reference.prose)]
-        output.wrong_tense = narration_tense(written) not in ("", asked_tense(world, output.kind))
+        output.wrong_tense = narration_tense(written) not in ("", world.style.tense_for(output.kind))
         narration = QUOTED.sub(" ", written)
         foreign = foreign_pronouns(cast)
         output.pronouns = [w for w in words_of(narration) if w in foreign] + pronoun_slips(narration, cast)

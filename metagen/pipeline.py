@@ -23,18 +23,16 @@ from metagen.editor import strike
 from metagen.grounding import stock_phrases, writing_guard
 from metagen.errors import ConfigError, RequestError
 from metagen.moderation import check_mode, policy_for, verdict
+from metagen.opening import candidate_starts, scene_start_words
 from metagen.output import Piece
 from metagen.prompts import (
     DIALOGUE_ORDERS,
     REQUEST_KINDS,
     Prompt,
     Request,
-    asked_tense,
     build_prompt,
-    candidate_starts,
     request_from_dict,
     resolve_request,
-    scene_start_words,
 )
 from metagen.request import request_texts
 from metagen.search import PlainPrompts, TextCallback  # on_text(row, new_text): row = the piece's index in the call
@@ -140,7 +138,7 @@ def make_request(kind: str, world: World | None = None, **fields: Any) -> Reques
 
 def seeded_request(world: World, request: Request, seed: int) -> Request:
     """The request as its piece records it: a dialogue's topic, where the request gives none, drawn by
-    `seed` (dialogue.with_topic). A scene's start words are drawn per candidate (prompts.candidate_starts)
+    `seed` (dialogue.with_topic). A scene's start words are drawn per candidate (opening.candidate_starts)
     and recorded by the critic, so its request stays as given."""
     if request.kind == "dialogue":
         from metagen.dialogue import with_topic
@@ -351,7 +349,7 @@ def _choose(world: World, prompt: Prompt, prompt_text: str, cfg: GenerationConfi
     scene = prompt.request.kind == "scene"
     person = world.style.point_of_view or ("second" if scene else "third")
     context = critic_context(world, resolved, prompt_text, cfg, target_words=SCENE_TARGET_WORDS if scene else 0,
-                             narrator_person=person, moderation=policy, tense=asked_tense(world, prompt.request.kind))
+                             narrator_person=person, moderation=policy, tense=world.style.tense_for(prompt.request.kind))
     edits = [strike(o.text, context) for o in options]  # the critic judges what the reader will get
     for option, edit in zip(options, edits):
         option.text = edit.text
@@ -430,7 +428,7 @@ def _compose_scenes(generator, world: World, requests: list[Request], batch: lis
                     judged: tuple | None) -> dict[int, tuple[Piece, list[str]]]:
     """A batch of scenes: prompts first, then one generate call for all of them and all their candidates.
 
-    Each candidate opens with its own start words (prompts.candidate_starts), written by metagen as
+    Each candidate opens with its own start words (opening.candidate_starts), written by metagen as
     the first tokens of its text, so the candidates of a scene keep one prompt (prefilled once)."""
     model = generator.info.to_dict()
     render = generator.tokenizer.render_chat

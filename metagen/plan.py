@@ -25,16 +25,14 @@ from metagen.critic import NARRATION_WEIGHTS, CriticContext, best_index, critic_
 from metagen.editor import strike
 from metagen.grounding import names_any, writing_guard
 from metagen.phrasing import POV_PHRASES, after_to, cast_phrase, clause, lower_first, prose_name, short_prose_name
+from metagen.opening import lower_article, sense_starts
 from metagen.prompts import (
     Prompt,
-    asked_tense,
-    lower_article,
     named_with_pronouns,
     PromptBudget,
     Resolved,
     StoryRequest,
     resolve_request,
-    sense_starts,
     select_lore,
     tie_sentence,
 )
@@ -176,7 +174,7 @@ def beat_starts(world: World, resolved: Resolved, plan: list[Beat], seed: int, c
     scripts = writing_guard(world)["scripts"]
     short = {c.id: short_prose_name(c, scripts) for c in cast}
     place = resolved.location
-    tense = asked_tense(world, "story")
+    tense = world.style.tense_for("story")
     senses = sense_starts(place, tense) if place is not None else []
     rng = random.Random(seed)
     starts = []
@@ -297,7 +295,7 @@ def story_messages(world: World, resolved: Resolved, *, facts: bool = True) -> l
     s = world.style
     genre = f", {world.genre}" if world.genre else ""
     system = (f"You write short stories set in {world.name}{genre}. Write in {POV_PHRASES[s.point_of_view or 'third']}, "
-              f"{asked_tense(world, 'story')} tense, in plain, concrete sentences.")
+              f"{world.style.tense_for('story')} tense, in plain, concrete sentences.")
     if world.tone:
         system += f" Tone: {clause(world.tone)}."
     if s.avoided_words:
@@ -418,7 +416,7 @@ def _beat_context(world: World, resolved, text: str, cfg: GenerationConfig, beat
     4-grams not to repeat, and on the last beat, the story's last chance, `unsaid` (the name forms of
     the cast it has not named yet) among the names it must say; None on the other beats."""
     context = critic_context(world, resolved, text, cfg, narrator_person=world.style.point_of_view or "third",
-                             focus=beat.instruction, moderation=moderation, tense=asked_tense(world, "story"))
+                             focus=beat.instruction, moderation=moderation, tense=world.style.tense_for("story"))
     context = replace(context, avoid_starts=tuple(tuple(words_of(p)[:2]) for p in written),
                       earlier=frozenset(gram for p in written for gram in ngrams(words_of(p), 4)))
     if unsaid is not None:

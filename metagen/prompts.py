@@ -8,7 +8,6 @@ the user message. Nothing here imports torch; token counts come from a `count_to
 
 from __future__ import annotations
 
-import random
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -29,6 +28,7 @@ from metagen.request import (
     request_texts,
     resolve_request,
 )
+from metagen.opening import answer_opening, scene_start_words
 from metagen.phrasing import POV_PHRASES, cast_phrase, clause
 from metagen.text import did_you_mean, mentions
 from metagen.world import Character, Location, LoreEntry, Relationship, World
@@ -124,7 +124,7 @@ def build_prompt(
     Args:
         count_tokens: counts the tokens of a text (the model's tokenizer, or an estimate).
         lore_budget: at most this many tokens of lore (default 512, fewer if the window is short).
-        opening_style: how the answer starts (OPENING_STYLES); None: the kind's default, and
+        opening_style: how the answer starts (opening.OPENING_STYLES); None: the kind's default, and
             none at all when the request says opening: false.
     """
     if context_length <= 0 or max_new_tokens < 0 or (lore_budget is not None and lore_budget < 0):
@@ -202,57 +202,6 @@ def _fit_lore(world: World, resolved: Resolved, samples: int, count_tokens: Call
         messages = _messages(world, resolved, used, samples)
     left.sort(key=candidates.index)  # priority order, whichever step left them out
     return messages, used, left
-
-
-OPENING_STYLES = ("none", "place", "first-name", "cast", "place-cast")
-SCENE_OPENING = "place"
-
-
-def answer_opening(resolved: Resolved, style: str | None = None) -> str:
-    """The first words of the answer, written by metagen so the text starts on its subject.
-
-    place: "The Crooked Kettle"; first-name: "Ysolde"; cast: "Ysolde and Maelle";
-    place-cast: "In the Crooked Kettle, Ysolde and Maelle". A style that needs a place or
-    characters the request lacks falls back to what it has. By default only a scene has one:
-    a dialogue line starts with its speaker's name, a planned story's beats name its cast.
-    """
-    request = resolved.request
-    if style is None:
-        # A story is planned (metagen.plan): its beats name the cast and place, and it has no opening.
-        if request.kind != "scene" or not request.opening:
-            return ""
-        style = SCENE_OPENING
-    if style not in OPENING_STYLES:
-        raise RequestError(f"unknown opening style {style!r} ({did_you_mean(style, OPENING_STYLES)})")
-    place = resolved.location.name if resolved.location else ""
-    cast = _cast(resolved) if resolved.characters else ""
-    if style == "first-name" and resolved.characters:
-        text = resolved.characters[0].name
-    elif style == "cast" and cast:
-        text = cast
-    elif style == "place-cast" and place and cast:
-        text = f"In {lower_article(place)}, {cast}"
-    elif style in ("place", "place-cast", "cast", "first-name"):
-        text = place or cast
-    else:
-        text = ""
-    return text[:1].upper() + text[1:]
-
-
-_NOT_PLURAL_ENDINGS = ("ss", "us", "is", "'s", "’s")
-
-
-def be_form(name: str, tense: str) -> str:
-    """"is"/"are" (present) or "was"/"were" (past) for a name: plural when its head noun, the last
-    word before any " of ", ends in -s ("The Container Docks", "The Salt Pans of Oru Kessam")."""
-    head = name.split(" of ")[0].split()[-1].casefold()
-    plural = head.endswith("s") and not head.endswith(_NOT_PLURAL_ENDINGS)
-    return {"past": ("was", "were"), "present": ("is", "are")}[tense][plural]
-
-
-def lower_article(name: str) -> str:
-    """A place name inside a sentence: "The Crooked Kettle" -> "the Crooked Kettle"."""
-    return "the" + name[3:] if name.startswith("The ") else name
 
 
 def _has_samples(resolved: Resolved) -> bool:
@@ -410,15 +359,9 @@ def _samples_block(characters: Sequence[Character], per_character: int, *, dialo
     return "\n".join(["Examples of how they talk:" if not dialogue else "Examples of their lines:", *lines])
 
 
-def asked_tense(world: World, kind: str) -> str:
-    """The tense a scene's or story's narration is asked for: the world's, else present for a
-    scene and past for a story."""
-    return world.style.tense or ("present" if kind == "scene" else "past")
-
-
 def _style(world: World, default_pov: str, kind: str) -> str:
     s = world.style
-    text = f"Write in {POV_PHRASES[s.point_of_view or default_pov]}, {asked_tense(world, kind)} tense."
+    text = f"Write in {POV_PHRASES[s.point_of_view or default_pov]}, {world.style.tense_for(kind)} tense."
     if world.tone:
         text += " " + _end(f"Tone: {world.tone}")
     if s.voice:
@@ -453,78 +396,6 @@ def _story_task(world: World, resolved: Resolved) -> str:
     return text + " Give it a beginning, a turn and an ending. Begin the story now."
 
 
-def scene_start_words(loc: Location, tense: str = "") -> str:
-    """The words a scene's task asks it to open with: the place's name, capitalised, and with a
-    `tense` its verb: "The Crooked Kettle was", "The Container Docks are". The verb sets the tense
-    the model goes on in: asked only for the name, scenes asked for in the past came out in the
-    present of their place's facts, and the reverse (experiments/log.md, round fifteen)."""
-    name = loc.name[:1].upper() + loc.name[1:]
-    return f"{name} {be_form(loc.name, tense)}" if tense else name
-
-
-# Verbs a scene opens on after its place's name, by a sense the place's facts give. Asked to start
-# "The Container Docks were", scenes defined their place ("a massive undertaking", "a place where
-# people come to relax") in most seeds; asked to start "... smelled of" or "... rang with", they go
-# to a detail at once (experiments/log.md, round seventeen).
-SENSE_VERBS = {"sounds": {"past": ("rang with", "rang with"), "present": ("rings with", "ring with")},
-               "smells": {"past": ("smelled of", "smelled of"), "present": ("smells of", "smell of")}}
-
-
-# A sense whose every fact says there is nothing to sense is no start: asked to open "The Fountain
-# Atrium smells of", 5 of 10 scenes went on "of rain", which the world gives as what people swear
-# ("nothing at all, though people swear it smells of rain"; round eighteen's blind reader).
-_NOTHING = frozenset("nothing no none not never without".split())
-
-
-def _senseless(fact: str) -> bool:
-    return fact.split(maxsplit=1)[0].casefold().strip(",;:.") in _NOTHING if fact.strip() else True
-
-
-def sense_starts(loc: Location, tense: str) -> list[str]:
-    """The place's name and the verb of each sense its facts give something of ("The Container Docks
-    smelled of"); none for a sense whose facts all say there is nothing."""
-    name = loc.name[:1].upper() + loc.name[1:]
-    plural = be_form(loc.name, "present") == "are"
-    return [f"{name} {verbs[tense][plural]}" for sense, verbs in SENSE_VERBS.items()
-            if not all(_senseless(fact) for fact in getattr(loc, sense))]
-
-
-def scene_starts(loc: Location, tense: str) -> list[str]:
-    """The words a scene may open with: sense_starts, else the place's name and its verb of being
-    (scene_start_words).
-
-    Not a second verb of sound for a place that gives only sounds, for variety ("The Fountain Atrium
-    echoes with" beside "rings with"): distinct-2 over the seeds rose 0.318 -> 0.637, but read blind
-    the scenes on one verb won 9 of 10 pairs, faithful where the others were purple and garbled
-    (experiments/log.md, round nineteen).
-    """
-    return sense_starts(loc, tense) or [scene_start_words(loc, tense)]
-
-
-def candidate_starts(world: World, request: Request, seed: int, candidates: int) -> list[str]:
-    """The words each of a scene's candidates opens with: the request's own `start` for every one;
-    else the place's sense verbs (scene_starts) in an order drawn by `seed`, spread over the
-    candidates in that order (4 candidates of a place with sounds and smells: the first verb twice,
-    then the other twice), so the critic chooses among them. One candidate: the first drawn verb.
-    The same seed draws the same words, so replay is exact.
-
-    Not the verb of being beside them: among four candidates, the critic chose it in 4 of 30 scenes,
-    each a definition ("The Container Docks were the largest and most complex facility of their
-    era"; experiments/log.md, round eighteen).
-    """
-    if candidates < 1:
-        raise ValueError("a scene has at least one candidate")
-    if request.kind != "scene":
-        raise ValueError("only a scene has start words")
-    if request.start is not None:
-        return [request.start] * candidates
-    loc = resolve_request(world, request).location
-    senses = scene_starts(loc, asked_tense(world, "scene"))
-    pool = random.Random(seed).sample(senses, len(senses))
-    # in pool order, so a start's candidates are neighbouring rows
-    return [pool[k * len(pool) // candidates] for k in range(candidates)]
-
-
 def _scene_messages(world: World, resolved: Resolved, *, facts: bool = True) -> list[dict[str, str]]:
     """A short, focused prompt: the place's own facts, who is there, and a task of three or four
     sentences.
@@ -548,7 +419,7 @@ def _scene_messages(world: World, resolved: Resolved, *, facts: bool = True) -> 
         people = "; ".join(named_with_pronouns(c) + (f", {c.role}" if c.role else "") for c in resolved.characters)
         lines.append(_end(f"Who is there: {people}"))
     s = world.style
-    person, tense = POV_PHRASES[s.point_of_view or "second"], asked_tense(world, "scene")
+    person, tense = POV_PHRASES[s.point_of_view or "second"], world.style.tense_for("scene")
     # "Start with" keeps the model on the place: asked only to describe Ember Keep, it opened every
     # scene with the Ember Throne, one of the keep's sights (round nine, experiments/log.md).
     task = (f"Start with the words \"{request.start or scene_start_words(loc, tense)}\". "
@@ -590,29 +461,21 @@ __all__ = [
     "DIALOGUE_ORDERS",
     "DialogueRequest",
     "KINDS",
-    "OPENING_STYLES",
     "Prompt",
     "PromptBudget",
     "REQUEST_KINDS",
-    "SENSE_VERBS",
     "Request",
     "Resolved",
     "SceneRequest",
     "StoryRequest",
-    "answer_opening",
-    "asked_tense",
-    "be_form",
     "build_prompt",
-    "candidate_starts",
     "lore_block",
     "lore_line",
     "named_with_pronouns",
     "message_tokens",
     "request_from_dict",
     "resolve_request",
-    "scene_starts",
     "select_lore",
-    "sense_starts",
     "spoken_rules",
     "tie_sentence",
     "writer_messages",

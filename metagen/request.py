@@ -137,7 +137,7 @@ class SceneRequest(_Request):
     mood: str | None = None
     characters: tuple[str, ...] = ()  # who is present, if anyone
     opening: bool = False  # the answer starts with the place's name, written by metagen (off: the model names it)
-    start: str | None = None  # the words the scene opens with; None: each candidate's drawn by the seed (prompts.candidate_starts)
+    start: str | None = None  # the words the scene opens with; None: each candidate's drawn by the seed (opening.candidate_starts)
     kind: ClassVar[str] = "scene"
 
     @property

@@ -20,19 +20,15 @@ from metagen.dialogue import (
     speaker_order,
 )
 from metagen.errors import RequestError
+from metagen.opening import answer_opening, be_form, candidate_starts, scene_starts, sense_starts
 from metagen.prompts import (
     TEMPLATE_MARGIN,
     DialogueRequest,
     SceneRequest,
     StoryRequest,
-    answer_opening,
-    be_form,
     build_prompt,
-    candidate_starts,
     request_from_dict,
     resolve_request,
-    scene_starts,
-    sense_starts,
     select_lore,
 )
 from metagen.text import format_dialogue, mentions
@@ -345,6 +341,9 @@ def test_scene_prompt(world):
     # the place first, not one of its sights, and its verb in the world's tense (present here)
     assert 'Task: Start with the words "The Container Docks are".' in text
     assert request.subject == "docks-dusk"
+
+
+# ----------------------------------------------------------------------------- how a piece starts (metagen.opening)
 
 
 @pytest.mark.parametrize("name, tense, verb", [

@@ -532,3 +532,10 @@ def test_too_many_values_stop_the_parse_early(tmp_path, monkeypatch):
     path = write(tmp_path, {"w.yaml": "x:\n" + "  - 1\n" * 5000})
     (problem,) = problems_of(path)
     assert problem.startswith(f"{path}:999:5: more than 1000 values in one file")
+
+
+def test_style_asks_a_worlds_tense_else_present_for_scenes_and_past_for_stories():
+    from metagen.world.types import Style
+
+    assert [Style().tense_for(kind) for kind in ("scene", "story", "dialogue")] == ["present", "past", "past"]
+    assert [Style(tense="present").tense_for(kind) for kind in ("scene", "story")] == ["present", "present"]

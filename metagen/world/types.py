@@ -45,6 +45,11 @@ class Style:
     length: str = "medium"  # the default story length: short | medium | long
     length_words: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_LENGTH_WORDS), hash=False)
 
+    def tense_for(self, kind: str) -> str:
+        """The tense narration of `kind` is asked in: the world's, else present for a scene and past
+        for a story."""
+        return self.tense or ("present" if kind == "scene" else "past")
+
     def words_for(self, length: str) -> int:
         """The words a story of `length` is asked for: the world's length_words (which hold every
         length once loaded), else a medium story's by default."""

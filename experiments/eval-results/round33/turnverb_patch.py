@@ -2,12 +2,11 @@
 import re, sys
 import metagen
 from metagen import plan as P
-from metagen.prompts import asked_tense
 orig = P.beat_starts
 VERBS = {"admits that": ("admitted that", "admits that"), "wants to": ("wanted to", "wants to")}
 def patched(world, resolved, plan, seed, candidates):
     starts = orig(world, resolved, plan, seed, candidates)
-    past = asked_tense(world, "story") == "past"
+    past = world.style.tense_for("story") == "past"
     for beat, row in zip(plan, starts):
         if beat.id == "opening":
             continue

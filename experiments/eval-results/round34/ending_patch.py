@@ -1,12 +1,12 @@
 """metagen with the ending beat's given candidates opening on a closing phrase (ENDING_START=before|inend)."""
 import os, sys
 from metagen import plan as P
-from metagen.prompts import asked_tense, lower_article
+from metagen.opening import lower_article
 orig = P.beat_starts
 MODE = os.environ.get("ENDING_START", "before")
 def patched(world, resolved, plan, seed, candidates):
     starts = orig(world, resolved, plan, seed, candidates)
-    past = asked_tense(world, "story") == "past"
+    past = world.style.tense_for("story") == "past"
     place = resolved.location
     beat, row = plan[-1], starts[-1]
     if beat.id != "ending":

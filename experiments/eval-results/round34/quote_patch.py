@@ -2,11 +2,10 @@
 starts opening a quotation instead of "admitted that": 'Ysolde admitted, "' / 'Maëlle said, "I want to'."""
 import os, sys
 from metagen import plan as P
-from metagen.prompts import asked_tense
 orig = P.beat_starts
 def patched(world, resolved, plan, seed, candidates):
     starts = orig(world, resolved, plan, seed, candidates)
-    past = asked_tense(world, "story") == "past"
+    past = world.style.tense_for("story") == "past"
     for beat, row in zip(plan, starts):
         given = [i for i, w in enumerate(row) if w]
         if beat.id == "ending" and os.environ.get("ENDING_INEND"):
