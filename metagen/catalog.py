@@ -182,9 +182,7 @@ def cache_lock(name: str, on_wait: Callable[[], None] | None = None) -> Iterator
     """Hold cache_dir()/locks/NAME.lock (flock) while pulling or converting, so that processes started
     together do the work once and never remove each other's temp files; `on_wait` is called before
     waiting for another holder. Yields False, holding nothing, where no lock file can be made (a
-    read-only cache: nothing is written there anyway)."""
-    import fcntl
-
+    read-only cache: nothing is written there anyway) or taken (a file system without locks)."""
     folder = cache_dir() / "locks"
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -197,15 +195,31 @@ def cache_lock(name: str, on_wait: Callable[[], None] | None = None) -> Iterator
         yield False
         return
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            if on_wait:
-                on_wait()
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        yield True
+        yield _flock(fd, folder, on_wait)
     finally:
         os.close(fd)  # closing the file releases the lock
+
+
+def _flock(fd: int, folder: Path, on_wait: Callable[[], None] | None) -> bool:
+    """Take the lock on fd, waiting for its holder; False where the file system has no locks (some
+    network and FUSE mounts say ENOLCK or EOPNOTSUPP): then the work goes on unlocked, as before."""
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        if on_wait:
+            on_wait()
+    except OSError as error:
+        log.info("working without a lock in %s: %s", folder, error)
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return True
+    except OSError as error:
+        log.info("working without a lock in %s: %s", folder, error)
+        return False
 
 
 # --- hashing -----------------------------------------------------------------------

