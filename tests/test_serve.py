@@ -272,6 +272,30 @@ def test_stop_stale_socket_and_none_running(home, tmp_path, model_args):
     assert (both.returncode, both.stdout) == (2, "") and "give --stop or --status, not both" in both.stderr
 
 
+@pytest.mark.parametrize(("layout", "needle"), [
+    ("home is a file", "METAGEN_HOME {home} is a file, not a folder (point METAGEN_HOME at a folder, or move the file)"),
+    ("a file on the way", "METAGEN_HOME {home}/sub: {home} is a file, not a folder"),
+    ("lock is a folder", "{home}/serve.lock is a folder, not the server's lock file (remove it, or point METAGEN_HOME"),
+    ("lock is a link", "{home}/serve.lock is a symbolic link, not the server's lock file"),
+], ids=["home-file", "file-on-the-way", "lock-folder", "lock-link"])
+def test_a_home_the_server_cannot_use_is_one_line(tmp_path, layout, needle):
+    """METAGEN_HOME a file (or a file on its way), or serve.lock a folder or a link: a traceback, exit 1."""
+    home = tmp_path / "home"
+    if layout in ("home is a file", "a file on the way"):
+        home.write_text("not a folder\n")
+    else:
+        home.mkdir()
+        if layout == "lock is a folder":
+            (home / "serve.lock").mkdir()
+        else:
+            (home / "serve.lock").symlink_to(tmp_path / "elsewhere")
+    used = home / "sub" if layout == "a file on the way" else home
+    ran = metagen(used, tmp_path, "serve")
+    assert (ran.returncode, ran.stdout, ran.stderr.count("\n")) == (2, "", 1), ran.stderr
+    assert ran.stderr.startswith("error: cannot start the metagen server: ")
+    assert needle.format(home=home) in ran.stderr
+
+
 def test_a_server_gone_mid_request_is_one_line_and_exit_1(home, tmp_path, model_args):
     server = start_server(home)
     try:
