@@ -154,7 +154,7 @@ def _is_stream(info) -> bool:
     try:
         codecs.lookup(info["encoding"])
         codecs.lookup_error(info["errors"])
-    except LookupError:
+    except (LookupError, ValueError):  # unknown; or a NUL or lone surrogate in the name (ValueError, UnicodeError)
         return False
     return info["buffer"] > 0
 

@@ -246,6 +246,24 @@ def test_a_malformed_request_is_turned_down_and_the_server_answers_on(server_hom
     assert status(server_home)["pid"]
 
 
+@pytest.mark.parametrize("field", [{"encoding": "utf-8\x00"}, {"errors": "strict\x00"}, {"encoding": "\udcff"}])
+def test_a_request_naming_an_impossible_encoding_is_turned_down(server_home, field):
+    """A NUL or a lone surrogate in a stream's encoding raised ValueError in the thread reading the
+    request: a traceback in the server's log and the connection dropped without an answer."""
+    from metagen import __version__
+
+    good = {"tty": False, "encoding": "utf-8", "errors": "strict", "line_buffering": False, "write_through": False,
+            "buffer": 8192}
+    request = {"op": "run", "argv": ["generate", "x"], "version": __version__,
+               "package": str(Path(protocol.__file__).resolve().parent), "env": {}, "cwd": "/", "umask": 18,
+               "argv0": None, "main_package": None, "terminal": None,
+               "streams": {"stdin": good, "stdout": {**good, **field}, "stderr": good}}
+    with protocol.connect(protocol.socket_path(server_home), timeout=10) as sock:
+        protocol.send_json(sock, request)
+        assert protocol.read_json(protocol.read_frame(sock)) == {"refused": "malformed request"}
+    assert status(server_home)["pid"]
+
+
 def test_stop_stale_socket_and_none_running(home, tmp_path, model_args):
     stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)  # a socket file with no server behind it
     with protocol.short_address(home / "serve.sock") as address:
