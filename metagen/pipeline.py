@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -575,11 +576,14 @@ def _check_model_record(model: Mapping[str, Any]) -> None:
     for key, value in fields:
         if value is not None and not isinstance(value, str):
             raise ConfigError(f"{key} must be text, got {kind_of(value)}")
-    from metagen.generator import DTYPES, PROMPT_DTYPES
+    from metagen.generator import DEVICES, DTYPES, PROMPT_DTYPES
 
     for key, allowed in (("dtype", DTYPES), ("prompt_dtype", PROMPT_DTYPES)):  # not blamed on --dtype, never given
         if model.get(key) and model[key] not in allowed:
             raise ConfigError(f"model.{key} must be one of {', '.join(allowed)}, got {model[key]!r}")
+    device = model.get("device")  # recorded as torch names it: cpu, or cuda:0 (replayed on cuda)
+    if device and device not in DEVICES and not re.fullmatch(r"cuda:\d+", device):  # nor on --device
+        raise ConfigError(f"model.device must be one of {', '.join(DEVICES)} (or cuda:N), got {device!r}")
 
 
 def _decoded_with(entries, request: Request, seed: int) -> tuple[tuple[tuple[Request, int], ...], int]:

@@ -377,6 +377,8 @@ def test_a_recorded_request_of_the_wrong_type_names_the_field(request_, needle):
     ({"adapter": {"path": ["a"], "sha256": "0"}}, "model.adapter.path must be text, got a list"),
     ({"dtype": "float8"}, "model.dtype must be one of auto, float32, bfloat16, int8, int4, got 'float8'"),
     ({"prompt_dtype": "int4"}, "model.prompt_dtype must be one of auto, float32, bfloat16, got 'int4'"),
+    ({"device": "tpu"}, "model.device must be one of cpu, cuda, auto (or cuda:N), got 'tpu'"),
+    ({"device": "cuda:x"}, "model.device must be one of cpu, cuda, auto (or cuda:N), got 'cuda:x'"),
 ])  # fmt: skip
 def test_a_recorded_model_of_the_wrong_type_names_the_field(model, needle):
     """model.path: 5 was a TypeError's traceback in replay, model.device: [1] an AttributeError's."""
@@ -386,6 +388,8 @@ def test_a_recorded_model_of_the_wrong_type_names_the_field(model, needle):
     assert needle in info.value.one_line()
     recorded = {"name": "m", "path": "/m.gguf", "sha256": "0", "dtype": "int4", "device": "cpu", "adapter": None}
     assert pipeline.recipe_from_record({**record, "model": recorded}).model == recorded
+    on_gpu = {**recorded, "device": "cuda:0"}  # as torch names the device a piece was made on
+    assert pipeline.recipe_from_record({**record, "model": on_gpu}).model == on_gpu
 
 
 def test_a_request_keeps_ids_written_as_numbers():
