@@ -551,7 +551,7 @@ def recipe_from_record(data: Mapping[str, Any], source: str = "the file") -> Rec
     request_data = dict(data["request"])
     order = request_data.pop("order", "likelihood")
     seed = data["seed"]
-    hint = "metagen reads back the files it wrote; restore or regenerate this one"
+    hint = _record_hint(data.get("metagen_version"))
     try:  # a damaged or edited record names the file, not a flag the user never gave
         request = request_from_dict(request_data)
         cfg = GenerationConfig.from_dict({**data["settings"], "seed": seed})
@@ -564,6 +564,21 @@ def recipe_from_record(data: Mapping[str, Any], source: str = "the file") -> Rec
         raise ConfigError(f"{source} records no world file, so it cannot be replayed")
     return Recipe(request=request, order=order, cfg=cfg, seed=seed, model=dict(data["model"]),
                   world_files=files, world_hash=str(data.get("world_hash", "")), batch=batch, row=row)
+
+
+def _version_key(version: Any) -> tuple[int, ...] | None:
+    """A version's leading numbers, "0.19.0" -> (0, 19, 0); None when it starts with none."""
+    match = re.match(r"\d+(?:\.\d+)*", version) if isinstance(version, str) else None
+    return tuple(int(n) for n in match.group().split(".")) if match else None
+
+
+def _record_hint(version: Any) -> str:
+    """What to do about a record this metagen cannot replay: one made by a newer metagen, which may
+    record settings and fields this one does not know, is for that version; others were edited."""
+    made, this = _version_key(version), _version_key(__version__)
+    if made is not None and this is not None and made > this:
+        return f"it was made by metagen {version}, newer than this one ({__version__}): replay it with metagen {version}"
+    return "metagen reads back the files it wrote; restore or regenerate this one"
 
 
 def _check_model_record(model: Mapping[str, Any]) -> None:

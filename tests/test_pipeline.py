@@ -392,6 +392,25 @@ def test_a_recorded_model_of_the_wrong_type_names_the_field(model, needle):
     assert pipeline.recipe_from_record({**record, "model": on_gpu}).model == on_gpu
 
 
+@pytest.mark.parametrize("version, hint", [
+    ("99.0.0", "it was made by metagen 99.0.0, newer than this one ({this}): replay it with metagen 99.0.0"),
+    ("0.0.1", "metagen reads back the files it wrote; restore or regenerate this one"),
+    ("{this}", "metagen reads back the files it wrote; restore or regenerate this one"),
+    ("unknown", "metagen reads back the files it wrote; restore or regenerate this one"),
+    (None, "metagen reads back the files it wrote; restore or regenerate this one"),
+])  # fmt: skip
+def test_a_record_a_newer_metagen_made_is_sent_to_that_version(version, hint):
+    """A setting added after this version told the user to 'restore or regenerate' a file that was
+    whole: it was made by a newer metagen, and that version replays it."""
+    from metagen import __version__
+
+    record = {"request": {"kind": "story"}, "seed": 1, "model": {}, "world_files": ["w"],
+              "settings": {"a_later_knob": 3}, "metagen_version": version and version.format(this=__version__)}
+    with pytest.raises(ConfigError, match="unknown generation setting 'a_later_knob'") as info:
+        pipeline.recipe_from_record(record, "piece.md")
+    assert info.value.one_line().endswith(f"({hint.format(this=__version__)})")
+
+
 def test_a_request_keeps_ids_written_as_numbers():
     assert StoryRequest(characters=[7, "ada"]).characters == ("7", "ada")
     assert StoryRequest(characters="ada").characters == ("ada",)
