@@ -201,7 +201,10 @@ class Server:
         self.main_thread = threading.get_ident()
 
     def say(self, message: str) -> None:
-        print(f"metagen serve: {message}", file=self.log, flush=True)
+        """One line on the server's own stderr; a log whose reader has gone (`2>&1 | grep`, ended)
+        loses the line, and the server answers on."""
+        with contextlib.suppress(OSError, ValueError):
+            print(f"metagen serve: {message}", file=self.log, flush=True)
 
     # -------------------------------------------------------------------------- life
 

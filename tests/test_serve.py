@@ -314,6 +314,28 @@ def test_a_home_the_server_cannot_use_is_one_line(tmp_path, layout, needle):
     assert needle.format(home=home) in ran.stderr
 
 
+def test_a_server_whose_log_reader_has_gone_answers_on(home, tmp_path, model_args):
+    """`metagen -v serve 2>&1 | grep ...` with the grep ended: the line logged after the first request
+    raised BrokenPipeError, and the server died after answering it."""
+    read, write = os.pipe()
+    proc = subprocess.Popen([sys.executable, "-m", "metagen", "-v", "serve"], cwd=tmp_path, env=environment(home),
+                            stdout=subprocess.DEVNULL, stderr=write)
+    os.close(write)
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while protocol.ask(home, "status", timeout=1.0) is None:
+            assert proc.poll() is None and time.monotonic() < deadline, "metagen serve did not start"
+            time.sleep(0.1)
+        os.close(read)  # the log's reader goes away
+        for seed in (1, 2):
+            ran = metagen(home, tmp_path, "generate", "hello", "--seed", seed, "--max-tokens", 2, *model_args)
+            assert ran.returncode == 0, ran.stderr
+        assert status(home)["served"] == 2
+    finally:
+        stop_server(proc, home)
+    assert proc.returncode == 0
+
+
 def test_a_server_gone_mid_request_is_one_line_and_exit_1(home, tmp_path, model_args):
     server = start_server(home)
     try:
