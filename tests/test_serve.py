@@ -373,6 +373,17 @@ def test_a_socket_that_is_not_yours_is_refused(home, monkeypatch):
         protocol.connect(regular)
 
 
+@pytest.mark.parametrize(("state", "line"), [
+    ({"served": 0}, "0 requests answered; models loaded: none yet"),
+    ({"served": 1, "models": ["m (int4, cpu)"]}, "1 request answered; models loaded: m (int4, cpu)"),
+    ({"served": 2, "busy": True, "queued": 3}, "2 requests answered, running one now, 3 queued; models loaded: none yet"),
+])  # fmt: skip
+def test_the_status_line_counts_in_words(state, line):
+    """`--status` said '1 requests answered', and nothing of a request running now."""
+    said = protocol.describe_status({"pid": 7, "socket": "/h/serve.sock", **state})
+    assert said == f"server: running, pid 7, socket /h/serve.sock, {line}"
+
+
 @pytest.mark.parametrize(("args", "env", "command"), [
     (["story", "w.yaml"], {}, "story"),
     (["-v", "describe-scene", "w.yaml"], {}, "describe-scene"),
