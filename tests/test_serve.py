@@ -373,6 +373,20 @@ def test_a_socket_that_is_not_yours_is_refused(home, monkeypatch):
         protocol.connect(regular)
 
 
+@pytest.mark.parametrize("flag", ["--status", "--stop"])
+@pytest.mark.parametrize("kind", ["file", "folder"])
+def test_a_socket_path_that_is_no_socket_says_what_to_do(runner, isolated_home, flag, kind):
+    """serve.sock a regular file or a folder: 'not talking to that server: ... is not a socket', with no
+    word of what to do about it."""
+    isolated_home.mkdir()
+    path = isolated_home / "serve.sock"
+    path.mkdir() if kind == "folder" else path.write_text("")
+    result = invoke(runner, "serve", flag)
+    assert (result.exit_code, result.stdout) == (3, "")
+    assert result.stderr == (f"error: not talking to that server: {path} is not a socket (if no server of yours runs "
+                             "there, remove it; or point METAGEN_HOME elsewhere)\n")
+
+
 @pytest.mark.parametrize(("state", "line"), [
     ({"served": 0}, "0 requests answered; models loaded: none yet"),
     ({"served": 1, "models": ["m (int4, cpu)"]}, "1 request answered; models loaded: m (int4, cpu)"),
