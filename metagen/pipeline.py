@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -548,7 +549,7 @@ def recipe_from_record(data: Mapping[str, Any], source: str = "the file") -> Rec
     request_data = dict(data["request"])
     order = request_data.pop("order", "likelihood")
     seed = data["seed"]
-    hint = "metagen reads back the files it wrote; restore or regenerate this one"
+    hint = _record_hint(data.get("metagen_version"))
     try:  # a damaged or edited record names the file, not a flag the user never gave
         request = request_from_dict(request_data)
         cfg = GenerationConfig.from_dict({**data["settings"], "seed": seed})
@@ -563,6 +564,21 @@ def recipe_from_record(data: Mapping[str, Any], source: str = "the file") -> Rec
                   world_files=files, world_hash=str(data.get("world_hash", "")), batch=batch, row=row)
 
 
+def _version_key(version: Any) -> tuple[int, ...] | None:
+    """A version's leading numbers, "0.19.0" -> (0, 19, 0); None when it starts with none."""
+    match = re.match(r"\d+(?:\.\d+)*", version) if isinstance(version, str) else None
+    return tuple(int(n) for n in match.group().split(".")) if match else None
+
+
+def _record_hint(version: Any) -> str:
+    """What to do about a record this metagen cannot replay: one made by a newer metagen, which may
+    record settings and fields this one does not know, is for that version; others were edited."""
+    made, this = _version_key(version), _version_key(__version__)
+    if made is not None and this is not None and made > this:
+        return f"it was made by metagen {version}, newer than this one ({__version__}): replay it with metagen {version}"
+    return "metagen reads back the files it wrote; restore or regenerate this one"
+
+
 def _check_model_record(model: Mapping[str, Any]) -> None:
     """ConfigError naming a recorded model field that is not text (path: 5 was a TypeError in replay)."""
     adapter = model.get("adapter")
@@ -573,11 +589,14 @@ def _check_model_record(model: Mapping[str, Any]) -> None:
     for key, value in fields:
         if value is not None and not isinstance(value, str):
             raise ConfigError(f"{key} must be text, got {kind_of(value)}")
-    from metagen.generator import DTYPES, PROMPT_DTYPES
+    from metagen.generator import DEVICES, DTYPES, PROMPT_DTYPES
 
     for key, allowed in (("dtype", DTYPES), ("prompt_dtype", PROMPT_DTYPES)):  # not blamed on --dtype, never given
         if model.get(key) and model[key] not in allowed:
             raise ConfigError(f"model.{key} must be one of {', '.join(allowed)}, got {model[key]!r}")
+    device = model.get("device")  # recorded as torch names it: cpu, or cuda:0 (replayed on cuda)
+    if device and device not in DEVICES and not re.fullmatch(r"cuda:\d+", device):  # nor on --device
+        raise ConfigError(f"model.device must be one of {', '.join(DEVICES)} (or cuda:N), got {device!r}")
 
 
 def _decoded_with(entries, request: Request, seed: int) -> tuple[tuple[tuple[Request, int], ...], int]:

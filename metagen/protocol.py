@@ -201,9 +201,11 @@ def describe_status(status: dict | None) -> str:
     if status is None:
         return "server: not running (`metagen serve &` starts one)"
     models = "; ".join(status.get("models") or []) or "none yet"
-    busy = f", {status['queued']} queued" if status.get("queued") else ""
+    served = status.get("served", 0)
+    busy = ", running one now" if status.get("busy") else ""
+    busy += f", {status['queued']} queued" if status.get("queued") else ""
     return (f"server: running, pid {status.get('pid')}, socket {status.get('socket')}, "
-            f"{status.get('served', 0)} requests answered{busy}; models loaded: {models}")
+            f"{served} request{'' if served == 1 else 's'} answered{busy}; models loaded: {models}")
 
 
 __all__ = ["FORWARDED", "NO_SERVER_ENV", "NO_SERVER_FLAG", "UnsafeSocket", "ask", "check_socket_file", "connect",

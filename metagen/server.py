@@ -33,8 +33,9 @@ from pathlib import Path
 
 from metagen import __version__
 from metagen.errors import (EXIT_GENERATION_FAILED, EXIT_HUNG_UP, EXIT_INTERRUPTED, EXIT_TERMINATED,
-                            INTERRUPTED_MESSAGE,
+                            INTERRUPTED_MESSAGE, MetagenError, OutputError, OutputFolderError,
                             ServerStateError, Terminated)
+from metagen.files import os_reason
 from metagen.protocol import (
     JSON, STDERR, STDIN, STDOUT, forwarded_command, lock_path, peer_uid, read_frame, read_json, send_frame,
     send_json, short_address, socket_path, status_path,
@@ -153,7 +154,7 @@ def _is_stream(info) -> bool:
     try:
         codecs.lookup(info["encoding"])
         codecs.lookup_error(info["errors"])
-    except LookupError:
+    except (LookupError, ValueError):  # unknown; or a NUL or lone surrogate in the name (ValueError, UnicodeError)
         return False
     return info["buffer"] > 0
 
@@ -200,7 +201,10 @@ class Server:
         self.main_thread = threading.get_ident()
 
     def say(self, message: str) -> None:
-        print(f"metagen serve: {message}", file=self.log, flush=True)
+        """One line on the server's own stderr; a log whose reader has gone (`2>&1 | grep`, ended)
+        loses the line, and the server answers on."""
+        with contextlib.suppress(OSError, ValueError):
+            print(f"metagen serve: {message}", file=self.log, flush=True)
 
     # -------------------------------------------------------------------------- life
 
@@ -224,8 +228,11 @@ class Server:
         self.say("stopped")
 
     def _take_lock(self) -> int:
-        self.home.mkdir(parents=True, exist_ok=True)
-        fd = os.open(lock_path(self.home), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            self.home.mkdir(parents=True, exist_ok=True)
+            fd = os.open(lock_path(self.home), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except OSError as error:
+            raise self._unusable_home(error) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -233,6 +240,23 @@ class Server:
             raise ServerStateError(f"a metagen server already runs in {self.home}",
                                    hint="`metagen serve --status` shows it; `metagen serve --stop` stops it") from None
         return fd
+
+    def _unusable_home(self, error: OSError) -> MetagenError:
+        """One line for a METAGEN_HOME the server cannot keep its lock and socket in: a file where a
+        folder goes (exit 2, as for --out), or the system's reason (exit 1)."""
+        blocker = next((p for p in (self.home, *self.home.parents) if p.exists() and not p.is_dir()), None)
+        if blocker is not None:
+            where = "" if blocker == self.home else f": {blocker}"
+            return OutputFolderError(f"cannot start the metagen server: METAGEN_HOME {self.home}{where} is a file, not "
+                                     "a folder", hint="point METAGEN_HOME at a folder, or move the file")
+        lock = lock_path(self.home)
+        if os.path.islink(lock) or os.path.isdir(lock):
+            what = "a symbolic link" if os.path.islink(lock) else "a folder"
+            return OutputFolderError(f"cannot start the metagen server: {lock} is {what}, not the server's lock file",
+                                     hint="remove it, or point METAGEN_HOME elsewhere")
+        where = error.filename or self.home
+        return OutputError(f"cannot start the metagen server in METAGEN_HOME {self.home}: {where}: {os_reason(error)}",
+                           hint="point METAGEN_HOME at a folder you can write to")
 
     def _listen(self) -> tuple[socket.socket, int]:
         """Bind in a private folder, make the socket 0600, then move it over whatever stale one is there."""
@@ -243,7 +267,10 @@ class Server:
         if info is not None and (not Path(self.socket).is_socket() or info.st_uid != os.getuid()):
             raise ServerStateError(f"{self.socket} is there and is not a socket of yours",
                                    hint="remove it, or point METAGEN_HOME elsewhere")
-        folder = Path(tempfile.mkdtemp(prefix=".serve-", dir=self.home))  # 0700: no one else can reach it
+        try:
+            folder = Path(tempfile.mkdtemp(prefix=".serve-", dir=self.home))  # 0700: no one else can reach it
+        except OSError as error:
+            raise self._unusable_home(error) from None
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             with short_address(folder / "s") as address:

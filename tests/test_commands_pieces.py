@@ -477,6 +477,20 @@ def test_replay_looks_a_known_model_up_by_name_not_by_its_recorded_path(runner, 
     assert asked == [known, tiny]
 
 
+def test_replay_of_a_piece_whose_model_file_is_gone_names_the_piece_and_model(runner, world, model_args, tmp_path):
+    """It said 'model file /x.gguf does not exist (check the path, ...)': a path the user never gave."""
+    path, data = _story_piece(runner, world, model_args, tmp_path)
+    gone = tmp_path / "moved-away.gguf"
+    path.write_text(json.dumps({**data, "model": {**data["model"], "path": str(gone)}}))
+    result = invoke(runner, "replay", path)
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr == (f"error: {path} was made with the model {gone}, which is not here (put the model file "
+                             "back where it was, or give --model with a model name or a .gguf path; another model "
+                             "makes other text)\n")
+    result = invoke(runner, "replay", path, "--model", data["model"]["path"])  # --model given: the recorded one unused
+    assert result.exit_code == 0 and result.stdout.startswith(f"identical: {path}"), result.output
+
+
 @pytest.mark.parametrize("out, overwrite", [("dangling", False), ("dangling", True), ("dangling/deeper", False)])
 def test_an_output_folder_that_is_a_dangling_link_is_refused_before_the_model(runner, world, tmp_path, no_model, out,
                                                                               overwrite):

@@ -407,6 +407,19 @@ def test_read_piece_file_rejects_other_files(tmp_path, name, content, error):
     assert "\n" not in caught.value.one_line()
 
 
+@pytest.mark.parametrize("suffix, name", [(".yarn", "Yarn"), (".ink", "ink"), (".INK", "ink")])
+def test_a_yarn_or_ink_dialogue_is_named_for_what_it_is(tmp_path, suffix, name):
+    """metagen's own .yarn and .ink dialogues were 'not a metagen file', which they are: replay
+    reads .md and .json pieces only, and says so."""
+    path = tmp_path / f"ada-bo-5{suffix}"
+    path.write_text("title: ada_bo_5\ntags: metagen\n---\n// metagen: kind: \"dialogue\"\nAda: Hi.\n===\n")
+    with pytest.raises(ConfigError) as caught:
+        read_piece_file(path)
+    assert caught.value.one_line() == (f"{path} is {name} dialogue: replay reads the .md and .json pieces metagen "
+                                       "writes, not Yarn or ink (make the dialogue with --format md or json to "
+                                       "replay it)")
+
+
 def test_a_piece_cut_short_inside_its_front_matter_says_so(tmp_path):
     path = tmp_path / "cut.md"
     path.write_text("---\nkind: story\nseed: 3\n", encoding="utf-8")

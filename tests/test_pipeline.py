@@ -377,6 +377,8 @@ def test_a_recorded_request_of_the_wrong_type_names_the_field(request_, needle):
     ({"adapter": {"path": ["a"], "sha256": "0"}}, "model.adapter.path must be text, got a list"),
     ({"dtype": "float8"}, "model.dtype must be one of auto, float32, bfloat16, int8, int4, got 'float8'"),
     ({"prompt_dtype": "int4"}, "model.prompt_dtype must be one of auto, float32, bfloat16, got 'int4'"),
+    ({"device": "tpu"}, "model.device must be one of cpu, cuda, auto (or cuda:N), got 'tpu'"),
+    ({"device": "cuda:x"}, "model.device must be one of cpu, cuda, auto (or cuda:N), got 'cuda:x'"),
 ])  # fmt: skip
 def test_a_recorded_model_of_the_wrong_type_names_the_field(model, needle):
     """model.path: 5 was a TypeError's traceback in replay, model.device: [1] an AttributeError's."""
@@ -386,6 +388,27 @@ def test_a_recorded_model_of_the_wrong_type_names_the_field(model, needle):
     assert needle in info.value.one_line()
     recorded = {"name": "m", "path": "/m.gguf", "sha256": "0", "dtype": "int4", "device": "cpu", "adapter": None}
     assert pipeline.recipe_from_record({**record, "model": recorded}).model == recorded
+    on_gpu = {**recorded, "device": "cuda:0"}  # as torch names the device a piece was made on
+    assert pipeline.recipe_from_record({**record, "model": on_gpu}).model == on_gpu
+
+
+@pytest.mark.parametrize("version, hint", [
+    ("99.0.0", "it was made by metagen 99.0.0, newer than this one ({this}): replay it with metagen 99.0.0"),
+    ("0.0.1", "metagen reads back the files it wrote; restore or regenerate this one"),
+    ("{this}", "metagen reads back the files it wrote; restore or regenerate this one"),
+    ("unknown", "metagen reads back the files it wrote; restore or regenerate this one"),
+    (None, "metagen reads back the files it wrote; restore or regenerate this one"),
+])  # fmt: skip
+def test_a_record_a_newer_metagen_made_is_sent_to_that_version(version, hint):
+    """A setting added after this version told the user to 'restore or regenerate' a file that was
+    whole: it was made by a newer metagen, and that version replays it."""
+    from metagen import __version__
+
+    record = {"request": {"kind": "story"}, "seed": 1, "model": {}, "world_files": ["w"],
+              "settings": {"a_later_knob": 3}, "metagen_version": version and version.format(this=__version__)}
+    with pytest.raises(ConfigError, match="unknown generation setting 'a_later_knob'") as info:
+        pipeline.recipe_from_record(record, "piece.md")
+    assert info.value.one_line().endswith(f"({hint.format(this=__version__)})")
 
 
 def test_a_request_keeps_ids_written_as_numbers():

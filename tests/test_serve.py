@@ -246,6 +246,24 @@ def test_a_malformed_request_is_turned_down_and_the_server_answers_on(server_hom
     assert status(server_home)["pid"]
 
 
+@pytest.mark.parametrize("field", [{"encoding": "utf-8\x00"}, {"errors": "strict\x00"}, {"encoding": "\udcff"}])
+def test_a_request_naming_an_impossible_encoding_is_turned_down(server_home, field):
+    """A NUL or a lone surrogate in a stream's encoding raised ValueError in the thread reading the
+    request: a traceback in the server's log and the connection dropped without an answer."""
+    from metagen import __version__
+
+    good = {"tty": False, "encoding": "utf-8", "errors": "strict", "line_buffering": False, "write_through": False,
+            "buffer": 8192}
+    request = {"op": "run", "argv": ["generate", "x"], "version": __version__,
+               "package": str(Path(protocol.__file__).resolve().parent), "env": {}, "cwd": "/", "umask": 18,
+               "argv0": None, "main_package": None, "terminal": None,
+               "streams": {"stdin": good, "stdout": {**good, **field}, "stderr": good}}
+    with protocol.connect(protocol.socket_path(server_home), timeout=10) as sock:
+        protocol.send_json(sock, request)
+        assert protocol.read_json(protocol.read_frame(sock)) == {"refused": "malformed request"}
+    assert status(server_home)["pid"]
+
+
 def test_stop_stale_socket_and_none_running(home, tmp_path, model_args):
     stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)  # a socket file with no server behind it
     with protocol.short_address(home / "serve.sock") as address:
@@ -270,6 +288,52 @@ def test_stop_stale_socket_and_none_running(home, tmp_path, model_args):
     assert (shown.returncode, shown.stdout) == (3, "server: not running (`metagen serve &` starts one)\n")
     both = metagen(home, tmp_path, "serve", "--stop", "--status")  # it stopped a server, then printed a "status"
     assert (both.returncode, both.stdout) == (2, "") and "give --stop or --status, not both" in both.stderr
+
+
+@pytest.mark.parametrize(("layout", "needle"), [
+    ("home is a file", "METAGEN_HOME {home} is a file, not a folder (point METAGEN_HOME at a folder, or move the file)"),
+    ("a file on the way", "METAGEN_HOME {home}/sub: {home} is a file, not a folder"),
+    ("lock is a folder", "{home}/serve.lock is a folder, not the server's lock file (remove it, or point METAGEN_HOME"),
+    ("lock is a link", "{home}/serve.lock is a symbolic link, not the server's lock file"),
+], ids=["home-file", "file-on-the-way", "lock-folder", "lock-link"])
+def test_a_home_the_server_cannot_use_is_one_line(tmp_path, layout, needle):
+    """METAGEN_HOME a file (or a file on its way), or serve.lock a folder or a link: a traceback, exit 1."""
+    home = tmp_path / "home"
+    if layout in ("home is a file", "a file on the way"):
+        home.write_text("not a folder\n")
+    else:
+        home.mkdir()
+        if layout == "lock is a folder":
+            (home / "serve.lock").mkdir()
+        else:
+            (home / "serve.lock").symlink_to(tmp_path / "elsewhere")
+    used = home / "sub" if layout == "a file on the way" else home
+    ran = metagen(used, tmp_path, "serve")
+    assert (ran.returncode, ran.stdout, ran.stderr.count("\n")) == (2, "", 1), ran.stderr
+    assert ran.stderr.startswith("error: cannot start the metagen server: ")
+    assert needle.format(home=home) in ran.stderr
+
+
+def test_a_server_whose_log_reader_has_gone_answers_on(home, tmp_path, model_args):
+    """`metagen -v serve 2>&1 | grep ...` with the grep ended: the line logged after the first request
+    raised BrokenPipeError, and the server died after answering it."""
+    read, write = os.pipe()
+    proc = subprocess.Popen([sys.executable, "-m", "metagen", "-v", "serve"], cwd=tmp_path, env=environment(home),
+                            stdout=subprocess.DEVNULL, stderr=write)
+    os.close(write)
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while protocol.ask(home, "status", timeout=1.0) is None:
+            assert proc.poll() is None and time.monotonic() < deadline, "metagen serve did not start"
+            time.sleep(0.1)
+        os.close(read)  # the log's reader goes away
+        for seed in (1, 2):
+            ran = metagen(home, tmp_path, "generate", "hello", "--seed", seed, "--max-tokens", 2, *model_args)
+            assert ran.returncode == 0, ran.stderr
+        assert status(home)["served"] == 2
+    finally:
+        stop_server(proc, home)
+    assert proc.returncode == 0
 
 
 def test_a_server_gone_mid_request_is_one_line_and_exit_1(home, tmp_path, model_args):
@@ -307,6 +371,31 @@ def test_a_socket_that_is_not_yours_is_refused(home, monkeypatch):
     regular.write_text("")
     with pytest.raises(protocol.UnsafeSocket, match="is not a socket"):
         protocol.connect(regular)
+
+
+@pytest.mark.parametrize("flag", ["--status", "--stop"])
+@pytest.mark.parametrize("kind", ["file", "folder"])
+def test_a_socket_path_that_is_no_socket_says_what_to_do(runner, isolated_home, flag, kind):
+    """serve.sock a regular file or a folder: 'not talking to that server: ... is not a socket', with no
+    word of what to do about it."""
+    isolated_home.mkdir()
+    path = isolated_home / "serve.sock"
+    path.mkdir() if kind == "folder" else path.write_text("")
+    result = invoke(runner, "serve", flag)
+    assert (result.exit_code, result.stdout) == (3, "")
+    assert result.stderr == (f"error: not talking to that server: {path} is not a socket (if no server of yours runs "
+                             "there, remove it; or point METAGEN_HOME elsewhere)\n")
+
+
+@pytest.mark.parametrize(("state", "line"), [
+    ({"served": 0}, "0 requests answered; models loaded: none yet"),
+    ({"served": 1, "models": ["m (int4, cpu)"]}, "1 request answered; models loaded: m (int4, cpu)"),
+    ({"served": 2, "busy": True, "queued": 3}, "2 requests answered, running one now, 3 queued; models loaded: none yet"),
+])  # fmt: skip
+def test_the_status_line_counts_in_words(state, line):
+    """`--status` said '1 requests answered', and nothing of a request running now."""
+    said = protocol.describe_status({"pid": 7, "socket": "/h/serve.sock", **state})
+    assert said == f"server: running, pid 7, socket /h/serve.sock, {line}"
 
 
 @pytest.mark.parametrize(("args", "env", "command"), [

@@ -416,6 +416,11 @@ def replay(
             "the text may differ", quiet)
     recorded = recipe.model
     spec = model or _recorded_model(recorded)
+    if model is None and spec is not None and spec == recorded.get("path") and not Path(spec).exists():
+        # load_model would say "check the path", of a path the user never gave
+        raise ModelError(f"{file} was made with the model {spec}, which is not here",
+                         hint="put the model file back where it was, or give --model with a model name or a .gguf "
+                         "path; another model makes other text")
     device = device or recorded.get("device") or "cpu"
     if device.startswith("cuda"):
         import torch

@@ -31,8 +31,10 @@ def serve(
     if stop or status:
         try:
             answer = protocol.ask(home, "stop" if stop else "status")
-        except protocol.UnsafeSocket as error:
-            raise ServerStateError(f"not talking to that server: {error}") from None
+        except protocol.UnsafeSocket as error:  # a file, a folder, another user's socket: say what to do
+            raise ServerStateError(f"not talking to that server: {error}",
+                                   hint="if no server of yours runs there, remove it; or point METAGEN_HOME "
+                                   "elsewhere") from None
         if answer is None:
             if status:
                 typer.echo(protocol.describe_status(None))

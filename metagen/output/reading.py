@@ -96,6 +96,10 @@ def read_piece_file(path: str | os.PathLike) -> dict:
     """A metagen .md or .json file as its front matter plus "text"; ConfigError if it is not one."""
     path = Path(path)
     suffix = path.suffix.lower()
+    if suffix in (".yarn", ".ink"):  # metagen's own, but only its record is kept, in comments
+        name = "Yarn" if suffix == ".yarn" else "ink"
+        raise ConfigError(f"{path} is {name} dialogue: replay reads the .md and .json pieces metagen writes, not "
+                          "Yarn or ink", hint="make the dialogue with --format md or json to replay it")
     if suffix not in (".md", ".json"):
         raise ConfigError(f"{path} is not a metagen file", hint="metagen reads back .md and .json outputs")
     text = _read_text(path)
