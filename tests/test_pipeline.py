@@ -12,6 +12,7 @@ from metagen.config import GenerationConfig
 from metagen.errors import ConfigError, RequestError
 from metagen.output import read_piece_file, render, write_piece
 from metagen.prompts import DialogueRequest, SceneRequest, StoryRequest
+from metagen.recipe import recipe_from_record
 from metagen.world import load_world
 
 from conftest import write_world
@@ -327,7 +328,7 @@ def test_recipe_round_trip(world, generator, tmp_path, fmt):
     cfg = pipeline.effective_config(world, "dialogue", None, {"max_new_tokens": 3, "stop": ["!"]}, request)
     piece = pipeline.compose(generator, world, [request], cfg, seeds=[12], order="turns").pieces[0]
     path = write_piece(piece, tmp_path / "o", fmt, overwrite=False)
-    recipe = pipeline.recipe_from_record(read_piece_file(path))
+    recipe = recipe_from_record(read_piece_file(path))
     assert recipe.request == request and recipe.order == "turns" and recipe.seed == 12
     assert recipe.cfg == pipeline.GenerationConfig.from_dict({**cfg.to_dict(), "seed": 12})
     assert recipe.world_files == (str(world.files[0]),) and recipe.model == generator.info.to_dict()
@@ -336,93 +337,11 @@ def test_recipe_round_trip(world, generator, tmp_path, fmt):
     assert render(again.pieces[0], "txt") == render(piece, "txt")
 
 
-def test_recipe_needs_the_record():
-    with pytest.raises(ConfigError, match="does not record settings"):
-        pipeline.recipe_from_record({"request": {"kind": "story"}, "seed": 1, "model": {}, "world_files": ["w"]})
-
-
-def test_a_bad_recorded_setting_or_request_names_the_file():
-    record = {"request": {"kind": "story"}, "seed": 1, "model": {}, "world_files": ["w"], "settings": {}}
-    for change, needle in (({"settings": {"temperature": -1}}, "--temperature must be in [0, 100]"),
-                           ({"request": {"kind": "story", "lenght": "short"}}, "unknown field 'lenght'")):
-        with pytest.raises(ConfigError, match="piece.md records what cannot be replayed") as info:
-            pipeline.recipe_from_record({**record, **change}, "piece.md")
-        assert needle in info.value.one_line()
-
-
-@pytest.mark.parametrize("request_, needle", [
-    ({"kind": "story", "length": 5}, "the story request's length must be text, got a whole number"),
-    ({"kind": "story", "characters": 5}, "the story request's characters must be a list of texts, got a whole number"),
-    ({"kind": "story", "characters": [["ada"]]}, "characters must be a list of texts, got a list holding a list"),
-    ({"kind": "story", "premise": 5}, "the story request's premise must be text, got a whole number"),
-    ({"kind": "story", "premise": ["a", "b"]}, "the story request's premise must be text, got a list"),
-    ({"kind": "story", "beats": "abc"}, "the story request's beats must be a list of texts, got text"),
-    ({"kind": "scene", "location": {"a": 1}}, "the scene request's location must be text, got a mapping"),
-    ({"kind": "dialogue", "characters": ["ada", "bo"], "turns": True}, "turns must be a whole number, got true/false"),
-    ({"kind": ["story"]}, "unknown request kind ['story']"),
-])  # fmt: skip
-def test_a_recorded_request_of_the_wrong_type_names_the_field(request_, needle):
-    """An edited piece's request: length: 5 or characters: 5 was a TypeError's traceback, premise: 5 or
-    location: {a: 1} an AttributeError's once the world was loaded, a list as kind 'unhashable type'."""
-    record = {"request": request_, "seed": 1, "model": {}, "world_files": ["w"], "settings": {}}
-    with pytest.raises(ConfigError, match="piece.md records what cannot be replayed") as info:
-        pipeline.recipe_from_record(record, "piece.md")
-    assert needle in info.value.one_line()
-
-
-@pytest.mark.parametrize("model, needle", [
-    ({"path": 5}, "model.path must be text, got a whole number"),
-    ({"name": "x", "device": [1]}, "model.device must be text, got a list"),
-    ({"adapter": 5}, "model.adapter must be a mapping of path and sha256, got a whole number"),
-    ({"adapter": {"path": ["a"], "sha256": "0"}}, "model.adapter.path must be text, got a list"),
-    ({"dtype": "float8"}, "model.dtype must be one of auto, float32, bfloat16, int8, int4, got 'float8'"),
-    ({"prompt_dtype": "int4"}, "model.prompt_dtype must be one of auto, float32, bfloat16, got 'int4'"),
-    ({"device": "tpu"}, "model.device must be one of cpu, cuda, auto (or cuda:N), got 'tpu'"),
-    ({"device": "cuda:x"}, "model.device must be one of cpu, cuda, auto (or cuda:N), got 'cuda:x'"),
-])  # fmt: skip
-def test_a_recorded_model_of_the_wrong_type_names_the_field(model, needle):
-    """model.path: 5 was a TypeError's traceback in replay, model.device: [1] an AttributeError's."""
-    record = {"request": {"kind": "story"}, "seed": 1, "model": model, "world_files": ["w"], "settings": {}}
-    with pytest.raises(ConfigError, match="piece.md records what cannot be replayed") as info:
-        pipeline.recipe_from_record(record, "piece.md")
-    assert needle in info.value.one_line()
-    recorded = {"name": "m", "path": "/m.gguf", "sha256": "0", "dtype": "int4", "device": "cpu", "adapter": None}
-    assert pipeline.recipe_from_record({**record, "model": recorded}).model == recorded
-    on_gpu = {**recorded, "device": "cuda:0"}  # as torch names the device a piece was made on
-    assert pipeline.recipe_from_record({**record, "model": on_gpu}).model == on_gpu
-
-
-@pytest.mark.parametrize("version, hint", [
-    ("99.0.0", "it was made by metagen 99.0.0, newer than this one ({this}): replay it with metagen 99.0.0"),
-    ("0.0.1", "metagen reads back the files it wrote; restore or regenerate this one"),
-    ("{this}", "metagen reads back the files it wrote; restore or regenerate this one"),
-    ("unknown", "metagen reads back the files it wrote; restore or regenerate this one"),
-    (None, "metagen reads back the files it wrote; restore or regenerate this one"),
-])  # fmt: skip
-def test_a_record_a_newer_metagen_made_is_sent_to_that_version(version, hint):
-    """A setting added after this version told the user to 'restore or regenerate' a file that was
-    whole: it was made by a newer metagen, and that version replays it."""
-    from metagen import __version__
-
-    record = {"request": {"kind": "story"}, "seed": 1, "model": {}, "world_files": ["w"],
-              "settings": {"a_later_knob": 3}, "metagen_version": version and version.format(this=__version__)}
-    with pytest.raises(ConfigError, match="unknown generation setting 'a_later_knob'") as info:
-        pipeline.recipe_from_record(record, "piece.md")
-    assert info.value.one_line().endswith(f"({hint.format(this=__version__)})")
-
-
 def test_a_request_keeps_ids_written_as_numbers():
     assert StoryRequest(characters=[7, "ada"]).characters == ("7", "ada")
     assert StoryRequest(characters="ada").characters == ("ada",)
     with pytest.raises(RequestError, match="a scene needs a location"):
         SceneRequest(location=None)
-
-
-def test_first_difference():
-    assert pipeline.first_difference("abc", "abc") is None
-    assert pipeline.first_difference("abc", "abd") == 2
-    assert pipeline.first_difference("ab", "abc") == 2
-    assert pipeline.first_difference("", "x") == 0
 
 
 def test_nothing_here_prints(capsys, world, generator):

@@ -392,6 +392,7 @@ def replay(
     from metagen import __version__, pipeline
     from metagen.generator import load_model
     from metagen.output import read_piece_file
+    from metagen.recipe import first_difference, recipe_from_record
     from metagen.world import load_world
 
     from metagen.moderation import MODES, check_mode
@@ -400,7 +401,7 @@ def replay(
         data = read_piece_file(file)
     except OutputError as error:  # the file asked for cannot be read: bad input, not a failed write
         raise ConfigError(error.message, hint="give the path of a .md or .json file metagen wrote") from None
-    recipe = pipeline.recipe_from_record(data, str(file))
+    recipe = recipe_from_record(data, str(file))
     recorded_mode = (data.get("moderation") or {}).get("mode")
     if moderation is None and recorded_mode not in (None, *MODES):  # edited: name the file, not a flag not given
         raise ConfigError(f"{file} records what cannot be replayed: moderation.mode must be one of "
@@ -446,7 +447,7 @@ def replay(
     new = result.pieces[recipe.row]
     before = _spoken(data)
     after = _spoken({**new.front_matter(), "text": new.text})
-    at = pipeline.first_difference(before, after)
+    at = first_difference(before, after)
     if at is None:
         typer.echo(f"identical: {file} ({new.output_tokens} tokens, seed {recipe.seed})")
         return
