@@ -327,7 +327,8 @@ class GenerationConfig:
         for key, value in self.logit_bias:
             if not key.strip():
                 raise ConfigError(f"{bias} needs a word or #token-id, got an empty one")
-            if key.startswith("#") and not key[1:].isdigit():
+            # ASCII digits only: str.isdigit() also passes '²' (int() then fails) and '١' (read as 1)
+            if key.startswith("#") and not (key[1:].isascii() and key[1:].isdigit()):
                 raise ConfigError(f"{bias} token ids are written #123, got {key!r}")
             if abs(value) > MAX_BIAS:
                 raise ConfigError(f"{bias} {key}={value:g}: the bias must be in [-{MAX_BIAS:g}, {MAX_BIAS:g}]",

@@ -94,6 +94,9 @@ def test_frozen():
         ({"banned": [""]}, "--ban", "non-empty"),
         ({"logit_bias": {"": 1.0}}, "--logit-bias", "word or #token-id"),
         ({"logit_bias": {"#12a": 1.0}}, "--logit-bias", "#123"),
+        # a superscript digit passed isdigit() and crashed int() later; an Arabic-Indic one meant #1
+        ({"logit_bias": {"#\u00b2": 1.0}}, "--logit-bias", "#123"),
+        ({"logit_bias": {"#\u0661": 1.0}}, "--logit-bias", "#123"),
         ({"num_beams": 0}, "--beams", "[1, 64]"),
         ({"strategy": "beam", "num_beams": 1}, "--beams", "at least 2"),
         ({"num_return_sequences": 0}, "--num-return", "[1, 64]"),
