@@ -91,7 +91,8 @@ def test_frozen():
         ({"dry_sequence_breakers": ["\n", ""]}, "--dry-breaker", "non-empty"),
         ({"xtc_threshold": 0.6}, "--xtc-threshold", "[0, 0.5]"),
         ({"xtc_probability": 1.5}, "--xtc-probability", "[0, 1]"),
-        ({"banned": [""]}, "--ban", "non-empty"),
+        ({"banned": [""]}, "--ban", "needs words"),
+        ({"banned": ["elf", " "]}, "--ban", "needs words"),  # stripped to nothing, it had banned nothing
         ({"logit_bias": {"": 1.0}}, "--logit-bias", "word or #token-id"),
         ({"logit_bias": {"#12a": 1.0}}, "--logit-bias", "#123"),
         # a superscript digit passed isdigit() and crashed int() later; an Arabic-Indic one meant #1
