@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 from metagen.errors import ConfigError
 from metagen.scripts import ANY, SCRIPTS
-from metagen.setting import NON_EMPTY, AtLeast, OneOf, Setting, Within, render_doc, setting
+from metagen.setting import NON_BLANK, NON_EMPTY, AtLeast, OneOf, Setting, Within, render_doc, setting
 from metagen.text import closest, kind_of
 
 STRATEGIES = ("greedy", "sample", "beam")
@@ -149,7 +149,7 @@ class GenerationConfig:
             "least likely one (when there are at least two). Makes prose less predictable without raising the "
             "temperature.")
     banned: tuple[str, ...] = setting(
-        (), "--ban", NON_EMPTY, section="bans", help_default=False,
+        (), "--ban", NON_BLANK, section="bans", help_default=False,
         help="A word or phrase never to produce, any case (repeatable).",
         doc="Words or phrases never written. Each is banned as written, lower case, Capitalized, UPPER CASE and "
             "Title Case, each with and without a leading space.")
@@ -327,7 +327,8 @@ class GenerationConfig:
         for key, value in self.logit_bias:
             if not key.strip():
                 raise ConfigError(f"{bias} needs a word or #token-id, got an empty one")
-            if key.startswith("#") and not key[1:].isdigit():
+            # ASCII digits only: str.isdigit() also passes '²' (int() then fails) and '١' (read as 1)
+            if key.startswith("#") and not (key[1:].isascii() and key[1:].isdigit()):
                 raise ConfigError(f"{bias} token ids are written #123, got {key!r}")
             if abs(value) > MAX_BIAS:
                 raise ConfigError(f"{bias} {key}={value:g}: the bias must be in [-{MAX_BIAS:g}, {MAX_BIAS:g}]",

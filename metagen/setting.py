@@ -78,8 +78,22 @@ class NonEmpty:
         return "non-empty strings"
 
 
+@dataclass(frozen=True)
+class NonBlank:
+    """Strings, none of them empty or only white space (for words, which are used stripped)."""
+
+    def check(self, flag: str, values: tuple[str, ...]) -> None:
+        if any(not v.strip() for v in values):
+            raise ConfigError(f"{flag} needs words, got {list(values)!r}",
+                              hint="a blank one would do nothing: remove it")
+
+    def __str__(self) -> str:
+        return "words (not blank)"
+
+
 NON_EMPTY = NonEmpty()
-Limits = AtLeast | Within | OneOf | NonEmpty
+NON_BLANK = NonBlank()
+Limits = AtLeast | Within | OneOf | NonEmpty | NonBlank
 
 # ----------------------------------------------------------------------------- the record
 
@@ -165,5 +179,5 @@ def render_doc(text: str, settings: Iterable[Setting]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["NON_EMPTY", "SECTIONS", "AtLeast", "NonEmpty", "OneOf", "Setting", "Within", "doc_table", "render_doc",
+__all__ = ["NON_BLANK", "NON_EMPTY", "NonBlank", "SECTIONS", "AtLeast", "NonEmpty", "OneOf", "Setting", "Within", "doc_table", "render_doc",
            "setting"]

@@ -210,7 +210,25 @@ BAD_INPUTS = [
     (["dialogue", "{world}", "-c", "ada"], "at least two characters", ""),
     (["dialogue", "{world}", "-c", "ada,bo", "--order", "loudest"], "--order must be one of", ""),
     (["dialogue", "{world}", "-c", "ada,ada"], "names a character twice", "name each character once"),
+    # a blank text had been taken: -p "" as no premise, -p " " into the prompt as "This happens: ."
+    (["story", "{world}", "-p", ""], "'--premise' / '-p': is empty", "leave the option out"),
+    (["story", "{world}", "-p", " "], "'--premise' / '-p': is empty", "leave the option out"),
+    (["describe-scene", "{world}", "-l", "well", "--time", " "], "'--time': is empty", "leave the option out"),
+    (["describe-scene", "{world}", "-l", "well", "--weather", ""], "'--weather': is empty", "leave the option out"),
+    (["describe-scene", "{world}", "-l", "well", "--mood", ""], "'--mood': is empty", "leave the option out"),
 ]
+
+
+@pytest.mark.parametrize("args", [
+    ["story", "{world}", "-p", ""], ["scene", "{world}", "-l", "well", "--time", " "],
+    ["scene", "{world}", "-l", "well", "--weather", ""], ["scene", "{world}", "-l", "well", "--mood", ""],
+])
+def test_prompt_refuses_a_blank_text_option(runner, world, no_model, args):
+    """`metagen prompt` had printed a prompt holding "Time:." for --time ' '."""
+    result = invoke(runner, "prompt", *[a.format(world=world) for a in args])
+    assert result.exit_code == 2, result.output
+    assert "is empty (leave the option out for its default)" in result.stderr
+    assert result.stdout == ""
 
 
 @pytest.mark.parametrize("args, message, hint", BAD_INPUTS)

@@ -91,9 +91,13 @@ def test_frozen():
         ({"dry_sequence_breakers": ["\n", ""]}, "--dry-breaker", "non-empty"),
         ({"xtc_threshold": 0.6}, "--xtc-threshold", "[0, 0.5]"),
         ({"xtc_probability": 1.5}, "--xtc-probability", "[0, 1]"),
-        ({"banned": [""]}, "--ban", "non-empty"),
+        ({"banned": [""]}, "--ban", "needs words"),
+        ({"banned": ["elf", " "]}, "--ban", "needs words"),  # stripped to nothing, it had banned nothing
         ({"logit_bias": {"": 1.0}}, "--logit-bias", "word or #token-id"),
         ({"logit_bias": {"#12a": 1.0}}, "--logit-bias", "#123"),
+        # a superscript digit passed isdigit() and crashed int() later; an Arabic-Indic one meant #1
+        ({"logit_bias": {"#\u00b2": 1.0}}, "--logit-bias", "#123"),
+        ({"logit_bias": {"#\u0661": 1.0}}, "--logit-bias", "#123"),
         ({"num_beams": 0}, "--beams", "[1, 64]"),
         ({"strategy": "beam", "num_beams": 1}, "--beams", "at least 2"),
         ({"num_return_sequences": 0}, "--num-return", "[1, 64]"),

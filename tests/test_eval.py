@@ -515,6 +515,19 @@ def test_cli_bad_input(runner, world_file, args, message):
     assert message in result.output
 
 
+def test_cli_refuses_a_world_given_twice(runner, world_file, tmp_path):
+    """Once a report merged both into one world's rows, each output counted twice and distinct-2 pooled copies."""
+    copy = tmp_path / "copy.yaml"
+    copy.write_text(world_file.read_text(encoding="utf-8"), encoding="utf-8")
+    for second in (world_file, copy):
+        out = tmp_path / "report"
+        result = runner.invoke(app, ["eval", str(world_file), str(second), "--out", str(out)])
+        assert result.exit_code == 2, result.output
+        assert f"{second}: world 'smallton' is given twice (also as {world_file})" in result.output
+        assert "Traceback" not in result.output
+        assert not out.exists()
+
+
 def test_cli_missing_world(runner, tmp_path):
     result = runner.invoke(app, ["eval", str(tmp_path / "nope.yaml")])
     assert result.exit_code == 2

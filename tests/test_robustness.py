@@ -368,7 +368,7 @@ DECODING_CASES = [
     pytest.param(["--dry-base", "1"], "--dry-base must be in (1, 10], got 1.0", id="dry-base"),
     pytest.param(["--dry-allowed-length", "0"], "--dry-allowed-length must be at least 1", id="dry-length"),
     pytest.param(["--stop", ""], "--stop needs non-empty strings", id="stop-empty"),
-    pytest.param(["--ban", ""], "--ban needs non-empty strings", id="ban-empty"),
+    pytest.param(["--ban", ""], "--ban needs words", id="ban-empty"),
     pytest.param(["--ban", "\udcff"], "--ban '\\udcff' is not UTF-8 text", id="ban-utf8"),
     # found by test_fuzz: a list of 10**11 seeds was built before anything said no (MemoryError)
     pytest.param(["--count", "100000000000"], "--count must be 1 to 10000, got 100000000000", id="count-huge"),

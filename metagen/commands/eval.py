@@ -75,6 +75,7 @@ def eval_command(
 
     # a. everything that can fail before the model loads
     loaded = [load_world(path) for path in worlds]
+    _check_distinct(worlds, loaded)
     kind_list = evaluation.parse_kinds(kinds)
     evaluation.check_variant(prompt_variant)
     for world in loaded:
@@ -109,6 +110,16 @@ def eval_command(
     typer.echo(markdown, nl=False)
     if progress:
         progress(f"wrote {md_path} and {json_path}")
+
+
+def _check_distinct(paths: list[Path], loaded: list) -> None:
+    """Each world once: the report groups by world id, so a world given twice would count its outputs twice."""
+    first = {}
+    for path, world in zip(paths, loaded):
+        if world.id in first:
+            raise ConfigError(f"{path}: world '{world.id}' is given twice (also as {first[world.id]})",
+                              hint="give each world once; the report groups outputs by world id")
+        first[world.id] = path
 
 
 def _check_blind_sides(loaded: list, kind_list: list[str], settings: dict, blind: Path, a: str, b: str) -> dict:

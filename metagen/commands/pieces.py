@@ -29,13 +29,15 @@ Characters = Annotated[Optional[list[str]], typer.Option(
     callback=not_blank)]
 Location = Annotated[Optional[str], typer.Option("--location", "-l", help="A location id (or name).", show_default=False,
                                                  callback=not_blank)]
-Premise = Annotated[Optional[str], typer.Option("--premise", "-p", help="What happens, in a sentence or two.", show_default=False)]
+Premise = Annotated[Optional[str], typer.Option("--premise", "-p", help="What happens, in a sentence or two.", show_default=False,
+                                                callback=not_blank)]
 PlanFile = Annotated[Optional[Path], typer.Option("--plan", help="Your own beats (YAML: beats: a list of texts, or of {text, characters, location}); default: metagen plans from the world by seed.", show_default=False)]
 Length = Annotated[Optional[str], typer.Option(
     "--length", help="short | medium | long; sets the words asked for and, without --max-tokens, the token budget. [default: the world's style.length]", show_default=False)]
-Time = Annotated[Optional[str], typer.Option("--time", help="When: 'dusk', 'the night of the festival'.", show_default=False)]
-Weather = Annotated[Optional[str], typer.Option("--weather", help="The weather.", show_default=False)]
-Mood = Annotated[Optional[str], typer.Option("--mood", help="The mood of the place.", show_default=False)]
+Time = Annotated[Optional[str], typer.Option("--time", help="When: 'dusk', 'the night of the festival'.", show_default=False,
+                                             callback=not_blank)]
+Weather = Annotated[Optional[str], typer.Option("--weather", help="The weather.", show_default=False, callback=not_blank)]
+Mood = Annotated[Optional[str], typer.Option("--mood", help="The mood of the place.", show_default=False, callback=not_blank)]
 Opening = Annotated[bool, typer.Option(
     "--opening/--no-opening",
     help="Start the scene with the place's name alone, written by metagen. Off by default: each candidate "
