@@ -380,6 +380,28 @@ def test_lookup_errors_have_hints(tmp_path):
         world.location("harbour")
 
 
+def test_ids_and_names_match_without_accents_case_or_spacing(tmp_path):
+    """`-c Maëlle` said "has no character 'Maëlle' (did you mean 'maelle'?)": a reader types the
+    name as the story spells it, or an id with a space for its hyphen."""
+    text = HEAD.replace("name: W", "name: Ceann Tíre") + (
+        "locations:\n  - {id: crooked-kettle, name: The Crooked Kettle}\n"
+        "characters:\n  - {id: maelle, name: Sister Maëlle}\n  - {id: ysolde, name: Queen Ysolde Vær}\n"
+        "  - {id: lin-xiaoyu, name: 林小雨}\n"
+        "  - {id: a1, name: Ana-María}\n  - {id: a2, name: ana maria}\n"
+    )
+    world = load_world(write(tmp_path, {"w.yaml": text}))
+    for ref, expected in [("Maëlle", "maelle"), ("MAËLLE", "maelle"), ("sister maelle", "maelle"),
+                          ("Queen Ysolde Vaer", "ysolde"), ("Lin Xiaoyu", "lin-xiaoyu"), ("lin_xiaoyu", "lin-xiaoyu"),
+                          ("ana maria", "a2")]:  # an exact name (any case) wins over a loose one
+        assert world.character(ref).id == expected, ref
+    assert world.location("crooked kettle").id == "crooked-kettle"
+    assert world.location("the crooked-kettle").id == "crooked-kettle"
+    with pytest.raises(RequestError, match="'ANA-MARIA' names 2 characters .* \\(a1, a2\\)"):
+        world.character("ANA-MARIA")
+    for ref in ("---", "maell"):
+        with pytest.raises(RequestError, match="has no character"):
+            world.character(ref)
+
 def test_a_name_two_characters_share_asks_for_the_id(tmp_path):
     text = HEAD + "characters:\n  - {id: b, name: Bea}\n  - {id: c, name: bea}\n"
     world = load_world(write(tmp_path, {"w.yaml": text}))

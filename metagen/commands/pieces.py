@@ -25,7 +25,7 @@ from metagen.text import format_turns, json_text
 
 WorldArg = Annotated[Path, typer.Argument(help="A world file (YAML).", show_default=False)]
 Characters = Annotated[Optional[list[str]], typer.Option(
-    "--characters", "-c", help="Character ids (or names), comma-separated or repeated.", show_default=False,
+    "--characters", "-c", help="Character ids (or names: any case, accents optional), comma-separated or repeated.", show_default=False,
     callback=not_blank)]
 Location = Annotated[Optional[str], typer.Option("--location", "-l", help="A location id (or name).", show_default=False,
                                                  callback=not_blank)]
