@@ -214,6 +214,27 @@ def test_a_single_problem_is_the_message(tmp_path):
     assert info.value.exit_code == 2
 
 
+@pytest.mark.parametrize("given, meant", [
+    ("ashenmere", "worlds/ashenmere.yaml"),  # a world's name alone, run beside worlds/
+    ("ashenmere.yaml", "worlds/ashenmere.yaml"),
+    ("worlds/ashenmere", "worlds/ashenmere.yaml"),  # the path without .yaml
+    ("harbour", "worlds/harbour/world.yaml"),
+    ("worlds/harbour", None),  # a folder: "is a directory ... (give worlds/harbour/world.yaml)"
+    ("mine", "mine.yml"),
+])
+def test_a_missing_world_suggests_the_file_meant(tmp_path, monkeypatch, given, meant):
+    """`metagen story ashenmere` said only "no such file (check the path; ...)"."""
+    (tmp_path / "worlds" / "harbour").mkdir(parents=True)
+    for name in ("worlds/ashenmere.yaml", "worlds/harbour/world.yaml", "mine.yml"):
+        (tmp_path / name).write_text(VALID, encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    (problem,) = problems_of(Path(given))
+    if meant is None:
+        assert "is a directory" in problem and "give worlds/harbour/world.yaml" in problem
+    else:
+        assert problem == f"{given}: no such file (did you mean {meant}?)"
+
+
 def test_problems_are_capped(tmp_path):
     items = "".join(f"  - {{id: c{i}, name: C, traits: {i}}}\n" for i in range(world_module.MAX_PROBLEMS + 50))
     path = write(tmp_path, {"w.yaml": HEAD + "characters:\n" + items})
