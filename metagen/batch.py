@@ -32,6 +32,7 @@ from metagen.output import (
     check_writable,
     is_complete,
     field_difference,
+    named_file_format,
     output_path,
     recorded_fields,
 )
@@ -382,12 +383,13 @@ def _read_job(problems: _Problems, node, i: int, folder: Path, default_world: Pa
 
 def plan_batch(jobs_file: JobsFile, *, out: str | os.PathLike | None = None, fmt: str | None = None,
                cli_settings: Mapping[str, Any] | None = None, shard: tuple[int, int] = (1, 1),
-               resume: bool = False, overwrite: bool = False) -> BatchPlan:
+               resume: bool = False, overwrite: bool = False, out_typed: str | None = None) -> BatchPlan:
     """Expand, resolve and check every unit; pick this shard's; skip complete files on resume.
 
     Raises before any model is loaded: WorldError, RequestError and ConfigError name the job;
     OutputExistsError when a file exists and neither resume nor overwrite allows it.
     A command-line seed replaces the file's base seed (jobs with their own seed keep it).
+    `out_typed` is --out as typed: a trailing "/" makes `results.md/` a folder.
     """
     from metagen import pipeline
     from metagen.prompts import resolve_request
@@ -405,6 +407,11 @@ def plan_batch(jobs_file: JobsFile, *, out: str | os.PathLike | None = None, fmt
     # a seed someone gave counts up without wrapping; the one made from the file's bytes may wrap
     given_seed = "--seed" if cli_seed is not None else f"{jobs_file.path}: seed:" if jobs_file.seed is not None else ""
     out_dir = Path(out) if out is not None else (jobs_file.out or Path("out"))
+    if named_file_format(out_dir, out_typed if out is not None else None):  # `-o results.md` would be a folder
+        given = f"--out {out_dir}" if out is not None else f"{jobs_file.path}: out: {out_dir}"
+        raise ConfigError(f"{given} names a file, but a batch writes one file a piece into a folder",
+                          hint=f"give a folder, such as {out_dir.with_suffix('')}; metagen story, describe-scene "
+                          "and dialogue write a single piece to -o FILE")
     worlds: dict[Path, World] = {}
     units: list[Unit] = []
     index = 0

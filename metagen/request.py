@@ -217,8 +217,10 @@ def resolve_request(world: World, request: Request) -> Resolved:
     characters = tuple(world.character(ref) for ref in request.characters)
     ids = tuple(c.id for c in characters)
     if len(set(ids)) != len(ids):
-        named = ", ".join(request.characters)
-        raise RequestError(f"{request.kind} request names the same character twice: {named}")
+        twice = next(i for i in ids if ids.count(i) > 1)
+        given = " and ".join(f"'{ref}'" for ref, i in zip(request.characters, ids) if i == twice)
+        raise RequestError(f"{request.kind} request names the same character twice: {given} are both {twice}",
+                           hint="name each character once")
     location = world.location(request.location) if request.location else None
     changes: dict = {"characters": ids}
     if location is not None:

@@ -164,6 +164,31 @@ def test_an_unknown_format_flag_is_named_as_the_flag(runner, tmp_path, world, no
 
 
 
+@pytest.mark.parametrize("top, flags, given", [
+    ("", ["--out", "{tmp}/results.md"], "--out {tmp}/results.md"),
+    ("out: results.json\n", [], "{tmp}/jobs.yaml: out: {tmp}/results.json"),
+])
+def test_an_out_that_names_a_file_is_refused(runner, tmp_path, world, no_model, top, flags, given):
+    """`batch -o results.md` made a folder named results.md: a batch writes a file a piece."""
+    path = write_jobs(tmp_path, f"world: tiny.yaml\n{top}jobs:\n  - {{kind: scene, location: well}}\n")
+    result = invoke(runner, "batch", path, *(f.format(tmp=tmp_path) for f in flags))
+    given = given.format(tmp=tmp_path)
+    folder = given.rsplit(" ", 1)[1].rsplit(".", 1)[0]
+    assert result.exit_code == 2 and not list(tmp_path.glob("results*"))
+    assert result.stderr == (f"error: {given} names a file, but a batch writes one file a piece into a folder (give a "
+                             f"folder, such as {folder}; metagen story, describe-scene and dialogue write a single "
+                             "piece to -o FILE)\n")
+
+
+def test_an_out_ending_in_md_that_is_a_folder_or_ends_in_a_slash_is_a_folder(tmp_path, world):
+    path = write_jobs(tmp_path, "world: tiny.yaml\nseed: 1\njobs: [{kind: scene, location: well}]")
+    (tmp_path / "made.md").mkdir()
+    unit = batch.plan_batch(batch.load_jobs(path), out=tmp_path / "made.md").units[0]
+    assert unit.path == tmp_path / "made.md" / "tinyville" / "scene" / "well-1.md"
+    unit = batch.plan_batch(batch.load_jobs(path), out=tmp_path / "new.md", out_typed=f"{tmp_path}/new.md/").units[0]
+    assert unit.path == tmp_path / "new.md" / "tinyville" / "scene" / "well-1.md"
+
+
 @pytest.mark.parametrize("flags, line", [
     (["--temperature", "-1"], "error: --temperature must be in [0, 100], got -1.0\n"),
     (["--max-tokens", "0"], "error: --max-tokens must be at least 1, got 0\n"),

@@ -15,7 +15,7 @@ import yaml
 
 from metagen.output import read_piece_file
 
-from conftest import interrupt_on_call, invoke, write_world
+from conftest import files_in, interrupt_on_call, invoke, write_world
 
 ROOT = Path(__file__).resolve().parent.parent
 NEXUS = ROOT / "worlds" / "nexus-hub.yaml"
@@ -196,6 +196,94 @@ def test_a_folder_where_the_piece_goes_is_bad_input_before_the_model(runner, wor
     result = invoke(runner, "story", world, "-c", "ada", "--seed", 1, "--out", tmp_path / "o", *flags)
     assert result.exit_code == 2
     assert result.stderr == f"error: {path} is a folder where a piece goes (move the folder away, or choose another --out)\n"
+
+
+# ----------------------------------------------------------------------------- -o FILE
+
+
+@pytest.mark.parametrize("command, extra, name, fmt", [
+    ("story", ["-c", "ada"], "story.md", "md"),
+    ("describe-scene", ["-l", "mill"], "Scene.TXT", "txt"),
+    ("dialogue", ["-c", "ada,bo", "--turns", 2, "--order", "turns"], "talk.yarn", "yarn"),
+    ("dialogue", ["-c", "ada,bo", "--turns", 2, "--order", "turns"], "talk.json", "json"),
+])
+def test_out_naming_a_file_writes_that_file(runner, world, model_args, tmp_path, command, extra, name, fmt):
+    """`-o story.md` made a folder named story.md with out/<world>/<kind>/... inside it; a
+    newcomer who writes it wants the file story.md, in the format its extension names."""
+    path = tmp_path / "o" / "sub" / name
+    args = [command, world, *extra, "--seed", 3, "--max-tokens", 4, *model_args]
+    result = invoke(runner, *args, "-o", path, "--json")
+    assert result.exit_code == 0, result.output
+    assert files_in(tmp_path / "o") == [path]
+    assert json.loads(result.stdout)["path"] == str(path)
+    invoke(runner, *args, "-o", tmp_path / "folder", "--format", fmt, "-q")  # the same piece, as before
+    made = files_in(tmp_path / "folder")
+    if fmt in ("md", "json"):
+        before, now = read_piece_file(path), read_piece_file(made[0])
+        assert before["text"] == now["text"] and before["request"] == now["request"]
+    else:  # all but the timings
+        def timeless(p):
+            return [line for line in p.read_text(encoding="utf-8").splitlines()
+                    if not line.startswith(("// metagen: seconds:", "// metagen: created:"))]
+
+        assert timeless(path) == timeless(made[0])
+
+
+def test_out_naming_a_file_replays_and_is_never_overwritten_unasked(runner, world, model_args, tmp_path,
+                                                                     monkeypatch):
+    path = tmp_path / "o" / "story.md"
+    args = ["story", world, "-c", "ada", "--seed", 3, "--max-tokens", 4, "-o", path, *model_args]
+    assert invoke(runner, *args).exit_code == 0
+    assert invoke(runner, "replay", path).stdout.startswith(f"identical: {path}")
+    before = path.read_bytes()
+    with monkeypatch.context() as patched:
+        patched.setattr("metagen.commands.pieces.load_generator", lambda *a, **k: pytest.fail("model loaded"))
+        result = invoke(runner, *args)
+    assert result.exit_code == 2 and path.read_bytes() == before
+    assert result.stderr == f"error: {path} exists (pass --overwrite to replace it, or choose another --out)\n"
+    assert invoke(runner, *args, "--overwrite", "--temperature", 1.3).exit_code == 0
+    assert read_piece_file(path)["settings"]["temperature"] == 1.3
+
+
+def test_an_interrupt_leaves_no_file_where_out_names_one(runner, world, model_args, tmp_path, monkeypatch):
+    import metagen.pipeline as pipeline
+
+    interrupt_on_call(monkeypatch, pipeline, "_compose_story", 1)
+    result = invoke(runner, "story", world, "-c", "ada", "--max-tokens", 4, "-o", tmp_path / "o" / "story.md",
+                    *model_args)
+    assert result.exit_code == 130 and files_in(tmp_path / "o") == []
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["-n", 3], "error: --out {out} names one file, but --count 3 makes 3 pieces (give --out a folder, such as "
+                "{folder}, to get one file a piece as {folder}/<world>/<kind>/<subject>-<seed>.md, or leave --count out)"),
+    (["--format", "json"], "error: --format json does not match --out {out}, which names a .md file "
+                           "(give --out {folder}.json, or leave --format out)"),
+])
+def test_out_naming_a_file_refuses_what_it_cannot_hold_before_the_model(runner, world, tmp_path, no_model,
+                                                                        extra, message):
+    out = tmp_path / "story.md"
+    result = invoke(runner, "story", world, "-c", "ada", "-o", out, *extra)
+    assert result.exit_code == 2
+    assert result.stderr == message.format(out=out, folder=tmp_path / "story") + "\n"
+    assert files_in(tmp_path) == [world]
+
+
+def test_a_yarn_file_for_a_story_is_refused(runner, world, tmp_path, no_model):
+    result = invoke(runner, "story", world, "-c", "ada", "-o", tmp_path / "story.yarn")
+    assert result.exit_code == 2 and "the yarn format holds dialogue only, not a story" in result.stderr
+
+
+@pytest.mark.parametrize("typed", ["folder", "slash"])
+def test_out_ending_in_md_is_a_folder_when_it_is_one_or_ends_in_a_slash(runner, world, model_args, tmp_path, typed):
+    out = tmp_path / "stories.md"
+    if typed == "folder":
+        out.mkdir()
+    given = f"{out}/" if typed == "slash" else out
+    result = invoke(runner, "story", world, "-c", "ada", "--seed", 2, "--max-tokens", 4, "-o", given, "-q",
+                    *model_args)
+    assert result.exit_code == 0, result.output
+    assert files_in(out) == [out / "tinyville" / "story" / "ada-2.md"]
 
 
 BAD_INPUTS = [

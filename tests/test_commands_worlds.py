@@ -52,6 +52,14 @@ def test_validate_ok(runner):
     assert result.stderr == ""
 
 
+def test_check_is_validate(runner, broken):
+    """`metagen worlds check W` said "No such command 'check'"."""
+    ok = runner.invoke(app, ["worlds", "check", str(NEXUS)])
+    assert ok.exit_code == 0 and ok.stdout == runner.invoke(app, ["worlds", "validate", str(NEXUS)]).stdout
+    assert runner.invoke(app, ["worlds", "check", str(broken)]).exit_code == 2
+    assert "  check " not in runner.invoke(app, ["worlds", "--help"]).stdout
+
+
 def test_validate_prints_every_problem_and_exits_2(runner, broken):
     result = runner.invoke(app, ["worlds", "validate", str(NEXUS), str(broken)])
     assert result.exit_code == 2

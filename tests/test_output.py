@@ -938,3 +938,22 @@ def test_json_lines_in_files_hold_no_raw_control_or_bidi_characters():
                     if l.startswith("// metagen: request: ")]
         assert comments and not any(c in comments[0] for c in "\u202e\x85\x9b\u2028")
         assert json.loads(comments[0].removeprefix("// metagen: request: "))["premise"] == premise
+
+
+def test_replay_names_a_missing_piece_a_folder_and_a_name_without_md(tmp_path):
+    """`metagen replay x` said "x is not a metagen file" for a path that is not there, for the
+    output folder, and for a piece's name typed without its .md."""
+    (tmp_path / "o").mkdir()
+    (tmp_path / "ada-1.md").write_text("---\nkind: story\n---\n", encoding="utf-8")
+    with pytest.raises(OutputError, match=r"^cannot read .*nope: No such file or directory$"):
+        read_piece_file(tmp_path / "nope")
+    with pytest.raises(ConfigError) as folder:
+        read_piece_file(tmp_path / "o")
+    assert folder.value.one_line() == (f"{tmp_path / 'o'} is a folder, not a piece "
+                                       "(give one of the .md or .json files metagen wrote in it)")
+    with pytest.raises(ConfigError) as named:
+        read_piece_file(tmp_path / "ada-1")
+    assert named.value.one_line() == f"{tmp_path / 'ada-1'}: no such file (did you mean {tmp_path / 'ada-1.md'}?)"
+    (tmp_path / "notes.txt").write_text("hi\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="is not a metagen file"):
+        read_piece_file(tmp_path / "notes.txt")

@@ -487,8 +487,12 @@ def test_bad_requests(make, message):
 
 
 def test_same_character_by_id_and_name_is_refused(world):
-    with pytest.raises(RequestError, match="same character twice"):
-        resolve_request(world, StoryRequest(characters=("mira", "Mira Okonkwo")))
+    """The line listed the whole cast ("names the same character twice: ada, bo, Lin Xiaoyu, 林小雨"),
+    not which two were one, and said nothing of what to do."""
+    with pytest.raises(RequestError) as caught:
+        resolve_request(world, StoryRequest(characters=("jonas", "mira", "Mira Okonkwo")))
+    assert caught.value.one_line() == ("story request names the same character twice: 'mira' and 'Mira Okonkwo' "
+                                       "are both mira (name each character once)")
 
 
 def test_impossible_budgets_are_refused(world):

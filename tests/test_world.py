@@ -214,6 +214,27 @@ def test_a_single_problem_is_the_message(tmp_path):
     assert info.value.exit_code == 2
 
 
+@pytest.mark.parametrize("given, meant", [
+    ("ashenmere", "worlds/ashenmere.yaml"),  # a world's name alone, run beside worlds/
+    ("ashenmere.yaml", "worlds/ashenmere.yaml"),
+    ("worlds/ashenmere", "worlds/ashenmere.yaml"),  # the path without .yaml
+    ("harbour", "worlds/harbour/world.yaml"),
+    ("worlds/harbour", None),  # a folder: "is a directory ... (give worlds/harbour/world.yaml)"
+    ("mine", "mine.yml"),
+])
+def test_a_missing_world_suggests_the_file_meant(tmp_path, monkeypatch, given, meant):
+    """`metagen story ashenmere` said only "no such file (check the path; ...)"."""
+    (tmp_path / "worlds" / "harbour").mkdir(parents=True)
+    for name in ("worlds/ashenmere.yaml", "worlds/harbour/world.yaml", "mine.yml"):
+        (tmp_path / name).write_text(VALID, encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    (problem,) = problems_of(Path(given))
+    if meant is None:
+        assert "is a directory" in problem and "give worlds/harbour/world.yaml" in problem
+    else:
+        assert problem == f"{given}: no such file (did you mean {meant}?)"
+
+
 def test_problems_are_capped(tmp_path):
     items = "".join(f"  - {{id: c{i}, name: C, traits: {i}}}\n" for i in range(world_module.MAX_PROBLEMS + 50))
     path = write(tmp_path, {"w.yaml": HEAD + "characters:\n" + items})
@@ -379,6 +400,28 @@ def test_lookup_errors_have_hints(tmp_path):
     with pytest.raises(RequestError, match="no location 'harbour'"):
         world.location("harbour")
 
+
+def test_ids_and_names_match_without_accents_case_or_spacing(tmp_path):
+    """`-c Maëlle` said "has no character 'Maëlle' (did you mean 'maelle'?)": a reader types the
+    name as the story spells it, or an id with a space for its hyphen."""
+    text = HEAD.replace("name: W", "name: Ceann Tíre") + (
+        "locations:\n  - {id: crooked-kettle, name: The Crooked Kettle}\n"
+        "characters:\n  - {id: maelle, name: Sister Maëlle}\n  - {id: ysolde, name: Queen Ysolde Vær}\n"
+        "  - {id: lin-xiaoyu, name: 林小雨}\n"
+        "  - {id: a1, name: Ana-María}\n  - {id: a2, name: ana maria}\n"
+    )
+    world = load_world(write(tmp_path, {"w.yaml": text}))
+    for ref, expected in [("Maëlle", "maelle"), ("MAËLLE", "maelle"), ("sister maelle", "maelle"),
+                          ("Queen Ysolde Vaer", "ysolde"), ("Lin Xiaoyu", "lin-xiaoyu"), ("lin_xiaoyu", "lin-xiaoyu"),
+                          ("ana maria", "a2")]:  # an exact name (any case) wins over a loose one
+        assert world.character(ref).id == expected, ref
+    assert world.location("crooked kettle").id == "crooked-kettle"
+    assert world.location("the crooked-kettle").id == "crooked-kettle"
+    with pytest.raises(RequestError, match="'ANA-MARIA' names 2 characters .* \\(a1, a2\\)"):
+        world.character("ANA-MARIA")
+    for ref in ("---", "maell"):
+        with pytest.raises(RequestError, match="has no character"):
+            world.character(ref)
 
 def test_a_name_two_characters_share_asks_for_the_id(tmp_path):
     text = HEAD + "characters:\n  - {id: b, name: Bea}\n  - {id: c, name: bea}\n"

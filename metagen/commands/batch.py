@@ -14,6 +14,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from metagen.commands.help import typed_path
 from metagen.commands.options import load_generator, with_decoding_options
 from metagen.commands.pieces import AsJson, Format, Moderation, Overwrite, Quiet, refuse_pieces, say, written_record
 from metagen.text import json_text
@@ -65,7 +66,7 @@ def batch(
     shard: Annotated[Optional[str], typer.Option("--shard", help="I/N: run only this process's share (units with index % N == I-1).", show_default=False)] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Skip pieces whose file exists and is complete.")] = False,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Scenes with the same settings decoded together, at most this many (each with its candidates).")] = 8,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder. [default: the file's out:, else ./out]", show_default=False)] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder, never a file: one file a piece goes to OUT/<world>/<kind>/<subject>-<seed>.<ext>. [default: the file's out:, else ./out]", show_default=False)] = None,
     fmt: Format = None,
     overwrite: Overwrite = False,
     quiet: Quiet = False,
@@ -86,7 +87,7 @@ def batch(
     shard_spec = parse_shard(shard)
     jobs_file = load_jobs(jobs)
     plan = plan_batch(jobs_file, out=out, fmt=fmt, cli_settings=settings, shard=shard_spec, resume=resume,
-                      overwrite=overwrite)
+                      overwrite=overwrite, out_typed=typed_path("out"))
     where = "" if shard_spec == (1, 1) else f" (shard {shard_spec[0]}/{shard_spec[1]})"
     if not plan.units:
         say(f"nothing to do{where}: {len(plan.skipped)} complete already, {plan.total} in the file", quiet)

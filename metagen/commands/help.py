@@ -14,11 +14,19 @@ from typer.core import TyperCommand
 
 try:  # Typer 0.2x vendors click
     from typer._click.exceptions import BadParameter
+    from typer._click.globals import get_current_context
 except ImportError:  # pragma: no cover - older Typer on the real click
+    from click import get_current_context
     from click.exceptions import BadParameter
 
 EMPTY_PATH = "is empty (give a path; . is the current folder)"
 PATHS_AS_TYPED = "metagen.paths_as_typed"  # ctx.meta key: each path parameter's text as given, by name
+
+
+def typed_path(name: str) -> str | None:
+    """The text a path parameter of the running command was given as, or None (not given, no command)."""
+    ctx = get_current_context(silent=True)
+    return None if ctx is None else ctx.meta.get(PATHS_AS_TYPED, {}).get(name)
 
 
 def _takes_paths(param) -> bool:

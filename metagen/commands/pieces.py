@@ -16,7 +16,7 @@ from typing import Annotated, Callable, Optional
 
 import typer
 
-from metagen.commands.help import PLAIN_HELP, PanelledCommand
+from metagen.commands.help import PLAIN_HELP, PanelledCommand, typed_path
 from metagen.commands.options import (load_generator, not_blank, progress_to_stderr, with_decoding_options,
                                       with_parameters)
 from metagen.commands.terminal import escaped, printable
@@ -25,7 +25,7 @@ from metagen.text import format_turns, json_text
 
 WorldArg = Annotated[Path, typer.Argument(help="A world file (YAML).", show_default=False)]
 Characters = Annotated[Optional[list[str]], typer.Option(
-    "--characters", "-c", help="Character ids (or names), comma-separated or repeated.", show_default=False,
+    "--characters", "-c", help="Character ids (or names: any case, accents optional), comma-separated or repeated.", show_default=False,
     callback=not_blank)]
 Location = Annotated[Optional[str], typer.Option("--location", "-l", help="A location id (or name).", show_default=False,
                                                  callback=not_blank)]
@@ -53,7 +53,9 @@ Topic = Annotated[Optional[str], typer.Option("--topic", help="What they talk ab
 Turns = Annotated[int, typer.Option("--turns", help="Lines in all.", min=1)]
 Order = Annotated[str, typer.Option("--order", help="How the next speaker is picked: likelihood (the model's choice among the cast) | turns (in the order given).")]
 Count = Annotated[int, typer.Option("--count", "-n", help="How many pieces, 1 to 10,000; seeds S, S+1, ... (S from --seed, or drawn).")]
-Out = Annotated[Path, typer.Option("--out", "-o", help="Output folder: files go to OUT/<world>/<kind>/<subject>-<seed>.<ext>.")]
+Out = Annotated[Path, typer.Option("--out", "-o", help="Output folder: files go to OUT/<world>/<kind>/<subject>-<seed>.<ext>. "
+                                   "A path ending in .md, .txt, .json, .yarn or .ink that is not a folder (-o story.md) "
+                                   "is the one file written instead (with -n 1).")]
 Format = Annotated[Optional[str], typer.Option(
     "--format", "-f", help="md | txt | json (dialogue also yarn | ink). [default: md; txt with --stdout]", show_default=False,
     callback=not_blank)]
@@ -218,7 +220,8 @@ def run_pieces(kind: str, world_path: Path, fields: dict, opts: OutputOptions, s
                model_options: dict, order: str = "likelihood") -> None:
     """The body of story, describe-scene and dialogue: check, load, compose, write, report."""
     from metagen import pipeline
-    from metagen.output import check_format, check_not_exists, check_writable, output_path, render, write_piece
+    from metagen.output import (OutputFolder, check_format, check_not_exists, check_writable, output_path, render,
+                                single_file_format, write_atomic, write_piece)
 
     if opts.show_prompt:
         show_prompt(kind, world_path, fields, settings, model_options, opts.as_json, order)
@@ -227,10 +230,15 @@ def run_pieces(kind: str, world_path: Path, fields: dict, opts: OutputOptions, s
 
     moderation.check_mode(opts.moderation)
     world, request, cfg = _prepare(kind, world_path, fields, settings, order)
-    fmt = opts.fmt or ("txt" if opts.stdout else "md")
+    # `-o story.md`: that one file, not a folder named story.md
+    single = None if opts.stdout else single_file_format(kind, opts.out, opts.fmt, opts.count, typed_path("out"))
+    fmt = single or opts.fmt or ("txt" if opts.stdout else "md")
     check_format(kind, fmt)
     seeds = pipeline.seeds_for(opts.count, cfg.seed)
-    if not opts.stdout:
+    if single:
+        check_writable(opts.out.parent)
+        check_not_exists(opts.out, opts.overwrite)
+    elif not opts.stdout:
         check_writable(opts.out)
         recorded = {**request.to_dict(), "order": order} if kind == "dialogue" else request.to_dict()
         paths = [output_path(opts.out, world.id, kind, request.subject, seed, fmt, request=recorded) for seed in seeds]
@@ -259,7 +267,11 @@ def run_pieces(kind: str, world_path: Path, fields: dict, opts: OutputOptions, s
                 text = render(piece, fmt)
                 typer.echo(("\n" if i else "") + printable(text, sys.stdout.isatty()), nl=False)
             return
-        path = write_piece(piece, opts.out, fmt, overwrite=opts.overwrite)
+        if single:
+            path = write_atomic(opts.out, render(piece, fmt), overwrite=opts.overwrite,
+                                root=OutputFolder(opts.out.parent))
+        else:
+            path = write_piece(piece, opts.out, fmt, overwrite=opts.overwrite)
         if opts.as_json:  # the line on stdout says it, as batch --json's do
             typer.echo(json_text(written_record(piece, path)))
         else:

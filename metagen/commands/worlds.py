@@ -104,6 +104,10 @@ def validate_command(
         raise typer.Exit(EXIT_BAD_INPUT)
 
 
+# `worlds check` is what many tools call it (and what a newcomer types first): the same command, unlisted.
+worlds_app.command("check", cls=PanelledCommand, hidden=True)(validate_command)
+
+
 @worlds_app.command("show", cls=PanelledCommand)
 def show_command(
     file: Annotated[Path, typer.Argument(help="A world file.", show_default=False)],

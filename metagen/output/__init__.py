@@ -13,8 +13,9 @@ from metagen.output.formats import (
     escape_yarn,
     node_name,
     render,
+    single_file_format,
 )
-from metagen.output.paths import MAX_COMPONENT, output_path, request_digest, request_name, sanitize_component
+from metagen.output.paths import MAX_COMPONENT, named_file_format, output_path, request_digest, request_name, sanitize_component
 from metagen.output.piece import FINISH_REASONS, Piece
 from metagen.output.reading import (
     MAX_PIECE_BYTES,
@@ -43,5 +44,5 @@ __all__ = [
     "exists_words",
     "field_difference", "is_complete", "node_name", "output_path", "parse_front_matter", "read_piece_file",
     "recorded_difference", "recorded_fields",
-    "render", "request_digest", "request_name", "sanitize_component", "write_atomic", "write_piece",
+    "named_file_format", "render", "request_digest", "request_name", "sanitize_component", "single_file_format", "write_atomic", "write_piece",
 ]

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import yaml
 
 from metagen.errors import ConfigError
-from metagen.output.paths import sanitize_component
+from metagen.output.paths import named_file_format, sanitize_component
 from metagen.output.piece import Piece
 from metagen.text import format_turns, json_text
 
@@ -29,6 +30,23 @@ def check_format(kind: str, fmt: str) -> None:
             f"the {fmt} format holds dialogue only, not a {kind}",
             hint="use md, txt or json for stories and scenes",
         )
+
+
+def single_file_format(kind: str, out, fmt: str | None, count: int, typed: str | None = None) -> str | None:
+    """The format of the one file `--out` names (`-o story.md`; see named_file_format), checked
+    against --format and --count; None when --out names a folder."""
+    named = named_file_format(out, typed)
+    if named is None:
+        return None
+    if count > 1:
+        raise ConfigError(f"--out {out} names one file, but --count {count} makes {count} pieces",
+                          hint=f"give --out a folder, such as {Path(out).with_suffix('')}, to get one file a piece "
+                          f"as {Path(out).with_suffix('')}/<world>/<kind>/<subject>-<seed>.{named}, or leave --count out")
+    if fmt is not None and fmt != named:
+        raise ConfigError(f"--format {fmt} does not match --out {out}, which names a .{named} file",
+                          hint=f"give --out {Path(out).with_suffix('.' + fmt)}, or leave --format out")
+    check_format(kind, named)
+    return named
 
 
 def _one_line(s: str) -> str:

@@ -108,3 +108,21 @@ def output_path(
             f"{path} resolves outside the output folder {out}", hint=f"it resolves to {resolved}"
         )
     return path
+
+
+def named_file_format(out: str | os.PathLike, typed: str | None = None) -> str | None:
+    """The format `--out` names a single file in, or None when it names a folder.
+
+    `-o story.md` names a file: a path whose extension is an output format's (md, txt, json,
+    yarn, ink; any case), unless it is a folder already or was typed with a trailing "/"
+    (`typed`: the text as given, since Path("x.md/") forgets it), as cp and mv read a folder.
+    """
+    from metagen.output.formats import FORMATS
+
+    if typed is not None and typed.endswith(("/", os.sep)):
+        return None
+    path = Path(out)
+    ext = path.suffix[1:].lower()
+    if ext not in FORMATS or path.stem in ("", ".") or os.path.isdir(path):
+        return None
+    return ext

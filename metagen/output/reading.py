@@ -6,6 +6,7 @@ comments, and a txt file records nothing. Every read is of a regular file, withi
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 from pathlib import Path
@@ -92,6 +93,20 @@ def _read_text(path: Path) -> str:
         raise ConfigError(f"{path} is not a metagen file (not UTF-8 text)") from None
 
 
+def _refuse_other(path: Path) -> None:
+    """ConfigError for a path that cannot be a piece: a folder, a piece's name without its .md or
+    .json (named), a file of another kind; OutputError for one that is not there."""
+    if os.path.isdir(path):
+        raise ConfigError(f"{path} is a folder, not a piece", hint="give one of the .md or .json files metagen wrote in it")
+    if not os.path.lexists(path):
+        meant = next((c for c in (path.with_name(f"{path.name}.md"), path.with_name(f"{path.name}.json"))
+                      if c.is_file()), None)
+        if meant is not None:
+            raise ConfigError(f"{path}: no such file", hint=f"did you mean {meant}?")
+        raise OutputError(f"cannot read {path}: {os.strerror(errno.ENOENT)}")
+    raise ConfigError(f"{path} is not a metagen file", hint="metagen reads back .md and .json outputs")
+
+
 def read_piece_file(path: str | os.PathLike) -> dict:
     """A metagen .md or .json file as its front matter plus "text"; ConfigError if it is not one."""
     path = Path(path)
@@ -101,7 +116,7 @@ def read_piece_file(path: str | os.PathLike) -> dict:
         raise ConfigError(f"{path} is {name} dialogue: replay reads the .md and .json pieces metagen writes, not "
                           "Yarn or ink", hint="make the dialogue with --format md or json to replay it")
     if suffix not in (".md", ".json"):
-        raise ConfigError(f"{path} is not a metagen file", hint="metagen reads back .md and .json outputs")
+        _refuse_other(path)
     text = _read_text(path)
     if suffix == ".json":
         try:

@@ -20,7 +20,29 @@ from metagen.world.validate import PART_KEYS, TOP_KEYS
 MAX_FILE_BYTES = 2 * 1024 * 1024  # per file; split bigger worlds with include:
 
 
-def _read_file(load: SectionReader, path: Path) -> Node | None:
+def _missing_tip(path: Path, main: bool) -> str:
+    """What to do about a world file that is not there: the file meant, when its name lacks only
+    `.yaml` (`worlds/ashenmere`, `harbour` for harbour/world.yaml) or, for a bare name given on the
+    command line (`ashenmere`, `nexus-hub.yaml`), the `worlds/` folder it sits in."""
+    named = path.suffix.lower() in (".yaml", ".yml")
+    names = [path.name] if named else [f"{path.name}.yaml", f"{path.name}.yml", f"{path.name}/world.yaml"]
+    candidates = [path.parent / name for name in names]
+    if main and not path.is_absolute() and len(path.parts) == 1:
+        candidates += [Path("worlds") / name for name in names]
+    meant = next((c for c in candidates if c != path and _is_file(c)), None)
+    if meant is not None:
+        return f"did you mean {meant}?"
+    return "check the path; `metagen worlds list` shows the worlds in ./worlds"
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # a name too long, a folder that cannot be searched
+        return False
+
+
+def _read_file(load: SectionReader, path: Path, main: bool = False) -> Node | None:
     """Read, decode and compose one file; report a file-level problem and return None."""
     try:
         if path.is_dir():
@@ -41,7 +63,7 @@ def _read_file(load: SectionReader, path: Path) -> Node | None:
         load.add(None, "", error.sentence())
         return None
     except FileNotFoundError:
-        load.add(None, "", "no such file (check the path; `metagen worlds list` shows the worlds in ./worlds)")
+        load.add(None, "", f"no such file ({_missing_tip(path, main)})")
         return None
     except OSError as error:
         load.add(None, "", f"cannot be read: {error.strerror or error} ({_fix_for(error)})")
@@ -77,7 +99,7 @@ def _fix_for(error: OSError) -> str:
 def read_part(load: SectionReader, path: Path, display: str, stack: tuple[Path, ...], main: bool) -> dict[str, Node]:
     """Read one file, its sections into load.sections, then its includes (depth first)."""
     load.file_no, load.display = len(load.files), display
-    node = _read_file(load, path)
+    node = _read_file(load, path, main)
     if node is None:
         return {}
     keys = TOP_KEYS if main else PART_KEYS

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from metagen.errors import RequestError
-from metagen.text import did_you_mean
+from metagen.text import TRANSLIT, did_you_mean
 
 # What metagen.world re-exports: the dataclasses a world is made of and the values they allow.
 __all__ = ["ID_RE", "SETTING_RE", "POINTS_OF_VIEW", "TENSES", "PRONOUNS", "RATINGS", "DESCRIPTORS", "SEVERITIES",
@@ -141,15 +142,15 @@ class World:
     content_hash: str = ""  # sha256 over the bytes of `files`, concatenated in order
 
     def character(self, ref: str) -> Character:
-        """The character with this id (or, failing that, this exact name or alias)."""
+        """The character with this id (or, failing that, this name or alias; see _lookup)."""
         return _lookup(self.characters, ref, "character", self.id)
 
     def location(self, ref: str) -> Location:
-        """The location with this id (or, failing that, this exact name)."""
+        """The location with this id (or, failing that, this name; see _lookup)."""
         return _lookup(self.locations, ref, "location", self.id)
 
     def faction(self, ref: str) -> Faction:
-        """The faction with this id (or, failing that, this exact name)."""
+        """The faction with this id (or, failing that, this name; see _lookup)."""
         return _lookup(self.factions, ref, "faction", self.id)
 
     def generation_defaults(self, kind: str) -> dict[str, object]:
@@ -167,7 +168,17 @@ class World:
 
 
 
+def _loose(text: str) -> str:
+    """An id or name as it compares loosely: no case, no accents, any run of spaces and
+    punctuation one "-" ("Sister Maëlle" -> "sister-maelle"); letters of other scripts kept."""
+    folded = unicodedata.normalize("NFKD", str(text).translate(TRANSLIT))
+    folded = "".join(c for c in folded if not unicodedata.combining(c)).casefold()
+    return re.sub(r"[\W_]+", "-", folded).strip("-")
+
+
 def _lookup(items, ref: str, what: str, world_id: str):
+    """The item with this id; else the one whose id, name or alias is ref in any case; else the
+    one they match loosely (_loose). RequestError if none or several match."""
     for item in items:
         if item.id == ref:
             return item
@@ -177,6 +188,11 @@ def _lookup(items, ref: str, what: str, world_id: str):
         for item in items
         if folded in {item.id, item.name.casefold(), *(a.casefold() for a in getattr(item, "aliases", ()))}
     ]
+    if not matches:  # "Maëlle" for maelle, "crooked kettle" for crooked-kettle, "sister maelle" for Sister Maëlle
+        loose = _loose(ref)
+        matches = [item for item in items
+                   if loose and loose in {_loose(item.id), _loose(item.name),
+                                          *(_loose(a) for a in getattr(item, "aliases", ()))}]
     if len(matches) == 1:
         return matches[0]
     if matches:
