@@ -134,6 +134,21 @@ def test_bad_values_name_the_flag_and_the_range(settings, flag, allowed):
     assert info.value.exit_code == EXIT_BAD_INPUT
 
 
+@pytest.mark.parametrize(("field", "values", "line"), [
+    ("banned", ["elf"] * 30_000 + [" "], "--ban needs words (not blank), got ' ' as value 30001 of 30001 "
+     "(a blank one would do nothing: remove it)"),
+    ("stop", [""], "--stop needs non-empty strings, got '' (remove it)"),
+    ("dry_sequence_breakers", ["\n", "", ":"], "--dry-breaker needs non-empty strings, got '' as value 2 of 3 "
+     "(remove it)"),
+])
+def test_an_empty_string_among_many_is_named_not_the_whole_list(field, values, line):
+    """One check for empty and blank strings (it had been two near-twin classes), whose messages
+    printed the whole list: 30,000 --ban words made a 240 KB line."""
+    with pytest.raises(ConfigError) as info:
+        GenerationConfig.from_dict({field: values})
+    assert info.value.one_line() == line
+
+
 @pytest.mark.parametrize(
     "key, value, expected",
     [
