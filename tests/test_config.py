@@ -152,21 +152,22 @@ def test_an_empty_string_among_many_is_named_not_the_whole_list(field, values, l
 @pytest.mark.parametrize(
     "key, value, expected",
     [
-        ("max_new_tokens", "100", "an integer"),
-        ("max_new_tokens", 1.5, "an integer"),
-        ("max_new_tokens", True, "an integer"),
+        # in text.kind_of's words, as the "got ..." that follows ("must be an integer, got 1.5 (a number)")
+        ("max_new_tokens", "100", "must be a whole number, got '100' (text)"),
+        ("max_new_tokens", 1.5, "must be a whole number, got 1.5 (a number)"),
+        ("max_new_tokens", True, "must be a whole number, got True (true/false)"),
         ("temperature", "hot", "a finite number"),
         ("temperature", float("nan"), "a finite number"),
         ("top_p", float("inf"), "a finite number"),
-        ("strategy", 3, "a string"),
-        ("penalize_prompt", "yes", "true or false"),
-        ("early_stopping", 1, "true or false"),
-        ("banned", ["ok", 3], "a list of strings"),
-        ("stop", {"a": 1}, "a list of strings"),
+        ("strategy", 3, "must be text, got 3 (a whole number)"),
+        ("penalize_prompt", "yes", "must be true/false, got 'yes' (text)"),
+        ("early_stopping", 1, "must be true/false"),
+        ("banned", ["ok", 3], "a list of text"),
+        ("stop", {"a": 1}, "a list of text"),
         ("logit_bias", {"dragon": "up"}, "a mapping"),
         ("logit_bias", [["dragon"]], "a mapping"),
         ("logit_bias", "dragon", "a mapping"),
-        ("seed", "42", "an integer or null"),
+        ("seed", "42", "a whole number or null"),
     ],
 )
 def test_wrong_types_name_the_key_and_the_type(key, value, expected):
