@@ -7,11 +7,12 @@ up in a world and makes the ids canonical. Every other module takes the request 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import asdict, dataclass, fields
 from typing import ClassVar, Union, get_args
 
 from metagen.errors import RequestError
-from metagen.text import did_you_mean, kind_of, slugify
+from metagen.text import did_you_mean, kind_of, listing, slugify
 from metagen.world import ID_RE, LENGTHS, Character, Location, World
 
 MAX_TURNS = 200
@@ -58,8 +59,10 @@ class _Request:
             for text in value if isinstance(value, tuple) else (value,):
                 if isinstance(text, str) and _NOT_UTF8.search(text):
                     raise RequestError(f"the {f.name} {text!r} is not UTF-8 text", hint=_NOT_UTF8_HINT)
-        if len(set(self.characters)) != len(self.characters):
-            raise RequestError(f"{self.kind} request names a character twice: {', '.join(self.characters)}",
+        counts = Counter(self.characters)
+        if len(counts) != len(self.characters):
+            again = [c if n == 2 else f"{c} ({n:,} times)" for c, n in counts.items() if n > 1]
+            raise RequestError(f"{self.kind} request names a character more than once: {listing(again)}",
                                hint="name each character once")
 
     def to_dict(self) -> dict:
@@ -217,7 +220,8 @@ def resolve_request(world: World, request: Request) -> Resolved:
     characters = tuple(world.character(ref) for ref in request.characters)
     ids = tuple(c.id for c in characters)
     if len(set(ids)) != len(ids):
-        named = ", ".join(request.characters)
+        counts = Counter(ids)
+        named = listing(ref for ref, id_ in zip(request.characters, ids) if counts[id_] > 1)
         raise RequestError(f"{request.kind} request names the same character twice: {named}")
     location = world.location(request.location) if request.location else None
     changes: dict = {"characters": ids}

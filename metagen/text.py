@@ -37,6 +37,14 @@ def id_from(name: str, fallback: str = "world") -> str:
     return slugify(name.translate(TRANSLIT), fallback)
 
 
+def listing(items: Iterable[str], most: int = 5) -> str:
+    """Items joined with commas for a message: the first `most`, then "and N more", so that a list
+    a user can make as long as they like (30,000 `-c` names) stays one short line."""
+    items = list(items)
+    shown = ", ".join(items[:most])
+    return shown if len(items) <= most else f"{shown} and {len(items) - most:,} more"
+
+
 # Each kind of value in the words of a message, bool before int (True is an int too).
 _KIND_WORDS = ((bool, "true/false"), (int, "a whole number"), (float, "a number"), (str, "text"),
                ((list, tuple), "a list"), (dict, "a mapping"))
@@ -218,5 +226,5 @@ def json_text(data, **kwargs) -> str:
 
 __all__ = [
     "TRANSLIT", "balanced_quotes", "blank", "closest", "did_you_mean", "first_sentences", "fold", "format_dialogue", "format_turns",
-    "id_from", "json_text", "kind_named", "kind_of", "mentions", "ngrams", "sentence_cut", "slugify", "speaker_prefix", "words_of",
+    "id_from", "json_text", "kind_named", "kind_of", "listing", "mentions", "ngrams", "sentence_cut", "slugify", "speaker_prefix", "words_of",
 ]
