@@ -200,13 +200,17 @@ def test_a_killed_client_leaves_the_server_answering(server_home, tmp_path, mode
     assert leftovers(tmp_path) == []
 
 
-def test_ctrl_c_reaches_the_command_on_the_server(server_home, tmp_path, model_args):
+@pytest.mark.parametrize(("signum", "code", "line"), [
+    (signal.SIGINT, 130, "error: interrupted (SIGINT); nothing partial was written"),
+    (signal.SIGTERM, 143, "error: terminated by SIGTERM"),  # the server's handler tells it from its own
+], ids=["int", "term"])
+def test_ctrl_c_reaches_the_command_on_the_server(server_home, tmp_path, model_args, signum, code, line):
     proc = start(server_home, tmp_path, *LONG, "--out", "out", *model_args)
     wait_busy(server_home)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     _, stderr = proc.communicate(timeout=TIMEOUT)
-    assert proc.returncode == 130, stderr
-    assert stderr.splitlines()[-1] == "error: interrupted (SIGINT); nothing partial was written"
+    assert proc.returncode == code, stderr
+    assert stderr.splitlines()[-1] == line
     assert leftovers(tmp_path) == []
     assert status(server_home)["pid"]  # still there
 
