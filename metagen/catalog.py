@@ -178,11 +178,12 @@ def _ensure_dir(folder: Path) -> None:
 
 
 @contextlib.contextmanager
-def cache_lock(name: str, on_wait: Callable[[], None] | None = None) -> Iterator[bool]:
+def cache_lock(name: str, on_wait: Callable[[], None] | None = None, *, shared: bool = False) -> Iterator[bool]:
     """Hold cache_dir()/locks/NAME.lock (flock) while pulling or converting, so that processes started
     together do the work once and never remove each other's temp files; `on_wait` is called before
     waiting for another holder. Yields False, holding nothing, where no lock file can be made (a
-    read-only cache: nothing is written there anyway) or taken (a file system without locks)."""
+    read-only cache: nothing is written there anyway) or taken (a file system without locks).
+    `shared`: held beside other shared holders, waited for only by an exclusive one (model_in_use)."""
     folder = cache_dir() / "locks"
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -195,18 +196,32 @@ def cache_lock(name: str, on_wait: Callable[[], None] | None = None) -> Iterator
         yield False
         return
     try:
-        yield _flock(fd, folder, on_wait)
+        yield _flock(fd, folder, on_wait, shared)
     finally:
         os.close(fd)  # closing the file releases the lock
 
 
-def _flock(fd: int, folder: Path, on_wait: Callable[[], None] | None) -> bool:
+@contextlib.contextmanager
+def model_in_use(spec: str | None) -> Iterator[None]:
+    """Hold a known model's use lock, shared, while it is resolved and loaded (a second or two from a
+    converted copy): remove_model takes it alone, so it waits for loads under way instead of deleting
+    the file and copy they are reading. A path names no known model: nothing to hold."""
+    name = DEFAULT_MODEL if spec is None else spec
+    if name not in KNOWN_MODELS:
+        yield
+        return
+    with cache_lock(f"use-{KNOWN_MODELS[name].filename}", shared=True):
+        yield
+
+
+def _flock(fd: int, folder: Path, on_wait: Callable[[], None] | None, shared: bool) -> bool:
     """Take the lock on fd, waiting for its holder; False where the file system has no locks (some
     network and FUSE mounts say ENOLCK or EOPNOTSUPP): then the work goes on unlocked, as before."""
     import fcntl
 
+    kind = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, kind | fcntl.LOCK_NB)
         return True
     except BlockingIOError:
         if on_wait:
@@ -215,7 +230,7 @@ def _flock(fd: int, folder: Path, on_wait: Callable[[], None] | None) -> bool:
         log.info("working without a lock in %s: %s", folder, error)
         return False
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        fcntl.flock(fd, kind)
         return True
     except OSError as error:
         log.info("working without a lock in %s: %s", folder, error)
@@ -677,10 +692,15 @@ def remove_model(name: str) -> list[Path]:
     (the model file first), [] when nothing was there."""
     model = known_model(name)
     path = installed_path(name)
-    folder = path.parent
-    if folder.is_dir():
-        with cache_lock(f"pull-{model.filename}"):  # a pull under way finishes first
-            _remove_stale_parts(folder, model.filename)
+    if not path.parent.is_dir():
+        return _remove_files(model, path)
+    with cache_lock(f"use-{model.filename}"):  # loads under way (model_in_use) finish first
+        with cache_lock(f"pull-{model.filename}"):  # and a pull under way
+            _remove_stale_parts(path.parent, model.filename)
+        return _remove_files(model, path)
+
+
+def _remove_files(model: KnownModel, path: Path) -> list[Path]:
     removed = []
     for target in (path, _sidecar_path(path)):
         try:

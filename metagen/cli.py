@@ -74,12 +74,13 @@ def _raise_terminated(signum, frame):  # pragma: no cover - exercised through a 
 
 def _catch_terminating() -> dict:
     """Point SIGTERM and SIGHUP at _raise_terminated; the handlers they had, to put back. A signal
-    set to be ignored stays ignored (`nohup metagen batch ...` must outlive its terminal)."""
+    set to be ignored stays ignored (`nohup metagen batch ...` must outlive its terminal), and
+    `metagen serve`'s handler stays: it raises Terminated itself, told apart by whose signal it is."""
     previous = {}
     for signum in TERMINATING:
         try:
             handler = signal.getsignal(signum)
-            if handler is signal.SIG_IGN:
+            if handler is signal.SIG_IGN or getattr(handler, "raises_terminated", False):
                 continue
             signal.signal(signum, _raise_terminated)
         except ValueError:  # not the main thread (some test runners)

@@ -21,13 +21,9 @@ from pathlib import Path
 from metagen import __version__
 from metagen.errors import EXIT_BAD_INPUT, EXIT_GENERATION_FAILED, EXIT_INTERRUPTED, INTERRUPTED_MESSAGE
 from metagen.protocol import (
-    JSON, STDERR, STDIN, STDOUT, UnsafeSocket, connect, forwarded_command, read_frame, read_json, send_frame,
-    send_json, socket_path,
+    JSON, SERVER_GONE, STDERR, STDIN, STDOUT, UnsafeSocket, connect, forwarded_command, read_frame, read_json,
+    send_frame, send_json, socket_path,
 )
-
-GONE = ("error: the metagen server (pid {pid}) stopped during the request; files it finished are whole and "
-        "none is partial (run the command again)")
-
 
 def main() -> None:
     """Console-script entry point."""
@@ -146,7 +142,7 @@ class _Exchange:
             if frame is None:
                 if self.pid is None:
                     return None  # turned down before it started: nothing ran
-                sys.stderr.write(GONE.format(pid=self.pid) + "\n")
+                sys.stderr.write("error: " + SERVER_GONE.format(pid=self.pid) + "\n")
                 return EXIT_GENERATION_FAILED
             kind, payload = frame
             if kind in (STDOUT, STDERR) and kind not in self.closed:

@@ -18,7 +18,7 @@ from typing import Any, Mapping
 from metagen.errors import ConfigError
 from metagen.scripts import ANY, SCRIPTS
 from metagen.setting import NON_BLANK, NON_EMPTY, AtLeast, OneOf, Setting, Within, render_doc, setting
-from metagen.text import closest, kind_of
+from metagen.text import closest, kind_named, kind_of
 
 STRATEGIES = ("greedy", "sample", "beam")
 TENSE_GUARDS = ("past", "present", "off")
@@ -381,13 +381,13 @@ def setting_words(name: str) -> str:
 
 # What _coerce accepts for each field type, as messages say it.
 _TYPE_WORDS = {
-    "str": "a string",
-    "int": "an integer",
+    "str": kind_named(str),
+    "int": kind_named(int),
     "float": "a finite number",
-    "bool": "true or false",
-    "tuple[str, ...]": "a list of strings",
+    "bool": kind_named(bool),
+    "tuple[str, ...]": "a list of text",
     "tuple[tuple[str, float], ...]": "a mapping of word or #id to a finite number (or a list of [word, number] pairs)",
-    "int | None": "an integer or null",
+    "int | None": f"{kind_named(int)} or null",
 }
 
 

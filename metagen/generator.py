@@ -380,44 +380,45 @@ def load_model(spec: str | None = None, *, dtype: str = "auto", device: str = "c
     of an adapter file (`metagen tune`); it is merged into the weights, and the converted cache
     keeps the merged model under the adapter's hash. prompt_dtype: PROMPT_DTYPES, what a CPU
     prompt's matmuls run in (resolve_prompt_dtype)."""
-    from metagen.catalog import cache_dir, resolve_model
+    from metagen.catalog import cache_dir, model_in_use, resolve_model
 
     torch_device = resolve_device(device)
     weight_format = resolve_format(dtype, torch_device)
     prompt_dtype = resolve_prompt_dtype(prompt_dtype, weight_format, torch_device)
-    resolved = resolve_model(spec, progress=progress)
-    started = time.perf_counter()
-    adapter_path = adapter_file(adapter, KNOWN_MODELS.get(resolved.name) if resolved.known else None)
-    adapter_path = existing_adapter(adapter_path) if adapter_path else None
-    adapter_sha256 = file_sha256(adapter_path) if adapter_path else ""
-    # Everything the Generator is made of, so a kept one is handed out only for the same model.
-    key = (resolved.name, str(resolved.path), resolved.sha256, weight_format, str(torch_device),
-           str(adapter_path or ""), adapter_sha256, prompt_dtype)
-    kept = _loaded_models if use_cache else None
-    generator = kept.get(key) if kept is not None else None
-    if generator is None:
-        folder = _converted_dir(cache_dir(), resolved.sha256, weight_format, adapter_sha256)
-        loaded = _load_converted(folder) if use_cache else None
-        if loaded is None:
-            announce = (lambda: progress(f"converting {resolved.path.name} to {weight_format} (first use only)")
-                        ) if progress else None
-            if use_cache:
-                loaded = _convert_once(folder, lambda: build_from_gguf(
-                    resolved.path, weight_format, adapter_path, resolved.sha256, announce), progress)
-            else:
-                loaded = build_from_gguf(resolved.path, weight_format, adapter_path, resolved.sha256, announce)
-        model, tokenizer, _ = loaded
-        tokenizer.origin = resolved.path.name  # a cached tokenizer does not know its file
-        model.to_device(torch_device)
-        model.set_prompt_dtype(getattr(torch, prompt_dtype))
-        info = ModelInfo(name=resolved.name, path=str(resolved.path), sha256=resolved.sha256,
-                         weight_format=weight_format, device=str(torch_device),
-                         context_length=model.args.max_seq_len,
-                         adapter=str(adapter_path) if adapter_path else "", adapter_sha256=adapter_sha256,
-                         prompt_dtype=prompt_dtype)
-        generator = Generator(model, tokenizer, info)
-        if kept is not None:
-            kept.keep(key, generator)
+    with model_in_use(spec):  # `metagen models remove` waits until this load has read its files
+        resolved = resolve_model(spec, progress=progress)
+        started = time.perf_counter()
+        adapter_path = adapter_file(adapter, KNOWN_MODELS.get(resolved.name) if resolved.known else None)
+        adapter_path = existing_adapter(adapter_path) if adapter_path else None
+        adapter_sha256 = file_sha256(adapter_path) if adapter_path else ""
+        # Everything the Generator is made of, so a kept one is handed out only for the same model.
+        key = (resolved.name, str(resolved.path), resolved.sha256, weight_format, str(torch_device),
+               str(adapter_path or ""), adapter_sha256, prompt_dtype)
+        kept = _loaded_models if use_cache else None
+        generator = kept.get(key) if kept is not None else None
+        if generator is None:
+            folder = _converted_dir(cache_dir(), resolved.sha256, weight_format, adapter_sha256)
+            loaded = _load_converted(folder) if use_cache else None
+            if loaded is None:
+                announce = (lambda: progress(f"converting {resolved.path.name} to {weight_format} (first use only)")
+                            ) if progress else None
+                if use_cache:
+                    loaded = _convert_once(folder, lambda: build_from_gguf(
+                        resolved.path, weight_format, adapter_path, resolved.sha256, announce), progress)
+                else:
+                    loaded = build_from_gguf(resolved.path, weight_format, adapter_path, resolved.sha256, announce)
+            model, tokenizer, _ = loaded
+            tokenizer.origin = resolved.path.name  # a cached tokenizer does not know its file
+            model.to_device(torch_device)
+            model.set_prompt_dtype(getattr(torch, prompt_dtype))
+            info = ModelInfo(name=resolved.name, path=str(resolved.path), sha256=resolved.sha256,
+                             weight_format=weight_format, device=str(torch_device),
+                             context_length=model.args.max_seq_len,
+                             adapter=str(adapter_path) if adapter_path else "", adapter_sha256=adapter_sha256,
+                             prompt_dtype=prompt_dtype)
+            generator = Generator(model, tokenizer, info)
+            if kept is not None:
+                kept.keep(key, generator)
     log.info("loaded %s (%s, %s, prompts in %s) in %.2f s", resolved.name, weight_format, torch_device,
              prompt_dtype, time.perf_counter() - started)
     return generator

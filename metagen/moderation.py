@@ -41,6 +41,7 @@ _ORDER = ("profanity_list", "lexicon", "ordinary", "world_words", "banned_topics
 # apostrophes inside ("don't") and zero-width characters (removed when normalized).
 _TOKEN = re.compile(r"(?:[^\W_]|[@$!*+|\u200b-\u200d\u2060])+(?:['’](?:[^\W_]|[@$!*+|\u200b-\u200d\u2060])+)*")
 _PHRASE_GAP = re.compile(r"[\s-]+")  # between the words of a phrase
+_LETTER = re.compile(r"[^\W_]")  # a letter or digit: a term needs one in each word
 _SPACED_GAP = re.compile(r"[ .\-_]")  # between the letters of "f u c k", "f.u.c.k", "f-u-c-k"
 _MIN_SPACED = 3  # letters in a row that count as one spaced-out word
 _STRETCH = re.compile(r"(.)\1{2,}")  # "fuuuck": three or more of one letter
@@ -160,9 +161,10 @@ def normalize(word: str) -> str:
 
 
 def _term_words(text: str) -> tuple[str, ...]:
-    """A term's normalized words; () when it has none that text can match (an emoji)."""
+    """A term's normalized words; () when it has none that text can match: an emoji, or marks
+    without a letter or digit ("!!!" would be leetspeak for "iii" and flag "Henry III")."""
     raw = [w for w in _PHRASE_GAP.split(str(text).strip()) if w]
-    if not raw or any(_TOKEN.fullmatch(w) is None for w in raw):
+    if not raw or any(_TOKEN.fullmatch(w) is None or _LETTER.search(w) is None for w in raw):
         return ()
     return tuple(normalize(w) for w in raw)
 

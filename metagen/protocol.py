@@ -22,6 +22,11 @@ NO_SERVER_FLAG = "--no-server"
 NO_SERVER_ENV = "METAGEN_NO_SERVER"  # the same switch as an environment variable
 TRUE_WORDS = frozenset({"1", "true", "t", "yes", "y", "on"})  # what click's bool reads as yes
 
+# What a client hears when the server stops while running its request: killed (the client sees the
+# socket close) or stopped by a signal of its own (the command ends with this line).
+SERVER_GONE = ("the metagen server (pid {pid}) stopped during the request; files it finished are whole and "
+               "none is partial (run the command again)")
+
 # Frame kinds. Client -> server: a JSON request or control message, stdin bytes (b"" at end).
 # Server -> client: JSON control messages, the command's stdout and stderr bytes.
 JSON, STDIN, STDOUT, STDERR = b"j", b"i", b"o", b"e"
@@ -208,6 +213,6 @@ def describe_status(status: dict | None) -> str:
             f"{served} request{'' if served == 1 else 's'} answered{busy}; models loaded: {models}")
 
 
-__all__ = ["FORWARDED", "NO_SERVER_ENV", "NO_SERVER_FLAG", "UnsafeSocket", "ask", "check_socket_file", "connect",
-           "describe_status", "forwarded_command", "lock_path", "peer_uid", "read_frame", "read_json", "send_frame",
-           "send_json", "short_address", "socket_path", "status_path"]
+__all__ = ["FORWARDED", "NO_SERVER_ENV", "NO_SERVER_FLAG", "SERVER_GONE", "UnsafeSocket", "ask", "check_socket_file",
+           "connect", "describe_status", "forwarded_command", "lock_path", "peer_uid", "read_frame", "read_json",
+           "send_frame", "send_json", "short_address", "socket_path", "status_path"]

@@ -7,11 +7,12 @@ up in a world and makes the ids canonical. Every other module takes the request 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import asdict, dataclass, fields
 from typing import ClassVar, Union, get_args
 
 from metagen.errors import RequestError
-from metagen.text import did_you_mean, kind_of, slugify
+from metagen.text import did_you_mean, kind_of, listing, slugify
 from metagen.world import ID_RE, LENGTHS, Character, Location, World
 
 MAX_TURNS = 200
@@ -58,8 +59,10 @@ class _Request:
             for text in value if isinstance(value, tuple) else (value,):
                 if isinstance(text, str) and _NOT_UTF8.search(text):
                     raise RequestError(f"the {f.name} {text!r} is not UTF-8 text", hint=_NOT_UTF8_HINT)
-        if len(set(self.characters)) != len(self.characters):
-            raise RequestError(f"{self.kind} request names a character twice: {', '.join(self.characters)}",
+        counts = Counter(self.characters)
+        if len(counts) != len(self.characters):
+            again = [c if n == 2 else f"{c} ({n:,} times)" for c, n in counts.items() if n > 1]
+            raise RequestError(f"{self.kind} request names a character more than once: {listing(again)}",
                                hint="name each character once")
 
     def to_dict(self) -> dict:
@@ -218,9 +221,10 @@ def resolve_request(world: World, request: Request) -> Resolved:
     ids = tuple(c.id for c in characters)
     if len(set(ids)) != len(ids):
         twice = next(i for i in ids if ids.count(i) > 1)
-        given = " and ".join(f"'{ref}'" for ref, i in zip(request.characters, ids) if i == twice)
-        raise RequestError(f"{request.kind} request names the same character twice: {given} are both {twice}",
-                           hint="name each character once")
+        refs = [f"'{ref}'" for ref, i in zip(request.characters, ids) if i == twice]
+        given = " and ".join(refs) if len(refs) == 2 else listing(refs)
+        raise RequestError(f"{request.kind} request names the same character twice: {given} are "
+                           f"{'both' if len(refs) == 2 else 'all'} {twice}", hint="name each character once")
     location = world.location(request.location) if request.location else None
     changes: dict = {"characters": ids}
     if location is not None:

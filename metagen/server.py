@@ -32,18 +32,19 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from metagen import __version__
-from metagen.errors import (EXIT_GENERATION_FAILED, EXIT_HUNG_UP, EXIT_INTERRUPTED, EXIT_TERMINATED,
-                            INTERRUPTED_MESSAGE, MetagenError, OutputError, OutputFolderError,
-                            ServerStateError, Terminated)
+from metagen.errors import (EXIT_GENERATION_FAILED, EXIT_INTERRUPTED, INTERRUPTED_MESSAGE, MetagenError, OutputError,
+                            OutputFolderError, ServerStateError, Terminated)
 from metagen.files import os_reason
 from metagen.protocol import (
-    JSON, STDERR, STDIN, STDOUT, forwarded_command, lock_path, peer_uid, read_frame, read_json, send_frame,
+    JSON, SERVER_GONE, STDERR, STDIN, STDOUT, forwarded_command, lock_path, peer_uid, read_frame, read_json, send_frame,
     send_json, short_address, socket_path, status_path,
 )
 
 MOST_MODELS = 2  # models kept loaded at once; the least recently used goes first
 GREETING_TIMEOUT = 10.0  # seconds a new connection has to send its request
-_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # what a client passes on to its command
+# What stops the server when sent to it, and the command it runs with it (SIGHUP unless ignored: nohup).
+_STOPPING = (*_SIGNALS, signal.SIGHUP)
 _STOP = object()  # put in the queue by `metagen serve --stop`
 # What a request says of each of the client's standard streams.
 _STREAM_FIELDS = {"tty": bool, "encoding": str, "errors": str, "line_buffering": bool, "write_through": bool,
@@ -51,8 +52,8 @@ _STREAM_FIELDS = {"tty": bool, "encoding": str, "errors": str, "line_buffering":
 
 
 def _block_signals() -> None:
-    """Leave SIGINT and SIGTERM to the main thread, where the running command gets them."""
-    signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+    """Leave SIGINT, SIGTERM and SIGHUP to the main thread, where the running command gets them."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, _STOPPING)
 
 
 class _Job:
@@ -306,6 +307,8 @@ class Server:
         self.home_fd = os.open(".", os.O_RDONLY)  # the server's own working folder, to return to
         for signum in _SIGNALS:
             signal.signal(signum, self._on_signal)
+        if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
+            signal.signal(signal.SIGHUP, self._on_signal)
 
     def _preload(self) -> None:
         """Load the default model now when it is installed, so the first request is quick too."""
@@ -355,9 +358,15 @@ class Server:
             job.relayed = None
             if not job.running:
                 return  # its command has ended already
-        else:  # a signal to the server itself: it stops, and the command running now with it
-            self.stopping = True
+            raise KeyboardInterrupt if signum == signal.SIGINT else Terminated()
+        # A signal to the server itself: it stops, and the command running now with it. That
+        # command's client was not signalled: it hears that the server stopped, as for a kill -9.
+        self.stopping = True
+        if job is not None:
+            raise Terminated(SERVER_GONE.format(pid=os.getpid()), EXIT_GENERATION_FAILED)
         raise KeyboardInterrupt if signum == signal.SIGINT else Terminated()
+
+    _on_signal.raises_terminated = True  # cli.py leaves it in place during a command
 
     # -------------------------------------------------------------------------- connections
 
@@ -456,8 +465,6 @@ class Server:
                 job.conn.shutdown(socket.SHUT_RDWR)  # wakes the watcher
             job.conn.close()
         self.served += 1
-        if code in (EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_HUNG_UP) and not job.cancelled:
-            self.stopping = True  # the signal was the server's own (cli's SIGTERM or SIGHUP handler raised it)
         if self.verbose:
             command = forwarded_command(job.request["argv"], job.request["env"])
             self.say(f"request {self.served}: {command}, exit {code}, {time.perf_counter() - started:.2f} s")

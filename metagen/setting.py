@@ -67,33 +67,25 @@ class OneOf:
 
 
 @dataclass(frozen=True)
-class NonEmpty:
-    """Strings, none of them empty."""
+class Filled:
+    """Strings, none of them empty; with `words`, none only white space either (words are used stripped)."""
+
+    words: bool = False
 
     def check(self, flag: str, values: tuple[str, ...]) -> None:
-        if any(not v for v in values):
-            raise ConfigError(f"{flag} needs non-empty strings, got {list(values)!r}")
+        for i, value in enumerate(values):
+            if not (value.strip() if self.words else value):
+                which = f" as value {i + 1} of {len(values)}" if len(values) > 1 else ""
+                raise ConfigError(f"{flag} needs {self}, got {value!r}{which}",
+                                  hint="a blank one would do nothing: remove it" if self.words else "remove it")
 
     def __str__(self) -> str:
-        return "non-empty strings"
+        return "words (not blank)" if self.words else "non-empty strings"
 
 
-@dataclass(frozen=True)
-class NonBlank:
-    """Strings, none of them empty or only white space (for words, which are used stripped)."""
-
-    def check(self, flag: str, values: tuple[str, ...]) -> None:
-        if any(not v.strip() for v in values):
-            raise ConfigError(f"{flag} needs words, got {list(values)!r}",
-                              hint="a blank one would do nothing: remove it")
-
-    def __str__(self) -> str:
-        return "words (not blank)"
-
-
-NON_EMPTY = NonEmpty()
-NON_BLANK = NonBlank()
-Limits = AtLeast | Within | OneOf | NonEmpty | NonBlank
+NON_EMPTY = Filled()
+NON_BLANK = Filled(words=True)
+Limits = AtLeast | Within | OneOf | Filled
 
 # ----------------------------------------------------------------------------- the record
 
@@ -179,5 +171,5 @@ def render_doc(text: str, settings: Iterable[Setting]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["NON_BLANK", "NON_EMPTY", "NonBlank", "SECTIONS", "AtLeast", "NonEmpty", "OneOf", "Setting", "Within", "doc_table", "render_doc",
+__all__ = ["NON_BLANK", "NON_EMPTY", "SECTIONS", "AtLeast", "Filled", "OneOf", "Setting", "Within", "doc_table", "render_doc",
            "setting"]

@@ -37,16 +37,30 @@ def id_from(name: str, fallback: str = "world") -> str:
     return slugify(name.translate(TRANSLIT), fallback)
 
 
+def listing(items: Iterable[str], most: int = 5) -> str:
+    """Items joined with commas for a message: the first `most`, then "and N more", so that a list
+    a user can make as long as they like (30,000 `-c` names) stays one short line."""
+    items = list(items)
+    shown = ", ".join(items[:most])
+    return shown if len(items) <= most else f"{shown} and {len(items) - most:,} more"
+
+
+# Each kind of value in the words of a message, bool before int (True is an int too).
+_KIND_WORDS = ((bool, "true/false"), (int, "a whole number"), (float, "a number"), (str, "text"),
+               ((list, tuple), "a list"), (dict, "a mapping"))
+
+
 def kind_of(value) -> str:
     """What a value is, in words for a message: "text", "a whole number", "a list", not Python's
     `str`, `int`, `list` (a world or replayed file is written in YAML or JSON, not Python)."""
     if value is None:
         return "nothing"
-    for kinds, words in ((bool, "true/false"), (int, "a whole number"), (float, "a number"), (str, "text"),
-                         ((list, tuple), "a list"), (dict, "a mapping")):
-        if isinstance(value, kinds):
-            return words
-    return "something else"
+    return next((words for kinds, words in _KIND_WORDS if isinstance(value, kinds)), "something else")
+
+
+def kind_named(kind: type) -> str:
+    """What a value of this type is called, in kind_of's words: str -> "text", for "must be ..."."""
+    return next((words for kinds, words in _KIND_WORDS if issubclass(kind, kinds)), "something else")
 
 
 def blank(text: str) -> bool:
@@ -212,5 +226,5 @@ def json_text(data, **kwargs) -> str:
 
 __all__ = [
     "TRANSLIT", "balanced_quotes", "blank", "closest", "did_you_mean", "first_sentences", "fold", "format_dialogue", "format_turns",
-    "id_from", "json_text", "kind_of", "mentions", "ngrams", "sentence_cut", "slugify", "speaker_prefix", "words_of",
+    "id_from", "json_text", "kind_named", "kind_of", "listing", "mentions", "ngrams", "sentence_cut", "slugify", "speaker_prefix", "words_of",
 ]

@@ -31,6 +31,7 @@ from metagen.corpus import Example
 from metagen.errors import ConfigError
 from metagen.files import parse_json, read_input
 from metagen.lora import MAX_ALPHA, TARGET_GROUPS, Adapter, AdapterConfig, LoraLinear, adapter_tensors, attach, save_adapter
+from metagen.text import kind_named, kind_of
 
 CHECKPOINT_STEPS = 50
 MAX_DATA_BYTES = 256 * 1024 * 1024
@@ -117,11 +118,6 @@ EXAMPLE_TYPES = {"kind": str, "world": str, "prompt": str, "prefix": str, "unit"
 EXAMPLE_FIELDS = frozenset({*EXAMPLE_TYPES, "messages", "completion", "meta"})
 
 
-def _json_kind(value) -> str:
-    names = {bool: "true or false", str: "a string", list: "a list", dict: "an object", type(None): "null"}
-    return names.get(type(value), "a number")
-
-
 def read_examples(path: str | Path) -> list[Example]:
     """Examples from a JSON-lines file; a bad line is a ConfigError naming file:line."""
     data = read_input(path, MAX_DATA_BYTES, "an examples file", ConfigError)
@@ -141,7 +137,7 @@ def read_examples(path: str | Path) -> list[Example]:
         except ValueError as error:
             raise ConfigError(f"{where}: not JSON ({error})", hint="one JSON object a line") from None
         if not isinstance(data, dict):
-            raise ConfigError(f"{where}: an example is a JSON object, not {_json_kind(data)}")
+            raise ConfigError(f"{where}: an example must be a JSON object, got {kind_of(data)}")
         unknown = sorted(set(data) - EXAMPLE_FIELDS)
         if unknown:  # a misspelt "end_of_turn" was dropped without a word
             raise ConfigError(f"{where}: unknown field {unknown[0]!r}",
@@ -150,8 +146,7 @@ def read_examples(path: str | Path) -> list[Example]:
             raise ConfigError(f"{where}: an example needs a non-empty \"completion\" string")
         for name, kind in EXAMPLE_TYPES.items():
             if name in data and not isinstance(data[name], kind):  # "end_of_turn": "no" counted as true
-                raise ConfigError(f"{where}: \"{name}\" must be {'true or false' if kind is bool else 'a string'}, "
-                                  f"not {_json_kind(data[name])}")
+                raise ConfigError(f"{where}: \"{name}\" must be {kind_named(kind)}, got {kind_of(data[name])}")
         if "messages" in data:
             messages = data["messages"]
             if (not isinstance(messages, list) or not messages or not all(

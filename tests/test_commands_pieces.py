@@ -297,7 +297,7 @@ BAD_INPUTS = [
     (["describe-scene", "{world}"], "a scene needs a location", ""),
     (["dialogue", "{world}", "-c", "ada"], "at least two characters", ""),
     (["dialogue", "{world}", "-c", "ada,bo", "--order", "loudest"], "--order must be one of", ""),
-    (["dialogue", "{world}", "-c", "ada,ada"], "names a character twice", "name each character once"),
+    (["dialogue", "{world}", "-c", "ada,ada"], "names a character more than once: ada", "name each character once"),
     # a blank text had been taken: -p "" as no premise, -p " " into the prompt as "This happens: ."
     (["story", "{world}", "-p", ""], "'--premise' / '-p': is empty", "leave the option out"),
     (["story", "{world}", "-p", " "], "'--premise' / '-p': is empty", "leave the option out"),

@@ -134,24 +134,40 @@ def test_bad_values_name_the_flag_and_the_range(settings, flag, allowed):
     assert info.value.exit_code == EXIT_BAD_INPUT
 
 
+@pytest.mark.parametrize(("field", "values", "line"), [
+    ("banned", ["elf"] * 30_000 + [" "], "--ban needs words (not blank), got ' ' as value 30001 of 30001 "
+     "(a blank one would do nothing: remove it)"),
+    ("stop", [""], "--stop needs non-empty strings, got '' (remove it)"),
+    ("dry_sequence_breakers", ["\n", "", ":"], "--dry-breaker needs non-empty strings, got '' as value 2 of 3 "
+     "(remove it)"),
+])
+def test_an_empty_string_among_many_is_named_not_the_whole_list(field, values, line):
+    """One check for empty and blank strings (it had been two near-twin classes), whose messages
+    printed the whole list: 30,000 --ban words made a 240 KB line."""
+    with pytest.raises(ConfigError) as info:
+        GenerationConfig.from_dict({field: values})
+    assert info.value.one_line() == line
+
+
 @pytest.mark.parametrize(
     "key, value, expected",
     [
-        ("max_new_tokens", "100", "an integer"),
-        ("max_new_tokens", 1.5, "an integer"),
-        ("max_new_tokens", True, "an integer"),
+        # in text.kind_of's words, as the "got ..." that follows ("must be an integer, got 1.5 (a number)")
+        ("max_new_tokens", "100", "must be a whole number, got '100' (text)"),
+        ("max_new_tokens", 1.5, "must be a whole number, got 1.5 (a number)"),
+        ("max_new_tokens", True, "must be a whole number, got True (true/false)"),
         ("temperature", "hot", "a finite number"),
         ("temperature", float("nan"), "a finite number"),
         ("top_p", float("inf"), "a finite number"),
-        ("strategy", 3, "a string"),
-        ("penalize_prompt", "yes", "true or false"),
-        ("early_stopping", 1, "true or false"),
-        ("banned", ["ok", 3], "a list of strings"),
-        ("stop", {"a": 1}, "a list of strings"),
+        ("strategy", 3, "must be text, got 3 (a whole number)"),
+        ("penalize_prompt", "yes", "must be true/false, got 'yes' (text)"),
+        ("early_stopping", 1, "must be true/false"),
+        ("banned", ["ok", 3], "a list of text"),
+        ("stop", {"a": 1}, "a list of text"),
         ("logit_bias", {"dragon": "up"}, "a mapping"),
         ("logit_bias", [["dragon"]], "a mapping"),
         ("logit_bias", "dragon", "a mapping"),
-        ("seed", "42", "an integer or null"),
+        ("seed", "42", "a whole number or null"),
     ],
 )
 def test_wrong_types_name_the_key_and_the_type(key, value, expected):

@@ -192,6 +192,61 @@ def test_loads_started_together_convert_once(tiny_gguf, isolated_home, monkeypat
     assert torch.equal(first, second)
 
 
+def test_models_remove_waits_for_a_load_under_way(tiny_gguf, isolated_home, monkeypatch):
+    """`metagen models remove` while another metagen loaded the model deleted the file under it: the
+    load failed with "model file ... does not exist" (exit 2). Now remove waits for the load, then
+    removes the file and the copy that load converted."""
+    import dataclasses
+    import hashlib
+    import shutil
+    import threading
+
+    from metagen import catalog
+    from metagen import generator as generator_module
+
+    name = catalog.DEFAULT_MODEL
+    data = tiny_gguf.read_bytes()
+    monkeypatch.setitem(catalog.KNOWN_MODELS, name, dataclasses.replace(
+        catalog.KNOWN_MODELS[name], sha256=hashlib.sha256(data).hexdigest(), size=len(data), adapter=""))
+    installed = catalog.installed_path(name)
+    installed.parent.mkdir(parents=True)
+    shutil.copyfile(tiny_gguf, installed)
+    real_build = generator_module.build_from_gguf
+    building, removed = threading.Event(), threading.Event()
+
+    def build(*args, **kwargs):
+        building.set()
+        removed.wait(timeout=1.0)  # the old code's remove deleted the file in here
+        return real_build(*args, **kwargs)
+
+    monkeypatch.setattr(generator_module, "build_from_gguf", build)
+    outcome = {}
+
+    def load():
+        try:
+            outcome["loaded"] = generator_module.load_model(name, dtype="float32")
+        except Exception as error:  # noqa: BLE001 - the test reports it
+            outcome["error"] = error
+
+    def remove():
+        outcome["removed"] = catalog.remove_model(name)
+        removed.set()
+
+    loader = threading.Thread(target=load)
+    loader.start()
+    assert building.wait(timeout=60)
+    remover = threading.Thread(target=remove)
+    remover.start()
+    for thread in (loader, remover):
+        thread.join(timeout=60)
+    assert "error" not in outcome, outcome.get("error")
+    assert outcome["loaded"].info.name == name
+    (copy,) = catalog.converted_folders(catalog.KNOWN_MODELS[name].sha256) or [None]  # made, then removed
+    assert copy is None
+    assert outcome["removed"][0] == installed and len(outcome["removed"]) == 2  # the file and the copy
+    assert not installed.exists()
+
+
 def test_a_conversion_removes_the_staging_folders_of_killed_ones(tiny_gguf, isolated_home):
     """A conversion killed outright (SIGKILL, the OOM killer) while writing its copy left a staging
     folder of a few hundred MB in converted/ that nothing ever removed. The next conversion of that

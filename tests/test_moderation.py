@@ -174,6 +174,16 @@ def test_a_worlds_banned_words_always_exceed_and_its_names_never_match(tmp_path)
         ("Dragon", "banned", "banned_words", None, True), ("blood", "blood", "lexicon", "PG", False)]
 
 
+def test_a_ban_of_marks_only_is_left_to_decoding_and_never_flags_a_word(tmp_path):
+    """`banned_words: ["!!!"]` bans the token "!!!" while generating (bans.py), but moderation
+    read it as leetspeak for "iii" and flagged "Henry III", never the "!!!" itself; a term with no
+    letter or digit as written ("$$$" read as "sss") is no word moderation can find."""
+    world = load_world(world_file(tmp_path, text=WORLD.replace("[dragon]", '[dragon, "!!!", "$$$"]')))
+    assert world.content.banned_words == ("dragon", "!!!", "$$$")
+    hits = check_text("King Henry III wept!!! SSS, a dragon, ii.", policy_for(world))
+    assert [(h.words, h.term.source) for h in hits] == [("dragon", "banned_words")]
+
+
 def test_no_world_and_no_rating_reports_without_a_target():
     policy = policy_for()
     assert policy.allowed is None

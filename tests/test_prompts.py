@@ -475,7 +475,7 @@ def test_subjects_are_ascii_slugs():
         (lambda: DialogueRequest(characters=("mira",)), "at least two characters"),
         (lambda: SceneRequest(location=""), "a scene needs a location"),
         (lambda: DialogueRequest(characters=("mira", "jonas"), turns=0), "turns must be 1 to 200"),
-        (lambda: StoryRequest(characters=("mira", "mira")), "names a character twice"),
+        (lambda: StoryRequest(characters=("mira", "mira")), "names a character more than once: mira"),
         (lambda: request_from_dict({"kind": "poem"}), "unknown request kind 'poem'"),
         (lambda: StoryRequest.from_dict({"kind": "scene"}), "expected a story request"),
         (lambda: StoryRequest.from_dict({"premis": "x"}), "did you mean 'premise'?"),
@@ -493,6 +493,23 @@ def test_same_character_by_id_and_name_is_refused(world):
         resolve_request(world, StoryRequest(characters=("jonas", "mira", "Mira Okonkwo")))
     assert caught.value.one_line() == ("story request names the same character twice: 'mira' and 'Mira Okonkwo' "
                                        "are both mira (name each character once)")
+
+
+def test_a_character_named_many_times_is_one_short_line(world):
+    """`-c` with one character 30,000 times printed all 30,000 names, a 210 KB line: now the names
+    given more than once, each with its count, the first five and how many more."""
+    with pytest.raises(RequestError) as caught:
+        StoryRequest(characters=("mira",) * 30_000 + ("jonas", "jonas"))
+    assert caught.value.one_line() == ("story request names a character more than once: mira (30,000 times), "
+                                       "jonas (name each character once)")
+    many = tuple(f"c{i}" for i in range(30)) * 2
+    with pytest.raises(RequestError) as caught:
+        StoryRequest(characters=many)
+    assert caught.value.one_line() == ("story request names a character more than once: c0, c1, c2, c3, c4 and "
+                                       "25 more (name each character once)")
+    with pytest.raises(RequestError) as caught:  # only the names that meet, not the whole cast
+        resolve_request(world, StoryRequest(characters=("jonas", "mira", "Mira Okonkwo")))
+    assert caught.value.one_line() == "story request names the same character twice: mira, Mira Okonkwo"
 
 
 def test_impossible_budgets_are_refused(world):

@@ -200,13 +200,17 @@ def test_a_killed_client_leaves_the_server_answering(server_home, tmp_path, mode
     assert leftovers(tmp_path) == []
 
 
-def test_ctrl_c_reaches_the_command_on_the_server(server_home, tmp_path, model_args):
+@pytest.mark.parametrize(("signum", "code", "line"), [
+    (signal.SIGINT, 130, "error: interrupted (SIGINT); nothing partial was written"),
+    (signal.SIGTERM, 143, "error: terminated by SIGTERM"),  # the server's handler tells it from its own
+], ids=["int", "term"])
+def test_ctrl_c_reaches_the_command_on_the_server(server_home, tmp_path, model_args, signum, code, line):
     proc = start(server_home, tmp_path, *LONG, "--out", "out", *model_args)
     wait_busy(server_home)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     _, stderr = proc.communicate(timeout=TIMEOUT)
-    assert proc.returncode == 130, stderr
-    assert stderr.splitlines()[-1] == "error: interrupted (SIGINT); nothing partial was written"
+    assert proc.returncode == code, stderr
+    assert stderr.splitlines()[-1] == line
     assert leftovers(tmp_path) == []
     assert status(server_home)["pid"]  # still there
 
@@ -336,7 +340,11 @@ def test_a_server_whose_log_reader_has_gone_answers_on(home, tmp_path, model_arg
     assert proc.returncode == 0
 
 
-def test_a_server_gone_mid_request_is_one_line_and_exit_1(home, tmp_path, model_args):
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT, signal.SIGHUP],
+                         ids=["kill", "term", "int", "hup"])
+def test_a_server_gone_mid_request_is_one_line_and_exit_1(home, tmp_path, model_args, signum):
+    """Killed, or stopped by a signal of its own (not the client's): the client was not signalled, so
+    it says the server stopped, not "terminated by SIGTERM" (exit 143) as if it had been."""
     server = start_server(home)
     try:
         # the model converted first: its "converting ..." line would otherwise reach stderr, or
@@ -344,7 +352,7 @@ def test_a_server_gone_mid_request_is_one_line_and_exit_1(home, tmp_path, model_
         assert metagen(home, tmp_path, "generate", "warm", *model_args, "--max-tokens", 1).returncode == 0
         proc = start(home, tmp_path, *LONG, "--out", "out", *model_args)
         wait_busy(home)
-        server.kill()
+        server.send_signal(signum)
         _, stderr = proc.communicate(timeout=TIMEOUT)
     finally:
         stop_server(server, home)

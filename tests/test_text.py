@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from metagen.text import balanced_quotes, id_from, kind_of, slugify
+from metagen.text import balanced_quotes, id_from, kind_named, kind_of, slugify
 
 
 @pytest.mark.parametrize("paragraph, paired", [
@@ -55,3 +55,5 @@ def test_id_from_spells_out_the_letters_slugify_drops():
 ])
 def test_kind_of_names_a_value_as_a_yaml_writer_would(value, words):
     assert kind_of(value) == words
+    if value is not None:  # what "must be ..." says of its type is what "got ..." says of its value
+        assert kind_named(type(value)) == words

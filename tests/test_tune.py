@@ -52,10 +52,12 @@ def test_read_examples_takes_chats_and_plain_pairs(tmp_path):
     ('{"completion": "x"}', 'd.jsonl:2: an example needs "messages"'),
     ('{"messages": [{"role": "wizard", "content": "x"}], "completion": "y"}',
      "d.jsonl:2: unknown role 'wizard'; roles are system, user, assistant"),
-    ('{"prompt": "a", "completion": "b", "end_of_turn": "no"}', 'd.jsonl:2: "end_of_turn" must be true or false, not a string'),
+    # in text.kind_of's words, as every other file's messages ("not a string", "an object" had been JSON's own)
+    ('{"prompt": "a", "completion": "b", "end_of_turn": "no"}', 'd.jsonl:2: "end_of_turn" must be true/false, got text'),
     ('{"prompt": "a", "completion": "b", "end_of_trun": false}', "d.jsonl:2: unknown field 'end_of_trun'"),
-    ('{"prompt": 5, "completion": "b"}', 'd.jsonl:2: "prompt" must be a string, not a number'),
-    ("[1, 2]", "d.jsonl:2: an example is a JSON object, not a list"),
+    ('{"prompt": 5, "completion": "b"}', 'd.jsonl:2: "prompt" must be text, got a whole number'),
+    ("[1, 2]", "d.jsonl:2: an example must be a JSON object, got a list"),
+    ("null", "d.jsonl:2: an example must be a JSON object, got nothing"),
 ])
 def test_a_bad_line_names_file_and_line(tmp_path, line, message):
     path = tmp_path / "d.jsonl"

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 import sys
 from typing import Annotated, Callable, Optional
 
 import typer
 
-from metagen.config import CLI_BEAMS, SETTINGS, Setting
+from metagen.config import CLI_BEAMS, MAX_BIAS, SETTINGS, Setting
 from metagen.errors import ConfigError
 
 PANEL = "Decoding"
@@ -82,16 +83,20 @@ MODEL_DEFAULTS = {"model": None, "dtype": "auto", "device": "cpu", "prompt_dtype
 def parse_logit_bias(items: list[str] | None) -> list[tuple[str, float]] | None:
     if not items:
         return None
+    flag = SETTINGS["logit_bias"].flag
     pairs = []
     for item in items:
         key, sep, value = item.rpartition("=")
         try:
             if not sep or not key:
                 raise ValueError
-            pairs.append((key, float(value)))
+            bias = float(value)
         except ValueError:
-            raise ConfigError(f"{SETTINGS['logit_bias'].flag} {item!r} must look like WORD=BIAS or #ID=BIAS, "
-                              "e.g. dragon=-5") from None
+            raise ConfigError(f"{flag} {item!r} must look like WORD=BIAS or #ID=BIAS, e.g. dragon=-5") from None
+        if not math.isfinite(bias):  # nan, inf, 1e999: said here, where the flag's own words are known
+            raise ConfigError(f"{flag} {item!r}: the bias must be a finite number in [-{MAX_BIAS:g}, {MAX_BIAS:g}], "
+                              f"got {bias:g}", hint="-100 already bans a word")
+        pairs.append((key, bias))
     return pairs
 
 

@@ -16,7 +16,7 @@ from metagen.files import NotRegularFile, os_reason, parse_json, read_regular
 from metagen.output.piece import FINISH_REASONS, to_plain
 from metagen.prompts import KINDS
 from metagen.world import YamlRefused, compose_yaml, construct_plain
-from metagen.text import kind_of
+from metagen.text import kind_named, kind_of
 
 MAX_PIECE_BYTES = 64 * 2**20  # a piece file read back (replay, resume) is never larger
 
@@ -68,8 +68,7 @@ def _check_record(path: Path, data: dict) -> None:
         if value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, kinds):
-            want = " or ".join({"str": "text", "dict": "a mapping", "list": "a list", "int": "a whole number",
-                                "float": "a number"}[k.__name__] for k in kinds)
+            want = " or ".join(kind_named(k) for k in kinds)
             raise ConfigError(f"{path} is not a metagen file ({key} must be {want}, got {kind_of(value)})",
                               hint="metagen reads back the files it wrote; restore or regenerate this one")
     if not all(isinstance(f, str) for f in data.get("world_files") or ()):
