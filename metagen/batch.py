@@ -27,6 +27,7 @@ from metagen.output import (
     FORMATS,
     OutputFolder,
     check_format,
+    format_name,
     check_not_exists,
     check_not_folder,
     check_writable,
@@ -275,6 +276,7 @@ def _path_value(problems, node, path, folder: Path) -> Path | None:
 
 def _format_value(problems, node, path) -> str | None:
     value = _scalar(problems, node, path, (str,), f"one of {', '.join(FORMATS)}")
+    value = None if value is None else format_name(value)  # MD, Markdown: as --format takes them
     if value is not None and value not in FORMATS:
         problems.add(node, path, f"'{value}' is not a format ({did_you_mean(value, FORMATS)})")
         return None
@@ -394,6 +396,7 @@ def plan_batch(jobs_file: JobsFile, *, out: str | os.PathLike | None = None, fmt
     from metagen import pipeline
     from metagen.prompts import resolve_request
 
+    fmt = None if fmt is None else format_name(fmt)
     if fmt is not None and fmt not in FORMATS:  # the flag's own mistake, not the first job's
         raise ConfigError(f"--format {fmt!r} is not a format ({did_you_mean(fmt, FORMATS)})")
     cli = dict(cli_settings or {})

@@ -164,6 +164,19 @@ def test_an_unknown_format_flag_is_named_as_the_flag(runner, tmp_path, world, no
 
 
 
+@pytest.mark.parametrize("top, job, flag, ext", [
+    ("format: Markdown\n", "", None, "md"),
+    ("", ", format: JSON", None, "json"),
+    ("format: md\n", "", "TXT", "txt"),
+    ("", "", "markdown", "md"),
+])
+def test_format_names_are_taken_in_any_case(tmp_path, world, top, job, flag, ext):
+    """A jobs file's `format: Markdown` and `batch --format TXT` were 'not a format'."""
+    path = write_jobs(tmp_path, f"world: tiny.yaml\nseed: 1\n{top}jobs: [{{kind: scene, location: well{job}}}]")
+    unit = batch.plan_batch(batch.load_jobs(path), out=tmp_path / "o", fmt=flag).units[0]
+    assert unit.path == tmp_path / "o" / "tinyville" / "scene" / f"well-1.{ext}"
+
+
 @pytest.mark.parametrize("top, flags, given", [
     ("", ["--out", "{tmp}/results.md"], "--out {tmp}/results.md"),
     ("out: results.json\n", [], "{tmp}/jobs.yaml: out: {tmp}/results.json"),

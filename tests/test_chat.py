@@ -30,7 +30,7 @@ from metagen.pipeline import effective_config
 from metagen.session import read_session
 from metagen.world import load_world
 
-from conftest import interrupt_on_call, invoke, load_tiny_generator, write_tiny_gguf, write_world
+from conftest import files_in, interrupt_on_call, invoke, load_tiny_generator, write_tiny_gguf, write_world
 
 ROOT = Path(__file__).resolve().parent.parent
 WORLD = """\
@@ -348,6 +348,49 @@ def test_resume_continues_with_the_same_answers(runner, world_path, model_args, 
     assert texts == [r["text"] for r in json_lines(whole.stdout)]
     assert len(read_session(session_file)[1]) == 3
     assert read_session(session_file)[0]["moderation"] == "report"
+
+
+def test_out_naming_a_json_file_saves_the_session_there_and_resume_continues_it(runner, world_path, model_args,
+                                                                                tmp_path):
+    """`-o session.json` made a folder session.json/quay/chat/mira-8.json, as story's -o story.md did:
+    it is the session file itself now, and --resume of it continues with the same answers."""
+    whole = run(runner, chat_args(world_path, model_args, "--seed", 8, "--json"), "Hello.\nThe fog?\n")
+    path = tmp_path / "talks" / "session.json"
+    first = run(runner, chat_args(world_path, model_args, "--seed", 8, "--json", "-o", path), "Hello.\n")
+    assert first.exit_code == 0, first.output
+    assert path.is_file() and files_in(tmp_path / "talks") == [path]
+    assert f"session saved: {path} (continue it with --resume {path})" in first.stderr
+    rest = run(runner, ["chat", world_path, *model_args, "--json", "--resume", path], "The fog?\n")
+    assert rest.exit_code == 0, rest.output
+    texts = [r["text"] for r in json_lines(first.stdout) + json_lines(rest.stdout)]
+    assert texts == [r["text"] for r in json_lines(whole.stdout)]
+    assert [t.player for t in read_session(path)[1]] == ["Hello.", "The fog?"]
+    before = path.read_bytes()
+    again = run(runner, chat_args(world_path, model_args, "--seed", 9, "-o", path), "Hi.\n")
+    assert again.exit_code == 2 and path.read_bytes() == before
+    assert again.stderr == f"error: {path} exists (continue it with --resume {path}, or give another --out)\n"
+
+
+@pytest.mark.parametrize("name, message", [
+    ("talk.md", "error: --out {out} names a .md file, but a chat session is saved as JSON (give --out {stem}.json, "
+                "or a folder such as {stem}; /save talk.md in the session writes the conversation as .md)"),
+    ("talk.txt", "error: --out {out} names a .txt file, but a chat session is saved as JSON (give --out {stem}.json, "
+                 "or a folder such as {stem})"),
+])
+def test_out_naming_a_file_of_another_format_is_refused_before_the_model(runner, world_path, tmp_path, monkeypatch,
+                                                                        name, message):
+    monkeypatch.setattr("metagen.commands.chat.load_generator", lambda *a, **k: pytest.fail("model loaded"))
+    out = tmp_path / name
+    result = run(runner, ["chat", world_path, "--as", "mira", "-o", out], "Hi.\n")
+    assert result.exit_code == 2 and not out.exists()
+    assert result.stderr == message.format(out=out, stem=out.with_suffix("")) + "\n"
+
+
+def test_out_ending_in_json_with_a_slash_is_still_a_folder(runner, world_path, model_args, tmp_path):
+    out = tmp_path / "sessions.json"
+    result = run(runner, chat_args(world_path, model_args, "--seed", 2, "-o", f"{out}/"), "Hi.\n")
+    assert result.exit_code == 0, result.output
+    assert files_in(out) == [out / "quay" / "chat" / "mira-2.json"]
 
 
 @pytest.mark.parametrize("extra, message", [

@@ -286,6 +286,24 @@ def test_out_ending_in_md_is_a_folder_when_it_is_one_or_ends_in_a_slash(runner, 
     assert files_in(out) == [out / "tinyville" / "story" / "ada-2.md"]
 
 
+@pytest.mark.parametrize("given, fmt", [("MD", "md"), ("Markdown", "md"), ("JSON", "json"), ("Text", "txt")])
+def test_format_names_are_taken_in_any_case(runner, world, model_args, tmp_path, given, fmt):
+    """`-o x.MD` was a Markdown file while `--format MD` was 'unknown output format'."""
+    args = ["story", world, "-c", "ada", "--seed", 3, "--max-tokens", 4, "-q", *model_args]
+    result = invoke(runner, *args, "--format", given, "-o", tmp_path / "folder")
+    assert result.exit_code == 0, result.output
+    assert files_in(tmp_path / "folder") == [tmp_path / "folder" / "tinyville" / "story" / f"ada-3.{fmt}"]
+    named = tmp_path / f"one.{fmt}"
+    assert invoke(runner, *args, "--format", given, "-o", named).exit_code == 0 and named.is_file()
+
+
+def test_a_format_alias_that_does_not_match_out_is_named_by_its_format(runner, world, tmp_path, no_model):
+    result = invoke(runner, "story", world, "-c", "ada", "--format", "Markdown", "-o", tmp_path / "s.json")
+    assert result.exit_code == 2
+    assert result.stderr == (f"error: --format md does not match --out {tmp_path / 's.json'}, which names a .json file "
+                             f"(give --out {tmp_path / 's.md'}, or leave --format out)\n")
+
+
 BAD_INPUTS = [
     (["story", "{world}", "-c", "adda"], "has no character 'adda'", "did you mean 'ada'?"),
     (["story", "{world}", "-l", "wel"], "has no location 'wel'", "did you mean 'well'?"),

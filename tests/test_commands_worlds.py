@@ -359,3 +359,73 @@ def test_a_terminal_table_folds_a_long_cell_instead_of_cutting_it():
     assert "…" not in shown and max(len(line) for line in shown.splitlines()) <= 50
     path_column = "".join(line.split("│")[4].strip() for line in shown.splitlines() if line.count("│") == 5)
     assert path_column == path  # every character, in order, read down its column
+
+
+def on_a_terminal(args: list[str], width: int) -> list[str]:
+    """`python -m metagen ARGS` run in ./ with its stdout on a pseudo-terminal `width` columns wide;
+    its output lines, colours taken out."""
+    import fcntl
+    import os
+    import pty
+    import re
+    import struct
+    import subprocess
+    import sys
+    import termios
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 50, width, 0, 0))
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "FORCE_COLOR", "TTY_COMPATIBLE")}
+    env.update(NO_COLOR="1", TERM="xterm", PYTHONPATH=str(ROOT))
+    process = subprocess.Popen([sys.executable, "-m", "metagen", *args], cwd=ROOT, stdout=follower,
+                               stderr=subprocess.DEVNULL, env=env)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the other end closed: the command is done
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(leader)
+    assert process.wait(timeout=60) == 0
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode("utf-8"))
+    return text.replace("\r\n", "\n").splitlines()
+
+
+@pytest.mark.parametrize("width", [20, 40, 160])
+def test_worlds_list_on_a_narrow_terminal_keeps_ids_and_paths_whole(width):
+    """At 40 columns the table broke ids and paths mid-word (`ashenme` / `re`), at 20 it gave each
+    column one character: a narrow terminal gets one `field: value` line a cell instead."""
+    import re
+
+    worlds = json.loads(CliRunner().invoke(app, ["worlds", "list", str(ROOT / "worlds"), "--json"]).stdout)
+    lines = on_a_terminal(["worlds", "list"], width)
+    for world in worlds:
+        for whole in (world["id"], str(Path(world["path"]).relative_to(ROOT))):
+            assert any(re.search(rf"(^|[\s│:]){re.escape(whole)}($|[\s│])", line) for line in lines), (whole, lines)
+    if width == 160:  # room enough: the table as before
+        assert any(re.fullmatch(r"┃ id +┃ name +┃ contents +┃ path +┃", line) for line in lines), lines
+    else:  # nothing wider than the terminal but a value that cannot be broken
+        names = [str(Path(w["path"]).relative_to(ROOT)) for w in worlds]
+        assert all(len(line) <= width or line.strip() in names or line.split(":", 1)[1].strip() in names
+                   for line in lines), lines
+
+
+@pytest.mark.parametrize("width", [20, 40, 50])
+def test_a_narrow_terminal_table_never_breaks_a_whole_column(width):
+    import io
+
+    from rich.console import Console
+
+    from metagen.commands.terminal import print_table
+
+    path = "/home/someone/.cache/metagen/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+    console = Console(width=width, file=io.StringIO(), force_terminal=True, color_system=None, record=True)
+    print_table(console, ["name", "size", "installed", "path"],
+                [["smollm2-135m-instruct (default)", "93.8 MiB", "yes", path]], whole=("name", "path"))
+    lines = console.export_text().splitlines()
+    whole = [line for line in lines if path in line or "smollm2-135m-instruct (default)" in line]
+    assert len(whole) == 2 and all(len(line) <= width for line in lines if line not in whole), lines

@@ -21,6 +21,7 @@ from typing import Annotated, Callable, Iterator, Optional
 
 import typer
 
+from metagen.commands.help import typed_path
 from metagen.commands.options import load_generator, with_decoding_options
 from metagen.commands.pieces import Location, WorldArg
 from metagen.commands.terminal import escaped, printable, stdin_unreadable
@@ -35,7 +36,8 @@ As = Annotated[Optional[str], typer.Option("--as", "-a", help="The character to 
 Player = Annotated[Optional[str], typer.Option("--player", help="Your name in the conversation. [default: Visitor]", show_default=False)]
 Script = Annotated[Optional[Path], typer.Option("--script", help="Read the player's lines from FILE, one a line (slash commands too), instead of the terminal.", show_default=False)]
 Resume = Annotated[Optional[Path], typer.Option("--resume", help="Continue the session saved in FILE (its character, player, place, seed and settings).", show_default=False)]
-Out = Annotated[Path, typer.Option("--out", "-o", help="Output folder: the session is saved to OUT/<world>/chat/<character>-<seed>.json after every turn.")]
+Out = Annotated[Path, typer.Option("--out", "-o", help="Output folder: the session is saved to OUT/<world>/chat/<character>-<seed>.json after every turn. "
+                                   "A path ending in .json that is not a folder (-o session.json) is the session file itself.")]
 AsJson = Annotated[bool, typer.Option("--json", help="One JSON object per answer on stdout (turn, speaker, text, alternatives, tokens, seconds) and nothing else.")]
 Moderation = Annotated[Optional[str], typer.Option("--moderation", help="off | report: answers over the world's rating lose to others, each records its verdict | enforce: the same, and an answer still over it is not kept. See docs/moderation.md. [default: report, or what the --resume session records]", show_default=False)]
 
@@ -159,6 +161,11 @@ def _prepare(world_path: Path, character: str | None, player: str | None, locati
             _note(f"warning: {world_path} has changed since {resume} was saved; earlier answers stay as they were")
         check_writable(resume.parent)
         path = resume
+    elif _named_session_file(out):  # `-o session.json`: that file, as story's `-o story.md` (pieces.run_pieces)
+        check_writable(out.parent)
+        path = out
+        if os.path.lexists(path):  # no --overwrite: a session is continued, never replaced
+            raise OutputExistsError(f"{path} exists", hint=f"continue it with --resume {path}, or give another --out")
     else:
         check_writable(out)
         path = output_path(out, world.id, "chat", who.id, seed, "json")
@@ -167,6 +174,19 @@ def _prepare(world_path: Path, character: str | None, player: str | None, locati
             raise OutputExistsError(f"{path} exists: a session with {who.id} and seed {seed}",
                                     hint=f"continue it with --resume {path}, or give another --seed or --out")
     return _Setup(world, who, place, name, cfg, seed, turns, path, dict(record.get("model") or {}), mode)
+
+
+def _named_session_file(out: Path) -> bool:
+    """Whether --out names the session file itself (`-o session.json`) rather than a folder; the
+    output.named_file_format rule, so `-o talk.md` is refused: a session is saved as JSON."""
+    from metagen.output import named_file_format
+
+    named = named_file_format(out, typed_path("out"))
+    if named not in (None, "json"):
+        export = f"; /save {out.name} in the session writes the conversation as .{named}" if named in SAVE_FORMATS else ""
+        raise ConfigError(f"--out {out} names a .{named} file, but a chat session is saved as JSON",
+                          hint=f"give --out {out.with_suffix('.json')}, or a folder such as {out.with_suffix('')}{export}")
+    return named == "json"
 
 
 def _check_resumed(resume: Path, record: dict, world, character, player, location, seed) -> None:

@@ -14,7 +14,7 @@ import typer
 
 from metagen import catalog
 from metagen.commands.help import PLAIN_HELP, PanelledCommand
-from metagen.commands.terminal import escaped, plain_table, rich_table
+from metagen.commands.terminal import escaped, plain_table, print_table
 
 models_app = typer.Typer(
     **PLAIN_HELP,
@@ -51,7 +51,7 @@ def list_command(
     if sys.stdout.isatty():
         from rich.console import Console
 
-        Console().print(rich_table(headers, cells))
+        print_table(Console(), headers, cells, whole=("name", "path"))
     else:
         typer.echo(plain_table(headers, cells))
     typer.echo(_server_line())

@@ -56,9 +56,18 @@ Count = Annotated[int, typer.Option("--count", "-n", help="How many pieces, 1 to
 Out = Annotated[Path, typer.Option("--out", "-o", help="Output folder: files go to OUT/<world>/<kind>/<subject>-<seed>.<ext>. "
                                    "A path ending in .md, .txt, .json, .yarn or .ink that is not a folder (-o story.md) "
                                    "is the one file written instead (with -n 1).")]
+
+
+def format_option(value: str | None) -> str | None:
+    """--format as typed (MD, Markdown, Text) by its name in output.FORMATS; "" is refused (not_blank)."""
+    from metagen.output import format_name
+
+    return None if not_blank(value) is None else format_name(value)
+
+
 Format = Annotated[Optional[str], typer.Option(
-    "--format", "-f", help="md | txt | json (dialogue also yarn | ink). [default: md; txt with --stdout]", show_default=False,
-    callback=not_blank)]
+    "--format", "-f", help="md | txt | json (dialogue also yarn | ink), in any case; markdown and text too. [default: md; txt with --stdout]", show_default=False,
+    callback=format_option)]
 Stdout = Annotated[bool, typer.Option("--stdout", help="Print the text instead of writing a file.")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace files that exist.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Nothing on stderr but errors; no streaming.")]

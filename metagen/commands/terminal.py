@@ -59,18 +59,63 @@ def plain_table(headers: list[str], rows: list[list[str]]) -> str:
     )
 
 
-def rich_table(headers: list[str], rows: list[list[str]], title: str = ""):
-    """A rich Table for a terminal: cells as plain Text (world text is never read as markup), and a cell
-    too long for a narrow terminal folds onto more lines rather than being cut ("smollm2-1...")."""
+def rich_table(headers: list[str], rows: list[list[str]], title: str = "", whole: tuple[str, ...] = ()):
+    """A rich Table for a terminal: cells as plain Text (world text is never read as markup). A cell too
+    long for a narrow terminal folds onto more lines rather than being cut ("smollm2-1..."); the
+    columns named in `whole` (ids, paths) never wrap, so they fold only where print_table would not
+    have shown the table."""
     from rich.table import Table
     from rich.text import Text
 
     table = Table(title=title or None, title_justify="left")
     for header in headers:
-        table.add_column(header, overflow="fold")
+        table.add_column(header, overflow="fold", no_wrap=header in whole)
     for row in rows:
         table.add_row(*(Text(str(cell)) for cell in row))
     return table
+
+
+WHOLE_COLUMNS = ("id", "path")  # copied into the next command: never broken across lines
+MIN_VALUE_COLUMNS = 16  # narrower beside its label, a value goes on the line under it
+
+
+def print_table(console, headers: list[str], rows: list[list[str]], title: str = "",
+                whole: tuple[str, ...] = WHOLE_COLUMNS) -> None:
+    """A table on a terminal, in the first layout that fits its width with the `whole` columns unbroken
+    and every other column at least a word wide: a rich table; else plain_table's aligned columns;
+    else one `header: value` line a cell, a blank line between rows (at 40 columns a rich table had
+    broken "ashenme/re" and worlds/ash/enmere.yaml, at 20 it gave each column one character).
+    A line still wider than the terminal is left for the terminal to wrap, so a copied path is whole."""
+    from rich.measure import Measurement
+    from rich.text import Text
+
+    table = rich_table(headers, rows, title, whole)
+    if Measurement.get(console, console.options.update_width(10**6), table).minimum <= console.width:
+        console.print(table)
+        return
+    plain = plain_table(headers, rows)
+    if max(columns(line) for line in plain.splitlines()) > console.width:
+        label = max(columns(h) for h in headers) + 2
+        if console.width - label < MIN_VALUE_COLUMNS:  # too narrow beside the labels: each value under its own
+            label = 0
+        plain = "\n\n".join(
+            "\n".join(f"{h}:" + (" " * (label - 1 - columns(h)) if label else "\n") + (
+                str(cell) if h in whole else
+                ("\n" + " " * label).join(_words_in_lines(str(cell), console.width - label)))
+                for h, cell in zip(headers, row))
+            for row in rows)
+    console.print(Text((f"{title}\n" if title else "") + plain), soft_wrap=True)
+
+
+def _words_in_lines(text: str, width: int) -> list[str]:
+    """text's words in lines of at most width columns; a longer word alone on its line, whole."""
+    lines = [""]
+    for word in text.split():
+        if lines[-1] and columns(lines[-1]) + 1 + columns(word) > width:
+            lines.append(word)
+        else:
+            lines[-1] = f"{lines[-1]} {word}" if lines[-1] else word
+    return lines
 
 
 def printable(text: str, terminal: bool) -> str:

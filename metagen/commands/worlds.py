@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from metagen.commands.help import PATHS_AS_TYPED, PLAIN_HELP, PanelledCommand
-from metagen.commands.terminal import clipped, escaped, plain_table, rich_table
+from metagen.commands.terminal import clipped, escaped, plain_table, print_table
 from metagen.text import json_text
 from metagen.errors import EXIT_BAD_INPUT, OutputError, OutputExistsError, OutputFolderError, WorldError
 
@@ -71,7 +71,7 @@ def _print_tables(heading: list[str], tables: list[tuple[str, list[str], list[li
         console.print(Text(title))  # Text: world text is never read as rich markup
         for name, headers, rows in tables:
             if rows:
-                console.print(rich_table(headers, rows, name))
+                print_table(console, headers, rows, name)
         return
     typer.echo(title)
     for name, headers, rows in tables:

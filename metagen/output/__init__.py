@@ -11,6 +11,7 @@ from metagen.output.formats import (
     check_format,
     escape_ink,
     escape_yarn,
+    format_name,
     node_name,
     render,
     single_file_format,
@@ -44,5 +45,5 @@ __all__ = [
     "exists_words",
     "field_difference", "is_complete", "node_name", "output_path", "parse_front_matter", "read_piece_file",
     "recorded_difference", "recorded_fields",
-    "named_file_format", "render", "request_digest", "request_name", "sanitize_component", "single_file_format", "write_atomic", "write_piece",
+    "format_name", "named_file_format", "render", "request_digest", "request_name", "sanitize_component", "single_file_format", "write_atomic", "write_piece",
 ]

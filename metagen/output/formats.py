@@ -19,6 +19,15 @@ from metagen.text import format_turns, json_text
 
 FORMATS = ("md", "txt", "json", "yarn", "ink")
 DIALOGUE_ONLY_FORMATS = ("yarn", "ink")
+FORMAT_ALIASES = {"markdown": "md", "text": "txt"}  # names people type for a format
+
+
+def format_name(name: str) -> str:
+    """A format as typed (MD, Markdown, Text, " json") as its name in FORMATS; any other text as given,
+    for check_format to refuse. `-o x.MD` was a Markdown file while `--format MD` was refused."""
+    key = name.strip().lower()
+    key = FORMAT_ALIASES.get(key, key)
+    return key if key in FORMATS else name
 
 
 def check_format(kind: str, fmt: str) -> None:
@@ -42,6 +51,7 @@ def single_file_format(kind: str, out, fmt: str | None, count: int, typed: str |
         raise ConfigError(f"--out {out} names one file, but --count {count} makes {count} pieces",
                           hint=f"give --out a folder, such as {Path(out).with_suffix('')}, to get one file a piece "
                           f"as {Path(out).with_suffix('')}/<world>/<kind>/<subject>-<seed>.{named}, or leave --count out")
+    fmt = None if fmt is None else format_name(fmt)
     if fmt is not None and fmt != named:
         raise ConfigError(f"--format {fmt} does not match --out {out}, which names a .{named} file",
                           hint=f"give --out {Path(out).with_suffix('.' + fmt)}, or leave --format out")
