@@ -46,10 +46,12 @@ class GenerationConfig:
         "sample", "--strategy", OneOf(STRATEGIES), section="length", help=f"{' | '.join(STRATEGIES)}.",
         doc="How the next token is chosen. `sample` at temperature 0 runs as greedy.")
     max_new_tokens: int = setting(
-        256, "--max-tokens", AtLeast(1), section="length", help="Most tokens to generate.",
+        256, "--max-tokens", AtLeast(1), section="length", help="Most tokens to generate, counting the words metagen opens a scene or story paragraph with.",
         help_default=False,  # a story's default comes from its --length
         doc="Most tokens to write. The prompt plus this must fit the model's context (read from the model "
-            "file); the error says how many would fit.")
+            "file); the error says how many would fit. The words metagen writes to open a scene or a story "
+            "beat (\"The Lantern Bazaar smells of\": 8 tokens, docs/quality.md) count toward it, so a scene "
+            "with `--max-tokens 8` can hold none of the model's own.")
     min_new_tokens: int = setting(
         0, "--min-tokens", AtLeast(0), note="at most `max_new_tokens`", section="length",
         help="No end (end-of-text or a stop string) until this many tokens.",

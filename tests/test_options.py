@@ -26,7 +26,7 @@ def test_one_option_per_command_line_setting_in_field_order():
     ("early_stopping", "Beam: stop once enough hypotheses are done. [default: yes]"),
     ("length_penalty", "Beam score = logprob / length ** this. [default: 1]"),
     ("num_beams", f"Beams for --strategy beam. [default: {CLI_BEAMS}]"),
-    ("max_new_tokens", "Most tokens to generate."),
+    ("max_new_tokens", "Most tokens to generate, counting the words metagen opens a scene or story paragraph with."),
     ("strategy", "greedy | sample | beam. [default: sample]"),
 ])
 def test_help_text_carries_limits_and_default(name, help_text):
