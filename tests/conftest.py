@@ -83,7 +83,7 @@ def load_tiny_generator(path: Path, sha256: str = "0" * 64):
 @pytest.fixture(scope="session")
 def tiny_generator(tiny_gguf):
     """The tiny model loaded through the real GGUF path, float32."""
-    from metagen.catalog import file_sha256
+    from metagen.home import file_sha256
 
     return load_tiny_generator(tiny_gguf, file_sha256(tiny_gguf))
 

