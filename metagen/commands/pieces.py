@@ -494,7 +494,8 @@ def _recorded_model(recorded: dict) -> str | None:
 def _recorded_adapter(recorded: dict, file: Path, quiet: bool) -> str:
     """The adapter a piece was made with: "none" when it records none (every piece made before
     adapters), else its recorded file, or the packaged one when that has the recorded hash."""
-    from metagen.catalog import KNOWN_MODELS, file_sha256
+    from metagen.catalog import KNOWN_MODELS
+    from metagen.home import file_sha256
 
     adapter = recorded.get("adapter")
     if not isinstance(adapter, dict):

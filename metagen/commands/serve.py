@@ -23,7 +23,7 @@ def serve(
     then use it and give the same files, output and exit codes, without the start-up.
     """
     from metagen import protocol
-    from metagen.catalog import cache_dir
+    from metagen.home import cache_dir
 
     if stop and status:  # one question at a time: it stopped the server, then printed the stop's answer as a status
         raise typer.BadParameter("give --stop or --status, not both", param_hint="'--stop' / '--status'")
