@@ -208,11 +208,23 @@ def parse_shard(text: str | None) -> tuple[int, int]:
     return i, n
 
 
-def load_jobs(path: str | os.PathLike) -> JobsFile:
-    """Read and check a jobs file; one ConfigError lists its problems as file:line: field: what."""
+STDIN_NAME = "<stdin>"  # a jobs file read from standard input (`metagen batch -`), as messages name it
+
+
+def load_jobs(path: str | os.PathLike, data: bytes | None = None) -> JobsFile:
+    """Read and check a jobs file; one ConfigError lists its problems as file:line: field: what.
+
+    Args:
+        data: the file's bytes when they come from elsewhere (standard input: give STDIN_NAME as the
+            path, and relative paths in it are taken from the current folder).
+    """
     path = Path(path)
     display = str(path)
-    data = read_input(path, MAX_JOBS_BYTES, "a jobs file", ConfigError)
+    if data is None:
+        data = read_input(path, MAX_JOBS_BYTES, "a jobs file", ConfigError)
+    elif len(data) > MAX_JOBS_BYTES:
+        raise ConfigError(f"{display} is over the {MAX_JOBS_BYTES // 2**20} MiB limit for a jobs file",
+                          hint="split it into several files")
     try:
         root = compose_yaml(data, "a jobs file")
     except YamlRefused as error:
@@ -622,6 +634,7 @@ __all__ = [
     "BatchResult",
     "Job",
     "JobsFile",
+    "STDIN_NAME",
     "Unit",
     "check_batch_fits_context",
     "load_jobs",

@@ -275,6 +275,21 @@ def test_a_shard_in_other_digits_is_refused_naming_the_form(runner, tmp_path, wo
     assert result.stderr == "error: --shard must look like I/N in the digits 0-9, e.g. 2/4, got '\u0661/\u0662'\n"
 
 
+def test_a_jobs_file_on_stdin_is_read_with_paths_from_the_current_folder(runner, tmp_path, world, model_args):
+    """`generate_jobs | metagen batch -` said '-: no such jobs file'."""
+    from metagen.cli import app
+
+    text = "world: tiny.yaml\nseed: 4\nsettings: {max_new_tokens: 2}\njobs:\n  - {kind: scene, location: well}\n"
+    result = runner.invoke(app, ["batch", "-", "--out", "piped", "--json", *model_args], input=text)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["path"] == "piped/tinyville/scene/well-4.md"
+    assert invoke(runner, "batch", write_jobs(tmp_path, text), "--out", "filed", "-q", *model_args).exit_code == 0
+    assert piece_files(tmp_path / "piped") == piece_files(tmp_path / "filed")
+    result = runner.invoke(app, ["batch", "-"], input="jobs:\n  - {kind: scene, location: well}\n")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: <stdin>:2: jobs[0].world: no world") and "Traceback" not in result.output
+
+
 def test_examples_and_docs_load(tmp_path):
     plan = batch.plan_batch(batch.load_jobs(ROOT / "examples" / "jobs.yaml"), out=tmp_path / "o")
     assert plan.total == len(plan.units) == 7
