@@ -122,6 +122,7 @@ class BatchPlan:
     total: int = 0  # units in the whole file
     shard: tuple[int, int] = (1, 1)
     out: OutputFolder | None = None  # pinned when planned; every write goes through it
+    resume: bool = False  # a piece another run finishes meanwhile is skipped, as one finished before
 
 
 @dataclass
@@ -133,6 +134,7 @@ class BatchResult:
     seconds: float = 0.0  # wall time of the run
     warnings: list[str] = field(default_factory=list)  # from the prompts and dialogues, duplicates dropped
     refused: list[str] = field(default_factory=list)  # --moderation enforce: pieces not written, and why
+    finished_elsewhere: int = 0  # --resume: pieces another run wrote while this one made them
 
 
 # ----------------------------------------------------------------------------- reading
@@ -460,7 +462,7 @@ def plan_batch(jobs_file: JobsFile, *, out: str | os.PathLike | None = None, fmt
     _check_collisions(units)
     i, n = shard
     mine = [u for u in units if u.index % n == i - 1]
-    plan = BatchPlan(units=[], total=len(units), shard=shard, out=OutputFolder(out_dir))
+    plan = BatchPlan(units=[], total=len(units), shard=shard, out=OutputFolder(out_dir), resume=resume)
     if mine:
         check_writable(out_dir)
         plan.out.pin()
@@ -590,7 +592,8 @@ def settings_groups(units: list[Unit]) -> list[list[Unit]]:
 
 def run_batch(generator, plan: BatchPlan, *, batch_size: int = DEFAULT_BATCH_SIZE,
               on_written: Callable[[Unit, Any, Path], None] | None = None,
-              on_text: Callable[[Unit, str], None] | None = None, moderation: str = "report") -> BatchResult:
+              on_text: Callable[[Unit, str], None] | None = None, moderation: str = "report",
+              on_skipped: Callable[[Unit], None] | None = None) -> BatchResult:
     """Make and write every planned unit; each file is written (atomically) as soon as its piece is done.
 
     Args:
@@ -599,6 +602,8 @@ def run_batch(generator, plan: BatchPlan, *, batch_size: int = DEFAULT_BATCH_SIZ
         on_text: on_text(unit, new_text) as text is generated.
         moderation: off | report | enforce (a piece still over its world's rating is not written, and
             result.refused says why).
+        on_skipped: on_skipped(unit) when, with --resume, another run (a second batch on the same
+            folder) wrote the unit's file, the same piece, while this one made it.
     """
     from metagen import pipeline
     from metagen.moderation import refusal
@@ -615,7 +620,16 @@ def run_batch(generator, plan: BatchPlan, *, batch_size: int = DEFAULT_BATCH_SIZ
             if moderation == "enforce" and piece.moderation.get("exceeds"):
                 result.refused.append(refusal(piece))
                 return
-            path = write_atomic(unit.path, render(piece, unit.format), overwrite=unit.overwrite, root=plan.out)
+            try:
+                path = write_atomic(unit.path, render(piece, unit.format), overwrite=unit.overwrite, root=plan.out)
+            except OutputExistsError:
+                if not plan.resume or unit.overwrite or not is_complete(unit.path):
+                    raise
+                _check_same_request(unit)  # what --resume would have skipped at the start
+                result.finished_elsewhere += 1
+                if on_skipped:
+                    on_skipped(unit)
+                return
             result.written += 1
             result.tokens += piece.output_tokens
             if on_written:

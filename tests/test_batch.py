@@ -446,6 +446,40 @@ def test_interrupted_run_resumes_and_loses_nothing(runner, tmp_path, world, mode
     assert piece_files(out, batches=False) == piece_files(tmp_path / "clean", batches=False)  # (--batch-size 8)
 
 
+def test_a_second_resumed_run_skips_what_the_first_finished_meanwhile(runner, tmp_path, world, model_args,
+                                                                      monkeypatch):
+    """Two `--resume` runs on one folder (a retried job whose first try still runs): the later one
+    stopped with exit 2 at the first piece the other had written, and said to pass --overwrite."""
+    from metagen.commands import batch as command
+
+    path = write_jobs(tmp_path, "world: tiny.yaml\nseed: 1\nsettings: {max_new_tokens: 3}\njobs:\n"
+                                "  - {kind: scene, location: well, count: 2}\n  - {kind: story, characters: [ada]}\n")
+    real = command.load_generator
+
+    def the_other_run_finishes_first(*args, **kwargs):  # while this run loads its model
+        generator = real(*args, **kwargs)
+        other = batch.plan_batch(batch.load_jobs(path), out=tmp_path / "out", resume=True)
+        assert batch.run_batch(generator, other).written == 3
+        return generator
+
+    monkeypatch.setattr(command, "load_generator", the_other_run_finishes_first)
+    result = invoke(runner, "batch", path, "--resume", *model_args)
+    assert result.exit_code == 0, result.output
+    assert result.stderr.count("(another run finished it meanwhile)") == 3
+    assert "written 0, skipped 3 (resume)" in result.stderr
+    # a file that is no finished piece, made meanwhile, still stops the run
+    scene = tmp_path / "out" / "tinyville" / "scene" / "well-1.md"
+    scene.unlink()
+
+    def half_a_piece_appears(*args, **kwargs):
+        scene.write_text("half a piece")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(command, "load_generator", half_a_piece_appears)
+    result = invoke(runner, "batch", path, "--resume", *model_args)
+    assert result.exit_code == 2 and "well-1.md exists" in result.stderr and scene.read_text() == "half a piece"
+
+
 def test_overwrite_and_flags_override_jobs(runner, tmp_path, world, model_args):
     path = write_jobs(tmp_path, "world: tiny.yaml\nseed: 3\njobs:\n  - {kind: story, characters: [ada], settings: {max_new_tokens: 9}}\n")
     assert invoke(runner, "batch", path, "-q", *model_args).exit_code == 0

@@ -55,6 +55,13 @@ class _Report:
         elif not self.as_json:
             say(f"wrote {path}", self.quiet)
 
+    def skipped_one(self, unit) -> None:
+        """--resume: another run wrote this piece while this one made it."""
+        if self.progress is not None:
+            self.progress.update(self.task, advance=1)
+        else:
+            say(f"skipped {unit.path} (another run finished it meanwhile)", self.quiet)
+
     def close(self) -> None:
         if self.progress is not None:
             self.progress.stop()
@@ -109,7 +116,7 @@ def batch(
     report = _Report(len(plan.units), quiet, as_json)
     try:
         result = run_batch(generator, plan, batch_size=batch_size, on_written=report.written_one,
-                           moderation=moderation)
+                           moderation=moderation, on_skipped=report.skipped_one)
     except (KeyboardInterrupt, Terminated):  # Ctrl-C, or SIGTERM through cli.py's handler
         report.close()
         typer.echo(f"interrupted after {report.written} of {len(plan.units)}; rerun with --resume to finish",
@@ -121,7 +128,7 @@ def batch(
         say(f"warning: {warning}", quiet)
     seconds = time.perf_counter() - report.started
     speed = f", {result.tokens / seconds:.1f} tokens/s" if seconds else ""
-    say(f"written {result.written}, skipped {len(plan.skipped)} (resume){where}, {result.tokens} tokens, "
+    say(f"written {result.written}, skipped {len(plan.skipped) + result.finished_elsewhere} (resume){where}, {result.tokens} tokens, "
         f"{seconds:.1f} seconds{speed}", quiet)
     refuse_pieces(result.refused, len(plan.units))
 
