@@ -36,6 +36,7 @@ from metagen.output import (
     named_file_format,
     output_path,
     recorded_fields,
+    remove_stale_temps,
 )
 from metagen.pipeline import DEFAULT_BATCH_SIZE, MAX_COUNT
 from metagen.prompts import DIALOGUE_ORDERS, KINDS, REQUEST_KINDS, Request
@@ -466,6 +467,7 @@ def plan_batch(jobs_file: JobsFile, *, out: str | os.PathLike | None = None, fmt
     if mine:
         check_writable(out_dir)
         plan.out.pin()
+        _tidy_killed_runs(out_dir, mine)
     for unit in mine:
         if resume and is_complete(unit.path):
             _check_same_request(unit)
@@ -479,6 +481,18 @@ def plan_batch(jobs_file: JobsFile, *, out: str | os.PathLike | None = None, fmt
         check_not_exists(unit.path, overwrite)
         plan.units.append(unit)
     return plan
+
+
+def _tidy_killed_runs(out_dir: Path, units: list[Unit]) -> None:
+    """Remove the temp files that a run killed outright (kill -9) left for these units' pieces; a
+    folder reached through a link inside the output folder is left alone, as writes refuse it."""
+    folders: dict[Path, set[str]] = {}
+    for unit in units:
+        folders.setdefault(unit.path.parent, set()).add(unit.path.name)
+    for folder, names in folders.items():
+        steps = folder.relative_to(out_dir).parts
+        if not any((out_dir.joinpath(*steps[:n])).is_symlink() for n in range(1, len(steps) + 1)):
+            remove_stale_temps(folder, names)
 
 
 def _recorded_request(job: Job, request: Request) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -498,6 +499,29 @@ def test_a_second_resumed_run_skips_what_the_first_finished_meanwhile(runner, tm
     monkeypatch.setattr(command, "load_generator", half_a_piece_appears)
     result = invoke(runner, "batch", path, "--resume", *model_args)
     assert result.exit_code == 2 and "well-1.md exists" in result.stderr and scene.read_text() == "half a piece"
+
+
+def test_the_temp_file_of_a_run_killed_outright_is_removed_by_the_next(tmp_path, world):
+    """kill -9 between a piece's first byte and its rename left `.well-1.md....tmp` for good: a
+    script that counts the files under --out counted it, and --resume never removed it."""
+    import subprocess
+    import sys
+
+    path = write_jobs(tmp_path, "world: tiny.yaml\nseed: 1\njobs:\n  - {kind: scene, location: well, count: 2}\n")
+    piece = batch.plan_batch(batch.load_jobs(path), out=tmp_path / "out").units[0].path
+    piece.parent.mkdir(parents=True)
+    killed = subprocess.run([sys.executable, "-c", (
+        "import os, signal, sys\n"
+        "from metagen.output import write_atomic\n"
+        "os.fsync = lambda fd: os.kill(os.getpid(), signal.SIGKILL)  # killed with the temp file written\n"
+        "write_atomic(sys.argv[1], 'half a piece', overwrite=False)\n"), str(piece)],
+        env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert killed.returncode == -9
+    (left,) = [p.name for p in piece.parent.iterdir()]
+    assert left.startswith(".well-1.md.") and left.endswith(".tmp")
+    (piece.parent / ".well-1.md.note.tmp").write_text("not metagen's")  # another tool's file stays
+    plan = batch.plan_batch(batch.load_jobs(path), out=tmp_path / "out", resume=True)
+    assert len(plan.units) == 2 and [p.name for p in piece.parent.iterdir()] == [".well-1.md.note.tmp"]
 
 
 def test_overwrite_and_flags_override_jobs(runner, tmp_path, world, model_args):
