@@ -234,6 +234,10 @@ def load_jobs(path: str | os.PathLike, data: bytes | None = None) -> JobsFile:
         line = f":{error.mark.line + 1}" if error.mark is not None else ""
         raise ConfigError(f"{display}{line}: {error.message}") from None
     problems = _Problems(display)
+    if root is None:  # a script's `make-jobs | metagen batch -` whose first command wrote nothing
+        held = "standard input held nothing but blanks and comments" if display == STDIN_NAME else \
+            "is empty or only comments"
+        raise ConfigError(f"{display}: {held}", hint="a jobs file needs jobs:, a list of jobs; see docs/batch.md")
     if not isinstance(root, yaml.MappingNode):
         raise ConfigError(f"{display}: the top level must be a mapping with jobs: (see docs/batch.md)")
     top_items = _mapping_items(problems, root, "")

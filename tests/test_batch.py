@@ -75,6 +75,8 @@ BAD_FILES = [
     ("jobs: []", "jobs.yaml:1: jobs: must be a non-empty list of jobs"),
     ("world: tiny.yaml\n", "jobs.yaml:1: jobs: missing"),
     ("- kind: story", "the top level must be a mapping"),
+    ("", "jobs.yaml: is empty or only comments (a jobs file needs jobs:"),
+    ("# nothing yet\n\n", "jobs.yaml: is empty or only comments"),
     ("jobs: [{kind: story}\n", "jobs.yaml:1: invalid YAML: a [list] or {mapping} that starts here is never closed"),
     ("wrld: tiny.yaml\njobs: [{kind: story}]", "jobs.yaml:1: wrld: unknown key (did you mean 'world'?)"),
     ("world: tiny.yaml\njobs:\n  - kind: stroy", "jobs.yaml:3: jobs[0].kind: 'stroy' is not a kind (did you mean 'story'?)"),
@@ -286,6 +288,8 @@ def test_a_jobs_file_on_stdin_is_read_with_paths_from_the_current_folder(runner,
     assert json.loads(result.stdout)["path"] == "piped/tinyville/scene/well-4.md"
     assert invoke(runner, "batch", write_jobs(tmp_path, text), "--out", "filed", "-q", *model_args).exit_code == 0
     assert piece_files(tmp_path / "piped") == piece_files(tmp_path / "filed")
+    result = runner.invoke(app, ["batch", "-"], input="")  # the command piping it in wrote nothing
+    assert result.exit_code == 2 and result.stderr.startswith("error: <stdin>: standard input held nothing but blanks")
     result = runner.invoke(app, ["batch", "-"], input="jobs:\n  - {kind: scene, location: well}\n")
     assert result.exit_code == 2
     assert result.stderr.startswith("error: <stdin>:2: jobs[0].world: no world") and "Traceback" not in result.output
