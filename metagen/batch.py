@@ -36,6 +36,7 @@ from metagen.output import (
     named_file_format,
     output_path,
     recorded_fields,
+    remove_stale_temps,
 )
 from metagen.pipeline import DEFAULT_BATCH_SIZE, MAX_COUNT
 from metagen.prompts import DIALOGUE_ORDERS, KINDS, REQUEST_KINDS, Request
@@ -122,6 +123,7 @@ class BatchPlan:
     total: int = 0  # units in the whole file
     shard: tuple[int, int] = (1, 1)
     out: OutputFolder | None = None  # pinned when planned; every write goes through it
+    resume: bool = False  # a piece another run finishes meanwhile is skipped, as one finished before
 
 
 @dataclass
@@ -133,6 +135,7 @@ class BatchResult:
     seconds: float = 0.0  # wall time of the run
     warnings: list[str] = field(default_factory=list)  # from the prompts and dialogues, duplicates dropped
     refused: list[str] = field(default_factory=list)  # --moderation enforce: pieces not written, and why
+    finished_elsewhere: int = 0  # --resume: pieces another run wrote while this one made them
 
 
 # ----------------------------------------------------------------------------- reading
@@ -208,17 +211,33 @@ def parse_shard(text: str | None) -> tuple[int, int]:
     return i, n
 
 
-def load_jobs(path: str | os.PathLike) -> JobsFile:
-    """Read and check a jobs file; one ConfigError lists its problems as file:line: field: what."""
+STDIN_NAME = "<stdin>"  # a jobs file read from standard input (`metagen batch -`), as messages name it
+
+
+def load_jobs(path: str | os.PathLike, data: bytes | None = None) -> JobsFile:
+    """Read and check a jobs file; one ConfigError lists its problems as file:line: field: what.
+
+    Args:
+        data: the file's bytes when they come from elsewhere (standard input: give STDIN_NAME as the
+            path, and relative paths in it are taken from the current folder).
+    """
     path = Path(path)
     display = str(path)
-    data = read_input(path, MAX_JOBS_BYTES, "a jobs file", ConfigError)
+    if data is None:
+        data = read_input(path, MAX_JOBS_BYTES, "a jobs file", ConfigError)
+    elif len(data) > MAX_JOBS_BYTES:
+        raise ConfigError(f"{display} is over the {MAX_JOBS_BYTES // 2**20} MiB limit for a jobs file",
+                          hint="split it into several files")
     try:
         root = compose_yaml(data, "a jobs file")
     except YamlRefused as error:
         line = f":{error.mark.line + 1}" if error.mark is not None else ""
         raise ConfigError(f"{display}{line}: {error.message}") from None
     problems = _Problems(display)
+    if root is None:  # a script's `make-jobs | metagen batch -` whose first command wrote nothing
+        held = "standard input held nothing but blanks and comments" if display == STDIN_NAME else \
+            "is empty or only comments"
+        raise ConfigError(f"{display}: {held}", hint="a jobs file needs jobs:, a list of jobs; see docs/batch.md")
     if not isinstance(root, yaml.MappingNode):
         raise ConfigError(f"{display}: the top level must be a mapping with jobs: (see docs/batch.md)")
     top_items = _mapping_items(problems, root, "")
@@ -448,10 +467,11 @@ def plan_batch(jobs_file: JobsFile, *, out: str | os.PathLike | None = None, fmt
     _check_collisions(units)
     i, n = shard
     mine = [u for u in units if u.index % n == i - 1]
-    plan = BatchPlan(units=[], total=len(units), shard=shard, out=OutputFolder(out_dir))
+    plan = BatchPlan(units=[], total=len(units), shard=shard, out=OutputFolder(out_dir), resume=resume)
     if mine:
         check_writable(out_dir)
         plan.out.pin()
+        _tidy_killed_runs(out_dir, mine)
     for unit in mine:
         if resume and is_complete(unit.path):
             _check_same_request(unit)
@@ -465,6 +485,18 @@ def plan_batch(jobs_file: JobsFile, *, out: str | os.PathLike | None = None, fmt
         check_not_exists(unit.path, overwrite)
         plan.units.append(unit)
     return plan
+
+
+def _tidy_killed_runs(out_dir: Path, units: list[Unit]) -> None:
+    """Remove the temp files that a run killed outright (kill -9) left for these units' pieces; a
+    folder reached through a link inside the output folder is left alone, as writes refuse it."""
+    folders: dict[Path, set[str]] = {}
+    for unit in units:
+        folders.setdefault(unit.path.parent, set()).add(unit.path.name)
+    for folder, names in folders.items():
+        steps = folder.relative_to(out_dir).parts
+        if not any((out_dir.joinpath(*steps[:n])).is_symlink() for n in range(1, len(steps) + 1)):
+            remove_stale_temps(folder, names)
 
 
 def _recorded_request(job: Job, request: Request) -> dict:
@@ -578,7 +610,8 @@ def settings_groups(units: list[Unit]) -> list[list[Unit]]:
 
 def run_batch(generator, plan: BatchPlan, *, batch_size: int = DEFAULT_BATCH_SIZE,
               on_written: Callable[[Unit, Any, Path], None] | None = None,
-              on_text: Callable[[Unit, str], None] | None = None, moderation: str = "report") -> BatchResult:
+              on_text: Callable[[Unit, str], None] | None = None, moderation: str = "report",
+              on_skipped: Callable[[Unit], None] | None = None) -> BatchResult:
     """Make and write every planned unit; each file is written (atomically) as soon as its piece is done.
 
     Args:
@@ -587,6 +620,8 @@ def run_batch(generator, plan: BatchPlan, *, batch_size: int = DEFAULT_BATCH_SIZ
         on_text: on_text(unit, new_text) as text is generated.
         moderation: off | report | enforce (a piece still over its world's rating is not written, and
             result.refused says why).
+        on_skipped: on_skipped(unit) when, with --resume, another run (a second batch on the same
+            folder) wrote the unit's file, the same piece, while this one made it.
     """
     from metagen import pipeline
     from metagen.moderation import refusal
@@ -603,7 +638,16 @@ def run_batch(generator, plan: BatchPlan, *, batch_size: int = DEFAULT_BATCH_SIZ
             if moderation == "enforce" and piece.moderation.get("exceeds"):
                 result.refused.append(refusal(piece))
                 return
-            path = write_atomic(unit.path, render(piece, unit.format), overwrite=unit.overwrite, root=plan.out)
+            try:
+                path = write_atomic(unit.path, render(piece, unit.format), overwrite=unit.overwrite, root=plan.out)
+            except OutputExistsError:
+                if not plan.resume or unit.overwrite or not is_complete(unit.path):
+                    raise
+                _check_same_request(unit)  # what --resume would have skipped at the start
+                result.finished_elsewhere += 1
+                if on_skipped:
+                    on_skipped(unit)
+                return
             result.written += 1
             result.tokens += piece.output_tokens
             if on_written:
@@ -622,6 +666,7 @@ __all__ = [
     "BatchResult",
     "Job",
     "JobsFile",
+    "STDIN_NAME",
     "Unit",
     "check_batch_fits_context",
     "load_jobs",

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from metagen.scripts import is_garbled, prose_scripts
+from metagen.scripts import is_garbled, prose_scripts, script_letters
 from metagen.text import closest, fold, mentions, words_of
 from metagen.world import Character, Location, World
 
@@ -419,8 +419,19 @@ def world_names(world: World) -> tuple[str, ...]:
     return tuple(dict.fromkeys(n for n in names if n.strip()))
 
 
+# A world's own texts are read again for every piece's settings (a batch of 500 jobs asked 500 times,
+# 12 ms each on nexus-hub); the few worlds a process uses are kept, keyed by the frozen World.
+_WORLDS_KEPT = 16
+
+
 def world_prose(world: World) -> list[str]:
     """The world's own sentences (summary, descriptions, lore, sample lines), names taken out."""
+    return list(_world_prose(world))
+
+
+@functools.lru_cache(maxsize=_WORLDS_KEPT)
+def _world_prose(world: World) -> tuple[str, ...]:
+    """world_prose's texts, made once a world."""
     texts = [world.summary or "", world.tone or "", world.style.voice or "", *(e.text for e in world.lore)]
     for loc in world.locations:
         texts += [loc.description or "", *loc.sights, *loc.sounds, *loc.smells]
@@ -433,7 +444,7 @@ def world_prose(world: World) -> list[str]:
         for name in names:
             text = text.replace(name, " ")
         out.append(text)
-    return out
+    return tuple(out)
 
 
 STOCK_PHRASES_FILE = Path(__file__).parent / "data" / "stock-phrases.txt"
@@ -446,6 +457,7 @@ def _stock_list() -> tuple[str, ...]:
     return tuple(phrase for phrase in (line.strip() for line in lines if not line.startswith("#")) if phrase)
 
 
+@functools.lru_cache(maxsize=_WORLDS_KEPT)
 def stock_phrases(world: World) -> tuple[str, ...]:
     """The stock words and phrases of machine-written description (metagen/data/stock-phrases.txt)
     that the world itself never writes: a world with a place called "the Oasis" keeps "oasis"."""
@@ -453,10 +465,16 @@ def stock_phrases(world: World) -> tuple[str, ...]:
     return tuple(phrase for phrase in _stock_list() if not re.search(rf"(?<!\w){re.escape(phrase)}(?!\w)", own))
 
 
+@functools.lru_cache(maxsize=_WORLDS_KEPT)
+def _prose_letters(world: World):
+    """script_letters of the world's prose, tallied once a world."""
+    return script_letters(_world_prose(world))
+
+
 def writing_guard(world: World, request_texts: Sequence[str] = ()) -> dict[str, tuple[str, ...]]:
     """The script guard's settings for a world: the scripts of its prose (and of the request's
     own words), and its names that use any other script, whose tokens stay allowed."""
-    scripts = prose_scripts([*world_prose(world), *request_texts])
+    scripts = prose_scripts(request_texts, _prose_letters(world))
     exempt = tuple(n for n in world_names(world) if is_garbled(n, scripts))
     return {"scripts": scripts, "script_exempt": exempt}
 

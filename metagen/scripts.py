@@ -55,9 +55,18 @@ def script_of(char: str) -> str:
     return "latin"  # general punctuation, arrows, math: shared by every script
 
 
-def prose_scripts(texts: Iterable[str]) -> tuple[str, ...]:
-    """The scripts a world writes its prose in: latin, and any other with PROSE_SHARE of the letters."""
-    counts = Counter(script_of(c) for text in texts for c in text if c.isalpha())
+def script_letters(texts: Iterable[str]) -> Counter:
+    """How many letters of the texts each script has (prose_scripts' tally, to add to)."""
+    return Counter(script_of(c) for text in texts for c in text if c.isalpha())
+
+
+def prose_scripts(texts: Iterable[str], counts: Counter | None = None) -> tuple[str, ...]:
+    """The scripts a world writes its prose in: latin, and any other with PROSE_SHARE of the letters.
+
+    Args:
+        counts: a tally of other texts (script_letters) to add to the texts'.
+    """
+    counts = script_letters(texts) + (counts or Counter())
     total = sum(counts.values()) or 1
     others = sorted(s for s, n in counts.items() if s != "latin" and n / total >= PROSE_SHARE)
     return ("latin", *others)
@@ -171,4 +180,4 @@ def banned_token_ids(vocabulary: tuple[str, ...], allowed: tuple[str, ...],
 
 
 __all__ = ["ANY", "MOJIBAKE", "SCRIPTS", "banned_token_ids", "bytes_scripts", "foreign_letters", "is_garbled",
-           "prose_scripts", "script_of", "token_bytes", "vocabulary_bytes"]
+           "prose_scripts", "script_letters", "script_of", "token_bytes", "vocabulary_bytes"]

@@ -170,6 +170,35 @@ def test_json_lines_are_the_only_report_of_a_written_file(runner, world, model_a
     assert "wrote" not in result.stderr
 
 
+def _killed_mid_write(path: Path) -> None:
+    """What `kill -9` during a write leaves: the piece's temp file, in another process that is gone."""
+    import os
+    import subprocess
+    import sys
+
+    killed = subprocess.run([sys.executable, "-c", (
+        "import os, signal, sys\n"
+        "from metagen.output import write_atomic\n"
+        "os.fsync = lambda fd: os.kill(os.getpid(), signal.SIGKILL)\n"
+        "write_atomic(sys.argv[1], 'half a piece', overwrite=False)\n"), str(path)],
+        env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert killed.returncode == -9 and [p.name.endswith(".tmp") for p in path.parent.iterdir()] == [True]
+
+
+@pytest.mark.parametrize("out", ["o", "o/scene.md"])
+def test_a_temp_file_left_by_a_killed_run_is_removed_when_its_piece_is_made(runner, world, model_args, tmp_path,
+                                                                             out):
+    """`describe-scene ... -o out` killed with -9 mid-write left `.mill-3.md....tmp` under out for good."""
+    args = ["describe-scene", world, "-l", "mill", "--seed", 3, "--max-tokens", 3, "--out", tmp_path / out, "--json"]
+    result = invoke(runner, *args, *model_args)
+    piece = Path(json.loads(result.stdout)["path"])
+    piece.unlink()
+    _killed_mid_write(piece)
+    result = invoke(runner, *args, *model_args)
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in piece.parent.iterdir()] == [piece.name]
+
+
 def test_overwrite_refused_before_the_model_and_file_untouched(runner, world, model_args, tmp_path, monkeypatch):
     args = ["story", world, "-c", "ada", "--seed", 1, "--max-tokens", 4, "--out", tmp_path / "o", *model_args]
     assert invoke(runner, *args).exit_code == 0

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -433,6 +434,27 @@ def test_read_piece_file_missing_is_an_output_error(tmp_path):
 
 
 # ---------------------------------------------------------------------------- writing
+
+
+def test_only_the_temp_files_of_writers_that_are_gone_are_removed(tmp_path):
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = int(ended.stdout)
+    here, hour = writing._HOST, writing.STALE_TEMP_SECONDS
+    names = {
+        f".a-1.md.{here}.{dead}.7.0123abcd.tmp": (0, False),  # this machine, its writer ended: removed
+        f".a-1.md.{here}.{os.getpid()}.7.0123abcd.tmp": (2 * hour, True),  # a live writer's, however old
+        f".a-1.md.elsewhere.{dead}.7.0123abcd.tmp": (0, True),  # another machine's, new: may be writing
+        f".a-1.md.elsewhere.{dead}.8.0123abcd.tmp": (2 * hour, False),  # ... an hour old: killed there
+        f".a-1.md.{dead}.7.0123abcd.tmp": (2 * hour, False),  # an older metagen's (no machine), old
+        f".b-1.md.{here}.{dead}.7.0123abcd.tmp": (0, True),  # not a piece asked about
+        "a-1.md": (2 * hour, True),
+    }
+    for name, (age, _) in names.items():
+        (tmp_path / name).write_text("x")
+        os.utime(tmp_path / name, (time.time() - age,) * 2)
+    assert writing.remove_stale_temps(tmp_path, {"a-1.md"}) == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(n for n, (_, kept) in names.items() if kept)
+    assert writing.remove_stale_temps(tmp_path / "missing", {"a-1.md"}) == 0
 
 
 def test_write_atomic_creates_folders_and_refuses_to_clobber(tmp_path):

@@ -16,6 +16,7 @@ import typer
 
 from metagen.commands.help import typed_path
 from metagen.commands.options import load_generator, with_decoding_options
+from metagen.commands.terminal import stdin_unreadable
 from metagen.commands.pieces import AsJson, Format, Moderation, Overwrite, Quiet, refuse_pieces, say, written_record
 from metagen.text import json_text
 
@@ -54,15 +55,33 @@ class _Report:
         elif not self.as_json:
             say(f"wrote {path}", self.quiet)
 
+    def skipped_one(self, unit) -> None:
+        """--resume: another run wrote this piece while this one made it."""
+        if self.progress is not None:
+            self.progress.update(self.task, advance=1)
+        else:
+            say(f"skipped {unit.path} (another run finished it meanwhile)", self.quiet)
+
     def close(self) -> None:
         if self.progress is not None:
             self.progress.stop()
             self.progress = None
 
 
+def _read_stdin() -> bytes:
+    """A jobs file from standard input (`metagen batch -`), read up to one byte over its limit."""
+    from metagen.batch import MAX_JOBS_BYTES
+
+    try:
+        return sys.stdin.buffer.read(MAX_JOBS_BYTES + 1)
+    except OSError as error:
+        raise stdin_unreadable(error, "give the jobs file's path, or '-' with the file on standard input "
+                                      "from a file or a pipe") from None
+
+
 @with_decoding_options
 def batch(
-    jobs: Annotated[Path, typer.Argument(help="A jobs file (YAML; see docs/batch.md).", show_default=False)],
+    jobs: Annotated[Path, typer.Argument(help="A jobs file (YAML; see docs/batch.md); '-' reads it from stdin.", show_default=False)],
     shard: Annotated[Optional[str], typer.Option("--shard", help="I/N: run only this process's share (units with index % N == I-1).", show_default=False)] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Skip pieces whose file exists and is complete.")] = False,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Scenes with the same settings decoded together, at most this many (each with its candidates).")] = 8,
@@ -77,7 +96,7 @@ def batch(
     model_options: dict,
 ):
     """Generate every piece a jobs file lists; the decoding flags override every job's settings."""
-    from metagen.batch import check_batch_fits_context, load_jobs, parse_shard, plan_batch, run_batch
+    from metagen.batch import STDIN_NAME, check_batch_fits_context, load_jobs, parse_shard, plan_batch, run_batch
     from metagen.errors import Terminated
     from metagen.moderation import check_mode
     from metagen.pipeline import check_batch_size
@@ -85,7 +104,7 @@ def batch(
     check_batch_size(batch_size)
     check_mode(moderation)
     shard_spec = parse_shard(shard)
-    jobs_file = load_jobs(jobs)
+    jobs_file = load_jobs(STDIN_NAME, _read_stdin()) if str(jobs) == "-" else load_jobs(jobs)
     plan = plan_batch(jobs_file, out=out, fmt=fmt, cli_settings=settings, shard=shard_spec, resume=resume,
                       overwrite=overwrite, out_typed=typed_path("out"))
     where = "" if shard_spec == (1, 1) else f" (shard {shard_spec[0]}/{shard_spec[1]})"
@@ -97,7 +116,7 @@ def batch(
     report = _Report(len(plan.units), quiet, as_json)
     try:
         result = run_batch(generator, plan, batch_size=batch_size, on_written=report.written_one,
-                           moderation=moderation)
+                           moderation=moderation, on_skipped=report.skipped_one)
     except (KeyboardInterrupt, Terminated):  # Ctrl-C, or SIGTERM through cli.py's handler
         report.close()
         typer.echo(f"interrupted after {report.written} of {len(plan.units)}; rerun with --resume to finish",
@@ -109,7 +128,7 @@ def batch(
         say(f"warning: {warning}", quiet)
     seconds = time.perf_counter() - report.started
     speed = f", {result.tokens / seconds:.1f} tokens/s" if seconds else ""
-    say(f"written {result.written}, skipped {len(plan.skipped)} (resume){where}, {result.tokens} tokens, "
+    say(f"written {result.written}, skipped {len(plan.skipped) + result.finished_elsewhere} (resume){where}, {result.tokens} tokens, "
         f"{seconds:.1f} seconds{speed}", quiet)
     refuse_pieces(result.refused, len(plan.units))
 

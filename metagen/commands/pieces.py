@@ -229,8 +229,8 @@ def run_pieces(kind: str, world_path: Path, fields: dict, opts: OutputOptions, s
                model_options: dict, order: str = "likelihood") -> None:
     """The body of story, describe-scene and dialogue: check, load, compose, write, report."""
     from metagen import pipeline
-    from metagen.output import (OutputFolder, check_format, check_not_exists, check_writable, output_path, render,
-                                single_file_format, write_atomic, write_piece)
+    from metagen.output import (OutputFolder, check_format, check_not_exists, check_writable, output_path,
+                                remove_stale_temps, render, single_file_format, write_atomic, write_piece)
 
     if opts.show_prompt:
         show_prompt(kind, world_path, fields, settings, model_options, opts.as_json, order)
@@ -247,6 +247,7 @@ def run_pieces(kind: str, world_path: Path, fields: dict, opts: OutputOptions, s
     if single:
         check_writable(opts.out.parent)
         check_not_exists(opts.out, opts.overwrite)
+        remove_stale_temps(opts.out.parent, {opts.out.name})  # a run of this command killed with -9
     elif not opts.stdout:
         check_writable(opts.out)
         recorded = {**request.to_dict(), "order": order} if kind == "dialogue" else request.to_dict()
@@ -255,6 +256,8 @@ def run_pieces(kind: str, world_path: Path, fields: dict, opts: OutputOptions, s
             check_writable(folder)
         for path in paths:
             check_not_exists(path, opts.overwrite)
+        for folder in dict.fromkeys(path.parent for path in paths):
+            remove_stale_temps(folder, {path.name for path in paths if path.parent == folder})
 
     generator = load_generator(model_options, opts.quiet)
     # Stream on a terminal, one piece at a time: a single piece, or dialogues (made in turn).

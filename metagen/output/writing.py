@@ -11,10 +11,13 @@ import contextlib
 import errno
 import logging
 import os
+import re
 import secrets
 import signal
+import socket
 import stat
 import threading
+import time
 from pathlib import Path
 
 from metagen.errors import OutputError, OutputExistsError, OutputFolderError, OutputLinkError
@@ -35,11 +38,21 @@ def _remove(folder_fd: int, name: str) -> None:
         log.warning("could not remove temp file %s: %s", name, os_reason(error))
 
 
+# The machine a temp file's writer runs on, in its name: a process killed outright (kill -9) leaves
+# its temp file behind, and only on its own machine can a later run tell that the writer is gone.
+_HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:63] or "host"
+_TEMP = re.compile(r"\.(?P<name>.+)\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>[0-9]+)\.[0-9]+\.[0-9a-f]{8}\.tmp")
+_OLD_TEMP = re.compile(r"\.(?P<name>.+)\.(?P<pid>[0-9]+)\.[0-9]+\.[0-9a-f]{8}\.tmp")  # no machine: metagen 0.20 and before
+# A temp file lives from a piece's first byte to its rename, milliseconds; one of another machine's
+# (or of metagen 0.20 or before, whose names had no machine) this old is taken as left by a killed run.
+STALE_TEMP_SECONDS = 3600
+
+
 def _open_temp(folder_fd: int, name: str) -> tuple[int, str]:
-    """Create `.<name>.<pid>.<thread>.<random>.tmp` in the open folder with O_EXCL; the umask applies."""
+    """Create `.<name>.<host>.<pid>.<thread>.<random>.tmp` in the open folder with O_EXCL; the umask applies."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
     for _ in range(100):
-        tmp = f".{name[:100]}.{os.getpid()}.{threading.get_ident()}.{secrets.token_hex(4)}.tmp"
+        tmp = f".{name[:100]}.{_HOST}.{os.getpid()}.{threading.get_ident()}.{secrets.token_hex(4)}.tmp"
         try:
             return os.open(tmp, flags, 0o666, dir_fd=folder_fd), tmp
         except FileExistsError:
@@ -302,6 +315,49 @@ def _write_in(folder_fd: int, path: Path, encoded: bytes, overwrite: bool) -> No
         raise
     _fsync_folder(folder_fd)
     log.debug("wrote %s (%d bytes)", path, len(encoded))
+
+
+def _writer_gone(host: str | None, pid: int, age: float) -> bool:
+    """Whether the process that made a temp file has ended: on this machine, by its pid; else by age."""
+    if host != _HOST:
+        return age > STALE_TEMP_SECONDS
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # another user's live process (EPERM)
+        return False
+    return False
+
+
+def remove_stale_temps(folder: str | os.PathLike, names: set[str]) -> int:
+    """Remove the temp files that writers killed outright (kill -9, the OOM killer) left in folder
+    for the given file names; returns how many. A live writer's temp file is never touched."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:  # no folder yet, or one that cannot be listed: nothing to tidy
+        return 0
+    removed = 0
+    now = time.time()
+    short = {name[:100] for name in names}
+    for entry in entries:
+        match = _TEMP.fullmatch(entry.name)
+        host = match and match["host"]
+        if match is None or match["name"] not in short:
+            match, host = _OLD_TEMP.fullmatch(entry.name), None
+        if match is None or match["name"] not in short:
+            continue
+        try:
+            info = entry.stat(follow_symlinks=False)
+            if not stat.S_ISREG(info.st_mode) or not _writer_gone(host, int(match["pid"]), now - info.st_mtime):
+                continue
+            os.unlink(entry.path)
+            removed += 1
+        except OSError as error:  # gone already (another run tidied it), or not ours to remove
+            log.debug("left temp file %s: %s", entry.path, os_reason(error))
+    if removed:
+        log.info("removed %d temp file(s) that a killed run left in %s", removed, folder)
+    return removed
 
 
 def check_writable(out_dir: str | os.PathLike) -> None:
