@@ -383,7 +383,9 @@ def test_shards_write_exactly_what_one_run_writes(runner, tmp_path, world, model
     whole = invoke(runner, "batch", path, "--out", tmp_path / "whole", "--batch-size", 4, *model_args)
     assert whole.exit_code == 0, whole.output
     assert whole.stderr.count("wrote ") == 22
-    assert re.search(r"^written 22, skipped 0 \(resume\), \d+ tokens, [\d.]+ seconds", whole.stderr, re.M)
+    # without --resume nothing is skipped, and the summary does not say "skipped 0 (resume)"
+    assert re.search(r"^written 22, \d+ tokens, [\d.]+ seconds", whole.stderr, re.M), whole.stderr
+    assert "skipped" not in whole.stderr and "resume" not in whole.stderr
     for i in (1, 2, 3):
         result = invoke(runner, "batch", path, "--shard", f"{i}/3", "--out", tmp_path / "sharded", "--batch-size", 3,
                         "--json", *model_args)
@@ -398,6 +400,17 @@ def test_shards_write_exactly_what_one_run_writes(runner, tmp_path, world, model
     names = sorted(expected)
     assert "tinyville/scene/well-500.md" in names and "tinyville/story/cy-at-market-9002.md" in names
     assert "tinyville/scene/market-516.json" in names and "tinyville/dialogue/ada-cy-519.md" in names
+
+
+def test_a_shard_with_no_pieces_says_so(runner, tmp_path, world, model_args, monkeypatch):
+    """Round 37: shard 3/3 of a 2-piece file said "nothing to do (shard 3/3): 0 complete already",
+    as if --resume had found finished files; it has no pieces at all."""
+    path = write_jobs(tmp_path, "world: tiny.yaml\nseed: 1\nsettings: {max_new_tokens: 3}\njobs:\n"
+                                "  - {kind: scene, location: well, count: 2}\n")
+    monkeypatch.setattr("metagen.commands.batch.load_generator", lambda *a, **k: pytest.fail("model loaded"))
+    result = invoke(runner, "batch", path, "--shard", "3/3", *model_args)
+    assert result.exit_code == 0, result.output
+    assert result.stderr == "nothing to do (shard 3/3): no piece falls to this shard, 2 in the file\n"
 
 
 def test_existing_outputs_stop_the_run_before_the_model(runner, tmp_path, world, model_args, monkeypatch):

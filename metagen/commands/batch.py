@@ -109,7 +109,10 @@ def batch(
                       overwrite=overwrite, out_typed=typed_path("out"))
     where = "" if shard_spec == (1, 1) else f" (shard {shard_spec[0]}/{shard_spec[1]})"
     if not plan.units:
-        say(f"nothing to do{where}: {len(plan.skipped)} complete already, {plan.total} in the file", quiet)
+        if plan.skipped:
+            say(f"nothing to do{where}: {len(plan.skipped)} complete already, {plan.total} in the file", quiet)
+        else:  # more shards than pieces: this one has none of them
+            say(f"nothing to do{where}: no piece falls to this shard, {plan.total} in the file", quiet)
         return
     generator = load_generator(model_options, quiet)
     check_batch_fits_context(plan, jobs_file, settings, generator)
@@ -128,8 +131,8 @@ def batch(
         say(f"warning: {warning}", quiet)
     seconds = time.perf_counter() - report.started
     speed = f", {result.tokens / seconds:.1f} tokens/s" if seconds else ""
-    say(f"written {result.written}, skipped {len(plan.skipped) + result.finished_elsewhere} (resume){where}, {result.tokens} tokens, "
-        f"{seconds:.1f} seconds{speed}", quiet)
+    skipped = f", skipped {len(plan.skipped) + result.finished_elsewhere} (resume)" if resume else ""
+    say(f"written {result.written}{skipped}{where}, {result.tokens} tokens, {seconds:.1f} seconds{speed}", quiet)
     refuse_pieces(result.refused, len(plan.units))
 
 
