@@ -78,6 +78,10 @@ BAD_FILES = [
     ("", "jobs.yaml: is empty or only comments (a jobs file needs jobs:"),
     ("# nothing yet\n\n", "jobs.yaml: is empty or only comments"),
     ("jobs: [{kind: story}\n", "jobs.yaml:1: invalid YAML: a [list] or {mapping} that starts here is never closed"),
+    # A tab after a key's colon indents nothing: it had been refused as "indent with spaces, not tabs".
+    ("world: tiny.yaml\njobs:\n  - kind:\tscene\n",
+     "jobs.yaml:3: invalid YAML: a tab after a key's colon is not allowed in YAML (replace it with a space)"),
+    ("world: tiny.yaml\njobs:\n\t- kind: scene\n", "jobs.yaml:3: invalid YAML: a tab character (indent with spaces, not tabs)"),
     ("wrld: tiny.yaml\njobs: [{kind: story}]", "jobs.yaml:1: wrld: unknown key (did you mean 'world'?)"),
     ("world: tiny.yaml\njobs:\n  - kind: stroy", "jobs.yaml:3: jobs[0].kind: 'stroy' is not a kind (did you mean 'story'?)"),
     ("world: tiny.yaml\njobs:\n  - {location: well}", "jobs.yaml:3: jobs[0].kind: missing"),
