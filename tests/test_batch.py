@@ -417,6 +417,31 @@ def test_a_shard_with_no_pieces_says_so(runner, tmp_path, world, model_args, mon
     assert result.stderr == "nothing to do (shard 3/3): no piece falls to this shard, 2 in the file\n"
 
 
+def test_a_full_disk_says_resume_finishes_the_batch(runner, tmp_path, world, model_args, monkeypatch):
+    """Round 37: an interrupted batch says "rerun with --resume to finish"; one stopped by a full
+    disk (exit 1) said only "cannot write ...: No space left on device"."""
+    import errno
+
+    import metagen.output.writing as writing
+
+    path = write_jobs(tmp_path, "world: tiny.yaml\nseed: 40\nsettings: {max_new_tokens: 3}\n"
+                                "jobs:\n  - {kind: story, characters: [ada], count: 4}\n")
+    real, calls = writing._write_all, []
+
+    def full_on_the_third(fd, data):
+        calls.append(1)
+        if len(calls) == 3:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real(fd, data)
+
+    monkeypatch.setattr(writing, "_write_all", full_on_the_third)
+    result = invoke(runner, "batch", path, "--batch-size", 1, "-q", *model_args)
+    assert result.exit_code == 1, result.output
+    target = Path("out") / "tinyville" / "story" / "ada-42.md"
+    assert result.stderr == (f"error: cannot write {target}: No space left on device "
+                             "(2 of 4 written; rerun with --resume to finish)\n")
+
+
 def test_existing_outputs_stop_the_run_before_the_model(runner, tmp_path, world, model_args, monkeypatch):
     path = write_jobs(tmp_path, "world: tiny.yaml\nseed: 1\nsettings: {max_new_tokens: 3}\njobs:\n"
                                 "  - {kind: scene, location: well, count: 2}\n")

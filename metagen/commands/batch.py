@@ -97,7 +97,7 @@ def batch(
 ):
     """Generate every piece a jobs file lists; the decoding flags override every job's settings."""
     from metagen.batch import STDIN_NAME, check_batch_fits_context, load_jobs, parse_shard, plan_batch, run_batch
-    from metagen.errors import Terminated
+    from metagen.errors import EXIT_GENERATION_FAILED, OutputError, Terminated
     from metagen.moderation import check_mode
     from metagen.pipeline import check_batch_size
 
@@ -125,6 +125,11 @@ def batch(
         typer.echo(f"interrupted after {report.written} of {len(plan.units)}; rerun with --resume to finish",
                    err=True)
         raise
+    except OutputError as error:  # a full disk mid-run: what was written stays, --resume makes the rest
+        if error.exit_code != EXIT_GENERATION_FAILED:
+            raise
+        done = f"{report.written} of {len(plan.units)} written; rerun with --resume to finish"
+        raise type(error)(error.message, hint=f"{error.hint}; {done}" if error.hint else done) from None
     finally:
         report.close()
     for warning in result.warnings:
