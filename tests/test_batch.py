@@ -78,6 +78,10 @@ BAD_FILES = [
     ("", "jobs.yaml: is empty or only comments (a jobs file needs jobs:"),
     ("# nothing yet\n\n", "jobs.yaml: is empty or only comments"),
     ("jobs: [{kind: story}\n", "jobs.yaml:1: invalid YAML: a [list] or {mapping} that starts here is never closed"),
+    # A tab after a key's colon indents nothing: it had been refused as "indent with spaces, not tabs".
+    ("world: tiny.yaml\njobs:\n  - kind:\tscene\n",
+     "jobs.yaml:3: invalid YAML: a tab after a key's colon is not allowed in YAML (replace it with a space)"),
+    ("world: tiny.yaml\njobs:\n\t- kind: scene\n", "jobs.yaml:3: invalid YAML: a tab character (indent with spaces, not tabs)"),
     ("wrld: tiny.yaml\njobs: [{kind: story}]", "jobs.yaml:1: wrld: unknown key (did you mean 'world'?)"),
     ("world: tiny.yaml\njobs:\n  - kind: stroy", "jobs.yaml:3: jobs[0].kind: 'stroy' is not a kind (did you mean 'story'?)"),
     ("world: tiny.yaml\njobs:\n  - {location: well}", "jobs.yaml:3: jobs[0].kind: missing"),
@@ -383,7 +387,9 @@ def test_shards_write_exactly_what_one_run_writes(runner, tmp_path, world, model
     whole = invoke(runner, "batch", path, "--out", tmp_path / "whole", "--batch-size", 4, *model_args)
     assert whole.exit_code == 0, whole.output
     assert whole.stderr.count("wrote ") == 22
-    assert re.search(r"^written 22, skipped 0 \(resume\), \d+ tokens, [\d.]+ seconds", whole.stderr, re.M)
+    # without --resume nothing is skipped, and the summary does not say "skipped 0 (resume)"
+    assert re.search(r"^written 22, \d+ tokens, [\d.]+ seconds", whole.stderr, re.M), whole.stderr
+    assert "skipped" not in whole.stderr and "resume" not in whole.stderr
     for i in (1, 2, 3):
         result = invoke(runner, "batch", path, "--shard", f"{i}/3", "--out", tmp_path / "sharded", "--batch-size", 3,
                         "--json", *model_args)
@@ -398,6 +404,42 @@ def test_shards_write_exactly_what_one_run_writes(runner, tmp_path, world, model
     names = sorted(expected)
     assert "tinyville/scene/well-500.md" in names and "tinyville/story/cy-at-market-9002.md" in names
     assert "tinyville/scene/market-516.json" in names and "tinyville/dialogue/ada-cy-519.md" in names
+
+
+def test_a_shard_with_no_pieces_says_so(runner, tmp_path, world, model_args, monkeypatch):
+    """Round 37: shard 3/3 of a 2-piece file said "nothing to do (shard 3/3): 0 complete already",
+    as if --resume had found finished files; it has no pieces at all."""
+    path = write_jobs(tmp_path, "world: tiny.yaml\nseed: 1\nsettings: {max_new_tokens: 3}\njobs:\n"
+                                "  - {kind: scene, location: well, count: 2}\n")
+    monkeypatch.setattr("metagen.commands.batch.load_generator", lambda *a, **k: pytest.fail("model loaded"))
+    result = invoke(runner, "batch", path, "--shard", "3/3", *model_args)
+    assert result.exit_code == 0, result.output
+    assert result.stderr == "nothing to do (shard 3/3): no piece falls to this shard, 2 in the file\n"
+
+
+def test_a_full_disk_says_resume_finishes_the_batch(runner, tmp_path, world, model_args, monkeypatch):
+    """Round 37: an interrupted batch says "rerun with --resume to finish"; one stopped by a full
+    disk (exit 1) said only "cannot write ...: No space left on device"."""
+    import errno
+
+    import metagen.output.writing as writing
+
+    path = write_jobs(tmp_path, "world: tiny.yaml\nseed: 40\nsettings: {max_new_tokens: 3}\n"
+                                "jobs:\n  - {kind: story, characters: [ada], count: 4}\n")
+    real, calls = writing._write_all, []
+
+    def full_on_the_third(fd, data):
+        calls.append(1)
+        if len(calls) == 3:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real(fd, data)
+
+    monkeypatch.setattr(writing, "_write_all", full_on_the_third)
+    result = invoke(runner, "batch", path, "--batch-size", 1, "-q", *model_args)
+    assert result.exit_code == 1, result.output
+    target = Path("out") / "tinyville" / "story" / "ada-42.md"
+    assert result.stderr == (f"error: cannot write {target}: No space left on device "
+                             "(2 of 4 written; rerun with --resume to finish)\n")
 
 
 def test_existing_outputs_stop_the_run_before_the_model(runner, tmp_path, world, model_args, monkeypatch):

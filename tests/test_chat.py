@@ -371,6 +371,21 @@ def test_out_naming_a_json_file_saves_the_session_there_and_resume_continues_it(
     assert again.stderr == f"error: {path} exists (continue it with --resume {path}, or give another --out)\n"
 
 
+@pytest.mark.parametrize("flag", ["-o", "--out"])
+def test_resume_with_out_is_refused(runner, world_path, model_args, tmp_path, flag):
+    """Round 37: `chat --resume a.json -o b.json` went on saving to a.json, the -o silently ignored."""
+    path = tmp_path / "a.json"
+    first = run(runner, chat_args(world_path, model_args, "--seed", 8, "-o", path), "Hello.\n")
+    assert first.exit_code == 0, first.output
+    before = path.read_bytes()
+    other = tmp_path / "b.json"
+    again = run(runner, ["chat", world_path, *model_args, "--resume", path, flag, other], "The fog?\n")
+    assert again.exit_code == 2, again.output
+    assert again.stderr == (f"error: --resume continues {path} in place; --out names where a new session goes: "
+                            "give one\n")
+    assert path.read_bytes() == before and not other.exists()
+
+
 @pytest.mark.parametrize("name, message", [
     ("talk.md", "error: --out {out} names a .md file, but a chat session is saved as JSON (give --out {stem}.json, "
                 "or a folder such as {stem}; /save talk.md in the session writes the conversation as .md)"),

@@ -136,15 +136,26 @@ def test_each_command_and_format(runner, world, model_args, tmp_path, command, e
 
 def test_stdout_prints_text_and_writes_nothing(runner, world, model_args, tmp_path):
     result = invoke(runner, "describe-scene", world, "-l", "well", "--seed", 5, "--max-tokens", 6, "--stdout",
-                    "--out", tmp_path / "o", *model_args)
+                    *model_args)
     assert result.exit_code == 0, result.output
-    assert not (tmp_path / "o").exists()
+    assert not (tmp_path / "out").exists()  # the default folder (the tests run in tmp_path)
     again = invoke(runner, "describe-scene", world, "-l", "well", "--seed", 5, "--max-tokens", 6,
                    "--out", tmp_path / "o", "-q", *model_args)
     written = read_piece_file(tmp_path / "o" / "tinyville" / "scene" / "well-5.md")
     assert again.exit_code == 0
     assert result.stdout == written["text"] + "\n"
     assert "wrote" not in result.stderr
+
+
+@pytest.mark.parametrize("flag", ["-o", "--out"])
+@pytest.mark.parametrize("command", [["story", "-c", "ada"], ["describe-scene", "-l", "well"]])
+def test_stdout_with_out_is_refused(runner, world, model_args, tmp_path, monkeypatch, command, flag):
+    """Round 37: `story ... --stdout -o x.md` printed the text and silently wrote no x.md."""
+    monkeypatch.setattr("metagen.commands.pieces.load_generator", lambda *a, **k: pytest.fail("model loaded"))
+    result = invoke(runner, command[0], world, *command[1:], "--stdout", flag, tmp_path / "x.md", *model_args)
+    assert result.exit_code == 2, result.output
+    assert result.stderr == "error: --stdout prints the text; --out names where files go: give one\n"
+    assert result.stdout == "" and not (tmp_path / "x.md").exists()
 
 
 def test_json_lines(runner, world, model_args, tmp_path):

@@ -97,7 +97,7 @@ def batch(
 ):
     """Generate every piece a jobs file lists; the decoding flags override every job's settings."""
     from metagen.batch import STDIN_NAME, check_batch_fits_context, load_jobs, parse_shard, plan_batch, run_batch
-    from metagen.errors import Terminated
+    from metagen.errors import EXIT_GENERATION_FAILED, OutputError, Terminated
     from metagen.moderation import check_mode
     from metagen.pipeline import check_batch_size
 
@@ -109,7 +109,10 @@ def batch(
                       overwrite=overwrite, out_typed=typed_path("out"))
     where = "" if shard_spec == (1, 1) else f" (shard {shard_spec[0]}/{shard_spec[1]})"
     if not plan.units:
-        say(f"nothing to do{where}: {len(plan.skipped)} complete already, {plan.total} in the file", quiet)
+        if plan.skipped:
+            say(f"nothing to do{where}: {len(plan.skipped)} complete already, {plan.total} in the file", quiet)
+        else:  # more shards than pieces: this one has none of them
+            say(f"nothing to do{where}: no piece falls to this shard, {plan.total} in the file", quiet)
         return
     generator = load_generator(model_options, quiet)
     check_batch_fits_context(plan, jobs_file, settings, generator)
@@ -122,14 +125,19 @@ def batch(
         typer.echo(f"interrupted after {report.written} of {len(plan.units)}; rerun with --resume to finish",
                    err=True)
         raise
+    except OutputError as error:  # a full disk mid-run: what was written stays, --resume makes the rest
+        if error.exit_code != EXIT_GENERATION_FAILED:
+            raise
+        done = f"{report.written} of {len(plan.units)} written; rerun with --resume to finish"
+        raise type(error)(error.message, hint=f"{error.hint}; {done}" if error.hint else done) from None
     finally:
         report.close()
     for warning in result.warnings:
         say(f"warning: {warning}", quiet)
     seconds = time.perf_counter() - report.started
     speed = f", {result.tokens / seconds:.1f} tokens/s" if seconds else ""
-    say(f"written {result.written}, skipped {len(plan.skipped) + result.finished_elsewhere} (resume){where}, {result.tokens} tokens, "
-        f"{seconds:.1f} seconds{speed}", quiet)
+    skipped = f", skipped {len(plan.skipped) + result.finished_elsewhere} (resume)" if resume else ""
+    say(f"written {result.written}{skipped}{where}, {result.tokens} tokens, {seconds:.1f} seconds{speed}", quiet)
     refuse_pieces(result.refused, len(plan.units))
 
 

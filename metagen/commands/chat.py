@@ -61,6 +61,8 @@ def chat(world: WorldArg, character: As = None, player: Player = None, location:
     """Talk with a character of a world: you type a line, the character answers in its own voice."""
     from metagen.chat import ChatSession
 
+    if resume is not None and typed_path("out") is not None:  # the session is saved back to its own file
+        raise ConfigError(f"--resume continues {resume} in place; --out names where a new session goes: give one")
     setup = _prepare(world, character, player, location, resume, out, settings, moderation)
     lines = _script_lines(script) if script is not None else None
     generator = load_generator(model_options)

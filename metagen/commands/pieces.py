@@ -232,6 +232,8 @@ def run_pieces(kind: str, world_path: Path, fields: dict, opts: OutputOptions, s
     from metagen.output import (OutputFolder, check_format, check_not_exists, check_writable, output_path,
                                 remove_stale_temps, render, single_file_format, write_atomic, write_piece)
 
+    if opts.stdout and typed_path("out") is not None:  # -o was given, and --stdout would ignore it
+        raise ConfigError("--stdout prints the text; --out names where files go: give one")
     if opts.show_prompt:
         show_prompt(kind, world_path, fields, settings, model_options, opts.as_json, order)
         return

@@ -198,7 +198,7 @@ def _yaml_problem(error: yaml.MarkedYAMLError) -> tuple[object, str]:
     mark = error.problem_mark or error.context_mark
     start = error.context_mark or mark
     if "\\t" in problem or "\t" in problem:
-        return mark, "a tab character (indent with spaces, not tabs)"
+        return mark, _tab_problem(mark)
     if "quoted scalar" in context:
         return start, "a quoted string is never closed (close the quote that starts here)"
     if "undefined alias" in problem:
@@ -209,6 +209,17 @@ def _yaml_problem(error: yaml.MarkedYAMLError) -> tuple[object, str]:
         return start, f"a [list] or {{mapping}} that starts here is never closed ({problem})"
     sentence = f"{context}, {problem}" if context else problem
     return mark, f"{sentence} (check the indentation and quoting around here)"
+
+
+def _tab_problem(mark) -> str:
+    """What a refused tab is: indentation, or a tab after a key's colon (`kind:\tscene`), which
+    YAML refuses as well though it indents nothing."""
+    buffer, at = getattr(mark, "buffer", None), getattr(mark, "pointer", None)
+    if buffer is not None and at is not None:
+        before = buffer[max(buffer.rfind("\n", 0, at), buffer.rfind("\r", 0, at)) + 1:at].rstrip(" \t")
+        if before.endswith(":"):
+            return "a tab after a key's colon is not allowed in YAML (replace it with a space)"
+    return "a tab character (indent with spaces, not tabs)"
 
 
 def describe_node(node: Node) -> str:
