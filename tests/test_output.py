@@ -388,7 +388,7 @@ def test_node_names_stay_valid_for_any_subject():
 @pytest.mark.parametrize(
     "name, content, error",
     [
-        ("notes.txt", "hello", ConfigError),
+        ("notes.csv", "hello", ConfigError),
         ("plain.md", "# Just a heading\n", ConfigError),
         ("broken.md", "---\nkey: [unclosed\n---\n\ntext\n", ConfigError),
         ("list.json", "[1, 2]", ConfigError),
@@ -976,6 +976,18 @@ def test_replay_names_a_missing_piece_a_folder_and_a_name_without_md(tmp_path):
     with pytest.raises(ConfigError) as named:
         read_piece_file(tmp_path / "ada-1")
     assert named.value.one_line() == f"{tmp_path / 'ada-1'}: no such file (did you mean {tmp_path / 'ada-1.md'}?)"
-    (tmp_path / "notes.txt").write_text("hi\n", encoding="utf-8")
+    (tmp_path / "notes.csv").write_text("hi\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="is not a metagen file"):
-        read_piece_file(tmp_path / "notes.txt")
+        read_piece_file(tmp_path / "notes.csv")
+
+
+def test_a_txt_piece_is_named_for_what_it_is(tmp_path):
+    """`metagen replay scene.txt` on metagen's own .txt piece said "not a metagen file": it is one, but
+    plain text records nothing to replay from."""
+    path = tmp_path / "atrium-1.TXT"
+    path.write_text("The Fountain Atrium glows.\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        read_piece_file(path)
+    assert caught.value.one_line() == (f"{path} is plain text: replay reads the .md and .json pieces metagen "
+                                       "writes, which record how they were made; a .txt piece records nothing "
+                                       "(make the piece with --format md or json to replay it)")

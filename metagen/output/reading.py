@@ -114,6 +114,10 @@ def read_piece_file(path: str | os.PathLike) -> dict:
         name = "Yarn" if suffix == ".yarn" else "ink"
         raise ConfigError(f"{path} is {name} dialogue: replay reads the .md and .json pieces metagen writes, not "
                           "Yarn or ink", hint="make the dialogue with --format md or json to replay it")
+    if suffix == ".txt" and os.path.isfile(path):  # a .txt piece is its text alone: nothing to replay from
+        raise ConfigError(f"{path} is plain text: replay reads the .md and .json pieces metagen writes, which "
+                          "record how they were made; a .txt piece records nothing",
+                          hint="make the piece with --format md or json to replay it")
     if suffix not in (".md", ".json"):
         _refuse_other(path)
     text = _read_text(path)
