@@ -323,3 +323,16 @@ def cache_files(home: Path) -> list[str]:
     """The names in the cache's models folder, hidden .part files too."""
     folder = home / "models"
     return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+def killed_mid_write(path: Path) -> None:
+    """What `kill -9` during a write leaves: the piece's temp file, in another process that is gone."""
+    import sys
+
+    killed = subprocess.run([sys.executable, "-c", (
+        "import os, signal, sys\n"
+        "from metagen.output import write_atomic\n"
+        "os.fsync = lambda fd: os.kill(os.getpid(), signal.SIGKILL)  # killed with the temp file written\n"
+        "write_atomic(sys.argv[1], 'half a piece', overwrite=False)\n"), str(path)],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+    assert killed.returncode == -9 and [p.name.endswith(".tmp") for p in path.parent.iterdir()] == [True]

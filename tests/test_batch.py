@@ -13,7 +13,7 @@ from metagen import batch
 from metagen.errors import ConfigError, OutputExistsError, RequestError
 from metagen.output import read_piece_file
 
-from conftest import TINY_WORLD, interrupt_on_call, invoke, write_world
+from conftest import TINY_WORLD, interrupt_on_call, invoke, killed_mid_write, write_world
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -550,19 +550,10 @@ def test_a_second_resumed_run_skips_what_the_first_finished_meanwhile(runner, tm
 def test_the_temp_file_of_a_run_killed_outright_is_removed_by_the_next(tmp_path, world):
     """kill -9 between a piece's first byte and its rename left `.well-1.md....tmp` for good: a
     script that counts the files under --out counted it, and --resume never removed it."""
-    import subprocess
-    import sys
-
     path = write_jobs(tmp_path, "world: tiny.yaml\nseed: 1\njobs:\n  - {kind: scene, location: well, count: 2}\n")
     piece = batch.plan_batch(batch.load_jobs(path), out=tmp_path / "out").units[0].path
     piece.parent.mkdir(parents=True)
-    killed = subprocess.run([sys.executable, "-c", (
-        "import os, signal, sys\n"
-        "from metagen.output import write_atomic\n"
-        "os.fsync = lambda fd: os.kill(os.getpid(), signal.SIGKILL)  # killed with the temp file written\n"
-        "write_atomic(sys.argv[1], 'half a piece', overwrite=False)\n"), str(piece)],
-        env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert killed.returncode == -9
+    killed_mid_write(piece)
     (left,) = [p.name for p in piece.parent.iterdir()]
     assert left.startswith(".well-1.md.") and left.endswith(".tmp")
     (piece.parent / ".well-1.md.note.tmp").write_text("not metagen's")  # another tool's file stays

@@ -15,7 +15,7 @@ import yaml
 
 from metagen.output import read_piece_file
 
-from conftest import files_in, interrupt_on_call, invoke, write_world
+from conftest import files_in, interrupt_on_call, invoke, killed_mid_write, write_world
 
 ROOT = Path(__file__).resolve().parent.parent
 NEXUS = ROOT / "worlds" / "nexus-hub.yaml"
@@ -181,21 +181,6 @@ def test_json_lines_are_the_only_report_of_a_written_file(runner, world, model_a
     assert "wrote" not in result.stderr
 
 
-def _killed_mid_write(path: Path) -> None:
-    """What `kill -9` during a write leaves: the piece's temp file, in another process that is gone."""
-    import os
-    import subprocess
-    import sys
-
-    killed = subprocess.run([sys.executable, "-c", (
-        "import os, signal, sys\n"
-        "from metagen.output import write_atomic\n"
-        "os.fsync = lambda fd: os.kill(os.getpid(), signal.SIGKILL)\n"
-        "write_atomic(sys.argv[1], 'half a piece', overwrite=False)\n"), str(path)],
-        env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert killed.returncode == -9 and [p.name.endswith(".tmp") for p in path.parent.iterdir()] == [True]
-
-
 @pytest.mark.parametrize("out", ["o", "o/scene.md"])
 def test_a_temp_file_left_by_a_killed_run_is_removed_when_its_piece_is_made(runner, world, model_args, tmp_path,
                                                                              out):
@@ -204,7 +189,7 @@ def test_a_temp_file_left_by_a_killed_run_is_removed_when_its_piece_is_made(runn
     result = invoke(runner, *args, *model_args)
     piece = Path(json.loads(result.stdout)["path"])
     piece.unlink()
-    _killed_mid_write(piece)
+    killed_mid_write(piece)
     result = invoke(runner, *args, *model_args)
     assert result.exit_code == 0, result.output
     assert [p.name for p in piece.parent.iterdir()] == [piece.name]
