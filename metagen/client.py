@@ -25,6 +25,7 @@ from metagen.protocol import (
     send_frame, send_json, socket_path,
 )
 
+
 def main() -> None:
     """Console-script entry point."""
     try:

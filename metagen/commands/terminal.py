@@ -98,13 +98,17 @@ def print_table(console, headers: list[str], rows: list[list[str]], title: str =
         label = max(columns(h) for h in headers) + 2
         if console.width - label < MIN_VALUE_COLUMNS:  # too narrow beside the labels: each value under its own
             label = 0
-        plain = "\n\n".join(
-            "\n".join(f"{h}:" + (" " * (label - 1 - columns(h)) if label else "\n") + (
-                str(cell) if h in whole else
-                ("\n" + " " * label).join(_words_in_lines(str(cell), console.width - label)))
-                for h, cell in zip(headers, row))
-            for row in rows)
+        plain = "\n\n".join("\n".join(_field_line(h, str(cell), label, console.width, h in whole)
+                                       for h, cell in zip(headers, row)) for row in rows)
     console.print(Text((f"{title}\n" if title else "") + plain), soft_wrap=True)
+
+
+def _field_line(header: str, value: str, label: int, width: int, whole: bool) -> str:
+    """`header: value` for print_table's narrowest layout: the value from column `label` (on the next
+    line when label is 0), its words wrapped to `width` unless it must stay whole (an id, a path)."""
+    start = " " * (label - 1 - columns(header)) if label else "\n"
+    lines = [value] if whole else _words_in_lines(value, width - label)
+    return f"{header}:{start}" + ("\n" + " " * label).join(lines)
 
 
 def _words_in_lines(text: str, width: int) -> list[str]:
