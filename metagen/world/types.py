@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from metagen.errors import RequestError
-from metagen.text import TRANSLIT, did_you_mean
+from metagen.text import did_you_mean, fold
 
 # What metagen.world re-exports: the dataclasses a world is made of and the values they allow.
 __all__ = ["ID_RE", "SETTING_RE", "POINTS_OF_VIEW", "TENSES", "PRONOUNS", "RATINGS", "DESCRIPTORS", "SEVERITIES",
@@ -171,9 +170,7 @@ class World:
 def _loose(text: str) -> str:
     """An id or name as it compares loosely: no case, no accents, any run of spaces and
     punctuation one "-" ("Sister Maëlle" -> "sister-maelle"); letters of other scripts kept."""
-    folded = unicodedata.normalize("NFKD", str(text).translate(TRANSLIT))
-    folded = "".join(c for c in folded if not unicodedata.combining(c)).casefold()
-    return re.sub(r"[\W_]+", "-", folded).strip("-")
+    return re.sub(r"[\W_]+", "-", fold(str(text))).strip("-")
 
 
 def _lookup(items, ref: str, what: str, world_id: str):
