@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -416,7 +415,7 @@ class _Hypothesis:
     finish_reason: str
 
 
-def common_prefix(sequences: Sequence[Sequence[int]]) -> int:
+def common_prefix(sequences: list[list[int]]) -> int:
     """How many leading tokens every one of `sequences` shares (0 for none)."""
     if not sequences:
         return 0
