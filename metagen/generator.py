@@ -18,7 +18,7 @@ import shutil
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -581,6 +581,3 @@ class Generator:
             offset = int(pad[b]) - 1 - (W - K)
             scores.append(sum(float(logprobs[b, offset + j, row[j]]) for j in range(shared, len(row))))
         return scores
-
-    def with_seed(self, cfg: GenerationConfig, seed: int) -> GenerationConfig:
-        return replace(cfg, seed=seed)
