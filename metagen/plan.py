@@ -164,8 +164,8 @@ def beat_starts(world: World, resolved: Resolved, plan: list[Beat], seed: int, c
     the opening's open on the place and a verb of a sound or smell it has, in the story's tense ("The
     Container Docks smelled of"), or else on the lead's name; a later beat's on the name of the first
     of the cast its instruction names, or the lead's, with the turn's verb when the turn is that one
-    admitting or wanting ("Ysolde admitted that"). One candidate is left free. The seed draws the
-    verb, so replay is exact.
+    admitting or wanting ("Ysolde admitted that"). A lone candidate (--candidates 1) is left free. The
+    seed draws the verb, so replay is exact.
     """
     given = candidates // 2
     cast = list(resolved.characters)
