@@ -31,7 +31,7 @@ def test_converted_files_keep_every_tensor_on_a_64_byte_boundary(tmp_path):
     import torch
     from safetensors.torch import load_file
 
-    from metagen.generator import save_aligned_safetensors
+    from metagen.converted import save_aligned_safetensors
 
     state = {"a": torch.arange(5, dtype=torch.int8), "b": torch.randn(3, 7).to(torch.bfloat16),
              "c": torch.randn(11), "d": torch.tensor([[1, 2], [3, 4]], dtype=torch.uint8)}
@@ -73,7 +73,8 @@ def test_int4_cache_is_kept_per_cpu_capability(tiny_gguf, isolated_home):
 
 def test_a_conversion_removes_the_copies_this_version_never_loads(tiny_gguf, isolated_home):
     from metagen.home import file_sha256
-    from metagen.generator import CONVERTED_VERSION, load_model
+    from metagen.converted import CONVERTED_VERSION
+    from metagen.generator import load_model
 
     sha = file_sha256(tiny_gguf)[:16]
     converted = isolated_home / "converted"
@@ -256,7 +257,8 @@ def test_a_conversion_removes_the_staging_folders_of_killed_ones(tiny_gguf, isol
     import time
 
     from metagen.home import file_sha256
-    from metagen.generator import CONVERTED_VERSION, load_model
+    from metagen.converted import CONVERTED_VERSION
+    from metagen.generator import load_model
 
     converted = isolated_home / "converted"
     target = f"{file_sha256(tiny_gguf)[:16]}-float32-v{CONVERTED_VERSION}"
