@@ -47,7 +47,6 @@ class SearchResult:
     sequences: list[Sequence]
     prompt_tokens: int
     steps: int = 0  # model steps run (prefill counts as one)
-    extra: dict = field(default_factory=dict)
 
 
 class TextTracker:
