@@ -80,7 +80,7 @@ class Completion:
     logprob: float
     finish_reason: str
     seed: int
-    seconds: float
+    seconds: float  # the whole call's wall time, the same for every row decoded in it
     alternatives: list[dict] = field(default_factory=list)  # n-best beyond the first
 
     @property

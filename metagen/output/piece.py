@@ -38,7 +38,7 @@ class Piece:
     lore_used: list  # lore entries that fitted in the prompt
     lore_left_out: list  # lore entries dropped for the token budget
     finish_reason: str  # "eos" | "stop" | "length"
-    seconds: float  # wall time of the generation
+    seconds: float  # wall time of the generation; of a scene decoded with others, the whole batch's
     text: str  # the generated text (for dialogue, the turns as "Name: line" lines)
     turns: list = field(default_factory=list)  # dialogue only: {"speaker", "speaker_id", "line"}
     plan: list = field(default_factory=list)  # story only: the beats written, {"beat", "instruction", "text"} each
