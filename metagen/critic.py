@@ -64,7 +64,9 @@ COPY_RUN = 6  # a run of this many words shared with the prompt counts as copyin
 # How much each finding moves a candidate's score; chosen by reading what the critic picks
 # (docs/quality.md): one invented person outweighs one more requested name (-1.5 left 9 of 30 stories
 # with an invented name, -2.5 left 1 of 30, the same requests and seeds), garbled text or a
-# banned word outweighs everything else.
+# banned word outweighs everything else. "rating" counts spans over the world's rating (metagen.moderation,
+# at most 3): its weight outweighs every other finding together, so a candidate over the rating loses to
+# any that is not.
 WEIGHTS = {"names": 2.0, "details": 1.0, "invented": -2.5, "garbled": -6.0, "banned": -3.0, "copied": -0.5,
            "repetition": -6.0, "markup": -1.0, "unfinished": -0.7, "short": -1.5, "voice": -1.0, "same_start": -1.0,
            "misplaced": -1.5, "listed": -1.0,
@@ -82,8 +84,6 @@ WEIGHTS = {"names": 2.0, "details": 1.0, "invented": -2.5, "garbled": -6.0, "ban
 # Dialogue lines and chat answers, which readers did not pick among here, keep WEIGHTS.
 NARRATION_WEIGHTS = {**WEIGHTS, "logprob": 2.25, "details": 2.25, "names": 2.25, "stock": 0.0, "struck": -1.0,
                      "voice": -2.0, "pronoun": -1.75, "misplaced": -1.25, "dated": -1.75}
-# "rating" counts spans over the world's rating (metagen.moderation, at most 3): its weight outweighs every
-# other finding together, so a candidate over the rating loses to any that is not.
 # metagen's own instructions and prompt labels said back ("In your own words:", "I will describe
 # ... in three sentences"): readers count these first among a small model's junk.
 _ECHO = re.compile(r"\bin your own words\b|\bstart with the words\b|\b(?:three|four|3|4) (?:or (?:three|four|3|4) )?sentences\b"

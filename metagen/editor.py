@@ -35,7 +35,8 @@ class Edit:
 
 def strike(text: str, context: CriticContext) -> Edit:
     """text without its sentences that make up a person or a year, say the text before again, talk
-    about the text, or are garbled; unchanged when none does or when only the first would be left out.
+    about the text, or are garbled; unchanged when none does. The first sentence is never judged, so
+    at least it is left.
 
     What counts as made up is the critic's own reading of the whole text (grounding.unknown_names,
     invented_relatives, off_world_dates), so a sentence is struck for what the critic would count."""

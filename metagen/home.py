@@ -3,7 +3,7 @@
 The layout, under cache_dir():
 
     models/       known models pulled with pip (metagen.pull), each with a .json sidecar
-    converted/    converted copies of model files (metagen.generator), one folder each
+    converted/    converted copies of model files (metagen.converted), one folder each
     locks/        flock files, so that metagens started together take turns (cache_lock)
     hashes.json   the sha256 of model files given by path, remembered (path_sha256)
 
@@ -66,7 +66,7 @@ def models_dir() -> Path:
 
 
 def converted_folders(sha256: str) -> list[Path]:
-    """The converted copies (metagen.generator) of the model file with this sha256: one a weight
+    """The converted copies (metagen.converted) of the model file with this sha256: one a weight
     format, kernel and adapter, each a few hundred MB."""
     folder = cache_dir() / "converted"
     return sorted(p for p in folder.glob(f"{sha256[:16]}-*") if p.is_dir()) if folder.is_dir() else []

@@ -35,7 +35,7 @@ TARGET_GROUPS = {
 TARGET_GROUPS["all"] = TARGET_GROUPS["attention"] + TARGET_GROUPS["mlp"]
 MAX_RANK = 256
 MAX_ALPHA = 1e4  # alpha / rank scales the update; a larger alpha is a damaged file (1e30 gave NaN logits)
-PAD_PREFIX = "__pad."  # filler entries that align tensors in files metagen writes (generator.save_aligned_safetensors)
+PAD_PREFIX = "__pad."  # filler entries that align tensors in files metagen writes (converted.save_aligned_safetensors)
 
 
 def target_shapes(args: ModelArgs) -> dict[str, tuple[int, int]]:
@@ -119,7 +119,7 @@ def save_adapter(path: Path, tensors: dict[str, torch.Tensor], config: AdapterCo
                  dtype: torch.dtype = torch.float32) -> str:
     """Write an adapter file atomically (the same adapter, the same bytes); returns its sha256."""
     from metagen.home import file_sha256
-    from metagen.generator import save_aligned_safetensors
+    from metagen.converted import save_aligned_safetensors
 
     metadata = {"format": FORMAT, "rank": str(config.rank), "alpha": str(config.alpha),
                 "targets": json.dumps(list(config.targets)), "base_model_sha256": base_sha256}

@@ -520,9 +520,6 @@ def _compose_dialogue(generator, world: World, request: Request, cfg: Generation
     return piece, [f"dialogue {prompt.request.subject}: {w}" for w in result.warnings]
 
 
-# ----------------------------------------------------------------------------- replaying
-
-
 __all__ = [
     "ComposeResult",
     "DEFAULT_BATCH_SIZE",

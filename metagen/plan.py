@@ -92,7 +92,6 @@ def make_plan(world: World, resolved: Resolved, seed: int) -> list[Beat]:
     names = [prose_name(c, scripts) for c in cast] or ["the traveller"]
     short = {c.id: short_prose_name(c, scripts) for c in cast}  # after the first mention
     lead = cast[0] if cast else None
-    other = cast[1] if len(cast) > 1 else None
 
     place = resolved.location
     details = [*place.sights, *place.sounds, *place.smells] if place else []
@@ -111,9 +110,41 @@ def make_plan(world: World, resolved: Resolved, seed: int) -> list[Beat]:
         goal = clause(rng.choice(lead.goals))
         opening += f" {short[lead.id]} wants to {after_to(goal)}."
 
-    # What can change the story, and which of the cast it names; or, for a turn about no one in
-    # particular, a function that writes it for one of the cast (or for None).
-    turns: list[tuple[str | Callable[[Character | None], str], tuple | None]] = []
+    turns = _possible_turns(world, request, cast, names, short, place, rng)
+    middle = turns[:count - 2] if request.premise else rng.sample(turns, min(len(turns), count - 2))
+    # Each of the cast has a part after the opening: a turn about no one in particular (a lore fact) goes
+    # to the first of them no turn names, and the ending brings in whoever is still left. Told of both
+    # only in the opening, the model left the second of a cast of two out of 6 of 20 stories (round
+    # eighteen's eval: Sister Maëlle of 3 of 10 Ashenmere stories, Mira of 3 of 10 Saltgate ones).
+    unnamed = [c for c in cast if not any(who and c in who for _, who in middle)]
+    written = [turn if who is not None else turn(unnamed.pop(0) if unnamed else None) for turn, who in middle]
+
+    sentences = f" Write {BEAT_SENTENCES - 1} or {BEAT_SENTENCES} sentences."
+    beats = [Beat("opening", opening + sentences)]
+    for i, turn in enumerate(written):
+        beats.append(Beat("turn" if i == 0 else "complication", f"Write the next paragraph. {turn}{sentences}"))
+    ending = f"Write the last paragraph and end the story{where}"
+    ending += f" with {cast_phrase([short[c.id] for c in unnamed])}." if unnamed and len(cast) > 1 else "."
+    if len(details) > 1:
+        ending += f" Finish with {clause(details[1])}."
+    beats.append(Beat("ending", ending + sentences))
+    return beats
+
+
+# A turn of the plan: its instruction and which of the cast it names; or, for a turn about no one in
+# particular, a function that writes it for one of the cast (or for None) and None.
+Turn = tuple[str | Callable[[Character | None], str], tuple | None]
+
+
+def _possible_turns(world: World, request: StoryRequest, cast: list[Character], names: list[str],
+                    short: dict[str, str], place, rng: random.Random) -> list[Turn]:
+    """What can change the story, in this order: the premise, the second of the cast's secret, then
+    the lead's, the lead's tie to the second, a lore fact, the second's goal; a surprise when the
+    world gives none of these. `rng` draws which secret, fact and goal. make_plan keeps as many as
+    the story's length has middle beats."""
+    lead = cast[0] if cast else None
+    other = cast[1] if len(cast) > 1 else None
+    turns: list[Turn] = []
     if request.premise:
         turns.append((f"This happens: {clause(request.premise)}.", ()))
     for person in (other, lead):
@@ -137,24 +168,7 @@ def make_plan(world: World, resolved: Resolved, seed: int) -> list[Beat]:
                       (other,)))
     if not turns:
         turns.append((lambda c: f"Something unexpected happens that tests {short[c.id] if c else 'them'}.", None))
-    middle = turns[:count - 2] if request.premise else rng.sample(turns, min(len(turns), count - 2))
-    # Each of the cast has a part after the opening: a turn about no one in particular (a lore fact) goes
-    # to the first of them no turn names, and the ending brings in whoever is still left. Told of both
-    # only in the opening, the model left the second of a cast of two out of 6 of 20 stories (round
-    # eighteen's eval: Sister Maëlle of 3 of 10 Ashenmere stories, Mira of 3 of 10 Saltgate ones).
-    unnamed = [c for c in cast if not any(who and c in who for _, who in middle)]
-    written = [turn if who is not None else turn(unnamed.pop(0) if unnamed else None) for turn, who in middle]
-
-    sentences = f" Write {BEAT_SENTENCES - 1} or {BEAT_SENTENCES} sentences."
-    beats = [Beat("opening", opening + sentences)]
-    for i, turn in enumerate(written):
-        beats.append(Beat("turn" if i == 0 else "complication", f"Write the next paragraph. {turn}{sentences}"))
-    ending = f"Write the last paragraph and end the story{where}"
-    ending += f" with {cast_phrase([short[c.id] for c in unnamed])}." if unnamed and len(cast) > 1 else "."
-    if len(details) > 1:
-        ending += f" Finish with {clause(details[1])}."
-    beats.append(Beat("ending", ending + sentences))
-    return beats
+    return turns
 
 
 def beat_starts(world: World, resolved: Resolved, plan: list[Beat], seed: int, candidates: int) -> list[list[str]]:
@@ -164,8 +178,8 @@ def beat_starts(world: World, resolved: Resolved, plan: list[Beat], seed: int, c
     the opening's open on the place and a verb of a sound or smell it has, in the story's tense ("The
     Container Docks smelled of"), or else on the lead's name; a later beat's on the name of the first
     of the cast its instruction names, or the lead's, with the turn's verb when the turn is that one
-    admitting or wanting ("Ysolde admitted that"). One candidate is left free. The seed draws the
-    verb, so replay is exact.
+    admitting or wanting ("Ysolde admitted that"). A lone candidate (--candidates 1) is left free. The
+    seed draws the verb, so replay is exact.
     """
     given = candidates // 2
     cast = list(resolved.characters)

@@ -4,6 +4,8 @@ A prompt holds the facts of the named characters and place, the world's style, l
 by keyword within a token budget and few-shot sample lines. The target model is tiny
 (SmolLM2-135M-Instruct), so the templates are short and direct, with the task stated last in
 the user message. Nothing here imports torch; token counts come from a `count_tokens` callable.
+`metagen story` does not use build_prompt: it plans its story and writes it beat by beat
+(metagen.plan.story_messages); a story here is one prompt, for `metagen eval --prompt-variant`.
 """
 
 from __future__ import annotations
@@ -382,6 +384,8 @@ def _cast(resolved: Resolved) -> str:
 
 
 def _story_task(world: World, resolved: Resolved) -> str:
+    """A whole story asked for in one prompt: what `metagen eval --prompt-variant` (other than
+    metagen) writes, not the planned story of `metagen story` (metagen.plan)."""
     request: StoryRequest = resolved.request
     words = world.style.words_for(request.length)
     text = f"Write a {request.length} story of about {words} words"

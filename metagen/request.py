@@ -1,7 +1,8 @@
 """Requests: what a user asks for (a story, a scene or a dialogue), checked, recorded and resolved.
 
-A request names characters and a location by id (or exact name); `resolve_request` looks them
-up in a world and makes the ids canonical. Every other module takes the request kinds from here.
+A request names characters and a location by id, or by name or alias in any case, accents
+optional (World.character, World.location); `resolve_request` looks them up in a world and makes
+the ids canonical. Every other module takes the request kinds from here.
 """
 
 from __future__ import annotations

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -48,7 +47,6 @@ class SearchResult:
     sequences: list[Sequence]
     prompt_tokens: int
     steps: int = 0  # model steps run (prefill counts as one)
-    extra: dict = field(default_factory=dict)
 
 
 class TextTracker:
@@ -129,10 +127,10 @@ def _log_order(strategy: str, processors) -> None:
 
 @dataclass
 class PrefixReuse:
-    """The KV cache of one row's last run, so that a following prompt which starts with the
-    same tokens (the next turn of a dialogue) prefills only what is new.
+    """The KV cache of one prompt's last run, so that a following prompt which starts with the
+    same tokens (a story's next beat, a dialogue's next line) prefills only what is new.
 
-    One object per conversation keeps results independent of what else the process ran.
+    One object per story or conversation keeps results independent of what else the process ran.
     """
 
     min_shared: int = 16  # reuse only when at least this many leading tokens agree
@@ -296,8 +294,9 @@ def decode_loop(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfi
                 forced: list[list[int]] | None = None) -> list[SearchResult]:
     """Greedy decoding or sampling for a batch of prompts; one result per prompt.
 
-    With `reuse` and a single prompt, keys and values of leading tokens shared with the
-    previous run are copied instead of recomputed, and this run's cache is kept for the next.
+    With `reuse`, when every row has the same prompt (one, or a unit's candidates), keys and values
+    of leading tokens shared with the previous run are copied instead of recomputed, and this run's
+    cache is kept for the next.
     With `plain` (each prompt without the world's facts) and cfg.context_contrast, the logits
     are contrasted with the plain prompts' (ContextContrast). `forced`: per row, the tokens its
     text starts with (a scene candidate's start words), written whatever the model would choose and
@@ -416,7 +415,7 @@ class _Hypothesis:
     finish_reason: str
 
 
-def common_prefix(sequences: Sequence[Sequence[int]]) -> int:
+def common_prefix(sequences: list[list[int]]) -> int:
     """How many leading tokens every one of `sequences` shares (0 for none)."""
     if not sequences:
         return 0

@@ -363,11 +363,12 @@ def test_int4_falls_back_to_int8_where_the_packing_needs_16_rows():
 @pytest.mark.parametrize("weight_format", ["int8", "int4"])
 def test_compact_weights_loaded_from_the_converted_cache_are_aligned(weight_format, tiny_gguf, tmp_path):
     """safetensors places tensors at 8-byte offsets after its header: the load must realign."""
-    from metagen.generator import _load_converted, _save_converted, build_from_gguf
+    from metagen.converted import load_converted, save_converted
+    from metagen.generator import build_from_gguf
 
     folder = tmp_path / "converted"
-    _save_converted(folder, *build_from_gguf(tiny_gguf, weight_format))
-    model, _, _ = _load_converted(folder)
+    save_converted(folder, *build_from_gguf(tiny_gguf, weight_format))
+    model, _, _ = load_converted(folder)
     compact = [m for m in model.modules() if isinstance(m, (Int8Linear, Int4Linear))]
     assert compact
     for linear in compact:

@@ -593,12 +593,12 @@ def _fail_save(monkeypatch, kind):
         def full(*args, **kwargs):
             raise OSError(errno.ENOSPC, "No space left on device")
 
-        monkeypatch.setattr("metagen.generator.save_aligned_safetensors", full)
+        monkeypatch.setattr("metagen.converted.save_aligned_safetensors", full)
     else:
         def denied(folder):
             raise PermissionError(errno.EACCES, "Permission denied", str(folder.parent))
 
-        monkeypatch.setattr("metagen.generator._make_staging", denied)
+        monkeypatch.setattr("metagen.converted._make_staging", denied)
 
 
 @pytest.mark.parametrize("how", ["home-under-a-file", "permission-denied", "enospc"])

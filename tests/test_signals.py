@@ -234,6 +234,7 @@ def _raise_terminated(*args, **kwargs):
 
 @pytest.mark.parametrize("where", ["gguf-header", "gguf-tensors", "cache-load", "cache-save"])
 def test_sigterm_passes_through_every_broad_handler(tmp_path, tiny_gguf, monkeypatch, where):
+    import metagen.converted as converted
     import metagen.generator as generator
     import metagen.gguf as gguf
     from metagen.errors import Terminated
@@ -246,12 +247,12 @@ def test_sigterm_passes_through_every_broad_handler(tmp_path, tiny_gguf, monkeyp
         call = lambda: gguf.read_gguf(tiny_gguf)  # noqa: E731
     elif where == "cache-load":
         (tmp_path / "meta.json").write_text("{}")
-        monkeypatch.setattr(generator.json, "loads", _raise_terminated)
-        call = lambda: generator._load_converted(tmp_path)  # noqa: E731
+        monkeypatch.setattr(converted.json, "loads", _raise_terminated)
+        call = lambda: converted.load_converted(tmp_path)  # noqa: E731
     else:
         model, tokenizer, name = generator.build_from_gguf(tiny_gguf, "float32")
-        monkeypatch.setattr(generator, "save_aligned_safetensors", _raise_terminated)
-        call = lambda: generator._save_converted(tmp_path / "c" / "x", model, tokenizer, name)  # noqa: E731
+        monkeypatch.setattr(converted, "save_aligned_safetensors", _raise_terminated)
+        call = lambda: converted.save_converted(tmp_path / "c" / "x", model, tokenizer, name)  # noqa: E731
     with pytest.raises(Terminated):
         call()
     assert not issubclass(Terminated, Exception)

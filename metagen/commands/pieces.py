@@ -229,8 +229,7 @@ def run_pieces(kind: str, world_path: Path, fields: dict, opts: OutputOptions, s
                model_options: dict, order: str = "likelihood") -> None:
     """The body of story, describe-scene and dialogue: check, load, compose, write, report."""
     from metagen import pipeline
-    from metagen.output import (OutputFolder, check_format, check_not_exists, check_writable, output_path,
-                                remove_stale_temps, render, single_file_format, write_atomic, write_piece)
+    from metagen.output import OutputFolder, check_format, render, single_file_format, write_atomic, write_piece
 
     if opts.stdout and typed_path("out") is not None:  # -o was given, and --stdout would ignore it
         raise ConfigError("--stdout prints the text; --out names where files go: give one")
@@ -246,20 +245,8 @@ def run_pieces(kind: str, world_path: Path, fields: dict, opts: OutputOptions, s
     fmt = single or opts.fmt or ("txt" if opts.stdout else "md")
     check_format(kind, fmt)
     seeds = pipeline.seeds_for(opts.count, cfg.seed)
-    if single:
-        check_writable(opts.out.parent)
-        check_not_exists(opts.out, opts.overwrite)
-        remove_stale_temps(opts.out.parent, {opts.out.name})  # a run of this command killed with -9
-    elif not opts.stdout:
-        check_writable(opts.out)
-        recorded = {**request.to_dict(), "order": order} if kind == "dialogue" else request.to_dict()
-        paths = [output_path(opts.out, world.id, kind, request.subject, seed, fmt, request=recorded) for seed in seeds]
-        for folder in dict.fromkeys(path.parent for path in paths):  # OUT/<world>/<kind>: a file there, read-only
-            check_writable(folder)
-        for path in paths:
-            check_not_exists(path, opts.overwrite)
-        for folder in dict.fromkeys(path.parent for path in paths):
-            remove_stale_temps(folder, {path.name for path in paths if path.parent == folder})
+    if not opts.stdout:
+        _check_output_files(kind, world.id, request, opts, fmt, seeds, order, single=bool(single))
 
     generator = load_generator(model_options, opts.quiet)
     # Stream on a terminal, one piece at a time: a single piece, or dialogues (made in turn).
@@ -296,6 +283,28 @@ def run_pieces(kind: str, world_path: Path, fields: dict, opts: OutputOptions, s
     for warning in result.warnings:
         say(f"warning: {warning}", opts.quiet)
     refuse_pieces(refused, len(result.pieces))
+
+
+def _check_output_files(kind: str, world_id: str, request, opts: OutputOptions, fmt: str, seeds: list[int],
+                        order: str, *, single: bool) -> None:
+    """Before the model loads: every file the run will write can be made and does not exist (unless
+    --overwrite); the temp files a run of the same files killed with -9 left are removed."""
+    from metagen.output import check_not_exists, check_writable, output_path, remove_stale_temps
+
+    if single:  # -o story.md
+        check_writable(opts.out.parent)
+        check_not_exists(opts.out, opts.overwrite)
+        remove_stale_temps(opts.out.parent, {opts.out.name})
+        return
+    check_writable(opts.out)
+    recorded = {**request.to_dict(), "order": order} if kind == "dialogue" else request.to_dict()
+    paths = [output_path(opts.out, world_id, kind, request.subject, seed, fmt, request=recorded) for seed in seeds]
+    for folder in dict.fromkeys(path.parent for path in paths):  # OUT/<world>/<kind>: a file there, read-only
+        check_writable(folder)
+    for path in paths:
+        check_not_exists(path, opts.overwrite)
+    for folder in dict.fromkeys(path.parent for path in paths):
+        remove_stale_temps(folder, {path.name for path in paths if path.parent == folder})
 
 
 def refuse_pieces(refused: list[str], total: int) -> None:

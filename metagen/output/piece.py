@@ -30,18 +30,18 @@ class Piece:
     world_hash: str  # sha256 of the world files, so a changed world is noticed
     world_files: list  # the world files read, as str paths
     request: dict  # what was asked for (subject, cast, place, ...)
-    model: dict  # name, sha256, path
+    model: dict  # generator.ModelInfo.to_dict: name, path, sha256, dtype, device (prompt_dtype, adapter)
     settings: dict  # every effective decoding setting, after the merge
-    seed: int  # the seed the generator was started with
+    seed: int  # the piece's seed; every candidate's seed derives from it (config.candidate_seed)
     prompt_tokens: int  # tokens in the prompt
     output_tokens: int  # tokens generated
     lore_used: list  # lore entries that fitted in the prompt
     lore_left_out: list  # lore entries dropped for the token budget
     finish_reason: str  # "eos" | "stop" | "length"
-    seconds: float  # wall time of the generation
+    seconds: float  # wall time of the generation; of a scene decoded with others, the whole batch's
     text: str  # the generated text (for dialogue, the turns as "Name: line" lines)
     turns: list = field(default_factory=list)  # dialogue only: {"speaker", "speaker_id", "line"}
-    plan: list = field(default_factory=list)  # story only: the beats written, one {"beat", "text"} each
+    plan: list = field(default_factory=list)  # story only: the beats written, {"beat", "instruction", "text"} each
     critic: dict = field(default_factory=dict)  # with candidates: each unit's scores and the one kept
     moderation: dict = field(default_factory=dict)  # the verdict on the text (metagen.moderation.verdict); {}: off
     # scenes decoded in one batch with others: every scene of the batch, in order, {"request", "seed"}
