@@ -37,7 +37,8 @@ from metagen.commands.generate import generate
 from metagen.commands.help import PLAIN_HELP, PanelledCommand
 from metagen.commands.models import models_app
 from metagen.commands.moderate import moderate
-from metagen.commands.pieces import describe_scene, dialogue, prompt_app, replay, story
+from metagen.commands.pieces import describe_scene, dialogue, prompt_app, story
+from metagen.commands.replay import replay
 from metagen.commands.serve import serve
 from metagen.commands.terminal import escaped, stdout_failed
 from metagen.commands.tune import tune_command
