@@ -278,6 +278,22 @@ def test_an_out_that_cannot_be_written_is_refused_before_training(runner, tmp_pa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.jsonl", "folder.safetensors"]
 
 
+def test_a_folder_where_the_log_or_checkpoint_goes_is_refused_before_training(runner, tmp_path, monkeypatch):
+    """A folder at OUT.json: the run trained to the end, wrote OUT, then failed on the log, exit 1."""
+    data = tmp_path / "d.jsonl"
+    data.write_text(json.dumps(_line(0).to_dict()) + "\n")
+    monkeypatch.setattr("metagen.generator.load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    out = tmp_path / "a.safetensors"
+    for name, kind in (("a.safetensors.json", "json"), ("a.safetensors.checkpoint", "checkpoint")):
+        (tmp_path / name).mkdir()
+        bad = invoke(runner, "tune", data, "--out", out, "--quiet", "--resume")
+        assert bad.exit_code == 2, bad.output
+        assert bad.stderr == (f"error: {tmp_path / name} is a folder where --out's {kind} goes "
+                              "(move the folder away, or give another --out)\n")
+        (tmp_path / name).rmdir()
+    assert not out.exists()
+
+
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")
 def test_an_out_folder_that_refuses_files_is_exit_1_like_every_commands(runner, tmp_path, monkeypatch):
     # /proc passes os.access(W_OK) for root, yet no file can be made in it: only making one tells.

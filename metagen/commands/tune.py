@@ -104,6 +104,10 @@ def _check_writable(out: Path) -> None:
     folder = out.parent
     if out.is_dir():
         raise ConfigError(f"--out {out} is a folder", hint="give the path of a .safetensors file")
+    for beside in (out.with_name(out.name + ".json"), out.with_name(out.name + ".checkpoint")):
+        if beside.is_dir():  # the log is written, and the checkpoint read, only after hours of training
+            raise ConfigError(f"{beside} is a folder where --out's {beside.suffix[1:]} goes",
+                              hint="move the folder away, or give another --out")
     if not folder.is_dir():
         raise ConfigError(f"--out {out}: the folder {folder} does not exist", hint="create it, or give another --out")
     check_writable(folder)  # makes and removes a file there, as every command does (exit 1 if it cannot)
