@@ -125,6 +125,20 @@ def test_a_few_steps_lower_the_held_aside_loss_and_the_adapter_changes_the_logit
     assert same.adapter_sha256 == report.adapter_sha256  # one seed, one adapter
 
 
+def test_a_sequence_longer_than_the_models_context_is_left_out(tmp_path):
+    """--max-tokens 5000 over a 256-token model trained a 519-token sequence past its context."""
+    generator = _fresh(tmp_path)
+    assert generator.model.args.max_seq_len == 256
+    long = Example("", "", ({"role": "user", "content": "a b " * 100},), "c d " * 50)
+    settings = TuneSettings(rank=2, alpha=4, epochs=1, batch=1, max_tokens=5000)
+    report = tune(generator.model, generator.tokenizer, [_line(0), long], [long], settings,
+                  tmp_path / "a.safetensors", base_sha256="0" * 64)
+    assert report.sequences == 1 and report.left_out == 2
+    with pytest.raises(ConfigError, match="no training example fits in the model's context of 256 tokens"):
+        tune(generator.model, generator.tokenizer, [long], [], settings, tmp_path / "b.safetensors",
+             base_sha256="0" * 64)
+
+
 def test_a_stopped_run_resumes_to_the_same_adapter(tmp_path):
     data = _story(3) + [_line(i) for i in range(3)]
     settings = TuneSettings(rank=2, alpha=4, epochs=2, batch=1, learning_rate=5e-3, warmup_steps=1)
