@@ -456,6 +456,32 @@ def test_a_damaged_or_foreign_session_file_is_one_line_and_exit_2(runner, world_
     assert path.read_bytes() == before  # nothing lost
 
 
+def test_resume_with_another_adapter_says_so(runner, world_path, model_args, tmp_path, wide_gguf):
+    """A session made with one adapter and resumed with another (or none) went on without a word, and
+    its file then recorded only the last adapter, as for the model file, which is warned about."""
+    import torch
+
+    from metagen.gguf import read_gguf
+    from metagen.home import file_sha256
+    from metagen.lora import AdapterConfig, save_adapter, target_shapes
+
+    args, config = read_gguf(wide_gguf, load_tensors=False).args, AdapterConfig(rank=2, alpha=4)
+    shapes = target_shapes(args)
+    tensors = {f"layers.{i}.{t}.lora_{ab}": torch.zeros((2, shapes[t][1]) if ab == "a" else (shapes[t][0], 2))
+               for i in range(args.n_layers) for t in config.targets for ab in "ab"}
+    adapter = tmp_path / "a.safetensors"
+    save_adapter(adapter, tensors, config, file_sha256(wide_gguf))
+    made = run(runner, chat_args(world_path, model_args, "--seed", 2, "--adapter", adapter), "Hi.\n")
+    assert made.exit_code == 0, made.output
+    path = tmp_path / "out" / "quay" / "chat" / "mira-2.json"
+    same = run(runner, ["chat", world_path, *model_args, "--resume", path, "--adapter", adapter], "More.\n")
+    assert same.exit_code == 0 and "warning" not in same.stderr, same.output
+    other = run(runner, ["chat", world_path, *model_args, "--resume", path], "Again.\n")
+    assert other.exit_code == 0, other.output
+    assert (f"warning: {path} was made with --adapter {adapter}; later answers come from --adapter none "
+            f"(give --adapter {adapter} to go on as it began)") in other.stderr
+
+
 def test_resume_of_a_piece_or_notes_says_it_is_not_a_session(runner, world_path, model_args, tmp_path):
     """A story's .md given to --resume was "damaged: it is not JSON ... restore it from a copy"."""
     piece = tmp_path / "ada-1.md"

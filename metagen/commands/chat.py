@@ -70,6 +70,10 @@ def chat(world: WorldArg, character: As = None, player: Player = None, location:
                           location=setup.location, seed=setup.seed, turns=setup.turns, moderation=setup.moderation)
     if setup.model and setup.model.get("sha256") not in (None, generator.info.sha256):
         _note(f"warning: {resume} was made with another model file; later answers come from this one")
+    elif setup.model and _recorded_adapter(setup.model).get("sha256", "") != generator.info.adapter_sha256:
+        was = _recorded_adapter(setup.model).get("path") or "none"
+        _note(f"warning: {resume} was made with --adapter {was}; later answers come from --adapter "
+              f"{generator.info.adapter or 'none'} (give --adapter {was} to go on as it began)")
     saver = _Saver(setup.path, claimed=resume is not None)
     saver.save(session)
     terminal = lines is None and sys.stdin.isatty()
@@ -278,6 +282,12 @@ def _read_terminal(player: str) -> Iterator[str]:
 
 
 # ----------------------------------------------------------------------------- the session
+
+
+def _recorded_adapter(model: dict) -> dict:
+    """The adapter a session's model record names ({} for none, or for a record edited out of shape)."""
+    adapter = model.get("adapter")
+    return adapter if isinstance(adapter, dict) else {}
 
 
 def _note(message: str) -> None:
