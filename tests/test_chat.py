@@ -456,6 +456,27 @@ def test_a_damaged_or_foreign_session_file_is_one_line_and_exit_2(runner, world_
     assert path.read_bytes() == before  # nothing lost
 
 
+@pytest.mark.parametrize("field, value, message", [
+    ("character", "nobody", "is a session with --as nobody: world 'quay' has no character 'nobody' (give the world "
+                            "file the session was made with, or start a new session)"),
+    ("location", "mars", "is a session with --location mars: world 'quay' has no location 'mars' (give the world"),
+    ("player", "a:b", "is damaged: its player: --player 'a:b' must be a name of 1 to 40"),
+    ("moderation", "enforse", "is damaged: its moderation: --moderation must be one of off, report, enforce, got "
+                              "'enforse' (metagen rewrites the whole file after every turn; restore it from a copy")])
+def test_a_hand_edited_session_value_is_blamed_on_the_file_not_a_flag(runner, world_path, model_args, tmp_path,
+                                                                        field, value, message):
+    """A session's player or moderation edited out of shape was '--player ... must be' or '--moderation must
+    be', flags never typed, and a character the world lost named no file."""
+    made = run(runner, chat_args(world_path, model_args, "--seed", 2), "Hi.\n")
+    path = tmp_path / "out" / "quay" / "chat" / "mira-2.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data[field] = value
+    path.write_text(json.dumps(data), encoding="utf-8")
+    result = invoke(runner, "chat", world_path, *model_args, "--resume", path)
+    assert made.exit_code == 0 and result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"error: {path} {message}") and result.stderr.count("\n") == 1, result.stderr
+
+
 def test_resume_with_another_adapter_says_so(runner, world_path, model_args, tmp_path, wide_gguf):
     """A session made with one adapter and resumed with another (or none) went on without a word, and
     its file then recorded only the last adapter, as for the model file, which is warned about."""

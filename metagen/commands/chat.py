@@ -131,17 +131,22 @@ def _prepare(world_path: Path, character: str | None, player: str | None, locati
         check_mode(moderation)
     world = load_world(world_path)
     record, turns = read_session(resume) if resume is not None else ({}, [])
-    mode = check_mode(moderation or str(record.get("moderation") or "report"))
+    mode = check_mode(moderation) if moderation else _recorded(
+        resume, "moderation", lambda: check_mode(str(record.get("moderation") or "report")))
     if resume is not None:
         _check_resumed(resume, record, world, character, player, location, settings.get("seed"))
     ref = character or record.get("character")
     if not ref:
         raise RequestError("give the character to talk with: --as ID",
                            hint=f"{world.id}'s characters: {', '.join(c.id for c in world.characters) or 'none'}")
-    who = world.character(ref)
+    who = world.character(ref) if character else _recorded(resume, "--as", lambda: world.character(ref), ref)
     place_ref = location or record.get("location")
-    place = world.location(place_ref) if place_ref else None
-    name = check_player(player if player is not None else record.get("player") or DEFAULT_PLAYER, who)  # "" is refused
+    place = None if not place_ref else world.location(place_ref) if location else _recorded(
+        resume, "--location", lambda: world.location(place_ref), place_ref)
+    if player is not None:
+        name = check_player(player, who)  # "" is refused
+    else:
+        name = _recorded(resume, "player", lambda: check_player(record.get("player") or DEFAULT_PLAYER, who))
     try:
         cfg = effective_config(world, "dialogue", record.get("settings"), settings)
         kept = effective_config(world, "dialogue", record.get("settings"), {}) if resume is not None else cfg
@@ -180,6 +185,23 @@ def _prepare(world_path: Path, character: str | None, player: str | None, locati
             raise OutputExistsError(f"{path} exists: a session with {who.id} and seed {seed}",
                                     hint=f"continue it with --resume {path}, or give another --seed or --out")
     return _Setup(world, who, place, name, cfg, seed, turns, path, dict(record.get("model") or {}), mode)
+
+
+def _recorded(resume: Path | None, what: str, check, value: str | None = None):
+    """check() of what a --resume file records, not of a flag typed now: its error names the file.
+    A character or place (value given) the world no longer has is the world's change; the rest, damage."""
+    from metagen.errors import MetagenError
+    from metagen.session import DAMAGED_HINT
+
+    try:
+        return check()
+    except MetagenError as error:
+        if resume is None:
+            raise
+        if value is not None:
+            raise type(error)(f"{resume} is a session with {what} {value}: {error.message}",
+                              hint="give the world file the session was made with, or start a new session") from None
+        raise type(error)(f"{resume} is damaged: its {what}: {error.message}", hint=DAMAGED_HINT) from None
 
 
 def _named_session_file(out: Path) -> bool:
