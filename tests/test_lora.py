@@ -67,6 +67,9 @@ def _saved(tmp_path, args, **config):
 
 
 def test_an_adapter_for_another_model_is_refused(tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
     args = tiny_args(300)
     path = _saved(tmp_path, args)
     with pytest.raises(ModelError, match="made for the model with sha256 abab"):
@@ -74,6 +77,14 @@ def test_an_adapter_for_another_model_is_refused(tmp_path):
     wider = dataclasses.replace(args, dim=64)
     with pytest.raises(ModelError, match="do not fit this model"):
         load_adapter(path, wider, SHA)
+    # a target this model has not: what to do, not the mismatch alone
+    with safe_open(str(path), framework="pt") as file:
+        metadata = file.metadata()
+    save_file(load_file(str(path)), str(path), metadata={**metadata, "targets": '["attention.wq", "bogus"]'})
+    with pytest.raises(ModelError) as error:
+        load_adapter(path, args, SHA)
+    assert error.value.one_line() == (f"adapter {path}: rank 2 or targets ['attention.wq', 'bogus'] do not fit this "
+                                      "model (give --adapter none, or the file `metagen tune --out` wrote for this model)")
 
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "nan", "alpha-nan", "alpha-inf", "alpha-huge", "alpha-0"])
@@ -111,6 +122,8 @@ def test_a_damaged_adapter_is_one_error(tmp_path, damage):
     ("other-format", "not a metagen adapter (its format is 'pt', not 'metagen-lora-1')"),
     ("no-rank", "damaged: its rank, alpha or targets cannot be read"),
     ("bad-targets", "damaged: its rank, alpha or targets cannot be read"),
+    ("text-targets", "damaged: its rank, alpha or targets cannot be read"),  # was the targets 'w' and 'q'
+    ("twice-targets", "damaged: its rank, alpha or targets cannot be read"),
 ])
 def test_a_foreign_or_damaged_adapter_is_named_in_words_not_an_exception_class(tmp_path, damage, reason):
     """The reason was the class of whatever the library raised: (SafetensorError), (KeyError), (JSONDecodeError)."""
@@ -130,7 +143,8 @@ def test_a_foreign_or_damaged_adapter_is_named_in_words_not_an_exception_class(t
         save_file(tensors, str(path))
     else:
         changed = {"other-format": {"format": "pt"}, "no-rank": {"rank": None},
-                   "bad-targets": {"targets": "[all"}}[damage]
+                   "bad-targets": {"targets": "[all"}, "text-targets": {"targets": '"wq"'},
+                   "twice-targets": {"targets": '["attention.wo", "attention.wo"]'}}[damage]
         metadata = {k: v for k, v in {**metadata, **changed}.items() if v is not None}
         save_file(tensors, str(path), metadata=metadata)
     with pytest.raises(ModelError) as error:
