@@ -158,8 +158,8 @@ def lone_surrogate(text: str) -> int | None:
 def parse_json(text: str):
     """json.loads for a file a user gave; ValueError, with a reason to show, for text that is not
     JSON, that nests deeper than Python's parser recurses, or that holds a lone surrogate escape."""
-    try:
-        data = json.loads(text)
+    try:  # a byte-order mark (Notepad's UTF-8) is no part of the JSON: it was Python's "decode using utf-8-sig"
+        data = json.loads(text.removeprefix("\ufeff"))
     except json.JSONDecodeError as error:
         raise ValueError(error.msg + (f", line {error.lineno}" if error.lineno > 1 else "")) from None
     except RecursionError:

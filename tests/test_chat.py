@@ -503,6 +503,17 @@ def test_resume_with_another_adapter_says_so(runner, world_path, model_args, tmp
             f"(give --adapter {adapter} to go on as it began)") in other.stderr
 
 
+def test_a_session_saved_again_with_a_byte_order_mark_resumes(runner, world_path, model_args, tmp_path):
+    """A session opened and saved in Notepad was 'damaged: it is not JSON (Unexpected UTF-8 BOM (decode using
+    utf-8-sig))', Python's words, and not damaged at all."""
+    made = run(runner, chat_args(world_path, model_args, "--seed", 2), "Hi.\n")
+    path = tmp_path / "out" / "quay" / "chat" / "mira-2.json"
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes().replace(b"\n", b"\r\n"))
+    result = run(runner, ["chat", world_path, *model_args, "--resume", path], "More.\n")
+    assert made.exit_code == 0 and result.exit_code == 0, result.output
+    assert [t.player for t in read_session(path)[1]] == ["Hi.", "More."]
+
+
 def test_resume_of_a_piece_or_notes_says_it_is_not_a_session(runner, world_path, model_args, tmp_path):
     """A story's .md given to --resume was "damaged: it is not JSON ... restore it from a copy"."""
     piece = tmp_path / "ada-1.md"

@@ -86,6 +86,13 @@ def test_an_empty_file_is_refused(tmp_path):
         read_examples(tmp_path / "d.jsonl")
 
 
+def test_examples_saved_with_a_byte_order_mark_are_read(tmp_path):
+    """Notepad's UTF-8 starts with a BOM: line 1 was 'not JSON (Unexpected UTF-8 BOM (decode using utf-8-sig))'."""
+    path = tmp_path / "d.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + b'{"prompt": "Say hi.", "completion": "hi."}\r\n{"prompt": "a", "completion": "b"}\r\n')
+    assert [e.completion for e in read_examples(path)] == ["hi.", "b"]
+
+
 def test_a_stories_beats_pack_into_one_sequence_that_learns_each_completion(tiny_generator):
     tokenizer = tiny_generator.tokenizer
     story = _story(3)
