@@ -199,6 +199,10 @@ def _check_shapes(where: str, tensors: dict[str, torch.Tensor], config: AdapterC
         wrong = sorted(set(got) ^ set(expected)) or [n for n in expected if got[n] != expected[n]]
         raise ModelError(f"{where}: its tensors do not fit this model (first mismatch: {wrong[0]})",
                          hint="the adapter was made for another model; give --adapter none")
+    whole = next((t.dtype for t in tensors.values() if not t.is_floating_point()), None)
+    if whole is not None:  # merged as they were, int32 A and B changed the weights by whole numbers
+        raise ModelError(f"{where}: holds {str(whole).removeprefix('torch.')} tensors, not floating-point numbers",
+                         hint="the file is damaged; tune it again")
     if not all(torch.isfinite(t).all() for t in tensors.values()):
         raise ModelError(f"{where}: holds values that are not finite numbers", hint="tune it again")
 

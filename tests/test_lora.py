@@ -87,7 +87,8 @@ def test_an_adapter_for_another_model_is_refused(tmp_path):
                                       "model (give --adapter none, or the file `metagen tune --out` wrote for this model)")
 
 
-@pytest.mark.parametrize("damage", ["garbage", "truncated", "nan", "alpha-nan", "alpha-inf", "alpha-huge", "alpha-0"])
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "nan", "alpha-nan", "alpha-inf", "alpha-huge", "alpha-0",
+                                    "int32"])
 def test_a_damaged_adapter_is_one_error(tmp_path, damage):
     args = tiny_args(300)
     path = _saved(tmp_path, args)
@@ -105,6 +106,8 @@ def test_a_damaged_adapter_is_one_error(tmp_path, damage):
         if damage == "nan":
             first = sorted(tensors)[0]
             tensors[first][0, 0] = float("nan")
+        elif damage == "int32":  # was merged, and the text written
+            tensors = {name: (t * 100).to(torch.int32) for name, t in tensors.items()}
         else:  # an alpha that scales every update to NaN, or to nothing
             metadata["alpha"] = {"alpha-nan": "nan", "alpha-inf": "1e309", "alpha-huge": "1e30", "alpha-0": "0"}[damage]
         save_file(tensors, str(path), metadata=metadata)
@@ -113,6 +116,9 @@ def test_a_damaged_adapter_is_one_error(tmp_path, damage):
     assert "\n" not in str(error.value) and str(path) in str(error.value)
     if damage.startswith("alpha"):
         assert "alpha" in str(error.value) and "at most 10000" in str(error.value)
+    if damage == "int32":
+        assert error.value.one_line() == (f"adapter {path}: holds int32 tensors, not floating-point numbers "
+                                          "(the file is damaged; tune it again)")
 
 
 @pytest.mark.parametrize("damage, reason", [
