@@ -503,6 +503,18 @@ def test_resume_with_another_adapter_says_so(runner, world_path, model_args, tmp
             f"(give --adapter {adapter} to go on as it began)") in other.stderr
 
 
+def test_a_session_edited_to_give_a_key_twice_is_refused(runner, world_path, model_args, tmp_path):
+    """A second "seed" typed into a session was read silently, the last one winning."""
+    made = run(runner, chat_args(world_path, model_args, "--seed", 2), "Hi.\n")
+    path = tmp_path / "out" / "quay" / "chat" / "mira-2.json"
+    path.write_text(path.read_text(encoding="utf-8").replace('"seed": 2,', '"seed": 2, "seed": 9,', 1),
+                    encoding="utf-8")
+    result = run(runner, ["chat", world_path, *model_args, "--resume", path], "More.\n")
+    assert made.exit_code == 0 and result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"error: {path} is damaged: it is not JSON (the key 'seed' is given twice in "
+                                    "one object)")
+
+
 def test_a_session_saved_again_with_a_byte_order_mark_resumes(runner, world_path, model_args, tmp_path):
     """A session opened and saved in Notepad was 'damaged: it is not JSON (Unexpected UTF-8 BOM (decode using
     utf-8-sig))', Python's words, and not damaged at all."""

@@ -86,6 +86,15 @@ def test_an_empty_file_is_refused(tmp_path):
         read_examples(tmp_path / "d.jsonl")
 
 
+def test_a_key_given_twice_is_refused_not_the_last_one_taken(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"prompt": "a", "completion": "b"}\n{"prompt": "a", "completion": "b", "completion": "c"}\n')
+    with pytest.raises(ConfigError) as error:
+        read_examples(path)
+    assert error.value.one_line() == (f"{path}:2: not JSON (the key 'completion' is given twice in one object) "
+                                      "(one JSON object a line)")
+
+
 def test_examples_saved_with_a_byte_order_mark_are_read(tmp_path):
     """Notepad's UTF-8 starts with a BOM: line 1 was 'not JSON (Unexpected UTF-8 BOM (decode using utf-8-sig))'."""
     path = tmp_path / "d.jsonl"
