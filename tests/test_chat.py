@@ -503,6 +503,18 @@ def test_resume_with_another_adapter_says_so(runner, world_path, model_args, tmp
             f"(give --adapter {adapter} to go on as it began)") in other.stderr
 
 
+def test_a_byte_order_mark_is_no_part_of_the_first_line(runner, world_path, model_args, tmp_path):
+    """A script saved in Notepad starts with U+FEFF: '\ufeff/help' was said to the character, not run."""
+    script = tmp_path / "lines.txt"
+    script.write_bytes(b"\xef\xbb\xbf/help\r\nHello.\r\n")
+    by_script = run(runner, chat_args(world_path, model_args, "--seed", 2, "--script", script), "")
+    piped = run(runner, chat_args(world_path, model_args, "--seed", 3), script.read_bytes().decode("utf-8"))
+    for result, seed in ((by_script, 2), (piped, 3)):
+        assert result.exit_code == 0, result.output
+        turns = read_session(tmp_path / "out" / "quay" / "chat" / f"mira-{seed}.json")[1]
+        assert [t.player for t in turns] == ["Hello."], seed
+
+
 def test_a_session_edited_to_give_a_key_twice_is_refused(runner, world_path, model_args, tmp_path):
     """A second "seed" typed into a session was read silently, the last one winning."""
     made = run(runner, chat_args(world_path, model_args, "--seed", 2), "Hi.\n")

@@ -237,8 +237,8 @@ def _script_lines(path: Path) -> list[str]:
     from metagen.files import read_input
 
     data = read_input(path, MAX_STDIN_BYTES, "a chat script", ConfigError)
-    try:
-        return data.decode("utf-8").splitlines()
+    try:  # a byte-order mark (Notepad's UTF-8) made the first line '\ufeff/help', said to the character
+        return data.decode("utf-8").removeprefix("\ufeff").splitlines()
     except UnicodeDecodeError as error:
         raise ConfigError(f"{path} is not UTF-8 text (byte 0x{data[error.start]:02x} at offset {error.start})",
                           hint="save the script as UTF-8") from None
@@ -247,10 +247,13 @@ def _script_lines(path: Path) -> list[str]:
 def _read_stdin() -> Iterator[str]:
     """Standard input one line at a time, as each arrives (a game writes a line and waits for the
     answer). A line that is not UTF-8 or is over 1 MiB becomes "" after a message."""
+    first = True
     while True:
         raw = _read_line(MAX_STDIN_BYTES + 1)
         if not raw:
             return
+        if first:  # a file saved with a byte-order mark, piped in: the mark is no part of the first line
+            raw, first = raw.removeprefix(b"\xef\xbb\xbf"), False
         if len(raw) > MAX_STDIN_BYTES and not raw.endswith(b"\n"):
             skipped = len(raw)
             while raw and not raw.endswith(b"\n"):  # the rest of the line goes unread into memory
