@@ -125,8 +125,8 @@ def read_stream_text(stream: BinaryIO, limit: int) -> str:
     nul = data.find(b"\x00")
     if nul >= 0:
         raise ValueError(f"looks like binary data or UTF-16, not UTF-8 text (NUL at byte {nul})")
-    try:
-        return data.decode("utf-8")
+    try:  # a file saved with a byte-order mark: the mark was the prompt's first character (3 more tokens)
+        return data.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as error:
         raise ValueError(f"is not UTF-8 text (byte 0x{data[error.start]:02x} at offset {error.start})") from None
 
