@@ -147,12 +147,25 @@ def test_a_sequence_longer_than_the_models_context_is_left_out(tmp_path):
     assert generator.model.args.max_seq_len == 256
     long = Example("", "", ({"role": "user", "content": "a b " * 100},), "c d " * 50)
     settings = TuneSettings(rank=2, alpha=4, epochs=1, batch=1, max_tokens=5000)
-    report = tune(generator.model, generator.tokenizer, [_line(0), long], [long], settings,
+    report = tune(generator.model, generator.tokenizer, [_line(0), long], [long, _line(1)], settings,
                   tmp_path / "a.safetensors", base_sha256="0" * 64)
     assert report.sequences == 1 and report.left_out == 2
     with pytest.raises(ConfigError, match="no training example fits in the model's context of 256 tokens"):
         tune(generator.model, generator.tokenizer, [long], [], settings, tmp_path / "b.safetensors",
              base_sha256="0" * 64)
+
+
+def test_held_aside_examples_none_of_which_fit_are_refused(tmp_path):
+    """--eval with every example too long trained to the end with no held-aside loss, and not a word."""
+    generator = _fresh(tmp_path)
+    settings = TuneSettings(rank=2, alpha=4, epochs=1, batch=1, max_tokens=64)
+    long = Example("", "", ({"role": "user", "content": "a b " * 40},), "c d")
+    with pytest.raises(ConfigError) as error:
+        tune(generator.model, generator.tokenizer, [_line(0)], [long], settings, tmp_path / "a.safetensors",
+             base_sha256="0" * 64)
+    assert error.value.one_line() == ("no held-aside example fits in --max-tokens 64 "
+                                      "(raise --max-tokens, or shorten the examples)")
+    assert not (tmp_path / "a.safetensors").exists()
 
 
 def test_a_stopped_run_resumes_to_the_same_adapter(tmp_path):
