@@ -360,6 +360,17 @@ def test_off_a_terminal_the_command_reports_steps_in_plain_lines(runner, tmp_pat
                   "--rank", 2, "--batch", 1, "--quiet").stderr.count("tune step") == 0
 
 
+def test_examples_left_out_as_too_long_are_reported(runner, tmp_path, wide_gguf):
+    """--max-tokens: 'Longer sequences are left out (reported)', and only the .json log said so."""
+    data = tmp_path / "d.jsonl"
+    long = {"prompt": "a b " * 40, "completion": "c d"}
+    data.write_text("".join(json.dumps(row) + "\n" for row in [_line(0).to_dict(), long, long]))
+    result = invoke(runner, "tune", data, "--out", tmp_path / "a.safetensors", "--model", wide_gguf, "--epochs", 1,
+                    "--rank", 2, "--max-tokens", 64, "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "; 2 examples left out as too long; log " in result.stdout
+
+
 def test_step_lines_come_every_ten_steps_with_the_time_left_at_this_runs_pace(monkeypatch, capsys):
     from metagen.commands.tune import _StepLines
 

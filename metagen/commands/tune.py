@@ -93,8 +93,10 @@ def tune_command(
               "model": generator.info.to_dict(),
               "from": {"path": start_adapter.path, "sha256": start_adapter.sha256} if start_adapter else None}
     log = write_atomic(out.with_name(out.name + ".json"), json.dumps(record, indent=1) + "\n", overwrite=True)
+    left_out = "" if not report.left_out else (  # --max-tokens' help promises they are reported
+        f"; {report.left_out} example{'s' if report.left_out > 1 else ''} left out as too long")
     typer.echo(f"wrote {out} ({report.steps} steps, {report.learned_tokens:,} learned tokens an epoch, "
-               f"{report.seconds:.0f} s; log {log})")
+               f"{report.seconds:.0f} s{left_out}; log {log})")
 
 
 def _check_writable(out: Path) -> None:
