@@ -81,6 +81,8 @@ def tune_command(
                 lines.step(step, total, loss)
 
         def on_epoch(record: dict) -> None:
+            if quiet:  # each epoch's losses are in OUT.json too; --epochs 100 -q printed 100 lines
+                return
             held_loss = "" if record["eval_loss"] is None else f", held-aside loss {record['eval_loss']:.4f}"
             progress.console.print(f"epoch {record['epoch']}: training loss {record['train_loss']:.4f}{held_loss} "
                                    f"({record['seconds']:.0f} s)")
