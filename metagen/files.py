@@ -125,8 +125,8 @@ def read_stream_text(stream: BinaryIO, limit: int) -> str:
     nul = data.find(b"\x00")
     if nul >= 0:
         raise ValueError(f"looks like binary data or UTF-16, not UTF-8 text (NUL at byte {nul})")
-    try:
-        return data.decode("utf-8")
+    try:  # a file saved with a byte-order mark: the mark was the prompt's first character (3 more tokens)
+        return data.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as error:
         raise ValueError(f"is not UTF-8 text (byte 0x{data[error.start]:02x} at offset {error.start})") from None
 
@@ -155,11 +155,28 @@ def lone_surrogate(text: str) -> int | None:
     return None
 
 
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    """An object's pairs as a dict; a key given twice (json.loads kept the last, silently) is refused."""
+    data = {}
+    for key, value in pairs:
+        if key in data:
+            raise _DuplicateKey(f"the key {key!r} is given twice in one object")
+        data[key] = value
+    return data
+
+
 def parse_json(text: str):
     """json.loads for a file a user gave; ValueError, with a reason to show, for text that is not
-    JSON, that nests deeper than Python's parser recurses, or that holds a lone surrogate escape."""
-    try:
-        data = json.loads(text)
+    JSON, that nests deeper than Python's parser recurses, that gives a key twice in one object, or
+    that holds a lone surrogate escape."""
+    try:  # a byte-order mark (Notepad's UTF-8) is no part of the JSON: it was Python's "decode using utf-8-sig"
+        data = json.loads(text.removeprefix("\ufeff"), object_pairs_hook=_unique_keys)
+    except _DuplicateKey:
+        raise
     except json.JSONDecodeError as error:
         raise ValueError(error.msg + (f", line {error.lineno}" if error.lineno > 1 else "")) from None
     except RecursionError:

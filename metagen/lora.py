@@ -165,8 +165,11 @@ def load_adapter(path: str | Path, args: ModelArgs, base_sha256: str) -> Adapter
         made = f"its format is {metadata['format']!r}" if "format" in metadata else "it records no format"
         raise ModelError(f"{where}: not a metagen adapter ({made}, not {FORMAT!r})", hint=hint)
     try:
-        config = AdapterConfig(rank=int(metadata["rank"]), alpha=float(metadata["alpha"]),
-                               targets=tuple(json.loads(metadata["targets"])))
+        targets = json.loads(metadata["targets"])
+        if (not isinstance(targets, list) or not all(isinstance(t, str) for t in targets)
+                or len(set(targets)) < len(targets)):
+            raise ValueError(targets)  # '"wq"' was read as the targets 'w' and 'q'
+        config = AdapterConfig(rank=int(metadata["rank"]), alpha=float(metadata["alpha"]), targets=tuple(targets))
     except (KeyError, TypeError, ValueError):
         raise ModelError(f"{where}: damaged: its rank, alpha or targets cannot be read", hint=hint) from None
     made_for = metadata.get("base_model_sha256", "")
@@ -180,7 +183,8 @@ def load_adapter(path: str | Path, args: ModelArgs, base_sha256: str) -> Adapter
 def _check_shapes(where: str, tensors: dict[str, torch.Tensor], config: AdapterConfig, args: ModelArgs) -> None:
     shapes = target_shapes(args)
     if not 1 <= config.rank <= MAX_RANK or not set(config.targets) <= set(shapes):
-        raise ModelError(f"{where}: rank {config.rank} or targets {list(config.targets)} do not fit this model")
+        raise ModelError(f"{where}: rank {config.rank} or targets {list(config.targets)} do not fit this model",
+                         hint="give --adapter none, or the file `metagen tune --out` wrote for this model")
     if not 0 < config.alpha <= MAX_ALPHA:  # NaN fails this too
         raise ModelError(f"{where}: its alpha {config.alpha} is not a number above 0 and at most {MAX_ALPHA:g}",
                          hint="the file is damaged; tune it again")
@@ -195,6 +199,10 @@ def _check_shapes(where: str, tensors: dict[str, torch.Tensor], config: AdapterC
         wrong = sorted(set(got) ^ set(expected)) or [n for n in expected if got[n] != expected[n]]
         raise ModelError(f"{where}: its tensors do not fit this model (first mismatch: {wrong[0]})",
                          hint="the adapter was made for another model; give --adapter none")
+    whole = next((t.dtype for t in tensors.values() if not t.is_floating_point()), None)
+    if whole is not None:  # merged as they were, int32 A and B changed the weights by whole numbers
+        raise ModelError(f"{where}: holds {str(whole).removeprefix('torch.')} tensors, not floating-point numbers",
+                         hint="the file is damaged; tune it again")
     if not all(torch.isfinite(t).all() for t in tensors.values()):
         raise ModelError(f"{where}: holds values that are not finite numbers", hint="tune it again")
 

@@ -98,7 +98,7 @@ def session_piece(session) -> Piece:
 
 MAX_SESSION_BYTES = 16 * 2**20  # a session file read back is never larger
 _SESSION_HINT = "give a session file that metagen chat wrote under OUT/<world>/chat/"
-_DAMAGED_HINT = "metagen rewrites the whole file after every turn; restore it from a copy, or start a new session"
+DAMAGED_HINT = "metagen rewrites the whole file after every turn; restore it from a copy, or start a new session"
 # The fields of a saved Answer with their types; the first seven are required.
 _ANSWER_TYPES = {"text": str, "seed": int, "tokens": int, "generated_tokens": int, "seconds": (int, float),
                  "prompt_tokens": int, "reused": int, "rounds": int, "rejected": int, "lore": list, "warning": str,
@@ -117,7 +117,7 @@ def read_session(path) -> tuple[dict, list[Turn]]:
         if Path(path).suffix.lower() != ".json" or raw.lstrip().startswith(b"---"):  # a piece, a script, notes
             raise ConfigError(f"{path} is not a metagen chat session (it is not JSON)", hint=_SESSION_HINT) from None
         reason = "not UTF-8 text" if isinstance(error, UnicodeDecodeError) else str(error)
-        raise ConfigError(f"{path} is damaged: it is not JSON ({reason})", hint=_DAMAGED_HINT) from None
+        raise ConfigError(f"{path} is damaged: it is not JSON ({reason})", hint=DAMAGED_HINT) from None
     if not isinstance(data, dict) or data.get("format") != SESSION_FORMAT:
         raise ConfigError(f"{path} is not a metagen chat session (it has no \"format\": \"{SESSION_FORMAT}\")",
                           hint=_SESSION_HINT)
@@ -126,14 +126,14 @@ def read_session(path) -> tuple[dict, list[Turn]]:
                           f"version {SESSION_VERSION}")
     _check_fields(path, "", data, _SESSION_TYPES, len(_SESSION_TYPES))
     if not 0 <= data["seed"] < MAX_SEED:
-        raise ConfigError(f"{path} is damaged: seed {data['seed']} is outside [0, 2**63)", hint=_DAMAGED_HINT)
+        raise ConfigError(f"{path} is damaged: seed {data['seed']} is outside [0, 2**63)", hint=DAMAGED_HINT)
     turns = []
     for i, turn in enumerate(data["turns"]):
         where = f"turns[{i}]"
         _check_fields(path, where, turn, {"player": str, "start": int, "answers": list}, 3)
         if not turn["player"].strip() or not 0 <= turn["start"] <= i or not turn["answers"]:
             raise ConfigError(f"{path} is damaged: {where} has an empty line, a start outside 0 to {i}, or no answer",
-                              hint=_DAMAGED_HINT)
+                              hint=DAMAGED_HINT)
         answers = []
         for j, answer in enumerate(turn["answers"]):
             _check_fields(path, f"{where}.answers[{j}]", answer, _ANSWER_TYPES, 7)
@@ -146,18 +146,18 @@ def _check_fields(path, where: str, data, types: dict, required: int) -> None:
     """ConfigError unless data is a mapping whose first `required` fields are present and every field
     it has is of its type (a bool is no number)."""
     if not isinstance(data, dict):
-        raise ConfigError(f"{path} is damaged: {where or 'the top level'} is not a mapping", hint=_DAMAGED_HINT)
+        raise ConfigError(f"{path} is damaged: {where or 'the top level'} is not a mapping", hint=DAMAGED_HINT)
     for n, (key, kind) in enumerate(types.items()):
         if key not in data:
             if n < required:
                 raise ConfigError(f"{path} is damaged: {where + '.' if where else ''}{key} is missing",
-                                  hint=_DAMAGED_HINT)
+                                  hint=DAMAGED_HINT)
             continue
         if isinstance(data[key], bool) or not isinstance(data[key], kind):
             raise ConfigError(f"{path} is damaged: {where + '.' if where else ''}{key} has the wrong type "
-                              f"({kind_of(data[key])})", hint=_DAMAGED_HINT)
+                              f"({kind_of(data[key])})", hint=DAMAGED_HINT)
         if isinstance(data[key], list) and key == "lore" and not all(isinstance(x, str) for x in data[key]):
-            raise ConfigError(f"{path} is damaged: {where}.lore must list lore ids", hint=_DAMAGED_HINT)
+            raise ConfigError(f"{path} is damaged: {where}.lore must list lore ids", hint=DAMAGED_HINT)
 
 
 __all__ = ["Answer", "MAX_SESSION_BYTES", "SESSION_FORMAT", "SESSION_VERSION", "Turn", "read_session", "session_piece",

@@ -268,11 +268,18 @@ def tune(model, tokenizer, train: list[Example], held: list[Example], settings: 
                           hint="leave --rank, --alpha and --targets out to keep the adapter's own")
     started = time.perf_counter()
     device = model.device
-    sequences, left_out = pack(tokenizer, train, settings.max_tokens)
-    held_sequences, held_out = pack(tokenizer, held, settings.max_tokens)
-    if not sequences:
-        raise ConfigError(f"no training example fits in --max-tokens {settings.max_tokens}",
-                          hint="raise --max-tokens, or shorten the examples")
+    # A sequence past the model's context would train positions no prompt ever reaches, in memory
+    # that grows with its square: it is left out like one over --max-tokens.
+    limit = min(settings.max_tokens, model.args.max_seq_len)
+    sequences, left_out = pack(tokenizer, train, limit)
+    held_sequences, held_out = pack(tokenizer, held, limit)
+    for split, packed, given in (("training", sequences, train), ("held-aside", held_sequences, held)):
+        if given and not packed:  # --eval's: no held-aside loss at all, and not a word
+            if limit < settings.max_tokens:
+                raise ConfigError(f"no {split} example fits in the model's context of {limit} tokens",
+                                  hint="shorten the examples")
+            raise ConfigError(f"no {split} example fits in --max-tokens {settings.max_tokens}",
+                              hint="raise --max-tokens, or shorten the examples")
     report = TuneReport(examples=len(train), sequences=len(sequences), tokens=sum(len(s.ids) for s in sequences),
                         learned_tokens=sum(len(s.learned) for s in sequences), left_out=left_out + held_out)
     lora = attach(model, settings.adapter, seed=settings.seed)

@@ -341,11 +341,23 @@ def test_cli_blind_then_unblind(runner, world_file, long_gguf, tmp_path):
     (["--unblind", "{dir}"], "--unblind takes only the folder"),
 ])
 def test_cli_bad_blind_input(runner, world_file, tmp_path, args, message):
+    _bad_blind_input(runner, [world_file], tmp_path, args, message)
+
+
+@pytest.mark.parametrize("args, flag", [(["--seeds", "4"], "--seeds"), (["--temperature", "0.9"], "--temperature"),
+                                        (["-o", "report"], "--out"), (["--kinds", "story"], "--kinds")])
+def test_cli_unblind_refuses_a_flag_it_would_ignore(runner, tmp_path, args, flag):
+    """`eval --unblind DIR --seeds 4` tallied and exited 0, the flag ignored without a word."""
+    _bad_blind_input(runner, [], tmp_path, ["--unblind", "{dir}", *args],
+                     f"error: --unblind takes only the folder, not {flag} (metagen eval --unblind DIR)\n")
+
+
+def _bad_blind_input(runner, worlds, tmp_path, args, message):
     full = tmp_path / "full"
     full.mkdir()
     (full / "notes.txt").write_text("mine", encoding="utf-8")
     args = [a.format(dir=tmp_path / "new", full=full) for a in args]
-    result = invoke(runner, "eval", world_file, *args)
+    result = invoke(runner, "eval", *worlds, *args)
     assert result.exit_code == 2
     assert message in result.output
     assert not (tmp_path / "new").exists()

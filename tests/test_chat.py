@@ -456,6 +456,88 @@ def test_a_damaged_or_foreign_session_file_is_one_line_and_exit_2(runner, world_
     assert path.read_bytes() == before  # nothing lost
 
 
+@pytest.mark.parametrize("field, value, message", [
+    ("character", "nobody", "is a session with --as nobody: world 'quay' has no character 'nobody' (give the world "
+                            "file the session was made with, or start a new session)"),
+    ("location", "mars", "is a session with --location mars: world 'quay' has no location 'mars' (give the world"),
+    ("player", "a:b", "is damaged: its player: --player 'a:b' must be a name of 1 to 40"),
+    ("moderation", "enforse", "is damaged: its moderation: --moderation must be one of off, report, enforce, got "
+                              "'enforse' (metagen rewrites the whole file after every turn; restore it from a copy")])
+def test_a_hand_edited_session_value_is_blamed_on_the_file_not_a_flag(runner, world_path, model_args, tmp_path,
+                                                                        field, value, message):
+    """A session's player or moderation edited out of shape was '--player ... must be' or '--moderation must
+    be', flags never typed, and a character the world lost named no file."""
+    made = run(runner, chat_args(world_path, model_args, "--seed", 2), "Hi.\n")
+    path = tmp_path / "out" / "quay" / "chat" / "mira-2.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data[field] = value
+    path.write_text(json.dumps(data), encoding="utf-8")
+    result = invoke(runner, "chat", world_path, *model_args, "--resume", path)
+    assert made.exit_code == 0 and result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"error: {path} {message}") and result.stderr.count("\n") == 1, result.stderr
+
+
+def test_resume_with_another_adapter_says_so(runner, world_path, model_args, tmp_path, wide_gguf):
+    """A session made with one adapter and resumed with another (or none) went on without a word, and
+    its file then recorded only the last adapter, as for the model file, which is warned about."""
+    import torch
+
+    from metagen.gguf import read_gguf
+    from metagen.home import file_sha256
+    from metagen.lora import AdapterConfig, save_adapter, target_shapes
+
+    args, config = read_gguf(wide_gguf, load_tensors=False).args, AdapterConfig(rank=2, alpha=4)
+    shapes = target_shapes(args)
+    tensors = {f"layers.{i}.{t}.lora_{ab}": torch.zeros((2, shapes[t][1]) if ab == "a" else (shapes[t][0], 2))
+               for i in range(args.n_layers) for t in config.targets for ab in "ab"}
+    adapter = tmp_path / "a.safetensors"
+    save_adapter(adapter, tensors, config, file_sha256(wide_gguf))
+    made = run(runner, chat_args(world_path, model_args, "--seed", 2, "--adapter", adapter), "Hi.\n")
+    assert made.exit_code == 0, made.output
+    path = tmp_path / "out" / "quay" / "chat" / "mira-2.json"
+    same = run(runner, ["chat", world_path, *model_args, "--resume", path, "--adapter", adapter], "More.\n")
+    assert same.exit_code == 0 and "warning" not in same.stderr, same.output
+    other = run(runner, ["chat", world_path, *model_args, "--resume", path], "Again.\n")
+    assert other.exit_code == 0, other.output
+    assert (f"warning: {path} was made with --adapter {adapter}; later answers come from --adapter none "
+            f"(give --adapter {adapter} to go on as it began)") in other.stderr
+
+
+def test_a_byte_order_mark_is_no_part_of_the_first_line(runner, world_path, model_args, tmp_path):
+    """A script saved in Notepad starts with U+FEFF: '\ufeff/help' was said to the character, not run."""
+    script = tmp_path / "lines.txt"
+    script.write_bytes(b"\xef\xbb\xbf/help\r\nHello.\r\n")
+    by_script = run(runner, chat_args(world_path, model_args, "--seed", 2, "--script", script), "")
+    piped = run(runner, chat_args(world_path, model_args, "--seed", 3), script.read_bytes().decode("utf-8"))
+    for result, seed in ((by_script, 2), (piped, 3)):
+        assert result.exit_code == 0, result.output
+        turns = read_session(tmp_path / "out" / "quay" / "chat" / f"mira-{seed}.json")[1]
+        assert [t.player for t in turns] == ["Hello."], seed
+
+
+def test_a_session_edited_to_give_a_key_twice_is_refused(runner, world_path, model_args, tmp_path):
+    """A second "seed" typed into a session was read silently, the last one winning."""
+    made = run(runner, chat_args(world_path, model_args, "--seed", 2), "Hi.\n")
+    path = tmp_path / "out" / "quay" / "chat" / "mira-2.json"
+    path.write_text(path.read_text(encoding="utf-8").replace('"seed": 2,', '"seed": 2, "seed": 9,', 1),
+                    encoding="utf-8")
+    result = run(runner, ["chat", world_path, *model_args, "--resume", path], "More.\n")
+    assert made.exit_code == 0 and result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"error: {path} is damaged: it is not JSON (the key 'seed' is given twice in "
+                                    "one object)")
+
+
+def test_a_session_saved_again_with_a_byte_order_mark_resumes(runner, world_path, model_args, tmp_path):
+    """A session opened and saved in Notepad was 'damaged: it is not JSON (Unexpected UTF-8 BOM (decode using
+    utf-8-sig))', Python's words, and not damaged at all."""
+    made = run(runner, chat_args(world_path, model_args, "--seed", 2), "Hi.\n")
+    path = tmp_path / "out" / "quay" / "chat" / "mira-2.json"
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes().replace(b"\n", b"\r\n"))
+    result = run(runner, ["chat", world_path, *model_args, "--resume", path], "More.\n")
+    assert made.exit_code == 0 and result.exit_code == 0, result.output
+    assert [t.player for t in read_session(path)[1]] == ["Hi.", "More."]
+
+
 def test_resume_of_a_piece_or_notes_says_it_is_not_a_session(runner, world_path, model_args, tmp_path):
     """A story's .md given to --resume was "damaged: it is not JSON ... restore it from a copy"."""
     piece = tmp_path / "ada-1.md"

@@ -67,6 +67,9 @@ def _saved(tmp_path, args, **config):
 
 
 def test_an_adapter_for_another_model_is_refused(tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
     args = tiny_args(300)
     path = _saved(tmp_path, args)
     with pytest.raises(ModelError, match="made for the model with sha256 abab"):
@@ -74,9 +77,18 @@ def test_an_adapter_for_another_model_is_refused(tmp_path):
     wider = dataclasses.replace(args, dim=64)
     with pytest.raises(ModelError, match="do not fit this model"):
         load_adapter(path, wider, SHA)
+    # a target this model has not: what to do, not the mismatch alone
+    with safe_open(str(path), framework="pt") as file:
+        metadata = file.metadata()
+    save_file(load_file(str(path)), str(path), metadata={**metadata, "targets": '["attention.wq", "bogus"]'})
+    with pytest.raises(ModelError) as error:
+        load_adapter(path, args, SHA)
+    assert error.value.one_line() == (f"adapter {path}: rank 2 or targets ['attention.wq', 'bogus'] do not fit this "
+                                      "model (give --adapter none, or the file `metagen tune --out` wrote for this model)")
 
 
-@pytest.mark.parametrize("damage", ["garbage", "truncated", "nan", "alpha-nan", "alpha-inf", "alpha-huge", "alpha-0"])
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "nan", "alpha-nan", "alpha-inf", "alpha-huge", "alpha-0",
+                                    "int32"])
 def test_a_damaged_adapter_is_one_error(tmp_path, damage):
     args = tiny_args(300)
     path = _saved(tmp_path, args)
@@ -94,6 +106,8 @@ def test_a_damaged_adapter_is_one_error(tmp_path, damage):
         if damage == "nan":
             first = sorted(tensors)[0]
             tensors[first][0, 0] = float("nan")
+        elif damage == "int32":  # was merged, and the text written
+            tensors = {name: (t * 100).to(torch.int32) for name, t in tensors.items()}
         else:  # an alpha that scales every update to NaN, or to nothing
             metadata["alpha"] = {"alpha-nan": "nan", "alpha-inf": "1e309", "alpha-huge": "1e30", "alpha-0": "0"}[damage]
         save_file(tensors, str(path), metadata=metadata)
@@ -102,6 +116,9 @@ def test_a_damaged_adapter_is_one_error(tmp_path, damage):
     assert "\n" not in str(error.value) and str(path) in str(error.value)
     if damage.startswith("alpha"):
         assert "alpha" in str(error.value) and "at most 10000" in str(error.value)
+    if damage == "int32":
+        assert error.value.one_line() == (f"adapter {path}: holds int32 tensors, not floating-point numbers "
+                                          "(the file is damaged; tune it again)")
 
 
 @pytest.mark.parametrize("damage, reason", [
@@ -111,6 +128,8 @@ def test_a_damaged_adapter_is_one_error(tmp_path, damage):
     ("other-format", "not a metagen adapter (its format is 'pt', not 'metagen-lora-1')"),
     ("no-rank", "damaged: its rank, alpha or targets cannot be read"),
     ("bad-targets", "damaged: its rank, alpha or targets cannot be read"),
+    ("text-targets", "damaged: its rank, alpha or targets cannot be read"),  # was the targets 'w' and 'q'
+    ("twice-targets", "damaged: its rank, alpha or targets cannot be read"),
 ])
 def test_a_foreign_or_damaged_adapter_is_named_in_words_not_an_exception_class(tmp_path, damage, reason):
     """The reason was the class of whatever the library raised: (SafetensorError), (KeyError), (JSONDecodeError)."""
@@ -130,7 +149,8 @@ def test_a_foreign_or_damaged_adapter_is_named_in_words_not_an_exception_class(t
         save_file(tensors, str(path))
     else:
         changed = {"other-format": {"format": "pt"}, "no-rank": {"rank": None},
-                   "bad-targets": {"targets": "[all"}}[damage]
+                   "bad-targets": {"targets": "[all"}, "text-targets": {"targets": '"wq"'},
+                   "twice-targets": {"targets": '["attention.wo", "attention.wo"]'}}[damage]
         metadata = {k: v for k, v in {**metadata, **changed}.items() if v is not None}
         save_file(tensors, str(path), metadata=metadata)
     with pytest.raises(ModelError) as error:

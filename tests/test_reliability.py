@@ -41,6 +41,19 @@ def test_bad_standard_input_is_refused_in_bounds(tmp_path, data, needles):
     assert files_in(tmp_path) == [tmp_path / "prompt.bin"]
 
 
+def test_a_byte_order_mark_on_standard_input_is_no_part_of_the_prompt(runner, tiny_gguf):
+    """A prompt file saved in Notepad, piped in: U+FEFF was the prompt's first character (3 more tokens)."""
+    import json
+
+    from metagen.cli import app
+
+    args = ["generate", "-", "--model", str(tiny_gguf), "--dtype", "float32", "--no-chat", "--seed", "1",
+            "--max-tokens", "4", "--json"]
+    plain, marked = (json.loads(runner.invoke(app, args, input=data).stdout)
+                     for data in (b"The well", b"\xef\xbb\xbfThe well"))
+    assert (marked["prompt_tokens"], marked["text"]) == (plain["prompt_tokens"], plain["text"])
+
+
 def test_dev_zero_on_standard_input_stops_at_the_limit(tmp_path):
     with open("/dev/zero", "rb") as stdin:
         assert_refused_in_bounds("generate", "-", cwd=tmp_path, stdin=stdin, needles=["is over 1,048,576 bytes"])

@@ -86,6 +86,22 @@ def test_an_empty_file_is_refused(tmp_path):
         read_examples(tmp_path / "d.jsonl")
 
 
+def test_a_key_given_twice_is_refused_not_the_last_one_taken(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"prompt": "a", "completion": "b"}\n{"prompt": "a", "completion": "b", "completion": "c"}\n')
+    with pytest.raises(ConfigError) as error:
+        read_examples(path)
+    assert error.value.one_line() == (f"{path}:2: not JSON (the key 'completion' is given twice in one object) "
+                                      "(one JSON object a line)")
+
+
+def test_examples_saved_with_a_byte_order_mark_are_read(tmp_path):
+    """Notepad's UTF-8 starts with a BOM: line 1 was 'not JSON (Unexpected UTF-8 BOM (decode using utf-8-sig))'."""
+    path = tmp_path / "d.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + b'{"prompt": "Say hi.", "completion": "hi."}\r\n{"prompt": "a", "completion": "b"}\r\n')
+    assert [e.completion for e in read_examples(path)] == ["hi.", "b"]
+
+
 def test_a_stories_beats_pack_into_one_sequence_that_learns_each_completion(tiny_generator):
     tokenizer = tiny_generator.tokenizer
     story = _story(3)
@@ -123,6 +139,33 @@ def test_a_few_steps_lower_the_held_aside_loss_and_the_adapter_changes_the_logit
     again = _fresh(tmp_path, "n.gguf")
     same = tune(again.model, again.tokenizer, data, data, settings, tmp_path / "b.safetensors", base_sha256="0" * 64)
     assert same.adapter_sha256 == report.adapter_sha256  # one seed, one adapter
+
+
+def test_a_sequence_longer_than_the_models_context_is_left_out(tmp_path):
+    """--max-tokens 5000 over a 256-token model trained a 519-token sequence past its context."""
+    generator = _fresh(tmp_path)
+    assert generator.model.args.max_seq_len == 256
+    long = Example("", "", ({"role": "user", "content": "a b " * 100},), "c d " * 50)
+    settings = TuneSettings(rank=2, alpha=4, epochs=1, batch=1, max_tokens=5000)
+    report = tune(generator.model, generator.tokenizer, [_line(0), long], [long, _line(1)], settings,
+                  tmp_path / "a.safetensors", base_sha256="0" * 64)
+    assert report.sequences == 1 and report.left_out == 2
+    with pytest.raises(ConfigError, match="no training example fits in the model's context of 256 tokens"):
+        tune(generator.model, generator.tokenizer, [long], [], settings, tmp_path / "b.safetensors",
+             base_sha256="0" * 64)
+
+
+def test_held_aside_examples_none_of_which_fit_are_refused(tmp_path):
+    """--eval with every example too long trained to the end with no held-aside loss, and not a word."""
+    generator = _fresh(tmp_path)
+    settings = TuneSettings(rank=2, alpha=4, epochs=1, batch=1, max_tokens=64)
+    long = Example("", "", ({"role": "user", "content": "a b " * 40},), "c d")
+    with pytest.raises(ConfigError) as error:
+        tune(generator.model, generator.tokenizer, [_line(0)], [long], settings, tmp_path / "a.safetensors",
+             base_sha256="0" * 64)
+    assert error.value.one_line() == ("no held-aside example fits in --max-tokens 64 "
+                                      "(raise --max-tokens, or shorten the examples)")
+    assert not (tmp_path / "a.safetensors").exists()
 
 
 def test_a_stopped_run_resumes_to_the_same_adapter(tmp_path):
@@ -278,6 +321,22 @@ def test_an_out_that_cannot_be_written_is_refused_before_training(runner, tmp_pa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.jsonl", "folder.safetensors"]
 
 
+def test_a_folder_where_the_log_or_checkpoint_goes_is_refused_before_training(runner, tmp_path, monkeypatch):
+    """A folder at OUT.json: the run trained to the end, wrote OUT, then failed on the log, exit 1."""
+    data = tmp_path / "d.jsonl"
+    data.write_text(json.dumps(_line(0).to_dict()) + "\n")
+    monkeypatch.setattr("metagen.generator.load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    out = tmp_path / "a.safetensors"
+    for name, kind in (("a.safetensors.json", "json"), ("a.safetensors.checkpoint", "checkpoint")):
+        (tmp_path / name).mkdir()
+        bad = invoke(runner, "tune", data, "--out", out, "--quiet", "--resume")
+        assert bad.exit_code == 2, bad.output
+        assert bad.stderr == (f"error: {tmp_path / name} is a folder where --out's {kind} goes "
+                              "(move the folder away, or give another --out)\n")
+        (tmp_path / name).rmdir()
+    assert not out.exists()
+
+
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")
 def test_an_out_folder_that_refuses_files_is_exit_1_like_every_commands(runner, tmp_path, monkeypatch):
     # /proc passes os.access(W_OK) for root, yet no file can be made in it: only making one tells.
@@ -297,8 +356,21 @@ def test_off_a_terminal_the_command_reports_steps_in_plain_lines(runner, tmp_pat
                     "--rank", 2, "--batch", 1)
     assert result.exit_code == 0, result.output
     assert "metagen: tune step 3/3, loss " in result.stderr  # the last step, always
-    assert invoke(runner, "tune", data, "--out", tmp_path / "b.safetensors", "--model", wide_gguf, "--epochs", 1,
-                  "--rank", 2, "--batch", 1, "--quiet").stderr.count("tune step") == 0
+    assert "epoch 1: training loss " in result.stderr
+    quiet = invoke(runner, "tune", data, "--out", tmp_path / "b.safetensors", "--model", wide_gguf, "--epochs", 2,
+                   "--rank", 2, "--batch", 1, "--quiet")
+    assert quiet.exit_code == 0 and quiet.stderr == "", quiet.stderr  # the epochs' lines too, one an epoch
+
+
+def test_examples_left_out_as_too_long_are_reported(runner, tmp_path, wide_gguf):
+    """--max-tokens: 'Longer sequences are left out (reported)', and only the .json log said so."""
+    data = tmp_path / "d.jsonl"
+    long = {"prompt": "a b " * 40, "completion": "c d"}
+    data.write_text("".join(json.dumps(row) + "\n" for row in [_line(0).to_dict(), long, long]))
+    result = invoke(runner, "tune", data, "--out", tmp_path / "a.safetensors", "--model", wide_gguf, "--epochs", 1,
+                    "--rank", 2, "--max-tokens", 64, "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "; 2 examples left out as too long; log " in result.stdout
 
 
 def test_step_lines_come_every_ten_steps_with_the_time_left_at_this_runs_pace(monkeypatch, capsys):

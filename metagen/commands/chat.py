@@ -70,6 +70,10 @@ def chat(world: WorldArg, character: As = None, player: Player = None, location:
                           location=setup.location, seed=setup.seed, turns=setup.turns, moderation=setup.moderation)
     if setup.model and setup.model.get("sha256") not in (None, generator.info.sha256):
         _note(f"warning: {resume} was made with another model file; later answers come from this one")
+    elif setup.model and _recorded_adapter(setup.model).get("sha256", "") != generator.info.adapter_sha256:
+        was = _recorded_adapter(setup.model).get("path") or "none"
+        _note(f"warning: {resume} was made with --adapter {was}; later answers come from --adapter "
+              f"{generator.info.adapter or 'none'} (give --adapter {was} to go on as it began)")
     saver = _Saver(setup.path, claimed=resume is not None)
     saver.save(session)
     terminal = lines is None and sys.stdin.isatty()
@@ -127,17 +131,22 @@ def _prepare(world_path: Path, character: str | None, player: str | None, locati
         check_mode(moderation)
     world = load_world(world_path)
     record, turns = read_session(resume) if resume is not None else ({}, [])
-    mode = check_mode(moderation or str(record.get("moderation") or "report"))
+    mode = check_mode(moderation) if moderation else _recorded(
+        resume, "moderation", lambda: check_mode(str(record.get("moderation") or "report")))
     if resume is not None:
         _check_resumed(resume, record, world, character, player, location, settings.get("seed"))
     ref = character or record.get("character")
     if not ref:
         raise RequestError("give the character to talk with: --as ID",
                            hint=f"{world.id}'s characters: {', '.join(c.id for c in world.characters) or 'none'}")
-    who = world.character(ref)
+    who = world.character(ref) if character else _recorded(resume, "--as", lambda: world.character(ref), ref)
     place_ref = location or record.get("location")
-    place = world.location(place_ref) if place_ref else None
-    name = check_player(player if player is not None else record.get("player") or DEFAULT_PLAYER, who)  # "" is refused
+    place = None if not place_ref else world.location(place_ref) if location else _recorded(
+        resume, "--location", lambda: world.location(place_ref), place_ref)
+    if player is not None:
+        name = check_player(player, who)  # "" is refused
+    else:
+        name = _recorded(resume, "player", lambda: check_player(record.get("player") or DEFAULT_PLAYER, who))
     try:
         cfg = effective_config(world, "dialogue", record.get("settings"), settings)
         kept = effective_config(world, "dialogue", record.get("settings"), {}) if resume is not None else cfg
@@ -178,6 +187,23 @@ def _prepare(world_path: Path, character: str | None, player: str | None, locati
     return _Setup(world, who, place, name, cfg, seed, turns, path, dict(record.get("model") or {}), mode)
 
 
+def _recorded(resume: Path | None, what: str, check, value: str | None = None):
+    """check() of what a --resume file records, not of a flag typed now: its error names the file.
+    A character or place (value given) the world no longer has is the world's change; the rest, damage."""
+    from metagen.errors import MetagenError
+    from metagen.session import DAMAGED_HINT
+
+    try:
+        return check()
+    except MetagenError as error:
+        if resume is None:
+            raise
+        if value is not None:
+            raise type(error)(f"{resume} is a session with {what} {value}: {error.message}",
+                              hint="give the world file the session was made with, or start a new session") from None
+        raise type(error)(f"{resume} is damaged: its {what}: {error.message}", hint=DAMAGED_HINT) from None
+
+
 def _named_session_file(out: Path) -> bool:
     """Whether --out names the session file itself (`-o session.json`) rather than a folder; the
     output.named_file_format rule, so `-o talk.md` is refused: a session is saved as JSON."""
@@ -211,8 +237,8 @@ def _script_lines(path: Path) -> list[str]:
     from metagen.files import read_input
 
     data = read_input(path, MAX_STDIN_BYTES, "a chat script", ConfigError)
-    try:
-        return data.decode("utf-8").splitlines()
+    try:  # a byte-order mark (Notepad's UTF-8) made the first line '\ufeff/help', said to the character
+        return data.decode("utf-8").removeprefix("\ufeff").splitlines()
     except UnicodeDecodeError as error:
         raise ConfigError(f"{path} is not UTF-8 text (byte 0x{data[error.start]:02x} at offset {error.start})",
                           hint="save the script as UTF-8") from None
@@ -221,10 +247,13 @@ def _script_lines(path: Path) -> list[str]:
 def _read_stdin() -> Iterator[str]:
     """Standard input one line at a time, as each arrives (a game writes a line and waits for the
     answer). A line that is not UTF-8 or is over 1 MiB becomes "" after a message."""
+    first = True
     while True:
         raw = _read_line(MAX_STDIN_BYTES + 1)
         if not raw:
             return
+        if first:  # a file saved with a byte-order mark, piped in: the mark is no part of the first line
+            raw, first = raw.removeprefix(b"\xef\xbb\xbf"), False
         if len(raw) > MAX_STDIN_BYTES and not raw.endswith(b"\n"):
             skipped = len(raw)
             while raw and not raw.endswith(b"\n"):  # the rest of the line goes unread into memory
@@ -278,6 +307,12 @@ def _read_terminal(player: str) -> Iterator[str]:
 
 
 # ----------------------------------------------------------------------------- the session
+
+
+def _recorded_adapter(model: dict) -> dict:
+    """The adapter a session's model record names ({} for none, or for a record edited out of shape)."""
+    adapter = model.get("adapter")
+    return adapter if isinstance(adapter, dict) else {}
 
 
 def _note(message: str) -> None:

@@ -59,12 +59,15 @@ def eval_command(
     """
     from metagen import blind as blinding
     from metagen import eval as evaluation
+    from metagen.commands.help import typed_besides
     from metagen.output import check_writable, write_atomic
     from metagen.world import load_world
 
     if unblind is not None:
-        if worlds or blind or a or b:
-            raise ConfigError("--unblind takes only the folder", hint="metagen eval --unblind DIR")
+        besides = typed_besides("unblind", "quiet")  # `--seeds 4` was ignored silently
+        if worlds or blind or a or b or besides:
+            raise ConfigError("--unblind takes only the folder" + (f", not {besides[0]}" if besides else ""),
+                              hint="metagen eval --unblind DIR")
         markdown, _ = blinding.unblind(unblind)
         typer.echo(markdown, nl=False)
         return

@@ -13,10 +13,12 @@ from pathlib import Path
 from typer.core import TyperCommand
 
 try:  # Typer 0.2x vendors click
+    from typer._click.core import ParameterSource
     from typer._click.exceptions import BadParameter
     from typer._click.globals import get_current_context
 except ImportError:  # pragma: no cover - older Typer on the real click
     from click import get_current_context
+    from click.core import ParameterSource
     from click.exceptions import BadParameter
 
 EMPTY_PATH = "is empty (give a path; . is the current folder)"
@@ -27,6 +29,16 @@ def typed_path(name: str) -> str | None:
     """The text a path parameter of the running command was given as, or None (not given, no command)."""
     ctx = get_current_context(silent=True)
     return None if ctx is None else ctx.meta.get(PATHS_AS_TYPED, {}).get(name)
+
+
+def typed_besides(*names: str) -> list[str]:
+    """The parameters of the running command given on the command line, other than those named
+    `names`, each as its first flag (an argument by its name)."""
+    ctx = get_current_context(silent=True)
+    if ctx is None:
+        return []
+    return [p.opts[0] for p in ctx.command.params
+            if p.name not in names and ctx.get_parameter_source(p.name) == ParameterSource.COMMANDLINE]
 
 
 def _takes_paths(param) -> bool:

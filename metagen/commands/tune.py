@@ -81,6 +81,8 @@ def tune_command(
                 lines.step(step, total, loss)
 
         def on_epoch(record: dict) -> None:
+            if quiet:  # each epoch's losses are in OUT.json too; --epochs 100 -q printed 100 lines
+                return
             held_loss = "" if record["eval_loss"] is None else f", held-aside loss {record['eval_loss']:.4f}"
             progress.console.print(f"epoch {record['epoch']}: training loss {record['train_loss']:.4f}{held_loss} "
                                    f"({record['seconds']:.0f} s)")
@@ -93,8 +95,10 @@ def tune_command(
               "model": generator.info.to_dict(),
               "from": {"path": start_adapter.path, "sha256": start_adapter.sha256} if start_adapter else None}
     log = write_atomic(out.with_name(out.name + ".json"), json.dumps(record, indent=1) + "\n", overwrite=True)
+    left_out = "" if not report.left_out else (  # --max-tokens' help promises they are reported
+        f"; {report.left_out} example{'s' if report.left_out > 1 else ''} left out as too long")
     typer.echo(f"wrote {out} ({report.steps} steps, {report.learned_tokens:,} learned tokens an epoch, "
-               f"{report.seconds:.0f} s; log {log})")
+               f"{report.seconds:.0f} s{left_out}; log {log})")
 
 
 def _check_writable(out: Path) -> None:
@@ -104,6 +108,10 @@ def _check_writable(out: Path) -> None:
     folder = out.parent
     if out.is_dir():
         raise ConfigError(f"--out {out} is a folder", hint="give the path of a .safetensors file")
+    for beside in (out.with_name(out.name + ".json"), out.with_name(out.name + ".checkpoint")):
+        if beside.is_dir():  # the log is written, and the checkpoint read, only after hours of training
+            raise ConfigError(f"{beside} is a folder where --out's {beside.suffix[1:]} goes",
+                              hint="move the folder away, or give another --out")
     if not folder.is_dir():
         raise ConfigError(f"--out {out}: the folder {folder} does not exist", hint="create it, or give another --out")
     check_writable(folder)  # makes and removes a file there, as every command does (exit 1 if it cannot)
