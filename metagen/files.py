@@ -12,6 +12,8 @@ import errno
 import json
 import os
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
@@ -192,3 +194,17 @@ def parse_json(text: str):
         elif isinstance(item, str) and (code := lone_surrogate(item)) is not None:
             raise ValueError(f"\\u{code:04x} is half of a UTF-16 surrogate pair, not a character")
     return data
+
+
+@contextmanager
+def part_file(path: Path) -> Iterator[Path]:
+    """`PATH.part` beside `path` to write in the block, moved onto `path` when the block ends; removed
+    when it fails or is interrupted (Ctrl-C during tune's last save left a 16-48 MB .part behind)."""
+    part = path.with_name(path.name + ".part")
+    try:
+        yield part
+        part.replace(path)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from metagen.errors import ModelError
-from metagen.files import NotRegularFile, check_regular
+from metagen.files import NotRegularFile, check_regular, part_file
 from metagen.gguf import ModelArgs
 
 FORMAT = "metagen-lora-1"
@@ -124,9 +124,8 @@ def save_adapter(path: Path, tensors: dict[str, torch.Tensor], config: AdapterCo
     metadata = {"format": FORMAT, "rank": str(config.rank), "alpha": str(config.alpha),
                 "targets": json.dumps(list(config.targets)), "base_model_sha256": base_sha256}
     path = Path(path)
-    part = path.with_name(path.name + ".part")
-    save_aligned_safetensors({name: tensors[name].to(dtype).contiguous() for name in sorted(tensors)}, part, metadata)
-    part.replace(path)
+    with part_file(path) as part:
+        save_aligned_safetensors({name: tensors[name].to(dtype).contiguous() for name in sorted(tensors)}, part, metadata)
     return file_sha256(path)
 
 

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from metagen.config import MAX_SEED
 from metagen.corpus import Example
 from metagen.errors import ConfigError
-from metagen.files import parse_json, read_input
+from metagen.files import parse_json, part_file, read_input
 from metagen.lora import MAX_ALPHA, TARGET_GROUPS, Adapter, AdapterConfig, LoraLinear, adapter_tensors, attach, save_adapter
 from metagen.text import kind_named, kind_of
 
@@ -348,9 +348,8 @@ def _save_checkpoint(path: Path, fingerprint: dict, lora, optimizer, step: int, 
              "adapter": [(m.lora_a.detach().clone(), m.lora_b.detach().clone()) for m in lora],
              "optimizer": optimizer.state_dict(), "epochs": json.dumps(report.epochs),
              "eval_loss_before": report.eval_loss_before}
-    part = path.with_name(path.name + ".part")
-    torch.save(state, part)
-    part.replace(path)
+    with part_file(path) as part:
+        torch.save(state, part)
 
 
 def _restore(path: Path, fingerprint: dict, lora, optimizer) -> tuple[int, list[dict], float | None]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -384,3 +385,27 @@ def test_step_lines_come_every_ten_steps_with_the_time_left_at_this_runs_pace(mo
     assert capsys.readouterr().err.splitlines() == ["metagen: tune step 60/75, loss 2.500, about 2 min left",
                                                     "metagen: tune step 70/75, loss 2.500, about 1 min left",
                                                     "metagen: tune step 75/75, loss 2.500"]
+
+
+@pytest.mark.parametrize("patched", ["torch.save", "metagen.converted.save_aligned_safetensors"])
+def test_ctrl_c_while_a_checkpoint_or_the_adapter_is_written_leaves_no_part_file(runner, tmp_path, wide_gguf,
+                                                                                  monkeypatch, patched):
+    """Ctrl-C during the last save left OUT.checkpoint.part or OUT.part (16-48 MB for the default model)."""
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps(e.to_dict()) + "\n" for e in _story(3) + [_line(i) for i in range(3)]))
+
+    module, name = patched.rsplit(".", 1)
+    save = getattr(__import__(module, fromlist=[name]), name)
+
+    def half_written(tensors_or_state, path, *args, **kwargs):
+        if Path(path).parent != tmp_path:  # the model's converted copy, in the cache
+            return save(tensors_or_state, path, *args, **kwargs)
+        Path(path).write_bytes(b"half a file")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(patched, half_written)
+    result = invoke(runner, "tune", data, "--out", tmp_path / "a.safetensors", "--model", wide_gguf, "--epochs", 1,
+                    "--rank", 2, "--quiet")
+    assert result.exit_code == 130, result.output
+    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")]
+    assert not (tmp_path / "a.safetensors").exists()
