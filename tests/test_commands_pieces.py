@@ -640,6 +640,48 @@ def test_replay_of_a_piece_whose_model_file_is_gone_names_the_piece_and_model(ru
     assert result.exit_code == 0 and result.stdout.startswith(f"identical: {path}"), result.output
 
 
+def _adapter_for(gguf: Path, path: Path, seed: int) -> Path:
+    """A LoRA adapter for the model file `gguf` whose B is random (as if trained), written to `path`."""
+    import torch
+
+    from metagen.gguf import read_gguf
+    from metagen.home import file_sha256
+    from metagen.lora import AdapterConfig, adapter_tensors, attach, save_adapter
+    from metagen.model import Transformer, random_weights
+
+    args = read_gguf(gguf).args
+    model = Transformer.from_weights(args, random_weights(args, seed=0), "float32")
+    config = AdapterConfig(rank=2, alpha=4)
+    with torch.no_grad():
+        for module in attach(model, config, seed=seed):
+            module.lora_b.copy_(0.05 * torch.randn(module.lora_b.shape, generator=torch.Generator().manual_seed(seed)))
+    save_adapter(path, adapter_tensors(model), config, file_sha256(gguf))
+    return path
+
+
+def test_replay_takes_an_adapter_that_has_moved(runner, world, model_args, wide_gguf, tmp_path):
+    """An adapter moved after the piece was made: replay said to put it back or make the piece again,
+    and had no --adapter (it has --model and --world)."""
+    adapter = _adapter_for(wide_gguf, tmp_path / "a.safetensors", seed=1)
+    out = tmp_path / "o"
+    assert invoke(runner, "story", world, "-c", "ada", "--seed", 4, "--max-tokens", 8, "--format", "json",
+                  "--out", out, "-q", "--adapter", adapter, *model_args).exit_code == 0
+    path = out / "tinyville" / "story" / "ada-4.json"
+    moved = adapter.rename(tmp_path / "moved.safetensors")
+    result = invoke(runner, "replay", path)
+    assert result.exit_code == 2 and result.stderr.startswith(f"error: {path} was made with the adapter {adapter} ")
+    assert result.stderr.endswith("(put the adapter file back where it was, or give --adapter with its new path)\n")
+    result = invoke(runner, "replay", path, "--adapter", moved)
+    assert result.exit_code == 0 and result.stderr == "" and result.stdout.startswith(f"identical: {path}"), result.output
+    other = _adapter_for(wide_gguf, tmp_path / "other.safetensors", seed=2)
+    result = invoke(runner, "replay", path, "--adapter", other)
+    assert f"warning: the adapter {other} is not the one {path} records; the text may differ" in result.stderr
+    result = invoke(runner, "replay", path, "--adapter", "none")
+    assert f"warning: {path} was made with an adapter and --adapter none leaves it out" in result.stderr
+    result = invoke(runner, "replay", path, "--adapter", tmp_path / "nowhere.safetensors")
+    assert result.exit_code == 2 and "no such file" in result.stderr and "Traceback" not in result.output
+
+
 @pytest.mark.parametrize("out, overwrite", [("dangling", False), ("dangling", True), ("dangling/deeper", False)])
 def test_an_output_folder_that_is_a_dangling_link_is_refused_before_the_model(runner, world, tmp_path, no_model, out,
                                                                               overwrite):

@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from metagen.commands.options import progress_to_stderr
+from metagen.commands.options import not_blank, progress_to_stderr
 from metagen.commands.pieces import Quiet, say
 from metagen.commands.terminal import escaped
 from metagen.errors import ConfigError, ModelError, OutputError, RequestError
@@ -63,6 +63,7 @@ def replay(
     device: Annotated[Optional[str], typer.Option("--device", help="cpu | cuda | auto. [default: the recorded one]", show_default=False)] = None,
     prompt_dtype: Annotated[Optional[str], typer.Option("--prompt-dtype", help="auto | float32 | bfloat16. [default: the recorded one; float32 for a piece that records none]", show_default=False)] = None,
     world: Annotated[Optional[Path], typer.Option("--world", help="The world file, if it has moved. [default: the recorded one]", show_default=False)] = None,
+    adapter: Annotated[Optional[str], typer.Option("--adapter", help="none | PATH: the adapter file, if it has moved. [default: the recorded one]", show_default=False, callback=not_blank)] = None,
     moderation: Annotated[Optional[str], typer.Option("--moderation", help="off | report | enforce. [default: the recorded one; report for a piece that records none]", show_default=False)] = None,
     quiet: Quiet = False,
 ):
@@ -111,7 +112,8 @@ def replay(
             device = "cuda"
     generator = load_model(spec, dtype=dtype or recorded.get("dtype") or "auto", device=device,
                            prompt_dtype=prompt_dtype or recorded.get("prompt_dtype") or "float32",
-                           adapter=_recorded_adapter(recorded, file, quiet), progress=progress_to_stderr(quiet))
+                           adapter=_given_adapter(adapter, recorded, file, quiet) if adapter else
+                           _recorded_adapter(recorded, file, quiet), progress=progress_to_stderr(quiet))
     if recorded.get("sha256") and generator.info.sha256 != recorded["sha256"]:
         say(f"warning: the model file differs from the one {file} records; the text may differ", quiet)
     try:
@@ -165,7 +167,24 @@ def _recorded_adapter(recorded: dict, file: Path, quiet: bool) -> str:
         say(f"warning: the adapter {path} differs from the one {file} records; the text may differ", quiet)
         return path
     raise ModelError(f"{file} was made with the adapter {path or '?'} (sha256 {sha256[:12]}...), which is not here",
-                     hint="put the adapter file back where it was, or make the piece again")
+                     hint="put the adapter file back where it was, or give --adapter with its new path")
+
+
+def _given_adapter(given: str, recorded: dict, file: Path, quiet: bool) -> str:
+    """--adapter as load_model takes it (a path, or "none"), with a warning when it is not the adapter the
+    piece records: other weights make other text."""
+    from metagen.home import file_sha256
+    from metagen.lora import existing_adapter
+
+    adapter = recorded.get("adapter")
+    sha256 = str(adapter.get("sha256") or "") if isinstance(adapter, dict) else ""
+    if given == "none":
+        if sha256:
+            say(f"warning: {file} was made with an adapter and --adapter none leaves it out; the text may differ", quiet)
+        return given
+    if not sha256 or file_sha256(existing_adapter(given)) != sha256:
+        say(f"warning: the adapter {given} is not the one {file} records; the text may differ", quiet)
+    return given
 
 
 __all__ = ["replay"]
