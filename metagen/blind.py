@@ -113,6 +113,16 @@ def check_with_worlds(worlds: Sequence[World], kinds: Sequence[str], flags: Mapp
                 raise ConfigError(f"{flag}: {error.message} (for {world.id} {kind})", hint=error.hint) from None
 
 
+def check_different(worlds: Sequence[World], kinds: Sequence[str], flags: Mapping[str, Any],
+                    settings_a: Mapping[str, Any], settings_b: Mapping[str, Any]) -> None:
+    """ConfigError when --a and --b come to the same settings for every world and kind (`candidates=4`
+    against a world whose default is 4): every pair would be one text twice, made twice over."""
+    if all(kind_config(world, kind, {**flags, **settings_a}) == kind_config(world, kind, {**flags, **settings_b})
+           for world in worlds for kind in kinds):
+        raise ConfigError("--a and --b come to the same settings for every world and kind: each pair would be "
+                          "one text twice", hint="change a setting on one side, e.g. --a candidates=4 --b candidates=1")
+
+
 def check_empty(folder: Path) -> None:
     """A blind comparison goes into a new or empty folder, so no key or sheet is ever replaced."""
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):

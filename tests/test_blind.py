@@ -339,6 +339,10 @@ def test_cli_blind_then_unblind(runner, world_file, long_gguf, tmp_path):
     (["--a", "candidates=2", "--b", "candidates=1"], "--blind DIR, --a and --b go together"),
     (["--blind", "{full}", "--a", "candidates=2", "--b", "candidates=1"], "choose an empty or new folder"),
     (["--unblind", "{dir}"], "--unblind takes only the folder"),
+    # the same settings twice ran the whole grid twice for pairs of one text
+    (["--blind", "{dir}", "--a", "candidates=2", "--b", "candidates=2"], "--a and --b come to the same settings"),
+    (["--blind", "{dir}", "--a", "candidates=2,temperature=0.5", "--b", "temperature=0.5", "--candidates", "2"],
+     "--a and --b come to the same settings for every world and kind"),
 ])
 def test_cli_bad_blind_input(runner, world_file, tmp_path, args, message):
     _bad_blind_input(runner, [world_file], tmp_path, args, message)

@@ -133,6 +133,7 @@ def _check_blind_sides(loaded: list, kind_list: list[str], settings: dict, blind
     for flag, text in (("--a", a), ("--b", b)):
         sides[flag] = blinding.load_settings(text, flag)
         blinding.check_with_worlds(loaded, kind_list, settings, sides[flag], flag)
+    blinding.check_different(loaded, kind_list, settings, sides["--a"], sides["--b"])
     blinding.check_empty(blind)
     return sides
 
