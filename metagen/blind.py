@@ -241,6 +241,9 @@ def read_ratings(folder: Path) -> tuple[dict, dict[str, str | None]]:
     """The key and the sheet's choices (pair id -> "1", "2", "=" or None when unrated); ConfigError
     for a missing key or sheet, an unknown or repeated pair, or a choice not in 1, 2, =."""
     key_path, sheet_path = folder / KEY, folder / SHEET
+    if not folder.is_dir():  # "there is no key.json" of a folder that is not there sent people looking for the key
+        what = "is a file, not a folder" if folder.exists() else "does not exist"
+        raise ConfigError(f"--unblind {folder}: {what}", hint="give the folder that --blind wrote")
     if not key_path.is_file():
         raise ConfigError(f"--unblind {folder}: there is no {KEY}", hint="give the folder that --blind wrote")
     try:

@@ -356,6 +356,13 @@ def test_cli_unblind_refuses_a_flag_it_would_ignore(runner, tmp_path, args, flag
                      f"error: --unblind takes only the folder, not {flag} (metagen eval --unblind DIR)\n")
 
 
+@pytest.mark.parametrize("folder, what", [("new", "does not exist"), ("full/notes.txt", "is a file, not a folder")])
+def test_cli_unblind_of_no_folder_says_so(runner, tmp_path, folder, what):
+    """A folder that is not there was "there is no key.json", which sent people looking for the key."""
+    _bad_blind_input(runner, [], tmp_path, ["--unblind", str(tmp_path / folder)],
+                     f"error: --unblind {tmp_path / folder}: {what} (give the folder that --blind wrote)\n")
+
+
 def _bad_blind_input(runner, worlds, tmp_path, args, message):
     full = tmp_path / "full"
     full.mkdir()
