@@ -308,7 +308,7 @@ def test_a_story_piece_records_its_plan(world, wide_generator):
 
 
 def test_a_users_plan_file_becomes_the_beats(world, tmp_path):
-    from metagen.plan import load_plan_file
+    from metagen.plan_file import load_plan_file
 
     path = tmp_path / "plan.yaml"
     path.write_text("beats:\n  - Ada finds the wheel stopped.\n  - text: Bo admits he took the cart.\n"
@@ -335,7 +335,7 @@ def test_a_users_plan_file_becomes_the_beats(world, tmp_path):
     ("beats: &a [*a]\n", "plan.yaml"),
 ])
 def test_a_bad_plan_file_is_one_line_naming_file_and_line(world, tmp_path, content, message):
-    from metagen.plan import load_plan_file
+    from metagen.plan_file import load_plan_file
 
     path = tmp_path / "plan.yaml"
     path.write_text(content, encoding="utf-8")

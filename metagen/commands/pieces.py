@@ -179,7 +179,7 @@ def _prepare(kind: str, world_path: Path, fields: dict, settings: dict | None, o
     fields = dict(fields)
     plan_file = fields.pop("plan", None)
     if plan_file is not None:
-        from metagen.plan import load_plan_file
+        from metagen.plan_file import load_plan_file
 
         fields["beats"] = load_plan_file(plan_file, world)
     request = resolve_request(world, pipeline.make_request(kind, world, **fields)).request
