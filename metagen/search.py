@@ -46,7 +46,6 @@ class SearchResult:
 
     sequences: list[Sequence]
     prompt_tokens: int
-    steps: int = 0  # model steps run (prefill counts as one)
 
 
 class TextTracker:
@@ -208,7 +207,7 @@ def _prefill(model, prompts: list[list[int]], prompt_tokens: torch.Tensor, pad: 
 
 
 def _finish_rows(trackers: list[TextTracker], finished: list[str | None], logprobs: torch.Tensor,
-                 prompts: list[list[int]], steps: int, on_text: TextCallback | None) -> list[SearchResult]:
+                 prompts: list[list[int]], on_text: TextCallback | None) -> list[SearchResult]:
     """One result per row; rows still running end for length, releasing their held-back text."""
     results = []
     for row, tracker in enumerate(trackers):
@@ -220,7 +219,7 @@ def _finish_rows(trackers: list[TextTracker], finished: list[str | None], logpro
         results.append(SearchResult(
             sequences=[Sequence(tokens=tracker.ids, text=tracker.text, logprob=float(logprobs[row]),
                                 finish_reason=finished[row])],
-            prompt_tokens=len(prompts[row]), steps=steps))
+            prompt_tokens=len(prompts[row])))
     return results
 
 
@@ -329,7 +328,6 @@ def decode_loop(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfi
             raise ValueError("one plain prompt (and start) per prompt")
         contrast = ContextContrast(model, plain, cfg.context_contrast, cfg.max_new_tokens, tokenizer.pad_id)
     joint = contrast.joined_with(cache) if contrast is not None else None
-    steps = 1
     rows = list(range(B))  # the caller's row of each row still decoding: finished rows leave the batch
     for step in range(cfg.max_new_tokens):
         # b. process: penalties, bans, temperature, truncations (sampling.build_processors)
@@ -391,11 +389,10 @@ def decode_loop(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfi
             logits = model(next_tokens[:, None], cache, pad_or_none)[:, -1]
             if contrast is not None:
                 contrast.step(next_tokens)
-        steps += 1
     _keep_for_next(reuse, prompts, trackers[0].ids, cache)
     if contrast is not None:
         _keep_for_next(plain.reuse, plain.ids, trackers[0].ids, contrast.cache)
-    return _finish_rows(trackers, finished, logprobs, prompts, steps, on_text)
+    return _finish_rows(trackers, finished, logprobs, prompts, on_text)
 
 
 def _keep_for_next(reuse: PrefixReuse | None, prompts: list[list[int]], written: list[int], cache) -> None:
@@ -449,7 +446,6 @@ def beam_search(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfi
     streamed = [0] * B  # tokens of the shared prefix already streamed
     text_so_far = [""] * B
     logits = model(prompt_tokens, cache, pad_or_none, last_only=True)[:, -1]  # (B*nb, V)
-    steps = 1
     for step in range(cfg.max_new_tokens):
         # a. score: log-softmax, then the processors, plus each beam's running score
         raw_logprobs = torch.log_softmax(logits.float(), dim=-1)
@@ -477,8 +473,7 @@ def beam_search(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfi
             cache.reorder(rows)
         last = torch.tensor([seq[-1] for seq in beams.running], dtype=torch.long, device=device)
         logits = model(last[:, None], cache, pad_or_none)[:, -1]
-        steps += 1
-    return [_beam_result(tokenizer, cfg, beams.finished[b], len(prompts[b]), steps, b, text_so_far[b], on_text)
+    return [_beam_result(tokenizer, cfg, beams.finished[b], len(prompts[b]), b, text_so_far[b], on_text)
             for b in range(B)]
 
 
@@ -566,8 +561,8 @@ def _mark_done(beams: _Beams, step: int, cfg: GenerationConfig) -> None:
             beams.done[b] = True
 
 
-def _beam_result(tokenizer, cfg: GenerationConfig, finished: list[_Hypothesis], prompt_tokens: int, steps: int,
-                 row: int, streamed_text: str, on_text: TextCallback | None) -> SearchResult:
+def _beam_result(tokenizer, cfg: GenerationConfig, finished: list[_Hypothesis], prompt_tokens: int, row: int,
+                 streamed_text: str, on_text: TextCallback | None) -> SearchResult:
     """One prompt's n-best as a SearchResult; streams what the best one adds to the text already streamed."""
     best = sorted(finished, key=lambda h: h.score, reverse=True)[:cfg.num_return_sequences]
     sequences = []
@@ -582,7 +577,7 @@ def _beam_result(tokenizer, cfg: GenerationConfig, finished: list[_Hypothesis], 
         rest = sequences[0].text[len(streamed_text):]
         if rest:
             on_text(row, rest)
-    return SearchResult(sequences=sequences, prompt_tokens=prompt_tokens, steps=steps)
+    return SearchResult(sequences=sequences, prompt_tokens=prompt_tokens)
 
 
 def _add_hypothesis(hypotheses: list[_Hypothesis], hyp: _Hypothesis, limit: int) -> None:
