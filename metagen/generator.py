@@ -144,9 +144,11 @@ def adapter_file(choice: str | None, model: KnownModel | None) -> Path | None:
 def build_from_gguf(path: Path, weight_format: str, adapter: Path | None = None, sha256: str = "",
                     announce: Callable[[], None] | None = None) -> tuple[Transformer, Tokenizer, str]:
     """The model of a GGUF file in `weight_format`, with `adapter` (made for the file with this
-    sha256) merged into its weights first. The adapter is checked against the file's shapes before
-    any weight is read (seconds), then `announce` is called."""
-    deltas = load_adapter(adapter, read_gguf(path, load_tensors=False).args, sha256).deltas() if adapter else None
+    sha256) merged into its weights first. The file's header (a model metagen cannot run is refused
+    there) and the adapter against its shapes are checked before any weight is read (seconds), then
+    `announce` is called."""
+    header = read_gguf(path, load_tensors=False)
+    deltas = load_adapter(adapter, header.args, sha256).deltas() if adapter else None
     if announce:
         announce()
     contents = read_gguf(path)

@@ -568,6 +568,15 @@ def test_bad_model(runner, tmp_path, world, tiny_gguf, isolated_home, make, need
     assert not (isolated_home / "converted").exists() or not any((isolated_home / "converted").iterdir())
 
 
+def test_a_model_of_another_architecture_is_refused_before_converting_is_announced(runner, tmp_path, world,
+                                                                                     tiny_gguf, isolated_home):
+    """stderr said "converting gpt2.gguf to float32 (first use only)" and then that it cannot be run."""
+    spec = _other_architecture(tmp_path, isolated_home, tiny_gguf)
+    result = invoke(runner, "story", world, "-c", "ada", "--model", spec, "--dtype", "float32", "--out", tmp_path / "out")
+    assert result.exit_code == 2 and "holds a model of architecture 'gpt2'" in result.stderr
+    assert "converting" not in result.stderr, result.stderr
+
+
 @pytest.mark.parametrize("flags, needle", [
     (["--dtype", "float8"], "--dtype must be one of auto, float32, bfloat16, int8"),
     (["--device", "tpu"], "--device must be one of cpu, cuda, auto, got 'tpu'"),
