@@ -409,3 +409,17 @@ def test_ctrl_c_while_a_checkpoint_or_the_adapter_is_written_leaves_no_part_file
     assert result.exit_code == 130, result.output
     assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")]
     assert not (tmp_path / "a.safetensors").exists()
+
+
+def test_out_must_end_in_safetensors_in_any_case(runner, tmp_path, wide_gguf):
+    """`--out A.SAFETENSORS` was refused for its case; a wrong ending did not say what to give."""
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps(e.to_dict()) + "\n" for e in _story(3) + [_line(i) for i in range(3)]))
+    bad = invoke(runner, "tune", data, "--out", tmp_path / "a.bin", "--model", wide_gguf, "--quiet")
+    assert bad.exit_code == 2
+    assert bad.stderr == (f"error: --out {tmp_path / 'a.bin'}: an adapter file ends in .safetensors "
+                          "(e.g. --out a.safetensors)\n")
+    out = tmp_path / "A.SAFETENSORS"
+    result = invoke(runner, "tune", data, "--out", out, "--model", wide_gguf, "--epochs", 1, "--rank", 2, "--quiet")
+    assert result.exit_code == 0 and out.is_file(), result.output
+

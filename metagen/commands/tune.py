@@ -51,8 +51,8 @@ def tune_command(
     given = {key: value for key, value in (("rank", rank), ("alpha", alpha), ("targets", targets)) if value is not None}
     settings = tuning.TuneSettings(**given, epochs=epochs, learning_rate=learning_rate, batch=batch,
                                    max_tokens=max_tokens, seed=seed, dtype=dtype)
-    if out.suffix != ".safetensors":
-        raise ConfigError(f"--out {out}: an adapter file ends in .safetensors")
+    if out.suffix.casefold() != ".safetensors":  # A.SAFETENSORS is one too
+        raise ConfigError(f"--out {out}: an adapter file ends in .safetensors", hint=f"e.g. --out {out.stem}.safetensors")
     _check_writable(out)
     if os.path.lexists(out) and not force:  # a dangling link too: it is a name in use
         raise OutputExistsError(exists_words(out), hint="give another --out, or --force to overwrite it")
