@@ -128,10 +128,15 @@ def read_examples(path: str | Path) -> list[Example]:
         raise ConfigError(f"{path}:{line}: not UTF-8 text (byte 0x{data[error.start]:02x})",
                           hint="save the examples as UTF-8") from None
     examples = []
-    for number, line in enumerate(text.splitlines(), 1):
+    # Lines end at "\n" only: str.splitlines also breaks at U+2028, U+0085 and form feeds, which JSON
+    # strings may hold as they are (json.dumps(..., ensure_ascii=False) writes them so).
+    for number, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         where = f"{path}:{number}"
+        if "\x00" in line:  # json said only "Expecting value"
+            raise ConfigError(f"{where}: holds a NUL byte: not JSON text (binary data, or UTF-16 text?)",
+                              hint="save the examples as UTF-8 JSON lines")
         try:
             data = parse_json(line)
         except ValueError as error:

@@ -423,3 +423,19 @@ def test_out_must_end_in_safetensors_in_any_case(runner, tmp_path, wide_gguf):
     result = invoke(runner, "tune", data, "--out", out, "--model", wide_gguf, "--epochs", 1, "--rank", 2, "--quiet")
     assert result.exit_code == 0 and out.is_file(), result.output
 
+
+def test_a_line_separator_inside_a_json_string_does_not_split_the_line(tmp_path):
+    """A completion holding U+2028 as it is (json.dumps(ensure_ascii=False)) was cut in two there: 'not JSON'."""
+    path = tmp_path / "d.jsonl"
+    rows = [{"prompt": "Say hi.", "completion": "hi\u2028there\x85now\x0cdone."}, {"prompt": "A", "completion": "b."}]
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    examples = read_examples(path)
+    assert [e.completion for e in examples] == ["hi\u2028there\x85now\x0cdone.", "b."]
+
+
+def test_a_nul_byte_in_the_examples_is_named(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_bytes(b'{"prompt": "A", "completion": "b."}\n\x00\x00\n')
+    with pytest.raises(ConfigError, match=r"d.jsonl:2: holds a NUL byte: not JSON text"):
+        read_examples(path)
+
