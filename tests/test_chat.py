@@ -515,6 +515,19 @@ def test_a_byte_order_mark_is_no_part_of_the_first_line(runner, world_path, mode
         assert [t.player for t in turns] == ["Hello."], seed
 
 
+def test_a_script_line_holding_a_line_separator_is_one_turn_as_piped(runner, world_path, model_args, tmp_path):
+    """str.splitlines broke a --script line at U+2028 (or U+0085, a form feed): two turns from the file
+    where standard input, read a line at a time, gave one."""
+    script = tmp_path / "lines.txt"
+    script.write_text("Hello\u2028there.\r\nBye.\n", encoding="utf-8")
+    by_script = run(runner, chat_args(world_path, model_args, "--seed", 2, "--script", script), "")
+    piped = run(runner, chat_args(world_path, model_args, "--seed", 3), script.read_bytes().decode("utf-8"))
+    for result, seed in ((by_script, 2), (piped, 3)):
+        assert result.exit_code == 0, result.output
+        turns = read_session(tmp_path / "out" / "quay" / "chat" / f"mira-{seed}.json")[1]
+        assert [t.player for t in turns] == ["Hello there.", "Bye."], seed  # one line, its separator a space
+
+
 def test_a_session_edited_to_give_a_key_twice_is_refused(runner, world_path, model_args, tmp_path):
     """A second "seed" typed into a session was read silently, the last one winning."""
     made = run(runner, chat_args(world_path, model_args, "--seed", 2), "Hi.\n")
