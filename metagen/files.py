@@ -157,6 +157,16 @@ def lone_surrogate(text: str) -> int | None:
     return None
 
 
+def text_lines(text: str) -> list[str]:
+    """text's lines, each ending at a newline (CRLF too), as a stream read a line at a time gives them:
+    str.splitlines also breaks at U+2028, U+0085 and form feeds, which a line of text or a JSON
+    string may hold (json.dumps(..., ensure_ascii=False) writes them as they are)."""
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return [line.removesuffix("\r") for line in lines]
+
+
 class _DuplicateKey(ValueError):
     pass
 

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from metagen.config import MAX_SEED
 from metagen.corpus import Example
 from metagen.errors import ConfigError
-from metagen.files import parse_json, part_file, read_input
+from metagen.files import parse_json, part_file, read_input, text_lines
 from metagen.lora import MAX_ALPHA, TARGET_GROUPS, Adapter, AdapterConfig, LoraLinear, adapter_tensors, attach, save_adapter
 from metagen.text import kind_named, kind_of
 
@@ -128,9 +128,7 @@ def read_examples(path: str | Path) -> list[Example]:
         raise ConfigError(f"{path}:{line}: not UTF-8 text (byte 0x{data[error.start]:02x})",
                           hint="save the examples as UTF-8") from None
     examples = []
-    # Lines end at "\n" only: str.splitlines also breaks at U+2028, U+0085 and form feeds, which JSON
-    # strings may hold as they are (json.dumps(..., ensure_ascii=False) writes them so).
-    for number, line in enumerate(text.split("\n"), 1):
+    for number, line in enumerate(text_lines(text), 1):
         if not line.strip():
             continue
         where = f"{path}:{number}"

@@ -234,7 +234,7 @@ def _check_resumed(resume: Path, record: dict, world, character, player, locatio
 
 def _script_lines(path: Path) -> list[str]:
     """The player's lines of a --script file (UTF-8, at most 1 MiB), read before the model is loaded."""
-    from metagen.files import read_input
+    from metagen.files import read_input, text_lines
 
     data = read_input(path, MAX_STDIN_BYTES, "a chat script", ConfigError)
     try:  # a byte-order mark (Notepad's UTF-8) made the first line '\ufeff/help', said to the character
@@ -242,12 +242,7 @@ def _script_lines(path: Path) -> list[str]:
     except UnicodeDecodeError as error:
         raise ConfigError(f"{path} is not UTF-8 text (byte 0x{data[error.start]:02x} at offset {error.start})",
                           hint="save the script as UTF-8") from None
-    # Lines end at a newline (CRLF too), as standard input's do: str.splitlines also broke a line at
-    # U+2028, U+0085 or a form feed, so one line became two turns from a file and one piped.
-    lines = text.split("\n")
-    if lines[-1] == "":
-        lines.pop()
-    return [line.removesuffix("\r") for line in lines]
+    return text_lines(text)  # as standard input's lines: one line piped is one turn from a file too
 
 
 def _read_stdin() -> Iterator[str]:
