@@ -364,11 +364,12 @@ def _record_any(findings: dict[str, float], key: str, count: int, cap: int) -> N
 
 
 def judge(text: str, context: CriticContext, *, logprob: float = 0.0, tokens: int = 0,
-          finish_reason: str = "eos", struck: int = 0, weights: Mapping[str, float] = WEIGHTS) -> Verdict:
+          struck: int = 0, weights: Mapping[str, float] = WEIGHTS) -> Verdict:
     """Score one candidate: the model's own words (not metagen's opening).
 
     struck: how many sentences metagen.editor took out of it (each a small loss: the text is thinner).
-    weights: WEIGHTS for spoken lines, NARRATION_WEIGHTS for story beats and scenes."""
+    weights: WEIGHTS for spoken lines, NARRATION_WEIGHTS for story beats and scenes.
+    "unfinished" reads the text's last character, not why decoding stopped."""
     words = words_of(text)
     narration = QUOTED.sub(" ", text)  # the narrator's words, outside quoted speech
     # The findings in a fixed order: a verdict's record lists them so, and the score sums them so.

@@ -36,11 +36,13 @@ from metagen.prompts import (
     tie_sentence,
 )
 from metagen.search import PlainPrompts, PrefixReuse
-from metagen.text import balanced_quotes, did_you_mean, first_sentences, ngrams, words_of
+from metagen.text import balanced_quotes, first_sentences, ngrams, words_of
 from metagen.world import Character, World
 
 BEATS_BY_LENGTH = {"short": 3, "medium": 4, "long": 5}
-BEAT_SENTENCES = 4  # a beat is asked for 3 or 4 sentences (and ends after 4: max_sentences)
+# A beat is asked for 3 or 4 sentences. What cuts it after 4 is the max_sentences setting (4 by default for a story:
+# pipeline.KIND_DEFAULTS), not this number.
+BEAT_SENTENCES = 4
 _LIST_MARKER = re.compile(r"^(?:[-*•]|\d+[.)])\s+")  # "- " or "1. " a small model starts a paragraph with
 BEAT_TOKENS = 120  # the most tokens a beat may take, whatever the story's budget
 EXTRA_ROUNDS = 1  # more rounds of candidates a beat may draw when its best scores low or invents a name
@@ -333,7 +335,7 @@ class _StoryChat:
         self.plain = plain  # None: no context contrast
 
     def ask(self, instruction: str) -> tuple[str, list[int], list[int] | None]:
-        """Add a beat's instruction: the prompt as text and as token ids, and the plain twin's ids (None without one)."""
+        """Add a beat's instruction: the prompt as text and as token ids, and the plain twin's ids (or None)."""
         self.messages = with_beat(self.messages, instruction)
         text = self.tokenizer.render_chat(self.messages)
         ids = self.tokenizer.encode_chat(self.messages)  # world text can never spell the template's control tokens
