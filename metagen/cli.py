@@ -99,6 +99,15 @@ def ignore_further_interrupts() -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+def _say_interrupted() -> None:
+    """Ignore another Ctrl-C and say in one line on stderr that the command was interrupted: what
+    MetagenGroup.invoke does for a KeyboardInterrupt and MetagenGroup.main for click's Abort, before each
+    exits EXIT_INTERRUPTED its own way (invoke by ctx.exit, as for its other errors, so that a caller of
+    main(standalone_mode=False) gets the code back). `run` and metagen.client write the same line."""
+    ignore_further_interrupts()
+    typer.echo(INTERRUPTED_MESSAGE, err=True)
+
+
 class MetagenGroup(TyperGroup):
     """The root group: maps library errors and signals to one stderr line and an exit code."""
 
@@ -117,8 +126,7 @@ class MetagenGroup(TyperGroup):
             typer.echo(f"error: {message} (see '{where} --help')", err=True)
             sys.exit(error.exit_code)
         except Abort:
-            ignore_further_interrupts()
-            typer.echo(INTERRUPTED_MESSAGE, err=True)
+            _say_interrupted()
             sys.exit(EXIT_INTERRUPTED)
         except OSError as error:  # help or --version to a full disk
             _exit_if_stdout_failed(error)
@@ -133,8 +141,7 @@ class MetagenGroup(TyperGroup):
             typer.echo(f"error: {escaped(error.one_line())}", err=True)
             ctx.exit(error.exit_code)
         except KeyboardInterrupt:
-            ignore_further_interrupts()
-            typer.echo(INTERRUPTED_MESSAGE, err=True)
+            _say_interrupted()
             ctx.exit(EXIT_INTERRUPTED)
         except Terminated as error:
             with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone: the exit code says it

@@ -364,18 +364,42 @@ def _record_any(findings: dict[str, float], key: str, count: int, cap: int) -> N
 
 
 def judge(text: str, context: CriticContext, *, logprob: float = 0.0, tokens: int = 0,
-          finish_reason: str = "eos", struck: int = 0, weights: Mapping[str, float] = WEIGHTS) -> Verdict:
+          struck: int = 0, weights: Mapping[str, float] = WEIGHTS) -> Verdict:
     """Score one candidate: the model's own words (not metagen's opening).
 
     struck: how many sentences metagen.editor took out of it (each a small loss: the text is thinner).
-    weights: WEIGHTS for spoken lines, NARRATION_WEIGHTS for story beats and scenes."""
+    weights: WEIGHTS for spoken lines, NARRATION_WEIGHTS for story beats and scenes.
+    "unfinished" reads the text's last character, not why decoding stopped."""
     words = words_of(text)
+    narration = QUOTED.sub(" ", text)  # the narrator's words, outside quoted speech
+    # The findings in a fixed order: a verdict's record lists them so, and the score sums them so.
+    findings = {**_request_findings(text, words, context), **_invention_findings(text, context),
+                **_writing_findings(text, words, context), **_place_findings(text, narration, context),
+                **_repeat_findings(words, context), **_narrator_findings(text, narration, context)}
+    if context.moderation is not None:
+        from metagen.moderation import exceeding
+
+        _record_any(findings, "rating", exceeding(text, context.moderation), 3)
+    _record_any(findings, "struck", struck, 3)  # sentences the editor took out
+    findings["logprob"] = logprob / tokens if tokens else 0.0
+    return Verdict(findings, sum(weights[k] * v for k, v in findings.items()))
+
+
+def _request_findings(text: str, words: Sequence[str], context: CriticContext) -> dict[str, float]:
+    """What the text uses of the request: the share of the requested names it says, and of the
+    requested facts' words (three count in full)."""
     findings: dict[str, float] = {}
     if context.names:
         findings["names"] = sum(names_any(text, forms) for forms in context.names) / len(context.names)
     if context.details:
         findings["details"] = min(1.0, len(set(words) & context.details) / 3)
-    findings["invented"] = float(min(3, len(unknown_names(text, context.vocabulary, context.spellings))))
+    return findings
+
+
+def _invention_findings(text: str, context: CriticContext) -> dict[str, float]:
+    """What the text makes up against the world: people, relatives, ranks, family ties, a speaker's own
+    name, years."""
+    findings = {"invented": float(min(3, len(unknown_names(text, context.vocabulary, context.spellings))))}
     _record_any(findings, "relatives", len(set(invented_relatives(text, context.relations))), 3)
     # a king in a queen's realm (a name's title counts: Queen Ada)
     _record_any(findings, "ranks", len(set(invented_ranks(text, context.vocabulary | context.relations))), 3)
@@ -390,31 +414,55 @@ def judge(text: str, context: CriticContext, *, logprob: float = 0.0, tokens: in
         _record_any(findings, "self", len(self_named(text, context.speaker_forms, context.others_forms)), 2)
     if context.dates is not None:
         _record_any(findings, "dated", len(off_world_dates(text, context.dates)), 3)
-    findings["garbled"] = float(is_garbled(text, context.scripts, context.exempt))
-    findings["banned"] = float(banned_hits(text, context.banned))
-    run = longest_shared_run(words, context.prompt_words)
-    findings["copied"] = float(max(0, run - COPY_RUN + 1))
-    findings["repetition"] = repetition(text)
-    findings["markup"] = float(min(3, len(_MARKUP.findall(text))))
+    return findings
+
+
+def _writing_findings(text: str, words: Sequence[str], context: CriticContext) -> dict[str, float]:
+    """What spoils the text as writing: garbled or another script, banned words, words copied from the
+    prompt, repetition, markup, stock phrases, instructions said back, a cut-off end, too few words."""
+    findings = {"garbled": float(is_garbled(text, context.scripts, context.exempt)),
+                "banned": float(banned_hits(text, context.banned)),
+                "copied": float(max(0, longest_shared_run(words, context.prompt_words) - COPY_RUN + 1)),
+                "repetition": repetition(text),
+                "markup": float(min(3, len(_MARKUP.findall(text))))}
     _record_any(findings, "stock", len(_STOCK.findall(text)), 3)
-    echoes = echo_count(text)
     script_lines = len(_SCRIPT_LINE.findall(text))  # one "The Docks: ..." is a label, two or more a script
-    findings["echo"] = float(min(2, echoes + (script_lines if script_lines >= 2 else 0)))
+    findings["echo"] = float(min(2, echo_count(text) + (script_lines if script_lines >= 2 else 0)))
     stripped = text.rstrip().rstrip("\"'”’)")
     findings["unfinished"] = float(bool(stripped) and stripped[-1] not in ".!?…")
     if context.target_words:
         findings["short"] = float(len(words) < context.target_words / 2)
-    narration = QUOTED.sub(" ", text)  # the narrator's words, outside quoted speech
+    return findings
+
+
+def _place_findings(text: str, narration: str, context: CriticContext) -> dict[str, float]:
+    """How the text treats the requested place's facts: listed back as the prompt gives them, or said
+    of the wrong thing (misplaced_facts)."""
+    findings: dict[str, float] = {}
     # A place's facts pasted back as the prompt lists them: "banners of silver star on grey field; frost on
     # the inside of windows; tallow candles and wet wool". One semicolon is prose; each after it a finding.
     listed = narration.count(";") - 1
     if context.facts and listed > 0:  # judged with a place's facts; recorded only when there is one
         findings["listed"] = float(min(3, listed))
     _record_any(findings, "misplaced", len(misplaced_facts(text, context.facts)), 2)
+    return findings
+
+
+def _repeat_findings(words: Sequence[str], context: CriticContext) -> dict[str, float]:
+    """What the text says again of the paragraphs before it (a story's earlier beats): their opening
+    words, and their 4-grams."""
+    findings: dict[str, float] = {}
     if context.avoid_starts:
         findings["same_start"] = float(tuple(words[:2]) in context.avoid_starts)
     # "the fire in the great hall's hearth" in every paragraph: round nine's readers' first complaint
     _record_any(findings, "restated", len(set(ngrams(words, 4)) & context.earlier), 6)
+    return findings
+
+
+def _narrator_findings(text: str, narration: str, context: CriticContext) -> dict[str, float]:
+    """How the narrator slips: the other tense, the wrong person ("I" in a third-person world), pronouns
+    none of the cast takes or that misgender one of them."""
+    findings: dict[str, float] = {}
     if context.tense and narration_tense(text) not in ("", context.tense):
         # A present-tense world told in the past: what readers of held-aside worlds named first in
         # a story (all four Hollin Reach stories, round twenty-one). Recorded only when wrong.
@@ -431,13 +479,7 @@ def judge(text: str, context: CriticContext, *, logprob: float = 0.0, tokens: in
         # asked for; readers flag both.
         foreign = sum(w in context.foreign_pronouns for w in words_of(narration))
         findings["pronoun"] = float(min(3, foreign + slips))
-    if context.moderation is not None:
-        from metagen.moderation import exceeding
-
-        _record_any(findings, "rating", exceeding(text, context.moderation), 3)
-    _record_any(findings, "struck", struck, 3)  # sentences the editor took out
-    findings["logprob"] = logprob / tokens if tokens else 0.0
-    return Verdict(findings, sum(weights[k] * v for k, v in findings.items()))
+    return findings
 
 
 # The same text sampled in two rows of a batch scores up to ~1e-6 apart (the rows' sums are rounded

@@ -14,7 +14,7 @@ import random
 from metagen.errors import RequestError
 from metagen.phrasing import cast_phrase
 from metagen.request import Request, Resolved, resolve_request
-from metagen.text import did_you_mean
+from metagen.text import did_you_mean, upper_first
 from metagen.world import Location, World
 
 
@@ -50,7 +50,7 @@ def answer_opening(resolved: Resolved, style: str | None = None) -> str:
         text = place or cast
     else:
         text = ""
-    return text[:1].upper() + text[1:]
+    return upper_first(text)
 
 
 _NOT_PLURAL_ENDINGS = ("ss", "us", "is", "'s", "’s")
@@ -74,7 +74,7 @@ def scene_start_words(loc: Location, tense: str = "") -> str:
     `tense` its verb: "The Crooked Kettle was", "The Container Docks are". The verb sets the tense
     the model goes on in: asked only for the name, scenes asked for in the past came out in the
     present of their place's facts, and the reverse (experiments/log.md, round fifteen)."""
-    name = loc.name[:1].upper() + loc.name[1:]
+    name = upper_first(loc.name)
     return f"{name} {be_form(loc.name, tense)}" if tense else name
 
 
@@ -99,7 +99,7 @@ def _senseless(fact: str) -> bool:
 def sense_starts(loc: Location, tense: str) -> list[str]:
     """The place's name and the verb of each sense its facts give something of ("The Container Docks
     smelled of"); none for a sense whose facts all say there is nothing."""
-    name = loc.name[:1].upper() + loc.name[1:]
+    name = upper_first(loc.name)
     plural = be_form(loc.name, "present") == "are"
     return [f"{name} {verbs[tense][plural]}" for sense, verbs in SENSE_VERBS.items()
             if not all(_senseless(fact) for fact in getattr(loc, sense))]

@@ -352,8 +352,8 @@ def _choose(world: World, prompt: Prompt, prompt_text: str, cfg: GenerationConfi
     edits = [strike(o.text, context) for o in options]  # the critic judges what the reader will get
     for option, edit in zip(options, edits):
         option.text = edit.text
-    verdicts = [judge(o.text, context, logprob=o.logprob, tokens=o.output_tokens, finish_reason=o.finish_reason,
-                      struck=len(e.struck), weights=NARRATION_WEIGHTS) for o, e in zip(options, edits)]
+    verdicts = [judge(o.text, context, logprob=o.logprob, tokens=o.output_tokens, struck=len(e.struck),
+                      weights=NARRATION_WEIGHTS) for o, e in zip(options, edits)]
     chosen = best_index(verdicts)
     log.info("%s %s: candidates %s; kept %d", prompt.request.kind, prompt.request.subject,
              ", ".join(f"{v.score:.2f}" for v in verdicts), chosen)

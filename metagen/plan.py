@@ -36,11 +36,13 @@ from metagen.prompts import (
     tie_sentence,
 )
 from metagen.search import PlainPrompts, PrefixReuse
-from metagen.text import balanced_quotes, did_you_mean, first_sentences, ngrams, words_of
+from metagen.text import balanced_quotes, first_sentences, ngrams, words_of
 from metagen.world import Character, World
 
 BEATS_BY_LENGTH = {"short": 3, "medium": 4, "long": 5}
-BEAT_SENTENCES = 4  # a beat is asked for 3 or 4 sentences (and ends after 4: max_sentences)
+# A beat is asked for 3 or 4 sentences. What cuts it after 4 is the max_sentences setting (4 by default for a story:
+# pipeline.KIND_DEFAULTS), not this number.
+BEAT_SENTENCES = 4
 _LIST_MARKER = re.compile(r"^(?:[-*•]|\d+[.)])\s+")  # "- " or "1. " a small model starts a paragraph with
 BEAT_TOKENS = 120  # the most tokens a beat may take, whatever the story's budget
 EXTRA_ROUNDS = 1  # more rounds of candidates a beat may draw when its best scores low or invents a name
@@ -299,61 +301,119 @@ def write_story(generator, world: World, request: StoryRequest, cfg: GenerationC
     """
     started = time.perf_counter()
     resolved = resolve_request(world, request)
-    plan = make_plan(world, resolved, seed)
+    plan = make_plan(world, resolved, seed)[:cfg.max_new_tokens]  # a budget below one token a beat writes fewer beats
     messages = story_messages(world, resolved)
-    plan = plan[:cfg.max_new_tokens]  # a budget below one token a beat writes fewer beats
-    # max_new_tokens is the whole story's budget, shared out among the beats
-    beat_tokens = max(1, min(BEAT_TOKENS, cfg.max_new_tokens // len(plan)))
-    beat_cfg = replace(cfg, max_new_tokens=beat_tokens, min_new_tokens=min(beat_tokens, cfg.min_new_tokens // len(plan)))
+    beat_cfg = _beat_config(cfg, len(plan))
     _check_beats_fit_context(generator, messages, plan, cfg.max_new_tokens)
-    reuse = PrefixReuse()
-    tokenizer = generator.tokenizer
-    chat = list(messages)
-    plain_chat = story_messages(world, resolved, facts=False) if cfg.context_contrast else None
-    written, beat_records, critic_beats = [], [], []
-    output_tokens, prompt_tokens, finish = 0, 0, "eos"
-    requested = requested_forms(resolved)
-    spare_rounds = STORY_EXTRA_ROUNDS
-    starts = beat_starts(world, resolved, plan, seed, cfg.candidates)
+    plain = story_messages(world, resolved, facts=False) if cfg.context_contrast else None
+    writer = _StoryWriter(generator, world, resolved, cfg, beat_cfg, seed, moderation,
+                          chat=_StoryChat(generator.tokenizer, messages, plain),
+                          starts=beat_starts(world, resolved, plan, seed, cfg.candidates))
     for index, beat in enumerate(plan):
-        chat = with_beat(chat, beat.instruction)
-        text = tokenizer.render_chat(chat)
-        ids = tokenizer.encode_chat(chat)  # world text can never spell the template's control tokens
-        plain_ids = None
-        if plain_chat is not None:  # the same beat and story so far, without the cast's and place's facts
-            plain_chat = with_beat(plain_chat, beat.instruction)
-            plain_ids = tokenizer.encode_chat(plain_chat)
-        beat_cfg.check_context(len(ids), generator.context_length)
-        beat_seed = (seed + index) % MAX_SEED
-        last = index == len(plan) - 1
-        context = _beat_context(world, resolved, text, cfg, beat, written, moderation,
-                                unsaid=[f for f in requested if not names_any(" ".join(written), f)] if last else None)
-        # the opening introduces the cast and place and the ending is the last chance to: both insist
-        insist = last or index == 0
-        allowed = min(NAMING_ROUNDS if insist else EXTRA_ROUNDS, spare_rounds - (not last))
-        seeds, options, verdicts, cuts = _draw_candidates(generator, ids, beat_cfg, cfg.candidates, beat_seed, context,
-                                                    reuse, extra_rounds=allowed, insist_on_names=insist,
-                                                    plain_ids=plain_ids, starts=starts[index])
-        spare_rounds -= len(seeds) // cfg.candidates - 1
-        chosen = best_index(verdicts)
-        paragraph = options[chosen].text.strip()
-        output_tokens += options[chosen].output_tokens
-        prompt_tokens = prompt_tokens or options[chosen].prompt_tokens
-        finish = options[chosen].finish_reason
-        chat = [*chat, {"role": "assistant", "content": paragraph}]
-        if plain_chat is not None:
-            plain_chat = [*plain_chat, {"role": "assistant", "content": paragraph}]
-        written.append(paragraph)
-        beat_records.append({**beat.to_dict(), "text": paragraph})
-        if cfg.candidates > 1:
-            critic_beats.append(_critic_record(beat, chosen, seeds, starts[index], verdicts, cuts[chosen]))
+        paragraph = writer.write_beat(index, beat, last=index == len(plan) - 1)
         if on_text:
             on_text(("\n\n" if index else "") + paragraph)
-    return StoryResult(text="\n\n".join(written), plan=beat_records,
-                       critic={"beats": critic_beats} if critic_beats else {},
-                       prompt=plan_prompt(world, resolved, plan, messages, generator.context_length, beat_cfg),
-                       prompt_tokens=prompt_tokens, output_tokens=output_tokens, finish_reason=finish,
-                       seconds=time.perf_counter() - started)
+    prompt = plan_prompt(world, resolved, plan, messages, generator.context_length, beat_cfg)
+    return writer.result(prompt, seconds=time.perf_counter() - started)
+
+
+def _beat_config(cfg: GenerationConfig, beats: int) -> GenerationConfig:
+    """The settings each beat samples with: cfg's max_new_tokens and min_new_tokens are the whole story's,
+    shared out among its beats, and a beat takes at most BEAT_TOKENS."""
+    beat_tokens = max(1, min(BEAT_TOKENS, cfg.max_new_tokens // beats))
+    return replace(cfg, max_new_tokens=beat_tokens, min_new_tokens=min(beat_tokens, cfg.min_new_tokens // beats))
+
+
+class _StoryChat:
+    """The chat a story is written in: story_messages, then for each beat its instruction (a user turn)
+    and the paragraph kept (the assistant's turn). With context contrast it keeps a plain twin as well:
+    the same turns after story_messages(facts=False), which give the cast and place by name only."""
+
+    def __init__(self, tokenizer, messages: list[dict[str, str]], plain: list[dict[str, str]] | None):
+        self.tokenizer = tokenizer
+        self.messages = list(messages)
+        self.plain = plain  # None: no context contrast
+
+    def ask(self, instruction: str) -> tuple[str, list[int], list[int] | None]:
+        """Add a beat's instruction: the prompt as text and as token ids, and the plain twin's ids (or None)."""
+        self.messages = with_beat(self.messages, instruction)
+        text = self.tokenizer.render_chat(self.messages)
+        ids = self.tokenizer.encode_chat(self.messages)  # world text can never spell the template's control tokens
+        if self.plain is None:
+            return text, ids, None
+        self.plain = with_beat(self.plain, instruction)
+        return text, ids, self.tokenizer.encode_chat(self.plain)
+
+    def answer(self, paragraph: str) -> None:
+        """Add the paragraph kept for the beat just asked, as the assistant's turn."""
+        self.messages = [*self.messages, {"role": "assistant", "content": paragraph}]
+        if self.plain is not None:
+            self.plain = [*self.plain, {"role": "assistant", "content": paragraph}]
+
+
+class _StoryWriter:
+    """Writes a story's beats in turn. It holds what every beat shares (the model, the request, the
+    settings) and what grows as they are written: the chat, the paragraphs kept with their records and
+    token counts, and the extra rounds of candidates the story has left."""
+
+    def __init__(self, generator, world: World, resolved: Resolved, cfg: GenerationConfig,
+                 beat_cfg: GenerationConfig, seed: int, moderation, *, chat: _StoryChat, starts: list[list[str]]):
+        self.generator, self.world, self.resolved, self.moderation = generator, world, resolved, moderation
+        self.cfg, self.beat_cfg, self.seed = cfg, beat_cfg, seed
+        self.chat = chat
+        self.starts = starts  # per beat, the words each of its candidates opens with (beat_starts)
+        self.requested = requested_forms(resolved)  # the names the ending must say if no beat before it did
+        self.reuse = PrefixReuse()  # the KV cache, carried from beat to beat
+        self.spare_rounds = STORY_EXTRA_ROUNDS
+        self.paragraphs: list[str] = []
+        self.plan_records: list[dict] = []  # StoryResult.plan
+        self.critic_records: list[dict] = []  # StoryResult.critic's beats
+        self.prompt_tokens, self.output_tokens, self.finish_reason = 0, 0, "eos"
+
+    def write_beat(self, index: int, beat: Beat, *, last: bool) -> str:
+        """Draw the beat's candidates, keep the critic's pick and add it to the story: the paragraph kept."""
+        text, ids, plain_ids = self.chat.ask(beat.instruction)
+        self.beat_cfg.check_context(len(ids), self.generator.context_length)
+        unsaid = [f for f in self.requested if not names_any(" ".join(self.paragraphs), f)] if last else None
+        context = _beat_context(self.world, self.resolved, text, self.cfg, beat, self.paragraphs, self.moderation,
+                                unsaid=unsaid)
+        # the opening introduces the cast and place and the ending is the last chance to: both insist
+        insist = last or index == 0
+        beat_seed = (self.seed + index) % MAX_SEED
+        seeds, options, verdicts, cuts = _draw_candidates(
+            self.generator, ids, self.beat_cfg, self.cfg.candidates, beat_seed, context, self.reuse,
+            extra_rounds=self._rounds_allowed(insist, last), insist_on_names=insist, plain_ids=plain_ids,
+            starts=self.starts[index])
+        self.spare_rounds -= len(seeds) // self.cfg.candidates - 1  # the rounds drawn past the first
+        chosen = best_index(verdicts)
+        paragraph = self._keep(beat, options[chosen])
+        if self.cfg.candidates > 1:
+            self.critic_records.append(_critic_record(beat, chosen, seeds, self.starts[index], verdicts, cuts[chosen]))
+        return paragraph
+
+    def _rounds_allowed(self, insist: bool, last: bool) -> int:
+        """How many more rounds of candidates a beat may draw: its own limit, within the story's spare
+        rounds less the one kept for the ending."""
+        kept_for_ending = 0 if last else 1
+        return min(NAMING_ROUNDS if insist else EXTRA_ROUNDS, self.spare_rounds - kept_for_ending)
+
+    def _keep(self, beat: Beat, option) -> str:
+        """Add a beat's chosen completion to the story and the chat, and count its tokens: its paragraph."""
+        paragraph = option.text.strip()
+        self.output_tokens += option.output_tokens
+        self.prompt_tokens = self.prompt_tokens or option.prompt_tokens  # the first beat's
+        self.finish_reason = option.finish_reason  # the last beat's
+        self.chat.answer(paragraph)
+        self.paragraphs.append(paragraph)
+        self.plan_records.append({**beat.to_dict(), "text": paragraph})
+        return paragraph
+
+    def result(self, prompt: Prompt, *, seconds: float) -> StoryResult:
+        """The story as written, with `prompt` as its prompt record."""
+        return StoryResult(text="\n\n".join(self.paragraphs), plan=self.plan_records,
+                           critic={"beats": self.critic_records} if self.critic_records else {},
+                           prompt=prompt, prompt_tokens=self.prompt_tokens, output_tokens=self.output_tokens,
+                           finish_reason=self.finish_reason, seconds=seconds)
 
 
 def _beat_context(world: World, resolved, text: str, cfg: GenerationConfig, beat: Beat, written: list[str],

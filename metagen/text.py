@@ -68,6 +68,12 @@ def blank(text: str) -> bool:
     return all(c.isspace() or unicodedata.category(c) in ("Cc", "Cf") for c in text)
 
 
+def upper_first(text: str) -> str:
+    """Text with its first letter upper case and the rest as written: "the Crooked Kettle" -> "The
+    Crooked Kettle" (str.capitalize would lower the rest: "The crooked kettle")."""
+    return text[:1].upper() + text[1:]
+
+
 def fold(text: str) -> str:
     """Text compared loosely: case folded, accents and a few letters spelled plainly ("Søren" -> "soren")."""
     text = unicodedata.normalize("NFKD", text.casefold().translate(TRANSLIT).translate(_QUOTES))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from metagen.text import balanced_quotes, id_from, kind_named, kind_of, slugify
+from metagen.text import balanced_quotes, id_from, kind_named, kind_of, slugify, upper_first
 
 
 @pytest.mark.parametrize("paragraph, paired", [
@@ -57,3 +57,13 @@ def test_kind_of_names_a_value_as_a_yaml_writer_would(value, words):
     assert kind_of(value) == words
     if value is not None:  # what "must be ..." says of its type is what "got ..." says of its value
         assert kind_named(type(value)) == words
+
+
+@pytest.mark.parametrize("text, capitalised", [
+    ("the Crooked Kettle", "The Crooked Kettle"),  # the rest as written, unlike str.capitalize
+    ("The Old Mill", "The Old Mill"),
+    ("ëlle", "Ëlle"),
+    ("", ""),
+])
+def test_upper_first_raises_only_the_first_letter(text, capitalised):
+    assert upper_first(text) == capitalised
