@@ -127,6 +127,22 @@ def test_bad_jobs_files(runner, tmp_path, world, no_model, text, message):
     assert len(result.stderr.splitlines()) == 1
 
 
+@pytest.mark.parametrize("settings, line, field, message", [
+    ("settings:\n  top_k: 1\n  top_k: 2\n", 4, "settings.top_k", "given twice (first at line 3; keep one)"),
+    ("settings: {top_k: 1, top_k: 2}\n", 2, "settings.top_k", "given twice (first at line 2; keep one)"),
+    ("settings: {logit_bias: {a: 1, a: 2}}\n", 2, "settings.logit_bias", "duplicate key 'a' (keep one)"),
+])
+def test_a_setting_given_twice_is_one_problem_named_at_the_setting(runner, tmp_path, world, no_model, settings,
+                                                                  line, field, message):
+    """A setting given twice was reported twice, as '2 problems' (the key, then the settings: mapping
+    again, which the constructor refused as a whole), and a duplicate inside a setting's own mapping
+    was named at settings: rather than the setting."""
+    path = write_jobs(tmp_path, f"world: tiny.yaml\n{settings}jobs: [{{kind: story}}]\n")
+    result = invoke(runner, "batch", path)
+    assert result.exit_code == 2
+    assert result.stderr == f"error: {path}:{line}: {field}: {message}\n"
+
+
 def test_a_bad_value_in_settings_is_named_at_its_line_not_each_jobs(runner, tmp_path, world, no_model):
     """A bad value in the file's settings: was reported at the first job's line, as if the job held it."""
     path = write_jobs(tmp_path, "world: tiny.yaml\nsettings:\n  top_k: 2\n  temperature: -1\njobs:\n  - kind: story\n"
