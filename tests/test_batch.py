@@ -82,6 +82,9 @@ BAD_FILES = [
     ("world: tiny.yaml\njobs:\n  - kind:\tscene\n",
      "jobs.yaml:3: invalid YAML: a tab after a key's colon is not allowed in YAML (replace it with a space)"),
     ("world: tiny.yaml\njobs:\n\t- kind: scene\n", "jobs.yaml:3: invalid YAML: a tab character (indent with spaces, not tabs)"),
+    # A second document was answered "one world per file", in a file that holds jobs.
+    ("world: tiny.yaml\njobs: [{kind: story}]\n---\njobs: [{kind: scene}]\n",
+     "jobs.yaml:3: invalid YAML: a second document (a jobs file is one document; remove the extra '---')"),
     ("wrld: tiny.yaml\njobs: [{kind: story}]", "jobs.yaml:1: wrld: unknown key (did you mean 'world'?)"),
     ("world: tiny.yaml\njobs:\n  - kind: stroy", "jobs.yaml:3: jobs[0].kind: 'stroy' is not a kind (did you mean 'story'?)"),
     ("world: tiny.yaml\njobs:\n  - {location: well}", "jobs.yaml:3: jobs[0].kind: missing"),
