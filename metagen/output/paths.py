@@ -116,13 +116,16 @@ def output_path(
 
 def _looping_link(path: Path) -> Path:
     """The first part of path, from the top, whose links lead back to themselves (ELOOP)."""
-    for part in (*reversed(path.parents), path):
-        try:
-            os.stat(part)
-        except OSError as error:
-            if error.errno == errno.ELOOP:
-                return part
-    return path
+    return next((part for part in (*reversed(path.parents), path) if link_loops(part)), path)
+
+
+def link_loops(path: str | os.PathLike) -> bool:
+    """Whether following path's links leads back to one of them (ELOOP)."""
+    try:
+        os.stat(path)
+    except OSError as error:
+        return error.errno == errno.ELOOP
+    return False
 
 
 def named_file_format(out: str | os.PathLike, typed: str | None = None) -> str | None:
