@@ -152,8 +152,8 @@ def build_prompt(
         raise RequestError(
             f"{max_new_tokens} tokens kept for the text leave no room for the prompt in the model's context of "
             f"{context_length} tokens (the prompt needs about {base_tokens}, the template {TEMPLATE_MARGIN})",
-            hint=f"lower {setting_words('max_new_tokens')} to at most {fits}" if fits > 0 else
-            "shorten the premise or topic, or name fewer characters",
+            hint=f"lower {setting_words('max_new_tokens')} so that at most {fits} are kept for the text" if fits > 0
+            else "shorten the premise or topic, or name fewer characters",
         )
     if base_tokens > room:
         raise RequestError(

@@ -482,7 +482,8 @@ def test_existing_outputs_stop_the_run_before_the_model(runner, tmp_path, world,
      "jobs.yaml:6: jobs[1]: max_new_tokens 2000 (from the file's settings:) does not fit the model's context"),
     ("", "", ["--max-tokens", 5000], "error: --max-tokens 5000 does not fit the model's context of 1024 tokens"),
     # under the window alone, but not with the job's prompt: found before the first job's piece too
-    ("", ", settings: {max_new_tokens: 1000}", [], "jobs.yaml:5: jobs[1]: the prompt needs about"),
+    ("", ", settings: {max_new_tokens: 800}", [], "jobs.yaml:5: jobs[1]: the prompt needs about"),
+    ("", ", settings: {max_new_tokens: 1000}", [], "jobs.yaml:5: jobs[1]: 1000 tokens kept for the text leave no room"),
 ])
 def test_max_tokens_past_the_context_stop_the_run_before_any_piece(runner, tmp_path, world, model_args, top, second,
                                                                     flags, message):
@@ -498,8 +499,12 @@ def test_max_tokens_past_the_context_stop_the_run_before_any_piece(runner, tmp_p
 
 @pytest.mark.parametrize("job, message", [
     ("{kind: story, characters: [ada], settings: {max_new_tokens: 1000}}", "jobs.yaml:5: jobs[1]: the story's plan needs about"),
-    ("{kind: dialogue, characters: [ada, bo], turns: 2, settings: {max_new_tokens: 1000}}",
+    ("{kind: dialogue, characters: [ada, bo], turns: 2, settings: {max_new_tokens: 800}}",
      "jobs.yaml:5: jobs[1]: the prompt needs about"),
+    # 1000 and the speakers' names fill the 1024-token context: there is no 'only 0 fit' to say
+    ("{kind: dialogue, characters: [ada, bo], turns: 2, settings: {max_new_tokens: 1000}}",
+     "jobs.yaml:5: jobs[1]: 1005 tokens kept for the text leave no room for the prompt in the model's context of "
+     "1024 tokens"),
 ])
 def test_a_prompt_past_the_context_stops_the_run_before_any_piece(runner, tmp_path, world, model_args, job, message):
     path = write_jobs(tmp_path, "world: tiny.yaml\nseed: 1\njobs:\n"

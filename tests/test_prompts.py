@@ -218,7 +218,8 @@ def test_a_text_budget_that_fills_the_context_says_so_not_only_0_fit(world, max_
     assert message == (
         f"{max_new_tokens} tokens kept for the text leave no room for the prompt in the model's context of 2048 "
         f"tokens (the prompt needs about {need}, the template {TEMPLATE_MARGIN}) (lower --max-tokens "
-        f"(max_new_tokens in a world's defaults or a jobs file's settings) to at most {fits})")
+        f"(max_new_tokens in a world's defaults or a jobs file's settings) so that at most {fits} are kept for the "
+        "text)")
     build_prompt(world, request, count_tokens=words, context_length=2048, max_new_tokens=fits)  # and that fits
 
 
