@@ -157,6 +157,20 @@ def test_a_bad_value_in_settings_is_named_at_its_line_not_each_jobs(runner, tmp_
                              "got 3.0)\n")
 
 
+def test_a_bad_script_or_bias_key_is_named_at_its_setting_not_at_each_job(runner, tmp_path, world, no_model):
+    """An unknown script or a malformed logit_bias key, wrong on its own like a negative temperature,
+    was named at the first job's line ('jobs[0]: --scripts ...'), and only the first of them."""
+    path = write_jobs(tmp_path, "world: tiny.yaml\nsettings:\n  scripts: [klingon]\n  logit_bias: {'#x': 1}\njobs:\n"
+                                "  - {kind: story}\n  - {kind: story, settings: {logit_bias: {'': 2}}}\n")
+    result = invoke(runner, "batch", path, "--out", tmp_path / "o")
+    assert result.exit_code == 2 and not (tmp_path / "o").exists()
+    assert result.stderr == (
+        f"error: 3 problems in {path}: {path}:3: settings.scripts: --scripts 'klingon' is not a script; use latin, "
+        "greek, cyrillic, armenian, hebrew, arabic, indic, thai, hangul, cjk, emoji, other, any "
+        f"({path}:4: settings.logit_bias: --logit-bias token ids are written #123, got '#x'; "
+        f"{path}:7: jobs[1].settings.logit_bias: --logit-bias needs a word or #token-id, got an empty one)\n")
+
+
 def test_settings_that_need_each_other_are_checked_over_the_whole_stack(tmp_path, world):
     """A file-wide min_new_tokens above the default max_new_tokens is fine when each job gives a larger one."""
     path = write_jobs(tmp_path, "world: tiny.yaml\nsettings: {min_new_tokens: 400}\njobs:\n"
