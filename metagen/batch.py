@@ -317,7 +317,9 @@ def _settings_value(problems, node, path) -> dict:
         problems.add(node, path, "must be a mapping of setting: value, e.g. temperature: 0.7")
         return {}
     nodes = dict(_mapping_items(problems, node, path))
-    value = _construct(problems, node, path) or {}
+    # Each value built on its own: a key given twice is one problem (named above, not again by
+    # the constructor), and a value no constructor can build is named at its own setting.
+    value = {key: _construct(problems, item, f"{path}.{key}") for key, item in nodes.items()}
     known = [f.name for f in dataclasses.fields(GenerationConfig)]
     for key in list(value):
         if key == "seed":

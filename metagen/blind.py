@@ -14,6 +14,7 @@ import math
 import os
 import random
 import re
+import secrets
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -37,7 +38,7 @@ from metagen.text import kind_of
 KEY = "key.json"  # which text is A in each pair: for whoever tallies, not for readers
 SHEET = "ratings.csv"
 REPORT = "unblind.md"
-SHEET_COLUMNS = ("pair", "preferred", "note")
+SHEET_COLUMNS = ("run", "pair", "preferred", "note")  # run: the blind run's id, as key.json records it
 CHOICES = ("1", "2", "=")  # Text 1, Text 2, a tie
 KEY_FORMAT = 1
 Z95 = 1.959964  # the standard normal quantile of a two-sided 95% interval
@@ -190,13 +191,14 @@ def write_blind(folder: Path, worlds: Sequence[World], run_a, run_b, settings_a:
     """Write pair-NNN.md for each pair, the empty rating sheet and the key into an empty folder."""
     check_empty(folder)
     pairs = make_pairs(run_a.outputs, run_b.outputs, seed)
+    run = secrets.token_hex(4)  # carried by every row of the sheet, so a sheet from another run is refused
     by_id = {w.id: w for w in worlds}
     for pair in pairs:
         write_atomic(folder / f"{pair.id}.md", render_pair(pair, by_id[pair.world]), overwrite=False)
     sheet = io.StringIO()
     writer = csv.writer(sheet, lineterminator="\n")
     writer.writerow(SHEET_COLUMNS)
-    writer.writerows([pair.id, "", ""] for pair in pairs)
+    writer.writerows([run, pair.id, "", ""] for pair in pairs)
     write_atomic(folder / SHEET, sheet.getvalue(), overwrite=False)
     grid = {k: run_a.settings.get(k) for k in ("kinds", "seeds", "max_requests", "story_cast", "turns", "max_tokens",
                                                 "variant")}
@@ -204,6 +206,7 @@ def write_blind(folder: Path, worlds: Sequence[World], run_a, run_b, settings_a:
     grid["max_tokens"] = run_a.settings.get("flags", {}).get("max_new_tokens", grid["max_tokens"])
     key = {
         "format": KEY_FORMAT,
+        "run": run,
         "metagen_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "model": run_a.model,
@@ -256,6 +259,8 @@ def read_ratings(folder: Path) -> tuple[dict, dict[str, str | None]]:
         kinds = key.get("grid", {}).get("kinds", [])
         if not isinstance(kinds, list) or not all(_is_text(kind) for kind in kinds):
             raise ValueError
+        if not _is_text(key.get("run", "-")):
+            raise ValueError
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
         raise ConfigError(f"{key_path} is not a key that --blind wrote") from None
     if not sheet_path.is_file():
@@ -279,6 +284,7 @@ def read_ratings(folder: Path) -> tuple[dict, dict[str, str | None]]:
                                   hint="end each note with its closing double quote")
             if not pair and not choice:
                 continue  # a blank line
+            _check_run(key, row.get("run", ""), where, pair)
             if pair not in entries:
                 raise ConfigError(f"{where}: unknown pair {pair!r}", hint=f"the pairs are those {KEY} lists")
             if pair in ratings:
@@ -293,6 +299,17 @@ def read_ratings(folder: Path) -> tuple[dict, dict[str, str | None]]:
     except (OSError, csv.Error) as error:
         raise ConfigError(f"cannot read {sheet_path}: {' '.join(str(error).split())}") from None
     return key, ratings
+
+
+def _check_run(key: dict, run: str, where: str, pair: str) -> None:
+    """ConfigError for a sheet's row that another blind run wrote: its pairs hold other texts, in
+    another order, so its choices would be tallied against the wrong key. A row without a run (a
+    sheet made by hand, or by metagen before runs had ids) is taken as it is."""
+    if not run or run == key.get("run"):
+        return
+    ours = f"this folder's {KEY} is run {key['run']}" if "run" in key else f"this folder's {KEY} names no run"
+    raise ConfigError(f"{where}: {pair or 'the row'} was rated in the blind run {run}, and {ours}",
+                      hint="fill in the ratings.csv of this folder: another run's sheet rates other texts")
 
 
 def _is_text(value) -> bool:

@@ -164,7 +164,10 @@ def check_player(name: str, character: Character) -> str:
     """The player's name, checked: one short line, no colon, not the character's own name."""
     clean = " ".join(str(name).split())
     if not clean or len(clean) > MAX_PLAYER_NAME or ":" in clean or not clean.isprintable():
-        raise RequestError(f"--player {name!r} must be a name of 1 to {MAX_PLAYER_NAME} printable characters "
+        name = str(name)  # quoted up to the limit: a 500-character name had been echoed whole
+        shown = repr(name) if len(name) <= MAX_PLAYER_NAME else \
+            f"{name[:MAX_PLAYER_NAME]!r}... ({len(name)} characters)"
+        raise RequestError(f"--player {shown} must be a name of 1 to {MAX_PLAYER_NAME} printable characters "
                            "without a colon")
     if fold(clean) in {fold(n) for n in (character.name, *character.aliases)}:
         raise RequestError(f"--player {clean!r} is the name of the character you talk to",

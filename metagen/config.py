@@ -325,16 +325,6 @@ class GenerationConfig:
         if 0 < self.temperature < MIN_TEMPERATURE:
             raise ConfigError(f"{flag['temperature']} must be 0 (greedy) or at least {MIN_TEMPERATURE:g}, "
                               f"got {self.temperature:g}", hint="a smaller one overflows the logits")
-        bias = flag["logit_bias"]
-        for key, value in self.logit_bias:
-            if not key.strip():
-                raise ConfigError(f"{bias} needs a word or #token-id, got an empty one")
-            # ASCII digits only: str.isdigit() also passes '²' (int() then fails) and '١' (read as 1)
-            if key.startswith("#") and not (key[1:].isascii() and key[1:].isdigit()):
-                raise ConfigError(f"{bias} token ids are written #123, got {key!r}")
-            if abs(value) > MAX_BIAS:
-                raise ConfigError(f"{bias} {key}={value:g}: the bias must be in [-{MAX_BIAS:g}, {MAX_BIAS:g}]",
-                                  hint="-100 already bans a word")
         beam = f"{flag['strategy']} beam"
         if self.strategy == "beam" and self.num_beams < 2:
             raise ConfigError(f"{flag['num_beams']} must be at least 2 with {beam}, got {self.num_beams}")
@@ -347,9 +337,6 @@ class GenerationConfig:
                 "identical texts",
                 hint=f"use {flag['strategy']} sample with a temperature above 0, or {beam}",
             )
-        unknown = [s for s in self.scripts if s not in (*SCRIPTS, ANY)]
-        if unknown:
-            raise ConfigError(f"{flag['scripts']} {unknown[0]!r} is not a script; use {', '.join((*SCRIPTS, ANY))}")
         if self.candidates > 1 and self.effective_strategy != "sample":
             raise ConfigError(f"{flag['candidates']} {self.candidates} needs sampling: greedy and beam search write "
                               "the same text every time",
@@ -373,7 +360,33 @@ def check_setting(name: str, value: Any) -> Any:
     limits = SETTINGS[name].limits
     if limits is not None:
         limits.check(SETTINGS[name].flag, value)
+    if name in _SHAPE_CHECKS:
+        _SHAPE_CHECKS[name](value)
     return value
+
+
+def _check_logit_bias(pairs: tuple[tuple[str, float], ...]) -> None:
+    bias = CLI_NAMES["logit_bias"]
+    for key, value in pairs:
+        if not key.strip():
+            raise ConfigError(f"{bias} needs a word or #token-id, got an empty one")
+        # ASCII digits only: str.isdigit() also passes '²' (int() then fails) and '١' (read as 1)
+        if key.startswith("#") and not (key[1:].isascii() and key[1:].isdigit()):
+            raise ConfigError(f"{bias} token ids are written #123, got {key!r}")
+        if abs(value) > MAX_BIAS:
+            raise ConfigError(f"{bias} {key}={value:g}: the bias must be in [-{MAX_BIAS:g}, {MAX_BIAS:g}]",
+                              hint="-100 already bans a word")
+
+
+def _check_scripts(scripts: tuple[str, ...]) -> None:
+    unknown = [s for s in scripts if s not in (*SCRIPTS, ANY)]
+    if unknown:
+        raise ConfigError(f"{CLI_NAMES['scripts']} {unknown[0]!r} is not a script; use {', '.join((*SCRIPTS, ANY))}")
+
+
+# The shapes of a value that its type and range cannot say, checked with the value alone, so that a
+# jobs file names a bad one at its own line (it had been named at each job's).
+_SHAPE_CHECKS = {"logit_bias": _check_logit_bias, "scripts": _check_scripts}
 
 
 def setting_words(name: str) -> str:

@@ -147,6 +147,14 @@ def build_prompt(
     if samples < MAX_SAMPLE_LINES:
         warnings.append(f"sample lines cut to {samples} per character for lack of room")
     base_tokens = message_tokens(base, count_tokens)
+    if room <= 0:  # the text's budget alone fills the context: "only 0 fit (context 256 - 999999 kept ...)" said less
+        fits = context_length - TEMPLATE_MARGIN - base_tokens
+        raise RequestError(
+            f"{max_new_tokens} tokens kept for the text leave no room for the prompt in the model's context of "
+            f"{context_length} tokens (the prompt needs about {base_tokens}, the template {TEMPLATE_MARGIN})",
+            hint=f"lower {setting_words('max_new_tokens')} so that at most {fits} are kept for the text" if fits > 0
+            else "shorten the premise or topic, or name fewer characters",
+        )
     if base_tokens > room:
         raise RequestError(
             f"the prompt needs about {base_tokens} tokens before any lore, but only {max(room, 0)} fit "

@@ -82,6 +82,9 @@ BAD_FILES = [
     ("world: tiny.yaml\njobs:\n  - kind:\tscene\n",
      "jobs.yaml:3: invalid YAML: a tab after a key's colon is not allowed in YAML (replace it with a space)"),
     ("world: tiny.yaml\njobs:\n\t- kind: scene\n", "jobs.yaml:3: invalid YAML: a tab character (indent with spaces, not tabs)"),
+    # A second document was answered "one world per file", in a file that holds jobs.
+    ("world: tiny.yaml\njobs: [{kind: story}]\n---\njobs: [{kind: scene}]\n",
+     "jobs.yaml:3: invalid YAML: a second document (a jobs file is one document; remove the extra '---')"),
     ("wrld: tiny.yaml\njobs: [{kind: story}]", "jobs.yaml:1: wrld: unknown key (did you mean 'world'?)"),
     ("world: tiny.yaml\njobs:\n  - kind: stroy", "jobs.yaml:3: jobs[0].kind: 'stroy' is not a kind (did you mean 'story'?)"),
     ("world: tiny.yaml\njobs:\n  - {location: well}", "jobs.yaml:3: jobs[0].kind: missing"),
@@ -127,6 +130,22 @@ def test_bad_jobs_files(runner, tmp_path, world, no_model, text, message):
     assert len(result.stderr.splitlines()) == 1
 
 
+@pytest.mark.parametrize("settings, line, field, message", [
+    ("settings:\n  top_k: 1\n  top_k: 2\n", 4, "settings.top_k", "given twice (first at line 3; keep one)"),
+    ("settings: {top_k: 1, top_k: 2}\n", 2, "settings.top_k", "given twice (first at line 2; keep one)"),
+    ("settings: {logit_bias: {a: 1, a: 2}}\n", 2, "settings.logit_bias", "duplicate key 'a' (keep one)"),
+])
+def test_a_setting_given_twice_is_one_problem_named_at_the_setting(runner, tmp_path, world, no_model, settings,
+                                                                  line, field, message):
+    """A setting given twice was reported twice, as '2 problems' (the key, then the settings: mapping
+    again, which the constructor refused as a whole), and a duplicate inside a setting's own mapping
+    was named at settings: rather than the setting."""
+    path = write_jobs(tmp_path, f"world: tiny.yaml\n{settings}jobs: [{{kind: story}}]\n")
+    result = invoke(runner, "batch", path)
+    assert result.exit_code == 2
+    assert result.stderr == f"error: {path}:{line}: {field}: {message}\n"
+
+
 def test_a_bad_value_in_settings_is_named_at_its_line_not_each_jobs(runner, tmp_path, world, no_model):
     """A bad value in the file's settings: was reported at the first job's line, as if the job held it."""
     path = write_jobs(tmp_path, "world: tiny.yaml\nsettings:\n  top_k: 2\n  temperature: -1\njobs:\n  - kind: story\n"
@@ -136,6 +155,20 @@ def test_a_bad_value_in_settings_is_named_at_its_line_not_each_jobs(runner, tmp_
     assert result.stderr == (f"error: 2 problems in {path}: {path}:4: settings.temperature: --temperature must be in "
                              f"[0, 100], got -1.0 ({path}:8: jobs[1].settings.top_p: --top-p must be in (0, 1], "
                              "got 3.0)\n")
+
+
+def test_a_bad_script_or_bias_key_is_named_at_its_setting_not_at_each_job(runner, tmp_path, world, no_model):
+    """An unknown script or a malformed logit_bias key, wrong on its own like a negative temperature,
+    was named at the first job's line ('jobs[0]: --scripts ...'), and only the first of them."""
+    path = write_jobs(tmp_path, "world: tiny.yaml\nsettings:\n  scripts: [klingon]\n  logit_bias: {'#x': 1}\njobs:\n"
+                                "  - {kind: story}\n  - {kind: story, settings: {logit_bias: {'': 2}}}\n")
+    result = invoke(runner, "batch", path, "--out", tmp_path / "o")
+    assert result.exit_code == 2 and not (tmp_path / "o").exists()
+    assert result.stderr == (
+        f"error: 3 problems in {path}: {path}:3: settings.scripts: --scripts 'klingon' is not a script; use latin, "
+        "greek, cyrillic, armenian, hebrew, arabic, indic, thai, hangul, cjk, emoji, other, any "
+        f"({path}:4: settings.logit_bias: --logit-bias token ids are written #123, got '#x'; "
+        f"{path}:7: jobs[1].settings.logit_bias: --logit-bias needs a word or #token-id, got an empty one)\n")
 
 
 def test_settings_that_need_each_other_are_checked_over_the_whole_stack(tmp_path, world):
@@ -463,7 +496,8 @@ def test_existing_outputs_stop_the_run_before_the_model(runner, tmp_path, world,
      "jobs.yaml:6: jobs[1]: max_new_tokens 2000 (from the file's settings:) does not fit the model's context"),
     ("", "", ["--max-tokens", 5000], "error: --max-tokens 5000 does not fit the model's context of 1024 tokens"),
     # under the window alone, but not with the job's prompt: found before the first job's piece too
-    ("", ", settings: {max_new_tokens: 1000}", [], "jobs.yaml:5: jobs[1]: the prompt needs about"),
+    ("", ", settings: {max_new_tokens: 800}", [], "jobs.yaml:5: jobs[1]: the prompt needs about"),
+    ("", ", settings: {max_new_tokens: 1000}", [], "jobs.yaml:5: jobs[1]: 1000 tokens kept for the text leave no room"),
 ])
 def test_max_tokens_past_the_context_stop_the_run_before_any_piece(runner, tmp_path, world, model_args, top, second,
                                                                     flags, message):
@@ -479,8 +513,12 @@ def test_max_tokens_past_the_context_stop_the_run_before_any_piece(runner, tmp_p
 
 @pytest.mark.parametrize("job, message", [
     ("{kind: story, characters: [ada], settings: {max_new_tokens: 1000}}", "jobs.yaml:5: jobs[1]: the story's plan needs about"),
-    ("{kind: dialogue, characters: [ada, bo], turns: 2, settings: {max_new_tokens: 1000}}",
+    ("{kind: dialogue, characters: [ada, bo], turns: 2, settings: {max_new_tokens: 800}}",
      "jobs.yaml:5: jobs[1]: the prompt needs about"),
+    # 1000 and the speakers' names fill the 1024-token context: there is no 'only 0 fit' to say
+    ("{kind: dialogue, characters: [ada, bo], turns: 2, settings: {max_new_tokens: 1000}}",
+     "jobs.yaml:5: jobs[1]: 1005 tokens kept for the text leave no room for the prompt in the model's context of "
+     "1024 tokens"),
 ])
 def test_a_prompt_past_the_context_stops_the_run_before_any_piece(runner, tmp_path, world, model_args, job, message):
     path = write_jobs(tmp_path, "world: tiny.yaml\nseed: 1\njobs:\n"

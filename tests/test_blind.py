@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -146,9 +147,10 @@ def test_write_blind_files(world, tmp_path):
     one, two = pairs[0].texts
     assert text.index("## Text 1") < text.index(one) < text.index("## Text 2") < text.index(two)
     assert "candidates" not in text  # nothing tells the reader which is which
-    assert (folder / "ratings.csv").read_text(encoding="utf-8") == "pair,preferred,note\n" + "".join(
-        f"pair-00{i},,\n" for i in (1, 2, 3))
     key = json.loads((folder / "key.json").read_text(encoding="utf-8"))
+    assert re.fullmatch(r"[0-9a-f]{8}", key["run"])
+    assert (folder / "ratings.csv").read_text(encoding="utf-8") == "run,pair,preferred,note\n" + "".join(
+        f"{key['run']},pair-00{i},,\n" for i in (1, 2, 3))
     assert key["a"] == {"candidates": 4} and key["b"] == {"candidates": 1} and key["seed"] == 5
     assert [e["a"] for e in key["pairs"]] == [1 if p.a_first else 2 for p in pairs]
     assert key["grid"]["worlds"] == [{"id": "smallton", "path": str(world.path)}]
@@ -202,6 +204,43 @@ def test_unblind_tallies_a_filled_sheet(blind_folder):
     assert "| story | 4 | 4 | 0 | 3 | 1 | 100% |" in markdown
     assert "| all | 8 | 6 | 1 | 4 | 1 | 80% | 38% to 96% |" in markdown
     assert "- A: candidates=4" in markdown and "unrated 2 (skipped)" in markdown
+
+
+def test_a_sheet_from_another_blind_run_is_refused(world, tmp_path):
+    """A filled sheet copied from another blind run (same grid, so the same pair ids) was tallied
+    against this run's key, whose A and B sit in other places: the tally counted the wrong side.
+    Each run now has an id that its key and every row of its sheet carry."""
+    runs = []
+    for name in ("one", "two"):
+        B.write_blind(tmp_path / name, [world], run_of("A", 4), run_of("B", 4), {"candidates": 4},
+                      {"candidates": 1}, seed=3)
+        runs.append(json.loads((tmp_path / name / "key.json").read_text(encoding="utf-8"))["run"])
+    assert runs[0] != runs[1]
+    sheet = (tmp_path / "one" / "ratings.csv").read_text(encoding="utf-8").replace(",pair-001,,", ",pair-001,1,")
+    (tmp_path / "one" / "ratings.csv").write_text(sheet, encoding="utf-8")
+    assert B.tally(*B.read_ratings(tmp_path / "one"))["all"]["rated"] == 1  # its own folder: tallied
+    (tmp_path / "two" / "ratings.csv").write_text(sheet, encoding="utf-8")
+    with pytest.raises(ConfigError) as error:
+        B.unblind(tmp_path / "two")
+    assert error.value.one_line() == (
+        f"{tmp_path / 'two' / 'ratings.csv'}: line 2: pair-001 was rated in the blind run {runs[0]}, and this "
+        f"folder's key.json is run {runs[1]} (fill in the ratings.csv of this folder: another run's sheet rates "
+        "other texts)")
+    assert not (tmp_path / "two" / "unblind.md").exists()
+
+
+def test_a_sheet_without_runs_is_taken_and_a_key_without_one_refuses_a_sheet_with_one(blind_folder):
+    """A sheet made by hand (no run column) is read as before; a key from before runs had ids cannot
+    be the key of a sheet that carries one."""
+    fill(blind_folder, [("pair-001", "1")])
+    assert B.tally(*B.read_ratings(blind_folder))["all"]["rated"] == 1
+    key = json.loads((blind_folder / "key.json").read_text(encoding="utf-8"))
+    del key["run"]
+    (blind_folder / "key.json").write_text(json.dumps(key), encoding="utf-8")
+    fill(blind_folder, [("0123abcd,pair-001", "1")], "run,pair,preferred,note")
+    with pytest.raises(ConfigError, match="was rated in the blind run 0123abcd, and this folder's key.json names "
+                                          "no run"):
+        B.read_ratings(blind_folder)
 
 
 def test_an_untouched_sheet_tallies_nothing(blind_folder):
@@ -317,7 +356,7 @@ def test_cli_blind_then_unblind(runner, world_file, long_gguf, tmp_path):
     rows = list(csv.DictReader(io.StringIO((folder / "ratings.csv").read_text(encoding="utf-8"))))
     rows[0]["preferred"], rows[1]["preferred"] = str(3 - key["pairs"][0]["a"]), "="  # B, then a tie
     sheet = io.StringIO()
-    writer = csv.DictWriter(sheet, ["pair", "preferred", "note"], lineterminator="\n")
+    writer = csv.DictWriter(sheet, ["run", "pair", "preferred", "note"], lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     (folder / "ratings.csv").write_text(sheet.getvalue(), encoding="utf-8")

@@ -424,6 +424,25 @@ def test_bad_input_at_start_up_is_one_line_and_exit_2(runner, world_path, model_
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("where", ["flag", "session"])
+def test_a_long_player_name_is_refused_quoting_only_its_start(runner, world_path, model_args, tmp_path, where):
+    """A 500-character --player (or one edited into a session file) was refused with all 500 characters
+    quoted back in the one error line. It is refused, quoting the first 40 and the length."""
+    name = "Aldo" * 125
+    args = ["--as", "mira", "--player", name]
+    if where == "session":
+        made = run(runner, chat_args(world_path, model_args, "--seed", 2), "Hi.\n")
+        path = tmp_path / "out" / "quay" / "chat" / "mira-2.json"
+        data = json.loads(path.read_text(encoding="utf-8"))
+        path.write_text(json.dumps({**data, "player": name}), encoding="utf-8")
+        assert made.exit_code == 0
+        args = ["--resume", path]
+    result = invoke(runner, "chat", world_path, *model_args, *args)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.count("\n") == 1 and len(result.stderr.replace(str(tmp_path), "")) < 300, result.stderr
+    assert f"--player {name[:40]!r}... (500 characters) must be a name of 1 to 40 printable characters" in result.stderr
+
+
 DAMAGED = [
     ('{"format": "metagen-chat-session", "version": 1, "world_id": "quay"', "is damaged: it is not JSON"),
     ("[" * 100_000 + "]" * 100_000, "is damaged: it is not JSON (nested too deeply)"),

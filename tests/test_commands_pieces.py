@@ -697,6 +697,19 @@ def test_an_output_folder_that_is_a_dangling_link_is_refused_before_the_model(ru
     assert not (tmp_path / "nowhere").exists() and (tmp_path / "dangling").is_symlink()
 
 
+@pytest.mark.parametrize("out", ["a", "a/deeper"])
+def test_an_output_folder_that_is_a_loop_of_links_is_named_so(runner, world, tmp_path, no_model, out):
+    """-o a, where a -> b and b -> a, was 'a dangling symbolic link (to b, which does not exist)': b is
+    there, a link back to a, and no folder made where it points would help."""
+    (tmp_path / "a").symlink_to("b")
+    (tmp_path / "b").symlink_to("a")
+    result = invoke(runner, "story", world, "-c", "ada", "--seed", 1, "-o", tmp_path / out)
+    assert result.exit_code == 2
+    at = "" if out == "a" else f": {tmp_path / 'a'}"
+    assert result.stderr == (f"error: output folder {tmp_path / out}{at} is a symbolic link in a loop (it leads "
+                             "back to itself) (remove the link, or choose another --out)\n")
+
+
 def test_replay_refuses_a_file_that_is_not_a_piece(runner, tmp_path, no_model):
     path = tmp_path / "notes.md"
     path.write_text("just notes\n")

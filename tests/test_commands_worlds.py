@@ -414,6 +414,21 @@ def test_worlds_list_on_a_narrow_terminal_keeps_ids_and_paths_whole(width):
                    for line in lines), lines
 
 
+@pytest.mark.parametrize("width", [40, 60])
+def test_worlds_show_on_a_narrow_terminal_keeps_the_hash_whole_and_sets_titles_apart(width):
+    """At 40 and 60 columns rich broke the heading's sha256 in two (a hash no one could copy); the
+    section titles ran into the rows around them ('ties: Quill (friend)' / 'Places' / 'id: ember-keep')."""
+    shown = json.loads(CliRunner().invoke(app, ["worlds", "show", str(ROOT / "worlds" / "ashenmere.yaml"),
+                                                "--json"]).stdout)
+    lines = on_a_terminal(["worlds", "show", "worlds/ashenmere.yaml"], width)
+    assert any(line.split()[-1:] == [shown["content_hash"]] for line in lines), lines
+    lines = [line.rstrip() for line in lines]  # rich pads a table's caption to the table's width
+    for title in ("Characters", "Places", "Factions", "Lore"):  # a blank line before; after, one or a table
+        at = lines.index(title)
+        assert lines[at - 1] == "" and (lines[at + 1] == "" or lines[at + 1].startswith("┏")), lines[at - 2:at + 3]
+    assert all(len(line) <= width for line in lines if shown["content_hash"] not in line), lines
+
+
 @pytest.mark.parametrize("width", [20, 40, 50])
 def test_a_narrow_terminal_table_never_breaks_a_whole_column(width):
     import io

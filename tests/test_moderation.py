@@ -286,6 +286,20 @@ def test_moderate_names_each_span_by_the_files_own_line_and_column(runner, tmp_p
     assert "checked 5 files against PG: 5 over it, 0 within it; the text implies R" in result.stderr
 
 
+@pytest.mark.parametrize("name, body, at", [
+    ("notes.txt", "a shit\nfuck", ["1:3", "2:1"]),
+    ("story.json", '{"text": "a shit"}', ["1:13"]),
+])
+def test_a_byte_order_mark_is_no_column_of_the_first_line(runner, tmp_path, name, body, at):
+    """A file saved by Notepad opens with a byte-order mark, which editors hide: moderate counted it,
+    and named every span of line 1 a column to the right of where an editor shows it."""
+    path = tmp_path / name
+    path.write_bytes(b"\xef\xbb\xbf" + body.encode("utf-8"))
+    result = invoke(runner, "moderate", path, "--rating", "PG")
+    assert result.exit_code == 1, result.output
+    assert [line.split(": ")[0] for line in result.stdout.splitlines()] == [f"{path}:{where}" for where in at]
+
+
 def test_moderate_refuses_a_folder_with_nothing_to_check(runner, tmp_path):
     """A CI gate given the wrong folder (empty, or world files only) passed: "checked 0 files", exit 0."""
     (tmp_path / "empty").mkdir()

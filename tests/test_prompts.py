@@ -203,6 +203,26 @@ def test_a_short_context_squeezes_lore_then_refuses(world):
     assert any("lower --max-tokens)" in w for w in squeezed.warnings if w.startswith("left out"))
 
 
+@pytest.mark.parametrize("max_new_tokens", [2016, 2048, 999_999])
+def test_a_text_budget_that_fills_the_context_says_so_not_only_0_fit(world, max_new_tokens):
+    """--max-tokens 999999 was refused as 'the prompt needs about 270 tokens before any lore, but only
+    0 fit (context 2048 - 999999 kept for the text - 32 for the template)': sums that say nothing."""
+    import re
+
+    request = StoryRequest(characters=("mira", "jonas"), location="docks")
+    with pytest.raises(RequestError) as info:
+        build_prompt(world, request, count_tokens=words, context_length=2048, max_new_tokens=max_new_tokens)
+    message = info.value.one_line()
+    need = int(re.search(r"the prompt needs about (\d+),", message)[1])
+    fits = 2048 - TEMPLATE_MARGIN - need
+    assert message == (
+        f"{max_new_tokens} tokens kept for the text leave no room for the prompt in the model's context of 2048 "
+        f"tokens (the prompt needs about {need}, the template {TEMPLATE_MARGIN}) (lower --max-tokens "
+        f"(max_new_tokens in a world's defaults or a jobs file's settings) so that at most {fits} are kept for the "
+        "text)")
+    build_prompt(world, request, count_tokens=words, context_length=2048, max_new_tokens=fits)  # and that fits
+
+
 def test_sample_lines_are_cut_before_refusing(world):
     request = DialogueRequest(characters=("mira", "jonas"))
     full = build_prompt(world, request, count_tokens=words, context_length=4096, max_new_tokens=0, lore_budget=0)
@@ -221,7 +241,7 @@ def test_prompt_always_fits_or_refuses_and_never_loses_lore(context, max_new, lo
         prompt = build_prompt(world, request, count_tokens=words, context_length=context, max_new_tokens=max_new,
                               lore_budget=lore_budget)  # fmt: skip
     except RequestError as error:
-        assert "shorten" in error.one_line()
+        assert "shorten" in error.one_line() or "lower --max-tokens" in error.one_line()
         return
     assert prompt.prompt_tokens + max_new + TEMPLATE_MARGIN <= context
     assert prompt.budget.lore_tokens <= (512 if lore_budget is None else lore_budget)

@@ -804,6 +804,32 @@ def test_a_symlink_out_of_the_output_folder_is_refused(runner, tmp_path, world, 
     assert files_in(elsewhere) == []
 
 
+@pytest.mark.parametrize("command, loop", [
+    (["story", "-c", "ada"], "tinyville/story/ada-1.md"),  # the piece's own name links to itself
+    (["story", "-c", "ada"], "tinyville/story"),  # a folder on its way does
+    (["describe-scene", "-l", "well", "--overwrite"], "tinyville/scene/well-1.md"),
+    (["batch", "--resume"], "tinyville/scene/well-1.md"),
+    (["batch", "--resume", "--overwrite"], "tinyville/scene"),
+])  # fmt: skip
+def test_a_link_loop_inside_the_output_folder_is_refused(runner, tmp_path, world, no_model, command, loop):
+    """A link that leads back to itself where a piece or its folder goes stopped the run with a
+    traceback (Python 3.11's Path.resolve raises RuntimeError on a loop), exit 1."""
+    out = tmp_path / "out"
+    link = out / loop
+    link.parent.mkdir(parents=True)
+    link.symlink_to(link.name)
+    if command[0] == "batch":
+        jobs = tmp_path / "jobs.yaml"
+        jobs.write_text(f"world: {world}\nseed: 1\njobs: [{{kind: scene, location: well}}]\n", encoding="utf-8")
+        result = invoke(runner, "batch", jobs, *command[1:], "--out", out)
+    else:
+        result = invoke(runner, command[0], world, *command[1:], "--seed", 1, "--out", out)
+    line = assert_fails_cleanly(result, 2, [])
+    assert line == (f"error: {link} is a symbolic link in a loop (it leads back to itself) (remove the link, "
+                    "or choose another --out)")
+    assert link.is_symlink()
+
+
 def test_two_processes_writing_the_same_file(tmp_path, world, wide_gguf):
     """Same name: exactly one process writes it, the other exits 2 'exists'; another seed also succeeds."""
     out = tmp_path / "out"

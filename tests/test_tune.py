@@ -310,6 +310,16 @@ def test_an_out_that_is_a_dangling_link_is_an_existing_name(runner, tmp_path):
     assert out.is_symlink()
 
 
+def test_an_out_that_is_a_link_to_itself_says_so(runner, tmp_path):
+    """--out a link to itself was 'a dangling symbolic link (to a.safetensors, which does not exist)'."""
+    out = tmp_path / "a.safetensors"
+    out.symlink_to(out.name)
+    result = invoke(runner, "tune", tmp_path / "d.jsonl", "--out", out, "--model", "never-loaded.gguf")
+    assert result.exit_code == 2
+    assert result.stderr == (f"error: {out} exists as a symbolic link in a loop (it leads back to itself) (give "
+                             "another --out, or --force to overwrite it)\n")
+
+
 def test_an_out_that_cannot_be_written_is_refused_before_training(runner, tmp_path, wide_gguf):
     data = tmp_path / "d.jsonl"
     data.write_text(json.dumps(_line(0).to_dict()) + "\n")

@@ -100,7 +100,9 @@ def print_table(console, headers: list[str], rows: list[list[str]], title: str =
             label = 0
         plain = "\n\n".join("\n".join(_field_line(h, str(cell), label, console.width, h in whole)
                                        for h, cell in zip(headers, row)) for row in rows)
-    console.print(Text((f"{title}\n" if title else "") + plain), soft_wrap=True)
+    # A blank line after the title, as piped output has it: in these layouts it is no table's
+    # caption, and ran into the rows under it ('Places' / 'id: ember-keep').
+    console.print(Text((f"{title}\n\n" if title else "") + plain), soft_wrap=True)
 
 
 def _field_line(header: str, value: str, label: int, width: int, whole: bool) -> str:
@@ -109,6 +111,13 @@ def _field_line(header: str, value: str, label: int, width: int, whole: bool) ->
     start = " " * (label - 1 - columns(header)) if label else "\n"
     lines = [value] if whole else _words_in_lines(value, width - label)
     return f"{header}:{start}" + ("\n" + " " * label).join(lines)
+
+
+def wrapped_lines(text: str, width: int) -> str:
+    """text with each line wider than width broken at spaces (see _words_in_lines); lines that fit
+    are kept as they are."""
+    return "\n".join(line if columns(line) <= width else "\n".join(_words_in_lines(line, width))
+                     for line in text.split("\n"))
 
 
 def _words_in_lines(text: str, width: int) -> list[str]:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from metagen.commands.help import PATHS_AS_TYPED, PLAIN_HELP, PanelledCommand
-from metagen.commands.terminal import clipped, escaped, plain_table, print_table
+from metagen.commands.terminal import clipped, escaped, plain_table, print_table, wrapped_lines
 from metagen.text import json_text
 from metagen.errors import EXIT_BAD_INPUT, OutputError, OutputExistsError, OutputFolderError, WorldError
 
@@ -68,9 +68,13 @@ def _print_tables(heading: list[str], tables: list[tuple[str, list[str], list[li
         from rich.text import Text
 
         console = Console()
-        console.print(Text(title))  # Text: world text is never read as rich markup
+        # Text: world text is never read as rich markup. Wrapped at words, never inside one: a
+        # hash or a path longer than the terminal stays whole for the terminal to wrap (rich had
+        # broken the sha256 in two and left 'files: ' alone on its line at 40 columns).
+        console.print(Text(wrapped_lines(title, console.width)), soft_wrap=True)
         for name, headers, rows in tables:
             if rows:
+                console.print()  # each section set apart, as when piped
                 print_table(console, headers, rows, name)
         return
     typer.echo(title)

@@ -105,17 +105,19 @@ def _first_time(info: os.stat_result, seen: set[tuple[int, int]]) -> bool:
 
 
 def read_text(path: Path) -> str:
-    """A file to check as text: a regular file of at most MAX_TEXT_BYTES of UTF-8; InputError says why not."""
+    """A file to check as text: a regular file of at most MAX_TEXT_BYTES of UTF-8, less a leading
+    byte-order mark; InputError says why not."""
     data = read_input(path, MAX_TEXT_BYTES, "a file to check", InputError)
     nul = data.find(b"\x00")
     if nul >= 0:
         raise InputError(f"{path} looks like a binary file, not text (NUL at byte {nul})",
                          hint="give text, Markdown, JSON, Yarn or ink files")
     try:
-        return data.decode("utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as error:
         raise InputError(f"{path} is not UTF-8 text (byte 0x{data[error.start]:02x} at offset {error.start})",
                          hint="save it as UTF-8") from None
+    return text.removeprefix("\ufeff")  # a byte-order mark (Notepad) is no column of line 1: editors hide it
 
 
 def prose_segments(path: Path, text: str) -> list[Segment]:

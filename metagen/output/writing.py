@@ -23,7 +23,7 @@ from pathlib import Path
 from metagen.errors import OutputError, OutputExistsError, OutputFolderError, OutputLinkError
 from metagen.files import os_reason
 from metagen.output.formats import check_format, render
-from metagen.output.paths import output_path
+from metagen.output.paths import link_loops, output_path
 from metagen.output.piece import Piece
 
 log = logging.getLogger(__package__)  # "metagen.output": one logger for the package, as before the split
@@ -122,8 +122,11 @@ def dangling_link(path: str | os.PathLike) -> str | None:
 
 
 def exists_words(path: str | os.PathLike) -> str:
-    """'PATH exists', saying so when it is a dangling link (os.path.exists says no to one)."""
+    """'PATH exists', saying so when it is a dangling link or a loop of links (os.path.exists says no to
+    either)."""
     target = dangling_link(path)
+    if target is not None and link_loops(path):
+        return f"{path} exists as a symbolic link in a loop (it leads back to itself)"
     return f"{path} exists" + (f" as a dangling symbolic link (to {target}, which does not exist)" if target else "")
 
 
@@ -371,6 +374,9 @@ def check_writable(out_dir: str | os.PathLike) -> None:
             target = dangling_link(probe_dir)
             if target is not None:  # nothing can be made through it: a run ended in "replaced during the run"
                 at = "" if probe_dir == out else f": {probe_dir}"
+                if link_loops(probe_dir):  # not "to lpb, which does not exist": lpb is a link back to it
+                    raise OutputLinkError(f"output folder {out}{at} is a symbolic link in a loop (it leads back "
+                                          "to itself)", hint="remove the link, or choose another --out")
                 raise OutputLinkError(f"output folder {out}{at} is a dangling symbolic link (to {target}, which does "
                                       "not exist)", hint="make the folder it points to, or choose another --out")
             probe_dir = probe_dir.parent

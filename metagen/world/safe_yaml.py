@@ -147,7 +147,7 @@ def compose_yaml(data: bytes, what: str):
     try:
         return loader.get_single_node()
     except yaml.MarkedYAMLError as error:
-        mark, message = _yaml_problem(error)
+        mark, message = _yaml_problem(error, what)
         raise YamlRefused(mark, "invalid YAML: " + message) from None
     except yaml.YAMLError as error:
         raise YamlRefused(None, f"invalid YAML: {error}") from None
@@ -191,8 +191,9 @@ def construct_scalar(node: ScalarNode):
         return None
 
 
-def _yaml_problem(error: yaml.MarkedYAMLError) -> tuple[object, str]:
-    """The mark and a readable sentence (with what to do) for a YAML syntax error."""
+def _yaml_problem(error: yaml.MarkedYAMLError, what: str) -> tuple[object, str]:
+    """The mark and a readable sentence (with what to do) for a YAML syntax error in `what`
+    ("a world file", "a jobs file")."""
     problem = error.problem or ""
     context = error.context or ""
     mark = error.problem_mark or error.context_mark
@@ -204,7 +205,8 @@ def _yaml_problem(error: yaml.MarkedYAMLError) -> tuple[object, str]:
     if "undefined alias" in problem:
         return mark, f"{problem} (define '&name' before using '*name')"
     if "single document" in context:
-        return error.problem_mark, "a second document (one world per file; remove the extra '---')"
+        one = "one world per file" if what == "a world file" else f"{what} is one document"
+        return error.problem_mark, f"a second document ({one}; remove the extra '---')"
     if "flow" in context:
         return start, f"a [list] or {{mapping}} that starts here is never closed ({problem})"
     sentence = f"{context}, {problem}" if context else problem
