@@ -119,7 +119,7 @@ def dialogue_stops(names: Sequence[str]) -> list[str]:
 
 def clean_dialogue_line(text: str, names: Sequence[str]) -> str:
     """The model's text cut to one spoken line: first line, before any "Name:", quotes stripped."""
-    line = text.strip().split("\n", 1)[0] if text.strip() else ""
+    line = text.strip().split("\n", 1)[0]
     cut = len(line)
     for name in names:
         at = line.find(speaker_prefix(name))
@@ -132,7 +132,6 @@ def clean_dialogue_line(text: str, names: Sequence[str]) -> str:
     if len(line) >= 2 and line[0] == line[-1] and line[0] in "\"'“”":
         line = line[1:-1].strip()
     return line.strip("“”").strip()
-
 
 
 def world_topic(world: World, request: DialogueRequest, seed: int) -> str | None:
@@ -546,6 +545,7 @@ class LineStream:
 
 
 def _offset(seed: int, i: int) -> int:
+    """The seed `i` places after `seed`, wrapping within [0, MAX_SEED)."""
     return (seed + i) % MAX_SEED
 
 
