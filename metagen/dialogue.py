@@ -13,6 +13,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from metagen.config import MAX_SEED, GenerationConfig, candidate_seed
 from metagen.critic import CriticContext, Verdict, best_index, critic_context, judge
@@ -24,6 +25,9 @@ from metagen.prompts import DIALOGUE_ORDERS, DialogueRequest, Prompt, build_prom
 from metagen.search import PlainPrompts, PrefixReuse, common_prefix
 from metagen.text import first_sentences, fold, format_dialogue, speaker_prefix
 from metagen.world import Character, World
+
+if TYPE_CHECKING:
+    from metagen.generator import Completion
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +119,7 @@ def dialogue_stops(names: Sequence[str]) -> list[str]:
 
 def clean_dialogue_line(text: str, names: Sequence[str]) -> str:
     """The model's text cut to one spoken line: first line, before any "Name:", quotes stripped."""
-    line = text.strip().split("\n", 1)[0] if text.strip() else ""
+    line = text.strip().split("\n", 1)[0]
     cut = len(line)
     for name in names:
         at = line.find(speaker_prefix(name))
@@ -128,7 +132,6 @@ def clean_dialogue_line(text: str, names: Sequence[str]) -> str:
     if len(line) >= 2 and line[0] == line[-1] and line[0] in "\"'“”":
         line = line[1:-1].strip()
     return line.strip("“”").strip()
-
 
 
 def world_topic(world: World, request: DialogueRequest, seed: int) -> str | None:
@@ -273,7 +276,7 @@ def generate_dialogue(
     The model's end-of-text only ends the line it is in: every requested turn is written, so
     finish_reason is always "length". A line that comes back empty is retried once with another
     seed, one row, without the line's own stops (the newline, the other speakers' "Name:") and
-    without the bias toward the speaker's own name; if that is empty too, the line is EMPTY_LINE
+    without the bias against the speaker's own name; if that is empty too, the line is EMPTY_LINE
     and a warning says so.
     """
     if order not in DIALOGUE_ORDERS:
@@ -362,51 +365,76 @@ class _DialogueWriter:
 
     def write_line(self, i: int, speaker: Character) -> None:
         """c. The line: the transcript so far, "Name:", and the model completes it; d. one retry if empty."""
-        cfg, on_text = self.cfg, self.on_text
         ids = self.tokenizer.encode_chat(self.messages, suffix=continue_dialogue(self.lines[self.start:], speaker.name))
+        line_cfg = self._line_config(speaker)
+        if self.on_text:
+            self.on_text(("\n" if i else "") + speaker_prefix(speaker.name) + " ")
+        done, line, shown = self._write_candidates(i, speaker, ids, line_cfg)
+        if not line:
+            done, line, shown_again = self._retry_empty(i, speaker, ids)
+            shown = shown or shown_again
+        if not line:
+            line = self._empty_line(i, speaker, shown)
+        self.logprob += done.logprob
+        self.lines.append((speaker.name, line))
+        self.turns.append({"speaker": speaker.name, "speaker_id": speaker.id, "line": line})
+
+    def _line_config(self, speaker: Character) -> GenerationConfig:
+        """The user's settings for one line, plus its stops (a newline, another speaker's "Name:") and
+        the bias against the speaker's own name."""
         others = [n for c in self.cast if c is not speaker for n in (c.name, *c.aliases)]
         own_names = own_name_tokens(self.tokenizer, spoken_names(self.world, speaker))
         own = tuple((f"#{token}", OWN_NAME_BIAS) for token in own_names)
-        # min_new_tokens 1: no candidate ends before its first word (on a line break or end-of-text)
-        line_cfg = replace(cfg, stop=tuple(dict.fromkeys((*dialogue_stops(others), *cfg.stop))),
-                           logit_bias=(*cfg.logit_bias, *own), min_new_tokens=max(1, cfg.min_new_tokens))
-        if on_text:
-            on_text(("\n" if i else "") + speaker_prefix(speaker.name) + " ")
+        stop = tuple(dict.fromkeys((*dialogue_stops(others), *self.cfg.stop)))
+        return replace(_at_least_one_token(self.cfg), stop=stop, logit_bias=(*self.cfg.logit_bias, *own))
+
+    def _write_candidates(self, i: int, speaker: Character, ids: list[int],
+                          line_cfg: GenerationConfig) -> tuple[Completion, str, bool]:
+        """c. cfg.candidates completions of the line and the critic's pick: (its completion, its spoken
+        line, whether any of it was shown). One candidate streams as it is written; of several, the
+        chosen line is shown once picked."""
+        cfg, on_text = self.cfg, self.on_text
         stream = LineStream(on_text if cfg.candidates == 1 else None)
         seeds = [candidate_seed(_offset(self.seed, i), k) for k in range(cfg.candidates)]
-        options = self.generator.complete([ids] * cfg.candidates, line_cfg, seeds=seeds, on_text=stream,
-                                          reuse=self.reuse, plain=self._plain(speaker, cfg.candidates))
+        options = self.generator.complete([ids] * cfg.candidates, line_cfg, seeds=seeds,
+                                          on_text=stream, reuse=self.reuse, plain=self._plain(speaker, cfg.candidates))
         self.output_tokens += sum(len(o.tokens) for o in options)
         chosen, verdicts = _choose_line(self.world, self.request, options, self.names, self.lines, speaker, cfg,
                                         self.moderation)
-        done = options[chosen]
-        line = spoken_line(done.text, self.names)
+        line = spoken_line(options[chosen].text, self.names)
         if verdicts:
             self.critic_lines.append({"turn": i + 1, "chosen": chosen,
                                       "candidates": [{"seed": s, **v.to_dict()} for s, v in zip(seeds, verdicts)]})
         if line and on_text and cfg.candidates > 1:
             on_text(line)
-            stream.started = True
-        shown = False
-        if not line:
-            # d. one retry: another seed, and the user's settings without the line's stops (a leading
-            # newline is stripped) or the own-name bias; still at least one token
-            retry_cfg = replace(cfg, min_new_tokens=max(1, cfg.min_new_tokens))
-            shown, stream = stream.started, LineStream(on_text)
-            done = self.generator.complete([ids], retry_cfg, seeds=[_offset(self.seed, self.request.turns + i)],
-                                           on_text=stream, reuse=self.reuse, plain=self._plain(speaker, 1))[0]
-            self.output_tokens += len(done.tokens)
-            line = spoken_line(done.text, self.names)
-        if not line:
-            line = EMPTY_LINE
-            self.warnings.append(f"turn {i + 1} ({speaker.name}): the model wrote nothing, twice; "
-                                 f"the line is {EMPTY_LINE!r}")
-            log.warning(self.warnings[-1])
-            if on_text and not (shown or stream.started):
-                on_text(EMPTY_LINE)
-        self.logprob += done.logprob
-        self.lines.append((speaker.name, line))
-        self.turns.append({"speaker": speaker.name, "speaker_id": speaker.id, "line": line})
+            return options[chosen], line, True
+        return options[chosen], line, stream.started
+
+    def _retry_empty(self, i: int, speaker: Character, ids: list[int]) -> tuple[Completion, str, bool]:
+        """d. One retry of an empty line: another seed, one row, and the user's settings without the
+        line's stops (a leading newline is stripped) or the own-name bias; still at least one token.
+        Returns the completion, its spoken line and whether any of it was shown."""
+        stream = LineStream(self.on_text)
+        done = self.generator.complete([ids], _at_least_one_token(self.cfg),
+                                       seeds=[_offset(self.seed, self.request.turns + i)],
+                                       on_text=stream, reuse=self.reuse, plain=self._plain(speaker, 1))[0]
+        self.output_tokens += len(done.tokens)
+        return done, spoken_line(done.text, self.names), stream.started
+
+    def _empty_line(self, i: int, speaker: Character, shown: bool) -> str:
+        """EMPTY_LINE for a turn the model left empty twice, with a warning; streamed unless the
+        preview already showed text of the turn."""
+        self.warnings.append(f"turn {i + 1} ({speaker.name}): the model wrote nothing, twice; "
+                             f"the line is {EMPTY_LINE!r}")
+        log.warning(self.warnings[-1])
+        if self.on_text and not shown:
+            self.on_text(EMPTY_LINE)
+        return EMPTY_LINE
+
+
+def _at_least_one_token(cfg: GenerationConfig) -> GenerationConfig:
+    """cfg with min_new_tokens at least 1: no line ends before its first word (on a line break or end-of-text)."""
+    return replace(cfg, min_new_tokens=max(1, cfg.min_new_tokens))
 
 
 # "(smiles)", "*sighs*", "[laughs]": acted, not spoken. Round five's blind readers named them among
@@ -517,6 +545,7 @@ class LineStream:
 
 
 def _offset(seed: int, i: int) -> int:
+    """The seed `i` places after `seed`, wrapping within [0, MAX_SEED)."""
     return (seed + i) % MAX_SEED
 
 

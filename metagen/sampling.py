@@ -255,7 +255,14 @@ def build_processors(
     distribution. XTC needs `generators`, one per row. The caller passes `tokens` with
     the prompt included only when cfg.penalize_prompt is set.
     """
-    vocab = tokenizer.vocab_size
+    processors = [*_penalty_processors(cfg, tokenizer), *_ban_processors(cfg, tokenizer)]
+    if cfg.effective_strategy != "sample":
+        return processors
+    return [*processors, *_sampling_processors(cfg, tokenizer.vocab_size, generators)]
+
+
+def _penalty_processors(cfg: GenerationConfig, tokenizer: Tokenizer) -> list[LogitsProcessor]:
+    """The penalties (metagen.penalties): repetition, presence/frequency, DRY, no-repeat and no-copy n-grams."""
     window = cfg.repetition_window
     out: list[LogitsProcessor] = []
     exempt = exempt_tokens(cfg.penalty_exempt, tokenizer) if cfg.penalty_exempt else set()
@@ -277,6 +284,14 @@ def build_processors(
         out.append(NoRepeatNGramProcessor(cfg.no_repeat_ngram_size))
     if cfg.no_copy_ngram_size > 0:
         out.append(NoCopyProcessor(cfg.no_copy_ngram_size))
+    return out
+
+
+def _ban_processors(cfg: GenerationConfig, tokenizer: Tokenizer) -> list[LogitsProcessor]:
+    """The bans and biases (metagen.bans): banned sequences, script guard, sentence opening, tense
+    guard, logit bias."""
+    vocab = tokenizer.vocab_size
+    out: list[LogitsProcessor] = []
     if cfg.banned:
         out.append(BannedSequencesProcessor(ban_sequences(cfg.banned, tokenizer), vocab))
     if cfg.scripts and ANY not in cfg.scripts:
@@ -289,8 +304,13 @@ def build_processors(
         bias = logit_bias_tokens(cfg.logit_bias, tokenizer)
         if bias:
             out.append(LogitBiasProcessor(bias, vocab))
-    if cfg.effective_strategy != "sample":
-        return out
+    return out
+
+
+def _sampling_processors(cfg: GenerationConfig, vocab: int,
+                         generators: Sequence[torch.Generator] | None) -> list[LogitsProcessor]:
+    """Temperature and the truncations, when sampling: top-k, top-p, min-p, typical-p, XTC."""
+    out: list[LogitsProcessor] = []
     if cfg.temperature != 1.0:
         out.append(TemperatureProcessor(cfg.temperature))
     if 0 < cfg.top_k < vocab:

@@ -168,6 +168,16 @@ def left_pad(prompts: list[list[int]], pad_id: int, device) -> tuple[torch.Tenso
     return tokens.to(device), pad.to(device)
 
 
+def _pad_or_none(pad: torch.Tensor) -> torch.Tensor | None:
+    """The pad counts (B,), or None when no row is padded (the model then needs no padding mask)."""
+    return pad if bool((pad > 0).any()) else None
+
+
+def _one_prompt(prompts: list[list[int]]) -> bool:
+    """Whether every row has the same prompt (one, or the candidates of one unit)."""
+    return all(p == prompts[0] for p in prompts[1:])
+
+
 def _history(prompt_tokens: torch.Tensor, pad: torch.Tensor | None, generated: torch.Tensor,
              penalize_prompt: bool) -> torch.Tensor:
     """What the penalties see: generated tokens (B, t), after the prompt when it counts.
@@ -197,7 +207,7 @@ def _prefill(model, prompts: list[list[int]], prompt_tokens: torch.Tensor, pad: 
     are held once for every row (a SharedPrefixCache).
     """
     B = len(prompts)
-    rows = 1 if all(p == prompts[0] for p in prompts[1:]) else B
+    rows = 1 if _one_prompt(prompts) else B
     cache = model.new_cache(rows, prompt_tokens.shape[1] + max_new_tokens)
     shared = reuse.restore(cache, prompts[0]) if reuse is not None and rows == 1 else 0
     logits = model(prompt_tokens[:rows, shared:], cache, pad, last_only=True)[:, -1]  # (rows, V)
@@ -254,7 +264,7 @@ class ContextContrast:
         self.model, self.strength, self.plain = model, strength, plain
         self.starts = torch.tensor(plain.starts or [0] * len(plain.ids), device=model.device)  # (B,)
         tokens, pad = left_pad(plain.ids, pad_id, model.device)
-        self.pad = pad if bool((pad > 0).any()) else None
+        self.pad = _pad_or_none(pad)
         self.cache, self.logits = _prefill(model, plain.ids, tokens, self.pad, max_new_tokens, plain.reuse)  # logits (B, V)
 
     def adjust(self, logits: torch.Tensor, step: int = 0) -> torch.Tensor:
@@ -315,18 +325,14 @@ def decode_loop(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfi
     eos_tensor = torch.tensor(eos, dtype=torch.long, device=device)
     ending = ending_tokens(tokenizer, cfg.stop) if cfg.min_new_tokens else eos
     prompt_tokens, pad = left_pad(prompts, tokenizer.pad_id, device)
-    pad_or_none = pad if bool((pad > 0).any()) else None
+    pad_or_none = _pad_or_none(pad)
     trackers = [TextTracker(tokenizer, cfg.stop, cfg.max_sentences) for _ in range(B)]
     generated = torch.empty((B, 0), dtype=torch.long, device=device)
     logprobs = torch.zeros(B, dtype=torch.float64)
     finished = [None] * B  # finish reason per row
     # a. prefill, last position's logits only
     cache, logits = _prefill(model, prompts, prompt_tokens, pad_or_none, cfg.max_new_tokens, reuse)
-    contrast = None
-    if plain is not None and cfg.context_contrast > 0:
-        if len(plain.ids) != B or len(plain.starts) not in (0, B):
-            raise ValueError("one plain prompt (and start) per prompt")
-        contrast = ContextContrast(model, plain, cfg.context_contrast, cfg.max_new_tokens, tokenizer.pad_id)
+    contrast = _contrast_for(model, plain, cfg, B, tokenizer.pad_id)
     joint = contrast.joined_with(cache) if contrast is not None else None
     rows = list(range(B))  # the caller's row of each row still decoding: finished rows leave the batch
     for step in range(cfg.max_new_tokens):
@@ -341,10 +347,7 @@ def decode_loop(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfi
             held = contrast.adjust(held, step)
         scores = apply_processors(processors, history, held, whole, generated)
         # c. choose
-        next_tokens = sample(scores, generators) if use_sampling else greedy(scores)
-        writing = [] if forced is None else [i for i in range(len(rows)) if step < len(forced[i])]
-        if writing:
-            next_tokens[writing] = torch.tensor([forced[i][step] for i in writing], device=device)
+        next_tokens, writing = _choose_tokens(scores, use_sampling, generators, forced, step)
         chosen = raw_logprobs.gather(1, next_tokens[:, None])[:, 0].double().cpu()
         # d. record, stream, check the end of each row on its own
         generated = torch.cat([generated, next_tokens[:, None]], dim=1)
@@ -353,14 +356,7 @@ def decode_loop(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfi
         for i, row in enumerate(rows):
             if i not in writing:  # a forced token is metagen's word, not the model's choice
                 logprobs[row] += chosen[i]
-            if is_eos[i]:
-                trackers[row].ids.append(token_list[i])
-                finished[row] = "eos"
-                piece = trackers[row].finish()
-            else:
-                piece = trackers[row].push(token_list[i])
-                if trackers[row].stopped:
-                    finished[row] = "stop"
+            piece, finished[row] = _take_token(trackers[row], token_list[i], is_eos[i])
             if piece and on_text:
                 on_text(row, piece)
         running = [i for i, row in enumerate(rows) if finished[row] is None]
@@ -373,33 +369,79 @@ def decode_loop(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfi
             pad_or_none = None if pad_or_none is None else pad
             generators = None if generators is None else [generators[i] for i in running]
             forced = None if forced is None else [forced[i] for i in running]
-            cache.keep_rows(keep)
-            for processor in processors:
-                if hasattr(processor, "keep_rows"):  # processors that hold a state per row (XTC's generators)
-                    processor.keep_rows(running)
-            if contrast is not None:
-                contrast.keep_rows(keep)
+            _keep_row_states(keep, running, cache, processors, contrast)
             if joint is not None:
                 joint = JointPrefixCache(joint.groups)  # the groups' rows counted again
         # e. one model step for every row still running
-        if joint is not None:  # the rows and their fact-free twins in one pass
-            both = model(torch.cat([next_tokens, next_tokens])[:, None], joint)[:, -1]
-            logits, contrast.logits = both[:len(rows)], both[len(rows):]
-        else:
-            logits = model(next_tokens[:, None], cache, pad_or_none)[:, -1]
-            if contrast is not None:
-                contrast.step(next_tokens)
+        logits = _decode_one_token(model, next_tokens, cache, pad_or_none, contrast, joint)
     _keep_for_next(reuse, prompts, trackers[0].ids, cache)
     if contrast is not None:
         _keep_for_next(plain.reuse, plain.ids, trackers[0].ids, contrast.cache)
     return _finish_rows(trackers, finished, logprobs, prompts, on_text)
 
 
+def _contrast_for(model, plain: PlainPrompts | None, cfg: GenerationConfig, B: int,
+                  pad_id: int) -> ContextContrast | None:
+    """The fact-free twins of the B rows, when cfg.context_contrast asks for them and `plain` is given."""
+    if plain is None or not cfg.context_contrast > 0:
+        return None
+    if len(plain.ids) != B or len(plain.starts) not in (0, B):
+        raise ValueError("one plain prompt (and start) per prompt")
+    return ContextContrast(model, plain, cfg.context_contrast, cfg.max_new_tokens, pad_id)
+
+
+def _choose_tokens(scores: torch.Tensor, use_sampling: bool, generators: list[torch.Generator] | None,
+                   forced: list[list[int]] | None, step: int) -> tuple[torch.Tensor, list[int]]:
+    """c. Each row's next token (B,), sampled or greedy, but a forced start's token in the rows still
+    writing one; and those rows' indices."""
+    next_tokens = sample(scores, generators) if use_sampling else greedy(scores)
+    writing = [] if forced is None else [i for i in range(len(forced)) if step < len(forced[i])]
+    if writing:
+        next_tokens[writing] = torch.tensor([forced[i][step] for i in writing], device=next_tokens.device)
+    return next_tokens, writing
+
+
+def _take_token(tracker: TextTracker, token: int, is_eos: bool) -> tuple[str, str | None]:
+    """d. A row's chosen token added to its text: the text now final, and why the row ends (eos,
+    stop) or None while it runs on."""
+    if is_eos:
+        tracker.ids.append(token)
+        return tracker.finish(), "eos"
+    piece = tracker.push(token)
+    return piece, "stop" if tracker.stopped else None
+
+
+def _keep_row_states(keep: torch.Tensor, running: list[int], cache, processors,
+                     contrast: ContextContrast | None) -> None:
+    """Keep only the running rows in what holds a state per row: the KV cache, the processors that hold
+    one (XTC's generators), the fact-free twins."""
+    cache.keep_rows(keep)
+    for processor in processors:
+        if hasattr(processor, "keep_rows"):
+            processor.keep_rows(running)
+    if contrast is not None:
+        contrast.keep_rows(keep)
+
+
+def _decode_one_token(model, next_tokens: torch.Tensor, cache, pad: torch.Tensor | None,
+                      contrast: ContextContrast | None, joint: JointPrefixCache | None) -> torch.Tensor:
+    """e. Feed each row its chosen token (B,), and the fact-free twins theirs: the rows' next logits (B, V)."""
+    if joint is not None:  # the rows and their fact-free twins in one pass
+        both = model(torch.cat([next_tokens, next_tokens])[:, None], joint)[:, -1]
+        B = next_tokens.shape[0]
+        contrast.logits = both[B:]
+        return both[:B]
+    logits = model(next_tokens[:, None], cache, pad)[:, -1]
+    if contrast is not None:
+        contrast.step(next_tokens)
+    return logits
+
+
 def _keep_for_next(reuse: PrefixReuse | None, prompts: list[list[int]], written: list[int], cache) -> None:
     """Keep a run's cache in `reuse` for the next call, when its rows share one prompt. The cache
     holds the prompt and every token written but the last (never fed back); of several rows (the
     candidates), only the prompt is what the next call can share."""
-    if reuse is not None and all(p == prompts[0] for p in prompts[1:]):
+    if reuse is not None and _one_prompt(prompts):
         B = len(prompts)
         reuse.keep(prompts[0] + written[:-1] if B == 1 else list(prompts[0]), cache if B == 1 else cache.prefix)
 
@@ -440,7 +482,7 @@ def beam_search(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfi
     prompt_tokens, pad = left_pad(prompts, tokenizer.pad_id, device)
     prompt_tokens = prompt_tokens.repeat_interleave(nb, dim=0)  # (B*nb, T)
     pad = pad.repeat_interleave(nb, dim=0)
-    pad_or_none = pad if bool((pad > 0).any()) else None
+    pad_or_none = _pad_or_none(pad)
     cache = model.new_cache(B * nb, prompt_tokens.shape[1] + cfg.max_new_tokens)
     beams = _Beams.start(B, nb, device)
     streamed = [0] * B  # tokens of the shared prefix already streamed

@@ -228,7 +228,7 @@ def run_pieces(kind: str, world_path: Path, fields: dict, opts: OutputOptions, s
                model_options: dict, order: str = "likelihood") -> None:
     """The body of story, describe-scene and dialogue: check, load, compose, write, report."""
     from metagen import pipeline
-    from metagen.output import OutputFolder, check_format, render, single_file_format, write_atomic, write_piece
+    from metagen.output import check_format, single_file_format
 
     if opts.stdout and typed_path("out") is not None:  # -o was given, and --stdout would ignore it
         raise ConfigError("--stdout prints the text; --out names where files go: give one")
@@ -248,9 +248,7 @@ def run_pieces(kind: str, world_path: Path, fields: dict, opts: OutputOptions, s
         _check_output_files(kind, world.id, request, opts, fmt, seeds, order, single=bool(single))
 
     generator = load_generator(model_options, opts.quiet)
-    # Stream on a terminal, one piece at a time: a single piece, or dialogues (made in turn).
-    live = sys.stdout.isatty() and not (opts.quiet or opts.as_json) and (not opts.stdout or fmt == "txt")
-    streamer = _Streamer() if live and (opts.count == 1 or kind == "dialogue") else None
+    streamer = _live_streamer(kind, opts, fmt)
     refused = []
 
     def emit(i: int, piece) -> None:
@@ -261,17 +259,9 @@ def run_pieces(kind: str, world_path: Path, fields: dict, opts: OutputOptions, s
             refused.append(moderation.refusal(piece))
             return
         if opts.stdout:
-            if opts.as_json:
-                typer.echo(json_text({**written_record(piece, None), "text": piece.text}))
-            elif streamer is None:
-                text = render(piece, fmt)
-                typer.echo(("\n" if i else "") + printable(text, sys.stdout.isatty()), nl=False)
+            _print_piece(i, piece, fmt, opts.as_json, streamed=streamer is not None)
             return
-        if single:
-            path = write_atomic(opts.out, render(piece, fmt), overwrite=opts.overwrite,
-                                root=OutputFolder(opts.out.parent))
-        else:
-            path = write_piece(piece, opts.out, fmt, overwrite=opts.overwrite)
+        path = _write_piece_file(piece, opts, fmt, single=bool(single))
         if opts.as_json:  # the line on stdout says it, as batch --json's do
             typer.echo(json_text(written_record(piece, path)))
         else:
@@ -282,6 +272,33 @@ def run_pieces(kind: str, world_path: Path, fields: dict, opts: OutputOptions, s
     for warning in result.warnings:
         say(f"warning: {warning}", opts.quiet)
     refuse_pieces(refused, len(result.pieces))
+
+
+def _live_streamer(kind: str, opts: OutputOptions, fmt: str) -> _Streamer | None:
+    """A streamer when text can stream: on a terminal, without --quiet or --json, into files or as
+    txt on stdout, and one piece at a time (a single piece, or dialogues, made in turn)."""
+    live = sys.stdout.isatty() and not (opts.quiet or opts.as_json) and (not opts.stdout or fmt == "txt")
+    return _Streamer() if live and (opts.count == 1 or kind == "dialogue") else None
+
+
+def _print_piece(i: int, piece, fmt: str, as_json: bool, *, streamed: bool) -> None:
+    """--stdout: the i-th piece as one JSON line, or rendered in `fmt` unless its text was streamed."""
+    from metagen.output import render
+
+    if as_json:
+        typer.echo(json_text({**written_record(piece, None), "text": piece.text}))
+    elif not streamed:
+        text = render(piece, fmt)
+        typer.echo(("\n" if i else "") + printable(text, sys.stdout.isatty()), nl=False)
+
+
+def _write_piece_file(piece, opts: OutputOptions, fmt: str, *, single: bool) -> Path:
+    """Write a piece: to the one file -o names (`single`), else under the output folder; its path."""
+    from metagen.output import OutputFolder, render, write_atomic, write_piece
+
+    if single:
+        return write_atomic(opts.out, render(piece, fmt), overwrite=opts.overwrite, root=OutputFolder(opts.out.parent))
+    return write_piece(piece, opts.out, fmt, overwrite=opts.overwrite)
 
 
 def _check_output_files(kind: str, world_id: str, request, opts: OutputOptions, fmt: str, seeds: list[int],
