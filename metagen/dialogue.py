@@ -120,15 +120,12 @@ def dialogue_stops(names: Sequence[str]) -> list[str]:
 def clean_dialogue_line(text: str, names: Sequence[str]) -> str:
     """The model's text cut to one spoken line: first line, before any "Name:", quotes stripped."""
     line = text.strip().split("\n", 1)[0]
-    cut = len(line)
-    for name in names:
-        at = line.find(speaker_prefix(name))
-        if at == 0:
-            line = line[len(speaker_prefix(name)) :].lstrip()  # the model echoed the prefix
-            cut = len(line)
-        elif at > 0:
-            cut = min(cut, at)
-    line = line[:cut].strip()
+    prefixes = [speaker_prefix(name) for name in names]
+    echoed = next((p for p in prefixes if line.startswith(p)), None)
+    while echoed:  # the model echoed a speaker's prefix: drop it, then look for the next speaker's
+        line = line[len(echoed):].lstrip()
+        echoed = next((p for p in prefixes if line.startswith(p)), None)
+    line = line[:min((at for p in prefixes if (at := line.find(p)) > 0), default=len(line))].strip()
     if len(line) >= 2 and line[0] == line[-1] and line[0] in "\"'“”":
         line = line[1:-1].strip()
     return line.strip("“”").strip()

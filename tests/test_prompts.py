@@ -349,6 +349,13 @@ def test_clean_dialogue_line(raw, line):
     assert clean_dialogue_line(raw, ["Mira Okonkwo", "Jonas Halvorsen"]) == line
 
 
+@pytest.mark.parametrize("cast", [["Mira Okonkwo", "Jonas Halvorsen"], ["Jonas Halvorsen", "Mira Okonkwo"]])
+def test_a_line_is_cut_at_the_next_speaker_whatever_the_cast_order(cast):
+    # the speaker's own echoed prefix is dropped first, so the other's later in the line still cuts it
+    assert clean_dialogue_line("Jonas Halvorsen: Hello, Mira Okonkwo: the stalls are open", cast) == "Hello,"
+    assert clean_dialogue_line("Jonas Halvorsen: Mira Okonkwo: the stalls are open", cast) == "the stalls are open"
+
+
 def test_scene_prompt(world):
     request = SceneRequest(location="docks", time="dusk", weather="rain", mood="uneasy", characters=("jonas",))
     text = user_text(build_prompt(world, request, count_tokens=words, context_length=2048, max_new_tokens=200))
