@@ -84,6 +84,13 @@ WEIGHTS = {"names": 2.0, "details": 1.0, "invented": -2.5, "garbled": -6.0, "ban
 # Dialogue lines and chat answers, which readers did not pick among here, keep WEIGHTS.
 NARRATION_WEIGHTS = {**WEIGHTS, "logprob": 2.25, "details": 2.25, "names": 2.25, "stock": 0.0, "struck": -1.0,
                      "voice": -2.0, "pronoun": -1.75, "misplaced": -1.25, "dated": -1.75}
+# Scenes lean on the model's own fluency far more (round thirty-nine). Over 769 pairs of scenes that blind
+# readers chose between in rounds nine to thirty-eight, the mean token log-probability under today's
+# scene prompt ranked the reader's choice first in 69% (68% on four held-aside worlds), the findings
+# without it in 49%: readers pass over the scene that garbles the place's facts ("salt on the wind's
+# fins") before the one that repeats them plainly. At 10 instead of 2.25, scenes read blind were
+# preferred in 17 of 22 changed pairs. Story beats, not read so, keep NARRATION_WEIGHTS.
+SCENE_WEIGHTS = {**NARRATION_WEIGHTS, "logprob": 10.0}
 # metagen's own instructions and prompt labels said back ("In your own words:", "I will describe
 # ... in three sentences"): readers count these first among a small model's junk.
 _ECHO = re.compile(r"\bin your own words\b|\bstart with the words\b|\b(?:three|four|3|4) (?:or (?:three|four|3|4) )?sentences\b"
@@ -368,7 +375,7 @@ def judge(text: str, context: CriticContext, *, logprob: float = 0.0, tokens: in
     """Score one candidate: the model's own words (not metagen's opening).
 
     struck: how many sentences metagen.editor took out of it (each a small loss: the text is thinner).
-    weights: WEIGHTS for spoken lines, NARRATION_WEIGHTS for story beats and scenes.
+    weights: WEIGHTS for spoken lines, NARRATION_WEIGHTS for story beats, SCENE_WEIGHTS for scenes.
     "unfinished" reads the text's last character, not why decoding stopped."""
     words = words_of(text)
     narration = QUOTED.sub(" ", text)  # the narrator's words, outside quoted speech
@@ -497,6 +504,6 @@ def best_index(verdicts: Sequence[Verdict]) -> int:
     return best
 
 
-__all__ = ["COPY_RUN", "CriticContext", "Fact", "NARRATION_WEIGHTS", "Verdict", "WEIGHTS", "banned_hits", "best_index", "critic_context",
+__all__ = ["COPY_RUN", "CriticContext", "Fact", "NARRATION_WEIGHTS", "SCENE_WEIGHTS", "Verdict", "WEIGHTS", "banned_hits", "best_index", "critic_context",
            "distinct_n", "echo_count", "judge", "longest_shared_run", "misplaced_facts", "place_facts", "repetition",
            "requested_forms", "same_verb_forms"]

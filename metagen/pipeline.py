@@ -18,7 +18,7 @@ from typing import Any, Callable, Mapping
 
 from metagen import __version__
 from metagen.config import MAX_SEED, GenerationConfig, candidate_seed, merge_settings
-from metagen.critic import NARRATION_WEIGHTS, best_index, critic_context, judge
+from metagen.critic import NARRATION_WEIGHTS, SCENE_WEIGHTS, best_index, critic_context, judge
 from metagen.editor import strike
 from metagen.grounding import stock_phrases, writing_guard
 from metagen.errors import ConfigError, RequestError
@@ -353,7 +353,7 @@ def _choose(world: World, prompt: Prompt, prompt_text: str, cfg: GenerationConfi
     for option, edit in zip(options, edits):
         option.text = edit.text
     verdicts = [judge(o.text, context, logprob=o.logprob, tokens=o.output_tokens, struck=len(e.struck),
-                      weights=NARRATION_WEIGHTS) for o, e in zip(options, edits)]
+                      weights=SCENE_WEIGHTS if scene else NARRATION_WEIGHTS) for o, e in zip(options, edits)]
     chosen = best_index(verdicts)
     log.info("%s %s: candidates %s; kept %d", prompt.request.kind, prompt.request.subject,
              ", ".join(f"{v.score:.2f}" for v in verdicts), chosen)

@@ -9,6 +9,7 @@ import pytest
 
 from metagen import pipeline
 from metagen.config import GenerationConfig
+from metagen.critic import SCENE_WEIGHTS
 from metagen.errors import ConfigError, RequestError
 from metagen.output import read_piece_file, render, write_piece
 from metagen.prompts import DialogueRequest, SceneRequest, StoryRequest
@@ -363,6 +364,15 @@ def test_candidates_are_judged_and_the_best_is_kept(world, generator):
     single = pipeline.compose(generator, world, [request], GenerationConfig(max_new_tokens=8), seeds=[chosen_seed])
     assert single.pieces[0].text == piece.text  # the kept candidate is what its seed writes alone
     assert single.pieces[0].critic == {} and "critic" not in single.pieces[0].front_matter()
+
+
+def test_a_scenes_candidates_are_scored_with_the_scene_weights(world, generator):
+    cfg = GenerationConfig(max_new_tokens=12, min_new_tokens=6, temperature=0.9, candidates=3)
+    piece = pipeline.compose(generator, world, [SceneRequest(location="mill")], cfg, seeds=[5]).pieces[0]
+    for record in piece.critic["candidates"]:
+        findings = {k: v for k, v in record.items() if k in SCENE_WEIGHTS}
+        assert findings["logprob"] < 0  # the fluency term is there to weigh
+        assert record["score"] == pytest.approx(sum(SCENE_WEIGHTS[k] * v for k, v in findings.items()), abs=0.01)
 
 
 def test_world_pieces_get_the_script_guard_of_their_prose(world):
