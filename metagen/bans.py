@@ -15,6 +15,7 @@ import torch
 from metagen.errors import ConfigError
 from metagen.logits import NEG_INF, Tokenizer, with_spare_column
 from metagen.scripts import banned_token_ids, vocabulary_bytes
+from metagen.text import upper_first
 
 
 class BannedSequencesProcessor:
@@ -254,7 +255,7 @@ def _variants(phrase: str) -> list[str]:
     forms = [
         text,
         text.lower(),
-        text[:1].upper() + text[1:],
+        upper_first(text),
         text.capitalize(),
         text.upper(),
         string.capwords(text),

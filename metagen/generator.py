@@ -29,7 +29,7 @@ from metagen.lora import existing_adapter, load_adapter
 from metagen.linears import WEIGHT_FORMATS
 from metagen.model import Transformer
 from metagen.sampling import Unchoosable
-from metagen.search import PlainPrompts, PrefixReuse, SearchResult, TextCallback, left_pad, run_search
+from metagen.search import PlainPrompts, PrefixReuse, SearchResult, TextCallback, left_pad, padded_rows_or_none, run_search
 from metagen.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
@@ -357,7 +357,7 @@ class Generator:
         tokens, pad = left_pad(rows, self.tokenizer.pad_id, model.device)  # (B, W), (B,)
         B, W = tokens.shape
         K = max(len(r) for r in rows) - shared + 1  # the last K columns predict every continuation token
-        pad_or_none = pad if bool((pad > 0).any()) else None
+        pad_or_none = padded_rows_or_none(pad)
         cache = model.new_cache(B, W)
         # a. the shared context, keeping no logits; b. the tail, keeping logits (B, K, V)
         if W > K:

@@ -168,7 +168,7 @@ def left_pad(prompts: list[list[int]], pad_id: int, device) -> tuple[torch.Tenso
     return tokens.to(device), pad.to(device)
 
 
-def _pad_or_none(pad: torch.Tensor) -> torch.Tensor | None:
+def padded_rows_or_none(pad: torch.Tensor) -> torch.Tensor | None:
     """The pad counts (B,), or None when no row is padded (the model then needs no padding mask)."""
     return pad if bool((pad > 0).any()) else None
 
@@ -264,7 +264,7 @@ class ContextContrast:
         self.model, self.strength, self.plain = model, strength, plain
         self.starts = torch.tensor(plain.starts or [0] * len(plain.ids), device=model.device)  # (B,)
         tokens, pad = left_pad(plain.ids, pad_id, model.device)
-        self.pad = _pad_or_none(pad)
+        self.pad = padded_rows_or_none(pad)
         self.cache, self.logits = _prefill(model, plain.ids, tokens, self.pad, max_new_tokens, plain.reuse)  # logits (B, V)
 
     def adjust(self, logits: torch.Tensor, step: int = 0) -> torch.Tensor:
@@ -325,7 +325,7 @@ def decode_loop(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfi
     eos_tensor = torch.tensor(eos, dtype=torch.long, device=device)
     ending = ending_tokens(tokenizer, cfg.stop) if cfg.min_new_tokens else eos
     prompt_tokens, pad = left_pad(prompts, tokenizer.pad_id, device)
-    pad_or_none = _pad_or_none(pad)
+    pad_or_none = padded_rows_or_none(pad)
     trackers = [TextTracker(tokenizer, cfg.stop, cfg.max_sentences) for _ in range(B)]
     generated = torch.empty((B, 0), dtype=torch.long, device=device)
     logprobs = torch.zeros(B, dtype=torch.float64)
@@ -482,7 +482,7 @@ def beam_search(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfi
     prompt_tokens, pad = left_pad(prompts, tokenizer.pad_id, device)
     prompt_tokens = prompt_tokens.repeat_interleave(nb, dim=0)  # (B*nb, T)
     pad = pad.repeat_interleave(nb, dim=0)
-    pad_or_none = _pad_or_none(pad)
+    pad_or_none = padded_rows_or_none(pad)
     cache = model.new_cache(B * nb, prompt_tokens.shape[1] + cfg.max_new_tokens)
     beams = _Beams.start(B, nb, device)
     streamed = [0] * B  # tokens of the shared prefix already streamed
