@@ -471,52 +471,38 @@ def beam_search(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfi
     """Beam search for a batch of prompts; each result holds the n-best sequences. Beam search
     draws nothing at random, so it takes no generators."""
     B, nb = len(prompts), cfg.num_beams
-    device = model.device
-    V = model.args.vocab_size
     eos = sorted(tokenizer.eos_ids)
     K = max(2, 1 + len(eos)) * nb  # candidates kept per step, as transformers does
-    ending = ending_tokens(tokenizer, cfg.stop) if cfg.min_new_tokens else eos
     processors = build_processors(cfg, tokenizer, None)
     _log_order("beam", processors)
-    copy_guard = sees_prompt(processors) and not cfg.penalize_prompt
-    prompt_tokens, pad = left_pad(prompts, tokenizer.pad_id, device)
-    prompt_tokens = prompt_tokens.repeat_interleave(nb, dim=0)  # (B*nb, T)
-    pad = pad.repeat_interleave(nb, dim=0)
+    prompt_tokens, pad = left_pad(prompts, tokenizer.pad_id, model.device)
+    prompt_tokens, pad = prompt_tokens.repeat_interleave(nb, dim=0), pad.repeat_interleave(nb, dim=0)  # (B*nb, T), (B*nb,)
+    scorer = _BeamScorer(cfg, processors, prompt_tokens, pad,
+                         ending=ending_tokens(tokenizer, cfg.stop) if cfg.min_new_tokens else eos)
     pad_or_none = padded_rows_or_none(pad)
     cache = model.new_cache(B * nb, prompt_tokens.shape[1] + cfg.max_new_tokens)
-    beams = _Beams.start(B, nb, device)
-    streamed = [0] * B  # tokens of the shared prefix already streamed
-    text_so_far = [""] * B
+    beams, stream = _Beams.start(B, nb, model.device), _BeamStream(tokenizer, B, on_text)
     logits = model(prompt_tokens, cache, pad_or_none, last_only=True)[:, -1]  # (B*nb, V)
     for step in range(cfg.max_new_tokens):
+        last_step = step == cfg.max_new_tokens - 1
         # a. score: log-softmax, then the processors, plus each beam's running score
-        raw_logprobs = torch.log_softmax(logits.float(), dim=-1)
-        running = torch.tensor(beams.running, dtype=torch.long, device=device).view(B * nb, step)
-        history = _history(prompt_tokens, pad, running, cfg.penalize_prompt)
-        whole = _history(prompt_tokens, pad, running, True) if copy_guard else None
-        held = _suppress(raw_logprobs, ending) if step < cfg.min_new_tokens else raw_logprobs
-        logprobs = apply_processors(processors, history, held, whole, running)
-        accumulated = (logprobs.view(B, nb, V) + beams.scores[:, :, None]).view(B, nb * V)
+        raw_logprobs, accumulated = scorer.score(beams, logits, step)  # (B*nb, V), (B, nb*V)
         # b. the K best continuations over all beams of each prompt
         top_scores, top_indices = torch.topk(accumulated, K, dim=-1)  # (B, K)
-        last_step = step == cfg.max_new_tokens - 1
         # c. and d. (in _advance_beams): file the finished, carry the nb best unfinished on
-        reorder = _advance_beams(beams, top_scores, top_indices, raw_logprobs, step, last_step,
+        parents = _advance_beams(beams, top_scores, top_indices, raw_logprobs, step, last_step,
                                  cfg, tokenizer, set(eos))
         # e. stop rule: nb hypotheses done (early stopping), or no running beam can still win
         _mark_done(beams, step, cfg)
-        if on_text:
-            _stream_beams(tokenizer, beams.running, beams.finished, nb, streamed, text_so_far, on_text)
+        stream.send_shared_prefix(beams)
         if all(beams.done) or last_step:
             break
         # f. reorder the KV cache to the chosen parents, then one step for every beam
-        rows = torch.tensor(reorder, dtype=torch.long, device=device)
-        if not torch.equal(rows, torch.arange(B * nb, device=device)):
-            cache.reorder(rows)
-        last = torch.tensor([seq[-1] for seq in beams.running], dtype=torch.long, device=device)
-        logits = model(last[:, None], cache, pad_or_none)[:, -1]
-    return [_beam_result(tokenizer, cfg, beams.finished[b], len(prompts[b]), b, text_so_far[b], on_text)
-            for b in range(B)]
+        logits = _step_beams(model, cache, beams, parents, pad_or_none)
+    results = [_beam_result(tokenizer, cfg, hypotheses, len(prompt)) for hypotheses, prompt in zip(beams.finished, prompts)]
+    for row, result in enumerate(results):
+        stream.send_rest(row, result)
+    return results
 
 
 @dataclass
@@ -538,6 +524,32 @@ class _Beams:
         scores[:, 0] = 0.0
         return cls(nb, device, [[] for _ in range(B * nb)], scores, torch.zeros(B * nb, dtype=torch.float64),
                    [[] for _ in range(B)], [False] * B)
+
+
+@dataclass(frozen=True)
+class _BeamScorer:
+    """Step a. of beam_search, with what it needs that stays the same every step."""
+
+    cfg: GenerationConfig
+    processors: list  # build_processors(cfg), in their documented order
+    prompt_tokens: torch.Tensor  # (B*nb, T) each prompt, left-padded, once for each of its beams
+    pad: torch.Tensor  # (B*nb,) each row's left padding
+    ending: list[int]  # the tokens held off before cfg.min_new_tokens (bans.ending_tokens)
+
+    def score(self, beams: _Beams, logits: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """a. The raw model's log-probabilities (B*nb, V), and every continuation's score (B, nb*V): its
+        log-probability after the processors plus its beam's running score."""
+        cfg = self.cfg
+        B, nb = beams.scores.shape
+        raw_logprobs = torch.log_softmax(logits.float(), dim=-1)
+        running = torch.tensor(beams.running, dtype=torch.long, device=beams.device).view(B * nb, step)
+        history = _history(self.prompt_tokens, self.pad, running, cfg.penalize_prompt)
+        copy_guard = sees_prompt(self.processors) and not cfg.penalize_prompt  # else history holds the prompt already
+        whole = _history(self.prompt_tokens, self.pad, running, True) if copy_guard else None
+        held = _suppress(raw_logprobs, self.ending) if step < cfg.min_new_tokens else raw_logprobs
+        logprobs = apply_processors(self.processors, history, held, whole, running)
+        V = logprobs.shape[-1]
+        return raw_logprobs, (logprobs.view(B, nb, V) + beams.scores[:, :, None]).view(B, nb * V)
 
 
 def _finish_reason(tokenizer, cfg: GenerationConfig, sequence: list[int], token: int, eos_set: set[int],
@@ -603,9 +615,8 @@ def _mark_done(beams: _Beams, step: int, cfg: GenerationConfig) -> None:
             beams.done[b] = True
 
 
-def _beam_result(tokenizer, cfg: GenerationConfig, finished: list[_Hypothesis], prompt_tokens: int, row: int,
-                 streamed_text: str, on_text: TextCallback | None) -> SearchResult:
-    """One prompt's n-best as a SearchResult; streams what the best one adds to the text already streamed."""
+def _beam_result(tokenizer, cfg: GenerationConfig, finished: list[_Hypothesis], prompt_tokens: int) -> SearchResult:
+    """One prompt's n-best as a SearchResult."""
     best = sorted(finished, key=lambda h: h.score, reverse=True)[:cfg.num_return_sequences]
     sequences = []
     for hyp in best:
@@ -615,10 +626,6 @@ def _beam_result(tokenizer, cfg: GenerationConfig, finished: list[_Hypothesis], 
             text = text[:min(at)] if at else text[:sentence_cut(text, cfg.max_sentences)[0]]
         sequences.append(Sequence(tokens=hyp.tokens, text=text, logprob=hyp.logprob,
                                   finish_reason=hyp.finish_reason, score=hyp.score))
-    if on_text and sequences and sequences[0].text.startswith(streamed_text):
-        rest = sequences[0].text[len(streamed_text):]
-        if rest:
-            on_text(row, rest)
     return SearchResult(sequences=sequences, prompt_tokens=prompt_tokens)
 
 
@@ -628,20 +635,48 @@ def _add_hypothesis(hypotheses: list[_Hypothesis], hyp: _Hypothesis, limit: int)
     del hypotheses[limit:]
 
 
-def _stream_beams(tokenizer, running, finished, nb, streamed, text_so_far, on_text):
-    """Stream the prefix shared by every live beam and every hypothesis that may still win."""
-    for b in range(len(finished)):
-        candidates = [running[b * nb + i] for i in range(nb)] + [h.tokens for h in finished[b]]
-        shared = common_prefix(candidates)
-        if shared <= streamed[b]:
-            continue
-        text = tokenizer.decode(candidates[0][:shared])
-        if text.endswith("\ufffd") or not text.startswith(text_so_far[b]):
-            continue
-        piece = text[len(text_so_far[b]):]
-        streamed[b], text_so_far[b] = shared, text
-        if piece:
-            on_text(b, piece)
+def _step_beams(model, cache, beams: _Beams, parents: list[int], pad: torch.Tensor | None) -> torch.Tensor:
+    """f. Reorder the KV cache to each new beam's parent row, then feed every beam its last token:
+    the next logits (B*nb, V)."""
+    rows = torch.tensor(parents, dtype=torch.long, device=beams.device)
+    if not torch.equal(rows, torch.arange(len(parents), device=beams.device)):
+        cache.reorder(rows)
+    last = torch.tensor([seq[-1] for seq in beams.running], dtype=torch.long, device=beams.device)  # (B*nb,)
+    return model(last[:, None], cache, pad)[:, -1]
+
+
+class _BeamStream:
+    """What beam search streams to on_text (nothing without one): only text no later step can change."""
+
+    def __init__(self, tokenizer, B: int, on_text: TextCallback | None):
+        self.tokenizer, self.on_text = tokenizer, on_text
+        self.streamed = [0] * B  # per prompt, the tokens of the shared prefix already streamed
+        self.text = [""] * B  # per prompt, the text already streamed
+
+    def send_shared_prefix(self, beams: _Beams) -> None:
+        """Stream the prefix shared by every live beam and every hypothesis that may still win."""
+        if not self.on_text:
+            return
+        nb = beams.nb
+        for b in range(len(beams.finished)):
+            candidates = [beams.running[b * nb + i] for i in range(nb)] + [h.tokens for h in beams.finished[b]]
+            shared = common_prefix(candidates)
+            if shared <= self.streamed[b]:
+                continue
+            text = self.tokenizer.decode(candidates[0][:shared])
+            if text.endswith("\ufffd") or not text.startswith(self.text[b]):
+                continue
+            piece = text[len(self.text[b]):]
+            self.streamed[b], self.text[b] = shared, text
+            if piece:
+                self.on_text(b, piece)
+
+    def send_rest(self, row: int, result: SearchResult) -> None:
+        """Stream what the best sequence adds to the text already streamed (the search is over)."""
+        if self.on_text and result.sequences and result.sequences[0].text.startswith(self.text[row]):
+            rest = result.sequences[0].text[len(self.text[row]):]
+            if rest:
+                self.on_text(row, rest)
 
 
 def run_search(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfig,
