@@ -295,6 +295,26 @@ class ContextContrast:
         return None
 
 
+def _processed_scores(processors, cfg: GenerationConfig, step: int, logits: torch.Tensor, ending: list[int],
+                      prompt_tokens: torch.Tensor, pad: torch.Tensor, generated: torch.Tensor,
+                      contrast: ContextContrast | None = None) -> torch.Tensor:
+    """logits (B, V) through the processors (b. of decode_loop, a. of beam_search): before
+    cfg.min_new_tokens the `ending` tokens are held off, and the facts' contrast is added first.
+
+    The penalties see the generated tokens (B, t), after the prompt with cfg.penalize_prompt; a
+    processor that must see the prompt (sampling.sees_prompt) sees it either way.
+    """
+    copy_guard = sees_prompt(processors) and not cfg.penalize_prompt  # with it the history holds the prompt already
+    history = _history(prompt_tokens, pad, generated, cfg.penalize_prompt)
+    whole = _history(prompt_tokens, pad, generated, True) if copy_guard else None
+    # end-of-text held off before the truncations, which then choose among the other tokens
+    # (after them, min-p could leave end-of-text alone and then nothing)
+    held = _suppress(logits, ending) if step < cfg.min_new_tokens else logits
+    if contrast is not None:
+        held = contrast.adjust(held, step)
+    return apply_processors(processors, history, held, whole, generated)
+
+
 def decode_loop(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfig,
                 generators: list[torch.Generator] | None = None,
                 on_text: TextCallback | None = None,
@@ -320,7 +340,6 @@ def decode_loop(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfi
         raise ValueError("sampling needs one torch.Generator per prompt")
     processors = build_processors(cfg, tokenizer, generators)
     _log_order(cfg.effective_strategy, processors)
-    copy_guard = sees_prompt(processors) and not cfg.penalize_prompt  # with it the history holds the prompt already
     eos = sorted(tokenizer.eos_ids)
     eos_tensor = torch.tensor(eos, dtype=torch.long, device=device)
     ending = ending_tokens(tokenizer, cfg.stop) if cfg.min_new_tokens else eos
@@ -338,14 +357,7 @@ def decode_loop(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfi
     for step in range(cfg.max_new_tokens):
         # b. process: penalties, bans, temperature, truncations (sampling.build_processors)
         raw_logprobs = torch.log_softmax(logits, dim=-1)
-        history = _history(prompt_tokens, pad, generated, cfg.penalize_prompt)
-        whole = _history(prompt_tokens, pad, generated, True) if copy_guard else None
-        # end-of-text held off before the truncations, which then choose among the other tokens
-        # (after them, min-p could leave end-of-text alone and then nothing)
-        held = _suppress(logits, ending) if step < cfg.min_new_tokens else logits
-        if contrast is not None:
-            held = contrast.adjust(held, step)
-        scores = apply_processors(processors, history, held, whole, generated)
+        scores = _processed_scores(processors, cfg, step, logits, ending, prompt_tokens, pad, generated, contrast)
         # c. choose
         next_tokens, writing = _choose_tokens(scores, use_sampling, generators, forced, step)
         chosen = raw_logprobs.gather(1, next_tokens[:, None])[:, 0].double().cpu()
@@ -476,7 +488,8 @@ def beam_search(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfi
     processors = build_processors(cfg, tokenizer, None)
     _log_order("beam", processors)
     prompt_tokens, pad = left_pad(prompts, tokenizer.pad_id, model.device)
-    prompt_tokens, pad = prompt_tokens.repeat_interleave(nb, dim=0), pad.repeat_interleave(nb, dim=0)  # (B*nb, T), (B*nb,)
+    prompt_tokens = prompt_tokens.repeat_interleave(nb, dim=0)  # (B*nb, T)
+    pad = pad.repeat_interleave(nb, dim=0)  # (B*nb,)
     scorer = _BeamScorer(cfg, processors, prompt_tokens, pad,
                          ending=ending_tokens(tokenizer, cfg.stop) if cfg.min_new_tokens else eos)
     pad_or_none = padded_rows_or_none(pad)
@@ -499,7 +512,8 @@ def beam_search(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfi
             break
         # f. reorder the KV cache to the chosen parents, then one step for every beam
         logits = _step_beams(model, cache, beams, parents, pad_or_none)
-    results = [_beam_result(tokenizer, cfg, hypotheses, len(prompt)) for hypotheses, prompt in zip(beams.finished, prompts)]
+    results = [_beam_result(tokenizer, cfg, hypotheses, len(prompt))
+               for hypotheses, prompt in zip(beams.finished, prompts)]
     for row, result in enumerate(results):
         stream.send_rest(row, result)
     return results
@@ -539,15 +553,11 @@ class _BeamScorer:
     def score(self, beams: _Beams, logits: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """a. The raw model's log-probabilities (B*nb, V), and every continuation's score (B, nb*V): its
         log-probability after the processors plus its beam's running score."""
-        cfg = self.cfg
         B, nb = beams.scores.shape
         raw_logprobs = torch.log_softmax(logits.float(), dim=-1)
-        running = torch.tensor(beams.running, dtype=torch.long, device=beams.device).view(B * nb, step)
-        history = _history(self.prompt_tokens, self.pad, running, cfg.penalize_prompt)
-        copy_guard = sees_prompt(self.processors) and not cfg.penalize_prompt  # else history holds the prompt already
-        whole = _history(self.prompt_tokens, self.pad, running, True) if copy_guard else None
-        held = _suppress(raw_logprobs, self.ending) if step < cfg.min_new_tokens else raw_logprobs
-        logprobs = apply_processors(self.processors, history, held, whole, running)
+        running = torch.tensor(beams.running, dtype=torch.long, device=beams.device).view(B * nb, step)  # (B*nb, step)
+        logprobs = _processed_scores(self.processors, self.cfg, step, raw_logprobs, self.ending, self.prompt_tokens,
+                                     self.pad, running)
         V = logprobs.shape[-1]
         return raw_logprobs, (logprobs.view(B, nb, V) + beams.scores[:, :, None]).view(B, nb * V)
 
