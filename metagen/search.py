@@ -332,64 +332,105 @@ def decode_loop(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfi
     left out of its log-probability; rows that share a prompt keep sharing it.
     """
     B = len(prompts)
-    if forced is not None and len(forced) != B:
-        raise ValueError("one forced start per prompt")
-    device = model.device
+    _check_decode_arguments(B, cfg, generators, forced)
     use_sampling = cfg.effective_strategy == "sample"
-    if use_sampling and (generators is None or len(generators) != B):
-        raise ValueError("sampling needs one torch.Generator per prompt")
     processors = build_processors(cfg, tokenizer, generators)
     _log_order(cfg.effective_strategy, processors)
     eos = sorted(tokenizer.eos_ids)
-    eos_tensor = torch.tensor(eos, dtype=torch.long, device=device)
+    eos_tensor = torch.tensor(eos, dtype=torch.long, device=model.device)
     ending = ending_tokens(tokenizer, cfg.stop) if cfg.min_new_tokens else eos
-    prompt_tokens, pad = left_pad(prompts, tokenizer.pad_id, device)
-    pad_or_none = padded_rows_or_none(pad)
+    live = _LiveRows.start(*left_pad(prompts, tokenizer.pad_id, model.device), generators, forced)
+    # per caller's row: its text, its sum of log-probabilities, why it ended (None: still running)
     trackers = [TextTracker(tokenizer, cfg.stop, cfg.max_sentences) for _ in range(B)]
-    generated = torch.empty((B, 0), dtype=torch.long, device=device)
     logprobs = torch.zeros(B, dtype=torch.float64)
-    finished = [None] * B  # finish reason per row
+    finished = [None] * B
     # a. prefill, last position's logits only
-    cache, logits = _prefill(model, prompts, prompt_tokens, pad_or_none, cfg.max_new_tokens, reuse)
+    cache, logits = _prefill(model, prompts, live.prompt_tokens, live.pad_or_none, cfg.max_new_tokens, reuse)
     contrast = _contrast_for(model, plain, cfg, B, tokenizer.pad_id)
     joint = contrast.joined_with(cache) if contrast is not None else None
-    rows = list(range(B))  # the caller's row of each row still decoding: finished rows leave the batch
     for step in range(cfg.max_new_tokens):
         # b. process: penalties, bans, temperature, truncations (sampling.build_processors)
         raw_logprobs = torch.log_softmax(logits, dim=-1)
-        scores = _processed_scores(processors, cfg, step, logits, ending, prompt_tokens, pad, generated, contrast)
+        scores = _processed_scores(processors, cfg, step, logits, ending, live.prompt_tokens, live.pad,
+                                   live.generated, contrast)
         # c. choose
-        next_tokens, writing = _choose_tokens(scores, use_sampling, generators, forced, step)
+        next_tokens, writing = _choose_tokens(scores, use_sampling, live.generators, live.forced, step)
         chosen = raw_logprobs.gather(1, next_tokens[:, None])[:, 0].double().cpu()
         # d. record, stream, check the end of each row on its own
-        generated = torch.cat([generated, next_tokens[:, None]], dim=1)
+        live.generated = torch.cat([live.generated, next_tokens[:, None]], dim=1)
         token_list = next_tokens.tolist()
         is_eos = torch.isin(next_tokens, eos_tensor).tolist()
-        for i, row in enumerate(rows):
-            if i not in writing:  # a forced token is metagen's word, not the model's choice
-                logprobs[row] += chosen[i]
-            piece, finished[row] = _take_token(trackers[row], token_list[i], is_eos[i])
+        for position, row in enumerate(live.rows):
+            if position not in writing:  # a forced token is metagen's word, not the model's choice
+                logprobs[row] += chosen[position]
+            piece, finished[row] = _take_token(trackers[row], token_list[position], is_eos[position])
             if piece and on_text:
                 on_text(row, piece)
-        running = [i for i, row in enumerate(rows) if finished[row] is None]
-        if not running or step == cfg.max_new_tokens - 1:
+        still_running = [position for position, row in enumerate(live.rows) if finished[row] is None]
+        if not still_running or step == cfg.max_new_tokens - 1:
             break
-        if len(running) < len(rows):  # the rows that finished leave: later steps compute the rest only
-            keep = torch.tensor(running, device=device)
-            rows = [rows[i] for i in running]
-            next_tokens, generated, prompt_tokens, pad = next_tokens[keep], generated[keep], prompt_tokens[keep], pad[keep]
-            pad_or_none = None if pad_or_none is None else pad
-            generators = None if generators is None else [generators[i] for i in running]
-            forced = None if forced is None else [forced[i] for i in running]
-            _keep_row_states(keep, running, cache, processors, contrast)
+        if len(still_running) < len(live.rows):  # the rows that finished leave: later steps compute the rest only
+            keep = live.keep(still_running)
+            next_tokens = next_tokens[keep]
+            _keep_row_states(keep, still_running, cache, processors, contrast)
             if joint is not None:
                 joint = JointPrefixCache(joint.groups)  # the groups' rows counted again
         # e. one model step for every row still running
-        logits = _decode_one_token(model, next_tokens, cache, pad_or_none, contrast, joint)
+        logits = _decode_one_token(model, next_tokens, cache, live.pad_or_none, contrast, joint)
     _keep_for_next(reuse, prompts, trackers[0].ids, cache)
     if contrast is not None:
         _keep_for_next(plain.reuse, plain.ids, trackers[0].ids, contrast.cache)
     return _finish_rows(trackers, finished, logprobs, prompts, on_text)
+
+
+def _check_decode_arguments(B: int, cfg: GenerationConfig, generators: list[torch.Generator] | None,
+                            forced: list[list[int]] | None) -> None:
+    """decode_loop's per-row arguments: one forced start per prompt, one generator per prompt to sample."""
+    if forced is not None and len(forced) != B:
+        raise ValueError("one forced start per prompt")
+    if cfg.effective_strategy == "sample" and (generators is None or len(generators) != B):
+        raise ValueError("sampling needs one torch.Generator per prompt")
+
+
+@dataclass
+class _LiveRows:
+    """What decode_loop holds for each row still decoding, by its position in the batch.
+
+    Rows that finish leave the batch, so position i is the caller's row rows[i]: what lives by the
+    caller's row (texts, log-probabilities, finish reasons, results) is indexed through `rows`;
+    everything here, and the model's cache and processors (_keep_row_states), by position.
+    """
+
+    rows: list[int]  # the caller's row at each position
+    prompt_tokens: torch.Tensor  # (b, T) the prompts, left-padded
+    pad: torch.Tensor  # (b,) each row's left padding
+    padded: bool  # whether any prompt was padded at the start (else the model gets no padding mask)
+    generated: torch.Tensor  # (b, t) the tokens chosen so far
+    generators: list[torch.Generator] | None  # sampling's, one a row
+    forced: list[list[int]] | None  # each row's forced start
+
+    @classmethod
+    def start(cls, prompt_tokens: torch.Tensor, pad: torch.Tensor, generators: list[torch.Generator] | None,
+              forced: list[list[int]] | None) -> "_LiveRows":
+        """Every row, before the first token; prompt_tokens (B, T) and pad (B,) from left_pad."""
+        B = prompt_tokens.shape[0]
+        generated = torch.empty((B, 0), dtype=torch.long, device=prompt_tokens.device)
+        return cls(list(range(B)), prompt_tokens, pad, padded_rows_or_none(pad) is not None, generated,
+                   generators, forced)
+
+    @property
+    def pad_or_none(self) -> torch.Tensor | None:
+        """The pad counts the model masks with: None when no prompt was padded."""
+        return self.pad if self.padded else None
+
+    def keep(self, positions: list[int]) -> torch.Tensor:
+        """Keep only the rows at `positions` (in order); returns them as an index tensor for the rest."""
+        keep = torch.tensor(positions, device=self.pad.device)
+        self.rows = [self.rows[i] for i in positions]
+        self.prompt_tokens, self.pad, self.generated = self.prompt_tokens[keep], self.pad[keep], self.generated[keep]
+        self.generators = None if self.generators is None else [self.generators[i] for i in positions]
+        self.forced = None if self.forced is None else [self.forced[i] for i in positions]
+        return keep
 
 
 def _contrast_for(model, plain: PlainPrompts | None, cfg: GenerationConfig, B: int,
