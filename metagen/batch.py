@@ -415,8 +415,8 @@ def plan_batch(jobs_file: JobsFile, *, out: str | os.PathLike | None = None, fmt
     `out_typed` is --out as typed: a trailing "/" makes `results.md/` a folder.
     """
     # a. the flags on their own, b. the output folder
-    fmt, cli, cli_seed = _checked_flags(fmt, cli_settings)
-    out_dir = _batch_folder(jobs_file, out, out_typed)
+    fmt, cli, cli_seed = _check_flags(fmt, cli_settings)
+    out_dir = _choose_out_dir(jobs_file, out, out_typed)
     # c. every unit of every job, d. no two of them writing one file
     units = _expand_units(jobs_file, fmt, cli, _SeedRule.of(jobs_file, cli_seed), out_dir, overwrite)
     _check_collisions(units)
@@ -433,7 +433,7 @@ def plan_batch(jobs_file: JobsFile, *, out: str | os.PathLike | None = None, fmt
     return plan
 
 
-def _checked_flags(fmt: str | None, cli_settings: Mapping[str, Any] | None) -> tuple[str | None, dict, int | None]:
+def _check_flags(fmt: str | None, cli_settings: Mapping[str, Any] | None) -> tuple[str | None, dict, int | None]:
     """a. The command line's format and settings, each checked on its own: a bad flag is the flag's
     mistake, not the first job's. Returns the format's name, the settings but the seed, and --seed."""
     fmt = None if fmt is None else format_name(fmt)
@@ -449,7 +449,7 @@ def _checked_flags(fmt: str | None, cli_settings: Mapping[str, Any] | None) -> t
     return fmt, cli, cli_seed
 
 
-def _batch_folder(jobs_file: JobsFile, out: str | os.PathLike | None, out_typed: str | None) -> Path:
+def _choose_out_dir(jobs_file: JobsFile, out: str | os.PathLike | None, out_typed: str | None) -> Path:
     """b. Where the pieces go: --out, else the file's `out:`, else out/; never a name like results.md."""
     out_dir = Path(out) if out is not None else (jobs_file.out or Path("out"))
     if named_file_format(out_dir, out_typed if out is not None else None):  # `-o results.md` would be a folder

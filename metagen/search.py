@@ -295,9 +295,9 @@ class ContextContrast:
         return None
 
 
-def _processed_scores(processors, cfg: GenerationConfig, step: int, logits: torch.Tensor, ending: list[int],
-                      prompt_tokens: torch.Tensor, pad: torch.Tensor, generated: torch.Tensor,
-                      contrast: ContextContrast | None = None) -> torch.Tensor:
+def _process_logits(processors, cfg: GenerationConfig, step: int, logits: torch.Tensor, ending: list[int],
+                    prompt_tokens: torch.Tensor, pad: torch.Tensor, generated: torch.Tensor,
+                    contrast: ContextContrast | None = None) -> torch.Tensor:
     """logits (B, V) through the processors (b. of decode_loop, a. of beam_search): before
     cfg.min_new_tokens the `ending` tokens are held off, and the facts' contrast is added first.
 
@@ -351,8 +351,8 @@ def decode_loop(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfi
     for step in range(cfg.max_new_tokens):
         # b. process: penalties, bans, temperature, truncations (sampling.build_processors)
         raw_logprobs = torch.log_softmax(logits, dim=-1)
-        scores = _processed_scores(processors, cfg, step, logits, ending, live.prompt_tokens, live.pad,
-                                   live.generated, contrast)
+        scores = _process_logits(processors, cfg, step, logits, ending, live.prompt_tokens, live.pad,
+                                 live.generated, contrast)
         # c. choose
         next_tokens, writing = _choose_tokens(scores, use_sampling, live.generators, live.forced, step)
         chosen = raw_logprobs.gather(1, next_tokens[:, None])[:, 0].double().cpu()
@@ -597,8 +597,8 @@ class _BeamScorer:
         B, nb = beams.scores.shape
         raw_logprobs = torch.log_softmax(logits.float(), dim=-1)
         running = torch.tensor(beams.running, dtype=torch.long, device=beams.device).view(B * nb, step)  # (B*nb, step)
-        logprobs = _processed_scores(self.processors, self.cfg, step, raw_logprobs, self.ending, self.prompt_tokens,
-                                     self.pad, running)
+        logprobs = _process_logits(self.processors, self.cfg, step, raw_logprobs, self.ending, self.prompt_tokens,
+                                   self.pad, running)
         V = logprobs.shape[-1]
         return raw_logprobs, (logprobs.view(B, nb, V) + beams.scores[:, :, None]).view(B, nb * V)
 
