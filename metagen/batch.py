@@ -414,59 +414,13 @@ def plan_batch(jobs_file: JobsFile, *, out: str | os.PathLike | None = None, fmt
     A command-line seed replaces the file's base seed (jobs with their own seed keep it).
     `out_typed` is --out as typed: a trailing "/" makes `results.md/` a folder.
     """
-    from metagen import pipeline
-    from metagen.prompts import resolve_request
-
-    fmt = None if fmt is None else format_name(fmt)
-    if fmt is not None and fmt not in FORMATS:  # the flag's own mistake, not the first job's
-        raise ConfigError(f"--format {fmt!r} is not a format ({did_you_mean(fmt, FORMATS)})")
-    cli = dict(cli_settings or {})
-    for key, value in cli.items():  # a flag's value bad on its own is the flag's, not each job's
-        if value is not None:
-            check_setting(key, value)
-    cli_seed = cli.pop("seed", None)
-    if cli_seed is not None:  # taken out of the settings, so checked here: -1 counted on from 2**63 - 1
-        GenerationConfig(seed=cli_seed)
-    base = cli_seed if cli_seed is not None else jobs_file.base_seed
-    # a seed someone gave counts up without wrapping; the one made from the file's bytes may wrap
-    given_seed = "--seed" if cli_seed is not None else f"{jobs_file.path}: seed:" if jobs_file.seed is not None else ""
-    out_dir = Path(out) if out is not None else (jobs_file.out or Path("out"))
-    if named_file_format(out_dir, out_typed if out is not None else None):  # `-o results.md` would be a folder
-        given = f"--out {out_dir}" if out is not None else f"{jobs_file.path}: out: {out_dir}"
-        raise ConfigError(f"{given} names a file, but a batch writes one file a piece into a folder",
-                          hint=f"give a folder, such as {out_dir.with_suffix('')}; metagen story, describe-scene "
-                          "and dialogue write a single piece to -o FILE")
-    worlds: dict[Path, World] = {}
-    units: list[Unit] = []
-    index = 0
-    for job in jobs_file.jobs:
-        try:
-            key = resolved(job.world)  # `w.yaml`, `./w.yaml` and a link to it are parsed once
-            world = worlds.get(key)
-            if world is None:
-                world = worlds[key] = load_world(job.world)
-            request = resolve_request(world, pipeline.make_request(job.kind, world, **job.fields)).request
-            cfg = pipeline.effective_config(world, job.kind, {**jobs_file.settings, **job.settings}, cli, request)
-            unit_fmt = fmt or job.format or jobs_file.format or "md"
-            check_format(job.kind, unit_fmt)
-        except WorldError as error:
-            raise WorldError(f"{job.where}: {error.message}", problems=error.problems, hint=error.hint) from None
-        except MetagenError as error:
-            raise type(error)(f"{job.where}: {error.message}", hint=error.hint) from None
-        for k in range(job.count):
-            if job.seed is None and given_seed and base + index >= MAX_SEED:  # as a job's seed: never wrap to 0
-                raise ConfigError(f"{given_seed} {base} passes the largest seed, 2**63 - 1, by piece {index + 1} "
-                                  f"({job.where})", hint="give a smaller seed")
-            seed = (job.seed + k if job.seed is not None else base + index) % MAX_SEED
-            path = output_path(out_dir, world.id, job.kind, request.subject, seed, unit_fmt,
-                               request=_recorded_request(job, request))
-            units.append(Unit(index=index, job=job, k=k, world=world, request=request,
-                              cfg=GenerationConfig.from_dict({**cfg.to_dict(), "seed": seed}), seed=seed,
-                              format=unit_fmt, path=path, overwrite=overwrite))
-            index += 1
-            if index > MAX_UNITS:
-                raise ConfigError(f"{jobs_file.path}: more than {MAX_UNITS} pieces in one file; split it")
+    # a. the flags on their own, b. the output folder
+    fmt, cli, cli_seed = _check_flags(fmt, cli_settings)
+    out_dir = _choose_out_dir(jobs_file, out, out_typed)
+    # c. every unit of every job, d. no two of them writing one file
+    units = _expand_units(jobs_file, fmt, cli, _SeedRule.of(jobs_file, cli_seed), out_dir, overwrite)
     _check_collisions(units)
+    # e. this shard's units: every n-th from the i-th
     i, n = shard
     mine = [u for u in units if u.index % n == i - 1]
     plan = BatchPlan(units=[], total=len(units), shard=shard, out=OutputFolder(out_dir), resume=resume)
@@ -474,7 +428,109 @@ def plan_batch(jobs_file: JobsFile, *, out: str | os.PathLike | None = None, fmt
         check_writable(out_dir)
         plan.out.pin()
         _tidy_killed_runs(out_dir, mine)
-    for unit in mine:
+    # f. each to make or, on resume, to skip
+    _queue_or_skip(plan, mine, resume, overwrite)
+    return plan
+
+
+def _check_flags(fmt: str | None, cli_settings: Mapping[str, Any] | None) -> tuple[str | None, dict, int | None]:
+    """a. The command line's format and settings, each checked on its own: a bad flag is the flag's
+    mistake, not the first job's. Returns the format's name, the settings but the seed, and --seed."""
+    fmt = None if fmt is None else format_name(fmt)
+    if fmt is not None and fmt not in FORMATS:
+        raise ConfigError(f"--format {fmt!r} is not a format ({did_you_mean(fmt, FORMATS)})")
+    cli = dict(cli_settings or {})
+    for key, value in cli.items():
+        if value is not None:
+            check_setting(key, value)
+    cli_seed = cli.pop("seed", None)
+    if cli_seed is not None:  # taken out of the settings, so checked here: -1 counted on from 2**63 - 1
+        GenerationConfig(seed=cli_seed)
+    return fmt, cli, cli_seed
+
+
+def _choose_out_dir(jobs_file: JobsFile, out: str | os.PathLike | None, out_typed: str | None) -> Path:
+    """b. Where the pieces go: --out, else the file's `out:`, else out/; never a name like results.md."""
+    out_dir = Path(out) if out is not None else (jobs_file.out or Path("out"))
+    if named_file_format(out_dir, out_typed if out is not None else None):  # `-o results.md` would be a folder
+        given = f"--out {out_dir}" if out is not None else f"{jobs_file.path}: out: {out_dir}"
+        raise ConfigError(f"{given} names a file, but a batch writes one file a piece into a folder",
+                          hint=f"give a folder, such as {out_dir.with_suffix('')}; metagen story, describe-scene "
+                          "and dialogue write a single piece to -o FILE")
+    return out_dir
+
+
+@dataclass(frozen=True)
+class _SeedRule:
+    """Each unit's seed. A job's own `seed:` counts up through its copies; any other unit takes the
+    base seed plus its index among all units, so every shard gives a unit the same seed."""
+
+    base: int  # --seed, else the file's `seed:`, else a number made from the file's bytes
+    given_by: str  # who gave `base` ("--seed", "jobs.yaml: seed:"); "" when made from the file's bytes
+
+    @classmethod
+    def of(cls, jobs_file: JobsFile, cli_seed: int | None) -> "_SeedRule":
+        """The rule for `jobs_file`, with --seed (None: not given) over the file's base seed."""
+        if cli_seed is not None:
+            return cls(cli_seed, "--seed")
+        return cls(jobs_file.base_seed, f"{jobs_file.path}: seed:" if jobs_file.seed is not None else "")
+
+    def seed(self, job: Job, k: int, index: int) -> int:
+        """The seed of `job`'s k-th copy, unit `index` of the file. A seed someone gave counts up
+        without wrapping (past 2**63 - 1 is an error); the one made from the file's bytes may wrap."""
+        if job.seed is None and self.given_by and self.base + index >= MAX_SEED:
+            raise ConfigError(f"{self.given_by} {self.base} passes the largest seed, 2**63 - 1, by piece {index + 1} "
+                              f"({job.where})", hint="give a smaller seed")
+        return (job.seed + k if job.seed is not None else self.base + index) % MAX_SEED
+
+
+def _expand_units(jobs_file: JobsFile, fmt: str | None, cli: dict, seeds: _SeedRule, out_dir: Path,
+                  overwrite: bool) -> list[Unit]:
+    """c. Each job's `count` copies, in file order, with their world, request, settings, seed and file."""
+    worlds: dict[Path, World] = {}
+    units: list[Unit] = []
+    for job in jobs_file.jobs:
+        world, request, cfg, unit_fmt = _resolve_job(job, jobs_file, fmt, cli, worlds)
+        for k in range(job.count):
+            index = len(units)
+            seed = seeds.seed(job, k, index)
+            path = output_path(out_dir, world.id, job.kind, request.subject, seed, unit_fmt,
+                               request=_recorded_request(job, request))
+            units.append(Unit(index=index, job=job, k=k, world=world, request=request,
+                              cfg=GenerationConfig.from_dict({**cfg.to_dict(), "seed": seed}), seed=seed,
+                              format=unit_fmt, path=path, overwrite=overwrite))
+            if len(units) > MAX_UNITS:
+                raise ConfigError(f"{jobs_file.path}: more than {MAX_UNITS} pieces in one file; split it")
+    return units
+
+
+def _resolve_job(job: Job, jobs_file: JobsFile, fmt: str | None, cli: dict,
+                 worlds: dict[Path, World]) -> tuple[World, Request, GenerationConfig, str]:
+    """A job's world, canonical request, effective settings (defaults < world < file < job < flags)
+    and format; an error says which job. `worlds` keeps each world file parsed once."""
+    from metagen import pipeline
+    from metagen.prompts import resolve_request
+
+    try:
+        key = resolved(job.world)  # `w.yaml`, `./w.yaml` and a link to it are parsed once
+        world = worlds.get(key)
+        if world is None:
+            world = worlds[key] = load_world(job.world)
+        request = resolve_request(world, pipeline.make_request(job.kind, world, **job.fields)).request
+        cfg = pipeline.effective_config(world, job.kind, {**jobs_file.settings, **job.settings}, cli, request)
+        unit_fmt = fmt or job.format or jobs_file.format or "md"
+        check_format(job.kind, unit_fmt)
+    except WorldError as error:
+        raise WorldError(f"{job.where}: {error.message}", problems=error.problems, hint=error.hint) from None
+    except MetagenError as error:
+        raise type(error)(f"{job.where}: {error.message}", hint=error.hint) from None
+    return world, request, cfg, unit_fmt
+
+
+def _queue_or_skip(plan: BatchPlan, units: list[Unit], resume: bool, overwrite: bool) -> None:
+    """f. On resume, a unit whose piece is complete (and made from the same request) is skipped; any
+    other is queued once its file may be written: not a folder, and not there unless --overwrite."""
+    for unit in units:
         if resume and is_complete(unit.path):
             _check_same_request(unit)
             plan.skipped.append(unit)
@@ -486,7 +542,6 @@ def plan_batch(jobs_file: JobsFile, *, out: str | os.PathLike | None = None, fmt
                                         hint="pass --overwrite to replace it")
         check_not_exists(unit.path, overwrite)
         plan.units.append(unit)
-    return plan
 
 
 def _tidy_killed_runs(out_dir: Path, units: list[Unit]) -> None:

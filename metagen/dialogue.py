@@ -276,35 +276,26 @@ def generate_dialogue(
     without the bias against the speaker's own name; if that is empty too, the line is EMPTY_LINE
     and a warning says so.
     """
-    if order not in DIALOGUE_ORDERS:
-        raise ConfigError(f"dialogue order must be one of {', '.join(DIALOGUE_ORDERS)}, got {order!r}")
-    if not 0 <= seed < MAX_SEED:
-        raise ConfigError(f"--seed must be in [0, 2**63), got {seed}")
+    _check_order_and_seed(order, seed)
     started = time.perf_counter()
     request = with_topic(world, request, seed)
     prompt = dialogue_prompt(generator, world, request, cfg)
     writer = _DialogueWriter(generator, world, request, cfg, prompt.messages, seed, on_text, moderation,
                              plain_messages=prompt.plain_messages if cfg.context_contrast else None)
-    fixed = speaker_order(world, request)
     speaker = None
     for i in range(request.turns):
-        writer.slide_window(i)
-        speaker = fixed[i] if i == 0 or order == "turns" else writer.likeliest_speaker(speaker)
-        assert speaker in writer.cast, f"speaker {speaker.id} is not in the cast"
-        writer.write_line(i, speaker)
-    return DialogueResult(
-        turns=writer.turns,
-        text=format_dialogue(writer.lines),
-        prompt=prompt,
-        prompt_tokens=len(generator.tokenizer.encode_chat(prompt.messages)),
-        output_tokens=writer.output_tokens,
-        logprob=writer.logprob,
-        finish_reason="length",
-        seconds=time.perf_counter() - started,
-        seed=seed,
-        warnings=[*prompt.warnings, *writer.warnings],
-        critic={"lines": writer.critic_lines} if writer.critic_lines else {},
-    )
+        writer.slide_window(i)  # a.
+        speaker = writer.next_speaker(i, speaker, order)  # b.
+        writer.write_line(i, speaker)  # c. and d.
+    return writer.result(prompt, started)
+
+
+def _check_order_and_seed(order: str, seed: int) -> None:
+    """generate_dialogue's own arguments, checked before any model work."""
+    if order not in DIALOGUE_ORDERS:
+        raise ConfigError(f"dialogue order must be one of {', '.join(DIALOGUE_ORDERS)}, got {order!r}")
+    if not 0 <= seed < MAX_SEED:
+        raise ConfigError(f"--seed must be in [0, 2**63), got {seed}")
 
 
 class _DialogueWriter:
@@ -322,6 +313,7 @@ class _DialogueWriter:
         # spell the template's control tokens (Tokenizer.encode_chat).
         self.messages, self.seed, self.on_text = messages, seed, on_text
         self.cast = resolve_request(world, request).characters
+        self.turn_order = speaker_order(world, request)  # each turn's speaker with order "turns"
         self.names = [alias for c in self.cast for alias in (c.name, *c.aliases)]
         self.room = generator.context_length - cfg.max_new_tokens - prefix_tokens(generator, self.cast)
         # Each turn's prompt extends the last one: keep its KV cache so only new tokens are prefilled.
@@ -343,14 +335,37 @@ class _DialogueWriter:
                 self.warnings.append(f"the transcript outgrew the model's context at turn {i + 1}; "
                                      "later lines were written seeing only the most recent ones")
 
+    def next_speaker(self, i: int, previous: Character | None, order: str) -> Character:
+        """b. Who speaks turn i: the cast in turn order (always for the first turn), or with order
+        "likelihood" the likeliest of those who did not just speak."""
+        speaker = self.turn_order[i] if i == 0 or order == "turns" else self.likeliest_speaker(previous)
+        assert speaker in self.cast, f"speaker {speaker.id} is not in the cast"
+        return speaker
+
     def likeliest_speaker(self, previous: Character) -> Character:
-        """b. Who speaks next: anyone but who just spoke, the likeliest by the model's scores."""
+        """Who speaks next with order "likelihood": anyone but who just spoke, the likeliest by the model's scores."""
         candidates = [c for c in self.cast if c is not previous]
         if len(candidates) == 1:
             return candidates[0]
         scores = score_speakers(self.generator, self.messages, format_dialogue(self.lines[self.start:]),
                                 [c.name for c in candidates])
         return choose_speaker(scores, candidates)
+
+    def result(self, prompt: Prompt, started: float) -> DialogueResult:
+        """The finished dialogue, written after `prompt`; `started`: when generate_dialogue began (perf_counter)."""
+        return DialogueResult(
+            turns=self.turns,
+            text=format_dialogue(self.lines),
+            prompt=prompt,
+            prompt_tokens=len(self.tokenizer.encode_chat(prompt.messages)),
+            output_tokens=self.output_tokens,
+            logprob=self.logprob,
+            finish_reason="length",
+            seconds=time.perf_counter() - started,
+            seed=self.seed,
+            warnings=[*prompt.warnings, *self.warnings],
+            critic={"lines": self.critic_lines} if self.critic_lines else {},
+        )
 
     def _plain(self, speaker: Character, rows: int) -> PlainPrompts | None:
         """The same transcript and speaker after the fact-free preamble, `rows` times (None: no contrast)."""

@@ -295,6 +295,26 @@ class ContextContrast:
         return None
 
 
+def _process_logits(processors, cfg: GenerationConfig, step: int, logits: torch.Tensor, ending: list[int],
+                    prompt_tokens: torch.Tensor, pad: torch.Tensor, generated: torch.Tensor,
+                    contrast: ContextContrast | None = None) -> torch.Tensor:
+    """logits (B, V) through the processors (b. of decode_loop, a. of beam_search): before
+    cfg.min_new_tokens the `ending` tokens are held off, and the facts' contrast is added first.
+
+    The penalties see the generated tokens (B, t), after the prompt with cfg.penalize_prompt; a
+    processor that must see the prompt (sampling.sees_prompt) sees it either way.
+    """
+    copy_guard = sees_prompt(processors) and not cfg.penalize_prompt  # with it the history holds the prompt already
+    history = _history(prompt_tokens, pad, generated, cfg.penalize_prompt)
+    whole = _history(prompt_tokens, pad, generated, True) if copy_guard else None
+    # end-of-text held off before the truncations, which then choose among the other tokens
+    # (after them, min-p could leave end-of-text alone and then nothing)
+    held = _suppress(logits, ending) if step < cfg.min_new_tokens else logits
+    if contrast is not None:
+        held = contrast.adjust(held, step)
+    return apply_processors(processors, history, held, whole, generated)
+
+
 def decode_loop(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfig,
                 generators: list[torch.Generator] | None = None,
                 on_text: TextCallback | None = None,
@@ -312,72 +332,105 @@ def decode_loop(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfi
     left out of its log-probability; rows that share a prompt keep sharing it.
     """
     B = len(prompts)
-    if forced is not None and len(forced) != B:
-        raise ValueError("one forced start per prompt")
-    device = model.device
+    _check_decode_arguments(B, cfg, generators, forced)
     use_sampling = cfg.effective_strategy == "sample"
-    if use_sampling and (generators is None or len(generators) != B):
-        raise ValueError("sampling needs one torch.Generator per prompt")
     processors = build_processors(cfg, tokenizer, generators)
     _log_order(cfg.effective_strategy, processors)
-    copy_guard = sees_prompt(processors) and not cfg.penalize_prompt  # with it the history holds the prompt already
     eos = sorted(tokenizer.eos_ids)
-    eos_tensor = torch.tensor(eos, dtype=torch.long, device=device)
+    eos_tensor = torch.tensor(eos, dtype=torch.long, device=model.device)
     ending = ending_tokens(tokenizer, cfg.stop) if cfg.min_new_tokens else eos
-    prompt_tokens, pad = left_pad(prompts, tokenizer.pad_id, device)
-    pad_or_none = padded_rows_or_none(pad)
+    live = _LiveRows.start(*left_pad(prompts, tokenizer.pad_id, model.device), generators, forced)
+    # per caller's row: its text, its sum of log-probabilities, why it ended (None: still running)
     trackers = [TextTracker(tokenizer, cfg.stop, cfg.max_sentences) for _ in range(B)]
-    generated = torch.empty((B, 0), dtype=torch.long, device=device)
     logprobs = torch.zeros(B, dtype=torch.float64)
-    finished = [None] * B  # finish reason per row
+    finished = [None] * B
     # a. prefill, last position's logits only
-    cache, logits = _prefill(model, prompts, prompt_tokens, pad_or_none, cfg.max_new_tokens, reuse)
+    cache, logits = _prefill(model, prompts, live.prompt_tokens, live.pad_or_none, cfg.max_new_tokens, reuse)
     contrast = _contrast_for(model, plain, cfg, B, tokenizer.pad_id)
     joint = contrast.joined_with(cache) if contrast is not None else None
-    rows = list(range(B))  # the caller's row of each row still decoding: finished rows leave the batch
     for step in range(cfg.max_new_tokens):
         # b. process: penalties, bans, temperature, truncations (sampling.build_processors)
         raw_logprobs = torch.log_softmax(logits, dim=-1)
-        history = _history(prompt_tokens, pad, generated, cfg.penalize_prompt)
-        whole = _history(prompt_tokens, pad, generated, True) if copy_guard else None
-        # end-of-text held off before the truncations, which then choose among the other tokens
-        # (after them, min-p could leave end-of-text alone and then nothing)
-        held = _suppress(logits, ending) if step < cfg.min_new_tokens else logits
-        if contrast is not None:
-            held = contrast.adjust(held, step)
-        scores = apply_processors(processors, history, held, whole, generated)
+        scores = _process_logits(processors, cfg, step, logits, ending, live.prompt_tokens, live.pad,
+                                 live.generated, contrast)
         # c. choose
-        next_tokens, writing = _choose_tokens(scores, use_sampling, generators, forced, step)
+        next_tokens, writing = _choose_tokens(scores, use_sampling, live.generators, live.forced, step)
         chosen = raw_logprobs.gather(1, next_tokens[:, None])[:, 0].double().cpu()
         # d. record, stream, check the end of each row on its own
-        generated = torch.cat([generated, next_tokens[:, None]], dim=1)
+        live.generated = torch.cat([live.generated, next_tokens[:, None]], dim=1)
         token_list = next_tokens.tolist()
         is_eos = torch.isin(next_tokens, eos_tensor).tolist()
-        for i, row in enumerate(rows):
-            if i not in writing:  # a forced token is metagen's word, not the model's choice
-                logprobs[row] += chosen[i]
-            piece, finished[row] = _take_token(trackers[row], token_list[i], is_eos[i])
+        for position, row in enumerate(live.rows):
+            if position not in writing:  # a forced token is metagen's word, not the model's choice
+                logprobs[row] += chosen[position]
+            piece, finished[row] = _take_token(trackers[row], token_list[position], is_eos[position])
             if piece and on_text:
                 on_text(row, piece)
-        running = [i for i, row in enumerate(rows) if finished[row] is None]
-        if not running or step == cfg.max_new_tokens - 1:
+        still_running = [position for position, row in enumerate(live.rows) if finished[row] is None]
+        if not still_running or step == cfg.max_new_tokens - 1:
             break
-        if len(running) < len(rows):  # the rows that finished leave: later steps compute the rest only
-            keep = torch.tensor(running, device=device)
-            rows = [rows[i] for i in running]
-            next_tokens, generated, prompt_tokens, pad = next_tokens[keep], generated[keep], prompt_tokens[keep], pad[keep]
-            pad_or_none = None if pad_or_none is None else pad
-            generators = None if generators is None else [generators[i] for i in running]
-            forced = None if forced is None else [forced[i] for i in running]
-            _keep_row_states(keep, running, cache, processors, contrast)
+        if len(still_running) < len(live.rows):  # the rows that finished leave: later steps compute the rest only
+            keep = live.keep(still_running)
+            next_tokens = next_tokens[keep]
+            _keep_row_states(keep, still_running, cache, processors, contrast)
             if joint is not None:
                 joint = JointPrefixCache(joint.groups)  # the groups' rows counted again
         # e. one model step for every row still running
-        logits = _decode_one_token(model, next_tokens, cache, pad_or_none, contrast, joint)
+        logits = _decode_one_token(model, next_tokens, cache, live.pad_or_none, contrast, joint)
     _keep_for_next(reuse, prompts, trackers[0].ids, cache)
     if contrast is not None:
         _keep_for_next(plain.reuse, plain.ids, trackers[0].ids, contrast.cache)
     return _finish_rows(trackers, finished, logprobs, prompts, on_text)
+
+
+def _check_decode_arguments(B: int, cfg: GenerationConfig, generators: list[torch.Generator] | None,
+                            forced: list[list[int]] | None) -> None:
+    """decode_loop's per-row arguments: one forced start per prompt, one generator per prompt to sample."""
+    if forced is not None and len(forced) != B:
+        raise ValueError("one forced start per prompt")
+    if cfg.effective_strategy == "sample" and (generators is None or len(generators) != B):
+        raise ValueError("sampling needs one torch.Generator per prompt")
+
+
+@dataclass
+class _LiveRows:
+    """What decode_loop holds for each row still decoding, by its position in the batch.
+
+    Rows that finish leave the batch, so position i is the caller's row rows[i]: what lives by the
+    caller's row (texts, log-probabilities, finish reasons, results) is indexed through `rows`;
+    everything here, and the model's cache and processors (_keep_row_states), by position.
+    """
+
+    rows: list[int]  # the caller's row at each position
+    prompt_tokens: torch.Tensor  # (b, T) the prompts, left-padded
+    pad: torch.Tensor  # (b,) each row's left padding
+    padded: bool  # whether any prompt was padded at the start (else the model gets no padding mask)
+    generated: torch.Tensor  # (b, t) the tokens chosen so far
+    generators: list[torch.Generator] | None  # sampling's, one a row
+    forced: list[list[int]] | None  # each row's forced start
+
+    @classmethod
+    def start(cls, prompt_tokens: torch.Tensor, pad: torch.Tensor, generators: list[torch.Generator] | None,
+              forced: list[list[int]] | None) -> "_LiveRows":
+        """Every row, before the first token; prompt_tokens (B, T) and pad (B,) from left_pad."""
+        B = prompt_tokens.shape[0]
+        generated = torch.empty((B, 0), dtype=torch.long, device=prompt_tokens.device)
+        return cls(list(range(B)), prompt_tokens, pad, padded_rows_or_none(pad) is not None, generated,
+                   generators, forced)
+
+    @property
+    def pad_or_none(self) -> torch.Tensor | None:
+        """The pad counts the model masks with: None when no prompt was padded."""
+        return self.pad if self.padded else None
+
+    def keep(self, positions: list[int]) -> torch.Tensor:
+        """Keep only the rows at `positions` (in order); returns them as an index tensor for the rest."""
+        keep = torch.tensor(positions, device=self.pad.device)
+        self.rows = [self.rows[i] for i in positions]
+        self.prompt_tokens, self.pad, self.generated = self.prompt_tokens[keep], self.pad[keep], self.generated[keep]
+        self.generators = None if self.generators is None else [self.generators[i] for i in positions]
+        self.forced = None if self.forced is None else [self.forced[i] for i in positions]
+        return keep
 
 
 def _contrast_for(model, plain: PlainPrompts | None, cfg: GenerationConfig, B: int,
@@ -471,52 +524,40 @@ def beam_search(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfi
     """Beam search for a batch of prompts; each result holds the n-best sequences. Beam search
     draws nothing at random, so it takes no generators."""
     B, nb = len(prompts), cfg.num_beams
-    device = model.device
-    V = model.args.vocab_size
     eos = sorted(tokenizer.eos_ids)
     K = max(2, 1 + len(eos)) * nb  # candidates kept per step, as transformers does
-    ending = ending_tokens(tokenizer, cfg.stop) if cfg.min_new_tokens else eos
     processors = build_processors(cfg, tokenizer, None)
     _log_order("beam", processors)
-    copy_guard = sees_prompt(processors) and not cfg.penalize_prompt
-    prompt_tokens, pad = left_pad(prompts, tokenizer.pad_id, device)
+    prompt_tokens, pad = left_pad(prompts, tokenizer.pad_id, model.device)
     prompt_tokens = prompt_tokens.repeat_interleave(nb, dim=0)  # (B*nb, T)
-    pad = pad.repeat_interleave(nb, dim=0)
+    pad = pad.repeat_interleave(nb, dim=0)  # (B*nb,)
+    scorer = _BeamScorer(cfg, processors, prompt_tokens, pad,
+                         ending=ending_tokens(tokenizer, cfg.stop) if cfg.min_new_tokens else eos)
     pad_or_none = padded_rows_or_none(pad)
     cache = model.new_cache(B * nb, prompt_tokens.shape[1] + cfg.max_new_tokens)
-    beams = _Beams.start(B, nb, device)
-    streamed = [0] * B  # tokens of the shared prefix already streamed
-    text_so_far = [""] * B
+    beams, stream = _Beams.start(B, nb, model.device), _BeamStream(tokenizer, B, on_text)
     logits = model(prompt_tokens, cache, pad_or_none, last_only=True)[:, -1]  # (B*nb, V)
     for step in range(cfg.max_new_tokens):
+        last_step = step == cfg.max_new_tokens - 1
         # a. score: log-softmax, then the processors, plus each beam's running score
-        raw_logprobs = torch.log_softmax(logits.float(), dim=-1)
-        running = torch.tensor(beams.running, dtype=torch.long, device=device).view(B * nb, step)
-        history = _history(prompt_tokens, pad, running, cfg.penalize_prompt)
-        whole = _history(prompt_tokens, pad, running, True) if copy_guard else None
-        held = _suppress(raw_logprobs, ending) if step < cfg.min_new_tokens else raw_logprobs
-        logprobs = apply_processors(processors, history, held, whole, running)
-        accumulated = (logprobs.view(B, nb, V) + beams.scores[:, :, None]).view(B, nb * V)
+        raw_logprobs, accumulated = scorer.score(beams, logits, step)  # (B*nb, V), (B, nb*V)
         # b. the K best continuations over all beams of each prompt
         top_scores, top_indices = torch.topk(accumulated, K, dim=-1)  # (B, K)
-        last_step = step == cfg.max_new_tokens - 1
         # c. and d. (in _advance_beams): file the finished, carry the nb best unfinished on
-        reorder = _advance_beams(beams, top_scores, top_indices, raw_logprobs, step, last_step,
+        parents = _advance_beams(beams, top_scores, top_indices, raw_logprobs, step, last_step,
                                  cfg, tokenizer, set(eos))
         # e. stop rule: nb hypotheses done (early stopping), or no running beam can still win
         _mark_done(beams, step, cfg)
-        if on_text:
-            _stream_beams(tokenizer, beams.running, beams.finished, nb, streamed, text_so_far, on_text)
+        stream.send_shared_prefix(beams)
         if all(beams.done) or last_step:
             break
         # f. reorder the KV cache to the chosen parents, then one step for every beam
-        rows = torch.tensor(reorder, dtype=torch.long, device=device)
-        if not torch.equal(rows, torch.arange(B * nb, device=device)):
-            cache.reorder(rows)
-        last = torch.tensor([seq[-1] for seq in beams.running], dtype=torch.long, device=device)
-        logits = model(last[:, None], cache, pad_or_none)[:, -1]
-    return [_beam_result(tokenizer, cfg, beams.finished[b], len(prompts[b]), b, text_so_far[b], on_text)
-            for b in range(B)]
+        logits = _step_beams(model, cache, beams, parents, pad_or_none)
+    results = [_beam_result(tokenizer, cfg, hypotheses, len(prompt))
+               for hypotheses, prompt in zip(beams.finished, prompts)]
+    for row, result in enumerate(results):
+        stream.send_rest(row, result)
+    return results
 
 
 @dataclass
@@ -538,6 +579,28 @@ class _Beams:
         scores[:, 0] = 0.0
         return cls(nb, device, [[] for _ in range(B * nb)], scores, torch.zeros(B * nb, dtype=torch.float64),
                    [[] for _ in range(B)], [False] * B)
+
+
+@dataclass(frozen=True)
+class _BeamScorer:
+    """Step a. of beam_search, with what it needs that stays the same every step."""
+
+    cfg: GenerationConfig
+    processors: list  # build_processors(cfg), in their documented order
+    prompt_tokens: torch.Tensor  # (B*nb, T) each prompt, left-padded, once for each of its beams
+    pad: torch.Tensor  # (B*nb,) each row's left padding
+    ending: list[int]  # the tokens held off before cfg.min_new_tokens (bans.ending_tokens)
+
+    def score(self, beams: _Beams, logits: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """a. The raw model's log-probabilities (B*nb, V), and every continuation's score (B, nb*V): its
+        log-probability after the processors plus its beam's running score."""
+        B, nb = beams.scores.shape
+        raw_logprobs = torch.log_softmax(logits.float(), dim=-1)
+        running = torch.tensor(beams.running, dtype=torch.long, device=beams.device).view(B * nb, step)  # (B*nb, step)
+        logprobs = _process_logits(self.processors, self.cfg, step, raw_logprobs, self.ending, self.prompt_tokens,
+                                   self.pad, running)
+        V = logprobs.shape[-1]
+        return raw_logprobs, (logprobs.view(B, nb, V) + beams.scores[:, :, None]).view(B, nb * V)
 
 
 def _finish_reason(tokenizer, cfg: GenerationConfig, sequence: list[int], token: int, eos_set: set[int],
@@ -603,9 +666,8 @@ def _mark_done(beams: _Beams, step: int, cfg: GenerationConfig) -> None:
             beams.done[b] = True
 
 
-def _beam_result(tokenizer, cfg: GenerationConfig, finished: list[_Hypothesis], prompt_tokens: int, row: int,
-                 streamed_text: str, on_text: TextCallback | None) -> SearchResult:
-    """One prompt's n-best as a SearchResult; streams what the best one adds to the text already streamed."""
+def _beam_result(tokenizer, cfg: GenerationConfig, finished: list[_Hypothesis], prompt_tokens: int) -> SearchResult:
+    """One prompt's n-best as a SearchResult."""
     best = sorted(finished, key=lambda h: h.score, reverse=True)[:cfg.num_return_sequences]
     sequences = []
     for hyp in best:
@@ -615,10 +677,6 @@ def _beam_result(tokenizer, cfg: GenerationConfig, finished: list[_Hypothesis], 
             text = text[:min(at)] if at else text[:sentence_cut(text, cfg.max_sentences)[0]]
         sequences.append(Sequence(tokens=hyp.tokens, text=text, logprob=hyp.logprob,
                                   finish_reason=hyp.finish_reason, score=hyp.score))
-    if on_text and sequences and sequences[0].text.startswith(streamed_text):
-        rest = sequences[0].text[len(streamed_text):]
-        if rest:
-            on_text(row, rest)
     return SearchResult(sequences=sequences, prompt_tokens=prompt_tokens)
 
 
@@ -628,20 +686,48 @@ def _add_hypothesis(hypotheses: list[_Hypothesis], hyp: _Hypothesis, limit: int)
     del hypotheses[limit:]
 
 
-def _stream_beams(tokenizer, running, finished, nb, streamed, text_so_far, on_text):
-    """Stream the prefix shared by every live beam and every hypothesis that may still win."""
-    for b in range(len(finished)):
-        candidates = [running[b * nb + i] for i in range(nb)] + [h.tokens for h in finished[b]]
-        shared = common_prefix(candidates)
-        if shared <= streamed[b]:
-            continue
-        text = tokenizer.decode(candidates[0][:shared])
-        if text.endswith("\ufffd") or not text.startswith(text_so_far[b]):
-            continue
-        piece = text[len(text_so_far[b]):]
-        streamed[b], text_so_far[b] = shared, text
-        if piece:
-            on_text(b, piece)
+def _step_beams(model, cache, beams: _Beams, parents: list[int], pad: torch.Tensor | None) -> torch.Tensor:
+    """f. Reorder the KV cache to each new beam's parent row, then feed every beam its last token:
+    the next logits (B*nb, V)."""
+    rows = torch.tensor(parents, dtype=torch.long, device=beams.device)
+    if not torch.equal(rows, torch.arange(len(parents), device=beams.device)):
+        cache.reorder(rows)
+    last = torch.tensor([seq[-1] for seq in beams.running], dtype=torch.long, device=beams.device)  # (B*nb,)
+    return model(last[:, None], cache, pad)[:, -1]
+
+
+class _BeamStream:
+    """What beam search streams to on_text (nothing without one): only text no later step can change."""
+
+    def __init__(self, tokenizer, B: int, on_text: TextCallback | None):
+        self.tokenizer, self.on_text = tokenizer, on_text
+        self.streamed = [0] * B  # per prompt, the tokens of the shared prefix already streamed
+        self.text = [""] * B  # per prompt, the text already streamed
+
+    def send_shared_prefix(self, beams: _Beams) -> None:
+        """Stream the prefix shared by every live beam and every hypothesis that may still win."""
+        if not self.on_text:
+            return
+        nb = beams.nb
+        for b in range(len(beams.finished)):
+            candidates = [beams.running[b * nb + i] for i in range(nb)] + [h.tokens for h in beams.finished[b]]
+            shared = common_prefix(candidates)
+            if shared <= self.streamed[b]:
+                continue
+            text = self.tokenizer.decode(candidates[0][:shared])
+            if text.endswith("\ufffd") or not text.startswith(self.text[b]):
+                continue
+            piece = text[len(self.text[b]):]
+            self.streamed[b], self.text[b] = shared, text
+            if piece:
+                self.on_text(b, piece)
+
+    def send_rest(self, row: int, result: SearchResult) -> None:
+        """Stream what the best sequence adds to the text already streamed (the search is over)."""
+        if self.on_text and result.sequences and result.sequences[0].text.startswith(self.text[row]):
+            rest = result.sequences[0].text[len(self.text[row]):]
+            if rest:
+                self.on_text(row, rest)
 
 
 def run_search(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfig,
