@@ -35,7 +35,9 @@ HELD = {"h2-copperleaf-terraces", "h4-quillon-halt", "h5-linden-apiary", "h6-sol
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 
 
-def collect(kind):
+def collect(kind, subject="place"):
+    """Decided pairs of `kind`, keyed on the pair file's `- subject:` line (a scene's place, a dialogue's
+    cast); each pair also carries every `- key: value` line of its file as `header`."""
     votes = {}
     for sheet in glob.glob(os.path.join(ROOT, "**/ratings.csv"), recursive=True):
         folder = os.path.dirname(sheet)
@@ -51,14 +53,13 @@ def collect(kind):
             text = open(path).read()
             if not re.search(rf"^- kind: {kind}\s*$", text, re.M):
                 continue
-            world = re.search(r"^- world: (.+)$", text, re.M).group(1).strip()
-            place = re.search(r"^- place: (.+)$", text, re.M)
+            header = dict(re.findall(r"^- (\w+): (.+?)\s*$", text.split("## Text")[0], re.M))
             parts = re.split(r"^## Text [12]\s*$", text, flags=re.M)
-            if len(parts) != 3 or not place:
+            if len(parts) != 3 or subject not in header:
                 continue
             one, two = parts[1].strip(), parts[2].strip()
-            key = (world, place.group(1).strip(), *sorted([one, two]))
-            entry = votes.setdefault(key, {"folder": folder, "votes": collections.Counter()})
+            key = (header["world"], header[subject], *sorted([one, two]))
+            entry = votes.setdefault(key, {"folder": folder, "header": header, "votes": collections.Counter()})
             entry["votes"][one if choice == "1" else two] += 1
     pairs = []
     for (world, place, a, b), entry in votes.items():
@@ -66,8 +67,8 @@ def collect(kind):
         if len(top) > 1 and top[0][1] == top[1][1]:
             continue
         chosen = top[0][0]
-        pairs.append({"world": world, "place": place, "chosen": chosen, "rejected": b if chosen == a else a,
-                      "folder": entry["folder"]})
+        pairs.append({"world": world, subject: place, "chosen": chosen, "rejected": b if chosen == a else a,
+                      "folder": entry["folder"], "header": entry["header"]})
     return pairs
 
 
