@@ -74,8 +74,11 @@ KIND_DEFAULTS: dict[str, dict[str, Any]] = {"story": NARRATION_DEFAULTS, "scene"
                                             "dialogue": {**PROSE_DEFAULTS, "penalize_prompt": True, "max_sentences": 2, **CONTRAST}}
 # Versions of each unit (scene, story beat, dialogue line) the critic chooses from when nobody
 # says otherwise: docs/quality.md has the measurements (the README's story takes 1.55x the time
-# of the earlier single-pass design, side by side). Greedy and beam settings get one.
-DEFAULT_CANDIDATES = 4
+# of the earlier single-pass design, side by side). Greedy and beam settings get one. Scenes draw
+# eight since the critic leans on the model's own fluency (critic.SCENE_WEIGHTS): read blind
+# against four, 29 of 40 changed pairs for eight, kept as a draft 16 to 6, for about twice the
+# time (round forty, experiments/log.md).
+DEFAULT_CANDIDATES = {"story": 4, "scene": 8, "dialogue": 4}
 # Scene requests decoded together by compose; each brings cfg.candidates rows. The text of a
 # seed does not depend on it (tests/test_pipeline.py): it only trades memory for speed.
 DEFAULT_BATCH_SIZE = 8
@@ -198,7 +201,7 @@ def effective_config(world: World, kind: str, job_settings: Mapping[str, Any] | 
     cfg = merge_settings(base, *layers)
     chosen = any(layer and layer.get("candidates") is not None for layer in layers)
     if not chosen and cfg.effective_strategy == "sample":
-        cfg = dataclasses.replace(cfg, candidates=DEFAULT_CANDIDATES)
+        cfg = dataclasses.replace(cfg, candidates=DEFAULT_CANDIDATES[kind])
     stock = stock_phrases(world) if cfg.avoid_stock else ()
     banned = tuple(dict.fromkeys((*cfg.banned, *world.content.banned_words, *stock)))
     if banned != cfg.banned:

@@ -778,8 +778,9 @@ def test_the_prompt_of_a_scene_says_what_its_candidates_start_with(runner, world
     assert printed.exit_code == 0, printed.output
     assert 'Start with the words "The Mill".' in printed.stdout  # what every candidate's words begin with
     line = next(x for x in printed.stderr.splitlines() if x.startswith("candidates start with: "))
-    assert sorted(line.removeprefix("candidates start with: ").split("; ")) == ["The Mill rings with (2)",
-                                                                                "The Mill smells of (2)"]
+    # a scene's eight default candidates, four on each sense's verb
+    assert sorted(line.removeprefix("candidates start with: ").split("; ")) == ["The Mill rings with (4)",
+                                                                                "The Mill smells of (4)"]
     given = invoke(runner, "prompt", "scene", world, "-l", "mill", "--start", "Dusk at the mill", *model_args)
     assert 'Start with the words "Dusk at the mill".' in given.stdout and "candidates start" not in given.stderr
 
