@@ -4,7 +4,7 @@ Prefill once, then one model step per token with an explicit cache position (aft
 gpt-fast's generate.py).  Beam search follows the n-best bookkeeping of transformers'
 vectorized `_beam_search` (scores `sum_logprobs / generated_len ** length_penalty`,
 2 x num_beams candidates a step, the same early-stopping rule), so that the two agree
-token for token on the same weights.  `run_search` picks the loop a configuration asks for.
+token for token on the same weights.  generator.run_search picks the loop a configuration asks for.
 """
 
 from __future__ import annotations
@@ -728,20 +728,3 @@ class _BeamStream:
             rest = result.sequences[0].text[len(self.text[row]):]
             if rest:
                 self.on_text(row, rest)
-
-
-def run_search(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfig,
-               generators: list[torch.Generator] | None = None,
-               on_text: TextCallback | None = None,
-               reuse: PrefixReuse | None = None,
-               plain: PlainPrompts | None = None,
-               forced: list[list[int]] | None = None) -> list[SearchResult]:
-    """Decode prompts with the strategy cfg asks for (`reuse`, `plain` and `forced` serve greedy and sampling).
-
-    On a CPU the strategy runs on one thread but for the model's passes (threads.StepThreads)."""
-    if cfg.effective_strategy == "beam" and forced is not None:
-        raise ValueError("beam search writes no forced start")
-    with model.step_threads.decoding():
-        if cfg.effective_strategy == "beam":
-            return beam_search(model, tokenizer, prompts, cfg, on_text)
-        return decode_loop(model, tokenizer, prompts, cfg, generators, on_text, reuse, plain, forced)
