@@ -19,6 +19,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from metagen.beam import beam_search
 from metagen.config import GenerationConfig
 from metagen.catalog import KNOWN_MODELS, KnownModel
 from metagen.converted import convert_once, converted_dir, load_converted
@@ -29,7 +30,7 @@ from metagen.lora import existing_adapter, load_adapter
 from metagen.linears import WEIGHT_FORMATS
 from metagen.model import Transformer
 from metagen.sampling import Unchoosable
-from metagen.search import (PlainPrompts, PrefixReuse, SearchResult, TextCallback, beam_search, decode_loop, left_pad,
+from metagen.search import (PlainPrompts, PrefixReuse, SearchResult, TextCallback, decode_loop, left_pad,
                             padded_rows_or_none)
 from metagen.tokenizer import Tokenizer
 
@@ -275,7 +276,7 @@ def run_search(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfig
                reuse: PrefixReuse | None = None,
                plain: PlainPrompts | None = None,
                forced: list[list[int]] | None = None) -> list[SearchResult]:
-    """Decode prompts with the strategy cfg asks for: search.decode_loop (greedy, sampling) or search.beam_search
+    """Decode prompts with the strategy cfg asks for: search.decode_loop (greedy, sampling) or beam.beam_search
     (`reuse`, `plain` and `forced` serve greedy and sampling).
 
     On a CPU the strategy runs on one thread but for the model's passes (threads.StepThreads)."""
