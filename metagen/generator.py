@@ -19,6 +19,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from metagen.beam import beam_search
 from metagen.config import GenerationConfig
 from metagen.catalog import KNOWN_MODELS, KnownModel
 from metagen.converted import convert_once, converted_dir, load_converted
@@ -29,7 +30,8 @@ from metagen.lora import existing_adapter, load_adapter
 from metagen.linears import WEIGHT_FORMATS
 from metagen.model import Transformer
 from metagen.sampling import Unchoosable
-from metagen.search import PlainPrompts, PrefixReuse, SearchResult, TextCallback, left_pad, padded_rows_or_none, run_search
+from metagen.search import (PlainPrompts, PrefixReuse, SearchResult, TextCallback, decode_loop, left_pad,
+                            padded_rows_or_none)
 from metagen.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
@@ -266,6 +268,24 @@ def keep_loaded_models(most: int) -> LoadedModels:
 def draw_seed() -> int:
     """A fresh random seed, recorded with the output so the result can be reproduced."""
     return secrets.randbits(63)
+
+
+def run_search(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfig,
+               generators: list[torch.Generator] | None = None,
+               on_text: TextCallback | None = None,
+               reuse: PrefixReuse | None = None,
+               plain: PlainPrompts | None = None,
+               forced: list[list[int]] | None = None) -> list[SearchResult]:
+    """Decode prompts with the strategy cfg asks for: search.decode_loop (greedy, sampling) or beam.beam_search
+    (`reuse`, `plain` and `forced` serve greedy and sampling).
+
+    On a CPU the strategy runs on one thread but for the model's passes (threads.StepThreads)."""
+    if cfg.effective_strategy == "beam" and forced is not None:
+        raise ValueError("beam search writes no forced start")
+    with model.step_threads.decoding():
+        if cfg.effective_strategy == "beam":
+            return beam_search(model, tokenizer, prompts, cfg, on_text)
+        return decode_loop(model, tokenizer, prompts, cfg, generators, on_text, reuse, plain, forced)
 
 
 class Generator:

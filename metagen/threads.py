@@ -17,7 +17,7 @@ stay on torch's count: a float32 matmul of one row split its sums on 3 threads. 
 pass stays on torch's count in every format, since its wide matmuls do split sums (the
 logits moved by up to 0.66 between 1 and 2 threads).
 
-metagen.search runs each decoding strategy inside `decoding`; model.Transformer.forward
+generator.run_search runs each decoding strategy inside `decoding`; model.Transformer.forward
 runs a one-position step inside `step` and a prompt's pass inside `prompt`.
 """
 

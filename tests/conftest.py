@@ -92,6 +92,14 @@ def tiny_generator(tiny_gguf):
     return load_tiny_generator(tiny_gguf, file_sha256(tiny_gguf))
 
 
+PROMPTS = ["the cat sat on", "in the beginning there was", "a", "we went down to the water and"]
+
+
+def encode(gen, texts):
+    """Plain-text prompts as token ids, without the chat template."""
+    return [gen.encode_prompt(t, chat=False) for t in texts]
+
+
 @pytest.fixture(autouse=True)
 def interrupt_handler_kept():
     """A command run here that ends on Ctrl-C ignores later ones (cli.ignore_further_interrupts), as
