@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 MAX_STDIN_BYTES = 2**20  # a prompt on standard input; a model's whole context is far less
+STDIN_NAME = "<stdin>"  # what messages call an input read from standard input (a path given as '-')
 
 _KINDS = (
     (stat.S_ISFIFO, "a FIFO (named pipe)"),
@@ -101,6 +102,12 @@ def read_input(path: str | os.PathLike, limit: int, what: str, error: type) -> b
         raise error(f"{display}: no such {what.split(' ', 1)[-1]}") from None
     except OSError as problem:
         raise error(f"{display}: cannot be read: {problem.strerror or problem}") from None
+    return within_limit(display, data, limit, what, error)
+
+
+def within_limit(display: str, data: bytes, limit: int, what: str, error: type) -> bytes:
+    """data, read up to one byte over limit, unless it is over: then `error` naming display (a path, or
+    STDIN_NAME for what came on standard input)."""
     if len(data) > limit:
         size = f"{limit // 2**20} MiB" if limit >= 2**20 else f"{limit // 1024} KiB"
         raise error(f"{display} is over the {size} limit for {what}", hint="split it into several files")
