@@ -339,6 +339,7 @@ class _Saver:
                          root=self.root)
         except OutputError as error:
             if not self.claimed:
+                self.root.remove_made()
                 raise  # nothing has been said yet: the session cannot start
             self.ok, self.error = False, error.one_line()
             _note(f"warning: could not save the session: {error.one_line()} (it goes on; /save FILE writes it "
@@ -347,8 +348,8 @@ class _Saver:
         self.claimed, self.ok = True, True
 
     def release(self) -> bool:
-        """Remove the file a new session claimed and never put a turn in: left, it would hold its
-        character and seed as 'exists' to the next chat. True when it is gone."""
+        """Remove the file a new session claimed and never put a turn in, and the folders made for it:
+        left, the file would hold its character and seed as 'exists' to the next chat. True when it is gone."""
         try:
             folder_fd = self.root.open_folder_of(self.path)
             try:
@@ -356,11 +357,12 @@ class _Saver:
             finally:
                 os.close(folder_fd)
         except FileNotFoundError:
-            return True
+            pass
         except (OSError, OutputError) as error:
             reason = error.one_line() if isinstance(error, OutputError) else error.strerror
             _note(f"warning: could not remove the empty session {self.path}: {reason}")
             return False
+        self.root.remove_made()
         return True
 
 

@@ -171,6 +171,7 @@ class OutputFolder:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self._identity: tuple[int, int] | None = None
+        self.made: list[Path] = []  # the folders its writes made, top down (remove_made takes them back)
 
     def pin(self) -> None:
         """Remember which folder the output folder is now, if it exists."""
@@ -202,7 +203,9 @@ class OutputFolder:
         except ValueError:
             raise OutputLinkError(f"cannot write {path}: it is not inside the output folder {self.path}") from None
         try:
+            missing = [p for p in (*reversed(self.path.parents), self.path) if not os.path.lexists(p)]
             self.path.mkdir(parents=True, exist_ok=True)
+            self.made += [p for p in missing if p not in self.made]
             fd = os.open(self.path, _FOLDER_FLAGS)
         except (FileExistsError, NotADirectoryError):
             if self.path.is_symlink() or self.path.is_dir():  # swapped while we looked
@@ -223,7 +226,7 @@ class OutputFolder:
             walked = self.path
             for part in parts:
                 walked = walked / part
-                child = _open_child(fd, part, walked, path)
+                child = _open_child(fd, part, walked, path, self.made)
                 os.close(fd)
                 fd = child
         except BaseException:
@@ -231,12 +234,25 @@ class OutputFolder:
             raise
         return fd
 
+    def remove_made(self) -> None:
+        """Remove the folders this object's writes made, deepest first, while they are empty: a run
+        that in the end kept nothing (a chat with no turn) leaves no folder either."""
+        for folder in reversed(self.made):
+            try:
+                os.rmdir(folder)
+            except FileNotFoundError:
+                continue
+            except OSError:  # another file is in it now, so it and the folders above it stay
+                break
+        self.made = []
 
-def _open_child(folder_fd: int, name: str, shown: Path, target: Path) -> int:
-    """Make (if missing) and open the folder name inside folder_fd, refusing a link or a file."""
+
+def _open_child(folder_fd: int, name: str, shown: Path, target: Path, made: list[Path]) -> int:
+    """Make (if missing, adding it to made) and open the folder name inside folder_fd, refusing a link or a file."""
     try:
         try:
             os.mkdir(name, 0o777, dir_fd=folder_fd)
+            made.append(shown)
         except FileExistsError:
             pass
         return os.open(name, _FOLDER_FLAGS | os.O_NOFOLLOW, dir_fd=folder_fd)
