@@ -23,7 +23,8 @@ from pathlib import Path
 from metagen.errors import OutputError, OutputExistsError, OutputFolderError, OutputLinkError
 from metagen.files import os_reason
 from metagen.output.formats import check_format, render
-from metagen.output.paths import link_loops, output_path
+from metagen.files import dangling_link, link_loops
+from metagen.output.paths import output_path
 from metagen.output.piece import Piece
 
 log = logging.getLogger(__package__)  # "metagen.output": one logger for the package, as before the split
@@ -111,14 +112,6 @@ def _no_hard_links(error: OSError) -> bool:
     codes = {errno.EPERM, errno.ENOSYS, errno.EMLINK}
     codes |= {getattr(errno, name) for name in ("ENOTSUP", "EOPNOTSUPP") if hasattr(errno, name)}
     return error.errno in codes
-
-
-def dangling_link(path: str | os.PathLike) -> str | None:
-    """Where path points when it is a symbolic link to nothing (an existing name all the same), else None."""
-    try:
-        return os.readlink(path) if not os.path.exists(path) else None
-    except OSError:  # not a link, or not there at all
-        return None
 
 
 def exists_words(path: str | os.PathLike) -> str:
