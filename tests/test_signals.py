@@ -185,6 +185,37 @@ def _torch_loading(pid: int) -> bool:
         return False
 
 
+# A real SIGINT, sent by the process to itself as click starts to parse the command line: where a
+# Ctrl-C typed a moment after Enter lands (importing the commands takes most of a second).
+_INTERRUPTED_WHILE_PARSING = """\
+import os, signal, sys
+from typer.core import TyperGroup
+from metagen.cli import run
+
+real = TyperGroup.parse_args
+
+def parse_args(self, ctx, args):
+    os.kill(os.getpid(), signal.SIGINT)
+    return real(self, ctx, args)
+
+TyperGroup.parse_args = parse_args
+run(sys.argv[1:])
+"""
+
+
+@pytest.mark.parametrize("args", [["worlds", "list"], ["--version"]])
+def test_ctrl_c_while_the_command_line_is_parsed_says_so(tmp_path, args):
+    """Typer turns a KeyboardInterrupt during the root's parsing into a bare exit 130, which exited
+    with nothing on stderr; everywhere else a Ctrl-C prints the one "interrupted" line."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.run([sys.executable, "-c", _INTERRUPTED_WHILE_PARSING, *args], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as in a terminal (see start)
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stderr == "error: interrupted (SIGINT); nothing partial was written\n"
+    assert proc.stdout == ""
+
+
 @pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads /proc to know when torch loads")
 @pytest.mark.parametrize("when", ["while torch loads", "while generating"])
 def test_a_second_ctrl_c_while_the_first_is_reported_is_ignored(tmp_path, world, model_args, when):
