@@ -177,6 +177,18 @@ def test_interrupt_in_the_middle_of_a_write_leaves_no_partial_file(runner, tmp_p
     assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
 
 
+def test_interrupt_while_the_first_piece_is_written_leaves_no_folder(runner, tmp_path, world, model_args,
+                                                                      monkeypatch):
+    """It left OUT/tinyville/story/ behind, empty: no partial file, but the folders made for it."""
+    _interrupt_during_write(monkeypatch, on_call=1)
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["story", "tiny.yaml", "-c", "ada", "--seed", 7, "--max-tokens", 4, "--out", str(out),
+                                 *model_args])
+    assert result.exit_code == 130, result.output
+    check_stderr(result.stderr, "error: interrupted (SIGINT); nothing partial was written")
+    assert not out.exists()
+
+
 def _torch_loading(pid: int) -> bool:
     """Whether the process has begun to load torch's libraries (metagen's code is running by then)."""
     try:

@@ -339,7 +339,6 @@ class _Saver:
                          root=self.root)
         except OutputError as error:
             if not self.claimed:
-                self.root.remove_made()
                 raise  # nothing has been said yet: the session cannot start
             self.ok, self.error = False, error.one_line()
             _note(f"warning: could not save the session: {error.one_line()} (it goes on; /save FILE writes it "

@@ -228,16 +228,12 @@ class OutputFolder:
         return fd
 
     def remove_made(self) -> None:
-        """Remove the folders this object's writes made, deepest first, while they are empty: a run
-        that in the end kept nothing (a chat with no turn) leaves no folder either."""
-        for folder in reversed(self.made):
-            try:
+        """Remove the folders this object's writes made while they are empty, deepest first: a write
+        that failed, or a run that in the end kept nothing (a chat with no turn), leaves no folder either."""
+        for folder in sorted(self.made, key=lambda p: len(p.parts), reverse=True):
+            with contextlib.suppress(OSError):  # a file is in it (another piece's), or it is gone: it stays
                 os.rmdir(folder)
-            except FileNotFoundError:
-                continue
-            except OSError:  # another file is in it now, so it and the folders above it stay
-                break
-        self.made = []
+        self.made = [folder for folder in self.made if os.path.lexists(folder)]
 
 
 def _open_child(folder_fd: int, name: str, shown: Path, target: Path, made: list[Path]) -> int:
@@ -282,11 +278,16 @@ def write_atomic(path: str | os.PathLike, data: str, *, overwrite: bool, root: O
     following links, and the file is made inside that open folder.
     """
     path = Path(path)
-    folder_fd = (root or OutputFolder(path.parent)).open_folder_of(path)
+    root = root or OutputFolder(path.parent)
     try:
-        _write_in(folder_fd, path, data.encode("utf-8"), overwrite)
-    finally:
-        os.close(folder_fd)
+        folder_fd = root.open_folder_of(path)
+        try:
+            _write_in(folder_fd, path, data.encode("utf-8"), overwrite)
+        finally:
+            os.close(folder_fd)
+    except BaseException:  # a full disk or a Ctrl-C: no file, and no folder made for it, is left
+        root.remove_made()
+        raise
     return path
 
 
