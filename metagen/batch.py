@@ -22,7 +22,7 @@ import yaml
 
 from metagen.config import CLI_NAMES, MAX_SEED, GenerationConfig, check_setting
 from metagen.errors import ConfigError, MetagenError, OutputExistsError, WorldError
-from metagen.files import read_input, resolved
+from metagen.files import STDIN_NAME, read_input, resolved, within_limit
 from metagen.output import (
     FORMATS,
     OutputFolder,
@@ -211,9 +211,6 @@ def parse_shard(text: str | None) -> tuple[int, int]:
     return i, n
 
 
-STDIN_NAME = "<stdin>"  # a jobs file read from standard input (`metagen batch -`), as messages name it
-
-
 def load_jobs(path: str | os.PathLike, data: bytes | None = None) -> JobsFile:
     """Read and check a jobs file; one ConfigError lists its problems as file:line: field: what.
 
@@ -225,9 +222,8 @@ def load_jobs(path: str | os.PathLike, data: bytes | None = None) -> JobsFile:
     display = str(path)
     if data is None:
         data = read_input(path, MAX_JOBS_BYTES, "a jobs file", ConfigError)
-    elif len(data) > MAX_JOBS_BYTES:
-        raise ConfigError(f"{display} is over the {MAX_JOBS_BYTES // 2**20} MiB limit for a jobs file",
-                          hint="split it into several files")
+    else:
+        within_limit(display, data, MAX_JOBS_BYTES, "a jobs file", ConfigError)
     try:
         root = compose_yaml(data, "a jobs file")
     except YamlRefused as error:

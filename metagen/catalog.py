@@ -212,7 +212,7 @@ def write_sidecar(model: KnownModel, path: Path) -> None:
 def _looks_like_path(spec: str) -> bool:
     separators = [os.sep] + ([os.altsep] if os.altsep else [])
     return (any(sep in spec for sep in separators) or spec.lower().endswith(".gguf")
-            or os.path.exists(os.path.expanduser(spec)))
+            or os.path.lexists(os.path.expanduser(spec)))  # a link in a loop or to nothing is a path too
 
 
 def _locate(spec: str | None) -> tuple[str, Path, KnownModel | None]:

@@ -133,6 +133,14 @@ class MetagenGroup(TyperGroup):
             raise
         sys.exit(result if isinstance(result, int) else 0)
 
+    def make_context(self, info_name, args, parent=None, **extra):
+        """Parse the arguments; a Ctrl-C meanwhile becomes click's Abort, which main reports. Typer
+        turned it into a bare exit 130, and main, not standalone, took that for the command's code."""
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except KeyboardInterrupt:
+            raise Abort() from None
+
     def invoke(self, ctx: typer.Context):
         previous = _catch_terminating()
         try:

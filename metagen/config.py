@@ -22,7 +22,8 @@ from metagen.text import closest, kind_named, kind_of
 
 STRATEGIES = ("greedy", "sample", "beam")
 TENSE_GUARDS = ("past", "present", "off")
-MAX_SEED = 2**63  # seeds must fit a torch.Generator: 0 <= seed < 2**63
+MAX_INT = 2**63  # every whole-number setting stays below this, from a flag, a jobs file or a world file
+MAX_SEED = MAX_INT  # seeds must fit a torch.Generator: 0 <= seed < 2**63
 # Bounds that keep float32 logits finite and memory small; checked before anything is built.
 MIN_TEMPERATURE, MAX_TEMPERATURE = 1e-3, 100.0
 MIN_REPETITION_PENALTY = 1e-3
@@ -452,6 +453,9 @@ def _coerce(name: str, value: Any) -> Any:
     if kind == "int" or (kind == "int | None" and value is not None):
         if isinstance(value, bool) or not isinstance(value, int):
             raise _wrong_type(name, value)
+        if kind == "int" and value >= MAX_INT:  # as a world file holds it; a seed has its own range (_check_the_rest)
+            shown = value if value < 10**40 else "a number of more than 40 digits"
+            raise ConfigError(f"{CLI_NAMES[name]} must be below 2**63 (at most {len(str(MAX_INT))} digits), got {shown}")
         return int(value)
     if kind == "int | None":
         return None
@@ -512,5 +516,5 @@ def write_settings_doc(path: str = "docs/decoding.md") -> None:
     doc.write_text(render_doc(doc.read_text(encoding="utf-8"), SETTINGS.values()), encoding="utf-8")
 
 
-__all__ = ["CLI_NAMES", "MAX_CANDIDATES", "SETTINGS", "STRATEGIES", "GenerationConfig", "candidate_seed",
+__all__ = ["CLI_NAMES", "MAX_CANDIDATES", "MAX_INT", "SETTINGS", "STRATEGIES", "GenerationConfig", "candidate_seed",
            "merge_settings", "write_settings_doc"]

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 MAX_STDIN_BYTES = 2**20  # a prompt on standard input; a model's whole context is far less
+STDIN_NAME = "<stdin>"  # what messages call an input read from standard input (a path given as '-')
 
 _KINDS = (
     (stat.S_ISFIFO, "a FIFO (named pipe)"),
@@ -54,6 +55,44 @@ def resolved(path: str | os.PathLike) -> Path:
         return Path(path).resolve()
     except (OSError, RuntimeError):
         return Path(os.path.abspath(path))
+
+
+def link_loops(path: str | os.PathLike) -> bool:
+    """Whether following path's links leads back to one of them (ELOOP)."""
+    try:
+        os.stat(path)
+    except OSError as error:
+        return error.errno == errno.ELOOP
+    return False
+
+
+def looping_link(path: Path) -> Path:
+    """The first part of path, from the top, whose links lead back to themselves (ELOOP)."""
+    return next((part for part in (*reversed(path.parents), path) if link_loops(part)), path)
+
+
+def dangling_link(path: str | os.PathLike) -> str | None:
+    """Where path points when it is a symbolic link to nothing (an existing name all the same), else None."""
+    try:
+        return os.readlink(path) if not os.path.exists(path) else None
+    except OSError:  # not a link, or not there at all
+        return None
+
+
+def broken_link(path: Path) -> bool:
+    """Whether path is a symbolic link to nothing, or a link on its way leads back to itself."""
+    return dangling_link(path) is not None or link_loops(path)
+
+
+def missing_words(path: Path) -> str:
+    """Why path, which os.path.exists says is not there, cannot be opened: 'PATH does not exist', or
+    that a link on the way leads back to itself, or that path is a link to nothing."""
+    if link_loops(path):
+        looped = looping_link(path)
+        where = f"{path} is" if looped == path else f"{path} cannot be reached: {looped} is"
+        return f"{where} a symbolic link in a loop (it leads back to itself)"
+    target = dangling_link(path)
+    return f"{path} is a symbolic link to {target}, which does not exist" if target else f"{path} does not exist"
 
 
 def check_regular(path: str | os.PathLike) -> os.stat_result:
@@ -101,6 +140,12 @@ def read_input(path: str | os.PathLike, limit: int, what: str, error: type) -> b
         raise error(f"{display}: no such {what.split(' ', 1)[-1]}") from None
     except OSError as problem:
         raise error(f"{display}: cannot be read: {problem.strerror or problem}") from None
+    return within_limit(display, data, limit, what, error)
+
+
+def within_limit(display: str, data: bytes, limit: int, what: str, error: type) -> bytes:
+    """data, read up to one byte over limit, unless it is over: then `error` naming display (a path, or
+    STDIN_NAME for what came on standard input)."""
     if len(data) > limit:
         size = f"{limit // 2**20} MiB" if limit >= 2**20 else f"{limit // 1024} KiB"
         raise error(f"{display} is over the {size} limit for {what}", hint="split it into several files")

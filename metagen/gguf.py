@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from metagen.errors import ModelError
-from metagen.files import NotRegularFile, open_regular
+from metagen.files import NotRegularFile, broken_link, missing_words, open_regular
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +133,8 @@ class GGUFContents:
 def check_gguf_file(path: Path) -> None:
     """ModelError unless path is a regular file that starts with GGUF's magic, b"GGUF"; reads 4 bytes."""
     if not path.exists():
-        raise ModelError(f"model file {path} does not exist", hint="check the path, or run `metagen models list`")
+        raise ModelError(f"model file {missing_words(path)}", hint="make the link name the real .gguf file"
+                         if broken_link(path) else "check the path, or run `metagen models list`")
     if path.is_dir():
         raise ModelError(f"model path {path} is a directory", hint="give the path of a .gguf file")
     try:

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from metagen.errors import ModelError
-from metagen.files import NotRegularFile, check_regular, part_file
+from metagen.files import NotRegularFile, broken_link, check_regular, missing_words, part_file
 from metagen.gguf import ModelArgs
 
 FORMAT = "metagen-lora-1"
@@ -137,9 +137,11 @@ def existing_adapter(path: str | Path) -> Path:
         check_regular(path)
     except NotRegularFile as error:
         raise ModelError(f"adapter {path} {error.strerror}", hint=hint) from None
-    except FileNotFoundError:
-        raise ModelError(f"adapter {path}: no such file", hint=hint) from None
     except OSError as error:
+        if broken_link(path):  # not "Too many levels of symbolic links", nor "no such file" for a name that is there
+            raise ModelError(f"adapter {missing_words(path)}", hint="make the link name the real adapter file") from None
+        if isinstance(error, FileNotFoundError):
+            raise ModelError(f"adapter {path}: no such file", hint=hint) from None
         raise ModelError(f"cannot read adapter {path}: {error.strerror}", hint=hint) from None
     return path
 

@@ -401,22 +401,26 @@ class Finding:
         return {"path": self.path, **self.hit.to_dict(self.line, self.column)}
 
 
-def check_files(paths, policy: Policy) -> tuple[list, list[Finding]]:
+def check_files(paths, policy: Policy, stdin: bytes | None = None) -> tuple[list, list[Finding]]:
     """Check files and folders (metagen.output.texts finds and reads them): (files read, findings).
 
     Every file is read and checked before anything is returned, so a bad one (binary, too large,
     unreadable) raises InputError before any finding is reported.
+
+    Args:
+        stdin: the bytes of standard input (None: nothing came), which a path `-` (texts.STDIN)
+            stands for; findings in them are named `<stdin>`.
     """
-    from metagen.output.texts import find_files, prose_segments, read_text
+    from metagen.output.texts import STDIN, find_files, prose_segments, read_text, shown
 
     files = find_files(list(paths))
     findings = []
     for path in files:
-        text = read_text(path)
+        text = read_text(path, (stdin or b"") if path == STDIN else None)
         starts = _line_starts(text)
         for segment in prose_segments(path, text):
             for hit in check_text(segment.text, policy):
-                findings.append(Finding(str(path), *position(starts, segment.offset(hit.start)), hit))
+                findings.append(Finding(shown(path), *position(starts, segment.offset(hit.start)), hit))
     return files, findings
 
 

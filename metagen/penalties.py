@@ -6,6 +6,7 @@ n-gram, and DRY as in text-generation-webui and llama.cpp. Each looks back over 
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterable
 
 import torch
@@ -16,6 +17,16 @@ from metagen.logits import NEG_INF, with_spare_column
 # when nothing else is left (and stays finite in bfloat16).
 COPY_PENALTY = 1e4
 DRY_MAX_MATCH = 50  # longest repeat DRY measures (caps the exponent, as in text-generation-webui)
+
+
+def _checked_window(window: int, what: str) -> int:
+    """A penalty's window, checked: a whole number >= 0 (0: every token); ValueError naming `what` (the
+    penalty's words: "repetition", "penalty", "DRY") otherwise, also for 2.5 or True, which int() had cut to 2 or 1."""
+    if isinstance(window, bool) or not isinstance(window, numbers.Integral):
+        raise ValueError(f"{what} window must be a whole number, got {window!r}")
+    if window < 0:
+        raise ValueError(f"{what} window must be >= 0, got {window!r}")
+    return int(window)
 
 
 def _window(tokens: torch.Tensor, window: int) -> torch.Tensor:
@@ -50,10 +61,8 @@ class RepetitionPenaltyProcessor:
     def __init__(self, penalty: float, window: int = 0, exempt: Iterable[int] = ()):
         if not penalty > 0:
             raise ValueError(f"repetition penalty must be > 0, got {penalty!r}")
-        if window < 0:
-            raise ValueError(f"repetition window must be >= 0, got {window!r}")
         self.penalty = float(penalty)
-        self.window = int(window)
+        self.window = _checked_window(window, "repetition")
         self.exempt = torch.tensor(sorted(set(exempt)), dtype=torch.long)
 
     def describe(self) -> str:
@@ -79,11 +88,9 @@ class PresenceFrequencyPenaltyProcessor:
         for name, value in (("presence penalty", presence), ("frequency penalty", frequency)):
             if not math.isfinite(value):
                 raise ValueError(f"{name} must be a finite number, got {value!r}")
-        if window < 0:
-            raise ValueError(f"penalty window must be >= 0, got {window!r}")
         self.presence = float(presence)
         self.frequency = float(frequency)
-        self.window = int(window)
+        self.window = _checked_window(window, "penalty")
         self.exempt = torch.tensor(sorted(set(exempt)), dtype=torch.long)
 
     def describe(self) -> str:
@@ -181,8 +188,7 @@ class DRYProcessor:
             raise ValueError(f"DRY base must be > 1, got {base!r}")
         if allowed_length < 1:
             raise ValueError(f"DRY allowed length must be >= 1, got {allowed_length!r}")
-        if window < 0:
-            raise ValueError(f"DRY window must be >= 0, got {window!r}")
+        self.window = _checked_window(window, "DRY")
         if max_match < 1:
             raise ValueError(f"DRY max match must be >= 1, got {max_match!r}")
         breakers = sorted({int(t) for t in sequence_breakers})
@@ -191,7 +197,6 @@ class DRYProcessor:
         self.multiplier = float(multiplier)
         self.base = float(base)
         self.allowed_length = int(allowed_length)
-        self.window = int(window)
         self.max_match = int(max_match)
         self.breakers = torch.tensor(breakers, dtype=torch.long)
 

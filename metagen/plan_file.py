@@ -13,7 +13,7 @@ from pathlib import Path
 from metagen.errors import RequestError
 from metagen.files import read_input
 from metagen.phrasing import cast_phrase, clause
-from metagen.text import closest
+from metagen.text import blank, closest, kind_of
 from metagen.world import World, YamlRefused, compose_yaml, construct_plain
 
 MAX_PLAN_BYTES = 64 * 1024
@@ -60,25 +60,34 @@ def load_plan_file(path: str | Path, world: World) -> tuple[str, ...]:
             raise refuse(key_node, f"unknown field '{key}' in a beat; fields are: {', '.join(_BEAT_FIELDS)}",
                          hint=f"did you mean '{close}'?" if close else None)
         text = item.get("text")
-        if not isinstance(text, str) or not text.strip():
+        if not isinstance(text, str) or blank(text):  # "\u200b" shows nothing, as "" does
             raise refuse(node, "a beat needs text: what happens in it")
         about = []
         cast = item.get("characters") or []
-        for ref in cast if isinstance(cast, list) else [cast]:
-            try:
-                about.append(world.character(str(ref)).name)
-            except RequestError as error:
-                raise refuse(node, error.message, error.hint) from None
+        if isinstance(cast, list):
+            refs = {f"characters[{i}]": (ref, "a character id") for i, ref in enumerate(cast)}
+        else:
+            refs = {"characters": (cast, "a character id, or a list of them")}
+        for field, (ref, expected) in refs.items():
+            about.append(_named(world.character, ref, field, expected, refuse, node))
         place = ""
         if item.get("location") is not None:
-            try:
-                place = world.location(str(item["location"])).name
-            except RequestError as error:
-                raise refuse(node, error.message, error.hint) from None
+            place = _named(world.location, item["location"], "location", "a location id", refuse, node)
         if about or place:
             text = clause(text) + ". It is about " + (cast_phrase(about) if about else "them") + (f" at {place}" if place else "")
         texts.append(" ".join(text.split()))
     return tuple(texts)
+
+
+def _named(find, ref, field: str, expected: str, refuse, node) -> str:
+    """The name of the world's character or place `ref` names (find: world.character or world.location);
+    a list, mapping or null is refused as such, not looked up as the text "['a']" or "None"."""
+    if isinstance(ref, bool) or not isinstance(ref, (str, int)):
+        raise refuse(node, f"{field}: got {kind_of(ref)} (expected {expected})")
+    try:
+        return find(str(ref)).name
+    except RequestError as error:
+        raise refuse(node, error.message, error.hint) from None
 
 
 __all__ = ["MAX_BEATS", "MAX_PLAN_BYTES", "load_plan_file"]

@@ -168,6 +168,24 @@ def test_missing_path_spec(spec, tmp_path, monkeypatch):
     assert Path(spec).name in caught.value.one_line()
 
 
+@pytest.mark.parametrize(("spec", "said"), [
+    ("loop.gguf", "model file loop.gguf is a symbolic link in a loop (it leads back to itself)"),
+    ("loop", "model file loop is a symbolic link in a loop (it leads back to itself)"),  # no .gguf: a path all the same
+    ("round/m.gguf", "model file round/m.gguf cannot be reached: round is a symbolic link in a loop (it leads back to itself)"),
+    ("gone.gguf", "model file gone.gguf is a symbolic link to nowhere.gguf, which does not exist"),
+])
+def test_a_model_path_through_a_broken_link_says_so(spec, said, tmp_path, monkeypatch):
+    """--model LINK, a link in a loop, said "model file loop.gguf does not exist" (and `--model loop`
+    "unknown model 'loop'"), though `ls` shows it there; a dangling link said the same."""
+    monkeypatch.chdir(tmp_path)
+    for a, b in (("loop.gguf", "loop2.gguf"), ("loop2.gguf", "loop.gguf"), ("loop", "loop2"), ("loop2", "loop"),
+                 ("round", "round2"), ("round2", "round"), ("gone.gguf", "nowhere.gguf")):
+        os.symlink(b, a)
+    with pytest.raises(ModelError) as caught:
+        catalog.resolve_model(spec)
+    assert caught.value.one_line() == f"{said} (make the link name the real .gguf file)"
+
+
 def test_directory_path_spec(tmp_path):
     with pytest.raises(ModelError, match="is a directory"):
         catalog.resolve_model(str(tmp_path))

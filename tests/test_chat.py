@@ -649,6 +649,33 @@ def test_a_session_with_no_turn_leaves_no_file_to_block_the_next(runner, world_p
     assert len(read_session(tmp_path / "out" / "quay" / "chat" / "mira-5.json")[1]) == 1
 
 
+@pytest.mark.parametrize("input_text", ["", "Hi.\n/undo\n"])
+def test_a_session_that_keeps_nothing_leaves_no_folder(runner, world_path, model_args, tmp_path, input_text):
+    """`printf 'Hi.\n/undo\n' | metagen chat ...` removed its empty session file but left OUT/quay/chat/
+    behind, empty; a folder that was there before stays."""
+    result = run(runner, chat_args(world_path, model_args, "--seed", 5), input_text)
+    assert result.exit_code == 0, result.output
+    assert "no turn was taken: no session was saved" in result.stderr
+    assert not (tmp_path / "out").exists()
+    (tmp_path / "mine" / "quay").mkdir(parents=True)
+    result = run(runner, chat_args(world_path, model_args, "--seed", 5, "--out", tmp_path / "mine"), input_text)
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in (tmp_path / "mine").rglob("*")] == ["quay"]
+
+
+def test_a_session_that_cannot_be_saved_leaves_no_folder(runner, world_path, model_args, tmp_path, monkeypatch):
+    from metagen.errors import OutputError
+    from metagen.output import writing
+
+    def full(folder_fd, path, data, overwrite):
+        raise OutputError(f"cannot write {path}: No space left on device")
+
+    monkeypatch.setattr(writing, "_write_in", full)
+    result = run(runner, chat_args(world_path, model_args, "--seed", 5), "Hi.\n")
+    assert result.exit_code == 1 and "No space left on device" in result.stderr, result.output
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_session_stopped_before_its_first_turn_leaves_no_file(runner, world_path, model_args, tmp_path,
                                                                 monkeypatch):
     from metagen.chat import ChatSession
@@ -656,7 +683,7 @@ def test_a_session_stopped_before_its_first_turn_leaves_no_file(runner, world_pa
     interrupt_on_call(monkeypatch, ChatSession, "say", 1)
     result = run(runner, chat_args(world_path, model_args, "--seed", 5), "Hi.\n")
     assert result.exit_code == 130, result.output
-    assert not (tmp_path / "out" / "quay" / "chat" / "mira-5.json").exists()
+    assert not (tmp_path / "out").exists()  # nor the folders made for the file
 
 
 @pytest.mark.parametrize("stop", ["interrupt", "terminate"])

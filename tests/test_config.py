@@ -330,3 +330,36 @@ def test_each_kinds_defaults_are_the_ones_help_and_docs_state():
             in_help = re.escape("yes" if value is True else str(value))  # "yes for dialogue", "0.6 for story, ..."
             assert re.search(rf"\b{in_help} for (?:(?! for )[^;])*\b{kind}\b", setting.help_default), (
                 kind, name, setting.help_default)
+
+
+HUGE = "99999999999999999999"  # 20 digits: past 2**63, the most any whole number in a world file holds
+
+
+@pytest.mark.parametrize("source", ["flag", "jobs file", "world file"])
+def test_a_whole_number_past_2_63_is_refused_from_every_source(runner, tmp_path, model_args, source):
+    """--top-k 99999999999999999999 and a jobs file's top_k: 99999999999999999999 were taken (and
+    recorded in every piece) while a world file's defaults refused the same number."""
+    from conftest import TINY_WORLD, invoke, write_world
+
+    defaults = f"defaults: {{all: {{top_k: {HUGE}}}}}\n" if source == "world file" else ""
+    world = write_world(tmp_path, TINY_WORLD + defaults)
+    settings = f"settings: {{top_k: {HUGE}}}\n" if source == "jobs file" else ""
+    (tmp_path / "jobs.yaml").write_text(f"world: {world}\n{settings}jobs:\n  - {{kind: scene, location: well}}\n",
+                                        encoding="utf-8")
+    flag = ["--top-k", HUGE] if source == "flag" else []
+    result = invoke(runner, "batch", tmp_path / "jobs.yaml", "--out", tmp_path / "out", *flag, *model_args)
+    assert result.exit_code == EXIT_BAD_INPUT, result.output
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("error: ") and ("top_k" in line or "--top-k" in line), line
+    assert HUGE in line and "19 digits" in line and "problems in world" not in line, line
+    assert not (tmp_path / "out").exists()
+
+
+def test_whole_number_settings_stay_below_2_63_as_seeds_do():
+    assert GenerationConfig(top_k=2**63 - 1).top_k == 2**63 - 1
+    with pytest.raises(ConfigError, match=r"--repetition-window must be below 2\*\*63 \(at most 19 digits\), got 9223372036854775808"):
+        GenerationConfig(repetition_window=2**63)
+    with pytest.raises(ConfigError, match="got a number of more than 40 digits"):
+        GenerationConfig(no_repeat_ngram_size=10**5000)
+    with pytest.raises(ConfigError, match=r"--seed must be in \[0, 2\*\*63\)"):
+        GenerationConfig(seed=2**63)

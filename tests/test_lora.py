@@ -4,6 +4,7 @@ and a file that does not fit the model is refused in one line."""
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import pytest
 import torch
@@ -180,6 +181,23 @@ def test_load_model_merges_an_adapter_and_caches_it_apart(tmp_path, isolated_hom
     assert any(f"lora{adapter_sha[:12]}" in name for name in folders) and len(folders) == 2
     with pytest.raises(ModelError, match="no such file"):
         load_model(str(gguf), dtype="float32", adapter=str(tmp_path / "missing.safetensors"))
+
+
+@pytest.mark.parametrize(("target", "said"), [
+    ("loop.safetensors", "adapter a.safetensors is a symbolic link in a loop (it leads back to itself)"),
+    ("nowhere.safetensors", "adapter a.safetensors is a symbolic link to nowhere.safetensors, which does not exist"),
+])
+def test_an_adapter_path_through_a_broken_link_says_so(tmp_path, monkeypatch, target, said):
+    """--adapter LINK, a link in a loop, said "cannot read adapter a.safetensors: Too many levels of
+    symbolic links"; one to nothing, "no such file", though `ls` shows it there."""
+    from metagen.lora import existing_adapter
+
+    monkeypatch.chdir(tmp_path)
+    os.symlink(target, "a.safetensors")
+    os.symlink("a.safetensors", "loop.safetensors")
+    with pytest.raises(ModelError) as caught:
+        existing_adapter("a.safetensors")
+    assert caught.value.one_line() == f"{said} (make the link name the real adapter file)"
 
 
 def test_the_default_model_ships_an_adapter_that_fits_it(real_model_path):

@@ -300,6 +300,34 @@ def test_a_byte_order_mark_is_no_column_of_the_first_line(runner, tmp_path, name
     assert [line.split(": ")[0] for line in result.stdout.splitlines()] == [f"{path}:{where}" for where in at]
 
 
+def test_moderate_dash_reads_the_text_from_standard_input(runner, tmp_path):
+    """`echo ... | metagen moderate -` said "error: -: no such file or folder" (exit 2): '-' was a file name."""
+    from metagen.cli import app
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("a shit\n", encoding="utf-8")
+    result = runner.invoke(app, ["moderate", "-", str(notes), "-", "--rating", "PG"], input="clean\nand then: fuck.\n")
+    assert result.exit_code == 1, result.output
+    assert [line.split(": ")[0] for line in result.stdout.splitlines()] == ["<stdin>:2:11", f"{notes}:1:3"]
+    assert result.stderr.startswith("checked 2 files against PG: 2 over it")  # '-' twice reads it once
+    clean = runner.invoke(app, ["moderate", "-", "--rating", "G", "--json"], input="")
+    assert clean.exit_code == 0 and json.loads(clean.stdout)["files"] == 1
+
+
+@pytest.mark.parametrize(("data", "said"), [
+    (b"a\x00b", "error: <stdin> looks like a binary file, not text (NUL at byte 1)"),
+    (b"\xff", "error: <stdin> is not UTF-8 text (byte 0xff at offset 0)"),
+    (b"a" * (8 * 2**20 + 1), "error: <stdin> is over the 8 MiB limit for a file to check"),
+])
+def test_moderate_dash_refuses_standard_input_that_is_not_text(runner, data, said):
+    from metagen.cli import app
+
+    result = runner.invoke(app, ["moderate", "-", "--rating", "PG"], input=data)
+    assert result.exit_code == 2 and result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(said), line
+
+
 def test_moderate_refuses_a_folder_with_nothing_to_check(runner, tmp_path):
     """A CI gate given the wrong folder (empty, or world files only) passed: "checked 0 files", exit 0."""
     (tmp_path / "empty").mkdir()

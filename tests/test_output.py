@@ -537,6 +537,28 @@ def test_interrupt_mid_write_leaves_no_temp(tmp_path, monkeypatch):
     assert files_in(tmp_path) == []
 
 
+def _interrupt(*args, **kwargs):
+    raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("failure", [_enospc, _interrupt])
+def test_a_failed_write_takes_back_the_folders_it_made(tmp_path, monkeypatch, failure):
+    """A full disk or a Ctrl-C while the first piece of a kind was written left OUT/<world>/<kind>/
+    behind, empty (and OUT itself on a first run); folders that hold a piece, or were there, stay."""
+    root = OutputFolder(tmp_path / "out")
+    write_atomic(tmp_path / "out" / "w" / "story" / "a-1.md", "a", overwrite=False, root=root)
+    (tmp_path / "mine").mkdir()
+    for path, folder in ((tmp_path / "out" / "w" / "scene" / "b-1.md", root),
+                         (tmp_path / "new" / "w" / "scene" / "b-1.md", OutputFolder(tmp_path / "new")),
+                         (tmp_path / "mine" / "w" / "b-1.md", OutputFolder(tmp_path / "mine"))):
+        with monkeypatch.context() as m:
+            m.setattr(writing.os, "write", failure)
+            with pytest.raises((OutputError, KeyboardInterrupt)):
+                write_atomic(path, "b", overwrite=False, root=folder)
+    left = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    assert left == ["mine", "out", "out/w", "out/w/story", "out/w/story/a-1.md"]
+
+
 def test_file_system_without_hard_links_still_refuses_to_clobber(tmp_path, monkeypatch):
     def no_links(*args, **kwargs):
         raise OSError(errno.EPERM, "Operation not permitted")

@@ -345,6 +345,27 @@ def test_a_bad_plan_file_is_one_line_naming_file_and_line(world, tmp_path, conte
     assert message in line and "\n" not in line and str(path) in line
 
 
+@pytest.mark.parametrize("content, message", [
+    ('beats:\n  - "\\u200b"\n', "plan.yaml:2: a beat needs text: what happens in it"),
+    ("beats:\n  - text: Ada runs.\n    location: [well]\n", "plan.yaml:2: location: got a list (expected a location id)"),
+    ("beats:\n  - text: Ada runs.\n    characters: [ada, [bo]]\n",
+     "plan.yaml:2: characters[1]: got a list (expected a character id)"),
+    ("beats:\n  - text: Ada runs.\n    characters: [null]\n", "plan.yaml:2: characters[0]: got nothing"),
+    ("beats:\n  - text: Ada runs.\n    characters: {ada: 1}\n",
+     "plan.yaml:2: characters: got a mapping (expected a character id, or a list of them)"),
+])
+def test_a_beat_of_the_wrong_shape_is_named_as_such(world, tmp_path, content, message):
+    """A beat of only invisible text ("\\u200b") was taken and given to the model as a beat with no
+    words; `location: [well]` said "world 'vale' has no location '['well']'", Python's words for a list."""
+    from metagen.plan_file import load_plan_file
+
+    path = tmp_path / "plan.yaml"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(RequestError) as info:
+        load_plan_file(path, world)
+    assert info.value.one_line().startswith(f"{tmp_path / message}"), info.value.one_line()
+
+
 def test_plan_flag_end_to_end_and_bad_plan_exit_2(runner, tmp_path, model_args):
     from tests.conftest import invoke
 

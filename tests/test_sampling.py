@@ -180,6 +180,22 @@ def test_processors_check_their_arguments(make, text):
         make()
 
 
+@pytest.mark.parametrize("make, what", [
+    (lambda window: RepetitionPenaltyProcessor(1.2, window=window), "repetition"),
+    (lambda window: PresenceFrequencyPenaltyProcessor(0.5, 0.5, window=window), "penalty"),
+    (lambda window: DRYProcessor(0.8, window=window), "DRY"),
+])
+def test_every_penalty_checks_its_window_alike(make, what):
+    """The three penalties checked their window each in lines of its own, and took 2.5 or True, which
+    int() then cut to a window of 2 or 1 tokens."""
+    with pytest.raises(ValueError, match=rf"^{what} window must be >= 0, got -1$"):
+        make(-1)
+    for bad in (2.5, True, "8"):
+        with pytest.raises(ValueError, match=rf"^{what} window must be a whole number, got {bad!r}$".replace(".", r"\.")):
+            make(bad)
+    assert make(0).window == 0 and make(10**23).window == 10**23
+
+
 # --- temperature and truncation ----------------------------------------------------------
 
 

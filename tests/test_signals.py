@@ -177,12 +177,55 @@ def test_interrupt_in_the_middle_of_a_write_leaves_no_partial_file(runner, tmp_p
     assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
 
 
+def test_interrupt_while_the_first_piece_is_written_leaves_no_folder(runner, tmp_path, world, model_args,
+                                                                      monkeypatch):
+    """It left OUT/tinyville/story/ behind, empty: no partial file, but the folders made for it."""
+    _interrupt_during_write(monkeypatch, on_call=1)
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["story", "tiny.yaml", "-c", "ada", "--seed", 7, "--max-tokens", 4, "--out", str(out),
+                                 *model_args])
+    assert result.exit_code == 130, result.output
+    check_stderr(result.stderr, "error: interrupted (SIGINT); nothing partial was written")
+    assert not out.exists()
+
+
 def _torch_loading(pid: int) -> bool:
     """Whether the process has begun to load torch's libraries (metagen's code is running by then)."""
     try:
         return "libtorch" in Path(f"/proc/{pid}/maps").read_text()
     except OSError:
         return False
+
+
+# A real SIGINT, sent by the process to itself as click starts to parse the command line: where a
+# Ctrl-C typed a moment after Enter lands (importing the commands takes most of a second).
+_INTERRUPTED_WHILE_PARSING = """\
+import os, signal, sys
+from typer.core import TyperGroup
+from metagen.cli import run
+
+real = TyperGroup.parse_args
+
+def parse_args(self, ctx, args):
+    os.kill(os.getpid(), signal.SIGINT)
+    return real(self, ctx, args)
+
+TyperGroup.parse_args = parse_args
+run(sys.argv[1:])
+"""
+
+
+@pytest.mark.parametrize("args", [["worlds", "list"], ["--version"]])
+def test_ctrl_c_while_the_command_line_is_parsed_says_so(tmp_path, args):
+    """Typer turns a KeyboardInterrupt during the root's parsing into a bare exit 130, which exited
+    with nothing on stderr; everywhere else a Ctrl-C prints the one "interrupted" line."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.run([sys.executable, "-c", _INTERRUPTED_WHILE_PARSING, *args], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as in a terminal (see start)
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stderr == "error: interrupted (SIGINT); nothing partial was written\n"
+    assert proc.stdout == ""
 
 
 @pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads /proc to know when torch loads")

@@ -16,7 +16,7 @@ import typer
 
 from metagen.commands.help import typed_path
 from metagen.commands.options import load_generator, with_decoding_options
-from metagen.commands.terminal import stdin_unreadable
+from metagen.commands.terminal import read_stdin
 from metagen.commands.pieces import AsJson, Format, Moderation, Overwrite, Quiet, refuse_pieces, say, written_record
 from metagen.text import json_text
 
@@ -68,17 +68,6 @@ class _Report:
             self.progress = None
 
 
-def _read_stdin() -> bytes:
-    """A jobs file from standard input (`metagen batch -`), read up to one byte over its limit."""
-    from metagen.batch import MAX_JOBS_BYTES
-
-    try:
-        return sys.stdin.buffer.read(MAX_JOBS_BYTES + 1)
-    except OSError as error:
-        raise stdin_unreadable(error, "give the jobs file's path, or '-' with the file on standard input "
-                                      "from a file or a pipe") from None
-
-
 @with_decoding_options
 def batch(
     jobs: Annotated[Path, typer.Argument(help="A jobs file (YAML; see docs/batch.md); '-' reads it from stdin.", show_default=False)],
@@ -96,7 +85,8 @@ def batch(
     model_options: dict,
 ):
     """Generate every piece a jobs file lists; the decoding flags override every job's settings."""
-    from metagen.batch import STDIN_NAME, check_batch_fits_context, load_jobs, parse_shard, plan_batch, run_batch
+    from metagen.batch import (MAX_JOBS_BYTES, STDIN_NAME, check_batch_fits_context, load_jobs, parse_shard, plan_batch,
+                               run_batch)
     from metagen.errors import EXIT_GENERATION_FAILED, OutputError, Terminated
     from metagen.moderation import check_mode
     from metagen.pipeline import check_batch_size
@@ -104,7 +94,11 @@ def batch(
     check_batch_size(batch_size)
     check_mode(moderation)
     shard_spec = parse_shard(shard)
-    jobs_file = load_jobs(STDIN_NAME, _read_stdin()) if str(jobs) == "-" else load_jobs(jobs)
+    if str(jobs) == "-":
+        jobs_file = load_jobs(STDIN_NAME, read_stdin(MAX_JOBS_BYTES, "give the jobs file's path, or '-' with the file "
+                                                                     "on standard input from a file or a pipe"))
+    else:
+        jobs_file = load_jobs(jobs)
     plan = plan_batch(jobs_file, out=out, fmt=fmt, cli_settings=settings, shard=shard_spec, resume=resume,
                       overwrite=overwrite, out_typed=typed_path("out"))
     where = "" if shard_spec == (1, 1) else f" (shard {shard_spec[0]}/{shard_spec[1]})"

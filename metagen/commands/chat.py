@@ -347,8 +347,8 @@ class _Saver:
         self.claimed, self.ok = True, True
 
     def release(self) -> bool:
-        """Remove the file a new session claimed and never put a turn in: left, it would hold its
-        character and seed as 'exists' to the next chat. True when it is gone."""
+        """Remove the file a new session claimed and never put a turn in, and the folders made for it:
+        left, the file would hold its character and seed as 'exists' to the next chat. True when it is gone."""
         try:
             folder_fd = self.root.open_folder_of(self.path)
             try:
@@ -356,11 +356,12 @@ class _Saver:
             finally:
                 os.close(folder_fd)
         except FileNotFoundError:
-            return True
+            pass
         except (OSError, OutputError) as error:
             reason = error.one_line() if isinstance(error, OutputError) else error.strerror
             _note(f"warning: could not remove the empty session {self.path}: {reason}")
             return False
+        self.root.remove_made()
         return True
 
 

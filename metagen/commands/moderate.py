@@ -1,4 +1,5 @@
-"""`metagen moderate FILE...`: text checked against a world's rules and rating, usable as a CI gate.
+"""`metagen moderate FILE...`: text checked against a world's rules and rating, usable as a CI gate
+(`-` reads the text from standard input).
 
 Exit 0 when nothing exceeds the target rating, 1 when something does, 2 on bad input (one line,
 nothing reported). The library call is metagen.moderation.check_files.
@@ -12,11 +13,12 @@ from typing import Annotated, Optional
 import typer
 
 from metagen.commands.pieces import say
-from metagen.commands.terminal import escaped
+from metagen.commands.terminal import escaped, read_stdin
 from metagen.text import json_text
 
 Files = Annotated[list[Path], typer.Argument(
-    help="Pieces (md, json, yarn, ink) or text files; folders are searched for them.", show_default=False)]
+    help="Pieces (md, json, yarn, ink) or text files; folders are searched for them; '-' reads text from stdin.",
+    show_default=False)]
 WorldOption = Annotated[Optional[Path], typer.Option(
     "--world", "-w", help="A world file: its rating, allows, banned words and topics, descriptor words and names.",
     show_default=False)]
@@ -31,11 +33,14 @@ def moderate(files: Files, world: WorldOption = None, rating: RatingOption = Non
              as_json: JsonOption = False, quiet: QuietOption = False):
     """Check text against a world's rules and rating: each span that breaks one, by file:line:column."""
     from metagen.moderation import check_files, check_rating, implied_rating, policy_for
+    from metagen.output.texts import MAX_TEXT_BYTES, STDIN
     from metagen.world import load_world
 
     loaded = load_world(world) if world is not None else None
     policy = policy_for(loaded, check_rating(rating))
-    read, findings = check_files(files, policy)
+    stdin = read_stdin(MAX_TEXT_BYTES, "give the files to check, or '-' with the text on standard input from a file "
+                                       "or a pipe") if STDIN in files else None
+    read, findings = check_files(files, policy, stdin)
     over = [f for f in findings if f.hit.exceeds]
     implies = implied_rating([f.hit for f in findings])
     if as_json:

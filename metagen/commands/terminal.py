@@ -162,6 +162,15 @@ def _lacks_characters(stream) -> bool:
         return True
 
 
+def read_stdin(limit: int, hint: str) -> bytes:
+    """Standard input's bytes, read up to one byte over limit (so the reader can say it is too large);
+    InputError, with hint, when it cannot be read."""
+    try:
+        return sys.stdin.buffer.read(limit + 1)
+    except OSError as error:
+        raise stdin_unreadable(error, hint) from None
+
+
 def stdin_unreadable(error: OSError, hint: str):
     """The InputError (exit 2) for standard input that cannot be read: a descriptor opened for
     writing only (`0>FILE`, EBADF), or a folder where the platform lets one through (EISDIR)."""

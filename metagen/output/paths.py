@@ -6,7 +6,6 @@ two requests never share a name; the finished path is checked to stay inside the
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import os
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from metagen.errors import OutputLinkError
+from metagen.files import looping_link
 from metagen.output.piece import to_plain
 from metagen.text import TRANSLIT, slugify
 
@@ -103,7 +103,7 @@ def output_path(
     try:
         root, resolved = out.resolve(), path.resolve()
     except (OSError, RuntimeError):  # Python 3.11 raises RuntimeError where links loop
-        raise OutputLinkError(f"{_looping_link(path)} is a symbolic link in a loop (it leads back to itself)",
+        raise OutputLinkError(f"{looping_link(path)} is a symbolic link in a loop (it leads back to itself)",
                               hint="remove the link, or choose another --out") from None
     # Sanitized parts cannot climb out; this also catches a symlinked folder that does.
     # write_atomic checks again, without following links, as it writes.
@@ -114,18 +114,6 @@ def output_path(
     return path
 
 
-def _looping_link(path: Path) -> Path:
-    """The first part of path, from the top, whose links lead back to themselves (ELOOP)."""
-    return next((part for part in (*reversed(path.parents), path) if link_loops(part)), path)
-
-
-def link_loops(path: str | os.PathLike) -> bool:
-    """Whether following path's links leads back to one of them (ELOOP)."""
-    try:
-        os.stat(path)
-    except OSError as error:
-        return error.errno == errno.ELOOP
-    return False
 
 
 def named_file_format(out: str | os.PathLike, typed: str | None = None) -> str | None:

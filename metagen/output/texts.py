@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from metagen.errors import InputError
-from metagen.files import os_reason, read_input
+from metagen.files import STDIN_NAME, os_reason, read_input, within_limit
 
 MAX_TEXT_BYTES = 8 * 2**20  # one file to check; a piece is a few KiB
 MAX_FILES = 100_000  # files one check reads, folders included
+STDIN = Path("-")  # the text on standard input, where a path is given (`metagen moderate -`)
 TEXT_SUFFIXES = (".md", ".json", ".yarn", ".ink", ".txt")  # what a folder is searched for
 _FRONT_MATTER = re.compile(r"\ufeff?---\r?\n")  # a Markdown file's YAML front matter opens ...
 _FRONT_MATTER_END = re.compile(r"^---[ \t]*\r?$\n?", re.MULTILINE)  # ... and closes (as output.reading reads it)
@@ -42,11 +43,14 @@ def find_files(paths: list[Path]) -> list[Path]:
     """The files to check: each path given, and under each folder every md, json, yarn, ink and txt file.
 
     Hidden files and folders (metagen's temp files) are skipped in folders; a folder reached twice
-    through links is walked once, and a file reached twice is checked once.
+    through links is walked once, and a file reached twice is checked once, standard input (STDIN) too.
     """
     found: list[Path] = []
     seen_files: set[tuple[int, int]] = set()
     for path in paths:
+        if path == STDIN:
+            found += [] if STDIN in found else [STDIN]
+            continue
         info = _stat(path)
         if stat.S_ISDIR(info.st_mode):
             inside = _walk(path, seen_files)
@@ -104,18 +108,30 @@ def _first_time(info: os.stat_result, seen: set[tuple[int, int]]) -> bool:
     return True
 
 
-def read_text(path: Path) -> str:
+def shown(path: Path) -> str:
+    """How findings and messages name a file to check: its path, or STDIN_NAME for standard input."""
+    return STDIN_NAME if path == STDIN else str(path)
+
+
+def read_text(path: Path, data: bytes | None = None) -> str:
     """A file to check as text: a regular file of at most MAX_TEXT_BYTES of UTF-8, less a leading
-    byte-order mark; InputError says why not."""
-    data = read_input(path, MAX_TEXT_BYTES, "a file to check", InputError)
+    byte-order mark; InputError says why not.
+
+    Args:
+        data: the bytes of standard input (read up to one byte over MAX_TEXT_BYTES) when path is STDIN.
+    """
+    if data is None:
+        data = read_input(path, MAX_TEXT_BYTES, "a file to check", InputError)
+    else:
+        within_limit(shown(path), data, MAX_TEXT_BYTES, "a file to check", InputError)
     nul = data.find(b"\x00")
     if nul >= 0:
-        raise InputError(f"{path} looks like a binary file, not text (NUL at byte {nul})",
+        raise InputError(f"{shown(path)} looks like a binary file, not text (NUL at byte {nul})",
                          hint="give text, Markdown, JSON, Yarn or ink files")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise InputError(f"{path} is not UTF-8 text (byte 0x{data[error.start]:02x} at offset {error.start})",
+        raise InputError(f"{shown(path)} is not UTF-8 text (byte 0x{data[error.start]:02x} at offset {error.start})",
                          hint="save it as UTF-8") from None
     return text.removeprefix("\ufeff")  # a byte-order mark (Notepad) is no column of line 1: editors hide it
 
@@ -219,4 +235,5 @@ def _script_lines(text: str, suffix: str) -> list[Segment]:
     return segments
 
 
-__all__ = ["MAX_FILES", "MAX_TEXT_BYTES", "Segment", "TEXT_SUFFIXES", "find_files", "prose_segments", "read_text"]
+__all__ = ["MAX_FILES", "MAX_TEXT_BYTES", "STDIN", "Segment", "TEXT_SUFFIXES", "find_files", "prose_segments", "read_text",
+           "shown"]

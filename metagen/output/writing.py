@@ -23,7 +23,8 @@ from pathlib import Path
 from metagen.errors import OutputError, OutputExistsError, OutputFolderError, OutputLinkError
 from metagen.files import os_reason
 from metagen.output.formats import check_format, render
-from metagen.output.paths import link_loops, output_path
+from metagen.files import dangling_link, link_loops
+from metagen.output.paths import output_path
 from metagen.output.piece import Piece
 
 log = logging.getLogger(__package__)  # "metagen.output": one logger for the package, as before the split
@@ -113,14 +114,6 @@ def _no_hard_links(error: OSError) -> bool:
     return error.errno in codes
 
 
-def dangling_link(path: str | os.PathLike) -> str | None:
-    """Where path points when it is a symbolic link to nothing (an existing name all the same), else None."""
-    try:
-        return os.readlink(path) if not os.path.exists(path) else None
-    except OSError:  # not a link, or not there at all
-        return None
-
-
 def exists_words(path: str | os.PathLike) -> str:
     """'PATH exists', saying so when it is a dangling link or a loop of links (os.path.exists says no to
     either)."""
@@ -171,6 +164,7 @@ class OutputFolder:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self._identity: tuple[int, int] | None = None
+        self.made: list[Path] = []  # the folders its writes made, top down (remove_made takes them back)
 
     def pin(self) -> None:
         """Remember which folder the output folder is now, if it exists."""
@@ -202,7 +196,9 @@ class OutputFolder:
         except ValueError:
             raise OutputLinkError(f"cannot write {path}: it is not inside the output folder {self.path}") from None
         try:
+            missing = [p for p in (*reversed(self.path.parents), self.path) if not os.path.lexists(p)]
             self.path.mkdir(parents=True, exist_ok=True)
+            self.made += [p for p in missing if p not in self.made]
             fd = os.open(self.path, _FOLDER_FLAGS)
         except (FileExistsError, NotADirectoryError):
             if self.path.is_symlink() or self.path.is_dir():  # swapped while we looked
@@ -223,7 +219,7 @@ class OutputFolder:
             walked = self.path
             for part in parts:
                 walked = walked / part
-                child = _open_child(fd, part, walked, path)
+                child = _open_child(fd, part, walked, path, self.made)
                 os.close(fd)
                 fd = child
         except BaseException:
@@ -231,12 +227,21 @@ class OutputFolder:
             raise
         return fd
 
+    def remove_made(self) -> None:
+        """Remove the folders this object's writes made while they are empty, deepest first: a write
+        that failed, or a run that in the end kept nothing (a chat with no turn), leaves no folder either."""
+        for folder in sorted(self.made, key=lambda p: len(p.parts), reverse=True):
+            with contextlib.suppress(OSError):  # a file is in it (another piece's), or it is gone: it stays
+                os.rmdir(folder)
+        self.made = [folder for folder in self.made if os.path.lexists(folder)]
 
-def _open_child(folder_fd: int, name: str, shown: Path, target: Path) -> int:
-    """Make (if missing) and open the folder name inside folder_fd, refusing a link or a file."""
+
+def _open_child(folder_fd: int, name: str, shown: Path, target: Path, made: list[Path]) -> int:
+    """Make (if missing, adding it to made) and open the folder name inside folder_fd, refusing a link or a file."""
     try:
         try:
             os.mkdir(name, 0o777, dir_fd=folder_fd)
+            made.append(shown)
         except FileExistsError:
             pass
         return os.open(name, _FOLDER_FLAGS | os.O_NOFOLLOW, dir_fd=folder_fd)
@@ -273,11 +278,16 @@ def write_atomic(path: str | os.PathLike, data: str, *, overwrite: bool, root: O
     following links, and the file is made inside that open folder.
     """
     path = Path(path)
-    folder_fd = (root or OutputFolder(path.parent)).open_folder_of(path)
+    root = root or OutputFolder(path.parent)
     try:
-        _write_in(folder_fd, path, data.encode("utf-8"), overwrite)
-    finally:
-        os.close(folder_fd)
+        folder_fd = root.open_folder_of(path)
+        try:
+            _write_in(folder_fd, path, data.encode("utf-8"), overwrite)
+        finally:
+            os.close(folder_fd)
+    except BaseException:  # a full disk or a Ctrl-C: no file, and no folder made for it, is left
+        root.remove_made()
+        raise
     return path
 
 

@@ -234,6 +234,7 @@ class SectionReader(Validator):
                     kind = {"int": "whole number", "float": "number"}.get(node.tag.replace(YAML_TAG, ""), "true/false value")
                     self.add(node, path, f"'{shorten(node.value)}' is not a {kind} metagen can read (write a plain "
                              f"number such as 0.8 or 40, at most {len(str(MAX_INT))} digits, or true/false)")
+                    return None  # named once: the settings' own check refuses it too
                 return value
             return node.value
         self.add(node, path, f"got {describe_node(node)} (expected a number, true/false, text or a list of text)")
