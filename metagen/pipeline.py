@@ -66,18 +66,21 @@ PROSE_DEFAULTS: dict[str, Any] = {"temperature": 0.6, "min_p": 0.1, "no_copy_ngr
 # (experiments/log.md, round twelve).
 NARRATION_DEFAULTS: dict[str, Any] = {**PROSE_DEFAULTS, "sentence_opening": True, "max_sentences": 4,
                                       "avoid_stock": True}
-# Scenes and dialogues lean towards the world's facts (context_contrast, metagen.search.ContextContrast):
-# read blind against the same pieces without it, scenes were preferred in 60 of 90 pairs and
-# dialogues in 20 of 29 decided; stories lost (5 of 14) and stay without it (round thirteen).
+# Dialogue lines lean towards the world's facts (context_contrast, metagen.search.ContextContrast):
+# read blind against the same lines without it, dialogues were preferred in 20 of 29 decided
+# pairs (round thirteen); stories lost (5 of 14). Scenes won with it too (60 of 90) while the critic
+# barely weighed fluency; chosen among eight by it (SCENE_WEIGHTS), scenes without the contrast were
+# read blind at 23 of 40 for them, kept 21 to 17, longer (median 31 -> 39 and 33 -> 47 words), and
+# are written in two thirds of the time: it is off for scenes (round forty, experiments/log.md).
 CONTRAST = {"context_contrast": 0.5}
-KIND_DEFAULTS: dict[str, dict[str, Any]] = {"story": NARRATION_DEFAULTS, "scene": {**NARRATION_DEFAULTS, **CONTRAST},
+KIND_DEFAULTS: dict[str, dict[str, Any]] = {"story": NARRATION_DEFAULTS, "scene": NARRATION_DEFAULTS,
                                             "dialogue": {**PROSE_DEFAULTS, "penalize_prompt": True, "max_sentences": 2, **CONTRAST}}
 # Versions of each unit (scene, story beat, dialogue line) the critic chooses from when nobody
 # says otherwise: docs/quality.md has the measurements (the README's story takes 1.55x the time
 # of the earlier single-pass design, side by side). Greedy and beam settings get one. Scenes draw
 # eight since the critic leans on the model's own fluency (critic.SCENE_WEIGHTS): read blind
-# against four, 29 of 40 changed pairs for eight, kept as a draft 16 to 6, for about twice the
-# time (round forty, experiments/log.md).
+# against four, 29 of 40 changed pairs for eight, kept as a draft 16 to 6. Without the context
+# contrast (KIND_DEFAULTS) eight take a scene the time four took with it (round forty, experiments/log.md).
 DEFAULT_CANDIDATES = {"story": 4, "scene": 8, "dialogue": 4}
 # Scene requests decoded together by compose; each brings cfg.candidates rows. The text of a
 # seed does not depend on it (tests/test_pipeline.py): it only trades memory for speed.

@@ -787,7 +787,7 @@ def test_the_prompt_of_a_scene_says_what_its_candidates_start_with(runner, world
 
 def test_a_scene_records_its_contrast_and_other_kinds_refuse_the_flag(runner, world, model_args, tmp_path):
     result = invoke(runner, "describe-scene", world, "-l", "well", "--seed", 5, "--max-tokens", 4, "--format", "json",
-                    "--out", tmp_path / "o", "-q", *model_args)
+                    "--out", tmp_path / "o", "-q", "--contrast", 0.5, *model_args)
     assert result.exit_code == 0, result.output
     assert read_piece_file(tmp_path / "o" / "tinyville" / "scene" / "well-5.json")["settings"]["context_contrast"] == 0.5
     for args, needle in [(["chat", world, "--as", "ada", "--out", tmp_path / "p"],

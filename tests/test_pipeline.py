@@ -79,10 +79,10 @@ def test_the_tense_guard_is_off_unless_a_layer_asks_for_it(world):
                                      SceneRequest(location="well")).tense_guard == "present"
 
 
-def test_contrast_is_a_scenes_default_and_any_kinds_choice(world, tmp_path):
+def test_contrast_is_a_dialogues_default_and_any_kinds_choice(world, tmp_path):
     scene = SceneRequest(location="well")
-    assert pipeline.effective_config(world, "scene", None, None, scene).context_contrast == 0.5
-    assert pipeline.effective_config(world, "scene", None, {"context_contrast": 0}, scene).context_contrast == 0
+    assert pipeline.effective_config(world, "scene", None, None, scene).context_contrast == 0  # off since 0.24.0
+    assert pipeline.effective_config(world, "scene", None, {"context_contrast": 0.5}, scene).context_contrast == 0.5
     assert pipeline.effective_config(world, "dialogue", None, None).context_contrast == 0.5
     assert pipeline.effective_config(world, "story", None, None).context_contrast == 0
     assert pipeline.effective_config(world, "story", None, {"context_contrast": 1.0}).context_contrast == 1.0
