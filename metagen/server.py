@@ -311,11 +311,21 @@ class Server:
             signal.signal(signal.SIGHUP, self._on_signal)
 
     def _preload(self) -> None:
-        """Load the default model now when it is installed, so the first request is quick too."""
+        """Import every module a command may import late, and load the default model now when it is
+        installed, so the first request is quick too. A signal to the server raises in the command's
+        frame (_on_signal): raised inside a first import, it left the module half made and the client
+        a traceback ("cannot import name 'Kinship'") instead of the server-stopped line."""
+        import importlib
+        import pkgutil
+
+        import metagen
         from metagen import catalog
         from metagen.errors import MetagenError
         from metagen.generator import load_model
 
+        for module in pkgutil.walk_packages(metagen.__path__, "metagen."):
+            if module.name != "metagen.__main__":  # it runs the CLI
+                importlib.import_module(module.name)
         if catalog.installed_path(catalog.DEFAULT_MODEL).is_file():
             try:
                 load_model(None)

@@ -422,3 +422,14 @@ def test_the_status_line_counts_in_words(state, line):
 ])
 def test_which_commands_a_server_answers(args, env, command):
     assert protocol.forwarded_command(args, env) == command
+
+
+def test_the_server_imports_every_module_before_its_first_request(tmp_path):
+    """A signal to the server raises in the running command; raised inside a module's first import
+    (metagen.kinship, which a story imports late) it left the client a traceback, not one line."""
+    check = ("import sys; from metagen.server import Server; Server._preload(None); "
+             "print(all(m in sys.modules for m in ('metagen.kinship', 'metagen.plan', 'metagen.moderation')))")
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "METAGEN_HOME": str(tmp_path / "empty-home")})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "True"
