@@ -114,8 +114,6 @@ def output_path(
     return path
 
 
-
-
 def named_file_format(out: str | os.PathLike, typed: str | None = None) -> str | None:
     """The format `--out` names a single file in, or None when it names a folder.
 

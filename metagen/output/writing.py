@@ -21,9 +21,8 @@ import time
 from pathlib import Path
 
 from metagen.errors import OutputError, OutputExistsError, OutputFolderError, OutputLinkError
-from metagen.files import os_reason
+from metagen.files import dangling_link, link_loops, os_reason
 from metagen.output.formats import check_format, render
-from metagen.files import dangling_link, link_loops
 from metagen.output.paths import output_path
 from metagen.output.piece import Piece
 
