@@ -38,7 +38,7 @@ from metagen.output import (
     recorded_fields,
     remove_stale_temps,
 )
-from metagen.pipeline import DEFAULT_BATCH_SIZE, MAX_COUNT
+from metagen.pipeline import DEFAULT_BATCH_SIZE, MAX_COUNT, check_request_fits_context, seeded_request
 from metagen.prompts import DIALOGUE_ORDERS, KINDS, REQUEST_KINDS, Request
 from metagen.text import did_you_mean
 from metagen.world import World, YamlRefused, compose_yaml, construct_plain, load_world
@@ -490,8 +490,9 @@ def _expand_units(jobs_file: JobsFile, fmt: str | None, cli: dict, seeds: _SeedR
         for k in range(job.count):
             index = len(units)
             seed = seeds.seed(job, k, index)
-            path = output_path(out_dir, world.id, job.kind, request.subject, seed, unit_fmt,
-                               request=_recorded_request(job, request))
+            seeded = seeded_request(world, request, seed)  # named as its piece records it (a story's drawn cast)
+            path = output_path(out_dir, world.id, job.kind, seeded.subject, seed, unit_fmt,
+                               request=_recorded_request(job, seeded))
             units.append(Unit(index=index, job=job, k=k, world=world, request=request,
                               cfg=GenerationConfig.from_dict({**cfg.to_dict(), "seed": seed}), seed=seed,
                               format=unit_fmt, path=path, overwrite=overwrite))
@@ -562,8 +563,6 @@ def _check_same_request(unit: Unit) -> None:
     """Refuse to skip a complete file that another request made (it only shares the name), or that
     other settings made; what the seed draws (a dialogue's topic, a scene's first words) is part of
     the request. A txt file records neither, so it is taken as it is."""
-    from metagen.pipeline import seeded_request
-
     recorded = recorded_fields(unit.path)
     if recorded is None:
         return
@@ -600,8 +599,6 @@ def check_batch_fits_context(plan: BatchPlan, jobs_file: JobsFile, cli_settings:
                              generator) -> None:
     """ConfigError naming JOBS_FILE:LINE of every job to run whose max_new_tokens, with its prompt, does
     not fit the model's context, so that no job's turn finds it after earlier jobs' files were written."""
-    from metagen.pipeline import check_request_fits_context, seeded_request
-
     context_length = generator.context_length
     room = f"give less than {context_length}: the prompt needs room too"
     flag = (cli_settings or {}).get("max_new_tokens")

@@ -143,12 +143,17 @@ def make_request(kind: str, world: World | None = None, **fields: Any) -> Reques
 
 def seeded_request(world: World, request: Request, seed: int) -> Request:
     """The request as its piece records it: a dialogue's topic, where the request gives none, drawn by
-    `seed` (dialogue.with_topic). A scene's start words are drawn per candidate (opening.candidate_starts)
-    and recorded by the critic, so its request stays as given."""
+    `seed` (dialogue.with_topic); a story's cast and place, where it names none (plan.with_cast). A
+    scene's start words are drawn per candidate (opening.candidate_starts) and recorded by the critic,
+    so its request stays as given."""
     if request.kind == "dialogue":
         from metagen.dialogue import with_topic
 
         return with_topic(world, request, seed)
+    if request.kind == "story":
+        from metagen.plan import with_cast
+
+        return with_cast(world, request, seed)
     return request
 
 
@@ -282,6 +287,7 @@ def prompt_view(generator, world: World, request: Request, cfg: GenerationConfig
     A story shows its first beat's prompt and its whole plan, which follows the seed (cfg.seed, else 0),
     as a dialogue's topic does when none is given.
     """
+    request = seeded_request(world, request, cfg.seed or 0)  # as a story's plan, these follow the seed
     if request.kind == "story":
         from metagen.plan import check_story_fits_context, make_plan, plan_prompt, story_messages
 
@@ -295,7 +301,6 @@ def prompt_view(generator, world: World, request: Request, cfg: GenerationConfig
                           messages=prompt.messages,
                           lore_used=prompt.lore_used, lore_left_out=(), warnings=[],
                           plan=[b.to_dict() for b in plan])
-    request = seeded_request(world, request, cfg.seed or 0)  # as a story's plan, these follow the seed
     starts = candidate_starts(world, request, cfg.seed or 0, cfg.candidates) if request.kind == "scene" else []
     if starts:  # the candidates share the prompt; each then opens with its own start words
         request = dataclasses.replace(request, start=_asked_start(world, request, starts))

@@ -80,6 +80,32 @@ class StoryResult:
     seconds: float
 
 
+# A story that names no one is still about the world's own people, somewhere in it: asked for "a story
+# about the traveller", with no place, the model wrote gothic filler with no name, place or thing of the
+# world ("The old mansion stood alone, its turrets reaching towards the sky", round forty-one).
+DRAWN_CAST = 2  # the characters drawn for a story that names none
+
+
+def with_cast(world: World, request: StoryRequest, seed: int) -> StoryRequest:
+    """The request with what `seed` draws where it names nothing: a cast of DRAWN_CAST of the world's
+    characters (the lead, then one the lead has a tie to, when there is one) and one of its places;
+    recorded so replay is exact, as a dialogue's drawn topic is. A user's own plan (--plan) is left as
+    given: its beats say who and where."""
+    if request.beats or (request.characters and request.location):
+        return request
+    rng = random.Random(f"cast {seed}")  # its own stream: the plan's choices by `seed` stay as they were
+    changes: dict = {}
+    if not request.characters and world.characters:
+        lead = rng.choice(world.characters)
+        others = [c for c in world.characters if c.id != lead.id]
+        tied = [c for c in others if any(tie.other == c.id for tie in lead.relationships)]
+        changes["characters"] = (lead.id,) + tuple(c.id for c in rng.sample(tied or others, min(DRAWN_CAST - 1,
+                                                                                                   len(tied or others))))
+    if request.location is None and world.locations:
+        changes["location"] = rng.choice(world.locations).id
+    return replace(request, **changes)
+
+
 def make_plan(world: World, resolved: Resolved, seed: int) -> list[Beat]:
     """The beats of a story, chosen from the world's data by `seed` (the same seed, the same plan),
     or the user's own beats when the request carries them (--plan FILE)."""
@@ -300,7 +326,7 @@ def write_story(generator, world: World, request: StoryRequest, cfg: GenerationC
         moderation: the world's moderation Policy: beats over its rating lose (and draw another round).
     """
     started = time.perf_counter()
-    resolved = resolve_request(world, request)
+    resolved = resolve_request(world, with_cast(world, request, seed))
     plan = make_plan(world, resolved, seed)[:cfg.max_new_tokens]  # a budget below one token a beat writes fewer beats
     messages = story_messages(world, resolved)
     beat_cfg = _beat_config(cfg, len(plan))
@@ -488,7 +514,7 @@ def check_story_fits_context(generator, world: World, request: StoryRequest, cfg
                              seed: int) -> None:
     """RequestError when the story's plan (by `seed`) and cfg.max_new_tokens overflow the model's context:
     write_story's own first check, for batch to ask of every story before it writes any piece."""
-    resolved = resolve_request(world, request)
+    resolved = resolve_request(world, with_cast(world, request, seed))
     plan = make_plan(world, resolved, seed)[:cfg.max_new_tokens]
     _check_beats_fit_context(generator, story_messages(world, resolved), plan, cfg.max_new_tokens)
 
@@ -520,4 +546,4 @@ def plan_prompt(world: World, resolved: Resolved, plan: list[Beat], messages: li
                   prompt_tokens=words, budget=budget)
 
 
-__all__ = ["BEATS_BY_LENGTH", "Beat", "StoryResult", "check_story_fits_context", "make_plan", "story_messages", "write_story"]
+__all__ = ["BEATS_BY_LENGTH", "DRAWN_CAST", "Beat", "StoryResult", "check_story_fits_context", "make_plan", "story_messages", "with_cast", "write_story"]

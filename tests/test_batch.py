@@ -458,7 +458,7 @@ def test_a_full_disk_says_resume_finishes_the_batch(runner, tmp_path, world, mod
     import metagen.output.writing as writing
 
     path = write_jobs(tmp_path, "world: tiny.yaml\nseed: 40\nsettings: {max_new_tokens: 3}\n"
-                                "jobs:\n  - {kind: story, characters: [ada], count: 4}\n")
+                                "jobs:\n  - {kind: story, characters: [ada], location: well, count: 4}\n")
     real, calls = writing._write_all, []
 
     def full_on_the_third(fd, data):
@@ -470,7 +470,7 @@ def test_a_full_disk_says_resume_finishes_the_batch(runner, tmp_path, world, mod
     monkeypatch.setattr(writing, "_write_all", full_on_the_third)
     result = invoke(runner, "batch", path, "--batch-size", 1, "-q", *model_args)
     assert result.exit_code == 1, result.output
-    target = Path("out") / "tinyville" / "story" / "ada-42.md"
+    target = Path("out") / "tinyville" / "story" / "ada-at-well-42.md"
     assert result.stderr == (f"error: cannot write {target}: No space left on device "
                              "(2 of 4 written; rerun with --resume to finish)\n")
 
@@ -600,12 +600,12 @@ def test_the_temp_file_of_a_run_killed_outright_is_removed_by_the_next(tmp_path,
 
 
 def test_overwrite_and_flags_override_jobs(runner, tmp_path, world, model_args):
-    path = write_jobs(tmp_path, "world: tiny.yaml\nseed: 3\njobs:\n  - {kind: story, characters: [ada], settings: {max_new_tokens: 9}}\n")
+    path = write_jobs(tmp_path, "world: tiny.yaml\nseed: 3\njobs:\n  - {kind: story, characters: [ada], location: well, settings: {max_new_tokens: 9}}\n")
     assert invoke(runner, "batch", path, "-q", *model_args).exit_code == 0
     result = invoke(runner, "batch", path, "--overwrite", "--max-tokens", 2, "--format", "json", "--json", *model_args)
     assert result.exit_code == 0, result.output
     line = json.loads(result.stdout)
-    assert line["path"].endswith("out/tinyville/story/ada-3.json") and line["job"] == "job-1"
+    assert line["path"].endswith("out/tinyville/story/ada-at-well-3.json") and line["job"] == "job-1"
     data = read_piece_file(line["path"])
     assert data["settings"]["max_new_tokens"] == 2 and data["output_tokens"] <= 2
     assert "wrote" not in result.stderr  # --json: the lines on stdout say it

@@ -103,8 +103,8 @@ def test_story_files_and_front_matter(runner, world, model_args, tmp_path):
 
 
 @pytest.mark.parametrize("command, extra, kind, subject, fmt", [
-    ("story", ["-c", "ada"], "story", "ada", "txt"),
-    ("story", ["-c", "ada"], "story", "ada", "json"),
+    ("story", ["-c", "ada", "-l", "well"], "story", "ada-at-well", "txt"),
+    ("story", ["-c", "ada", "-l", "well"], "story", "ada-at-well", "json"),
     ("describe-scene", ["-l", "mill", "--time", "dawn"], "scene", "mill-dawn", "md"),
     ("describe-scene", ["-l", "mill"], "scene", "mill", "json"),
     ("describe-scene", ["-l", "mill"], "scene", "mill", "txt"),
@@ -148,7 +148,7 @@ def test_stdout_prints_text_and_writes_nothing(runner, world, model_args, tmp_pa
 
 
 @pytest.mark.parametrize("flag", ["-o", "--out"])
-@pytest.mark.parametrize("command", [["story", "-c", "ada"], ["describe-scene", "-l", "well"]])
+@pytest.mark.parametrize("command", [["story", "-c", "ada", "-l", "well"], ["describe-scene", "-l", "well"]])
 def test_stdout_with_out_is_refused(runner, world, model_args, tmp_path, monkeypatch, command, flag):
     """Round 37: `story ... --stdout -o x.md` printed the text and silently wrote no x.md."""
     monkeypatch.setattr("metagen.commands.pieces.load_generator", lambda *a, **k: pytest.fail("model loaded"))
@@ -196,9 +196,9 @@ def test_a_temp_file_left_by_a_killed_run_is_removed_when_its_piece_is_made(runn
 
 
 def test_overwrite_refused_before_the_model_and_file_untouched(runner, world, model_args, tmp_path, monkeypatch):
-    args = ["story", world, "-c", "ada", "--seed", 1, "--max-tokens", 4, "--out", tmp_path / "o", *model_args]
+    args = ["story", world, "-c", "ada", "-l", "well", "--seed", 1, "--max-tokens", 4, "--out", tmp_path / "o", *model_args]
     assert invoke(runner, *args).exit_code == 0
-    path = tmp_path / "o" / "tinyville" / "story" / "ada-1.md"
+    path = tmp_path / "o" / "tinyville" / "story" / "ada-at-well-1.md"
     before = path.read_bytes()
     monkeypatch.setattr("metagen.commands.pieces.load_generator", lambda *a, **k: pytest.fail("model loaded"))
     result = invoke(runner, *args)
@@ -215,10 +215,10 @@ def test_overwrite_refused_before_the_model_and_file_untouched(runner, world, mo
 def test_a_folder_where_the_piece_goes_is_bad_input_before_the_model(runner, world, tmp_path, monkeypatch, flags):
     """story said 'cannot write ...: it is a folder', exit 1 as if writing had failed, with no hint,
     where batch says what to do and exits 2; --overwrite cannot replace a folder either."""
-    path = tmp_path / "o" / "tinyville" / "story" / "ada-1.md"
+    path = tmp_path / "o" / "tinyville" / "story" / "ada-at-well-1.md"
     path.mkdir(parents=True)
     monkeypatch.setattr("metagen.commands.pieces.load_generator", lambda *a, **k: pytest.fail("model loaded"))
-    result = invoke(runner, "story", world, "-c", "ada", "--seed", 1, "--out", tmp_path / "o", *flags)
+    result = invoke(runner, "story", world, "-c", "ada", "-l", "well", "--seed", 1, "--out", tmp_path / "o", *flags)
     assert result.exit_code == 2
     assert result.stderr == f"error: {path} is a folder where a piece goes (move the folder away, or choose another --out)\n"
 
@@ -227,7 +227,7 @@ def test_a_folder_where_the_piece_goes_is_bad_input_before_the_model(runner, wor
 
 
 @pytest.mark.parametrize("command, extra, name, fmt", [
-    ("story", ["-c", "ada"], "story.md", "md"),
+    ("story", ["-c", "ada", "-l", "well"], "story.md", "md"),
     ("describe-scene", ["-l", "mill"], "Scene.TXT", "txt"),
     ("dialogue", ["-c", "ada,bo", "--turns", 2, "--order", "turns"], "talk.yarn", "yarn"),
     ("dialogue", ["-c", "ada,bo", "--turns", 2, "--order", "turns"], "talk.json", "json"),
@@ -257,7 +257,7 @@ def test_out_naming_a_file_writes_that_file(runner, world, model_args, tmp_path,
 def test_out_naming_a_file_replays_and_is_never_overwritten_unasked(runner, world, model_args, tmp_path,
                                                                      monkeypatch):
     path = tmp_path / "o" / "story.md"
-    args = ["story", world, "-c", "ada", "--seed", 3, "--max-tokens", 4, "-o", path, *model_args]
+    args = ["story", world, "-c", "ada", "-l", "well", "--seed", 3, "--max-tokens", 4, "-o", path, *model_args]
     assert invoke(runner, *args).exit_code == 0
     assert invoke(runner, "replay", path).stdout.startswith(f"identical: {path}")
     before = path.read_bytes()
@@ -274,7 +274,7 @@ def test_an_interrupt_leaves_no_file_where_out_names_one(runner, world, model_ar
     import metagen.pipeline as pipeline
 
     interrupt_on_call(monkeypatch, pipeline, "_compose_story", 1)
-    result = invoke(runner, "story", world, "-c", "ada", "--max-tokens", 4, "-o", tmp_path / "o" / "story.md",
+    result = invoke(runner, "story", world, "-c", "ada", "-l", "well", "--max-tokens", 4, "-o", tmp_path / "o" / "story.md",
                     *model_args)
     assert result.exit_code == 130 and files_in(tmp_path / "o") == []
 
@@ -288,14 +288,14 @@ def test_an_interrupt_leaves_no_file_where_out_names_one(runner, world, model_ar
 def test_out_naming_a_file_refuses_what_it_cannot_hold_before_the_model(runner, world, tmp_path, no_model,
                                                                         extra, message):
     out = tmp_path / "story.md"
-    result = invoke(runner, "story", world, "-c", "ada", "-o", out, *extra)
+    result = invoke(runner, "story", world, "-c", "ada", "-l", "well", "-o", out, *extra)
     assert result.exit_code == 2
     assert result.stderr == message.format(out=out, folder=tmp_path / "story") + "\n"
     assert files_in(tmp_path) == [world]
 
 
 def test_a_yarn_file_for_a_story_is_refused(runner, world, tmp_path, no_model):
-    result = invoke(runner, "story", world, "-c", "ada", "-o", tmp_path / "story.yarn")
+    result = invoke(runner, "story", world, "-c", "ada", "-l", "well", "-o", tmp_path / "story.yarn")
     assert result.exit_code == 2 and "the yarn format holds dialogue only, not a story" in result.stderr
 
 
@@ -305,25 +305,25 @@ def test_out_ending_in_md_is_a_folder_when_it_is_one_or_ends_in_a_slash(runner, 
     if typed == "folder":
         out.mkdir()
     given = f"{out}/" if typed == "slash" else out
-    result = invoke(runner, "story", world, "-c", "ada", "--seed", 2, "--max-tokens", 4, "-o", given, "-q",
+    result = invoke(runner, "story", world, "-c", "ada", "-l", "well", "--seed", 2, "--max-tokens", 4, "-o", given, "-q",
                     *model_args)
     assert result.exit_code == 0, result.output
-    assert files_in(out) == [out / "tinyville" / "story" / "ada-2.md"]
+    assert files_in(out) == [out / "tinyville" / "story" / "ada-at-well-2.md"]
 
 
 @pytest.mark.parametrize("given, fmt", [("MD", "md"), ("Markdown", "md"), ("JSON", "json"), ("Text", "txt")])
 def test_format_names_are_taken_in_any_case(runner, world, model_args, tmp_path, given, fmt):
     """`-o x.MD` was a Markdown file while `--format MD` was 'unknown output format'."""
-    args = ["story", world, "-c", "ada", "--seed", 3, "--max-tokens", 4, "-q", *model_args]
+    args = ["story", world, "-c", "ada", "-l", "well", "--seed", 3, "--max-tokens", 4, "-q", *model_args]
     result = invoke(runner, *args, "--format", given, "-o", tmp_path / "folder")
     assert result.exit_code == 0, result.output
-    assert files_in(tmp_path / "folder") == [tmp_path / "folder" / "tinyville" / "story" / f"ada-3.{fmt}"]
+    assert files_in(tmp_path / "folder") == [tmp_path / "folder" / "tinyville" / "story" / f"ada-at-well-3.{fmt}"]
     named = tmp_path / f"one.{fmt}"
     assert invoke(runner, *args, "--format", given, "-o", named).exit_code == 0 and named.is_file()
 
 
 def test_a_format_alias_that_does_not_match_out_is_named_by_its_format(runner, world, tmp_path, no_model):
-    result = invoke(runner, "story", world, "-c", "ada", "--format", "Markdown", "-o", tmp_path / "s.json")
+    result = invoke(runner, "story", world, "-c", "ada", "-l", "well", "--format", "Markdown", "-o", tmp_path / "s.json")
     assert result.exit_code == 2
     assert result.stderr == (f"error: --format md does not match --out {tmp_path / 's.json'}, which names a .json file "
                              f"(give --out {tmp_path / 's.md'}, or leave --format out)\n")
@@ -377,7 +377,7 @@ def test_interrupted_command_exits_130_and_writes_nothing(runner, world, model_a
         raise KeyboardInterrupt
 
     monkeypatch.setattr("metagen.pipeline.compose", interrupted)
-    result = invoke(runner, "story", world, "-c", "ada", "-n", 3, "--out", tmp_path / "o", *model_args)
+    result = invoke(runner, "story", world, "-c", "ada", "-l", "well", "-n", 3, "--out", tmp_path / "o", *model_args)
     assert result.exit_code == 130 and "interrupted" in result.stderr
     assert not [p for p in (tmp_path / "o").rglob("*") if p.is_file()]
 
@@ -389,11 +389,11 @@ def test_each_piece_is_written_as_it_is_made_and_an_interrupt_keeps_them(runner,
 
     interrupt_on_call(monkeypatch, pipeline, "_compose_story", 3)
     out = tmp_path / "o"
-    result = invoke(runner, "story", world, "-c", "ada", "-n", 3, "--seed", 7, "--max-tokens", 4, "--out", out,
+    result = invoke(runner, "story", world, "-c", "ada", "-l", "well", "-n", 3, "--seed", 7, "--max-tokens", 4, "--out", out,
                     *model_args)
     assert result.exit_code == 130 and "interrupted" in result.stderr
     written = sorted(p.name for p in out.rglob("*") if p.is_file())
-    assert written == ["ada-7.md", "ada-8.md"], written
+    assert written == ["ada-at-well-7.md", "ada-at-well-8.md"], written
     assert result.stderr.count("wrote ") == 2
 
 
@@ -464,9 +464,9 @@ def test_lore_left_out_is_reported(runner, world, model_args, tmp_path):
 
 def test_same_seed_same_text(runner, world, model_args, tmp_path):
     for out in ("a", "b"):
-        args = ["story", world, "-c", "ada", "--seed", 42, "--max-tokens", 12, "--out", tmp_path / out, "-q"]
+        args = ["story", world, "-c", "ada", "-l", "well", "--seed", 42, "--max-tokens", 12, "--out", tmp_path / out, "-q"]
         assert invoke(runner, *args, *model_args).exit_code == 0
-    a, b = (read_piece_file(tmp_path / o / "tinyville" / "story" / "ada-42.md") for o in ("a", "b"))
+    a, b = (read_piece_file(tmp_path / o / "tinyville" / "story" / "ada-at-well-42.md") for o in ("a", "b"))
     assert a["text"] == b["text"] and a["output_tokens"] == b["output_tokens"]
 
 
@@ -491,6 +491,26 @@ def test_replay_reproduces_the_text(runner, world, model_args, tmp_path, command
     result = invoke(runner, "replay", path)  # the recorded model path and dtype
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith(f"identical: {path}")
+
+
+def test_a_story_naming_no_one_is_named_and_replayed_by_the_cast_its_seed_drew(runner, world, model_args, tmp_path):
+    """`metagen story WORLD` names no cast or place: the seed draws them (plan.with_cast), the file is
+    named by them, the prompt shows them, and replay makes the same text from the record."""
+    from metagen.plan import with_cast
+    from metagen.prompts import StoryRequest
+    from metagen.world import load_world
+
+    drawn = with_cast(load_world(world), StoryRequest(), 6)
+    out = tmp_path / "o"
+    result = invoke(runner, "story", world, "--seed", 6, "--max-tokens", 8, "--out", out, "--json", *model_args)
+    assert result.exit_code == 0, result.output
+    path = Path(json.loads(result.stdout)["path"])
+    assert path == out / "tinyville" / "story" / f"{drawn.subject}-6.md"
+    assert read_piece_file(path)["request"]["characters"] == list(drawn.characters)
+    shown = invoke(runner, "prompt", "story", world, "--seed", 6, "--json", *model_args)
+    assert json.loads(shown.stdout)["request"]["location"] == drawn.location
+    assert invoke(runner, "story", world, "--seed", 6, "--out", out, *model_args).exit_code == 2  # the same file: refused
+    assert invoke(runner, "replay", path).stdout.startswith(f"identical: {path}")
 
 
 def test_replay_of_scenes_made_together_decodes_the_same_batch(runner, world, model_args, tmp_path, monkeypatch):
@@ -532,13 +552,13 @@ def test_replay_takes_the_recorded_prompt_dtype(runner, world, wide_gguf, tmp_pa
     """bfloat16 prompts (auto on CPUs with bfloat16 units) are recorded and replayed as made, on
     any CPU; a piece that records none was made with float32 prompts."""
     out = tmp_path / "o"
-    assert invoke(runner, "story", world, "-c", "ada", "--seed", 9, "--max-tokens", 8, "--format", "json",
+    assert invoke(runner, "story", world, "-c", "ada", "-l", "well", "--seed", 9, "--max-tokens", 8, "--format", "json",
                   "--out", out, "-q", "--model", wide_gguf, "--dtype", "int8", "--prompt-dtype", "bfloat16").exit_code == 0
-    path = out / "tinyville" / "story" / "ada-9.json"
+    path = out / "tinyville" / "story" / "ada-at-well-9.json"
     data = json.loads(path.read_text())
     assert data["model"]["dtype"] == "int8" and data["model"]["prompt_dtype"] == "bfloat16"
     assert invoke(runner, "replay", path).stdout.startswith(f"identical: {path}")
-    assert invoke(runner, "story", world, "-c", "ada", "--seed", 9, "--max-tokens", 8, "--format", "json",
+    assert invoke(runner, "story", world, "-c", "ada", "-l", "well", "--seed", 9, "--max-tokens", 8, "--format", "json",
                   "--out", out, "--overwrite", "-q", "--model", wide_gguf, "--dtype", "int8", "--prompt-dtype", "float32").exit_code == 0
     data = json.loads(path.read_text())
     del data["model"]["prompt_dtype"]  # as every piece before 0.8.0
@@ -551,9 +571,9 @@ def test_replay_takes_the_recorded_prompt_dtype(runner, world, wide_gguf, tmp_pa
 def _story_piece(runner, world, model_args, tmp_path) -> tuple[Path, dict]:
     """A short story written as JSON (seed 4): its path and its data."""
     out = tmp_path / "o"
-    assert invoke(runner, "story", world, "-c", "ada", "--seed", 4, "--max-tokens", 8, "--format", "json",
+    assert invoke(runner, "story", world, "-c", "ada", "-l", "well", "--seed", 4, "--max-tokens", 8, "--format", "json",
                   "--out", out, "-q", *model_args).exit_code == 0
-    path = out / "tinyville" / "story" / "ada-4.json"
+    path = out / "tinyville" / "story" / "ada-at-well-4.json"
     return path, json.loads(path.read_text())
 
 
@@ -664,9 +684,9 @@ def test_replay_takes_an_adapter_that_has_moved(runner, world, model_args, wide_
     and had no --adapter (it has --model and --world)."""
     adapter = _adapter_for(wide_gguf, tmp_path / "a.safetensors", seed=1)
     out = tmp_path / "o"
-    assert invoke(runner, "story", world, "-c", "ada", "--seed", 4, "--max-tokens", 8, "--format", "json",
+    assert invoke(runner, "story", world, "-c", "ada", "-l", "well", "--seed", 4, "--max-tokens", 8, "--format", "json",
                   "--out", out, "-q", "--adapter", adapter, *model_args).exit_code == 0
-    path = out / "tinyville" / "story" / "ada-4.json"
+    path = out / "tinyville" / "story" / "ada-at-well-4.json"
     moved = adapter.rename(tmp_path / "moved.safetensors")
     result = invoke(runner, "replay", path)
     assert result.exit_code == 2 and result.stderr.startswith(f"error: {path} was made with the adapter {adapter} ")
@@ -687,7 +707,7 @@ def test_an_output_folder_that_is_a_dangling_link_is_refused_before_the_model(ru
                                                                               overwrite):
     """-o LINK to nowhere ran the model, then said the output folder was 'replaced during the run'."""
     (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
-    result = invoke(runner, "story", world, "-c", "ada", "--seed", 1, "-o", tmp_path / out,
+    result = invoke(runner, "story", world, "-c", "ada", "-l", "well", "--seed", 1, "-o", tmp_path / out,
                     *(["--overwrite"] if overwrite else []))
     assert result.exit_code == 2
     at = "" if out == "dangling" else f": {tmp_path / 'dangling'}"
@@ -703,7 +723,7 @@ def test_an_output_folder_that_is_a_loop_of_links_is_named_so(runner, world, tmp
     there, a link back to a, and no folder made where it points would help."""
     (tmp_path / "a").symlink_to("b")
     (tmp_path / "b").symlink_to("a")
-    result = invoke(runner, "story", world, "-c", "ada", "--seed", 1, "-o", tmp_path / out)
+    result = invoke(runner, "story", world, "-c", "ada", "-l", "well", "--seed", 1, "-o", tmp_path / out)
     assert result.exit_code == 2
     at = "" if out == "a" else f": {tmp_path / 'a'}"
     assert result.stderr == (f"error: output folder {tmp_path / out}{at} is a symbolic link in a loop (it leads "

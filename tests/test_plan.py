@@ -297,11 +297,56 @@ def test_a_plan_that_cannot_fit_is_refused_before_writing(world, tiny_generator)
 
 
 def test_a_story_piece_records_its_plan(world, wide_generator):
-    request = StoryRequest(characters=("ada",), length="short")
+    request = StoryRequest(characters=("ada",), location="mill", length="short")
     piece = pipeline.compose(wide_generator, world, [request], GenerationConfig(max_new_tokens=9), seeds=[2]).pieces[0]
     assert [b["beat"] for b in piece.plan] == ["opening", "turn", "ending"]
-    assert piece.front_matter()["plan"][0]["instruction"].startswith("Write the opening paragraph of a story about Ada")
+    assert piece.front_matter()["plan"][0]["instruction"].startswith("Write the opening paragraph. Ada is at the Old Mill.")
     assert piece.output_tokens <= 9
+
+
+# ----------------------------------------------------------------------------- a cast and place drawn by the seed
+
+HAMLET = WORLD.replace("""lore:""", """  - {id: cy, name: Cy, role: tinker}
+  - {id: dot, name: Dot, role: shepherd, relationships: [{with: cy, kind: cousin}]}
+lore:""").replace("""characters:""", """  - {id: ford, name: The Ford, description: Stepping stones across the stream.}
+characters:""")
+
+
+def test_a_story_naming_no_one_is_given_a_cast_and_place_by_its_seed(tmp_path):
+    """Round forty-one: asked for a story with no cast or place, the model wrote of "the traveller" in a
+    mansion of no world at all; now the seed draws a lead, one the lead has a tie to, and a place."""
+    from metagen.plan import DRAWN_CAST, with_cast
+
+    hamlet = load_world(write_world(tmp_path, HAMLET, "hamlet.yaml"))
+    drawn = [with_cast(hamlet, StoryRequest(), seed) for seed in range(40)]
+    assert drawn == [with_cast(hamlet, StoryRequest(), seed) for seed in range(40)]  # the same seed, the same draw
+    assert all(len(r.characters) == DRAWN_CAST and r.location in ("mill", "ford") for r in drawn)
+    ties = {"ada": {"bo"}, "dot": {"cy"}}  # a lead with a tie is paired with whom the tie names
+    assert all(r.characters[1] in ties[r.characters[0]] for r in drawn if r.characters[0] in ties)
+    assert len({r.characters for r in drawn}) > 3 and {r.location for r in drawn} == {"mill", "ford"}
+
+
+def test_what_a_story_request_names_is_kept_and_only_the_rest_drawn(tmp_path):
+    from metagen.plan import with_cast
+
+    hamlet = load_world(write_world(tmp_path, HAMLET, "hamlet.yaml"))
+    named = StoryRequest(characters=("cy",), location="ford")
+    assert with_cast(hamlet, named, 3) is named
+    assert with_cast(hamlet, StoryRequest(characters=("cy",)), 3).characters == ("cy",)
+    assert with_cast(hamlet, StoryRequest(characters=("cy",)), 3).location in ("mill", "ford")
+    assert with_cast(hamlet, StoryRequest(location="ford"), 3).location == "ford"
+    own_plan = StoryRequest(beats=("Cy mends a kettle.", "It leaks."))  # the user's beats say who and where
+    assert with_cast(hamlet, own_plan, 3) is own_plan
+    empty = load_world(write_world(tmp_path, "world: {id: bare, name: Bare}\n", "bare.yaml"))
+    assert with_cast(empty, StoryRequest(), 3) == StoryRequest()
+
+
+def test_a_drawn_cast_is_what_the_story_is_planned_and_recorded_with(world, wide_generator):
+    piece = pipeline.compose(wide_generator, world, [StoryRequest(length="short")], GenerationConfig(max_new_tokens=9),
+                             seeds=[2]).pieces[0]
+    assert piece.request["location"] == "mill" and set(piece.request["characters"]) == {"ada", "bo"}
+    assert piece.front_matter()["plan"][0]["instruction"].startswith("Write the opening paragraph. ")
+    assert "the traveller" not in str(piece.plan) and "Old Mill" in piece.plan[0]["instruction"]
 
 
 # ----------------------------------------------------------------------------- --plan FILE

@@ -729,9 +729,9 @@ def _fail_write(monkeypatch, where: str, error: BaseException):
 def test_write_that_fails_half_way(runner, tmp_path, world, model_args, monkeypatch, where, code, reason):
     """exit 1, one line naming the file and the reason, and no partial or temp file."""
     _fail_write(monkeypatch, where, OSError(code, os.strerror(code)))
-    result = invoke(runner, "story", world, "-c", "ada", "--seed", 3, "--max-tokens", 4, "--out", tmp_path / "out",
+    result = invoke(runner, "story", world, "-c", "ada", "-l", "well", "--seed", 3, "--max-tokens", 4, "--out", tmp_path / "out",
                     *model_args)
-    assert_fails_cleanly(result, 1, ["cannot write", "ada-3.md", reason], out=tmp_path / "out", root=tmp_path)
+    assert_fails_cleanly(result, 1, ["cannot write", "ada-at-well-3.md", reason], out=tmp_path / "out", root=tmp_path)
 
 
 def test_batch_that_runs_out_of_space_keeps_what_it_finished_and_resumes(runner, tmp_path, world, model_args,
@@ -740,7 +740,7 @@ def test_batch_that_runs_out_of_space_keeps_what_it_finished_and_resumes(runner,
 
     jobs = tmp_path / "jobs.yaml"
     jobs.write_text("world: tiny.yaml\nseed: 40\nsettings: {max_new_tokens: 3}\n"
-                    "jobs:\n  - {kind: story, characters: [ada], count: 4}\n", encoding="utf-8")
+                    "jobs:\n  - {kind: story, characters: [ada], location: well, count: 4}\n", encoding="utf-8")
     real, calls = writing._write_all, []
 
     def full_on_the_third(fd, data):
@@ -753,8 +753,8 @@ def test_batch_that_runs_out_of_space_keeps_what_it_finished_and_resumes(runner,
     monkeypatch.setattr(writing, "_write_all", full_on_the_third)
     out = tmp_path / "out"
     result = invoke(runner, "batch", jobs, "--out", out, "--batch-size", 1, *model_args)
-    assert_fails_cleanly(result, 1, ["cannot write", "ada-42.md", "No space left on device"], root=tmp_path)
-    assert [p.name for p in files_in(out)] == ["ada-40.md", "ada-41.md"]
+    assert_fails_cleanly(result, 1, ["cannot write", "ada-at-well-42.md", "No space left on device"], root=tmp_path)
+    assert [p.name for p in files_in(out)] == ["ada-at-well-40.md", "ada-at-well-41.md"]
     assert all(is_complete(p) for p in files_in(out))
     monkeypatch.setattr(writing, "_write_all", real)
     resumed = invoke(runner, "batch", jobs, "--out", out, "--resume", *model_args)
@@ -774,9 +774,9 @@ characters:
 
 
 @pytest.mark.parametrize("args, name", [
-    (["story", "-c", "../../evil"], "_con/story/ada-1.md"),
+    (["story", "-c", "../../evil", "-l", "/etc"], "_con/story/ada-at-nul-1.md"),
     (["story", "-c", "/etc/passwd", "-l", "../../up"], "_con/story/ada-at-aux-1.md"),
-    (["story", "--premise", "../../../../etc/passwd"], "_con/story/etc-passwd-1.md"),
+    (["story", "--premise", "../../../../etc/passwd"], "_con/story/ada-bo-at-aux-1.md"),  # the cast and place the seed drew
     (["describe-scene", "-l", "/etc", "--time", "../../../tmp/x"], "_con/scene/nul-tmp-x-1.md"),
     (["describe-scene", "-l", "../../up"], "_con/scene/_aux-1.md"),  # AUX: a device name on Windows
     (["dialogue", "-c", "..\\..\\win,C:\\Windows\\System32", "--turns", "1"], "_con/dialogue/ada-bo-1.md"),
@@ -798,15 +798,15 @@ def test_a_symlink_out_of_the_output_folder_is_refused(runner, tmp_path, world, 
     out.mkdir()
     elsewhere.mkdir()
     (out / "tinyville").symlink_to(elsewhere, target_is_directory=True)
-    result = invoke(runner, "story", world, "-c", "ada", "--seed", 1, "--out", out)
-    assert_fails_cleanly(result, 2, ["out/tinyville/story/ada-1.md resolves outside the output folder",
+    result = invoke(runner, "story", world, "-c", "ada", "-l", "well", "--seed", 1, "--out", out)
+    assert_fails_cleanly(result, 2, ["out/tinyville/story/ada-at-well-1.md resolves outside the output folder",
                                      "it resolves to"])
     assert files_in(elsewhere) == []
 
 
 @pytest.mark.parametrize("command, loop", [
-    (["story", "-c", "ada"], "tinyville/story/ada-1.md"),  # the piece's own name links to itself
-    (["story", "-c", "ada"], "tinyville/story"),  # a folder on its way does
+    (["story", "-c", "ada", "-l", "well"], "tinyville/story/ada-at-well-1.md"),  # the piece's own name links to itself
+    (["story", "-c", "ada", "-l", "well"], "tinyville/story"),  # a folder on its way does
     (["describe-scene", "-l", "well", "--overwrite"], "tinyville/scene/well-1.md"),
     (["batch", "--resume"], "tinyville/scene/well-1.md"),
     (["batch", "--resume", "--overwrite"], "tinyville/scene"),
@@ -835,7 +835,7 @@ def test_two_processes_writing_the_same_file(tmp_path, world, wide_gguf):
     out = tmp_path / "out"
 
     def start(seed):
-        args = ["story", world, "-c", "ada", "--seed", seed, "--max-tokens", 24, "--out", out,
+        args = ["story", world, "-c", "ada", "-l", "well", "--seed", seed, "--max-tokens", 24, "--out", out,
                 "--model", wide_gguf, "--dtype", "float32"]
         return subprocess.Popen([sys.executable, "-m", "metagen", *map(str, args)], cwd=tmp_path, text=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -846,13 +846,13 @@ def test_two_processes_writing_the_same_file(tmp_path, world, wide_gguf):
         assert "Traceback" not in stdout + stderr
     same = sorted(results[:2])
     assert [same[0][0], same[1][0]] == [0, 2], results
-    assert "ada-1.md exists (pass --overwrite to replace it" in same[1][2]
+    assert "ada-at-well-1.md exists (pass --overwrite to replace it" in same[1][2]
     assert same[1][2].splitlines()[-1].startswith("error: ")
     assert results[2][0] == 0
     names = [p.relative_to(out).as_posix() for p in files_in(out)]
-    assert names == ["tinyville/story/ada-1.md", "tinyville/story/ada-2.md"]
+    assert names == ["tinyville/story/ada-at-well-1.md", "tinyville/story/ada-at-well-2.md"]
     assert all(is_complete(p) for p in files_in(out))
-    assert read_piece_file(out / "tinyville/story/ada-1.md")["seed"] == 1
+    assert read_piece_file(out / "tinyville/story/ada-at-well-1.md")["seed"] == 1
     assert leftovers(tmp_path) == []
 
 
@@ -987,13 +987,13 @@ def test_casts_that_abbreviate_alike_get_files_of_their_own(runner, tmp_path, mo
 def test_resume_never_skips_a_file_another_request_made(runner, tmp_path, world, model_args, monkeypatch):
     jobs = tmp_path / "jobs.yaml"
     jobs.write_text("world: tiny.yaml\nseed: 5\nsettings: {max_new_tokens: 2}\n"
-                    "jobs:\n  - {kind: story, characters: [ada], premise: A coin.}\n", encoding="utf-8")
+                    "jobs:\n  - {kind: story, characters: [ada], location: well, premise: A coin.}\n", encoding="utf-8")
     assert invoke(runner, "batch", jobs, *model_args).exit_code == 0
     before = files_in(tmp_path / "out")[0].read_bytes()
     jobs.write_text(jobs.read_text(encoding="utf-8").replace("A coin.", "A ring."), encoding="utf-8")
     monkeypatch.setattr("metagen.commands.batch.load_generator", lambda *a, **k: pytest.fail("the model was loaded"))
     result = invoke(runner, "batch", jobs, "--resume", *model_args)
-    assert_fails_cleanly(result, 2, ["out/tinyville/story/ada-5.md exists but was made by another request",
+    assert_fails_cleanly(result, 2, ["out/tinyville/story/ada-at-well-5.md exists but was made by another request",
                                      "its request differs", "pass --overwrite"])
     assert files_in(tmp_path / "out")[0].read_bytes() == before
 

@@ -24,9 +24,11 @@ from metagen.text import json_text
 
 WorldArg = Annotated[Path, typer.Argument(help="A world file (YAML).", show_default=False)]
 Characters = Annotated[Optional[list[str]], typer.Option(
-    "--characters", "-c", help="Character ids (or names: any case, accents optional), comma-separated or repeated.", show_default=False,
+    "--characters", "-c", help="Character ids (or names: any case, accents optional), comma-separated or repeated. A story with none: two of "
+         "the world's, drawn by the seed.", show_default=False,
     callback=not_blank)]
-Location = Annotated[Optional[str], typer.Option("--location", "-l", help="A location id (or name).", show_default=False,
+Location = Annotated[Optional[str], typer.Option("--location", "-l", help="A location id (or name). A story with none: one of the world's, drawn by "
+                                                 "the seed.", show_default=False,
                                                  callback=not_blank)]
 Premise = Annotated[Optional[str], typer.Option("--premise", "-p", help="What happens, in a sentence or two.", show_default=False,
                                                 callback=not_blank)]
@@ -194,6 +196,7 @@ def show_prompt(kind: str, world_path: Path, fields: dict, settings: dict | None
     from metagen import pipeline
 
     world, request, cfg = _prepare(kind, world_path, fields, settings, order)
+    request = pipeline.seeded_request(world, request, cfg.seed or 0)  # shown as the piece would record it
     generator = load_generator(model_options, quiet=as_json)
     view = pipeline.prompt_view(generator, world, request, cfg)
     print_prompt(view, as_json, {"kind": kind, "world": world.id, "request": request.to_dict(),
@@ -245,7 +248,7 @@ def run_pieces(kind: str, world_path: Path, fields: dict, opts: OutputOptions, s
     check_format(kind, fmt)
     seeds = pipeline.seeds_for(opts.count, cfg.seed)
     if not opts.stdout:
-        _check_output_files(kind, world.id, request, opts, fmt, seeds, order, single=bool(single))
+        _check_output_files(kind, world, request, opts, fmt, seeds, order, single=bool(single))
 
     generator = load_generator(model_options, opts.quiet)
     streamer = _live_streamer(kind, opts, fmt)
@@ -301,11 +304,13 @@ def _write_piece_file(piece, opts: OutputOptions, fmt: str, *, single: bool) -> 
     return write_piece(piece, opts.out, fmt, overwrite=opts.overwrite)
 
 
-def _check_output_files(kind: str, world_id: str, request, opts: OutputOptions, fmt: str, seeds: list[int],
+def _check_output_files(kind: str, world, request, opts: OutputOptions, fmt: str, seeds: list[int],
                         order: str, *, single: bool) -> None:
     """Before the model loads: every file the run will write can be made and does not exist (unless
-    --overwrite); the temp files a run of the same files killed with -9 left are removed."""
+    --overwrite); the temp files a run of the same files killed with -9 left are removed. Each file is
+    named by its piece's request as recorded, with what its seed draws (a story's cast and place)."""
     from metagen.output import check_not_exists, check_writable, output_path, remove_stale_temps
+    from metagen.pipeline import seeded_request
 
     if single:  # -o story.md
         check_writable(opts.out.parent)
@@ -313,8 +318,11 @@ def _check_output_files(kind: str, world_id: str, request, opts: OutputOptions, 
         remove_stale_temps(opts.out.parent, {opts.out.name})
         return
     check_writable(opts.out)
-    recorded = {**request.to_dict(), "order": order} if kind == "dialogue" else request.to_dict()
-    paths = [output_path(opts.out, world_id, kind, request.subject, seed, fmt, request=recorded) for seed in seeds]
+    paths = []
+    for seed in seeds:
+        seeded = seeded_request(world, request, seed)
+        recorded = {**seeded.to_dict(), "order": order} if kind == "dialogue" else seeded.to_dict()
+        paths.append(output_path(opts.out, world.id, kind, seeded.subject, seed, fmt, request=recorded))
     for folder in dict.fromkeys(path.parent for path in paths):  # OUT/<world>/<kind>: a file there, read-only
         check_writable(folder)
     for path in paths:

@@ -1,7 +1,9 @@
 #!/bin/sh
 # golden.sh OUTDIR [PYTHONPATH]: the reference texts; compare with golden_cmp.sh
 set -e
-out=$1; mkdir -p "$out"; cd /work/main
+# `python -m` puts the working folder first on sys.path: run from the tree whose code is meant (round
+# forty-one found that a PYTHONPATH given here had run /work/main's code, from the cd below).
+out=$1; mkdir -p "$out"; cd "${2:-/work/main}"
 M="/work/main/.venv/bin/python -m metagen"
 export METAGEN_HOME=/tmp/mghome35
 [ -n "$2" ] && export PYTHONPATH=$2
