@@ -11,7 +11,7 @@ metagen.grounding's; the text metrics here serve `metagen eval` as well.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -496,11 +496,13 @@ def _narrator_findings(text: str, narration: str, context: CriticContext) -> dic
 SCORE_TOLERANCE = 1e-4
 
 
-def best_index(verdicts: Sequence[Verdict]) -> int:
-    """The highest-scoring candidate; the earlier one on a tie (within SCORE_TOLERANCE)."""
-    best = 0
-    for i, verdict in enumerate(verdicts):
-        if verdict.score > verdicts[best].score + SCORE_TOLERANCE:
+def best_index(verdicts: Sequence[Verdict], skip: Collection[int] = ()) -> int:
+    """The highest-scoring candidate, leaving out those in `skip` unless that is all of them; the
+    earlier one on a tie (within SCORE_TOLERANCE)."""
+    left = [i for i in range(len(verdicts)) if i not in skip] or list(range(len(verdicts)))
+    best = left[0]
+    for i in left:
+        if verdicts[i].score > verdicts[best].score + SCORE_TOLERANCE:
             best = i
     return best
 

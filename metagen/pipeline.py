@@ -14,6 +14,7 @@ import dataclasses
 import json
 import logging
 from dataclasses import dataclass, field
+from collections.abc import Collection, Sequence
 from typing import Any, Callable, Mapping
 
 from metagen import __version__
@@ -35,7 +36,7 @@ from metagen.prompts import (
 )
 from metagen.request import request_texts
 from metagen.search import PlainPrompts, TextCallback  # on_text(row, new_text): row = the piece's index in the call
-from metagen.text import did_you_mean, first_sentences
+from metagen.text import did_you_mean, first_sentences, split_sentences
 from metagen.world import World
 
 log = logging.getLogger(__name__)
@@ -347,11 +348,15 @@ def _piece(world: World, request_dict: dict, subject: str, model: dict, cfg: Gen
 
 
 def _choose(world: World, prompt: Prompt, prompt_text: str, cfg: GenerationConfig, options: list,
-            seeds: list[int], policy=None, starts: list[str] | None = None) -> tuple[int, dict]:
+            seeds: list[int], policy=None, starts: list[str] | None = None, *, taken: Collection[str] = (),
+            repeats: Sequence[int] | None = None) -> tuple[int, dict]:
     """The critic's pick among a request's candidates, and what it recorded (nothing for one).
 
     starts: the words each candidate opened with, where the seed drew them (a scene's); recorded
-    with each candidate's scores.
+        with each candidate's scores.
+    taken: the opening sentences (opening_sentence) of the scenes kept before this one in the same
+        command; a candidate that opens with one is passed over, unless every candidate does.
+    repeats: instead of `taken`, the candidates to pass over as a piece's record says (replay).
     """
     if len(options) == 1:
         return 0, {}
@@ -365,13 +370,24 @@ def _choose(world: World, prompt: Prompt, prompt_text: str, cfg: GenerationConfi
         option.text = edit.text
     verdicts = [judge(o.text, context, logprob=o.logprob, tokens=o.output_tokens, struck=len(e.struck),
                       weights=SCENE_WEIGHTS if scene else NARRATION_WEIGHTS) for o, e in zip(options, edits)]
-    chosen = best_index(verdicts)
-    log.info("%s %s: candidates %s; kept %d", prompt.request.kind, prompt.request.subject,
-             ", ".join(f"{v.score:.2f}" for v in verdicts), chosen)
+    if repeats is None:
+        repeats = [k for k, o in enumerate(options) if opening_sentence(prompt.opening + o.text) in taken]
+    repeats = [] if len(repeats) == len(options) else sorted(repeats)
+    chosen = best_index(verdicts, skip=repeats)
+    log.info("%s %s: candidates %s; kept %d%s", prompt.request.kind, prompt.request.subject,
+             ", ".join(f"{v.score:.2f}" for v in verdicts), chosen, f"; repeats {repeats}" if repeats else "")
     records = [{"seed": s, **({"start": start} if start else {}), **v.to_dict()}
                for s, start, v in zip(seeds, starts or [""] * len(options), verdicts)]
     struck = [list(cut) for cut in edits[chosen].struck]  # what the editor took out of the kept text, and why
-    return chosen, {"chosen": chosen, "candidates": records, **({"struck": struck} if struck else {})}
+    return chosen, {"chosen": chosen, "candidates": records, **({"repeats": repeats} if repeats else {}),
+                    **({"struck": struck} if struck else {})}
+
+
+def opening_sentence(text: str) -> str:
+    """A text's first sentence, case and spacing folded: two scenes of one command that open with the
+    same sentence read as one scene twice (round forty: nexus-hub's atrium, seeds 3 and 4)."""
+    sentences = split_sentences(text.strip())
+    return " ".join((sentences[0] if sentences else "").casefold().split())
 
 
 def _warnings(prompt: Prompt) -> list[str]:
@@ -380,7 +396,8 @@ def _warnings(prompt: Prompt) -> list[str]:
 
 def compose(generator, world: World, requests: list[Request], cfg: GenerationConfig, *, seeds: list[int],
             order: str = "likelihood", batch_size: int = DEFAULT_BATCH_SIZE, on_text: TextCallback | None = None,
-            on_piece: PieceCallback | None = None, moderation: str = "report") -> ComposeResult:
+            on_piece: PieceCallback | None = None, moderation: str = "report",
+            passed_over: Mapping[int, Sequence[int]] | None = None) -> ComposeResult:
     """Generate one piece per request with its seed: scenes in batches, stories and dialogues in turn.
 
     Args:
@@ -394,6 +411,10 @@ def compose(generator, world: World, requests: list[Request], cfg: GenerationCon
             by batch, then stories and dialogues in request order.
         moderation: off | report (candidates over the world's rating lose, and each piece records its
             verdict) | enforce (the same here; the commands then refuse to write a piece still over it).
+        passed_over: replay's record of the candidates each scene passed over as repeats, by request
+            index. None (a fresh run): a scene's candidates that open with the same sentence as a scene
+            kept before it in this call are passed over, unless all of them do; each piece records
+            which (critic.repeats), so replay, which decodes only the piece's batch, passes over the same.
     """
     if len(seeds) != len(requests):
         raise ValueError("one seed per request")
@@ -407,8 +428,10 @@ def compose(generator, world: World, requests: list[Request], cfg: GenerationCon
             on_piece(i, piece_and_warnings[0])
 
     scenes = [i for i, r in enumerate(requests) if r.kind == "scene"]
+    taken: set[str] = set()  # the opening sentences of the scenes kept so far
     for batch in in_batches(scenes, batch_size):
-        for i, done in _compose_scenes(generator, world, requests, batch, cfg, seeds, on_text, judged).items():
+        for i, done in _compose_scenes(generator, world, requests, batch, cfg, seeds, on_text, judged,
+                                       taken, passed_over).items():
             finish(i, done)
     for i, request in enumerate(requests):
         stream = (lambda text, _i=i: on_text(_i, text)) if on_text else None
@@ -434,9 +457,11 @@ def in_batches(items: list, batch_size: int) -> list[list]:
 
 
 def _compose_scenes(generator, world: World, requests: list[Request], batch: list[int], cfg: GenerationConfig,
-                    seeds: list[int], on_text: TextCallback | None,
-                    judged: tuple | None) -> dict[int, tuple[Piece, list[str]]]:
+                    seeds: list[int], on_text: TextCallback | None, judged: tuple | None, taken: set[str],
+                    passed_over: Mapping[int, Sequence[int]] | None) -> dict[int, tuple[Piece, list[str]]]:
     """A batch of scenes: prompts first, then one generate call for all of them and all their candidates.
+    Each is chosen in request order, passing over candidates that repeat the opening of one kept before
+    it (`taken`, which grows by each kept scene's), or those `passed_over` names (compose).
 
     Each candidate opens with its own start words (opening.candidate_starts), written by metagen as
     the first tokens of its text, so the candidates of a scene keep one prompt (prefilled once)."""
@@ -466,9 +491,11 @@ def _compose_scenes(generator, world: World, requests: list[Request], batch: lis
         for option in options:  # a scene is its first few sentences: the model drifts after them
             option.text = first_sentences(option.text, cfg.max_sentences)
         chosen, critic = _choose(world, prompt, texts[i], cfg, options, row_seeds[j * n:(j + 1) * n],
-                                 judged[0] if judged else None, starts=starts[i] if request.start is None else None)
+                                 judged[0] if judged else None, starts=starts[i] if request.start is None else None,
+                                 taken=taken, repeats=None if passed_over is None else passed_over.get(i, ()))
         completion = options[chosen]
         text = (prompt.opening + completion.text).strip()
+        taken.add(opening_sentence(text))
         if on_text:  # shown once final: never a candidate the critic drops, never cut sentences
             on_text(i, text)
         made[i] = (_piece(world, request.to_dict(), request.subject, model, cfg, seeds[i],
@@ -544,6 +571,7 @@ __all__ = [
     "effective_config",
     "in_batches",
     "make_request",
+    "opening_sentence",
     "seeded_request",
     "prompt_view",
     "seeds_for",

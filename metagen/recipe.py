@@ -33,6 +33,8 @@ class Recipe:
     # a scene decoded beside others: the batch's requests and seeds, and which of them this piece is
     batch: tuple[tuple[Request, int], ...] = ()
     row: int = 0
+    # a scene's candidates passed over for opening as a scene kept before it did (critic.repeats)
+    passed_over: tuple[int, ...] = ()
 
 
 def recipe_from_record(data: Mapping[str, Any], source: str = "the file") -> Recipe:
@@ -48,6 +50,7 @@ def recipe_from_record(data: Mapping[str, Any], source: str = "the file") -> Rec
         request = request_from_dict(request_data)
         cfg = GenerationConfig.from_dict({**data["settings"], "seed": seed})
         batch, row = _decoded_with(data.get("decoded_with") or [], request, seed)
+        passed_over = _passed_over(data.get("critic"))
         _check_model_record(data["model"])
     except (ConfigError, RequestError) as error:
         raise ConfigError(f"{source} records what cannot be replayed: {error.one_line()}", hint=hint) from None
@@ -55,7 +58,8 @@ def recipe_from_record(data: Mapping[str, Any], source: str = "the file") -> Rec
     if not files:
         raise ConfigError(f"{source} records no world file, so it cannot be replayed")
     return Recipe(request=request, order=order, cfg=cfg, seed=seed, model=dict(data["model"]),
-                  world_files=files, world_hash=str(data.get("world_hash", "")), batch=batch, row=row)
+                  world_files=files, world_hash=str(data.get("world_hash", "")), batch=batch, row=row,
+                  passed_over=passed_over)
 
 
 def _version_key(version: Any) -> tuple[int, ...] | None:
@@ -105,6 +109,15 @@ def _decoded_with(entries, request: Request, seed: int) -> tuple[tuple[tuple[Req
     if not own:
         raise ConfigError("decoded_with does not hold the piece's own request and seed")
     return batch, own[0]
+
+
+def _passed_over(critic: Any) -> tuple[int, ...]:
+    """A record's critic.repeats: the candidates its choice passed over (pipeline.compose); () for none."""
+    repeats = critic.get("repeats", []) if isinstance(critic, Mapping) else []
+    if not isinstance(repeats, list) or not all(isinstance(k, int) and not isinstance(k, bool) and k >= 0
+                                                for k in repeats):
+        raise ConfigError(f"critic.repeats must list candidate numbers, got {kind_of(repeats)}")
+    return tuple(repeats)
 
 
 def first_difference(a: str, b: str) -> int | None:

@@ -427,7 +427,7 @@ def test_prompt_command_matches_show_prompt(runner, world, model_args, kind, com
 
 
 @pytest.mark.parametrize("kind, command, extra", [
-    ("story", "story", ["-c", "ada"]),
+    ("story", "story", ["-c", "ada", "-l", "well"]),
     ("scene", "describe-scene", ["-l", "well"]),
     ("dialogue", "dialogue", ["-c", "bo,cy"]),
 ])

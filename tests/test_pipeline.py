@@ -261,10 +261,41 @@ def test_the_batch_size_splits_scenes_and_never_changes_a_piece(world, generator
         pipeline.compose(generator, world, requests, cfg, seeds=[1] * 6, batch_size=0)
 
 
+LOUD_WORLD = "world: {id: loud, name: Loud}\nlocations:\n  - {id: yard, name: The Yard, sounds: [hammers], smells: [tar]}\n"
+
+
+@pytest.mark.parametrize("batch_size", [1, 8])
+def test_scenes_of_one_call_never_open_alike_and_replay_passes_over_the_same_candidates(tmp_path, generator,
+                                                                                       batch_size):
+    """Round forty: nexus-hub's atrium, seeds 3 and 4 of one command, were the same sentence. A scene's
+    candidates that open as a scene kept before it in the call are passed over, across batches too; the
+    piece records which, and a replay, which decodes only the piece's batch, passes over the same."""
+    world = load_world(write_world(tmp_path, LOUD_WORLD, "loud.yaml"))
+    cfg = GenerationConfig(max_new_tokens=40, temperature=0.9, candidates=3)
+    twice = [SceneRequest(location="yard")] * 2
+    first, second = pipeline.compose(generator, world, twice, cfg, seeds=[5, 5], batch_size=batch_size).pieces
+    assert pipeline.opening_sentence(first.text) != pipeline.opening_sentence(second.text)
+    assert first.critic["chosen"] in second.critic["repeats"]  # the same seed made the same candidates again
+    assert "repeats" not in first.critic
+    again = pipeline.compose(generator, world, twice[:1], cfg, seeds=[5], passed_over={0: second.critic["repeats"]})
+    assert again.pieces[0].text == second.text
+    assert pipeline.compose(generator, world, twice[:1], cfg, seeds=[5]).pieces[0].text == first.text
+    recorded = {**second.front_matter(), "text": second.text}
+    assert recipe_from_record(recorded).passed_over == tuple(second.critic["repeats"])
+
+
+@pytest.mark.parametrize("repeats", ["1", [1, "2"], [-1], [True], {"a": 1}])
+def test_a_damaged_record_of_repeats_is_named(world, generator, repeats):
+    piece = pipeline.compose(generator, world, [SceneRequest(location="well")], GenerationConfig(max_new_tokens=4),
+                             seeds=[5]).pieces[0]
+    record = {**piece.front_matter(), "critic": {"chosen": 0, "repeats": repeats}}
+    with pytest.raises(ConfigError, match="critic.repeats must list candidate numbers"):
+        recipe_from_record(record)
+
+
 def test_a_scenes_candidates_open_with_the_words_the_seed_draws_and_the_critic_records_them(tmp_path, generator,
                                                                                               calls):
-    world = load_world(write_world(tmp_path, "world: {id: loud, name: Loud}\nlocations:\n  - {id: yard, name: The Yard, "
-                                             "sounds: [hammers], smells: [tar]}\n", "loud.yaml"))
+    world = load_world(write_world(tmp_path, LOUD_WORLD, "loud.yaml"))
     cfg = GenerationConfig(max_new_tokens=40, temperature=0.9, candidates=4)
     request = SceneRequest(location="yard")
     piece = pipeline.compose(generator, world, [request], cfg, seeds=[8]).pieces[0]
@@ -314,7 +345,7 @@ def test_prompt_view_is_what_the_model_sees(world, generator):
     assert view.tokens == result.pieces[0].prompt_tokens
     assert list(view.lore_used) == result.pieces[0].lore_used == ["flood"]
     story = StoryRequest(characters=("ada",), length="short")
-    story_view = pipeline.prompt_view(generator, world, story, GenerationConfig(max_new_tokens=4))
+    story_view = pipeline.prompt_view(generator, world, story, GenerationConfig(max_new_tokens=4, seed=1))
     made = pipeline.compose(generator, world, [story], GenerationConfig(max_new_tokens=4), seeds=[1]).pieces[0]
     assert story_view.tokens == made.prompt_tokens
     assert story_view.text.startswith("<|im_start|>system\n")

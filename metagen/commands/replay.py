@@ -120,7 +120,8 @@ def replay(
         # a scene made beside others is made beside them again, in the same batch: the same sums
         batch = recipe.batch or ((recipe.request, recipe.seed),)
         result = pipeline.compose(generator, loaded, [r for r, _ in batch], recipe.cfg, seeds=[s for _, s in batch],
-                                  order=recipe.order, moderation=moderation, batch_size=len(batch))
+                                  order=recipe.order, moderation=moderation, batch_size=len(batch),
+                                  passed_over={recipe.row: recipe.passed_over})
     except (ConfigError, RequestError) as error:  # a request the world no longer answers, or an edited record
         raise ConfigError(f"{file} records what cannot be replayed: {error.one_line()}",
                           hint="give --world if the world has moved, or make the piece again") from None
