@@ -15,6 +15,7 @@ import os
 import re
 import sys
 import unicodedata
+from pathlib import Path
 
 # C0 controls, DEL, C1 controls, and the Unicode line/paragraph separators and bidi controls.
 _CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
@@ -160,6 +161,13 @@ def _lacks_characters(stream) -> bool:
         return codecs.lookup(stream.encoding or "ascii").name not in ("utf-8", "utf-16", "utf-32")
     except LookupError:
         return True
+
+
+def stdin_or_path(text: str) -> Path:
+    """A path argument in which '-' stands for standard input (Typer's parser= for it): '-' is Path('-');
+    another text pathlib folds to that ('./-', '-/') is made absolute, so it names the file called '-'."""
+    path = Path(text)
+    return path.absolute() if text != "-" and path == Path("-") else path
 
 
 def read_stdin(limit: int, hint: str) -> bytes:
