@@ -4,6 +4,8 @@ A world or a GGUF is written by someone else: an escape sequence in a character'
 would move the cursor, retitle the window or hide the rest of a line. Messages and tables
 show such characters escaped (`\\x1b`); generated text keeps its words, newlines and tabs
 and loses only control characters, and only when it goes to a terminal.
+The standard streams and the signals that end a command are made ready here too: light
+enough for metagen.client to use before the commands are imported.
 """
 
 from __future__ import annotations
@@ -13,9 +15,12 @@ import contextlib
 import errno
 import os
 import re
+import signal
 import sys
 import unicodedata
 from pathlib import Path
+
+from metagen.errors import EXIT_HUNG_UP, EXIT_TERMINATED, Terminated
 
 # C0 controls, DEL, C1 controls, and the Unicode line/paragraph separators and bidi controls.
 _CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
@@ -135,6 +140,43 @@ def _words_in_lines(text: str, width: int) -> list[str]:
 def printable(text: str, terminal: bool) -> str:
     """Generated text for stdout: on a terminal without C0/C1 controls but newline and tab."""
     return _CONTROLS_BUT_LINES.sub("", text) if terminal else text
+
+
+# The signals that end a command as SIGTERM does, with the message and exit code of each
+# (Windows has no SIGHUP).
+TERMINATING = {signal.SIGTERM: (Terminated().message, EXIT_TERMINATED)}
+if hasattr(signal, "SIGHUP"):
+    TERMINATING[signal.SIGHUP] = ("terminated by SIGHUP (the terminal was closed)", EXIT_HUNG_UP)
+
+
+def _raise_terminated(signum, frame):  # pragma: no cover - exercised through a subprocess
+    raise Terminated(*TERMINATING[signum])
+
+
+_raise_terminated.raises_terminated = True  # a block inside another leaves it in place
+
+
+@contextlib.contextmanager
+def terminating_raised():
+    """SIGTERM and SIGHUP raise Terminated inside the block; their handlers are put back after it. A
+    signal set to be ignored stays ignored (`nohup metagen batch ...` must outlive its terminal), and
+    `metagen serve`'s handler stays: it raises Terminated itself, told apart by whose signal it is."""
+    previous = {}
+    for signum in TERMINATING:
+        try:
+            handler = signal.getsignal(signum)
+            if handler is signal.SIG_IGN or getattr(handler, "raises_terminated", False):
+                continue
+            signal.signal(signum, _raise_terminated)
+        except ValueError:  # not the main thread (some test runners)
+            continue
+        if handler is not None:  # one set outside Python cannot be put back
+            previous[signum] = handler
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def ready_standard_streams() -> str | None:
