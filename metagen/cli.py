@@ -40,15 +40,13 @@ from metagen.commands.moderate import moderate
 from metagen.commands.pieces import describe_scene, dialogue, prompt_app, story
 from metagen.commands.replay import replay
 from metagen.commands.serve import serve
-from metagen.commands.terminal import escaped, stdout_failed
+from metagen.commands.terminal import escaped, stdout_failed, terminating_raised
 from metagen.commands.tune import tune_command
 from metagen.commands.worlds import worlds_app
 from metagen.errors import (
     EXIT_BAD_INPUT,
     EXIT_GENERATION_FAILED,
-    EXIT_HUNG_UP,
     EXIT_INTERRUPTED,
-    EXIT_TERMINATED,
     INTERRUPTED_MESSAGE,
     MetagenError,
     Terminated,
@@ -60,35 +58,6 @@ EXIT_CODES_HELP = (
     "(world, request, setting, model file, existing output); 3 `metagen serve`: one runs already, or "
     "--stop/--status: none runs; 129 terminal closed (SIGHUP); 130 interrupted (SIGINT); 143 terminated (SIGTERM)."
 )
-
-
-# The signals that end a command as SIGTERM does, with the message and exit code of each
-# (Windows has no SIGHUP).
-TERMINATING = {signal.SIGTERM: (Terminated().message, EXIT_TERMINATED)}
-if hasattr(signal, "SIGHUP"):
-    TERMINATING[signal.SIGHUP] = ("terminated by SIGHUP (the terminal was closed)", EXIT_HUNG_UP)
-
-
-def _raise_terminated(signum, frame):  # pragma: no cover - exercised through a subprocess
-    raise Terminated(*TERMINATING[signum])
-
-
-def _catch_terminating() -> dict:
-    """Point SIGTERM and SIGHUP at _raise_terminated; the handlers they had, to put back. A signal
-    set to be ignored stays ignored (`nohup metagen batch ...` must outlive its terminal), and
-    `metagen serve`'s handler stays: it raises Terminated itself, told apart by whose signal it is."""
-    previous = {}
-    for signum in TERMINATING:
-        try:
-            handler = signal.getsignal(signum)
-            if handler is signal.SIG_IGN or getattr(handler, "raises_terminated", False):
-                continue
-            signal.signal(signum, _raise_terminated)
-        except ValueError:  # not the main thread (some test runners)
-            continue
-        if handler is not None:  # one set outside Python cannot be put back
-            previous[signum] = handler
-    return previous
 
 
 def ignore_further_interrupts() -> None:
@@ -142,9 +111,9 @@ class MetagenGroup(TyperGroup):
             raise Abort() from None
 
     def invoke(self, ctx: typer.Context):
-        previous = _catch_terminating()
         try:
-            return super().invoke(ctx)
+            with terminating_raised():  # in place already when `run` started the command
+                return super().invoke(ctx)
         except MetagenError as error:
             typer.echo(f"error: {escaped(error.one_line())}", err=True)
             ctx.exit(error.exit_code)
@@ -158,9 +127,6 @@ class MetagenGroup(TyperGroup):
         except OSError as error:  # stdout's reader quit, or stdout is a full disk
             _exit_if_stdout_failed(error)
             raise
-        finally:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
 
 
 def _exit_if_stdout_failed(error: OSError) -> None:
@@ -238,7 +204,8 @@ def root_command():
 def run(args: list[str] | None = None, prog_name: str | None = None) -> None:
     """Run a command in this process (sys.argv's by default); exits with its code."""
     try:
-        root_command().main(args, prog_name)
+        with terminating_raised():  # from the start: SIGTERM while the command line is parsed ended silently
+            root_command().main(args, prog_name)
     except SystemExit:
         try:  # what is still buffered for stdout, before Python's own flush at exit can fail on it
             if sys.stdout is not None:
@@ -250,6 +217,10 @@ def run(args: list[str] | None = None, prog_name: str | None = None) -> None:
         ignore_further_interrupts()
         sys.stderr.write(INTERRUPTED_MESSAGE + "\n")
         sys.exit(EXIT_INTERRUPTED)
+    except Terminated as error:  # the same for SIGTERM and SIGHUP
+        with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone: the exit code says it
+            sys.stderr.write(f"error: {error.message}\n")
+        sys.exit(error.exit_code)
 
 
 def program_name(argv0: str | None, main_package: str | None) -> str:

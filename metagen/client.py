@@ -10,6 +10,7 @@ stopping, or runs other metagen code) leaves the command to run here (docs/serve
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -19,7 +20,7 @@ import threading
 from pathlib import Path
 
 from metagen import __version__
-from metagen.errors import EXIT_BAD_INPUT, EXIT_GENERATION_FAILED, EXIT_INTERRUPTED, INTERRUPTED_MESSAGE
+from metagen.errors import EXIT_BAD_INPUT, EXIT_GENERATION_FAILED, EXIT_INTERRUPTED, INTERRUPTED_MESSAGE, Terminated
 from metagen.protocol import (
     JSON, SERVER_GONE, STDERR, STDIN, STDOUT, UnsafeSocket, connect, forwarded_command, read_frame, read_json,
     send_frame, send_json, socket_path,
@@ -34,7 +35,7 @@ def main() -> None:
         sys.stderr.write("error: the current folder no longer exists (cd to one that does, and run the "
                          "command again)\n")
         sys.exit(EXIT_BAD_INPUT)
-    from metagen.commands.terminal import ready_standard_streams
+    from metagen.commands.terminal import ready_standard_streams, terminating_raised
 
     refused = ready_standard_streams()
     if refused:
@@ -43,13 +44,18 @@ def main() -> None:
         sys.exit(EXIT_BAD_INPUT)
     try:
         code = forward(sys.argv[1:])
-    except KeyboardInterrupt:  # Ctrl-C while waiting for a busy server to start the request
+        if code is None:
+            with terminating_raised():  # the commands take most of start-up to import
+                from metagen.cli import run
+    except KeyboardInterrupt:  # Ctrl-C while waiting for a busy server to start the request, or in the import
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # another, while this one is said, is ignored
         sys.stderr.write(INTERRUPTED_MESSAGE + "\n")
         sys.exit(EXIT_INTERRUPTED)
+    except Terminated as error:  # SIGTERM or SIGHUP in the import: as `run` says it
+        with contextlib.suppress(OSError):
+            sys.stderr.write(f"error: {error.message}\n")
+        sys.exit(error.exit_code)
     if code is None:
-        from metagen.cli import run
-
         run()
     sys.exit(code)
 

@@ -376,7 +376,7 @@ class Server:
             raise Terminated(SERVER_GONE.format(pid=os.getpid()), EXIT_GENERATION_FAILED)
         raise KeyboardInterrupt if signum == signal.SIGINT else Terminated()
 
-    _on_signal.raises_terminated = True  # cli.py leaves it in place during a command
+    _on_signal.raises_terminated = True  # commands/terminal.py's terminating_raised leaves it in place
 
     # -------------------------------------------------------------------------- connections
 

@@ -332,6 +332,16 @@ def test_a_jobs_file_on_stdin_is_read_with_paths_from_the_current_folder(runner,
     assert result.stderr.startswith("error: <stdin>:2: jobs[0].world: no world") and "Traceback" not in result.output
 
 
+def test_a_jobs_file_named_dash_is_read_when_given_as_a_path(runner, tmp_path, world, no_model):
+    """`metagen batch ./-` read standard input, as `-` does: pathlib folds './-' to '-'."""
+    from metagen.cli import app
+
+    (tmp_path / "-").write_text("world: tiny.yaml\njobs: []\n", encoding="utf-8")  # tmp_path is the current folder
+    result = runner.invoke(app, ["batch", "./-"], input="jobs: [{kind: story}]\n")
+    assert result.exit_code == 2
+    assert result.stderr == f"error: {tmp_path / '-'}:2: jobs: must be a non-empty list of jobs\n"
+
+
 def test_examples_and_docs_load(tmp_path):
     plan = batch.plan_batch(batch.load_jobs(ROOT / "examples" / "jobs.yaml"), out=tmp_path / "o")
     assert plan.total == len(plan.units) == 7

@@ -314,6 +314,17 @@ def test_moderate_dash_reads_the_text_from_standard_input(runner, tmp_path):
     assert clean.exit_code == 0 and json.loads(clean.stdout)["files"] == 1
 
 
+def test_moderate_reads_a_file_named_dash_given_as_a_path(runner, tmp_path):
+    """`metagen moderate ./-` read standard input, as `-` does: pathlib folds './-' to '-'."""
+    from metagen.cli import app
+
+    (tmp_path / "-").write_text("a shit\n", encoding="utf-8")  # tmp_path is the current folder (conftest)
+    result = runner.invoke(app, ["moderate", "./-", "-", "--rating", "PG"], input="and then: fuck.\n")
+    assert result.exit_code == 1, result.output
+    assert [line.split(": ")[0] for line in result.stdout.splitlines()] == [f"{tmp_path / '-'}:1:3", "<stdin>:1:11"]
+    assert result.stderr.startswith("checked 2 files against PG: 2 over it")
+
+
 @pytest.mark.parametrize(("data", "said"), [
     (b"a\x00b", "error: <stdin> looks like a binary file, not text (NUL at byte 1)"),
     (b"\xff", "error: <stdin> is not UTF-8 text (byte 0xff at offset 0)"),

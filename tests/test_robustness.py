@@ -438,6 +438,20 @@ def test_a_path_given_as_empty_text_is_refused(runner, tmp_path, world, no_model
     assert sorted(tmp_path.rglob("*")) == before
 
 
+@pytest.mark.parametrize("args, command", [
+    (["story", "{world}", "--seed"], "story"),
+    (["prompt", "story", "{world}", "-c"], "prompt story"),
+    (["tune", "examples.jsonl", "--out"], "tune"),
+    (["worlds", "new", "X", "--id"], "worlds new"),
+])  # fmt: skip
+def test_a_missing_option_value_points_at_the_commands_help(runner, world, no_model, args, command):
+    """click's parser raises "requires an argument" without the command it parses for, so the line
+    said "(see 'metagen --help')", whose help lists no option of the command."""
+    result = invoke(runner, *[a.format(world=world) for a in args])
+    line = assert_fails_cleanly(result, 2, [f"'{args[-1]}' requires an argument"])
+    assert line.endswith(f"(see 'metagen {command} --help')"), line
+
+
 @pytest.mark.parametrize("text, needle", [
     ("defaults: {story: {top_p: 7}}\n", "--top-p must be in (0, 1], got 7.0"),
     ("defaults: {all: {tempreature: 0.5}}\n", "unknown generation setting 'tempreature'"),

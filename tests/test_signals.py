@@ -197,34 +197,47 @@ def _torch_loading(pid: int) -> bool:
         return False
 
 
-# A real SIGINT, sent by the process to itself as click starts to parse the command line: where a
-# Ctrl-C typed a moment after Enter lands (importing the commands takes most of a second).
-_INTERRUPTED_WHILE_PARSING = """\
-import os, signal, sys
+# A real signal, sent by the process to itself while metagen.client imports the commands or as click
+# starts to parse the command line: where a Ctrl-C or a `kill` a moment after Enter lands (importing the
+# commands takes most of start-up).
+_SIGNALLED_AT_START = """\
+import builtins, os, signal, sys
 from typer.core import TyperGroup
-from metagen.cli import run
+from metagen.client import main
 
-real = TyperGroup.parse_args
+signum, when = int(sys.argv[1]), sys.argv[2]
+sys.argv = ["metagen", *sys.argv[3:]]
+real_parse, real_import = TyperGroup.parse_args, builtins.__import__
 
 def parse_args(self, ctx, args):
-    os.kill(os.getpid(), signal.SIGINT)
-    return real(self, ctx, args)
+    os.kill(os.getpid(), signum)
+    return real_parse(self, ctx, args)
 
-TyperGroup.parse_args = parse_args
-run(sys.argv[1:])
+def imported(name, *args, **kwargs):
+    if name == "metagen.commands.batch":  # half-way through importing metagen.cli
+        os.kill(os.getpid(), signum)
+    return real_import(name, *args, **kwargs)
+
+if when == "parsing":
+    TyperGroup.parse_args = parse_args
+else:
+    builtins.__import__ = imported
+main()
 """
 
 
-@pytest.mark.parametrize("args", [["worlds", "list"], ["--version"]])
-def test_ctrl_c_while_the_command_line_is_parsed_says_so(tmp_path, args):
-    """Typer turns a KeyboardInterrupt during the root's parsing into a bare exit 130, which exited
-    with nothing on stderr; everywhere else a Ctrl-C prints the one "interrupted" line."""
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    proc = subprocess.run([sys.executable, "-c", _INTERRUPTED_WHILE_PARSING, *args], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=120,
+@pytest.mark.parametrize("when, args", [("importing", ["worlds", "list"]), ("parsing", ["worlds", "list"]),
+                                        ("parsing", ["--version"])])
+@pytest.mark.parametrize("signum, code, line", SIGNALS)
+def test_a_signal_before_the_command_starts_says_so(tmp_path, signum, code, line, when, args):
+    """Typer turned a KeyboardInterrupt during the root's parsing into a bare exit 130, one while the
+    commands were imported printed a traceback, and SIGTERM or SIGHUP in either ended metagen with
+    nothing on stderr; in a command each prints its one line."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "METAGEN_NO_SERVER": "1"}
+    proc = subprocess.run([sys.executable, "-c", _SIGNALLED_AT_START, str(int(signum)), when, *args], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=120,
                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as in a terminal (see start)
-    assert proc.returncode == 130, proc.stderr
-    assert proc.stderr == "error: interrupted (SIGINT); nothing partial was written\n"
+    assert (proc.returncode, proc.stderr) == (code, line + "\n")
     assert proc.stdout == ""
 
 

@@ -14,12 +14,12 @@ from typer.core import TyperCommand
 
 try:  # Typer 0.2x vendors click
     from typer._click.core import ParameterSource
-    from typer._click.exceptions import BadParameter
+    from typer._click.exceptions import BadParameter, UsageError
     from typer._click.globals import get_current_context
 except ImportError:  # pragma: no cover - older Typer on the real click
     from click import get_current_context
     from click.core import ParameterSource
-    from click.exceptions import BadParameter
+    from click.exceptions import BadParameter, UsageError
 
 EMPTY_PATH = "is empty (give a path; . is the current folder)"
 PATHS_AS_TYPED = "metagen.paths_as_typed"  # ctx.meta key: each path parameter's text as given, by name
@@ -59,7 +59,11 @@ class PanelledCommand(TyperCommand):
         parse = parser.parse_args
 
         def parse_refusing_empty_paths(args):
-            opts, rest, order = parse(args)
+            try:
+                opts, rest, order = parse(args)
+            except UsageError as error:  # click's parser raises "requires an argument" without the command:
+                error.ctx = error.ctx or ctx  # the message pointed at `metagen --help`, not this command's
+                raise
             for param in self.get_params(ctx):
                 given = opts.get(param.name)
                 values = given if isinstance(given, (list, tuple)) else [given]

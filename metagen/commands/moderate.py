@@ -13,12 +13,12 @@ from typing import Annotated, Optional
 import typer
 
 from metagen.commands.pieces import say
-from metagen.commands.terminal import escaped, read_stdin
+from metagen.commands.terminal import escaped, read_stdin, stdin_or_path
 from metagen.text import json_text
 
 Files = Annotated[list[Path], typer.Argument(
     help="Pieces (md, json, yarn, ink) or text files; folders are searched for them; '-' reads text from stdin.",
-    show_default=False)]
+    parser=stdin_or_path, show_default=False)]
 WorldOption = Annotated[Optional[Path], typer.Option(
     "--world", "-w", help="A world file: its rating, allows, banned words and topics, descriptor words and names.",
     show_default=False)]

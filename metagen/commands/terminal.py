@@ -4,6 +4,8 @@ A world or a GGUF is written by someone else: an escape sequence in a character'
 would move the cursor, retitle the window or hide the rest of a line. Messages and tables
 show such characters escaped (`\\x1b`); generated text keeps its words, newlines and tabs
 and loses only control characters, and only when it goes to a terminal.
+The standard streams and the signals that end a command are made ready here too: light
+enough for metagen.client to use before the commands are imported.
 """
 
 from __future__ import annotations
@@ -13,8 +15,12 @@ import contextlib
 import errno
 import os
 import re
+import signal
 import sys
 import unicodedata
+from pathlib import Path
+
+from metagen.errors import EXIT_HUNG_UP, EXIT_TERMINATED, Terminated
 
 # C0 controls, DEL, C1 controls, and the Unicode line/paragraph separators and bidi controls.
 _CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
@@ -136,6 +142,43 @@ def printable(text: str, terminal: bool) -> str:
     return _CONTROLS_BUT_LINES.sub("", text) if terminal else text
 
 
+# The signals that end a command as SIGTERM does, with the message and exit code of each
+# (Windows has no SIGHUP).
+TERMINATING = {signal.SIGTERM: (Terminated().message, EXIT_TERMINATED)}
+if hasattr(signal, "SIGHUP"):
+    TERMINATING[signal.SIGHUP] = ("terminated by SIGHUP (the terminal was closed)", EXIT_HUNG_UP)
+
+
+def _raise_terminated(signum, frame):  # pragma: no cover - exercised through a subprocess
+    raise Terminated(*TERMINATING[signum])
+
+
+_raise_terminated.raises_terminated = True  # a block inside another leaves it in place
+
+
+@contextlib.contextmanager
+def terminating_raised():
+    """SIGTERM and SIGHUP raise Terminated inside the block; their handlers are put back after it. A
+    signal set to be ignored stays ignored (`nohup metagen batch ...` must outlive its terminal), and
+    `metagen serve`'s handler stays: it raises Terminated itself, told apart by whose signal it is."""
+    previous = {}
+    for signum in TERMINATING:
+        try:
+            handler = signal.getsignal(signum)
+            if handler is signal.SIG_IGN or getattr(handler, "raises_terminated", False):
+                continue
+            signal.signal(signum, _raise_terminated)
+        except ValueError:  # not the main thread (some test runners)
+            continue
+        if handler is not None:  # one set outside Python cannot be put back
+            previous[signum] = handler
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 def ready_standard_streams() -> str | None:
     """Make this process's standard streams safe for a command; returns why one cannot run, or None.
 
@@ -160,6 +203,13 @@ def _lacks_characters(stream) -> bool:
         return codecs.lookup(stream.encoding or "ascii").name not in ("utf-8", "utf-16", "utf-32")
     except LookupError:
         return True
+
+
+def stdin_or_path(text: str) -> Path:
+    """A path argument in which '-' stands for standard input (Typer's parser= for it): '-' is Path('-');
+    another text pathlib folds to that ('./-', '-/') is made absolute, so it names the file called '-'."""
+    path = Path(text)
+    return path.absolute() if text != "-" and path == Path("-") else path
 
 
 def read_stdin(limit: int, hint: str) -> bytes:
