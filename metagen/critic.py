@@ -317,21 +317,34 @@ def place_facts(loc) -> tuple[Fact, ...]:
 # A sense's verb with another sense's thing: "Ember Keep rang with a fire", "rang with a silver star on a
 # grey field" (round eighteen's scenes, which open on these verbs: opening.candidate_starts).
 _VERB_SENSE = {verb: sense for sense, tenses in SENSE_VERBS.items() for forms in tenses.values() for verb in forms}
-_SENSE_VERB = re.compile(r"\b(" + "|".join(map(re.escape, _VERB_SENSE)) + r")\s+([^.,;:!?]*)", re.IGNORECASE)
+# what follows the verb, to the sentence's end: "a warm, golden light" runs past a comma
+_SENSE_VERB = re.compile(r"\b(" + "|".join(map(re.escape, _VERB_SENSE)) + r")\s+([^.;:!?]*)", re.IGNORECASE)
 SENSED_WORDS = 6  # the words after a sense's verb that say what is sensed
+# What each sense perceives, in words of any place: a sound verb with a sight's or smell's word and none of
+# its own is the same slip with things the place's facts do not name ("rang with a warm, golden light",
+# "rang with a sweet, sticky aroma": 6 of 21 scenes that opened on a sound verb, round forty-one).
+SENSE_WORDS = {
+    "sights": frozenset("light lights glow glows colour colours color colors hue hues shine gleam glitter sparkle "
+                        "shadow shadows sight view".split()),
+    "sounds": frozenset("sound sounds noise noises music melody chime chimes song songs voice voices laughter hum "
+                        "echo echoes ringing clatter".split()),
+    "smells": frozenset("aroma aromas scent scents smell smells fragrance odour odor stench perfume whiff".split()),
+}
 
 
 def mismatched_sense(text: str, facts: Sequence[Fact]) -> str:
-    """The first sentence's sense verb and what follows it, when that names another sense's or the
-    description's things and none of its own ("rang with a fire"); else ""."""
+    """The first sentence's sense verb and what follows it, when that names another sense's things (the
+    place's facts of another sense or its description, or SENSE_WORDS) and none of its own ("rang with a
+    fire", "rang with a warm, golden light"); else ""."""
     match = _SENSE_VERB.search(_SENTENCE_BREAK.split(text.strip(), 1)[0])
     if not match:
         return ""
     sense = _VERB_SENSE[match.group(1).casefold()]
     sensed = {w for w in words_of(match.group(2))[:SENSED_WORDS] if w not in _STOP_WORDS and len(w) > 2}
-    own = {w for fact in facts if fact.sense == sense for w in fact.words}
-    others = {w for fact in facts if fact.sense != sense for w in fact.words} - own
-    return match.group(0).strip() if sensed and not sensed & own and sensed & others else ""
+    own = {w for fact in facts if fact.sense == sense for w in fact.words} | SENSE_WORDS[sense]
+    others = {w for fact in facts if fact.sense != sense for w in fact.words}
+    others |= {w for other, words in SENSE_WORDS.items() if other != sense for w in words}
+    return match.group(0).strip() if sensed and not sensed & own and sensed & (others - own) else ""
 
 
 def misplaced_facts(text: str, facts: Sequence[Fact]) -> list[str]:

@@ -298,6 +298,9 @@ def test_a_paragraph_saying_an_earlier_one_again_costs_score(world):
     ("misplaced", "The Old Docks smelled of tar, hanging like grey curtains over the water.",
      "The Old Docks smelled of tar. The nets, hanging like grey curtains, dripped on the piers.", 1.0),
     ("misplaced", "The Old Docks rang with nets and tar.", "The Old Docks rang with gulls crying over the water.", 1.0),
+    # a sound verb with what another sense perceives, in words no fact of the place uses (round forty-one)
+    ("misplaced", "The Old Docks rang with a warm, golden light.", "The Old Docks rang with a low, steady hum.", 1.0),
+    ("misplaced", "The Old Docks smelled of music and smoke.", "The Old Docks smelled of a sharp, briny scent.", 1.0),
     ("listed", "The Old Docks smelled of tar; nets like grey curtains; boats; gulls.",
      "The Old Docks smelled of tar; nets hung like grey curtains over the boats.", 2.0),
 ])
