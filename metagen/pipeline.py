@@ -14,7 +14,7 @@ import dataclasses
 import json
 import logging
 from dataclasses import dataclass, field
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from typing import Any, Callable, Mapping
 
 from metagen import __version__
@@ -36,7 +36,7 @@ from metagen.prompts import (
 )
 from metagen.request import request_texts
 from metagen.search import PlainPrompts, TextCallback  # on_text(row, new_text): row = the piece's index in the call
-from metagen.text import did_you_mean, first_sentences, split_sentences
+from metagen.text import did_you_mean, first_sentences, ngrams, words_of
 from metagen.world import World
 
 log = logging.getLogger(__name__)
@@ -348,14 +348,14 @@ def _piece(world: World, request_dict: dict, subject: str, model: dict, cfg: Gen
 
 
 def _choose(world: World, prompt: Prompt, prompt_text: str, cfg: GenerationConfig, options: list,
-            seeds: list[int], policy=None, starts: list[str] | None = None, *, taken: Collection[str] = (),
+            seeds: list[int], policy=None, starts: list[str] | None = None, *, taken: Sequence[frozenset] = (),
             repeats: Sequence[int] | None = None) -> tuple[int, dict]:
     """The critic's pick among a request's candidates, and what it recorded (nothing for one).
 
     starts: the words each candidate opened with, where the seed drew them (a scene's); recorded
         with each candidate's scores.
-    taken: the opening sentences (opening_sentence) of the scenes kept before this one in the same
-        command; a candidate that opens with one is passed over, unless every candidate does.
+    taken: the word 3-grams (scene_grams) of the scenes kept before this one in the same command; a
+        candidate that says one of them again (same_scene) is passed over, unless every candidate does.
     repeats: instead of `taken`, the candidates to pass over as a piece's record says (replay).
     """
     if len(options) == 1:
@@ -371,7 +371,8 @@ def _choose(world: World, prompt: Prompt, prompt_text: str, cfg: GenerationConfi
     verdicts = [judge(o.text, context, logprob=o.logprob, tokens=o.output_tokens, struck=len(e.struck),
                       weights=SCENE_WEIGHTS if scene else NARRATION_WEIGHTS) for o, e in zip(options, edits)]
     if repeats is None:
-        repeats = [k for k, o in enumerate(options) if opening_sentence(prompt.opening + o.text) in taken]
+        repeats = [k for k, o in enumerate(options)
+                   if any(same_scene(scene_grams(prompt.opening + o.text), kept) for kept in taken)]
     repeats = [] if len(repeats) == len(options) else sorted(repeats)
     chosen = best_index(verdicts, skip=repeats)
     log.info("%s %s: candidates %s; kept %d%s", prompt.request.kind, prompt.request.subject,
@@ -383,11 +384,20 @@ def _choose(world: World, prompt: Prompt, prompt_text: str, cfg: GenerationConfi
                     **({"struck": struck} if struck else {})}
 
 
-def opening_sentence(text: str) -> str:
-    """A text's first sentence, case and spacing folded: two scenes of one command that open with the
-    same sentence read as one scene twice (round forty: nexus-hub's atrium, seeds 3 and 4)."""
-    sentences = split_sentences(text.strip())
-    return " ".join((sentences[0] if sentences else "").casefold().split())
+# Of the longer text's word 3-grams, the share two scenes must have in common to be one scene twice:
+# nexus-hub's atrium, seeds 3 and 4 of one command, were the same sentence; two honey-house scenes differed
+# by a comma. A scene that opens as another did and goes on elsewhere is a variant, and is kept.
+REPEAT_SHARE = 0.5
+
+
+def scene_grams(text: str) -> frozenset:
+    """A text's word 3-grams (case folded), which same_scene compares."""
+    return frozenset(ngrams([w.casefold() for w in words_of(text)], 3))
+
+
+def same_scene(grams: frozenset, kept: frozenset) -> bool:
+    """Whether two texts' 3-grams say one scene twice: at least REPEAT_SHARE of the longer's in common."""
+    return bool(grams and kept) and len(grams & kept) >= REPEAT_SHARE * max(len(grams), len(kept))
 
 
 def _warnings(prompt: Prompt) -> list[str]:
@@ -412,9 +422,9 @@ def compose(generator, world: World, requests: list[Request], cfg: GenerationCon
         moderation: off | report (candidates over the world's rating lose, and each piece records its
             verdict) | enforce (the same here; the commands then refuse to write a piece still over it).
         passed_over: replay's record of the candidates each scene passed over as repeats, by request
-            index. None (a fresh run): a scene's candidates that open with the same sentence as a scene
-            kept before it in this call are passed over, unless all of them do; each piece records
-            which (critic.repeats), so replay, which decodes only the piece's batch, passes over the same.
+            index. None (a fresh run): a scene's candidates that say again a scene kept before it in this
+            call (same_scene) are passed over, unless all of them do; each piece records which
+            (critic.repeats), so replay, which decodes only the piece's batch, passes over the same.
     """
     if len(seeds) != len(requests):
         raise ValueError("one seed per request")
@@ -428,7 +438,7 @@ def compose(generator, world: World, requests: list[Request], cfg: GenerationCon
             on_piece(i, piece_and_warnings[0])
 
     scenes = [i for i, r in enumerate(requests) if r.kind == "scene"]
-    taken: set[str] = set()  # the opening sentences of the scenes kept so far
+    taken: list[frozenset] = []  # the 3-grams of the scenes kept so far (scene_grams)
     for batch in in_batches(scenes, batch_size):
         for i, done in _compose_scenes(generator, world, requests, batch, cfg, seeds, on_text, judged,
                                        taken, passed_over).items():
@@ -457,11 +467,11 @@ def in_batches(items: list, batch_size: int) -> list[list]:
 
 
 def _compose_scenes(generator, world: World, requests: list[Request], batch: list[int], cfg: GenerationConfig,
-                    seeds: list[int], on_text: TextCallback | None, judged: tuple | None, taken: set[str],
+                    seeds: list[int], on_text: TextCallback | None, judged: tuple | None, taken: list[frozenset],
                     passed_over: Mapping[int, Sequence[int]] | None) -> dict[int, tuple[Piece, list[str]]]:
     """A batch of scenes: prompts first, then one generate call for all of them and all their candidates.
-    Each is chosen in request order, passing over candidates that repeat the opening of one kept before
-    it (`taken`, which grows by each kept scene's), or those `passed_over` names (compose).
+    Each is chosen in request order, passing over candidates that say again a scene kept before it
+    (`taken`, which grows by each kept scene's 3-grams), or those `passed_over` names (compose).
 
     Each candidate opens with its own start words (opening.candidate_starts), written by metagen as
     the first tokens of its text, so the candidates of a scene keep one prompt (prefilled once)."""
@@ -495,7 +505,7 @@ def _compose_scenes(generator, world: World, requests: list[Request], batch: lis
                                  taken=taken, repeats=None if passed_over is None else passed_over.get(i, ()))
         completion = options[chosen]
         text = (prompt.opening + completion.text).strip()
-        taken.add(opening_sentence(text))
+        taken.append(scene_grams(text))
         if on_text:  # shown once final: never a candidate the critic drops, never cut sentences
             on_text(i, text)
         made[i] = (_piece(world, request.to_dict(), request.subject, model, cfg, seeds[i],
@@ -571,9 +581,10 @@ __all__ = [
     "effective_config",
     "in_batches",
     "make_request",
-    "opening_sentence",
     "seeded_request",
     "prompt_view",
+    "same_scene",
+    "scene_grams",
     "seeds_for",
     "settings_key",
     "split_ids",
