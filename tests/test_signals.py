@@ -37,7 +37,7 @@ world: tiny.yaml
 seed: 100
 settings: {max_new_tokens: 40, min_new_tokens: 40}
 jobs:
-  - {kind: story, characters: [ada], count: 10}
+  - {kind: story, characters: [ada], location: well, count: 10}
 """
 SIGNALS = [
     pytest.param(signal.SIGINT, 130, "error: interrupted (SIGINT); nothing partial was written", id="SIGINT"),
@@ -113,14 +113,14 @@ def test_signal_during_a_batch_keeps_what_was_finished_and_resume_does_the_rest(
     resumed = runner.invoke(app, ["batch", "jobs.yaml", "--out", str(out), "--resume", *model_args])
     assert resumed.exit_code == 0, resumed.output
     assert f"written {10 - len(written)}, skipped {len(written)} (resume)" in resumed.stderr
-    assert [p.name for p in files_in(out)] == [f"ada-{seed}.md" for seed in range(100, 110)]
+    assert [p.name for p in files_in(out)] == [f"ada-at-well-{seed}.md" for seed in range(100, 110)]
     assert all(is_complete(p) for p in files_in(out))
 
 
 @pytest.mark.parametrize(("signum", "code", "last_line"), SIGNALS)
 def test_signal_during_a_story_writes_nothing(tmp_path, world, model_args, signum, code, last_line):
     out = tmp_path / "out"
-    proc = start(["-v", "story", "tiny.yaml", "-c", "ada", "--seed", 1, "--max-tokens", 600, "--min-tokens", 600,
+    proc = start(["-v", "story", "tiny.yaml", "-c", "ada", "-l", "well", "--seed", 1, "--max-tokens", 600, "--min-tokens", 600,
                   "--out", out, *model_args], tmp_path)
     seen = read_until(proc, "metagen.generator: loaded")  # -v logs it just before generation starts
     time.sleep(0.2)
@@ -135,13 +135,13 @@ def test_signal_during_a_story_writes_nothing(tmp_path, world, model_args, signu
 def test_sighup_under_nohup_is_still_ignored(tmp_path, world, model_args):
     """`nohup metagen ...` ignores SIGHUP so that the run outlives its terminal: metagen keeps it so."""
     out = tmp_path / "out"
-    proc = start(["-v", "story", "tiny.yaml", "-c", "ada", "--seed", 1, "--max-tokens", 40, "--min-tokens", 40,
+    proc = start(["-v", "story", "tiny.yaml", "-c", "ada", "-l", "well", "--seed", 1, "--max-tokens", 40, "--min-tokens", 40,
                   "--out", out, *model_args], tmp_path, ignored=(signal.SIGHUP,))
     seen = read_until(proc, "metagen.generator: loaded")
     proc.send_signal(signal.SIGHUP)
     stderr = seen + proc.communicate(timeout=120)[1]
     assert proc.returncode == 0, stderr
-    assert [p.name for p in files_in(out)] == ["ada-1.md"]
+    assert [p.name for p in files_in(out)] == ["ada-at-well-1.md"]
 
 
 def _interrupt_during_write(monkeypatch, on_call: int):
@@ -164,12 +164,12 @@ def _interrupt_during_write(monkeypatch, on_call: int):
 def test_interrupt_in_the_middle_of_a_write_leaves_no_partial_file(runner, tmp_path, world, model_args, monkeypatch):
     _interrupt_during_write(monkeypatch, on_call=2)
     out = tmp_path / "out"
-    result = runner.invoke(app, ["story", "tiny.yaml", "-c", "ada", "--seed", 7, "-n", 3, "--max-tokens", 4,
+    result = runner.invoke(app, ["story", "tiny.yaml", "-c", "ada", "-l", "well", "--seed", 7, "-n", 3, "--max-tokens", 4,
                                  "--out", str(out), *model_args])
     assert result.exit_code == 130, result.output
     lines = check_stderr(result.stderr, "error: interrupted (SIGINT); nothing partial was written")
     (written,) = files_in(out)  # the first of three; the second was cut off mid-write
-    assert written.name == "ada-7.md" and is_complete(written)
+    assert written.name == "ada-at-well-7.md" and is_complete(written)
     assert f"wrote {written}" in lines
     assert leftovers(tmp_path) == []
     # A second Ctrl-C while metagen reports the first and exits is ignored: it printed the message
@@ -182,7 +182,7 @@ def test_interrupt_while_the_first_piece_is_written_leaves_no_folder(runner, tmp
     """It left OUT/tinyville/story/ behind, empty: no partial file, but the folders made for it."""
     _interrupt_during_write(monkeypatch, on_call=1)
     out = tmp_path / "out"
-    result = runner.invoke(app, ["story", "tiny.yaml", "-c", "ada", "--seed", 7, "--max-tokens", 4, "--out", str(out),
+    result = runner.invoke(app, ["story", "tiny.yaml", "-c", "ada", "-l", "well", "--seed", 7, "--max-tokens", 4, "--out", str(out),
                                  *model_args])
     assert result.exit_code == 130, result.output
     check_stderr(result.stderr, "error: interrupted (SIGINT); nothing partial was written")
@@ -246,7 +246,7 @@ def test_a_signal_before_the_command_starts_says_so(tmp_path, signum, code, line
 def test_a_second_ctrl_c_while_the_first_is_reported_is_ignored(tmp_path, world, model_args, when):
     """Two SIGINTs 10 ms apart: one line, exit 130, no traceback (it printed the line twice, or
     a traceback from one of torch's exit handlers)."""
-    proc = start(["-v", "story", "tiny.yaml", "-c", "ada", "--seed", 1, "--max-tokens", 600, "--min-tokens", 600,
+    proc = start(["-v", "story", "tiny.yaml", "-c", "ada", "-l", "well", "--seed", 1, "--max-tokens", 600, "--min-tokens", 600,
                   "--out", tmp_path / "out", *model_args], tmp_path)
     seen = ""
     if when == "while torch loads":
@@ -272,7 +272,7 @@ def test_interrupt_in_the_middle_of_a_batch_write(runner, tmp_path, world, model
     assert result.exit_code == 130, result.output
     lines = check_stderr(result.stderr, "error: interrupted (SIGINT); nothing partial was written")
     assert "interrupted after 2 of 10; rerun with --resume to finish" in lines
-    assert [p.name for p in files_in(out)] == ["ada-100.md", "ada-101.md"]
+    assert [p.name for p in files_in(out)] == ["ada-at-well-100.md", "ada-at-well-101.md"]
     assert leftovers(tmp_path) == []
     restore()
     resumed = runner.invoke(app, ["batch", "jobs.yaml", "--out", str(out), "--resume", *model_args])
