@@ -264,6 +264,20 @@ def test_a_seed_flag_out_of_range_is_refused_before_the_model(runner, tmp_path, 
     assert result.stderr == f"error: --seed must be in [0, 2**63), got {seed}\n"
 
 
+def test_a_huge_number_in_a_jobs_file_is_named_by_its_size(tmp_path, world):
+    """A 4,000-digit count or seed was echoed whole, making a 4,000-character error line."""
+    huge = "9" * 4000
+    path = write_jobs(tmp_path, f"world: tiny.yaml\njobs:\n  - {{kind: scene, location: well, count: {huge}, "
+                                f"seed: -{huge}, settings: {{top_k: -{huge}}}}}\n")
+    with pytest.raises(ConfigError) as error:
+        batch.load_jobs(path)
+    text = error.value.one_line()
+    assert "jobs[0].count: a number of more than 40 digits is out of range (1 to 10000)" in text
+    assert "jobs[0].seed: a negative number of more than 40 digits is out of range (0 to 2**63 - 1)" in text
+    assert "--top-k must be at least 0, got a negative number of more than 40 digits" in text
+    assert "9" * 41 not in text
+
+
 def test_every_problem_is_listed(tmp_path):
     path = write_jobs(tmp_path, "wrld: x\njobs:\n  - {kind: stroy}\n  - {kind: scene, count: -2}\n")
     with pytest.raises(ConfigError) as error:
