@@ -508,11 +508,15 @@ def test_cli_end_to_end(runner, world_file, long_gguf, tmp_path):
     (["--seeds", "100000000000"], "--seeds must be 1 to 10000"),  # once a MemoryError traceback
     (["--temperature", "-1"], "--temperature"),
     (["--prompt-variant", "short"], "--prompt-variant"),
+    # these ran and wrote report.json
+    (["--story-cast", "99999999999999999999999"], "--story-cast must be below 2**63 (at most 19 digits)"),
 ])
 def test_cli_bad_input(runner, world_file, args, message):
+    """Each refused before the model loads (none is in the test's cache) and before any report."""
     result = runner.invoke(app, ["eval", str(world_file), *args])
     assert result.exit_code == 2
     assert message in result.output
+    assert not Path("eval-report").exists()
 
 
 def test_cli_refuses_a_world_given_twice(runner, world_file, tmp_path):
