@@ -34,6 +34,10 @@ MAX_BEAMS = 64  # beams, and texts returned per request
 MAX_LENGTH_PENALTY = 10.0  # |length penalty|: length ** 10 stays finite for any context
 MAX_CONTRAST = 4.0  # context contrast: past a few, the fact list is pasted back and grammar goes
 MAX_CANDIDATES = 16  # versions of one unit (a scene, a story beat, a dialogue line) to choose from
+# Scenes decoded together at most (--batch-size; pipeline.check_batch_size). Each brings its candidates
+# as rows, so one model call holds up to 256 * 16 = 4,096 rows, whose own keys and values for the default
+# model's 200-token scenes already take about 38 GB in float32: a larger batch would only run out of memory.
+MAX_BATCH_SIZE = 256
 CLI_BEAMS = 4  # beams when the command line says --strategy beam without --beams
 
 
@@ -526,5 +530,5 @@ def write_settings_doc(path: str = "docs/decoding.md") -> None:
     doc.write_text(render_doc(doc.read_text(encoding="utf-8"), SETTINGS.values()), encoding="utf-8")
 
 
-__all__ = ["CLI_NAMES", "MAX_CANDIDATES", "MAX_INT", "SETTINGS", "STRATEGIES", "GenerationConfig", "candidate_seed",
+__all__ = ["CLI_NAMES", "MAX_BATCH_SIZE", "MAX_CANDIDATES", "MAX_INT", "SETTINGS", "STRATEGIES", "GenerationConfig", "candidate_seed",
            "check_whole_number", "merge_settings", "write_settings_doc"]

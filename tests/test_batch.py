@@ -245,6 +245,9 @@ def test_an_out_ending_in_md_that_is_a_folder_or_ends_in_a_slash_is_a_folder(tmp
 @pytest.mark.parametrize("flags, line", [
     (["--temperature", "-1"], "error: --temperature must be in [0, 100], got -1.0\n"),
     (["--max-tokens", "0"], "error: --max-tokens must be at least 1, got 0\n"),
+    # had no upper bound: a batch of 10**18 scenes was taken, and failed only for memory
+    (["--batch-size", "257"], "error: --batch-size must be at most 256, got 257 (give 256 or less: each scene brings "
+                              "up to 16 candidates as rows of one model call)\n"),
 ])  # fmt: skip
 def test_a_bad_decoding_flag_is_named_as_the_flag(runner, tmp_path, world, no_model, flags, line):
     """batch --temperature -1 said 'jobs.yaml:3: jobs[0]: --temperature must be ...', as if the job held it."""

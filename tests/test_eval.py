@@ -510,6 +510,7 @@ def test_cli_end_to_end(runner, world_file, long_gguf, tmp_path):
     (["--prompt-variant", "short"], "--prompt-variant"),
     # these ran and wrote report.json
     (["--story-cast", "99999999999999999999999"], "--story-cast must be below 2**63 (at most 19 digits)"),
+    (["--batch-size", "257"], "--batch-size must be at most 256, got 257"),
 ])
 def test_cli_bad_input(runner, world_file, args, message):
     """Each refused before the model loads (none is in the test's cache) and before any report."""
