@@ -21,7 +21,7 @@ Kinds = Annotated[str, typer.Option("--kinds", help="Kinds to measure, comma-sep
 Out = Annotated[Path, typer.Option("--out", "-o", help="Folder for report.md and report.json (replaced if there).")]
 MaxRequests = Annotated[int, typer.Option("--max-requests", min=1, callback=whole_number, help="Most requests per kind and world.")]
 Turns = Annotated[int, typer.Option("--turns", min=1, callback=whole_number, help="Lines per dialogue.")]
-StoryCast = Annotated[int, typer.Option("--story-cast", min=0, callback=whole_number, help="Characters in every story request; 0 = one, two, three in turn.")]
+StoryCast = Annotated[int, typer.Option("--story-cast", min=0, callback=whole_number, help="Characters in every story request, at most each world's; 0 = one, two, three in turn.")]
 Baseline = Annotated[bool, typer.Option("--baseline/--no-baseline", help="Also answer each request with a naive one-line prompt.")]
 BatchSize = Annotated[int, typer.Option("--batch-size", min=1, callback=whole_number, help=f"Stories or scenes decoded together, 1 to {MAX_BATCH_SIZE}.")]
 Variant = Annotated[str, typer.Option("--prompt-variant", help="Experiment for stories and scenes: metagen (the commands' prompts) | no-opening | no-lore | story-opening-first-name | story-opening-cast | story-opening-place-cast.")]
