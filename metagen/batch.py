@@ -40,7 +40,7 @@ from metagen.output import (
 )
 from metagen.pipeline import DEFAULT_BATCH_SIZE, MAX_COUNT, check_request_fits_context, seeded_request
 from metagen.prompts import DIALOGUE_ORDERS, KINDS, REQUEST_KINDS, Request
-from metagen.text import did_you_mean
+from metagen.text import did_you_mean, number_shown
 from metagen.world import World, YamlRefused, compose_yaml, construct_plain, load_world
 
 MAX_JOBS_BYTES = 4 * 1024 * 1024
@@ -301,7 +301,7 @@ def _format_value(problems, node, path) -> str | None:
 def _seed_value(problems, node, path) -> int | None:
     value = _scalar(problems, node, path, (int,), "a whole number from 0 to 2**63 - 1")
     if value is not None and not 0 <= value < MAX_SEED:
-        problems.add(node, path, f"{value} is out of range (0 to 2**63 - 1)")
+        problems.add(node, path, f"{number_shown(value)} is out of range (0 to 2**63 - 1)")
         return None
     return value
 
@@ -383,7 +383,7 @@ def _read_job(problems: _Problems, node, i: int, folder: Path, default_world: Pa
                              f"(a {kind} takes {', '.join(_KIND_FIELDS[kind])})")
     count = _scalar(problems, items.get("count"), f"{at}.count", (int,), "a whole number")
     if count is not None and not 1 <= count <= MAX_COUNT:
-        problems.add(items["count"], f"{at}.count", f"{count} is out of range (1 to {MAX_COUNT})")
+        problems.add(items["count"], f"{at}.count", f"{number_shown(count)} is out of range (1 to {MAX_COUNT})")
     seed = _seed_value(problems, items.get("seed"), f"{at}.seed")
     if seed is not None and count is not None and seed + count > MAX_SEED:  # S, S+1, ... never wrap to 0
         problems.add(items["seed"], f"{at}.seed", f"{seed} with count {count} passes the largest seed, 2**63 - 1 "

@@ -18,7 +18,7 @@ from typing import Any, Mapping
 from metagen.errors import ConfigError
 from metagen.scripts import ANY, SCRIPTS
 from metagen.setting import NON_BLANK, NON_EMPTY, AtLeast, OneOf, Setting, Within, render_doc, setting
-from metagen.text import closest, kind_named, kind_of
+from metagen.text import closest, kind_named, kind_of, number_shown
 
 STRATEGIES = ("greedy", "sample", "beam")
 TENSE_GUARDS = ("past", "present", "off")
@@ -34,6 +34,10 @@ MAX_BEAMS = 64  # beams, and texts returned per request
 MAX_LENGTH_PENALTY = 10.0  # |length penalty|: length ** 10 stays finite for any context
 MAX_CONTRAST = 4.0  # context contrast: past a few, the fact list is pasted back and grammar goes
 MAX_CANDIDATES = 16  # versions of one unit (a scene, a story beat, a dialogue line) to choose from
+# Scenes decoded together at most (--batch-size; pipeline.check_batch_size). Each brings its candidates
+# as rows, so one model call holds up to 256 * 16 = 4,096 rows, whose own keys and values for the default
+# model's 200-token scenes already take about 38 GB in float32: a larger batch would only run out of memory.
+MAX_BATCH_SIZE = 256
 CLI_BEAMS = 4  # beams when the command line says --strategy beam without --beams
 
 
@@ -345,7 +349,7 @@ class GenerationConfig:
                               "the same text every time",
                               hint=f"use {flag['strategy']} sample with a temperature above 0")
         if self.seed is not None and not 0 <= self.seed < MAX_SEED:
-            raise ConfigError(f"{flag['seed']} must be in [0, 2**63), got {self.seed}")
+            raise ConfigError(f"{flag['seed']} must be in [0, 2**63), got {number_shown(self.seed)}")
 
 
 # Every setting, in field order, with its name, type and default filled in from the field.
@@ -456,8 +460,7 @@ def _coerce(name: str, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, int):
             raise _wrong_type(name, value)
         if kind == "int" and value >= MAX_INT:  # as a world file holds it; a seed has its own range (_check_the_rest)
-            shown = value if value < 10**40 else "a number of more than 40 digits"
-            raise ConfigError(f"{CLI_NAMES[name]} must be below 2**63 (at most {len(str(MAX_INT))} digits), got {shown}")
+            check_whole_number(CLI_NAMES[name], value)
         return int(value)
     if kind == "int | None":
         return None
@@ -479,6 +482,15 @@ def _coerce(name: str, value: Any) -> Any:
             raise _wrong_type(name, value)
         pairs.append((_utf8(name, item[0]), _finite(name, item[1], whole=value)))
     return tuple(pairs)
+
+
+def check_whole_number(flag: str, value: int) -> int:
+    """A whole number as every flag, jobs file and world file must give it: fewer than 2**63 in size
+    (19 digits), else ConfigError in one line that names the flag."""
+    if abs(value) < MAX_INT:
+        return value
+    bound = "below 2**63" if value > 0 else "above -2**63"
+    raise ConfigError(f"{flag} must be {bound} (at most {len(str(MAX_INT))} digits), got {number_shown(value)}")
 
 
 def _utf8(name: str, text: str) -> str:
@@ -518,5 +530,5 @@ def write_settings_doc(path: str = "docs/decoding.md") -> None:
     doc.write_text(render_doc(doc.read_text(encoding="utf-8"), SETTINGS.values()), encoding="utf-8")
 
 
-__all__ = ["CLI_NAMES", "MAX_CANDIDATES", "MAX_INT", "SETTINGS", "STRATEGIES", "GenerationConfig", "candidate_seed",
-           "merge_settings", "write_settings_doc"]
+__all__ = ["CLI_NAMES", "MAX_BATCH_SIZE", "MAX_CANDIDATES", "MAX_INT", "SETTINGS", "STRATEGIES", "GenerationConfig", "candidate_seed",
+           "check_whole_number", "merge_settings", "write_settings_doc"]

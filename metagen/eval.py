@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from metagen import __version__
+from metagen.config import MAX_SEED
 from metagen.critic import banned_hits, distinct_n, repetition
 from metagen.grounding import character_forms, location_forms, names_any, unknown_names, world_vocabulary
 from metagen.errors import ConfigError
@@ -80,8 +81,8 @@ def build_grid(world: World, kinds: Sequence[str] = KINDS, max_requests: int = D
                turns: int = DEFAULT_TURNS, story_cast: int = 0) -> list[Request]:
     """The requests one world is measured on, at most max_requests per kind: a scene per location;
     dialogues between pairs spread over the cast; stories of one, two, three characters in turn
-    (or of story_cast characters each: the README's story has two), each cast and place shifted by
-    one from the last."""
+    (or of story_cast characters each: the README's story has two, and no world's stories can have
+    more than it has characters), each cast and place shifted by one from the last."""
     from metagen.pipeline import MAX_COUNT
 
     if not 1 <= max_requests <= MAX_COUNT:
@@ -91,6 +92,10 @@ def build_grid(world: World, kinds: Sequence[str] = KINDS, max_requests: int = D
     requests: list[Request] = []
     if story_cast < 0:
         raise ConfigError(f"--story-cast must be 0 (one, two, three characters in turn) or more, got {story_cast}")
+    if "story" in kinds and story_cast > len(chars) > 0:  # the report would record a cast no story had
+        raise ConfigError(f"--story-cast {story_cast}: world '{world.id}' has only {len(chars)} character"
+                          f"{'s' if len(chars) > 1 else ''} to cast",
+                          hint=f"give --story-cast {len(chars)} or less, or 0 for one, two, three in turn")
     if "story" in kinds and chars:
         for i in range(max_requests):
             n = min(story_cast or 1 + i % 3, len(chars))
@@ -110,6 +115,9 @@ def seed_list(count: int, start: int = 1) -> list[int]:
 
     if not 1 <= count <= MAX_COUNT:
         raise ConfigError(f"--seeds must be 1 to {MAX_COUNT}, got {count}")
+    if start + count > MAX_SEED:  # S, S+1, ... never pass the largest seed (torch's generator takes no more)
+        raise ConfigError(f"--seed {start} with --seeds {count} passes the largest seed, 2**63 - 1",
+                          hint="give a smaller --seed")
     return list(range(start, start + count))
 
 

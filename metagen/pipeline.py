@@ -454,9 +454,16 @@ def compose(generator, world: World, requests: list[Request], cfg: GenerationCon
 
 
 def check_batch_size(batch_size: int) -> int:
-    """The batch size, checked: at least 1."""
+    """The batch size, checked: at least 1, at most config.MAX_BATCH_SIZE (its candidates make each
+    scene several rows of one model call)."""
+    from metagen.config import MAX_BATCH_SIZE, MAX_CANDIDATES
+
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
+    if batch_size > MAX_BATCH_SIZE:
+        raise ConfigError(f"--batch-size must be at most {MAX_BATCH_SIZE}, got {batch_size}",
+                          hint=f"give {MAX_BATCH_SIZE} or less: each scene brings up to {MAX_CANDIDATES} candidates "
+                          "as rows of one model call")
     return batch_size
 
 

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import ClassVar, Union, get_args
 
 from metagen.errors import RequestError
-from metagen.text import did_you_mean, kind_of, listing, slugify
+from metagen.text import did_you_mean, kind_of, listing, number_shown, slugify
 from metagen.world import ID_RE, LENGTHS, Character, Location, World
 
 MAX_TURNS = 200
@@ -173,7 +173,7 @@ class DialogueRequest(_Request):
         if len(self.characters) < 2:
             raise RequestError("a dialogue needs at least two characters", hint="name each one once")
         if not isinstance(self.turns, int) or not 1 <= self.turns <= MAX_TURNS:
-            raise RequestError(f"dialogue turns must be 1 to {MAX_TURNS}, not {self.turns!r}")
+            raise RequestError(f"dialogue turns must be 1 to {MAX_TURNS}, not {number_shown(self.turns)}")
 
     @property
     def subject(self) -> str:

@@ -17,7 +17,7 @@ from metagen.errors import ConfigError
 from metagen.files import parse_json, read_input
 from metagen.moderation import verdict
 from metagen.output import Piece
-from metagen.text import format_dialogue, kind_of
+from metagen.text import format_dialogue, kind_of, number_shown
 
 SESSION_FORMAT = "metagen-chat-session"  # the "format" every session file names first
 SESSION_VERSION = 1
@@ -126,7 +126,7 @@ def read_session(path) -> tuple[dict, list[Turn]]:
                           f"version {SESSION_VERSION}")
     _check_fields(path, "", data, _SESSION_TYPES, len(_SESSION_TYPES))
     if not 0 <= data["seed"] < MAX_SEED:
-        raise ConfigError(f"{path} is damaged: seed {data['seed']} is outside [0, 2**63)", hint=DAMAGED_HINT)
+        raise ConfigError(f"{path} is damaged: seed {number_shown(data['seed'])} is outside [0, 2**63)", hint=DAMAGED_HINT)
     turns = []
     for i, turn in enumerate(data["turns"]):
         where = f"turns[{i}]"

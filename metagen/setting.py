@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from metagen.errors import ConfigError
-from metagen.text import closest
+from metagen.text import closest, number_shown
 
 # ----------------------------------------------------------------------------- limits
 
@@ -26,7 +26,7 @@ class AtLeast:
 
     def check(self, flag: str, value: float) -> None:
         if value < self.low:
-            raise ConfigError(f"{flag} must be at least {self.low}, got {value}")
+            raise ConfigError(f"{flag} must be at least {self.low}, got {number_shown(value)}")
 
     def __str__(self) -> str:
         return f">= {self.low}"
@@ -44,7 +44,7 @@ class Within:
         above = value >= self.low if self.brackets[0] == "[" else value > self.low
         below = value <= self.high if self.brackets[1] == "]" else value < self.high
         if not (above and below):
-            raise ConfigError(f"{flag} must be in {self}, got {value}")
+            raise ConfigError(f"{flag} must be in {self}, got {number_shown(value)}")
 
     def __str__(self) -> str:
         return f"{self.brackets[0]}{self.low:g}, {self.high:g}{self.brackets[1]}"

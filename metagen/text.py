@@ -45,6 +45,17 @@ def listing(items: Iterable[str], most: int = 5) -> str:
     return shown if len(items) <= most else f"{shown} and {len(items) - most:,} more"
 
 
+LONG_NUMBER = 10**40  # a whole number this large is named by its size in a message, not written out
+
+
+def number_shown(value) -> str:
+    """A value as a message shows it (repr), but a whole number of more than 40 digits by its size
+    alone: a 4,000-digit --seed had made a 4,000-character error line."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= LONG_NUMBER:
+        return f"a {'negative ' if value < 0 else ''}number of more than {len(str(LONG_NUMBER)) - 1} digits"
+    return repr(value)
+
+
 # Each kind of value in the words of a message, bool before int (True is an int too).
 _KIND_WORDS = ((bool, "true/false"), (int, "a whole number"), (float, "a number"), (str, "text"),
                ((list, tuple), "a list"), (dict, "a mapping"))
@@ -232,5 +243,6 @@ def json_text(data, **kwargs) -> str:
 
 __all__ = [
     "TRANSLIT", "balanced_quotes", "blank", "closest", "did_you_mean", "first_sentences", "fold", "format_dialogue", "format_turns",
-    "id_from", "json_text", "kind_named", "kind_of", "listing", "mentions", "ngrams", "sentence_cut", "slugify", "speaker_prefix", "words_of",
+    "id_from", "json_text", "kind_named", "kind_of", "listing", "mentions", "ngrams", "number_shown", "sentence_cut",
+    "slugify", "speaker_prefix", "words_of",
 ]

@@ -245,6 +245,9 @@ def test_an_out_ending_in_md_that_is_a_folder_or_ends_in_a_slash_is_a_folder(tmp
 @pytest.mark.parametrize("flags, line", [
     (["--temperature", "-1"], "error: --temperature must be in [0, 100], got -1.0\n"),
     (["--max-tokens", "0"], "error: --max-tokens must be at least 1, got 0\n"),
+    # had no upper bound: a batch of 10**18 scenes was taken, and failed only for memory
+    (["--batch-size", "257"], "error: --batch-size must be at most 256, got 257 (give 256 or less: each scene brings "
+                              "up to 16 candidates as rows of one model call)\n"),
 ])  # fmt: skip
 def test_a_bad_decoding_flag_is_named_as_the_flag(runner, tmp_path, world, no_model, flags, line):
     """batch --temperature -1 said 'jobs.yaml:3: jobs[0]: --temperature must be ...', as if the job held it."""
@@ -262,6 +265,20 @@ def test_a_seed_flag_out_of_range_is_refused_before_the_model(runner, tmp_path, 
     result = invoke(runner, "batch", path, "--seed", seed, "--out", tmp_path / "o")
     assert result.exit_code == 2 and not (tmp_path / "o").exists()
     assert result.stderr == f"error: --seed must be in [0, 2**63), got {seed}\n"
+
+
+def test_a_huge_number_in_a_jobs_file_is_named_by_its_size(tmp_path, world):
+    """A 4,000-digit count or seed was echoed whole, making a 4,000-character error line."""
+    huge = "9" * 4000
+    path = write_jobs(tmp_path, f"world: tiny.yaml\njobs:\n  - {{kind: scene, location: well, count: {huge}, "
+                                f"seed: -{huge}, settings: {{top_k: -{huge}}}}}\n")
+    with pytest.raises(ConfigError) as error:
+        batch.load_jobs(path)
+    text = error.value.one_line()
+    assert "jobs[0].count: a number of more than 40 digits is out of range (1 to 10000)" in text
+    assert "jobs[0].seed: a negative number of more than 40 digits is out of range (0 to 2**63 - 1)" in text
+    assert "--top-k must be at least 0, got a negative number of more than 40 digits" in text
+    assert "9" * 41 not in text
 
 
 def test_every_problem_is_listed(tmp_path):

@@ -359,6 +359,23 @@ def test_story_cast_sets_every_storys_cast_size(world):
         E.build_grid(world, ("story",), story_cast=-1)
 
 
+def test_story_cast_is_at_most_the_worlds_characters(world):
+    """--story-cast 5 over four characters wrote stories of four and recorded story_cast 5 in report.json."""
+    assert {len(r.characters) for r in E.build_grid(world, ("story",), story_cast=4)} == {4}
+    with pytest.raises(ConfigError) as error:
+        E.build_grid(world, ("story",), story_cast=5)
+    assert error.value.one_line() == ("--story-cast 5: world 'smallton' has only 4 characters to cast (give "
+                                      "--story-cast 4 or less, or 0 for one, two, three in turn)")
+    assert E.build_grid(world, ("scene",), story_cast=5)  # no story to cast
+
+
+def test_seeds_stop_at_the_largest_seed():
+    """--seed 2**63 - 1 --seeds 2 answered with seed 2**63, which no command takes, and recorded it."""
+    assert E.seed_list(2, 2**63 - 2) == [2**63 - 2, 2**63 - 1]
+    with pytest.raises(ConfigError, match=r"--seed 9223372036854775807 with --seeds 2 passes the largest seed"):
+        E.seed_list(2, 2**63 - 1)
+
+
 def test_grid_cap_and_kinds(world):
     grid = E.build_grid(world, ("scene", "dialogue"), max_requests=1)
     assert [r.kind for r in grid] == ["scene", "dialogue"]
@@ -508,11 +525,18 @@ def test_cli_end_to_end(runner, world_file, long_gguf, tmp_path):
     (["--seeds", "100000000000"], "--seeds must be 1 to 10000"),  # once a MemoryError traceback
     (["--temperature", "-1"], "--temperature"),
     (["--prompt-variant", "short"], "--prompt-variant"),
+    # these ran and wrote report.json
+    (["--story-cast", "99999999999999999999999"], "--story-cast must be below 2**63 (at most 19 digits)"),
+    (["--batch-size", "257"], "--batch-size must be at most 256, got 257"),
+    (["--story-cast", "5"], "--story-cast 5: world 'smallton' has only 4 characters to cast"),
+    (["--seed", str(2**63 - 1), "--seeds", "2"], "passes the largest seed, 2**63 - 1"),
 ])
 def test_cli_bad_input(runner, world_file, args, message):
+    """Each refused before the model loads (none is in the test's cache) and before any report."""
     result = runner.invoke(app, ["eval", str(world_file), *args])
     assert result.exit_code == 2
     assert message in result.output
+    assert not Path("eval-report").exists()
 
 
 def test_cli_refuses_a_world_given_twice(runner, world_file, tmp_path):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import inspect
+from typing import Annotated, get_args, get_origin
 
 import pytest
 import typer
@@ -58,3 +60,57 @@ def test_flags_reach_the_command_as_settings(args, expected):
     assert result.exit_code == 0, result.output
     given = {k: v for k, v in ast.literal_eval(result.output).items() if v is not None}
     assert given == expected
+
+
+def _commands(app: typer.Typer, words: tuple[str, ...] = ()):
+    """(command words, function) for every command of a Typer app and of the apps added to it."""
+    for info in app.registered_commands:
+        yield (*words, info.name), info.callback
+    for group in app.registered_groups:
+        yield from _commands(group.typer_instance, (*words, group.name))
+
+
+def whole_number_flags() -> list[tuple[tuple[str, ...], str]]:
+    """(command words, flag) for every whole-number option of metagen's commands that is not a decoding
+    setting (those are checked as settings, config.check_setting)."""
+    from metagen.cli import app
+
+    decoding = dict(options.DECODING_PARAMETERS)
+    root = typer.main.get_command(app)
+    found = []
+    for words, function in _commands(app):
+        command = root
+        for word in words:
+            command = command.commands[word]
+        flags = {param.name: max(param.opts, key=len) for param in command.params}
+        for name, param in inspect.signature(function, eval_str=True).parameters.items():
+            if get_origin(param.annotation) is not Annotated or decoding.get(name) == param.annotation:
+                continue
+            kind = get_args(param.annotation)[0]
+            if int in (kind, *get_args(kind)):
+                found.append((words, flags[name]))
+    return found
+
+
+WHOLE_NUMBER_FLAGS = whole_number_flags()
+
+
+def test_the_whole_number_flags_are_found():
+    """The test below sees every int option; these are some it must see."""
+    for words, flag in [(("eval",), "--story-cast"), (("eval",), "--batch-size"), (("batch",), "--batch-size"),
+                        (("story",), "--count"), (("dialogue",), "--turns"), (("tune",), "--seed")]:
+        assert (words, flag) in WHOLE_NUMBER_FLAGS
+
+
+@pytest.mark.parametrize("words, flag", WHOLE_NUMBER_FLAGS, ids=[" ".join((*w, f)) for w, f in WHOLE_NUMBER_FLAGS])
+@pytest.mark.parametrize("value, shown", [("9" * 23, "9" * 23), ("9" * 4000, "a number of more than 40 digits")],
+                         ids=["23-digits", "4000-digits"])
+def test_every_whole_number_flag_stays_below_2_63(runner, words, flag, value, shown):
+    """eval --story-cast and --batch-size took 99999999999999999999999 and wrote it into report.json, where a
+    decoding flag refused it; a range check further on echoed a 4,000-digit --count whole. Every int option
+    refuses it in one line as the flags are read, before any file is."""
+    from conftest import invoke
+
+    result = invoke(runner, *words, flag, value)
+    assert result.exit_code == 2, result.output
+    assert result.stderr == f"error: {flag} must be below 2**63 (at most 19 digits), got {shown}\n"

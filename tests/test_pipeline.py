@@ -261,6 +261,15 @@ def test_the_batch_size_splits_scenes_and_never_changes_a_piece(world, generator
         pipeline.compose(generator, world, requests, cfg, seeds=[1] * 6, batch_size=0)
 
 
+def test_a_batch_holds_at_most_256_scenes():
+    """--batch-size had no upper bound: 10**18 scenes, each with up to 16 candidates as rows, were taken."""
+    assert pipeline.check_batch_size(256) == 256
+    with pytest.raises(ConfigError) as error:
+        pipeline.check_batch_size(257)
+    assert error.value.one_line() == ("--batch-size must be at most 256, got 257 (give 256 or less: each scene "
+                                      "brings up to 16 candidates as rows of one model call)")
+
+
 LOUD_WORLD = "world: {id: loud, name: Loud}\nlocations:\n  - {id: yard, name: The Yard, sounds: [hammers], smells: [tar]}\n"
 
 

@@ -391,6 +391,24 @@ def test_impossible_decoding_setting(runner, tmp_path, world, no_model, flags, n
     assert_fails_cleanly(result, 2, [needle], out=tmp_path / "out")
 
 
+LONG = "9" * 4000  # digits: Python reads up to 4,300 of them as one int
+
+
+@pytest.mark.parametrize("flags, needle", [
+    (["--seed", LONG], "--seed must be in [0, 2**63), got a number of more than 40 digits"),
+    (["--seed", "-" + LONG], "--seed must be in [0, 2**63), got a negative number of more than 40 digits"),
+    (["--top-k", "-" + LONG], "--top-k must be at least 0, got a negative number of more than 40 digits"),
+    (["--candidates", "-" + LONG], "--candidates must be in [1, 16], got a negative number of more than 40 digits"),
+    (["--count", LONG], "--count must be below 2**63 (at most 19 digits), got a number of more than 40 digits"),
+    (["--count", "-" + LONG], "--count must be above -2**63 (at most 19 digits), got a negative number of more than"),
+])  # fmt: skip
+def test_a_huge_whole_number_is_named_by_its_size(runner, tmp_path, world, no_model, flags, needle):
+    """Each of these was a 4,000-character error line: the range check wrote the number out."""
+    result = invoke(runner, "story", world, "-c", "ada", *flags, "--out", tmp_path / "out")
+    line = assert_fails_cleanly(result, 2, [needle], out=tmp_path / "out")
+    assert len(line) < 120, line
+
+
 @pytest.mark.parametrize("flags, option", [
     (["--top-p", "abc"], "'--top-p'"),
     (["--max-tokens", "1.5"], "'--max-tokens'"),

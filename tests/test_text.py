@@ -1,10 +1,10 @@
-"""Small text helpers: quotes paired in a story paragraph, ids made from names."""
+"""Small text helpers: quotes paired in a story paragraph, ids made from names, values in messages."""
 
 from __future__ import annotations
 
 import pytest
 
-from metagen.text import balanced_quotes, id_from, kind_named, kind_of, slugify, upper_first
+from metagen.text import balanced_quotes, id_from, kind_named, kind_of, number_shown, slugify, upper_first
 
 
 @pytest.mark.parametrize("paragraph, paired", [
@@ -67,3 +67,16 @@ def test_kind_of_names_a_value_as_a_yaml_writer_would(value, words):
 ])
 def test_upper_first_raises_only_the_first_letter(text, capitalised):
     assert upper_first(text) == capitalised
+
+
+@pytest.mark.parametrize("value, shown", [
+    (10**40 - 1, "9" * 40),  # 40 digits: written out, as 2**63 and every smaller number is
+    (-(10**40 - 1), "-" + "9" * 40),
+    (10**40, "a number of more than 40 digits"),
+    (-(10**40), "a negative number of more than 40 digits"),
+    pytest.param(10**5000, "a number of more than 40 digits", id="5000-digits"),  # more than str() converts
+    (1.5, "1.5"), (1e308, "1e+308"), ("5", "'5'"), (True, "True"),
+])
+def test_number_shown_names_a_long_whole_number_by_its_size(value, shown):
+    """A 4,000-digit --seed or --count was echoed whole: a 4,000-character error line."""
+    assert number_shown(value) == shown

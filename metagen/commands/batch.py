@@ -15,9 +15,10 @@ from typing import Annotated, Optional
 import typer
 
 from metagen.commands.help import typed_path
-from metagen.commands.options import load_generator, with_decoding_options
+from metagen.commands.options import load_generator, whole_number, with_decoding_options
 from metagen.commands.terminal import read_stdin, stdin_or_path
 from metagen.commands.pieces import AsJson, Format, Moderation, Overwrite, Quiet, refuse_pieces, say, written_record
+from metagen.config import MAX_BATCH_SIZE
 from metagen.text import json_text
 
 
@@ -73,7 +74,7 @@ def batch(
     jobs: Annotated[Path, typer.Argument(help="A jobs file (YAML; see docs/batch.md); '-' reads it from stdin.", parser=stdin_or_path, show_default=False)],
     shard: Annotated[Optional[str], typer.Option("--shard", help="I/N: run only this process's share (units with index % N == I-1).", show_default=False)] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Skip pieces whose file exists and is complete.")] = False,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Scenes with the same settings decoded together, at most this many (each with its candidates).")] = 8,
+    batch_size: Annotated[int, typer.Option("--batch-size", callback=whole_number, help=f"Scenes with the same settings decoded together, at most this many (each with its candidates), 1 to {MAX_BATCH_SIZE}.")] = 8,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder, never a file: one file a piece goes to OUT/<world>/<kind>/<subject>-<seed>.<ext>. [default: the file's out:, else ./out]", show_default=False)] = None,
     fmt: Format = None,
     overwrite: Overwrite = False,

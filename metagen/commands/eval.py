@@ -11,18 +11,19 @@ from typing import Annotated, Optional
 
 import typer
 
-from metagen.commands.options import load_generator, progress_to_stderr, with_decoding_options
+from metagen.commands.options import load_generator, progress_to_stderr, whole_number, with_decoding_options
+from metagen.config import MAX_BATCH_SIZE
 from metagen.errors import ConfigError
 
 Worlds = Annotated[Optional[list[Path]], typer.Argument(help="World files (YAML).", show_default=False)]
-Seeds = Annotated[int, typer.Option("--seeds", min=1, help="Seeds per request, 1 to 10,000: S, S+1, ... (S from --seed, else 1).")]
+Seeds = Annotated[int, typer.Option("--seeds", min=1, callback=whole_number, help="Seeds per request, 1 to 10,000: S, S+1, ... (S from --seed, else 1).")]
 Kinds = Annotated[str, typer.Option("--kinds", help="Kinds to measure, comma-separated: story,scene,dialogue.")]
 Out = Annotated[Path, typer.Option("--out", "-o", help="Folder for report.md and report.json (replaced if there).")]
-MaxRequests = Annotated[int, typer.Option("--max-requests", min=1, help="Most requests per kind and world.")]
-Turns = Annotated[int, typer.Option("--turns", min=1, help="Lines per dialogue.")]
-StoryCast = Annotated[int, typer.Option("--story-cast", min=0, help="Characters in every story request; 0 = one, two, three in turn.")]
+MaxRequests = Annotated[int, typer.Option("--max-requests", min=1, callback=whole_number, help="Most requests per kind and world.")]
+Turns = Annotated[int, typer.Option("--turns", min=1, callback=whole_number, help="Lines per dialogue.")]
+StoryCast = Annotated[int, typer.Option("--story-cast", min=0, callback=whole_number, help="Characters in every story request, at most each world's; 0 = one, two, three in turn.")]
 Baseline = Annotated[bool, typer.Option("--baseline/--no-baseline", help="Also answer each request with a naive one-line prompt.")]
-BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="Stories or scenes decoded together.")]
+BatchSize = Annotated[int, typer.Option("--batch-size", min=1, callback=whole_number, help=f"Stories or scenes decoded together, 1 to {MAX_BATCH_SIZE}.")]
 Variant = Annotated[str, typer.Option("--prompt-variant", help="Experiment for stories and scenes: metagen (the commands' prompts) | no-opening | no-lore | story-opening-first-name | story-opening-cast | story-opening-place-cast.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")]
 Blind = Annotated[Optional[Path], typer.Option("--blind", help="Write a blind A/B comparison into this empty folder: the grid made with --a and with --b, one pair-NNN.md per pair in a seeded order, ratings.csv to fill and key.json (not for readers).", show_default=False)]
@@ -61,6 +62,7 @@ def eval_command(
     from metagen import eval as evaluation
     from metagen.commands.help import typed_besides
     from metagen.output import check_writable, write_atomic
+    from metagen.pipeline import check_batch_size
     from metagen.world import load_world
 
     if unblind is not None:
@@ -81,6 +83,7 @@ def eval_command(
     _check_distinct(worlds, loaded)
     kind_list = evaluation.parse_kinds(kinds)
     evaluation.check_variant(prompt_variant)
+    check_batch_size(batch_size)
     for world in loaded:
         evaluation.build_grid(world, kind_list, max_requests, turns, story_cast)
         for kind in kind_list:

@@ -16,7 +16,7 @@ from typing import Annotated, Callable, Optional
 
 import typer
 
-from metagen.config import CLI_BEAMS, MAX_BIAS, SETTINGS, Setting
+from metagen.config import CLI_BEAMS, MAX_BIAS, SETTINGS, Setting, check_whole_number
 from metagen.errors import ConfigError
 
 PANEL = "Decoding"
@@ -41,6 +41,13 @@ def not_blank(value):
     if any(v is not None and not v.strip(" ,") for v in given):
         raise typer.BadParameter("is empty (leave the option out for its default)")
     return value
+
+
+def whole_number(param: typer.CallbackParam, value: int | None) -> int | None:
+    """A whole-number flag's value, refused in one line from 2**63 up in size before anything reads it,
+    as a decoding setting's is (config.check_whole_number): a range check that comes later then never
+    echoes more than 19 digits. Each int option that is not a decoding setting names it as its callback."""
+    return value if value is None else check_whole_number(max(param.opts, key=len), value)
 
 
 def _help(setting: Setting) -> str:

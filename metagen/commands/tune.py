@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from metagen.commands.options import not_blank, progress_to_stderr
+from metagen.commands.options import not_blank, progress_to_stderr, whole_number
 from metagen.commands.pieces import say
 from metagen.errors import ConfigError, OutputExistsError
 
@@ -25,15 +25,15 @@ def tune_command(
     data: Data,
     out: Out,
     held: Held = None,
-    epochs: Annotated[int, typer.Option("--epochs", help="Passes over the data, 1 to 100.")] = 2,
-    rank: Annotated[Optional[int], typer.Option("--rank", help="The adapter's rank, 1 to 256. [default: 16, or --from's]", show_default=False)] = None,
+    epochs: Annotated[int, typer.Option("--epochs", callback=whole_number, help="Passes over the data, 1 to 100.")] = 2,
+    rank: Annotated[Optional[int], typer.Option("--rank", callback=whole_number, help="The adapter's rank, 1 to 256. [default: 16, or --from's]", show_default=False)] = None,
     alpha: Annotated[Optional[float], typer.Option("--alpha", help="The adapter's scale is alpha / rank. [default: 32, or --from's]", show_default=False)] = None,
     targets: Annotated[Optional[str], typer.Option("--targets", help="Projections to adapt: all | attention | mlp. [default: all, or --from's]", show_default=False)] = None,
     start: Annotated[Optional[str], typer.Option("--from", help="Go on from an adapter instead of a new one: default (the model's own) or a file `metagen tune` wrote; OUT then holds what both learned.", show_default=False, callback=not_blank)] = None,
     learning_rate: Annotated[float, typer.Option("--learning-rate", help="AdamW's peak learning rate.")] = 2e-4,
-    batch: Annotated[int, typer.Option("--batch", help="Sequences a step, 1 to 256.")] = 4,
-    max_tokens: Annotated[int, typer.Option("--max-tokens", help="Longer sequences are left out (reported).")] = 2048,
-    seed: Annotated[int, typer.Option("--seed", help="The adapter's start and the data's order.")] = 0,
+    batch: Annotated[int, typer.Option("--batch", callback=whole_number, help="Sequences a step, 1 to 256.")] = 4,
+    max_tokens: Annotated[int, typer.Option("--max-tokens", callback=whole_number, help="Longer sequences are left out (reported).")] = 2048,
+    seed: Annotated[int, typer.Option("--seed", callback=whole_number, help="The adapter's start and the data's order.")] = 0,
     dtype: Annotated[str, typer.Option("--dtype", help="float32 | bfloat16 (faster where the CPU has bfloat16 units, or on CUDA).")] = "float32",
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Base model name or .gguf path. [default: smollm2-135m-instruct]", show_default=False)] = None,
     device: Annotated[str, typer.Option("--device", help="cpu | cuda | auto.")] = "cpu",
