@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any, Callable, Mapping
 
 from metagen import __version__
-from metagen.config import MAX_SEED, GenerationConfig, candidate_seed, merge_settings
+from metagen.config import MAX_BATCH_SIZE, MAX_CANDIDATES, MAX_SEED, GenerationConfig, candidate_seed, merge_settings
 from metagen.critic import NARRATION_WEIGHTS, SCENE_WEIGHTS, best_index, critic_context, judge
 from metagen.editor import strike
 from metagen.grounding import stock_phrases, writing_guard
@@ -456,8 +456,6 @@ def compose(generator, world: World, requests: list[Request], cfg: GenerationCon
 def check_batch_size(batch_size: int) -> int:
     """The batch size, checked: at least 1, at most config.MAX_BATCH_SIZE (its candidates make each
     scene several rows of one model call)."""
-    from metagen.config import MAX_BATCH_SIZE, MAX_CANDIDATES
-
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
     if batch_size > MAX_BATCH_SIZE:
