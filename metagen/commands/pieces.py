@@ -23,13 +23,17 @@ from metagen.errors import ConfigError
 from metagen.text import json_text
 
 WorldArg = Annotated[Path, typer.Argument(help="A world file (YAML).", show_default=False)]
+_CHARACTERS_HELP = "Character ids (or names: any case, accents optional), comma-separated or repeated."
 Characters = Annotated[Optional[list[str]], typer.Option(
-    "--characters", "-c", help="Character ids (or names: any case, accents optional), comma-separated or repeated. A story with none: two of "
-         "the world's, drawn by the seed.", show_default=False,
+    "--characters", "-c", help=_CHARACTERS_HELP, show_default=False, callback=not_blank)]
+StoryCharacters = Annotated[Optional[list[str]], typer.Option(
+    "--characters", "-c", help=f"{_CHARACTERS_HELP} None: two of the world's, drawn by the seed.", show_default=False,
     callback=not_blank)]
-Location = Annotated[Optional[str], typer.Option("--location", "-l", help="A location id (or name). A story with none: one of the world's, drawn by "
-                                                 "the seed.", show_default=False,
+Location = Annotated[Optional[str], typer.Option("--location", "-l", help="A location id (or name).", show_default=False,
                                                  callback=not_blank)]
+StoryLocation = Annotated[Optional[str], typer.Option(
+    "--location", "-l", help="A location id (or name). None: one of the world's, drawn by the seed.", show_default=False,
+    callback=not_blank)]
 Premise = Annotated[Optional[str], typer.Option("--premise", "-p", help="What happens, in a sentence or two.", show_default=False,
                                                 callback=not_blank)]
 PlanFile = Annotated[Optional[Path], typer.Option("--plan", help="Your own beats (YAML: beats: a list of texts, or of {text, characters, location}); default: metagen plans from the world by seed.", show_default=False)]
@@ -103,7 +107,7 @@ OUTPUT_PARAMETERS: list[tuple[str, object]] = [
 
 # The request flags of each kind, in --help's order: (name, annotation, default).
 REQUEST_PARAMETERS: dict[str, list[tuple[str, object, object]]] = {
-    "story": [("characters", Characters, None), ("location", Location, None), ("premise", Premise, None),
+    "story": [("characters", StoryCharacters, None), ("location", StoryLocation, None), ("premise", Premise, None),
               ("length", Length, None), ("opening", StoryOpening, True), ("plan", PlanFile, None)],
     "scene": [("location", Location, None), ("time", Time, None), ("weather", Weather, None), ("mood", Mood, None),
               ("characters", Characters, None), ("start", Start, None), ("opening", Opening, False)],
