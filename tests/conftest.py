@@ -21,6 +21,14 @@ CHATML = (
 )
 
 
+def as_in_a_terminal() -> None:
+    """preexec_fn for a metagen child process: SIGINT and SIGHUP at their defaults, as in a terminal.
+    A shell's background job starts with SIGINT ignored and `nohup` ignores SIGHUP; a child inherits
+    both, and metagen rightly leaves an ignored signal alone, so a suite run under nohup saw no SIGHUP."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
 def byte_chars() -> list[str]:
     """GPT-2's printable stand-ins for the 256 byte values, in byte order."""
     visible = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))

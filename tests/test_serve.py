@@ -21,7 +21,7 @@ import pytest
 from metagen import protocol
 from metagen.cli import app
 
-from conftest import files_in, invoke, write_world
+from conftest import as_in_a_terminal, files_in, invoke, write_world
 
 TIMEOUT = 120  # seconds any one process may take before the test fails
 LONG = ["story", "tiny.yaml", "-c", "ada", "--seed", 1, "--max-tokens", 400, "--min-tokens", 400, "-n", 50]
@@ -44,7 +44,7 @@ def start(home: Path, cwd: Path, *args) -> subprocess.Popen:
     (a background job's SIGINT would be ignored otherwise)."""
     return subprocess.Popen([sys.executable, "-m", "metagen", *map(str, args)], cwd=cwd, env=environment(home),
                             text=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            preexec_fn=as_in_a_terminal)
 
 
 def start_server(home: Path) -> subprocess.Popen:

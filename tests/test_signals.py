@@ -21,7 +21,7 @@ import pytest
 from metagen.cli import app
 from metagen.output import is_complete
 
-from conftest import files_in, write_world
+from conftest import as_in_a_terminal, files_in, write_world
 
 WORLD = """\
 world: {id: tinyville, name: Tinyville}
@@ -60,9 +60,7 @@ def start(args: list, cwd: Path, ignored: tuple = ()) -> subprocess.Popen:
     """`python -m metagen ARGS` with stderr piped (stdout is not needed), importing this checkout's
     metagen (cwd is tmp_path), with the signals in `ignored` ignored as `nohup` does."""
     def signals() -> None:
-        # A shell's background jobs start with SIGINT ignored, and Python then never installs its
-        # Ctrl-C handler; restore the default so the child behaves as in a terminal.
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        as_in_a_terminal()
         for signum in ignored:
             signal.signal(signum, signal.SIG_IGN)
 
@@ -236,7 +234,7 @@ def test_a_signal_before_the_command_starts_says_so(tmp_path, signum, code, line
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "METAGEN_NO_SERVER": "1"}
     proc = subprocess.run([sys.executable, "-c", _SIGNALLED_AT_START, str(int(signum)), when, *args], cwd=tmp_path,
                           env=env, capture_output=True, text=True, timeout=120,
-                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as in a terminal (see start)
+                          preexec_fn=as_in_a_terminal)
     assert (proc.returncode, proc.stderr) == (code, line + "\n")
     assert proc.stdout == ""
 
