@@ -409,6 +409,14 @@ def test_a_huge_whole_number_is_named_by_its_size(runner, tmp_path, world, no_mo
     assert len(line) < 120, line
 
 
+@pytest.mark.parametrize("command", [["dialogue", "{world}", "-c", "ada,bo"], ["eval", "{world}", "--kinds", "dialogue"]])
+def test_too_many_dialogue_turns_name_the_flag(runner, tmp_path, world, no_model, command):
+    """Said "dialogue turns must be 1 to 200, not 201", the request's words, naming no flag."""
+    args = [str(world) if a == "{world}" else a for a in command]
+    result = invoke(runner, *args, "--turns", 201, "--out", tmp_path / "out")
+    assert_fails_cleanly(result, 2, ["--turns must be 1 to 200, got 201"], out=tmp_path / "out")
+
+
 @pytest.mark.parametrize("flags, option", [
     (["--top-p", "abc"], "'--top-p'"),
     (["--max-tokens", "1.5"], "'--max-tokens'"),

@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from metagen.commands.options import load_generator, progress_to_stderr, whole_number, with_decoding_options
+from metagen.commands.options import dialogue_turns, load_generator, progress_to_stderr, whole_number, with_decoding_options
 from metagen.config import MAX_BATCH_SIZE
 from metagen.errors import ConfigError
 
@@ -20,7 +20,7 @@ Seeds = Annotated[int, typer.Option("--seeds", min=1, callback=whole_number, hel
 Kinds = Annotated[str, typer.Option("--kinds", help="Kinds to measure, comma-separated: story,scene,dialogue.")]
 Out = Annotated[Path, typer.Option("--out", "-o", help="Folder for report.md and report.json (replaced if there).")]
 MaxRequests = Annotated[int, typer.Option("--max-requests", min=1, callback=whole_number, help="Most requests per kind and world.")]
-Turns = Annotated[int, typer.Option("--turns", min=1, callback=whole_number, help="Lines per dialogue.")]
+Turns = Annotated[int, typer.Option("--turns", min=1, callback=dialogue_turns, help="Lines per dialogue.")]
 StoryCast = Annotated[int, typer.Option("--story-cast", min=0, callback=whole_number, help="Characters in every story request, at most each world's; 0 = one, two, three in turn.")]
 Baseline = Annotated[bool, typer.Option("--baseline/--no-baseline", help="Also answer each request with a naive one-line prompt.")]
 BatchSize = Annotated[int, typer.Option("--batch-size", min=1, callback=whole_number, help=f"Stories or scenes decoded together, 1 to {MAX_BATCH_SIZE}.")]

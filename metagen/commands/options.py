@@ -50,6 +50,18 @@ def whole_number(param: typer.CallbackParam, value: int | None) -> int | None:
     return value if value is None else check_whole_number(max(param.opts, key=len), value)
 
 
+def dialogue_turns(param: typer.CallbackParam, value: int | None) -> int | None:
+    """--turns, a whole number and at most request.MAX_TURNS, refused as the flag: the request's own
+    check (for jobs files and Python callers) says "dialogue turns", which names no flag."""
+    from metagen.request import MAX_TURNS
+
+    value = whole_number(param, value)
+    if value is not None and value > MAX_TURNS:
+        raise ConfigError(f"--turns must be 1 to {MAX_TURNS}, got {value}",
+                          hint="write a longer conversation as several dialogues")
+    return value
+
+
 def _help(setting: Setting) -> str:
     """The setting's help line, its limits and default filled in: "... (0, 1]. [default: 0.95]"."""
     text = setting.help.replace("{limits}", str(setting.limits))
