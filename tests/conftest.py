@@ -12,6 +12,12 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# No timed tests (speed is the benchmarks' to check): hypothesis's 200 ms deadline a case failed
+# test_md_round_trip_any_text on a busy machine (563 ms, a clean-clone .ci/run, round forty-one).
+settings.register_profile("metagen", deadline=None)
+settings.load_profile("metagen")
 
 TINY_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 TINY_MERGES = ["Ġ t", "h e", "Ġt he", "Ġ a", "i n", "Ġ s", "e r", "o n", "a n", "Ġ w"]
