@@ -344,7 +344,7 @@ def mismatched_sense(text: str, facts: Sequence[Fact]) -> str:
     own = {w for fact in facts if fact.sense == sense for w in fact.words} | SENSE_WORDS[sense]
     others = {w for fact in facts if fact.sense != sense for w in fact.words}
     others |= {w for other, words in SENSE_WORDS.items() if other != sense for w in words}
-    return match.group(0).strip() if sensed and not sensed & own and sensed & (others - own) else ""
+    return match.group(0).strip() if sensed and not sensed & own and sensed & others else ""
 
 
 def misplaced_facts(text: str, facts: Sequence[Fact]) -> list[str]:

@@ -98,9 +98,8 @@ def with_cast(world: World, request: StoryRequest, seed: int) -> StoryRequest:
     if not request.characters and world.characters:
         lead = rng.choice(world.characters)
         others = [c for c in world.characters if c.id != lead.id]
-        tied = [c for c in others if any(tie.other == c.id for tie in lead.relationships)]
-        changes["characters"] = (lead.id,) + tuple(c.id for c in rng.sample(tied or others, min(DRAWN_CAST - 1,
-                                                                                                   len(tied or others))))
+        pool = [c for c in others if any(tie.other == c.id for tie in lead.relationships)] or others
+        changes["characters"] = (lead.id, *(c.id for c in rng.sample(pool, min(DRAWN_CAST - 1, len(pool)))))
     if request.location is None and world.locations:
         changes["location"] = rng.choice(world.locations).id
     return replace(request, **changes)

@@ -33,7 +33,7 @@ class Recipe:
     # a scene decoded beside others: the batch's requests and seeds, and which of them this piece is
     batch: tuple[tuple[Request, int], ...] = ()
     row: int = 0
-    # a scene's candidates passed over for opening as a scene kept before it did (critic.repeats)
+    # a scene's candidates passed over for saying again a scene kept before it (critic.repeats)
     passed_over: tuple[int, ...] = ()
 
 
