@@ -967,6 +967,45 @@ def test_a_folder_that_vanishes_during_the_walk_is_made_again(tmp_path, monkeypa
         writing.write_atomic(tmp_path / "out" / "world" / "other" / "p.md", "x", overwrite=False, root=root)
 
 
+def _taken_back_before_the_temp_file(monkeypatch, other: OutputFolder) -> list[str]:
+    """`other`'s write fails and takes back the empty folders it made just after this write opened the
+    file's folder, before it made its temp file there: the window that shards of one batch (or many
+    `metagen scene -o out &`) writing into one folder share. Returns the names written at that moment."""
+    real_open_temp, taken = writing._open_temp, []
+
+    def open_temp_after_removal(folder_fd: int, name: str):
+        if not taken:
+            taken.append(name)
+            other.remove_made()
+        return real_open_temp(folder_fd, name)
+
+    monkeypatch.setattr(writing, "_open_temp", open_temp_after_removal)
+    return taken
+
+
+@pytest.mark.parametrize("out_there", [True], ids=["out-there"])
+def test_a_folder_another_run_takes_back_mid_write_costs_a_retry_not_the_piece(tmp_path, monkeypatch, out_there):
+    """Run A made out/w/scene (and out, on a first run), then failed and took back what it made, empty,
+    while run B had the folder open and no temp file in it yet: B met a removed folder ("cannot write
+    ...: No such file or directory") and, on a first run, called the output folder replaced."""
+    out = tmp_path / "out"
+    if out_there:
+        out.mkdir()
+    a, b = OutputFolder(out), OutputFolder(out)
+    b.pin()  # as plan_batch does, when the folder is there
+    os.close(a.open_folder_of(out / "w" / "scene" / "a-1.md"))  # A made the folders and is writing
+    # A third run is walking through out: the removed out stays alive, so the out made again is another
+    # inode on any file system (ext4 hands a freed inode's number straight to the next folder made).
+    third = os.open(out, os.O_RDONLY)
+    taken = _taken_back_before_the_temp_file(monkeypatch, a)
+    try:
+        write_atomic(out / "w" / "scene" / "b-1.md", "b", overwrite=False, root=b)
+    finally:
+        os.close(third)
+    assert taken == ["b-1.md"] and a.made == []  # A did take its folders back under B
+    assert files_in(out) == ["w/scene/b-1.md"] and (out / "w" / "scene" / "b-1.md").read_text() == "b"
+
+
 def test_json_lines_in_files_hold_no_raw_control_or_bidi_characters():
     """decoded_with's line and the yarn/ink metadata comments are JSON on one line: a premise with a
     bidi override (U+202E, it reorders what a terminal shows), NEL or a C1 control is escaped there,

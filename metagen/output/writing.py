@@ -19,6 +19,7 @@ import stat
 import threading
 import time
 from pathlib import Path
+from typing import Callable, TypeVar
 
 from metagen.errors import OutputError, OutputExistsError, OutputFolderError, OutputLinkError
 from metagen.files import dangling_link, link_loops, os_reason
@@ -26,6 +27,7 @@ from metagen.output.formats import check_format, render
 from metagen.output.paths import output_path
 from metagen.output.piece import Piece
 
+_T = TypeVar("_T")
 log = logging.getLogger(__package__)  # "metagen.output": one logger for the package, as before the split
 
 
@@ -180,14 +182,21 @@ class OutputFolder:
         A folder that vanishes during the walk (another process moved it) is made again: the
         walk is tried up to WALK_TRIES times before the error is reported.
         """
-        for attempt in range(WALK_TRIES):
+        return _retried(path, lambda: self._walk(path))
+
+    def write_in_folder_of(self, path: Path, write: Callable[[int], None]) -> None:
+        """write(folder_fd) in path's folder, opened as open_folder_of opens it. A folder that vanishes
+        before write has put a file in it is walked to (and made) again, as during the walk: an
+        empty folder another run made and took back (its write failed) between our walk and our temp file."""
+
+        def walk_and_write() -> None:
+            folder_fd = self._walk(path)
             try:
-                return self._walk(path)
-            except _Vanished as vanished:
-                if attempt == WALK_TRIES - 1:
-                    raise OutputError(f"cannot write {path}: {vanished.shown} kept vanishing while it was "
-                                      "opened (another process is moving the output folders)") from None
-        raise AssertionError("unreachable")
+                write(folder_fd)
+            finally:
+                os.close(folder_fd)
+
+        _retried(path, walk_and_write)
 
     def _walk(self, path: Path) -> int:
         try:
@@ -270,20 +279,28 @@ class _Vanished(Exception):
         self.shown = shown
 
 
+def _retried(path: Path, step: Callable[[], _T]) -> _T:
+    """step(), tried up to WALK_TRIES times while a folder on the way to path vanishes under it."""
+    for attempt in range(WALK_TRIES):
+        try:
+            return step()
+        except _Vanished as vanished:
+            if attempt == WALK_TRIES - 1:
+                raise OutputError(f"cannot write {path}: {vanished.shown} kept vanishing while it was "
+                                  "opened (another process is moving the output folders)") from None
+    raise AssertionError("unreachable")
+
+
 def write_atomic(path: str | os.PathLike, data: str, *, overwrite: bool, root: OutputFolder | None = None) -> Path:
     """Write data (UTF-8) to path all at once; OutputExistsError if it exists and not overwrite.
 
     The file's folder is opened from root (default: the file's own folder) down without
     following links, and the file is made inside that open folder.
     """
-    path = Path(path)
+    path, encoded = Path(path), data.encode("utf-8")
     root = root or OutputFolder(path.parent)
     try:
-        folder_fd = root.open_folder_of(path)
-        try:
-            _write_in(folder_fd, path, data.encode("utf-8"), overwrite)
-        finally:
-            os.close(folder_fd)
+        root.write_in_folder_of(path, lambda folder_fd: _write_in(folder_fd, path, encoded, overwrite))
     except BaseException:  # a full disk or a Ctrl-C: no file, and no folder made for it, is left
         root.remove_made()
         raise
@@ -302,6 +319,8 @@ def _write_in(folder_fd: int, path: Path, encoded: bytes, overwrite: bool) -> No
         raise OutputError(f"cannot write {path}: it is a folder")
     try:
         fd, tmp = _open_temp(folder_fd, name)
+    except FileNotFoundError:  # the name has no "/": the open folder itself was removed (another run took it back)
+        raise _Vanished(path.parent) from None
     except OSError as error:
         raise OutputError(f"cannot write {path}: {os_reason(error)}") from None
     try:
