@@ -983,7 +983,7 @@ def _taken_back_before_the_temp_file(monkeypatch, other: OutputFolder) -> list[s
     return taken
 
 
-@pytest.mark.parametrize("out_there", [True], ids=["out-there"])
+@pytest.mark.parametrize("out_there", [True, False], ids=["out-there", "first-run"])
 def test_a_folder_another_run_takes_back_mid_write_costs_a_retry_not_the_piece(tmp_path, monkeypatch, out_there):
     """Run A made out/w/scene (and out, on a first run), then failed and took back what it made, empty,
     while run B had the folder open and no temp file in it yet: B met a removed folder ("cannot write
@@ -1004,6 +1004,31 @@ def test_a_folder_another_run_takes_back_mid_write_costs_a_retry_not_the_piece(t
         os.close(third)
     assert taken == ["b-1.md"] and a.made == []  # A did take its folders back under B
     assert files_in(out) == ["w/scene/b-1.md"] and (out / "w" / "scene" / "b-1.md").read_text() == "b"
+
+
+def test_an_output_folder_taken_back_and_replaced_by_a_link_is_still_refused(tmp_path):
+    """Writing on into an output folder made again after another run took the empty one back is for a
+    folder at its name, not for a link put there: that is still the output folder replaced."""
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    out.mkdir()
+    elsewhere.mkdir()
+    root = OutputFolder(out)
+    root.pin()
+    out.rmdir()
+    out.symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(OutputLinkError, match="was replaced during the run"):
+        write_atomic(out / "w" / "a.md", "a", overwrite=False, root=root)
+    assert list(elsewhere.iterdir()) == []
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts descriptors in /proc")
+def test_an_output_folder_lets_go_of_its_pinned_folder(tmp_path):
+    """The pin holds the output folder open; a `metagen scene -n 500` (one OutputFolder a piece) or a
+    server's many batches must not run out of descriptors."""
+    before = len(os.listdir("/proc/self/fd"))
+    for i in range(50):
+        write_piece(make_piece(seed=i), tmp_path, "md", overwrite=False)
+    assert len(os.listdir("/proc/self/fd")) <= before
 
 
 def test_json_lines_in_files_hold_no_raw_control_or_bidi_characters():

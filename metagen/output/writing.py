@@ -18,6 +18,7 @@ import socket
 import stat
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Callable, TypeVar
 
@@ -164,17 +165,15 @@ class OutputFolder:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        self._identity: tuple[int, int] | None = None
+        self._pinned: _PinnedFolder | None = None
         self.made: list[Path] = []  # the folders its writes made, top down (remove_made takes them back)
 
     def pin(self) -> None:
         """Remember which folder the output folder is now, if it exists."""
         try:
-            info = os.stat(self.path)
+            self._pinned = _PinnedFolder(os.open(self.path, _FOLDER_FLAGS))
         except OSError:
             return
-        if stat.S_ISDIR(info.st_mode):
-            self._identity = (info.st_dev, info.st_ino)
 
     def open_folder_of(self, path: Path) -> int:
         """A descriptor of path's folder, made and opened from the output folder down; links refused.
@@ -218,12 +217,7 @@ class OutputFolder:
                 raise _Vanished(self.path) from None
             raise OutputError(f"cannot write {path}: {os_reason(error)}") from None
         try:
-            info = os.fstat(fd)
-            if self._identity is None:
-                self._identity = (info.st_dev, info.st_ino)
-            elif (info.st_dev, info.st_ino) != self._identity:
-                raise OutputLinkError(f"cannot write {path}: the output folder {self.path} was replaced during the run",
-                                      hint=_LINK_HINT)
+            self._check_pinned(fd, path)
             walked = self.path
             for part in parts:
                 walked = walked / part
@@ -235,6 +229,20 @@ class OutputFolder:
             raise
         return fd
 
+    def _check_pinned(self, fd: int, path: Path) -> None:
+        """Pin the output folder open as fd the first time; later refuse another folder (the pinned one
+        was moved away or swapped for a link during the run), unless the pinned one was removed and a
+        folder, not a link, stands at its name again: only an empty folder can be removed (another run
+        took back the folder it made, its write having failed), so nothing of this run's is elsewhere."""
+        if self._pinned is not None and not self._pinned.is_open_as(fd):
+            if not (self._pinned.removed() and _is_folder_at(self.path, fd)):
+                raise OutputLinkError(f"cannot write {path}: the output folder {self.path} was replaced during the run",
+                                      hint=_LINK_HINT)
+            log.debug("output folder %s was taken back by another run and made again", self.path)
+            self._pinned = None
+        if self._pinned is None:
+            self._pinned = _PinnedFolder(os.dup(fd))
+
     def remove_made(self) -> None:
         """Remove the folders this object's writes made while they are empty, deepest first: a write
         that failed, or a run that in the end kept nothing (a chat with no turn), leaves no folder either."""
@@ -242,6 +250,34 @@ class OutputFolder:
             with contextlib.suppress(OSError):  # a file is in it (another piece's), or it is gone: it stays
                 os.rmdir(folder)
         self.made = [folder for folder in self.made if os.path.lexists(folder)]
+
+
+class _PinnedFolder:
+    """The output folder as first opened, held open while its OutputFolder lives: a folder at the name
+    that is not this one is either this one removed (no link to it left) or this one moved or replaced.
+    Held open, its inode number cannot pass to a folder made later (ext4 hands freed numbers straight on)."""
+
+    def __init__(self, fd: int):
+        self._fd = fd  # owned: closed when the OutputFolder lets go of this pin
+        weakref.finalize(self, os.close, fd)
+        info = os.fstat(fd)
+        self._identity = (info.st_dev, info.st_ino)
+
+    def is_open_as(self, fd: int) -> bool:
+        info = os.fstat(fd)
+        return (info.st_dev, info.st_ino) == self._identity
+
+    def removed(self) -> bool:
+        return os.fstat(self._fd).st_nlink == 0
+
+
+def _is_folder_at(path: Path, fd: int) -> bool:
+    """Whether the name path itself, not a link there, is the folder open as fd."""
+    try:
+        info, held = os.lstat(path), os.fstat(fd)
+    except OSError:
+        return False
+    return stat.S_ISDIR(info.st_mode) and (info.st_dev, info.st_ino) == (held.st_dev, held.st_ino)
 
 
 def _open_child(folder_fd: int, name: str, shown: Path, target: Path, made: list[Path]) -> int:
