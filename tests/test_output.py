@@ -1006,6 +1006,30 @@ def test_a_folder_another_run_takes_back_mid_write_costs_a_retry_not_the_piece(t
     assert files_in(out) == ["w/scene/b-1.md"] and (out / "w" / "scene" / "b-1.md").read_text() == "b"
 
 
+def test_an_output_folder_taken_back_twice_under_one_write_is_walked_to_again(tmp_path, monkeypatch):
+    """Two failing runs in turn (found by 24 processes into one new folder): the out made again after
+    one took it back was taken back by the next between our opening it and checking it against the
+    pin. That is a folder that vanished, to walk to again, not the output folder replaced."""
+    out = tmp_path / "out"
+    out.mkdir()
+    root = OutputFolder(out)
+    root.pin()
+    out.rmdir()  # the first run took it back; the pin holds it open
+    real_open, opened = os.open, []
+
+    def open_then_taken_back(path, flags, *args, **kwargs):
+        fd = real_open(path, flags, *args, **kwargs)
+        if path == out and not opened:
+            opened.append(fd)
+            out.rmdir()  # the run that made it again took it back too
+            out.mkdir()  # and a third made it once more
+        return fd
+
+    monkeypatch.setattr(writing.os, "open", open_then_taken_back)
+    write_atomic(out / "w" / "a.md", "a", overwrite=False, root=root)
+    assert opened and files_in(out) == ["w/a.md"]
+
+
 def test_an_output_folder_taken_back_and_replaced_by_a_link_is_still_refused(tmp_path):
     """Writing on into an output folder made again after another run took the empty one back is for a
     folder at its name, not for a link put there: that is still the output folder replaced."""

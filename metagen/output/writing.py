@@ -209,8 +209,7 @@ class OutputFolder:
             fd = os.open(self.path, _FOLDER_FLAGS)
         except (FileExistsError, NotADirectoryError):
             if self.path.is_symlink() or self.path.is_dir():  # swapped while we looked
-                raise OutputLinkError(f"cannot write {path}: the output folder {self.path} was replaced during the run",
-                                      hint=_LINK_HINT) from None
+                raise self._replaced(path) from None
             raise OutputError(f"cannot write {path}: a file stands where a folder is needed") from None
         except OSError as error:
             if error.errno == errno.ENOENT:  # moved away between making and opening it: walk again
@@ -235,13 +234,20 @@ class OutputFolder:
         folder, not a link, stands at its name again: only an empty folder can be removed (another run
         took back the folder it made, its write having failed), so nothing of this run's is elsewhere."""
         if self._pinned is not None and not self._pinned.is_open_as(fd):
-            if not (self._pinned.removed() and _is_folder_at(self.path, fd)):
-                raise OutputLinkError(f"cannot write {path}: the output folder {self.path} was replaced during the run",
-                                      hint=_LINK_HINT)
+            if not _removed(self._pinned.fd):  # moved away, what it holds with it
+                raise self._replaced(path)
+            if not _is_folder_at(self.path, fd):
+                if _removed(fd):  # the folder just opened was taken back too, by the run that made it
+                    raise _Vanished(self.path)
+                raise self._replaced(path)  # a link stands at the name
             log.debug("output folder %s was taken back by another run and made again", self.path)
             self._pinned = None
         if self._pinned is None:
             self._pinned = _PinnedFolder(os.dup(fd))
+
+    def _replaced(self, path: Path) -> OutputLinkError:
+        return OutputLinkError(f"cannot write {path}: the output folder {self.path} was replaced during the run",
+                               hint=_LINK_HINT)
 
     def remove_made(self) -> None:
         """Remove the folders this object's writes made while they are empty, deepest first: a write
@@ -258,7 +264,7 @@ class _PinnedFolder:
     Held open, its inode number cannot pass to a folder made later (ext4 hands freed numbers straight on)."""
 
     def __init__(self, fd: int):
-        self._fd = fd  # owned: closed when the OutputFolder lets go of this pin
+        self.fd = fd  # owned: closed when the OutputFolder lets go of this pin
         weakref.finalize(self, os.close, fd)
         info = os.fstat(fd)
         self._identity = (info.st_dev, info.st_ino)
@@ -267,8 +273,10 @@ class _PinnedFolder:
         info = os.fstat(fd)
         return (info.st_dev, info.st_ino) == self._identity
 
-    def removed(self) -> bool:
-        return os.fstat(self._fd).st_nlink == 0
+
+def _removed(folder_fd: int) -> bool:
+    """Whether the open folder was removed (no link to it left); moved, it keeps its links."""
+    return os.fstat(folder_fd).st_nlink == 0
 
 
 def _is_folder_at(path: Path, fd: int) -> bool:
