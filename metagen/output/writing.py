@@ -152,7 +152,9 @@ _FOLDER_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLO
 _LINK_HINT = "metagen never writes through a link inside the output folder; remove it or choose another --out"
 
 
-WALK_TRIES = 3  # walks down the output folder before a vanishing folder is an error
+WALK_TRIES = 10  # walks to a file's folder before a vanishing folder is an error: a try past the first
+# follows a folder another process moved or took back (its write failed), and shards failing at once on a
+# full disk can take back one folder in turn; each walk is a few system calls.
 
 
 class OutputFolder:
@@ -331,7 +333,7 @@ def _retried(path: Path, step: Callable[[], _T]) -> _T:
         except _Vanished as vanished:
             if attempt == WALK_TRIES - 1:
                 raise OutputError(f"cannot write {path}: {vanished.shown} kept vanishing while it was "
-                                  "opened (another process is moving the output folders)") from None
+                                  "opened (other processes keep moving or removing the output folders)") from None
     raise AssertionError("unreachable")
 
 
