@@ -967,6 +967,113 @@ def test_a_folder_that_vanishes_during_the_walk_is_made_again(tmp_path, monkeypa
         writing.write_atomic(tmp_path / "out" / "world" / "other" / "p.md", "x", overwrite=False, root=root)
 
 
+def _taken_back_before_the_temp_file(monkeypatch, other: OutputFolder) -> list[str]:
+    """`other`'s write fails and takes back the empty folders it made just after this write opened the
+    file's folder, before it made its temp file there: the window that shards of one batch (or many
+    `metagen scene -o out &`) writing into one folder share. Returns the names written at that moment."""
+    real_open_temp, taken = writing._open_temp, []
+
+    def open_temp_after_removal(folder_fd: int, name: str):
+        if not taken:
+            taken.append(name)
+            other.remove_made()
+        return real_open_temp(folder_fd, name)
+
+    monkeypatch.setattr(writing, "_open_temp", open_temp_after_removal)
+    return taken
+
+
+@pytest.mark.parametrize("out_there", [True, False], ids=["out-there", "first-run"])
+def test_a_folder_another_run_takes_back_mid_write_costs_a_retry_not_the_piece(tmp_path, monkeypatch, out_there):
+    """Run A made out/w/scene (and out, on a first run), then failed and took back what it made, empty,
+    while run B had the folder open and no temp file in it yet: B met a removed folder ("cannot write
+    ...: No such file or directory") and, on a first run, called the output folder replaced."""
+    out = tmp_path / "out"
+    if out_there:
+        out.mkdir()
+    a, b = OutputFolder(out), OutputFolder(out)
+    b.pin()  # as plan_batch does, when the folder is there
+    os.close(a.open_folder_of(out / "w" / "scene" / "a-1.md"))  # A made the folders and is writing
+    # A third run is walking through out: the removed out stays alive, so the out made again is another
+    # inode on any file system (ext4 hands a freed inode's number straight to the next folder made).
+    third = os.open(out, os.O_RDONLY)
+    taken = _taken_back_before_the_temp_file(monkeypatch, a)
+    try:
+        write_atomic(out / "w" / "scene" / "b-1.md", "b", overwrite=False, root=b)
+    finally:
+        os.close(third)
+    assert taken == ["b-1.md"] and a.made == []  # A did take its folders back under B
+    assert files_in(out) == ["w/scene/b-1.md"] and (out / "w" / "scene" / "b-1.md").read_text() == "b"
+
+
+def test_a_folder_taken_back_by_failing_runs_in_turn_costs_retries_not_the_piece(tmp_path, monkeypatch):
+    """Many shards failing at once (a full disk) can each make and take back the same folder in turn under
+    one write: 24 processes into one new folder, half failing every write, lost 6 pieces in 72,000 to
+    "kept vanishing" at 3 walks."""
+    out = tmp_path / "out"
+    out.mkdir()
+    real_open_temp, taken = writing._open_temp, []
+
+    def open_temp_after_removals(folder_fd: int, name: str):
+        if len(taken) < 5:  # five failing runs, one after another
+            taken.append(name)
+            os.rmdir(out / "w")
+        return real_open_temp(folder_fd, name)
+
+    monkeypatch.setattr(writing, "_open_temp", open_temp_after_removals)
+    write_atomic(out / "w" / "a.md", "a", overwrite=False, root=OutputFolder(out))
+    assert len(taken) == 5 and files_in(out) == ["w/a.md"]
+
+
+def test_an_output_folder_taken_back_twice_under_one_write_is_walked_to_again(tmp_path, monkeypatch):
+    """Two failing runs in turn (found by 24 processes into one new folder): the out made again after
+    one took it back was taken back by the next between our opening it and checking it against the
+    pin. That is a folder that vanished, to walk to again, not the output folder replaced."""
+    out = tmp_path / "out"
+    out.mkdir()
+    root = OutputFolder(out)
+    root.pin()
+    out.rmdir()  # the first run took it back; the pin holds it open
+    real_open, opened = os.open, []
+
+    def open_then_taken_back(path, flags, *args, **kwargs):
+        fd = real_open(path, flags, *args, **kwargs)
+        if path == out and not opened:
+            opened.append(fd)
+            out.rmdir()  # the run that made it again took it back too
+            out.mkdir()  # and a third made it once more
+        return fd
+
+    monkeypatch.setattr(writing.os, "open", open_then_taken_back)
+    write_atomic(out / "w" / "a.md", "a", overwrite=False, root=root)
+    assert opened and files_in(out) == ["w/a.md"]
+
+
+def test_an_output_folder_taken_back_and_replaced_by_a_link_is_still_refused(tmp_path):
+    """Writing on into an output folder made again after another run took the empty one back is for a
+    folder at its name, not for a link put there: that is still the output folder replaced."""
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    out.mkdir()
+    elsewhere.mkdir()
+    root = OutputFolder(out)
+    root.pin()
+    out.rmdir()
+    out.symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(OutputLinkError, match="was replaced during the run"):
+        write_atomic(out / "w" / "a.md", "a", overwrite=False, root=root)
+    assert list(elsewhere.iterdir()) == []
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts descriptors in /proc")
+def test_an_output_folder_lets_go_of_its_pinned_folder(tmp_path):
+    """The pin holds the output folder open; a `metagen scene -n 500` (one OutputFolder a piece) or a
+    server's many batches must not run out of descriptors."""
+    before = len(os.listdir("/proc/self/fd"))
+    for i in range(50):
+        write_piece(make_piece(seed=i), tmp_path, "md", overwrite=False)
+    assert len(os.listdir("/proc/self/fd")) <= before
+
+
 def test_json_lines_in_files_hold_no_raw_control_or_bidi_characters():
     """decoded_with's line and the yarn/ink metadata comments are JSON on one line: a premise with a
     bidi override (U+202E, it reorders what a terminal shows), NEL or a C1 control is escaped there,

@@ -18,7 +18,9 @@ import socket
 import stat
 import threading
 import time
+import weakref
 from pathlib import Path
+from typing import Callable, TypeVar
 
 from metagen.errors import OutputError, OutputExistsError, OutputFolderError, OutputLinkError
 from metagen.files import dangling_link, link_loops, os_reason
@@ -26,6 +28,7 @@ from metagen.output.formats import check_format, render
 from metagen.output.paths import output_path
 from metagen.output.piece import Piece
 
+_T = TypeVar("_T")
 log = logging.getLogger(__package__)  # "metagen.output": one logger for the package, as before the split
 
 
@@ -149,7 +152,9 @@ _FOLDER_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLO
 _LINK_HINT = "metagen never writes through a link inside the output folder; remove it or choose another --out"
 
 
-WALK_TRIES = 3  # walks down the output folder before a vanishing folder is an error
+WALK_TRIES = 10  # walks to a file's folder before a vanishing folder is an error: a try past the first
+# follows a folder another process moved or took back (its write failed), and shards failing at once on a
+# full disk can take back one folder in turn; each walk is a few system calls.
 
 
 class OutputFolder:
@@ -162,17 +167,15 @@ class OutputFolder:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        self._identity: tuple[int, int] | None = None
+        self._pinned: _PinnedFolder | None = None
         self.made: list[Path] = []  # the folders its writes made, top down (remove_made takes them back)
 
     def pin(self) -> None:
         """Remember which folder the output folder is now, if it exists."""
         try:
-            info = os.stat(self.path)
+            self._pinned = _PinnedFolder(os.open(self.path, _FOLDER_FLAGS))
         except OSError:
             return
-        if stat.S_ISDIR(info.st_mode):
-            self._identity = (info.st_dev, info.st_ino)
 
     def open_folder_of(self, path: Path) -> int:
         """A descriptor of path's folder, made and opened from the output folder down; links refused.
@@ -180,14 +183,21 @@ class OutputFolder:
         A folder that vanishes during the walk (another process moved it) is made again: the
         walk is tried up to WALK_TRIES times before the error is reported.
         """
-        for attempt in range(WALK_TRIES):
+        return _retried(path, lambda: self._walk(path))
+
+    def write_in_folder_of(self, path: Path, write: Callable[[int], None]) -> None:
+        """write(folder_fd) in path's folder, opened as open_folder_of opens it. A folder that vanishes
+        before write has put a file in it is walked to (and made) again, as during the walk: an
+        empty folder another run made and took back (its write failed) between our walk and our temp file."""
+
+        def walk_and_write() -> None:
+            folder_fd = self._walk(path)
             try:
-                return self._walk(path)
-            except _Vanished as vanished:
-                if attempt == WALK_TRIES - 1:
-                    raise OutputError(f"cannot write {path}: {vanished.shown} kept vanishing while it was "
-                                      "opened (another process is moving the output folders)") from None
-        raise AssertionError("unreachable")
+                write(folder_fd)
+            finally:
+                os.close(folder_fd)
+
+        _retried(path, walk_and_write)
 
     def _walk(self, path: Path) -> int:
         try:
@@ -201,20 +211,14 @@ class OutputFolder:
             fd = os.open(self.path, _FOLDER_FLAGS)
         except (FileExistsError, NotADirectoryError):
             if self.path.is_symlink() or self.path.is_dir():  # swapped while we looked
-                raise OutputLinkError(f"cannot write {path}: the output folder {self.path} was replaced during the run",
-                                      hint=_LINK_HINT) from None
+                raise self._replaced(path) from None
             raise OutputError(f"cannot write {path}: a file stands where a folder is needed") from None
         except OSError as error:
             if error.errno == errno.ENOENT:  # moved away between making and opening it: walk again
                 raise _Vanished(self.path) from None
             raise OutputError(f"cannot write {path}: {os_reason(error)}") from None
         try:
-            info = os.fstat(fd)
-            if self._identity is None:
-                self._identity = (info.st_dev, info.st_ino)
-            elif (info.st_dev, info.st_ino) != self._identity:
-                raise OutputLinkError(f"cannot write {path}: the output folder {self.path} was replaced during the run",
-                                      hint=_LINK_HINT)
+            self._check_pinned(fd, path)
             walked = self.path
             for part in parts:
                 walked = walked / part
@@ -226,6 +230,27 @@ class OutputFolder:
             raise
         return fd
 
+    def _check_pinned(self, fd: int, path: Path) -> None:
+        """Pin the output folder open as fd the first time; later refuse another folder (the pinned one
+        was moved away or swapped for a link during the run), unless the pinned one was removed and a
+        folder, not a link, stands at its name again: only an empty folder can be removed (another run
+        took back the folder it made, its write having failed), so nothing of this run's is elsewhere."""
+        if self._pinned is not None and not self._pinned.is_open_as(fd):
+            if not _removed(self._pinned.fd):  # moved away, what it holds with it
+                raise self._replaced(path)
+            if not _is_folder_at(self.path, fd):
+                if _removed(fd):  # the folder just opened was taken back too, by the run that made it
+                    raise _Vanished(self.path)
+                raise self._replaced(path)  # a link stands at the name
+            log.debug("output folder %s was taken back by another run and made again", self.path)
+            self._pinned = None
+        if self._pinned is None:
+            self._pinned = _PinnedFolder(os.dup(fd))
+
+    def _replaced(self, path: Path) -> OutputLinkError:
+        return OutputLinkError(f"cannot write {path}: the output folder {self.path} was replaced during the run",
+                               hint=_LINK_HINT)
+
     def remove_made(self) -> None:
         """Remove the folders this object's writes made while they are empty, deepest first: a write
         that failed, or a run that in the end kept nothing (a chat with no turn), leaves no folder either."""
@@ -233,6 +258,36 @@ class OutputFolder:
             with contextlib.suppress(OSError):  # a file is in it (another piece's), or it is gone: it stays
                 os.rmdir(folder)
         self.made = [folder for folder in self.made if os.path.lexists(folder)]
+
+
+class _PinnedFolder:
+    """The output folder as first opened, held open while its OutputFolder lives: a folder at the name
+    that is not this one is either this one removed (no link to it left) or this one moved or replaced.
+    Held open, its inode number cannot pass to a folder made later (ext4 hands freed numbers straight on)."""
+
+    def __init__(self, fd: int):
+        self.fd = fd  # owned: closed when the OutputFolder lets go of this pin
+        weakref.finalize(self, os.close, fd)
+        info = os.fstat(fd)
+        self._identity = (info.st_dev, info.st_ino)
+
+    def is_open_as(self, fd: int) -> bool:
+        info = os.fstat(fd)
+        return (info.st_dev, info.st_ino) == self._identity
+
+
+def _removed(folder_fd: int) -> bool:
+    """Whether the open folder was removed (no link to it left); moved, it keeps its links."""
+    return os.fstat(folder_fd).st_nlink == 0
+
+
+def _is_folder_at(path: Path, fd: int) -> bool:
+    """Whether the name path itself, not a link there, is the folder open as fd."""
+    try:
+        info, held = os.lstat(path), os.fstat(fd)
+    except OSError:
+        return False
+    return stat.S_ISDIR(info.st_mode) and (info.st_dev, info.st_ino) == (held.st_dev, held.st_ino)
 
 
 def _open_child(folder_fd: int, name: str, shown: Path, target: Path, made: list[Path]) -> int:
@@ -270,20 +325,28 @@ class _Vanished(Exception):
         self.shown = shown
 
 
+def _retried(path: Path, step: Callable[[], _T]) -> _T:
+    """step(), tried up to WALK_TRIES times while a folder on the way to path vanishes under it."""
+    for attempt in range(WALK_TRIES):
+        try:
+            return step()
+        except _Vanished as vanished:
+            if attempt == WALK_TRIES - 1:
+                raise OutputError(f"cannot write {path}: {vanished.shown} kept vanishing while it was "
+                                  "opened (other processes keep moving or removing the output folders)") from None
+    raise AssertionError("unreachable")
+
+
 def write_atomic(path: str | os.PathLike, data: str, *, overwrite: bool, root: OutputFolder | None = None) -> Path:
     """Write data (UTF-8) to path all at once; OutputExistsError if it exists and not overwrite.
 
     The file's folder is opened from root (default: the file's own folder) down without
     following links, and the file is made inside that open folder.
     """
-    path = Path(path)
+    path, encoded = Path(path), data.encode("utf-8")
     root = root or OutputFolder(path.parent)
     try:
-        folder_fd = root.open_folder_of(path)
-        try:
-            _write_in(folder_fd, path, data.encode("utf-8"), overwrite)
-        finally:
-            os.close(folder_fd)
+        root.write_in_folder_of(path, lambda folder_fd: _write_in(folder_fd, path, encoded, overwrite))
     except BaseException:  # a full disk or a Ctrl-C: no file, and no folder made for it, is left
         root.remove_made()
         raise
@@ -302,6 +365,8 @@ def _write_in(folder_fd: int, path: Path, encoded: bytes, overwrite: bool) -> No
         raise OutputError(f"cannot write {path}: it is a folder")
     try:
         fd, tmp = _open_temp(folder_fd, name)
+    except FileNotFoundError:  # the name has no "/": the open folder itself was removed (another run took it back)
+        raise _Vanished(path.parent) from None
     except OSError as error:
         raise OutputError(f"cannot write {path}: {os_reason(error)}") from None
     try:
