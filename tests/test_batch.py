@@ -11,6 +11,7 @@ import pytest
 
 from metagen import batch
 from metagen.errors import ConfigError, OutputExistsError, RequestError
+from metagen.jobs import JobsFile, load_jobs
 from metagen.output import read_piece_file
 
 from conftest import TINY_WORLD, interrupt_on_call, invoke, killed_mid_write, write_world
@@ -123,7 +124,7 @@ BAD_FILES = [
 def test_bad_jobs_files(runner, tmp_path, world, no_model, text, message):
     path = write_jobs(tmp_path, text)
     with pytest.raises(ConfigError) as error:
-        batch.load_jobs(path)
+        load_jobs(path)
     assert message in error.value.one_line()
     result = invoke(runner, "batch", path)
     assert result.exit_code == 2 and message in result.stderr
@@ -175,7 +176,7 @@ def test_settings_that_need_each_other_are_checked_over_the_whole_stack(tmp_path
     """A file-wide min_new_tokens above the default max_new_tokens is fine when each job gives a larger one."""
     path = write_jobs(tmp_path, "world: tiny.yaml\nsettings: {min_new_tokens: 400}\njobs:\n"
                                 "  - {kind: story, settings: {max_new_tokens: 500}}\n")
-    assert len(batch.plan_batch(batch.load_jobs(path), out=tmp_path / "o").units) == 1
+    assert len(batch.plan_batch(load_jobs(path), out=tmp_path / "o").units) == 1
 
 
 @pytest.mark.parametrize("top, flags, needle", [
@@ -191,7 +192,7 @@ def test_a_given_base_seed_never_wraps_to_0(runner, tmp_path, world, no_model, t
     result = invoke(runner, "batch", path, *flags, "--out", tmp_path / "o")
     assert result.exit_code == 2 and not (tmp_path / "o").exists()
     assert needle in result.stderr and len(result.stderr.splitlines()) == 1, result.stderr
-    made = batch.JobsFile(**{**vars(batch.load_jobs(path)), "seed": None, "content_hash": "f" * 64})
+    made = JobsFile(**{**vars(load_jobs(path)), "seed": None, "content_hash": "f" * 64})
     assert [u.seed for u in batch.plan_batch(made, out=tmp_path / "o").units] == [2**63 - 1, 0, 1, 2]
 
 
@@ -213,7 +214,7 @@ def test_an_unknown_format_flag_is_named_as_the_flag(runner, tmp_path, world, no
 def test_format_names_are_taken_in_any_case(tmp_path, world, top, job, flag, ext):
     """A jobs file's `format: Markdown` and `batch --format TXT` were 'not a format'."""
     path = write_jobs(tmp_path, f"world: tiny.yaml\nseed: 1\n{top}jobs: [{{kind: scene, location: well{job}}}]")
-    unit = batch.plan_batch(batch.load_jobs(path), out=tmp_path / "o", fmt=flag).units[0]
+    unit = batch.plan_batch(load_jobs(path), out=tmp_path / "o", fmt=flag).units[0]
     assert unit.path == tmp_path / "o" / "tinyville" / "scene" / f"well-1.{ext}"
 
 
@@ -236,9 +237,9 @@ def test_an_out_that_names_a_file_is_refused(runner, tmp_path, world, no_model, 
 def test_an_out_ending_in_md_that_is_a_folder_or_ends_in_a_slash_is_a_folder(tmp_path, world):
     path = write_jobs(tmp_path, "world: tiny.yaml\nseed: 1\njobs: [{kind: scene, location: well}]")
     (tmp_path / "made.md").mkdir()
-    unit = batch.plan_batch(batch.load_jobs(path), out=tmp_path / "made.md").units[0]
+    unit = batch.plan_batch(load_jobs(path), out=tmp_path / "made.md").units[0]
     assert unit.path == tmp_path / "made.md" / "tinyville" / "scene" / "well-1.md"
-    unit = batch.plan_batch(batch.load_jobs(path), out=tmp_path / "new.md", out_typed=f"{tmp_path}/new.md/").units[0]
+    unit = batch.plan_batch(load_jobs(path), out=tmp_path / "new.md", out_typed=f"{tmp_path}/new.md/").units[0]
     assert unit.path == tmp_path / "new.md" / "tinyville" / "scene" / "well-1.md"
 
 
@@ -273,7 +274,7 @@ def test_a_huge_number_in_a_jobs_file_is_named_by_its_size(tmp_path, world):
     path = write_jobs(tmp_path, f"world: tiny.yaml\njobs:\n  - {{kind: scene, location: well, count: {huge}, "
                                 f"seed: -{huge}, settings: {{top_k: -{huge}}}}}\n")
     with pytest.raises(ConfigError) as error:
-        batch.load_jobs(path)
+        load_jobs(path)
     text = error.value.one_line()
     assert "jobs[0].count: a number of more than 40 digits is out of range (1 to 10000)" in text
     assert "jobs[0].seed: a negative number of more than 40 digits is out of range (0 to 2**63 - 1)" in text
@@ -284,7 +285,7 @@ def test_a_huge_number_in_a_jobs_file_is_named_by_its_size(tmp_path, world):
 def test_every_problem_is_listed(tmp_path):
     path = write_jobs(tmp_path, "wrld: x\njobs:\n  - {kind: stroy}\n  - {kind: scene, count: -2}\n")
     with pytest.raises(ConfigError) as error:
-        batch.load_jobs(path)
+        load_jobs(path)
     text = error.value.one_line()
     assert "5 problems in" in text and "wrld" in text and "stroy" in text and "count" in text
     assert "jobs[1].world: no world" in text
@@ -301,7 +302,7 @@ def test_every_problem_is_listed(tmp_path):
 def test_bad_jobs_stop_before_the_model(runner, tmp_path, world, no_model, text, error, message):
     path = write_jobs(tmp_path, "world: tiny.yaml\n" + text)
     with pytest.raises(error) as raised:
-        batch.plan_batch(batch.load_jobs(path), out=tmp_path / "o")
+        batch.plan_batch(load_jobs(path), out=tmp_path / "o")
     assert message.replace("jobs.yaml:1", f"{path}:2") in raised.value.one_line()
     result = invoke(runner, "batch", path, "--out", tmp_path / "o")
     assert result.exit_code == 2 and not (tmp_path / "o").exists()
@@ -360,12 +361,12 @@ def test_a_jobs_file_named_dash_is_read_when_given_as_a_path(runner, tmp_path, w
 
 
 def test_examples_and_docs_load(tmp_path):
-    plan = batch.plan_batch(batch.load_jobs(ROOT / "examples" / "jobs.yaml"), out=tmp_path / "o")
+    plan = batch.plan_batch(load_jobs(ROOT / "examples" / "jobs.yaml"), out=tmp_path / "o")
     assert plan.total == len(plan.units) == 7
     block = re.search(r"```yaml\n(.*?)```", (ROOT / "docs" / "batch.md").read_text(), re.S).group(1)
     (tmp_path / "docs").mkdir()
     path = write_jobs(tmp_path / "docs", block.replace("../worlds/", f"{ROOT}/worlds/"))
-    plan = batch.plan_batch(batch.load_jobs(path), out=tmp_path / "o")
+    plan = batch.plan_batch(load_jobs(path), out=tmp_path / "o")
     assert [u.seed for u in plan.units] == [2024, 2025, 2026, 2027, 7, 8]
     assert plan.units[3].path.suffix == ".yarn" and plan.units[4].cfg.max_new_tokens == 240
 
@@ -376,14 +377,14 @@ def test_examples_and_docs_load(tmp_path):
 def test_seeds(tmp_path, world):
     text = "world: tiny.yaml\njobs:\n  - {kind: scene, location: well, count: 2}\n  - {kind: story, seed: 40, count: 2}\n  - {kind: scene, location: mill}\n"
     path = write_jobs(tmp_path, "seed: 100\n" + text)
-    assert [u.seed for u in batch.plan_batch(batch.load_jobs(path)).units] == [100, 101, 40, 41, 104]
-    assert [u.seed for u in batch.plan_batch(batch.load_jobs(path), cli_settings={"seed": 7}).units] == [7, 8, 40, 41, 11]
+    assert [u.seed for u in batch.plan_batch(load_jobs(path)).units] == [100, 101, 40, 41, 104]
+    assert [u.seed for u in batch.plan_batch(load_jobs(path), cli_settings={"seed": 7}).units] == [7, 8, 40, 41, 11]
     hashed = write_jobs(tmp_path, text, "hashed.yaml")
-    first = [u.seed for u in batch.plan_batch(batch.load_jobs(hashed)).units]
-    assert first == [u.seed for u in batch.plan_batch(batch.load_jobs(hashed)).units]  # stable
+    first = [u.seed for u in batch.plan_batch(load_jobs(hashed)).units]
+    assert first == [u.seed for u in batch.plan_batch(load_jobs(hashed)).units]  # stable
     assert first[1] == first[0] + 1 and first[4] == first[0] + 4
     hashed.write_text(text + "# a comment\n")
-    assert [u.seed for u in batch.plan_batch(batch.load_jobs(hashed)).units][0] != first[0]
+    assert [u.seed for u in batch.plan_batch(load_jobs(hashed)).units][0] != first[0]
 
 
 def test_precedence(tmp_path, world):
@@ -394,7 +395,7 @@ jobs:
   - {kind: story, settings: {top_p: 0.6, max_new_tokens: 9}}
   - {kind: scene, location: well}
 """)
-    jobs = batch.load_jobs(path)
+    jobs = load_jobs(path)
     first, second = batch.plan_batch(jobs).units
     assert (first.cfg.temperature, first.cfg.top_p, first.cfg.top_k, first.cfg.max_new_tokens) == (0.5, 0.6, 20, 9)
     assert (second.cfg.top_p, second.cfg.max_new_tokens) == (0.5, 200)
@@ -416,7 +417,7 @@ def test_planning_reads_a_worlds_prose_once_not_once_a_job(tmp_path, world, monk
         letters.clear()
         path = write_jobs(tmp_path, "world: tiny.yaml\njobs:\n" + "".join(
             f"  - {{kind: scene, location: well, time: hour {i}}}\n" for i in range(jobs)))
-        assert len(batch.plan_batch(batch.load_jobs(path), out=tmp_path / "o").units) == jobs
+        assert len(batch.plan_batch(load_jobs(path), out=tmp_path / "o").units) == jobs
         return len(letters)
 
     write_world(tmp_path, BATCH_WORLD.replace("The well flooded once.", "The well flooded once. " * 200))
@@ -426,7 +427,7 @@ def test_planning_reads_a_worlds_prose_once_not_once_a_job(tmp_path, world, monk
 
 def test_groups(tmp_path, world):
     path = write_jobs(tmp_path, MANY_JOBS)
-    units = batch.plan_batch(batch.load_jobs(path)).units
+    units = batch.plan_batch(load_jobs(path)).units
     groups = batch.settings_groups(units)
     assert sorted(u.index for g in groups for u in g) == list(range(22))
     for group in groups:
@@ -590,7 +591,7 @@ def test_a_second_resumed_run_skips_what_the_first_finished_meanwhile(runner, tm
 
     def the_other_run_finishes_first(*args, **kwargs):  # while this run loads its model
         generator = real(*args, **kwargs)
-        other = batch.plan_batch(batch.load_jobs(path), out=tmp_path / "out", resume=True)
+        other = batch.plan_batch(load_jobs(path), out=tmp_path / "out", resume=True)
         assert batch.run_batch(generator, other).written == 3
         return generator
 
@@ -616,13 +617,13 @@ def test_the_temp_file_of_a_run_killed_outright_is_removed_by_the_next(tmp_path,
     """kill -9 between a piece's first byte and its rename left `.well-1.md....tmp` for good: a
     script that counts the files under --out counted it, and --resume never removed it."""
     path = write_jobs(tmp_path, "world: tiny.yaml\nseed: 1\njobs:\n  - {kind: scene, location: well, count: 2}\n")
-    piece = batch.plan_batch(batch.load_jobs(path), out=tmp_path / "out").units[0].path
+    piece = batch.plan_batch(load_jobs(path), out=tmp_path / "out").units[0].path
     piece.parent.mkdir(parents=True)
     killed_mid_write(piece)
     (left,) = [p.name for p in piece.parent.iterdir()]
     assert left.startswith(".well-1.md.") and left.endswith(".tmp")
     (piece.parent / ".well-1.md.note.tmp").write_text("not metagen's")  # another tool's file stays
-    plan = batch.plan_batch(batch.load_jobs(path), out=tmp_path / "out", resume=True)
+    plan = batch.plan_batch(load_jobs(path), out=tmp_path / "out", resume=True)
     assert len(plan.units) == 2 and [p.name for p in piece.parent.iterdir()] == [".well-1.md.note.tmp"]
 
 
@@ -648,14 +649,14 @@ def test_quiet_prints_nothing(runner, tmp_path, world, model_args):
 def test_out_in_the_file_is_relative_to_it(tmp_path, world):
     (tmp_path / "jobs").mkdir()
     path = write_jobs(tmp_path / "jobs", "world: ../tiny.yaml\nout: ../made\nseed: 1\njobs: [{kind: scene, location: well}]")
-    unit = batch.plan_batch(batch.load_jobs(path)).units[0]
+    unit = batch.plan_batch(load_jobs(path)).units[0]
     assert unit.path == tmp_path / "jobs" / ".." / "made" / "tinyville" / "scene" / "well-1.md"
-    assert batch.plan_batch(batch.load_jobs(path), out="elsewhere").units[0].path.parts[0] == "elsewhere"
+    assert batch.plan_batch(load_jobs(path), out="elsewhere").units[0].path.parts[0] == "elsewhere"
 
 
 def test_resume_skips_only_complete_files(tmp_path, world):
     path = write_jobs(tmp_path, "world: tiny.yaml\nseed: 1\njobs: [{kind: scene, location: well, count: 3}]")
-    jobs = batch.load_jobs(path)
+    jobs = load_jobs(path)
     folder = tmp_path / "out" / "tinyville" / "scene"
     folder.mkdir(parents=True)
     (folder / "well-1.md").write_text("---\nkind: scene\nworld_id: tinyville\nseed: 1\nmetagen_version: x\n"
