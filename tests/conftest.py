@@ -219,6 +219,13 @@ def write_world(folder: Path, text: str = TINY_WORLD, name: str = "tiny.yaml") -
     return path
 
 
+def write_jobs(tmp_path: Path, text: str, name: str = "jobs.yaml") -> Path:
+    """A jobs file (for `metagen batch`) written into tmp_path; its path."""
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
 @pytest.fixture
 def world(tmp_path) -> Path:
     """The tiny world as tmp_path/tiny.yaml (files with a world of their own override this)."""

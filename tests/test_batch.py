@@ -1,4 +1,5 @@
-"""metagen.batch and `metagen batch`: the jobs file, seeds, precedence, shards, resuming, interruption."""
+"""metagen.batch and `metagen batch`: a jobs file planned (test_jobs.py reads it), seeds, precedence, shards,
+resuming, interruption."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ import pytest
 
 from metagen import batch
 from metagen.errors import ConfigError, OutputExistsError, RequestError
+from metagen.jobs import JobsFile, load_jobs
 from metagen.output import read_piece_file
 
-from conftest import TINY_WORLD, interrupt_on_call, invoke, killed_mid_write, write_world
+from conftest import TINY_WORLD, interrupt_on_call, invoke, killed_mid_write, write_jobs, write_world
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,12 +34,6 @@ def world(tmp_path) -> Path:
 def no_model(monkeypatch):
     monkeypatch.setattr("metagen.commands.batch.load_generator",
                         lambda *a, **k: pytest.fail("the model was loaded"))
-
-
-def write_jobs(tmp_path: Path, text: str, name: str = "jobs.yaml") -> Path:
-    path = tmp_path / name
-    path.write_text(text, encoding="utf-8")
-    return path
 
 
 MANY_JOBS = """\
@@ -68,114 +64,14 @@ def piece_files(out: Path, *, batches: bool = True) -> dict[str, dict]:
     return files
 
 
-# ----------------------------------------------------------------------------- the jobs file
-
-
-BAD_FILES = [
-    ("jobs: []", "jobs.yaml:1: jobs: must be a non-empty list of jobs"),
-    ("world: tiny.yaml\n", "jobs.yaml:1: jobs: missing"),
-    ("- kind: story", "the top level must be a mapping"),
-    ("", "jobs.yaml: is empty or only comments (a jobs file needs jobs:"),
-    ("# nothing yet\n\n", "jobs.yaml: is empty or only comments"),
-    ("jobs: [{kind: story}\n", "jobs.yaml:1: invalid YAML: a [list] or {mapping} that starts here is never closed"),
-    # A tab after a key's colon indents nothing: it had been refused as "indent with spaces, not tabs".
-    ("world: tiny.yaml\njobs:\n  - kind:\tscene\n",
-     "jobs.yaml:3: invalid YAML: a tab after a key's colon is not allowed in YAML (replace it with a space)"),
-    ("world: tiny.yaml\njobs:\n\t- kind: scene\n", "jobs.yaml:3: invalid YAML: a tab character (indent with spaces, not tabs)"),
-    # A second document was answered "one world per file", in a file that holds jobs.
-    ("world: tiny.yaml\njobs: [{kind: story}]\n---\njobs: [{kind: scene}]\n",
-     "jobs.yaml:3: invalid YAML: a second document (a jobs file is one document; remove the extra '---')"),
-    ("wrld: tiny.yaml\njobs: [{kind: story}]", "jobs.yaml:1: wrld: unknown key (did you mean 'world'?)"),
-    ("world: tiny.yaml\njobs:\n  - kind: stroy", "jobs.yaml:3: jobs[0].kind: 'stroy' is not a kind (did you mean 'story'?)"),
-    ("world: tiny.yaml\njobs:\n  - {location: well}", "jobs.yaml:3: jobs[0].kind: missing"),
-    ("world: tiny.yaml\njobs:\n  - {kind: story, topik: x}", "jobs[0].topik: unknown key (did you mean 'topic'?)"),
-    ("world: tiny.yaml\njobs:\n  - {kind: story, topic: x}", "jobs[0].topic: a story has no topic"),
-    ("world: tiny.yaml\njobs:\n  - {kind: story, start: The well}", "jobs[0].start: a story has no start"),
-    ("world: tiny.yaml\njobs:\n  - {kind: scene, location: well, start: 3}", "jobs[0].start: must be text"),
-    ("world: tiny.yaml\njobs:\n  - {kind: scene, location: well, count: 0}", "jobs[0].count: 0 is out of range"),
-    ("world: tiny.yaml\njobs:\n  - {kind: scene, location: well, seed: -1}", "jobs[0].seed: -1 is out of range"),
-    ("world: tiny.yaml\njobs:\n  - {kind: story, turns: two}", "jobs[0].turns: must be a whole number"),
-    ("world: tiny.yaml\njobs:\n  - {kind: story, opening: maybe}", "jobs[0].opening: must be true or false"),
-    ("world: tiny.yaml\njobs:\n  - {kind: dialogue, characters: [ada, bo], opening: false}",
-     "jobs[0].opening: a dialogue has no opening"),
-    ("world: tiny.yaml\njobs:\n  - {kind: dialogue, characters: [ada, bo], order: loud}", "jobs[0].order: 'loud' is not an order"),
-    ("world: tiny.yaml\njobs:\n  - {kind: story, format: docx}", "jobs[0].format: 'docx' is not a format"),
-    ("world: tiny.yaml\njobs:\n  - {kind: story, characters: {a: 1}}", "jobs[0].characters: must be a list"),
-    ("world: tiny.yaml\nsettings: {temprature: 1}\njobs: [{kind: story}]",
-     "jobs.yaml:2: settings.temprature: unknown setting (did you mean 'temperature'?)"),
-    ("world: tiny.yaml\nsettings: {seed: 1}\njobs: [{kind: story}]", "settings.seed: set seeds with seed:"),
-    ("jobs:\n  - {kind: story}", "jobs.yaml:2: jobs[0].world: no world"),
-    ("world: tiny.yaml\njobs:\n  - {kind: story, id: a}\n  - {kind: story, id: a}", "jobs.yaml:4: jobs[1].id: 'a' is used twice (also jobs[0])"),
-    # Duplicate keys: YAML keeps the last one, so the first would be dropped without a word.
-    ("world: tiny.yaml\njobs: [{kind: story}]\njobs: [{kind: scene}]", "jobs.yaml:3: jobs: given twice (first at line 2"),
-    ("world: tiny.yaml\nseed: 1\nseed: 2\njobs: [{kind: story}]", "jobs.yaml:3: seed: given twice (first at line 2"),
-    ("world: tiny.yaml\njobs:\n  - {kind: story, seed: 1, seed: 2}", "jobs.yaml:3: jobs[0].seed: given twice"),
-    ("world: tiny.yaml\nsettings: {top_k: 1, top_k: 2}\njobs: [{kind: story}]", "jobs.yaml:2: settings.top_k: given twice"),
-    ("world: tiny.yaml\n[a]: 1\njobs: [{kind: story}]", "jobs.yaml:2: a key must be a plain name"),
-    # An empty path had meant the default: a job's world: "" ran the file's world, out: "" wrote to ./out.
-    ("world: tiny.yaml\njobs:\n  - {kind: story, world: ''}", "jobs.yaml:3: jobs[0].world: is empty (give a path, or leave"),
-    ("world: tiny.yaml\nout: ' '\njobs: [{kind: story}]", "jobs.yaml:2: out: is empty (give a path, or leave the key out"),
-    ("world: ''\njobs: [{kind: story, world: tiny.yaml}]", "jobs.yaml:1: world: is empty"),
-]
-
-
-@pytest.mark.parametrize("text, message", BAD_FILES)
-def test_bad_jobs_files(runner, tmp_path, world, no_model, text, message):
-    path = write_jobs(tmp_path, text)
-    with pytest.raises(ConfigError) as error:
-        batch.load_jobs(path)
-    assert message in error.value.one_line()
-    result = invoke(runner, "batch", path)
-    assert result.exit_code == 2 and message in result.stderr
-    assert len(result.stderr.splitlines()) == 1
-
-
-@pytest.mark.parametrize("settings, line, field, message", [
-    ("settings:\n  top_k: 1\n  top_k: 2\n", 4, "settings.top_k", "given twice (first at line 3; keep one)"),
-    ("settings: {top_k: 1, top_k: 2}\n", 2, "settings.top_k", "given twice (first at line 2; keep one)"),
-    ("settings: {logit_bias: {a: 1, a: 2}}\n", 2, "settings.logit_bias", "duplicate key 'a' (keep one)"),
-])
-def test_a_setting_given_twice_is_one_problem_named_at_the_setting(runner, tmp_path, world, no_model, settings,
-                                                                  line, field, message):
-    """A setting given twice was reported twice, as '2 problems' (the key, then the settings: mapping
-    again, which the constructor refused as a whole), and a duplicate inside a setting's own mapping
-    was named at settings: rather than the setting."""
-    path = write_jobs(tmp_path, f"world: tiny.yaml\n{settings}jobs: [{{kind: story}}]\n")
-    result = invoke(runner, "batch", path)
-    assert result.exit_code == 2
-    assert result.stderr == f"error: {path}:{line}: {field}: {message}\n"
-
-
-def test_a_bad_value_in_settings_is_named_at_its_line_not_each_jobs(runner, tmp_path, world, no_model):
-    """A bad value in the file's settings: was reported at the first job's line, as if the job held it."""
-    path = write_jobs(tmp_path, "world: tiny.yaml\nsettings:\n  top_k: 2\n  temperature: -1\njobs:\n  - kind: story\n"
-                                "    characters: [ada]\n  - {kind: story, settings: {top_p: 3}}\n")
-    result = invoke(runner, "batch", path, "--out", tmp_path / "o")
-    assert result.exit_code == 2 and not (tmp_path / "o").exists()
-    assert result.stderr == (f"error: 2 problems in {path}: {path}:4: settings.temperature: --temperature must be in "
-                             f"[0, 100], got -1.0 ({path}:8: jobs[1].settings.top_p: --top-p must be in (0, 1], "
-                             "got 3.0)\n")
-
-
-def test_a_bad_script_or_bias_key_is_named_at_its_setting_not_at_each_job(runner, tmp_path, world, no_model):
-    """An unknown script or a malformed logit_bias key, wrong on its own like a negative temperature,
-    was named at the first job's line ('jobs[0]: --scripts ...'), and only the first of them."""
-    path = write_jobs(tmp_path, "world: tiny.yaml\nsettings:\n  scripts: [klingon]\n  logit_bias: {'#x': 1}\njobs:\n"
-                                "  - {kind: story}\n  - {kind: story, settings: {logit_bias: {'': 2}}}\n")
-    result = invoke(runner, "batch", path, "--out", tmp_path / "o")
-    assert result.exit_code == 2 and not (tmp_path / "o").exists()
-    assert result.stderr == (
-        f"error: 3 problems in {path}: {path}:3: settings.scripts: --scripts 'klingon' is not a script; use latin, "
-        "greek, cyrillic, armenian, hebrew, arabic, indic, thai, hangul, cjk, emoji, other, any "
-        f"({path}:4: settings.logit_bias: --logit-bias token ids are written #123, got '#x'; "
-        f"{path}:7: jobs[1].settings.logit_bias: --logit-bias needs a word or #token-id, got an empty one)\n")
+# ----------------------------------------------------------------------------- the jobs file, planned
 
 
 def test_settings_that_need_each_other_are_checked_over_the_whole_stack(tmp_path, world):
     """A file-wide min_new_tokens above the default max_new_tokens is fine when each job gives a larger one."""
     path = write_jobs(tmp_path, "world: tiny.yaml\nsettings: {min_new_tokens: 400}\njobs:\n"
                                 "  - {kind: story, settings: {max_new_tokens: 500}}\n")
-    assert len(batch.plan_batch(batch.load_jobs(path), out=tmp_path / "o").units) == 1
+    assert len(batch.plan_batch(load_jobs(path), out=tmp_path / "o").units) == 1
 
 
 @pytest.mark.parametrize("top, flags, needle", [
@@ -191,7 +87,7 @@ def test_a_given_base_seed_never_wraps_to_0(runner, tmp_path, world, no_model, t
     result = invoke(runner, "batch", path, *flags, "--out", tmp_path / "o")
     assert result.exit_code == 2 and not (tmp_path / "o").exists()
     assert needle in result.stderr and len(result.stderr.splitlines()) == 1, result.stderr
-    made = batch.JobsFile(**{**vars(batch.load_jobs(path)), "seed": None, "content_hash": "f" * 64})
+    made = JobsFile(**{**vars(load_jobs(path)), "seed": None, "content_hash": "f" * 64})
     assert [u.seed for u in batch.plan_batch(made, out=tmp_path / "o").units] == [2**63 - 1, 0, 1, 2]
 
 
@@ -203,7 +99,6 @@ def test_an_unknown_format_flag_is_named_as_the_flag(runner, tmp_path, world, no
     assert result.stderr == "error: --format 'mdd' is not a format (did you mean 'md'?)\n"
 
 
-
 @pytest.mark.parametrize("top, job, flag, ext", [
     ("format: Markdown\n", "", None, "md"),
     ("", ", format: JSON", None, "json"),
@@ -213,7 +108,7 @@ def test_an_unknown_format_flag_is_named_as_the_flag(runner, tmp_path, world, no
 def test_format_names_are_taken_in_any_case(tmp_path, world, top, job, flag, ext):
     """A jobs file's `format: Markdown` and `batch --format TXT` were 'not a format'."""
     path = write_jobs(tmp_path, f"world: tiny.yaml\nseed: 1\n{top}jobs: [{{kind: scene, location: well{job}}}]")
-    unit = batch.plan_batch(batch.load_jobs(path), out=tmp_path / "o", fmt=flag).units[0]
+    unit = batch.plan_batch(load_jobs(path), out=tmp_path / "o", fmt=flag).units[0]
     assert unit.path == tmp_path / "o" / "tinyville" / "scene" / f"well-1.{ext}"
 
 
@@ -236,9 +131,9 @@ def test_an_out_that_names_a_file_is_refused(runner, tmp_path, world, no_model, 
 def test_an_out_ending_in_md_that_is_a_folder_or_ends_in_a_slash_is_a_folder(tmp_path, world):
     path = write_jobs(tmp_path, "world: tiny.yaml\nseed: 1\njobs: [{kind: scene, location: well}]")
     (tmp_path / "made.md").mkdir()
-    unit = batch.plan_batch(batch.load_jobs(path), out=tmp_path / "made.md").units[0]
+    unit = batch.plan_batch(load_jobs(path), out=tmp_path / "made.md").units[0]
     assert unit.path == tmp_path / "made.md" / "tinyville" / "scene" / "well-1.md"
-    unit = batch.plan_batch(batch.load_jobs(path), out=tmp_path / "new.md", out_typed=f"{tmp_path}/new.md/").units[0]
+    unit = batch.plan_batch(load_jobs(path), out=tmp_path / "new.md", out_typed=f"{tmp_path}/new.md/").units[0]
     assert unit.path == tmp_path / "new.md" / "tinyville" / "scene" / "well-1.md"
 
 
@@ -267,29 +162,6 @@ def test_a_seed_flag_out_of_range_is_refused_before_the_model(runner, tmp_path, 
     assert result.stderr == f"error: --seed must be in [0, 2**63), got {seed}\n"
 
 
-def test_a_huge_number_in_a_jobs_file_is_named_by_its_size(tmp_path, world):
-    """A 4,000-digit count or seed was echoed whole, making a 4,000-character error line."""
-    huge = "9" * 4000
-    path = write_jobs(tmp_path, f"world: tiny.yaml\njobs:\n  - {{kind: scene, location: well, count: {huge}, "
-                                f"seed: -{huge}, settings: {{top_k: -{huge}}}}}\n")
-    with pytest.raises(ConfigError) as error:
-        batch.load_jobs(path)
-    text = error.value.one_line()
-    assert "jobs[0].count: a number of more than 40 digits is out of range (1 to 10000)" in text
-    assert "jobs[0].seed: a negative number of more than 40 digits is out of range (0 to 2**63 - 1)" in text
-    assert "--top-k must be at least 0, got a negative number of more than 40 digits" in text
-    assert "9" * 41 not in text
-
-
-def test_every_problem_is_listed(tmp_path):
-    path = write_jobs(tmp_path, "wrld: x\njobs:\n  - {kind: stroy}\n  - {kind: scene, count: -2}\n")
-    with pytest.raises(ConfigError) as error:
-        batch.load_jobs(path)
-    text = error.value.one_line()
-    assert "5 problems in" in text and "wrld" in text and "stroy" in text and "count" in text
-    assert "jobs[1].world: no world" in text
-
-
 @pytest.mark.parametrize("text, error, message", [
     ("jobs: [{kind: story, characters: [adda]}]", RequestError, "jobs.yaml:1: jobs[0]: world 'tinyville' has no character 'adda' (did you mean 'ada'?"),
     ("jobs: [{kind: scene}]", RequestError, "jobs[0]: a scene needs a location"),
@@ -301,7 +173,7 @@ def test_every_problem_is_listed(tmp_path):
 def test_bad_jobs_stop_before_the_model(runner, tmp_path, world, no_model, text, error, message):
     path = write_jobs(tmp_path, "world: tiny.yaml\n" + text)
     with pytest.raises(error) as raised:
-        batch.plan_batch(batch.load_jobs(path), out=tmp_path / "o")
+        batch.plan_batch(load_jobs(path), out=tmp_path / "o")
     assert message.replace("jobs.yaml:1", f"{path}:2") in raised.value.one_line()
     result = invoke(runner, "batch", path, "--out", tmp_path / "o")
     assert result.exit_code == 2 and not (tmp_path / "o").exists()
@@ -360,12 +232,12 @@ def test_a_jobs_file_named_dash_is_read_when_given_as_a_path(runner, tmp_path, w
 
 
 def test_examples_and_docs_load(tmp_path):
-    plan = batch.plan_batch(batch.load_jobs(ROOT / "examples" / "jobs.yaml"), out=tmp_path / "o")
+    plan = batch.plan_batch(load_jobs(ROOT / "examples" / "jobs.yaml"), out=tmp_path / "o")
     assert plan.total == len(plan.units) == 7
     block = re.search(r"```yaml\n(.*?)```", (ROOT / "docs" / "batch.md").read_text(), re.S).group(1)
     (tmp_path / "docs").mkdir()
     path = write_jobs(tmp_path / "docs", block.replace("../worlds/", f"{ROOT}/worlds/"))
-    plan = batch.plan_batch(batch.load_jobs(path), out=tmp_path / "o")
+    plan = batch.plan_batch(load_jobs(path), out=tmp_path / "o")
     assert [u.seed for u in plan.units] == [2024, 2025, 2026, 2027, 7, 8]
     assert plan.units[3].path.suffix == ".yarn" and plan.units[4].cfg.max_new_tokens == 240
 
@@ -376,14 +248,14 @@ def test_examples_and_docs_load(tmp_path):
 def test_seeds(tmp_path, world):
     text = "world: tiny.yaml\njobs:\n  - {kind: scene, location: well, count: 2}\n  - {kind: story, seed: 40, count: 2}\n  - {kind: scene, location: mill}\n"
     path = write_jobs(tmp_path, "seed: 100\n" + text)
-    assert [u.seed for u in batch.plan_batch(batch.load_jobs(path)).units] == [100, 101, 40, 41, 104]
-    assert [u.seed for u in batch.plan_batch(batch.load_jobs(path), cli_settings={"seed": 7}).units] == [7, 8, 40, 41, 11]
+    assert [u.seed for u in batch.plan_batch(load_jobs(path)).units] == [100, 101, 40, 41, 104]
+    assert [u.seed for u in batch.plan_batch(load_jobs(path), cli_settings={"seed": 7}).units] == [7, 8, 40, 41, 11]
     hashed = write_jobs(tmp_path, text, "hashed.yaml")
-    first = [u.seed for u in batch.plan_batch(batch.load_jobs(hashed)).units]
-    assert first == [u.seed for u in batch.plan_batch(batch.load_jobs(hashed)).units]  # stable
+    first = [u.seed for u in batch.plan_batch(load_jobs(hashed)).units]
+    assert first == [u.seed for u in batch.plan_batch(load_jobs(hashed)).units]  # stable
     assert first[1] == first[0] + 1 and first[4] == first[0] + 4
     hashed.write_text(text + "# a comment\n")
-    assert [u.seed for u in batch.plan_batch(batch.load_jobs(hashed)).units][0] != first[0]
+    assert [u.seed for u in batch.plan_batch(load_jobs(hashed)).units][0] != first[0]
 
 
 def test_precedence(tmp_path, world):
@@ -394,7 +266,7 @@ jobs:
   - {kind: story, settings: {top_p: 0.6, max_new_tokens: 9}}
   - {kind: scene, location: well}
 """)
-    jobs = batch.load_jobs(path)
+    jobs = load_jobs(path)
     first, second = batch.plan_batch(jobs).units
     assert (first.cfg.temperature, first.cfg.top_p, first.cfg.top_k, first.cfg.max_new_tokens) == (0.5, 0.6, 20, 9)
     assert (second.cfg.top_p, second.cfg.max_new_tokens) == (0.5, 200)
@@ -416,7 +288,7 @@ def test_planning_reads_a_worlds_prose_once_not_once_a_job(tmp_path, world, monk
         letters.clear()
         path = write_jobs(tmp_path, "world: tiny.yaml\njobs:\n" + "".join(
             f"  - {{kind: scene, location: well, time: hour {i}}}\n" for i in range(jobs)))
-        assert len(batch.plan_batch(batch.load_jobs(path), out=tmp_path / "o").units) == jobs
+        assert len(batch.plan_batch(load_jobs(path), out=tmp_path / "o").units) == jobs
         return len(letters)
 
     write_world(tmp_path, BATCH_WORLD.replace("The well flooded once.", "The well flooded once. " * 200))
@@ -426,7 +298,7 @@ def test_planning_reads_a_worlds_prose_once_not_once_a_job(tmp_path, world, monk
 
 def test_groups(tmp_path, world):
     path = write_jobs(tmp_path, MANY_JOBS)
-    units = batch.plan_batch(batch.load_jobs(path)).units
+    units = batch.plan_batch(load_jobs(path)).units
     groups = batch.settings_groups(units)
     assert sorted(u.index for g in groups for u in g) == list(range(22))
     for group in groups:
@@ -590,7 +462,7 @@ def test_a_second_resumed_run_skips_what_the_first_finished_meanwhile(runner, tm
 
     def the_other_run_finishes_first(*args, **kwargs):  # while this run loads its model
         generator = real(*args, **kwargs)
-        other = batch.plan_batch(batch.load_jobs(path), out=tmp_path / "out", resume=True)
+        other = batch.plan_batch(load_jobs(path), out=tmp_path / "out", resume=True)
         assert batch.run_batch(generator, other).written == 3
         return generator
 
@@ -616,13 +488,13 @@ def test_the_temp_file_of_a_run_killed_outright_is_removed_by_the_next(tmp_path,
     """kill -9 between a piece's first byte and its rename left `.well-1.md....tmp` for good: a
     script that counts the files under --out counted it, and --resume never removed it."""
     path = write_jobs(tmp_path, "world: tiny.yaml\nseed: 1\njobs:\n  - {kind: scene, location: well, count: 2}\n")
-    piece = batch.plan_batch(batch.load_jobs(path), out=tmp_path / "out").units[0].path
+    piece = batch.plan_batch(load_jobs(path), out=tmp_path / "out").units[0].path
     piece.parent.mkdir(parents=True)
     killed_mid_write(piece)
     (left,) = [p.name for p in piece.parent.iterdir()]
     assert left.startswith(".well-1.md.") and left.endswith(".tmp")
     (piece.parent / ".well-1.md.note.tmp").write_text("not metagen's")  # another tool's file stays
-    plan = batch.plan_batch(batch.load_jobs(path), out=tmp_path / "out", resume=True)
+    plan = batch.plan_batch(load_jobs(path), out=tmp_path / "out", resume=True)
     assert len(plan.units) == 2 and [p.name for p in piece.parent.iterdir()] == [".well-1.md.note.tmp"]
 
 
@@ -648,14 +520,14 @@ def test_quiet_prints_nothing(runner, tmp_path, world, model_args):
 def test_out_in_the_file_is_relative_to_it(tmp_path, world):
     (tmp_path / "jobs").mkdir()
     path = write_jobs(tmp_path / "jobs", "world: ../tiny.yaml\nout: ../made\nseed: 1\njobs: [{kind: scene, location: well}]")
-    unit = batch.plan_batch(batch.load_jobs(path)).units[0]
+    unit = batch.plan_batch(load_jobs(path)).units[0]
     assert unit.path == tmp_path / "jobs" / ".." / "made" / "tinyville" / "scene" / "well-1.md"
-    assert batch.plan_batch(batch.load_jobs(path), out="elsewhere").units[0].path.parts[0] == "elsewhere"
+    assert batch.plan_batch(load_jobs(path), out="elsewhere").units[0].path.parts[0] == "elsewhere"
 
 
 def test_resume_skips_only_complete_files(tmp_path, world):
     path = write_jobs(tmp_path, "world: tiny.yaml\nseed: 1\njobs: [{kind: scene, location: well, count: 3}]")
-    jobs = batch.load_jobs(path)
+    jobs = load_jobs(path)
     folder = tmp_path / "out" / "tinyville" / "scene"
     folder.mkdir(parents=True)
     (folder / "well-1.md").write_text("---\nkind: scene\nworld_id: tinyville\nseed: 1\nmetagen_version: x\n"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from metagen import batch, dialogue, eval, output, pipeline, prompts, request
+from metagen import dialogue, eval, jobs, output, pipeline, prompts, request
 
 
 def test_kinds_are_named_by_their_request_classes():
@@ -18,9 +18,9 @@ def test_dialogue_orders_are_one_tuple():
 
 def test_a_job_takes_its_request_fields_and_a_dialogue_its_order():
     # These tuples are spelled out in messages ("a story takes characters, ..."): their order is kept.
-    assert batch._KIND_FIELDS == {
+    assert jobs._KIND_FIELDS == {
         "story": ("characters", "location", "premise", "length", "opening"),
         "scene": ("location", "time", "weather", "mood", "characters", "opening", "start"),
         "dialogue": ("characters", "location", "topic", "turns", "order"),
     }
-    assert batch._KIND_WORDS == "story, scene or dialogue" and batch._ORDER_WORDS == "likelihood or turns"
+    assert jobs._KIND_WORDS == "story, scene or dialogue" and jobs._ORDER_WORDS == "likelihood or turns"

@@ -299,11 +299,12 @@ def _fifteen_jobs(tmp_path: Path, world_text: str, last_character: str = "ada") 
 
 def test_a_batch_parses_a_world_named_fifteen_ways_once(tmp_path, monkeypatch):
     from metagen import batch
+    from metagen.jobs import load_jobs
 
     calls = []
     real = batch.load_world
     monkeypatch.setattr(batch, "load_world", lambda path: calls.append(path) or real(path))
-    plan = batch.plan_batch(batch.load_jobs(_fifteen_jobs(tmp_path, TINY_WORLD)), out=tmp_path / "out")
+    plan = batch.plan_batch(load_jobs(_fifteen_jobs(tmp_path, TINY_WORLD)), out=tmp_path / "out")
     assert len(calls) == 1 and len(plan.units) == 15
     assert len({id(u.world) for u in plan.units}) == 1
 

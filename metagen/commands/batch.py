@@ -86,9 +86,10 @@ def batch(
     model_options: dict,
 ):
     """Generate every piece a jobs file lists; the decoding flags override every job's settings."""
-    from metagen.batch import (MAX_JOBS_BYTES, STDIN_NAME, check_batch_fits_context, load_jobs, parse_shard, plan_batch,
-                               run_batch)
+    from metagen.batch import check_batch_fits_context, parse_shard, plan_batch, run_batch
     from metagen.errors import EXIT_GENERATION_FAILED, OutputError, Terminated
+    from metagen.files import STDIN_NAME
+    from metagen.jobs import MAX_JOBS_BYTES, load_jobs
     from metagen.moderation import check_mode
     from metagen.pipeline import check_batch_size
 
