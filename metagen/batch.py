@@ -18,7 +18,7 @@ from typing import Any, Callable, Mapping
 from metagen.config import CLI_NAMES, MAX_SEED, GenerationConfig, check_setting
 from metagen.errors import ConfigError, MetagenError, OutputExistsError, WorldError
 from metagen.files import resolved
-from metagen.jobs import Job, JobsFile, _Problems
+from metagen.jobs import Job, JobsFile, Problems
 from metagen.output import (
     FORMATS,
     OutputFolder,
@@ -303,7 +303,7 @@ def check_batch_fits_context(plan: BatchPlan, jobs_file: JobsFile, cli_settings:
     if flag is not None and flag >= context_length:  # every job's; the flag is what to change
         raise ConfigError(f"{CLI_NAMES['max_new_tokens']} {flag} does not fit the model's context of "
                           f"{context_length} tokens", hint=room)
-    problems = _Problems(str(jobs_file.path))
+    problems = Problems(str(jobs_file.path))
     seen: set[int] = set()
     asked: set[tuple] = set()
     for unit in plan.units:

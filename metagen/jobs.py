@@ -81,7 +81,7 @@ class JobsFile:
         return int(self.content_hash[:16], 16) % MAX_SEED
 
 
-class _Problems:
+class Problems:
     """Collects `file:line: field: what` lines; raises one ConfigError with all of them, in line order."""
 
     def __init__(self, display: str):
@@ -107,7 +107,7 @@ class _Problems:
         raise ConfigError(f"{len(lines)} problems in {self.display}: {lines[0]}", hint=more)
 
 
-def _construct(problems: _Problems, node, path: str):
+def _construct(problems: Problems, node, path: str):
     """The plain value of node; None (and a problem) for a value no constructor can build."""
     try:
         return construct_plain(node)
@@ -116,7 +116,7 @@ def _construct(problems: _Problems, node, path: str):
         return None
 
 
-def _mapping_items(problems: _Problems, node, path: str) -> list[tuple[str, Any]]:
+def _mapping_items(problems: Problems, node, path: str) -> list[tuple[str, Any]]:
     """The pairs of a mapping node; a key that is not text, or given twice, is a problem."""
     items: dict[str, tuple] = {}
     for key, value in node.value:
@@ -156,7 +156,7 @@ def load_jobs(path: str | os.PathLike, data: bytes | None = None) -> JobsFile:
     except YamlRefused as error:
         line = f":{error.mark.line + 1}" if error.mark is not None else ""
         raise ConfigError(f"{display}{line}: {error.message}") from None
-    problems = _Problems(display)
+    problems = Problems(display)
     if root is None:  # a script's `make-jobs | metagen batch -` whose first command wrote nothing
         held = "standard input held nothing but blanks and comments" if display == STDIN_NAME else \
             "is empty or only comments"
@@ -263,7 +263,7 @@ def _settings_value(problems, node, path) -> dict:
     return value
 
 
-def _read_job(problems: _Problems, node, i: int, folder: Path, default_world: Path | None) -> Job | None:
+def _read_job(problems: Problems, node, i: int, folder: Path, default_world: Path | None) -> Job | None:
     at = f"jobs[{i}]"
     if not isinstance(node, yaml.MappingNode):
         problems.add(node, at, f"must be a mapping with kind: {' | '.join(KINDS)}")
@@ -327,5 +327,6 @@ def _read_job(problems: _Problems, node, i: int, folder: Path, default_world: Pa
 __all__ = [
     "Job",
     "JobsFile",
+    "Problems",
     "load_jobs",
 ]
