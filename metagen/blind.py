@@ -36,6 +36,7 @@ from metagen.world import World, YamlRefused, compose_yaml, construct_plain
 from metagen.text import kind_of
 
 KEY = "key.json"  # which text is A in each pair: for whoever tallies, not for readers
+WORLDS = "worlds"  # a copy of each world's files, so readers can check a text against its world
 SHEET = "ratings.csv"
 REPORT = "unblind.md"
 SHEET_COLUMNS = ("run", "pair", "preferred", "note")  # run: the blind run's id, as key.json records it
@@ -173,10 +174,29 @@ def make_pairs(outputs_a: Sequence, outputs_b: Sequence, seed: int) -> list[Pair
             for i, (o, first) in enumerate(zip(ours_a, firsts))]
 
 
+def world_copies(world: World) -> list[tuple[Path, Path]]:
+    """Each of the world's files and where it goes in a blind folder, the world file first: WORLDS/<id>/,
+    laid out as beside the world file (an include from outside its folder, which allow_outside permits,
+    by its name alone)."""
+    files = world.files or ((world.path,) if world.path else ())
+    copies = []
+    for file in files:
+        try:
+            inside = file.relative_to(files[0].parent)
+        except ValueError:
+            inside = Path(file.name)
+        copies.append((file, Path(WORLDS) / world.id / inside))
+    return copies
+
+
 def render_pair(pair: Pair, world: World) -> str:
-    """A pair as a reader sees it: the request (kind, world, cast, place), then Text 1 and Text 2."""
+    """A pair as a reader sees it: the request (kind, world and its file in the folder, cast, place),
+    then Text 1 and Text 2."""
     resolved = resolve_request(world, recorded_request(pair.request))
     lines = [f"# {pair.id}", "", f"- kind: {pair.kind}", f"- world: {world.name}"]
+    copies = world_copies(world)
+    if copies:
+        lines.append(f"- world file: {copies[0][1].as_posix()}")
     if resolved.characters:
         lines.append(f"- cast: {', '.join(c.name for c in resolved.characters)}")
     if resolved.location:
@@ -188,11 +208,16 @@ def render_pair(pair: Pair, world: World) -> str:
 
 def write_blind(folder: Path, worlds: Sequence[World], run_a, run_b, settings_a: dict, settings_b: dict,
                 seed: int) -> list[Pair]:
-    """Write pair-NNN.md for each pair, the empty rating sheet and the key into an empty folder."""
+    """Write pair-NNN.md for each pair, a copy of each world's files (world_copies), the empty rating sheet
+    and the key into an empty folder. Readers judge a text against its world ("the wall is concrete, not
+    steel"): without the copies, a folder sent to a reader elsewhere could not be judged so."""
     check_empty(folder)
     pairs = make_pairs(run_a.outputs, run_b.outputs, seed)
     run = secrets.token_hex(4)  # carried by every row of the sheet, so a sheet from another run is refused
     by_id = {w.id: w for w in worlds}
+    for world in worlds:
+        for source, copy in world_copies(world):
+            write_atomic(folder / copy, source.read_text(encoding="utf-8"), overwrite=False)
     for pair in pairs:
         write_atomic(folder / f"{pair.id}.md", render_pair(pair, by_id[pair.world]), overwrite=False)
     sheet = io.StringIO()

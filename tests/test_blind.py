@@ -141,9 +141,11 @@ def test_write_blind_files(world, tmp_path):
     pairs = B.write_blind(folder, [world], run_of("A", 3), run_of("B", 3), {"candidates": 4}, {"candidates": 1},
                           seed=5)
     assert sorted(p.name for p in folder.iterdir()) == ["key.json", "pair-001.md", "pair-002.md", "pair-003.md",
-                                                        "ratings.csv"]
+                                                        "ratings.csv", "worlds"]
     text = (folder / "pair-001.md").read_text(encoding="utf-8")
-    assert "- kind: story\n- world: Smallton\n- cast: Queen Ada Vær, Bo Lee\n- place: The Old Well" in text
+    assert ("- kind: story\n- world: Smallton\n- world file: worlds/smallton/smallton.yaml\n"
+            "- cast: Queen Ada Vær, Bo Lee\n- place: The Old Well") in text
+    assert (folder / "worlds/smallton/smallton.yaml").read_bytes() == world.path.read_bytes()
     one, two = pairs[0].texts
     assert text.index("## Text 1") < text.index(one) < text.index("## Text 2") < text.index(two)
     assert "candidates" not in text  # nothing tells the reader which is which
@@ -161,6 +163,34 @@ def test_write_blind_files(world, tmp_path):
     assert json.loads((tmp_path / "blind2" / "key.json").read_text(encoding="utf-8"))["grid"]["max_tokens"] == 5
     with pytest.raises(ConfigError, match="not an empty folder"):
         B.write_blind(folder, [world], run_of("A", 3), run_of("B", 3), {}, {}, seed=5)
+
+
+def test_a_blind_folder_holds_each_worlds_files_with_its_includes(tmp_path):
+    """Readers judge a text against its world ("the wall is concrete, not steel"); a folder sent to a reader
+    elsewhere held no world, and a world split over include files was unreadable without them."""
+    from metagen.world import load_world
+
+    home = tmp_path / "harbour"
+    (home / "parts").mkdir(parents=True)
+    (home / "parts" / "places.yaml").write_text(
+        "locations:\n  - {id: docks, name: The Docks, description: Cranes and fog.}\n", encoding="utf-8")
+    (home / "world.yaml").write_text("world: {id: harbour, name: The Harbour}\ninclude: [parts/places.yaml]\n"
+                                     "characters:\n  - {id: bea, name: Bea}\n", encoding="utf-8")
+    world = load_world(home / "world.yaml")
+    folder = tmp_path / "blind"
+    runs = [run_of(side, 2, ("scene",)) for side in "AB"]
+    for run in runs:
+        for output in run.outputs:
+            output.world, output.request = "harbour", {"kind": "scene", "location": "docks"}
+    B.write_blind(folder, [world], *runs, {"candidates": 4}, {"candidates": 1}, seed=1)
+    copied = folder / "worlds" / "harbour"
+    assert sorted(p.relative_to(copied).as_posix() for p in copied.rglob("*.yaml")) == ["parts/places.yaml",
+                                                                                         "world.yaml"]
+    assert (copied / "parts" / "places.yaml").read_text(encoding="utf-8") == (home / "parts" / "places.yaml").read_text(
+        encoding="utf-8")
+    assert load_world(copied / "world.yaml").locations[0].name == "The Docks"  # the copy loads as the world does
+    assert "- world file: worlds/harbour/world.yaml\n- place: The Docks" in (folder / "pair-001.md").read_text(
+        encoding="utf-8")
 
 
 # ----------------------------------------------------------------------------- ratings
@@ -346,7 +376,7 @@ def test_cli_blind_then_unblind(runner, world_file, long_gguf, tmp_path):
     assert result.exit_code == 0, result.output
     assert "wrote 3 pairs" in result.stdout
     assert sorted(p.name for p in folder.iterdir()) == ["key.json", "pair-001.md", "pair-002.md", "pair-003.md",
-                                                        "ratings.csv"]
+                                                        "ratings.csv", "worlds"]
     key = json.loads((folder / "key.json").read_text(encoding="utf-8"))
     assert [e["kind"] for e in key["pairs"]] == ["story", "scene", "dialogue"]
     assert key["seed"] == 4 and all(e["seed"] == 4 for e in key["pairs"])
