@@ -372,8 +372,8 @@ def _choose(world: World, prompt: Prompt, prompt_text: str, cfg: GenerationConfi
     verdicts = [judge(o.text, context, logprob=o.logprob, tokens=o.output_tokens, struck=len(e.struck),
                       weights=SCENE_WEIGHTS if scene else NARRATION_WEIGHTS) for o, e in zip(options, edits)]
     if repeats is None:
-        repeats = [k for k, o in enumerate(options)
-                   if any(same_scene(scene_grams(prompt.opening + o.text), kept) for kept in taken)]
+        grams = [scene_grams(prompt.opening + o.text) for o in options]  # once a candidate, not once a kept scene
+        repeats = [k for k, g in enumerate(grams) if any(same_scene(g, kept) for kept in taken)]
     repeats = [] if len(repeats) == len(options) else sorted(repeats)
     chosen = best_index(verdicts, skip=repeats)
     log.info("%s %s: candidates %s; kept %d%s", prompt.request.kind, prompt.request.subject,
