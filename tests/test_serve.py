@@ -356,7 +356,7 @@ def test_a_server_gone_mid_request_is_one_line_and_exit_1(home, tmp_path, model_
         _, stderr = proc.communicate(timeout=TIMEOUT)
     finally:
         stop_server(server, home)
-    assert proc.returncode == 1
+    assert proc.returncode == 1, stderr  # once (round 42, CI under load) exit 2 for SIGTERM: say what was said
     assert stderr == (f"error: the metagen server (pid {server.pid}) stopped during the request; files it finished "
                       "are whole and none is partial (run the command again)\n")
     assert leftovers(tmp_path) == []
