@@ -459,9 +459,12 @@ class Server:
             except (OSError, TypeError, ValueError):
                 job.send_json({"refused": "its working folder cannot be entered here"})
                 return
+            job.send_json({"start": os.getpid()})
+            # Busy (status, _on_signal) only once the client knows its request started: a signal to
+            # the server between the two closed the connection unannounced, and the client, told
+            # nothing had run, ran the whole request itself.
             with self.lock:
                 self.current = job
-            job.send_json({"start": os.getpid()})
             threading.Thread(target=self._watch, args=(job,), daemon=True).start()
             try:
                 code = self._run(job)

@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -20,6 +21,9 @@ import pytest
 
 from metagen import protocol
 from metagen.cli import app
+from metagen.client import _Exchange
+from metagen.errors import Terminated
+from metagen.server import Server, _Job
 
 from conftest import as_in_a_terminal, files_in, invoke, write_world
 
@@ -360,6 +364,51 @@ def test_a_server_gone_mid_request_is_one_line_and_exit_1(home, tmp_path, model_
     assert stderr == (f"error: the metagen server (pid {server.pid}) stopped during the request; files it finished "
                       "are whole and none is partial (run the command again)\n")
     assert leftovers(tmp_path) == []
+
+
+class _SignalledWhenBusy(Server):
+    """A server that SIGTERM reaches the moment its status would first say busy: when the test above
+    sends it, at the earliest (under load, once, before the server had told the client anything)."""
+
+    @property
+    def current(self):
+        return self.__dict__.get("_current")
+
+    @current.setter
+    def current(self, job):
+        self.__dict__["_current"] = job
+        if job is not None:
+            self._on_signal(signal.SIGTERM, None)
+
+
+def test_a_server_stopped_as_it_turns_busy_has_told_the_client_its_request_started(home, tmp_path, monkeypatch,
+                                                                                  capsys):
+    """Round 42's exit 2: status said busy before the server had sent "start", and a SIGTERM in between
+    closed the connection unannounced. The client, told nothing had run, ran the whole request itself
+    and ended with that request's own error (`--max-tokens 120 does not fit`, exit 2)."""
+    monkeypatch.chdir(tmp_path)  # the server enters the request's working folder
+    ours, theirs = socket.socketpair()
+    stopped = []
+
+    def answer() -> None:
+        job = _Job(theirs, protocol.read_json(protocol.read_frame(theirs)))
+        try:
+            _SignalledWhenBusy(home)._answer(job)
+        except Terminated as error:  # the server's loop takes it and stops
+            stopped.append(error)
+
+    server = threading.Thread(target=answer)
+    server.start()
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        code = _Exchange(ours).run({"op": "run", "argv": LONG, "cwd": str(tmp_path)})
+    finally:
+        for signum, handler in handlers.items():  # the client passes them on once its request has started
+            signal.signal(signum, handler)
+        server.join(TIMEOUT)
+        ours.close()
+    assert (code, len(stopped)) == (1, 1)
+    assert capsys.readouterr().err == "error: " + protocol.SERVER_GONE.format(pid=os.getpid()) + "\n"
 
 
 def test_a_socket_that_is_not_yours_is_refused(home, monkeypatch):
