@@ -345,8 +345,13 @@ def write_story(generator, world: World, request: StoryRequest, cfg: GenerationC
 def _beat_config(cfg: GenerationConfig, beats: int) -> GenerationConfig:
     """The settings each beat samples with: cfg's max_new_tokens and min_new_tokens are the whole story's,
     shared out among its beats, and a beat takes at most BEAT_TOKENS."""
-    beat_tokens = max(1, min(BEAT_TOKENS, cfg.max_new_tokens // beats))
+    beat_tokens = _beat_share(cfg.max_new_tokens, beats)
     return replace(cfg, max_new_tokens=beat_tokens, min_new_tokens=min(beat_tokens, cfg.min_new_tokens // beats))
+
+
+def _beat_share(max_new_tokens: int, beats: int) -> int:
+    """A beat's share of the story's max_new_tokens: at most BEAT_TOKENS."""
+    return max(1, min(BEAT_TOKENS, max_new_tokens // beats))
 
 
 class _StoryChat:
@@ -398,7 +403,7 @@ class _StoryWriter:
     def write_beat(self, index: int, beat: Beat, *, last: bool) -> str:
         """Draw the beat's candidates, keep the critic's pick and add it to the story: the paragraph kept."""
         text, ids, plain_ids = self.chat.ask(beat.instruction)
-        self.beat_cfg.check_context(len(ids), self.generator.context_length)
+        beat_cfg = self._fitted(len(ids), index)
         unsaid = [f for f in self.requested if not names_any(" ".join(self.paragraphs), f)] if last else None
         context = _beat_context(self.world, self.resolved, text, self.cfg, beat, self.paragraphs, self.moderation,
                                 unsaid=unsaid)
@@ -406,7 +411,7 @@ class _StoryWriter:
         insist = last or index == 0
         beat_seed = (self.seed + index) % MAX_SEED
         seeds, options, verdicts, cuts = _draw_candidates(
-            self.generator, ids, self.beat_cfg, self.cfg.candidates, beat_seed, context, self.reuse,
+            self.generator, ids, beat_cfg, self.cfg.candidates, beat_seed, context, self.reuse,
             extra_rounds=self._rounds_allowed(insist, last), insist_on_names=insist, plain_ids=plain_ids,
             starts=self.starts[index])
         self.spare_rounds -= len(seeds) // self.cfg.candidates - 1  # the rounds drawn past the first
@@ -415,6 +420,19 @@ class _StoryWriter:
         if self.cfg.candidates > 1:
             self.critic_records.append(_critic_record(beat, chosen, seeds, self.starts[index], verdicts, cuts[chosen]))
         return paragraph
+
+    def _fitted(self, prompt_tokens: int, index: int) -> GenerationConfig:
+        """The beat's settings, its budget cut to the room the context has left. write_story's first check
+        counts each paragraph before at the tokens it was written in; one that reads back as more (odd
+        bytes, a random test model) leaves less room, and the beat writes less rather than failing."""
+        room = self.generator.context_length - prompt_tokens
+        if room < 1:
+            raise RequestError(f"the story so far fills the model's context ({prompt_tokens} of "
+                               f"{self.generator.context_length} tokens) before beat {index + 1} could be written",
+                               hint=f"lower {setting_words('max_new_tokens')} or ask for a shorter --length")
+        if room >= self.beat_cfg.max_new_tokens:
+            return self.beat_cfg
+        return replace(self.beat_cfg, max_new_tokens=room, min_new_tokens=min(room, self.beat_cfg.min_new_tokens))
 
     def _rounds_allowed(self, insist: bool, last: bool) -> int:
         """How many more rounds of candidates a beat may draw: its own limit, within the story's spare
@@ -520,15 +538,21 @@ def check_story_fits_context(generator, world: World, request: StoryRequest, cfg
 
 def _check_beats_fit_context(generator, messages: list[dict[str, str]], plan: list[Beat],
                              max_new_tokens: int) -> None:
-    """Refuse, before writing anything, a story whose instructions and budget overflow the context."""
+    """Refuse, before writing anything, a story whose last beat would overflow the context. That beat's
+    prompt holds every instruction and every paragraph before it, each in its chat turn, and it writes
+    a paragraph more: at most its share of max_new_tokens each (_beat_share). Counting the instructions
+    and max_new_tokens alone let a story through whose last beat then failed with "--max-tokens 120
+    does not fit", of a flag given as 400 (turn markers and the share left out)."""
     chat = list(messages)
     for beat in plan:
-        chat = with_beat(chat, beat.instruction)
-    needed = len(generator.tokenizer.encode_chat(chat))
-    if needed + max_new_tokens > generator.context_length:
+        chat = [*with_beat(chat, beat.instruction), {"role": "assistant", "content": ""}]
+    needed = len(generator.tokenizer.encode_chat(chat[:-1]))  # instructions, and each turn's markers
+    beat_tokens = _beat_share(max_new_tokens, len(plan))
+    if needed + len(plan) * beat_tokens > generator.context_length:
         raise RequestError(
-            f"the story's plan needs about {needed} tokens of prompt and {CLI_NAMES['max_new_tokens']} "
-            f"{max_new_tokens}, but the model's context is {generator.context_length}",
+            f"the story's plan needs about {needed} tokens of prompt and {len(plan)} paragraphs of up to "
+            f"{beat_tokens} tokens ({CLI_NAMES['max_new_tokens']} {max_new_tokens}), but the model's context is "
+            f"{generator.context_length}",
             hint=f"shorten the premise, lower {setting_words('max_new_tokens')}, or name fewer characters")
 
 

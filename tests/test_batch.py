@@ -411,7 +411,9 @@ def test_max_tokens_past_the_context_stop_the_run_before_any_piece(runner, tmp_p
 
 
 @pytest.mark.parametrize("job, message", [
-    ("{kind: story, characters: [ada], settings: {max_new_tokens: 1000}}", "jobs.yaml:5: jobs[1]: the story's plan needs about"),
+    # a story's budget is shared among its beats (at most 120 tokens each): a long premise is what overflows
+    (f"{{kind: story, characters: [ada], premise: '{'The well sings. ' * 120}'}}",
+     "jobs.yaml:5: jobs[1]: the story's plan needs about"),
     ("{kind: dialogue, characters: [ada, bo], turns: 2, settings: {max_new_tokens: 800}}",
      "jobs.yaml:5: jobs[1]: the prompt needs about"),
     # 1000 and the speakers' names fill the 1024-token context: there is no 'only 0 fit' to say

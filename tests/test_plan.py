@@ -296,6 +296,29 @@ def test_a_plan_that_cannot_fit_is_refused_before_writing(world, tiny_generator)
         write_story(tiny_generator, world, request, GenerationConfig(max_new_tokens=8), seed=1)
 
 
+def test_a_beat_writes_less_when_the_paragraphs_before_it_read_back_longer(world, wide_generator, monkeypatch):
+    """A paragraph of odd bytes can encode to more tokens than it was written in: the last beat of the
+    tests' server request then failed with "--max-tokens 120 does not fit", of a flag given as 400."""
+    budgets = []
+    fake, _ = scripted_complete(["Ada " + "\u00e9\u0301" * 40] * 2 + ["Ada ends it."])
+
+    def recording(prompts, cfg, **kw):
+        budgets.append((len(prompts[0]), cfg.max_new_tokens))
+        return fake(prompts, cfg, **kw)
+
+    monkeypatch.setattr(wide_generator, "complete", recording)
+    request = StoryRequest(characters=("ada",), length="short")
+    story = write_story(wide_generator, world, request, GenerationConfig(max_new_tokens=360, candidates=1), seed=1)
+    assert story.text.endswith("Ada ends it.")
+    (first, share), *_, (last, cut) = budgets
+    assert share == 120 and last + cut == wide_generator.context_length  # the last beat got the room left
+    assert cut < share
+    monkeypatch.setattr(wide_generator, "complete", scripted_complete(["Ada " + "\u00e9\u0301" * 60] * 3)[0])
+    with pytest.raises(RequestError, match=r"the story so far fills the model's context \(\d+ of 1024 tokens\) before "
+                                           "beat 3 could be written"):
+        write_story(wide_generator, world, request, GenerationConfig(max_new_tokens=360, candidates=1), seed=1)
+
+
 def test_a_story_piece_records_its_plan(world, wide_generator):
     request = StoryRequest(characters=("ada",), location="mill", length="short")
     piece = pipeline.compose(wide_generator, world, [request], GenerationConfig(max_new_tokens=9), seeds=[2]).pieces[0]

@@ -499,7 +499,7 @@ CONTEXT_CASES = [
     pytest.param(["story", "-c", "ada", "--premise", "The well sings. " * 60],
                  ["the story's plan needs about", "context is 256", "shorten the premise"], id="huge-premise"),
     pytest.param(["story", "-c", "ada", "-l", "well", "--max-tokens", "250"],
-                 ["--max-tokens 250, but the model's context is 256", "lower --max-tokens (max_new_tokens in a"],
+                 ["(--max-tokens 250), but the model's context is 256", "lower --max-tokens (max_new_tokens in a"],
                  id="max-tokens-250"),
     pytest.param(["dialogue", "-c", "ada,bo", "--topic", "the flood " * 80],
                  ["the prompt needs about", "shorten the premise or topic"], id="huge-topic"),
