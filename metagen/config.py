@@ -240,6 +240,17 @@ class GenerationConfig:
             "world asks for (wrong-tense scenes 60% -> 3%), but read blind its texts lost (15 pairs to 23: the "
             "model then uses fewer of the place's present-tense facts and invents more), so it is off unless "
             "asked for, e.g. in a world's `defaults.story`.")
+    kin_guard: tuple[str, ...] = setting(
+        (), "--kin-guard", section="bans", option=False, help="",
+        doc_default="story and scene: one rule per character of the world (below); none for dialogue and "
+                    "`metagen generate`",
+        doc="Right after a possessive whose owner is clear (\"Ysolde's\", \"her\" in narration about Ysolde "
+            "alone, \"his own\"), the family words that character has no relative for lose 10 from their logits "
+            "(metagen.kin_guard): no son for a queen whose only child is a daughter, no husband for a character "
+            "the world gives none. metagen writes one rule per character from the world, "
+            "`NAME / OTHER NAME (she|he|they|it|?): family words they may be given` (their ties to the cast, "
+            "of the right sex, and the family words of their own card), and records them in the front matter; "
+            "`kin_guard: []` in a world's defaults or a jobs file turns the guard off.")
     context_contrast: float = setting(
         0.0, "--contrast", Within(0, MAX_CONTRAST), note="0 = off", section="bans",
         help="Favour words the world's facts make likelier than the bare request does, {limits}; 0 = off.",
@@ -385,6 +396,13 @@ def _check_logit_bias(pairs: tuple[tuple[str, float], ...]) -> None:
                               hint="-100 already bans a word")
 
 
+def _check_kin_guard(rules: tuple[str, ...]) -> None:
+    if rules:
+        from metagen.kinship import check_rules  # the world's modules: `metagen generate` never loads them
+
+        check_rules(rules)
+
+
 def _check_scripts(scripts: tuple[str, ...]) -> None:
     unknown = [s for s in scripts if s not in (*SCRIPTS, ANY)]
     if unknown:
@@ -393,7 +411,7 @@ def _check_scripts(scripts: tuple[str, ...]) -> None:
 
 # The shapes of a value that its type and range cannot say, checked with the value alone, so that a
 # jobs file names a bad one at its own line (it had been named at each job's).
-_SHAPE_CHECKS = {"logit_bias": _check_logit_bias, "scripts": _check_scripts}
+_SHAPE_CHECKS = {"logit_bias": _check_logit_bias, "scripts": _check_scripts, "kin_guard": _check_kin_guard}
 
 
 def setting_words(name: str) -> str:

@@ -14,6 +14,7 @@ import functools
 import re
 from collections.abc import Sequence
 
+from metagen.errors import ConfigError
 from metagen.grounding import POSSESSIVE, WORD, character_forms, narrated_sentences, pronoun_of, world_vocabulary
 from metagen.text import fold, mentions, words_of
 from metagen.world import Character, Relationship, World
@@ -275,7 +276,117 @@ def narrated_kin(text: str, kin: Kinship) -> list[str]:
     return found
 
 
+# --- the kin guard's rules (metagen.kin_guard) ------------------------------------------
+
+# Words that may stand between a possessive and the family word: "her own son", "his late wife".
+BETWEEN = frozenset("own late dead lost beloved young little older younger elder eldest baby only dear".split())
+POSSESSIVE_PRONOUNS = {"her": "she", "his": "he", "their": "they"}
+FAMILY_WORDS = frozenset(_ROLE_OF)  # the words the guard knows: every role's (KIN_ROLES)
+_RULE = re.compile(r"^(?P<forms>.+) \((?P<pronoun>she|he|they|it|\?)\): (?P<words>.*)$")
+
+
+@dataclasses.dataclass(frozen=True)
+class KinOwner:
+    """One character as the guard sees them: the forms that name them, their pronoun ("" unknown)
+    and the family words (singular, folded) they may be given."""
+
+    forms: tuple[str, ...]
+    pronoun: str
+    allowed: frozenset[str]
+
+    @property
+    def unfit(self) -> frozenset[str]:
+        return FAMILY_WORDS - self.allowed
+
+
+def write_rule(forms: Sequence[str], pronoun: str, allowed: Sequence[str]) -> str:
+    """One character's rule, as the setting holds it: "Queen Ysolde Vær / Ysolde (she): daughter"."""
+    return f"{' / '.join(forms)} ({pronoun or '?'}): {', '.join(sorted(allowed)) or '-'}"
+
+
+def read_rule(rule: str) -> KinOwner:
+    """A rule back as a KinOwner; a rule not in write_rule's shape is a ConfigError naming it."""
+    match = _RULE.match(rule)
+    words = [] if match is None else [w.strip() for w in match["words"].split(",") if w.strip() not in ("", "-")]
+    unknown = [w for w in words if w not in FAMILY_WORDS]
+    if match is None or unknown:
+        raise ConfigError(f"{rule!r} is not 'NAME / OTHER NAME (she|he|they|it|?): family words'"
+                          + (f" (unknown family words: {', '.join(unknown)})" if unknown else ""),
+                          hint="leave kin_guard out and metagen writes it from the world; [] turns the guard off")
+    forms = tuple(f.strip() for f in match["forms"].split(" / ") if f.strip())
+    pronoun = "" if match["pronoun"] == "?" else match["pronoun"]
+    return KinOwner(forms, pronoun, frozenset(words))
+
+
+def check_rules(rules: Sequence[str]) -> None:
+    for rule in rules:
+        read_rule(rule)
+
+
+def possessor(text: str, owners: Sequence[KinOwner]) -> KinOwner | None:
+    """Whose relative a family word written right after `text` names, when that is clear; else None.
+
+    Clear: `text` ends on a name's possessive ("Queen Ysolde Vær's", "Agnes’"), or on "her", "his" or
+    "their" (perhaps with "own", "late" ... after it) in narration whose nearest sentence naming
+    anyone names one character alone, who takes that pronoun ("Ysolde sat down. She told her",
+    "Ysolde looked at her"). Inside quoted speech the speaker is not known, and a sentence naming two
+    of the cast could mean either: None.
+    """
+    if text.count('"') % 2 or text.count("“") > text.count("”"):
+        return None
+    words = text.split()
+    while words and fold(words[-1]) in BETWEEN:
+        words.pop()
+    if not words:
+        return None
+    head = " ".join(words)
+    for mark in ("'s", "’s", "'", "’"):  # "Ysolde's", "Agnes'"
+        if head.endswith(mark):
+            name_end = head[: -len(mark)]
+            return next((o for o in owners for form in o.forms if _ends_with_name(name_end, form)), None)
+    pronoun = POSSESSIVE_PRONOUNS.get(fold(words[-1]))
+    if pronoun is None:
+        return None
+    for sentence in reversed(narrated_sentences(head)):
+        named = [o for o in owners if any(mentions(sentence, form) for form in o.forms)]
+        if len(named) > 1:
+            return None
+        if named:
+            return named[0] if named[0].pronoun == pronoun else None
+    return None
+
+
+def _ends_with_name(text: str, form: str) -> bool:
+    return text.endswith(form) and (len(text) == len(form) or not text[-len(form) - 1].isalnum())
+
+
+def kin_guard_rules(world: World) -> tuple[str, ...]:
+    """The kin guard's rules for a world (metagen.kin_guard): for each character, the forms that name
+    them, their pronoun, and the family words they may be given: those of their ties to the cast,
+    of the right sex where the relative's is known (Ysolde: "daughter", "child"; not "son"), and those
+    their own card gives them after "his", "her" or "their" ("since his wife died": Oswin's "wife";
+    Agnes's "taught Oswin's wife" is not hers)."""
+    kin = kinship(world)
+    rules = []
+    for c in world.characters:
+        card = " ".join([c.description or "", *c.goals, *c.secrets, *(t.description or "" for t in c.relationships)])
+        own = {_singular(m.group(1)) for m in _CARD_KIN.finditer(card)}
+        allowed = {w for w in FAMILY_WORDS if w in own or (kin is not None and kin.relatives(c.id, w))}
+        rules.append(write_rule(character_forms(c), pronoun_of(c), allowed))
+    return tuple(rules)
+
+
+# "his wife", "her late husband", "their sons": a family word a card gives its own character
+_CARD_KIN = re.compile(rf"\b(?:his|her|their)\s+(?:(?:{'|'.join(sorted(BETWEEN))})\s+)*([a-z]+)\b", re.IGNORECASE)
+
+
+def _singular(word: str) -> str:
+    word = fold(word)
+    return word[:-1] if word not in FAMILY_WORDS and word[:-1] in FAMILY_WORDS else word
+
+
 __all__ = [
-    "CHILD_WORDS", "KIN_GROUPS", "KIN_ROLES", "Kinship", "PARENT_WORDS", "invented_relatives", "kin_side", "kinship",
-    "misspoken_kin", "narrated_kin", "relation_vocabulary", "tie_word", "wrong_kin",
+    "BETWEEN", "CHILD_WORDS", "FAMILY_WORDS", "KIN_GROUPS", "KIN_ROLES", "KinOwner", "Kinship", "PARENT_WORDS",
+    "POSSESSIVE_PRONOUNS", "check_rules", "invented_relatives", "kin_guard_rules", "kin_side", "kinship", "misspoken_kin",
+    "narrated_kin", "possessor", "read_rule", "relation_vocabulary", "tie_word", "write_rule", "wrong_kin",
 ]

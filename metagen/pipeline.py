@@ -22,6 +22,7 @@ from metagen.config import MAX_BATCH_SIZE, MAX_CANDIDATES, MAX_SEED, GenerationC
 from metagen.critic import NARRATION_WEIGHTS, SCENE_WEIGHTS, best_index, critic_context, judge
 from metagen.editor import strike
 from metagen.grounding import stock_phrases, writing_guard
+from metagen.kinship import kin_guard_rules
 from metagen.errors import ConfigError, RequestError
 from metagen.moderation import check_mode, policy_for, verdict
 from metagen.opening import candidate_starts, scene_start_words
@@ -75,6 +76,9 @@ NARRATION_DEFAULTS: dict[str, Any] = {**PROSE_DEFAULTS, "sentence_opening": True
 # read blind at 23 of 40 for them, kept 21 to 17, longer (median 31 -> 39 and 33 -> 47 words), and
 # are written in two thirds of the time: it is off for scenes (round forty, experiments/log.md).
 CONTRAST = {"context_contrast": 0.5}
+# Narration gives no one a relative the world does not (metagen.kin_guard); a spoken line's "my" and
+# "your" belong to a speaker and listener the guard cannot see.
+KIN_GUARDED = ("story", "scene")
 KIND_DEFAULTS: dict[str, dict[str, Any]] = {"story": NARRATION_DEFAULTS, "scene": NARRATION_DEFAULTS,
                                             "dialogue": {**PROSE_DEFAULTS, "penalize_prompt": True, "max_sentences": 2, **CONTRAST}}
 # Versions of each unit (scene, story beat, dialogue line) the critic chooses from when nobody
@@ -208,6 +212,8 @@ def effective_config(world: World, kind: str, job_settings: Mapping[str, Any] | 
     if not any(layer and layer.get("scripts") for layer in layers):
         # The script guard follows the world's prose and the request's own words (metagen.scripts).
         base.update(writing_guard(world, request_texts(request)))
+    if kind in KIN_GUARDED and not any(layer and layer.get("kin_guard") is not None for layer in layers):
+        base["kin_guard"] = kin_guard_rules(world)
     cfg = merge_settings(base, *layers)
     chosen = any(layer and layer.get("candidates") is not None for layer in layers)
     if not chosen and cfg.effective_strategy == "sample":

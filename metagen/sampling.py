@@ -249,7 +249,7 @@ def build_processors(
     """The processors for `cfg`, in the one documented order, skipping no-ops.
 
     Order: repetition penalty, presence/frequency penalty, DRY, no-repeat n-gram, no-copy
-    n-gram, banned sequences, script guard, sentence opening, tense guard, logit bias; then, when sampling,
+    n-gram, banned sequences, script guard, sentence opening, tense guard, kin guard, logit bias; then, when sampling,
     temperature, top-k, top-p, min-p, typical-p and XTC. Greedy (or temperature 0) and beam search stop after logit bias:
     temperature and truncation cannot change the argmax, and beam scores need the full
     distribution. XTC needs `generators`, one per row. The caller passes `tokens` with
@@ -288,8 +288,8 @@ def _penalty_processors(cfg: GenerationConfig, tokenizer: Tokenizer) -> list[Log
 
 
 def _ban_processors(cfg: GenerationConfig, tokenizer: Tokenizer) -> list[LogitsProcessor]:
-    """The bans and biases (metagen.bans): banned sequences, script guard, sentence opening, tense
-    guard, logit bias."""
+    """The bans and biases (metagen.bans, metagen.kin_guard): banned sequences, script guard, sentence
+    opening, tense guard, kin guard, logit bias."""
     vocab = tokenizer.vocab_size
     out: list[LogitsProcessor] = []
     if cfg.banned:
@@ -300,6 +300,10 @@ def _ban_processors(cfg: GenerationConfig, tokenizer: Tokenizer) -> list[LogitsP
         out.append(SentenceOpeningProcessor(tokenizer))
     if cfg.tense_guard != "off":
         out.append(TenseGuardProcessor(cfg.tense_guard, tokenizer))
+    if cfg.kin_guard:
+        from metagen.kin_guard import KinGuardProcessor  # it reads the world's words: `generate` never loads them
+
+        out.append(KinGuardProcessor(cfg.kin_guard, tokenizer))
     if cfg.logit_bias:
         bias = logit_bias_tokens(cfg.logit_bias, tokenizer)
         if bias:

@@ -135,3 +135,61 @@ characters:
   - {id: bran, name: Bran}
 """))
     assert narrated_kin(text, kinship(world)) == found
+
+
+GUARD_WORLD = """\
+world: {id: keep, name: The Keep}
+characters:
+  - id: ysolde
+    name: Queen Ysolde
+    description: A tall woman; she rules the Keep.
+    relationships: [{with: maelle, kind: daughter}]
+  - {id: maelle, name: Sister Maelle, description: She keeps the books.}
+  - {id: oswin, name: Oswin Hale, description: He keeps bees. Since his wife died he barely speaks.}
+"""
+
+
+def guard_owners(tmp_path):
+    from metagen.kinship import kin_guard_rules, read_rule
+
+    rules = kin_guard_rules(load_world(write_world(tmp_path, GUARD_WORLD)))
+    return rules, {owner.forms[0]: owner for owner in map(read_rule, rules)}
+
+
+def test_kin_guard_rules_give_each_character_their_ties_and_their_cards_family_words(tmp_path):
+    rules, _ = guard_owners(tmp_path)
+    assert rules == ("Queen Ysolde / Ysolde (she): child, daughter, stepdaughter",  # no son: Maelle is "she"
+                     "Sister Maelle / Maelle (she): mama, mom, mother, mum, parent, stepmother",
+                     "Oswin Hale / Oswin (he): wife")  # his card's own word
+
+
+@pytest.mark.parametrize(("text", "owner"), [
+    ("The hall was cold. Queen Ysolde's", "Queen Ysolde"),
+    ("Then Oswin’s", "Oswin Hale"),
+    ("Ysolde sat down. She told her", "Queen Ysolde"),  # the nearest sentence naming anyone names her alone
+    ("Ysolde looked at her own", "Queen Ysolde"),
+    ("Oswin thought of his late", "Oswin Hale"),
+    ("Ysolde looked at his", None),  # she is no "his"
+    ("Ysolde smiled at Maelle and her", None),  # either of them
+    ('Ysolde said, "Tell her', None),  # a speaker's words
+    ('Ysolde said, "Go." Then she kissed her', "Queen Ysolde"),  # the quotation is over
+    ("The wind rose. Her", None),  # no one named yet
+    ("Ysolde smiled", None),  # no possessive
+])  # fmt: skip
+def test_possessor_is_the_one_character_a_possessive_can_only_mean(tmp_path, text, owner):
+    from metagen.kinship import possessor
+
+    _, owners = guard_owners(tmp_path)
+    found = possessor(text, list(owners.values()))
+    assert (found.forms[0] if found else None) == owner
+
+
+def test_a_kin_guard_rule_in_another_shape_names_itself():
+    from metagen.errors import ConfigError
+    from metagen.kinship import read_rule, write_rule
+
+    assert read_rule(write_rule(("Amos",), "", ())).pronoun == ""  # "(?)": not known
+    with pytest.raises(ConfigError, match=r"'Amos: wife' is not 'NAME / OTHER NAME"):
+        read_rule("Amos: wife")
+    with pytest.raises(ConfigError, match="unknown family words: wyfe"):
+        read_rule("Amos (he): wyfe")

@@ -79,6 +79,16 @@ def test_the_tense_guard_is_off_unless_a_layer_asks_for_it(world):
                                      SceneRequest(location="well")).tense_guard == "present"
 
 
+def test_narration_is_kin_guarded_by_the_worlds_own_rules_unless_a_layer_says_otherwise(world):
+    from metagen.kinship import kin_guard_rules
+
+    story = pipeline.effective_config(world, "story", None, None)
+    assert story.kin_guard == kin_guard_rules(world) and len(story.kin_guard) == len(world.characters)
+    assert pipeline.effective_config(world, "scene", None, None, SceneRequest(location="well")).kin_guard == story.kin_guard
+    assert pipeline.effective_config(world, "dialogue", None, None).kin_guard == ()  # "my" and "your" are a speaker's
+    assert pipeline.effective_config(world, "story", {"kin_guard": []}, None).kin_guard == ()  # a jobs file turns it off
+
+
 def test_contrast_is_a_dialogues_default_and_any_kinds_choice(world, tmp_path):
     scene = SceneRequest(location="well")
     assert pipeline.effective_config(world, "scene", None, None, scene).context_contrast == 0  # off since 0.24.0
