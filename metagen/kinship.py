@@ -279,7 +279,8 @@ def narrated_kin(text: str, kin: Kinship) -> list[str]:
 # --- the kin guard's rules (metagen.kin_guard) ------------------------------------------
 
 # Words that may stand between a possessive and the family word: "her own son", "his late wife".
-BETWEEN = frozenset("own late dead lost beloved young little older younger elder eldest baby only dear".split())
+BETWEEN = frozenset("""own late dead lost beloved young little older younger elder eldest baby only dear new former first
+estranged adopted""".split())
 POSSESSIVE_PRONOUNS = {"her": "she", "his": "he", "their": "they"}
 FAMILY_WORDS = frozenset(_ROLE_OF)  # the words the guard knows: every role's (KIN_ROLES)
 _RULE = re.compile(r"^(?P<forms>.+) \((?P<pronoun>she|he|they|it|\?)\): (?P<words>.*)$")

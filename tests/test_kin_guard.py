@@ -65,3 +65,10 @@ def test_a_rule_in_another_shape_is_refused_as_a_setting():
 def test_the_first_token_of_a_longer_family_word_is_left_alone():
     tok, out = guarded([" Ysolde looked at her"])
     assert out[0, word_id(tok, "grand")] == 0  # " grand" also begins "her grand hall"
+
+
+def test_a_word_such_as_new_between_possessive_and_family_word_keeps_the_guard_on():
+    from metagen.kinship import possessor, read_rule
+
+    owners = [read_rule(rule) for rule in RULES]
+    assert possessor("Then Ysolde's new", owners).forms[0] == "Queen Ysolde"  # read: "Agnes's new husband" got through
