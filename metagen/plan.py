@@ -543,6 +543,11 @@ def _check_beats_fit_context(generator, messages: list[dict[str, str]], plan: li
     a paragraph more: at most its share of max_new_tokens each (_beat_share). Counting the instructions
     and max_new_tokens alone let a story through whose last beat then failed with "--max-tokens 120
     does not fit", of a flag given as 400 (turn markers and the share left out)."""
+    if max_new_tokens > generator.context_length:  # shared out it would fit, but no one means it
+        raise RequestError(f"{CLI_NAMES['max_new_tokens']} {max_new_tokens} is more than the model's whole context "
+                           f"of {generator.context_length} tokens",
+                           hint=f"lower {setting_words('max_new_tokens')}; a story's beats take at most {BEAT_TOKENS} "
+                                "tokens each")
     chat = list(messages)
     for beat in plan:
         chat = [*with_beat(chat, beat.instruction), {"role": "assistant", "content": ""}]
