@@ -39,6 +39,17 @@ def _possessive_ends(vocabulary: tuple[str, ...]) -> tuple[int, ...]:
     return tuple(i for i, text in enumerate(texts) if fold(text) in words or text in ("'s", "’s", "s", "'", "’"))
 
 
+@functools.lru_cache(maxsize=4)
+def _family_tokens(tokenizer: Tokenizer) -> tuple[dict[str, tuple[int, ...]], torch.Tensor]:
+    """Per family word and its plural, its tokens after a space; and the ids after which the guard
+    looks (a possessive's end, or a longer family word's first tokens, " grand" of " grand" "ma").
+    Built once per tokenizer: a story builds its processors anew for every beat."""
+    pieces = {w: tuple(tokenizer.encode(" " + w)) for word in sorted(FAMILY_WORDS) for w in (word, word + "s")}
+    inner = {piece for word_pieces in pieces.values() for piece in word_pieces[:-1]}
+    triggers = torch.tensor(sorted(set(_possessive_ends(tokenizer.vocabulary())) | inner), dtype=torch.long)
+    return pieces, triggers
+
+
 class KinGuardProcessor:
     """Right after a possessive whose owner is clear (possessor), the family words the owner may
     not be given lose `bias`: a one-token word at once, a longer one at its next token ("grand" +
@@ -50,10 +61,8 @@ class KinGuardProcessor:
     def __init__(self, rules: Sequence[str], tokenizer: Tokenizer, bias: float = KIN_GUARD_BIAS):
         self.owners = [read_rule(rule) for rule in rules]
         self.tokenizer, self.bias = tokenizer, float(bias)
-        # per family word (and its plural): its tokens after a space
-        self.pieces = {w: tuple(tokenizer.encode(" " + w)) for word in FAMILY_WORDS for w in (word, word + "s")}
-        inner = {piece for pieces in self.pieces.values() for piece in pieces[:-1]}  # " grand" of " grand" "ma"
-        self.triggers = torch.tensor(sorted(set(_possessive_ends(tokenizer.vocabulary())) | inner), dtype=torch.long)
+        self.pieces, self.triggers = _family_tokens(tokenizer)
+        self.longest = max(map(len, self.pieces.values()))
 
     def describe(self) -> str:
         return f"kin guard ({len(self.owners)} characters; family words they have no relative for -{self.bias:g})"
@@ -76,7 +85,7 @@ class KinGuardProcessor:
         possessive, a one-token word ("son"); after a word's first k tokens ("her" " grand"), its next
         one, unless that token also goes on to a word the owner may be given."""
         found = set()
-        for k in range(max(map(len, self.pieces.values()))):
+        for k in range(self.longest):
             # the first token of a longer word is left alone: " grand", " step" also begin "grand hall", "her step"
             started = [(w, p) for w, p in self.pieces.items()
                        if len(p) > k and (k or len(p) == 1) and tuple(ids[len(ids) - k:]) == p[:k]]

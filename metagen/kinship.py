@@ -295,7 +295,7 @@ class KinOwner:
     pronoun: str
     allowed: frozenset[str]
 
-    @property
+    @functools.cached_property
     def unfit(self) -> frozenset[str]:
         return FAMILY_WORDS - self.allowed
 
