@@ -22,7 +22,9 @@ from metagen.grounding import (
     invented_ranks,
     location_forms,
     name_spellings,
+    named_twice,
     names_any,
+    narrated_sentences,
     narration_tense,
     off_world_dates,
     pronoun_slips,
@@ -70,7 +72,7 @@ COPY_RUN = 6  # a run of this many words shared with the prompt counts as copyin
 WEIGHTS = {"names": 2.0, "details": 1.0, "invented": -2.5, "garbled": -6.0, "banned": -3.0, "copied": -0.5,
            "repetition": -6.0, "markup": -1.0, "unfinished": -0.7, "short": -1.5, "voice": -1.0, "same_start": -1.0,
            "misplaced": -1.5, "listed": -1.0,
-           "echo": -3.0, "pronoun": -2.0, "relatives": -2.0, "ranks": -2.0, "kin": -2.0, "ties": -2.0, "self": -2.0, "stock": -1.0, "dated": -1.5, "restated": -0.5, "struck": -0.5, "tense": -1.5, "logprob": 0.5, "rating": -50.0}
+           "echo": -3.0, "pronoun": -2.0, "relatives": -2.0, "ranks": -2.0, "kin": -2.0, "ties": -2.0, "self": -2.0, "twice": -2.0, "stock": -1.0, "dated": -1.5, "restated": -0.5, "struck": -0.5, "tense": -1.5, "logprob": 0.5, "rating": -50.0}
 # Story beats and scenes: the same findings weighed as blind readers weighed them. Fitted in round
 # twenty-six (experiments/eval-results/round26/fit_weights.py: a logistic model of readers' best and
 # worst picks among the candidates of 114 pools on 9 worlds, held near WEIGHTS) and rounded: readers
@@ -482,7 +484,7 @@ def _repeat_findings(words: Sequence[str], context: CriticContext) -> dict[str, 
 
 def _narrator_findings(text: str, narration: str, context: CriticContext) -> dict[str, float]:
     """How the narrator slips: the other tense, the wrong person ("I" in a third-person world), pronouns
-    none of the cast takes or that misgender one of them."""
+    none of the cast takes or that misgender one of them, one of the cast named twice in a sentence."""
     findings: dict[str, float] = {}
     if context.tense and narration_tense(text) not in ("", context.tense):
         # A present-tense world told in the past: what readers of held-aside worlds named first in
@@ -500,6 +502,8 @@ def _narrator_findings(text: str, narration: str, context: CriticContext) -> dic
         # asked for; readers flag both.
         foreign = sum(w in context.foreign_pronouns for w in words_of(narration))
         findings["pronoun"] = float(min(3, foreign + slips))
+    # "Agnes looked up at Agnes": a name where a pronoun belongs, and the reader loses who is who
+    _record_any(findings, "twice", sum(len(named_twice(s, context.cast)) for s in narrated_sentences(narration)), 2)
     return findings
 
 

@@ -1,7 +1,8 @@
 """The editor: strikes the sentences of a candidate that a reader would strike, before the critic judges it.
 
 A 135M model's paragraph often holds one bad sentence among good ones: a made-up person ("her
-brother Tom"), a year the world never has, a line of the story before said again ("the embers
+brother Tom"), a year the world never has, one of the cast named twice where a pronoun belongs
+("Agnes looked up at Agnes"), a line of the story before said again ("the embers
 of Ashenmere burned with the fire of memory forevermore" in three paragraphs running), or words
 about the text ("Here is the next paragraph:"). The critic can only weigh the whole candidate, so
 such a sentence loses good ones with it, or stays in the chosen text. The editor cuts it, and the
@@ -17,7 +18,7 @@ import re
 from dataclasses import dataclass
 
 from metagen.critic import CriticContext, echo_count
-from metagen.grounding import names_any, off_world_dates, unknown_names
+from metagen.grounding import named_twice, names_any, off_world_dates, unknown_names
 from metagen.kinship import invented_relatives
 from metagen.scripts import is_garbled
 from metagen.text import ngrams, split_sentences, words_of
@@ -34,8 +35,8 @@ class Edit:
 
 
 def strike(text: str, context: CriticContext) -> Edit:
-    """text without its sentences that make up a person or a year, say the text before again, talk
-    about the text, or are garbled; unchanged when none does. The first sentence is never judged, so
+    """text without its sentences that make up a person or a year, name one of the cast twice, say
+    the text before again, talk about the text, or are garbled; unchanged when none does. The first sentence is never judged, so
     at least it is left.
 
     What counts as made up is the critic's own reading of the whole text (grounding.unknown_names,
@@ -74,6 +75,8 @@ def _fault(sentence: str, context: CriticContext, made_up: set[str], years: set[
         return "invented"
     if years and any(y in sentence for y in years):
         return "dated"
+    if named_twice(sentence, context.cast):  # "Agnes looked up at Agnes"
+        return "named twice"
     if echo_count(sentence):
         return "echo"
     if is_garbled(sentence, context.scripts, context.exempt):

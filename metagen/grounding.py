@@ -378,6 +378,20 @@ def pronoun_slips(text: str, cast: Sequence[Character]) -> list[str]:
     return slips
 
 
+def named_twice(sentence: str, cast: Sequence[Character]) -> list[str]:
+    """The forms by which narration names one of the cast a second time in one sentence, where a
+    pronoun belongs ("Agnes looked up at Agnes", "Agnes had tended Agnes's garden": a 135M model
+    loses track of who is who). Quoted speech is left out; "Queen Ysolde Vær ... Ysolde" is twice."""
+    narration = fold(QUOTED.sub(" ", sentence))
+    found = []
+    for c in cast:
+        forms = sorted({fold(f) for f in character_forms(c) if f.strip()}, key=len, reverse=True)
+        said = re.findall(rf"(?<!\w)(?:{'|'.join(map(re.escape, forms))})(?!\w)", narration) if forms else []
+        if len(said) > 1:
+            found.append(said[-1])
+    return found
+
+
 # The narrator's tense, read from the words that show it: forms of be, have and do, a few common
 # irregular verbs, and a verb right after a subject pronoun ("she turned", "it hums"). A regular
 # "-ed" word elsewhere is left out: descriptions are full of participles ("rusted cranes", "is
@@ -483,7 +497,7 @@ __all__ = [
     "COMMON_WORDS_FILE", "HE_WORDS", "MIN_COMPOUND", "MIN_FIRST_WORD",
     "MIN_SPELLING", "NEAR_SPELLING", "QUOTED", "RANK_WORDS", "SHE_WORDS", "STOCK_PHRASES_FILE", "STOPLIST", "TITLES",
     "character_forms", "common_words", "foreign_pronouns", "invented_ranks",
-    "location_forms", "misspelled_names", "name_spellings", "names_any",
+    "location_forms", "misspelled_names", "name_spellings", "named_twice", "names_any",
     "narration_tense", "off_world_dates", "pronoun_of", "pronoun_slips", "self_named",
     "stock_phrases", "unknown_names", "world_dates", "world_names", "world_prose", "world_vocabulary",
     "write_common_words", "writing_guard",

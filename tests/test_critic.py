@@ -221,6 +221,15 @@ def test_narration_giving_a_woman_the_wrong_pronoun_costs_score(world):
     assert "pronoun" not in judge("He tied his rope.", mixed).findings
 
 
+def test_narration_naming_one_of_the_cast_twice_in_a_sentence_costs_score(world):
+    context = context_for(world, StoryRequest(characters=("mira", "jonas")), narrator_person="third")
+    right = judge("Mira walked to the Old Docks. Jonas looked up at her.", context)
+    wrong = judge("Mira walked to the Old Docks. Mira looked up at Mira.", context)
+    assert "twice" not in right.findings and wrong.findings["twice"] == 1 and wrong.score < right.score
+    spoken = context_for(world, StoryRequest(characters=("mira", "jonas")))  # no narrator: no cast to hold
+    assert "twice" not in judge("Mira looked up at Mira.", spoken).findings
+
+
 def test_narration_in_the_tense_not_asked_for_costs_score(world):
     from dataclasses import replace
 

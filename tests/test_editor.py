@@ -56,6 +56,18 @@ def test_a_sentence_with_a_made_up_person_or_year_is_struck(world):
     assert [reason for reason, _ in edit.struck] == ["invented", "dated"]
 
 
+def test_a_sentence_naming_one_of_the_cast_twice_is_struck_unless_it_opens_the_text(world):
+    context = context_for(world, StoryRequest(characters=("mira", "jonas"), location="docks"))
+    text = "Mira Okafor walked the Old Docks with Jonas. Jonas waved to Jonas. Nets hung like grey curtains."
+    edit = strike(text, context)
+    assert edit.text == "Mira Okafor walked the Old Docks with Jonas. Nets hung like grey curtains."
+    assert edit.struck == (("named twice", "Jonas waved to Jonas."),)
+    alone = "Mira Okafor walked the Old Docks. Jonas waved to Jonas."
+    assert strike(alone, context).text == alone  # the only sentence naming Jonas: naming the cast comes first
+    opening = "Mira looked up at Mira at the Old Docks. Jonas waved."
+    assert strike(opening, context).text == opening  # the first sentence holds metagen's words: never struck
+
+
 def test_a_made_up_relative_and_words_about_the_text_are_struck(world):
     context = context_for(world, StoryRequest(characters=("mira",), location="docks"))
     text = "Mira Okafor dived under the pier. Her husband waited on the shore. Here is the next paragraph: the end."

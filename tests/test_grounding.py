@@ -9,6 +9,7 @@ from metagen.grounding import (
     common_words,
     invented_ranks,
     narration_tense,
+    named_twice,
     pronoun_slips,
     stock_phrases,
     unknown_names,
@@ -115,6 +116,19 @@ def test_a_rank_is_made_up_unless_the_world_writes_it_in_any_number():
     vocabulary = frozenset("the queen kingdom witches".split())
     text = "The king's daughters and two princesses met a witch, the gods, King Arvid and the queen. Lordly halls."
     assert invented_ranks(text, vocabulary) == ["king", "princess", "god"]
+
+
+@pytest.mark.parametrize("sentence, twice", [
+    ("Agnes looked up at Agnes.", ["agnes"]),
+    ("Agnes had been looking after Agnes's garden.", ["agnes"]),  # a possessive names her too
+    ("Widow Agnes Threlkeld smiled, and Agnes knew.", ["agnes"]),  # the full name and a short form
+    ("Agnes looked up at Oswin.", []),
+    ('Agnes said, "Agnes is tired," and sat.', []),  # quoted speech is the speaker's
+    ("Widow Agnes Threlkeld smiled.", []),  # one name, however long
+])
+def test_one_of_the_cast_named_twice_in_a_sentence_is_found(sentence, twice):
+    cast = [Character(id="agnes", name="Widow Agnes Threlkeld", aliases=["Agnes"]), Character(id="oswin", name="Oswin")]
+    assert named_twice(sentence, cast) == twice
 
 
 @pytest.mark.parametrize("text, slips", [
