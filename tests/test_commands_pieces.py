@@ -416,14 +416,31 @@ def test_show_prompt_prints_the_prompt_and_runs_nothing(runner, world, model_arg
     ("dialogue", "dialogue", ["-c", "bo,cy", "--topic", "the flood"]),
 ])
 def test_prompt_command_matches_show_prompt(runner, world, model_args, kind, command, extra):
-    shown = invoke(runner, command, world, *extra, "--show-prompt", "--json", *model_args)
-    printed = invoke(runner, "prompt", kind, world, *extra, "--json", *model_args)
+    shown = invoke(runner, command, world, *extra, "--seed", 3, "--show-prompt", "--json", *model_args)
+    printed = invoke(runner, "prompt", kind, world, *extra, "--seed", 3, "--json", *model_args)
     assert shown.exit_code == 0 and printed.exit_code == 0, printed.output
     assert json.loads(shown.stdout) == json.loads(printed.stdout)
     data = json.loads(printed.stdout)
+    assert data["seed"] == 3
     opening = ""  # a story's beats name its cast; a scene names its place in the model's words
     assert data["prompt_tokens"] > 0 and data["prompt"].endswith("<|im_start|>assistant\n" + opening)
     assert data["opening"] == opening and data["kind"] == kind and data["world"] == "tinyville"
+
+
+def test_a_prompt_without_a_seed_is_a_drawn_seeds_and_says_which(runner, world, model_args, tmp_path):
+    """`metagen prompt story W` showed seed 0's cast and plan while `metagen story W` draws a seed:
+    the prompt shown was not one the run would write from. Now it draws one too and names it."""
+    drawn = invoke(runner, "prompt", "story", world, *model_args)
+    assert drawn.exit_code == 0, drawn.output
+    seed = int(drawn.stderr.split("seed: ")[1].split()[0])
+    assert f"(drawn at random: give --seed {seed} to write from this prompt)" in drawn.stderr
+    given = invoke(runner, "prompt", "story", world, "--seed", seed, *model_args)
+    assert given.stdout == drawn.stdout and f"seed: {seed}\n" in given.stderr and "drawn" not in given.stderr
+    as_json = json.loads(invoke(runner, "prompt", "story", world, "--seed", seed, "--json", *model_args).stdout)
+    written = invoke(runner, "story", world, "--seed", seed, "--max-tokens", 4, "-o", tmp_path / "s.md", *model_args)
+    assert written.exit_code == 0, written.output
+    front = yaml.safe_load((tmp_path / "s.md").read_text(encoding="utf-8").split("\n---\n")[0].removeprefix("---\n"))
+    assert as_json["seed"] == seed and as_json["request"] == front["request"]  # the cast and place the run drew
 
 
 @pytest.mark.parametrize("kind, command, extra", [

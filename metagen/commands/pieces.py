@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Callable, Optional
 
@@ -201,11 +201,18 @@ def show_prompt(kind: str, world_path: Path, fields: dict, settings: dict | None
     from metagen import pipeline
 
     world, request, cfg = _prepare(kind, world_path, fields, settings, order)
-    request = pipeline.seeded_request(world, request, cfg.seed or 0)  # shown as the piece would record it
+    # Without --seed a run draws its seed, and the seed draws a story's cast, place and plan: show the
+    # prompt of a seed drawn the same way, and say which, so that --seed N writes from this very prompt.
+    drawn, seed = cfg.seed is None, pipeline.seeds_for(1, cfg.seed)[0]
+    cfg = replace(cfg, seed=seed)
+    request = pipeline.seeded_request(world, request, seed)  # shown as the piece would record it
     generator = load_generator(model_options, quiet=as_json)
     view = pipeline.prompt_view(generator, world, request, cfg)
-    print_prompt(view, as_json, {"kind": kind, "world": world.id, "request": request.to_dict(),
+    print_prompt(view, as_json, {"kind": kind, "world": world.id, "seed": seed, "request": request.to_dict(),
                                  "max_new_tokens": cfg.max_new_tokens})
+    if not as_json:
+        how = f" (drawn at random: give --seed {seed} to write from this prompt)" if drawn else ""
+        typer.echo(f"seed: {seed}{how}", err=True)
 
 
 class _Streamer:
