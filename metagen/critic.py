@@ -24,7 +24,6 @@ from metagen.grounding import (
     name_spellings,
     named_twice,
     names_any,
-    narrated_sentences,
     narration_tense,
     off_world_dates,
     pronoun_slips,
@@ -503,7 +502,7 @@ def _narrator_findings(text: str, narration: str, context: CriticContext) -> dic
         foreign = sum(w in context.foreign_pronouns for w in words_of(narration))
         findings["pronoun"] = float(min(3, foreign + slips))
     # "Agnes looked up at Agnes": a name where a pronoun belongs, and the reader loses who is who
-    _record_any(findings, "twice", sum(len(named_twice(s, context.cast)) for s in narrated_sentences(narration)), 2)
+    _record_any(findings, "twice", len(named_twice(text, context.cast)), 2)
     return findings
 
 

@@ -378,17 +378,19 @@ def pronoun_slips(text: str, cast: Sequence[Character]) -> list[str]:
     return slips
 
 
-def named_twice(sentence: str, cast: Sequence[Character]) -> list[str]:
+def named_twice(text: str, cast: Sequence[Character]) -> list[str]:
     """The forms by which narration names one of the cast a second time in one sentence, where a
     pronoun belongs ("Agnes looked up at Agnes", "Agnes had tended Agnes's garden": a 135M model
-    loses track of who is who). Quoted speech is left out; "Queen Ysolde Vær ... Ysolde" is twice."""
-    narration = fold(QUOTED.sub(" ", sentence))
+    loses track of who is who); "Queen Ysolde Vær ... Ysolde" is twice. Quoted speech is left out,
+    and a quote that ends a sentence ends it ('Amos said, "Go." He looked at Amos' is two sentences);
+    an unclosed quote runs to the end of the text."""
+    narration = QUOTED.sub(lambda quote: ". " if quote.group()[-2:-1] in ".!?" else " ", text)
+    narration = fold(re.sub(r"[\"“].*", " ", narration))
     found = []
     for c in cast:
         forms = sorted({fold(f) for f in character_forms(c) if f.strip()}, key=len, reverse=True)
-        said = re.findall(rf"(?<!\w)(?:{'|'.join(map(re.escape, forms))})(?!\w)", narration) if forms else []
-        if len(said) > 1:
-            found.append(said[-1])
+        name = rf"(?<!\w)(?:{'|'.join(map(re.escape, forms))})(?!\w)"
+        found += [said[-1] for sentence in _SENTENCE_END.split(narration) if len(said := re.findall(name, sentence)) > 1]
     return found
 
 

@@ -125,6 +125,9 @@ def test_a_rank_is_made_up_unless_the_world_writes_it_in_any_number():
     ("Agnes looked up at Oswin.", []),
     ('Agnes said, "Agnes is tired," and sat.', []),  # quoted speech is the speaker's
     ("Widow Agnes Threlkeld smiled.", []),  # one name, however long
+    ('Agnes said, "I am tired." Then Agnes sat down.', []),  # the quote ends the sentence: two of them
+    ('Agnes said, "Sit," and looked at Agnes.', ["agnes"]),
+    ('Agnes said, "Agnes, come here.', []),  # an unclosed quote (a sentence of a longer speech) is speech
 ])
 def test_one_of_the_cast_named_twice_in_a_sentence_is_found(sentence, twice):
     cast = [Character(id="agnes", name="Widow Agnes Threlkeld", aliases=["Agnes"]), Character(id="oswin", name="Oswin")]
