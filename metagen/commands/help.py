@@ -41,9 +41,20 @@ def typed_besides(*names: str) -> list[str]:
             if p.name not in names and ctx.get_parameter_source(p.name) == ParameterSource.COMMANDLINE]
 
 
+try:  # Typer 0.26-0.28: a path parameter's click type
+    from typer.models import TyperPath as _PATH_TYPE
+except ImportError:  # Typer 0.29 has no click types (type_descriptor instead); older Typer, click's own
+    try:
+        from click import Path as _PATH_TYPE
+    except ImportError:
+        _PATH_TYPE = ()
+
+
 def _takes_paths(param) -> bool:
-    annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)
-    return annotation is Path or annotation == list[Path]
+    descriptor = getattr(param, "type_descriptor", None)  # Typer 0.29: the annotation itself
+    if descriptor is not None:
+        return descriptor.annotation is Path or descriptor.annotation == list[Path]
+    return isinstance(getattr(param, "type", None), _PATH_TYPE)
 
 
 class PanelledCommand(TyperCommand):
