@@ -54,7 +54,9 @@ def _takes_paths(param) -> bool:
     descriptor = getattr(param, "type_descriptor", None)  # Typer 0.29: the annotation itself
     if descriptor is not None:
         return descriptor.annotation is Path or descriptor.annotation == list[Path]
-    return isinstance(getattr(param, "type", None), _PATH_TYPE)
+    kind = getattr(param, "type", None)  # Typer 0.28 and older: the click type, or a parser= function's
+    parser = getattr(kind, "func", None)  # ("-" for stdin: terminal.stdin_or_path), which returns a Path
+    return isinstance(kind, _PATH_TYPE) or getattr(parser, "__annotations__", {}).get("return") in (Path, "Path")
 
 
 class PanelledCommand(TyperCommand):
