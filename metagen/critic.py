@@ -37,7 +37,7 @@ from metagen.kinship import invented_relatives, kinship, misspoken_kin, narrated
 from metagen.opening import SENSE_VERBS
 from metagen.prompts import Resolved
 from metagen.scripts import is_garbled
-from metagen.text import ngrams, words_of
+from metagen.text import ngrams, split_sentences, words_of
 from metagen.world import Character, World
 
 
@@ -71,7 +71,7 @@ COPY_RUN = 6  # a run of this many words shared with the prompt counts as copyin
 WEIGHTS = {"names": 2.0, "details": 1.0, "invented": -2.5, "garbled": -6.0, "banned": -3.0, "copied": -0.5,
            "repetition": -6.0, "markup": -1.0, "unfinished": -0.7, "short": -1.5, "voice": -1.0, "same_start": -1.0,
            "misplaced": -1.5, "listed": -1.0,
-           "echo": -3.0, "pronoun": -2.0, "relatives": -2.0, "ranks": -2.0, "kin": -2.0, "ties": -2.0, "self": -2.0, "twice": -2.0, "stock": -1.0, "dated": -1.5, "restated": -0.5, "struck": -0.5, "tense": -1.5, "logprob": 0.5, "rating": -50.0}
+           "echo": -3.0, "pronoun": -2.0, "relatives": -2.0, "ranks": -2.0, "kin": -2.0, "ties": -2.0, "self": -2.0, "twice": -2.0, "finish": 1.5, "stock": -1.0, "dated": -1.5, "restated": -0.5, "struck": -0.5, "tense": -1.5, "logprob": 0.5, "rating": -50.0}
 # Story beats and scenes: the same findings weighed as blind readers weighed them. Fitted in round
 # twenty-six (experiments/eval-results/round26/fit_weights.py: a logistic model of readers' best and
 # worst picks among the candidates of 114 pools on 9 worlds, held near WEIGHTS) and rounded: readers
@@ -176,6 +176,7 @@ class CriticContext:
     listener_id: str = ""  # the one a spoken line is said to (a two-person dialogue): "your sister Maëlle"
     facts: tuple[Fact, ...] = ()  # the requested place's facts (a scene's): one said of something else is a finding
     tense: str = ""  # the tense narration is asked for (Style.tense_for); leaning to the other is a finding
+    finish: frozenset[str] = frozenset()  # a story's last beat: the content words of the image it ends on
 
 
 def requested_forms(resolved: Resolved) -> list[tuple[str, ...]]:
@@ -415,6 +416,9 @@ def _request_findings(text: str, words: Sequence[str], context: CriticContext) -
         findings["names"] = sum(names_any(text, forms) for forms in context.names) / len(context.names)
     if context.details:
         findings["details"] = min(1.0, len(set(words) & context.details) / 3)
+    if context.finish:  # "Finish with the click of a hive lid settling": said in the last two sentences
+        close = {re.sub(r"['’]s$", "", w) for w in words_of(" ".join(split_sentences(text)[-2:]))}
+        findings["finish"] = len(close & context.finish) / len(context.finish)
     return findings
 
 

@@ -22,7 +22,7 @@ from metagen.errors import RequestError
 from metagen.config import CLI_NAMES, MAX_SEED, GenerationConfig, candidate_seed, setting_words
 from metagen.critic import NARRATION_WEIGHTS, CriticContext, best_index, critic_context, judge, requested_forms
 from metagen.editor import strike
-from metagen.grounding import names_any, writing_guard
+from metagen.grounding import STOPLIST, names_any, writing_guard
 from metagen.phrasing import POV_PHRASES, after_to, cast_phrase, clause, lower_first, prose_name, short_prose_name
 from metagen.opening import lower_article, sense_starts
 from metagen.prompts import (
@@ -468,10 +468,24 @@ def _beat_context(world: World, resolved, text: str, cfg: GenerationConfig, beat
     context = critic_context(world, resolved, text, cfg, narrator_person=world.style.point_of_view or "third",
                              focus=beat.instruction, moderation=moderation, tense=world.style.tense_for("story"))
     context = replace(context, avoid_starts=tuple(tuple(words_of(p)[:2]) for p in written),
-                      earlier=frozenset(gram for p in written for gram in ngrams(words_of(p), 4)))
+                      earlier=frozenset(gram for p in written for gram in ngrams(words_of(p), 4)),
+                      finish=finishing_words(beat))
     if unsaid is not None:
         context = replace(context, names=tuple(dict.fromkeys([*context.names, *unsaid])))
     return context
+
+
+# The image a story's last beat ends on, as make_plan writes it (a --plan file's ending may say it too)
+_FINISH = re.compile(r"\bFinish with (.+?)\.(?:\s|$)")
+
+
+def finishing_words(beat: Beat) -> frozenset[str]:
+    """The content words of the image an ending beat asks to finish with ("the click of a hive lid
+    settling": click, hive, lid, settling); none for other beats. Readers of every round name endings
+    that stop or go nowhere; a last paragraph that closes on the image the plan gave reads as an ending."""
+    match = _FINISH.search(beat.instruction) if beat.id == "ending" else None
+    words = (re.sub(r"['’]s$", "", w) for w in words_of(match.group(1))) if match else ()
+    return frozenset(w for w in words if w not in STOPLIST)
 
 
 def _critic_record(beat: Beat, chosen: int, seeds: list[int], starts: Sequence[str], verdicts: list,
