@@ -230,6 +230,17 @@ def test_narration_naming_one_of_the_cast_twice_in_a_sentence_costs_score(world)
     assert "twice" not in judge("Mira looked up at Mira.", spoken).findings
 
 
+def test_a_last_paragraph_closing_on_its_finishing_image_scores_higher(world):
+    from dataclasses import replace
+
+    context = replace(context_for(world, StoryRequest(characters=("mira",), location="docks"), narrator_person="third"),
+                      finish=frozenset({"nets", "hanging", "curtains"}))
+    closing = judge("Mira walked to the Old Docks. She looked back once. Nets were hanging there like curtains.", context)
+    early = judge("Nets were hanging like curtains. Mira walked to the Old Docks. She looked back once. She left.", context)
+    assert closing.findings["finish"] == 1.0 and early.findings["finish"] == 0.0 and closing.score > early.score
+    assert "finish" not in judge("Mira left.", replace(context, finish=frozenset())).findings  # other beats
+
+
 def test_narration_in_the_tense_not_asked_for_costs_score(world):
     from dataclasses import replace
 

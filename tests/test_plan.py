@@ -11,8 +11,9 @@ from metagen import pipeline
 from metagen.config import GenerationConfig
 from metagen.errors import RequestError
 from metagen.phrasing import after_to
-from metagen.plan import BEATS_BY_LENGTH, beat_starts, make_plan, story_messages, write_story
+from metagen.plan import BEATS_BY_LENGTH, Beat, beat_starts, finishing_words, make_plan, story_messages, write_story
 from metagen.prompts import StoryRequest, resolve_request
+from metagen.text import words_of
 from metagen.world import load_world
 
 from conftest import write_world
@@ -102,6 +103,16 @@ def test_a_plan_is_built_from_the_worlds_data_and_follows_the_seed(world):
     others = {tuple(b.instruction for b in plan_for(world, s, characters=("ada", "bo"), location="mill"))
               for s in range(8)}
     assert len(others) > 1
+
+
+def test_the_ending_beats_finishing_image_is_what_its_critic_looks_for_at_the_close(world):
+    plan = plan_for(world, 3, characters=("ada", "bo"), location="mill", length="medium")
+    ending = plan[-1]
+    image = ending.instruction.split("Finish with ")[1].split(".")[0]  # one of the mill's details
+    assert finishing_words(ending) and finishing_words(ending) <= set(words_of(image))
+    assert finishing_words(plan[0]) == frozenset()  # only the last beat ends on it
+    assert finishing_words(Beat("ending", "End it. Finish with Bo's lantern on a pole. Write 3 sentences.")) == {
+        "bo", "lantern", "pole"}
 
 
 @pytest.mark.parametrize("length", ["short", "medium", "long"])
