@@ -388,7 +388,9 @@ def named_twice(text: str, cast: Sequence[Character]) -> list[str]:
     narration = fold(re.sub(r"[\"“].*", " ", narration))
     found = []
     for c in cast:
-        forms = sorted({fold(f) for f in character_forms(c) if f.strip()}, key=len, reverse=True)
+        forms = sorted({fold(f) for f in character_forms(c)} - {""}, key=len, reverse=True)
+        if not forms:  # an empty alternation would match between every two words
+            continue
         name = rf"(?<!\w)(?:{'|'.join(map(re.escape, forms))})(?!\w)"
         found += [said[-1] for sentence in _SENTENCE_END.split(narration) if len(said := re.findall(name, sentence)) > 1]
     return found

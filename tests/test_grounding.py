@@ -132,6 +132,8 @@ def test_a_rank_is_made_up_unless_the_world_writes_it_in_any_number():
 def test_one_of_the_cast_named_twice_in_a_sentence_is_found(sentence, twice):
     cast = [Character(id="agnes", name="Widow Agnes Threlkeld", aliases=["Agnes"]), Character(id="oswin", name="Oswin")]
     assert named_twice(sentence, cast) == twice
+    marks = Character(id="marks", name="\u0301\u0301")  # folds to nothing: an empty name matched everywhere
+    assert named_twice(sentence, [*cast, marks]) == twice
 
 
 @pytest.mark.parametrize("text, slips", [
