@@ -87,6 +87,8 @@ def upper_first(text: str) -> str:
 
 def fold(text: str) -> str:
     """Text compared loosely: case folded, accents and a few letters spelled plainly ("Søren" -> "soren")."""
+    if text.isascii():  # no accents, letters to spell out or curly quotes: most of the text folded
+        return text.lower()
     text = unicodedata.normalize("NFKD", text.casefold().translate(TRANSLIT).translate(_QUOTES))
     return "".join(c for c in text if not unicodedata.combining(c))
 
