@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from metagen.grounding import (
+    POSSESSIVE,
     QUOTED,
     character_forms,
     foreign_pronouns,
@@ -417,7 +418,7 @@ def _request_findings(text: str, words: Sequence[str], context: CriticContext) -
     if context.details:
         findings["details"] = min(1.0, len(set(words) & context.details) / 3)
     if context.finish:  # "Finish with the click of a hive lid settling": said in the last two sentences
-        close = {re.sub(r"['’]s$", "", w) for w in words_of(" ".join(split_sentences(text)[-2:]))}
+        close = {POSSESSIVE.sub("", w) for w in words_of(" ".join(split_sentences(text)[-2:]))}
         findings["finish"] = len(close & context.finish) / len(context.finish)
     return findings
 

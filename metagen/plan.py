@@ -22,7 +22,7 @@ from metagen.errors import RequestError
 from metagen.config import CLI_NAMES, MAX_SEED, GenerationConfig, candidate_seed, setting_words
 from metagen.critic import NARRATION_WEIGHTS, CriticContext, best_index, critic_context, judge, requested_forms
 from metagen.editor import strike
-from metagen.grounding import STOPLIST, names_any, writing_guard
+from metagen.grounding import POSSESSIVE, STOPLIST, names_any, writing_guard
 from metagen.phrasing import POV_PHRASES, after_to, cast_phrase, clause, lower_first, prose_name, short_prose_name
 from metagen.opening import lower_article, sense_starts
 from metagen.prompts import (
@@ -484,7 +484,7 @@ def finishing_words(beat: Beat) -> frozenset[str]:
     settling": click, hive, lid, settling); none for other beats. Readers of every round name endings
     that stop or go nowhere; a last paragraph that closes on the image the plan gave reads as an ending."""
     match = _FINISH.search(beat.instruction) if beat.id == "ending" else None
-    words = (re.sub(r"['’]s$", "", w) for w in words_of(match.group(1))) if match else ()
+    words = (POSSESSIVE.sub("", w) for w in words_of(match.group(1))) if match else ()
     return frozenset(w for w in words if w not in STOPLIST)
 
 
