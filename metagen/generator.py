@@ -30,7 +30,7 @@ from metagen.lora import existing_adapter, load_adapter
 from metagen.linears import WEIGHT_FORMATS
 from metagen.model import Transformer
 from metagen.sampling import Unchoosable
-from metagen.search import (PlainPrompts, PrefixReuse, SearchResult, TextCallback, decode_loop, left_pad,
+from metagen.search import (PlainPrompts, PrefixReuse, PromptMemo, SearchResult, TextCallback, decode_loop, left_pad,
                             padded_rows_or_none)
 from metagen.tokenizer import Tokenizer
 
@@ -239,8 +239,10 @@ class LoadedModels:
 
     def keep(self, key: tuple, generator: "Generator") -> None:
         """Keep a new Generator, its weights also widened for prompts (about 0.5 GB in float32 for the
-        default model, and about a fifth of a short request's time saved)."""
+        default model, and about a fifth of a short request's time saved), and the last few prompts'
+        keys and values (search.PromptMemo: a scene of the same place again skips its prompt's pass)."""
         generator.model.keep_prompt_weights()
+        generator.prompt_memo = PromptMemo()
         with self._lock:
             self._kept[key] = generator
             while len(self._kept) > self.most:
@@ -275,9 +277,10 @@ def run_search(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfig
                on_text: TextCallback | None = None,
                reuse: PrefixReuse | None = None,
                plain: PlainPrompts | None = None,
-               forced: list[list[int]] | None = None) -> list[SearchResult]:
+               forced: list[list[int]] | None = None,
+               memo: PromptMemo | None = None) -> list[SearchResult]:
     """Decode prompts with the strategy cfg asks for: search.decode_loop (greedy, sampling) or beam.beam_search
-    (`reuse`, `plain` and `forced` serve greedy and sampling).
+    (`reuse`, `plain`, `forced` and `memo` serve greedy and sampling).
 
     On a CPU the strategy runs on one thread but for the model's passes (threads.StepThreads)."""
     if cfg.effective_strategy == "beam" and forced is not None:
@@ -285,7 +288,7 @@ def run_search(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfig
     with model.step_threads.decoding():
         if cfg.effective_strategy == "beam":
             return beam_search(model, tokenizer, prompts, cfg, on_text)
-        return decode_loop(model, tokenizer, prompts, cfg, generators, on_text, reuse, plain, forced)
+        return decode_loop(model, tokenizer, prompts, cfg, generators, on_text, reuse, plain, forced, memo)
 
 
 class Generator:
@@ -295,6 +298,7 @@ class Generator:
         self.model = model
         self.tokenizer = tokenizer
         self.info = info
+        self.prompt_memo: PromptMemo | None = None  # set while a server keeps it loaded (LoadedModels.keep)
 
     @property
     def context_length(self) -> int:
@@ -354,7 +358,7 @@ class Generator:
         started = time.perf_counter()
         try:
             results: list[SearchResult] = run_search(self.model, self.tokenizer, prompts, cfg, generators, on_text,
-                                                     reuse, plain, forced)
+                                                     reuse, plain, forced, self.prompt_memo if reuse is None else None)
         except (RuntimeError, torch.cuda.OutOfMemoryError) as error:
             raise GenerationError(f"the model failed while generating: {error}") from error
         except Unchoosable as error:  # NaN from weights a converted copy holds, or every token banned

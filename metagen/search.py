@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
 
 from metagen.bans import ending_tokens
-from metagen.cache import JointPrefixCache, SharedPrefixCache
+from metagen.cache import JointPrefixCache, KVCache, SharedPrefixCache
 from metagen.config import GenerationConfig
 from metagen.sampling import apply_processors, build_processors, describe_processors, greedy, sample, sees_prompt
 from metagen.text import sentence_cut
@@ -157,6 +158,46 @@ class PrefixReuse:
         self.ids, self.cache = ids, cache
 
 
+# What a PromptMemo keeps at most: about 5 scene prompts' keys and values in float32 for the default model
+MEMO_BYTES = 128 * 2**20
+
+
+class PromptMemo:
+    """The keys, values and last logits of the last few prompts prefilled whole, for a process that
+    answers many requests with one model (`metagen serve`). A prompt asked again (a scene of the same
+    place with another seed: a scene's prompt holds no seed) copies them instead of running the model
+    over it. They are the numbers of the pass that made them, so the text is the same, byte for byte,
+    as a fresh process writes; they are kept per thread count, since a prompt's pass on another count
+    sums in another order. PrefixReuse, which runs a prompt's new tokens after a kept prefix, serves one
+    story or conversation instead: its passes differ from a whole prompt's in the last bits."""
+
+    def __init__(self, most_bytes: int = MEMO_BYTES):
+        self.most_bytes = most_bytes
+        self._kept: OrderedDict[tuple, tuple[KVCache, torch.Tensor]] = OrderedDict()
+
+    def recall(self, key: tuple, cache: KVCache) -> torch.Tensor | None:
+        """Fill the empty one-row `cache` with the kept prompt's keys and values and return its last
+        logits (1, V); None when `key` (the prompt's ids and thread count) is not kept."""
+        kept = self._kept.pop(key, None)
+        if kept is None:
+            return None
+        self._kept[key] = kept  # the most recently used goes last
+        cache.copy_prefix(kept[0], kept[0].length)
+        return kept[1].clone()
+
+    def remember(self, key: tuple, cache: KVCache, logits: torch.Tensor) -> None:
+        """Keep a copy of the prompt's filled slots and its last logits; the least recently used go
+        first past most_bytes (the last one stays whatever its size)."""
+        kept = KVCache.like(cache, cache.batch_size, cache.length)
+        kept.copy_prefix(cache, cache.length)
+        self._kept[key] = (kept, logits.clone())
+        while len(self._kept) > 1 and self.kept_bytes() > self.most_bytes:
+            self._kept.popitem(last=False)
+
+    def kept_bytes(self) -> int:
+        return sum(c.k.nbytes + c.v.nbytes + logits.nbytes for c, logits in self._kept.values())
+
+
 def left_pad(prompts: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
     """Prompts -> tokens (B, T) left-padded with pad_id, and pad counts (B,)."""
     width = max(len(p) for p in prompts)
@@ -199,17 +240,22 @@ def _suppress(logits: torch.Tensor, token_ids) -> torch.Tensor:
 
 
 def _prefill(model, prompts: list[list[int]], prompt_tokens: torch.Tensor, pad: torch.Tensor | None,
-             max_new_tokens: int, reuse: PrefixReuse | None):
+             max_new_tokens: int, reuse: PrefixReuse | None, memo: PromptMemo | None = None):
     """The prompts in one pass (after any reused prefix): a KV cache and the last logits (B, V).
 
     Candidates of one unit share their prompt: it is prefilled once, and its keys and values
-    are held once for every row (a SharedPrefixCache).
+    are held once for every row (a SharedPrefixCache). A prompt `memo` keeps is not run again.
     """
     B = len(prompts)
     rows = 1 if _one_prompt(prompts) else B
     cache = model.new_cache(rows, prompt_tokens.shape[1] + max_new_tokens)
     shared = reuse.restore(cache, prompts[0]) if reuse is not None and rows == 1 else 0
-    logits = model(prompt_tokens[:rows, shared:], cache, pad, last_only=True)[:, -1]  # (rows, V)
+    key = (tuple(prompts[0]), model.step_threads.prompt_count()) if memo is not None and rows == 1 and not shared else None
+    logits = memo.recall(key, cache) if key is not None else None
+    if logits is None:
+        logits = model(prompt_tokens[:rows, shared:], cache, pad, last_only=True)[:, -1]  # (rows, V)
+        if key is not None:
+            memo.remember(key, cache, logits)
     if rows != B:
         cache, logits = SharedPrefixCache(cache, B, max_new_tokens), logits.expand(B, -1)
     return cache, logits
@@ -319,7 +365,8 @@ def decode_loop(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfi
                 on_text: TextCallback | None = None,
                 reuse: PrefixReuse | None = None,
                 plain: PlainPrompts | None = None,
-                forced: list[list[int]] | None = None) -> list[SearchResult]:
+                forced: list[list[int]] | None = None,
+                memo: PromptMemo | None = None) -> list[SearchResult]:
     """Greedy decoding or sampling for a batch of prompts; one result per prompt.
 
     With `reuse`, when every row has the same prompt (one, or a unit's candidates), keys and values
@@ -328,7 +375,8 @@ def decode_loop(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfi
     With `plain` (each prompt without the world's facts) and cfg.context_contrast, the logits
     are contrasted with the plain prompts' (ContextContrast). `forced`: per row, the tokens its
     text starts with (a scene candidate's start words), written whatever the model would choose and
-    left out of its log-probability; rows that share a prompt keep sharing it.
+    left out of its log-probability; rows that share a prompt keep sharing it. `memo`: prompts
+    prefilled before, kept (PromptMemo).
     """
     B = len(prompts)
     _check_decode_arguments(B, cfg, generators, forced)
@@ -344,7 +392,7 @@ def decode_loop(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfi
     logprobs = torch.zeros(B, dtype=torch.float64)
     finished = [None] * B
     # a. prefill, last position's logits only
-    cache, logits = _prefill(model, prompts, live.prompt_tokens, live.pad_or_none, cfg.max_new_tokens, reuse)
+    cache, logits = _prefill(model, prompts, live.prompt_tokens, live.pad_or_none, cfg.max_new_tokens, reuse, memo)
     contrast = _contrast_for(model, plain, cfg, B, tokenizer.pad_id)
     joint = contrast.joined_with(cache) if contrast is not None else None
     for step in range(cfg.max_new_tokens):

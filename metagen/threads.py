@@ -114,6 +114,10 @@ class StepThreads:
         finally:
             self._available = None
 
+    def prompt_count(self) -> int:
+        """The thread count a prompt's pass runs on now (prompt)."""
+        return self._available or torch.get_num_threads()
+
     @contextmanager
     def prompt(self) -> Iterator[None]:
         """The body (a prompt's pass) on torch's own count, also inside a decoding loop."""

@@ -245,6 +245,42 @@ def test_prefix_reuse_gives_the_same_tokens_and_prefills_less(tiny_generator, mo
     assert widths[0][1] < len(follow) - len(first.tokens)  # only the new tail was prefilled
 
 
+def test_a_kept_prompt_is_not_run_again_and_writes_the_same(tiny_generator, monkeypatch):
+    from metagen.search import PromptMemo
+
+    cfg = GenerationConfig(strategy="sample", max_new_tokens=10, top_k=20)
+    prompt = encode(tiny_generator, PROMPTS[:1])[0]
+    fresh = [tiny_generator.complete([prompt] * 3, cfg, seeds=[s, s + 1, s + 2]) for s in (1, 7)]
+    memo = PromptMemo()
+    monkeypatch.setattr(tiny_generator, "prompt_memo", memo)
+    first = tiny_generator.complete([prompt] * 3, cfg, seeds=[1, 2, 3])
+    widths = count_passes(tiny_generator.model, monkeypatch)
+    again = tiny_generator.complete([prompt] * 3, cfg, seeds=[7, 8, 9])  # the same prompt, other seeds
+    assert all(width[1] == 1 for width in widths)  # one-token steps only: the prompt's pass was kept
+    assert [c.tokens for c in first] == [c.tokens for c in fresh[0]]
+    assert [(c.tokens, c.logprob) for c in again] == [(c.tokens, c.logprob) for c in fresh[1]]
+    alone = tiny_generator.complete([prompt], cfg, seeds=[7])[0]  # one row, a longer budget: the same slots
+    assert alone.tokens == fresh[1][0].tokens and len(widths) > 0 and all(w[1] == 1 for w in widths)
+
+
+def test_a_prompt_memo_keys_the_thread_count_and_keeps_the_most_recent_within_its_bytes(tiny_generator):
+    from metagen.search import PromptMemo
+
+    model = tiny_generator.model
+    cache = model.new_cache(1, 8)
+    logits = model(torch.tensor([[5, 6, 7]]), cache, last_only=True)[:, -1]
+    memo = PromptMemo()
+    memo.remember(((5, 6, 7), 2), cache, logits)
+    assert memo.recall(((5, 6, 7), 1), model.new_cache(1, 8)) is None  # another thread count sums otherwise
+    into = model.new_cache(1, 12)
+    assert torch.equal(memo.recall(((5, 6, 7), 2), into), logits) and into.length == 3
+    assert torch.equal(into.k[:, :, :, :3], cache.k[:, :, :, :3])
+    small = PromptMemo(most_bytes=memo.kept_bytes())
+    small.remember(("a",), cache, logits)
+    small.remember(("b",), cache, logits)  # the older goes
+    assert small.recall(("a",), model.new_cache(1, 8)) is None and small.recall(("b",), model.new_cache(1, 8)) is not None
+
+
 def count_passes(model, monkeypatch) -> list[tuple[int, int]]:
     """The (rows, positions) of every model pass from now on."""
     widths = []

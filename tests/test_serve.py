@@ -149,6 +149,18 @@ def test_a_command_through_the_server_writes_the_same_bytes(server_home, tmp_pat
     assert comparable(served_file) == comparable(here_file)
 
 
+def test_a_scene_asked_again_with_another_seed_writes_what_a_fresh_process_writes(server_home, tmp_path, runner,
+                                                                                  model_args):
+    """The server keeps the prompt's pass of the first (search.PromptMemo) for the second."""
+    scene = ["describe-scene", "tiny.yaml", "--location", "well", "--max-tokens", 12, *model_args]
+    first = metagen(server_home, tmp_path, *scene, "--seed", 21, "--out", "served")
+    second = metagen(server_home, tmp_path, *scene, "--seed", 22, "--out", "served")
+    here = [invoke(runner, *scene, "--seed", seed, "--out", "here") for seed in (21, 22)]
+    assert [first.returncode, second.returncode, *(h.exit_code for h in here)] == [0] * 4, second.stderr
+    served, alone = files_in(tmp_path / "served"), files_in(tmp_path / "here")
+    assert len(served) == 2 and [comparable(f) for f in served] == [comparable(f) for f in alone]
+
+
 def test_stdout_stdin_errors_and_exit_codes_are_the_client_s(server_home, tmp_path, runner, model_args):
     args = ["generate", "-", "--seed", 2, "--max-tokens", 6, *model_args]
     through = metagen(server_home, tmp_path, *args, input="a prompt on stdin")
