@@ -205,9 +205,11 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 
 def path_sha256(path: Path) -> str:
-    """The sha256 of a user's file, remembered in hashes.json by (path, size, mtime_ns)."""
+    """The sha256 of a user's file (a model, an adapter), remembered in hashes.json by its path, size
+    and times and inode: a file written again, or another put in its place, is read again even within
+    one tick of the clock (adapters of one model are all the same size)."""
     stat = path.stat()
-    key = f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
+    key = f"{path}|{stat.st_size}|{stat.st_mtime_ns}.{stat.st_ctime_ns}.{stat.st_ino}"
     store = cache_dir() / "hashes.json"
     hashes = read_json(store)
     if isinstance(hashes.get(key), str):

@@ -136,6 +136,17 @@ def test_changed_path_file_is_rehashed(tiny_gguf, home):
     assert len(json.loads((home / "hashes.json").read_text())) == 1  # the old entry is replaced
 
 
+def test_a_file_written_again_within_one_tick_is_rehashed(tmp_path, home):
+    """Adapters of one model are all the same size; one written over another keeps neither hash."""
+    path = tmp_path / "adapter.safetensors"
+    path.write_bytes(b"a" * 64)
+    first = home_module.path_sha256(path)
+    before = path.stat()
+    path.write_bytes(b"b" * 64)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))  # the same size and modification time
+    assert home_module.path_sha256(path) == hashlib.sha256(b"b" * 64).hexdigest() != first
+
+
 def test_a_path_that_is_not_gguf_is_refused_before_it_is_hashed_or_remembered(tmp_path, home, monkeypatch):
     notes = tmp_path / "notes.txt"
     notes.write_text("these are my notes\n")

@@ -373,6 +373,22 @@ def test_includes_merge_in_order_and_hash_covers_every_file(tmp_path):
     assert world.path == path
 
 
+def test_a_world_read_again_is_composed_once_and_a_changed_file_afresh(tmp_path, monkeypatch):
+    """`metagen serve` loads the world of every request; the same bytes are not parsed twice."""
+    composed = []
+    monkeypatch.setattr(includes, "compose_yaml", lambda data, what: composed.append(data) or safe_yaml.compose_yaml(
+        data, what))
+    includes._composed.cache_clear()
+    merged = HEAD + "characters:\n  - &mira {id: mira, name: Mira, role: diver}\n  - <<: *mira\n    id: jonas\n    name: Jonas\n"
+    part = "lore: [{id: tide, keys: [tide], text: Low.}]\n"
+    path = write(tmp_path, {"w.yaml": merged + "include: [part.yaml]\n", "part.yaml": part})
+    first, second = load_world(path), load_world(path)
+    assert first == second and len(composed) == 2  # two files, each composed once
+    assert second.character("jonas").role == "diver"  # a merge key read from kept nodes reads the same
+    (tmp_path / "part.yaml").write_text(part.replace("Low", "High"))
+    assert load_world(path).lore[0].text == "High." and len(composed) == 3
+
+
 def test_unicode_end_to_end(tmp_path):
     text = HEAD.replace("name: W", "name: Ceann Tíre") + (
         "characters:\n  - id: aoife\n    name: Aoife Ní Bhriain\n    aliases: [Aoife]\n"
