@@ -187,14 +187,19 @@ class PromptMemo:
 
     def remember(self, key: tuple, cache: KVCache, logits: torch.Tensor) -> None:
         """Keep a copy of the prompt's filled slots and its last logits; the least recently used go
-        first past most_bytes (the last one stays whatever its size)."""
+        first past most_bytes. A prompt bigger than most_bytes alone is not kept (the default model's
+        whole context of 8,192 tokens would hold about 380 MB)."""
+        slot_bytes = cache.k[:, :, :, :1].nbytes + cache.v[:, :, :, :1].nbytes  # one position of every layer and row
+        if slot_bytes * cache.length + logits.nbytes > self.most_bytes:
+            return
         kept = KVCache.like(cache, cache.batch_size, cache.length)
         kept.copy_prefix(cache, cache.length)
         self._kept[key] = (kept, logits.clone())
-        while len(self._kept) > 1 and self.kept_bytes() > self.most_bytes:
+        while self.kept_bytes() > self.most_bytes:
             self._kept.popitem(last=False)
 
     def kept_bytes(self) -> int:
+        """The bytes the kept prompts' keys, values and logits take."""
         return sum(c.k.nbytes + c.v.nbytes + logits.nbytes for c, logits in self._kept.values())
 
 

@@ -279,6 +279,9 @@ def test_a_prompt_memo_keys_the_thread_count_and_keeps_the_most_recent_within_it
     small.remember(("a",), cache, logits)
     small.remember(("b",), cache, logits)  # the older goes
     assert small.recall(("a",), model.new_cache(1, 8)) is None and small.recall(("b",), model.new_cache(1, 8)) is not None
+    tiny = PromptMemo(most_bytes=memo.kept_bytes() - 1)
+    tiny.remember(("c",), cache, logits)  # bigger than the whole memo: not kept
+    assert tiny.kept_bytes() == 0 and tiny.recall(("c",), model.new_cache(1, 8)) is None
 
 
 def count_passes(model, monkeypatch) -> list[tuple[int, int]]:
