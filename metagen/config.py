@@ -230,7 +230,10 @@ class GenerationConfig:
         help_default="no; yes for story and scene", doc_default="off (story, scene: on)",
         doc="The words and phrases of metagen/data/stock-phrases.txt (\"marvel\", \"bustling\", \"tapestry\", \"a "
             "place of\", \"modern engineering\", ...), filler that readers mark in a small model's descriptions, are "
-            "added to `banned`, except those the world itself writes (metagen.grounding.stock_phrases).")
+            "added to `banned`, except those the world itself writes (metagen.grounding.stock_phrases); so are the "
+            "words of courtship and of marriage (\"beloved\", \"in love\", \"married\", \"wedding\", ...) in a world "
+            "whose own words use none of that group (metagen.kinship.courtship_words): readers passed over invented "
+            "romances among the cast before any other fault.")
     tense_guard: str = setting(
         "off", "--tense-guard", OneOf(TENSE_GUARDS), section="bans",
         help="Keep narration outside quotes in this tense: past | present | off.",

@@ -22,7 +22,7 @@ from metagen.config import MAX_BATCH_SIZE, MAX_CANDIDATES, MAX_SEED, GenerationC
 from metagen.critic import NARRATION_WEIGHTS, SCENE_WEIGHTS, best_index, critic_context, judge
 from metagen.editor import strike
 from metagen.grounding import stock_phrases, writing_guard
-from metagen.kinship import kin_guard_rules
+from metagen.kinship import courtship_words, kin_guard_rules
 from metagen.errors import ConfigError, RequestError
 from metagen.moderation import check_mode, policy_for, verdict
 from metagen.opening import candidate_starts, scene_start_words
@@ -218,7 +218,7 @@ def effective_config(world: World, kind: str, job_settings: Mapping[str, Any] | 
     chosen = any(layer and layer.get("candidates") is not None for layer in layers)
     if not chosen and cfg.effective_strategy == "sample":
         cfg = dataclasses.replace(cfg, candidates=DEFAULT_CANDIDATES[kind])
-    stock = stock_phrases(world) if cfg.avoid_stock else ()
+    stock = (*stock_phrases(world), *courtship_words(world)) if cfg.avoid_stock else ()
     banned = tuple(dict.fromkeys((*cfg.banned, *world.content.banned_words, *stock)))
     if banned != cfg.banned:
         cfg = dataclasses.replace(cfg, banned=banned)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from metagen.kinship import kin_side, kinship, misspoken_kin, narrated_kin, wrong_kin
+from metagen.kinship import courtship_words, kin_side, kinship, misspoken_kin, narrated_kin, wrong_kin
 from metagen.world import load_world
 
 from conftest import write_world
@@ -193,3 +193,13 @@ def test_a_kin_guard_rule_in_another_shape_names_itself():
         read_rule("Amos: wife")
     with pytest.raises(ConfigError, match="unknown family words: wyfe"):
         read_rule("Amos (he): wyfe")
+
+
+def test_courtship_is_for_worlds_that_speak_of_it_group_by_group(tmp_path):
+    plain = load_world(write_world(tmp_path, KIN_WORLD, "plain.yaml"))
+    assert {"married", "wedding", "beloved", "in love", "sweetheart"} <= set(courtship_words(plain))
+    widowed = load_world(write_world(tmp_path, KIN_WORLD.replace("name: Bo}", "name: Bo, description: A widow.}"),
+                                     "widowed.yaml"))
+    words = set(courtship_words(widowed))
+    assert "wedding" not in words and "married" not in words  # a widow's world may speak of her wedding
+    assert "beloved" in words and "in love" in words  # and still not of courting

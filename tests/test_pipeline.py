@@ -106,6 +106,8 @@ def test_narration_never_writes_stock_phrases_unless_told_it_may(world):
     assert story.avoid_stock and {"marvel", "a place of"} <= set(story.banned)
     assert "marvel" not in pipeline.effective_config(world, "story", None, {"avoid_stock": False}).banned
     assert "marvel" not in pipeline.effective_config(world, "dialogue", None, None).banned
+    assert "married" in story.banned  # a world that never speaks of marriage (kinship.courtship_words)
+    assert "married" not in pipeline.effective_config(world, "dialogue", None, None).banned
 
 
 def test_dialogue_penalties_see_the_earlier_lines_unless_told_not_to(world):
