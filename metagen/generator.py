@@ -358,7 +358,7 @@ class Generator:
         started = time.perf_counter()
         try:
             results: list[SearchResult] = run_search(self.model, self.tokenizer, prompts, cfg, generators, on_text,
-                                                     reuse, plain, forced, self.prompt_memo if reuse is None else None)
+                                                     reuse, plain, forced, self.prompt_memo)
         except (RuntimeError, torch.cuda.OutOfMemoryError) as error:
             raise GenerationError(f"the model failed while generating: {error}") from error
         except Unchoosable as error:  # NaN from weights a converted copy holds, or every token banned

@@ -96,8 +96,7 @@ COURTSHIP_GROUPS = (
               + ["fiancé", "fiancée"]),
     frozenset("beloved lover lovers kissed romance romantic sweetheart courting".split() + ["in love"]),
 )
-_COURTSHIP_ALLOWED = (COURTSHIP_GROUPS[0] | {"husband", "wife", "widow", "widower", "spouse", "betrothed", "wed"},
-                      COURTSHIP_GROUPS[1])
+_COURTSHIP_ALLOWED = (COURTSHIP_GROUPS[0] | KIN_ROLES["spouse"] | {"wed"}, COURTSHIP_GROUPS[1])
 
 
 @functools.lru_cache(maxsize=16)

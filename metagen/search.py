@@ -255,7 +255,8 @@ def _prefill(model, prompts: list[list[int]], prompt_tokens: torch.Tensor, pad: 
     rows = 1 if _one_prompt(prompts) else B
     cache = model.new_cache(rows, prompt_tokens.shape[1] + max_new_tokens)
     shared = reuse.restore(cache, prompts[0]) if reuse is not None and rows == 1 else 0
-    key = (tuple(prompts[0]), model.step_threads.prompt_count()) if memo is not None and rows == 1 and not shared else None
+    whole = memo is not None and reuse is None and rows == 1  # a reused prefix's pass differs in the last bits
+    key = (tuple(prompts[0]), model.step_threads.prompt_count()) if whole else None
     logits = memo.recall(key, cache) if key is not None else None
     if logits is None:
         logits = model(prompt_tokens[:rows, shared:], cache, pad, last_only=True)[:, -1]  # (rows, V)
@@ -381,7 +382,7 @@ def decode_loop(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfi
     are contrasted with the plain prompts' (ContextContrast). `forced`: per row, the tokens its
     text starts with (a scene candidate's start words), written whatever the model would choose and
     left out of its log-probability; rows that share a prompt keep sharing it. `memo`: prompts
-    prefilled before, kept (PromptMemo).
+    prefilled whole before, kept (PromptMemo); not consulted with `reuse`.
     """
     B = len(prompts)
     _check_decode_arguments(B, cfg, generators, forced)
