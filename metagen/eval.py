@@ -373,6 +373,7 @@ _CELLS: tuple[tuple[str, Callable[[dict], str]], ...] = (
     ("made-up ranks", lambda m: _pct(m.get("invented_ranks"))),
     ("off-world dates", lambda m: _pct(m.get("off_world_dates"))),
     ("wrong tense", lambda m: _pct(m.get("wrong_tense"))),
+    ("tense slips", lambda m: _pct(m.get("tense_slips"))),
     ("wrong pronoun", lambda m: _pct(m.get("wrong_pronoun"))),
     ("garbled", lambda m: str(m.get("garbled", "-"))),
     ("copied", lambda m: _pct(m.get("copied"))),

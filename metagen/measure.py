@@ -23,6 +23,7 @@ from metagen.grounding import (
     off_world_dates,
     name_spellings,
     names_any,
+    narrated_sentences,
     narration_tense,
     pronoun_slips,
     stock_phrases,
@@ -161,6 +162,7 @@ class Output:
     ranks: list[str] = field(default_factory=list)  # ranks the world never writes ("the king" in a queen's realm)
     dates: list[str] = field(default_factory=list)  # years and numbered centuries the world never writes
     wrong_tense: bool = False  # story, scene: the model's narration leans to the tense not asked for
+    tense_slips: int = 0  # story, scene: narrated sentences that lean to the tense not asked for
     pronouns: list[str] = field(default_factory=list)  # story, scene: pronouns none of the cast takes; "Pip: she" slips
     copied: list[bool] = field(default_factory=list)  # per line (dialogue) or one (others): copied from the world
     garbled: bool = False  # the model's words leave the allowed scripts or hold mojibake
@@ -205,7 +207,9 @@ def score(world: World, output: Output, reference: Reference, settings: dict | N
         output.grounded_written = not output.missing_written
         output.unknown = [unknown_names(output.text, reference.vocabulary, reference.spellings)]
         output.copied = [copies_prose(written, reference.prose)]
-        output.wrong_tense = narration_tense(written) not in ("", world.style.tense_for(output.kind))
+        asked = world.style.tense_for(output.kind)
+        output.wrong_tense = narration_tense(written) not in ("", asked)
+        output.tense_slips = sum(narration_tense(sentence) not in ("", asked) for sentence in narrated_sentences(written))
         narration = QUOTED.sub(" ", written)
         foreign = foreign_pronouns(cast)
         output.pronouns = [w for w in words_of(narration) if w in foreign] + pronoun_slips(narration, cast)
@@ -282,6 +286,7 @@ def summarize(outputs: Sequence[Output], seconds: float) -> dict:
         "invented_ranks": _mean([float(bool(o.ranks)) for o in outputs]),  # per output
         "off_world_dates": _mean([float(bool(o.dates)) for o in outputs]),  # per output
         "wrong_tense": _mean([float(o.wrong_tense) for o in outputs if o.kind != "dialogue"]),  # stories, scenes
+        "tense_slips": _mean([float(o.tense_slips > 0) for o in outputs if o.kind != "dialogue"]),  # stories, scenes
         "wrong_pronoun": _mean([float(bool(o.pronouns)) for o in outputs if o.kind != "dialogue"]),  # stories, scenes
         "garbled": sum(o.garbled for o in outputs),
         "copied": _mean([float(c) for o in outputs for c in o.copied]),  # per line (dialogue), per output (others)

@@ -216,6 +216,17 @@ def test_a_story_told_in_the_present_when_the_past_is_asked_is_in_the_wrong_tens
     assert E.summarize(outs, 1.0)["wrong_tense"] == 0.5
 
 
+def test_a_past_story_with_one_sentence_in_the_present_slips_though_its_tense_is_right(world):
+    ref = E.world_reference(world)
+    request = {"characters": ["cy"], "location": None, "premise": None, "length": "short"}
+    slipping = "Cyrus was at the gate. He waited for an hour. The gate is old and rusted. He turned away."
+    quoted = 'Cyrus was at the gate. "It is late," he said. He turned away.'
+    outs = [E.score(world, output("story", text, request), ref) for text in (slipping, quoted)]
+    assert [o.wrong_tense for o in outs] == [False, False]  # the whole leans to the past either way
+    assert [o.tense_slips for o in outs] == [1, 0]  # quoted speech keeps its speaker's tense
+    assert E.summarize(outs, 1.0)["tense_slips"] == 0.5
+
+
 def test_a_story_that_calls_its_cast_by_a_pronoun_none_of_them_takes_counts(world):
     ref = E.world_reference(world)
     request = {"characters": ["cy"], "location": None, "premise": None, "length": "short"}
