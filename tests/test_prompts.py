@@ -575,3 +575,21 @@ def test_a_tie_says_who_is_whose(kind, description, sentence):
     from metagen.world import Relationship
 
     assert tie_sentence("Ysolde", "Maelle", Relationship(other="maelle", kind=kind, description=description)) == sentence
+
+
+@pytest.mark.parametrize("world_file, who, other, sentence", [
+    ("nexus-hub.yaml", "kestrel", "ottoline-graves", "Ottoline is Kestrel's mentor: Ottoline teaches Kestrel to build"),
+    ("nexus-hub.yaml", "ottoline-graves", "kestrel", "Kestrel is Ottoline's apprentice."),
+    ("harbour/world.yaml", "mira", "wick", "Wick is Mira's courier: she pays Wick"),
+])
+def test_the_example_worlds_ties_say_what_their_descriptions_say(world_file, who, other, sentence):
+    # a noun kind is what the other is to this character: nexus-hub had Kestrel's tie as "apprentice",
+    # so the prompt said "Ottoline is Kestrel's apprentice: Ottoline teaches Kestrel", and readers found
+    # the roles reversed in the stories (experiments/log.md, round forty-six)
+    from metagen.prompts import tie_sentence
+
+    world = _example(world_file)
+    character = next(c for c in world.characters if c.id == who)
+    tie = next(t for t in character.relationships if t.other == other)
+    first = {c.id: c.name.split()[0] for c in world.characters}
+    assert tie_sentence(first[who], first[other], tie).startswith(sentence)
