@@ -15,7 +15,8 @@ import re
 from collections.abc import Sequence
 
 from metagen.errors import ConfigError
-from metagen.grounding import POSSESSIVE, WORD, character_forms, narrated_sentences, pronoun_of, world_vocabulary
+from metagen.grounding import (POSSESSIVE, WORD, character_forms, narrated_sentences, pronoun_of, world_names,
+                               world_vocabulary)
 from metagen.text import fold, mentions, words_of
 from metagen.world import Character, Relationship, World
 
@@ -102,10 +103,12 @@ _COURTSHIP_ALLOWED = (COURTSHIP_GROUPS[0] | KIN_ROLES["spouse"] | {"wed"}, COURT
 @functools.lru_cache(maxsize=16)
 def courtship_words(world: World) -> tuple[str, ...]:
     """The words of courtship and marriage that a world's own words never use, group by group, sorted:
-    added to a story's and a scene's banned words (avoid_stock)."""
+    added to a story's and a scene's banned words (avoid_stock). A word of a name stays writable
+    (Quaymaster Bettany Groom), although a name alone does not make a world speak of marriage."""
     vocabulary = relation_vocabulary(world)
+    in_names = {fold(w) for name in world_names(world) for w in words_of(name)}
     return tuple(sorted(w for group, allowed in zip(COURTSHIP_GROUPS, _COURTSHIP_ALLOWED)
-                        if not {fold(a) for a in allowed} & vocabulary for w in group))
+                        if not {fold(a) for a in allowed} & vocabulary for w in group if fold(w) not in in_names))
 
 
 # A parent and a child among the cast: small models give the parent the child's words ("Ah, Mother!"

@@ -203,3 +203,7 @@ def test_courtship_is_for_worlds_that_speak_of_it_group_by_group(tmp_path):
     words = set(courtship_words(widowed))
     assert "wedding" not in words and "married" not in words  # a widow's world may speak of her wedding
     assert "beloved" in words and "in love" in words  # and still not of courting
+    groom = load_world(write_world(tmp_path, KIN_WORLD.replace("name: Bo}", "name: Bettany Groom}"), "groom.yaml"))
+    words = set(courtship_words(groom))
+    assert "groom" not in words  # her name stays writable
+    assert "married" in words and "bride" in words  # and a surname does not make the world speak of weddings
