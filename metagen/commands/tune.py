@@ -34,7 +34,7 @@ def tune_command(
     batch: Annotated[int, typer.Option("--batch", callback=whole_number, help="Sequences a step, 1 to 256.")] = 4,
     max_tokens: Annotated[int, typer.Option("--max-tokens", callback=whole_number, help="Longer sequences are left out (reported).")] = 2048,
     seed: Annotated[int, typer.Option("--seed", callback=whole_number, help="The adapter's start and the data's order.")] = 0,
-    dtype: Annotated[str, typer.Option("--dtype", help="float32 | bfloat16 (faster where the CPU has bfloat16 units, or on CUDA).")] = "float32",
+    dtype: Annotated[str, typer.Option("--dtype", help="float32 | bfloat16 (faster where the CPU has bfloat16 units (avx512_bf16), or on CUDA; over 3x slower on AVX2-only CPUs).")] = "float32",
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Base model name or .gguf path. [default: smollm2-135m-instruct]", show_default=False)] = None,
     device: Annotated[str, typer.Option("--device", help="cpu | cuda | auto.")] = "cpu",
     resume: Annotated[bool, typer.Option("--resume", help="Go on from OUT's checkpoint (OUT.checkpoint), with the same data and settings.")] = False,
