@@ -1,0 +1,26 @@
+"""The eval's measures (metagen.measure.score/summarize) over two sets of story pieces, side by side."""
+import glob, sys, yaml
+from metagen.measure import Output, score, summarize, world_reference
+from metagen.world import load_world
+worlds, refs = {}, {}
+def measures(label_dirs):
+    outs = []
+    for d in label_dirs:
+        for f in sorted(glob.glob(f'{d}/**/story/*.md', recursive=True)):
+            front, body = open(f).read()[4:].split('\n---\n', 1)
+            meta = yaml.safe_load(front)
+            wf = meta['world_files'][0]
+            for t in ('/work/wt-twice/', '/work/wt-kin2/', '/work/wt-kin/'):
+                wf = wf.replace(t, '/work/main/')
+            w = worlds.setdefault(wf, load_world(wf)); ref = refs.setdefault(wf, world_reference(w))
+            o = Output(world=w.id, kind='story', system='metagen', request=meta['request'], seed=meta['settings'].get('seed', 0),
+                       text=body.strip(), output_tokens=meta.get('output_tokens') or 0, finish_reason=meta.get('finish_reason', ''))
+            outs.append(score(w, o, ref, meta['settings']))
+    return summarize(outs, 0)
+before = measures(sys.argv[1].split(',')); after = measures(sys.argv[2].split(','))
+keys = ["outputs", "grounding_model", "invented_outputs", "invented_relatives", "wrong_kin", "invented_ranks", "off_world_dates",
+        "wrong_tense", "tense_slips", "wrong_pronoun", "garbled", "copied", "stock", "repetition", "words"]
+print(f"| measure (stories) | shipped adapter | round 47 adapter |\n|---|---|---|")
+for k in keys:
+    f = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)
+    print(f"| {k} | {f(before[k])} | {f(after[k])} |")
