@@ -37,8 +37,14 @@ QUALITY_HEADING = "## Quality of compact formats"
 
 PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
 SAMPLING = {"temperature": 0.8, "top_p": 0.95, "top_k": 40}  # every engine, every sampling case
-# The caller's OpenMP wait policy, read before anything imports metagen, which sets PASSIVE for itself.
-CALLER_WAIT_POLICY = os.environ.get("OMP_WAIT_POLICY", "")
+# OpenMP wait policies, from the caller's, read before anything imports metagen (which sets PASSIVE
+# for itself). The torch engines run with the caller's, else PASSIVE, as metagen does (spinning
+# OpenMP waiters starve each other on a busy machine). llama.cpp runs with the caller's, else none,
+# so its OpenMP runtime does as it does for its users (GNU OpenMP spins a little, then sleeps): it
+# meets a barrier at every small op, and given PASSIVE its two threads on a 2-vCPU AMD EPYC with
+# AVX2 only fell from 115 to 30 tok/s (round 46).
+LLAMA_CPP_WAIT_POLICY = os.environ.get("OMP_WAIT_POLICY", "")
+TORCH_WAIT_POLICY = LLAMA_CPP_WAIT_POLICY or "PASSIVE"
 LOAD_WARNING = 0.5  # 1-minute load average above which the results are flagged as noisy
 
 # A long prompt, as metagen's own commands build them (about 1,000 tokens with lore): the
@@ -442,26 +448,13 @@ class Worker:
         self.log.close()
 
 
-def torch_wait_policy() -> str:
-    """The OpenMP wait policy the torch engines run with: the caller's, else PASSIVE, which metagen
-    sets for itself on import (spinning OpenMP waiters starve each other on a busy machine)."""
-    return CALLER_WAIT_POLICY or "PASSIVE"
-
-
-def llama_cpp_wait_policy() -> str:
-    """llama.cpp's: the caller's, else none, so its OpenMP runtime does as it does for its users
-    (GNU OpenMP spins a little, then sleeps). It meets a barrier at every small op: given PASSIVE,
-    its two threads on a 2-vCPU AMD EPYC with AVX2 only fell from 115 to 30 tok/s (round 46)."""
-    return CALLER_WAIT_POLICY
-
-
 def worker_env(threads: int, engine: str = "") -> dict:
-    """One environment for every engine but the wait policy (torch_wait_policy, llama_cpp_wait_policy),
+    """One environment for every engine but the wait policy (TORCH_WAIT_POLICY, LLAMA_CPP_WAIT_POLICY),
     plus AVX2_ENV for an -avx2 one."""
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
                TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1",
                **(AVX2_ENV if engine.endswith(AVX2_SUFFIX) else {}))
-    policy = llama_cpp_wait_policy() if engine == "llama.cpp" else torch_wait_policy()
+    policy = LLAMA_CPP_WAIT_POLICY if engine == "llama.cpp" else TORCH_WAIT_POLICY
     env.pop("OMP_WAIT_POLICY", None)
     return {**env, "OMP_WAIT_POLICY": policy} if policy else env
 
@@ -913,7 +906,7 @@ def main() -> None:
                      "prompt_tokens": len(ids), "long_prompt": shlex.join(["metagen", "prompt", *LONG_PROMPT_REQUEST]),
                      "long_prompt_tokens": len(long_ids), "tokens": tokens, "repeats": repeats, "threads": args.threads,
                      "sampling": SAMPLING, "repetition_penalty": 1.0,
-                     "omp_wait_policy": torch_wait_policy(), "llama_cpp_wait_policy": llama_cpp_wait_policy()},
+                     "omp_wait_policy": TORCH_WAIT_POLICY, "llama_cpp_wait_policy": LLAMA_CPP_WAIT_POLICY},
         "load_average": {"before": load_before, "after": load_after,
                          "warning": (f"1-minute load average {worst:.2f} > {LOAD_WARNING}: other work shared "
                                      "the CPUs, so absolute numbers are noisy; compare ratios within this run")
