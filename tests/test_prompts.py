@@ -581,6 +581,13 @@ def test_a_tie_says_who_is_whose(kind, description, sentence):
     ("nexus-hub.yaml", "kestrel", "ottoline-graves", "Ottoline is Kestrel's mentor: Ottoline teaches Kestrel to build"),
     ("nexus-hub.yaml", "ottoline-graves", "kestrel", "Kestrel is Ottoline's apprentice."),
     ("harbour/world.yaml", "mira", "wick", "Wick is Mira's courier: she pays Wick"),
+    # a noun that names no one said "Ysolde is Ederyn's servant", "Ederyn is Thorne's distrust" (round 48)
+    ("ashenmere.yaml", "ederyn", "ysolde", "Ysolde is Ederyn's queen: the queen trusts him"),
+    ("ashenmere.yaml", "ysolde", "brannoc", "Ysolde owes an old debt to Brannoc: he carried her"),
+    ("ashenmere.yaml", "brannoc", "ysolde", "Brannoc is owed a debt by Ysolde."),
+    ("ashenmere.yaml", "thorne", "ederyn", "Thorne is wary of Ederyn: she thinks his spells"),
+    ("ashenmere.yaml", "ederyn", "thorne", "Ederyn is distrusted by Thorne."),
+    ("harbour/world.yaml", "bea", "wick", "Beatriz is like family to Wick: she gives Wick a bowl"),
 ])
 def test_the_example_worlds_ties_say_what_their_descriptions_say(world_file, who, other, sentence):
     # a noun kind is what the other is to this character: nexus-hub had Kestrel's tie as "apprentice",
@@ -591,5 +598,5 @@ def test_the_example_worlds_ties_say_what_their_descriptions_say(world_file, who
     world = _example(world_file)
     character = next(c for c in world.characters if c.id == who)
     tie = next(t for t in character.relationships if t.other == other)
-    first = {c.id: c.name.split()[0] for c in world.characters}
+    first = {c.id: c.name.removeprefix("Queen ").split()[0] for c in world.characters}
     assert tie_sentence(first[who], first[other], tie).startswith(sentence)
