@@ -178,10 +178,11 @@ def _possible_turns(world: World, request: StoryRequest, cast: list[Character], 
     if lead and other:
         for tie in lead.relationships:
             if tie.other == other.id:
-                kind = f" ({clause(tie.kind)})" if tie.kind else ""
-                what = f": {clause(tie.description)}" if tie.description else ""
-                turns.append((f"Show the bond between {short[lead.id]} and {short[other.id]}{kind}{what}.",
-                              (lead, other)))
+                # The tie said as the card says it ("Ysolde is Ederyn's queen: ..."): given as "Ederyn
+                # and Ysolde (queen)", the beat leaves open who is whose (round forty-eight).
+                bond = (f". {tie_sentence(short[lead.id], short[other.id], tie)}" if tie.kind
+                        else f": {clause(tie.description)}." if tie.description else ".")
+                turns.append((f"Show the bond between {short[lead.id]} and {short[other.id]}{bond}", (lead, other)))
     lore = select_lore(world, " ".join([*(c.name for c in cast), *names, place.name if place else "",
                                         request.premise or ""]))
     if lore:

@@ -105,6 +105,22 @@ def test_a_plan_is_built_from_the_worlds_data_and_follows_the_seed(world):
     assert len(others) > 1
 
 
+@pytest.mark.parametrize("tie, bond", [
+    ("{with: bo, kind: sister, description: they share the mill}",
+     "Show the bond between Ada and Bo. Bo is Ada's sister: they share the mill."),
+    ("{with: bo, kind: is wary of}", "Show the bond between Ada and Bo. Ada is wary of Bo."),
+    ("{with: bo, description: they share the mill}", "Show the bond between Ada and Bo: they share the mill."),
+    ("{with: bo}", "Show the bond between Ada and Bo."),
+])
+def test_a_bond_beat_says_the_tie_as_the_card_does(tmp_path, tie, bond):
+    # given as "Ada and Bo (sister)" the beat left open who is whose, and a kind ending in a
+    # preposition read "(is wary of)" (experiments/log.md, round forty-eight)
+    text = WORLD.replace("{with: bo, kind: sister, description: they share the mill}", tie)
+    world = load_world(write_world(tmp_path, text.replace("secrets: [she sold the water rights]", "secrets: []"), "vale.yaml"))
+    beats = {b.instruction for s in range(12) for b in plan_for(world, s, characters=("ada", "bo"), location="mill")}
+    assert any(f"paragraph. {bond} Write" in beat for beat in beats)
+
+
 def test_the_ending_beats_finishing_image_is_what_its_critic_looks_for_at_the_close(world):
     plan = plan_for(world, 3, characters=("ada", "bo"), location="mill", length="medium")
     ending = plan[-1]
