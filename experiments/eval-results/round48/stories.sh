@@ -1,0 +1,10 @@
+#!/bin/bash
+# stories.sh TREE LABEL COMBOS...: metagen story WORLD --seed S for each line, from TREE's code
+# (give COMBOS as absolute paths: the script runs from TREE)
+export METAGEN_HOME=/tmp/r47/home
+tree=$1 label=$2; shift 2
+cd $tree
+mkdir -p /tmp/r48/out/$label
+cat "$@" | while read w s; do
+  PYTHONPATH=$tree /work/main/.venv/bin/python -m metagen --no-server story $w --seed $s -o /tmp/r48/out/$label -q --json >> /tmp/r48/out/$label.jsonl < /dev/null
+done
