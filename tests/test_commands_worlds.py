@@ -114,6 +114,10 @@ def test_show_plain_when_piped(runner):
     for text in ("Characters", "Aoife Ní Bhriain", "harbour pilot", "Places", "the Container Docks", "Factions",
                  "Lore", "(always)", "defaults.dialogue: repetition_penalty=1.15", "banned words: goddamn", "sha256: "):  # fmt: skip
         assert text in out, text
+    # each tie as the story prompt says it, so a kind written the wrong way round shows
+    assert "Ties, as story prompts say them" in out
+    assert "Wick is Mira Okonkwo's courier: she pays Wick" in out
+    assert "Beatriz \"Bea\" Mendes is like family to Wick: she gives" in out
     assert "\x1b[" not in out  # no colour codes when piped
 
 

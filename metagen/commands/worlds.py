@@ -151,9 +151,17 @@ def show_command(
         read = {"she": "she/her", "he": "he/him"}.get(pronoun_of(c), "")
         return c.pronouns or (f"{read} (read)" if read else "")
 
+    from metagen.prompts import tie_sentence
+
     tables = [
         ("Characters", ["id", "name", "pronouns", "role", "ties"],
          [[c.id, c.name, pronouns(c), c.role or "", ties(c)] for c in world.characters]),
+        # Each tie as story prompts say it, so that one written the wrong way round shows ("Ysolde is
+        # Ederyn's servant" for the queen's court mage; docs/worlds.md says which way a kind reads).
+        ("Ties, as story prompts say them", ["of", "tie"], [
+            [c.id, tie_sentence(c.name, names.get(r.other, r.other), r)] for c in world.characters
+            for r in c.relationships
+        ]),
         ("Places", ["id", "name", "leads to"], [[p.id, p.name, ", ".join(p.connections)] for p in world.locations]),
         ("Factions", ["id", "name", "members"], [
             [f.id, f.name, ", ".join(names.get(m, m) for m in f.members)] for f in world.factions
