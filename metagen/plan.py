@@ -180,8 +180,12 @@ def _possible_turns(world: World, request: StoryRequest, cast: list[Character], 
             if tie.other == other.id:
                 # The tie said as the card says it ("Ysolde is Ederyn's queen: ..."): given as "Ederyn
                 # and Ysolde (queen)", the beat leaves open who is whose (round forty-eight).
-                bond = (f". {tie_sentence(short[lead.id], short[other.id], tie)}" if tie.kind
-                        else f": {clause(tie.description)}." if tie.description else ".")
+                if tie.kind:
+                    bond = f". {tie_sentence(short[lead.id], short[other.id], tie)}"
+                elif tie.description:
+                    bond = f": {clause(tie.description)}."
+                else:
+                    bond = "."
                 turns.append((f"Show the bond between {short[lead.id]} and {short[other.id]}{bond}", (lead, other)))
     lore = select_lore(world, " ".join([*(c.name for c in cast), *names, place.name if place else "",
                                         request.premise or ""]))
