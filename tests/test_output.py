@@ -967,6 +967,53 @@ def test_a_folder_that_vanishes_during_the_walk_is_made_again(tmp_path, monkeypa
         writing.write_atomic(tmp_path / "out" / "world" / "other" / "p.md", "x", overwrite=False, root=root)
 
 
+def test_an_output_folder_gone_between_mkdir_and_the_look_is_walked_to_again(tmp_path, monkeypatch):
+    """Another process swapped out/ for a link and back: our mkdir met the link (FileExistsError), and when
+    we looked the name was empty (the link removed, the folder not yet back). That is a folder that
+    vanished, to walk to again, not "a file stands where a folder is needed" (exit 1, found by a CI run)."""
+    from metagen.output import writing
+
+    out = tmp_path / "out"
+    real_mkdir, failures = Path.mkdir, []
+
+    def link_there_then_gone(self, *args, **kwargs):
+        if self == out and not failures:
+            failures.append(self)
+            raise FileExistsError(17, "File exists", str(self))
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(writing.Path, "mkdir", link_there_then_gone)
+    write_atomic(out / "w" / "a.md", "a", overwrite=False, root=OutputFolder(out))
+    assert failures == [out] and files_in(out) == ["w/a.md"]
+
+    (tmp_path / "file").write_text("x")  # a real file at the name is still that error
+    with pytest.raises(writing.OutputError, match="a file stands where a folder is needed"):
+        write_atomic(tmp_path / "file" / "w" / "a.md", "a", overwrite=False, root=OutputFolder(tmp_path / "file"))
+
+
+def test_a_link_met_inside_the_output_folder_and_gone_by_the_look_is_still_refused(tmp_path, monkeypatch):
+    """O_NOFOLLOW said a link stood at w (ELOOP); by the time we looked the link was gone. A link was
+    there during the run: refused as one (exit 2), not an unexplained "too many levels of links" (exit 1)."""
+    from metagen.output import writing
+
+    real_open, real_stat = os.open, os.stat
+
+    def link_at_w(name, flags, *args, **kwargs):
+        if name == "w" and kwargs.get("dir_fd") is not None:
+            raise OSError(errno.ELOOP, "Too many levels of symbolic links", name)
+        return real_open(name, flags, *args, **kwargs)
+
+    def gone_at_w(name, *args, **kwargs):
+        if name == "w" and kwargs.get("dir_fd") is not None:
+            raise FileNotFoundError(errno.ENOENT, "No such file or directory", name)
+        return real_stat(name, *args, **kwargs)
+
+    monkeypatch.setattr(writing.os, "open", link_at_w)
+    monkeypatch.setattr(writing.os, "stat", gone_at_w)
+    with pytest.raises(OutputLinkError, match="was replaced by a symbolic link during the run"):
+        write_atomic(tmp_path / "out" / "w" / "a.md", "a", overwrite=False, root=OutputFolder(tmp_path / "out"))
+
+
 def _taken_back_before_the_temp_file(monkeypatch, other: OutputFolder) -> list[str]:
     """`other`'s write fails and takes back the empty folders it made just after this write opened the
     file's folder, before it made its temp file there: the window that shards of one batch (or many

@@ -210,6 +210,8 @@ class OutputFolder:
             self.made += [p for p in missing if p not in self.made]
             fd = os.open(self.path, _FOLDER_FLAGS)
         except (FileExistsError, NotADirectoryError):
+            if not os.path.lexists(self.path):  # something stood there at mkdir and was gone when we looked
+                raise _Vanished(self.path) from None
             if self.path.is_symlink() or self.path.is_dir():  # swapped while we looked
                 raise self._replaced(path) from None
             raise OutputError(f"cannot write {path}: a file stands where a folder is needed") from None
@@ -306,13 +308,13 @@ def _open_child(folder_fd: int, name: str, shown: Path, target: Path, made: list
             mode = 0
         if stat.S_ISLNK(mode):
             raise OutputLinkError(f"cannot write {target}: {shown} is a symbolic link", hint=_LINK_HINT) from None
-        if stat.S_ISDIR(mode) and error.errno in (errno.ELOOP, errno.ENOTDIR):
-            # O_NOFOLLOW met a link that another process has already swapped back for a folder
+        if error.errno == errno.ELOOP or (stat.S_ISDIR(mode) and error.errno == errno.ENOTDIR):
+            # O_NOFOLLOW met a link that another process has already swapped back for a folder, or removed
             raise OutputLinkError(f"cannot write {target}: {shown} was replaced by a symbolic link during the run",
                                   hint=_LINK_HINT) from None
         if mode and not stat.S_ISDIR(mode):
             raise OutputError(f"cannot write {target}: a file stands where a folder is needed") from None
-        if error.errno == errno.ENOENT:
+        if error.errno in (errno.ENOENT, errno.ENOTDIR):  # gone by the look: whatever stood there, walk again
             raise _Vanished(shown) from None
         raise OutputError(f"cannot write {target}: {os_reason(error)}") from None
 
