@@ -371,6 +371,7 @@ _CELLS: tuple[tuple[str, Callable[[dict], str]], ...] = (
     ("made-up relatives", lambda m: _pct(m.get("invented_relatives"))),
     ("wrong kin", lambda m: _pct(m.get("wrong_kin"))),
     ("made-up ranks", lambda m: _pct(m.get("invented_ranks"))),
+    ("strangers", lambda m: _pct(m.get("strangers"))),
     ("off-world dates", lambda m: _pct(m.get("off_world_dates"))),
     ("wrong tense", lambda m: _pct(m.get("wrong_tense"))),
     ("tense slips", lambda m: _pct(m.get("tense_slips"))),

@@ -299,6 +299,61 @@ def invented_ranks(text: str, vocabulary: frozenset[str]) -> list[str]:
     return found
 
 
+# A person the narration brings in without a name: "A lone figure stood on the platform", "a young girl
+# stood before Dario", "there was an old man". A story's prompt says "Use only these people; invent no one
+# else", and readers name such strangers among the commonest faults; a 135M model brought one into 14 of
+# 72 stories (round forty-eight). A description of one of the cast ("Brannoc, a young man with a beard") is not one, nor a
+# likeness ("like a man possessed", "Ysolde was a woman who"), nor a stranger given a name ("A young girl,
+# Pipa Halloway, stood").
+STRANGER_NOUNS = frozenset("""woman man girl boy child stranger figure lady gentleman youth lad lass traveller
+traveler knight soldier guard merchant priest monk nun hermit beggar peddler maiden warrior servant visitor
+newcomer fellow maid crone sailor fisherman farmer hunter thief""".split())
+_NOT_ADJECTIVE = r"(?!(?:my|your|his|her|their|our|its|the|a|an|dear|and|or|but|of|to|in|on|at|for|with|from|who)\b)"
+# "a lone, weathered woman": up to three words before the noun, none of them a word that ends the phrase
+# ("a seal, my lady"); not followed by "who" ("A man who counts his camels ...": a saying, not a person)
+_PERSON = (rf"an?\s+(?:{_NOT_ADJECTIVE}[\w'’-]+,?\s+){{0,3}}?(?P<noun>{'|'.join(sorted(STRANGER_NOUNS))})"
+           r"(?![\w'’-])(?!\s+(?:who|that|whose)\b)")
+_BROUGHT_IN = (
+    re.compile(rf"\bthere\s+(?:was|were|stood|sat|came|appeared|is|stands|sits|comes|appears)\s+{_PERSON}", re.I),
+    re.compile(rf"(?:^|\b(?:and|when|then|where)\s+)(?:suddenly,?\s+)?{_PERSON}", re.I),
+    re.compile(rf"\b{_PERSON}(?:,?\s+[\w'’-]+){{0,4}}?,?\s+(?:stood|appeared|entered|approached|walked|came|stepped"
+               r"|emerged|sat|arrived|rushed|ran|burst|strode|hurried|knelt|leaned|whispered|said|asked|shouted|called"
+               r"|stands|appears|enters|approaches|walks|comes|steps|emerges|sits|arrives)\b", re.I),
+)
+_LIKENESS = re.compile(r"(?<!there\s)\b(?:was|is|were|are|be|been|being|as|like|became|becomes|seemed|seems|remained|felt|of)"
+                       r"\s+(?:\w+\s+)?$", re.I)
+_NAMED_BEFORE = re.compile(r"(?P<word>[A-Z][\w'’-]*)[,)]?\s*$")  # "Brannoc, a young man", "Ederyn a young man"
+_NAMED_AFTER = re.compile(r"^(?:,\s*[A-Z]|\s+(?:named|called)\b)")  # "A young girl, Pipa", "a woman named Bea"
+
+
+def strangers(text: str) -> list[str]:
+    """The unnamed people narration brings in (quoted speech left out), as "a lone figure": one a sentence."""
+    found = []
+    for sentence in narrated_sentences(text):
+        for pattern in _BROUGHT_IN:
+            match = next((m for m in pattern.finditer(sentence) if _brought_in(sentence, m)), None)
+            if match:
+                found.append(re.search(_PERSON, match.group(), re.I).group().lower())
+                break
+    return found
+
+
+def _brought_in(sentence: str, match: re.Match) -> bool:
+    person = re.search(_PERSON, match.group(), re.I)
+    start, end = match.start() + person.start(), match.start() + person.end()
+    before, after = sentence[:start], sentence[end:]
+    return not (_LIKENESS.search(before) or _NAMED_AFTER.match(after) or _names_before(before))
+
+
+def _names_before(before: str) -> bool:
+    """Whether the words before a person end on a name it describes: "Brannoc, " or "Ederyn " does; a
+    sentence's first word that is a common one ("Suddenly, ", "Outside, ") does not."""
+    match = _NAMED_BEFORE.search(before)
+    if match is None:
+        return False
+    return bool(before[:match.start()].strip()) or fold(match.group("word")) not in common_words()
+
+
 # ----------------------------------------------------------------------------- pronouns, tense, the world's words and scripts
 
 
@@ -499,10 +554,10 @@ def writing_guard(world: World, request_texts: Sequence[str] = ()) -> dict[str, 
 
 __all__ = [
     "COMMON_WORDS_FILE", "HE_WORDS", "MIN_COMPOUND", "MIN_FIRST_WORD",
-    "MIN_SPELLING", "NEAR_SPELLING", "QUOTED", "RANK_WORDS", "SHE_WORDS", "STOCK_PHRASES_FILE", "STOPLIST", "TITLES",
+    "MIN_SPELLING", "NEAR_SPELLING", "QUOTED", "RANK_WORDS", "SHE_WORDS", "STOCK_PHRASES_FILE", "STOPLIST", "STRANGER_NOUNS", "TITLES",
     "character_forms", "common_words", "foreign_pronouns", "invented_ranks",
     "location_forms", "misspelled_names", "name_spellings", "named_twice", "names_any",
     "narration_tense", "off_world_dates", "pronoun_of", "pronoun_slips", "self_named",
-    "stock_phrases", "unknown_names", "world_dates", "world_names", "world_prose", "world_vocabulary",
+    "stock_phrases", "strangers", "unknown_names", "world_dates", "world_names", "world_prose", "world_vocabulary",
     "write_common_words", "writing_guard",
 ]

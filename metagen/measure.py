@@ -27,6 +27,7 @@ from metagen.grounding import (
     narration_tense,
     pronoun_slips,
     stock_phrases,
+    strangers,
     unknown_names,
     world_dates,
     world_prose,
@@ -160,6 +161,7 @@ class Output:
     relatives: list[str] = field(default_factory=list)  # family words whose relation the world never mentions
     kin: list[str] = field(default_factory=list)  # family words against the world's ties ("my sister Maëlle" from her mother)
     ranks: list[str] = field(default_factory=list)  # ranks the world never writes ("the king" in a queen's realm)
+    strangers: list[str] = field(default_factory=list)  # story: unnamed people the narration brings in ("a lone figure")
     dates: list[str] = field(default_factory=list)  # years and numbered centuries the world never writes
     wrong_tense: bool = False  # story, scene: the model's narration leans to the tense not asked for
     tense_slips: int = 0  # story, scene: narrated sentences that lean to the tense not asked for
@@ -214,6 +216,8 @@ def score(world: World, output: Output, reference: Reference, settings: dict | N
         foreign = foreign_pronouns(cast)
         output.pronouns = [w for w in words_of(narration) if w in foreign] + pronoun_slips(narration, cast)
         output.stock = [phrase for phrase in reference.stock if banned_hits(written, [phrase])]
+        if output.kind == "story":  # its prompt says "invent no one else"; a scene may show a fisherman
+            output.strangers = strangers(written)
     output.relatives = invented_relatives(spoken if output.kind == "dialogue" else output.text, reference.relations)
     output.kin = wrong_family_words(reference.kinship, output, cast, speakers)
     output.ranks = invented_ranks(spoken if output.kind == "dialogue" else output.text,
@@ -284,6 +288,7 @@ def summarize(outputs: Sequence[Output], seconds: float) -> dict:
         "invented_relatives": _mean([float(bool(o.relatives)) for o in outputs]),  # per output
         "wrong_kin": _mean([float(bool(o.kin)) for o in outputs]),  # per output
         "invented_ranks": _mean([float(bool(o.ranks)) for o in outputs]),  # per output
+        "strangers": _mean([float(bool(o.strangers)) for o in outputs if o.kind == "story"]),  # stories
         "off_world_dates": _mean([float(bool(o.dates)) for o in outputs]),  # per output
         "wrong_tense": _mean([float(o.wrong_tense) for o in outputs if o.kind != "dialogue"]),  # stories, scenes
         "tense_slips": _mean([float(o.tense_slips > 0) for o in outputs if o.kind != "dialogue"]),  # stories, scenes

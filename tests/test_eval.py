@@ -193,6 +193,17 @@ def test_a_rank_the_world_never_writes_is_a_made_up_rank(world):
     assert E.summarize(outs, 1.0)["invented_ranks"] == 0.5
 
 
+def test_an_unnamed_person_brought_into_a_story_is_a_stranger(world):
+    ref = E.world_reference(world)
+    request = {"characters": ["cy"], "location": None, "premise": None, "length": "short"}
+    outs = [E.score(world, output("story", "Cyrus waited. A hooded figure stood at the door.", request), ref),
+            E.score(world, output("story", "Cyrus, a tall man, waited by the door.", request), ref)]
+    assert outs[0].strangers == ["a hooded figure"] and outs[1].strangers == []
+    assert E.summarize(outs, 1.0)["strangers"] == 0.5
+    scene = E.score(world, output("scene", "A fisherman mends his nets.", {"location": "well"}), ref)
+    assert scene.strangers == [] and E.summarize([scene], 1.0)["strangers"] is None  # scenes may have one
+
+
 def test_family_words_against_the_worlds_ties_are_wrong_kin(tmp_path):
     world = load_world(write_world(tmp_path, FAMILY_WORLD))
     ref = E.world_reference(world)

@@ -12,6 +12,7 @@ from metagen.grounding import (
     named_twice,
     pronoun_slips,
     stock_phrases,
+    strangers,
     unknown_names,
     world_vocabulary,
 )
@@ -116,6 +117,26 @@ def test_a_rank_is_made_up_unless_the_world_writes_it_in_any_number():
     vocabulary = frozenset("the queen kingdom witches".split())
     text = "The king's daughters and two princesses met a witch, the gods, King Arvid and the queen. Lordly halls."
     assert invented_ranks(text, vocabulary) == ["king", "princess", "god"]
+
+
+@pytest.mark.parametrize("text, found", [
+    # people narration brings in without a name: what "invent no one else" forbids
+    ("A lone figure stood on the platform.", ["a lone figure"]),
+    ("Suddenly, a hooded figure appeared at the door.", ["a hooded figure"]),
+    ("The door swung open, and a young woman with red hair stood before her.", ["a young woman"]),
+    ("There was an old man by the fire.", ["an old man"]),
+    ("A tall, slender woman stood at the edge of the hill. Then a boy ran in.", ["a tall, slender woman", "a boy"]),
+    # not strangers: one of the cast described, a likeness, a name given, a saying, speech, a thing
+    ("Brannoc, a young man with a beard full of ash, stood at the edge of the path.", []),
+    ("Ederyn a young man in his late 20s stood at the edge of the square.", []),
+    ("Ysolde was a woman of fifty. She fought like a man possessed.", []),
+    ("A young girl, Pipa Halloway, stood at the edge of the orchard. A woman named Bea waved.", []),
+    ("A man who counts his camels cannot count on water.", []),
+    ('"A stranger came to the door," Maelle said.', []),
+    ("She took paper and a seal, my lady, to the hall.", []),
+])
+def test_a_stranger_is_a_person_narration_brings_in_without_a_name(text, found):
+    assert strangers(text) == found
 
 
 @pytest.mark.parametrize("sentence, twice", [
