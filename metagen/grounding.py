@@ -302,9 +302,9 @@ def invented_ranks(text: str, vocabulary: frozenset[str]) -> list[str]:
 # A person the narration brings in without a name: "A lone figure stood on the platform", "a young girl
 # stood before Dario", "there was an old man". A story's prompt says "Use only these people; invent no one
 # else", and readers name such strangers among the commonest faults; a 135M model brought one into 14 of
-# 72 stories (round forty-eight). A description of one of the cast ("Brannoc, a young man with a beard") is not one, nor a
-# likeness ("like a man possessed", "Ysolde was a woman who"), nor a stranger given a name ("A young girl,
-# Pipa Halloway, stood").
+# 72 stories (round forty-eight). A description of one of the cast ("Brannoc, a young man with a beard")
+# is not one, nor a likeness ("like a man possessed", "Ysolde was a woman who"), nor a stranger given a
+# name ("A young girl, Pipa Halloway, stood").
 STRANGER_NOUNS = frozenset("""woman man girl boy child stranger figure lady gentleman youth lad lass traveller
 traveler knight soldier guard merchant priest monk nun hermit beggar peddler maiden warrior servant visitor
 newcomer fellow maid crone sailor fisherman farmer hunter thief""".split())
