@@ -277,6 +277,8 @@ def read_ratings(folder: Path) -> tuple[dict, dict[str, str | None]]:
     try:
         key = json.loads(key_path.read_text(encoding="utf-8"))
         entries = {e["pair"]: e for e in key["pairs"]}
+        if not entries or len(entries) != len(key["pairs"]):  # --blind writes each of one or more pairs once
+            raise ValueError
         if any(e["a"] not in (1, 2) or not _is_text(e["kind"]) or not _is_text(e["pair"]) for e in entries.values()):
             raise ValueError
         if not all(isinstance(key.get(side, {}), dict) for side in ("a", "b", "grid")):

@@ -340,6 +340,19 @@ def test_a_hand_edited_key_with_values_of_the_wrong_type(blind_folder, edit):
         B.tally(*B.read_ratings(blind_folder))
 
 
+@pytest.mark.parametrize("pairs", [
+    lambda pairs: [],  # an empty tally had no "all" row: a KeyError traceback from unblind
+    lambda pairs: [*pairs, pairs[0]],  # the repeated pair had been counted twice
+])  # fmt: skip
+def test_a_key_with_no_pairs_or_a_pair_twice(blind_folder, pairs):
+    key = json.loads((blind_folder / "key.json").read_text(encoding="utf-8"))
+    (blind_folder / "key.json").write_text(json.dumps({**key, "pairs": pairs(key["pairs"])}), encoding="utf-8")
+    (blind_folder / "ratings.csv").write_text("pair,preferred,note\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="is not a key that --blind wrote"):
+        B.unblind(blind_folder)
+    assert not (blind_folder / "unblind.md").exists()
+
+
 def test_a_sheet_saved_in_cp1252_says_so(blind_folder):
     (blind_folder / "ratings.csv").write_bytes("pair,preferred,note\npair-001,1,\"caf\u00e9 keep1\"\n".encode("cp1252"))
     with pytest.raises(ConfigError) as error:
