@@ -617,6 +617,15 @@ def test_replay_names_a_recorded_moderation_mode_it_cannot_use(runner, world, mo
     assert invoke(runner, "replay", path, "--moderation", "report").exit_code == 0
 
 
+@pytest.mark.parametrize("flag", ["--model", "--dtype", "--device", "--prompt-dtype", "--moderation", "--adapter"])
+def test_replay_refuses_an_empty_flag(runner, world, model_args, tmp_path, flag):
+    """`replay P --model ""` (an empty variable in a script) had fallen back to the recorded value without a word."""
+    path, _ = _story_piece(runner, world, model_args, tmp_path)
+    result = invoke(runner, "replay", path, flag, "")
+    assert result.exit_code == 2 and result.stdout == "", result.output
+    assert f"'{flag}'" in result.stderr and "is empty (leave the option out for its default)" in result.stderr
+
+
 def test_replay_warns_of_a_piece_made_by_another_version(runner, world, model_args, tmp_path):
     path, data = _story_piece(runner, world, model_args, tmp_path)
     assert "was made by metagen" not in invoke(runner, "replay", path).stderr

@@ -58,13 +58,13 @@ def _snippet(text: str, at: int, width: int = 30) -> str:
 
 def replay(
     file: Annotated[Path, typer.Argument(help="A metagen .md or .json file.", show_default=False)],
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model name or .gguf path. [default: the recorded one]", show_default=False)] = None,
-    dtype: Annotated[Optional[str], typer.Option("--dtype", help="auto | float32 | bfloat16 | int8 | int4. [default: the recorded one]", show_default=False)] = None,
-    device: Annotated[Optional[str], typer.Option("--device", help="cpu | cuda | auto. [default: the recorded one]", show_default=False)] = None,
-    prompt_dtype: Annotated[Optional[str], typer.Option("--prompt-dtype", help="auto | float32 | bfloat16. [default: the recorded one; float32 for a piece that records none]", show_default=False)] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model name or .gguf path. [default: the recorded one]", show_default=False, callback=not_blank)] = None,
+    dtype: Annotated[Optional[str], typer.Option("--dtype", help="auto | float32 | bfloat16 | int8 | int4. [default: the recorded one]", show_default=False, callback=not_blank)] = None,
+    device: Annotated[Optional[str], typer.Option("--device", help="cpu | cuda | auto. [default: the recorded one]", show_default=False, callback=not_blank)] = None,
+    prompt_dtype: Annotated[Optional[str], typer.Option("--prompt-dtype", help="auto | float32 | bfloat16. [default: the recorded one; float32 for a piece that records none]", show_default=False, callback=not_blank)] = None,
     world: Annotated[Optional[Path], typer.Option("--world", help="The world file, if it has moved. [default: the recorded one]", show_default=False)] = None,
     adapter: Annotated[Optional[str], typer.Option("--adapter", help="none | PATH: the adapter file, if it has moved. [default: the recorded one]", show_default=False, callback=not_blank)] = None,
-    moderation: Annotated[Optional[str], typer.Option("--moderation", help="off | report | enforce. [default: the recorded one; report for a piece that records none]", show_default=False)] = None,
+    moderation: Annotated[Optional[str], typer.Option("--moderation", help="off | report | enforce. [default: the recorded one; report for a piece that records none]", show_default=False, callback=not_blank)] = None,
     quiet: Quiet = False,
 ):
     """Make a file's piece again from what it records and say whether the text is identical (exit 0) or not (exit 1)."""
