@@ -56,6 +56,9 @@ MAX_SETTINGS_BYTES = 64 * 1024  # a settings file holds a few decoding settings
 def load_settings(text: str, flag: str) -> dict[str, Any]:
     """Generation settings from a YAML/JSON file, or inline "key=value,key=value" (each value read as
     a YAML scalar or list), checked as GenerationConfig fields; ConfigError naming the flag."""
+    if not text.strip():  # Path("") is ".", which exists: "--a: . is a folder" of a flag given as ""
+        raise ConfigError(f"{flag} is empty", hint="give a YAML/JSON file of settings or key=value pairs, e.g. "
+                          "candidates=4")
     path = Path(text)
     if os.path.lexists(path):  # a file, however broken (a folder, a device, bad YAML), is read as one
         data = _settings_file(path, flag)

@@ -72,6 +72,8 @@ def test_settings_from_yaml_and_json_files(tmp_path):
     ("candidates=", "is not key=value"),
     ("candidates=1,candidates=2", "--a 'candidates=1,candidates=2': candidates is given twice"),  # (the last won)
     ("top_k=3, top_k =3", "top_k is given twice"),
+    ("", "--a is empty"),  # had been read as the path ".": "--a: . is a folder, not a settings file"
+    (" ", "--a is empty"),
 ])
 def test_bad_settings_name_the_flag(text, message):
     with pytest.raises(ConfigError) as error:
