@@ -103,8 +103,9 @@ DAMAGED_HINT = "metagen rewrites the whole file after every turn; restore it fro
 _ANSWER_TYPES = {"text": str, "seed": int, "tokens": int, "generated_tokens": int, "seconds": (int, float),
                  "prompt_tokens": int, "reused": int, "rounds": int, "rejected": int, "lore": list, "warning": str,
                  "moderation": dict}
+# The fields of a session file with their types; the first seven are required.
 _SESSION_TYPES = {"world_id": str, "character": str, "player": str, "location": (str, type(None)), "seed": int,
-                  "settings": dict, "turns": list}
+                  "settings": dict, "turns": list, "model": (dict, type(None))}
 
 
 def read_session(path) -> tuple[dict, list[Turn]]:
@@ -124,7 +125,7 @@ def read_session(path) -> tuple[dict, list[Turn]]:
     if data.get("version") != SESSION_VERSION:
         raise ConfigError(f"{path} is a chat session of version {data.get('version')!r}; this metagen reads "
                           f"version {SESSION_VERSION}")
-    _check_fields(path, "", data, _SESSION_TYPES, len(_SESSION_TYPES))
+    _check_fields(path, "", data, _SESSION_TYPES, 7)
     if not 0 <= data["seed"] < MAX_SEED:
         raise ConfigError(f"{path} is damaged: seed {number_shown(data['seed'])} is outside [0, 2**63)", hint=DAMAGED_HINT)
     turns = []

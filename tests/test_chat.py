@@ -481,7 +481,10 @@ def test_a_damaged_or_foreign_session_file_is_one_line_and_exit_2(runner, world_
     ("location", "mars", "is a session with --location mars: world 'quay' has no location 'mars' (give the world"),
     ("player", "a:b", "is damaged: its player: --player 'a:b' must be a name of 1 to 40"),
     ("moderation", "enforse", "is damaged: its moderation: --moderation must be one of off, report, enforce, got "
-                              "'enforse' (metagen rewrites the whole file after every turn; restore it from a copy")])
+                              "'enforse' (metagen rewrites the whole file after every turn; restore it from a copy"),
+    ("model", "x", "is damaged: model has the wrong type (text) (metagen rewrites the whole file"),  # a ValueError
+    ("model", [1], "is damaged: model has the wrong type (a list) (metagen rewrites the whole file"),  # traceback
+])
 def test_a_hand_edited_session_value_is_blamed_on_the_file_not_a_flag(runner, world_path, model_args, tmp_path,
                                                                         field, value, message):
     """A session's player or moderation edited out of shape was '--player ... must be' or '--moderation must
