@@ -228,8 +228,11 @@ class _MetadataReader:
             raise ValueError(f"the header claims {count:,} {what}, more than the {left:,} bytes left can hold")
 
     def _read(self, fmt: str) -> tuple:
+        size = self._struct.calcsize("<" + fmt)
+        if self._at + size > len(self._data):  # struct's own words named its buffer, not the file
+            raise ValueError(f"the file ends at byte {len(self._data):,}, inside its header")
         values = self._struct.unpack_from("<" + fmt, self._data, self._at)
-        self._at += self._struct.calcsize("<" + fmt)
+        self._at += size
         return values
 
     def _string(self) -> str:

@@ -54,6 +54,12 @@ def truncated(path, tmp_path):
     return out
 
 
+def cut_in_a_number(path, tmp_path):
+    out = tmp_path / "cut.gguf"
+    out.write_bytes(path.read_bytes()[:6])  # the magic, then half of the version
+    return out
+
+
 def wrong_magic(path, tmp_path):
     out = tmp_path / "magic.gguf"
     out.write_bytes(b"GGML" + path.read_bytes()[4:])
@@ -92,6 +98,8 @@ def missing(path, tmp_path):
 @pytest.mark.parametrize("damage, message", [
     (truncated, "damaged or truncated"),
     (truncated_header, "damaged or truncated"),
+    # was "(unpack_from requires a buffer of at least 8 bytes for unpacking 4 bytes at offset 4 ...)"
+    (cut_in_a_number, "is damaged or truncated (the file ends at byte 6, inside its header)"),
     (wrong_magic, "is not a GGUF file"),
     (not_gguf, "is not a GGUF file"),
     (empty, "is not a GGUF file"),
