@@ -102,6 +102,10 @@ BROKEN = [
      "w.yaml:4:3", "world: duplicate key 'name' (first at line 3; keep one)"),
     ("unknown-relationship", {"w.yaml": VALID.replace("with: jonas", "with: jonsa")},
      "w.yaml:8:15", "characters[0].relationships[0].with: unknown character 'jonsa' (did you mean 'jonas'?)"),
+    # a tie starts '- with:', not '- id:' as the hint had said
+    ("relationships-not-list", {"w.yaml": HEAD + "characters:\n  - {id: m, name: M, relationships: {with: j}}\n"
+                                          "  - {id: j, name: J}\n"},
+     "w.yaml:5:37", "characters[0].relationships: got a mapping (expected a list of '- with: ...' entries)"),
     ("relationship-to-self", {"w.yaml": VALID.replace("with: jonas", "with: mira")},
      "w.yaml:8:7", "characters[0].relationships: 'mira' is related to itself"),
     ("unknown-connection", {"w.yaml": VALID.replace("[market]", "[markt]")},

@@ -84,7 +84,7 @@ class SectionReader(Validator):
         out["pronouns"] = self.opt(m, path, "pronouns", lambda n, p: self.choice(n, p, PRONOUNS))
         for key in ("aliases", "traits", "goals", "secrets", "sample_lines"):
             out[key] = self.opt(m, path, key, self.texts, ())
-        rels = self.opt(m, path, "relationships", lambda n, p: self.items(n, p, self.read_relationship), [])
+        rels = self.opt(m, path, "relationships", lambda n, p: self.items(n, p, self.read_relationship, "with"), [])
         if out["id"] and any(rel.other == out["id"] for rel in rels):
             where = join_path(path, "relationships")
             self.add(m["relationships"], where, f"'{out['id']}' is related to itself (name another character)")

@@ -186,9 +186,10 @@ class Validator:
         self.ids[kind][value] = (self.display, node.start_mark.line + 1, node.start_mark.column + 1)
         return value
 
-    def items(self, node: Node, path: str, read) -> list:
+    def items(self, node: Node, path: str, read, entry: str = "id") -> list:
+        """The entries of a list of mappings, each read by `read`; `entry` is the key each one starts with."""
         if not isinstance(node, SequenceNode):
-            self.add(node, path, f"got {describe_node(node)} (expected a list of '- id: ...' entries)")
+            self.add(node, path, f"got {describe_node(node)} (expected a list of '- {entry}: ...' entries)")
             return []
         return [x for x in (read(item, f"{path}[{i}]") for i, item in enumerate(node.value)) if x is not None]
 
