@@ -334,7 +334,7 @@ def write_story(generator, world: World, request: StoryRequest, cfg: GenerationC
     plan = make_plan(world, resolved, seed)[:cfg.max_new_tokens]  # a budget below one token a beat writes fewer beats
     messages = story_messages(world, resolved)
     beat_cfg = _beat_config(cfg, len(plan))
-    _check_beats_fit_context(generator, messages, plan, cfg.max_new_tokens)
+    _check_beats_fit_context(generator, messages, plan, cfg.max_new_tokens, users_plan=bool(request.beats))
     plain = story_messages(world, resolved, facts=False) if cfg.context_contrast else None
     writer = _StoryWriter(generator, world, resolved, cfg, beat_cfg, seed, moderation,
                           chat=_StoryChat(generator.tokenizer, messages, plain),
@@ -552,11 +552,12 @@ def check_story_fits_context(generator, world: World, request: StoryRequest, cfg
     write_story's own first check, for batch to ask of every story before it writes any piece."""
     resolved = resolve_request(world, with_cast(world, request, seed))
     plan = make_plan(world, resolved, seed)[:cfg.max_new_tokens]
-    _check_beats_fit_context(generator, story_messages(world, resolved), plan, cfg.max_new_tokens)
+    _check_beats_fit_context(generator, story_messages(world, resolved), plan, cfg.max_new_tokens,
+                             users_plan=bool(request.beats))
 
 
 def _check_beats_fit_context(generator, messages: list[dict[str, str]], plan: list[Beat],
-                             max_new_tokens: int) -> None:
+                             max_new_tokens: int, *, users_plan: bool = False) -> None:
     """Refuse, before writing anything, a story whose last beat would overflow the context. That beat's
     prompt holds every instruction and every paragraph before it, each in its chat turn, and it writes
     a paragraph more: at most its share of max_new_tokens each (_beat_share). Counting the instructions
@@ -577,7 +578,9 @@ def _check_beats_fit_context(generator, messages: list[dict[str, str]], plan: li
             f"the story's plan needs about {needed} tokens of prompt and {len(plan)} paragraphs of up to "
             f"{beat_tokens} tokens ({CLI_NAMES['max_new_tokens']} {max_new_tokens}), but the model's context is "
             f"{generator.context_length}",
-            hint=f"shorten the premise, lower {setting_words('max_new_tokens')}, or name fewer characters")
+            # a --plan file's beats are the instructions: the premise, if any, is not in them
+            hint=f"shorten {'the beats of the --plan file' if users_plan else 'the premise'}, lower "
+                 f"{setting_words('max_new_tokens')}, or name fewer characters")
 
 
 def plan_prompt(world: World, resolved: Resolved, plan: list[Beat], messages: list[dict[str, str]],

@@ -11,7 +11,8 @@ from metagen import pipeline
 from metagen.config import GenerationConfig
 from metagen.errors import RequestError
 from metagen.phrasing import after_to
-from metagen.plan import BEATS_BY_LENGTH, Beat, beat_starts, finishing_words, make_plan, story_messages, write_story
+from metagen.plan import (BEATS_BY_LENGTH, Beat, beat_starts, check_story_fits_context, finishing_words, make_plan,
+                          story_messages, write_story)
 from metagen.prompts import StoryRequest, resolve_request
 from metagen.text import words_of
 from metagen.world import load_world
@@ -321,6 +322,17 @@ def test_a_plan_that_cannot_fit_is_refused_before_writing(world, tiny_generator)
     request = StoryRequest(characters=("ada",), premise="A very long premise. " * 40)
     with pytest.raises(RequestError, match="the story's plan needs about"):
         write_story(tiny_generator, world, request, GenerationConfig(max_new_tokens=8), seed=1)
+
+
+def test_a_plan_file_too_long_to_fit_is_blamed_on_its_beats(world, tiny_generator):
+    """A --plan file of long beats was told to "shorten the premise", which the story had none of."""
+    request = StoryRequest(characters=("ada",), beats=("Ada walks to the mill and back again. " * 40,) * 2)
+    with pytest.raises(RequestError, match="the story's plan needs about") as error:
+        write_story(tiny_generator, world, request, GenerationConfig(max_new_tokens=8), seed=1)
+    assert error.value.hint.startswith("shorten the beats of the --plan file, lower --max-tokens")
+    with pytest.raises(RequestError) as error:
+        check_story_fits_context(tiny_generator, world, request, GenerationConfig(max_new_tokens=8), seed=1)
+    assert error.value.hint.startswith("shorten the beats of the --plan file")
 
 
 def test_a_beat_writes_less_when_the_paragraphs_before_it_read_back_longer(world, wide_generator, monkeypatch):
