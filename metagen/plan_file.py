@@ -63,7 +63,8 @@ def load_plan_file(path: str | Path, world: World) -> tuple[str, ...]:
         if not isinstance(text, str) or blank(text):  # "\u200b" shows nothing, as "" does
             raise refuse(node, "a beat needs text: what happens in it")
         about = []
-        cast = item.get("characters") or []
+        cast = item.get("characters")
+        cast = [] if cast is None else cast  # `or []` had taken false, 0 and "" for no cast, without a word
         if isinstance(cast, list):
             refs = {f"characters[{i}]": (ref, "a character id") for i, ref in enumerate(cast)}
         else:

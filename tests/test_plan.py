@@ -437,6 +437,8 @@ def test_a_users_plan_file_becomes_the_beats(world, tmp_path):
     ("beats:\n  - text: Ada\n    locaton: well\n", ":3: unknown field 'locaton' in a beat; fields are: text, "
      "characters, location (did you mean 'location'?)"),
     ("beats:\n  - {}\n", "a beat needs text"),
+    ("beats:\n  - {text: Ada runs., characters: false}\n", ":2: characters: got true/false (expected a character id"),
+    ("beats:\n  - {text: Ada runs., characters: ''}\n", ":2: world 'vale' has no character ''"),
     ("steps:\n  - Ada runs.\n", "a plan file is a mapping with one key, beats:"),
     ("beats: [a, [b\n", "plan.yaml:"),
     ("beats: &a [*a]\n", "plan.yaml"),
