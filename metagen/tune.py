@@ -150,6 +150,9 @@ def read_examples(path: str | Path) -> list[Example]:
         for name, kind in EXAMPLE_TYPES.items():
             if name in data and not isinstance(data[name], kind):  # "end_of_turn": "no" counted as true
                 raise ConfigError(f"{where}: \"{name}\" must be {kind_named(kind)}, got {kind_of(data[name])}")
+        if "messages" in data and "prompt" in data:  # the chat was learnt, the prompt dropped without a word
+            raise ConfigError(f"{where}: an example gives both \"messages\" and \"prompt\"",
+                              hint="give the chat as messages, or the prompt alone as text")
         if "messages" in data:
             messages = data["messages"]
             if (not isinstance(messages, list) or not messages or not all(

@@ -51,6 +51,8 @@ def test_read_examples_takes_chats_and_plain_pairs(tmp_path):
     ('{"prompt": "x"}', 'd.jsonl:2: an example needs a non-empty "completion"'),
     ('{"messages": [{"role": 1}], "completion": "x"}', 'd.jsonl:2: "messages" must be a list'),
     ('{"completion": "x"}', 'd.jsonl:2: an example needs "messages"'),
+    ('{"messages": [{"role": "user", "content": "a"}], "prompt": "b", "completion": "c"}',
+     'd.jsonl:2: an example gives both "messages" and "prompt"'),
     ('{"messages": [{"role": "wizard", "content": "x"}], "completion": "y"}',
      "d.jsonl:2: unknown role 'wizard'; roles are system, user, assistant"),
     # in text.kind_of's words, as every other file's messages ("not a string", "an object" had been JSON's own)
