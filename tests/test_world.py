@@ -106,6 +106,9 @@ BROKEN = [
     ("relationships-not-list", {"w.yaml": HEAD + "characters:\n  - {id: m, name: M, relationships: {with: j}}\n"
                                           "  - {id: j, name: J}\n"},
      "w.yaml:5:37", "characters[0].relationships: got a mapping (expected a list of '- with: ...' entries)"),
+    # "Jonas is Mira's !": a kind of punctuation alone names no relation
+    ("relationship-kind-no-words", {"w.yaml": VALID.replace("kind: rival", "kind: '...'")},
+     "w.yaml:9:15", "characters[0].relationships[0].kind: '...' names no relation"),
     ("relationship-to-self", {"w.yaml": VALID.replace("with: jonas", "with: mira")},
      "w.yaml:8:7", "characters[0].relationships: 'mira' is related to itself"),
     ("unknown-connection", {"w.yaml": VALID.replace("[market]", "[markt]")},

@@ -69,6 +69,9 @@ class SectionReader(Validator):
         if other is not None:
             self.ref("character", other, m["with"], join_path(path, "with"))
         kind, description = self.opt(m, path, "kind", self.text), self.opt(m, path, "description", self.text)
+        if kind is not None and not any(ch.isalpha() for ch in kind):  # prompts said "Bo is Ada's !"
+            self.add(m["kind"], join_path(path, "kind"), f"{kind!r} names no relation (give words: 'sister', "
+                     "'mentor', or a kind ending in a preposition such as 'owes a debt to')")
         return Relationship(other, kind, description) if other else None
 
     def read_character(self, node: Node, path: str) -> Character | None:
