@@ -70,7 +70,10 @@ def load_plan_file(path: str | Path, world: World) -> tuple[str, ...]:
         else:
             refs = {"characters": (cast, "a character id, or a list of them")}
         for field, (ref, expected) in refs.items():
-            about.append(_named(world.character, ref, field, expected, refuse, node))
+            name = _named(world.character, ref, field, expected, refuse, node)
+            if name in about:  # "It is about Ada and Ada"
+                raise refuse(node, f"{field}: {name} is named twice in this beat's characters")
+            about.append(name)
         place = ""
         if item.get("location") is not None:
             place = _named(world.location, item["location"], "location", "a location id", refuse, node)

@@ -439,6 +439,7 @@ def test_a_users_plan_file_becomes_the_beats(world, tmp_path):
     ("beats:\n  - {}\n", "a beat needs text"),
     ("beats:\n  - {text: Ada runs., characters: false}\n", ":2: characters: got true/false (expected a character id"),
     ("beats:\n  - {text: Ada runs., characters: ''}\n", ":2: world 'vale' has no character ''"),
+    ("beats:\n  - {text: Ada runs., characters: [ada, ada]}\n", ":2: characters[1]: Ada is named twice in this beat"),
     ("steps:\n  - Ada runs.\n", "a plan file is a mapping with one key, beats:"),
     ("beats: [a, [b\n", "plan.yaml:"),
     ("beats: &a [*a]\n", "plan.yaml"),
