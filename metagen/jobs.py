@@ -280,7 +280,10 @@ def _read_job(problems: Problems, node, i: int, folder: Path, default_world: Pat
     elif kind is not None and kind not in REQUEST_KINDS:
         problems.add(items["kind"], f"{at}.kind", f"'{kind}' is not a kind ({did_you_mean(kind, REQUEST_KINDS)})")
         kind = None
-    job_id = _scalar(problems, items.get("id"), f"{at}.id", (str, int), "text") or f"job-{i + 1}"
+    job_id = _scalar(problems, items.get("id"), f"{at}.id", (str, int), "text")
+    if isinstance(job_id, str) and not job_id.strip():  # as world: "", not quietly the default
+        problems.add(items["id"], f"{at}.id", f"is empty (give a name, or leave the key out for its default, job-{i + 1})")
+    job_id = job_id or f"job-{i + 1}"
     world = _path_value(problems, items.get("world"), f"{at}.world", folder) or default_world
     if world is None:
         problems.add(node, f"{at}.world", "no world: give world: at the top of the file or in the job")

@@ -60,6 +60,7 @@ BAD_FILES = [
     ("world: tiny.yaml\n[a]: 1\njobs: [{kind: story}]", "jobs.yaml:2: a key must be a plain name"),
     # An empty path had meant the default: a job's world: "" ran the file's world, out: "" wrote to ./out.
     ("world: tiny.yaml\njobs:\n  - {kind: story, world: ''}", "jobs.yaml:3: jobs[0].world: is empty (give a path, or leave"),
+    ("world: tiny.yaml\njobs:\n  - {kind: story, id: ' '}", "jobs.yaml:3: jobs[0].id: is empty (give a name, or leave the key out for its default, job-1)"),
     ("world: tiny.yaml\nout: ' '\njobs: [{kind: story}]", "jobs.yaml:2: out: is empty (give a path, or leave the key out"),
     ("world: ''\njobs: [{kind: story, world: tiny.yaml}]", "jobs.yaml:1: world: is empty"),
 ]
