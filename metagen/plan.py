@@ -575,7 +575,8 @@ def _check_beats_fit_context(generator, messages: list[dict[str, str]], plan: li
     beat_tokens = _beat_share(max_new_tokens, len(plan))
     if needed + len(plan) * beat_tokens > generator.context_length:
         raise RequestError(
-            f"the story's plan needs about {needed} tokens of prompt and {len(plan)} paragraphs of up to "
+            f"the story's plan needs about {needed} tokens of prompt and {len(plan)} "
+            f"paragraph{'' if len(plan) == 1 else 's'} of up to "
             f"{beat_tokens} tokens ({CLI_NAMES['max_new_tokens']} {max_new_tokens}), but the model's context is "
             f"{generator.context_length}",
             # a --plan file's beats are the instructions: the premise, if any, is not in them

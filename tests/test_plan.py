@@ -333,6 +333,9 @@ def test_a_plan_file_too_long_to_fit_is_blamed_on_its_beats(world, tiny_generato
     with pytest.raises(RequestError) as error:
         check_story_fits_context(tiny_generator, world, request, GenerationConfig(max_new_tokens=8), seed=1)
     assert error.value.hint.startswith("shorten the beats of the --plan file")
+    one = StoryRequest(characters=("ada",), beats=("Ada walks to the mill and back again. " * 80,))
+    with pytest.raises(RequestError, match="tokens of prompt and 1 paragraph of up to"):
+        write_story(tiny_generator, world, one, GenerationConfig(max_new_tokens=8), seed=1)
 
 
 def test_a_beat_writes_less_when_the_paragraphs_before_it_read_back_longer(world, wide_generator, monkeypatch):
