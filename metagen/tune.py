@@ -159,11 +159,18 @@ def read_examples(path: str | Path) -> list[Example]:
                     isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
                     for m in messages)):
                 raise ConfigError(f"{where}: \"messages\" must be a list of {{\"role\", \"content\"}} strings")
+            extra = next((key for m in messages for key in sorted(m) if key not in ("role", "content")), None)
+            if extra is not None:  # dropped without a word, as a misspelt field of the example was
+                raise ConfigError(f"{where}: a message holds the unknown field {extra!r}; a message is "
+                                  "{\"role\", \"content\"}")
             unknown = next((m["role"] for m in messages if m["role"] not in CHAT_ROLES), None)
             if unknown is not None:  # the chat template would render it as a turn the model never saw
                 raise ConfigError(f"{where}: unknown role {unknown!r}; roles are {', '.join(CHAT_ROLES)}")
             examples.append(Example.from_dict({"kind": "", "world": "", **data}))
         elif isinstance(data.get("prompt"), str):
+            if not data["prompt"].strip():  # an empty user turn: no prompt metagen ever builds
+                raise ConfigError(f"{where}: an example's \"prompt\" is empty", hint="give the prompt text the "
+                                  "completion answers")
             examples.append(Example("", "", ({"role": "user", "content": data["prompt"]},), data["completion"],
                                     prefix=data.get("prefix", ""), end_of_turn=data.get("end_of_turn", True)))
         else:

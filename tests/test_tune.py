@@ -55,6 +55,9 @@ def test_read_examples_takes_chats_and_plain_pairs(tmp_path):
      'd.jsonl:2: an example gives both "messages" and "prompt"'),
     ('{"messages": [{"role": "wizard", "content": "x"}], "completion": "y"}',
      "d.jsonl:2: unknown role 'wizard'; roles are system, user, assistant"),
+    ('{"messages": [{"role": "user", "content": "x", "name": "Ada"}], "completion": "y"}',
+     "d.jsonl:2: a message holds the unknown field 'name'"),
+    ('{"prompt": " ", "completion": "y"}', 'd.jsonl:2: an example\'s "prompt" is empty'),
     # in text.kind_of's words, as every other file's messages ("not a string", "an object" had been JSON's own)
     ('{"prompt": "a", "completion": "b", "end_of_turn": "no"}', 'd.jsonl:2: "end_of_turn" must be true/false, got text'),
     ('{"prompt": "a", "completion": "b", "end_of_trun": false}', "d.jsonl:2: unknown field 'end_of_trun'"),
