@@ -543,6 +543,32 @@ def test_resume_skips_only_complete_files(tmp_path, world):
     assert [u.seed for u in batch.plan_batch(jobs, overwrite=True).units] == [1, 2, 3]
 
 
+@pytest.mark.parametrize("call", ["stat", "open"])
+@pytest.mark.parametrize("flags", [["--resume"], ["--resume", "--overwrite"]])
+def test_resume_over_a_piece_it_cannot_read_names_it(runner, tmp_path, world, no_model, monkeypatch, call, flags):
+    """A piece in a folder this user may not search (stat: EACCES) was a traceback from Path.is_file;
+    one it may not read was "exists but is not a complete metagen piece (pass --overwrite to replace
+    it)", and with --overwrite it was replaced, though it may be finished. Now one line, exit 2."""
+    path = write_jobs(tmp_path, "world: tiny.yaml\nseed: 1\njobs: [{kind: scene, location: well}]")
+    piece = tmp_path / "o" / "tinyville" / "scene" / "well-1.md"
+    piece.parent.mkdir(parents=True)
+    piece.write_text("---\nkind: scene\n---\n\nDone.\n")
+    real = getattr(os, call)
+
+    def refused(name, *args, **kwargs):
+        if os.fspath(name) == os.fspath(piece):
+            raise PermissionError(13, "Permission denied", os.fspath(name))
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(os, call, refused)
+    result = invoke(runner, "batch", path, "--out", tmp_path / "o", *flags)
+    assert result.exit_code == 2, result.output
+    assert result.stderr == (f"error: cannot read {piece}: Permission denied (--resume reads each piece to tell "
+                             "whether it is finished: let this user read it and search its folders, or move it "
+                             "away)\n")
+    assert piece.read_text() == "---\nkind: scene\n---\n\nDone.\n"
+
+
 def test_resume_skips_pieces_whose_topic_and_start_the_seed_drew(runner, tmp_path, model_args):
     """A dialogue's topic, drawn by the seed, is recorded in the request, and a scene's first words,
     drawn per candidate, with the critic's scores: --resume compares the request as recorded, so a

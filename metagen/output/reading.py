@@ -162,12 +162,13 @@ def is_complete(path: str | os.PathLike) -> bool:
     md and json must parse and record a finish_reason and text; yarn and ink must carry
     their `// metagen:` finish_reason and closing line. A txt file has no metadata and
     counts when it ends with the newline render() always writes, even around an empty
-    text: writes here are atomic, so a file at its final name is whole.
+    text: writes here are atomic, so a file at its final name is whole. A piece this user
+    cannot read is ConfigError: it may be finished, and it is not for a resumed run to replace.
     """
     path = Path(path)
     if path.name.startswith(".") and path.name.endswith(".tmp"):
         return False
-    if not path.is_file():
+    if not _readable_file(path):
         return False
     suffix = path.suffix.lower()
     try:
@@ -183,6 +184,23 @@ def is_complete(path: str | os.PathLike) -> bool:
         closed = bool(lines) and lines[-1].strip() == closing
         return closed and _comment_metadata(text).get("finish_reason") in FINISH_REASONS
     return text.endswith("\n")
+
+
+def _readable_file(path: Path) -> bool:
+    """Whether path is a regular file, opened for reading to be sure; False when it is not there.
+    One this user may not read (another user's, or in a folder without search permission) may be a
+    finished piece all the same: ConfigError, rather than "not complete, pass --overwrite"."""
+    try:
+        if not path.is_file():  # raises where a folder on the way may not be searched (EACCES)
+            return False
+        os.close(os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)))
+    except FileNotFoundError:  # gone since it was listed
+        return False
+    except OSError as error:
+        raise ConfigError(f"cannot read {path}: {os_reason(error)}",
+                          hint="--resume reads each piece to tell whether it is finished: let this user read it "
+                               "and search its folders, or move it away") from None
+    return True
 
 
 def recorded_fields(path: str | os.PathLike) -> dict | None:
