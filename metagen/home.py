@@ -207,11 +207,19 @@ def file_sha256(path: str | os.PathLike) -> str:
 def path_sha256(path: Path) -> str:
     """The sha256 of a user's file (a model, an adapter), remembered in hashes.json by its path, size
     and times and inode: a file written again, or another put in its place, is read again even within
-    one tick of the clock (adapters of one model are all the same size)."""
+    one tick of the clock (adapters of one model are all the same size). A hashes.json this user
+    cannot read (another user's, in a shared cache) is left as it is, not replaced by one entry."""
     stat = path.stat()
     key = f"{path}|{stat.st_size}|{stat.st_mtime_ns}.{stat.st_ctime_ns}.{stat.st_ino}"
     store = cache_dir() / "hashes.json"
-    hashes = read_json(store)
+    try:
+        hashes = json.loads(read_regular_text(store, MAX_JSON_BYTES))
+    except (FileNotFoundError, ValueError):  # none yet, or damaged: written whole below
+        hashes = {}
+    except OSError as error:  # another user's, in a shared cache: its entries are not ours to drop
+        log.info("not remembering the hash of %s: cannot read %s: %s", path, store, error)
+        return file_sha256(path)
+    hashes = hashes if isinstance(hashes, dict) else {}
     if isinstance(hashes.get(key), str):
         return hashes[key]
     sha = file_sha256(path)

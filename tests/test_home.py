@@ -104,3 +104,30 @@ def test_another_users_lock_file_still_locks(monkeypatch, home):
         with open(home / "locks" / "pull-x.lock", "rb") as other:
             with pytest.raises(BlockingIOError):
                 fcntl.flock(other.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+# --- remembered hashes -------------------------------------------------------------------
+
+
+def test_a_hashes_file_it_cannot_read_is_left_as_it_is(monkeypatch, home, tmp_path):
+    """In a shared cache hashes.json is another user's, 0600: it read as {} and was replaced by a
+    file of this user's one entry, dropping every hash the other user had remembered."""
+    import hashlib
+
+    real_open = os.open
+    store = home / "hashes.json"
+    home.mkdir()
+    store.write_text('{"/other/model.gguf|1|2.3.4": "' + "a" * 64 + '"}\n')
+    before = store.read_bytes(), store.stat().st_ino
+
+    def not_ours(path, flags, *args, **kwargs):
+        if os.fspath(path) == os.fspath(store):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    adapter = tmp_path / "adapter.safetensors"
+    adapter.write_bytes(b"a" * 64)
+    monkeypatch.setattr(os, "open", not_ours)
+    assert home_module.path_sha256(adapter) == hashlib.sha256(b"a" * 64).hexdigest()
+    assert (store.read_bytes(), store.stat().st_ino) == before
+    assert [p.name for p in home.iterdir()] == ["hashes.json"]  # no .part left either
