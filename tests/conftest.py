@@ -282,6 +282,31 @@ def interrupt_on_call(monkeypatch, owner, name: str, call: int):
     return real
 
 
+def deny_files_in(monkeypatch, folder: Path) -> None:
+    """Make os.open refuse (EACCES) to make a file in folder, by its path or an open descriptor of it
+    (dir_fd=): a folder another user owns, as root's tests cannot have one for real."""
+    import errno
+
+    real_open = os.open
+    info = folder.stat()
+
+    def in_folder(path, dir_fd) -> bool:
+        if dir_fd is not None:
+            held = os.fstat(dir_fd)
+            return (held.st_dev, held.st_ino) == (info.st_dev, info.st_ino) and os.sep not in os.fspath(path)
+        return Path(os.path.abspath(path)).parent == folder
+
+    def refusing(path, flags, *args, dir_fd=None, **kwargs):
+        tmpfile = getattr(os, "O_TMPFILE", 0)
+        makes = flags & os.O_CREAT or (tmpfile and flags & tmpfile == tmpfile)
+        if makes and (in_folder(path, dir_fd) or (tmpfile and flags & tmpfile == tmpfile and dir_fd is None
+                                                   and Path(os.path.abspath(path)) == folder)):
+            raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
+        return real_open(path, flags, *args, dir_fd=dir_fd, **kwargs)
+
+    monkeypatch.setattr(os, "open", refusing)
+
+
 def files_in(folder: Path) -> list[Path]:
     """Every file under folder (hidden ones too); folders alone do not count."""
     return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []

@@ -30,7 +30,7 @@ from metagen.pipeline import effective_config
 from metagen.session import read_session
 from metagen.world import load_world
 
-from conftest import files_in, interrupt_on_call, invoke, load_tiny_generator, write_tiny_gguf, write_world
+from conftest import deny_files_in, files_in, interrupt_on_call, invoke, load_tiny_generator, write_tiny_gguf, write_world
 
 ROOT = Path(__file__).resolve().parent.parent
 WORLD = """\
@@ -628,6 +628,20 @@ def test_a_new_session_never_overwrites_an_old_one(runner, world_path, model_arg
     assert first.exit_code == 0 and second.exit_code == 2
     assert "mira-6.json exists: a session with mira and seed 6 (continue it with --resume" in second.stderr
     assert (tmp_path / "out" / "quay" / "chat" / "mira-6.json").read_bytes() == before
+
+
+def test_a_session_folder_it_cannot_write_is_refused_before_the_model_loads(runner, world_path, model_args, tmp_path,
+                                                                          monkeypatch):
+    """OUT/quay/chat made by another user: only OUT was probed, so the model loaded and the first
+    answer was written before 'cannot write OUT/quay/chat/mira-6.json: Permission denied'."""
+    folder = tmp_path / "out" / "quay" / "chat"
+    folder.mkdir(parents=True)
+    deny_files_in(monkeypatch, folder)
+    monkeypatch.setattr("metagen.commands.chat.load_generator", lambda *a, **k: pytest.fail("model loaded"))
+    result = run(runner, chat_args(world_path, model_args, "--seed", 6), "Hi.\n")
+    assert result.exit_code == 1, result.output
+    assert result.stderr == f"error: cannot write to output folder {Path('out') / 'quay' / 'chat'}: Permission denied\n"
+    assert files_in(tmp_path / "out") == []
 
 
 def test_a_folder_where_the_session_goes_is_not_called_a_session(runner, world_path, model_args, tmp_path):

@@ -180,6 +180,7 @@ def _prepare(world_path: Path, character: str | None, player: str | None, locati
     else:
         check_writable(out)
         path = output_path(out, world.id, "chat", who.id, seed, "json")
+        check_writable(path.parent)  # OUT/<world>/chat: another user's, or read-only
         check_not_folder(path)  # not "a session ... continue it with --resume", which would fail
         if os.path.lexists(path):
             raise OutputExistsError(f"{path} exists: a session with {who.id} and seed {seed}",
