@@ -124,6 +124,8 @@ def plan_batch(jobs_file: JobsFile, *, out: str | os.PathLike | None = None, fmt
         _tidy_killed_runs(out_dir, mine)
     # f. each to make or, on resume, to skip
     _queue_or_skip(plan, mine, resume, overwrite)
+    for folder in dict.fromkeys(unit.path.parent for unit in plan.units):  # OUT/<world>/<kind>: another user's
+        check_writable(folder)
     return plan
 
 

@@ -15,7 +15,7 @@ from metagen.errors import ConfigError, OutputExistsError, RequestError
 from metagen.jobs import JobsFile, load_jobs
 from metagen.output import read_piece_file
 
-from conftest import TINY_WORLD, interrupt_on_call, invoke, killed_mid_write, write_jobs, write_world
+from conftest import TINY_WORLD, deny_files_in, files_in, interrupt_on_call, invoke, killed_mid_write, write_jobs, write_world
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -567,6 +567,22 @@ def test_resume_over_a_piece_it_cannot_read_names_it(runner, tmp_path, world, no
                              "whether it is finished: let this user read it and search its folders, or move it "
                              "away)\n")
     assert piece.read_text() == "---\nkind: scene\n---\n\nDone.\n"
+
+
+def test_a_piece_folder_it_cannot_write_is_refused_before_the_model_loads(runner, tmp_path, world, no_model,
+                                                                         monkeypatch):
+    """OUT/<world>/scene made by another user: only OUT was probed, so the model loaded and the first
+    pieces were made before 'cannot write ...: Permission denied (0 of 2 written; rerun with --resume
+    to finish)', which a rerun could not do either."""
+    path = write_jobs(tmp_path, "world: tiny.yaml\nseed: 1\njobs: [{kind: scene, location: well, count: 2},"
+                                " {kind: story, characters: [ada]}]")
+    folder = tmp_path / "o" / "tinyville" / "scene"
+    folder.mkdir(parents=True)
+    deny_files_in(monkeypatch, folder)
+    result = invoke(runner, "batch", path, "--out", tmp_path / "o")
+    assert result.exit_code == 1, result.output
+    assert result.stderr == f"error: cannot write to output folder {folder}: Permission denied\n"
+    assert files_in(tmp_path / "o") == [] and not (tmp_path / "o" / "tinyville" / "story").exists()
 
 
 def test_resume_skips_pieces_whose_topic_and_start_the_seed_drew(runner, tmp_path, model_args):
