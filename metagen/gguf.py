@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from metagen.errors import ModelError
-from metagen.files import NotRegularFile, broken_link, missing_words, open_regular
+from metagen.files import NotRegularFile, broken_link, missing_words, open_regular, os_reason
 
 log = logging.getLogger(__name__)
 
@@ -132,18 +132,22 @@ class GGUFContents:
 
 def check_gguf_file(path: Path) -> None:
     """ModelError unless path is a regular file that starts with GGUF's magic, b"GGUF"; reads 4 bytes."""
-    if not path.exists():
-        raise ModelError(f"model file {missing_words(path)}", hint="make the link name the real .gguf file"
-                         if broken_link(path) else "check the path, or run `metagen models list`")
-    if path.is_dir():
-        raise ModelError(f"model path {path} is a directory", hint="give the path of a .gguf file")
     try:
-        with open_regular(path) as handle:
-            magic = handle.read(4)
+        exists, is_dir = path.exists(), path.is_dir()  # raise where a folder on the way may not be searched
+        if exists and not is_dir:
+            with open_regular(path) as handle:
+                magic = handle.read(4)
     except NotRegularFile as error:
         raise ModelError(f"model file {path} {error.strerror}", hint="give the path of a .gguf file") from None
     except OSError as error:
-        raise ModelError(f"cannot read model file {path}: {error.strerror}") from error
+        raise ModelError(f"cannot read model file {path}: {os_reason(error)}",
+                         hint="let this user read it and search the folders on its way, or give another "
+                              "model file") from None
+    if not exists:
+        raise ModelError(f"model file {missing_words(path)}", hint="make the link name the real .gguf file"
+                         if broken_link(path) else "check the path, or run `metagen models list`")
+    if is_dir:
+        raise ModelError(f"model path {path} is a directory", hint="give the path of a .gguf file")
     if magic != b"GGUF":
         raise ModelError(
             f"{path} is not a GGUF file (it starts with {magic!r}, not b'GGUF')",

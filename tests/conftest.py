@@ -282,6 +282,21 @@ def interrupt_on_call(monkeypatch, owner, name: str, call: int):
     return real
 
 
+def deny_access(monkeypatch, call: str, path: Path) -> None:
+    """Make os.CALL ("stat", "open") of path raise EACCES, as for another user's file (open) or one in
+    a folder this user may not search (stat): root's tests cannot be kept out for real."""
+    import errno
+
+    real = getattr(os, call)
+
+    def refused(name, *args, **kwargs):
+        if os.fspath(name) == os.fspath(path):
+            raise PermissionError(errno.EACCES, "Permission denied", os.fspath(name))
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(os, call, refused)
+
+
 def deny_files_in(monkeypatch, folder: Path) -> None:
     """Make os.open refuse (EACCES) to make a file in folder, by its path or an open descriptor of it
     (dir_fd=): a folder another user owns, as root's tests cannot have one for real."""

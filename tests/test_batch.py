@@ -15,7 +15,7 @@ from metagen.errors import ConfigError, OutputExistsError, RequestError
 from metagen.jobs import JobsFile, load_jobs
 from metagen.output import read_piece_file
 
-from conftest import TINY_WORLD, deny_files_in, files_in, interrupt_on_call, invoke, killed_mid_write, write_jobs, write_world
+from conftest import TINY_WORLD, deny_access, deny_files_in, files_in, interrupt_on_call, invoke, killed_mid_write, write_jobs, write_world
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -553,14 +553,7 @@ def test_resume_over_a_piece_it_cannot_read_names_it(runner, tmp_path, world, no
     piece = tmp_path / "o" / "tinyville" / "scene" / "well-1.md"
     piece.parent.mkdir(parents=True)
     piece.write_text("---\nkind: scene\n---\n\nDone.\n")
-    real = getattr(os, call)
-
-    def refused(name, *args, **kwargs):
-        if os.fspath(name) == os.fspath(piece):
-            raise PermissionError(13, "Permission denied", os.fspath(name))
-        return real(name, *args, **kwargs)
-
-    monkeypatch.setattr(os, call, refused)
+    deny_access(monkeypatch, call, piece)
     result = invoke(runner, "batch", path, "--out", tmp_path / "o", *flags)
     assert result.exit_code == 2, result.output
     assert result.stderr == (f"error: cannot read {piece}: Permission denied (--resume reads each piece to tell "

@@ -171,3 +171,17 @@ def test_other_seed_changes_weights(tmp_path):
     a = read_gguf(write_tiny_gguf(tmp_path / "a.gguf", seed=1))
     b = read_gguf(write_tiny_gguf(tmp_path / "b.gguf", seed=2))
     assert not np.allclose(a.tensors["norm.weight"], b.tensors["norm.weight"])
+
+
+@pytest.mark.parametrize("call", ["stat", "open"])
+@pytest.mark.parametrize("command", [["generate", "hi", "--model"], ["models", "info"]])
+def test_a_model_file_it_may_not_read_is_one_line(runner, tiny_gguf, monkeypatch, call, command):
+    """A --model path in a folder this user may not search (stat: EACCES) was a traceback from
+    Path.exists; one it may not open was 'cannot read model file ...' with nothing to do."""
+    from tests.conftest import deny_access, invoke
+
+    deny_access(monkeypatch, call, tiny_gguf)
+    result = invoke(runner, *command, tiny_gguf)
+    assert result.exit_code == 2, result.output
+    assert result.stderr == (f"error: cannot read model file {tiny_gguf}: Permission denied (let this user read it "
+                             "and search the folders on its way, or give another model file)\n")

@@ -114,20 +114,15 @@ def test_a_hashes_file_it_cannot_read_is_left_as_it_is(monkeypatch, home, tmp_pa
     file of this user's one entry, dropping every hash the other user had remembered."""
     import hashlib
 
-    real_open = os.open
+    from tests.conftest import deny_access
+
     store = home / "hashes.json"
     home.mkdir()
     store.write_text('{"/other/model.gguf|1|2.3.4": "' + "a" * 64 + '"}\n')
     before = store.read_bytes(), store.stat().st_ino
-
-    def not_ours(path, flags, *args, **kwargs):
-        if os.fspath(path) == os.fspath(store):
-            raise PermissionError(13, "Permission denied", os.fspath(path))
-        return real_open(path, flags, *args, **kwargs)
-
     adapter = tmp_path / "adapter.safetensors"
     adapter.write_bytes(b"a" * 64)
-    monkeypatch.setattr(os, "open", not_ours)
+    deny_access(monkeypatch, "open", store)
     assert home_module.path_sha256(adapter) == hashlib.sha256(b"a" * 64).hexdigest()
     assert (store.read_bytes(), store.stat().st_ino) == before
     assert [p.name for p in home.iterdir()] == ["hashes.json"]  # no .part left either
