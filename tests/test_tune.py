@@ -353,6 +353,21 @@ def test_a_folder_where_the_log_or_checkpoint_goes_is_refused_before_training(ru
     assert not out.exists()
 
 
+def test_an_out_in_a_folder_it_may_not_search_is_one_line(runner, tmp_path, monkeypatch):
+    """--out in a folder without search permission (drw-rw-rw-): Path.is_dir raised PermissionError,
+    a traceback with exit 1."""
+    from conftest import deny_access
+
+    data = tmp_path / "d.jsonl"
+    data.write_text(json.dumps(_line(0).to_dict()) + "\n")
+    monkeypatch.setattr("metagen.generator.load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    out = tmp_path / "shut" / "a.safetensors"
+    deny_access(monkeypatch, "stat", out)
+    bad = invoke(runner, "tune", data, "--out", out, "--quiet")
+    assert bad.exit_code == 1, bad.output
+    assert bad.stderr == f"error: cannot write to output folder {out.parent}: Permission denied\n"
+
+
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")
 def test_an_out_folder_that_refuses_files_is_exit_1_like_every_commands(runner, tmp_path, monkeypatch):
     # /proc passes os.access(W_OK) for root, yet no file can be made in it: only making one tells.

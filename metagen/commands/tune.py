@@ -14,7 +14,8 @@ import typer
 
 from metagen.commands.options import not_blank, progress_to_stderr, whole_number
 from metagen.commands.pieces import say
-from metagen.errors import ConfigError, OutputExistsError
+from metagen.errors import ConfigError, OutputError, OutputExistsError
+from metagen.files import os_reason
 
 Data = Annotated[Path, typer.Argument(help="Training examples, JSON lines (docs/tune.md).", show_default=False)]
 Out = Annotated[Path, typer.Option("--out", "-o", help="The adapter file to write (.safetensors); never overwritten without --force.", show_default=False)]
@@ -106,14 +107,18 @@ def _check_writable(out: Path) -> None:
     from metagen.output import check_writable
 
     folder = out.parent
-    if out.is_dir():
-        raise ConfigError(f"--out {out} is a folder", hint="give the path of a .safetensors file")
-    for beside in (out.with_name(out.name + ".json"), out.with_name(out.name + ".checkpoint")):
-        if beside.is_dir():  # the log is written, and the checkpoint read, only after hours of training
-            raise ConfigError(f"{beside} is a folder where --out's {beside.suffix[1:]} goes",
-                              hint="move the folder away, or give another --out")
-    if not folder.is_dir():
-        raise ConfigError(f"--out {out}: the folder {folder} does not exist", hint="create it, or give another --out")
+    try:  # each stat raises where a folder on the way may not be searched (EACCES)
+        if out.is_dir():
+            raise ConfigError(f"--out {out} is a folder", hint="give the path of a .safetensors file")
+        for beside in (out.with_name(out.name + ".json"), out.with_name(out.name + ".checkpoint")):
+            if beside.is_dir():  # the log is written, and the checkpoint read, only after hours of training
+                raise ConfigError(f"{beside} is a folder where --out's {beside.suffix[1:]} goes",
+                                  hint="move the folder away, or give another --out")
+        if not folder.is_dir():
+            raise ConfigError(f"--out {out}: the folder {folder} does not exist",
+                              hint="create it, or give another --out")
+    except OSError as error:
+        raise OutputError(f"cannot write to output folder {folder}: {os_reason(error)}") from None
     check_writable(folder)  # makes and removes a file there, as every command does (exit 1 if it cannot)
 
 
