@@ -238,6 +238,21 @@ def test_new_into_a_folder_writes_the_id_there_and_a_file_in_the_way_is_bad_inpu
     assert (tmp_path / "a-file").read_text(encoding="utf-8") == "mine\n"
 
 
+def test_new_into_a_folder_it_may_not_search_is_one_line(runner, tmp_path, monkeypatch):
+    """-o shut/x.yaml, shut without search permission (drw-rw-rw-): Path.is_dir raised PermissionError,
+    a traceback with exit 1."""
+    from conftest import deny_access, deny_files_in
+
+    (tmp_path / "shut").mkdir()
+    out = tmp_path / "shut" / "x.yaml"
+    deny_access(monkeypatch, "stat", out)
+    deny_files_in(monkeypatch, tmp_path / "shut")
+    bad = runner.invoke(app, ["worlds", "new", "X", "-o", str(out)])
+    assert bad.exit_code == 1, bad.output
+    assert bad.stderr == f"error: cannot write {out}: Permission denied\n"
+    assert list((tmp_path / "shut").iterdir()) == []
+
+
 def test_new_refuses_an_empty_id(runner, tmp_path):
     """--id "" (an empty variable in a script) had meant the id made from the name."""
     out = tmp_path / "x.yaml"

@@ -255,7 +255,7 @@ def new_command(
     typed = ctx.meta.get(PATHS_AS_TYPED, {}).get("out") or ""
     out = out or Path("worlds") / f"{world_id}.yaml"
     # `-o worlds/`: the folder to put it in, as cp and mv read a folder; with its "/" even before it exists
-    if out.is_dir() or typed.endswith(("/", os.sep)):
+    if os.path.isdir(out) or typed.endswith(("/", os.sep)):  # not Path.is_dir: it raises in a folder without x
         out = out / f"{world_id}.yaml"
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
