@@ -192,6 +192,19 @@ def test_list_missing_and_empty_folder(runner, tmp_path):
     assert empty.exit_code == 0 and "no worlds in" in empty.stderr
 
 
+def test_list_of_a_folder_it_may_not_reach_is_one_line(runner, tmp_path, monkeypatch):
+    """worlds list shut/sub, shut without search permission: Path.is_dir raised PermissionError, a
+    traceback with exit 1."""
+    from conftest import deny_access
+
+    folder = tmp_path / "shut" / "sub"
+    deny_access(monkeypatch, "stat", folder)
+    result = runner.invoke(app, ["worlds", "list", str(folder)])
+    assert result.exit_code == 2, result.output
+    assert result.stderr == (f"error: {folder}: cannot be read: Permission denied (check the permissions of the "
+                             "folders on its way)\n")
+
+
 def test_schema(runner):
     result = runner.invoke(app, ["worlds", "schema"])
     assert result.exit_code == 0

@@ -20,6 +20,7 @@ import typer
 from metagen.commands.help import PATHS_AS_TYPED, PLAIN_HELP, PanelledCommand
 from metagen.commands.terminal import clipped, escaped, plain_table, print_table, wrapped_lines
 from metagen.text import json_text
+from metagen.files import os_reason
 from metagen.errors import EXIT_BAD_INPUT, OutputError, OutputExistsError, OutputFolderError, WorldError
 
 if TYPE_CHECKING:
@@ -181,8 +182,13 @@ def list_command(
     """List the worlds in a folder: id, name, counts and path (invalid ones on stderr, then exit 2)."""
     from metagen.world import load_world
 
-    if not folder.is_dir():
-        problem = "is a file, not a folder" if folder.exists() else "no such folder"
+    try:
+        is_dir, exists = folder.is_dir(), folder.exists()
+    except OSError as error:  # a folder on the way this user may not search (EACCES)
+        raise WorldError(f"{folder}: cannot be read: {os_reason(error)}",
+                         hint="check the permissions of the folders on its way") from None
+    if not is_dir:
+        problem = "is a file, not a folder" if exists else "no such folder"
         raise WorldError(f"{folder}: {problem}", hint="give a folder of world files; the default is ./worlds")
     # glob's "*/world.yaml" skips a link to nothing there, where "*.yaml" lists one: both are named
     candidates = sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]) + sorted(
