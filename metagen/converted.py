@@ -210,12 +210,13 @@ def convert_once(folder: Path, build: Callable[[], tuple[Transformer, Tokenizer,
 
     with cache_lock(f"convert-{folder.name}", on_wait=wait) as locked:
         # made while this one waited, or just before it took the lock
-        loaded = load_converted(folder) if waited or folder.exists() else None
+        # os.path, not Path.exists: a METAGEN_HOME behind a folder this user may not search raises there
+        loaded = load_converted(folder) if waited or os.path.lexists(folder) else None
         if loaded is None:
             if locked:
                 _remove_dead_staging(folder)
             loaded = build()
-            if folder.exists():  # a copy this user cannot read (see load_converted) stays its owner's
+            if os.path.lexists(folder):  # a copy this user cannot read (see load_converted) stays its owner's
                 log.info("not caching the converted model: %s is in the way", folder)
             else:
                 save_converted(folder, *loaded)
@@ -230,7 +231,7 @@ def _remove_dead_staging(folder: Path) -> None:
     the OOM killer, a power cut: no `finally` ran), a few hundred MB each, which nothing else
     would ever delete. Called holding the conversion's lock, so none of them is still being
     written. Those of metagens before the lock do not say their copy: an hour old is dead."""
-    if not folder.parent.is_dir():
+    if not os.path.isdir(folder.parent):
         return
     now = time.time()
     for staging in folder.parent.glob(".staging-*"):

@@ -69,7 +69,8 @@ def converted_folders(sha256: str) -> list[Path]:
     """The converted copies (metagen.converted) of the model file with this sha256: one a weight
     format, kernel and adapter, each a few hundred MB."""
     folder = cache_dir() / "converted"
-    return sorted(p for p in folder.glob(f"{sha256[:16]}-*") if p.is_dir()) if folder.is_dir() else []
+    # os.path.isdir, not Path.is_dir: a cache behind a folder this user may not search raises there
+    return sorted(p for p in folder.glob(f"{sha256[:16]}-*") if p.is_dir()) if os.path.isdir(folder) else []
 
 
 def unwritable(folder: Path, error: OSError) -> CacheWriteError:

@@ -297,6 +297,24 @@ def deny_access(monkeypatch, call: str, path: Path) -> None:
     monkeypatch.setattr(os, call, refused)
 
 
+def deny_search_of(monkeypatch, folder: Path) -> None:
+    """Make every path below folder refuse (EACCES) to be looked up, as when folder is another user's
+    0700 (or drw-rw-rw-) folder: stat, lstat, open, mkdir and scandir of them raise."""
+    import errno
+
+    inside = os.fspath(folder) + os.sep
+
+    def refusing(real):
+        def call(path, *args, **kwargs):
+            if isinstance(path, (str, os.PathLike)) and os.path.abspath(path).startswith(inside):
+                raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
+            return real(path, *args, **kwargs)
+        return call
+
+    for name in ("stat", "lstat", "open", "mkdir", "scandir"):
+        monkeypatch.setattr(os, name, refusing(getattr(os, name)))
+
+
 def deny_files_in(monkeypatch, folder: Path) -> None:
     """Make os.open refuse (EACCES) to make a file in folder, by its path or an open descriptor of it
     (dir_fd=): a folder another user owns, as root's tests cannot have one for real."""

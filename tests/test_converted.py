@@ -170,6 +170,23 @@ def test_a_converted_copy_this_user_cannot_read_is_converted_around(runner, worl
     assert (copy / "weights.safetensors").exists()  # another user's copy is never removed
 
 
+def test_a_cache_behind_a_folder_it_may_not_search_is_converted_around(runner, world, model_args, tmp_path,
+                                                                      monkeypatch):
+    """METAGEN_HOME in another user's 0700 folder: Path.exists of the converted copy, and then of the
+    converted folder, raised PermissionError, a traceback. Now the model is converted without a cache."""
+    from conftest import deny_search_of, invoke
+
+    story = ["story", world, "-c", "ada", "--seed", 5, "--max-tokens", 6, "--stdout", *model_args]
+    baseline = invoke(runner, *story)
+    assert baseline.exit_code == 0, baseline.output
+    monkeypatch.setenv("METAGEN_HOME", str(tmp_path / "shut" / "home"))
+    deny_search_of(monkeypatch, tmp_path / "shut")
+    result = invoke(runner, *story)
+    assert result.exit_code == 0 and result.exception is None, result.output
+    assert result.stdout == baseline.stdout
+    assert "could not cache the converted model" in result.stderr
+
+
 @pytest.mark.parametrize("umask, mode", [(0o022, 0o755), (0o077, 0o700)])
 def test_a_converted_copy_has_the_mode_the_umask_gives(tiny_gguf, isolated_home, umask, mode):
     """The copy's folder was made by mkdtemp, 0700 whatever the umask: in a cache shared between
