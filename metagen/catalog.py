@@ -336,7 +336,7 @@ def remove_model(name: str) -> list[Path]:
     (the model file first), [] when nothing was there."""
     model = known_model(name)
     path = installed_path(name)
-    if not path.parent.is_dir():
+    if not os.path.isdir(path.parent):  # not Path.is_dir: it raises behind a folder this user may not search
         return _remove_files(model, path)
     with cache_lock(f"use-{model.filename}"):  # loads under way (model_in_use) finish first
         with cache_lock(f"pull-{model.filename}"):  # and a pull under way

