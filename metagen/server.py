@@ -245,7 +245,9 @@ class Server:
     def _unusable_home(self, error: OSError) -> MetagenError:
         """One line for a METAGEN_HOME the server cannot keep its lock and socket in: a file where a
         folder goes (exit 2, as for --out), or the system's reason (exit 1)."""
-        blocker = next((p for p in (self.home, *self.home.parents) if p.exists() and not p.is_dir()), None)
+        # os.path, not Path: behind a folder this user may not search, Path.exists raises (EACCES)
+        blocker = next((p for p in (self.home, *self.home.parents) if os.path.exists(p) and not os.path.isdir(p)),
+                       None)
         if blocker is not None:
             where = "" if blocker == self.home else f": {blocker}"
             return OutputFolderError(f"cannot start the metagen server: METAGEN_HOME {self.home}{where} is a file, not "

@@ -334,6 +334,22 @@ def test_a_home_the_server_cannot_use_is_one_line(tmp_path, layout, needle):
     assert needle.format(home=home) in ran.stderr
 
 
+def test_a_home_behind_a_folder_it_may_not_search_is_one_line(tmp_path, monkeypatch, runner):
+    """METAGEN_HOME in another user's 0700 folder: looking for a file on its way, Path.exists raised
+    PermissionError, a traceback with exit 1."""
+    from conftest import deny_search_of
+
+    from metagen.cli import app
+
+    home = tmp_path / "shut" / "home"
+    monkeypatch.setenv("METAGEN_HOME", str(home))
+    deny_search_of(monkeypatch, tmp_path / "shut")
+    ran = runner.invoke(app, ["serve"])
+    assert ran.exit_code == 1, ran.output
+    assert ran.stderr == (f"error: cannot start the metagen server in METAGEN_HOME {home}: {home}: Permission denied "
+                          "(point METAGEN_HOME at a folder you can write to)\n")
+
+
 def test_a_server_whose_log_reader_has_gone_answers_on(home, tmp_path, model_args):
     """`metagen -v serve 2>&1 | grep ...` with the grep ended: the line logged after the first request
     raised BrokenPipeError, and the server died after answering it."""
