@@ -621,6 +621,19 @@ def test_inside_a_session_bad_input_is_a_message_and_the_session_goes_on(runner,
     assert [t.player for t in read_session(tmp_path / "out" / "quay" / "chat" / "mira-4.json")[1]] == ["Hello."]
 
 
+def test_a_save_into_a_folder_it_cannot_write_is_said_as_saves_and_the_session_goes_on(runner, world_path, model_args,
+                                                                                      tmp_path, monkeypatch):
+    """/save ro/talk.md into another user's folder said "cannot write ro/talk.md: Permission denied", without
+    the "/save ro/talk.md:" and the advice its other errors give."""
+    (tmp_path / "ro").mkdir()
+    deny_files_in(monkeypatch, tmp_path / "ro")
+    result = run(runner, chat_args(world_path, model_args, "--seed", 4), "Hello.\n/save ro/talk.md\nBye.\n")
+    assert result.exit_code == 0, result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith("error: /save ro/talk.md: cannot write"), result.stderr
+    assert "(save into a folder you can write)" in errors[0] and list((tmp_path / "ro").iterdir()) == []
+
+
 def test_a_new_session_never_overwrites_an_old_one(runner, world_path, model_args, tmp_path):
     first = run(runner, chat_args(world_path, model_args, "--seed", 6), "Hi.\n")
     before = (tmp_path / "out" / "quay" / "chat" / "mira-6.json").read_bytes()

@@ -507,6 +507,9 @@ class _Console:
         except OutputExistsError:
             raise OutputExistsError(f"/save {path_text}: {path} exists", hint="/save never overwrites; choose "
                                     "another name") from None
+        except OutputError as error:  # a folder this user cannot write: said as /save's, like its other errors
+            raise type(error)(f"/save {path_text}: {error.message}",
+                              hint=error.hint or "save into a folder you can write") from None
         _note(f"wrote {path}")
 
     def _write(self, text: str, stream=None) -> None:
