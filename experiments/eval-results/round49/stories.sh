@@ -1,9 +1,0 @@
-#!/bin/bash
-# stories.sh TREE LABEL COMBOS...: metagen story WORLD --seed S for each line, from TREE's code
-export METAGEN_HOME=/tmp/r47/home
-tree=$1 label=$2; shift 2
-cd $tree
-mkdir -p /tmp/r49/out/$label
-cat "$@" | while read w s; do
-  PYTHONPATH=$tree /work/main/.venv/bin/python -m metagen --no-server story $w --seed $s -o /tmp/r49/out/$label -q --json >> /tmp/r49/out/$label.jsonl < /dev/null
-done
