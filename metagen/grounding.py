@@ -330,19 +330,22 @@ def strangers(text: str) -> list[str]:
     """The unnamed people narration brings in (quoted speech left out), as "a lone figure": one a sentence."""
     found = []
     for sentence in narrated_sentences(text):
-        for pattern in _BROUGHT_IN:
-            match = next((m for m in pattern.finditer(sentence) if _brought_in(sentence, m)), None)
-            if match:
-                found.append(re.search(_PERSON, match.group(), re.I).group().lower())
-                break
+        person = next((p for pattern in _BROUGHT_IN for m in pattern.finditer(sentence)
+                       if (p := _brought_in(sentence, m))), None)
+        if person:
+            found.append(person.lower())
     return found
 
 
-def _brought_in(sentence: str, match: re.Match) -> bool:
+def _brought_in(sentence: str, match: re.Match) -> str:
+    """The person a pattern's match brings in ("A lone figure"), or "" when the words around it say it is
+    not a stranger."""
     person = re.search(_PERSON, match.group(), re.I)
     start, end = match.start() + person.start(), match.start() + person.end()
     before, after = sentence[:start], sentence[end:]
-    return not (_LIKENESS.search(before) or _NAMED_AFTER.match(after) or _names_before(before))
+    if _LIKENESS.search(before) or _NAMED_AFTER.match(after) or _names_before(before):
+        return ""
+    return person.group()
 
 
 def _names_before(before: str) -> bool:
