@@ -517,6 +517,24 @@ def test_failed_overwrite_keeps_the_old_file(tmp_path, monkeypatch):
     assert path.read_text() == "old" and files_in(tmp_path) == ["x.md"]
 
 
+def test_overwrite_refuses_another_users_file_in_a_sticky_folder_before_the_work(tmp_path, monkeypatch):
+    sticky = tmp_path / "shared"
+    sticky.mkdir()
+    sticky.chmod(0o1777)
+    path = write_atomic(sticky / "x.md", "old", overwrite=False)
+    owner = path.stat().st_uid
+    monkeypatch.setattr(writing.os, "geteuid", lambda: owner + 1)  # another user, not root, not the folder's
+    with pytest.raises(OutputError, match="cannot replace .*x.md: it belongs to another user") as caught:
+        check_not_exists(path, overwrite=True)
+    assert caught.value.exit_code == EXIT_GENERATION_FAILED
+    check_not_exists(sticky / "new.md", overwrite=True)  # nothing there to replace
+    sticky.chmod(0o777)
+    check_not_exists(path, overwrite=True)  # without the sticky bit, the folder's write permission decides
+    monkeypatch.setattr(writing.os, "geteuid", lambda: owner)
+    sticky.chmod(0o1777)
+    check_not_exists(path, overwrite=True)  # one's own file
+
+
 def test_reason_falls_back_to_strerror_for_a_bare_errno(tmp_path, monkeypatch):
     def fail(*args):
         raise OSError(errno.EROFS)

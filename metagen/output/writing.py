@@ -503,11 +503,29 @@ def check_not_folder(path: str | os.PathLike) -> None:
 
 
 def check_not_exists(path: str | os.PathLike, overwrite: bool) -> None:
-    """Fail early: OutputExistsError if path exists and not overwrite, or is a folder (check_not_folder)."""
+    """Fail early: OutputExistsError if path exists and not overwrite, or is a folder (check_not_folder);
+    OutputError if --overwrite cannot replace it (check_replaceable)."""
     path = Path(path)
     check_not_folder(path)
     if not overwrite and os.path.lexists(path):
         raise _exists_error(path)
+    if overwrite:
+        check_replaceable(path)
+
+
+def check_replaceable(path: Path) -> None:
+    """Fail early, before generating: in a folder with the sticky bit (/tmp), only a file's owner, the
+    folder's owner or root may replace it, and the atomic rename over it would fail after the work."""
+    if not hasattr(os, "geteuid"):  # no owners to compare (Windows)
+        return
+    try:
+        info, folder = os.lstat(path), os.stat(path.parent)
+    except OSError:  # not there (nothing to replace), or unreadable: the write says why
+        return
+    user = os.geteuid()
+    if folder.st_mode & stat.S_ISVTX and user not in (0, info.st_uid, folder.st_uid):
+        raise OutputError(f"cannot replace {path}: it belongs to another user, in a folder where only a file's "
+                          "owner may replace it", hint="choose another --out")
 
 
 def write_piece(piece: Piece, out_dir: str | os.PathLike, fmt: str, *, overwrite: bool) -> Path:
