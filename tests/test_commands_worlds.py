@@ -205,6 +205,20 @@ def test_list_of_a_folder_it_may_not_reach_is_one_line(runner, tmp_path, monkeyp
                              "folders on its way)\n")
 
 
+def test_list_says_which_subfolder_it_may_not_search(runner, tmp_path, monkeypatch):
+    """A world folder another user keeps 0700 was left out of the list without a word."""
+    from conftest import deny_search_of
+
+    folder = tmp_path / "worlds"
+    shutil.copytree(ROOT / "worlds", folder)
+    (folder / "private").mkdir()
+    deny_search_of(monkeypatch, folder / "private")
+    result = runner.invoke(app, ["worlds", "list", str(folder)])
+    assert result.exit_code == 0, result.output  # the worlds it can read are listed as before
+    assert result.stdout.splitlines()[0] == f"3 worlds in {folder}"
+    assert result.stderr == f"skipped: {folder / 'private'}: cannot be searched: Permission denied\n"
+
+
 def test_schema(runner):
     result = runner.invoke(app, ["worlds", "schema"])
     assert result.exit_code == 0

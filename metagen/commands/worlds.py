@@ -174,6 +174,20 @@ def show_command(
     _print_tables(lines, tables)
 
 
+def _there(path: Path) -> bool:
+    """Whether a folder's world.yaml is there; a folder this user may not search is said on stderr
+    (it may hold a world the list cannot show), not skipped without a word."""
+    try:
+        os.lstat(path)
+    except PermissionError as error:
+        if path.name == "world.yaml":  # once a folder, not for world.yml too
+            typer.echo(f"skipped: {escaped(str(path.parent))}: cannot be searched: {os_reason(error)}", err=True)
+        return False
+    except OSError:
+        return False
+    return True
+
+
 @worlds_app.command("list", cls=PanelledCommand)
 def list_command(
     folder: Annotated[Path, typer.Argument(help="Where to look: *.yaml and */world.yaml.")] = Path("worlds"),
@@ -192,7 +206,7 @@ def list_command(
         raise WorldError(f"{folder}: {problem}", hint="give a folder of world files; the default is ./worlds")
     # glob's "*/world.yaml" skips a link to nothing there, where "*.yaml" lists one: both are named
     candidates = sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]) + sorted(
-        path for sub in folder.glob("*/") for path in (sub / "world.yaml", sub / "world.yml") if os.path.lexists(path)
+        path for sub in folder.glob("*/") for path in (sub / "world.yaml", sub / "world.yml") if _there(path)
     )
     rows, invalid = [], 0
     for path in candidates:
