@@ -101,11 +101,12 @@ _COURTSHIP_ALLOWED = (COURTSHIP_GROUPS[0] | KIN_ROLES["spouse"] | {"wed"}, COURT
 
 
 @functools.lru_cache(maxsize=16)
-def courtship_words(world: World) -> tuple[str, ...]:
-    """The words of courtship and marriage that a world's own words never use, group by group, sorted:
-    added to a story's and a scene's banned words (avoid_stock). A word of a name stays writable
-    (Quaymaster Bettany Groom), although a name alone does not make a world speak of marriage."""
-    vocabulary = relation_vocabulary(world)
+def courtship_words(world: World, given: str = "") -> tuple[str, ...]:
+    """The words of courtship and marriage that neither a world's own words nor `given` (a request's
+    own words: "a wedding at the inn") use, group by group, sorted: added to a story's and a scene's
+    banned words (avoid_stock). A word of a name stays writable (Quaymaster Bettany Groom), although a
+    name alone does not make a world speak of marriage."""
+    vocabulary = relation_vocabulary(world, given)
     in_names = {fold(w) for name in world_names(world) for w in words_of(name)}
     return tuple(sorted(w for group, allowed in zip(COURTSHIP_GROUPS, _COURTSHIP_ALLOWED)
                         if not {fold(a) for a in allowed} & vocabulary for w in group if fold(w) not in in_names))

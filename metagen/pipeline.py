@@ -35,7 +35,7 @@ from metagen.prompts import (
     build_prompt,
     resolve_request,
 )
-from metagen.request import request_texts
+from metagen.request import asked_words, request_texts
 from metagen.search import PlainPrompts, TextCallback  # on_text(row, new_text): row = the piece's index in the call
 from metagen.text import did_you_mean, first_sentences, ngrams, words_of
 from metagen.world import World
@@ -218,7 +218,7 @@ def effective_config(world: World, kind: str, job_settings: Mapping[str, Any] | 
     chosen = any(layer and layer.get("candidates") is not None for layer in layers)
     if not chosen and cfg.effective_strategy == "sample":
         cfg = dataclasses.replace(cfg, candidates=DEFAULT_CANDIDATES[kind])
-    stock = (*stock_phrases(world), *courtship_words(world)) if cfg.avoid_stock else ()
+    stock = (*stock_phrases(world), *courtship_words(world, asked_words(request))) if cfg.avoid_stock else ()
     banned = tuple(dict.fromkeys((*cfg.banned, *world.content.banned_words, *stock)))
     if banned != cfg.banned:
         cfg = dataclasses.replace(cfg, banned=banned)

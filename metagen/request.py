@@ -243,8 +243,15 @@ def request_texts(request: Request | None) -> list[str]:
     return [str(getattr(request, n)) for n in FREE_TEXT_FIELDS if getattr(request, n, None)] if request else []
 
 
+def asked_words(request: Request | None) -> str:
+    """The words a request itself writes (its free text, a story's own plan): what the user asks for
+    stays writable where a world's own words would have it banned (courtship, absent things)."""
+    return " ".join([*request_texts(request), *getattr(request, "beats", ())])
+
+
 __all__ = [
     "DIALOGUE_ORDERS",
+    "asked_words",
     "FREE_TEXT_FIELDS",
     "DialogueRequest",
     "KINDS",

@@ -207,3 +207,5 @@ def test_courtship_is_for_worlds_that_speak_of_it_group_by_group(tmp_path):
     words = set(courtship_words(groom))
     assert "groom" not in words  # her name stays writable
     assert "married" in words and "bride" in words  # and a surname does not make the world speak of weddings
+    assert "wedding" not in courtship_words(plain, "a wedding at the inn")  # the request's own words stay writable
+    assert "beloved" in courtship_words(plain, "a wedding at the inn")

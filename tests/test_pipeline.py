@@ -110,6 +110,15 @@ def test_narration_never_writes_stock_phrases_unless_told_it_may(world):
     assert "married" not in pipeline.effective_config(world, "dialogue", None, None).banned
 
 
+def test_a_requests_own_words_stay_writable_where_the_world_would_ban_them(world):
+    assert "wedding" in pipeline.effective_config(world, "story", None, None).banned  # kinship.courtship_words
+    asked = StoryRequest(characters=("ada",), location="well", premise="Ada is married at the well.")
+    banned = pipeline.effective_config(world, "story", None, None, asked).banned
+    assert "wedding" not in banned and "beloved" in banned  # the premise's group is writable; the other is not
+    planned = StoryRequest(characters=("ada",), location="well", beats=("Bo finds Ada's wedding ring.",))
+    assert "married" not in pipeline.effective_config(world, "story", None, None, planned).banned
+
+
 def test_dialogue_penalties_see_the_earlier_lines_unless_told_not_to(world):
     assert pipeline.effective_config(world, "dialogue", None, None).penalize_prompt is True
     assert pipeline.effective_config(world, "story", None, None).penalize_prompt is False
