@@ -233,7 +233,12 @@ class GenerationConfig:
             "added to `banned`, except those the world itself writes (metagen.grounding.stock_phrases); so are the "
             "words of courtship and of marriage (\"beloved\", \"in love\", \"married\", \"wedding\", ...) in a world "
             "whose own words use none of that group (metagen.kinship.courtship_words): readers passed over invented "
-            "romances among the cast before any other fault.")
+            "romances among the cast before any other fault. A story beat whose kept paragraph brings in a thing the "
+            "world never has, the sea (\"sea\", \"ocean\", ...) or a creature of legend (\"dragon\", \"wizard\", ...) where "
+            "neither the world's words nor the request's name one of them or a sign of one "
+            "(metagen.grounding.absent_things), is drawn again with those words banned (the beat's critic record says "
+            "`drawn_again_for`): Ashenmere's lake became \"the sea\" in 35 of 123 of its stories. Words the request "
+            "itself writes (premise, plan) stay writable.")
     tense_guard: str = setting(
         "off", "--tense-guard", OneOf(TENSE_GUARDS), section="bans",
         help="Keep narration outside quotes in this tense: past | present | off.",

@@ -541,6 +541,36 @@ def stock_phrases(world: World) -> tuple[str, ...]:
     return tuple(phrase for phrase in _stock_list() if not re.search(rf"(?<!\w){re.escape(phrase)}(?!\w)", own))
 
 
+# Things a story brings in from outside its world. Each group: the words that bring the thing in, which a
+# story beat may not say (avoid_stock: plan._StoryWriter draws the beat again with them banned) unless the
+# world or the request writes one of them or of its cues.
+# Round forty-nine's readers named "seas and salt in worlds without them": the Ashen Mere, a lake, became
+# "the salty sea" in 35 of 123 Ashenmere stories of rounds 43-49, and the sea came to 21 of 302 stories of
+# three inland held-aside worlds; dragons and wizards came to Saltgate's harbour of 2041 and Nexus Hub.
+ABSENT_THINGS = {
+    "sea": ("sea seas ocean oceans seawater saltwater seaside seashore seagull seagulls seafaring".split(),
+            "harbour harbor tide tides coast coastal seawall gull gulls ship ships sailor sailors".split()),
+    "creatures of legend": ("dragon dragons wizard wizards witch witches sorcerer sorcerers sorceress elf elves "
+                            "goblin goblins troll trolls ogre ogres unicorn unicorns fairy fairies".split(),
+                            "magic magical mage mages spell spells sorcery enchanted enchantment wand".split()),
+}
+
+
+@functools.lru_cache(maxsize=_WORLDS_KEPT)
+def absent_things(world: World, given: str = "") -> tuple[str, ...]:
+    """The words of ABSENT_THINGS' groups that neither the world's prose, names and lore keys nor
+    `given` (a request's own words) write, nor any of their cues: a story beat that says one is drawn
+    again with them banned. A word that begins a longer word the world writes, one the tokenizer does
+    not hold whole (common_words), is left out, as its banned tokens would begin that word too
+    ("dragonflies")."""
+    # The world's prose, names and lore keys: not its content rules, where banned_words: [dragon] is no dragon.
+    texts = [*world_prose(world), *world_names(world), *(key for entry in world.lore for key in entry.keys), given]
+    own = {POSSESSIVE.sub("", fold(w)) for text in texts for w in WORD.findall(text.replace("-", " "))}
+    longer = [w for w in own if w not in common_words()]
+    return tuple(word for words, cues in ABSENT_THINGS.values() if not own & {*words, *cues}
+                 for word in words if not any(w != word and w.startswith(word) for w in longer))
+
+
 @functools.lru_cache(maxsize=_WORLDS_KEPT)
 def _prose_letters(world: World):
     """script_letters of the world's prose, tallied once a world."""
@@ -556,9 +586,9 @@ def writing_guard(world: World, request_texts: Sequence[str] = ()) -> dict[str, 
 
 
 __all__ = [
-    "COMMON_WORDS_FILE", "HE_WORDS", "MIN_COMPOUND", "MIN_FIRST_WORD",
+    "ABSENT_THINGS", "COMMON_WORDS_FILE", "HE_WORDS", "MIN_COMPOUND", "MIN_FIRST_WORD",
     "MIN_SPELLING", "NEAR_SPELLING", "QUOTED", "RANK_WORDS", "SHE_WORDS", "STOCK_PHRASES_FILE", "STOPLIST", "STRANGER_NOUNS", "TITLES",
-    "character_forms", "common_words", "foreign_pronouns", "invented_ranks",
+    "absent_things", "character_forms", "common_words", "foreign_pronouns", "invented_ranks",
     "location_forms", "misspelled_names", "name_spellings", "named_twice", "names_any",
     "narration_tense", "off_world_dates", "pronoun_of", "pronoun_slips", "self_named",
     "stock_phrases", "strangers", "unknown_names", "world_dates", "world_names", "world_prose", "world_vocabulary",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from metagen.grounding import (
+    absent_things,
     character_forms,
     common_words,
     invented_ranks,
@@ -93,6 +94,24 @@ style: {preferred_words: [majestic]}
 """))
     kept = set(stock_phrases(oasis))
     assert not kept & {"bustling", "modern engineering", "oasis", "majestic"} and "marvel" in kept
+
+
+def test_absent_things_are_what_neither_the_world_nor_the_request_has(tmp_path):
+    lake = load_world(write_world(tmp_path, "world: {id: mere, name: The Mere, summary: A black lake in the hills.}\n"))
+    banned = set(absent_things(lake))
+    assert {"sea", "ocean", "seagulls", "dragon", "wizards"} <= banned
+    assert not banned & {"lake", "season", "seal"}  # only the groups' own words
+    assert "sea" not in absent_things(lake, "a voyage across the sea")  # what the user asks for stays writable
+    harbour = load_world(write_world(tmp_path, """\
+world: {id: port, name: Saltport, summary: A harbour where the tide comes in twice a day.}
+locations: [{id: tower, name: The Wizard's Tower}]
+""", "port.yaml"))
+    assert not set(absent_things(harbour)) & {"sea", "ocean", "dragon", "witch"}  # a cue allows the whole group
+    flies = load_world(write_world(tmp_path, "world: {id: pond, name: Pond, summary: Dragonflies over the reeds.}\n",
+                                   "pond.yaml"))
+    banned = set(absent_things(flies))
+    assert "dragon" not in banned  # its tokens begin "dragonflies", which the world writes
+    assert "dragons" in banned and "wizard" in banned
 
 
 @pytest.mark.parametrize("line, found", [

@@ -548,6 +548,35 @@ def test_a_beat_whose_candidates_all_invent_a_person_draws_again(world, wide_gen
     assert calls == [2] * 4 and story.plan[1]["text"] == "Ada walks home alone."
 
 
+def test_a_beat_that_brings_in_what_the_world_never_has_is_drawn_again_without_it(world, wide_generator, monkeypatch):
+    """The Vale has a stream and no sea (grounding.absent_things): a beat whose pick says "sea" is drawn
+    again, the same seeds with the sea's words banned; other beats are drawn once, as before."""
+    from metagen.generator import Completion
+
+    calls = []
+
+    def fake(prompts, cfg, *, seeds=None, on_text=None, reuse=None, plain=None, forced=None):
+        calls.append(("sea" in cfg.banned, tuple(seeds)))
+        text = "Ada waits at the Old Mill by the stream." if "sea" in cfg.banned else "Ada waits at the Old Mill by the sea."
+        return [Completion(text, [5] * 6, len(p), -3.0, "eos", s, 0.0) for p, s in zip(prompts, seeds)]
+
+    monkeypatch.setattr(wide_generator, "complete", fake)
+    request = StoryRequest(characters=("ada",), location="mill", length="short")
+    guarded = GenerationConfig(max_new_tokens=60, candidates=2, avoid_stock=True)  # as stories are (pipeline)
+    story = write_story(wide_generator, world, request, guarded, seed=1)
+    assert " sea" not in story.text and story.plan[0]["text"] == "Ada waits at the Old Mill by the stream."
+    assert [beat["drawn_again_for"] for beat in story.critic["beats"]] == [["sea"]] * len(story.plan)
+    assert calls[0][1] == calls[1][1] and [banned for banned, _ in calls[:2]] == [False, True]  # the same seeds
+    calls.clear()
+    asked = replace(request, premise="Ada dreams of the sea.")  # what the user asks for stays writable
+    story = write_story(wide_generator, world, asked, guarded, seed=1)
+    assert " sea" in story.text and not any(banned for banned, _ in calls)
+    assert not any("drawn_again_for" in beat for beat in story.critic["beats"])
+    calls.clear()
+    plain = replace(guarded, avoid_stock=False)
+    assert " sea" in write_story(wide_generator, world, request, plain, seed=1).text and len(calls) == len(story.plan)
+
+
 def test_a_beat_records_what_the_editor_struck_from_its_kept_paragraph(world, wide_generator, monkeypatch):
     import metagen.plan as plan
     from metagen.editor import Edit
