@@ -545,13 +545,15 @@ def stock_phrases(world: World) -> tuple[str, ...]:
 # story beat may not say (avoid_stock: plan._StoryWriter draws the beat again with them banned) unless the
 # world or the request writes one of them or of its cues.
 # Round forty-nine's readers named "seas and salt in worlds without them": the Ashen Mere, a lake, became
-# "the salty sea" in 35 of 123 Ashenmere stories of rounds 43-49, and the sea came to 21 of 302 stories of
-# three inland held-aside worlds; dragons and wizards came to Saltgate's harbour of 2041 and Nexus Hub.
+# "the salty sea" in 35 of 123 Ashenmere stories of rounds 43-49, and the sea came to 20 of 246 stories of
+# three inland held-aside worlds; dragons came to Saltgate's harbour of 2041. A story beat that said one
+# was drawn again in round fifty, and blind readers chose the new story in 32 of 46 readings.
 ABSENT_THINGS = {
     "sea": ("sea seas ocean oceans seawater saltwater seaside seashore seagull seagulls seafaring".split(),
             "harbour harbor tide tides coast coastal seawall gull gulls ship ships sailor sailors".split()),
     "creatures of legend": ("dragon dragons wizard wizards witch witches sorcerer sorcerers sorceress elf elves "
-                            "goblin goblins troll trolls ogre ogres unicorn unicorns fairy fairies".split(),
+                            "goblin goblins troll trolls ogre ogres unicorn unicorns fairy fairies dwarves "
+                            "mermaid mermaids".split(),
                             "magic magical mage mages spell spells sorcery enchanted enchantment wand".split()),
 }
 
