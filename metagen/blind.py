@@ -291,7 +291,7 @@ def read_ratings(folder: Path) -> tuple[dict, dict[str, str | None]]:
             raise ValueError
         if not _is_text(key.get("run", "-")):
             raise ValueError
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, RecursionError):  # Recursion: nested deeper than the parser goes
         raise ConfigError(f"{key_path} is not a key that --blind wrote") from None
     if not sheet_path.is_file():
         raise ConfigError(f"--unblind {folder}: there is no {SHEET}", hint="give the folder that --blind wrote")

@@ -153,7 +153,7 @@ def read_json(path: Path) -> dict:
     """A JSON object from a regular file of at most MAX_JSON_BYTES; {} for anything else."""
     try:
         data = json.loads(read_regular_text(path, MAX_JSON_BYTES))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # RecursionError: nested past the parser's depth
         return {}
     return data if isinstance(data, dict) else {}
 
@@ -215,7 +215,7 @@ def path_sha256(path: Path) -> str:
     store = cache_dir() / "hashes.json"
     try:
         hashes = json.loads(read_regular_text(store, MAX_JSON_BYTES))
-    except (FileNotFoundError, ValueError):  # none yet, or damaged: written whole below
+    except (FileNotFoundError, ValueError, RecursionError):  # none yet, or damaged (nested past the parser): written whole below
         hashes = {}
     except OSError as error:  # another user's, in a shared cache: its entries are not ours to drop
         log.info("not remembering the hash of %s: cannot read %s: %s", path, store, error)

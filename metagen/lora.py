@@ -171,7 +171,7 @@ def load_adapter(path: str | Path, args: ModelArgs, base_sha256: str) -> Adapter
                 or len(set(targets)) < len(targets)):
             raise ValueError(targets)  # '"wq"' was read as the targets 'w' and 'q'
         config = AdapterConfig(rank=int(metadata["rank"]), alpha=float(metadata["alpha"]), targets=tuple(targets))
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, RecursionError):  # RecursionError: targets nested past the parser's depth
         raise ModelError(f"{where}: damaged: its rank, alpha or targets cannot be read", hint=hint) from None
     made_for = metadata.get("base_model_sha256", "")
     if made_for != base_sha256:

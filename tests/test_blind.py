@@ -321,8 +321,12 @@ def test_missing_key_or_sheet(blind_folder, remove, message):
         B.read_ratings(blind_folder)
 
 
-def test_a_broken_key(blind_folder):
-    (blind_folder / "key.json").write_text('{"pairs": [{"pair": "pair-001"}]}', encoding="utf-8")
+@pytest.mark.parametrize("text", [
+    '{"pairs": [{"pair": "pair-001"}]}',
+    '{"pairs": ' + "[" * 100_000 + "]" * 100_000 + "}",  # nested past json's depth: a RecursionError traceback
+])
+def test_a_broken_key(blind_folder, text):
+    (blind_folder / "key.json").write_text(text, encoding="utf-8")
     with pytest.raises(ConfigError, match="is not a key that --blind wrote"):
         B.read_ratings(blind_folder)
 

@@ -3,6 +3,7 @@ METAGEN_OFFLINE, and the locks that let metagens share the cache."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -107,6 +108,18 @@ def test_another_users_lock_file_still_locks(monkeypatch, home):
 
 
 # --- remembered hashes -------------------------------------------------------------------
+
+
+def test_a_hashes_file_nested_past_the_parser_is_damaged_and_written_whole(home, tmp_path):
+    """hashes.json of "[[[...]]]" 100,000 deep was a RecursionError traceback in every command that loads a model."""
+    import hashlib
+
+    home.mkdir()
+    (home / "hashes.json").write_text("[" * 100_000 + "]" * 100_000)
+    adapter = tmp_path / "adapter.safetensors"
+    adapter.write_bytes(b"a" * 64)
+    assert home_module.path_sha256(adapter) == hashlib.sha256(b"a" * 64).hexdigest()
+    assert list(json.loads((home / "hashes.json").read_text()).values()) == [hashlib.sha256(b"a" * 64).hexdigest()]
 
 
 def test_a_hashes_file_it_cannot_read_is_left_as_it_is(monkeypatch, home, tmp_path):

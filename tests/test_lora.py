@@ -131,6 +131,7 @@ def test_a_damaged_adapter_is_one_error(tmp_path, damage):
     ("bad-targets", "damaged: its rank, alpha or targets cannot be read"),
     ("text-targets", "damaged: its rank, alpha or targets cannot be read"),  # was the targets 'w' and 'q'
     ("twice-targets", "damaged: its rank, alpha or targets cannot be read"),
+    ("deep-targets", "damaged: its rank, alpha or targets cannot be read"),  # was a RecursionError traceback
 ])
 def test_a_foreign_or_damaged_adapter_is_named_in_words_not_an_exception_class(tmp_path, damage, reason):
     """The reason was the class of whatever the library raised: (SafetensorError), (KeyError), (JSONDecodeError)."""
@@ -151,7 +152,8 @@ def test_a_foreign_or_damaged_adapter_is_named_in_words_not_an_exception_class(t
     else:
         changed = {"other-format": {"format": "pt"}, "no-rank": {"rank": None},
                    "bad-targets": {"targets": "[all"}, "text-targets": {"targets": '"wq"'},
-                   "twice-targets": {"targets": '["attention.wo", "attention.wo"]'}}[damage]
+                   "twice-targets": {"targets": '["attention.wo", "attention.wo"]'},
+                   "deep-targets": {"targets": "[" * 100_000 + "]" * 100_000}}[damage]
         metadata = {k: v for k, v in {**metadata, **changed}.items() if v is not None}
         save_file(tensors, str(path), metadata=metadata)
     with pytest.raises(ModelError) as error:
