@@ -12,6 +12,7 @@ import errno
 import json
 import os
 import stat
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -238,6 +239,10 @@ def parse_json(text: str):
         raise ValueError(error.msg + (f", line {error.lineno}" if error.lineno > 1 else "")) from None
     except RecursionError:
         raise ValueError("nested too deeply") from None
+    except ValueError as error:  # int()'s own limit: "use sys.set_int_max_str_digits()" tells a user nothing
+        if "digits" not in str(error):
+            raise
+        raise ValueError(f"a number has more than {sys.get_int_max_str_digits():,} digits") from None
     pending = [data]  # walked without recursion: the parser took this depth, Python's stack may not
     while pending:
         item = pending.pop()

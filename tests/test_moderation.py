@@ -314,6 +314,16 @@ def test_moderate_dash_reads_the_text_from_standard_input(runner, tmp_path):
     assert clean.exit_code == 0 and json.loads(clean.stdout)["files"] == 1
 
 
+def test_moderate_reads_a_json_file_with_a_number_past_ints_limit_as_text(runner, tmp_path):
+    """A .json holding a 5,001-digit number was int()'s "Exceeds the limit" traceback."""
+    from metagen.cli import app
+
+    (tmp_path / "big.json").write_text('{"text": "a shit", "n": 1' + "0" * 5000 + "}", encoding="utf-8")
+    result = runner.invoke(app, ["moderate", str(tmp_path / "big.json"), "--rating", "PG"])
+    assert result.exit_code == 1, result.output  # over the rating, read as plain text
+    assert result.stdout.startswith(f"{tmp_path / 'big.json'}:1:")
+
+
 def test_moderate_reads_a_file_named_dash_given_as_a_path(runner, tmp_path):
     """`metagen moderate ./-` read standard input, as `-` does: pathlib folds './-' to '-'."""
     from metagen.cli import app

@@ -47,6 +47,7 @@ def test_read_examples_takes_chats_and_plain_pairs(tmp_path):
 @pytest.mark.parametrize("line, message", [
     ("{not json", "d.jsonl:2: not JSON"),
     ("[" * 100_000 + "]" * 100_000, r"d.jsonl:2: not JSON \(nested too deeply\)"),
+    ('{"prompt": 1' + "0" * 5000 + "}", r"d.jsonl:2: not JSON \(a number has more than 4,300 digits\)"),  # was int()'s own words
     ('{"prompt": "\\ud800", "completion": "x"}', r"d.jsonl:2: not JSON \(\\ud800 is half of a UTF-16 surrogate pair"),
     ('{"prompt": "x"}', 'd.jsonl:2: an example needs a non-empty "completion"'),
     ('{"messages": [{"role": 1}], "completion": "x"}', 'd.jsonl:2: "messages" must be a list'),

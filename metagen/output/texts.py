@@ -161,7 +161,7 @@ def _json_text(raw: str) -> list[Segment]:
     """A JSON piece's "text" value with each character's place in the file; [] when it is no piece."""
     try:
         data = json.loads(raw)
-    except (json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # not JSON, a number past int()'s 4,300 digits, nested past the parser
         return []
     if not isinstance(data, dict) or not isinstance(data.get("text"), str):
         return []
