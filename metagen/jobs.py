@@ -274,9 +274,12 @@ def _read_job(problems: Problems, node, i: int, folder: Path, default_world: Pat
     for key, value in job_items:
         if key not in _JOB_KEYS:
             problems.add(value, f"{at}.{key}", f"unknown key ({did_you_mean(str(key), _JOB_KEYS)})")
+    before_kind = len(problems.lines)
     kind = _scalar(problems, items.get("kind"), f"{at}.kind", (str,), _KIND_WORDS)
     if kind is None and "kind" not in items:
         problems.add(node, f"{at}.kind", f"missing ({_KIND_WORDS})")
+    elif kind is None and len(problems.lines) == before_kind:  # kind: null, or kind: with nothing: the job was dropped
+        problems.add(items["kind"], f"{at}.kind", f"is empty ({_KIND_WORDS})")
     elif kind is not None and kind not in REQUEST_KINDS:
         problems.add(items["kind"], f"{at}.kind", f"'{kind}' is not a kind ({did_you_mean(kind, REQUEST_KINDS)})")
         kind = None

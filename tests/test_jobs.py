@@ -34,6 +34,9 @@ BAD_FILES = [
     ("wrld: tiny.yaml\njobs: [{kind: story}]", "jobs.yaml:1: wrld: unknown key (did you mean 'world'?)"),
     ("world: tiny.yaml\njobs:\n  - kind: stroy", "jobs.yaml:3: jobs[0].kind: 'stroy' is not a kind (did you mean 'story'?)"),
     ("world: tiny.yaml\njobs:\n  - {location: well}", "jobs.yaml:3: jobs[0].kind: missing"),
+    # kind: null and a bare kind: dropped the job without a word ("nothing to do" when it was the only one)
+    ("world: tiny.yaml\njobs:\n  - {kind: null, location: well}", "jobs.yaml:3: jobs[0].kind: is empty (story, scene or dialogue)"),
+    ("world: tiny.yaml\njobs:\n  - kind:\n    location: well\n", "jobs.yaml:3: jobs[0].kind: is empty"),
     ("world: tiny.yaml\njobs:\n  - {kind: story, topik: x}", "jobs[0].topik: unknown key (did you mean 'topic'?)"),
     ("world: tiny.yaml\njobs:\n  - {kind: story, topic: x}", "jobs[0].topic: a story has no topic"),
     ("world: tiny.yaml\njobs:\n  - {kind: story, start: The well}", "jobs[0].start: a story has no start"),
