@@ -265,7 +265,8 @@ def run_both(generator, worlds: Sequence[World], flags: Mapping[str, Any], setti
 # ----------------------------------------------------------------------------- ratings
 
 
-_RUN_ON = re.compile(r"\n\s*pair-\d+\s*,")  # a sheet's next row inside a note
+# A sheet's next row inside a note: "pair-002,2,..." or, as --blind writes it, "RUN,pair-002,2,...".
+_RUN_ON = re.compile(r"\n\s*(?:[^,\n]*,)?\s*pair-\d+\s*,")
 
 
 def read_ratings(folder: Path) -> tuple[dict, dict[str, str | None]]:

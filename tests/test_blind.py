@@ -298,9 +298,14 @@ def test_malformed_sheets(blind_folder, rows, header, message):
     assert message in error.value.message
 
 
-def test_a_note_whose_quote_is_left_open_is_refused(blind_folder):
-    (blind_folder / "ratings.csv").write_text('pair,preferred,note\npair-001,1,"too long. keep: none\n'
-                                              'pair-002,2,"garbled. keep: none"\n', encoding="utf-8")
+@pytest.mark.parametrize("sheet", [
+    'pair,preferred,note\npair-001,1,"too long. keep: none\npair-002,2,"garbled. keep: none"\n',
+    # as --blind writes it, the run first: the open quote swallowed pair-002's rating without a word
+    'run,pair,preferred,note\nRUN,pair-001,1,"too long. keep: none\nRUN,pair-002,2,"garbled. keep: none"\n',
+])
+def test_a_note_whose_quote_is_left_open_is_refused(blind_folder, sheet):
+    run = json.loads((blind_folder / "key.json").read_text(encoding="utf-8")).get("run", "")
+    (blind_folder / "ratings.csv").write_text(sheet.replace("RUN", str(run)), encoding="utf-8")
     with pytest.raises(ConfigError) as error:
         B.read_ratings(blind_folder)
     assert "the note of pair-001 runs on into the next rows" in error.value.message
