@@ -229,9 +229,15 @@ def _queue_or_skip(plan: BatchPlan, units: list[Unit], resume: bool, overwrite: 
     other is queued once its file may be written: not a folder, and not there unless --overwrite."""
     for unit in units:
         if resume and is_complete(unit.path):
-            _check_same_request(unit)
-            plan.skipped.append(unit)
-            continue
+            try:
+                _check_same_request(unit)
+            except OutputExistsError:
+                if not overwrite:
+                    raise
+                # --overwrite: another request's (or other settings') piece is written again, below
+            else:
+                plan.skipped.append(unit)
+                continue
         check_not_folder(unit.path)  # before --resume's "not a complete piece": --overwrite cannot replace it either
         if os.path.lexists(unit.path) and not overwrite:
             if resume:

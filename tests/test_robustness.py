@@ -1031,11 +1031,15 @@ def test_resume_never_skips_a_file_another_request_made(runner, tmp_path, world,
     assert invoke(runner, "batch", jobs, *model_args).exit_code == 0
     before = files_in(tmp_path / "out")[0].read_bytes()
     jobs.write_text(jobs.read_text(encoding="utf-8").replace("A coin.", "A ring."), encoding="utf-8")
-    monkeypatch.setattr("metagen.commands.batch.load_generator", lambda *a, **k: pytest.fail("the model was loaded"))
-    result = invoke(runner, "batch", jobs, "--resume", *model_args)
+    with monkeypatch.context() as patched:
+        patched.setattr("metagen.commands.batch.load_generator", lambda *a, **k: pytest.fail("the model was loaded"))
+        result = invoke(runner, "batch", jobs, "--resume", *model_args)
     assert_fails_cleanly(result, 2, ["out/tinyville/story/ada-at-well-5.md exists but was made by another request",
                                      "its request differs", "pass --overwrite"])
     assert files_in(tmp_path / "out")[0].read_bytes() == before
+    replaced = invoke(runner, "batch", jobs, "--resume", "--overwrite", *model_args)  # had asked for --overwrite again
+    assert replaced.exit_code == 0, replaced.output
+    assert read_piece_file(files_in(tmp_path / "out")[0])["request"]["premise"] == "A ring."
 
 
 def test_resume_skips_a_complete_piece_whose_text_is_empty(runner, tmp_path, world, model_args, monkeypatch):
