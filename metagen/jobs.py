@@ -24,7 +24,8 @@ from metagen.files import STDIN_NAME, read_input, within_limit
 from metagen.output import FORMATS, format_name
 from metagen.pipeline import MAX_COUNT
 from metagen.prompts import DIALOGUE_ORDERS, KINDS, REQUEST_KINDS
-from metagen.text import did_you_mean, number_shown
+from metagen.request import FREE_TEXT_FIELDS
+from metagen.text import blank, did_you_mean, number_shown
 from metagen.world import YamlRefused, compose_yaml, construct_plain
 
 MAX_JOBS_BYTES = 4 * 1024 * 1024
@@ -294,6 +295,11 @@ def _read_job(problems: Problems, node, i: int, folder: Path, default_world: Pat
     for key in ("location", "premise", "length", "time", "weather", "mood", "topic", "start"):
         if key in items:
             fields[key] = _scalar(problems, items[key], f"{at}.{key}", (str,), "text")
+            value = fields[key]
+            no_topic = key == "topic" and value == ""  # as --topic '': no topic
+            if key in FREE_TEXT_FIELDS and isinstance(value, str) and blank(value) and not no_topic:
+                # as the flags refuse it: premise: "   " had become the beat "This happens: ."
+                problems.add(items[key], f"{at}.{key}", "shows nothing (give text, or leave the key out)")
     if "turns" in items:
         fields["turns"] = _scalar(problems, items["turns"], f"{at}.turns", (int,), "a whole number")
     if "opening" in items:

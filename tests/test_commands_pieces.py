@@ -362,6 +362,14 @@ def test_prompt_refuses_a_blank_text_option(runner, world, no_model, args):
     assert result.stdout == ""
 
 
+@pytest.mark.parametrize("topic", ["   ", "\u200b"])
+def test_a_topic_that_shows_nothing_is_refused(runner, world, no_model, topic):
+    """--topic '   ' had made the prompt's "... between Ada and Bo, about ." """
+    result = invoke(runner, "prompt", "dialogue", world, "-c", "ada,bo", "--topic", topic)
+    assert result.exit_code == 2, result.output
+    assert "'--topic': shows nothing (give a topic, or --topic '' for none)" in result.stderr
+
+
 @pytest.mark.parametrize("args, message, hint", BAD_INPUTS)
 def test_bad_input_exits_2_without_loading_the_model(runner, world, tmp_path, no_model, args, message, hint):
     args = [a.format(world=world, missing=tmp_path / "nope.yaml") for a in args]

@@ -34,6 +34,11 @@ BAD_FILES = [
     ("wrld: tiny.yaml\njobs: [{kind: story}]", "jobs.yaml:1: wrld: unknown key (did you mean 'world'?)"),
     ("world: tiny.yaml\njobs:\n  - kind: stroy", "jobs.yaml:3: jobs[0].kind: 'stroy' is not a kind (did you mean 'story'?)"),
     ("world: tiny.yaml\njobs:\n  - {location: well}", "jobs.yaml:3: jobs[0].kind: missing"),
+    # premise: "   " had become the beat "This happens: ."; "" and U+200B as well, where the flags refuse them
+    ("world: tiny.yaml\njobs:\n  - {kind: story, premise: '   '}", "jobs.yaml:3: jobs[0].premise: shows nothing (give text, or leave the key out)"),
+    ("world: tiny.yaml\njobs:\n  - {kind: story, premise: ''}", "jobs.yaml:3: jobs[0].premise: shows nothing"),
+    ("world: tiny.yaml\njobs:\n  - {kind: scene, location: well, time: \"\\u200b\"}", "jobs.yaml:3: jobs[0].time: shows nothing"),
+    ("world: tiny.yaml\njobs:\n  - {kind: dialogue, topic: ' '}", "jobs.yaml:3: jobs[0].topic: shows nothing"),
     # kind: null and a bare kind: dropped the job without a word ("nothing to do" when it was the only one)
     ("world: tiny.yaml\njobs:\n  - {kind: null, location: well}", "jobs.yaml:3: jobs[0].kind: is empty (story, scene or dialogue)"),
     ("world: tiny.yaml\njobs:\n  - kind:\n    location: well\n", "jobs.yaml:3: jobs[0].kind: is empty"),

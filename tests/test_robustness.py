@@ -429,6 +429,9 @@ def test_too_many_dialogue_turns_name_the_flag(runner, tmp_path, world, no_model
     (["-l", ""], "'--location' / '-l': is empty"),
     (["-f", ""], "'--format' / '-f': is empty"),
     (["--adapter", ""], "'--adapter': is empty"),
+    # invisible text alone: "This happens: \u200b." and "Mood: \u200b." had reached the prompt
+    (["-p", "\u200b"], "'--premise' / '-p': is empty"),
+    (["-p", "\t "], "'--premise' / '-p': is empty"),
 ])  # fmt: skip
 def test_usage_errors_exit_2_without_a_traceback(runner, tmp_path, world, no_model, flags, option):
     """Click's own usage errors (not a number, a missing value): exit 2 and the option named."""

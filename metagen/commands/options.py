@@ -18,6 +18,7 @@ import typer
 
 from metagen.config import CLI_BEAMS, MAX_BIAS, SETTINGS, Setting, check_whole_number
 from metagen.errors import ConfigError
+from metagen.text import blank
 
 PANEL = "Decoding"
 MODEL_PANEL = "Model"
@@ -36,10 +37,19 @@ _OPTION_TYPES = {
 
 
 def not_blank(value):
-    """An option given as "" (in a script, a variable that was empty) is a mistake, not its default."""
+    """An option given as "" (in a script, a variable that was empty) is a mistake, not its default; so is
+    one of spaces, commas or invisible characters alone (U+200B), which a prompt would show as nothing."""
     given = value if isinstance(value, list) else [value]
-    if any(v is not None and not v.strip(" ,") for v in given):
+    if any(v is not None and blank(v.replace(",", " ")) for v in given):
         raise typer.BadParameter("is empty (leave the option out for its default)")
+    return value
+
+
+def topic_text(value: str | None) -> str | None:
+    """--topic: "" is no topic, as documented; spaces or invisible characters alone had made the prompt's
+    "about ." """
+    if value and blank(value):
+        raise typer.BadParameter("shows nothing (give a topic, or --topic '' for none)")
     return value
 
 

@@ -17,8 +17,8 @@ from typing import Annotated, Callable, Optional
 import typer
 
 from metagen.commands.help import PLAIN_HELP, PanelledCommand, typed_path
-from metagen.commands.options import (dialogue_turns, load_generator, not_blank, whole_number, with_decoding_options,
-                                      with_parameters)
+from metagen.commands.options import (dialogue_turns, load_generator, not_blank, topic_text, whole_number,
+                                      with_decoding_options, with_parameters)
 from metagen.commands.terminal import escaped, printable
 from metagen.errors import ConfigError
 from metagen.text import json_text
@@ -55,7 +55,7 @@ Start = Annotated[Optional[str], typer.Option(
     "verb of being), in an order drawn by the seed; the critic records each one's]", show_default=False)]
 # Stories are planned (metagen.plan) and have no opening; the flag stays for scripts that pass it.
 StoryOpening = Annotated[bool, typer.Option("--opening/--no-opening", hidden=True)]
-Topic = Annotated[Optional[str], typer.Option("--topic", help="What they talk about; by default one of the first two speakers' goals, drawn by the seed and recorded as the request's topic; --topic '' for none.", show_default=False)]
+Topic = Annotated[Optional[str], typer.Option("--topic", help="What they talk about; by default one of the first two speakers' goals, drawn by the seed and recorded as the request's topic; --topic '' for none.", show_default=False, callback=topic_text)]
 Turns = Annotated[int, typer.Option("--turns", help="Lines in all.", min=1, callback=dialogue_turns)]
 Order = Annotated[str, typer.Option("--order", help="How the next speaker is picked: likelihood (the model's choice among the cast) | turns (in the order given).")]
 Count = Annotated[int, typer.Option("--count", "-n", callback=whole_number, help="How many pieces, 1 to 10,000; seeds S, S+1, ... (S from --seed, or drawn).")]
