@@ -326,6 +326,18 @@ def test_a_text_of_only_invisible_characters_is_empty(tmp_path, escape):
     assert problem.endswith("(expected text)")
 
 
+@pytest.mark.parametrize("cast, where, said", [
+    ('  - {id: x, name: "X\\nY: hi"}\n', "characters[0].name", "holds a line break (a name is one line)"),
+    ('  - {id: x, name: "Dr: X"}\n', "characters[0].name", "holds a colon (a dialogue writes 'Name: line'"),
+    ('  - {id: x, name: X, aliases: [ok, "Y\\rZ"]}\n', "characters[0].aliases[1]", "holds a line break"),
+])
+def test_a_characters_name_is_one_line_without_a_colon(tmp_path, cast, where, said):
+    """"X\nY: hi" had passed, and a dialogue's prompt then held a line for Y that no one wrote."""
+    path = write(tmp_path, {"w.yaml": HEAD + "characters:\n" + cast})
+    (problem,) = problems_of(path)
+    assert f": {where}: {said}" in problem
+
+
 @pytest.mark.parametrize(("value", "said"), [("99999999999999999999", "whole number"), ("0b_", "whole number"),
                                              ("!!float abc", "number")])
 def test_a_default_number_metagen_cannot_read_is_named_in_words(tmp_path, value, said):

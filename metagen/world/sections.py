@@ -80,12 +80,13 @@ class SectionReader(Validator):
             return None
         out = dict(
             id=self.entity_id(m["id"], join_path(path, "id"), "character") if "id" in m else None,
-            name=self.text(m["name"], join_path(path, "name")) if "name" in m else None,
+            name=self.speaker_name(m["name"], join_path(path, "name")) if "name" in m else None,
         )
         for key in ("role", "description", "voice"):
             out[key] = self.opt(m, path, key, self.text)
         out["pronouns"] = self.opt(m, path, "pronouns", lambda n, p: self.choice(n, p, PRONOUNS))
-        for key in ("aliases", "traits", "goals", "secrets", "sample_lines"):
+        out["aliases"] = self.opt(m, path, "aliases", self.speaker_names, ())
+        for key in ("traits", "goals", "secrets", "sample_lines"):
             out[key] = self.opt(m, path, key, self.texts, ())
         rels = self.opt(m, path, "relationships", lambda n, p: self.items(n, p, self.read_relationship, "with"), [])
         if out["id"] and any(rel.other == out["id"] for rel in rels):

@@ -113,6 +113,27 @@ class Validator:
         self.add(node, path, f"got {describe_node(node)} (expected text)")
         return None
 
+    def speaker_name(self, node: Node, path: str) -> str | None:
+        """A character's name or alias: text on one line without a colon, as a dialogue's transcript
+        says it before one ("Ada: ..."); "X\nY: hi" had written a line for Y into the prompt."""
+        value = self.text(node, path)
+        if value is None:
+            return None
+        if any(c in value for c in "\n\r\u2028\u2029\x85\v\f"):
+            self.add(node, path, "holds a line break (a name is one line)")
+            return None
+        if ":" in value:
+            self.add(node, path, "holds a colon (a dialogue writes 'Name: line'; write the name without one)")
+            return None
+        return value
+
+    def speaker_names(self, node: Node, path: str) -> tuple[str, ...]:
+        """A character's aliases: a list of speaker_name."""
+        if not isinstance(node, SequenceNode):
+            return self.texts(node, path)  # its own "expected a list" message
+        values = (self.speaker_name(item, f"{path}[{i}]") for i, item in enumerate(node.value))
+        return tuple(v for v in values if v is not None)
+
     def texts(self, node: Node, path: str) -> tuple[str, ...]:
         if not isinstance(node, SequenceNode):
             self.add(node, path, f"got {describe_node(node)} (expected a list of text, e.g. [a, b] or '- a' lines)")
