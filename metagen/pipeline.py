@@ -144,6 +144,9 @@ def make_request(kind: str, world: World | None = None, **fields: Any) -> Reques
         given["length"] = world.style.length
     if kind == "scene" and "location" not in given:
         raise RequestError("a scene needs a location", hint="give --location ID")
+    if given.get("beats") and given.get("premise"):  # a plan's beats are all the story is told: the premise was recorded, never shown
+        raise RequestError("--premise and --plan together: the plan's beats say what happens, and the premise would "
+                           "never reach the model", hint="put the premise into a beat of the plan, or leave one out")
     return cls(**given)
 
 

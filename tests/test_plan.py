@@ -501,6 +501,11 @@ def test_plan_flag_end_to_end_and_bad_plan_exit_2(runner, tmp_path, model_args):
     bad = invoke(runner, "story", world_path, "-c", "ada", "--plan", plan, "--out", tmp_path / "p", *model_args)
     assert bad.exit_code == 2 and bad.stderr.count("\n") == 1 and f"{plan}:2:" in bad.stderr
     assert not (tmp_path / "p").exists()
+    plan.write_text("beats:\n  - Ada oils the wheel.\n", encoding="utf-8")  # a premise was recorded and never shown
+    both = invoke(runner, "story", world_path, "-c", "ada", "--plan", plan, "-p", "A flood.", "--out", tmp_path / "q",
+                  *model_args)
+    assert both.exit_code == 2 and both.stderr.startswith("error: --premise and --plan together:")
+    assert not (tmp_path / "q").exists()
 
 
 def test_a_beat_loses_list_markers_and_line_breaks(world, wide_generator, monkeypatch):
