@@ -328,10 +328,9 @@ def test_a_text_of_only_invisible_characters_is_empty(tmp_path, escape):
 
 @pytest.mark.parametrize("cast, where, said", [
     ('  - {id: x, name: "X\\nY: hi"}\n', "characters[0].name", "holds a line break (a name is one line)"),
-    ('  - {id: x, name: "Dr: X"}\n', "characters[0].name", "holds a colon (a dialogue writes 'Name: line'"),
     ('  - {id: x, name: X, aliases: [ok, "Y\\rZ"]}\n', "characters[0].aliases[1]", "holds a line break"),
 ])
-def test_a_characters_name_is_one_line_without_a_colon(tmp_path, cast, where, said):
+def test_a_characters_name_is_one_line(tmp_path, cast, where, said):
     """"X\nY: hi" had passed, and a dialogue's prompt then held a line for Y that no one wrote."""
     path = write(tmp_path, {"w.yaml": HEAD + "characters:\n" + cast})
     (problem,) = problems_of(path)
