@@ -252,6 +252,15 @@ def test_new_with_out_and_id(runner, tmp_path):
     assert bad.exit_code == 2 and "not a valid id" in bad.output
 
 
+@pytest.mark.parametrize("args", [["null"], ["World null", "--id", "null"], ["true"], ["007"]])
+def test_new_writes_an_id_yaml_reads_as_something_else_so_that_it_validates(runner, tmp_path, args):
+    """`worlds new null` wrote id: null, which its own validate refused: "world.id: is empty"."""
+    out = tmp_path / "w.yaml"
+    result = runner.invoke(app, ["worlds", "new", *args, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert load_world(out).id == (args[2] if len(args) > 1 else args[0])
+
+
 def test_new_into_a_folder_writes_the_id_there_and_a_file_in_the_way_is_bad_input(runner, tmp_path):
     """-o worlds/ names the folder to put it in (it had failed "it is a folder", exit 1); a file where a
     folder on the way goes is the user's input (exit 2), as in every command."""

@@ -24,7 +24,7 @@ def starter_world(
     replacements = {
         "__SCHEMA__": schema or str(schema_path()),
         "__FILE__": file,
-        "__WORLD_ID__": world_id,
+        "__WORLD_ID__": '"null"' if world_id == "null" else world_id,  # bare, YAML reads it as no value
         "__WORLD_NAME__": json.dumps(" ".join(name.split()), ensure_ascii=False),  # JSON strings are YAML
     }
     for marker, value in replacements.items():
