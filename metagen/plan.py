@@ -37,7 +37,7 @@ from metagen.prompts import (
 )
 from metagen.request import asked_words
 from metagen.search import PlainPrompts, PrefixReuse
-from metagen.text import balanced_quotes, first_sentences, ngrams, words_of
+from metagen.text import balanced_quotes, first_sentences, mentions, ngrams, words_of
 from metagen.world import Character, World
 
 BEATS_BY_LENGTH = {"short": 3, "medium": 4, "long": 5}
@@ -404,7 +404,6 @@ class _StoryWriter:
         # drawn again with them banned. Banned from the start, they moved the draws of stories that never
         # said one, and readers chose those stories' old text in 16 of 20 readings.
         self.absent = tuple(absent)
-        self.absent_pattern = _words_pattern(self.absent)
         self.requested = requested_forms(resolved)  # the names the ending must say if no beat before it did
         self.reuse = PrefixReuse()  # the KV cache, carried from beat to beat
         self.spare_rounds = STORY_EXTRA_ROUNDS
@@ -423,6 +422,7 @@ class _StoryWriter:
         # the opening introduces the cast and place and the ending is the last chance to: both insist
         insist = last or index == 0
         beat_seed = (self.seed + index) % MAX_SEED
+
         def draw(cfg: GenerationConfig):
             return _draw_candidates(
                 self.generator, ids, cfg, self.cfg.candidates, beat_seed, context, self.reuse,
@@ -443,10 +443,8 @@ class _StoryWriter:
         return paragraph
 
     def _absent_in(self, text: str) -> list[str]:
-        """The words of absent things that `text` says, each once, in order."""
-        if self.absent_pattern is None:
-            return []
-        return list(dict.fromkeys(m.group().lower() for m in self.absent_pattern.finditer(text)))
+        """The words of absent things that `text` says ("sea's" and "sea-blue" too: the ban's tokens block them)."""
+        return [word for word in self.absent if mentions(text, word)]
 
     def _fitted(self, prompt_tokens: int, index: int) -> GenerationConfig:
         """The beat's settings, its budget cut to the room the context has left. write_story's first check
@@ -513,14 +511,6 @@ def finishing_words(beat: Beat) -> frozenset[str]:
     match = _FINISH.search(beat.instruction) if beat.id == "ending" else None
     words = (POSSESSIVE.sub("", w) for w in words_of(match.group(1))) if match else ()
     return frozenset(w for w in words if w not in STOPLIST)
-
-
-def _words_pattern(words: Sequence[str]) -> re.Pattern | None:
-    """A pattern that finds any of `words` as a whole word, in any case; None for no words."""
-    if not words:
-        return None
-    return re.compile(r"\b(?:" + "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True)) + r")\b",
-                      re.IGNORECASE)  # "sea's" and "sea-blue" too: the ban's tokens block them as well
 
 
 def _critic_record(beat: Beat, chosen: int, seeds: list[int], starts: Sequence[str], verdicts: list,
