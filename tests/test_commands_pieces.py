@@ -418,6 +418,26 @@ def test_show_prompt_prints_the_prompt_and_runs_nothing(runner, world, model_arg
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize("command, extra", [
+    (["story", "-c", "ada", "-l", "well"], ["--moderation", "bogus"]),
+    (["story", "-c", "ada", "-l", "well"], ["--format", "docx"]),
+    (["story", "-c", "ada", "-l", "well"], ["--count", 0]),
+    (["story", "-c", "ada", "-l", "well"], ["--seed", 2**63 - 1, "--count", 2]),
+    (["story", "-c", "ada", "-l", "well"], ["-o", "{out}.md", "--count", 3]),
+    (["describe-scene", "-l", "well"], ["--stdout", "--format", "yarn"]),
+    (["describe-scene", "-l", "well"], ["--stdout", "-o", "{out}"]),
+])
+def test_show_prompt_refuses_the_output_flags_the_run_refuses(runner, world, tmp_path, no_model, command, extra):
+    """`story --show-prompt --moderation bogus --format docx --count 0` printed a prompt and exited 0, where
+    the run it shows refuses each of those flags: now it refuses them in the same words, before the model."""
+    extra = [str(a).format(out=tmp_path / "o") for a in extra]
+    run = invoke(runner, command[0], world, *command[1:], *extra)
+    shown = invoke(runner, command[0], world, *command[1:], *extra, "--show-prompt")
+    assert run.exit_code == shown.exit_code == 2, shown.output
+    assert shown.stderr == run.stderr and len(shown.stderr.splitlines()) == 1 and shown.stdout == ""
+    assert files_in(tmp_path) == [world]
+
+
 @pytest.mark.parametrize("kind, command, extra", [
     ("story", "story", ["-c", "ada,bo", "--premise", "The well runs dry."]),
     ("scene", "describe-scene", ["-l", "well", "--mood", "quiet"]),

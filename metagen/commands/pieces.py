@@ -196,14 +196,15 @@ def _prepare(kind: str, world_path: Path, fields: dict, settings: dict | None, o
 
 
 def show_prompt(kind: str, world_path: Path, fields: dict, settings: dict | None, model_options: dict,
-                as_json: bool, order: str = "likelihood") -> None:
-    """Print the exact prompt of a request (--show-prompt and `metagen prompt`)."""
+                as_json: bool, order: str = "likelihood", count: int = 1) -> None:
+    """Print the exact prompt of a request (--show-prompt and `metagen prompt`); `count` is --show-prompt's
+    --count, checked with the seed as the run checks it, and the prompt shown is its first piece's."""
     from metagen import pipeline
 
     world, request, cfg = _prepare(kind, world_path, fields, settings, order)
     # Without --seed a run draws its seed, and the seed draws a story's cast, place and plan: show the
     # prompt of a seed drawn the same way, and say which, so that --seed N writes from this very prompt.
-    drawn, seed = cfg.seed is None, pipeline.seeds_for(1, cfg.seed)[0]
+    drawn, seed = cfg.seed is None, pipeline.seeds_for(count, cfg.seed)[0]
     cfg = replace(cfg, seed=seed)
     request = pipeline.seeded_request(world, request, seed)  # shown as the piece would record it
     generator = load_generator(model_options, quiet=as_json)
@@ -245,19 +246,21 @@ def run_pieces(kind: str, world_path: Path, fields: dict, opts: OutputOptions, s
     from metagen import pipeline
     from metagen.output import check_format, single_file_format
 
-    if opts.stdout and typed_path("out") is not None:  # -o was given, and --stdout would ignore it
-        raise ConfigError("--stdout prints the text; --out names where files go: give one")
-    if opts.show_prompt:
-        show_prompt(kind, world_path, fields, settings, model_options, opts.as_json, order)
-        return
     from metagen import moderation
 
+    # The output flags are checked with --show-prompt too, which had printed a prompt and exited 0
+    # for a --format, --moderation or --count that the run it shows would refuse.
+    if opts.stdout and typed_path("out") is not None:  # -o was given, and --stdout would ignore it
+        raise ConfigError("--stdout prints the text; --out names where files go: give one")
     moderation.check_mode(opts.moderation)
-    world, request, cfg = _prepare(kind, world_path, fields, settings, order)
     # `-o story.md`: that one file, not a folder named story.md
     single = None if opts.stdout else single_file_format(kind, opts.out, opts.fmt, opts.count, typed_path("out"))
     fmt = single or opts.fmt or ("txt" if opts.stdout else "md")
     check_format(kind, fmt)
+    if opts.show_prompt:
+        show_prompt(kind, world_path, fields, settings, model_options, opts.as_json, order, opts.count)
+        return
+    world, request, cfg = _prepare(kind, world_path, fields, settings, order)
     seeds = pipeline.seeds_for(opts.count, cfg.seed)
     if not opts.stdout:
         _check_output_files(kind, world, request, opts, fmt, seeds, order, single=bool(single))
