@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from metagen.config import CLI_NAMES, MAX_SEED, GenerationConfig, check_setting
+from metagen.config import CLI_NAMES, MAX_SEED, GenerationConfig, check_setting, check_whole_number
 from metagen.errors import ConfigError, MetagenError, OutputExistsError, WorldError
 from metagen.files import resolved
 from metagen.jobs import Job, JobsFile, Problems
@@ -92,10 +92,17 @@ def parse_shard(text: str | None) -> tuple[int, int]:
     match = re.fullmatch(r"([0-9]+)/([0-9]+)", text)  # not int()'s: it takes '١', ' 1', '+1' and '1_0'
     if match is None:
         raise ConfigError(f"--shard must look like I/N in the digits 0-9, e.g. 2/4, got {text!r}")
-    i, n = int(match[1]), int(match[2])
+    i, n = (_shard_number(name, digits) for name, digits in zip("IN", match.groups()))
     if n < 1 or not 1 <= i <= n:
-        raise ConfigError(f"--shard {text}: I must be 1 to N and N at least 1, e.g. 1/{max(n, 2)}")
+        raise ConfigError(f"--shard {i}/{n}: I must be 1 to N and N at least 1, e.g. 1/{max(n, 2)}")
     return i, n
+
+
+def _shard_number(name: str, digits: str) -> int:
+    """I or N of --shard, refused from 2**63 up as every whole-number flag is (check_whole_number).
+    Digits past the 41st are dropped first: int() refuses more than 4,300, and the message names a
+    number of more than 40 digits by its size alone (text.number_shown)."""
+    return check_whole_number(f"--shard {name}", int(digits.lstrip("0")[:41] or "0"))
 
 
 def plan_batch(jobs_file: JobsFile, *, out: str | os.PathLike | None = None, fmt: str | None = None,

@@ -196,6 +196,23 @@ def test_bad_shards(runner, tmp_path, world, no_model, text):
     assert result.exit_code == 2 and "--shard" in result.stderr
 
 
+@pytest.mark.parametrize("text, message", [
+    ("99999999999999999999/99999999999999999999", "--shard I must be below 2**63 (at most 19 digits), "
+                                                   "got 99999999999999999999"),
+    ("1/99999999999999999999", "--shard N must be below 2**63 (at most 19 digits), got 99999999999999999999"),
+    ("1/" + "9" * 5000, "--shard N must be below 2**63 (at most 19 digits), got a number of more than 40 digits"),
+    ("0" * 5000 + "1/0", "--shard 1/0: I must be 1 to N and N at least 1, e.g. 1/2"),
+])
+def test_a_shard_number_from_2_63_up_is_refused_as_every_whole_number_is(runner, tmp_path, world, no_model, text,
+                                                                         message):
+    """--shard 99999999999999999999/99999999999999999999 said "nothing to do" and exited 0, and 5,000
+    digits were a ValueError traceback (int()'s limit), where every other whole-number flag refuses 2**63."""
+    path = write_jobs(tmp_path, "world: tiny.yaml\njobs: [{kind: story}]")
+    result = invoke(runner, "batch", path, "--shard", text)
+    assert result.exit_code == 2, result.output
+    assert result.stderr == f"error: {message}\n"
+
+
 def test_a_shard_in_other_digits_is_refused_naming_the_form(runner, tmp_path, world, no_model):
     """int() takes Unicode digits: --shard ١/٢ (Arabic-Indic) ran as shard 1/2."""
     path = write_jobs(tmp_path, "world: tiny.yaml\njobs: [{kind: story}]")
