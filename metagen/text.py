@@ -56,6 +56,11 @@ def number_shown(value) -> str:
     return repr(value)
 
 
+def shorten(text: str, limit: int = 40) -> str:
+    """Text cut to limit characters, ending in "..." when cut."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 # Each kind of value in the words of a message, bool before int (True is an int too).
 _KIND_WORDS = ((bool, "true/false"), (int, "a whole number"), (float, "a number"), (str, "text"),
                ((list, tuple), "a list"), (dict, "a mapping"))
@@ -246,5 +251,5 @@ def json_text(data, **kwargs) -> str:
 __all__ = [
     "TRANSLIT", "balanced_quotes", "blank", "closest", "did_you_mean", "first_sentences", "fold", "format_dialogue", "format_turns",
     "id_from", "json_text", "kind_named", "kind_of", "listing", "mentions", "ngrams", "number_shown", "sentence_cut",
-    "slugify", "speaker_prefix", "words_of",
+    "shorten", "slugify", "speaker_prefix", "words_of",
 ]

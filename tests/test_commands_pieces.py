@@ -771,6 +771,24 @@ def test_an_output_folder_that_is_a_dangling_link_is_refused_before_the_model(ru
     assert not (tmp_path / "nowhere").exists() and (tmp_path / "dangling").is_symlink()
 
 
+@pytest.mark.parametrize("out, what", [
+    ("x" * 300, "cannot write to output folder"),  # a folder: one name over the system's 255 bytes
+    ("d/" * 3000, "cannot write to output folder"),  # a path over the system's 4,096 bytes
+    ("x" * 300 + ".md", "cannot write"),  # one file: it had loaded the model and failed to write it, exit 1
+])
+def test_an_out_too_long_for_the_system_is_bad_input_shown_cut(runner, world, tmp_path, no_model, monkeypatch,
+                                                               out, what):
+    """-o with a 300-character name was exit 1 "cannot write to output folder xxx...x: File name too long", the
+    whole path echoed (6,000 characters for -o d/d/...) and no hint."""
+    monkeypatch.chdir(tmp_path)
+    result = invoke(runner, "story", world, "-c", "ada", "-l", "well", "-o", out)
+    assert result.exit_code == 2, result.output
+    shown = str(Path(out))
+    assert result.stderr == (f"error: {what} {shown[:57]}... ({len(shown):,} characters): File name too long "
+                             "(choose a shorter --out)\n")
+    assert files_in(tmp_path) == [world]
+
+
 @pytest.mark.parametrize("out", ["a", "a/deeper"])
 def test_an_output_folder_that_is_a_loop_of_links_is_named_so(runner, world, tmp_path, no_model, out):
     """-o a, where a -> b and b -> a, was 'a dangling symbolic link (to b, which does not exist)': b is

@@ -369,6 +369,20 @@ def test_an_out_in_a_folder_it_may_not_search_is_one_line(runner, tmp_path, monk
     assert bad.stderr == f"error: cannot write to output folder {out.parent}: Permission denied\n"
 
 
+def test_an_out_name_too_long_for_the_system_is_bad_input_shown_cut(runner, tmp_path, monkeypatch):
+    """--out with a 300-character name said "cannot write to output folder .: File name too long", exit 1:
+    the folder was not at fault, and the name was never the disk's failure."""
+    data = tmp_path / "d.jsonl"
+    data.write_text(json.dumps(_line(0).to_dict()) + "\n")
+    monkeypatch.setattr("metagen.generator.load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    out = tmp_path / ("x" * 300 + ".safetensors")
+    bad = invoke(runner, "tune", data, "--out", out, "--quiet")
+    assert bad.exit_code == 2, bad.output
+    assert bad.stderr == (f"error: --out {str(out)[:57]}... ({len(str(out)):,} characters): File name too long "
+                          "(choose a shorter --out)\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.jsonl"]
+
+
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")
 def test_an_out_folder_that_refuses_files_is_exit_1_like_every_commands(runner, tmp_path, monkeypatch):
     # /proc passes os.access(W_OK) for root, yet no file can be made in it: only making one tells.

@@ -3,6 +3,7 @@ bar, a checkpoint to --resume from, and the held-aside loss after each epoch."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sys
@@ -104,7 +105,7 @@ def tune_command(
 
 def _check_writable(out: Path) -> None:
     """Refuse an --out that could not be written, before the model loads and hours of training run."""
-    from metagen.output import check_writable
+    from metagen.output import check_writable, name_too_long
 
     folder = out.parent
     try:  # each stat raises where a folder on the way may not be searched (EACCES)
@@ -118,6 +119,8 @@ def _check_writable(out: Path) -> None:
             raise ConfigError(f"--out {out}: the folder {folder} does not exist",
                               hint="create it, or give another --out")
     except OSError as error:
+        if error.errno == errno.ENAMETOOLONG:  # not the folder's fault: it had said "output folder ."
+            raise name_too_long("--out", out) from None
         raise OutputError(f"cannot write to output folder {folder}: {os_reason(error)}") from None
     check_writable(folder)  # makes and removes a file there, as every command does (exit 1 if it cannot)
 

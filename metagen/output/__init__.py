@@ -34,6 +34,7 @@ from metagen.output.writing import (
     check_not_folder,
     check_writable,
     exists_words,
+    name_too_long,
     remove_stale_temps,
     write_atomic,
     write_piece,
@@ -44,7 +45,7 @@ __all__ = [
     "OutputFolder", "Piece", "check_format", "check_not_exists", "check_not_folder", "check_writable", "escape_ink",
     "escape_yarn",
     "exists_words",
-    "field_difference", "is_complete", "node_name", "output_path", "parse_front_matter", "read_piece_file",
+    "field_difference", "is_complete", "name_too_long", "node_name", "output_path", "parse_front_matter", "read_piece_file",
     "recorded_difference", "recorded_fields", "remove_stale_temps",
     "format_name", "named_file_format", "render", "request_digest", "request_name", "sanitize_component", "single_file_format", "write_atomic", "write_piece",
 ]

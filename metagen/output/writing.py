@@ -22,11 +22,12 @@ import weakref
 from pathlib import Path
 from typing import Callable, TypeVar
 
-from metagen.errors import OutputError, OutputExistsError, OutputFolderError, OutputLinkError
+from metagen.errors import ConfigError, OutputError, OutputExistsError, OutputFolderError, OutputLinkError
 from metagen.files import dangling_link, link_loops, os_reason
 from metagen.output.formats import check_format, render
 from metagen.output.paths import output_path
 from metagen.output.piece import Piece
+from metagen.text import shorten
 
 _T = TypeVar("_T")
 log = logging.getLogger(__package__)  # "metagen.output": one logger for the package, as before the split
@@ -489,7 +490,17 @@ def _probe_unnamed(folder_fd: int) -> bool:
     return True
 
 
+def name_too_long(what: str, path: str | os.PathLike) -> ConfigError:
+    """ENAMETOOLONG as bad input (exit 2): --out names a path this system cannot hold, shown by its first
+    60 characters and its length (a 6,000-character --out had been echoed whole, as a failed disk)."""
+    text = str(path)
+    return ConfigError(f"{what} {shorten(text, 60)} ({len(text):,} characters): {os.strerror(errno.ENAMETOOLONG)}",
+                       hint="choose a shorter --out")
+
+
 def _raise_unwritable(out: Path, probe_dir: Path, error: OSError):
+    if error.errno == errno.ENAMETOOLONG:
+        raise name_too_long("cannot write to output folder", out) from None
     if probe_dir == out:
         raise OutputError(f"cannot write to output folder {out}: {os_reason(error)}") from None
     raise OutputError(f"cannot create output folder {out} in {probe_dir}: {os_reason(error)}") from None
@@ -506,6 +517,11 @@ def check_not_exists(path: str | os.PathLike, overwrite: bool) -> None:
     """Fail early: OutputExistsError if path exists and not overwrite, or is a folder (check_not_folder);
     OutputError if --overwrite cannot replace it (check_replaceable)."""
     path = Path(path)
+    try:  # os.path's checks below take a name too long for the system for one that is not there
+        os.lstat(path)
+    except OSError as error:
+        if error.errno == errno.ENAMETOOLONG:
+            raise name_too_long("cannot write", path) from None
     check_not_folder(path)
     if not overwrite and os.path.lexists(path):
         raise _exists_error(path)

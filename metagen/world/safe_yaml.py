@@ -10,6 +10,7 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from metagen.files import lone_surrogate
+from metagen.text import shorten
 
 MAX_ALIASES = 100  # `*name` uses per file
 MAX_NODES = 50_000  # nodes per file, aliases expanded (pure-Python YAML parses ~15k nodes/s)
@@ -238,11 +239,6 @@ def describe_node(node: Node) -> str:
         "null": "an empty value",
         "timestamp": f"the date {node.value}",
     }.get(kind, f"the text '{shorten(node.value)}'")
-
-
-def shorten(text: str, limit: int = 40) -> str:
-    """Text cut to limit characters, ending in "..." when cut."""
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def is_null(node: Node) -> bool:

@@ -10,7 +10,8 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from metagen.config import GenerationConfig
 from metagen.errors import ConfigError
-from metagen.world.safe_yaml import YAML_TAG, construct_scalar, describe_node, is_null, shorten
+from metagen.text import shorten
+from metagen.world.safe_yaml import YAML_TAG, construct_scalar, describe_node, is_null
 from metagen.world.types import (
     DEFAULT_LENGTH_WORDS,
     DEFAULTS_KINDS,

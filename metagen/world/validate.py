@@ -12,8 +12,8 @@ from pathlib import Path
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from metagen.config import MAX_INT  # whole numbers in a world file stay below this in size, as settings do
-from metagen.text import blank, did_you_mean, id_from
-from metagen.world.safe_yaml import YAML_TAG, construct_scalar, describe_node, is_null, shorten
+from metagen.text import blank, did_you_mean, id_from, shorten
+from metagen.world.safe_yaml import YAML_TAG, construct_scalar, describe_node, is_null
 from metagen.world.types import ID_RE
 
 TOP_KEYS = ("world", "style", "locations", "characters", "factions", "lore", "defaults", "content", "include")
