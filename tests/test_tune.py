@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -314,6 +315,26 @@ def test_an_out_that_is_a_dangling_link_is_an_existing_name(runner, tmp_path):
     assert result.stderr == (f"error: {out} exists as a dangling symbolic link (to {tmp_path / 'nowhere.safetensors'}, "
                              "which does not exist) (give another --out, or --force to overwrite it)\n")
     assert out.is_symlink()
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_an_existing_log_beside_out_is_refused_before_training_unless_forced(runner, tmp_path, monkeypatch, force):
+    """OUT.json, the adapter's log, was written over after training even without --force, where OUT
+    itself is refused before the model loads."""
+    data = tmp_path / "d.jsonl"
+    data.write_text(json.dumps(_line(0).to_dict()) + "\n")
+    loaded = []
+    monkeypatch.setattr("metagen.generator.load_model", lambda *a, **k: loaded.append(1) or sys.exit(9))
+    out, log = tmp_path / "a.safetensors", tmp_path / "a.safetensors.json"
+    log.write_text("{}\n")
+    result = invoke(runner, "tune", data, "--out", out, "--quiet", *(["--force"] if force else []))
+    if force:  # past every check of OUT: the model is loaded next
+        assert loaded and result.exit_code == 9, result.output
+    else:
+        assert not loaded
+        assert result.exit_code == 2, result.output
+        assert result.stderr == f"error: {log} exists (give another --out, or --force to overwrite it)\n"
+    assert log.read_text() == "{}\n" and not out.exists()
 
 
 def test_an_out_that_is_a_link_to_itself_says_so(runner, tmp_path):

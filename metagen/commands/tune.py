@@ -56,8 +56,10 @@ def tune_command(
     if out.suffix.casefold() != ".safetensors":  # A.SAFETENSORS is one too
         raise ConfigError(f"--out {out}: an adapter file ends in .safetensors", hint=f"e.g. --out {out.stem}.safetensors")
     _check_writable(out)
-    if os.path.lexists(out) and not force:  # a dangling link too: it is a name in use
-        raise OutputExistsError(exists_words(out), hint="give another --out, or --force to overwrite it")
+    log_path = out.with_name(out.name + ".json")  # written after training: an OUT.json there had been replaced
+    for path in (out, log_path):
+        if os.path.lexists(path) and not force:  # a dangling link too: it is a name in use
+            raise OutputExistsError(exists_words(path), hint="give another --out, or --force to overwrite it")
     train = tuning.read_examples(data)
     held_examples = tuning.read_examples(held) if held else []
     generator = load_model(model, dtype="float32", device=device, adapter="none", progress=progress_to_stderr(quiet))
@@ -96,7 +98,7 @@ def tune_command(
     record = {**report.to_dict(), "settings": settings.__dict__, "data": str(data), "eval": str(held or ""),
               "model": generator.info.to_dict(),
               "from": {"path": start_adapter.path, "sha256": start_adapter.sha256} if start_adapter else None}
-    log = write_atomic(out.with_name(out.name + ".json"), json.dumps(record, indent=1) + "\n", overwrite=True)
+    log = write_atomic(log_path, json.dumps(record, indent=1) + "\n", overwrite=True)
     left_out = "" if not report.left_out else (  # --max-tokens' help promises they are reported
         f"; {report.left_out} example{'s' if report.left_out > 1 else ''} left out as too long")
     typer.echo(f"wrote {out} ({report.steps} steps, {report.learned_tokens:,} learned tokens an epoch, "
