@@ -109,6 +109,21 @@ def build_grid(world: World, kinds: Sequence[str] = KINDS, max_requests: int = D
     return [resolve_request(world, r).request for r in requests]
 
 
+def check_measurable(path, world: World, kinds: Sequence[str]) -> None:
+    """ConfigError naming the world file when it lacks what a kind asked for needs (a story a character, a
+    scene a location, a dialogue two characters): its rows of the report had been empty, with exit 0."""
+    chars, places = len(world.characters), len(world.locations)
+    lacks = {"story": None if chars else "no characters", "scene": None if places else "no locations",
+             "dialogue": None if chars > 1 else ("only one character" if chars else "no characters")}
+    missing = [kind for kind in kinds if lacks[kind]]
+    if not missing:
+        return
+    kept = [kind for kind in kinds if kind not in missing]
+    raise ConfigError(f"{path}: world '{world.id}' has {' and '.join(dict.fromkeys(lacks[k] for k in missing))}: "
+                      f"nothing to measure for {', '.join(missing)}",
+                      hint=(f"give --kinds {','.join(kept)}, or " if kept else "") + "add to the world what it lacks")
+
+
 def seed_list(count: int, start: int = 1) -> list[int]:
     """The seeds every request is answered with: start, start + 1, ... (count of them)."""
     from metagen.pipeline import MAX_COUNT
@@ -444,7 +459,7 @@ def render_markdown(report: dict, max_misses: int = 10) -> str:
 
 __all__ = [
     "DEFAULT_MAX_REQUESTS", "DEFAULT_MAX_TOKENS", "DEFAULT_TURNS", "EvalRun", "KINDS", "Output", "banned_hits",
-    "build_grid", "build_report", "character_forms", "distinct_n", "fold", "kind_config", "location_forms",
+    "build_grid", "build_report", "character_forms", "check_measurable", "distinct_n", "fold", "kind_config", "location_forms",
     "naive_prompt", "names_any", "parse_kinds", "parse_turns", "render_markdown", "repetition", "run_eval",
     "Reference", "copies_prose", "copies_sample_line", "recorded_request", "score", "speaker_of", "summarize", "unknown_names",
     "world_reference", "world_vocabulary",

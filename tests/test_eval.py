@@ -561,6 +561,28 @@ def test_cli_bad_input(runner, world_file, args, message):
     assert not Path("eval-report").exists()
 
 
+@pytest.mark.parametrize("sections, kinds, message", [
+    ("", "story,scene,dialogue", "has no characters and no locations: nothing to measure for story, scene, dialogue "
+                                 "(add to the world what it lacks)"),
+    ("", "scene", "has no locations: nothing to measure for scene (add to the world what it lacks)"),
+    ("", "dialogue", "has no characters: nothing to measure for dialogue (add to the world what it lacks)"),
+    ("locations: [{id: l, name: L}]\ncharacters: [{id: c, name: C}]\n", "story,scene,dialogue",
+     "has only one character: nothing to measure for dialogue (give --kinds story,scene, or add to the world "
+     "what it lacks)"),
+])
+def test_cli_refuses_a_world_with_nothing_to_measure_before_the_model(runner, tmp_path, monkeypatch, sections, kinds,
+                                                                      message):
+    """A world with no places or no characters loaded the model, wrote report tables with no rows and exited 0."""
+    monkeypatch.setattr("metagen.commands.eval.load_generator", lambda *a, **k: pytest.fail("the model was loaded"))
+    path = tmp_path / "bare.yaml"
+    path.write_text("world: {id: bare, name: Bare}\n" + sections, encoding="utf-8")
+    out = tmp_path / "report"
+    result = runner.invoke(app, ["eval", str(path), "--kinds", kinds, "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert result.stderr == f"error: {path}: world 'bare' {message}\n"
+    assert not out.exists()
+
+
 def test_cli_refuses_a_world_given_twice(runner, world_file, tmp_path):
     """Once a report merged both into one world's rows, each output counted twice and distinct-2 pooled copies."""
     copy = tmp_path / "copy.yaml"

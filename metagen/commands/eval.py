@@ -84,7 +84,8 @@ def eval_command(
     kind_list = evaluation.parse_kinds(kinds)
     evaluation.check_variant(prompt_variant)
     check_batch_size(batch_size)
-    for world in loaded:
+    for path, world in zip(worlds, loaded):
+        evaluation.check_measurable(path, world, kind_list)
         evaluation.build_grid(world, kind_list, max_requests, turns, story_cast)
         for kind in kind_list:
             evaluation.kind_config(world, kind, settings)
