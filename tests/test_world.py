@@ -272,6 +272,25 @@ def test_links_in_a_loop_are_one_problem_not_a_crash(tmp_path):
     assert "include[0]: 'x1.yaml' cannot be read" in problem and "in a loop" in problem
 
 
+@pytest.mark.parametrize("allow_outside", [False, True])
+@pytest.mark.parametrize("include, link, says", [
+    ("dang.yaml", "dang.yaml", "'dang.yaml' is a symbolic link to {to}, which does not exist (make the link name the "
+                               "real file)"),
+    ("parts/a.yaml", "parts", "'parts/a.yaml' cannot be reached: {link} is a symbolic link to {to}, which does not "
+                              "exist (make the link name the real folder)"),
+])
+def test_an_include_that_is_a_link_to_nothing_is_named_so(tmp_path, allow_outside, include, link, says):
+    """A dangling link inside the world's folder was "'dang.yaml' is outside the world's folder" (the link
+    resolves to where it points), and "'dang.yaml' not found (looked for /nowhere; ...)" with --allow-outside."""
+    path = write(tmp_path, {"w.yaml": VALID + f"include: [{include}]\n"})
+    (tmp_path / link).symlink_to(tmp_path.parent / "nowhere")
+    with pytest.raises(WorldError) as caught:
+        load_world(path, allow_outside=allow_outside)
+    (problem,) = caught.value.problems
+    assert problem.endswith("include[0]: " + says.format(link=tmp_path / link, to=tmp_path.parent / "nowhere"))
+    assert caught.value.exit_code == 2
+
+
 def test_size_cap(tmp_path, monkeypatch):
     monkeypatch.setattr(includes, "MAX_FILE_BYTES", 1024)
     path = write(tmp_path, {"w.yaml": VALID + "# " + "x" * 2000 + "\n"})

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from yaml.nodes import MappingNode, Node, SequenceNode
 
-from metagen.files import NotRegularFile, check_regular, read_regular, resolved
+from metagen.files import NotRegularFile, check_regular, dangling_link, link_loops, read_regular, resolved
 from metagen.world.safe_yaml import YamlRefused, compose_yaml, describe_node
 from metagen.world.sections import SectionReader
 from metagen.world.validate import PART_KEYS, TOP_KEYS
@@ -151,8 +151,17 @@ def _include_target(load: SectionReader, parent: Path, parent_display: str, rel:
     if "\0" in rel:  # no file system takes one; pathlib would raise ValueError
         load.add(node, at, f"{rel!r} is not a path: it holds a NUL character (write the included file's path)")
         return None
-    target = resolved(parent.parent / rel)
-    if not load.allow_outside and not target.is_relative_to(load.root):
+    link = parent.parent / rel
+    target = resolved(link)
+    # A link to nothing first: resolved, it names wherever it points, which had been reported as outside.
+    # (Links in a loop are dangling to os.path too; opening one says so below.)
+    broken = next((part for part in (*reversed(link.parents), link)
+                   if dangling_link(part) is not None and not link_loops(part)), None)
+    if broken is not None:
+        what, real = ("is", "file") if broken == link else (f"cannot be reached: {broken} is", "folder")
+        load.add(node, at, f"'{rel}' {what} a symbolic link to {dangling_link(broken)}, which does not exist "
+                 f"(make the link name the real {real})")
+    elif not load.allow_outside and not target.is_relative_to(load.root):
         tip = "move or copy it into that folder"
         load.add(node, at, f"'{rel}' is outside the world's folder {load.root} ({tip})")
     elif target in stack:
