@@ -265,6 +265,8 @@ def run_both(generator, worlds: Sequence[World], flags: Mapping[str, Any], setti
 # ----------------------------------------------------------------------------- ratings
 
 
+MAX_RATED_BYTES = 64 * 2**20  # a key or sheet read back; --blind writes some hundred bytes a pair
+
 # A sheet's next row inside a note: "pair-002,2,..." or, as --blind writes it, "RUN,pair-002,2,...".
 _RUN_ON = re.compile(r"\n\s*(?:[^,\n]*,)?\s*pair-\d+\s*,")
 
@@ -276,10 +278,13 @@ def read_ratings(folder: Path) -> tuple[dict, dict[str, str | None]]:
     if not folder.is_dir():  # "there is no key.json" of a folder that is not there sent people looking for the key
         what = "is a file, not a folder" if folder.exists() else "does not exist"
         raise ConfigError(f"--unblind {folder}: {what}", hint="give the folder that --blind wrote")
-    if not key_path.is_file():
+    # A key or sheet that is there but no file (a folder, a FIFO, a link to nothing or in a loop) is named
+    # so by read_input; it had been "there is no key.json".
+    if not os.path.lexists(key_path):
         raise ConfigError(f"--unblind {folder}: there is no {KEY}", hint="give the folder that --blind wrote")
+    key_data = read_input(key_path, MAX_RATED_BYTES, "a key", ConfigError)
     try:
-        key = json.loads(key_path.read_text(encoding="utf-8"))
+        key = json.loads(key_data.decode("utf-8"))
         entries = {e["pair"]: e for e in key["pairs"]}
         if not entries or len(entries) != len(key["pairs"]):  # --blind writes each of one or more pairs once
             raise ValueError
@@ -294,10 +299,11 @@ def read_ratings(folder: Path) -> tuple[dict, dict[str, str | None]]:
             raise ValueError
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, RecursionError):  # Recursion: nested deeper than the parser goes
         raise ConfigError(f"{key_path} is not a key that --blind wrote") from None
-    if not sheet_path.is_file():
+    if not os.path.lexists(sheet_path):
         raise ConfigError(f"--unblind {folder}: there is no {SHEET}", hint="give the folder that --blind wrote")
+    sheet_data = read_input(sheet_path, MAX_RATED_BYTES, "a ratings sheet", ConfigError)
     try:
-        rows = csv.DictReader(io.StringIO(sheet_path.read_text(encoding="utf-8-sig"), newline=""))
+        rows = csv.DictReader(io.StringIO(sheet_data.decode("utf-8-sig"), newline=""))
         columns = [f.strip() for f in rows.fieldnames or []]
         if not {"pair", "preferred"} <= set(columns) or len(set(columns)) < len(columns):
             raise ConfigError(f"{sheet_path}: the first line must name the columns {','.join(SHEET_COLUMNS)}",

@@ -129,17 +129,20 @@ def read_regular(path: str | os.PathLike, limit: int) -> bytes:
 
 def read_input(path: str | os.PathLike, limit: int, what: str, error: type) -> bytes:
     """The bytes of a user's input file (a jobs file, a plan), every failure one `error` naming
-    the path: a missing file, not a regular file, unreadable, or over `limit` bytes."""
+    the path: a missing file, a folder, not a regular file, a link to nothing or in a loop,
+    unreadable, or over `limit` bytes."""
     display = str(path)
     try:
         if Path(path).is_dir():
-            raise error(f"{display} is a folder, not {what}")
+            raise error(f"{display} is a folder, not {what}", hint="give the file itself")
         data = read_regular(path, limit)
     except NotRegularFile as problem:
         raise error(f"{display}: {problem.sentence()}") from None
-    except FileNotFoundError:
-        raise error(f"{display}: no such {what.split(' ', 1)[-1]}") from None
     except OSError as problem:
+        if broken_link(Path(path)):  # a loop on the way too: "x cannot be reached: ..."
+            raise error(missing_words(Path(path)), hint="make the link name the real file") from None
+        if isinstance(problem, FileNotFoundError):
+            raise error(f"{display}: no such {what.split(' ', 1)[-1]}") from None
         raise error(f"{display}: cannot be read: {problem.strerror or problem}") from None
     return within_limit(display, data, limit, what, error)
 

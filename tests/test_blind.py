@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
 from pathlib import Path
 
@@ -324,6 +325,26 @@ def test_missing_key_or_sheet(blind_folder, remove, message):
     (blind_folder / remove).unlink()
     with pytest.raises(ConfigError, match=message):
         B.read_ratings(blind_folder)
+
+
+@pytest.mark.parametrize("make, says", [
+    (lambda p: p.mkdir(), "{path} is a folder, not {what} (give the file itself)"),
+    (lambda p: os.mkfifo(p), "{path}: is a FIFO (named pipe), not a regular file (give a file; metagen reads no "
+                             "pipes, devices or sockets)"),
+    (lambda p: p.symlink_to(p.name), "{path} is a symbolic link in a loop (it leads back to itself) (make the link "
+                                     "name the real file)"),
+    (lambda p: p.symlink_to(p.parent / "gone"), "{path} is a symbolic link to {gone}, which does not exist (make the "
+                                                "link name the real file)"),
+], ids=["folder", "fifo", "link-loop", "link-to-nothing"])
+@pytest.mark.parametrize("name, what", [("key.json", "a key"), ("ratings.csv", "a ratings sheet")])
+def test_a_key_or_sheet_that_is_no_file_is_named_so(runner, blind_folder, name, what, make, says):
+    """A key.json that was a FIFO, a folder or a link loop was "there is no key.json": it is there."""
+    path = blind_folder / name
+    path.unlink()
+    make(path)
+    result = invoke(runner, "eval", "--unblind", blind_folder)
+    assert result.exit_code == 2, result.output
+    assert result.stderr == f"error: {says.format(path=path, what=what, gone=blind_folder / 'gone')}\n"
 
 
 @pytest.mark.parametrize("text", [

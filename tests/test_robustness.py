@@ -1199,6 +1199,42 @@ def test_special_files_are_refused_before_reading(tmp_path, world, make, needles
     assert_refused_in_bounds(*make(tmp_path), cwd=tmp_path, needles=needles)
 
 
+# Each input a command reads through files.read_input, as (the command with INPUT where the path goes,
+# the words naming the file's kind).
+INPUT_COMMANDS = [
+    pytest.param(["story", "{world}", "-c", "ada", "--plan", "INPUT"], "a plan file", id="plan"),
+    pytest.param(["batch", "INPUT"], "a jobs file", id="jobs"),
+    pytest.param(["chat", "{world}", "--as", "ada", "--script", "INPUT"], "a chat script", id="chat-script"),
+    pytest.param(["tune", "INPUT", "-o", "{tmp}/a.safetensors"], "an examples file", id="tune-data"),
+    pytest.param(["moderate", "INPUT", "--rating", "pg"], None, id="moderate"),
+]
+
+
+@pytest.mark.parametrize("make, says, hint", [
+    (lambda p: p.mkdir(), "{path} is a folder, not {what}", "give the file itself"),
+    (lambda p: p.symlink_to(p.name), "{path} is a symbolic link in a loop (it leads back to itself)",
+     "make the link name the real file"),
+    (lambda p: p.symlink_to(p.parent / "nowhere"),
+     "{path} is a symbolic link to {tmp}/nowhere, which does not exist", "make the link name the real file"),
+], ids=["folder", "link-loop", "link-to-nothing"])
+@pytest.mark.parametrize("command, what", INPUT_COMMANDS)
+def test_an_input_that_is_no_file_is_named_so(runner, tmp_path, world, no_model, monkeypatch, command, what, make,
+                                              says, hint):
+    """A plan, jobs file, chat script, tune's examples or a file to check that was a link loop said
+    "cannot be read: Too many levels of symbolic links", a link to nothing "no such plan file", and a folder
+    gave no bracket: each now says what it is and what to do."""
+    monkeypatch.setattr("metagen.generator.load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    path = tmp_path / "input.txt"
+    make(path)
+    args = [str(a).format(world=world, tmp=tmp_path).replace("INPUT", str(path)) for a in command]
+    line = error_line(invoke(runner, *args))
+    if what is None:  # moderate takes folders to check: a folder is no mistake there
+        if says.startswith("{path} is a folder"):
+            return
+        hint += " or folder"
+    assert line == f"error: {says.format(path=path, what=what, tmp=tmp_path)} ({hint})"
+
+
 def test_special_cache_files_are_ignored_not_read(tmp_path, isolated_home):
     from metagen import home
     from metagen.files import NotRegularFile

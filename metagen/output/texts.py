@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from metagen.errors import InputError
-from metagen.files import STDIN_NAME, os_reason, read_input, within_limit
+from metagen.files import STDIN_NAME, broken_link, missing_words, os_reason, read_input, within_limit
 
 MAX_TEXT_BYTES = 8 * 2**20  # one file to check; a piece is a few KiB
 MAX_FILES = 100_000  # files one check reads, folders included
@@ -92,10 +92,11 @@ def _stat(path) -> os.stat_result:
     """os.stat, following links; InputError naming the path when it fails."""
     try:
         return os.stat(path)
-    except FileNotFoundError:
-        broken = " (a broken link?)" if os.path.islink(path) else ""
-        raise InputError(f"{path}: no such file or folder{broken}") from None
     except OSError as error:
+        if broken_link(Path(path)):  # a link to nothing, or links in a loop (on the way too)
+            raise InputError(missing_words(Path(path)), hint="make the link name the real file or folder") from None
+        if isinstance(error, FileNotFoundError):
+            raise InputError(f"{path}: no such file or folder") from None
         raise InputError(f"{path}: cannot be read: {os_reason(error)}") from None
 
 
