@@ -459,7 +459,8 @@ def render_markdown(report: dict, max_misses: int = 10) -> str:
 
 __all__ = [
     "DEFAULT_MAX_REQUESTS", "DEFAULT_MAX_TOKENS", "DEFAULT_TURNS", "EvalRun", "KINDS", "Output", "banned_hits",
-    "build_grid", "build_report", "character_forms", "check_measurable", "distinct_n", "fold", "kind_config", "location_forms",
+    "build_grid", "build_report", "character_forms", "check_measurable", "distinct_n", "fold", "kind_config",
+    "location_forms",
     "naive_prompt", "names_any", "parse_kinds", "parse_turns", "render_markdown", "repetition", "run_eval",
     "Reference", "copies_prose", "copies_sample_line", "recorded_request", "score", "speaker_of", "summarize", "unknown_names",
     "world_reference", "world_vocabulary",
