@@ -27,6 +27,7 @@ from metagen.output import (
     check_not_exists,
     check_not_folder,
     check_writable,
+    exists_words,
     is_complete,
     field_difference,
     named_file_format,
@@ -248,7 +249,8 @@ def _queue_or_skip(plan: BatchPlan, units: list[Unit], resume: bool, overwrite: 
         check_not_folder(unit.path)  # before --resume's "not a complete piece": --overwrite cannot replace it either
         if os.path.lexists(unit.path) and not overwrite:
             if resume:
-                raise OutputExistsError(f"{unit.path} exists but is not a complete metagen piece",
+                # "as a dangling symbolic link (to x, ...)": what replay of it says, and why it is not complete
+                raise OutputExistsError(f"{exists_words(unit.path)} but is not a complete metagen piece",
                                         hint="pass --overwrite to replace it")
         check_not_exists(unit.path, overwrite)
         plan.units.append(unit)

@@ -579,6 +579,20 @@ def test_resume_over_a_piece_it_cannot_read_names_it(runner, tmp_path, world, no
     assert piece.read_text() == "---\nkind: scene\n---\n\nDone.\n"
 
 
+def test_resume_over_a_link_to_nothing_names_it(runner, tmp_path, world, no_model):
+    """A piece's name that is a link to nothing is no complete piece, as `replay` of it says: --resume
+    named it only "exists but is not a complete metagen piece"; --overwrite replaces the link."""
+    path = write_jobs(tmp_path, "world: tiny.yaml\nseed: 1\njobs: [{kind: scene, location: well}]")
+    piece = tmp_path / "o" / "tinyville" / "scene" / "well-1.md"
+    piece.parent.mkdir(parents=True)
+    piece.symlink_to("nothere.md")
+    result = invoke(runner, "batch", path, "--out", tmp_path / "o", "--resume")
+    assert result.exit_code == 2, result.output
+    assert result.stderr == (f"error: {piece} exists as a dangling symbolic link (to nothere.md, which does not "
+                             "exist) but is not a complete metagen piece (pass --overwrite to replace it)\n")
+    assert not batch.plan_batch(load_jobs(path), out=tmp_path / "o", resume=True, overwrite=True).skipped
+
+
 def test_a_piece_folder_it_cannot_write_is_refused_before_the_model_loads(runner, tmp_path, world, no_model,
                                                                          monkeypatch):
     """OUT/<world>/scene made by another user: only OUT was probed, so the model loaded and the first

@@ -810,11 +810,33 @@ def test_replay_refuses_a_file_that_is_not_a_piece(runner, tmp_path, no_model):
 
 
 def test_replay_of_a_file_that_cannot_be_read_is_bad_input(runner, tmp_path, no_model):
-    (tmp_path / "loop.md").symlink_to("loop.md")
-    for path in (tmp_path / "gone.md", tmp_path / "loop.md"):
-        result = invoke(runner, "replay", path)
-        assert result.exit_code == 2 and f"cannot read {path}" in result.stderr, result.output
-        assert "give the path of a .md or .json file metagen wrote" in result.stderr
+    path = tmp_path / "gone.md"
+    result = invoke(runner, "replay", path)
+    assert result.exit_code == 2 and f"cannot read {path}" in result.stderr, result.output
+    assert "give the path of a .md or .json file metagen wrote" in result.stderr
+
+
+@pytest.mark.parametrize("name, make, says", [
+    ("dang.md", lambda t: (t / "dang.md").symlink_to("nothere.md"),
+     "{t}/dang.md is a symbolic link to nothere.md, which does not exist (make the link name the real file)"),
+    ("dang", lambda t: (t / "dang").symlink_to(t / "gone"),
+     "{t}/dang is a symbolic link to {t}/gone, which does not exist (make the link name the real file)"),
+    ("loop.md", lambda t: (t / "loop.md").symlink_to("loop.md"),
+     "{t}/loop.md is a symbolic link in a loop (it leads back to itself) (make the link name the real file)"),
+    ("lp/x.md", lambda t: (t / "lp").symlink_to("lp"),
+     "{t}/lp/x.md cannot be reached: {t}/lp is a symbolic link in a loop (it leads back to itself) (make the "
+     "link name the real file)"),
+    ("dir.md", lambda t: (t / "dir.md").mkdir(),
+     "{t}/dir.md is a folder, not a piece (give one of the .md or .json files metagen wrote in it)"),
+], ids=["link-to-nothing", "link-to-nothing-no-suffix", "link-loop", "loop-on-the-way", "folder-named-md"])
+def test_replay_names_a_link_to_nothing_a_loop_or_a_folder(runner, tmp_path, no_model, name, make, says):
+    """`metagen replay dang.md`, a link to nothing, said "cannot read dang.md: No such file or directory",
+    a link loop "Too many levels of symbolic links", and a folder named x.md "is not a metagen file (is a
+    folder, not a regular file)": each is bad input named for what it is, as read_input names other inputs."""
+    make(tmp_path)
+    result = invoke(runner, "replay", tmp_path / name)
+    assert result.exit_code == 2, result.output
+    assert result.stderr == f"error: {says.format(t=tmp_path)}\n"
 
 
 # ----------------------------------------------------------------------------- the real model

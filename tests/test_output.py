@@ -1175,6 +1175,19 @@ def test_replay_names_a_missing_piece_a_folder_and_a_name_without_md(tmp_path):
         read_piece_file(tmp_path / "notes.csv")
 
 
+def test_read_piece_file_names_a_link_to_nothing_and_is_complete_takes_it_as_unfinished(tmp_path):
+    """A piece that is a link to nothing was OutputError "cannot read x.md: No such file or directory"
+    (exit 1 to a library caller); it is a ConfigError naming where the link points, and --resume's
+    is_complete, which reads through the same function, still calls it unfinished rather than raise."""
+    (tmp_path / "dang.md").symlink_to("nothere.md")
+    with pytest.raises(ConfigError) as caught:
+        read_piece_file(tmp_path / "dang.md")
+    assert caught.value.one_line() == (f"{tmp_path / 'dang.md'} is a symbolic link to nothere.md, which does not "
+                                       "exist (make the link name the real file)")
+    assert caught.value.exit_code == 2
+    assert is_complete(tmp_path / "dang.md") is False
+
+
 def test_a_txt_piece_is_named_for_what_it_is(tmp_path):
     """`metagen replay scene.txt` on metagen's own .txt piece said "not a metagen file": it is one, but
     plain text records nothing to replay from."""

@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 from metagen.errors import ConfigError, OutputError
-from metagen.files import NotRegularFile, os_reason, parse_json, read_regular
+from metagen.files import NotRegularFile, broken_link, missing_words, os_reason, parse_json, read_regular
 from metagen.output.piece import FINISH_REASONS, to_plain
 from metagen.prompts import KINDS
 from metagen.world import YamlRefused, compose_yaml, construct_plain
@@ -92,11 +92,19 @@ def _read_text(path: Path) -> str:
         raise ConfigError(f"{path} is not a metagen file (not UTF-8 text)") from None
 
 
-def _refuse_other(path: Path) -> None:
-    """ConfigError for a path that cannot be a piece: a folder, a piece's name without its .md or
-    .json (named), a file of another kind; OutputError for one that is not there."""
+def _refuse_no_file(path: Path) -> None:
+    """ConfigError, whatever the path's suffix, for a folder, a symbolic link to nothing or one in a
+    loop (on the way too): they had been "cannot read x.md: No such file or directory" (or "Too many
+    levels of symbolic links"), or "x.md is not a metagen file (is a folder, ...)"."""
     if os.path.isdir(path):
         raise ConfigError(f"{path} is a folder, not a piece", hint="give one of the .md or .json files metagen wrote in it")
+    if broken_link(path):
+        raise ConfigError(missing_words(path), hint="make the link name the real file")
+
+
+def _refuse_other(path: Path) -> None:
+    """ConfigError for a path that cannot be a piece: a piece's name without its .md or .json
+    (named), a file of another kind; OutputError for one that is not there."""
     if not os.path.lexists(path):
         meant = next((c for c in (path.with_name(f"{path.name}.md"), path.with_name(f"{path.name}.json"))
                       if c.is_file()), None)
@@ -109,6 +117,7 @@ def _refuse_other(path: Path) -> None:
 def read_piece_file(path: str | os.PathLike) -> dict:
     """A metagen .md or .json file as its front matter plus "text"; ConfigError if it is not one."""
     path = Path(path)
+    _refuse_no_file(path)
     suffix = path.suffix.lower()
     if suffix in (".yarn", ".ink"):  # metagen's own, but only its record is kept, in comments
         name = "Yarn" if suffix == ".yarn" else "ink"
