@@ -52,6 +52,7 @@ from metagen.errors import (
     Terminated,
 )
 from metagen.protocol import NO_SERVER_ENV, NO_SERVER_FLAG
+from metagen.text import values_shortened
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 ok; 1 generation or writing failed, or moderation found text over the rating; 2 bad input or usage "
@@ -92,6 +93,8 @@ class MetagenGroup(TyperGroup):
         except click_errors.ClickException as error:
             where = getattr(getattr(error, "ctx", None), "command_path", None) or "metagen"
             message = " ".join(error.format_message().split())
+            if isinstance(error, click_errors.BadParameter):  # the value as typed: 5,000 digits of --seed
+                message = values_shortened(message)
             typer.echo(f"error: {message} (see '{where} --help')", err=True)
             sys.exit(error.exit_code)
         except Abort:

@@ -7,6 +7,8 @@ here: every other module may import this one.
 
 from __future__ import annotations
 
+import ast
+import contextlib
 import difflib
 import re
 import unicodedata
@@ -59,6 +61,32 @@ def number_shown(value) -> str:
 def shorten(text: str, limit: int = 40) -> str:
     """Text cut to limit characters, ending in "..." when cut."""
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# A value a message quotes ('...' or "...", as repr writes it) or writes out (a long run of digits).
+_VALUE_IN_MESSAGE = re.compile(r"""'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|[-+]?\d{41,}""")
+
+
+def values_shortened(message: str, limit: int = 40) -> str:
+    """message with each value in it of more than limit characters cut short (shorten) and its
+    length said: "'99999...' (5,000 digits)". Click's "'VALUE' is not a valid int." had written a
+    5,000-digit --seed out whole (more digits than the 4,300 int() reads)."""
+
+    def cut(match: re.Match) -> str:
+        written = match.group()
+        quote = written[0] if written[0] in "'\"" else ""
+        value = written[1:-1] if quote else written
+        if quote:
+            with contextlib.suppress(ValueError, SyntaxError):  # repr's escapes, undone to count the value
+                value = ast.literal_eval(written)
+        if len(value) <= limit:
+            return written
+        digits = value.lstrip("+-")
+        size = f"{len(digits):,} digits" if digits.isascii() and digits.isdigit() else f"{len(value):,} characters"
+        shown = shorten(value, limit)
+        return f"{shown!r} ({size})" if quote else f"{shown} ({size})"
+
+    return _VALUE_IN_MESSAGE.sub(cut, message)
 
 
 # Each kind of value in the words of a message, bool before int (True is an int too).

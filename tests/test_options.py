@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import re
 from typing import Annotated, get_args, get_origin
 
 import pytest
@@ -100,6 +101,29 @@ def test_the_whole_number_flags_are_found():
     for words, flag in [(("eval",), "--story-cast"), (("eval",), "--batch-size"), (("batch",), "--batch-size"),
                         (("story",), "--count"), (("dialogue",), "--turns"), (("tune",), "--seed")]:
         assert (words, flag) in WHOLE_NUMBER_FLAGS
+
+
+# Every int option, the decoding settings' among them, as (command words, flag).
+INT_FLAGS = [*WHOLE_NUMBER_FLAGS, (("story",), "--seed"), (("story",), "--max-tokens"), (("batch",), "--top-k")]
+
+
+@pytest.mark.parametrize("words, flag", INT_FLAGS, ids=[" ".join((*w, f)) for w, f in INT_FLAGS])
+@pytest.mark.parametrize("value, shown", [
+    ("9" * 5000, "'" + "9" * 37 + "...' (5,000 digits)"),
+    ("-" + "9" * 5000, "'-" + "9" * 36 + "...' (5,000 digits)"),
+    ("x" * 300, "'" + "x" * 37 + "...' (300 characters)"),
+    ("abc", "'abc'"),
+], ids=["5000-digits", "negative-5000-digits", "300-letters", "abc"])
+def test_an_int_option_past_what_int_reads_shows_its_value_cut_short(runner, words, flag, value, shown):
+    """More than 4,300 digits, past what int() reads, got Click's "'999...' is not a valid int." with all
+    5,000 digits written out: the CLI's one error handler cuts the value short and gives its length."""
+    from conftest import invoke
+
+    result = invoke(runner, *words, flag, value)
+    assert result.exit_code == 2, result.output
+    line = result.stderr
+    assert line.startswith("error: Invalid value for '--") and line.count("\n") == 1, line
+    assert re.search(f": {re.escape(shown)} is not a valid int( range)?\\. \\(see '", line) and len(line) < 200, line
 
 
 @pytest.mark.parametrize("words, flag", WHOLE_NUMBER_FLAGS, ids=[" ".join((*w, f)) for w, f in WHOLE_NUMBER_FLAGS])

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from metagen.text import balanced_quotes, id_from, kind_named, kind_of, number_shown, slugify, upper_first
+from metagen.text import (balanced_quotes, id_from, kind_named, kind_of, number_shown, slugify, upper_first,
+                         values_shortened)
 
 
 @pytest.mark.parametrize("paragraph, paired", [
@@ -80,3 +81,14 @@ def test_upper_first_raises_only_the_first_letter(text, capitalised):
 def test_number_shown_names_a_long_whole_number_by_its_size(value, shown):
     """A 4,000-digit --seed or --count was echoed whole: a 4,000-character error line."""
     assert number_shown(value) == shown
+
+
+@pytest.mark.parametrize("message, shortened", [
+    ("'" + "9" * 5000 + "' is not a valid int.", "'" + "9" * 37 + "...' (5,000 digits) is not a valid int."),
+    ("-" + "9" * 1000 + " is not in the range x>=1.", "-" + "9" * 36 + "... (1,000 digits) is not in the range x>=1."),
+    ("'--seed': 'abc' is not a valid int.", "'--seed': 'abc' is not a valid int."),
+    ("'" + "9" * 40 + "' is not a valid int.", "'" + "9" * 40 + "' is not a valid int."),
+    ('"' + "it's " * 20 + '" is not a valid float.', '"' + "it's " * 7 + "it...\" (100 characters) is not a valid float."),
+], ids=["quoted-digits", "bare-digits", "short", "40-digits", "quote-inside"])
+def test_values_shortened_cuts_a_long_value_and_gives_its_length(message, shortened):
+    assert values_shortened(message) == shortened
