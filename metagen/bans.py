@@ -167,7 +167,7 @@ QUOTE_MARKS = ('"', "“", "”")
 TENSE_GUARD_BIAS = 4.0  # logits taken from the other tense's verb forms
 
 
-def _word_tokens(words: Iterable[str], tokenizer: Tokenizer) -> set[int]:
+def one_token_words(words: Iterable[str], tokenizer: Tokenizer) -> set[int]:
     """The ids of the words the tokenizer writes as one token after a space (" was"); a word it
     splits is left out, so another model's vocabulary never has a piece such as " w" penalised."""
     ids = {word: tokenizer.encode(" " + word) for word in words}
@@ -195,12 +195,12 @@ class TenseGuardProcessor:
             raise ValueError(f"tense must be one of {', '.join(TENSE_WORDS)}, got {tense!r}")
         other = "present" if tense == "past" else "past"
         self.tense, self.bias = tense, float(bias)
-        self.other_ids = torch.tensor(sorted(_word_tokens(TENSE_WORDS[other], tokenizer)), dtype=torch.long)
+        self.other_ids = torch.tensor(sorted(one_token_words(TENSE_WORDS[other], tokenizer)), dtype=torch.long)
         # (ids of the words before, id of the ending): "it" + "'s"; none when the present is asked
         self.contractions: list[tuple[torch.Tensor, int]] = []
         for ending, before in (_PRESENT_CONTRACTIONS.items() if tense == "past" else ()):
             ending_ids = tokenizer.encode("it" + ending)[-1:]
-            words = _word_tokens([*before, *(w.capitalize() for w in before)], tokenizer)
+            words = one_token_words([*before, *(w.capitalize() for w in before)], tokenizer)
             if tokenizer.decode(ending_ids) == ending and words:
                 self.contractions.append((torch.tensor(sorted(words), dtype=torch.long), ending_ids[0]))
         texts, _ = _head_breakers(tokenizer.vocabulary())
@@ -335,6 +335,7 @@ __all__ = [
     "ban_sequences",
     "breaker_tokens",
     "exempt_tokens",
+    "one_token_words",
     "logit_bias_tokens",
     "script_guard",
 ]

@@ -22,6 +22,7 @@ from metagen.text import closest, kind_named, kind_of, number_shown
 
 STRATEGIES = ("greedy", "sample", "beam")
 TENSE_GUARDS = ("past", "present", "off")
+PRONOUN_GUARDS = ("redraw", "on", "off")
 MAX_INT = 2**63  # every whole-number setting stays below this, from a flag, a jobs file or a world file
 MAX_SEED = MAX_INT  # seeds must fit a torch.Generator: 0 <= seed < 2**63
 # Bounds that keep float32 logits finite and memory small; checked before anything is built.
@@ -259,6 +260,17 @@ class GenerationConfig:
             "`NAME / OTHER NAME (she|he|they|it|?): family words they may be given` (their ties to the cast, "
             "of the right sex, and the family words of their own card), and records them in the front matter; "
             "`kin_guard: []` in a world's defaults or a jobs file turns the guard off.")
+    pronoun_guard: str = setting(
+        "redraw", "--pronoun-guard", OneOf(PRONOUN_GUARDS), section="bans",
+        help="Keep each character's pronoun in narration about them: redraw | on | off.",
+        doc="While the nearest narrated sentence that names anyone names one character alone, the subject and "
+            "reflexive pronouns they do not take (\"he\", \"himself\" for a \"she\") lose 10 from their logits "
+            "(metagen.pronoun_guard; the names and pronouns are the kin guard's rules). `redraw`: a story beat whose "
+            "kept paragraph gives one of the cast another's pronoun (metagen.grounding.pronoun_slips: \"Thorne "
+            "smiled, and he\", of a woman), unless their own card says that pronoun of someone (\"he has not told "
+            "the bees she died\"), is drawn again with the guard on and the same seeds; the new paragraph is kept "
+            "when it has fewer such slips, and its critic record says `drawn_again_for`. Other stories keep their "
+            "bytes. `on`: every draw of every kind has the guard.")
     context_contrast: float = setting(
         0.0, "--contrast", Within(0, MAX_CONTRAST), note="0 = off", section="bans",
         help="Favour words the world's facts make likelier than the bare request does, {limits}; 0 = off.",

@@ -22,7 +22,8 @@ from metagen.errors import RequestError
 from metagen.config import CLI_NAMES, MAX_SEED, GenerationConfig, candidate_seed, setting_words
 from metagen.critic import NARRATION_WEIGHTS, CriticContext, best_index, critic_context, judge, requested_forms
 from metagen.editor import strike
-from metagen.grounding import POSSESSIVE, STOPLIST, absent_things, names_any, writing_guard
+from metagen.grounding import (POSSESSIVE, STOPLIST, absent_things, character_forms, names_any, pronoun_slips,
+                               writing_guard)
 from metagen.phrasing import POV_PHRASES, after_to, cast_phrase, clause, lower_first, prose_name, short_prose_name
 from metagen.opening import lower_article, sense_starts
 from metagen.prompts import (
@@ -349,6 +350,20 @@ def write_story(generator, world: World, request: StoryRequest, cfg: GenerationC
     return writer.result(prompt, seconds=time.perf_counter() - started)
 
 
+def _unforeseen_slips(text: str, cast: Sequence[Character]) -> list[str]:
+    """grounding.pronoun_slips, less those whose pronoun the character's own card writes: Oswin's secret
+    "he has not told the bees she died" makes "Oswin admitted that he had not told the bees she died"."""
+    slips = []
+    for slip in pronoun_slips(text, cast):
+        name, pronoun = slip.rsplit(": ", 1)
+        owner = next(c for c in cast if name in character_forms(c))
+        card = [owner.description or "", *owner.goals, *owner.secrets,
+                *(tie.description or "" for tie in owner.relationships)]
+        if pronoun not in words_of(" ".join(card)):
+            slips.append(slip)
+    return slips
+
+
 def _beat_config(cfg: GenerationConfig, beats: int) -> GenerationConfig:
     """The settings each beat samples with: cfg's max_new_tokens and min_new_tokens are the whole story's,
     shared out among its beats, and a beat takes at most BEAT_TOKENS."""
@@ -401,8 +416,9 @@ class _StoryWriter:
         self.chat = chat
         self.starts = starts  # per beat, the words each of its candidates opens with (beat_starts)
         # The words of things the world never has (grounding.absent_things): a beat whose pick says one is
-        # drawn again with them banned. Banned from the start, they moved the draws of stories that never
-        # said one, and readers chose those stories' old text in 16 of 20 readings.
+        # drawn again with them banned, as one that gives the cast the wrong pronoun is with the pronoun guard
+        # on. Banned from the start, the words moved the draws of stories that never said one, and readers
+        # chose those stories' old text in 16 of 20 readings.
         self.absent = tuple(absent)
         self.requested = requested_forms(resolved)  # the names the ending must say if no beat before it did
         self.reuse = PrefixReuse()  # the KV cache, carried from beat to beat
@@ -431,10 +447,15 @@ class _StoryWriter:
 
         seeds, options, verdicts, cuts = draw(beat_cfg)
         chosen = best_index(verdicts)
-        said = self._absent_in(options[chosen].text)
-        if said:  # the same seeds again, the absent things banned: the draws part only where they were likely
-            seeds, options, verdicts, cuts = draw(replace(beat_cfg, banned=(*beat_cfg.banned, *self.absent)))
-            chosen = best_index(verdicts)
+        said = self._faults_to_redraw(options[chosen].text)
+        if said:  # the same seeds again, guarded: the draws part only where the fault was likely
+            again_seeds, again_options, again_verdicts, again_cuts = draw(self._guarded(beat_cfg, said))
+            again_chosen = best_index(again_verdicts)
+            if len(self._faults_to_redraw(again_options[again_chosen].text)) < len(said):
+                seeds, options, verdicts, cuts = again_seeds, again_options, again_verdicts, again_cuts
+                chosen = again_chosen
+            else:  # the guard missed it ("Ederyn smiled. She ..."): a change for nothing is not made
+                said = []
         self.spare_rounds -= len(seeds) // self.cfg.candidates - 1  # the rounds drawn past the first
         paragraph = self._keep(beat, options[chosen])
         if self.cfg.candidates > 1:
@@ -442,9 +463,24 @@ class _StoryWriter:
             self.critic_records.append({**record, "drawn_again_for": said} if said else record)
         return paragraph
 
-    def _absent_in(self, text: str) -> list[str]:
-        """The words of absent things that `text` says ("sea's" and "sea-blue" too: the ban's tokens block them)."""
-        return [word for word in self.absent if mentions(text, word)]
+    def _faults_to_redraw(self, text: str) -> list[str]:
+        """What a beat's pick is drawn again for: the words of absent things it says ("sea's" and "sea-blue"
+        too: the ban's tokens block them), and where it gives one of the cast another's pronoun ("Thorne: he")."""
+        absent = [word for word in self.absent if mentions(text, word)]
+        slips = _unforeseen_slips(text, self.resolved.characters) if self._guards_pronouns_on_redraw else []
+        return [*absent, *slips]
+
+    @property
+    def _guards_pronouns_on_redraw(self) -> bool:
+        return self.beat_cfg.pronoun_guard == "redraw" and bool(self.beat_cfg.kin_guard)
+
+    def _guarded(self, cfg: GenerationConfig, said: Sequence[str]) -> GenerationConfig:
+        """`cfg` for drawing a beat again for what its pick `said`: the absent things banned, the pronoun guard on."""
+        if any(word in said for word in self.absent):
+            cfg = replace(cfg, banned=(*cfg.banned, *self.absent))
+        if any(fault not in self.absent for fault in said):
+            cfg = replace(cfg, pronoun_guard="on")
+        return cfg
 
     def _fitted(self, prompt_tokens: int, index: int) -> GenerationConfig:
         """The beat's settings, its budget cut to the room the context has left. write_story's first check

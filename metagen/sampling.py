@@ -249,7 +249,7 @@ def build_processors(
     """The processors for `cfg`, in the one documented order, skipping no-ops.
 
     Order: repetition penalty, presence/frequency penalty, DRY, no-repeat n-gram, no-copy
-    n-gram, banned sequences, script guard, sentence opening, tense guard, kin guard, logit bias; then, when sampling,
+    n-gram, banned sequences, script guard, sentence opening, tense guard, kin guard, pronoun guard, logit bias; then, when sampling,
     temperature, top-k, top-p, min-p, typical-p and XTC. Greedy (or temperature 0) and beam search stop after logit bias:
     temperature and truncation cannot change the argmax, and beam scores need the full
     distribution. XTC needs `generators`, one per row. The caller passes `tokens` with
@@ -289,7 +289,7 @@ def _penalty_processors(cfg: GenerationConfig, tokenizer: Tokenizer) -> list[Log
 
 def _ban_processors(cfg: GenerationConfig, tokenizer: Tokenizer) -> list[LogitsProcessor]:
     """The bans and biases (metagen.bans, metagen.kin_guard): banned sequences, script guard, sentence
-    opening, tense guard, kin guard, logit bias."""
+    opening, tense guard, kin guard, pronoun guard, logit bias."""
     vocab = tokenizer.vocab_size
     out: list[LogitsProcessor] = []
     if cfg.banned:
@@ -304,6 +304,10 @@ def _ban_processors(cfg: GenerationConfig, tokenizer: Tokenizer) -> list[LogitsP
         from metagen.kin_guard import KinGuardProcessor  # it reads the world's words: `generate` never loads them
 
         out.append(KinGuardProcessor(cfg.kin_guard, tokenizer))
+    if cfg.pronoun_guard == "on" and cfg.kin_guard:
+        from metagen.pronoun_guard import PronounGuardProcessor  # it reads the kin guard's rules, as that does
+
+        out.append(PronounGuardProcessor(cfg.kin_guard, tokenizer))
     if cfg.logit_bias:
         bias = logit_bias_tokens(cfg.logit_bias, tokenizer)
         if bias:

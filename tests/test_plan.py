@@ -582,6 +582,46 @@ def test_a_beat_that_brings_in_what_the_world_never_has_is_drawn_again_without_i
     assert " sea" in write_story(wide_generator, world, request, plain, seed=1).text and len(calls) == len(story.plan)
 
 
+def test_a_beat_that_gives_the_cast_another_pronoun_is_drawn_again_with_the_pronoun_guard(tmp_path, wide_generator,
+                                                                                         monkeypatch):
+    """Ada is "she" and Bo "he": a beat whose pick says "Ada smiled, and he waved" (grounding.pronoun_slips)
+    is drawn again, the same seeds with the pronoun guard on; a beat without a slip is drawn once."""
+    from metagen.generator import Completion
+    from metagen.kinship import kin_guard_rules
+
+    world_text = WORLD.replace("goals: [leave the valley]}", "pronouns: he/him, goals: [leave the valley]}")
+    world = load_world(write_world(tmp_path, world_text, "vale.yaml"))
+    calls = []
+
+    def fake(prompts, cfg, *, seeds=None, on_text=None, reuse=None, plain=None, forced=None):
+        calls.append((cfg.pronoun_guard, tuple(seeds)))
+        text = "Bo came to the Old Mill. Ada smiled, and " + ("she" if cfg.pronoun_guard == "on" else "he") + " waved."
+        return [Completion(text, [5] * 6, len(p), -3.0, "eos", s, 0.0) for p, s in zip(prompts, seeds)]
+
+    monkeypatch.setattr(wide_generator, "complete", fake)
+    request = StoryRequest(characters=("ada", "bo"), location="mill", length="short")
+    cfg = GenerationConfig(max_new_tokens=60, candidates=2, kin_guard=kin_guard_rules(world))  # as stories are
+    story = write_story(wide_generator, world, request, cfg, seed=1)
+    assert " he waved" not in story.text
+    assert [beat["drawn_again_for"] for beat in story.critic["beats"]] == [["Ada: he"]] * len(story.plan)
+    assert calls[0][1] == calls[1][1] and [guard for guard, _ in calls[:2]] == ["redraw", "on"]  # the same seeds
+    calls.clear()
+    for quiet in (replace(cfg, pronoun_guard="off"), replace(cfg, kin_guard=())):  # off, or no one to guard
+        assert " he waved" in write_story(wide_generator, world, request, quiet, seed=1).text
+        assert "on" not in {guard for guard, _ in calls}
+        calls.clear()
+    unguarded = lambda prompts, cfg, **kw: fake(prompts, replace(cfg, pronoun_guard="off"), **kw)  # noqa: E731
+    monkeypatch.setattr(wide_generator, "complete", unguarded)
+    missed = write_story(wide_generator, world, request, cfg, seed=1)  # the guard misses it: the first draw stands
+    assert " he waved" in missed.text and not any("drawn_again_for" in beat for beat in missed.critic["beats"])
+    monkeypatch.setattr(wide_generator, "complete", fake)
+    calls.clear()
+    secret = "she sold the water rights before he knew"  # Ada's own card says "he" of someone
+    told = load_world(write_world(tmp_path, world_text.replace("she sold the water rights", secret), "vale.yaml"))
+    kept = write_story(wide_generator, told, request, replace(cfg, kin_guard=kin_guard_rules(told)), seed=1)
+    assert " he waved" in kept.text and "on" not in {guard for guard, _ in calls}
+
+
 def test_a_beat_records_what_the_editor_struck_from_its_kept_paragraph(world, wide_generator, monkeypatch):
     import metagen.plan as plan
     from metagen.editor import Edit
