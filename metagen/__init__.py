@@ -15,7 +15,7 @@ import os
 # so it is set here, before any module imports torch; a value the user set wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-__version__ = "0.29.0"
+__version__ = "0.30.0"
 
 _LAZY = {
     "load_world": ("metagen.world", "load_world"),

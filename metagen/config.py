@@ -263,8 +263,8 @@ class GenerationConfig:
     pronoun_guard: str = setting(
         "redraw", "--pronoun-guard", OneOf(PRONOUN_GUARDS), section="bans",
         help="Keep each character's pronoun in narration about them: redraw | on | off.",
-        doc="While the nearest narrated sentence that names anyone names one character alone, the subject and "
-            "reflexive pronouns they do not take (\"he\", \"himself\" for a \"she\") lose 10 from their logits "
+        doc="While the nearest narrated sentence that names anyone names one character alone, the pronouns "
+            "they do not take (\"he\", \"him\", \"his\", \"himself\" for a \"she\") lose 10 from their logits "
             "(metagen.pronoun_guard; the names and pronouns are the kin guard's rules). `redraw`: a story beat whose "
             "kept paragraph gives one of the cast another's pronoun (metagen.grounding.pronoun_slips: \"Thorne "
             "smiled, and he\", of a woman), unless their own card says that pronoun of someone (\"he has not told "

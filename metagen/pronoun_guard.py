@@ -5,11 +5,12 @@ gives them. Blind readers of round fifty named it first among a story's faults, 
 in pair after pair: "Thorne's eyes lit up with excitement as he began to walk towards the trees",
 of the ranger the world calls "a lean woman". This guard stops it while the text is written: while
 the nearest narrated sentence that names anyone names one character of the world alone, whose
-pronoun is known ("Thorne smiled as", or "Thorne smiled. So" at the next sentence), the subject and
-reflexive pronouns they do not take ("he", "himself" for a "she"; both sexes' for an "it" or a
-"they") lose PRONOUN_GUARD_BIAS, so the model writes theirs, or a name: after a sentence about
-Thorne alone, a sentence about Ederyn opens on his name. Object and possessive pronouns are left
-alone: "Pipa told him" is about Osk.
+pronoun is known ("Thorne smiled as", or "Thorne smiled. So" at the next sentence), the pronouns
+they do not take ("he", "him", "his", "himself" for a "she"; both sexes' for an "it" or a "they")
+lose PRONOUN_GUARD_BIAS, so the model writes theirs, or a name: after a sentence about Thorne
+alone, a sentence about Ederyn opens on his name, and "Pipa told him" becomes "Pipa told Osk". A
+guard of the subject and reflexive forms only moved the slips into "his eyes" and "him", and blind
+readers preferred the guard on every form (round fifty-one).
 
 It reads the names and pronouns from the kin guard's rules (metagen.kin_guard, one per character
 of the world): a piece with `kin_guard: []` has no one to guard. Quoted speech is left alone, as
@@ -24,13 +25,13 @@ from collections.abc import Sequence
 import torch
 
 from metagen.bans import QUOTE_MARKS, one_token_words
-from metagen.grounding import QUOTED
+from metagen.grounding import HE_WORDS, QUOTED, SHE_WORDS
 from metagen.kinship import KinOwner, read_rule
 from metagen.logits import Tokenizer
 from metagen.text import mentions
 
 PRONOUN_GUARD_BIAS = 10.0  # subtracted from another's pronoun: after temperature 0.6, about e^-17
-SUBJECT_PRONOUNS = {"she": ("she", "herself"), "he": ("he", "himself")}
+PRONOUNS = {"she": SHE_WORDS, "he": HE_WORDS}  # every form: "Thorne smiled, her eyes ..."
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|\n")
 
 
@@ -56,8 +57,8 @@ def whose_pronoun(sentences: Sequence[str], owners: Sequence[KinOwner]) -> KinOw
 
 
 class PronounGuardProcessor:
-    """While the nearest narrated sentence naming anyone names one character alone, the subject and
-    reflexive pronouns that character does not take lose `bias`. Reads the generated tokens only (`sees`): each
+    """While the nearest narrated sentence naming anyone names one character alone, the pronouns that
+    character does not take lose `bias`. Reads the generated tokens only (`sees`): each
     row's text is decoded at every step, which costs about a millisecond a step for a few rows."""
 
     sees = "generated"
@@ -65,10 +66,10 @@ class PronounGuardProcessor:
     def __init__(self, rules: Sequence[str], tokenizer: Tokenizer, bias: float = PRONOUN_GUARD_BIAS):
         self.owners = [owner for owner in map(read_rule, rules) if owner.pronoun]
         self.tokenizer, self.bias = tokenizer, float(bias)
-        # per pronoun a character may take, the token ids of the others' words, as " he" and " He"
+        # per pronoun a character may take, the token ids of the others' words, as " his" and " His"
         self.unfit = {}
         for pronoun in ("she", "he", "they", "it"):
-            words = [w for other, forms in SUBJECT_PRONOUNS.items() if other != pronoun for w in forms]
+            words = [w for other, forms in PRONOUNS.items() if other != pronoun for w in sorted(forms)]
             ids = one_token_words([*words, *(w.capitalize() for w in words)], tokenizer)
             self.unfit[pronoun] = torch.tensor(sorted(ids), dtype=torch.long)
 
