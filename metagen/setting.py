@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from metagen.errors import ConfigError
-from metagen.text import closest, number_shown
+from metagen.text import closest, number_shown, values_shortened
 
 # ----------------------------------------------------------------------------- limits
 
@@ -59,7 +59,8 @@ class OneOf:
     def check(self, flag: str, value: str) -> None:
         if value not in self.choices:
             close = closest(value, self.choices)
-            raise ConfigError(f"{flag} must be one of {', '.join(self.choices)}, got {value!r}",
+            # a value of 300 letters is shown cut, with its length, as the parser's own errors are
+            raise ConfigError(values_shortened(f"{flag} must be one of {', '.join(self.choices)}, got {value!r}"),
                               hint=f"did you mean {close!r}?" if close else None)
 
     def __str__(self) -> str:

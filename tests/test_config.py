@@ -363,3 +363,10 @@ def test_whole_number_settings_stay_below_2_63_as_seeds_do():
         GenerationConfig(no_repeat_ngram_size=10**5000)
     with pytest.raises(ConfigError, match=r"--seed must be in \[0, 2\*\*63\)"):
         GenerationConfig(seed=2**63)
+
+
+def test_a_word_setting_given_a_long_value_shows_it_cut_with_its_length():
+    with pytest.raises(ConfigError) as refused:
+        GenerationConfig(strategy="x" * 300)
+    message = str(refused.value)
+    assert "must be one of" in message and "(300 characters)" in message and "x" * 41 not in message
