@@ -436,13 +436,19 @@ def pronoun_slips(text: str, cast: Sequence[Character]) -> list[str]:
     return slips
 
 
+def quotes_left_out(text: str) -> str:
+    """`text` with its closed quotes left out, a quote that ends a sentence ending it: 'Amos said, "Go."
+    He looked at Amos' reads 'Amos said, . He looked at Amos'."""
+    return QUOTED.sub(lambda quote: ". " if quote.group()[-2:-1] in ".!?" else " ", text)
+
+
 def named_twice(text: str, cast: Sequence[Character]) -> list[str]:
     """The forms by which narration names one of the cast a second time in one sentence, where a
     pronoun belongs ("Agnes looked up at Agnes", "Agnes had tended Agnes's garden": a 135M model
     loses track of who is who); "Queen Ysolde Vær ... Ysolde" is twice. Quoted speech is left out,
     and a quote that ends a sentence ends it ('Amos said, "Go." He looked at Amos' is two sentences);
     an unclosed quote runs to the end of the text."""
-    narration = QUOTED.sub(lambda quote: ". " if quote.group()[-2:-1] in ".!?" else " ", text)
+    narration = quotes_left_out(text)
     narration = fold(re.sub(r"[\"“].*", " ", narration))
     found = []
     for c in cast:
@@ -591,7 +597,7 @@ __all__ = [
     "ABSENT_THINGS", "COMMON_WORDS_FILE", "HE_WORDS", "MIN_COMPOUND", "MIN_FIRST_WORD",
     "MIN_SPELLING", "NEAR_SPELLING", "QUOTED", "RANK_WORDS", "SHE_WORDS", "STOCK_PHRASES_FILE", "STOPLIST", "STRANGER_NOUNS", "TITLES",
     "absent_things", "character_forms", "common_words", "foreign_pronouns", "invented_ranks",
-    "location_forms", "misspelled_names", "name_spellings", "named_twice", "names_any",
+    "location_forms", "misspelled_names", "name_spellings", "named_twice", "names_any", "quotes_left_out",
     "narration_tense", "off_world_dates", "pronoun_of", "pronoun_slips", "self_named",
     "stock_phrases", "strangers", "unknown_names", "world_dates", "world_names", "world_prose", "world_vocabulary",
     "write_common_words", "writing_guard",

@@ -375,12 +375,17 @@ def possessor(text: str, owners: Sequence[KinOwner]) -> KinOwner | None:
     pronoun = POSSESSIVE_PRONOUNS.get(fold(words[-1]))
     if pronoun is None:
         return None
-    for sentence in reversed(narrated_sentences(head)):
+    owner = nearest_named(narrated_sentences(head), owners)
+    return owner if owner is not None and owner.pronoun == pronoun else None
+
+
+def nearest_named(sentences: Sequence[str], owners: Sequence[KinOwner]) -> KinOwner | None:
+    """The one character the last of `sentences` that names anyone names; None when it names several,
+    or none of them names anyone: whom a "her" or a "he" written next is about."""
+    for sentence in reversed(sentences):
         named = [o for o in owners if any(mentions(sentence, form) for form in o.forms)]
-        if len(named) > 1:
-            return None
         if named:
-            return named[0] if named[0].pronoun == pronoun else None
+            return named[0] if len(named) == 1 else None
     return None
 
 
@@ -416,5 +421,5 @@ def _singular(word: str) -> str:
 __all__ = [
     "BETWEEN", "CHILD_WORDS", "COURTSHIP_GROUPS", "FAMILY_WORDS", "KIN_GROUPS", "KIN_ROLES", "KinOwner", "Kinship", "PARENT_WORDS",
     "POSSESSIVE_PRONOUNS", "check_rules", "courtship_words", "invented_relatives", "kin_guard_rules", "kin_side", "kinship", "misspoken_kin",
-    "narrated_kin", "possessor", "read_rule", "relation_vocabulary", "tie_word", "write_rule", "wrong_kin",
+    "narrated_kin", "nearest_named", "possessor", "read_rule", "relation_vocabulary", "tie_word", "write_rule", "wrong_kin",
 ]

@@ -25,10 +25,9 @@ from collections.abc import Sequence
 import torch
 
 from metagen.bans import QUOTE_MARKS, one_token_words
-from metagen.grounding import HE_WORDS, QUOTED, SHE_WORDS
-from metagen.kinship import KinOwner, read_rule
+from metagen.grounding import HE_WORDS, SHE_WORDS, quotes_left_out
+from metagen.kinship import nearest_named, read_rule
 from metagen.logits import Tokenizer
-from metagen.text import mentions
 
 PRONOUN_GUARD_BIAS = 10.0  # subtracted from another's pronoun: after temperature 0.6, about e^-17
 PRONOUNS = {"she": SHE_WORDS, "he": HE_WORDS}  # every form: "Thorne smiled, her eyes ..."
@@ -40,20 +39,7 @@ def narrated_so_far(text: str) -> list[str] | None:
     inside quoted speech (an odd count of quotation marks so far)."""
     if sum(text.count(mark) for mark in QUOTE_MARKS) % 2:
         return None
-    # a quote that ends a sentence ends it: 'Thorne said, "Go." He' is two sentences
-    narration = QUOTED.sub(lambda quote: ". " if quote.group()[-2:-1] in ".!?" else " ", text)
-    return _SENTENCE_BREAK.split(narration)
-
-
-def whose_pronoun(sentences: Sequence[str], owners: Sequence[KinOwner]) -> KinOwner | None:
-    """Whom a pronoun written next refers to, when that is clear: the one character the nearest
-    sentence naming anyone names ("Thorne smiled as", "Thorne smiled. So"); None when it names
-    several, or no sentence names anyone. The kin guard reads a possessive's owner so (kinship.possessor)."""
-    for sentence in reversed(sentences):
-        named = [owner for owner in owners if any(mentions(sentence, form) for form in owner.forms)]
-        if named:
-            return named[0] if len(named) == 1 else None
-    return None
+    return _SENTENCE_BREAK.split(quotes_left_out(text))
 
 
 class PronounGuardProcessor:
@@ -83,7 +69,7 @@ class PronounGuardProcessor:
         out = logits
         for row, ids in enumerate(tokens.tolist()):
             sentences = narrated_so_far(self.tokenizer.decode([t for t in ids if t >= 0]))
-            owner = whose_pronoun(sentences, self.owners) if sentences else None
+            owner = nearest_named(sentences, self.owners) if sentences else None
             if owner is None:
                 continue
             out = out.clone() if out is logits else out
@@ -91,4 +77,4 @@ class PronounGuardProcessor:
         return out
 
 
-__all__ = ["PRONOUN_GUARD_BIAS", "PronounGuardProcessor", "narrated_so_far", "whose_pronoun"]
+__all__ = ["PRONOUN_GUARD_BIAS", "PronounGuardProcessor", "narrated_so_far"]
